@@ -1,0 +1,132 @@
+"""The contract between plugins and the request path: annotations, options and route features.
+
+A plugin declares ``Annotation``s (parsed and validated when routes are built) and returns,
+per route, objects following ``RouteFeature``: the proxy calls their ``request``,
+``response`` and ``error`` methods in phase order. Nothing here runs per request except
+those methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+NGINX_PREFIX = "nginx.ingress.kubernetes.io/"
+INGRESSD_PREFIX = "ingressd.io/"
+
+
+class AnnotationError(ValueError):
+    """An annotation value (or the combination of values) that cannot be used."""
+
+
+class Phase(IntEnum):
+    """Request phases in ingress-nginx's order; lower runs first."""
+
+    REWRITE = 100  # redirects, CORS preflight, HTTPS redirect
+    PREACCESS = 200  # rate and connection limits
+    ACCESS = 300  # allow and deny lists
+    AUTH = 400  # authentication
+    PROXY = 500  # upstream request settings (timeouts, body size, headers)
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """An annotation a plugin owns, read under both prefixes (``ingressd.io/`` wins).
+
+    ``parse`` turns the string value into a hashable value or raises ValueError /
+    AnnotationError with a message saying what is wrong.
+    """
+
+    name: str  # without prefix, e.g. "limit-rps"
+    parse: Callable[[str], Any]
+    default: Any = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Option:
+    """A ``twistd ingressd`` option added by a plugin (``--name VALUE``; flags take no value)."""
+
+    name: str
+    default: Any = None
+    help: str = ""
+    coerce: Callable[[str], Any] | None = None
+    flag: bool = False
+
+
+@dataclass
+class LocalResponse:
+    """A response ingressd answers itself instead of proxying."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+
+
+class RouteFeature(Protocol):
+    """What a plugin returns per route. Every method is optional; ``phase`` orders them.
+
+    - ``request(exchange)`` → ``None`` to continue, a ``LocalResponse`` to answer now, or a
+      Deferred firing with either.
+    - ``response(exchange, status, headers)`` mutates the list of response headers (for
+      proxied and locally generated responses alike).
+    - ``error(exchange, status)`` → a ``LocalResponse`` (or Deferred of one, or None) to
+      replace the body of an error response whose status is in ``error_codes``.
+    """
+
+    phase: int
+
+
+@dataclass
+class BuildContext:
+    """What plugins may consult while routes are built."""
+
+    settings: Mapping[str, Any]
+    reactor: Any
+    secrets: Mapping[tuple[str, str], Any] = field(default_factory=dict)  # (ns, name) → SecretData
+
+    def secret(self, namespace: str, name: str):
+        return self.secrets.get((namespace, name))
+
+
+def parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise AnnotationError(f"expected true or false, got {value!r}")
+
+
+def parse_int(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        text = value.strip()
+        if not text.lstrip("-").isdigit():
+            raise AnnotationError(f"expected an integer, got {value!r}")
+        number = int(text)
+        if low is not None and number < low:
+            raise AnnotationError(f"must be at least {low}, got {number}")
+        if high is not None and number > high:
+            raise AnnotationError(f"must be at most {high}, got {number}")
+        return number
+
+    return parse
+
+
+def parse_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def check_plain_text(value: str, max_length: int = 4096) -> str:
+    """Refuse control characters (CR, LF, NUL…) and absurd lengths in any annotation value."""
+    if len(value) > max_length:
+        raise AnnotationError(f"value is {len(value)} characters long (at most {max_length})")
+    for char in value:
+        if ord(char) < 0x20 and char != "\t" or ord(char) == 0x7F:
+            raise AnnotationError(f"value contains the control character {char!r}")
+    return value
+
+
+Values = Mapping[str, Any]
+Features = Sequence[RouteFeature]

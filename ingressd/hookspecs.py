@@ -1,0 +1,55 @@
+"""Every hook a plugin can implement, grouped by phase, with what each contributes.
+
+Hooks run at start-up and when the route table is built, never per request: per request,
+the proxy calls the prepared objects that ``ingressd_route_features`` returned (see
+``ingressd.features``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import pluggy
+
+if TYPE_CHECKING:
+    from ingressd.features import Annotation, BuildContext, Option, RouteFeature
+    from ingressd.model import Config, Route
+
+hookspec = pluggy.HookspecMarker("ingressd")
+
+
+# -- start-up ---------------------------------------------------------------------------
+
+
+@hookspec
+def ingressd_options() -> Sequence["Option"]:
+    """Command-line (and ``--config`` file) options this plugin adds to ``twistd ingressd``."""
+
+
+@hookspec
+def ingressd_configure(settings: Mapping[str, Any], reactor: Any) -> None:
+    """Receive the parsed settings (every option, by long name) and the reactor, once at start."""
+
+
+@hookspec
+def ingressd_annotations() -> Sequence["Annotation"]:
+    """Declare the annotations this plugin owns: name, parser, default; two owners is an error."""
+
+
+# -- building routes --------------------------------------------------------------------
+
+
+@hookspec
+def ingressd_route_features(
+    route: "Route", values: Mapping[str, Any], context: "BuildContext"
+) -> "RouteFeature | Sequence[RouteFeature] | None":
+    """Return the prepared per-route object(s) the request path calls for this route.
+
+    ``values`` maps every declared annotation's name to its parsed value (or its default)
+    for the route's Ingress. Raise ``AnnotationError`` to reject the route's Ingress.
+    """
+
+
+@hookspec
+def ingressd_config_applied(config: "Config", context: "BuildContext") -> None:
+    """Called after a new configuration was swapped in (e.g. to drop state of removed routes)."""

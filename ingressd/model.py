@@ -1,0 +1,127 @@
+"""The configuration model: plain immutable objects that providers' output is translated into.
+
+Everything below the providers (route table, certificate map, proxy) reads only these
+objects, never Kubernetes dictionaries or annotation strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EXACT = "Exact"
+PREFIX = "Prefix"
+IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
+PATH_TYPES = (EXACT, PREFIX, IMPLEMENTATION_SPECIFIC)
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """Names one Kubernetes object."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        if self.namespace:
+            return f"{self.kind} {self.namespace}/{self.name}"
+        return f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One address a backend's traffic may go to."""
+
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A Service port an Ingress path points at, with its resolved ready endpoints."""
+
+    namespace: str
+    service: str
+    port: str  # the Ingress's port reference: a number or a name, as text
+    endpoints: tuple[Endpoint, ...] = ()
+    external_name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.service}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One host + path of one Ingress, and where its requests go.
+
+    ``annotations`` is the Ingress's annotations as sorted pairs (for display);
+    ``features`` holds the values of the annotations plugins declared, already parsed and
+    validated (hashable, so two snapshots compare equal when nothing changed). Plugins
+    turn those values into the route's prepared request-time objects when the route table
+    is built.
+    """
+
+    host: str  # lower-case; "" for a rule without host; "*.foo.com" for a wildcard
+    path: str
+    path_type: str
+    backend: Backend
+    ingress: ObjectRef
+    created: str = ""  # the Ingress's creationTimestamp, for conflict resolution
+    annotations: tuple[tuple[str, str], ...] = ()
+    features: tuple[tuple[str, Any], ...] = ()  # parsed annotation values, by annotation name
+    tls: bool = False  # the host is named in a TLS section of this Ingress
+
+    @property
+    def age_key(self) -> tuple[str, str, str]:
+        """Older Ingresses sort first: creationTimestamp, then namespace/name."""
+        return (self.created or "9999", self.ingress.namespace, self.ingress.name)
+
+
+@dataclass(frozen=True)
+class TLSHost:
+    """A host whose certificate comes from a TLS Secret (``spec.tls``)."""
+
+    host: str
+    secret: ObjectRef  # kind "Secret"
+    ingress: ObjectRef
+
+
+@dataclass(frozen=True)
+class SecretData:
+    """A Secret's type and decoded data, as found; its users validate it."""
+
+    ref: ObjectRef  # kind "Secret"
+    type: str
+    data: tuple[tuple[str, bytes], ...]
+
+    def get(self, key: str) -> bytes | None:
+        for name, value in self.data:
+            if name == key:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An object (or part of one) that could not be used, and why."""
+
+    ref: ObjectRef
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.ref}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """One complete snapshot of what ingressd serves."""
+
+    routes: tuple[Route, ...] = ()
+    default_backend: Route | None = None
+    tls_hosts: tuple[TLSHost, ...] = ()
+    secrets: tuple[SecretData, ...] = ()
+    rejections: tuple[Rejection, ...] = ()
+    warnings: tuple[Rejection, ...] = ()
+    extra: tuple[tuple[str, Any], ...] = field(default=())

@@ -1,0 +1,85 @@
+"""The object store: the Kubernetes objects every provider has delivered, by kind.
+
+Providers (manifest files, the Kubernetes API) push plain API-shaped dictionaries in here;
+the store tells its listener that something changed and hands out merged snapshots. It
+does not interpret the objects: translation into the model happens in ``translate``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+KINDS = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Secret")
+
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds
+Snapshot = Mapping[str, Mapping[Key, dict]]
+
+
+def object_key(obj: Mapping) -> Key:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace") or "", meta.get("name") or "")
+
+
+class ObjectStore:
+    """Objects by source and kind. Single-threaded: call it from the reactor thread only."""
+
+    def __init__(self, on_change: Callable[[], None] | None = None):
+        self._sources: dict[str, dict[str, dict[Key, dict]]] = {}
+        self._synced: dict[str, bool] = {}
+        self.on_change = on_change
+        self.generation = 0
+
+    def register(self, source: str) -> None:
+        """Declare a source; the store is not synced until every source has synced once."""
+        self._sources.setdefault(source, {kind: {} for kind in KINDS})
+        self._synced.setdefault(source, False)
+
+    def replace(self, source: str, kind: str, objects: Iterable[Mapping]) -> None:
+        """Replace everything ``source`` holds of ``kind`` (a full LIST, a re-read file set)."""
+        if kind not in KINDS:
+            return
+        self.register(source)
+        fresh = {object_key(obj): dict(obj) for obj in objects}
+        if fresh != self._sources[source][kind]:
+            self._sources[source][kind] = fresh
+            self._changed()
+
+    def apply(self, source: str, kind: str, event_type: str, obj: Mapping) -> None:
+        """Apply one watch event: ADDED, MODIFIED or DELETED."""
+        if kind not in KINDS:
+            return
+        self.register(source)
+        bucket = self._sources[source][kind]
+        key = object_key(obj)
+        if event_type == "DELETED":
+            if bucket.pop(key, None) is None:
+                return
+        elif bucket.get(key) == obj:
+            return
+        else:
+            bucket[key] = dict(obj)
+        self._changed()
+
+    def set_synced(self, source: str, synced: bool = True) -> None:
+        self.register(source)
+        was = self.synced
+        self._synced[source] = synced
+        if self.synced != was:
+            self._changed()
+
+    @property
+    def synced(self) -> bool:
+        return bool(self._synced) and all(self._synced.values())
+
+    def snapshot(self) -> dict[str, dict[Key, dict]]:
+        """All objects by kind; a later-registered source wins on a name clash."""
+        merged: dict[str, dict[Key, dict]] = {kind: {} for kind in KINDS}
+        for kinds in self._sources.values():
+            for kind, objects in kinds.items():
+                merged[kind].update(objects)
+        return merged
+
+    def _changed(self) -> None:
+        self.generation += 1
+        if self.on_change is not None:
+            self.on_change()
