@@ -42,6 +42,13 @@ class Annotation:
     parse: Callable[[str], Any]
     default: Any = None
     description: str = ""
+    # Resolve the parsed value (a "name" or "namespace/name" string) against the cluster
+    # objects when routes are built, so a change of the referenced object rebuilds routes:
+    #   "secret"  → the SecretData, or None when missing;
+    #   "service" → a model.Backend with its ready endpoints (first port), or None.
+    # "namespace/name" in another namespace is refused unless
+    # --allow-cross-namespace-resources is set.
+    resolve: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,3 +137,16 @@ def check_plain_text(value: str, max_length: int = 4096) -> str:
 
 Values = Mapping[str, Any]
 Features = Sequence[RouteFeature]
+
+
+def parse_size(value: str) -> int:
+    """nginx size syntax: ``1024``, ``8k``, ``1m``, ``1g`` → bytes (``0`` means unlimited)."""
+    text = value.strip().lower()
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    factor = 1
+    if text and text[-1] in units:
+        factor = units[text[-1]]
+        text = text[:-1]
+    if not text.isdigit():
+        raise AnnotationError(f"expected a size such as 512, 8k, 1m or 1g, got {value!r}")
+    return int(text) * factor

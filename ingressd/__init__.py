@@ -1,0 +1,40 @@
+"""ingressd: a Kubernetes ingress server on Twisted, extended by pluggy plugins.
+
+The names a plugin may import are re-exported here and nowhere else.
+"""
+
+from ingressd.features import (
+    INGRESSD_PREFIX,
+    NGINX_PREFIX,
+    Annotation,
+    AnnotationError,
+    BuildContext,
+    LocalResponse,
+    Option,
+    Phase,
+    check_plain_text,
+    parse_bool,
+    parse_int,
+    parse_list,
+    parse_size,
+)
+from ingressd.plugins import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "INGRESSD_PREFIX",
+    "NGINX_PREFIX",
+    "Annotation",
+    "AnnotationError",
+    "BuildContext",
+    "LocalResponse",
+    "Option",
+    "Phase",
+    "check_plain_text",
+    "hookimpl",
+    "parse_bool",
+    "parse_int",
+    "parse_list",
+    "parse_size",
+]

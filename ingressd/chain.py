@@ -1,0 +1,95 @@
+"""Route entries: each route with its balancer and its plugins' prepared features.
+
+Built once per configuration change (``build_table``); the request path only calls the
+bound methods collected here, already sorted by phase.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from twisted.python import log
+
+from ingressd.features import AnnotationError, BuildContext
+from ingressd.model import Config, Endpoint, Rejection, Route
+from ingressd.routing import RouteTable
+
+
+class RouteEntry:
+    """What the proxy needs for one route, prepared."""
+
+    __slots__ = ("route", "endpoints", "_next", "request_features", "response_features",
+                 "error_features", "error_codes", "features")
+
+    def __init__(self, route: Route, features: Iterable = ()):
+        self.route = route
+        self.endpoints: tuple[Endpoint, ...] = route.backend.endpoints
+        self._next = 0
+        ordered = sorted(features, key=lambda feature: getattr(feature, "phase", 500))
+        self.features = tuple(ordered)
+        self.request_features = tuple(f.request for f in ordered if hasattr(f, "request"))
+        self.response_features = tuple(f.response for f in ordered if hasattr(f, "response"))
+        self.error_features = tuple(
+            (frozenset(getattr(f, "error_codes", ())), f.error) for f in ordered if hasattr(f, "error")
+        )
+        codes: set[int] = set()
+        for feature_codes, _ in self.error_features:
+            codes |= feature_codes
+        self.error_codes = frozenset(codes)
+
+    def pick(self, exclude=()) -> Endpoint | None:
+        """The next ready endpoint, round-robin, avoiding ``exclude`` while others remain."""
+        endpoints = self.endpoints
+        count = len(endpoints)
+        if not count:
+            return None
+        for _ in range(count):
+            endpoint = endpoints[self._next % count]
+            self._next += 1
+            if endpoint not in exclude:
+                return endpoint
+        return endpoints[(self._next - 1) % count]
+
+
+def build_table(config: Config, plugins, context: BuildContext) -> tuple[RouteTable, Config]:
+    """Build the route table; an Ingress whose features cannot be built is rejected whole."""
+    failed: dict = {}
+    entries: list[RouteEntry] = []
+    cache: dict = {}
+
+    def entry_for(route: Route) -> RouteEntry | None:
+        if route.ingress in failed:
+            return None
+        key = (route.ingress, route.features, route.tls, route.host)
+        try:
+            features = cache.get(key)
+            if features is None:
+                features = cache[key] = plugins.route_features(route, context) if plugins else []
+        except AnnotationError as exc:
+            failed[route.ingress] = str(exc)
+            return None
+        except Exception as exc:  # a plugin bug must not take down other Ingresses
+            log.err(None, f"ingressd: a plugin failed while building routes of {route.ingress}")
+            failed[route.ingress] = f"a plugin failed: {exc}"
+            return None
+        return RouteEntry(route, features)
+
+    for route in config.routes:
+        entry = entry_for(route)
+        if entry is not None:
+            entries.append(entry)
+    default = entry_for(config.default_backend) if config.default_backend is not None else None
+    if failed:
+        entries = [entry for entry in entries if entry.route.ingress not in failed]
+        if default is not None and default.route.ingress in failed:
+            default = None
+        rejections = config.rejections + tuple(Rejection(ref, reason) for ref, reason in failed.items())
+        config = Config(
+            routes=tuple(r for r in config.routes if r.ingress not in failed),
+            default_backend=config.default_backend if default is not None else None,
+            tls_hosts=tuple(t for t in config.tls_hosts if t.ingress not in failed),
+            secrets=config.secrets,
+            rejections=rejections,
+            warnings=config.warnings,
+        )
+    return RouteTable(entries, default), config

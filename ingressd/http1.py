@@ -1,0 +1,462 @@
+"""The client side of the proxy: an HTTP/1.1 server protocol on Twisted with llhttp parsing.
+
+It parses and strictly validates requests (smuggling-prone framing, bad bytes, over-long
+request lines and header blocks, slow clients), keeps pipelined requests in order, and
+writes responses with the right framing. What to do with a request is the handler's job
+(``ingressd.proxy``): this module knows nothing about routes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable
+
+import httptools
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python import log
+from zope.interface import implementer
+
+from ingressd.headers import serialize
+
+REASONS = {
+    100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 201: b"Created", 202: b"Accepted",
+    204: b"No Content", 206: b"Partial Content", 301: b"Moved Permanently", 302: b"Found",
+    303: b"See Other", 304: b"Not Modified", 307: b"Temporary Redirect", 308: b"Permanent Redirect",
+    400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
+    405: b"Method Not Allowed", 408: b"Request Timeout", 411: b"Length Required",
+    413: b"Request Entity Too Large", 414: b"Request-URI Too Large", 417: b"Expectation Failed", 426: b"Upgrade Required",
+    429: b"Too Many Requests", 431: b"Request Header Fields Too Large", 499: b"Client Closed Request",
+    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
+    503: b"Service Temporarily Unavailable", 504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
+}
+
+
+def error_page(status: int) -> bytes:
+    """nginx-style minimal HTML body for a status ingressd answers itself."""
+    title = b"%d %s" % (status, REASONS.get(status, b""))
+    return (
+        b"<html>\r\n<head><title>" + title + b"</title></head>\r\n<body>\r\n<center><h1>"
+        + title + b"</h1></center>\r\n<hr><center>ingressd</center>\r\n</body>\r\n</html>\r\n"
+    )
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+class ServerSettings:
+    """Limits and timeouts of the client side (nginx's defaults unless configured)."""
+
+    def __init__(self, **overrides: Any):
+        self.max_url_bytes = 8192
+        self.max_header_bytes = 32768
+        self.max_headers = 100
+        self.header_timeout = 60.0
+        self.body_timeout = 60.0
+        self.keepalive_timeout = 75.0
+        self.max_pipelined = 16
+        for key, value in overrides.items():
+            if not hasattr(self, key):
+                raise TypeError(f"unknown server setting {key}")
+            setattr(self, key, value)
+
+
+class Request:
+    """A parsed request head, and its body while it waits behind a pipelined request."""
+
+    __slots__ = (
+        "method", "target", "version", "headers", "keep_alive", "upgrade", "chunked",
+        "content_length", "complete", "pending_body", "pending_bytes", "expect_continue",
+    )
+
+    def __init__(self) -> None:
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+        self.pending_body: list[bytes] | None = []
+        self.pending_bytes = 0
+        self.chunked = False
+        self.content_length: int | None = None
+        self.expect_continue = False
+        self.upgrade = False
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+
+@implementer(IPushProducer)
+class HTTP1ServerProtocol(Protocol):
+    """One client connection. ``factory.handler(protocol, request)`` returns an exchange."""
+
+    scheme = "http"
+
+    def __init__(self, settings: ServerSettings, handler: Callable, clock: Any):
+        self.settings = settings
+        self.handler = handler
+        self.clock = clock
+        self.parser = httptools.HttpRequestParser(self)
+        self._parsing: Request | None = None
+        self._active = None  # the exchange being answered
+        self._active_request: Request | None = None
+        self._queue: deque[Request] = deque()
+        self._head_bytes = 0
+        self._in_head = True
+        self._url_bytes = 0
+        self._header_bytes = 0
+        self._response_keep_alive = True
+        self._chunked_response = False
+        self._response_body_allowed = True
+        self._timer = None
+        self._timer_status = 0
+        self._reading_paused = False
+        self._head_written = False
+        self.closed = False
+        self.tunnel = None  # set by a WebSocket tunnel: receives raw bytes
+        self.peer_ip = ""
+        self.server_port = 0
+        self.tls_info: dict | None = None
+
+    # -- connection lifecycle -------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        host = self.transport.getHost()
+        self.peer_ip = getattr(peer, "host", "")
+        self.server_port = getattr(host, "port", 0)
+        self.transport.registerProducer(self, True)
+        self._set_timer(self.settings.header_timeout, 408)
+
+    def connectionLost(self, reason=None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self.tunnel is not None:
+            self.tunnel.client_lost()
+        if self._active is not None:
+            active, self._active = self._active, None
+            active.client_lost()
+        self._queue.clear()
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def _set_timer(self, seconds: float, status: int) -> None:
+        self._timer_status = status
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(seconds)
+        else:
+            self._timer = self.clock.callLater(seconds, self._timed_out)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        if self._timer_status:
+            self.reject(self._timer_status, "timeout")
+        else:
+            self.transport.loseConnection()
+
+    # -- parsing ------------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.client_data(data)
+            return
+        if self.closed:
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgraded(data[upgrade.args[0]:])
+            return
+        except httptools.HttpParserError as exc:
+            rejected = exc.__context__ if isinstance(exc.__context__, _Reject) else None
+            if rejected is not None:
+                self.reject(rejected.status, str(rejected))
+            else:
+                self.reject(400, str(exc))
+            return
+        if self._in_head and self._head_bytes > self.settings.max_header_bytes + self.settings.max_url_bytes:
+            self.reject(414 if self._parsing is not None and not self._parsing.headers and self._url_bytes else 431,
+                        "request head too large")
+
+    def on_message_begin(self) -> None:
+        self._parsing = Request()
+        self._in_head = True
+        self._url_bytes = 0
+        self._header_bytes = 0
+        if self._active is None:
+            self._set_timer(self.settings.header_timeout, 408)
+
+    def on_url(self, url: bytes) -> None:
+        self._url_bytes += len(url)
+        if self._url_bytes > self.settings.max_url_bytes:
+            raise _Reject(414, "request line too long")
+        request = self._parsing
+        request.target = request.target + url if request.target else url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        request = self._parsing
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.settings.max_header_bytes or len(request.headers) >= self.settings.max_headers:
+            raise _Reject(431, "request header block too large")
+        request.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        request = self._parsing
+        parser = self.parser
+        self._in_head = False
+        self._head_bytes = 0
+        request.method = parser.get_method()
+        request.version = parser.get_http_version().encode("ascii")
+        request.keep_alive = parser.should_keep_alive()
+        request.upgrade = parser.should_upgrade()
+        hosts = 0
+        for name, value in request.headers:
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
+                request.content_length = int(value)
+            elif name == b"transfer-encoding":
+                if value.strip().lower() != b"chunked" or request.version != b"1.1":
+                    raise _Reject(400, "unsupported Transfer-Encoding")
+                request.chunked = True
+            elif name == b"expect":
+                if value.strip().lower() != b"100-continue":
+                    raise _Reject(417, "unsupported Expect")
+                request.expect_continue = True
+        if hosts > 1 or (hosts == 0 and request.version == b"1.1"):
+            raise _Reject(400, "a request needs exactly one Host header")
+        if request.upgrade and request.has_body:
+            raise _Reject(400, "an upgrade request cannot carry a body")
+        if self._active is None and not self._queue:
+            self._dispatch(request)
+        else:
+            if len(self._queue) >= self.settings.max_pipelined:
+                self._pause_reading()
+            self._queue.append(request)
+            if request.has_body:
+                self._set_timer(self.settings.body_timeout, 408)
+
+    def on_body(self, data: bytes) -> None:
+        request = self._parsing
+        if request is self._active_request and self._active is not None:
+            self._active.body_data(data)
+        elif request.pending_body is not None:
+            request.pending_body.append(data)
+            request.pending_bytes += len(data)
+            if request.pending_bytes > 65536:
+                self._pause_reading()
+
+    def on_message_complete(self) -> None:
+        request = self._parsing
+        request.complete = True
+        if request is self._active_request and self._active is not None:
+            self._active.body_done()
+
+    def _upgraded(self, rest: bytes) -> None:
+        """The parser stopped after an Upgrade request; a tunnel may take the bytes after it."""
+        request = self._parsing
+        if request is self._active_request and self._active is not None and self._active.wants_tunnel():
+            self._active.tunnel_early_data(rest)
+            return
+        # Not tunnelled (another request is in progress, or not a WebSocket): parse on.
+        if rest:
+            self.dataReceived(rest)
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def _dispatch(self, request: Request) -> None:
+        self._active_request = request
+        self._head_written = False
+        self._response_keep_alive = request.keep_alive
+        if request.has_body and not request.complete:
+            self._set_timer(self.settings.body_timeout, 408)
+        else:
+            self._cancel_timer()
+        try:
+            self._active = self.handler(self, request)
+        except Exception:
+            log.err(None, "ingressd: request handler failed")
+            self._active = None
+            self.reject(500, "internal error")
+            return
+        if self._active is None:
+            return
+        pending, request.pending_body = request.pending_body, None
+        if pending:
+            for chunk in pending:
+                self._active.body_data(chunk)
+        if request.complete:
+            self._active.body_done()
+
+    def body_progress(self) -> None:
+        """The exchange read request-body bytes: the body timeout starts over."""
+        if self._timer is not None and self._timer_status == 408:
+            self._timer.reset(self.settings.body_timeout)
+
+    def body_finished(self) -> None:
+        if self._timer is not None and self._timer_status == 408:
+            self._cancel_timer()
+
+    # -- responses ------------------------------------------------------------------------
+
+    def send_continue(self) -> None:
+        self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def write_head(self, status: int, headers, length: int | None, reason: bytes | None = None) -> None:
+        """Write a response head; framing headers are added here, never taken from the caller."""
+        request = self._active_request
+        keep_alive = self._response_keep_alive and not self.closed
+        head_only = request is not None and request.method == b"HEAD"
+        no_body = status < 200 or status in (204, 304)
+        self._response_body_allowed = not (head_only or no_body)
+        self._chunked_response = False
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason or REASONS.get(status, b"Unknown"))]
+        if no_body:
+            pass
+        elif length is not None:
+            lines.append(b"content-length: %d\r\n" % length)
+        elif head_only:
+            pass
+        elif request is not None and request.version == b"1.1":
+            self._chunked_response = True
+            lines.append(b"transfer-encoding: chunked\r\n")
+        else:
+            keep_alive = False  # HTTP/1.0 client and no length: the close ends the body
+        self._response_keep_alive = keep_alive
+        if not keep_alive:
+            lines.append(b"connection: close\r\n")
+        elif request is not None and request.version == b"1.0":
+            lines.append(b"connection: keep-alive\r\n")
+        lines.append(serialize(headers))
+        lines.append(b"\r\n")
+        self._head_written = True
+        self.transport.write(b"".join(lines))
+
+    def write_body(self, data: bytes) -> None:
+        if not data or not self._response_body_allowed or self.closed:
+            return
+        if self._chunked_response:
+            self.transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            self.transport.write(data)
+
+    def finish_response(self) -> None:
+        """The response is complete: start the next pipelined request or close."""
+        if self._chunked_response and self._response_body_allowed and not self.closed:
+            self.transport.write(b"0\r\n\r\n")
+        request = self._active_request
+        self._active = None
+        self._active_request = None
+        self._head_written = False
+        if self.closed:
+            return
+        if not self._response_keep_alive or request is None or not request.complete:
+            # A body we did not read (an early answer) would be parsed as the next request.
+            self.transport.loseConnection()
+            self.closed = True
+            return
+        if self._reading_paused and len(self._queue) < self.settings.max_pipelined:
+            self._resume_reading()
+        if self._queue:
+            self._dispatch(self._queue.popleft())
+        else:
+            self._set_timer(self.settings.keepalive_timeout, 0)
+
+    def respond(self, status: int, headers=(), body: bytes | None = None) -> None:
+        """Answer the active request with a complete response (used for ingressd's own errors)."""
+        if body is None:
+            body = error_page(status)
+            headers = [(b"content-type", b"text/html"), *headers]
+        self.write_head(status, [(b"server", b"ingressd"), *headers], len(body))
+        self.write_body(body)
+        self.finish_response()
+
+    def reject(self, status: int, reason: str) -> None:
+        """A malformed or timed-out request: answer with ``status`` (if we may) and close."""
+        if self.closed:
+            return
+        self._response_keep_alive = False
+        if not self._head_written:
+            body = error_page(status)
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\nserver: ingressd\r\ncontent-type: text/html\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                % (status, REASONS.get(status, b"Error"), len(body), body)
+            )
+        self.closed = True
+        self._cancel_timer()
+        self.transport.loseConnection()
+        if self._active is not None:
+            active, self._active = self._active, None
+            active.client_lost()
+
+    def abort(self) -> None:
+        """Drop the connection now (a response that cannot be completed)."""
+        self.closed = True
+        self._active = None
+        self.transport.abortConnection()
+
+    # -- flow control ---------------------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and not self.closed:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+
+    pause_reading = _pause_reading
+    resume_reading = _resume_reading
+
+    # IPushProducer, registered on our own transport: the client is slow to read.
+    def pauseProducing(self) -> None:
+        if self._active is not None:
+            self._active.client_paused()
+        elif self.tunnel is not None:
+            self.tunnel.client_paused()
+
+    def resumeProducing(self) -> None:
+        if self._active is not None:
+            self._active.client_resumed()
+        elif self.tunnel is not None:
+            self.tunnel.client_resumed()
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class HTTP1Factory(Factory):
+    """Builds a protocol per client connection; ``handler`` decides what each request gets."""
+
+    protocol = HTTP1ServerProtocol
+    noisy = False
+
+    def __init__(self, handler: Callable, settings: ServerSettings | None = None, clock: Any = None,
+                 scheme: str = "http"):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.handler = handler
+        self.settings = settings or ServerSettings()
+        self.clock = clock
+        self.scheme = scheme
+        self.connections = 0
+
+    def buildProtocol(self, addr):
+        protocol = HTTP1ServerProtocol(self.settings, self.handler, self.clock)
+        protocol.factory = self
+        protocol.scheme = self.scheme
+        return protocol

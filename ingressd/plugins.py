@@ -1,0 +1,93 @@
+"""The plugin manager: loads built-in and third-party plugins through one entry-point group.
+
+Built-ins are ordinary plugins registered by the ``ingressd`` entry-point group of our own
+distribution, exactly as a third party's. ``INGRESSD_TRACE_HOOKS=1`` prints every hook
+call; ``--disable-plugin NAME`` blocks one by its entry-point name.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Iterable, Mapping, Sequence
+
+import pluggy
+
+from ingressd import hookspecs
+from ingressd.features import Annotation, AnnotationError, BuildContext, Option
+
+hookimpl = pluggy.HookimplMarker("ingressd")
+
+
+class PluginError(Exception):
+    """A plugin set that cannot start (two owners of one annotation, a misspelled hook…)."""
+
+
+class Plugins:
+    """The loaded plugins and what they declared, collected once at start."""
+
+    def __init__(self, manager: pluggy.PluginManager):
+        self.manager = manager
+        try:
+            manager.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(str(exc)) from None
+        self.options: tuple[Option, ...] = tuple(
+            option for options in manager.hook.ingressd_options() for option in (options or ())
+        )
+        owners: dict[str, str] = {}
+        annotations: list[Annotation] = []
+        hook = manager.hook.ingressd_annotations
+        for impl in hook.get_hookimpls():
+            for annotation in impl.function() or ():
+                owner = manager.get_name(impl.plugin) or repr(impl.plugin)
+                if annotation.name in owners:
+                    raise PluginError(
+                        f"annotation {annotation.name!r} is claimed by two plugins: "
+                        f"{owners[annotation.name]} and {owner}"
+                    )
+                owners[annotation.name] = owner
+                annotations.append(annotation)
+        self.annotations: tuple[Annotation, ...] = tuple(annotations)
+        self.annotation_owners = owners
+
+    def names(self) -> list[str]:
+        return sorted(name for name, _ in self.manager.list_name_plugin() if name)
+
+    def configure(self, settings: Mapping[str, Any], reactor: Any) -> None:
+        self.manager.hook.ingressd_configure(settings=settings, reactor=reactor)
+
+    def route_features(self, route, context: BuildContext) -> list:
+        """The prepared features for one route; AnnotationError rejects its Ingress."""
+        values = dict(route.features)
+        features: list = []
+        for result in self.manager.hook.ingressd_route_features(route=route, values=values, context=context):
+            if result is None:
+                continue
+            if isinstance(result, (list, tuple)):
+                features.extend(item for item in result if item is not None)
+            else:
+                features.append(result)
+        return features
+
+    def config_applied(self, config, context: BuildContext) -> None:
+        self.manager.hook.ingressd_config_applied(config=config, context=context)
+
+
+def load_plugins(disabled: Iterable[str] = (), extra: Sequence[Any] = (), entry_points: bool = True) -> Plugins:
+    """Load every plugin of the ``ingressd`` entry-point group (minus ``disabled``) and ``extra``."""
+    manager = pluggy.PluginManager("ingressd")
+    manager.add_hookspecs(hookspecs)
+    for name in disabled:
+        manager.set_blocked(name)
+    if entry_points:
+        manager.load_setuptools_entrypoints("ingressd")
+    for plugin in extra:
+        manager.register(plugin)
+    if os.environ.get("INGRESSD_TRACE_HOOKS"):
+        manager.trace.root.setwriter(lambda message: sys.stderr.write(message))
+        manager.enable_tracing()
+    return Plugins(manager)
+
+
+__all__ = ["AnnotationError", "PluginError", "Plugins", "hookimpl", "load_plugins"]

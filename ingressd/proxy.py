@@ -1,0 +1,563 @@
+"""The request path: one ``Exchange`` per request, from the parsed head to the backend.
+
+socket → ``http1`` parses → ``Proxy`` (the handler) makes an Exchange → normalise the
+path, match the route → the route's prepared features in phase order → forwarded headers
+→ a pooled backend connection (or a WebSocket tunnel) → the response streamed back, with
+backpressure both ways. Every status ingressd generates itself goes through ``local``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.python import log
+
+from ingressd.features import LocalResponse
+from ingressd.headers import HOP_BY_HOP, Headers, connection_tokens, serialize, without_hop_by_hop
+from ingressd.http1 import REASONS, error_page
+from ingressd.pathnorm import BadPath, normalize, split_target
+from ingressd.routing import host_of
+from ingressd.tunnel import Tunnel
+from ingressd.upstream import UpstreamError
+
+_FORWARDED = frozenset(
+    (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+     b"x-real-ip", b"x-request-id", b"x-scheme", b"expect")
+)
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+_SERVER = (b"server", b"ingressd")
+
+
+class ProxySettings:
+    """Process-wide proxy defaults (per-route features may override per request)."""
+
+    def __init__(self, connect_timeout=5.0, read_timeout=60.0, send_timeout=60.0,
+                 max_body_size=1024 * 1024, trusted_proxies=()):
+        self.connect_timeout = float(connect_timeout)
+        self.read_timeout = float(read_timeout)
+        self.send_timeout = float(send_timeout)
+        self.max_body_size = int(max_body_size)
+        self.trusted = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies)
+
+    def is_trusted(self, address: str) -> bool:
+        if not self.trusted or not address:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted)
+
+
+class Proxy:
+    """The handler ``http1`` calls for every request; holds what all exchanges share."""
+
+    def __init__(self, state, pool, settings: ProxySettings, clock: Any):
+        self.state = state  # .table: the current RouteTable, swapped in one assignment
+        self.pool = pool
+        self.settings = settings
+        self.clock = clock
+        self.observers: list[Callable[["Exchange"], None]] = []
+
+    def __call__(self, protocol, request) -> "Exchange":
+        exchange = Exchange(self, protocol, request)
+        exchange.begin()
+        return exchange
+
+    def is_trusted(self, protocol) -> bool:
+        trusted = getattr(protocol, "trusted", None)
+        if trusted is None:
+            trusted = protocol.trusted = self.settings.is_trusted(protocol.peer_ip)
+        return trusted
+
+
+class Exchange:
+    """One request and its response. See ``ingressd.features`` for what plugins may use."""
+
+    def __init__(self, proxy: Proxy, protocol, request):
+        settings = proxy.settings
+        self.proxy = proxy
+        self.protocol = protocol
+        self.request = request
+        self.method: bytes = request.method
+        self.version: bytes = request.version
+        self.headers = Headers(request.headers)
+        self.peer_ip: str = protocol.peer_ip
+        self.client_ip: str = protocol.peer_ip
+        self.scheme: str = protocol.scheme
+        self.server_port: int = protocol.server_port
+        self.target = b""
+        self.path = ""
+        self.query = b""
+        self.host = ""
+        self.request_id = ""
+        self.route = None
+        self.entry = None
+        self.connect_timeout = settings.connect_timeout
+        self.read_timeout = settings.read_timeout
+        self.send_timeout = settings.send_timeout
+        self.max_body_size = settings.max_body_size
+        self.status = 0
+        self.bytes_sent = 0
+        self.upstream_address = ""
+        self.upstream_status = 0
+        self.started = proxy.clock.seconds()
+        self.websocket = False
+        self._finish_callbacks: list[Callable[[], None]] | None = None
+        self._upstream = None
+        self._cancel_connect = None
+        self._body: list[bytes] | None = []  # request body held until a backend is connected
+        self._body_bytes = 0
+        self._body_complete = False
+        self._body_sent = False
+        self._response_started = False
+        self._intercepted = 0
+        self._retried = False
+        self._tried: set = set()
+        self._done = False
+        self._forwarded: list[tuple[bytes, bytes]] = []
+        self._tunnel: Tunnel | None = None
+
+    # -- what features use ----------------------------------------------------------------
+
+    def on_finish(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when the exchange is over (answered or abandoned)."""
+        if self._finish_callbacks is None:
+            self._finish_callbacks = []
+        self._finish_callbacks.append(callback)
+
+    # -- start ----------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        request = self.request
+        raw_path, query = split_target(request.target)
+        if raw_path.startswith(b"http://") or raw_path.startswith(b"https://"):
+            raw_path = _origin_form(raw_path)
+        try:
+            self.path, upstream_path = normalize(raw_path)
+        except BadPath:
+            self.local(400)
+            return
+        self.query = query
+        if upstream_path is raw_path and not raw_path.startswith(b"http"):
+            target = request.target
+            hash_at = target.find(b"#")
+            self.target = target if hash_at < 0 else target[:hash_at]
+        else:
+            self.target = upstream_path + b"?" + query if query else upstream_path
+        self.host = host_of(self.headers.get(b"host"))
+        self._set_forwarded()
+        upgrade = self.headers.get(b"upgrade")
+        self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
+        entry = self.proxy.state.table.match(self.host, self.path)
+        if entry is None:
+            self.local(404)
+            return
+        self.entry = entry
+        self.route = entry.route
+        if entry.request_features:
+            self._run_features(0)
+        else:
+            self._forward()
+
+    def _set_forwarded(self) -> None:
+        headers = self.headers
+        peer = self.peer_ip.encode("ascii")
+        rid = headers.get(b"x-request-id")
+        if rid is None or not (0 < len(rid) <= 128) or not rid.replace(b"-", b"").isalnum():
+            rid = os.urandom(16).hex().encode("ascii")
+        self.request_id = rid.decode("ascii")
+        host_header = headers.get(b"host") or b""
+        port = b"%d" % self.server_port
+        proto = self.scheme.encode("ascii")
+        if self.proxy.is_trusted(self.protocol):
+            chain = b", ".join(headers.get_all(b"x-forwarded-for"))
+            xff = chain + b", " + peer if chain else peer
+            self.client_ip = _real_client(xff.decode("latin-1"), self.proxy.settings)
+            forwarded_proto = (headers.get(b"x-forwarded-proto") or b"").strip().lower()
+            if forwarded_proto in (b"http", b"https"):
+                proto = forwarded_proto
+                self.scheme = forwarded_proto.decode("ascii")
+            host_header = headers.get(b"x-forwarded-host") or host_header
+            port = headers.get(b"x-forwarded-port") or port
+        else:
+            xff = peer
+        self._forwarded = [
+            (b"x-request-id", rid),
+            (b"x-real-ip", self.client_ip.encode("ascii")),
+            (b"x-forwarded-for", xff),
+            (b"x-forwarded-host", host_header),
+            (b"x-forwarded-port", port),
+            (b"x-forwarded-proto", proto),
+            (b"x-scheme", proto),
+        ]
+
+    def _run_features(self, index: int) -> None:
+        features = self.entry.request_features
+        count = len(features)
+        while index < count:
+            try:
+                result = features[index](self)
+            except Exception:
+                log.err(None, f"ingressd: a request feature of {self.route.ingress} failed")
+                self.local(500)
+                return
+            index += 1
+            if result is None:
+                continue
+            if isinstance(result, Deferred):
+                result.addCallbacks(self._feature_answered, self._feature_failed, callbackArgs=(index,))
+                return
+            self._answer(result)
+            return
+        self._forward()
+
+    def _feature_answered(self, result, index: int) -> None:
+        if self._done:
+            return
+        if result is None:
+            self._run_features(index)
+        else:
+            self._answer(result)
+
+    def _feature_failed(self, failure) -> None:
+        log.err(failure, "ingressd: a request feature failed")
+        if not self._done:
+            self.local(500)
+
+    def _answer(self, response: LocalResponse) -> None:
+        self.local(response.status, response.headers, response.body if response.body or response.status < 400 else None)
+
+    # -- to the backend -------------------------------------------------------------------
+
+    def _forward(self) -> None:
+        request = self.request
+        limit = self.max_body_size
+        if limit and request.content_length is not None and request.content_length > limit:
+            self.local(413)
+            return
+        if self._body_bytes and limit and self._body_bytes > limit:
+            self.local(413)
+            return
+        endpoint = self.entry.pick(self._tried)
+        if endpoint is None:
+            self.local(503)
+            return
+        self._tried.add(endpoint)
+        self.upstream_address = f"{endpoint.address}:{endpoint.port}"
+        if request.expect_continue and not request.complete and not self._retried:
+            self.protocol.send_continue()
+        self._cancel_connect = self.proxy.pool.acquire(
+            endpoint.address, endpoint.port, self.connect_timeout, self._connected, self._connect_failed
+        )
+
+    def _upstream_head(self) -> bytes:
+        request = self.request
+        pairs = self.headers.pairs
+        drop = HOP_BY_HOP | _FORWARDED
+        if any(name == b"connection" for name, _ in pairs):
+            drop = drop | connection_tokens(pairs)
+        lines = [(name, value) for name, value in pairs if name not in drop]
+        lines.extend(self._forwarded)
+        if self.websocket:
+            lines.append((b"upgrade", b"websocket"))
+            lines.append((b"connection", b"upgrade"))
+        elif request.chunked:
+            lines.append((b"transfer-encoding", b"chunked"))
+        elif request.content_length is not None:
+            lines.append((b"content-length", b"%d" % request.content_length))
+        return b"%s %s HTTP/1.1\r\n%s\r\n" % (self.method, self.target, serialize(lines))
+
+    def _connected(self, connection) -> None:
+        self._cancel_connect = None
+        if self._done:
+            self.proxy.pool.release(connection)
+            return
+        self._upstream = connection
+        connection.start(self, self._upstream_head(), self.read_timeout, self.send_timeout,
+                         self.method == b"HEAD")
+        body, self._body = self._body, None
+        if body:
+            for chunk in body:
+                self._send_body(chunk)
+        if self._body_complete:
+            self._end_body()
+
+    def _connect_failed(self, error: UpstreamError) -> None:
+        self._cancel_connect = None
+        if not self._done:
+            self.upstream_failed(None, error)
+
+    def _send_body(self, data: bytes) -> None:
+        self._body_sent = True
+        if self.request.chunked:
+            self._upstream.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self._upstream.write(data)
+
+    def _end_body(self) -> None:
+        if self.request.chunked and not self.websocket:
+            self._upstream.write(b"0\r\n\r\n")
+
+    # called by http1 as the request body arrives
+    def body_data(self, data: bytes) -> None:
+        if self._done:
+            return
+        self._body_bytes += len(data)
+        limit = self.max_body_size
+        if limit and self._body_bytes > limit:
+            if not self._response_started:
+                self._abandon_upstream()
+                self.local(413)
+            return
+        self.protocol.body_progress()
+        if self._upstream is not None:
+            self._send_body(data)
+        elif self._body is not None:
+            self._body.append(data)
+            if self._body_bytes > 65536:
+                self.protocol.pause_reading()  # resumed once a backend takes the body
+
+    def body_done(self) -> None:
+        self._body_complete = True
+        self.protocol.body_finished()
+        if self._upstream is not None and not self._done:
+            self._end_body()
+
+    # -- from the backend -----------------------------------------------------------------
+
+    def upstream_head(self, connection, status: int, headers, length) -> None:
+        self.upstream_status = status
+        if status == 101:
+            if self.websocket:
+                return  # the tunnel takes over in upstream_upgraded
+            status = 502
+        entry = self.entry
+        if status in entry.error_codes and entry.error_features:
+            self._intercepted = status  # the body is dropped; the error page replaces it
+            return
+        pairs = without_hop_by_hop(headers)
+        self._respond_head(status, pairs, length)
+
+    def _respond_head(self, status: int, pairs, length) -> None:
+        self.status = status
+        for feature in self.entry.response_features if self.entry is not None else ():
+            feature(self, status, pairs)
+        self._response_started = True
+        if self.request.upgrade and not self.websocket:
+            pass
+        elif self.request.upgrade:
+            self.protocol._response_keep_alive = False
+        self.protocol.write_head(status, pairs, length)
+
+    def upstream_body(self, data: bytes) -> None:
+        if not self._intercepted:
+            self.bytes_sent += len(data)
+            self.protocol.write_body(data)
+
+    def upstream_done(self, connection, reusable: bool) -> None:
+        self._upstream = None
+        if reusable and self._body_complete:
+            self.proxy.pool.release(connection)
+        elif connection.transport is not None:
+            connection.transport.loseConnection()
+        if self._done:
+            return
+        if self._intercepted:
+            self.local(self._intercepted)
+            return
+        self.protocol.finish_response()
+        self._finished()
+
+    def upstream_failed(self, connection, error: UpstreamError) -> None:
+        self._upstream = None
+        if self._done:
+            return
+        if self._response_started:
+            log.msg(f"ingressd: {error} while streaming the response of {self.upstream_address}")
+            self.protocol.abort()
+            self._finished()
+            return
+        if error.retryable and not self._retried and not self._body_sent and not self.request.has_body:
+            if self.method in _IDEMPOTENT or (connection is not None and connection.reused):
+                self._retried = True
+                if connection is not None and connection.reused:
+                    self._tried.clear()  # a stale pooled connection: the endpoint may be fine
+                self._forward()
+                return
+        log.msg(f"ingressd: {error} ({self.method.decode('latin-1')} {self.host}{self.path})")
+        self.local(504 if error.timeout else 502)
+
+    def upstream_upgraded(self, connection, rest: bytes) -> None:
+        """The backend answered 101: splice the two connections."""
+        if self._done:
+            connection.abort()
+            return
+        self.status = 101
+        head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        pairs = [(n, v) for n, v in connection._headers if n not in (b"content-length", b"transfer-encoding")]
+        for feature in self.entry.response_features:
+            feature(self, 101, pairs)
+        head.append(serialize(pairs))
+        head.append(b"\r\n")
+        self.protocol.transport.write(b"".join(head))
+        self._response_started = True
+        tunnel = Tunnel(self.protocol, connection, self.proxy.clock, self.read_timeout, self.send_timeout,
+                        on_close=self._finished)
+        pending = self._tunnel_pending
+        self._tunnel_pending = None
+        tunnel.start(pending, rest)
+        self._tunnel = tunnel
+
+    # -- WebSocket: the client's bytes after the upgrade request ---------------------------
+
+    _tunnel_pending: list[bytes] | None = None
+
+    def wants_tunnel(self) -> bool:
+        if not self.websocket or self._done:
+            return False
+        self._tunnel_pending = []
+        self.protocol.tunnel = self  # until the backend answers, buffer what the client sends
+        return True
+
+    def tunnel_early_data(self, data: bytes) -> None:
+        if data:
+            self.client_data(data)
+
+    def client_data(self, data: bytes) -> None:
+        if self._tunnel_pending is not None:
+            self._tunnel_pending.append(data)
+            if sum(len(d) for d in self._tunnel_pending) > 65536:
+                self.protocol.pause_reading()
+
+    # -- the client side ------------------------------------------------------------------
+
+    def client_lost(self) -> None:
+        """The client went away: abandon the backend request."""
+        if self._tunnel is not None:
+            return
+        self._abandon_upstream()
+        if not self._done:
+            self.status = self.status or 499
+            self._finished()
+
+    def _abandon_upstream(self) -> None:
+        if self._cancel_connect is not None:
+            self._cancel_connect()
+            self._cancel_connect = None
+        if self._upstream is not None:
+            self._upstream.abort()
+            self._upstream = None
+
+    def client_paused(self) -> None:
+        if self._upstream is not None:
+            self._upstream.pause_reading()
+
+    def client_resumed(self) -> None:
+        if self._upstream is not None:
+            self._upstream.resume_reading()
+
+    def upstream_write_paused(self) -> None:
+        self.protocol.pause_reading()
+
+    def upstream_write_resumed(self) -> None:
+        self.protocol.resume_reading()
+
+    # -- answers ingressd makes itself ----------------------------------------------------
+
+    def local(self, status: int, headers=(), body: bytes | None = None) -> None:
+        """Answer ``status`` ourselves: error pages by plugins, then the response features."""
+        if self._done:
+            return
+        entry = self.entry
+        if status >= 400 and entry is not None and status in entry.error_codes and not getattr(self, "_in_error", False):
+            self._in_error = True
+            self._error_page(status, list(headers), body, 0)
+            return
+        self._send_local(status, list(headers), body)
+
+    def _error_page(self, status, headers, body, index) -> None:
+        features = self.entry.error_features
+        while index < len(features):
+            codes, feature = features[index]
+            index += 1
+            if status not in codes:
+                continue
+            try:
+                result = feature(self, status)
+            except Exception:
+                log.err(None, "ingressd: an error-page feature failed")
+                continue
+            if isinstance(result, Deferred):
+                def done(page, index=index):
+                    if page is None:
+                        self._error_page(status, headers, body, index)
+                    else:
+                        self._send_local(status, list(page.headers), page.body)
+
+                def failed(failure, index=index):
+                    log.err(failure, "ingressd: an error page could not be fetched")
+                    self._error_page(status, headers, body, index)
+
+                result.addCallbacks(done, failed)
+                return
+            if result is not None:
+                self._send_local(status, list(result.headers), result.body)
+                return
+        self._send_local(status, headers, body)
+
+    def _send_local(self, status: int, pairs: list, body: bytes | None) -> None:
+        if self._done or self.protocol.closed:
+            self._finished()
+            return
+        if body is None:
+            body = error_page(status) if status >= 400 else b""
+            if body:
+                pairs.append((b"content-type", b"text/html"))
+        pairs.append(_SERVER)
+        if self.request.upgrade or (not self.request.complete and self.request.has_body):
+            self.protocol._response_keep_alive = False
+        self._respond_head(status, pairs, len(body))
+        self.bytes_sent += len(body)
+        self.protocol.write_body(body)
+        self.protocol.finish_response()
+        self._finished()
+
+    def _finished(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        callbacks, self._finish_callbacks = self._finish_callbacks, None
+        if callbacks:
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:
+                    log.err(None, "ingressd: an on_finish callback failed")
+        for observer in self.proxy.observers:
+            try:
+                observer(self)
+            except Exception:
+                log.err(None, "ingressd: an exchange observer failed")
+
+
+def _origin_form(absolute: bytes) -> bytes:
+    """The path of an absolute-form request target (``http://host/path``)."""
+    rest = absolute.split(b"//", 1)[1]
+    slash = rest.find(b"/")
+    return rest[slash:] if slash >= 0 else b"/"
+
+
+def _real_client(chain: str, settings: ProxySettings) -> str:
+    """The right-most address of X-Forwarded-For that is not a trusted proxy."""
+    addresses = [part.strip() for part in chain.split(",") if part.strip()]
+    for address in reversed(addresses):
+        if not settings.is_trusted(address):
+            try:
+                return str(ipaddress.ip_address(address))
+            except ValueError:
+                break
+    return addresses[0] if addresses else ""

@@ -1,0 +1,117 @@
+"""Turns store changes into a served configuration: coalesce, translate, compare, swap.
+
+A burst of changes is coalesced into one rebuild after a short delay; a rebuild whose
+configuration equals the current one changes nothing; otherwise the new route table is
+swapped into ``State`` in one assignment and the listeners (TLS, status, events, metrics)
+are told. A failing rebuild keeps the last good configuration serving.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.python import log
+
+from ingressd.chain import build_table
+from ingressd.features import BuildContext
+from ingressd.model import Config
+from ingressd.routing import RouteTable
+from ingressd.store import ObjectStore
+from ingressd.translate import TranslateSettings, translate
+
+
+class State:
+    """What the request path reads: replaced, never mutated."""
+
+    def __init__(self) -> None:
+        self.table: RouteTable = RouteTable()
+        self.config: Config = Config()
+        self.ready = False
+        self.generation = 0
+
+
+class Reloader:
+    def __init__(self, store: ObjectStore, state: State, clock: Any, plugins=None,
+                 translate_settings: TranslateSettings = TranslateSettings(),
+                 settings: dict | None = None, delay: float = 0.05):
+        self.store = store
+        self.state = state
+        self.clock = clock
+        self.plugins = plugins
+        self.translate_settings = translate_settings
+        self.settings = settings or {}
+        self.delay = delay
+        self.listeners: list[Callable[[Config], None]] = []
+        self.rebuilds = 0
+        self.failures = 0
+        self.last_success = 0.0
+        self._pending = None
+        self._reported: set = set()
+        store.on_change = self.schedule
+
+    def schedule(self) -> None:
+        if self._pending is None:
+            self._pending = self.clock.callLater(self.delay, self.rebuild)
+
+    def stop(self) -> None:
+        if self._pending is not None and self._pending.active():
+            self._pending.cancel()
+        self._pending = None
+
+    def rebuild(self) -> None:
+        self._pending = None
+        synced = self.store.synced
+        try:
+            annotations = self.plugins.annotations if self.plugins else ()
+            config = translate(self.store.snapshot(), self.translate_settings, annotations)
+            if config == self.state.config and self.state.generation:
+                self._set_ready(synced)
+                return
+            context = self.context(config)
+            table, config = build_table(config, self.plugins, context)
+        except Exception:
+            self.failures += 1
+            log.err(None, "ingressd: rebuilding the configuration failed; the last good one keeps serving")
+            return
+        self.state.table = table
+        self.state.config = config
+        self.state.generation += 1
+        self.rebuilds += 1
+        self.last_success = self.clock.seconds()
+        self._report(config)
+        if self.plugins:
+            try:
+                self.plugins.config_applied(config, context)
+            except Exception:
+                log.err(None, "ingressd: a plugin failed in ingressd_config_applied")
+        for listener in self.listeners:
+            try:
+                listener(config)
+            except Exception:
+                log.err(None, "ingressd: a configuration listener failed")
+        self._set_ready(synced)
+
+    def context(self, config: Config) -> BuildContext:
+        context = BuildContext(
+            settings=self.settings,
+            reactor=self.clock,
+            secrets={(s.ref.namespace, s.ref.name): s for s in config.secrets},
+        )
+        context.default_backend = config.default_backend.backend if (
+            config.default_backend is not None and config.default_backend.ingress.kind == "Service"
+        ) else None
+        return context
+
+    def _set_ready(self, synced: bool) -> None:
+        if synced and not self.state.ready:
+            self.state.ready = True
+            routes = len(self.state.config.routes)
+            log.msg(f"ingressd: ready, serving {routes} route(s)")
+
+    def _report(self, config: Config) -> None:
+        """Log each rejection and warning once (until it goes away and comes back)."""
+        current = {("rejected", str(item)) for item in config.rejections}
+        current |= {("warning", str(item)) for item in config.warnings}
+        for kind, text in sorted(current - self._reported):
+            log.msg(f"ingressd: {kind}: {text}")
+        self._reported = current

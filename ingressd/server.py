@@ -1,0 +1,82 @@
+"""The composition root: providers → store → reloader → state → listeners, as one service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import MultiService
+from twisted.python import log
+
+from ingressd.admin import admin_site
+from ingressd.files import ManifestProvider
+from ingressd.http1 import HTTP1Factory, ServerSettings
+from ingressd.proxy import Proxy, ProxySettings
+from ingressd.reloader import Reloader, State
+from ingressd.store import ObjectStore
+from ingressd.translate import TranslateSettings
+from ingressd.upstream import UpstreamPool
+
+
+class IngressdService(MultiService):
+    """The running server; its parts are attributes so tests and plugins can reach them."""
+
+    def __init__(self, settings: dict[str, Any], plugins, reactor: Any):
+        super().__init__()
+        self.settings = settings
+        self.plugins = plugins
+        self.reactor = reactor
+        self.store = ObjectStore()
+        self.state = State()
+        self.reloader = Reloader(
+            self.store, self.state, reactor, plugins,
+            translate_settings=TranslateSettings(
+                ingress_class=settings.get("ingress_class") or "ingressd",
+                watch_ingress_without_class=bool(settings.get("watch_ingress_without_class")),
+                allow_cross_namespace_resources=bool(settings.get("allow_cross_namespace_resources")),
+                default_backend_service=settings.get("default_backend_service"),
+            ),
+            settings=settings,
+        )
+        self.pool = UpstreamPool(
+            reactor,
+            max_idle_per_endpoint=int(settings.get("upstream_keepalive_connections") or 320),
+            idle_timeout=float(settings.get("upstream_keepalive_timeout") or 60),
+        )
+        trusted = [c.strip() for c in str(settings.get("trusted_proxies") or "").split(",") if c.strip()]
+        self.proxy = Proxy(
+            self.state, self.pool,
+            ProxySettings(
+                connect_timeout=settings.get("proxy_connect_timeout", 5),
+                read_timeout=settings.get("proxy_read_timeout", 60),
+                send_timeout=settings.get("proxy_send_timeout", 60),
+                max_body_size=settings.get("proxy_body_size", 1024 * 1024),
+                trusted_proxies=trusted,
+            ),
+            reactor,
+        )
+        self.server_settings = ServerSettings(
+            header_timeout=float(settings.get("client_header_timeout") or 60),
+            body_timeout=float(settings.get("client_body_timeout") or 60),
+            keepalive_timeout=float(settings.get("keepalive_timeout") or 75),
+        )
+        for path in settings.get("manifests") or ():
+            ManifestProvider([path], self.store, reactor).setServiceParent(self)
+
+        if settings.get("http"):
+            factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="http")
+            strports.service(settings["http"], factory, reactor=reactor).setServiceParent(self)
+        if settings.get("admin"):
+            strports.service(settings["admin"], admin_site(self.state), reactor=reactor).setServiceParent(self)
+
+    def stopService(self):
+        self.reloader.stop()
+        self.pool.close()
+        return super().stopService()
+
+
+def build_server(settings: dict[str, Any], plugins, reactor: Any) -> IngressdService:
+    if plugins is not None:
+        plugins.configure(settings, reactor)
+    log.msg(f"ingressd: plugins: {', '.join(plugins.names()) if plugins else 'none'}")
+    return IngressdService(settings, plugins, reactor)

@@ -1,0 +1,160 @@
+"""``twistd ingressd``: the options (command line and ``--config`` YAML) and the service tree."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+from twisted.application import strports
+from twisted.application.service import MultiService
+from twisted.python import log, usage
+
+from ingressd.features import parse_size
+from ingressd.plugins import PluginError, load_plugins
+
+CORE_PARAMETERS = [
+    ["config", None, None, "YAML settings file whose keys are the long option names"],
+    ["http", None, "tcp:8080", "endpoint for plain HTTP (a Twisted server endpoint string)"],
+    ["https", None, "tcp:8443", "endpoint for HTTPS"],
+    ["admin", None, "tcp:9180", "endpoint for /healthz, /readyz (and metrics, routes)"],
+    ["ingress-class", None, "ingressd", "the IngressClass name ingressd answers to"],
+    ["trusted-proxies", None, "", "comma-separated CIDRs whose X-Forwarded-* headers are trusted"],
+    ["proxy-connect-timeout", None, "5", "backend connect timeout, seconds"],
+    ["proxy-read-timeout", None, "60", "backend read (idle) timeout, seconds"],
+    ["proxy-send-timeout", None, "60", "backend send (idle) timeout, seconds"],
+    ["proxy-body-size", None, "1m", "largest request body (nginx size; 0 = unlimited)"],
+    ["client-header-timeout", None, "60", "seconds a client may take to send a request head"],
+    ["client-body-timeout", None, "60", "seconds between two reads of a request body"],
+    ["keepalive-timeout", None, "75", "seconds an idle client keep-alive connection stays open"],
+    ["upstream-keepalive-connections", None, "320", "idle backend connections kept per endpoint"],
+    ["upstream-keepalive-timeout", None, "60", "seconds an idle backend connection is kept"],
+    ["default-backend-service", None, None, "NAMESPACE/NAME of the Service for unmatched requests"],
+    ["default-certificate", None, None, "NAMESPACE/NAME of the TLS Secret for unknown SNI names"],
+    ["kubeconfig", None, None, "kubeconfig file for --kubernetes outside a cluster"],
+    ["namespace", None, None, "watch only this namespace (default: all)"],
+    ["publish-service", None, None, "NAMESPACE/NAME of the Service whose address goes to Ingress status"],
+    ["publish-status-address", None, None, "address(es) to write to Ingress status"],
+    ["election-id", None, "ingressd-leader", "name of the Lease for leader election"],
+]
+CORE_FLAGS = [
+    ["watch-ingress-without-class", None, "serve Ingresses that name no class"],
+    ["allow-cross-namespace-resources", None, "allow annotations to name Secrets/Services in other namespaces"],
+    ["kubernetes", None, "read Ingresses and friends from the Kubernetes API"],
+    ["no-http2", None, "do not offer HTTP/2 over TLS"],
+]
+
+try:
+    PLUGINS = load_plugins()
+except PluginError as _exc:  # reported when the subcommand runs
+    PLUGINS = None
+    _PLUGIN_ERROR: str | None = str(_exc)
+else:
+    _PLUGIN_ERROR = None
+
+
+def _plugin_option_lists():
+    parameters, flags = [], []
+    for option in PLUGINS.options if PLUGINS else ():
+        if option.flag:
+            flags.append([option.name, None, option.help])
+        else:
+            default = None if option.default is None else str(option.default)
+            parameters.append([option.name, None, default, option.help, option.coerce])
+    return parameters, flags
+
+
+_PLUGIN_PARAMETERS, _PLUGIN_FLAGS = _plugin_option_lists()
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = "Serve Kubernetes Ingresses (from manifest files or the API) as an HTTP(S) reverse proxy."
+    optParameters = CORE_PARAMETERS + _PLUGIN_PARAMETERS
+    optFlags = CORE_FLAGS + _PLUGIN_FLAGS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["manifests"] = []
+        self["disable-plugin"] = []
+
+    def opt_manifests(self, path: str) -> None:
+        """a manifest file or folder (may be given more than once)"""
+        self["manifests"].append(path)
+
+    def opt_disable_plugin(self, name: str) -> None:
+        """disable a plugin by its entry-point name (may be given more than once)"""
+        self["disable-plugin"].append(name)
+
+    def parseOptions(self, options=None) -> None:
+        argv = list(sys.argv[1:] if options is None else options)
+        config = _find_config(argv)
+        if config:
+            self._apply_config(config)
+        super().parseOptions(argv)
+
+    def _apply_config(self, path: str) -> None:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                values = yaml.safe_load(handle) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise usage.UsageError(f"--config {path}: {exc}")
+        if not isinstance(values, dict):
+            raise usage.UsageError(f"--config {path}: expected a mapping of option names")
+        flags = {flag[0] for flag in self.optFlags}
+        parameters = {parameter[0] for parameter in self.optParameters}
+        for key, value in values.items():
+            key = str(key)
+            if key in ("manifests", "disable-plugin"):
+                items = value if isinstance(value, list) else [value]
+                self[key].extend(str(item) for item in items)
+            elif key in flags:
+                self[key] = 1 if value else 0
+            elif key in parameters:
+                self[key] = value if isinstance(value, str) or value is None else str(value)
+            else:
+                raise usage.UsageError(f"--config {path}: unknown option {key!r}")
+
+    def postOptions(self) -> None:
+        if _PLUGIN_ERROR:
+            raise usage.UsageError(f"plugins: {_PLUGIN_ERROR}")
+        if not self["manifests"] and not self["kubernetes"]:
+            raise usage.UsageError("give --manifests PATH (repeatable) and/or --kubernetes")
+        for name in ("proxy-connect-timeout", "proxy-read-timeout", "proxy-send-timeout",
+                     "client-header-timeout", "client-body-timeout", "keepalive-timeout",
+                     "upstream-keepalive-timeout"):
+            try:
+                self[name] = float(self[name])
+            except (TypeError, ValueError):
+                raise usage.UsageError(f"--{name} must be a number of seconds")
+        try:
+            self["proxy-body-size"] = parse_size(str(self["proxy-body-size"]))
+            self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
+        except ValueError as exc:
+            raise usage.UsageError(str(exc))
+
+
+def _find_config(argv: list[str]) -> str | None:
+    for index, arg in enumerate(argv):
+        if arg == "--config" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def settings_from(options) -> dict[str, Any]:
+    """Option values by long name with dashes turned into underscores (what plugins receive)."""
+    return {str(key).replace("-", "_"): value for key, value in dict(options).items()}
+
+
+def makeService(options) -> MultiService:
+    from twisted.internet import reactor
+
+    from ingressd.server import build_server
+
+    settings = settings_from(options)
+    plugins = PLUGINS
+    if options["disable-plugin"]:
+        plugins = load_plugins(disabled=options["disable-plugin"])
+    return build_server(settings, plugins, reactor)

@@ -1,0 +1,395 @@
+"""Translate Kubernetes objects into the configuration model: a pure function.
+
+``translate(objects, settings, annotations)`` applies the Ingress v1 rules (class
+selection, validation, backends through Services and EndpointSlices, TLS hosts) and parses
+every declared annotation. An invalid Ingress becomes a ``Rejection`` and contributes
+nothing; every other Ingress is unaffected.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX, Annotation, check_plain_text
+from ingressd.model import (
+    EXACT,
+    IMPLEMENTATION_SPECIFIC,
+    PATH_TYPES,
+    PREFIX,
+    Backend,
+    Config,
+    Endpoint,
+    ObjectRef,
+    Rejection,
+    Route,
+    SecretData,
+    TLSHost,
+)
+from ingressd.store import Snapshot
+
+CONTROLLER = "ingressd.io/ingress-controller"
+CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+_IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+@dataclass(frozen=True)
+class TranslateSettings:
+    ingress_class: str = "ingressd"
+    watch_ingress_without_class: bool = False
+    allow_cross_namespace_resources: bool = False
+    default_backend_service: str | None = None  # "namespace/name"
+
+
+class _Invalid(Exception):
+    """Raised inside the translation of one Ingress; becomes its Rejection."""
+
+
+def translate(
+    objects: Snapshot,
+    settings: TranslateSettings = TranslateSettings(),
+    annotations: Sequence[Annotation] = (),
+) -> Config:
+    resolver = _Resolver(objects)
+    rejections: list[Rejection] = []
+    warnings: list[Rejection] = []
+    routes: list[Route] = []
+    tls_hosts: list[TLSHost] = []
+    default_candidates: list[Route] = []
+
+    our_classes, default_class = _our_classes(objects.get("IngressClass", {}), settings)
+    ingresses = sorted(objects.get("Ingress", {}).values(), key=_age_key)
+    served = [ing for ing in ingresses if _is_ours(ing, settings, our_classes, default_class)]
+
+    for ingress in served:
+        ref = _ref("Ingress", ingress)
+        try:
+            built = _translate_ingress(ingress, ref, resolver, settings, annotations, warnings)
+        except _Invalid as exc:
+            rejections.append(Rejection(ref, str(exc)))
+            continue
+        ingress_routes, ingress_tls, default = built
+        routes.extend(ingress_routes)
+        tls_hosts.extend(ingress_tls)
+        if default is not None:
+            default_candidates.append(default)
+
+    tls_names = {entry.host for entry in tls_hosts}
+    routes = [_with_tls(route, tls_names) for route in routes]
+    default_backend = default_candidates[0] if default_candidates else None
+    if default_backend is None and settings.default_backend_service:
+        default_backend = _global_default(settings.default_backend_service, resolver, warnings)
+
+    return Config(
+        routes=tuple(routes),
+        default_backend=default_backend,
+        tls_hosts=tuple(tls_hosts),
+        secrets=resolver.all_secrets(),
+        rejections=tuple(rejections),
+        warnings=tuple(warnings),
+    )
+
+
+# -- class selection --------------------------------------------------------------------
+
+
+def _our_classes(classes: Mapping, settings: TranslateSettings) -> tuple[set[str], bool]:
+    ours: set[str] = set()
+    default = False
+    for obj in classes.values():
+        name = (obj.get("metadata") or {}).get("name", "")
+        controller = (obj.get("spec") or {}).get("controller", "")
+        if controller == CONTROLLER or name == settings.ingress_class:
+            ours.add(name)
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            if str(annotations.get(DEFAULT_CLASS_ANNOTATION, "")).lower() == "true":
+                default = True
+    return ours, default
+
+
+def _is_ours(ingress: Mapping, settings: TranslateSettings, ours: set[str], default: bool) -> bool:
+    annotations = (ingress.get("metadata") or {}).get("annotations") or {}
+    legacy = annotations.get(CLASS_ANNOTATION)
+    if legacy is not None:  # the annotation wins over the field
+        return legacy == settings.ingress_class
+    class_name = (ingress.get("spec") or {}).get("ingressClassName")
+    if class_name:
+        return class_name in ours or class_name == settings.ingress_class
+    return default or settings.watch_ingress_without_class
+
+
+# -- one Ingress ------------------------------------------------------------------------
+
+
+def _translate_ingress(ingress, ref, resolver, settings, annotations, warnings):
+    meta = ingress.get("metadata") or {}
+    spec = ingress.get("spec") or {}
+    namespace = ref.namespace
+    created = str(meta.get("creationTimestamp") or "")
+    raw_annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+    values = _parse_annotations(raw_annotations, annotations, namespace, resolver, settings)
+    _warn_unsupported(ref, raw_annotations, annotations, warnings)
+    annotation_pairs = tuple(sorted(raw_annotations.items()))
+
+    rules = spec.get("rules") or []
+    default_spec = spec.get("defaultBackend")
+    if not rules and not default_spec:
+        raise _Invalid("either spec.defaultBackend or spec.rules must be specified")
+
+    routes: list[Route] = []
+    for index, rule in enumerate(rules):
+        host = _valid_host(rule.get("host") or "", f"spec.rules[{index}].host")
+        http = rule.get("http")
+        if http is None:
+            continue  # a host with no http rules: its requests go to the default backend
+        paths = http.get("paths") or []
+        if not paths:
+            raise _Invalid(f"spec.rules[{index}].http.paths must not be empty")
+        for p_index, path_spec in enumerate(paths):
+            where = f"spec.rules[{index}].http.paths[{p_index}]"
+            path, path_type = _valid_path(path_spec, where)
+            backend = resolver.backend(namespace, path_spec.get("backend"), f"{where}.backend", warnings, ref)
+            routes.append(
+                Route(host, path, path_type, backend, ref, created, annotation_pairs, values)
+            )
+
+    default = None
+    if default_spec:
+        backend = resolver.backend(namespace, default_spec, "spec.defaultBackend", warnings, ref)
+        default = Route("", "/", PREFIX, backend, ref, created, annotation_pairs, values)
+
+    tls_hosts: list[TLSHost] = []
+    for index, tls in enumerate(spec.get("tls") or []):
+        secret_name = tls.get("secretName")
+        for host in tls.get("hosts") or []:
+            host = _valid_host(str(host), f"spec.tls[{index}].hosts")
+            if secret_name:
+                tls_hosts.append(TLSHost(host, ObjectRef("Secret", namespace, secret_name), ref))
+    return routes, tls_hosts, default
+
+
+def _valid_host(host: str, where: str) -> str:
+    if not host:
+        return ""
+    host = host.lower()
+    name = host[2:] if host.startswith("*.") else host
+    if len(host) > 253 or not _DNS_SUBDOMAIN.match(name) or _IPV4.match(name):
+        raise _Invalid(f"{where}: {host!r} is not a valid host name (a DNS name or *.name, not an IP)")
+    return host
+
+
+def _valid_path(path_spec: Mapping, where: str) -> tuple[str, str]:
+    path_type = path_spec.get("pathType")
+    if path_type not in PATH_TYPES:
+        raise _Invalid(f"{where}.pathType must be one of {', '.join(PATH_TYPES)}, got {path_type!r}")
+    path = path_spec.get("path")
+    if path is None or path == "":
+        if path_type != IMPLEMENTATION_SPECIFIC:
+            raise _Invalid(f"{where}.path is required for pathType {path_type}")
+        path = "/"
+    path = str(path)
+    if not path.startswith("/"):
+        raise _Invalid(f"{where}.path {path!r} must start with '/'")
+    check = path.lower()
+    for bad in ("//", "/./", "/../", "%2f"):
+        if bad in check:
+            raise _Invalid(f"{where}.path {path!r} must not contain {bad!r}")
+    if check.endswith("/..") or check.endswith("/."):
+        raise _Invalid(f"{where}.path {path!r} must not end with '/..' or '/.'")
+    try:
+        check_plain_text(path, max_length=2048)
+    except ValueError as exc:
+        raise _Invalid(f"{where}.path: {exc}") from None
+    for char in path:
+        if char in " \t{};\"'\\`$" and path_type != IMPLEMENTATION_SPECIFIC:
+            raise _Invalid(f"{where}.path {path!r} contains {char!r}")
+    return path, path_type
+
+
+def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple[tuple[str, Any], ...]:
+    values: list[tuple[str, Any]] = []
+    for annotation in annotations:
+        own_key = INGRESSD_PREFIX + annotation.name
+        nginx_key = NGINX_PREFIX + annotation.name
+        key = own_key if own_key in raw else nginx_key
+        text = raw.get(key)
+        if text is None:
+            values.append((annotation.name, annotation.default))
+            continue
+        try:
+            check_plain_text(text)
+            value = annotation.parse(text)
+            if annotation.resolve:
+                value = resolver.reference(annotation.resolve, value, namespace, settings)
+        except (ValueError, TypeError) as exc:
+            raise _Invalid(f"annotation {key}: {exc}") from None
+        values.append((annotation.name, value))
+    return tuple(values)
+
+
+def _warn_unsupported(ref, raw, annotations, warnings) -> None:
+    known = {a.name for a in annotations}
+    for key in sorted(raw):
+        if not key.startswith(NGINX_PREFIX):
+            continue
+        name = key[len(NGINX_PREFIX) :]
+        if name.endswith("-snippet"):
+            warnings.append(Rejection(ref, f"annotation {key} is ignored: snippets are never supported"))
+        elif name not in known:
+            warnings.append(Rejection(ref, f"annotation {key} is not supported by ingressd and is ignored"))
+
+
+def _with_tls(route: Route, tls_names: set[str]) -> Route:
+    if route.host and route.host in tls_names:
+        return Route(
+            route.host, route.path, route.path_type, route.backend, route.ingress,
+            route.created, route.annotations, route.features, True,
+        )
+    return route
+
+
+def _global_default(reference: str, resolver, warnings) -> Route | None:
+    namespace, _, name = reference.partition("/")
+    ref = ObjectRef("Service", namespace, name)
+    backend = resolver.first_port_backend(namespace, name)
+    if backend is None:
+        warnings.append(Rejection(ref, "--default-backend-service names a Service that does not exist"))
+        return None
+    return Route("", "/", PREFIX, backend, ref)
+
+
+# -- backends ---------------------------------------------------------------------------
+
+
+class _Resolver:
+    """Looks up Services, EndpointSlices and Secrets in one snapshot."""
+
+    def __init__(self, objects: Snapshot):
+        self.services = objects.get("Service", {})
+        self.secrets = objects.get("Secret", {})
+        self.slices: dict[tuple[str, str], list[dict]] = {}
+        for (namespace, _), obj in sorted(objects.get("EndpointSlice", {}).items()):
+            labels = (obj.get("metadata") or {}).get("labels") or {}
+            service = labels.get("kubernetes.io/service-name")
+            if service:
+                self.slices.setdefault((namespace, service), []).append(obj)
+
+    def backend(self, namespace, spec, where, warnings, ref) -> Backend:
+        if not isinstance(spec, Mapping):
+            raise _Invalid(f"{where} is missing")
+        if spec.get("resource"):
+            raise _Invalid(f"{where}.resource backends are not supported; use a service")
+        service = spec.get("service") or {}
+        name = service.get("name")
+        if not name:
+            raise _Invalid(f"{where}.service.name is required")
+        port = service.get("port") or {}
+        number, port_name = port.get("number"), port.get("name")
+        if (number is None) == (not port_name):
+            raise _Invalid(f"{where}.service.port needs exactly one of number and name")
+        port_label = str(number) if number is not None else str(port_name)
+        obj = self.services.get((namespace, name))
+        if obj is None:
+            warnings.append(Rejection(ref, f"{where}: Service {namespace}/{name} not found (503 until it exists)"))
+            return Backend(namespace, name, port_label)
+        service_port = self._service_port(obj, number, port_name)
+        if service_port is None:
+            raise _Invalid(f"{where}: Service {namespace}/{name} has no port {port_label}")
+        return self._resolve(namespace, name, port_label, obj, service_port)
+
+    def first_port_backend(self, namespace: str, name: str) -> Backend | None:
+        obj = self.services.get((namespace, name))
+        if obj is None:
+            return None
+        ports = (obj.get("spec") or {}).get("ports") or []
+        if not ports:
+            return Backend(namespace, name, "")
+        port = ports[0]
+        return self._resolve(namespace, name, str(port.get("port")), obj, port)
+
+    @staticmethod
+    def _service_port(obj, number, name) -> Mapping | None:
+        for port in (obj.get("spec") or {}).get("ports") or []:
+            if number is not None and port.get("port") == number:
+                return port
+            if name and port.get("name") == name:
+                return port
+        return None
+
+    def _resolve(self, namespace, name, port_label, obj, service_port) -> Backend:
+        spec = obj.get("spec") or {}
+        if spec.get("type") == "ExternalName":
+            external = str(spec.get("externalName") or "")
+            endpoint = Endpoint(external, int(service_port.get("port") or 80))
+            return Backend(namespace, name, port_label, (endpoint,), external_name=external)
+        wanted = service_port.get("name") or ""
+        found: dict[tuple[str, int], Endpoint] = {}
+        for slice_obj in self.slices.get((namespace, name), ()):
+            port_number = None
+            for slice_port in slice_obj.get("ports") or []:
+                if (slice_port.get("name") or "") == wanted:
+                    port_number = slice_port.get("port")
+                    break
+            if port_number is None:
+                continue
+            for endpoint in slice_obj.get("endpoints") or []:
+                conditions = endpoint.get("conditions") or {}
+                if conditions.get("ready") is False or conditions.get("terminating") is True:
+                    continue
+                for address in endpoint.get("addresses") or []:
+                    found[(str(address), int(port_number))] = Endpoint(str(address), int(port_number))
+        endpoints = tuple(found[key] for key in sorted(found))
+        return Backend(namespace, name, port_label, endpoints)
+
+    def reference(self, kind: str, value: Any, namespace: str, settings: TranslateSettings) -> Any:
+        if value is None:
+            return None
+        text = str(value)
+        ref_namespace, _, name = text.rpartition("/")
+        ref_namespace = ref_namespace or namespace
+        if ref_namespace != namespace and not settings.allow_cross_namespace_resources:
+            raise _Invalid(
+                f"{text!r} is in another namespace; start ingressd with "
+                "--allow-cross-namespace-resources to allow that"
+            )
+        if kind == "secret":
+            return self.secret(ref_namespace, name)
+        if kind == "service":
+            return self.first_port_backend(ref_namespace, name)
+        raise _Invalid(f"unknown reference kind {kind!r}")
+
+    def secret(self, namespace: str, name: str) -> SecretData | None:
+        obj = self.secrets.get((namespace, name))
+        return None if obj is None else _secret_data(obj)
+
+    def all_secrets(self) -> tuple[SecretData, ...]:
+        return tuple(_secret_data(obj) for _, obj in sorted(self.secrets.items()))
+
+
+def _secret_data(obj: Mapping) -> SecretData:
+    items: dict[str, bytes] = {}
+    for key, value in ((obj.get("data") or {}).items()):
+        try:
+            items[str(key)] = base64.b64decode(str(value), validate=True)
+        except (binascii.Error, ValueError):
+            continue  # an undecodable value is treated as absent; users report it
+    for key, value in ((obj.get("stringData") or {}).items()):
+        items[str(key)] = str(value).encode("utf-8")
+    return SecretData(_ref("Secret", obj), str(obj.get("type") or "Opaque"), tuple(sorted(items.items())))
+
+
+def _ref(kind: str, obj: Mapping) -> ObjectRef:
+    meta = obj.get("metadata") or {}
+    return ObjectRef(kind, meta.get("namespace") or "", meta.get("name") or "")
+
+
+def _age_key(obj: Mapping) -> tuple[str, str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("creationTimestamp") or "9999"), meta.get("namespace") or "", meta.get("name") or "")

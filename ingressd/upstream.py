@@ -1,0 +1,362 @@
+"""The backend side of the proxy: pooled HTTP/1.1 keep-alive connections to endpoints.
+
+``UpstreamPool.acquire`` hands out an idle connection to an endpoint or opens a new one;
+``UpstreamConnection`` sends one request head, streams the body, parses the response with
+llhttp and reports to its exchange (head, body pieces, end, failure) with read and send
+timeouts. Connections go back to the pool only after a complete, reusable response.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import httptools
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import ClientFactory, Protocol
+from zope.interface import implementer
+
+
+class UpstreamError(Exception):
+    """A backend failed. ``timeout`` → 504, otherwise 502; ``retryable`` when nothing was sent."""
+
+    def __init__(self, message: str, timeout: bool = False, retryable: bool = False):
+        super().__init__(message)
+        self.timeout = timeout
+        self.retryable = retryable
+
+
+@implementer(IPushProducer)
+class UpstreamConnection(Protocol):
+    """One connection to a backend endpoint, reused for successive requests."""
+
+    def __init__(self, pool: "UpstreamPool", key: tuple[str, int]):
+        self.pool = pool
+        self.key = key
+        self.exchange = None
+        self.parser = None
+        self.connected = False
+        self.reused = False
+        self.idle_since = 0.0
+        self._status = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_delivered = False
+        self._complete = False
+        self._keep_alive = False
+        self._head_request = False
+        self._read_timer = None
+        self._read_timeout = 60.0
+        self._send_timer = None
+        self._send_timeout = 60.0
+        self._received_any = False
+        self.on_connected: Callable | None = None
+        self.tunnel = None  # after a 101: the tunnel that takes every byte
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.connected = True
+        self.transport.registerProducer(self, True)
+        notify, self.on_connected = self.on_connected, None
+        if notify is not None:
+            notify(self)
+
+    def connectionLost(self, reason=None) -> None:
+        self.connected = False
+        self._stop_timers()
+        if self.tunnel is not None:
+            self.tunnel.backend_lost()
+            return
+        self.pool._forget(self)
+        exchange, self.exchange = self.exchange, None
+        if exchange is None:
+            return
+        if self._head_delivered and not self._complete and self._close_delimited():
+            exchange.upstream_done(self, reusable=False)
+            return
+        if not self._complete:
+            exchange.upstream_failed(
+                self,
+                UpstreamError(
+                    "backend closed the connection" + (" before answering" if not self._received_any else ""),
+                    retryable=not self._received_any and self.reused,
+                ),
+            )
+
+    def _close_delimited(self) -> bool:
+        for name, value in self._headers:
+            if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
+                return False
+        return True
+
+    # -- one request ----------------------------------------------------------------------
+
+    def start(self, exchange, head: bytes, read_timeout: float, send_timeout: float, head_request: bool) -> None:
+        """Send a request head; the exchange streams the body with ``write``/``end``."""
+        self.exchange = exchange
+        self.parser = httptools.HttpResponseParser(self)
+        self._status = 0
+        self._headers = []
+        self._head_delivered = False
+        self._complete = False
+        self._received_any = False
+        self._head_request = head_request
+        self._read_timeout = read_timeout
+        self._send_timeout = send_timeout
+        self.transport.write(head)
+        self._read_timer = self.pool.clock.callLater(read_timeout, self._read_timed_out)
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        self._fail(UpstreamError("backend read timeout", timeout=True))
+
+    def _send_timed_out(self) -> None:
+        self._send_timer = None
+        self._fail(UpstreamError("backend send timeout", timeout=True))
+
+    def _stop_timers(self) -> None:
+        if self._read_timer is not None:
+            if self._read_timer.active():
+                self._read_timer.cancel()
+            self._read_timer = None
+        if self._send_timer is not None:
+            if self._send_timer.active():
+                self._send_timer.cancel()
+            self._send_timer = None
+
+    def _fail(self, error: UpstreamError) -> None:
+        exchange, self.exchange = self.exchange, None
+        self._stop_timers()
+        if self.transport is not None:
+            self.transport.abortConnection()
+        if exchange is not None:
+            exchange.upstream_failed(self, error)
+
+    def abort(self) -> None:
+        """The exchange gave up (client gone): drop this connection, never reuse it."""
+        self.exchange = None
+        self._stop_timers()
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    # -- parsing the response -------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.backend_data(data)
+            return
+        if self.exchange is None:
+            # Bytes on an idle connection: the backend is confused or closing; drop it.
+            self.transport.abortConnection()
+            return
+        self._received_any = True
+        if self._read_timer is not None:
+            self._read_timer.reset(self._read_timeout)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            exchange = self.exchange
+            rest = data[upgrade.args[0]:]
+            self.exchange = None
+            self._stop_timers()
+            if exchange is not None:
+                exchange.upstream_upgraded(self, rest)
+            return
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError(f"invalid response from backend: {exc}"))
+            return
+        if self._head_request and self._head_delivered and not self._complete:
+            self._message_done()
+
+    def on_status(self, status: bytes) -> None:
+        pass
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self._headers = []  # interim response (100 Continue…): not relayed
+            return
+        self._status = status
+        self._keep_alive = self.parser.should_keep_alive()
+        self._head_delivered = True
+        length = None
+        for name, value in self._headers:
+            if name == b"content-length":
+                length = int(value)
+        if self.exchange is not None:
+            self.exchange.upstream_head(self, status, self._headers, length)
+
+    def on_body(self, data: bytes) -> None:
+        if self.exchange is not None and not self._head_request:
+            self.exchange.upstream_body(data)
+
+    def on_message_complete(self) -> None:
+        if self._head_delivered and not self._complete:
+            self._message_done()
+
+    def _message_done(self) -> None:
+        self._complete = True
+        self._stop_timers()
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.upstream_done(self, reusable=self._keep_alive)
+
+    # -- flow control ---------------------------------------------------------------------
+
+    def pauseProducing(self) -> None:
+        """The backend is not reading our request body fast enough."""
+        if self.tunnel is not None:
+            self.tunnel.backend_paused()
+            return
+        if self.exchange is not None:
+            self.exchange.upstream_write_paused()
+            if self._send_timer is None:
+                self._send_timer = self.pool.clock.callLater(self._send_timeout, self._send_timed_out)
+
+    def resumeProducing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.backend_resumed()
+            return
+        if self._send_timer is not None:
+            if self._send_timer.active():
+                self._send_timer.cancel()
+            self._send_timer = None
+        if self.exchange is not None:
+            self.exchange.upstream_write_resumed()
+
+    def stopProducing(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.resumeProducing()
+
+
+class _ConnectFactory(ClientFactory):
+    noisy = False
+
+    def __init__(self, pool: "UpstreamPool", key, on_ready: Callable, on_error: Callable):
+        self.pool = pool
+        self.key = key
+        self.on_ready = on_ready
+        self.on_error = on_error
+        self.done = False
+
+    def buildProtocol(self, addr):
+        protocol = UpstreamConnection(self.pool, self.key)
+        protocol.on_connected = self.made
+        return protocol
+
+    def made(self, connection: UpstreamConnection) -> None:
+        if self.done:  # cancelled while connecting
+            connection.transport.loseConnection()
+            return
+        self.done = True
+        connection.reused = False
+        self.on_ready(connection)
+
+    def clientConnectionFailed(self, connector, reason) -> None:
+        if not self.done:
+            self.done = True
+            message = reason.getErrorMessage()
+            timeout = "timeout" in message.lower() or "timed out" in message.lower()
+            self.on_error(UpstreamError(f"connect to {self.key[0]}:{self.key[1]} failed: {message}",
+                                        timeout=timeout, retryable=True))
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per endpoint, bounded in number and idle time."""
+
+    def __init__(self, clock: Any, max_idle_per_endpoint: int = 320, idle_timeout: float = 60.0):
+        self.clock = clock
+        self.max_idle = max_idle_per_endpoint
+        self.idle_timeout = idle_timeout
+        self.idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+        self.opened = 0
+        self.reused = 0
+        self._sweeper = None
+
+    def acquire(self, host: str, port: int, connect_timeout: float,
+                on_ready: Callable[[UpstreamConnection], None],
+                on_error: Callable[[UpstreamError], None]) -> Callable[[], None]:
+        """Call ``on_ready`` with a connection (at once when one is idle); returns a canceller."""
+        key = (host, port)
+        idle = self.idle.get(key)
+        while idle:
+            connection = idle.pop()
+            if connection.connected:
+                connection.reused = True
+                self.reused += 1
+                on_ready(connection)
+                return _noop
+        factory = _ConnectFactory(self, key, on_ready, on_error)
+        connector = self.clock.connectTCP(host, port, factory, timeout=connect_timeout)
+        self.opened += 1
+
+        def cancel() -> None:
+            if not factory.done:
+                factory.done = True
+                connector.disconnect()
+
+        return cancel
+
+    def release(self, connection: UpstreamConnection) -> None:
+        """Return a connection after a complete response; closes it when the pool is full."""
+        if not connection.connected:
+            return
+        idle = self.idle.setdefault(connection.key, [])
+        if len(idle) >= self.max_idle:
+            connection.transport.loseConnection()
+            return
+        connection.idle_since = time.monotonic()
+        idle.append(connection)
+        if self._sweeper is None:
+            self._sweeper = self.clock.callLater(min(5.0, self.idle_timeout), self._sweep)
+
+    def _forget(self, connection: UpstreamConnection) -> None:
+        idle = self.idle.get(connection.key)
+        if idle and connection in idle:
+            idle.remove(connection)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        limit = time.monotonic() - self.idle_timeout
+        remaining = False
+        for key, idle in list(self.idle.items()):
+            for connection in [c for c in idle if c.idle_since < limit]:
+                idle.remove(connection)
+                if connection.transport is not None:
+                    connection.transport.loseConnection()
+            if idle:
+                remaining = True
+            else:
+                del self.idle[key]
+        if remaining:
+            self._sweeper = self.clock.callLater(min(5.0, self.idle_timeout), self._sweep)
+
+    def close(self) -> None:
+        if self._sweeper is not None and self._sweeper.active():
+            self._sweeper.cancel()
+        self._sweeper = None
+        for idle in self.idle.values():
+            for connection in idle:
+                if connection.transport is not None:
+                    connection.transport.loseConnection()
+        self.idle.clear()
+
+    def idle_count(self) -> int:
+        return sum(len(idle) for idle in self.idle.values())
+
+
+def _noop() -> None:
+    pass
