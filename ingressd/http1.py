@@ -402,10 +402,12 @@ class HTTP1ServerProtocol(Protocol):
             active.client_lost()
 
     def abort(self) -> None:
-        """Drop the connection now (a response that cannot be completed)."""
+        """End a response that cannot be completed: flush what was written, then close,
+        so the client sees a truncated body (never a complete-looking one)."""
         self.closed = True
         self._active = None
-        self.transport.abortConnection()
+        self._cancel_timer()
+        self.transport.loseConnection()
 
     # -- flow control ---------------------------------------------------------------------
 

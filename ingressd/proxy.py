@@ -347,9 +347,7 @@ class Exchange:
         for feature in self.entry.response_features if self.entry is not None else ():
             feature(self, status, pairs)
         self._response_started = True
-        if self.request.upgrade and not self.websocket:
-            pass
-        elif self.request.upgrade:
+        if self.websocket:  # a WebSocket request answered without a tunnel: close after it
             self.protocol._response_keep_alive = False
         self.protocol.write_head(status, pairs, length)
 
@@ -496,7 +494,7 @@ class Exchange:
                     if page is None:
                         self._error_page(status, headers, body, index)
                     else:
-                        self._send_local(status, list(page.headers), page.body)
+                        self._send_local(status, _with_page_headers(headers, page), page.body)
 
                 def failed(failure, index=index):
                     log.err(failure, "ingressd: an error page could not be fetched")
@@ -505,7 +503,7 @@ class Exchange:
                 result.addCallbacks(done, failed)
                 return
             if result is not None:
-                self._send_local(status, list(result.headers), result.body)
+                self._send_local(status, _with_page_headers(headers, result), result.body)
                 return
         self._send_local(status, headers, body)
 
@@ -542,6 +540,12 @@ class Exchange:
                 observer(self)
             except Exception:
                 log.err(None, "ingressd: an exchange observer failed")
+
+
+def _with_page_headers(original, page: LocalResponse) -> list:
+    """An error page keeps the original answer's headers (WWW-Authenticate, Retry-After…)."""
+    kept = [(name, value) for name, value in original if name != b"content-type"]
+    return kept + list(page.headers)
 
 
 def _origin_form(absolute: bytes) -> bytes:

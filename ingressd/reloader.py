@@ -8,6 +8,7 @@ are told. A failing rebuild keeps the last good configuration serving.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 from twisted.python import log
@@ -41,6 +42,9 @@ class Reloader:
         self.translate_settings = translate_settings
         self.settings = settings or {}
         self.delay = delay
+        # Run on each new configuration before it is swapped in; what they reject (e.g. a
+        # broken TLS Secret) is added to the configuration's rejections.
+        self.appliers: list[Callable[[Config], list]] = []
         self.listeners: list[Callable[[Config], None]] = []
         self.rebuilds = 0
         self.failures = 0
@@ -69,6 +73,9 @@ class Reloader:
                 return
             context = self.context(config)
             table, config = build_table(config, self.plugins, context)
+            extra = [rejection for apply in self.appliers for rejection in apply(config)]
+            if extra:
+                config = dataclasses.replace(config, rejections=config.rejections + tuple(extra))
         except Exception:
             self.failures += 1
             log.err(None, "ingressd: rebuilding the configuration failed; the last good one keeps serving")

@@ -6,14 +6,17 @@ from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import MultiService
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import log
 
 from ingressd.admin import admin_site
 from ingressd.files import ManifestProvider
 from ingressd.http1 import HTTP1Factory, ServerSettings
+from ingressd.model import ObjectRef
 from ingressd.proxy import Proxy, ProxySettings
 from ingressd.reloader import Reloader, State
 from ingressd.store import ObjectStore
+from ingressd.tls import CertificateStore
 from ingressd.translate import TranslateSettings
 from ingressd.upstream import UpstreamPool
 
@@ -66,6 +69,18 @@ class IngressdService(MultiService):
         if settings.get("http"):
             factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="http")
             strports.service(settings["http"], factory, reactor=reactor).setServiceParent(self)
+        if settings.get("https"):
+            default = settings.get("default_certificate")
+            default_ref = None
+            if default:
+                namespace, _, name = str(default).rpartition("/")
+                default_ref = ObjectRef("Secret", namespace or "default", name)
+            self.certificates = CertificateStore(alpn=not settings.get("no_http2"), default_ref=default_ref)
+            self.reloader.appliers.append(self.certificates.update)
+            tls_factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="https")
+            wrapped = TLSMemoryBIOFactory(self.certificates.server_options(), False, tls_factory)
+            wrapped.noisy = False
+            strports.service(settings["https"], wrapped, reactor=reactor).setServiceParent(self)
         if settings.get("admin"):
             strports.service(settings["admin"], admin_site(self.state), reactor=reactor).setServiceParent(self)
 

@@ -59,8 +59,7 @@ def _plugin_option_lists():
         if option.flag:
             flags.append([option.name, None, option.help])
         else:
-            default = None if option.default is None else str(option.default)
-            parameters.append([option.name, None, default, option.help, option.coerce])
+            parameters.append([option.name, None, option.default, option.help, option.coerce])
     return parameters, flags
 
 

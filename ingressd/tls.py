@@ -137,6 +137,14 @@ class CertificateStore:
     ``transport.negotiatedProtocol`` to switch to HTTP/2 itself.
 
     ``now``: the clock for expiry checks (a callable returning an aware datetime).
+
+    Resumption: server session cache and session tickets are on (TLS 1.2 and 1.3). Known
+    limit [measured, OpenSSL 3.0]: every connection starts on the default context, and
+    OpenSSL looks the session up before the SNI callback switches contexts, so a session
+    is keyed to the default context: a client that offers host A's session with SNI host
+    B is resumed (and keeps A's certificate), and sessions survive a certificate
+    rotation. Mainstream clients only offer a session to the name it was made for. It
+    matters once client-certificate authentication exists: then check SNI against Host.
     """
 
     def __init__(
@@ -145,10 +153,13 @@ class CertificateStore:
         *,
         alpn: bool = False,
         now: Callable[[], datetime] | None = None,
+        default_ref: ObjectRef | None = None,
     ) -> None:
+        """``default_ref`` names the default Secret before its data is known (served
+        self-signed until the Secret shows up in a configuration)."""
         self._now = now or (lambda: datetime.now(timezone.utc))
         self._protocols: tuple[bytes, ...] = (_H2, _HTTP11) if alpn else (_HTTP11,)
-        self._default_ref = default_certificate.ref if default_certificate else None
+        self._default_ref = default_certificate.ref if default_certificate else default_ref
         # Built certificates by (namespace, name, is-default), reused while the PEM is the
         # same; the default's context differs (it carries the SNI callback).
         self._cache: dict[tuple[str, str, bool], Certificate] = {}

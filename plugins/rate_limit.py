@@ -1,0 +1,241 @@
+"""Per-client request-rate and connection limits per Ingress, with nginx limit_req/limit_conn semantics.
+
+Annotations: ``limit-rps``, ``limit-rpm``, ``limit-connections`` (0 or absent = off),
+``limit-burst-multiplier`` (default 5), ``limit-allowlist`` / ``limit-whitelist`` (CIDRs exempt
+from every limit). Options: ``--limit-req-status-code`` and ``--limit-conn-status-code``
+(default 503; 429 is the usual alternative). Every rejection carries ``Retry-After``.
+
+As ingress-nginx configures it: ``limit_req zone=… burst=rate×multiplier nodelay`` keyed on
+the client address, so up to ``burst + 1`` requests pass at once and the rest are rejected
+immediately (never delayed); rps and rpm both apply when both are set, and a request
+rejected by one is counted by neither. ``limit_conn`` caps concurrent requests per client
+at ``limit-connections``. State is per Ingress, shared by its paths, and survives route-table
+rebuilds (limiters live in a registry keyed by the Ingress and its settings). Limits are per
+ingressd process, as ingress-nginx's are per replica.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any
+
+from ingressd import Annotation, AnnotationError, LocalResponse, Option, Phase, hookimpl, parse_int
+
+from ._cidr import CidrMatcher, parse_cidr_list
+from ._responses import plain
+
+# nginx gives each zone 5 MB, room for tens of thousands of addresses; a bucket state here
+# costs about as much. Beyond the cap the least recently seen address is forgotten.
+MAX_KEYS_PER_ZONE = 65_536
+# Like nginx's limit_req expiry: on each request, up to two of the least recently seen
+# entries are dropped if they have been idle a minute and fully drained.
+_SWEEP_PER_REQUEST = 2
+_IDLE_EXPIRY_MS = 60_000
+
+
+class LeakyBucket:
+    """One limit_req zone: per key, an excess that drains at ``rate`` requests per second.
+
+    A request arriving when the drained excess plus one exceeds ``burst`` is rejected and
+    changes nothing; otherwise the new excess is stored (nginx's ``nodelay``: no waiting).
+    As in nginx, time is whole milliseconds and excess is in thousandths of a request, so
+    traffic at exactly the rate never drifts into rejection through rounding.
+    """
+
+    def __init__(self, rate: float, burst: int, max_keys: int = MAX_KEYS_PER_ZONE):
+        self.rate = int(rate * 1000)  # thousandths of a request per second
+        self.burst = burst * 1000
+        self.max_keys = max_keys
+        self._states: OrderedDict[str, tuple[int, int]] = OrderedDict()  # key → (excess, last ms)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def check(self, key: str, now: float) -> tuple[bool, int]:
+        """(True, new excess) if a request for ``key`` is allowed at ``now`` (seconds);
+        else (False, milliseconds until one would be)."""
+        now_ms = round(now * 1000)
+        self._sweep(now_ms)
+        state = self._states.get(key)
+        if state is None:
+            return True, 0
+        excess, last = state
+        wanted = max(excess - self.rate * max(now_ms - last, 0) // 1000, 0) + 1000
+        if wanted > self.burst:
+            return False, -(-(wanted - self.burst) * 1000 // self.rate)
+        return True, wanted
+
+    def commit(self, key: str, excess: int, now: float) -> None:
+        self._states[key] = (excess, round(now * 1000))
+        self._states.move_to_end(key)
+        while len(self._states) > self.max_keys:
+            self._states.popitem(last=False)
+
+    def _sweep(self, now_ms: int) -> None:
+        states = self._states
+        for _ in range(_SWEEP_PER_REQUEST):
+            if not states:
+                return
+            key = next(iter(states))
+            excess, last = states[key]
+            idle = now_ms - last
+            if idle < _IDLE_EXPIRY_MS or excess - self.rate * idle // 1000 > 0:
+                return
+            del states[key]
+
+
+class ConnectionCounter:
+    """One limit_conn zone: requests in progress per key, at most ``limit`` each."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def acquire(self, key: str) -> bool:
+        count = self._counts.get(key, 0)
+        if count >= self.limit:
+            return False
+        self._counts[key] = count + 1
+        return True
+
+    def release(self, key: str) -> None:
+        count = self._counts.get(key, 0) - 1
+        if count > 0:
+            self._counts[key] = count
+        else:
+            self._counts.pop(key, None)
+
+
+class IngressLimiter:
+    """The zones of one Ingress (shared by all its paths) and the clock they run on."""
+
+    def __init__(self, clock: Any, rps: int, rpm: int, connections: int, multiplier: int):
+        self.clock = clock
+        self.connections = ConnectionCounter(connections) if connections else None
+        # Order as nginx evaluates them: rps before rpm.
+        self.buckets = tuple(
+            LeakyBucket(rate, limit * multiplier)
+            for rate, limit in ((float(rps), rps), (rpm / 60.0, rpm))
+            if limit
+        )
+
+
+class RateLimit:
+    """The per-route feature (phase PREACCESS): admits or rejects a request for its Ingress's limiter."""
+
+    phase = Phase.PREACCESS
+
+    def __init__(self, limiter: IngressLimiter, exempt: CidrMatcher, req_status: int = 503, conn_status: int = 503):
+        self.limiter = limiter
+        self._exempt = exempt
+        self._req_status = req_status
+        self._conn_status = conn_status
+
+    def request(self, exchange) -> LocalResponse | None:
+        key = exchange.client_ip
+        if self._exempt and key in self._exempt:
+            return None
+        limiter = self.limiter
+        connections = limiter.connections
+        if connections is not None:
+            if not connections.acquire(key):
+                return _reject(self._conn_status, 1)
+            exchange.on_finish(lambda: connections.release(key))
+        if not limiter.buckets:
+            return None
+        now = limiter.clock.seconds()
+        admitted = []
+        for bucket in limiter.buckets:
+            ok, value = bucket.check(key, now)
+            if not ok:
+                return _reject(self._req_status, value / 1000)
+            admitted.append((bucket, value))
+        for bucket, excess in admitted:
+            bucket.commit(key, excess, now)
+        return None
+
+
+def _reject(status: int, wait: float) -> LocalResponse:
+    return plain(status, [(b"retry-after", b"%d" % max(1, math.ceil(wait)))])
+
+
+# -- registry: limiters outlive route tables ---------------------------------------------
+
+_limiters: dict[tuple, IngressLimiter] = {}
+_used_since_applied: set[tuple] = set()
+_configured: dict[str, Any] = {"reactor": None, "settings": {}}
+
+
+def limiter_for(ingress, clock, rps: int, rpm: int, connections: int, multiplier: int) -> IngressLimiter:
+    """The limiter of ``ingress`` with these settings: the existing one if there is one."""
+    key = (ingress, clock, rps, rpm, connections, multiplier)
+    _used_since_applied.add(key)
+    limiter = _limiters.get(key)
+    if limiter is None:
+        limiter = _limiters[key] = IngressLimiter(clock, rps, rpm, connections, multiplier)
+    return limiter
+
+
+def _status_code(value: str) -> int:
+    code = int(value)
+    if not 400 <= code <= 599:
+        raise ValueError(f"expected a 4xx or 5xx status code, got {code}")
+    return code
+
+
+@hookimpl
+def ingressd_options():
+    return [
+        Option("limit-req-status-code", 503, "status for requests over limit-rps/limit-rpm", _status_code),
+        Option("limit-conn-status-code", 503, "status for requests over limit-connections", _status_code),
+    ]
+
+
+@hookimpl
+def ingressd_configure(settings, reactor):
+    _configured["reactor"] = reactor
+    _configured["settings"] = settings
+
+
+@hookimpl
+def ingressd_annotations():
+    count = parse_int(0, 1_000_000_000)
+    return [
+        Annotation("limit-rps", count, 0, "requests per second per client address (burst: × multiplier)"),
+        Annotation("limit-rpm", count, 0, "requests per minute per client address (burst: × multiplier)"),
+        Annotation("limit-connections", count, 0, "concurrent requests per client address"),
+        Annotation("limit-burst-multiplier", parse_int(1, 1000), 5, "burst size = limit × this"),
+        Annotation("limit-allowlist", parse_cidr_list, (), "client CIDRs exempt from the limits"),
+        Annotation("limit-whitelist", parse_cidr_list, (), "old name of limit-allowlist"),
+    ]
+
+
+@hookimpl
+def ingressd_route_features(route, values, context):
+    rps, rpm, connections = values.get("limit-rps", 0), values.get("limit-rpm", 0), values.get("limit-connections", 0)
+    if not (rps or rpm or connections):
+        return None
+    clock = context.reactor if context.reactor is not None else _configured["reactor"]
+    if clock is None:
+        raise AnnotationError("rate limits need a clock, and no reactor was given")
+    settings = context.settings or _configured["settings"]
+    exempt = values.get("limit-allowlist") or values.get("limit-whitelist") or ()
+    limiter = limiter_for(route.ingress, clock, rps, rpm, connections, values.get("limit-burst-multiplier", 5))
+    return RateLimit(
+        limiter,
+        CidrMatcher(exempt),
+        settings.get("limit_req_status_code", 503),
+        settings.get("limit_conn_status_code", 503),
+    )
+
+
+@hookimpl
+def ingressd_config_applied(config, context):
+    """Forget the limiters no route of the new table uses (removed Ingresses, changed limits)."""
+    for key in [key for key in _limiters if key not in _used_since_applied]:
+        del _limiters[key]
+    _used_since_applied.clear()

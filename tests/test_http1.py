@@ -1,0 +1,160 @@
+"""The client-side HTTP/1.1 protocol, in memory: framing, limits, pipelining, timeouts."""
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from ingressd.http1 import HTTP1ServerProtocol, ServerSettings
+
+
+class Echo:
+    """A handler that answers every request at once with its method and target."""
+
+    def __init__(self, protocol, request, log):
+        self.protocol = protocol
+        self.request = request
+        self.body = []
+        log.append(self)
+
+    def body_data(self, data):
+        self.body.append(data)
+
+    def body_done(self):
+        body = b"%s %s %s" % (self.request.method, self.request.target, b"".join(self.body))
+        self.protocol.write_head(200, [(b"x-test", b"1")], len(body))
+        self.protocol.write_body(body)
+        self.protocol.finish_response()
+
+    def client_lost(self):
+        pass
+
+    def wants_tunnel(self):
+        return False
+
+
+def connect(**settings):
+    log = []
+    clock = Clock()
+    protocol = HTTP1ServerProtocol(ServerSettings(**settings), lambda p, r: Echo(p, r, log), clock)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555),
+                                hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+    protocol.makeConnection(transport)
+    return protocol, transport, clock, log
+
+
+def test_simple_request_keeps_alive():
+    protocol, transport, _, _ = connect()
+    protocol.dataReceived(b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n")
+    value = transport.value()
+    assert value.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"content-length: 9\r\n" in value and value.endswith(b"GET /a?b ")
+    assert not transport.disconnecting
+
+
+def test_pipelined_requests_answered_in_order():
+    protocol, transport, _, _ = connect()
+    protocol.dataReceived(
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /3 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    value = transport.value()
+    assert value.index(b"GET /1") < value.index(b"POST /2 abc") < value.index(b"GET /3")
+    assert value.count(b"HTTP/1.1 200 OK") == 3
+
+
+def test_chunked_request_body_is_decoded():
+    protocol, transport, _, _ = connect()
+    protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    assert transport.value().endswith(b"POST / abcde")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked,\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n Folded: y\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: x\n\n",
+        b"GET / HTTP/1.1\r\nHost: x\x00y\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\ry\r\n\r\n",
+        b"GET \\admin HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 5\r\n\r\nhello",
+        b"GARBAGE\r\n\r\n",
+    ],
+)
+def test_malformed_requests_get_400_and_close(raw):
+    protocol, transport, _, log = connect()
+    protocol.dataReceived(raw)
+    assert transport.value().startswith(b"HTTP/1.1 400 "), transport.value()
+    assert transport.disconnecting
+    assert not log or all(not e.body for e in log)
+
+
+def test_long_request_line_is_414():
+    protocol, transport, _, _ = connect()
+    protocol.dataReceived(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 414 ")
+    assert transport.disconnecting
+
+
+def test_huge_header_block_is_431():
+    protocol, transport, _, _ = connect()
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: " + b"a" * 40000 + b"\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 431 ")
+
+
+def test_too_many_headers_is_431():
+    protocol, transport, _, _ = connect()
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 431 ")
+
+
+def test_unterminated_header_stream_is_bounded():
+    protocol, transport, _, _ = connect()
+    for _ in range(20):
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " if not transport.value() else b"a" * 4096)
+        protocol.dataReceived(b"a" * 4096)
+    assert transport.value().startswith(b"HTTP/1.1 431 ") or transport.value().startswith(b"HTTP/1.1 414 ")
+
+
+def test_slow_headers_get_408_after_header_timeout():
+    protocol, transport, clock, _ = connect(header_timeout=10)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHo")
+    clock.advance(9)
+    assert transport.value() == b""
+    clock.advance(2)
+    assert transport.value().startswith(b"HTTP/1.1 408 ")
+    assert transport.disconnecting
+
+
+def test_idle_keepalive_connection_closes_silently():
+    protocol, transport, clock, _ = connect(keepalive_timeout=5)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    transport.clear()
+    clock.advance(6)
+    assert transport.value() == b"" and transport.disconnecting
+
+
+def test_http10_without_keepalive_closes():
+    protocol, transport, _, _ = connect()
+    protocol.dataReceived(b"GET / HTTP/1.0\r\n\r\n")
+    assert b"connection: close" in transport.value()
+    assert transport.disconnecting
+
+
+def test_unsupported_expectation_is_417():
+    protocol, transport, _, _ = connect()
+    protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\nContent-Length: 1\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 417 ")

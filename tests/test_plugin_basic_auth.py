@@ -1,0 +1,185 @@
+"""basic_auth: 401 challenge, 503 fail-closed, header removal, the verified-credentials cache."""
+
+import base64
+
+import bcrypt
+import pytest
+from twisted.internet.defer import Deferred
+
+from fakes import annotation_values, exchange, features_for, header, make_context, run_request, secret
+from ingressd.features import AnnotationError, Phase
+from ingressd_plugins import basic_auth
+
+APR1_FOO = "$apr1$saltsalt$553eXAj/BD3irf9w9nutz/"  # "pässword"
+BCRYPT_BAR = bcrypt.hashpw(b"open sesame", bcrypt.gensalt(rounds=4)).decode()
+HTPASSWD = f"foo:{APR1_FOO}\nbar:{BCRYPT_BAR}\n".encode()
+
+
+def basic(user: str, password: str) -> dict:
+    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode()
+    return {"authorization": f"Basic {token}"}
+
+
+def auth_features(raw=None, data=None, secret_type="auth-file"):
+    raw = {"auth-type": "basic", "auth-secret": "users", **(raw or {})}
+    resolved = {"auth-secret": secret("default", "users", **data) if data is not None else None}
+    return features_for(basic_auth, raw, resolved=resolved)
+
+
+def test_no_auth_type_means_no_feature():
+    assert features_for(basic_auth, {}) == []
+    # auth-secret alone does not switch auth on (as in ingress-nginx).
+    assert features_for(basic_auth, {"auth-secret": "users"}, resolved={"auth-secret": secret("default", "users", auth=HTPASSWD)}) == []
+
+
+def test_valid_credentials_pass_and_authorization_is_removed():
+    [feature] = auth_features(data={"auth": HTPASSWD})
+    assert feature.phase == Phase.AUTH
+    ex = exchange({**basic("foo", "pässword"), "x-other": "1"})
+    assert run_request([feature], ex) is None
+    assert ex.headers.get(b"authorization") is None
+    assert ex.headers.get(b"x-other") == b"1"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        basic("foo", "wrong"),
+        basic("nobody", "pässword"),
+        {"authorization": "Bearer abc"},
+        {"authorization": "Basic !!!notbase64"},
+        {"authorization": "Basic " + base64.b64encode(b"no-colon").decode()},
+    ],
+)
+def test_missing_or_wrong_credentials_get_401_with_realm(headers):
+    [feature] = auth_features({"auth-realm": "Staff only: /admin"}, data={"auth": HTPASSWD})
+    ex = exchange(headers)
+    answer = run_request([feature], ex)
+    assert answer.status == 401
+    assert header(answer.headers, b"www-authenticate") == [b'Basic realm="Staff only: /admin"']
+    # A refused request keeps its headers; nothing is proxied anyway.
+    assert ex.headers.get(b"authorization") == (headers.get("authorization", "").encode() or None)
+
+
+def test_two_authorization_headers_are_refused():
+    [feature] = auth_features(data={"auth": HTPASSWD})
+    pairs = list(basic("foo", "pässword").items()) * 2
+    assert run_request([feature], exchange(pairs)).status == 401
+
+
+@pytest.mark.parametrize("method", [b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"PROPFIND"])
+def test_every_method_is_authenticated(method):
+    [feature] = auth_features(data={"auth": HTPASSWD})
+    assert run_request([feature], exchange(method=method)).status == 401
+
+
+def test_bcrypt_and_auth_map():
+    [feature] = auth_features({"auth-secret-type": "auth-map"}, data={"bar": BCRYPT_BAR.encode(), "foo": APR1_FOO.encode() + b"\n"})
+    assert run_request([feature], exchange(basic("bar", "open sesame"))) is None
+    assert run_request([feature], exchange(basic("foo", "pässword"))) is None
+    assert run_request([feature], exchange(basic("bar", "open sesamE"))).status == 401
+
+
+@pytest.mark.parametrize("data", [None, {"other-key": HTPASSWD}])
+def test_missing_secret_or_key_fails_closed_with_503(data):
+    [feature] = auth_features(data=data)
+    assert run_request([feature], exchange(basic("foo", "pässword"))).status == 503
+    assert run_request([feature], exchange()).status == 503
+
+
+def test_no_auth_secret_annotation_fails_closed():
+    [feature] = features_for(basic_auth, {"auth-type": "basic"})
+    assert run_request([feature], exchange()).status == 503
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("auth-type", "digest"),
+        ("auth-type", "bearer"),
+        ("auth-secret-type", "auth-json"),
+        ("auth-realm", 'x" onerror="'),
+        ("auth-realm", "tab\there"),
+        ("auth-secret", "../etc/passwd"),
+        ("auth-secret", "a/b/c"),
+        ("auth-secret", "UPPER"),
+    ],
+)
+def test_bad_values_reject_the_ingress(name, value):
+    with pytest.raises((AnnotationError, ValueError)):
+        annotation_values(basic_auth, {name: value})
+
+
+def test_secret_ref_forms_accepted():
+    for ref in ("users", "other-ns/users", "my.users-1"):
+        assert annotation_values(basic_auth, {"auth-secret": ref})["auth-secret"] == ref
+
+
+def test_success_is_cached_so_the_hash_is_checked_once(monkeypatch):
+    calls = []
+    real = basic_auth.htpasswd.verify
+
+    def counting(password, hashed):
+        calls.append(password)
+        return real(password, hashed)
+
+    monkeypatch.setattr(basic_auth.htpasswd, "verify", counting)
+    [feature] = auth_features(data={"auth": HTPASSWD})
+    for _ in range(3):
+        assert run_request([feature], exchange(basic("bar", "open sesame"))) is None
+    assert calls == [b"open sesame"]
+    # Failures are not cached, and a cached success does not admit another password.
+    for _ in range(2):
+        assert run_request([feature], exchange(basic("bar", "open sesame!"))).status == 401
+    assert calls == [b"open sesame", b"open sesame!", b"open sesame!"]
+
+
+def test_cache_holds_no_password_and_is_bounded():
+    feature = basic_auth.BasicAuth({b"u%d" % i: "{PLAIN}pw" for i in range(10)}, cache_size=4)
+    for i in range(10):
+        assert run_request([feature], exchange(basic(f"u{i}", "pw"))) is None
+    assert len(feature._cache) == 4
+    for key in feature._cache:
+        assert b"pw" not in key and len(key) == 32
+
+
+def test_cache_key_differs_between_features():
+    # A fresh feature (rebuilt when the Secret changes) starts with an empty cache under a new key.
+    one = basic_auth.BasicAuth({b"u": "{PLAIN}pw"})
+    two = basic_auth.BasicAuth({b"u": "{PLAIN}pw"})
+    run_request([one], exchange(basic("u", "pw")))
+    run_request([two], exchange(basic("u", "pw")))
+    assert set(one._cache).isdisjoint(two._cache)
+
+
+def test_slow_hashes_run_through_run_slow_and_answer_by_deferred():
+    pending: list[Deferred] = []
+
+    def run_slow(function, *args):
+        d = Deferred()
+        pending.append((d, function, args))
+        return d
+
+    feature = basic_auth.BasicAuth({b"bar": BCRYPT_BAR, b"foo": APR1_FOO}, run_slow=run_slow)
+    ex = exchange(basic("bar", "open sesame"))
+    answer = feature.request(ex)
+    assert isinstance(answer, Deferred) and not answer.called
+    d, function, args = pending.pop()
+    d.callback(function(*args))
+    assert answer.result is None and ex.headers.get(b"authorization") is None
+    # apr1 is cheap: checked inline.
+    assert feature.request(exchange(basic("foo", "pässword"))) is None
+    assert not pending
+    # A failing check answers 401, not an error.
+    answer = feature.request(exchange(basic("bar", "other")))
+    pending.pop()[0].errback(RuntimeError("thread pool broke"))
+    assert answer.result.status == 401
+
+
+def test_route_features_uses_the_reactor_thread_pool():
+    from twisted.internet import reactor
+
+    [feature] = features_for(basic_auth, {"auth-type": "basic", "auth-secret": "users"}, context=make_context(reactor=reactor),
+                             resolved={"auth-secret": secret("default", "users", auth=HTPASSWD)})
+    assert feature._run_slow is not None

@@ -1,0 +1,51 @@
+"""proxy_settings: per-location timeouts and body size, only when the annotation is present."""
+
+import pytest
+
+from fakes import annotation_values, exchange, features_for, run_request
+from ingressd.features import AnnotationError, Phase, parse_size
+from ingressd_plugins import proxy_settings
+
+
+def test_no_annotations_no_feature_so_core_defaults_apply():
+    assert features_for(proxy_settings, {}) == []
+
+
+def test_sets_only_what_is_annotated():
+    [feature] = features_for(proxy_settings, {"proxy-read-timeout": "3600", "proxy-body-size": "8m"})
+    assert feature.phase == Phase.PROXY
+    ex = exchange()
+    assert run_request([feature], ex) is None
+    assert ex.read_timeout == 3600.0 and isinstance(ex.read_timeout, float)
+    assert ex.max_body_size == 8 * 1024 * 1024
+    assert ex.connect_timeout is None and ex.send_timeout is None
+
+
+def test_all_timeouts():
+    [feature] = features_for(proxy_settings, {"proxy-connect-timeout": "2", "proxy-send-timeout": "120", "proxy-read-timeout": "7"})
+    ex = exchange()
+    run_request([feature], ex)
+    assert (ex.connect_timeout, ex.read_timeout, ex.send_timeout) == (2.0, 7.0, 120.0)
+
+
+@pytest.mark.parametrize("text,size", [("0", 0), ("1024", 1024), ("1k", 1024), ("8K", 8192), ("1m", 1 << 20),
+                                       ("2g", 2 << 30), (" 1m ", 1 << 20)])
+def test_sizes(text, size):
+    assert parse_size(text) == size
+
+
+def test_unlimited_body_is_applied():
+    [feature] = features_for(proxy_settings, {"proxy-body-size": "0"})
+    ex = exchange()
+    run_request([feature], ex)
+    assert ex.max_body_size == 0
+
+
+@pytest.mark.parametrize("raw", [
+    {"proxy-body-size": "8mb"}, {"proxy-body-size": "-1"}, {"proxy-body-size": "1.5m"}, {"proxy-body-size": "m"},
+    {"proxy-read-timeout": "60s"}, {"proxy-read-timeout": "0"}, {"proxy-connect-timeout": "-5"},
+    {"proxy-send-timeout": "99999999"},
+])
+def test_bad_values_reject_the_ingress(raw):
+    with pytest.raises(AnnotationError):
+        annotation_values(proxy_settings, raw)

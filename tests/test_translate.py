@@ -1,0 +1,93 @@
+"""Provider logic, table-style: YAML fixtures of Kubernetes objects → the expected routes."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ingressd.features import Annotation, parse_int
+from ingressd.store import ObjectStore
+from ingressd.translate import TranslateSettings, translate
+
+FIXTURES = sorted((Path(__file__).parent / "fixtures" / "translate").glob("*.yaml"))
+
+
+def snapshot(objects):
+    store = ObjectStore()
+    by_kind = {}
+    for obj in objects:
+        by_kind.setdefault(obj["kind"], []).append(obj)
+    for kind, items in by_kind.items():
+        store.replace("test", kind, items)
+    return store.snapshot()
+
+
+def describe(route):
+    endpoints = ",".join(f"{e.address}:{e.port}" for e in route.backend.endpoints)
+    text = f"{route.host} {route.path} {route.path_type} -> {route.backend.label} [{endpoints}]"
+    return text + (" tls" if route.tls else "")
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.stem)
+def test_fixture(fixture):
+    case = yaml.safe_load(fixture.read_text())
+    config = translate(snapshot(case["objects"]), TranslateSettings(**case.get("settings", {})))
+    expect = case["expect"]
+    assert sorted(describe(r) for r in config.routes) == sorted(expect.get("routes", []))
+    if "default" in expect:
+        assert config.default_backend is not None and describe(config.default_backend) == expect["default"]
+    rejected = [str(r) for r in config.rejections]
+    assert len(rejected) == len(expect.get("rejected", [])), rejected
+    for want in expect.get("rejected", []):
+        assert any(want in got for got in rejected), (want, rejected)
+    for want in expect.get("warnings", []):
+        assert any(want in str(w) for w in config.warnings), (want, config.warnings)
+    if "tls" in expect:
+        assert sorted(f"{t.host} {t.secret}" for t in config.tls_hosts) == sorted(expect["tls"])
+
+
+def ingress(annotations):
+    return {
+        "kind": "Ingress",
+        "metadata": {"name": "ing", "namespace": "ns", "annotations": annotations},
+        "spec": {"defaultBackend": {"service": {"name": "s", "port": {"number": 80}}}},
+    }
+
+
+def test_annotations_parsed_validated_and_unsupported_reported():
+    declared = [Annotation("limit-rps", parse_int(low=1), default=0)]
+    settings = TranslateSettings(watch_ingress_without_class=True)
+    good = translate(snapshot([ingress({
+        "nginx.ingress.kubernetes.io/limit-rps": "5",
+        "nginx.ingress.kubernetes.io/configuration-snippet": "return 200;",
+        "nginx.ingress.kubernetes.io/made-up": "1",
+    })]), settings, declared)
+    assert dict(good.default_backend.features) == {"limit-rps": 5}
+    warnings = " | ".join(str(w) for w in good.warnings)
+    assert "configuration-snippet is ignored: snippets are never supported" in warnings
+    assert "made-up is not supported" in warnings
+
+    own_prefix_wins = translate(snapshot([ingress({
+        "nginx.ingress.kubernetes.io/limit-rps": "5", "ingressd.io/limit-rps": "7",
+    })]), settings, declared)
+    assert dict(own_prefix_wins.default_backend.features) == {"limit-rps": 7}
+
+    for bad in ("zero", "0", "5\r\nx"):
+        config = translate(snapshot([ingress({"nginx.ingress.kubernetes.io/limit-rps": bad})]), settings, declared)
+        assert config.default_backend is None
+        assert "annotation nginx.ingress.kubernetes.io/limit-rps" in str(config.rejections[0])
+
+
+def test_resolved_secret_reference_and_cross_namespace_refusal():
+    declared = [Annotation("auth-secret", str, resolve="secret")]
+    secret = {"kind": "Secret", "metadata": {"name": "s", "namespace": "ns"}, "type": "Opaque",
+              "data": {"auth": "dXNlcjpoYXNo"}}
+    settings = TranslateSettings(watch_ingress_without_class=True)
+    config = translate(snapshot([secret, ingress({"nginx.ingress.kubernetes.io/auth-secret": "s"})]), settings, declared)
+    value = dict(config.default_backend.features)["auth-secret"]
+    assert value.get("auth") == b"user:hash"
+    missing = translate(snapshot([ingress({"nginx.ingress.kubernetes.io/auth-secret": "nope"})]), settings, declared)
+    assert dict(missing.default_backend.features)["auth-secret"] is None
+    cross = translate(snapshot([secret, ingress({"nginx.ingress.kubernetes.io/auth-secret": "other/s"})]),
+                      settings, declared)
+    assert "another namespace" in str(cross.rejections[0])
