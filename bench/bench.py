@@ -1,0 +1,929 @@
+#!/usr/bin/env python3
+"""Benchmark ingressd against nginx as a reverse proxy, side by side.
+
+Starts, all on 127.0.0.1 random free ports inside one temporary directory:
+
+* a backend: an nginx instance answering ``ok\\n`` (3 bytes) with keep-alive, pinned to the
+  load CPU (default CPU 1), so it is never the bottleneck;
+* each proxy under test, pinned to the proxy CPU (default CPU 0):
+  - ``nginx``: nginx configured like ingress-nginx / ingressd (1 worker, HTTP/1.1 upstream with
+    keepalive 64, the same forwarded headers, access_log off);
+  - ``ingressd``: ``twistd -n ingressd`` serving a generated manifest directory (IngressClass,
+    Ingress, Service, EndpointSlice in one YAML file);
+  - ``custom`` (only with ``--proxy-cmd``): any command, for debugging;
+* ``wrk -t1 -cN -dS --latency -H 'Host: bench.local'`` pinned to the load CPU, first for a
+  warm-up, then for the measured run.
+
+For each proxy it reports requests/s, p50/p99 latency (wrk's --latency table) and the proxy's CPU
+time per request (utime+stime delta of the proxy's whole process tree from /proc/PID/stat, divided
+by the requests wrk completed), and prints a table with the ratio to nginx for each figure.
+
+Scenarios are rows of the ``SCENARIOS`` table below: a scenario says how nginx is configured, which
+annotations / extra manifests ingressd gets, how the backend answers and what wrk is run with.
+
+Only the Python standard library is used (runs with any python3 >= 3.9); it needs nginx, wrk and
+taskset (util-linux) on the machine.
+
+Examples::
+
+    python3 bench/bench.py                       # keepalive, nginx and ingressd, 10 s each
+    python3 bench/bench.py --only nginx --seconds 5
+    python3 bench/bench.py --scenario all --json /tmp/bench.json
+    python3 bench/bench.py --only custom --proxy-cmd 'myproxy --port {http_port} --to {backend_port}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import ssl
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "bench.local"
+LOOPBACK = "127.0.0.1"
+APT_COMMAND = "apt-get install -y nginx-light wrk"
+
+READY_TIMEOUT = 30.0  # seconds a proxy or the backend gets to start answering
+STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
+WRK_SLACK = 30.0  # seconds wrk may overrun its -d before it is killed
+
+# Keep-alive limits used on the nginx side (client side and upstream side). Large on purpose: the
+# keepalive scenario measures persistent connections, not periodic reconnects. (ingress-nginx's
+# defaults are keep-alive-requests 1000 and upstream-keepalive-requests 10000.)
+NGINX_KEEPALIVE_REQUESTS = 1_000_000
+UPSTREAM_KEEPALIVE = 64
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One benchmark shape. Every field has a default matching plain keep-alive HTTP."""
+
+    name: str
+    description: str
+    # Which proxy listener wrk drives: "http" or "https" (https also makes a cert, a TLS Secret
+    # and the Ingress spec.tls section, and an ssl listener on the nginx proxy).
+    scheme: str = "http"
+    path: str = "/"
+    # Extra wrk arguments (headers, "-s script.lua" relative to the temp dir, ...).
+    wrk_args: tuple[str, ...] = ()
+    # Lua scripts for wrk, written into the temp dir: {file name: text}; refer to them in wrk_args.
+    wrk_scripts: dict[str, str] = field(default_factory=dict)
+    # The backend's "location /" body, and files placed in its document root ({name: bytes}).
+    backend_location: str = 'default_type text/plain;\nreturn 200 "ok\\n";'
+    backend_files: dict[str, bytes] = field(default_factory=dict)
+    # Extra nginx proxy directives: in http{}, in server{}, in "location /".
+    nginx_http: str = ""
+    nginx_server: str = ""
+    nginx_location: str = ""
+    # ingressd: annotations on the Ingress, and extra YAML documents (str.format'ed with the
+    # same placeholders as --proxy-cmd) appended to the manifest file.
+    annotations: dict[str, str] = field(default_factory=dict)
+    extra_manifests: str = ""
+    # What a GET of `path` through the proxy must answer before the run (None: status 200 only).
+    expect_body: bytes | None = b"ok\n"
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "keepalive",
+            "HTTP/1.1 keep-alive, 3-byte response, persistent upstream connections",
+        ),
+        Scenario(
+            "new-connection",
+            "one TCP connection per request (client sends Connection: close)",
+            wrk_args=("-H", "Connection: close"),
+        ),
+        Scenario(
+            "https-keepalive",
+            "HTTPS keep-alive (self-signed RSA-2048 cert, TLS Secret), plain HTTP upstream",
+            scheme="https",
+        ),
+        # Later: https-handshake, large-body, websocket, auth-ratelimit. E.g.
+        #   Scenario("https-handshake", "...", scheme="https", wrk_args=("-H", "Connection: close")),
+        #   Scenario("large-body", "...", path="/big", backend_location="root {docroot};",
+        #            backend_files={"big": b"x" * 1048576}, expect_body=None),
+    ]
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers: ports, processes, CPU accounting
+# --------------------------------------------------------------------------------------------
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1 (held open together so they are distinct)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((LOOPBACK, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    out.extend(int(x) for x in f.read().split())
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its live descendants (bounded: at most 10000 processes)."""
+    seen, todo = [], [pid]
+    while todo and len(seen) < 10000:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.append(p)
+        todo.extend(_children(p))
+    return seen
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces.
+    return data[data.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime (+cutime+cstime: reaped children) of pid's process tree, in seconds."""
+    ticks = 0
+    for p in process_tree(pid):
+        f = _stat_fields(p)
+        if f:  # after "pid (comm)": f[0] is state (field 3); utime is field 14 -> f[11]
+            ticks += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    return ticks / CLK_TCK
+
+
+def cpu_core_ticks(cpu: int | None) -> tuple[int, int]:
+    """(busy, total) jiffies of one CPU from /proc/stat; (0, 0) if unknown."""
+    if cpu is None:
+        return 0, 0
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{cpu} "):
+                    v = [int(x) for x in line.split()[1:]]
+                    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+                    total = sum(v[:8])  # guest time is already in user
+                    return total - idle, total
+    except OSError:
+        pass
+    return 0, 0
+
+
+class Processes:
+    """Everything the benchmark starts; stop_all() ends them, newest first."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def start(self, name: str, argv: list[str], cpu: int | None, env: dict | None = None,
+              cwd: Path | None = None) -> subprocess.Popen:
+        if cpu is not None:
+            argv = ["taskset", "-c", str(cpu)] + argv  # taskset execs: the pid is the command's
+        log = self.tmp / f"{name}.log"
+        for i in range(2, 1000):  # one log per process: a repeated name gets a suffix
+            if not log.exists():
+                break
+            log = self.tmp / f"{name}-{i}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                    start_new_session=True)
+        self.procs.append((name, proc, log))
+        proc.log_path = log  # type: ignore[attr-defined]
+        return proc
+
+    @staticmethod
+    def log_tail(proc: subprocess.Popen, lines: int = 30) -> str:
+        try:
+            text = proc.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
+        except (OSError, AttributeError):
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        tree = process_tree(proc.pid) if proc.poll() is None else []
+        if proc.poll() is None:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+        # Whatever of its tree is left (still in the session we created for it) gets SIGKILL.
+        for pid in tree:
+            f = _stat_fields(pid)
+            if f and int(f[2]) == proc.pid:  # f[2] = pgrp; ours is the leader's pid
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print(f"warning: pid {proc.pid} did not exit", file=sys.stderr)
+
+    def stop_all(self, keep: int = 0) -> None:
+        """Stop every process started after the first `keep` ones, newest first."""
+        while len(self.procs) > keep:
+            name, proc, _ = self.procs.pop()
+            self.stop(proc)
+
+
+def http_get(port: int, path: str, tls: bool, timeout: float = 2.0,
+             host: str = HOST) -> tuple[int, bytes]:
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(LOOPBACK, port, timeout=timeout, context=ctx)
+    else:
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def wait_until(what: str, check: Callable[[], bool], proc: subprocess.Popen, procs: Processes,
+               timeout: float = READY_TIMEOUT) -> None:
+    """Poll check() every 0.1 s until it is true; fail if proc exits or timeout passes."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{what}: process exited with {proc.returncode}\n"
+                             f"{procs.log_tail(proc)}")
+        try:
+            if check():
+                return
+        except (OSError, http.client.HTTPException) as e:
+            last_error = e
+        time.sleep(0.1)
+    raise BenchError(f"{what}: not ready after {timeout:.0f} s (last error: {last_error})\n"
+                     f"{procs.log_tail(proc)}")
+
+
+class BenchError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# nginx configuration (backend and proxy)
+# --------------------------------------------------------------------------------------------
+
+
+def _block(text: str, indent: int) -> str:
+    """Re-indent a (possibly multi-line, possibly empty) snippet to `indent` spaces."""
+    text = textwrap.dedent(text).strip("\n")
+    return textwrap.indent(text, " " * indent) + "\n" if text.strip() else ""
+
+
+def _nginx_main(prefix: Path) -> str:
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read our 0700 temp dir
+    return (f"{user}worker_processes 1;\n"
+            "daemon off;\n"
+            "master_process on;\n"
+            f"pid {prefix}/nginx.pid;\n"
+            f"error_log {prefix}/error.log warn;\n"
+            "worker_rlimit_nofile 65536;\n"
+            "events { worker_connections 8192; }\n")
+
+
+def _nginx_http_common(prefix: Path) -> str:
+    temps = "".join(f"    {kind}_temp_path {prefix}/{kind}_temp;\n"
+                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return (f"    access_log off;\n{temps}"
+            "    keepalive_timeout 75s;\n"
+            f"    keepalive_requests {NGINX_KEEPALIVE_REQUESTS};\n")
+
+
+def backend_conf(prefix: Path, port: int, sc: Scenario) -> str:
+    location = sc.backend_location.replace("{docroot}", str(prefix / "docroot"))
+    return (_nginx_main(prefix) + "http {\n" + _nginx_http_common(prefix)
+            + "    server {\n"
+            f"        listen {LOOPBACK}:{port} default_server;\n"
+            "        location / {\n"
+            + _block(location, 12)
+            + "        }\n    }\n}\n")
+
+
+def proxy_conf(prefix: Path, ports: dict, sc: Scenario, cert: tuple[Path, Path] | None) -> str:
+    tls = ""
+    if cert:
+        tls = (f"listen {LOOPBACK}:{ports['https']} ssl default_server;\n"
+               f"ssl_certificate {cert[0]};\n"
+               f"ssl_certificate_key {cert[1]};\n"
+               "ssl_protocols TLSv1.2 TLSv1.3;\n"
+               "ssl_session_cache shared:SSL:10m;\n")
+    # Mirrors ingress-nginx's generated config for one Ingress rule with default settings
+    # (proxy-buffering off, HTTP/1.1 upstream keep-alive, forwarded headers, request id).
+    return (_nginx_main(prefix) + "http {\n" + _nginx_http_common(prefix)
+            + "    map $http_upgrade $connection_upgrade { default upgrade; '' ''; }\n"
+            "    map $http_x_request_id $req_id { default $http_x_request_id; '' $request_id; }\n"
+            "    upstream backend {\n"
+            f"        server {LOOPBACK}:{ports['backend']};\n"
+            f"        keepalive {UPSTREAM_KEEPALIVE};\n"
+            f"        keepalive_requests {NGINX_KEEPALIVE_REQUESTS};\n"
+            "        keepalive_timeout 60s;\n"
+            "    }\n"
+            + _block(sc.nginx_http, 4)
+            + "    server {\n"
+            f"        listen {LOOPBACK}:{ports['http']} default_server;\n"
+            + _block(tls, 8)
+            + f"        server_name {HOST};\n"
+            + _block(sc.nginx_server, 8)
+            + "        location / {\n"
+            + _block("""\
+                proxy_http_version 1.1;
+                proxy_buffering off;
+                proxy_connect_timeout 5s;
+                proxy_read_timeout 60s;
+                proxy_send_timeout 60s;
+                proxy_set_header Host $host;
+                proxy_set_header Upgrade $http_upgrade;
+                proxy_set_header Connection $connection_upgrade;
+                proxy_set_header X-Request-ID $req_id;
+                proxy_set_header X-Real-IP $remote_addr;
+                proxy_set_header X-Forwarded-For $remote_addr;
+                proxy_set_header X-Forwarded-Host $host;
+                proxy_set_header X-Forwarded-Port $server_port;
+                proxy_set_header X-Forwarded-Proto $scheme;
+                """, 12)
+            + _block(sc.nginx_location, 12)
+            + "            proxy_pass http://backend;\n"
+            "        }\n    }\n}\n")
+
+
+def nginx_argv(nginx: str, prefix: Path) -> list[str]:
+    # -e: error log before the config is read (otherwise /var/log/nginx/error.log, not writable
+    # by non-root users); -p: prefix for relative paths.
+    return [nginx, "-p", f"{prefix}/", "-e", f"{prefix}/error.log", "-c", f"{prefix}/nginx.conf"]
+
+
+def start_nginx(procs: Processes, nginx: str, name: str, prefix: Path, conf: str,
+                cpu: int | None) -> subprocess.Popen:
+    prefix.mkdir(parents=True, exist_ok=True)
+    (prefix / "nginx.conf").write_text(conf)
+    check = subprocess.run(nginx_argv(nginx, prefix) + ["-t", "-q"], capture_output=True,
+                           text=True, timeout=30)
+    if check.returncode:
+        raise BenchError(f"{name}: nginx -t failed:\n{check.stderr}\n--- config ---\n{conf}")
+    return procs.start(name, nginx_argv(nginx, prefix), cpu)
+
+
+# --------------------------------------------------------------------------------------------
+# ingressd manifests
+# --------------------------------------------------------------------------------------------
+
+
+def _yaml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid YAML scalar
+
+
+def manifests_yaml(ports: dict, sc: Scenario, cert: tuple[Path, Path] | None,
+                   placeholders: dict) -> str:
+    annotations = "".join(f"\n    {_yaml_str(k)}: {_yaml_str(v)}"
+                          for k, v in sorted(sc.annotations.items()))
+    docs = [
+        textwrap.dedent("""\
+            apiVersion: networking.k8s.io/v1
+            kind: IngressClass
+            metadata:
+              name: ingressd
+            spec:
+              controller: ingressd.io/ingress-controller
+            """),
+        textwrap.dedent(f"""\
+            apiVersion: networking.k8s.io/v1
+            kind: Ingress
+            metadata:
+              name: bench
+              namespace: default
+              annotations: {{}}
+            spec:
+              ingressClassName: ingressd
+            __TLS__  rules:
+              - host: {HOST}
+                http:
+                  paths:
+                  - path: /
+                    pathType: Prefix
+                    backend:
+                      service:
+                        name: backend
+                        port:
+                          number: 80
+            """).replace("annotations: {}", "annotations:" + annotations if annotations
+                         else "annotations: {}"),
+        textwrap.dedent(f"""\
+            apiVersion: v1
+            kind: Service
+            metadata:
+              name: backend
+              namespace: default
+            spec:
+              type: ClusterIP
+              selector:
+                app: backend
+              ports:
+              - name: http
+                port: 80
+                protocol: TCP
+                targetPort: {ports['backend']}
+            """),
+        textwrap.dedent(f"""\
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata:
+              name: backend-bench
+              namespace: default
+              labels:
+                kubernetes.io/service-name: backend
+            addressType: IPv4
+            ports:
+            - name: http
+              port: {ports['backend']}
+              protocol: TCP
+            endpoints:
+            - addresses:
+              - {LOOPBACK}
+              conditions:
+                ready: true
+            """),
+    ]
+    tls = ""
+    if cert:
+        import base64
+        crt = base64.b64encode(cert[0].read_bytes()).decode()
+        key = base64.b64encode(cert[1].read_bytes()).decode()
+        tls = f"  tls:\n  - hosts:\n    - {HOST}\n    secretName: bench-tls\n"
+        docs.append(textwrap.dedent(f"""\
+            apiVersion: v1
+            kind: Secret
+            metadata:
+              name: bench-tls
+              namespace: default
+            type: kubernetes.io/tls
+            data:
+              tls.crt: {crt}
+              tls.key: {key}
+            """))
+    docs[1] = docs[1].replace("__TLS__", tls)
+    if sc.extra_manifests:
+        docs.append(sc.extra_manifests.format(**placeholders))
+    return "---\n".join(docs)
+
+
+def make_cert(tmp: Path) -> tuple[Path, Path]:
+    crt, key = tmp / "tls.crt", tmp / "tls.key"
+    if not crt.exists():
+        openssl = shutil.which("openssl")
+        if not openssl:
+            raise BenchError("openssl is needed for HTTPS scenarios: apt-get install -y openssl")
+        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", f"/CN={HOST}", "-addext", f"subjectAltName=DNS:{HOST}",
+                        "-keyout", str(key), "-out", str(crt)],
+                       check=True, capture_output=True, timeout=60)
+    return crt, key
+
+
+# --------------------------------------------------------------------------------------------
+# wrk
+# --------------------------------------------------------------------------------------------
+
+_TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}  # -> milliseconds
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * _TIME_UNITS[m.group(2)]
+
+
+def parse_wrk(out: str) -> dict:
+    res: dict = {}
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)", out)
+    if not m:
+        raise BenchError(f"cannot parse wrk output:\n{out}")
+    res["requests"] = int(m.group(1))
+    res["duration_s"] = _ms(m.group(2) + m.group(3)) / 1e3
+    m = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    res["requests_per_s"] = float(m.group(1)) if m else res["requests"] / res["duration_s"]
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s*{pct}(?:\.0+)?%\s+(\S+)\s*$", out, re.M)
+        res[f"p{pct}_ms"] = _ms(m.group(1)) if m else None
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    res["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non_2xx"] = int(m.group(1)) if m else 0
+    return res
+
+
+def run_wrk(procs: Processes, wrk: str, args, url: str, seconds: float, sc: Scenario,
+            cpu: int | None, name: str) -> str:
+    argv = [wrk, "-t1", f"-c{args.connections}", f"-d{seconds:g}s", "--latency",
+            "-H", f"Host: {HOST}", *sc.wrk_args, url]
+    proc = procs.start(name, argv, cpu, cwd=procs.tmp)
+    try:
+        proc.wait(timeout=seconds + WRK_SLACK)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{name}: wrk did not finish in {seconds + WRK_SLACK:.0f} s")
+    finally:
+        procs.stop(proc)
+        procs.procs = [p for p in procs.procs if p[1] is not proc]
+    out = proc.log_path.read_text(errors="replace")
+    if proc.returncode:
+        raise BenchError(f"{name}: wrk exited with {proc.returncode}:\n{out}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def version(argv):
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return None
+
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "nginx": version([find_nginx() or "nginx", "-v"]),
+        "wrk": version([shutil.which("wrk") or "wrk", "--version"]),
+    }
+
+
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+
+
+def start_proxy(kind: str, procs: Processes, args, sc: Scenario, tmp: Path, ports: dict,
+                cert, nginx: str) -> subprocess.Popen:
+    """Start one proxy and wait until it serves the route; returns its (root) process."""
+    tls = sc.scheme == "https"
+    placeholders = {**{f"{k}_port": v for k, v in ports.items()}, "tmp": tmp,
+                    "manifests": tmp / "manifests", "host": HOST}
+    if kind == "nginx":
+        proc = start_nginx(procs, nginx, "proxy-nginx", tmp / "proxy-nginx",
+                           proxy_conf(tmp / "proxy-nginx", ports, sc, cert), args.proxy_cpu)
+    elif kind == "ingressd":
+        mdir = tmp / "manifests"
+        mdir.mkdir(exist_ok=True)
+        for old in mdir.iterdir():
+            old.unlink()
+        (mdir / "bench.yaml").write_text(manifests_yaml(ports, sc, cert, placeholders))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        argv = [args.twistd, "-n", "--pidfile=", "ingressd", "--manifests", str(mdir),
+                "--http", f"tcp:{ports['http']}:interface={LOOPBACK}",
+                "--https", f"tcp:{ports['https']}:interface={LOOPBACK}",
+                "--admin", f"tcp:{ports['admin']}:interface={LOOPBACK}",
+                *shlex.split(args.ingressd_args)]
+        proc = procs.start("proxy-ingressd", argv, args.proxy_cpu, env=env, cwd=tmp)
+        wait_until("ingressd /readyz",
+                   lambda: http_get(ports["admin"], "/readyz", False, host=LOOPBACK)[0] == 200,
+                   proc, procs)
+    elif kind == "custom":
+        argv = shlex.split(args.proxy_cmd.format(**placeholders))
+        proc = procs.start("proxy-custom", argv, args.proxy_cpu, cwd=tmp)
+    else:
+        raise BenchError(f"unknown proxy {kind}")
+
+    port = ports["https" if tls else "http"]
+
+    def serves() -> bool:
+        status, body = http_get(port, sc.path, tls)
+        return status == 200 and (sc.expect_body is None or body == sc.expect_body)
+
+    wait_until(f"{kind} serving {sc.scheme}://{HOST}{sc.path}", serves, proc, procs)
+    return proc
+
+
+def bench_one(procs: Processes, kind: str, args, sc: Scenario, tmp: Path, ports: dict, cert,
+              nginx: str, wrk: str) -> dict:
+    keep = len(procs.procs)  # the backend stays; what this run starts is stopped at its end
+    try:
+        proc = start_proxy(kind, procs, args, sc, tmp, ports, cert, nginx)
+        url = f"{sc.scheme}://{LOOPBACK}:{ports['https' if sc.scheme == 'https' else 'http']}" \
+              f"{sc.path}"
+        if args.warmup > 0:
+            run_wrk(procs, wrk, args, url, args.warmup, sc, args.load_cpu, f"wrk-warmup-{kind}")
+        pids = process_tree(proc.pid)
+        load0, pcore0 = cpu_core_ticks(args.load_cpu), cpu_core_ticks(args.proxy_cpu)
+        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        out = run_wrk(procs, wrk, args, url, args.seconds, sc, args.load_cpu,
+                      f"wrk-{sc.name}-{kind}")
+        cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
+        load1, pcore1 = cpu_core_ticks(args.load_cpu), cpu_core_ticks(args.proxy_cpu)
+        if proc.poll() is not None:
+            raise BenchError(f"{kind} exited during the run:\n{procs.log_tail(proc)}")
+        res = parse_wrk(out)
+        cpu = cpu1 - cpu0
+        res["proxy_cpu_s"] = round(cpu, 3)
+        res["proxy_cpu_us_per_request"] = cpu * 1e6 / res["requests"] if res["requests"] else None
+        res["proxy_cpu_percent"] = 100 * cpu / (t1 - t0)
+        res["proxy_processes"] = len(pids)
+        # How busy the two CPUs were: the load CPU near 100 % means wrk+backend may have limited
+        # the rate; the proxy CPU well above the proxy's own use means something else ran there.
+        for key, (b0, n0), (b1, n1) in (("load_cpu_busy_percent", load0, load1),
+                                        ("proxy_core_busy_percent", pcore0, pcore1)):
+            res[key] = 100 * (b1 - b0) / (n1 - n0) if n1 > n0 else None
+        res["wrk_output"] = out
+        return res
+    finally:
+        procs.stop_all(keep)
+
+
+FIGURES = [  # (key, label, format, better)
+    ("requests_per_s", "requests/s", "{:,.0f}", "higher"),
+    ("p50_ms", "latency p50 (ms)", "{:.3f}", "lower"),
+    ("p99_ms", "latency p99 (ms)", "{:.3f}", "lower"),
+    ("proxy_cpu_us_per_request", "proxy CPU µs/request", "{:.1f}", "lower"),
+    ("proxy_cpu_percent", "proxy CPU use (%)", "{:.0f}", "-"),
+    ("proxy_core_busy_percent", "proxy core busy (%)", "{:.0f}", "-"),
+    ("load_cpu_busy_percent", "wrk+backend core busy (%)", "{:.0f}", "-"),
+    ("requests", "requests completed", "{:,.0f}", "-"),
+    ("socket_errors", "socket errors", "{:,.0f}", "-"),
+    ("non_2xx", "non-2xx responses", "{:,.0f}", "-"),
+]
+
+
+def median_of(runs: list[dict]) -> dict:
+    """Each figure's median over the runs (per figure, so not necessarily one run's figures)."""
+    if len(runs) == 1:
+        return runs[0]
+    out: dict = {"runs": runs}
+    for key in runs[0]:
+        vals = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+        if vals and len(vals) == len(runs):
+            # errors: the worst run, so that none is hidden by the median
+            out[key] = max(vals) if key in ("socket_errors", "non_2xx") else \
+                statistics.median(vals)
+    return out
+
+
+def print_table(sc: Scenario, results: dict, args) -> None:
+    kinds = list(results)
+    others = [k for k in kinds if k != "nginx"] if "nginx" in kinds else []
+    head = ["figure", *kinds, *(f"{k}/nginx" for k in others)]
+    rows = []
+    for key, label, fmt, _ in FIGURES:
+        row = [label]
+        for k in kinds:
+            v = results[k].get(key)
+            row.append("-" if v is None else fmt.format(v))
+        for k in others:
+            a, b = results[k].get(key), results["nginx"].get(key)
+            row.append(f"{a / b:.2f}" if a is not None and b else "-")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    print(f"\n== {sc.name}: {sc.description}")
+    print(f"   wrk -t1 -c{args.connections} -d{args.seconds:g}s --latency -H 'Host: {HOST}'"
+          f"{''.join(' ' + shlex.quote(a) for a in sc.wrk_args)} {sc.scheme}://.../ "
+          f"(warm-up {args.warmup:g}s); proxy on CPU {args.proxy_cpu}, wrk+backend on CPU "
+          f"{args.load_cpu}")
+    for r in [head, *rows]:
+        print("   " + "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
+                                for i, c in enumerate(r)))
+    for k in kinds:
+        r = results[k]
+        if r.get("socket_errors") or r.get("non_2xx"):
+            print(f"   WARNING: {k} had errors; see its wrk output in the JSON file")
+        use, core, load = (r.get("proxy_cpu_percent"), r.get("proxy_core_busy_percent"),
+                           r.get("load_cpu_busy_percent"))
+        if use is not None and core is not None and core - use > 10:
+            print(f"   note: {k}: other processes used ~{core - use:.0f}% of the proxy CPU "
+                  f"(noisy run; repeat it)")
+        if use is not None and use < 85 and load is not None and load > 90:
+            print(f"   note: {k} used {use:.0f}% of its CPU while the wrk+backend CPU was "
+                  f"{load:.0f}% busy: its requests/s is limited by the load side")
+    sys.stdout.flush()
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="scenarios:\n" + "\n".join(
+                                    f"  {s.name:18} {s.description}" for s in SCENARIOS.values()))
+    p.add_argument("--seconds", type=float, default=10, help="measured run length (default 10)")
+    p.add_argument("--warmup", type=float, default=3, help="warm-up run length (default 3; 0: none)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs per proxy, interleaved; the table shows each figure's median")
+    p.add_argument("--connections", "-c", type=int, default=50, help="wrk connections (default 50)")
+    p.add_argument("--scenario", default="keepalive",
+                   help="comma-separated scenario names, or 'all' (default keepalive)")
+    p.add_argument("--only", default=None,
+                   help="comma-separated subset of proxies: nginx, ingressd, custom "
+                        "(default: nginx,ingressd, plus custom with --proxy-cmd)")
+    p.add_argument("--json", metavar="FILE", help="save machine info and all figures as JSON")
+    p.add_argument("--ingressd-args", default="", help="extra arguments for 'twistd ingressd'")
+    p.add_argument("--twistd", default=str(REPO / ".venv" / "bin" / "twistd"),
+                   help="twistd to run ingressd with (default: the repo's .venv)")
+    p.add_argument("--proxy-cmd", default=None,
+                   help="benchmark this command as proxy 'custom'; placeholders: {http_port} "
+                        "{https_port} {admin_port} {backend_port} {tmp} {manifests} {host}; it "
+                        "must route Host bench.local to 127.0.0.1:{backend_port}")
+    p.add_argument("--proxy-cpu", type=int, default=0, help="CPU for the proxy (default 0)")
+    p.add_argument("--load-cpu", type=int, default=1,
+                   help="CPU for wrk and the backend (default 1)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the nginx proxy config and the ingressd manifests of the first "
+                        "scenario (example ports) and exit")
+    args = p.parse_args(argv)
+    names = list(SCENARIOS) if args.scenario == "all" else args.scenario.split(",")
+    for n in names:
+        if n not in SCENARIOS:
+            p.error(f"unknown scenario {n!r}; known: {', '.join(SCENARIOS)}")
+    args.scenarios = [SCENARIOS[n] for n in names]
+    if args.only:
+        args.proxies = args.only.split(",")
+    else:
+        args.proxies = ["nginx", "ingressd"] + (["custom"] if args.proxy_cmd else [])
+    for k in args.proxies:
+        if k not in ("nginx", "ingressd", "custom"):
+            p.error(f"unknown proxy {k!r}")
+    if "custom" in args.proxies and not args.proxy_cmd:
+        p.error("proxy 'custom' needs --proxy-cmd")
+    if not 1 <= args.repeat <= 50:
+        p.error("--repeat must be in [1, 50]")
+    if args.seconds <= 0 or args.seconds > 3600 or args.warmup < 0 or args.warmup > 600:
+        p.error("--seconds must be in (0, 3600], --warmup in [0, 600]")
+    return args
+
+
+def _raise_exit(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def print_config(sc: Scenario) -> None:
+    ports = {"backend": 8081, "http": 8080, "https": 8443, "admin": 8090}
+    tmp = Path(tempfile.mkdtemp(prefix="ingressd-bench-"))
+    try:
+        cert = make_cert(tmp) if sc.scheme == "https" else None
+        print(f"# nginx proxy config ({sc.name})\n" + proxy_conf(tmp / "proxy-nginx", ports, sc, cert))
+        print(f"# ingressd manifests ({sc.name})\n"
+              + manifests_yaml(ports, sc, cert, {"backend_port": 8081, "http_port": 8080,
+                                                 "https_port": 8443, "admin_port": 8090,
+                                                 "tmp": tmp, "manifests": tmp / "manifests",
+                                                 "host": HOST}))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.print_config:
+        print_config(args.scenarios[0])
+        return 0
+    nginx, wrk = find_nginx(), shutil.which("wrk")
+    missing = [n for n, path in (("nginx", nginx), ("wrk", wrk), ("taskset", shutil.which("taskset")))
+               if not path]
+    if missing:
+        print(f"missing: {', '.join(missing)}. Install with:\n    {APT_COMMAND}"
+              + ("\n    apt-get install -y util-linux" if "taskset" in missing else ""),
+              file=sys.stderr)
+        return 2
+    if "ingressd" in args.proxies and not os.access(args.twistd, os.X_OK):
+        print(f"no twistd at {args.twistd} (make the venv, or pass --twistd, or --only nginx)",
+              file=sys.stderr)
+        return 2
+    ncpu = len(os.sched_getaffinity(0))
+    if ncpu < 2:
+        print("warning: fewer than 2 CPUs: proxy and load share a CPU; figures are not "
+              "comparable with other machines", file=sys.stderr)
+    for opt in ("proxy_cpu", "load_cpu"):
+        if getattr(args, opt) not in os.sched_getaffinity(0):
+            setattr(args, opt, None)  # no pinning for a CPU we cannot use
+
+    # SIGINT explicitly too: a shell starts background jobs with SIGINT ignored.
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _raise_exit)
+    tmp = Path(tempfile.mkdtemp(prefix="ingressd-bench-"))
+    report = {"machine": machine_info(), "settings": {
+        "seconds": args.seconds, "repeat": args.repeat, "warmup": args.warmup, "connections": args.connections,
+        "proxy_cpu": args.proxy_cpu, "load_cpu": args.load_cpu,
+        "ingressd_args": args.ingressd_args, "proxy_cmd": args.proxy_cmd}, "results": {}}
+    print(f"{report['machine']['date']}  {report['machine']['nproc']} CPUs "
+          f"({report['machine']['cpu_model']}), {report['machine']['nginx']}, "
+          f"{report['machine']['wrk']}; temp dir {tmp}")
+    procs = Processes(tmp)
+    rc = 0
+    try:
+        for sc in args.scenarios:
+            ports = dict(zip(("backend", "http", "https", "admin"), free_ports(4)))
+            cert = make_cert(tmp) if sc.scheme == "https" else None
+            bprefix = tmp / f"backend-{sc.name}"
+            (bprefix / "docroot").mkdir(parents=True, exist_ok=True)
+            for name, data in sc.backend_files.items():
+                (bprefix / "docroot" / name).write_bytes(data)
+            for name, text in sc.wrk_scripts.items():
+                (tmp / name).write_text(text)
+            backend = start_nginx(procs, nginx, f"backend-{sc.name}", bprefix,
+                                  backend_conf(bprefix, ports["backend"], sc), args.load_cpu)
+            wait_until("backend", lambda: http_get(ports["backend"], sc.path, False)[0] == 200,
+                       backend, procs)
+            runs: dict[str, list[dict]] = {}
+            for rep in range(args.repeat):  # interleaved, so slow drift hits every proxy alike
+                for kind in args.proxies:
+                    print(f"-- {sc.name}: {kind} (run {rep + 1}/{args.repeat}) ...", flush=True)
+                    try:
+                        runs.setdefault(kind, []).append(
+                            bench_one(procs, kind, args, sc, tmp, ports, cert, nginx, wrk))
+                    except BenchError as e:
+                        print(f"ERROR {sc.name}/{kind}: {e}", file=sys.stderr)
+                        rc = 1
+            results = {kind: median_of(r) for kind, r in runs.items() if r}
+            procs.stop_all()
+            if results:
+                print_table(sc, results, args)
+            report["results"][sc.name] = results
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping everything", file=sys.stderr)
+        rc = 130
+    finally:
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)  # let the clean-up finish
+        procs.stop_all()
+        if args.json and report["results"]:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+            print(f"figures saved to {args.json}")
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
