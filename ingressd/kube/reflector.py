@@ -150,18 +150,19 @@ class Reflector:
             self.done.set()
 
     def _loop(self) -> None:
+        # ``self.resource_version`` is the last version seen (list, event or bookmark); it
+        # survives a watch that breaks, so the re-watch resumes there. None means re-list.
         timings = self.timings
-        rv: str | None = None
         failures = 0
         next_resync = 0.0
         while not self.stopping:
             try:
-                if rv is None or time.monotonic() >= next_resync:
-                    rv = self._list()
+                if self.resource_version is None or time.monotonic() >= next_resync:
+                    self._list()
                     next_resync = time.monotonic() + timings.resync_period
                     failures = 0
                 started = time.monotonic()
-                rv, events = self._watch(rv, next_resync)
+                events = self._watch(next_resync)
                 if events:
                     failures = 0
                 elif time.monotonic() - started < 1.0 and not self.stopping:
@@ -171,13 +172,13 @@ class Reflector:
             except _Expired as error:
                 log.info("%r: %s; re-listing", self, error)
                 self.expired += 1
-                rv = None
+                self.resource_version = None
                 continue
             except ApiException as error:
                 if error.status == 410:
                     log.info("%r: 410 Gone; re-listing", self)
                     self.expired += 1
-                    rv = None
+                    self.resource_version = None
                     continue
                 reason = f"HTTP {error.status} {error.reason}"
             except _TRANSIENT as error:
@@ -202,8 +203,8 @@ class Reflector:
     def _request_timeout(self) -> tuple[float, float]:
         return (self.timings.connect_timeout, self.timings.request_timeout)
 
-    def _list(self) -> str:
-        """LIST every page; hands the items over whole and returns the list's resourceVersion."""
+    def _list(self) -> None:
+        """LIST every page; hands the items over whole and records the list's resourceVersion."""
         items: list[dict] = []
         token: str | None = None
         rv = ""
@@ -228,18 +229,17 @@ class Reflector:
             if not token or self.stopping:
                 break
         if self.stopping:
-            return rv
+            return
         self.lists += 1
         self.resource_version = rv
         self.reactor.callFromThread(self._deliver_replace, items)
-        return rv
 
-    def _watch(self, rv: str, until: float) -> tuple[str, int]:
-        """One WATCH from ``rv`` until the stream ends; returns (last rv, events seen)."""
+    def _watch(self, until: float) -> int:
+        """One WATCH from the last resourceVersion until the stream ends; returns the events seen."""
         timeout = self.timings.watch_timeout * (1 + self._rng())
         timeout = int(max(1, min(timeout, until - time.monotonic())))
         response = self._call(
-            watch=True, resource_version=rv, allow_watch_bookmarks=True,
+            watch=True, resource_version=self.resource_version, allow_watch_bookmarks=True,
             timeout_seconds=timeout, _preload_content=False,
             _request_timeout=(self.timings.connect_timeout,
                               timeout + self.timings.watch_read_slack),
@@ -278,9 +278,8 @@ class Reflector:
                     self.bad_lines += 1
                     continue
                 if new_rv:
-                    rv = new_rv
-                    self.resource_version = rv
-        return rv, events
+                    self.resource_version = new_rv
+        return events
 
     def _tracking(self, response: Any) -> "_Tracked":
         return _Tracked(self, response)

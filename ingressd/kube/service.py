@@ -28,7 +28,7 @@ from ingressd.kube.leader import LeaderElector
 from ingressd.kube.reflector import KubeTimings, Reflector
 from ingressd.kube.status import StatusWriter
 from ingressd.model import Config, ObjectRef
-from ingressd.store import KINDS, ObjectStore
+from ingressd.store import KINDS, ObjectStore, object_key
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class _StoreSink:
     def replace(self, kind: str, objects: list[dict]) -> None:
         self.store.replace(SOURCE, kind, objects)
         if kind == "Ingress":
-            old, self.ingresses = self.ingresses, {_key(o): o for o in objects}
+            old, self.ingresses = self.ingresses, {object_key(o): o for o in objects}
             for key in set(old) | set(self.ingresses):
                 if old.get(key) != self.ingresses.get(key):
                     self.on_ingress(*key)
@@ -68,7 +68,7 @@ class _StoreSink:
     def apply(self, kind: str, event_type: str, obj: dict) -> None:
         self.store.apply(SOURCE, kind, event_type, obj)
         if kind == "Ingress":
-            key = _key(obj)
+            key = object_key(obj)
             if event_type == "DELETED":
                 self.ingresses.pop(key, None)
             else:
@@ -90,11 +90,6 @@ class _ServiceSink:
     def apply(self, kind: str, event_type: str, obj: dict) -> None:
         if (obj.get("metadata") or {}).get("name") == self.name:
             self.status.service_changed(None if event_type == "DELETED" else obj)
-
-
-def _key(obj: Mapping) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return (meta.get("namespace") or "", meta.get("name") or "")
 
 
 def _split_list(value: Any) -> tuple[str, ...]:

@@ -38,34 +38,27 @@ def parse_addresses(values: Iterable[str]) -> tuple[Address, ...]:
     return tuple(sorted(addresses))
 
 
+def _load_balancer_values(obj: dict) -> list[str]:
+    """The ip and hostname values of an object's ``status.loadBalancer.ingress``."""
+    entries = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return [entry[field] for entry in entries for field in ("ip", "hostname") if entry.get(field)]
+
+
 def service_addresses(service: dict) -> tuple[Address, ...]:
     """What ingress-nginx publishes for a Service: LB ingress + externalIPs, else cluster IP."""
     spec = service.get("spec") or {}
     kind = spec.get("type") or "ClusterIP"
-    found: list[Address] = []
     if kind == "ExternalName":
         return parse_addresses([spec.get("externalName") or ""])
-    if kind == "LoadBalancer":
-        for entry in ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
-            if entry.get("ip"):
-                found.append(("ip", entry["ip"]))
-            if entry.get("hostname"):
-                found.append(("hostname", entry["hostname"].lower()))
-    values = [value for _, value in found] + list(spec.get("externalIPs") or [])
+    values = _load_balancer_values(service) if kind == "LoadBalancer" else []
+    values += list(spec.get("externalIPs") or [])
     if not values and kind != "LoadBalancer" and spec.get("clusterIP") not in (None, "", "None"):
         values.append(spec["clusterIP"])
     return parse_addresses(values)
 
 
 def current_addresses(ingress: dict) -> tuple[Address, ...]:
-    entries = ((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    found = set()
-    for entry in entries:
-        if entry.get("ip"):
-            found.add(("ip", entry["ip"]))
-        if entry.get("hostname"):
-            found.add(("hostname", entry["hostname"]))
-    return tuple(sorted(found))
+    return parse_addresses(_load_balancer_values(ingress))
 
 
 class StatusWriter:
