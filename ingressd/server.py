@@ -6,17 +6,19 @@ from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import MultiService
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import log
 
 from ingressd.admin import admin_site
 from ingressd.files import ManifestProvider
 from ingressd.http1 import HTTP1Factory, ServerSettings
+from ingressd.http2 import HTTPSFactory
 from ingressd.model import ObjectRef
+from ingressd.observability import install as install_observability
 from ingressd.proxy import Proxy, ProxySettings
 from ingressd.reloader import Reloader, State
 from ingressd.store import ObjectStore
 from ingressd.tls import CertificateStore
+from ingressd.tlsinfo import ObservedTLSFactory
 from ingressd.translate import TranslateSettings
 from ingressd.upstream import UpstreamPool
 
@@ -65,9 +67,16 @@ class IngressdService(MultiService):
         )
         for path in settings.get("manifests") or ():
             ManifestProvider([path], self.store, reactor).setServiceParent(self)
+        self.kubernetes = None
+        if settings.get("kubernetes"):
+            from ingressd.kube.service import KubernetesService
+
+            self.kubernetes = KubernetesService(settings, self.store, reactor)
+            self.kubernetes.setServiceParent(self)
+            self.reloader.listeners.append(self.kubernetes.config_applied)
 
         if settings.get("http"):
-            factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="http")
+            factory = self.http_factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="http")
             strports.service(settings["http"], factory, reactor=reactor).setServiceParent(self)
         if settings.get("https"):
             default = settings.get("default_certificate")
@@ -77,12 +86,14 @@ class IngressdService(MultiService):
                 default_ref = ObjectRef("Secret", namespace or "default", name)
             self.certificates = CertificateStore(alpn=not settings.get("no_http2"), default_ref=default_ref)
             self.reloader.appliers.append(self.certificates.update)
-            tls_factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="https")
-            wrapped = TLSMemoryBIOFactory(self.certificates.server_options(), False, tls_factory)
+            tls_factory = HTTPSFactory(HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="https"),
+                                       http2=not settings.get("no_http2"))
+            wrapped = self.tls_listener = ObservedTLSFactory(self.certificates.server_options(), False, tls_factory)
             wrapped.noisy = False
             strports.service(settings["https"], wrapped, reactor=reactor).setServiceParent(self)
+        pages = install_observability(self, settings)  # metrics, access log, /routes and / pages
         if settings.get("admin"):
-            strports.service(settings["admin"], admin_site(self.state), reactor=reactor).setServiceParent(self)
+            strports.service(settings["admin"], admin_site(self.state, pages), reactor=reactor).setServiceParent(self)
 
     def stopService(self):
         self.reloader.stop()
@@ -90,7 +101,26 @@ class IngressdService(MultiService):
         return super().stopService()
 
 
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit: a proxy holds two descriptors
+    per proxied request and one per idle client, and 1024 (a common default) is too few."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.msg(f"ingressd: cannot raise the open-file limit from {soft}: {exc}")
+    return soft
+
+
 def build_server(settings: dict[str, Any], plugins, reactor: Any) -> IngressdService:
+    log.msg(f"ingressd: open-file limit {raise_open_file_limit()}")
     if plugins is not None:
         plugins.configure(settings, reactor)
     log.msg(f"ingressd: plugins: {', '.join(plugins.names()) if plugins else 'none'}")

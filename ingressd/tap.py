@@ -36,12 +36,17 @@ CORE_PARAMETERS = [
     ["publish-service", None, None, "NAMESPACE/NAME of the Service whose address goes to Ingress status"],
     ["publish-status-address", None, None, "address(es) to write to Ingress status"],
     ["election-id", None, "ingressd-leader", "name of the Lease for leader election"],
+    ["election-namespace", None, "default", "namespace of the Lease outside a pod (in a pod: $POD_NAMESPACE)"],
+    ["access-log", None, "-", "access log file, '-' for standard output, '' or 'off' to disable"],
+    ["access-log-format", None, "json", "access log line format: json or combined"],
+    ["metrics-compat", None, "", "also expose ingress-nginx's metric names: 'nginx' (default: none)"],
 ]
 CORE_FLAGS = [
     ["watch-ingress-without-class", None, "serve Ingresses that name no class"],
     ["allow-cross-namespace-resources", None, "allow annotations to name Secrets/Services in other namespaces"],
     ["kubernetes", None, "read Ingresses and friends from the Kubernetes API"],
     ["no-http2", None, "do not offer HTTP/2 over TLS"],
+    ["no-metrics", None, "do not count requests for /metrics (for benchmarks)"],
 ]
 
 try:
@@ -126,6 +131,10 @@ class Options(usage.Options):
                 self[name] = float(self[name])
             except (TypeError, ValueError):
                 raise usage.UsageError(f"--{name} must be a number of seconds")
+        if self["access-log-format"] not in ("json", "combined"):
+            raise usage.UsageError("--access-log-format must be json or combined")
+        if (self["metrics-compat"] or "") not in ("", "nginx"):
+            raise usage.UsageError("--metrics-compat must be nginx (or empty)")
         try:
             self["proxy-body-size"] = parse_size(str(self["proxy-body-size"]))
             self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
