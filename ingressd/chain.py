@@ -51,13 +51,26 @@ class RouteEntry:
         return endpoints[(self._next - 1) % count]
 
 
-def build_table(config: Config, plugins, context: BuildContext) -> tuple[RouteTable, Config]:
-    """Build the route table; an Ingress whose features cannot be built is rejected whole."""
+def build_table(config: Config, plugins, context: BuildContext,
+                previous: dict | None = None, previous_table: RouteTable | None = None
+                ) -> tuple[RouteTable, Config]:
+    """Build the route table; an Ingress whose features cannot be built is rejected whole.
+
+    ``previous`` (owned by the caller, updated here) maps ``id(route)`` to the entry built
+    for that very Route object last time: an unchanged route keeps its entry (and its
+    features and round-robin position) instead of having them built again.
+    """
     failed: dict = {}
     entries: list[RouteEntry] = []
     cache: dict = {}
+    reused: dict = {}
+    previous = {} if previous is None else previous
 
     def entry_for(route: Route) -> RouteEntry | None:
+        known = previous.get(id(route))
+        if known is not None and known.route is route:
+            reused[id(route)] = known
+            return known
         if route.ingress in failed:
             return None
         key = (route.ingress, route.features, route.tls, route.host)
@@ -72,13 +85,17 @@ def build_table(config: Config, plugins, context: BuildContext) -> tuple[RouteTa
             log.err(None, f"ingressd: a plugin failed while building routes of {route.ingress}")
             failed[route.ingress] = f"a plugin failed: {exc}"
             return None
-        return RouteEntry(route, features)
+        entry = RouteEntry(route, features)
+        reused[id(route)] = entry
+        return entry
 
     for route in config.routes:
         entry = entry_for(route)
         if entry is not None:
             entries.append(entry)
     default = entry_for(config.default_backend) if config.default_backend is not None else None
+    previous.clear()
+    previous.update(reused)
     if failed:
         entries = [entry for entry in entries if entry.route.ingress not in failed]
         if default is not None and default.route.ingress in failed:
@@ -92,4 +109,4 @@ def build_table(config: Config, plugins, context: BuildContext) -> tuple[RouteTa
             rejections=rejections,
             warnings=config.warnings,
         )
-    return RouteTable(entries, default), config
+    return RouteTable(entries, default, previous_table), config

@@ -8,6 +8,7 @@ those methods.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Callable, Mapping, Protocol, Sequence
@@ -129,10 +130,13 @@ def check_plain_text(value: str, max_length: int = 4096) -> str:
     """Refuse control characters (CR, LF, NUL…) and absurd lengths in any annotation value."""
     if len(value) > max_length:
         raise AnnotationError(f"value is {len(value)} characters long (at most {max_length})")
-    for char in value:
-        if ord(char) < 0x20 and char != "\t" or ord(char) == 0x7F:
-            raise AnnotationError(f"value contains the control character {char!r}")
+    found = _CONTROL.search(value)
+    if found:
+        raise AnnotationError(f"value contains the control character {found.group()!r}")
     return value
+
+
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
 Values = Mapping[str, Any]

@@ -36,11 +36,14 @@ class _Node:
 class PathTable(Generic[E]):
     """The paths of one host."""
 
-    __slots__ = ("exact", "root")
+    __slots__ = ("exact", "root", "members")
 
-    def __init__(self) -> None:
+    def __init__(self, members: Iterable[E] = ()) -> None:
         self.exact: dict[str, E] = {}
         self.root = _Node()
+        self.members: list[E] = list(members)  # what it was built from, for reuse
+        for entry in self.members:
+            self.add(entry)
 
     def add(self, entry: E) -> None:
         """Add a path; on a conflict the oldest Ingress keeps it."""
@@ -84,26 +87,42 @@ class PathTable(Generic[E]):
 
 
 class RouteTable(Generic[E]):
-    """Immutable once built: a new table is built for every configuration change."""
+    """Immutable once built: a new table is built for every configuration change.
 
-    def __init__(self, entries: Iterable[E] = (), default: E | None = None):
+    Given the ``previous`` table, a host whose entries are the very same objects keeps
+    its path table, so a change to one Ingress rebuilds only that Ingress's hosts.
+    """
+
+    def __init__(self, entries: Iterable[E] = (), default: E | None = None,
+                 previous: "RouteTable[E] | None" = None):
         self.exact_hosts: dict[str, PathTable[E]] = {}
         self.wildcard_hosts: dict[str, PathTable[E]] = {}
         self.any_host: PathTable[E] | None = None
         self.default = default
+        groups: dict[str, list[E]] = {}
         for entry in entries:
-            self._add(entry)
+            host = entry.route.host
+            group = groups.get(host)
+            if group is None:
+                groups[host] = [entry]
+            else:
+                group.append(entry)
+        for host, members in groups.items():
+            old = previous._table_for(host) if previous is not None else None
+            table = old if old is not None and old.members == members else PathTable(members)
+            if not host:
+                self.any_host = table
+            elif host.startswith("*."):
+                self.wildcard_hosts[host[2:]] = table
+            else:
+                self.exact_hosts[host] = table
 
-    def _add(self, entry: E) -> None:
-        host = entry.route.host
+    def _table_for(self, host: str) -> PathTable[E] | None:
         if not host:
-            if self.any_host is None:
-                self.any_host = PathTable()
-            self.any_host.add(entry)
-        elif host.startswith("*."):
-            self.wildcard_hosts.setdefault(host[2:], PathTable()).add(entry)
-        else:
-            self.exact_hosts.setdefault(host, PathTable()).add(entry)
+            return self.any_host
+        if host.startswith("*."):
+            return self.wildcard_hosts.get(host[2:])
+        return self.exact_hosts.get(host)
 
     def host_table(self, host: str) -> PathTable[E] | None:
         """The paths serving ``host`` (lower-case, no port): exact, then wildcard, then any."""

@@ -26,6 +26,7 @@ class ObjectStore:
     def __init__(self, on_change: Callable[[], None] | None = None):
         self._sources: dict[str, dict[str, dict[Key, dict]]] = {}
         self._synced: dict[str, bool] = {}
+        self._merged: dict[str, dict[Key, dict]] = {}  # per kind; dropped when the kind changes
         self.on_change = on_change
         self.generation = 0
 
@@ -39,10 +40,17 @@ class ObjectStore:
         if kind not in KINDS:
             return
         self.register(source)
-        fresh = {object_key(obj): dict(obj) for obj in objects}
-        if fresh != self._sources[source][kind]:
+        current = self._sources[source][kind]
+        fresh: dict[Key, dict] = {}
+        for obj in objects:
+            key = object_key(obj)
+            old = current.get(key)
+            # Keep the stored dict when the object is unchanged: object identity is what
+            # the translation cache checks, so a re-list of unchanged objects costs nothing.
+            fresh[key] = old if old == obj else dict(obj)
+        if fresh != current:
             self._sources[source][kind] = fresh
-            self._changed()
+            self._changed(kind)
 
     def apply(self, source: str, kind: str, event_type: str, obj: Mapping) -> None:
         """Apply one watch event: ADDED, MODIFIED or DELETED."""
@@ -58,28 +66,41 @@ class ObjectStore:
             return
         else:
             bucket[key] = dict(obj)
-        self._changed()
+        self._changed(kind)
 
     def set_synced(self, source: str, synced: bool = True) -> None:
         self.register(source)
         was = self.synced
         self._synced[source] = synced
         if self.synced != was:
-            self._changed()
+            self._changed("")  # no objects changed: keep the merged snapshots
 
     @property
     def synced(self) -> bool:
         return bool(self._synced) and all(self._synced.values())
 
     def snapshot(self) -> dict[str, dict[Key, dict]]:
-        """All objects by kind; a later-registered source wins on a name clash."""
-        merged: dict[str, dict[Key, dict]] = {kind: {} for kind in KINDS}
-        for kinds in self._sources.values():
-            for kind, objects in kinds.items():
-                merged[kind].update(objects)
-        return merged
+        """All objects by kind; a later-registered source wins on a name clash.
 
-    def _changed(self) -> None:
+        A kind's mapping is the same object between calls until that kind changes (treat
+        it as read-only), so consumers can cache what they derive from it.
+        """
+        result: dict[str, dict[Key, dict]] = {}
+        for kind in KINDS:
+            merged = self._merged.get(kind)
+            if merged is None:
+                merged = {}
+                for kinds in self._sources.values():
+                    merged.update(kinds[kind])
+                self._merged[kind] = merged
+            result[kind] = merged
+        return result
+
+    def _changed(self, kind: str | None = None) -> None:
+        if kind is None:
+            self._merged.clear()
+        else:
+            self._merged.pop(kind, None)
         self.generation += 1
         if self.on_change is not None:
             self.on_change()

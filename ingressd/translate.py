@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -57,44 +58,113 @@ def translate(
     settings: TranslateSettings = TranslateSettings(),
     annotations: Sequence[Annotation] = (),
 ) -> Config:
-    resolver = _Resolver(objects)
-    rejections: list[Rejection] = []
-    warnings: list[Rejection] = []
-    routes: list[Route] = []
-    tls_hosts: list[TLSHost] = []
-    default_candidates: list[Route] = []
+    """Objects → Config, from scratch (``Translator`` does the same with a memory)."""
+    return Translator()(objects, settings, annotations)
 
-    our_classes, default_class = _our_classes(objects.get("IngressClass", {}), settings)
-    ingresses = sorted(objects.get("Ingress", {}).values(), key=_age_key)
-    served = [ing for ing in ingresses if _is_ours(ing, settings, our_classes, default_class)]
 
-    for ingress in served:
-        ref = _ref("Ingress", ingress)
+class _Translated:
+    """One Ingress's translation and the objects it was made from."""
+
+    __slots__ = ("ingress", "deps", "routes", "tls_hosts", "default", "warnings", "rejection")
+
+    def __init__(self, ingress, deps, routes=(), tls_hosts=(), default=None, warnings=(), rejection=None):
+        self.ingress = ingress
+        self.deps = deps
+        self.routes = routes
+        self.tls_hosts = tls_hosts
+        self.default = default
+        self.warnings = warnings
+        self.rejection = rejection
+
+
+class Translator:
+    """``translate`` with a memory, so one changed Ingress costs one Ingress.
+
+    An Ingress is translated again only when its object, or an object it used (its
+    Services, their EndpointSlices, Secrets and Services its annotations name), is no
+    longer the same object in the store (the store keeps unchanged objects' identity).
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], _Translated] = {}
+        self._inputs: tuple = ()
+        self._resolver = _Resolver({})
+        self._tls_routes: dict[int, tuple[Route, Route]] = {}
+
+    def __call__(self, objects: Snapshot, settings: TranslateSettings = TranslateSettings(),
+                 annotations: Sequence[Annotation] = ()) -> Config:
+        inputs = (settings, tuple(annotations))
+        if inputs != self._inputs:
+            self._cache.clear()
+            self._inputs = inputs
+        resolver = self._resolver
+        resolver.update(objects)
+        rejections: list[Rejection] = []
+        warnings: list[Rejection] = []
+        routes: list[Route] = []
+        tls_hosts: list[TLSHost] = []
+        default_candidates: list[Route] = []
+
+        our_classes, default_class = _our_classes(objects.get("IngressClass", {}), settings)
+        ingresses = sorted(objects.get("Ingress", {}).values(), key=_age_key)
+        cache: dict[tuple[str, str], _Translated] = {}
+        for ingress in ingresses:
+            if not _is_ours(ingress, settings, our_classes, default_class):
+                continue
+            ref = _ref("Ingress", ingress)
+            key = (ref.namespace, ref.name)
+            done = self._cache.get(key)
+            if done is None or done.ingress is not ingress or not resolver.unchanged(done.deps):
+                done = self._translate(ingress, ref, resolver, settings, annotations)
+            cache[key] = done
+            warnings.extend(done.warnings)
+            if done.rejection is not None:
+                rejections.append(done.rejection)
+                continue
+            routes.extend(done.routes)
+            tls_hosts.extend(done.tls_hosts)
+            if done.default is not None:
+                default_candidates.append(done.default)
+        self._cache = cache
+
+        tls_names = {entry.host for entry in tls_hosts}
+        routes = [self._with_tls(route, tls_names) for route in routes]
+        default_backend = default_candidates[0] if default_candidates else None
+        if default_backend is None and settings.default_backend_service:
+            default_backend = _global_default(settings.default_backend_service, resolver, warnings)
+
+        return Config(
+            routes=tuple(routes),
+            default_backend=default_backend,
+            tls_hosts=tuple(tls_hosts),
+            secrets=resolver.all_secrets(),
+            rejections=tuple(rejections),
+            warnings=tuple(warnings),
+        )
+
+    @staticmethod
+    def _translate(ingress, ref, resolver, settings, annotations) -> _Translated:
+        resolver.deps = deps = []
+        warnings: list[Rejection] = []
         try:
-            built = _translate_ingress(ingress, ref, resolver, settings, annotations, warnings)
+            routes, tls_hosts, default = _translate_ingress(ingress, ref, resolver, settings, annotations, warnings)
         except _Invalid as exc:
-            rejections.append(Rejection(ref, str(exc)))
-            continue
-        ingress_routes, ingress_tls, default = built
-        routes.extend(ingress_routes)
-        tls_hosts.extend(ingress_tls)
-        if default is not None:
-            default_candidates.append(default)
+            return _Translated(ingress, deps, warnings=tuple(warnings), rejection=Rejection(ref, str(exc)))
+        finally:
+            resolver.deps = None
+        return _Translated(ingress, deps, tuple(routes), tuple(tls_hosts), default, tuple(warnings))
 
-    tls_names = {entry.host for entry in tls_hosts}
-    routes = [_with_tls(route, tls_names) for route in routes]
-    default_backend = default_candidates[0] if default_candidates else None
-    if default_backend is None and settings.default_backend_service:
-        default_backend = _global_default(settings.default_backend_service, resolver, warnings)
-
-    return Config(
-        routes=tuple(routes),
-        default_backend=default_backend,
-        tls_hosts=tuple(tls_hosts),
-        secrets=resolver.all_secrets(),
-        rejections=tuple(rejections),
-        warnings=tuple(warnings),
-    )
+    def _with_tls(self, route: Route, tls_names: set[str]) -> Route:
+        if not route.host or route.host not in tls_names:
+            return route
+        known = self._tls_routes.get(id(route))
+        if known is not None and known[0] is route:
+            return known[1]
+        marked = dataclasses.replace(route, tls=True)
+        self._tls_routes[id(route)] = (route, marked)
+        if len(self._tls_routes) > 4 * max(1024, len(self._cache) * 4):
+            self._tls_routes.clear()  # bounded: entries of routes long gone
+        return marked
 
 
 # -- class selection --------------------------------------------------------------------
@@ -246,15 +316,6 @@ def _warn_unsupported(ref, raw, annotations, warnings) -> None:
             warnings.append(Rejection(ref, f"annotation {key} is not supported by ingressd and is ignored"))
 
 
-def _with_tls(route: Route, tls_names: set[str]) -> Route:
-    if route.host and route.host in tls_names:
-        return Route(
-            route.host, route.path, route.path_type, route.backend, route.ingress,
-            route.created, route.annotations, route.features, True,
-        )
-    return route
-
-
 def _global_default(reference: str, resolver, warnings) -> Route | None:
     namespace, _, name = reference.partition("/")
     ref = ObjectRef("Service", namespace, name)
@@ -269,17 +330,66 @@ def _global_default(reference: str, resolver, warnings) -> Route | None:
 
 
 class _Resolver:
-    """Looks up Services, EndpointSlices and Secrets in one snapshot."""
+    """Looks up Services, EndpointSlices and Secrets, recording what each Ingress used.
+
+    ``update`` takes a new snapshot and re-indexes only the EndpointSlices that changed.
+    """
 
     def __init__(self, objects: Snapshot):
+        self.services: Mapping = {}
+        self.secrets: Mapping = {}
+        self._slice_objects: Mapping = {}
+        self.slices: dict[tuple[str, str], tuple[dict, ...]] = {}
+        self._secret_data: dict[tuple[str, str], tuple[dict, SecretData]] = {}
+        self._all_secrets: tuple[Mapping, tuple[SecretData, ...]] | None = None
+        self.deps: list | None = None
+        self.update(objects)
+
+    def update(self, objects: Snapshot) -> None:
         self.services = objects.get("Service", {})
         self.secrets = objects.get("Secret", {})
-        self.slices: dict[tuple[str, str], list[dict]] = {}
-        for (namespace, _), obj in sorted(objects.get("EndpointSlice", {}).items()):
-            labels = (obj.get("metadata") or {}).get("labels") or {}
-            service = labels.get("kubernetes.io/service-name")
-            if service:
-                self.slices.setdefault((namespace, service), []).append(obj)
+        slice_objects = objects.get("EndpointSlice", {})
+        if slice_objects is self._slice_objects:
+            return
+        previous = self._slice_objects
+        touched: set[tuple[str, str]] = set()
+        for key, obj in slice_objects.items():
+            old = previous.get(key)
+            if old is not obj:
+                touched.add(_slice_service(key[0], obj))
+                if old is not None:
+                    touched.add(_slice_service(key[0], old))
+        for key, old in previous.items():
+            if key not in slice_objects:
+                touched.add(_slice_service(key[0], old))
+        touched.discard(None)
+        if touched:
+            members: dict[tuple[str, str], list] = {service: [] for service in touched}
+            for key in sorted(slice_objects):
+                obj = slice_objects[key]
+                service = _slice_service(key[0], obj)
+                if service in members:
+                    members[service].append(obj)
+            for service, found in members.items():
+                if found:
+                    self.slices[service] = tuple(found)
+                else:
+                    self.slices.pop(service, None)
+        self._slice_objects = slice_objects
+
+    def unchanged(self, deps) -> bool:
+        """True when every object in ``deps`` is still the same object."""
+        for table, key, value in deps:
+            current = getattr(self, table).get(key)
+            if current is not value:
+                return False
+        return True
+
+    def _use(self, table: str, key) -> Any:
+        value = getattr(self, table).get(key)
+        if self.deps is not None:
+            self.deps.append((table, key, value))
+        return value
 
     def backend(self, namespace, spec, where, warnings, ref) -> Backend:
         if not isinstance(spec, Mapping):
@@ -295,7 +405,7 @@ class _Resolver:
         if (number is None) == (not port_name):
             raise _Invalid(f"{where}.service.port needs exactly one of number and name")
         port_label = str(number) if number is not None else str(port_name)
-        obj = self.services.get((namespace, name))
+        obj = self._use("services", (namespace, name))
         if obj is None:
             warnings.append(Rejection(ref, f"{where}: Service {namespace}/{name} not found (503 until it exists)"))
             return Backend(namespace, name, port_label)
@@ -305,7 +415,7 @@ class _Resolver:
         return self._resolve(namespace, name, port_label, obj, service_port)
 
     def first_port_backend(self, namespace: str, name: str) -> Backend | None:
-        obj = self.services.get((namespace, name))
+        obj = self._use("services", (namespace, name))
         if obj is None:
             return None
         ports = (obj.get("spec") or {}).get("ports") or []
@@ -331,7 +441,7 @@ class _Resolver:
             return Backend(namespace, name, port_label, (endpoint,), external_name=external)
         wanted = service_port.get("name") or ""
         found: dict[tuple[str, int], Endpoint] = {}
-        for slice_obj in self.slices.get((namespace, name), ()):
+        for slice_obj in self._use("slices", (namespace, name)) or ():
             port_number = None
             for slice_port in slice_obj.get("ports") or []:
                 if (slice_port.get("name") or "") == wanted:
@@ -366,11 +476,31 @@ class _Resolver:
         raise _Invalid(f"unknown reference kind {kind!r}")
 
     def secret(self, namespace: str, name: str) -> SecretData | None:
-        obj = self.secrets.get((namespace, name))
-        return None if obj is None else _secret_data(obj)
+        obj = self._use("secrets", (namespace, name))
+        return None if obj is None else self._data_of((namespace, name), obj)
 
     def all_secrets(self) -> tuple[SecretData, ...]:
-        return tuple(_secret_data(obj) for _, obj in sorted(self.secrets.items()))
+        cached = self._all_secrets
+        if cached is not None and cached[0] is self.secrets:
+            return cached[1]
+        result = tuple(self._data_of(key, obj) for key, obj in sorted(self.secrets.items()))
+        self._secret_data = {key: self._secret_data[key] for key in self.secrets if key in self._secret_data}
+        self._all_secrets = (self.secrets, result)
+        return result
+
+    def _data_of(self, key, obj) -> SecretData:
+        known = self._secret_data.get(key)
+        if known is not None and known[0] is obj:
+            return known[1]
+        data = _secret_data(obj)
+        self._secret_data[key] = (obj, data)
+        return data
+
+
+def _slice_service(namespace: str, obj: Mapping) -> tuple[str, str] | None:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    service = labels.get("kubernetes.io/service-name")
+    return (namespace, service) if service else None
 
 
 def _secret_data(obj: Mapping) -> SecretData:

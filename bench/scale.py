@@ -1,0 +1,130 @@
+"""Scale figures: route lookup, full rebuild, one-Ingress change and memory at N Ingresses.
+
+    python bench/scale.py --ingresses 10000
+
+Generates N Ingresses over N/2 hosts (a tenth of them wildcards), several paths each,
+N/10 TLS Secrets, one Service + EndpointSlice per Ingress, then prints:
+lookup ns/op at 10 and at N Ingresses (the ratio is what matters), the full rebuild
+time, the time to apply a single changed Ingress, the resident memory, and whether
+memory grows over repeated changes. Figures, not assertions: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from twisted.internet.task import Clock  # noqa: E402
+
+from ingressd.plugins import load_plugins  # noqa: E402
+from ingressd.reloader import Reloader, State  # noqa: E402
+from ingressd.store import ObjectStore  # noqa: E402
+from ingressd.translate import TranslateSettings  # noqa: E402
+
+
+def rss_mib() -> float:
+    with open(f"/proc/{os.getpid()}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def objects(count: int, generation: int = 0):
+    hosts = max(1, count // 2)
+    out = {"Ingress": [], "Service": [], "EndpointSlice": [], "Secret": [], "IngressClass": [
+        {"metadata": {"name": "ingressd"}, "spec": {"controller": "ingressd.io/ingress-controller"}}]}
+    for i in range(count):
+        ns = f"ns{i % 50}"
+        host = f"h{i % hosts}.example.com" if i % 10 else f"*.w{i % hosts}.example.com"
+        out["Service"].append({"metadata": {"name": f"s{i}", "namespace": ns},
+                               "spec": {"ports": [{"name": "http", "port": 80}]}})
+        out["EndpointSlice"].append({
+            "metadata": {"name": f"s{i}-x", "namespace": ns, "labels": {"kubernetes.io/service-name": f"s{i}"}},
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": [f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"]}]})
+        paths = [{"path": p, "pathType": t, "backend": {"service": {"name": f"s{i}", "port": {"number": 80}}}}
+                 for p, t in ((f"/app{i}", "Prefix"), (f"/app{i}/api", "Prefix"), (f"/x{i}", "Exact"))]
+        spec = {"ingressClassName": "ingressd", "rules": [{"host": host, "http": {"paths": paths}}]}
+        if i % 10 == 1:
+            spec["tls"] = [{"hosts": [host], "secretName": f"tls{i}"}]
+        out["Ingress"].append({"metadata": {"name": f"i{i}", "namespace": ns, "generation": generation,
+                                            "creationTimestamp": f"2024-01-01T00:00:{i % 60:02d}Z"},
+                               "spec": spec})
+    return out
+
+
+def build(count: int, plugins):
+    store = ObjectStore()
+    state = State()
+    reloader = Reloader(store, state, Clock(), plugins, TranslateSettings())
+    store.register("bench")
+    for kind, items in objects(count).items():
+        store.replace("bench", kind, items)
+    store.set_synced("bench")
+    started = time.perf_counter()
+    reloader.rebuild()
+    return store, state, reloader, time.perf_counter() - started
+
+
+def lookup_ns(state, count: int, rounds: int = 200_000) -> float:
+    table = state.table
+    hosts = max(1, count // 2)
+    keys = [(f"h{(i * 7919) % hosts or 1}.example.com", f"/app{i % count}/api/v1/items") for i in range(1000)]
+    started = time.perf_counter()
+    for round_ in range(rounds // 1000):
+        for host, path in keys:
+            table.match(host, path)
+    return (time.perf_counter() - started) / rounds * 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ingresses", type=int, default=10000)
+    parser.add_argument("--changes", type=int, default=200)
+    args = parser.parse_args()
+    plugins = load_plugins()
+    _, small_state, _, _ = build(10, plugins)
+    small = lookup_ns(small_state, 10)
+    before = rss_mib()
+    store, state, reloader, full = build(args.ingresses, plugins)
+    large = lookup_ns(state, args.ingresses)
+    print(f"ingresses                 {args.ingresses}")
+    print(f"routes                    {len(state.config.routes)}")
+    print(f"lookup at 10 Ingresses    {small:8.0f} ns")
+    print(f"lookup at {args.ingresses:<6} Ingresses {large:8.0f} ns  (ratio {large / small:.2f})")
+    print(f"full rebuild              {full * 1000:8.0f} ms")
+    changes = []
+    ingress = store.snapshot()["Ingress"][("ns1", "i1")]
+    for n in range(args.changes):
+        # A real change: the Ingress's second path moves, so its routes differ.
+        rule = ingress["spec"]["rules"][0]
+        paths = [dict(rule["http"]["paths"][0]), dict(rule["http"]["paths"][1], path=f"/moved{n}"),
+                 dict(rule["http"]["paths"][2])]
+        spec = dict(ingress["spec"], rules=[dict(rule, http={"paths": paths})])
+        changed = dict(ingress, metadata=dict(ingress["metadata"], generation=n + 1), spec=spec)
+        store.apply("bench", "Ingress", "MODIFIED", changed)
+        started = time.perf_counter()
+        reloader.rebuild()
+        changes.append(time.perf_counter() - started)
+        if n == min(9, args.changes - 1):
+            gc.collect()
+            rss_after_10 = rss_mib()
+    gc.collect()
+    changes.sort()
+    print(f"one-Ingress change        {changes[len(changes) // 2] * 1000:8.0f} ms median, "
+          f"{changes[-1] * 1000:.0f} ms max over {args.changes}")
+    print(f"resident memory           {rss_mib():8.0f} MiB (process; {before:.0f} MiB before the large config)")
+    print(f"growth over changes 10..{args.changes}  {rss_mib() - rss_after_10:8.1f} MiB")
+    print(f"max RSS                   {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
