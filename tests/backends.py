@@ -104,9 +104,13 @@ class EchoHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _handle
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # many concurrent proxied streams connect at once
+
+
 class Backend:
     def __init__(self, name: str = "echo", port: int = 0):
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), EchoHandler)
+        self.server = _Server(("127.0.0.1", port), EchoHandler)
         self.server.daemon_threads = True
         self.server.name = name
         self.server.requests = []

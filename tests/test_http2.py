@@ -1,0 +1,300 @@
+"""The client-side HTTP/2 protocol, in memory: an ``h2`` client talks to ``H2ServerProtocol``
+over a ``StringTransport``, with a fake handler standing in for ``proxy.Exchange``."""
+
+from __future__ import annotations
+
+import h2.config
+import h2.connection
+import h2.events
+from h2.errors import ErrorCodes
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from ingressd.http1 import HTTP1Factory, ServerSettings
+from ingressd.http2 import H2ServerProtocol, HTTPSFactory
+
+
+class FakeExchange:
+    """Records what the protocol calls; the test drives the response through ``stream``."""
+
+    def __init__(self, stream, request):
+        self.stream = stream
+        self.request = request
+        self.body = []
+        self.done = False
+        self.lost = False
+        self.paused = 0
+        self.resumed = 0
+
+    def body_data(self, data):
+        self.body.append(data)
+
+    def body_done(self):
+        self.done = True
+
+    def client_lost(self):
+        self.lost = True
+
+    def client_paused(self):
+        self.paused += 1
+
+    def client_resumed(self):
+        self.resumed += 1
+
+    def respond(self, status=200, headers=(), body=b"ok"):
+        self.stream.write_head(status, list(headers), len(body) if body is not None else None)
+        if body:
+            self.stream.write_body(body)
+        self.stream.finish_response()
+
+
+class Pair:
+    def __init__(self, **settings):
+        self.exchanges: list[FakeExchange] = []
+        self.clock = Clock()
+
+        def handler(stream, request):
+            exchange = FakeExchange(stream, request)
+            self.exchanges.append(exchange)
+            return exchange
+
+        self.server = H2ServerProtocol(ServerSettings(**settings), handler, self.clock)
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.9", 5555),
+                                         hostAddress=IPv4Address("TCP", "127.0.0.1", 8443))
+        self.server.makeConnection(self.transport)
+        self.client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.client.initiate_connection()
+        self.events: list = []
+        self.send()
+
+    def send(self):
+        data = self.client.data_to_send()
+        if data:
+            self.server.dataReceived(data)
+        self.receive()
+
+    def receive(self):
+        data = self.transport.value()
+        self.transport.clear()
+        if data:
+            self.events.extend(self.client.receive_data(data))
+            more = self.client.data_to_send()
+            if more:
+                self.server.dataReceived(more)
+                self.receive()
+
+    def request(self, path=b"/", method=b"GET", headers=(), end=True, authority=b"example.com"):
+        stream_id = self.client.get_next_available_stream_id()
+        self.client.send_headers(stream_id, [(b":method", method), (b":scheme", b"https"),
+                                             (b":authority", authority), (b":path", path), *headers],
+                                 end_stream=end)
+        self.send()
+        return stream_id
+
+    def send_body(self, stream_id, data, end=False):
+        for at in range(0, len(data), 16384):
+            self.client.send_data(stream_id, data[at:at + 16384],
+                                  end_stream=end and at + 16384 >= len(data))
+        self.send()
+
+    def of(self, kind, stream_id=None):
+        return [e for e in self.events if isinstance(e, kind) and (stream_id is None or e.stream_id == stream_id)]
+
+    def body(self, stream_id):
+        return b"".join(e.data for e in self.of(h2.events.DataReceived, stream_id))
+
+
+def test_request_shape_matches_http1():
+    pair = Pair()
+    pair.request(b"/a?b=1", headers=[(b"cookie", b"x=1"), (b"cookie", b"y=2"), (b"accept", b"*/*")])
+    (exchange,) = pair.exchanges
+    request = exchange.request
+    assert (request.method, request.target, request.version) == (b"GET", b"/a?b=1", b"2")
+    assert request.headers[0] == (b"host", b"example.com")
+    assert (b"cookie", b"x=1; y=2") in request.headers
+    assert not any(name.startswith(b":") for name, _ in request.headers)
+    assert request.complete and not request.has_body and not request.upgrade and not request.chunked
+    assert exchange.done  # END_STREAM on the HEADERS frame
+    stream = exchange.stream
+    assert (stream.peer_ip, stream.server_port, stream.scheme) == ("10.0.0.9", 8443, "https")
+
+
+def test_body_without_length_is_chunked_upstream():
+    pair = Pair()
+    stream_id = pair.request(b"/up", method=b"POST", end=False)
+    (exchange,) = pair.exchanges
+    assert exchange.request.chunked and exchange.request.content_length is None
+    pair.client.send_data(stream_id, b"hello ")
+    pair.client.send_data(stream_id, b"world", end_stream=True)
+    pair.send()
+    assert b"".join(exchange.body) == b"hello world" and exchange.done
+    assert exchange.request.complete
+
+
+def test_body_with_length_is_not_chunked():
+    pair = Pair()
+    pair.request(b"/up", method=b"POST", end=False, headers=[(b"content-length", b"5")])
+    assert pair.exchanges[0].request.content_length == 5
+    assert not pair.exchanges[0].request.chunked
+
+
+def test_response_headers_lower_case_without_connection_headers():
+    pair = Pair()
+    stream_id = pair.request()
+    pair.exchanges[0].respond(200, [(b"X-Up", b"1"), (b"connection", b"close"), (b"keep-alive", b"5"),
+                                    (b"transfer-encoding", b"chunked"), (b"upgrade", b"h2c")], b"hello")
+    pair.receive()
+    (response,) = pair.of(h2.events.ResponseReceived, stream_id)
+    assert response.headers == [(b":status", b"200"), (b"x-up", b"1"), (b"content-length", b"5")]
+    assert pair.body(stream_id) == b"hello"
+    assert pair.of(h2.events.StreamEnded, stream_id)
+
+
+def test_send_respects_the_window_and_pauses_the_backend():
+    pair = Pair()
+    stream_id = pair.request(b"/big")
+    exchange = pair.exchanges[0]
+    exchange.stream.write_head(200, [], None)
+    chunk = b"x" * 65536
+    for _ in range(6):  # 384 KiB: more than the 64 KiB window and the buffer's high mark
+        exchange.stream.write_body(chunk)
+    pair.receive()
+    assert len(pair.body(stream_id)) == 65535  # the client's initial window, not one byte more
+    assert exchange.paused == 1 and exchange.resumed == 0
+    # The client reads: windows open, the rest flows and the backend is resumed.
+    received = 65535
+    for _ in range(20):
+        pair.client.acknowledge_received_data(received, stream_id)
+        before = len(pair.body(stream_id))
+        pair.send()
+        received = len(pair.body(stream_id)) - before
+        if not received:
+            break
+    assert len(pair.body(stream_id)) == 6 * 65536
+    assert exchange.resumed == 1
+
+
+def test_request_body_window_reopens_only_when_reading_resumes():
+    pair = Pair()
+    stream_id = pair.request(b"/up", method=b"POST", end=False)
+    exchange = pair.exchanges[0]
+    exchange.stream.pause_reading()  # e.g. the backend is slow to take the body
+    pair.send_body(stream_id, b"y" * 65535)
+    assert pair.client.local_flow_control_window(stream_id) == 0
+    exchange.stream.resume_reading()
+    pair.receive()
+    assert pair.client.local_flow_control_window(stream_id) > 0
+
+
+def test_client_reset_abandons_the_exchange():
+    pair = Pair()
+    stream_id = pair.request(b"/slow")
+    pair.client.reset_stream(stream_id, ErrorCodes.CANCEL)
+    pair.send()
+    exchange = pair.exchanges[0]
+    assert exchange.lost and exchange.stream.closed
+    assert not pair.server.streams
+
+
+def test_connection_lost_abandons_every_exchange():
+    pair = Pair()
+    pair.request(b"/1")
+    pair.request(b"/2")
+    pair.server.connectionLost(None)
+    assert all(exchange.lost for exchange in pair.exchanges)
+
+
+def test_abort_resets_the_stream():
+    pair = Pair()
+    stream_id = pair.request()
+    stream = pair.exchanges[0].stream
+    stream.write_head(200, [], 100)
+    stream.write_body(b"partial")
+    stream.abort()
+    pair.receive()
+    (reset,) = pair.of(h2.events.StreamReset, stream_id)
+    assert reset.error_code == ErrorCodes.INTERNAL_ERROR
+    assert not pair.exchanges[0].lost  # the Exchange aborted itself
+
+
+def test_early_answer_drains_the_body_then_ends():
+    pair = Pair()
+    stream_id = pair.request(b"/up", method=b"POST", end=False, headers=[(b"content-length", b"70000")])
+    pair.exchanges[0].respond(413, [], b"too big")
+    pair.receive()
+    assert pair.of(h2.events.StreamEnded, stream_id)
+    assert not pair.of(h2.events.StreamReset, stream_id)  # curl 7.x fails on an immediate reset
+    pair.send_body(stream_id, b"z" * 60000)
+    assert not pair.exchanges[0].body  # dropped, but acknowledged
+    pair.send_body(stream_id, b"z" * 10000, end=True)
+    assert not pair.server.streams
+
+
+def test_oversized_header_block_is_431_on_that_stream_only():
+    pair = Pair(max_header_bytes=1000, max_url_bytes=100)
+    big = pair.request(b"/", headers=[(b"x-big", b"v" * 2000)])
+    long_url = pair.request(b"/" + b"a" * 200)
+    fine = pair.request(b"/fine")
+    pair.receive()
+    statuses = {e.stream_id: dict(e.headers)[b":status"] for e in pair.of(h2.events.ResponseReceived)}
+    assert statuses == {big: b"431", long_url: b"414"}
+    assert [e.request.target for e in pair.exchanges] == [b"/fine"]
+    pair.exchanges[0].respond()
+    pair.receive()
+    assert pair.body(fine) == b"ok"
+
+
+def test_connect_is_refused():
+    pair = Pair()
+    stream_id = pair.client.get_next_available_stream_id()
+    pair.client.send_headers(stream_id, [(b":method", b"CONNECT"), (b":authority", b"example.com:443")])
+    pair.send()
+    (response,) = pair.of(h2.events.ResponseReceived, stream_id)
+    assert dict(response.headers)[b":status"] == b"501"
+    assert not pair.exchanges
+
+
+def test_idle_connection_is_closed_with_goaway():
+    pair = Pair(keepalive_timeout=5)
+    pair.request()
+    pair.exchanges[0].respond()
+    pair.receive()
+    pair.clock.advance(6)
+    pair.receive()
+    assert pair.of(h2.events.ConnectionTerminated)
+    assert pair.transport.disconnecting
+
+
+def test_body_timeout_answers_408():
+    pair = Pair(body_timeout=3)
+    stream_id = pair.request(b"/up", method=b"POST", end=False)
+    pair.clock.advance(4)
+    pair.receive()
+    (response,) = pair.of(h2.events.ResponseReceived, stream_id)
+    assert dict(response.headers)[b":status"] == b"408"
+    assert pair.exchanges[0].lost
+
+
+def test_factory_offers_h2_unless_disabled():
+    http1 = HTTP1Factory(lambda p, r: None, clock=Clock())
+    assert HTTPSFactory(http1).acceptableProtocols() == [b"h2", b"http/1.1"]
+    assert HTTPSFactory(http1, http2=False).acceptableProtocols() == [b"http/1.1"]
+
+
+def test_expect_continue_sends_an_interim_100():
+    pair = Pair()
+    stream_id = pair.request(b"/up", method=b"PUT", end=False,
+                             headers=[(b"expect", b"100-continue"), (b"content-length", b"3")])
+    exchange = pair.exchanges[0]
+    assert exchange.request.expect_continue
+    exchange.stream.send_continue()
+    pair.receive()
+    (interim,) = pair.of(h2.events.InformationalResponseReceived, stream_id)
+    assert dict(interim.headers)[b":status"] == b"100"
+    pair.send_body(stream_id, b"abc", end=True)
+    exchange.respond(201, [], b"")
+    pair.receive()
+    (final,) = pair.of(h2.events.ResponseReceived, stream_id)
+    assert dict(final.headers)[b":status"] == b"201"
+    assert b"".join(exchange.body) == b"abc"
