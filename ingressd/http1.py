@@ -70,6 +70,7 @@ class Request:
     __slots__ = (
         "method", "target", "version", "headers", "keep_alive", "upgrade", "chunked",
         "content_length", "complete", "pending_body", "pending_bytes", "expect_continue",
+        "head_bytes",
     )
 
     def __init__(self) -> None:
@@ -82,6 +83,7 @@ class Request:
         self.content_length: int | None = None
         self.expect_continue = False
         self.upgrade = False
+        self.head_bytes = 0  # request line and headers as received (for metrics and logs)
 
     @property
     def has_body(self) -> bool:
@@ -119,6 +121,7 @@ class HTTP1ServerProtocol(Protocol):
         self.peer_ip = ""
         self.server_port = 0
         self.tls_info: dict | None = None
+        self._deferred_reject: tuple[int, str] | None = None  # a malformed pipelined request
 
     # -- connection lifecycle -------------------------------------------------------------
 
@@ -129,10 +132,15 @@ class HTTP1ServerProtocol(Protocol):
         self.server_port = getattr(host, "port", 0)
         self.transport.registerProducer(self, True)
         self._set_timer(self.settings.header_timeout, 408)
+        if self.factory is not None:
+            self.factory.connections += 1
+            self.factory.accepted += 1
 
     def connectionLost(self, reason=None) -> None:
         self.closed = True
         self._cancel_timer()
+        if self.factory is not None:
+            self.factory.connections -= 1
         if self.tunnel is not None:
             self.tunnel.client_lost()
         if self._active is not None:
@@ -169,7 +177,7 @@ class HTTP1ServerProtocol(Protocol):
         if self.tunnel is not None:
             self.tunnel.client_data(data)
             return
-        if self.closed:
+        if self.closed or self._deferred_reject is not None:
             return
         if self._in_head:
             self._head_bytes += len(data)
@@ -181,13 +189,24 @@ class HTTP1ServerProtocol(Protocol):
         except httptools.HttpParserError as exc:
             rejected = exc.__context__ if isinstance(exc.__context__, _Reject) else None
             if rejected is not None:
-                self.reject(rejected.status, str(rejected))
+                self._reject_parsing(rejected.status, str(rejected))
             else:
-                self.reject(400, str(exc))
+                self._reject_parsing(400, str(exc))
             return
         if self._in_head and self._head_bytes > self.settings.max_header_bytes + self.settings.max_url_bytes:
-            self.reject(414 if self._parsing is not None and not self._parsing.headers and self._url_bytes else 431,
+            self._reject_parsing(414 if self._parsing is not None and not self._parsing.headers and self._url_bytes else 431,
                         "request head too large")
+
+    def _reject_parsing(self, status: int, reason: str) -> None:
+        """A malformed request. If requests before it are still being answered, it is
+        answered in its turn (after them), so no earlier request gets its 400."""
+        if self._active is not None and self._parsing is not self._active_request:
+            if self._queue and self._queue[-1] is self._parsing:
+                self._queue.pop()
+            self._deferred_reject = (status, reason)
+            self._pause_reading()
+            return
+        self.reject(status, reason)
 
     def on_message_begin(self) -> None:
         self._parsing = Request()
@@ -209,6 +228,8 @@ class HTTP1ServerProtocol(Protocol):
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.settings.max_header_bytes or len(request.headers) >= self.settings.max_headers:
             raise _Reject(431, "request header block too large")
+        if not self._in_head:
+            return  # a chunked body's trailer: counted, never merged into the (proxied) headers
         request.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -216,8 +237,11 @@ class HTTP1ServerProtocol(Protocol):
         parser = self.parser
         self._in_head = False
         self._head_bytes = 0
+        request.head_bytes = self._url_bytes + self._header_bytes + 16  # + method, version, CRLFs
         request.method = parser.get_method()
         request.version = parser.get_http_version().encode("ascii")
+        if request.version not in (b"1.1", b"1.0"):
+            raise _Reject(505, "only HTTP/1.0 and HTTP/1.1 are served here")
         request.keep_alive = parser.should_keep_alive()
         request.upgrade = parser.should_upgrade()
         hosts = 0
@@ -370,6 +394,8 @@ class HTTP1ServerProtocol(Protocol):
             self._resume_reading()
         if self._queue:
             self._dispatch(self._queue.popleft())
+        elif self._deferred_reject is not None:
+            self.reject(*self._deferred_reject)
         else:
             self._set_timer(self.settings.keepalive_timeout, 0)
 
@@ -455,7 +481,8 @@ class HTTP1Factory(Factory):
         self.settings = settings or ServerSettings()
         self.clock = clock
         self.scheme = scheme
-        self.connections = 0
+        self.connections = 0  # open now (for metrics)
+        self.accepted = 0
 
     def buildProtocol(self, addr):
         protocol = HTTP1ServerProtocol(self.settings, self.handler, self.clock)

@@ -107,3 +107,25 @@ def normalize(raw_path: bytes) -> tuple[str, bytes]:
     if routing == decoded:
         return routing, raw_path
     return routing, quote(routing, safe=_SAFE).encode("ascii")
+
+
+def lenient_views(path: str) -> tuple[str, ...]:
+    """Other readings of a routing path that common backends make, for split-view checks.
+
+    Servlet containers drop ``;parameters`` from segments, Windows servers read ``\\`` as
+    ``/`` and many frameworks match paths case-insensitively. A request whose lenient
+    reading would route somewhere ingressd's strict reading does not is ambiguous
+    (Traefik CVE-2025-66490). Empty when the path has nothing to read differently.
+    """
+    if ";" not in path and "\\" not in path and path == path.lower():
+        return ()
+    views = []
+    stripped = "/".join(segment.split(";", 1)[0] for segment in path.replace("\\", "/").split("/"))
+    try:
+        views.append(_resolve(stripped or "/"))
+    except BadPath:
+        views.append("/")
+    views.append(views[0].lower())
+    if path != path.lower():
+        views.append(path.lower())
+    return tuple(dict.fromkeys(v for v in views if v != path))

@@ -38,8 +38,12 @@ class Plugins:
         owners: dict[str, str] = {}
         annotations: list[Annotation] = []
         hook = manager.hook.ingressd_annotations
+        trace = manager.trace.root.get("hook")  # called per plugin (to know owners), so traced by hand
         for impl in hook.get_hookimpls():
-            for annotation in impl.function() or ():
+            trace("ingressd_annotations", {"plugin": impl.plugin_name})
+            declared = impl.function() or ()
+            trace("finish", "ingressd_annotations", "-->", [a.name for a in declared])
+            for annotation in declared:
                 owner = manager.get_name(impl.plugin) or repr(impl.plugin)
                 if annotation.name in owners:
                     raise PluginError(
@@ -52,7 +56,7 @@ class Plugins:
         self.annotation_owners = owners
 
     def names(self) -> list[str]:
-        return sorted(name for name, _ in self.manager.list_name_plugin() if name)
+        return sorted(name for name, plugin in self.manager.list_name_plugin() if name and plugin is not None)
 
     def configure(self, settings: Mapping[str, Any], reactor: Any) -> None:
         self.manager.hook.ingressd_configure(settings=settings, reactor=reactor)
@@ -80,10 +84,13 @@ def load_plugins(disabled: Iterable[str] = (), extra: Sequence[Any] = (), entry_
     manager.add_hookspecs(hookspecs)
     for name in disabled:
         manager.set_blocked(name)
-    if entry_points:
-        manager.load_setuptools_entrypoints("ingressd")
-    for plugin in extra:
-        manager.register(plugin)
+    try:  # register validates each hookimpl's arguments against its spec
+        if entry_points:
+            manager.load_setuptools_entrypoints("ingressd")
+        for plugin in extra:
+            manager.register(plugin)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(str(exc)) from None
     if os.environ.get("INGRESSD_TRACE_HOOKS"):
         manager.trace.root.setwriter(lambda message: sys.stderr.write(message))
         manager.enable_tracing()

@@ -18,7 +18,7 @@ from twisted.python import log
 from ingressd.features import LocalResponse
 from ingressd.headers import HOP_BY_HOP, Headers, connection_tokens, serialize, without_hop_by_hop
 from ingressd.http1 import REASONS, error_page
-from ingressd.pathnorm import BadPath, normalize, split_target
+from ingressd.pathnorm import BadPath, lenient_views, normalize, split_target
 from ingressd.routing import host_of
 from ingressd.tunnel import Tunnel
 from ingressd.upstream import UpstreamError
@@ -27,6 +27,11 @@ _FORWARDED = frozenset(
     (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
      b"x-real-ip", b"x-request-id", b"x-scheme", b"expect")
 )
+_END_TO_END = frozenset((b"host",))
+# Forwarding headers a client could forge; dropped unless the peer is a trusted proxy
+# (those in _FORWARDED are always replaced with ingressd's own values).
+_SPOOFABLE = frozenset((b"forwarded", b"x-original-uri", b"x-original-url", b"x-original-forwarded-for",
+                        b"x-rewrite-url"))
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 _SERVER = (b"server", b"ingressd")
 
@@ -61,6 +66,7 @@ class Proxy:
         self.settings = settings
         self.clock = clock
         self.observers: list[Callable[["Exchange"], None]] = []
+        self.tunnels_open = 0  # WebSocket tunnels now open
 
     def __call__(self, protocol, request) -> "Exchange":
         exchange = Exchange(self, protocol, request)
@@ -106,6 +112,12 @@ class Exchange:
         self.upstream_status = 0
         self.started = proxy.clock.seconds()
         self.websocket = False
+        # For metrics and the access log (read by Proxy.observers once the exchange is over):
+        self.upstream_started = 0.0  # clock.seconds() when the backend was asked (last try)
+        self.upstream_ended = 0.0  # … and when its response ended (or it failed)
+        self.retries = 0
+        self.error_cause = ""  # why ingressd answered 502/503/504 itself: no_endpoints, read_timeout…
+        self.answered_by = ""  # the plugin whose request feature answered (rate_limit, basic_auth…)
         self._finish_callbacks: list[Callable[[], None]] | None = None
         self._upstream = None
         self._cancel_connect = None
@@ -128,6 +140,17 @@ class Exchange:
         if self._finish_callbacks is None:
             self._finish_callbacks = []
         self._finish_callbacks.append(callback)
+
+    @property
+    def request_bytes(self) -> int:
+        """The request's size as received: head (request line and headers) and body."""
+        return getattr(self.request, "head_bytes", 0) + self._body_bytes
+
+    @property
+    def tunnel_bytes(self) -> tuple[int, int]:
+        """WebSocket bytes (client → backend, backend → client) once tunnelled."""
+        tunnel = self._tunnel
+        return (tunnel.bytes_up, tunnel.bytes_down) if tunnel is not None else (0, 0)
 
     # -- start ----------------------------------------------------------------------------
 
@@ -152,10 +175,17 @@ class Exchange:
         self._set_forwarded()
         upgrade = self.headers.get(b"upgrade")
         self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
-        entry = self.proxy.state.table.match(self.host, self.path)
+        table = self.proxy.state.table
+        entry = table.match(self.host, self.path)
         if entry is None:
             self.local(404)
             return
+        for view in lenient_views(self.path):
+            other = table.match(self.host, view)
+            if other is not None and other is not entry and other.request_features \
+                    and other.request_features != entry.request_features:
+                self.local(400)  # a backend could read this as a path with other protection
+                return
         self.entry = entry
         self.route = entry.route
         if entry.request_features:
@@ -173,7 +203,10 @@ class Exchange:
         host_header = headers.get(b"host") or b""
         port = b"%d" % self.server_port
         proto = self.scheme.encode("ascii")
-        if self.proxy.is_trusted(self.protocol):
+        trusted = self.proxy.is_trusted(self.protocol)
+        if not trusted and any(_spoofable(name) for name, _ in headers.pairs):
+            headers.pairs = [(name, value) for name, value in headers.pairs if not _spoofable(name)]
+        if trusted:
             chain = b", ".join(headers.get_all(b"x-forwarded-for"))
             xff = chain + b", " + peer if chain else peer
             self.client_ip = _real_client(xff.decode("latin-1"), self.proxy.settings)
@@ -211,6 +244,7 @@ class Exchange:
             if isinstance(result, Deferred):
                 result.addCallbacks(self._feature_answered, self._feature_failed, callbackArgs=(index,))
                 return
+            self.answered_by = _feature_owner(features[index - 1])
             self._answer(result)
             return
         self._forward()
@@ -221,6 +255,7 @@ class Exchange:
         if result is None:
             self._run_features(index)
         else:
+            self.answered_by = _feature_owner(self.entry.request_features[index - 1])
             self._answer(result)
 
     def _feature_failed(self, failure) -> None:
@@ -244,10 +279,12 @@ class Exchange:
             return
         endpoint = self.entry.pick(self._tried)
         if endpoint is None:
+            self.error_cause = "no_endpoints"
             self.local(503)
             return
         self._tried.add(endpoint)
         self.upstream_address = f"{endpoint.address}:{endpoint.port}"
+        self.upstream_started = self.proxy.clock.seconds()
         if request.expect_continue and not request.complete and not self._retried:
             self.protocol.send_continue()
         self._cancel_connect = self.proxy.pool.acquire(
@@ -259,7 +296,7 @@ class Exchange:
         pairs = self.headers.pairs
         drop = HOP_BY_HOP | _FORWARDED
         if any(name == b"connection" for name, _ in pairs):
-            drop = drop | connection_tokens(pairs)
+            drop = drop | (connection_tokens(pairs) - _END_TO_END)  # a client cannot have Host removed
         lines = [(name, value) for name, value in pairs if name not in drop]
         lines.extend(self._forwarded)
         if self.websocket:
@@ -335,6 +372,7 @@ class Exchange:
             if self.websocket:
                 return  # the tunnel takes over in upstream_upgraded
             status = 502
+            self.error_cause = "unexpected_upgrade"
         entry = self.entry
         if status in entry.error_codes and entry.error_features:
             self._intercepted = status  # the body is dropped; the error page replaces it
@@ -358,6 +396,7 @@ class Exchange:
 
     def upstream_done(self, connection, reusable: bool) -> None:
         self._upstream = None
+        self.upstream_ended = self.proxy.clock.seconds()
         if reusable and self._body_complete:
             self.proxy.pool.release(connection)
         elif connection.transport is not None:
@@ -374,6 +413,7 @@ class Exchange:
         self._upstream = None
         if self._done:
             return
+        self.upstream_ended = self.proxy.clock.seconds()
         if self._response_started:
             log.msg(f"ingressd: {error} while streaming the response of {self.upstream_address}")
             self.protocol.abort()
@@ -382,11 +422,13 @@ class Exchange:
         if error.retryable and not self._retried and not self._body_sent and not self.request.has_body:
             if self.method in _IDEMPOTENT or (connection is not None and connection.reused):
                 self._retried = True
+                self.retries += 1
                 if connection is not None and connection.reused:
                     self._tried.clear()  # a stale pooled connection: the endpoint may be fine
                 self._forward()
                 return
         log.msg(f"ingressd: {error} ({self.method.decode('latin-1')} {self.host}{self.path})")
+        self.error_cause = error.cause
         self.local(504 if error.timeout else 502)
 
     def upstream_upgraded(self, connection, rest: bytes) -> None:
@@ -394,7 +436,18 @@ class Exchange:
         if self._done:
             connection.abort()
             return
+        if not self.websocket:  # a 101 nobody asked for: upstream_head already answered 502
+            self._upstream = None
+            connection.abort()
+            if self._intercepted:
+                self.local(self._intercepted)
+            else:
+                self.protocol.finish_response()
+                self._finished()
+            return
         self.status = 101
+        self.upstream_ended = self.proxy.clock.seconds()
+        self.proxy.tunnels_open += 1  # until _finished
         head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
         pairs = [(n, v) for n, v in connection._headers if n not in (b"content-length", b"transfer-encoding")]
         for feature in self.entry.response_features:
@@ -468,10 +521,10 @@ class Exchange:
 
     def local(self, status: int, headers=(), body: bytes | None = None) -> None:
         """Answer ``status`` ourselves: error pages by plugins, then the response features."""
-        if self._done:
-            return
+        if self._done or getattr(self, "_in_error", False):
+            return  # an error page is being fetched: the first error wins (e.g. over a later 413)
         entry = self.entry
-        if status >= 400 and entry is not None and status in entry.error_codes and not getattr(self, "_in_error", False):
+        if status >= 400 and entry is not None and status in entry.error_codes:
             self._in_error = True
             self._error_page(status, list(headers), body, 0)
             return
@@ -528,6 +581,8 @@ class Exchange:
         if self._done:
             return
         self._done = True
+        if self.status == 101:
+            self.proxy.tunnels_open -= 1
         callbacks, self._finish_callbacks = self._finish_callbacks, None
         if callbacks:
             for callback in callbacks:
@@ -540,6 +595,13 @@ class Exchange:
                 observer(self)
             except Exception:
                 log.err(None, "ingressd: an exchange observer failed")
+
+
+def _feature_owner(method) -> str:
+    """The plugin a request feature belongs to: its module's last name (``rate_limit``…)."""
+    owner = getattr(method, "__self__", None)
+    module = type(owner).__module__ if owner is not None else getattr(method, "__module__", "")
+    return getattr(owner, "plugin_name", None) or (module or "unknown").rpartition(".")[2]
 
 
 def _with_page_headers(original, page: LocalResponse) -> list:
@@ -555,13 +617,21 @@ def _origin_form(absolute: bytes) -> bytes:
     return rest[slash:] if slash >= 0 else b"/"
 
 
+def _spoofable(name: bytes) -> bool:
+    return name in _SPOOFABLE or (name.startswith(b"x-forwarded-") and name not in _FORWARDED)
+
+
 def _real_client(chain: str, settings: ProxySettings) -> str:
     """The right-most address of X-Forwarded-For that is not a trusted proxy."""
     addresses = [part.strip() for part in chain.split(",") if part.strip()]
+    last_trusted = addresses[-1] if addresses else ""  # the peer itself
     for address in reversed(addresses):
         if not settings.is_trusted(address):
             try:
                 return str(ipaddress.ip_address(address))
             except ValueError:
-                break
+                # Not an address: never let it be the client (it would key allow/deny
+                # lists and limits, and is not ASCII-safe); the hop that sent it is.
+                return last_trusted
+        last_trusted = address
     return addresses[0] if addresses else ""

@@ -18,7 +18,7 @@ from ingressd.features import BuildContext
 from ingressd.model import Config
 from ingressd.routing import RouteTable
 from ingressd.store import ObjectStore
-from ingressd.translate import TranslateSettings, translate
+from ingressd.translate import TranslateSettings, Translator
 
 
 class State:
@@ -49,8 +49,12 @@ class Reloader:
         self.rebuilds = 0
         self.failures = 0
         self.last_success = 0.0
+        self.last_failure = 0.0
         self._pending = None
         self._reported: set = set()
+        self._translator = Translator()
+        self._entries: dict = {}  # route table entries of unchanged routes, kept across builds
+        self._entries_context = None
         store.on_change = self.schedule
 
     def schedule(self) -> None:
@@ -67,17 +71,21 @@ class Reloader:
         synced = self.store.synced
         try:
             annotations = self.plugins.annotations if self.plugins else ()
-            config = translate(self.store.snapshot(), self.translate_settings, annotations)
+            config = self._translator(self.store.snapshot(), self.translate_settings, annotations)
             if config == self.state.config and self.state.generation:
                 self._set_ready(synced)
                 return
             context = self.context(config)
-            table, config = build_table(config, self.plugins, context)
+            if context.default_backend != self._entries_context:
+                self._entries.clear()  # features may depend on it: build them all again
+                self._entries_context = context.default_backend
+            table, config = build_table(config, self.plugins, context, self._entries, self.state.table)
             extra = [rejection for apply in self.appliers for rejection in apply(config)]
             if extra:
                 config = dataclasses.replace(config, rejections=config.rejections + tuple(extra))
         except Exception:
             self.failures += 1
+            self.last_failure = self.clock.seconds()
             log.err(None, "ingressd: rebuilding the configuration failed; the last good one keeps serving")
             return
         self.state.table = table

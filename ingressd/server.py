@@ -77,7 +77,7 @@ class IngressdService(MultiService):
 
         if settings.get("http"):
             factory = self.http_factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="http")
-            strports.service(settings["http"], factory, reactor=reactor).setServiceParent(self)
+            strports.service(_with_backlog(settings["http"]), factory, reactor=reactor).setServiceParent(self)
         if settings.get("https"):
             default = settings.get("default_certificate")
             default_ref = None
@@ -90,7 +90,7 @@ class IngressdService(MultiService):
                                        http2=not settings.get("no_http2"))
             wrapped = self.tls_listener = ObservedTLSFactory(self.certificates.server_options(), False, tls_factory)
             wrapped.noisy = False
-            strports.service(settings["https"], wrapped, reactor=reactor).setServiceParent(self)
+            strports.service(_with_backlog(settings["https"]), wrapped, reactor=reactor).setServiceParent(self)
         pages = install_observability(self, settings)  # metrics, access log, /routes and / pages
         if settings.get("admin"):
             strports.service(settings["admin"], admin_site(self.state, pages), reactor=reactor).setServiceParent(self)
@@ -99,6 +99,14 @@ class IngressdService(MultiService):
         self.reloader.stop()
         self.pool.close()
         return super().stopService()
+
+
+def _with_backlog(description: str) -> str:
+    """A TCP listener gets nginx's accept backlog (511) unless it names one: Twisted's
+    default of 50 drops connections under a burst of connects long before ingressd is busy."""
+    if description.startswith(("tcp:", "tcp6:")) and "backlog=" not in description:
+        return description + ":backlog=511"
+    return description
 
 
 def raise_open_file_limit() -> int:

@@ -298,7 +298,7 @@ def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple
             value = annotation.parse(text)
             if annotation.resolve:
                 value = resolver.reference(annotation.resolve, value, namespace, settings)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, _Invalid) as exc:  # _Invalid: a refused reference
             raise _Invalid(f"annotation {key}: {exc}") from None
         values.append((annotation.name, value))
     return tuple(values)

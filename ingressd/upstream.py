@@ -18,12 +18,16 @@ from zope.interface import implementer
 
 
 class UpstreamError(Exception):
-    """A backend failed. ``timeout`` → 504, otherwise 502; ``retryable`` when nothing was sent."""
+    """A backend failed. ``timeout`` → 504, otherwise 502; ``retryable`` when nothing was sent.
 
-    def __init__(self, message: str, timeout: bool = False, retryable: bool = False):
+    ``cause`` is a short fixed word for metrics and logs (``connect_failed``, ``read_timeout``…).
+    """
+
+    def __init__(self, message: str, timeout: bool = False, retryable: bool = False, cause: str = ""):
         super().__init__(message)
         self.timeout = timeout
         self.retryable = retryable
+        self.cause = cause or ("timeout" if timeout else "error")
 
 
 @implementer(IPushProducer)
@@ -80,6 +84,7 @@ class UpstreamConnection(Protocol):
                 UpstreamError(
                     "backend closed the connection" + (" before answering" if not self._received_any else ""),
                     retryable=not self._received_any and self.reused,
+                    cause="backend_closed",
                 ),
             )
 
@@ -111,11 +116,11 @@ class UpstreamConnection(Protocol):
 
     def _read_timed_out(self) -> None:
         self._read_timer = None
-        self._fail(UpstreamError("backend read timeout", timeout=True))
+        self._fail(UpstreamError("backend read timeout", timeout=True, cause="read_timeout"))
 
     def _send_timed_out(self) -> None:
         self._send_timer = None
-        self._fail(UpstreamError("backend send timeout", timeout=True))
+        self._fail(UpstreamError("backend send timeout", timeout=True, cause="send_timeout"))
 
     def _stop_timers(self) -> None:
         if self._read_timer is not None:
@@ -166,7 +171,7 @@ class UpstreamConnection(Protocol):
                 exchange.upstream_upgraded(self, rest)
             return
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"invalid response from backend: {exc}"))
+            self._fail(UpstreamError(f"invalid response from backend: {exc}", cause="invalid_response"))
             return
         if self._head_request and self._head_delivered and not self._complete:
             self._message_done()
@@ -197,6 +202,8 @@ class UpstreamConnection(Protocol):
             self.exchange.upstream_body(data)
 
     def on_message_complete(self) -> None:
+        if self._status == 101:
+            return  # llhttp completes a 101 before pausing on it: dataReceived hands over the upgrade
         if self._head_delivered and not self._complete:
             self._message_done()
 
@@ -271,7 +278,8 @@ class _ConnectFactory(ClientFactory):
             message = reason.getErrorMessage()
             timeout = "timeout" in message.lower() or "timed out" in message.lower()
             self.on_error(UpstreamError(f"connect to {self.key[0]}:{self.key[1]} failed: {message}",
-                                        timeout=timeout, retryable=True))
+                                        timeout=timeout, retryable=True,
+                                        cause="connect_timeout" if timeout else "connect_failed"))
 
 
 class UpstreamPool:

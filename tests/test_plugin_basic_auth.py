@@ -183,3 +183,16 @@ def test_route_features_uses_the_reactor_thread_pool():
     [feature] = features_for(basic_auth, {"auth-type": "basic", "auth-secret": "users"}, context=make_context(reactor=reactor),
                              resolved={"auth-secret": secret("default", "users", auth=HTPASSWD)})
     assert feature._run_slow is not None
+
+
+def test_auth_map_secret_through_the_public_harness():
+    from ingressd.testing import PluginHarness
+
+    harness = PluginHarness(
+        plugins=[basic_auth],
+        annotations={"auth-type": "basic", "auth-secret": "users", "auth-secret-type": "auth-map"},
+        secrets={"users": {"bar": BCRYPT_BAR}},
+    )
+    assert harness.request(headers=basic("bar", "wrong")).status == 401
+    outcome = harness.request(headers=basic("bar", "open sesame"))
+    assert outcome.proxied and "authorization" not in dict(outcome.upstream_headers)

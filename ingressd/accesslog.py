@@ -1,0 +1,203 @@
+"""The access log: one line per finished request, written by a thread so the reactor never waits.
+
+On the reactor, the observer only copies a few fields of the finished exchange into a
+tuple and appends it to a bounded deque; a writer thread formats the lines (JSON, or
+nginx's ``combined`` with ingress-nginx's ``upstreaminfo`` additions) and writes them in
+batches. When the writer falls behind (a slow disk), records beyond the bound are dropped
+and counted (``ingressd_access_log_dropped_lines_total``).
+
+Output ``-`` is the process's standard output, shared with twistd's own log: both write
+whole lines in single calls to the same buffered writer, so lines never mix mid-line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.python import log
+
+from ingressd.tlsinfo import tls_facts
+
+FORMATS = ("json", "combined")
+_BATCH = 512  # records formatted per write
+
+
+def parse_target(value: str | None) -> str | None:
+    """``--access-log``: a path, ``-`` for standard output, or ``""``/``off`` to disable (None)."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    return None if value in ("", "off", "none", "false") else value
+
+
+class AccessLog(Service):
+    """``Proxy.observers`` callable and the service running its writer thread."""
+
+    def __init__(self, target: str, fmt: str = "json", max_pending: int = 10000):
+        if fmt not in FORMATS:
+            raise ValueError(f"access log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        self.target = target
+        self.format = fmt
+        self.max_pending = max_pending
+        self.dropped = 0
+        self.written = 0
+        self._pending: deque = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._file = None
+        self._format_line = _json_line if fmt == "json" else _combined_line
+
+    # -- the reactor side ----------------------------------------------------------------
+
+    def __call__(self, exchange) -> None:
+        pending = self._pending
+        if len(pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        route = exchange.route
+        headers = exchange.headers
+        tls_version, sni = tls_facts(exchange.protocol) if exchange.protocol.scheme == "https" else ("", "")
+        upstream = (exchange.upstream_ended - exchange.upstream_started
+                    if exchange.upstream_ended and exchange.upstream_started else None)
+        now = time.time()
+        sent = exchange.bytes_sent
+        received = exchange.request_bytes
+        if exchange.status == 101:
+            up, down = exchange.tunnel_bytes
+            sent += down
+            received += up
+        pending.append((
+            now, exchange.request_id, exchange.client_ip, exchange.method, exchange.host,
+            exchange.request.target, exchange.version, exchange.status, sent, received,
+            exchange.proxy.clock.seconds() - exchange.started,
+            route.ingress.namespace if route is not None else "",
+            route.ingress.name if route is not None else "",
+            route.backend.service if route is not None else "",
+            route.backend.port if route is not None else "",
+            exchange.upstream_address, exchange.upstream_status, upstream, tls_version, sni,
+            headers.get(b"referer"), headers.get(b"user-agent"), exchange.scheme,
+        ))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    # -- the service and its thread ------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        if self.target == "-":
+            self._file = getattr(sys.__stdout__, "buffer", None) or sys.__stdout__
+        else:
+            self._file = open(self.target, "ab")
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="ingressd-access-log", daemon=True)
+        self._thread.start()
+
+    def stopService(self):
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        if self._file is not None and self.target != "-":
+            self._file.close()
+        self._file = None
+        return super().stopService()
+
+    def _run(self) -> None:
+        pending = self._pending
+        while True:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            while pending:
+                lines = []
+                for _ in range(min(_BATCH, len(pending))):
+                    try:
+                        lines.append(self._format_line(pending.popleft()))
+                    except Exception:  # one odd record must not stop the log
+                        self.dropped += 1
+                self._write("".join(lines).encode("utf-8"))
+                self.written += len(lines)
+            if self._stopping:
+                return
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+            self._file.flush()
+        except (OSError, ValueError) as exc:
+            log.msg(f"ingressd: writing the access log failed: {exc}")
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "backslashreplace")
+
+
+def _json_line(record: tuple) -> str:
+    (now, rid, client, method, host, target, version, status, sent, received, duration, namespace, ingress,
+     service, port, upstream_address, upstream_status, upstream, tls_version, sni, referer, agent, scheme) = record
+    return json.dumps({
+        "time": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds"),
+        "request_id": rid,
+        "client": client,
+        "method": _text(method),
+        "host": host,
+        "uri": _text(target),
+        "protocol": f"HTTP/{_text(version)}",
+        "scheme": scheme,
+        "status": status,
+        "bytes_sent": sent,
+        "request_bytes": received,
+        "duration": round(duration, 6),
+        "namespace": namespace,
+        "ingress": ingress,
+        "service": service,
+        "service_port": port,
+        "upstream_address": upstream_address or None,
+        "upstream_status": upstream_status or None,
+        "upstream_duration": round(upstream, 6) if upstream is not None else None,
+        "tls_version": tls_version or None,
+        "sni": sni or None,
+        "referer": _text(referer),
+        "user_agent": _text(agent),
+    }, separators=(",", ":")) + "\n"
+
+
+def _escaped(value: bytes | str | None) -> str:
+    """nginx's escaping in text logs: ``"``, ``\\`` and non-printable bytes as ``\\xHH``."""
+    if value is None:
+        return "-"
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    if all(0x20 <= byte < 0x7F and byte not in (0x22, 0x5C) for byte in data):
+        return data.decode("ascii")
+    return "".join(chr(byte) if 0x20 <= byte < 0x7F and byte not in (0x22, 0x5C) else f"\\x{byte:02X}"
+                   for byte in data)
+
+
+def _combined_line(record: tuple) -> str:
+    """``combined`` plus ingress-nginx's upstreaminfo tail, then namespace/ingress, TLS version, SNI."""
+    (now, rid, client, method, host, target, version, status, sent, received, duration, namespace, ingress,
+     service, port, upstream_address, upstream_status, upstream, tls_version, sni, referer, agent, scheme) = record
+    local = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+    upstream_name = f"{namespace}-{service}-{port}" if service else ""
+    return (
+        f'{client or "-"} - - [{local}] "{_escaped(method)} {_escaped(target)} HTTP/{_escaped(version)}" '
+        f'{status} {sent} "{_escaped(referer)}" "{_escaped(agent)}" {received} {duration:.3f} '
+        f'[{_escaped(upstream_name)}] [] {upstream_address or "-"} - '
+        f'{f"{upstream:.3f}" if upstream is not None else "-"} {upstream_status or "-"} {rid or "-"} '
+        f'{_escaped(f"{namespace}/{ingress}") if ingress else "-"} {tls_version or "-"} {_escaped(sni) if sni else "-"}\n'
+    )
+
+
+def make_access_log(settings: dict[str, Any]) -> AccessLog | None:
+    target = parse_target(settings.get("access_log", "-"))
+    if target is None:
+        return None
+    return AccessLog(target, str(settings.get("access_log_format") or "json"))

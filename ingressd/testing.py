@@ -1,0 +1,459 @@
+"""Test a plugin the way ingressd's own plugins are tested: in memory, deterministic, no sockets.
+
+Two levels, both public:
+
+- **The whole build path** — ``PluginHarness(plugins=[my_module], annotations={...})`` loads
+  the plugins with the real plugin manager (``check_pending`` included), writes one Ingress
+  with those annotations (plus a Service and any Secrets you give), runs the real
+  ``translate`` and ``build_table`` with a ``twisted.internet.task.Clock`` as the reactor,
+  and lets you send requests through the route's prepared features in phase order::
+
+      harness = PluginHarness(plugins=[my_plugin], annotations={"example-header": "hi"})
+      outcome = harness.request("GET", "/", headers={"accept": "text/html"})
+      assert outcome.proxied
+      assert ("x-example", "hi") in outcome.response(200).header_items()
+
+  A rejected Ingress is reported in ``harness.rejection`` (and ``harness.entry`` raises).
+
+- **One plugin's hooks by hand** — ``annotation_values``, ``features_for``, ``exchange``
+  (a ``FakeExchange`` with the request-time interface the proxy gives features),
+  ``run_request``, ``run_response``, ``make_route``, ``make_context``, ``secret``, ``header``.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
+from ingressd.features import INGRESSD_PREFIX, BuildContext, LocalResponse, check_plain_text
+from ingressd.headers import Headers
+from ingressd.model import Backend, Endpoint, ObjectRef, Route, SecretData
+
+__all__ = [
+    "FakeExchange",
+    "Outcome",
+    "PluginHarness",
+    "Response",
+    "annotation_values",
+    "exchange",
+    "features_for",
+    "header",
+    "make_context",
+    "make_route",
+    "run_request",
+    "run_response",
+    "secret",
+]
+
+
+# -- one plugin's hooks by hand ---------------------------------------------------------
+
+
+def make_route(
+    namespace: str = "default",
+    ingress: str = "web",
+    service: str = "web",
+    port: str = "80",
+    host: str = "example.com",
+    path: str = "/",
+) -> Route:
+    return Route(
+        host=host,
+        path=path,
+        path_type="Prefix",
+        backend=Backend(namespace, service, port, (Endpoint("10.0.0.1", 8080),)),
+        ingress=ObjectRef("Ingress", namespace, ingress),
+    )
+
+
+@dataclass
+class FakeExchange:
+    """What the proxy's ``Exchange`` offers a route feature, in memory."""
+
+    method: bytes = b"GET"
+    target: bytes = b"/"
+    path: str = "/"
+    query: bytes = b""
+    host: str = "example.com"
+    headers: Headers = field(default_factory=Headers)
+    peer_ip: str = "192.0.2.10"
+    client_ip: str = "192.0.2.10"
+    scheme: str = "http"
+    server_port: int = 80
+    request_id: str = "0123456789abcdef"
+    route: Route = field(default_factory=make_route)
+    version: bytes = b"HTTP/1.1"
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+    send_timeout: float | None = None
+    max_body_size: int | None = None
+    finish_callbacks: list[Callable[[], None]] = field(default_factory=list)
+    finished: bool = False
+
+    def on_finish(self, callback: Callable[[], None]) -> None:
+        self.finish_callbacks.append(callback)
+
+    def finish(self) -> None:
+        """End the exchange as the proxy does: each callback once."""
+        assert not self.finished, "an exchange finishes once"
+        self.finished = True
+        for callback in self.finish_callbacks:
+            callback()
+
+
+def _pairs(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [
+        (name.lower().encode("latin-1") if isinstance(name, str) else name.lower(),
+         value.encode("latin-1") if isinstance(value, str) else value)
+        for name, value in items
+    ]
+
+
+def exchange(headers: Mapping[str, str] | Iterable[tuple[str, str]] = (), **kwargs: Any) -> FakeExchange:
+    """A FakeExchange with headers given as text, e.g. ``exchange({"origin": "https://a"})``."""
+    return FakeExchange(headers=Headers(_pairs(headers)), **kwargs)
+
+
+def annotation_values(plugin: Any, raw: Mapping[str, str], resolved: Mapping[str, Any] | None = None) -> dict:
+    """Parse ``raw`` (annotation name without prefix → text) through ``plugin``'s declarations.
+
+    Like the core: undeclared names are an error here (a typo in a test), every declared
+    annotation gets its parsed value or its default, and ``resolved`` supplies what the
+    core would resolve for ``resolve="secret"``/``"service"`` annotations.
+    """
+    declared = {annotation.name: annotation for annotation in plugin.ingressd_annotations()}
+    unknown = set(raw) - set(declared)
+    assert not unknown, f"not declared by {plugin.__name__}: {sorted(unknown)}"
+    values = {}
+    for name, annotation in declared.items():
+        if name in raw:
+            values[name] = annotation.parse(check_plain_text(raw[name]))
+        else:
+            values[name] = annotation.default
+    for name, value in (resolved or {}).items():
+        assert declared[name].resolve, f"{name} is not a resolved annotation"
+        values[name] = value
+    return values
+
+
+def make_context(settings: Mapping[str, Any] | None = None, reactor: Any = None, **extra: Any) -> BuildContext:
+    context = BuildContext(settings=dict(settings or {}), reactor=reactor)
+    for name, value in extra.items():
+        setattr(context, name, value)
+    return context
+
+
+def features_for(plugin: Any, raw: Mapping[str, str], route: Route | None = None,
+                 context: BuildContext | None = None, resolved=None) -> list:
+    """What ``plugin.ingressd_route_features`` returns for a route with these annotations, as a list."""
+    values = annotation_values(plugin, raw, resolved)
+    result = plugin.ingressd_route_features(route=route or make_route(), values=values,
+                                            context=context or make_context())
+    if result is None:
+        return []
+    if isinstance(result, (list, tuple)):
+        return list(result)
+    return [result]
+
+
+def _settled(result: Any, what: str) -> Any:
+    """The result of a Deferred that must already have fired (no reactor runs here)."""
+    if not isinstance(result, Deferred):
+        return result
+    results: list = []
+    result.addBoth(results.append)
+    assert results, f"the {what} Deferred has not fired (advance the Clock, or fire it first)"
+    value = results[0]
+    if hasattr(value, "raiseException"):
+        value.raiseException()
+    return value
+
+
+def run_request(features: Iterable[Any], ex: FakeExchange) -> LocalResponse | None:
+    """Call each feature's ``request`` in phase order; the first answer stops the chain.
+
+    Deferreds must already have fired (unit tests run without a reactor).
+    """
+    for feature in sorted(features, key=lambda f: getattr(f, "phase", 500)):
+        request = getattr(feature, "request", None)
+        if request is None:
+            continue
+        answer = _settled(request(ex), "feature's")
+        if answer is not None:
+            assert isinstance(answer, LocalResponse), answer
+            return answer
+    return None
+
+
+def run_response(features: Iterable[Any], ex: FakeExchange, status: int,
+                 headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    for feature in sorted(features, key=lambda f: getattr(f, "phase", 500)):
+        response = getattr(feature, "response", None)
+        if response is not None:
+            response(ex, status, headers)
+    return headers
+
+
+def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
+    """Every value of response header ``name`` in a list of pairs."""
+    return [value for key, value in headers if key == name]
+
+
+def secret(namespace: str, name: str, type_: str = "Opaque", **data: bytes) -> SecretData:
+    return SecretData(ObjectRef("Secret", namespace, name), type_, tuple(sorted(data.items())))
+
+
+# -- the whole build path ---------------------------------------------------------------
+
+
+@dataclass
+class Response:
+    """What the client would get: status, header pairs (after response features), body."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+
+    def get(self, name: str) -> str | None:
+        values = self.get_all(name)
+        return values[0] if values else None
+
+    def get_all(self, name: str) -> list[str]:
+        wanted = name.lower().encode("latin-1")
+        return [value.decode("latin-1") for key, value in self.headers if key == wanted]
+
+    def header_items(self) -> list[tuple[str, str]]:
+        return [(key.decode("latin-1"), value.decode("latin-1")) for key, value in self.headers]
+
+
+@dataclass
+class Outcome:
+    """One request through a route's features: answered locally, or to be proxied."""
+
+    harness: "PluginHarness"
+    exchange: FakeExchange
+    local: Response | None  # set when a feature answered (after error pages and response features)
+
+    @property
+    def proxied(self) -> bool:
+        return self.local is None
+
+    @property
+    def status(self) -> int | None:
+        return self.local.status if self.local is not None else None
+
+    @property
+    def upstream_headers(self) -> list[tuple[str, str]]:
+        """The request headers as the backend would get them (before ingressd's X-Forwarded-*)."""
+        assert self.proxied, f"answered locally with {self.status}, not proxied"
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.exchange.headers]
+
+    def response(self, status: int = 200, headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+                 body: bytes = b"") -> Response:
+        """The backend answered: run error pages (for listed codes) and response features, finish."""
+        assert self.proxied, f"answered locally with {self.status}, not proxied"
+        result = self.harness._finish_response(self.exchange, status, _pairs(headers), body)
+        self.exchange.finish()
+        return result
+
+
+class PluginHarness:
+    """The real plugin manager, ``translate`` and ``build_table`` for one Ingress, in memory.
+
+    ``plugins``: modules (or objects) with ``@hookimpl`` functions, registered as extra
+    plugins (``entry_points=True`` also loads every installed plugin). ``annotations``:
+    name → text; a name without ``/`` gets the ``ingressd.io/`` prefix. ``secrets``: name →
+    {key: bytes or str}, Secrets in the Ingress's namespace. ``objects``: more API-shaped
+    objects. ``settings``: option values by long name with underscores (what
+    ``ingressd_configure`` and ``context.settings`` get). ``clock``: the reactor the plugins
+    get (a ``Clock`` by default; advance it to move time).
+    """
+
+    def __init__(
+        self,
+        plugins: Sequence[Any] = (),
+        annotations: Mapping[str, str] | None = None,
+        *,
+        host: str = "example.com",
+        path: str = "/",
+        path_type: str = "Prefix",
+        namespace: str = "default",
+        name: str = "web",
+        secrets: Mapping[str, Mapping[str, Any]] | None = None,
+        objects: Sequence[Mapping] = (),
+        settings: Mapping[str, Any] | None = None,
+        clock: Any = None,
+        entry_points: bool = False,
+        disabled: Sequence[str] = (),
+        endpoints: Sequence[tuple[str, int]] = (("10.0.0.1", 8080),),
+    ):
+        from ingressd.plugins import load_plugins
+
+        self.clock = clock if clock is not None else Clock()
+        self.settings = dict(settings or {})
+        self.namespace = namespace
+        self.name = name
+        self.host = host
+        self.path = path
+        self.plugins = load_plugins(disabled=disabled, extra=list(plugins), entry_points=entry_points)
+        self.plugins.configure(self.settings, self.clock)
+        self.annotations = {
+            (key if "/" in key else INGRESSD_PREFIX + key): str(value)
+            for key, value in (annotations or {}).items()
+        }
+        self.objects = [
+            *_service(namespace, "web", endpoints),
+            _ingress(namespace, name, host, path, path_type, self.annotations),
+            *(_secret_object(namespace, secret_name, data) for secret_name, data in (secrets or {}).items()),
+            *objects,
+        ]
+        self.rebuild()
+
+    def rebuild(self, objects: Sequence[Mapping] | None = None) -> None:
+        """Translate and build again (e.g. after changing ``self.objects``), then config_applied."""
+        from ingressd.chain import build_table
+        from ingressd.store import object_key
+        from ingressd.translate import TranslateSettings, translate
+
+        if objects is not None:
+            self.objects = list(objects)
+        snapshot: dict[str, dict] = {}
+        for obj in self.objects:
+            snapshot.setdefault(obj["kind"], {})[object_key(obj)] = obj
+        translate_settings = TranslateSettings(
+            allow_cross_namespace_resources=bool(self.settings.get("allow_cross_namespace_resources")),
+            default_backend_service=self.settings.get("default_backend_service"),
+        )
+        config = translate(snapshot, translate_settings, self.plugins.annotations)
+        context = BuildContext(
+            settings=self.settings,
+            reactor=self.clock,
+            secrets={(s.ref.namespace, s.ref.name): s for s in config.secrets},
+        )
+        default = config.default_backend
+        context.default_backend = (
+            default.backend if default is not None and default.ingress.kind == "Service" else None
+        )
+        self.table, self.config = build_table(config, self.plugins, context)
+        self.plugins.config_applied(self.config, context)
+
+    # -- what was built -------------------------------------------------------------------
+
+    @property
+    def rejection(self) -> str | None:
+        """Why the Ingress was rejected (the message the log and events show), or None."""
+        for rejection in self.config.rejections:
+            if rejection.ref.kind == "Ingress" and rejection.ref.name == self.name:
+                return rejection.reason
+        return None
+
+    @property
+    def warnings(self) -> list[str]:
+        return [warning.reason for warning in self.config.warnings]
+
+    @property
+    def entry(self):
+        """The route's ``RouteEntry`` (its prepared features in phase order)."""
+        found = self.table.match(self.host, self.path)
+        assert self.rejection is None, f"the Ingress was rejected: {self.rejection}"
+        assert found is not None, "no route matched"
+        return found
+
+    @property
+    def features(self) -> tuple:
+        """The feature objects the plugins returned for the route, in phase order."""
+        return self.entry.features
+
+    # -- requests -------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str = "GET",
+        path: str = "/",
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        *,
+        client_ip: str = "192.0.2.10",
+        scheme: str = "http",
+        host: str | None = None,
+    ) -> Outcome:
+        """Run the route's request features in phase order as the proxy does.
+
+        A local answer goes through the error-page features (for listed codes) and the
+        response features, and the exchange finishes; otherwise the Outcome is ``proxied``
+        and ``outcome.response(status, headers)`` plays the backend's answer.
+        """
+        entry = self.entry
+        raw_path, _, query = path.partition("?")
+        ex = FakeExchange(
+            method=method.encode("ascii"),
+            target=path.encode("latin-1"),
+            path=raw_path,
+            query=query.encode("latin-1"),
+            host=host or self.host,
+            headers=Headers([(b"host", (host or self.host).encode("ascii"))] + _pairs(headers)),
+            peer_ip=client_ip,
+            client_ip=client_ip,
+            scheme=scheme,
+            server_port=443 if scheme == "https" else 80,
+            route=entry.route,
+        )
+        for request in entry.request_features:
+            answer = _settled(request(ex), "request feature's")
+            if answer is not None:
+                assert isinstance(answer, LocalResponse), answer
+                local = self._finish_response(ex, answer.status, list(answer.headers), answer.body, local=True)
+                ex.finish()
+                return Outcome(self, ex, local)
+        return Outcome(self, ex, None)
+
+    def _finish_response(self, ex: FakeExchange, status: int, headers: list, body: bytes,
+                         local: bool = False) -> Response:
+        entry = self.entry
+        if status >= 400 and status in entry.error_codes:
+            for codes, error in entry.error_features:
+                if status not in codes:
+                    continue
+                page = _settled(error(ex, status), "error feature's")
+                if page is not None:
+                    kept = [(k, v) for k, v in headers if k != b"content-type"] if local else []
+                    headers, body = kept + list(page.headers), page.body
+                    break
+        for response in entry.response_features:
+            response(ex, status, headers)
+        return Response(status, headers, body)
+
+
+def _service(namespace: str, name: str, endpoints) -> list[dict]:
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+         "spec": {"ports": [{"name": "http", "port": 80}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": f"{name}-1", "namespace": namespace,
+                      "labels": {"kubernetes.io/service-name": name}},
+         "addressType": "IPv4", "ports": [{"name": "http", "port": port} for _, port in endpoints[:1]],
+         "endpoints": [{"addresses": [address], "conditions": {"ready": True}} for address, _ in endpoints]},
+    ]
+
+
+def _ingress(namespace, name, host, path, path_type, annotations) -> dict:
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "namespace": namespace, "annotations": dict(annotations)},
+        "spec": {"ingressClassName": "ingressd", "rules": [{"host": host, "http": {"paths": [
+            {"path": path, "pathType": path_type,
+             "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]},
+    }
+
+
+def _secret_object(namespace: str, name: str, data: Mapping[str, Any]) -> dict:
+    encoded = {
+        key: base64.b64encode(value if isinstance(value, bytes) else str(value).encode("utf-8")).decode("ascii")
+        for key, value in data.items()
+    }
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque", "data": encoded}

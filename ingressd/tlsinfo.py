@@ -1,0 +1,74 @@
+"""TLS facts for metrics and the access log: handshakes, failures, open connections, version, SNI.
+
+``ObservedTLSFactory`` is the listener's ``TLSMemoryBIOFactory`` with counters; they are read
+when metrics are scraped. ``tls_facts`` reads a connection's negotiated version and SNI
+name from pyOpenSSL, once per connection (cached on the protocol's ``tls_info``).
+"""
+
+from __future__ import annotations
+
+from OpenSSL import SSL
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+
+
+class _ObservedTLSProtocol(TLSMemoryBIOProtocol):
+    _observed = False
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if not self._observed:
+            handle = self.getHandle()
+            if handle is not None and handle.get_finished() is not None:  # the handshake is done
+                self._observed = True
+                version = handle.get_protocol_version_name() or "unknown"
+                counts = self.factory.handshakes
+                counts[version] = counts.get(version, 0) + 1
+
+    def connectionLost(self, reason) -> None:
+        factory = self.factory
+        factory.connections -= 1
+        if not self._observed:
+            factory.handshake_failures += 1  # includes clients that closed before finishing
+            self._observed = True
+        super().connectionLost(reason)
+
+
+class ObservedTLSFactory(TLSMemoryBIOFactory):
+    protocol = _ObservedTLSProtocol
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.handshakes: dict[str, int] = {}  # by protocol version ("TLSv1.3"…)
+        self.handshake_failures = 0
+        self.connections = 0  # open now
+        self.accepted = 0
+
+    def buildProtocol(self, addr):
+        protocol = super().buildProtocol(addr)
+        self.connections += 1
+        self.accepted += 1
+        return protocol
+
+
+def tls_facts(protocol) -> tuple[str, str]:
+    """(TLS version, SNI name) of the connection under ``protocol``, or ("", "") for plain HTTP."""
+    info = getattr(protocol, "tls_info", None)
+    if info is not None:
+        return info
+    transport = getattr(protocol, "transport", None)
+    if transport is None:  # an HTTP/2 stream: its connection has the transport
+        transport = getattr(getattr(protocol, "connection", None), "transport", None)
+    handle = transport.getHandle() if hasattr(transport, "getHandle") else None
+    if not isinstance(handle, SSL.Connection):
+        info = ("", "")
+    else:
+        try:
+            name = handle.get_servername()
+            info = (handle.get_protocol_version_name() or "", name.decode("ascii", "replace") if name else "")
+        except SSL.Error:
+            info = ("", "")
+    try:
+        protocol.tls_info = info
+    except AttributeError:
+        pass
+    return info
