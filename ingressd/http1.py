@@ -169,7 +169,7 @@ class HTTP1ServerProtocol(Protocol):
         if self._timer_status:
             self.reject(self._timer_status, "timeout")
         else:
-            self.transport.loseConnection()
+            self._close()
 
     # -- parsing ------------------------------------------------------------------------------
 
@@ -387,7 +387,7 @@ class HTTP1ServerProtocol(Protocol):
             return
         if not self._response_keep_alive or request is None or not request.complete:
             # A body we did not read (an early answer) would be parsed as the next request.
-            self.transport.loseConnection()
+            self._close()
             self.closed = True
             return
         if self._reading_paused and len(self._queue) < self.settings.max_pipelined:
@@ -422,7 +422,7 @@ class HTTP1ServerProtocol(Protocol):
             )
         self.closed = True
         self._cancel_timer()
-        self.transport.loseConnection()
+        self._close()
         if self._active is not None:
             active, self._active = self._active, None
             active.client_lost()
@@ -433,6 +433,12 @@ class HTTP1ServerProtocol(Protocol):
         self.closed = True
         self._active = None
         self._cancel_timer()
+        self._close()
+
+    def _close(self) -> None:
+        """Close after what was written is flushed. Our producer registration goes first:
+        TLS transports postpone their close while a producer is registered."""
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     # -- flow control ---------------------------------------------------------------------

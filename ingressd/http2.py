@@ -421,6 +421,7 @@ class H2ServerProtocol(Protocol):
         if not self.closed and not self.streams:
             self.h2.close_connection()
             self.flush()
+            self.transport.unregisterProducer()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
 
@@ -434,6 +435,7 @@ class H2ServerProtocol(Protocol):
         except h2.exceptions.ProtocolError as exc:
             log.msg(f"ingressd: HTTP/2 protocol error from {self.peer_ip}: {exc}")
             self.flush()
+            self.transport.unregisterProducer()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
             return
@@ -554,6 +556,7 @@ class H2ServerProtocol(Protocol):
             return
         if self._going_away:
             self.flush()
+            self.transport.unregisterProducer()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
         elif self._timer is None:

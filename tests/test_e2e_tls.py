@@ -641,3 +641,20 @@ def test_h2_backpressure_when_the_client_does_not_read(world):
         assert len(state["body"]) == size
     finally:
         client.close()
+
+
+def test_connection_close_over_tls_closes_the_connection(world):
+    """A response with ``Connection: close`` over TLS ends with the connection closed
+    (regression: the TLS transport waited for our producer registration forever)."""
+    proc, *_ = world
+    sock = tls_socket(proc.https_port, "foo.bar.com")
+    sock.settimeout(5)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: foo.bar.com\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        piece = sock.recv(65536)  # a hang here raises socket.timeout and fails the test
+        if not piece:
+            break
+        data += piece
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200 ") and b"connection: close" in data
