@@ -38,4 +38,5 @@ def admin_site(state, extra: dict[bytes, Resource] | None = None) -> Site:
     site = Site(root)
     site.displayTracebacks = False
     site.noisy = False
+    site.log = lambda request: None  # probes and scrapes every few seconds are not news
     return site

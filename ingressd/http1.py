@@ -116,6 +116,8 @@ class HTTP1ServerProtocol(Protocol):
         self._timer_status = 0
         self._reading_paused = False
         self._head_written = False
+        self._corked = 0
+        self._out: list[bytes] = []
         self.closed = False
         self.tunnel = None  # set by a WebSocket tunnel: receives raw bytes
         self.peer_ip = ""
@@ -131,6 +133,10 @@ class HTTP1ServerProtocol(Protocol):
         self.peer_ip = getattr(peer, "host", "")
         self.server_port = getattr(host, "port", 0)
         self.transport.registerProducer(self, True)
+        try:
+            self.transport.setTcpNoDelay(True)  # responses are written whole; never wait for an ACK
+        except (AttributeError, OSError):
+            pass
         self._set_timer(self.settings.header_timeout, 408)
         if self.factory is not None:
             self.factory.connections += 1
@@ -335,7 +341,7 @@ class HTTP1ServerProtocol(Protocol):
     # -- responses ------------------------------------------------------------------------
 
     def send_continue(self) -> None:
-        self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def write_head(self, status: int, headers, length: int | None, reason: bytes | None = None) -> None:
         """Write a response head; framing headers are added here, never taken from the caller."""
@@ -365,20 +371,20 @@ class HTTP1ServerProtocol(Protocol):
         lines.append(serialize(headers))
         lines.append(b"\r\n")
         self._head_written = True
-        self.transport.write(b"".join(lines))
+        self._send(b"".join(lines))
 
     def write_body(self, data: bytes) -> None:
         if not data or not self._response_body_allowed or self.closed:
             return
         if self._chunked_response:
-            self.transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
+            self._send(b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            self.transport.write(data)
+            self._send(data)
 
     def finish_response(self) -> None:
         """The response is complete: start the next pipelined request or close."""
         if self._chunked_response and self._response_body_allowed and not self.closed:
-            self.transport.write(b"0\r\n\r\n")
+            self._send(b"0\r\n\r\n")
         request = self._active_request
         self._active = None
         self._active_request = None
@@ -415,7 +421,7 @@ class HTTP1ServerProtocol(Protocol):
         self._response_keep_alive = False
         if not self._head_written:
             body = error_page(status)
-            self.transport.write(
+            self._send(
                 b"HTTP/1.1 %d %s\r\nserver: ingressd\r\ncontent-type: text/html\r\n"
                 b"content-length: %d\r\nconnection: close\r\n\r\n%s"
                 % (status, REASONS.get(status, b"Error"), len(body), body)
@@ -438,8 +444,34 @@ class HTTP1ServerProtocol(Protocol):
     def _close(self) -> None:
         """Close after what was written is flushed. Our producer registration goes first:
         TLS transports postpone their close while a producer is registered."""
+        self._flush()
         self.transport.unregisterProducer()
         self.transport.loseConnection()
+
+    # -- output batching --------------------------------------------------------------------
+    # While corked (the backend's bytes of one read are being relayed), writes are joined
+    # and go out as one send when uncorked: a response head and a small body leave in one
+    # segment, as nginx's writev does.
+
+    def cork(self) -> None:
+        self._corked += 1
+
+    def uncork(self) -> None:
+        self._corked -= 1
+        if not self._corked and self._out:
+            self._flush()
+
+    def _send(self, data: bytes) -> None:
+        if self._corked:
+            self._out.append(data)
+        else:
+            self.transport.write(data)
+
+    def _flush(self) -> None:
+        if self._out:
+            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+            self._out = []
+            self.transport.write(data)
 
     # -- flow control ---------------------------------------------------------------------
 

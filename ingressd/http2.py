@@ -137,6 +137,12 @@ class _Stream:
     transport = None  # no raw byte stream: WebSocket never happens on HTTP/2
     tunnel = None
 
+    def cork(self) -> None:
+        """HTTP/2 frames go out when the connection flushes; nothing to batch here."""
+
+    def uncork(self) -> None:
+        pass
+
     def __init__(self, connection: "H2ServerProtocol", stream_id: int):
         self.connection = connection
         self.stream_id = stream_id

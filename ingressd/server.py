@@ -20,6 +20,7 @@ from ingressd.store import ObjectStore
 from ingressd.tls import CertificateStore
 from ingressd.tlsinfo import ObservedTLSFactory
 from ingressd.translate import TranslateSettings
+from ingressd.transport import listen
 from ingressd.upstream import UpstreamPool
 
 
@@ -75,9 +76,10 @@ class IngressdService(MultiService):
             self.kubernetes.setServiceParent(self)
             self.reloader.listeners.append(self.kubernetes.config_applied)
 
+        workers = settings.get("worker_id") is not None  # one of several processes on the same ports
         if settings.get("http"):
             factory = self.http_factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="http")
-            strports.service(_with_backlog(settings["http"]), factory, reactor=reactor).setServiceParent(self)
+            listen(settings["http"], factory, reactor, reuse_port=workers).setServiceParent(self)
         if settings.get("https"):
             default = settings.get("default_certificate")
             default_ref = None
@@ -90,7 +92,7 @@ class IngressdService(MultiService):
                                        http2=not settings.get("no_http2"))
             wrapped = self.tls_listener = ObservedTLSFactory(self.certificates.server_options(), False, tls_factory)
             wrapped.noisy = False
-            strports.service(_with_backlog(settings["https"]), wrapped, reactor=reactor).setServiceParent(self)
+            listen(settings["https"], wrapped, reactor, reuse_port=workers).setServiceParent(self)
         pages = install_observability(self, settings)  # metrics, access log, /routes and / pages
         if settings.get("admin"):
             strports.service(settings["admin"], admin_site(self.state, pages), reactor=reactor).setServiceParent(self)
@@ -99,14 +101,6 @@ class IngressdService(MultiService):
         self.reloader.stop()
         self.pool.close()
         return super().stopService()
-
-
-def _with_backlog(description: str) -> str:
-    """A TCP listener gets nginx's accept backlog (511) unless it names one: Twisted's
-    default of 50 drops connections under a burst of connects long before ingressd is busy."""
-    if description.startswith(("tcp:", "tcp6:")) and "backlog=" not in description:
-        return description + ":backlog=511"
-    return description
 
 
 def raise_open_file_limit() -> int:

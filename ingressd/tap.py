@@ -37,6 +37,8 @@ CORE_PARAMETERS = [
     ["publish-status-address", None, None, "address(es) to write to Ingress status"],
     ["election-id", None, "ingressd-leader", "name of the Lease for leader election"],
     ["election-namespace", None, "default", "namespace of the Lease outside a pod (in a pod: $POD_NAMESPACE)"],
+    ["workers", None, "1", "worker processes serving the same ports (SO_REUSEPORT), supervised by this one"],
+    ["worker-id", None, None, "(internal) set by the supervisor for each worker process"],
     ["access-log", None, "-", "access log file, '-' for standard output, '' or 'off' to disable"],
     ["access-log-format", None, "json", "access log line format: json or combined"],
     ["metrics-compat", None, "", "also expose ingress-nginx's metric names: 'nginx' (default: none)"],
@@ -95,6 +97,7 @@ class Options(usage.Options):
         config = _find_config(argv)
         if config:
             self._apply_config(config)
+        self.argv = argv  # what the supervisor passes on to workers
         super().parseOptions(argv)
 
     def _apply_config(self, path: str) -> None:
@@ -136,6 +139,18 @@ class Options(usage.Options):
         if (self["metrics-compat"] or "") not in ("", "nginx"):
             raise usage.UsageError("--metrics-compat must be nginx (or empty)")
         try:
+            self["workers"] = int(self["workers"])
+        except (TypeError, ValueError):
+            raise usage.UsageError("--workers must be a whole number")
+        if self["workers"] < 1:
+            raise usage.UsageError("--workers must be at least 1")
+        if self["workers"] > 1 and self["worker-id"] is None:
+            from ingressd.transport import parse_tcp
+
+            for name in ("http", "https"):
+                if self[name] and parse_tcp(str(self[name])) is None:
+                    raise usage.UsageError(f"--workers needs a plain tcp: endpoint for --{name}")
+        try:
             self["proxy-body-size"] = parse_size(str(self["proxy-body-size"]))
             self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
         except ValueError as exc:
@@ -162,6 +177,14 @@ def makeService(options) -> MultiService:
     from ingressd.server import build_server
 
     settings = settings_from(options)
+    if settings["workers"] > 1 and settings.get("worker_id") is None:
+        from ingressd.workers import supervisor_services
+
+        top = MultiService()
+        _, services = supervisor_services(settings, getattr(options, "argv", []), reactor)
+        for service in services:
+            service.setServiceParent(top)
+        return top
     plugins = PLUGINS
     if options["disable-plugin"]:
         plugins = load_plugins(disabled=options["disable-plugin"])

@@ -160,6 +160,14 @@ class UpstreamConnection(Protocol):
         self._received_any = True
         if self._read_timer is not None:
             self._read_timer.reset(self._read_timeout)
+        client = self.exchange.protocol
+        client.cork()  # what this read produces for the client leaves in one write
+        try:
+            self._feed(data)
+        finally:
+            client.uncork()
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:

@@ -1,0 +1,285 @@
+"""``--workers N``: several processes serving the same ports, supervised by the first.
+
+The supervisor (``twistd ingressd --workers N``) starts N worker processes — each a full
+ingressd with its own providers, route table and certificates — that listen on the same
+``--http``/``--https`` ports with SO_REUSEPORT, so the kernel spreads connections over
+them. A worker that dies is started again (with backoff); stopping the supervisor stops
+them all. The supervisor owns the admin endpoint: ``/healthz`` (every worker running),
+``/readyz`` (every worker ready), ``/metrics`` (every worker's series with a ``worker``
+label) and the other admin pages passed through from worker 0. Workers' own admin
+endpoints are UNIX sockets in a private directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import UNIXClientEndpoint
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python import log
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.iweb import IAgentEndpointFactory
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+from zope.interface import implementer
+
+_STOP_GRACE = 10.0
+
+
+def worker_arguments(argv: list[str], worker: int, admin: str) -> list[str]:
+    """The subcommand's arguments for one worker: ``--workers`` dropped, its id and admin set."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--workers", "--admin", "--worker-id"):
+            skip = True
+            continue
+        if arg.startswith(("--workers=", "--admin=", "--worker-id=")):
+            continue
+        out.append(arg)
+    return [*out, "--worker-id", str(worker), "--admin", admin]
+
+
+class _Worker(ProcessProtocol):
+    def __init__(self, supervisor: "Supervisor", index: int):
+        self.supervisor = supervisor
+        self.index = index
+        self.started = supervisor.reactor.seconds()
+        self.ended: defer.Deferred = defer.Deferred()
+
+    def processEnded(self, reason) -> None:
+        self.ended.callback(None)
+        self.supervisor._ended(self, reason)
+
+
+class Supervisor(Service):
+    """Starts, watches and stops the worker processes."""
+
+    def __init__(self, count: int, argv: list[str], reactor: Any, twistd: str | None = None):
+        self.count = count
+        self.argv = list(argv)
+        self.reactor = reactor
+        self.twistd = twistd or sys.argv[0]
+        self.directory = tempfile.mkdtemp(prefix="ingressd-workers-")
+        self.workers: dict[int, _Worker] = {}
+        self.restarts = 0
+        self._delays: dict[int, float] = {}
+        self._stopping = False
+        self._pool = HTTPConnectionPool(reactor, persistent=True)
+
+    def admin_socket(self, index: int) -> str:
+        return os.path.join(self.directory, f"worker-{index}.sock")
+
+    def startService(self) -> None:
+        super().startService()
+        for index in range(self.count):
+            self._spawn(index)
+
+    def _spawn(self, index: int) -> None:
+        if self._stopping:
+            return
+        arguments = worker_arguments(self.argv, index, f"unix:{self.admin_socket(index)}")
+        command = [sys.executable, self.twistd, "-n", "--pidfile=", "ingressd", *arguments]
+        worker = _Worker(self, index)
+        self.workers[index] = worker
+        self.reactor.spawnProcess(worker, sys.executable, command, env=dict(os.environ),
+                                  childFDs={0: "w", 1: 1, 2: 2})
+        log.msg(f"ingressd: worker {index} started")
+
+    def _ended(self, worker: _Worker, reason) -> None:
+        if self.workers.get(worker.index) is worker:
+            del self.workers[worker.index]
+        if self._stopping:
+            return
+        uptime = self.reactor.seconds() - worker.started
+        delay = 0.5 if uptime > 60 else min(30.0, self._delays.get(worker.index, 0.25) * 2)
+        self._delays[worker.index] = delay
+        self.restarts += 1
+        log.msg(f"ingressd: worker {worker.index} exited ({reason.value}); starting it again in {delay:.1f}s")
+        self.reactor.callLater(delay, self._spawn, worker.index)
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        self._stopping = True
+        super().stopService()
+        running = list(self.workers.values())
+        for worker in running:
+            try:
+                worker.transport.signalProcess("TERM")
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        if running:
+            everyone = defer.DeferredList([w.ended for w in running])
+            timer = self.reactor.callLater(_STOP_GRACE, _kill, running)
+            yield everyone
+            if timer.active():
+                timer.cancel()
+        yield self._pool.closeCachedConnections()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    # -- asking the workers ---------------------------------------------------------------
+
+    def ask(self, index: int, path: bytes) -> defer.Deferred:
+        """GET ``path`` on a worker's admin socket → (status, body)."""
+        agent = Agent.usingEndpointFactory(self.reactor, _WorkerEndpoints(self), pool=self._pool)
+
+        def read(response):
+            return readBody(response).addCallback(lambda body: (response.code, body))
+
+        uri = b"http://worker%d%s" % (index, path)
+        return agent.request(b"GET", uri).addCallback(read)
+
+
+def _kill(workers) -> None:
+    for worker in workers:
+        try:
+            worker.transport.signalProcess("KILL")
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+@implementer(IAgentEndpointFactory)
+class _WorkerEndpoints:
+    def __init__(self, supervisor: Supervisor):
+        self.supervisor = supervisor
+
+    def endpointForURI(self, uri):
+        index = int(uri.host[len(b"worker"):])
+        return UNIXClientEndpoint(self.supervisor.reactor, self.supervisor.admin_socket(index), timeout=5)
+
+
+class _Gather(Resource):
+    """Ask every worker the same page and combine the answers."""
+
+    isLeaf = True
+
+    def __init__(self, supervisor: Supervisor, path: bytes, combine):
+        super().__init__()
+        self.supervisor = supervisor
+        self.path = path
+        self.combine = combine
+
+    def render_GET(self, request):
+        asks = [self.supervisor.ask(i, self.path).addErrback(lambda f: (0, b""))
+                for i in range(self.supervisor.count)]
+
+        def answer(results):
+            status, content_type, body = self.combine([value for _, value in results], self.supervisor)
+            if not request._disconnected:
+                request.setResponseCode(status)
+                request.setHeader(b"content-type", content_type)
+                request.write(body)
+                request.finish()
+
+        defer.DeferredList(asks).addCallback(answer)
+        return NOT_DONE_YET
+
+
+def _health(results, supervisor):
+    running = len(supervisor.workers) == supervisor.count
+    ok = running and all(status == 200 for status, _ in results)
+    return (200 if ok else 503), b"text/plain", (b"ok\n" if ok else b"a worker is not running\n")
+
+
+def _ready(results, supervisor):
+    ready = all(status == 200 for status, _ in results) and len(results) == supervisor.count
+    text = b"ready\n" if ready else b"not ready: %d of %d workers ready\n" % (
+        sum(1 for status, _ in results if status == 200), supervisor.count)
+    return (200 if ready else 503), b"text/plain", text
+
+
+def _metrics(results, supervisor):
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.utils import floatToGoString
+
+    families: dict[str, tuple[str, str, list]] = {}
+    for index, (status, body) in enumerate(results):
+        if status != 200:
+            continue
+        for family in text_string_to_metric_families(body.decode("utf-8")):
+            known = families.setdefault(family.name, (family.type, family.documentation, []))
+            for sample in family.samples:
+                known[2].append((sample.name, {**sample.labels, "worker": str(index)}, sample.value))
+    lines: list[str] = []
+    for name, (kind, doc, samples) in families.items():
+        lines.append(f"# HELP {name} {doc}")
+        lines.append(f"# TYPE {name} {kind}")
+        for sample_name, labels, value in samples:
+            rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+            lines.append(f"{sample_name}{{{rendered}}} {floatToGoString(value)}")
+    lines.append(f'ingressd_worker_restarts_total {supervisor.restarts}')
+    return 200, b"text/plain; version=0.0.4; charset=utf-8", ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _FromWorkerZero(Resource):
+    """Any other admin page: worker 0's answer."""
+
+    isLeaf = True
+
+    def __init__(self, supervisor: Supervisor):
+        super().__init__()
+        self.supervisor = supervisor
+
+    def render_GET(self, request):
+        path = request.uri
+
+        def answer(result):
+            status, body = result
+            if not request._disconnected:
+                request.setResponseCode(status)
+                if path.startswith(b"/routes"):
+                    request.setHeader(b"content-type", b"application/json")
+                elif path == b"/" or path.startswith(b"/?"):
+                    request.setHeader(b"content-type", b"text/html; charset=utf-8")
+                request.write(body)
+                request.finish()
+
+        def failed(_):
+            if not request._disconnected:
+                request.setResponseCode(503)
+                request.write(b"worker 0 is not answering\n")
+                request.finish()
+
+        self.supervisor.ask(0, path).addCallbacks(answer, failed)
+        return NOT_DONE_YET
+
+
+class _AdminRoot(Resource):
+    def __init__(self, supervisor: Supervisor):
+        super().__init__()
+        self.putChild(b"healthz", _Gather(supervisor, b"/healthz", _health))
+        self.putChild(b"readyz", _Gather(supervisor, b"/readyz", _ready))
+        self.putChild(b"metrics", _Gather(supervisor, b"/metrics", _metrics))
+        self.fallback = _FromWorkerZero(supervisor)
+
+    def getChild(self, name, request):
+        return self.fallback
+
+
+def supervisor_services(settings: dict, argv: list[str], reactor: Any):
+    """The supervisor and its admin listener."""
+    supervisor = Supervisor(int(settings["workers"]), argv, reactor)
+    services = [supervisor]
+    if settings.get("admin"):
+        site = Site(_AdminRoot(supervisor))
+        site.noisy = False
+        site.log = lambda request: None
+        services.append(strports.service(settings["admin"], site, reactor=reactor))
+    return supervisor, services
+
+
+__all__ = ["Supervisor", "supervisor_services", "worker_arguments"]
