@@ -72,11 +72,17 @@ def connection_tokens(pairs: list[tuple[bytes, bytes]]) -> set[bytes]:
 
 def without_hop_by_hop(pairs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """Drop hop-by-hop and framing headers and every header named in Connection."""
-    drop = HOP_BY_HOP
-    listed = connection_tokens(pairs) if any(k == b"connection" for k, _ in pairs) else None
+    kept = []
+    listed = False
+    for pair in pairs:
+        if pair[0] in HOP_BY_HOP:
+            listed = listed or pair[0] == b"connection"
+        else:
+            kept.append(pair)
     if listed:
-        drop = drop | listed
-    return [(key, value) for key, value in pairs if key not in drop]
+        drop = connection_tokens(pairs)
+        kept = [pair for pair in kept if pair[0] not in drop]
+    return kept
 
 
 def serialize(pairs) -> bytes:

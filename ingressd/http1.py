@@ -17,6 +17,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python import log
 from zope.interface import implementer
 
+from ingressd.deadline import Deadline
 from ingressd.headers import serialize
 
 REASONS = {
@@ -112,7 +113,8 @@ class HTTP1ServerProtocol(Protocol):
         self._response_keep_alive = True
         self._chunked_response = False
         self._response_body_allowed = True
-        self._timer = None
+        self._timer = Deadline(clock, self._timed_out, horizon=min(
+            settings.header_timeout, settings.body_timeout, settings.keepalive_timeout))
         self._timer_status = 0
         self._reading_paused = False
         self._head_written = False
@@ -144,7 +146,7 @@ class HTTP1ServerProtocol(Protocol):
 
     def connectionLost(self, reason=None) -> None:
         self.closed = True
-        self._cancel_timer()
+        self._timer.stop()
         if self.factory is not None:
             self.factory.connections -= 1
         if self.tunnel is not None:
@@ -158,18 +160,12 @@ class HTTP1ServerProtocol(Protocol):
 
     def _set_timer(self, seconds: float, status: int) -> None:
         self._timer_status = status
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(seconds)
-        else:
-            self._timer = self.clock.callLater(seconds, self._timed_out)
+        self._timer.set(seconds)
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer.clear()
 
     def _timed_out(self) -> None:
-        self._timer = None
         if self.closed:
             return
         if self._timer_status:
@@ -331,11 +327,11 @@ class HTTP1ServerProtocol(Protocol):
 
     def body_progress(self) -> None:
         """The exchange read request-body bytes: the body timeout starts over."""
-        if self._timer is not None and self._timer_status == 408:
-            self._timer.reset(self.settings.body_timeout)
+        if self._timer.armed and self._timer_status == 408:
+            self._timer.set(self.settings.body_timeout)
 
     def body_finished(self) -> None:
-        if self._timer is not None and self._timer_status == 408:
+        if self._timer.armed and self._timer_status == 408:
             self._cancel_timer()
 
     # -- responses ------------------------------------------------------------------------

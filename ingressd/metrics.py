@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import os
 import socket
+from bisect import bisect_left
 from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -183,6 +185,31 @@ class _NginxCompat:
         return "".join(out).encode("utf-8")
 
 
+class _Histogram:
+    """Bucket counts and a sum, updated in place (``TIME_BUCKETS`` bounds)."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(TIME_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(TIME_BUCKETS, value)] += 1
+        self.sum += value
+
+
+def _histogram_family(name: str, doc: str, labels: list, cells: dict) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for values, histogram in sorted(cells.items()):
+        cumulative, buckets = 0, []
+        for bound, count in zip((*TIME_BUCKETS, float("inf")), histogram.counts):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))
+        family.add_metric(list(values), buckets, histogram.sum)
+    return family
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -195,20 +222,15 @@ class Metrics:
         self.clock = clock
         self.controller_class = controller_class
         self.registry = registry = CollectorRegistry(auto_describe=False)
+        # The per-request instruments are plain Python cells (no lock per update; the
+        # reactor thread is their only writer), turned into families at scrape time.
+        self._requests: dict[tuple, list] = {}
+        self._durations: dict[tuple, _Histogram] = {}
+        self._upstream: dict[tuple, _Histogram] = {}
+        self._request_bytes: dict[tuple, list] = {}
+        self._response_bytes: dict[tuple, list] = {}
+        self._retries: dict[tuple, list] = {}
         route = ("namespace", "ingress", "service")
-        self.requests = Counter("ingressd_requests", "Requests answered, by route, method and status",
-                                [*route, "method", "status", "status_class"], registry=registry)
-        self.duration = Histogram("ingressd_request_duration_seconds", "Time from the request head to the "
-                                  "end of the response", [*route, "status_class"], buckets=TIME_BUCKETS,
-                                  registry=registry)
-        self.upstream = Histogram("ingressd_upstream_response_seconds", "Time from asking the backend to "
-                                  "the end of its response", route, buckets=TIME_BUCKETS, registry=registry)
-        self.request_bytes = Counter("ingressd_request_bytes", "Request bytes received (head and body)",
-                                     route, registry=registry)
-        self.response_bytes = Counter("ingressd_response_bytes", "Response body bytes sent (and WebSocket "
-                                      "bytes to the client)", route, registry=registry)
-        self.retries = Counter("ingressd_upstream_retries", "Requests sent again to another endpoint",
-                               route, registry=registry)
         self.gateway_errors = Counter("ingressd_gateway_errors", "502, 503 and 504 answers by cause",
                                       [*route, "status", "cause"], registry=registry)
         self.plugin_rejections = Counter("ingressd_plugin_rejections", "Requests a plugin answered with an "
@@ -243,7 +265,7 @@ class Metrics:
             children = series.by_status[key] = self._new_children(series, exchange.method, status)
         now = self.clock.seconds()
         duration = now - exchange.started
-        children[0].inc()
+        children[0][0] += 1
         children[1].observe(duration)
         sent = exchange.bytes_sent
         received = exchange.request_bytes
@@ -251,13 +273,13 @@ class Metrics:
             up, down = exchange.tunnel_bytes
             sent += down
             received += up
-        series.response_bytes.inc(sent)
-        series.request_bytes.inc(received)
+        series.response_bytes[0] += sent
+        series.request_bytes[0] += received
         upstream = exchange.upstream_ended - exchange.upstream_started if exchange.upstream_ended else -1.0
         if upstream >= 0 and exchange.upstream_started:
             series.upstream.observe(upstream)
         if exchange.retries:
-            series.retries.inc(exchange.retries)
+            series.retries[0] += exchange.retries
         if 502 <= status <= 504:
             self._gateway_error(series, exchange, status)
         if exchange.answered_by and status >= 400:
@@ -280,22 +302,47 @@ class Metrics:
             nginx_labels = {"namespace": labels[0], "ingress": labels[1], "service": labels[2],
                             "host": route.host, "path": route.path}
         series = _RouteSeries(labels, nginx_labels if self.nginx is not None else None)
-        series.response_bytes = self.response_bytes.labels(*labels)
-        series.request_bytes = self.request_bytes.labels(*labels)
-        series.upstream = self.upstream.labels(*labels)
-        series.retries = self.retries.labels(*labels)
+        series.response_bytes = self._response_bytes.setdefault(labels, [0])
+        series.request_bytes = self._request_bytes.setdefault(labels, [0])
+        series.upstream = self._upstream.get(labels) or self._upstream.setdefault(labels, _Histogram())
+        series.retries = self._retries.setdefault(labels, [0])
         return series
 
     def _new_children(self, series: _RouteSeries, method_bytes: bytes, status: int) -> tuple:
         method = _METHODS.get(method_bytes, "OTHER")
         status_class = _status_class(status)
-        counter = self.requests.labels(*series.labels, method, str(status), status_class)
+        counter = self._requests.setdefault((*series.labels, method, str(status), status_class), [0])
         index = status // 100 if 0 <= status < 600 else 6
         duration = series.duration[index]
         if duration is None:
-            duration = series.duration[index] = self.duration.labels(*series.labels, status_class)
+            key = (*series.labels, status_class)
+            duration = series.duration[index] = self._durations.get(key) or self._durations.setdefault(
+                key, _Histogram())
         nginx = self.nginx.children(series.nginx_labels, method, status) if self.nginx is not None else None
         return (counter, duration, nginx)
+
+    def _request_families(self):
+        """The per-request instruments as Prometheus families (at scrape time)."""
+        route = ["namespace", "ingress", "service"]
+        requests = CounterMetricFamily("ingressd_requests", "Requests answered, by route, method and status",
+                                       labels=[*route, "method", "status", "status_class"])
+        for labels, cell in sorted(self._requests.items()):
+            requests.add_metric(list(labels), cell[0])
+        yield requests
+        yield _histogram_family("ingressd_request_duration_seconds", "Time from the request head to the end "
+                                "of the response", [*route, "status_class"], self._durations)
+        yield _histogram_family("ingressd_upstream_response_seconds", "Time from asking the backend to the end "
+                                "of its response", route, self._upstream)
+        for name, doc, cells in (
+            ("ingressd_request_bytes", "Request bytes received (head and body)", self._request_bytes),
+            ("ingressd_response_bytes", "Response body bytes sent (and WebSocket bytes to the client)",
+             self._response_bytes),
+            ("ingressd_upstream_retries", "Requests sent again to another endpoint", self._retries),
+        ):
+            family = CounterMetricFamily(name, doc, labels=route)
+            for labels, cell in sorted(cells.items()):
+                family.add_metric(list(labels), cell[0])
+            yield family
 
     def _gateway_error(self, series: _RouteSeries, exchange, status: int) -> None:
         cause = exchange.error_cause
@@ -326,6 +373,7 @@ class _ScrapeCollector:
         self.sources: dict[str, Any] = {}
 
     def collect(self):
+        yield from self.metrics._request_families()
         get = self.sources.get
         clock = self.metrics.clock
         connections = GaugeMetricFamily("ingressd_client_connections", "Client connections open now",

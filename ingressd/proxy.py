@@ -32,6 +32,7 @@ _END_TO_END = frozenset((b"host",))
 # (those in _FORWARDED are always replaced with ingressd's own values).
 _SPOOFABLE = frozenset((b"forwarded", b"x-original-uri", b"x-original-url", b"x-original-forwarded-for",
                         b"x-rewrite-url"))
+_NOT_FORWARDED = HOP_BY_HOP | _FORWARDED
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 _SERVER = (b"server", b"ingressd")
 
@@ -112,6 +113,7 @@ class Exchange:
         self.upstream_status = 0
         self.started = proxy.clock.seconds()
         self.websocket = False
+        self._has_connection = False
         # For metrics and the access log (read by Proxy.observers once the exchange is over):
         self.upstream_started = 0.0  # clock.seconds() when the backend was asked (last try)
         self.upstream_ended = 0.0  # … and when its response ended (or it failed)
@@ -171,9 +173,22 @@ class Exchange:
             self.target = target if hash_at < 0 else target[:hash_at]
         else:
             self.target = upstream_path + b"?" + query if query else upstream_path
-        self.host = host_of(self.headers.get(b"host"))
-        self._set_forwarded()
-        upgrade = self.headers.get(b"upgrade")
+        # One pass over the headers for what the request path needs from them.
+        host = rid = upgrade = None
+        self._has_connection = spoofed = False
+        for name, value in self.headers.pairs:
+            if name == b"host":
+                host = value
+            elif name == b"x-request-id":
+                rid = value
+            elif name == b"upgrade":
+                upgrade = value
+            elif name == b"connection":
+                self._has_connection = True
+            elif name in _SPOOFABLE or (name.startswith(b"x-forwarded-") and name not in _FORWARDED):
+                spoofed = True
+        self.host = host_of(host)
+        self._set_forwarded(host or b"", rid, spoofed)
         self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
         table = self.proxy.state.table
         entry = table.match(self.host, self.path)
@@ -193,18 +208,16 @@ class Exchange:
         else:
             self._forward()
 
-    def _set_forwarded(self) -> None:
+    def _set_forwarded(self, host_header: bytes, rid: bytes | None, spoofed: bool) -> None:
         headers = self.headers
         peer = self.peer_ip.encode("ascii")
-        rid = headers.get(b"x-request-id")
         if rid is None or not (0 < len(rid) <= 128) or not rid.replace(b"-", b"").isalnum():
             rid = os.urandom(16).hex().encode("ascii")
         self.request_id = rid.decode("ascii")
-        host_header = headers.get(b"host") or b""
         port = b"%d" % self.server_port
         proto = self.scheme.encode("ascii")
         trusted = self.proxy.is_trusted(self.protocol)
-        if not trusted and any(_spoofable(name) for name, _ in headers.pairs):
+        if spoofed and not trusted:
             headers.pairs = [(name, value) for name, value in headers.pairs if not _spoofable(name)]
         if trusted:
             chain = b", ".join(headers.get_all(b"x-forwarded-for"))
@@ -294,8 +307,8 @@ class Exchange:
     def _upstream_head(self) -> bytes:
         request = self.request
         pairs = self.headers.pairs
-        drop = HOP_BY_HOP | _FORWARDED
-        if any(name == b"connection" for name, _ in pairs):
+        drop = _NOT_FORWARDED
+        if self._has_connection:
             drop = drop | (connection_tokens(pairs) - _END_TO_END)  # a client cannot have Host removed
         lines = [(name, value) for name, value in pairs if name not in drop]
         lines.extend(self._forwarded)

@@ -14,6 +14,8 @@ from typing import Any, Callable
 import httptools
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ClientFactory, Protocol
+
+from ingressd.deadline import Deadline
 from zope.interface import implementer
 
 
@@ -48,9 +50,9 @@ class UpstreamConnection(Protocol):
         self._complete = False
         self._keep_alive = False
         self._head_request = False
-        self._read_timer = None
+        self._read_timer = Deadline(pool.clock, self._read_timed_out)
         self._read_timeout = 60.0
-        self._send_timer = None
+        self._send_timer = Deadline(pool.clock, self._send_timed_out)
         self._send_timeout = 60.0
         self._received_any = False
         self.on_connected: Callable | None = None
@@ -67,7 +69,8 @@ class UpstreamConnection(Protocol):
 
     def connectionLost(self, reason=None) -> None:
         self.connected = False
-        self._stop_timers()
+        self._read_timer.stop()
+        self._send_timer.stop()
         if self.tunnel is not None:
             self.tunnel.backend_lost()
             return
@@ -109,28 +112,20 @@ class UpstreamConnection(Protocol):
         self._read_timeout = read_timeout
         self._send_timeout = send_timeout
         self.transport.write(head)
-        self._read_timer = self.pool.clock.callLater(read_timeout, self._read_timed_out)
+        self._read_timer.set(read_timeout)
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)
 
     def _read_timed_out(self) -> None:
-        self._read_timer = None
         self._fail(UpstreamError("backend read timeout", timeout=True, cause="read_timeout"))
 
     def _send_timed_out(self) -> None:
-        self._send_timer = None
         self._fail(UpstreamError("backend send timeout", timeout=True, cause="send_timeout"))
 
     def _stop_timers(self) -> None:
-        if self._read_timer is not None:
-            if self._read_timer.active():
-                self._read_timer.cancel()
-            self._read_timer = None
-        if self._send_timer is not None:
-            if self._send_timer.active():
-                self._send_timer.cancel()
-            self._send_timer = None
+        self._read_timer.clear()
+        self._send_timer.clear()
 
     def _fail(self, error: UpstreamError) -> None:
         exchange, self.exchange = self.exchange, None
@@ -158,8 +153,7 @@ class UpstreamConnection(Protocol):
             self.transport.abortConnection()
             return
         self._received_any = True
-        if self._read_timer is not None:
-            self._read_timer.reset(self._read_timeout)
+        self._read_timer.set(self._read_timeout)
         client = self.exchange.protocol
         client.cork()  # what this read produces for the client leaves in one write
         try:
@@ -231,17 +225,14 @@ class UpstreamConnection(Protocol):
             return
         if self.exchange is not None:
             self.exchange.upstream_write_paused()
-            if self._send_timer is None:
-                self._send_timer = self.pool.clock.callLater(self._send_timeout, self._send_timed_out)
+            if not self._send_timer.armed:
+                self._send_timer.set(self._send_timeout)
 
     def resumeProducing(self) -> None:
         if self.tunnel is not None:
             self.tunnel.backend_resumed()
             return
-        if self._send_timer is not None:
-            if self._send_timer.active():
-                self._send_timer.cancel()
-            self._send_timer = None
+        self._send_timer.clear()
         if self.exchange is not None:
             self.exchange.upstream_write_resumed()
 
