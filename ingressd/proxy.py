@@ -333,6 +333,7 @@ class Exchange:
         if body:
             for chunk in body:
                 self._send_body(chunk)
+            self.protocol.resume_reading()  # paused while the body waited for a backend
         if self._body_complete:
             self._end_body()
 

@@ -111,6 +111,9 @@ class UpstreamConnection(Protocol):
         self._head_request = head_request
         self._read_timeout = read_timeout
         self._send_timeout = send_timeout
+        # A previous exchange may have paused reading (its client was slow) just as its
+        # response completed: this request must be read.
+        self.transport.resumeProducing()
         self.transport.write(head)
         self._read_timer.set(read_timeout)
 

@@ -651,10 +651,14 @@ def test_connection_close_over_tls_closes_the_connection(world):
     sock.settimeout(5)
     sock.sendall(b"GET / HTTP/1.1\r\nHost: foo.bar.com\r\nConnection: close\r\n\r\n")
     data = b""
-    while True:
-        piece = sock.recv(65536)  # a hang here raises socket.timeout and fails the test
-        if not piece:
-            break
-        data += piece
-    sock.close()
+    try:
+        while True:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            data += piece
+    except socket.timeout:
+        raise AssertionError(f"no close after the response; received {data!r}") from None
+    finally:
+        sock.close()
     assert data.startswith(b"HTTP/1.1 200 ") and b"connection: close" in data
