@@ -53,6 +53,8 @@ def world(tmp_path_factory):
             "endpoints": [{"addresses": ["127.0.0.1"]}],
         })
     objects.append(ingress("retry", [("retry.com", [("/", "Prefix", "mixed", "http")])]))
+    objects.append(ingress("uploads", [("upload.com", [("/", "Prefix", "api", 8000)])],
+                           annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "20m"}))
     write_manifests(manifests / "main.yaml", objects)
     proc = Ingressd(manifests, ["--proxy-read-timeout", "2", "--proxy-body-size", "64k"])
     yield proc, web, api, manifests
@@ -340,3 +342,13 @@ def test_change_is_live_within_two_seconds_and_bad_files_keep_last_good(world):
     while proc.get("/", host="late.com").status != 404:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_large_upload_is_streamed_whole(world):
+    """A 5 MB upload (far more than is held while the backend connection opens) arrives
+    whole, three times on one route."""
+    proc, *_ = world
+    body = os.urandom(5 * 1024 * 1024)
+    for _ in range(3):
+        response = proc.get("/up", host="upload.com", method="POST", body=body, timeout=20)
+        assert response.status == 200 and response.json()["body_length"] == len(body)
