@@ -1,0 +1,80 @@
+"""The backend connection in memory: reuse, timeouts and flow control."""
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from ingressd.upstream import UpstreamConnection, UpstreamPool
+
+
+class Exchange:
+    def __init__(self):
+        self.events = []
+
+    def upstream_head(self, connection, status, headers, length):
+        self.events.append(("head", status, length))
+
+    def upstream_body(self, data):
+        self.events.append(("body", data))
+
+    def upstream_done(self, connection, reusable):
+        self.events.append(("done", reusable))
+
+    def upstream_failed(self, connection, error):
+        self.events.append(("failed", str(error), error.timeout))
+
+    class protocol:  # the client side: batching calls only
+        @staticmethod
+        def cork():
+            pass
+
+        @staticmethod
+        def uncork():
+            pass
+
+
+def connection():
+    clock = Clock()
+    pool = UpstreamPool(clock)
+    conn = UpstreamConnection(pool, ("127.0.0.1", 80))
+    transport = StringTransport()
+    conn.makeConnection(transport)
+    return clock, pool, conn, transport
+
+
+def test_response_parsed_and_connection_reusable():
+    clock, pool, conn, transport = connection()
+    exchange = Exchange()
+    conn.start(exchange, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", 60, 60, False)
+    assert transport.value().startswith(b"GET / HTTP/1.1")
+    conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert exchange.events == [("head", 200, 2), ("body", b"ok"), ("done", True)]
+
+
+def test_a_paused_connection_reads_again_for_the_next_request():
+    """A connection paused for a slow client as its response ended is resumed when reused
+    (regression: the next request on it hung until the read timeout)."""
+    clock, pool, conn, transport = connection()
+    transport.pauseProducing()
+    assert transport.producerState == "paused"
+    conn.start(Exchange(), b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", 60, 60, False)
+    assert transport.producerState == "producing"
+
+
+def test_read_timeout_fails_the_exchange_as_a_timeout():
+    clock, pool, conn, transport = connection()
+    exchange = Exchange()
+    conn.start(exchange, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", 5, 60, False)
+    clock.advance(4)
+    conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    clock.advance(4.9)  # the read timeout is per read, not per response
+    assert not any(event[0] == "failed" for event in exchange.events)
+    clock.advance(0.2)
+    assert exchange.events[-1][0] == "failed" and exchange.events[-1][2] is True
+
+
+def test_head_response_with_length_completes_without_body():
+    clock, pool, conn, transport = connection()
+    exchange = Exchange()
+    conn.start(exchange, b"HEAD / HTTP/1.1\r\nhost: x\r\n\r\n", 60, 60, True)
+    conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    assert exchange.events == [("head", 200, 1000), ("done", True)]
