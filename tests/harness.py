@@ -82,7 +82,8 @@ def write_manifests(path: Path, objects) -> None:
 class Ingressd:
     """A running ``twistd ingressd``; ``extra_args`` are appended to the command line."""
 
-    def __init__(self, manifest_dir: Path, extra_args=(), log_path: Path | None = None, env=None):
+    def __init__(self, manifest_dir: Path, extra_args=(), log_path: Path | None = None, env=None,
+                 wait: bool = True):
         self.http_port = free_port()
         self.https_port = free_port()
         self.admin_port = free_port()
@@ -101,7 +102,8 @@ class Ingressd:
         self.log_file = open(self.log_path, "wb")
         self.process = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT, env=environment,
                                         cwd=str(manifest_dir.parent))
-        self.wait_ready()
+        if wait:
+            self.wait_ready()
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout

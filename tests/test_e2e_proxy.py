@@ -53,6 +53,11 @@ def world(tmp_path_factory):
             "endpoints": [{"addresses": ["127.0.0.1"]}],
         })
     objects.append(ingress("retry", [("retry.com", [("/", "Prefix", "mixed", "http")])]))
+    objects.append({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "external", "namespace": "default"},
+        "spec": {"type": "ExternalName", "externalName": "localhost", "ports": [{"name": "http", "port": api.port}]},
+    })
+    objects.append(ingress("external", [("ext.com", [("/", "Prefix", "external", "http")])]))
     objects.append(ingress("uploads", [("upload.com", [("/", "Prefix", "api", 8000)])],
                            annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "20m"}))
     write_manifests(manifests / "main.yaml", objects)
@@ -352,3 +357,10 @@ def test_large_upload_is_streamed_whole(world):
     for _ in range(3):
         response = proc.get("/up", host="upload.com", method="POST", body=body, timeout=20)
         assert response.status == 200 and response.json()["body_length"] == len(body)
+
+
+def test_external_name_service_is_proxied_to_the_external_name(world):
+    proc, *_ = world
+    response = proc.get("/via-dns", host="ext.com")
+    assert response.status == 200 and response.json()["backend"] == "api"
+    assert dict(response.json()["headers"])["host"] == "ext.com"
