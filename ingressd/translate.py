@@ -277,13 +277,29 @@ def _valid_path(path_spec: Mapping, where: str) -> tuple[str, str]:
         check_plain_text(path, max_length=2048)
     except ValueError as exc:
         raise _Invalid(f"{where}.path: {exc}") from None
-    for char in path:
-        if char in " \t{};\"'\\`$" and path_type != IMPLEMENTATION_SPECIFIC:
-            raise _Invalid(f"{where}.path {path!r} contains {char!r}")
+    if path_type != IMPLEMENTATION_SPECIFIC:
+        found = _NOT_IN_PATHS.search(path)
+        if found:
+            raise _Invalid(f"{where}.path {path!r} contains {found.group()!r}")
     return path, path_type
 
 
+_NOT_IN_PATHS = re.compile(r"""[ \t{};"'\\`$]""")
+
+
+_DEFAULTS_CACHE: dict[tuple, tuple] = {}
+
+
 def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple[tuple[str, Any], ...]:
+    if not any(key.startswith((NGINX_PREFIX, INGRESSD_PREFIX)) for key in raw):
+        # The common case: none of ours is set; every Ingress shares one tuple of defaults.
+        key = tuple(annotations)
+        defaults = _DEFAULTS_CACHE.get(key)
+        if defaults is None:
+            defaults = tuple((a.name, a.default) for a in annotations)
+            _DEFAULTS_CACHE.clear()
+            _DEFAULTS_CACHE[key] = defaults
+        return defaults
     values: list[tuple[str, Any]] = []
     for annotation in annotations:
         own_key = INGRESSD_PREFIX + annotation.name
@@ -343,10 +359,14 @@ class _Resolver:
         self._secret_data: dict[tuple[str, str], tuple[dict, SecretData]] = {}
         self._all_secrets: tuple[Mapping, tuple[SecretData, ...]] | None = None
         self.deps: list | None = None
+        self._backends: dict[tuple[str, str, str], tuple] = {}
         self.update(objects)
 
     def update(self, objects: Snapshot) -> None:
-        self.services = objects.get("Service", {})
+        services = objects.get("Service", {})
+        if services is not self.services and self._backends:
+            self._backends = {k: v for k, v in self._backends.items() if (k[0], k[1]) in services}
+        self.services = services
         self.secrets = objects.get("Secret", {})
         slice_objects = objects.get("EndpointSlice", {})
         if slice_objects is self._slice_objects:
@@ -434,6 +454,18 @@ class _Resolver:
         return None
 
     def _resolve(self, namespace, name, port_label, obj, service_port) -> Backend:
+        # Paths of one Ingress (and Ingresses) share Services: resolve each Service port
+        # once for as long as the Service and its EndpointSlices are the same objects.
+        slices = self._use("slices", (namespace, name))
+        memo_key = (namespace, name, port_label)
+        known = self._backends.get(memo_key)
+        if known is not None and known[0] is obj and known[1] is slices:
+            return known[2]
+        backend = self._resolve_new(namespace, name, port_label, obj, service_port, slices or ())
+        self._backends[memo_key] = (obj, slices, backend)
+        return backend
+
+    def _resolve_new(self, namespace, name, port_label, obj, service_port, slices) -> Backend:
         spec = obj.get("spec") or {}
         if spec.get("type") == "ExternalName":
             external = str(spec.get("externalName") or "")
@@ -441,7 +473,7 @@ class _Resolver:
             return Backend(namespace, name, port_label, (endpoint,), external_name=external)
         wanted = service_port.get("name") or ""
         found: dict[tuple[str, int], Endpoint] = {}
-        for slice_obj in self._use("slices", (namespace, name)) or ():
+        for slice_obj in slices:
             port_number = None
             for slice_port in slice_obj.get("ports") or []:
                 if (slice_port.get("name") or "") == wanted:

@@ -91,3 +91,12 @@ def test_resolved_secret_reference_and_cross_namespace_refusal():
     cross = translate(snapshot([secret, ingress({"nginx.ingress.kubernetes.io/auth-secret": "other/s"})]),
                       settings, declared)
     assert "another namespace" in str(cross.rejections[0])
+
+
+@pytest.mark.parametrize("path", ["/a b", "/a{b", "/a}b", "/a;b", '/a"b', "/a'b", "/a\\b", "/a`b", "/a$b", "/a\tb"])
+def test_exact_and_prefix_paths_refuse_characters_config_languages_interpret(path):
+    obj = ingress({})
+    obj["spec"] = {"rules": [{"http": {"paths": [
+        {"path": path, "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}]}
+    config = translate(snapshot([obj]), TranslateSettings(watch_ingress_without_class=True))
+    assert not config.routes and "contains" in str(config.rejections[0])
