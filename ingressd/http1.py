@@ -119,6 +119,7 @@ class HTTP1ServerProtocol(Protocol):
         self._reading_paused = False
         self._head_written = False
         self._corked = 0
+        self._registered = False
         self._out: list[bytes] = []
         self.closed = False
         self.tunnel = None  # set by a WebSocket tunnel: receives raw bytes
@@ -135,6 +136,7 @@ class HTTP1ServerProtocol(Protocol):
         self.peer_ip = getattr(peer, "host", "")
         self.server_port = getattr(host, "port", 0)
         self.transport.registerProducer(self, True)
+        self._registered = True
         try:
             self.transport.setTcpNoDelay(True)  # responses are written whole; never wait for an ACK
         except (AttributeError, OSError):
@@ -441,7 +443,9 @@ class HTTP1ServerProtocol(Protocol):
         """Close after what was written is flushed. Our producer registration goes first:
         TLS transports postpone their close while a producer is registered."""
         self._flush()
-        self.transport.unregisterProducer()
+        if self._registered:
+            self._registered = False
+            self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     # -- output batching --------------------------------------------------------------------

@@ -392,6 +392,7 @@ class H2ServerProtocol(Protocol):
         self.peer_ip = getattr(peer, "host", "")
         self.server_port = getattr(host, "port", 0)
         self.transport.registerProducer(self, True)
+        self._registered = True
         self.h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -405,6 +406,13 @@ class H2ServerProtocol(Protocol):
         self.h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
         self.flush()
         self._idle(self.settings.header_timeout)
+
+    _registered = False
+
+    def _unregister(self) -> None:
+        if self._registered:
+            self._registered = False
+            self.transport.unregisterProducer()
 
     def connectionLost(self, reason=None) -> None:
         self.closed = True
@@ -427,7 +435,7 @@ class H2ServerProtocol(Protocol):
         if not self.closed and not self.streams:
             self.h2.close_connection()
             self.flush()
-            self.transport.unregisterProducer()  # TLS waits for producers before closing
+            self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
 
@@ -441,7 +449,7 @@ class H2ServerProtocol(Protocol):
         except h2.exceptions.ProtocolError as exc:
             log.msg(f"ingressd: HTTP/2 protocol error from {self.peer_ip}: {exc}")
             self.flush()
-            self.transport.unregisterProducer()  # TLS waits for producers before closing
+            self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
             return
@@ -562,7 +570,7 @@ class H2ServerProtocol(Protocol):
             return
         if self._going_away:
             self.flush()
-            self.transport.unregisterProducer()  # TLS waits for producers before closing
+            self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
         elif self._timer is None:

@@ -15,7 +15,7 @@ IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
 PATH_TYPES = (EXACT, PREFIX, IMPLEMENTATION_SPECIFIC)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ObjectRef:
     """Names one Kubernetes object."""
 
@@ -29,7 +29,7 @@ class ObjectRef:
         return f"{self.kind} {self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """One address a backend's traffic may go to."""
 
@@ -37,7 +37,7 @@ class Endpoint:
     port: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backend:
     """A Service port an Ingress path points at, with its resolved ready endpoints."""
 
@@ -52,7 +52,7 @@ class Backend:
         return f"{self.namespace}/{self.service}:{self.port}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Route:
     """One host + path of one Ingress, and where its requests go.
 
@@ -79,7 +79,7 @@ class Route:
         return (self.created or "9999", self.ingress.namespace, self.ingress.name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TLSHost:
     """A host whose certificate comes from a TLS Secret (``spec.tls``)."""
 
@@ -88,7 +88,7 @@ class TLSHost:
     ingress: ObjectRef
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SecretData:
     """A Secret's type and decoded data, as found; its users validate it."""
 
@@ -103,7 +103,7 @@ class SecretData:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """An object (or part of one) that could not be used, and why."""
 
@@ -114,7 +114,7 @@ class Rejection:
         return f"{self.ref}: {self.reason}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Config:
     """One complete snapshot of what ingressd serves."""
 
