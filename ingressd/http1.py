@@ -42,6 +42,11 @@ def error_page(status: int) -> bytes:
     )
 
 
+def addresses(transport) -> tuple[str, int]:
+    """The client's address and the port it connected to."""
+    return getattr(transport.getPeer(), "host", ""), getattr(transport.getHost(), "port", 0)
+
+
 class _Reject(Exception):
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
@@ -131,10 +136,7 @@ class HTTP1ServerProtocol(Protocol):
     # -- connection lifecycle -------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        peer = self.transport.getPeer()
-        host = self.transport.getHost()
-        self.peer_ip = getattr(peer, "host", "")
-        self.server_port = getattr(host, "port", 0)
+        self.peer_ip, self.server_port = addresses(self.transport)
         self.transport.registerProducer(self, True)
         self._registered = True
         try:

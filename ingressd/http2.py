@@ -30,7 +30,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python import log
 from zope.interface import implementer
 
-from ingressd.http1 import HTTP1Factory, ServerSettings, error_page
+from ingressd.http1 import HTTP1Factory, ServerSettings, addresses, error_page
 
 # Headers that are connection-specific in HTTP/2 (RFC 9113 8.2.2): never sent in a response.
 _CONNECTION_SPECIFIC = frozenset(
@@ -387,10 +387,7 @@ class H2ServerProtocol(Protocol):
     # -- connection lifecycle -------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        peer = self.transport.getPeer()
-        host = self.transport.getHost()
-        self.peer_ip = getattr(peer, "host", "")
-        self.server_port = getattr(host, "port", 0)
+        self.peer_ip, self.server_port = addresses(self.transport)
         self.transport.registerProducer(self, True)
         self._registered = True
         self.h2.local_settings = h2.settings.Settings(

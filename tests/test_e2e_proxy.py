@@ -13,6 +13,7 @@ import pytest
 
 from backends import Backend
 from harness import INGRESS_CLASS, Ingressd, free_port, ingress, service, write_manifests
+from rawclient import rss_kib
 
 pytestmark = pytest.mark.slow
 
@@ -253,14 +254,6 @@ def test_pipelined_requests_answered_in_order(world):
                     + b"GET /api/last HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
     order = [int(m) for m in re.findall(rb'"path": "/api/p(\d)"', data)]
     assert order == [0, 1, 2, 3, 4] and data.rstrip().endswith(b"}")
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def test_slow_client_does_not_make_ingressd_buffer(world):

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 import certs
 from backends import Backend
 from harness import INGRESS_CLASS, Ingressd, ingress, service, write_manifests
+from rawclient import rss_kib
 
 pytestmark = pytest.mark.slow
 
@@ -120,14 +121,6 @@ def curl_result(result: subprocess.CompletedProcess) -> tuple[bytes, int, str, i
     body, _, tail = result.stdout.rpartition(b"\n")
     status, version, size = tail.decode().split()
     return body, int(status), version, int(size)
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 # -- the world --------------------------------------------------------------------------
