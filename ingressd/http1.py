@@ -63,6 +63,7 @@ class ServerSettings:
         self.header_timeout = 60.0
         self.body_timeout = 60.0
         self.keepalive_timeout = 75.0
+        self.send_timeout = 60.0  # a client that reads nothing of a response for this long is dropped
         self.max_pipelined = 16
         for key, value in overrides.items():
             if not hasattr(self, key):
@@ -121,6 +122,7 @@ class HTTP1ServerProtocol(Protocol):
         self._timer = Deadline(clock, self._timed_out, horizon=min(
             settings.header_timeout, settings.body_timeout, settings.keepalive_timeout))
         self._timer_status = 0
+        self._send_deadline = Deadline(clock, self._send_timed_out)
         self._reading_paused = False
         self._head_written = False
         self._corked = 0
@@ -151,6 +153,7 @@ class HTTP1ServerProtocol(Protocol):
     def connectionLost(self, reason=None) -> None:
         self.closed = True
         self._timer.stop()
+        self._send_deadline.stop()
         if self.factory is not None:
             self.factory.connections -= 1
         if self.tunnel is not None:
@@ -492,16 +495,28 @@ class HTTP1ServerProtocol(Protocol):
 
     # IPushProducer, registered on our own transport: the client is slow to read.
     def pauseProducing(self) -> None:
+        # The client does not take what we write: it has send_timeout to start again
+        # (nginx's send_timeout), or the connection is closed.
+        self._send_deadline.set(self.settings.send_timeout)
         if self._active is not None:
             self._active.client_paused()
         elif self.tunnel is not None:
             self.tunnel.client_paused()
 
     def resumeProducing(self) -> None:
+        self._send_deadline.clear()
         if self._active is not None:
             self._active.client_resumed()
         elif self.tunnel is not None:
             self.tunnel.client_resumed()
+
+    def _send_timed_out(self) -> None:
+        if not self.closed:
+            self.closed = True
+            active, self._active = self._active, None
+            self.transport.abortConnection()
+            if active is not None:
+                active.client_lost()
 
     def stopProducing(self) -> None:
         pass

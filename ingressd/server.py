@@ -65,6 +65,7 @@ class IngressdService(MultiService):
             header_timeout=float(settings.get("client_header_timeout") or 60),
             body_timeout=float(settings.get("client_body_timeout") or 60),
             keepalive_timeout=float(settings.get("keepalive_timeout") or 75),
+            send_timeout=float(settings.get("client_send_timeout") or 60),
         )
         for path in settings.get("manifests") or ():
             ManifestProvider([path], self.store, reactor).setServiceParent(self)

@@ -27,6 +27,7 @@ CORE_PARAMETERS = [
     ["client-header-timeout", None, "60", "seconds a client may take to send a request head"],
     ["client-body-timeout", None, "60", "seconds between two reads of a request body"],
     ["keepalive-timeout", None, "75", "seconds an idle client keep-alive connection stays open"],
+    ["client-send-timeout", None, "60", "seconds a client may read nothing of a response before it is dropped"],
     ["upstream-keepalive-connections", None, "320", "idle backend connections kept per endpoint"],
     ["upstream-keepalive-timeout", None, "60", "seconds an idle backend connection is kept"],
     ["default-backend-service", None, None, "NAMESPACE/NAME of the Service for unmatched requests"],
@@ -128,7 +129,7 @@ class Options(usage.Options):
         if not self["manifests"] and not self["kubernetes"]:
             raise usage.UsageError("give --manifests PATH (repeatable) and/or --kubernetes")
         for name in ("proxy-connect-timeout", "proxy-read-timeout", "proxy-send-timeout",
-                     "client-header-timeout", "client-body-timeout", "keepalive-timeout",
+                     "client-header-timeout", "client-body-timeout", "keepalive-timeout", "client-send-timeout",
                      "upstream-keepalive-timeout"):
             try:
                 self[name] = float(self[name])

@@ -54,6 +54,7 @@ class UpstreamConnection(Protocol):
         self._read_timeout = 60.0
         self._send_timer = Deadline(pool.clock, self._send_timed_out)
         self._send_timeout = 60.0
+        self._read_paused = False
         self._received_any = False
         self.on_connected: Callable | None = None
         self.tunnel = None  # after a 101: the tunnel that takes every byte
@@ -114,6 +115,7 @@ class UpstreamConnection(Protocol):
         # A previous exchange may have paused reading (its client was slow) just as its
         # response completed: this request must be read.
         self.transport.resumeProducing()
+        self._read_paused = False
         self.transport.write(head)
         self._read_timer.set(read_timeout)
 
@@ -156,7 +158,8 @@ class UpstreamConnection(Protocol):
             self.transport.abortConnection()
             return
         self._received_any = True
-        self._read_timer.set(self._read_timeout)
+        if not self._read_paused:
+            self._read_timer.set(self._read_timeout)
         client = self.exchange.protocol
         client.cork()  # what this read produces for the client leaves in one write
         try:
@@ -243,12 +246,20 @@ class UpstreamConnection(Protocol):
         pass
 
     def pause_reading(self) -> None:
+        """The client is slow: stop reading the backend. The read timeout is about the
+        backend, so it stops too (as nginx's: it only runs while waiting for the backend)."""
         if self.transport is not None:
             self.transport.pauseProducing()
+        self._read_paused = True
+        self._read_timer.clear()
 
     def resume_reading(self) -> None:
         if self.transport is not None:
             self.transport.resumeProducing()
+        if self._read_paused:
+            self._read_paused = False
+            if self.exchange is not None:
+                self._read_timer.set(self._read_timeout)
 
 
 class _ConnectFactory(ClientFactory):

@@ -263,7 +263,7 @@ def test_slow_client_does_not_make_ingressd_buffer(world):
     with socket.create_connection(("127.0.0.1", proc.http_port), timeout=10) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sock.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: example.com\r\n\r\n" % size)
-        time.sleep(2)  # do not read: backpressure must stop the backend
+        time.sleep(3)  # do not read (longer than --proxy-read-timeout): backpressure stops the backend
         peak = rss_kib(proc.process.pid)
         received = 0
         while received < size:

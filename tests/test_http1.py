@@ -158,3 +158,17 @@ def test_unsupported_expectation_is_417():
     protocol, transport, _, _ = connect()
     protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\nContent-Length: 1\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.1 417 ")
+
+
+def test_a_client_that_reads_nothing_is_dropped_after_the_send_timeout():
+    protocol, transport, clock, log = connect(send_timeout=30)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    protocol.pauseProducing()  # the transport's buffer is full
+    clock.advance(29)
+    assert not transport.disconnecting
+    protocol.resumeProducing()
+    protocol.pauseProducing()
+    clock.advance(29)
+    assert not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting or protocol.closed

@@ -78,3 +78,18 @@ def test_head_response_with_length_completes_without_body():
     conn.start(exchange, b"HEAD / HTTP/1.1\r\nhost: x\r\n\r\n", 60, 60, True)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
     assert exchange.events == [("head", 200, 1000), ("done", True)]
+
+
+def test_read_timeout_stops_while_a_slow_client_pauses_the_backend():
+    """nginx's proxy_read_timeout only runs while waiting for the backend: a client that
+    is slow to read must not turn into a 504 or a cut response."""
+    clock, pool, conn, transport = connection()
+    exchange = Exchange()
+    conn.start(exchange, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", 5, 60, False)
+    conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    conn.pause_reading()
+    clock.advance(60)
+    assert not any(event[0] == "failed" for event in exchange.events)
+    conn.resume_reading()
+    clock.advance(5.1)
+    assert exchange.events[-1][0] == "failed"
