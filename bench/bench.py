@@ -11,8 +11,10 @@ Starts, all on 127.0.0.1 random free ports inside one temporary directory:
   - ``ingressd``: ``twistd -n ingressd`` serving a generated manifest directory (IngressClass,
     Ingress, Service, EndpointSlice in one YAML file);
   - ``custom`` (only with ``--proxy-cmd``): any command, for debugging;
-* ``wrk -t1 -cN -dS --latency -H 'Host: bench.local'`` pinned to the load CPU, first for a
-  warm-up, then for the measured run.
+* the load client pinned to the load CPU, first for a warm-up, then for the measured run:
+  ``wrk -t1 -cN -dS --latency -H 'Host: bench.local'`` for HTTP/1.1 scenarios, ``h2load``
+  (nghttp2-client) for ``http2``, ``bench/wsbench.py client`` for ``websocket`` (whose backend
+  is ``bench/wsbench.py echo`` instead of nginx, for both proxies).
 
 For each proxy it reports requests/s, p50/p99 latency (wrk's --latency table) and the proxy's CPU
 time per request (utime+stime delta of the proxy's whole process tree from /proc/PID/stat, divided
@@ -22,7 +24,7 @@ Scenarios are rows of the ``SCENARIOS`` table below: a scenario says how nginx i
 annotations / extra manifests ingressd gets, how the backend answers and what wrk is run with.
 
 Only the Python standard library is used (runs with any python3 >= 3.9); it needs nginx, wrk and
-taskset (util-linux) on the machine.
+taskset (util-linux) on the machine, and h2load (nghttp2-client) and openssl for some scenarios.
 
 Examples::
 
@@ -35,6 +37,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
 import http.client
 import json
@@ -76,6 +79,14 @@ UPSTREAM_KEEPALIVE = 64
 # Scenarios
 # --------------------------------------------------------------------------------------------
 
+# auth-ratelimit: user "bench", password "benchpass", Apache MD5 ($apr1$, 1000 MD5 rounds), made
+# with `openssl passwd -apr1 -salt benchslt benchpass`. nginx checks it on every request;
+# ingressd caches verified credentials.
+HTPASSWD = b"bench:$apr1$benchslt$7ijiW2RJXJqAHTbqeF/mp/\n"
+AUTH_HEADER = "YmVuY2g6YmVuY2hwYXNz"  # base64("bench:benchpass")
+AUTH_LIMIT_RPS = 100_000  # well above what either proxy serves here: nothing is rejected
+H2_STREAMS = 10  # h2load -m: concurrent streams per HTTP/2 connection
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -104,6 +115,17 @@ class Scenario:
     extra_manifests: str = ""
     # What a GET of `path` through the proxy must answer before the run (None: status 200 only).
     expect_body: bytes | None = b"ok\n"
+    # The load client: "wrk" (HTTP/1.1), "h2load" (HTTP/2 over TLS, ALPN h2) or "websocket"
+    # (bench/wsbench.py: echo round-trips; the backend is then wsbench.py's echo server).
+    client: str = "wrk"
+    # Files written into the temp dir before the proxies start ({name: bytes}); "{tmp}" in the
+    # nginx snippets above is replaced by the temp dir.
+    proxy_files: dict[str, bytes] = field(default_factory=dict)
+    # Proxy processes: nginx worker_processes N / ingressd --workers N. With N > 1 the proxy is
+    # not pinned (it may use every CPU) and its CPU time is summed over all its processes.
+    proxy_workers: int = 1
+    # Extra ingressd command-line arguments for this scenario (after --ingressd-args).
+    ingressd_args: tuple[str, ...] = ()
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -123,10 +145,73 @@ SCENARIOS: dict[str, Scenario] = {
             "HTTPS keep-alive (self-signed RSA-2048 cert, TLS Secret), plain HTTP upstream",
             scheme="https",
         ),
-        # Later: https-handshake, large-body, websocket, auth-ratelimit. E.g.
-        #   Scenario("https-handshake", "...", scheme="https", wrk_args=("-H", "Connection: close")),
-        #   Scenario("large-body", "...", path="/big", backend_location="root {docroot};",
-        #            backend_files={"big": b"x" * 1048576}, expect_body=None),
+        Scenario(
+            "https-handshake",
+            "a new TCP+TLS connection per request (Connection: close); wrk resumes the TLS "
+            "session where the proxy allows it (see docs/benchmarks.md)",
+            scheme="https",
+            wrk_args=("-H", "Connection: close"),
+        ),
+        Scenario(
+            "http2",
+            "HTTP/2 over TLS (ALPN h2), h2load: connections/10 connections x 10 streams",
+            scheme="https",
+            client="h2load",
+        ),
+        Scenario(
+            "large-body",
+            "1 MiB response streamed from the backend (proxy_buffering off), keep-alive",
+            path="/big",
+            backend_location="root {docroot};",
+            backend_files={"big": b"x" * 1048576},
+            expect_body=None,
+        ),
+        Scenario(
+            "websocket",
+            "WebSocket echo round-trips (16-byte text frame) through the proxy, one "
+            "upgraded connection per client; backend: bench/wsbench.py echo",
+            client="websocket",
+        ),
+        Scenario(
+            "auth-ratelimit",
+            "keep-alive with basic auth (htpasswd, apr1 hash) and a per-client rate limit "
+            f"({AUTH_LIMIT_RPS} r/s, burst x5) that never rejects",
+            wrk_args=("-H", f"Authorization: Basic {AUTH_HEADER}"),
+            annotations={
+                "nginx.ingress.kubernetes.io/auth-type": "basic",
+                "nginx.ingress.kubernetes.io/auth-secret": "bench-auth",
+                "nginx.ingress.kubernetes.io/auth-realm": "bench",
+                "nginx.ingress.kubernetes.io/limit-rps": str(AUTH_LIMIT_RPS),
+            },
+            extra_manifests=textwrap.dedent(f"""\
+                apiVersion: v1
+                kind: Secret
+                metadata:
+                  name: bench-auth
+                  namespace: default
+                type: Opaque
+                data:
+                  auth: {base64.b64encode(HTPASSWD).decode()}
+                """),
+            proxy_files={"htpasswd": HTPASSWD},
+            # As ingress-nginx generates it: limit_req_zone on the client address, burst =
+            # limit-rps x limit-burst-multiplier (5), nodelay.
+            nginx_http=f"limit_req_zone $binary_remote_addr zone=bench_rps:5m "
+                       f"rate={AUTH_LIMIT_RPS}r/s;",
+            nginx_location=f"""\
+                auth_basic "bench";
+                auth_basic_user_file {{tmp}}/htpasswd;
+                limit_req zone=bench_rps burst={AUTH_LIMIT_RPS * 5} nodelay;
+                proxy_set_header Authorization "";
+                """,
+        ),
+        Scenario(
+            "workers",
+            "as keepalive with 2 proxy processes (nginx worker_processes 2, ingressd "
+            "--workers 2), proxy not pinned; CPU summed over all its processes",
+            proxy_workers=2,
+            ingressd_args=("--workers", "2"),
+        ),
     ]
 }
 
@@ -280,7 +365,7 @@ class Processes:
 
 
 def http_get(port: int, path: str, tls: bool, timeout: float = 2.0,
-             host: str = HOST) -> tuple[int, bytes]:
+             host: str = HOST, headers: dict | None = None) -> tuple[int, bytes]:
     if tls:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -289,7 +374,7 @@ def http_get(port: int, path: str, tls: bool, timeout: float = 2.0,
     else:
         conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={"Host": host})
+        conn.request("GET", path, headers={"Host": host, **(headers or {})})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -330,9 +415,9 @@ def _block(text: str, indent: int) -> str:
     return textwrap.indent(text, " " * indent) + "\n" if text.strip() else ""
 
 
-def _nginx_main(prefix: Path) -> str:
+def _nginx_main(prefix: Path, workers: int = 1) -> str:
     user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read our 0700 temp dir
-    return (f"{user}worker_processes 1;\n"
+    return (f"{user}worker_processes {workers};\n"
             "daemon off;\n"
             "master_process on;\n"
             f"pid {prefix}/nginx.pid;\n"
@@ -362,14 +447,18 @@ def backend_conf(prefix: Path, port: int, sc: Scenario) -> str:
 def proxy_conf(prefix: Path, ports: dict, sc: Scenario, cert: tuple[Path, Path] | None) -> str:
     tls = ""
     if cert:
-        tls = (f"listen {LOOPBACK}:{ports['https']} ssl default_server;\n"
+        h2 = " http2" if sc.client == "h2load" else ""  # nginx 1.22: "listen ... ssl http2"
+        tls = (f"listen {LOOPBACK}:{ports['https']} ssl{h2} default_server;\n"
                f"ssl_certificate {cert[0]};\n"
                f"ssl_certificate_key {cert[1]};\n"
                "ssl_protocols TLSv1.2 TLSv1.3;\n"
                "ssl_session_cache shared:SSL:10m;\n")
     # Mirrors ingress-nginx's generated config for one Ingress rule with default settings
     # (proxy-buffering off, HTTP/1.1 upstream keep-alive, forwarded headers, request id).
-    return (_nginx_main(prefix) + "http {\n" + _nginx_http_common(prefix)
+    def snippet(text: str) -> str:
+        return text.replace("{tmp}", str(prefix.parent))
+
+    return (_nginx_main(prefix, sc.proxy_workers) + "http {\n" + _nginx_http_common(prefix)
             + "    map $http_upgrade $connection_upgrade { default upgrade; '' ''; }\n"
             "    map $http_x_request_id $req_id { default $http_x_request_id; '' $request_id; }\n"
             "    upstream backend {\n"
@@ -378,12 +467,12 @@ def proxy_conf(prefix: Path, ports: dict, sc: Scenario, cert: tuple[Path, Path] 
             f"        keepalive_requests {NGINX_KEEPALIVE_REQUESTS};\n"
             "        keepalive_timeout 60s;\n"
             "    }\n"
-            + _block(sc.nginx_http, 4)
+            + _block(snippet(sc.nginx_http), 4)
             + "    server {\n"
             f"        listen {LOOPBACK}:{ports['http']} default_server;\n"
             + _block(tls, 8)
             + f"        server_name {HOST};\n"
-            + _block(sc.nginx_server, 8)
+            + _block(snippet(sc.nginx_server), 8)
             + "        location / {\n"
             + _block("""\
                 proxy_http_version 1.1;
@@ -401,7 +490,7 @@ def proxy_conf(prefix: Path, ports: dict, sc: Scenario, cert: tuple[Path, Path] 
                 proxy_set_header X-Forwarded-Port $server_port;
                 proxy_set_header X-Forwarded-Proto $scheme;
                 """, 12)
-            + _block(sc.nginx_location, 12)
+            + _block(snippet(sc.nginx_location), 12)
             + "            proxy_pass http://backend;\n"
             "        }\n    }\n}\n")
 
@@ -505,7 +594,6 @@ def manifests_yaml(ports: dict, sc: Scenario, cert: tuple[Path, Path] | None,
     ]
     tls = ""
     if cert:
-        import base64
         crt = base64.b64encode(cert[0].read_bytes()).decode()
         key = base64.b64encode(cert[1].read_bytes()).decode()
         tls = f"  tls:\n  - hosts:\n    - {HOST}\n    secretName: bench-tls\n"
@@ -590,6 +678,94 @@ def run_wrk(procs: Processes, wrk: str, args, url: str, seconds: float, sc: Scen
     return out
 
 
+def run_load(procs: Processes, wrk: str, args, url: str, seconds: float, sc: Scenario,
+             name: str) -> tuple[str, dict]:
+    """Run the scenario's load client once; its raw output and the parsed figures."""
+    if sc.client == "wrk":
+        out = run_wrk(procs, wrk, args, url, seconds, sc, args.load_cpu, name)
+        return out, parse_wrk(out)
+    if sc.client == "h2load":
+        return run_h2load(procs, args, url, seconds, name)
+    if sc.client == "websocket":
+        return run_websocket(procs, args, url, seconds, name)
+    raise BenchError(f"unknown client {sc.client}")
+
+
+def _run_client(procs: Processes, argv: list[str], seconds: float, name: str,
+                cpu: int | None) -> str:
+    proc = procs.start(name, argv, cpu, cwd=procs.tmp)
+    try:
+        proc.wait(timeout=seconds + WRK_SLACK)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{name}: did not finish in {seconds + WRK_SLACK:.0f} s")
+    finally:
+        procs.stop(proc)
+        procs.procs = [p for p in procs.procs if p[1] is not proc]
+    out = proc.log_path.read_text(errors="replace")
+    if proc.returncode:
+        raise BenchError(f"{name}: exited with {proc.returncode}:\n{out[-3000:]}")
+    return out
+
+
+def run_h2load(procs: Processes, args, url: str, seconds: float, name: str) -> tuple[str, dict]:
+    """h2load: connections/H2_STREAMS HTTP/2 connections x H2_STREAMS concurrent streams, so
+    the number of requests in flight equals wrk's -c. Latency percentiles come from h2load's
+    per-request --log-file (h2load itself prints only min/max/mean)."""
+    h2load = shutil.which("h2load")
+    if not h2load:
+        raise BenchError("h2load is needed for the http2 scenario: apt-get install -y nghttp2-client")
+    log = procs.tmp / f"{name}.h2log"
+    duration = max(1, round(seconds))
+    argv = [h2load, "-t1", f"-c{max(1, args.connections // H2_STREAMS)}", f"-m{H2_STREAMS}",
+            "-D", str(duration), "-H", f":authority: {HOST}", f"--log-file={log}", url]
+    out = _run_client(procs, argv, duration, name, args.load_cpu)
+    res: dict = {}
+    m = re.search(r"finished in ([\d.]+)(us|ms|s|m|h), ([\d.]+) req/s", out)
+    r = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+    c = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if not (m and r and c):
+        raise BenchError(f"cannot parse h2load output:\n{out}")
+    res["duration_s"] = _ms(m.group(1) + m.group(2)) / 1e3
+    res["requests_per_s"] = float(m.group(3))
+    res["requests"] = int(r.group(3))
+    res["socket_errors"] = int(r.group(6)) + int(r.group(7))
+    res["non_2xx"] = sum(int(x) for x in c.groups()[1:])
+    lat = []
+    try:
+        with open(log) as f:
+            for line in f:
+                parts = line.split("\t")
+                if len(parts) >= 3:
+                    lat.append(int(parts[2]) / 1e3)  # microseconds -> ms
+        log.unlink()
+    except (OSError, ValueError):
+        pass
+    lat.sort()
+    for pct in (50, 75, 90, 99):
+        res[f"p{pct}_ms"] = lat[min(len(lat) - 1, len(lat) * pct // 100)] if lat else None
+    return out, res
+
+
+def run_websocket(procs: Processes, args, url: str, seconds: float,
+                  name: str) -> tuple[str, dict]:
+    """bench/wsbench.py client: --connections upgraded connections, each doing echo
+    round-trips of a 16-byte frame back to back; a round-trip counts as a request."""
+    port = int(url.split(":")[2].split("/")[0])
+    argv = [sys.executable, str(REPO / "bench" / "wsbench.py"), "client", "--port", str(port),
+            "--host", HOST, "-c", str(args.connections), "--seconds", f"{seconds:g}"]
+    out = _run_client(procs, argv, seconds, name, args.load_cpu)
+    try:
+        data = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BenchError(f"cannot parse wsbench output:\n{out}")
+    res = {"requests": data["round_trips"], "duration_s": data["seconds"],
+           "requests_per_s": data["round_trips_per_s"], "p50_ms": data["p50_ms"],
+           "p90_ms": data["p90_ms"], "p99_ms": data["p99_ms"],
+           "socket_errors": data["errors"], "non_2xx": 0}
+    return out, res
+
+
 # --------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------
@@ -627,15 +803,32 @@ def find_nginx() -> str | None:
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
 
 
+def proxy_cpu(args, sc: Scenario) -> int | None:
+    """The CPU the proxy is pinned to; None (every CPU) for multi-process scenarios."""
+    return None if sc.proxy_workers > 1 else args.proxy_cpu
+
+
+def check_headers(sc: Scenario) -> dict:
+    """The scenario's wrk -H headers (e.g. Authorization), for the readiness check."""
+    out, it = {}, iter(sc.wrk_args)
+    for a in it:
+        if a == "-H":
+            name, _, value = next(it, "").partition(":")
+            if name.strip().lower() not in ("connection", "host"):
+                out[name.strip()] = value.strip()
+    return out
+
+
 def start_proxy(kind: str, procs: Processes, args, sc: Scenario, tmp: Path, ports: dict,
                 cert, nginx: str) -> subprocess.Popen:
     """Start one proxy and wait until it serves the route; returns its (root) process."""
     tls = sc.scheme == "https"
     placeholders = {**{f"{k}_port": v for k, v in ports.items()}, "tmp": tmp,
                     "manifests": tmp / "manifests", "host": HOST}
+    cpu = proxy_cpu(args, sc)
     if kind == "nginx":
         proc = start_nginx(procs, nginx, "proxy-nginx", tmp / "proxy-nginx",
-                           proxy_conf(tmp / "proxy-nginx", ports, sc, cert), args.proxy_cpu)
+                           proxy_conf(tmp / "proxy-nginx", ports, sc, cert), cpu)
     elif kind == "ingressd":
         mdir = tmp / "manifests"
         mdir.mkdir(exist_ok=True)
@@ -648,21 +841,21 @@ def start_proxy(kind: str, procs: Processes, args, sc: Scenario, tmp: Path, port
                 "--http", f"tcp:{ports['http']}:interface={LOOPBACK}",
                 "--https", f"tcp:{ports['https']}:interface={LOOPBACK}",
                 "--admin", f"tcp:{ports['admin']}:interface={LOOPBACK}",
-                *shlex.split(args.ingressd_args)]
-        proc = procs.start("proxy-ingressd", argv, args.proxy_cpu, env=env, cwd=tmp)
+                *shlex.split(args.ingressd_args), *sc.ingressd_args]
+        proc = procs.start("proxy-ingressd", argv, cpu, env=env, cwd=tmp)
         wait_until("ingressd /readyz",
                    lambda: http_get(ports["admin"], "/readyz", False, host=LOOPBACK)[0] == 200,
                    proc, procs)
     elif kind == "custom":
         argv = shlex.split(args.proxy_cmd.format(**placeholders))
-        proc = procs.start("proxy-custom", argv, args.proxy_cpu, cwd=tmp)
+        proc = procs.start("proxy-custom", argv, cpu, cwd=tmp)
     else:
         raise BenchError(f"unknown proxy {kind}")
 
     port = ports["https" if tls else "http"]
 
     def serves() -> bool:
-        status, body = http_get(port, sc.path, tls)
+        status, body = http_get(port, sc.path, tls, headers=check_headers(sc))
         return status == 200 and (sc.expect_body is None or body == sc.expect_body)
 
     wait_until(f"{kind} serving {sc.scheme}://{HOST}{sc.path}", serves, proc, procs)
@@ -677,22 +870,21 @@ def bench_one(procs: Processes, kind: str, args, sc: Scenario, tmp: Path, ports:
         url = f"{sc.scheme}://{LOOPBACK}:{ports['https' if sc.scheme == 'https' else 'http']}" \
               f"{sc.path}"
         if args.warmup > 0:
-            run_wrk(procs, wrk, args, url, args.warmup, sc, args.load_cpu, f"wrk-warmup-{kind}")
+            run_load(procs, wrk, args, url, args.warmup, sc, f"{sc.client}-warmup-{kind}")
         pids = process_tree(proc.pid)
-        load0, pcore0 = cpu_core_ticks(args.load_cpu), cpu_core_ticks(args.proxy_cpu)
+        pcpu = proxy_cpu(args, sc)
+        load0, pcore0 = cpu_core_ticks(args.load_cpu), cpu_core_ticks(pcpu)
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-        out = run_wrk(procs, wrk, args, url, args.seconds, sc, args.load_cpu,
-                      f"wrk-{sc.name}-{kind}")
+        out, res = run_load(procs, wrk, args, url, args.seconds, sc, f"{sc.client}-{sc.name}-{kind}")
         cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
-        load1, pcore1 = cpu_core_ticks(args.load_cpu), cpu_core_ticks(args.proxy_cpu)
+        load1, pcore1 = cpu_core_ticks(args.load_cpu), cpu_core_ticks(pcpu)
         if proc.poll() is not None:
             raise BenchError(f"{kind} exited during the run:\n{procs.log_tail(proc)}")
-        res = parse_wrk(out)
         cpu = cpu1 - cpu0
         res["proxy_cpu_s"] = round(cpu, 3)
         res["proxy_cpu_us_per_request"] = cpu * 1e6 / res["requests"] if res["requests"] else None
         res["proxy_cpu_percent"] = 100 * cpu / (t1 - t0)
-        res["proxy_processes"] = len(pids)
+        res["proxy_processes"] = len(process_tree(proc.pid))  # at the end: workers started
         # How busy the two CPUs were: the load CPU near 100 % means wrk+backend may have limited
         # the rate; the proxy CPU well above the proxy's own use means something else ran there.
         for key, (b0, n0), (b1, n1) in (("load_cpu_busy_percent", load0, load1),
@@ -748,9 +940,18 @@ def print_table(sc: Scenario, results: dict, args) -> None:
         rows.append(row)
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     print(f"\n== {sc.name}: {sc.description}")
-    print(f"   wrk -t1 -c{args.connections} -d{args.seconds:g}s --latency -H 'Host: {HOST}'"
-          f"{''.join(' ' + shlex.quote(a) for a in sc.wrk_args)} {sc.scheme}://.../ "
-          f"(warm-up {args.warmup:g}s); proxy on CPU {args.proxy_cpu}, wrk+backend on CPU "
+    if sc.client == "wrk":
+        load = (f"wrk -t1 -c{args.connections} -d{args.seconds:g}s --latency -H 'Host: {HOST}'"
+                f"{''.join(' ' + shlex.quote(a) for a in sc.wrk_args)} {sc.scheme}://...{sc.path}")
+    elif sc.client == "h2load":
+        load = (f"h2load -t1 -c{max(1, args.connections // H2_STREAMS)} -m{H2_STREAMS} "
+                f"-D {max(1, round(args.seconds))} -H ':authority: {HOST}' https://...{sc.path}")
+    else:
+        load = (f"wsbench.py client -c {args.connections} --seconds {args.seconds:g} "
+                "(a request = one echo round-trip)")
+    pcpu = proxy_cpu(args, sc)
+    print(f"   {load} (warm-up {args.warmup:g}s); proxy on "
+          f"{'every CPU' if pcpu is None else f'CPU {pcpu}'}, client+backend on CPU "
           f"{args.load_cpu}")
     for r in [head, *rows]:
         print("   " + "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
@@ -786,7 +987,12 @@ def parse_args(argv=None):
                    help="comma-separated subset of proxies: nginx, ingressd, custom "
                         "(default: nginx,ingressd, plus custom with --proxy-cmd)")
     p.add_argument("--json", metavar="FILE", help="save machine info and all figures as JSON")
-    p.add_argument("--ingressd-args", default="", help="extra arguments for 'twistd ingressd'")
+    p.add_argument("--ingressd-args", default="",
+                   help="extra arguments for 'twistd ingressd'. By default ingressd runs with "
+                        "its defaults: access log on (to its log file) and metrics on, while "
+                        "nginx's access log is off; for a like-for-like comparison pass "
+                        "--ingressd-args '--access-log off' (metrics stay on: the full feature "
+                        "path)")
     p.add_argument("--twistd", default=str(REPO / ".venv" / "bin" / "twistd"),
                    help="twistd to run ingressd with (default: the repo's .venv)")
     p.add_argument("--proxy-cmd", default=None,
@@ -889,8 +1095,15 @@ def main(argv=None) -> int:
                 (bprefix / "docroot" / name).write_bytes(data)
             for name, text in sc.wrk_scripts.items():
                 (tmp / name).write_text(text)
-            backend = start_nginx(procs, nginx, f"backend-{sc.name}", bprefix,
-                                  backend_conf(bprefix, ports["backend"], sc), args.load_cpu)
+            for name, data in sc.proxy_files.items():
+                (tmp / name).write_bytes(data)
+            if sc.client == "websocket":  # nginx cannot echo WebSocket frames
+                backend = procs.start(f"backend-{sc.name}", [
+                    sys.executable, str(REPO / "bench" / "wsbench.py"), "echo",
+                    "--port", str(ports["backend"])], args.load_cpu)
+            else:
+                backend = start_nginx(procs, nginx, f"backend-{sc.name}", bprefix,
+                                      backend_conf(bprefix, ports["backend"], sc), args.load_cpu)
             wait_until("backend", lambda: http_get(ports["backend"], sc.path, False)[0] == 200,
                        backend, procs)
             runs: dict[str, list[dict]] = {}
