@@ -84,6 +84,40 @@ class Proxy:
 class Exchange:
     """One request and its response. See ``ingressd.features`` for what plugins may use."""
 
+    # Values every exchange starts with, as class attributes: an exchange only stores what
+    # differs (the request path creates one per request).
+    target = b""
+    path = ""
+    query = b""
+    host = ""
+    request_id = ""
+    route = None
+    entry = None
+    status = 0
+    bytes_sent = 0
+    upstream_address = ""
+    upstream_status = 0
+    websocket = False
+    # For metrics and the access log (read by Proxy.observers once the exchange is over):
+    upstream_started = 0.0  # clock.seconds() when the backend was asked (last try)
+    upstream_ended = 0.0  # … and when its response ended (or it failed)
+    retries = 0
+    error_cause = ""  # why ingressd answered 502/503/504 itself: no_endpoints, read_timeout…
+    answered_by = ""  # the plugin whose request feature answered (rate_limit, basic_auth…)
+    _has_connection = False
+    _finish_callbacks: list[Callable[[], None]] | None = None
+    _upstream = None
+    _cancel_connect = None
+    _body_bytes = 0
+    _body_complete = False
+    _body_sent = False
+    _response_started = False
+    _intercepted = 0
+    _retried = False
+    _done = False
+    _forwarded: "list[tuple[bytes, bytes]] | tuple" = ()
+    _tunnel: Tunnel | None = None
+
     def __init__(self, proxy: Proxy, protocol, request):
         settings = proxy.settings
         self.proxy = proxy
@@ -96,44 +130,13 @@ class Exchange:
         self.client_ip: str = protocol.peer_ip
         self.scheme: str = protocol.scheme
         self.server_port: int = protocol.server_port
-        self.target = b""
-        self.path = ""
-        self.query = b""
-        self.host = ""
-        self.request_id = ""
-        self.route = None
-        self.entry = None
         self.connect_timeout = settings.connect_timeout
         self.read_timeout = settings.read_timeout
         self.send_timeout = settings.send_timeout
         self.max_body_size = settings.max_body_size
-        self.status = 0
-        self.bytes_sent = 0
-        self.upstream_address = ""
-        self.upstream_status = 0
         self.started = proxy.clock.seconds()
-        self.websocket = False
-        self._has_connection = False
-        # For metrics and the access log (read by Proxy.observers once the exchange is over):
-        self.upstream_started = 0.0  # clock.seconds() when the backend was asked (last try)
-        self.upstream_ended = 0.0  # … and when its response ended (or it failed)
-        self.retries = 0
-        self.error_cause = ""  # why ingressd answered 502/503/504 itself: no_endpoints, read_timeout…
-        self.answered_by = ""  # the plugin whose request feature answered (rate_limit, basic_auth…)
-        self._finish_callbacks: list[Callable[[], None]] | None = None
-        self._upstream = None
-        self._cancel_connect = None
         self._body: list[bytes] | None = []  # request body held until a backend is connected
-        self._body_bytes = 0
-        self._body_complete = False
-        self._body_sent = False
-        self._response_started = False
-        self._intercepted = 0
-        self._retried = False
         self._tried: set = set()
-        self._done = False
-        self._forwarded: list[tuple[bytes, bytes]] = []
-        self._tunnel: Tunnel | None = None
 
     # -- what features use ----------------------------------------------------------------
 
