@@ -28,6 +28,14 @@ def wait_for(predicate, timeout=10.0, interval=0.02):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+def seed(c, port: int, host: str) -> None:
+    """Our IngressClass, Service web with one endpoint on ``port``, Ingress app for ``host``."""
+    c.apply(fakeapi.ingress_class())
+    c.apply(fakeapi.service("web"))
+    c.apply(fakeapi.endpoint_slice("web-1", "web", addresses=("127.0.0.1",), port=port))
+    c.apply(fakeapi.ingress("app", host=host, service="web"))
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("kube")
@@ -36,10 +44,7 @@ def cluster(tmp_path_factory):
     api = fakeapi.FakeAPIServer(bookmark_interval=0.5).start()
     kubeconfig = api.write_kubeconfig(str(root / "kubeconfig"))
     c = api.cluster
-    c.apply(fakeapi.ingress_class())
-    c.apply(fakeapi.service("web"))
-    c.apply(fakeapi.endpoint_slice("web-1", "web", addresses=("127.0.0.1",), port=one.port))
-    c.apply(fakeapi.ingress("app", host="app.example.com", service="web"))
+    seed(c, one.port, "app.example.com")
     c.apply(fakeapi.ingress("foreign", host="foreign.example.com", service="web", ingress_class="nginx"))
     proc = Ingressd(root / "manifests", ["--kubernetes", "--kubeconfig", kubeconfig,
                                          "--publish-status-address", "192.0.2.10"])
@@ -148,11 +153,7 @@ def test_not_ready_until_every_resource_is_listed(tmp_path):
     api = fakeapi.FakeAPIServer().start()
     try:
         kubeconfig = api.write_kubeconfig(str(tmp_path / "kubeconfig"))
-        c = api.cluster
-        c.apply(fakeapi.ingress_class())
-        c.apply(fakeapi.service("web"))
-        c.apply(fakeapi.endpoint_slice("web-1", "web", addresses=("127.0.0.1",), port=web.port))
-        c.apply(fakeapi.ingress("app", host="ready.example.com", service="web"))
+        seed(api.cluster, web.port, "ready.example.com")
         api.add_fault("status", code=500, method="GET", path=r"endpointslices", watch=False, times=10_000)
         proc = Ingressd(tmp_path / "manifests", ["--kubernetes", "--kubeconfig", kubeconfig], wait=False)
         try:
