@@ -434,3 +434,14 @@ class _Sink:
 
     def apply(self, kind, event_type, obj):
         self.store.apply("kubernetes", kind, event_type, obj)
+
+
+def test_slim_drops_managed_fields_and_the_last_applied_copy():
+    from ingressd.kube.reflector import slim
+
+    obj = {"kind": "Ingress", "metadata": {
+        "name": "x", "managedFields": [{"manager": "kubectl"}],
+        "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...huge...}",
+                        "nginx.ingress.kubernetes.io/limit-rps": "5"}}}
+    assert slim(obj)["metadata"] == {"name": "x", "annotations": {"nginx.ingress.kubernetes.io/limit-rps": "5"}}
+    assert slim({"kind": "Secret"}) == {"kind": "Secret"}

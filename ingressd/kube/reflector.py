@@ -31,6 +31,21 @@ from kubernetes.watch.watch import iter_resp_lines
 log = logging.getLogger(__name__)
 
 
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(obj: dict) -> dict:
+    """Drop what ingressd never reads and that can dwarf the object: server-side apply's
+    ``metadata.managedFields`` and kubectl's last-applied copy of the whole manifest."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict) and _LAST_APPLIED in annotations:
+            meta["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
+    return obj
+
+
 @dataclass(frozen=True)
 class KubeTimings:
     """Every delay the Kubernetes provider uses, in seconds; tests shrink them."""
@@ -224,7 +239,7 @@ class Reflector:
                 # do: add them, so a re-list of unchanged objects compares equal.
                 item.setdefault("kind", self.kind)
                 item.setdefault("apiVersion", self.api_version)
-                items.append(item)
+                items.append(slim(item))
             token = meta.get("continue")
             if not token or self.stopping:
                 break
@@ -270,7 +285,7 @@ class Reflector:
                 if event_type in ("ADDED", "MODIFIED", "DELETED"):
                     obj.setdefault("kind", self.kind)
                     obj.setdefault("apiVersion", self.api_version)
-                    self.reactor.callFromThread(self._deliver_apply, event_type, obj)
+                    self.reactor.callFromThread(self._deliver_apply, event_type, slim(obj))
                     events += 1
                 elif event_type == "BOOKMARK":
                     self.bookmarks += 1
