@@ -172,3 +172,28 @@ def test_a_client_that_reads_nothing_is_dropped_after_the_send_timeout():
     assert not transport.disconnecting
     clock.advance(2)
     assert transport.disconnecting or protocol.closed
+
+
+class Later(Echo):
+    """Answers only when told to, so requests can pile up behind it."""
+
+    def body_done(self):
+        pass
+
+    def answer(self):
+        Echo.body_done(self)
+
+
+def test_malformed_pipelined_request_is_answered_in_its_turn():
+    log = []
+    clock = Clock()
+    protocol = HTTP1ServerProtocol(ServerSettings(), lambda p, r: Later(p, r, log), clock)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555),
+                                hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost : bad\r\n\r\n")
+    assert transport.value() == b""  # the first is still being answered: no 400 jumps ahead
+    log[0].answer()
+    value = transport.value()
+    assert value.startswith(b"HTTP/1.1 200 OK") and value.index(b"GET /first") < value.index(b"HTTP/1.1 400 ")
+    assert transport.disconnecting
