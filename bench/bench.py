@@ -664,18 +664,7 @@ def run_wrk(procs: Processes, wrk: str, args, url: str, seconds: float, sc: Scen
             cpu: int | None, name: str) -> str:
     argv = [wrk, "-t1", f"-c{args.connections}", f"-d{seconds:g}s", "--latency",
             "-H", f"Host: {HOST}", *sc.wrk_args, url]
-    proc = procs.start(name, argv, cpu, cwd=procs.tmp)
-    try:
-        proc.wait(timeout=seconds + WRK_SLACK)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{name}: wrk did not finish in {seconds + WRK_SLACK:.0f} s")
-    finally:
-        procs.stop(proc)
-        procs.procs = [p for p in procs.procs if p[1] is not proc]
-    out = proc.log_path.read_text(errors="replace")
-    if proc.returncode:
-        raise BenchError(f"{name}: wrk exited with {proc.returncode}:\n{out}")
-    return out
+    return _run_client(procs, argv, seconds, name, cpu)
 
 
 def run_load(procs: Processes, wrk: str, args, url: str, seconds: float, sc: Scenario,

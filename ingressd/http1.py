@@ -213,7 +213,7 @@ class HTTP1ServerProtocol(Protocol):
             if self._queue and self._queue[-1] is self._parsing:
                 self._queue.pop()
             self._deferred_reject = (status, reason)
-            self._pause_reading()
+            self.pause_reading()
             return
         self.reject(status, reason)
 
@@ -275,7 +275,7 @@ class HTTP1ServerProtocol(Protocol):
             self._dispatch(request)
         else:
             if len(self._queue) >= self.settings.max_pipelined:
-                self._pause_reading()
+                self.pause_reading()
             self._queue.append(request)
             if request.has_body:
                 self._set_timer(self.settings.body_timeout, 408)
@@ -288,7 +288,7 @@ class HTTP1ServerProtocol(Protocol):
             request.pending_body.append(data)
             request.pending_bytes += len(data)
             if request.pending_bytes > 65536:
-                self._pause_reading()
+                self.pause_reading()
 
     def on_message_complete(self) -> None:
         request = self._parsing
@@ -400,22 +400,13 @@ class HTTP1ServerProtocol(Protocol):
             self.closed = True
             return
         if self._reading_paused and len(self._queue) < self.settings.max_pipelined:
-            self._resume_reading()
+            self.resume_reading()
         if self._queue:
             self._dispatch(self._queue.popleft())
         elif self._deferred_reject is not None:
             self.reject(*self._deferred_reject)
         else:
             self._set_timer(self.settings.keepalive_timeout, 0)
-
-    def respond(self, status: int, headers=(), body: bytes | None = None) -> None:
-        """Answer the active request with a complete response (used for ingressd's own errors)."""
-        if body is None:
-            body = error_page(status)
-            headers = [(b"content-type", b"text/html"), *headers]
-        self.write_head(status, [(b"server", b"ingressd"), *headers], len(body))
-        self.write_body(body)
-        self.finish_response()
 
     def reject(self, status: int, reason: str) -> None:
         """A malformed or timed-out request: answer with ``status`` (if we may) and close."""
@@ -480,18 +471,15 @@ class HTTP1ServerProtocol(Protocol):
 
     # -- flow control ---------------------------------------------------------------------
 
-    def _pause_reading(self) -> None:
+    def pause_reading(self) -> None:
         if not self._reading_paused:
             self._reading_paused = True
             self.transport.pauseProducing()
 
-    def _resume_reading(self) -> None:
+    def resume_reading(self) -> None:
         if self._reading_paused and not self.closed:
             self._reading_paused = False
             self.transport.resumeProducing()
-
-    pause_reading = _pause_reading
-    resume_reading = _resume_reading
 
     # IPushProducer, registered on our own transport: the client is slow to read.
     def pauseProducing(self) -> None:

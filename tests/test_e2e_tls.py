@@ -187,7 +187,6 @@ def world(tmp_path_factory, pki):
     manifests = root / "manifests"
     manifests.mkdir()
     web = Backend("web")
-    web.server.socket.listen(256)  # many concurrent streams: more than socketserver's backlog of 5
     write_manifests(manifests / "main.yaml", _tls_objects(pki, web.port))
     write_manifests(manifests / "rot.yaml", [_secret("rot", pki["rot1"])])
     proc = Ingressd(manifests, [
