@@ -4,7 +4,8 @@ Twisted's transports queue every ``write`` until the reactor's next turn and the
 to watch for writability (twisted/twisted#5303): two epoll_ctl calls and a loop iteration
 per response. ``Server`` sends immediately when nothing is queued and falls back to
 Twisted's buffering (and its producer/consumer flow control) for whatever the socket does
-not take. ``listen`` builds a listening service from an endpoint string: ``tcp:`` strings
+not take; ``Client`` (through ``connect_tcp``) does the same for connections to backends.
+``listen`` builds a listening service from an endpoint string: ``tcp:`` strings
 get our ``Port`` (optionally with SO_REUSEPORT, for several worker processes), anything
 else goes through Twisted's strports.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from twisted.application import strports
 from twisted.application.service import Service
 from twisted.internet import tcp
+from twisted.internet.posixbase import PosixReactorBase
 
 class _ImmediateWrites:
     """Mixin for a Twisted TCP connection: try ``send`` before queueing."""
@@ -56,6 +58,33 @@ class Server(_ImmediateWrites, tcp.Server):
 
 class Port(tcp.Port):
     transport = Server
+
+
+class Client(_ImmediateWrites, tcp.Client):
+    """An outgoing connection (to a backend) whose writes go out at once, like ``Server``'s."""
+
+
+class Connector(tcp.Connector):
+    """``tcp.Connector`` making our ``Client``.
+
+    ``_makeTransport`` is the factory method ``BaseConnector`` leaves to its subclasses (each
+    of Twisted's own connectors fills it in); this is that hook, not a reach into state.
+    """
+
+    def _makeTransport(self) -> Client:
+        return Client(self.host, self.port, self.bindAddress, self, self.reactor)
+
+
+def connect_tcp(reactor: Any, host: str, port: int, factory: Any, timeout: float):
+    """``reactor.connectTCP`` with immediate writes on a real (POSIX) reactor.
+
+    Any other reactor (a test's MemoryReactor) gets the call unchanged.
+    """
+    if not isinstance(reactor, PosixReactorBase):
+        return reactor.connectTCP(host, port, factory, timeout=timeout)
+    connector = Connector(host, port, factory, timeout, None, reactor)
+    connector.connect()
+    return connector
 
 
 class TCPListener(Service):

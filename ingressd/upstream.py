@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ClientFactory, Protocol
 
 from ingressd.deadline import Deadline
+from ingressd.transport import connect_tcp
 from zope.interface import implementer
 
 
@@ -63,6 +64,9 @@ class UpstreamConnection(Protocol):
 
     def connectionMade(self) -> None:
         self.connected = True
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            no_delay(True)  # heads and bodies go out as written: never wait for an ACK
         self.transport.registerProducer(self, True)
         notify, self.on_connected = self.on_connected, None
         if notify is not None:
@@ -103,7 +107,10 @@ class UpstreamConnection(Protocol):
     def start(self, exchange, head: bytes, read_timeout: float, send_timeout: float, head_request: bool) -> None:
         """Send a request head; the exchange streams the body with ``write``/``end``."""
         self.exchange = exchange
-        self.parser = httptools.HttpResponseParser(self)
+        if self.parser is None or self._head_request:
+            # A parser is good for the next response once the last one ended where it
+            # ended for llhttp too; after a HEAD, llhttp still waits for the body it announced.
+            self.parser = httptools.HttpResponseParser(self)
         self._status = 0
         self._headers = []
         self._head_delivered = False
@@ -321,7 +328,7 @@ class UpstreamPool:
                 on_ready(connection)
                 return _noop
         factory = _ConnectFactory(self, key, on_ready, on_error)
-        connector = self.clock.connectTCP(host, port, factory, timeout=connect_timeout)
+        connector = connect_tcp(self.clock, host, port, factory, connect_timeout)
         self.opened += 1
 
         def cancel() -> None:

@@ -93,3 +93,22 @@ def test_read_timeout_stops_while_a_slow_client_pauses_the_backend():
     conn.resume_reading()
     clock.advance(5.1)
     assert exchange.events[-1][0] == "failed"
+
+
+def test_one_connection_carries_gets_and_heads_in_turn():
+    """The response parser is kept from one response to the next, except after a HEAD
+    (llhttp still expects the body the HEAD response announced)."""
+    clock, pool, conn, transport = connection()
+    for method, answer, expected in [
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", [("head", 200, 2), ("body", b"ok"), ("done", True)]),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", [("head", 200, 1000), ("done", True)]),
+        ("GET", b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nabc", [("head", 201, 3), ("body", b"abc"), ("done", True)]),
+        ("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+         [("head", 200, None), ("body", b"x"), ("done", True)]),
+        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n", [("head", 204, None), ("done", True)]),
+    ]:
+        exchange = Exchange()
+        conn.start(exchange, f"{method} / HTTP/1.1\r\nhost: x\r\n\r\n".encode(), 60, 60, method == "HEAD")
+        conn.dataReceived(answer)
+        assert exchange.events == expected, method
+    assert not transport.disconnecting
