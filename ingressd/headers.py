@@ -86,4 +86,7 @@ def without_hop_by_hop(pairs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, by
 
 
 def serialize(pairs) -> bytes:
-    return b"".join(b"%s: %s\r\n" % (key, value) for key, value in pairs)
+    """``name: value\\r\\n`` per pair (an empty list gives b"")."""
+    if not pairs:
+        return b""
+    return b"\r\n".join([b": ".join(pair) for pair in pairs]) + b"\r\n"
