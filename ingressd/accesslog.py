@@ -13,11 +13,12 @@ whole lines in single calls to the same buffered writer, so lines never mix mid-
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
+from json.encoder import encode_basestring_ascii as _quote  # C: a JSON string literal
 from typing import Any
 
 from twisted.application.service import Service
@@ -143,34 +144,64 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8", "backslashreplace")
 
 
+def _json(value: Any) -> str:
+    """One JSON value, as ``json.dumps`` writes it (strings through its C escaper)."""
+    kind = type(value)
+    if kind is str:
+        return _quote(value)
+    if value is None:
+        return "null"
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bytes:
+        return _quote(value.decode("utf-8", "backslashreplace"))
+    if kind is float and value - value == 0.0:  # finite: json.dumps writes float's repr
+        return float.__repr__(value)
+    return json.dumps(value)
+
+
+class _SecondCache:
+    """``format(second)`` remembered for the current second: a log line's clock part."""
+
+    __slots__ = ("_format", "_second", "_text")
+
+    def __init__(self, format_second) -> None:
+        self._format = format_second
+        self._second = -1
+        self._text = ""
+
+    def __call__(self, second: int) -> str:
+        if second != self._second:
+            self._text = self._format(second)
+            self._second = second
+        return self._text
+
+
+_utc_second = _SecondCache(lambda second: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+_local_second = _SecondCache(lambda second: time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second)))
+
+
 def _json_line(record: tuple) -> str:
+    """A JSON object per line; the same document ``json.dumps`` would give, built faster."""
     (now, rid, client, method, host, target, version, status, sent, received, duration, namespace, ingress,
      service, port, upstream_address, upstream_status, upstream, tls_version, sni, referer, agent, scheme) = record
-    return json.dumps({
-        "time": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds"),
-        "request_id": rid,
-        "client": client,
-        "method": _text(method),
-        "host": host,
-        "uri": _text(target),
-        "protocol": f"HTTP/{_text(version)}",
-        "scheme": scheme,
-        "status": status,
-        "bytes_sent": sent,
-        "request_bytes": received,
-        "duration": round(duration, 6),
-        "namespace": namespace,
-        "ingress": ingress,
-        "service": service,
-        "service_port": port,
-        "upstream_address": upstream_address or None,
-        "upstream_status": upstream_status or None,
-        "upstream_duration": round(upstream, 6) if upstream is not None else None,
-        "tls_version": tls_version or None,
-        "sni": sni or None,
-        "referer": _text(referer),
-        "user_agent": _text(agent),
-    }, separators=(",", ":")) + "\n"
+    second = int(now)
+    return (
+        f'{{"time":"{_utc_second(second)}.{int((now - second) * 1000):03d}+00:00",'
+        f'"request_id":{_json(rid)},"client":{_json(client)},"method":{_json(method)},'
+        f'"host":{_json(host)},"uri":{_json(target)},"protocol":{_quote(f"HTTP/{_text(version)}")},'
+        f'"scheme":{_json(scheme)},"status":{_json(status)},"bytes_sent":{_json(sent)},'
+        f'"request_bytes":{_json(received)},"duration":{_json(round(duration, 6))},'
+        f'"namespace":{_json(namespace)},"ingress":{_json(ingress)},"service":{_json(service)},'
+        f'"service_port":{_json(port)},"upstream_address":{_json(upstream_address or None)},'
+        f'"upstream_status":{_json(upstream_status or None)},'
+        f'"upstream_duration":{_json(round(upstream, 6) if upstream is not None else None)},'
+        f'"tls_version":{_json(tls_version or None)},"sni":{_json(sni or None)},'
+        f'"referer":{_json(referer)},"user_agent":{_json(agent)}}}\n'
+    )
+
+
+_NEEDS_ESCAPE = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')  # not printable ASCII, or " or \\
 
 
 def _escaped(value: bytes | str | None) -> str:
@@ -178,7 +209,7 @@ def _escaped(value: bytes | str | None) -> str:
     if value is None:
         return "-"
     data = value.encode("utf-8") if isinstance(value, str) else value
-    if all(0x20 <= byte < 0x7F and byte not in (0x22, 0x5C) for byte in data):
+    if _NEEDS_ESCAPE.search(data) is None:
         return data.decode("ascii")
     return "".join(chr(byte) if 0x20 <= byte < 0x7F and byte not in (0x22, 0x5C) else f"\\x{byte:02X}"
                    for byte in data)
@@ -188,7 +219,7 @@ def _combined_line(record: tuple) -> str:
     """``combined`` plus ingress-nginx's upstreaminfo tail, then namespace/ingress, TLS version, SNI."""
     (now, rid, client, method, host, target, version, status, sent, received, duration, namespace, ingress,
      service, port, upstream_address, upstream_status, upstream, tls_version, sni, referer, agent, scheme) = record
-    local = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+    local = _local_second(int(now))
     upstream_name = f"{namespace}-{service}-{port}" if service else ""
     return (
         f'{client or "-"} - - [{local}] "{_escaped(method)} {_escaped(target)} HTTP/{_escaped(version)}" '
