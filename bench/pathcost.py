@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""The request path's own Python cost, in memory: no sockets, no reactor turns, no kernel.
+
+Builds the real server (``build_server`` with the installed plugins, the same options
+``twistd ingressd`` parses) on a ``MemoryReactorClock``, gives it one Ingress routing
+``bench.local`` to one endpoint, and then plays keep-alive requests through it: the
+request bytes into the client connection's ``dataReceived``, the backend's answer into the
+upstream connection's ``dataReceived``, both connections on ``StringTransport``s. What it
+prints is CPU time per request for everything ingressd's code does between those two
+calls — parsing, routing, features, forwarded headers, timers, metrics, the access log's
+record — which is what the socket benchmark (bench.py) adds on top of the kernel's work.
+
+It is deterministic enough to compare two versions of the code on a noisy machine (the
+median of several rounds), and ``--profile`` prints cProfile's table for the same loop.
+
+    .venv/bin/python bench/pathcost.py                  # 20,000 requests x 5 rounds
+    .venv/bin/python bench/pathcost.py --profile        # where the time goes
+    .venv/bin/python bench/pathcost.py --args '--access-log off'
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ingressd.server import build_server  # noqa: E402
+from ingressd.tap import PLUGINS, Options, settings_from  # noqa: E402
+
+MANIFEST = """\
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: ingressd}
+spec: {controller: ingressd.io/ingress-controller}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: bench, namespace: default}
+spec:
+  ingressClassName: ingressd
+  rules:
+  - host: bench.local
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: backend, port: {number: 80}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: default}
+spec:
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: backend-1
+  namespace: default
+  labels: {kubernetes.io/service-name: backend}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: [127.0.0.1]
+  conditions: {ready: true}
+"""
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: bench.local\r\nUser-Agent: pathcost\r\nAccept: */*\r\n\r\n"
+RESPONSE = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+
+
+class Rig:
+    """One server, one client connection, one pooled backend connection, all in memory."""
+
+    def __init__(self, extra_args: list[str], tmp: Path):
+        (tmp / "bench.yaml").write_text(MANIFEST)
+        options = Options()
+        options.parseOptions(["--http", "tcp:8080", "--manifests", str(tmp),
+                              *extra_args])
+        self.reactor = MemoryReactorClock()
+        self.service = build_server(settings_from(options), PLUGINS, self.reactor)
+        self.service.startService()
+        self.reactor.advance(1)  # the file provider's scan and the reloader's coalescing delay
+        if self.service.state.table.match("bench.local", "/") is None:
+            raise SystemExit("the route did not load; is the manifest valid?")
+        self.client = self.service.http_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.client_transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000),
+                                                hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+        self.client.makeConnection(self.client_transport)
+        # The first request opens the backend connection: complete it by hand.
+        self.client.dataReceived(REQUEST)
+        host, port, factory, _, _ = self.reactor.tcpClients[-1]
+        self.upstream = factory.buildProtocol(IPv4Address("TCP", host, port))
+        self.upstream_transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        self.upstream.makeConnection(self.upstream_transport)
+        self.upstream.dataReceived(RESPONSE)
+        self.check()
+
+    def check(self) -> None:
+        answer = self.client_transport.value()
+        if not answer.startswith(b"HTTP/1.1 200 ") or not answer.endswith(b"ok\n"):
+            raise SystemExit(f"unexpected answer: {answer[:200]!r}")
+        if not self.upstream_transport.value().startswith(b"GET / HTTP/1.1\r\n"):
+            raise SystemExit(f"unexpected upstream request: {self.upstream_transport.value()[:200]!r}")
+        self.client_transport.clear()
+        self.upstream_transport.clear()
+
+    def run(self, count: int) -> None:
+        client, upstream = self.client.dataReceived, self.upstream.dataReceived
+        client_clear, upstream_clear = self.client_transport.clear, self.upstream_transport.clear
+        for _ in range(count):
+            client(REQUEST)
+            upstream(RESPONSE)
+            client_clear()
+            upstream_clear()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=20_000, help="requests per round (default 20,000)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
+    p.add_argument("--args", default="", help="extra 'twistd ingressd' options, e.g. '--access-log off'")
+    p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ingressd-pathcost-") as tmp:
+        extra = shlex.split(args.args)
+        if "--access-log" not in extra:
+            extra += ["--access-log", str(Path(tmp) / "access.log")]  # on, as by default, to a file
+        rig = Rig(extra, Path(tmp))
+        rig.run(2000)  # warm-up
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.runcall(rig.run, args.requests)
+            pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+            return
+        figures = []
+        for _ in range(args.rounds):
+            started = time.process_time()
+            rig.run(args.requests)
+            figures.append((time.process_time() - started) / args.requests * 1e6)
+        rig.client.dataReceived(REQUEST)
+        rig.upstream.dataReceived(RESPONSE)
+        rig.check()
+        print(f"python {sys.version.split()[0]}; options: {args.args or '(defaults)'}")
+        print(f"request path in memory: {statistics.median(figures):.1f} µs CPU per request "
+              f"(median of {args.rounds} rounds of {args.requests:,}; "
+              f"all: {', '.join(f'{f:.1f}' for f in figures)})")
+
+
+if __name__ == "__main__":
+    main()
