@@ -1,8 +1,10 @@
 """TLS termination, the certificate side: which certificate each TLS connection is served.
 
-``CertificateStore`` turns the TLS hosts and Secrets of a ``Config`` into ready OpenSSL
-contexts, once per Secret change (never per handshake), and swaps the host → context map
-in one assignment. A handshake picks its context by SNI: the exact host (case-insensitive),
+``CertificateStore`` turns the TLS hosts and Secrets of a ``Config`` into validated
+certificates, once per Secret change (never per handshake), and swaps the host →
+certificate map in one assignment. A certificate's OpenSSL context is made the first time a
+handshake names its host (as ingress-nginx's dynamic certificates are loaded on first use):
+1,000 Secrets cost neither 1,000 contexts' memory nor their set-up time in a rebuild. A handshake picks its context by SNI: the exact host (case-insensitive),
 then a one-label ``*.`` wildcard host, then the default certificate (also for clients
 sending no SNI, unknown names and hosts whose Secret is unusable).
 
@@ -65,7 +67,7 @@ class CertificateError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class Certificate:
-    """A validated certificate with its ready, never-mutated OpenSSL context."""
+    """A validated certificate; its OpenSSL context is built on first use and then kept."""
 
     source: str  # "Secret ns/name", or "self-signed" for the generated default
     secret: ObjectRef | None
@@ -76,8 +78,23 @@ class Certificate:
     fingerprint: str  # SHA-256 of the leaf, hex
     notes: tuple[str, ...] = ()  # non-fatal problems (chain order, not yet valid)
     pem: tuple[bytes, bytes] = field(default=(b"", b""), repr=False)
-    options: CertificateOptions | None = field(default=None, repr=False)
-    context: SSL.Context | None = field(default=None, repr=False)
+    # Makes the context (raises CertificateError when OpenSSL refuses the pair).
+    make_context: Callable[[], SSL.Context] | None = field(default=None, repr=False, compare=False)
+    _made: dict = field(default_factory=dict, repr=False, compare=False)  # {"context": ...} once made
+
+    @property
+    def context(self) -> SSL.Context | None:
+        """The ready context (None when it cannot be made; the reason was logged once)."""
+        made = self._made
+        if "context" not in made:
+            made["context"] = None
+            if self.make_context is not None:
+                try:
+                    made["context"] = self.make_context()
+                except Exception as exc:  # the default certificate is served instead
+                    _log.error("TLS {source}: cannot be served ({error}); serving the default certificate",
+                               source=self.source, error=exc)
+        return made["context"]
 
     def covers(self, host: str) -> bool:
         """Whether the certificate's names cover ``host`` (itself maybe ``*.foo.com``)."""
@@ -448,25 +465,27 @@ class CertificateStore:
         notes: list[str],
         default: bool,
     ) -> Certificate:
-        options = CertificateOptions(
-            privateKey=private_key,
-            certificate=leaf,
-            extraCertChain=chain,
-            raiseMinimumTo=TLSVersion.TLSv1_2,
-            acceptableCiphers=_CIPHERS,
-            enableSessions=True,
-            enableSessionTickets=True,
-            contextForServerName=self._context_for_server_name if default else None,
-        )
-        try:
-            # Build the context now, so a bad pair fails here and not in a handshake.
-            context = options.getContext()
-        except SSL.Error as exc:
-            raise CertificateError(f"OpenSSL refused the certificate or key ({exc})") from None
-        # Replace Twisted's ALPN callback (not yet used, so still allowed) with ours,
-        # which follows the store's configuration as well as the wrapped factory.
-        context.set_alpn_select_callback(self._select_alpn)
-        return Certificate(
+        def make_context() -> SSL.Context:
+            options = CertificateOptions(
+                privateKey=private_key,
+                certificate=leaf,
+                extraCertChain=chain,
+                raiseMinimumTo=TLSVersion.TLSv1_2,
+                acceptableCiphers=_CIPHERS,
+                enableSessions=True,
+                enableSessionTickets=True,
+                contextForServerName=self._context_for_server_name if default else None,
+            )
+            try:
+                context = options.getContext()
+            except SSL.Error as exc:
+                raise CertificateError(f"OpenSSL refused the certificate or key ({exc})") from None
+            # Replace Twisted's ALPN callback (not yet used, so still allowed) with ours,
+            # which follows the store's configuration as well as the wrapped factory.
+            context.set_alpn_select_callback(self._select_alpn)
+            return context
+
+        certificate = Certificate(
             source=source,
             secret=secret,
             subject=leaf.subject.rfc4514_string(),
@@ -476,9 +495,13 @@ class CertificateStore:
             fingerprint=hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest(),
             notes=tuple(notes),
             pem=pem,
-            options=options,
-            context=context,
+            make_context=make_context,
         )
+        if default:
+            # Every connection starts on the default context: make it now, and refuse a
+            # default that OpenSSL will not serve here rather than in a handshake.
+            certificate._made["context"] = make_context()
+        return certificate
 
 
 # -- parsing and validating ---------------------------------------------------------------
@@ -503,6 +526,7 @@ def _parse(
             f"tls.key is a {type(private_key).__name__.lstrip('_')}; RSA or ECDSA expected"
         )
 
+    _check_strength(private_key)
     public = _spki(private_key.public_key())
     position = next(
         (i for i, cert in enumerate(certificates) if _spki(cert.public_key()) == public), None
@@ -526,6 +550,20 @@ def _parse(
             )
             break
     return leaf, chain, private_key, notes
+
+
+# OpenSSL's security level 2 (Debian's and most distributions' default) refuses to serve
+# smaller keys ("ee key too small"); they are rejected with the Secret, not in a handshake.
+MIN_RSA_BITS = 2048
+MIN_EC_BITS = 224
+
+
+def _check_strength(private_key: Any) -> None:
+    size = private_key.key_size
+    if isinstance(private_key, rsa.RSAPrivateKey) and size < MIN_RSA_BITS:
+        raise CertificateError(f"the RSA key has {size} bits; at least {MIN_RSA_BITS} are needed")
+    if isinstance(private_key, ec.EllipticCurvePrivateKey) and size < MIN_EC_BITS:
+        raise CertificateError(f"the ECDSA key has {size} bits; at least {MIN_EC_BITS} are needed")
 
 
 def _check_not_expired(not_after: datetime, now: datetime) -> None:

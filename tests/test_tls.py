@@ -616,3 +616,43 @@ class ALPNEnabled(_TLSServerCase):
         port = self.listen(EchoFactory())  # no acceptableProtocols(): HTTP/1.1 only
         result = yield deferToThread(connect, port, "a.example", client_context(alpn=["h2", "http/1.1"]))
         self.assertEqual(result.alpn, "http/1.1")
+
+
+def test_contexts_are_made_on_first_use_and_kept() -> None:
+    """A rebuild validates every Secret but makes no OpenSSL context: the context of a
+    host's certificate is made when a handshake first names it, then reused."""
+    leaves = {f"h{i}.example": certs.make_leaf(f"h{i}.example") for i in range(3)}
+    store = CertificateStore()
+    secrets = [certs.issued_secret("web", host, leaf) for host, leaf in leaves.items()]
+    assert store.update(config([tls_host(host, host) for host in leaves], secrets)) == []
+    served = {host: store.certificate_for(host) for host in leaves}
+    assert all(not certificate._made for certificate in served.values())
+    context = store._context_for_server_name(b"h1.example")  # what the SNI callback does
+    assert context is not None and context is served["h1.example"].context
+    assert [host for host, certificate in served.items() if certificate._made] == ["h1.example"]
+    # The next rebuild with the same Secrets keeps the certificates and the made context.
+    assert store.update(config([tls_host(host, host) for host in leaves], secrets)) == []
+    assert store.certificate_for("h1.example") is served["h1.example"]
+    assert store._context_for_server_name(b"h1.example") is context
+
+
+def test_a_context_that_cannot_be_made_falls_back_to_the_default() -> None:
+    store = CertificateStore()
+    leaf = certs.make_leaf("late.example")
+    assert store.update(config([tls_host("late.example", "late")], [certs.issued_secret("web", "late", leaf)])) == []
+    certificate = store.certificate_for("late.example")
+
+    def refuse():
+        raise CertificateError("OpenSSL refused the certificate or key (test)")
+
+    object.__setattr__(certificate, "make_context", refuse)
+    assert store._context_for_server_name(b"late.example") is None  # the handshake stays on the default
+    assert certificate.context is None  # decided once, not retried per handshake
+
+
+def test_keys_openssl_will_not_serve_are_rejected_with_the_secret() -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    weak = certs.make_leaf("weak.example", key=rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    reason = _rejected(CertificateStore(), certs.issued_secret("web", "bad", weak), host="weak.example")
+    assert "the RSA key has 1024 bits; at least 2048 are needed" in reason
