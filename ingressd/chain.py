@@ -15,6 +15,9 @@ from ingressd.model import Config, Endpoint, Rejection, Route
 from ingressd.routing import RouteTable
 
 
+_NO_CODES: frozenset[int] = frozenset()  # shared: an empty frozenset is 216 bytes per route
+
+
 class RouteEntry:
     """What the proxy needs for one route, prepared."""
 
@@ -35,7 +38,7 @@ class RouteEntry:
         codes: set[int] = set()
         for feature_codes, _ in self.error_features:
             codes |= feature_codes
-        self.error_codes = frozenset(codes)
+        self.error_codes = frozenset(codes) if codes else _NO_CODES
 
     def pick(self, exclude=()) -> Endpoint | None:
         """The next ready endpoint, round-robin, avoiding ``exclude`` while others remain."""

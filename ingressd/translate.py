@@ -77,6 +77,11 @@ class _Translated:
         self.rejection = rejection
 
 
+def _deps(used: dict) -> tuple:
+    """What one Ingress's translation used, kept compactly: ((table, key, object), …)."""
+    return tuple((table, key, value) for (table, key), value in used.items())
+
+
 class Translator:
     """``translate`` with a memory, so one changed Ingress costs one Ingress.
 
@@ -144,15 +149,15 @@ class Translator:
 
     @staticmethod
     def _translate(ingress, ref, resolver, settings, annotations) -> _Translated:
-        resolver.deps = deps = []
+        resolver.deps = used = {}
         warnings: list[Rejection] = []
         try:
             routes, tls_hosts, default = _translate_ingress(ingress, ref, resolver, settings, annotations, warnings)
         except _Invalid as exc:
-            return _Translated(ingress, deps, warnings=tuple(warnings), rejection=Rejection(ref, str(exc)))
+            return _Translated(ingress, _deps(used), warnings=tuple(warnings), rejection=Rejection(ref, str(exc)))
         finally:
             resolver.deps = None
-        return _Translated(ingress, deps, tuple(routes), tuple(tls_hosts), default, tuple(warnings))
+        return _Translated(ingress, _deps(used), tuple(routes), tuple(tls_hosts), default, tuple(warnings))
 
     def _with_tls(self, route: Route, tls_names: set[str]) -> Route:
         if not route.host or route.host not in tls_names:
@@ -358,7 +363,7 @@ class _Resolver:
         self.slices: dict[tuple[str, str], tuple[dict, ...]] = {}
         self._secret_data: dict[tuple[str, str], tuple[dict, SecretData]] = {}
         self._all_secrets: tuple[Mapping, tuple[SecretData, ...]] | None = None
-        self.deps: list | None = None
+        self.deps: dict | None = None  # while translating one Ingress: (table, key) → object used
         self._backends: dict[tuple[str, str, str], tuple] = {}
         self.update(objects)
 
@@ -408,7 +413,7 @@ class _Resolver:
     def _use(self, table: str, key) -> Any:
         value = getattr(self, table).get(key)
         if self.deps is not None:
-            self.deps.append((table, key, value))
+            self.deps[table, key] = value  # paths sharing a Service record it once
         return value
 
     def backend(self, namespace, spec, where, warnings, ref) -> Backend:
