@@ -191,9 +191,6 @@ class UpstreamConnection(Protocol):
         if self._head_request and self._head_delivered and not self._complete:
             self._message_done()
 
-    def on_status(self, status: bytes) -> None:
-        pass
-
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
 
