@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable
 
-import httptools
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python import log
 from zope.interface import implementer
 
+from ingressd import parsing
 from ingressd.deadline import Deadline
 from ingressd.headers import serialize
 
@@ -107,7 +107,7 @@ class HTTP1ServerProtocol(Protocol):
         self.settings = settings
         self.handler = handler
         self.clock = clock
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = parsing.HttpRequestParser(self)
         self._parsing: Request | None = None
         self._active = None  # the exchange being answered
         self._active_request: Request | None = None
@@ -192,10 +192,10 @@ class HTTP1ServerProtocol(Protocol):
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
+        except parsing.HttpParserUpgrade as upgrade:
             self._upgraded(data[upgrade.args[0]:])
             return
-        except httptools.HttpParserError as exc:
+        except parsing.HttpParserError as exc:
             rejected = exc.__context__ if isinstance(exc.__context__, _Reject) else None
             if rejected is not None:
                 self._reject_parsing(rejected.status, str(rejected))

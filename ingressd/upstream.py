@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-import httptools
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ClientFactory, Protocol
 
+from ingressd import parsing
 from ingressd.deadline import Deadline
 from ingressd.transport import connect_tcp
 from zope.interface import implementer
@@ -110,7 +110,7 @@ class UpstreamConnection(Protocol):
         if self.parser is None or self._head_request:
             # A parser is good for the next response once the last one ended where it
             # ended for llhttp too; after a HEAD, llhttp still waits for the body it announced.
-            self.parser = httptools.HttpResponseParser(self)
+            self.parser = parsing.HttpResponseParser(self)
         self._status = 0
         self._headers = []
         self._head_delivered = False
@@ -177,7 +177,7 @@ class UpstreamConnection(Protocol):
     def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
+        except parsing.HttpParserUpgrade as upgrade:
             exchange = self.exchange
             rest = data[upgrade.args[0]:]
             self.exchange = None
@@ -185,7 +185,7 @@ class UpstreamConnection(Protocol):
             if exchange is not None:
                 exchange.upstream_upgraded(self, rest)
             return
-        except httptools.HttpParserError as exc:
+        except parsing.HttpParserError as exc:
             self._fail(UpstreamError(f"invalid response from backend: {exc}", cause="invalid_response"))
             return
         if self._head_request and self._head_delivered and not self._complete:
