@@ -12,6 +12,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 
+def _nothing() -> None:
+    pass
+
+
 class Deadline:
     __slots__ = ("_clock", "_callback", "_horizon", "_at", "_call")
 
@@ -43,8 +47,11 @@ class Deadline:
         self._at = None
 
     def stop(self) -> None:
-        """Clear and drop the pending call (the owner is going away)."""
+        """Clear and drop the pending call (the owner is going away). The callback is let
+        go too: it is usually the owner's bound method, and owner and deadline would
+        otherwise be a reference cycle left to the cyclic garbage collector."""
         self._at = None
+        self._callback = _nothing
         call, self._call = self._call, None
         if call is not None and call.active():
             call.cancel()

@@ -47,6 +47,7 @@ class Reloader:
         # broken TLS Secret) is added to the configuration's rejections.
         self.appliers: list[Callable[[Config], list]] = []
         self.listeners: list[Callable[[Config], None]] = []
+        self.on_ready: list[Callable[[], None]] = []  # called once, when first ready
         self.rebuilds = 0
         self.failures = 0
         self.last_success = 0.0
@@ -135,6 +136,11 @@ class Reloader:
             self.state.ready = True
             routes = len(self.state.config.routes)
             log.msg(f"ingressd: ready, serving {routes} route(s)")
+            for callback in self.on_ready:
+                try:
+                    callback()
+                except Exception:
+                    log.err(None, "ingressd: a ready callback failed")
 
     def _report(self, config: Config) -> None:
         """Log each rejection and warning once (until it goes away and comes back)."""

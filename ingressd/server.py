@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from twisted.application import strports
@@ -44,6 +45,7 @@ class IngressdService(MultiService):
             ),
             settings=settings,
         )
+        self.reloader.on_ready.append(freeze_heap)
         self.pool = UpstreamPool(
             reactor,
             max_idle_per_endpoint=int(settings.get("upstream_keepalive_connections") or 320),
@@ -102,6 +104,19 @@ class IngressdService(MultiService):
         self.reloader.stop()
         self.pool.close()
         return super().stopService()
+
+
+def freeze_heap() -> None:
+    """Exempt what start-up built (modules, the first configuration) from garbage collection.
+
+    A full collection walks every tracked object: at 10,000 Ingresses well over a million,
+    and even with one Ingress a full collection took 20-30 ms in the middle of serving
+    (bench.py new-connection: p99 32 ms against a p50 of 6). Frozen objects are not walked;
+    whatever they hold that later becomes garbage is still freed by reference counting.
+    """
+    gc.collect()
+    gc.freeze()
+    log.msg(f"ingressd: {gc.get_freeze_count()} start-up objects exempted from garbage collection")
 
 
 def raise_open_file_limit() -> int:

@@ -76,6 +76,7 @@ class UpstreamConnection(Protocol):
         self.connected = False
         self._read_timer.stop()
         self._send_timer.stop()
+        self.parser = None  # it holds our bound methods: no cycle left for the collector
         if self.tunnel is not None:
             self.tunnel.backend_lost()
             return
