@@ -133,7 +133,9 @@ class Translator:
         self._cache = cache
 
         tls_names = {entry.host for entry in tls_hosts}
-        routes = [self._with_tls(route, tls_names) for route in routes]
+        marked: dict[int, tuple[Route, Route]] = {}  # what is kept for the next translation
+        routes = [self._with_tls(route, tls_names, marked) for route in routes]
+        self._tls_routes = marked
         default_backend = default_candidates[0] if default_candidates else None
         if default_backend is None and settings.default_backend_service:
             default_backend = _global_default(settings.default_backend_service, resolver, warnings)
@@ -159,17 +161,17 @@ class Translator:
             resolver.deps = None
         return _Translated(ingress, _deps(used), tuple(routes), tuple(tls_hosts), default, tuple(warnings))
 
-    def _with_tls(self, route: Route, tls_names: set[str]) -> Route:
+    def _with_tls(self, route: Route, tls_names: set[str], marked: dict) -> Route:
+        """``route`` marked as served over TLS when its host is a TLS host; the same marked
+        object as last time while ``route`` is the same object (so unchanged routes stay
+        identical and keep their route table entries)."""
         if not route.host or route.host not in tls_names:
             return route
         known = self._tls_routes.get(id(route))
-        if known is not None and known[0] is route:
-            return known[1]
-        marked = dataclasses.replace(route, tls=True)
-        self._tls_routes[id(route)] = (route, marked)
-        if len(self._tls_routes) > 4 * max(1024, len(self._cache) * 4):
-            self._tls_routes.clear()  # bounded: entries of routes long gone
-        return marked
+        if known is None or known[0] is not route:
+            known = (route, dataclasses.replace(route, tls=True))
+        marked[id(route)] = known
+        return known[1]
 
 
 # -- class selection --------------------------------------------------------------------
