@@ -169,6 +169,7 @@ def main() -> None:
         spec = dict(ingress["spec"], rules=[dict(rule, http={"paths": paths})])
         changed = dict(ingress, metadata=dict(ingress["metadata"], generation=n + 1), spec=spec)
         store.apply("bench", "Ingress", "MODIFIED", changed)
+        reloader.stop()  # the rebuild the change scheduled on the (never advanced) Clock: run it now
         started = time.process_time()
         reloader.rebuild()
         changes.append(time.process_time() - started)
@@ -177,8 +178,10 @@ def main() -> None:
             rss_after_10 = rss_mib()
     gc.collect()
     changes.sort()
+    over = sum(1 for change in changes if change >= 0.1)
     print(f"one-Ingress change        {changes[len(changes) // 2] * 1000:8.0f} ms median, "
-          f"{changes[-1] * 1000:.0f} ms max over {args.changes}")
+          f"{changes[int(len(changes) * 0.99)] * 1000:.0f} ms p99, {changes[-1] * 1000:.0f} ms max "
+          f"over {args.changes} ({over} took 100 ms or more)")
     print(f"resident memory           {rss_mib():8.0f} MiB (process; {before:.0f} MiB before the large config)")
     print(f"growth over changes 10..{args.changes}  {rss_mib() - rss_after_10:8.1f} MiB")
     print(f"max RSS                   {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MiB")

@@ -95,12 +95,15 @@ class Translator:
         self._inputs: tuple = ()
         self._resolver = _Resolver({})
         self._tls_routes: dict[int, tuple[Route, Route]] = {}
+        self._ages: dict[tuple[str, str], tuple[Mapping, tuple]] = {}  # key → (Ingress, its age key)
+        self._order: list[tuple[str, str]] | None = None  # Ingress keys, oldest first
 
     def __call__(self, objects: Snapshot, settings: TranslateSettings = TranslateSettings(),
                  annotations: Sequence[Annotation] = ()) -> Config:
-        inputs = (settings, tuple(annotations))
+        our_classes, default_class = _our_classes(objects.get("IngressClass", {}), settings)
+        inputs = (settings, tuple(annotations), frozenset(our_classes), default_class)
         if inputs != self._inputs:
-            self._cache.clear()
+            self._cache.clear()  # it holds only Ingresses found ours under these inputs
             self._inputs = inputs
         resolver = self._resolver
         resolver.update(objects)
@@ -110,24 +113,25 @@ class Translator:
         tls_hosts: list[TLSHost] = []
         default_candidates: list[Route] = []
 
-        our_classes, default_class = _our_classes(objects.get("IngressClass", {}), settings)
-        ingresses = sorted(objects.get("Ingress", {}).values(), key=_age_key)
+        ingresses = objects.get("Ingress", {})
+        previous = self._cache
         cache: dict[tuple[str, str], _Translated] = {}
-        for ingress in ingresses:
-            if not _is_ours(ingress, settings, our_classes, default_class):
-                continue
-            ref = _ref("Ingress", ingress)
-            key = (ref.namespace, ref.name)
-            done = self._cache.get(key)
+        for key in self._oldest_first(ingresses):
+            ingress = ingresses[key]
+            done = previous.get(key)
             if done is None or done.ingress is not ingress or not resolver.unchanged(done.deps):
-                done = self._translate(ingress, ref, resolver, settings, annotations)
+                if not _is_ours(ingress, settings, our_classes, default_class):
+                    continue
+                done = self._translate(ingress, _ref("Ingress", ingress), resolver, settings, annotations)
             cache[key] = done
-            warnings.extend(done.warnings)
+            if done.warnings:
+                warnings.extend(done.warnings)
             if done.rejection is not None:
                 rejections.append(done.rejection)
                 continue
             routes.extend(done.routes)
-            tls_hosts.extend(done.tls_hosts)
+            if done.tls_hosts:
+                tls_hosts.extend(done.tls_hosts)
             if done.default is not None:
                 default_candidates.append(done.default)
         self._cache = cache
@@ -160,6 +164,25 @@ class Translator:
         finally:
             resolver.deps = None
         return _Translated(ingress, _deps(used), tuple(routes), tuple(tls_hosts), default, tuple(warnings))
+
+    def _oldest_first(self, ingresses: Mapping) -> list[tuple[str, str]]:
+        """The store keys of ``ingresses`` by age (oldest first: it wins conflicts), sorted
+        again only when an Ingress came, went or changed its age key."""
+        ages = self._ages
+        resort = self._order is None or len(ages) != len(ingresses)
+        for key, ingress in ingresses.items():
+            known = ages.get(key)
+            if known is None or known[0] is not ingress:
+                age = _age_key(ingress)
+                if known is None or known[1] != age:
+                    resort = True
+                ages[key] = (ingress, age)
+        if len(ages) != len(ingresses):
+            for key in [key for key in ages if key not in ingresses]:
+                del ages[key]
+        if resort:
+            self._order = sorted(ages, key=lambda key: ages[key][1])
+        return self._order
 
     def _with_tls(self, route: Route, tls_names: set[str], marked: dict) -> Route:
         """``route`` marked as served over TLS when its host is a TLS host; the same marked
