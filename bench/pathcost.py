@@ -38,42 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from ingressd.server import build_server  # noqa: E402
 from ingressd.tap import PLUGINS, Options, settings_from  # noqa: E402
-
-MANIFEST = """\
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {name: ingressd}
-spec: {controller: ingressd.io/ingress-controller}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: bench, namespace: default}
-spec:
-  ingressClassName: ingressd
-  rules:
-  - host: bench.local
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: backend, port: {number: 80}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: backend, namespace: default}
-spec:
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: backend-1
-  namespace: default
-  labels: {kubernetes.io/service-name: backend}
-addressType: IPv4
-ports: [{name: http, port: 8080}]
-endpoints:
-- addresses: [127.0.0.1]
-  conditions: {ready: true}
-"""
+from ingressd.testing import one_route_objects, write_manifest  # noqa: E402
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench.local\r\nUser-Agent: pathcost\r\nAccept: */*\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
@@ -83,7 +48,7 @@ class Rig:
     """One server, one client connection, one pooled backend connection, all in memory."""
 
     def __init__(self, extra_args: list[str], tmp: Path):
-        (tmp / "bench.yaml").write_text(MANIFEST)
+        write_manifest(tmp, one_route_objects("bench.local"))
         options = Options()
         options.parseOptions(["--http", "tcp:8080", "--manifests", str(tmp),
                               *extra_args])

@@ -47,6 +47,8 @@ __all__ = [
     "run_request",
     "run_response",
     "secret",
+    "one_route_objects",
+    "write_manifest",
 ]
 
 
@@ -426,6 +428,23 @@ class PluginHarness:
         for response in entry.response_features:
             response(ex, status, headers)
         return Response(status, headers, body)
+
+
+def one_route_objects(host: str, endpoints: Sequence[tuple[str, int]] = (("127.0.0.1", 8080),), *,
+                      path: str = "/", namespace: str = "default", name: str = "web",
+                      annotations: Mapping[str, str] | None = None) -> list[dict]:
+    """API objects for one Ingress routing ``host`` + ``path`` (Prefix) to Service ``web``
+    (port 80) with ``endpoints``: what a manifest for the real server needs."""
+    return [*_service(namespace, "web", endpoints), _ingress(namespace, name, host, path, "Prefix", annotations or {})]
+
+
+def write_manifest(directory: Any, objects: Sequence[Mapping], name: str = "objects.json") -> Any:
+    """Write ``objects`` as one JSON ``List`` manifest into ``directory`` (a pathlib.Path)."""
+    import json
+
+    target = directory / name
+    target.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}))
+    return target
 
 
 def _service(namespace: str, name: str, endpoints) -> list[dict]:

@@ -18,48 +18,13 @@ from twisted.python.failure import Failure
 
 from ingressd.server import build_server
 from ingressd.tap import PLUGINS, Options, settings_from
-
-MANIFEST = """\
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {name: ingressd}
-spec: {controller: ingressd.io/ingress-controller}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: web, namespace: default}
-spec:
-  ingressClassName: ingressd
-  rules:
-  - host: web.test
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: default
-  labels: {kubernetes.io/service-name: web}
-addressType: IPv4
-ports: [{name: http, port: 8080}]
-endpoints:
-- addresses: [127.0.0.1]
-  conditions: {ready: true}
-"""
+from ingressd.testing import one_route_objects, write_manifest
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
 
 
 def test_closed_connections_leave_no_cycles(tmp_path):
-    (tmp_path / "web.yaml").write_text(MANIFEST)
+    write_manifest(tmp_path, one_route_objects("web.test"))
     options = Options()
     options.parseOptions(["--http", "tcp:8080", "--manifests", str(tmp_path), "--access-log", "off"])
     reactor = MemoryReactorClock()
