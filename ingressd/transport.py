@@ -19,6 +19,7 @@ from twisted.application import strports
 from twisted.application.service import Service
 from twisted.internet import tcp
 from twisted.internet.posixbase import PosixReactorBase
+from twisted.python import log
 
 class _WriteRound:
     """The writes made while the reactor handles one round of events, sent when it ends.
@@ -55,7 +56,11 @@ class _WriteRound:
         self.call = None
         pending, self.pending = self.pending, {}
         for connection, chunks in pending.items():
-            connection.send_now(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            try:
+                connection.send_now(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            except Exception:  # one connection's surprise must not cost the others their writes
+                log.err(None, "ingressd: sending a connection's writes failed")
+                connection.abortConnection()
 
 
 _round = _WriteRound()
