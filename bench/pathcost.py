@@ -31,14 +31,12 @@ import time
 from pathlib import Path
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ingressd.server import build_server  # noqa: E402
-from ingressd.tap import PLUGINS, Options, settings_from  # noqa: E402
-from ingressd.testing import one_route_objects, write_manifest  # noqa: E402
+from ingressd.testing import one_route_objects, serve_in_memory  # noqa: E402
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench.local\r\nUser-Agent: pathcost\r\nAccept: */*\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
@@ -48,14 +46,7 @@ class Rig:
     """One server, one client connection, one pooled backend connection, all in memory."""
 
     def __init__(self, extra_args: list[str], tmp: Path):
-        write_manifest(tmp, one_route_objects("bench.local"))
-        options = Options()
-        options.parseOptions(["--http", "tcp:8080", "--manifests", str(tmp),
-                              *extra_args])
-        self.reactor = MemoryReactorClock()
-        self.service = build_server(settings_from(options), PLUGINS, self.reactor)
-        self.service.startService()
-        self.reactor.advance(1)  # the file provider's scan and the reloader's coalescing delay
+        self.service, self.reactor = serve_in_memory(tmp, one_route_objects("bench.local"), *extra_args)
         if self.service.state.table.match("bench.local", "/") is None:
             raise SystemExit("the route did not load; is the manifest valid?")
         self.client = self.service.http_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))

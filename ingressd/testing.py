@@ -23,7 +23,9 @@ Two levels, both public:
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred
@@ -44,10 +46,11 @@ __all__ = [
     "header",
     "make_context",
     "make_route",
+    "one_route_objects",
     "run_request",
     "run_response",
     "secret",
-    "one_route_objects",
+    "serve_in_memory",
     "write_manifest",
 ]
 
@@ -309,8 +312,8 @@ class PluginHarness:
             for key, value in (annotations or {}).items()
         }
         self.objects = [
-            *_service(namespace, "web", endpoints),
-            _ingress(namespace, name, host, path, path_type, self.annotations),
+            *one_route_objects(host, endpoints, path=path, path_type=path_type, namespace=namespace, name=name,
+                               annotations=self.annotations),
             *(_secret_object(namespace, secret_name, data) for secret_name, data in (secrets or {}).items()),
             *objects,
         ]
@@ -431,20 +434,38 @@ class PluginHarness:
 
 
 def one_route_objects(host: str, endpoints: Sequence[tuple[str, int]] = (("127.0.0.1", 8080),), *,
-                      path: str = "/", namespace: str = "default", name: str = "web",
-                      annotations: Mapping[str, str] | None = None) -> list[dict]:
-    """API objects for one Ingress routing ``host`` + ``path`` (Prefix) to Service ``web``
-    (port 80) with ``endpoints``: what a manifest for the real server needs."""
-    return [*_service(namespace, "web", endpoints), _ingress(namespace, name, host, path, "Prefix", annotations or {})]
+                      path: str = "/", path_type: str = "Prefix", namespace: str = "default",
+                      name: str = "web", annotations: Mapping[str, str] | None = None) -> list[dict]:
+    """API objects for one Ingress routing ``host`` + ``path`` to Service ``web`` (port 80)
+    with ``endpoints``: what a manifest for the real server needs."""
+    return [*_service(namespace, "web", endpoints), _ingress(namespace, name, host, path, path_type, annotations or {})]
 
 
-def write_manifest(directory: Any, objects: Sequence[Mapping], name: str = "objects.json") -> Any:
-    """Write ``objects`` as one JSON ``List`` manifest into ``directory`` (a pathlib.Path)."""
-    import json
-
+def write_manifest(directory: Path, objects: Sequence[Mapping], name: str = "objects.json") -> Path:
+    """Write ``objects`` as one JSON ``List`` manifest into ``directory``."""
     target = directory / name
     target.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}))
     return target
+
+
+def serve_in_memory(directory: Path, objects: Sequence[Mapping], *options: str) -> tuple[Any, Any]:
+    """The real server (``twistd ingressd``'s options, the installed plugins) on a
+    ``MemoryReactorClock``, serving ``objects`` from a manifest in ``directory``, its HTTP
+    port ``tcp:8080``. Returns (service, reactor); connect with
+    ``service.http_factory.buildProtocol`` and ``StringTransport``s."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from ingressd.server import build_server
+    from ingressd.tap import PLUGINS, Options, settings_from
+
+    write_manifest(directory, objects)
+    parsed = Options()
+    parsed.parseOptions(["--http", "tcp:8080", "--manifests", str(directory), *options])
+    reactor = MemoryReactorClock()
+    service = build_server(settings_from(parsed), PLUGINS, reactor)
+    service.startService()
+    reactor.advance(1)  # the file provider's scan and the reloader's coalescing delay
+    return service, reactor
 
 
 def _service(namespace: str, name: str, endpoints) -> list[dict]:

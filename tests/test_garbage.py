@@ -13,24 +13,16 @@ import gc
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from ingressd.server import build_server
-from ingressd.tap import PLUGINS, Options, settings_from
-from ingressd.testing import one_route_objects, write_manifest
+from ingressd.testing import one_route_objects, serve_in_memory
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
 
 
 def test_closed_connections_leave_no_cycles(tmp_path):
-    write_manifest(tmp_path, one_route_objects("web.test"))
-    options = Options()
-    options.parseOptions(["--http", "tcp:8080", "--manifests", str(tmp_path), "--access-log", "off"])
-    reactor = MemoryReactorClock()
-    service = build_server(settings_from(options), PLUGINS, reactor)
-    service.startService()
-    reactor.advance(1)
+    service, reactor = serve_in_memory(tmp_path, one_route_objects("web.test"), "--access-log", "off")
     gc.collect()
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
