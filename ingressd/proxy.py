@@ -61,6 +61,7 @@ class _RequestIds:
 
 _new_request_id = _RequestIds()
 
+
 class ProxySettings:
     """Process-wide proxy defaults (per-route features may override per request)."""
 

@@ -2,8 +2,9 @@
 
 Providers (manifest files, the Kubernetes API) push plain API-shaped dictionaries in here
 and hand them over: the store keeps the very dicts it is given (a provider never changes
-one afterwards; at 10,000 Ingresses a copy of each costs megabytes). The store tells its listener that something changed and hands out merged snapshots. It
-does not interpret the objects: translation into the model happens in ``translate``.
+one afterwards; at 10,000 Ingresses a copy of each costs megabytes). The store tells its
+listener that something changed and hands out merged snapshots. It does not interpret the
+objects: translation into the model happens in ``translate``.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@
 certificates, once per Secret change (never per handshake), and swaps the host →
 certificate map in one assignment. A certificate's OpenSSL context is made the first time a
 handshake names its host (as ingress-nginx's dynamic certificates are loaded on first use):
-1,000 Secrets cost neither 1,000 contexts' memory nor their set-up time in a rebuild. A handshake picks its context by SNI: the exact host (case-insensitive),
-then a one-label ``*.`` wildcard host, then the default certificate (also for clients
-sending no SNI, unknown names and hosts whose Secret is unusable).
+1,000 Secrets cost neither 1,000 contexts' memory nor their set-up time in a rebuild. A
+handshake picks its context by SNI: the exact host (case-insensitive), then a one-label
+``*.`` wildcard host, then the default certificate (also for clients sending no SNI,
+unknown names and hosts whose Secret is unusable).
 
 Wiring it to a listening port::
 

@@ -21,6 +21,7 @@ from twisted.internet import tcp
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.python import log
 
+
 class _WriteRound:
     """The writes made while the reactor handles one round of events, sent when it ends.
 
