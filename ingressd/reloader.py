@@ -83,6 +83,11 @@ class Reloader:
     def _rebuild(self) -> None:
         self._pending = None
         synced = self.store.synced
+        if not synced and not self.state.generation:
+            # The first configuration waits for every source's first full read: built from
+            # half a LIST (Ingresses in, their Services not yet) it would log a warning per
+            # path (30,000 at 10,000 Ingresses) and cost a whole rebuild for nothing.
+            return
         try:
             annotations = self.plugins.annotations if self.plugins else ()
             config = self._translator(self.store.snapshot(), self.translate_settings, annotations)
