@@ -272,7 +272,9 @@ class EventTests(_ServiceTestCase):
         service = yield self.start()
         rejected = Rejection(ObjectRef("Ingress", "team-a", "web"), "broken")
         service.config_applied(config_serving(rejections=[rejected]))
-        yield wait_until(lambda: len(self.events()) == 1)
+        # The Event is known once its creation has returned to the reactor (its name is
+        # what a recurrence patches), not merely once the fake API server holds it.
+        yield wait_until(lambda: service.events.sent == 1, what="the Event created")
         service.config_applied(config_serving(("team-a", "web")))  # fixed
         service.config_applied(config_serving(rejections=[rejected]))  # broken again
         yield wait_until(lambda: self.events()[0]["count"] == 2, what="count 2")
