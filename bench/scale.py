@@ -160,7 +160,7 @@ def main() -> None:
     print(f"lookup at {args.ingresses:<6} Ingresses {large:8.0f} ns  (ratio {large / small:.2f})")
     print(f"full rebuild              {full * 1000:8.0f} ms")
     changes = []
-    ingress = store.snapshot()["Ingress"][("ns1", "i1")]
+    ingress = store.get("Ingress", ("ns1", "i1"))
     for n in range(args.changes):
         # A real change: the Ingress's second path moves, so its routes differ.
         rule = ingress["spec"]["rules"][0]

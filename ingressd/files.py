@@ -17,7 +17,7 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.python import log
 
-from ingressd.store import KINDS, ObjectStore
+from ingressd.store import KINDS, Key, ObjectStore, Packed, object_key, pack
 
 SOURCE = "files"
 _SUFFIXES = (".yaml", ".yml", ".json")
@@ -76,7 +76,7 @@ class ManifestProvider(Service):
         self.clock = clock
         self.interval = interval
         self._seen: dict[str, tuple[float, int]] = {}
-        self._objects: dict[str, list[dict]] = {}
+        self._objects: dict[str, list[tuple[str, Key, Packed]]] = {}
         self._loop: LoopingCall | None = None
         store.register(SOURCE)
 
@@ -134,15 +134,21 @@ class ManifestProvider(Service):
             reason = str(exc).replace("\n", " ")
             log.msg(f"ingressd: manifest {path} cannot be read, keeping its last good content: {reason}")
             return False
+        packed = []
+        for obj in objects:  # kept packed, as the store keeps them (the very same bytes)
+            try:
+                packed.append((obj["kind"], object_key(obj), pack(obj)))
+            except ValueError as exc:
+                problems.append(f"{obj['kind']} {obj['metadata']['name']}: {exc}")
         for problem in problems:
             log.msg(f"ingressd: manifest {path}: {problem}; skipped")
-        self._objects[path] = objects
+        self._objects[path] = packed
         return True
 
     def _publish(self) -> None:
-        by_kind: dict[str, list[dict]] = {kind: [] for kind in KINDS}
+        by_kind: dict[str, list[tuple[Key, Packed]]] = {kind: [] for kind in KINDS}
         for path in sorted(self._objects):
-            for obj in self._objects[path]:
-                by_kind[obj["kind"]].append(obj)
-        for kind, objects in by_kind.items():
-            self.store.replace(SOURCE, kind, objects)
+            for kind, key, packed in self._objects[path]:
+                by_kind[kind].append((key, packed))
+        for kind, items in by_kind.items():
+            self.store.replace_packed(SOURCE, kind, items)

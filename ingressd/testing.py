@@ -322,14 +322,14 @@ class PluginHarness:
     def rebuild(self, objects: Sequence[Mapping] | None = None) -> None:
         """Translate and build again (e.g. after changing ``self.objects``), then config_applied."""
         from ingressd.chain import build_table
-        from ingressd.store import object_key
+        from ingressd.store import object_key, pack
         from ingressd.translate import TranslateSettings, translate
 
         if objects is not None:
             self.objects = list(objects)
         snapshot: dict[str, dict] = {}
         for obj in self.objects:
-            snapshot.setdefault(obj["kind"], {})[object_key(obj)] = obj
+            snapshot.setdefault(obj["kind"], {})[object_key(obj)] = pack(obj)
         translate_settings = TranslateSettings(
             allow_cross_namespace_resources=bool(self.settings.get("allow_cross_namespace_resources")),
             default_backend_service=self.settings.get("default_backend_service"),

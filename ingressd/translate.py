@@ -30,7 +30,7 @@ from ingressd.model import (
     SecretData,
     TLSHost,
 )
-from ingressd.store import Snapshot
+from ingressd.store import Packed, Snapshot, unpack
 
 CONTROLLER = "ingressd.io/ingress-controller"
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
@@ -63,7 +63,7 @@ def translate(
 
 
 class _Translated:
-    """One Ingress's translation and the objects it was made from."""
+    """One Ingress's translation and the (packed) objects it was made from."""
 
     __slots__ = ("ingress", "deps", "routes", "tls_hosts", "default", "warnings", "rejection")
 
@@ -82,6 +82,9 @@ def _deps(used: dict) -> tuple:
     return tuple((table, key, value) for (table, key), value in used.items())
 
 
+_KEEP_LOADED = 64  # see Translator._oldest_first
+
+
 class Translator:
     """``translate`` with a memory, so one changed Ingress costs one Ingress.
 
@@ -95,7 +98,7 @@ class Translator:
         self._inputs: tuple = ()
         self._resolver = _Resolver({})
         self._tls_routes: dict[int, tuple[Route, Route]] = {}
-        self._ages: dict[tuple[str, str], tuple[Mapping, tuple]] = {}  # key → (Ingress, its age key)
+        self._ages: dict[tuple[str, str], tuple[Packed, tuple]] = {}  # key → (Ingress, its age key)
         self._order: list[tuple[str, str]] | None = None  # Ingress keys, oldest first
 
     def __call__(self, objects: Snapshot, settings: TranslateSettings = TranslateSettings(),
@@ -116,13 +119,16 @@ class Translator:
         ingresses = objects.get("Ingress", {})
         previous = self._cache
         cache: dict[tuple[str, str], _Translated] = {}
-        for key in self._oldest_first(ingresses):
-            ingress = ingresses[key]
+        loaded: dict[tuple[str, str], dict] = {}  # the Ingresses _oldest_first had to unpack
+        for key in self._oldest_first(ingresses, loaded):
+            packed = ingresses[key]
             done = previous.get(key)
-            if done is None or done.ingress is not ingress or not resolver.unchanged(done.deps):
-                if not _is_ours(ingress, settings, our_classes, default_class):
-                    continue
-                done = self._translate(ingress, _ref("Ingress", ingress), resolver, settings, annotations)
+            if done is None or done.ingress is not packed or not resolver.unchanged(done.deps):
+                ingress = loaded.pop(key, None) or unpack(packed)
+                if _is_ours(ingress, settings, our_classes, default_class):
+                    done = self._translate(packed, ingress, key, resolver, settings, annotations)
+                else:  # remembered too, so another class's Ingresses are not unpacked again
+                    done = _Translated(packed, ())
             cache[key] = done
             if done.warnings:
                 warnings.extend(done.warnings)
@@ -154,29 +160,36 @@ class Translator:
         )
 
     @staticmethod
-    def _translate(ingress, ref, resolver, settings, annotations) -> _Translated:
+    def _translate(packed, ingress, key, resolver, settings, annotations) -> _Translated:
+        ref = ObjectRef("Ingress", key[0], key[1])  # the store key's strings, not more copies
         resolver.deps = used = {}
         warnings: list[Rejection] = []
         try:
             routes, tls_hosts, default = _translate_ingress(ingress, ref, resolver, settings, annotations, warnings)
         except _Invalid as exc:
-            return _Translated(ingress, _deps(used), warnings=tuple(warnings), rejection=Rejection(ref, str(exc)))
+            return _Translated(packed, _deps(used), warnings=tuple(warnings), rejection=Rejection(ref, str(exc)))
         finally:
             resolver.deps = None
-        return _Translated(ingress, _deps(used), tuple(routes), tuple(tls_hosts), default, tuple(warnings))
+        return _Translated(packed, _deps(used), tuple(routes), tuple(tls_hosts), default, tuple(warnings))
 
-    def _oldest_first(self, ingresses: Mapping) -> list[tuple[str, str]]:
+    def _oldest_first(self, ingresses: Mapping[tuple[str, str], Packed], loaded: dict) -> list[tuple[str, str]]:
         """The store keys of ``ingresses`` by age (oldest first: it wins conflicts), sorted
-        again only when an Ingress came, went or changed its age key."""
+        again only when an Ingress came, went or changed its age key. The first Ingresses
+        it unpacks (new or changed ones) are left in ``loaded`` for the caller; not all of
+        them: 10,000 unpacked at once would take ~40 MB, freed in pieces among the routes
+        made meanwhile, so the process would keep most of it (measured: 26 MiB of RSS)."""
         ages = self._ages
         resort = self._order is None or len(ages) != len(ingresses)
-        for key, ingress in ingresses.items():
+        for key, packed in ingresses.items():
             known = ages.get(key)
-            if known is None or known[0] is not ingress:
-                age = _age_key(ingress)
+            if known is None or known[0] is not packed:
+                ingress = unpack(packed)
+                if len(loaded) < _KEEP_LOADED:
+                    loaded[key] = ingress
+                age = _age_key(ingress, key)
                 if known is None or known[1] != age:
                     resort = True
-                ages[key] = (ingress, age)
+                ages[key] = (packed, age)
         if len(ages) != len(ingresses):
             for key in [key for key in ages if key not in ingresses]:
                 del ages[key]
@@ -203,7 +216,8 @@ class Translator:
 def _our_classes(classes: Mapping, settings: TranslateSettings) -> tuple[set[str], bool]:
     ours: set[str] = set()
     default = False
-    for obj in classes.values():
+    for packed in classes.values():
+        obj = unpack(packed)
         name = (obj.get("metadata") or {}).get("name", "")
         controller = (obj.get("spec") or {}).get("controller", "")
         if controller == CONTROLLER or name == settings.ingress_class:
@@ -286,9 +300,10 @@ def _valid_host(host: str, where: str) -> str:
 
 
 def _valid_path(path_spec: Mapping, where: str) -> tuple[str, str]:
-    path_type = path_spec.get("pathType")
-    if path_type not in PATH_TYPES:
-        raise _Invalid(f"{where}.pathType must be one of {', '.join(PATH_TYPES)}, got {path_type!r}")
+    path_type = _PATH_TYPES.get(path_spec.get("pathType"))  # the shared constant, not the object's copy
+    if path_type is None:
+        raise _Invalid(f"{where}.pathType must be one of {', '.join(PATH_TYPES)}, "
+                       f"got {path_spec.get('pathType')!r}")
     path = path_spec.get("path")
     if path is None or path == "":
         if path_type != IMPLEMENTATION_SPECIFIC:
@@ -314,22 +329,21 @@ def _valid_path(path_spec: Mapping, where: str) -> tuple[str, str]:
     return path, path_type
 
 
+_PATH_TYPES = {path_type: path_type for path_type in PATH_TYPES}
 _NOT_IN_PATHS = re.compile(r"""[ \t{};"'\\`$]""")
 
 
-_DEFAULTS_CACHE: dict[tuple, tuple] = {}
+# The declared annotations and their defaults, for the sequence last seen (by identity:
+# hashing some sixty frozen dataclasses per Ingress cost ~8 µs, 80 ms at 10,000).
+_DEFAULTS: list[tuple[Sequence[Annotation], tuple]] = []
 
 
 def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple[tuple[str, Any], ...]:
     if not any(key.startswith((NGINX_PREFIX, INGRESSD_PREFIX)) for key in raw):
         # The common case: none of ours is set; every Ingress shares one tuple of defaults.
-        key = tuple(annotations)
-        defaults = _DEFAULTS_CACHE.get(key)
-        if defaults is None:
-            defaults = tuple((a.name, a.default) for a in annotations)
-            _DEFAULTS_CACHE.clear()
-            _DEFAULTS_CACHE[key] = defaults
-        return defaults
+        if not _DEFAULTS or _DEFAULTS[0][0] is not annotations:
+            _DEFAULTS[:] = [(annotations, tuple((a.name, a.default) for a in annotations))]
+        return _DEFAULTS[0][1]
     values: list[tuple[str, Any]] = []
     for annotation in annotations:
         own_key = INGRESSD_PREFIX + annotation.name
@@ -379,13 +393,17 @@ class _Resolver:
     """Looks up Services, EndpointSlices and Secrets, recording what each Ingress used.
 
     ``update`` takes a new snapshot and re-indexes only the EndpointSlices that changed.
+    Objects stay packed; each is unpacked when something is derived from it anew.
     """
 
     def __init__(self, objects: Snapshot):
-        self.services: Mapping = {}
-        self.secrets: Mapping = {}
+        self.services: Mapping[tuple[str, str], Packed] = {}
+        self.secrets: Mapping[tuple[str, str], Packed] = {}
         self._slice_objects: Mapping = {}
-        self.slices: dict[tuple[str, str], tuple[dict, ...]] = {}
+        self._slice_owner: dict[tuple[str, str], tuple[Packed, tuple[str, str] | None]] = {}
+        self._service_slices: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        self.slices: dict[tuple[str, str], tuple[Packed, ...]] = {}
+        self._service: tuple[Packed | None, dict] = (None, {})  # the last Service unpacked
         self._secret_data: dict[tuple[str, str], tuple[dict, SecretData]] = {}
         self._all_secrets: tuple[Mapping, tuple[SecretData, ...]] | None = None
         self.deps: dict | None = None  # while translating one Ingress: (table, key) → object used
@@ -401,30 +419,36 @@ class _Resolver:
         slice_objects = objects.get("EndpointSlice", {})
         if slice_objects is self._slice_objects:
             return
-        previous = self._slice_objects
-        touched: set[tuple[str, str]] = set()
-        for key, obj in slice_objects.items():
-            old = previous.get(key)
-            if old is not obj:
-                touched.add(_slice_service(key[0], obj))
-                if old is not None:
-                    touched.add(_slice_service(key[0], old))
-        for key, old in previous.items():
-            if key not in slice_objects:
-                touched.add(_slice_service(key[0], old))
+        owners, by_service = self._slice_owner, self._service_slices
+        touched: set[tuple[str, str] | None] = set()
+
+        def forget(key) -> None:
+            service = owners.pop(key)[1]
+            touched.add(service)
+            if service is not None:
+                by_service[service] = tuple(other for other in by_service[service] if other != key)
+
+        for key, packed in slice_objects.items():
+            known = owners.get(key)
+            if known is None or known[0] is not packed:
+                if known is not None:
+                    forget(key)
+                service = _slice_service(key[0], unpack(packed))
+                owners[key] = (packed, service)
+                touched.add(service)
+                if service is not None:
+                    by_service[service] = (*by_service.get(service, ()), key)
+        if len(owners) != len(slice_objects):
+            for key in [key for key in owners if key not in slice_objects]:
+                forget(key)
         touched.discard(None)
-        if touched:
-            members: dict[tuple[str, str], list] = {service: [] for service in touched}
-            for key in sorted(slice_objects):
-                obj = slice_objects[key]
-                service = _slice_service(key[0], obj)
-                if service in members:
-                    members[service].append(obj)
-            for service, found in members.items():
-                if found:
-                    self.slices[service] = tuple(found)
-                else:
-                    self.slices.pop(service, None)
+        for service in touched:
+            keys = by_service.get(service)
+            if keys:
+                self.slices[service] = tuple(owners[key][0] for key in sorted(keys))
+            else:
+                self.slices.pop(service, None)
+                by_service.pop(service, None)
         self._slice_objects = slice_objects
 
     def unchanged(self, deps) -> bool:
@@ -455,24 +479,34 @@ class _Resolver:
         if (number is None) == (not port_name):
             raise _Invalid(f"{where}.service.port needs exactly one of number and name")
         port_label = str(number) if number is not None else str(port_name)
-        obj = self._use("services", (namespace, name))
-        if obj is None:
+        packed = self._use("services", (namespace, name))
+        if packed is None:
             warnings.append(Rejection(ref, f"{where}: Service {namespace}/{name} not found (503 until it exists)"))
             return Backend(namespace, name, port_label)
+        obj = self._unpack_service(packed)
         service_port = self._service_port(obj, number, port_name)
         if service_port is None:
             raise _Invalid(f"{where}: Service {namespace}/{name} has no port {port_label}")
-        return self._resolve(namespace, name, port_label, obj, service_port)
+        return self._resolve(namespace, name, port_label, packed, obj, service_port)
 
     def first_port_backend(self, namespace: str, name: str) -> Backend | None:
-        obj = self._use("services", (namespace, name))
-        if obj is None:
+        packed = self._use("services", (namespace, name))
+        if packed is None:
             return None
+        obj = self._unpack_service(packed)
         ports = (obj.get("spec") or {}).get("ports") or []
         if not ports:
             return Backend(namespace, name, "")
         port = ports[0]
-        return self._resolve(namespace, name, str(port.get("port")), obj, port)
+        return self._resolve(namespace, name, str(port.get("port")), packed, obj, port)
+
+    def _unpack_service(self, packed: Packed) -> dict:
+        # An Ingress's paths mostly name one Service: unpack it once for all of them.
+        last, obj = self._service
+        if last is not packed:
+            obj = unpack(packed)
+            self._service = (packed, obj)
+        return obj
 
     @staticmethod
     def _service_port(obj, number, name) -> Mapping | None:
@@ -483,16 +517,16 @@ class _Resolver:
                 return port
         return None
 
-    def _resolve(self, namespace, name, port_label, obj, service_port) -> Backend:
+    def _resolve(self, namespace, name, port_label, packed, obj, service_port) -> Backend:
         # Paths of one Ingress (and Ingresses) share Services: resolve each Service port
         # once for as long as the Service and its EndpointSlices are the same objects.
         slices = self._use("slices", (namespace, name))
         memo_key = (namespace, name, port_label)
         known = self._backends.get(memo_key)
-        if known is not None and known[0] is obj and known[1] is slices:
+        if known is not None and known[0] is packed and known[1] is slices:
             return known[2]
         backend = self._resolve_new(namespace, name, port_label, obj, service_port, slices or ())
-        self._backends[memo_key] = (obj, slices, backend)
+        self._backends[memo_key] = (packed, slices, backend)
         return backend
 
     def _resolve_new(self, namespace, name, port_label, obj, service_port, slices) -> Backend:
@@ -503,7 +537,8 @@ class _Resolver:
             return Backend(namespace, name, port_label, (endpoint,), external_name=external)
         wanted = service_port.get("name") or ""
         found: dict[tuple[str, int], Endpoint] = {}
-        for slice_obj in slices:
+        for packed in slices:
+            slice_obj = unpack(packed)
             port_number = None
             for slice_port in slice_obj.get("ports") or []:
                 if (slice_port.get("name") or "") == wanted:
@@ -554,7 +589,7 @@ class _Resolver:
         known = self._secret_data.get(key)
         if known is not None and known[0] is obj:
             return known[1]
-        data = _secret_data(obj)
+        data = _secret_data(unpack(obj))
         self._secret_data[key] = (obj, data)
         return data
 
@@ -582,6 +617,6 @@ def _ref(kind: str, obj: Mapping) -> ObjectRef:
     return ObjectRef(kind, meta.get("namespace") or "", meta.get("name") or "")
 
 
-def _age_key(obj: Mapping) -> tuple[str, str, str]:
-    meta = obj.get("metadata") or {}
-    return (str(meta.get("creationTimestamp") or "9999"), meta.get("namespace") or "", meta.get("name") or "")
+def _age_key(obj: Mapping, key: tuple[str, str]) -> tuple[str, tuple[str, str]]:
+    """Creation time, then namespace and name (``key``, the store's)."""
+    return (str((obj.get("metadata") or {}).get("creationTimestamp") or "9999"), key)

@@ -88,7 +88,7 @@ class InitialSyncTests(_KubeTestCase):
         self.assertEqual(set(snapshot["EndpointSlice"]), {("team-a", "web-abc")})
         # every Secret, Opaque (auth) as well as TLS
         self.assertEqual(set(snapshot["Secret"]), {("team-a", "web-tls"), ("team-a", "basic-auth")})
-        web = snapshot["Ingress"][("team-a", "web")]
+        web = self.store.get("Ingress", ("team-a", "web"))
         # list items come without kind/apiVersion; the reflector adds them
         self.assertEqual((web["kind"], web["apiVersion"]), ("Ingress", "networking.k8s.io/v1"))
         self.assertEqual(web["spec"]["rules"][0]["host"], "app.example.com")
@@ -164,12 +164,12 @@ class EventTests(_KubeTestCase):
         for kind, obj, key, change, read in cases:
             cluster.apply(obj)
             yield wait_until(lambda: key in self.store.snapshot()[kind], what=f"{kind} added")
-            before = read(self.store.snapshot()[kind][key])
+            before = read(self.store.get(kind, key))
             change(obj)
             cluster.apply(obj)
-            yield wait_until(lambda: read(self.store.snapshot()[kind][key]) != before,
+            yield wait_until(lambda: read(self.store.get(kind, key)) != before,
                              what=f"{kind} modified")
-            self.assertEqual(read(self.store.snapshot()[kind][key]), read(obj))
+            self.assertEqual(read(self.store.get(kind, key)), read(obj))
             cluster.remove(kind, key[0], key[1])
             yield wait_until(lambda: key not in self.store.snapshot()[kind],
                              what=f"{kind} deleted")
@@ -429,8 +429,8 @@ class _Sink:
     def __init__(self, store: ObjectStore):
         self.store = store
 
-    def replace(self, kind, objects):
-        self.store.replace("kubernetes", kind, objects)
+    def replace(self, kind, items):
+        self.store.replace_packed("kubernetes", kind, items)
 
     def apply(self, kind, event_type, obj):
         self.store.apply("kubernetes", kind, event_type, obj)

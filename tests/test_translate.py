@@ -105,19 +105,20 @@ def test_exact_and_prefix_paths_refuse_characters_config_languages_interpret(pat
 def test_translator_memory_of_tls_routes_holds_only_current_routes():
     """An Ingress changed over and over leaves nothing behind in the translator's memo
     (it kept a marked copy of every TLS route it had ever seen, up to 16 per Ingress)."""
+    from ingressd.store import pack
     from ingressd.translate import Translator
 
     def ingress(n):
-        return {"metadata": {"name": "web", "namespace": "default", "generation": n},
+        return pack({"metadata": {"name": "web", "namespace": "default", "generation": n},
                 "spec": {"ingressClassName": "ingressd",
                          "tls": [{"hosts": ["web.test"], "secretName": "web-tls"}],
                          "rules": [{"host": "web.test", "http": {"paths": [
                              {"path": f"/v{n}", "pathType": "Prefix",
-                              "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}
+                              "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
 
     translator = Translator()
-    objects = {"IngressClass": {("", "ingressd"): {"metadata": {"name": "ingressd"},
-                                                   "spec": {"controller": "ingressd.io/ingress-controller"}}},
+    objects = {"IngressClass": {("", "ingressd"): pack({"metadata": {"name": "ingressd"},
+                                                        "spec": {"controller": "ingressd.io/ingress-controller"}})},
                "Service": {}, "EndpointSlice": {}, "Secret": {}}
     for n in range(50):
         config = translator(dict(objects, Ingress={("default", "web"): ingress(n)}),

@@ -28,6 +28,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from ingressd.store import Key, Packed, pack_items
+
 log = logging.getLogger(__name__)
 
 
@@ -80,7 +82,8 @@ KIND_APIS: dict[str, tuple[str, str, str | None, str]] = {
 class Sink(Protocol):
     """Where a reflector's results go; called on the reactor thread only."""
 
-    def replace(self, kind: str, objects: list[dict]) -> None: ...
+    def replace(self, kind: str, items: list[tuple[Key, Packed]]) -> None:
+        """Everything of ``kind``, packed (``ingressd.store.pack_items``)."""
 
     def apply(self, kind: str, event_type: str, obj: dict) -> None: ...
 
@@ -219,8 +222,9 @@ class Reflector:
         return (self.timings.connect_timeout, self.timings.request_timeout)
 
     def _list(self) -> None:
-        """LIST every page; hands the items over whole and records the list's resourceVersion."""
-        items: list[dict] = []
+        """LIST every page; hands the items over whole (packed a page at a time, so only
+        one page is ever held as dicts) and records the list's resourceVersion."""
+        items: list[tuple[Key, Packed]] = []
         token: str | None = None
         rv = ""
         while True:
@@ -234,12 +238,15 @@ class Reflector:
                 body = json.loads(response.data)
             meta = body.get("metadata") or {}
             rv = meta.get("resourceVersion") or rv
-            for item in body.get("items") or []:
+            page = body.get("items") or []
+            for item in page:
                 # List items carry no kind/apiVersion (kubernetes#3030) but watch objects
                 # do: add them, so a re-list of unchanged objects compares equal.
                 item.setdefault("kind", self.kind)
                 item.setdefault("apiVersion", self.api_version)
-                items.append(slim(item))
+                slim(item)
+            items.extend(pack_items(page, f"kubernetes: {self.kind}"))
+            del body, page
             token = meta.get("continue")
             if not token or self.stopping:
                 break
@@ -301,7 +308,7 @@ class Reflector:
 
     # -- delivery (reactor thread) ----------------------------------------------------------
 
-    def _deliver_replace(self, items: list[dict]) -> None:
+    def _deliver_replace(self, items: list[tuple[Key, Packed]]) -> None:
         if self._delivering:
             self.sink.replace(self.kind, items)
 

@@ -28,7 +28,7 @@ from ingressd.kube.leader import LeaderElector
 from ingressd.kube.reflector import KubeTimings, Reflector
 from ingressd.kube.status import StatusWriter
 from ingressd.model import Config, ObjectRef
-from ingressd.store import KINDS, ObjectStore, object_key
+from ingressd.store import KINDS, Key, ObjectStore, Packed, object_key, unpack
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +44,23 @@ class _DaemonThreadPool(ThreadPool):
 
 
 class _StoreSink:
-    """Feeds the store from the reflectors, keeps the Kubernetes Ingresses for status/Events,
+    """Feeds the store from the reflectors, tells status/Events which Ingresses changed,
     and marks the source synced once every kind's first LIST is in. Reactor thread only."""
 
     def __init__(self, store: ObjectStore, on_ingress: Callable[[str, str], None]):
         self.store = store
         self.on_ingress = on_ingress
-        self.ingresses: dict[tuple[str, str], dict] = {}
         self.listed: set[str] = set()
 
-    def replace(self, kind: str, objects: list[dict]) -> None:
-        self.store.replace(SOURCE, kind, objects)
+    def ingress(self, namespace: str, name: str) -> dict | None:
+        """The Ingress as the API server last delivered it."""
+        return self.store.get("Ingress", (namespace, name), source=SOURCE)
+
+    def replace(self, kind: str, items: list[tuple[Key, Packed]]) -> None:
+        changed = self.store.replace_packed(SOURCE, kind, items)
         if kind == "Ingress":
-            old, self.ingresses = self.ingresses, {object_key(o): o for o in objects}
-            for key in set(old) | set(self.ingresses):
-                if old.get(key) != self.ingresses.get(key):
-                    self.on_ingress(*key)
+            for key in sorted(changed):
+                self.on_ingress(*key)
         if kind not in self.listed:
             self.listed.add(kind)
             if self.listed >= set(KINDS):
@@ -68,12 +69,7 @@ class _StoreSink:
     def apply(self, kind: str, event_type: str, obj: dict) -> None:
         self.store.apply(SOURCE, kind, event_type, obj)
         if kind == "Ingress":
-            key = object_key(obj)
-            if event_type == "DELETED":
-                self.ingresses.pop(key, None)
-            else:
-                self.ingresses[key] = obj
-            self.on_ingress(*key)
+            self.on_ingress(*object_key(obj))
 
 
 class _ServiceSink:
@@ -83,8 +79,8 @@ class _ServiceSink:
         self.status = status
         self.name = name
 
-    def replace(self, kind: str, objects: list[dict]) -> None:
-        found = [o for o in objects if (o.get("metadata") or {}).get("name") == self.name]
+    def replace(self, kind: str, items: list[tuple[Key, Packed]]) -> None:
+        found = [unpack(packed) for key, packed in items if key[1] == self.name]
         self.status.service_changed(found[0] if found else None)
 
     def apply(self, kind: str, event_type: str, obj: dict) -> None:
@@ -261,7 +257,7 @@ class KubernetesService(Service):
     # -- internals ------------------------------------------------------------------------------
 
     def _lookup_ingress(self, namespace: str, name: str) -> dict | None:
-        return self.sink.ingresses.get((namespace, name)) if self.sink is not None else None
+        return self.sink.ingress(namespace, name) if self.sink is not None else None
 
     def _started_leading(self) -> None:
         if self.status is not None:
