@@ -1,6 +1,8 @@
 """The route table against the Ingress v1 matching rules (the spec's example table and more)."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingressd.model import Backend, ObjectRef, Route
 from ingressd.routing import RouteTable, host_of
@@ -140,3 +142,43 @@ def test_lookup_cost_does_not_depend_on_table_size():
     assert len(tbl.exact_hosts) == 5000 and len(tbl.wildcard_hosts) == 500
     assert matched(tbl, "/p4999/q/z", host="h4999.example.com") == ("Prefix", "/p4999/q")
     assert tbl.match("x.w7.example.com", "/a").route.host == "*.w7.example.com"
+
+
+def _reference_match(routes, path):
+    """The Ingress v1 rules by brute force: an Exact route equal to the path, else the
+    Prefix/ImplementationSpecific route with the most matching segments ('/foo/' before
+    '/foo', Prefix before ImplementationSpecific, then the oldest), else None."""
+    exact = [r for r in routes if r.path_type == "Exact" and r.path == path]
+    if exact:
+        return min(exact, key=lambda r: r.age_key)
+    request = [s for s in path.split("/") if s]
+    best = None
+    for r in routes:
+        if r.path_type == "Exact":
+            continue
+        segments = [s for s in r.path.split("/") if s]
+        if request[: len(segments)] != segments:
+            continue
+        rank = (-len(segments), not r.path.endswith("/") or r.path == "/", r.path_type != "Prefix", r.age_key)
+        if best is None or rank < best[0]:
+            best = (rank, r)
+    return None if best is None else best[1]
+
+
+_SEGMENT = st.sampled_from(["a", "b", "ab", "a.b", "A"])
+_PATH = st.builds(lambda segments, slash: "/" + "/".join(segments) + ("/" if slash and segments else ""),
+                  st.lists(_SEGMENT, max_size=4), st.booleans())
+
+
+@settings(max_examples=400, deadline=None)
+@given(rules=st.lists(st.tuples(_PATH, st.sampled_from(["Exact", "Prefix", "ImplementationSpecific"]),
+                                st.integers(0, 3)), max_size=12),
+       requests=st.lists(_PATH, min_size=1, max_size=8))
+def test_lookup_agrees_with_the_rules_by_brute_force(rules, requests):
+    routes = [route(path, kind, name=f"i{n}", created=f"2024-01-01T00:00:0{age}Z")
+              for n, (path, kind, age) in enumerate(rules)]
+    tbl = table(*routes)
+    for request in requests:
+        entry = tbl.match("", request)
+        want = _reference_match(routes, request)
+        assert (entry.route if entry else None) == want, (rules, request)
