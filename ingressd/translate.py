@@ -82,9 +82,6 @@ def _deps(used: dict) -> tuple:
     return tuple((table, key, value) for (table, key), value in used.items())
 
 
-_KEEP_LOADED = 64  # see Translator._oldest_first
-
-
 class Translator:
     """``translate`` with a memory, so one changed Ingress costs one Ingress.
 
@@ -119,17 +116,20 @@ class Translator:
         ingresses = objects.get("Ingress", {})
         previous = self._cache
         cache: dict[tuple[str, str], _Translated] = {}
-        loaded: dict[tuple[str, str], dict] = {}  # the Ingresses _oldest_first had to unpack
-        for key in self._oldest_first(ingresses, loaded):
-            packed = ingresses[key]
+        for key, packed in ingresses.items():
             done = previous.get(key)
             if done is None or done.ingress is not packed or not resolver.unchanged(done.deps):
-                ingress = loaded.pop(key, None) or unpack(packed)
+                ingress = unpack(packed)  # one at a time: 10,000 at once would be ~40 MB
+                self._note_age(key, packed, ingress)
                 if _is_ours(ingress, settings, our_classes, default_class):
                     done = self._translate(packed, ingress, key, resolver, settings, annotations)
                 else:  # remembered too, so another class's Ingresses are not unpacked again
                     done = _Translated(packed, ())
             cache[key] = done
+        self._cache = cache
+
+        for key in self._oldest_first(ingresses):  # the oldest wins conflicts
+            done = cache[key]
             if done.warnings:
                 warnings.extend(done.warnings)
             if done.rejection is not None:
@@ -140,7 +140,6 @@ class Translator:
                 tls_hosts.extend(done.tls_hosts)
             if done.default is not None:
                 default_candidates.append(done.default)
-        self._cache = cache
 
         tls_names = {entry.host for entry in tls_hosts}
         marked: dict[int, tuple[Route, Route]] = {}  # what is kept for the next translation
@@ -172,28 +171,23 @@ class Translator:
             resolver.deps = None
         return _Translated(packed, _deps(used), tuple(routes), tuple(tls_hosts), default, tuple(warnings))
 
-    def _oldest_first(self, ingresses: Mapping[tuple[str, str], Packed], loaded: dict) -> list[tuple[str, str]]:
-        """The store keys of ``ingresses`` by age (oldest first: it wins conflicts), sorted
-        again only when an Ingress came, went or changed its age key. The first Ingresses
-        it unpacks (new or changed ones) are left in ``loaded`` for the caller; not all of
-        them: 10,000 unpacked at once would take ~40 MB, freed in pieces among the routes
-        made meanwhile, so the process would keep most of it (measured: 26 MiB of RSS)."""
+    def _note_age(self, key: tuple[str, str], packed: Packed, ingress: Mapping) -> None:
+        known = self._ages.get(key)
+        if known is None or known[0] is not packed:
+            age = _age_key(ingress, key)
+            if known is None or known[1] != age:
+                self._order = None  # sort again
+            self._ages[key] = (packed, age)
+
+    def _oldest_first(self, ingresses: Mapping[tuple[str, str], Packed]) -> list[tuple[str, str]]:
+        """The store keys of ``ingresses`` by age, sorted again only when an Ingress came,
+        went or changed its age key (``_note_age`` saw every new or changed one)."""
         ages = self._ages
-        resort = self._order is None or len(ages) != len(ingresses)
-        for key, packed in ingresses.items():
-            known = ages.get(key)
-            if known is None or known[0] is not packed:
-                ingress = unpack(packed)
-                if len(loaded) < _KEEP_LOADED:
-                    loaded[key] = ingress
-                age = _age_key(ingress, key)
-                if known is None or known[1] != age:
-                    resort = True
-                ages[key] = (packed, age)
         if len(ages) != len(ingresses):
             for key in [key for key in ages if key not in ingresses]:
                 del ages[key]
-        if resort:
+            self._order = None
+        if self._order is None:
             self._order = sorted(ages, key=lambda key: ages[key][1])
         return self._order
 
