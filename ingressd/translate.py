@@ -65,9 +65,10 @@ def translate(
 class _Translated:
     """One Ingress's translation and the (packed) objects it was made from."""
 
-    __slots__ = ("ingress", "deps", "routes", "tls_hosts", "default", "warnings", "rejection")
+    __slots__ = ("ingress", "deps", "routes", "tls_hosts", "default", "warnings", "rejection", "served")
 
     def __init__(self, ingress, deps, routes=(), tls_hosts=(), default=None, warnings=(), rejection=None):
+        self.served: tuple[frozenset[str], tuple[Route, ...]] | None = None  # (TLS hosts, routes marked)
         self.ingress = ingress
         self.deps = deps
         self.routes = routes
@@ -94,7 +95,7 @@ class Translator:
         self._cache: dict[tuple[str, str], _Translated] = {}
         self._inputs: tuple = ()
         self._resolver = _Resolver({})
-        self._tls_routes: dict[int, tuple[Route, Route]] = {}
+        self._tls_names: frozenset[str] = frozenset()
         self._ages: dict[tuple[str, str], tuple[Packed, tuple]] = {}  # key → (Ingress, its age key)
         self._order: list[tuple[str, str]] | None = None  # Ingress keys, oldest first
 
@@ -106,7 +107,7 @@ class Translator:
             self._cache.clear()  # it holds only Ingresses found ours under these inputs
             self._inputs = inputs
         resolver = self._resolver
-        resolver.update(objects)
+        used_may_differ = resolver.update(objects)
         rejections: list[Rejection] = []
         warnings: list[Rejection] = []
         routes: list[Route] = []
@@ -118,7 +119,8 @@ class Translator:
         cache: dict[tuple[str, str], _Translated] = {}
         for key, packed in ingresses.items():
             done = previous.get(key)
-            if done is None or done.ingress is not packed or not resolver.unchanged(done.deps):
+            if done is None or done.ingress is not packed or (
+                    used_may_differ and not resolver.unchanged(done.deps)):
                 ingress = unpack(packed)  # one at a time: 10,000 at once would be ~40 MB
                 self._note_age(key, packed, ingress)
                 if _is_ours(ingress, settings, our_classes, default_class):
@@ -128,6 +130,7 @@ class Translator:
             cache[key] = done
         self._cache = cache
 
+        accepted: list[_Translated] = []
         for key in self._oldest_first(ingresses):  # the oldest wins conflicts
             done = cache[key]
             if done.warnings:
@@ -135,16 +138,21 @@ class Translator:
             if done.rejection is not None:
                 rejections.append(done.rejection)
                 continue
-            routes.extend(done.routes)
+            accepted.append(done)
             if done.tls_hosts:
                 tls_hosts.extend(done.tls_hosts)
             if done.default is not None:
                 default_candidates.append(done.default)
 
-        tls_names = {entry.host for entry in tls_hosts}
-        marked: dict[int, tuple[Route, Route]] = {}  # what is kept for the next translation
-        routes = [self._with_tls(route, tls_names, marked) for route in routes]
-        self._tls_routes = marked
+        tls_names = frozenset(entry.host for entry in tls_hosts)
+        if tls_names == self._tls_names:
+            tls_names = self._tls_names  # the same object: what each Ingress marked still holds
+        self._tls_names = tls_names
+        for done in accepted:
+            served = done.served
+            if served is None or served[0] is not tls_names:
+                served = done.served = (tls_names, _with_tls(done, tls_names))
+            routes.extend(served[1])
         default_backend = default_candidates[0] if default_candidates else None
         if default_backend is None and settings.default_backend_service:
             default_backend = _global_default(settings.default_backend_service, resolver, warnings)
@@ -191,17 +199,19 @@ class Translator:
             self._order = sorted(ages, key=lambda key: ages[key][1])
         return self._order
 
-    def _with_tls(self, route: Route, tls_names: set[str], marked: dict) -> Route:
-        """``route`` marked as served over TLS when its host is a TLS host; the same marked
-        object as last time while ``route`` is the same object (so unchanged routes stay
-        identical and keep their route table entries)."""
+
+def _with_tls(done: _Translated, tls_names: frozenset[str]) -> tuple[Route, ...]:
+    """``done``'s routes, those of TLS hosts marked as served over TLS; a route marked last
+    time keeps its marked copy (unchanged routes stay identical and keep their route table
+    entries)."""
+    before = done.served[1] if done.served is not None else done.routes
+    out = []
+    for route, old in zip(done.routes, before):
         if not route.host or route.host not in tls_names:
-            return route
-        known = self._tls_routes.get(id(route))
-        if known is None or known[0] is not route:
-            known = (route, dataclasses.replace(route, tls=True))
-        marked[id(route)] = known
-        return known[1]
+            out.append(route)
+        else:
+            out.append(old if old.tls else dataclasses.replace(route, tls=True))
+    return tuple(out)
 
 
 # -- class selection --------------------------------------------------------------------
@@ -404,15 +414,20 @@ class _Resolver:
         self._backends: dict[tuple[str, str, str], tuple] = {}
         self.update(objects)
 
-    def update(self, objects: Snapshot) -> None:
+    def update(self, objects: Snapshot) -> bool:
+        """Take a new snapshot; False when its Services, EndpointSlices and Secrets are the
+        very mappings of the last one (then no translation's dependencies changed)."""
         services = objects.get("Service", {})
+        secrets = objects.get("Secret", {})
+        slice_objects = objects.get("EndpointSlice", {})
+        changed = services is not self.services or secrets is not self.secrets \
+            or slice_objects is not self._slice_objects
         if services is not self.services and self._backends:
             self._backends = {k: v for k, v in self._backends.items() if (k[0], k[1]) in services}
         self.services = services
-        self.secrets = objects.get("Secret", {})
-        slice_objects = objects.get("EndpointSlice", {})
+        self.secrets = secrets
         if slice_objects is self._slice_objects:
-            return
+            return changed
         owners, by_service = self._slice_owner, self._service_slices
         touched: set[tuple[str, str] | None] = set()
 
@@ -444,6 +459,7 @@ class _Resolver:
                 self.slices.pop(service, None)
                 by_service.pop(service, None)
         self._slice_objects = slice_objects
+        return changed
 
     def unchanged(self, deps) -> bool:
         """True when every object in ``deps`` is still the same object."""

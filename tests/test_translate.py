@@ -124,4 +124,37 @@ def test_translator_memory_of_tls_routes_holds_only_current_routes():
         config = translator(dict(objects, Ingress={("default", "web"): ingress(n)}),
                             TranslateSettings(ingress_class="ingressd"))
         assert [(route.path, route.tls) for route in config.routes] == [(f"/v{n}", True)]
-    assert len(translator._tls_routes) == 1
+    kept = [route for done in translator._cache.values() for route in done.served[1]]
+    assert [(route.path, route.tls) for route in kept] == [("/v49", True)]
+
+
+def test_unchanged_routes_stay_identical_and_follow_tls_hosts():
+    """Routes of an unchanged Ingress are the very same objects in the next configuration
+    (their route table entries are kept), marked or unmarked as TLS hosts come and go."""
+    from ingressd.store import ObjectStore
+    from ingressd.translate import Translator
+
+    def ingress(name, host, tls=False):
+        spec = {"ingressClassName": "ingressd", "rules": [{"host": host, "http": {"paths": [
+            {"path": "/", "pathType": "Prefix",
+             "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}
+        if tls:
+            spec["tls"] = [{"hosts": [host], "secretName": "tls"}]
+        return {"kind": "Ingress", "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+
+    store = ObjectStore()
+    translator = Translator()
+    store.replace("t", "Ingress", [ingress("a", "a.test"), ingress("b", "b.test")])
+    first = {route.host: route for route in translator(store.snapshot()).routes}
+    assert not first["a.test"].tls
+    # Another Ingress makes a.test a TLS host: a's route is marked, b's stays the same object.
+    store.replace("t", "Ingress", [ingress("a", "a.test"), ingress("b", "b.test"), ingress("c", "a.test", tls=True)])
+    second = {(route.host, route.ingress.name): route for route in translator(store.snapshot()).routes}
+    assert second[("a.test", "a")].tls and second[("b.test", "b")] is first["b.test"]
+    store.apply("t", "Ingress", "MODIFIED", ingress("b", "b.test", tls=False) | {"metadata": {
+        "name": "b", "namespace": "default", "labels": {"x": "y"}}})
+    third = {(route.host, route.ingress.name): route for route in translator(store.snapshot()).routes}
+    assert third[("a.test", "a")] is second[("a.test", "a")]  # marked copy kept while unchanged
+    store.apply("t", "Ingress", "DELETED", ingress("c", "a.test"))
+    fourth = {(route.host, route.ingress.name): route for route in translator(store.snapshot()).routes}
+    assert not fourth[("a.test", "a")].tls
