@@ -369,6 +369,8 @@ def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple
 
 
 def _warn_unsupported(ref, raw, annotations, warnings) -> None:
+    if not raw:
+        return
     known = {a.name for a in annotations}
     for key in sorted(raw):
         if not key.startswith(NGINX_PREFIX):
@@ -476,7 +478,7 @@ class _Resolver:
         return value
 
     def backend(self, namespace, spec, where, warnings, ref) -> Backend:
-        if not isinstance(spec, Mapping):
+        if not isinstance(spec, dict):  # unpacked objects are dicts (typing.Mapping's check is slow)
             raise _Invalid(f"{where} is missing")
         if spec.get("resource"):
             raise _Invalid(f"{where}.resource backends are not supported; use a service")
