@@ -33,13 +33,14 @@ def pack(obj: Mapping) -> Packed:
     """``obj`` in its stored form. Equal objects give equal bytes (marshal format 0 has
     no back-references and does not record interning); a value marshal cannot hold (a
     YAML timestamp) is stored as the text it would show in JSON. ValueError when ``obj``
-    cannot be stored at all (nested beyond marshal's limit)."""
+    cannot be stored at all (a YAML alias making it contain itself, nesting beyond
+    marshal's limit)."""
     try:
         return marshal.dumps(obj if type(obj) is dict else dict(obj), 0)
     except ValueError:
         try:
             return marshal.dumps(json.loads(json.dumps(obj, default=str)), 0)
-        except (RecursionError, TypeError) as exc:
+        except (RecursionError, TypeError, ValueError) as exc:
             raise ValueError(f"cannot be stored: {exc}") from None
 
 
