@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import platform
 import re
 import shutil
 import socket
@@ -449,7 +450,13 @@ def test_curl_http2_response_headers(world):
 @needs_curl
 def test_curl_http2_large_response_with_bounded_memory(world, tmp_path):
     proc, *_ = world
-    size = 20_000_000
+    # PyPy frees the relayed chunks at its next major collection, which comes only once
+    # the heap has grown by a good part of itself (measured growth: 23 MB for a 20 MB body,
+    # 33 for 60, 36 for 100, 35 for 150: a plateau, not the body held). There the body is
+    # large enough for holding it to show, and the bound is half of it.
+    pypy = platform.python_implementation() == "PyPy"
+    size = 100_000_000 if pypy else 20_000_000
+    bound_kib = size // 2048 if pypy else 12 * 1024
     before = rss_kib(proc.process.pid)
     peak = [before]
     done = threading.Event()
@@ -470,7 +477,7 @@ def test_curl_http2_large_response_with_bounded_memory(world, tmp_path):
     assert (status, version, downloaded) == (200, "2", size)
     assert out.stat().st_size == size
     # Streaming, not buffering: far less than the body was held at once.
-    assert peak[0] - before < 12 * 1024, (before, peak[0])
+    assert peak[0] - before < bound_kib, (before, peak[0])
 
 
 @needs_curl
