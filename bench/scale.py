@@ -118,10 +118,10 @@ def lookup_keys(count: int, keys: int = 1000) -> list[tuple[str, str]]:
     return out
 
 
-def lookup_ns(state, count: int, rounds: int = 200_000) -> float:
-    """CPU ns per ``RouteTable.match`` over ``lookup_keys(count)``, every one a hit."""
+def lookup_ns(state, count: int, keys: int = 1000, rounds: int = 200_000) -> float:
+    """CPU ns per ``RouteTable.match`` over ``lookup_keys(count, keys)``, every one a hit."""
     table = state.table
-    keys = lookup_keys(count)
+    keys = lookup_keys(count, keys)
     for host, path in keys:
         entry = table.match(host, path)
         if entry is None or not path.startswith(entry.route.path):
@@ -133,13 +133,13 @@ def lookup_ns(state, count: int, rounds: int = 200_000) -> float:
     return (time.process_time() - started) / rounds * 1e9
 
 
-def lookup_pair(small_state, large_state, count: int, repeat: int = 5) -> tuple[float, float]:
+def lookup_pair(small_state, large_state, count: int, keys: int = 1000, repeat: int = 5) -> tuple[float, float]:
     """Median ns per lookup at 10 and at ``count`` Ingresses, measured alternately (the
     machine's noise then falls on both)."""
     small, large = [], []
     for _ in range(repeat):
-        small.append(lookup_ns(small_state, 10))
-        large.append(lookup_ns(large_state, count))
+        small.append(lookup_ns(small_state, 10, keys))
+        large.append(lookup_ns(large_state, count, keys))
     return statistics.median(small), statistics.median(large)
 
 
@@ -147,15 +147,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ingresses", type=int, default=10000)
     parser.add_argument("--changes", type=int, default=200)
+    parser.add_argument("--lookup-keys", type=int, default=1000,
+                        help="different routes looked up in turn (how many are in use at once)")
     args = parser.parse_args()
     plugins = load_plugins()
     _, small_state, _, _, _ = build(10, plugins)
     before = rss_mib()
     store, state, reloader, full, served = build(args.ingresses, plugins)
-    small, large = lookup_pair(small_state, state, args.ingresses)
+    small, large = lookup_pair(small_state, state, args.ingresses, args.lookup_keys)
     print(f"ingresses                 {args.ingresses}")
     print(f"routes                    {len(state.config.routes)}")
     print(f"TLS Secrets               {len(state.config.secrets)} ({served} hosts served their own certificate)")
+    print(f"lookup keys               {args.lookup_keys} routes in turn")
     print(f"lookup at 10 Ingresses    {small:8.0f} ns")
     print(f"lookup at {args.ingresses:<6} Ingresses {large:8.0f} ns  (ratio {large / small:.2f})")
     print(f"full rebuild              {full * 1000:8.0f} ms")
