@@ -328,3 +328,47 @@ class SettingsTests(unittest.TestCase):
         self.assertIsNone(service.pool)
         self.assertFalse(store.synced)
         return service.stopService()
+
+
+class StatusPassTests(unittest.TestCase):
+    """Which served Ingresses a status pass looks at (a Clock, no API server)."""
+
+    def test_a_change_of_one_ingress_checks_that_one(self):
+        from kubernetes import client
+        from twisted.internet.task import Clock
+
+        from ingressd.kube.status import StatusWriter
+
+        looked: list[tuple[str, str]] = []
+        written: list[tuple[str, str]] = []
+
+        def lookup(namespace, name):
+            looked.append((namespace, name))
+            return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"}}
+
+        def run_in_thread(function, namespace, name, desired):
+            written.append((namespace, name))
+            return defer.succeed(None)
+
+        clock = Clock()
+        writer = StatusWriter(client.ApiClient(client.Configuration()), clock, run_in_thread, lookup,
+                              publish_addresses=("192.0.2.10",))
+        refs = [ObjectRef("Ingress", "ns", f"i{n}") for n in range(100)]
+        writer.set_served(refs)
+        writer.set_leader(True)
+        clock.advance(0)
+        self.assertEqual(len(looked), 100)  # leadership: every served Ingress
+        self.assertEqual(len(written), 100)
+        del looked[:]
+        writer.ingress_changed("ns", "i7")
+        writer.ingress_changed("ns", "not-served")
+        clock.advance(0)
+        self.assertEqual(looked, [("ns", "i7")])
+        del looked[:]
+        writer.set_served(refs + [ObjectRef("Ingress", "ns", "new")])
+        clock.advance(0)
+        self.assertEqual(looked, [("ns", "new")])
+        del looked[:]
+        clock.advance(KubeTimings().status_resync)  # the periodic pass: all of them again
+        self.assertEqual(len(looked), 101)
+        writer.stop()
