@@ -61,6 +61,7 @@ from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "bench.local"
+TLS_FULL_CLIENTS = 8  # bench/tlsbench.py processes in the https-full-handshake scenario
 LOOPBACK = "127.0.0.1"
 APT_COMMAND = "apt-get install -y nginx-light wrk"
 
@@ -115,8 +116,9 @@ class Scenario:
     extra_manifests: str = ""
     # What a GET of `path` through the proxy must answer before the run (None: status 200 only).
     expect_body: bytes | None = b"ok\n"
-    # The load client: "wrk" (HTTP/1.1), "h2load" (HTTP/2 over TLS, ALPN h2) or "websocket"
-    # (bench/wsbench.py: echo round-trips; the backend is then wsbench.py's echo server).
+    # The load client: "wrk" (HTTP/1.1), "h2load" (HTTP/2 over TLS, ALPN h2), "websocket"
+    # (bench/wsbench.py: echo round-trips; the backend is then wsbench.py's echo server) or
+    # "tls-full" (bench/tlsbench.py: a full, never resumed TLS handshake per request).
     client: str = "wrk"
     # Files written into the temp dir before the proxies start ({name: bytes}); "{tmp}" in the
     # nginx snippets above is replaced by the temp dir.
@@ -151,6 +153,13 @@ SCENARIOS: dict[str, Scenario] = {
             "session where the proxy allows it (see docs/benchmarks.md)",
             scheme="https",
             wrk_args=("-H", "Connection: close"),
+        ),
+        Scenario(
+            "https-full-handshake",
+            "a new TCP+TLS connection per request with a full handshake (never resumed: "
+            "bench/tlsbench.py, 8 client processes, one connection each at a time)",
+            scheme="https",
+            client="tls-full",
         ),
         Scenario(
             "http2",
@@ -677,6 +686,8 @@ def run_load(procs: Processes, wrk: str, args, url: str, seconds: float, sc: Sce
         return run_h2load(procs, args, url, seconds, name)
     if sc.client == "websocket":
         return run_websocket(procs, args, url, seconds, name)
+    if sc.client == "tls-full":
+        return run_tls_full(procs, args, url, seconds, name)
     raise BenchError(f"unknown client {sc.client}")
 
 
@@ -752,6 +763,26 @@ def run_websocket(procs: Processes, args, url: str, seconds: float,
            "requests_per_s": data["round_trips_per_s"], "p50_ms": data["p50_ms"],
            "p90_ms": data["p90_ms"], "p99_ms": data["p99_ms"],
            "socket_errors": data["errors"], "non_2xx": 0}
+    return out, res
+
+
+def run_tls_full(procs: Processes, args, url: str, seconds: float, name: str) -> tuple[str, dict]:
+    """bench/tlsbench.py: TLS_FULL_CLIENTS processes, each one connection at a time with a
+    full handshake (no session offered), one request per connection."""
+    port = int(url.split(":")[2].split("/")[0])
+    argv = [sys.executable, str(REPO / "bench" / "tlsbench.py"), "--port", str(port),
+            "--host", HOST, "-c", str(TLS_FULL_CLIENTS), "--seconds", f"{seconds:g}"]
+    out = _run_client(procs, argv, seconds, name, args.load_cpu)
+    try:
+        data = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BenchError(f"cannot parse tlsbench output:\n{out}")
+    if data["resumed"]:
+        raise BenchError(f"{name}: {data['resumed']} handshakes were resumed")
+    res = {"requests": data["requests"], "duration_s": data["seconds"],
+           "requests_per_s": data["requests_per_s"], "p50_ms": data["p50_ms"],
+           "p90_ms": data["p90_ms"], "p99_ms": data["p99_ms"],
+           "socket_errors": data["errors"], "non_2xx": data["non_2xx"]}
     return out, res
 
 
@@ -935,6 +966,9 @@ def print_table(sc: Scenario, results: dict, args) -> None:
     elif sc.client == "h2load":
         load = (f"h2load -t1 -c{max(1, args.connections // H2_STREAMS)} -m{H2_STREAMS} "
                 f"-D {max(1, round(args.seconds))} -H ':authority: {HOST}' https://...{sc.path}")
+    elif sc.client == "tls-full":
+        load = (f"tlsbench.py -c {TLS_FULL_CLIENTS} --seconds {args.seconds:g} --host {HOST} "
+                "(a request = one connection with a full TLS handshake)")
     else:
         load = (f"wsbench.py client -c {args.connections} --seconds {args.seconds:g} "
                 "(a request = one echo round-trip)")
