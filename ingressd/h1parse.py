@@ -411,7 +411,7 @@ class _HttpParser:
                     return
                 self._begin()
                 continue
-            if state == S_BODY:
+            if state == S_BODY or state == S_CHUNK_DATA:  # ``_length`` more bytes of body
                 left = self._length
                 take = n - pos
                 if take < left:
@@ -423,26 +423,15 @@ class _HttpParser:
                     self._call(self._on_body, data[pos:pos + left])
                 pos += left
                 self._length = 0
-                self._message_done()
+                if state == S_BODY:
+                    self._message_done()
+                else:
+                    self._state = S_CHUNK_END
                 continue
             if state == S_EOF_BODY:
                 if self._on_body is not None:
                     self._call(self._on_body, data[pos:] if pos else data)
                 return
-            if state == S_CHUNK_DATA:
-                left = self._length
-                take = n - pos
-                if take < left:
-                    self._length = left - take
-                    if self._on_body is not None:
-                        self._call(self._on_body, data[pos:] if pos else data)
-                    return
-                if self._on_body is not None:
-                    self._call(self._on_body, data[pos:pos + left])
-                pos += left
-                self._length = 0
-                self._state = S_CHUNK_END
-                continue
             if state == S_CHUNK_END:
                 if data[pos] != 13:
                     raise _Error(HttpParserError, "Expected LF after chunk data" if data[pos] != 10
