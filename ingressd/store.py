@@ -91,15 +91,17 @@ class ObjectStore:
             return False
         self.register(source)
         bucket = self._sources[source][kind]
-        key = object_key(obj)
         if event_type == "DELETED":
-            if bucket.pop(key, None) is None:
+            if bucket.pop(object_key(obj), None) is None:
                 return False
         else:
             items = pack_items((obj,), f"{source}: {kind}")
-            if not items or bucket.get(key) == items[0][1]:
+            if not items:
                 return False
-            bucket[key] = items[0][1]
+            key, data = items[0]
+            if bucket.get(key) == data:
+                return False
+            bucket[key] = data
         self._changed(kind)
         return True
 
