@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
 
 import scale  # noqa: E402
+from bench import free_ports  # noqa: E402  (bench/bench.py)
 
 API_VERSIONS = {"Ingress": "networking.k8s.io/v1", "IngressClass": "networking.k8s.io/v1",
                 "EndpointSlice": "discovery.k8s.io/v1"}
@@ -52,7 +53,7 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 def run(twistd: str, source_args: list[str], workdir: Path, settle: float) -> tuple[float, dict[str, int]]:
     """Start ingressd, wait until ready, settle, return (seconds to ready, memory)."""
-    ports = scale_ports()
+    ports = free_ports(3)
     argv = [twistd, "-n", "--pidfile=", "ingressd", *source_args, "--access-log", "off",
             "--http", f"tcp:{ports[0]}:interface=127.0.0.1", "--https", f"tcp:{ports[1]}:interface=127.0.0.1",
             "--admin", f"tcp:{ports[2]}:interface=127.0.0.1"]
@@ -81,18 +82,6 @@ def run(twistd: str, source_args: list[str], workdir: Path, settle: float) -> tu
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def scale_ports() -> list[int]:
-    import socket
-    socks = [socket.socket() for _ in range(3)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def measure(count: int, kubernetes: bool, twistd: str, settle: float) -> str:
