@@ -17,7 +17,6 @@ from typing import Any, Mapping, Sequence
 
 from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX, Annotation, check_plain_text
 from ingressd.model import (
-    EXACT,
     IMPLEMENTATION_SPECIFIC,
     PATH_TYPES,
     PREFIX,

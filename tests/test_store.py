@@ -4,13 +4,13 @@ import datetime
 
 import yaml
 
+import harness
 from ingressd.store import ObjectStore, object_key, pack, unpack
 from ingressd.translate import Translator
 
 
-def service(name, port=80, namespace="default"):
-    return {"kind": "Service", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"ports": [{"name": "http", "port": port}]}}
+def service(name, port=80):
+    return harness.service(name, [("http", port, 8080)], endpoints=None)[0]
 
 
 def test_pack_round_trips_and_equal_objects_give_equal_bytes():
@@ -76,17 +76,13 @@ def _slice(name, service_name, address):
             "ports": [{"name": "http", "port": 8080}], "endpoints": [{"addresses": [address]}]}
 
 
-def _ingress(name, service_name):
-    return {"kind": "Ingress", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"ingressClassName": "ingressd", "rules": [{"host": f"{name}.test", "http": {"paths": [
-                {"path": "/", "pathType": "Prefix",
-                 "backend": {"service": {"name": service_name, "port": {"number": 80}}}}]}}]}}
+def _ingress(name, service_name, class_name="ingressd"):
+    return harness.ingress(name, [(f"{name}.test", [("/", "Prefix", service_name, 80)])], class_name=class_name)
 
 
 def test_translator_follows_endpoint_slices_moving_between_services():
     store = ObjectStore()
-    store.replace("test", "IngressClass", [{"metadata": {"name": "ingressd"},
-                                            "spec": {"controller": "ingressd.io/ingress-controller"}}])
+    store.replace("test", "IngressClass", [harness.INGRESS_CLASS])
     store.replace("test", "Service", [service("a"), service("b")])
     store.replace("test", "Ingress", [_ingress("one", "a"), _ingress("two", "b")])
     translator = Translator()
@@ -109,8 +105,7 @@ def test_translator_remembers_ingresses_of_other_classes(monkeypatch):
     import ingressd.translate as translate_module
 
     store = ObjectStore()
-    other = dict(_ingress("theirs", "a"), spec=dict(_ingress("theirs", "a")["spec"], ingressClassName="nginx"))
-    store.replace("test", "Ingress", [_ingress("ours", "a"), other])
+    store.replace("test", "Ingress", [_ingress("ours", "a"), _ingress("theirs", "a", class_name="nginx")])
     translator = Translator()
     assert [r.host for r in translator(store.snapshot()).routes] == ["ours.test"]
     unpacked = []

@@ -131,16 +131,12 @@ def test_translator_memory_of_tls_routes_holds_only_current_routes():
 def test_unchanged_routes_stay_identical_and_follow_tls_hosts():
     """Routes of an unchanged Ingress are the very same objects in the next configuration
     (their route table entries are kept), marked or unmarked as TLS hosts come and go."""
-    from ingressd.store import ObjectStore
+    from harness import ingress as make_ingress
     from ingressd.translate import Translator
 
-    def ingress(name, host, tls=False):
-        spec = {"ingressClassName": "ingressd", "rules": [{"host": host, "http": {"paths": [
-            {"path": "/", "pathType": "Prefix",
-             "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}
-        if tls:
-            spec["tls"] = [{"hosts": [host], "secretName": "tls"}]
-        return {"kind": "Ingress", "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+    def ingress(name, host, tls=False, annotations=None):
+        return make_ingress(name, [(host, [("/", "Prefix", "web", 80)])], annotations=annotations,
+                            tls=[{"hosts": [host], "secretName": "tls"}] if tls else None)
 
     store = ObjectStore()
     translator = Translator()
@@ -151,10 +147,14 @@ def test_unchanged_routes_stay_identical_and_follow_tls_hosts():
     store.replace("t", "Ingress", [ingress("a", "a.test"), ingress("b", "b.test"), ingress("c", "a.test", tls=True)])
     second = {(route.host, route.ingress.name): route for route in translator(store.snapshot()).routes}
     assert second[("a.test", "a")].tls and second[("b.test", "b")] is first["b.test"]
-    store.apply("t", "Ingress", "MODIFIED", ingress("b", "b.test", tls=False) | {"metadata": {
-        "name": "b", "namespace": "default", "labels": {"x": "y"}}})
+    store.apply("t", "Ingress", "MODIFIED", ingress("b", "b.test", annotations={"x": "y"}))
     third = {(route.host, route.ingress.name): route for route in translator(store.snapshot()).routes}
     assert third[("a.test", "a")] is second[("a.test", "a")]  # marked copy kept while unchanged
+    # b.test becomes a TLS host too: the set of TLS hosts changes, every route is marked again,
+    # and a's route keeps the marked copy it had.
+    store.apply("t", "Ingress", "MODIFIED", ingress("b", "b.test", tls=True))
+    again = {(route.host, route.ingress.name): route for route in translator(store.snapshot()).routes}
+    assert again[("b.test", "b")].tls and again[("a.test", "a")] is second[("a.test", "a")]
     store.apply("t", "Ingress", "DELETED", ingress("c", "a.test"))
     fourth = {(route.host, route.ingress.name): route for route in translator(store.snapshot()).routes}
     assert not fourth[("a.test", "a")].tls
