@@ -1,5 +1,5 @@
 """The deployment manifests (etc/k8s) and the Dockerfile: what matters, and that the RBAC
-rules cover every API call ingressd.kube makes (and the code makes no call not listed)."""
+rules cover every API request ingressd.kube makes (and the code makes no request not listed)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ import yaml
 from kubernetes import client
 
 from ingressd.kube import config as kube_config
-from ingressd.kube.config import API_CALLS
+from ingressd.kube import rest
+from ingressd.kube.config import API_CALLS, ApiCall
 from ingressd.kube.events import CONTROLLER
 from ingressd.kube.service import DEFAULT_ELECTION_ID
+from ingressd.store import KINDS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "etc" / "k8s"
 KUBE_PACKAGE = ROOT / "ingressd" / "kube"
 NAMESPACE = "ingressd"
-API_CLASSES = (client.NetworkingV1Api, client.CoreV1Api, client.DiscoveryV1Api,
-               client.CoordinationV1Api)
 
 MODELS = {"Deployment": client.V1Deployment, "Service": client.V1Service,
           "Ingress": client.V1Ingress, "IngressClass": client.V1IngressClass,
@@ -132,44 +132,63 @@ def test_bindings_name_the_service_account():
     assert one("Role")["metadata"]["namespace"] == one("RoleBinding")["metadata"]["namespace"]
 
 
-def test_api_calls_name_real_client_methods():
+def test_api_calls_name_resources_the_client_requests():
+    rules = {rest.rbac_rule(kind, call.verb, sub) for kind in rest.RESOURCES
+             for call in API_CALLS for sub in ("", "status")}
     for call in API_CALLS:
-        assert any(hasattr(cls, call.method) for cls in API_CLASSES), call.method
+        assert call in rules, call
 
 
-def _client_method_names_in(path: pathlib.Path) -> set[str]:
-    """Client API method names a module calls (``api.x(...)``) or names (strings)."""
-    methods = {name for cls in API_CLASSES for name in dir(cls)
-               if re.match(r"(list|read|create|replace|patch|delete|connect)_", name)}
+REQUEST_VERBS = ("list", "watch", "get", "create", "update", "patch")
+
+
+def _requests_in(path: pathlib.Path) -> set[ApiCall]:
+    """The requests a module makes through ``KubeRest`` (``self.rest.<verb>(kind, ...)``), as
+    RBAC rules; a kind that is not a literal (the reflector's) stands for every kind the
+    store holds, which is what reflectors are started for."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Attribute) and node.attr in methods:
-            found.add(node.attr)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                and node.value in methods:
-            found.add(node.value)
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in REQUEST_VERBS and isinstance(node.func.value, ast.Attribute)
+                and node.func.value.attr == "rest" and node.args):
+            continue
+        first = node.args[0]
+        kinds = [first.value] if isinstance(first, ast.Constant) else list(KINDS)
+        sub = next((k.value.value for k in node.keywords
+                    if k.arg == "subresource" and isinstance(k.value, ast.Constant)), "")
+        found.update(rest.rbac_rule(kind, node.func.attr, sub) for kind in kinds)
     return found
 
 
-def test_code_makes_no_call_missing_from_api_calls():
-    listed = {call.method for call in API_CALLS}
-    used: set[str] = set()
+def test_code_makes_no_request_missing_from_api_calls():
+    used: set[ApiCall] = set()
     for path in KUBE_PACKAGE.glob("*.py"):
-        if path.name == "config.py":  # the list itself
-            continue
-        used |= _client_method_names_in(path)
-    assert used, "the scan found no client call at all: it is broken"
-    assert used <= listed, f"calls missing from API_CALLS: {sorted(used - listed)}"
-    assert listed <= used, f"API_CALLS lists calls nothing makes: {sorted(listed - used)}"
+        if path.name != "rest.py":  # the client itself
+            used |= _requests_in(path)
+    assert used, "the scan found no request at all: it is broken"
+    listed = set(API_CALLS)
+    assert used <= listed, f"requests missing from API_CALLS: {sorted(used - listed, key=str)}"
+    assert listed <= used, f"API_CALLS lists requests nothing makes: {sorted(listed - used, key=str)}"
 
 
-def test_the_scan_sees_both_call_styles(tmp_path):
-    # guard the guard: a direct call and a method named in a table are both noticed
+def test_the_scan_sees_literal_and_variable_kinds(tmp_path):
+    # guard the guard: a literal kind, a subresource and a kind in a variable are all noticed
     module = tmp_path / "module.py"
-    module.write_text("api.delete_namespaced_secret('a', 'b')\n"
-                      "TABLE = {'Lease': 'read_namespaced_lease'}\n"
-                      "other.thing('list_nothing')\n")
-    assert _client_method_names_in(module) == {"delete_namespaced_secret", "read_namespaced_lease"}
+    module.write_text("self.rest.patch('Ingress', ns, name, body, subresource='status')\n"
+                      "self.rest.watch(self.kind, ns)\n"
+                      "other.get('Lease', 'a', 'b')\n")
+    assert _requests_in(module) == {ApiCall("networking.k8s.io", "ingresses/status", "patch")} | {
+        rest.rbac_rule(kind, "watch") for kind in KINDS}
+
+
+def test_an_undeclared_request_is_refused_before_it_is_sent():
+    configuration = client.Configuration()
+    configuration.host = "http://127.0.0.1:9"  # nothing listens: a request would fail otherwise
+    api = rest.KubeRest(client.ApiClient(configuration))
+    with pytest.raises(rest.UndeclaredCall, match="create secrets"):
+        api.create("Secret", "default", {"metadata": {"name": "x"}})
+    with pytest.raises(rest.UndeclaredCall, match="get secrets"):
+        api.get("Secret", "default", "x")
 
 
 # -- Deployment, Service, IngressClass ---------------------------------------------------

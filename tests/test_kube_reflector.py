@@ -448,3 +448,52 @@ def test_slim_drops_managed_fields_and_the_last_applied_copy():
                         "nginx.ingress.kubernetes.io/limit-rps": "5"}}}
     assert slim(obj)["metadata"] == {"name": "x", "annotations": {"nginx.ingress.kubernetes.io/limit-rps": "5"}}
     assert slim({"kind": "Secret"}) == {"kind": "Secret"}
+
+
+def test_slim_keeps_what_translation_reads_of_the_dependencies():
+    """A Service, EndpointSlice and Secret as a cluster serves them (uid, owner, target
+    references, node, zone) translate to the same configuration slimmed as whole."""
+    import base64
+    import copy
+
+    from ingressd.kube.reflector import slim
+    from ingressd.store import pack
+    from ingressd.translate import translate
+
+    try:
+        from tests.harness import INGRESS_CLASS, ingress, service
+    except ImportError:
+        from harness import INGRESS_CLASS, ingress, service
+    cluster_meta = {"uid": "0d6c1f0e-5b8e-4a57-9b1f-6a1f0b7f2a11", "resourceVersion": "812",
+                    "generation": 3, "creationTimestamp": "2026-01-02T03:04:05Z",
+                    "ownerReferences": [{"kind": "Service", "name": "web", "uid": "x"}],
+                    "finalizers": ["example.com/hold"]}
+    svc, endpoint_slice = service("web", [("http", 80, 8080)], endpoints=("10.0.0.1", "10.0.0.2"))
+    for endpoint in endpoint_slice["endpoints"]:
+        endpoint.update(nodeName="node-1", zone="a", targetRef={"kind": "Pod", "name": "web-1", "uid": "y"},
+                        hints={"forZones": [{"name": "a"}]})
+    endpoint_slice["endpoints"].append({"addresses": ["10.0.0.3"], "conditions": {"ready": False}})
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+              "metadata": {"name": "users", "namespace": "default"},
+              "data": {"auth": base64.b64encode(b"user:{PLAIN}pass").decode()}}
+    for obj in (svc, endpoint_slice, secret):
+        obj["metadata"].update(copy.deepcopy(cluster_meta))
+    objects = [INGRESS_CLASS, svc, endpoint_slice, secret,
+               ingress("site", [("a.example", [("/", "Prefix", "web", 80)])],
+                       annotations={"nginx.ingress.kubernetes.io/auth-type": "basic",
+                                    "nginx.ingress.kubernetes.io/auth-secret": "users"})]
+
+    def snapshot(objs):
+        out: dict = {}
+        for obj in objs:
+            meta = obj["metadata"]
+            out.setdefault(obj["kind"], {})[(meta.get("namespace", ""), meta["name"])] = pack(obj)
+        return out
+
+    slimmed = [slim(copy.deepcopy(obj), obj["kind"]) for obj in objects]
+    assert "uid" not in slimmed[1]["metadata"] and "targetRef" not in slimmed[2]["endpoints"][0]
+    assert slimmed[4]["metadata"] == objects[4]["metadata"]  # an Ingress keeps its metadata
+    whole, slim_config = translate(snapshot(objects)), translate(snapshot(slimmed))
+    assert whole.secrets and not whole.rejections
+    assert len(whole.routes[0].backend.endpoints) == 2
+    assert slim_config == whole

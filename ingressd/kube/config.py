@@ -4,9 +4,9 @@ In a pod (the service-account token is mounted and ``KUBERNETES_SERVICE_HOST`` i
 in-cluster configuration is used unless ``--kubeconfig`` names a file; elsewhere
 ``--kubeconfig FILE``, then ``$KUBECONFIG``, then ``~/.kube/config``.
 
-``API_CALLS`` names every client method the ``ingressd.kube`` modules call, with the RBAC
-rule it needs; ``tests/test_k8s_manifests.py`` checks the shipped RBAC against it and that
-no module calls a method missing from it.
+``API_CALLS`` names every request the ``ingressd.kube`` modules make, as the RBAC rule it
+needs; ``ingressd.kube.rest`` refuses a request not in it, and ``tests/test_k8s_manifests.py``
+checks the shipped RBAC against it and that it lists nothing the modules do not request.
 """
 
 from __future__ import annotations
@@ -23,43 +23,35 @@ SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 @dataclass(frozen=True)
 class ApiCall:
-    """One client method, and the RBAC (API group, resource, verb) it needs."""
+    """One kind of request ingressd makes, as the RBAC rule that allows it: API group,
+    resource (``plural`` or ``plural/subresource``) and verb."""
 
-    method: str
     group: str
     resource: str
     verb: str
 
 
 API_CALLS: tuple[ApiCall, ...] = (
-    # reflector.py: LIST then WATCH (the same method with watch=True)
-    ApiCall("list_ingress_for_all_namespaces", "networking.k8s.io", "ingresses", "list"),
-    ApiCall("list_ingress_for_all_namespaces", "networking.k8s.io", "ingresses", "watch"),
-    ApiCall("list_namespaced_ingress", "networking.k8s.io", "ingresses", "list"),
-    ApiCall("list_namespaced_ingress", "networking.k8s.io", "ingresses", "watch"),
-    ApiCall("list_ingress_class", "networking.k8s.io", "ingressclasses", "list"),
-    ApiCall("list_ingress_class", "networking.k8s.io", "ingressclasses", "watch"),
-    ApiCall("list_service_for_all_namespaces", "", "services", "list"),
-    ApiCall("list_service_for_all_namespaces", "", "services", "watch"),
-    ApiCall("list_namespaced_service", "", "services", "list"),
-    ApiCall("list_namespaced_service", "", "services", "watch"),
-    ApiCall("list_endpoint_slice_for_all_namespaces", "discovery.k8s.io", "endpointslices", "list"),
-    ApiCall("list_endpoint_slice_for_all_namespaces", "discovery.k8s.io", "endpointslices", "watch"),
-    ApiCall("list_namespaced_endpoint_slice", "discovery.k8s.io", "endpointslices", "list"),
-    ApiCall("list_namespaced_endpoint_slice", "discovery.k8s.io", "endpointslices", "watch"),
-    ApiCall("list_secret_for_all_namespaces", "", "secrets", "list"),
-    ApiCall("list_secret_for_all_namespaces", "", "secrets", "watch"),
-    ApiCall("list_namespaced_secret", "", "secrets", "list"),
-    ApiCall("list_namespaced_secret", "", "secrets", "watch"),
+    # reflector.py: LIST then WATCH of every kind the store holds
+    ApiCall("networking.k8s.io", "ingresses", "list"),
+    ApiCall("networking.k8s.io", "ingresses", "watch"),
+    ApiCall("networking.k8s.io", "ingressclasses", "list"),
+    ApiCall("networking.k8s.io", "ingressclasses", "watch"),
+    ApiCall("", "services", "list"),
+    ApiCall("", "services", "watch"),
+    ApiCall("discovery.k8s.io", "endpointslices", "list"),
+    ApiCall("discovery.k8s.io", "endpointslices", "watch"),
+    ApiCall("", "secrets", "list"),
+    ApiCall("", "secrets", "watch"),
     # status.py
-    ApiCall("patch_namespaced_ingress_status", "networking.k8s.io", "ingresses/status", "patch"),
+    ApiCall("networking.k8s.io", "ingresses/status", "patch"),
     # events.py
-    ApiCall("create_namespaced_event", "", "events", "create"),
-    ApiCall("patch_namespaced_event", "", "events", "patch"),
+    ApiCall("", "events", "create"),
+    ApiCall("", "events", "patch"),
     # leader.py
-    ApiCall("read_namespaced_lease", "coordination.k8s.io", "leases", "get"),
-    ApiCall("create_namespaced_lease", "coordination.k8s.io", "leases", "create"),
-    ApiCall("replace_namespaced_lease", "coordination.k8s.io", "leases", "update"),
+    ApiCall("coordination.k8s.io", "leases", "get"),
+    ApiCall("coordination.k8s.io", "leases", "create"),
+    ApiCall("coordination.k8s.io", "leases", "update"),
 )
 
 

@@ -19,6 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from twisted.internet import defer
 
+from ingressd.kube import rest
 from ingressd.kube.reflector import KubeTimings
 from ingressd.model import ObjectRef, Rejection
 
@@ -43,7 +44,7 @@ class EventRecorder:
                  run_in_thread: Callable[..., defer.Deferred],
                  lookup_ingress: Callable[[str, str], dict | None], identity: str, *,
                  timings: KubeTimings = KubeTimings(), max_known: int = 1000):
-        self.api = client.CoreV1Api(api_client)
+        self.rest = rest.KubeRest(api_client)
         self.reactor = reactor
         self.run_in_thread = run_in_thread
         self.lookup_ingress = lookup_ingress
@@ -91,10 +92,8 @@ class EventRecorder:
         if known is not None:
             namespace, name, count = known
             try:
-                self.api.patch_namespaced_event(
-                    name, namespace, {"count": count + 1, "lastTimestamp": now},
-                    _content_type="application/merge-patch+json", _preload_content=False,
-                    _request_timeout=timeout)
+                self.rest.patch("Event", namespace, name, {"count": count + 1, "lastTimestamp": now},
+                                timeout=timeout)
                 return namespace, name, count + 1
             except ApiException as error:
                 if error.status != 404:  # expired (Events live about an hour): create anew
@@ -120,8 +119,7 @@ class EventRecorder:
             "lastTimestamp": now,
             "count": 1,
         }
-        self.api.create_namespaced_event(ref.namespace, body, _preload_content=False,
-                                         _request_timeout=timeout)
+        self.rest.create("Event", ref.namespace, body, timeout=timeout)
         return ref.namespace, name, 1
 
     # -- reactor thread ---------------------------------------------------------------------

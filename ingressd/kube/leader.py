@@ -24,6 +24,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from twisted.internet import defer, task
 
+from ingressd.kube import rest
 from ingressd.kube.reflector import KubeTimings
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class LeaderElector:
                  on_started_leading: Callable[[], None] | None = None,
                  on_stopped_leading: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic):
-        self.api = client.CoordinationV1Api(api_client)
+        self.rest = rest.KubeRest(api_client)
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -143,9 +144,7 @@ class LeaderElector:
 
     def _read(self) -> dict | None:
         try:
-            response = self.api.read_namespaced_lease(
-                self.name, self.namespace, _preload_content=False,
-                _request_timeout=self._timeout())
+            response = self.rest.get("Lease", self.namespace, self.name, timeout=self._timeout())
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -170,8 +169,7 @@ class LeaderElector:
             body = {"metadata": {"name": self.name, "namespace": self.namespace},
                     "spec": dict(self._spec({}, now), leaseTransitions=0)}
             try:
-                self.api.create_namespaced_lease(self.namespace, body, _preload_content=False,
-                                                 _request_timeout=self._timeout())
+                self.rest.create("Lease", self.namespace, body, timeout=self._timeout())
             except ApiException as error:
                 if error.status == 409:  # another replica created it first
                     return _FOLLOWER
@@ -189,9 +187,7 @@ class LeaderElector:
                             "resourceVersion": lease["metadata"]["resourceVersion"]},
                "spec": self._spec(spec, now)}
         try:
-            self.api.replace_namespaced_lease(self.name, self.namespace, new,
-                                              _preload_content=False,
-                                              _request_timeout=self._timeout())
+            self.rest.update("Lease", self.namespace, self.name, new, timeout=self._timeout())
         except ApiException as error:
             if error.status == 409:  # it changed under us: someone else wrote it
                 return _FOLLOWER
@@ -217,7 +213,5 @@ class LeaderElector:
         body = {"metadata": {"name": self.name, "namespace": self.namespace,
                              "resourceVersion": lease["metadata"]["resourceVersion"]},
                 "spec": spec}
-        self.api.replace_namespaced_lease(self.name, self.namespace, body,
-                                          _preload_content=False,
-                                          _request_timeout=self._timeout())
+        self.rest.update("Lease", self.namespace, self.name, body, timeout=self._timeout())
         log.info("%r: released the lease", self)

@@ -28,6 +28,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from ingressd.kube import rest
 from ingressd.store import Key, Packed, pack_items
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,30 @@ log = logging.getLogger(__name__)
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
-def slim(obj: dict) -> dict:
+# Metadata ingressd reads of a Service, EndpointSlice or Secret (an Ingress keeps all of it:
+# its uid and resourceVersion go into Events and status writes, its creationTimestamp decides
+# conflicts); an EndpointSlice endpoint's fields it reads.
+_KEPT_METADATA = ("name", "namespace", "labels", "annotations")
+_KEPT_ENDPOINT = ("addresses", "conditions")
+
+
+def slim(obj: dict, kind: str = "") -> dict:
     """Drop what ingressd never reads and that can dwarf the object: server-side apply's
-    ``metadata.managedFields`` and kubectl's last-applied copy of the whole manifest."""
+    ``metadata.managedFields``, kubectl's last-applied copy of the whole manifest, and (in
+    the dependencies, of which a cluster has many) the rest of the metadata and each
+    endpoint's target reference, node and zone. In place; returns ``obj``."""
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         meta.pop("managedFields", None)
         annotations = meta.get("annotations")
         if isinstance(annotations, dict) and _LAST_APPLIED in annotations:
             meta["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
+        if kind in ("Service", "EndpointSlice", "Secret"):
+            obj["metadata"] = {k: v for k, v in meta.items() if k in _KEPT_METADATA}
+    if kind == "EndpointSlice" and isinstance(obj.get("endpoints"), list):
+        obj["endpoints"] = [{k: v for k, v in endpoint.items() if k in _KEPT_ENDPOINT}
+                            if isinstance(endpoint, dict) else endpoint
+                            for endpoint in obj["endpoints"]]
     return obj
 
 
@@ -65,18 +81,6 @@ class KubeTimings:
     retry_period: float = 2.0
     status_resync: float = 60.0  # the leader re-checks every served Ingress's status
     stop_timeout: float = 5.0  # how long stopping may wait for the threads
-
-
-# kind → (API class, cluster-wide list method, namespaced list method or None, apiVersion)
-KIND_APIS: dict[str, tuple[str, str, str | None, str]] = {
-    "Ingress": ("NetworkingV1Api", "list_ingress_for_all_namespaces", "list_namespaced_ingress",
-                "networking.k8s.io/v1"),
-    "IngressClass": ("NetworkingV1Api", "list_ingress_class", None, "networking.k8s.io/v1"),
-    "Service": ("CoreV1Api", "list_service_for_all_namespaces", "list_namespaced_service", "v1"),
-    "EndpointSlice": ("DiscoveryV1Api", "list_endpoint_slice_for_all_namespaces",
-                      "list_namespaced_endpoint_slice", "discovery.k8s.io/v1"),
-    "Secret": ("CoreV1Api", "list_secret_for_all_namespaces", "list_namespaced_secret", "v1"),
-}
 
 
 class Sink(Protocol):
@@ -106,20 +110,15 @@ class Reflector:
                  namespace: str | None = None, field_selector: str | None = None,
                  label_selector: str | None = None, timings: KubeTimings = KubeTimings(),
                  rng: Callable[[], float] = random.random):
-        api_class, all_method, namespaced_method, self.api_version = KIND_APIS[kind]
-        api = getattr(client, api_class)(api_client)
         self.kind = kind
-        self.namespace = namespace if namespaced_method else None
-        if self.namespace:
-            method = getattr(api, namespaced_method)
-            self._call = lambda **kw: method(self.namespace, **kw)
-        else:
-            self._call = getattr(api, all_method)
-        self._selectors = {}
+        self.namespace = namespace if rest.namespaced(kind) else None
+        self.api_version = rest.api_version(kind)
+        self.rest = rest.KubeRest(api_client)
+        self._selectors: dict[str, str] = {}
         if field_selector:
-            self._selectors["field_selector"] = field_selector
+            self._selectors["fieldSelector"] = field_selector
         if label_selector:
-            self._selectors["label_selector"] = label_selector
+            self._selectors["labelSelector"] = label_selector
         self.sink = sink
         self.reactor = reactor
         self.timings = timings
@@ -228,12 +227,11 @@ class Reflector:
         token: str | None = None
         rv = ""
         while True:
-            kwargs: dict[str, Any] = dict(self._selectors, limit=self.timings.page_size,
-                                          _request_timeout=self._request_timeout(),
-                                          _preload_content=False)
+            query: dict[str, Any] = dict(self._selectors, limit=self.timings.page_size)
             if token:
-                kwargs["_continue"] = token
-            response = self._call(**kwargs)
+                query["continue"] = token
+            response = self.rest.list(self.kind, self.namespace, query=query,
+                                      timeout=self._request_timeout())
             with self._tracking(response):
                 body = json.loads(response.data)
             meta = body.get("metadata") or {}
@@ -244,7 +242,7 @@ class Reflector:
                 # do: add them, so a re-list of unchanged objects compares equal.
                 item.setdefault("kind", self.kind)
                 item.setdefault("apiVersion", self.api_version)
-                slim(item)
+                slim(item, self.kind)
             items.extend(pack_items(page, f"kubernetes: {self.kind}"))
             del body, page
             token = meta.get("continue")
@@ -260,12 +258,11 @@ class Reflector:
         """One WATCH from the last resourceVersion until the stream ends; returns the events seen."""
         timeout = self.timings.watch_timeout * (1 + self._rng())
         timeout = int(max(1, min(timeout, until - time.monotonic())))
-        response = self._call(
-            watch=True, resource_version=self.resource_version, allow_watch_bookmarks=True,
-            timeout_seconds=timeout, _preload_content=False,
-            _request_timeout=(self.timings.connect_timeout,
-                              timeout + self.timings.watch_read_slack),
-            **self._selectors)
+        response = self.rest.watch(
+            self.kind, self.namespace,
+            query=dict(self._selectors, resourceVersion=self.resource_version,
+                       allowWatchBookmarks=True, timeoutSeconds=timeout),
+            timeout=(self.timings.connect_timeout, timeout + self.timings.watch_read_slack))
         self.watches += 1
         events = 0
         with self._tracking(response):
@@ -292,7 +289,7 @@ class Reflector:
                 if event_type in ("ADDED", "MODIFIED", "DELETED"):
                     obj.setdefault("kind", self.kind)
                     obj.setdefault("apiVersion", self.api_version)
-                    self.reactor.callFromThread(self._deliver_apply, event_type, slim(obj))
+                    self.reactor.callFromThread(self._deliver_apply, event_type, slim(obj, self.kind))
                     events += 1
                 elif event_type == "BOOKMARK":
                     self.bookmarks += 1

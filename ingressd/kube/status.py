@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 from kubernetes import client
 from twisted.internet import defer, task
 
+from ingressd.kube import rest
 from ingressd.kube.reflector import KubeTimings
 from ingressd.model import ObjectRef
 
@@ -70,7 +71,7 @@ class StatusWriter:
                  publish_service: tuple[str, str] | None = None,
                  publish_addresses: tuple[str, ...] = (),
                  timings: KubeTimings = KubeTimings()):
-        self.api = client.NetworkingV1Api(api_client)
+        self.rest = rest.KubeRest(api_client)
         self.reactor = reactor
         self.run_in_thread = run_in_thread
         self.lookup_ingress = lookup_ingress
@@ -175,10 +176,8 @@ class StatusWriter:
 
     def _patch(self, namespace: str, name: str, desired: tuple[Address, ...]) -> None:
         body = {"status": {"loadBalancer": {"ingress": [{kind: value} for kind, value in desired]}}}
-        self.api.patch_namespaced_ingress_status(
-            name, namespace, body, _content_type="application/merge-patch+json",
-            _preload_content=False,
-            _request_timeout=(self.timings.connect_timeout, self.timings.request_timeout))
+        self.rest.patch("Ingress", namespace, name, body, subresource="status",
+                        timeout=(self.timings.connect_timeout, self.timings.request_timeout))
 
     def _written(self, _: Any, key: tuple[str, str], desired: tuple, rv: str | None) -> None:
         self.writes += 1
