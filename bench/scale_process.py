@@ -48,7 +48,7 @@ def api_objects(count: int) -> list[dict]:
 def memory_kib(pid: int) -> dict[str, int]:
     with open(f"/proc/{pid}/status") as handle:
         return {line.split(":")[0]: int(line.split()[1]) for line in handle
-                if line.startswith(("VmRSS", "VmHWM"))}
+                if line.startswith(("VmRSS", "VmHWM", "RssAnon", "RssFile"))}
 
 
 def run(twistd: str, source_args: list[str], workdir: Path, settle: float) -> tuple[float, dict[str, int]]:
@@ -103,7 +103,8 @@ def measure(count: int, kubernetes: bool, twistd: str, settle: float) -> str:
             manifest.write_text(json.dumps({"kind": "List", "items": api_objects(count)}))
             ready, memory = run(twistd, ["--manifests", str(manifest)], workdir, settle)
     return (f"{count:>6} Ingresses: ready after {ready:5.1f} s, resident {memory['VmRSS'] / 1024:4.0f} MiB, "
-            f"peak {memory['VmHWM'] / 1024:4.0f} MiB")
+            f"peak {memory['VmHWM'] / 1024:4.0f} MiB (anonymous {memory['RssAnon'] / 1024:.0f}, "
+            f"files {memory['RssFile'] / 1024:.0f})")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Iterable
 
 import yaml
@@ -17,7 +18,7 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.python import log
 
-from ingressd.store import KINDS, Key, ObjectStore, Packed, object_key, pack
+from ingressd.store import KINDS, Key, ObjectStore, Packed, object_key, own_key, pack
 
 SOURCE = "files"
 _SUFFIXES = (".yaml", ".yml", ".json")
@@ -137,7 +138,7 @@ class ManifestProvider(Service):
         packed = []
         for obj in objects:  # kept packed, as the store keeps them (the very same bytes)
             try:
-                packed.append((obj["kind"], object_key(obj), pack(obj)))
+                packed.append((sys.intern(obj["kind"]), own_key(object_key(obj)), pack(obj)))
             except ValueError as exc:
                 problems.append(f"{obj['kind']} {obj['metadata']['name']}: {exc}")
         for problem in problems:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import marshal
+import sys
 from typing import Callable, Iterable, Mapping
 
 from twisted.python import log
@@ -151,10 +152,12 @@ class ObjectStore:
             self.on_change()
 
 
-def _own_key(key: Key) -> Key:
-    # Copies of the strings: the object's own would pin the memory of the dicts they were
-    # parsed with (its allocator's arenas), which is freed once the object is packed.
-    return (key[0].encode().decode(), key[1].encode().decode())
+def own_key(key: Key) -> Key:
+    """``key`` in strings of its own, for a key kept beside a packed object: the object's
+    own strings would pin the memory of the dicts they were parsed with (its allocator's
+    arenas), which is freed once the object is packed. A cluster has few namespaces: one
+    copy of each is shared by every key."""
+    return (sys.intern(key[0].encode().decode()), key[1].encode().decode())
 
 
 def pack_items(objects: Iterable[Mapping], where: str) -> list[tuple[Key, Packed]]:
@@ -163,7 +166,7 @@ def pack_items(objects: Iterable[Mapping], where: str) -> list[tuple[Key, Packed
     provider may pack on its own thread, a page at a time."""
     items = []
     for obj in objects:
-        key = _own_key(object_key(obj))
+        key = own_key(object_key(obj))
         try:
             items.append((key, pack(obj)))
         except ValueError as exc:
