@@ -87,6 +87,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
     p.add_argument("--args", default="", help="extra 'twistd ingressd' options, e.g. '--access-log off'")
     p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
+    p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
+    p.add_argument("--lines", type=int, default=30, help="rows of the cProfile table")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="ingressd-pathcost-") as tmp:
         extra = shlex.split(args.args)
@@ -97,7 +99,7 @@ def main() -> None:
         if args.profile:
             profile = cProfile.Profile()
             profile.runcall(rig.run, args.requests)
-            pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+            pstats.Stats(profile).sort_stats(args.sort).print_stats(args.lines)
             return
         figures = []
         for _ in range(args.rounds):

@@ -18,7 +18,7 @@ from twisted.python import log
 
 from ingressd.features import LocalResponse
 from ingressd.headers import HOP_BY_HOP, Headers, connection_tokens, serialize, without_hop_by_hop
-from ingressd.http1 import REASONS, error_page
+from ingressd.http1 import error_page
 from ingressd.pathnorm import BadPath, lenient_views, normalize, split_target
 from ingressd.routing import host_of
 from ingressd.tunnel import Tunnel

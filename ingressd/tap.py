@@ -6,9 +6,8 @@ import sys
 from typing import Any
 
 import yaml
-from twisted.application import strports
 from twisted.application.service import MultiService
-from twisted.python import log, usage
+from twisted.python import usage
 
 from ingressd.features import parse_size
 from ingressd.plugins import PluginError, load_plugins
@@ -172,7 +171,18 @@ def settings_from(options) -> dict[str, Any]:
     return {str(key).replace("-", "_"): value for key, value in dict(options).items()}
 
 
+def install_reactor() -> None:
+    """ingressd's reactor (``ingressd.reactor``), unless one was chosen with ``twistd
+    --reactor``; Twisted's default where there is no epoll (not Linux)."""
+    try:
+        from ingressd.reactor import install
+    except ImportError:
+        return
+    install()
+
+
 def makeService(options) -> MultiService:
+    install_reactor()
     from twisted.internet import reactor
 
     from ingressd.server import build_server

@@ -357,3 +357,10 @@ def test_external_name_service_is_proxied_to_the_external_name(world):
     response = proc.get("/via-dns", host="ext.com")
     assert response.status == 200 and response.json()["backend"] == "api"
     assert dict(response.json()["headers"])["host"] == "ext.com"
+
+
+def test_runs_on_ingressds_reactor(world):
+    """twistd ingressd installs ingressd.reactor (Twisted's epoll reactor dispatching
+    without a log context per event) when no --reactor was given."""
+    proc = world[0]
+    assert "reactor class: ingressd.reactor.DirectDispatchEPollReactor" in proc.log()
