@@ -2,7 +2,7 @@
 
 The client's generated API classes (``CoreV1Api`` and the rest) define every call of a group
 with pydantic-validated signatures; importing the four ingressd used cost 26 MiB of resident
-memory (``CoreV1Api`` alone 20), for eight calls. ``ApiClient.param_serialize`` and
+memory (``CoreV1Api`` alone 20), for a dozen of their methods. ``ApiClient.param_serialize`` and
 ``ApiClient.call_api`` are the public methods those classes end in: authentication, the
 configured host and TLS, the URL query and the body's serialization stay the client's. This
 module names the resource paths and the verbs, refuses what ``API_CALLS`` (the RBAC rules
@@ -25,7 +25,7 @@ Timeout = tuple[float, float]
 
 MERGE_PATCH = "application/merge-patch+json"
 
-# kind → (API group path, plural, namespaced, apiVersion) of what the reflectors LIST and WATCH
+# kind → (API group path, plural, namespaced, apiVersion) of every kind ingressd requests
 RESOURCES: dict[str, tuple[str, str, bool, str]] = {
     "Ingress": ("/apis/networking.k8s.io/v1", "ingresses", True, "networking.k8s.io/v1"),
     "IngressClass": ("/apis/networking.k8s.io/v1", "ingressclasses", False, "networking.k8s.io/v1"),
