@@ -25,25 +25,39 @@ Timeout = tuple[float, float]
 
 MERGE_PATCH = "application/merge-patch+json"
 
-# kind → (API group path, plural, namespaced, apiVersion) of every kind ingressd requests
-RESOURCES: dict[str, tuple[str, str, bool, str]] = {
-    "Ingress": ("/apis/networking.k8s.io/v1", "ingresses", True, "networking.k8s.io/v1"),
-    "IngressClass": ("/apis/networking.k8s.io/v1", "ingressclasses", False, "networking.k8s.io/v1"),
-    "Service": ("/api/v1", "services", True, "v1"),
-    "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices", True, "discovery.k8s.io/v1"),
-    "Secret": ("/api/v1", "secrets", True, "v1"),
-    "Lease": ("/apis/coordination.k8s.io/v1", "leases", True, "coordination.k8s.io/v1"),
-    "Event": ("/api/v1", "events", True, "v1"),
+# kind → (apiVersion, plural, namespaced) of every kind ingressd requests
+RESOURCES: dict[str, tuple[str, str, bool]] = {
+    "Ingress": ("networking.k8s.io/v1", "ingresses", True),
+    "IngressClass": ("networking.k8s.io/v1", "ingressclasses", False),
+    "Service": ("v1", "services", True),
+    "EndpointSlice": ("discovery.k8s.io/v1", "endpointslices", True),
+    "Secret": ("v1", "secrets", True),
+    "Lease": ("coordination.k8s.io/v1", "leases", True),
+    "Event": ("v1", "events", True),
 }
+
+
+def api_version(kind: str) -> str:
+    return RESOURCES[kind][0]
+
+
+def api_group(kind: str) -> str:
+    """The API group ("" for the core group, whose apiVersion is just ``v1``)."""
+    return api_version(kind).rpartition("/")[0]
+
+
+def namespaced(kind: str) -> bool:
+    return RESOURCES[kind][2]
 
 
 def resource_path(kind: str, namespace: str | None = None, name: str | None = None,
                   subresource: str | None = None) -> str:
-    """``/apis/<group>/<version>[/namespaces/<ns>]/<plural>[/<name>[/<subresource>]]``; a
-    namespace is ignored for a cluster-scoped kind (an IngressClass)."""
-    group, plural, namespaced, _ = RESOURCES[kind]
-    path = group
-    if namespace and namespaced:
+    """``/api/v1`` (the core group) or ``/apis/<group>/<version>``, then
+    ``[/namespaces/<ns>]/<plural>[/<name>[/<subresource>]]``; a namespace is ignored for a
+    cluster-scoped kind (an IngressClass)."""
+    version, plural, is_namespaced = RESOURCES[kind]
+    path = ("/apis/" if api_group(kind) else "/api/") + version
+    if namespace and is_namespaced:
         path += "/namespaces/" + quote(namespace, safe="")
     path += "/" + plural
     if name is not None:
@@ -51,14 +65,6 @@ def resource_path(kind: str, namespace: str | None = None, name: str | None = No
         if subresource:
             path += "/" + subresource
     return path
-
-
-def api_version(kind: str) -> str:
-    return RESOURCES[kind][3]
-
-
-def namespaced(kind: str) -> bool:
-    return RESOURCES[kind][2]
 
 
 class UndeclaredCall(Exception):
@@ -123,9 +129,8 @@ class KubeRest:
 
 def rbac_rule(kind: str, verb: str, subresource: str = "") -> ApiCall:
     """The RBAC rule a request needs: API group, resource[/subresource], verb."""
-    group_path, plural, _, _ = RESOURCES[kind]
-    group = "" if group_path == "/api/v1" else group_path.split("/")[2]
-    return ApiCall(group, f"{plural}/{subresource}" if subresource else plural, verb)
+    plural = RESOURCES[kind][1]
+    return ApiCall(api_group(kind), f"{plural}/{subresource}" if subresource else plural, verb)
 
 
 def check_declared(kind: str, verb: str, subresource: str = "") -> None:
