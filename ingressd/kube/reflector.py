@@ -238,11 +238,7 @@ class Reflector:
             rv = meta.get("resourceVersion") or rv
             page = body.get("items") or []
             for item in page:
-                # List items carry no kind/apiVersion (kubernetes#3030) but watch objects
-                # do: add them, so a re-list of unchanged objects compares equal.
-                item.setdefault("kind", self.kind)
-                item.setdefault("apiVersion", self.api_version)
-                slim(item, self.kind)
+                self._prepare(item)
             items.extend(pack_items(page, f"kubernetes: {self.kind}"))
             del body, page
             token = meta.get("continue")
@@ -287,9 +283,7 @@ class Reflector:
                 new_rv = ((obj.get("metadata") or {}).get("resourceVersion")
                           if isinstance(obj, dict) else None)
                 if event_type in ("ADDED", "MODIFIED", "DELETED"):
-                    obj.setdefault("kind", self.kind)
-                    obj.setdefault("apiVersion", self.api_version)
-                    self.reactor.callFromThread(self._deliver_apply, event_type, slim(obj, self.kind))
+                    self.reactor.callFromThread(self._deliver_apply, event_type, self._prepare(obj))
                     events += 1
                 elif event_type == "BOOKMARK":
                     self.bookmarks += 1
@@ -299,6 +293,14 @@ class Reflector:
                 if new_rv:
                     self.resource_version = new_rv
         return events
+
+    def _prepare(self, obj: dict) -> dict:
+        """A listed or watched object as it is stored. List items carry no kind/apiVersion
+        (kubernetes#3030) but watch objects do: add them, so a re-list of unchanged objects
+        compares equal. Then ``slim``. In place; returns ``obj``."""
+        obj.setdefault("kind", self.kind)
+        obj.setdefault("apiVersion", self.api_version)
+        return slim(obj, self.kind)
 
     def _tracking(self, response: Any) -> "_Tracked":
         return _Tracked(self, response)
