@@ -320,14 +320,15 @@ class HTTP1ServerProtocol(Protocol):
         else:
             self._cancel_timer()
         try:
-            self._active = self.handler(self, request)
+            active = self.handler(self, request)
         except Exception:
             log.err(None, "ingressd: request handler failed")
             self._active = None
             self.reject(500, "internal error")
             return
-        if self._active is None:
-            return
+        if active is None or self._active_request is not request:
+            return  # answered already (a local response), perhaps the next one begun
+        self._active = active
         pending, request.pending_body = request.pending_body, None
         if pending:
             for chunk in pending:
@@ -397,8 +398,9 @@ class HTTP1ServerProtocol(Protocol):
         self._head_written = False
         if self.closed:
             return
-        if not self._response_keep_alive or request is None or not request.complete:
+        if not self._response_keep_alive or request is None or (request.has_body and not request.complete):
             # A body we did not read (an early answer) would be parsed as the next request.
+            # (Without a body, an answer given at once only came before the parser's end.)
             self._close()
             self.closed = True
             return

@@ -36,6 +36,9 @@ _SPOOFABLE = frozenset((b"forwarded", b"x-original-uri", b"x-original-url", b"x-
 _NOT_FORWARDED = HOP_BY_HOP | _FORWARDED
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 _SERVER = (b"server", b"ingressd")
+# Answers after which nginx closes the connection (ngx_http_special_response_handler);
+# after any other answer of our own the connection stays open, as there.
+_CLOSING_STATUSES = frozenset((400, 413, 414, 500, 501))
 
 
 class _RequestIds:
@@ -611,7 +614,7 @@ class Exchange:
             if body:
                 pairs.append((b"content-type", b"text/html"))
         pairs.append(_SERVER)
-        if self.request.upgrade or (not self.request.complete and self.request.has_body):
+        if status in _CLOSING_STATUSES or self.request.upgrade or (not self.request.complete and self.request.has_body):
             self.protocol._response_keep_alive = False
         self._respond_head(status, pairs, len(body))
         self.bytes_sent += len(body)

@@ -160,6 +160,26 @@ def test_keepalive_reuses_client_connection(world):
     conn.close()
 
 
+def test_keepalive_survives_answers_ingressd_gives_itself(world):
+    """A 404 (no route) is answered while the request is being parsed; the connection stays
+    open for the next request, as nginx keeps it."""
+    proc, *_ = world
+    conn = proc.connection()
+    statuses = []
+    for host in ("no-such-host.test", "example.com", "no-such-host.test", "example.com"):
+        conn.request("GET", "/k", headers={"Host": host})
+        response = conn.getresponse()
+        response.read()
+        statuses.append((response.status, response.getheader("connection"), id(conn.sock)))
+    assert [status for status, _, _ in statuses] == [404, 200, 404, 200]
+    assert {close for _, close, _ in statuses} == {None} and len({sock for _, _, sock in statuses}) == 1
+    conn.request("GET", "/%zz", headers={"Host": "example.com"})  # bad percent-encoding: 400
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 400 and response.getheader("connection") == "close"  # as nginx closes it
+    conn.close()
+
+
 def test_request_bodies_streamed_plain_and_chunked(world):
     proc, *_ = world
     body = os.urandom(40000)

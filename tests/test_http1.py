@@ -64,6 +64,55 @@ def test_pipelined_requests_answered_in_order():
     assert value.count(b"HTTP/1.1 200 OK") == 3
 
 
+class AnswersAtOnce(Echo):
+    """A handler that answers while it is being created, as a local response (a 404, a
+    redirect, an auth challenge) does: before the parser has seen the end of the request."""
+
+    def __init__(self, protocol, request, log):
+        super().__init__(protocol, request, log)
+        body = b"local " + request.target
+        protocol.write_head(404, [], len(body))
+        protocol.write_body(body)
+        protocol.finish_response()
+
+    def body_done(self):
+        raise AssertionError("the exchange is over")
+
+
+def connect_answering_at_once(**settings):
+    log = []
+    protocol = HTTP1ServerProtocol(ServerSettings(**settings), lambda p, r: AnswersAtOnce(p, r, log), Clock())
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555),
+                                hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_an_answer_given_at_once_keeps_the_connection():
+    protocol, transport = connect_answering_at_once()
+    protocol.dataReceived(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value().endswith(b"local /a") and b"connection: close" not in transport.value()
+    assert not transport.disconnecting
+    protocol.dataReceived(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.value().endswith(b"local /b") and not transport.disconnecting
+
+
+def test_pipelined_requests_answered_at_once_are_all_answered_in_order():
+    protocol, transport = connect_answering_at_once()
+    protocol.dataReceived(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in range(5)))
+    protocol.dataReceived(b"GET /last HTTP/1.1\r\nHost: x\r\n\r\n")
+    value = transport.value()
+    assert value.count(b"HTTP/1.1 404") == 6 and not transport.disconnecting
+    assert [value.index(b"local /%d" % n) for n in range(5)] == sorted(value.index(b"local /%d" % n) for n in range(5))
+    assert value.endswith(b"local /last")
+
+
+def test_an_answer_given_before_the_request_body_closes_the_connection():
+    protocol, transport = connect_answering_at_once()
+    protocol.dataReceived(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
+    assert transport.value().endswith(b"local /a") and transport.disconnecting  # "cde" would be a request
+
+
 def test_chunked_request_body_is_decoded():
     protocol, transport, _, _ = connect()
     protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
