@@ -2,8 +2,8 @@
 
 Hosts are hash-map lookups (exact names, then one-label wildcards by suffix, then rules
 without host); each host's paths are one dict, probed with the request path (Exact) and
-its prefixes (Prefix) from the deepest the host has: at most one probe per segment of
-that prefix, whatever the number of Ingresses.
+its prefixes (Prefix), longest first: at most one probe per length (or segment) the
+host's prefixes have, whatever the number of Ingresses.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Generic, Iterable, Protocol, TypeVar
 
 from ingressd.model import EXACT, Route
+
+# A host with more different prefix lengths than this is searched segment by segment.
+MAX_CUT_LENGTHS = 8
 
 
 class _HasRoute(Protocol):
@@ -30,24 +33,34 @@ class PathTable(Generic[E]):
     """The paths of one host, in one dict: path → (Exact entry, Prefix entry).
 
     Exact paths are keyed as given; Prefix (and ImplementationSpecific) paths without
-    their trailing slash ("" for "/"). A lookup tries the request path for an Exact
-    route, then cuts it after as many segments as the deepest prefix has and drops a
-    segment at a time until a prefix is found: usually one or two probes of one small
-    dict, whatever the number of Ingresses. (A segment trie walked a dict and a node per
-    segment: at 10,000 Ingresses, out of the CPU's caches, that was most of a lookup.)
+    their trailing slash ("" for "/"). A lookup tries the request path itself (an Exact
+    route, or a prefix equal to it), then the request path cut where a prefix could end:
+    at each length the host's prefixes have, longest first, where the path has a "/"
+    there. A host with many different prefix lengths is cut at its segments instead,
+    from as deep as its deepest prefix. Either way one small dict is probed a few times,
+    whatever the number of Ingresses. (A segment trie walked a dict and a node per
+    segment: at 10,000 Ingresses, out of the CPU's caches, that was most of a lookup; and
+    ``str.find`` costs as much as a probe, so cutting at known lengths beats searching.)
     The path is the routing path, with ``//`` merged (``ingressd.pathnorm``).
     """
 
-    __slots__ = ("paths", "depth", "members")
+    __slots__ = ("paths", "lengths", "depth", "root", "members")
 
     def __init__(self, members: Iterable[E] = ()) -> None:
         self.paths: dict[str, tuple[E | None, E | None]] = {}
-        self.depth = 0  # segments of the deepest prefix
         self.members: list[E] = list(members)  # what it was built from, for reuse
         for entry in self.members:
-            self.add(entry)
+            self._add(entry)
+        prefixes = [key for key, (_, prefix) in self.paths.items() if prefix is not None]
+        root = self.paths.get("")
+        self.root: E | None = root[1] if root is not None else None  # the "/" prefix
+        lengths = sorted({len(key) for key in prefixes if key}, reverse=True)
+        # Cut at the known lengths (one comparison each) unless there are more of them than
+        # a request path has segments to search: then cut at segments (a find each).
+        self.lengths: tuple[int, ...] | None = tuple(lengths) if len(lengths) <= MAX_CUT_LENGTHS else None
+        self.depth = max((key.count("/") for key in prefixes), default=0)  # segments of the deepest prefix
 
-    def add(self, entry: E) -> None:
+    def _add(self, entry: E) -> None:
         """Add a path; on a conflict the oldest Ingress keeps it."""
         route = entry.route
         if route.path_type == EXACT:
@@ -61,38 +74,38 @@ class PathTable(Generic[E]):
         exact, prefix = self.paths.get(key, (None, None))
         if prefix is None or _prefix_rank(route) < _prefix_rank(prefix.route):
             self.paths[key] = (exact, entry)
-        depth = key.count("/")
-        if depth > self.depth:
-            self.depth = depth
 
     def match(self, path: str) -> E | None:
         paths = self.paths
         found = paths.get(path)
-        if found is not None and found[0] is not None:
-            return found[0]
+        if found is not None:  # an Exact route, else a prefix equal to the path
+            return found[0] if found[0] is not None else found[1]
+        lengths = self.lengths
+        if lengths is not None:
+            size = len(path)
+            for length in lengths:
+                if length < size and path[length] == "/":
+                    found = paths.get(path[:length])
+                    if found is not None and found[1] is not None:
+                        return found[1]
+            return self.root
+        return self._match_segments(path)
+
+    def _match_segments(self, path: str) -> E | None:
+        """The prefix for ``path`` by cutting it at its segments, deepest first."""
+        paths = self.paths
         depth = self.depth
-        if depth:
-            end = path.find("/", 1)
-            while end > 0 and depth > 1:
-                end = path.find("/", end + 1)
-                depth -= 1
-            if end > 0:
-                candidate = path[:end]
-            elif path[-1:] == "/":
-                candidate = path[:-1]
-            elif found is not None:
-                return found[1]  # the path is a prefix key (its Exact slot is empty)
-            else:
-                candidate = path[: path.rfind("/")]
-        else:
-            candidate = ""
-        while True:
+        end = path.find("/", 1)
+        while end > 0 and depth > 1:
+            end = path.find("/", end + 1)
+            depth -= 1
+        candidate = path[:end] if end > 0 else path[: path.rfind("/")]
+        while candidate:
             found = paths.get(candidate)
             if found is not None and found[1] is not None:
                 return found[1]
-            if not candidate:
-                return None
             candidate = candidate[: candidate.rfind("/")]
+        return self.root
 
     def entries(self) -> Iterable[E]:
         for exact, prefix in self.paths.values():
@@ -140,27 +153,22 @@ class RouteTable(Generic[E]):
             return self.wildcard_hosts.get(host[2:])
         return self.exact_hosts.get(host)
 
-    def host_table(self, host: str) -> PathTable[E] | None:
-        """The paths serving ``host`` (lower-case, no port): exact, then wildcard, then any."""
-        table = self.exact_hosts.get(host)
-        if table is not None:
-            return table
-        dot = host.find(".")
-        if dot > 0:
-            table = self.wildcard_hosts.get(host[dot + 1 :])
-            if table is not None:
-                return table
-        return self.any_host
-
     def match(self, host: str, path: str) -> E | None:
         """The entry for a request, the default backend when no rule matches, or None (404).
-        ``path`` is the routing path (``ingressd.pathnorm.normalize``: ``//`` merged)."""
-        table = self.host_table(host)
-        if table is not None:
-            entry = table.match(path)
-            if entry is not None:
-                return entry
-        return self.default
+        ``host`` is lower-case without a port (``host_of``); ``path`` is the routing path
+        (``ingressd.pathnorm.normalize``: ``//`` merged). Hosts are tried exact, then as a
+        one-label wildcard, then the rules without a host."""
+        table = self.exact_hosts.get(host)
+        if table is None:
+            dot = host.find(".")
+            if dot > 0:
+                table = self.wildcard_hosts.get(host[dot + 1 :])
+            if table is None:
+                table = self.any_host
+                if table is None:
+                    return self.default
+        entry = table.match(path)
+        return entry if entry is not None else self.default
 
     def entries(self) -> Iterable[E]:
         for table in (*self.exact_hosts.values(), *self.wildcard_hosts.values()):

@@ -1,10 +1,13 @@
 """The route table against the Ingress v1 matching rules (the spec's example table and more)."""
 
+from unittest import mock
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingressd.model import Backend, ObjectRef, Route
+from ingressd import routing
 from ingressd.routing import RouteTable, host_of
 
 
@@ -144,6 +147,20 @@ def test_lookup_cost_does_not_depend_on_table_size():
     assert tbl.match("x.w7.example.com", "/a").route.host == "*.w7.example.com"
 
 
+def test_a_host_with_many_prefix_lengths_is_searched_by_segment():
+    paths = [f"/{'s' * n}" for n in range(1, 12)] + ["/s/deep/er", "/"]
+    tbl = table(*(route(p) for p in paths), route("/ss/x", "Exact"))
+    assert tbl.any_host.lengths is None and tbl.any_host.depth == 3
+    assert matched(tbl, "/sssss/a/b/c/d") == ("Prefix", "/sssss")
+    assert matched(tbl, "/s/deep/er/more") == ("Prefix", "/s/deep/er")
+    assert matched(tbl, "/s/deep/e") == ("Prefix", "/s")
+    assert matched(tbl, "/ss/x") == ("Exact", "/ss/x")
+    assert matched(tbl, "/ss/x/") == ("Prefix", "/ss")
+    assert matched(tbl, "/other/s") == ("Prefix", "/")
+    few = table(route("/a"), route("/a/bc"))
+    assert few.any_host.lengths == (5, 2)
+
+
 def _reference_match(routes, path):
     """The Ingress v1 rules by brute force: an Exact route equal to the path, else the
     Prefix/ImplementationSpecific route with the most matching segments ('/foo/' before
@@ -170,14 +187,20 @@ _PATH = st.builds(lambda segments, slash: "/" + "/".join(segments) + ("/" if sla
                   st.lists(_SEGMENT, max_size=4), st.booleans())
 
 
-@settings(max_examples=400, deadline=None)
+# Both ways a host's prefixes are found: cut at their lengths (the default for a few), and
+# segment by segment (a host with more lengths than MAX_CUT_LENGTHS; 0 makes it every host).
+@pytest.mark.parametrize("max_cuts", [0, routing.MAX_CUT_LENGTHS, 100])
+@settings(max_examples=300, deadline=None)
 @given(rules=st.lists(st.tuples(_PATH, st.sampled_from(["Exact", "Prefix", "ImplementationSpecific"]),
                                 st.integers(0, 3)), max_size=12),
        requests=st.lists(_PATH, min_size=1, max_size=8))
-def test_lookup_agrees_with_the_rules_by_brute_force(rules, requests):
+def test_lookup_agrees_with_the_rules_by_brute_force(max_cuts, rules, requests):
     routes = [route(path, kind, name=f"i{n}", created=f"2024-01-01T00:00:0{age}Z")
               for n, (path, kind, age) in enumerate(rules)]
-    tbl = table(*routes)
+    with mock.patch.object(routing, "MAX_CUT_LENGTHS", max_cuts):
+        tbl = table(*routes)
+    if tbl.any_host is not None and max_cuts != routing.MAX_CUT_LENGTHS:
+        assert (tbl.any_host.lengths is not None) == (max_cuts == 100) or tbl.any_host.lengths == ()
     for request in requests:
         entry = tbl.match("", request)
         want = _reference_match(routes, request)
