@@ -2,19 +2,29 @@
 
     python bench/scale_process.py --ingresses 10000                 # --manifests (a JSON List file)
     python bench/scale_process.py --ingresses 10000 --kubernetes    # --kubernetes against tests/fakeapi.py
+    python bench/scale_process.py --ingresses 10000 --load 10       # and requests over 1,000 routes
 
 bench/scale.py measures the configuration in a process of its own; this starts the server
 as it is deployed: from one manifest file, or against the repository's fake API server
 (tests/fakeapi.py, the same REST protocol the tests drive: paged LISTs, WATCH) through the
 official kubernetes client. It waits for /readyz, then prints VmRSS and VmHWM (the peak) a
 few seconds later, and the same for 10 Ingresses (the process without the configuration).
+
+With ``--load SECONDS`` every EndpointSlice points at one local nginx backend and wrk sends
+keep-alive requests round the routes of bench/scale.py's lookup (1,000 routes in turn: each
+Ingress's host and a path under its ``/app{i}/api`` rule; less the tenth on TLS hosts, which
+redirect plain HTTP), to 10 and to N Ingresses alike;
+it prints the proxy's CPU per request (ingressd pinned to one CPU, wrk and the backend to the
+other), throughput and latency: what the size of the configuration costs a request end to end.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,21 +38,71 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
 
 import scale  # noqa: E402
-from bench import free_ports  # noqa: E402  (bench/bench.py)
+from bench import (SCENARIOS, BenchError, Processes, backend_conf, cpu_seconds, free_ports,  # noqa: E402
+                   parse_wrk, start_nginx)  # (bench/bench.py)
 
 API_VERSIONS = {"Ingress": "networking.k8s.io/v1", "IngressClass": "networking.k8s.io/v1",
                 "EndpointSlice": "discovery.k8s.io/v1"}
 
 
-def api_objects(count: int) -> list[dict]:
+def api_objects(count: int, backend_port: int | None = None) -> list[dict]:
+    """bench/scale.py's objects as API objects; with ``backend_port`` every endpoint is that
+    port on 127.0.0.1 (the generated addresses are 10.x.y.z)."""
     items = []
     for kind, objects in scale.objects(count).items():
         for obj in objects:
             obj = dict(obj, kind=kind, apiVersion=API_VERSIONS.get(kind, "v1"))
             if kind == "EndpointSlice":
                 obj["addressType"] = "IPv4"
+                if backend_port is not None:
+                    obj["ports"] = [{"name": "http", "port": backend_port}]
+                    obj["endpoints"] = [{"addresses": ["127.0.0.1"]}]
             items.append(obj)
     return items
+
+
+def load_keys(count: int) -> list[tuple[str, str]]:
+    """bench/scale.py's lookup keys but those of TLS hosts (over HTTP they answer 308)."""
+    tls_hosts = {host for ingress in scale.objects(count)["Ingress"]
+                 for tls in ingress["spec"].get("tls", ()) for host in tls["hosts"]}
+    return [(host, path) for host, path in scale.lookup_keys(count) if host not in tls_hosts]
+
+
+def wrk_script(count: int) -> str:
+    """A wrk Lua script sending requests round ``load_keys(count)``."""
+    keys = load_keys(count)
+    rows = ",\n".join(f'  {{"{host}", "{path}"}}' for host, path in keys)
+    return ("local keys = {\n" + rows + "\n}\n"
+            "local requests = {}\n"
+            "local n = 0\n"
+            "init = function(args)\n"
+            "  for i, key in ipairs(keys) do\n"
+            '    requests[i] = wrk.format("GET", key[2], {["Host"] = key[1]})\n'
+            "  end\n"
+            "end\n"
+            "request = function()\n"
+            "  n = n % #requests + 1\n"
+            "  return requests[n]\n"
+            "end\n")
+
+
+def load(port: int, pid: int, count: int, args, workdir: Path, procs: Processes) -> dict:
+    """wrk round ``count`` Ingresses' routes (a warm-up, then the measured run)."""
+    script = workdir / "routes.lua"
+    script.write_text(wrk_script(count))
+    figures = {}
+    for phase, seconds in (("warmup", args.warmup), ("run", args.load)):
+        argv = [args.wrk, "-t1", f"-c{args.connections}", f"-d{seconds:g}s", "--latency", "-s", str(script),
+                f"http://127.0.0.1:{port}/"]
+        before = cpu_seconds(pid)
+        proc = procs.start(f"wrk-{count}-{phase}", argv, args.load_cpu, cwd=workdir)
+        try:
+            proc.wait(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"wrk did not finish in {seconds + 30:.0f} s")
+        figures = parse_wrk(proc.log_path.read_text())
+        figures["cpu_us"] = (cpu_seconds(pid) - before) * 1e6 / max(1, figures["requests"])
+    return figures
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -51,10 +111,13 @@ def memory_kib(pid: int) -> dict[str, int]:
                 if line.startswith(("VmRSS", "VmHWM", "RssAnon", "RssFile"))}
 
 
-def run(twistd: str, source_args: list[str], workdir: Path, settle: float) -> tuple[float, dict[str, int]]:
-    """Start ingressd, wait until ready, settle, return (seconds to ready, memory)."""
+def run(twistd: str, source_args: list[str], workdir: Path, settle: float, measure_load=None,
+        cpu: int | None = None) -> tuple[float, dict[str, int], dict | None]:
+    """Start ingressd (pinned to ``cpu`` if given), wait until ready, settle, return (seconds
+    to ready, memory, and what ``measure_load(port, pid)`` returns if given)."""
     ports = free_ports(3)
-    argv = [twistd, "-n", "--pidfile=", "ingressd", *source_args, "--access-log", "off",
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    argv = [*pin, twistd, "-n", "--pidfile=", "ingressd", *source_args, "--access-log", "off",
             "--http", f"tcp:{ports[0]}:interface=127.0.0.1", "--https", f"tcp:{ports[1]}:interface=127.0.0.1",
             "--admin", f"tcp:{ports[2]}:interface=127.0.0.1"]
     with open(workdir / "ingressd.log", "ab") as log:
@@ -75,7 +138,11 @@ def run(twistd: str, source_args: list[str], workdir: Path, settle: float) -> tu
             time.sleep(0.2)
         ready = time.monotonic() - started
         time.sleep(settle)
-        return ready, memory_kib(proc.pid)
+        memory = memory_kib(proc.pid)
+        figures = measure_load(ports[0], proc.pid) if measure_load is not None else None
+        if proc.poll() is not None:
+            raise SystemExit(f"ingressd exited during the load; see {workdir / 'ingressd.log'}")
+        return ready, memory, figures
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -84,27 +151,46 @@ def run(twistd: str, source_args: list[str], workdir: Path, settle: float) -> tu
             proc.kill()
 
 
-def measure(count: int, kubernetes: bool, twistd: str, settle: float) -> str:
+def measure(count: int, args) -> tuple[str, dict | None]:
     with tempfile.TemporaryDirectory(prefix="ingressd-scale-") as tmp:
         workdir = Path(tmp)
-        if kubernetes:
-            import fakeapi  # tests/fakeapi.py: the repository's fake kube-apiserver
+        procs = Processes(workdir)
+        measure_load = backend_port = cpu = None
+        try:
+            if args.load:
+                backend_port, cpu = free_ports(1)[0], args.proxy_cpu
+                start_nginx(procs, args.nginx, "backend", workdir / "backend",
+                            backend_conf(workdir / "backend", backend_port, SCENARIOS["keepalive"]), args.load_cpu)
+                measure_load = functools.partial(load, count=count, args=args, workdir=workdir, procs=procs)
+            objects = api_objects(count, backend_port)
+            if args.kubernetes:
+                import fakeapi  # tests/fakeapi.py: the repository's fake kube-apiserver
 
-            api = fakeapi.FakeAPIServer(bookmark_interval=5).start()
-            try:
-                for obj in api_objects(count):
-                    api.cluster.apply(obj)
-                kubeconfig = api.write_kubeconfig(str(workdir / "kubeconfig"))
-                ready, memory = run(twistd, ["--kubernetes", "--kubeconfig", kubeconfig], workdir, settle)
-            finally:
-                api.stop()
-        else:
-            manifest = workdir / "objects.json"
-            manifest.write_text(json.dumps({"kind": "List", "items": api_objects(count)}))
-            ready, memory = run(twistd, ["--manifests", str(manifest)], workdir, settle)
-    return (f"{count:>6} Ingresses: ready after {ready:5.1f} s, resident {memory['VmRSS'] / 1024:4.0f} MiB, "
+                api = fakeapi.FakeAPIServer(bookmark_interval=5).start()
+                try:
+                    for obj in objects:
+                        api.cluster.apply(obj)
+                    kubeconfig = api.write_kubeconfig(str(workdir / "kubeconfig"))
+                    ready, memory, figures = run(args.twistd, ["--kubernetes", "--kubeconfig", kubeconfig],
+                                                 workdir, args.settle, measure_load, cpu)
+                finally:
+                    api.stop()
+            else:
+                manifest = workdir / "objects.json"
+                manifest.write_text(json.dumps({"kind": "List", "items": objects}))
+                ready, memory, figures = run(args.twistd, ["--manifests", str(manifest)], workdir, args.settle,
+                                             measure_load, cpu)
+        finally:
+            procs.stop_all()
+    line = (f"{count:>6} Ingresses: ready after {ready:5.1f} s, resident {memory['VmRSS'] / 1024:4.0f} MiB, "
             f"peak {memory['VmHWM'] / 1024:4.0f} MiB (anonymous {memory['RssAnon'] / 1024:.0f}, "
             f"files {memory['RssFile'] / 1024:.0f})")
+    if figures is not None:
+        line += (f"\n        requests round {len(load_keys(count))} keys: {figures['requests_per_s']:,.0f} req/s, "
+                 f"proxy CPU {figures['cpu_us']:.1f} µs/request, p50 {figures['p50_ms']:.3f} ms, "
+                 f"p99 {figures['p99_ms']:.3f} ms, {figures['non_2xx']} non-2xx, "
+                 f"{figures['socket_errors']} socket errors")
+    return line, figures
 
 
 def main() -> None:
@@ -113,11 +199,24 @@ def main() -> None:
     parser.add_argument("--kubernetes", action="store_true", help="against tests/fakeapi.py (else a manifest)")
     parser.add_argument("--twistd", default=str(REPO / ".venv" / "bin" / "twistd"))
     parser.add_argument("--settle", type=float, default=5.0, help="seconds between ready and the reading")
+    parser.add_argument("--load", type=float, default=0, metavar="SECONDS",
+                        help="also send requests round the routes for this long (0: memory only)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before the measured run")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--proxy-cpu", type=int, default=0, help="the CPU ingressd is pinned to under --load")
+    parser.add_argument("--load-cpu", type=int, default=1, help="the CPU of wrk and the backend")
+    parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
+    parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     args = parser.parse_args()
     mode = "--kubernetes (fake API server)" if args.kubernetes else "--manifests (one JSON List file)"
     print(f"twistd ingressd {mode}")
-    print(measure(10, args.kubernetes, args.twistd, args.settle), flush=True)
-    print(measure(args.ingresses, args.kubernetes, args.twistd, args.settle), flush=True)
+    small, small_figures = measure(10, args)
+    print(small, flush=True)
+    large, large_figures = measure(args.ingresses, args)
+    print(large, flush=True)
+    if small_figures and large_figures:
+        print(f"proxy CPU per request at {args.ingresses} / at 10 Ingresses: "
+              f"{large_figures['cpu_us'] / small_figures['cpu_us']:.2f}")
 
 
 if __name__ == "__main__":
