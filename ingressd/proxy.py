@@ -164,7 +164,7 @@ class Exchange:
         self.max_body_size = settings.max_body_size
         self.started = proxy.clock.seconds()
         self._body: list[bytes] | None = []  # request body held until a backend is connected
-        self._tried: set = set()
+        self._tried: tuple = ()  # endpoints asked already (a tuple: no hash of an Endpoint per request)
 
     # -- what features use ----------------------------------------------------------------
 
@@ -326,7 +326,7 @@ class Exchange:
             self.error_cause = "no_endpoints"
             self.local(503)
             return
-        self._tried.add(endpoint)
+        self._tried += (endpoint,)
         self.upstream_address = f"{endpoint.address}:{endpoint.port}"
         self.upstream_started = self.proxy.clock.seconds()
         if request.expect_continue and not request.complete and not self._retried:
@@ -469,7 +469,7 @@ class Exchange:
                 self._retried = True
                 self.retries += 1
                 if connection is not None and connection.reused:
-                    self._tried.clear()  # a stale pooled connection: the endpoint may be fine
+                    self._tried = ()  # a stale pooled connection: the endpoint may be fine
                 self._forward()
                 return
         log.msg(f"ingressd: {error} ({self.method.decode('latin-1')} {self.host}{self.path})")
