@@ -24,6 +24,7 @@ import argparse
 import functools
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -171,14 +172,16 @@ def measure(count: int, args) -> tuple[str, dict | None]:
                     for obj in objects:
                         api.cluster.apply(obj)
                     kubeconfig = api.write_kubeconfig(str(workdir / "kubeconfig"))
-                    ready, memory, figures = run(args.twistd, ["--kubernetes", "--kubeconfig", kubeconfig],
+                    ready, memory, figures = run(args.twistd, ["--kubernetes", "--kubeconfig", kubeconfig,
+                                                               *shlex.split(args.ingressd_args)],
                                                  workdir, args.settle, measure_load, cpu)
                 finally:
                     api.stop()
             else:
                 manifest = workdir / "objects.json"
                 manifest.write_text(json.dumps({"kind": "List", "items": objects}))
-                ready, memory, figures = run(args.twistd, ["--manifests", str(manifest)], workdir, args.settle,
+                ready, memory, figures = run(args.twistd, ["--manifests", str(manifest),
+                                                           *shlex.split(args.ingressd_args)], workdir, args.settle,
                                              measure_load, cpu)
         finally:
             procs.stop_all()
@@ -199,6 +202,7 @@ def main() -> None:
     parser.add_argument("--kubernetes", action="store_true", help="against tests/fakeapi.py (else a manifest)")
     parser.add_argument("--twistd", default=str(REPO / ".venv" / "bin" / "twistd"))
     parser.add_argument("--settle", type=float, default=5.0, help="seconds between ready and the reading")
+    parser.add_argument("--ingressd-args", default="", help="more twistd ingressd options (the access log is off)")
     parser.add_argument("--load", type=float, default=0, metavar="SECONDS",
                         help="also send requests round the routes for this long (0: memory only)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before the measured run")
