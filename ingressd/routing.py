@@ -55,8 +55,8 @@ class PathTable(Generic[E]):
         root = self.paths.get("")
         self.root: E | None = root[1] if root is not None else None  # the "/" prefix
         lengths = sorted({len(key) for key in prefixes if key}, reverse=True)
-        # Cut at the known lengths (one comparison each) unless there are more of them than
-        # a request path has segments to search: then cut at segments (a find each).
+        # Cut at the known lengths (an index and a comparison each) unless the host has more
+        # than MAX_CUT_LENGTHS of them: then at the path's segments (a str.find each).
         self.lengths: tuple[int, ...] | None = tuple(lengths) if len(lengths) <= MAX_CUT_LENGTHS else None
         self.depth = max((key.count("/") for key in prefixes), default=0)  # segments of the deepest prefix
 
