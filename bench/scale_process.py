@@ -26,12 +26,9 @@ import json
 import os
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,9 +36,10 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
 
 import scale  # noqa: E402
-from bench import (SCENARIOS, BenchError, Processes, backend_conf, cpu_seconds, free_ports,  # noqa: E402
-                   parse_wrk, start_nginx)  # (bench/bench.py)
+from bench import (SCENARIOS, Processes, _run_client, backend_conf, cpu_seconds, free_ports,  # noqa: E402
+                   http_get, parse_wrk, start_nginx, wait_until)  # (bench/bench.py)
 
+READY_TIMEOUT = 300.0  # 10,000 Ingresses through the fake API server take about 25 s
 API_VERSIONS = {"Ingress": "networking.k8s.io/v1", "IngressClass": "networking.k8s.io/v1",
                 "EndpointSlice": "discovery.k8s.io/v1"}
 
@@ -62,16 +60,16 @@ def api_objects(count: int, backend_port: int | None = None) -> list[dict]:
     return items
 
 
-def load_keys(count: int) -> list[tuple[str, str]]:
-    """bench/scale.py's lookup keys but those of TLS hosts (over HTTP they answer 308)."""
-    tls_hosts = {host for ingress in scale.objects(count)["Ingress"]
-                 for tls in ingress["spec"].get("tls", ()) for host in tls["hosts"]}
+def load_keys(count: int, objects: list[dict]) -> list[tuple[str, str]]:
+    """bench/scale.py's lookup keys but those of TLS hosts (over HTTP they answer 308);
+    ``objects``: ``api_objects(count)``."""
+    tls_hosts = {host for obj in objects if obj["kind"] == "Ingress"
+                 for tls in obj["spec"].get("tls", ()) for host in tls["hosts"]}
     return [(host, path) for host, path in scale.lookup_keys(count) if host not in tls_hosts]
 
 
-def wrk_script(count: int) -> str:
-    """A wrk Lua script sending requests round ``load_keys(count)``."""
-    keys = load_keys(count)
+def wrk_script(keys: list[tuple[str, str]]) -> str:
+    """A wrk Lua script sending requests round ``keys`` (host, path)."""
     rows = ",\n".join(f'  {{"{host}", "{path}"}}' for host, path in keys)
     return ("local keys = {\n" + rows + "\n}\n"
             "local requests = {}\n"
@@ -87,22 +85,19 @@ def wrk_script(count: int) -> str:
             "end\n")
 
 
-def load(port: int, pid: int, count: int, args, workdir: Path, procs: Processes) -> dict:
-    """wrk round ``count`` Ingresses' routes (a warm-up, then the measured run)."""
-    script = workdir / "routes.lua"
-    script.write_text(wrk_script(count))
-    figures = {}
+def load(port: int, pid: int, keys: list[tuple[str, str]], args, procs: Processes) -> dict:
+    """wrk round ``keys`` (a warm-up, then the measured run); its figures, the proxy's CPU
+    µs per request (``cpu_us``) and how many keys (``keys``)."""
+    script = procs.tmp / "routes.lua"
+    script.write_text(wrk_script(keys))
+    figures: dict = {}
     for phase, seconds in (("warmup", args.warmup), ("run", args.load)):
         argv = [args.wrk, "-t1", f"-c{args.connections}", f"-d{seconds:g}s", "--latency", "-s", str(script),
                 f"http://127.0.0.1:{port}/"]
         before = cpu_seconds(pid)
-        proc = procs.start(f"wrk-{count}-{phase}", argv, args.load_cpu, cwd=workdir)
-        try:
-            proc.wait(timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            raise BenchError(f"wrk did not finish in {seconds + 30:.0f} s")
-        figures = parse_wrk(proc.log_path.read_text())
+        figures = parse_wrk(_run_client(procs, argv, seconds, f"wrk-{phase}", args.load_cpu))
         figures["cpu_us"] = (cpu_seconds(pid) - before) * 1e6 / max(1, figures["requests"])
+    figures["keys"] = len(keys)
     return figures
 
 
@@ -112,58 +107,44 @@ def memory_kib(pid: int) -> dict[str, int]:
                 if line.startswith(("VmRSS", "VmHWM", "RssAnon", "RssFile"))}
 
 
-def run(twistd: str, source_args: list[str], workdir: Path, settle: float, measure_load=None,
+def run(procs: Processes, twistd: str, source_args: list[str], settle: float, measure_load=None,
         cpu: int | None = None) -> tuple[float, dict[str, int], dict | None]:
     """Start ingressd (pinned to ``cpu`` if given), wait until ready, settle, return (seconds
     to ready, memory, and what ``measure_load(port, pid)`` returns if given)."""
     ports = free_ports(3)
-    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    argv = [*pin, twistd, "-n", "--pidfile=", "ingressd", *source_args, "--access-log", "off",
+    argv = [twistd, "-n", "--pidfile=", "ingressd", *source_args, "--access-log", "off",
             "--http", f"tcp:{ports[0]}:interface=127.0.0.1", "--https", f"tcp:{ports[1]}:interface=127.0.0.1",
             "--admin", f"tcp:{ports[2]}:interface=127.0.0.1"]
-    with open(workdir / "ingressd.log", "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     started = time.monotonic()
+    proc = procs.start("ingressd", argv, cpu, cwd=procs.tmp)
     try:
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"ingressd exited with {proc.returncode}; see {workdir / 'ingressd.log'}")
-            if time.monotonic() - started > 300:
-                raise SystemExit("ingressd was not ready after 300 s")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{ports[2]}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.2)
+        wait_until("ingressd /readyz", lambda: http_get(ports[2], "/readyz", False)[0] == 200, proc, procs,
+                   timeout=READY_TIMEOUT)
         ready = time.monotonic() - started
         time.sleep(settle)
         memory = memory_kib(proc.pid)
         figures = measure_load(ports[0], proc.pid) if measure_load is not None else None
         if proc.poll() is not None:
-            raise SystemExit(f"ingressd exited during the load; see {workdir / 'ingressd.log'}")
+            raise SystemExit(f"ingressd exited during the load:\n{procs.log_tail(proc)}")
         return ready, memory, figures
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        procs.stop(proc)
 
 
 def measure(count: int, args) -> tuple[str, dict | None]:
+    extra = shlex.split(args.ingressd_args)
     with tempfile.TemporaryDirectory(prefix="ingressd-scale-") as tmp:
         workdir = Path(tmp)
         procs = Processes(workdir)
-        measure_load = backend_port = cpu = None
+        backend_port = free_ports(1)[0] if args.load else None
+        objects = api_objects(count, backend_port)
+        measure_load = cpu = None
         try:
             if args.load:
-                backend_port, cpu = free_ports(1)[0], args.proxy_cpu
                 start_nginx(procs, args.nginx, "backend", workdir / "backend",
                             backend_conf(workdir / "backend", backend_port, SCENARIOS["keepalive"]), args.load_cpu)
-                measure_load = functools.partial(load, count=count, args=args, workdir=workdir, procs=procs)
-            objects = api_objects(count, backend_port)
+                measure_load = functools.partial(load, keys=load_keys(count, objects), args=args, procs=procs)
+                cpu = args.proxy_cpu
             if args.kubernetes:
                 import fakeapi  # tests/fakeapi.py: the repository's fake kube-apiserver
 
@@ -172,24 +153,22 @@ def measure(count: int, args) -> tuple[str, dict | None]:
                     for obj in objects:
                         api.cluster.apply(obj)
                     kubeconfig = api.write_kubeconfig(str(workdir / "kubeconfig"))
-                    ready, memory, figures = run(args.twistd, ["--kubernetes", "--kubeconfig", kubeconfig,
-                                                               *shlex.split(args.ingressd_args)],
-                                                 workdir, args.settle, measure_load, cpu)
+                    ready, memory, figures = run(procs, args.twistd, ["--kubernetes", "--kubeconfig", kubeconfig,
+                                                                      *extra], args.settle, measure_load, cpu)
                 finally:
                     api.stop()
             else:
                 manifest = workdir / "objects.json"
                 manifest.write_text(json.dumps({"kind": "List", "items": objects}))
-                ready, memory, figures = run(args.twistd, ["--manifests", str(manifest),
-                                                           *shlex.split(args.ingressd_args)], workdir, args.settle,
-                                             measure_load, cpu)
+                ready, memory, figures = run(procs, args.twistd, ["--manifests", str(manifest), *extra],
+                                             args.settle, measure_load, cpu)
         finally:
             procs.stop_all()
     line = (f"{count:>6} Ingresses: ready after {ready:5.1f} s, resident {memory['VmRSS'] / 1024:4.0f} MiB, "
             f"peak {memory['VmHWM'] / 1024:4.0f} MiB (anonymous {memory['RssAnon'] / 1024:.0f}, "
             f"files {memory['RssFile'] / 1024:.0f})")
     if figures is not None:
-        line += (f"\n        requests round {len(load_keys(count))} keys: {figures['requests_per_s']:,.0f} req/s, "
+        line += (f"\n        requests round {figures['keys']} keys: {figures['requests_per_s']:,.0f} req/s, "
                  f"proxy CPU {figures['cpu_us']:.1f} µs/request, p50 {figures['p50_ms']:.3f} ms, "
                  f"p99 {figures['p99_ms']:.3f} ms, {figures['non_2xx']} non-2xx, "
                  f"{figures['socket_errors']} socket errors")
