@@ -58,6 +58,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "bench.local"
@@ -751,7 +752,7 @@ def run_websocket(procs: Processes, args, url: str, seconds: float,
                   name: str) -> tuple[str, dict]:
     """bench/wsbench.py client: --connections upgraded connections, each doing echo
     round-trips of a 16-byte frame back to back; a round-trip counts as a request."""
-    port = int(url.split(":")[2].split("/")[0])
+    port = urlsplit(url).port
     argv = [sys.executable, str(REPO / "bench" / "wsbench.py"), "client", "--port", str(port),
             "--host", HOST, "-c", str(args.connections), "--seconds", f"{seconds:g}"]
     out = _run_client(procs, argv, seconds, name, args.load_cpu)
@@ -769,7 +770,7 @@ def run_websocket(procs: Processes, args, url: str, seconds: float,
 def run_tls_full(procs: Processes, args, url: str, seconds: float, name: str) -> tuple[str, dict]:
     """bench/tlsbench.py: TLS_FULL_CLIENTS processes, each one connection at a time with a
     full handshake (no session offered), one request per connection."""
-    port = int(url.split(":")[2].split("/")[0])
+    port = urlsplit(url).port
     argv = [sys.executable, str(REPO / "bench" / "tlsbench.py"), "--port", str(port),
             "--host", HOST, "-c", str(TLS_FULL_CLIENTS), "--seconds", f"{seconds:g}"]
     out = _run_client(procs, argv, seconds, name, args.load_cpu)
