@@ -892,7 +892,6 @@ def bench_one(procs: Processes, kind: str, args, sc: Scenario, tmp: Path, ports:
               f"{sc.path}"
         if args.warmup > 0:
             run_load(procs, wrk, args, url, args.warmup, sc, f"{sc.client}-warmup-{kind}")
-        pids = process_tree(proc.pid)
         pcpu = proxy_cpu(args, sc)
         load0, pcore0 = cpu_core_ticks(args.load_cpu), cpu_core_ticks(pcpu)
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
