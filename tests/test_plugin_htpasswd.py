@@ -11,7 +11,7 @@ import pytest
 import fakes  # noqa: F401  (makes ingressd_plugins importable)
 from ingressd_plugins import htpasswd
 
-# Known answers (made with `openssl passwd`), so the tests run even without openssl.
+# Known answers (made with `openssl passwd` unless noted), so the tests run even without openssl.
 KNOWN = [
     ("pässword", "$5$saltsalt$rQBvFGQx3u6doxkk7cvWbhhnhS2qa1.FI.tt6NGFH66"),
     ("pässword", "$6$saltsalt$rVIyJtXnL0mXUCLepstXWqeOv9JVyd7nOH8wn0BvOU5lCiAviUJLxXZ5CkPgq6XNTHV22yG4mV0IO9gqPL5WQ."),
@@ -20,6 +20,12 @@ KNOWN = [
     ("x", "$5$ab$5ydlOaPxAq0VpamGFK.BZgHF7HlR0erJsH.F7VB19f0"),
     ("secret", "$6$rounds=12000$abcdefgh$D/0ieRRFqreSKW3F.K.cUVj5VJdC/d2xBe1wcu6pgEk9noqtsG6sb7a328KivWgIsgGzpxmr4Uf4ipbXyUVLJ1"),
     ("secret", "$5$rounds=1000$abcdefgh$XIppta5rT8zJUu4vAOKQXrwq9uY4Ijlz6VjyOmkx5i4"),
+    # Made with glibc's crypt(3) (what test_cross_check_with_libc_crypt_when_present asks it
+    # for), so that check holds on machines whose libc lacks a scheme too: the default
+    # rounds written out, a 16-character salt, a short one.
+    ("s3cret!", "$6$rounds=5000$abcdefghijklmnop$GSRAN7PDOHoEwjiWo/cJBtjX0iupRo9mEM.hd9oLSkaEcW8tme1to6nG1oNQFhn3ePP70u3vblMlV2OJRWokt0"),
+    ("s3cret!", "$5$xyz$UYRq5UkIh9B/AtZYueIVR3iKxfAk.sBl5qo2/H/Ki5."),
+    ("s3cret!", "$1$abcdefgh$CSiVTZddYDOMinbJG4io/1"),
 ]
 
 
