@@ -98,21 +98,47 @@ class BuildContext:
         return self.secrets.get((namespace, name))
 
 
+# Go's strconv.ParseBool, with which ingress-nginx reads every boolean annotation
+# (internal/ingress/annotations/parser/main.go: parseBool; validators.go: ValidateBool).
+_BOOLS = {
+    "1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+    "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False,
+}
+
+
 def parse_bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    raise AnnotationError(f"expected true or false, got {value!r}")
+    """A boolean spelled as Go's ``strconv.ParseBool`` accepts it, and nothing else.
+
+    Any other spelling (``yes``, ``on``, ``TrUe``, ``" true"``) is an AnnotationError, which
+    rejects the Ingress. ingress-nginx does not reject it: ValidateBool fails, the parser
+    logs "<annotation> is invalid, defaulting to ..." and uses the default (cors/main.go,
+    rewrite/main.go). That default can be the opposite of what was meant and open what was
+    meant to be closed: ``cors-allow-credentials: "no"`` would allow credentials (default
+    true), ``force-ssl-redirect: "yes"`` would not redirect (default false). A rejected
+    Ingress fails closed and says why, so ingressd refuses instead of guessing.
+    """
+    result = _BOOLS.get(value) if isinstance(value, str) else None
+    if result is None:
+        raise AnnotationError(
+            f"expected true or false as Go's strconv.ParseBool spells them "
+            f"(1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False), got {value!r}"
+        )
+    return result
+
+
+# Go's strconv.Atoi (ingress-nginx's ValidateInt and parseInt): an optional sign and ASCII
+# digits, no spaces, no units, within int64.
+_INT = re.compile(r"[+-]?[0-9]+")
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def parse_int(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
     def parse(value: str) -> int:
-        text = value.strip()
-        if not text.lstrip("-").isdigit():
-            raise AnnotationError(f"expected an integer, got {value!r}")
-        number = int(text)
+        if not isinstance(value, str) or not _INT.fullmatch(value):
+            raise AnnotationError(f"expected an integer such as 60 (no spaces, units or decimals), got {value!r}")
+        number = int(value)
+        if not _INT64[0] <= number <= _INT64[1]:
+            raise AnnotationError(f"{value!r} is out of range")
         if low is not None and number < low:
             raise AnnotationError(f"must be at least {low}, got {number}")
         if high is not None and number > high:
@@ -143,14 +169,24 @@ Values = Mapping[str, Any]
 Features = Sequence[RouteFeature]
 
 
+# nginx's ngx_parse_offset (client_max_body_size): ASCII digits and an optional k, m or g in
+# either case, at most off_t's largest value.
+_SIZE = re.compile(r"([0-9]+)([kKmMgG]?)")
+_SIZE_FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_SIZE_MAX = 2**63 - 1
+
+
 def parse_size(value: str) -> int:
-    """nginx size syntax: ``1024``, ``8k``, ``1m``, ``1g`` → bytes (``0`` means unlimited)."""
-    text = value.strip().lower()
-    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
-    factor = 1
-    if text and text[-1] in units:
-        factor = units[text[-1]]
-        text = text[:-1]
-    if not text.isdigit():
-        raise AnnotationError(f"expected a size such as 512, 8k, 1m or 1g, got {value!r}")
-    return int(text) * factor
+    """nginx size syntax: ``1024``, ``8k``/``8K``, ``1m``/``1M``, ``1g``/``1G`` → bytes (``0`` means unlimited).
+
+    Spaces around the value are dropped, as ingress-nginx trims them. ingress-nginx's
+    SizeRegex also lets a ``b`` suffix through, but nginx refuses ``1b`` ("invalid
+    value") and the configuration would not load, so it is refused here.
+    """
+    match = _SIZE.fullmatch(value.strip(" ")) if isinstance(value, str) else None
+    if match is None:
+        raise AnnotationError(f"expected an nginx size such as 512, 8k, 1m or 1g (0 = unlimited), got {value!r}")
+    size = int(match.group(1)) * _SIZE_FACTORS[match.group(2).lower()]
+    if size > _SIZE_MAX:
+        raise AnnotationError(f"{value!r} is larger than nginx accepts")
+    return size

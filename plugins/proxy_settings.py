@@ -1,16 +1,24 @@
 """Per-location upstream timeouts and request body limit, set on the exchange before proxying.
 
 Annotations: ``proxy-connect-timeout``, ``proxy-read-timeout``, ``proxy-send-timeout``
-(whole seconds) and ``proxy-body-size`` (nginx size: ``1024``, ``8k``, ``8m``, ``1g``;
-``0`` = unlimited). Only annotations that are present are applied: the defaults are the
-core's options (``--proxy-connect-timeout`` 5, ``--proxy-read-timeout`` 60,
+(whole seconds, as ingress-nginx reads them: ``60``, not ``60s``) and ``proxy-body-size``
+(nginx size: ``1024``, ``8k``, ``8M``, ``1g``; ``0`` = unlimited, as nginx's
+client_max_body_size 0). Only annotations that are present are applied: the defaults are
+the core's options (``--proxy-connect-timeout`` 5, ``--proxy-read-timeout`` 60,
 ``--proxy-send-timeout`` 60, ``--proxy-body-size`` 1m).
+
+A timeout of ``0`` is what nginx makes of it, not "no timeout": ingress-nginx renders
+``proxy_read_timeout 0s;`` and nginx arms its timer for 0 ms, so the wait ends at the next
+turn of its event loop with a 504 (connect: unless the connection was made at once). The
+core's timers do the same with 0 seconds (a ``callLater(0)``), so 0 is passed on as it is.
 """
 
 from __future__ import annotations
 
 from ingressd import Annotation, Phase, hookimpl, parse_int, parse_size
 
+
+_NGINX_MAX_SECONDS = (2**63 - 1) // 1000
 
 _TIMEOUTS = (
     ("proxy-connect-timeout", "connect_timeout"),
@@ -35,8 +43,10 @@ class ProxySettings:
 
 @hookimpl
 def ingressd_annotations():
-    # nginx's proxy timeouts go up to days in practice (WebSockets: "3600 or more").
-    seconds = parse_int(1, 7 * 24 * 3600)
+    # ingress-nginx takes any integer (strconv.Atoi) and renders "<n>s"; nginx refuses a
+    # negative one and, for these millisecond directives, more than its largest integer
+    # in milliseconds (ngx_parse_time), so the configuration would not load.
+    seconds = parse_int(0, _NGINX_MAX_SECONDS)
     return [
         Annotation("proxy-connect-timeout", seconds, None, "seconds to connect to the upstream (default 5)"),
         Annotation("proxy-read-timeout", seconds, None, "seconds between two reads from the upstream (default 60)"),

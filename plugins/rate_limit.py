@@ -203,6 +203,10 @@ def ingressd_configure(settings, reactor):
 
 @hookimpl
 def ingressd_annotations():
+    # As ingress-nginx: whole numbers (strconv.Atoi), 0 = off. ingress-nginx also reads a
+    # negative limit as off (its template emits limit_req only for a limit > 0); that turns
+    # a typo into no limit at all, so a negative one is refused here instead. A multiplier
+    # of 0 makes ingress-nginx emit burst=0, which nginx refuses ("invalid burst value").
     count = parse_int(0, 1_000_000_000)
     return [
         Annotation("limit-rps", count, 0, "requests per second per client address (burst: × multiplier)"),

@@ -43,9 +43,36 @@ def test_unlimited_body_is_applied():
 
 @pytest.mark.parametrize("raw", [
     {"proxy-body-size": "8mb"}, {"proxy-body-size": "-1"}, {"proxy-body-size": "1.5m"}, {"proxy-body-size": "m"},
-    {"proxy-read-timeout": "60s"}, {"proxy-read-timeout": "0"}, {"proxy-connect-timeout": "-5"},
-    {"proxy-send-timeout": "99999999"},
+    {"proxy-body-size": "1b"},  # ingress-nginx's SizeRegex passes it, nginx refuses it
+    {"proxy-read-timeout": "60s"},  # ingress-nginx reads whole seconds (strconv.Atoi), no unit
+    {"proxy-read-timeout": "1.5"}, {"proxy-read-timeout": " 60"}, {"proxy-connect-timeout": "-5"},
+    {"proxy-send-timeout": "9223372036854776"},  # beyond what nginx's ngx_parse_time takes in ms
 ])
 def test_bad_values_reject_the_ingress(raw):
     with pytest.raises(AnnotationError):
         annotation_values(proxy_settings, raw)
+
+
+# What ingress-nginx accepts for each, and what the exchange gets.
+ACCEPTED = [
+    ("proxy-connect-timeout", "0", "connect_timeout", 0.0),
+    ("proxy-read-timeout", "0", "read_timeout", 0.0),
+    ("proxy-send-timeout", "0", "send_timeout", 0.0),
+    ("proxy-read-timeout", "+30", "read_timeout", 30.0),
+    ("proxy-read-timeout", "86400", "read_timeout", 86400.0),
+    ("proxy-send-timeout", "99999999", "send_timeout", 99999999.0),
+    ("proxy-read-timeout", "9223372036854775", "read_timeout", 9223372036854775.0),
+    ("proxy-body-size", "0", "max_body_size", 0),
+    ("proxy-body-size", "8K", "max_body_size", 8192),
+    ("proxy-body-size", "1M", "max_body_size", 1 << 20),
+    ("proxy-body-size", "1G", "max_body_size", 1 << 30),
+    ("proxy-body-size", "123", "max_body_size", 123),
+]
+
+
+@pytest.mark.parametrize("name,text,attribute,value", ACCEPTED)
+def test_accepted_values_reach_the_exchange(name, text, attribute, value):
+    [feature] = features_for(proxy_settings, {name: text})
+    ex = exchange()
+    run_request([feature], ex)
+    assert getattr(ex, attribute) == value and type(getattr(ex, attribute)) is type(value)

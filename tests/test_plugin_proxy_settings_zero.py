@@ -1,0 +1,80 @@
+"""A zero proxy timeout through the real server, in memory: over at once, as nginx's is.
+
+ingress-nginx renders ``proxy_read_timeout 0s;``; nginx arms the timer for 0 ms, and the
+request ends with 504 at the next turn of its event loop. It is not "no timeout".
+"""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from ingressd.tap import PLUGINS
+from ingressd.testing import one_route_objects, serve_in_memory
+
+CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
+
+
+@pytest.fixture(autouse=True)
+def _unconfigure_plugins():
+    """The server configures the installed plugins with its memory reactor; put them back
+    as they were before any server ran (rate_limit's test of a missing clock relies on it)."""
+    yield
+    PLUGINS.configure({}, None)
+
+
+def _request(tmp_path, annotations):
+    objects = one_route_objects("web.test", annotations={
+        f"nginx.ingress.kubernetes.io/{name}": value for name, value in annotations.items()})
+    # tcp6: a Twisted endpoint, so the MemoryReactorClock records the listen; serve_in_memory's
+    # tcp:8080 (and the default --https tcp:8443) would bind real sockets (ingressd.transport.TCPListener).
+    service, reactor = serve_in_memory(tmp_path, objects, "--access-log", "off", "--http", "tcp6:8080",
+                                       "--https", "tcp6:8443")
+    client = service.http_factory.buildProtocol(CLIENT)
+    client_transport = StringTransport(peerAddress=CLIENT)
+    client.makeConnection(client_transport)
+    client.dataReceived(b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n")
+    return service, reactor, client_transport
+
+
+def _backend_connects(reactor):
+    host, port, factory, timeout, _ = reactor.tcpClients[-1]
+    backend = factory.buildProtocol(IPv4Address("TCP", host, port))
+    backend_transport = StringTransport()
+    backend.makeConnection(backend_transport)
+    return backend, backend_transport
+
+
+def test_zero_read_timeout_is_a_504_at_once(tmp_path):
+    service, reactor, client_transport = _request(tmp_path, {"proxy-read-timeout": "0"})
+    try:
+        _backend, backend_transport = _backend_connects(reactor)
+        assert backend_transport.value().startswith(b"GET / HTTP/1.1\r\n")  # the request went out
+        assert client_transport.value() == b""
+        reactor.advance(0)  # the next turn of the loop: no time passes
+        assert client_transport.value().startswith(b"HTTP/1.1 504 ")
+    finally:
+        service.stopService()
+
+
+def test_default_read_timeout_waits(tmp_path):
+    service, reactor, client_transport = _request(tmp_path, {})
+    try:
+        backend, _ = _backend_connects(reactor)
+        reactor.advance(59)
+        assert client_transport.value() == b""
+        backend.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        assert client_transport.value().startswith(b"HTTP/1.1 200 OK\r\n")
+    finally:
+        service.stopService()
+
+
+def test_zero_connect_timeout_is_handed_to_the_connect(tmp_path):
+    # Twisted's connector turns timeout 0 into a callLater(0) after the connect attempt: a
+    # connection not made at once fails, as nginx's 0 ms connect timer does.
+    service, reactor, _ = _request(tmp_path, {"proxy-connect-timeout": "0"})
+    try:
+        assert reactor.tcpClients[-1][3] == 0
+    finally:
+        service.stopService()
