@@ -1,22 +1,63 @@
-"""The short local answers built-in plugins give (401, 403, 429, 503…), built fresh each time.
+"""The short local answers built-in plugins give (401, 403, 429, 503…), worded as nginx words them.
+
+ingress-nginx answers these with nginx's stock pages, whose titles are nginx's own and not
+always the RFC reason phrases: "401 Authorization Required" (the status line still says
+Unauthorized), "503 Service Temporarily Unavailable", "504 Gateway Time-out"… (the
+``ngx_http_error_*_page`` strings of nginx's src/http/ngx_http_special_response.c). We send
+the same title as a one-line text/plain body: clients, and ingress-nginx's own e2e tests
+(test/e2e/annotations/auth.go: ``Body().Contains("401 Authorization Required")``), look
+for the text, not the markup. For a code nginx has no page for (418, 422…) nginx sends no
+body, and neither do we: the core then answers it as it answers its own errors.
 
 A new LocalResponse per answer, because ``response`` hooks mutate the header list they get.
 """
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Iterable
 
 from ingressd import LocalResponse
 
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
+# nginx's page titles, by status (every code nginx has a built-in page for).
+TITLES = {
+    301: "Moved Permanently",
+    302: "Found",
+    303: "See Other",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request",
+    401: "Authorization Required",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Not Allowed",
+    406: "Not Acceptable",
+    408: "Request Time-out",
+    409: "Conflict",
+    410: "Gone",
+    411: "Length Required",
+    412: "Precondition Failed",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Large",
+    415: "Unsupported Media Type",
+    416: "Requested Range Not Satisfiable",
+    421: "Misdirected Request",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Temporarily Unavailable",
+    504: "Gateway Time-out",
+    505: "HTTP Version Not Supported",
+    507: "Insufficient Storage",
+}
+
 
 def plain(status: int, headers: Iterable[tuple[bytes, bytes]] = ()) -> LocalResponse:
-    """``<status> <reason>`` as a text/plain body, with ``headers`` added."""
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = "Error"
-    return LocalResponse(status, [_TEXT, *headers], f"{status} {reason}\n".encode("ascii"))
+    """``<status> <nginx's title>`` as a text/plain body, with ``headers`` added."""
+    title = TITLES.get(status)
+    if title is None:
+        return LocalResponse(status, list(headers))
+    return LocalResponse(status, [_TEXT, *headers], f"{status} {title}\n".encode("ascii"))

@@ -5,8 +5,11 @@ Annotations: ``auth-type`` (the switch; only ``basic``), ``auth-secret`` (``name
 ``auth-map``: each key is a user, its value the hash) and ``auth-realm``.
 
 Missing or wrong credentials → 401 with ``WWW-Authenticate: Basic realm="…"``. A referenced
-Secret that is missing or lacks its key → 503 for every request (fail closed). On success
-the ``Authorization`` header is removed before proxying. Every method is authenticated.
+Secret that is missing or lacks its key → 503 for every request (fail closed), as
+ingress-nginx denies such a location. The bodies carry nginx's wording, which is what
+ingress-nginx's e2e tests look for: ``401 Authorization Required`` and ``503 Service
+Temporarily Unavailable`` (see ``_responses``). On success the ``Authorization`` header is
+removed before proxying. Every method is authenticated.
 """
 
 from __future__ import annotations

@@ -3,7 +3,17 @@
 Annotations: ``ssl-redirect`` (default true: redirect plain-HTTP requests for hosts named
 in the Ingress's TLS section), ``force-ssl-redirect`` (default false: redirect even without
 TLS, e.g. behind a load balancer terminating TLS) and ``preserve-trailing-slash`` (default
-false: like ingress-nginx, ``/foo/`` is redirected to ``https://host/foo``).
+false).
+
+The Location is ``https://`` + host + the request URI (path and query as sent) with its last
+character dropped when that is ``/`` and preserve-trailing-slash is off, exactly as
+ingress-nginx's rewrite phase does it (rootfs/etc/nginx/lua/lua_ingress.lua): ``/`` →
+``https://host``, ``/foo/`` → ``https://host/foo``, but ``/foo/?a=b`` keeps its slash (the
+URI ends in ``b``) and ``/x?next=/`` loses the query's last ``/``. The body is nginx's title
+for the code (``308 Permanent Redirect``). Where we differ: the host is the one ingressd
+routes by (lower-cased, without a trailing dot) where nginx echoes the Host header's
+spelling, and an IPv6 literal stays whole (ingress-nginx cuts the Host at its first ``:``,
+which leaves ``https://[``).
 
 Options: ``--https-port-for-redirect`` (443; any other port appears in the Location),
 ``--http-redirect-code`` (308), ``--hsts`` (true; ``--hsts false`` turns it off),
@@ -36,9 +46,10 @@ from ._responses import plain
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 _HSTS = b"strict-transport-security"
-# What may stand for the host in a Location we build: a DNS name or an IPv6 literal; the
-# Host header is the client's, but it must not be able to change the URL's structure.
-_HOST = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?|[0-9a-f:.]+")
+# What may stand for the host in a Location we build: a DNS name or an IPv6 literal (with
+# its brackets, as the Host header carries it, or without); the Host header is the
+# client's, but it must not be able to change the URL's structure.
+_HOST = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?|\[[0-9a-f:.]+\]|[0-9a-f:.]+")
 
 
 def _parse_redirect_code(value: str) -> int:
@@ -91,17 +102,18 @@ class SSLRedirect:
             return None  # HTTP/1.0 without Host: nowhere to send the client
         if not _HOST.fullmatch(host):
             return plain(400)
-        if ":" in host:
+        if ":" in host and not host.startswith("["):
             host = f"[{host}]"  # an IPv6 literal
-        path, _, _ = exchange.target.partition(b"?")
-        if not path.startswith(b"/"):
-            path = exchange.path.encode("utf-8")  # absolute-form or "*": use the parsed path
-        if not self._preserve_trailing_slash and len(path) > 1 and path.endswith(b"/"):
-            path = path[:-1]
-        location = b"https://" + host.encode("ascii") + self._port + path
-        if exchange.query:
-            location += b"?" + exchange.query
-        return LocalResponse(self._code, [(b"location", location)])
+        # nginx's $request_uri: path and query as the client sent them. ``target`` is that
+        # unless the core normalised the path (dot segments, //, needless %-escapes): then
+        # it is the normalised one, which names the same resource.
+        uri = exchange.target
+        if not uri.startswith(b"/"):  # absolute-form or "*": the parsed path and query
+            uri = exchange.path.encode("utf-8") + (b"?" + exchange.query if exchange.query else b"")
+        if not self._preserve_trailing_slash and uri.endswith(b"/"):
+            uri = uri[:-1]  # one character, even when the URI is just "/"
+        location = b"https://" + host.encode("ascii") + self._port + uri
+        return plain(self._code, [(b"location", location)])
 
     def response(self, exchange: Any, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         if self._hsts is None or exchange.scheme != "https":
@@ -127,8 +139,19 @@ def _setting(settings: Mapping[str, Any], name: str, default: Any) -> Any:
     return default
 
 
+def _switch(value: str) -> bool:
+    """An option's on/off: the annotation spellings, and yes/no/on/off in any case (an
+    operator's command line is not an ingress-nginx manifest)."""
+    lowered = value.strip().lower()
+    if lowered in ("yes", "on"):
+        return True
+    if lowered in ("no", "off"):
+        return False
+    return parse_bool(lowered)
+
+
 def _as_bool(value: Any) -> bool:
-    return parse_bool(value) if isinstance(value, str) else bool(value)
+    return _switch(value) if isinstance(value, str) else bool(value)
 
 
 @hookimpl
@@ -136,10 +159,10 @@ def ingressd_options():
     return [
         Option("https-port-for-redirect", 443, "the HTTPS port put in redirects (omitted when 443)", parse_int(1, 65535)),
         Option("http-redirect-code", 308, "status of HTTP → HTTPS redirects (301, 302, 303, 307, 308)", _parse_redirect_code),
-        Option("hsts", True, "send Strict-Transport-Security on HTTPS responses for TLS hosts (--hsts false: off)", parse_bool),
+        Option("hsts", True, "send Strict-Transport-Security on HTTPS responses for TLS hosts (--hsts false: off)", _switch),
         Option("hsts-max-age", 31536000, "HSTS max-age in seconds", parse_int(0)),
-        Option("hsts-include-subdomains", True, "add includeSubDomains to HSTS", parse_bool),
-        Option("hsts-preload", False, "add preload to HSTS", parse_bool),
+        Option("hsts-include-subdomains", True, "add includeSubDomains to HSTS", _switch),
+        Option("hsts-preload", False, "add preload to HSTS", _switch),
         Option("no-tls-redirect-locations", ("/.well-known/acme-challenge",), "path prefixes never redirected to HTTPS (comma-separated)", _parse_locations),
     ]
 

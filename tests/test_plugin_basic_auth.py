@@ -196,3 +196,61 @@ def test_auth_map_secret_through_the_public_harness():
     assert harness.request(headers=basic("bar", "wrong")).status == 401
     outcome = harness.request(headers=basic("bar", "open sesame"))
     assert outcome.proxied and "authorization" not in dict(outcome.upstream_headers)
+
+
+# -- what a client reads: nginx's wording (test/e2e/annotations/auth.go) ------------------
+
+
+@pytest.mark.parametrize(
+    "annotations,secrets,headers,status,body",
+    [
+        # auth.go: Body().Contains("401 Authorization Required"), for no and for wrong credentials
+        ({"auth-secret": "users"}, {"users": {"auth": HTPASSWD}}, {}, 401, b"401 Authorization Required\n"),
+        ({"auth-secret": "users"}, {"users": {"auth": HTPASSWD}}, basic("foo", "wrong"), 401,
+         b"401 Authorization Required\n"),
+        # auth.go: an invalid secret, Body().Contains("503 Service Temporarily Unavailable")
+        ({"auth-secret": "nosuch"}, {}, basic("foo", "pässword"), 503, b"503 Service Temporarily Unavailable\n"),
+        ({"auth-secret": "users"}, {"users": {"other": HTPASSWD}}, {}, 503, b"503 Service Temporarily Unavailable\n"),
+        ({}, {}, {}, 503, b"503 Service Temporarily Unavailable\n"),
+    ],
+)
+def test_denials_carry_nginx_s_titles(annotations, secrets, headers, status, body):
+    from ingressd.testing import PluginHarness
+
+    harness = PluginHarness(plugins=[basic_auth], annotations={"auth-type": "basic", **annotations}, secrets=secrets)
+    answer = harness.request(headers=headers).local
+    assert (answer.status, answer.body) == (status, body)
+    assert answer.get("content-type") == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    "status,body",
+    [
+        # nginx's page titles (src/http/ngx_http_special_response.c), where Python's differ
+        (401, b"401 Authorization Required\n"),
+        (405, b"405 Not Allowed\n"),
+        (408, b"408 Request Time-out\n"),
+        (413, b"413 Request Entity Too Large\n"),
+        (414, b"414 Request-URI Too Large\n"),
+        (416, b"416 Requested Range Not Satisfiable\n"),
+        (503, b"503 Service Temporarily Unavailable\n"),
+        (504, b"504 Gateway Time-out\n"),
+        # and where they agree
+        (400, b"400 Bad Request\n"),
+        (403, b"403 Forbidden\n"),
+        (429, b"429 Too Many Requests\n"),
+        (308, b"308 Permanent Redirect\n"),
+        # no nginx page, no body: the core answers these its own way
+        (418, b""),
+        (422, b""),
+        (506, b""),
+    ],
+)
+def test_plain_answers_in_nginx_s_words(status, body):
+    from ingressd_plugins._responses import plain
+
+    answer = plain(status, [(b"retry-after", b"1")])
+    assert (answer.status, answer.body) == (status, body)
+    content_type = [(b"content-type", b"text/plain; charset=utf-8")] if body else []
+    assert answer.headers == content_type + [(b"retry-after", b"1")]
+    assert plain(status).headers is not plain(status).headers  # a fresh list each time

@@ -44,10 +44,10 @@ def test_tls_host_redirects_with_308_keeping_the_query() -> None:
 @pytest.mark.parametrize(
     "target,path,query,preserve,expected",
     [
-        (b"/", "/", b"", False, b"https://example.com/"),
+        (b"/", "/", b"", False, b"https://example.com"),  # ingress-nginx's Lua strips even this one
         (b"/docs/", "/docs/", b"", False, b"https://example.com/docs"),
         (b"/docs/", "/docs/", b"", True, b"https://example.com/docs/"),
-        (b"/docs/?a=1", "/docs/", b"a=1", False, b"https://example.com/docs?a=1"),
+        (b"/docs/?a=1", "/docs/", b"a=1", False, b"https://example.com/docs/?a=1"),  # the URI's last /
         (b"/docs/?a=1", "/docs/", b"a=1", True, b"https://example.com/docs/?a=1"),
         (b"/a%2Fb", "/a%2Fb", b"", False, b"https://example.com/a%2Fb"),  # as the client sent it
     ],
@@ -94,9 +94,9 @@ def test_acme_challenge_is_not_redirected() -> None:
 
 def test_host_is_the_requests_own_and_must_look_like_one() -> None:
     answer = run_request(feature(), exchange(host="shop.example.com", target=b"/"))
-    assert location(answer) == b"https://shop.example.com/"
+    assert location(answer) == b"https://shop.example.com"
     answer = run_request(feature(), exchange(host="::1", target=b"/"))
-    assert location(answer) == b"https://[::1]/"
+    assert location(answer) == b"https://[::1]"
     assert run_request(feature(), exchange(host="evil.example/x", target=b"/")).status == 400
     assert run_request(feature(), exchange(host="", target=b"/")) is None
 
