@@ -24,16 +24,21 @@ from ingressd.routing import host_of
 from ingressd.tunnel import Tunnel
 from ingressd.upstream import UpstreamError
 
+# The headers nginx.tmpl's locations set with proxy_set_header: a client's own are never
+# passed on; ingressd's values replace them (``_set_forwarded``).
 _FORWARDED = frozenset(
     (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
-     b"x-real-ip", b"x-request-id", b"x-scheme", b"expect")
+     b"x-forwarded-scheme", b"x-real-ip", b"x-request-id", b"x-scheme", b"x-original-forwarded-for",
+     b"x-original-forwarded-host", b"expect")
 )
 _END_TO_END = frozenset((b"host",))
 # Forwarding headers a client could forge; dropped unless the peer is a trusted proxy
-# (those in _FORWARDED are always replaced with ingressd's own values).
-_SPOOFABLE = frozenset((b"forwarded", b"x-original-uri", b"x-original-url", b"x-original-forwarded-for",
-                        b"x-rewrite-url"))
+# (ingress-nginx passes them on from anyone).
+_SPOOFABLE = frozenset((b"forwarded", b"x-original-uri", b"x-original-url", b"x-rewrite-url"))
 _NOT_FORWARDED = HOP_BY_HOP | _FORWARDED
+# A client's X-Request-ID is passed on ($req_id) when it is visible ASCII without the quote
+# and backslash (it is written unescaped into access logs); otherwise a new one replaces it.
+_REQUEST_ID_BYTES = bytes(byte for byte in range(0x21, 0x7F) if byte not in b'"\\')
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 _SERVER = (b"server", b"ingressd")
 # Answers after which nginx closes the connection (ngx_http_special_response_handler);
@@ -145,6 +150,11 @@ class Exchange:
     _done = False
     _forwarded: "list[tuple[bytes, bytes]] | tuple" = ()
     _tunnel: Tunnel | None = None
+    _upstream_error = False  # the status being replaced by an error page is the backend's own
+    # Where this request goes instead of the route's endpoints: set by a request feature
+    # (the default-backend annotation when the route's Service has no ready endpoints), an
+    # object whose ``pick(exclude)`` returns the next Endpoint, as ``RouteEntry.pick``.
+    balancer = None
 
     def __init__(self, proxy: Proxy, protocol, request):
         settings = proxy.settings
@@ -206,7 +216,7 @@ class Exchange:
             self.target = upstream_path + b"?" + query if query else upstream_path
         # One pass over the headers for what the request path needs from them.
         host = rid = upgrade = None
-        self._has_connection = spoofed = False
+        self._has_connection = spoofed = forwarded = False
         for name, value in self.headers.pairs:
             if name == b"host":
                 host = value
@@ -216,10 +226,14 @@ class Exchange:
                 upgrade = value
             elif name == b"connection":
                 self._has_connection = True
-            elif name in _SPOOFABLE or (name.startswith(b"x-forwarded-") and name not in _FORWARDED):
+            elif name.startswith(b"x-forwarded-"):
+                forwarded = True
+                if name not in _FORWARDED:
+                    spoofed = True
+            elif name in _SPOOFABLE:
                 spoofed = True
         self.host = host_of(host)
-        self._set_forwarded(host or b"", rid, spoofed)
+        self._set_forwarded(host, rid, spoofed, forwarded)
         self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
         table = self.proxy.state.table
         entry = table.match(self.host, self.path)
@@ -239,38 +253,65 @@ class Exchange:
         else:
             self._forward()
 
-    def _set_forwarded(self, host_header: bytes, rid: bytes | None, spoofed: bool) -> None:
+    def _set_forwarded(self, host_header: bytes | None, rid: bytes | None, spoofed: bool, forwarded: bool) -> None:
+        """The forwarding headers of nginx.tmpl's locations, as ingress-nginx sets them.
+
+        From anyone: the client's X-Forwarded-For and X-Forwarded-Host are passed on as
+        X-Original-Forwarded-For / -Host. From a trusted proxy (ingress-nginx's
+        use-forwarded-headers with proxy-real-ip-cidr): the client address is taken from
+        X-Forwarded-For, and X-Forwarded-Proto, -Port and the first X-Forwarded-Host are
+        passed on as sent (the host also as Host). The scheme ingressd decides with
+        (``self.scheme``: HTTPS redirects, HSTS) only ever becomes http or https.
+        """
         headers = self.headers
-        peer = self.peer_ip.encode("ascii")
-        if rid is None or not (0 < len(rid) <= 128) or not rid.replace(b"-", b"").isalnum():
+        if rid is None or not (0 < len(rid) <= 128) or rid.translate(None, _REQUEST_ID_BYTES):
             rid = _new_request_id()
         self.request_id = rid.decode("ascii")
-        port = b"%d" % self.server_port
+        # $pass_port: the HTTPS listener's port is always 443 to the backend (lua_ingress.lua).
+        port = b"443" if self.scheme == "https" else b"%d" % self.server_port
         proto = self.scheme.encode("ascii")
+        host = host_header or b""
+        original_for = original_host = b""
         trusted = self.proxy.is_trusted(self.protocol)
         if spoofed and not trusted:
             headers.pairs = [(name, value) for name, value in headers.pairs if not _spoofable(name)]
-        if trusted:
-            chain = b", ".join(headers.get_all(b"x-forwarded-for"))
-            xff = chain + b", " + peer if chain else peer
-            self.client_ip = _real_client(xff.decode("latin-1"), self.proxy.settings)
-            forwarded_proto = (headers.get(b"x-forwarded-proto") or b"").strip().lower()
-            if forwarded_proto in (b"http", b"https"):
-                proto = forwarded_proto
-                self.scheme = forwarded_proto.decode("ascii")
-            host_header = headers.get(b"x-forwarded-host") or host_header
-            port = headers.get(b"x-forwarded-port") or port
-        else:
-            xff = peer
+        if forwarded:
+            # nginx's $http_x_forwarded_for: repeated lines joined with ", ".
+            original_for = b", ".join(headers.get_all(b"x-forwarded-for"))
+            original_host = b", ".join(headers.get_all(b"x-forwarded-host"))
+            if trusted:
+                if original_for:
+                    chain = original_for + b", " + self.peer_ip.encode("ascii")
+                    self.client_ip = _real_client(chain.decode("latin-1"), self.proxy.settings)
+                forwarded_proto = b", ".join(headers.get_all(b"x-forwarded-proto"))
+                if forwarded_proto:
+                    proto = forwarded_proto  # any value, e.g. "myproto", reaches the backend
+                    lowered = forwarded_proto.lower()
+                    if lowered in (b"http", b"https"):
+                        self.scheme = lowered.decode("ascii")
+                port = b", ".join(headers.get_all(b"x-forwarded-port")) or port
+                first = original_host.split(b",", 1)[0].strip()
+                if first:
+                    host = first
+                    if host_header is None:
+                        headers.pairs.append((b"host", first))
+                    else:
+                        headers.pairs = [(name, first if name == b"host" else value) for name, value in headers.pairs]
+        client = self.client_ip.encode("ascii")
         self._forwarded = [
             (b"x-request-id", rid),
-            (b"x-real-ip", self.client_ip.encode("ascii")),
-            (b"x-forwarded-for", xff),
-            (b"x-forwarded-host", host_header),
+            (b"x-real-ip", client),
+            (b"x-forwarded-for", client),  # $remote_addr: compute-full-forwarded-for is off by default
+            (b"x-forwarded-host", host),
             (b"x-forwarded-port", port),
             (b"x-forwarded-proto", proto),
+            (b"x-forwarded-scheme", proto),
             (b"x-scheme", proto),
         ]
+        if original_for:
+            self._forwarded.append((b"x-original-forwarded-for", original_for))
+        if original_host:
+            self._forwarded.append((b"x-original-forwarded-host", original_host))
 
     def _run_features(self, index: int) -> None:
         features = self.entry.request_features
@@ -321,7 +362,7 @@ class Exchange:
         if self._body_bytes and limit and self._body_bytes > limit:
             self.local(413)
             return
-        endpoint = self.entry.pick(self._tried)
+        endpoint = (self.balancer or self.entry).pick(self._tried)
         if endpoint is None:
             self.error_cause = "no_endpoints"
             self.local(503)
@@ -420,8 +461,11 @@ class Exchange:
             self.error_cause = "unexpected_upgrade"
         entry = self.entry
         if status in entry.error_codes and entry.error_features:
-            self._intercepted = status  # the body is dropped; the error page replaces it
-            return
+            own = self.upstream_status != status  # an answer ingressd makes of it (a stray 101)
+            if own or _intercepts(entry.error_features, status):
+                self._intercepted = status  # the body is dropped; the error page replaces it
+                self._upstream_error = not own
+                return
         pairs = without_hop_by_hop(headers)
         self._respond_head(status, pairs, length)
 
@@ -580,7 +624,7 @@ class Exchange:
         while index < len(features):
             codes, feature = features[index]
             index += 1
-            if status not in codes:
+            if status not in codes or (self._upstream_error and not _intercepts_upstream(feature)):
                 continue
             try:
                 result = feature(self, status)
@@ -647,6 +691,17 @@ def _feature_owner(method) -> str:
     owner = getattr(method, "__self__", None)
     module = type(owner).__module__ if owner is not None else getattr(method, "__module__", "")
     return getattr(owner, "plugin_name", None) or (module or "unknown").rpartition(".")[2]
+
+
+def _intercepts_upstream(error) -> bool:
+    """Whether an error feature replaces the backend's own error responses too, or only
+    ingressd's (its ``intercept_upstream``; ingress-nginx's disable-proxy-intercept-errors)."""
+    return getattr(getattr(error, "__self__", None), "intercept_upstream", True)
+
+
+def _intercepts(error_features, status: int) -> bool:
+    """Whether a backend response with ``status`` is replaced by an error page."""
+    return any(status in codes and _intercepts_upstream(error) for codes, error in error_features)
 
 
 def _with_page_headers(original, page: LocalResponse) -> list:

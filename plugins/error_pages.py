@@ -1,9 +1,10 @@
-"""Custom error pages: replace the body of listed error responses with a page from an error backend.
+"""Custom error pages and the per-Ingress default backend.
 
 Annotations: ``custom-http-errors`` (comma-separated 4xx/5xx codes; default: the option
-``--custom-http-errors``, empty) and ``default-backend`` (a Service in the Ingress's namespace;
+``--custom-http-errors``, empty), ``default-backend`` (a Service in the Ingress's namespace;
 default: the global ``--default-backend-service NAMESPACE/NAME``, an option of the
-core, which resolves it into ``context.default_backend``).
+core, which resolves it into ``context.default_backend``) and
+``disable-proxy-intercept-errors`` (default false).
 
 When a listed code is produced, by the backend or by ingressd itself (503, 429, 413, 401…),
 ingressd GETs ``/`` from one of the error backend's endpoints with ingress-nginx's headers
@@ -11,7 +12,20 @@ ingressd GETs ``/`` from one of the error backend's endpoints with ingress-nginx
 ``X-Service-Name``, ``X-Service-Port``, ``X-Request-ID``) and serves that body and
 Content-Type **with the original status**: unlike ingress-nginx, an error backend that
 answers 200 cannot turn a 401 into a 200 (CVE-2026-24513). If the error backend fails, is
-slow or sends too much, the plain error is served.
+slow or sends too much, the plain error is served. The error backend is the
+``default-backend`` Service when it has ready endpoints, else the global one.
+
+``disable-proxy-intercept-errors: "true"`` leaves the backend's own error responses alone
+(only ingressd's own errors get pages), unless ``--custom-http-errors`` is set: ingress-nginx
+then turns ``proxy_intercept_errors`` on for the whole http block, and a location that does
+not say ``on`` itself inherits it.
+
+When the route's own Service is missing or has no ready endpoints and the ``default-backend``
+Service has some, the request is proxied to that Service instead, as it came (method, path,
+body, forwarding headers), with ``X-Code: 503``, ``X-Format``, ``X-Namespace``,
+``X-Ingress-Name``, ``X-Service-Name``, ``X-Service-Port`` (and the usual ``X-Request-ID``),
+and the client gets that Service's answer, status included: ingress-nginx makes it the
+location's upstream (``custom-default-backend-…``, controller.go).
 """
 
 from __future__ import annotations
@@ -27,7 +41,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
-from ingressd import Annotation, AnnotationError, LocalResponse, Option, Phase, hookimpl
+from ingressd import Annotation, AnnotationError, LocalResponse, Option, Phase, hookimpl, parse_bool
 
 
 _log = Logger()
@@ -127,8 +141,10 @@ class ErrorPages:
 
     phase = Phase.PROXY
 
-    def __init__(self, codes: tuple[int, ...], backend: Any, fetcher: ErrorPageFetcher):
+    def __init__(self, codes: tuple[int, ...], backend: Any, fetcher: ErrorPageFetcher,
+                 intercept_upstream: bool = True):
         self.error_codes = frozenset(codes)
+        self.intercept_upstream = intercept_upstream  # False: only ingressd's own errors get pages
         self._endpoints = itertools.cycle(backend.endpoints)
         self._fetcher = fetcher
 
@@ -167,6 +183,51 @@ class ErrorPages:
         return None
 
 
+class DefaultBackend:
+    """Sends the requests of a route without ready endpoints to the ``default-backend`` Service.
+
+    Decided per request from ``exchange.route``: the routes of one Ingress and host share
+    their features, and only some of their Services may have endpoints.
+    """
+
+    phase = Phase.PROXY
+
+    def __init__(self, backend: Any):
+        self._endpoints = backend.endpoints
+        self._next = 0
+
+    def request(self, exchange) -> None:
+        route = exchange.route
+        if route.backend.endpoints:
+            return None
+        headers = exchange.headers
+        # proxy_set_header: the client's own values never pass; an empty one sends nothing.
+        for name, value in (
+            (b"x-code", b"503"),
+            (b"x-format", headers.get(b"accept")),
+            (b"x-namespace", route.ingress.namespace.encode("ascii")),
+            (b"x-ingress-name", route.ingress.name.encode("ascii")),
+            (b"x-service-name", route.backend.service.encode("ascii")),
+            (b"x-service-port", route.backend.port.encode("ascii")),
+        ):
+            headers.remove(name)
+            if value:
+                headers.add(name, value)
+        exchange.balancer = self
+        return None
+
+    def pick(self, exclude=()) -> Any:
+        """The next endpoint, round-robin, avoiding ``exclude`` while others remain."""
+        endpoints = self._endpoints
+        count = len(endpoints)
+        for _ in range(count):
+            endpoint = endpoints[self._next % count]
+            self._next += 1
+            if endpoint not in exclude:
+                return endpoint
+        return endpoints[(self._next - 1) % count] if count else None
+
+
 # -- plugin hooks ---------------------------------------------------------------------------
 
 _state: dict[str, Any] = {"fetcher": None, "settings": {}}
@@ -197,22 +258,30 @@ def ingressd_configure(settings, reactor):
 def ingressd_annotations():
     return [
         Annotation("custom-http-errors", parse_codes, None, "codes whose pages come from the error backend"),
-        Annotation("default-backend", _parse_service, None, "a Service in this namespace serving the error pages",
-                   resolve="service"),
+        Annotation("default-backend", _parse_service, None,
+                   "a Service in this namespace serving the error pages, and the requests of paths whose "
+                   "Service has no ready endpoints", resolve="service"),
+        Annotation("disable-proxy-intercept-errors", parse_bool, False,
+                   "pass the backend's own error responses on; only ingressd's own errors get pages"),
     ]
 
 
 @hookimpl
 def ingressd_route_features(route, values, context):
+    features: list = []
+    own = values.get("default-backend")
+    if own is not None and not own.endpoints:
+        own = None  # ingress-nginx only makes an upstream of it with at least one endpoint
+    if own is not None:
+        features.append(DefaultBackend(own))
+    global_codes = (context.settings or _state["settings"]).get("custom_http_errors") or ()
     codes = values.get("custom-http-errors")
     if codes is None:
-        codes = (context.settings or _state["settings"]).get("custom_http_errors") or ()
-    if not codes:
-        return None
-    backend = values.get("default-backend") or getattr(context, "default_backend", None)
-    if backend is None or not backend.endpoints:
-        return None
-    fetcher = _fetcher_for(context.reactor)
-    if fetcher is None:
-        return None
-    return ErrorPages(codes, backend, fetcher)
+        codes = global_codes
+    backend = own or getattr(context, "default_backend", None)
+    if codes and backend is not None and backend.endpoints:
+        fetcher = _fetcher_for(context.reactor)
+        if fetcher is not None:
+            intercept = not values.get("disable-proxy-intercept-errors") or bool(global_codes)
+            features.append(ErrorPages(codes, backend, fetcher, intercept))
+    return features or None

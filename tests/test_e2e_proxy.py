@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 
@@ -89,20 +91,74 @@ def test_unmatched_is_404_with_server_header(world):
         assert response.headers["server"] == "ingressd"
 
 
+# What ingress-nginx's test/e2e/settings/forwarded_headers.go sends.
+FORWARDED = {"X-Forwarded-Port": "1234", "X-Forwarded-Proto": "myproto", "X-Forwarded-Scheme": "myproto",
+             "X-Forwarded-For": "1.2.3.4", "X-Forwarded-Host": "myhost", "X-Real-IP": "6.6.6.6"}
+
+
+@pytest.fixture(scope="module")
+def trusting(world, tmp_path_factory):
+    """A second ingressd on the same manifests that trusts 127.0.0.1 as a proxy."""
+    manifests = world[3]
+    proc = Ingressd(manifests, ["--trusted-proxies", "127.0.0.1/32"],
+                    log_path=tmp_path_factory.mktemp("trusting") / "ingressd.log")
+    yield proc
+    proc.stop()
+
+
 def test_forwarded_headers(world):
+    """forwarded_headers.go, use-forwarded-headers false: ingressd's values, and the
+    client's own X-Forwarded-For / -Host as X-Original-Forwarded-For / -Host."""
     proc, *_ = world
-    response = proc.get("/api/h", headers={"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6",
-                                           "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil"})
+    response = proc.get("/api/h", headers=FORWARDED)
+    names = [name for name, _ in response.json()["headers"]]
+    assert len(names) == len(set(names))  # each set once, the client's own never passed on
     headers = dict(response.json()["headers"])
     assert headers["host"] == "example.com"
     assert headers["x-forwarded-for"] == "127.0.0.1"
     assert headers["x-real-ip"] == "127.0.0.1"
-    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-proto"] == headers["x-forwarded-scheme"] == headers["x-scheme"] == "http"
     assert headers["x-forwarded-host"] == "example.com"
     assert headers["x-forwarded-port"] == str(proc.http_port)
+    assert headers["x-original-forwarded-for"] == "1.2.3.4"
+    assert headers["x-original-forwarded-host"] == "myhost"
     assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])
     given = proc.get("/api/h", headers={"X-Request-ID": "abc-123"}).json()["headers"]
     assert dict(given)["x-request-id"] == "abc-123"
+    plain = dict(proc.get("/api/h").json()["headers"])
+    assert "x-original-forwarded-for" not in plain and "x-original-forwarded-host" not in plain
+
+
+def test_forwarded_headers_over_https(world):
+    """lua_ingress.lua: the HTTPS listener's port is passed on as 443, whatever it is."""
+    proc, *_ = world
+    conn = http.client.HTTPSConnection("127.0.0.1", proc.https_port, timeout=10,
+                                       context=ssl._create_unverified_context())
+    try:
+        conn.request("GET", "/api/h", headers={"Host": "example.com"})
+        headers = dict(json.loads(conn.getresponse().read())["headers"])
+    finally:
+        conn.close()
+    assert headers["x-forwarded-port"] == "443"
+    assert headers["x-forwarded-proto"] == headers["x-forwarded-scheme"] == headers["x-scheme"] == "https"
+
+
+def test_forwarded_headers_from_a_trusted_proxy(trusting):
+    """forwarded_headers.go, use-forwarded-headers true: the proxy's values are passed on,
+    whatever they are (``myproto``); the first X-Forwarded-Host is the Host."""
+    headers = dict(trusting.get("/api/h", headers=FORWARDED).json()["headers"])
+    assert headers["host"] == "myhost" and headers["x-forwarded-host"] == "myhost"
+    assert headers["x-forwarded-proto"] == headers["x-forwarded-scheme"] == headers["x-scheme"] == "myproto"
+    assert headers["x-forwarded-port"] == "1234"
+    assert headers["x-forwarded-for"] == headers["x-real-ip"] == "1.2.3.4"
+    assert headers["x-original-forwarded-for"] == "1.2.3.4"
+    assert headers["x-original-forwarded-host"] == "myhost"
+    first = dict(trusting.get("/api/h", headers={
+        "X-Forwarded-Host": "myhost.com, another.host,example.net"}).json()["headers"])
+    assert first["host"] == "myhost.com" and first["x-forwarded-host"] == "myhost.com"
+    assert first["x-original-forwarded-host"] == "myhost.com, another.host,example.net"
+    # Routing is by the request's own Host, as nginx's server_name.
+    assert trusting.get("/api/h", host="nope.com", headers={"X-Forwarded-Host": "example.com"}).status == 404
 
 
 def test_connection_listed_headers_cannot_strip_ours(world):

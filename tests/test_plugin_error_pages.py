@@ -1,4 +1,7 @@
-"""error_pages: which codes, which backend, and real fetches from a tiny twisted.web error backend."""
+"""error_pages: which codes, which backend, the default-backend fallback, disable-proxy-intercept-errors,
+and real fetches from a tiny twisted.web error backend."""
+
+from dataclasses import replace
 
 import pytest
 from twisted.internet import defer, reactor
@@ -42,17 +45,36 @@ def test_codes_and_service_parsing():
             annotation_values(error_pages, {"default-backend": bad})
 
 
-def test_no_feature_without_codes_or_backend(fake_fetcher):
-    assert features_for(error_pages, {"default-backend": "errors"}, resolved={"default-backend": ERRORS}) == []
+def error_pages_of(features):
+    return [feature for feature in features if isinstance(feature, error_pages.ErrorPages)]
+
+
+def test_no_error_pages_without_codes_or_backend(fake_fetcher):
+    assert error_pages_of(features_for(error_pages, {"default-backend": "errors"},
+                                       resolved={"default-backend": ERRORS})) == []
     assert features_for(error_pages, {"custom-http-errors": "503"}) == []  # no backend anywhere
     empty = Backend("default", "errors", "80", ())
     assert features_for(error_pages, {"custom-http-errors": "503"}, resolved={"default-backend": empty}) == []
+    missing = features_for(error_pages, {"custom-http-errors": "503", "default-backend": "errors"},
+                           resolved={"default-backend": None})
+    assert missing == []
+
+
+def test_a_default_backend_without_endpoints_leaves_the_pages_to_the_global_one(fake_fetcher):
+    # controller.go: no "custom-default-backend-…" upstream without endpoints, so the
+    # location's error pages stay with "upstream-default-backend".
+    empty = Backend("default", "errors", "80", ())
+    for resolved in (empty, None):
+        [feature] = features_for(error_pages, {"custom-http-errors": "503", "default-backend": "errors"},
+                                 context=make_context(default_backend=GLOBAL), resolved={"default-backend": resolved})
+        feature.error(exchange(), 503)
+    assert [call[0] for call in fake_fetcher.calls] == ["10.8.0.1", "10.8.0.1"]
 
 
 def test_annotation_backend_wins_over_the_global_one_and_endpoints_rotate(fake_fetcher):
     context = make_context(default_backend=GLOBAL)
-    [feature] = features_for(error_pages, {"custom-http-errors": "503,404"}, context=context,
-                             resolved={"default-backend": ERRORS})
+    [feature] = error_pages_of(features_for(error_pages, {"custom-http-errors": "503,404"}, context=context,
+                                            resolved={"default-backend": ERRORS}))
     assert feature.error_codes == frozenset({404, 503})
     assert feature.error(exchange(), 502) is None
     ex = exchange({"accept": "application/json"}, target=b"/a?b=1", request_id="rid-1", client_ip="192.0.2.4",
@@ -79,6 +101,73 @@ def test_global_backend_and_global_codes(fake_fetcher):
     # An Ingress's own list replaces the global one.
     [feature] = features_for(error_pages, {"custom-http-errors": "404"}, context=context)
     assert feature.error_codes == frozenset({404})
+
+
+@pytest.mark.parametrize("annotation, global_codes, intercepts", [
+    (None, (), True),
+    ("false", (), True),
+    ("true", (), False),
+    # --custom-http-errors turns proxy_intercept_errors on for the whole http block
+    # (nginx.tmpl); a location that does not say "on" itself inherits it.
+    ("true", (503,), True),
+])
+def test_disable_proxy_intercept_errors(fake_fetcher, annotation, global_codes, intercepts):
+    raw = {"custom-http-errors": "404"}
+    if annotation is not None:
+        raw["disable-proxy-intercept-errors"] = annotation
+    context = make_context({"custom_http_errors": global_codes}, default_backend=GLOBAL)
+    [feature] = features_for(error_pages, raw, context=context)
+    assert feature.error_codes == frozenset({404})
+    assert feature.intercept_upstream is intercepts
+
+
+def test_disable_proxy_intercept_errors_takes_a_bool():
+    assert annotation_values(error_pages, {})["disable-proxy-intercept-errors"] is False
+    with pytest.raises(AnnotationError):
+        annotation_values(error_pages, {"disable-proxy-intercept-errors": "maybe"})
+
+
+# -- default-backend: the route's Service has no ready endpoints ------------------------------
+
+
+def fallback_for(route, resolved=ERRORS):
+    features = features_for(error_pages, {"default-backend": "errors"}, route=route,
+                            resolved={"default-backend": resolved})
+    return [feature for feature in features if isinstance(feature, error_pages.DefaultBackend)]
+
+
+@pytest.mark.parametrize("request_headers, expected_format", [
+    ({"accept": "application/json"}, b"application/json"),
+    ({}, None),  # no Accept: no X-Format (nginx sends no header for an empty value)
+    ({"x-code": "200", "x-format": "evil", "x-service-name": "evil"}, None),  # the client's own never pass
+])
+def test_requests_of_a_route_without_endpoints_go_to_the_default_backend(request_headers, expected_format):
+    route = replace(make_route(namespace="shop", ingress="front"), backend=Backend("shop", "invalid", "http", ()))
+    [feature] = fallback_for(route)
+    ex = exchange(request_headers, route=route, target=b"/alma/armud?x=1")
+    assert feature.request(ex) is None
+    assert ex.target == b"/alma/armud?x=1"  # proxied as it came, not as an error-page request
+    sent = {name: ex.headers.get_all(name) for name, _ in ex.headers}
+    assert sent[b"x-code"] == [b"503"]
+    assert sent.get(b"x-format", [None]) == [expected_format]
+    assert (sent[b"x-namespace"], sent[b"x-ingress-name"]) == ([b"shop"], [b"front"])
+    assert (sent[b"x-service-name"], sent[b"x-service-port"]) == ([b"invalid"], [b"http"])
+    assert b"x-original-uri" not in sent  # the custom-default-backend block does not set it
+    assert [ex.balancer.pick() for _ in range(3)] == [Endpoint("10.9.0.1", 8080), Endpoint("10.9.0.2", 8080),
+                                                      Endpoint("10.9.0.1", 8080)]
+    assert ex.balancer.pick((Endpoint("10.9.0.2", 8080),)) == Endpoint("10.9.0.1", 8080)
+
+
+def test_requests_of_a_route_with_endpoints_are_left_alone():
+    [feature] = fallback_for(make_route())
+    ex = exchange({"accept": "text/html"})
+    assert feature.request(ex) is None
+    assert getattr(ex, "balancer", None) is None and ex.headers.get(b"x-code") is None
+
+
+def test_no_fallback_to_a_default_backend_without_endpoints():
+    assert fallback_for(make_route(), Backend("default", "errors", "80", ())) == []
+    assert fallback_for(make_route(), None) == []
 
 
 # -- real fetches over loopback --------------------------------------------------------------
