@@ -44,6 +44,12 @@ _NGINX_CONST = ("controller_namespace", "controller_class", "controller_pod")
 _NGINX_REQUEST = ("status", "method", "path", "namespace", "ingress", "service", "canary", "host")
 
 
+def problem_category(item) -> str:
+    """``rejection_category`` of a Rejection; ``unsupported`` when it is about annotations
+    ingressd does not honour (``ingressd.compat``)."""
+    return "unsupported" if item.annotations else rejection_category(item.reason)
+
+
 def rejection_category(reason: str) -> str:
     """A short fixed word for a rejection or warning message (the ``reason`` label)."""
     text = reason.lower()
@@ -458,7 +464,7 @@ def _config_families(state):
         counts: dict[tuple[str, str], int] = {}
         for item in items:
             key = (_resource(item.ref.kind) if item.ref.kind != "Config" else "Config",
-                   rejection_category(item.reason))
+                   problem_category(item))
             counts[key] = counts.get(key, 0) + 1
         for key, count in sorted(counts.items()):
             family.add_metric(list(key), count)

@@ -109,6 +109,7 @@ class Rejection:
 
     ref: ObjectRef
     reason: str
+    annotations: tuple[str, ...] = ()  # the annotations (names without prefix) it is about, if any
 
     def __str__(self) -> str:
         return f"{self.ref}: {self.reason}"

@@ -14,7 +14,7 @@ from typing import Any
 
 from twisted.web.resource import Resource
 
-from ingressd.metrics import rejection_category
+from ingressd.metrics import problem_category
 
 
 def routes_document(state, certificates=None, reloader=None) -> dict[str, Any]:
@@ -82,7 +82,8 @@ def _route(route, served: bool) -> dict[str, Any]:
 
 
 def _problem(item) -> dict[str, Any]:
-    return {**_ref(item.ref), "reason": item.reason, "category": rejection_category(item.reason)}
+    return {**_ref(item.ref), "reason": item.reason, "category": problem_category(item),
+            "annotations": list(item.annotations)}
 
 
 # -- HTML -------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class IngressdService(MultiService):
                 watch_ingress_without_class=bool(settings.get("watch_ingress_without_class")),
                 allow_cross_namespace_resources=bool(settings.get("allow_cross_namespace_resources")),
                 default_backend_service=settings.get("default_backend_service"),
+                ignore_annotations=frozenset(settings.get("ignore_annotation") or ()),
             ),
             settings=settings,
         )
@@ -159,4 +160,7 @@ def build_server(settings: dict[str, Any], plugins, reactor: Any) -> IngressdSer
     if plugins is not None:
         plugins.configure(settings, reactor)
     log.msg(f"ingressd: plugins: {', '.join(plugins.names()) if plugins else 'none'}")
+    for name in sorted(settings.get("ignore_annotation") or ()):
+        log.msg(f"ingressd: --ignore-annotation {name}: Ingresses with nginx.ingress.kubernetes.io/{name} are "
+                "served without it, even where that widens access or changes where traffic goes")
     return IngressdService(settings, plugins, reactor)

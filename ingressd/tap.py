@@ -83,6 +83,7 @@ class Options(usage.Options):
         super().__init__()
         self["manifests"] = []
         self["disable-plugin"] = []
+        self["ignore-annotation"] = []
 
     def opt_manifests(self, path: str) -> None:
         """a manifest file or folder (may be given more than once)"""
@@ -91,6 +92,11 @@ class Options(usage.Options):
     def opt_disable_plugin(self, name: str) -> None:
         """disable a plugin by its entry-point name (may be given more than once)"""
         self["disable-plugin"].append(name)
+
+    def opt_ignore_annotation(self, name: str) -> None:
+        """serve Ingresses although ingressd ignores this ingress-nginx annotation, even where ignoring
+        it widens access or changes where traffic goes (may be given more than once; comma lists too)"""
+        self["ignore-annotation"].append(name)
 
     def parseOptions(self, options=None) -> None:
         argv = list(sys.argv[1:] if options is None else options)
@@ -112,7 +118,7 @@ class Options(usage.Options):
         parameters = {parameter[0] for parameter in self.optParameters}
         for key, value in values.items():
             key = str(key)
-            if key in ("manifests", "disable-plugin"):
+            if key in ("manifests", "disable-plugin", "ignore-annotation"):
                 items = value if isinstance(value, list) else [value]
                 self[key].extend(str(item) for item in items)
             elif key in flags:
@@ -138,6 +144,7 @@ class Options(usage.Options):
             raise usage.UsageError("--access-log-format must be json or combined")
         if (self["metrics-compat"] or "") not in ("", "nginx"):
             raise usage.UsageError("--metrics-compat must be nginx (or empty)")
+        self["ignore-annotation"] = _ignored_annotations(self["ignore-annotation"])
         try:
             self["workers"] = int(self["workers"])
         except (TypeError, ValueError):
@@ -155,6 +162,24 @@ class Options(usage.Options):
             self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
         except ValueError as exc:
             raise usage.UsageError(str(exc))
+
+
+def _ignored_annotations(values: list[str]) -> frozenset[str]:
+    """``--ignore-annotation`` values as catalogue names; a name ingress-nginx never had, or one
+    that can never be ignored (canary), is a usage error."""
+    from ingressd.catalogue import lookup
+    from ingressd.compat import ignore_list
+
+    names: set[str] = set()
+    for value in values:
+        names |= ignore_list(str(value))
+    for name in sorted(names):
+        entry = lookup(name)
+        if entry is None:
+            raise usage.UsageError(f"--ignore-annotation {name}: not an ingress-nginx annotation")
+        if not entry.ignorable:
+            raise usage.UsageError(f"--ignore-annotation {name}: cannot be ignored ({entry.note})")
+    return frozenset(names)
 
 
 def _find_config(argv: list[str]) -> str | None:

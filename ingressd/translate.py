@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from ingressd.compat import assess
 from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX, Annotation, check_plain_text
 from ingressd.model import (
     IMPLEMENTATION_SPECIFIC,
@@ -46,10 +47,18 @@ class TranslateSettings:
     watch_ingress_without_class: bool = False
     allow_cross_namespace_resources: bool = False
     default_backend_service: str | None = None  # "namespace/name"
+    # Annotations the operator accepts ignoring (--ignore-annotation), names without prefix.
+    ignore_annotations: frozenset[str] = frozenset()
+    # IngressClasses whose spec.controller is one of these are ours (besides ``ingress_class``).
+    controllers: tuple[str, ...] = (CONTROLLER,)
 
 
 class _Invalid(Exception):
     """Raised inside the translation of one Ingress; becomes its Rejection."""
+
+    def __init__(self, reason: str, annotations: tuple[str, ...] = ()):
+        super().__init__(reason)
+        self.annotations = annotations
 
 
 def translate(
@@ -173,7 +182,8 @@ class Translator:
         try:
             routes, tls_hosts, default = _translate_ingress(ingress, ref, resolver, settings, annotations, warnings)
         except _Invalid as exc:
-            return _Translated(packed, _deps(used), warnings=tuple(warnings), rejection=Rejection(ref, str(exc)))
+            rejection = Rejection(ref, str(exc), exc.annotations)
+            return _Translated(packed, _deps(used), warnings=tuple(warnings), rejection=rejection)
         finally:
             resolver.deps = None
         return _Translated(packed, _deps(used), tuple(routes), tuple(tls_hosts), default, tuple(warnings))
@@ -223,12 +233,18 @@ def _our_classes(classes: Mapping, settings: TranslateSettings) -> tuple[set[str
         obj = unpack(packed)
         name = (obj.get("metadata") or {}).get("name", "")
         controller = (obj.get("spec") or {}).get("controller", "")
-        if controller == CONTROLLER or name == settings.ingress_class:
+        if controller in settings.controllers or name == settings.ingress_class:
             ours.add(name)
             annotations = (obj.get("metadata") or {}).get("annotations") or {}
             if str(annotations.get(DEFAULT_CLASS_ANNOTATION, "")).lower() == "true":
                 default = True
     return ours, default
+
+
+def ingress_selector(objects: Snapshot, settings: TranslateSettings):
+    """A predicate telling whether an Ingress (a dict) is ours, as the translator decides it."""
+    ours, default = _our_classes(objects.get("IngressClass", {}), settings)
+    return lambda ingress: _is_ours(ingress, settings, ours, default)
 
 
 def _is_ours(ingress: Mapping, settings: TranslateSettings, ours: set[str], default: bool) -> bool:
@@ -251,8 +267,8 @@ def _translate_ingress(ingress, ref, resolver, settings, annotations, warnings):
     namespace = ref.namespace
     created = str(meta.get("creationTimestamp") or "")
     raw_annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+    _check_honoured(ref, raw_annotations, annotations, settings, warnings)
     values = _parse_annotations(raw_annotations, annotations, namespace, resolver, settings)
-    _warn_unsupported(ref, raw_annotations, annotations, warnings)
     annotation_pairs = tuple(sorted(raw_annotations.items()))
 
     rules = spec.get("rules") or []
@@ -295,11 +311,11 @@ def _translate_ingress(ingress, ref, resolver, settings, annotations, warnings):
 def _valid_host(host: str, where: str) -> str:
     if not host:
         return ""
-    host = host.lower()
-    name = host[2:] if host.startswith("*.") else host
-    if len(host) > 253 or not _DNS_SUBDOMAIN.match(name) or _IPV4.match(name):
+    lowered = host.lower()
+    name = lowered[2:] if lowered.startswith("*.") else lowered
+    if len(lowered) > 253 or not _DNS_SUBDOMAIN.match(name) or _IPV4.match(name):
         raise _Invalid(f"{where}: {host!r} is not a valid host name (a DNS name or *.name, not an IP)")
-    return host
+    return lowered
 
 
 def _valid_path(path_spec: Mapping, where: str) -> tuple[str, str]:
@@ -353,7 +369,7 @@ def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple
         nginx_key = NGINX_PREFIX + annotation.name
         key = own_key if own_key in raw else nginx_key
         text = raw.get(key)
-        if text is None:
+        if text is None or not text.strip():  # ingress-nginx reads an empty value as absent
             values.append((annotation.name, annotation.default))
             continue
         try:
@@ -367,18 +383,27 @@ def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple
     return tuple(values)
 
 
-def _warn_unsupported(ref, raw, annotations, warnings) -> None:
-    if not raw:
+def _check_honoured(ref, raw, annotations, settings, warnings) -> None:
+    """Warn of the annotations ingressd ignores harmlessly; refuse the Ingress (``_Invalid``)
+    when one it cannot honour would widen access or send traffic elsewhere if ignored."""
+    problems = assess(raw, _owned(annotations), settings.ignore_annotations)
+    if not problems:
         return
-    known = {a.name for a in annotations}
-    for key in sorted(raw):
-        if not key.startswith(NGINX_PREFIX):
-            continue
-        name = key[len(NGINX_PREFIX) :]
-        if name.endswith("-snippet"):
-            warnings.append(Rejection(ref, f"annotation {key} is ignored: snippets are never supported"))
-        elif name not in known:
-            warnings.append(Rejection(ref, f"annotation {key} is not supported by ingressd and is ignored"))
+    blocking = [problem for problem in problems if problem.blocking]
+    warnings.extend(Rejection(ref, problem.reason, (problem.name,)) for problem in problems if not problem.blocking)
+    if blocking:
+        raise _Invalid("; ".join(problem.reason for problem in blocking),
+                       tuple(problem.name for problem in blocking))
+
+
+_OWNED: list[tuple[Sequence[Annotation], frozenset[str]]] = []
+
+
+def _owned(annotations: Sequence[Annotation]) -> frozenset[str]:
+    """The names plugins declare, for the sequence last seen (by identity, as ``_DEFAULTS``)."""
+    if not _OWNED or _OWNED[0][0] is not annotations:
+        _OWNED[:] = [(annotations, frozenset(a.name for a in annotations))]
+    return _OWNED[0][1]
 
 
 def _global_default(reference: str, resolver, warnings) -> Route | None:

@@ -419,8 +419,10 @@ def test_forwarding_headers_from_an_untrusted_client_are_replaced(world):
     assert seen["x-forwarded-for"] == "127.0.0.1" and seen["x-real-ip"] == "127.0.0.1"
     assert seen["x-forwarded-proto"] == "http" and seen["x-forwarded-host"] == "smuggle.test"
     assert seen["x-forwarded-port"] == str(proc.http_port)
+    # As ingress-nginx: the client's X-Forwarded-For/-Host, under a name that says so.
+    assert seen["x-original-forwarded-for"] == "10.1.2.3" and seen["x-original-forwarded-host"] == "evil.test"
     for name in ("x-forwarded-prefix", "x-forwarded-server", "forwarded", "x-original-url", "x-original-uri",
-                 "x-original-forwarded-for", "x-rewrite-url"):
+                 "x-rewrite-url"):
         assert name not in seen, name
 
 
@@ -544,7 +546,7 @@ INJECTIONS = {
     "whitelist-source-range": ["10.0.0.0/8; allow all", "10.0.0.0/8\r\n0.0.0.0/0", "((((((((((1"],
     "limit-rps": ['1; return 200 "x"', "1e9", "9" * 5000],
     "proxy-body-size": ['1m; return 200 "x"', "-1"],
-    "proxy-read-timeout": ["60s;", "0"],
+    "proxy-read-timeout": ["60s;", "-1"],
     "custom-http-errors": ["401${x}", "401,200"],
     "auth-secret": ["../../etc/passwd", "kube-system/admin-token", "/proc/self/fd/3", "a b"],
     "default-backend": ["svc;#", "../x"],
@@ -601,9 +603,11 @@ def test_annotation_injection_rejects_only_the_offending_ingress(world):
     for index in range(5):
         assert proc.get("/", host=f"inj-path-{index}.test").status == 404
         assert f"inj-path-{index}" in log
-    snippet = proc.get("/", host="snippet.test")
-    assert snippet.status == 200 and b"pwned" not in snippet.body
-    assert "configuration-snippet is ignored" in log and "server-snippet is ignored" in log
+    snippet = proc.get("/", host="snippet.test")  # snippets that could decide the answer: not served
+    assert snippet.status == 404 and b"pwned" not in snippet.body
+    line = next(line for line in log.splitlines() if "default/snippet:" in line)
+    assert "rejected" in line and "configuration-snippet: snippets are never supported" in line
+    assert "server-snippet: snippets are never supported" in line
     assert len(max(log.splitlines(), key=len)) < 20000  # the 1 MB value is not echoed into the log
     assert proc.get("/", host="smuggle.test").status == 200
     assert proc.get("/admin", host="auth.test").status == 401

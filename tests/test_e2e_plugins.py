@@ -103,7 +103,8 @@ def objects(web, errors, fallback, ws, dead_port, hashes, extra=()):
         one("bad", "bad.test", annotations={"limit-rps": "lots"}),
         one("odd", "odd.test", annotations={"affinity": "cookie",
                                             "configuration-snippet": 'more_set_headers "X-Snip: yes";',
-                                            "server-snippet": "return 418;"}),
+                                            "server-snippet": "return 418;",
+                                            "ingressd.io/ignore-annotations": "affinity, server-snippet"}),
         one("ws", "ws.test", "ws"),
         one("ws-auth", "ws-auth.test", "ws", annotations=AUTH),
         one("ws-limit", "ws-limit.test", "ws", annotations={"limit-rpm": "1", "limit-burst-multiplier": "1"}),
@@ -279,7 +280,7 @@ def test_backend_codes_not_listed_pass_through(world):
 
 
 @pytest.mark.parametrize("path, method, body, code", [
-    ("/down", "GET", None, 503),          # no ready endpoints
+    # (/down, no ready endpoints, is proxied to the default-backend Service: test_plugin_error_pages_e2e.py)
     ("/refused", "GET", None, 502),       # connection refused
     ("/slow?delay=1.5", "GET", None, 504),  # proxy-read-timeout 1
     ("/upload", "POST", b"x" * 2048, 413),  # proxy-body-size 1k
@@ -307,10 +308,12 @@ def test_error_page_for_401_keeps_status_and_challenge(world):
 
 
 def test_error_backend_down_serves_the_plain_error(world):
+    # The route's Service has no endpoints: the request goes to the default-backend Service,
+    # which refuses (502), and so does its error page.
     response = world.proc.get("/", host="errs-down.test")
-    assert response.status == 503
+    assert response.status == 502
     assert response.headers["content-type"] == "text/html"
-    assert b"503" in response.body
+    assert b"502" in response.body
 
 
 def test_default_backend_service_serves_unmatched_requests(world):
@@ -354,7 +357,8 @@ def test_unsupported_annotations_reported_once_and_snippets_never_applied(world)
     _wait_served(proc, "later.test")
     log = proc.log()
     affinity = [l for l in log.splitlines() if "nginx.ingress.kubernetes.io/affinity" in l]
-    assert len(affinity) == 1 and "not supported" in affinity[0] and "Ingress default/odd" in affinity[0]
+    assert len(affinity) == 1 and "Ingress default/odd" in affinity[0]
+    assert "ignored as the operator asked" in affinity[0]
     for snippet in ("configuration-snippet", "server-snippet"):
         lines = [l for l in log.splitlines() if f"nginx.ingress.kubernetes.io/{snippet}" in l]
         assert len(lines) == 1 and "snippets are never supported" in lines[0]

@@ -493,7 +493,12 @@ def test_slim_keeps_what_translation_reads_of_the_dependencies():
     slimmed = [slim(copy.deepcopy(obj), obj["kind"]) for obj in objects]
     assert "uid" not in slimmed[1]["metadata"] and "targetRef" not in slimmed[2]["endpoints"][0]
     assert slimmed[4]["metadata"] == objects[4]["metadata"]  # an Ingress keeps its metadata
-    whole, slim_config = translate(snapshot(objects)), translate(snapshot(slimmed))
+    from ingressd.plugins import load_plugins
+    from ingressd.translate import TranslateSettings
+
+    declared = load_plugins().annotations  # auth-type is honoured only where its plugin is loaded
+    whole = translate(snapshot(objects), TranslateSettings(), declared)
+    slim_config = translate(snapshot(slimmed), TranslateSettings(), declared)
     assert whole.secrets and not whole.rejections
     assert len(whole.routes[0].backend.endpoints) == 2
     assert slim_config == whole
