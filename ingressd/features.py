@@ -80,7 +80,12 @@ class RouteFeature(Protocol):
     - ``response(exchange, status, headers)`` mutates the list of response headers (for
       proxied and locally generated responses alike).
     - ``error(exchange, status)`` → a ``LocalResponse`` (or Deferred of one, or None) to
-      replace the body of an error response whose status is in ``error_codes``.
+      replace the body of an error response whose status is in ``error_codes``; a feature
+      with ``intercept_upstream = False`` only replaces ingressd's own errors, never the
+      backend's.
+
+    A ``request`` may set ``exchange.balancer`` (an object whose ``pick(exclude)`` returns the
+    next Endpoint) to send the request to other endpoints than the route's.
     """
 
     phase: int
