@@ -18,13 +18,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX
 from ingressd.model import EXACT, IMPLEMENTATION_SPECIFIC, PATH_TYPES, PREFIX, ObjectRef
-from ingressd.tls import MIN_EC_BITS, MIN_RSA_BITS, Certificate
+from ingressd.tls import Certificate, CertificateError, parse_key_pair
 from ingressd.translate import CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION
 
 CODES = (
@@ -348,44 +345,20 @@ def _tls(ingress: _Ingress, world: _World, now: datetime) -> list[Finding]:
 
 
 def _read_tls_secret(data: Mapping[str, bytes]) -> tuple[x509.Certificate | None, str]:
-    """The leaf certificate of a Secret ingressd could serve, or None and why not.
-
-    The checks of ``ingressd.tls`` (whose parser is private), except expiry, which is
-    reported as ``certificate-expiring``."""
+    """The leaf certificate of a Secret ingressd could serve, or None and why not (the checks
+    of ``ingressd.tls``, except expiry, which is reported as ``certificate-expiring``)."""
     crt, key = data.get("tls.crt"), data.get("tls.key")
     if not crt:
         return None, "it has no tls.crt"
     if not key:
         return None, "it has no tls.key"
     try:
-        certificates = x509.load_pem_x509_certificates(crt)
-    except ValueError:
-        return None, "tls.crt holds no readable PEM certificate"
-    except Exception as exc:  # cryptography's surprises on odd input
-        return None, f"tls.crt cannot be read ({exc.__class__.__name__})"
-    try:
-        private_key = serialization.load_pem_private_key(key, password=None)
-    except TypeError:
-        return None, "tls.key is encrypted with a password"
-    except (ValueError, UnsupportedAlgorithm):
-        return None, "tls.key holds no readable PEM private key"
-    except Exception as exc:
-        return None, f"tls.key cannot be read ({exc.__class__.__name__})"
-    if not isinstance(private_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-        return None, "tls.key is neither an RSA nor an ECDSA key"
-    minimum = MIN_RSA_BITS if isinstance(private_key, rsa.RSAPrivateKey) else MIN_EC_BITS
-    if private_key.key_size < minimum:
-        return None, f"the key has {private_key.key_size} bits; at least {minimum} are needed"
-    if not certificates or _spki(certificates[0].public_key()) != _spki(private_key.public_key()):
-        return None, "tls.key does not match the first certificate in tls.crt"
-    return certificates[0], ""
-
-
-def _spki(public_key: Any) -> bytes:
-    try:
-        return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    except Exception:
-        return b""
+        leaf, _, _, _ = parse_key_pair(crt, key)
+    except CertificateError as exc:
+        return None, str(exc)
+    except Exception as exc:  # cryptography's surprises on odd input: lint never raises
+        return None, f"tls.crt or tls.key cannot be read ({exc.__class__.__name__})"
+    return leaf, ""
 
 
 def _covering(leaf: x509.Certificate) -> Certificate:

@@ -422,7 +422,7 @@ class CertificateStore:
             raise CertificateError("the Secret has no tls.crt")
         if not key:
             raise CertificateError("the Secret has no tls.key")
-        leaf, chain, private_key, notes = _parse(crt, key)
+        leaf, chain, private_key, notes = parse_key_pair(crt, key)
         _check_not_expired(leaf.not_valid_after_utc, now)
         if leaf.not_valid_before_utc > now:
             notes.append(f"the certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC")
@@ -508,10 +508,11 @@ class CertificateStore:
 # -- parsing and validating ---------------------------------------------------------------
 
 
-def _parse(
+def parse_key_pair(
     crt: bytes, key: bytes
 ) -> tuple[x509.Certificate, list[x509.Certificate], Any, list[str]]:
-    """Leaf, intermediates, private key and non-fatal notes; CertificateError otherwise."""
+    """Leaf, intermediates, private key and non-fatal notes of a TLS Secret's PEM data, as
+    ingressd would serve them; CertificateError saying why not otherwise."""
     try:
         certificates = x509.load_pem_x509_certificates(crt)
     except ValueError:
