@@ -145,6 +145,24 @@ def test_rejected_ingress_gets_a_warning_event(cluster):
     assert backend_of(proc, "app.example.com") == "one"
 
 
+def test_an_unhonoured_annotation_gets_a_warning_event_and_no_traffic(cluster):
+    proc, api, one, _ = cluster
+    c = api.cluster
+    c.apply(fakeapi.ingress("oauth", host="oauth.example.com", service="web",
+                            annotations={"nginx.ingress.kubernetes.io/auth-url": "https://auth.example/"}))
+
+    def event():
+        for obj in c.objects_of("Event", "default"):
+            if obj.get("involvedObject", {}).get("name") == "oauth" and obj.get("type") == "Warning":
+                return obj
+        return None
+
+    found = wait_for(event, timeout=15)
+    assert "auth-url" in found["message"] and "not served" in found["message"]
+    assert proc.get("/", host="oauth.example.com").status == 404
+    assert backend_of(proc, "app.example.com") == "one"
+
+
 def test_not_ready_until_every_resource_is_listed(tmp_path):
     """/readyz is 503 while a resource cannot be listed, and 200 once the first full sync
     of every resource is applied; traffic is routed from then on."""
