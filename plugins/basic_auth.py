@@ -78,7 +78,7 @@ def users_from_secret(secret: Any, secret_type: str) -> dict[bytes, str] | None:
     if secret_type == "auth-file":
         text = secret.get("auth")
         return None if text is None else htpasswd.parse_htpasswd(text)
-    return {name.encode("utf-8"): value.strip().decode("ascii", "replace") for name, value in secret.data}
+    return {name.encode("utf-8"): value.strip().decode("latin-1") for name, value in secret.data}
 
 
 def _credentials(header: bytes) -> tuple[bytes, bytes] | None:
@@ -126,7 +126,8 @@ class BasicAuth:
         if credentials is None:
             return self._deny()
         user, password = credentials
-        key = hmac.new(self._cache_key, user + b"\0" + password, hashlib.sha256).digest()
+        # The user's length first: both may hold NUL, and no two pairs may share a key.
+        key = hmac.new(self._cache_key, b"%d:" % len(user) + user + password, hashlib.sha256).digest()
         if key in self._cache:
             self._cache.move_to_end(key)
             exchange.headers.remove(b"authorization")

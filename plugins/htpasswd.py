@@ -39,7 +39,7 @@ def parse_htpasswd(text: bytes) -> dict[bytes, str]:
             continue
         user, _, hashed = line.partition(b":")
         if user:
-            users[user] = hashed.decode("ascii", "replace")
+            users[user] = hashed.decode("latin-1")  # byte for byte: nginx compares bytes
     return users
 
 
@@ -74,6 +74,10 @@ def verify(password: bytes, hashed: str) -> bool:
     kind = scheme(hashed)
     if kind is None:
         return False
+    try:
+        raw = hashed.encode("latin-1")  # the Secret's bytes (parse_htpasswd decodes them as latin-1)
+    except UnicodeEncodeError:
+        return False  # not text read from bytes: no password matches it
     if kind == "bcrypt":
         # $2y$ (PHP's name) is the same algorithm as $2b$.
         normalized = ("$2b$" + hashed[4:]) if hashed.startswith("$2y$") else hashed
@@ -83,16 +87,16 @@ def verify(password: bytes, hashed: str) -> bool:
             return False
     if kind in ("apr1", "md5-crypt"):
         magic = b"$apr1$" if kind == "apr1" else b"$1$"
-        salt = hashed[len(magic) :].split("$", 1)[0].encode("ascii", "replace")
+        salt = raw[len(magic) :].split(b"$", 1)[0]
         expected = md5_crypt(password, salt, magic)
-        return hmac.compare_digest(expected, hashed.encode("ascii", "replace"))
+        return hmac.compare_digest(expected, raw)
     if kind in ("sha256-crypt", "sha512-crypt"):
         salt, rounds, explicit = _parse_sha_crypt(hashed)  # type: ignore[misc]
         expected = sha_crypt(password, salt, rounds, hashed[1] == "6", explicit)
-        return hmac.compare_digest(expected, hashed.encode("ascii", "replace"))
+        return hmac.compare_digest(expected, raw)
     if kind == "sha":
         digest = hashlib.sha1(password).digest()
-        return hmac.compare_digest(base64.b64encode(digest), hashed[5:].encode("ascii", "replace"))
+        return hmac.compare_digest(base64.b64encode(digest), raw[5:])
     if kind == "ssha":
         try:
             decoded = base64.b64decode(hashed[6:], validate=True)
@@ -103,7 +107,7 @@ def verify(password: bytes, hashed: str) -> bool:
         digest, salt = decoded[:20], decoded[20:]
         return hmac.compare_digest(hashlib.sha1(password + salt).digest(), digest)
     # {PLAIN}
-    return hmac.compare_digest(password, hashed[7:].encode("utf-8", "replace"))
+    return hmac.compare_digest(password, raw[7:])
 
 
 def _to64(value: int, count: int) -> bytes:
@@ -158,7 +162,7 @@ def _parse_sha_crypt(hashed: str) -> tuple[bytes, int, bool] | None:
         if not parts[2].startswith("rounds=") or not parts[2][7:].isdigit():
             return None
         rounds, explicit = max(1000, min(int(parts[2][7:]), 999_999_999)), True
-    salt = parts[-2].encode("ascii", "replace")[:16]
+    salt = parts[-2].encode("latin-1", "replace")[:16]  # scheme() takes any str; verify() only latin-1
     return salt, rounds, explicit
 
 

@@ -254,3 +254,181 @@ def test_plain_answers_in_nginx_s_words(status, body):
     content_type = [(b"content-type", b"text/plain; charset=utf-8")] if body else []
     assert answer.headers == content_type + [(b"retry-after", b"1")]
     assert plain(status).headers is not plain(status).headers  # a fresh list each time
+
+
+# -- which Authorization headers are credentials (nginx's ngx_http_auth_basic_user) -------
+
+USERS = {b"foo": APR1_FOO, b"colon": "{PLAIN}pa:ss:word", b"empty": "{PLAIN}"}
+
+
+def _token(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode()
+
+
+@pytest.mark.parametrize(
+    "authorization,admitted",
+    [
+        ("Basic " + _token("foo:pässword"), True),
+        ("bAsIc " + _token("foo:pässword"), True),  # the scheme is case-insensitive
+        ("Basic   " + _token("foo:pässword"), True),  # nginx skips the spaces before the token
+        ("  Basic " + _token("foo:pässword") + "  ", True),
+        ("Basic " + _token("colon:pa:ss:word"), True),  # the user ends at the first colon
+        ("Basic " + _token("colon:ss:word"), False),
+        ("Basic " + _token("empty:"), True),  # an empty password, with its colon
+        ("Basic " + _token("empty"), False),  # no colon: not credentials, even for an empty password
+        ("Basic " + _token(":"), False),
+        ("Basic " + _token("foo:pässword")[:8] + "*" + _token("foo:pässword")[8:], False),  # strict base-64
+        ("Basic " + _token("foo:pässword") + " x", False),
+        ("Basic" + _token("foo:pässword"), False),
+        ("Bearer " + _token("foo:pässword"), False),
+    ],
+)
+def test_which_headers_are_credentials(authorization, admitted):
+    feature = basic_auth.BasicAuth(USERS, realm="r")
+    answer = run_request([feature], exchange({"authorization": authorization}))
+    assert (answer is None) == admitted
+    if not admitted:
+        assert answer.status == 401
+
+
+# -- what reaches the backend: never the Authorization header, first or cached success ----
+
+
+@pytest.mark.parametrize("slow", [False, True])
+def test_authorization_never_reaches_the_backend(slow):
+    def run_slow(function, *args):
+        d = Deferred()
+        d.callback(function(*args))
+        return d
+
+    feature = basic_auth.BasicAuth({b"bar": BCRYPT_BAR}, run_slow=run_slow if slow else None)
+    for _ in range(3):  # the first check, then cached successes
+        ex = exchange({**basic("bar", "open sesame"), "x-other": "1"})
+        assert run_request([feature], ex) is None
+        assert list(ex.headers) == [(b"x-other", b"1")]
+
+
+def test_a_success_checked_off_the_reactor_is_cached_too():
+    calls = []
+
+    def run_slow(function, *args):
+        calls.append(args)
+        d = Deferred()
+        d.callback(function(*args))
+        return d
+
+    feature = basic_auth.BasicAuth({b"bar": BCRYPT_BAR}, run_slow=run_slow)
+    for _ in range(3):
+        assert run_request([feature], exchange(basic("bar", "open sesame"))) is None
+    assert calls == [(b"open sesame", BCRYPT_BAR)]
+
+
+@pytest.mark.parametrize(
+    "logins,checked",
+    [
+        # cache_size 2: the least recently used success is forgotten, never the newest one
+        (["u0", "u1", "u2", "u2"], ["u0", "u1", "u2"]),
+        (["u0", "u1", "u2", "u0"], ["u0", "u1", "u2", "u0"]),
+        (["u0", "u1", "u2", "u1"], ["u0", "u1", "u2"]),
+        # a cache hit makes that success the most recent
+        (["u0", "u1", "u0", "u2", "u0", "u1"], ["u0", "u1", "u2", "u1"]),
+    ],
+)
+def test_cache_forgets_the_least_recently_used_success(monkeypatch, logins, checked):
+    calls = []
+    real = basic_auth.htpasswd.verify
+
+    def counting(password, hashed):
+        calls.append(hashed[len("{PLAIN}"):])
+        return real(password, hashed)
+
+    monkeypatch.setattr(basic_auth.htpasswd, "verify", counting)
+    feature = basic_auth.BasicAuth({b"u%d" % i: "{PLAIN}u%d" % i for i in range(3)}, cache_size=2)
+    for user in logins:
+        assert run_request([feature], exchange(basic(user, user))) is None
+    assert calls == checked
+
+
+@pytest.mark.parametrize(
+    "cached,other",
+    [
+        (("a", "bc"), ("ab", "c")),
+        (("ab", "c"), ("a", "bc")),
+        (("a", "b"), ("a", "B")),
+        (("a", "b\0c"), ("a\0b", "c")),  # both may hold NUL: the key is not a NUL-joined pair
+    ],
+)
+def test_a_cached_success_admits_only_that_user_and_password(cached, other):
+    user, password = cached
+    feature = basic_auth.BasicAuth({user.encode(): "{PLAIN}" + password})
+    assert run_request([feature], exchange(basic(user, password))) is None
+    answer = run_request([feature], exchange(basic(*other)))
+    assert answer is not None and answer.status == 401
+
+
+def test_realm_defaults_to_empty():
+    answer = run_request([basic_auth.BasicAuth({})], exchange())
+    assert header(answer.headers, b"www-authenticate") == [b'Basic realm=""']
+    [feature] = auth_features(data={"auth": HTPASSWD})
+    answer = run_request([feature], exchange())
+    assert header(answer.headers, b"www-authenticate") == [b'Basic realm=""']
+
+
+# -- annotations and Secrets ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("digest", "digest is not supported"),
+        (" Digest ", "digest is not supported"),
+        ("bearer", "expected basic, got 'bearer'"),
+        ("basic digest", "expected basic"),
+    ],
+)
+def test_auth_type_errors_say_what_is_wrong(value, message):
+    with pytest.raises(AnnotationError, match=message):
+        annotation_values(basic_auth, {"auth-type": value})
+
+
+@pytest.mark.parametrize(
+    "name,value,parsed",
+    [
+        ("auth-type", "basic", "basic"),
+        ("auth-type", " Basic ", "basic"),
+        ("auth-secret-type", "auth-file", "auth-file"),
+        ("auth-secret-type", " auth-map ", "auth-map"),
+        ("auth-realm", "", ""),
+        ("auth-realm", "Staff only: /admin-1.2_~", "Staff only: /admin-1.2_~"),
+    ],
+)
+def test_good_values_parse(name, value, parsed):
+    assert annotation_values(basic_auth, {name: value})[name] == parsed
+
+
+@pytest.mark.parametrize("secret_type", ["auth-file", "auth-map"])
+def test_a_non_ascii_hash_refuses_that_user_only(secret_type):
+    # A hash is ASCII; other bytes cannot be part of one, and must not break the other users.
+    odd = "$apr1$saltsalt$553eXAj/BD3irf9w9nutzé".encode()
+    if secret_type == "auth-file":
+        data = {"auth": b"odd:" + odd + b"\nbar:" + BCRYPT_BAR.encode() + b"\n"}
+    else:
+        data = {"odd": odd, "bar": BCRYPT_BAR.encode()}
+    [feature] = auth_features({"auth-secret-type": secret_type}, data=data)
+    assert run_request([feature], exchange(basic("odd", "pässword"))).status == 401
+    assert run_request([feature], exchange(basic("bar", "open sesame"))) is None
+
+
+@pytest.mark.parametrize("secret_type", ["auth-file", "auth-map"])
+def test_plain_password_with_non_ascii_characters(secret_type):
+    plain_hash = "{PLAIN}pässword".encode()
+    data = {"auth": b"foo:" + plain_hash + b"\n"} if secret_type == "auth-file" else {"foo": plain_hash}
+    [feature] = auth_features({"auth-secret-type": secret_type}, data=data)
+    assert run_request([feature], exchange(basic("foo", "pässword"))) is None
+
+
+@pytest.mark.parametrize("data", [None, {"other-key": HTPASSWD}])
+def test_the_503_feature_says_why(data):
+    [feature] = auth_features(data=data)
+    assert isinstance(feature, basic_auth.DeniedLocation)
+    assert "auth-secret" in feature.reason
