@@ -212,41 +212,54 @@ def snippet_effect(text: str) -> str:
 
 
 def snippet_directives(text: str) -> list[str] | None:
-    """The directive names of an nginx configuration fragment, blocks included; None when its
-    quotes do not close."""
+    """The directive names of an nginx configuration fragment, blocks included, read as nginx
+    reads tokens (ngx_conf_read_token); None when it cannot be read (an unclosed quote, a
+    character right after a closing quote)."""
     directives: list[str] = []
-    word, quote, expect_name, escaped = "", "", True, False
+    word: str | None = None  # the token being read, None between tokens
+    quote, expect_name, escaped, closed = "", True, False, False
     i = 0
     while i < len(text):
         char = text[i]
         i += 1
         if quote:
             if escaped:
+                word += char
                 escaped = False
             elif char == "\\":
                 escaped = True
             elif char == quote:
-                quote = ""
+                quote, closed = "", True
+            else:
+                word += char
             continue
-        if char in "\"'":
-            quote = char
-            expect_name = False if word else expect_name
+        if closed:  # a quoted token ends at its closing quote: only a separator (or ")") may follow
+            if not (char.isspace() or char in ";{})"):
+                return None
+            closed = False
+            if char == ")":  # as nginx: the end of an if's condition, no token of its own
+                word = None
+                continue
+        # A quote or a # starts a quoted token or a comment only where a token starts; inside
+        # one they are ordinary characters.
+        if word is None and char in "\"'":
+            quote, word = char, ""
             continue
-        if char == "#":
+        if word is None and char == "#":
             while i < len(text) and text[i] != "\n":
                 i += 1
             continue
         if char.isspace() or char in ";{}":
-            if word and expect_name:
+            if word is not None and expect_name:
                 directives.append(word)
                 expect_name = False
-            word = ""
+            word = None
             if char in ";{}":
                 expect_name = True
             continue
-        word += char
+        word = char if word is None else word + char
     if quote:
         return None
-    if word and expect_name:
+    if word is not None and expect_name:
         directives.append(word)
     return directives

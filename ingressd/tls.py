@@ -77,7 +77,7 @@ class Certificate:
     not_before: datetime
     not_after: datetime
     fingerprint: str  # SHA-256 of the leaf, hex
-    notes: tuple[str, ...] = ()  # non-fatal problems (chain order, not yet valid)
+    notes: tuple[str, ...] = ()  # non-fatal problems found once (chain order); see notes_at
     pem: tuple[bytes, bytes] = field(default=(b"", b""), repr=False)
     # Makes the context (raises CertificateError when OpenSSL refuses the pair).
     make_context: Callable[[], SSL.Context] | None = field(default=None, repr=False, compare=False)
@@ -96,6 +96,13 @@ class Certificate:
                     _log.error("TLS {source}: cannot be served ({error}); serving the default certificate",
                                source=self.source, error=exc)
         return made["context"]
+
+    def notes_at(self, now: datetime) -> tuple[str, ...]:
+        """The non-fatal problems as of ``now`` (a certificate is reused for as long as its
+        Secret is unchanged: whether it is valid yet is a question of the time asked)."""
+        if self.not_before > now:
+            return (*self.notes, f"the certificate is not valid before {self.not_before:%Y-%m-%d %H:%M:%S} UTC")
+        return self.notes
 
     def covers(self, host: str) -> bool:
         """Whether the certificate's names cover ``host`` (itself maybe ``*.foo.com``)."""
@@ -301,7 +308,7 @@ class CertificateStore:
                 served = None
             else:
                 served = result
-                for note in result.notes:
+                for note in result.notes_at(now):
                     warnings.append(
                         Rejection(tls_host.ingress, f"{_secret_label(tls_host.secret)}: {note}")
                     )
@@ -424,8 +431,6 @@ class CertificateStore:
             raise CertificateError("the Secret has no tls.key")
         leaf, chain, private_key, notes = parse_key_pair(crt, key)
         _check_not_expired(leaf.not_valid_after_utc, now)
-        if leaf.not_valid_before_utc > now:
-            notes.append(f"the certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC")
         return self._build(
             f"Secret {data.ref.namespace}/{data.ref.name}",
             data.ref,

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import pytest
 
-from ingressd.catalogue import CATALOGUE, CHANGES_TRAFFIC, HARMLESS, NARROWS_ACCESS
-from ingressd.compat import assess, ignore_list, snippet_directives, snippet_effect
+from ingressd import compat
+from ingressd.catalogue import (
+    BOOL,
+    CATALOGUE,
+    CHANGES_TRAFFIC,
+    HARMLESS,
+    IMPLEMENTED,
+    NARROWS_ACCESS,
+    PARTIAL,
+    WORD,
+    Entry,
+)
+from ingressd.compat import Problem, assess, ignore_list, snippet_directives, snippet_effect
 from ingressd.plugins import load_plugins
 
 N = "nginx.ingress.kubernetes.io/"
 OWNED = frozenset(load_plugins().annotation_owners)
 
 
-def outcome(annotations, ignored=()):
+def outcome(annotations, ignored=(), owned=OWNED):
     """"served" / "warned" / "blocked", and the problems' annotation names."""
-    problems = assess({k if "/" in k else N + k: v for k, v in annotations.items()}, OWNED, frozenset(ignored))
+    problems = assess({k if "/" in k else N + k: v for k, v in annotations.items()}, owned, frozenset(ignored))
     if any(p.blocking for p in problems):
         return "blocked", sorted(p.name for p in problems if p.blocking)
     if problems:
@@ -36,6 +47,9 @@ CASES = [
      ["auth-url"]),
     ({"auth-url": "https://a/"}, ("auth-url",), "warned", ["auth-url"]),
     ({"auth-url": "https://a/"}, ("satisfy",), "blocked", ["auth-url"]),
+    # the Ingress's own list adds to the operator's, never replaces it
+    ({"auth-url": "https://a/", "ingressd.io/ignore-annotations": "satisfy"}, ("auth-url",), "warned",
+     ["auth-url"]),
     # one annotation of each class
     ({"satisfy": "any"}, (), "blocked", ["satisfy"]),
     ({"enable-modsecurity": "true"}, (), "blocked", ["enable-modsecurity"]),
@@ -64,6 +78,13 @@ CASES = [
     ({"use-regex": "0"}, (), "served", []),
     ({"enable-modsecurity": "FALSE", "satisfy": "all", "limit-rate": "0"}, (), "served", []),
     ({"ssl-redirect": "True", "force-ssl-redirect": "t"}, (), "served", []),
+    ({"enable-access-log": "true"}, (), "served", []),
+    ({"enable-access-log": "false"}, (), "warned", ["enable-access-log"]),
+    ({"use-regex": "yes"}, (), "blocked", ["use-regex"]),  # a value ingress-nginx cannot read asks for something
+    ({"limit-rate": "-0"}, (), "served", []),  # read as a number, as ingress-nginx's Atoi does
+    ({"limit-rate": "X0"}, (), "blocked", ["limit-rate"]),
+    ({"proxy-next-upstream": " error   timeout "}, (), "served", []),  # text: spacing does not count
+    ({"proxy-next-upstream": "error timeout http_502"}, (), "warned", ["proxy-next-upstream"]),
     # an empty value is no value, to ingress-nginx
     ({"auth-url": "", "rewrite-target": "  "}, (), "served", []),
     # a dependent annotation without its switch asks for nothing
@@ -81,6 +102,12 @@ CASES = [
     ({"configuration-snippet": 'more_set_headers "X-A: b'}, (), "blocked", ["configuration-snippet"]),
     ({"server-snippet": "location /x { proxy_pass http://evil; }"}, (), "blocked", ["server-snippet"]),
     ({"modsecurity-snippet": "SecRuleEngine On"}, (), "blocked", ["modsecurity-snippet"]),
+    # auth- and modsecurity-snippets guard access whatever they say
+    ({"modsecurity-snippet": "add_header X y;"}, (), "blocked", ["modsecurity-snippet"]),
+    # a quoted directive name is still a directive to nginx: never harmless
+    ({"configuration-snippet": '"deny" all;'}, (), "blocked", ["configuration-snippet"]),
+    # a quote inside an argument is an ordinary character to nginx
+    ({"configuration-snippet": 'add_header X-A a"b";'}, (), "warned", ["configuration-snippet"]),
     ({"auth-url": "https://a/", "auth-snippet": "x"}, (), "blocked", ["auth-url"]),
     # implemented by a plugin: parsed there
     ({"limit-rps": "5", "enable-cors": "true"}, (), "served", []),
@@ -91,12 +118,137 @@ CASES = [
     # removed from ingress-nginx
     ({"secure-backends": "true"}, (), "blocked", ["secure-backends"]),
     ({"enable-influxdb": "true"}, (), "warned", ["enable-influxdb"]),
+    # whatever comes first, every annotation is judged: a blocking one after each kind of skipped one
+    ({"kubernetes.io/ingress.class": "nginx", "satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"ingressd.io/made-up": "1", "satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"ingressd.io/ignore-annotations": "x", "satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"auth-url": "", "satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"limit-rps": "5", "satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"custom-http-errors": "404", "satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"made-up": "1", "satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"proxy-buffer-size": "16k", "satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"backend-protocol": "HTTP", "satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"auth-signin": "https://a/start", "satisfy": "any"}, (), "blocked", ["satisfy"]),
 ]
 
 
 @pytest.mark.parametrize("annotations, ignored, expected, names", CASES)
 def test_assess(annotations, ignored, expected, names):
     assert outcome(annotations, ignored) == (expected, names)
+
+
+# Without some plugin, the annotations it owns are judged by the catalogue: their defaults and
+# their switches (which may be spelt with either prefix) decide whether they ask for anything.
+WITHOUT_BODY_SIZE = OWNED - {"proxy-body-size"}
+WITHOUT_CORS_ORIGIN = OWNED - {"cors-allow-origin"}
+WITHOUT_AUTH_SECRET = OWNED - {"auth-secret"}
+OWNED_CASES = [
+    # (annotations, the plugins' annotations, outcome, the annotations named)
+    ({"proxy-body-size": "1m"}, WITHOUT_BODY_SIZE, "served", []),
+    ({"proxy-body-size": " 1M "}, WITHOUT_BODY_SIZE, "served", []),
+    ({"proxy-body-size": "1024k"}, WITHOUT_BODY_SIZE, "served", []),
+    ({"proxy-body-size": "1048576"}, WITHOUT_BODY_SIZE, "served", []),
+    ({"proxy-body-size": "2m"}, WITHOUT_BODY_SIZE, "blocked", ["proxy-body-size"]),
+    ({"proxy-body-size": "1g"}, WITHOUT_BODY_SIZE, "blocked", ["proxy-body-size"]),
+    ({"proxy-body-size": "1024"}, WITHOUT_BODY_SIZE, "blocked", ["proxy-body-size"]),
+    ({"proxy-body-size": "big"}, WITHOUT_BODY_SIZE, "blocked", ["proxy-body-size"]),
+    ({"proxy-body-size": "m"}, WITHOUT_BODY_SIZE, "blocked", ["proxy-body-size"]),
+    ({"cors-allow-origin": "https://a"}, WITHOUT_CORS_ORIGIN, "served", []),
+    ({"cors-allow-origin": "https://a", "enable-cors": "true"}, WITHOUT_CORS_ORIGIN, "warned",
+     ["cors-allow-origin"]),
+    ({"cors-allow-origin": "https://a", "ingressd.io/enable-cors": "true"}, WITHOUT_CORS_ORIGIN, "warned",
+     ["cors-allow-origin"]),
+    ({"cors-allow-origin": "*", "enable-cors": "true"}, WITHOUT_CORS_ORIGIN, "served", []),
+    ({"cors-allow-origin": "https://a", "enable-cors": "false"}, WITHOUT_CORS_ORIGIN, "served", []),
+    ({"cors-allow-origin": "https://a", "enable-cors": " "}, WITHOUT_CORS_ORIGIN, "served", []),
+    ({"auth-secret": "users"}, WITHOUT_AUTH_SECRET, "served", []),
+    ({"auth-secret": "users", "auth-type": "basic"}, WITHOUT_AUTH_SECRET, "blocked", ["auth-secret"]),
+]
+
+
+@pytest.mark.parametrize("annotations, owned, expected, names", OWNED_CASES)
+def test_assess_without_some_plugins(annotations, owned, expected, names):
+    assert outcome(annotations, owned=owned) == (expected, names)
+
+
+def test_a_partial_annotation_asking_for_nothing_is_not_reported(monkeypatch):
+    """A plugin that differs from ingress-nginx is silent when the annotation asks for the default
+    or its switch is off (no catalogue row is like this yet: a made-up one)."""
+    table = {
+        "x-switch": Entry("x-switch", IMPLEMENTED, HARMLESS, "false", BOOL),
+        "x-partial": Entry("x-partial", PARTIAL, HARMLESS, "off", WORD, requires="x-switch", note="it differs"),
+    }
+    monkeypatch.setattr(compat, "lookup", table.get)
+    owned = frozenset(table)
+    assert outcome({"x-partial": "on", "x-switch": "true"}, owned=owned) == ("warned", ["x-partial"])
+    assert outcome({"x-partial": "OFF", "x-switch": "true"}, owned=owned) == ("served", [])
+    assert outcome({"x-partial": "on"}, owned=owned) == ("served", [])
+
+
+def _note(name):
+    return CATALOGUE[name].note
+
+
+_SNIPPETS = "snippets are never supported (ingressd pastes no annotation into text something interprets)"
+_NOT_SUPPORTED = "it is not supported by ingressd"
+
+
+def _blocked(name, what, consequence):
+    return (f"annotation {N}{name}: {what}, and serving the Ingress without it would {consequence}; not served "
+            f'(accept that with --ignore-annotation {name} or the Ingress annotation '
+            f'ingressd.io/ignore-annotations: "{name}")')
+
+
+REASONS = [
+    # (annotations, controller-wide ignores, the one problem: annotation, reason, blocking)
+    ({"ingressd.io/made-up": "1"}, (),
+     ("ingressd.io/made-up", "annotation ingressd.io/made-up is not known to ingressd and is ignored", False)),
+    ({"made-up": "1"}, (),
+     (N + "made-up", f"annotation {N}made-up is not an ingress-nginx annotation; ignored", False)),
+    ({"custom-http-errors": "404"}, (),
+     (N + "custom-http-errors",
+      f"annotation {N}custom-http-errors is served with a difference: {_note('custom-http-errors')}", False)),
+    ({"configuration-snippet": "gzip on;"}, (),
+     (N + "configuration-snippet",
+      f"annotation {N}configuration-snippet is ignored: {_SNIPPETS}; it only sets headers, compression, "
+      "logging or buffers, so ignoring it is harmless", False)),
+    ({"load-balance": "ewma"}, (),
+     (N + "load-balance", f"annotation {N}load-balance is not supported by ingressd and is ignored "
+                          f"({_note('load-balance')}); ignoring it is harmless", False)),
+    ({"use-port-in-redirects": "true"}, (),
+     (N + "use-port-in-redirects",
+      f"annotation {N}use-port-in-redirects is not supported by ingressd and is ignored; ignoring it is harmless",
+      False)),
+    ({"canary": "true"}, ("canary",),
+     (N + "canary", f"annotation {N}canary: {_NOT_SUPPORTED} ({_note('canary')}); the Ingress is not served "
+                    "until it is", True)),
+    ({"configuration-snippet": "deny all;"}, ("configuration-snippet",),
+     (N + "configuration-snippet", f"annotation {N}configuration-snippet is ignored as the operator asked "
+                                   f"(--ignore-annotation or ingressd.io/ignore-annotations): {_SNIPPETS}, and "
+                                   "serving without it may let in clients it keeps out", False)),
+    ({"auth-url": "https://a/"}, ("auth-url",),
+     (N + "auth-url", f"annotation {N}auth-url is ignored as the operator asked (--ignore-annotation or "
+                      f"ingressd.io/ignore-annotations): {_NOT_SUPPORTED} ({_note('auth-url')}), and serving "
+                      "without it may let in clients it keeps out", False)),
+    ({"auth-url": "https://a/"}, (),
+     (N + "auth-url", _blocked("auth-url", f"{_NOT_SUPPORTED} ({_note('auth-url')})",
+                               "let in clients it keeps out"), True)),
+    ({"rewrite-target": "/"}, (),
+     (N + "rewrite-target", _blocked("rewrite-target", _NOT_SUPPORTED,
+                                     "send traffic elsewhere, or otherwise, than it asks"), True)),
+    ({"server-snippet": "return 301 https://b;"}, (),
+     (N + "server-snippet", _blocked("server-snippet", _SNIPPETS,
+                                     "send traffic elsewhere, or otherwise, than it asks"), True)),
+]
+
+
+@pytest.mark.parametrize("annotations, ignored, expected", REASONS)
+def test_each_problem_names_its_annotation_and_says_why(annotations, ignored, expected):
+    """The reason is what an operator reads (translator rejections, ``ingressd check``)."""
+    raw = {k if "/" in k else N + k: v for k, v in annotations.items()}
+    key, reason, blocking = expected
+    name = key.rpartition("/")[2]
+    assert assess(raw, OWNED, frozenset(ignored)) == (Problem(key, name, reason, blocking),)
 
 
 def test_a_blocking_reason_names_the_annotation_and_how_to_accept_it():
@@ -127,6 +279,10 @@ def test_ignore_list():
     ("if ($a ~ 'x{2}') { return 403; }", ["if", "return"]),
     ('set $x "\\";"; deny all;', ["set", "deny"]),
     ('add_header "X', None),
+    ("add_header X y; # to the end", ["add_header"]),
+    ("#a\ndeny all;", ["deny"]),
+    ('add_header X ""; deny all;', ["add_header", "deny"]),
+    ('add_header X-A a"b";', ["add_header"]),
 ])
 def test_snippet_directives(text, directives):
     assert snippet_directives(text) == directives
@@ -140,6 +296,7 @@ def test_snippet_directives(text, directives):
     ("rewrite ^/a /b break;", CHANGES_TRAFFIC),
     ("proxy_set_header X-User admin;", CHANGES_TRAFFIC),
     ("", HARMLESS),
+    ("gzipX on;", CHANGES_TRAFFIC),  # only starts like a harmless directive
 ])
 def test_snippet_effect(text, effect):
     assert snippet_effect(text) == effect
@@ -147,3 +304,17 @@ def test_snippet_effect(text, effect):
 
 def test_every_snippet_is_refused():
     assert all(CATALOGUE[name].status == "refused" for name in CATALOGUE if name.endswith("-snippet"))
+
+
+# nginx starts a comment or a quoted string only at the start of a word (ngx_conf_read_token:
+# "#", '"' and "'" are special only after a separator); read anywhere, the directives after them
+# would disappear and a snippet that denies access would look harmless (fail open).
+@pytest.mark.parametrize("snippet", [
+    "add_header X-Debug a#; deny all;",
+    'add_header X-A a"b; deny all; add_header X-B c"d;',
+    'deny"x" all;',  # an unknown directive to nginx: ingress-nginx will not load it
+    '"deny" all;',  # a quoted directive name is still that directive
+    'add_header "X-A" "b"c;',  # a character right after a closing quote: nginx refuses it
+])
+def test_a_comment_or_quote_inside_a_word_hides_nothing(snippet):
+    assert outcome({"configuration-snippet": snippet}) == ("blocked", ["configuration-snippet"])

@@ -1,9 +1,11 @@
-"""CertificateStore: validation and selection without sockets, then real TLS handshakes.
+"""CertificateStore: validation and selection without sockets, handshakes in memory, then real
+TLS handshakes.
 
-The handshake tests listen on 127.0.0.1 with the real reactor (trial ``TestCase``s that
-return Deferreds) and connect with Python's ``ssl`` module and ``openssl s_client``,
-both run in threads so the reactor keeps serving; each is bounded by a socket or
-process timeout.
+The in-memory handshakes pump bytes between the store's server connection and an ``ssl``
+``SSLObject`` (no reactor, no socket). The real handshake tests listen on 127.0.0.1 with the
+real reactor (trial ``TestCase``s that return Deferreds) and connect with Python's ``ssl``
+module and ``openssl s_client``, both run in threads so the reactor keeps serving; each is
+bounded by a socket or process timeout.
 """
 
 from __future__ import annotations
@@ -16,21 +18,27 @@ import subprocess
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
 from twisted.internet import defer, reactor
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.threads import deferToThread
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from ingressd.model import Config, ObjectRef, TLSHost
-from ingressd.tls import DEFAULT_CERTIFICATE_CN, CertificateError, CertificateStore
+from ingressd import tls
+from ingressd.model import Config, ObjectRef, Rejection, TLSHost
+from ingressd.tls import DEFAULT_CERTIFICATE_CN, Certificate, CertificateError, CertificateStore
 import certs
 
 INGRESS = ObjectRef("Ingress", "web", "shop")
@@ -143,7 +151,7 @@ def test_unusable_secrets_are_rejected_naming_ingress_secret_and_problem(pki: di
             "web", "bad", *certs.make_mismatched("bad.example")
         ),
         "expired on": certs.issued_secret("web", "bad", certs.make_expired("bad.example")),
-        "must start with the certificate of tls.key": certs.secret_data(
+        "must start with the certificate of tls.key (found at position 2)": certs.secret_data(
             "web", "bad", certs.chain_pem(pki["intermediate"], good), good.key_pem()
         ),
     }
@@ -160,7 +168,12 @@ def test_chain_out_of_order_is_a_warning(pki: dict[str, Any]) -> None:
     secret = certs.secret_data("web", "c", certs.chain_pem(leaf, pki["ca"], pki["intermediate"]), leaf.key_pem())
     assert store.update(config([tls_host("c.example", "c")], [secret])) == []
     assert store.certificate_for("c.example").secret == secret_ref("c")
-    assert any("not a chain in order" in w.reason for w in store.warnings)
+    assert store.warnings == (
+        Rejection(
+            INGRESS,
+            "Secret web/c: the certificates in tls.crt are not a chain in order (each should be issued by the next)",
+        ),
+    )
 
 
 def test_unchanged_secret_is_reused_and_changed_one_rebuilt(pki: dict[str, Any]) -> None:
@@ -254,6 +267,414 @@ def test_update_never_raises() -> None:
     [rejection] = store.update(odd)
     assert "leading '*.'" in rejection.reason
     assert store.update(None) and store.certificate_for(None) is store.default  # type: ignore[arg-type]
+
+
+def test_update_with_a_bug_keeps_the_previous_certificates(pki: dict[str, Any]) -> None:
+    store = CertificateStore()
+    assert store.update(config([tls_host("b.example", "b")], [certs.issued_secret("web", "b", pki["b"])])) == []
+    before = store.certificate_for("b.example")
+    assert store.update(None) == [  # type: ignore[arg-type]
+        Rejection(
+            ObjectRef("Config", "", "tls"),
+            "internal error while building the certificate map; the previous certificates are still served",
+        )
+    ]
+    assert store.certificate_for("b.example") is before
+
+
+def test_an_unexpected_error_with_one_secret_rejects_that_secret_only(
+    pki: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    odd = certs.make_leaf("odd.example")
+    parse = tls.parse_key_pair
+
+    def surprising(crt: bytes, key: bytes) -> Any:
+        if crt == odd.cert_pem:
+            raise RuntimeError("surprise")
+        return parse(crt, key)
+
+    monkeypatch.setattr(tls, "parse_key_pair", surprising)
+    store = CertificateStore()
+    rejections = store.update(
+        config(
+            [tls_host("odd.example", "odd"), tls_host("b.example", "b")],
+            [certs.issued_secret("web", "odd", odd), certs.issued_secret("web", "b", pki["b"])],
+        )
+    )
+    assert rejections == [
+        Rejection(
+            INGRESS,
+            "TLS Secret web/odd for odd.example: cannot be used (RuntimeError('surprise')); "
+            "serving the default certificate",
+        )
+    ]
+    assert store.certificate_for("odd.example") is store.default
+    assert store.certificate_for("b.example").fingerprint == pki["b"].fingerprint
+
+
+# -- which names a certificate covers, and how TLS hosts are read ---------------------------
+
+
+def _covering(*names: str) -> Certificate:
+    now = datetime.now(timezone.utc)
+    return Certificate("test", None, "", names, now, now, "")
+
+
+@pytest.mark.parametrize(
+    "names, host, covered",
+    [
+        (("a.example",), "a.example", True),
+        (("a.example",), "A.Example", True),
+        (("a.example",), "b.example", False),
+        (("a.example",), "x.a.example", False),
+        (("*.w.example",), "x.w.example", True),
+        (("*.w.example",), "X.W.Example", True),
+        (("*.w.example",), "w.example", False),  # the wildcard stands for one label, not none
+        (("*.w.example",), "y.x.w.example", False),  # nor for two
+        (("*.w.example",), "x.other.example", False),
+        (("*.w.example",), "xw.example", False),
+        (("*.w.example",), "localhost", False),
+        (("*.w.example",), "*.w.example", True),  # a wildcard TLS host needs the same wildcard
+        (("*.example",), "*.w.example", False),
+        (("x.w.example",), "*.w.example", False),
+        (("b.example", "*.w.example"), "x.w.example", True),  # any of its names
+        ((), "a.example", False),
+    ],
+)
+def test_which_hosts_a_certificate_covers(names: tuple[str, ...], host: str, covered: bool) -> None:
+    assert _covering(*names).covers(host) is covered
+
+
+def _nameless_leaf() -> certs.Issued:
+    """A certificate without subjectAltName or common name: it names no host."""
+    key = certs.ec_key()
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ingressd tests")])
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return certs.Issued(cert, key)
+
+
+def test_names_come_from_subject_alt_names_or_else_the_common_name() -> None:
+    san = certs.make_leaf("Dot.Example.", "other.example")  # a fully qualified name, in capitals
+    cn_only = certs.make_leaf(common_name="cn.example", san=False)
+    store = CertificateStore()
+    rejections = store.update(
+        config(
+            [tls_host("dot.example", "san"), tls_host("cn.example", "cn")],
+            [certs.issued_secret("web", "san", san), certs.issued_secret("web", "cn", cn_only)],
+        )
+    )
+    assert rejections == [] and store.warnings == ()
+    assert store.certificate_for("dot.example").names == ("dot.example", "other.example")
+    assert store.certificate_for("cn.example").names == ("cn.example",)
+    assert store.certificate_for("cn.example").fingerprint == cn_only.fingerprint
+
+
+def test_tls_hosts_are_read_whatever_their_case_spaces_and_trailing_dot() -> None:
+    leaf = certs.make_leaf("a.example")
+    store = CertificateStore()
+    assert store.update(config([tls_host(" A.Example. ", "a")], [certs.issued_secret("web", "a", leaf)])) == []
+    assert store.warnings == ()
+    assert store.certificate_for("a.example").fingerprint == leaf.fingerprint
+    assert sorted(store.expiries()) == [("self-signed", ""), ("web/a", "a.example")]
+
+
+def test_a_tls_host_that_cannot_be_served_does_not_stop_the_next(pki: dict[str, Any]) -> None:
+    c = certs.make_leaf("c.example")
+    store = CertificateStore()
+    rejections = store.update(
+        config(
+            [
+                tls_host("", "c"),
+                tls_host("*.*.example", "c"),
+                tls_host("b.example", "b"),
+                tls_host("b.example", "c", OTHER_INGRESS),
+                tls_host("c.example", "c"),
+            ],
+            [certs.issued_secret("web", "b", pki["b"]), certs.issued_secret("web", "c", c)],
+        )
+    )
+    assert rejections == [
+        Rejection(
+            INGRESS,
+            "TLS Secret web/c for *.*.example: only a leading '*.' wildcard is allowed; "
+            "serving the default certificate",
+        )
+    ]
+    assert store.warnings == (
+        Rejection(
+            OTHER_INGRESS, "TLS host b.example is already served with Secret web/b; Secret web/c is not used for it"
+        ),
+    )
+    assert store.certificate_for("b.example").fingerprint == pki["b"].fingerprint
+    assert store.certificate_for("c.example").fingerprint == c.fingerprint
+
+
+def test_warnings_and_rejections_name_the_ingress_the_secret_and_the_hosts() -> None:
+    two = certs.make_leaf("one.example", "two.example")
+    store = CertificateStore()
+    rejections = store.update(
+        config(
+            [
+                tls_host("three.example", "two"),
+                tls_host("n.example", "nameless"),
+                tls_host("m1.example", "missing"),
+                tls_host("m2.example", "missing"),
+            ],
+            [certs.issued_secret("web", "two", two), certs.issued_secret("web", "nameless", _nameless_leaf())],
+        )
+    )
+    assert rejections == [
+        Rejection(
+            INGRESS,
+            "TLS Secret web/missing for m1.example, m2.example: the Secret does not exist; "
+            "serving the default certificate",
+        )
+    ]
+    # served all the same: the client decides whether it accepts the certificate
+    assert store.warnings == (
+        Rejection(
+            INGRESS,
+            "Secret web/two: the certificate does not cover three.example (it names one.example, two.example)",
+        ),
+        Rejection(INGRESS, "Secret web/nameless: the certificate does not cover n.example (it names nothing)"),
+    )
+    assert store.certificate_for("three.example").fingerprint == two.fingerprint
+
+
+# -- validity in time, keys, chains ---------------------------------------------------------
+
+
+def test_a_certificate_expires_at_its_not_after(pki: dict[str, Any]) -> None:
+    not_after = pki["b"].cert.not_valid_after_utc
+    now = [not_after - timedelta(seconds=1)]
+    store = CertificateStore(now=lambda: now[0])
+    hosts, secrets = [tls_host("b.example", "b")], [certs.issued_secret("web", "b", pki["b"])]
+    assert store.update(config(hosts, secrets)) == []
+    certificate = store.certificate_for("b.example")
+    assert (certificate.not_before, certificate.not_after) == (pki["b"].cert.not_valid_before_utc, not_after)
+    now[0] = not_after
+    [rejection] = store.update(config(hosts, secrets))
+    assert rejection.reason == (
+        f"TLS Secret web/b for b.example: the certificate expired on {not_after:%Y-%m-%d %H:%M:%S} UTC; "
+        "serving the default certificate"
+    )
+    assert store.certificate_for("b.example") is store.default
+
+
+def test_a_certificate_not_yet_valid_is_served_with_a_warning() -> None:
+    start = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+    leaf = certs.make_leaf("f.example", not_before=start)
+    hosts, secrets = [tls_host("f.example", "f")], [certs.issued_secret("web", "f", leaf)]
+    early = CertificateStore(now=lambda: start - timedelta(seconds=1))
+    assert early.update(config(hosts, secrets)) == []
+    assert early.certificate_for("f.example").fingerprint == leaf.fingerprint
+    assert early.warnings == (
+        Rejection(INGRESS, f"Secret web/f: the certificate is not valid before {start:%Y-%m-%d %H:%M:%S} UTC"),
+    )
+    on_time = CertificateStore(now=lambda: start)
+    assert on_time.update(config(hosts, secrets)) == [] and on_time.warnings == ()
+
+
+# A certificate whose PEM did not change is reused: whether it is valid yet is asked anew.
+def test_the_not_yet_valid_warning_ends_when_the_certificate_becomes_valid() -> None:
+    start = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+    leaf = certs.make_leaf("f.example", not_before=start)
+    hosts, secrets = [tls_host("f.example", "f")], [certs.issued_secret("web", "f", leaf)]
+    now = [start - timedelta(seconds=1)]
+    store = CertificateStore(now=lambda: now[0])
+    assert store.update(config(hosts, secrets)) == [] and store.warnings
+    now[0] = start + timedelta(hours=1)
+    assert store.update(config(hosts, secrets)) == []
+    assert store.warnings == ()
+
+
+def test_a_host_served_with_the_default_secret_gets_the_warnings_of_now() -> None:
+    """The default Secret may also be a host's: that host's certificate is judged at each update,
+    not when the default was loaded."""
+    start = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
+    leaf = certs.make_leaf("shared.example", not_before=start)
+    secret = certs.issued_secret("ingress", "shared", leaf)
+    now = [start - timedelta(minutes=1)]
+    store = CertificateStore(secret, now=lambda: now[0])  # loaded before its notBefore
+    now[0] = start + timedelta(minutes=1)
+    shared = Config(tls_hosts=(TLSHost("shared.example", secret.ref, INGRESS),), secrets=(secret,))
+    for _ in range(2):  # built, then reused
+        assert store.update(shared) == []
+        assert store.warnings == ()
+        assert store.certificate_for("shared.example").fingerprint == leaf.fingerprint
+
+
+@pytest.mark.parametrize("curve, bits, accepted", [(ec.SECP224R1(), 224, True), (ec.SECP192R1(), 192, False)])
+def test_ecdsa_keys_need_224_bits(curve: ec.EllipticCurve, bits: int, accepted: bool) -> None:
+    leaf = certs.make_leaf("bad.example", key=ec.generate_private_key(curve))
+    secret = certs.issued_secret("web", "bad", leaf)
+    if accepted:
+        store = CertificateStore()
+        assert store.update(config([tls_host("bad.example", "bad")], [secret])) == []
+        assert store.certificate_for("bad.example").fingerprint == leaf.fingerprint
+    else:
+        reason = _rejected(CertificateStore(), secret)
+        assert f"the ECDSA key has {bits} bits; at least 224 are needed" in reason
+
+
+@pytest.mark.parametrize(
+    "private_key", [ed25519.Ed25519PrivateKey.generate(), x25519.X25519PrivateKey.generate()], ids=repr
+)
+def test_keys_other_than_rsa_and_ecdsa_are_rejected(private_key: Any) -> None:
+    leaf = certs.make_leaf("bad.example")
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    reason = _rejected(CertificateStore(), certs.secret_data("web", "bad", leaf.cert_pem, pem))
+    assert f"tls.key is a {type(private_key).__name__}; RSA or ECDSA expected" in reason
+
+
+def test_a_chain_in_order_has_no_warning(pki: dict[str, Any]) -> None:
+    leaf = certs.make_leaf("c.example", issuer=pki["intermediate"])
+    store = CertificateStore()
+    secret = certs.issued_secret("web", "c", leaf, pki["intermediate"], pki["ca"])
+    assert store.update(config([tls_host("c.example", "c")], [secret])) == []
+    assert store.warnings == () and store.certificate_for("c.example").notes == ()
+
+
+# -- the default certificate ----------------------------------------------------------------
+
+
+def test_a_new_store_serves_its_generated_default_only() -> None:
+    now = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    store = CertificateStore(now=lambda: now)
+    assert store.alpn_protocols == (b"http/1.1",)
+    assert CertificateStore(alpn=True).alpn_protocols == (b"h2", b"http/1.1")
+    assert store.warnings == ()
+    default = store.default
+    assert (default.not_before, default.not_after) == (now - timedelta(hours=1), now + timedelta(days=365, hours=-1))
+    assert store.expiries() == {("self-signed", ""): default.not_after}
+    # a leaf for localhost, never a CA
+    leaf = SSL.Connection(default.context, None).get_certificate().to_cryptography()
+    constraints = leaf.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical and not constraints.value.ca
+    alt_names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert not alt_names.critical and alt_names.value.get_values_for_type(x509.DNSName) == ["localhost"]
+
+
+def test_the_default_context_is_made_once_when_the_store_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made at start (an unusable default fails there, not in a handshake), then shared by
+    every connection."""
+    made = []
+
+    class Recording(CertificateOptions):
+        def getContext(self) -> SSL.Context:
+            context = super().getContext()
+            made.append(context)
+            return context
+
+    monkeypatch.setattr(tls, "CertificateOptions", Recording)
+    store = CertificateStore()
+    assert len(made) == 1
+    first = store.server_options().serverConnectionForTLS(None)
+    second = store.server_options().serverConnectionForTLS(None)
+    assert first.get_context() is second.get_context() is made[0]
+    assert len(made) == 1
+
+
+def test_alpn_with_a_protocol_that_has_no_wrapped_factory_is_http11() -> None:
+    store = CertificateStore(alpn=True)
+
+    @dataclass
+    class Connection:
+        app_data: Any
+
+        def get_app_data(self) -> Any:
+            return self.app_data
+
+    for app_data in (None, object(), SimpleNamespace(factory=object())):
+        assert store._select_alpn(Connection(app_data), [b"h2", b"http/1.1"]) == b"http/1.1"
+
+
+# -- handshakes in memory (no sockets) ------------------------------------------------------
+
+
+def memory_client(*, tickets: bool = True) -> ssl.SSLContext:
+    """A TLS 1.2 client that accepts any certificate; without tickets it resumes by session id."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    if not tickets:
+        context.options |= ssl.OP_NO_TICKET
+    return context
+
+
+def memory_handshake(
+    store: CertificateStore, server_name: str | None, context: ssl.SSLContext | None = None, session: Any = None
+) -> ssl.SSLObject:
+    """A handshake with the store's server side over memory buffers; the client's end."""
+    server = store.server_options().serverConnectionForTLS(None)
+    server.set_accept_state()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = (context or memory_client()).wrap_bio(incoming, outgoing, server_hostname=server_name, session=session)
+    for _ in range(4):  # a TLS 1.2 handshake takes two round trips
+        try:
+            client.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        sent = outgoing.read()
+        if sent:
+            server.bio_write(sent)
+        try:
+            server.do_handshake()
+        except SSL.WantReadError:
+            pass
+        try:
+            incoming.write(server.bio_read(65536))
+        except SSL.WantReadError:
+            pass
+    client.do_handshake()  # raises unless done
+    server.shutdown()  # a clean close: OpenSSL drops the session of a connection freed without one
+    return client
+
+
+def served(store: CertificateStore, server_name: str | None) -> str:
+    der = memory_handshake(store, server_name).getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der).fingerprint(hashes.SHA256()).hex()
+
+
+def test_with_a_default_secret_sni_still_picks_each_hosts_certificate(pki: dict[str, Any]) -> None:
+    first = certs.make_leaf("default.example", issuer=pki["ca"])
+    default_secret = certs.issued_secret("ingress", "default-cert", first)
+    store = CertificateStore(default_secret)
+    loaded = store.default
+    hosts, b = [tls_host("b.example", "b")], certs.issued_secret("web", "b", pki["b"])
+    assert store.update(config(hosts, [b, default_secret])) == []
+    assert store.default is loaded  # the default Secret, unchanged: the same certificate and context stay
+    assert served(store, "b.example") == pki["b"].fingerprint
+    assert served(store, "unknown.example") == served(store, None) == first.fingerprint
+    # changed: its replacement is served, and SNI still switches away from it
+    rotated = certs.make_leaf("default.example", issuer=pki["ca"])
+    assert store.update(config(hosts, [b, certs.issued_secret("ingress", "default-cert", rotated)])) == []
+    assert served(store, None) == rotated.fingerprint
+    assert served(store, "b.example") == pki["b"].fingerprint
+
+
+def test_sessions_resume_by_session_id_too(pki: dict[str, Any]) -> None:
+    """Clients without session tickets resume from the server's session cache."""
+    store = CertificateStore()
+    assert store.update(config([tls_host("b.example", "b")], [certs.issued_secret("web", "b", pki["b"])])) == []
+    for server_name in ("b.example", None):
+        context = memory_client(tickets=False)
+        first = memory_handshake(store, server_name, context)
+        second = memory_handshake(store, server_name, context, first.session)
+        assert second.session_reused, server_name
 
 
 # -- real handshakes ------------------------------------------------------------------------
