@@ -14,10 +14,21 @@ Two levels, both public:
       assert ("x-example", "hi") in outcome.response(200).header_items()
 
   A rejected Ingress is reported in ``harness.rejection`` (and ``harness.entry`` raises).
+  ``harness.close()`` (or ``with PluginHarness(...) as harness:``) gives the plugins back the
+  configuration they had before it (see "Plugin configuration" below).
 
 - **One plugin's hooks by hand** — ``annotation_values``, ``features_for``, ``exchange``
   (a ``FakeExchange`` with the request-time interface the proxy gives features),
   ``run_request``, ``run_response``, ``make_route``, ``make_context``, ``secret``, ``header``.
+
+Plugin configuration: ``ingressd_configure`` hands plugins the settings and the reactor, and
+a plugin keeps them in its module (rate_limit's clock, error_pages' fetcher). A harness or an
+in-memory server that went away without undoing that would hand its reactor to whatever is
+built next, in the next test. So each configuration made here is undone with its owner
+(``PluginHarness.close``, stopping ``serve_in_memory``'s service): a plugin gets back the
+latest one made here that is still in force, or, if there is none, empty settings and no
+reactor (what ingressd's own plugins hold before any configuration).
+``restore_plugin_configuration()`` does the same after code that configures plugins itself.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
@@ -47,6 +59,7 @@ __all__ = [
     "make_context",
     "make_route",
     "one_route_objects",
+    "restore_plugin_configuration",
     "run_request",
     "run_response",
     "secret",
@@ -213,6 +226,61 @@ def secret(namespace: str, name: str, type_: str = "Opaque", **data: bytes) -> S
     return SecretData(ObjectRef("Secret", namespace, name), type_, tuple(sorted(data.items())))
 
 
+# -- plugin configuration, undone with its owner ---------------------------------------
+
+# (owner, plugin, settings, reactor) per plugin configured here, oldest first
+_configurations: list[tuple[Any, Any, Mapping[str, Any], Any]] = []
+
+
+def _remember_configuration(owner: Any, plugins: Any, settings: Mapping[str, Any], reactor: Any) -> None:
+    """Record that ``owner`` configured ``plugins`` (just now) with ``settings`` and ``reactor``."""
+    for impl in plugins.manager.hook.ingressd_configure.get_hookimpls():
+        _configurations.append((owner, impl.plugin, settings, reactor))
+
+
+def _undo_configuration(owner: Any, plugins: Any) -> None:
+    """Forget ``owner``'s configuration: each of its plugins gets the one still in force."""
+    undone = [entry for entry in _configurations if entry[0] is owner]
+    _configurations[:] = [entry for entry in _configurations if entry[0] is not owner]
+    _configure_as_in_force(plugins, {id(entry[1]) for entry in undone})
+
+
+def _configure_as_in_force(plugins: Any, only: set[int] | None = None) -> None:
+    """Configure each plugin (or those whose id is in ``only``) with the latest configuration
+    made here that is still in force, or, if none is, with empty settings and no reactor."""
+    manager = plugins.manager
+    for impl in manager.hook.ingressd_configure.get_hookimpls():
+        plugin = impl.plugin
+        if only is not None and id(plugin) not in only:
+            continue
+        in_force = [entry for entry in _configurations if entry[1] is plugin]
+        settings, reactor = (in_force[-1][2], in_force[-1][3]) if in_force else ({}, None)
+        others = [other for other in manager.get_plugins() if other is not plugin]
+        manager.subset_hook_caller("ingressd_configure", others)(settings=settings, reactor=reactor)
+
+
+def restore_plugin_configuration(plugins: Any = None) -> None:
+    """After code that configures plugins itself (``build_server``, ``ingressd check``'s
+    ``build_config``): give each plugin (default: the installed ones) the configuration this
+    module has in force for it (an open harness's or in-memory server's), or none."""
+    if plugins is None:
+        from ingressd.plugins import load_plugins
+
+        plugins = load_plugins()
+    _configure_as_in_force(plugins)
+
+
+class _ConfigurationUndone(Service):
+    """Part of an in-memory server: stopping it undoes the server's plugin configuration."""
+
+    def __init__(self, plugins: Any):
+        self.plugins = plugins
+
+    def stopService(self):
+        super().stopService()
+        _undo_configuration(self, self.plugins)
+
+
 # -- the whole build path ---------------------------------------------------------------
 
 
@@ -276,7 +344,8 @@ class PluginHarness:
     {key: bytes or str}, Secrets in the Ingress's namespace. ``objects``: more API-shaped
     objects. ``settings``: option values by long name with underscores (what
     ``ingressd_configure`` and ``context.settings`` get). ``clock``: the reactor the plugins
-    get (a ``Clock`` by default; advance it to move time).
+    get (a ``Clock`` by default; advance it to move time). ``close()`` (or leaving a
+    ``with`` block) gives the plugins back the configuration they had before.
     """
 
     def __init__(
@@ -307,6 +376,7 @@ class PluginHarness:
         self.path = path
         self.plugins = load_plugins(disabled=disabled, extra=list(plugins), entry_points=entry_points)
         self.plugins.configure(self.settings, self.clock)
+        _remember_configuration(self, self.plugins, self.settings, self.clock)
         self.annotations = {
             (key if "/" in key else INGRESSD_PREFIX + key): str(value)
             for key, value in (annotations or {}).items()
@@ -346,6 +416,16 @@ class PluginHarness:
         )
         self.table, self.config = build_table(config, self.plugins, context)
         self.plugins.config_applied(self.config, context)
+
+    def close(self) -> None:
+        """Give the plugins back the configuration they had before this harness."""
+        _undo_configuration(self, self.plugins)
+
+    def __enter__(self) -> "PluginHarness":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     # -- what was built -------------------------------------------------------------------
 
@@ -452,7 +532,9 @@ def serve_in_memory(directory: Path, objects: Sequence[Mapping], *options: str) 
     """The real server (``twistd ingressd``'s options, the installed plugins) on a
     ``MemoryReactorClock``, serving ``objects`` from a manifest in ``directory``, its HTTP
     port ``tcp:8080``. Returns (service, reactor); connect with
-    ``service.http_factory.buildProtocol`` and ``StringTransport``s."""
+    ``service.http_factory.buildProtocol`` and ``StringTransport``s. Nothing listens for
+    real: every port is one of the reactor's ``tcpServers``. ``service.stopService()``
+    gives the plugins back the configuration they had before."""
     from twisted.internet.testing import MemoryReactorClock
 
     from ingressd.server import build_server
@@ -461,11 +543,31 @@ def serve_in_memory(directory: Path, objects: Sequence[Mapping], *options: str) 
     write_manifest(directory, objects)
     parsed = Options()
     parsed.parseOptions(["--http", "tcp:8080", "--manifests", str(directory), *options])
+    settings = settings_from(parsed)
+    for name in ("http", "https"):
+        settings[name] = _through_reactor(settings[name])
     reactor = MemoryReactorClock()
-    service = build_server(settings_from(parsed), PLUGINS, reactor)
+    service = build_server(settings, PLUGINS, reactor)
+    if PLUGINS is not None:
+        undo = _ConfigurationUndone(PLUGINS)
+        _remember_configuration(undo, PLUGINS, settings, reactor)
+        undo.setServiceParent(service)
     service.startService()
     reactor.advance(1)  # the file provider's scan and the reloader's coalescing delay
     return service, reactor
+
+
+def _through_reactor(description: str | None) -> str | None:
+    """A plain ``tcp:PORT`` endpoint in Twisted's keyword form, which ``ingressd.transport.listen``
+    hands to Twisted's endpoints and so to the given reactor (a MemoryReactorClock records
+    the port); the plain form gets ingressd's own ``Port``, which binds a real socket."""
+    from ingressd.transport import parse_tcp
+
+    parsed = parse_tcp(description) if description else None
+    if parsed is None:
+        return description
+    port, interface, backlog = parsed
+    return f"tcp:port={port}:backlog={backlog}" + (f":interface={interface}" if interface else "")
 
 
 def _service(namespace: str, name: str, endpoints) -> list[dict]:

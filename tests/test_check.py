@@ -15,11 +15,20 @@ import fakeapi
 from harness import INGRESS_CLASS, ingress, service
 
 from ingressd.check import main
+from ingressd.testing import restore_plugin_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
 N = "nginx.ingress.kubernetes.io/"
 NGINX_CLASS = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
                "metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx"}}
+
+
+@pytest.fixture(autouse=True)
+def _plugins_as_they_were():
+    """``ingressd check`` configures the installed plugins as the server does, with a Clock of
+    its own: put them back as they were, or later tests build their routes with that clock."""
+    yield
+    restore_plugin_configuration()
 
 
 def run(args, stdin: str = ""):
@@ -167,6 +176,7 @@ def test_unreadable_inputs_are_exit_2(tmp_path, capsys):
     assert run(["--kubernetes", "--kubeconfig", str(tmp_path / "nope")])[0] == 2
 
 
+@pytest.mark.slow
 def test_reads_the_cluster_read_only(tmp_path):
     api = fakeapi.FakeAPIServer().start()
     try:
@@ -189,6 +199,7 @@ def test_reads_the_cluster_read_only(tmp_path):
         api.stop()
 
 
+@pytest.mark.slow
 def test_the_console_script_and_python_m():
     exe = Path(sys.executable).with_name("ingressd")
     for command in ([str(exe)], [sys.executable, "-m", "ingressd"]):

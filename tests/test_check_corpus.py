@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ingressd.check import main
+from ingressd.testing import restore_plugin_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "fixtures" / "real-world"
@@ -34,6 +35,14 @@ def check(path: Path, *extra: str) -> tuple[int, str]:
 @pytest.fixture(autouse=True)
 def _from_the_root(monkeypatch):
     monkeypatch.chdir(ROOT)  # file names in the reports are relative to the checkout
+
+
+@pytest.fixture(autouse=True)
+def _plugins_as_they_were():
+    """``ingressd check`` configures the installed plugins as the server does, with a Clock of
+    its own: put them back as they were, or later tests build their routes with that clock."""
+    yield
+    restore_plugin_configuration()
 
 
 def test_the_corpus_is_large_enough():

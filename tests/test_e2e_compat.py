@@ -14,6 +14,8 @@ from harness import INGRESS_CLASS, ROOT, Ingressd, ingress, service, write_manif
 
 from ingressd.check import main
 
+pytestmark = pytest.mark.slow
+
 N = "nginx.ingress.kubernetes.io/"
 
 # Copied unchanged from an ingress-nginx cluster: oauth2-proxy in front, client certificates.

@@ -30,9 +30,7 @@ SET_BY_INGRESS = ("host", "x-request-id", "x-real-ip", "x-forwarded-for", "x-for
 def proxied(tmp_path, headers, *options, peer=PEER):
     """(the backend's request head as {name: [values]}, the finished exchange)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    # serve_in_memory binds a real socket for --http: an ephemeral one here, not 8080.
-    service, reactor = serve_in_memory(tmp_path, one_route_objects(HOST), "--access-log", "off",
-                                       "--http", "tcp:0:interface=127.0.0.1", *options)
+    service, reactor = serve_in_memory(tmp_path, one_route_objects(HOST), "--access-log", "off", *options)
     exchanges = []
     service.proxy.observers.append(exchanges.append)
     try:
@@ -51,7 +49,6 @@ def proxied(tmp_path, headers, *options, peer=PEER):
         assert client_transport.value().startswith(b"HTTP/1.1 204 ")
     finally:
         service.stopService()
-        reactor.advance(1)  # the listening socket (a real one) closes on the next turn
     seen: dict[str, list[str]] = {}
     for line in head.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
         name, _, value = line.decode("latin-1").partition(":")

@@ -17,9 +17,18 @@ import pytest
 import fakes  # noqa: F401  (makes ingressd_plugins importable)
 from ingressd import Annotation, hookimpl, hookspecs
 from ingressd.plugins import PluginError, load_plugins
+from ingressd.testing import restore_plugin_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS_MD = (ROOT / "docs" / "hooks.md").read_text()
+
+
+@pytest.fixture(autouse=True)
+def _plugins_as_they_were():
+    """Some tests here configure the installed plugins (``configure``, ``build_server`` with a
+    Clock): put them back as they were, or later tests build their routes with that clock."""
+    yield
+    restore_plugin_configuration()
 
 
 def _hookspecs() -> dict:

@@ -60,3 +60,45 @@ def test_invalid_cidr_rejects_the_ingress(value):
     for name in ("allowlist-source-range", "whitelist-source-range", "denylist-source-range"):
         with pytest.raises(AnnotationError, match="not an IP address"):
             annotation_values(allowlist, {name: value})
+
+
+# (allowlist, denylist, client address, status): the edges of each range, both address
+# families, IPv4-mapped IPv6 clients (matched as the IPv4 address they carry, in both
+# lists: a mapped address must not slip past a deny), and clients no list can place.
+DECISIONS = [
+    ("10.0.0.0/8", "", "10.0.0.0", 200),
+    ("10.0.0.0/8", "", "10.255.255.255", 200),
+    ("10.0.0.0/8", "", "9.255.255.255", 403),
+    ("10.0.0.0/8", "", "11.0.0.0", 403),
+    ("192.0.2.7", "", "192.0.2.7", 200),
+    ("192.0.2.7", "", "192.0.2.6", 403),
+    ("192.0.2.7", "", "192.0.2.8", 403),
+    ("0.0.0.0/0", "", "203.0.113.9", 200),
+    ("0.0.0.0/0", "", "2001:db8::1", 403),  # an IPv4 list says nothing for IPv6 clients
+    ("::/0", "", "203.0.113.9", 403),
+    ("::/0", "", "2001:db8::1", 200),
+    ("2001:db8::/32", "", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", 200),
+    ("2001:db8::/32", "", "2001:db9::", 403),
+    ("2001:db8::/32", "", "2001:db7:ffff::1", 403),
+    ("10.0.0.0/8", "", "::ffff:10.1.2.3", 200),
+    ("10.0.0.0/8", "", "::ffff:11.1.2.3", 403),
+    ("::ffff:0:0/96", "", "10.1.2.3", 403),  # mapped clients are IPv4 clients
+    ("", "10.1.0.0/16", "::ffff:10.1.2.3", 403),
+    ("", "10.1.0.0/16", "::ffff:10.2.2.3", 200),
+    ("", "2001:db8::/32", "2001:db8::1", 403),
+    ("", "2001:db8::/32", "10.0.0.1", 200),
+    ("", "10.0.0.0/8", "", 200),  # no address: nothing to deny
+    ("10.0.0.0/8", "", "", 403),  # nor to allow
+    ("10.0.0.0/8", "", "10.0.0.1:443", 403),
+    ("10.0.0.0/8, 2001:db8::/32", "10.9.0.0/16, 2001:db8:9::/48", "10.8.1.1", 200),
+    ("10.0.0.0/8, 2001:db8::/32", "10.9.0.0/16, 2001:db8:9::/48", "10.9.1.1", 403),
+    ("10.0.0.0/8, 2001:db8::/32", "10.9.0.0/16, 2001:db8:9::/48", "2001:db8:8::1", 200),
+    ("10.0.0.0/8, 2001:db8::/32", "10.9.0.0/16, 2001:db8:9::/48", "2001:db8:9::1", 403),
+]
+
+
+@pytest.mark.parametrize("allow, deny, client, expected", DECISIONS)
+def test_decisions(allow, deny, client, expected):
+    raw = {"allowlist-source-range": allow, "denylist-source-range": deny}
+    [feature] = features_for(allowlist, {name: value for name, value in raw.items() if value})
+    assert status(feature, client) == expected

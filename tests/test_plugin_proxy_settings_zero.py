@@ -6,31 +6,18 @@ request ends with 504 at the next turn of its event loop. It is not "no timeout"
 
 from __future__ import annotations
 
-import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from ingressd.tap import PLUGINS
 from ingressd.testing import one_route_objects, serve_in_memory
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
 
 
-@pytest.fixture(autouse=True)
-def _unconfigure_plugins():
-    """The server configures the installed plugins with its memory reactor; put them back
-    as they were before any server ran (rate_limit's test of a missing clock relies on it)."""
-    yield
-    PLUGINS.configure({}, None)
-
-
 def _request(tmp_path, annotations):
     objects = one_route_objects("web.test", annotations={
         f"nginx.ingress.kubernetes.io/{name}": value for name, value in annotations.items()})
-    # tcp6: a Twisted endpoint, so the MemoryReactorClock records the listen; serve_in_memory's
-    # tcp:8080 (and the default --https tcp:8443) would bind real sockets (ingressd.transport.TCPListener).
-    service, reactor = serve_in_memory(tmp_path, objects, "--access-log", "off", "--http", "tcp6:8080",
-                                       "--https", "tcp6:8443")
+    service, reactor = serve_in_memory(tmp_path, objects, "--access-log", "off")
     client = service.http_factory.buildProtocol(CLIENT)
     client_transport = StringTransport(peerAddress=CLIENT)
     client.makeConnection(client_transport)

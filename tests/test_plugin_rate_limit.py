@@ -6,6 +6,7 @@ from twisted.internet.task import Clock
 from fakes import annotation_values, exchange, features_for, header, make_context, make_route, run_request
 from ingressd.features import AnnotationError, Phase
 from ingressd_plugins import rate_limit
+from ingressd_plugins._cidr import CidrMatcher
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +61,38 @@ def test_steady_traffic_at_the_rate_always_passes():
     for _ in range(50):
         clock.advance(0.1)
         assert send(feature) is None
+
+
+# (annotations, [(milliseconds since the start, admitted?)]): one client, in time order. As in
+# nginx's limit_req, the excess drains at the rate in thousandths of a request per second,
+# reckoned in whole milliseconds and rounded down at each admitted request.
+TIMING = {
+    "one a second, burst 1: the slot comes back after exactly a second, not a millisecond sooner": (
+        {"limit-rps": "1", "limit-burst-multiplier": "1"},
+        [(0, True), (0, True), (0, False), (999, False), (1000, True), (1000, False), (1999, False), (2000, True)]),
+    "2 a minute: 33 thousandths a second, the drain rounded down at each admitted request": (
+        {"limit-rpm": "2", "limit-burst-multiplier": "1"},
+        [(0, True), (0, True), (0, True), (0, False), (30303, False), (30304, True), (60607, False),
+         (60608, True)]),
+    "59 a minute: 983 thousandths a second, so a slot takes 1017.3 ms to come back": (
+        {"limit-rpm": "59", "limit-burst-multiplier": "1"},
+        [(0, True)] * 60 + [(0, False), (1017, False), (1018, True), (1018, False)]),
+    "a rate of 1000 a second still admits only burst + 1 in one instant": (
+        {"limit-rps": "1000", "limit-burst-multiplier": "1"},
+        [(0, True)] * 1001 + [(0, False)] * 3 + [(1, True), (1, False)]),
+    "the clock stepping back drains nothing": (
+        {"limit-rps": "1", "limit-burst-multiplier": "1"},
+        [(5000, True), (5000, True), (4000, False), (5999, False), (6000, True)]),
+}
+
+
+@pytest.mark.parametrize("raw, timeline", TIMING.values(), ids=TIMING)
+def test_when_requests_are_admitted(raw, timeline):
+    clock = Clock()
+    feature = limited(raw, clock)
+    for at, admitted in timeline:
+        clock.advance(at / 1000 - clock.seconds())
+        assert (send(feature) is None) == admitted, f"at {at} ms"
 
 
 def test_rejected_requests_do_not_count():
@@ -121,6 +154,7 @@ def test_connections_are_limited_while_requests_are_in_progress():
     first.finish()
     fourth = exchange(client_ip="192.0.2.1")
     assert run_request([feature], fourth) is None
+    assert send(feature).status == 503  # second and fourth in progress: one slot came back, not two
     for ex in (second, fourth):
         ex.finish()
     assert "192.0.2.1" not in feature.limiter.connections._counts
@@ -133,6 +167,92 @@ def test_a_connection_slot_taken_before_a_rate_rejection_is_given_back():
     assert run_request([feature], ex).status == 503
     ex.finish()
     assert len(feature.limiter.connections) == 0
+
+
+# (limit-connections, steps, what each "+" got): "+a" a request of client a starts, "-a" one
+# of a's requests finishes (or, with none in progress, a stray release).
+CONNECTIONS = {
+    "the limit, then 503": (2, "+a +a +a", "++-"),
+    "one of two finishing gives back one slot, not two": (2, "+a +a -a +a +a", "+++-"),
+    "both finishing give back both": (2, "+a +a -a -a +a +a +a", "++++-"),
+    "clients have their own slots": (1, "+a +b +a +b -a +a", "++--+"),
+    "a stray release is harmless and gives no extra slot": (1, "-a +a +a -a -a +a +a", "+-+-"),
+}
+
+
+@pytest.mark.parametrize("limit, steps, expected", CONNECTIONS.values(), ids=CONNECTIONS)
+def test_connection_slots(limit, steps, expected):
+    counter = rate_limit.ConnectionCounter(limit)
+    got = ""
+    for step in steps.split():
+        if step[0] == "+":
+            got += "+" if counter.acquire(step[1:]) else "-"
+        else:
+            counter.release(step[1:])
+    assert got == expected
+
+
+# (requests per second, committed at s, excess left after the idle time in thousandths of a
+# request, checked at s, kept?): an entry is dropped only after a minute idle *and* fully
+# drained; one with any excess left is a client still being limited, and forgetting it would
+# let it in again. The last two are at the largest rate the annotations allow (limit-rpm
+# 10^9), where reckoning the drain in floats would drop an entry with a thousandth left.
+SWEEP = {
+    "idle 59.999 s, drained": (1.0, 100.0, -59_000, 159.999, True),
+    "idle 60 s, drained exactly": (1.0, 100.0, 0, 160.0, False),
+    "idle 60 s, long drained": (1.0, 100.0, -1_000_000, 160.0, False),
+    "idle 60 s, a thousandth left": (1.0, 100.0, 1, 160.0, True),
+    "idle 10 min, a request left": (0.5, 100.0, 1000, 700.0, True),
+    "largest rate, idle 42.5 min, a thousandth left": (1e9 / 60, 0.0, 1, 2551.503, True),
+    "largest rate, idle 42.5 min, drained exactly": (1e9 / 60, 0.0, 0, 2551.503, False),
+}
+
+
+@pytest.mark.parametrize("rate, committed, left, checked, kept", SWEEP.values(), ids=SWEEP)
+def test_idle_entries_are_forgotten_only_when_drained(rate, committed, left, checked, kept):
+    bucket = rate_limit.LeakyBucket(rate=rate, burst=10**12)
+    idle_ms = round(checked * 1000) - round(committed * 1000)
+    drained = bucket.rate * idle_ms // 1000
+    bucket.commit("client", max(drained + left, 0), committed)
+    bucket.check("someone else", checked)
+    assert ("client" in bucket._states) == kept
+
+
+# (settings, or None for a RateLimit made without them; over-rate status, over-connections status)
+STATUSES = {
+    "no options: 503 for both, as ingress-nginx": ({}, 503, 503),
+    "--limit-req-status-code 429": ({"limit_req_status_code": 429}, 429, 503),
+    "--limit-conn-status-code 429": ({"limit_conn_status_code": 429}, 503, 429),
+    "both 429": ({"limit_req_status_code": 429, "limit_conn_status_code": 429}, 429, 429),
+    "the feature's own defaults": (None, 503, 503),
+}
+
+
+@pytest.mark.parametrize("settings, over_rate, over_connections", STATUSES.values(), ids=STATUSES)
+def test_rejection_statuses(settings, over_rate, over_connections):
+    raw = {"limit-rps": "1", "limit-burst-multiplier": "1", "limit-connections": "1"}
+    if settings is None:
+        feature = rate_limit.RateLimit(rate_limit.IngressLimiter(Clock(), 1, 0, 1, 1), CidrMatcher(()))
+    else:
+        feature = limited(raw, Clock(), settings=settings)
+    held = exchange(client_ip="192.0.2.1")
+    assert run_request([feature], held) is None
+    assert send(feature).status == over_connections
+    held.finish()
+    assert send(feature) is None
+    assert send(feature).status == over_rate
+
+
+@pytest.mark.parametrize("option", ["limit-req-status-code", "limit-conn-status-code"])
+@pytest.mark.parametrize("value, code", [("400", 400), ("429", 429), ("503", 503), ("599", 599),
+                                         ("399", None), ("600", None), ("200", None), ("4xx", None)])
+def test_status_code_options_take_4xx_and_5xx_only(option, value, code):
+    [coerce] = [o.coerce for o in rate_limit.ingressd_options() if o.name == option]
+    if code is None:
+        with pytest.raises(ValueError):
+            coerce(value)
+    else:
+        assert coerce(value) == code
 
 
 @pytest.mark.parametrize("name", ["limit-allowlist", "limit-whitelist"])

@@ -6,10 +6,12 @@ import base64
 
 import bcrypt
 import pytest
+from twisted.internet.task import Clock
 
 import fakes  # noqa: F401  (makes ingressd_plugins importable)
 from ingressd import Annotation, hookimpl
-from ingressd.testing import PluginHarness
+from ingressd.plugins import load_plugins
+from ingressd.testing import PluginHarness, one_route_objects, restore_plugin_configuration, serve_in_memory
 from ingressd_plugins import allowlist, basic_auth, cors, error_pages, proxy_settings, rate_limit
 
 BUILTINS = [allowlist, basic_auth, cors, error_pages, proxy_settings, rate_limit]
@@ -29,48 +31,49 @@ def auth_harness(**annotations):
 
 
 def test_basic_auth_through_the_whole_build_path():
-    harness = auth_harness()
-    denied = harness.request("GET", "/")
-    assert denied.status == 401
-    assert denied.local.get("www-authenticate") == 'Basic realm="Staff"'
-    allowed = harness.request("GET", "/", basic("ann", "secret"))
-    assert allowed.proxied
-    assert "authorization" not in dict(allowed.upstream_headers)
+    with auth_harness() as harness:
+        denied = harness.request("GET", "/")
+        assert denied.status == 401
+        assert denied.local.get("www-authenticate") == 'Basic realm="Staff"'
+        allowed = harness.request("GET", "/", basic("ann", "secret"))
+        assert allowed.proxied
+        assert "authorization" not in dict(allowed.upstream_headers)
 
 
 def test_missing_secret_fails_closed():
-    harness = PluginHarness(plugins=BUILTINS, annotations={"auth-type": "basic", "auth-secret": "nope"})
-    assert harness.request("GET", "/", basic("ann", "secret")).status == 503
+    with PluginHarness(plugins=BUILTINS, annotations={"auth-type": "basic", "auth-secret": "nope"}) as harness:
+        assert harness.request("GET", "/", basic("ann", "secret")).status == 503
 
 
 def test_cors_preflight_answered_before_auth():
-    harness = auth_harness(**{"enable-cors": "true"})
-    preflight = harness.request("OPTIONS", "/", {"origin": "https://a.example", "access-control-request-method": "PUT"})
-    assert preflight.status == 204
-    assert preflight.local.get("access-control-allow-origin") == "https://a.example"
-    assert harness.request("OPTIONS", "/", {"origin": "https://a.example"}).status == 401
+    with auth_harness(**{"enable-cors": "true"}) as harness:
+        preflight = harness.request("OPTIONS", "/", {"origin": "https://a.example",
+                                                     "access-control-request-method": "PUT"})
+        assert preflight.status == 204
+        assert preflight.local.get("access-control-allow-origin") == "https://a.example"
+        assert harness.request("OPTIONS", "/", {"origin": "https://a.example"}).status == 401
 
 
 def test_rate_limit_on_the_harness_clock():
-    harness = PluginHarness(plugins=BUILTINS, annotations={"limit-rps": "1", "limit-burst-multiplier": "2"},
-                            settings={"limit_req_status_code": 429})
-    statuses = [harness.request().status for _ in range(4)]
-    assert statuses == [None, None, None, 429]  # burst 2 + 1 pass at once
-    harness.clock.advance(1.0)
-    assert harness.request().proxied
+    with PluginHarness(plugins=BUILTINS, annotations={"limit-rps": "1", "limit-burst-multiplier": "2"},
+                       settings={"limit_req_status_code": 429}) as harness:
+        statuses = [harness.request().status for _ in range(4)]
+        assert statuses == [None, None, None, 429]  # burst 2 + 1 pass at once
+        harness.clock.advance(1.0)
+        assert harness.request().proxied
 
 
 def test_proxy_settings_land_on_the_exchange():
-    harness = PluginHarness(plugins=BUILTINS, annotations={"proxy-read-timeout": "7", "proxy-body-size": "8k"})
-    outcome = harness.request()
-    assert (outcome.exchange.read_timeout, outcome.exchange.max_body_size) == (7, 8192)
+    with PluginHarness(plugins=BUILTINS, annotations={"proxy-read-timeout": "7", "proxy-body-size": "8k"}) as harness:
+        outcome = harness.request()
+        assert (outcome.exchange.read_timeout, outcome.exchange.max_body_size) == (7, 8192)
 
 
 def test_invalid_annotation_is_a_rejection_naming_the_annotation():
-    harness = PluginHarness(plugins=BUILTINS, annotations={"nginx.ingress.kubernetes.io/limit-rps": "lots"})
-    assert "nginx.ingress.kubernetes.io/limit-rps" in harness.rejection
-    with pytest.raises(AssertionError, match="rejected"):
-        harness.entry
+    with PluginHarness(plugins=BUILTINS, annotations={"nginx.ingress.kubernetes.io/limit-rps": "lots"}) as harness:
+        assert "nginx.ingress.kubernetes.io/limit-rps" in harness.rejection
+        with pytest.raises(AssertionError, match="rejected"):
+            harness.entry
 
 
 def test_a_plugin_defined_in_the_test():
@@ -89,6 +92,58 @@ def test_a_plugin_defined_in_the_test():
         def ingressd_route_features(self, values):
             return Stamp() if values["stamp"] else None
 
-    outcome = PluginHarness(plugins=[Plugin()], annotations={"stamp": "on"}, name="shop").request()
-    assert ("x-stamp", "shop") in outcome.upstream_headers
-    assert PluginHarness(plugins=[Plugin()]).request().proxied
+    with PluginHarness(plugins=[Plugin()], annotations={"stamp": "on"}, name="shop") as harness:
+        assert ("x-stamp", "shop") in harness.request().upstream_headers
+    with PluginHarness(plugins=[Plugin()]) as harness:
+        assert harness.request().proxied
+
+
+NOT_CONFIGURED = ({}, None)
+
+
+def configured():
+    """What the built-in plugins that keep a configuration hold: rate_limit's, error_pages'."""
+    return ((rate_limit._configured["settings"], rate_limit._configured["reactor"]),
+            (error_pages._state["settings"], error_pages._state["fetcher"] and error_pages._state["fetcher"]._reactor))
+
+
+def test_closing_a_harness_gives_the_plugins_their_configuration_back():
+    outer = PluginHarness(plugins=BUILTINS, settings={"limit_req_status_code": 429})
+    inner = PluginHarness(plugins=[rate_limit])
+    assert configured() == (({}, inner.clock), ({"limit_req_status_code": 429}, outer.clock))
+    outer.close()  # not the latest for rate_limit: it keeps inner's; error_pages had none before
+    assert configured() == (({}, inner.clock), NOT_CONFIGURED)
+    again = PluginHarness(plugins=[rate_limit], settings={"limit_req_status_code": 418})
+    inner.close()  # not the latest either
+    assert configured()[0] == ({"limit_req_status_code": 418}, again.clock)
+    with again:
+        pass
+    assert configured() == (NOT_CONFIGURED, NOT_CONFIGURED)
+
+
+def test_serve_in_memory_listens_in_memory_and_stopping_it_gives_the_configuration_back(tmp_path):
+    with PluginHarness(plugins=[rate_limit]) as harness:
+        service, reactor = serve_in_memory(tmp_path, one_route_objects("web.test"), "--access-log", "off",
+                                           "--https", "tcp:8443:interface=127.0.0.1")
+        try:
+            # Recorded by the memory reactor, so never bound: two servers or test processes
+            # at once cannot collide on a port.
+            assert sorted((port, interface) for port, _, _, interface in reactor.tcpServers) == [
+                (8080, ""), (8443, "127.0.0.1"), (9180, "")]
+            assert configured()[0][1] is reactor and configured()[1][1] is reactor
+        finally:
+            service.stopService()
+        assert configured() == (({}, harness.clock), NOT_CONFIGURED)
+    assert configured() == (NOT_CONFIGURED, NOT_CONFIGURED)
+
+
+def test_restore_after_code_that_configures_the_plugins_itself():
+    from ingressd.server import build_server
+
+    with PluginHarness(plugins=[rate_limit]) as harness:
+        build_server({"manifests": []}, load_plugins(), Clock())  # as ingressd check does
+        restore_plugin_configuration()
+        assert configured() == (({}, harness.clock), NOT_CONFIGURED)  # the open harness's
+    build_server({"manifests": []}, load_plugins(), Clock())
+    restore_plugin_configuration()
+    assert configured() == (NOT_CONFIGURED, NOT_CONFIGURED)
