@@ -475,7 +475,7 @@ class Exchange:
             feature(self, status, pairs)
         self._response_started = True
         if self.websocket:  # a WebSocket request answered without a tunnel: close after it
-            self.protocol._response_keep_alive = False
+            self.protocol.close_after_response()
         self.protocol.write_head(status, pairs, length)
 
     def upstream_body(self, data: bytes) -> None:
@@ -488,8 +488,8 @@ class Exchange:
         self.upstream_ended = self.proxy.clock.seconds()
         if reusable and self._body_complete:
             self.proxy.pool.release(connection)
-        elif connection.transport is not None:
-            connection.transport.loseConnection()
+        else:
+            connection.close()
         if self._done:
             return
         if self._intercepted:
@@ -538,12 +538,12 @@ class Exchange:
         self.upstream_ended = self.proxy.clock.seconds()
         self.proxy.tunnels_open += 1  # until _finished
         head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
-        pairs = [(n, v) for n, v in connection._headers if n not in (b"content-length", b"transfer-encoding")]
+        pairs = [(n, v) for n, v in connection.response_headers if n not in (b"content-length", b"transfer-encoding")]
         for feature in self.entry.response_features:
             feature(self, 101, pairs)
         head.append(serialize(pairs))
         head.append(b"\r\n")
-        self.protocol.transport.write(b"".join(head))
+        self.protocol.write_raw(b"".join(head))
         self._response_started = True
         tunnel = Tunnel(self.protocol, connection, self.proxy.clock, self.read_timeout, self.send_timeout,
                         on_close=self._finished)
@@ -560,7 +560,7 @@ class Exchange:
         if not self.websocket or self._done:
             return False
         self._tunnel_pending = []
-        self.protocol.tunnel = self  # until the backend answers, buffer what the client sends
+        self.protocol.divert(self)  # until the backend answers, buffer what the client sends
         return True
 
     def tunnel_early_data(self, data: bytes) -> None:
@@ -659,7 +659,7 @@ class Exchange:
                 pairs.append((b"content-type", b"text/html"))
         pairs.append(_SERVER)
         if status in _CLOSING_STATUSES or self.request.upgrade or (not self.request.complete and self.request.has_body):
-            self.protocol._response_keep_alive = False
+            self.protocol.close_after_response()
         self._respond_head(status, pairs, len(body))
         self.bytes_sent += len(body)
         self.protocol.write_body(body)
