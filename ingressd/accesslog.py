@@ -26,7 +26,6 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.python import log
 
-from ingressd.tlsinfo import tls_facts
 
 FORMATS = ("json", "combined")
 _BATCH = 512  # records formatted per write
@@ -68,7 +67,7 @@ class AccessLog(Service):
             return
         route = exchange.route
         headers = exchange.headers
-        tls_version, sni = tls_facts(exchange.protocol) if exchange.protocol.scheme == "https" else ("", "")
+        tls_version, sni = exchange.protocol.tls() if exchange.protocol.scheme == "https" else ("", "")
         upstream = (exchange.upstream_ended - exchange.upstream_started
                     if exchange.upstream_ended and exchange.upstream_started else None)
         now = time.time()

@@ -19,6 +19,7 @@ from zope.interface import implementer
 from ingressd import parsing
 from ingressd.deadline import Deadline
 from ingressd.headers import serialize
+from ingressd.tlsinfo import tls_facts
 
 REASONS = {
     100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 201: b"Created", 202: b"Accepted",
@@ -129,10 +130,11 @@ class HTTP1ServerProtocol(Protocol):
         self._registered = False
         self._out: list[bytes] = []
         self.closed = False
-        self.tunnel = None  # set by a WebSocket tunnel: receives raw bytes
+        self._receiver = None  # after divert(): takes every byte read (a WebSocket tunnel)
+        self.trusted: bool | None = None  # the peer is a trusted proxy (decided by the proxy)
         self.peer_ip = ""
         self.server_port = 0
-        self.tls_info: dict | None = None
+        self._tls: tuple[str, str] | None = None  # (TLS version, SNI name), read once
         self._deferred_reject: tuple[int, str] | None = None  # a malformed pipelined request
 
     # -- connection lifecycle -------------------------------------------------------------
@@ -159,8 +161,8 @@ class HTTP1ServerProtocol(Protocol):
         self.parser = None
         if self.factory is not None:
             self.factory.connections -= 1
-        if self.tunnel is not None:
-            self.tunnel.client_lost()
+        if self._receiver is not None:
+            self._receiver.client_lost()
         if self._active is not None:
             active, self._active = self._active, None
             active.client_lost()
@@ -186,8 +188,8 @@ class HTTP1ServerProtocol(Protocol):
     # -- parsing ------------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        if self.tunnel is not None:
-            self.tunnel.client_data(data)
+        if self._receiver is not None:
+            self._receiver.client_data(data)
             return
         if self.closed or self._deferred_reject is not None:
             return
@@ -432,6 +434,28 @@ class HTTP1ServerProtocol(Protocol):
             active, self._active = self._active, None
             active.client_lost()
 
+    def tls(self) -> tuple[str, str]:
+        """(TLS version, SNI name) of this connection, ("", "") for plain HTTP."""
+        if self._tls is None:
+            self._tls = tls_facts(self.transport)
+        return self._tls
+
+    def close_after_response(self) -> None:
+        """Close the connection after the current response (no keep-alive)."""
+        self._response_keep_alive = False
+
+    # -- a connection that leaves HTTP (interfaces.RawStream) -------------------------------
+
+    def divert(self, receiver) -> None:
+        """Every byte read from now on goes to ``receiver`` (``interfaces.RawReceiver``)."""
+        self._receiver = receiver
+
+    def write_raw(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def lose_connection(self) -> None:
+        self.transport.loseConnection()
+
     def abort(self) -> None:
         """End a response that cannot be completed: flush what was written, then close,
         so the client sees a truncated body (never a complete-looking one)."""
@@ -493,15 +517,15 @@ class HTTP1ServerProtocol(Protocol):
         self._send_deadline.set(self.settings.send_timeout)
         if self._active is not None:
             self._active.client_paused()
-        elif self.tunnel is not None:
-            self.tunnel.client_paused()
+        elif self._receiver is not None:
+            self._receiver.client_paused()
 
     def resumeProducing(self) -> None:
         self._send_deadline.clear()
         if self._active is not None:
             self._active.client_resumed()
-        elif self.tunnel is not None:
-            self.tunnel.client_resumed()
+        elif self._receiver is not None:
+            self._receiver.client_resumed()
 
     def _send_timed_out(self) -> None:
         if not self.closed:

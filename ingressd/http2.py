@@ -31,6 +31,7 @@ from twisted.python import log
 from zope.interface import implementer
 
 from ingressd.http1 import HTTP1Factory, ServerSettings, addresses, error_page
+from ingressd.tlsinfo import tls_facts
 
 # Headers that are connection-specific in HTTP/2 (RFC 9113 8.2.2): never sent in a response.
 _CONNECTION_SPECIFIC = frozenset(
@@ -149,11 +150,9 @@ class _Stream:
         self.peer_ip = connection.peer_ip
         self.server_port = connection.server_port
         self.scheme = connection.scheme
-        self.tls_info = None
         self.request: H2Request | None = None
         self.exchange = None
         self.closed = False
-        self._response_keep_alive = True  # meaningless per stream; Exchange may set it
         self._head_written = False
         self._body_allowed = True
         self._out: deque[bytes] = deque()
@@ -236,6 +235,12 @@ class _Stream:
         self._timer = None
 
     # -- response side --------------------------------------------------------------------
+
+    def close_after_response(self) -> None:
+        """Nothing to do: the connection goes on serving other streams."""
+
+    def tls(self) -> tuple[str, str]:
+        return self.connection.tls()
 
     def send_continue(self) -> None:
         if not self.closed and not self._head_written:
@@ -379,12 +384,19 @@ class H2ServerProtocol(Protocol):
         self.peer_ip = ""
         self.server_port = 0
         self.trusted = None
+        self._tls: tuple[str, str] | None = None
         self.transport_paused = False
         self.closed = False
         self._timer = None
         self._going_away = False
 
     # -- connection lifecycle -------------------------------------------------------------
+
+    def tls(self) -> tuple[str, str]:
+        """(TLS version, SNI name) of this connection."""
+        if self._tls is None:
+            self._tls = tls_facts(self.transport)
+        return self._tls
 
     def connectionMade(self) -> None:
         self.peer_ip, self.server_port = addresses(self.transport)

@@ -1,22 +1,20 @@
 """The request path: one ``Exchange`` per request, from the parsed head to the backend.
 
 socket → ``http1`` parses → ``Proxy`` (the handler) makes an Exchange → normalise the
-path, match the route → the route's prepared features in phase order → forwarded headers
-→ a pooled backend connection (or a WebSocket tunnel) → the response streamed back, with
+path, the forwarding policy (``ingressd.forwarding``), match the route → the route's
+prepared features in phase order → a pooled backend connection (or a WebSocket tunnel) → the response streamed back, with
 backpressure both ways. Every status ingressd generates itself goes through ``local``.
 """
 
 from __future__ import annotations
 
-import binascii
-import ipaddress
-import os
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.python import log
 
 from ingressd.features import LocalResponse
+from ingressd.forwarding import FORWARDED, SPOOFABLE, ForwardingPolicy
 from ingressd.headers import HOP_BY_HOP, Headers, connection_tokens, serialize, without_hop_by_hop
 from ingressd.http1 import error_page
 from ingressd.pathnorm import BadPath, lenient_views, normalize, split_target
@@ -24,50 +22,13 @@ from ingressd.routing import host_of
 from ingressd.tunnel import Tunnel
 from ingressd.upstream import UpstreamError
 
-# The headers nginx.tmpl's locations set with proxy_set_header: a client's own are never
-# passed on; ingressd's values replace them (``_set_forwarded``).
-_FORWARDED = frozenset(
-    (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
-     b"x-forwarded-scheme", b"x-real-ip", b"x-request-id", b"x-scheme", b"x-original-forwarded-for",
-     b"x-original-forwarded-host", b"expect")
-)
 _END_TO_END = frozenset((b"host",))
-# Forwarding headers a client could forge; dropped unless the peer is a trusted proxy
-# (ingress-nginx passes them on from anyone).
-_SPOOFABLE = frozenset((b"forwarded", b"x-original-uri", b"x-original-url", b"x-rewrite-url"))
-_NOT_FORWARDED = HOP_BY_HOP | _FORWARDED
-# A client's X-Request-ID is passed on ($req_id) when it is visible ASCII without the quote
-# and backslash (it is written unescaped into access logs); otherwise a new one replaces it.
-_REQUEST_ID_BYTES = bytes(byte for byte in range(0x21, 0x7F) if byte not in b'"\\')
+_NOT_FORWARDED = HOP_BY_HOP | FORWARDED
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 _SERVER = (b"server", b"ingressd")
 # Answers after which nginx closes the connection (ngx_http_special_response_handler);
 # after any other answer of our own the connection stays open, as there.
 _CLOSING_STATUSES = frozenset((400, 413, 414, 500, 501))
-
-
-class _RequestIds:
-    """Random request IDs: 16 bytes from the OS as 32 hex digits, like nginx's ``$request_id``.
-
-    The OS is asked for 4 KiB at a time (256 IDs) rather than once per request.
-    """
-
-    __slots__ = ("_pool", "_at")
-
-    def __init__(self) -> None:
-        self._pool = b""
-        self._at = 0
-
-    def __call__(self) -> bytes:
-        at = self._at
-        if at + 16 > len(self._pool):
-            self._pool = os.urandom(4096)
-            at = 0
-        self._at = at + 16
-        return binascii.b2a_hex(self._pool[at:at + 16])
-
-
-_new_request_id = _RequestIds()
 
 
 class ProxySettings:
@@ -79,16 +40,7 @@ class ProxySettings:
         self.read_timeout = float(read_timeout)
         self.send_timeout = float(send_timeout)
         self.max_body_size = int(max_body_size)
-        self.trusted = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies)
-
-    def is_trusted(self, address: str) -> bool:
-        if not self.trusted or not address:
-            return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.trusted)
+        self.forwarding = ForwardingPolicy(trusted_proxies)
 
 
 class Proxy:
@@ -108,9 +60,10 @@ class Proxy:
         return exchange
 
     def is_trusted(self, protocol) -> bool:
-        trusted = getattr(protocol, "trusted", None)
+        """Whether the client connection's peer is a trusted proxy (decided once per connection)."""
+        trusted = protocol.trusted
         if trusted is None:
-            trusted = protocol.trusted = self.settings.is_trusted(protocol.peer_ip)
+            trusted = protocol.trusted = self.settings.forwarding.is_trusted(protocol.peer_ip)
         return trusted
 
 
@@ -228,12 +181,14 @@ class Exchange:
                 self._has_connection = True
             elif name.startswith(b"x-forwarded-"):
                 forwarded = True
-                if name not in _FORWARDED:
+                if name not in FORWARDED:
                     spoofed = True
-            elif name in _SPOOFABLE:
+            elif name in SPOOFABLE:
                 spoofed = True
         self.host = host_of(host)
-        self._set_forwarded(host, rid, spoofed, forwarded)
+        self.request_id, self.client_ip, self.scheme, self._forwarded = self.proxy.settings.forwarding.decide(
+            self.headers, host, rid, spoofed, forwarded, self.peer_ip, self.scheme, self.server_port,
+            self.proxy.is_trusted(self.protocol))
         self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
         table = self.proxy.state.table
         entry = table.match(self.host, self.path)
@@ -252,66 +207,6 @@ class Exchange:
             self._run_features(0)
         else:
             self._forward()
-
-    def _set_forwarded(self, host_header: bytes | None, rid: bytes | None, spoofed: bool, forwarded: bool) -> None:
-        """The forwarding headers of nginx.tmpl's locations, as ingress-nginx sets them.
-
-        From anyone: the client's X-Forwarded-For and X-Forwarded-Host are passed on as
-        X-Original-Forwarded-For / -Host. From a trusted proxy (ingress-nginx's
-        use-forwarded-headers with proxy-real-ip-cidr): the client address is taken from
-        X-Forwarded-For, and X-Forwarded-Proto, -Port and the first X-Forwarded-Host are
-        passed on as sent (the host also as Host). The scheme ingressd decides with
-        (``self.scheme``: HTTPS redirects, HSTS) only ever becomes http or https.
-        """
-        headers = self.headers
-        if rid is None or not (0 < len(rid) <= 128) or rid.translate(None, _REQUEST_ID_BYTES):
-            rid = _new_request_id()
-        self.request_id = rid.decode("ascii")
-        # $pass_port: the HTTPS listener's port is always 443 to the backend (lua_ingress.lua).
-        port = b"443" if self.scheme == "https" else b"%d" % self.server_port
-        proto = self.scheme.encode("ascii")
-        host = host_header or b""
-        original_for = original_host = b""
-        trusted = self.proxy.is_trusted(self.protocol)
-        if spoofed and not trusted:
-            headers.pairs = [(name, value) for name, value in headers.pairs if not _spoofable(name)]
-        if forwarded:
-            # nginx's $http_x_forwarded_for: repeated lines joined with ", ".
-            original_for = b", ".join(headers.get_all(b"x-forwarded-for"))
-            original_host = b", ".join(headers.get_all(b"x-forwarded-host"))
-            if trusted:
-                if original_for:
-                    chain = original_for + b", " + self.peer_ip.encode("ascii")
-                    self.client_ip = _real_client(chain.decode("latin-1"), self.proxy.settings)
-                forwarded_proto = b", ".join(headers.get_all(b"x-forwarded-proto"))
-                if forwarded_proto:
-                    proto = forwarded_proto  # any value, e.g. "myproto", reaches the backend
-                    lowered = forwarded_proto.lower()
-                    if lowered in (b"http", b"https"):
-                        self.scheme = lowered.decode("ascii")
-                port = b", ".join(headers.get_all(b"x-forwarded-port")) or port
-                first = original_host.split(b",", 1)[0].strip()
-                if first:
-                    host = first
-                    if host_header is None:
-                        headers.pairs.append((b"host", first))
-                    else:
-                        headers.pairs = [(name, first if name == b"host" else value) for name, value in headers.pairs]
-        client = self.client_ip.encode("ascii")
-        self._forwarded = [
-            (b"x-request-id", rid),
-            (b"x-real-ip", client),
-            (b"x-forwarded-for", client),  # $remote_addr: compute-full-forwarded-for is off by default
-            (b"x-forwarded-host", host),
-            (b"x-forwarded-port", port),
-            (b"x-forwarded-proto", proto),
-            (b"x-forwarded-scheme", proto),
-            (b"x-scheme", proto),
-        ]
-        if original_for:
-            self._forwarded.append((b"x-original-forwarded-for", original_for))
-        if original_host:
-            self._forwarded.append((b"x-original-forwarded-host", original_host))
 
     def _run_features(self, index: int) -> None:
         features = self.entry.request_features
@@ -475,7 +370,7 @@ class Exchange:
             feature(self, status, pairs)
         self._response_started = True
         if self.websocket:  # a WebSocket request answered without a tunnel: close after it
-            self.protocol._response_keep_alive = False
+            self.protocol.close_after_response()
         self.protocol.write_head(status, pairs, length)
 
     def upstream_body(self, data: bytes) -> None:
@@ -488,8 +383,8 @@ class Exchange:
         self.upstream_ended = self.proxy.clock.seconds()
         if reusable and self._body_complete:
             self.proxy.pool.release(connection)
-        elif connection.transport is not None:
-            connection.transport.loseConnection()
+        else:
+            connection.close()
         if self._done:
             return
         if self._intercepted:
@@ -538,12 +433,12 @@ class Exchange:
         self.upstream_ended = self.proxy.clock.seconds()
         self.proxy.tunnels_open += 1  # until _finished
         head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
-        pairs = [(n, v) for n, v in connection._headers if n not in (b"content-length", b"transfer-encoding")]
+        pairs = [(n, v) for n, v in connection.response_headers if n not in (b"content-length", b"transfer-encoding")]
         for feature in self.entry.response_features:
             feature(self, 101, pairs)
         head.append(serialize(pairs))
         head.append(b"\r\n")
-        self.protocol.transport.write(b"".join(head))
+        self.protocol.write_raw(b"".join(head))
         self._response_started = True
         tunnel = Tunnel(self.protocol, connection, self.proxy.clock, self.read_timeout, self.send_timeout,
                         on_close=self._finished)
@@ -560,7 +455,7 @@ class Exchange:
         if not self.websocket or self._done:
             return False
         self._tunnel_pending = []
-        self.protocol.tunnel = self  # until the backend answers, buffer what the client sends
+        self.protocol.divert(self)  # until the backend answers, buffer what the client sends
         return True
 
     def tunnel_early_data(self, data: bytes) -> None:
@@ -659,7 +554,7 @@ class Exchange:
                 pairs.append((b"content-type", b"text/html"))
         pairs.append(_SERVER)
         if status in _CLOSING_STATUSES or self.request.upgrade or (not self.request.complete and self.request.has_body):
-            self.protocol._response_keep_alive = False
+            self.protocol.close_after_response()
         self._respond_head(status, pairs, len(body))
         self.bytes_sent += len(body)
         self.protocol.write_body(body)
@@ -715,23 +610,3 @@ def _origin_form(absolute: bytes) -> bytes:
     rest = absolute.split(b"//", 1)[1]
     slash = rest.find(b"/")
     return rest[slash:] if slash >= 0 else b"/"
-
-
-def _spoofable(name: bytes) -> bool:
-    return name in _SPOOFABLE or (name.startswith(b"x-forwarded-") and name not in _FORWARDED)
-
-
-def _real_client(chain: str, settings: ProxySettings) -> str:
-    """The right-most address of X-Forwarded-For that is not a trusted proxy."""
-    addresses = [part.strip() for part in chain.split(",") if part.strip()]
-    last_trusted = addresses[-1] if addresses else ""  # the peer itself
-    for address in reversed(addresses):
-        if not settings.is_trusted(address):
-            try:
-                return str(ipaddress.ip_address(address))
-            except ValueError:
-                # Not an address: never let it be the client (it would key allow/deny
-                # lists and limits, and is not ASCII-safe); the hop that sent it is.
-                return last_trusted
-        last_trusted = address
-    return addresses[0] if addresses else ""

@@ -2,7 +2,7 @@
 
 ``ObservedTLSFactory`` is the listener's ``TLSMemoryBIOFactory`` with counters; they are read
 when metrics are scraped. ``tls_facts`` reads a connection's negotiated version and SNI
-name from pyOpenSSL, once per connection (cached on the protocol's ``tls_info``).
+name from pyOpenSSL (each client connection caches it: ``tls()``).
 """
 
 from __future__ import annotations
@@ -50,25 +50,13 @@ class ObservedTLSFactory(TLSMemoryBIOFactory):
         return protocol
 
 
-def tls_facts(protocol) -> tuple[str, str]:
-    """(TLS version, SNI name) of the connection under ``protocol``, or ("", "") for plain HTTP."""
-    info = getattr(protocol, "tls_info", None)
-    if info is not None:
-        return info
-    transport = getattr(protocol, "transport", None)
-    if transport is None:  # an HTTP/2 stream: its connection has the transport
-        transport = getattr(getattr(protocol, "connection", None), "transport", None)
+def tls_facts(transport) -> tuple[str, str]:
+    """(TLS version, SNI name) of a connection's ``transport``, or ("", "") for plain HTTP."""
     handle = transport.getHandle() if hasattr(transport, "getHandle") else None
     if not isinstance(handle, SSL.Connection):
-        info = ("", "")
-    else:
-        try:
-            name = handle.get_servername()
-            info = (handle.get_protocol_version_name() or "", name.decode("ascii", "replace") if name else "")
-        except SSL.Error:
-            info = ("", "")
+        return ("", "")
     try:
-        protocol.tls_info = info
-    except AttributeError:
-        pass
-    return info
+        name = handle.get_servername()
+        return (handle.get_protocol_version_name() or "", name.decode("ascii", "replace") if name else "")
+    except SSL.Error:
+        return ("", "")

@@ -14,8 +14,8 @@ from typing import Any, Callable
 class Tunnel:
     def __init__(self, client, backend, clock: Any, read_timeout: float, send_timeout: float,
                  on_close: Callable[[], None]):
-        self.client = client  # http1.HTTP1ServerProtocol
-        self.backend = backend  # upstream.UpstreamConnection
+        self.client = client  # interfaces.RawStream (an HTTP/1 client connection)
+        self.backend = backend  # interfaces.UpstreamConnection
         self.clock = clock
         self.read_timeout = read_timeout
         self.send_timeout = send_timeout
@@ -27,8 +27,8 @@ class Tunnel:
         self.bytes_down = 0
 
     def start(self, pending: list[bytes] | None, backend_rest: bytes) -> None:
-        self.client.tunnel = self
-        self.backend.tunnel = self
+        self.client.divert(self)
+        self.backend.divert(self)
         self.client.resume_reading()
         self._read_timer = self.clock.callLater(self.read_timeout, self._idle, "read")
         self._send_timer = self.clock.callLater(self.send_timeout, self._idle, "send")
@@ -43,7 +43,7 @@ class Tunnel:
         self.bytes_up += len(data)
         if self._send_timer is not None:
             self._send_timer.reset(self.send_timeout)
-        self.backend.transport.write(data)
+        self.backend.write(data)
 
     def backend_data(self, data: bytes) -> None:
         if self.closed:
@@ -51,7 +51,7 @@ class Tunnel:
         self.bytes_down += len(data)
         if self._read_timer is not None:
             self._read_timer.reset(self.read_timeout)
-        self.client.transport.write(data)
+        self.client.write_raw(data)
 
     # flow control: a slow client pauses the backend socket, and the reverse
     def client_paused(self) -> None:
@@ -87,7 +87,6 @@ class Tunnel:
             if timer is not None and timer.active():
                 timer.cancel()
         self._read_timer = self._send_timer = None
-        if self.backend.transport is not None:
-            self.backend.transport.loseConnection()
-        self.client.transport.loseConnection()
+        self.backend.close()
+        self.client.lose_connection()
         self.on_close()

@@ -46,7 +46,7 @@ class UpstreamConnection(Protocol):
         self.reused = False
         self.idle_since = 0.0
         self._status = 0
-        self._headers: list[tuple[bytes, bytes]] = []
+        self.response_headers: list[tuple[bytes, bytes]] = []  # the current response's, as received
         self._head_delivered = False
         self._complete = False
         self._keep_alive = False
@@ -58,7 +58,7 @@ class UpstreamConnection(Protocol):
         self._read_paused = False
         self._received_any = False
         self.on_connected: Callable | None = None
-        self.tunnel = None  # after a 101: the tunnel that takes every byte
+        self._tunnel = None  # after divert() (a 101): the tunnel that takes every byte
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -77,8 +77,8 @@ class UpstreamConnection(Protocol):
         self._read_timer.stop()
         self._send_timer.stop()
         self.parser = None  # it holds our bound methods: no cycle left for the collector
-        if self.tunnel is not None:
-            self.tunnel.backend_lost()
+        if self._tunnel is not None:
+            self._tunnel.backend_lost()
             return
         self.pool._forget(self)
         exchange, self.exchange = self.exchange, None
@@ -98,7 +98,7 @@ class UpstreamConnection(Protocol):
             )
 
     def _close_delimited(self) -> bool:
-        for name, value in self._headers:
+        for name, value in self.response_headers:
             if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
                 return False
         return True
@@ -113,7 +113,7 @@ class UpstreamConnection(Protocol):
             # ended for llhttp too; after a HEAD, llhttp still waits for the body it announced.
             self.parser = parsing.HttpResponseParser(self)
         self._status = 0
-        self._headers = []
+        self.response_headers = []
         self._head_delivered = False
         self._complete = False
         self._received_any = False
@@ -129,6 +129,15 @@ class UpstreamConnection(Protocol):
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)
+
+    def close(self) -> None:
+        """Close once what was written is sent: a response that cannot be reused."""
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def divert(self, tunnel) -> None:
+        """After a 101: every byte read goes to ``tunnel.backend_data``."""
+        self._tunnel = tunnel
 
     def _read_timed_out(self) -> None:
         self._fail(UpstreamError("backend read timeout", timeout=True, cause="read_timeout"))
@@ -158,8 +167,8 @@ class UpstreamConnection(Protocol):
     # -- parsing the response -------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        if self.tunnel is not None:
-            self.tunnel.backend_data(data)
+        if self._tunnel is not None:
+            self._tunnel.backend_data(data)
             return
         if self.exchange is None:
             # Bytes on an idle connection: the backend is confused or closing; drop it.
@@ -193,22 +202,22 @@ class UpstreamConnection(Protocol):
             self._message_done()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        self.response_headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
-            self._headers = []  # interim response (100 Continue…): not relayed
+            self.response_headers = []  # interim response (100 Continue…): not relayed
             return
         self._status = status
         self._keep_alive = self.parser.should_keep_alive()
         self._head_delivered = True
         length = None
-        for name, value in self._headers:
+        for name, value in self.response_headers:
             if name == b"content-length":
                 length = int(value)
         if self.exchange is not None:
-            self.exchange.upstream_head(self, status, self._headers, length)
+            self.exchange.upstream_head(self, status, self.response_headers, length)
 
     def on_body(self, data: bytes) -> None:
         if self.exchange is not None and not self._head_request:
@@ -231,8 +240,8 @@ class UpstreamConnection(Protocol):
 
     def pauseProducing(self) -> None:
         """The backend is not reading our request body fast enough."""
-        if self.tunnel is not None:
-            self.tunnel.backend_paused()
+        if self._tunnel is not None:
+            self._tunnel.backend_paused()
             return
         if self.exchange is not None:
             self.exchange.upstream_write_paused()
@@ -240,8 +249,8 @@ class UpstreamConnection(Protocol):
                 self._send_timer.set(self._send_timeout)
 
     def resumeProducing(self) -> None:
-        if self.tunnel is not None:
-            self.tunnel.backend_resumed()
+        if self._tunnel is not None:
+            self._tunnel.backend_resumed()
             return
         self._send_timer.clear()
         if self.exchange is not None:

@@ -1,0 +1,189 @@
+"""The declared interfaces of the request path: what each part offers the others. Read this first.
+
+A request's way (see docs/architecture.md)::
+
+    client connection ──► ClientSide ◄──── Exchange ────► UpstreamConnection ──► backend
+    (http1: a connection,    │   ▲          │   ▲  │           │   ▲
+     http2: one stream)      │   └ ExchangeForClient   └ ExchangeForUpstream ┘
+                             └──── RawStream ◄── Tunnel ──► RawStream (after a 101)
+
+- ``ClientSide`` is what an HTTP/1 connection or an HTTP/2 stream offers an exchange: the
+  peer and TLS facts, writing the response, flow control, closing.
+- ``ExchangeForClient`` is what the client side calls on the exchange it dispatched a
+  request to (the request body as it arrives, the client going away or pausing).
+- ``UpstreamConnection`` is one backend connection speaking one upstream protocol (HTTP/1.1
+  today; HTTP/2, gRPC and HTTPS with verification come behind the same seam).
+- ``ExchangeForUpstream`` is what a backend connection calls on its exchange (the response
+  head, body and end, failures, an upgrade, backpressure on the request body).
+- ``RawStream`` / ``RawReceiver``: a connection handed over to a byte tunnel (WebSocket).
+- What plugins see of a request is ``RequestView`` (``ingressd.features`` documents how they
+  use it).
+
+These are ``typing.Protocol``s: the parts implement them structurally, and no part reaches
+into another's private names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, Sequence
+
+Header = tuple[bytes, bytes]
+
+
+class ClientSide(Protocol):
+    """An HTTP/1 connection or an HTTP/2 stream, as its exchange uses it."""
+
+    peer_ip: str  # the address the connection comes from
+    scheme: str  # "http" or "https": the listener's
+    server_port: int  # the local port the connection came in on
+    closed: bool  # the connection is gone (nothing more can be written)
+    # Whether the peer is a trusted proxy (--trusted-proxies); decided once per connection by
+    # the proxy, None until then.
+    trusted: bool | None
+
+    def tls(self) -> tuple[str, str]:
+        """(TLS version, SNI name) of the connection; ("", "") for plain HTTP."""
+
+    def write_head(self, status: int, headers: Sequence[Header], length: int | None,
+                   reason: bytes | None = None) -> None: ...
+
+    def write_body(self, data: bytes) -> None: ...
+
+    def finish_response(self) -> None: ...
+
+    def close_after_response(self) -> None:
+        """Close (HTTP/1) after the current response instead of keeping the connection alive;
+        nothing for an HTTP/2 stream (the connection serves others)."""
+
+    def abort(self) -> None:
+        """Drop the response mid-way (HTTP/1: close the connection; HTTP/2: reset the stream)."""
+
+    def send_continue(self) -> None:
+        """Answer ``Expect: 100-continue`` before the body is read."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def body_progress(self) -> None:
+        """Request-body bytes were read: the body timeout starts over."""
+
+    def body_finished(self) -> None:
+        """The whole request body was read: its timeout ends."""
+
+    def cork(self) -> None:
+        """Until ``uncork``, join what is written into one send (one backend read relayed)."""
+
+    def uncork(self) -> None: ...
+
+
+class RawReceiver(Protocol):
+    """Takes a connection's bytes once it is handed over (a tunnel, or an exchange waiting for
+    a backend's 101)."""
+
+    def client_data(self, data: bytes) -> None: ...
+
+    def client_lost(self) -> None: ...
+
+    def client_paused(self) -> None: ...
+
+    def client_resumed(self) -> None: ...
+
+
+class RawStream(Protocol):
+    """A connection that can leave HTTP and carry raw bytes (an HTTP/1 client connection)."""
+
+    def divert(self, receiver: RawReceiver | None) -> None:
+        """From now on, every byte read goes to ``receiver`` instead of the HTTP parser."""
+
+    def write_raw(self, data: bytes) -> None: ...
+
+    def lose_connection(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class ExchangeForClient(Protocol):
+    """What the client side calls on the exchange a request was dispatched to."""
+
+    def body_data(self, data: bytes) -> None: ...
+
+    def body_done(self) -> None: ...
+
+    def client_lost(self) -> None: ...
+
+    def client_paused(self) -> None: ...
+
+    def client_resumed(self) -> None: ...
+
+    def wants_tunnel(self) -> bool:
+        """After an Upgrade request: True when the exchange takes the bytes that follow."""
+
+    def tunnel_early_data(self, data: bytes) -> None: ...
+
+
+class UpstreamConnection(Protocol):
+    """One connection to a backend endpoint, for one request at a time."""
+
+    reused: bool  # it served an earlier request (a failure may be a stale keep-alive)
+    response_headers: Sequence[Header]  # the current response's headers, as received
+
+    def start(self, exchange: "ExchangeForUpstream", head: bytes, read_timeout: float, send_timeout: float,
+              head_request: bool) -> None:
+        """Send a request head; the exchange then streams the body with ``write``."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def abort(self) -> None:
+        """The exchange gave up: drop the connection, never reuse it."""
+
+    def close(self) -> None:
+        """Close it once what was written is sent (a response that cannot be reused)."""
+
+    def divert(self, receiver: Any) -> None:
+        """After a 101: every byte read goes to ``receiver.backend_data``."""
+
+
+class ExchangeForUpstream(Protocol):
+    """What a backend connection calls on the exchange it serves."""
+
+    protocol: ClientSide  # corked around each backend read
+
+    def upstream_head(self, connection: UpstreamConnection, status: int, headers: Sequence[Header],
+                      length: int | None) -> None: ...
+
+    def upstream_body(self, data: bytes) -> None: ...
+
+    def upstream_done(self, connection: UpstreamConnection, reusable: bool) -> None: ...
+
+    def upstream_failed(self, connection: UpstreamConnection | None, error: Exception) -> None: ...
+
+    def upstream_upgraded(self, connection: UpstreamConnection, rest: bytes) -> None: ...
+
+    def upstream_write_paused(self) -> None: ...
+
+    def upstream_write_resumed(self) -> None: ...
+
+
+class RequestView(Protocol):
+    """What a plugin's request, response and error features may read and use of an exchange."""
+
+    method: bytes
+    path: str  # normalised, percent-decoded: what routing matched
+    target: bytes  # what is sent to the backend
+    query: bytes
+    host: str
+    scheme: str  # "http" or "https" (a trusted proxy's X-Forwarded-Proto included)
+    client_ip: str  # the client's address (behind trusted proxies, from X-Forwarded-For)
+    peer_ip: str
+    request_id: str
+    headers: Any  # ingressd.headers.Headers: the request headers, mutable
+    route: Any  # ingressd.model.Route
+
+    def on_finish(self, callback: Callable[[], None]) -> None: ...
