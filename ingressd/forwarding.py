@@ -141,7 +141,7 @@ class ForwardingPolicy:
     def real_client(self, chain: str) -> str:
         """The right-most address of X-Forwarded-For that is not a trusted proxy."""
         addresses = [part.strip() for part in chain.split(",") if part.strip()]
-        last_trusted = addresses[-1] if addresses else ""  # the peer itself
+        last_trusted = ""  # the hop that sent the one being read (none for the right-most)
         for address in reversed(addresses):
             if not self.is_trusted(address):
                 try:

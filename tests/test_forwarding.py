@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import binascii
+import os
+import random
+
 import pytest
 
-from ingressd.forwarding import ForwardingPolicy, is_spoofable
+from ingressd.forwarding import ForwardingPolicy, _RequestIds, is_spoofable
 from ingressd.headers import Headers
 
 POLICY = ForwardingPolicy(["10.0.0.0/8", "fd00::/8"])
@@ -54,6 +58,63 @@ CASES = [
     # every hop trusted: the left-most one
     ([(b"host", b"a.test"), (b"x-forwarded-for", b"10.3.3.3, 10.2.2.2")], True, "http", "10.3.3.3", "http",
      {}, b"a.test"),
+    # an untrusted client sets neither the client, the scheme, nor the forwarded host, port or proto
+    ([(b"host", b"a.test"), (b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-host", b"evil.test"),
+      (b"x-forwarded-port", b"1234"), (b"x-forwarded-proto", b"https"), (b"x-forwarded-scheme", b"https"),
+      (b"x-real-ip", b"203.0.113.7")], False, "http", "10.1.1.1", "http",
+     {b"x-real-ip": b"10.1.1.1", b"x-forwarded-for": b"10.1.1.1", b"x-forwarded-host": b"a.test",
+      b"x-forwarded-port": b"8080", b"x-forwarded-proto": b"http", b"x-forwarded-scheme": b"http",
+      b"x-scheme": b"http", b"x-original-forwarded-for": b"203.0.113.7"}, b"a.test"),
+    # ... nor downgrades the HTTPS listener's scheme and port
+    ([(b"host", b"a.test"), (b"x-forwarded-proto", b"http"), (b"x-forwarded-port", b"80")], False, "https",
+     "10.1.1.1", "https", {b"x-forwarded-proto": b"https", b"x-forwarded-port": b"443"}, b"a.test"),
+    # an untrusted client's repeated X-Forwarded-Host lines reach the backend joined, as X-Original-*
+    ([(b"host", b"a.test"), (b"x-forwarded-host", b"one.test"), (b"x-forwarded-host", b"two.test")], False,
+     "http", "10.1.1.1", "http",
+     {b"x-forwarded-host": b"a.test", b"x-original-forwarded-host": b"one.test, two.test"}, b"a.test"),
+    # no forwarding headers: no X-Original-*; no Host: an empty X-Forwarded-Host, none added
+    ([(b"host", b"a.test")], True, "http", "10.1.1.1", "http",
+     {b"x-original-forwarded-for": None, b"x-original-forwarded-host": None}, b"a.test"),
+    ([(b"x-keep", b"yes")], False, "http", "10.1.1.1", "http", {b"x-forwarded-host": b""}, None),
+    ([(b"x-forwarded-for", b"203.0.113.7")], True, "http", "203.0.113.7", "http", {b"x-forwarded-host": b""},
+     None),
+    # a trusted proxy: the right-most untrusted hop, not the left-most; repeated lines are one list
+    ([(b"host", b"a.test"), (b"x-forwarded-for", b"198.51.100.1, 203.0.113.7"),
+      (b"x-forwarded-for", b"10.9.9.9")], True, "http", "203.0.113.7", "http",
+     {b"x-forwarded-for": b"203.0.113.7", b"x-original-forwarded-for": b"198.51.100.1, 203.0.113.7, 10.9.9.9"},
+     b"a.test"),
+    # ... empty hops and spaces are skipped
+    ([(b"host", b"a.test"), (b"x-forwarded-for", b" 203.0.113.7 ,, 10.9.9.9,")], True, "http", "203.0.113.7",
+     "http", {b"x-real-ip": b"203.0.113.7"}, b"a.test"),
+    # ... a hop that is not an address (here not even ASCII) stops the walk: the hop that sent it
+    ([(b"host", b"a.test"), (b"x-forwarded-for", b"203.0.113.7, \xff\xfe, 10.9.9.9")], True, "http",
+     "10.9.9.9", "http", {b"x-real-ip": b"10.9.9.9", b"x-forwarded-for": b"10.9.9.9"}, b"a.test"),
+    ([(b"host", b"a.test"), (b"x-forwarded-for", b"203.0.113.7, 198.51.100.1:8080")], True, "http",
+     "10.1.1.1", "http", {b"x-real-ip": b"10.1.1.1"}, b"a.test"),
+    # ... IPv6: trusted networks, and the client in its canonical form
+    ([(b"host", b"a.test"), (b"x-forwarded-for", b"2001:DB8:0::7, fd00::9")], True, "http", "2001:db8::7",
+     "http", {b"x-real-ip": b"2001:db8::7", b"x-forwarded-for": b"2001:db8::7"}, b"a.test"),
+    ([(b"host", b"a.test"), (b"x-forwarded-for", b"fd12::1, fd00::9")], True, "http", "fd12::1", "http",
+     {b"x-real-ip": b"fd12::1"}, b"a.test"),
+    # ... its proto decides the scheme when it is http or https, in any case; HTTPS port 443 unless it says
+    ([(b"host", b"a.test"), (b"x-forwarded-proto", b"http")], True, "https", "10.1.1.1", "http",
+     {b"x-forwarded-proto": b"http", b"x-forwarded-port": b"443"}, b"a.test"),
+    ([(b"host", b"a.test"), (b"x-forwarded-proto", b"HTTP")], True, "https", "10.1.1.1", "http",
+     {b"x-forwarded-proto": b"HTTP", b"x-scheme": b"HTTP"}, b"a.test"),
+    ([(b"host", b"a.test"), (b"x-forwarded-proto", b"https")], True, "http", "10.1.1.1", "https",
+     {b"x-forwarded-proto": b"https", b"x-forwarded-port": b"8080"}, b"a.test"),
+    # ... repeated proto or port lines reach the backend joined; a joined proto is no scheme
+    ([(b"host", b"a.test"), (b"x-forwarded-proto", b"https"), (b"x-forwarded-proto", b"http")], True, "http",
+     "10.1.1.1", "http", {b"x-forwarded-proto": b"https, http", b"x-scheme": b"https, http"}, b"a.test"),
+    ([(b"host", b"a.test"), (b"x-forwarded-port", b"8443"), (b"x-forwarded-port", b"9443")], True, "https",
+     "10.1.1.1", "https", {b"x-forwarded-port": b"8443, 9443"}, b"a.test"),
+    # ... the first of its repeated X-Forwarded-Host lines is the Host; every other header is kept
+    ([(b"host", b"lb.internal"), (b"x-forwarded-host", b" one.test "), (b"x-forwarded-host", b"two.test"),
+      (b"x-keep", b"yes")], True, "http", "10.1.1.1", "http",
+     {b"x-forwarded-host": b"one.test", b"x-original-forwarded-host": b" one.test , two.test"}, b"one.test"),
+    # ... an empty first X-Forwarded-Host leaves the Host alone
+    ([(b"host", b"a.test"), (b"x-forwarded-host", b", two.test")], True, "http", "10.1.1.1", "http",
+     {b"x-forwarded-host": b"a.test"}, b"a.test"),
 ]
 
 
@@ -63,6 +124,10 @@ def test_decide(pairs, trusted, listener, client, scheme, upstream, host):
     assert (got_client, got_scheme) == (client, scheme)
     assert {name: got_upstream.get(name) for name in upstream} == upstream
     assert headers.get(b"host") == host
+    # Only the Host changes (behind a trusted proxy), and only forgeable headers are dropped.
+    others = [(name.lower(), value) for name, value in pairs if name.lower() != b"host"]
+    kept = [(name, value) for name, value in others if trusted or not is_spoofable(name)]
+    assert [pair for pair in headers.pairs if pair[0] != b"host"] == kept
 
 
 @pytest.mark.parametrize("trusted", [False, True])
@@ -79,14 +144,32 @@ def test_forgeable_headers_are_dropped_unless_the_peer_is_trusted(trusted):
 
 @pytest.mark.parametrize("rid, kept", [
     (RID, True), (b"abc-DEF_1.2:3", True), (b"x" * 128, True), (b"x" * 129, False), (b"", False),
-    (b"a b", False), (b'a"b', False), (b"a\\b", False), (b"\xff", False), (None, False),
+    (b"x", True), (b"!", True), (b"~", True), (b"!#$%&'()*+,/;<=>?@[]^`{|}~", True),
+    (b"a b", False), (b'a"b', False), (b"a\\b", False), (b"\xff", False), (b"a\x7fb", False), (b"a\tb", False),
+    (b"\x00", False), (None, False),
 ])
 def test_request_id(rid, kept):
-    request_id, *_ = decide([(b"host", b"a.test")], rid=rid)
+    request_id, _, _, upstream, _ = decide([(b"host", b"a.test")], rid=rid)
     if kept:
         assert request_id == rid.decode()
     else:
         assert len(request_id) == 32 and int(request_id, 16) >= 0
+    assert upstream[b"x-request-id"] == request_id.encode()
+
+
+def test_new_request_ids_are_the_os_random_bytes_in_hex_read_4_kib_at_a_time(monkeypatch):
+    reads = []
+
+    def urandom(size):
+        reads.append(random.Random(len(reads)).randbytes(size))
+        return reads[-1]
+
+    monkeypatch.setattr(os, "urandom", urandom)
+    new_request_id = _RequestIds()
+    got = [new_request_id() for _ in range(257)]
+    assert [len(read) for read in reads] == [4096, 4096]
+    first, second = reads
+    assert got == [binascii.b2a_hex(first[at:at + 16]) for at in range(0, 4096, 16)] + [binascii.b2a_hex(second[:16])]
 
 
 @pytest.mark.parametrize("address, trusted", [
@@ -98,10 +181,48 @@ def test_trusted_networks(address, trusted):
     assert ForwardingPolicy().is_trusted(address) is False
 
 
+@pytest.mark.parametrize("cidrs, address, trusted", [
+    # a network written with host bits set is that network (nginx's set_real_ip_from)
+    (["10.1.2.3/8"], "10.200.0.1", True), (["10.1.2.3/8"], "11.1.2.3", False),
+    (["fd00::1/8"], "fdff::1", True), (["fd00::1/8"], "fc00::1", False),
+    # a bare address is that one host
+    (["192.0.2.1"], "192.0.2.1", True), (["192.0.2.1"], "192.0.2.2", False),
+    (["2001:db8::1"], "2001:DB8:0::1", True), (["2001:db8::1"], "2001:db8::2", False),
+    (["192.0.2.0/24", "2001:db8::/32"], "2001:db8:ffff::1", True), (["192.0.2.0/24", "2001:db8::/32"], "", False),
+])
+def test_trusted_proxies(cidrs, address, trusted):
+    assert ForwardingPolicy(cidrs).is_trusted(address) is trusted
+
+
+@pytest.mark.parametrize("chain, client", [
+    ("203.0.113.7", "203.0.113.7"),  # the peer alone, untrusted
+    ("10.1.1.1", "10.1.1.1"),  # the peer alone, trusted
+    ("203.0.113.7, 10.1.1.1", "203.0.113.7"),
+    ("198.51.100.1, 203.0.113.7, 10.2.2.2, 10.1.1.1", "203.0.113.7"),
+    ("10.3.3.3, 10.2.2.2, 10.1.1.1", "10.3.3.3"),
+    ("2001:DB8::7, fd00::9", "2001:db8::7"),
+    (" 203.0.113.7 ,, 10.1.1.1 ,", "203.0.113.7"),
+    ("203.0.113.7, not-an-ip, 10.2.2.2, 10.1.1.1", "10.2.2.2"),
+    ("203.0.113.7, 198.51.100.1:80, 10.1.1.1", "10.1.1.1"),
+    ("", ""), (" , ", ""),
+])
+def test_real_client(chain, client):
+    assert POLICY.real_client(chain) == client
+
+
+@pytest.mark.parametrize("chain", ["203.0.113.7, not-an-ip", "not-an-ip", "10.1.1.1, 198.51.100.1:80"])
+def test_real_client_never_returns_a_hop_that_is_not_an_address(chain):
+    # decide's chains end with a trusted peer; real_client holds the rule on its own too.
+    assert POLICY.real_client(chain) == ""
+
+
 @pytest.mark.parametrize("name, spoofable", [
     (b"forwarded", True), (b"x-forwarded-prefix", True), (b"x-forwarded-server", True),
     (b"x-forwarded-for", False), (b"x-forwarded-host", False), (b"x-original-forwarded-for", False),
     (b"x-original-uri", True), (b"x-rewrite-url", True), (b"x-request-id", False), (b"host", False),
+    (b"x-original-url", True), (b"x-forwarded-port", False), (b"x-forwarded-proto", False),
+    (b"x-forwarded-scheme", False), (b"x-forwarded-", True), (b"x-real-ip", False), (b"x-scheme", False),
+    (b"x-original-forwarded-host", False), (b"expect", False), (b"x-original", False),
 ])
 def test_is_spoofable(name, spoofable):
     assert is_spoofable(name) is spoofable
