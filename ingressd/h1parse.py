@@ -205,10 +205,6 @@ T_BAD = 3  # CR followed by another byte
 T_LF = 4  # bare LF (an error, except after an HTTP/0.9 request line's URL)
 
 
-def _raise_invalid(msg="Invalid header value char"):
-    raise _Error(HttpParserError, msg)
-
-
 def _url_error(url: bytes, connect: bool, done: bool):
     """The error message for a URL (a prefix of it unless ``done``), or None if it is fine."""
     if url[:1] == b"/" and not connect:

@@ -3,12 +3,14 @@
 A differential fuzzer feeds the same byte streams, split at random points, to both parsers and
 compares the callbacks (consecutive on_url/on_status/on_body pieces joined: the two split them
 differently), the getters at on_headers_complete, and the outcome (ok, error class, upgrade at
-which offset). Then focused request-smuggling cases, and ingressd's own protocol tests re-run with
-the Python parser.
+which offset). Then focused request-smuggling cases, tables of the framing rules (Content-Length,
+Transfer-Encoding, chunks, head lines, message boundaries, request and status lines: each case
+checked against llhttp as well), and ingressd's own protocol tests re-run with the Python parser.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import subprocess
@@ -432,6 +434,687 @@ def test_url_pieces_reach_ingressd_limits():
     for _ in range(10):
         parser.feed_data(b"a" * 1000)
     assert sum(map(len, got)) == 10001
+
+
+# -- framing, table by table ------------------------------------------------------------------
+# Each case is fed whole, byte by byte and cut in two, to h1parse and to llhttp: the two must
+# agree (``check``) and give the reading in the table: the body of each message begun, and how
+# the stream ends: "done" (between messages), "more" (inside a message), "upgrade", or the
+# error message (llhttp's wording, which ingressd gives as the reason of its 400).
+
+
+def _reading(lib, chunks, response):
+    rec = Recorder(lib, response)
+    end = None
+    for chunk in chunks:
+        try:
+            rec.parser.feed_data(chunk)
+        except lib.HttpParserUpgrade:
+            end = "upgrade"
+        except lib.HttpParserError as exc:
+            end = str(exc)
+        if end is not None:
+            break
+    bodies, open_ = [], False
+    for event in rec.events:
+        if event[0] == "begin":
+            bodies.append(b"")
+            open_ = True
+        elif event[0] == "body":
+            bodies[-1] += event[1]
+        elif event[0] == "complete":
+            open_ = False
+    return bodies, end or ("more" if open_ else "done")
+
+
+# h1parse's message where llhttp words the same refusal differently (a bare LF)
+LLHTTP_WORDING = {
+    "Expected LF after chunk size": "Missing expected CR after chunk size",
+    "Missing expected LF after header value": "Missing expected CR after header value",
+}
+
+
+def reading(data, response=False):
+    """(bodies, end) for ``data``, the same whole, byte by byte and cut in two, and from llhttp."""
+    readings = []
+    for cuts in ((), range(1, len(data)), (len(data) // 2,)):
+        check(data, cuts, response)
+        chunks = split(data, cuts)
+        readings.append(_reading(h1parse, chunks, response))
+        bodies, end = _reading(httptools, chunks, response)
+        readings.append((bodies, {v: k for k, v in LLHTTP_WORDING.items()}.get(end, end)))
+    assert all(r == readings[0] for r in readings), readings
+    return readings[0]
+
+
+POST = b"POST / HTTP/1.1\r\nHost: a\r\n"
+NEXT = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"  # a pipelined request after the one under test
+CHUNKED = b"Transfer-Encoding: chunked\r\n\r\n"
+BODY = b"3\r\nabc\r\n0\r\n\r\n"
+
+CONTENT_LENGTH = [
+    (b"Content-Length: 3\r\n\r\nabc" + NEXT, [b"abc", b""], "done"),
+    (b"Content-Length: 0\r\n\r\n" + NEXT, [b"", b""], "done"),
+    (b"content-length: 3\r\n\r\nabc" + NEXT, [b"abc", b""], "done"),
+    (b"CONTENT-LENGTH: 3\r\n\r\nabc" + NEXT, [b"abc", b""], "done"),
+    (b"Content-Length:3\r\n\r\nabc" + NEXT, [b"abc", b""], "done"),
+    (b"Content-Length: \t3 \t \r\n\r\nabc" + NEXT, [b"abc", b""], "done"),  # spaces and tabs around
+    (b"Content-Length: 003\r\n\r\nabc" + NEXT, [b"abc", b""], "done"),
+    (b"Content-Length: 10\r\n\r\n0123456789" + NEXT, [b"0123456789", b""], "done"),
+    (b"Content-Length: 5\r\n\r\nabc", [b"abc"], "more"),
+    (b"Content-Length: 18446744073709551615\r\n\r\nabc", [b"abc"], "more"),  # 2**64-1: the largest
+    (b"Content-Length: 18446744073709551616\r\n\r\n", [b""], "Content-Length overflow"),
+    (b"Content-Length: 99999999999999999999999\r\n\r\n", [b""], "Content-Length overflow"),
+    (b"Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc", [b""], "Duplicate Content-Length"),
+    (b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", [b""], "Duplicate Content-Length"),
+    (b"Content-Length: 3\r\ncontent-length: 3\r\n\r\nabc", [b""], "Duplicate Content-Length"),
+    (b"Content-Length: 3\r\nX: y\r\nContent-Length: 3\r\n\r\nabc", [b""], "Duplicate Content-Length"),
+    (b"Content-Length: 3\r\n" + CHUNKED + BODY, [b""], "Transfer-Encoding can't be present with Content-Length"),
+    (b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n" + BODY, [b""],
+     "Content-Length can't be present with Transfer-Encoding"),
+    (b"Transfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", [b""],
+     "Content-Length can't be present with Transfer-Encoding"),
+    (b"Content-Length:\r\n\r\n", [b""], "Empty Content-Length"),
+    (b"Content-Length:   \r\n\r\n", [b""], "Empty Content-Length"),
+    (b"Content-Length: +3\r\n\r\nabc", [b""], "Invalid character in Content-Length"),
+    (b"Content-Length: -3\r\n\r\nabc", [b""], "Invalid character in Content-Length"),
+    (b"Content-Length: 0x3\r\n\r\nabc", [b""], "Invalid character in Content-Length"),
+    (b"Content-Length: 3 3\r\n\r\nabc", [b""], "Invalid character in Content-Length"),
+    (b"Content-Length: 3,3\r\n\r\nabc", [b""], "Invalid character in Content-Length"),
+    (b"Content-Length: 3a\r\n\r\nabc", [b""], "Invalid character in Content-Length"),
+    (b"Content-Length: 3X\r\n\r\nabc", [b""], "Invalid character in Content-Length"),
+    (b"Content-Length: 3\r\n 4\r\n\r\nabcd", [b""], "Unexpected whitespace after header value"),  # obs-fold
+    (b"Content-Length: 3\r\n\t4\r\n\r\nabcd", [b""], "Unexpected whitespace after header value"),
+    (b"Content-Length:\r\n 3\r\n\r\nabc", [b""], "Invalid header value char"),
+    (b"Content-Length : 3\r\n\r\nabc", [b""], "Invalid header field char"),
+    (b"Content-Length\t: 3\r\n\r\nabc", [b""], "Invalid header token"),
+    (b"Content-Length 3\r\n\r\nabc", [b""], "Invalid header field char"),
+]
+
+
+@pytest.mark.parametrize("head, bodies, end", CONTENT_LENGTH)
+def test_content_length_framing(head, bodies, end):
+    assert reading(POST + head) == (bodies, end)
+
+
+TRANSFER_ENCODING = [
+    # chunked when the last coding is exactly "chunked" (any case, spaces after it)
+    (b"Transfer-Encoding: chunked\r\n\r\n" + BODY + NEXT, [b"abc", b""], "done"),
+    (b"Transfer-Encoding: Chunked\r\n\r\n" + BODY + NEXT, [b"abc", b""], "done"),
+    (b"transfer-encoding: CHUNKED\r\n\r\n" + BODY + NEXT, [b"abc", b""], "done"),
+    (b"Transfer-Encoding:chunked\r\n\r\n" + BODY + NEXT, [b"abc", b""], "done"),
+    (b"Transfer-Encoding: chunked   \r\n\r\n" + BODY + NEXT, [b"abc", b""], "done"),
+    (b"Transfer-Encoding: gzip, chunked\r\n\r\n" + BODY + NEXT, [b"abc", b""], "done"),
+    (b"Transfer-Encoding: gzip,chunked\r\n\r\n" + BODY + NEXT, [b"abc", b""], "done"),
+    (b"Transfer-Encoding: gzip ,\t chunked\r\n\r\n" + BODY + NEXT, [b"abc", b""], "done"),
+    (b"Transfer-Encoding: ,chunked\r\n\r\n" + BODY + NEXT, [b"abc", b""], "done"),
+    (b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n" + BODY + NEXT, [b"abc", b""], "done"),
+    (b"Transfer-Encoding: chunked\r\nX: y\r\n\r\n" + BODY + NEXT, [b"abc", b""], "done"),
+    # chunked, then another coding: refused in requests
+    (b"Transfer-Encoding: chunked, gzip\r\n\r\n" + BODY, [b""], "Invalid `Transfer-Encoding` header value"),
+    (b"Transfer-Encoding: chunked,\r\n\r\n" + BODY, [b""], "Invalid `Transfer-Encoding` header value"),
+    (b"Transfer-Encoding: chunked , \r\n\r\n" + BODY, [b""], "Invalid `Transfer-Encoding` header value"),
+    (b"Transfer-Encoding: chunked,chunked\r\n\r\n" + BODY, [b""], "Invalid `Transfer-Encoding` header value"),
+    (b"Transfer-Encoding: gzip, chunked, gzip\r\n\r\n" + BODY, [b""], "Invalid `Transfer-Encoding` header value"),
+    (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n" + BODY, [b""],
+     "Invalid `Transfer-Encoding` header value"),
+    (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n" + BODY, [b""],
+     "Invalid `Transfer-Encoding` header value"),
+    # a last coding that is not exactly "chunked": no framing a request can have
+    (b"Transfer-Encoding: chunked\t\r\n\r\n" + BODY, [b""], "Request has invalid `Transfer-Encoding`"),
+    (b"Transfer-Encoding: chunked\x0b\r\n\r\n" + BODY, [b""], "Invalid header value char"),
+    (b"Transfer-Encoding: chunked x\r\n\r\n" + BODY, [b""], "Request has invalid `Transfer-Encoding`"),
+    (b"Transfer-Encoding: chunkedx\r\n\r\n" + BODY, [b""], "Request has invalid `Transfer-Encoding`"),
+    (b"Transfer-Encoding: xchunked\r\n\r\n" + BODY, [b""], "Request has invalid `Transfer-Encoding`"),
+    (b"Transfer-Encoding: chunkedX\r\n\r\n" + BODY, [b""], "Request has invalid `Transfer-Encoding`"),
+    (b"Transfer-Encoding: Xchunked\r\n\r\n" + BODY, [b""], "Request has invalid `Transfer-Encoding`"),
+    (b"Transfer-Encoding: Xchunked, gzip\r\n\r\n" + BODY, [b""], "Request has invalid `Transfer-Encoding`"),
+    (b"Transfer-Encoding: chunke\r\n\r\n" + BODY, [b""], "Request has invalid `Transfer-Encoding`"),
+    (b"Transfer-Encoding: \"chunked\"\r\n\r\n" + BODY, [b""], "Request has invalid `Transfer-Encoding`"),
+    (b"Transfer-Encoding: chunked;q=1\r\n\r\n" + BODY, [b""], "Request has invalid `Transfer-Encoding`"),
+    (b"Transfer-Encoding: identity\r\n\r\n" + BODY, [b""], "Request has invalid `Transfer-Encoding`"),
+    (b"Transfer-Encoding: gzip\r\n\r\n" + BODY, [b""], "Request has invalid `Transfer-Encoding`"),
+    (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: \r\n\r\n" + BODY, [b""], "Empty Transfer-Encoding"),
+    (b"Transfer-Encoding:\r\n\r\n" + BODY, [b""], "Empty Transfer-Encoding"),
+    (b"Transfer-Encoding:\r\n chunked\r\n\r\n" + BODY, [b""], "Invalid header value char"),  # obs-fold
+    (b"Transfer-Encoding: gzip\r\n chunked\r\n\r\n" + BODY, [b""], "Unexpected whitespace after header value"),
+    (b"Transfer-Encoding: chunked\r\n\tgzip\r\n\r\n" + BODY, [b""], "Unexpected whitespace after header value"),
+    (b"Transfer-Encoding : chunked\r\n\r\n" + BODY, [b""], "Invalid header field char"),
+    (b"Transfer-Encoding\t: chunked\r\n\r\n" + BODY, [b""], "Invalid header token"),
+    (b"Transfer_Encoding: chunked\r\n\r\n" + BODY, [b"", b""], "Invalid method encountered"),  # not framing
+]
+
+
+@pytest.mark.parametrize("head, bodies, end", TRANSFER_ENCODING)
+def test_transfer_encoding_framing(head, bodies, end):
+    assert reading(POST + head) == (bodies, end)
+
+
+CHUNKED_BODY = [
+    (b"3\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"1\r\na\r\n2\r\nbc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"0\r\n\r\n" + NEXT, [b"", b""], "done"),
+    (b"00\r\n\r\n" + NEXT, [b"", b""], "done"),
+    (b"A\r\n0123456789\r\n0\r\n\r\n" + NEXT, [b"0123456789", b""], "done"),  # hex, either case
+    (b"a\r\n0123456789\r\nf\r\n0123456789abcde\r\n0\r\n\r\n" + NEXT, [b"0123456789" + b"0123456789abcde", b""], "done"),
+    (b"0a\r\n0123456789\r\n0\r\n\r\n" + NEXT, [b"0123456789", b""], "done"),
+    (b"10\r\n0123456789abcdef\r\n0\r\n\r\n" + NEXT, [b"0123456789abcdef", b""], "done"),
+    (b"00000000000000003\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),  # 17 digits, small value
+    (b"0FFFFFFFFFFFFFFFF\r\nabc", [b"abc"], "more"),  # 17 digits, 2**64-1
+    (b"FFFFFFFFFFFFFFFF\r\nabc", [b"abc"], "more"),  # 2**64-1: the largest
+    (b"3\r\nab", [b"ab"], "more"),
+    (b"3\r\nabc\r\n", [b"abc"], "more"),
+    (b"3\r\nabc\r\n0\r\n", [b"abc"], "more"),
+    # chunk extensions (ignored), as llhttp checks them
+    (b"3;a\r\nabc\r\n0;b\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a=b\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a=b;c=d\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a;b;c\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a;;b\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;=b\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a=\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a=;b\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a=b\"x\"\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a=\"x\"\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a=\"\"\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a=\"x\";b\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a=\"x\";b=\"y\"\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a=\"x;y\\\"z\\\\\"\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a=\"\\\xff\xfe\t \"\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3;a=\"\\\t\"\r\nabc\r\n0\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    # trailers
+    (b"3\r\nabc\r\n0\r\nT: x\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3\r\nabc\r\n0\r\nT: x\r\nU:\r\n\r\n" + NEXT, [b"abc", b""], "done"),
+    (b"3\r\nabc\r\n0\r\nT: x\r\n", [b"abc"], "more"),
+    # sizes
+    (b"10000000000000000\r\nabc", [b""], "Chunk size overflow"),  # 2**64
+    (b"1FFFFFFFFFFFFFFFF\r\nabc", [b""], "Chunk size overflow"),
+    (b"FFFFFFFFFFFFFFFFF\r\nabc", [b""], "Chunk size overflow"),
+    (b"3\r\nabc\r\n10000000000000001\r\n", [b"abc"], "Chunk size overflow"),
+    (b"0x3\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk size"),
+    (b"-3\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk size"),
+    (b"+3\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk size"),
+    (b" 3\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk size"),
+    (b"3 \r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk size"),
+    (b"3\t\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk size"),
+    (b"g\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk size"),
+    (b"\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk size"),
+    (b"3\nabc\r\n0\r\n\r\n", [b""], "Expected LF after chunk size"),
+    (b"3\rabc\r\n0\r\n\r\n", [b""], "Expected LF after chunk size"),
+    (b"3;a\rb\r\nabc\r\n0\r\n\r\n", [b""], "Expected LF after chunk size"),
+    # the CRLF after the data
+    (b"3\r\nabcd\r\n0\r\n\r\n", [b"abc"], "Expected LF after chunk data"),
+    (b"3\r\nabc\n0\r\n\r\n", [b"abc"], "Missing expected CR after chunk data"),
+    (b"3\r\nabc\rx0\r\n\r\n", [b"abc"], "Expected LF after chunk data"),
+    (b"3\r\nabc\r\r\n0\r\n\r\n", [b"abc"], "Expected LF after chunk data"),
+    # extensions llhttp refuses
+    (b"3;\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions"),
+    (b"3;;\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions"),
+    (b"3;a;\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions"),
+    (b"3;a=b;\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions"),
+    (b"3; a\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions"),
+    (b"3;\ta\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions name"),
+    (b"3;a b\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions name"),
+    (b"3;a =b\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions name"),
+    (b"3;a=b c\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions value"),
+    (b"3;a=\"x\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions quoted value"),
+    (b"3;a=\"\x01\"\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions quoted value"),
+    (b"3;a=\"x\\\r\nabc\r\n0\r\n\r\n", [b""], "Invalid quoted-pair in chunk extensions quoted value"),
+    (b"3;a=\"\\\x01\"\r\nabc\r\n0\r\n\r\n", [b""], "Invalid quoted-pair in chunk extensions quoted value"),
+    (b"3;a=\"\\\x7f\"\r\nabc\r\n0\r\n\r\n", [b""], "Invalid quoted-pair in chunk extensions quoted value"),
+    (b"3;a=\"x\"y\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions quote value"),
+    (b"3;a=\"x\" \r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions quote value"),
+    (b"3;a=\"x\"\"\r\nabc\r\n0\r\n\r\n", [b""], "Invalid character in chunk extensions quote value"),
+    # trailers llhttp refuses
+    (b"3\r\nabc\r\n0\r\nContent-Length: 5\r\n\r\n", [b"abc"], "Content-Length can't be present with Transfer-Encoding"),
+    (b"3\r\nabc\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n", [b"abc"], "Invalid `Transfer-Encoding` header value"),
+    (b"3\r\nabc\r\n0\r\nT: x\r\n y\r\n\r\n", [b"abc"], "Unexpected whitespace after header value"),
+    (b"3\r\nabc\r\n0\r\n T: x\r\n\r\n", [b"abc"], "Invalid header token"),
+    (b"3\r\nabc\r\n0\r\nT : x\r\n\r\n", [b"abc"], "Invalid header token"),
+    (b"3\r\nabc\r\n0\r\nT: a\x00\r\n\r\n", [b"abc"], "Invalid header value char"),
+    (b"3\r\nabc\r\n0\r\nT: x\n\r\n", [b"abc"], "Missing expected LF after header value"),
+    (b"3\r\nabc\r\n0\r\nT: x\r\n\n", [b"abc"], "Invalid header field char"),
+    (b"3\r\nabc\r\n0\r\n\n", [b"abc"], "Invalid header field char"),
+    (b"3\r\nabc\r\n0\r\n\rx", [b"abc"], "Expected LF after headers"),
+]
+
+
+@pytest.mark.parametrize("body, bodies, end", CHUNKED_BODY)
+def test_chunked_framing(body, bodies, end):
+    assert reading(POST + CHUNKED + body) == (bodies, end)
+
+
+HEAD = [
+    # CR and LF between messages are skipped
+    (b"\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"\n\nGET / HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"\r\rGET / HTTP/1.1\r\n\r\n", [b""], "done"),
+    # every line ends with CRLF: a bare LF or a CR followed by anything else is refused
+    (b"GET / HTTP/1.1\nHost: a\r\n\r\n", [b""], "Expected CRLF after version"),
+    (b"GET / HTTP/1.1\rHost: a\r\n\r\n", [b""], "Expected CRLF after version"),
+    (b"GET / HTTP/1.1\r\r\nHost: a\r\n\r\n", [b""], "Expected CRLF after version"),
+    (b"GET / HTTP/1.1\r\nHost: a\n\r\n", [b""], "Missing expected LF after header value"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\r\n\r\n", [b""], "Missing expected LF after header value"),
+    (b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", [b""], "Missing expected LF after header value"),
+    (b"GET / HTTP/1.1\r\nX: a\r\nY: b\rZ: c\r\n\r\n", [b""], "Missing expected LF after header value"),
+    (b"GET / HTTP/1.1\r\nX: a\r\x10\r\n\r\n", [b""], "Missing expected LF after header value"),
+    (b"GET / HTTP/1.1\r\nX: a\rXX\nXX: b\r\n\r\n", [b""], "Missing expected LF after header value"),
+    (b"GET / HTTP/1.1\r\nX: a\x0e\nY: b\r\n\r\n", [b""], "Invalid header value char"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\n", [b""], "Invalid header field char"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\rX", [b""], "Expected LF after headers"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\r\n", [b""], "Expected LF after headers"),
+    (b"GET / HTTP/1.1\r\n\n", [b""], "Invalid header field char"),
+    # obs-fold, and whitespace before the first header
+    (b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", [b""], "Unexpected whitespace after header value"),
+    (b"GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n", [b""], "Unexpected whitespace after header value"),
+    (b"GET / HTTP/1.1\r\nX: a\r\n \r\n\r\n", [b""], "Unexpected whitespace after header value"),
+    (b"GET / HTTP/1.1\r\nX:\r\n b\r\n\r\n", [b""], "Invalid header value char"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n X: b\r\n\r\n", [b""], "Unexpected whitespace after header value"),
+    (b"GET / HTTP/1.1\r\nConnection:\r\n close\r\n\r\n", [b""], "Invalid header value char"),
+    (b"GET / HTTP/1.1\r\nConnection: close\r\n x\r\n\r\n", [b""], "Unexpected whitespace after header value"),
+    (b"GET / HTTP/1.1\r\nConnection: keep-alive\r\n x\r\n\r\n", [b""], "Unexpected whitespace after header value"),
+    (b"GET / HTTP/1.1\r\n Host: a\r\n\r\n", [b""], "Unexpected space after start line"),
+    (b"GET / HTTP/1.1\r\n\tHost: a\r\n\r\n", [b""], "Invalid header token"),
+    # header names: tchar only, a colon right after
+    (b"GET / HTTP/1.1\r\nHost\r\n\r\n", [b""], "Invalid header token"),
+    (b"GET / HTTP/1.1\r\n: a\r\n\r\n", [b""], "Invalid header token"),
+    (b"GET / HTTP/1.1\r\nX Y: a\r\n\r\n", [b""], "Invalid header token"),
+    (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", [b""], "Invalid header token"),
+    (b"GET / HTTP/1.1\r\nX@Y: a\r\n\r\n", [b""], "Invalid header token"),
+    (b"GET / HTTP/1.1\r\nX\x00: a\r\n\r\n", [b""], "Invalid header token"),
+    (b"GET / HTTP/1.1\r\nContent-Length  : 3\r\n\r\nabc", [b""], "Invalid header field char"),
+    (b"GET / HTTP/1.1\r\nX: a\r\nContent-Length  : 3\r\n\r\nabc", [b""], "Invalid header field char"),
+    (b"GET / HTTP/1.1\r\nContent-Lengthx: 3\r\n\r\n", [b""], "done"),  # not Content-Length: no body
+    (b"GET / HTTP/1.1\r\nX-Content-Length: 3\r\n\r\nabc", [b"", b""], "Invalid method encountered"),
+    # header values: HT, visible ASCII, obs-text; no other control byte
+    (b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", [b""], "Invalid header value char"),
+    (b"GET / HTTP/1.1\r\nX: a\x7fb\r\n\r\n", [b""], "Invalid header value char"),
+    (b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n", [b""], "Invalid header value char"),
+    (b"GET / HTTP/1.1\r\nX: \x0ca\r\n\r\n", [b""], "Invalid header value char"),
+    (b"GET / HTTP/1.1\r\nX:\rY: b\r\n\r\n", [b""], "Expected LF after CR"),
+    (b"GET / HTTP/1.1\r\nUpgrade: \x00\r\n\r\n", [b""], "Invalid header value char"),
+    (b"GET / HTTP/1.1\r\nConnection: \x00\r\n\r\n", [b""], "Invalid header value char"),
+    (b"GET / HTTP/1.1\r\nX: a\x80\xffb\r\n\r\n", [b""], "done"),
+    (b"GET / HTTP/1.1\r\nX: a\tb \t\r\n\r\n", [b""], "done"),
+    (b"GET / HTTP/1.1\r\nX:\r\nY: \r\n\r\n", [b""], "done"),
+    (b"GET / HTTP/1.1\r\nX: \t\r\n\r\n", [b""], "done"),
+    (b"GET / HTTP/1.1\r\nAXX:XX\r\nA: Xb\r\nB: X\r\n\r\n", [b""], "done"),
+    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 30) for i in range(12)) + b"\r\n", [b""], "done"),
+    (b"GET / HTTP/1.1\r\nConnection:\r\nUpgrade:\r\n\r\n", [b""], "done"),
+]
+
+
+@pytest.mark.parametrize("data, bodies, end", HEAD)
+def test_head_lines(data, bodies, end):
+    assert reading(data) == (bodies, end)
+
+
+PIPELINING = [
+    (b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b"", b""], "done"),
+    (b"GET / HTTP/1.1\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),
+    (b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n", [b"", b""], "more"),
+    # after a message that closes the connection, only CR/LF may follow
+    (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b""], "Data after `Connection: close`"),
+    (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n\r\n\r\n", [b""], "done"),
+    (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n  ", [b""], "Data after `Connection: close`"),
+    (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n\r\n\t", [b""], "Data after `Connection: close`"),
+    (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nX", [b""], "Data after `Connection: close`"),
+    (b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\nG", [b""], "Data after `Connection: close`"),
+    (b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\nG", [b""], "Data after `Connection: close`"),
+    (b"GET / HTTP/1.1\r\nConnection: x, CLOSE \r\n\r\nG", [b""], "Data after `Connection: close`"),
+    (b"GET / HTTP/1.1\r\nConnection: x,\tclose\r\n\r\nG", [b""], "Data after `Connection: close`"),
+    (b"GET / HTTP/1.1\r\nProxy-Connection: close\r\n\r\nG", [b""], "Data after `Connection: close`"),
+    (b"GET / HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\nG",
+     [b""], "Data after `Connection: close`"),
+    (b"GET / HTTP/1.1\r\nConnection: closed\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),
+    (b"GET / HTTP/1.1\r\nConnection: close x\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),
+    (b"GET / HTTP/1.1\r\nConnection: Xclose\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),
+    (b"GET / HTTP/1.1\r\nKeep-Alive: close\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),  # not Connection
+    (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabcGET / HTTP/1.1\r\n\r\n", [b"abc"],
+     "Data after `Connection: close`"),
+    (b"POST / HTTP/1.1\r\n" + CHUNKED + b"3\r\nabc\r\n0\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"abc"],
+     "Data after `Connection: close`"),  # a Connection trailer counts
+    # HTTP/1.0 (and 2.0, and 0.9): keep-alive only when asked for
+    (b"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b""], "Data after `Connection: close`"),
+    (b"GET / HTTP/1.0\r\n\r\n\r\n", [b""], "done"),
+    (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),
+    (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),
+    (b"GET / HTTP/1.0\r\nProxy-Connection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),
+    (b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\nG", [b"", b""], "more"),
+    (b"POST / HTTP/1.0\r\n" + b"Connection: keep-alive\r\n" + CHUNKED + b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+     [b"abc", b""], "done"),
+    (b"GET / HTTP/2.0\r\n\r\nG", [b""], "Data after `Connection: close`"),
+    (b"GET / HTTP/2.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),
+    (b"GET /\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b""], "Data after `Connection: close`"),
+    (b"GET /\r\n\r\n", [b""], "done"),
+    # upgrades: the head is the whole message, its body is not read
+    (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nxyz", [b""], "upgrade"),
+    (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive, upgrade\r\nContent-Length: 3\r\n\r\nabc",
+     [b""], "upgrade"),
+    (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),
+    (b"GET / HTTP/1.1\r\nConnection: Upgrade\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),
+    (b"GET / HTTP/1.1\r\nUpgrade:\r\nConnection: upgrade\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),
+    (b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrades\r\n\r\nGET / HTTP/1.1\r\n\r\n", [b"", b""], "done"),
+    (b"CONNECT h:443 HTTP/1.1\r\n\r\nxyz", [b""], "upgrade"),
+    (b"CONNECT h:443 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", [b""], "upgrade"),
+    # PRI: the HTTP/2 preface, then an error anyway
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", [b""], "Pause on PRI/Upgrade"),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n", [b""], "more"),
+    (b"PRI * HTTP/2.0\r\n\r\nXM\r\n\r\n", [b""], "Expected HTTP/2 Connection Preface"),
+    (b"PRI * HTTP/2.0\r\r\n", [b""], "Expected HTTP/2 Connection Preface"),
+    (b"PRI * HTTP/2.0\n\r\nSM\r\n\r\n", [b""], "Expected HTTP/2 Connection Preface"),
+]
+
+
+@pytest.mark.parametrize("data, bodies, end", PIPELINING)
+def test_message_boundaries(data, bodies, end):
+    assert reading(data) == (bodies, end)
+
+
+REQUEST_LINE = [
+    # URLs (llhttp's strict URL mode)
+    (b"GET /a/b?c=d#e HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET /a?\"b\" HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET /a{b}|c^d`e HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET //h HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET * HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET */x HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET http://h.example/x HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET http://u:p@h:80/p?q HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET HTTPS://[::1]:8/ HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET http://h?q=/ HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET http://h HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET http://h/a?b#c HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET http://h/# HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET http:// HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET /\x00 HTTP/1.1\r\n\r\n", [b""], "Invalid char in url path"),
+    (b"GET /\x7f HTTP/1.1\r\n\r\n", [b""], "Invalid char in url path"),
+    (b"GET /\xff HTTP/1.1\r\n\r\n", [b""], "Invalid char in url path"),
+    (b"GET *\x01 HTTP/1.1\r\n\r\n", [b""], "Invalid char in url path"),
+    (b"GET http://h/\x01 HTTP/1.1\r\n\r\n", [b""], "Invalid char in url path"),
+    (b"GET http://h/a\x7f HTTP/1.1\r\n\r\n", [b""], "Invalid char in url path"),
+    (b"GET http: HTTP/1.1\r\n\r\n", [b""], "Invalid characters in url"),
+    (b"GET http:\t HTTP/1.1\r\n\r\n", [b""], "Invalid characters in url"),
+    (b"GET http HTTP/1.1\r\n\r\n", [b""], "Invalid characters in url"),
+    (b"GET http\t://x/ HTTP/1.1\r\n\r\n", [b""], "Invalid characters in url"),
+    (b"GET \t/ HTTP/1.1\r\n\r\n", [b""], "Invalid characters in url"),
+    (b"GET \r\n\r\n", [b""], "Invalid characters in url"),
+    (b"GET http:/x HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url schema"),
+    (b"GET http:x HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url schema"),
+    (b"GET ht1p://x/ HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url schema"),
+    (b"GET http\x01://x/ HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url schema"),
+    (b"GET http:X\tY HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url schema"),
+    (b"GET h:443 HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url schema"),
+    (b"GET 1http://x/ HTTP/1.1\r\n\r\n", [b""], "Unexpected start char in url"),
+    (b"GET \x01 HTTP/1.1\r\n\r\n", [b""], "Unexpected start char in url"),
+    (b"GET http://h\x01/ HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url server"),
+    (b"GET http://h\"/ HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url server"),
+    (b"GET http://h{}/ HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url server"),
+    (b"GET http://h#x HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url server"),
+    (b"GET http://\x01h/ HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url server"),
+    (b"GET http://\"h/ HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url server"),
+    # CONNECT: an authority (the upgrade hands the connection over)
+    (b"CONNECT h:443 HTTP/1.1\r\n\r\n", [b""], "upgrade"),
+    (b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n", [b""], "upgrade"),
+    (b"CONNECT /x HTTP/1.1\r\n\r\n", [b""], "upgrade"),
+    (b"CONNECT h:443/x HTTP/1.1\r\n\r\n", [b""], "upgrade"),
+    (b"CONNECT h:443?x HTTP/1.1\r\n\r\n", [b""], "upgrade"),
+    (b"CONNECT http://h/ HTTP/1.1\r\n\r\n", [b""], "upgrade"),
+    (b"CONNECT h:443/\x01 HTTP/1.1\r\n\r\n", [b""], "Invalid char in url path"),
+    (b"CONNECT h\x01 HTTP/1.1\r\n\r\n", [b""], "Unexpected char in url server"),
+    # spaces, HT and FF around the URL
+    (b"GET  / HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET /  HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GET / \tHTTP/1.1\r\n\r\n", [b""], "Invalid characters in url"),
+    (b"GET / \x0cHTTP/1.1\r\n\r\n", [b""], "Invalid characters in url"),
+    # HTTP/0.9: the URL ends the line
+    (b"GET /\r\n\r\n", [b""], "done"),
+    (b"GET /\r\nHost: a\r\n\r\n", [b""], "done"),
+    (b"GET /\n\r\n", [b""], "done"),
+    (b"GET /\r\n\t\r\n", [b""], "Invalid characters in url"),
+    (b"GET /\r\n\x0c\r\n", [b""], "Invalid characters in url"),
+    (b"GET /\rx\r\n", [b""], "Expected CRLF"),
+    # methods
+    (b"M-SEARCH * HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"OPTIONS * HTTP/1.1\r\n\r\n", [b""], "done"),
+    (b"GE\r\n\r\n", [b""], "Invalid method encountered"),
+    (b"get / HTTP/1.1\r\n\r\n", [b""], "Invalid method encountered"),
+    (b"XYZ / HTTP/1.1\r\n\r\n", [b""], "Invalid method encountered"),
+    # protocols and versions
+    (b"DESCRIBE / RTSP/1.0\r\n\r\n", [b""], "done"),
+    (b"GET / RTSP/1.0\r\n\r\n", [b""], "done"),
+    (b"SOURCE / ICE/1.0\r\n\r\n", [b""], "done"),
+    (b"GET / HTTP/0.9\r\n\r\n", [b""], "done"),
+    (b"DESCRIBE / HTTP/1.1\r\n\r\n", [b""], "Invalid method for HTTP/x.x request"),
+    (b"PUT / RTSP/1.0\r\n\r\n", [b""], "Invalid method for RTSP/x.x request"),
+    (b"GET / HTTP/1.2\r\n\r\n", [b""], "Invalid HTTP version"),
+    (b"GET / HTTP/3.0\r\n\r\n", [b""], "Invalid HTTP version"),
+    (b"GET / HTTP/11\r\n\r\n", [b""], "Expected dot"),
+    (b"GET / HTTP/1,1\r\n\r\n", [b""], "Expected dot"),
+    (b"GET / HTTP/a.1\r\n\r\n", [b""], "Invalid major version"),
+    (b"GET / HTTP/1.a\r\n\r\n", [b""], "Invalid minor version"),
+    (b"GET / http/1.1\r\n\r\n", [b""], "Expected HTTP/, RTSP/ or ICE/"),
+    (b"GET / HTTPS/1.1\r\n\r\n", [b""], "Expected HTTP/, RTSP/ or ICE/"),
+    (b"GET / H\r\n\r\n", [b""], "Expected HTTP/, RTSP/ or ICE/"),
+    (b"GET / X\r\n\r\n", [b""], "Expected HTTP/, RTSP/ or ICE/"),
+    (b"GET / HTTPX1.1\r\n\r\n", [b""], "Expected HTTP/, RTSP/ or ICE/"),
+    (b"GET / RTSPX1.0\r\n\r\n", [b""], "Expected HTTP/, RTSP/ or ICE/"),
+    (b"GET / HTTP/1X1\r\n\r\n", [b""], "Expected dot"),
+    # refused as soon as the bytes are wrong, not at the end of the line
+    (b"GET / XTTP/1.1", [b""], "Expected HTTP/, RTSP/ or ICE/"),
+    (b"GET / HTTP/1.1x", [b""], "Expected CRLF after version"),
+    (b"GET / HTTP/1.1 ", [b""], "Expected CRLF after version"),
+    (b"GET / H", [b""], "more"),
+    (b"GET / HTTP/1.1 \r\n\r\n", [b""], "Expected CRLF after version"),
+    (b"GET / HTTP/1.1x\r\n\r\n", [b""], "Expected CRLF after version"),
+]
+
+
+@pytest.mark.parametrize("data, bodies, end", REQUEST_LINE)
+def test_request_line(data, bodies, end):
+    assert reading(data) == (bodies, end)
+
+
+RESPONSES = [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 204 No Content\r\n\r\n", [b"abc", b""], "done"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", [b"", b""], "more"),
+    (b"HTTP/1.1 200 OK\r\n" + CHUNKED + BODY + b"HTTP/1.1 204 No Content\r\n\r\n", [b"abc", b""], "done"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" + BODY, [b"abc"], "done"),
+    (b"HTTP/1.1 200 OK\r\n" + CHUNKED + b"3;a=\"x\"\r\nabc\r\n0\r\nT: x\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+     [b"abc", b""], "more"),
+    # no length: the body runs to the end of the connection
+    (b"HTTP/1.1 200 OK\r\n\r\nabc", [b"abc"], "more"),
+    (b"HTTP/1.1 200 OK\r\n\r\n\r\n", [b"\r\n"], "more"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc", [b"abc"], "more"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nabc", [b"abc"], "more"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\nabc", [b"abc"], "more"),
+    (b"HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 1\r\n\r\na"
+     b"HTTP/1.1 200 OK\r\n\r\n", [b"a", b""], "more"),
+    # framing conflicts
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc", [b""],
+     "Content-Length can't be present with Transfer-Encoding"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc", [b""],
+     "Transfer-Encoding can't be present with Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", [b""], "Duplicate Content-Length"),
+    # 1xx, 204 and 304 have no body whatever the headers say
+    (b"HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
+     [b"", b"a"], "done"),
+    (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
+     [b"", b"a"], "done"),
+    (b"HTTP/1.1 304 Not Modified\r\n" + CHUNKED + b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
+     [b"", b"a"], "done"),
+    (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na", [b"", b"a"], "done"),
+    (b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na", [b"", b"a"], "done"),
+    (b"HTTP/1.1 102 Processing\r\nContent-Length: 3\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
+     [b"", b"a"], "done"),
+    (b"HTTP/1.1 103 Early Hints\r\nContent-Length: 3\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
+     [b"", b"a"], "done"),
+    (b"HTTP/1.1 199 X\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na", [b"", b"a"], "done"),
+    (b"HTTP/1.1 199 X\r\nContent-Length: 1\r\n\r\naHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
+     [b"a", b"a"], "done"),
+    # 101
+    (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x00",
+     [b""], "upgrade"),
+    (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", [b""], "Pause on CONNECT/Upgrade"),
+    (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", [b""], "Pause on CONNECT/Upgrade"),
+    # keep-alive
+    (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\naHTTP/1.1 200 OK\r\n\r\n", [b"a"],
+     "Data after `Connection: close`"),
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.0 200 OK\r\n\r\n", [b"a"], "Data after `Connection: close`"),
+    (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\naHTTP/1.0 200 OK\r\n\r\n",
+     [b"a", b""], "more"),
+    (b"HTTP/2.0 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 200 OK\r\n\r\n", [b"a"], "Data after `Connection: close`"),
+    # status lines
+    (b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", [b""], "done"),
+    (b"RTSP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", [b""], "done"),
+    (b"ICE/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", [b""], "done"),
+    (b"HTTP/1.1 200\r\n\r\n", [b""], "more"),
+    (b"HTTP/1.1 200 \r\n\r\n", [b""], "more"),
+    (b"HTTP/1.1 200 a\x00b\x7f\xff\r\n\r\n", [b""], "more"),
+    (b"HTTP/1.1 200\tOK\r\n\r\n", [b""], "Invalid response status"),
+    (b"HTTP/1.1 200OK\r\n\r\n", [b""], "Invalid response status"),
+    (b"HTTP/1.1 2000 OK\r\n\r\n", [b""], "Invalid response status"),
+    (b"HTTP/1.1 200\n\r\n", [b""], "Invalid response status"),
+    (b"HTTP/1.1  200 OK\r\n\r\n", [b""], "Invalid status code"),
+    (b"HTTP/1.1 20 OK\r\n\r\n", [b""], "Invalid status code"),
+    (b"HTTP/1.1 20x OK\r\n\r\n", [b""], "Invalid status code"),
+    (b"HTTP/1.1 200\rx\r\n", [b""], "Expected LF after CR"),
+    (b"HTTP/1.1 200 OK\rx\r\n", [b""], "Expected LF after CR"),
+    (b"HTTP/1.1 200 OK\n\r\n", [b""], "Missing expected CR after response line"),
+    (b"HTTP/1.1\r\n\r\n", [b""], "Expected space after version"),
+    (b"HTTP/1.1x200 OK\r\n\r\n", [b""], "Expected space after version"),
+    (b"HTTP/1.2 200 OK\r\n\r\n", [b""], "Invalid HTTP version"),
+    (b"HTP/1.1 200 OK\r\n\r\n", [b""], "Expected HTTP/, RTSP/ or ICE/"),
+    (b"HTTPX1.1 200 OK\r\n\r\n", [b""], "Expected HTTP/, RTSP/ or ICE/"),
+    (b"HTTP/1X1 200 OK\r\n\r\n", [b""], "Expected dot"),
+    (b"XTTP/1.1", [b""], "Expected HTTP/, RTSP/ or ICE/"),
+    (b"HTTP/1.1 2x", [b""], "Invalid status code"),
+    (b"HTTP/1.1 2", [b""], "more"),
+]
+
+
+@pytest.mark.parametrize("data, bodies, end", RESPONSES)
+def test_responses(data, bodies, end):
+    assert reading(data, response=True) == (bodies, end)
+
+
+@pytest.mark.parametrize("data, keep_alive", [
+    (b"GET / HTTP/1.1\r\n\r\n", True),
+    (b"GET / HTTP/1.0\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", True),  # the flags go with the message
+    (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", False),
+    (b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\na", True),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False),
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", False),
+])
+def test_keep_alive_getter_after_the_message_like_httptools(data, keep_alive):
+    for lib in (httptools, h1parse):
+        parser = (lib.HttpResponseParser if data.startswith(b"HTTP") else lib.HttpRequestParser)(object())
+        parser.feed_data(data)
+        assert parser.should_keep_alive() is keep_alive, lib
+
+
+@pytest.mark.parametrize("callback", ["on_url", "on_header", "on_headers_complete", "on_body", "on_message_complete",
+                                      "on_chunk_header", "on_chunk_complete", None])
+def test_every_feed_after_an_error_raises(callback):
+    """Once a stream is refused (or a callback failed), nothing more is parsed from it."""
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    if callback is None:
+        data = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"
+
+    class Boom(Exception):
+        pass
+
+    class Proto:
+        pass
+
+    def fail(*args):
+        raise Boom()
+
+    if callback is not None:
+        setattr(Proto, callback, staticmethod(fail))
+    for lib in (httptools, h1parse):
+        for follow in (b"", b"1", b"0\r\n", b"\r\n", b"GET / HTTP/1.1\r\n\r\n"):
+            parser = lib.HttpRequestParser(Proto())
+            with pytest.raises(lib.HttpParserError) as first:
+                parser.feed_data(data)
+            if callback is not None:
+                assert isinstance(first.value, lib.HttpParserCallbackError)
+                assert isinstance(first.value.__context__, Boom)
+            with pytest.raises(type(first.value)) as again:
+                parser.feed_data(follow)
+            assert str(again.value) == str(first.value)
+
+
+def test_pieces_are_never_empty():
+    """Deliberate difference: llhttp may call on_url/on_status/on_body with b"" at feed boundaries."""
+    got = []
+
+    class Proto:
+        def on_url(self, url):
+            got.append(url)
+
+        def on_status(self, status):
+            got.append(status)
+
+        def on_body(self, body):
+            got.append(body)
+
+    for parser, data in ((h1parse.HttpRequestParser(Proto()), REQ + b"Content-Length: 3\r\n\r\nabc"),
+                         (h1parse.HttpResponseParser(Proto()), b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")):
+        for byte in range(len(data)):
+            parser.feed_data(data[byte:byte + 1])
+    assert got and all(got), got
+    assert b"".join(got) == b"/" + b"abc" + b"OK" + b"abc"
+
+
+def test_line_limit_boundary():
+    """MAX_LINE bytes of an unfinished line are kept; one more is refused."""
+    parser = h1parse.HttpRequestParser(object())
+    parser.feed_data(b"GET / HTTP/1.1\r\nX: " + b"a" * (h1parse.MAX_LINE - 3))
+    with pytest.raises(h1parse.HttpParserError):
+        parser.feed_data(b"a")
+
+
+def test_a_failing_callback_is_named_in_the_error():
+    """Deliberate difference: llhttp says "User callback error"; h1parse names the callback
+    (ingressd gives the message as the reason of its 400), "?" when it has no name."""
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+
+    def failing(name):
+        def callback(*args):
+            raise KeyError()
+        callback.__name__ = name
+        return callback
+
+    cases = [(callback, failing(callback), callback) for callback in (
+        "on_message_begin", "on_url", "on_header", "on_headers_complete", "on_body", "on_chunk_header",
+        "on_chunk_complete", "on_message_complete")]
+    cases += [("on_url", functools.partial(failing("x")), "?"), ("on_body", functools.partial(failing("x")), "?"),
+              ("on_header", functools.partial(failing("x")), "on_header")]
+    for callback, function, name in cases:
+        parser = h1parse.HttpRequestParser(type("Proto", (), {callback: staticmethod(function)})())
+        with pytest.raises(h1parse.HttpParserCallbackError) as info:
+            parser.feed_data(data)
+        assert str(info.value) == "`%s` callback error" % name
+        with pytest.raises(h1parse.HttpParserCallbackError) as again:
+            parser.feed_data(b"0\r\n")
+        assert str(again.value) == str(info.value)
+    parser = h1parse.HttpResponseParser(type("Proto", (), {"on_status": staticmethod(failing("on_status"))})())
+    with pytest.raises(h1parse.HttpParserCallbackError, match="^`on_status` callback error$"):
+        parser.feed_data(b"HTTP/1.1 200 OK\r\n")
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_other_buffers_are_parsed_like_bytes(kind):
+    data = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n"
+    expected, _ = run(h1parse, split(data, (5, 40)))
+    rec = Recorder(h1parse, False)
+    for piece in split(data, (5, 40)):
+        rec.parser.feed_data(kind(piece))
+    assert normalize(rec.events) == expected
+    assert all(type(value) is bytes for event in rec.events for value in event[1:]
+               if not isinstance(value, (int, str, bool)))
 
 
 # -- ingressd's own protocol tests, with the Python parser ------------------------------------
