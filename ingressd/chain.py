@@ -1,121 +1,129 @@
-"""Route entries: each route with its balancer and its plugins' prepared features.
+"""The feature chain runner: a route's prepared features, run in phase order on one exchange.
 
-Built once per configuration change (``build_table``); the request path only calls the
-bound methods collected here, already sorted by phase.
+The one way features are run: by the proxy's ``Exchange``, by ``testing.PluginHarness`` and by
+the testing helpers, so a plugin's tests exercise exactly what the server does.
+
+- ``run_request_features``: each ``request`` in order until one answers (a ``LocalResponse``,
+  directly or from a Deferred); ``on_done(answer, feature)`` — ``(None, None)`` when every one
+  let the request through — or ``on_error(feature, failure)`` when one raised or failed.
+- ``run_error_features``: the first error feature listing the status that returns a page;
+  ``on_done(page or None)``. A failing error feature is logged and the next one is asked.
+- ``run_response_features``: each ``response`` mutates the response's header list.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Callable, Iterable, Sequence
 
+from twisted.internet.defer import Deferred
 from twisted.python import log
+from twisted.python.failure import Failure
 
-from ingressd.features import AnnotationError, BuildContext
-from ingressd.model import Config, Endpoint, Rejection, Route
-from ingressd.routing import RouteTable
+from ingressd.features import LocalResponse
 
-
-_NO_CODES: frozenset[int] = frozenset()  # shared: an empty frozenset is 216 bytes per route
+DEFAULT_PHASE = 500  # a feature without ``phase`` runs with the PROXY phase
 
 
-class RouteEntry:
-    """What the proxy needs for one route, prepared."""
-
-    __slots__ = ("route", "endpoints", "_next", "request_features", "response_features",
-                 "error_features", "error_codes", "features")
-
-    def __init__(self, route: Route, features: Iterable = ()):
-        self.route = route
-        self.endpoints: tuple[Endpoint, ...] = route.backend.endpoints
-        self._next = 0
-        if not features:  # most routes: no annotation asks for anything
-            self.features = self.request_features = self.response_features = self.error_features = ()
-            self.error_codes = _NO_CODES
-            return
-        ordered = sorted(features, key=lambda feature: getattr(feature, "phase", 500))
-        self.features = tuple(ordered)
-        self.request_features = tuple(f.request for f in ordered if hasattr(f, "request"))
-        self.response_features = tuple(f.response for f in ordered if hasattr(f, "response"))
-        self.error_features = tuple(
-            (frozenset(getattr(f, "error_codes", ())), f.error) for f in ordered if hasattr(f, "error")
-        )
-        codes: set[int] = set()
-        for feature_codes, _ in self.error_features:
-            codes |= feature_codes
-        self.error_codes = frozenset(codes) if codes else _NO_CODES
-
-    def pick(self, exclude=()) -> Endpoint | None:
-        """The next ready endpoint, round-robin, avoiding ``exclude`` while others remain."""
-        endpoints = self.endpoints
-        count = len(endpoints)
-        if not count:
-            return None
-        for _ in range(count):
-            endpoint = endpoints[self._next % count]
-            self._next += 1
-            if endpoint not in exclude:
-                return endpoint
-        return endpoints[(self._next - 1) % count]
+def in_phase_order(features: Iterable[Any]) -> list:
+    """``features`` sorted by their ``phase`` (stable: a plugin's order is kept within a phase)."""
+    return sorted(features, key=lambda feature: getattr(feature, "phase", DEFAULT_PHASE))
 
 
-def build_table(config: Config, plugins, context: BuildContext,
-                previous: dict | None = None, previous_table: RouteTable | None = None
-                ) -> tuple[RouteTable, Config]:
-    """Build the route table; an Ingress whose features cannot be built is rejected whole.
+def run_request_features(requests: Sequence[Callable], exchange: Any,
+                         on_done: Callable[[LocalResponse | None, Callable | None], None],
+                         on_error: Callable[[Callable, Failure], None],
+                         start: int = 0, wanted: Callable[[], bool] | None = None) -> None:
+    """Call ``requests[start:]`` (bound ``request`` methods, in phase order) until one answers.
 
-    ``previous`` (owned by the caller, updated here) maps ``id(route)`` to the entry built
-    for that very Route object last time: an unchanged route keeps its entry (and its
-    features and round-robin position) instead of having them built again.
-    """
-    failed: dict = {}
-    entries: list[RouteEntry] = []
-    cache: dict = {}
-    reused: dict = {}
-    previous = {} if previous is None else previous
-
-    def entry_for(route: Route) -> RouteEntry | None:
-        known = previous.get(id(route))
-        if known is not None and known.route is route:
-            reused[id(route)] = known
-            return known
-        if route.ingress in failed:
-            return None
-        # The routes of one Ingress share their features tuple: its identity is the key
-        # (hashing ~60 annotation values per route cost ~2 µs; the routes are alive here).
-        key = (route.ingress, id(route.features), route.tls, route.host)
+    After a Deferred, the chain goes on only while ``wanted()`` (the exchange is not over)."""
+    index = start
+    count = len(requests)
+    while index < count:
+        feature = requests[index]
+        index += 1
         try:
-            features = cache.get(key)
-            if features is None:
-                features = cache[key] = plugins.route_features(route, context) if plugins else []
-        except AnnotationError as exc:
-            failed[route.ingress] = str(exc)
-            return None
-        except Exception as exc:  # a plugin bug must not take down other Ingresses
-            log.err(None, f"ingressd: a plugin failed while building routes of {route.ingress}")
-            failed[route.ingress] = f"a plugin failed: {exc}"
-            return None
-        entry = RouteEntry(route, features)
-        reused[id(route)] = entry
-        return entry
+            result = feature(exchange)
+        except Exception:
+            on_error(feature, Failure())
+            return
+        if result is None:
+            continue
+        if isinstance(result, Deferred):
+            def fired(value, feature=feature, index=index) -> None:
+                if wanted is not None and not wanted():
+                    return
+                if value is None:
+                    run_request_features(requests, exchange, on_done, on_error, index, wanted)
+                else:
+                    on_done(value, feature)
 
-    for route in config.routes:
-        entry = entry_for(route)
-        if entry is not None:
-            entries.append(entry)
-    default = entry_for(config.default_backend) if config.default_backend is not None else None
-    previous.clear()
-    previous.update(reused)
-    if failed:
-        entries = [entry for entry in entries if entry.route.ingress not in failed]
-        if default is not None and default.route.ingress in failed:
-            default = None
-        rejections = config.rejections + tuple(Rejection(ref, reason) for ref, reason in failed.items())
-        config = Config(
-            routes=tuple(r for r in config.routes if r.ingress not in failed),
-            default_backend=config.default_backend if default is not None else None,
-            tls_hosts=tuple(t for t in config.tls_hosts if t.ingress not in failed),
-            secrets=config.secrets,
-            rejections=rejections,
-            warnings=config.warnings,
-        )
-    return RouteTable(entries, default, previous_table), config
+            def failed(failure, feature=feature) -> None:
+                if wanted is None or wanted():
+                    on_error(feature, failure)
+
+            result.addCallbacks(fired, failed)
+            return
+        on_done(result, feature)
+        return
+    on_done(None, None)
+
+
+def intercepts_backend_errors(error: Callable) -> bool:
+    """Whether an error feature replaces the backend's own error responses too, or only
+    ingressd's (its feature's ``intercept_upstream``; ingress-nginx's disable-proxy-intercept-errors)."""
+    return getattr(getattr(error, "__self__", None), "intercept_upstream", True)
+
+
+def intercepts(error_features: Sequence[tuple[frozenset, Callable]], status: int) -> bool:
+    """Whether a backend response with ``status`` is replaced by an error page."""
+    return any(status in codes and intercepts_backend_errors(error) for codes, error in error_features)
+
+
+def run_error_features(errors: Sequence[tuple[frozenset, Callable]], exchange: Any, status: int,
+                       backend_error: bool, on_done: Callable[[LocalResponse | None], None],
+                       start: int = 0) -> None:
+    """Ask the error features listing ``status`` for a page, in order; ``backend_error``: the
+    status is the backend's own answer (only features that intercept those are asked)."""
+    index = start
+    while index < len(errors):
+        codes, feature = errors[index]
+        index += 1
+        if status not in codes or (backend_error and not intercepts_backend_errors(feature)):
+            continue
+        try:
+            result = feature(exchange, status)
+        except Exception:
+            log.err(None, "ingressd: an error-page feature failed")
+            continue
+        if isinstance(result, Deferred):
+            def fired(page, index=index) -> None:
+                if page is None:
+                    run_error_features(errors, exchange, status, backend_error, on_done, index)
+                else:
+                    on_done(page)
+
+            def failed(failure, index=index) -> None:
+                log.err(failure, "ingressd: an error page could not be fetched")
+                run_error_features(errors, exchange, status, backend_error, on_done, index)
+
+            result.addCallbacks(fired, failed)
+            return
+        if result is not None:
+            on_done(result)
+            return
+    on_done(None)
+
+
+def run_response_features(responses: Sequence[Callable], exchange: Any, status: int,
+                          headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Let each ``response`` (in phase order) change the response's headers; returns them."""
+    for response in responses:
+        response(exchange, status, headers)
+    return headers
+
+
+def with_page_headers(original: Iterable[tuple[bytes, bytes]], page: LocalResponse) -> list:
+    """An error page keeps the original answer's headers (WWW-Authenticate, Retry-After…), its
+    own Content-Type and headers replacing the original's Content-Type."""
+    kept = [(name, value) for name, value in original if name != b"content-type"]
+    return kept + list(page.headers)

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred
 from twisted.python import log
 
+from ingressd.chain import (
+    intercepts,
+    run_error_features,
+    run_request_features,
+    run_response_features,
+    with_page_headers,
+)
 from ingressd.features import LocalResponse
 from ingressd.forwarding import FORWARDED, SPOOFABLE, ForwardingPolicy
 from ingressd.headers import HOP_BY_HOP, Headers, connection_tokens, serialize, without_hop_by_hop
@@ -204,42 +210,26 @@ class Exchange:
         self.entry = entry
         self.route = entry.route
         if entry.request_features:
-            self._run_features(0)
+            self._run_features()
         else:
             self._forward()
 
-    def _run_features(self, index: int) -> None:
-        features = self.entry.request_features
-        count = len(features)
-        while index < count:
-            try:
-                result = features[index](self)
-            except Exception:
-                log.err(None, f"ingressd: a request feature of {self.route.ingress} failed")
-                self.local(500)
-                return
-            index += 1
-            if result is None:
-                continue
-            if isinstance(result, Deferred):
-                result.addCallbacks(self._feature_answered, self._feature_failed, callbackArgs=(index,))
-                return
-            self.answered_by = _feature_owner(features[index - 1])
-            self._answer(result)
-            return
-        self._forward()
+    def _run_features(self) -> None:
+        run_request_features(self.entry.request_features, self, self._features_done, self._feature_failed,
+                             wanted=self._wanted)
 
-    def _feature_answered(self, result, index: int) -> None:
-        if self._done:
-            return
-        if result is None:
-            self._run_features(index)
+    def _wanted(self) -> bool:
+        return not self._done
+
+    def _features_done(self, answer: LocalResponse | None, feature) -> None:
+        if answer is None:
+            self._forward()
         else:
-            self.answered_by = _feature_owner(self.entry.request_features[index - 1])
-            self._answer(result)
+            self.answered_by = _feature_owner(feature)
+            self._answer(answer)
 
-    def _feature_failed(self, failure) -> None:
-        log.err(failure, "ingressd: a request feature failed")
+    def _feature_failed(self, feature, failure) -> None:
+        log.err(failure, f"ingressd: a request feature of {self.route.ingress} failed")
         if not self._done:
             self.local(500)
 
@@ -357,7 +347,7 @@ class Exchange:
         entry = self.entry
         if status in entry.error_codes and entry.error_features:
             own = self.upstream_status != status  # an answer ingressd makes of it (a stray 101)
-            if own or _intercepts(entry.error_features, status):
+            if own or intercepts(entry.error_features, status):
                 self._intercepted = status  # the body is dropped; the error page replaces it
                 self._upstream_error = not own
                 return
@@ -366,8 +356,8 @@ class Exchange:
 
     def _respond_head(self, status: int, pairs, length) -> None:
         self.status = status
-        for feature in self.entry.response_features if self.entry is not None else ():
-            feature(self, status, pairs)
+        if self.entry is not None:
+            run_response_features(self.entry.response_features, self, status, pairs)
         self._response_started = True
         if self.websocket:  # a WebSocket request answered without a tunnel: close after it
             self.protocol.close_after_response()
@@ -434,8 +424,7 @@ class Exchange:
         self.proxy.tunnels_open += 1  # until _finished
         head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
         pairs = [(n, v) for n, v in connection.response_headers if n not in (b"content-length", b"transfer-encoding")]
-        for feature in self.entry.response_features:
-            feature(self, 101, pairs)
+        run_response_features(self.entry.response_features, self, 101, pairs)
         head.append(serialize(pairs))
         head.append(b"\r\n")
         self.protocol.write_raw(b"".join(head))
@@ -510,39 +499,18 @@ class Exchange:
         entry = self.entry
         if status >= 400 and entry is not None and status in entry.error_codes:
             self._in_error = True
-            self._error_page(status, list(headers), body, 0)
+            self._error_page(status, list(headers), body)
             return
         self._send_local(status, list(headers), body)
 
-    def _error_page(self, status, headers, body, index) -> None:
-        features = self.entry.error_features
-        while index < len(features):
-            codes, feature = features[index]
-            index += 1
-            if status not in codes or (self._upstream_error and not _intercepts_upstream(feature)):
-                continue
-            try:
-                result = feature(self, status)
-            except Exception:
-                log.err(None, "ingressd: an error-page feature failed")
-                continue
-            if isinstance(result, Deferred):
-                def done(page, index=index):
-                    if page is None:
-                        self._error_page(status, headers, body, index)
-                    else:
-                        self._send_local(status, _with_page_headers(headers, page), page.body)
+    def _error_page(self, status: int, headers: list, body: bytes | None) -> None:
+        def done(page: LocalResponse | None) -> None:
+            if page is None:
+                self._send_local(status, headers, body)
+            else:
+                self._send_local(status, with_page_headers(headers, page), page.body)
 
-                def failed(failure, index=index):
-                    log.err(failure, "ingressd: an error page could not be fetched")
-                    self._error_page(status, headers, body, index)
-
-                result.addCallbacks(done, failed)
-                return
-            if result is not None:
-                self._send_local(status, _with_page_headers(headers, result), result.body)
-                return
-        self._send_local(status, headers, body)
+        run_error_features(self.entry.error_features, self, status, self._upstream_error, done)
 
     def _send_local(self, status: int, pairs: list, body: bytes | None) -> None:
         if self._done or self.protocol.closed:
@@ -586,23 +554,6 @@ def _feature_owner(method) -> str:
     owner = getattr(method, "__self__", None)
     module = type(owner).__module__ if owner is not None else getattr(method, "__module__", "")
     return getattr(owner, "plugin_name", None) or (module or "unknown").rpartition(".")[2]
-
-
-def _intercepts_upstream(error) -> bool:
-    """Whether an error feature replaces the backend's own error responses too, or only
-    ingressd's (its ``intercept_upstream``; ingress-nginx's disable-proxy-intercept-errors)."""
-    return getattr(getattr(error, "__self__", None), "intercept_upstream", True)
-
-
-def _intercepts(error_features, status: int) -> bool:
-    """Whether a backend response with ``status`` is replaced by an error page."""
-    return any(status in codes and _intercepts_upstream(error) for codes, error in error_features)
-
-
-def _with_page_headers(original, page: LocalResponse) -> list:
-    """An error page keeps the original answer's headers (WWW-Authenticate, Retry-After…)."""
-    kept = [(name, value) for name, value in original if name != b"content-type"]
-    return kept + list(page.headers)
 
 
 def _origin_form(absolute: bytes) -> bytes:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from twisted.python import log
 
-from ingressd.chain import build_table
+from ingressd.entries import build_table
 from ingressd.features import BuildContext
 from ingressd.model import Config
 from ingressd.routing import RouteTable

@@ -40,9 +40,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
+from ingressd.chain import (
+    in_phase_order,
+    run_error_features,
+    run_request_features,
+    run_response_features,
+    with_page_headers,
+)
 from ingressd.features import INGRESSD_PREFIX, BuildContext, LocalResponse, check_plain_text
 from ingressd.headers import Headers
 from ingressd.model import Backend, Endpoint, ObjectRef, Route, SecretData
@@ -179,42 +186,36 @@ def features_for(plugin: Any, raw: Mapping[str, str], route: Route | None = None
     return [result]
 
 
-def _settled(result: Any, what: str) -> Any:
-    """The result of a Deferred that must already have fired (no reactor runs here)."""
-    if not isinstance(result, Deferred):
-        return result
-    results: list = []
-    result.addBoth(results.append)
-    assert results, f"the {what} Deferred has not fired (advance the Clock, or fire it first)"
-    value = results[0]
-    if hasattr(value, "raiseException"):
-        value.raiseException()
-    return value
-
-
 def run_request(features: Iterable[Any], ex: FakeExchange) -> LocalResponse | None:
-    """Call each feature's ``request`` in phase order; the first answer stops the chain.
-
-    Deferreds must already have fired (unit tests run without a reactor).
-    """
-    for feature in sorted(features, key=lambda f: getattr(f, "phase", 500)):
-        request = getattr(feature, "request", None)
-        if request is None:
-            continue
-        answer = _settled(request(ex), "feature's")
-        if answer is not None:
-            assert isinstance(answer, LocalResponse), answer
-            return answer
-    return None
+    """Call each feature's ``request`` in phase order, with the proxy's own chain runner
+    (``ingressd.chain``); the first answer stops the chain. Deferreds must already have fired
+    (unit tests run without a reactor); a feature that raises raises here."""
+    ordered = in_phase_order(features)
+    requests = [feature.request for feature in ordered if hasattr(feature, "request")]
+    return _request_answer(requests, ex)
 
 
 def run_response(features: Iterable[Any], ex: FakeExchange, status: int,
                  headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    for feature in sorted(features, key=lambda f: getattr(f, "phase", 500)):
-        response = getattr(feature, "response", None)
-        if response is not None:
-            response(ex, status, headers)
-    return headers
+    """Call each feature's ``response`` in phase order (the proxy's chain runner)."""
+    ordered = in_phase_order(features)
+    return run_response_features([f.response for f in ordered if hasattr(f, "response")], ex, status, headers)
+
+
+def _request_answer(requests, ex) -> LocalResponse | None:
+    """Run the request chain and return its answer at once (every Deferred already fired)."""
+    outcome: list = []
+
+    def failed(feature, failure) -> None:
+        outcome.append(failure)
+
+    run_request_features(requests, ex, lambda answer, feature: outcome.append(answer), failed)
+    assert outcome, "a request feature's Deferred has not fired (advance the Clock, or fire it first)"
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()  # the proxy logs it and answers 500; a test wants the error
+    answer = outcome[0]
+    assert answer is None or isinstance(answer, LocalResponse), answer
+    return answer
 
 
 def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
@@ -391,7 +392,7 @@ class PluginHarness:
 
     def rebuild(self, objects: Sequence[Mapping] | None = None) -> None:
         """Translate and build again (e.g. after changing ``self.objects``), then config_applied."""
-        from ingressd.chain import build_table
+        from ingressd.entries import build_table
         from ingressd.store import object_key, pack
         from ingressd.translate import TranslateSettings, translate
 
@@ -487,29 +488,24 @@ class PluginHarness:
             server_port=443 if scheme == "https" else 80,
             route=entry.route,
         )
-        for request in entry.request_features:
-            answer = _settled(request(ex), "request feature's")
-            if answer is not None:
-                assert isinstance(answer, LocalResponse), answer
-                local = self._finish_response(ex, answer.status, list(answer.headers), answer.body, local=True)
-                ex.finish()
-                return Outcome(self, ex, local)
+        answer = _request_answer(entry.request_features, ex)
+        if answer is not None:
+            local = self._finish_response(ex, answer.status, list(answer.headers), answer.body, local=True)
+            ex.finish()
+            return Outcome(self, ex, local)
         return Outcome(self, ex, None)
 
     def _finish_response(self, ex: FakeExchange, status: int, headers: list, body: bytes,
                          local: bool = False) -> Response:
+        """Error pages (for listed codes) and the response features, as the proxy applies them."""
         entry = self.entry
         if status >= 400 and status in entry.error_codes:
-            for codes, error in entry.error_features:
-                if status not in codes:
-                    continue
-                page = _settled(error(ex, status), "error feature's")
-                if page is not None:
-                    kept = [(k, v) for k, v in headers if k != b"content-type"] if local else []
-                    headers, body = kept + list(page.headers), page.body
-                    break
-        for response in entry.response_features:
-            response(ex, status, headers)
+            pages: list = []
+            run_error_features(entry.error_features, ex, status, not local, pages.append)
+            assert pages, "an error feature's Deferred has not fired (advance the Clock, or fire it first)"
+            if pages[0] is not None:
+                headers, body = with_page_headers(headers if local else [], pages[0]), pages[0].body
+        run_response_features(entry.response_features, ex, status, headers)
         return Response(status, headers, body)
 
 

@@ -1,42 +1,123 @@
-"""Route entries: round-robin over ready endpoints, and features sorted by phase."""
+"""The feature chain runner on its own: order, answers, Deferreds, failures, error pages."""
 
-from ingressd.chain import RouteEntry
-from ingressd.model import Backend, Endpoint, ObjectRef, Route
+from __future__ import annotations
 
+from twisted.internet.defer import Deferred, fail, succeed
 
-def route(endpoints):
-    backend = Backend("ns", "svc", "80", tuple(Endpoint("10.0.0.%d" % i, 80) for i in endpoints))
-    return Route("h.com", "/", "Prefix", backend, ObjectRef("Ingress", "ns", "i"))
+from ingressd.chain import (
+    in_phase_order,
+    intercepts,
+    run_error_features,
+    run_request_features,
+    run_response_features,
+    with_page_headers,
+)
+from ingressd.features import LocalResponse
 
-
-def test_round_robin_spreads_requests_evenly():
-    entry = RouteEntry(route([1, 2, 3]))
-    picks = [entry.pick().address for _ in range(9)]
-    assert sorted(picks) == ["10.0.0.1"] * 3 + ["10.0.0.2"] * 3 + ["10.0.0.3"] * 3
-    assert picks[:3] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
-
-
-def test_pick_avoids_endpoints_already_tried_while_others_remain():
-    entry = RouteEntry(route([1, 2]))
-    first = entry.pick()
-    assert entry.pick((first,)) != first
-    only = RouteEntry(route([1]))
-    assert only.pick((only.endpoints[0],)) == only.endpoints[0]  # nothing else: the same again
-    assert RouteEntry(route([])).pick() is None
+ANSWER = LocalResponse(403)
 
 
-class Feature:
-    def __init__(self, phase, log):
-        self.phase = phase
-        self.log = log
+def chain(*results, wanted=None):
+    """Run request features returning ``results`` in turn; what was called and the outcome."""
+    called, outcome = [], []
 
-    def request(self, exchange):
-        self.log.append(self.phase)
+    def feature(result, name):
+        def request(exchange):
+            called.append(name)
+            if isinstance(result, Exception):
+                raise result
+            return result
+        request.__name__ = name
+        return request
+
+    features = [feature(result, f"f{index}") for index, result in enumerate(results)]
+    run_request_features(features, object(), lambda answer, f: outcome.append(("done", answer, f and f.__name__)),
+                         lambda f, failure: outcome.append(("error", f.__name__, failure.type)), wanted=wanted)
+    return called, outcome
 
 
-def test_request_features_run_in_phase_order_whatever_the_plugin_order():
-    log = []
-    entry = RouteEntry(route([1]), [Feature(400, log), Feature(100, log), Feature(300, log), Feature(200, log)])
-    for feature in entry.request_features:
-        feature(None)
-    assert log == [100, 200, 300, 400]
+def test_every_feature_lets_the_request_through():
+    assert chain(None, None) == (["f0", "f1"], [("done", None, None)])
+    assert chain() == ([], [("done", None, None)])
+
+
+def test_the_first_answer_stops_the_chain_and_names_its_feature():
+    assert chain(None, ANSWER, None) == (["f0", "f1"], [("done", ANSWER, "f1")])
+
+
+def test_a_raising_feature_is_an_error_and_stops_the_chain():
+    assert chain(None, ValueError("x"), None) == (["f0", "f1"], [("error", "f1", ValueError)])
+
+
+def test_deferreds_continue_or_answer_when_they_fire():
+    later = Deferred()
+    called, outcome = chain(later, None)
+    assert (called, outcome) == (["f0"], [])
+    later.callback(None)
+    assert (called, outcome) == (["f0", "f1"], [("done", None, None)])
+    assert chain(succeed(ANSWER), None) == (["f0"], [("done", ANSWER, "f0")])
+    called, outcome = chain(fail(KeyError("k")), None)
+    assert outcome == [("error", "f0", KeyError)]
+
+
+def test_a_deferred_firing_after_the_exchange_is_over_does_nothing():
+    later, state = Deferred(), {"over": False}
+    called, outcome = chain(later, None, wanted=lambda: not state["over"])
+    state["over"] = True
+    later.callback(None)
+    assert (called, outcome) == (["f0"], [])
+
+
+class _Feature:
+    def __init__(self, phase=None, intercept=None):
+        if phase is not None:
+            self.phase = phase
+        if intercept is not None:
+            self.intercept_upstream = intercept
+
+    def error(self, exchange, status):
+        return LocalResponse(status, [(b"content-type", b"text/html")], b"page %d" % status)
+
+
+def test_phase_order_is_stable_and_defaults_to_proxy():
+    a, b, c, d = _Feature(300), _Feature(), _Feature(100), _Feature(500)
+    assert in_phase_order([a, b, c, d]) == [c, a, b, d]
+
+
+def test_error_pages_ask_the_features_that_list_the_status():
+    own, backend_only = _Feature(), _Feature(intercept=False)
+    errors = [(frozenset({404}), own.error), (frozenset({503}), backend_only.error), (frozenset({503}), own.error)]
+    pages = []
+    run_error_features(errors, object(), 503, False, pages.append)
+    assert pages[0].body == b"page 503"
+    pages = []
+    run_error_features(errors, object(), 503, True, pages.append)  # the backend's own 503
+    assert pages[0].body == b"page 503" and len(pages) == 1
+    pages = []
+    run_error_features(errors[1:2], object(), 503, True, pages.append)
+    assert pages == [None]
+    assert intercepts(errors, 503) and intercepts(errors, 404) and not intercepts(errors[1:2], 503)
+    assert not intercepts(errors, 500)
+
+
+def test_a_failing_error_feature_hands_over_to_the_next():
+    def broken(exchange, status):
+        raise RuntimeError("boom")
+
+    def late(exchange, status):
+        return fail(RuntimeError("late"))
+
+    pages = []
+    run_error_features([(frozenset({500}), broken), (frozenset({500}), late), (frozenset({500}), _Feature().error)],
+                       object(), 500, False, pages.append)
+    assert [page.body for page in pages] == [b"page 500"]
+
+
+def test_response_features_and_page_headers():
+    seen = []
+    headers = run_response_features([lambda ex, status, h: h.append((b"x-a", b"%d" % status)),
+                                     lambda ex, status, h: seen.append(list(h))], object(), 201, [])
+    assert headers == [(b"x-a", b"201")] and seen == [[(b"x-a", b"201")]]
+    page = LocalResponse(401, [(b"content-type", b"text/html")], b"")
+    assert with_page_headers([(b"www-authenticate", b"Basic"), (b"content-type", b"text/plain")], page) == [
+        (b"www-authenticate", b"Basic"), (b"content-type", b"text/html")]
