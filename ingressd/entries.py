@@ -11,7 +11,7 @@ from typing import Iterable
 from twisted.python import log
 
 from ingressd.chain import in_phase_order
-from ingressd.features import AnnotationError, BuildContext
+from ingressd.features import AnnotationError, BuildContext, UpstreamSettings
 from ingressd.model import Config, Endpoint, Rejection, Route
 from ingressd.routing import RouteTable
 
@@ -23,12 +23,13 @@ class RouteEntry:
     """What the proxy needs for one route, prepared."""
 
     __slots__ = ("route", "endpoints", "_next", "request_features", "response_features",
-                 "error_features", "error_codes", "features")
+                 "error_features", "error_codes", "features", "upstream")
 
     def __init__(self, route: Route, features: Iterable = ()):
         self.route = route
         self.endpoints: tuple[Endpoint, ...] = route.backend.endpoints
         self._next = 0
+        self.upstream: UpstreamSettings | None = None  # the route's timeouts and body limit
         if not features:  # most routes: no annotation asks for anything
             self.features = self.request_features = self.response_features = self.error_features = ()
             self.error_codes = _NO_CODES
@@ -44,6 +45,10 @@ class RouteEntry:
         for feature_codes, _ in self.error_features:
             codes |= feature_codes
         self.error_codes = frozenset(codes) if codes else _NO_CODES
+        for feature in ordered:  # a later phase's value wins, field by field
+            settings = getattr(feature, "upstream", None)
+            if settings is not None:
+                self.upstream = settings.over(self.upstream)
 
     def pick(self, exclude=()) -> Endpoint | None:
         """The next ready endpoint, round-robin, avoiding ``exclude`` while others remain."""

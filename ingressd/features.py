@@ -86,9 +86,44 @@ class RouteFeature(Protocol):
 
     A ``request`` may set ``exchange.balancer`` (an object whose ``pick(exclude)`` returns the
     next Endpoint) to send the request to other endpoints than the route's.
+
+    ``upstream``: an ``UpstreamSettings`` for the route (timeouts, body limit), read once when
+    the route's entry is built; a later phase's value wins field by field. Nothing runs per
+    request for it.
     """
 
     phase: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """A route's settings of the request to its backend; ``None`` keeps the server's default."""
+
+    connect_timeout: float | None = None  # seconds
+    read_timeout: float | None = None  # seconds between two reads from the backend
+    send_timeout: float | None = None  # seconds between two writes to the backend
+    max_body_size: int | None = None  # bytes; 0: unlimited
+
+    def over(self, base: "UpstreamSettings | None") -> "UpstreamSettings":
+        """These settings, with ``base``'s where these say None."""
+        if base is None:
+            return self
+        return UpstreamSettings(*(mine if mine is not None else theirs
+                                  for mine, theirs in zip(self._values(), base._values())))
+
+    def _values(self) -> tuple:
+        return (self.connect_timeout, self.read_timeout, self.send_timeout, self.max_body_size)
+
+    def apply_to(self, exchange: Any) -> None:
+        """Set the exchange's settings these give (when its route is matched)."""
+        if self.connect_timeout is not None:
+            exchange.connect_timeout = self.connect_timeout
+        if self.read_timeout is not None:
+            exchange.read_timeout = self.read_timeout
+        if self.send_timeout is not None:
+            exchange.send_timeout = self.send_timeout
+        if self.max_body_size is not None:
+            exchange.max_body_size = self.max_body_size
 
 
 @dataclass

@@ -209,6 +209,8 @@ class Exchange:
                 return
         self.entry = entry
         self.route = entry.route
+        if entry.upstream is not None:
+            entry.upstream.apply_to(self)
         if entry.request_features:
             self._run_features()
         else:

@@ -50,6 +50,7 @@ from ingressd.chain import (
     run_response_features,
     with_page_headers,
 )
+from ingressd.entries import RouteEntry
 from ingressd.features import INGRESSD_PREFIX, BuildContext, LocalResponse, check_plain_text
 from ingressd.headers import Headers
 from ingressd.model import Backend, Endpoint, ObjectRef, Route, SecretData
@@ -187,12 +188,17 @@ def features_for(plugin: Any, raw: Mapping[str, str], route: Route | None = None
 
 
 def run_request(features: Iterable[Any], ex: FakeExchange) -> LocalResponse | None:
-    """Call each feature's ``request`` in phase order, with the proxy's own chain runner
-    (``ingressd.chain``); the first answer stops the chain. Deferreds must already have fired
-    (unit tests run without a reactor); a feature that raises raises here."""
+    """Apply the features' ``upstream`` settings to ``ex`` as the proxy does when the route
+    matches, then call each feature's ``request`` in phase order with the proxy's own chain
+    runner (``ingressd.chain``); the first answer stops the chain. Deferreds must already have
+    fired (unit tests run without a reactor); a feature that raises raises here."""
     ordered = in_phase_order(features)
+    upstream = RouteEntry(make_route(), ordered).upstream
+    if upstream is not None:
+        upstream.apply_to(ex)
     requests = [feature.request for feature in ordered if hasattr(feature, "request")]
     return _request_answer(requests, ex)
+
 
 
 def run_response(features: Iterable[Any], ex: FakeExchange, status: int,
@@ -488,6 +494,8 @@ class PluginHarness:
             server_port=443 if scheme == "https" else 80,
             route=entry.route,
         )
+        if entry.upstream is not None:
+            entry.upstream.apply_to(ex)
         answer = _request_answer(entry.request_features, ex)
         if answer is not None:
             local = self._finish_response(ex, answer.status, list(answer.headers), answer.body, local=True)

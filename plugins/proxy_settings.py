@@ -1,4 +1,4 @@
-"""Per-location upstream timeouts and request body limit, set on the exchange before proxying.
+"""Per-location upstream timeouts and request body limit, as the route's ``UpstreamSettings``.
 
 Annotations: ``proxy-connect-timeout``, ``proxy-read-timeout``, ``proxy-send-timeout``
 (whole seconds, as ingress-nginx reads them: ``60``, not ``60s``) and ``proxy-body-size``
@@ -15,30 +15,19 @@ core's timers do the same with 0 seconds (a ``callLater(0)``), so 0 is passed on
 
 from __future__ import annotations
 
-from ingressd import Annotation, Phase, hookimpl, parse_int, parse_size
+from ingressd import Annotation, Phase, UpstreamSettings, hookimpl, parse_int, parse_size
 
 
 _NGINX_MAX_SECONDS = (2**63 - 1) // 1000
 
-_TIMEOUTS = (
-    ("proxy-connect-timeout", "connect_timeout"),
-    ("proxy-read-timeout", "read_timeout"),
-    ("proxy-send-timeout", "send_timeout"),
-)
-
-
 class ProxySettings:
-    """Phase PROXY: copy the location's settings onto each exchange."""
+    """Phase PROXY: the location's timeouts and body limit, as typed settings of its route
+    entry (the core applies them when the route is matched; nothing runs per request)."""
 
     phase = Phase.PROXY
 
-    def __init__(self, settings: tuple[tuple[str, float | int], ...]):
-        self._settings = settings  # (exchange attribute, value)
-
-    def request(self, exchange) -> None:
-        for attribute, value in self._settings:
-            setattr(exchange, attribute, value)
-        return None
+    def __init__(self, upstream: UpstreamSettings):
+        self.upstream = upstream
 
 
 @hookimpl
@@ -57,7 +46,10 @@ def ingressd_annotations():
 
 @hookimpl
 def ingressd_route_features(route, values, context):
-    settings = [(attribute, float(values[name])) for name, attribute in _TIMEOUTS if values.get(name) is not None]
-    if values.get("proxy-body-size") is not None:
-        settings.append(("max_body_size", values["proxy-body-size"]))
-    return ProxySettings(tuple(settings)) if settings else None
+    def seconds(name: str) -> float | None:
+        value = values.get(name)
+        return None if value is None else float(value)
+
+    upstream = UpstreamSettings(seconds("proxy-connect-timeout"), seconds("proxy-read-timeout"),
+                                seconds("proxy-send-timeout"), values.get("proxy-body-size"))
+    return ProxySettings(upstream) if upstream != UpstreamSettings() else None
