@@ -237,9 +237,8 @@ def snippet_directives(text: str) -> list[str] | None:
             if not (char.isspace() or char in ";{})"):
                 return None
             closed = False
-            if char == ")":  # as nginx: the end of an if's condition, no token of its own
-                word = None
-                continue
+            if char == ")":
+                char = " "  # as nginx: it ends the quoted token like a space (an if's condition)
         # A quote or a # starts a quoted token or a comment only where a token starts; inside
         # one they are ordinary characters.
         if word is None and char in "\"'":

@@ -283,6 +283,11 @@ def test_ignore_list():
     ("#a\ndeny all;", ["deny"]),
     ('add_header X ""; deny all;', ["add_header", "deny"]),
     ('add_header X-A a"b";', ["add_header"]),
+    ('"add_header" X;', ["add_header"]),  # a quoted token is the whole of its content
+    ('"de\\ny" all;', ["deny"]),  # an escaped character is itself
+    ('"deny") all;', ["deny"]),  # ")" after a closing quote ends the token
+    ('add_header "a"X b;', None),  # only a separator may follow a closing quote
+    ("if ($a ~ 'x') { deny all; }", ["if", "deny"]),
 ])
 def test_snippet_directives(text, directives):
     assert snippet_directives(text) == directives
