@@ -133,9 +133,17 @@ class BuildContext:
     settings: Mapping[str, Any]
     reactor: Any
     secrets: Mapping[tuple[str, str], Any] = field(default_factory=dict)  # (ns, name) → SecretData
+    # The server's plugin state: one dict per plugin, kept for the server's life (across
+    # rebuilds); two servers in one process share nothing. See ``plugin_state``.
+    state: dict = field(default_factory=dict)
 
     def secret(self, namespace: str, name: str):
         return self.secrets.get((namespace, name))
+
+    def plugin_state(self, name: str) -> dict:
+        """A dict of the plugin ``name``'s own for this server (e.g. rate limiters that must
+        outlive a route table): a plugin keeps its state here, never in its module."""
+        return self.state.setdefault(name, {})
 
 
 # Go's strconv.ParseBool, with which ingress-nginx reads every boolean annotation

@@ -57,6 +57,7 @@ class Reloader:
         self._translator = Translator()
         self._entries: dict = {}  # route table entries of unchanged routes, kept across builds
         self._entries_context = None
+        self.plugin_state: dict = {}  # BuildContext.state: the plugins' state for this server's life
         store.on_change = self.schedule
 
     def schedule(self) -> None:
@@ -130,6 +131,7 @@ class Reloader:
             settings=self.settings,
             reactor=self.clock,
             secrets={(s.ref.namespace, s.ref.name): s for s in config.secrets},
+            state=self.plugin_state,
         )
         context.default_backend = config.default_backend.backend if (
             config.default_backend is not None and config.default_backend.ingress.kind == "Service"

@@ -382,6 +382,7 @@ class PluginHarness:
         self.host = host
         self.path = path
         self.plugins = load_plugins(disabled=disabled, extra=list(plugins), entry_points=entry_points)
+        self.plugin_state: dict = {}  # the plugins' state for this harness's life, as a server's
         self.plugins.configure(self.settings, self.clock)
         _remember_configuration(self, self.plugins, self.settings, self.clock)
         self.annotations = {
@@ -416,6 +417,7 @@ class PluginHarness:
             settings=self.settings,
             reactor=self.clock,
             secrets={(s.ref.namespace, s.ref.name): s for s in config.secrets},
+            state=self.plugin_state,
         )
         default = config.default_backend
         context.default_backend = (

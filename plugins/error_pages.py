@@ -230,13 +230,18 @@ class DefaultBackend:
 
 # -- plugin hooks ---------------------------------------------------------------------------
 
-_state: dict[str, Any] = {"fetcher": None, "settings": {}}
+STATE = "error_pages"  # this plugin's name in BuildContext.plugin_state
 
 
-def _fetcher_for(reactor: Any) -> ErrorPageFetcher | None:
-    fetcher = _state["fetcher"]
-    if fetcher is None and reactor is not None:
-        fetcher = _state["fetcher"] = ErrorPageFetcher(reactor)
+def _fetcher_for(context) -> ErrorPageFetcher | None:
+    """The server's fetcher of error pages (persistent connections to error backends), kept
+    in its plugin state; None without a reactor."""
+    if context.reactor is None:
+        return None
+    state = context.plugin_state(STATE)
+    fetcher = state.get("fetcher")
+    if fetcher is None:
+        fetcher = state["fetcher"] = ErrorPageFetcher(context.reactor)
     return fetcher
 
 
@@ -246,12 +251,6 @@ def ingressd_options():
         Option("custom-http-errors", (), "status codes served from the error backend unless an Ingress says otherwise",
                parse_codes),
     ]
-
-
-@hookimpl
-def ingressd_configure(settings, reactor):
-    _state["settings"] = settings
-    _state["fetcher"] = ErrorPageFetcher(reactor) if reactor is not None else None
 
 
 @hookimpl
@@ -274,13 +273,13 @@ def ingressd_route_features(route, values, context):
         own = None  # ingress-nginx only makes an upstream of it with at least one endpoint
     if own is not None:
         features.append(DefaultBackend(own))
-    global_codes = (context.settings or _state["settings"]).get("custom_http_errors") or ()
+    global_codes = context.settings.get("custom_http_errors") or ()
     codes = values.get("custom-http-errors")
     if codes is None:
         codes = global_codes
     backend = own or getattr(context, "default_backend", None)
     if codes and backend is not None and backend.endpoints:
-        fetcher = _fetcher_for(context.reactor)
+        fetcher = _fetcher_for(context)
         if fetcher is not None:
             intercept = not values.get("disable-proxy-intercept-errors") or bool(global_codes)
             features.append(ErrorPages(codes, backend, fetcher, intercept))

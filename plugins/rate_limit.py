@@ -163,20 +163,28 @@ def _reject(status: int, wait: float) -> LocalResponse:
     return plain(status, [(b"retry-after", b"%d" % max(1, math.ceil(wait)))])
 
 
-# -- registry: limiters outlive route tables ---------------------------------------------
+# -- registry: limiters outlive route tables, one registry per server ----------------------
 
-_limiters: dict[tuple, IngressLimiter] = {}
-_used_since_applied: set[tuple] = set()
-_configured: dict[str, Any] = {"reactor": None, "settings": {}}
+STATE = "rate_limit"  # this plugin's name in BuildContext.plugin_state
 
 
-def limiter_for(ingress, clock, rps: int, rpm: int, connections: int, multiplier: int) -> IngressLimiter:
-    """The limiter of ``ingress`` with these settings: the existing one if there is one."""
+def registry(context) -> dict:
+    """The server's limiters (``limiters``: key → IngressLimiter) and the keys the table
+    being built uses (``used``); kept in the server's plugin state, never in this module."""
+    state = context.plugin_state(STATE)
+    if not state:
+        state.update(limiters={}, used=set())
+    return state
+
+
+def limiter_for(context, ingress, clock, rps: int, rpm: int, connections: int, multiplier: int) -> IngressLimiter:
+    """The limiter of ``ingress`` with these settings: the server's existing one if there is one."""
+    state = registry(context)
     key = (ingress, clock, rps, rpm, connections, multiplier)
-    _used_since_applied.add(key)
-    limiter = _limiters.get(key)
+    state["used"].add(key)
+    limiter = state["limiters"].get(key)
     if limiter is None:
-        limiter = _limiters[key] = IngressLimiter(clock, rps, rpm, connections, multiplier)
+        limiter = state["limiters"][key] = IngressLimiter(clock, rps, rpm, connections, multiplier)
     return limiter
 
 
@@ -193,12 +201,6 @@ def ingressd_options():
         Option("limit-req-status-code", 503, "status for requests over limit-rps/limit-rpm", _status_code),
         Option("limit-conn-status-code", 503, "status for requests over limit-connections", _status_code),
     ]
-
-
-@hookimpl
-def ingressd_configure(settings, reactor):
-    _configured["reactor"] = reactor
-    _configured["settings"] = settings
 
 
 @hookimpl
@@ -223,12 +225,13 @@ def ingressd_route_features(route, values, context):
     rps, rpm, connections = values.get("limit-rps", 0), values.get("limit-rpm", 0), values.get("limit-connections", 0)
     if not (rps or rpm or connections):
         return None
-    clock = context.reactor if context.reactor is not None else _configured["reactor"]
+    clock = context.reactor
     if clock is None:
         raise AnnotationError("rate limits need a clock, and no reactor was given")
-    settings = context.settings or _configured["settings"]
+    settings = context.settings
     exempt = values.get("limit-allowlist") or values.get("limit-whitelist") or ()
-    limiter = limiter_for(route.ingress, clock, rps, rpm, connections, values.get("limit-burst-multiplier", 5))
+    limiter = limiter_for(context, route.ingress, clock, rps, rpm, connections,
+                          values.get("limit-burst-multiplier", 5))
     return RateLimit(
         limiter,
         CidrMatcher(exempt),
@@ -240,6 +243,8 @@ def ingressd_route_features(route, values, context):
 @hookimpl
 def ingressd_config_applied(config, context):
     """Forget the limiters no route of the new table uses (removed Ingresses, changed limits)."""
-    for key in [key for key in _limiters if key not in _used_since_applied]:
-        del _limiters[key]
-    _used_since_applied.clear()
+    state = registry(context)
+    limiters, used = state["limiters"], state["used"]
+    for key in [key for key in limiters if key not in used]:
+        del limiters[key]
+    used.clear()

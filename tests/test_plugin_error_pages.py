@@ -31,7 +31,7 @@ GLOBAL = Backend("ingress", "global-errors", "80", (Endpoint("10.8.0.1", 80),))
 @pytest.fixture
 def fake_fetcher(monkeypatch):
     fetcher = FakeFetcher()
-    monkeypatch.setitem(error_pages._state, "fetcher", fetcher)
+    monkeypatch.setattr(error_pages, "_fetcher_for", lambda context: fetcher)
     return fetcher
 
 

@@ -9,17 +9,23 @@ from ingressd_plugins import rate_limit
 from ingressd_plugins._cidr import CidrMatcher
 
 
+SERVER: dict = {}  # the plugin state of the one server each test builds for (BuildContext.state)
+
+
 @pytest.fixture(autouse=True)
-def empty_registry():
-    rate_limit._limiters.clear()
-    rate_limit._used_since_applied.clear()
+def fresh_server():
+    SERVER.clear()  # a new server: no limiter of another test's
     yield
-    rate_limit._limiters.clear()
-    rate_limit._used_since_applied.clear()
+    SERVER.clear()
+
+
+def server_context(settings=None, reactor=None):
+    """A build context of this test's server: every build shares its plugin state."""
+    return make_context(settings, reactor=reactor, state=SERVER)
 
 
 def limited(raw, clock, settings=None, route=None):
-    [feature] = features_for(rate_limit, raw, route=route, context=make_context(settings, reactor=clock))
+    [feature] = features_for(rate_limit, raw, route=route, context=server_context(settings, reactor=clock))
     assert feature.phase == Phase.PREACCESS
     return feature
 
@@ -289,14 +295,14 @@ def test_state_is_shared_by_an_ingress_paths_and_survives_a_rebuild():
     other = limited(raw, clock, route=make_route(ingress="other"))
     assert passed(a, 1) == 1 and passed(b, 5) == 1
     assert passed(other, 5) == 2
-    rate_limit.ingressd_config_applied(config=None, context=None)
+    rate_limit.ingressd_config_applied(config=None, context=server_context())
     # The next table: same Ingress, same settings → same state.
     rebuilt = limited(raw, clock, route=make_route(path="/a"))
     assert rebuilt.limiter is a.limiter
     assert send(rebuilt).status == 503
-    rate_limit.ingressd_config_applied(config=None, context=None)
+    rate_limit.ingressd_config_applied(config=None, context=server_context())
     # "other" was not in that table: its limiter is gone. Changed settings → new state.
-    assert all(key[0].name == "web" for key in rate_limit._limiters)
+    assert all(key[0].name == "web" for key in SERVER[rate_limit.STATE]["limiters"])
     changed = limited({"limit-rps": "2", "limit-burst-multiplier": "1"}, clock, route=make_route(path="/a"))
     assert changed.limiter is not a.limiter and passed(changed, 5) == 3
 
@@ -321,11 +327,17 @@ def test_bucket_memory_is_bounded_and_drained_keys_expire():
 
 def test_needs_a_clock():
     with pytest.raises(AnnotationError):
-        features_for(rate_limit, {"limit-rps": "1"}, context=make_context(reactor=None))
-    rate_limit.ingressd_configure(settings={"limit_req_status_code": 429}, reactor=Clock())
-    try:
-        [feature] = features_for(rate_limit, {"limit-rps": "1", "limit-burst-multiplier": "1"}, context=make_context(reactor=None))
-        assert passed(feature, 3) == 2
-        assert send(feature).status == 429
-    finally:
-        rate_limit.ingressd_configure(settings={}, reactor=None)
+        features_for(rate_limit, {"limit-rps": "1"}, context=server_context(reactor=None))
+    [feature] = features_for(rate_limit, {"limit-rps": "1", "limit-burst-multiplier": "1"},
+                             context=server_context({"limit_req_status_code": 429}, reactor=Clock()))
+    assert passed(feature, 3) == 2
+    assert send(feature).status == 429
+
+
+def test_two_servers_share_no_limiter():
+    raw = {"limit-rps": "1", "limit-burst-multiplier": "1"}
+    clock = Clock()
+    first = features_for(rate_limit, raw, context=make_context(reactor=clock, state={}))[0]
+    second = features_for(rate_limit, raw, context=make_context(reactor=clock, state={}))[0]
+    assert first.limiter is not second.limiter
+    assert passed(first, 5) == 2 and passed(second, 5) == 2

@@ -101,19 +101,41 @@ def test_a_plugin_defined_in_the_test():
 NOT_CONFIGURED = ({}, None)
 
 
+class _Keeper:
+    """A third-party style plugin that keeps what ``ingressd_configure`` gave it in itself
+    (built-in plugins keep their state per server: BuildContext.plugin_state)."""
+
+    def __init__(self, name: str):
+        self.__name__ = name
+        self.kept = NOT_CONFIGURED
+
+    @hookimpl
+    def ingressd_configure(self, settings, reactor):
+        self.kept = (settings, reactor)
+
+
+FIRST, SECOND = _Keeper("first"), _Keeper("second")
+
+
 def configured():
-    """What the built-in plugins that keep a configuration hold: rate_limit's, error_pages'."""
-    return ((rate_limit._configured["settings"], rate_limit._configured["reactor"]),
-            (error_pages._state["settings"], error_pages._state["fetcher"] and error_pages._state["fetcher"]._reactor))
+    """What the two keeping plugins hold."""
+    return FIRST.kept, SECOND.kept
 
 
-def test_closing_a_harness_gives_the_plugins_their_configuration_back():
-    outer = PluginHarness(plugins=BUILTINS, settings={"limit_req_status_code": 429})
-    inner = PluginHarness(plugins=[rate_limit])
+@pytest.fixture
+def keepers():
+    FIRST.kept = SECOND.kept = NOT_CONFIGURED
+    yield
+    FIRST.kept = SECOND.kept = NOT_CONFIGURED
+
+
+def test_closing_a_harness_gives_the_plugins_their_configuration_back(keepers):
+    outer = PluginHarness(plugins=[FIRST, SECOND], settings={"limit_req_status_code": 429})
+    inner = PluginHarness(plugins=[FIRST])
     assert configured() == (({}, inner.clock), ({"limit_req_status_code": 429}, outer.clock))
-    outer.close()  # not the latest for rate_limit: it keeps inner's; error_pages had none before
+    outer.close()  # not the latest for FIRST: it keeps inner's; SECOND had none before
     assert configured() == (({}, inner.clock), NOT_CONFIGURED)
-    again = PluginHarness(plugins=[rate_limit], settings={"limit_req_status_code": 418})
+    again = PluginHarness(plugins=[FIRST], settings={"limit_req_status_code": 418})
     inner.close()  # not the latest either
     assert configured()[0] == ({"limit_req_status_code": 418}, again.clock)
     with again:
@@ -121,8 +143,16 @@ def test_closing_a_harness_gives_the_plugins_their_configuration_back():
     assert configured() == (NOT_CONFIGURED, NOT_CONFIGURED)
 
 
-def test_serve_in_memory_listens_in_memory_and_stopping_it_gives_the_configuration_back(tmp_path):
-    with PluginHarness(plugins=[rate_limit]) as harness:
+def test_built_in_plugins_keep_their_state_per_server():
+    raw = {"limit-rps": "1", "limit-burst-multiplier": "1"}
+    with PluginHarness(plugins=BUILTINS, annotations=raw) as one, PluginHarness(plugins=BUILTINS, annotations=raw) as two:
+        assert [one.request().proxied for _ in range(3)] == [True, True, False]
+        assert two.request().proxied  # another server: its own limiter
+        assert one.plugin_state[rate_limit.STATE]["limiters"] is not two.plugin_state[rate_limit.STATE]["limiters"]
+
+
+def test_serve_in_memory_listens_in_memory(tmp_path, keepers):
+    with PluginHarness(plugins=[FIRST]) as harness:
         service, reactor = serve_in_memory(tmp_path, one_route_objects("web.test"), "--access-log", "off",
                                            "--https", "tcp:8443:interface=127.0.0.1")
         try:
@@ -130,20 +160,20 @@ def test_serve_in_memory_listens_in_memory_and_stopping_it_gives_the_configurati
             # at once cannot collide on a port.
             assert sorted((port, interface) for port, _, _, interface in reactor.tcpServers) == [
                 (8080, ""), (8443, "127.0.0.1"), (9180, "")]
-            assert configured()[0][1] is reactor and configured()[1][1] is reactor
         finally:
             service.stopService()
-        assert configured() == (({}, harness.clock), NOT_CONFIGURED)
+        assert configured() == (({}, harness.clock), NOT_CONFIGURED)  # the server's plugins are others
     assert configured() == (NOT_CONFIGURED, NOT_CONFIGURED)
 
 
-def test_restore_after_code_that_configures_the_plugins_itself():
+def test_restore_after_code_that_configures_the_plugins_itself(keepers):
     from ingressd.server import build_server
 
-    with PluginHarness(plugins=[rate_limit]) as harness:
-        build_server({"manifests": []}, load_plugins(), Clock())  # as ingressd check does
-        restore_plugin_configuration()
+    keeping = load_plugins(extra=[FIRST, SECOND], entry_points=False)
+    with PluginHarness(plugins=[FIRST]) as harness:
+        build_server({"manifests": []}, keeping, Clock())  # as ingressd check does
+        restore_plugin_configuration(keeping)
         assert configured() == (({}, harness.clock), NOT_CONFIGURED)  # the open harness's
-    build_server({"manifests": []}, load_plugins(), Clock())
-    restore_plugin_configuration()
+    build_server({"manifests": []}, keeping, Clock())
+    restore_plugin_configuration(keeping)
     assert configured() == (NOT_CONFIGURED, NOT_CONFIGURED)
