@@ -1,0 +1,409 @@
+"""The Exchange in memory: a fake client side and fake backend connections (the interfaces of
+ingressd/interfaces.py), no sockets: routing, features, forwarding, errors, retries, keep-alive."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+
+from ingressd.entries import RouteEntry
+from ingressd.features import LocalResponse, Phase, UpstreamSettings
+from ingressd.http1 import Request
+from ingressd.model import Backend, Endpoint, ObjectRef, Route
+from ingressd.proxy import Proxy, ProxySettings
+from ingressd.routing import RouteTable
+from ingressd.upstream import UpstreamError
+
+ONE, TWO = Endpoint("10.0.0.1", 8080), Endpoint("10.0.0.2", 8080)
+
+
+class FakeClient:
+    """interfaces.ClientSide, recording what the exchange writes."""
+
+    def __init__(self, scheme="http", peer="192.0.2.7"):
+        self.peer_ip, self.scheme, self.server_port = peer, scheme, 80
+        self.closed = False
+        self.trusted = None
+        self.head = None
+        self.body = b""
+        self.finished = self.aborted = self.keep_alive_off = self.continued = False
+        self.paused = 0
+
+    def tls(self):
+        return ("", "")
+
+    def write_head(self, status, headers, length, reason=None):
+        self.head = (status, list(headers), length)
+
+    def write_body(self, data):
+        self.body += data
+
+    def finish_response(self):
+        self.finished = True
+
+    def close_after_response(self):
+        self.keep_alive_off = True
+
+    def abort(self):
+        self.aborted = True
+
+    def send_continue(self):
+        self.continued = True
+
+    def pause_reading(self):
+        self.paused += 1
+
+    def resume_reading(self):
+        self.paused -= 1
+
+    def body_progress(self):
+        pass
+
+    def body_finished(self):
+        pass
+
+    def cork(self):
+        pass
+
+    def uncork(self):
+        pass
+
+    def divert(self, receiver):
+        self.receiver = receiver
+
+    raw = b""
+
+    def write_raw(self, data):
+        self.raw += data
+
+    def lose_connection(self):
+        self.closed = True
+
+    def header(self, name):
+        return [value for key, value in self.head[1] if key == name]
+
+
+class FakeConnection:
+    """interfaces.UpstreamConnection: what the exchange sends, and the response we play."""
+
+    def __init__(self, endpoint, reused=False):
+        self.endpoint, self.reused = endpoint, reused
+        self.response_headers = []
+        self.sent = b""
+        self.aborted = self.closed = False
+        self.exchange = None
+
+    def start(self, exchange, head, read_timeout, send_timeout, head_request):
+        self.exchange, self.timeouts = exchange, (read_timeout, send_timeout)
+        self.sent += head
+
+    def write(self, data):
+        self.sent += data
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+    def abort(self):
+        self.aborted = True
+
+    def close(self):
+        self.closed = True
+
+    def divert(self, tunnel):
+        self.tunnel = tunnel
+
+    def respond(self, status, headers=(), body=b"", reusable=True):
+        self.response_headers = [(k.lower(), v) for k, v in headers]
+        length = len(body)
+        self.exchange.upstream_head(self, status, self.response_headers, length)
+        if body:
+            self.exchange.upstream_body(body)
+        self.exchange.upstream_done(self, reusable)
+
+
+class FakePool:
+    """The upstream pool's interface: connections are handed over when the test says."""
+
+    def __init__(self):
+        self.asked, self.released = [], []
+
+    def acquire(self, host, port, connect_timeout, on_ready, on_error):
+        self.asked.append(((host, port), connect_timeout, on_ready, on_error))
+        return lambda: None
+
+    def release(self, connection):
+        self.released.append(connection)
+
+    def connect(self, index=-1, reused=False):
+        (host, port), _, on_ready, _ = self.asked[index]
+        connection = FakeConnection(Endpoint(host, port), reused)
+        on_ready(connection)
+        return connection
+
+    def refuse(self, error, index=-1):
+        self.asked[index][3](error)
+
+
+class State:
+    def __init__(self, table):
+        self.table = table
+
+
+def proxy_for(*entries, trusted=()):
+    pool = FakePool()
+    proxy = Proxy(State(RouteTable(entries)), pool, ProxySettings(trusted_proxies=trusted), Clock())
+    finished = []
+    proxy.observers.append(finished.append)
+    return proxy, pool, finished
+
+
+def entry(features=(), endpoints=(ONE, TWO), host="shop.test", path="/"):
+    route = Route(host, path, "Prefix", Backend("default", "web", "80", tuple(endpoints)),
+                  ObjectRef("Ingress", "default", "shop"))
+    return RouteEntry(route, features)
+
+
+def request(method=b"GET", target=b"/", host=b"shop.test", headers=(), content_length=None):
+    r = Request()
+    r.method, r.target, r.version = method, target, b"HTTP/1.1"
+    r.headers = [(b"host", host), *headers]
+    r.keep_alive, r.content_length = True, content_length
+    r.complete = content_length is None
+    return r
+
+
+def send(proxy, req, client=None):
+    """Dispatch ``req`` as the HTTP/1 client side does: the exchange, then its body's end."""
+    client = client or FakeClient()
+    exchange = proxy(client, req)
+    if req.complete:
+        exchange.body_done()
+    return client, exchange
+
+
+# -- routing and local answers ---------------------------------------------------------------
+
+
+def test_no_route_is_404_and_the_connection_stays_open():
+    proxy, pool, finished = proxy_for(entry())
+    client, exchange = send(proxy, request(host=b"other.test"))
+    assert client.head[0] == 404 and client.finished and not client.keep_alive_off
+    assert (b"server", b"ingressd") in client.head[1]
+    assert pool.asked == [] and finished == [exchange]
+
+
+def test_a_bad_path_is_400_and_closes():
+    proxy, pool, _ = proxy_for(entry())
+    client, _ = send(proxy, request(target=b"/%zz"))
+    assert client.head[0] == 400 and client.keep_alive_off and pool.asked == []
+
+
+class Answer:
+    phase = Phase.ACCESS
+
+    def __init__(self, status):
+        self.status = status
+
+    def request(self, exchange):
+        return LocalResponse(self.status, [(b"x-by", b"answer")])
+
+
+class Stamp:
+    phase = Phase.REWRITE
+
+    def response(self, exchange, status, headers):
+        headers.append((b"x-stamp", b"%d" % status))
+
+
+def test_a_feature_answers_before_the_backend_and_response_features_still_run():
+    proxy, pool, finished = proxy_for(entry([Answer(403), Stamp()]))
+    client, exchange = send(proxy, request())
+    assert client.head[0] == 403 and client.header(b"x-by") == [b"answer"] and client.header(b"x-stamp") == [b"403"]
+    assert pool.asked == [] and exchange.answered_by == "test_exchange"
+    assert b"403" in client.body  # the default error page
+
+
+class Raises:
+    phase = Phase.AUTH
+
+    def request(self, exchange):
+        raise RuntimeError("plugin bug")
+
+
+def test_a_failing_feature_is_a_500_never_a_pass():
+    proxy, pool, _ = proxy_for(entry([Raises()]))
+    client, _ = send(proxy, request())
+    assert client.head[0] == 500 and pool.asked == [] and client.keep_alive_off
+
+
+# -- to the backend and back --------------------------------------------------------------------
+
+
+def test_a_request_goes_to_an_endpoint_with_forwarding_headers_and_the_answer_comes_back():
+    proxy, pool, finished = proxy_for(entry([Stamp()]))
+    client, exchange = send(proxy, request(headers=[(b"x-forwarded-for", b"1.2.3.4"), (b"x-keep", b"1")]))
+    ((address, _, _, _),) = pool.asked
+    assert address == (ONE.address, ONE.port)
+    connection = pool.connect()
+    head = connection.sent.decode()
+    assert head.startswith("GET / HTTP/1.1\r\n")
+    assert "x-keep: 1" in head and "x-real-ip: 192.0.2.7" in head and "x-forwarded-for: 192.0.2.7" in head
+    assert "x-original-forwarded-for: 1.2.3.4" in head  # the client's own, as ingress-nginx passes it
+    connection.respond(200, [(b"Content-Type", b"text/plain"), (b"Connection", b"keep-alive")], b"hi")
+    assert client.head[0] == 200 and client.body == b"hi" and client.finished
+    assert client.header(b"connection") == [] and client.header(b"x-stamp") == [b"200"]  # hop-by-hop dropped
+    assert pool.released == [connection] and finished == [exchange]
+    assert (exchange.status, exchange.upstream_address) == (200, "10.0.0.1:8080")
+
+
+def test_endpoints_take_turns():
+    proxy, pool, _ = proxy_for(entry())
+    for _ in range(3):
+        send(proxy, request())
+    assert [asked[0][0] for asked in pool.asked] == ["10.0.0.1", "10.0.0.2", "10.0.0.1"]
+
+
+def test_no_ready_endpoint_is_503():
+    proxy, pool, finished = proxy_for(entry(endpoints=()))
+    client, exchange = send(proxy, request())
+    assert client.head[0] == 503 and exchange.error_cause == "no_endpoints" and pool.asked == []
+
+
+def test_a_refused_connect_is_retried_on_the_other_endpoint_then_502():
+    proxy, pool, _ = proxy_for(entry())
+    client, exchange = send(proxy, request())
+    pool.refuse(UpstreamError("connect refused", retryable=True, cause="connect_failed"))
+    assert [asked[0][0] for asked in pool.asked] == ["10.0.0.1", "10.0.0.2"] and exchange.retries == 1
+    pool.refuse(UpstreamError("connect refused", retryable=True, cause="connect_failed"))
+    assert client.head[0] == 502 and exchange.error_cause == "connect_failed" and len(pool.asked) == 2
+
+
+def test_a_post_is_not_retried_and_a_timeout_is_504():
+    proxy, pool, _ = proxy_for(entry())
+    client, exchange = send(proxy, request(method=b"POST"))
+    pool.refuse(UpstreamError("connect timeout", timeout=True, retryable=True, cause="connect_timeout"))
+    assert client.head[0] == 504 and len(pool.asked) == 1
+
+
+def test_a_failure_after_the_response_started_aborts_the_client():
+    proxy, pool, finished = proxy_for(entry())
+    client, exchange = send(proxy, request())
+    connection = pool.connect()
+    exchange.upstream_head(connection, 200, [], 10)
+    exchange.upstream_body(b"12345")
+    exchange.upstream_failed(connection, UpstreamError("backend closed", cause="backend_closed"))
+    assert client.aborted and client.body == b"12345" and finished == [exchange]
+
+
+def test_a_client_gone_abandons_the_backend():
+    proxy, pool, finished = proxy_for(entry())
+    client, exchange = send(proxy, request())
+    connection = pool.connect()
+    exchange.client_lost()
+    assert connection.aborted and exchange.status == 499 and finished == [exchange]
+
+
+# -- route settings, body limits, error pages ----------------------------------------------------
+
+
+class Limits:
+    phase = Phase.PROXY
+    upstream = UpstreamSettings(read_timeout=7.0, send_timeout=9.0, max_body_size=10)
+
+
+def test_route_settings_apply_when_the_route_matches():
+    proxy, pool, _ = proxy_for(entry([Limits()]))
+    client, exchange = send(proxy, request())
+    connection = pool.connect()
+    assert connection.timeouts == (7.0, 9.0) and exchange.max_body_size == 10
+
+
+def test_a_streamed_body_over_the_limit_is_413_and_the_backend_request_abandoned():
+    proxy, pool, _ = proxy_for(entry([Limits()]))
+    req = request(method=b"POST")
+    req.complete, req.chunked = False, True
+    client, exchange = send(proxy, req)
+    connection = pool.connect()
+    exchange.body_data(b"12345")
+    exchange.body_data(b"678901")
+    assert client.head[0] == 413 and connection.aborted
+
+
+def test_a_declared_body_over_the_limit_is_413_before_any_backend():
+    proxy, pool, _ = proxy_for(entry([Limits()]))
+    client, _ = send(proxy, request(method=b"POST", content_length=11))
+    assert client.head[0] == 413 and pool.asked == [] and client.keep_alive_off
+
+
+class Pages:
+    phase = Phase.PROXY
+    error_codes = frozenset({502, 503})
+
+    def __init__(self, intercept_upstream=True):
+        self.intercept_upstream = intercept_upstream
+
+    def error(self, exchange, status):
+        return LocalResponse(status, [(b"content-type", b"text/html")], b"<p>sorry %d</p>" % status)
+
+
+def test_error_pages_keep_the_status_and_replace_the_body():
+    proxy, pool, _ = proxy_for(entry([Pages()], endpoints=()))
+    client, _ = send(proxy, request())
+    assert client.head[0] == 503 and client.body == b"<p>sorry 503</p>"
+    proxy, pool, _ = proxy_for(entry([Pages()]))
+    client, _ = send(proxy, request())
+    pool.connect().respond(502, [(b"content-type", b"text/plain")], b"backend's own")
+    assert client.head[0] == 502 and client.body == b"<p>sorry 502</p>"
+
+
+def test_a_feature_that_leaves_backend_errors_alone():
+    proxy, pool, _ = proxy_for(entry([Pages(intercept_upstream=False)]))
+    client, _ = send(proxy, request())
+    pool.connect().respond(502, [(b"content-type", b"text/plain")], b"backend's own")
+    assert client.head[0] == 502 and client.body == b"backend's own"
+
+
+# -- WebSocket ------------------------------------------------------------------------------------
+
+
+def test_a_websocket_upgrade_becomes_a_tunnel_after_the_backends_101():
+    proxy, pool, finished = proxy_for(entry([Stamp()]))
+    req = request(headers=[(b"upgrade", b"websocket"), (b"connection", b"Upgrade")])
+    req.upgrade = True
+    client, exchange = send(proxy, req)
+    assert exchange.wants_tunnel() and client.receiver is exchange  # bytes wait for the backend
+    exchange.client_data(b"early")
+    connection = pool.connect()
+    assert b"upgrade: websocket\r\nconnection: upgrade\r\n" in connection.sent
+    connection.response_headers = [(b"upgrade", b"websocket"), (b"connection", b"Upgrade")]
+    exchange.upstream_upgraded(connection, b"from-backend")
+    assert client.raw.startswith(b"HTTP/1.1 101 Switching Protocols\r\n") and b"x-stamp: 101" in client.raw
+    assert client.raw.endswith(b"\r\n\r\nfrom-backend") and connection.sent.endswith(b"early")
+    assert proxy.tunnels_open == 1 and finished == []
+    client.receiver.client_lost()  # the tunnel now takes the client's bytes and end
+    assert connection.closed and client.closed and proxy.tunnels_open == 0 and finished == [exchange]
+
+
+def test_a_websocket_request_answered_without_upgrade_closes_after_it():
+    proxy, pool, _ = proxy_for(entry())
+    req = request(headers=[(b"upgrade", b"websocket"), (b"connection", b"Upgrade")])
+    req.upgrade = True
+    client, exchange = send(proxy, req)
+    pool.connect().respond(403, [], b"no")
+    assert client.head[0] == 403 and client.keep_alive_off
+
+
+# -- trust ----------------------------------------------------------------------------------------
+
+
+def test_a_trusted_proxy_sets_the_client_and_the_scheme():
+    proxy, pool, _ = proxy_for(entry(), trusted=["192.0.2.0/24"])
+    client, exchange = send(proxy, request(headers=[(b"x-forwarded-for", b"203.0.113.9"),
+                                                    (b"x-forwarded-proto", b"https")]))
+    assert (exchange.client_ip, exchange.scheme) == ("203.0.113.9", "https") and client.trusted is True
+    untrusted_proxy, _, _ = proxy_for(entry())
+    client, exchange = send(untrusted_proxy, request(headers=[(b"x-forwarded-for", b"203.0.113.9"),
+                                                              (b"x-forwarded-proto", b"https")]))
+    assert (exchange.client_ip, exchange.scheme) == ("192.0.2.7", "http") and client.trusted is False
