@@ -28,7 +28,7 @@ from ingressd.catalogue import (
     Entry,
     lookup,
 )
-from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX
+from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX, parse_bool, parse_size
 
 IGNORE_ANNOTATION = INGRESSD_PREFIX + "ignore-annotations"
 
@@ -143,30 +143,27 @@ def _asks_nothing(entry: Entry, raw: Mapping[str, str], value: str) -> bool:
     return False
 
 
-_TRUE = frozenset(("1", "t", "T", "TRUE", "true", "True"))
-_FALSE = frozenset(("0", "f", "F", "FALSE", "false", "False"))
-_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
-
-
 def same_value(entry: Entry, value: str, default: str) -> bool:
     """Whether ``value`` means the same as ``default`` to ingress-nginx (an unreadable value does not)."""
     value, default = value.strip(), default.strip()
     if entry.kind == BOOL:
-        return (value in _TRUE and default in _TRUE) or (value in _FALSE and default in _FALSE)
+        return _read(parse_bool, value) is not None and _read(parse_bool, value) == _read(parse_bool, default)
     if entry.kind == INT:
         return value.lstrip("-").isdigit() and int(value) == int(default)
     if entry.kind == SIZE:
-        return _size(value) is not None and _size(value) == _size(default)
+        return _read(parse_size, value) is not None and _read(parse_size, value) == _read(parse_size, default)
     if entry.kind == WORD:
         return value.lower() == default.lower()
     return " ".join(value.split()) == " ".join(default.split())
 
 
-def _size(text: str) -> int | None:
-    text = text.lower()
-    factor = _UNITS.get(text[-1:], 1)
-    digits = text[:-1] if text[-1:] in _UNITS else text
-    return int(digits) * factor if digits.isdigit() else None
+def _read(parse, text: str):
+    """What ``parse`` (features' readers of annotation values) makes of ``text``; None when it
+    cannot read it."""
+    try:
+        return parse(text)
+    except ValueError:  # AnnotationError included
+        return None
 
 
 # -- snippets -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from cryptography import x509
 
-from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX
+from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX, parse_bool
 from ingressd.model import EXACT, IMPLEMENTATION_SPECIFIC, PATH_TYPES, PREFIX, ObjectRef
 from ingressd.tls import Certificate, CertificateError, parse_key_pair
 from ingressd.translate import CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION
@@ -444,7 +444,10 @@ def _why(winner: _Path, loser: _Path) -> str:
 def _is_canary(ingress: _Ingress) -> bool:
     """A canary Ingress (``canary: "true"``) is the main Ingress's alternative backend: it
     claims no path of its own (ingressd does not serve it at all until canaries land)."""
-    return (ingress.annotation("canary") or "").strip() in ("1", "t", "T", "TRUE", "true", "True")
+    try:
+        return parse_bool((ingress.annotation("canary") or "").strip())
+    except ValueError:
+        return False
 
 
 def _duplicate_paths(ingresses: Sequence[_Ingress]) -> list[Finding]:

@@ -77,8 +77,6 @@ _METHOD_WORDS = re.compile(r"[A-Za-z]+")
 _EXPOSE_WORDS = re.compile(r"[A-Za-z0-9_*-]+")
 _SEPARATOR = re.compile(r",?[\t\n\f\r ]?")
 _GO_INT = re.compile(r"[+-]?[0-9]+")
-_GO_TRUE = frozenset(("1", "t", "T", "TRUE", "true", "True"))
-_GO_FALSE = frozenset(("0", "f", "F", "FALSE", "false", "False"))
 _HOST_CHARS = frozenset(string.ascii_letters + string.digits + "-.")
 _DIGITS = frozenset(string.digits)
 
@@ -203,11 +201,10 @@ def _go_bool(default: bool) -> Callable[[str], Any]:
     """Go's strconv.ParseBool, with ingress-nginx's default for what it cannot read."""
 
     def parse(value: str) -> bool | Lenient:
-        if value in _GO_TRUE:
-            return True
-        if value in _GO_FALSE:
-            return False
-        return Lenient(default, f"{_show(value)} is not true or false; using {str(default).lower()}")
+        try:
+            return parse_bool(value)
+        except AnnotationError:
+            return Lenient(default, f"{_show(value)} is not true or false; using {str(default).lower()}")
 
     return parse
 
