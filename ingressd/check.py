@@ -27,7 +27,7 @@ import yaml
 from twisted.python.usage import UsageError
 
 from ingressd.catalogue import lookup
-from ingressd.compat import IGNORE_ANNOTATION, assess, ignore_list, same_value
+from ingressd.compat import IGNORE_ANNOTATION, assess, same_value
 from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX
 from ingressd.files import manifest_files, parse_manifest
 from ingressd.lint import Finding, lint
@@ -175,11 +175,12 @@ def check_settings(ingress_class: str | None = None, from_ingress_nginx: bool = 
 
 
 def evaluate(objects: Sequence[Mapping], translate_settings: TranslateSettings, plugins=None,
-             problems: Sequence[str] = (), now: float | None = None, server_args: Sequence[str] = ()) -> Report:
+             problems: Sequence[str] = (), now: float | None = None,
+             server_settings: Mapping[str, Any] | None = None) -> Report:
     """Build the configuration the server would build from ``objects`` and judge each Ingress."""
     problems = list(problems)
     objects = _last_of_each(objects, problems)
-    config, snapshot, plugins = build_config(objects, translate_settings, plugins, server_args)
+    config, snapshot, plugins = build_config(objects, translate_settings, plugins, server_settings)
     selected = ingress_selector(snapshot, translate_settings)
     ingresses = sorted((o for o in objects if o.get("kind") == "Ingress"), key=object_key)
     served = {route.ingress for route in config.routes}
@@ -245,15 +246,16 @@ def _last_of_each(objects: Sequence[Mapping], problems: list[str]) -> list[Mappi
 
 
 def build_config(objects: Sequence[Mapping], translate_settings: TranslateSettings, plugins=None,
-                 server_args: Sequence[str] = ()) -> tuple[Config, Mapping, Any]:
+                 server_settings: Mapping[str, Any] | None = None) -> tuple[Config, Mapping, Any]:
     """The configuration ``twistd ingressd`` would serve for ``objects``: the server's store,
-    reloader, plugins and certificate store, rebuilt once, synchronously."""
+    reloader, plugins and certificate store, rebuilt once, synchronously. ``server_settings``:
+    the server's options as ``server_settings()`` reads them (default: all at their defaults)."""
     from twisted.internet.task import Clock
 
     from ingressd.reloader import Reloader, State
     from ingressd.tls import CertificateStore
 
-    settings = _server_settings(server_args)
+    settings = dict(server_settings if server_settings is not None else server_settings_from(()))
     clock = Clock()  # never advanced: nothing scheduled runs, nothing listens or connects
     if plugins is None:
         from ingressd.plugins import load_plugins
@@ -272,8 +274,9 @@ def build_config(objects: Sequence[Mapping], translate_settings: TranslateSettin
     return state.config, store.snapshot(), plugins
 
 
-def _server_settings(args: Sequence[str]) -> dict[str, Any]:
-    """Every server option at its default (plugins' included), as plugins receive them."""
+def server_settings_from(args: Sequence[str]) -> dict[str, Any]:
+    """The server's options (plugins' included) as ``twistd ingressd`` reads ``args`` (its
+    validation included: a bad value raises UsageError), as plugins receive them."""
     from ingressd.tap import Options, settings_from
 
     options = Options()
@@ -471,8 +474,7 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
     for name in args.disable_plugin:
         server_args += ["--disable-plugin", name]
     try:
-        ignored = frozenset().union(*(ignore_list(name) for name in args.ignore_annotation))
-        _server_settings(server_args)  # the server's own validation of the flags
+        server_settings = server_settings_from(server_args)  # the server's own validation of the flags
         objects: list[dict] = []
         problems: list[str] = []
         files = [path for path in args.paths if path != "-"]
@@ -492,8 +494,8 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
     settings = check_settings(args.ingress_class, args.source == "ingress-nginx",
                               watch_ingress_without_class=args.watch_ingress_without_class,
                               allow_cross_namespace_resources=args.allow_cross_namespace_resources,
-                              ignore_annotations=ignored)
-    report = evaluate(objects, settings, problems=problems, server_args=server_args, now=time.time())
+                              ignore_annotations=server_settings["ignore_annotation"])
+    report = evaluate(objects, settings, problems=problems, server_settings=server_settings, now=time.time())
     if args.output == "json":
         json.dump(to_json(report), out, indent=2)
         out.write("\n")
@@ -503,4 +505,5 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
 
 
 __all__ = ["InputError", "Report", "Verdict", "build_config", "check_settings", "evaluate", "main",
-           "read_cluster", "read_paths", "read_stream", "to_json", "to_text", "IGNORE_ANNOTATION"]
+           "read_cluster", "read_paths", "read_stream", "server_settings_from", "to_json", "to_text",
+           "IGNORE_ANNOTATION"]
