@@ -37,11 +37,11 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 from twisted.internet.task import Clock  # noqa: E402
 
-from ingressd.plugins import load_plugins  # noqa: E402
-from ingressd.reloader import Reloader, State  # noqa: E402
-from ingressd.store import ObjectStore  # noqa: E402
-from ingressd.tls import CertificateStore  # noqa: E402
-from ingressd.translate import TranslateSettings  # noqa: E402
+from ingressd.plugin_manager import load_plugins  # noqa: E402
+from ingressd.config.reloader import Reloader, State  # noqa: E402
+from ingressd.config.store import ObjectStore  # noqa: E402
+from ingressd.tls.certificates import CertificateStore  # noqa: E402
+from ingressd.config.translate import TranslateSettings  # noqa: E402
 
 
 def rss_mib() -> float:

@@ -12,6 +12,7 @@ from ingressd.features import (
     LocalResponse,
     Option,
     Phase,
+    RoundRobin,
     UpstreamSettings,
     check_plain_text,
     parse_bool,
@@ -19,7 +20,7 @@ from ingressd.features import (
     parse_list,
     parse_size,
 )
-from ingressd.plugins import hookimpl
+from ingressd.plugin_manager import hookimpl
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,7 @@ __all__ = [
     "LocalResponse",
     "Option",
     "Phase",
+    "RoundRobin",
     "UpstreamSettings",
     "check_plain_text",
     "hookimpl",

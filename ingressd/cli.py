@@ -16,7 +16,7 @@ The server runs as `twistd ingressd` (twistd ingressd --help)."""
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "check":
-        from ingressd.check import main as check
+        from ingressd.compat.check import main as check
 
         return check(args[1:])
     if args and args[0] in ("-h", "--help", "help"):

@@ -85,9 +85,10 @@ class RouteFeature(Protocol):
       backend's.
 
     A ``request`` may set ``exchange.balancer`` (an object whose ``pick(exclude)`` returns the
-    next Endpoint) to send the request to other endpoints than the route's.
+    next Endpoint, such as a ``RoundRobin``) to send the request to other endpoints than the
+    route's.
 
-    ``upstream``: an ``UpstreamSettings`` for the route (timeouts, body limit), read once when
+    ``upstream``: an ``UpstreamSettings`` for the route (timeouts, body limit, protocol), read once when
     the route's entry is built; a later phase's value wins field by field. Nothing runs per
     request for it.
     """
@@ -97,12 +98,20 @@ class RouteFeature(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class UpstreamSettings:
-    """A route's settings of the request to its backend; ``None`` keeps the server's default."""
+    """A route's settings of the request to its backend; ``None`` keeps the server's default.
+
+    When a route's entry is built, its features' settings are laid over the server's (each
+    field a later phase sets wins), so the request path reads one complete object per route.
+    ``protocol`` names the upstream protocol the backend speaks, with ingress-nginx's
+    ``backend-protocol`` values (``HTTP``: HTTP/1.1 in clear, the default); a route whose
+    protocol the server does not speak is not served (its Ingress is rejected).
+    """
 
     connect_timeout: float | None = None  # seconds
     read_timeout: float | None = None  # seconds between two reads from the backend
     send_timeout: float | None = None  # seconds between two writes to the backend
     max_body_size: int | None = None  # bytes; 0: unlimited
+    protocol: str | None = None  # "HTTP", …: how the request goes to the backend
 
     def over(self, base: "UpstreamSettings | None") -> "UpstreamSettings":
         """These settings, with ``base``'s where these say None."""
@@ -112,18 +121,39 @@ class UpstreamSettings:
                                   for mine, theirs in zip(self._values(), base._values())))
 
     def _values(self) -> tuple:
-        return (self.connect_timeout, self.read_timeout, self.send_timeout, self.max_body_size)
+        return (self.connect_timeout, self.read_timeout, self.send_timeout, self.max_body_size, self.protocol)
 
     def apply_to(self, exchange: Any) -> None:
-        """Set the exchange's settings these give (when its route is matched)."""
-        if self.connect_timeout is not None:
-            exchange.connect_timeout = self.connect_timeout
-        if self.read_timeout is not None:
-            exchange.read_timeout = self.read_timeout
-        if self.send_timeout is not None:
-            exchange.send_timeout = self.send_timeout
-        if self.max_body_size is not None:
-            exchange.max_body_size = self.max_body_size
+        """Set the fields these give on an object with the same attributes (a test's fake
+        exchange: ``ingressd.testing.FakeExchange``)."""
+        for name in ("connect_timeout", "read_timeout", "send_timeout", "max_body_size", "protocol"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(exchange, name, value)
+
+
+class RoundRobin:
+    """A balancer: the next of some endpoints, in turn. A route's own endpoints are picked by
+    one; a request feature may set ``exchange.balancer`` to another (e.g. a default backend)."""
+
+    __slots__ = ("endpoints", "_next")
+
+    def __init__(self, endpoints: Sequence[Any]):
+        self.endpoints = tuple(endpoints)
+        self._next = 0
+
+    def pick(self, exclude: Sequence[Any] = ()) -> Any:
+        """The next endpoint, avoiding those in ``exclude`` while others remain; None if none."""
+        endpoints = self.endpoints
+        count = len(endpoints)
+        if not count:
+            return None
+        for _ in range(count):
+            endpoint = endpoints[self._next % count]
+            self._next += 1
+            if endpoint not in exclude:
+                return endpoint
+        return endpoints[(self._next - 1) % count]
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from ingressd.features import Annotation, BuildContext, Option, RouteFeature
-    from ingressd.model import Config, Route
+    from ingressd.config.model import Config, Route
 
 hookspec = pluggy.HookspecMarker("ingressd")
 

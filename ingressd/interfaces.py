@@ -11,8 +11,14 @@ A request's way (see docs/architecture.md)::
   peer and TLS facts, writing the response, flow control, closing.
 - ``ExchangeForClient`` is what the client side calls on the exchange it dispatched a
   request to (the request body as it arrives, the client going away or pausing).
-- ``UpstreamConnection`` is one backend connection speaking one upstream protocol (HTTP/1.1
-  today; HTTP/2, gRPC and HTTPS with verification come behind the same seam).
+- ``UpstreamProtocol`` is how requests reach backends in one protocol (HTTP/1.1 in clear
+  today: ``ingressd.proxy.http1_upstream``; HTTPS, HTTP/2 and gRPC come behind the same seam):
+  it hands out connections. The ``Proxy`` holds one per protocol name; each route's
+  ``UpstreamSettings.protocol`` picks one, and a route to a protocol the server does not
+  speak is rejected when the table is built.
+- ``UpstreamConnection`` is one backend connection speaking that protocol: it frames the
+  request the exchange describes (method, target, headers, body length) and reports the
+  response.
 - ``ExchangeForUpstream`` is what a backend connection calls on its exchange (the response
   head, body and end, failures, an upgrade, backpressure on the request body).
 - ``RawStream`` / ``RawReceiver``: a connection handed over to a byte tunnel (WebSocket).
@@ -130,15 +136,22 @@ class UpstreamConnection(Protocol):
     reused: bool  # it served an earlier request (a failure may be a stale keep-alive)
     response_headers: Sequence[Header]  # the current response's headers, as received
 
-    def start(self, exchange: "ExchangeForUpstream", head: bytes, read_timeout: float, send_timeout: float,
-              head_request: bool) -> None:
-        """Send a request head; the exchange then streams the body with ``write``."""
+    def start(self, exchange: "ExchangeForUpstream", method: bytes, target: bytes, headers: list[Header],
+              body_length: int | None, read_timeout: float, send_timeout: float) -> None:
+        """Send a request: ``headers`` without framing (the protocol adds its own, and may
+        append to the list); ``body_length`` None for no body, ``upstream.STREAMED`` for a
+        body of unknown length, else its length. The exchange then streams the body."""
 
-    def write(self, data: bytes) -> None: ...
+    def send_body(self, data: bytes) -> None: ...
+
+    def end_body(self) -> None: ...
 
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
+
+    def release(self) -> None:
+        """The response is complete: the connection may serve another request (pooled)."""
 
     def abort(self) -> None:
         """The exchange gave up: drop the connection, never reuse it."""
@@ -148,6 +161,24 @@ class UpstreamConnection(Protocol):
 
     def divert(self, receiver: Any) -> None:
         """After a 101: every byte read goes to ``receiver.backend_data``."""
+
+    def write_raw(self, data: bytes) -> None:
+        """After a 101: the tunnel's bytes, as they are."""
+
+
+class UpstreamProtocol(Protocol):
+    """How requests reach backends in one protocol: connections to endpoints."""
+
+    name: str  # ingress-nginx's backend-protocol value: "HTTP", "HTTPS", "GRPC"…
+
+    def acquire(self, host: str, port: int, connect_timeout: float,
+                on_ready: Callable[[UpstreamConnection], None],
+                on_error: Callable[[Exception], None]) -> Callable[[], None]:
+        """Call ``on_ready`` with a connection (at once when one is idle) or ``on_error`` with
+        an ``upstream.UpstreamError``; returns a canceller."""
+
+    def close(self) -> None:
+        """The server stops: close idle connections."""
 
 
 class ExchangeForUpstream(Protocol):
@@ -183,7 +214,7 @@ class RequestView(Protocol):
     client_ip: str  # the client's address (behind trusted proxies, from X-Forwarded-For)
     peer_ip: str
     request_id: str
-    headers: Any  # ingressd.headers.Headers: the request headers, mutable
-    route: Any  # ingressd.model.Route
+    headers: Any  # ingressd.http.headers.Headers: the request headers, mutable
+    route: Any  # ingressd.config.model.Route
 
     def on_finish(self, callback: Callable[[], None]) -> None: ...

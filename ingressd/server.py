@@ -10,20 +10,22 @@ from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.python import log
 
-from ingressd.admin import admin_site
-from ingressd.files import ManifestProvider
-from ingressd.http1 import HTTP1Factory, ServerSettings
-from ingressd.http2 import HTTPSFactory
-from ingressd.model import ObjectRef
-from ingressd.observability import install as install_observability
-from ingressd.proxy import Proxy, ProxySettings
-from ingressd.reloader import Reloader, State
-from ingressd.store import ObjectStore
-from ingressd.tls import CertificateStore
-from ingressd.tlsinfo import ObservedTLSFactory
-from ingressd.translate import TranslateSettings
-from ingressd.transport import listen
-from ingressd.upstream import UpstreamPool
+from ingressd.admin.endpoint import admin_site
+from ingressd.providers.files import ManifestProvider
+from ingressd.http.http1 import HTTP1Factory, ServerSettings
+from ingressd.http.http2 import HTTPSFactory
+from ingressd.config.model import ObjectRef
+from ingressd.admin.observability import install as install_observability
+from ingressd.proxy.exchange import Proxy, ProxySettings
+from ingressd.config.reloader import Reloader, State
+from ingressd.config.store import ObjectStore
+from ingressd.tls.certificates import CertificateStore
+from ingressd.tls.facts import ObservedTLSFactory
+from ingressd.config.translate import TranslateSettings
+from ingressd.proxy.transport import listen
+from ingressd.config.entries import DEFAULT_UPSTREAM
+from ingressd.features import UpstreamSettings
+from ingressd.proxy.http1_upstream import HTTP1Upstream
 
 
 class IngressdService(MultiService):
@@ -36,6 +38,21 @@ class IngressdService(MultiService):
         self.reactor = reactor
         self.store = ObjectStore()
         self.state = State()
+        # The upstream protocols this server speaks (a route's UpstreamSettings.protocol picks
+        # one), and the upstream settings routes start from.
+        self.pool = HTTP1Upstream(
+            reactor,
+            max_idle_per_endpoint=int(settings.get("upstream_keepalive_connections") or 320),
+            idle_timeout=float(settings.get("upstream_keepalive_timeout") or 60),
+        )
+        self.upstreams = {self.pool.name: self.pool}
+        upstream = UpstreamSettings(
+            connect_timeout=float(settings.get("proxy_connect_timeout", DEFAULT_UPSTREAM.connect_timeout)),
+            read_timeout=float(settings.get("proxy_read_timeout", DEFAULT_UPSTREAM.read_timeout)),
+            send_timeout=float(settings.get("proxy_send_timeout", DEFAULT_UPSTREAM.send_timeout)),
+            max_body_size=int(settings.get("proxy_body_size", DEFAULT_UPSTREAM.max_body_size)),
+            protocol=DEFAULT_UPSTREAM.protocol,
+        )
         self.reloader = Reloader(
             self.store, self.state, reactor, plugins,
             translate_settings=TranslateSettings(
@@ -46,25 +63,12 @@ class IngressdService(MultiService):
                 ignore_annotations=frozenset(settings.get("ignore_annotation") or ()),
             ),
             settings=settings,
+            upstream=upstream,
+            protocols=frozenset(self.upstreams),
         )
         self.reloader.on_ready.append(freeze_heap)
-        self.pool = UpstreamPool(
-            reactor,
-            max_idle_per_endpoint=int(settings.get("upstream_keepalive_connections") or 320),
-            idle_timeout=float(settings.get("upstream_keepalive_timeout") or 60),
-        )
         trusted = [c.strip() for c in str(settings.get("trusted_proxies") or "").split(",") if c.strip()]
-        self.proxy = Proxy(
-            self.state, self.pool,
-            ProxySettings(
-                connect_timeout=settings.get("proxy_connect_timeout", 5),
-                read_timeout=settings.get("proxy_read_timeout", 60),
-                send_timeout=settings.get("proxy_send_timeout", 60),
-                max_body_size=settings.get("proxy_body_size", 1024 * 1024),
-                trusted_proxies=trusted,
-            ),
-            reactor,
-        )
+        self.proxy = Proxy(self.state, self.upstreams, ProxySettings(trusted, upstream), reactor)
         self.server_settings = ServerSettings(
             header_timeout=float(settings.get("client_header_timeout") or 60),
             body_timeout=float(settings.get("client_body_timeout") or 60),
@@ -75,7 +79,7 @@ class IngressdService(MultiService):
             ManifestProvider([path], self.store, reactor).setServiceParent(self)
         self.kubernetes = None
         if settings.get("kubernetes"):
-            from ingressd.kube.service import KubernetesService
+            from ingressd.providers.kube.service import KubernetesService
 
             self.kubernetes = KubernetesService(settings, self.store, reactor)
             self.kubernetes.setServiceParent(self)
@@ -104,7 +108,8 @@ class IngressdService(MultiService):
 
     def stopService(self):
         self.reloader.stop()
-        self.pool.close()
+        for upstream in self.upstreams.values():
+            upstream.close()
         return super().stopService()
 
 

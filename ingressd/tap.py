@@ -10,7 +10,7 @@ from twisted.application.service import MultiService
 from twisted.python import usage
 
 from ingressd.features import parse_size
-from ingressd.plugins import PluginError, load_plugins
+from ingressd.plugin_manager import PluginError, load_plugins
 
 CORE_PARAMETERS = [
     ["config", None, None, "YAML settings file whose keys are the long option names"],
@@ -152,7 +152,7 @@ class Options(usage.Options):
         if self["workers"] < 1:
             raise usage.UsageError("--workers must be at least 1")
         if self["workers"] > 1 and self["worker-id"] is None:
-            from ingressd.transport import parse_tcp
+            from ingressd.proxy.transport import parse_tcp
 
             for name in ("http", "https"):
                 if self[name] and parse_tcp(str(self[name])) is None:
@@ -167,8 +167,8 @@ class Options(usage.Options):
 def _ignored_annotations(values: list[str]) -> frozenset[str]:
     """``--ignore-annotation`` values as catalogue names; a name ingress-nginx never had, or one
     that can never be ignored (canary), is a usage error."""
-    from ingressd.catalogue import lookup
-    from ingressd.compat import ignore_list
+    from ingressd.compat.catalogue import lookup
+    from ingressd.compat.assess import ignore_list
 
     names: set[str] = set()
     for value in values:

@@ -43,17 +43,17 @@ from twisted.application.service import Service
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from ingressd.chain import (
+from ingressd.proxy.chain import (
     in_phase_order,
     run_error_features,
     run_request_features,
     run_response_features,
     with_page_headers,
 )
-from ingressd.entries import RouteEntry
-from ingressd.features import INGRESSD_PREFIX, BuildContext, LocalResponse, check_plain_text
-from ingressd.headers import Headers
-from ingressd.model import Backend, Endpoint, ObjectRef, Route, SecretData
+from ingressd.config.entries import RouteEntry
+from ingressd.features import INGRESSD_PREFIX, BuildContext, LocalResponse, UpstreamSettings, check_plain_text
+from ingressd.http.headers import Headers
+from ingressd.config.model import Backend, Endpoint, ObjectRef, Route, SecretData
 
 __all__ = [
     "FakeExchange",
@@ -117,6 +117,7 @@ class FakeExchange:
     read_timeout: float | None = None
     send_timeout: float | None = None
     max_body_size: int | None = None
+    protocol: str | None = None  # the upstream protocol (UpstreamSettings.protocol)
     finish_callbacks: list[Callable[[], None]] = field(default_factory=list)
     finished: bool = False
 
@@ -190,12 +191,11 @@ def features_for(plugin: Any, raw: Mapping[str, str], route: Route | None = None
 def run_request(features: Iterable[Any], ex: FakeExchange) -> LocalResponse | None:
     """Apply the features' ``upstream`` settings to ``ex`` as the proxy does when the route
     matches, then call each feature's ``request`` in phase order with the proxy's own chain
-    runner (``ingressd.chain``); the first answer stops the chain. Deferreds must already have
+    runner (``ingressd.proxy.chain``); the first answer stops the chain. Deferreds must already have
     fired (unit tests run without a reactor); a feature that raises raises here."""
     ordered = in_phase_order(features)
-    upstream = RouteEntry(make_route(), ordered).upstream
-    if upstream is not None:
-        upstream.apply_to(ex)
+    # Only what the features set (a fake exchange has no server defaults to start from).
+    RouteEntry(make_route(), ordered, UpstreamSettings()).upstream.apply_to(ex)
     requests = [feature.request for feature in ordered if hasattr(feature, "request")]
     return _request_answer(requests, ex)
 
@@ -271,7 +271,7 @@ def restore_plugin_configuration(plugins: Any = None) -> None:
     ``build_config``): give each plugin (default: the installed ones) the configuration this
     module has in force for it (an open harness's or in-memory server's), or none."""
     if plugins is None:
-        from ingressd.plugins import load_plugins
+        from ingressd.plugin_manager import load_plugins
 
         plugins = load_plugins()
     _configure_as_in_force(plugins)
@@ -373,7 +373,7 @@ class PluginHarness:
         disabled: Sequence[str] = (),
         endpoints: Sequence[tuple[str, int]] = (("10.0.0.1", 8080),),
     ):
-        from ingressd.plugins import load_plugins
+        from ingressd.plugin_manager import load_plugins
 
         self.clock = clock if clock is not None else Clock()
         self.settings = dict(settings or {})
@@ -399,9 +399,9 @@ class PluginHarness:
 
     def rebuild(self, objects: Sequence[Mapping] | None = None) -> None:
         """Translate and build again (e.g. after changing ``self.objects``), then config_applied."""
-        from ingressd.entries import build_table
-        from ingressd.store import object_key, pack
-        from ingressd.translate import TranslateSettings, translate
+        from ingressd.config.entries import build_table
+        from ingressd.config.store import object_key, pack
+        from ingressd.config.translate import TranslateSettings, translate
 
         if objects is not None:
             self.objects = list(objects)
@@ -496,8 +496,7 @@ class PluginHarness:
             server_port=443 if scheme == "https" else 80,
             route=entry.route,
         )
-        if entry.upstream is not None:
-            entry.upstream.apply_to(ex)
+        entry.upstream.apply_to(ex)
         answer = _request_answer(entry.request_features, ex)
         if answer is not None:
             local = self._finish_response(ex, answer.status, list(answer.headers), answer.body, local=True)
@@ -564,10 +563,10 @@ def serve_in_memory(directory: Path, objects: Sequence[Mapping], *options: str) 
 
 
 def _through_reactor(description: str | None) -> str | None:
-    """A plain ``tcp:PORT`` endpoint in Twisted's keyword form, which ``ingressd.transport.listen``
+    """A plain ``tcp:PORT`` endpoint in Twisted's keyword form, which ``ingressd.proxy.transport.listen``
     hands to Twisted's endpoints and so to the given reactor (a MemoryReactorClock records
     the port); the plain form gets ingressd's own ``Port``, which binds a real socket."""
-    from ingressd.transport import parse_tcp
+    from ingressd.proxy.transport import parse_tcp
 
     parsed = parse_tcp(description) if description else None
     if parsed is None:

@@ -41,7 +41,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
-from ingressd import Annotation, AnnotationError, LocalResponse, Option, Phase, hookimpl, parse_bool
+from ingressd import Annotation, AnnotationError, LocalResponse, Option, Phase, RoundRobin, hookimpl, parse_bool
 
 
 _log = Logger()
@@ -193,8 +193,7 @@ class DefaultBackend:
     phase = Phase.PROXY
 
     def __init__(self, backend: Any):
-        self._endpoints = backend.endpoints
-        self._next = 0
+        self._balancer = RoundRobin(backend.endpoints)
 
     def request(self, exchange) -> None:
         route = exchange.route
@@ -213,19 +212,8 @@ class DefaultBackend:
             headers.remove(name)
             if value:
                 headers.add(name, value)
-        exchange.balancer = self
+        exchange.balancer = self._balancer
         return None
-
-    def pick(self, exclude=()) -> Any:
-        """The next endpoint, round-robin, avoiding ``exclude`` while others remain."""
-        endpoints = self._endpoints
-        count = len(endpoints)
-        for _ in range(count):
-            endpoint = endpoints[self._next % count]
-            self._next += 1
-            if endpoint not in exclude:
-                return endpoint
-        return endpoints[(self._next - 1) % count] if count else None
 
 
 # -- plugin hooks ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ingressd.model import ObjectRef, SecretData
+from ingressd.config.model import ObjectRef, SecretData
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 

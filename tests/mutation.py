@@ -52,19 +52,19 @@ class Target:
 # parser's framing, credentials,
 # limits, address lists, TLS certificate selection, and the fail-closed annotation decisions.
 TARGETS: dict[str, Target] = {
-    "pathnorm": Target("ingressd/pathnorm.py", ("tests/test_pathnorm.py",)),
-    "routing": Target("ingressd/routing.py", ("tests/test_routing.py",)),
-    "headers": Target("ingressd/headers.py", ("tests/test_headers.py", "tests/test_http1.py",
+    "pathnorm": Target("ingressd/http/pathnorm.py", ("tests/test_pathnorm.py",)),
+    "routing": Target("ingressd/config/routing.py", ("tests/test_routing.py",)),
+    "headers": Target("ingressd/http/headers.py", ("tests/test_headers.py", "tests/test_http1.py",
                                               "tests/test_forwarded.py")),
-    "forwarding": Target("ingressd/forwarding.py", ("tests/test_forwarding.py", "tests/test_forwarded.py")),
-    "h1parse": Target("ingressd/h1parse.py", ("tests/test_h1parse.py",)),
+    "forwarding": Target("ingressd/proxy/forwarding.py", ("tests/test_forwarding.py", "tests/test_forwarded.py")),
+    "pyparser": Target("ingressd/http/pyparser.py", ("tests/test_pyparser.py",)),
     "htpasswd": Target("plugins/htpasswd.py", ("tests/test_plugin_htpasswd.py",)),
     "basic_auth": Target("plugins/basic_auth.py", ("tests/test_plugin_basic_auth.py",)),
     "rate_limit": Target("plugins/rate_limit.py", ("tests/test_plugin_rate_limit.py",)),
     "cidr": Target("plugins/_cidr.py", ("tests/test_plugin_allowlist.py", "tests/test_plugin_rate_limit.py")),
     "allowlist": Target("plugins/allowlist.py", ("tests/test_plugin_allowlist.py",)),
-    "tls": Target("ingressd/tls.py", ("tests/test_tls.py",)),
-    "compat": Target("ingressd/compat.py", ("tests/test_compat.py",)),
+    "tls": Target("ingressd/tls/certificates.py", ("tests/test_tls.py",)),
+    "compat": Target("ingressd/compat/assess.py", ("tests/test_compat.py",)),
 }
 
 _RESULT = re.compile(r"^\s*(\S+): (.+)$")
@@ -126,6 +126,8 @@ def _config(work: Path, target: Target) -> None:
 def _mutmut(work: Path, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
     mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or "mutmut"
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    # the copy under test is the scratch checkout mutmut runs in, not the installed one
+    environment["INGRESSD_TEST_INSTALLED_ONLY"] = "1"
     return subprocess.run([mutmut, *args], cwd=work, capture_output=True, text=True, timeout=timeout,
                           env=environment)
 

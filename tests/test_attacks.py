@@ -628,7 +628,7 @@ def test_every_annotation_parser_is_total_and_bounded():
     Each must return a value or raise AnnotationError/ValueError (rejecting its Ingress),
     and the whole run must finish (a hang guard, not a speed assertion)."""
     from ingressd.features import check_plain_text
-    from ingressd.plugins import load_plugins
+    from ingressd.plugin_manager import load_plugins
 
     annotations = load_plugins().annotations
     assert annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingressd.catalogue import (
+from ingressd.compat.catalogue import (
     BEGIN,
     CATALOGUE,
     END,
@@ -20,7 +20,7 @@ from ingressd.catalogue import (
     REFUSED,
     markdown_table,
 )
-from ingressd.plugins import load_plugins
+from ingressd.plugin_manager import load_plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,4 +101,4 @@ def test_docs_table_matches_the_catalogue():
     text = (ROOT / "docs" / "migrating.md").read_text(encoding="utf-8")
     assert BEGIN in text and END in text, "docs/migrating.md has no catalogue markers"
     table = text.split(BEGIN, 1)[1].split(END, 1)[0]
-    assert table == markdown_table(), "regenerate it: python -m ingressd.catalogue --write docs/migrating.md"
+    assert table == markdown_table(), "regenerate it: python -m ingressd.compat.catalogue --write docs/migrating.md"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from ingressd.chain import (
+from ingressd.proxy.chain import (
     in_phase_order,
     intercepts,
     run_error_features,

@@ -14,7 +14,7 @@ import yaml
 import fakeapi
 from harness import INGRESS_CLASS, ingress, service
 
-from ingressd.check import main
+from ingressd.compat.check import main
 from ingressd.testing import restore_plugin_configuration
 
 ROOT = Path(__file__).resolve().parent.parent

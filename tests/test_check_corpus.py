@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ingressd.check import main
+from ingressd.compat.check import main
 from ingressd.testing import restore_plugin_configuration
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingressd import compat
-from ingressd.catalogue import (
+from ingressd.compat import assess as compat
+from ingressd.compat.catalogue import (
     BOOL,
     CATALOGUE,
     CHANGES_TRAFFIC,
@@ -16,8 +16,8 @@ from ingressd.catalogue import (
     WORD,
     Entry,
 )
-from ingressd.compat import Problem, assess, ignore_list, snippet_directives, snippet_effect
-from ingressd.plugins import load_plugins
+from ingressd.compat.assess import Problem, assess, ignore_list, snippet_directives, snippet_effect
+from ingressd.plugin_manager import load_plugins
 
 N = "nginx.ingress.kubernetes.io/"
 OWNED = frozenset(load_plugins().annotation_owners)

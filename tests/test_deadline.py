@@ -2,7 +2,7 @@
 
 from twisted.internet.task import Clock
 
-from ingressd.deadline import Deadline
+from ingressd.http.deadline import Deadline
 
 
 def test_fires_on_time_after_moves():

@@ -12,7 +12,7 @@ import pytest
 from backends import Backend
 from harness import INGRESS_CLASS, ROOT, Ingressd, ingress, service, write_manifests
 
-from ingressd.check import main
+from ingressd.compat.check import main
 
 pytestmark = pytest.mark.slow
 

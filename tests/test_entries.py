@@ -1,7 +1,7 @@
 """Route entries: round-robin over ready endpoints, and features sorted by phase."""
 
-from ingressd.entries import RouteEntry
-from ingressd.model import Backend, Endpoint, ObjectRef, Route
+from ingressd.config.entries import RouteEntry
+from ingressd.config.model import Backend, Endpoint, ObjectRef, Route
 
 
 def route(endpoints):
@@ -40,3 +40,47 @@ def test_request_features_run_in_phase_order_whatever_the_plugin_order():
     for feature in entry.request_features:
         feature(None)
     assert log == [100, 200, 300, 400]
+
+
+# -- upstream settings: the route's over the server's; protocols the server speaks ------------
+
+
+class Settings:
+    def __init__(self, phase, **fields):
+        from ingressd.features import UpstreamSettings
+
+        self.phase, self.upstream = phase, UpstreamSettings(**fields)
+
+
+def test_an_entry_carries_complete_upstream_settings_the_routes_over_the_servers():
+    from ingressd.config.entries import DEFAULT_UPSTREAM
+    from ingressd.features import UpstreamSettings
+
+    assert RouteEntry(route([1])).upstream is DEFAULT_UPSTREAM  # no feature: the server's, shared
+    server = UpstreamSettings(connect_timeout=1.0, read_timeout=2.0, send_timeout=3.0, max_body_size=4,
+                              protocol="HTTP")
+    entry = RouteEntry(route([1]), [Settings(200, read_timeout=20.0), Settings(500, read_timeout=50.0,
+                                                                                   max_body_size=0)], server)
+    assert entry.upstream == UpstreamSettings(1.0, 50.0, 3.0, 0, "HTTP")  # later phase wins, field by field
+
+
+def test_an_ingress_whose_route_needs_a_protocol_the_server_does_not_speak_is_rejected_alone():
+    from ingressd.config.entries import build_table
+    from ingressd.config.model import Config
+    from ingressd.features import BuildContext
+
+    plain = route([1])
+    grpc = Route("g.com", "/", "Prefix", plain.backend, ObjectRef("Ingress", "ns", "grpc"))
+
+    class Plugins:
+        def route_features(self, r, context):
+            return [Settings(500, protocol="GRPC")] if r.ingress.name == "grpc" else []
+
+    table, config = build_table(Config(routes=(plain, grpc)), Plugins(), BuildContext(settings={}, reactor=None))
+    assert [r.ingress.name for r in config.routes] == ["i"]
+    (rejection,) = config.rejections
+    assert rejection.ref.name == "grpc" and "backend protocol GRPC is not served" in rejection.reason
+    assert table.match("g.com", "/") is None and table.match("h.com", "/") is not None
+    table, config = build_table(Config(routes=(plain, grpc)), Plugins(), BuildContext(settings={}, reactor=None),
+                                protocols=frozenset({"HTTP", "GRPC"}))
+    assert len(config.routes) == 2 and not config.rejections

@@ -3,15 +3,17 @@ ingressd/interfaces.py), no sockets: routing, features, forwarding, errors, retr
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet.task import Clock
 
-from ingressd.entries import RouteEntry
+from ingressd.config.entries import RouteEntry
 from ingressd.features import LocalResponse, Phase, UpstreamSettings
-from ingressd.http1 import Request
-from ingressd.model import Backend, Endpoint, ObjectRef, Route
-from ingressd.proxy import Proxy, ProxySettings
-from ingressd.routing import RouteTable
-from ingressd.upstream import UpstreamError
+from ingressd.http.http1 import Request
+from ingressd.config.model import Backend, Endpoint, ObjectRef, Route
+from ingressd.proxy.exchange import Proxy, ProxySettings
+from ingressd.config.routing import RouteTable
+from ingressd.http.headers import serialize
+from ingressd.proxy.upstream import STREAMED, UpstreamError
 
 ONE, TWO = Endpoint("10.0.0.1", 8080), Endpoint("10.0.0.2", 8080)
 
@@ -85,19 +87,29 @@ class FakeClient:
 class FakeConnection:
     """interfaces.UpstreamConnection: what the exchange sends, and the response we play."""
 
-    def __init__(self, endpoint, reused=False):
-        self.endpoint, self.reused = endpoint, reused
+    def __init__(self, pool, endpoint, reused=False):
+        self.pool, self.endpoint, self.reused = pool, endpoint, reused
         self.response_headers = []
-        self.sent = b""
-        self.aborted = self.closed = False
+        self.sent = b""  # the request as the exchange described it, in HTTP/1 form, and its body
+        self.body_length = "not started"
+        self.aborted = self.closed = self.ended = False
         self.exchange = None
 
-    def start(self, exchange, head, read_timeout, send_timeout, head_request):
-        self.exchange, self.timeouts = exchange, (read_timeout, send_timeout)
-        self.sent += head
+    def start(self, exchange, method, target, headers, body_length, read_timeout, send_timeout):
+        self.exchange, self.timeouts, self.body_length = exchange, (read_timeout, send_timeout), body_length
+        self.sent += b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, serialize(headers))
 
-    def write(self, data):
+    def send_body(self, data):
         self.sent += data
+
+    def end_body(self):
+        self.ended = True
+
+    def write_raw(self, data):
+        self.sent += data
+
+    def release(self):
+        self.pool.released.append(self)
 
     def pause_reading(self):
         pass
@@ -124,21 +136,22 @@ class FakeConnection:
 
 
 class FakePool:
-    """The upstream pool's interface: connections are handed over when the test says."""
+    """interfaces.UpstreamProtocol: connections are handed over when the test says."""
 
-    def __init__(self):
+    def __init__(self, name="HTTP"):
+        self.name = name
         self.asked, self.released = [], []
 
     def acquire(self, host, port, connect_timeout, on_ready, on_error):
         self.asked.append(((host, port), connect_timeout, on_ready, on_error))
         return lambda: None
 
-    def release(self, connection):
-        self.released.append(connection)
+    def close(self):
+        pass
 
     def connect(self, index=-1, reused=False):
         (host, port), _, on_ready, _ = self.asked[index]
-        connection = FakeConnection(Endpoint(host, port), reused)
+        connection = FakeConnection(self, Endpoint(host, port), reused)
         on_ready(connection)
         return connection
 
@@ -151,9 +164,9 @@ class State:
         self.table = table
 
 
-def proxy_for(*entries, trusted=()):
-    pool = FakePool()
-    proxy = Proxy(State(RouteTable(entries)), pool, ProxySettings(trusted_proxies=trusted), Clock())
+def proxy_for(*entries, trusted=(), pool=None):
+    pool = pool or FakePool()
+    proxy = Proxy(State(RouteTable(entries)), {"HTTP": pool}, ProxySettings(trusted_proxies=trusted), Clock())
     finished = []
     proxy.observers.append(finished.append)
     return proxy, pool, finished
@@ -303,6 +316,56 @@ def test_a_client_gone_abandons_the_backend():
     connection = pool.connect()
     exchange.client_lost()
     assert connection.aborted and exchange.status == 499 and finished == [exchange]
+
+
+# -- the upstream-protocol seam ------------------------------------------------------------------
+
+
+class Grpc:
+    phase = Phase.PROXY
+    upstream = UpstreamSettings(protocol="GRPC")
+
+
+def test_each_route_goes_through_the_upstream_protocol_its_settings_name():
+    http, grpc = FakePool("HTTP"), FakePool("GRPC")
+    plain, rpc = entry(path="/"), entry([Grpc()], path="/rpc")
+    proxy = Proxy(State(RouteTable([plain, rpc])), {"HTTP": http, "GRPC": grpc}, ProxySettings(), Clock())
+    send(proxy, request(target=b"/rpc/Call"))
+    send(proxy, request(target=b"/page"))
+    assert (len(http.asked), len(grpc.asked)) == (1, 1)
+    grpc.connect().respond(200, body=b"rpc")
+    assert grpc.released and not http.released
+
+
+@pytest.mark.parametrize(("headers", "content_length", "upgrade", "expected"), [
+    ((), None, False, None),  # no body: no framing at all
+    ((), 0, False, 0),  # an empty body that says so keeps saying so
+    ((), 5, False, 5),
+    (((b"transfer-encoding", b"chunked"),), None, False, STREAMED),
+    (((b"upgrade", b"websocket"), (b"connection", b"Upgrade")), None, True, None),
+])
+def test_the_exchange_describes_the_body_and_leaves_its_framing_to_the_protocol(headers, content_length,
+                                                                                upgrade, expected):
+    proxy, pool, _ = proxy_for(entry())
+    req = request(method=b"POST", headers=list(headers), content_length=content_length)
+    req.chunked = expected == STREAMED
+    req.upgrade = upgrade
+    send(proxy, req)
+    connection = pool.connect()
+    assert connection.body_length == expected
+    head = connection.sent.decode().lower()
+    assert "content-length" not in head and "transfer-encoding" not in head  # the protocol's to add
+
+
+def test_the_body_ends_through_the_connection():
+    proxy, pool, _ = proxy_for(entry())
+    req = request(method=b"POST", content_length=3)
+    client, exchange = send(proxy, req)
+    connection = pool.connect()
+    exchange.body_data(b"abc")
+    assert not connection.ended
+    exchange.body_done()
+    assert connection.ended and connection.sent.endswith(b"\r\n\r\nabc")
 
 
 # -- route settings, body limits, error pages ----------------------------------------------------

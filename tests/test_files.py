@@ -6,8 +6,8 @@ import pytest
 import yaml
 from twisted.internet.task import Clock
 
-from ingressd.files import ManifestProvider, parse_manifest
-from ingressd.store import ObjectStore
+from ingressd.providers.files import ManifestProvider, parse_manifest
+from ingressd.config.store import ObjectStore
 
 
 def test_multi_document_yaml_list_and_unknown_kinds():
@@ -257,7 +257,7 @@ def test_conversion_leaves_the_parsed_document_alone():
     given = CONVERSIONS["networking-v1beta1-service-ports"][0]
     [document] = yaml.safe_load_all(given)
     before = yaml.safe_dump(document)
-    from ingressd.files import _ingress_v1
+    from ingressd.providers.files import _ingress_v1
 
     _ingress_v1(document)
     assert yaml.safe_dump(document) == before
@@ -275,7 +275,7 @@ def test_json_v1beta1_ingress_and_list_items_are_converted():
 def test_converted_ingress_is_translated_like_its_v1_form(tmp_path):
     """End to end through the provider and the translator: the v1beta1 manifest that used to
     fail with "pathType must be one of …, got None" now routes."""
-    from ingressd.translate import TranslateSettings, translate
+    from ingressd.config.translate import TranslateSettings, translate
 
     (tmp_path / "app.yaml").write_text("""
 apiVersion: v1

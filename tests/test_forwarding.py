@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from ingressd.forwarding import ForwardingPolicy, _RequestIds, is_spoofable
-from ingressd.headers import Headers
+from ingressd.proxy.forwarding import ForwardingPolicy, _RequestIds, is_spoofable
+from ingressd.http.headers import Headers
 
 POLICY = ForwardingPolicy(["10.0.0.0/8", "fd00::/8"])
 RID = b"0123456789abcdef0123456789abcdef"

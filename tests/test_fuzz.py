@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from twisted.python import log
 
 from test_http1 import connect
-from ingressd.http1 import REASONS
+from ingressd.http.http1 import REASONS
 
 VALID = [
     b"GET / HTTP/1.1\r\nHost: fuzz.test\r\n\r\n",

@@ -5,7 +5,7 @@ Names arrive lower-cased (the parser's job); these tests use lower-case names as
 
 import pytest
 
-from ingressd.headers import HOP_BY_HOP, Headers, connection_tokens, serialize, without_hop_by_hop
+from ingressd.http.headers import HOP_BY_HOP, Headers, connection_tokens, serialize, without_hop_by_hop
 
 PAIRS = [(b"host", b"a"), (b"x-a", b"1"), (b"cookie", b"c=1"), (b"x-a", b"2")]
 

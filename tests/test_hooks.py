@@ -8,9 +8,9 @@ from twisted.internet.task import Clock
 import fakes  # noqa: F401  (makes ingressd_plugins importable)
 from harness import INGRESS_CLASS, ingress, service
 from ingressd import Annotation, AnnotationError, Option, Phase, hookimpl
-from ingressd.plugins import load_plugins
-from ingressd.reloader import Reloader, State
-from ingressd.store import ObjectStore
+from ingressd.plugin_manager import load_plugins
+from ingressd.config.reloader import Reloader, State
+from ingressd.config.store import ObjectStore
 from ingressd.testing import PluginHarness
 
 

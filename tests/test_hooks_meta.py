@@ -16,7 +16,7 @@ import pytest
 
 import fakes  # noqa: F401  (makes ingressd_plugins importable)
 from ingressd import Annotation, hookimpl, hookspecs
-from ingressd.plugins import PluginError, load_plugins
+from ingressd.plugin_manager import PluginError, load_plugins
 from ingressd.testing import restore_plugin_configuration
 
 ROOT = Path(__file__).resolve().parent.parent

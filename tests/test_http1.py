@@ -5,7 +5,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from ingressd.http1 import HTTP1ServerProtocol, ServerSettings
+from ingressd.http.http1 import HTTP1ServerProtocol, ServerSettings
 
 
 class Echo:

@@ -11,8 +11,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from ingressd.http1 import HTTP1Factory, ServerSettings
-from ingressd.http2 import H2ServerProtocol, HTTPSFactory
+from ingressd.http.http1 import HTTP1Factory, ServerSettings
+from ingressd.http.http2 import H2ServerProtocol, HTTPSFactory
 
 
 class FakeExchange:

@@ -1,5 +1,5 @@
 """The deployment manifests (etc/k8s) and the Dockerfile: what matters, and that the RBAC
-rules cover every API request ingressd.kube makes (and the code makes no request not listed)."""
+rules cover every API request ingressd.providers.kube makes (and the code makes no request not listed)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import pytest
 import yaml
 from kubernetes import client
 
-from ingressd.kube import config as kube_config
-from ingressd.kube import rest
-from ingressd.kube.config import API_CALLS, ApiCall
-from ingressd.kube.events import CONTROLLER
-from ingressd.kube.service import DEFAULT_ELECTION_ID
-from ingressd.store import KINDS
+from ingressd.providers.kube import config as kube_config
+from ingressd.providers.kube import rest
+from ingressd.providers.kube.config import API_CALLS, ApiCall
+from ingressd.providers.kube.events import CONTROLLER
+from ingressd.providers.kube.service import DEFAULT_ELECTION_ID
+from ingressd.config.store import KINDS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "etc" / "k8s"
-KUBE_PACKAGE = ROOT / "ingressd" / "kube"
+KUBE_PACKAGE = ROOT / "ingressd" / "providers" / "kube"
 NAMESPACE = "ingressd"
 
 MODELS = {"Deployment": client.V1Deployment, "Service": client.V1Service,

@@ -6,7 +6,7 @@ import os
 
 from twisted.trial import unittest
 
-from ingressd.kube.config import in_cluster, load_configuration, pod_namespace
+from ingressd.providers.kube.config import in_cluster, load_configuration, pod_namespace
 
 try:
     from tests import fakeapi

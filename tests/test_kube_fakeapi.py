@@ -9,7 +9,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from ingressd.kube.config import load_configuration
+from ingressd.providers.kube.config import load_configuration
 
 try:
     from tests import fakeapi

@@ -12,10 +12,10 @@ import time
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from ingressd.kube.config import load_configuration
-from ingressd.kube.reflector import KubeTimings, Reflector
-from ingressd.kube.service import KubernetesService, _DaemonThreadPool
-from ingressd.store import KINDS, ObjectStore
+from ingressd.providers.kube.config import load_configuration
+from ingressd.providers.kube.reflector import KubeTimings, Reflector
+from ingressd.providers.kube.service import KubernetesService, _DaemonThreadPool
+from ingressd.config.store import KINDS, ObjectStore
 
 try:
     from tests import fakeapi
@@ -440,7 +440,7 @@ class _Sink:
 
 
 def test_slim_drops_managed_fields_and_the_last_applied_copy():
-    from ingressd.kube.reflector import slim
+    from ingressd.providers.kube.reflector import slim
 
     obj = {"kind": "Ingress", "metadata": {
         "name": "x", "managedFields": [{"manager": "kubectl"}],
@@ -456,9 +456,9 @@ def test_slim_keeps_what_translation_reads_of_the_dependencies():
     import base64
     import copy
 
-    from ingressd.kube.reflector import slim
-    from ingressd.store import pack
-    from ingressd.translate import translate
+    from ingressd.providers.kube.reflector import slim
+    from ingressd.config.store import pack
+    from ingressd.config.translate import translate
 
     try:
         from tests.harness import INGRESS_CLASS, ingress, service
@@ -493,8 +493,8 @@ def test_slim_keeps_what_translation_reads_of_the_dependencies():
     slimmed = [slim(copy.deepcopy(obj), obj["kind"]) for obj in objects]
     assert "uid" not in slimmed[1]["metadata"] and "targetRef" not in slimmed[2]["endpoints"][0]
     assert slimmed[4]["metadata"] == objects[4]["metadata"]  # an Ingress keeps its metadata
-    from ingressd.plugins import load_plugins
-    from ingressd.translate import TranslateSettings
+    from ingressd.plugin_manager import load_plugins
+    from ingressd.config.translate import TranslateSettings
 
     declared = load_plugins().annotations  # auth-type is honoured only where its plugin is loaded
     whole = translate(snapshot(objects), TranslateSettings(), declared)

@@ -7,12 +7,12 @@ import time
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from ingressd.kube.events import CONTROLLER, REASON
-from ingressd.kube.leader import micro_time
-from ingressd.kube.reflector import KubeTimings
-from ingressd.kube.service import KubernetesService, served_ingresses
-from ingressd.model import Backend, Config, ObjectRef, Rejection, Route
-from ingressd.store import ObjectStore
+from ingressd.providers.kube.events import CONTROLLER, REASON
+from ingressd.providers.kube.leader import micro_time
+from ingressd.providers.kube.reflector import KubeTimings
+from ingressd.providers.kube.service import KubernetesService, served_ingresses
+from ingressd.config.model import Backend, Config, ObjectRef, Rejection, Route
+from ingressd.config.store import ObjectStore
 
 try:
     from tests import fakeapi
@@ -337,7 +337,7 @@ class StatusPassTests(unittest.TestCase):
         from kubernetes import client
         from twisted.internet.task import Clock
 
-        from ingressd.kube.status import StatusWriter
+        from ingressd.providers.kube.status import StatusWriter
 
         looked: list[tuple[str, str]] = []
         written: list[tuple[str, str]] = []

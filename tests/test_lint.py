@@ -1,4 +1,4 @@
-"""``ingressd.lint``: each finding code against a case that has it and one that does not.
+"""``ingressd.compat.lint``: each finding code against a case that has it and one that does not.
 
 Objects are built with the harness's builders; certificates are generated per test run.
 """
@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 import certs
 from harness import INGRESS_CLASS, ingress, service
-from ingressd.lint import CODES, Finding, lint
-from ingressd.model import ObjectRef
+from ingressd.compat.lint import CODES, Finding, lint
+from ingressd.config.model import ObjectRef
 
 NOW = time.time()
 NOW_DT = datetime.fromtimestamp(NOW, timezone.utc)

@@ -37,3 +37,17 @@ def test_no_init_in_the_dropin_folder():
     assert not (root / "twisted" / "__init__.py").exists()
     assert not (root / "twisted" / "plugins" / "__init__.py").exists()
     assert sys.version_info >= (3, 10)
+
+
+def test_every_package_of_the_source_tree_is_installed():
+    """A subpackage missing from pyproject's list would be absent from the wheel (and the tests
+    import what pip installed)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(path.parent.relative_to(root).parts) for path in (root / "ingressd").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
+    import ingressd_plugins
+
+    assert Path(ingressd_plugins.__file__).parent.name == "ingressd_plugins"  # installed, not the source folder

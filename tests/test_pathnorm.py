@@ -2,7 +2,7 @@
 
 import pytest
 
-from ingressd.pathnorm import BadPath, lenient_views, normalize, split_target
+from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
 
 
 @pytest.mark.parametrize(

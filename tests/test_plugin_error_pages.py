@@ -11,7 +11,7 @@ from twisted.web import resource, server
 
 from fakes import annotation_values, exchange, features_for, make_context, make_route
 from ingressd.features import AnnotationError, LocalResponse
-from ingressd.model import Backend, Endpoint
+from ingressd.config.model import Backend, Endpoint
 from ingressd_plugins import error_pages
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from fakes import annotation_values, exchange, features_for, run_response
 from ingressd.features import AnnotationError
-from ingressd.plugins import load_plugins
+from ingressd.plugin_manager import load_plugins
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ingressd-example-header"
 sys.path.insert(0, str(EXAMPLE / "src"))

@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 import fakes  # noqa: F401  (makes ingressd_plugins importable)
-from ingressd.plugins import load_plugins
+from ingressd.plugin_manager import load_plugins
 
 MODULES = ["allowlist", "basic_auth", "cors", "error_pages", "proxy_settings", "rate_limit"]
 

@@ -3,8 +3,8 @@
 from twisted.internet.task import Clock
 
 from harness import INGRESS_CLASS, ingress, service
-from ingressd.reloader import Reloader, State
-from ingressd.store import ObjectStore
+from ingressd.config.reloader import Reloader, State
+from ingressd.config.store import ObjectStore
 
 
 def test_first_configuration_waits_for_every_source_to_sync():

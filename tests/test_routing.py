@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingressd.model import Backend, ObjectRef, Route
-from ingressd import routing
-from ingressd.routing import RouteTable, host_of
+from ingressd.config.model import Backend, ObjectRef, Route
+from ingressd.config import routing
+from ingressd.config.routing import RouteTable, host_of
 
 
 class Entry:

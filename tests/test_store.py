@@ -5,8 +5,8 @@ import datetime
 import yaml
 
 import harness
-from ingressd.store import ObjectStore, object_key, pack, unpack
-from ingressd.translate import Translator
+from ingressd.config.store import ObjectStore, object_key, pack, unpack
+from ingressd.config.translate import Translator
 
 
 def service(name, port=80):
@@ -102,7 +102,7 @@ def test_translator_follows_endpoint_slices_moving_between_services():
 
 
 def test_translator_remembers_ingresses_of_other_classes(monkeypatch):
-    import ingressd.translate as translate_module
+    import ingressd.config.translate as translate_module
 
     store = ObjectStore()
     store.replace("test", "Ingress", [_ingress("ours", "a"), _ingress("theirs", "a", class_name="nginx")])

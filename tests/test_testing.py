@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 
 import fakes  # noqa: F401  (makes ingressd_plugins importable)
 from ingressd import Annotation, hookimpl
-from ingressd.plugins import load_plugins
+from ingressd.plugin_manager import load_plugins
 from ingressd.testing import PluginHarness, one_route_objects, restore_plugin_configuration, serve_in_memory
 from ingressd_plugins import allowlist, basic_auth, cors, error_pages, proxy_settings, rate_limit
 

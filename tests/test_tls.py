@@ -36,9 +36,9 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from ingressd import tls
-from ingressd.model import Config, ObjectRef, Rejection, TLSHost
-from ingressd.tls import DEFAULT_CERTIFICATE_CN, Certificate, CertificateError, CertificateStore
+from ingressd.tls import certificates as tls
+from ingressd.config.model import Config, ObjectRef, Rejection, TLSHost
+from ingressd.tls.certificates import DEFAULT_CERTIFICATE_CN, Certificate, CertificateError, CertificateStore
 import certs
 
 INGRESS = ObjectRef("Ingress", "web", "shop")

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from ingressd.features import Annotation, parse_int
-from ingressd.store import ObjectStore
-from ingressd.translate import TranslateSettings, translate
+from ingressd.config.store import ObjectStore
+from ingressd.config.translate import TranslateSettings, translate
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "translate").glob("*.yaml"))
 
@@ -111,8 +111,8 @@ def test_exact_and_prefix_paths_refuse_characters_config_languages_interpret(pat
 def test_translator_memory_of_tls_routes_holds_only_current_routes():
     """An Ingress changed over and over leaves nothing behind in the translator's memo
     (it kept a marked copy of every TLS route it had ever seen, up to 16 per Ingress)."""
-    from ingressd.store import pack
-    from ingressd.translate import Translator
+    from ingressd.config.store import pack
+    from ingressd.config.translate import Translator
 
     def ingress(n):
         return pack({"metadata": {"name": "web", "namespace": "default", "generation": n},
@@ -138,7 +138,7 @@ def test_unchanged_routes_stay_identical_and_follow_tls_hosts():
     """Routes of an unchanged Ingress are the very same objects in the next configuration
     (their route table entries are kept), marked or unmarked as TLS hosts come and go."""
     from harness import ingress as make_ingress
-    from ingressd.translate import Translator
+    from ingressd.config.translate import Translator
 
     def ingress(name, host, tls=False, annotations=None):
         return make_ingress(name, [(host, [("/", "Prefix", "web", 80)])], annotations=annotations,

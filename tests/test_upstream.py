@@ -3,7 +3,8 @@
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from ingressd.upstream import UpstreamConnection, UpstreamPool
+from ingressd.proxy.http1_upstream import HTTP1Connection, HTTP1Upstream
+from ingressd.proxy.upstream import STREAMED
 
 
 class Exchange:
@@ -34,8 +35,8 @@ class Exchange:
 
 def connection():
     clock = Clock()
-    pool = UpstreamPool(clock)
-    conn = UpstreamConnection(pool, ("127.0.0.1", 80))
+    pool = HTTP1Upstream(clock)
+    conn = HTTP1Connection(pool, ("127.0.0.1", 80))
     transport = StringTransport()
     conn.makeConnection(transport)
     return clock, pool, conn, transport
@@ -44,7 +45,7 @@ def connection():
 def test_response_parsed_and_connection_reusable():
     clock, pool, conn, transport = connection()
     exchange = Exchange()
-    conn.start(exchange, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", 60, 60, False)
+    conn.start(exchange, b"GET", b"/", [(b"host", b"x")], None, 60, 60)
     assert transport.value().startswith(b"GET / HTTP/1.1")
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     assert exchange.events == [("head", 200, 2), ("body", b"ok"), ("done", True)]
@@ -56,14 +57,14 @@ def test_a_paused_connection_reads_again_for_the_next_request():
     clock, pool, conn, transport = connection()
     transport.pauseProducing()
     assert transport.producerState == "paused"
-    conn.start(Exchange(), b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", 60, 60, False)
+    conn.start(Exchange(), b"GET", b"/", [(b"host", b"x")], None, 60, 60)
     assert transport.producerState == "producing"
 
 
 def test_read_timeout_fails_the_exchange_as_a_timeout():
     clock, pool, conn, transport = connection()
     exchange = Exchange()
-    conn.start(exchange, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", 5, 60, False)
+    conn.start(exchange, b"GET", b"/", [(b"host", b"x")], None, 5, 60)
     clock.advance(4)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
     clock.advance(4.9)  # the read timeout is per read, not per response
@@ -75,7 +76,7 @@ def test_read_timeout_fails_the_exchange_as_a_timeout():
 def test_head_response_with_length_completes_without_body():
     clock, pool, conn, transport = connection()
     exchange = Exchange()
-    conn.start(exchange, b"HEAD / HTTP/1.1\r\nhost: x\r\n\r\n", 60, 60, True)
+    conn.start(exchange, b"HEAD", b"/", [(b"host", b"x")], None, 60, 60)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
     assert exchange.events == [("head", 200, 1000), ("done", True)]
 
@@ -85,7 +86,7 @@ def test_read_timeout_stops_while_a_slow_client_pauses_the_backend():
     is slow to read must not turn into a 504 or a cut response."""
     clock, pool, conn, transport = connection()
     exchange = Exchange()
-    conn.start(exchange, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", 5, 60, False)
+    conn.start(exchange, b"GET", b"/", [(b"host", b"x")], None, 5, 60)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
     conn.pause_reading()
     clock.advance(60)
@@ -108,7 +109,35 @@ def test_one_connection_carries_gets_and_heads_in_turn():
         ("GET", b"HTTP/1.1 204 No Content\r\n\r\n", [("head", 204, None), ("done", True)]),
     ]:
         exchange = Exchange()
-        conn.start(exchange, f"{method} / HTTP/1.1\r\nhost: x\r\n\r\n".encode(), 60, 60, method == "HEAD")
+        conn.start(exchange, method.encode(), b"/", [(b"host", b"x")], None, 60, 60)
         conn.dataReceived(answer)
         assert exchange.events == expected, method
     assert not transport.disconnecting
+
+
+def test_the_request_is_framed_by_its_body_length():
+    for body_length, framing, body in ((None, b"", b"x"), (0, b"content-length: 0\r\n", b""),
+                                       (3, b"content-length: 3\r\n", b"abc"),
+                                       (STREAMED, b"transfer-encoding: chunked\r\n", b"3\r\nabc\r\n0\r\n\r\n")):
+        _, _, conn, transport = connection()
+        conn.start(Exchange(), b"POST", b"/up?x=1", [(b"host", b"x")], body_length, 60, 60)
+        if body_length is not None:
+            if body_length:
+                conn.send_body(b"abc")
+            conn.end_body()
+        else:
+            conn.write_raw(b"x")  # after an upgrade: bytes as they are
+        assert transport.value() == b"POST /up?x=1 HTTP/1.1\r\nhost: x\r\n" + framing + b"\r\n" + body, body_length
+
+
+def test_idle_connections_are_closed_after_the_idle_timeout_on_the_pools_clock():
+    clock = Clock()
+    pool = HTTP1Upstream(clock, idle_timeout=30)
+    conn = HTTP1Connection(pool, ("127.0.0.1", 80))
+    transport = StringTransport()
+    conn.makeConnection(transport)
+    pool.release(conn)
+    clock.advance(25)
+    assert pool.idle_count() == 1 and not transport.disconnecting
+    clock.advance(10)
+    assert pool.idle_count() == 0 and transport.disconnecting

@@ -1,0 +1,1 @@
+"""The admin endpoint: health and readiness, ``/metrics``, ``/routes`` and the admin page."""

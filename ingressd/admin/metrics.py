@@ -1,0 +1,471 @@
+"""Prometheus metrics: one observer call per finished exchange; everything else read at scrape.
+
+Per request, ``Metrics.observe`` finds the route entry's prepared label children in a dict
+(built on the route's first request, dropped when the configuration changes) and
+increments them: no ``labels()`` call, no string formatting. Gauges and counters kept
+elsewhere (pool, reloader, TLS listener, certificates, access log) are read by a
+collector only when ``/metrics`` is scraped.
+
+Labels stay bounded: namespace/ingress/service/host/path come from the configuration,
+never from the request; methods outside the standard set are ``OTHER``; rejection reasons
+and plugin names are short fixed words.
+
+``--metrics-compat nginx`` adds ingress-nginx's names and labels next to ours (see
+docs/observability.md).
+
+The seam for the Kubernetes provider is ``Metrics.kube`` (a ``KubeMetrics``): it calls
+``watch_restarted(resource)``, ``relisted(resource)`` (after a 410 Gone),
+``api_error(resource, status)`` and ``set_leader(bool)``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from bisect import bisect_left
+from typing import Any, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# ingress-nginx's defaults: LinearBuckets(10, 10, 10) for request/response sizes.
+NGINX_LENGTH_BUCKETS = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0)
+NGINX_TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+_METHODS = {m: m.decode("ascii") for m in
+            (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"CONNECT", b"TRACE")}
+_CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+_RESOURCES = frozenset(("Ingress", "IngressClass", "Service", "EndpointSlice", "Endpoints", "Secret",
+                        "ConfigMap", "Lease"))
+_NGINX_CONST = ("controller_namespace", "controller_class", "controller_pod")
+_NGINX_REQUEST = ("status", "method", "path", "namespace", "ingress", "service", "canary", "host")
+
+
+def problem_category(item) -> str:
+    """``rejection_category`` of a Rejection; ``unsupported`` when it is about annotations
+    ingressd does not honour (``ingressd.compat.assess``)."""
+    return "unsupported" if item.annotations else rejection_category(item.reason)
+
+
+def rejection_category(reason: str) -> str:
+    """A short fixed word for a rejection or warning message (the ``reason`` label)."""
+    text = reason.lower()
+    if text.startswith("annotation "):
+        return "annotation"
+    if "a plugin failed" in text:
+        return "plugin"
+    if "secret" in text or "certificate" in text or "tls" in text:
+        return "tls"
+    if "already served" in text or "conflict" in text:
+        return "conflict"
+    if "service" in text or "backend" in text or "port" in text:
+        return "backend"
+    if ".path" in text or "pathtype" in text:
+        return "path"
+    if "host" in text:
+        return "host"
+    return "invalid"
+
+
+def _status_class(status: int) -> str:
+    return _CLASSES[status // 100] if 0 <= status < 600 else "other"
+
+
+class _RouteSeries:
+    """The label children of one route entry, resolved once."""
+
+    __slots__ = ("labels", "nginx_labels", "by_status", "response_bytes", "request_bytes", "upstream",
+                 "retries", "duration")
+
+    def __init__(self, labels: tuple[str, str, str], nginx_labels: dict | None):
+        self.labels = labels
+        self.nginx_labels = nginx_labels
+        self.by_status: dict[tuple[bytes, int], tuple] = {}
+        self.duration: list = [None] * 7
+
+
+class KubeMetrics:
+    """What the Kubernetes provider reports; each method is one counter or gauge update."""
+
+    def __init__(self, registry: CollectorRegistry, election_id: str = "", nginx: "_NginxCompat | None" = None):
+        self._restarts = Counter("ingressd_kube_watch_restarts", "Watches restarted (after a timeout, "
+                                 "a closed stream or an error)", ["resource"], registry=registry)
+        self._relists = Counter("ingressd_kube_relists", "Full re-lists after the API answered 410 Gone",
+                                ["resource"], registry=registry)
+        self._errors = Counter("ingressd_kube_api_errors", "Kubernetes API requests that failed",
+                               ["resource", "code"], registry=registry)
+        self._leader = Gauge("ingressd_kube_leader", "1 while this replica holds the leader Lease",
+                             registry=registry)
+        self._election_id = election_id
+        self._nginx = nginx
+
+    def watch_restarted(self, resource: str) -> None:
+        self._restarts.labels(_resource(resource)).inc()
+
+    def relisted(self, resource: str) -> None:
+        self._relists.labels(_resource(resource)).inc()
+
+    def api_error(self, resource: str, status: int | str = 0) -> None:
+        """``status``: the HTTP status, or 0 when no answer came (connection failed)."""
+        code = str(status) if str(status).isdigit() and len(str(status)) == 3 else "none"
+        self._errors.labels(_resource(resource), code).inc()
+
+    def set_leader(self, leading: bool) -> None:
+        self._leader.set(1 if leading else 0)
+        if self._nginx is not None:
+            self._nginx.leader = (self._election_id, 1 if leading else 0)
+
+
+def _resource(name: str) -> str:
+    return name if name in _RESOURCES else "other"
+
+
+class _NginxCompat:
+    """ingress-nginx's metric names and labels (``--metrics-compat nginx``)."""
+
+    def __init__(self, registry: CollectorRegistry, controller_class: str):
+        const = (os.environ.get("POD_NAMESPACE", ""), controller_class,
+                 os.environ.get("POD_NAME", "") or socket.gethostname())
+        self.const = dict(zip(_NGINX_CONST, const))
+        labels = _NGINX_CONST + _NGINX_REQUEST
+        prefix = "nginx_ingress_controller_"
+        self.duration = Histogram(prefix + "request_duration_seconds", "The request processing time in seconds",
+                                  labels, buckets=NGINX_TIME_BUCKETS, registry=registry)
+        self.response_duration = Histogram(prefix + "response_duration_seconds",
+                                           "The time spent on receiving the response from the upstream server",
+                                           labels, buckets=NGINX_TIME_BUCKETS, registry=registry)
+        self.request_size = Histogram(prefix + "request_size", "The request length (including request line, "
+                                      "header, and request body)", labels, buckets=NGINX_LENGTH_BUCKETS,
+                                      registry=registry)
+        self.response_size = Histogram(prefix + "response_size", "The response length (including request line, "
+                                       "header, and request body)", labels, buckets=NGINX_LENGTH_BUCKETS,
+                                       registry=registry)
+        # Go counters without the _total suffix, which prometheus-client would add: rendered by hand.
+        self.requests: dict[tuple, list] = {}
+        self.leader: tuple[str, int] | None = None
+
+    def children(self, labels: dict, method: str, status: int) -> tuple:
+        values = (*self.const.values(), str(status), method, labels["path"], labels["namespace"],
+                  labels["ingress"], labels["service"], "", labels["host"])
+        cell = self.requests.setdefault(values, [0])
+        return (cell, self.duration.labels(*values), self.response_duration.labels(*values),
+                self.request_size.labels(*values), self.response_size.labels(*values))
+
+    def render(self, reloader, certificates, controller_class: str) -> bytes:
+        """The Go-named counters and config gauges as Prometheus text."""
+        prefix = "nginx_ingress_controller_"
+        const = self.const
+        out: list[str] = []
+
+        def family(name: str, kind: str, doc: str, samples: Iterable[tuple[dict, float]]) -> None:
+            out.append(f"# HELP {prefix}{name} {doc}\n# TYPE {prefix}{name} {kind}\n")
+            for labels, value in samples:
+                text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+                out.append(f"{prefix}{name}{{{text}}} {float(value)!r}\n")
+
+        names = _NGINX_CONST + _NGINX_REQUEST
+        family("requests", "counter", "The total number of client requests",
+               [(dict(zip(names, values)), cell[0]) for values, cell in sorted(self.requests.items())])
+        if reloader is not None:
+            family("success", "counter", "Cumulative number of Ingress controller reload operations",
+                   [(const, reloader.rebuilds)])
+            family("errors", "counter", "Cumulative number of Ingress controller errors during reload operations",
+                   [(const, reloader.failures)])
+            ok = 1 if reloader.last_success and reloader.last_success >= reloader.last_failure else 0
+            family("config_last_reload_successful", "gauge",
+                   "Whether the last configuration reload attempt was successful", [(const, ok)])
+            family("config_last_reload_successful_timestamp_seconds", "gauge",
+                   "Timestamp of the last successful configuration reload.", [(const, int(reloader.last_success))])
+        if certificates is not None:
+            namespace = const["controller_namespace"]
+            samples = [({"class": controller_class, "host": host, "namespace": namespace}, expiry.timestamp())
+                       for (source, host), expiry in sorted(certificates.expiries().items()) if host]
+            family("ssl_expire_time_seconds", "gauge", "Number of seconds since 1970 to the SSL Certificate "
+                   "expire.", samples)
+        if self.leader is not None:
+            family("leader_election_status", "gauge", "Gauge reporting status of the leader election, "
+                   "0 indicates follower, 1 indicates leader.", [({**const, "name": self.leader[0]}, self.leader[1])])
+        return "".join(out).encode("utf-8")
+
+
+class _Histogram:
+    """Bucket counts and a sum, updated in place (``TIME_BUCKETS`` bounds)."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(TIME_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(TIME_BUCKETS, value)] += 1
+        self.sum += value
+
+
+def _histogram_family(name: str, doc: str, labels: list, cells: dict) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for values, histogram in sorted(cells.items()):
+        cumulative, buckets = 0, []
+        for bound, count in zip((*TIME_BUCKETS, float("inf")), histogram.counts):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))
+        family.add_metric(list(values), buckets, histogram.sum)
+    return family
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class Metrics:
+    """The registry and the per-request observer; ``attach`` names what is read at scrape time."""
+
+    def __init__(self, clock: Any, compat: str = "", controller_class: str = "ingressd",
+                 election_id: str = ""):
+        self.clock = clock
+        self.controller_class = controller_class
+        self.registry = registry = CollectorRegistry(auto_describe=False)
+        # The per-request instruments are plain Python cells (no lock per update; the
+        # reactor thread is their only writer), turned into families at scrape time.
+        self._requests: dict[tuple, list] = {}
+        self._durations: dict[tuple, _Histogram] = {}
+        self._upstream: dict[tuple, _Histogram] = {}
+        self._request_bytes: dict[tuple, list] = {}
+        self._response_bytes: dict[tuple, list] = {}
+        self._retries: dict[tuple, list] = {}
+        route = ("namespace", "ingress", "service")
+        self.gateway_errors = Counter("ingressd_gateway_errors", "502, 503 and 504 answers by cause",
+                                      [*route, "status", "cause"], registry=registry)
+        self.plugin_rejections = Counter("ingressd_plugin_rejections", "Requests a plugin answered with an "
+                                         "error (rate_limit, basic_auth, allowlist…)", ["plugin", "status"],
+                                         registry=registry)
+        self.nginx = _NginxCompat(registry, controller_class) if compat == "nginx" else None
+        self.kube = KubeMetrics(registry, election_id, self.nginx)
+        self._series: dict = {}
+        self._scrape = _ScrapeCollector(self)
+        registry.register(self._scrape)
+
+    def attach(self, **sources: Any) -> None:
+        """What the scrape-time collector reads: proxy, pool, reloader, state, certificates,
+        http (HTTP1Factory), https (ObservedTLSFactory), access_log."""
+        self._scrape.sources.update(sources)
+
+    def config_changed(self, config) -> None:
+        """A reloader listener: entries of the old table are no longer looked up."""
+        self._series = {}
+
+    # -- the request path ---------------------------------------------------------------
+
+    def observe(self, exchange) -> None:
+        entry = exchange.entry
+        series = self._series.get(entry)
+        if series is None:
+            series = self._series[entry] = self._new_series(exchange.route)
+        status = exchange.status
+        key = (exchange.method, status)
+        children = series.by_status.get(key)
+        if children is None:
+            children = series.by_status[key] = self._new_children(series, exchange.method, status)
+        now = self.clock.seconds()
+        duration = now - exchange.started
+        children[0][0] += 1
+        children[1].observe(duration)
+        sent = exchange.bytes_sent
+        received = exchange.request_bytes
+        if status == 101:
+            up, down = exchange.tunnel_bytes
+            sent += down
+            received += up
+        series.response_bytes[0] += sent
+        series.request_bytes[0] += received
+        upstream = exchange.upstream_ended - exchange.upstream_started if exchange.upstream_ended else -1.0
+        if upstream >= 0 and exchange.upstream_started:
+            series.upstream.observe(upstream)
+        if exchange.retries:
+            series.retries[0] += exchange.retries
+        if 502 <= status <= 504:
+            self._gateway_error(series, exchange, status)
+        if exchange.answered_by and status >= 400:
+            self.plugin_rejections.labels(exchange.answered_by, str(status)).inc()
+        nginx = children[2]
+        if nginx is not None:
+            nginx[0][0] += 1
+            nginx[1].observe(duration)
+            if upstream >= 0 and exchange.upstream_started:
+                nginx[2].observe(upstream)
+            nginx[3].observe(received)
+            nginx[4].observe(sent)
+
+    def _new_series(self, route) -> _RouteSeries:
+        if route is None:
+            labels = ("", "", "")
+            nginx_labels = {"namespace": "", "ingress": "", "service": "", "host": "", "path": ""}
+        else:
+            labels = (route.ingress.namespace, route.ingress.name, route.backend.service)
+            nginx_labels = {"namespace": labels[0], "ingress": labels[1], "service": labels[2],
+                            "host": route.host, "path": route.path}
+        series = _RouteSeries(labels, nginx_labels if self.nginx is not None else None)
+        series.response_bytes = self._response_bytes.setdefault(labels, [0])
+        series.request_bytes = self._request_bytes.setdefault(labels, [0])
+        series.upstream = self._upstream.get(labels) or self._upstream.setdefault(labels, _Histogram())
+        series.retries = self._retries.setdefault(labels, [0])
+        return series
+
+    def _new_children(self, series: _RouteSeries, method_bytes: bytes, status: int) -> tuple:
+        method = _METHODS.get(method_bytes, "OTHER")
+        status_class = _status_class(status)
+        counter = self._requests.setdefault((*series.labels, method, str(status), status_class), [0])
+        index = status // 100 if 0 <= status < 600 else 6
+        duration = series.duration[index]
+        if duration is None:
+            key = (*series.labels, status_class)
+            duration = series.duration[index] = self._durations.get(key) or self._durations.setdefault(
+                key, _Histogram())
+        nginx = self.nginx.children(series.nginx_labels, method, status) if self.nginx is not None else None
+        return (counter, duration, nginx)
+
+    def _request_families(self):
+        """The per-request instruments as Prometheus families (at scrape time)."""
+        route = ["namespace", "ingress", "service"]
+        requests = CounterMetricFamily("ingressd_requests", "Requests answered, by route, method and status",
+                                       labels=[*route, "method", "status", "status_class"])
+        for labels, cell in sorted(self._requests.items()):
+            requests.add_metric(list(labels), cell[0])
+        yield requests
+        yield _histogram_family("ingressd_request_duration_seconds", "Time from the request head to the end "
+                                "of the response", [*route, "status_class"], self._durations)
+        yield _histogram_family("ingressd_upstream_response_seconds", "Time from asking the backend to the end "
+                                "of its response", route, self._upstream)
+        for name, doc, cells in (
+            ("ingressd_request_bytes", "Request bytes received (head and body)", self._request_bytes),
+            ("ingressd_response_bytes", "Response body bytes sent (and WebSocket bytes to the client)",
+             self._response_bytes),
+            ("ingressd_upstream_retries", "Requests sent again to another endpoint", self._retries),
+        ):
+            family = CounterMetricFamily(name, doc, labels=route)
+            for labels, cell in sorted(cells.items()):
+                family.add_metric(list(labels), cell[0])
+            yield family
+
+    def _gateway_error(self, series: _RouteSeries, exchange, status: int) -> None:
+        cause = exchange.error_cause
+        if not cause:
+            if exchange.answered_by:
+                cause = "plugin"
+            elif exchange.upstream_status == status:
+                cause = "backend"  # the backend's own answer, passed on
+            else:
+                cause = "other"
+        self.gateway_errors.labels(*series.labels, str(status), cause).inc()
+
+    # -- exposition ---------------------------------------------------------------------
+
+    def render(self) -> tuple[bytes, str]:
+        text = generate_latest(self.registry)
+        if self.nginx is not None:
+            sources = self._scrape.sources
+            text += self.nginx.render(sources.get("reloader"), sources.get("certificates"), self.controller_class)
+        return text, CONTENT_TYPE_LATEST
+
+
+class _ScrapeCollector:
+    """Values owned by other parts of ingressd, read when ``/metrics`` is scraped."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+        self.sources: dict[str, Any] = {}
+
+    def collect(self):
+        yield from self.metrics._request_families()
+        get = self.sources.get
+        clock = self.metrics.clock
+        connections = GaugeMetricFamily("ingressd_client_connections", "Client connections open now",
+                                        labels=["listener"])
+        accepted = CounterMetricFamily("ingressd_client_connections_accepted", "Client connections accepted",
+                                       labels=["listener"])
+        for listener in ("http", "https"):
+            factory = get(listener)
+            if factory is not None:
+                connections.add_metric([listener], factory.connections)
+                accepted.add_metric([listener], factory.accepted)
+        yield connections
+        yield accepted
+        proxy = get("proxy")
+        if proxy is not None:
+            yield GaugeMetricFamily("ingressd_websocket_tunnels", "WebSocket tunnels open now",
+                                    value=proxy.tunnels_open)
+        pool = get("pool")
+        if pool is not None:
+            yield GaugeMetricFamily("ingressd_upstream_connections_idle", "Idle keep-alive backend "
+                                    "connections in the pool", value=pool.idle_count())
+            yield CounterMetricFamily("ingressd_upstream_connections_opened", "Backend connections opened",
+                                      value=pool.opened)
+            yield CounterMetricFamily("ingressd_upstream_connections_reused", "Requests sent on a pooled "
+                                      "backend connection", value=pool.reused)
+        https = get("https")
+        if https is not None:
+            handshakes = CounterMetricFamily("ingressd_tls_handshakes", "Completed TLS handshakes",
+                                             labels=["version"])
+            for version, count in sorted(https.handshakes.items()):
+                handshakes.add_metric([version], count)
+            yield handshakes
+            yield CounterMetricFamily("ingressd_tls_handshake_failures", "TLS connections closed before "
+                                      "their handshake completed", value=https.handshake_failures)
+        certificates = get("certificates")
+        if certificates is not None:
+            now = clock.seconds()
+            expiry = GaugeMetricFamily("ingressd_tls_certificate_expiry_seconds", "Seconds until a served "
+                                       "certificate expires (negative: expired)", labels=["secret", "host"])
+            for (source, host), not_after in sorted(certificates.expiries().items()):
+                expiry.add_metric([source, host], not_after.timestamp() - now)
+            yield expiry
+        reloader = get("reloader")
+        if reloader is not None:
+            yield CounterMetricFamily("ingressd_config_rebuilds", "Configurations built and swapped in",
+                                      value=reloader.rebuilds)
+            yield CounterMetricFamily("ingressd_config_rebuild_failures", "Configuration rebuilds that "
+                                      "failed (the last good one kept serving)", value=reloader.failures)
+            yield GaugeMetricFamily("ingressd_config_last_success_timestamp_seconds", "When the last "
+                                    "configuration was swapped in (Unix time; 0: never)",
+                                    value=reloader.last_success)
+            ok = 1 if reloader.last_success and reloader.last_success >= reloader.last_failure else 0
+            yield GaugeMetricFamily("ingressd_config_last_rebuild_successful", "1 when the last rebuild "
+                                    "attempt succeeded", value=ok)
+        state = get("state")
+        if state is not None:
+            yield from _config_families(state)
+        access_log = get("access_log")
+        if access_log is not None:
+            yield CounterMetricFamily("ingressd_access_log_dropped_lines", "Access log lines dropped "
+                                      "because the writer fell behind", value=access_log.dropped)
+            yield CounterMetricFamily("ingressd_access_log_lines", "Access log lines written",
+                                      value=access_log.written)
+
+
+def _config_families(state):
+    config = state.config
+    routes = config.routes
+    hosts = {route.host for route in routes}
+    endpoints = {(endpoint.address, endpoint.port) for route in routes for endpoint in route.backend.endpoints}
+    yield GaugeMetricFamily("ingressd_config_ready", "1 once the first configuration is served",
+                            value=1 if state.ready else 0)
+    yield GaugeMetricFamily("ingressd_config_routes", "Routes (host + path) in the configuration",
+                            value=len(routes))
+    yield GaugeMetricFamily("ingressd_config_hosts", "Distinct hosts in the configuration", value=len(hosts))
+    yield GaugeMetricFamily("ingressd_config_endpoints", "Distinct backend endpoints in the configuration",
+                            value=len(endpoints))
+    for name, items, doc in (("ingressd_config_rejections", config.rejections, "Objects (or parts) rejected"),
+                             ("ingressd_config_warnings", config.warnings, "Warnings about objects")):
+        family = GaugeMetricFamily(name, doc + " in the current configuration, by kind and reason",
+                                   labels=["kind", "reason"])
+        counts: dict[tuple[str, str], int] = {}
+        for item in items:
+            key = (_resource(item.ref.kind) if item.ref.kind != "Config" else "Config",
+                   problem_category(item))
+            counts[key] = counts.get(key, 0) + 1
+        for key, count in sorted(counts.items()):
+            family.add_metric(list(key), count)
+        yield family

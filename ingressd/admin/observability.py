@@ -1,0 +1,41 @@
+"""Wires metrics, the access log and the live view into a running ``IngressdService``.
+
+Called once by the composition root; returns the admin endpoint's extra pages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.resource import Resource
+
+from ingressd.accesslog import make_access_log
+from ingressd.admin.metrics import Metrics
+from ingressd.admin.routes import MetricsResource, RoutesJSON, RoutesPage
+
+
+def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
+    """Add the observers to ``service.proxy``; sets ``service.metrics`` (or None) and ``service.access_log``."""
+    pages: dict[bytes, Resource] = {b"": RoutesPage(service), b"routes": RoutesJSON(service)}
+    service.metrics = None
+    if not settings.get("no_metrics"):
+        metrics = Metrics(
+            service.reactor,
+            compat=str(settings.get("metrics_compat") or ""),
+            controller_class=str(settings.get("ingress_class") or "ingressd"),
+            election_id=str(settings.get("election_id") or ""),
+        )
+        service.proxy.observers.append(metrics.observe)
+        service.reloader.listeners.append(metrics.config_changed)
+        metrics.attach(proxy=service.proxy, pool=service.pool, reloader=service.reloader, state=service.state,
+                       certificates=getattr(service, "certificates", None),
+                       http=getattr(service, "http_factory", None), https=getattr(service, "tls_listener", None))
+        service.metrics = metrics
+        pages[b"metrics"] = MetricsResource(metrics)
+    service.access_log = make_access_log(settings)
+    if service.access_log is not None:
+        service.proxy.observers.append(service.access_log)
+        service.access_log.setServiceParent(service)
+        if service.metrics is not None:
+            service.metrics.attach(access_log=service.access_log)
+    return pages

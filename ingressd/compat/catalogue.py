@@ -1,0 +1,323 @@
+"""ingress-nginx's annotations and where ingressd stands on each: the compatibility contract as data.
+
+One ``Entry`` per ``nginx.ingress.kubernetes.io/`` annotation of ingress-nginx's last release
+(v1.15.1: 138 names) and per removed one that old manifests still carry. Each says what
+ingressd does with it (``status``) and what ignoring it would do (``effect``). The translator
+(through ``ingressd.compat.assess``), ``ingressd check`` and docs/migrating.md all read this table;
+tests keep it, the built-in plugins and the docs in agreement.
+
+A value equal to ingress-nginx's own default (``default``) asks for nothing, and so does an
+annotation whose switch (``requires``) is not on: both are honoured by definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+# What ingressd does with an annotation.
+IMPLEMENTED = "implemented"  # a plugin owns it and behaves as ingress-nginx does
+PARTIAL = "partial"  # a plugin owns it; ``note`` names each way it differs
+NOT_NEEDED = "not-needed"  # nothing to do: ingressd already behaves as it asks (``note`` says why)
+REFUSED = "refused"  # never, by design (``note`` says why and what to use instead)
+NOT_YET = "not-yet"  # not implemented yet
+STATUSES = (IMPLEMENTED, PARTIAL, NOT_NEEDED, REFUSED, NOT_YET)
+
+# What serving the Ingress while ignoring the annotation would do.
+HARMLESS = "harmless"  # neither wider access nor traffic elsewhere: served, with a warning
+NARROWS_ACCESS = "narrows access"  # its absence would let in clients it keeps out: not served
+CHANGES_TRAFFIC = "changes where or how traffic goes"  # not served
+EFFECTS = (HARMLESS, NARROWS_ACCESS, CHANGES_TRAFFIC)
+
+# How a value is compared with the default.
+BOOL, INT, SIZE, WORD, TEXT = "bool", "int", "size", "word", "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ingress-nginx annotation (``name`` without the prefix)."""
+
+    name: str
+    status: str
+    effect: str
+    default: str | None = None  # ingress-nginx's default value, when setting it asks for nothing
+    kind: str = TEXT  # how values compare with ``default``
+    requires: str | None = None  # the annotation that switches this one on
+    note: str = ""
+    removed: bool = False  # gone from ingress-nginx; old manifests still carry it
+    ignorable: bool = True  # False: no flag makes ingressd serve the Ingress without it
+
+    @property
+    def honoured(self) -> bool:
+        """Whether ingressd does what the annotation asks (a plugin or nothing to do)."""
+        return self.status in (IMPLEMENTED, PARTIAL, NOT_NEEDED)
+
+
+def _entries(*entries: Entry) -> Mapping[str, Entry]:
+    table = {}
+    for entry in entries:
+        assert entry.name not in table, entry.name
+        assert entry.status in STATUSES and entry.effect in EFFECTS, entry
+        table[entry.name] = entry
+    return MappingProxyType(table)
+
+
+E = Entry
+_H, _N, _C = HARMLESS, NARROWS_ACCESS, CHANGES_TRAFFIC
+_AUTH_URL = "auth-url"
+_CANARY = "canary"
+_AFFINITY = "affinity"
+_TLS_AUTH = "auth-tls-secret"
+_MODSEC = "enable-modsecurity"
+_OTEL = "enable-opentelemetry"
+_PROTOCOL = "backend-protocol"  # proxy-ssl-* and fastcgi-* act only with HTTPS, GRPCS or FCGI backends
+_SNIPPET = ("snippets are nginx configuration text; ingressd never pastes an annotation into text "
+            "something interprets")
+
+CATALOGUE: Mapping[str, Entry] = _entries(
+    # -- implemented by the built-in plugins ---------------------------------------------
+    E("ssl-redirect", IMPLEMENTED, _C, "true", BOOL),
+    E("force-ssl-redirect", IMPLEMENTED, _C, "false", BOOL),
+    E("preserve-trailing-slash", IMPLEMENTED, _H, "false", BOOL),
+    E("enable-cors", IMPLEMENTED, _H, "false", BOOL),
+    E("cors-allow-origin", IMPLEMENTED, _H, "*", requires="enable-cors"),
+    E("cors-allow-methods", IMPLEMENTED, _H, requires="enable-cors"),
+    E("cors-allow-headers", IMPLEMENTED, _H, requires="enable-cors"),
+    E("cors-expose-headers", IMPLEMENTED, _H, requires="enable-cors"),
+    E("cors-allow-credentials", IMPLEMENTED, _H, "true", BOOL, requires="enable-cors"),
+    E("cors-max-age", IMPLEMENTED, _H, "1728000", INT, requires="enable-cors"),
+    E("limit-rps", IMPLEMENTED, _N, "0", INT),
+    E("limit-rpm", IMPLEMENTED, _N, "0", INT),
+    E("limit-connections", IMPLEMENTED, _N, "0", INT),
+    E("limit-burst-multiplier", IMPLEMENTED, _N, "5", INT),
+    E("limit-allowlist", IMPLEMENTED, _N),
+    E("limit-whitelist", IMPLEMENTED, _N, note="the old name of limit-allowlist"),
+    E("allowlist-source-range", IMPLEMENTED, _N),
+    E("whitelist-source-range", IMPLEMENTED, _N, note="the old name of allowlist-source-range"),
+    E("denylist-source-range", IMPLEMENTED, _N),
+    E("auth-type", IMPLEMENTED, _N, note="basic; auth-type digest rejects the Ingress (never served open)"),
+    E("auth-secret", IMPLEMENTED, _N, requires="auth-type"),
+    E("auth-secret-type", IMPLEMENTED, _N, "auth-file", WORD, requires="auth-type"),
+    E("auth-realm", IMPLEMENTED, _H, requires="auth-type"),
+    E("proxy-connect-timeout", IMPLEMENTED, _H, "5", INT),
+    E("proxy-read-timeout", IMPLEMENTED, _H, "60", INT),
+    E("proxy-send-timeout", IMPLEMENTED, _H, "60", INT),
+    E("proxy-body-size", IMPLEMENTED, _N, "1m", SIZE),
+    E("custom-http-errors", PARTIAL, _H,
+      note="the client gets the error backend's page with the original status code, never the "
+           "error backend's own status (ingress-nginx relays it, so a 200 from the error backend "
+           "could turn a 401 or 503 into a 200: CVE-2026-24513)"),
+    E("default-backend", PARTIAL, _C,
+      note="error pages keep the original status code, as for custom-http-errors"),
+    E("disable-proxy-intercept-errors", IMPLEMENTED, _H, "false", BOOL),
+    # -- nothing to do: ingressd already behaves as they ask ------------------------------
+    E("client-body-buffer-size", NOT_NEEDED, _H, "8k", SIZE,
+      note="ingressd holds no request body in a memory buffer of fixed size"),
+    E("proxy-buffer-size", NOT_NEEDED, _H, "4k", SIZE,
+      note="ingressd parses response headers without nginx's fixed buffers"),
+    E("proxy-buffers-number", NOT_NEEDED, _H, "4", INT, note="ingressd has no proxy buffers to count"),
+    E("proxy-busy-buffers-size", NOT_NEEDED, _H, note="ingressd has no proxy buffers"),
+    E("proxy-max-temp-file-size", NOT_NEEDED, _H, "1024m", SIZE,
+      note="ingressd streams responses; nothing is written to temporary files"),
+    E("proxy-buffering", NOT_NEEDED, _H, "off", WORD,
+      note="ingressd streams responses with backpressure; `on` only changes when bytes leave"),
+    E("proxy-request-buffering", NOT_NEEDED, _H, "on", WORD,
+      note="ingressd streams request bodies (as `off` asks); the body-size limit is checked either way"),
+    E("proxy-http-version", NOT_YET, _H, "1.1", WORD,
+      note="ingressd speaks HTTP/1.1 to backends; `1.0` is served as 1.1"),
+    E("enable-global-auth", NOT_NEEDED, _H, "true", BOOL,
+      note="ingressd has no global external authentication to opt out of"),
+    E("service-upstream", NOT_NEEDED, _H, "false", BOOL,
+      note="ingressd sends to the Service's ready endpoints: the same pods the ClusterIP would pick"),
+    E("load-balance", NOT_YET, _H, "round_robin", WORD,
+      note="ingressd balances round-robin over ready endpoints; `ewma` is served as round_robin"),
+    # -- refused by design ---------------------------------------------------------------
+    E("configuration-snippet", REFUSED, _C, note=_SNIPPET),
+    E("server-snippet", REFUSED, _C, note=_SNIPPET),
+    E("stream-snippet", REFUSED, _C, note=_SNIPPET),
+    E("auth-snippet", REFUSED, _N, requires=_AUTH_URL, note=_SNIPPET),
+    E("modsecurity-snippet", REFUSED, _N, note=_SNIPPET),
+    # -- not yet: ignoring them would widen access ---------------------------------------
+    E(_AUTH_URL, NOT_YET, _N, note="external authentication, e.g. oauth2-proxy"),
+    E("auth-signin", NOT_YET, _N, requires=_AUTH_URL),
+    E("auth-signin-redirect-param", NOT_YET, _N, "rd", requires=_AUTH_URL),
+    E("auth-method", NOT_YET, _N, "GET", WORD, requires=_AUTH_URL),
+    E("auth-response-headers", NOT_YET, _N, requires=_AUTH_URL),
+    E("auth-request-redirect", NOT_YET, _N, requires=_AUTH_URL),
+    E("auth-proxy-set-headers", NOT_YET, _N, requires=_AUTH_URL),
+    E("auth-cache-key", NOT_YET, _N, requires=_AUTH_URL),
+    E("auth-cache-duration", NOT_YET, _N, requires=_AUTH_URL),
+    E("auth-keepalive", NOT_YET, _H, "0", INT, requires=_AUTH_URL),
+    E("auth-keepalive-requests", NOT_YET, _H, "1000", INT, requires=_AUTH_URL),
+    E("auth-keepalive-timeout", NOT_YET, _H, "60", INT, requires=_AUTH_URL),
+    E("auth-keepalive-share-vars", NOT_YET, _H, "false", BOOL, requires=_AUTH_URL),
+    E("auth-always-set-cookie", NOT_YET, _N, "false", BOOL, requires=_AUTH_URL),
+    E(_TLS_AUTH, NOT_YET, _N, note="client-certificate authentication"),
+    E("auth-tls-verify-client", NOT_YET, _N, requires=_TLS_AUTH),
+    E("auth-tls-verify-depth", NOT_YET, _N, "1", INT, requires=_TLS_AUTH),
+    E("auth-tls-error-page", NOT_YET, _N, requires=_TLS_AUTH),
+    E("auth-tls-pass-certificate-to-upstream", NOT_YET, _N, "false", BOOL, requires=_TLS_AUTH,
+      note="the backend would not get the client certificate it may authorise by"),
+    E("auth-tls-match-cn", NOT_YET, _N, requires=_TLS_AUTH),
+    E("satisfy", NOT_YET, _N, "all", WORD, note="`any`: an allowlist or authentication suffices"),
+    E(_MODSEC, NOT_YET, _N, "false", BOOL, note="ModSecurity web application firewall"),
+    E("enable-owasp-core-rules", NOT_YET, _N, "false", BOOL, requires=_MODSEC),
+    E("modsecurity-transaction-id", NOT_YET, _H, requires=_MODSEC),
+    E("limit-rate", NOT_YET, _N, "0", INT, note="response bandwidth per connection"),
+    E("limit-rate-after", NOT_YET, _N, "0", INT, requires="limit-rate"),
+    # -- not yet: ignoring them would send traffic elsewhere or otherwise -------------------
+    E("rewrite-target", NOT_YET, _C),
+    E("use-regex", NOT_YET, _C, "false", BOOL,
+      note="in ingress-nginx it turns every path of the host, in every Ingress, into a "
+           "case-insensitive regular expression"),
+    E("app-root", NOT_YET, _C),
+    E("x-forwarded-prefix", NOT_YET, _C, requires="rewrite-target"),
+    E("permanent-redirect", NOT_YET, _C),
+    E("permanent-redirect-code", NOT_YET, _C, "301", INT, requires="permanent-redirect"),
+    E("temporal-redirect", NOT_YET, _C),
+    E("temporal-redirect-code", NOT_YET, _C, "302", INT, requires="temporal-redirect"),
+    E("from-to-www-redirect", NOT_YET, _C, "false", BOOL),
+    E("relative-redirects", NOT_YET, _H, "false", BOOL, note="Location headers stay absolute"),
+    E("use-port-in-redirects", NOT_YET, _H, "false", BOOL),
+    E(_PROTOCOL, NOT_YET, _C, "HTTP", WORD, note="HTTPS, GRPC, GRPCS, AUTO_HTTP and FCGI backends"),
+    E("fastcgi-index", NOT_YET, _C, requires=_PROTOCOL),
+    E("fastcgi-params-configmap", NOT_YET, _C, requires=_PROTOCOL),
+    E("upstream-vhost", NOT_YET, _C, note="the Host header sent to the backend"),
+    E("ssl-passthrough", NOT_YET, _C, "false", BOOL),
+    E(_CANARY, NOT_YET, _C, "false", BOOL, ignorable=False,
+      note="a canary Ingress served as an ordinary one would compete with the main Ingress for "
+           "all of its traffic"),
+    E("canary-by-header", NOT_YET, _C, requires=_CANARY),
+    E("canary-by-header-value", NOT_YET, _C, requires=_CANARY),
+    E("canary-by-header-pattern", NOT_YET, _C, requires=_CANARY),
+    E("canary-by-cookie", NOT_YET, _C, requires=_CANARY),
+    E("canary-weight", NOT_YET, _C, "0", INT, requires=_CANARY),
+    E("canary-weight-total", NOT_YET, _C, "100", INT, requires=_CANARY),
+    E(_AFFINITY, NOT_YET, _C, note="cookie session affinity"),
+    E("affinity-mode", NOT_YET, _C, "balanced", WORD, requires=_AFFINITY),
+    E("affinity-canary-behavior", NOT_YET, _C, "sticky", WORD, requires=_AFFINITY),
+    E("session-cookie-name", NOT_YET, _C, "INGRESSCOOKIE", requires=_AFFINITY),
+    E("session-cookie-path", NOT_YET, _C, requires=_AFFINITY),
+    E("session-cookie-domain", NOT_YET, _C, requires=_AFFINITY),
+    E("session-cookie-max-age", NOT_YET, _C, requires=_AFFINITY),
+    E("session-cookie-expires", NOT_YET, _C, requires=_AFFINITY),
+    E("session-cookie-secure", NOT_YET, _C, requires=_AFFINITY),
+    E("session-cookie-samesite", NOT_YET, _C, requires=_AFFINITY),
+    E("session-cookie-conditional-samesite-none", NOT_YET, _C, "false", BOOL, requires=_AFFINITY),
+    E("session-cookie-change-on-failure", NOT_YET, _C, "false", BOOL, requires=_AFFINITY),
+    E("upstream-hash-by", NOT_YET, _C, note="consistent hashing of requests to endpoints"),
+    E("upstream-hash-by-subset", NOT_YET, _C, "false", BOOL, requires="upstream-hash-by"),
+    E("upstream-hash-by-subset-size", NOT_YET, _C, "3", INT, requires="upstream-hash-by"),
+    E("server-alias", NOT_YET, _C, note="more host names for the same rules"),
+    E("mirror-target", NOT_YET, _C),
+    E("mirror-host", NOT_YET, _C, requires="mirror-target"),
+    E("mirror-request-body", NOT_YET, _C, "on", WORD, requires="mirror-target"),
+    E("proxy-ssl-secret", NOT_YET, _C, note="a client certificate for HTTPS backends", requires=_PROTOCOL),
+    E("proxy-ssl-verify", NOT_YET, _C, "off", WORD, requires=_PROTOCOL),
+    E("proxy-ssl-verify-depth", NOT_YET, _C, "1", INT, requires=_PROTOCOL),
+    E("proxy-ssl-name", NOT_YET, _C, requires=_PROTOCOL),
+    E("proxy-ssl-server-name", NOT_YET, _C, "off", WORD, requires=_PROTOCOL),
+    E("proxy-ssl-ciphers", NOT_YET, _C, requires=_PROTOCOL),
+    E("proxy-ssl-protocols", NOT_YET, _C, requires=_PROTOCOL),
+    E("proxy-redirect-from", NOT_YET, _C, "off", WORD, note="rewriting the backend's Location headers"),
+    E("proxy-redirect-to", NOT_YET, _C, "off", WORD, requires="proxy-redirect-from"),
+    E("proxy-cookie-domain", NOT_YET, _C, "off", WORD),
+    E("proxy-cookie-path", NOT_YET, _C, "off", WORD),
+    E("proxy-next-upstream", NOT_YET, _H, "error timeout",
+      note="ingressd retries idempotent requests on another endpoint after a connection error"),
+    E("proxy-next-upstream-timeout", NOT_YET, _H, "0", INT),
+    E("proxy-next-upstream-tries", NOT_YET, _H, "3", INT),
+    E("connection-proxy-header", NOT_YET, _H),
+    E("custom-headers", NOT_YET, _H, note="response headers from a ConfigMap"),
+    # -- not yet, harmless: logging, tracing, TLS tuning ---------------------------------
+    E("enable-access-log", NOT_YET, _H, "true", BOOL, note="ingressd logs every request when --access-log is set"),
+    E("enable-rewrite-log", NOT_YET, _H, "false", BOOL),
+    E(_OTEL, NOT_YET, _H, "false", BOOL),
+    E("opentelemetry-trust-incoming-span", NOT_YET, _H, "true", BOOL, requires=_OTEL),
+    E("opentelemetry-operation-name", NOT_YET, _H, requires=_OTEL),
+    E("ssl-ciphers", NOT_YET, _H, note="ingressd offers its own modern cipher list (TLS 1.2 and 1.3)"),
+    E("ssl-prefer-server-ciphers", NOT_YET, _H),
+    E("http2-push-preload", NOT_YET, _H, "false", BOOL, note="browsers dropped HTTP/2 server push"),
+    # -- removed from ingress-nginx, still found in old manifests -------------------------
+    E("add-base-url", NOT_YET, _H, "false", BOOL, removed=True),
+    E("base-url-scheme", NOT_YET, _H, removed=True),
+    E("enable-influxdb", NOT_YET, _H, "false", BOOL, removed=True),
+    E("influxdb-host", NOT_YET, _H, removed=True),
+    E("influxdb-port", NOT_YET, _H, removed=True),
+    E("influxdb-measurement", NOT_YET, _H, removed=True),
+    E("influxdb-server-name", NOT_YET, _H, removed=True),
+    E("enable-opentracing", NOT_YET, _H, "false", BOOL, removed=True),
+    E("opentracing-trust-incoming-span", NOT_YET, _H, removed=True),
+    E("global-rate-limit", NOT_YET, _N, "0", INT, removed=True,
+      note="removed in ingress-nginx v1.12; refused so that a limit never silently disappears"),
+    E("global-rate-limit-window", NOT_YET, _N, requires="global-rate-limit", removed=True),
+    E("global-rate-limit-key", NOT_YET, _N, requires="global-rate-limit", removed=True),
+    E("global-rate-limit-ignored-cidrs", NOT_YET, _N, requires="global-rate-limit", removed=True),
+    E("grpc-backend", NOT_YET, _C, "false", BOOL, removed=True, note="now backend-protocol: GRPC"),
+    E("secure-backends", NOT_YET, _C, "false", BOOL, removed=True, note="now backend-protocol: HTTPS"),
+    E("secure-verify-ca-secret", NOT_YET, _C, requires="secure-backends", removed=True),
+    E("session-cookie-hash", NOT_YET, _C, requires=_AFFINITY, removed=True),
+    E("upstream-fail-timeout", NOT_YET, _H, removed=True),
+    E("upstream-max-fails", NOT_YET, _H, removed=True),
+)
+
+CURRENT = tuple(name for name, entry in CATALOGUE.items() if not entry.removed)
+
+
+def lookup(name: str) -> Entry | None:
+    """The entry for an annotation name without its prefix, or None for a name ingress-nginx never had."""
+    return CATALOGUE.get(name)
+
+
+_STATUS_TEXT = {IMPLEMENTED: "implemented", PARTIAL: "partial", NOT_NEEDED: "nothing to do",
+                REFUSED: "refused by design", NOT_YET: "not yet"}
+_IF_IGNORED = {HARMLESS: "served, with a warning", NARROWS_ACCESS: "not served: would widen access",
+               CHANGES_TRAFFIC: "not served: would change where or how traffic goes"}
+
+
+def markdown_table() -> str:
+    """The catalogue as the Markdown table in docs/migrating.md (a test keeps them equal)."""
+    lines = ["| annotation | ingressd | when ingressd does not honour it | notes |",
+             "| --- | --- | --- | --- |"]
+    for entry in sorted(CATALOGUE.values(), key=lambda e: (e.removed, e.name)):
+        if entry.honoured:
+            when = "—"
+        elif entry.name in ("configuration-snippet", "server-snippet", "stream-snippet"):
+            when = "served with a warning if it only sets headers, compression, logging or buffers; otherwise not served"
+        else:
+            when = _IF_IGNORED[entry.effect] + ("" if entry.ignorable else " (cannot be ignored)")
+        notes = []
+        if entry.removed:
+            notes.append("removed from ingress-nginx")
+        if entry.default is not None:
+            notes.append(f"`{entry.default}` (ingress-nginx's default) asks for nothing")
+        if entry.requires:
+            notes.append(f"no effect without `{entry.requires}`")
+        if entry.note:
+            notes.append(entry.note)
+        lines.append(f"| `{entry.name}` | {_STATUS_TEXT[entry.status]} | {when} | {'; '.join(notes)} |")
+    return "\n".join(lines) + "\n"
+
+
+BEGIN = "<!-- catalogue: begin (generated: python -m ingressd.compat.catalogue --write docs/migrating.md) -->\n"
+END = "<!-- catalogue: end -->"
+
+
+def write_into(path: str) -> None:
+    """Replace the table between the markers of the Markdown file ``path``."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(head + BEGIN + markdown_table() + END + tail)
+
+
+if __name__ == "__main__":  # python -m ingressd.compat.catalogue [--write FILE]: the table for docs/migrating.md
+    import sys
+
+    if sys.argv[1:2] == ["--write"] and len(sys.argv) == 3:
+        write_into(sys.argv[2])
+    else:
+        print(markdown_table(), end="")

@@ -1,0 +1,582 @@
+"""The request path: one ``Exchange`` per request, from the parsed head to the backend.
+
+socket → ``http1`` parses → ``Proxy`` (the handler) makes an Exchange → normalise the
+path, the forwarding policy (``ingressd.proxy.forwarding``), match the route → the route's
+prepared features in phase order → a connection of the route's upstream protocol
+(``interfaces.UpstreamProtocol``: HTTP/1.1 today, ``http1_upstream``), or a WebSocket tunnel
+→ the response streamed back, with backpressure both ways. Every status ingressd generates
+itself goes through ``local``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.python import log
+
+from ingressd.proxy.chain import (
+    intercepts,
+    run_error_features,
+    run_request_features,
+    run_response_features,
+    with_page_headers,
+)
+from ingressd.config.entries import DEFAULT_UPSTREAM
+from ingressd.features import LocalResponse, UpstreamSettings
+from ingressd.proxy.forwarding import FORWARDED, SPOOFABLE, ForwardingPolicy
+from ingressd.http.headers import HOP_BY_HOP, Headers, connection_tokens, serialize, without_hop_by_hop
+from ingressd.http.http1 import error_page
+from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
+from ingressd.config.routing import host_of
+from ingressd.proxy.tunnel import Tunnel
+from ingressd.proxy.upstream import STREAMED, UpstreamError
+
+_END_TO_END = frozenset((b"host",))
+_NOT_FORWARDED = HOP_BY_HOP | FORWARDED
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+_SERVER = (b"server", b"ingressd")
+# Answers after which nginx closes the connection (ngx_http_special_response_handler);
+# after any other answer of our own the connection stays open, as there.
+_CLOSING_STATUSES = frozenset((400, 413, 414, 500, 501))
+
+
+class ProxySettings:
+    """Process-wide proxy settings: the forwarding policy, and the upstream settings used
+    before a route is matched (each route's entry carries its own, laid over the server's)."""
+
+    def __init__(self, trusted_proxies=(), upstream: UpstreamSettings = DEFAULT_UPSTREAM):
+        self.upstream = upstream
+        self.forwarding = ForwardingPolicy(trusted_proxies)
+
+
+class Proxy:
+    """The handler ``http1`` calls for every request; holds what all exchanges share."""
+
+    def __init__(self, state, upstreams, settings: ProxySettings, clock: Any):
+        self.state = state  # .table: the current RouteTable, swapped in one assignment
+        # protocol name → interfaces.UpstreamProtocol ("HTTP": HTTP/1.1 in clear); a route's
+        # UpstreamSettings.protocol picks one (build_table rejects routes to any other).
+        self.upstreams = upstreams
+        self.settings = settings
+        self.clock = clock
+        self.observers: list[Callable[["Exchange"], None]] = []
+        self.tunnels_open = 0  # WebSocket tunnels now open
+
+    def __call__(self, protocol, request) -> "Exchange":
+        exchange = Exchange(self, protocol, request)
+        exchange.begin()
+        return exchange
+
+    def is_trusted(self, protocol) -> bool:
+        """Whether the client connection's peer is a trusted proxy (decided once per connection)."""
+        trusted = protocol.trusted
+        if trusted is None:
+            trusted = protocol.trusted = self.settings.forwarding.is_trusted(protocol.peer_ip)
+        return trusted
+
+
+class Exchange:
+    """One request and its response. See ``ingressd.features`` for what plugins may use."""
+
+    # Values every exchange starts with, as class attributes: an exchange only stores what
+    # differs (the request path creates one per request).
+    target = b""
+    path = ""
+    query = b""
+    host = ""
+    request_id = ""
+    route = None
+    entry = None
+    status = 0
+    bytes_sent = 0
+    upstream_address = ""
+    upstream_status = 0
+    websocket = False
+    # For metrics and the access log (read by Proxy.observers once the exchange is over):
+    upstream_started = 0.0  # clock.seconds() when the backend was asked (last try)
+    upstream_ended = 0.0  # … and when its response ended (or it failed)
+    retries = 0
+    error_cause = ""  # why ingressd answered 502/503/504 itself: no_endpoints, read_timeout…
+    answered_by = ""  # the plugin whose request feature answered (rate_limit, basic_auth…)
+    _has_connection = False
+    _finish_callbacks: list[Callable[[], None]] | None = None
+    _upstream = None
+    _cancel_connect = None
+    _body_bytes = 0
+    _body_complete = False
+    _body_sent = False
+    _response_started = False
+    _intercepted = 0
+    _retried = False
+    _done = False
+    _forwarded: "list[tuple[bytes, bytes]] | tuple" = ()
+    _tunnel: Tunnel | None = None
+    _upstream_error = False  # the status being replaced by an error page is the backend's own
+    # Where this request goes instead of the route's endpoints: set by a request feature
+    # (the default-backend annotation when the route's Service has no ready endpoints), an
+    # object whose ``pick(exclude)`` returns the next Endpoint, as ``RouteEntry.pick``.
+    balancer = None
+
+    def __init__(self, proxy: Proxy, protocol, request):
+        self.proxy = proxy
+        self.protocol = protocol
+        self.request = request
+        self.method: bytes = request.method
+        self.version: bytes = request.version
+        self.headers = Headers(request.headers)
+        self.peer_ip: str = protocol.peer_ip
+        self.client_ip: str = protocol.peer_ip
+        self.scheme: str = protocol.scheme
+        self.server_port: int = protocol.server_port
+        # Timeouts, body limit, protocol: the server's until the route is matched, then the route's.
+        self.upstream_settings: UpstreamSettings = proxy.settings.upstream
+        self.started = proxy.clock.seconds()
+        self._body: list[bytes] | None = []  # request body held until a backend is connected
+        self._tried: tuple = ()  # endpoints asked already (a tuple: no hash of an Endpoint per request)
+
+    # -- what features use ----------------------------------------------------------------
+
+    def on_finish(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when the exchange is over (answered or abandoned)."""
+        if self._finish_callbacks is None:
+            self._finish_callbacks = []
+        self._finish_callbacks.append(callback)
+
+    @property
+    def connect_timeout(self) -> float:
+        return self.upstream_settings.connect_timeout
+
+    @property
+    def read_timeout(self) -> float:
+        return self.upstream_settings.read_timeout
+
+    @property
+    def send_timeout(self) -> float:
+        return self.upstream_settings.send_timeout
+
+    @property
+    def max_body_size(self) -> int:
+        return self.upstream_settings.max_body_size
+
+    @property
+    def request_bytes(self) -> int:
+        """The request's size as received: head (request line and headers) and body."""
+        return getattr(self.request, "head_bytes", 0) + self._body_bytes
+
+    @property
+    def tunnel_bytes(self) -> tuple[int, int]:
+        """WebSocket bytes (client → backend, backend → client) once tunnelled."""
+        tunnel = self._tunnel
+        return (tunnel.bytes_up, tunnel.bytes_down) if tunnel is not None else (0, 0)
+
+    # -- start ----------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        request = self.request
+        raw_path, query = split_target(request.target)
+        if raw_path.startswith(b"http://") or raw_path.startswith(b"https://"):
+            raw_path = _origin_form(raw_path)
+        try:
+            self.path, upstream_path = normalize(raw_path)
+        except BadPath:
+            self.local(400)
+            return
+        self.query = query
+        if upstream_path is raw_path and not raw_path.startswith(b"http"):
+            target = request.target
+            hash_at = target.find(b"#")
+            self.target = target if hash_at < 0 else target[:hash_at]
+        else:
+            self.target = upstream_path + b"?" + query if query else upstream_path
+        # One pass over the headers for what the request path needs from them.
+        host = rid = upgrade = None
+        self._has_connection = spoofed = forwarded = False
+        for name, value in self.headers.pairs:
+            if name == b"host":
+                host = value
+            elif name == b"x-request-id":
+                rid = value
+            elif name == b"upgrade":
+                upgrade = value
+            elif name == b"connection":
+                self._has_connection = True
+            elif name.startswith(b"x-forwarded-"):
+                forwarded = True
+                if name not in FORWARDED:
+                    spoofed = True
+            elif name in SPOOFABLE:
+                spoofed = True
+        self.host = host_of(host)
+        self.request_id, self.client_ip, self.scheme, self._forwarded = self.proxy.settings.forwarding.decide(
+            self.headers, host, rid, spoofed, forwarded, self.peer_ip, self.scheme, self.server_port,
+            self.proxy.is_trusted(self.protocol))
+        self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
+        table = self.proxy.state.table
+        entry = table.match(self.host, self.path)
+        if entry is None:
+            self.local(404)
+            return
+        for view in lenient_views(self.path):
+            other = table.match(self.host, view)
+            if other is not None and other is not entry and other.request_features \
+                    and other.request_features != entry.request_features:
+                self.local(400)  # a backend could read this as a path with other protection
+                return
+        self.entry = entry
+        self.route = entry.route
+        self.upstream_settings = entry.upstream
+        if entry.request_features:
+            self._run_features()
+        else:
+            self._forward()
+
+    def _run_features(self) -> None:
+        run_request_features(self.entry.request_features, self, self._features_done, self._feature_failed,
+                             wanted=self._wanted)
+
+    def _wanted(self) -> bool:
+        return not self._done
+
+    def _features_done(self, answer: LocalResponse | None, feature) -> None:
+        if answer is None:
+            self._forward()
+        else:
+            self.answered_by = _feature_owner(feature)
+            self._answer(answer)
+
+    def _feature_failed(self, feature, failure) -> None:
+        log.err(failure, f"ingressd: a request feature of {self.route.ingress} failed")
+        if not self._done:
+            self.local(500)
+
+    def _answer(self, response: LocalResponse) -> None:
+        self.local(response.status, response.headers, response.body if response.body or response.status < 400 else None)
+
+    # -- to the backend -------------------------------------------------------------------
+
+    def _forward(self) -> None:
+        request = self.request
+        settings = self.upstream_settings
+        limit = settings.max_body_size
+        if limit and request.content_length is not None and request.content_length > limit:
+            self.local(413)
+            return
+        if self._body_bytes and limit and self._body_bytes > limit:
+            self.local(413)
+            return
+        endpoint = (self.balancer or self.entry.balancer).pick(self._tried)
+        if endpoint is None:
+            self.error_cause = "no_endpoints"
+            self.local(503)
+            return
+        self._tried += (endpoint,)
+        self.upstream_address = f"{endpoint.address}:{endpoint.port}"
+        self.upstream_started = self.proxy.clock.seconds()
+        if request.expect_continue and not request.complete and not self._retried:
+            self.protocol.send_continue()
+        self._cancel_connect = self.proxy.upstreams[settings.protocol].acquire(
+            endpoint.address, endpoint.port, settings.connect_timeout, self._connected, self._connect_failed
+        )
+
+    def _upstream_headers(self) -> list:
+        """The request headers the backend is sent (framing aside: the upstream protocol's)."""
+        pairs = self.headers.pairs
+        drop = _NOT_FORWARDED
+        if self._has_connection:
+            drop = drop | (connection_tokens(pairs) - _END_TO_END)  # a client cannot have Host removed
+        lines = [(name, value) for name, value in pairs if name not in drop]
+        lines.extend(self._forwarded)
+        if self.websocket:
+            lines.append((b"upgrade", b"websocket"))
+            lines.append((b"connection", b"upgrade"))
+        return lines
+
+    def _body_length(self) -> int | None:
+        request = self.request
+        if self.websocket:
+            return None
+        if request.chunked:
+            return STREAMED
+        return request.content_length
+
+    def _connected(self, connection) -> None:
+        self._cancel_connect = None
+        if self._done:
+            connection.release()
+            return
+        self._upstream = connection
+        settings = self.upstream_settings
+        connection.start(self, self.method, self.target, self._upstream_headers(), self._body_length(),
+                         settings.read_timeout, settings.send_timeout)
+        body, self._body = self._body, None
+        if body:
+            for chunk in body:
+                self._send_body(chunk)
+            self.protocol.resume_reading()  # paused while the body waited for a backend
+        if self._body_complete:
+            self._end_body()
+
+    def _connect_failed(self, error: UpstreamError) -> None:
+        self._cancel_connect = None
+        if not self._done:
+            self.upstream_failed(None, error)
+
+    def _send_body(self, data: bytes) -> None:
+        self._body_sent = True
+        self._upstream.send_body(data)
+
+    def _end_body(self) -> None:
+        self._upstream.end_body()
+
+    # called by http1 as the request body arrives
+    def body_data(self, data: bytes) -> None:
+        if self._done:
+            return
+        self._body_bytes += len(data)
+        limit = self.upstream_settings.max_body_size
+        if limit and self._body_bytes > limit:
+            if not self._response_started:
+                self._abandon_upstream()
+                self.local(413)
+            return
+        self.protocol.body_progress()
+        if self._upstream is not None:
+            self._send_body(data)
+        elif self._body is not None:
+            self._body.append(data)
+            if self._body_bytes > 65536:
+                self.protocol.pause_reading()  # resumed once a backend takes the body
+
+    def body_done(self) -> None:
+        self._body_complete = True
+        self.protocol.body_finished()
+        if self._upstream is not None and not self._done:
+            self._end_body()
+
+    # -- from the backend -----------------------------------------------------------------
+
+    def upstream_head(self, connection, status: int, headers, length) -> None:
+        self.upstream_status = status
+        if status == 101:
+            if self.websocket:
+                return  # the tunnel takes over in upstream_upgraded
+            status = 502
+            self.error_cause = "unexpected_upgrade"
+        entry = self.entry
+        if status in entry.error_codes and entry.error_features:
+            own = self.upstream_status != status  # an answer ingressd makes of it (a stray 101)
+            if own or intercepts(entry.error_features, status):
+                self._intercepted = status  # the body is dropped; the error page replaces it
+                self._upstream_error = not own
+                return
+        pairs = without_hop_by_hop(headers)
+        self._respond_head(status, pairs, length)
+
+    def _respond_head(self, status: int, pairs, length) -> None:
+        self.status = status
+        if self.entry is not None:
+            run_response_features(self.entry.response_features, self, status, pairs)
+        self._response_started = True
+        if self.websocket:  # a WebSocket request answered without a tunnel: close after it
+            self.protocol.close_after_response()
+        self.protocol.write_head(status, pairs, length)
+
+    def upstream_body(self, data: bytes) -> None:
+        if not self._intercepted:
+            self.bytes_sent += len(data)
+            self.protocol.write_body(data)
+
+    def upstream_done(self, connection, reusable: bool) -> None:
+        self._upstream = None
+        self.upstream_ended = self.proxy.clock.seconds()
+        if reusable and self._body_complete:
+            connection.release()
+        else:
+            connection.close()
+        if self._done:
+            return
+        if self._intercepted:
+            self.local(self._intercepted)
+            return
+        self.protocol.finish_response()
+        self._finished()
+
+    def upstream_failed(self, connection, error: UpstreamError) -> None:
+        self._upstream = None
+        if self._done:
+            return
+        self.upstream_ended = self.proxy.clock.seconds()
+        if self._response_started:
+            log.msg(f"ingressd: {error} while streaming the response of {self.upstream_address}")
+            self.protocol.abort()
+            self._finished()
+            return
+        if error.retryable and not self._retried and not self._body_sent and not self.request.has_body:
+            if self.method in _IDEMPOTENT or (connection is not None and connection.reused):
+                self._retried = True
+                self.retries += 1
+                if connection is not None and connection.reused:
+                    self._tried = ()  # a stale pooled connection: the endpoint may be fine
+                self._forward()
+                return
+        log.msg(f"ingressd: {error} ({self.method.decode('latin-1')} {self.host}{self.path})")
+        self.error_cause = error.cause
+        self.local(504 if error.timeout else 502)
+
+    def upstream_upgraded(self, connection, rest: bytes) -> None:
+        """The backend answered 101: splice the two connections."""
+        if self._done:
+            connection.abort()
+            return
+        if not self.websocket:  # a 101 nobody asked for: upstream_head already answered 502
+            self._upstream = None
+            connection.abort()
+            if self._intercepted:
+                self.local(self._intercepted)
+            else:
+                self.protocol.finish_response()
+                self._finished()
+            return
+        self.status = 101
+        self.upstream_ended = self.proxy.clock.seconds()
+        self.proxy.tunnels_open += 1  # until _finished
+        head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        pairs = [(n, v) for n, v in connection.response_headers if n not in (b"content-length", b"transfer-encoding")]
+        run_response_features(self.entry.response_features, self, 101, pairs)
+        head.append(serialize(pairs))
+        head.append(b"\r\n")
+        self.protocol.write_raw(b"".join(head))
+        self._response_started = True
+        settings = self.upstream_settings
+        tunnel = Tunnel(self.protocol, connection, self.proxy.clock, settings.read_timeout, settings.send_timeout,
+                        on_close=self._finished)
+        pending = self._tunnel_pending
+        self._tunnel_pending = None
+        tunnel.start(pending, rest)
+        self._tunnel = tunnel
+
+    # -- WebSocket: the client's bytes after the upgrade request ---------------------------
+
+    _tunnel_pending: list[bytes] | None = None
+
+    def wants_tunnel(self) -> bool:
+        if not self.websocket or self._done:
+            return False
+        self._tunnel_pending = []
+        self.protocol.divert(self)  # until the backend answers, buffer what the client sends
+        return True
+
+    def tunnel_early_data(self, data: bytes) -> None:
+        if data:
+            self.client_data(data)
+
+    def client_data(self, data: bytes) -> None:
+        if self._tunnel_pending is not None:
+            self._tunnel_pending.append(data)
+            if sum(len(d) for d in self._tunnel_pending) > 65536:
+                self.protocol.pause_reading()
+
+    # -- the client side ------------------------------------------------------------------
+
+    def client_lost(self) -> None:
+        """The client went away: abandon the backend request."""
+        if self._tunnel is not None:
+            return
+        self._abandon_upstream()
+        if not self._done:
+            self.status = self.status or 499
+            self._finished()
+
+    def _abandon_upstream(self) -> None:
+        if self._cancel_connect is not None:
+            self._cancel_connect()
+            self._cancel_connect = None
+        if self._upstream is not None:
+            self._upstream.abort()
+            self._upstream = None
+
+    def client_paused(self) -> None:
+        if self._upstream is not None:
+            self._upstream.pause_reading()
+
+    def client_resumed(self) -> None:
+        if self._upstream is not None:
+            self._upstream.resume_reading()
+
+    def upstream_write_paused(self) -> None:
+        self.protocol.pause_reading()
+
+    def upstream_write_resumed(self) -> None:
+        self.protocol.resume_reading()
+
+    # -- answers ingressd makes itself ----------------------------------------------------
+
+    def local(self, status: int, headers=(), body: bytes | None = None) -> None:
+        """Answer ``status`` ourselves: error pages by plugins, then the response features."""
+        if self._done or getattr(self, "_in_error", False):
+            return  # an error page is being fetched: the first error wins (e.g. over a later 413)
+        entry = self.entry
+        if status >= 400 and entry is not None and status in entry.error_codes:
+            self._in_error = True
+            self._error_page(status, list(headers), body)
+            return
+        self._send_local(status, list(headers), body)
+
+    def _error_page(self, status: int, headers: list, body: bytes | None) -> None:
+        def done(page: LocalResponse | None) -> None:
+            if page is None:
+                self._send_local(status, headers, body)
+            else:
+                self._send_local(status, with_page_headers(headers, page), page.body)
+
+        run_error_features(self.entry.error_features, self, status, self._upstream_error, done)
+
+    def _send_local(self, status: int, pairs: list, body: bytes | None) -> None:
+        if self._done or self.protocol.closed:
+            self._finished()
+            return
+        if body is None:
+            body = error_page(status) if status >= 400 else b""
+            if body:
+                pairs.append((b"content-type", b"text/html"))
+        pairs.append(_SERVER)
+        if status in _CLOSING_STATUSES or self.request.upgrade or (not self.request.complete and self.request.has_body):
+            self.protocol.close_after_response()
+        self._respond_head(status, pairs, len(body))
+        self.bytes_sent += len(body)
+        self.protocol.write_body(body)
+        self.protocol.finish_response()
+        self._finished()
+
+    def _finished(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self.status == 101:
+            self.proxy.tunnels_open -= 1
+        callbacks, self._finish_callbacks = self._finish_callbacks, None
+        if callbacks:
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:
+                    log.err(None, "ingressd: an on_finish callback failed")
+        for observer in self.proxy.observers:
+            try:
+                observer(self)
+            except Exception:
+                log.err(None, "ingressd: an exchange observer failed")
+
+
+def _feature_owner(method) -> str:
+    """The plugin a request feature belongs to: its module's last name (``rate_limit``…)."""
+    owner = getattr(method, "__self__", None)
+    module = type(owner).__module__ if owner is not None else getattr(method, "__module__", "")
+    return getattr(owner, "plugin_name", None) or (module or "unknown").rpartition(".")[2]
+
+
+def _origin_form(absolute: bytes) -> bytes:
+    """The path of an absolute-form request target (``http://host/path``)."""
+    rest = absolute.split(b"//", 1)[1]
+    slash = rest.find(b"/")
+    return rest[slash:] if slash >= 0 else b"/"

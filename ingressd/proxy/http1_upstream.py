@@ -1,0 +1,412 @@
+"""The HTTP/1.1 upstream protocol: pooled keep-alive connections to backend endpoints.
+
+``HTTP1Upstream.acquire`` hands out an idle connection to an endpoint or opens a new one;
+an ``HTTP1Connection`` frames one request (head, body as it is or chunked), parses the
+response with llhttp and reports to its exchange (head, body pieces, end, failure) with read
+and send timeouts. Connections go back to the pool only after a complete, reusable response.
+Both implement the seam of ``ingressd.interfaces`` (its UpstreamProtocol and UpstreamConnection).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import ClientFactory, Protocol
+
+from ingressd.http import parser as parsing
+from ingressd.http.deadline import Deadline
+from ingressd.http.headers import serialize
+from ingressd.proxy.transport import connect_tcp
+from ingressd.proxy.upstream import STREAMED, UpstreamError
+from zope.interface import implementer
+
+
+@implementer(IPushProducer)
+class HTTP1Connection(Protocol):
+    """One HTTP/1.1 connection to a backend endpoint, reused for successive requests."""
+
+    def __init__(self, pool: "HTTP1Upstream", key: tuple[str, int]):
+        self.pool = pool
+        self.key = key
+        self.exchange = None
+        self.parser = None
+        self.connected = False
+        self.reused = False
+        self.idle_since = 0.0
+        self._status = 0
+        self.response_headers: list[tuple[bytes, bytes]] = []  # the current response's, as received
+        self._head_delivered = False
+        self._complete = False
+        self._keep_alive = False
+        self._head_request = False
+        self._chunked = False  # the request body goes chunked (its length unknown)
+        self._read_timer = Deadline(pool.clock, self._read_timed_out)
+        self._read_timeout = 60.0
+        self._send_timer = Deadline(pool.clock, self._send_timed_out)
+        self._send_timeout = 60.0
+        self._read_paused = False
+        self._received_any = False
+        self.on_connected: Callable | None = None
+        self._tunnel = None  # after divert() (a 101): the tunnel that takes every byte
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.connected = True
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            no_delay(True)  # heads and bodies go out as written: never wait for an ACK
+        self.transport.registerProducer(self, True)
+        notify, self.on_connected = self.on_connected, None
+        if notify is not None:
+            notify(self)
+
+    def connectionLost(self, reason=None) -> None:
+        self.connected = False
+        self._read_timer.stop()
+        self._send_timer.stop()
+        self.parser = None  # it holds our bound methods: no cycle left for the collector
+        if self._tunnel is not None:
+            self._tunnel.backend_lost()
+            return
+        self.pool._forget(self)
+        exchange, self.exchange = self.exchange, None
+        if exchange is None:
+            return
+        if self._head_delivered and not self._complete and self._close_delimited():
+            exchange.upstream_done(self, reusable=False)
+            return
+        if not self._complete:
+            exchange.upstream_failed(
+                self,
+                UpstreamError(
+                    "backend closed the connection" + (" before answering" if not self._received_any else ""),
+                    retryable=not self._received_any and self.reused,
+                    cause="backend_closed",
+                ),
+            )
+
+    def _close_delimited(self) -> bool:
+        for name, value in self.response_headers:
+            if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
+                return False
+        return True
+
+    # -- one request ----------------------------------------------------------------------
+
+    def start(self, exchange, method: bytes, target: bytes, headers: list, body_length: int | None,
+              read_timeout: float, send_timeout: float) -> None:
+        """Send a request head; the exchange streams the body with ``send_body``/``end_body``."""
+        self.exchange = exchange
+        head_request = method == b"HEAD"
+        if self.parser is None or self._head_request:
+            # A parser is good for the next response once the last one ended where it
+            # ended for llhttp too; after a HEAD, llhttp still waits for the body it announced.
+            self.parser = parsing.HttpResponseParser(self)
+        self._status = 0
+        self.response_headers = []
+        self._head_delivered = False
+        self._complete = False
+        self._received_any = False
+        self._head_request = head_request
+        self._read_timeout = read_timeout
+        self._send_timeout = send_timeout
+        self._chunked = body_length == STREAMED
+        if self._chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        elif body_length is not None:
+            headers.append((b"content-length", b"%d" % body_length))
+        # A previous exchange may have paused reading (its client was slow) just as its
+        # response completed: this request must be read.
+        self.transport.resumeProducing()
+        self._read_paused = False
+        self.transport.write(b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, serialize(headers)))
+        self._read_timer.set(read_timeout)
+
+    def send_body(self, data: bytes) -> None:
+        if self._chunked:
+            self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.transport.write(data)
+
+    def end_body(self) -> None:
+        if self._chunked:
+            self.transport.write(b"0\r\n\r\n")
+
+    def write_raw(self, data: bytes) -> None:
+        """After a 101: the tunnel's bytes, as they are."""
+        self.transport.write(data)
+
+    def release(self) -> None:
+        """The response is complete and the connection may serve another request."""
+        self.pool.release(self)
+
+    def close(self) -> None:
+        """Close once what was written is sent: a response that cannot be reused."""
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def divert(self, tunnel) -> None:
+        """After a 101: every byte read goes to ``tunnel.backend_data``."""
+        self._tunnel = tunnel
+
+    def _read_timed_out(self) -> None:
+        self._fail(UpstreamError("backend read timeout", timeout=True, cause="read_timeout"))
+
+    def _send_timed_out(self) -> None:
+        self._fail(UpstreamError("backend send timeout", timeout=True, cause="send_timeout"))
+
+    def _stop_timers(self) -> None:
+        self._read_timer.clear()
+        self._send_timer.clear()
+
+    def _fail(self, error: UpstreamError) -> None:
+        exchange, self.exchange = self.exchange, None
+        self._stop_timers()
+        if self.transport is not None:
+            self.transport.abortConnection()
+        if exchange is not None:
+            exchange.upstream_failed(self, error)
+
+    def abort(self) -> None:
+        """The exchange gave up (client gone): drop this connection, never reuse it."""
+        self.exchange = None
+        self._stop_timers()
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    # -- parsing the response -------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel.backend_data(data)
+            return
+        if self.exchange is None:
+            # Bytes on an idle connection: the backend is confused or closing; drop it.
+            self.transport.abortConnection()
+            return
+        self._received_any = True
+        if not self._read_paused:
+            self._read_timer.set(self._read_timeout)
+        client = self.exchange.protocol
+        client.cork()  # what this read produces for the client leaves in one write
+        try:
+            self._feed(data)
+        finally:
+            client.uncork()
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except parsing.HttpParserUpgrade as upgrade:
+            exchange = self.exchange
+            rest = data[upgrade.args[0]:]
+            self.exchange = None
+            self._stop_timers()
+            if exchange is not None:
+                exchange.upstream_upgraded(self, rest)
+            return
+        except parsing.HttpParserError as exc:
+            self._fail(UpstreamError(f"invalid response from backend: {exc}", cause="invalid_response"))
+            return
+        if self._head_request and self._head_delivered and not self._complete:
+            self._message_done()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.response_headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self.response_headers = []  # interim response (100 Continue…): not relayed
+            return
+        self._status = status
+        self._keep_alive = self.parser.should_keep_alive()
+        self._head_delivered = True
+        length = None
+        for name, value in self.response_headers:
+            if name == b"content-length":
+                length = int(value)
+        if self.exchange is not None:
+            self.exchange.upstream_head(self, status, self.response_headers, length)
+
+    def on_body(self, data: bytes) -> None:
+        if self.exchange is not None and not self._head_request:
+            self.exchange.upstream_body(data)
+
+    def on_message_complete(self) -> None:
+        if self._status == 101:
+            return  # llhttp completes a 101 before pausing on it: dataReceived hands over the upgrade
+        if self._head_delivered and not self._complete:
+            self._message_done()
+
+    def _message_done(self) -> None:
+        self._complete = True
+        self._stop_timers()
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.upstream_done(self, reusable=self._keep_alive)
+
+    # -- flow control ---------------------------------------------------------------------
+
+    def pauseProducing(self) -> None:
+        """The backend is not reading our request body fast enough."""
+        if self._tunnel is not None:
+            self._tunnel.backend_paused()
+            return
+        if self.exchange is not None:
+            self.exchange.upstream_write_paused()
+            if not self._send_timer.armed:
+                self._send_timer.set(self._send_timeout)
+
+    def resumeProducing(self) -> None:
+        if self._tunnel is not None:
+            self._tunnel.backend_resumed()
+            return
+        self._send_timer.clear()
+        if self.exchange is not None:
+            self.exchange.upstream_write_resumed()
+
+    def stopProducing(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        """The client is slow: stop reading the backend. The read timeout is about the
+        backend, so it stops too (as nginx's: it only runs while waiting for the backend)."""
+        if self.transport is not None:
+            self.transport.pauseProducing()
+        self._read_paused = True
+        self._read_timer.clear()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.resumeProducing()
+        if self._read_paused:
+            self._read_paused = False
+            if self.exchange is not None:
+                self._read_timer.set(self._read_timeout)
+
+
+class _ConnectFactory(ClientFactory):
+    noisy = False
+
+    def __init__(self, pool: "HTTP1Upstream", key, on_ready: Callable, on_error: Callable):
+        self.pool = pool
+        self.key = key
+        self.on_ready = on_ready
+        self.on_error = on_error
+        self.done = False
+
+    def buildProtocol(self, addr):
+        protocol = HTTP1Connection(self.pool, self.key)
+        protocol.on_connected = self.made
+        return protocol
+
+    def made(self, connection: HTTP1Connection) -> None:
+        if self.done:  # cancelled while connecting
+            connection.transport.loseConnection()
+            return
+        self.done = True
+        connection.reused = False
+        self.on_ready(connection)
+
+    def clientConnectionFailed(self, connector, reason) -> None:
+        if not self.done:
+            self.done = True
+            message = reason.getErrorMessage()
+            timeout = "timeout" in message.lower() or "timed out" in message.lower()
+            self.on_error(UpstreamError(f"connect to {self.key[0]}:{self.key[1]} failed: {message}",
+                                        timeout=timeout, retryable=True,
+                                        cause="connect_timeout" if timeout else "connect_failed"))
+
+
+class HTTP1Upstream:
+    """The HTTP/1.1 upstream protocol: idle keep-alive connections per endpoint, bounded in
+    number and idle time (on ``clock``'s time)."""
+
+    name = "HTTP"
+
+    def __init__(self, clock: Any, max_idle_per_endpoint: int = 320, idle_timeout: float = 60.0):
+        self.clock = clock
+        self.max_idle = max_idle_per_endpoint
+        self.idle_timeout = idle_timeout
+        self.idle: dict[tuple[str, int], list[HTTP1Connection]] = {}
+        self.opened = 0
+        self.reused = 0
+        self._sweeper = None
+
+    def acquire(self, host: str, port: int, connect_timeout: float,
+                on_ready: Callable[[HTTP1Connection], None],
+                on_error: Callable[[UpstreamError], None]) -> Callable[[], None]:
+        """Call ``on_ready`` with a connection (at once when one is idle); returns a canceller."""
+        key = (host, port)
+        idle = self.idle.get(key)
+        while idle:
+            connection = idle.pop()
+            if connection.connected:
+                connection.reused = True
+                self.reused += 1
+                on_ready(connection)
+                return _noop
+        factory = _ConnectFactory(self, key, on_ready, on_error)
+        connector = connect_tcp(self.clock, host, port, factory, connect_timeout)
+        self.opened += 1
+
+        def cancel() -> None:
+            if not factory.done:
+                factory.done = True
+                connector.disconnect()
+
+        return cancel
+
+    def release(self, connection: HTTP1Connection) -> None:
+        """Return a connection after a complete response; closes it when the pool is full."""
+        if not connection.connected:
+            return
+        idle = self.idle.setdefault(connection.key, [])
+        if len(idle) >= self.max_idle:
+            connection.transport.loseConnection()
+            return
+        connection.idle_since = self.clock.seconds()
+        idle.append(connection)
+        if self._sweeper is None:
+            self._sweeper = self.clock.callLater(min(5.0, self.idle_timeout), self._sweep)
+
+    def _forget(self, connection: HTTP1Connection) -> None:
+        idle = self.idle.get(connection.key)
+        if idle and connection in idle:
+            idle.remove(connection)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        limit = self.clock.seconds() - self.idle_timeout
+        remaining = False
+        for key, idle in list(self.idle.items()):
+            for connection in [c for c in idle if c.idle_since < limit]:
+                idle.remove(connection)
+                if connection.transport is not None:
+                    connection.transport.loseConnection()
+            if idle:
+                remaining = True
+            else:
+                del self.idle[key]
+        if remaining:
+            self._sweeper = self.clock.callLater(min(5.0, self.idle_timeout), self._sweep)
+
+    def close(self) -> None:
+        if self._sweeper is not None and self._sweeper.active():
+            self._sweeper.cancel()
+        self._sweeper = None
+        for idle in self.idle.values():
+            for connection in idle:
+                if connection.transport is not None:
+                    connection.transport.loseConnection()
+        self.idle.clear()
+
+    def idle_count(self) -> int:
+        return sum(len(idle) for idle in self.idle.values())
+
+
+def _noop() -> None:
+    pass

@@ -1,0 +1,25 @@
+"""The upstream-protocol seam, protocol-independent parts: how a backend failure is told.
+
+Each upstream protocol (``http1_upstream``: HTTP/1.1 in clear today) implements
+``interfaces.UpstreamProtocol`` and its connections ``interfaces.UpstreamConnection``; the
+``Proxy`` holds them by name and each route's ``UpstreamSettings.protocol`` picks one.
+"""
+
+from __future__ import annotations
+
+# ``body_length`` of a request whose body's length is not known in advance (HTTP/1.1:
+# sent chunked); None: no body; a number: that many bytes.
+STREAMED = -1
+
+
+class UpstreamError(Exception):
+    """A backend failed. ``timeout`` → 504, otherwise 502; ``retryable`` when nothing was sent.
+
+    ``cause`` is a short fixed word for metrics and logs (``connect_failed``, ``read_timeout``…).
+    """
+
+    def __init__(self, message: str, timeout: bool = False, retryable: bool = False, cause: str = ""):
+        super().__init__(message)
+        self.timeout = timeout
+        self.retryable = retryable
+        self.cause = cause or ("timeout" if timeout else "error")

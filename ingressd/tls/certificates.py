@@ -1,0 +1,613 @@
+"""TLS termination, the certificate side: which certificate each TLS connection is served.
+
+``CertificateStore`` turns the TLS hosts and Secrets of a ``Config`` into validated
+certificates, once per Secret change (never per handshake), and swaps the host →
+certificate map in one assignment. A certificate's OpenSSL context is made the first time a
+handshake names its host (as ingress-nginx's dynamic certificates are loaded on first use):
+1,000 Secrets cost neither 1,000 contexts' memory nor their set-up time in a rebuild. A
+handshake picks its context by SNI: the exact host (case-insensitive), then a one-label
+``*.`` wildcard host, then the default certificate (also for clients sending no SNI,
+unknown names and hosts whose Secret is unusable).
+
+Wiring it to a listening port::
+
+    store = CertificateStore(default_secret_data_or_None, alpn=False)
+    rejections = store.update(config)          # on every new configuration
+    tls_factory = TLSMemoryBIOFactory(store.server_options(), False, http_factory)
+    reactor.listenTCP(443, tls_factory)
+
+Contexts are never mutated once used (pyOpenSSL 26 refuses), so a changed Secret gets a
+brand new ``CertificateOptions``; open connections keep the context they started with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
+from twisted.internet.interfaces import (
+    IOpenSSLServerConnectionCreator,
+    IProtocolNegotiationFactory,
+)
+from twisted.internet.ssl import AcceptableCiphers, CertificateOptions, TLSVersion
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ingressd.config.model import Config, ObjectRef, Rejection, SecretData
+
+_log = Logger()
+
+# Mozilla's "intermediate" configuration (guidelines 5.7) for TLS 1.2; TLS 1.3 suites are
+# OpenSSL's defaults (all three are in the intermediate list). The DHE entries only take
+# effect with DH parameters, which we do not load, so ECDHE is what gets negotiated.
+MOZILLA_INTERMEDIATE_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+)
+_CIPHERS = AcceptableCiphers.fromOpenSSLCipherString(MOZILLA_INTERMEDIATE_CIPHERS)
+
+DEFAULT_CERTIFICATE_CN = "ingressd default certificate"
+_HTTP11 = b"http/1.1"
+_H2 = b"h2"
+
+
+class CertificateError(ValueError):
+    """A Secret's certificate or key that cannot be served; the message says why."""
+
+
+@dataclass(frozen=True, eq=False)
+class Certificate:
+    """A validated certificate; its OpenSSL context is built on first use and then kept."""
+
+    source: str  # "Secret ns/name", or "self-signed" for the generated default
+    secret: ObjectRef | None
+    subject: str
+    names: tuple[str, ...]  # DNS names from subjectAltName (the CN when there is none)
+    not_before: datetime
+    not_after: datetime
+    fingerprint: str  # SHA-256 of the leaf, hex
+    notes: tuple[str, ...] = ()  # non-fatal problems found once (chain order); see notes_at
+    pem: tuple[bytes, bytes] = field(default=(b"", b""), repr=False)
+    # Makes the context (raises CertificateError when OpenSSL refuses the pair).
+    make_context: Callable[[], SSL.Context] | None = field(default=None, repr=False, compare=False)
+    _made: dict = field(default_factory=dict, repr=False, compare=False)  # {"context": ...} once made
+
+    @property
+    def context(self) -> SSL.Context | None:
+        """The ready context (None when it cannot be made; the reason was logged once)."""
+        made = self._made
+        if "context" not in made:
+            made["context"] = None
+            if self.make_context is not None:
+                try:
+                    made["context"] = self.make_context()
+                except Exception as exc:  # the default certificate is served instead
+                    _log.error("TLS {source}: cannot be served ({error}); serving the default certificate",
+                               source=self.source, error=exc)
+        return made["context"]
+
+    def notes_at(self, now: datetime) -> tuple[str, ...]:
+        """The non-fatal problems as of ``now`` (a certificate is reused for as long as its
+        Secret is unchanged: whether it is valid yet is a question of the time asked)."""
+        if self.not_before > now:
+            return (*self.notes, f"the certificate is not valid before {self.not_before:%Y-%m-%d %H:%M:%S} UTC")
+        return self.notes
+
+    def covers(self, host: str) -> bool:
+        """Whether the certificate's names cover ``host`` (itself maybe ``*.foo.com``)."""
+        host = host.lower()
+        for name in self.names:
+            if name == host:
+                return True
+            if name.startswith("*.") and not host.startswith("*."):
+                _, dot, parent = host.partition(".")
+                if dot and parent == name[2:]:
+                    return True
+        return False
+
+
+@dataclass(frozen=True)
+class _CertificateMap:
+    """What handshakes read: swapped as a whole, never changed in place."""
+
+    default: Certificate
+    exact: Mapping[str, Certificate | None]  # None: the host's Secret is unusable → default
+    wildcard: Mapping[str, Certificate | None]  # "foo.com" for the TLS host "*.foo.com"
+    hosts: Mapping[str, Certificate | None]  # every TLS host as written, for expiries()
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class _ServerConnectionCreator:
+    """Starts each connection on the current default context; SNI may switch it."""
+
+    def __init__(self, store: CertificateStore) -> None:
+        self._store = store
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        return SSL.Connection(self._store._map.default.context, None)
+
+
+class CertificateStore:
+    """The certificates ingressd serves, by SNI name, rebuilt only when Secrets change.
+
+    ``default_certificate``: the Secret of ``--default-certificate``; when None a
+    self-signed ECDSA certificate is generated. An unusable default Secret raises
+    ``CertificateError`` here (a start-up error); later changes of that Secret seen in
+    ``update`` replace the default, or are rejected while the previous one keeps serving.
+
+    ``alpn``: offer ``h2`` then ``http/1.1`` when true, ``http/1.1`` only when false.
+
+    ALPN contract for the wrapped factory: every context this store builds has the same
+    ALPN selection callback (so it applies on the default context and on the per-host
+    contexts SNI switches to). Per connection it reads the ``TLSMemoryBIOProtocol`` from
+    ``connection.get_app_data()`` and asks the wrapped factory: the factory given to
+    ``TLSMemoryBIOFactory`` should provide ``IProtocolNegotiationFactory``, i.e. an
+    ``acceptableProtocols()`` method returning the protocols its protocols can speak
+    (``[b"h2", b"http/1.1"]`` or ``[b"http/1.1"]``). The protocol chosen is the first of
+    the store's list (``h2`` before ``http/1.1``) that both the factory accepts and the
+    client offers. A factory without ``acceptableProtocols()`` is taken to speak
+    ``http/1.1`` only. No overlap: the handshake completes without ALPN (no alert), and
+    the connection's ``negotiatedProtocol`` is None. The wrapped protocol must check
+    ``transport.negotiatedProtocol`` to switch to HTTP/2 itself.
+
+    ``now``: the clock for expiry checks (a callable returning an aware datetime).
+
+    Resumption: server session cache and session tickets are on (TLS 1.2 and 1.3). Known
+    limit [measured, OpenSSL 3.0]: every connection starts on the default context, and
+    OpenSSL looks the session up before the SNI callback switches contexts, so a session
+    is keyed to the default context: a client that offers host A's session with SNI host
+    B is resumed (and keeps A's certificate), and sessions survive a certificate
+    rotation. Mainstream clients only offer a session to the name it was made for. It
+    matters once client-certificate authentication exists: then check SNI against Host.
+    """
+
+    def __init__(
+        self,
+        default_certificate: SecretData | None = None,
+        *,
+        alpn: bool = False,
+        now: Callable[[], datetime] | None = None,
+        default_ref: ObjectRef | None = None,
+    ) -> None:
+        """``default_ref`` names the default Secret before its data is known (served
+        self-signed until the Secret shows up in a configuration)."""
+        self._now = now or (lambda: datetime.now(timezone.utc))
+        self._protocols: tuple[bytes, ...] = (_H2, _HTTP11) if alpn else (_HTTP11,)
+        self._default_ref = default_certificate.ref if default_certificate else default_ref
+        # Built certificates by (namespace, name, is-default), reused while the PEM is the
+        # same; the default's context differs (it carries the SNI callback).
+        self._cache: dict[tuple[str, str, bool], Certificate] = {}
+        if default_certificate is not None:
+            try:
+                default = self._from_secret(default_certificate, self._now(), default=True)
+            except CertificateError as exc:
+                raise CertificateError(
+                    f"default certificate {_secret_label(default_certificate.ref)}: {exc}"
+                ) from None
+        else:
+            default = self._self_signed()
+        self._map = _CertificateMap(
+            default, MappingProxyType({}), MappingProxyType({}), MappingProxyType({})
+        )
+        self._creator = _ServerConnectionCreator(self)
+        self.warnings: tuple[Rejection, ...] = ()
+
+    # -- what the server wires in ---------------------------------------------------------
+
+    def server_options(self) -> IOpenSSLServerConnectionCreator:
+        """The connection creator for ``TLSMemoryBIOFactory(options, False, factory)``.
+
+        The same object for the store's whole life: it always starts connections on the
+        current default context, whose SNI callback reads the current map.
+        """
+        return self._creator
+
+    @property
+    def alpn_protocols(self) -> tuple[bytes, ...]:
+        return self._protocols
+
+    # -- configuration --------------------------------------------------------------------
+
+    def update(self, config: Config) -> list[Rejection]:
+        """Serve ``config``'s TLS hosts; return what could not be used. Never raises.
+
+        Hosts whose Secret is missing or unusable are served the default certificate.
+        Non-fatal findings (a certificate not covering its host, a chain out of order, a
+        host claimed by two Secrets) are left in ``self.warnings``.
+        """
+        try:
+            return self._update(config)
+        except Exception:  # a bug here must not stop configuration updates
+            _log.failure("while building the certificate map; keeping the previous one")
+            return [
+                Rejection(
+                    ObjectRef("Config", "", "tls"),
+                    "internal error while building the certificate map; "
+                    "the previous certificates are still served",
+                )
+            ]
+
+    def _update(self, config: Config) -> list[Rejection]:
+        now = self._now()
+        secrets = {(s.ref.namespace, s.ref.name): s for s in config.secrets}
+        rejections: list[Rejection] = []
+        warnings: list[Rejection] = []
+
+        default = self._map.default
+        if self._default_ref is not None:
+            data = secrets.get(_key(self._default_ref))
+            if data is not None:
+                try:
+                    default = self._certificate(data, now, default=True)
+                except CertificateError as exc:
+                    rejections.append(
+                        Rejection(
+                            self._default_ref,
+                            f"default certificate: {exc}; the previous one is still served",
+                        )
+                    )
+
+        built: dict[tuple[str, str], Certificate | CertificateError] = {}
+        exact: dict[str, Certificate | None] = {}
+        wildcard: dict[str, Certificate | None] = {}
+        hosts: dict[str, Certificate | None] = {}
+        owner: dict[str, ObjectRef] = {}  # host → Secret that serves it
+        problems: dict[tuple[ObjectRef, ObjectRef, str], list[str]] = {}
+
+        for tls_host in config.tls_hosts:
+            host = tls_host.host.strip().lower().rstrip(".")
+            if not host:
+                continue
+            if "*" in host and not (host.startswith("*.") and "*" not in host[2:]):
+                problems.setdefault(
+                    (tls_host.ingress, tls_host.secret, "only a leading '*.' wildcard is allowed"),
+                    [],
+                ).append(host)
+                continue
+            if host in owner:
+                if owner[host] != tls_host.secret:
+                    warnings.append(
+                        Rejection(
+                            tls_host.ingress,
+                            f"TLS host {host} is already served with "
+                            f"{_secret_label(owner[host])}; "
+                            f"{_secret_label(tls_host.secret)} is not used for it",
+                        )
+                    )
+                continue
+            owner[host] = tls_host.secret
+
+            key = _key(tls_host.secret)
+            if key not in built:
+                data = secrets.get(key)
+                try:
+                    if data is None:
+                        raise CertificateError("the Secret does not exist")
+                    built[key] = self._certificate(data, now)
+                except CertificateError as exc:
+                    built[key] = exc
+                except Exception as exc:  # pyOpenSSL surprises: reject, don't stop
+                    built[key] = CertificateError(f"cannot be used ({exc!r})")
+            result = built[key]
+            served: Certificate | None
+            if isinstance(result, CertificateError):
+                problems.setdefault((tls_host.ingress, tls_host.secret, str(result)), []).append(
+                    host
+                )
+                served = None
+            else:
+                served = result
+                for note in result.notes_at(now):
+                    warnings.append(
+                        Rejection(tls_host.ingress, f"{_secret_label(tls_host.secret)}: {note}")
+                    )
+                if not result.covers(host):
+                    warnings.append(
+                        Rejection(
+                            tls_host.ingress,
+                            f"{_secret_label(tls_host.secret)}: the certificate does not "
+                            f"cover {host} (it names {', '.join(result.names) or 'nothing'})",
+                        )
+                    )
+            hosts[host] = served
+            if host.startswith("*."):
+                wildcard[host[2:]] = served
+            else:
+                exact[host] = served
+
+        for (ingress, secret, reason), names in problems.items():
+            rejections.append(
+                Rejection(
+                    ingress,
+                    f"TLS {_secret_label(secret)} for {', '.join(names)}: {reason}; "
+                    "serving the default certificate",
+                )
+            )
+
+        self._cache = {
+            (*key, False): value for key, value in built.items() if isinstance(value, Certificate)
+        }
+        if default.secret is not None:
+            self._cache[(*_key(default.secret), True)] = default
+        self.warnings = tuple(dict.fromkeys(warnings))
+        # The one assignment handshakes observe.
+        self._map = _CertificateMap(
+            default,
+            MappingProxyType(exact),
+            MappingProxyType(wildcard),
+            MappingProxyType(hosts),
+        )
+        return rejections
+
+    # -- selection ------------------------------------------------------------------------
+
+    def certificate_for(self, server_name: str | bytes | None) -> Certificate:
+        """The certificate a handshake with this SNI name (None: no SNI) is served."""
+        return self._lookup(server_name) or self._map.default
+
+    @property
+    def default(self) -> Certificate:
+        return self._map.default
+
+    def _lookup(self, server_name: str | bytes | None) -> Certificate | None:
+        if not server_name:
+            return None
+        if isinstance(server_name, bytes):
+            try:
+                server_name = server_name.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+        name = server_name.lower().rstrip(".")
+        current = self._map
+        if name in current.exact:
+            return current.exact[name]
+        _, dot, parent = name.partition(".")
+        if dot and parent in current.wildcard:
+            return current.wildcard[parent]
+        return None
+
+    def _context_for_server_name(self, server_name: bytes | None) -> SSL.Context | None:
+        # Runs inside the ClientHello: a dictionary lookup, nothing else. None keeps the
+        # connection on the default context it was created with.
+        chosen = self._lookup(server_name)
+        return None if chosen is None else chosen.context
+
+    def _select_alpn(self, connection: SSL.Connection, offered: Sequence[bytes]) -> Any:
+        tls_protocol = connection.get_app_data()
+        factory = getattr(getattr(tls_protocol, "factory", None), "wrappedFactory", None)
+        negotiation = IProtocolNegotiationFactory(factory, None)
+        speaks = set(negotiation.acceptableProtocols()) if negotiation else {_HTTP11}
+        for protocol in self._protocols:
+            if protocol in speaks and protocol in offered:
+                return protocol
+        return SSL.NO_OVERLAPPING_PROTOCOLS
+
+    # -- observability --------------------------------------------------------------------
+
+    def expiries(self) -> dict[tuple[str, str], datetime]:
+        """notAfter of every certificate served, keyed by (source, host).
+
+        ``source`` is ``"ns/name"`` of the Secret or ``"self-signed"``; ``host`` is the TLS
+        host as configured, or ``""`` for the default certificate.
+        """
+        current = self._map
+        facts = {(_source_label(current.default), ""): current.default.not_after}
+        for host, served in current.hosts.items():
+            if served is not None:
+                facts[(_source_label(served), host)] = served.not_after
+        return facts
+
+    # -- building -------------------------------------------------------------------------
+
+    def _certificate(self, data: SecretData, now: datetime, default: bool = False) -> Certificate:
+        """The Secret's certificate, reused when its PEM bytes did not change."""
+        if default and self._map.default.secret == data.ref:
+            cached: Certificate | None = self._map.default
+        else:
+            cached = self._cache.get((*_key(data.ref), default))
+        pem = (data.get("tls.crt") or b"", data.get("tls.key") or b"")
+        if cached is not None and cached.pem == pem:
+            _check_not_expired(cached.not_after, now)
+            return cached
+        return self._from_secret(data, now, default=default)
+
+    def _from_secret(self, data: SecretData, now: datetime, default: bool) -> Certificate:
+        crt = data.get("tls.crt")
+        key = data.get("tls.key")
+        if not crt:
+            raise CertificateError("the Secret has no tls.crt")
+        if not key:
+            raise CertificateError("the Secret has no tls.key")
+        leaf, chain, private_key, notes = parse_key_pair(crt, key)
+        _check_not_expired(leaf.not_valid_after_utc, now)
+        return self._build(
+            f"Secret {data.ref.namespace}/{data.ref.name}",
+            data.ref,
+            leaf,
+            chain,
+            private_key,
+            (crt, key),
+            notes,
+            default,
+        )
+
+    def _self_signed(self) -> Certificate:
+        private_key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DEFAULT_CERTIFICATE_CN)])
+        start = self._now() - timedelta(hours=1)
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(private_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+            .sign(private_key, hashes.SHA256())
+        )
+        return self._build("self-signed", None, leaf, [], private_key, (b"", b""), [], True)
+
+    def _build(
+        self,
+        source: str,
+        secret: ObjectRef | None,
+        leaf: x509.Certificate,
+        chain: list[x509.Certificate],
+        private_key: Any,
+        pem: tuple[bytes, bytes],
+        notes: list[str],
+        default: bool,
+    ) -> Certificate:
+        def make_context() -> SSL.Context:
+            options = CertificateOptions(
+                privateKey=private_key,
+                certificate=leaf,
+                extraCertChain=chain,
+                raiseMinimumTo=TLSVersion.TLSv1_2,
+                acceptableCiphers=_CIPHERS,
+                enableSessions=True,
+                enableSessionTickets=True,
+                contextForServerName=self._context_for_server_name if default else None,
+            )
+            try:
+                context = options.getContext()
+            except SSL.Error as exc:
+                raise CertificateError(f"OpenSSL refused the certificate or key ({exc})") from None
+            # Replace Twisted's ALPN callback (not yet used, so still allowed) with ours,
+            # which follows the store's configuration as well as the wrapped factory.
+            context.set_alpn_select_callback(self._select_alpn)
+            return context
+
+        certificate = Certificate(
+            source=source,
+            secret=secret,
+            subject=leaf.subject.rfc4514_string(),
+            names=_dns_names(leaf),
+            not_before=leaf.not_valid_before_utc,
+            not_after=leaf.not_valid_after_utc,
+            fingerprint=hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest(),
+            notes=tuple(notes),
+            pem=pem,
+            make_context=make_context,
+        )
+        if default:
+            # Every connection starts on the default context: make it now, and refuse a
+            # default that OpenSSL will not serve here rather than in a handshake.
+            certificate._made["context"] = make_context()
+        return certificate
+
+
+# -- parsing and validating ---------------------------------------------------------------
+
+
+def parse_key_pair(
+    crt: bytes, key: bytes
+) -> tuple[x509.Certificate, list[x509.Certificate], Any, list[str]]:
+    """Leaf, intermediates, private key and non-fatal notes of a TLS Secret's PEM data, as
+    ingressd would serve them; CertificateError saying why not otherwise."""
+    try:
+        certificates = x509.load_pem_x509_certificates(crt)
+    except ValueError:
+        raise CertificateError("tls.crt holds no readable PEM certificate") from None
+    try:
+        private_key = serialization.load_pem_private_key(key, password=None)
+    except TypeError:
+        raise CertificateError("tls.key is encrypted with a password") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise CertificateError("tls.key holds no readable PEM private key") from None
+    if not isinstance(private_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise CertificateError(
+            f"tls.key is a {type(private_key).__name__.lstrip('_')}; RSA or ECDSA expected"
+        )
+
+    _check_strength(private_key)
+    public = _spki(private_key.public_key())
+    position = next(
+        (i for i, cert in enumerate(certificates) if _spki(cert.public_key()) == public), None
+    )
+    if position is None:
+        raise CertificateError("tls.key does not match the certificate in tls.crt")
+    if position != 0:
+        raise CertificateError(
+            f"tls.crt must start with the certificate of tls.key (found at position {position + 1})"
+        )
+    leaf, chain = certificates[0], certificates[1:]
+
+    notes: list[str] = []
+    for child, parent in zip(certificates, chain):
+        try:
+            child.verify_directly_issued_by(parent)
+        except Exception:  # wrong issuer, unsupported signature algorithm…
+            notes.append(
+                "the certificates in tls.crt are not a chain in order "
+                "(each should be issued by the next)"
+            )
+            break
+    return leaf, chain, private_key, notes
+
+
+# OpenSSL's security level 2 (Debian's and most distributions' default) refuses to serve
+# smaller keys ("ee key too small"); they are rejected with the Secret, not in a handshake.
+MIN_RSA_BITS = 2048
+MIN_EC_BITS = 224
+
+
+def _check_strength(private_key: Any) -> None:
+    size = private_key.key_size
+    if isinstance(private_key, rsa.RSAPrivateKey) and size < MIN_RSA_BITS:
+        raise CertificateError(f"the RSA key has {size} bits; at least {MIN_RSA_BITS} are needed")
+    if isinstance(private_key, ec.EllipticCurvePrivateKey) and size < MIN_EC_BITS:
+        raise CertificateError(f"the ECDSA key has {size} bits; at least {MIN_EC_BITS} are needed")
+
+
+def _check_not_expired(not_after: datetime, now: datetime) -> None:
+    if not_after <= now:
+        raise CertificateError(f"the certificate expired on {not_after:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def _spki(public_key: Any) -> bytes:
+    try:
+        return public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except Exception:
+        return b""
+
+
+def _dns_names(leaf: x509.Certificate) -> tuple[str, ...]:
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names: Iterable[str] = san.value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = [
+            str(attribute.value)
+            for attribute in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        ]
+    return tuple(name.lower().rstrip(".") for name in names)
+
+
+def _key(ref: ObjectRef) -> tuple[str, str]:
+    return (ref.namespace, ref.name)
+
+
+def _secret_label(ref: ObjectRef) -> str:
+    return f"Secret {ref.namespace}/{ref.name}"
+
+
+def _source_label(certificate: Certificate) -> str:
+    if certificate.secret is None:
+        return certificate.source
+    return f"{certificate.secret.namespace}/{certificate.secret.name}"
