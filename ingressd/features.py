@@ -166,6 +166,9 @@ class BuildContext:
     # The server's plugin state: one dict per plugin, kept for the server's life (across
     # rebuilds); two servers in one process share nothing. See ``plugin_state``.
     state: dict = field(default_factory=dict)
+    # The controller's default backend (--default-backend-service, or an Ingress's
+    # spec.defaultBackend naming a Service): a ``model.Backend`` with its endpoints, or None.
+    default_backend: Any = None
 
     def secret(self, namespace: str, name: str):
         return self.secrets.get((namespace, name))

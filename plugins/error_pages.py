@@ -265,7 +265,7 @@ def ingressd_route_features(route, values, context):
     codes = values.get("custom-http-errors")
     if codes is None:
         codes = global_codes
-    backend = own or getattr(context, "default_backend", None)
+    backend = own or context.default_backend
     if codes and backend is not None and backend.endpoints:
         fetcher = _fetcher_for(context)
         if fetcher is not None:

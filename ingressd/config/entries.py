@@ -6,6 +6,7 @@ only calls the bound methods collected here, already sorted by phase.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable
 
 from twisted.python import log
@@ -126,12 +127,12 @@ def build_table(config: Config, plugins, context: BuildContext,
         if default is not None and default.route.ingress in failed:
             default = None
         rejections = config.rejections + tuple(Rejection(ref, reason) for ref, reason in failed.items())
-        config = Config(
+        # Every other field as it is (replace: a field added to Config is never dropped here).
+        config = dataclasses.replace(
+            config,
             routes=tuple(r for r in config.routes if r.ingress not in failed),
             default_backend=config.default_backend if default is not None else None,
             tls_hosts=tuple(t for t in config.tls_hosts if t.ingress not in failed),
-            secrets=config.secrets,
             rejections=rejections,
-            warnings=config.warnings,
         )
     return RouteTable(entries, default, previous_table), config

@@ -6,7 +6,7 @@ objects, never Kubernetes dictionaries or annotation strings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 EXACT = "Exact"
@@ -125,4 +125,3 @@ class Config:
     secrets: tuple[SecretData, ...] = ()
     rejections: tuple[Rejection, ...] = ()
     warnings: tuple[Rejection, ...] = ()
-    extra: tuple[tuple[str, Any], ...] = field(default=())

@@ -131,16 +131,15 @@ class Reloader:
         self._set_ready(synced)
 
     def context(self, config: Config) -> BuildContext:
-        context = BuildContext(
+        return BuildContext(
             settings=self.settings,
             reactor=self.clock,
             secrets={(s.ref.namespace, s.ref.name): s for s in config.secrets},
             state=self.plugin_state,
+            default_backend=config.default_backend.backend if (
+                config.default_backend is not None and config.default_backend.ingress.kind == "Service"
+            ) else None,
         )
-        context.default_backend = config.default_backend.backend if (
-            config.default_backend is not None and config.default_backend.ingress.kind == "Service"
-        ) else None
-        return context
 
     def _set_ready(self, synced: bool) -> None:
         if synced and not self.state.ready:
