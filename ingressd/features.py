@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+import re2
+
 NGINX_PREFIX = "nginx.ingress.kubernetes.io/"
 INGRESSD_PREFIX = "ingressd.io/"
 
@@ -29,6 +31,30 @@ class Phase(IntEnum):
     ACCESS = 300  # allow and deny lists
     AUTH = 400  # authentication
     PROXY = 500  # upstream request settings (timeouts, body size, headers)
+
+
+# -- regular-expression paths (use-regex, rewrite-target) ------------------------------------
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # a pattern that does not compile is reported by us, once
+
+
+class PathPatternError(ValueError):
+    """A path RE2 cannot compile."""
+
+
+def compile_path(path: str) -> Any:
+    """A regular-expression path as ingress-nginx's ``location ~* "^PATH"``: compiled by RE2
+    (linear-time matching), case-insensitive, anchored at the start. ``match`` and
+    ``search`` give Python-like match objects (``group(n)``, ``groups()``). Raises
+    ``PathPatternError`` saying why RE2 refuses it."""
+    try:
+        return re2.compile("(?i)^" + path, _OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise PathPatternError(
+            f"path {path} is not a regular expression ingressd can match in linear time ({reason}; "
+            "look-around and back-references are not supported)") from None
 
 
 @dataclass(frozen=True)

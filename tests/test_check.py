@@ -71,8 +71,8 @@ def test_verdicts_from_a_stream_as_kubectl_writes_it():
         app("plain", "plain.example"),
         app("secure", "secure.example", {N + "auth-url": "https://auth/", N + "auth-signin": "https://auth/start"}),
         app("otel", "otel.example", {N + "enable-opentelemetry": "true"}),
-        app("rw", "rw.example", {N + "rewrite-target": "/"}),
-        app("rw2", "rw2.example", {N + "rewrite-target": "/", N + "use-regex": "true"}),
+        app("rw", "rw.example", {N + "upstream-vhost": "other.example"}),
+        app("rw2", "rw2.example", {N + "upstream-vhost": "other.example", N + "ssl-passthrough": "true"}),
         app("other", "other.example", class_name="traefik"),
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x", "namespace": "default"}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}},
@@ -91,8 +91,8 @@ def test_verdicts_from_a_stream_as_kubectl_writes_it():
     assert (summary["ingresses"], summary["served"], summary["served_with_differences"], summary["not_served"],
             summary["other_class"]) == (5, 1, 1, 3, 1)
     assert summary["blocking_annotations"] == [
-        {"annotation": "rewrite-target", "ingresses": 2}, {"annotation": "auth-url", "ingresses": 1},
-        {"annotation": "use-regex", "ingresses": 1}]
+        {"annotation": "upstream-vhost", "ingresses": 2}, {"annotation": "auth-url", "ingresses": 1},
+        {"annotation": "ssl-passthrough", "ingresses": 1}]
     assert set(document) == {"version", "ingresses", "lint", "problems", "summary"} and document["version"] == 1
     assert set(verdicts["plain"]) == {"namespace", "name", "hosts", "verdict", "reasons", "blocking_annotations",
                                       "accept_with", "differences", "notes"}
@@ -129,13 +129,11 @@ def test_class_selection():
     assert sorted(by_name(run_json(["--ingress-class", "public", "-"], objects)[1])) == ["b"]
 
 
-def test_host_wide_regex_is_a_difference_for_the_other_ingresses_of_the_host():
+def test_host_wide_regex_is_no_difference_ingressd_matches_the_host_as_ingress_nginx():
     objects = stream(*WORLD, app("regex", "shared.example", {N + "use-regex": "true"}),
                      ingress("plain", [("shared.example", [("/api", "Prefix", "web", 80)])], class_name="nginx"))
     _, document = run_json(["--from", "ingress-nginx", "-"], objects)
-    plain = by_name(document)["plain"]
-    assert plain["verdict"] == "served-with-differences"
-    assert "case-insensitive regular expressions" in plain["differences"][0] and "default/regex" in plain["differences"][0]
+    assert by_name(document)["plain"]["verdict"] == "served"
 
 
 def test_a_path_ingress_nginx_s_strict_validation_refuses_is_a_difference():

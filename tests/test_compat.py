@@ -55,8 +55,8 @@ CASES = [
     ({"enable-modsecurity": "true"}, (), "blocked", ["enable-modsecurity"]),
     ({"global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
     ({"limit-rate": "100"}, (), "blocked", ["limit-rate"]),
-    ({"rewrite-target": "/$2"}, (), "blocked", ["rewrite-target"]),
-    ({"use-regex": "true"}, (), "blocked", ["use-regex"]),
+    ({"upstream-vhost": "/$2"}, (), "blocked", ["upstream-vhost"]),
+    ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
     ({"backend-protocol": "GRPC"}, (), "blocked", ["backend-protocol"]),
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
     ({"app-root": "/app"}, (), "blocked", ["app-root"]),
@@ -73,20 +73,20 @@ CASES = [
     ({"backend-protocol": " http "}, (), "served", []),
     ({"proxy-buffering": "off", "proxy-request-buffering": "on", "load-balance": "round_robin"}, (), "served", []),
     ({"proxy-http-version": "1.1", "proxy-buffer-size": "4K", "client-body-buffer-size": "8k"}, (), "served", []),
-    ({"use-regex": "false"}, (), "served", []),
-    ({"use-regex": "F"}, (), "served", []),
-    ({"use-regex": "0"}, (), "served", []),
+    ({"ssl-passthrough": "false"}, (), "served", []),
+    ({"ssl-passthrough": "F"}, (), "served", []),
+    ({"ssl-passthrough": "0"}, (), "served", []),
     ({"enable-modsecurity": "FALSE", "satisfy": "all", "limit-rate": "0"}, (), "served", []),
     ({"ssl-redirect": "True", "force-ssl-redirect": "t"}, (), "served", []),
     ({"enable-access-log": "true"}, (), "served", []),
     ({"enable-access-log": "false"}, (), "warned", ["enable-access-log"]),
-    ({"use-regex": "yes"}, (), "blocked", ["use-regex"]),  # a value ingress-nginx cannot read asks for something
+    ({"ssl-passthrough": "yes"}, (), "blocked", ["ssl-passthrough"]),  # a value ingress-nginx cannot read asks for something
     ({"limit-rate": "-0"}, (), "served", []),  # read as a number, as ingress-nginx's Atoi does
     ({"limit-rate": "X0"}, (), "blocked", ["limit-rate"]),
     ({"proxy-next-upstream": " error   timeout "}, (), "served", []),  # text: spacing does not count
     ({"proxy-next-upstream": "error timeout http_502"}, (), "warned", ["proxy-next-upstream"]),
     # an empty value is no value, to ingress-nginx
-    ({"auth-url": "", "rewrite-target": "  "}, (), "served", []),
+    ({"auth-url": "", "upstream-vhost": "  "}, (), "served", []),
     # a dependent annotation without its switch asks for nothing
     ({"auth-signin": "https://a/start"}, (), "served", []),
     ({"session-cookie-name": "route", "canary-weight": "50"}, (), "served", []),
@@ -233,8 +233,8 @@ REASONS = [
     ({"auth-url": "https://a/"}, (),
      (N + "auth-url", _blocked("auth-url", f"{_NOT_SUPPORTED} ({_note('auth-url')})",
                                "let in clients it keeps out"), True)),
-    ({"rewrite-target": "/"}, (),
-     (N + "rewrite-target", _blocked("rewrite-target", _NOT_SUPPORTED,
+    ({"upstream-vhost": "/"}, (),
+     (N + "upstream-vhost", _blocked("upstream-vhost", f"{_NOT_SUPPORTED} ({_note('upstream-vhost')})",
                                      "send traffic elsewhere, or otherwise, than it asks"), True)),
     ({"server-snippet": "return 301 https://b;"}, (),
      (N + "server-snippet", _blocked("server-snippet", _SNIPPETS,
@@ -256,7 +256,7 @@ def test_a_blocking_reason_names_the_annotation_and_how_to_accept_it():
     assert problem.blocking and problem.annotation == N + "auth-url"
     assert "let in clients it keeps out" in problem.reason
     assert "--ignore-annotation auth-url" in problem.reason and 'ingressd.io/ignore-annotations: "auth-url"' in problem.reason
-    (problem,) = assess({N + "rewrite-target": "/"}, OWNED)
+    (problem,) = assess({N + "upstream-vhost": "/"}, OWNED)
     assert "send traffic elsewhere" in problem.reason
 
 

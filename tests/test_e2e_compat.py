@@ -31,7 +31,7 @@ CASES = {
     "secure.example": (SECURE, False),
     "waf.example": ({N + "enable-modsecurity": "true"}, False),  # narrows access
     "any.example": ({N + "satisfy": "any", N + "auth-type": "basic", N + "auth-secret": "nosuch"}, False),
-    "rewrite.example": ({N + "rewrite-target": "/$2"}, False),  # changes where traffic goes
+    "vhost.example": ({N + "upstream-vhost": "other.example"}, False),  # changes where traffic goes
     "grpc.example": ({N + "backend-protocol": "GRPC"}, False),
     "canary.example": ({N + "canary": "true", N + "canary-weight": "50",
                         "ingressd.io/ignore-annotations": "canary"}, False),  # never, even when asked
@@ -101,7 +101,7 @@ def test_an_operator_accepts_the_risk_controller_wide(world, tmp_path):
     proc = Ingressd(manifests, ["--ignore-annotation", "auth-url", "--ignore-annotation", "auth-tls-secret,satisfy"])
     try:
         assert proc.get("/", host="secure.example").status == 200
-        assert proc.get("/", host="rewrite.example").status == 404
+        assert proc.get("/", host="vhost.example").status == 404
         assert proc.get("/", host="canary.example").status == 404
         assert "--ignore-annotation auth-url: Ingresses with nginx.ingress.kubernetes.io/auth-url are served" \
             in proc.log()

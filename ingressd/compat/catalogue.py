@@ -167,12 +167,15 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("limit-rate", NOT_YET, _N, "0", INT, note="response bandwidth per connection"),
     E("limit-rate-after", NOT_YET, _N, "0", INT, requires="limit-rate"),
     # -- not yet: ignoring them would send traffic elsewhere or otherwise -------------------
-    E("rewrite-target", NOT_YET, _C),
-    E("use-regex", NOT_YET, _C, "false", BOOL,
-      note="in ingress-nginx it turns every path of the host, in every Ingress, into a "
-           "case-insensitive regular expression"),
+    E("rewrite-target", IMPLEMENTED, _C,
+      note="patterns in RE2 (linear time): one with look-around or back-references, or a target "
+           "with variables other than $1…$9, $scheme, $host, $uri, $args, $request_uri, rejects "
+           "its Ingress with a message saying so"),
+    E("use-regex", IMPLEMENTED, _C, "false", BOOL,
+      note="turns every path of the host, in every Ingress, into a case-insensitive regular "
+           "expression, as ingress-nginx does; RE2 syntax (no look-around, no back-references)"),
+    E("x-forwarded-prefix", IMPLEMENTED, _C, requires="rewrite-target"),
     E("app-root", NOT_YET, _C),
-    E("x-forwarded-prefix", NOT_YET, _C, requires="rewrite-target"),
     E("permanent-redirect", NOT_YET, _C),
     E("permanent-redirect-code", NOT_YET, _C, "301", INT, requires="permanent-redirect"),
     E("temporal-redirect", NOT_YET, _C),

@@ -192,7 +192,6 @@ def evaluate(objects: Sequence[Mapping], translate_settings: TranslateSettings, 
     warned: dict[ObjectRef, list[Rejection]] = {}
     for warning in config.warnings:
         warned.setdefault(warning.ref, []).append(warning)
-    regex_hosts = _regex_hosts([i for i in ingresses if selected(i)])
     owned = frozenset(plugins.annotation_owners) if plugins else frozenset()
 
     verdicts: list[Verdict] = []
@@ -224,7 +223,6 @@ def evaluate(objects: Sequence[Mapping], translate_settings: TranslateSettings, 
         for warning in warned.get(ref, ()):
             (verdict.differences if warning.annotations else verdict.notes).append(warning.reason)
         if verdict.verdict == SERVED:
-            verdict.differences.extend(_regex_differences(ingress, regex_hosts, ref))
             verdict.differences.extend(_strict_path_differences(ingress))
             if verdict.differences:
                 verdict.verdict = DIFFERENCES
@@ -287,45 +285,6 @@ def server_settings_from(args: Sequence[str]) -> dict[str, Any]:
 def _hosts(ingress: Mapping) -> tuple[str, ...]:
     rules = (ingress.get("spec") or {}).get("rules") or []
     return tuple(dict.fromkeys(str(rule.get("host") or "*") for rule in rules if isinstance(rule, dict)))
-
-
-# ingress-nginx turns every path of a host into a case-insensitive regular expression when one
-# Ingress of the host asks for regex paths (use-regex) or rewrites (rewrite-target).
-_REGEX_SWITCHES = ("use-regex", "rewrite-target")
-
-
-def _annotation(ingress: Mapping, name: str) -> str | None:
-    annotations = (ingress.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(INGRESSD_PREFIX + name, annotations.get(NGINX_PREFIX + name))
-    return None if value is None else str(value)
-
-
-def _regex_hosts(ingresses: Iterable[Mapping]) -> dict[str, list[str]]:
-    """Host → the Ingresses (namespace/name) that turn its paths into regular expressions."""
-    hosts: dict[str, list[str]] = {}
-    for ingress in ingresses:
-        asks = False
-        for name in _REGEX_SWITCHES:
-            value = _annotation(ingress, name)
-            entry = lookup(name)
-            if value is not None and value.strip() and not (entry.default and same_value(entry, value, entry.default)):
-                asks = True
-        if asks:
-            for host in _hosts(ingress):
-                hosts.setdefault(host, []).append("/".join(object_key(ingress)))
-    return hosts
-
-
-def _regex_differences(ingress: Mapping, regex_hosts: Mapping[str, list[str]], ref: ObjectRef) -> list[str]:
-    own = f"{ref.namespace}/{ref.name}"
-    found = []
-    for host in _hosts(ingress):
-        others = [name for name in regex_hosts.get(host, ()) if name != own]
-        if others:
-            found.append(f"host {host}: ingress-nginx would match this Ingress's paths as case-insensitive "
-                         f"regular expressions (prefixes), because Ingress {', '.join(others)} on the same host "
-                         "sets use-regex or rewrite-target; ingressd matches them as the Ingress says")
-    return found
 
 
 # ingress-nginx's strict-validate-path-type (on by default since v1.12): an Exact or Prefix path

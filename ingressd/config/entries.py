@@ -29,13 +29,16 @@ class RouteEntry:
     """What the proxy needs for one route, prepared."""
 
     __slots__ = ("route", "balancer", "request_features", "response_features",
-                 "error_features", "error_codes", "features", "upstream")
+                 "error_features", "error_codes", "features", "upstream", "regex")
 
     def __init__(self, route: Route, features: Iterable = (), defaults: UpstreamSettings = DEFAULT_UPSTREAM):
         self.route = route
         self.balancer = RoundRobin(route.backend.endpoints)
         # The route's timeouts, body limit and protocol: its features' over the server's.
         self.upstream: UpstreamSettings = defaults
+        # The route's path is a regular expression (a feature says ``regex_paths = True``:
+        # use-regex, rewrite-target): its host is matched in regex mode (config.regex_routing).
+        self.regex = False
         if not features:  # most routes: no annotation asks for anything
             self.features = self.request_features = self.response_features = self.error_features = ()
             self.error_codes = _NO_CODES
@@ -51,6 +54,7 @@ class RouteEntry:
         for feature_codes, _ in self.error_features:
             codes |= feature_codes
         self.error_codes = frozenset(codes) if codes else _NO_CODES
+        self.regex = any(getattr(feature, "regex_paths", False) for feature in ordered)
         for feature in ordered:  # a later phase's value wins, field by field
             settings = getattr(feature, "upstream", None)
             if settings is not None:

@@ -1,5 +1,8 @@
 """The route table: host and path matching with the Ingress v1 rules, in constant time.
 
+(A host where a route has a regular-expression path is matched by ``regex_routing``'s
+table instead, as ingress-nginx matches such a host.)
+
 Hosts are hash-map lookups (exact names, then one-label wildcards by suffix, then rules
 without host); each host's paths are one dict, probed with the request path (Exact) and
 its prefixes (Prefix), longest first: at most one probe per length (or segment) the
@@ -11,6 +14,7 @@ from __future__ import annotations
 from typing import Generic, Iterable, Protocol, TypeVar
 
 from ingressd.config.model import EXACT, Route
+from ingressd.config.regex_routing import RegexPathTable
 
 # A host with more different prefix lengths than this is searched segment by segment.
 MAX_CUT_LENGTHS = 8
@@ -18,6 +22,9 @@ MAX_CUT_LENGTHS = 8
 
 class _HasRoute(Protocol):
     route: Route
+    # Optional: True when the route's path is a regular expression (use-regex,
+    # rewrite-target): its whole host is then matched as ingress-nginx does such hosts
+    # (ingressd.config.regex_routing).
 
 
 E = TypeVar("E", bound=_HasRoute)
@@ -138,7 +145,7 @@ class RouteTable(Generic[E]):
                 group.append(entry)
         for host, members in groups.items():
             old = previous._table_for(host) if previous is not None else None
-            table = old if old is not None and old.members == members else PathTable(members)
+            table = old if old is not None and old.members == members else _path_table(members)
             if not host:
                 self.any_host = table
             elif host.startswith("*."):
@@ -175,6 +182,15 @@ class RouteTable(Generic[E]):
             yield from table.entries()
         if self.any_host is not None:
             yield from self.any_host.entries()
+
+
+def _path_table(members: list[E]) -> "PathTable[E] | RegexPathTable[E]":
+    """A host's paths: by the Ingress v1 rules, or all as regular expressions once one
+    route of the host has a regular-expression path (as ingress-nginx renders the host)."""
+    for entry in members:
+        if getattr(entry, "regex", False):
+            return RegexPathTable(members)
+    return PathTable(members)
 
 
 def host_of(host_header: bytes | None) -> str:

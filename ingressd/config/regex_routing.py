@@ -1,0 +1,76 @@
+"""Regular-expression paths, matched the way ingress-nginx's generated nginx matches them.
+
+Once one Ingress on a host asks for regular-expression paths (``use-regex``, or a
+``rewrite-target`` that differs from its path), ingress-nginx renders *every* location of
+that host as ``location ~* "^PATH"`` (template.go: ``enforceRegexModifier``,
+``buildLocation``), sorted by the length of PATH, longest first, and nginx takes the first
+that matches. So, for such a host:
+
+- each path is a regular expression, anchored at the start of the request path only (a
+  path ``/api`` also matches ``/apis``), matched case-insensitively;
+- ``Exact`` and ``Prefix`` lose their meaning: every path is such a regular expression;
+- the longest path (in characters of the pattern, not of what it matches) is tried first;
+  among paths of the same length, the oldest Ingress first (as it keeps a conflicting
+  path elsewhere);
+- nothing matching: the default backend, as for any host.
+
+The request path matched is the normalised, percent-decoded one (nginx's ``$uri``).
+Patterns are compiled by RE2 (google-re2), whose matching time is linear in the input: no
+path can make a request's matching super-linear. A pattern RE2 cannot compile (look-around,
+back-references, possessive quantifiers) is reported by ``compile_path``; the plugin that
+turns regular-expression paths on rejects its Ingress with that message, and a path of
+another Ingress that cannot be compiled is left out of the host's matching (logged).
+"""
+
+from __future__ import annotations
+
+from typing import Generic, Iterable, Protocol, TypeVar
+
+from twisted.python import log
+
+from ingressd.config.model import Route
+from ingressd.features import PathPatternError, compile_path
+
+class _HasRoute(Protocol):
+    route: Route
+
+
+E = TypeVar("E", bound=_HasRoute)
+
+
+class RegexPathTable(Generic[E]):
+    """The paths of a host in regular-expression mode: tried longest first, first match wins."""
+
+    __slots__ = ("members", "ordered")
+
+    def __init__(self, members: Iterable[E] = ()) -> None:
+        self.members: list[E] = list(members)  # what it was built from, for reuse
+        ordered: list[tuple[object, E]] = []
+        seen: set[str] = set()
+        for entry in sorted(self.members, key=_order):
+            path = entry.route.path
+            if path in seen:  # the same location twice: the oldest Ingress keeps it
+                continue
+            try:
+                pattern = compile_path(path)
+            except PathPatternError as exc:
+                log.msg(f"ingressd: {entry.route.ingress}: {exc}; not matched on host {entry.route.host!r}")
+                continue
+            seen.add(path)
+            ordered.append((pattern, entry))
+        self.ordered = tuple(ordered)
+
+    def match(self, path: str) -> E | None:
+        for pattern, entry in self.ordered:
+            if pattern.match(path) is not None:
+                return entry
+        return None
+
+    def entries(self) -> Iterable[E]:
+        for _, entry in self.ordered:
+            yield entry
+
+
+def _order(entry: _HasRoute) -> tuple:
+    route = entry.route
+    return (-len(route.path), route.age_key)

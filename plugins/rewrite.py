@@ -1,0 +1,189 @@
+"""Regular-expression paths and ``rewrite-target``, as ingress-nginx does them.
+
+Annotations: ``use-regex`` (the Ingress's paths are regular expressions), ``rewrite-target``
+(the URI the backend is sent, with ``$1``…``$9`` from the path's capture groups) and
+``x-forwarded-prefix`` (the ``X-Forwarded-Prefix`` header sent with a rewritten request).
+
+What ingress-nginx renders (internal/ingress/controller/template/template.go) and so what
+ingressd does:
+
+- ``use-regex: "true"``, or a ``rewrite-target`` that differs from the path, makes the
+  route's path a regular expression; then every path of the same host is matched as one
+  (``ingressd.config.regex_routing`` says how: case-insensitive, anchored at the start only,
+  longest pattern first). A path RE2 cannot compile rejects the Ingress.
+- The rewrite is nginx's ``rewrite "(?i)PATH" TARGET break;``: when the path matches, the
+  *whole* URI becomes TARGET with ``$1``…``$9`` replaced by the captures (a capture that did
+  not take part is empty). The query string is kept: appended with ``?``, or with ``&``
+  when TARGET has a query of its own; a TARGET ending in ``?`` drops it. The new path is
+  sent percent-encoded where it must be. ``$scheme``, ``$host``, ``$uri``, ``$args`` and
+  ``$request_uri`` are substituted too; any other variable rejects the Ingress (we never
+  send a request somewhere we cannot compute).
+- A TARGET starting with ``http://``, ``https://`` or ``$scheme`` is, as in nginx, a 302
+  redirect to the expanded URL (the query string kept the same way).
+- ``x-forwarded-prefix``: ``X-Forwarded-Prefix: VALUE`` on rewritten requests only (an
+  empty value sends nothing), as ingress-nginx's template adds it only beside a rewrite.
+
+The rewrite runs in the REWRITE phase, before access control and authentication; routing
+and the access features saw the original path, the backend sees the new one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+from ingressd import (
+    Annotation,
+    AnnotationError,
+    LocalResponse,
+    PathPatternError,
+    Phase,
+    compile_path,
+    hookimpl,
+    parse_bool,
+)
+
+from ._responses import plain
+
+# nginx: $1..$9, and variables; ${name} is the braced spelling of the same.
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([0-9])|([A-Za-z_][A-Za-z0-9_]*))")
+_VARIABLES = frozenset(("scheme", "host", "uri", "args", "request_uri"))
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"  # what stays as it is in a rewritten path (nginx escapes less)
+_ARGS_SAFE = _PATH_SAFE + "?"
+
+
+def _parse_target(value: str) -> str:
+    if not value:
+        return value
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+        raise AnnotationError("must not contain spaces or control characters")
+    for found in _VARIABLE.finditer(value):
+        name = found.group(1) or found.group(2) or found.group(3)
+        if not name.isdigit() and name not in _VARIABLES:
+            raise AnnotationError(
+                f"${name} is not substituted by ingressd (supported: $1…$9, "
+                f"{', '.join('$' + v for v in sorted(_VARIABLES))})")
+        if name.isdigit() and name == "0":
+            raise AnnotationError("$0 is not a capture group (use $1…$9)")
+    if value.startswith(("http://", "https://", "$scheme")) or value.startswith("/"):
+        return value
+    raise AnnotationError("must be a path starting with '/' or an http(s) URL")
+
+
+class _Template:
+    """A rewrite target split as nginx splits it: the URI part and the arguments part."""
+
+    def __init__(self, target: str):
+        uri, mark, args = target.partition("?")
+        self.redirect = target.startswith(("http://", "https://", "$scheme"))
+        self.uri = uri
+        self.has_args = bool(mark)
+        self.args = args
+        self.keep_query = not (mark and not args)  # "…?" at the end: the query is dropped
+
+    def expand(self, exchange: Any, match: Any) -> tuple[str, str | None]:
+        uri = _substitute(self.uri, exchange, match)
+        args = _substitute(self.args, exchange, match) if self.has_args else None
+        return uri, args
+
+
+def _substitute(text: str, exchange: Any, match: Any) -> str:
+    if "$" not in text:
+        return text
+
+    def value(found: re.Match) -> str:
+        name = found.group(1) or found.group(2) or found.group(3)
+        if name.isdigit():
+            index = int(name)
+            if match is None or index > len(match.groups()):
+                return ""
+            return match.group(index) or ""
+        if name == "scheme":
+            return exchange.scheme
+        if name == "host":
+            return exchange.host
+        if name == "uri":
+            return exchange.path
+        if name == "args":
+            return exchange.query.decode("latin-1")
+        return exchange.target.decode("latin-1") if exchange.target.startswith(b"/") else exchange.path
+
+    return _VARIABLE.sub(value, text)
+
+
+class Rewrite:
+    """Sends the backend the rewritten URI (or answers nginx's redirect), REWRITE phase."""
+
+    phase = Phase.REWRITE
+    regex_paths = True  # the route's path is a regular expression (its host: regex mode)
+
+    def __init__(self, pattern: Any, target: str | None, prefix: str):
+        self._pattern = pattern
+        self._template = _Template(target) if target is not None else None
+        self._prefix = prefix.encode("latin-1") if prefix else b""
+
+    def request(self, exchange: Any) -> LocalResponse | None:
+        template = self._template
+        if template is None:
+            return None  # use-regex alone: only the matching changes
+        match = self._pattern.search(exchange.path)
+        if match is None:
+            return None
+        uri, args = template.expand(exchange, match)
+        query = exchange.query
+        if template.redirect:
+            location = uri.encode("utf-8")
+            location = _with_args(location, args, query, template.keep_query, quote_args=False)
+            return plain(302, [(b"location", location)])
+        path = quote(uri, safe=_PATH_SAFE).encode("ascii")
+        exchange.target = _with_args(path, args, query, template.keep_query, quote_args=True)
+        if self._prefix:
+            exchange.headers.remove(b"x-forwarded-prefix")
+            exchange.headers.add(b"x-forwarded-prefix", self._prefix)
+        return None
+
+
+def _with_args(uri: bytes, args: str | None, query: bytes, keep_query: bool, quote_args: bool) -> bytes:
+    if args:
+        encoded = quote(args, safe=_ARGS_SAFE).encode("ascii") if quote_args else args.encode("utf-8")
+        uri += b"?" + encoded
+        if keep_query and query:
+            uri += b"&" + query
+    elif keep_query and query:
+        uri += b"?" + query
+    return uri
+
+
+class RegexPath:
+    """``use-regex`` without a rewrite: only how the host's paths are matched changes."""
+
+    phase = Phase.REWRITE
+    regex_paths = True
+
+
+@hookimpl
+def ingressd_annotations():
+    return [
+        Annotation("use-regex", parse_bool, False, "the Ingress's paths are regular expressions"),
+        Annotation("rewrite-target", _parse_target, None, "the URI sent to the backend ($1…$9: the path's captures)"),
+        Annotation("x-forwarded-prefix", str, "", "X-Forwarded-Prefix sent with rewritten requests"),
+    ]
+
+
+@hookimpl
+def ingressd_route_features(route, values, context):
+    target = values.get("rewrite-target") or None
+    rewrites = target is not None and target != route.path
+    if not rewrites and not values.get("use-regex"):
+        return None
+    try:
+        pattern = compile_path(route.path)
+    except PathPatternError as exc:
+        raise AnnotationError(str(exc)) from None
+    prefix = values.get("x-forwarded-prefix") or ""
+    if prefix and any(ord(c) < 0x20 or ord(c) == 0x7F for c in prefix):
+        raise AnnotationError("x-forwarded-prefix must not contain control characters")
+    if not rewrites:
+        return RegexPath()
+    return Rewrite(pattern, target, prefix)
