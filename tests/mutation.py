@@ -53,7 +53,8 @@ class Target:
 # limits, address lists, TLS certificate selection, and the fail-closed annotation decisions.
 TARGETS: dict[str, Target] = {
     "pathnorm": Target("ingressd/http/pathnorm.py", ("tests/test_pathnorm.py",)),
-    "routing": Target("ingressd/config/routing.py", ("tests/test_routing.py",)),
+    "routing": Target("ingressd/config/routing.py", ("tests/test_routing.py", "tests/test_regex_routing.py")),
+    "regex_routing": Target("ingressd/config/regex_routing.py", ("tests/test_regex_routing.py",)),
     "headers": Target("ingressd/http/headers.py", ("tests/test_headers.py", "tests/test_http1.py",
                                               "tests/test_forwarded.py")),
     "forwarding": Target("ingressd/proxy/forwarding.py", ("tests/test_forwarding.py", "tests/test_forwarded.py")),
