@@ -553,3 +553,18 @@ def test_a_backends_server_and_date_are_hidden():
     pool.connect().respond(200, [(b"Server", b"gunicorn"), (b"Date", b"x"), (b"X-Pad", b"p"), (b"X-A", b"1")],
                            b"ok")
     assert client.head[1] == [(b"x-a", b"1")]
+
+
+def test_a_held_body_leaves_a_bounded_amount_per_reactor_round(monkeypatch):
+    from ingressd.proxy import exchange as exchange_module
+
+    monkeypatch.setattr(exchange_module, "_BODY_ROUND", 4)
+    proxy, pool, _ = proxy_for(entry())
+    client, exchange = send(proxy, request(method=b"POST", content_length=9))
+    for piece in (b"abc", b"def", b"ghi"):
+        exchange.body_data(piece)
+    exchange.body_done()
+    connection = pool.connect()
+    assert connection.sent.endswith(b"\r\n\r\nabcdef") and not connection.ended  # 6 ≥ 4: the rest waits
+    proxy.clock.advance(0)
+    assert connection.sent.endswith(b"\r\n\r\nabcdefghi") and connection.ended

@@ -39,6 +39,7 @@ from ingressd.proxy.upstream import UpstreamError
 
 _END_TO_END = frozenset((b"host",))
 _NOT_FORWARDED = HOP_BY_HOP | FORWARDED
+_BODY_ROUND = 262144  # bytes of a held request body sent per reactor round (see _send_buffered)
 _NOT_IN_101 = frozenset((b"content-length", b"transfer-encoding"))
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 # Answers after which nginx closes the connection (ngx_http_special_response_handler);
@@ -125,6 +126,7 @@ class Exchange:
     _buffer: BufferedBody | None = None  # the request body, held until a backend takes it
     _awaiting_body = False  # the backend is asked once the body is complete
     _upstream_paused = False  # the backend does not take more of the body for now
+    _next_round = None  # the call sending more of the held body in the reactor's next round
     _response_started = False
     _intercepted = 0
     _retried = False
@@ -340,13 +342,21 @@ class Exchange:
         self._send_buffered()
 
     def _send_buffered(self) -> None:
-        """Send the held body as fast as the backend takes it, then end it."""
+        """Send the held body as fast as the backend takes it, then end it. Writes leave at
+        the end of the reactor's round (``proxy.transport``), where the backend's pushing
+        back shows: at most ``_BODY_ROUND`` bytes per round, the rest in the next ones."""
+        self._next_round = None
         buffer = self._buffer
+        sent = 0
         while buffer is not None and self._upstream is not None and not self._upstream_paused:
+            if sent >= _BODY_ROUND:
+                self._next_round = self.proxy.clock.callLater(0, self._send_buffered)
+                return
             piece = buffer.next_piece()
             if not piece:
                 self._buffer = buffer = None
                 break
+            sent += len(piece)
             self._send_body(piece)
         if buffer is None and self._body_complete and self._upstream is not None and not self._body_ended:
             self._end_body()
@@ -560,7 +570,7 @@ class Exchange:
 
     def upstream_write_resumed(self) -> None:
         self._upstream_paused = False
-        if self._buffer is not None:
+        if self._buffer is not None and self._next_round is None:
             self._send_buffered()
 
     # -- answers ingressd makes itself ----------------------------------------------------
@@ -608,6 +618,9 @@ class Exchange:
         if self._buffer is not None:
             self._buffer.discard()
             self._buffer = None
+        if self._next_round is not None:
+            self._next_round.cancel()
+            self._next_round = None
         if self.status == 101:
             self.proxy.tunnels_open -= 1
         callbacks, self._finish_callbacks = self._finish_callbacks, None
