@@ -104,6 +104,10 @@ class RawStream(Protocol):
 
     def write_raw(self, data: bytes) -> None: ...
 
+    def own_headers(self) -> bytes:
+        """The ``server``/``date`` header lines this side adds to every response (serialised),
+        for a head written raw (a 101)."""
+
     def lose_connection(self) -> None: ...
 
     def pause_reading(self) -> None: ...
@@ -120,6 +124,10 @@ class ExchangeForClient(Protocol):
 
     def client_lost(self) -> None: ...
 
+    def client_side_answered(self, status: int, bytes_sent: int) -> None:
+        """The client side answered ``status`` itself (a request-body timeout) and closes the
+        connection or stream: the exchange is over, with that status."""
+
     def client_paused(self) -> None: ...
 
     def client_resumed(self) -> None: ...
@@ -128,6 +136,17 @@ class ExchangeForClient(Protocol):
         """After an Upgrade request: True when the exchange takes the bytes that follow."""
 
     def tunnel_early_data(self, data: bytes) -> None: ...
+
+
+class RequestHandler(Protocol):
+    """What the client side (``http1``, ``http2``) hands requests to: ``proxy.exchange.Proxy``."""
+
+    def __call__(self, protocol: ClientSide, request: Any) -> ExchangeForClient | None: ...
+
+    def rejected(self, protocol: ClientSide, request: Any, status: int, bytes_sent: int) -> None:
+        """The client side answered ``status`` itself before any exchange took the request
+        (malformed, a head too large, a timeout): ``request`` is what was parsed of it, or
+        None. Reported to the same observers as exchanges (access log, metrics)."""
 
 
 class UpstreamConnection(Protocol):

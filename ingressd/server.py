@@ -12,6 +12,8 @@ from twisted.python import log
 
 from ingressd.admin.endpoint import admin_site
 from ingressd.providers.files import ManifestProvider
+from ingressd import __version__
+from ingressd.http.headers import ResponseIdentity, server_name
 from ingressd.http.http1 import HTTP1Factory, ServerSettings
 from ingressd.http.http2 import HTTPSFactory
 from ingressd.config.model import ObjectRef
@@ -75,6 +77,7 @@ class IngressdService(MultiService):
             keepalive_timeout=float(settings.get("keepalive_timeout") or 75),
             send_timeout=float(settings.get("client_send_timeout") or 60),
         )
+        self.server_settings.identity = ResponseIdentity(server_name(bool(settings.get("server_tokens")), __version__))
         for path in settings.get("manifests") or ():
             ManifestProvider([path], self.store, reactor).setServiceParent(self)
         self.kubernetes = None

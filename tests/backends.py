@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import threading
@@ -86,6 +87,7 @@ class EchoHandler(BaseHTTPRequestHandler):
                 "path": self.path,
                 "headers": [[k.lower(), v] for k, v in self.headers.items()],
                 "body_length": len(body),
+                "sha256": hashlib.sha256(body).hexdigest(),
                 "body": body[:200].decode("latin-1"),
             }
         ).encode()

@@ -13,7 +13,7 @@ from ingressd.config.model import Backend, Endpoint, ObjectRef, Route
 from ingressd.proxy.exchange import Proxy, ProxySettings
 from ingressd.config.routing import RouteTable
 from ingressd.http.headers import serialize
-from ingressd.proxy.upstream import STREAMED, UpstreamError
+from ingressd.proxy.upstream import UpstreamError
 
 ONE, TWO = Endpoint("10.0.0.1", 8080), Endpoint("10.0.0.2", 8080)
 
@@ -76,6 +76,9 @@ class FakeClient:
 
     def write_raw(self, data):
         self.raw += data
+
+    def own_headers(self):
+        return b"server: ingressd\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
 
     def lose_connection(self):
         self.closed = True
@@ -203,7 +206,7 @@ def test_no_route_is_404_and_the_connection_stays_open():
     proxy, pool, finished = proxy_for(entry())
     client, exchange = send(proxy, request(host=b"other.test"))
     assert client.head[0] == 404 and client.finished and not client.keep_alive_off
-    assert (b"server", b"ingressd") in client.head[1]
+    assert not any(name == b"server" for name, _ in client.head[1])  # the client side adds Server and Date
     assert pool.asked == [] and finished == [exchange]
 
 
@@ -341,31 +344,77 @@ def test_each_route_goes_through_the_upstream_protocol_its_settings_name():
     ((), None, False, None),  # no body: no framing at all
     ((), 0, False, 0),  # an empty body that says so keeps saying so
     ((), 5, False, 5),
-    (((b"transfer-encoding", b"chunked"),), None, False, STREAMED),
+    (((b"transfer-encoding", b"chunked"),), None, False, 5),  # read whole: sent with its length
     (((b"upgrade", b"websocket"), (b"connection", b"Upgrade")), None, True, None),
 ])
 def test_the_exchange_describes_the_body_and_leaves_its_framing_to_the_protocol(headers, content_length,
                                                                                 upgrade, expected):
     proxy, pool, _ = proxy_for(entry())
     req = request(method=b"POST", headers=list(headers), content_length=content_length)
-    req.chunked = expected == STREAMED
+    req.chunked = bool(headers) and not upgrade
     req.upgrade = upgrade
-    send(proxy, req)
+    client, exchange = send(proxy, req)
+    if req.has_body:
+        exchange.body_data(b"hello")
+        exchange.body_done()
     connection = pool.connect()
     assert connection.body_length == expected
     head = connection.sent.decode().lower()
     assert "content-length" not in head and "transfer-encoding" not in head  # the protocol's to add
 
 
-def test_the_body_ends_through_the_connection():
+def test_the_body_is_read_whole_before_a_backend_is_asked():
     proxy, pool, _ = proxy_for(entry())
     req = request(method=b"POST", content_length=3)
     client, exchange = send(proxy, req)
-    connection = pool.connect()
-    exchange.body_data(b"abc")
-    assert not connection.ended
+    exchange.body_data(b"ab")
+    assert pool.asked == []  # nginx's proxy_request_buffering on
+    exchange.body_data(b"c")
     exchange.body_done()
+    connection = pool.connect()
     assert connection.ended and connection.sent.endswith(b"\r\n\r\nabc")
+
+
+def test_expect_100_continue_is_answered_when_the_body_is_awaited():
+    proxy, pool, _ = proxy_for(entry())
+    req = request(method=b"POST", content_length=3, headers=[(b"expect", b"100-continue")])
+    req.expect_continue = True
+    client, exchange = send(proxy, req)
+    assert client.continued and pool.asked == []
+    exchange.body_data(b"abc")
+    exchange.body_done()
+    assert pool.connect().sent.endswith(b"abc")
+
+
+class Backpressure(FakeConnection):
+    """A backend that stops taking the body after each piece until resumed."""
+
+    def send_body(self, data):
+        super().send_body(data)
+        self.exchange.upstream_write_paused()
+
+
+def test_a_held_body_goes_to_the_backend_as_fast_as_it_takes_it(monkeypatch):
+    from ingressd.proxy import request_body
+
+    monkeypatch.setattr(request_body, "MEMORY_BOUND", 4)
+    monkeypatch.setattr(request_body, "PIECE", 4)
+    proxy, pool, _ = proxy_for(entry())
+    client, exchange = send(proxy, request(method=b"POST", content_length=12))
+    for piece in (b"abc", b"defg", b"hijkl"):  # beyond 4 bytes: a temporary file
+        exchange.body_data(piece)
+    exchange.body_done()
+    (host, port), _, on_ready, _ = pool.asked[-1]
+    connection = Backpressure(pool, Endpoint(host, port), False)
+    on_ready(connection)
+    pieces = []
+    for _ in range(10):  # bounded: one piece per resume
+        pieces.append(connection.sent.rpartition(b"\r\n\r\n")[2])
+        if connection.ended:
+            break
+        exchange.upstream_write_resumed()
+    assert pieces[-1] == b"abcdefghijkl" and connection.ended
+    assert len(pieces) > 2  # it waited for the backend between pieces
 
 
 # -- route settings, body limits, error pages ----------------------------------------------------
@@ -383,15 +432,14 @@ def test_route_settings_apply_when_the_route_matches():
     assert connection.timeouts == (7.0, 9.0) and exchange.max_body_size == 10
 
 
-def test_a_streamed_body_over_the_limit_is_413_and_the_backend_request_abandoned():
+def test_a_chunked_body_over_the_limit_is_413_before_any_backend():
     proxy, pool, _ = proxy_for(entry([Limits()]))
     req = request(method=b"POST")
     req.complete, req.chunked = False, True
     client, exchange = send(proxy, req)
-    connection = pool.connect()
     exchange.body_data(b"12345")
     exchange.body_data(b"678901")
-    assert client.head[0] == 413 and connection.aborted
+    assert client.head[0] == 413 and pool.asked == [] and client.keep_alive_off
 
 
 def test_a_declared_body_over_the_limit_is_413_before_any_backend():
@@ -442,7 +490,8 @@ def test_a_websocket_upgrade_becomes_a_tunnel_after_the_backends_101():
     assert b"upgrade: websocket\r\nconnection: upgrade\r\n" in connection.sent
     connection.response_headers = [(b"upgrade", b"websocket"), (b"connection", b"Upgrade")]
     exchange.upstream_upgraded(connection, b"from-backend")
-    assert client.raw.startswith(b"HTTP/1.1 101 Switching Protocols\r\n") and b"x-stamp: 101" in client.raw
+    assert client.raw.startswith(b"HTTP/1.1 101 Switching Protocols\r\nserver: ingressd\r\ndate: ")
+    assert b"x-stamp: 101" in client.raw
     assert client.raw.endswith(b"\r\n\r\nfrom-backend") and connection.sent.endswith(b"early")
     assert proxy.tunnels_open == 1 and finished == []
     client.receiver.client_lost()  # the tunnel now takes the client's bytes and end
@@ -470,3 +519,52 @@ def test_a_trusted_proxy_sets_the_client_and_the_scheme():
     client, exchange = send(untrusted_proxy, request(headers=[(b"x-forwarded-for", b"203.0.113.9"),
                                                               (b"x-forwarded-proto", b"https")]))
     assert (exchange.client_ip, exchange.scheme) == ("192.0.2.7", "http") and client.trusted is False
+
+
+# -- answers the client side gave itself reach the observers ------------------------------------
+
+
+def test_a_request_refused_while_parsing_reaches_the_observers():
+    proxy, pool, finished = proxy_for(entry())
+    partial = Request()  # the head was not complete: no method yet
+    partial.target, partial.headers, partial.head_bytes = b"/x", [(b"host", b"Shop.Test:8080")], 40
+    proxy.rejected(FakeClient(), partial, 400, 153)
+    (exchange,) = finished
+    assert (exchange.status, exchange.bytes_sent, exchange.host, exchange.method) == (400, 153, "shop.test", b"")
+    assert exchange.request.target == b"/x" and exchange.request_bytes == 40 and exchange.route is None
+    proxy.rejected(FakeClient(), None, 408, 10)
+    assert finished[1].status == 408 and finished[1].request.target == b"" and pool.asked == []
+
+
+def test_a_body_timeout_ends_the_exchange_with_its_status():
+    proxy, pool, finished = proxy_for(entry())
+    client, exchange = send(proxy, request(method=b"POST", content_length=5))
+    exchange.body_data(b"ab")
+    exchange.client_side_answered(408, 150)
+    assert finished == [exchange] and exchange.status == 408 and exchange.bytes_sent == 150
+    exchange.body_data(b"cde")
+    exchange.body_done()
+    assert pool.asked == []
+
+
+def test_a_backends_server_and_date_are_hidden():
+    proxy, pool, _ = proxy_for(entry())
+    client, _ = send(proxy, request())
+    pool.connect().respond(200, [(b"Server", b"gunicorn"), (b"Date", b"x"), (b"X-Pad", b"p"), (b"X-A", b"1")],
+                           b"ok")
+    assert client.head[1] == [(b"x-a", b"1")]
+
+
+def test_a_held_body_leaves_a_bounded_amount_per_reactor_round(monkeypatch):
+    from ingressd.proxy import exchange as exchange_module
+
+    monkeypatch.setattr(exchange_module, "_BODY_ROUND", 4)
+    proxy, pool, _ = proxy_for(entry())
+    client, exchange = send(proxy, request(method=b"POST", content_length=9))
+    for piece in (b"abc", b"def", b"ghi"):
+        exchange.body_data(piece)
+    exchange.body_done()
+    connection = pool.connect()
+    assert connection.sent.endswith(b"\r\n\r\nabcdef") and not connection.ended  # 6 ≥ 4: the rest waits
+    proxy.clock.advance(0)
+    assert connection.sent.endswith(b"\r\n\r\nabcdefghi") and connection.ended

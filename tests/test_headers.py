@@ -196,3 +196,73 @@ def test_without_hop_by_hop_takes_headers():
 def test_serialize(pairs, text):
     out = serialize(pairs)
     assert type(out) is bytes and out == text
+
+
+# -- what ingressd hides of a backend's response, and what it adds to every response -------------
+
+from ingressd.http.headers import HIDDEN_FROM_BACKEND, ResponseIdentity, from_backend, http_date, server_name  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "pairs, expected",
+    [
+        ([(b"server", b"gunicorn"), (b"date", b"x"), (b"x-a", b"1")], [(b"x-a", b"1")]),
+        ([(b"x-pad", b"avoid"), (b"x-accel-redirect", b"/internal"), (b"x-accel-buffering", b"no"),
+          (b"x-accel-expires", b"1"), (b"x-accel-limit-rate", b"1"), (b"x-accel-charset", b"utf-8")], []),
+        ([(b"connection", b"x-b"), (b"x-b", b"2"), (b"content-length", b"3"), (b"x-server", b"kept")],
+         [(b"x-server", b"kept")]),  # hop-by-hop rules still apply; only the exact names are hidden
+        ([(b"x-a", b"1"), (b"x-a", b"2")], [(b"x-a", b"1"), (b"x-a", b"2")]),
+    ],
+)
+def test_from_backend_hides_what_nginx_hides(pairs, expected):
+    assert from_backend(pairs) == expected
+
+
+def test_hidden_names_are_nginx_proxy_hide_header_defaults():
+    assert HIDDEN_FROM_BACKEND == {b"date", b"server", b"x-pad", b"x-accel-expires", b"x-accel-redirect",
+                                   b"x-accel-limit-rate", b"x-accel-buffering", b"x-accel-charset"}
+
+
+def test_without_hop_by_hop_keeps_server_and_date():
+    assert without_hop_by_hop([(b"server", b"s"), (b"date", b"d")]) == [(b"server", b"s"), (b"date", b"d")]
+
+
+@pytest.mark.parametrize(
+    "second, text",
+    [
+        (0, b"Thu, 01 Jan 1970 00:00:00 GMT"),
+        (784111777, b"Sun, 06 Nov 1994 08:49:37 GMT"),  # RFC 9110's example
+        (1709251199, b"Thu, 29 Feb 2024 23:59:59 GMT"),
+        (1735689600, b"Wed, 01 Jan 2025 00:00:00 GMT"),
+        (1718536622, b"Sun, 16 Jun 2024 11:17:02 GMT"),
+        (1696118400, b"Sun, 01 Oct 2023 00:00:00 GMT"),
+        (1701388800, b"Fri, 01 Dec 2023 00:00:00 GMT"),
+        (1683158400, b"Thu, 04 May 2023 00:00:00 GMT"),
+        (1690848000, b"Tue, 01 Aug 2023 00:00:00 GMT"),
+        (1694131200, b"Fri, 08 Sep 2023 00:00:00 GMT"),
+        (1686960000, b"Sat, 17 Jun 2023 00:00:00 GMT"),
+        (1689206400, b"Thu, 13 Jul 2023 00:00:00 GMT"),
+        (1675987200, b"Fri, 10 Feb 2023 00:00:00 GMT"),
+        (1679875200, b"Mon, 27 Mar 2023 00:00:00 GMT"),
+        (1680307200, b"Sat, 01 Apr 2023 00:00:00 GMT"),
+        (1699401600, b"Wed, 08 Nov 2023 00:00:00 GMT"),
+        (1704153600, b"Tue, 02 Jan 2024 00:00:00 GMT"),
+    ],
+)
+def test_http_date_is_imf_fixdate(second, text):
+    assert http_date(second) == text
+
+
+def test_the_identity_lines_change_with_the_second_only():
+    identity = ResponseIdentity(b"ingressd")
+    assert identity.lines(0.2) == b"server: ingressd\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
+    assert identity.lines(0.9) is identity.lines(0.5)  # made once per second
+    assert identity.lines(1.0) == b"server: ingressd\r\ndate: Thu, 01 Jan 1970 00:00:01 GMT\r\n"
+    assert identity.pairs(61.5) == [(b"server", b"ingressd"), (b"date", b"Thu, 01 Jan 1970 00:01:01 GMT")]
+    assert identity.lines(61.0).endswith(b"00:01:01 GMT\r\n")
+    assert ResponseIdentity().server == b"ingressd"
+
+
+def test_server_name_with_and_without_tokens():
+    assert server_name(False, "1.2.3") == b"ingressd"
+    assert server_name(True, "1.2.3") == b"ingressd/1.2.3"

@@ -29,6 +29,9 @@ class Echo:
     def client_lost(self):
         pass
 
+    def client_side_answered(self, status, bytes_sent):
+        self.answered = status
+
     def wants_tunnel(self):
         return False
 
@@ -246,3 +249,72 @@ def test_malformed_pipelined_request_is_answered_in_its_turn():
     value = transport.value()
     assert value.startswith(b"HTTP/1.1 200 OK") and value.index(b"GET /first") < value.index(b"HTTP/1.1 400 ")
     assert transport.disconnecting
+
+
+# -- what the client side answers itself is reported (access log, metrics) --------------------
+
+
+class Reporting:
+    """A handler with ``rejected`` (interfaces.RequestHandler), answering like Echo."""
+
+    def __init__(self):
+        self.log, self.rejections = [], []
+
+    def __call__(self, protocol, request):
+        return Echo(protocol, request, self.log)
+
+    def rejected(self, protocol, request, status, bytes_sent):
+        self.rejections.append((status, getattr(request, "target", None), bytes_sent))
+
+
+def connect_reporting(**settings):
+    handler = Reporting()
+    clock = Clock()
+    protocol = HTTP1ServerProtocol(ServerSettings(**settings), handler, clock)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555),
+                                hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+    protocol.makeConnection(transport)
+    return protocol, transport, clock, handler
+
+
+@pytest.mark.parametrize(
+    "raw, status",
+    [
+        (b"POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /h HTTP/1.1\r\nHost: x\r\n" + b"X-A: " + b"a" * 40000 + b"\r\n\r\n", 431),
+        (b"GET /v HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    ],
+)
+def test_a_refused_request_is_reported_once(raw, status):
+    protocol, transport, _, handler = connect_reporting()
+    protocol.dataReceived(raw)
+    assert transport.value().startswith(b"HTTP/1.1 %d " % status)
+    assert [r[0] for r in handler.rejections] == [status] and handler.rejections[0][2] > 0
+    assert not handler.log
+
+
+def test_a_header_timeout_is_reported_with_what_was_read():
+    protocol, transport, clock, handler = connect_reporting(header_timeout=10)
+    protocol.dataReceived(b"GET /slow HTTP/1.1\r\nHo")
+    clock.advance(11)
+    assert transport.value().startswith(b"HTTP/1.1 408 ")
+    assert handler.rejections == [(408, b"/slow", len(transport.value().split(b"\r\n\r\n", 1)[1]))]
+
+
+def test_a_body_timeout_is_the_exchanges_answer():
+    protocol, transport, clock, handler = connect_reporting(body_timeout=10)
+    protocol.dataReceived(b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
+    clock.advance(11)
+    assert transport.value().startswith(b"HTTP/1.1 408 ")
+    assert handler.rejections == [] and handler.log[0].answered == 408
+
+
+def test_every_response_has_one_server_and_one_date():
+    protocol, transport, clock, _ = connect()
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+    first, second = transport.value().split(b"HTTP/1.1 ")[1:3]
+    for head in (first, second):
+        assert head.count(b"server: ingressd\r\n") == 1
+        assert head.count(b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n") == 1
+    assert second.startswith(b"400 ")

@@ -36,6 +36,10 @@ class FakeExchange:
     def client_lost(self):
         self.lost = True
 
+    def client_side_answered(self, status, bytes_sent):
+        self.lost = True
+        self.answered = status
+
     def client_paused(self):
         self.paused += 1
 
@@ -146,7 +150,8 @@ def test_response_headers_lower_case_without_connection_headers():
                                     (b"transfer-encoding", b"chunked"), (b"upgrade", b"h2c")], b"hello")
     pair.receive()
     (response,) = pair.of(h2.events.ResponseReceived, stream_id)
-    assert response.headers == [(b":status", b"200"), (b"x-up", b"1"), (b"content-length", b"5")]
+    assert response.headers == [(b":status", b"200"), (b"x-up", b"1"), (b"content-length", b"5"),
+                                (b"server", b"ingressd"), (b"date", b"Thu, 01 Jan 1970 00:00:00 GMT")]
     assert pair.body(stream_id) == b"hello"
     assert pair.of(h2.events.StreamEnded, stream_id)
 

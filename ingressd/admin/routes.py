@@ -29,12 +29,16 @@ def routes_document(state, certificates=None, reloader=None) -> dict[str, Any]:
     tls = []
     for tls_host in config.tls_hosts:
         source, not_after = expiries.get(tls_host.host, (None, None))
+        problem = None
+        if certificates is not None:
+            problem = _cover_problem(certificates.certificate_for(tls_host.host), tls_host.host)
         tls.append({
             "host": tls_host.host,
             "secret": f"{tls_host.secret.namespace}/{tls_host.secret.name}",
             "ingress": _ref(tls_host.ingress),
             "served_certificate": source,
             "not_after": not_after.isoformat() if not_after is not None else None,
+            "problem": problem,  # why the certificate served does not fit the host, or None
         })
     default_cert = expiries.get("")
     return {
@@ -51,6 +55,14 @@ def routes_document(state, certificates=None, reloader=None) -> dict[str, Any]:
         "rejections": [_problem(item) for item in config.rejections],
         "warnings": [_problem(item) for item in config.warnings],
     }
+
+
+def _cover_problem(certificate, host: str) -> str | None:
+    """Why the certificate served for ``host`` does not cover it (None when it does)."""
+    if certificate.covers(host):
+        return None
+    names = ", ".join(certificate.names) or "no DNS names"
+    return f"the certificate served ({certificate.source}: {names}) does not cover {host}"
 
 
 def _ref(ref) -> dict[str, str]:
@@ -94,6 +106,7 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;
 vertical-align:top}th{background:#f0f0f0}code{font-size:.95em}.dim{color:#888}.bad{color:#a00}
 ul{margin:0;padding-left:1.1em}
+.tls{font-size:.75em;font-weight:600;border:1px solid #2a7;color:#2a7;border-radius:3px;padding:0 .25em}
 """
 
 
@@ -130,7 +143,8 @@ def render_page(document: dict[str, Any]) -> bytes:
             ingress = item["ingress"]
             out.append(f"<tr><td>{_e(item['host'])}</td><td>{_e(item['secret'])}</td>"
                        f"<td>{_e(ingress['namespace'])}/{_e(ingress['name'])}</td>"
-                       f"<td>{_e(item['served_certificate'] or '—')}</td><td>{_e(item['not_after'] or '—')}</td></tr>")
+                       f"<td>{_e(item['served_certificate'] or '—')}{_cover_note(item['problem'])}</td>"
+                       f"<td>{_e(item['not_after'] or '—')}</td></tr>")
         out.append("</table>")
     else:
         out.append("<p class=dim>No TLS hosts.</p>")
@@ -153,6 +167,14 @@ def render_page(document: dict[str, Any]) -> bytes:
     return "".join(out).encode("utf-8")
 
 
+def _cover_note(problem: str | None) -> str:
+    return f"<br><strong class=bad>{_e(problem)}</strong>" if problem else ""
+
+
+# A text badge, not the lock emoji: it reads the same where no emoji font is installed.
+_TLS_BADGE = " <span class=tls title=\"served over TLS\">TLS</span>"
+
+
 def _route_row(route: dict[str, Any]) -> str:
     backend = route["backend"]
     ingress = route["ingress"]
@@ -163,7 +185,7 @@ def _route_row(route: dict[str, Any]) -> str:
     annotations = "".join(f"<li><code>{_e(k)}</code>: <code>{_e(v)}</code></li>"
                           for k, v in sorted(route["annotations"].items()))
     shadowed = "" if route["served"] else " <span class=dim>(shadowed by an older Ingress)</span>"
-    return (f"<tr><td>{_e(route['host'] or '*')}{' 🔒' if route['tls'] else ''}</td><td>{_e(route['path'])}"
+    return (f"<tr><td>{_e(route['host'] or '*')}{_TLS_BADGE if route['tls'] else ''}</td><td>{_e(route['path'])}"
             f"{shadowed}</td><td>{_e(route['path_type'])}</td><td>{_e(ingress['namespace'])}/{_e(ingress['name'])}</td>"
             f"<td>{_e(target)}</td><td>{_e(endpoints)}</td><td>{f'<ul>{annotations}</ul>' if annotations else ''}</td></tr>")
 

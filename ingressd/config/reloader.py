@@ -3,13 +3,15 @@
 A burst of changes is coalesced into one rebuild after a short delay; a rebuild whose
 configuration equals the current one changes nothing; otherwise the new route table is
 swapped into ``State`` in one assignment and the listeners (TLS, status, events, metrics)
-are told. A failing rebuild keeps the last good configuration serving.
+are told, and one line says what changed (``describe_change``). A failing rebuild keeps the
+last good configuration serving.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gc
+import time
 from typing import Any, Callable
 
 from twisted.python import log
@@ -92,6 +94,7 @@ class Reloader:
             # half a LIST (Ingresses in, their Services not yet) it would log a warning per
             # path (30,000 at 10,000 Ingresses) and cost a whole rebuild for nothing.
             return
+        began = time.perf_counter()  # for the log line only: how long the build took
         try:
             annotations = self.plugins.annotations if self.plugins else ()
             config = self._translator(self.store.snapshot(), self.translate_settings, annotations)
@@ -112,11 +115,14 @@ class Reloader:
             self.last_failure = self.clock.seconds()
             log.err(None, "ingressd: rebuilding the configuration failed; the last good one keeps serving")
             return
+        previous = self.state.config
         self.state.table = table
         self.state.config = config
         self.state.generation += 1
         self.rebuilds += 1
         self.last_success = self.clock.seconds()
+        log.msg(f"ingressd: configuration {self.state.generation}: {describe_change(previous, config)}, "
+                f"built in {(time.perf_counter() - began) * 1000:.1f} ms")
         self._report(config)
         if self.plugins:
             try:
@@ -159,3 +165,33 @@ class Reloader:
         for kind, text in sorted(current - self._reported):
             log.msg(f"ingressd: {kind}: {text}")
         self._reported = current
+
+
+def describe_change(old: Config, new: Config) -> str:
+    """What changed from ``old`` to ``new``, for the log: Ingresses served added, removed,
+    changed (their routes differ), the routes served and the objects rejected."""
+    before, after = _routes_by_ingress(old), _routes_by_ingress(new)
+    added = sorted(_name(ref) for ref in after.keys() - before.keys())
+    removed = sorted(_name(ref) for ref in before.keys() - after.keys())
+    changed = sorted(_name(ref) for ref in after.keys() & before.keys() if after[ref] != before[ref])
+    parts = []
+    for word, refs in (("added", added), ("removed", removed), ("changed", changed)):
+        if refs:
+            shown = ", ".join(refs[:5]) + (f" and {len(refs) - 5} more" if len(refs) > 5 else "")
+            parts.append(f"{len(refs)} {'Ingress' if len(refs) == 1 else 'Ingresses'} {word} ({shown})")
+    if not parts:
+        parts.append("no Ingress changed")
+    parts.append(f"{len(new.routes)} route(s)")
+    parts.append(f"{len(new.rejections)} rejected")
+    return ", ".join(parts)
+
+
+def _routes_by_ingress(config: Config) -> dict:
+    routes: dict = {}
+    for route in config.routes:
+        routes.setdefault(route.ingress, []).append(route)
+    return routes
+
+
+def _name(ref) -> str:
+    return f"{ref.namespace}/{ref.name}"

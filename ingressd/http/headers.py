@@ -1,7 +1,9 @@
-"""HTTP header lists: ordered (lower-case name, value) byte pairs, repeated names kept."""
+"""HTTP header lists: ordered (lower-case name, value) byte pairs, repeated names kept; and
+the headers ingressd itself puts on every response (``Server``, ``Date``)."""
 
 from __future__ import annotations
 
+import time
 from typing import Iterator
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and the framing headers the proxy re-creates itself.
@@ -18,6 +20,22 @@ HOP_BY_HOP = frozenset(
         b"content-length",
     )
 )
+
+# What nginx never passes on from a backend's response (ngx_http_proxy_module, proxy_hide_header:
+# "Date", "Server", "X-Pad" and "X-Accel-..."): it sends its own Date and Server instead.
+HIDDEN_FROM_BACKEND = frozenset(
+    (
+        b"date",
+        b"server",
+        b"x-pad",
+        b"x-accel-expires",
+        b"x-accel-redirect",
+        b"x-accel-limit-rate",
+        b"x-accel-buffering",
+        b"x-accel-charset",
+    )
+)
+_NOT_FROM_BACKEND = HOP_BY_HOP | HIDDEN_FROM_BACKEND
 
 
 class Headers:
@@ -70,12 +88,13 @@ def connection_tokens(pairs: list[tuple[bytes, bytes]]) -> set[bytes]:
     return tokens
 
 
-def without_hop_by_hop(pairs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Drop hop-by-hop and framing headers and every header named in Connection."""
+def without_hop_by_hop(pairs: list[tuple[bytes, bytes]], drop: frozenset = HOP_BY_HOP) -> list[tuple[bytes, bytes]]:
+    """Drop hop-by-hop and framing headers (or the names in ``drop``, which must include
+    them) and every header named in Connection."""
     kept = []
     listed = False
     for pair in pairs:
-        if pair[0] in HOP_BY_HOP:
+        if pair[0] in drop:
             listed = listed or pair[0] == b"connection"
         else:
             kept.append(pair)
@@ -90,3 +109,57 @@ def serialize(pairs) -> bytes:
     if not pairs:
         return b""
     return b"\r\n".join([b": ".join(pair) for pair in pairs]) + b"\r\n"
+
+
+def from_backend(pairs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A backend's response headers as the client gets them: without hop-by-hop and framing
+    headers and without what nginx hides from backends (``HIDDEN_FROM_BACKEND``)."""
+    return without_hop_by_hop(pairs, _NOT_FROM_BACKEND)
+
+
+_DAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
+_MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
+
+
+def http_date(second: int) -> bytes:
+    """An IMF-fixdate (RFC 9110 5.6.7), ``Sun, 06 Nov 1994 08:49:37 GMT``, locale-independent."""
+    t = time.gmtime(second)
+    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+        _DAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour, t.tm_min, t.tm_sec)
+
+
+class ResponseIdentity:
+    """The ``Server`` and ``Date`` headers ingressd puts on every response, its own answers
+    and the backends' alike (whose own are hidden: ``from_backend``). They are formatted
+    once per second: a response costs a clock read and a comparison."""
+
+    __slots__ = ("server", "_second", "_date", "_lines")
+
+    def __init__(self, server: bytes = b"ingressd"):
+        self.server = server
+        self._second = -1
+        self._date = b""
+        self._lines = b""
+
+    def _at(self, now: float) -> None:
+        second = int(now)
+        if second != self._second:
+            self._date = http_date(second)
+            self._lines = b"server: %s\r\ndate: %s\r\n" % (self.server, self._date)
+            self._second = second
+
+    def lines(self, now: float) -> bytes:
+        """``server: …\r\ndate: …\r\n`` at the time ``now`` (seconds since the epoch)."""
+        self._at(now)
+        return self._lines
+
+    def pairs(self, now: float) -> list[tuple[bytes, bytes]]:
+        """The same two headers as pairs (HTTP/2 header blocks)."""
+        self._at(now)
+        return [(b"server", self.server), (b"date", self._date)]
+
+
+def server_name(tokens: bool, version: str) -> bytes:
+    """``Server``'s value: ``ingressd`` (``--server-tokens`` off, as nginx's ``server_tokens
+    off`` sends ``nginx``) or ``ingressd/<version>``."""
+    return b"ingressd/" + version.encode("ascii") if tokens else b"ingressd"

@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from ingressd.http import parser as parsing
 from ingressd.http.deadline import Deadline
-from ingressd.http.headers import serialize
+from ingressd.http.headers import ResponseIdentity, serialize
 from ingressd.tls.facts import tls_facts
 
 REASONS = {
@@ -66,6 +66,9 @@ class ServerSettings:
         self.keepalive_timeout = 75.0
         self.send_timeout = 60.0  # a client that reads nothing of a response for this long is dropped
         self.max_pipelined = 16
+        # Server and Date on every response (ingressd's own answers and the backends', whose
+        # own Server and Date are hidden as nginx does): --server-tokens picks the Server value.
+        self.identity = ResponseIdentity()
         for key, value in overrides.items():
             if not hasattr(self, key):
                 raise TypeError(f"unknown server setting {key}")
@@ -377,6 +380,7 @@ class HTTP1ServerProtocol(Protocol):
             lines.append(b"connection: close\r\n")
         elif request is not None and request.version == b"1.0":
             lines.append(b"connection: keep-alive\r\n")
+        lines.append(self.settings.identity.lines(self.clock.seconds()))
         lines.append(serialize(headers))
         lines.append(b"\r\n")
         self._head_written = True
@@ -416,23 +420,36 @@ class HTTP1ServerProtocol(Protocol):
             self._set_timer(self.settings.keepalive_timeout, 0)
 
     def reject(self, status: int, reason: str) -> None:
-        """A malformed or timed-out request: answer with ``status`` (if we may) and close."""
+        """A malformed or timed-out request: answer with ``status`` (if we may) and close.
+        The answer is reported like any other: through the exchange that has the request, or
+        else the handler's ``rejected`` (``interfaces.RequestHandler``)."""
         if self.closed:
             return
         self._response_keep_alive = False
-        if not self._head_written:
+        answered = not self._head_written
+        sent = 0
+        if answered:
             body = error_page(status)
+            sent = len(body)
             self._send(
-                b"HTTP/1.1 %d %s\r\nserver: ingressd\r\ncontent-type: text/html\r\n"
+                b"HTTP/1.1 %d %s\r\n%scontent-type: text/html\r\n"
                 b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-                % (status, REASONS.get(status, b"Error"), len(body), body)
+                % (status, REASONS.get(status, b"Error"), self.settings.identity.lines(self.clock.seconds()),
+                   len(body), body)
             )
         self.closed = True
         self._cancel_timer()
         self._close()
-        if self._active is not None:
-            active, self._active = self._active, None
-            active.client_lost()
+        active, self._active = self._active, None
+        if active is not None:
+            if answered:
+                active.client_side_answered(status, sent)
+            else:
+                active.client_lost()
+        elif answered:
+            report = getattr(self.handler, "rejected", None)  # a test's bare handler counts nothing
+            if report is not None:
+                report(self, self._parsing, status, sent)
 
     def tls(self) -> tuple[str, str]:
         """(TLS version, SNI name) of this connection, ("", "") for plain HTTP."""
@@ -452,6 +469,10 @@ class HTTP1ServerProtocol(Protocol):
 
     def write_raw(self, data: bytes) -> None:
         self.transport.write(data)
+
+    def own_headers(self) -> bytes:
+        """The Server and Date lines this side puts on every response (a 101 head written raw)."""
+        return self.settings.identity.lines(self.clock.seconds())
 
     def lose_connection(self) -> None:
         self.transport.loseConnection()

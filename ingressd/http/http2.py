@@ -132,6 +132,21 @@ def _request_from(headers, settings: ServerSettings, ended: bool) -> H2Request:
     return request
 
 
+def _known_of(headers) -> H2Request:
+    """What is known of a refused header block: its method, path and fields, for the log."""
+    method, path, pairs = b"", b"", []
+    for name, value in headers[:200]:  # bounded: a refused block may be very long
+        if name == b":method":
+            method = value
+        elif name == b":path":
+            path = value
+        elif name == b":authority":
+            pairs.append((b"host", value))
+        elif name[:1] != b":":
+            pairs.append((name, value))
+    return H2Request(method, path, pairs, None, True, False)
+
+
 class _Stream:
     """One HTTP/2 stream, with the interface ``proxy.Exchange`` uses on its protocol."""
 
@@ -259,6 +274,7 @@ class _Stream:
                 block.append((name, value))
         if length is not None and not no_body:
             block.append((b"content-length", b"%d" % length))
+        block.extend(self.connection.settings.identity.pairs(self.connection.clock.seconds()))
         self._head_written = True
         self.connection.send_headers(self.stream_id, block, False)
 
@@ -279,15 +295,21 @@ class _Stream:
             return
         self.connection.flush_stream(self)
 
-    def respond(self, status: int) -> None:
-        """Answer this stream ourselves (before any handler ran, or on a timeout)."""
+    def respond(self, status: int, request: H2Request | None = None) -> None:
+        """Answer this stream ourselves (before any handler ran, or on a timeout), and report
+        it: through its exchange, or else the handler's ``rejected`` (``request``: what is
+        known of a request refused before it had an exchange)."""
         exchange, self.exchange = self.exchange, None
         body = error_page(status)
-        self.write_head(status, [(b"server", b"ingressd"), (b"content-type", b"text/html")], len(body))
+        self.write_head(status, [(b"content-type", b"text/html")], len(body))
         self.write_body(body)
         self.finish_response()
         if exchange is not None:
-            exchange.client_lost()
+            exchange.client_side_answered(status, len(body))
+            return
+        report = getattr(self.connection.handler, "rejected", None)  # a test's bare handler counts nothing
+        if report is not None:
+            report(self, request or self.request, status, len(body))
 
     def abort(self) -> None:
         """The response cannot be completed: reset the stream, so the client sees an error."""
@@ -495,7 +517,7 @@ class H2ServerProtocol(Protocol):
         try:
             request = _request_from(event.headers, self.settings, ended)
         except _Reject as rejected:
-            stream.respond(rejected.status)
+            stream.respond(rejected.status, _known_of(event.headers))
             return
         stream.request = request
         if not ended:

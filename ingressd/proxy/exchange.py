@@ -6,6 +6,11 @@ prepared features in phase order → a connection of the route's upstream protoc
 (``interfaces.UpstreamProtocol``: HTTP/1.1 today, ``http1_upstream``), or a WebSocket tunnel
 → the response streamed back, with backpressure both ways. Every status ingressd generates
 itself goes through ``local``.
+
+A request body is read whole before a backend is asked (``request_body.BufferedBody``, as
+nginx's default ``proxy_request_buffering on``): a body over the limit is refused with 413
+before any backend sees a byte of it. (``proxy-request-buffering: off`` will add the
+streaming choice per route, decided in ``_forward``.)
 """
 
 from __future__ import annotations
@@ -24,17 +29,19 @@ from ingressd.proxy.chain import (
 from ingressd.config.entries import DEFAULT_UPSTREAM
 from ingressd.features import LocalResponse, UpstreamSettings
 from ingressd.proxy.forwarding import FORWARDED, SPOOFABLE, ForwardingPolicy
-from ingressd.http.headers import HOP_BY_HOP, Headers, connection_tokens, serialize, without_hop_by_hop
+from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, connection_tokens, from_backend, serialize
 from ingressd.http.http1 import error_page
 from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
 from ingressd.config.routing import host_of
+from ingressd.proxy.request_body import BufferedBody
 from ingressd.proxy.tunnel import Tunnel
-from ingressd.proxy.upstream import STREAMED, UpstreamError
+from ingressd.proxy.upstream import UpstreamError
 
 _END_TO_END = frozenset((b"host",))
 _NOT_FORWARDED = HOP_BY_HOP | FORWARDED
+_BODY_ROUND = 262144  # bytes of a held request body sent per reactor round (see _send_buffered)
+_NOT_IN_101 = frozenset((b"content-length", b"transfer-encoding"))
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
-_SERVER = (b"server", b"ingressd")
 # Answers after which nginx closes the connection (ngx_http_special_response_handler);
 # after any other answer of our own the connection stays open, as there.
 _CLOSING_STATUSES = frozenset((400, 413, 414, 500, 501))
@@ -66,6 +73,16 @@ class Proxy:
         exchange = Exchange(self, protocol, request)
         exchange.begin()
         return exchange
+
+    def rejected(self, protocol, request, status: int, bytes_sent: int) -> None:
+        """The client side answered ``status`` itself before any exchange took the request (a
+        malformed request, a head too large, a timeout): the observers (access log, metrics)
+        see it as an exchange with what is known of the request."""
+        exchange = Exchange(self, protocol, _known(request))
+        exchange.host = host_of(exchange.headers.get(b"host"))
+        exchange.status = status
+        exchange.bytes_sent = bytes_sent
+        exchange._finished()
 
     def is_trusted(self, protocol) -> bool:
         """Whether the client connection's peer is a trusted proxy (decided once per connection)."""
@@ -105,6 +122,11 @@ class Exchange:
     _body_bytes = 0
     _body_complete = False
     _body_sent = False
+    _body_ended = False  # the whole body went to the backend (its connection may be reused)
+    _buffer: BufferedBody | None = None  # the request body, held until a backend takes it
+    _awaiting_body = False  # the backend is asked once the body is complete
+    _upstream_paused = False  # the backend does not take more of the body for now
+    _next_round = None  # the call sending more of the held body in the reactor's next round
     _response_started = False
     _intercepted = 0
     _retried = False
@@ -131,7 +153,6 @@ class Exchange:
         # Timeouts, body limit, protocol: the server's until the route is matched, then the route's.
         self.upstream_settings: UpstreamSettings = proxy.settings.upstream
         self.started = proxy.clock.seconds()
-        self._body: list[bytes] | None = []  # request body held until a backend is connected
         self._tried: tuple = ()  # endpoints asked already (a tuple: no hash of an Endpoint per request)
 
     # -- what features use ----------------------------------------------------------------
@@ -264,6 +285,17 @@ class Exchange:
         if self._body_bytes and limit and self._body_bytes > limit:
             self.local(413)
             return
+        if not self._body_complete and request.has_body:
+            # The whole body first (nginx's proxy_request_buffering on): one that turns out
+            # too large is refused before any backend sees a byte of it.
+            self._awaiting_body = True
+            if request.expect_continue:
+                self.protocol.send_continue()
+            return
+        self._connect()
+
+    def _connect(self) -> None:
+        settings = self.upstream_settings
         endpoint = (self.balancer or self.entry.balancer).pick(self._tried)
         if endpoint is None:
             self.error_cause = "no_endpoints"
@@ -272,8 +304,6 @@ class Exchange:
         self._tried += (endpoint,)
         self.upstream_address = f"{endpoint.address}:{endpoint.port}"
         self.upstream_started = self.proxy.clock.seconds()
-        if request.expect_continue and not request.complete and not self._retried:
-            self.protocol.send_continue()
         self._cancel_connect = self.proxy.upstreams[settings.protocol].acquire(
             endpoint.address, endpoint.port, settings.connect_timeout, self._connected, self._connect_failed
         )
@@ -296,7 +326,7 @@ class Exchange:
         if self.websocket:
             return None
         if request.chunked:
-            return STREAMED
+            return self._body_bytes  # read whole: sent with its length, as nginx does
         return request.content_length
 
     def _connected(self, connection) -> None:
@@ -306,14 +336,29 @@ class Exchange:
             return
         self._upstream = connection
         settings = self.upstream_settings
+        self._upstream_paused = False
         connection.start(self, self.method, self.target, self._upstream_headers(), self._body_length(),
                          settings.read_timeout, settings.send_timeout)
-        body, self._body = self._body, None
-        if body:
-            for chunk in body:
-                self._send_body(chunk)
-            self.protocol.resume_reading()  # paused while the body waited for a backend
-        if self._body_complete:
+        self._send_buffered()
+
+    def _send_buffered(self) -> None:
+        """Send the held body as fast as the backend takes it, then end it. Writes leave at
+        the end of the reactor's round (``proxy.transport``), where the backend's pushing
+        back shows: at most ``_BODY_ROUND`` bytes per round, the rest in the next ones."""
+        self._next_round = None
+        buffer = self._buffer
+        sent = 0
+        while buffer is not None and self._upstream is not None and not self._upstream_paused:
+            if sent >= _BODY_ROUND:
+                self._next_round = self.proxy.clock.callLater(0, self._send_buffered)
+                return
+            piece = buffer.next_piece()
+            if not piece:
+                self._buffer = buffer = None
+                break
+            sent += len(piece)
+            self._send_body(piece)
+        if buffer is None and self._body_complete and self._upstream is not None and not self._body_ended:
             self._end_body()
 
     def _connect_failed(self, error: UpstreamError) -> None:
@@ -326,6 +371,7 @@ class Exchange:
         self._upstream.send_body(data)
 
     def _end_body(self) -> None:
+        self._body_ended = True
         self._upstream.end_body()
 
     # called by http1 as the request body arrives
@@ -340,18 +386,21 @@ class Exchange:
                 self.local(413)
             return
         self.protocol.body_progress()
-        if self._upstream is not None:
-            self._send_body(data)
-        elif self._body is not None:
-            self._body.append(data)
-            if self._body_bytes > 65536:
-                self.protocol.pause_reading()  # resumed once a backend takes the body
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = BufferedBody()
+        buffer.add(data)
 
     def body_done(self) -> None:
         self._body_complete = True
         self.protocol.body_finished()
-        if self._upstream is not None and not self._done:
-            self._end_body()
+        if self._done:
+            return
+        if self._awaiting_body:
+            self._awaiting_body = False
+            self._connect()
+        elif self._upstream is not None:
+            self._send_buffered()
 
     # -- from the backend -----------------------------------------------------------------
 
@@ -369,7 +418,7 @@ class Exchange:
                 self._intercepted = status  # the body is dropped; the error page replaces it
                 self._upstream_error = not own
                 return
-        pairs = without_hop_by_hop(headers)
+        pairs = from_backend(headers)
         self._respond_head(status, pairs, length)
 
     def _respond_head(self, status: int, pairs, length) -> None:
@@ -389,7 +438,7 @@ class Exchange:
     def upstream_done(self, connection, reusable: bool) -> None:
         self._upstream = None
         self.upstream_ended = self.proxy.clock.seconds()
-        if reusable and self._body_complete:
+        if reusable and self._body_ended:
             connection.release()
         else:
             connection.close()
@@ -441,8 +490,10 @@ class Exchange:
         self.upstream_ended = self.proxy.clock.seconds()
         self.proxy.tunnels_open += 1  # until _finished
         head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
-        pairs = [(n, v) for n, v in connection.response_headers if n not in (b"content-length", b"transfer-encoding")]
+        pairs = [(n, v) for n, v in connection.response_headers
+                 if n not in _NOT_IN_101 and n not in HIDDEN_FROM_BACKEND]
         run_response_features(self.entry.response_features, self, 101, pairs)
+        head.append(self.protocol.own_headers())
         head.append(serialize(pairs))
         head.append(b"\r\n")
         self.protocol.write_raw(b"".join(head))
@@ -478,6 +529,17 @@ class Exchange:
 
     # -- the client side ------------------------------------------------------------------
 
+    def client_side_answered(self, status: int, bytes_sent: int) -> None:
+        """The client side answered ``status`` itself (the request body timed out) and closes:
+        abandon the backend request; the exchange is over with that status."""
+        if self._tunnel is not None:
+            return
+        self._abandon_upstream()
+        if not self._done:
+            self.status = status
+            self.bytes_sent += bytes_sent
+            self._finished()
+
     def client_lost(self) -> None:
         """The client went away: abandon the backend request."""
         if self._tunnel is not None:
@@ -504,10 +566,12 @@ class Exchange:
             self._upstream.resume_reading()
 
     def upstream_write_paused(self) -> None:
-        self.protocol.pause_reading()
+        self._upstream_paused = True
 
     def upstream_write_resumed(self) -> None:
-        self.protocol.resume_reading()
+        self._upstream_paused = False
+        if self._buffer is not None and self._next_round is None:
+            self._send_buffered()
 
     # -- answers ingressd makes itself ----------------------------------------------------
 
@@ -539,7 +603,6 @@ class Exchange:
             body = error_page(status) if status >= 400 else b""
             if body:
                 pairs.append((b"content-type", b"text/html"))
-        pairs.append(_SERVER)
         if status in _CLOSING_STATUSES or self.request.upgrade or (not self.request.complete and self.request.has_body):
             self.protocol.close_after_response()
         self._respond_head(status, pairs, len(body))
@@ -552,6 +615,12 @@ class Exchange:
         if self._done:
             return
         self._done = True
+        if self._buffer is not None:
+            self._buffer.discard()
+            self._buffer = None
+        if self._next_round is not None:
+            self._next_round.cancel()
+            self._next_round = None
         if self.status == 101:
             self.proxy.tunnels_open -= 1
         callbacks, self._finish_callbacks = self._finish_callbacks, None
@@ -566,6 +635,35 @@ class Exchange:
                 observer(self)
             except Exception:
                 log.err(None, "ingressd: an exchange observer failed")
+
+
+class _Unparsed:
+    """What is known of a request the client side refused while parsing it (its method and
+    version are known only once its head is complete)."""
+
+    method = b""
+    version = b"1.1"
+    upgrade = False
+    chunked = False
+    content_length = None
+    complete = True
+    expect_continue = False
+    has_body = False
+
+    def __init__(self, target: bytes, headers: list, head_bytes: int):
+        self.target = target
+        self.headers = headers
+        self.head_bytes = head_bytes
+
+
+def _known(request):
+    """``request`` if its head was parsed, else what is known of it (``_Unparsed``)."""
+    if request is None:
+        return _Unparsed(b"", [], 0)
+    if getattr(request, "method", None) is None:
+        return _Unparsed(getattr(request, "target", b""), list(getattr(request, "headers", ())),
+                         getattr(request, "head_bytes", 0))
+    return request
 
 
 def _feature_owner(method) -> str:
