@@ -49,7 +49,7 @@ CORE_FLAGS = [
     ["kubernetes", None, "read Ingresses and friends from the Kubernetes API"],
     ["no-http2", None, "do not offer HTTP/2 over TLS"],
     ["no-metrics", None, "do not count requests for /metrics (for benchmarks)"],
-    ["server-tokens", None, "send Server: ingressd/<version> (default: Server: ingressd, no version)"],
+    ["server-tokens", None, "send Server: ingressd/<version> (default: no Server header, as ingress-nginx)"],
 ]
 
 try:

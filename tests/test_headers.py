@@ -260,9 +260,11 @@ def test_the_identity_lines_change_with_the_second_only():
     assert identity.lines(1.0) == b"server: ingressd\r\ndate: Thu, 01 Jan 1970 00:00:01 GMT\r\n"
     assert identity.pairs(61.5) == [(b"server", b"ingressd"), (b"date", b"Thu, 01 Jan 1970 00:01:01 GMT")]
     assert identity.lines(61.0).endswith(b"00:01:01 GMT\r\n")
-    assert ResponseIdentity().server == b"ingressd"
+    bare = ResponseIdentity()  # ingress-nginx's default: no Server header at all
+    assert bare.server is None and bare.lines(0) == b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
+    assert bare.pairs(0) == [(b"date", b"Thu, 01 Jan 1970 00:00:00 GMT")]
 
 
 def test_server_name_with_and_without_tokens():
-    assert server_name(False, "1.2.3") == b"ingressd"
+    assert server_name(False, "1.2.3") is None
     assert server_name(True, "1.2.3") == b"ingressd/1.2.3"

@@ -131,35 +131,43 @@ def http_date(second: int) -> bytes:
 class ResponseIdentity:
     """The ``Server`` and ``Date`` headers ingressd puts on every response, its own answers
     and the backends' alike (whose own are hidden: ``from_backend``). They are formatted
-    once per second: a response costs a clock read and a comparison."""
+    once per second: a response costs a clock read and a comparison. ``server`` None: no
+    ``Server`` header at all (ingress-nginx's default, ``server-tokens: false``)."""
 
-    __slots__ = ("server", "_second", "_date", "_lines")
+    __slots__ = ("server", "_second", "_date", "_lines", "_pairs")
 
-    def __init__(self, server: bytes = b"ingressd"):
+    def __init__(self, server: bytes | None = None):
         self.server = server
         self._second = -1
         self._date = b""
         self._lines = b""
+        self._pairs: list[tuple[bytes, bytes]] = []
 
     def _at(self, now: float) -> None:
         second = int(now)
         if second != self._second:
-            self._date = http_date(second)
-            self._lines = b"server: %s\r\ndate: %s\r\n" % (self.server, self._date)
+            self._date = date = http_date(second)
+            if self.server is None:
+                self._lines = b"date: %s\r\n" % date
+                self._pairs = [(b"date", date)]
+            else:
+                self._lines = b"server: %s\r\ndate: %s\r\n" % (self.server, date)
+                self._pairs = [(b"server", self.server), (b"date", date)]
             self._second = second
 
     def lines(self, now: float) -> bytes:
-        """``server: …\r\ndate: …\r\n`` at the time ``now`` (seconds since the epoch)."""
+        """``[server: …\r\n]date: …\r\n`` at the time ``now`` (seconds since the epoch)."""
         self._at(now)
         return self._lines
 
     def pairs(self, now: float) -> list[tuple[bytes, bytes]]:
-        """The same two headers as pairs (HTTP/2 header blocks)."""
+        """The same headers as pairs (HTTP/2 header blocks); a new list each time."""
         self._at(now)
-        return [(b"server", self.server), (b"date", self._date)]
+        return list(self._pairs)
 
 
-def server_name(tokens: bool, version: str) -> bytes:
-    """``Server``'s value: ``ingressd`` (``--server-tokens`` off, as nginx's ``server_tokens
-    off`` sends ``nginx``) or ``ingressd/<version>``."""
-    return b"ingressd/" + version.encode("ascii") if tokens else b"ingressd"
+def server_name(tokens: bool, version: str) -> bytes | None:
+    """``Server``'s value: none at all by default, as ingress-nginx (its nginx.tmpl clears
+    the header, ``more_clear_headers Server``, unless ``server-tokens`` is on), or
+    ``ingressd/<version>`` with ``--server-tokens`` (nginx's ``server_tokens on``)."""
+    return b"ingressd/" + version.encode("ascii") if tokens else None
