@@ -29,6 +29,7 @@ class State:
         self.table: RouteTable = RouteTable()
         self.config: Config = Config()
         self.ready = False
+        self.draining = False  # shutting down (ingressd.drain): /readyz fails from then on
         self.generation = 0
 
 

@@ -30,6 +30,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python import log
 from zope.interface import implementer
 
+from ingressd.drain import ConnectionSet
 from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page
 from ingressd.tls.facts import tls_facts
 
@@ -389,6 +390,8 @@ class H2ServerProtocol(Protocol):
         self.closed = False
         self._timer = None
         self._going_away = False
+        self._last_stream: int | None = None  # set when we sent GOAWAY: later streams are refused
+        self._group: ConnectionSet | None = None
 
     # -- connection lifecycle -------------------------------------------------------------
 
@@ -415,6 +418,9 @@ class H2ServerProtocol(Protocol):
         self.h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
         self.flush()
         self._idle(self.settings.header_timeout)
+        self._group = getattr(self.factory, "live", None)
+        if self._group is not None:
+            self._group.add(self)
 
     _registered = False
 
@@ -426,6 +432,8 @@ class H2ServerProtocol(Protocol):
     def connectionLost(self, reason=None) -> None:
         self.closed = True
         self._cancel_timer()
+        if self._group is not None:
+            self._group.discard(self)
         streams, self.streams = self.streams, {}
         for stream in streams.values():
             stream.lost()
@@ -443,6 +451,35 @@ class H2ServerProtocol(Protocol):
         self._timer = None
         if not self.closed and not self.streams:
             self.h2.close_connection()
+            self.flush()
+            self._unregister()  # TLS waits for producers before closing
+            self.transport.loseConnection()
+            self.closed = True
+
+    # -- graceful drain (interfaces.Drainable) ----------------------------------------------
+
+    def drain(self) -> None:
+        """Shutting down: GOAWAY with the last stream id taken; those streams are answered,
+        later ones refused (the client retries them elsewhere), then the connection closes."""
+        if self.closed or self._last_stream is not None:
+            return
+        self._last_stream = self.h2.highest_inbound_stream_id
+        self._going_away = True
+        try:
+            self.h2.close_connection(last_stream_id=self._last_stream)
+        except h2.exceptions.ProtocolError:
+            pass
+        self.flush()
+        self._check_idle()
+
+    def shut(self) -> None:
+        """The grace is over: the streams still open are reset (CANCEL), the connection closed."""
+        if self.closed:
+            return
+        self.drain()
+        for stream in list(self.streams.values()):
+            stream.reset(ErrorCodes.CANCEL)
+        if not self.closed:
             self.flush()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
@@ -487,6 +524,9 @@ class H2ServerProtocol(Protocol):
         self._check_idle()
 
     def _request(self, event: h2.events.RequestReceived) -> None:
+        if self._last_stream is not None and event.stream_id > self._last_stream:
+            self.h2_reset(event.stream_id, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY
+            return
         stream = _Stream(self, event.stream_id)
         self.streams[event.stream_id] = stream
         self._cancel_timer()
@@ -646,6 +686,7 @@ class HTTPSFactory(Factory):
         self.http1 = http1
         self.http2 = http2
         self.clock = http1.clock
+        self.live = ConnectionSet()  # the HTTP/2 connections (HTTP/1 ones are http1's)
 
     def acceptableProtocols(self) -> list[bytes]:
         return [b"h2", b"http/1.1"] if self.http2 else [b"http/1.1"]
