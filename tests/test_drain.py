@@ -343,3 +343,43 @@ def test_a_failing_reload_does_not_escape_the_handler():
     handlers = SignalHandlers(reactor, on_force=lambda: None, on_reload=broken)
     handlers.handle(signal.SIGHUP)  # logged, not raised
     assert reactor.stopped == 0
+
+
+# -- HTTP/2 connections ---------------------------------------------------------------------
+
+
+def test_http2_goaway_names_the_last_stream_which_is_still_answered():
+    import h2.events
+    from h2.errors import ErrorCodes
+    from h2.connection import ConnectionState
+    from test_http2 import Pair
+
+    pair = Pair()
+    first = pair.request(b"/long")
+    pair.server.drain()
+    pair.receive()
+    goaway = pair.of(h2.events.ConnectionTerminated)
+    assert [(g.last_stream_id, g.error_code) for g in goaway] == [(first, ErrorCodes.NO_ERROR)]
+    assert not pair.transport.disconnecting
+    pair.client.state_machine.state = ConnectionState.CLIENT_OPEN  # h2 stops at any GOAWAY
+    later = pair.request(b"/later")  # sent before the client saw the GOAWAY: refused
+    assert [e.error_code for e in pair.of(h2.events.StreamReset, later)] == [ErrorCodes.REFUSED_STREAM]
+    assert len(pair.exchanges) == 1
+    pair.exchanges[0].respond(body=b"done")
+    pair.receive()
+    assert pair.body(first) == b"done" and pair.of(h2.events.StreamEnded, first)
+    assert pair.transport.disconnecting  # its last stream answered: the connection closes
+
+
+def test_http2_shut_resets_what_is_open():
+    import h2.events
+    from h2.errors import ErrorCodes
+    from test_http2 import Pair
+
+    pair = Pair()
+    stream = pair.request(b"/stream")
+    pair.server.shut()
+    pair.receive()
+    assert pair.exchanges[0].lost
+    assert [e.error_code for e in pair.of(h2.events.StreamReset, stream)] == [ErrorCodes.CANCEL]
+    assert pair.transport.disconnecting

@@ -25,6 +25,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
 from twisted.internet.interfaces import IProtocolNegotiationFactory, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python import log
@@ -465,11 +466,14 @@ class H2ServerProtocol(Protocol):
             return
         self._last_stream = self.h2.highest_inbound_stream_id
         self._going_away = True
-        try:
-            self.h2.close_connection(last_stream_id=self._last_stream)
-        except h2.exceptions.ProtocolError:
-            pass
+        # Written here, not through h2's close_connection: h2 takes a GOAWAY it sends as the
+        # end of the connection and refuses to send anything after it, where RFC 9113 6.8
+        # lets the streams up to the last id be answered.
+        goaway = GoAwayFrame(0)
+        goaway.last_stream_id = self._last_stream
+        goaway.error_code = ErrorCodes.NO_ERROR
         self.flush()
+        self.transport.write(goaway.serialize())
         self._check_idle()
 
     def shut(self) -> None:
