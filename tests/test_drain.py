@@ -372,14 +372,22 @@ def test_http2_goaway_names_the_last_stream_which_is_still_answered():
 
 
 def test_http2_shut_resets_what_is_open():
-    import h2.events
     from h2.errors import ErrorCodes
+    from hyperframe.frame import Frame
     from test_http2 import Pair
 
     pair = Pair()
     stream = pair.request(b"/stream")
+    pair.transport.clear()
     pair.server.shut()
-    pair.receive()
+    frames, data = [], pair.transport.value()
+    while data:  # read the frames by hand: h2 ignores what follows a GOAWAY
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9:9 + length]))
+        frames.append(frame)
+        data = data[9 + length:]
+    assert [(type(f).__name__, f.error_code) for f in frames if hasattr(f, "error_code")] == [
+        ("GoAwayFrame", ErrorCodes.NO_ERROR), ("RstStreamFrame", ErrorCodes.CANCEL)]
+    assert frames[-1].stream_id == stream
     assert pair.exchanges[0].lost
-    assert [e.error_code for e in pair.of(h2.events.StreamReset, stream)] == [ErrorCodes.CANCEL]
     assert pair.transport.disconnecting

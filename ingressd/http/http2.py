@@ -481,8 +481,10 @@ class H2ServerProtocol(Protocol):
         if self.closed:
             return
         self.drain()
-        for stream in list(self.streams.values()):
-            stream.reset(ErrorCodes.CANCEL)
+        streams, self.streams = self.streams, {}
+        for stream in streams.values():
+            self.h2_reset(stream.stream_id, ErrorCodes.CANCEL)
+            stream.lost()
         if not self.closed:
             self.flush()
             self._unregister()  # TLS waits for producers before closing
