@@ -130,8 +130,10 @@ class IngressdService(MultiService):
         listener.setServiceParent(self)
 
     def _add_manifest_providers(self, paths) -> None:
-        for path in paths:
-            provider = ManifestProvider([path], self.store, self.reactor)
+        # One provider for every path: each publishes its whole source ("files"), so one per
+        # path would have the last to publish hide the others' objects.
+        if paths:
+            provider = ManifestProvider(list(paths), self.store, self.reactor)
             self.manifest_providers.append(provider)
             provider.setServiceParent(self)
 
