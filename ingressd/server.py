@@ -142,7 +142,7 @@ class IngressdService(MultiService):
     def startService(self):
         super().startService()
         when_running = getattr(self.reactor, "callWhenRunning", None)  # not on a test Clock
-        if when_running is not None and self.settings.get("signals", True):
+        if when_running is not None:
             # After the reactor's own handlers (installed as it starts), so these win.
             handlers = SignalHandlers(self.reactor, on_force=self.drain.force,
                                       on_reload=self.reload_configuration, on_reopen=self.reopen_logs)
