@@ -10,6 +10,9 @@ behind (a slow disk), lines beyond the bound are dropped and counted
 
 Output ``-`` is the process's standard output, shared with twistd's own log: both write
 whole lines in single calls to the same buffered writer, so lines never mix mid-line.
+
+``reopen()`` (SIGUSR1, after logrotate moved the file away) has the writer thread close
+the file and open its path again, between two batches, so no line is lost or split.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class AccessLog(Service):
         self.written = 0
         self._pending: deque = deque()
         self._wake = threading.Event()
+        self._reopen = threading.Event()
+        self.reopened = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._file = None
@@ -121,17 +126,41 @@ class AccessLog(Service):
         self._file = None
         return super().stopService()
 
+    def reopen(self) -> None:
+        """Open the log file's path again (logrotate moved the file): done by the writer
+        thread before its next batch. Nothing to do for standard output."""
+        if self.target != "-" and self._thread is not None:
+            self._reopen.set()
+            self._wake.set()
+
     def _run(self) -> None:
         pending = self._pending
         while True:
             self._wake.wait(_INTERVAL)
             self._wake.clear()
+            if self._reopen.is_set():
+                self._reopen.clear()
+                self._reopen_file()
             while pending:
                 lines = [pending.popleft() for _ in range(min(_BATCH, len(pending)))]
                 self._write("".join(lines).encode("utf-8"))
                 self.written += len(lines)
             if self._stopping:
                 return
+
+    def _reopen_file(self) -> None:
+        try:
+            replacement = open(self.target, "ab")
+        except OSError as exc:
+            log.msg(f"ingressd: reopening the access log {self.target} failed, writing on to the old file: {exc}")
+            return
+        old, self._file = self._file, replacement
+        try:
+            old.close()
+        except OSError:
+            pass
+        self.reopened += 1
+        log.msg(f"ingressd: access log {self.target} reopened")
 
     def _write(self, data: bytes) -> None:
         try:

@@ -95,6 +95,10 @@ class RawReceiver(Protocol):
 
     def client_resumed(self) -> None: ...
 
+    # A tunnel also offers ``going_away()``: the server is shutting down (``--shutdown-grace``
+    # is over): say so to both peers (WebSocket close code 1001) and close. An exchange still
+    # waiting for a backend's 101 does not; it is closed like any unfinished response.
+
 
 class RawStream(Protocol):
     """A connection that can leave HTTP and carry raw bytes (an HTTP/1 client connection)."""
@@ -237,3 +241,24 @@ class RequestView(Protocol):
     route: Any  # ingressd.config.model.Route
 
     def on_finish(self, callback: Callable[[], None]) -> None: ...
+
+
+class Drainable(Protocol):
+    """A client connection during a graceful drain (``ingressd.drain``)."""
+
+    def drain(self) -> None:
+        """Stop taking requests: close now if idle, else after the answers in flight
+        (HTTP/1: ``Connection: close``; HTTP/2: GOAWAY with the last stream id)."""
+
+    def shut(self) -> None:
+        """The grace is over: close now (tunnels say "going away" first)."""
+
+
+class DrainableGroup(Protocol):
+    """The connections of one listener, as the drain sees them (``drain.ConnectionSet``)."""
+
+    def open_connections(self) -> int: ...
+
+    def drain_connections(self) -> None: ...
+
+    def close_connections(self) -> None: ...

@@ -8,9 +8,13 @@ from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import MultiService
+from twisted.internet import defer
 from twisted.python import log
 
 from ingressd.admin.endpoint import admin_site
+from ingressd.drain import Drain
+from ingressd.live_settings import LIVE, changed_options, option_names, read_settings
+from ingressd.signals import SignalHandlers
 from ingressd.providers.files import ManifestProvider
 from ingressd import __version__
 from ingressd.http.headers import ResponseIdentity, server_name
@@ -33,9 +37,10 @@ from ingressd.proxy.http1_upstream import HTTP1Upstream
 class IngressdService(MultiService):
     """The running server; its parts are attributes so tests and plugins can reach them."""
 
-    def __init__(self, settings: dict[str, Any], plugins, reactor: Any):
+    def __init__(self, settings: dict[str, Any], plugins, reactor: Any, argv: list[str] | None = None):
         super().__init__()
         self.settings = settings
+        self.argv = argv  # the subcommand's command line, read again on SIGHUP
         self.plugins = plugins
         self.reactor = reactor
         self.store = ObjectStore()
@@ -78,8 +83,8 @@ class IngressdService(MultiService):
             send_timeout=float(settings.get("client_send_timeout") or 60),
         )
         self.server_settings.identity = ResponseIdentity(server_name(bool(settings.get("server_tokens")), __version__))
-        for path in settings.get("manifests") or ():
-            ManifestProvider([path], self.store, reactor).setServiceParent(self)
+        self.manifest_providers: list[ManifestProvider] = []
+        self._add_manifest_providers(settings.get("manifests") or ())
         self.kubernetes = None
         if settings.get("kubernetes"):
             from ingressd.providers.kube.service import KubernetesService
@@ -89,9 +94,12 @@ class IngressdService(MultiService):
             self.reloader.listeners.append(self.kubernetes.config_applied)
 
         workers = settings.get("worker_id") is not None  # one of several processes on the same ports
+        self.listeners: list = []  # the client listeners: closed first when draining
+        groups = []  # their connections
         if settings.get("http"):
             factory = self.http_factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="http")
-            listen(settings["http"], factory, reactor, reuse_port=workers).setServiceParent(self)
+            self._listen(listen(settings["http"], factory, reactor, reuse_port=workers))
+            groups.append(factory.live)
         if settings.get("https"):
             default = settings.get("default_certificate")
             default_ref = None
@@ -104,12 +112,97 @@ class IngressdService(MultiService):
                                        http2=not settings.get("no_http2"))
             wrapped = self.tls_listener = ObservedTLSFactory(self.certificates.server_options(), False, tls_factory)
             wrapped.noisy = False
-            listen(settings["https"], wrapped, reactor, reuse_port=workers).setServiceParent(self)
+            self._listen(listen(settings["https"], wrapped, reactor, reuse_port=workers))
+            groups += [tls_factory.http1.live, tls_factory.live]
+        self.drain = Drain(
+            reactor,
+            delay=float(settings.get("shutdown_delay", 5) or 0),
+            grace=float(settings.get("shutdown_grace", 60) or 0),
+            not_ready=self._not_ready,
+            stop_listening=self._stop_listening,
+            groups=groups,
+        )
         pages = install_observability(self, settings)  # metrics, access log, /routes and / pages
         if settings.get("admin"):
             strports.service(settings["admin"], admin_site(self.state, pages), reactor=reactor).setServiceParent(self)
 
+    # -- listeners and providers -----------------------------------------------------------
+
+    def _listen(self, listener) -> None:
+        self.listeners.append(listener)
+        listener.setServiceParent(self)
+
+    def _add_manifest_providers(self, paths) -> None:
+        # One provider for every path: each publishes its whole source ("files"), so one per
+        # path would have the last to publish hide the others' objects.
+        if paths:
+            provider = ManifestProvider(list(paths), self.store, self.reactor)
+            self.manifest_providers.append(provider)
+            provider.setServiceParent(self)
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def startService(self):
+        super().startService()
+        when_running = getattr(self.reactor, "callWhenRunning", None)  # not on a test Clock
+        if when_running is not None:
+            # After the reactor's own handlers (installed as it starts), so these win.
+            handlers = SignalHandlers(self.reactor, on_force=self.drain.force,
+                                      on_reload=self.reload_configuration, on_reopen=self.reopen_logs)
+            when_running(handlers.install)
+
+    def reload_configuration(self) -> None:
+        """SIGHUP: read the options and --config again; apply --manifests, name the rest."""
+        if self.argv is None:
+            log.msg("ingressd: SIGHUP: the command line is not known here; re-reading the manifests only")
+            new = self.settings
+        else:
+            try:
+                new = read_settings(self.argv)
+            except Exception as exc:  # noqa: BLE001 - a bad edit must not take the server down
+                log.msg(f"ingressd: SIGHUP: the options are not valid now, nothing changed: {exc}")
+                return
+        live, restart = changed_options(self.settings, new)
+        if "manifests" in live:
+            for provider in self.manifest_providers:
+                provider.disownServiceParent()
+            self.manifest_providers = []
+            self._add_manifest_providers(new.get("manifests") or ())
+        self.settings = {**self.settings, **{key: new.get(key) for key in live if key in LIVE}}
+        for provider in self.manifest_providers:
+            provider.scan()  # at once, not at the next poll
+        paths = len(self.settings.get("manifests") or ())
+        parts = [f"re-read {paths} manifest path(s)"]
+        parts.append(f"applied: {option_names(live)}" if live else "no live option changed")
+        if restart:
+            parts.append(f"changed but only applied by a restart: {option_names(restart)}")
+        log.msg(f"ingressd: SIGHUP: {'; '.join(parts)}")
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: the access log's file is opened again (after logrotate moved it)."""
+        access_log = getattr(self, "access_log", None)  # set by observability.install
+        if access_log is None or access_log.target == "-":
+            log.msg("ingressd: SIGUSR1: no access log file to reopen")
+            return
+        access_log.reopen()
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def _not_ready(self) -> None:
+        self.state.draining = True
+
+    def _stop_listening(self):
+        return defer.DeferredList([defer.maybeDeferred(listener.disownServiceParent)
+                                   for listener in self.listeners if listener.parent is self])
+
     def stopService(self):
+        """Drain first (``ingressd.drain``): the admin endpoint, providers and backends stay
+        up until every client connection is finished or the grace is over."""
+        if not self.running:
+            return super().stopService()
+        return self.drain.start().addCallback(lambda _: self._stop_everything())
+
+    def _stop_everything(self):
         self.reloader.stop()
         for upstream in self.upstreams.values():
             upstream.close()
@@ -163,7 +256,7 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-def build_server(settings: dict[str, Any], plugins, reactor: Any) -> IngressdService:
+def build_server(settings: dict[str, Any], plugins, reactor: Any, argv: list[str] | None = None) -> IngressdService:
     log.msg(f"ingressd: open-file limit {raise_open_file_limit()}")
     if plugins is not None:
         plugins.configure(settings, reactor)
@@ -171,4 +264,4 @@ def build_server(settings: dict[str, Any], plugins, reactor: Any) -> IngressdSer
     for name in sorted(settings.get("ignore_annotation") or ()):
         log.msg(f"ingressd: --ignore-annotation {name}: Ingresses with nginx.ingress.kubernetes.io/{name} are "
                 "served without it, even where that widens access or changes where traffic goes")
-    return IngressdService(settings, plugins, reactor)
+    return IngressdService(settings, plugins, reactor, argv)

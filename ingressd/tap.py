@@ -38,6 +38,8 @@ CORE_PARAMETERS = [
     ["election-id", None, "ingressd-leader", "name of the Lease for leader election"],
     ["election-namespace", None, "default", "namespace of the Lease outside a pod (in a pod: $POD_NAMESPACE)"],
     ["workers", None, "1", "worker processes serving the same ports (SO_REUSEPORT), supervised by this one"],
+    ["shutdown-delay", None, "5", "seconds listeners keep accepting after SIGTERM while /readyz fails"],
+    ["shutdown-grace", None, "60", "seconds open responses and streams then get before they are closed"],
     ["worker-id", None, None, "(internal) set by the supervisor for each worker process"],
     ["access-log", None, "-", "access log file, '-' for standard output, '' or 'off' to disable"],
     ["access-log-format", None, "json", "access log line format: json or combined"],
@@ -136,7 +138,7 @@ class Options(usage.Options):
             raise usage.UsageError("give --manifests PATH (repeatable) and/or --kubernetes")
         for name in ("proxy-connect-timeout", "proxy-read-timeout", "proxy-send-timeout",
                      "client-header-timeout", "client-body-timeout", "keepalive-timeout", "client-send-timeout",
-                     "upstream-keepalive-timeout"):
+                     "upstream-keepalive-timeout", "shutdown-delay", "shutdown-grace"):
             try:
                 self[name] = float(self[name])
             except (TypeError, ValueError):
@@ -225,4 +227,4 @@ def makeService(options) -> MultiService:
     plugins = PLUGINS
     if options["disable-plugin"]:
         plugins = load_plugins(disabled=options["disable-plugin"])
-    return build_server(settings, plugins, reactor)
+    return build_server(settings, plugins, reactor, getattr(options, "argv", None))

@@ -8,6 +8,12 @@ them all. The supervisor owns the admin endpoint: ``/healthz`` (every worker run
 ``/readyz`` (every worker ready), ``/metrics`` (every worker's series with a ``worker``
 label) and the other admin pages passed through from worker 0. Workers' own admin
 endpoints are UNIX sockets in a private directory.
+
+Signals go to the supervisor (it is the pod's process): SIGTERM or SIGINT is passed on to
+every worker, which drains (``ingressd.drain``: its ``/readyz``, and so the supervisor's,
+fails at once); the supervisor waits for them all, up to ``--shutdown-delay`` +
+``--shutdown-grace`` and a margin, then exits 0. A second SIGTERM is passed on too (the
+workers then exit at once). SIGHUP and SIGUSR1 are passed on to every worker.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import tempfile
 from typing import Any
 
 from twisted.application import strports
-from twisted.application.service import Service
+from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.protocol import ProcessProtocol
@@ -30,7 +36,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
-_STOP_GRACE = 10.0
+_STOP_MARGIN = 10.0  # seconds beyond a worker's drain before it is killed
 
 
 def worker_arguments(argv: list[str], worker: int, admin: str) -> list[str]:
@@ -62,11 +68,14 @@ class _Worker(ProcessProtocol):
         self.supervisor._ended(self, reason)
 
 
-class Supervisor(Service):
-    """Starts, watches and stops the worker processes."""
+class Supervisor(MultiService):
+    """Starts, watches and stops the worker processes (its child: the admin listener)."""
 
-    def __init__(self, count: int, argv: list[str], reactor: Any, twistd: str | None = None):
+    def __init__(self, count: int, argv: list[str], reactor: Any, twistd: str | None = None,
+                 drain_time: float = 65.0):
+        super().__init__()
         self.count = count
+        self.drain_time = drain_time  # a worker's --shutdown-delay + --shutdown-grace
         self.argv = list(argv)
         self.reactor = reactor
         self.twistd = twistd or sys.argv[0]
@@ -84,6 +93,22 @@ class Supervisor(Service):
         super().startService()
         for index in range(self.count):
             self._spawn(index)
+        when_running = getattr(self.reactor, "callWhenRunning", None)
+        if when_running is not None:
+            from ingressd.signals import SignalHandlers
+
+            handlers = SignalHandlers(self.reactor, on_force=lambda: self.signal_workers("TERM"),
+                                      on_reload=lambda: self.signal_workers("HUP"),
+                                      on_reopen=lambda: self.signal_workers("USR1"))
+            when_running(handlers.install)
+
+    def signal_workers(self, name: str) -> None:
+        """Send signal ``name`` ("TERM", "HUP", …) to every running worker."""
+        for worker in list(self.workers.values()):
+            try:
+                worker.transport.signalProcess(name)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
 
     def _spawn(self, index: int) -> None:
         if self._stopping:
@@ -110,20 +135,19 @@ class Supervisor(Service):
 
     @defer.inlineCallbacks
     def stopService(self):
+        """The workers drain first (the admin endpoint answers meanwhile), then it closes."""
         self._stopping = True
-        super().stopService()
         running = list(self.workers.values())
-        for worker in running:
-            try:
-                worker.transport.signalProcess("TERM")
-            except Exception:  # noqa: BLE001 - already gone
-                pass
         if running:
+            log.msg(f"ingressd: asking {len(running)} worker(s) to drain and stop")
+            self.signal_workers("TERM")
             everyone = defer.DeferredList([w.ended for w in running])
-            timer = self.reactor.callLater(_STOP_GRACE, _kill, running)
+            timer = self.reactor.callLater(self.drain_time + _STOP_MARGIN, _kill, running)
             yield everyone
             if timer.active():
                 timer.cancel()
+            log.msg("ingressd: every worker has stopped")
+        yield super().stopService()
         yield self._pool.closeCachedConnections()
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -272,14 +296,15 @@ class _AdminRoot(Resource):
 
 def supervisor_services(settings: dict, argv: list[str], reactor: Any):
     """The supervisor and its admin listener."""
-    supervisor = Supervisor(int(settings["workers"]), argv, reactor)
-    services = [supervisor]
+    drain_time = float(settings.get("shutdown_delay", 5) or 0) + float(settings.get("shutdown_grace", 60) or 0)
+    supervisor = Supervisor(int(settings["workers"]), argv, reactor, drain_time=drain_time)
     if settings.get("admin"):
         site = Site(_AdminRoot(supervisor))
         site.noisy = False
         site.log = lambda request: None
-        services.append(strports.service(settings["admin"], site, reactor=reactor))
-    return supervisor, services
+        # A child of the supervisor: it stops after the workers, so it answers while they drain.
+        strports.service(settings["admin"], site, reactor=reactor).setServiceParent(supervisor)
+    return supervisor, [supervisor]
 
 
 __all__ = ["Supervisor", "supervisor_services", "worker_arguments"]

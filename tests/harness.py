@@ -94,6 +94,8 @@ class Ingressd:
             "--http", f"tcp:{self.http_port}:interface=127.0.0.1",
             "--https", f"tcp:{self.https_port}:interface=127.0.0.1",
             "--admin", f"tcp:{self.admin_port}:interface=127.0.0.1",
+            # Stop promptly (no load balancer to wait for); a test of the drain gives its own.
+            "--shutdown-delay", "0", "--shutdown-grace", "5",
             *extra_args,
         ]
         environment = dict(os.environ)

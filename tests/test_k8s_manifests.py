@@ -285,3 +285,15 @@ def test_dockerfile(dockerfile):
 
 def test_config_module_documents_the_call_list():
     assert "API_CALLS" in (kube_config.__doc__ or "")
+
+
+def test_deployment_grace_period_covers_the_drain():
+    """SIGTERM drains for --shutdown-delay + --shutdown-grace: the kubelet must wait longer."""
+    args = container()["args"]
+    options = dict(a[2:].split("=", 1) for a in args[5:])
+    pod = one("Deployment")["spec"]["template"]["spec"]
+    drain = float(options["shutdown-delay"]) + float(options["shutdown-grace"])
+    assert pod["terminationGracePeriodSeconds"] > drain
+    probe = container()["readinessProbe"]
+    # The readiness failure is seen before the listeners close.
+    assert probe["periodSeconds"] * probe.get("failureThreshold", 3) < float(options["shutdown-delay"])

@@ -67,6 +67,7 @@ class WebSocketEcho:
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.handshakes: list[tuple[str, dict[str, str]]] = []
+        self.closes: list[bytes] = []  # the payload of each close frame a client sent
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -112,6 +113,7 @@ class WebSocketEcho:
             while True:
                 fin, opcode, payload = read_frame(conn)
                 if opcode == 8:
+                    self.closes.append(payload)
                     conn.sendall(frame(8, payload[:2]))
                     return
                 if opcode == 9:

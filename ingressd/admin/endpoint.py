@@ -23,6 +23,9 @@ class _Ready(Resource):
 
     def render_GET(self, request):
         request.setHeader(b"content-type", b"text/plain")
+        if self.state.draining:
+            request.setResponseCode(503)
+            return b"not ready: shutting down\n"
         if self.state.ready:
             return b"ready\n"
         request.setResponseCode(503)

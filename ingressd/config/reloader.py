@@ -31,6 +31,7 @@ class State:
         self.table: RouteTable = RouteTable()
         self.config: Config = Config()
         self.ready = False
+        self.draining = False  # shutting down (ingressd.drain): /readyz fails from then on
         self.generation = 0
 
 

@@ -16,6 +16,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python import log
 from zope.interface import implementer
 
+from ingressd.drain import ConnectionSet
 from ingressd.http import parser as parsing
 from ingressd.http.deadline import Deadline
 from ingressd.http.headers import ResponseIdentity, serialize
@@ -139,6 +140,8 @@ class HTTP1ServerProtocol(Protocol):
         self.server_port = 0
         self._tls: tuple[str, str] | None = None  # (TLS version, SNI name), read once
         self._deferred_reject: tuple[int, str] | None = None  # a malformed pipelined request
+        self._draining = False  # shutting down: the next answer says Connection: close
+        self._requests = 0  # requests dispatched on this connection
 
     # -- connection lifecycle -------------------------------------------------------------
 
@@ -154,6 +157,7 @@ class HTTP1ServerProtocol(Protocol):
         if self.factory is not None:
             self.factory.connections += 1
             self.factory.accepted += 1
+            self.factory.live.add(self)
 
     def connectionLost(self, reason=None) -> None:
         self.closed = True
@@ -164,6 +168,7 @@ class HTTP1ServerProtocol(Protocol):
         self.parser = None
         if self.factory is not None:
             self.factory.connections -= 1
+            self.factory.live.discard(self)
         if self._receiver is not None:
             self._receiver.client_lost()
         if self._active is not None:
@@ -317,6 +322,7 @@ class HTTP1ServerProtocol(Protocol):
     # -- dispatch -------------------------------------------------------------------------
 
     def _dispatch(self, request: Request) -> None:
+        self._requests += 1
         self._active_request = request
         self._head_written = False
         self._response_keep_alive = request.keep_alive
@@ -358,7 +364,7 @@ class HTTP1ServerProtocol(Protocol):
     def write_head(self, status: int, headers, length: int | None, reason: bytes | None = None) -> None:
         """Write a response head; framing headers are added here, never taken from the caller."""
         request = self._active_request
-        keep_alive = self._response_keep_alive and not self.closed
+        keep_alive = self._response_keep_alive and not self.closed and not self._draining
         head_only = request is not None and request.method == b"HEAD"
         no_body = status < 200 or status in (204, 304)
         self._response_body_allowed = not (head_only or no_body)
@@ -404,7 +410,8 @@ class HTTP1ServerProtocol(Protocol):
         self._head_written = False
         if self.closed:
             return
-        if not self._response_keep_alive or request is None or (request.has_body and not request.complete):
+        if (not self._response_keep_alive or self._draining or request is None
+                or (request.has_body and not request.complete)):
             # A body we did not read (an early answer) would be parsed as the next request.
             # (Without a body, an answer given at once only came before the parser's end.)
             self._close()
@@ -460,6 +467,39 @@ class HTTP1ServerProtocol(Protocol):
     def close_after_response(self) -> None:
         """Close the connection after the current response (no keep-alive)."""
         self._response_keep_alive = False
+
+    # -- graceful drain (interfaces.Drainable) ------------------------------------------------
+
+    def drain(self) -> None:
+        """Shutting down: an idle keep-alive connection closes now; a busy one answers what it
+        is answering with ``Connection: close`` and closes after it. A connection that has not
+        sent its first request yet (accepted as the listener closed) gets that one answered.
+        A tunnel is left alone until ``shut``."""
+        self._draining = True
+        if self.closed or self._receiver is not None:
+            return
+        idle = (self._active is None and not self._queue and self._deferred_reject is None
+                and (self._parsing is None or self._parsing.complete))
+        if idle and self._requests:
+            self.closed = True
+            self._cancel_timer()
+            self._close()
+
+    def shut(self) -> None:
+        """The grace is over: a tunnel says "going away" to both sides; anything else is closed
+        (a response in flight ends truncated, never complete-looking)."""
+        if self.closed:
+            return
+        going_away = getattr(self._receiver, "going_away", None)  # interfaces.RawReceiver
+        if going_away is not None:
+            going_away()
+            return
+        self.closed = True
+        active, self._active = self._active, None
+        self._cancel_timer()
+        self._close()
+        if active is not None:
+            active.client_lost()
 
     # -- a connection that leaves HTTP (interfaces.RawStream) -------------------------------
 
@@ -576,6 +616,7 @@ class HTTP1Factory(Factory):
         self.scheme = scheme
         self.connections = 0  # open now (for metrics)
         self.accepted = 0
+        self.live = ConnectionSet()  # the open connections, for a graceful drain
 
     def buildProtocol(self, addr):
         protocol = HTTP1ServerProtocol(self.settings, self.handler, self.clock)

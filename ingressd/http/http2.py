@@ -25,11 +25,13 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
 from twisted.internet.interfaces import IProtocolNegotiationFactory, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python import log
 from zope.interface import implementer
 
+from ingressd.drain import ConnectionSet
 from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page
 from ingressd.tls.facts import tls_facts
 
@@ -411,6 +413,8 @@ class H2ServerProtocol(Protocol):
         self.closed = False
         self._timer = None
         self._going_away = False
+        self._last_stream: int | None = None  # set when we sent GOAWAY: later streams are refused
+        self._group: ConnectionSet | None = None
 
     # -- connection lifecycle -------------------------------------------------------------
 
@@ -437,6 +441,9 @@ class H2ServerProtocol(Protocol):
         self.h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
         self.flush()
         self._idle(self.settings.header_timeout)
+        self._group = getattr(self.factory, "live", None)
+        if self._group is not None:
+            self._group.add(self)
 
     _registered = False
 
@@ -448,6 +455,8 @@ class H2ServerProtocol(Protocol):
     def connectionLost(self, reason=None) -> None:
         self.closed = True
         self._cancel_timer()
+        if self._group is not None:
+            self._group.discard(self)
         streams, self.streams = self.streams, {}
         for stream in streams.values():
             stream.lost()
@@ -465,6 +474,40 @@ class H2ServerProtocol(Protocol):
         self._timer = None
         if not self.closed and not self.streams:
             self.h2.close_connection()
+            self.flush()
+            self._unregister()  # TLS waits for producers before closing
+            self.transport.loseConnection()
+            self.closed = True
+
+    # -- graceful drain (interfaces.Drainable) ----------------------------------------------
+
+    def drain(self) -> None:
+        """Shutting down: GOAWAY with the last stream id taken; those streams are answered,
+        later ones refused (the client retries them elsewhere), then the connection closes."""
+        if self.closed or self._last_stream is not None:
+            return
+        self._last_stream = self.h2.highest_inbound_stream_id
+        self._going_away = True
+        # Written here, not through h2's close_connection: h2 takes a GOAWAY it sends as the
+        # end of the connection and refuses to send anything after it, where RFC 9113 6.8
+        # lets the streams up to the last id be answered.
+        goaway = GoAwayFrame(0)
+        goaway.last_stream_id = self._last_stream
+        goaway.error_code = ErrorCodes.NO_ERROR
+        self.flush()
+        self.transport.write(goaway.serialize())
+        self._check_idle()
+
+    def shut(self) -> None:
+        """The grace is over: the streams still open are reset (CANCEL), the connection closed."""
+        if self.closed:
+            return
+        self.drain()
+        streams, self.streams = self.streams, {}
+        for stream in streams.values():
+            self.h2_reset(stream.stream_id, ErrorCodes.CANCEL)
+            stream.lost()
+        if not self.closed:
             self.flush()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
@@ -509,6 +552,9 @@ class H2ServerProtocol(Protocol):
         self._check_idle()
 
     def _request(self, event: h2.events.RequestReceived) -> None:
+        if self._last_stream is not None and event.stream_id > self._last_stream:
+            self.h2_reset(event.stream_id, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY
+            return
         stream = _Stream(self, event.stream_id)
         self.streams[event.stream_id] = stream
         self._cancel_timer()
@@ -668,6 +714,7 @@ class HTTPSFactory(Factory):
         self.http1 = http1
         self.http2 = http2
         self.clock = http1.clock
+        self.live = ConnectionSet()  # the HTTP/2 connections (HTTP/1 ones are http1's)
 
     def acceptableProtocols(self) -> list[bytes]:
         return [b"h2", b"http/1.1"] if self.http2 else [b"http/1.1"]

@@ -1,0 +1,39 @@
+"""SIGHUP: read the options again (command line and ``--config``) and say what changed.
+
+Of the options, only ``--manifests`` (which files and folders are read) is applied to a
+running server; every other changed option is named as needing a restart, and keeps its
+old value until then. Manifests themselves are re-read on SIGHUP whether or not the list
+changed (they are also polled: SIGHUP just does not wait for the next poll).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LIVE = frozenset({"manifests"})  # settings a running server takes over
+_NOT_OPTIONS = frozenset({"config", "worker_id"})  # not compared: where options come from, internal
+
+
+def read_settings(argv: list[str]) -> dict[str, Any]:
+    """The settings the command line ``argv`` gives now (``--config`` read again).
+    Raises ``twisted.python.usage.UsageError`` when they are not valid."""
+    from ingressd.tap import Options, settings_from
+
+    options = Options()
+    options.parseOptions(list(argv))
+    return settings_from(options)
+
+
+def changed_options(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(changed settings applied live, changed settings that need a restart), by key."""
+    live: list[str] = []
+    restart: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        if key in _NOT_OPTIONS or old.get(key) == new.get(key):
+            continue
+        (live if key in LIVE else restart).append(key)
+    return live, restart
+
+
+def option_names(keys: list[str]) -> str:
+    return ", ".join("--" + key.replace("_", "-") for key in keys)
