@@ -6,7 +6,6 @@ import ctypes
 import gc
 from typing import Any
 
-from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.python import log
 
@@ -88,7 +87,7 @@ class IngressdService(MultiService):
         workers = settings.get("worker_id") is not None  # one of several processes on the same ports
         if settings.get("http"):
             factory = self.http_factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="http")
-            listen(settings["http"], factory, reactor, reuse_port=workers).setServiceParent(self)
+            listen(settings["http"], factory, reactor, reuse_port=workers, option="--http").setServiceParent(self)
         if settings.get("https"):
             default = settings.get("default_certificate")
             default_ref = None
@@ -101,10 +100,10 @@ class IngressdService(MultiService):
                                        http2=not settings.get("no_http2"))
             wrapped = self.tls_listener = ObservedTLSFactory(self.certificates.server_options(), False, tls_factory)
             wrapped.noisy = False
-            listen(settings["https"], wrapped, reactor, reuse_port=workers).setServiceParent(self)
+            listen(settings["https"], wrapped, reactor, reuse_port=workers, option="--https").setServiceParent(self)
         pages = install_observability(self, settings)  # metrics, access log, /routes and / pages
         if settings.get("admin"):
-            strports.service(settings["admin"], admin_site(self.state, pages), reactor=reactor).setServiceParent(self)
+            listen(settings["admin"], admin_site(self.state, pages), reactor, option="--admin").setServiceParent(self)
 
     def stopService(self):
         self.reloader.stop()
