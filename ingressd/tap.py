@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 from twisted.application.service import MultiService
-from twisted.python import usage
+from twisted.python import reflect, usage
 
 from ingressd import startup
 from ingressd.features import parse_size
@@ -158,8 +158,8 @@ class Options(usage.Options):
             raise usage.UsageError(f"--config {path}: not YAML: {' '.join(str(exc).split())}")
         if not isinstance(values, dict):
             raise usage.UsageError(f"--config {path}: expected a mapping of option names")
-        flags = {flag[0] for flag in self.optFlags}
-        parameters = {parameter[0] for parameter in self.optParameters}
+        flags = {flag[0] for flag in _declared(type(self), "optFlags")}
+        parameters = {parameter[0]: parameter for parameter in _declared(type(self), "optParameters")}
         base = os.path.dirname(os.path.abspath(path))  # paths in the file are relative to it
         unknown = []
         for key, value in values.items():
@@ -171,6 +171,12 @@ class Options(usage.Options):
                 self[key] = 1 if value else 0
             elif key in parameters:
                 value = value if isinstance(value, str) or value is None else str(value)
+                coerce = parameters[key][4] if len(parameters[key]) > 4 else None
+                if coerce is not None and value is not None:  # as getopt would for the command line
+                    try:
+                        value = coerce(value)
+                    except ValueError as exc:
+                        raise usage.UsageError(f"--config {path}: {key}: {exc}")
                 self[key] = startup.resolve(key, value, base) if key in startup.PATH_OPTIONS else value
             else:
                 unknown.append(key)
@@ -219,6 +225,13 @@ class Options(usage.Options):
             self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
         except ValueError as exc:
             raise usage.UsageError(str(exc))
+
+
+def _declared(cls: type, name: str) -> list:
+    """An option list of ``cls`` and its bases (the core's and the plugins'), as Twisted gathers it."""
+    declared: list = []
+    reflect.accumulateClassList(cls, name, declared)
+    return declared
 
 
 def _on_off(name: str, value: object) -> bool:
