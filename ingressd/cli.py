@@ -6,6 +6,7 @@ import sys
 from typing import Sequence
 
 USAGE = """usage: ingressd check [options] PATH… | - | --kubernetes
+       ingressd --version
 
   check   say what ingressd would do with each Ingress, and find classic mistakes
           (ingressd check --help lists the options)
@@ -19,6 +20,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ingressd.compat.check import main as check
 
         return check(args[1:])
+    if args and args[0] in ("--version", "version"):
+        from ingressd.startup import version_text
+
+        print(version_text())
+        return 0
     if args and args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

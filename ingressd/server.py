@@ -6,7 +6,6 @@ import ctypes
 import gc
 from typing import Any
 
-from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.python import log
@@ -98,7 +97,7 @@ class IngressdService(MultiService):
         groups = []  # their connections
         if settings.get("http"):
             factory = self.http_factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="http")
-            self._listen(listen(settings["http"], factory, reactor, reuse_port=workers))
+            self._listen(listen(settings["http"], factory, reactor, reuse_port=workers, option="--http"))
             groups.append(factory.live)
         if settings.get("https"):
             default = settings.get("default_certificate")
@@ -112,7 +111,7 @@ class IngressdService(MultiService):
                                        http2=not settings.get("no_http2"))
             wrapped = self.tls_listener = ObservedTLSFactory(self.certificates.server_options(), False, tls_factory)
             wrapped.noisy = False
-            self._listen(listen(settings["https"], wrapped, reactor, reuse_port=workers))
+            self._listen(listen(settings["https"], wrapped, reactor, reuse_port=workers, option="--https"))
             groups += [tls_factory.http1.live, tls_factory.live]
         self.drain = Drain(
             reactor,
@@ -124,7 +123,7 @@ class IngressdService(MultiService):
         )
         pages = install_observability(self, settings)  # metrics, access log, /routes and / pages
         if settings.get("admin"):
-            strports.service(settings["admin"], admin_site(self.state, pages), reactor=reactor).setServiceParent(self)
+            listen(settings["admin"], admin_site(self.state, pages), reactor, option="--admin").setServiceParent(self)
 
     # -- listeners and providers -----------------------------------------------------------
 

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from typing import Any
 
 import yaml
 from twisted.application.service import MultiService
-from twisted.python import usage
+from twisted.python import reflect, usage
 
+from ingressd import startup
 from ingressd.features import parse_size
-from ingressd.plugin_manager import PluginError, load_plugins
+from ingressd.plugin_manager import PluginError, Plugins, load_plugins
 
 CORE_PARAMETERS = [
     ["config", None, None, "YAML settings file whose keys are the long option names"],
-    ["http", None, "tcp:8080", "endpoint for plain HTTP (a Twisted server endpoint string)"],
+    ["http", None, "tcp:8080", "endpoint for plain HTTP (a Twisted server endpoint string; a bare port is tcp:PORT)"],
     ["https", None, "tcp:8443", "endpoint for HTTPS"],
-    ["admin", None, "tcp:9180", "endpoint for /healthz, /readyz (and metrics, routes)"],
+    ["admin", None, "tcp:9180:interface=127.0.0.1",
+     "endpoint for /healthz, /readyz, /metrics and /routes (loopback unless told otherwise)"],
+    ["admin-routes", None, "on", "on/off: serve /routes and the page at / on the admin endpoint (off: health, metrics only)"],
     ["ingress-class", None, "ingressd", "the IngressClass name ingressd answers to"],
     ["trusted-proxies", None, "", "comma-separated CIDRs whose X-Forwarded-* headers are trusted"],
     ["proxy-connect-timeout", None, "5", "backend connect timeout, seconds"],
@@ -54,18 +59,24 @@ CORE_FLAGS = [
     ["server-tokens", None, "send Server: ingressd/<version> (default: no Server header, as ingress-nginx)"],
 ]
 
-try:
-    PLUGINS = load_plugins()
-except PluginError as _exc:  # reported when the subcommand runs
-    PLUGINS = None
-    _PLUGIN_ERROR: str | None = str(_exc)
-else:
-    _PLUGIN_ERROR = None
+
+@functools.cache
+def _loaded() -> tuple[Plugins | None, str | None]:
+    try:
+        return load_plugins(), None
+    except PluginError as exc:  # reported by postOptions, as a usage error
+        return None, str(exc)
 
 
-def _plugin_option_lists():
+def loaded_plugins() -> Plugins | None:
+    """The installed plugins, loaded at the first call (the first ``Options()``), not at import;
+    None when they cannot be loaded (``Options.postOptions`` says why)."""
+    return _loaded()[0]
+
+
+def _plugin_option_lists(plugins: Plugins | None):
     parameters, flags = [], []
-    for option in PLUGINS.options if PLUGINS else ():
+    for option in plugins.options if plugins else ():
         if option.flag:
             flags.append([option.name, None, option.help])
         else:
@@ -73,14 +84,30 @@ def _plugin_option_lists():
     return parameters, flags
 
 
-_PLUGIN_PARAMETERS, _PLUGIN_FLAGS = _plugin_option_lists()
+@functools.cache
+def _with_plugin_options(cls: type) -> type:
+    """``cls`` with the loaded plugins' options: Twisted reads a class's option lists."""
+    parameters, flags = _plugin_option_lists(loaded_plugins())
+    return type(cls.__name__, (cls,), {"optParameters": parameters, "optFlags": flags,
+                                       "__module__": cls.__module__, "__doc__": cls.__doc__})
 
 
 class Options(usage.Options):
+    """``twistd ingressd``'s options: the core's and the plugins' (loaded at the first instance).
+
+    A mistake raises UsageError; as twistd's subcommand (twistd sets ``parent``) it is one
+    line on standard error and exit status 2 instead of twistd's help and a traceback-like dump.
+    """
+
     synopsis = "[options]"
     longdesc = "Serve Kubernetes Ingresses (from manifest files or the API) as an HTTP(S) reverse proxy."
-    optParameters = CORE_PARAMETERS + _PLUGIN_PARAMETERS
-    optFlags = CORE_FLAGS + _PLUGIN_FLAGS
+    optParameters = CORE_PARAMETERS
+    optFlags = CORE_FLAGS
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Options:
+            cls = _with_plugin_options(cls)
+        return super().__new__(cls)
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,7 +128,20 @@ class Options(usage.Options):
         it widens access or changes where traffic goes (may be given more than once; comma lists too)"""
         self["ignore-annotation"].append(name)
 
+    def opt_version(self) -> None:
+        """print the versions of ingressd, Twisted, pyOpenSSL/OpenSSL and Python, and exit"""
+        print(startup.version_text())
+        sys.exit(0)
+
     def parseOptions(self, options=None) -> None:
+        try:
+            self._parse(options)
+        except usage.UsageError as exc:
+            if getattr(self, "parent", None) is None:
+                raise
+            raise startup.fail(str(exc), startup.USAGE_ERROR) from None
+
+    def _parse(self, options) -> None:
         argv = list(sys.argv[1:] if options is None else options)
         config = _find_config(argv)
         if config:
@@ -110,32 +150,55 @@ class Options(usage.Options):
         super().parseOptions(argv)
 
     def _apply_config(self, path: str) -> None:
+        if not os.path.isfile(path):
+            raise usage.UsageError(f"--config {path}: no such file")
         try:
             with open(path, encoding="utf-8") as handle:
                 values = yaml.safe_load(handle) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise usage.UsageError(f"--config {path}: {exc}")
+        except OSError as exc:
+            raise usage.UsageError(f"--config {path}: {exc.strerror or exc}")
+        except yaml.YAMLError as exc:
+            raise usage.UsageError(f"--config {path}: not YAML: {' '.join(str(exc).split())}")
         if not isinstance(values, dict):
             raise usage.UsageError(f"--config {path}: expected a mapping of option names")
-        flags = {flag[0] for flag in self.optFlags}
-        parameters = {parameter[0] for parameter in self.optParameters}
+        flags = {flag[0] for flag in _declared(type(self), "optFlags")}
+        parameters = {parameter[0]: parameter for parameter in _declared(type(self), "optParameters")}
+        base = os.path.dirname(os.path.abspath(path))  # paths in the file are relative to it
+        unknown = []
         for key, value in values.items():
             key = str(key)
             if key in ("manifests", "disable-plugin", "ignore-annotation"):
                 items = value if isinstance(value, list) else [value]
-                self[key].extend(str(item) for item in items)
+                self[key].extend(str(startup.resolve(key, str(item), base)) for item in items)
             elif key in flags:
                 self[key] = 1 if value else 0
             elif key in parameters:
-                self[key] = value if isinstance(value, str) or value is None else str(value)
+                value = value if isinstance(value, str) or value is None else str(value)
+                coerce = parameters[key][4] if len(parameters[key]) > 4 else None
+                if coerce is not None and value is not None:  # as getopt would for the command line
+                    try:
+                        value = coerce(value)
+                    except ValueError as exc:
+                        raise usage.UsageError(f"--config {path}: {key}: {exc}")
+                self[key] = startup.resolve(key, value, base) if key in startup.PATH_OPTIONS else value
             else:
-                raise usage.UsageError(f"--config {path}: unknown option {key!r}")
+                unknown.append(key)
+        if unknown:
+            raise usage.UsageError(f"--config {path}: unknown option{'s' if len(unknown) > 1 else ''} "
+                                   f"{', '.join(map(repr, unknown))} (twistd ingressd --help lists them)")
 
     def postOptions(self) -> None:
-        if _PLUGIN_ERROR:
-            raise usage.UsageError(f"plugins: {_PLUGIN_ERROR}")
+        plugin_error = _loaded()[1]
+        if plugin_error:
+            raise usage.UsageError(f"plugins: {plugin_error}")
         if not self["manifests"] and not self["kubernetes"]:
             raise usage.UsageError("give --manifests PATH (repeatable) and/or --kubernetes")
+        for name in startup.ENDPOINT_OPTIONS:
+            self[name] = startup.endpoint(name, self[name])
+        for name in startup.PATH_OPTIONS:
+            values = self[name] if isinstance(self[name], list) else [self[name]]
+            startup.check_paths(name, values)
+        self["admin-routes"] = _on_off("admin-routes", self["admin-routes"])
         for name in ("proxy-connect-timeout", "proxy-read-timeout", "proxy-send-timeout",
                      "client-header-timeout", "client-body-timeout", "keepalive-timeout", "client-send-timeout",
                      "upstream-keepalive-timeout", "shutdown-delay", "shutdown-grace"):
@@ -165,6 +228,22 @@ class Options(usage.Options):
             self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
         except ValueError as exc:
             raise usage.UsageError(str(exc))
+
+
+def _declared(cls: type, name: str) -> list:
+    """An option list of ``cls`` and its bases (the core's and the plugins'), as Twisted gathers it."""
+    declared: list = []
+    reflect.accumulateClassList(cls, name, declared)
+    return declared
+
+
+def _on_off(name: str, value: object) -> bool:
+    text = str(value).strip().lower()
+    if text in ("on", "true", "yes", "1"):
+        return True
+    if text in ("off", "false", "no", "0"):
+        return False
+    raise usage.UsageError(f"--{name} {value}: expected on or off")
 
 
 def _ignored_annotations(values: list[str]) -> frozenset[str]:
@@ -209,7 +288,30 @@ def install_reactor() -> None:
     install()
 
 
+class _ExitOnListenError(MultiService):
+    """The top of ingressd's service tree: a listener that cannot start (a port in use) is one
+    line on standard error naming the option and the address, and exit status 1, not a traceback."""
+
+    def startService(self) -> None:
+        from twisted.internet.error import CannotListenError
+
+        from ingressd.proxy.transport import cannot_listen
+
+        try:
+            super().startService()
+        except startup.ListenError as exc:
+            raise startup.fail(str(exc), startup.RUNTIME_ERROR) from None
+        except CannotListenError as exc:  # a listener not made by transport.listen
+            raise startup.fail(cannot_listen("", f"tcp:{exc.port}", exc), startup.RUNTIME_ERROR) from None
+
+
 def makeService(options) -> MultiService:
+    top = _ExitOnListenError()
+    _make_service(options).setServiceParent(top)
+    return top
+
+
+def _make_service(options) -> MultiService:
     install_reactor()
     from twisted.internet import reactor
 
@@ -224,7 +326,7 @@ def makeService(options) -> MultiService:
         for service in services:
             service.setServiceParent(top)
         return top
-    plugins = PLUGINS
+    plugins = loaded_plugins()
     if options["disable-plugin"]:
         plugins = load_plugins(disabled=options["disable-plugin"])
     return build_server(settings, plugins, reactor, getattr(options, "argv", None))

@@ -546,13 +546,15 @@ def serve_in_memory(directory: Path, objects: Sequence[Mapping], *options: str) 
     from twisted.internet.testing import MemoryReactorClock
 
     from ingressd.server import build_server
-    from ingressd.tap import PLUGINS, Options, settings_from
+    from ingressd.tap import Options, loaded_plugins, settings_from
+
+    PLUGINS = loaded_plugins()
 
     write_manifest(directory, objects)
     parsed = Options()
     parsed.parseOptions(["--http", "tcp:8080", "--manifests", str(directory), *options])
     settings = settings_from(parsed)
-    for name in ("http", "https"):
+    for name in ("http", "https", "admin"):
         settings[name] = _through_reactor(settings[name])
     reactor = MemoryReactorClock()
     service = build_server(settings, PLUGINS, reactor)

@@ -15,7 +15,9 @@ routes by (lower-cased, without a trailing dot) where nginx echoes the Host head
 spelling, and an IPv6 literal stays whole (ingress-nginx cuts the Host at its first ``:``,
 which leaves ``https://[``).
 
-Options: ``--https-port-for-redirect`` (443; any other port appears in the Location),
+Options: ``--https-redirect-port`` (unset: no port in the Location, as ingress-nginx on 443;
+any port but 443 appears in it: the external HTTPS port behind a load balancer, or the demo's
+8443; ``--https-port-for-redirect`` is its older name),
 ``--http-redirect-code`` (308), ``--hsts`` (true; ``--hsts false`` turns it off),
 ``--hsts-max-age`` (31536000), ``--hsts-include-subdomains`` (true), ``--hsts-preload``
 (false) and ``--no-tls-redirect-locations`` (``/.well-known/acme-challenge``: path prefixes
@@ -157,7 +159,8 @@ def _as_bool(value: Any) -> bool:
 @hookimpl
 def ingressd_options():
     return [
-        Option("https-port-for-redirect", 443, "the HTTPS port put in redirects (omitted when 443)", parse_int(1, 65535)),
+        Option("https-redirect-port", None, "the external HTTPS port put in redirects (omitted when unset or 443)", parse_int(1, 65535)),
+        Option("https-port-for-redirect", 443, "older name of --https-redirect-port", parse_int(1, 65535)),
         Option("http-redirect-code", 308, "status of HTTP → HTTPS redirects (301, 302, 303, 307, 308)", _parse_redirect_code),
         Option("hsts", True, "send Strict-Transport-Security on HTTPS responses for TLS hosts (--hsts false: off)", _switch),
         Option("hsts-max-age", 31536000, "HSTS max-age in seconds", parse_int(0)),
@@ -197,7 +200,7 @@ def ingressd_route_features(route, values, context):
     return SSLRedirect(
         redirect=redirect,
         preserve_trailing_slash=bool(values.get("preserve-trailing-slash")),
-        https_port=int(_setting(settings, "https-port-for-redirect", 443)),
+        https_port=int(_setting(settings, "https-redirect-port", _setting(settings, "https-port-for-redirect", 443))),
         code=int(_setting(settings, "http-redirect-code", 308)),
         hsts=hsts,
         exempt=tuple(exempt),

@@ -77,8 +77,7 @@ def test_hook_ingressd_options(tmp_path, monkeypatch):
     assert tap.settings_from(options)["limit_req_status_code"] == 429
     # A plugin's options become twistd parameters and flags.
     recorder = Recorder()
-    monkeypatch.setattr(tap, "PLUGINS", load_plugins(extra=[recorder], entry_points=False))
-    parameters, flags = tap._plugin_option_lists()
+    parameters, flags = tap._plugin_option_lists(load_plugins(extra=[recorder], entry_points=False))
     assert ["recorder-level", None, 3, "a test option", int] in parameters
     assert ["recorder-on", None, ""] in flags
 

@@ -228,6 +228,9 @@ def test_deployment_arguments_match_the_other_objects():
     assert options["publish-service"] == f"$(POD_NAMESPACE)/{service['metadata']['name']}"
     # the Role names the Lease the code will use
     assert options["election-id"] in one("Role")["rules"][0]["resourceNames"]
+    # probes and scraping reach the admin port on the pod's address; /routes is not served there
+    assert options["admin"] == "tcp:9180"
+    assert options["admin-routes"] == "off"
 
 
 def test_service():

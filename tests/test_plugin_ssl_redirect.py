@@ -64,6 +64,9 @@ def test_location_is_ingress_nginx_s(annotation, target, preserve, location):
         ({"https_port_for_redirect": 8443}, HOST, f"https://{HOST}:8443"),
         ({}, "[::1]", "https://[::1]"),  # an IPv6 Host as the core gives it (with brackets)
         ({"https_port_for_redirect": 8443}, "[2001:db8::1]", "https://[2001:db8::1]:8443"),
+        ({"https_redirect_port": 8443}, HOST, f"https://{HOST}:8443"),  # the name the demo uses
+        ({"https_redirect_port": 443}, HOST, f"https://{HOST}"),
+        ({"https_redirect_port": 9443, "https_port_for_redirect": 8443}, HOST, f"https://{HOST}:9443"),
     ],
 )
 def test_port_and_host_before_the_uri(settings, host, location):

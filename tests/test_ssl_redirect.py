@@ -27,6 +27,7 @@ def test_declarations() -> None:
     assert declared == {"ssl-redirect": True, "force-ssl-redirect": False, "preserve-trailing-slash": False}
     options = {o.name: o.default for o in ssl_redirect.ingressd_options()}
     assert options["https-port-for-redirect"] == 443
+    assert options["https-redirect-port"] is None  # no port in the Location unless configured
     assert options["http-redirect-code"] == 308
     assert options["hsts"] is True
     assert options["hsts-max-age"] == 31536000

@@ -159,7 +159,7 @@ def test_serve_in_memory_listens_in_memory(tmp_path, keepers):
             # Recorded by the memory reactor, so never bound: two servers or test processes
             # at once cannot collide on a port.
             assert sorted((port, interface) for port, _, _, interface in reactor.tcpServers) == [
-                (8080, ""), (8443, "127.0.0.1"), (9180, "")]
+                (8080, ""), (8443, "127.0.0.1"), (9180, "127.0.0.1")]
         finally:
             service.stopService()
         assert configured() == (({}, harness.clock), NOT_CONFIGURED)  # the server's plugins are others

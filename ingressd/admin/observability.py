@@ -15,8 +15,12 @@ from ingressd.admin.routes import MetricsResource, RoutesJSON, RoutesPage
 
 
 def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
-    """Add the observers to ``service.proxy``; sets ``service.metrics`` (or None) and ``service.access_log``."""
-    pages: dict[bytes, Resource] = {b"": RoutesPage(service), b"routes": RoutesJSON(service)}
+    """Add the observers to ``service.proxy``; sets ``service.metrics`` (or None) and ``service.access_log``.
+    ``--admin-routes off`` leaves out ``/routes`` and the page at ``/`` (every host, backend and
+    certificate): health and metrics stay, for an admin endpoint others must reach."""
+    pages: dict[bytes, Resource] = {}
+    if settings.get("admin_routes", True) not in (False, "off"):
+        pages.update({b"": RoutesPage(service), b"routes": RoutesJSON(service)})
     service.metrics = None
     if not settings.get("no_metrics"):
         metrics = Metrics(

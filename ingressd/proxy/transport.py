@@ -16,10 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import strports
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.internet import tcp
+from twisted.internet.error import CannotListenError
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.python import log
+
+from ingressd.startup import ListenError
 
 
 class _WriteRound:
@@ -165,7 +168,9 @@ class TCPListener(Service):
     """Listens on one TCP port with ``Port`` while running."""
 
     def __init__(self, port: int, factory: Any, reactor: Any, interface: str = "", backlog: int = 511,
-                 reuse_port: bool = False):
+                 reuse_port: bool = False, option: str = "", description: str = ""):
+        self.option = option
+        self.description = description or f"tcp:{port}"
         self.port_number = port
         self.factory = factory
         self.reactor = reactor
@@ -177,8 +182,12 @@ class TCPListener(Service):
     def startService(self) -> None:
         super().startService()
         binding = tcp.makeBinding(self.interface, self.port_number, reuseAddress=True, reusePort=self.reuse_port)
-        self.port = Port(binding, self.factory, self.backlog, self.interface, self.reactor)
-        self.port.startListening()
+        port = Port(binding, self.factory, self.backlog, self.interface, self.reactor)
+        try:
+            port.startListening()
+        except CannotListenError as exc:
+            raise ListenError(cannot_listen(self.option, self.description, exc)) from None
+        self.port = port
 
     def stopService(self):
         super().stopService()
@@ -209,12 +218,36 @@ def parse_tcp(description: str) -> tuple[int, str, int] | None:
     return port, options.get("interface", ""), int(options.get("backlog", "511"))
 
 
-def listen(description: str, factory: Any, reactor: Any, reuse_port: bool = False):
-    """A service listening on ``description`` (a Twisted server endpoint string)."""
+class _NamedListener(MultiService):
+    """Twisted's listening service for ``description``; failing to listen is a ListenError naming ``option``."""
+
+    def __init__(self, option: str, description: str, listener: Service):
+        super().__init__()
+        self.option = option
+        self.description = description
+        listener.setServiceParent(self)
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except CannotListenError as exc:
+            raise ListenError(cannot_listen(self.option, self.description, exc)) from None
+
+
+def cannot_listen(option: str, description: str, exc: CannotListenError) -> str:
+    """One line: which option, which address, and why (``--http tcp:8080: cannot listen on …``)."""
+    reason = getattr(exc.socketError, "strerror", None) or str(exc.socketError)
+    address = f"{exc.interface or '*'}:{exc.port}"
+    return f"{option or 'listener'} {description}: cannot listen on {address}: {reason}"
+
+
+def listen(description: str, factory: Any, reactor: Any, reuse_port: bool = False, option: str = ""):
+    """A service listening on ``description`` (a Twisted server endpoint string); when it cannot
+    listen, starting it raises ``ListenError`` naming ``option`` (``--http``) and the address."""
     parsed = parse_tcp(description)
     if parsed is None:
         if reuse_port:
             raise ValueError(f"{description!r}: several workers need a plain tcp: endpoint")
-        return strports.service(description, factory, reactor=reactor)
+        return _NamedListener(option, description, strports.service(description, factory, reactor=reactor))
     port, interface, backlog = parsed
-    return TCPListener(port, factory, reactor, interface, backlog, reuse_port)
+    return TCPListener(port, factory, reactor, interface, backlog, reuse_port, option, description)
