@@ -109,7 +109,9 @@ class IngressdService(MultiService):
             self.reloader.appliers.append(self.certificates.update)
             tls_factory = HTTPSFactory(HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="https"),
                                        http2=not settings.get("no_http2"))
-            wrapped = self.tls_listener = ObservedTLSFactory(self.certificates.server_options(), False, tls_factory)
+            wrapped = self.tls_listener = ObservedTLSFactory(
+                self.certificates.server_options(), False, tls_factory,
+                clock=reactor, hello_timeout=self.server_settings.header_timeout)
             wrapped.noisy = False
             self._listen(listen(settings["https"], wrapped, reactor, reuse_port=workers, option="--https"))
             groups += [tls_factory.http1.live, tls_factory.live]

@@ -39,6 +39,8 @@ from zope.interface import implementer
 from ingressd.tls import certificates as tls
 from ingressd.config.model import Config, ObjectRef, Rejection, TLSHost
 from ingressd.tls.certificates import DEFAULT_CERTIFICATE_CN, Certificate, CertificateError, CertificateStore
+from ingressd.tls.client_hello import server_name as read_server_name
+from ingressd.tls.facts import ObservedTLSFactory
 import certs
 
 INGRESS = ObjectRef("Ingress", "web", "shop")
@@ -618,11 +620,21 @@ def memory_client(*, tickets: bool = True) -> ssl.SSLContext:
 def memory_handshake(
     store: CertificateStore, server_name: str | None, context: ssl.SSLContext | None = None, session: Any = None
 ) -> ssl.SSLObject:
-    """A handshake with the store's server side over memory buffers; the client's end."""
-    server = store.server_options().serverConnectionForTLS(None)
-    server.set_accept_state()
+    """A handshake with the store's server side over memory buffers; the client's end.
+
+    As on a listener: the server's connection is created once the client's ClientHello is
+    there, on the context its SNI name picks (``client_hello.server_name``)."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     client = (context or memory_client()).wrap_bio(incoming, outgoing, server_hostname=server_name, session=session)
+    try:
+        client.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    hint = SimpleNamespace(server_name_hint=read_server_name(hello))
+    server = store.server_options().serverConnectionForTLS(hint)
+    server.set_accept_state()
+    server.bio_write(hello)
     for _ in range(4):  # a TLS 1.2 handshake takes two round trips
         try:
             client.do_handshake()
@@ -640,6 +652,10 @@ def memory_handshake(
         except SSL.WantReadError:
             pass
     client.do_handshake()  # raises unless done
+    try:  # TLS 1.3: the session tickets come after the handshake
+        client.read(1)
+    except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+        pass
     server.shutdown()  # a clean close: OpenSSL drops the session of a connection freed without one
     return client
 
@@ -667,14 +683,38 @@ def test_with_a_default_secret_sni_still_picks_each_hosts_certificate(pki: dict[
 
 
 def test_sessions_resume_by_session_id_too(pki: dict[str, Any]) -> None:
-    """Clients without session tickets resume from the server's session cache."""
+    """Clients without session tickets resume from the server's session cache (the host's own)."""
     store = CertificateStore()
     assert store.update(config([tls_host("b.example", "b")], [certs.issued_secret("web", "b", pki["b"])])) == []
-    for server_name in ("b.example", None):
-        context = memory_client(tickets=False)
-        first = memory_handshake(store, server_name, context)
-        second = memory_handshake(store, server_name, context, first.session)
-        assert second.session_reused, server_name
+    context = memory_client(tickets=False)
+    first = memory_handshake(store, "b.example", context)
+    assert memory_handshake(store, "b.example", context, first.session).session_reused
+    first = memory_handshake(store, None, context)  # no SNI: the default context resumes nothing
+    assert not memory_handshake(store, None, context, first.session).session_reused
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+@pytest.mark.parametrize("tickets", [True, False])
+def test_a_session_resumes_for_its_own_tls_host_only(pki: dict[str, Any], version, tickets) -> None:
+    """RFC 6066 §3: a session is not resumed for another name (ids and tickets, TLS 1.2 and 1.3)."""
+    store = CertificateStore()
+    secrets = [certs.issued_secret("web", "a", pki["a"]), certs.issued_secret("web", "b", pki["b"]),
+               certs.issued_secret("web", "w", pki["wild"])]
+    hosts = [tls_host("a.example", "a"), tls_host("b.example", "b"), tls_host("*.w.example", "w"),
+             tls_host("also-b.example", "b")]
+    assert store.update(config(hosts, secrets)) == []
+    context = memory_client(tickets=tickets)
+    context.minimum_version = context.maximum_version = version
+    first = memory_handshake(store, "a.example", context)
+    assert memory_handshake(store, "a.example", context, first.session).session_reused
+    for other in ("b.example", "unknown.example", "A.example.evil", None):
+        assert not memory_handshake(store, other, context, first.session).session_reused, other
+    # a host with its own TLS entry does not share sessions with another host of the same certificate
+    first = memory_handshake(store, "b.example", context)
+    assert not memory_handshake(store, "also-b.example", context, first.session).session_reused
+    # the names of one wildcard host are that one host
+    first = memory_handshake(store, "x.w.example", context)
+    assert memory_handshake(store, "y.w.example", context, first.session).session_reused
 
 
 # -- real handshakes ------------------------------------------------------------------------
@@ -844,7 +884,8 @@ class _TLSServerCase(unittest.TestCase):
 
     def listen(self, factory: EchoFactory) -> int:
         listening = reactor.listenTCP(
-            0, TLSMemoryBIOFactory(self.store.server_options(), False, factory), interface="127.0.0.1"
+            0, ObservedTLSFactory(self.store.server_options(), False, factory, clock=reactor, hello_timeout=10),
+            interface="127.0.0.1"
         )
         self.addCleanup(listening.stopListening)
         self.addCleanup(self._close_all, factory)
@@ -991,7 +1032,8 @@ class Resumption(_TLSServerCase):
                 first = yield self.handshake(server_name, context=context)
                 self.assertFalse(first.reused)
                 second = yield self.handshake(server_name, context=context, session=first.session)
-                self.assertTrue(second.reused, (version, server_name))
+                # no SNI: the default context, which resumes nothing (no name to bind a session to)
+                self.assertEqual(second.reused, server_name is not None, (version, server_name))
                 self.assertEqual(second.fingerprint, first.fingerprint)
 
 

@@ -79,23 +79,34 @@ class Certificate:
     fingerprint: str  # SHA-256 of the leaf, hex
     notes: tuple[str, ...] = ()  # non-fatal problems found once (chain order); see notes_at
     pem: tuple[bytes, bytes] = field(default=(b"", b""), repr=False)
-    # Makes the context (raises CertificateError when OpenSSL refuses the pair).
-    make_context: Callable[[], SSL.Context] | None = field(default=None, repr=False, compare=False)
-    _made: dict = field(default_factory=dict, repr=False, compare=False)  # {"context": ...} once made
+    # Makes a context (raises CertificateError when OpenSSL refuses the pair): with sessions
+    # that resume (``True``: one host's context) or without (``False``).
+    make_context: Callable[[bool], SSL.Context] | None = field(default=None, repr=False, compare=False)
+    # {"context": ..., ("host", name): ...} once made
+    _made: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def context(self) -> SSL.Context | None:
-        """The ready context (None when it cannot be made; the reason was logged once)."""
+        """The context that resumes no session (connections that started on the default
+        context and were switched by SNI); None when it cannot be made (logged once)."""
+        return self._context("context", False)
+
+    def context_for(self, host: str) -> SSL.Context | None:
+        """The context of one TLS host (as configured: ``a.example`` or ``*.example``): its
+        own session cache and ticket keys, so a session resumes for that host only."""
+        return self._context(("host", host), True)
+
+    def _context(self, key: Any, resumption: bool) -> SSL.Context | None:
         made = self._made
-        if "context" not in made:
-            made["context"] = None
+        if key not in made:
+            made[key] = None
             if self.make_context is not None:
                 try:
-                    made["context"] = self.make_context()
+                    made[key] = self.make_context(resumption)
                 except Exception as exc:  # the default certificate is served instead
                     _log.error("TLS {source}: cannot be served ({error}); serving the default certificate",
                                source=self.source, error=exc)
-        return made["context"]
+        return made[key]
 
     def notes_at(self, now: datetime) -> tuple[str, ...]:
         """The non-fatal problems as of ``now`` (a certificate is reused for as long as its
@@ -129,13 +140,16 @@ class _CertificateMap:
 
 @implementer(IOpenSSLServerConnectionCreator)
 class _ServerConnectionCreator:
-    """Starts each connection on the current default context; SNI may switch it."""
+    """Starts each connection on its SNI host's own context when the name was read from the
+    ClientHello (``ingressd.tls.client_hello``), else on the default context, which resumes
+    no session (its SNI callback may still switch the certificate)."""
 
     def __init__(self, store: CertificateStore) -> None:
         self._store = store
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
-        return SSL.Connection(self._store._map.default.context, None)
+        name = getattr(tlsProtocol, "server_name_hint", None)
+        return SSL.Connection(self._store.context_for_name(name), None)
 
 
 class CertificateStore:
@@ -377,6 +391,30 @@ class CertificateStore:
             return current.wildcard[parent]
         return None
 
+    def context_for_name(self, server_name: str | None) -> SSL.Context:
+        """The context a connection naming ``server_name`` starts on: the TLS host's own
+        (sessions resume for that host only, RFC 6066 §3), or the default context, which
+        resumes nothing (no SNI, an unknown name, a host whose context cannot be made)."""
+        current = self._map
+        if server_name:
+            host, certificate = self._host_of(current, server_name)
+            if host is not None:
+                context = (certificate or current.default).context_for(host)
+                if context is not None:
+                    return context
+        return current.default.context
+
+    @staticmethod
+    def _host_of(current: "_CertificateMap", name: str) -> tuple[str | None, Certificate | None]:
+        """(the TLS host as configured, its certificate or None for the default) for a
+        lower-case SNI name; (None, None) when no TLS host covers it."""
+        if name in current.exact:
+            return name, current.exact[name]
+        _, dot, parent = name.partition(".")
+        if dot and parent in current.wildcard:
+            return "*." + parent, current.wildcard[parent]
+        return None, None
+
     def _context_for_server_name(self, server_name: bytes | None) -> SSL.Context | None:
         # Runs inside the ClientHello: a dictionary lookup, nothing else. None keeps the
         # connection on the default context it was created with.
@@ -471,16 +509,17 @@ class CertificateStore:
         notes: list[str],
         default: bool,
     ) -> Certificate:
-        def make_context() -> SSL.Context:
+        def make_context(resumption: bool) -> SSL.Context:
             options = CertificateOptions(
                 privateKey=private_key,
                 certificate=leaf,
                 extraCertChain=chain,
                 raiseMinimumTo=TLSVersion.TLSv1_2,
                 acceptableCiphers=_CIPHERS,
-                enableSessions=True,
-                enableSessionTickets=True,
-                contextForServerName=self._context_for_server_name if default else None,
+                # Sessions resume only on a host's own context (``Certificate.context_for``).
+                enableSessions=resumption,
+                enableSessionTickets=resumption,
+                contextForServerName=self._context_for_server_name if default and not resumption else None,
             )
             try:
                 context = options.getContext()
@@ -506,7 +545,7 @@ class CertificateStore:
         if default:
             # Every connection starts on the default context: make it now, and refuse a
             # default that OpenSSL will not serve here rather than in a handshake.
-            certificate._made["context"] = make_context()
+            certificate._made["context"] = make_context(False)
         return certificate
 
 

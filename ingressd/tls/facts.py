@@ -7,11 +7,15 @@ name from pyOpenSSL (each client connection caches it: ``tls()``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from OpenSSL import SSL
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from ingressd.tls.client_hello import ClientHelloFirst
 
 
-class _ObservedTLSProtocol(TLSMemoryBIOProtocol):
+class _ObservedTLSProtocol(ClientHelloFirst):
     _observed = False
 
     def dataReceived(self, data: bytes) -> None:
@@ -34,10 +38,15 @@ class _ObservedTLSProtocol(TLSMemoryBIOProtocol):
 
 
 class ObservedTLSFactory(TLSMemoryBIOFactory):
+    """``clock``: the reactor; a client that sends no ClientHello in ``hello_timeout``
+    seconds is dropped (each connection waits for its hello: ``client_hello``)."""
+
     protocol = _ObservedTLSProtocol
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, clock: Any, hello_timeout: float = 60.0, **kwargs):
         super().__init__(*args, **kwargs)
+        self.clock = clock
+        self.hello_timeout = hello_timeout
         self.handshakes: dict[str, int] = {}  # by protocol version ("TLSv1.3"…)
         self.handshake_failures = 0
         self.connections = 0  # open now
