@@ -24,7 +24,6 @@ import sys
 import tempfile
 from typing import Any
 
-from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import UNIXClientEndpoint
@@ -35,6 +34,8 @@ from twisted.web.iweb import IAgentEndpointFactory
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
+
+from ingressd.proxy.transport import listen
 
 _STOP_MARGIN = 10.0  # seconds beyond a worker's drain before it is killed
 
@@ -303,7 +304,7 @@ def supervisor_services(settings: dict, argv: list[str], reactor: Any):
         site.noisy = False
         site.log = lambda request: None
         # A child of the supervisor: it stops after the workers, so it answers while they drain.
-        strports.service(settings["admin"], site, reactor=reactor).setServiceParent(supervisor)
+        listen(settings["admin"], site, reactor, option="--admin").setServiceParent(supervisor)
     return supervisor, [supervisor]
 
 

@@ -175,6 +175,19 @@ def test_address_in_use_is_one_line_and_exit_1(manifests, option):
 
 
 @pytest.mark.slow
+def test_an_admin_address_in_use_with_workers_names_the_option_too(manifests):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        endpoint = f"tcp:{port}:interface=127.0.0.1"
+        result = run_twistd("--manifests", str(manifests), *QUIET, "--workers", "2", "--admin", endpoint,
+                            cwd=manifests.parent)
+    assert_one_line(result, 1, f"ingressd: --admin {endpoint}: cannot listen on 127.0.0.1:{port}: "
+                               "Address already in use")
+
+
+@pytest.mark.slow
 def test_bare_port_serves(manifests):
     port = free_port()
     proc = Ingressd(manifests, ["--http", str(port)])
