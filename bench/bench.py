@@ -129,6 +129,9 @@ class Scenario:
     proxy_workers: int = 1
     # Extra ingressd command-line arguments for this scenario (after --ingressd-args).
     ingressd_args: tuple[str, ...] = ()
+    # The Ingress's path and pathType (a regular expression needs ImplementationSpecific).
+    ingress_path: str = "/"
+    ingress_path_type: str = "Prefix"
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -214,6 +217,20 @@ SCENARIOS: dict[str, Scenario] = {
                 limit_req zone=bench_rps burst={AUTH_LIMIT_RPS * 5} nodelay;
                 proxy_set_header Authorization "";
                 """,
+        ),
+        Scenario(
+            "regex-rewrite",
+            "keep-alive to a regular-expression route with a rewrite (use-regex, rewrite-target "
+            "/$2 on /api(/|$)(.*)); nginx: the same rewrite in its location (ingress-nginx renders "
+            "a ~* location and this rewrite)",
+            path="/api/items/42",
+            ingress_path="/api(/|$)(.*)",
+            ingress_path_type="ImplementationSpecific",
+            annotations={
+                "nginx.ingress.kubernetes.io/use-regex": "true",
+                "nginx.ingress.kubernetes.io/rewrite-target": "/$2",
+            },
+            nginx_location='rewrite "(?i)/api(/|$)(.*)" /$2 break;',
         ),
         Scenario(
             "workers",
@@ -557,8 +574,8 @@ def manifests_yaml(ports: dict, sc: Scenario, cert: tuple[Path, Path] | None,
               - host: {HOST}
                 http:
                   paths:
-                  - path: /
-                    pathType: Prefix
+                  - path: {_yaml_str(sc.ingress_path)}
+                    pathType: {sc.ingress_path_type}
                     backend:
                       service:
                         name: backend
