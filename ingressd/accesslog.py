@@ -66,6 +66,9 @@ class AccessLog(Service):
     # -- the reactor side ----------------------------------------------------------------
 
     def __call__(self, exchange) -> None:
+        entry = getattr(exchange, "entry", None)
+        if entry is not None and not entry.access_log:
+            return  # enable-access-log: "false" on the route
         pending = self._pending
         if len(pending) >= self.max_pending:
             self.dropped += 1

@@ -78,8 +78,8 @@ CASES = [
     ({"ssl-passthrough": "0"}, (), "served", []),
     ({"enable-modsecurity": "FALSE", "satisfy": "all", "limit-rate": "0"}, (), "served", []),
     ({"ssl-redirect": "True", "force-ssl-redirect": "t"}, (), "served", []),
-    ({"enable-access-log": "true"}, (), "served", []),
-    ({"enable-access-log": "false"}, (), "warned", ["enable-access-log"]),
+    ({"enable-rewrite-log": "false"}, (), "served", []),
+    ({"enable-rewrite-log": "true"}, (), "warned", ["enable-rewrite-log"]),
     ({"ssl-passthrough": "yes"}, (), "blocked", ["ssl-passthrough"]),  # a value ingress-nginx cannot read asks for something
     ({"limit-rate": "-0"}, (), "served", []),  # read as a number, as ingress-nginx's Atoi does
     ({"limit-rate": "X0"}, (), "blocked", ["limit-rate"]),

@@ -234,7 +234,8 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("connection-proxy-header", NOT_YET, _H),
     E("custom-headers", NOT_YET, _H, note="response headers from a ConfigMap"),
     # -- not yet, harmless: logging, tracing, TLS tuning ---------------------------------
-    E("enable-access-log", NOT_YET, _H, "true", BOOL, note="ingressd logs every request when --access-log is set"),
+    E("enable-access-log", IMPLEMENTED, _H, "true", BOOL,
+      note="the route's requests are still counted in /metrics, as in ingress-nginx"),
     E("enable-rewrite-log", NOT_YET, _H, "false", BOOL),
     E(_OTEL, NOT_YET, _H, "false", BOOL),
     E("opentelemetry-trust-incoming-span", NOT_YET, _H, "true", BOOL, requires=_OTEL),

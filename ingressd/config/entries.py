@@ -29,7 +29,7 @@ class RouteEntry:
     """What the proxy needs for one route, prepared."""
 
     __slots__ = ("route", "balancer", "request_features", "response_features",
-                 "error_features", "error_codes", "features", "upstream", "regex")
+                 "error_features", "error_codes", "features", "upstream", "regex", "access_log")
 
     def __init__(self, route: Route, features: Iterable = (), defaults: UpstreamSettings = DEFAULT_UPSTREAM):
         self.route = route
@@ -39,6 +39,9 @@ class RouteEntry:
         # The route's path is a regular expression (a feature says ``regex_paths = True``:
         # use-regex, rewrite-target): its host is matched in regex mode (config.regex_routing).
         self.regex = False
+        # Whether the route's requests are written to the access log (a feature saying
+        # ``access_log = False``: enable-access-log "false").
+        self.access_log = True
         if not features:  # most routes: no annotation asks for anything
             self.features = self.request_features = self.response_features = self.error_features = ()
             self.error_codes = _NO_CODES
@@ -55,6 +58,7 @@ class RouteEntry:
             codes |= feature_codes
         self.error_codes = frozenset(codes) if codes else _NO_CODES
         self.regex = any(getattr(feature, "regex_paths", False) for feature in ordered)
+        self.access_log = all(getattr(feature, "access_log", True) for feature in ordered)
         for feature in ordered:  # a later phase's value wins, field by field
             settings = getattr(feature, "upstream", None)
             if settings is not None:
