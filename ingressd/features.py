@@ -123,6 +123,22 @@ class RouteFeature(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class BackendTLS:
+    """How a route talks TLS to its backends (``backend-protocol: HTTPS`` and ``proxy-ssl-*``),
+    with nginx's defaults: no verification, no SNI, TLS 1.2 and 1.3, OpenSSL's DEFAULT ciphers."""
+
+    verify: bool = False  # proxy_ssl_verify: check the chain against ``ca`` and the name
+    verify_name: str = "upstream_balancer"  # proxy_ssl_name ($proxy_host in ingress-nginx)
+    verify_depth: int = 1  # proxy_ssl_verify_depth
+    server_name: str | None = None  # the SNI name sent (proxy_ssl_server_name on), or None
+    ca: bytes | None = None  # PEM, the trusted certificates (the Secret's ca.crt)
+    certificate: bytes | None = None  # PEM, a client certificate chain (tls.crt) …
+    key: bytes | None = None  # … and its key (tls.key)
+    protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ciphers: str = "DEFAULT"
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamSettings:
     """A route's settings of the request to its backend; ``None`` keeps the server's default.
 
@@ -138,6 +154,7 @@ class UpstreamSettings:
     send_timeout: float | None = None  # seconds between two writes to the backend
     max_body_size: int | None = None  # bytes; 0: unlimited
     protocol: str | None = None  # "HTTP", …: how the request goes to the backend
+    tls: BackendTLS | None = None  # for HTTPS backends: how; None: nginx's defaults
 
     def over(self, base: "UpstreamSettings | None") -> "UpstreamSettings":
         """These settings, with ``base``'s where these say None."""
@@ -147,12 +164,13 @@ class UpstreamSettings:
                                   for mine, theirs in zip(self._values(), base._values())))
 
     def _values(self) -> tuple:
-        return (self.connect_timeout, self.read_timeout, self.send_timeout, self.max_body_size, self.protocol)
+        return (self.connect_timeout, self.read_timeout, self.send_timeout, self.max_body_size, self.protocol,
+                self.tls)
 
     def apply_to(self, exchange: Any) -> None:
         """Set the fields these give on an object with the same attributes (a test's fake
         exchange: ``ingressd.testing.FakeExchange``)."""
-        for name in ("connect_timeout", "read_timeout", "send_timeout", "max_body_size", "protocol"):
+        for name in ("connect_timeout", "read_timeout", "send_timeout", "max_body_size", "protocol", "tls"):
             value = getattr(self, name)
             if value is not None:
                 setattr(exchange, name, value)

@@ -194,11 +194,12 @@ class UpstreamProtocol(Protocol):
 
     name: str  # ingress-nginx's backend-protocol value: "HTTP", "HTTPS", "GRPC"…
 
-    def acquire(self, host: str, port: int, connect_timeout: float,
+    def acquire(self, host: str, port: int, settings: Any,
                 on_ready: Callable[[UpstreamConnection], None],
                 on_error: Callable[[Exception], None]) -> Callable[[], None]:
         """Call ``on_ready`` with a connection (at once when one is idle) or ``on_error`` with
-        an ``upstream.UpstreamError``; returns a canceller."""
+        an ``upstream.UpstreamError``; returns a canceller. ``settings``: the route's
+        ``UpstreamSettings`` (``connect_timeout``, ``tls``…)."""
 
     def close(self) -> None:
         """The server stops: close idle connections."""

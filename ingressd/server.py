@@ -28,7 +28,7 @@ from ingressd.tls.certificates import CertificateStore
 from ingressd.tls.facts import ObservedTLSFactory
 from ingressd.config.translate import TranslateSettings
 from ingressd.proxy.transport import listen
-from ingressd.config.entries import DEFAULT_UPSTREAM
+from ingressd.config.entries import AUTO_HTTP, DEFAULT_UPSTREAM
 from ingressd.features import UpstreamSettings
 from ingressd.proxy.http1_upstream import HTTP1Upstream
 
@@ -51,7 +51,13 @@ class IngressdService(MultiService):
             max_idle_per_endpoint=int(settings.get("upstream_keepalive_connections") or 320),
             idle_timeout=float(settings.get("upstream_keepalive_timeout") or 60),
         )
-        self.upstreams = {self.pool.name: self.pool}
+        self.https_pool = HTTP1Upstream(
+            reactor,
+            max_idle_per_endpoint=int(settings.get("upstream_keepalive_connections") or 320),
+            idle_timeout=float(settings.get("upstream_keepalive_timeout") or 60),
+            tls=True,
+        )
+        self.upstreams = {self.pool.name: self.pool, self.https_pool.name: self.https_pool}
         upstream = UpstreamSettings(
             connect_timeout=float(settings.get("proxy_connect_timeout", DEFAULT_UPSTREAM.connect_timeout)),
             read_timeout=float(settings.get("proxy_read_timeout", DEFAULT_UPSTREAM.read_timeout)),
@@ -70,7 +76,7 @@ class IngressdService(MultiService):
             ),
             settings=settings,
             upstream=upstream,
-            protocols=frozenset(self.upstreams),
+            protocols=frozenset(self.upstreams) | {AUTO_HTTP},
         )
         self.reloader.on_ready.append(freeze_heap)
         trusted = [c.strip() for c in str(settings.get("trusted_proxies") or "").split(",") if c.strip()]

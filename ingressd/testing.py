@@ -118,6 +118,7 @@ class FakeExchange:
     send_timeout: float | None = None
     max_body_size: int | None = None
     protocol: str | None = None  # the upstream protocol (UpstreamSettings.protocol)
+    tls: Any = None  # the backend TLS settings (UpstreamSettings.tls)
     finish_callbacks: list[Callable[[], None]] = field(default_factory=list)
     finished: bool = False
 

@@ -57,7 +57,7 @@ CASES = [
     ({"limit-rate": "100"}, (), "blocked", ["limit-rate"]),
     ({"upstream-vhost": "/$2"}, (), "blocked", ["upstream-vhost"]),
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
-    ({"backend-protocol": "GRPC"}, (), "blocked", ["backend-protocol"]),
+    ({"affinity": "cookie"}, (), "blocked", ["affinity"]),
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
     ({"app-root": "/app"}, (), "blocked", ["app-root"]),
     ({"upstream-vhost": "internal.example"}, (), "blocked", ["upstream-vhost"]),

@@ -76,7 +76,8 @@ def test_an_ingress_whose_route_needs_a_protocol_the_server_does_not_speak_is_re
         def route_features(self, r, context):
             return [Settings(500, protocol="GRPC")] if r.ingress.name == "grpc" else []
 
-    table, config = build_table(Config(routes=(plain, grpc)), Plugins(), BuildContext(settings={}, reactor=None))
+    table, config = build_table(Config(routes=(plain, grpc)), Plugins(), BuildContext(settings={}, reactor=None),
+                                protocols=frozenset({"HTTP"}))
     assert [r.ingress.name for r in config.routes] == ["i"]
     (rejection,) = config.rejections
     assert rejection.ref.name == "grpc" and "backend protocol GRPC is not served" in rejection.reason

@@ -145,8 +145,8 @@ class FakePool:
         self.name = name
         self.asked, self.released = [], []
 
-    def acquire(self, host, port, connect_timeout, on_ready, on_error):
-        self.asked.append(((host, port), connect_timeout, on_ready, on_error))
+    def acquire(self, host, port, settings, on_ready, on_error):
+        self.asked.append(((host, port), settings, on_ready, on_error))
         return lambda: None
 
     def close(self):

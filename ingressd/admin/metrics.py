@@ -57,6 +57,8 @@ def rejection_category(reason: str) -> str:
         return "annotation"
     if "a plugin failed" in text:
         return "plugin"
+    if "is not served by ingressd" in text:  # e.g. a backend protocol it does not speak yet
+        return "unsupported"
     if "secret" in text or "certificate" in text or "tls" in text:
         return "tls"
     if "already served" in text or "conflict" in text:

@@ -23,6 +23,12 @@ _NO_CODES: frozenset[int] = frozenset()  # shared: an empty frozenset is 216 byt
 DEFAULT_UPSTREAM = UpstreamSettings(connect_timeout=5.0, read_timeout=60.0, send_timeout=60.0,
                                     max_body_size=1024 * 1024, protocol="HTTP")
 HTTP = "HTTP"  # the upstream protocol every server speaks: HTTP/1.1 in clear
+HTTPS = "HTTPS"  # HTTP/1.1 over TLS
+# ingress-nginx's AUTO_HTTP: HTTP or HTTPS to the backend as the client came (served where both are).
+AUTO_HTTP = "AUTO_HTTP"
+# What a server speaks (IngressdService.upstreams, and AUTO_HTTP made of its two): what
+# ``ingressd check`` and the testing harness build with too.
+SPOKEN = frozenset((HTTP, HTTPS, AUTO_HTTP))
 
 
 class RouteEntry:
@@ -75,7 +81,7 @@ class RouteEntry:
 
 def build_table(config: Config, plugins, context: BuildContext,
                 previous: dict | None = None, previous_table: RouteTable | None = None,
-                defaults: UpstreamSettings = DEFAULT_UPSTREAM, protocols: frozenset[str] = frozenset((HTTP,)),
+                defaults: UpstreamSettings = DEFAULT_UPSTREAM, protocols: frozenset[str] = SPOKEN,
                 ) -> tuple[RouteTable, Config]:
     """Build the route table; an Ingress whose features cannot be built is rejected whole.
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from twisted.python import log
 
-from ingressd.config.entries import DEFAULT_UPSTREAM, HTTP, build_table
+from ingressd.config.entries import DEFAULT_UPSTREAM, SPOKEN, build_table
 from ingressd.features import BuildContext, UpstreamSettings
 from ingressd.config.model import Config
 from ingressd.config.routing import RouteTable
@@ -39,7 +39,7 @@ class Reloader:
     def __init__(self, store: ObjectStore, state: State, clock: Any, plugins=None,
                  translate_settings: TranslateSettings = TranslateSettings(),
                  settings: dict | None = None, delay: float = 0.05,
-                 upstream: UpstreamSettings = DEFAULT_UPSTREAM, protocols: frozenset[str] = frozenset((HTTP,))):
+                 upstream: UpstreamSettings = DEFAULT_UPSTREAM, protocols: frozenset[str] = SPOKEN):
         self.store = store
         self.state = state
         self.clock = clock

@@ -26,7 +26,7 @@ from ingressd.proxy.chain import (
     run_response_features,
     with_page_headers,
 )
-from ingressd.config.entries import DEFAULT_UPSTREAM
+from ingressd.config.entries import AUTO_HTTP, DEFAULT_UPSTREAM
 from ingressd.features import LocalResponse, UpstreamSettings
 from ingressd.proxy.forwarding import FORWARDED, SPOOFABLE, ForwardingPolicy
 from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, connection_tokens, from_backend, serialize
@@ -304,8 +304,11 @@ class Exchange:
         self._tried += (endpoint,)
         self.upstream_address = f"{endpoint.address}:{endpoint.port}"
         self.upstream_started = self.proxy.clock.seconds()
-        self._cancel_connect = self.proxy.upstreams[settings.protocol].acquire(
-            endpoint.address, endpoint.port, settings.connect_timeout, self._connected, self._connect_failed
+        protocol = settings.protocol
+        if protocol == AUTO_HTTP:  # ingress-nginx's proxy_pass $scheme://: as the client came
+            protocol = "HTTPS" if self.protocol.scheme == "https" else "HTTP"
+        self._cancel_connect = self.proxy.upstreams[protocol].acquire(
+            endpoint.address, endpoint.port, settings, self._connected, self._connect_failed
         )
 
     def _upstream_headers(self) -> list:

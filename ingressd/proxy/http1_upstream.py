@@ -13,10 +13,13 @@ from typing import Any, Callable
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from ingressd.http import parser as parsing
 from ingressd.http.deadline import Deadline
 from ingressd.http.headers import serialize
+from ingressd.features import BackendTLS
+from ingressd.proxy.backend_tls import BackendConnectionCreator, BackendTLSError, make_context
 from ingressd.proxy.transport import connect_tcp
 from ingressd.proxy.upstream import STREAMED, UpstreamError
 from zope.interface import implementer
@@ -49,6 +52,7 @@ class HTTP1Connection(Protocol):
         self._received_any = False
         self.on_connected: Callable | None = None
         self._tunnel = None  # after divert() (a 101): the tunnel that takes every byte
+        self.tls_creator = None  # HTTPS: what made its TLS side (remembers the session)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -243,6 +247,8 @@ class HTTP1Connection(Protocol):
 
     def _message_done(self) -> None:
         self._complete = True
+        if self.tls_creator is not None:  # a whole response: its session (and 1.3 tickets) are in
+            self.tls_creator.remember(self.transport)
         self._stop_timers()
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
@@ -297,9 +303,11 @@ class _ConnectFactory(ClientFactory):
         self.on_ready = on_ready
         self.on_error = on_error
         self.done = False
+        self.tls_creator = None  # HTTPS: the connection's BackendConnectionCreator
 
     def buildProtocol(self, addr):
         protocol = HTTP1Connection(self.pool, self.key)
+        protocol.tls_creator = self.tls_creator
         protocol.on_connected = self.made
         return protocol
 
@@ -323,11 +331,16 @@ class _ConnectFactory(ClientFactory):
 
 class HTTP1Upstream:
     """The HTTP/1.1 upstream protocol: idle keep-alive connections per endpoint, bounded in
-    number and idle time (on ``clock``'s time)."""
+    number and idle time (on ``clock``'s time). With ``tls`` it is ``HTTPS``: each connection
+    speaks TLS as the route's ``UpstreamSettings.tls`` says (``ingressd.proxy.backend_tls``),
+    pooled per endpoint and TLS settings, resuming its endpoint's last session."""
 
-    name = "HTTP"
-
-    def __init__(self, clock: Any, max_idle_per_endpoint: int = 320, idle_timeout: float = 60.0):
+    def __init__(self, clock: Any, max_idle_per_endpoint: int = 320, idle_timeout: float = 60.0,
+                 tls: bool = False):
+        self.name = "HTTPS" if tls else "HTTP"
+        self.tls = tls
+        self._contexts: dict = {}  # BackendTLS → its OpenSSL context
+        self._sessions: dict = {}  # pool key → the last TLS session
         self.clock = clock
         self.max_idle = max_idle_per_endpoint
         self.idle_timeout = idle_timeout
@@ -336,11 +349,13 @@ class HTTP1Upstream:
         self.reused = 0
         self._sweeper = None
 
-    def acquire(self, host: str, port: int, connect_timeout: float,
+    def acquire(self, host: str, port: int, settings: Any,
                 on_ready: Callable[[HTTP1Connection], None],
                 on_error: Callable[[UpstreamError], None]) -> Callable[[], None]:
-        """Call ``on_ready`` with a connection (at once when one is idle); returns a canceller."""
-        key = (host, port)
+        """Call ``on_ready`` with a connection (at once when one is idle); returns a canceller.
+        ``settings``: the route's ``UpstreamSettings`` (connect timeout, TLS)."""
+        tls = (settings.tls or _NGINX_TLS) if self.tls else None
+        key = (host, port) if tls is None else (host, port, tls)
         idle = self.idle.get(key)
         while idle:
             connection = idle.pop()
@@ -349,8 +364,16 @@ class HTTP1Upstream:
                 self.reused += 1
                 on_ready(connection)
                 return _noop
-        factory = _ConnectFactory(self, key, on_ready, on_error)
-        connector = connect_tcp(self.clock, host, port, factory, connect_timeout)
+        factory = outer = _ConnectFactory(self, key, on_ready, on_error)
+        if tls is not None:
+            try:
+                creator = self._creator(tls, key)
+            except BackendTLSError as exc:
+                on_error(UpstreamError(f"TLS to {host}:{port}: {exc}", cause="tls_settings"))
+                return _noop
+            factory.tls_creator = creator
+            outer = TLSMemoryBIOFactory(creator, True, factory)
+        connector = connect_tcp(self.clock, host, port, outer, settings.connect_timeout)
         self.opened += 1
 
         def cancel() -> None:
@@ -359,6 +382,12 @@ class HTTP1Upstream:
                 connector.disconnect()
 
         return cancel
+
+    def _creator(self, tls: Any, key: Any) -> BackendConnectionCreator:
+        context = self._contexts.get(tls)
+        if context is None:
+            context = self._contexts[tls] = make_context(tls)
+        return BackendConnectionCreator(tls, context, self._sessions, key)
 
     def release(self, connection: HTTP1Connection) -> None:
         """Return a connection after a complete response; closes it when the pool is full."""
@@ -406,6 +435,9 @@ class HTTP1Upstream:
 
     def idle_count(self) -> int:
         return sum(len(idle) for idle in self.idle.values())
+
+
+_NGINX_TLS = BackendTLS()  # a route that says nothing: nginx's proxy_ssl_* defaults
 
 
 def _noop() -> None:
