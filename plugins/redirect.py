@@ -1,4 +1,5 @@
-"""Redirects answered instead of proxying: ``app-root``, ``permanent-redirect`` and ``temporal-redirect``.
+"""Redirects answered instead of proxying: ``app-root``, ``permanent-redirect``, ``temporal-redirect``
+and ``from-to-www-redirect``.
 
 What ingress-nginx renders (rootfs/etc/nginx/template/nginx.tmpl) and so what ingressd does:
 
@@ -26,6 +27,19 @@ What ingress-nginx renders (rootfs/etc/nginx/template/nginx.tmpl) and so what in
   body (``301 Moved Permanently``); with 300, 305 or 306 nginx's ``return`` sends the URL as
   a ``text/html`` body and no Location, and 304 has neither — ingressd does the same.
 
+- ``from-to-www-redirect: "true"`` on an Ingress of ``foo.com`` (or ``www.foo.com``): requests
+  for the other name, ``www.foo.com`` (or ``foo.com``), are redirected to the Ingress's host,
+  as ingress-nginx's extra ``server`` block does (pkg/util/ingress BuildRedirects and
+  lua/nginx/ngx_srv_redirect.lua): ``--http-redirect-code`` (308) to
+  ``$scheme://HOST:$server_port$request_uri``, the request URI's last ``/`` dropped
+  (``/`` → ``https://foo.com:443``; the port is always there: the port the request came in
+  on). Only when no Ingress has a rule for the other name (then nothing is added, as
+  there), and once per host. Over HTTPS the other name is served the Ingress's certificate
+  when it names it, the default certificate otherwise (as ingress-nginx). The redirect
+  runs nothing else of the Ingress's (no authentication, no HTTPS redirect: nginx's
+  redirect server has only its ``return``). These routes come from the hook
+  ``ingressd_host_routes``.
+
 Order: ingress-nginx checks app-root at the server level, before any location's
 directives, and a location's ``return`` runs in the rewrite phase before the Lua that
 redirects HTTP to HTTPS (``rewrite_by_lua`` runs last in that phase). So both answer just
@@ -38,7 +52,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ingressd import Annotation, AnnotationError, LocalResponse, Phase, hookimpl, parse_int
+import dataclasses
+from typing import Mapping
+
+from ingressd import (
+    Annotation,
+    AnnotationError,
+    HostRoute,
+    LocalResponse,
+    Phase,
+    hookimpl,
+    parse_bool,
+    parse_int,
+)
 
 from ._responses import plain
 
@@ -133,6 +159,42 @@ class Redirect:
         return plain(code, [(b"location", url)])
 
 
+class WWWRedirect:
+    """The other name of a ``from-to-www-redirect`` host: every request redirected to the host."""
+
+    phase = Phase.REWRITE - 2
+
+    def __init__(self, to: str, code: int):
+        self._to = to.encode("ascii")
+        self._code = code
+
+    def request(self, exchange: Any) -> LocalResponse | None:
+        # nginx's $request_uri: path and query as sent (normalised where the core normalised
+        # it, as plugins/ssl_redirect.py explains); ngx_srv_redirect.lua drops a final "/".
+        uri = exchange.target
+        if not uri.startswith(b"/"):  # absolute-form or "*": the parsed path and query
+            uri = exchange.path.encode("utf-8") + (b"?" + exchange.query if exchange.query else b"")
+        if uri.endswith(b"/"):
+            uri = uri[:-1]
+        location = b"%s://%s:%d%s" % (exchange.scheme.encode("ascii"), self._to, exchange.server_port, uri)
+        return plain(self._code, [(b"location", location)])
+
+
+def _other_name(host: str) -> str | None:
+    """``www.foo.com`` ↔ ``foo.com``; None for a wildcard or a rule without host."""
+    if not host or "*" in host:
+        return None
+    return host[4:] if host.startswith("www.") else f"www.{host}"
+
+
+def _redirect_code(settings: Mapping[str, Any]) -> int:
+    """ingress-nginx's http-redirect-code: ingressd's --http-redirect-code (plugins/ssl_redirect.py)."""
+    for key in ("http-redirect-code", "http_redirect_code"):
+        if settings.get(key) is not None:
+            return int(settings[key])
+    return 308
+
+
 def _code(value: Any, default: int, highest: int) -> int:
     """ingress-nginx: a code outside 300…highest is the default, silently."""
     return value if isinstance(value, int) and 300 <= value <= highest else default
@@ -148,6 +210,7 @@ def ingressd_annotations():
         Annotation("temporal-redirect", _parse_url, "", "answer every request with a redirect to this URL"),
         Annotation("temporal-redirect-code", parse_int(), TEMPORAL_DEFAULT,
                    "status of temporal-redirect (300–307; else 302)"),
+        Annotation("from-to-www-redirect", parse_bool, False, "redirect www.HOST to HOST, or HOST to www.HOST"),
     ]
 
 
@@ -168,3 +231,32 @@ def ingressd_route_features(route, values, context):
     elif permanent:
         features.append(Redirect(_code(values.get("permanent-redirect-code"), PERMANENT_DEFAULT, 308), permanent))
     return features or None
+
+
+@hookimpl
+def ingressd_host_routes(config, context):
+    hosts = {route.host for route in config.routes}
+    certificates = {}
+    for tls_host in config.tls_hosts:
+        certificates.setdefault(tls_host.host, tls_host)
+    code = _redirect_code(context.settings if context is not None else {})
+    added = []
+    done: set[str] = set()
+    asks: dict[int, bool] = {}  # by the identity of an Ingress's (shared) features tuple
+    for route in config.routes:  # oldest Ingress first: the first one asking owns the redirect
+        key = id(route.features)
+        if key not in asks:
+            asks[key] = bool(dict(route.features).get("from-to-www-redirect"))
+        if not asks[key] or route.host in done:
+            continue
+        other = _other_name(route.host)
+        if other is None or other in hosts:
+            continue  # ingress-nginx: "Already exists an Ingress with … hostname. Skipping"
+        done.add(route.host)
+        tls_host = certificates.get(route.host)
+        added.append(HostRoute(
+            route=dataclasses.replace(route, host=other, path="/", path_type="Prefix"),
+            features=(WWWRedirect(route.host, code),),
+            tls_host=dataclasses.replace(tls_host, host=other, covered_only=True) if tls_host else None,
+        ))
+    return added

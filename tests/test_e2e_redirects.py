@@ -17,7 +17,8 @@ from harness import INGRESS_CLASS, Ingressd, ingress, service, write_manifests
 pytestmark = pytest.mark.slow
 N = "nginx.ingress.kubernetes.io/"
 TIMEOUT = 10.0
-HOSTS = ("approot.bar.com", "redirect.bar.com", "temporal.bar.com", "both.bar.com")
+HOSTS = ("approot.bar.com", "redirect.bar.com", "temporal.bar.com", "both.bar.com",
+         "fromtowww.bar.com", "www.fromtowww.bar.com")
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +43,23 @@ def world(tmp_path_factory):
         ingress("both", [("both.bar.com", [("/", "Prefix", "web", 80)])],
                 annotations={N + "temporal-redirect": "https://t.example.com",
                              N + "permanent-redirect": "https://p.example.com"}),
+        # fromtowwwredirect.go: the certificate names both; the TLS section only the host
+        ingress("fromtowww", [("fromtowww.bar.com", [("/", "Prefix", "web", 80)])],
+                annotations={N + "from-to-www-redirect": "true", N + "ssl-redirect": "false"},
+                tls=[{"hosts": ["fromtowww.bar.com"], "secretName": "redirects"}]),
         # a URL ingress-nginx's validator refuses: this Ingress alone is rejected
         ingress("invalid", [("invalid.bar.com", [("/", "Prefix", "web", 80)])],
                 annotations={N + "permanent-redirect": "http://x.example.com/a b"}),
     ]
     write_manifests(manifests / "all.yaml", objects)
     proc = Ingressd(manifests)
+    proc.leaf = leaf
     yield proc, web
     proc.stop()
     web.stop()
 
 
-def https_get(port: int, host: str, path: str):
+def https_get(port: int, host: str, path: str, peer: list | None = None):
     """GET over TLS with ``host`` as the SNI name and the Host header (the certificate is not checked)."""
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -61,6 +67,8 @@ def https_get(port: int, host: str, path: str):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     conn.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT),
                                     server_hostname=host)
+    if peer is not None:
+        peer.append(conn.sock.getpeercert(binary_form=True))
     try:
         conn.request("GET", path, headers={"Host": host})
         response = conn.getresponse()
@@ -123,3 +131,22 @@ def test_an_invalid_url_rejects_its_ingress_alone(world):
     proc, _ = world
     assert proc.get("/", host="invalid.bar.com").status == 404
     assert "permanent-redirect" in proc.log() and "is not a URL ingress-nginx accepts" in proc.log()
+
+
+def test_from_to_www_redirect_http_and_https(world):
+    proc, web = world
+    before = len(web.requests)
+    # fromtowwwredirect.go: GET /foo for www.HOST → 308 http://HOST:80/foo (our port: the listener's)
+    status, headers, body = http_get(proc, "www.fromtowww.bar.com", "/foo")
+    assert (status, headers["location"]) == (308, f"http://fromtowww.bar.com:{proc.http_port}/foo")
+    assert body == b"308 Permanent Redirect\n"
+    # https: the Ingress's certificate (it names www.HOST too), "/" → no path, the port written
+    peer: list = []
+    status, headers, _ = https_get(proc.https_port, "www.fromtowww.bar.com", "/", peer)
+    assert (status, headers["location"]) == (308, f"https://fromtowww.bar.com:{proc.https_port}")
+    assert peer[0] == proc.leaf.der
+    assert len(web.requests) == before
+    # the host itself is proxied, and not redirected to www
+    assert https_get(proc.https_port, "fromtowww.bar.com", "/bar")[0] == 200
+    assert http_get(proc, "fromtowww.bar.com", "/bar")[0] == 200
+    assert web.requests[-1][1] == "/bar"

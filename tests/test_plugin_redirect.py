@@ -162,3 +162,89 @@ def test_the_redirects_answer_before_the_https_redirect_of_a_tls_host():
         outcome = h.request(path="/")
         assert (outcome.status, outcome.local.get("location")) == (302, "http://approot.bar.com/app")
         assert h.request(path="/x").status == 308
+
+
+# -- from-to-www-redirect ------------------------------------------------------------------
+
+
+def www_answer(h, host, path="/", scheme="http", port=None):
+    """A request for a host the harness's Ingress does not list, through the route table."""
+    from ingressd.http.headers import Headers
+    from ingressd.testing import FakeExchange
+
+    entry = h.table.match(host, path.partition("?")[0])
+    assert entry is not None, f"no route for {host}"
+    raw_path, _, query = path.partition("?")
+    ex = FakeExchange(method=b"GET", target=path.encode(), path=raw_path, query=query.encode(), host=host,
+                      headers=Headers([(b"host", host.encode())]), scheme=scheme,
+                      server_port=port or (443 if scheme == "https" else 80), route=entry.route)
+    for request in entry.request_features:
+        answered = request(ex)
+        if answered is not None:
+            return answered
+    return None
+
+
+def test_from_to_www_redirects_the_www_name_to_the_host():
+    # fromtowwwredirect.go: GET /foo, Host www.fromtowwwredirect.bar.com → 308,
+    # Location http://fromtowwwredirect.bar.com:80/foo
+    with harness({"from-to-www-redirect": "true"}, host="fromtowwwredirect.bar.com") as h:
+        answer = www_answer(h, "www.fromtowwwredirect.bar.com", "/foo")
+        assert answer.status == 308
+        assert dict(answer.headers)[b"location"] == b"http://fromtowwwredirect.bar.com:80/foo"
+        assert answer.body == b"308 Permanent Redirect\n"
+        # https, /: the last "/" of the URI is dropped, the port is always there
+        answer = www_answer(h, "www.fromtowwwredirect.bar.com", "/", scheme="https")
+        assert dict(answer.headers)[b"location"] == b"https://fromtowwwredirect.bar.com:443"
+        answer = www_answer(h, "www.fromtowwwredirect.bar.com", "/a/?q=1/", port=8080)
+        assert dict(answer.headers)[b"location"] == b"http://fromtowwwredirect.bar.com:8080/a/?q=1"
+        # the host itself is the Ingress's, proxied
+        assert h.request(path="/foo").proxied
+
+
+def test_from_to_www_redirects_the_bare_name_to_www_and_uses_the_redirect_code_option():
+    with harness({"from-to-www-redirect": "true"}, host="www.example.org",
+                 settings={"http_redirect_code": 301}) as h:
+        answer = www_answer(h, "example.org", "/x?y=1")
+        assert (answer.status, dict(answer.headers)[b"location"]) == (301, b"http://www.example.org:80/x?y=1")
+
+
+def test_from_to_www_adds_nothing_when_another_ingress_has_the_other_name():
+    from harness import ingress
+
+    with harness({"from-to-www-redirect": "true"}, host="shop.test") as h:
+        h.objects.append(ingress("www", [("www.shop.test", [("/", "Prefix", "echo", 80)])]))
+        h.rebuild()
+        entry = h.table.match("www.shop.test", "/")
+        assert entry is not None and entry.route.ingress.name == "www" and not entry.features
+
+
+def test_from_to_www_off_or_wildcard_adds_nothing():
+    with harness({"from-to-www-redirect": "false"}, host="shop.test") as h:
+        assert h.table.match("www.shop.test", "/") is None
+    with harness({"from-to-www-redirect": "true"}, host="*.shop.test") as h:
+        assert {route.host for route in h.config.routes} == {"*.shop.test"}
+    with harness({"from-to-www-redirect": "yes"}, host="shop.test") as h:
+        assert "from-to-www-redirect" in h.rejection
+
+
+def test_from_to_www_offers_the_ingress_certificate_only_where_it_covers_the_other_name():
+    with harness({"from-to-www-redirect": "true"}, host="shop.test",
+                 objects=[]) as h:
+        assert [t for t in h.config.tls_hosts] == []  # no TLS section: nothing to offer
+    import certs
+    from ingressd.tls.certificates import CertificateStore
+
+    for names, served in ((("shop.test", "www.shop.test"), True), (("shop.test",), False)):
+        leaf = certs.make_leaf(*names)
+        with harness({"from-to-www-redirect": "true"}, host="shop.test",
+                     secrets={"tls": {"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem()}}) as h:
+            ingress_object = next(o for o in h.objects if o["kind"] == "Ingress")
+            ingress_object["spec"]["tls"] = [{"hosts": ["shop.test"], "secretName": "tls"}]
+            h.rebuild()
+            extra = [t for t in h.config.tls_hosts if t.host == "www.shop.test"]
+            assert len(extra) == 1 and extra[0].covered_only
+            store = CertificateStore()
+            assert store.update(h.config) == []
+            assert store.warnings == ()  # not covered: the default, silently, as ingress-nginx
+            assert (store.certificate_for("www.shop.test").fingerprint == leaf.fingerprint) is served

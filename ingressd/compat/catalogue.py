@@ -187,7 +187,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
            "Ingress (ingress-nginx ignores the annotation)"),
     E("temporal-redirect-code", IMPLEMENTED, _C, "302", INT, requires="temporal-redirect",
       note="outside 300–307: 302, as ingress-nginx"),
-    E("from-to-www-redirect", NOT_YET, _C, "false", BOOL),
+    E("from-to-www-redirect", IMPLEMENTED, _C, "false", BOOL,
+      note="--http-redirect-code (308) to $scheme://HOST:PORT$request_uri, only when no Ingress has "
+           "the other name; its certificate is the Ingress's when it names the other name"),
     E("relative-redirects", NOT_YET, _H, "false", BOOL, note="Location headers stay absolute"),
     E("use-port-in-redirects", NOT_YET, _H, "false", BOOL),
     E(_PROTOCOL, NOT_YET, _C, "HTTP", WORD, note="HTTPS, GRPC, GRPCS, AUTO_HTTP and FCGI backends"),
