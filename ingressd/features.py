@@ -89,6 +89,22 @@ class Option:
     flag: bool = False
 
 
+@dataclass(frozen=True)
+class HostRoute:
+    """A route a plugin adds for a host no Ingress rule lists (hook ``ingressd_host_routes``).
+
+    ``route``: a ``model.Route`` of the Ingress it is for (``dataclasses.replace`` of one of its
+    routes, with the new host); ``features``: the only features its requests run (the Ingress's
+    annotations are not applied to it again); ``tls_host``: a ``model.TLSHost`` for the new
+    host with ``covered_only=True`` (the certificate is served for it only if it names it), or
+    None.
+    """
+
+    route: Any
+    features: tuple = ()
+    tls_host: Any = None
+
+
 @dataclass
 class LocalResponse:
     """A response ingressd answers itself instead of proxying."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import pluggy
 
 if TYPE_CHECKING:
-    from ingressd.features import Annotation, BuildContext, Option, RouteFeature
+    from ingressd.features import Annotation, BuildContext, HostRoute, Option, RouteFeature
     from ingressd.config.model import Config, Route
 
 hookspec = pluggy.HookspecMarker("ingressd")
@@ -47,6 +47,15 @@ def ingressd_route_features(
 
     ``values`` maps every declared annotation's name to its parsed value (or its default)
     for the route's Ingress. Raise ``AnnotationError`` to reject the route's Ingress.
+    """
+
+
+@hookspec
+def ingressd_host_routes(config: "Config", context: "BuildContext") -> "Sequence[HostRoute] | None":
+    """Return routes for host names no Ingress rule lists, each with the only features it runs.
+
+    Called once per route table build with the configuration as served (rejected Ingresses
+    left out); e.g. the ``www.`` name of a ``from-to-www-redirect`` host.
     """
 
 

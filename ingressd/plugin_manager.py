@@ -74,6 +74,13 @@ class Plugins:
                 features.append(result)
         return features
 
+    def host_routes(self, config, context: BuildContext) -> list:
+        """The routes plugins add for hosts no Ingress rule lists (``HostRoute``s)."""
+        added: list = []
+        for result in self.manager.hook.ingressd_host_routes(config=config, context=context):
+            added.extend(item for item in result or () if item is not None)
+        return added
+
     def config_applied(self, config, context: BuildContext) -> None:
         self.manager.hook.ingressd_config_applied(config=config, context=context)
 

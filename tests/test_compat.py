@@ -59,7 +59,7 @@ CASES = [
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
     ({"affinity": "cookie"}, (), "blocked", ["affinity"]),
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
-    ({"app-root": "/app"}, (), "blocked", ["app-root"]),
+    ({"mirror-target": "https://mirror.example/$request_uri"}, (), "blocked", ["mirror-target"]),
     ({"upstream-vhost": "internal.example"}, (), "blocked", ["upstream-vhost"]),
     ({"affinity": "cookie", "session-cookie-name": "route"}, (), "blocked", ["affinity"]),
     ({"enable-opentelemetry": "true"}, (), "warned", ["enable-opentelemetry"]),

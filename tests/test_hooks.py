@@ -146,3 +146,32 @@ def test_hook_ingressd_config_applied():
     store.replace("test", "Ingress", [])
     clock.advance(1)
     assert [c for c in recorder.calls if c[0] == "config_applied"][-1] == ("config_applied", (), clock)
+
+
+def test_hook_ingressd_host_routes():
+    import dataclasses
+
+    from ingressd import HostRoute
+
+    class Alias:
+        """Adds alias.com for every route of example.com, answering 204 and nothing else."""
+
+        @hookimpl
+        def ingressd_host_routes(self, config, context):
+            class Answer:
+                phase = Phase.REWRITE
+
+                def request(self, exchange):
+                    from ingressd import LocalResponse
+                    return LocalResponse(204)
+
+            return [HostRoute(dataclasses.replace(route, host="alias.com"), (Answer(),))
+                    for route in config.routes if route.host == "example.com"]
+
+    harness = PluginHarness(plugins=[Alias()])
+    entry = harness.table.match("alias.com", "/x")
+    assert entry is not None and entry.route.ingress.name == "web"
+    assert [feature.phase for feature in entry.features] == [Phase.REWRITE]
+    assert "alias.com" in {route.host for route in harness.config.routes}
+    # the Ingress's own route is as it was
+    assert harness.request().proxied

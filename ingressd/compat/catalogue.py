@@ -175,12 +175,21 @@ CATALOGUE: Mapping[str, Entry] = _entries(
       note="turns every path of the host, in every Ingress, into a case-insensitive regular "
            "expression, as ingress-nginx does; RE2 syntax (no look-around, no back-references)"),
     E("x-forwarded-prefix", IMPLEMENTED, _C, requires="rewrite-target"),
-    E("app-root", NOT_YET, _C),
-    E("permanent-redirect", NOT_YET, _C),
-    E("permanent-redirect-code", NOT_YET, _C, "301", INT, requires="permanent-redirect"),
-    E("temporal-redirect", NOT_YET, _C),
-    E("temporal-redirect-code", NOT_YET, _C, "302", INT, requires="temporal-redirect"),
-    E("from-to-www-redirect", NOT_YET, _C, "false", BOOL),
+    E("app-root", PARTIAL, _C,
+      note="applies to requests for / that the Ingress's own paths route (ingress-nginx: any "
+           "request for / on the host, whichever Ingress routes it)"),
+    E("permanent-redirect", IMPLEMENTED, _C,
+      note="`return CODE URL`: the Location is the URL as written, nothing of the request appended"),
+    E("permanent-redirect-code", IMPLEMENTED, _C, "301", INT, requires="permanent-redirect",
+      note="outside 300–308: 301, as ingress-nginx"),
+    E("temporal-redirect", IMPLEMENTED, _C,
+      note="wins over permanent-redirect, as ingress-nginx; a URL that is not http(s) rejects the "
+           "Ingress (ingress-nginx ignores the annotation)"),
+    E("temporal-redirect-code", IMPLEMENTED, _C, "302", INT, requires="temporal-redirect",
+      note="outside 300–307: 302, as ingress-nginx"),
+    E("from-to-www-redirect", IMPLEMENTED, _C, "false", BOOL,
+      note="--http-redirect-code (308) to $scheme://HOST:PORT$request_uri, only when no Ingress has "
+           "the other name; its certificate is the Ingress's when it names the other name"),
     E("relative-redirects", NOT_YET, _H, "false", BOOL, note="Location headers stay absolute"),
     E("use-port-in-redirects", NOT_YET, _H, "false", BOOL),
     E(_PROTOCOL, IMPLEMENTED, _C, "HTTP", WORD,

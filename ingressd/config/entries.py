@@ -149,4 +149,25 @@ def build_table(config: Config, plugins, context: BuildContext,
             tls_hosts=tuple(t for t in config.tls_hosts if t.ingress not in failed),
             rejections=rejections,
         )
+    if plugins:
+        entries, config = _with_host_routes(entries, config, plugins, context, defaults)
     return RouteTable(entries, default, previous_table), config
+
+
+def _with_host_routes(entries: list, config: Config, plugins, context: BuildContext,
+                      defaults: UpstreamSettings) -> tuple[list, Config]:
+    """Add the routes plugins contribute for hosts no Ingress rule lists (``ingressd_host_routes``),
+    each running only its own features, and their TLS hosts."""
+    try:
+        added = plugins.host_routes(config, context)
+    except Exception:  # a plugin bug must not keep the Ingresses' own routes from being served
+        log.err(None, "ingressd: a plugin failed in ingressd_host_routes")
+        return entries, config
+    if not added:
+        return entries, config
+    entries = entries + [RouteEntry(host.route, host.features, defaults) for host in added]
+    return entries, dataclasses.replace(
+        config,
+        routes=config.routes + tuple(host.route for host in added),
+        tls_hosts=config.tls_hosts + tuple(host.tls_host for host in added if host.tls_host is not None),
+    )

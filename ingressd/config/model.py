@@ -86,6 +86,9 @@ class TLSHost:
     host: str
     secret: ObjectRef  # kind "Secret"
     ingress: ObjectRef
+    # Served only if the certificate names the host, silently the default otherwise (a host a
+    # plugin added, as ingress-nginx's from-to-www redirect server gets the Ingress's certificate).
+    covered_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

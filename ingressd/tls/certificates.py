@@ -290,6 +290,8 @@ class CertificateStore:
                 ).append(host)
                 continue
             if host in owner:
+                if tls_host.covered_only:
+                    continue  # a TLS host an Ingress names wins
                 if owner[host] != tls_host.secret:
                     warnings.append(
                         Rejection(
@@ -314,6 +316,9 @@ class CertificateStore:
                 except Exception as exc:  # pyOpenSSL surprises: reject, don't stop
                     built[key] = CertificateError(f"cannot be used ({exc!r})")
             result = built[key]
+            if tls_host.covered_only and (isinstance(result, CertificateError) or not result.covers(host)):
+                del owner[host]
+                continue
             served: Certificate | None
             if isinstance(result, CertificateError):
                 problems.setdefault((tls_host.ingress, tls_host.secret, str(result)), []).append(
