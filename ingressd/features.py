@@ -76,6 +76,9 @@ class Annotation:
     # "namespace/name" in another namespace is refused unless
     # --allow-cross-namespace-resources is set.
     resolve: str | None = None
+    # The value may span lines (LF between them: a list, one item a line); every other
+    # control character is still refused.
+    lines: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,10 @@ class RouteFeature(Protocol):
       replace the body of an error response whose status is in ``error_codes``; a feature
       with ``intercept_upstream = False`` only replaces ingressd's own errors, never the
       backend's.
+
+    - ``upstream_request(exchange, headers)`` mutates the list of request headers sent to
+      the backend, once they are complete (ingressd's forwarding headers added, hop-by-hop
+      headers removed): the last word on them, for each backend the request is sent to.
 
     A ``request`` may set ``exchange.balancer`` (an object whose ``pick(exclude)`` returns the
     next Endpoint, such as a ``RoundRobin``) to send the request to other endpoints than the
@@ -293,17 +300,19 @@ def parse_list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
-def check_plain_text(value: str, max_length: int = 4096) -> str:
-    """Refuse control characters (CR, LF, NUL…) and absurd lengths in any annotation value."""
+def check_plain_text(value: str, max_length: int = 4096, lines: bool = False) -> str:
+    """Refuse control characters (CR, LF, NUL…) and absurd lengths in any annotation value;
+    ``lines``: LF separates lines (an annotation declared with ``lines=True``)."""
     if len(value) > max_length:
         raise AnnotationError(f"value is {len(value)} characters long (at most {max_length})")
-    found = _CONTROL.search(value)
+    found = (_CONTROL_IN_LINES if lines else _CONTROL).search(value)
     if found:
         raise AnnotationError(f"value contains the control character {found.group()!r}")
     return value
 
 
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_IN_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 
 
 Values = Mapping[str, Any]

@@ -238,7 +238,9 @@ class RequestView(Protocol):
     client_ip: str  # the client's address (behind trusted proxies, from X-Forwarded-For)
     peer_ip: str
     request_id: str
+    request_uri: bytes  # the target as the client sent it (nginx's $request_uri)
     headers: Any  # ingressd.http.headers.Headers: the request headers, mutable
+    upstream_status: int  # the backend's status once its response head arrived, else 0
     route: Any  # ingressd.config.model.Route
 
     def on_finish(self, callback: Callable[[], None]) -> None: ...

@@ -111,6 +111,8 @@ class FakeExchange:
     scheme: str = "http"
     server_port: int = 80
     request_id: str = "0123456789abcdef"
+    request_uri: bytes = b"/"
+    upstream_status: int = 0  # set when the backend's answer is played (Outcome.response)
     route: Route = field(default_factory=make_route)
     version: bytes = b"HTTP/1.1"
     connect_timeout: float | None = None
@@ -160,7 +162,7 @@ def annotation_values(plugin: Any, raw: Mapping[str, str], resolved: Mapping[str
     values = {}
     for name, annotation in declared.items():
         if name in raw:
-            values[name] = annotation.parse(check_plain_text(raw[name]))
+            values[name] = annotation.parse(check_plain_text(raw[name], lines=annotation.lines))
         else:
             values[name] = annotation.default
     for name, value in (resolved or {}).items():
@@ -330,14 +332,19 @@ class Outcome:
 
     @property
     def upstream_headers(self) -> list[tuple[str, str]]:
-        """The request headers as the backend would get them (before ingressd's X-Forwarded-*)."""
+        """The request headers as the backend would get them (before ingressd's X-Forwarded-*),
+        after the route's ``upstream_request`` features."""
         assert self.proxied, f"answered locally with {self.status}, not proxied"
-        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.exchange.headers]
+        lines = list(self.exchange.headers)
+        for edit in self.harness.entry.upstream_request_features:
+            edit(self.exchange, lines)
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in lines]
 
     def response(self, status: int = 200, headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
                  body: bytes = b"") -> Response:
         """The backend answered: run error pages (for listed codes) and response features, finish."""
         assert self.proxied, f"answered locally with {self.status}, not proxied"
+        self.exchange.upstream_status = status
         result = self.harness._finish_response(self.exchange, status, _pairs(headers), body)
         self.exchange.finish()
         return result
@@ -490,6 +497,7 @@ class PluginHarness:
         ex = FakeExchange(
             method=method.encode("ascii"),
             target=path.encode("latin-1"),
+            request_uri=path.encode("latin-1"),
             path=raw_path,
             query=query.encode("latin-1"),
             host=host or self.host,

@@ -55,12 +55,12 @@ CASES = [
     ({"enable-modsecurity": "true"}, (), "blocked", ["enable-modsecurity"]),
     ({"global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
     ({"limit-rate": "100"}, (), "blocked", ["limit-rate"]),
-    ({"upstream-vhost": "/$2"}, (), "blocked", ["upstream-vhost"]),
+    ({"upstream-hash-by": "$request_uri"}, (), "blocked", ["upstream-hash-by"]),
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
     ({"affinity": "cookie"}, (), "blocked", ["affinity"]),
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
     ({"mirror-target": "https://mirror.example/$request_uri"}, (), "blocked", ["mirror-target"]),
-    ({"upstream-vhost": "internal.example"}, (), "blocked", ["upstream-vhost"]),
+    ({"upstream-hash-by": "$remote_addr"}, (), "blocked", ["upstream-hash-by"]),
     ({"affinity": "cookie", "session-cookie-name": "route"}, (), "blocked", ["affinity"]),
     ({"enable-opentelemetry": "true"}, (), "warned", ["enable-opentelemetry"]),
     ({"load-balance": "ewma"}, (), "warned", ["load-balance"]),
@@ -86,7 +86,7 @@ CASES = [
     ({"proxy-next-upstream": " error   timeout "}, (), "served", []),  # text: spacing does not count
     ({"proxy-next-upstream": "error timeout http_502"}, (), "warned", ["proxy-next-upstream"]),
     # an empty value is no value, to ingress-nginx
-    ({"auth-url": "", "upstream-vhost": "  "}, (), "served", []),
+    ({"auth-url": "", "upstream-hash-by": "  "}, (), "served", []),
     # a dependent annotation without its switch asks for nothing
     ({"auth-signin": "https://a/start"}, (), "served", []),
     ({"session-cookie-name": "route", "canary-weight": "50"}, (), "served", []),
@@ -233,8 +233,8 @@ REASONS = [
     ({"auth-url": "https://a/"}, (),
      (N + "auth-url", _blocked("auth-url", f"{_NOT_SUPPORTED} ({_note('auth-url')})",
                                "let in clients it keeps out"), True)),
-    ({"upstream-vhost": "/"}, (),
-     (N + "upstream-vhost", _blocked("upstream-vhost", f"{_NOT_SUPPORTED} ({_note('upstream-vhost')})",
+    ({"upstream-hash-by": "/"}, (),
+     (N + "upstream-hash-by", _blocked("upstream-hash-by", f"{_NOT_SUPPORTED} ({_note('upstream-hash-by')})",
                                      "send traffic elsewhere, or otherwise, than it asks"), True)),
     ({"server-snippet": "return 301 https://b;"}, (),
      (N + "server-snippet", _blocked("server-snippet", _SNIPPETS,
@@ -256,7 +256,7 @@ def test_a_blocking_reason_names_the_annotation_and_how_to_accept_it():
     assert problem.blocking and problem.annotation == N + "auth-url"
     assert "let in clients it keeps out" in problem.reason
     assert "--ignore-annotation auth-url" in problem.reason and 'ingressd.io/ignore-annotations: "auth-url"' in problem.reason
-    (problem,) = assess({N + "upstream-vhost": "/"}, OWNED)
+    (problem,) = assess({N + "upstream-hash-by": "/"}, OWNED)
     assert "send traffic elsewhere" in problem.reason
 
 

@@ -111,6 +111,14 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("default-backend", PARTIAL, _C,
       note="error pages keep the original status code, as for custom-http-errors"),
     E("disable-proxy-intercept-errors", IMPLEMENTED, _H, "false", BOOL),
+    E("upstream-vhost", IMPLEMENTED, _C, note="the Host header sent to the backend"),
+    E("connection-proxy-header", PARTIAL, _H,
+      note="a WebSocket upgrade keeps `Connection: upgrade` (ingress-nginx would send the value and "
+           "break the upgrade)"),
+    E("proxy-redirect-from", IMPLEMENTED, _C, "off", WORD, note="rewriting the backend's Location headers"),
+    E("proxy-redirect-to", IMPLEMENTED, _C, "off", WORD, requires="proxy-redirect-from"),
+    E("proxy-cookie-domain", IMPLEMENTED, _C, "off", WORD),
+    E("proxy-cookie-path", IMPLEMENTED, _C, "off", WORD),
     # -- nothing to do: ingressd already behaves as they ask ------------------------------
     E("client-body-buffer-size", NOT_NEEDED, _H, "8k", SIZE,
       note="ingressd holds no request body in a memory buffer of fixed size"),
@@ -197,7 +205,6 @@ CATALOGUE: Mapping[str, Entry] = _entries(
            "message saying so (not served another way) until ingressd speaks them"),
     E("fastcgi-index", NOT_YET, _C, requires=_PROTOCOL),
     E("fastcgi-params-configmap", NOT_YET, _C, requires=_PROTOCOL),
-    E("upstream-vhost", NOT_YET, _C, note="the Host header sent to the backend"),
     E("ssl-passthrough", NOT_YET, _C, "false", BOOL),
     E(_CANARY, NOT_YET, _C, "false", BOOL, ignorable=False,
       note="a canary Ingress served as an ordinary one would compete with the main Ingress for "
@@ -234,15 +241,10 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("proxy-ssl-server-name", IMPLEMENTED, _C, "off", WORD, requires=_PROTOCOL),
     E("proxy-ssl-ciphers", IMPLEMENTED, _C, requires=_PROTOCOL),
     E("proxy-ssl-protocols", IMPLEMENTED, _C, requires=_PROTOCOL),
-    E("proxy-redirect-from", NOT_YET, _C, "off", WORD, note="rewriting the backend's Location headers"),
-    E("proxy-redirect-to", NOT_YET, _C, "off", WORD, requires="proxy-redirect-from"),
-    E("proxy-cookie-domain", NOT_YET, _C, "off", WORD),
-    E("proxy-cookie-path", NOT_YET, _C, "off", WORD),
     E("proxy-next-upstream", NOT_YET, _H, "error timeout",
       note="ingressd retries idempotent requests on another endpoint after a connection error"),
     E("proxy-next-upstream-timeout", NOT_YET, _H, "0", INT),
     E("proxy-next-upstream-tries", NOT_YET, _H, "3", INT),
-    E("connection-proxy-header", NOT_YET, _H),
     E("custom-headers", NOT_YET, _H, note="response headers from a ConfigMap"),
     # -- not yet, harmless: logging, tracing, TLS tuning ---------------------------------
     E("enable-access-log", IMPLEMENTED, _H, "true", BOOL,

@@ -34,7 +34,7 @@ SPOKEN = frozenset((HTTP, HTTPS, AUTO_HTTP))
 class RouteEntry:
     """What the proxy needs for one route, prepared."""
 
-    __slots__ = ("route", "balancer", "request_features", "response_features",
+    __slots__ = ("route", "balancer", "request_features", "response_features", "upstream_request_features",
                  "error_features", "error_codes", "features", "upstream", "regex", "access_log")
 
     def __init__(self, route: Route, features: Iterable = (), defaults: UpstreamSettings = DEFAULT_UPSTREAM):
@@ -50,12 +50,14 @@ class RouteEntry:
         self.access_log = True
         if not features:  # most routes: no annotation asks for anything
             self.features = self.request_features = self.response_features = self.error_features = ()
+            self.upstream_request_features = ()
             self.error_codes = _NO_CODES
             return
         ordered = in_phase_order(features)
         self.features = tuple(ordered)
         self.request_features = tuple(f.request for f in ordered if hasattr(f, "request"))
         self.response_features = tuple(f.response for f in ordered if hasattr(f, "response"))
+        self.upstream_request_features = tuple(f.upstream_request for f in ordered if hasattr(f, "upstream_request"))
         self.error_features = tuple(
             (frozenset(getattr(f, "error_codes", ())), f.error) for f in ordered if hasattr(f, "error")
         )

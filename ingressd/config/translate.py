@@ -373,7 +373,7 @@ def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple
             values.append((annotation.name, annotation.default))
             continue
         try:
-            check_plain_text(text)
+            check_plain_text(text, lines=annotation.lines)
             value = annotation.parse(text)
             if annotation.resolve:
                 value = resolver.reference(annotation.resolve, value, namespace, settings)

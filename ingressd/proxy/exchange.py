@@ -180,6 +180,14 @@ class Exchange:
         return self.upstream_settings.max_body_size
 
     @property
+    def request_uri(self) -> bytes:
+        """The request target as the client sent it (nginx's ``$request_uri``), whatever a
+        rewrite made of ``target``."""
+        target = self.request.target
+        hash_at = target.find(b"#")
+        return target if hash_at < 0 else target[:hash_at]
+
+    @property
     def request_bytes(self) -> int:
         """The request's size as received: head (request line and headers) and body."""
         return getattr(self.request, "head_bytes", 0) + self._body_bytes
@@ -322,6 +330,8 @@ class Exchange:
         if self.websocket:
             lines.append((b"upgrade", b"websocket"))
             lines.append((b"connection", b"upgrade"))
+        for edit in self.entry.upstream_request_features:  # the route's features have the last word
+            edit(self, lines)
         return lines
 
     def _body_length(self) -> int | None:
