@@ -76,6 +76,9 @@ class Annotation:
     # "namespace/name" in another namespace is refused unless
     # --allow-cross-namespace-resources is set.
     resolve: str | None = None
+    # The value may span lines (a snippet): line breaks and tabs pass the control-character
+    # check, and it may be up to 65536 characters long.
+    multiline: bool = False
 
 
 @dataclass(frozen=True)
