@@ -25,6 +25,8 @@ from ingressd.features import (
     parse_size,
 )
 from ingressd.plugin_manager import hookimpl
+from ingressd import snippets
+from ingressd.snippets import SnippetError, parse_snippet
 
 __version__ = "0.1.0"
 
@@ -41,6 +43,7 @@ __all__ = [
     "PathPatternError",
     "Phase",
     "RoundRobin",
+    "SnippetError",
     "UpstreamSettings",
     "check_plain_text",
     "compile_path",
@@ -49,4 +52,6 @@ __all__ = [
     "parse_int",
     "parse_list",
     "parse_size",
+    "parse_snippet",
+    "snippets",
 ]

@@ -79,6 +79,9 @@ class Annotation:
     # The value may span lines (LF between them: a list, one item a line); every other
     # control character is still refused.
     lines: bool = False
+    # The value may span lines (a snippet): line breaks and tabs pass the control-character
+    # check, and it may be up to 65536 characters long.
+    multiline: bool = False
 
 
 @dataclass(frozen=True)

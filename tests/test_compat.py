@@ -16,7 +16,8 @@ from ingressd.compat.catalogue import (
     WORD,
     Entry,
 )
-from ingressd.compat.assess import Problem, assess, ignore_list, snippet_directives, snippet_effect
+from ingressd.compat.assess import Problem, assess, ignore_list
+from ingressd.snippets import SUPPORTED, Access, SnippetError, parse_snippet
 from ingressd.plugin_manager import load_plugins
 
 N = "nginx.ingress.kubernetes.io/"
@@ -93,21 +94,20 @@ CASES = [
     ({"auth-snippet": "deny all;"}, (), "served", []),
     # nothing to do: ingressd already behaves so
     ({"proxy-buffer-size": "16k", "service-upstream": "true", "enable-global-auth": "false"}, (), "served", []),
-    # snippets: never applied; served with a warning only when ignoring them is harmless
+    # configuration- and server-snippets: read as data; honoured (with the subset's note) or blocked
     ({"configuration-snippet": 'more_set_headers "X-Frame-Options: DENY";\nadd_header X-A b;'}, (), "warned",
      ["configuration-snippet"]),
-    ({"configuration-snippet": "deny all;"}, (), "blocked", ["configuration-snippet"]),
-    ({"configuration-snippet": "if ($host = a) { return 301 https://b; }"}, (), "blocked",
+    ({"configuration-snippet": "deny all;"}, (), "warned", ["configuration-snippet"]),
+    ({"configuration-snippet": "if ($host = a) { return 301 https://b; }"}, (), "warned",
      ["configuration-snippet"]),
     ({"configuration-snippet": 'more_set_headers "X-A: b'}, (), "blocked", ["configuration-snippet"]),
+    ({"configuration-snippet": "gzip on;"}, (), "blocked", ["configuration-snippet"]),
     ({"server-snippet": "location /x { proxy_pass http://evil; }"}, (), "blocked", ["server-snippet"]),
+    ({"configuration-snippet": "set $x 1;"}, ("configuration-snippet",), "warned", ["configuration-snippet"]),
     ({"modsecurity-snippet": "SecRuleEngine On"}, (), "blocked", ["modsecurity-snippet"]),
     # auth- and modsecurity-snippets guard access whatever they say
     ({"modsecurity-snippet": "add_header X y;"}, (), "blocked", ["modsecurity-snippet"]),
-    # a quoted directive name is still a directive to nginx: never harmless
-    ({"configuration-snippet": '"deny" all;'}, (), "blocked", ["configuration-snippet"]),
-    # a quote inside an argument is an ordinary character to nginx
-    ({"configuration-snippet": 'add_header X-A a"b";'}, (), "warned", ["configuration-snippet"]),
+    ({"stream-snippet": "add_header X y;"}, (), "blocked", ["stream-snippet"]),
     ({"auth-url": "https://a/", "auth-snippet": "x"}, (), "blocked", ["auth-url"]),
     # implemented by a plugin: parsed there
     ({"limit-rps": "5", "enable-cors": "true"}, (), "served", []),
@@ -189,7 +189,8 @@ def _note(name):
     return CATALOGUE[name].note
 
 
-_SNIPPETS = "snippets are never supported (ingressd pastes no annotation into text something interprets)"
+_SUBSET = ('(ingressd reads snippets as data and honours only a subset of nginx: see docs/migrating.md, '
+           '"Snippets")')
 _NOT_SUPPORTED = "it is not supported by ingressd"
 
 
@@ -210,8 +211,10 @@ REASONS = [
       f"annotation {N}custom-http-errors is served with a difference: {_note('custom-http-errors')}", False)),
     ({"configuration-snippet": "gzip on;"}, (),
      (N + "configuration-snippet",
-      f"annotation {N}configuration-snippet is ignored: {_SNIPPETS}; it only sets headers, compression, "
-      "logging or buffers, so ignoring it is harmless", False)),
+      f"annotation {N}configuration-snippet is not honoured: line 1: directive gzip is not supported by "
+      f"ingressd's snippet reader (supported: {', '.join(SUPPORTED)}) {_SUBSET}; not served (accept ignoring "
+      f'it with --ignore-annotation configuration-snippet or the Ingress annotation '
+      f'ingressd.io/ignore-annotations: "configuration-snippet")', True)),
     ({"load-balance": "ewma"}, (),
      (N + "load-balance", f"annotation {N}load-balance is not supported by ingressd and is ignored "
                           f"({_note('load-balance')}); ignoring it is harmless", False)),
@@ -222,10 +225,10 @@ REASONS = [
     ({"canary": "true"}, ("canary",),
      (N + "canary", f"annotation {N}canary: {_NOT_SUPPORTED} ({_note('canary')}); the Ingress is not served "
                     "until it is", True)),
-    ({"configuration-snippet": "deny all;"}, ("configuration-snippet",),
+    ({"configuration-snippet": "deny all;\nallow $x;"}, ("configuration-snippet",),
      (N + "configuration-snippet", f"annotation {N}configuration-snippet is ignored as the operator asked "
-                                   f"(--ignore-annotation or ingressd.io/ignore-annotations): {_SNIPPETS}, and "
-                                   "serving without it may let in clients it keeps out", False)),
+                                   f"(--ignore-annotation or ingressd.io/ignore-annotations): line 2: allow: "
+                                   f"'$x' is not an address, a CIDR or all {_SUBSET}", False)),
     ({"auth-url": "https://a/"}, ("auth-url",),
      (N + "auth-url", f"annotation {N}auth-url is ignored as the operator asked (--ignore-annotation or "
                       f"ingressd.io/ignore-annotations): {_NOT_SUPPORTED} ({_note('auth-url')}), and serving "
@@ -236,8 +239,8 @@ REASONS = [
     ({"upstream-hash-by": "/"}, (),
      (N + "upstream-hash-by", _blocked("upstream-hash-by", f"{_NOT_SUPPORTED} ({_note('upstream-hash-by')})",
                                      "send traffic elsewhere, or otherwise, than it asks"), True)),
-    ({"server-snippet": "return 301 https://b;"}, (),
-     (N + "server-snippet", _blocked("server-snippet", _SNIPPETS,
+    ({"stream-snippet": "return 301 https://b;"}, (),
+     (N + "stream-snippet", _blocked("stream-snippet", f"stream-snippet is never supported ({_note('stream-snippet')})",
                                      "send traffic elsewhere, or otherwise, than it asks"), True)),
 ]
 
@@ -272,43 +275,9 @@ def test_ignore_list():
     assert ignore_list(f" {N}auth-url, satisfy,,ingressd.io/x ") == {"auth-url", "satisfy", "x"}
 
 
-@pytest.mark.parametrize("text, directives", [
-    ('more_set_headers "X: a;b";', ["more_set_headers"]),
-    ("a 1; b { c 2; } d", ["a", "b", "c", "d"]),
-    ("# deny all;\nadd_header X y;", ["add_header"]),
-    ("if ($a ~ 'x{2}') { return 403; }", ["if", "return"]),
-    ('set $x "\\";"; deny all;', ["set", "deny"]),
-    ('add_header "X', None),
-    ("add_header X y; # to the end", ["add_header"]),
-    ("#a\ndeny all;", ["deny"]),
-    ('add_header X ""; deny all;', ["add_header", "deny"]),
-    ('add_header X-A a"b";', ["add_header"]),
-    ('"add_header" X;', ["add_header"]),  # a quoted token is the whole of its content
-    ('"de\\ny" all;', ["deny"]),  # an escaped character is itself
-    ('"deny") all;', ["deny"]),  # ")" after a closing quote ends the token
-    ('add_header "a"X b;', None),  # only a separator may follow a closing quote
-    ("if ($a ~ 'x') { deny all; }", ["if", "deny"]),
-])
-def test_snippet_directives(text, directives):
-    assert snippet_directives(text) == directives
-
-
-@pytest.mark.parametrize("text, effect", [
-    ('more_set_headers "X-Frame-Options: DENY";', HARMLESS),
-    ("gzip on; gzip_types text/css; proxy_read_timeout 300;", HARMLESS),
-    ("allow 10.0.0.0/8; deny all;", NARROWS_ACCESS),
-    ("add_header X y; auth_basic on;", NARROWS_ACCESS),
-    ("rewrite ^/a /b break;", CHANGES_TRAFFIC),
-    ("proxy_set_header X-User admin;", CHANGES_TRAFFIC),
-    ("", HARMLESS),
-    ("gzipX on;", CHANGES_TRAFFIC),  # only starts like a harmless directive
-])
-def test_snippet_effect(text, effect):
-    assert snippet_effect(text) == effect
-
-
-def test_every_snippet_is_refused():
-    assert all(CATALOGUE[name].status == "refused" for name in CATALOGUE if name.endswith("-snippet"))
+def test_only_the_snippets_not_read_as_data_are_refused():
+    refused = {name for name in CATALOGUE if name.endswith("-snippet") and CATALOGUE[name].status == "refused"}
+    assert refused == {"auth-snippet", "stream-snippet", "modsecurity-snippet"}
 
 
 # nginx starts a comment or a quoted string only at the start of a word (ngx_conf_read_token:
@@ -322,4 +291,10 @@ def test_every_snippet_is_refused():
     'add_header "X-A" "b"c;',  # a character right after a closing quote: nginx refuses it
 ])
 def test_a_comment_or_quote_inside_a_word_hides_nothing(snippet):
-    assert outcome({"configuration-snippet": snippet}) == ("blocked", ["configuration-snippet"])
+    try:
+        parsed = parse_snippet(snippet)
+    except SnippetError:
+        assert outcome({"configuration-snippet": snippet}) == ("blocked", ["configuration-snippet"])
+    else:
+        assert parsed.of(Access)  # the deny is read, and applied
+        assert outcome({"configuration-snippet": snippet}) == ("warned", ["configuration-snippet"])

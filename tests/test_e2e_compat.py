@@ -35,7 +35,7 @@ CASES = {
     "grpc.example": ({N + "backend-protocol": "GRPC"}, False),
     "canary.example": ({N + "canary": "true", N + "canary-weight": "50",
                         "ingressd.io/ignore-annotations": "canary"}, False),  # never, even when asked
-    "snippet.example": ({N + "configuration-snippet": "allow 10.0.0.0/8; deny all;"}, False),
+    "snippet.example": ({N + "configuration-snippet": "deny all;\nauth_request /auth;"}, False),  # outside the subset
     "otel.example": ({N + "enable-opentelemetry": "true"}, True),  # harmless: a warning
     "defaults.example": ({N + "backend-protocol": "HTTP", N + "proxy-buffering": "off",
                           N + "load-balance": "round_robin", N + "use-regex": "False"}, True),

@@ -59,19 +59,19 @@ def test_annotations_parsed_validated_and_unsupported_reported():
     settings = TranslateSettings(watch_ingress_without_class=True)
     good = translate(snapshot([ingress({
         "nginx.ingress.kubernetes.io/limit-rps": "5",
-        "nginx.ingress.kubernetes.io/configuration-snippet": 'more_set_headers "X-A: b";',
+        "nginx.ingress.kubernetes.io/use-port-in-redirects": "true",
         "nginx.ingress.kubernetes.io/made-up": "1",
     })]), settings, declared)
     assert dict(good.default_backend.features) == {"limit-rps": 5}
     warnings = " | ".join(str(w) for w in good.warnings)
-    assert "configuration-snippet is ignored: snippets are never supported" in warnings
+    assert "use-port-in-redirects is not supported by ingressd and is ignored" in warnings
     assert "made-up is not an ingress-nginx annotation" in warnings
 
-    # A snippet that may decide what a client gets is never applied and keeps its Ingress unserved.
+    # A snippet no plugin reads (the snippets plugin is not among ``declared``) keeps its Ingress unserved.
     closed = translate(snapshot([ingress({"nginx.ingress.kubernetes.io/configuration-snippet": "return 200;"})]),
                        settings, declared)
     assert closed.default_backend is None
-    assert "configuration-snippet: snippets are never supported" in str(closed.rejections[0])
+    assert "configuration-snippet: it is not supported by ingressd" in str(closed.rejections[0])
 
     own_prefix_wins = translate(snapshot([ingress({
         "nginx.ingress.kubernetes.io/limit-rps": "5", "ingressd.io/limit-rps": "7",

@@ -16,7 +16,6 @@ from typing import Collection, Mapping
 
 from ingressd.compat.catalogue import (
     BOOL,
-    CHANGES_TRAFFIC,
     HARMLESS,
     INT,
     NARROWS_ACCESS,
@@ -29,6 +28,7 @@ from ingressd.compat.catalogue import (
     lookup,
 )
 from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX, parse_bool, parse_size
+from ingressd.snippets import SnippetError, parse_snippet
 
 IGNORE_ANNOTATION = INGRESSD_PREFIX + "ignore-annotations"
 
@@ -86,6 +86,11 @@ def assess(raw: Mapping[str, str], owned: Collection[str], ignored: Collection[s
         if not raw[key].strip():
             continue  # ingress-nginx reads an empty value as absent
         entry = lookup(name)
+        if name in owned and name in SNIPPET_CONTEXTS:
+            problem = _snippet_problem(key, name, raw[key], accepted)
+            if problem is not None:
+                problems.append(problem)
+                continue
         if name in owned:
             if entry is not None and entry.status == PARTIAL and not _asks_nothing(entry, raw, raw[key]):
                 problems.append(Problem(key, name, f"annotation {key} is served with a difference: {entry.note}",
@@ -104,16 +109,12 @@ def assess(raw: Mapping[str, str], owned: Collection[str], ignored: Collection[s
 
 def _unhonoured(key: str, entry: Entry, value: str, accepted: Collection[str]) -> Problem:
     name = entry.name
+    effect = entry.effect
     if entry.status == REFUSED:
-        effect = snippet_effect(value) if name in _FREE_SNIPPETS else entry.effect
-        what = "snippets are never supported (ingressd pastes no annotation into text something interprets)"
+        what = f"{name} is never supported ({entry.note})" if entry.note else f"{name} is never supported"
     else:
-        effect = entry.effect
         what = "it is not supported by ingressd" + (f" ({entry.note})" if entry.note else "")
     if effect == HARMLESS:
-        if entry.status == REFUSED:
-            return Problem(key, name, f"annotation {key} is ignored: {what}; it only sets headers, compression, "
-                                      "logging or buffers, so ignoring it is harmless", False)
         return Problem(key, name, f"annotation {key} is not supported by ingressd and is ignored"
                                   + (f" ({entry.note})" if entry.note else "") + "; ignoring it is harmless", False)
     consequence = ("let in clients it keeps out" if effect == NARROWS_ACCESS
@@ -168,94 +169,21 @@ def _read(parse, text: str):
 
 # -- snippets -----------------------------------------------------------------------------
 
-# Snippets whose effect depends on what they say; auth-snippet and modsecurity-snippet always
-# guard access.
-_FREE_SNIPPETS = frozenset(("configuration-snippet", "server-snippet", "stream-snippet"))
-
-# Directives whose absence changes no access decision and no destination: headers added to
-# responses, compression, logging, buffers and timeouts. A snippet of only these is ignored
-# with a warning; any other directive keeps the Ingress from being served.
-_HARMLESS_DIRECTIVES = frozenset((
-    "more_set_headers", "more_clear_headers", "add_header", "add_trailer", "expires", "etag",
-    "charset", "source_charset", "gzip", "gzip_types", "gzip_proxied", "gzip_comp_level",
-    "gzip_min_length", "gzip_vary", "gzip_disable", "gzip_http_version", "brotli", "brotli_types",
-    "brotli_comp_level", "access_log", "error_log", "log_not_found", "server_tokens",
-    "chunked_transfer_encoding", "sendfile", "tcp_nodelay", "tcp_nopush", "keepalive_timeout",
-    "keepalive_requests", "send_timeout", "proxy_read_timeout", "proxy_send_timeout",
-    "proxy_connect_timeout", "proxy_buffering", "proxy_buffer_size", "proxy_buffers",
-    "proxy_busy_buffers_size", "proxy_max_temp_file_size", "proxy_request_buffering",
-    "client_body_buffer_size", "client_body_timeout", "client_header_timeout", "proxy_http_version",
-    "proxy_hide_header", "proxy_pass_header", "proxy_ignore_client_abort",
-))
-_ACCESS_DIRECTIVES = frozenset((
-    "allow", "deny", "auth_basic", "auth_basic_user_file", "auth_request", "auth_request_set",
-    "satisfy", "limit_req", "limit_conn", "limit_rate", "limit_rate_after", "limit_except",
-    "valid_referers", "access_by_lua", "access_by_lua_block", "access_by_lua_file",
-    "ssl_verify_client", "ssl_client_certificate", "modsecurity", "modsecurity_rules",
-))
+# The snippets ingressd reads as data (ingressd.snippets); the block each one's text is in.
+SNIPPET_CONTEXTS = {"configuration-snippet": "location", "server-snippet": "server"}
 
 
-def snippet_effect(text: str) -> str:
-    """What ignoring an nginx snippet would do, judged by its directives (``HARMLESS`` only
-    when every one is known harmless; a snippet we cannot read is never harmless)."""
-    directives = snippet_directives(text)
-    if directives is None:
-        return CHANGES_TRAFFIC
-    if any(d in _ACCESS_DIRECTIVES for d in directives):
-        return NARROWS_ACCESS
-    if all(d in _HARMLESS_DIRECTIVES for d in directives):
-        return HARMLESS
-    return CHANGES_TRAFFIC
-
-
-def snippet_directives(text: str) -> list[str] | None:
-    """The directive names of an nginx configuration fragment, blocks included, read as nginx
-    reads tokens (ngx_conf_read_token); None when it cannot be read (an unclosed quote, a
-    character right after a closing quote)."""
-    directives: list[str] = []
-    word: str | None = None  # the token being read, None between tokens
-    quote, expect_name, escaped, closed = "", True, False, False
-    i = 0
-    while i < len(text):
-        char = text[i]
-        i += 1
-        if quote:
-            if escaped:
-                word += char
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote, closed = "", True
-            else:
-                word += char
-            continue
-        if closed:  # a quoted token ends at its closing quote: only a separator (or ")") may follow
-            if not (char.isspace() or char in ";{})"):
-                return None
-            closed = False
-            if char == ")":
-                char = " "  # as nginx: it ends the quoted token like a space (an if's condition)
-        # A quote or a # starts a quoted token or a comment only where a token starts; inside
-        # one they are ordinary characters.
-        if word is None and char in "\"'":
-            quote, word = char, ""
-            continue
-        if word is None and char == "#":
-            while i < len(text) and text[i] != "\n":
-                i += 1
-            continue
-        if char.isspace() or char in ";{}":
-            if word is not None and expect_name:
-                directives.append(word)
-                expect_name = False
-            word = None
-            if char in ";{}":
-                expect_name = True
-            continue
-        word = char if word is None else word + char
-    if quote:
-        return None
-    if word is not None and expect_name:
-        directives.append(word)
-    return directives
+def _snippet_problem(key: str, name: str, value: str, accepted: Collection[str]) -> Problem | None:
+    """None when the parser honours the snippet; else why not, blocking unless the operator accepted it."""
+    try:
+        parse_snippet(value, SNIPPET_CONTEXTS[name])
+    except SnippetError as exc:
+        what = (f"{exc} (ingressd reads snippets as data and honours only a subset of nginx: "
+                "see docs/migrating.md, \"Snippets\")")
+        if name in accepted:
+            return Problem(key, name, f"annotation {key} is ignored as the operator asked (--ignore-annotation or "
+                                      f"{IGNORE_ANNOTATION}): {what}", False)
+        return Problem(key, name, f"annotation {key} is not honoured: {what}; not served (accept ignoring it "
+                                  f"with --ignore-annotation {name} or the Ingress annotation "
+                                  f"{IGNORE_ANNOTATION}: \"{name}\")", True)
+    return None

@@ -72,6 +72,9 @@ _TLS_AUTH = "auth-tls-secret"
 _MODSEC = "enable-modsecurity"
 _OTEL = "enable-opentelemetry"
 _PROTOCOL = "backend-protocol"  # proxy-ssl-* and fastcgi-* act only with HTTPS, GRPCS or FCGI backends
+_READ_SNIPPET = ("read as data, never as nginx text: a subset of nginx (headers, return, rewrite, "
+                 "allow/deny, if); any other directive refuses the Ingress, naming it and its line; "
+                 "`rewrite … last` and a rewrite without flag do not search the routes again")
 _SNIPPET = ("snippets are nginx configuration text; ingressd never pastes an annotation into text "
             "something interprets")
 
@@ -119,6 +122,10 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("proxy-redirect-to", IMPLEMENTED, _C, "off", WORD, requires="proxy-redirect-from"),
     E("proxy-cookie-domain", IMPLEMENTED, _C, "off", WORD),
     E("proxy-cookie-path", IMPLEMENTED, _C, "off", WORD),
+    E("configuration-snippet", PARTIAL, _C, note=_READ_SNIPPET),
+    E("server-snippet", PARTIAL, _C,
+      note=_READ_SNIPPET + "; it serves every route of its host, the oldest Ingress's when several set one, "
+           "and its proxy_set_header has no effect, as in ingress-nginx"),
     # -- nothing to do: ingressd already behaves as they ask ------------------------------
     E("client-body-buffer-size", NOT_NEEDED, _H, "8k", SIZE,
       note="ingressd holds no request body in a memory buffer of fixed size"),
@@ -141,8 +148,6 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("load-balance", NOT_YET, _H, "round_robin", WORD,
       note="ingressd balances round-robin over ready endpoints; `ewma` is served as round_robin"),
     # -- refused by design ---------------------------------------------------------------
-    E("configuration-snippet", REFUSED, _C, note=_SNIPPET),
-    E("server-snippet", REFUSED, _C, note=_SNIPPET),
     E("stream-snippet", REFUSED, _C, note=_SNIPPET),
     E("auth-snippet", REFUSED, _N, requires=_AUTH_URL, note=_SNIPPET),
     E("modsecurity-snippet", REFUSED, _N, note=_SNIPPET),
@@ -300,8 +305,6 @@ def markdown_table() -> str:
     for entry in sorted(CATALOGUE.values(), key=lambda e: (e.removed, e.name)):
         if entry.honoured:
             when = "—"
-        elif entry.name in ("configuration-snippet", "server-snippet", "stream-snippet"):
-            when = "served with a warning if it only sets headers, compression, logging or buffers; otherwise not served"
         else:
             when = _IF_IGNORED[entry.effect] + ("" if entry.ignorable else " (cannot be ignored)")
         notes = []

@@ -81,6 +81,31 @@ class RouteEntry:
         return self.balancer.pick(exclude)
 
 
+def _host_wide_shared(entries: list[RouteEntry], defaults: UpstreamSettings) -> list[RouteEntry]:
+    """Features that say ``host_wide = True`` (a server-snippet's: nginx's server block) serve every
+    route of their host: those of the host's first route that has any (the oldest Ingress's, as
+    ingress-nginx keeps the first server-snippet it meets) replace any other route's."""
+    chosen: dict[str, tuple] = {}
+    for entry in entries:
+        if entry.route.host not in chosen:
+            wide = tuple(f for f in entry.features if getattr(f, "host_wide", False))
+            if wide:
+                chosen[entry.route.host] = wide
+    if not chosen:
+        return entries
+    shared = []
+    for entry in entries:
+        wide = chosen.get(entry.route.host)
+        own = [f for f in entry.features if not getattr(f, "host_wide", False)]
+        if wide is None or tuple(f for f in entry.features if getattr(f, "host_wide", False)) == wide:
+            shared.append(entry)
+            continue
+        replaced = RouteEntry(entry.route, [*wide, *own], defaults)
+        replaced.balancer = entry.balancer  # keep the round-robin position
+        shared.append(replaced)
+    return shared
+
+
 def build_table(config: Config, plugins, context: BuildContext,
                 previous: dict | None = None, previous_table: RouteTable | None = None,
                 defaults: UpstreamSettings = DEFAULT_UPSTREAM, protocols: frozenset[str] = SPOKEN,
@@ -135,6 +160,7 @@ def build_table(config: Config, plugins, context: BuildContext,
         entry = entry_for(route)
         if entry is not None:
             entries.append(entry)
+    entries = _host_wide_shared(entries, defaults)
     default = entry_for(config.default_backend) if config.default_backend is not None else None
     previous.clear()
     previous.update(reused)

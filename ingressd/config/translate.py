@@ -357,6 +357,9 @@ _NOT_IN_PATHS = re.compile(r"""[ \t{};"'\\`$]""")
 _DEFAULTS: list[tuple[Sequence[Annotation], tuple]] = []
 
 
+_LINE_BREAKS = str.maketrans("\r\n\t", "   ")  # what a multi-line annotation may contain
+
+
 def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple[tuple[str, Any], ...]:
     if not any(key.startswith((NGINX_PREFIX, INGRESSD_PREFIX)) for key in raw):
         # The common case: none of ours is set; every Ingress shares one tuple of defaults.
@@ -373,7 +376,10 @@ def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple
             values.append((annotation.name, annotation.default))
             continue
         try:
-            check_plain_text(text, lines=annotation.lines)
+            if annotation.multiline:
+                check_plain_text(text.translate(_LINE_BREAKS), max_length=65536)
+            else:
+                check_plain_text(text, lines=annotation.lines)
             value = annotation.parse(text)
             if annotation.resolve:
                 value = resolver.reference(annotation.resolve, value, namespace, settings)
