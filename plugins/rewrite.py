@@ -77,39 +77,56 @@ class _Template:
     def __init__(self, target: str):
         uri, mark, args = target.partition("?")
         self.redirect = target.startswith(("http://", "https://", "$scheme"))
-        self.uri = uri
+        self.uri = _parts(uri)
         self.has_args = bool(mark)
-        self.args = args
+        self.args = _parts(args)
         self.keep_query = not (mark and not args)  # "…?" at the end: the query is dropped
 
-    def expand(self, exchange: Any, match: Any) -> tuple[str, str | None]:
-        uri = _substitute(self.uri, exchange, match)
-        args = _substitute(self.args, exchange, match) if self.has_args else None
+    def expand(self, exchange: Any, match: Any, groups: int) -> tuple[str, str | None]:
+        uri = _expand(self.uri, exchange, match, groups)
+        args = _expand(self.args, exchange, match, groups) if self.has_args else None
         return uri, args
 
 
-def _substitute(text: str, exchange: Any, match: Any) -> str:
-    if "$" not in text:
-        return text
-
-    def value(found: re.Match) -> str:
+def _parts(text: str) -> tuple[tuple[Any, Any], ...]:
+    """``text`` cut once into literals (None, "text"), captures ("$", n) and variables ("var", name)."""
+    parts: list[tuple[Any, Any]] = []
+    at = 0
+    for found in _VARIABLE.finditer(text):
+        if found.start() > at:
+            parts.append((None, text[at:found.start()]))
         name = found.group(1) or found.group(2) or found.group(3)
-        if name.isdigit():
-            index = int(name)
-            if match is None or index > len(match.groups()):
-                return ""
-            return match.group(index) or ""
-        if name == "scheme":
-            return exchange.scheme
-        if name == "host":
-            return exchange.host
-        if name == "uri":
-            return exchange.path
-        if name == "args":
-            return exchange.query.decode("latin-1")
-        return exchange.target.decode("latin-1") if exchange.target.startswith(b"/") else exchange.path
+        parts.append(("$", int(name)) if name.isdigit() else ("var", name))
+        at = found.end()
+    if at < len(text):
+        parts.append((None, text[at:]))
+    return tuple(parts)
 
-    return _VARIABLE.sub(value, text)
+
+def _expand(parts: tuple, exchange: Any, match: Any, groups: int) -> str:
+    out = []
+    for kind, value in parts:
+        if kind is None:
+            out.append(value)
+        elif kind == "$":
+            if value <= groups:  # a group beyond the pattern's, or one that took no part: empty
+                out.append(match.group(value) or "")
+        else:
+            out.append(_variable(value, exchange))
+    return "".join(out)
+
+
+def _variable(name: str, exchange: Any) -> str:
+    if name == "scheme":
+        return exchange.scheme
+    if name == "host":
+        return exchange.host
+    if name == "uri":
+        return exchange.path
+    if name == "args":
+        return exchange.query.decode("latin-1")
+    uri = getattr(exchange, "request_uri", None) or exchange.target  # $request_uri: as the client sent it
+    return uri.decode("latin-1") if uri.startswith(b"/") else exchange.path
 
 
 class Rewrite:
@@ -130,7 +147,7 @@ class Rewrite:
         match = self._pattern.search(exchange.path)
         if match is None:
             return None
-        uri, args = template.expand(exchange, match)
+        uri, args = template.expand(exchange, match, self._pattern.groups)
         query = exchange.query
         if template.redirect:
             location = uri.encode("utf-8")
