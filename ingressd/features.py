@@ -140,7 +140,8 @@ class HostRoute:
 
     ``route``: a ``model.Route`` of the Ingress it is for (``dataclasses.replace`` of one of its
     routes, with the new host); ``features``: the only features its requests run (the Ingress's
-    annotations are not applied to it again); ``tls_host``: a ``model.TLSHost`` for the new
+    annotations are not applied to it again), or None for the features the plugins give that
+    route as for any route (a ``server-alias`` name); ``tls_host``: a ``model.TLSHost`` for the new
     host with ``covered_only=True`` (the certificate is served for it only if it names it), or
     None.
     """

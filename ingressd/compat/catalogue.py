@@ -235,7 +235,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("upstream-hash-by", NOT_YET, _C, note="consistent hashing of requests to endpoints"),
     E("upstream-hash-by-subset", NOT_YET, _C, "false", BOOL, requires="upstream-hash-by"),
     E("upstream-hash-by-subset-size", NOT_YET, _C, "3", INT, requires="upstream-hash-by"),
-    E("server-alias", NOT_YET, _C, note="more host names for the same rules"),
+    E("server-alias", IMPLEMENTED, _C,
+      note="an alias that is a host of some Ingress, or claimed by an older Ingress, is skipped with a "
+           "warning, as in ingress-nginx"),
     E("mirror-target", NOT_YET, _C),
     E("mirror-host", NOT_YET, _C, requires="mirror-target"),
     E("mirror-request-body", NOT_YET, _C, "on", WORD, requires="mirror-target"),

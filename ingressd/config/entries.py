@@ -193,7 +193,18 @@ def _with_host_routes(entries: list, config: Config, plugins, context: BuildCont
         return entries, config
     if not added:
         return entries, config
-    entries = entries + [RouteEntry(host.route, host.features, defaults) for host in added]
+    built = []
+    for host in added:
+        features = host.features
+        if features is None:  # the route's own features, as its Ingress's routes have them
+            try:
+                features = plugins.route_features(host.route, context)
+            except Exception:
+                log.err(None, f"ingressd: features of {host.route.ingress} for the added host {host.route.host!r}")
+                continue
+        built.append((host, RouteEntry(host.route, features, defaults)))
+    added = [host for host, _ in built]
+    entries = entries + [entry for _, entry in built]
     return entries, dataclasses.replace(
         config,
         routes=config.routes + tuple(host.route for host in added),
