@@ -111,7 +111,8 @@ class Annotation:
     # Resolve the parsed value (a "name" or "namespace/name" string) against the cluster
     # objects when routes are built, so a change of the referenced object rebuilds routes:
     #   "secret"  → the SecretData, or None when missing;
-    #   "service" → a model.Backend with its ready endpoints (first port), or None.
+    #   "service" → a model.Backend with its ready endpoints (first port), or None;
+    #   "configmap" → the model.ConfigMapData (``get(key)``), or None when missing.
     # "namespace/name" in another namespace is refused unless
     # --allow-cross-namespace-resources is set.
     resolve: str | None = None

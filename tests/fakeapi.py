@@ -34,6 +34,7 @@ RESOURCES: dict[str, tuple[str, str, str, bool, tuple[str, ...]]] = {
     "ingressclasses": ("networking.k8s.io", "v1", "IngressClass", False, ()),
     "services": ("", "v1", "Service", True, ("spec.clusterIP", "spec.type")),
     "secrets": ("", "v1", "Secret", True, ("type",)),
+    "configmaps": ("", "v1", "ConfigMap", True, ()),
     "events": ("", "v1", "Event", True, (
         "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
         "involvedObject.uid", "reason", "type", "source",

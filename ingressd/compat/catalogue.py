@@ -252,7 +252,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
       note="ingressd retries idempotent requests on another endpoint after a connection error"),
     E("proxy-next-upstream-timeout", NOT_YET, _H, "0", INT),
     E("proxy-next-upstream-tries", NOT_YET, _H, "3", INT),
-    E("custom-headers", NOT_YET, _H, note="response headers from a ConfigMap"),
+    E("custom-headers", IMPLEMENTED, _H,
+      note="the headers must be listed in --global-allowed-response-headers (ingress-nginx's ConfigMap key "
+           "global-allowed-response-headers)"),
     # -- not yet, harmless: logging, tracing, TLS tuning ---------------------------------
     E("enable-access-log", IMPLEMENTED, _H, "true", BOOL,
       note="the route's requests are still counted in /metrics, as in ingress-nginx"),

@@ -107,6 +107,20 @@ class SecretData:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigMapData:
+    """A ConfigMap's data (string values), as found; its users validate it."""
+
+    ref: ObjectRef  # kind "ConfigMap"
+    data: tuple[tuple[str, str], ...]
+
+    def get(self, key: str) -> str | None:
+        for name, value in self.data:
+            if name == key:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """An object (or part of one) that could not be used, and why."""
 

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Mapping
 
 from twisted.python import log
 
-KINDS = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Secret")
+KINDS = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Secret", "ConfigMap")
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds
 Packed = bytes  # an object as ``pack`` stores it

@@ -23,6 +23,7 @@ from ingressd.config.model import (
     PREFIX,
     Backend,
     Config,
+    ConfigMapData,
     Endpoint,
     ObjectRef,
     Rejection,
@@ -435,6 +436,7 @@ class _Resolver:
     def __init__(self, objects: Snapshot):
         self.services: Mapping[tuple[str, str], Packed] = {}
         self.secrets: Mapping[tuple[str, str], Packed] = {}
+        self.configmaps: Mapping[tuple[str, str], Packed] = {}
         self._slice_objects: Mapping = {}
         self._slice_owner: dict[tuple[str, str], tuple[Packed, tuple[str, str] | None]] = {}
         self._service_slices: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
@@ -451,9 +453,11 @@ class _Resolver:
         very mappings of the last one (then no translation's dependencies changed)."""
         services = objects.get("Service", {})
         secrets = objects.get("Secret", {})
+        config_maps = objects.get("ConfigMap", {})
         slice_objects = objects.get("EndpointSlice", {})
         changed = services is not self.services or secrets is not self.secrets \
-            or slice_objects is not self._slice_objects
+            or config_maps is not self.configmaps or slice_objects is not self._slice_objects
+        self.configmaps = config_maps
         if services is not self.services and self._backends:
             self._backends = {k: v for k, v in self._backends.items() if (k[0], k[1]) in services}
         self.services = services
@@ -612,7 +616,13 @@ class _Resolver:
             return self.secret(ref_namespace, name)
         if kind == "service":
             return self.first_port_backend(ref_namespace, name)
+        if kind == "configmap":
+            return self.config_map(ref_namespace, name)
         raise _Invalid(f"unknown reference kind {kind!r}")
+
+    def config_map(self, namespace: str, name: str) -> ConfigMapData | None:
+        obj = self._use("configmaps", (namespace, name))
+        return None if obj is None else _config_map_data(unpack(obj))
 
     def secret(self, namespace: str, name: str) -> SecretData | None:
         obj = self._use("secrets", (namespace, name))
@@ -652,6 +662,12 @@ def _secret_data(obj: Mapping) -> SecretData:
     for key, value in ((obj.get("stringData") or {}).items()):
         items[str(key)] = str(value).encode("utf-8")
     return SecretData(_ref("Secret", obj), str(obj.get("type") or "Opaque"), tuple(sorted(items.items())))
+
+
+def _config_map_data(obj: Mapping) -> ConfigMapData:
+    data = obj.get("data") or {}
+    items = tuple(sorted((str(key), str(value)) for key, value in data.items())) if isinstance(data, dict) else ()
+    return ConfigMapData(_ref("ConfigMap", obj), items)
 
 
 def _ref(kind: str, obj: Mapping) -> ObjectRef:

@@ -43,6 +43,8 @@ API_CALLS: tuple[ApiCall, ...] = (
     ApiCall("discovery.k8s.io", "endpointslices", "watch"),
     ApiCall("", "secrets", "list"),
     ApiCall("", "secrets", "watch"),
+    ApiCall("", "configmaps", "list"),
+    ApiCall("", "configmaps", "watch"),
     # status.py
     ApiCall("networking.k8s.io", "ingresses/status", "patch"),
     # events.py

@@ -55,7 +55,7 @@ def slim(obj: dict, kind: str = "") -> dict:
         annotations = meta.get("annotations")
         if isinstance(annotations, dict) and _LAST_APPLIED in annotations:
             meta["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
-        if kind in ("Service", "EndpointSlice", "Secret"):
+        if kind in ("Service", "EndpointSlice", "Secret", "ConfigMap"):
             obj["metadata"] = {k: v for k, v in meta.items() if k in _KEPT_METADATA}
     if kind == "EndpointSlice" and isinstance(obj.get("endpoints"), list):
         obj["endpoints"] = [{k: v for k, v in endpoint.items() if k in _KEPT_ENDPOINT}

@@ -32,6 +32,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Service": ("v1", "services", True),
     "EndpointSlice": ("discovery.k8s.io/v1", "endpointslices", True),
     "Secret": ("v1", "secrets", True),
+    "ConfigMap": ("v1", "configmaps", True),
     "Lease": ("coordination.k8s.io/v1", "leases", True),
     "Event": ("v1", "events", True),
 }
