@@ -130,9 +130,13 @@ def _variable(name: str, exchange: Any) -> str:
 
 
 class Rewrite:
-    """Sends the backend the rewritten URI (or answers nginx's redirect), REWRITE phase."""
+    """Sends the backend the rewritten URI (or answers nginx's redirect), REWRITE phase.
 
-    phase = Phase.REWRITE
+    Just after the other REWRITE features: ingress-nginx's HTTPS redirect and CORS preflight
+    answer with the request as the client sent it (its Lua reads ``$request_uri``), never the
+    rewritten one, whatever order plugins are loaded in."""
+
+    phase = Phase.REWRITE + 1
     regex_paths = True  # the route's path is a regular expression (its host: regex mode)
 
     def __init__(self, pattern: Any, target: str | None, prefix: str):

@@ -97,3 +97,13 @@ def test_x_forwarded_prefix_only_with_a_rewrite_and_replacing_the_clients():
 def test_what_cannot_be_honoured_rejects_the_ingress_saying_why(path, annotations, message):
     with harness(path, annotations) as h:
         assert h.rejection is not None and message in h.rejection, h.rejection
+
+
+def test_the_https_redirect_names_the_uri_the_client_sent_not_the_rewritten_one():
+    from ingressd_plugins import ssl_redirect
+
+    for plugins in ([rewrite, ssl_redirect], [ssl_redirect, rewrite]):
+        with PluginHarness(plugins, {N + "rewrite-target": "/$2", N + "force-ssl-redirect": "true"},
+                           path="/app(/|$)(.*)", path_type="ImplementationSpecific", host="rw.test") as h:
+            outcome = h.request(path="/app/x?q=1")
+            assert (outcome.status, outcome.local.get("location")) == (308, "https://rw.test/app/x?q=1")
