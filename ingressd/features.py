@@ -222,6 +222,7 @@ class UpstreamSettings:
     max_body_size: int | None = None  # bytes; 0: unlimited
     protocol: str | None = None  # "HTTP", …: how the request goes to the backend
     tls: BackendTLS | None = None  # for HTTPS backends: how; None: nginx's defaults
+    http_version: str | None = None  # "1.1" (default) or "1.0": proxy_http_version
 
     def over(self, base: "UpstreamSettings | None") -> "UpstreamSettings":
         """These settings, with ``base``'s where these say None."""
@@ -232,12 +233,13 @@ class UpstreamSettings:
 
     def _values(self) -> tuple:
         return (self.connect_timeout, self.read_timeout, self.send_timeout, self.max_body_size, self.protocol,
-                self.tls)
+                self.tls, self.http_version)
 
     def apply_to(self, exchange: Any) -> None:
         """Set the fields these give on an object with the same attributes (a test's fake
         exchange: ``ingressd.testing.FakeExchange``)."""
-        for name in ("connect_timeout", "read_timeout", "send_timeout", "max_body_size", "protocol", "tls"):
+        for name in ("connect_timeout", "read_timeout", "send_timeout", "max_body_size", "protocol", "tls",
+                     "http_version"):
             value = getattr(self, name)
             if value is not None:
                 setattr(exchange, name, value)

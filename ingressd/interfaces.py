@@ -160,10 +160,12 @@ class UpstreamConnection(Protocol):
     response_headers: Sequence[Header]  # the current response's headers, as received
 
     def start(self, exchange: "ExchangeForUpstream", method: bytes, target: bytes, headers: list[Header],
-              body_length: int | None, read_timeout: float, send_timeout: float) -> None:
+              body_length: int | None, read_timeout: float, send_timeout: float, version: bytes = b"1.1") -> None:
         """Send a request: ``headers`` without framing (the protocol adds its own, and may
         append to the list); ``body_length`` None for no body, ``upstream.STREAMED`` for a
-        body of unknown length, else its length. The exchange then streams the body."""
+        body of unknown length, else its length; ``version``: the HTTP version of the request
+        (``proxy-http-version``; after a 1.0 request the connection is not reused). The exchange
+        then streams the body."""
 
     def send_body(self, data: bytes) -> None: ...
 

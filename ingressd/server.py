@@ -64,6 +64,7 @@ class IngressdService(MultiService):
             send_timeout=float(settings.get("proxy_send_timeout", DEFAULT_UPSTREAM.send_timeout)),
             max_body_size=int(settings.get("proxy_body_size", DEFAULT_UPSTREAM.max_body_size)),
             protocol=DEFAULT_UPSTREAM.protocol,
+            http_version=DEFAULT_UPSTREAM.http_version,
         )
         self.reloader = Reloader(
             self.store, self.state, reactor, plugins,

@@ -121,6 +121,7 @@ class FakeExchange:
     max_body_size: int | None = None
     protocol: str | None = None  # the upstream protocol (UpstreamSettings.protocol)
     tls: Any = None  # the backend TLS settings (UpstreamSettings.tls)
+    http_version: str | None = None  # UpstreamSettings.http_version
     finish_callbacks: list[Callable[[], None]] = field(default_factory=list)
     finished: bool = False
 

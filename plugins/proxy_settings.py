@@ -41,7 +41,14 @@ def ingressd_annotations():
         Annotation("proxy-read-timeout", seconds, None, "seconds between two reads from the upstream (default 60)"),
         Annotation("proxy-send-timeout", seconds, None, "seconds between two writes to the upstream (default 60)"),
         Annotation("proxy-body-size", parse_size, None, "largest request body, nginx size; 0 = unlimited (default 1m)"),
+        Annotation("proxy-http-version", _http_version, None, "1.0 or 1.1: the HTTP version of requests to the backend"),
     ]
+
+
+def _http_version(value: str) -> str | None:
+    """ingress-nginx's options "1.0" and "1.1" (trimmed); anything else: the default, 1.1."""
+    version = value.strip()
+    return version if version in ("1.0", "1.1") else None
 
 
 @hookimpl
@@ -51,5 +58,6 @@ def ingressd_route_features(route, values, context):
         return None if value is None else float(value)
 
     upstream = UpstreamSettings(seconds("proxy-connect-timeout"), seconds("proxy-read-timeout"),
-                                seconds("proxy-send-timeout"), values.get("proxy-body-size"))
+                                seconds("proxy-send-timeout"), values.get("proxy-body-size"),
+                                http_version=values.get("proxy-http-version"))
     return ProxySettings(upstream) if upstream != UpstreamSettings() else None

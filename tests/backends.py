@@ -84,6 +84,7 @@ class EchoHandler(BaseHTTPRequestHandler):
             {
                 "backend": self.server.name,
                 "method": self.command,
+                "version": self.request_version,
                 "path": self.path,
                 "headers": [[k.lower(), v] for k, v in self.headers.items()],
                 "body_length": len(body),

@@ -98,9 +98,9 @@ class FakeConnection:
         self.aborted = self.closed = self.ended = False
         self.exchange = None
 
-    def start(self, exchange, method, target, headers, body_length, read_timeout, send_timeout):
+    def start(self, exchange, method, target, headers, body_length, read_timeout, send_timeout, version=b"1.1"):
         self.exchange, self.timeouts, self.body_length = exchange, (read_timeout, send_timeout), body_length
-        self.sent += b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, serialize(headers))
+        self.sent += b"%s %s HTTP/%s\r\n%s\r\n" % (method, target, version, serialize(headers))
 
     def send_body(self, data):
         self.sent += data

@@ -76,3 +76,10 @@ def test_accepted_values_reach_the_exchange(name, text, attribute, value):
     ex = exchange()
     run_request([feature], ex)
     assert getattr(ex, attribute) == value and type(getattr(ex, attribute)) is type(value)
+
+
+@pytest.mark.parametrize("value, version", [("1.0", "1.0"), (" 1.0 ", "1.0"), ("1.1", "1.1"), ("2", None), ("", None)])
+def test_proxy_http_version_as_ingress_nginx_reads_it(value, version):
+    features = features_for(proxy_settings, {"proxy-http-version": value})
+    got = features[0].upstream.http_version if features else None
+    assert got == version

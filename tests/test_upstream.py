@@ -141,3 +141,12 @@ def test_idle_connections_are_closed_after_the_idle_timeout_on_the_pools_clock()
     assert pool.idle_count() == 1 and not transport.disconnecting
     clock.advance(10)
     assert pool.idle_count() == 0 and transport.disconnecting
+
+
+def test_an_http_1_0_request_and_its_connection_not_reused():
+    clock, pool, conn, transport = connection()
+    exchange = Exchange()
+    conn.start(exchange, b"GET", b"/", [(b"host", b"x")], None, 60, 60, b"1.0")
+    assert transport.value().startswith(b"GET / HTTP/1.0\r\nhost: x\r\n")
+    conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert ("done", False) in exchange.events  # not reusable, whatever the backend says

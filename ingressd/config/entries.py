@@ -21,7 +21,7 @@ _NO_CODES: frozenset[int] = frozenset()  # shared: an empty frozenset is 216 byt
 
 # The server's settings when it is given none (ProxySettings' defaults, ingress-nginx's).
 DEFAULT_UPSTREAM = UpstreamSettings(connect_timeout=5.0, read_timeout=60.0, send_timeout=60.0,
-                                    max_body_size=1024 * 1024, protocol="HTTP")
+                                    max_body_size=1024 * 1024, protocol="HTTP", http_version="1.1")
 HTTP = "HTTP"  # the upstream protocol every server speaks: HTTP/1.1 in clear
 HTTPS = "HTTPS"  # HTTP/1.1 over TLS
 # ingress-nginx's AUTO_HTTP: HTTP or HTTPS to the backend as the client came (served where both are).

@@ -351,7 +351,8 @@ class Exchange:
         settings = self.upstream_settings
         self._upstream_paused = False
         connection.start(self, self.method, self.target, self._upstream_headers(), self._body_length(),
-                         settings.read_timeout, settings.send_timeout)
+                         settings.read_timeout, settings.send_timeout,
+                         b"1.0" if settings.http_version == "1.0" else b"1.1")
         self._send_buffered()
 
     def _send_buffered(self) -> None:

@@ -44,6 +44,7 @@ class HTTP1Connection(Protocol):
         self._keep_alive = False
         self._head_request = False
         self._chunked = False  # the request body goes chunked (its length unknown)
+        self._http10 = False  # the request went as HTTP/1.0
         self._read_timer = Deadline(pool.clock, self._read_timed_out)
         self._read_timeout = 60.0
         self._send_timer = Deadline(pool.clock, self._send_timed_out)
@@ -100,7 +101,7 @@ class HTTP1Connection(Protocol):
     # -- one request ----------------------------------------------------------------------
 
     def start(self, exchange, method: bytes, target: bytes, headers: list, body_length: int | None,
-              read_timeout: float, send_timeout: float) -> None:
+              read_timeout: float, send_timeout: float, version: bytes = b"1.1") -> None:
         """Send a request head; the exchange streams the body with ``send_body``/``end_body``."""
         self.exchange = exchange
         head_request = method == b"HEAD"
@@ -117,6 +118,7 @@ class HTTP1Connection(Protocol):
         self._read_timeout = read_timeout
         self._send_timeout = send_timeout
         self._chunked = body_length == STREAMED
+        self._http10 = version == b"1.0"  # nginx's proxy_http_version 1.0: no reuse after it
         if self._chunked:
             headers.append((b"transfer-encoding", b"chunked"))
         elif body_length is not None:
@@ -125,7 +127,7 @@ class HTTP1Connection(Protocol):
         # response completed: this request must be read.
         self.transport.resumeProducing()
         self._read_paused = False
-        self.transport.write(b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, serialize(headers)))
+        self.transport.write(b"%s %s HTTP/%s\r\n%s\r\n" % (method, target, version, serialize(headers)))
         self._read_timer.set(read_timeout)
 
     def send_body(self, data: bytes) -> None:
@@ -226,7 +228,7 @@ class HTTP1Connection(Protocol):
             self.response_headers = []  # interim response (100 Continue…): not relayed
             return
         self._status = status
-        self._keep_alive = self.parser.should_keep_alive()
+        self._keep_alive = self.parser.should_keep_alive() and not self._http10
         self._head_delivered = True
         length = None
         for name, value in self.response_headers:
