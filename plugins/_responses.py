@@ -61,3 +61,16 @@ def plain(status: int, headers: Iterable[tuple[bytes, bytes]] = ()) -> LocalResp
     if title is None:
         return LocalResponse(status, list(headers))
     return LocalResponse(status, [_TEXT, *headers], f"{status} {title}\n".encode("ascii"))
+
+
+class DeniedLocation:
+    """Every request of the route gets 503: an annotation's configuration cannot be used (a
+    missing Secret or ConfigMap…), as ingress-nginx's denied location (``return 503``) — never
+    served without what the annotation asks. ``reason`` is kept for logs and tests."""
+
+    def __init__(self, reason: str, phase: int):
+        self.reason = reason
+        self.phase = phase
+
+    def request(self, exchange) -> LocalResponse:
+        return plain(503)

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ingressd import Annotation, AnnotationError, BackendTLS, LocalResponse, Phase, UpstreamSettings, hookimpl
 
-from ._responses import plain
+from ._responses import DeniedLocation, plain
 
 PROTOCOLS = ("AUTO_HTTP", "HTTP", "HTTPS", "GRPC", "GRPCS", "FCGI")
 _ON_OFF = re.compile(r"^(on|off)$")
@@ -92,17 +92,6 @@ class Backend:
         self.upstream = upstream
 
 
-class DeniedLocation:
-    """The proxy-ssl-secret cannot be used: every request gets 503 (ingress-nginx's denied location)."""
-
-    phase = Phase.PROXY
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-    def request(self, exchange: Any) -> LocalResponse:
-        return plain(503)
-
 
 @hookimpl
 def ingressd_annotations():
@@ -130,10 +119,10 @@ def ingressd_route_features(route, values, context):
     if secret_asked:
         secret = values.get("proxy-ssl-secret")
         if secret is None or not hasattr(secret, "get"):
-            return DeniedLocation("the proxy-ssl-secret does not exist")
+            return _denied("the proxy-ssl-secret does not exist")
         ca = secret.get("ca.crt")
         if not ca:
-            return DeniedLocation("the proxy-ssl-secret has no ca.crt")
+            return _denied("the proxy-ssl-secret has no ca.crt")
         try:
             x509.load_pem_x509_certificates(ca)
             certificate, key = secret.get("tls.crt"), secret.get("tls.key")
@@ -159,3 +148,7 @@ def ingressd_route_features(route, values, context):
     if protocol == "HTTP" and tls is None:
         return None
     return Backend(UpstreamSettings(protocol=protocol, tls=tls))
+
+
+def _denied(reason: str) -> DeniedLocation:
+    return DeniedLocation(reason, Phase.PROXY)

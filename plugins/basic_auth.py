@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from ingressd import Annotation, AnnotationError, LocalResponse, Phase, hookimpl
 
 from . import htpasswd
-from ._responses import plain
+from ._responses import DeniedLocation, plain
 
 _log = Logger()
 
@@ -159,17 +159,6 @@ class BasicAuth:
         return plain(401, [self._challenge])
 
 
-class DeniedLocation:
-    """Every request gets 503: the location's auth configuration cannot be used (fail closed)."""
-
-    phase = Phase.AUTH
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-    def request(self, exchange) -> LocalResponse:
-        return plain(503)
-
 
 @hookimpl
 def ingressd_annotations():
@@ -189,7 +178,7 @@ def ingressd_route_features(route, values, context):
     if users is None:
         reason = "the auth-secret is missing, unreadable or lacks its key"
         _log.warn("{ingress}: {reason}; answering 503", ingress=str(route.ingress), reason=reason)
-        return DeniedLocation(reason)
+        return _denied(reason)
     for user, hashed in users.items():
         if htpasswd.scheme(hashed) is None:
             _log.warn(
@@ -205,3 +194,7 @@ def ingressd_route_features(route, values, context):
             return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
 
     return BasicAuth(users, values.get("auth-realm", ""), run_slow)
+
+
+def _denied(reason: str) -> DeniedLocation:
+    return DeniedLocation(reason, Phase.AUTH)

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from ingressd import Annotation, AnnotationError, LocalResponse, Option, Phase, hookimpl
 
-from ._responses import plain
+from ._responses import DeniedLocation, plain
 
 _HEADER = re.compile(r"^[a-zA-Z\d\-_]+$")
 _VALUE = re.compile(r"^[a-zA-Z\d_ :;.,\\/\"'?!(){}\[\]@<>=\-+*#$&\x60|~^%]+$")
@@ -51,17 +51,6 @@ class CustomHeaders:
         headers.extend(self._headers)
 
 
-class DeniedLocation:
-    """The custom-headers ConfigMap cannot be used: 503 for every request (ingress-nginx's denied location)."""
-
-    phase = Phase.PROXY
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-    def request(self, exchange: Any) -> LocalResponse:
-        return plain(503)
-
 
 @hookimpl
 def ingressd_options():
@@ -90,16 +79,20 @@ def ingressd_route_features(route, values, context):
         return None
     config_map = values.get("custom-headers")
     if "/" not in raw or config_map is None or not hasattr(config_map, "data"):
-        return DeniedLocation(f"unable to find configMap {raw!r}")
+        return _denied(f"unable to find configMap {raw!r}")
     allowed = _allowed(context.settings if context is not None else {})
     headers = []
     for name, value in config_map.data:
         if not _HEADER.match(name):
-            return DeniedLocation("invalid header name in configmap")
+            return _denied("invalid header name in configmap")
         if not _VALUE.match(value):
-            return DeniedLocation("invalid header value in configmap")
+            return _denied("invalid header value in configmap")
         if name not in allowed:
-            return DeniedLocation(f"header {name} is not allowed, defined allowed headers inside "
+            return _denied(f"header {name} is not allowed, defined allowed headers inside "
                                   f"global-allowed-response-headers {list(allowed)}")
         headers.append((name.lower().encode("ascii"), value.encode("ascii")))  # lower-case, as every header ingressd sends (HTTP/2 requires it)
     return CustomHeaders(tuple(headers)) if headers else None
+
+
+def _denied(reason: str) -> DeniedLocation:
+    return DeniedLocation(reason, Phase.PROXY)
