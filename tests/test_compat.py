@@ -58,11 +58,11 @@ CASES = [
     ({"limit-rate": "100"}, (), "blocked", ["limit-rate"]),
     ({"upstream-hash-by": "$request_uri"}, (), "blocked", ["upstream-hash-by"]),
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
-    ({"affinity": "cookie"}, (), "blocked", ["affinity"]),
+    ({"affinity": "cookie"}, (), "served", []),  # a plugin owns it
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
     ({"mirror-target": "https://mirror.example/$request_uri"}, (), "blocked", ["mirror-target"]),
     ({"upstream-hash-by": "$remote_addr"}, (), "blocked", ["upstream-hash-by"]),
-    ({"affinity": "cookie", "session-cookie-name": "route"}, (), "blocked", ["affinity"]),
+    ({"affinity": "cookie", "session-cookie-name": "route"}, (), "served", []),
     ({"enable-opentelemetry": "true"}, (), "warned", ["enable-opentelemetry"]),
     ({"load-balance": "ewma"}, (), "warned", ["load-balance"]),
     # a canary is never served as an ordinary Ingress, whatever the operator says
