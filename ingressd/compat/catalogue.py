@@ -233,7 +233,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("session-cookie-samesite", IMPLEMENTED, _C, requires=_AFFINITY),
     E("session-cookie-conditional-samesite-none", IMPLEMENTED, _C, "false", BOOL, requires=_AFFINITY),
     E("session-cookie-change-on-failure", IMPLEMENTED, _C, "false", BOOL, requires=_AFFINITY),
-    E("upstream-hash-by", NOT_YET, _C, note="consistent hashing of requests to endpoints"),
+    E("upstream-hash-by", IMPLEMENTED, _C,
+      note="variables $request_uri, $remote_addr, $host, $uri, $args, $query_string, $scheme, $request_method, "
+      "$http_NAME, $cookie_NAME, $arg_NAME and text between them; any other variable rejects the Ingress"),
     E("upstream-hash-by-subset", NOT_YET, _C, "false", BOOL, requires="upstream-hash-by"),
     E("upstream-hash-by-subset-size", NOT_YET, _C, "3", INT, requires="upstream-hash-by"),
     E("server-alias", IMPLEMENTED, _C,
