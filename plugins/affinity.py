@@ -320,6 +320,9 @@ def ingressd_route_features(route, values, context):
     if samesite is not None and samesite not in _SAMESITE:
         _log.warn("{ingress}: session-cookie-samesite {value!r} is not spelled None, Lax or Strict: "
                   "the cookie gets no SameSite, as with ingress-nginx", ingress=str(route.ingress), value=samesite)
+    if values.get("use-regex") and not values.get("session-cookie-path"):
+        _log.warn("{ingress}: session-cookie-path should be set when use-regex is true (the cookie's Path is "
+                  "the path as written, {path!r})", ingress=str(route.ingress), path=route.path)
     return [Affinity(
         mode=values.get("affinity-mode") or BALANCED,
         name=values.get("session-cookie-name") or DEFAULT_NAME,

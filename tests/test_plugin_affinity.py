@@ -201,6 +201,10 @@ def test_a_regex_path_is_copied_as_is_unless_session_cookie_path_is_given():
     with harness({"use-regex": "true"}, path="/foo/.*", path_type="ImplementationSpecific", plugins=[rewrite]) as h:
         _, (cookie,) = visit(h, path="/foo/bar")
         assert "; Path=/foo/.*;" in cookie
+    with harness({"use-regex": "true", "session-cookie-path": "/foo/bar"}, path="/foo/.*",
+                 path_type="ImplementationSpecific", plugins=[rewrite]) as h:
+        _, (cookie,) = visit(h, path="/foo/bar")
+        assert "; Path=/foo/bar;" in cookie
 
 
 def test_secure_over_https_even_when_the_annotation_says_false():
@@ -281,3 +285,18 @@ def test_the_ring_moves_about_one_key_in_n_plus_one_when_an_endpoint_is_added():
     moved = [key for key in keys if before.find(key) != after.find(key)]
     assert all(after.find(key) == Endpoint("10.1.0.11", 8080) for key in moved)  # only to the new one
     assert 0.05 < len(moved) / len(keys) < 0.13  # ideal: 1/11 = 0.091
+
+
+def test_use_regex_without_session_cookie_path_warns_as_ingress_nginx_does():
+    from twisted.logger import globalLogPublisher
+
+    seen: list = []
+    observer = seen.append
+    globalLogPublisher.addObserver(observer)
+    try:
+        with harness({"use-regex": "true"}, path="/foo/.*", path_type="ImplementationSpecific", plugins=[rewrite]):
+            pass
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert any("session-cookie-path should be set when use-regex is true" in event.get("log_format", "")
+               for event in seen)
