@@ -237,6 +237,7 @@ class RequestView(Protocol):
     query: bytes
     host: str
     scheme: str  # "http" or "https" (a trusted proxy's X-Forwarded-Proto included)
+    https: bool  # the client's own connection to ingressd is TLS (nginx's $https), whatever a proxy says
     client_ip: str  # the client's address (behind trusted proxies, from X-Forwarded-For)
     peer_ip: str
     request_id: str

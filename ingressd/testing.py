@@ -109,6 +109,7 @@ class FakeExchange:
     peer_ip: str = "192.0.2.10"
     client_ip: str = "192.0.2.10"
     scheme: str = "http"
+    https: bool = False  # the client's own connection is TLS
     server_port: int = 80
     request_id: str = "0123456789abcdef"
     request_uri: bytes = b"/"
@@ -506,6 +507,7 @@ class PluginHarness:
             peer_ip=client_ip,
             client_ip=client_ip,
             scheme=scheme,
+            https=scheme == "https",
             server_port=443 if scheme == "https" else 80,
             route=entry.route,
         )

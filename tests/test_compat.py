@@ -56,13 +56,14 @@ CASES = [
     ({"enable-modsecurity": "true"}, (), "blocked", ["enable-modsecurity"]),
     ({"global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
     ({"limit-rate": "100"}, (), "blocked", ["limit-rate"]),
-    ({"upstream-hash-by": "$request_uri"}, (), "blocked", ["upstream-hash-by"]),
+    ({"upstream-hash-by": "$request_uri"}, (), "served", []),  # a plugin owns it
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
-    ({"affinity": "cookie"}, (), "blocked", ["affinity"]),
+    ({"affinity": "cookie"}, (), "served", []),  # a plugin owns it
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
     ({"mirror-target": "https://mirror.example/$request_uri"}, (), "blocked", ["mirror-target"]),
-    ({"upstream-hash-by": "$remote_addr"}, (), "blocked", ["upstream-hash-by"]),
-    ({"affinity": "cookie", "session-cookie-name": "route"}, (), "blocked", ["affinity"]),
+    ({"upstream-hash-by": "$remote_addr", "upstream-hash-by-subset": "true"}, (), "blocked",
+     ["upstream-hash-by-subset"]),
+    ({"affinity": "cookie", "session-cookie-name": "route"}, (), "served", []),
     ({"enable-opentelemetry": "true"}, (), "warned", ["enable-opentelemetry"]),
     ({"load-balance": "ewma"}, (), "warned", ["load-balance"]),
     # a canary is never served as an ordinary Ingress, whatever the operator says
@@ -236,9 +237,9 @@ REASONS = [
     ({"auth-url": "https://a/"}, (),
      (N + "auth-url", _blocked("auth-url", f"{_NOT_SUPPORTED} ({_note('auth-url')})",
                                "let in clients it keeps out"), True)),
-    ({"upstream-hash-by": "/"}, (),
-     (N + "upstream-hash-by", _blocked("upstream-hash-by", f"{_NOT_SUPPORTED} ({_note('upstream-hash-by')})",
-                                     "send traffic elsewhere, or otherwise, than it asks"), True)),
+    ({"secure-backends": "true"}, (),
+     (N + "secure-backends", _blocked("secure-backends", f"{_NOT_SUPPORTED} ({_note('secure-backends')})",
+                                    "send traffic elsewhere, or otherwise, than it asks"), True)),
     ({"stream-snippet": "return 301 https://b;"}, (),
      (N + "stream-snippet", _blocked("stream-snippet", f"stream-snippet is never supported ({_note('stream-snippet')})",
                                      "send traffic elsewhere, or otherwise, than it asks"), True)),
@@ -259,7 +260,7 @@ def test_a_blocking_reason_names_the_annotation_and_how_to_accept_it():
     assert problem.blocking and problem.annotation == N + "auth-url"
     assert "let in clients it keeps out" in problem.reason
     assert "--ignore-annotation auth-url" in problem.reason and 'ingressd.io/ignore-annotations: "auth-url"' in problem.reason
-    (problem,) = assess({N + "upstream-hash-by": "/"}, OWNED)
+    (problem,) = assess({N + "secure-backends": "true"}, OWNED)
     assert "send traffic elsewhere" in problem.reason
 
 

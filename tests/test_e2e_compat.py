@@ -31,7 +31,7 @@ CASES = {
     "secure.example": (SECURE, False),
     "waf.example": ({N + "enable-modsecurity": "true"}, False),  # narrows access
     "any.example": ({N + "satisfy": "any", N + "auth-type": "basic", N + "auth-secret": "nosuch"}, False),
-    "vhost.example": ({N + "upstream-hash-by": "$request_uri"}, False),  # changes where traffic goes
+    "vhost.example": ({N + "secure-backends": "true"}, False),  # changes where traffic goes
     "grpc.example": ({N + "backend-protocol": "GRPC"}, False),
     "canary.example": ({N + "canary": "true", N + "canary-weight": "50",
                         "ingressd.io/ignore-annotations": "canary"}, False),  # never, even when asked

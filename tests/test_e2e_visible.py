@@ -119,15 +119,18 @@ def test_proxied_and_own_answers_carry_a_date_and_no_server(world):
     proxied = proc.get("/x")
     assert proxied.status == 200 and proxied.headers["x-backend"] == "web"
     _identity_ok(proxied.header_list)  # the backend's "echo Python/…" Server is hidden too
-    for host, status in (("nope.test", 404), ("example.com", 413)):
-        body = b"x" * (2 * 1024 * 1024) if status == 413 else None
-        answer = proc.get("/", host=host, method="POST" if body else "GET", body=body)
-        assert answer.status == status
-        _identity_ok(answer.header_list)
-    raw = proc.raw(b"GET / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
-    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    assert head[0].startswith("HTTP/1.1 400 ")
-    _identity_ok([tuple(line.split(": ", 1)) for line in head[1:]])
+    answer = proc.get("/", host="nope.test")
+    assert answer.status == 404
+    _identity_ok(answer.header_list)
+    # Raw requests for what ingressd refuses before reading a body (a client still sending a
+    # body could see the connection reset before it reads the answer).
+    for request, status in ((b"POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2097152\r\n\r\n", 413),
+                            (b"GET / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 1\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n", 400)):
+        raw = proc.raw(request)
+        head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        assert head[0].startswith(f"HTTP/1.1 {status} "), head
+        _identity_ok([tuple(line.split(": ", 1)) for line in head[1:]])
 
 
 @pytest.mark.skipif(CURL is None, reason="needs curl")

@@ -180,6 +180,12 @@ class Exchange:
         return self.upstream_settings.max_body_size
 
     @property
+    def https(self) -> bool:
+        """Whether the client's own connection is TLS (nginx's ``$https``), whatever
+        ``scheme`` a trusted proxy's X-Forwarded-Proto made of it."""
+        return self.protocol.scheme == "https"
+
+    @property
     def request_uri(self) -> bytes:
         """The request target as the client sent it (nginx's ``$request_uri``), whatever a
         rewrite made of ``target``."""

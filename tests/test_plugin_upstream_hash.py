@@ -1,0 +1,93 @@
+"""upstream-hash-by: consistent hashing of a request's key to an endpoint, as ingress-nginx's chash balancer."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from ingressd.config.model import Endpoint
+from ingressd.testing import PluginHarness, one_route_objects
+from ingressd_plugins import affinity, upstream_hash
+
+N = "nginx.ingress.kubernetes.io/"
+ENDPOINTS = tuple((f"10.0.0.{i}", 8080) for i in range(1, 4))
+
+
+def harness(value, endpoints=ENDPOINTS, more=None):
+    annotations = {N + "upstream-hash-by": value, **{N + k: v for k, v in (more or {}).items()}}
+    return PluginHarness([upstream_hash, affinity], annotations, endpoints=endpoints)
+
+
+def endpoint_for(h, path="/", headers=(), client_ip="192.0.2.10"):
+    outcome = h.request(path=path, headers=headers, client_ip=client_ip)
+    balancer = outcome.exchange.balancer
+    first = balancer.pick(())
+    assert balancer.pick((first,)) == first  # a retry keeps the key, so the endpoint (as ingress-nginx)
+    return first
+
+
+def test_the_same_uri_always_goes_to_the_same_endpoint_and_uris_spread():
+    with harness("$request_uri") as h:
+        chosen = {f"/item/{i}": endpoint_for(h, f"/item/{i}") for i in range(300)}
+        for path, endpoint in list(chosen.items())[:50]:
+            assert endpoint_for(h, path) == endpoint
+        counts = Counter(chosen.values())
+        assert len(counts) == 3 and min(counts.values()) > 50
+
+
+@pytest.mark.parametrize("value, same, other", [
+    ("$remote_addr", dict(client_ip="198.51.100.7", path="/a"), dict(client_ip="198.51.100.7", path="/b")),
+    ("$http_x_user", dict(headers=[("X-User", "ann")], path="/a"), dict(headers=[("X-User", "ann")], path="/b")),
+    ("$cookie_session", dict(headers=[("Cookie", "a=1; session=s1")]), dict(headers=[("Cookie", "session=s1")])),
+    ("$arg_id", dict(path="/x?id=7&b=1"), dict(path="/y?b=2&ID=7")),
+    ("${host}-$arg_id", dict(path="/x?id=7"), dict(path="/z?id=7&c=3")),
+])
+def test_requests_with_the_same_key_go_together(value, same, other):
+    with harness(value) as h:
+        assert endpoint_for(h, **same) == endpoint_for(h, **other)
+
+
+def test_the_key_is_the_text_with_its_variables_as_ingress_nginx_evaluates_it():
+    parts = upstream_hash.parse_hash_by("u=${arg_user}/$http_x_tenant:$request_uri\\$x $")
+    with harness("$request_uri") as h:
+        outcome = h.request(path="/p?user=bob", headers=[("X-Tenant", "t1")])
+        assert upstream_hash.request_key(parts, outcome.exchange) == b"u=bob/t1:/p?user=bob\\$x $"
+
+
+def test_the_same_key_goes_to_the_same_endpoint_in_another_replica():
+    with harness("$arg_k") as first:
+        chosen = {k: endpoint_for(first, f"/?k={k}") for k in range(50)}
+    with harness("$arg_k", endpoints=tuple(reversed(ENDPOINTS))) as second:
+        assert all(endpoint_for(second, f"/?k={k}") == endpoint for k, endpoint in chosen.items())
+
+
+def test_an_added_endpoint_takes_about_its_share_of_the_keys_and_no_other_moves():
+    with harness("$arg_k") as h:
+        keys = range(2000)
+        before = {k: endpoint_for(h, f"/?k={k}") for k in keys}
+        four = ENDPOINTS + (("10.0.0.4", 8080),)
+        h.rebuild(one_route_objects(h.host, four, annotations=h.annotations))
+        after = {k: endpoint_for(h, f"/?k={k}") for k in keys}
+    moved = [k for k in keys if before[k] != after[k]]
+    assert all(after[k] == Endpoint("10.0.0.4", 8080) for k in moved)
+    share = len(moved) / len(keys)
+    print(f"upstream-hash-by: 3 → 4 endpoints moved {share:.1%} of the keys (ideal 25%)")
+    assert 0.15 < share < 0.35
+
+
+def test_affinity_wins_when_both_are_set():
+    with harness("$request_uri", more={"affinity": "cookie"}) as h:
+        outcome = h.request()
+        assert type(outcome.exchange.balancer) is affinity.StickyChoice
+
+
+@pytest.mark.parametrize("value", ["$1", "$binary_remote_addr", "$http_", "$request_body"])
+def test_a_variable_ingressd_cannot_evaluate_rejects_the_ingress(value):
+    with harness(value) as h:
+        assert h.rejection is not None and "upstream-hash-by" in h.rejection
+
+
+def test_an_empty_value_hashes_nothing():
+    with harness("  ") as h:
+        assert h.features == ()
