@@ -29,12 +29,20 @@ MAX_LENGTH = 65536  # characters; longer snippets are refused (Kubernetes caps a
 
 # The variables a value or condition may use; ``http_``, ``cookie_`` and ``arg_`` take a name.
 VARIABLES = frozenset(("host", "scheme", "request_uri", "uri", "args", "remote_addr", "request_method",
-                       "server_port", "request_id", "req_id"))  # $req_id: ingress-nginx's name for $request_id
+                       "server_port", "request_id", "req_id",  # $req_id: ingress-nginx's name for $request_id
+                       # what ingress-nginx's template sets in every location of an Ingress path
+                       "namespace", "ingress_name", "service_name", "service_port", "location_path"))
 PREFIXED_VARIABLES = ("http_", "cookie_", "arg_")
 
 HEADER_DIRECTIVES = ("more_set_headers", "more_clear_headers", "add_header", "proxy_set_header",
                      "more_set_input_headers", "more_clear_input_headers", "proxy_hide_header")
 SUPPORTED = HEADER_DIRECTIVES + ("return", "rewrite", "allow", "deny", "if")
+# Directives whose effect ingressd already has, with the arguments that say so: read and
+# honoured by doing nothing. ``server_tokens``: ingress-nginx clears the Server header
+# (``more_clear_headers Server``) unless its global server-tokens is on, and ingressd sends
+# none unless --server-tokens; ``proxy_ssl_verify off``: nginx's default, and ingressd's.
+NO_EFFECT: dict[str, tuple[tuple[str, ...], ...]] = {"server_tokens": (("on",), ("off",)),
+                                                     "proxy_ssl_verify": (("off",),)}
 
 # What nginx allows inside ``if`` (each directive's documented context "if in location";
 # a server-level if takes only the rewrite module's directives).
@@ -377,9 +385,9 @@ def _block(stream: Iterator[_Token], context: str, inside_if: bool) -> list:
         if token.kind != _WORD:
             raise SnippetError(token.line, f'unexpected "{token.text}"')
         name = token.text
-        if name not in SUPPORTED:
+        if name not in SUPPORTED and name not in NO_EFFECT:
             raise SnippetError(token.line, f"directive {name} is not supported by ingressd's snippet reader "
-                                           f"(supported: {', '.join(SUPPORTED)})")
+                                           f"(supported: {', '.join(SUPPORTED + tuple(NO_EFFECT))})")
         if inside_if and name not in (_IN_SERVER_IF if context == "server" else _IN_LOCATION_IF):
             raise SnippetError(token.line, f'directive {name} is not allowed inside "if" (as in nginx)')
         args: list[_Token] = []
@@ -563,7 +571,26 @@ def _access(d: Directive) -> Access:
     return Access(d.line, d.name == "allow", network)
 
 
+@dataclass(frozen=True)
+class NoEffect:
+    """A directive whose effect ingressd already has (``NO_EFFECT``): honoured by doing nothing."""
+
+    line: int
+    name: str
+
+
+def _no_effect(d: Directive) -> NoEffect:
+    args = tuple(arg.lower() for arg in d.args)
+    if args not in NO_EFFECT[d.name]:
+        accepted = " or ".join(" ".join(option) for option in NO_EFFECT[d.name])
+        raise SnippetError(d.line, f"{d.name} {' '.join(d.args)}: only {d.name} {accepted} is honoured "
+                                   "(it is what ingressd does)")
+    return NoEffect(d.line, d.name)
+
+
 _BUILDERS = {
+    "server_tokens": _no_effect,
+    "proxy_ssl_verify": _no_effect,
     "more_set_headers": _more_set_headers,
     "more_clear_headers": _more_clear_headers,
     "add_header": _add_header,

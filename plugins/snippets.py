@@ -136,6 +136,15 @@ class _State:
 # -- variables ------------------------------------------------------------------------------
 
 
+_LOCATION_VARIABLES = {
+    "namespace": lambda route: route.ingress.namespace,
+    "ingress_name": lambda route: route.ingress.name,
+    "service_name": lambda route: route.backend.service,
+    "service_port": lambda route: str(route.backend.port),
+    "location_path": lambda route: route.path,
+}
+
+
 def _value(name: str, exchange: Any, state: _State) -> str:
     if name.isdigit():
         index = int(name)
@@ -158,6 +167,9 @@ def _value(name: str, exchange: Any, state: _State) -> str:
         return exchange.request_id
     if name == "server_port":
         return str(getattr(exchange, "server_port", ""))
+    if name in _LOCATION_VARIABLES:  # what ingress-nginx's template sets for the Ingress path served
+        route = exchange.route
+        return _LOCATION_VARIABLES[name](route) if route is not None else ""
     if name.startswith("http_"):
         found = exchange.headers.get_all(name[5:].replace("_", "-").encode("latin-1"))
         if name == "http_cookie":

@@ -17,7 +17,7 @@ from ingressd.compat.catalogue import (
     Entry,
 )
 from ingressd.compat.assess import Problem, assess, ignore_list
-from ingressd.snippets import SUPPORTED, Access, SnippetError, parse_snippet
+from ingressd.snippets import NO_EFFECT, SUPPORTED, Access, SnippetError, parse_snippet
 from ingressd.plugin_manager import load_plugins
 
 N = "nginx.ingress.kubernetes.io/"
@@ -213,7 +213,7 @@ REASONS = [
     ({"configuration-snippet": "gzip on;"}, (),
      (N + "configuration-snippet",
       f"annotation {N}configuration-snippet is not honoured: line 1: directive gzip is not supported by "
-      f"ingressd's snippet reader (supported: {', '.join(SUPPORTED)}) {_SUBSET}; not served (accept ignoring "
+      f"ingressd's snippet reader (supported: {', '.join(SUPPORTED + tuple(NO_EFFECT))}) {_SUBSET}; not served (accept ignoring "
       f'it with --ignore-annotation configuration-snippet or the Ingress annotation '
       f'ingressd.io/ignore-annotations: "configuration-snippet")', True)),
     ({"load-balance": "ewma"}, (),

@@ -142,3 +142,31 @@ def test_an_unsupported_snippet_fails_closed_unless_ignored():
 def test_multi_line_snippets_pass_the_value_check_but_header_values_stay_single_line():
     with harness('more_set_headers "X-A: a\\r\\nX-Evil: 1";') as h:
         assert "control character" in h.rejection
+
+
+def test_the_location_variables_of_ingress_nginx_s_template():
+    from ingressd.testing import PluginHarness
+    from ingressd_plugins import snippets as plugin
+
+    snippet = ('proxy_set_header X-Service "$namespace/$ingress_name/$service_name:$service_port";\n'
+               'more_set_headers "X-Path: $location_path";')
+    with PluginHarness([plugin], {"nginx.ingress.kubernetes.io/configuration-snippet": snippet},
+                       path="/app", namespace="shop", name="web") as h:
+        assert h.rejection is None, h.rejection
+        outcome = h.request(path="/app/x")
+        assert ("x-service", "shop/web/web:80") in [(k.lower(), v) for k, v in outcome.upstream_headers]
+        assert outcome.response(200).get("x-path") == "/app"
+
+
+@pytest.mark.parametrize("snippet, honoured", [
+    ("server_tokens off;", True), ("server_tokens on;", True), ("proxy_ssl_verify off;", True),
+    ("proxy_ssl_verify on;", False), ("server_tokens build;", False),
+])
+def test_directives_whose_effect_ingressd_already_has(snippet, honoured):
+    from ingressd.snippets import SnippetError, parse_snippet
+
+    if honoured:
+        parse_snippet(snippet, "server")
+    else:
+        with pytest.raises(SnippetError, match="line 1: .*only"):
+            parse_snippet(snippet, "server")
