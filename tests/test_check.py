@@ -113,7 +113,6 @@ def test_accepting_a_risk_changes_the_verdict_as_the_server_flag_does():
     objects = stream(*WORLD, app("secure", "secure.example", {N + "auth-url": "https://auth/"}))
     status, document = run_json(["--from", "ingress-nginx", "--ignore-annotation", "auth-url", "-"], objects)
     assert status == 1 and by_name(document)["secure"]["verdict"] == "served-with-differences"
-    assert run(["--ignore-annotation", "canary", "-"], objects)[0] == 2
     assert run(["--ignore-annotation", "no-such-thing", "-"], objects)[0] == 2
 
 

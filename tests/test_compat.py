@@ -66,9 +66,8 @@ CASES = [
     ({"affinity": "cookie", "session-cookie-name": "route"}, (), "served", []),
     ({"enable-opentelemetry": "true"}, (), "warned", ["enable-opentelemetry"]),
     ({"load-balance": "ewma"}, (), "warned", ["load-balance"]),
-    # a canary is never served as an ordinary Ingress, whatever the operator says
-    ({"canary": "true", "canary-weight": "10"}, (), "blocked", ["canary"]),
-    ({"canary": "true", "ingressd.io/ignore-annotations": "canary"}, ("canary",), "blocked", ["canary"]),
+    # a canary is served as ingress-nginx serves it (attached to its main Ingress), with its difference
+    ({"canary": "true", "canary-weight": "10"}, (), "warned", ["canary"]),
     ({"canary": "false", "canary-weight": "10"}, (), "served", []),
     # ingress-nginx's own defaults ask for nothing, in every spelling it reads
     ({"backend-protocol": "HTTP"}, (), "served", []),
@@ -223,9 +222,6 @@ REASONS = [
      (N + "use-port-in-redirects",
       f"annotation {N}use-port-in-redirects is not supported by ingressd and is ignored; ignoring it is harmless",
       False)),
-    ({"canary": "true"}, ("canary",),
-     (N + "canary", f"annotation {N}canary: {_NOT_SUPPORTED} ({_note('canary')}); the Ingress is not served "
-                    "until it is", True)),
     ({"configuration-snippet": "deny all;\nallow $x;"}, ("configuration-snippet",),
      (N + "configuration-snippet", f"annotation {N}configuration-snippet is ignored as the operator asked "
                                    f"(--ignore-annotation or ingressd.io/ignore-annotations): line 2: allow: "

@@ -33,8 +33,7 @@ CASES = {
     "any.example": ({N + "satisfy": "any", N + "auth-type": "basic", N + "auth-secret": "nosuch"}, False),
     "vhost.example": ({N + "secure-backends": "true"}, False),  # changes where traffic goes
     "grpc.example": ({N + "backend-protocol": "GRPC"}, False),
-    "canary.example": ({N + "canary": "true", N + "canary-weight": "50",
-                        "ingressd.io/ignore-annotations": "canary"}, False),  # never, even when asked
+    "canary.example": ({N + "canary": "true", N + "canary-weight": "50"}, False),  # no main Ingress: not served
     "snippet.example": ({N + "configuration-snippet": "deny all;\nauth_request /auth;"}, False),  # outside the subset
     "otel.example": ({N + "enable-opentelemetry": "true"}, True),  # harmless: a warning
     "defaults.example": ({N + "backend-protocol": "HTTP", N + "proxy-buffering": "off",
@@ -93,7 +92,8 @@ def test_rejections_are_logged_listed_and_counted(world):
     assert rejected["secure"]["annotations"] == ["auth-tls-secret", "auth-url"]
     status, _, body = proc.admin("/metrics")
     text = body.decode()
-    assert 'ingressd_config_rejections{kind="Ingress",reason="unsupported"} 7.0' in text
+    assert 'ingressd_config_rejections{kind="Ingress",reason="unsupported"} 6.0' in text
+    assert 'ingressd_config_rejections{kind="Ingress",reason="canary"} 1.0' in text
 
 
 def test_an_operator_accepts_the_risk_controller_wide(world, tmp_path):
@@ -109,9 +109,9 @@ def test_an_operator_accepts_the_risk_controller_wide(world, tmp_path):
         proc.stop()
 
 
-def test_ignoring_a_canary_or_an_unknown_name_is_a_start_up_error(world, tmp_path):
+def test_ignoring_an_unknown_name_is_a_start_up_error(world, tmp_path):
     _, _, manifests = world
-    for value, message in (("canary", "cannot be ignored"), ("auth-urll", "not an ingress-nginx annotation")):
+    for value, message in (("auth-urll", "not an ingress-nginx annotation"),):
         proc = Ingressd(manifests, ["--ignore-annotation", value], wait=False)
         assert proc.process.wait(20) != 0
         assert message in proc.log() and f"--ignore-annotation {value}" in proc.log()

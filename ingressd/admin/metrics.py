@@ -59,6 +59,8 @@ def rejection_category(reason: str) -> str:
         return "plugin"
     if "is not served by ingressd" in text:  # e.g. a backend protocol it does not speak yet
         return "unsupported"
+    if text.startswith("canary ingress"):  # a canary without its main Ingress
+        return "canary"
     if "secret" in text or "certificate" in text or "tls" in text:
         return "tls"
     if "already served" in text or "conflict" in text:

@@ -35,7 +35,8 @@ class RouteEntry:
     """What the proxy needs for one route, prepared."""
 
     __slots__ = ("route", "balancer", "request_features", "response_features", "upstream_request_features",
-                 "error_features", "error_codes", "features", "upstream", "regex", "access_log")
+                 "error_features", "error_codes", "features", "upstream", "regex", "access_log",
+                 "canary", "alternatives")
 
     def __init__(self, route: Route, features: Iterable = (), defaults: UpstreamSettings = DEFAULT_UPSTREAM):
         self.route = route
@@ -48,6 +49,11 @@ class RouteEntry:
         # Whether the route's requests are written to the access log (a feature saying
         # ``access_log = False``: enable-access-log "false").
         self.access_log = True
+        # A canary route (a feature's ``canary``: a rule with ``wants(exchange)``) is not routed to
+        # itself; it is attached to the main route of the same host and path, whose
+        # ``alternatives`` are ((rule, canary entry),) — set by build_table on every build.
+        self.canary = None
+        self.alternatives: tuple = ()
         if not features:  # most routes: no annotation asks for anything
             self.features = self.request_features = self.response_features = self.error_features = ()
             self.upstream_request_features = ()
@@ -67,6 +73,7 @@ class RouteEntry:
         self.error_codes = frozenset(codes) if codes else _NO_CODES
         self.regex = any(getattr(feature, "regex_paths", False) for feature in ordered)
         self.access_log = all(getattr(feature, "access_log", True) for feature in ordered)
+        self.canary = next((f.canary for f in ordered if getattr(f, "canary", None) is not None), None)
         for feature in ordered:  # a later phase's value wins, field by field
             settings = getattr(feature, "upstream", None)
             if settings is not None:
@@ -79,6 +86,27 @@ class RouteEntry:
     def pick(self, exclude=()) -> Endpoint | None:
         """The next ready endpoint, round-robin, avoiding ``exclude`` while others remain."""
         return self.balancer.pick(exclude)
+
+
+def _attach_canaries(entries: list[RouteEntry]) -> tuple[list[RouteEntry], list]:
+    """Canary routes leave the table and become the alternative of the main route of the same host
+    and path (the first canary for it, as ingress-nginx's balancer uses its first alternative);
+    returns the routed entries and the Ingresses of canaries that found no main route."""
+    mains: dict[tuple[str, str], RouteEntry] = {}
+    for entry in entries:
+        entry.alternatives = ()
+        if entry.canary is None:
+            mains.setdefault((entry.route.host, entry.route.path), entry)
+    unattached = []
+    for entry in entries:
+        if entry.canary is None:
+            continue
+        main = mains.get((entry.route.host, entry.route.path))
+        if main is None:
+            unattached.append(entry.route.ingress)
+        elif not main.alternatives:
+            main.alternatives = ((entry.canary, entry),)
+    return [entry for entry in entries if entry.canary is None], unattached
 
 
 def _host_wide_shared(entries: list[RouteEntry], defaults: UpstreamSettings) -> list[RouteEntry]:
@@ -164,8 +192,11 @@ def build_table(config: Config, plugins, context: BuildContext,
     default = entry_for(config.default_backend) if config.default_backend is not None else None
     previous.clear()
     previous.update(reused)
+    entries, unattached = _attach_canaries([entry for entry in entries if entry.route.ingress not in failed])
+    for ref in unattached:
+        failed.setdefault(ref, "canary Ingress without a main Ingress of the same host and path: not served "
+                               "(as ingress-nginx, which attaches a canary to its main Ingress)")
     if failed:
-        entries = [entry for entry in entries if entry.route.ingress not in failed]
         if default is not None and default.route.ingress in failed:
             default = None
         rejections = config.rejections + tuple(Rejection(ref, reason) for ref, reason in failed.items())

@@ -310,7 +310,16 @@ class Exchange:
 
     def _connect(self) -> None:
         settings = self.upstream_settings
-        endpoint = (self.balancer or self.entry.balancer).pick(self._tried)
+        balancer = self.balancer
+        if balancer is None:
+            entry = self.entry
+            balancer = entry.balancer
+            if entry.alternatives:  # a canary: its rule decides once (header, cookie, weight)
+                rule, canary = entry.alternatives[0]
+                if rule.wants(self):
+                    balancer = canary.balancer
+                self.balancer = balancer  # retries keep the decision
+        endpoint = balancer.pick(self._tried)
         if endpoint is None:
             self.error_cause = "no_endpoints"
             self.local(503)
