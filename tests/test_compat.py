@@ -295,3 +295,21 @@ def test_a_comment_or_quote_inside_a_word_hides_nothing(snippet):
     else:
         assert parsed.of(Access)  # the deny is read, and applied
         assert outcome({"configuration-snippet": snippet}) == ("warned", ["configuration-snippet"])
+
+
+def test_an_annotation_the_catalogue_says_cannot_be_ignored_blocks_even_when_ignored(monkeypatch):
+    """No entry is non-ignorable today (canary was, until it was implemented); the rule stays."""
+    import dataclasses
+
+    entry = compat.lookup("mirror-target")
+    fixed = dataclasses.replace(entry, ignorable=False)
+    monkeypatch.setattr(compat, "lookup", lambda name: fixed if name == "mirror-target" else entry_of(name))
+    for ignored in ((), ("mirror-target",)):
+        (problem,) = assess({N + "mirror-target": "https://m/"}, OWNED, frozenset(ignored))
+        assert problem.blocking and problem.reason.endswith("the Ingress is not served until it is"), problem
+
+
+def entry_of(name):
+    from ingressd.compat.catalogue import lookup
+
+    return lookup(name)
