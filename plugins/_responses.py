@@ -14,6 +14,8 @@ A new LocalResponse per answer, because ``response`` hooks mutate the header lis
 
 from __future__ import annotations
 
+import re
+
 from typing import Iterable
 
 from ingressd import LocalResponse
@@ -74,3 +76,25 @@ class DeniedLocation:
 
     def request(self, exchange) -> LocalResponse:
         return plain(503)
+
+
+# What may stand for the host in a Location nginx makes absolute: a DNS name or an IP literal
+# (the client's Host header must not be able to change the URL's structure).
+_LOCATION_HOST = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?|\[[0-9a-f:.]+\]|[0-9a-f:.]+")
+
+
+def absolute_location(exchange, location: bytes) -> bytes | None:
+    """A redirect's Location as nginx sends it with ``absolute_redirect on`` (its default, and
+    ingress-nginx's unless ``relative-redirects``), ``server_name_in_redirect`` and
+    ``port_in_redirect`` off: a path gets ``$scheme://`` and the request's host (no port); an
+    absolute URL stays. None: the host cannot be put in a URL (answer 400)."""
+    if not location.startswith(b"/"):
+        return location
+    host = exchange.host
+    if not host:
+        return location
+    if not _LOCATION_HOST.fullmatch(host):
+        return None
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal
+    return exchange.scheme.encode("ascii") + b"://" + host.encode("ascii") + location

@@ -66,7 +66,7 @@ from ingressd import (
     parse_int,
 )
 
-from ._responses import plain
+from ._responses import absolute_location, plain
 
 # nginx's ``return`` with one of these codes is a redirect (Location + a page); with any
 # other code the text is the body (ngx_http_send_response).
@@ -79,10 +79,8 @@ _URL_CHARS = re.compile(r"[-._~a-zA-Z0-9/:,?&=]*")
 _ROOT = re.compile(r"/[-._~a-zA-Z0-9/:]*")
 _SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 _HTTP_URL = re.compile(r"https?://", re.IGNORECASE)
-# What may stand for the host in a Location we build (see plugins/ssl_redirect.py): the
-# client's Host must not be able to change the URL's structure.
-_HOST = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?|\[[0-9a-f:.]+\]|[0-9a-f:.]+")
-# ... and a Host header as sent (nginx's $http_host): the same, with a port, any case.
+# What may stand for a Host header as sent (nginx's $http_host) in a Location: a DNS name or an
+# IP literal, with a port, any case (the client's Host must not change the URL's structure).
 _HTTP_HOST = re.compile(rb"([A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 
@@ -104,16 +102,6 @@ def _parse_root(value: str) -> str:
         raise AnnotationError(
             f"app-root must be a path starting with '/' (letters, digits and - . _ ~ / :), got {value!r}")
     return value
-
-
-def _location_host(exchange: Any) -> bytes | None:
-    """The request's host as nginx puts it in a Location it makes absolute; None: refuse."""
-    host = exchange.host
-    if not _HOST.fullmatch(host):
-        return None
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"  # an IPv6 literal
-    return host.encode("ascii")
 
 
 class AppRoot:
@@ -150,12 +138,9 @@ class Redirect:
             if code == 304:
                 return LocalResponse(304)
             return LocalResponse(code, [(b"content-type", b"text/html")], url)
-        if self._relative:  # absolute_redirect on, server_name_in_redirect and port_in_redirect off
-            host = _location_host(exchange)
-            if host is None:
-                return plain(400)
-            if host:
-                url = exchange.scheme.encode("ascii") + b"://" + host + url
+        url = absolute_location(exchange, url)  # absolute_redirect on, *_in_redirect off
+        if url is None:
+            return plain(400)
         return plain(code, [(b"location", url)])
 
 

@@ -48,7 +48,7 @@ from ingressd import (
 from ingressd import snippets as t
 
 from ._cidr import CidrMatcher
-from ._responses import plain
+from ._responses import absolute_location, plain
 
 _ADD_HEADER_STATUSES = frozenset((200, 201, 204, 206, 301, 302, 303, 304, 307, 308))
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
@@ -243,12 +243,20 @@ def _run(program: tuple, exchange: Any, state: _State, level: _Level, chosen: li
 def _answer(directive: Any, exchange: Any, state: _State) -> LocalResponse:
     status, text = directive.status, directive.text
     if status in t.REDIRECT_CODES and text is not None:
-        return plain(status, [(b"location", _expand(text, exchange, state).encode("utf-8"))])
+        return _redirect(status, _expand(text, exchange, state).encode("utf-8"), exchange)
     if text is not None:
         return LocalResponse(status, [_HTML], _expand(text, exchange, state).encode("utf-8"))
     if status >= 300:
         return plain(status)
     return LocalResponse(status, [_HTML], b"")
+
+
+def _redirect(status: int, location: bytes, exchange: Any) -> LocalResponse:
+    """nginx's redirect: a path made absolute (``absolute_redirect on``, ingress-nginx's default)."""
+    absolute = absolute_location(exchange, location)
+    if absolute is None:
+        return plain(400)
+    return plain(status, [(b"location", absolute)])
 
 
 def _rewrite(directive: Any, exchange: Any, state: _State) -> LocalResponse | None:
@@ -262,7 +270,7 @@ def _rewrite(directive: Any, exchange: Any, state: _State) -> LocalResponse | No
         new_args = old_args
     if directive.redirects:
         location = uri + ("?" + new_args if new_args else "")
-        return plain(301 if directive.flag == "permanent" else 302, [(b"location", location.encode("utf-8"))])
+        return _redirect(301 if directive.flag == "permanent" else 302, location.encode("utf-8"), exchange)
     state.uri, state.args, state.changed = uri, new_args, True
     return None
 

@@ -60,10 +60,10 @@ def test_input_headers_and_proxy_set_header():
     ("return 403;", "/", 403, None, b"403 Forbidden\n"),
     ('return 200 "hello $host";', "/", 200, None, b"hello snip.test"),
     ("return 301 https://$host$request_uri;", "/a?b=1", 301, "https://snip.test/a?b=1", None),
-    ("return 308 /elsewhere;", "/", 308, "/elsewhere", None),
+    ("return 308 /elsewhere;", "/", 308, "http://snip.test/elsewhere", None),  # nginx's absolute_redirect on
     ("return https://x.test/;", "/", 302, "https://x.test/", None),
-    ("rewrite ^/old/(.*)$ /new/$1 redirect;", "/old/p?q=1", 302, "/new/p?q=1", None),
-    ("rewrite ^/old/(.*)$ /new/$1 permanent;", "/old/p", 301, "/new/p", None),
+    ("rewrite ^/old/(.*)$ /new/$1 redirect;", "/old/p?q=1", 302, "http://snip.test/new/p?q=1", None),
+    ("rewrite ^/old/(.*)$ /new/$1 permanent;", "/old/p", 301, "http://snip.test/new/p", None),
     ("rewrite ^/old/(.*)$ https://n.test/$1?x=1;", "/old/p?q=1", 302, "https://n.test/p?x=1&q=1", None),
     ("rewrite ^/old/(.*)$ https://n.test/$1? redirect;", "/old/p?q=1", 302, "https://n.test/p", None),
 ])
