@@ -83,12 +83,14 @@ class DeniedLocation:
 _LOCATION_HOST = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?|\[[0-9a-f:.]+\]|[0-9a-f:.]+")
 
 
-def absolute_location(exchange, location: bytes) -> bytes | None:
+def absolute_location(exchange, location: bytes, relative: bool = False, with_port: bool = False) -> bytes | None:
     """A redirect's Location as nginx sends it with ``absolute_redirect on`` (its default, and
-    ingress-nginx's unless ``relative-redirects``), ``server_name_in_redirect`` and
-    ``port_in_redirect`` off: a path gets ``$scheme://`` and the request's host (no port); an
-    absolute URL stays. None: the host cannot be put in a URL (answer 400)."""
-    if not location.startswith(b"/"):
+    ingress-nginx's unless ``relative-redirects``), ``server_name_in_redirect`` off and
+    ``port_in_redirect`` off (ingress-nginx's unless ``use-port-in-redirects``): a path gets
+    ``$scheme://`` and the request's host, and with ``with_port`` the server port unless it is
+    the scheme's default; an absolute URL stays, and so does a path when ``relative``. None:
+    the host cannot be put in a URL (answer 400)."""
+    if relative or not location.startswith(b"/"):
         return location
     host = exchange.host
     if not host:
@@ -97,4 +99,9 @@ def absolute_location(exchange, location: bytes) -> bytes | None:
         return None
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # an IPv6 literal
-    return exchange.scheme.encode("ascii") + b"://" + host.encode("ascii") + location
+    port = b""
+    if with_port:
+        number = getattr(exchange, "server_port", 0)
+        if number and number != (443 if exchange.scheme == "https" else 80):
+            port = b":%d" % number
+    return exchange.scheme.encode("ascii") + b"://" + host.encode("ascii") + port + location

@@ -127,10 +127,11 @@ class Redirect:
 
     phase = Phase.REWRITE - 1  # a location's ``return``: before the HTTPS redirect (Lua, last)
 
-    def __init__(self, code: int, url: str):
+    def __init__(self, code: int, url: str, relative: bool = False, with_port: bool = False):
         self._code = code
         self._url = url.encode("ascii")
-        self._relative = url.startswith("/")
+        self._relative = relative  # relative-redirects: absolute_redirect off
+        self._with_port = with_port  # use-port-in-redirects: port_in_redirect on
 
     def request(self, exchange: Any) -> LocalResponse | None:
         code, url = self._code, self._url
@@ -138,7 +139,7 @@ class Redirect:
             if code == 304:
                 return LocalResponse(304)
             return LocalResponse(code, [(b"content-type", b"text/html")], url)
-        url = absolute_location(exchange, url)  # absolute_redirect on, *_in_redirect off
+        url = absolute_location(exchange, url, self._relative, self._with_port)
         if url is None:
             return plain(400)
         return plain(code, [(b"location", url)])
@@ -185,6 +186,11 @@ def _code(value: Any, default: int, highest: int) -> int:
     return value if isinstance(value, int) and 300 <= value <= highest else default
 
 
+def _style(values) -> tuple[bool, bool]:
+    """(relative-redirects, use-port-in-redirects) of the route."""
+    return bool(values.get("relative-redirects")), bool(values.get("use-port-in-redirects"))
+
+
 @hookimpl
 def ingressd_annotations():
     return [
@@ -196,6 +202,8 @@ def ingressd_annotations():
         Annotation("temporal-redirect-code", parse_int(), TEMPORAL_DEFAULT,
                    "status of temporal-redirect (300–307; else 302)"),
         Annotation("from-to-www-redirect", parse_bool, False, "redirect www.HOST to HOST, or HOST to www.HOST"),
+        Annotation("relative-redirects", parse_bool, False, "keep redirects to a path relative (absolute_redirect off)"),
+        Annotation("use-port-in-redirects", parse_bool, False, "put the server port in redirects (port_in_redirect on)"),
     ]
 
 
@@ -212,9 +220,11 @@ def ingressd_route_features(route, values, context):
             raise AnnotationError(
                 f"temporal-redirect must be an http:// or https:// URL, got {temporal!r} "
                 "(ingress-nginx would ignore it and proxy the request)")
-        features.append(Redirect(_code(values.get("temporal-redirect-code"), TEMPORAL_DEFAULT, 307), temporal))
+        features.append(Redirect(_code(values.get("temporal-redirect-code"), TEMPORAL_DEFAULT, 307), temporal,
+                                 *_style(values)))
     elif permanent:
-        features.append(Redirect(_code(values.get("permanent-redirect-code"), PERMANENT_DEFAULT, 308), permanent))
+        features.append(Redirect(_code(values.get("permanent-redirect-code"), PERMANENT_DEFAULT, 308), permanent,
+                                 *_style(values)))
     return features or None
 
 

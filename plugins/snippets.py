@@ -102,8 +102,11 @@ def _access(rules: tuple) -> tuple:
 class _Level:
     """One snippet (server or location): its rewrite program and its headers, merged per ``if``."""
 
-    def __init__(self, snippet: Any, server: bool, parent: "_Level | None" = None):
+    def __init__(self, snippet: Any, server: bool, parent: "_Level | None" = None,
+                 redirects: tuple[bool, bool] = (False, False)):
         self.server = server
+        # (relative-redirects, use-port-in-redirects): how this Ingress's redirects to a path look
+        self.redirects = redirects
         self.program = tuple(d for d in snippet.directives if isinstance(d, (t.Return, t.Rewrite, t.If)))
         self.headers = _Headers.of(snippet.directives, None, server)
         self.directives = snippet.directives
@@ -220,13 +223,13 @@ def _run(program: tuple, exchange: Any, state: _State, level: _Level, chosen: li
     """nginx's rewrite module over ``program``: a LocalResponse, _STOP (break/last) or None."""
     for directive in program:
         if isinstance(directive, t.Return):
-            return _answer(directive, exchange, state)
+            return _answer(directive, exchange, state, level)
         if isinstance(directive, t.Rewrite):
             found = directive.regex.search(state.uri)
             if found is None:
                 continue
             state.captures = found.groups()
-            answer = _rewrite(directive, exchange, state)
+            answer = _rewrite(directive, exchange, state, level)
             if answer is not None:
                 return answer
             if directive.flag in ("break", "last"):
@@ -240,10 +243,10 @@ def _run(program: tuple, exchange: Any, state: _State, level: _Level, chosen: li
     return None
 
 
-def _answer(directive: Any, exchange: Any, state: _State) -> LocalResponse:
+def _answer(directive: Any, exchange: Any, state: _State, level: _Level) -> LocalResponse:
     status, text = directive.status, directive.text
     if status in t.REDIRECT_CODES and text is not None:
-        return _redirect(status, _expand(text, exchange, state).encode("utf-8"), exchange)
+        return _redirect(status, _expand(text, exchange, state).encode("utf-8"), exchange, level)
     if text is not None:
         return LocalResponse(status, [_HTML], _expand(text, exchange, state).encode("utf-8"))
     if status >= 300:
@@ -251,15 +254,16 @@ def _answer(directive: Any, exchange: Any, state: _State) -> LocalResponse:
     return LocalResponse(status, [_HTML], b"")
 
 
-def _redirect(status: int, location: bytes, exchange: Any) -> LocalResponse:
-    """nginx's redirect: a path made absolute (``absolute_redirect on``, ingress-nginx's default)."""
-    absolute = absolute_location(exchange, location)
+def _redirect(status: int, location: bytes, exchange: Any, level: _Level) -> LocalResponse:
+    """nginx's redirect: a path made absolute (``absolute_redirect on``, ingress-nginx's default)
+    unless the Ingress says ``relative-redirects``; the port with ``use-port-in-redirects``."""
+    absolute = absolute_location(exchange, location, *level.redirects)
     if absolute is None:
         return plain(400)
     return plain(status, [(b"location", absolute)])
 
 
-def _rewrite(directive: Any, exchange: Any, state: _State) -> LocalResponse | None:
+def _rewrite(directive: Any, exchange: Any, state: _State, level: _Level) -> LocalResponse | None:
     replacement = _expand(directive.replacement, exchange, state)
     uri, mark, args = replacement.partition("?")
     keep = not (mark and not args)  # a final "?" drops the request's arguments
@@ -270,7 +274,7 @@ def _rewrite(directive: Any, exchange: Any, state: _State) -> LocalResponse | No
         new_args = old_args
     if directive.redirects:
         location = uri + ("?" + new_args if new_args else "")
-        return _redirect(301 if directive.flag == "permanent" else 302, location.encode("utf-8"), exchange)
+        return _redirect(301 if directive.flag == "permanent" else 302, location.encode("utf-8"), exchange, level)
     state.uri, state.args, state.changed = uri, new_args, True
     return None
 
@@ -424,8 +428,8 @@ def _named(key: bytes, names: tuple) -> bool:
     return any(lowered.startswith(n[:-1]) if n.endswith("*") else lowered == n for n in names)
 
 
-def _features(snippet: Any, server: bool, states: dict) -> list:
-    level = _Level(snippet, server)
+def _features(snippet: Any, server: bool, states: dict, redirects: tuple[bool, bool] = (False, False)) -> list:
+    level = _Level(snippet, server, redirects=redirects)
     return [SnippetRewrite(level, states), SnippetAccess(level, states), SnippetHeaders(level, states)]
 
 
@@ -448,8 +452,11 @@ def ingressd_route_features(route, values, context):
         return None
     states = context.plugin_state(_STATE).setdefault("requests", {})
     features: list = []
+    # relative-redirects and use-port-in-redirects (read by the redirect plugin) shape the
+    # location's redirects; a server-snippet's run in the server block, where they do not apply.
+    redirects = (bool(values.get("relative-redirects")), bool(values.get("use-port-in-redirects")))
     if server is not None:
         features += _features(server, True, states)
     if location is not None:
-        features += _features(location, False, states)
+        features += _features(location, False, states, redirects)
     return features

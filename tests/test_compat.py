@@ -218,9 +218,9 @@ REASONS = [
     ({"load-balance": "ewma"}, (),
      (N + "load-balance", f"annotation {N}load-balance is not supported by ingressd and is ignored "
                           f"({_note('load-balance')}); ignoring it is harmless", False)),
-    ({"use-port-in-redirects": "true"}, (),
-     (N + "use-port-in-redirects",
-      f"annotation {N}use-port-in-redirects is not supported by ingressd and is ignored; ignoring it is harmless",
+    ({"enable-rewrite-log": "true"}, (),
+     (N + "enable-rewrite-log",
+      f"annotation {N}enable-rewrite-log is not supported by ingressd and is ignored; ignoring it is harmless",
       False)),
     ({"configuration-snippet": "deny all;\nallow $x;"}, ("configuration-snippet",),
      (N + "configuration-snippet", f"annotation {N}configuration-snippet is ignored as the operator asked "

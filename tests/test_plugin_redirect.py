@@ -248,3 +248,15 @@ def test_from_to_www_offers_the_ingress_certificate_only_where_it_covers_the_oth
             assert store.update(h.config) == []
             assert store.warnings == ()  # not covered: the default, silently, as ingress-nginx
             assert (store.certificate_for("www.shop.test").fingerprint == leaf.fingerprint) is served
+
+
+def test_relative_redirects_and_the_port_in_redirects():
+    from ingressd.testing import exchange
+    from ingressd_plugins.redirect import Redirect
+
+    for relative, with_port, port, expected in ((False, False, 8080, b"http://example.com/moved"),
+                                                (True, False, 8080, b"/moved"),
+                                                (False, True, 8080, b"http://example.com:8080/moved"),
+                                                (False, True, 80, b"http://example.com/moved")):  # the default port
+        answer = Redirect(301, "/moved", relative, with_port).request(exchange(server_port=port))
+        assert dict(answer.headers)[b"location"] == expected, (relative, with_port, port)

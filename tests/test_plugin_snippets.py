@@ -170,3 +170,12 @@ def test_directives_whose_effect_ingressd_already_has(snippet, honoured):
     else:
         with pytest.raises(SnippetError, match="line 1: .*only"):
             parse_snippet(snippet, "server")
+
+
+def test_relative_redirects_keep_a_snippets_redirect_relative():
+    from ingressd.testing import PluginHarness
+    from ingressd_plugins import redirect, snippets as plugin
+
+    with PluginHarness([plugin, redirect], {"nginx.ingress.kubernetes.io/configuration-snippet": "return 301 /x;",
+                                            "nginx.ingress.kubernetes.io/relative-redirects": "true"}) as h:
+        assert h.request().local.get("location") == "/x"

@@ -203,8 +203,10 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("from-to-www-redirect", IMPLEMENTED, _C, "false", BOOL,
       note="--http-redirect-code (308) to $scheme://HOST:PORT$request_uri, only when no Ingress has "
            "the other name; its certificate is the Ingress's when it names the other name"),
-    E("relative-redirects", NOT_YET, _H, "false", BOOL, note="Location headers stay absolute"),
-    E("use-port-in-redirects", NOT_YET, _H, "false", BOOL),
+    E("relative-redirects", IMPLEMENTED, _H, "false", BOOL,
+      note="applies to the redirects ingressd makes as nginx would (permanent/temporal-redirect, snippets)"),
+    E("use-port-in-redirects", IMPLEMENTED, _H, "false", BOOL,
+      note="applies to the redirects ingressd makes as nginx would (permanent/temporal-redirect, snippets)"),
     E(_PROTOCOL, IMPLEMENTED, _C, "HTTP", WORD,
       note="HTTP, HTTPS and AUTO_HTTP; an Ingress asking for GRPC, GRPCS or FCGI is rejected with a "
            "message saying so (not served another way) until ingressd speaks them"),
