@@ -268,3 +268,10 @@ def test_the_identity_lines_change_with_the_second_only():
 def test_server_name_with_and_without_tokens():
     assert server_name(False, "1.2.3") is None
     assert server_name(True, "1.2.3") == b"ingressd/1.2.3"
+
+
+def test_the_first_answer_in_any_second_gets_that_seconds_date():
+    """Second 1 is formatted on the first call too (a first call is not taken for "no change")."""
+    for second in (0.5, 1.5, 2.0):
+        identity = ResponseIdentity()
+        assert identity.lines(second) == b"date: " + http_date(int(second)) + b"\r\n"
