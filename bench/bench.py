@@ -129,6 +129,9 @@ class Scenario:
     proxy_workers: int = 1
     # Extra ingressd command-line arguments for this scenario (after --ingressd-args).
     ingressd_args: tuple[str, ...] = ()
+    # The backend speaks HTTPS (self-signed; neither proxy verifies it, their defaults): nginx
+    # proxies with proxy_pass https://, ingressd with backend-protocol HTTPS.
+    backend_tls: bool = False
     # The Ingress's path and pathType (a regular expression needs ImplementationSpecific).
     ingress_path: str = "/"
     ingress_path_type: str = "Prefix"
@@ -231,6 +234,13 @@ SCENARIOS: dict[str, Scenario] = {
                 "nginx.ingress.kubernetes.io/rewrite-target": "/$2",
             },
             nginx_location='rewrite "(?i)/api(/|$)(.*)" /$2 break;',
+        ),
+        Scenario(
+            "https-backend",
+            "keep-alive HTTP from the client, HTTPS to the backend (self-signed, not verified, sessions "
+            "reused): nginx proxy_pass https://, ingressd backend-protocol HTTPS",
+            backend_tls=True,
+            annotations={"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"},
         ),
         Scenario(
             "workers",
@@ -461,12 +471,15 @@ def _nginx_http_common(prefix: Path) -> str:
             f"    keepalive_requests {NGINX_KEEPALIVE_REQUESTS};\n")
 
 
-def backend_conf(prefix: Path, port: int, sc: Scenario) -> str:
+def backend_conf(prefix: Path, port: int, sc: Scenario, cert: tuple[Path, Path] | None = None) -> str:
     location = sc.backend_location.replace("{docroot}", str(prefix / "docroot"))
+    tls = (f"        ssl_certificate {cert[0]};\n        ssl_certificate_key {cert[1]};\n"
+           if sc.backend_tls and cert else "")
     return (_nginx_main(prefix) + "http {\n" + _nginx_http_common(prefix)
             + "    server {\n"
-            f"        listen {LOOPBACK}:{port} default_server;\n"
-            "        location / {\n"
+            f"        listen {LOOPBACK}:{port}{' ssl' if tls else ''} default_server;\n"
+            + tls
+            + "        location / {\n"
             + _block(location, 12)
             + "        }\n    }\n}\n")
 
@@ -518,7 +531,7 @@ def proxy_conf(prefix: Path, ports: dict, sc: Scenario, cert: tuple[Path, Path] 
                 proxy_set_header X-Forwarded-Proto $scheme;
                 """, 12)
             + _block(snippet(sc.nginx_location), 12)
-            + "            proxy_pass http://backend;\n"
+            + f"            proxy_pass {'https' if sc.backend_tls else 'http'}://backend;\n"
             "        }\n    }\n}\n")
 
 
@@ -861,6 +874,7 @@ def start_proxy(kind: str, procs: Processes, args, sc: Scenario, tmp: Path, port
                 cert, nginx: str) -> subprocess.Popen:
     """Start one proxy and wait until it serves the route; returns its (root) process."""
     tls = sc.scheme == "https"
+    cert = cert if tls else None  # a certificate made for an HTTPS backend is not the proxy's
     placeholders = {**{f"{k}_port": v for k, v in ports.items()}, "tmp": tmp,
                     "manifests": tmp / "manifests", "host": HOST}
     cpu = proxy_cpu(args, sc)
@@ -1128,7 +1142,7 @@ def main(argv=None) -> int:
     try:
         for sc in args.scenarios:
             ports = dict(zip(("backend", "http", "https", "admin"), free_ports(4)))
-            cert = make_cert(tmp) if sc.scheme == "https" else None
+            cert = make_cert(tmp) if sc.scheme == "https" or sc.backend_tls else None
             bprefix = tmp / f"backend-{sc.name}"
             (bprefix / "docroot").mkdir(parents=True, exist_ok=True)
             for name, data in sc.backend_files.items():
@@ -1143,8 +1157,8 @@ def main(argv=None) -> int:
                     "--port", str(ports["backend"])], args.load_cpu)
             else:
                 backend = start_nginx(procs, nginx, f"backend-{sc.name}", bprefix,
-                                      backend_conf(bprefix, ports["backend"], sc), args.load_cpu)
-            wait_until("backend", lambda: http_get(ports["backend"], sc.path, False)[0] == 200,
+                                      backend_conf(bprefix, ports["backend"], sc, cert), args.load_cpu)
+            wait_until("backend", lambda: http_get(ports["backend"], sc.path, sc.backend_tls)[0] == 200,
                        backend, procs)
             runs: dict[str, list[dict]] = {}
             for rep in range(args.repeat):  # interleaved, so slow drift hits every proxy alike
