@@ -42,6 +42,8 @@ from twisted.logger import Logger
 
 from ingressd import Annotation, AnnotationError, Phase, hookimpl, parse_bool
 
+from ._cookies import cookie
+
 from ingressd_plugins._chash import Ring
 
 _log = Logger()
@@ -231,14 +233,9 @@ class Affinity:
 
     def _cookie_key(self, headers) -> str | None:
         """The key part of the request's affinity cookie (before ``|``), or None."""
-        wanted = self._cookie_name
-        for line in headers.get_all(b"cookie"):
-            for pair in line.split(b";"):
-                name, equals, value = pair.strip().partition(b"=")
-                if equals and name == wanted:
-                    key = value.split(b"|", 1)[0]
-                    return key.decode("latin-1") if key else None
-        return None
+        value = cookie(headers, self._cookie_name)
+        key = value.split(b"|", 1)[0] if value is not None else b""
+        return key.decode("latin-1") if key else None
 
     def new_endpoint(self, table: _Endpoints, exclude) -> tuple[Any, str | None]:
         """A new endpoint (avoiding ``exclude`` while others remain) and its cookie key."""

@@ -29,6 +29,8 @@ import re2
 
 from ingressd import Annotation, AnnotationError, Phase, compile_path, hookimpl, parse_bool
 
+from ._cookies import cookie
+
 
 def _parse_int(default: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
@@ -57,7 +59,7 @@ class CanaryRule:
         self.header = header.lower().encode("latin-1") if header else b""
         self.header_value = header_value
         self._pattern = _compile(header_pattern) if header_pattern else None
-        self.cookie = cookie
+        self.cookie = cookie.encode("latin-1")
         self.weight = weight
         self.weight_total = weight_total if weight_total > 100 else 100
         self._random = random_fraction
@@ -78,10 +80,10 @@ class CanaryRule:
                 elif text == "never":
                     return False
         if self.cookie:
-            value = _cookie(exchange, self.cookie)
-            if value == "always":
+            value = cookie(exchange.headers, self.cookie)
+            if value == b"always":
                 return True
-            if value == "never":
+            if value == b"never":
                 return False
         # math.random(total) <= weight: an integer in 1..total
         return int(self._random() * self.weight_total) + 1 <= self.weight
@@ -91,15 +93,6 @@ def _compile(pattern: str) -> Any:
     options = re2.Options()
     options.log_errors = False
     return re2.compile(pattern, options)
-
-
-def _cookie(exchange: Any, name: str) -> str | None:
-    for header in exchange.headers.get_all(b"cookie"):
-        for item in header.decode("latin-1").split(";"):
-            key, _, value = item.strip().partition("=")
-            if key == name:
-                return value
-    return None
 
 
 class Canary:

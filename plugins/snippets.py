@@ -48,6 +48,7 @@ from ingressd import (
 from ingressd import snippets as t
 
 from ._cidr import CidrMatcher
+from ._cookies import cookie
 from ._responses import absolute_location, plain
 
 _ADD_HEADER_STATUSES = frozenset((200, 201, 204, 206, 301, 302, 303, 304, 307, 308))
@@ -179,13 +180,8 @@ def _value(name: str, exchange: Any, state: _State) -> str:
             return "; ".join(v.decode("latin-1") for v in found)
         return found[0].decode("latin-1") if found else ""
     if name.startswith("cookie_"):
-        wanted = name[7:]
-        for header in exchange.headers.get_all(b"cookie"):
-            for item in header.decode("latin-1").split(";"):
-                key, _, value = item.strip().partition("=")
-                if key == wanted:
-                    return value
-        return ""
+        value = cookie(exchange.headers, name[7:].encode("latin-1"))
+        return value.decode("latin-1") if value is not None else ""
     if name.startswith("arg_"):
         wanted = name[4:].lower()
         for item in state.args.split("&"):

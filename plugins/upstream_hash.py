@@ -24,6 +24,8 @@ from typing import Any
 
 from ingressd import Annotation, AnnotationError, Phase, hookimpl
 
+from ._cookies import cookie
+
 from ingressd_plugins._chash import Ring
 
 # util.lua parse_complex_value: \$var (literal), ${var}, $var, or text ("jiox": case-insensitive)
@@ -63,15 +65,6 @@ def parse_hash_by(value: str) -> tuple | None:
     return tuple(parts)
 
 
-def _cookie(headers, name: bytes) -> bytes:
-    for line in headers.get_all(b"cookie"):
-        for pair in line.split(b";"):
-            key, equals, value = pair.strip().partition(b"=")
-            if equals and key == name:
-                return value
-    return b""
-
-
 def _argument(query: bytes, name: bytes) -> bytes:
     for pair in query.split(b"&"):
         key, _, value = pair.partition(b"=")
@@ -103,7 +96,7 @@ def request_key(parts: tuple, exchange) -> bytes:
         elif kind == "http_":
             pieces.append(exchange.headers.get(argument) or b"")
         elif kind == "cookie_":
-            pieces.append(_cookie(exchange.headers, argument))
+            pieces.append(cookie(exchange.headers, argument) or b"")
         else:  # arg_
             pieces.append(_argument(exchange.query, argument))
     return b"".join(pieces)
