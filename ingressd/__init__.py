@@ -10,6 +10,7 @@ from ingressd.features import (
     AnnotationError,
     BackendTLS,
     BuildContext,
+    ForwardedRequest,
     HostRoute,
     LocalResponse,
     Option,
@@ -25,6 +26,7 @@ from ingressd.features import (
     parse_size,
 )
 from ingressd.plugin_manager import hookimpl
+from ingressd.proxy.subrequest import SubrequestError, SubResponse, TargetURL, parse_url
 from ingressd import snippets
 from ingressd.snippets import SnippetError, parse_snippet
 
@@ -37,6 +39,7 @@ __all__ = [
     "AnnotationError",
     "BackendTLS",
     "BuildContext",
+    "ForwardedRequest",
     "HostRoute",
     "LocalResponse",
     "Option",
@@ -44,6 +47,9 @@ __all__ = [
     "Phase",
     "RoundRobin",
     "SnippetError",
+    "SubResponse",
+    "SubrequestError",
+    "TargetURL",
     "UpstreamSettings",
     "check_plain_text",
     "compile_path",
@@ -53,5 +59,6 @@ __all__ = [
     "parse_list",
     "parse_size",
     "parse_snippet",
+    "parse_url",
     "snippets",
 ]

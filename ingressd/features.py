@@ -161,6 +161,20 @@ class LocalResponse:
     body: bytes = b""
 
 
+@dataclass(frozen=True, slots=True)
+class ForwardedRequest:
+    """A request as it leaves for its backend (``exchange.on_forward``): method, target and the
+    complete headers the backend is sent (ingressd's forwarding headers and the features'
+    changes included, framing left to the upstream protocol); ``body_length`` None for no body;
+    ``body`` the body when it was asked for and is at most the limit asked, else None."""
+
+    method: bytes
+    target: bytes
+    headers: tuple[tuple[bytes, bytes], ...]
+    body_length: int | None = None
+    body: bytes | None = None
+
+
 class RouteFeature(Protocol):
     """What a plugin returns per route. Every method is optional; ``phase`` orders them.
 
@@ -282,6 +296,9 @@ class BuildContext:
     # The controller's default backend (--default-backend-service, or an Ingress's
     # spec.defaultBackend naming a Service): a ``model.Backend`` with its endpoints, or None.
     default_backend: Any = None
+    # The server's sub-request client (``interfaces.Subrequests``): HTTP requests a plugin
+    # sends itself; None where nothing is sent (``ingressd check``, in-memory tests).
+    subrequests: Any = None
 
     def secret(self, namespace: str, name: str):
         return self.secrets.get((namespace, name))

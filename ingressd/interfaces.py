@@ -23,7 +23,7 @@ A request's way (see docs/architecture.md)::
   head, body and end, failures, an upgrade, backpressure on the request body).
 - ``RawStream`` / ``RawReceiver``: a connection handed over to a byte tunnel (WebSocket).
 - What plugins see of a request is ``RequestView`` (``ingressd.features`` documents how they
-  use it).
+  use it); the HTTP requests they send themselves go through ``Subrequests``.
 
 These are ``typing.Protocol``s: the parts implement them structurally, and no part reaches
 into another's private names.
@@ -247,6 +247,25 @@ class RequestView(Protocol):
     route: Any  # ingressd.config.model.Route
 
     def on_finish(self, callback: Callable[[], None]) -> None: ...
+
+    def on_forward(self, callback: Callable[[Any], None], body_limit: int = 0) -> None:
+        """Call ``callback(features.ForwardedRequest)`` once, when the request (its body read
+        whole) is about to leave for its backend: the method, target and complete headers the
+        backend is sent, and the body as bytes when it is at most ``body_limit`` bytes. Not
+        called for a request answered before that (a redirect, a denial)."""
+
+
+class Subrequests(Protocol):
+    """HTTP requests a plugin sends itself (a mirror copy, an auth check): the server's is
+    ``BuildContext.subrequests`` (``ingressd.proxy.subrequest.SubrequestClient``)."""
+
+    def fetch(self, method: bytes, url: Any, headers: Sequence[Header] = (), body: bytes | None = None, *,
+              max_body: int = 65536, discard: bool = False, connect_timeout: float | None = None,
+              read_timeout: float | None = None, send_timeout: float | None = None, tls: Any = None) -> Any:
+        """A Deferred of a ``SubResponse`` (status, headers, body up to ``max_body``; none kept
+        when ``discard``), or failing with a ``SubrequestError``; ``url``: text or a
+        ``TargetURL`` (``parse_url``), ``http``/``https``, its host resolved without blocking.
+        Connections are pooled with the backends' (``UpstreamProtocol``)."""
 
 
 class Drainable(Protocol):

@@ -31,6 +31,7 @@ from ingressd.proxy.transport import listen
 from ingressd.config.entries import AUTO_HTTP, DEFAULT_UPSTREAM
 from ingressd.features import UpstreamSettings
 from ingressd.proxy.http1_upstream import HTTP1Upstream
+from ingressd.proxy.subrequest import SubrequestClient
 
 
 class IngressdService(MultiService):
@@ -80,6 +81,10 @@ class IngressdService(MultiService):
             protocols=frozenset(self.upstreams) | {AUTO_HTTP},
         )
         self.reloader.on_ready.append(freeze_heap)
+        # The HTTP requests plugins send themselves (mirrors, auth checks): the same pools.
+        self.subrequests = self.reloader.subrequests = SubrequestClient(
+            self.upstreams, reactor, connect_timeout=upstream.connect_timeout,
+            read_timeout=upstream.read_timeout, send_timeout=upstream.send_timeout)
         trusted = [c.strip() for c in str(settings.get("trusted_proxies") or "").split(",") if c.strip()]
         self.proxy = Proxy(self.state, self.upstreams, ProxySettings(trusted, upstream), reactor)
         self.server_settings = ServerSettings(

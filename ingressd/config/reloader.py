@@ -64,6 +64,7 @@ class Reloader:
         self._entries: dict = {}  # route table entries of unchanged routes, kept across builds
         self._entries_context = None
         self.plugin_state: dict = {}  # BuildContext.state: the plugins' state for this server's life
+        self.subrequests = None  # BuildContext.subrequests: the server's sub-request client
         store.on_change = self.schedule
 
     def schedule(self) -> None:
@@ -143,6 +144,7 @@ class Reloader:
             reactor=self.clock,
             secrets={(s.ref.namespace, s.ref.name): s for s in config.secrets},
             state=self.plugin_state,
+            subrequests=self.subrequests,
             default_backend=config.default_backend.backend if (
                 config.default_backend is not None and config.default_backend.ingress.kind == "Service"
             ) else None,

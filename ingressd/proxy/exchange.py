@@ -27,7 +27,7 @@ from ingressd.proxy.chain import (
     with_page_headers,
 )
 from ingressd.config.entries import AUTO_HTTP, DEFAULT_UPSTREAM
-from ingressd.features import LocalResponse, UpstreamSettings
+from ingressd.features import ForwardedRequest, LocalResponse, UpstreamSettings
 from ingressd.proxy.forwarding import FORWARDED, SPOOFABLE, ForwardingPolicy
 from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, connection_tokens, from_backend, serialize
 from ingressd.http.http1 import error_page
@@ -117,6 +117,7 @@ class Exchange:
     answered_by = ""  # the plugin whose request feature answered (rate_limit, basic_auth…)
     _has_connection = False
     _finish_callbacks: list[Callable[[], None]] | None = None
+    _forward_callbacks: list | None = None  # on_forward's (callback, body_limit), until announced
     _upstream = None
     _cancel_connect = None
     _body_bytes = 0
@@ -162,6 +163,29 @@ class Exchange:
         if self._finish_callbacks is None:
             self._finish_callbacks = []
         self._finish_callbacks.append(callback)
+
+    def on_forward(self, callback: Callable[[ForwardedRequest], None], body_limit: int = 0) -> None:
+        """Call ``callback`` once with the ``ForwardedRequest`` as it leaves for the backend
+        (the body complete; ``body`` given when at most ``body_limit`` bytes), e.g. a mirror."""
+        if self._forward_callbacks is None:
+            self._forward_callbacks = []
+        self._forward_callbacks.append((callback, body_limit))
+
+    def _announce_forward(self) -> None:
+        callbacks, self._forward_callbacks = self._forward_callbacks, None
+        headers = tuple(self._upstream_headers())
+        length = self._body_length()
+        buffer = self._buffer
+        for callback, limit in callbacks:
+            body = None
+            if length and limit and buffer is not None:
+                body = buffer.copy(limit)
+            elif length is not None and length == 0 and limit:
+                body = b""
+            try:
+                callback(ForwardedRequest(self.method, self.target, headers, length, body))
+            except Exception:
+                log.err(None, "ingressd: an on_forward callback failed")
 
     @property
     def connect_timeout(self) -> float:
@@ -309,6 +333,8 @@ class Exchange:
         self._connect()
 
     def _connect(self) -> None:
+        if self._forward_callbacks is not None:
+            self._announce_forward()
         settings = self.upstream_settings
         balancer = self.balancer
         if balancer is None:

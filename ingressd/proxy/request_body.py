@@ -75,6 +75,21 @@ class BufferedBody:
             self.discard()
         return piece
 
+    def copy(self, limit: int) -> bytes | None:
+        """The whole body as bytes, leaving it to be replayed (``next_piece``), or None when it
+        is over ``limit`` bytes (a mirror's copy)."""
+        if self.size > limit or self._reading:
+            return None
+        data = b"".join(self._memory)
+        file = self._file
+        if file is not None:
+            file.flush()
+            position = file.tell()
+            file.seek(0)
+            data += file.read()
+            file.seek(position)
+        return data
+
     def discard(self) -> None:
         """Drop what is held (the temporary file goes with its last reference)."""
         self._memory = []
