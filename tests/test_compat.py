@@ -60,7 +60,7 @@ CASES = [
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
     ({"affinity": "cookie"}, (), "served", []),  # a plugin owns it
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
-    ({"mirror-target": "https://mirror.example/$request_uri"}, (), "blocked", ["mirror-target"]),
+    ({"mirror-target": "https://mirror.example/$request_uri"}, (), "warned", ["mirror-target"]),  # partial
     ({"upstream-hash-by": "$remote_addr", "upstream-hash-by-subset": "true"}, (), "blocked",
      ["upstream-hash-by-subset"]),
     ({"affinity": "cookie", "session-cookie-name": "route"}, (), "served", []),
@@ -301,11 +301,11 @@ def test_an_annotation_the_catalogue_says_cannot_be_ignored_blocks_even_when_ign
     """No entry is non-ignorable today (canary was, until it was implemented); the rule stays."""
     import dataclasses
 
-    entry = compat.lookup("mirror-target")
+    entry = compat.lookup("ssl-passthrough")
     fixed = dataclasses.replace(entry, ignorable=False)
-    monkeypatch.setattr(compat, "lookup", lambda name: fixed if name == "mirror-target" else entry_of(name))
-    for ignored in ((), ("mirror-target",)):
-        (problem,) = assess({N + "mirror-target": "https://m/"}, OWNED, frozenset(ignored))
+    monkeypatch.setattr(compat, "lookup", lambda name: fixed if name == "ssl-passthrough" else entry_of(name))
+    for ignored in ((), ("ssl-passthrough",)):
+        (problem,) = assess({N + "ssl-passthrough": "true"}, OWNED, frozenset(ignored))
         assert problem.blocking and problem.reason.endswith("the Ingress is not served until it is"), problem
 
 

@@ -243,9 +243,15 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("server-alias", IMPLEMENTED, _C,
       note="an alias that is a host of some Ingress, or claimed by an older Ingress, is skipped with a "
            "warning, as in ingress-nginx"),
-    E("mirror-target", NOT_YET, _C),
-    E("mirror-host", NOT_YET, _C, requires="mirror-target"),
-    E("mirror-request-body", NOT_YET, _C, "on", WORD, requires="mirror-target"),
+    E("mirror-target", PARTIAL, _C,
+      note="the copy never holds up the client (nginx keeps the client's keep-alive connection until the mirror "
+           "answers); at most --mirror-max-in-flight copies outstanding per target, more are dropped; a body over "
+           "--mirror-max-body-size is not mirrored; a target without a path is asked for the request's URI (nginx: "
+           "/_mirror-<Ingress UID>); variables only in the path ($request_uri, $host, $scheme, $remote_addr, "
+           "$request_id); a target that is not an http/https URL with a host rejects the Ingress"),
+    E("mirror-host", IMPLEMENTED, _C, requires="mirror-target"),
+    E("mirror-request-body", IMPLEMENTED, _C, "on", WORD, requires="mirror-target",
+      note="a value other than on or off rejects the Ingress (ingress-nginx falls back to on)"),
     E("proxy-ssl-secret", IMPLEMENTED, _C, note="a client certificate for HTTPS backends", requires=_PROTOCOL),
     E("proxy-ssl-verify", IMPLEMENTED, _C, "off", WORD, requires=_PROTOCOL),
     E("proxy-ssl-verify-depth", IMPLEMENTED, _C, "1", INT, requires=_PROTOCOL),
