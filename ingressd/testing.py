@@ -125,9 +125,20 @@ class FakeExchange:
     http_version: str | None = None  # UpstreamSettings.http_version
     finish_callbacks: list[Callable[[], None]] = field(default_factory=list)
     finished: bool = False
+    forward_callbacks: list = field(default_factory=list)  # on_forward's (callback, body_limit)
 
     def on_finish(self, callback: Callable[[], None]) -> None:
         self.finish_callbacks.append(callback)
+
+    def on_forward(self, callback: Callable[[Any], None], body_limit: int = 0) -> None:
+        self.forward_callbacks.append((callback, body_limit))
+
+    def forward(self, forwarded: Any) -> None:
+        """Send the request to its backend as the proxy does: each ``on_forward`` callback once,
+        with ``forwarded`` (a ``ForwardedRequest``)."""
+        callbacks, self.forward_callbacks = self.forward_callbacks, []
+        for callback, _limit in callbacks:
+            callback(forwarded)
 
     def finish(self) -> None:
         """End the exchange as the proxy does: each callback once."""

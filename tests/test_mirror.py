@@ -91,11 +91,9 @@ def test_no_target_no_feature_and_host_or_body_alone_do_nothing():
 
 def forward(feature, ex, forwarded):
     """Run the feature's request phase on ``ex``, then announce ``forwarded`` as the exchange does."""
-    callbacks = []
-    ex.on_forward = lambda callback, body_limit=0: callbacks.append((callback, body_limit))
     assert feature.request(ex) is None  # never answers: the real request goes on
-    for callback, limit in callbacks:
-        callback(forwarded)
+    callbacks = list(ex.forward_callbacks)
+    ex.forward(forwarded)
     return callbacks
 
 
