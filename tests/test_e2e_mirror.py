@@ -1,7 +1,8 @@
 """mirror-target end to end: the real ``twistd ingressd``, a real backend and real mirror servers.
 The copy arrives (method, path, headers, body) while the real answer is unaffected; a mirror
 that is down, answers 500 or holds its request never changes or holds up the real answer;
-mirror-request-body off and mirror-host; an invalid target rejects only its Ingress."""
+mirror-request-body off and mirror-host; the bound on copies outstanding; an invalid target
+rejects only its Ingress."""
 
 from __future__ import annotations
 
@@ -98,7 +99,7 @@ def test_mirroring(tmp_path):
         mirrored("invalid", "invalid.test", {N + "mirror-target": "ftp://127.0.0.1/copy"}),
         ingress("plain", [("plain.test", [("/", "Prefix", "real", 80)])]),
     ])
-    proc = Ingressd(manifests)
+    proc = Ingressd(manifests, extra_args=["--mirror-max-in-flight", "2"])
     try:
         # The copy: method, path, the headers the backend gets, the body; the real answer as ever.
         answer = proc.get("/cart?id=7", host="copied.test", method="POST", body=b"hello mirror",
@@ -140,7 +141,15 @@ def test_mirroring(tmp_path):
         held = slow.wait_for(2)
         assert not slow.server.release.is_set()  # neither copy has been answered yet
         assert [path for _, path, _, _ in held] == ["/", "/"]  # a target path without variables: no query
+        # --mirror-max-in-flight 2: with two copies outstanding, the next is dropped, not queued.
+        assert proc.get("/?n=dropped", host="slow.test").status == 200
         slow.server.release.set()
+        for attempt in range(200):  # once the held copies are answered, copies flow again
+            assert proc.get(f"/?n={attempt}", host="slow.test").status == 200
+            if len(slow.received) > 2:
+                break
+            time.sleep(0.05)
+        assert len(slow.received) >= 3 and all(path != "/?n=dropped" for _, path, _, _ in slow.received)
 
         # An invalid target rejects only its own Ingress, saying why.
         assert proc.get("/", host="invalid.test").status == 404
