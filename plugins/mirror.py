@@ -79,6 +79,8 @@ class Target:
         """The request target the mirror is asked for, or None when the expansion is unusable."""
         if self.path is not None:
             target = self.path.expand(exchange)
+            if not target.startswith(b"/"):  # http://m?x=$host: the path is "/"
+                target = b"/" + target
             return target if _VISIBLE.fullmatch(target) else None
         if not self.url.has_path:
             return exchange.request_uri or b"/"

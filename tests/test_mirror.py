@@ -104,6 +104,7 @@ def forward(feature, ex, forwarded):
     ("https://m.example/$request_uri", b"/shop?a=1", b"a=1", b"//shop?a=1"),  # as nginx: nothing appended
     ("http://m.example/copy$request_uri", b"/shop?a=1", b"a=1", b"/copy/shop?a=1"),
     ("http://m.example:8080", b"/shop?a=1", b"a=1", b"/shop?a=1"),  # no path: the request's URI
+    ("http://m.example?from=$host", b"/shop", b"", b"/?from=example.com"),
 ])
 def test_the_target_asked_of_the_mirror(target, request_uri, query, sent):
     feature, client = mirror_feature({"mirror-target": target})
