@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -105,6 +106,7 @@ def world(tmp_path_factory):
     proc = Ingressd(manifests, ["--access-log", str(log), "--proxy-read-timeout", "30"])
     world = type("World", (), {})()
     world.proc, world.ws, world.web, world.page, world.access_log = proc, ws, web, page, log
+    world.manifests = manifests
     yield world
     proc.stop()
     ws.stop()
@@ -150,6 +152,7 @@ class H2WebSocketClient:
         self.sock.sendall(self.conn.data_to_send())
         self.streams: dict[int, dict] = {}
         self.settings_seen = False
+        self.goaway: int | None = None
         self.pump(lambda: self.settings_seen)
         assert self.conn.remote_settings.enable_connect_protocol == 1
 
@@ -236,6 +239,11 @@ class H2WebSocketClient:
                     state["ended"] = True
                 elif isinstance(event, h2.events.StreamReset):
                     state["reset"] = event.error_code
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    self.goaway = event.last_stream_id
+                    # h2 closes its side on any GOAWAY; RFC 9113 6.8 lets the streams up to
+                    # last_stream_id go on (as test_e2e_drain's client does).
+                    self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
             pending = self.conn.data_to_send()
             if pending:
                 self.sock.sendall(pending)
@@ -398,6 +406,31 @@ def test_other_connects_are_400_and_the_connection_goes_on(client, block):
     after = client.get("/api/after-connect")
     client.pump(lambda: client.streams[after]["ended"])
     assert client.status(after) == 200
+
+
+def test_drain_keeps_the_tunnel_until_the_grace_then_says_going_away(world, tmp_path):
+    """SIGTERM: GOAWAY at once, the tunnel goes on through --shutdown-grace, then both sides get
+    the WebSocket close code 1001 and the stream ends, as an HTTP/1.1 tunnel's."""
+    proc = Ingressd(world.manifests, ["--access-log", "off", "--shutdown-delay", "0", "--shutdown-grace", "3"],
+                    log_path=tmp_path / "drain.log")
+    try:
+        client = H2WebSocketClient(proc.https_port)
+        stream_id = client.connect("/draining")
+        assert client.status(stream_id) == 200
+        closes_before = list(world.ws.closes)
+        proc.process.send_signal(signal.SIGTERM)
+        client.pump(lambda: client.goaway is not None)
+        assert client.goaway >= stream_id
+        client.send_message(stream_id, TEXT, b"during the grace")
+        assert client.receive_message(stream_id) == (TEXT, b"during the grace")
+        assert client.receive_message(stream_id) == (CLOSE, struct.pack("!H", 1001))
+        client.pump(lambda: client.streams[stream_id]["ended"] or client.streams[stream_id]["reset"] is not None)
+        assert client.streams[stream_id]["ended"]
+        _wait_for(lambda: b"\x03\xe9" in world.ws.closes[len(closes_before):], "the backend's close frame")
+        assert proc.process.wait(WAIT) == 0
+        client.close()
+    finally:
+        proc.stop()
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
