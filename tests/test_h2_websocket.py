@@ -374,3 +374,38 @@ def test_accept_helpers_follow_rfc_6455():
     assert extended_connect.accept_for(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
     assert extended_connect.accepted_head([(b"sec-websocket-accept", b" s3pPLMBiTxaQ9kYGzzhZRbK+xOo= "),
                                            (b"x", b"1")], b"dGhlIHNhbXBsZSBub25jZQ==") == [(b"x", b"1")]
+
+
+def test_not_offered_with_no_http2_websocket(monkeypatch):
+    import functools
+
+    import test_http2
+    from ingressd.http.http2 import H2ServerProtocol
+
+    monkeypatch.setattr(test_http2, "H2ServerProtocol", functools.partial(H2ServerProtocol, websocket=False))
+    pair = WsPair()
+    assert pair.client.remote_settings.enable_connect_protocol == 0
+    stream_id = pair.connect()
+    assert pair.status(stream_id)[b":status"] == b"400" and not pair.exchanges
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_the_https_factory_passes_the_choice_to_each_h2_connection(offered):
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    import h2.config
+    import h2.connection
+    from ingressd.http.http1 import HTTP1Factory
+    from ingressd.http.http2 import HTTPSFactory
+
+    factory = HTTPSFactory(HTTP1Factory(lambda p, r: None, clock=Clock()), websocket=offered)
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport()
+    transport.negotiatedProtocol = b"h2"
+    protocol.makeConnection(transport)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    protocol.dataReceived(client.data_to_send())
+    client.receive_data(transport.value())
+    assert client.remote_settings.enable_connect_protocol == int(offered)

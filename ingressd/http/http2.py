@@ -490,8 +490,10 @@ class _Stream:
 class H2ServerProtocol(Protocol):
     """One HTTP/2 client connection; ``handler(stream, request)`` returns an exchange per stream."""
 
-    def __init__(self, settings: ServerSettings, handler: Callable, clock: Any, scheme: str = "https"):
+    def __init__(self, settings: ServerSettings, handler: Callable, clock: Any, scheme: str = "https",
+                 websocket: bool = True):
         self.settings = settings
+        self.websocket = websocket  # RFC 8441 offered (SETTINGS_ENABLE_CONNECT_PROTOCOL)
         self.handler = handler
         self.clock = clock
         self.scheme = scheme
@@ -529,7 +531,7 @@ class H2ServerProtocol(Protocol):
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE:
                     self.settings.max_header_bytes + self.settings.max_url_bytes,
-                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,  # WebSocket over h2 (RFC 8441)
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(self.websocket),  # RFC 8441
             },
         )
         self.h2.initiate_connection()
@@ -662,6 +664,9 @@ class H2ServerProtocol(Protocol):
         except _Reject as rejected:
             stream.respond(rejected.status, _known_of(event.headers))
             return
+        if request.websocket_key is not None and not self.websocket:
+            stream.respond(400, request)  # not offered: as nginx, which knows no :protocol
+            return
         stream.request = request
         if not ended and request.websocket_key is None:  # a tunnel's DATA is no request body
             stream.start_body_timer()
@@ -787,7 +792,8 @@ class _NegotiatingProtocol(Protocol):
         negotiated = getattr(self.transport, "negotiatedProtocol", None)
         if negotiated == b"h2" and self.factory.http2:
             http1 = self.factory.http1
-            protocol = H2ServerProtocol(http1.settings, http1.handler, http1.clock, http1.scheme)
+            protocol = H2ServerProtocol(http1.settings, http1.handler, http1.clock, http1.scheme,
+                                        websocket=self.factory.websocket)
             protocol.factory = self.factory
         else:
             protocol = self.factory.http1.buildProtocol(self.addr)
@@ -809,9 +815,10 @@ class HTTPSFactory(Factory):
 
     noisy = False
 
-    def __init__(self, http1: HTTP1Factory, http2: bool = True):
+    def __init__(self, http1: HTTP1Factory, http2: bool = True, websocket: bool = True):
         self.http1 = http1
         self.http2 = http2
+        self.websocket = websocket  # WebSocket over HTTP/2 (RFC 8441) offered
         self.clock = http1.clock
         self.live = ConnectionSet()  # the HTTP/2 connections (HTTP/1 ones are http1's)
 
