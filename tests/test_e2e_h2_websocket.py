@@ -153,6 +153,7 @@ class H2WebSocketClient:
         self.streams: dict[int, dict] = {}
         self.settings_seen = False
         self.goaway: int | None = None
+        self.reading = True  # False: DATA is received but never acknowledged (a client that stops reading)
         self.pump(lambda: self.settings_seen)
         assert self.conn.remote_settings.enable_connect_protocol == 1
 
@@ -234,7 +235,10 @@ class H2WebSocketClient:
                     state["headers"] = event.headers
                 elif isinstance(event, h2.events.DataReceived):
                     state["data"] += event.data
-                    self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    if self.reading:
+                        self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    else:
+                        state["unacked"] = state.get("unacked", 0) + event.flow_controlled_length
                 elif isinstance(event, h2.events.StreamEnded):
                     state["ended"] = True
                 elif isinstance(event, h2.events.StreamReset):
@@ -325,6 +329,46 @@ def test_two_tunnels_and_ordinary_requests_on_one_connection(world, client):
     assert client.status(again) == 200
     client.send_message(first, TEXT, b"still here")
     assert client.receive_message(first) == (TEXT, b"still here")
+
+
+def test_a_client_that_stops_reading_stalls_the_tunnel_then_gets_everything(client):
+    """Backpressure end to end: a client that acknowledges nothing fills its stream window;
+    ingressd stops reading the backend, whose echoes then back up until it stops reading us,
+    and ingressd stops acknowledging the client's DATA: the client's send window stays shut.
+    Once the client reads again, every echo arrives, in order."""
+    stream_id = client.connect("/backpressure")
+    assert client.status(stream_id) == 200
+    client.reading = False
+    message = os.urandom(16000)  # a frame fits one DATA frame and the window
+    wire = frame(BINARY, message, mask=os.urandom(4))
+    sent = 0
+    stalled_since = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and sent < 16384:  # at most 256 MB: it stalls long before
+        window = client.conn.local_flow_control_window(stream_id)
+        if window >= len(wire):
+            client.conn.send_data(stream_id, wire)
+            client.sock.sendall(client.conn.data_to_send())
+            sent += 1
+            stalled_since = None
+            continue
+        stalled_since = stalled_since or time.monotonic()
+        if time.monotonic() - stalled_since > 2.0:
+            break  # no window for 2 s: stalled
+        try:
+            client.pump(lambda: client.conn.local_flow_control_window(stream_id) >= len(wire), timeout=0.2)
+        except (AssertionError, TimeoutError):
+            pass  # no window yet
+    assert stalled_since is not None and sent < 16384, "the client's window never closed"
+    received_while_stalled = len(client.streams[stream_id]["data"])
+    assert received_while_stalled <= 65535 + 16384  # the client's own stream window (and one frame)
+    print(f"stalled after {sent} messages of 16000 bytes ({sent * len(wire)} bytes) sent; "
+          f"{received_while_stalled} bytes received meanwhile")
+    client.reading = True
+    client.conn.acknowledge_received_data(client.streams[stream_id].pop("unacked", 0), stream_id)
+    client.sock.sendall(client.conn.data_to_send())
+    for _ in range(sent):
+        assert client.receive_message(stream_id) == (BINARY, message)
 
 
 def test_basic_auth_refuses_the_tunnel_without_credentials(world, client):
