@@ -48,17 +48,57 @@ def _htpasswd_secret() -> dict:
             "type": "Opaque", "data": {"auth": base64.b64encode(line.encode()).decode()}}
 
 
-def _objects(ws: WebSocketEcho, web: Backend, page_port: int, leaf) -> list:
+class WrongAccept:
+    """A backend that switches protocols with a Sec-WebSocket-Accept for no key at all."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(WAIT)
+                try:
+                    head = b""
+                    while b"\r\n\r\n" not in head and len(head) < 65536:
+                        piece = conn.recv(4096)
+                        if not piece:
+                            break
+                        head += piece
+                    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: d3Jvbmc=\r\n\r\n")
+                    conn.recv(1)  # until ingressd drops it
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+
+def _objects(ws: WebSocketEcho, web: Backend, page_port: int, leaf, wrong_port: int) -> list:
     tls = [{"hosts": ["ws.test", "ws-auth.test"], "secretName": "ws-cert"}]
     return [
         INGRESS_CLASS,
         *service("ws", [("http", 80, ws.port)]),
         *service("web", [("http", 80, web.port)]),
         *service("page", [("http", 80, page_port)]),
+        *service("wrong", [("http", 80, wrong_port)]),
         certs.secret_manifest("default", "ws-cert", leaf.cert_pem, leaf.key_pem()),
         _htpasswd_secret(),
         ingress("chat", [("ws.test", [("/", "Prefix", "ws", 80), ("/api", "Prefix", "web", 80),
-                                      ("/page", "Prefix", "page", 80)])], tls=tls),
+                                      ("/page", "Prefix", "page", 80),
+                                      ("/wrong-accept", "Prefix", "wrong", 80)])], tls=tls),
         ingress("chat-auth", [("ws-auth.test", [("/", "Prefix", "ws", 80)])], tls=tls,
                 annotations={NGINX + "auth-type": "basic", NGINX + "auth-secret": "htfile",
                              NGINX + "auth-realm": "chat"}),
@@ -95,13 +135,13 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e-h2-websocket")
     manifests = root / "manifests"
     manifests.mkdir()
-    ws, web = WebSocketEcho(), Backend("web")
+    ws, web, wrong = WebSocketEcho(), Backend("web"), WrongAccept()
     page = ThreadingHTTPServer(("127.0.0.1", 0), _PageHandler)
     page.daemon_threads = True
     page.seen = []
     threading.Thread(target=page.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     leaf = certs.make_leaf("ws.test", "ws-auth.test")
-    write_manifests(manifests / "all.yaml", _objects(ws, web, page.server_address[1], leaf))
+    write_manifests(manifests / "all.yaml", _objects(ws, web, page.server_address[1], leaf, wrong.port))
     log = root / "access.log"
     proc = Ingressd(manifests, ["--access-log", str(log), "--proxy-read-timeout", "30"])
     world = type("World", (), {})()
@@ -111,6 +151,7 @@ def world(tmp_path_factory):
     proc.stop()
     ws.stop()
     web.stop()
+    wrong.stop()
     page.shutdown()
     page.server_close()
 
@@ -392,6 +433,17 @@ def test_backend_refusing_the_upgrade_is_relayed(client):
     client.pump(lambda: client.streams[stream_id]["ended"])
     assert bytes(client.streams[stream_id]["data"]) == b"refused by backend"
     assert client.headers(stream_id)[b"x-refused"] == b"yes"
+
+
+def test_a_wrong_sec_websocket_accept_is_a_502(world, client):
+    """ingressd is the WebSocket client the backend talks to: it checks the accept for its key."""
+    stream_id = client.connect("/wrong-accept")
+    assert client.status(stream_id) == 502
+    client.pump(lambda: client.streams[stream_id]["ended"] or client.streams[stream_id]["reset"] is not None)
+    (line,) = _wait_for(lambda: _log_lines(world, "/wrong-accept"), "the access log line")
+    assert line["status"] == 502 and line["upstream_status"] == 101
+    _, _, body = world.proc.admin("/metrics")
+    assert 'cause="invalid_upgrade"' in body.decode()
 
 
 def test_backend_closing_ends_the_stream(world, client):

@@ -346,6 +346,12 @@ def test_other_connects_are_400(block):
     assert pair.status(stream_id)[b":status"] == b"400" and not pair.exchanges
 
 
+def test_websocket_connect_with_a_content_length_is_400():
+    pair = WsPair()
+    stream_id = pair.connect(headers=[(b"content-length", b"5")])
+    assert pair.status(stream_id)[b":status"] == b"400" and not pair.exchanges
+
+
 def test_websocket_connect_that_ends_its_stream_is_400():
     pair = WsPair()
     stream_id = pair.connect(end=True)

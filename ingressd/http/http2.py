@@ -152,6 +152,8 @@ def _websocket_request(protocol: bytes | None, path: bytes, pairs, ended: bool, 
     not know; so is a CONNECT that ends its stream at once (no tunnel to carry)."""
     if protocol is None or protocol.lower() != extended_connect.WEBSOCKET or ended:
         raise _Reject(400, "Extended CONNECT other than WebSocket")
+    if any(name == b"content-length" for name, _ in pairs):
+        raise _Reject(400, "an upgrade request cannot carry a body")  # as http1 refuses one
     key = extended_connect.new_key()
     request = H2Request(b"GET", path, extended_connect.upgrade_headers(pairs, key), None, True, False)
     request.upgrade = True
