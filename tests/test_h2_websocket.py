@@ -415,3 +415,16 @@ def test_the_https_factory_passes_the_choice_to_each_h2_connection(offered):
     protocol.dataReceived(client.data_to_send())
     client.receive_data(transport.value())
     assert client.remote_settings.enable_connect_protocol == int(offered)
+
+
+def test_an_idle_tunnel_ends_its_stream_after_the_read_timeout():
+    pair = WsPair()
+    stream_id = pair.connect()
+    _, backend, closed = pair.tunnel(stream_id)  # read and send timeouts: 60 s
+    pair.clock.advance(59)
+    pair.receive()
+    assert not pair.of(h2.events.StreamEnded, stream_id) and not backend.closed
+    pair.clock.advance(2)
+    pair.receive()
+    assert pair.of(h2.events.StreamEnded, stream_id) and backend.closed and closed == [True]
+    assert not pair.of(h2.events.StreamReset, stream_id)
