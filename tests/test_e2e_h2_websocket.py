@@ -541,17 +541,18 @@ def test_a_browser_opens_its_websocket_over_h2(world, tmp_path):
             f"--user-data-dir={tmp_path / 'profile'}", "--no-first-run", "--disable-extensions",
             "--host-resolver-rules=MAP ws.test 127.0.0.1", "--remote-debugging-port=0",
             f"https://ws.test:{port}/page"]
-    browser = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own process group: the browser's helper processes end with it.
+    browser = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         seen = world.page.seen
-        result = _wait_for(lambda: [p for p in seen if p.startswith("/page/result")], "the page's report", 60)
+        result = _wait_for(lambda: [p for p in seen if p.startswith("/page/result")], "the page's report", 90)
         assert result == ["/page/result?echo=from%20the%20browser"], result
     finally:
-        browser.terminate()
+        os.killpg(browser.pid, signal.SIGTERM)
         try:
-            browser.wait(10)
+            browser.wait(15)
         except subprocess.TimeoutExpired:
-            browser.kill()
+            os.killpg(browser.pid, signal.SIGKILL)
             browser.wait(5)
     (line,) = _wait_for(lambda: _log_lines(world, "/browser-chat"), "the browser tunnel's log line")
     assert line["status"] == 101 and line["protocol"] == "HTTP/2"
