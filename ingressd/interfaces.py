@@ -101,16 +101,19 @@ class RawReceiver(Protocol):
 
 
 class RawStream(Protocol):
-    """A connection that can leave HTTP and carry raw bytes (an HTTP/1 client connection)."""
+    """A client side that can leave HTTP and carry raw bytes: an HTTP/1 client connection, or
+    an HTTP/2 stream opened by an Extended CONNECT (RFC 8441, its DATA frames)."""
 
     def divert(self, receiver: RawReceiver | None) -> None:
         """From now on, every byte read goes to ``receiver`` instead of the HTTP parser."""
 
-    def write_raw(self, data: bytes) -> None: ...
+    def accept_tunnel(self, headers: Sequence[Header]) -> bool:
+        """The backend answered 101 with ``headers``: tell the client (HTTP/1: a 101 head with
+        this side's Server and Date; HTTP/2: ``:status 200``). False, with nothing sent, when the
+        client side is the WebSocket client and the handshake is wrong (HTTP/2: the backend's
+        Sec-WebSocket-Accept is not the one for the key it was sent)."""
 
-    def own_headers(self) -> bytes:
-        """The ``server``/``date`` header lines this side adds to every response (serialised),
-        for a head written raw (a 101)."""
+    def write_raw(self, data: bytes) -> None: ...
 
     def lose_connection(self) -> None: ...
 

@@ -120,7 +120,8 @@ class IngressdService(MultiService):
             self.certificates = CertificateStore(alpn=not settings.get("no_http2"), default_ref=default_ref)
             self.reloader.appliers.append(self.certificates.update)
             tls_factory = HTTPSFactory(HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="https"),
-                                       http2=not settings.get("no_http2"))
+                                       http2=not settings.get("no_http2"),
+                                       websocket=not settings.get("no_http2_websocket"))
             wrapped = self.tls_listener = ObservedTLSFactory(
                 self.certificates.server_options(), False, tls_factory,
                 clock=reactor, hello_timeout=self.server_settings.header_timeout)

@@ -55,6 +55,7 @@ CORE_FLAGS = [
     ["allow-cross-namespace-resources", None, "allow annotations to name Secrets/Services in other namespaces"],
     ["kubernetes", None, "read Ingresses and friends from the Kubernetes API"],
     ["no-http2", None, "do not offer HTTP/2 over TLS"],
+    ["no-http2-websocket", None, "do not offer WebSocket over HTTP/2 (RFC 8441; browsers then use HTTP/1.1)"],
     ["no-metrics", None, "do not count requests for /metrics (for benchmarks)"],
     ["server-tokens", None, "send Server: ingressd/<version> (default: no Server header, as ingress-nginx)"],
 ]

@@ -80,6 +80,14 @@ class FakeClient:
     def own_headers(self):
         return b"server: ingressd\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
 
+    tunnel_accepted = True  # what accept_tunnel answers (False: an HTTP/2 side refusing the handshake)
+
+    def accept_tunnel(self, headers):
+        if not self.tunnel_accepted:
+            return False
+        self.raw += b"HTTP/1.1 101 Switching Protocols\r\n" + self.own_headers() + serialize(headers) + b"\r\n"
+        return True
+
     def lose_connection(self):
         self.closed = True
 

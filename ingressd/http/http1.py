@@ -514,6 +514,13 @@ class HTTP1ServerProtocol(Protocol):
         """The Server and Date lines this side puts on every response (a 101 head written raw)."""
         return self.settings.identity.lines(self.clock.seconds())
 
+    def accept_tunnel(self, headers) -> bool:
+        """The backend switched protocols: the client gets its 101 head, our Server and Date
+        lines with the backend's headers (the client checks Sec-WebSocket-Accept itself)."""
+        self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\n%s%s\r\n"
+                             % (self.own_headers(), serialize(headers)))
+        return True
+
     def lose_connection(self) -> None:
         self.transport.loseConnection()
 

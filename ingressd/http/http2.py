@@ -11,7 +11,13 @@ Flow control, both ways: the client's window for a stream is reopened only as th
 request body is handed on (a paused stream stops acknowledging, so a slow backend bounds
 what a client can send), and response data waits in a per-stream buffer until the
 stream and connection windows allow it; a large buffer pauses the backend.
-WebSocket is not offered over HTTP/2 (no RFC 8441 here): h2 requests never upgrade.
+
+WebSocket over HTTP/2 (RFC 8441): the server advertises ``SETTINGS_ENABLE_CONNECT_PROTOCOL``;
+an Extended CONNECT with ``:protocol websocket`` becomes the HTTP/1.1 upgrade request the
+route's backend is sent (``extended_connect``), and after the backend's 101 the stream is one
+side of a ``proxy.tunnel.Tunnel`` (``interfaces.RawStream``): DATA frames both ways, with the
+stream's flow control as the backpressure, END_STREAM or RST_STREAM for a close. A plain
+CONNECT, or another ``:protocol``, is answered 400 as nginx does.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from twisted.python import log
 from zope.interface import implementer
 
 from ingressd.drain import ConnectionSet
+from ingressd.http import extended_connect
 from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page
 from ingressd.tls.facts import tls_facts
 
@@ -53,7 +60,7 @@ class H2Request:
 
     __slots__ = (
         "method", "target", "version", "headers", "keep_alive", "upgrade", "chunked",
-        "content_length", "complete", "expect_continue", "head_bytes",
+        "content_length", "complete", "expect_continue", "head_bytes", "websocket_key",
     )
 
     def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
@@ -70,6 +77,7 @@ class H2Request:
         self.complete = complete
         self.expect_continue = expect_continue
         self.head_bytes = 0  # the header block's decoded size (for metrics and logs)
+        self.websocket_key: bytes | None = None  # an Extended CONNECT: the key the backend is sent
 
     @property
     def has_body(self) -> bool:
@@ -84,7 +92,7 @@ class _Reject(Exception):
 
 def _request_from(headers, settings: ServerSettings, ended: bool) -> H2Request:
     """Validate a request header block (h2 already checked its HTTP/2 rules)."""
-    method = path = authority = None
+    method = path = authority = protocol = None
     pairs: list[tuple[bytes, bytes]] = []
     cookies: list[bytes] = []
     size = 0
@@ -101,6 +109,8 @@ def _request_from(headers, settings: ServerSettings, ended: bool) -> H2Request:
                 path = value
             elif name == b":authority":
                 authority = value
+            elif name == b":protocol":
+                protocol = value
             continue
         if name == b"host":
             authority = authority or value
@@ -122,14 +132,32 @@ def _request_from(headers, settings: ServerSettings, ended: bool) -> H2Request:
         raise _Reject(414, "request target too long")
     if size > settings.max_header_bytes + settings.max_url_bytes:
         raise _Reject(431, "request header block too large")
-    if method is None or not path or method == b"CONNECT":
-        raise _Reject(400 if method != b"CONNECT" else 501, "no :method/:path, or CONNECT")
+    if method is None or not path:
+        raise _Reject(400, "no :method/:path (a plain CONNECT)")  # nginx: "client sent no :path header"
     if authority is None:
         raise _Reject(400, "a request needs :authority or Host")
     if cookies:
         pairs.append((b"cookie", b"; ".join(cookies)))
     pairs.insert(0, (b"host", authority))
+    if method == b"CONNECT":
+        return _websocket_request(protocol, path, pairs, ended, size)
     request = H2Request(method, path, pairs, content_length, ended, expect_continue)
+    request.head_bytes = size
+    return request
+
+
+def _websocket_request(protocol: bytes | None, path: bytes, pairs, ended: bool, size: int) -> H2Request:
+    """An Extended CONNECT (RFC 8441) as the WebSocket upgrade request (GET) the backend is
+    sent. Any other ``:protocol`` is refused 400, as nginx refuses a ``:protocol`` it does
+    not know; so is a CONNECT that ends its stream at once (no tunnel to carry)."""
+    if protocol is None or protocol.lower() != extended_connect.WEBSOCKET or ended:
+        raise _Reject(400, "Extended CONNECT other than WebSocket")
+    if any(name == b"content-length" for name, _ in pairs):
+        raise _Reject(400, "an upgrade request cannot carry a body")  # as http1 refuses one
+    key = extended_connect.new_key()
+    request = H2Request(b"GET", path, extended_connect.upgrade_headers(pairs, key), None, True, False)
+    request.upgrade = True
+    request.websocket_key = key
     request.head_bytes = size
     return request
 
@@ -152,8 +180,9 @@ def _known_of(headers) -> H2Request:
 class _Stream:
     """One HTTP/2 stream, with the interface ``proxy.Exchange`` uses on its protocol."""
 
-    transport = None  # no raw byte stream: WebSocket never happens on HTTP/2
+    transport = None  # no raw byte stream: a WebSocket tunnel goes through ``divert``/``write_raw``
     tunnel = None
+    _receiver = None  # after divert(): takes the DATA (an exchange awaiting a 101, then a tunnel)
 
     def cork(self) -> None:
         """HTTP/2 frames go out when the connection flushes; nothing to batch here."""
@@ -204,11 +233,17 @@ class _Stream:
             self._unacked += flow_length
         else:
             self.connection.acknowledge(self.stream_id, flow_length)
-        if exchange is not None and data:
+        if self._receiver is not None:
+            if data:
+                self._receiver.client_data(data)
+        elif exchange is not None and data:
             exchange.body_data(data)
 
     def request_ended(self) -> None:
         self.remote_ended = True
+        if self._receiver is not None:
+            self._tunnel_client_ended()
+            return
         if self.request is not None:
             self.request.complete = True
         if self.exchange is not None:
@@ -292,6 +327,7 @@ class _Stream:
     def finish_response(self) -> None:
         self._ending = True
         self.exchange = None
+        self._receiver = None
         self._cancel_timer()
         if self.closed:
             return
@@ -359,15 +395,17 @@ class _Stream:
         self.connection.h2_reset(self.stream_id, ErrorCodes.NO_ERROR)
 
     def pause_upstream(self) -> None:
-        if not self._upstream_paused and self.exchange is not None:
+        reader = self._receiver or self.exchange  # a tunnel's, once diverted
+        if not self._upstream_paused and reader is not None:
             self._upstream_paused = True
-            self.exchange.client_paused()
+            reader.client_paused()
 
     def resume_upstream(self) -> None:
         if self._upstream_paused:
             self._upstream_paused = False
-            if self.exchange is not None:
-                self.exchange.client_resumed()
+            reader = self._receiver or self.exchange
+            if reader is not None:
+                reader.client_resumed()
 
     def reset(self, code: ErrorCodes) -> None:
         if self.closed:
@@ -383,21 +421,81 @@ class _Stream:
         self.closed = True
         self._cancel_timer()
         self._out.clear()
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            receiver.client_lost()
         if self.exchange is not None:
             exchange, self.exchange = self.exchange, None
-            exchange.client_lost()
+            if exchange is not receiver:
+                exchange.client_lost()
 
     def _maybe_forget(self) -> None:
         if self.closed:
             self.connection.forget(self)
+
+    # -- a WebSocket tunnel on this stream (RFC 8441; interfaces.RawStream) -----------------
+
+    def divert(self, receiver) -> None:
+        """From now on the stream's DATA goes to ``receiver`` (``interfaces.RawReceiver``)."""
+        self._receiver = receiver
+
+    def accept_tunnel(self, headers) -> bool:
+        """The backend switched protocols: answer the Extended CONNECT ``:status 200`` with
+        the backend's headers, or False (nothing sent) when its Sec-WebSocket-Accept is not
+        the one for our key."""
+        if self.closed:
+            return False
+        relayed = extended_connect.accepted_head(headers, self.request.websocket_key)
+        if relayed is None:
+            return False
+        block = [(b":status", b"200")]
+        block.extend((name, value) for name, value in relayed
+                     if name not in _CONNECTION_SPECIFIC and name[:1] != b":")
+        block.extend(self.connection.settings.identity.pairs(self.connection.clock.seconds()))
+        self._head_written = True
+        self.connection.send_headers(self.stream_id, block, False)
+        return True
+
+    def write_raw(self, data: bytes) -> None:
+        """Tunnel bytes to the client: DATA frames as the windows allow (a large backlog
+        pauses the backend through ``pause_upstream``)."""
+        self.write_body(data)
+
+    def lose_connection(self) -> None:
+        """The tunnel is over: END_STREAM once what is pending is sent (as a TCP FIN, RFC 8441
+        4); a client still sending is read and dropped for a while, then reset."""
+        self._receiver = None
+        self.finish_response()
+
+    def going_away(self) -> bool:
+        """Shutting down: a tunnel says "going away" to both peers and ends; False when this
+        stream is no tunnel."""
+        going_away = getattr(self._receiver, "going_away", None)  # a Tunnel's, not an exchange's
+        if going_away is None:
+            return False
+        going_away()
+        return True
+
+    def _tunnel_client_ended(self) -> None:
+        """END_STREAM from the client of a WebSocket stream: its side is closed (a FIN). The
+        tunnel closes both; before the backend's 101 the request is abandoned (499)."""
+        receiver, self._receiver = self._receiver, None
+        receiver.client_lost()
+        if self.exchange is receiver:
+            self.exchange = None
+        if not self._ending and not self.closed:
+            self.reset(ErrorCodes.CANCEL)  # not answered yet: nothing else to say
+        self._maybe_forget()
 
 
 @implementer(IPushProducer)
 class H2ServerProtocol(Protocol):
     """One HTTP/2 client connection; ``handler(stream, request)`` returns an exchange per stream."""
 
-    def __init__(self, settings: ServerSettings, handler: Callable, clock: Any, scheme: str = "https"):
+    def __init__(self, settings: ServerSettings, handler: Callable, clock: Any, scheme: str = "https",
+                 websocket: bool = True):
         self.settings = settings
+        self.websocket = websocket  # RFC 8441 offered (SETTINGS_ENABLE_CONNECT_PROTOCOL)
         self.handler = handler
         self.clock = clock
         self.scheme = scheme
@@ -435,6 +533,7 @@ class H2ServerProtocol(Protocol):
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE:
                     self.settings.max_header_bytes + self.settings.max_url_bytes,
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(self.websocket),  # RFC 8441
             },
         )
         self.h2.initiate_connection()
@@ -505,6 +604,8 @@ class H2ServerProtocol(Protocol):
         self.drain()
         streams, self.streams = self.streams, {}
         for stream in streams.values():
+            if stream.going_away():  # a WebSocket: close code 1001, as an HTTP/1.1 tunnel's
+                continue
             self.h2_reset(stream.stream_id, ErrorCodes.CANCEL)
             stream.lost()
         if not self.closed:
@@ -565,8 +666,11 @@ class H2ServerProtocol(Protocol):
         except _Reject as rejected:
             stream.respond(rejected.status, _known_of(event.headers))
             return
+        if request.websocket_key is not None and not self.websocket:
+            stream.respond(400, request)  # not offered: as nginx, which knows no :protocol
+            return
         stream.request = request
-        if not ended:
+        if not ended and request.websocket_key is None:  # a tunnel's DATA is no request body
             stream.start_body_timer()
         try:
             exchange = self.handler(stream, request)
@@ -579,6 +683,8 @@ class H2ServerProtocol(Protocol):
             return
         if exchange is not None and not stream._ending and not stream.closed:
             stream.exchange = exchange  # StreamEnded (next event when ``ended``) calls body_done
+            if request.websocket_key is not None:
+                exchange.wants_tunnel()  # it takes the DATA until the backend's 101
 
     # -- outgoing -------------------------------------------------------------------------
 
@@ -688,7 +794,8 @@ class _NegotiatingProtocol(Protocol):
         negotiated = getattr(self.transport, "negotiatedProtocol", None)
         if negotiated == b"h2" and self.factory.http2:
             http1 = self.factory.http1
-            protocol = H2ServerProtocol(http1.settings, http1.handler, http1.clock, http1.scheme)
+            protocol = H2ServerProtocol(http1.settings, http1.handler, http1.clock, http1.scheme,
+                                        websocket=self.factory.websocket)
             protocol.factory = self.factory
         else:
             protocol = self.factory.http1.buildProtocol(self.addr)
@@ -710,9 +817,10 @@ class HTTPSFactory(Factory):
 
     noisy = False
 
-    def __init__(self, http1: HTTP1Factory, http2: bool = True):
+    def __init__(self, http1: HTTP1Factory, http2: bool = True, websocket: bool = True):
         self.http1 = http1
         self.http2 = http2
+        self.websocket = websocket  # WebSocket over HTTP/2 (RFC 8441) offered
         self.clock = http1.clock
         self.live = ConnectionSet()  # the HTTP/2 connections (HTTP/1 ones are http1's)
 

@@ -29,7 +29,7 @@ from ingressd.proxy.chain import (
 from ingressd.config.entries import AUTO_HTTP, DEFAULT_UPSTREAM
 from ingressd.features import ForwardedRequest, LocalResponse, UpstreamSettings
 from ingressd.proxy.forwarding import FORWARDED, SPOOFABLE, ForwardingPolicy
-from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, connection_tokens, from_backend, serialize
+from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, connection_tokens, from_backend
 from ingressd.http.http1 import error_page
 from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
 from ingressd.config.routing import host_of
@@ -541,17 +541,20 @@ class Exchange:
                 self.protocol.finish_response()
                 self._finished()
             return
-        self.status = 101
-        self.upstream_ended = self.proxy.clock.seconds()
-        self.proxy.tunnels_open += 1  # until _finished
-        head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
         pairs = [(n, v) for n, v in connection.response_headers
                  if n not in _NOT_IN_101 and n not in HIDDEN_FROM_BACKEND]
         run_response_features(self.entry.response_features, self, 101, pairs)
-        head.append(self.protocol.own_headers())
-        head.append(serialize(pairs))
-        head.append(b"\r\n")
-        self.protocol.write_raw(b"".join(head))
+        # HTTP/1.1: a 101 head; HTTP/2 (RFC 8441): :status 200, once the backend's accept is right.
+        if not self.protocol.accept_tunnel(pairs):
+            self._upstream = None
+            connection.abort()
+            log.msg(f"ingressd: invalid WebSocket handshake from {self.upstream_address}")
+            self.error_cause = "invalid_upgrade"
+            self.local(502)
+            return
+        self.status = 101
+        self.upstream_ended = self.proxy.clock.seconds()
+        self.proxy.tunnels_open += 1  # until _finished
         self._response_started = True
         settings = self.upstream_settings
         tunnel = Tunnel(self.protocol, connection, self.proxy.clock, settings.read_timeout, settings.send_timeout,

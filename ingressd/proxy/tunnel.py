@@ -85,7 +85,7 @@ class FrameCursor:
 class Tunnel:
     def __init__(self, client, backend, clock: Any, read_timeout: float, send_timeout: float,
                  on_close: Callable[[], None]):
-        self.client = client  # interfaces.RawStream (an HTTP/1 client connection)
+        self.client = client  # interfaces.RawStream (an HTTP/1 connection, or an HTTP/2 stream)
         self.backend = backend  # interfaces.UpstreamConnection
         self.clock = clock
         self.read_timeout = read_timeout
