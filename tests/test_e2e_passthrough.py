@@ -381,3 +381,34 @@ def test_without_the_flag_the_ingress_is_not_served(world, tmp_path):
                             str(manifests)], capture_output=True, timeout=120)
     assert check.returncode == 1
     assert b"without --enable-ssl-passthrough" in check.stdout
+
+
+def _metric(proc, name: str) -> float:
+    status, _, text = proc.admin("/metrics")
+    assert status == 200
+    lines = [line for line in text.decode().splitlines() if line.startswith(name + " ")]
+    return float(lines[0].split()[1]) if lines else -1.0
+
+
+def test_an_open_passthrough_connection_is_counted_and_closed_by_the_drain(world, tmp_path):
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    write_manifests(manifests / "all.yaml", objects(WORLD["backend"].port, WORLD["down_port"]))
+    proc = Ingressd(manifests, extra_args=["--enable-ssl-passthrough", "--shutdown-grace", "1"])
+    try:
+        raw = socket.create_connection(("127.0.0.1", proc.https_port), timeout=30)
+        with _client(WORLD["backend_ca"]).wrap_socket(raw, server_hostname="pass.test") as conn:
+            answer = _request(conn, b"GET /kept HTTP/1.1\r\nHost: pass.test\r\n\r\n")  # kept alive
+            assert b'"/kept"' in answer
+            assert _eventually(lambda: _metric(proc, "ingressd_tls_passthrough_connections") == 1)
+            assert _metric(proc, "ingressd_tls_passthrough_connections_accepted_total") == 1
+            assert _metric(proc, "ingressd_tls_handshake_failures_total") == 0
+            proc.process.terminate()
+            try:
+                assert conn.recv(CHUNK) == b""  # closed by the drain (the timeout fails the test)
+            except (ssl.SSLError, ConnectionError):
+                pass
+        assert proc.process.wait(30) == 0
+        assert "closing 1 connection(s)" in proc.log()
+    finally:
+        proc.stop()

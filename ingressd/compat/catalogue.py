@@ -215,8 +215,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("ssl-passthrough", PARTIAL, _C, "false", BOOL,
       note="needs --enable-ssl-passthrough, as in ingress-nginx; without it the Ingress is not served (ingress-nginx "
            "would terminate the host's TLS itself); TLS goes to the Service's ready endpoints (ingress-nginx: its "
-           "cluster IP) of the host's / path, and a passthrough host without a / path has its TLS connections "
-           "closed (ingress-nginx terminates them); plain HTTP to the host goes to the backend over TLS for every "
+           "cluster IP) of the host's / path; a passthrough host whose / path is missing or belongs to an Ingress "
+           "without ssl-passthrough has its TLS connections closed (ingress-nginx terminates them, or passes "
+           "them to the other Ingress's Service); plain HTTP to the host goes to the backend over TLS for every "
            "path of the Ingress (ingress-nginx: for the / path's Service)"),
     E(_CANARY, PARTIAL, _C, "false", BOOL,
       note="with session affinity on the main route the sticky balancer decides and the canary is not "

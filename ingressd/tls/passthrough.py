@@ -15,9 +15,11 @@ compares the SNI name with the server name: a wildcard host never matches). ingr
 sends to the Service's cluster IP; ingressd balances over the Service's ready endpoints
 (round-robin, the next endpoint when a connect fails), as it does for HTTP. A passthrough
 host without a ``/`` route is, in ingress-nginx, silently terminated ("has no default
-backend, ignoring SSL Passthrough"); ingressd closes such a connection instead, so a backend
-that expected to see the TLS itself (its own certificate, its own client-certificate check)
-is never served terminated by surprise.
+backend, ignoring SSL Passthrough"), and one whose ``/`` route is another Ingress's (without
+the annotation) has its TLS passed to that Ingress's Service; ingressd closes such a
+connection instead, so a backend that expected to see the TLS itself (its own certificate,
+its own client-certificate check) is never served terminated, nor another backend reached, by
+surprise.
 
 The splice (``Splice``): the ClientHello bytes held while it was read go to the backend
 first (peeked, not consumed), then both byte streams as they come, with backpressure both
