@@ -411,3 +411,12 @@ def test_non_tls_bytes_are_not_offered_to_passthrough():
     with pytest.raises(_Terminated):
         protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: pass.example\r\n\r\n")
     assert recorder.asked == [] and factory.created == [None]
+
+
+def test_a_server_alias_passes_through_as_its_host_does():
+    # A documented difference: ingress-nginx's TCP proxy knows only the rule's host name.
+    with PluginHarness(annotations={N + "ssl-passthrough": "true", N + "server-alias": "alias.example"},
+                       settings={"enable_ssl_passthrough": True}, entry_points=True) as harness:
+        decide = PassthroughRouter(harness, lambda *args: None)
+        assert decide.target("example.com") is harness.entry
+        assert decide.target("alias.example") is not None and decide.target("alias.example") is not REFUSED

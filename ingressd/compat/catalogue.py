@@ -217,7 +217,8 @@ CATALOGUE: Mapping[str, Entry] = _entries(
            "would terminate the host's TLS itself); TLS goes to the Service's ready endpoints (ingress-nginx: its "
            "cluster IP) of the host's / path; a passthrough host whose / path is missing or belongs to an Ingress "
            "without ssl-passthrough has its TLS connections closed (ingress-nginx terminates them, or passes "
-           "them to the other Ingress's Service); plain HTTP to the host goes to the backend over TLS for every "
+           "them to the other Ingress's Service); a server-alias name passes through as its host does (ingress-nginx "
+           "terminates it); plain HTTP to the host goes to the backend over TLS for every "
            "path of the Ingress (ingress-nginx: for the / path's Service)"),
     E(_CANARY, PARTIAL, _C, "false", BOOL,
       note="with session affinity on the main route the sticky balancer decides and the canary is not "
