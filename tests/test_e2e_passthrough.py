@@ -218,10 +218,13 @@ def test_a_terminated_host_on_the_same_listener(world):
     assert json.loads(body)["path"] == "/t"  # the plain backend's echo
 
 
-def test_a_client_hello_split_in_small_pieces(world):
-    context = _client(WORLD["backend_ca"])
+@pytest.mark.parametrize("name, ca, leaf", [("pass.test", "backend_ca", "backend_leaf"),
+                                            ("term.test", "term_ca", "term_leaf")])
+def test_a_client_hello_split_in_small_pieces(world, name, ca, leaf):
+    # Passed through or terminated alike: the hello is read whole before anything is decided.
+    context = _client(WORLD[ca])
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="pass.test")
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=name)
     with socket.create_connection(("127.0.0.1", world.https_port), timeout=30) as sock:
         try:
             tls.do_handshake()
@@ -243,8 +246,8 @@ def test_a_client_hello_split_in_small_pieces(world):
                 assert data, "closed during the handshake"
                 incoming.write(data)
         sock.sendall(outgoing.read())
-        assert tls.getpeercert(binary_form=True) == WORLD["backend_leaf"].der
-        tls.write(b"GET /split HTTP/1.1\r\nHost: pass.test\r\nConnection: close\r\n\r\n")
+        assert tls.getpeercert(binary_form=True) == WORLD[leaf].der
+        tls.write(f"GET /split HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
         sock.sendall(outgoing.read())
         answer = b""
         while b'"/split"' not in answer:

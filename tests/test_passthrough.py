@@ -420,3 +420,17 @@ def test_a_server_alias_passes_through_as_its_host_does():
         decide = PassthroughRouter(harness, lambda *args: None)
         assert decide.target("example.com") is harness.entry
         assert decide.target("alias.example") is not None and decide.target("alias.example") is not REFUSED
+
+
+def test_a_split_hello_reaches_the_handshake_counters_without_a_handle_and_is_then_terminated():
+    # Before getHandle knew about the held state this raised AttributeError on the first piece
+    # and the connection was dropped (any ClientHello split across segments, passthrough or not).
+    protocol, factory, _ = hello_protocol(None, _ObservedTLSProtocol)
+    data = hello("term.example")
+    last = len(data) - 1
+    for at in range(0, last, 5):
+        protocol.dataReceived(data[at:min(at + 5, last)])
+        assert protocol.getHandle() is None
+    with pytest.raises(_Terminated):
+        protocol.dataReceived(data[last:])
+    assert factory.created == ["term.example"]
