@@ -22,6 +22,8 @@ A request's way (see docs/architecture.md)::
 - ``ExchangeForUpstream`` is what a backend connection calls on its exchange (the response
   head, body and end, failures, an upgrade, backpressure on the request body).
 - ``RawStream`` / ``RawReceiver``: a connection handed over to a byte tunnel (WebSocket).
+- ``TLSPassthrough`` / ``PassedThrough``: a TLS connection handed, before any TLS, to a
+  byte splice (``ssl-passthrough``), decided by its ClientHello's SNI name.
 - What plugins see of a request is ``RequestView`` (``ingressd.features`` documents how they
   use it); the HTTP requests they send themselves go through ``Subrequests``.
 
@@ -290,3 +292,23 @@ class DrainableGroup(Protocol):
     def drain_connections(self) -> None: ...
 
     def close_connections(self) -> None: ...
+
+
+class TLSPassthrough(Protocol):
+    """What decides, once a TLS connection's ClientHello is read, whether it is passed through
+    unterminated (``--enable-ssl-passthrough``: ``ingressd.tls.passthrough.PassthroughRouter``)."""
+
+    def divert(self, name: str | None, transport: Any, held: bytes) -> "PassedThrough | None":
+        """Take the client's ``transport`` over (``held``: the bytes read so far, the hello
+        among them) and return what the connection's events go to; None: terminate it."""
+
+
+class PassedThrough(Protocol):
+    """A connection taken over by a ``TLSPassthrough``: the client side's events."""
+
+    def client_data(self, data: bytes) -> None: ...
+
+    def client_read_lost(self) -> None:
+        """The client sent its FIN (half-close)."""
+
+    def client_lost(self) -> None: ...

@@ -26,8 +26,9 @@ from ingressd.config.reloader import Reloader, State
 from ingressd.config.store import ObjectStore
 from ingressd.tls.certificates import CertificateStore
 from ingressd.tls.facts import ObservedTLSFactory
+from ingressd.tls.passthrough import PassthroughRouter
 from ingressd.config.translate import TranslateSettings
-from ingressd.proxy.transport import listen
+from ingressd.proxy.transport import connect_tcp, listen
 from ingressd.config.entries import AUTO_HTTP, DEFAULT_UPSTREAM
 from ingressd.features import UpstreamSettings
 from ingressd.proxy.http1_upstream import HTTP1Upstream
@@ -122,9 +123,15 @@ class IngressdService(MultiService):
             tls_factory = HTTPSFactory(HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="https"),
                                        http2=not settings.get("no_http2"),
                                        websocket=not settings.get("no_http2_websocket"))
+            self.passthrough = None  # --enable-ssl-passthrough: TLS of passthrough hosts, unterminated
+            if settings.get("enable_ssl_passthrough"):
+                self.passthrough = PassthroughRouter(
+                    self.state, lambda host, port, factory, timeout: connect_tcp(reactor, host, port, factory, timeout),
+                    connect_timeout=upstream.connect_timeout)
+                groups.append(self.passthrough)
             wrapped = self.tls_listener = ObservedTLSFactory(
                 self.certificates.server_options(), False, tls_factory,
-                clock=reactor, hello_timeout=self.server_settings.header_timeout)
+                clock=reactor, hello_timeout=self.server_settings.header_timeout, passthrough=self.passthrough)
             wrapped.noisy = False
             self._listen(listen(settings["https"], wrapped, reactor, reuse_port=workers, option="--https"))
             groups += [tls_factory.http1.live, tls_factory.live]

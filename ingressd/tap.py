@@ -56,6 +56,8 @@ CORE_FLAGS = [
     ["kubernetes", None, "read Ingresses and friends from the Kubernetes API"],
     ["no-http2", None, "do not offer HTTP/2 over TLS"],
     ["no-http2-websocket", None, "do not offer WebSocket over HTTP/2 (RFC 8441; browsers then use HTTP/1.1)"],
+    ["enable-ssl-passthrough", None, "pass TLS for hosts with the ssl-passthrough annotation to their backends "
+     "unterminated, by SNI name (without it such Ingresses are not served)"],
     ["no-metrics", None, "do not count requests for /metrics (for benchmarks)"],
     ["server-tokens", None, "send Server: ingressd/<version> (default: no Server header, as ingress-nginx)"],
 ]

@@ -57,9 +57,9 @@ CASES = [
     ({"global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
     ({"limit-rate": "100"}, (), "blocked", ["limit-rate"]),
     ({"upstream-hash-by": "$request_uri"}, (), "served", []),  # a plugin owns it
-    ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
+    ({"ssl-passthrough": "true"}, (), "warned", ["ssl-passthrough"]),  # a plugin owns it, with its differences
     ({"affinity": "cookie"}, (), "served", []),  # a plugin owns it
-    ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
+    ({"http2-push-preload": "true"}, (), "warned", ["http2-push-preload"]),
     ({"mirror-target": "https://mirror.example/$request_uri"}, (), "warned", ["mirror-target"]),  # partial
     ({"upstream-hash-by": "$remote_addr", "upstream-hash-by-subset": "true"}, (), "blocked",
      ["upstream-hash-by-subset"]),
@@ -81,7 +81,7 @@ CASES = [
     ({"ssl-redirect": "True", "force-ssl-redirect": "t"}, (), "served", []),
     ({"enable-rewrite-log": "false"}, (), "served", []),
     ({"enable-rewrite-log": "true"}, (), "warned", ["enable-rewrite-log"]),
-    ({"ssl-passthrough": "yes"}, (), "blocked", ["ssl-passthrough"]),  # a value ingress-nginx cannot read asks for something
+    ({"enable-modsecurity": "yes"}, (), "blocked", ["enable-modsecurity"]),  # a value ingress-nginx cannot read asks for something
     ({"limit-rate": "-0"}, (), "served", []),  # read as a number, as ingress-nginx's Atoi does
     ({"limit-rate": "X0"}, (), "blocked", ["limit-rate"]),
     ({"proxy-next-upstream": " error   timeout "}, (), "served", []),  # text: spacing does not count

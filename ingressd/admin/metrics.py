@@ -254,7 +254,7 @@ class Metrics:
 
     def attach(self, **sources: Any) -> None:
         """What the scrape-time collector reads: proxy, pool, reloader, state, certificates,
-        http (HTTP1Factory), https (ObservedTLSFactory), access_log."""
+        http (HTTP1Factory), https (ObservedTLSFactory), access_log, passthrough (PassthroughRouter)."""
         self._scrape.sources.update(sources)
 
     def config_changed(self, config) -> None:
@@ -401,6 +401,14 @@ class _ScrapeCollector:
         if proxy is not None:
             yield GaugeMetricFamily("ingressd_websocket_tunnels", "WebSocket tunnels open now",
                                     value=proxy.tunnels_open)
+        passthrough = get("passthrough")
+        if passthrough is not None:
+            yield GaugeMetricFamily("ingressd_tls_passthrough_connections", "TLS connections passed through "
+                                    "(ssl-passthrough) open now", value=passthrough.open_connections())
+            yield CounterMetricFamily("ingressd_tls_passthrough_connections_accepted", "TLS connections passed "
+                                      "through (ssl-passthrough)", value=passthrough.accepted)
+            yield CounterMetricFamily("ingressd_tls_passthrough_connections_failed", "Passthrough connections "
+                                      "closed without reaching an endpoint", value=passthrough.failed)
         pool = get("pool")
         if pool is not None:
             yield GaugeMetricFamily("ingressd_upstream_connections_idle", "Idle keep-alive backend "

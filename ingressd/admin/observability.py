@@ -34,6 +34,8 @@ def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
         metrics.attach(proxy=service.proxy, pool=service.pool, reloader=service.reloader, state=service.state,
                        certificates=getattr(service, "certificates", None),
                        http=getattr(service, "http_factory", None), https=getattr(service, "tls_listener", None))
+        if getattr(service, "passthrough", None) is not None:
+            metrics.attach(passthrough=service.passthrough)
         service.metrics = metrics
         pages[b"metrics"] = MetricsResource(metrics)
     service.access_log = make_access_log(settings)

@@ -212,7 +212,14 @@ CATALOGUE: Mapping[str, Entry] = _entries(
            "message saying so (not served another way) until ingressd speaks them"),
     E("fastcgi-index", NOT_YET, _C, requires=_PROTOCOL),
     E("fastcgi-params-configmap", NOT_YET, _C, requires=_PROTOCOL),
-    E("ssl-passthrough", NOT_YET, _C, "false", BOOL),
+    E("ssl-passthrough", PARTIAL, _C, "false", BOOL,
+      note="needs --enable-ssl-passthrough, as in ingress-nginx; without it the Ingress is not served (ingress-nginx "
+           "would terminate the host's TLS itself); TLS goes to the Service's ready endpoints (ingress-nginx: its "
+           "cluster IP) of the host's / path; a passthrough host whose / path is missing or belongs to an Ingress "
+           "without ssl-passthrough has its TLS connections closed (ingress-nginx terminates them, or passes "
+           "them to the other Ingress's Service); a server-alias name passes through as its host does (ingress-nginx "
+           "terminates it); plain HTTP to the host goes to the backend over TLS for every "
+           "path of the Ingress (ingress-nginx: for the / path's Service)"),
     E(_CANARY, PARTIAL, _C, "false", BOOL,
       note="with session affinity on the main route the sticky balancer decides and the canary is not "
            "consulted; a canary without a main Ingress of the same host and path is not served"),

@@ -416,6 +416,8 @@ def parser() -> argparse.ArgumentParser:
                    help="as the server option: serve although this annotation is ignored (repeatable)")
     p.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
                    help="as the server option: check without this plugin (repeatable)")
+    p.add_argument("--enable-ssl-passthrough", action="store_true",
+                   help="as the server option: Ingresses with ssl-passthrough are served (without it they are not)")
     p.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     return p
 
@@ -432,6 +434,8 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
         server_args += ["--ignore-annotation", name]
     for name in args.disable_plugin:
         server_args += ["--disable-plugin", name]
+    if args.enable_ssl_passthrough:
+        server_args.append("--enable-ssl-passthrough")
     try:
         server_settings = server_settings_from(server_args)  # the server's own validation of the flags
         objects: list[dict] = []

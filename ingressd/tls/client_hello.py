@@ -11,13 +11,18 @@ cannot be read — starts on the default context, which resumes nothing.
 
 ``server_name`` is a pure function over the bytes received so far; ``ClientHelloFirst`` is
 the ``TLSMemoryBIOProtocol`` that holds the connection until the hello (or its timeout).
+Once the name is known, the factory's ``passthrough`` (``interfaces.TLSPassthrough``, set
+with ``--enable-ssl-passthrough``: ``ingressd.tls.passthrough``) may take the connection over
+instead, with the held bytes, never terminating it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.protocols.tls import TLSMemoryBIOProtocol
+from zope.interface import alsoProvides
 
 MORE = object()  # not enough bytes yet
 # A ClientHello larger than this (post-quantum key shares make ~1.3 KB ones) is not waited
@@ -125,6 +130,7 @@ class ClientHelloFirst(TLSMemoryBIOProtocol):
     ``hello_timeout``: a client that sends no hello in that time is dropped."""
 
     server_name_hint: str | None = None
+    passthrough: Any = None  # what took the connection over (interfaces.PassedThrough), or None
     _held: bytearray | None = None  # the bytes received while the hello is incomplete
     _transport: Any = None
     _timer: Any = None
@@ -138,6 +144,9 @@ class ClientHelloFirst(TLSMemoryBIOProtocol):
     def dataReceived(self, data: bytes) -> None:
         held = self._held
         if held is None:
+            if self.passthrough is not None:
+                self.passthrough.client_data(data)
+                return
             super().dataReceived(data)
             return
         held += data
@@ -151,16 +160,39 @@ class ClientHelloFirst(TLSMemoryBIOProtocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        decide = getattr(self.factory, "passthrough", None)
+        if decide is not None and name is not None:
+            self.passthrough = decide.divert(name, self._transport, bytes(held))
+            if self.passthrough is not None:
+                alsoProvides(self, IHalfCloseableProtocol)  # a client's FIN is passed on, not a close
+                return
         self.server_name_hint = name
         super().makeConnection(self._transport)
         if held:
             super().dataReceived(bytes(held))
 
+    def getHandle(self):
+        """The OpenSSL connection; None while the hello is awaited (there is none yet: a hello
+        split across segments reached the handshake counters before it existed) or once the
+        connection was passed through (there never is one)."""
+        if self._held is not None or self.passthrough is not None:
+            return None
+        return super().getHandle()
+
     def _timed_out(self) -> None:
         self._timer = None
         self._transport.abortConnection()
 
+    def readConnectionLost(self) -> None:  # only once passed through (IHalfCloseableProtocol)
+        self.passthrough.client_read_lost()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
     def connectionLost(self, reason) -> None:
+        if self.passthrough is not None:
+            self.passthrough.client_lost()
+            return
         if self._held is not None:  # gone before its hello: start, so the layers above end too
             self._start(None)
         super().connectionLost(reason)

@@ -31,7 +31,7 @@ class _ObservedTLSProtocol(ClientHelloFirst):
     def connectionLost(self, reason) -> None:
         factory = self.factory
         factory.connections -= 1
-        if not self._observed:
+        if not self._observed and self.passthrough is None:
             factory.handshake_failures += 1  # includes clients that closed before finishing
             self._observed = True
         super().connectionLost(reason)
@@ -43,10 +43,11 @@ class ObservedTLSFactory(TLSMemoryBIOFactory):
 
     protocol = _ObservedTLSProtocol
 
-    def __init__(self, *args, clock: Any, hello_timeout: float = 60.0, **kwargs):
+    def __init__(self, *args, clock: Any, hello_timeout: float = 60.0, passthrough: Any = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.clock = clock
         self.hello_timeout = hello_timeout
+        self.passthrough = passthrough  # interfaces.TLSPassthrough (--enable-ssl-passthrough), or None
         self.handshakes: dict[str, int] = {}  # by protocol version ("TLSv1.3"…)
         self.handshake_failures = 0
         self.connections = 0  # open now
