@@ -25,6 +25,7 @@ from ingressd.features import (
     parse_size,
 )
 from ingressd.plugin_manager import hookimpl
+from ingressd.tls.client_auth import ClientAuth, ClientAuthError, ClientCertificate, load_client_auth
 from ingressd import snippets
 from ingressd.snippets import SnippetError, parse_snippet
 
@@ -37,6 +38,9 @@ __all__ = [
     "AnnotationError",
     "BackendTLS",
     "BuildContext",
+    "ClientAuth",
+    "ClientAuthError",
+    "ClientCertificate",
     "HostRoute",
     "LocalResponse",
     "Option",
@@ -48,6 +52,7 @@ __all__ = [
     "check_plain_text",
     "compile_path",
     "hookimpl",
+    "load_client_auth",
     "parse_bool",
     "parse_int",
     "parse_list",
