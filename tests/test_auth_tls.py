@@ -531,3 +531,54 @@ def test_host_wide_kinds_are_chosen_apart_and_reach_the_config(world):
     assert config.client_auth == (("h.example", first.client_auth),)
     _, config = build_table(Config(routes=(older,)), _Plugins({}), make_context())
     assert config.client_auth == ()
+
+
+# -- the certificate store's side, branch by branch (tests/mutation.py's "tls" target) -----------
+
+
+def test_asking_and_plain_contexts_of_one_host_are_apart(world):
+    auth, other = policy(world), policy(world, verify="optional")
+    store = store_for(world, auth)
+    certificate = store.certificate_for("secure.example")
+    plain_context = certificate.context_for("secure.example")
+    asking = certificate.context_for("secure.example", auth)
+    assert plain_context is not asking and plain_context.get_app_data() is None
+    assert plain_context.get_verify_mode() == SSL.VERIFY_NONE
+    assert asking.get_app_data() is auth and asking.get_verify_mode() == SSL.VERIFY_PEER
+    assert certificate.context_for("secure.example", auth) is asking
+    assert certificate.context_for("secure.example") is plain_context
+    assert certificate.context_for("secure.example", other).get_app_data() is other
+    # An asking context resumes nothing; the host's plain one keeps its session cache.
+    assert asking.get_session_cache_mode() == SSL.SESS_CACHE_OFF
+    assert plain_context.get_session_cache_mode() != SSL.SESS_CACHE_OFF
+    assert asking.set_options(0) & SSL.OP_NO_TICKET  # set_options answers the options now set
+
+
+def test_client_auth_hosts_are_normalised_and_the_first_wins(world):
+    first, second = policy(world), policy(world, verify="optional")
+    store = CertificateStore()
+    store.update(Config(client_auth=((" Secure.Example. ", first), ("secure.example", second), ("", second),
+                                     ("*.wild.example", first), ("*.WILD.example", second),
+                                     ("a.wild.example", second))))
+    assert store.client_auth_for("secure.example") is first
+    assert store.client_auth_for("b.wild.example") is first
+    assert store.client_auth_for("a.wild.example") is second  # the exact host before the wildcard
+    assert store.client_auth_for("wild.example") is None
+    assert store.client_auth_for("") is None
+    assert store.client_auth_for("example") is None
+    store.update(Config())
+    assert store.client_auth_for("secure.example") is None  # a new configuration replaces the policies
+    assert store.context_for_name("secure.example") is store.default.context
+
+
+def test_an_asking_context_that_cannot_be_made_serves_the_default(world, monkeypatch):
+    from ingressd.tls import certificates
+
+    def broken(context, auth):
+        raise SSL.Error("refused")
+
+    monkeypatch.setattr(certificates, "configure_context", broken)
+    store = store_for(world, policy(world))
+    assert store.context_for_name("secure.example") is store.default.context
+    # The default context asks for nothing: the request gets policy None and answers 421/400.
+    assert store.default.context.get_app_data() is None
