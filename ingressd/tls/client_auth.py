@@ -174,12 +174,11 @@ def client_certificate(transport: Any) -> ClientCertificate:
         policy = handle.get_context().get_app_data()
         if not isinstance(policy, ClientAuth):
             return ClientCertificate(server_name=server_name, tls=True)
-        peer = handle.get_peer_certificate()
+        leaf = handle.get_peer_certificate(as_cryptography=True)
     except SSL.Error:
         return ClientCertificate(tls=True)
-    if peer is None:
+    if leaf is None:
         return ClientCertificate(policy=policy, server_name=server_name, tls=True)
-    leaf = peer.to_cryptography()
     error = policy._errors.get(handle, 0)
     return ClientCertificate(
         verify="SUCCESS" if not error else "FAILED:" + verify_error_text(error),
