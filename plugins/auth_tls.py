@@ -39,6 +39,8 @@ import re2
 from twisted.logger import Logger
 
 from ingressd import (
+    INGRESSD_PREFIX,
+    NGINX_PREFIX,
     Annotation,
     AnnotationError,
     ClientAuthError,
@@ -63,6 +65,7 @@ _MODES = ("on", "off", "optional", "optional_no_ca")
 _RE2 = re2.Options()
 _RE2.log_errors = False
 
+_SECRET_KEYS = (NGINX_PREFIX + "auth-tls-secret", INGRESSD_PREFIX + "auth-tls-secret")
 HOST_WIDE = "auth-tls"  # the host_wide kind: one per host (config.entries)
 
 _HTML = (b"content-type", b"text/html")
@@ -86,7 +89,7 @@ def _parse_verify(value: str) -> str:
 
 
 def _parse_depth(value: str) -> int:
-    depth = parse_int(0, 100)(value)
+    depth = parse_int(0)(value)
     return depth or 1  # ingress-nginx reads 0 as the default
 
 
@@ -232,7 +235,8 @@ def ingressd_annotations():
 
 @hookimpl
 def ingressd_route_features(route, values, context):
-    asked = any(name.rpartition("/")[2] == "auth-tls-secret" and value.strip() for name, value in route.annotations)
+    # Asked for, even when the Secret is missing (values then hold None, as for no annotation).
+    asked = any(name in _SECRET_KEYS and value.strip() for name, value in route.annotations)
     if not asked:
         return None
     secret = values.get("auth-tls-secret")

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 
@@ -427,6 +427,13 @@ def features(raw: dict, secret=None, host="secure.example"):
 def test_no_secret_annotation_no_feature(world):
     assert features({}) is None
     assert features({"auth-tls-verify-client": "on"}) is None
+    # Another prefix's auth-tls-secret is not ours; the ingressd.io/ one is.
+    route = dataclasses.replace(make_route(), annotations=(("example.com/auth-tls-secret", "ca"),))
+    values = annotation_values(auth_tls, {})
+    assert auth_tls.ingressd_route_features(route=route, values=values, context=make_context()) is None
+    route = dataclasses.replace(make_route(), annotations=(("ingressd.io/auth-tls-secret", "ca"),))
+    denied = auth_tls.ingressd_route_features(route=route, values=values, context=make_context())
+    assert isinstance(denied, auth_tls.HostDenied)
 
 
 def test_route_features(world):
@@ -464,6 +471,7 @@ def test_unusable_secret_denies_the_host(world, secret, reason):
     ("auth-tls-secret", "Not A Secret", "not a Secret name"),
     ("auth-tls-verify-client", "yes", "expected on, off, optional or optional_no_ca"),
     ("auth-tls-verify-depth", "-1", "at least 0"),
+    ("auth-tls-verify-depth", "2 ", "integer"),
     ("auth-tls-verify-depth", "one", "integer"),
     ("auth-tls-error-page", "/error", "internal redirect"),
     ("auth-tls-error-page", "@named", "internal redirect"),
@@ -540,18 +548,22 @@ def test_asking_and_plain_contexts_of_one_host_are_apart(world):
     auth, other = policy(world), policy(world, verify="optional")
     store = store_for(world, auth)
     certificate = store.certificate_for("secure.example")
+    asking = store.context_for_name("secure.example")
     plain_context = certificate.context_for("secure.example")
-    asking = certificate.context_for("secure.example", auth)
     assert plain_context is not asking and plain_context.get_app_data() is None
     assert plain_context.get_verify_mode() == SSL.VERIFY_NONE
     assert asking.get_app_data() is auth and asking.get_verify_mode() == SSL.VERIFY_PEER
-    assert certificate.context_for("secure.example", auth) is asking
+    assert certificate.asking_context(auth) is asking
     assert certificate.context_for("secure.example") is plain_context
-    assert certificate.context_for("secure.example", other).get_app_data() is other
+    assert certificate.asking_context(other).get_app_data() is other
     # An asking context resumes nothing; the host's plain one keeps its session cache.
     assert asking.get_session_cache_mode() == SSL.SESS_CACHE_OFF
     assert plain_context.get_session_cache_mode() != SSL.SESS_CACHE_OFF
     assert asking.set_options(0) & SSL.OP_NO_TICKET  # set_options answers the options now set
+    # The asking context serves the host's own certificate, not the default one.
+    server = handshake(asking, b"secure.example", world.valid)
+    served = server.get_certificate(as_cryptography=True)
+    assert served.fingerprint(hashes.SHA256()).hex() == certificate.fingerprint != store.default.fingerprint
 
 
 def test_client_auth_hosts_are_normalised_and_the_first_wins(world):

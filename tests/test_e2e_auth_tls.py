@@ -82,13 +82,22 @@ def world(tmp_path_factory):
     manifests.mkdir()
     state = World(root)
     web = Backend("web")
-    server = certs.make_leaf(*HOSTS, issuer=state.pki.other_ca)
+    server = certs.make_leaf(*HOSTS, "shared.example", issuer=state.pki.other_ca)
     objects = [INGRESS_CLASS, *service("web", [("http", 80, web.port)]),
                certs.secret_manifest("default", "tls", server.cert_pem, server.key_pem()),
                ca_secret("ca", state.pki.ca.cert_pem, state.pki.crl)]
     for host, annotations in HOSTS.items():
         objects.append(ingress(host.split(".")[0], [(host, [("/", "Prefix", "web", 80)])], annotations=annotations,
                                tls=[{"hosts": [host], "secretName": "tls"}]))
+    # One host, three Ingresses: the oldest with auth-tls decides for all (as ingress-nginx's server).
+    shared_tls = [{"hosts": ["shared.example"], "secretName": "tls"}]
+    objects.append(ingress("shared-old", [("shared.example", [("/", "Prefix", "web", 80)])], tls=shared_tls,
+                           annotations={N + "auth-tls-secret": "ca"}, created="2020-01-01T00:00:00Z"))
+    objects.append(ingress("shared-new", [("shared.example", [("/other", "Prefix", "web", 80)])], tls=shared_tls,
+                           annotations={N + "auth-tls-secret": "ca", N + "auth-tls-verify-client": "optional"},
+                           created="2021-01-01T00:00:00Z"))
+    objects.append(ingress("shared-plain", [("shared.example", [("/plain", "Prefix", "web", 80)])], tls=shared_tls,
+                           created="2019-01-01T00:00:00Z"))
     write_manifests(manifests / "all.yaml", objects)
     write_manifests(manifests / "rotating.yaml", [ca_secret("rotating", state.pki.ca.cert_pem)])
     proc = Ingressd(manifests)
@@ -213,6 +222,14 @@ def test_sni_decides_which_hosts_ask(world):
     assert get(world, "rotate.example", "valid", sni="noca.example")[0] == 421
 
 
+def test_one_host_one_policy_the_oldest_ingress_decides(world):
+    for path in ("/", "/other", "/plain"):
+        status, _, body, _ = get(world, "shared.example", path=path)
+        assert (status, body) == (400, b"400 No required SSL certificate was sent\n"), path
+        status, _, _, seen = get(world, "shared.example", "valid", path=path)
+        assert status == 200 and seen["ssl-client-verify"] == ["SUCCESS"], path
+
+
 def test_plain_http(world):
     conn = http.client.HTTPConnection("127.0.0.1", world.proc.http_port, timeout=TIMEOUT)
     try:
@@ -247,6 +264,12 @@ def test_openssl_s_client(world):
     assert "HTTP/1.1 400 Bad Request" in out and "The SSL certificate error" in out
     out = s_client("open.example")
     assert "No client certificate CA names sent" in out and "HTTP/1.1 200 OK" in out
+    out = s_client("optional.example")
+    assert "Acceptable client certificate CA names" in out and '"ssl-client-verify", "NONE"' in out
+    out = s_client("noca.example", "wrong_ca")
+    assert "HTTP/1.1 200 OK" in out and '"FAILED:unable to verify the first certificate"' in out
+    out = s_client("off.example", "valid")
+    assert "No client certificate CA names sent" in out and '"ssl-client-verify", "NONE"' in out
 
 
 class H2:

@@ -84,7 +84,7 @@ class Certificate:
     # that resume (``True``: one host's context) or without (``False``); asking for client
     # certificates as a ``ClientAuth`` says (then sessions never resume).
     make_context: Callable[..., SSL.Context] | None = field(default=None, repr=False, compare=False)
-    # {"context": ..., ("host", name): ..., ("host", name, ClientAuth): ...} once made
+    # {"context": ..., ("host", name): ..., ("client-auth", ClientAuth): ...} once made
     _made: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -93,13 +93,15 @@ class Certificate:
         context and were switched by SNI); None when it cannot be made (logged once)."""
         return self._context("context", False)
 
-    def context_for(self, host: str, client_auth: ClientAuth | None = None) -> SSL.Context | None:
+    def context_for(self, host: str) -> SSL.Context | None:
         """The context of one TLS host (as configured: ``a.example`` or ``*.example``): its
-        own session cache and ticket keys, so a session resumes for that host only; with
-        ``client_auth``, one that asks for client certificates (and resumes nothing)."""
-        if client_auth is not None:
-            return self._context(("host", host, client_auth), False, client_auth)
+        own session cache and ticket keys, so a session resumes for that host only."""
         return self._context(("host", host), True)
+
+    def asking_context(self, client_auth: ClientAuth) -> SSL.Context | None:
+        """The context that asks for client certificates under ``client_auth`` (one per policy,
+        whatever host: a host's policy is its own; sessions never resume on it)."""
+        return self._context(("client-auth", client_auth), False, client_auth)
 
     def _context(self, key: Any, resumption: bool, client_auth: ClientAuth | None = None) -> SSL.Context | None:
         made = self._made
@@ -107,8 +109,7 @@ class Certificate:
             made[key] = None
             if self.make_context is not None:
                 try:
-                    made[key] = self.make_context(resumption, client_auth) if client_auth else \
-                        self.make_context(resumption)
+                    made[key] = self.make_context(resumption, client_auth)
                 except Exception as exc:  # the default certificate is served instead
                     _log.error("TLS {source}: cannot be served ({error}); serving the default certificate",
                                source=self.source, error=exc)
@@ -144,8 +145,8 @@ class _CertificateMap:
     hosts: Mapping[str, Certificate | None]  # every TLS host as written, for expiries()
     # Hosts whose handshakes ask for client certificates (auth-tls), by exact name and by
     # the parent of a ``*.`` wildcard: ``Config.client_auth``.
-    auth_exact: Mapping[str, ClientAuth] = field(default_factory=lambda: MappingProxyType({}))
-    auth_wildcard: Mapping[str, ClientAuth] = field(default_factory=lambda: MappingProxyType({}))
+    auth_exact: Mapping[str, ClientAuth]
+    auth_wildcard: Mapping[str, ClientAuth]
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -229,7 +230,8 @@ class CertificateStore:
         else:
             default = self._self_signed()
         self._map = _CertificateMap(
-            default, MappingProxyType({}), MappingProxyType({}), MappingProxyType({})
+            default, MappingProxyType({}), MappingProxyType({}), MappingProxyType({}),
+            MappingProxyType({}), MappingProxyType({}),
         )
         self._creator = _ServerConnectionCreator(self)
         self.warnings: tuple[Rejection, ...] = ()
@@ -382,7 +384,7 @@ class CertificateStore:
             host = host.strip().lower().rstrip(".")
             if host.startswith("*."):
                 auth_wildcard.setdefault(host[2:], auth)
-            elif host:
+            else:  # "" (a rule without host) is never an SNI name: never looked up
                 auth_exact.setdefault(host, auth)
 
         self.warnings = tuple(dict.fromkeys(warnings))
@@ -433,9 +435,9 @@ class CertificateStore:
             host, certificate = self._host_of(current, server_name)
             client_auth = self._client_auth_of(current, server_name)
             if client_auth is not None:
-                # A host that asks for client certificates: its own context (or the default
-                # certificate's, for a host without TLS section), keyed by the policy too.
-                context = (certificate or current.default).context_for(host or "", client_auth)
+                # A host that asks for client certificates: its certificate's context for the
+                # policy (the default certificate's, for a host without TLS section).
+                context = (certificate or current.default).asking_context(client_auth)
                 if context is not None:
                     return context
             elif host is not None:
