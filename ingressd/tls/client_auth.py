@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
@@ -152,7 +153,7 @@ class ClientCertificate:
         forgives)."""
         return self.error in ISSUER_ERRORS
 
-    @property
+    @cached_property  # a connection's requests share one ClientCertificate
     def escaped_pem(self) -> str:
         """``$ssl_client_escaped_cert``: the PEM, every byte but letters, digits and -._~
         percent-encoded."""
