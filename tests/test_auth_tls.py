@@ -594,3 +594,42 @@ def test_an_asking_context_that_cannot_be_made_serves_the_default(world, monkeyp
     assert store.context_for_name("secure.example") is store.default.context
     # The default context asks for nothing: the request gets policy None and answers 421/400.
     assert store.default.context.get_app_data() is None
+
+
+def test_a_rotated_policy_forgets_its_contexts(world):
+    old, new = policy(world), load_client_auth(world.other_ca.cert_pem, None, "on", 1, "Secret default/ca")
+    store = store_for(world, old)
+    certificate = store.certificate_for("secure.example")
+    kept = store.context_for_name("secure.example")
+    plain_context = store.context_for_name("open.example")
+    default_asking = store.default.asking_context(old)
+    config = store_config(world, certificate, old)
+    store.update(config)  # the same policy again: its context is kept
+    assert store.context_for_name("secure.example") is kept
+    assert store.context_for_name("open.example") is plain_context
+    store.update(store_config(world, certificate, new))
+    rotated = store.context_for_name("secure.example")
+    assert rotated is not kept and rotated.get_app_data() is new
+    assert ("client-auth", old) not in certificate._made and ("client-auth", new) in certificate._made
+    assert ("client-auth", old) not in store.default._made  # the default certificate's too
+    assert store.context_for_name("open.example") is plain_context  # other contexts untouched
+    assert default_asking is not None
+
+
+def store_config(world, certificate, auth) -> Config:
+    """The configuration ``store_for`` made, with ``auth`` for secure.example."""
+    leaf_pem, key_pem = certificate.pem
+    secret = SecretData(ObjectRef("Secret", "default", "tls"), "kubernetes.io/tls",
+                        (("tls.crt", leaf_pem), ("tls.key", key_pem)))
+    ingress = ObjectRef("Ingress", "default", "web")
+    return Config(tls_hosts=(TLSHost("secure.example", secret.ref, ingress),
+                             TLSHost("open.example", secret.ref, ingress)),
+                  secrets=(secret,), client_auth=(("secure.example", auth),))
+
+
+def test_a_hello_read_by_openssl_alone_never_gets_an_asking_context(world):
+    # When the ClientHello could not be read first, OpenSSL's SNI callback switches to the
+    # host's plain context: no certificate is asked, so the request answers 421 (policy None).
+    store = store_for(world, policy(world))
+    switched = store._context_for_server_name(b"secure.example")
+    assert switched is not None and switched.get_app_data() is None

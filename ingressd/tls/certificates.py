@@ -103,6 +103,14 @@ class Certificate:
         whatever host: a host's policy is its own; sessions never resume on it)."""
         return self._context(("client-auth", client_auth), False, client_auth)
 
+    def keep_asking_contexts(self, policies: "set[ClientAuth]") -> None:
+        """Forget the asking contexts of policies no longer served (a rotated CA): open
+        connections keep theirs; the next handshake of a host makes its policy's anew."""
+        made = self._made
+        for key in [key for key in made if isinstance(key, tuple) and key[0] == "client-auth"]:
+            if key[1] not in policies:
+                del made[key]
+
     def _context(self, key: Any, resumption: bool, client_auth: ClientAuth | None = None) -> SSL.Context | None:
         made = self._made
         if key not in made:
@@ -386,6 +394,10 @@ class CertificateStore:
                 auth_wildcard.setdefault(host[2:], auth)
             else:  # "" (a rule without host) is never an SNI name: never looked up
                 auth_exact.setdefault(host, auth)
+
+        policies = {*auth_exact.values(), *auth_wildcard.values()}
+        for certificate in {default, *(c for c in (*exact.values(), *wildcard.values()) if c is not None)}:
+            certificate.keep_asking_contexts(policies)
 
         self.warnings = tuple(dict.fromkeys(warnings))
         # The one assignment handshakes observe.
