@@ -131,7 +131,8 @@ def _host_wide_shared(entries: list[RouteEntry], defaults: UpstreamSettings) -> 
     for entry in entries:
         wide = chosen.get(entry.route.host)
         own = [f for f in entry.features if not getattr(f, "host_wide", False)]
-        if wide is None or sorted(id(f) for f in entry.features if getattr(f, "host_wide", False)) == sorted(map(id, wide)):
+        mine = sorted(id(f) for f in entry.features if getattr(f, "host_wide", False))
+        if wide is None or mine == sorted(map(id, wide)):
             shared.append(entry)
             continue
         replaced = RouteEntry(entry.route, [*wide, *own], defaults)
