@@ -27,6 +27,7 @@ from ingressd.features import (
 )
 from ingressd.plugin_manager import hookimpl
 from ingressd.proxy.subrequest import SubrequestError, SubResponse, TargetURL, parse_url
+from ingressd.tls.client_auth import ClientAuth, ClientAuthError, ClientCertificate, load_client_auth
 from ingressd import snippets
 from ingressd.snippets import SnippetError, parse_snippet
 
@@ -40,6 +41,9 @@ __all__ = [
     "BackendTLS",
     "BuildContext",
     "ForwardedRequest",
+    "ClientAuth",
+    "ClientAuthError",
+    "ClientCertificate",
     "HostRoute",
     "LocalResponse",
     "Option",
@@ -54,6 +58,7 @@ __all__ = [
     "check_plain_text",
     "compile_path",
     "hookimpl",
+    "load_client_auth",
     "parse_bool",
     "parse_int",
     "parse_list",

@@ -198,6 +198,10 @@ class RouteFeature(Protocol):
     ``upstream``: an ``UpstreamSettings`` for the route (timeouts, body limit, protocol), read once when
     the route's entry is built; a later phase's value wins field by field. Nothing runs per
     request for it.
+
+    ``host_wide``: truthy when the feature serves every route of its host (the value names its
+    kind: the oldest route with features of a kind gives them to the host). ``client_auth``: a
+    ``ClientAuth`` the TLS handshakes of the route's host ask for client certificates under.
     """
 
     phase: int

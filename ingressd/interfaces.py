@@ -52,6 +52,10 @@ class ClientSide(Protocol):
     def tls(self) -> tuple[str, str]:
         """(TLS version, SNI name) of the connection; ("", "") for plain HTTP."""
 
+    def client_certificate(self) -> Any:
+        """What the connection's client certificate proved: a ``tls.client_auth.ClientCertificate``
+        (``NO_TLS`` for plain HTTP)."""
+
     def write_head(self, status: int, headers: Sequence[Header], length: int | None,
                    reason: bytes | None = None) -> None: ...
 
@@ -250,6 +254,9 @@ class RequestView(Protocol):
     headers: Any  # ingressd.http.headers.Headers: the request headers, mutable
     upstream_status: int  # the backend's status once its response head arrived, else 0
     route: Any  # ingressd.config.model.Route
+    # What the client's TLS certificate proved (ingressd.tls.client_auth.ClientCertificate:
+    # verify, subject, issuer, pem, the policy it was checked under); read on first use.
+    client_certificate: Any
 
     def on_finish(self, callback: Callable[[], None]) -> None: ...
 

@@ -53,6 +53,7 @@ from ingressd.proxy.chain import (
 from ingressd.config.entries import RouteEntry
 from ingressd.features import INGRESSD_PREFIX, BuildContext, LocalResponse, UpstreamSettings, check_plain_text
 from ingressd.http.headers import Headers
+from ingressd.tls.client_auth import NO_TLS
 from ingressd.config.model import Backend, Endpoint, ObjectRef, Route, SecretData
 
 __all__ = [
@@ -123,6 +124,7 @@ class FakeExchange:
     protocol: str | None = None  # the upstream protocol (UpstreamSettings.protocol)
     tls: Any = None  # the backend TLS settings (UpstreamSettings.tls)
     http_version: str | None = None  # UpstreamSettings.http_version
+    client_certificate: Any = NO_TLS  # tls.client_auth.ClientCertificate
     finish_callbacks: list[Callable[[], None]] = field(default_factory=list)
     finished: bool = False
     forward_callbacks: list = field(default_factory=list)  # on_forward's (callback, body_limit)

@@ -38,11 +38,11 @@ CASES = [
     # (annotations, controller-wide ignores, outcome, the annotations named)
     ({}, (), "served", []),
     ({"kubernetes.io/ingress.class": "nginx"}, (), "served", []),
-    # the hole: external auth and client certificates are not implemented yet
+    # the hole: external auth and ModSecurity are not implemented yet
     ({"auth-url": "https://oauth2.example.com/oauth2/auth",
       "auth-signin": "https://oauth2.example.com/oauth2/start?rd=$escaped_request_uri",
-      "auth-tls-verify-client": "on", "auth-tls-secret": "default/ca"}, (), "blocked",
-     ["auth-tls-secret", "auth-url"]),
+      "enable-modsecurity": "true"}, (), "blocked",
+     ["auth-url", "enable-modsecurity"]),
     ({"auth-url": "https://a/", "ingressd.io/ignore-annotations": "auth-url"}, (), "warned", ["auth-url"]),
     ({"auth-url": "https://a/", "ingressd.io/ignore-annotations": f"{N}auth-url, satisfy"}, (), "warned",
      ["auth-url"]),

@@ -112,20 +112,27 @@ def _attach_canaries(entries: list[RouteEntry]) -> tuple[list[RouteEntry], list]
 def _host_wide_shared(entries: list[RouteEntry], defaults: UpstreamSettings) -> list[RouteEntry]:
     """Features that say ``host_wide = True`` (a server-snippet's: nginx's server block) serve every
     route of their host: those of the host's first route that has any (the oldest Ingress's, as
-    ingress-nginx keeps the first server-snippet it meets) replace any other route's."""
-    chosen: dict[str, tuple] = {}
+    ingress-nginx keeps the first server-snippet it meets) replace any other route's. Each kind
+    (the ``host_wide`` value: ``True``, ``"auth-tls"``…) is chosen on its own: an older Ingress's
+    server-snippet never hides a newer one's client-certificate check."""
+    by_kind: dict[tuple[str, object], tuple] = {}
     for entry in entries:
-        if entry.route.host not in chosen:
-            wide = tuple(f for f in entry.features if getattr(f, "host_wide", False))
-            if wide:
-                chosen[entry.route.host] = wide
-    if not chosen:
+        for feature in entry.features:
+            kind = getattr(feature, "host_wide", False)
+            if kind and (entry.route.host, kind) not in by_kind:
+                by_kind[(entry.route.host, kind)] = tuple(
+                    f for f in entry.features if getattr(f, "host_wide", False) == kind)
+    if not by_kind:
         return entries
+    chosen: dict[str, tuple] = {}
+    for (host, _), wide in by_kind.items():
+        chosen[host] = chosen.get(host, ()) + wide
     shared = []
     for entry in entries:
         wide = chosen.get(entry.route.host)
         own = [f for f in entry.features if not getattr(f, "host_wide", False)]
-        if wide is None or tuple(f for f in entry.features if getattr(f, "host_wide", False)) == wide:
+        mine = sorted(id(f) for f in entry.features if getattr(f, "host_wide", False))
+        if wide is None or mine == sorted(map(id, wide)):
             shared.append(entry)
             continue
         replaced = RouteEntry(entry.route, [*wide, *own], defaults)
@@ -210,7 +217,21 @@ def build_table(config: Config, plugins, context: BuildContext,
         )
     if plugins:
         entries, config = _with_host_routes(entries, config, plugins, context, defaults)
+    config = _with_client_auth(entries, config)
     return RouteTable(entries, default, previous_table), config
+
+
+def _with_client_auth(entries: list, config: Config) -> Config:
+    """``config.client_auth``: each host whose routes' features carry a ``client_auth`` policy
+    (auth-tls, host-wide: one per host), for the TLS handshakes of that host."""
+    hosts: dict[str, object] = {}
+    for entry in entries:
+        for feature in entry.features:
+            auth = getattr(feature, "client_auth", None)
+            if auth is not None:
+                hosts.setdefault(entry.route.host, auth)
+    found = tuple(hosts.items())
+    return config if found == config.client_auth else dataclasses.replace(config, client_auth=found)
 
 
 def _with_host_routes(entries: list, config: Config, plugins, context: BuildContext,

@@ -142,3 +142,6 @@ class Config:
     secrets: tuple[SecretData, ...] = ()
     rejections: tuple[Rejection, ...] = ()
     warnings: tuple[Rejection, ...] = ()
+    # Hosts whose TLS handshakes ask for client certificates: (host, tls.client_auth.ClientAuth),
+    # from the route features' ``client_auth`` (the auth_tls plugin), set by build_table.
+    client_auth: tuple[tuple[str, Any], ...] = ()

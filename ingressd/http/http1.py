@@ -20,6 +20,7 @@ from ingressd.drain import ConnectionSet
 from ingressd.http import parser as parsing
 from ingressd.http.deadline import Deadline
 from ingressd.http.headers import ResponseIdentity, serialize
+from ingressd.tls.client_auth import client_certificate
 from ingressd.tls.facts import tls_facts
 
 REASONS = {
@@ -463,6 +464,14 @@ class HTTP1ServerProtocol(Protocol):
         if self._tls is None:
             self._tls = tls_facts(self.transport)
         return self._tls
+
+    _client_certificate = None  # read once, on the first request that asks
+
+    def client_certificate(self):
+        """What the client's certificate proved (``tls.client_auth.ClientCertificate``)."""
+        if self._client_certificate is None:
+            self._client_certificate = client_certificate(self.transport)
+        return self._client_certificate
 
     def close_after_response(self) -> None:
         """Close the connection after the current response (no keep-alive)."""

@@ -40,6 +40,7 @@ from zope.interface import implementer
 from ingressd.drain import ConnectionSet
 from ingressd.http import extended_connect
 from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page
+from ingressd.tls.client_auth import client_certificate
 from ingressd.tls.facts import tls_facts
 
 # Headers that are connection-specific in HTTP/2 (RFC 9113 8.2.2): never sent in a response.
@@ -294,6 +295,9 @@ class _Stream:
     def tls(self) -> tuple[str, str]:
         return self.connection.tls()
 
+    def client_certificate(self):
+        return self.connection.client_certificate()
+
     def send_continue(self) -> None:
         if not self.closed and not self._head_written:
             self.connection.send_headers(self.stream_id, [(b":status", b"100")], False)
@@ -521,6 +525,14 @@ class H2ServerProtocol(Protocol):
         if self._tls is None:
             self._tls = tls_facts(self.transport)
         return self._tls
+
+    _client_certificate = None  # read once, on the first request that asks
+
+    def client_certificate(self):
+        """What the client's certificate proved (``tls.client_auth.ClientCertificate``)."""
+        if self._client_certificate is None:
+            self._client_certificate = client_certificate(self.transport)
+        return self._client_certificate
 
     def connectionMade(self) -> None:
         self.peer_ip, self.server_port = addresses(self.transport)

@@ -210,6 +210,11 @@ class Exchange:
         return self.protocol.scheme == "https"
 
     @property
+    def client_certificate(self):
+        """What the client's TLS certificate proved (``tls.client_auth.ClientCertificate``)."""
+        return self.protocol.client_certificate()
+
+    @property
     def request_uri(self) -> bytes:
         """The request target as the client sent it (nginx's ``$request_uri``), whatever a
         rewrite made of ``target``."""

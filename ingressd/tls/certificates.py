@@ -43,6 +43,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ingressd.config.model import Config, ObjectRef, Rejection, SecretData
+from ingressd.tls.client_auth import ClientAuth, configure_context
 
 _log = Logger()
 
@@ -80,9 +81,10 @@ class Certificate:
     notes: tuple[str, ...] = ()  # non-fatal problems found once (chain order); see notes_at
     pem: tuple[bytes, bytes] = field(default=(b"", b""), repr=False)
     # Makes a context (raises CertificateError when OpenSSL refuses the pair): with sessions
-    # that resume (``True``: one host's context) or without (``False``).
-    make_context: Callable[[bool], SSL.Context] | None = field(default=None, repr=False, compare=False)
-    # {"context": ..., ("host", name): ...} once made
+    # that resume (``True``: one host's context) or without (``False``); asking for client
+    # certificates as a ``ClientAuth`` says (then sessions never resume).
+    make_context: Callable[..., SSL.Context] | None = field(default=None, repr=False, compare=False)
+    # {"context": ..., ("host", name): ..., ("client-auth", ClientAuth): ...} once made
     _made: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -96,13 +98,26 @@ class Certificate:
         own session cache and ticket keys, so a session resumes for that host only."""
         return self._context(("host", host), True)
 
-    def _context(self, key: Any, resumption: bool) -> SSL.Context | None:
+    def asking_context(self, client_auth: ClientAuth) -> SSL.Context | None:
+        """The context that asks for client certificates under ``client_auth`` (one per policy,
+        whatever host: a host's policy is its own; sessions never resume on it)."""
+        return self._context(("client-auth", client_auth), False, client_auth)
+
+    def keep_asking_contexts(self, policies: "set[ClientAuth]") -> None:
+        """Forget the asking contexts of policies no longer served (a rotated CA): open
+        connections keep theirs; the next handshake of a host makes its policy's anew."""
+        made = self._made
+        for key in [key for key in made if isinstance(key, tuple) and key[0] == "client-auth"]:
+            if key[1] not in policies:
+                del made[key]
+
+    def _context(self, key: Any, resumption: bool, client_auth: ClientAuth | None = None) -> SSL.Context | None:
         made = self._made
         if key not in made:
             made[key] = None
             if self.make_context is not None:
                 try:
-                    made[key] = self.make_context(resumption)
+                    made[key] = self.make_context(resumption, client_auth)
                 except Exception as exc:  # the default certificate is served instead
                     _log.error("TLS {source}: cannot be served ({error}); serving the default certificate",
                                source=self.source, error=exc)
@@ -136,6 +151,10 @@ class _CertificateMap:
     exact: Mapping[str, Certificate | None]  # None: the host's Secret is unusable → default
     wildcard: Mapping[str, Certificate | None]  # "foo.com" for the TLS host "*.foo.com"
     hosts: Mapping[str, Certificate | None]  # every TLS host as written, for expiries()
+    # Hosts whose handshakes ask for client certificates (auth-tls), by exact name and by
+    # the parent of a ``*.`` wildcard: ``Config.client_auth``.
+    auth_exact: Mapping[str, ClientAuth]
+    auth_wildcard: Mapping[str, ClientAuth]
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -182,8 +201,15 @@ class CertificateStore:
     OpenSSL looks the session up before the SNI callback switches contexts, so a session
     is keyed to the default context: a client that offers host A's session with SNI host
     B is resumed (and keeps A's certificate), and sessions survive a certificate
-    rotation. Mainstream clients only offer a session to the name it was made for. It
-    matters once client-certificate authentication exists: then check SNI against Host.
+    rotation. Mainstream clients only offer a session to the name it was made for. (The
+    ClientHello is now read first, ``client_hello``, so connections with a readable SNI
+    start on their host's own context.)
+
+    Client certificates (``Config.client_auth``, from the auth_tls plugin): a host with a
+    ``ClientAuth`` policy gets a context that asks for a certificate with that policy's CA
+    names (``client_auth.configure_context``) and resumes no session; every other host's
+    handshake asks for none. The request checks that the policy its host wants is the one
+    its connection was verified under (SNI against Host: 421 otherwise).
     """
 
     def __init__(
@@ -212,7 +238,8 @@ class CertificateStore:
         else:
             default = self._self_signed()
         self._map = _CertificateMap(
-            default, MappingProxyType({}), MappingProxyType({}), MappingProxyType({})
+            default, MappingProxyType({}), MappingProxyType({}), MappingProxyType({}),
+            MappingProxyType({}), MappingProxyType({}),
         )
         self._creator = _ServerConnectionCreator(self)
         self.warnings: tuple[Rejection, ...] = ()
@@ -359,6 +386,19 @@ class CertificateStore:
         }
         if default.secret is not None:
             self._cache[(*_key(default.secret), True)] = default
+        auth_exact: dict[str, ClientAuth] = {}
+        auth_wildcard: dict[str, ClientAuth] = {}
+        for host, auth in config.client_auth:
+            host = host.strip().lower().rstrip(".")
+            if host.startswith("*."):
+                auth_wildcard.setdefault(host[2:], auth)
+            else:  # "" (a rule without host) is never an SNI name: never looked up
+                auth_exact.setdefault(host, auth)
+
+        policies = {*auth_exact.values(), *auth_wildcard.values()}
+        for certificate in {default, *(c for c in (*exact.values(), *wildcard.values()) if c is not None)}:
+            certificate.keep_asking_contexts(policies)
+
         self.warnings = tuple(dict.fromkeys(warnings))
         # The one assignment handshakes observe.
         self._map = _CertificateMap(
@@ -366,6 +406,8 @@ class CertificateStore:
             MappingProxyType(exact),
             MappingProxyType(wildcard),
             MappingProxyType(hosts),
+            MappingProxyType(auth_exact),
+            MappingProxyType(auth_wildcard),
         )
         return rejections
 
@@ -403,11 +445,31 @@ class CertificateStore:
         current = self._map
         if server_name:
             host, certificate = self._host_of(current, server_name)
-            if host is not None:
+            client_auth = self._client_auth_of(current, server_name)
+            if client_auth is not None:
+                # A host that asks for client certificates: its certificate's context for the
+                # policy (the default certificate's, for a host without TLS section).
+                context = (certificate or current.default).asking_context(client_auth)
+                if context is not None:
+                    return context
+            elif host is not None:
                 context = (certificate or current.default).context_for(host)
                 if context is not None:
                     return context
         return current.default.context
+
+    def client_auth_for(self, server_name: str | None) -> ClientAuth | None:
+        """The client-certificate policy a handshake naming ``server_name`` is asked under."""
+        return self._client_auth_of(self._map, server_name.lower().rstrip(".")) if server_name else None
+
+    @staticmethod
+    def _client_auth_of(current: "_CertificateMap", name: str) -> ClientAuth | None:
+        auth = current.auth_exact.get(name)
+        if auth is None:
+            _, dot, parent = name.partition(".")
+            if dot:
+                auth = current.auth_wildcard.get(parent)
+        return auth
 
     @staticmethod
     def _host_of(current: "_CertificateMap", name: str) -> tuple[str | None, Certificate | None]:
@@ -514,7 +576,7 @@ class CertificateStore:
         notes: list[str],
         default: bool,
     ) -> Certificate:
-        def make_context(resumption: bool) -> SSL.Context:
+        def make_context(resumption: bool, client_auth: ClientAuth | None = None) -> SSL.Context:
             options = CertificateOptions(
                 privateKey=private_key,
                 certificate=leaf,
@@ -533,6 +595,8 @@ class CertificateStore:
             # Replace Twisted's ALPN callback (not yet used, so still allowed) with ours,
             # which follows the store's configuration as well as the wrapped factory.
             context.set_alpn_select_callback(self._select_alpn)
+            if client_auth is not None:
+                configure_context(context, client_auth)
             return context
 
         certificate = Certificate(
