@@ -301,11 +301,11 @@ def test_an_annotation_the_catalogue_says_cannot_be_ignored_blocks_even_when_ign
     """No entry is non-ignorable today (canary was, until it was implemented); the rule stays."""
     import dataclasses
 
-    entry = compat.lookup("ssl-passthrough")
+    entry = compat.lookup("global-rate-limit")
     fixed = dataclasses.replace(entry, ignorable=False)
-    monkeypatch.setattr(compat, "lookup", lambda name: fixed if name == "ssl-passthrough" else entry_of(name))
-    for ignored in ((), ("ssl-passthrough",)):
-        (problem,) = assess({N + "ssl-passthrough": "true"}, OWNED, frozenset(ignored))
+    monkeypatch.setattr(compat, "lookup", lambda name: fixed if name == "global-rate-limit" else entry_of(name))
+    for ignored in ((), ("global-rate-limit",)):
+        (problem,) = assess({N + "global-rate-limit": "100"}, OWNED, frozenset(ignored))
         assert problem.blocking and problem.reason.endswith("the Ingress is not served until it is"), problem
 
 
