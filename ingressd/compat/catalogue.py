@@ -127,8 +127,8 @@ CATALOGUE: Mapping[str, Entry] = _entries(
       note=_READ_SNIPPET + "; it serves every route of its host, the oldest Ingress's when several set one, "
            "and its proxy_set_header has no effect, as in ingress-nginx"),
     # -- nothing to do: ingressd already behaves as they ask ------------------------------
-    E("client-body-buffer-size", NOT_NEEDED, _H, "8k", SIZE,
-      note="ingressd holds no request body in a memory buffer of fixed size"),
+    E("client-body-buffer-size", IMPLEMENTED, _H, "8k", SIZE,
+      note="without it ingressd keeps 64 KiB of a request body in memory (nginx: 8k) before a temporary file"),
     E("proxy-buffer-size", NOT_NEEDED, _H, "4k", SIZE,
       note="ingressd parses response headers without nginx's fixed buffers"),
     E("proxy-buffers-number", NOT_NEEDED, _H, "4", INT, note="ingressd has no proxy buffers to count"),
@@ -137,8 +137,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
       note="ingressd streams responses; nothing is written to temporary files"),
     E("proxy-buffering", NOT_NEEDED, _H, "off", WORD,
       note="ingressd streams responses with backpressure; `on` only changes when bytes leave"),
-    E("proxy-request-buffering", NOT_YET, _H, "on", WORD,
-      note="ingressd reads request bodies whole before the backend (nginx's `on`); `off` is served as `on`"),
+    E("proxy-request-buffering", IMPLEMENTED, _H, "on", WORD,
+      note="`off` streams the body to the backend (chunked when its length is unknown, buffered whole "
+           "with proxy-http-version 1.0, as nginx); no retry once a byte was sent"),
     E("proxy-http-version", IMPLEMENTED, _H, "1.1", WORD,
       note="a 1.0 request's connection is not reused, as nginx's"),
     E("enable-global-auth", NOT_NEEDED, _H, "true", BOOL,

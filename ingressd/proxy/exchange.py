@@ -9,8 +9,10 @@ itself goes through ``local``.
 
 A request body is read whole before a backend is asked (``request_body.BufferedBody``, as
 nginx's default ``proxy_request_buffering on``): a body over the limit is refused with 413
-before any backend sees a byte of it. (``proxy-request-buffering: off`` will add the
-streaming choice per route, decided in ``_forward``.)
+before any backend sees a byte of it. A route whose ``UpstreamSettings.request_buffering`` is
+False (``proxy-request-buffering: off``, gRPC) streams it instead, decided in ``_forward``:
+the backend is asked at once and takes the body as it arrives, the client paused while the
+backend is behind by more than ``_STREAM_WINDOW`` bytes.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_targ
 from ingressd.config.routing import host_of
 from ingressd.proxy.request_body import BufferedBody
 from ingressd.proxy.tunnel import Tunnel
-from ingressd.proxy.upstream import UpstreamError
+from ingressd.proxy.upstream import STREAMED, UpstreamError
 
 _END_TO_END = frozenset((b"host",))
 _NOT_FORWARDED = HOP_BY_HOP | FORWARDED
 _BODY_ROUND = 262144  # bytes of a held request body sent per reactor round (see _send_buffered)
+_STREAM_WINDOW = 65536  # a streamed request body: bytes the backend may be behind before the client waits
 _NOT_IN_101 = frozenset((b"content-length", b"transfer-encoding"))
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 # Answers after which nginx closes the connection (ngx_http_special_response_handler);
@@ -51,9 +54,11 @@ class ProxySettings:
     """Process-wide proxy settings: the forwarding policy, and the upstream settings used
     before a route is matched (each route's entry carries its own, laid over the server's)."""
 
-    def __init__(self, trusted_proxies=(), upstream: UpstreamSettings = DEFAULT_UPSTREAM):
+    def __init__(self, trusted_proxies=(), upstream: UpstreamSettings = DEFAULT_UPSTREAM,
+                 temp_dir: str | None = None):
         self.upstream = upstream
         self.forwarding = ForwardingPolicy(trusted_proxies)
+        self.temp_dir = temp_dir  # where bodies beyond memory go (--temp-path; None: the system's)
 
 
 class Proxy:
@@ -125,6 +130,8 @@ class Exchange:
     _body_ended = False  # the whole body went to the backend (its connection may be reused)
     _buffer: BufferedBody | None = None  # the request body, held until a backend takes it
     _awaiting_body = False  # the backend is asked once the body is complete
+    _streaming = False  # the body goes to the backend as it arrives (request_buffering off)
+    _client_held = False  # the client's reading is paused until the backend takes more of the body
     _upstream_paused = False  # the backend does not take more of the body for now
     _next_round = None  # the call sending more of the held body in the reactor's next round
     _response_started = False
@@ -300,11 +307,18 @@ class Exchange:
             self.local(413)
             return
         if not self._body_complete and request.has_body:
+            if request.expect_continue:
+                self.protocol.send_continue()
+            if settings.request_buffering is False and not self.websocket \
+                    and not (request.chunked and settings.http_version == "1.0"):
+                # proxy_request_buffering off: the backend takes the body as it arrives (nginx
+                # buffers a chunked body anyway when it proxies HTTP/1.0: no chunks to send it in).
+                self._streaming = True
+                self._connect()
+                return
             # The whole body first (nginx's proxy_request_buffering on): one that turns out
             # too large is refused before any backend sees a byte of it.
             self._awaiting_body = True
-            if request.expect_continue:
-                self.protocol.send_continue()
             return
         self._connect()
 
@@ -354,6 +368,8 @@ class Exchange:
         if self.websocket:
             return None
         if request.chunked:
+            if self._streaming:
+                return STREAMED  # its length is not known yet: chunked to the backend
             return self._body_bytes  # read whole: sent with its length, as nginx does
         return request.content_length
 
@@ -389,6 +405,9 @@ class Exchange:
             self._send_body(piece)
         if buffer is None and self._body_complete and self._upstream is not None and not self._body_ended:
             self._end_body()
+        if self._client_held and (buffer is None or buffer.size < _STREAM_WINDOW):
+            self._client_held = False  # the backend caught up: read more of the body
+            self.protocol.resume_reading()
 
     def _connect_failed(self, error: UpstreamError) -> None:
         self._cancel_connect = None
@@ -417,8 +436,16 @@ class Exchange:
         self.protocol.body_progress()
         buffer = self._buffer
         if buffer is None:
-            buffer = self._buffer = BufferedBody()
+            # Streamed, it holds at most about a window (the client waits beyond it): memory.
+            memory = _STREAM_WINDOW * 4 if self._streaming else self.upstream_settings.body_buffer_size
+            buffer = self._buffer = BufferedBody(directory=self.proxy.settings.temp_dir, memory_bound=memory)
         buffer.add(data)
+        if self._streaming:
+            if self._upstream is not None and not self._upstream_paused and self._next_round is None:
+                self._send_buffered()
+            if self._buffer is not None and self._buffer.size >= _STREAM_WINDOW and not self._client_held:
+                self._client_held = True
+                self.protocol.pause_reading()
 
     def body_done(self) -> None:
         self._body_complete = True
