@@ -4,8 +4,9 @@ socket → ``http1`` parses → ``Proxy`` (the handler) makes an Exchange → no
 path, the forwarding policy (``ingressd.proxy.forwarding``), match the route → the route's
 prepared features in phase order → a connection of the route's upstream protocol
 (``interfaces.UpstreamProtocol``: HTTP/1.1 today, ``http1_upstream``), or a WebSocket tunnel
-→ the response streamed back, with backpressure both ways. Every status ingressd generates
-itself goes through ``local``.
+→ the response streamed back, with backpressure both ways (or through a
+``response_buffer.ResponseBuffer``: read ahead of a slow client, paced). Every status
+ingressd generates itself goes through ``local``.
 
 A request body is read whole before a backend is asked (``request_body.BufferedBody``, as
 nginx's default ``proxy_request_buffering on``): a body over the limit is refused with 413
@@ -36,6 +37,7 @@ from ingressd.http.http1 import error_page
 from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
 from ingressd.config.routing import host_of
 from ingressd.proxy.request_body import BufferedBody
+from ingressd.proxy.response_buffer import ResponseBuffer
 from ingressd.proxy.tunnel import Tunnel
 from ingressd.proxy.upstream import STREAMED, UpstreamError
 
@@ -135,6 +137,9 @@ class Exchange:
     _upstream_paused = False  # the backend does not take more of the body for now
     _next_round = None  # the call sending more of the held body in the reactor's next round
     _response_started = False
+    # The response body between backend and client when the route reads ahead of the client
+    # (proxy-buffering) or paces it (limit-rate); None: written straight through.
+    _writer: ResponseBuffer | None = None
     _intercepted = 0
     _retried = False
     _done = False
@@ -475,7 +480,38 @@ class Exchange:
                 self._upstream_error = not own
                 return
         pairs = from_backend(headers)
+        self._writer = self._response_writer(headers)
         self._respond_head(status, pairs, length)
+
+    def _response_writer(self, headers) -> ResponseBuffer | None:
+        """A ResponseBuffer when the response is read ahead of the client or paced: the
+        route's proxy-buffering, unless the backend's ``X-Accel-Buffering`` says otherwise
+        (nginx honours it), and its limit-rate."""
+        settings = self.upstream_settings
+        hold = bool(settings.response_buffering)
+        for name, value in headers:
+            if name == b"x-accel-buffering":
+                word = value.strip().lower()
+                if word in (b"yes", b"no"):
+                    hold = word == b"yes"
+        rate = settings.limit_rate or 0
+        if not hold and not rate:
+            return None
+        memory = settings.response_memory
+        file_bound = settings.max_temp_file_size
+        return ResponseBuffer(self.protocol, self.proxy.clock, self._pause_upstream, self._resume_upstream,
+                              hold=hold, memory=16384 if memory is None else memory,
+                              file_bound=0 if file_bound is None else file_bound,
+                              directory=self.proxy.settings.temp_dir, rate=rate,
+                              rate_after=settings.limit_rate_after or 0, started=self.started)
+
+    def _pause_upstream(self) -> None:
+        if self._upstream is not None:
+            self._upstream.pause_reading()
+
+    def _resume_upstream(self) -> None:
+        if self._upstream is not None:
+            self._upstream.resume_reading()
 
     def _respond_head(self, status: int, pairs, length) -> None:
         self.status = status
@@ -489,7 +525,10 @@ class Exchange:
     def upstream_body(self, data: bytes) -> None:
         if not self._intercepted:
             self.bytes_sent += len(data)
-            self.protocol.write_body(data)
+            if self._writer is not None:
+                self._writer.write(data)
+            else:
+                self.protocol.write_body(data)
 
     def upstream_done(self, connection, reusable: bool) -> None:
         self._upstream = None
@@ -503,8 +542,15 @@ class Exchange:
         if self._intercepted:
             self.local(self._intercepted)
             return
-        self.protocol.finish_response()
-        self._finished()
+        if self._writer is not None:  # released already: the client may still be reading
+            self._writer.end(self._response_complete)
+            return
+        self._response_complete()
+
+    def _response_complete(self) -> None:
+        if not self._done:
+            self.protocol.finish_response()
+            self._finished()
 
     def upstream_failed(self, connection, error: UpstreamError) -> None:
         self._upstream = None
@@ -614,11 +660,15 @@ class Exchange:
             self._upstream = None
 
     def client_paused(self) -> None:
-        if self._upstream is not None:
+        if self._writer is not None:
+            self._writer.client_paused()
+        elif self._upstream is not None:
             self._upstream.pause_reading()
 
     def client_resumed(self) -> None:
-        if self._upstream is not None:
+        if self._writer is not None:
+            self._writer.client_resumed()
+        elif self._upstream is not None:
             self._upstream.resume_reading()
 
     def upstream_write_paused(self) -> None:
@@ -677,6 +727,8 @@ class Exchange:
         if self._next_round is not None:
             self._next_round.cancel()
             self._next_round = None
+        if self._writer is not None:
+            self._writer.close()
         if self.status == 101:
             self.proxy.tunnels_open -= 1
         callbacks, self._finish_callbacks = self._finish_callbacks, None
