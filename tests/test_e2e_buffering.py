@@ -45,6 +45,7 @@ class Recorder:
         self.port = self.sock.getsockname()[1]
         self.seen: dict[str, dict] = {}
         self.lock = threading.Lock()
+        self.go = threading.Event()  # lets /trickle send the rest of its answer
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -80,6 +81,12 @@ class Recorder:
                     record["aborted"] = True
                     return
                 self._answer(conn, json.dumps({"length": length}).encode())
+            elif url.path == "/trickle":  # a slow backend: the rest only once the test says so
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\nfirst")
+                record["sent"] = 5
+                self.go.wait(WAIT)
+                conn.sendall(b"-rest")
+                record["sent"] = 10
             else:
                 size = int(parse_qs(url.query).get("n", ["1000"])[0])
                 conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % size)
@@ -313,6 +320,24 @@ def test_proxy_buffering_off_backpressure_reaches_the_backend(world):
         status, _, body = read_response(sock)
     assert status == 200 and len(body) == BIG
     wait_for(lambda: record["done"], what="the backend done")
+
+
+@pytest.mark.parametrize("host", ["ahead.test", "plain.test"])
+def test_a_slow_backends_answer_reaches_the_client_as_it_comes(world, host):
+    proc, backend, _ = world
+    backend.go.clear()
+    with client(proc, host, b"GET /trickle HTTP/1.1\r\nhost: %s\r\n\r\n" % host.encode()) as sock:
+        data = b""
+        while not data.endswith(b"first"):  # read ahead or not, what came is passed on
+            piece = sock.recv(65536)
+            assert piece, data
+            data += piece
+        backend.go.set()
+        while not data.endswith(b"first-rest"):
+            piece = sock.recv(65536)
+            assert piece, data
+            data += piece
+    assert data.startswith(b"HTTP/1.1 200")
 
 
 def test_limit_rate_paces_the_download(world):
