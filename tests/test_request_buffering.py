@@ -261,3 +261,17 @@ def test_proxy_request_buffering_values(value, expected):
 def test_client_body_buffer_size_values(value, expected):
     found = features_for(buffering, {"client-body-buffer-size": value})
     assert (found[0].upstream.body_buffer_size if found else None) == expected
+
+
+def test_an_answer_before_the_streamed_body_ended_stops_holding_the_client_back(monkeypatch):
+    monkeypatch.setattr(exchange_module, "_STREAM_WINDOW", 4)
+    proxy, pool, finished = proxy_for(entry(request_buffering=False))
+    client, exchange = send(proxy, request(method=b"POST", content_length=100))
+    (host, port), _, on_ready, _ = pool.asked[-1]
+    connection = Backpressure(pool, ONE, False)
+    on_ready(connection)
+    exchange.body_data(b"abcd")
+    exchange.body_data(b"efgh")
+    assert client.paused == 1
+    connection.respond(200, body=b"early")
+    assert client.finished and client.paused == 0 and connection.closed  # not reusable: the body did not end

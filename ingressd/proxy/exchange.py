@@ -18,6 +18,7 @@ backend is behind by more than ``_STREAM_WINDOW`` bytes.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, Callable
 
 from twisted.python import log
@@ -44,6 +45,8 @@ from ingressd.proxy.upstream import STREAMED, UpstreamError
 _END_TO_END = frozenset((b"host",))
 _NOT_FORWARDED = HOP_BY_HOP | FORWARDED
 _BODY_ROUND = 262144  # bytes of a held request body sent per reactor round (see _send_buffered)
+_ACCEL_BUFFERING = b"x-accel-buffering"  # a backend's say on reading its response ahead (nginx honours it)
+_name = itemgetter(0)
 _STREAM_WINDOW = 65536  # a streamed request body: bytes the backend may be behind before the client waits
 _NOT_IN_101 = frozenset((b"content-length", b"transfer-encoding"))
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
@@ -480,7 +483,9 @@ class Exchange:
                 self._upstream_error = not own
                 return
         pairs = from_backend(headers)
-        self._writer = self._response_writer(headers)
+        settings = self.upstream_settings
+        if settings.response_buffering or settings.limit_rate or _ACCEL_BUFFERING in map(_name, headers):
+            self._writer = self._response_writer(headers)
         self._respond_head(status, pairs, length)
 
     def _response_writer(self, headers) -> ResponseBuffer | None:
@@ -490,7 +495,7 @@ class Exchange:
         settings = self.upstream_settings
         hold = bool(settings.response_buffering)
         for name, value in headers:
-            if name == b"x-accel-buffering":
+            if name == _ACCEL_BUFFERING:
                 word = value.strip().lower()
                 if word in (b"yes", b"no"):
                     hold = word == b"yes"
@@ -729,6 +734,9 @@ class Exchange:
             self._next_round = None
         if self._writer is not None:
             self._writer.close()
+        if self._client_held:  # answered before the streamed body ended: stop holding the client back
+            self._client_held = False
+            self.protocol.resume_reading()
         if self.status == 101:
             self.proxy.tunnels_open -= 1
         callbacks, self._finish_callbacks = self._finish_callbacks, None
