@@ -275,3 +275,22 @@ def test_an_answer_before_the_streamed_body_ended_stops_holding_the_client_back(
     assert client.paused == 1
     connection.respond(200, body=b"early")
     assert client.finished and client.paused == 0 and connection.closed  # not reusable: the body did not end
+
+
+def test_a_body_that_cannot_be_held_is_a_500_and_never_reaches_a_backend(tmp_path):
+    proxy, pool, finished = proxy_for(entry(body_buffer_size=2))
+    proxy.settings.temp_dir = str(tmp_path / "gone")  # no such directory: no temporary file
+    client, exchange = send(proxy, request(method=b"POST", content_length=10))
+    exchange.body_data(b"0123456789")
+    assert client.head[0] == 500 and client.keep_alive_off and pool.asked == []
+    assert finished[0].status == 500
+
+
+def test_temp_path_must_be_a_writable_directory(tmp_path):
+    from twisted.python import usage
+
+    from ingressd import startup
+
+    startup.check_paths("temp-path", [str(tmp_path)])
+    with pytest.raises(usage.UsageError, match="--temp-path .*: no such directory"):
+        startup.check_paths("temp-path", [str(tmp_path / "nope")])

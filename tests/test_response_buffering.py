@@ -203,3 +203,13 @@ def test_plugin_values(raw, expected):
         assert found == []
     else:
         assert found[0].upstream == UpstreamSettings(**expected)
+
+
+def test_a_response_that_cannot_be_held_is_dropped_not_truncated_silently(tmp_path):
+    proxy, pool, finished, client, exchange, connection = start(response_buffering=True, response_memory=2,
+                                                                max_temp_file_size=1 << 20)
+    proxy.settings.temp_dir = str(tmp_path / "gone")
+    connection.head(length=10)
+    exchange.client_paused()
+    exchange.upstream_body(b"0123456789")  # beyond memory, and no file can be made
+    assert client.aborted and connection.aborted and finished

@@ -447,7 +447,13 @@ class Exchange:
             # Streamed, it holds at most about a window (the client waits beyond it): memory.
             memory = _STREAM_WINDOW * 4 if self._streaming else self.upstream_settings.body_buffer_size
             buffer = self._buffer = BufferedBody(directory=self.proxy.settings.temp_dir, memory_bound=memory)
-        buffer.add(data)
+        try:
+            buffer.add(data)
+        except OSError as exc:  # no temporary file (disk full, --temp-path gone): nginx's 500
+            log.msg(f"ingressd: a request body could not be held: {exc}")
+            self._abandon_upstream()
+            self._fail_locally(500)
+            return
         if self._streaming:
             if self._upstream is not None and not self._upstream_paused and self._next_round is None:
                 self._send_buffered()
@@ -531,9 +537,22 @@ class Exchange:
         if not self._intercepted:
             self.bytes_sent += len(data)
             if self._writer is not None:
-                self._writer.write(data)
+                try:
+                    self._writer.write(data)
+                except OSError as exc:  # no temporary file for what the client has not taken
+                    log.msg(f"ingressd: a response could not be held for the client: {exc}")
+                    self._abandon_upstream()
+                    self._fail_locally(502)
             else:
                 self.protocol.write_body(data)
+
+    def _fail_locally(self, status: int) -> None:
+        """Answer ``status``, or drop the response if one started already."""
+        if self._response_started:
+            self.protocol.abort()
+            self._finished()
+        else:
+            self.local(status)
 
     def upstream_done(self, connection, reusable: bool) -> None:
         self._upstream = None
