@@ -38,8 +38,10 @@ class Recorder:
     framing) and answers its length; ``/big?n=N`` sends N bytes. Each request's progress is in
     ``seen[tag]`` (the ``x-tag`` request header): head time, body bytes, bytes sent, done."""
 
-    def __init__(self):
+    def __init__(self, rcvbuf: int | None = None):
         self.sock = socket.socket()
+        if rcvbuf:  # inherited by accepted connections: a backend that cannot be sent much ahead
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
@@ -75,7 +77,9 @@ class Recorder:
             with self.lock:
                 self.seen[headers.get("x-tag", target)] = record
             url = urlsplit(target)
-            if url.path == "/upload":
+            if url.path == "/slow-upload":  # a slow backend: it reads the body once the test says so
+                self.go.wait(WAIT)
+            if url.path in ("/upload", "/slow-upload"):
                 length = self._read_body(conn, headers, rest, record)
                 if length is None:
                     record["aborted"] = True
@@ -164,12 +168,15 @@ def world(tmp_path_factory):
     spill = root / "spill"
     spill.mkdir()
     backend = Recorder()
+    slow = Recorder(rcvbuf=65536)
 
     def route(name, annotations):
         return ingress(name, [(f"{name}.test", [("/", "Prefix", "rec", 80)])], annotations=annotations)
 
     write_manifests(manifests / "all.yaml", [
-        INGRESS_CLASS, *service("rec", [("http", 80, backend.port)]),
+        INGRESS_CLASS, *service("rec", [("http", 80, backend.port)]), *service("slow", [("http", 80, slow.port)]),
+        ingress("slow", [("slow.test", [("/", "Prefix", "slow", 80)])],
+                annotations={N + "proxy-request-buffering": "off", N + "proxy-body-size": "0"}),
         route("held", {N + "client-body-buffer-size": "1k", N + "proxy-body-size": "16m"}),
         route("stream", {N + "proxy-request-buffering": "off", N + "proxy-body-size": "16m"}),
         route("tiny", {N + "proxy-request-buffering": "off", N + "proxy-body-size": "1k"}),
@@ -179,10 +186,11 @@ def world(tmp_path_factory):
     ])
     proc = Ingressd(manifests, extra_args=["--temp-path", str(spill)])
     try:
-        yield proc, backend, spill
+        yield proc, backend, spill, slow
     finally:
         proc.stop()
         backend.stop()
+        slow.stop()
 
 
 def spill_files(proc, spill) -> list[str]:
@@ -227,16 +235,16 @@ def read_response(sock) -> tuple[int, dict, bytes]:
     return int(lines[0].split()[1]), headers, bytes(body)
 
 
-def upload_head(tag: str, host: str, length: int | None) -> bytes:
+def upload_head(tag: str, host: str, length: int | None, path: bytes = b"/upload") -> bytes:
     framing = b"content-length: %d" % length if length is not None else b"transfer-encoding: chunked"
-    return b"POST /upload HTTP/1.1\r\nhost: %s\r\nx-tag: %s\r\n%s\r\n\r\n" % (host.encode(), tag.encode(), framing)
+    return b"POST %s HTTP/1.1\r\nhost: %s\r\nx-tag: %s\r\n%s\r\n\r\n" % (path, host.encode(), tag.encode(), framing)
 
 
 # -- the request body ----------------------------------------------------------------------------
 
 
 def test_streamed_upload_reaches_the_backend_before_the_client_finished(world):
-    proc, backend, _ = world
+    proc, backend, *_ = world
     with client(proc, "stream.test", upload_head("s1", "stream.test", 200000)) as sock:
         sock.sendall(b"a" * 100000)
         record = wait_for(lambda: (r := backend.record("s1")) and r["received"] > 0 and r, what="the first bytes")
@@ -247,7 +255,7 @@ def test_streamed_upload_reaches_the_backend_before_the_client_finished(world):
 
 
 def test_streamed_chunked_upload_goes_chunked_as_it_arrives(world):
-    proc, backend, _ = world
+    proc, backend, *_ = world
     with client(proc, "stream.test", upload_head("s2", "stream.test", None)) as sock:
         sock.sendall(b"4000\r\n" + b"c" * 0x4000 + b"\r\n")
         record = wait_for(lambda: (r := backend.record("s2")) and r["received"] >= 0x4000 and r,
@@ -259,7 +267,7 @@ def test_streamed_chunked_upload_goes_chunked_as_it_arrives(world):
 
 
 def test_held_upload_reaches_the_backend_only_once_complete_spilling_to_the_temp_path(world):
-    proc, backend, spill = world
+    proc, backend, spill, _ = world
     size = 4 * 1024 * 1024
     with client(proc, "held.test", upload_head("h1", "held.test", size)) as sock:
         sock.sendall(b"e" * (size // 2))
@@ -276,8 +284,50 @@ def test_held_upload_reaches_the_backend_only_once_complete_spilling_to_the_temp
     wait_for(lambda: not spill_files(proc, spill), what="the spill file closed")
 
 
+def test_a_slow_backend_holds_a_streamed_upload_back_at_the_client(world):
+    proc, _, _, slow = world
+    slow.go.clear()
+    size = BIG
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    sock.settimeout(WAIT)
+    sock.connect(("127.0.0.1", proc.http_port))
+    progress = {"sent": 0, "error": None}
+
+    def upload():
+        try:
+            sock.sendall(upload_head("u1", "slow.test", size, b"/slow-upload"))
+            block = b"k" * 65536
+            while progress["sent"] < size:
+                progress["sent"] += sock.send(block[: min(len(block), size - progress["sent"])])
+        except OSError as exc:
+            progress["error"] = exc
+
+    sender = threading.Thread(target=upload, daemon=True)
+    try:
+        sender.start()
+        wait_for(lambda: slow.record("u1"), what="the backend asked")
+        last, still_since = -1, time.monotonic()
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:  # until the client's sending stops moving for a second
+            if progress["sent"] != last:
+                last, still_since = progress["sent"], time.monotonic()
+            elif time.monotonic() - still_since > 1.0:
+                break
+            time.sleep(0.05)
+        assert progress["sent"] < size and progress["error"] is None  # held back: ingressd stopped reading it
+        slow.go.set()
+        sender.join(WAIT)
+        assert progress["sent"] == size
+        status, _, body = read_response(sock)
+        assert status == 200 and json.loads(body)["length"] == size
+    finally:
+        slow.go.set()
+        sock.close()
+
+
 def test_a_streamed_body_over_the_limit_is_413_and_the_backend_request_aborted(world):
-    proc, backend, _ = world
+    proc, backend, *_ = world
     with client(proc, "tiny.test", upload_head("t1", "tiny.test", None)) as sock:
         sock.sendall(b"258\r\n" + b"g" * 600 + b"\r\n")
         wait_for(lambda: (r := backend.record("t1")) and r["received"] >= 600, what="the first chunk")
@@ -292,7 +342,7 @@ def test_a_streamed_body_over_the_limit_is_413_and_the_backend_request_aborted(w
 
 
 def test_proxy_buffering_on_a_slow_client_does_not_hold_the_backend(world):
-    proc, backend, spill = world
+    proc, backend, spill, _ = world
     head = b"GET /big?n=%d HTTP/1.1\r\nhost: ahead.test\r\nx-tag: r1\r\n\r\n" % BIG
     with client(proc, "ahead.test", head, rcvbuf=65536) as sock:
         # The client reads nothing: the backend still finishes (read ahead, into a file).
@@ -304,7 +354,7 @@ def test_proxy_buffering_on_a_slow_client_does_not_hold_the_backend(world):
 
 
 def test_proxy_buffering_off_backpressure_reaches_the_backend(world):
-    proc, backend, _ = world
+    proc, backend, *_ = world
     head = b"GET /big?n=%d HTTP/1.1\r\nhost: plain.test\r\nx-tag: r2\r\n\r\n" % BIG
     with client(proc, "plain.test", head, rcvbuf=65536) as sock:
         record = wait_for(lambda: backend.record("r2"), what="the request")
@@ -324,7 +374,7 @@ def test_proxy_buffering_off_backpressure_reaches_the_backend(world):
 
 @pytest.mark.parametrize("host", ["ahead.test", "plain.test"])
 def test_a_slow_backends_answer_reaches_the_client_as_it_comes(world, host):
-    proc, backend, _ = world
+    proc, backend, *_ = world
     backend.go.clear()
     with client(proc, host, b"GET /trickle HTTP/1.1\r\nhost: %s\r\n\r\n" % host.encode()) as sock:
         data = b""
@@ -341,7 +391,7 @@ def test_a_slow_backends_answer_reaches_the_client_as_it_comes(world, host):
 
 
 def test_limit_rate_paces_the_download(world):
-    proc, backend, _ = world
+    proc, backend, *_ = world
     size = 320 * 1024
     started = time.monotonic()
     with client(proc, "rate.test", b"GET /big?n=%d HTTP/1.1\r\nhost: rate.test\r\n\r\n" % size) as sock:
@@ -356,7 +406,7 @@ def test_limit_rate_paces_the_download(world):
 
 
 def test_h2_streamed_upload_and_read_ahead_download(world):
-    proc, backend, spill = world
+    proc, backend, spill, _ = world
     h2 = H2Client(proc.https_port, "stream.test")
     try:
         upload = h2.request("stream.test", "/upload", method=b"POST", body=b"i" * 16000,
@@ -380,7 +430,7 @@ def test_h2_streamed_upload_and_read_ahead_download(world):
 
 
 def test_h2_limit_rate(world):
-    proc, backend, _ = world
+    proc, backend, *_ = world
     h2 = H2Client(proc.https_port, "rate.test")
     try:
         size = 256 * 1024
