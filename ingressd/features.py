@@ -241,6 +241,17 @@ class UpstreamSettings:
     protocol: str | None = None  # "HTTP", …: how the request goes to the backend
     tls: BackendTLS | None = None  # for HTTPS backends: how; None: nginx's defaults
     http_version: str | None = None  # "1.1" (default) or "1.0": proxy_http_version
+    # proxy-request-buffering: True (nginx's default) reads the whole request body before the
+    # backend is asked; False streams it as it arrives (gRPC routes need that too).
+    request_buffering: bool | None = None
+    body_buffer_size: int | None = None  # client-body-buffer-size: request body bytes in memory, then a file
+    # proxy-buffering: True reads the response ahead of a slow client (memory, then a file);
+    # False (ingress-nginx's default) streams it with backpressure to the backend.
+    response_buffering: bool | None = None
+    response_memory: int | None = None  # proxy-buffers-number × proxy-buffer-size: bytes in memory
+    max_temp_file_size: int | None = None  # proxy-max-temp-file-size: bytes in the file; 0: none
+    limit_rate: int | None = None  # bytes per second to the client (limit-rate); 0: no limit
+    limit_rate_after: int | None = None  # bytes sent at full speed first (limit-rate-after)
 
     def over(self, base: "UpstreamSettings | None") -> "UpstreamSettings":
         """These settings, with ``base``'s where these say None."""
@@ -251,13 +262,15 @@ class UpstreamSettings:
 
     def _values(self) -> tuple:
         return (self.connect_timeout, self.read_timeout, self.send_timeout, self.max_body_size, self.protocol,
-                self.tls, self.http_version)
+                self.tls, self.http_version, self.request_buffering, self.body_buffer_size, self.response_buffering,
+                self.response_memory, self.max_temp_file_size, self.limit_rate, self.limit_rate_after)
 
     def apply_to(self, exchange: Any) -> None:
         """Set the fields these give on an object with the same attributes (a test's fake
         exchange: ``ingressd.testing.FakeExchange``)."""
         for name in ("connect_timeout", "read_timeout", "send_timeout", "max_body_size", "protocol", "tls",
-                     "http_version"):
+                     "http_version", "request_buffering", "body_buffer_size", "response_buffering",
+                     "response_memory", "max_temp_file_size", "limit_rate", "limit_rate_after"):
             value = getattr(self, name)
             if value is not None:
                 setattr(exchange, name, value)

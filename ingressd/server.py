@@ -67,7 +67,7 @@ class IngressdService(MultiService):
             max_body_size=int(settings.get("proxy_body_size", DEFAULT_UPSTREAM.max_body_size)),
             protocol=DEFAULT_UPSTREAM.protocol,
             http_version=DEFAULT_UPSTREAM.http_version,
-        )
+        ).over(DEFAULT_UPSTREAM)  # the fields no option sets: the defaults
         self.reloader = Reloader(
             self.store, self.state, reactor, plugins,
             translate_settings=TranslateSettings(
@@ -87,7 +87,7 @@ class IngressdService(MultiService):
             self.upstreams, reactor, connect_timeout=upstream.connect_timeout,
             read_timeout=upstream.read_timeout, send_timeout=upstream.send_timeout)
         trusted = [c.strip() for c in str(settings.get("trusted_proxies") or "").split(",") if c.strip()]
-        self.proxy = Proxy(self.state, self.upstreams, ProxySettings(trusted, upstream), reactor)
+        self.proxy = Proxy(self.state, self.upstreams, ProxySettings(trusted, upstream, temp_dir=settings.get("temp_path") or None), reactor)
         self.server_settings = ServerSettings(
             header_timeout=float(settings.get("client_header_timeout") or 60),
             body_timeout=float(settings.get("client_body_timeout") or 60),

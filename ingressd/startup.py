@@ -21,7 +21,7 @@ RUNTIME_ERROR = 1  # the options were fine, the machine said no (a port in useâ€
 
 ENDPOINT_OPTIONS = ("http", "https", "admin")
 # Options naming files: checked at start, and read relative to a --config file's folder.
-PATH_OPTIONS = ("manifests", "kubeconfig", "access-log")
+PATH_OPTIONS = ("manifests", "kubeconfig", "access-log", "temp-path")
 _NOT_A_PATH = {"access-log": ("", "-", "off", "none", "false")}
 _EXAMPLES = {"http": "tcp:8080", "https": "tcp:8443", "admin": "tcp:9180:interface=127.0.0.1"}
 
@@ -74,6 +74,12 @@ def check_paths(option: str, values: Iterable[object]) -> None:
             folder = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(folder):
                 raise usage.UsageError(f"--{option} {value}: no such directory: {folder}")
+            continue
+        if option == "temp-path":  # bodies beyond memory are written there
+            if not os.path.isdir(path):
+                raise usage.UsageError(f"--{option} {value}: no such directory")
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise usage.UsageError(f"--{option} {value}: not writable")
             continue
         if not os.path.exists(path):
             raise usage.UsageError(f"--{option} {value}: no such file or directory")

@@ -28,6 +28,7 @@ CORE_PARAMETERS = [
     ["proxy-read-timeout", None, "60", "backend read (idle) timeout, seconds"],
     ["proxy-send-timeout", None, "60", "backend send (idle) timeout, seconds"],
     ["proxy-body-size", None, "1m", "largest request body (nginx size; 0 = unlimited)"],
+    ["temp-path", None, None, "directory of the temporary files of bodies beyond memory (default: the system's)"],
     ["client-header-timeout", None, "60", "seconds a client may take to send a request head"],
     ["client-body-timeout", None, "60", "seconds between two reads of a request body"],
     ["keepalive-timeout", None, "75", "seconds an idle client keep-alive connection stays open"],

@@ -125,6 +125,13 @@ class FakeExchange:
     tls: Any = None  # the backend TLS settings (UpstreamSettings.tls)
     http_version: str | None = None  # UpstreamSettings.http_version
     client_certificate: Any = NO_TLS  # tls.client_auth.ClientCertificate
+    request_buffering: bool | None = None  # UpstreamSettings.request_buffering, and so on:
+    body_buffer_size: int | None = None
+    response_buffering: bool | None = None
+    response_memory: int | None = None
+    max_temp_file_size: int | None = None
+    limit_rate: int | None = None
+    limit_rate_after: int | None = None
     finish_callbacks: list[Callable[[], None]] = field(default_factory=list)
     finished: bool = False
     forward_callbacks: list = field(default_factory=list)  # on_forward's (callback, body_limit)

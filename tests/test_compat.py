@@ -55,7 +55,7 @@ CASES = [
     ({"satisfy": "any"}, (), "blocked", ["satisfy"]),
     ({"enable-modsecurity": "true"}, (), "blocked", ["enable-modsecurity"]),
     ({"global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
-    ({"limit-rate": "100"}, (), "blocked", ["limit-rate"]),
+    ({"auth-tls-secret": "default/ca"}, (), "blocked", ["auth-tls-secret"]),
     ({"upstream-hash-by": "$request_uri"}, (), "served", []),  # a plugin owns it
     ({"ssl-passthrough": "true"}, (), "warned", ["ssl-passthrough"]),  # a plugin owns it, with its differences
     ({"affinity": "cookie"}, (), "served", []),  # a plugin owns it
@@ -82,8 +82,8 @@ CASES = [
     ({"enable-rewrite-log": "false"}, (), "served", []),
     ({"enable-rewrite-log": "true"}, (), "warned", ["enable-rewrite-log"]),
     ({"enable-modsecurity": "yes"}, (), "blocked", ["enable-modsecurity"]),  # a value ingress-nginx cannot read asks for something
-    ({"limit-rate": "-0"}, (), "served", []),  # read as a number, as ingress-nginx's Atoi does
-    ({"limit-rate": "X0"}, (), "blocked", ["limit-rate"]),
+    ({"global-rate-limit": "-0"}, (), "served", []),  # read as a number, as ingress-nginx's Atoi does
+    ({"global-rate-limit": "X0"}, (), "blocked", ["global-rate-limit"]),
     ({"proxy-next-upstream": " error   timeout "}, (), "served", []),  # text: spacing does not count
     ({"proxy-next-upstream": "error timeout http_502"}, (), "warned", ["proxy-next-upstream"]),
     # an empty value is no value, to ingress-nginx

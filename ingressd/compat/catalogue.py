@@ -127,18 +127,22 @@ CATALOGUE: Mapping[str, Entry] = _entries(
       note=_READ_SNIPPET + "; it serves every route of its host, the oldest Ingress's when several set one, "
            "and its proxy_set_header has no effect, as in ingress-nginx"),
     # -- nothing to do: ingressd already behaves as they ask ------------------------------
-    E("client-body-buffer-size", NOT_NEEDED, _H, "8k", SIZE,
-      note="ingressd holds no request body in a memory buffer of fixed size"),
-    E("proxy-buffer-size", NOT_NEEDED, _H, "4k", SIZE,
-      note="ingressd parses response headers without nginx's fixed buffers"),
-    E("proxy-buffers-number", NOT_NEEDED, _H, "4", INT, note="ingressd has no proxy buffers to count"),
-    E("proxy-busy-buffers-size", NOT_NEEDED, _H, note="ingressd has no proxy buffers"),
-    E("proxy-max-temp-file-size", NOT_NEEDED, _H, "1024m", SIZE,
-      note="ingressd streams responses; nothing is written to temporary files"),
-    E("proxy-buffering", NOT_NEEDED, _H, "off", WORD,
-      note="ingressd streams responses with backpressure; `on` only changes when bytes leave"),
-    E("proxy-request-buffering", NOT_YET, _H, "on", WORD,
-      note="ingressd reads request bodies whole before the backend (nginx's `on`); `off` is served as `on`"),
+    E("client-body-buffer-size", IMPLEMENTED, _H, "8k", SIZE,
+      note="without it ingressd keeps 64 KiB of a request body in memory (nginx: 8k) before a temporary file"),
+    E("proxy-buffer-size", IMPLEMENTED, _H, "4k", SIZE,
+      note="sizes the memory of a read-ahead response (with proxy-buffers-number); a backend's response "
+           "head larger than it is not refused (nginx: 502, upstream sent too big header)"),
+    E("proxy-buffers-number", IMPLEMENTED, _H, "4", INT, note="with proxy-buffer-size: a read-ahead response's memory"),
+    E("proxy-busy-buffers-size", NOT_NEEDED, _H,
+      note="ingressd hands the client whatever it takes; no buffers wait as busy"),
+    E("proxy-max-temp-file-size", IMPLEMENTED, _H, "1024m", SIZE,
+      note="a read-ahead response beyond memory goes to a temporary file in --temp-path"),
+    E("proxy-buffering", IMPLEMENTED, _H, "off", WORD,
+      note="`on` reads the response ahead of a slow client and releases the backend when it is done; "
+           "a backend's X-Accel-Buffering overrides it per response, as nginx"),
+    E("proxy-request-buffering", IMPLEMENTED, _H, "on", WORD,
+      note="`off` streams the body to the backend (chunked when its length is unknown, buffered whole "
+           "with proxy-http-version 1.0, as nginx); no retry once a byte was sent"),
     E("proxy-http-version", IMPLEMENTED, _H, "1.1", WORD,
       note="a 1.0 request's connection is not reused, as nginx's"),
     E("enable-global-auth", NOT_NEEDED, _H, "true", BOOL,
@@ -183,8 +187,8 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E(_MODSEC, NOT_YET, _N, "false", BOOL, note="ModSecurity web application firewall"),
     E("enable-owasp-core-rules", NOT_YET, _N, "false", BOOL, requires=_MODSEC),
     E("modsecurity-transaction-id", NOT_YET, _H, requires=_MODSEC),
-    E("limit-rate", NOT_YET, _N, "0", INT, note="response bandwidth per connection"),
-    E("limit-rate-after", NOT_YET, _N, "0", INT, requires="limit-rate"),
+    E("limit-rate", IMPLEMENTED, _N, "0", INT, note="kilobytes per second to the client, per request, as nginx's"),
+    E("limit-rate-after", IMPLEMENTED, _N, "0", INT, requires="limit-rate"),
     # -- not yet: ignoring them would send traffic elsewhere or otherwise -------------------
     E("rewrite-target", IMPLEMENTED, _C,
       note="patterns in RE2 (linear time): one with look-around or back-references, or a target "

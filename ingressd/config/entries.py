@@ -21,7 +21,10 @@ _NO_CODES: frozenset[int] = frozenset()  # shared: an empty frozenset is 216 byt
 
 # The server's settings when it is given none (ProxySettings' defaults, ingress-nginx's).
 DEFAULT_UPSTREAM = UpstreamSettings(connect_timeout=5.0, read_timeout=60.0, send_timeout=60.0,
-                                    max_body_size=1024 * 1024, protocol="HTTP", http_version="1.1")
+                                    max_body_size=1024 * 1024, protocol="HTTP", http_version="1.1",
+                                    request_buffering=True, body_buffer_size=65536, response_buffering=False,
+                                    response_memory=4 * 4096, max_temp_file_size=1024 * 1024 * 1024,
+                                    limit_rate=0, limit_rate_after=0)
 HTTP = "HTTP"  # the upstream protocol every server speaks: HTTP/1.1 in clear
 HTTPS = "HTTPS"  # HTTP/1.1 over TLS
 # ingress-nginx's AUTO_HTTP: HTTP or HTTPS to the backend as the client came (served where both are).

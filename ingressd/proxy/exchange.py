@@ -4,17 +4,21 @@ socket → ``http1`` parses → ``Proxy`` (the handler) makes an Exchange → no
 path, the forwarding policy (``ingressd.proxy.forwarding``), match the route → the route's
 prepared features in phase order → a connection of the route's upstream protocol
 (``interfaces.UpstreamProtocol``: HTTP/1.1 today, ``http1_upstream``), or a WebSocket tunnel
-→ the response streamed back, with backpressure both ways. Every status ingressd generates
-itself goes through ``local``.
+→ the response streamed back, with backpressure both ways (or through a
+``response_buffer.ResponseBuffer``: read ahead of a slow client, paced). Every status
+ingressd generates itself goes through ``local``.
 
 A request body is read whole before a backend is asked (``request_body.BufferedBody``, as
 nginx's default ``proxy_request_buffering on``): a body over the limit is refused with 413
-before any backend sees a byte of it. (``proxy-request-buffering: off`` will add the
-streaming choice per route, decided in ``_forward``.)
+before any backend sees a byte of it. A route whose ``UpstreamSettings.request_buffering`` is
+False (``proxy-request-buffering: off``, gRPC) streams it instead, decided in ``_forward``:
+the backend is asked at once and takes the body as it arrives, the client paused while the
+backend is behind by more than ``_STREAM_WINDOW`` bytes.
 """
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, Callable
 
 from twisted.python import log
@@ -34,12 +38,16 @@ from ingressd.http.http1 import error_page
 from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
 from ingressd.config.routing import host_of
 from ingressd.proxy.request_body import BufferedBody
+from ingressd.proxy.response_buffer import ResponseBuffer
 from ingressd.proxy.tunnel import Tunnel
-from ingressd.proxy.upstream import UpstreamError
+from ingressd.proxy.upstream import STREAMED, UpstreamError
 
 _END_TO_END = frozenset((b"host",))
 _NOT_FORWARDED = HOP_BY_HOP | FORWARDED
 _BODY_ROUND = 262144  # bytes of a held request body sent per reactor round (see _send_buffered)
+_ACCEL_BUFFERING = b"x-accel-buffering"  # a backend's say on reading its response ahead (nginx honours it)
+_name = itemgetter(0)
+_STREAM_WINDOW = 65536  # a streamed request body: bytes the backend may be behind before the client waits
 _NOT_IN_101 = frozenset((b"content-length", b"transfer-encoding"))
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 # Answers after which nginx closes the connection (ngx_http_special_response_handler);
@@ -51,9 +59,11 @@ class ProxySettings:
     """Process-wide proxy settings: the forwarding policy, and the upstream settings used
     before a route is matched (each route's entry carries its own, laid over the server's)."""
 
-    def __init__(self, trusted_proxies=(), upstream: UpstreamSettings = DEFAULT_UPSTREAM):
+    def __init__(self, trusted_proxies=(), upstream: UpstreamSettings = DEFAULT_UPSTREAM,
+                 temp_dir: str | None = None):
         self.upstream = upstream
         self.forwarding = ForwardingPolicy(trusted_proxies)
+        self.temp_dir = temp_dir  # where bodies beyond memory go (--temp-path; None: the system's)
 
 
 class Proxy:
@@ -126,9 +136,14 @@ class Exchange:
     _body_ended = False  # the whole body went to the backend (its connection may be reused)
     _buffer: BufferedBody | None = None  # the request body, held until a backend takes it
     _awaiting_body = False  # the backend is asked once the body is complete
+    _streaming = False  # the body goes to the backend as it arrives (request_buffering off)
+    _client_held = False  # the client's reading is paused until the backend takes more of the body
     _upstream_paused = False  # the backend does not take more of the body for now
     _next_round = None  # the call sending more of the held body in the reactor's next round
     _response_started = False
+    # The response body between backend and client when the route reads ahead of the client
+    # (proxy-buffering) or paces it (limit-rate); None: written straight through.
+    _writer: ResponseBuffer | None = None
     _intercepted = 0
     _retried = False
     _done = False
@@ -178,7 +193,7 @@ class Exchange:
         buffer = self._buffer
         for callback, limit in callbacks:
             body = None
-            if length and limit and buffer is not None:
+            if length and limit and buffer is not None and self._body_complete:  # not a streamed one
                 body = buffer.copy(limit)
             elif length is not None and length == 0 and limit:
                 body = b""
@@ -329,11 +344,18 @@ class Exchange:
             self.local(413)
             return
         if not self._body_complete and request.has_body:
+            if request.expect_continue:
+                self.protocol.send_continue()
+            if settings.request_buffering is False and not self.websocket \
+                    and not (request.chunked and settings.http_version == "1.0"):
+                # proxy_request_buffering off: the backend takes the body as it arrives (nginx
+                # buffers a chunked body anyway when it proxies HTTP/1.0: no chunks to send it in).
+                self._streaming = True
+                self._connect()
+                return
             # The whole body first (nginx's proxy_request_buffering on): one that turns out
             # too large is refused before any backend sees a byte of it.
             self._awaiting_body = True
-            if request.expect_continue:
-                self.protocol.send_continue()
             return
         self._connect()
 
@@ -385,6 +407,8 @@ class Exchange:
         if self.websocket:
             return None
         if request.chunked:
+            if self._streaming:
+                return STREAMED  # its length is not known yet: chunked to the backend
             return self._body_bytes  # read whole: sent with its length, as nginx does
         return request.content_length
 
@@ -420,6 +444,9 @@ class Exchange:
             self._send_body(piece)
         if buffer is None and self._body_complete and self._upstream is not None and not self._body_ended:
             self._end_body()
+        if self._client_held and (buffer is None or buffer.size < _STREAM_WINDOW):
+            self._client_held = False  # the backend caught up: read more of the body
+            self.protocol.resume_reading()
 
     def _connect_failed(self, error: UpstreamError) -> None:
         self._cancel_connect = None
@@ -448,8 +475,22 @@ class Exchange:
         self.protocol.body_progress()
         buffer = self._buffer
         if buffer is None:
-            buffer = self._buffer = BufferedBody()
-        buffer.add(data)
+            # Streamed, it holds at most about a window (the client waits beyond it): memory.
+            memory = _STREAM_WINDOW * 4 if self._streaming else self.upstream_settings.body_buffer_size
+            buffer = self._buffer = BufferedBody(directory=self.proxy.settings.temp_dir, memory_bound=memory)
+        try:
+            buffer.add(data)
+        except OSError as exc:  # no temporary file (disk full, --temp-path gone): nginx's 500
+            log.msg(f"ingressd: a request body could not be held: {exc}")
+            self._abandon_upstream()
+            self._fail_locally(500)
+            return
+        if self._streaming:
+            if self._upstream is not None and not self._upstream_paused and self._next_round is None:
+                self._send_buffered()
+            if self._buffer is not None and self._buffer.size >= _STREAM_WINDOW and not self._client_held:
+                self._client_held = True
+                self.protocol.pause_reading()
 
     def body_done(self) -> None:
         self._body_complete = True
@@ -479,7 +520,40 @@ class Exchange:
                 self._upstream_error = not own
                 return
         pairs = from_backend(headers)
+        settings = self.upstream_settings
+        if settings.response_buffering or settings.limit_rate or _ACCEL_BUFFERING in map(_name, headers):
+            self._writer = self._response_writer(headers)
         self._respond_head(status, pairs, length)
+
+    def _response_writer(self, headers) -> ResponseBuffer | None:
+        """A ResponseBuffer when the response is read ahead of the client or paced: the
+        route's proxy-buffering, unless the backend's ``X-Accel-Buffering`` says otherwise
+        (nginx honours it), and its limit-rate."""
+        settings = self.upstream_settings
+        hold = bool(settings.response_buffering)
+        for name, value in headers:
+            if name == _ACCEL_BUFFERING:
+                word = value.strip().lower()
+                if word in (b"yes", b"no"):
+                    hold = word == b"yes"
+        rate = settings.limit_rate or 0
+        if not hold and not rate:
+            return None
+        memory = settings.response_memory
+        file_bound = settings.max_temp_file_size
+        return ResponseBuffer(self.protocol, self.proxy.clock, self._pause_upstream, self._resume_upstream,
+                              hold=hold, memory=16384 if memory is None else memory,
+                              file_bound=0 if file_bound is None else file_bound,
+                              directory=self.proxy.settings.temp_dir, rate=rate,
+                              rate_after=settings.limit_rate_after or 0, started=self.started)
+
+    def _pause_upstream(self) -> None:
+        if self._upstream is not None:
+            self._upstream.pause_reading()
+
+    def _resume_upstream(self) -> None:
+        if self._upstream is not None:
+            self._upstream.resume_reading()
 
     def _respond_head(self, status: int, pairs, length) -> None:
         self.status = status
@@ -493,7 +567,23 @@ class Exchange:
     def upstream_body(self, data: bytes) -> None:
         if not self._intercepted:
             self.bytes_sent += len(data)
-            self.protocol.write_body(data)
+            if self._writer is not None:
+                try:
+                    self._writer.write(data)
+                except OSError as exc:  # no temporary file for what the client has not taken
+                    log.msg(f"ingressd: a response could not be held for the client: {exc}")
+                    self._abandon_upstream()
+                    self._fail_locally(502)
+            else:
+                self.protocol.write_body(data)
+
+    def _fail_locally(self, status: int) -> None:
+        """Answer ``status``, or drop the response if one started already."""
+        if self._response_started:
+            self.protocol.abort()
+            self._finished()
+        else:
+            self.local(status)
 
     def upstream_done(self, connection, reusable: bool) -> None:
         self._upstream = None
@@ -507,8 +597,15 @@ class Exchange:
         if self._intercepted:
             self.local(self._intercepted)
             return
-        self.protocol.finish_response()
-        self._finished()
+        if self._writer is not None:  # released already: the client may still be reading
+            self._writer.end(self._response_complete)
+            return
+        self._response_complete()
+
+    def _response_complete(self) -> None:
+        if not self._done:
+            self.protocol.finish_response()
+            self._finished()
 
     def upstream_failed(self, connection, error: UpstreamError) -> None:
         self._upstream = None
@@ -621,11 +718,15 @@ class Exchange:
             self._upstream = None
 
     def client_paused(self) -> None:
-        if self._upstream is not None:
+        if self._writer is not None:
+            self._writer.client_paused()
+        elif self._upstream is not None:
             self._upstream.pause_reading()
 
     def client_resumed(self) -> None:
-        if self._upstream is not None:
+        if self._writer is not None:
+            self._writer.client_resumed()
+        elif self._upstream is not None:
             self._upstream.resume_reading()
 
     def upstream_write_paused(self) -> None:
@@ -684,6 +785,11 @@ class Exchange:
         if self._next_round is not None:
             self._next_round.cancel()
             self._next_round = None
+        if self._writer is not None:
+            self._writer.close()
+        if self._client_held:  # answered before the streamed body ended: stop holding the client back
+            self._client_held = False
+            self.protocol.resume_reading()
         if self.status == 101:
             self.proxy.tunnels_open -= 1
         callbacks, self._finish_callbacks = self._finish_callbacks, None

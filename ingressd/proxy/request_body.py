@@ -1,99 +1,82 @@
-"""A request body held back until it is complete (nginx's ``proxy_request_buffering on``).
+"""The request body on its way to the backend: held whole first, or streamed as it arrives.
 
-The exchange reads the whole body before it connects to a backend, so a body that will be
-refused (over ``proxy-body-size``) or abandoned by its client never reaches a backend, not
-even in part. The first ``MEMORY_BOUND`` bytes stay in memory; the rest is spilled to an
-anonymous temporary file (nginx's ``client_body_temp``), so a large allowed body costs disk,
-not memory. Once a backend is connected, the body is replayed piece by piece as fast as the
-backend takes it (``next_piece`` is called while the backend is not pushing back).
+nginx's ``proxy_request_buffering on`` (the default): the exchange reads the whole body
+before it connects to a backend, so a body that will be refused (over ``proxy-body-size``)
+or abandoned by its client never reaches a backend, not even in part. The first
+``memory_bound`` bytes (the route's ``client-body-buffer-size``) stay in memory; the rest is
+spilled to an anonymous temporary file (``spill.SpillBuffer``, nginx's ``client_body_temp``),
+so a large allowed body costs disk, not memory. Once a backend is connected, the body is
+replayed piece by piece as fast as the backend takes it (``next_piece`` is called while the
+backend is not pushing back).
 
-nginx's ``client_body_buffer_size`` is 8k/16k; 64 KiB here keeps every ordinary form or JSON
-body in memory (a file per request costs far more in Python than in C).
+``proxy_request_buffering off``: the same object holds only what the backend has not taken
+yet (the exchange pauses the client while ``size`` is over a window), in memory.
+
+nginx's ``client_body_buffer_size`` is 8k/16k; the server's default here is 64 KiB, which
+keeps every ordinary form or JSON body in memory (a file per request costs far more in
+Python than in C); the annotation sets it per route.
 """
 
 from __future__ import annotations
 
-import tempfile
-from typing import IO
+from ingressd.proxy.spill import SpillBuffer
 
-MEMORY_BOUND = 65536  # bytes kept in memory before the body goes to a temporary file
+MEMORY_BOUND = 65536  # bytes kept in memory before the body goes to a temporary file (default)
 PIECE = 65536  # bytes read back from the file per piece sent
 
 
 class BufferedBody:
     """The body read so far: ``add`` while it arrives, then ``next_piece`` until it returns b""."""
 
-    __slots__ = ("size", "limit", "_memory", "_memory_bytes", "_file", "_directory", "_reading")
+    __slots__ = ("limit", "received", "_held")
 
-    def __init__(self, limit: int = 0, directory: str | None = None):
-        self.size = 0  # bytes added
+    def __init__(self, limit: int = 0, directory: str | None = None, memory_bound: int | None = None):
         self.limit = limit  # the largest body accepted (0: unlimited)
-        self._memory: list[bytes] = []
-        self._memory_bytes = 0
-        self._file: IO[bytes] | None = None
-        self._directory = directory
-        self._reading = False
+        self.received = 0  # bytes added in all
+        self._held = SpillBuffer(MEMORY_BOUND if memory_bound is None else memory_bound, directory)
+
+    @property
+    def size(self) -> int:
+        """Bytes held now (added, not yet taken)."""
+        return self._held.size
 
     @property
     def over_limit(self) -> bool:
-        return bool(self.limit) and self.size > self.limit
+        return bool(self.limit) and self.received > self.limit
 
     @property
     def spilled(self) -> bool:
         """Part of the body is in a temporary file."""
-        return self._file is not None
+        return self._held.spilled
+
+    @property
+    def files_opened(self) -> int:
+        return self._held.files_opened
 
     def add(self, data: bytes) -> bool:
         """Keep ``data``; False (and nothing kept) once the body is over the limit."""
-        self.size += len(data)
+        self.received += len(data)
         if self.over_limit:
             self.discard()
             return False
-        if self._file is None and self._memory_bytes + len(data) <= MEMORY_BOUND:
-            self._memory.append(data)
-            self._memory_bytes += len(data)
-        else:
-            if self._file is None:
-                self._file = tempfile.TemporaryFile(prefix="ingressd-body-", dir=self._directory)
-            self._file.write(data)
+        self._held.add(data)
         return True
 
     def next_piece(self) -> bytes:
-        """The next piece of the body, in order; b"" at the end (the file is then closed)."""
-        if self._memory:
-            self._memory_bytes -= len(self._memory[0])
-            return self._memory.pop(0)
-        file = self._file
-        if file is None:
-            return b""
-        if not self._reading:
-            file.flush()
-            file.seek(0)
-            self._reading = True
-        piece = file.read(PIECE)
+        """The next piece of the body, in order; b"" when nothing is held (the file is then
+        closed: a held body is read once)."""
+        piece = self._held.take(PIECE)
         if not piece:
-            self.discard()
+            self._held.close()
         return piece
 
     def copy(self, limit: int) -> bytes | None:
         """The whole body as bytes, leaving it to be replayed (``next_piece``), or None when it
-        is over ``limit`` bytes (a mirror's copy)."""
-        if self.size > limit or self._reading:
+        is over ``limit`` bytes or part of it was taken already (a mirror's copy)."""
+        if self.received > limit or self._held.size != self.received:
             return None
-        data = b"".join(self._memory)
-        file = self._file
-        if file is not None:
-            file.flush()
-            position = file.tell()
-            file.seek(0)
-            data += file.read()
-            file.seek(position)
-        return data
+        return self._held.peek()
 
     def discard(self) -> None:
-        """Drop what is held (the temporary file goes with its last reference)."""
-        self._memory = []
-        self._memory_bytes = 0
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Drop what is held (and close the temporary file)."""
+        self._held.close()
