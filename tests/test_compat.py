@@ -55,7 +55,6 @@ CASES = [
     ({"satisfy": "any"}, (), "blocked", ["satisfy"]),
     ({"enable-modsecurity": "true"}, (), "blocked", ["enable-modsecurity"]),
     ({"global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
-    ({"auth-tls-secret": "default/ca"}, (), "blocked", ["auth-tls-secret"]),
     ({"upstream-hash-by": "$request_uri"}, (), "served", []),  # a plugin owns it
     ({"ssl-passthrough": "true"}, (), "warned", ["ssl-passthrough"]),  # a plugin owns it, with its differences
     ({"affinity": "cookie"}, (), "served", []),  # a plugin owns it
