@@ -55,6 +55,10 @@ class ClientSide(Protocol):
 
     def write_body(self, data: bytes) -> None: ...
 
+    def write_trailers(self, trailers: Sequence[Header]) -> None:
+        """Trailer fields sent when the response finishes (gRPC's ``grpc-status``…): HTTP/2 a
+        last HEADERS frame; HTTP/1.1 a chunked response's last chunk."""
+
     def finish_response(self) -> None: ...
 
     def close_after_response(self) -> None:
@@ -195,6 +199,9 @@ class UpstreamProtocol(Protocol):
     """How requests reach backends in one protocol: connections to endpoints."""
 
     name: str  # ingress-nginx's backend-protocol value: "HTTP", "HTTPS", "GRPC"…
+    # Optional, False when absent: the request body goes to the backend as it arrives, never
+    # held whole first (gRPC streams both ways: ``proxy.h2_upstream``).
+    streams_request_body: bool
 
     def acquire(self, host: str, port: int, settings: Any,
                 on_ready: Callable[[UpstreamConnection], None],
@@ -216,6 +223,9 @@ class ExchangeForUpstream(Protocol):
                       length: int | None) -> None: ...
 
     def upstream_body(self, data: bytes) -> None: ...
+
+    def upstream_trailers(self, trailers: Sequence[Header]) -> None:
+        """The response's trailer fields (HTTP/2 backends: gRPC's grpc-status…), before the end."""
 
     def upstream_done(self, connection: UpstreamConnection, reusable: bool) -> None: ...
 

@@ -35,7 +35,8 @@ from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_targ
 from ingressd.config.routing import host_of
 from ingressd.proxy.request_body import BufferedBody
 from ingressd.proxy.tunnel import Tunnel
-from ingressd.proxy.upstream import UpstreamError
+from ingressd.proxy import grpc_status
+from ingressd.proxy.upstream import STREAMED, UpstreamError
 
 _END_TO_END = frozenset((b"host",))
 _NOT_FORWARDED = HOP_BY_HOP | FORWARDED
@@ -299,7 +300,7 @@ class Exchange:
         if self._body_bytes and limit and self._body_bytes > limit:
             self.local(413)
             return
-        if not self._body_complete and request.has_body:
+        if not self._body_complete and request.has_body and not self._streams_body():
             # The whole body first (nginx's proxy_request_buffering on): one that turns out
             # too large is refused before any backend sees a byte of it.
             self._awaiting_body = True
@@ -307,6 +308,17 @@ class Exchange:
                 self.protocol.send_continue()
             return
         self._connect()
+
+    _streaming = False  # the request body goes to the backend as it arrives
+
+    def _streams_body(self) -> bool:
+        """Whether the route's upstream protocol takes the request body as it arrives (gRPC:
+        client streaming and bidi; ``UpstreamProtocol.streams_request_body``)."""
+        upstream = self.proxy.upstreams.get(self.upstream_settings.protocol)
+        self._streaming = streaming = bool(getattr(upstream, "streams_request_body", False))
+        if streaming and self.request.expect_continue:
+            self.protocol.send_continue()
+        return streaming
 
     def _connect(self) -> None:
         settings = self.upstream_settings
@@ -354,6 +366,8 @@ class Exchange:
         if self.websocket:
             return None
         if request.chunked:
+            if self._streaming and not self._body_complete:
+                return STREAMED
             return self._body_bytes  # read whole: sent with its length, as nginx does
         return request.content_length
 
@@ -413,12 +427,18 @@ class Exchange:
             if not self._response_started:
                 self._abandon_upstream()
                 self.local(413)
+            elif self._streaming:  # a streamed body grew too large mid-response
+                self._abandon_upstream()
+                self.protocol.abort()
+                self._finished()
             return
         self.protocol.body_progress()
         buffer = self._buffer
         if buffer is None:
             buffer = self._buffer = BufferedBody()
         buffer.add(data)
+        if self._streaming and self._upstream is not None and self._next_round is None:
+            self._send_buffered()
 
     def body_done(self) -> None:
         self._body_complete = True
@@ -463,6 +483,11 @@ class Exchange:
         if not self._intercepted:
             self.bytes_sent += len(data)
             self.protocol.write_body(data)
+
+    def upstream_trailers(self, trailers) -> None:
+        """The backend's trailer fields (gRPC's grpc-status…): sent after the body."""
+        if not self._intercepted and not self._done:
+            self.protocol.write_trailers(trailers)
 
     def upstream_done(self, connection, reusable: bool) -> None:
         self._upstream = None
@@ -596,9 +621,13 @@ class Exchange:
 
     def upstream_write_paused(self) -> None:
         self._upstream_paused = True
+        if self._streaming:  # a slow backend: stop reading the client's body
+            self.protocol.pause_reading()
 
     def upstream_write_resumed(self) -> None:
         self._upstream_paused = False
+        if self._streaming:
+            self.protocol.resume_reading()
         if self._buffer is not None and self._next_round is None:
             self._send_buffered()
 
@@ -628,6 +657,9 @@ class Exchange:
         if self._done or self.protocol.closed:
             self._finished()
             return
+        if status >= 400 and grpc_status.is_grpc_call(self):
+            self._send_grpc_status(status)
+            return
         if body is None:
             body = error_page(status) if status >= 400 else b""
             if body:
@@ -637,6 +669,20 @@ class Exchange:
         self._respond_head(status, pairs, len(body))
         self.bytes_sent += len(body)
         self.protocol.write_body(body)
+        self.protocol.finish_response()
+        self._finished()
+
+    def _send_grpc_status(self, status: int) -> None:
+        """A gRPC call's error answered the gRPC way (``grpc_status``): HTTP 200,
+        ``application/grpc``, no message, the status in the trailers; ``status`` is what the
+        access log and metrics see."""
+        code, message = grpc_status.of_http(status, self.error_cause)
+        if status in _CLOSING_STATUSES or (not self.request.complete and self.request.has_body):
+            self.protocol.close_after_response()
+        self.status = status
+        self._response_started = True
+        self.protocol.write_head(200, [(b"content-type", b"application/grpc")], None)
+        self.protocol.write_trailers([(b"grpc-status", b"%d" % code), (b"grpc-message", message)])
         self.protocol.finish_response()
         self._finished()
 
