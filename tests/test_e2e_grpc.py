@@ -20,7 +20,7 @@ from harness import INGRESS_CLASS, Ingressd, free_port, ingress, service, write_
 
 pytestmark = pytest.mark.slow
 N = "nginx.ingress.kubernetes.io/"
-HOSTS = ["grpc.test", "grpcs.test", "verified.test", "dead.test"]
+HOSTS = ["grpc.test", "grpcs.test", "verified.test", "wrong.test", "dead.test"]
 MiB = 1024 * 1024
 
 
@@ -47,7 +47,11 @@ def world(tmp_path_factory):
         ingress("verified", [("verified.test", [("/", "Prefix", "secure", 9443)])], tls=tls, annotations={
             N + "backend-protocol": "grpcs", N + "proxy-ssl-secret": "default/to-backend",
             N + "proxy-ssl-verify": "on", N + "proxy-ssl-name": "backend.test", N + "proxy-ssl-server-name": "on"}),
+        ingress("wrong", [("wrong.test", [("/", "Prefix", "secure", 9443)])], tls=tls, annotations={
+            N + "backend-protocol": "GRPCS", N + "proxy-ssl-secret": "default/to-backend",
+            N + "proxy-ssl-verify": "on", N + "proxy-ssl-name": "other.test"}),
         ingress("dead", [("dead.test", [("/", "Prefix", "dead", 9000)])], annotations=grpc_route, tls=tls),
+        ingress("h1", [("h1.test", [("/", "Prefix", "plain", 9000)])], annotations=grpc_route),  # no TLS: no redirect
     ]
     write_manifests(manifests / "all.yaml", objects)
     proc = Ingressd(manifests)
@@ -182,3 +186,24 @@ def test_grpcs_to_a_tls_backend(world):
         assert answer == b"over tls" and ("x-trailer", "done") in call.trailing_metadata()
         bidi = method(channels[host], "stream_stream", "Bidi")
         assert list(bidi(iter([b"a", b"b", b"c"] * 50), timeout=30)) == [b"A", b"B", b"C"] * 50
+
+
+def test_grpcs_to_a_backend_whose_certificate_names_another_name_is_unavailable(world):
+    _, _, _, channels = world
+    unary = method(channels["wrong.test"], "unary_unary", "Unary")
+    with pytest.raises(grpc.RpcError) as raised:
+        unary(b"x", timeout=30)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_an_http11_client_gets_the_trailers_in_the_last_chunk(world):
+    proc, *_ = world
+    body = frame(b"hi")
+    reply = proc.raw(b"POST /test.Echo/Unary HTTP/1.1\r\nHost: h1.test\r\nContent-Type: application/grpc\r\n"
+                     b"TE: trailers\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body),
+                     timeout=15)
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower(), reply
+    assert b"\r\n0\r\n" in rest and rest.endswith(b"\r\n\r\n"), reply
+    last = rest.rsplit(b"\r\n0\r\n", 1)[1]
+    assert b"grpc-status: 0" in last and b"x-trailer: done" in last, reply

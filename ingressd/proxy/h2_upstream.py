@@ -507,10 +507,7 @@ class H2Stream:
             return
         self.exchange = None
         self._finish()
-        if self.stream_id:
-            self.connection.drop(self, ErrorCodes.CANCEL)
-        else:
-            self.connection.drop(self, ErrorCodes.CANCEL)
+        self.connection.drop(self, ErrorCodes.CANCEL)
 
     def divert(self, receiver: Any) -> None:
         raise NotImplementedError("no upgrade over an HTTP/2 backend stream")
