@@ -12,7 +12,7 @@ A request's way (see docs/architecture.md)::
 - ``ExchangeForClient`` is what the client side calls on the exchange it dispatched a
   request to (the request body as it arrives, the client going away or pausing).
 - ``UpstreamProtocol`` is how requests reach backends in one protocol (HTTP/1.1 in clear
-  today: ``ingressd.proxy.http1_upstream``; HTTPS, HTTP/2 and gRPC come behind the same seam):
+  and HTTPS: ``ingressd.proxy.http1_upstream``; HTTP/2 for GRPC and GRPCS: ``ingressd.proxy.h2_upstream``):
   it hands out connections. The ``Proxy`` holds one per protocol name; each route's
   ``UpstreamSettings.protocol`` picks one, and a route to a protocol the server does not
   speak is rejected when the table is built.

@@ -10,7 +10,8 @@ itself goes through ``local``.
 A request body is read whole before a backend is asked (``request_body.BufferedBody``, as
 nginx's default ``proxy_request_buffering on``): a body over the limit is refused with 413
 before any backend sees a byte of it. (``proxy-request-buffering: off`` will add the
-streaming choice per route, decided in ``_forward``.)
+streaming choice per route, decided in ``_forward``.) An upstream protocol that streams
+request bodies (gRPC: ``h2_upstream``) gets the body as it arrives (``_streams_body``).
 """
 
 from __future__ import annotations
