@@ -211,6 +211,22 @@ def test_goaway_fails_the_streams_above_its_last_id_and_lets_the_others_finish()
     assert len(clock.tcpClients) == 2  # a new connection, never a new stream on that one
 
 
+def test_an_answer_before_the_request_body_ended_closes_our_half_of_the_stream():
+    clock, upstream = setup()
+    exchange = FakeExchange()
+    streams = []
+    upstream.acquire("127.0.0.1", 50051, SETTINGS, streams.append, lambda e: None)
+    server = connect(clock, upstream)
+    streams[0].start(exchange, b"POST", b"/x", [(b"host", b"h")], STREAMED, 60.0, 60.0)
+    streams[0].send_body(b"part")
+    server.pump()
+    server.respond(1, b"", trailers=[(b"grpc-status", b"3")])  # answered while the client streams
+    assert exchange.kinds() == ["head", "trailers", "done"]
+    server.pump()
+    assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == 1 for e in server.events)
+    assert streams[0].connection.h2.open_outbound_streams == 0  # nothing left counting against the limit
+
+
 def test_the_frame_splitter_takes_goaway_out_at_any_cut():
     goaway = GoAwayFrame(0)
     goaway.last_stream_id = 7

@@ -494,12 +494,22 @@ class H2Stream:
                 self._read_timer.set(self._read_timeout)
 
     def release(self) -> None:
-        """The response is complete (the stream is closed already; the connection stays)."""
+        """The response is complete (the connection stays). A backend that answered before
+        the request body ended gets our end of the stream too: h2 counts a half-open stream
+        against the backend's concurrency limit."""
         self._finish()
+        if self.stream_id and not self._sent_end:
+            self._sent_end = True
+            connection = self.connection
+            try:
+                connection.h2.end_stream(self.stream_id)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                connection.drop(self, ErrorCodes.NO_ERROR)
+            connection.flush()
 
     def close(self) -> None:
         """A response that cannot be reused: for a stream, the same as release."""
-        self._finish()
+        self.release()
 
     def abort(self) -> None:
         """The exchange gave up (client gone): reset the stream."""
