@@ -227,6 +227,19 @@ def test_an_answer_before_the_request_body_ended_closes_our_half_of_the_stream()
     assert streams[0].connection.h2.open_outbound_streams == 0  # nothing left counting against the limit
 
 
+def test_a_stream_handed_out_but_never_started_gives_its_room_back():
+    clock, upstream = setup()
+    streams = []
+    upstream.acquire("127.0.0.1", 50051, SETTINGS, streams.append, lambda e: None)
+    server = connect(clock, upstream, max_streams=2)
+    connection = streams[0].connection
+    upstream.acquire("127.0.0.1", 50051, SETTINGS, streams.append, lambda e: None)
+    assert len(streams) == 2 and connection.room() == 0
+    streams[0].release()  # the exchange was over before it could start (client gone)
+    streams[1].abort()
+    assert connection.room() == 2 and not server.transport.disconnecting
+
+
 def test_the_frame_splitter_takes_goaway_out_at_any_cut():
     goaway = GoAwayFrame(0)
     goaway.last_stream_id = 7

@@ -361,6 +361,7 @@ class H2Stream:
 
     reused = False  # a stream is never reused; a refused one says ``refused`` instead
     stream_id = 0
+    _reserved = True  # counted in its connection's ``reserved`` until started
 
     def __init__(self, connection: H2Connection):
         self.connection = connection
@@ -415,6 +416,7 @@ class H2Stream:
         self._read_timer.set(read_timeout)
         if deadline is not None:
             self._deadline.set(deadline)
+        self._reserved = False
         self.connection.open(self)
 
     def opened(self) -> None:
@@ -498,6 +500,10 @@ class H2Stream:
         the request body ended gets our end of the stream too: h2 counts a half-open stream
         against the backend's concurrency limit."""
         self._finish()
+        if self._reserved:  # handed out, never started (the exchange was over by then)
+            self._reserved = False
+            self.connection.unreserve()
+            return
         if self.stream_id and not self._sent_end:
             self._sent_end = True
             connection = self.connection
@@ -517,6 +523,10 @@ class H2Stream:
             return
         self.exchange = None
         self._finish()
+        if self._reserved:
+            self._reserved = False
+            self.connection.unreserve()
+            return
         self.connection.drop(self, ErrorCodes.CANCEL)
 
     def divert(self, receiver: Any) -> None:
