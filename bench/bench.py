@@ -14,7 +14,10 @@ Starts, all on 127.0.0.1 random free ports inside one temporary directory:
 * the load client pinned to the load CPU, first for a warm-up, then for the measured run:
   ``wrk -t1 -cN -dS --latency -H 'Host: bench.local'`` for HTTP/1.1 scenarios, ``h2load``
   (nghttp2-client) for ``http2``, ``bench/wsbench.py client`` for ``websocket`` (whose backend
-  is ``bench/wsbench.py echo`` instead of nginx, for both proxies).
+  is ``bench/wsbench.py echo`` instead of nginx, for both proxies), ``bench/grpcbench.py
+  client`` for ``grpc-unary`` and ``grpc-stream`` (whose backend is ``bench/grpcbench.py
+  server``, a grpcio server; nginx proxies with ``grpc_pass grpc://``, ingressd with
+  ``backend-protocol: GRPC``; these need grpcio in the Python that runs this script).
 
 For each proxy it reports requests/s, p50/p99 latency (wrk's --latency table) and the proxy's CPU
 time per request (utime+stime delta of the proxy's whole process tree from /proc/PID/stat, divided
@@ -135,6 +138,9 @@ class Scenario:
     # The Ingress's path and pathType (a regular expression needs ImplementationSpecific).
     ingress_path: str = "/"
     ingress_path_type: str = "Prefix"
+    # The backend is bench/grpcbench.py's gRPC server: nginx grpc_pass grpc://, ingressd
+    # backend-protocol GRPC; readiness is a gRPC call (grpcbench.py probe).
+    backend_grpc: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -241,6 +247,27 @@ SCENARIOS: dict[str, Scenario] = {
             "reused): nginx proxy_pass https://, ingressd backend-protocol HTTPS",
             backend_tls=True,
             annotations={"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"},
+        ),
+        Scenario(
+            "grpc-unary",
+            "gRPC unary calls (16-byte message) over TLS (ALPN h2), connections/10 channels x 10 "
+            "calls in flight; backend: bench/grpcbench.py server (nginx grpc_pass grpc://, "
+            "ingressd backend-protocol GRPC); load: bench/grpcbench.py client (grpc.aio)",
+            scheme="https",
+            client="grpc-unary",
+            backend_grpc=True,
+            annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"},
+            path="/bench.Echo/Unary",
+        ),
+        Scenario(
+            "grpc-stream",
+            "gRPC bidirectional streams over TLS (ALPN h2): one stream per client, back-to-back "
+            "16-byte round trips (a round trip counts as a request); as grpc-unary otherwise",
+            scheme="https",
+            client="grpc-stream",
+            backend_grpc=True,
+            annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"},
+            path="/bench.Echo/Bidi",
         ),
         Scenario(
             "workers",
@@ -487,7 +514,7 @@ def backend_conf(prefix: Path, port: int, sc: Scenario, cert: tuple[Path, Path] 
 def proxy_conf(prefix: Path, ports: dict, sc: Scenario, cert: tuple[Path, Path] | None) -> str:
     tls = ""
     if cert:
-        h2 = " http2" if sc.client == "h2load" else ""  # nginx 1.22: "listen ... ssl http2"
+        h2 = " http2" if sc.client == "h2load" or sc.backend_grpc else ""  # nginx 1.22: "listen ... ssl http2"
         tls = (f"listen {LOOPBACK}:{ports['https']} ssl{h2} default_server;\n"
                f"ssl_certificate {cert[0]};\n"
                f"ssl_certificate_key {cert[1]};\n"
@@ -514,7 +541,7 @@ def proxy_conf(prefix: Path, ports: dict, sc: Scenario, cert: tuple[Path, Path] 
             + f"        server_name {HOST};\n"
             + _block(snippet(sc.nginx_server), 8)
             + "        location / {\n"
-            + _block("""\
+            + (_grpc_location() if sc.backend_grpc else _block("""\
                 proxy_http_version 1.1;
                 proxy_buffering off;
                 proxy_connect_timeout 5s;
@@ -531,8 +558,26 @@ def proxy_conf(prefix: Path, ports: dict, sc: Scenario, cert: tuple[Path, Path] 
                 proxy_set_header X-Forwarded-Proto $scheme;
                 """, 12)
             + _block(snippet(sc.nginx_location), 12)
-            + f"            proxy_pass {'https' if sc.backend_tls else 'http'}://backend;\n"
-            "        }\n    }\n}\n")
+            + f"            proxy_pass {'https' if sc.backend_tls else 'http'}://backend;\n")
+            + "        }\n    }\n}\n")
+
+
+def _grpc_location() -> str:
+    """ingress-nginx's location for backend-protocol GRPC (nginx.tmpl: grpc_* timeouts,
+    grpc_set_header for the forwarded headers, grpc_pass grpc://upstream_balancer)."""
+    return _block("""\
+        grpc_connect_timeout 5s;
+        grpc_send_timeout 60s;
+        grpc_read_timeout 60s;
+        grpc_set_header Host $host;
+        grpc_set_header X-Request-ID $req_id;
+        grpc_set_header X-Real-IP $remote_addr;
+        grpc_set_header X-Forwarded-For $remote_addr;
+        grpc_set_header X-Forwarded-Host $host;
+        grpc_set_header X-Forwarded-Port $server_port;
+        grpc_set_header X-Forwarded-Proto $scheme;
+        grpc_pass grpc://backend;
+        """, 12)
 
 
 def nginx_argv(nginx: str, prefix: Path) -> list[str]:
@@ -719,6 +764,8 @@ def run_load(procs: Processes, wrk: str, args, url: str, seconds: float, sc: Sce
         return run_websocket(procs, args, url, seconds, name)
     if sc.client == "tls-full":
         return run_tls_full(procs, args, url, seconds, name)
+    if sc.client in ("grpc-unary", "grpc-stream"):
+        return run_grpc(procs, args, url, seconds, name, sc.client.split("-")[1])
     raise BenchError(f"unknown client {sc.client}")
 
 
@@ -792,6 +839,34 @@ def run_websocket(procs: Processes, args, url: str, seconds: float,
         raise BenchError(f"cannot parse wsbench output:\n{out}")
     res = {"requests": data["round_trips"], "duration_s": data["seconds"],
            "requests_per_s": data["round_trips_per_s"], "p50_ms": data["p50_ms"],
+           "p90_ms": data["p90_ms"], "p99_ms": data["p99_ms"],
+           "socket_errors": data["errors"], "non_2xx": 0}
+    return out, res
+
+
+def _grpcbench(*argv) -> list[str]:
+    return [sys.executable, str(REPO / "bench" / "grpcbench.py"), *argv]
+
+
+def grpc_probe(port: int, cert: Path | None) -> bool:
+    """One gRPC call through ``port`` (TLS when ``cert``, trusted as the root) answered."""
+    argv = _grpcbench("probe", "--port", str(port), "--host", HOST, *(("--tls", str(cert)) if cert else ()))
+    return subprocess.run(argv, capture_output=True, timeout=20).returncode == 0
+
+
+def run_grpc(procs: Processes, args, url: str, seconds: float, name: str, mode: str) -> tuple[str, dict]:
+    """bench/grpcbench.py client: --connections calls (unary) or bidi streams in flight over
+    connections/10 channels; a unary call or a stream's round trip counts as a request."""
+    port = urlsplit(url).port
+    argv = _grpcbench("client", "--port", str(port), "--host", HOST, "--tls", str(procs.tmp / "tls.crt"),
+                      "-c", str(args.connections), "--seconds", f"{seconds:g}", "--mode", mode)
+    out = _run_client(procs, argv, seconds, name, args.load_cpu)
+    try:
+        data = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BenchError(f"cannot parse grpcbench output:\n{out}")
+    res = {"requests": data["requests"], "duration_s": data["seconds"],
+           "requests_per_s": data["requests_per_s"], "p50_ms": data["p50_ms"],
            "p90_ms": data["p90_ms"], "p99_ms": data["p99_ms"],
            "socket_errors": data["errors"], "non_2xx": 0}
     return out, res
@@ -907,6 +982,8 @@ def start_proxy(kind: str, procs: Processes, args, sc: Scenario, tmp: Path, port
     port = ports["https" if tls else "http"]
 
     def serves() -> bool:
+        if sc.backend_grpc:
+            return grpc_probe(port, cert[0] if cert else None)
         status, body = http_get(port, sc.path, tls, headers=check_headers(sc))
         return status == 200 and (sc.expect_body is None or body == sc.expect_body)
 
@@ -1000,6 +1077,11 @@ def print_table(sc: Scenario, results: dict, args) -> None:
     elif sc.client == "tls-full":
         load = (f"tlsbench.py -c {TLS_FULL_CLIENTS} --seconds {args.seconds:g} --host {HOST} "
                 "(a request = one connection with a full TLS handshake)")
+    elif sc.backend_grpc:
+        mode = sc.client.split("-")[1]
+        load = (f"grpcbench.py client -c {args.connections} --seconds {args.seconds:g} --mode {mode} "
+                f"({max(1, args.connections // 10)} channels; a request = "
+                f"{'one unary call' if mode == 'unary' else 'one bidi round trip'})")
     else:
         load = (f"wsbench.py client -c {args.connections} --seconds {args.seconds:g} "
                 "(a request = one echo round-trip)")
@@ -1155,11 +1237,17 @@ def main(argv=None) -> int:
                 backend = procs.start(f"backend-{sc.name}", [
                     sys.executable, str(REPO / "bench" / "wsbench.py"), "echo",
                     "--port", str(ports["backend"])], args.load_cpu)
+            elif sc.backend_grpc:  # nginx cannot answer gRPC calls
+                backend = procs.start(f"backend-{sc.name}", _grpcbench("server", "--port", str(ports["backend"])),
+                                      args.load_cpu)
             else:
                 backend = start_nginx(procs, nginx, f"backend-{sc.name}", bprefix,
                                       backend_conf(bprefix, ports["backend"], sc, cert), args.load_cpu)
-            wait_until("backend", lambda: http_get(ports["backend"], sc.path, sc.backend_tls)[0] == 200,
-                       backend, procs)
+            if sc.backend_grpc:
+                wait_until("backend", lambda: grpc_probe(ports["backend"], None), backend, procs)
+            else:
+                wait_until("backend", lambda: http_get(ports["backend"], sc.path, sc.backend_tls)[0] == 200,
+                           backend, procs)
             runs: dict[str, list[dict]] = {}
             for rep in range(args.repeat):  # interleaved, so slow drift hits every proxy alike
                 for kind in args.proxies:

@@ -12,7 +12,7 @@ A request's way (see docs/architecture.md)::
 - ``ExchangeForClient`` is what the client side calls on the exchange it dispatched a
   request to (the request body as it arrives, the client going away or pausing).
 - ``UpstreamProtocol`` is how requests reach backends in one protocol (HTTP/1.1 in clear
-  today: ``ingressd.proxy.http1_upstream``; HTTPS, HTTP/2 and gRPC come behind the same seam):
+  and HTTPS: ``ingressd.proxy.http1_upstream``; HTTP/2 for GRPC and GRPCS: ``ingressd.proxy.h2_upstream``):
   it hands out connections. The ``Proxy`` holds one per protocol name; each route's
   ``UpstreamSettings.protocol`` picks one, and a route to a protocol the server does not
   speak is rejected when the table is built.
@@ -60,6 +60,10 @@ class ClientSide(Protocol):
                    reason: bytes | None = None) -> None: ...
 
     def write_body(self, data: bytes) -> None: ...
+
+    def write_trailers(self, trailers: Sequence[Header]) -> None:
+        """Trailer fields sent when the response finishes (gRPC's ``grpc-status``…): HTTP/2 a
+        last HEADERS frame; HTTP/1.1 a chunked response's last chunk."""
 
     def finish_response(self) -> None: ...
 
@@ -204,6 +208,9 @@ class UpstreamProtocol(Protocol):
     """How requests reach backends in one protocol: connections to endpoints."""
 
     name: str  # ingress-nginx's backend-protocol value: "HTTP", "HTTPS", "GRPC"…
+    # Optional, False when absent: the request body goes to the backend as it arrives, never
+    # held whole first (gRPC streams both ways: ``proxy.h2_upstream``).
+    streams_request_body: bool
 
     def acquire(self, host: str, port: int, settings: Any,
                 on_ready: Callable[[UpstreamConnection], None],
@@ -225,6 +232,9 @@ class ExchangeForUpstream(Protocol):
                       length: int | None) -> None: ...
 
     def upstream_body(self, data: bytes) -> None: ...
+
+    def upstream_trailers(self, trailers: Sequence[Header]) -> None:
+        """The response's trailer fields (HTTP/2 backends: gRPC's grpc-status…), before the end."""
 
     def upstream_done(self, connection: UpstreamConnection, reusable: bool) -> None: ...
 

@@ -33,6 +33,7 @@ from ingressd.config.entries import AUTO_HTTP, DEFAULT_UPSTREAM
 from ingressd.features import UpstreamSettings
 from ingressd.proxy.http1_upstream import HTTP1Upstream
 from ingressd.proxy.subrequest import SubrequestClient
+from ingressd.proxy.h2_upstream import H2Upstream
 
 
 class IngressdService(MultiService):
@@ -60,6 +61,8 @@ class IngressdService(MultiService):
             tls=True,
         )
         self.upstreams = {self.pool.name: self.pool, self.https_pool.name: self.https_pool}
+        for grpc in (H2Upstream(reactor), H2Upstream(reactor, tls=True)):  # GRPC, GRPCS
+            self.upstreams[grpc.name] = grpc
         upstream = UpstreamSettings(
             connect_timeout=float(settings.get("proxy_connect_timeout", DEFAULT_UPSTREAM.connect_timeout)),
             read_timeout=float(settings.get("proxy_read_timeout", DEFAULT_UPSTREAM.read_timeout)),

@@ -111,7 +111,7 @@ def world(tmp_path_factory):
         ingress("no-secret", [("nosecret.test", [("/", "Prefix", "tls", 443)])],
                 annotations={**https, N + "proxy-ssl-secret": "default/absent"}),
         ingress("auto", [("auto.test", [("/", "Prefix", "tls", 443)])], annotations={N + "backend-protocol": "AUTO_HTTP"}),
-        ingress("grpc", [("grpc.test", [("/", "Prefix", "plain", 80)])], annotations={N + "backend-protocol": "GRPC"}),
+        ingress("fcgi", [("fcgi.test", [("/", "Prefix", "plain", 80)])], annotations={N + "backend-protocol": "FCGI"}),
         ingress("plain", [("plain.test", [("/", "Prefix", "plain", 80)])], annotations={N + "backend-protocol": "HTTP"}),
     ]
     write_manifests(manifests / "all.yaml", objects)
@@ -170,11 +170,11 @@ def test_auto_http_follows_the_clients_scheme(world):
 
 def test_a_protocol_ingressd_does_not_speak_rejects_its_ingress(world):
     proc, _ = world
-    assert proc.get("/", host="grpc.test").status == 404
+    assert proc.get("/", host="fcgi.test").status == 404
     assert proc.get("/", host="plain.test").status == 200
     _, _, body = proc.admin("/routes")
-    (rejected,) = [r for r in json.loads(body)["rejections"] if r["name"] == "grpc"]
-    assert "backend protocol GRPC is not served" in rejected["reason"]
+    (rejected,) = [r for r in json.loads(body)["rejections"] if r["name"] == "fcgi"]
+    assert "backend protocol FCGI is not served" in rejected["reason"]
 
 
 def _https_get(proc, host, path):

@@ -31,7 +31,7 @@ CASES = {
     "waf.example": ({N + "enable-modsecurity": "true"}, False),  # narrows access
     "any.example": ({N + "satisfy": "any", N + "auth-type": "basic", N + "auth-secret": "nosuch"}, False),
     "vhost.example": ({N + "secure-backends": "true"}, False),  # changes where traffic goes
-    "grpc.example": ({N + "backend-protocol": "GRPC"}, False),
+    "fcgi.example": ({N + "backend-protocol": "FCGI"}, False),
     "canary.example": ({N + "canary": "true", N + "canary-weight": "50"}, False),  # no main Ingress: not served
     "snippet.example": ({N + "configuration-snippet": "deny all;\nauth_request /auth;"}, False),  # outside the subset
     "otel.example": ({N + "enable-opentelemetry": "true"}, True),  # harmless: a warning

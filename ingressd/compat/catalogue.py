@@ -218,8 +218,11 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("use-port-in-redirects", IMPLEMENTED, _H, "false", BOOL,
       note="applies to the redirects ingressd makes as nginx would (permanent/temporal-redirect, snippets)"),
     E(_PROTOCOL, IMPLEMENTED, _C, "HTTP", WORD,
-      note="HTTP, HTTPS and AUTO_HTTP; an Ingress asking for GRPC, GRPCS or FCGI is rejected with a "
-           "message saying so (not served another way) until ingressd speaks them"),
+      note="HTTP, HTTPS, AUTO_HTTP, GRPC (HTTP/2 in clear) and GRPCS (HTTP/2 over TLS, proxy-ssl-*); an "
+           "Ingress asking for FCGI is rejected with a message saying so (not served another way). A gRPC "
+           "call ingressd answers itself (dead backend, timeout, 503…) gets HTTP 200 with grpc-status in "
+           "trailers (the code a gRPC client derives from nginx's HTTP error; grpc-timeout passed: "
+           "DEADLINE_EXCEEDED); gRPC routes are reached over TLS (ALPN h2) or HTTP/1.1, not h2c"),
     E("fastcgi-index", NOT_YET, _C, requires=_PROTOCOL),
     E("fastcgi-params-configmap", NOT_YET, _C, requires=_PROTOCOL),
     E("ssl-passthrough", PARTIAL, _C, "false", BOOL,
@@ -308,7 +311,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("global-rate-limit-window", NOT_YET, _N, requires="global-rate-limit", removed=True),
     E("global-rate-limit-key", NOT_YET, _N, requires="global-rate-limit", removed=True),
     E("global-rate-limit-ignored-cidrs", NOT_YET, _N, requires="global-rate-limit", removed=True),
-    E("grpc-backend", NOT_YET, _C, "false", BOOL, removed=True, note="now backend-protocol: GRPC"),
+    E("grpc-backend", NOT_YET, _C, "false", BOOL, removed=True,
+      note="removed in ingress-nginx 0.21.0 (#3203), whose parsers no longer read it; use backend-protocol: "
+           "GRPC (not served, so that a manifest relying on it never reaches a gRPC backend as HTTP/1.1)"),
     E("secure-backends", NOT_YET, _C, "false", BOOL, removed=True, note="now backend-protocol: HTTPS"),
     E("secure-verify-ca-secret", NOT_YET, _C, requires="secure-backends", removed=True),
     E("session-cookie-hash", NOT_YET, _C, requires=_AFFINITY, removed=True),

@@ -29,9 +29,10 @@ HTTP = "HTTP"  # the upstream protocol every server speaks: HTTP/1.1 in clear
 HTTPS = "HTTPS"  # HTTP/1.1 over TLS
 # ingress-nginx's AUTO_HTTP: HTTP or HTTPS to the backend as the client came (served where both are).
 AUTO_HTTP = "AUTO_HTTP"
+GRPC, GRPCS = "GRPC", "GRPCS"  # HTTP/2 in clear, HTTP/2 over TLS (proxy/h2_upstream.py)
 # What a server speaks (IngressdService.upstreams, and AUTO_HTTP made of its two): what
 # ``ingressd check`` and the testing harness build with too.
-SPOKEN = frozenset((HTTP, HTTPS, AUTO_HTTP))
+SPOKEN = frozenset((HTTP, HTTPS, AUTO_HTTP, GRPC, GRPCS))
 
 
 class RouteEntry:

@@ -34,6 +34,8 @@ REASONS = {
     500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
     503: b"Service Temporarily Unavailable", 504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
 }
+# Never in a chunked trailer section (RFC 9110 6.5.1): framing, routing, the response's controls.
+_NO_TRAILER = frozenset((b"content-length", b"transfer-encoding", b"host", b"connection", b"trailer", b"te"))
 
 
 def error_page(status: int) -> bytes:
@@ -401,10 +403,18 @@ class HTTP1ServerProtocol(Protocol):
         else:
             self._send(data)
 
+    _trailers = b""
+
+    def write_trailers(self, trailers) -> None:
+        """Trailer fields (gRPC's grpc-status…): in a chunked response's last chunk, as nginx
+        sends them; a response with a length has no room for them."""
+        self._trailers = serialize([(n, v) for n, v in trailers if n not in _NO_TRAILER])
+
     def finish_response(self) -> None:
         """The response is complete: start the next pipelined request or close."""
+        trailers, self._trailers = self._trailers, b""
         if self._chunked_response and self._response_body_allowed and not self.closed:
-            self._send(b"0\r\n\r\n")
+            self._send(b"0\r\n%s\r\n" % trailers)
         request = self._active_request
         self._active = None
         self._active_request = None

@@ -205,6 +205,7 @@ class _Stream:
         self._out: deque[bytes] = deque()
         self._out_bytes = 0
         self._ending = False  # finish_response called; END_STREAM once _out drains
+        self._trailers = None  # write_trailers: sent as the last HEADERS frame
         self._upstream_paused = False
         self._reading_paused = False
         self._unacked = 0
@@ -328,6 +329,11 @@ class _Stream:
         if self._out_bytes > _HIGH_WATER or self.connection.transport_paused:
             self.pause_upstream()
 
+    def write_trailers(self, trailers) -> None:
+        """Trailer fields (gRPC's grpc-status…), sent with END_STREAM after the body."""
+        self._trailers = [(name.lower(), value) for name, value in trailers
+                          if name.lower() not in _CONNECTION_SPECIFIC and name[:1] != b":"]
+
     def finish_response(self) -> None:
         self._ending = True
         self.exchange = None
@@ -380,7 +386,10 @@ class _Stream:
         if self._upstream_paused and self._out_bytes < _LOW_WATER and not connection.transport_paused:
             self.resume_upstream()
         if self._ending and not out and not self.closed:
-            h2conn.end_stream(self.stream_id)
+            if self._trailers:
+                h2conn.send_headers(self.stream_id, self._trailers, end_stream=True)
+            else:
+                h2conn.end_stream(self.stream_id)
             self.closed = True
             if self.remote_ended:
                 return True

@@ -11,7 +11,8 @@ ingressd generates itself goes through ``local``.
 A request body is read whole before a backend is asked (``request_body.BufferedBody``, as
 nginx's default ``proxy_request_buffering on``): a body over the limit is refused with 413
 before any backend sees a byte of it. A route whose ``UpstreamSettings.request_buffering`` is
-False (``proxy-request-buffering: off``, gRPC) streams it instead, decided in ``_forward``:
+False (``proxy-request-buffering: off``), or whose upstream protocol takes request bodies as
+streams (gRPC: ``h2_upstream``), streams it instead, decided in ``_forward`` (``_streams_body``):
 the backend is asked at once and takes the body as it arrives, the client paused while the
 backend is behind by more than ``_STREAM_WINDOW`` bytes.
 """
@@ -40,6 +41,7 @@ from ingressd.config.routing import host_of
 from ingressd.proxy.request_body import BufferedBody
 from ingressd.proxy.response_buffer import ResponseBuffer
 from ingressd.proxy.tunnel import Tunnel
+from ingressd.proxy import grpc_status
 from ingressd.proxy.upstream import STREAMED, UpstreamError
 
 _END_TO_END = frozenset((b"host",))
@@ -346,10 +348,7 @@ class Exchange:
         if not self._body_complete and request.has_body:
             if request.expect_continue:
                 self.protocol.send_continue()
-            if settings.request_buffering is False and not self.websocket \
-                    and not (request.chunked and settings.http_version == "1.0"):
-                # proxy_request_buffering off: the backend takes the body as it arrives (nginx
-                # buffers a chunked body anyway when it proxies HTTP/1.0: no chunks to send it in).
+            if self._streams_body():
                 self._streaming = True
                 self._connect()
                 return
@@ -358,6 +357,18 @@ class Exchange:
             self._awaiting_body = True
             return
         self._connect()
+
+    def _streams_body(self) -> bool:
+        """Whether the request body goes to the backend as it arrives: an upstream protocol
+        that takes bodies as streams (gRPC: client streaming and bidi;
+        ``UpstreamProtocol.streams_request_body``), or the route's ``proxy-request-buffering:
+        off`` (nginx buffers a chunked body anyway when it proxies HTTP/1.0: no chunks to send
+        it in)."""
+        settings = self.upstream_settings
+        if getattr(self.proxy.upstreams.get(settings.protocol), "streams_request_body", False):
+            return True
+        return settings.request_buffering is False and not self.websocket \
+            and not (self.request.chunked and settings.http_version == "1.0")
 
     def _connect(self) -> None:
         if self._forward_callbacks is not None:
@@ -407,7 +418,7 @@ class Exchange:
         if self.websocket:
             return None
         if request.chunked:
-            if self._streaming:
+            if self._streaming and not self._body_complete:
                 return STREAMED  # its length is not known yet: chunked to the backend
             return self._body_bytes  # read whole: sent with its length, as nginx does
         return request.content_length
@@ -471,6 +482,10 @@ class Exchange:
             if not self._response_started:
                 self._abandon_upstream()
                 self.local(413)
+            elif self._streaming:  # a streamed body grew too large mid-response
+                self._abandon_upstream()
+                self.protocol.abort()
+                self._finished()
             return
         self.protocol.body_progress()
         buffer = self._buffer
@@ -584,6 +599,11 @@ class Exchange:
             self._finished()
         else:
             self.local(status)
+
+    def upstream_trailers(self, trailers) -> None:
+        """The backend's trailer fields (gRPC's grpc-status…): sent after the body."""
+        if not self._intercepted and not self._done:
+            self.protocol.write_trailers(trailers)
 
     def upstream_done(self, connection, reusable: bool) -> None:
         self._upstream = None
@@ -731,9 +751,13 @@ class Exchange:
 
     def upstream_write_paused(self) -> None:
         self._upstream_paused = True
+        if self._streaming:  # a slow backend: stop reading the client's body
+            self.protocol.pause_reading()
 
     def upstream_write_resumed(self) -> None:
         self._upstream_paused = False
+        if self._streaming and not self._client_held:  # held: until the backend catches up
+            self.protocol.resume_reading()
         if self._buffer is not None and self._next_round is None:
             self._send_buffered()
 
@@ -763,6 +787,9 @@ class Exchange:
         if self._done or self.protocol.closed:
             self._finished()
             return
+        if status >= 400 and grpc_status.is_grpc_call(self):
+            self._send_grpc_status(status)
+            return
         if body is None:
             body = error_page(status) if status >= 400 else b""
             if body:
@@ -772,6 +799,20 @@ class Exchange:
         self._respond_head(status, pairs, len(body))
         self.bytes_sent += len(body)
         self.protocol.write_body(body)
+        self.protocol.finish_response()
+        self._finished()
+
+    def _send_grpc_status(self, status: int) -> None:
+        """A gRPC call's error answered the gRPC way (``grpc_status``): HTTP 200,
+        ``application/grpc``, no message, the status in the trailers; ``status`` is what the
+        access log and metrics see."""
+        code, message = grpc_status.of_http(status, self.error_cause)
+        if status in _CLOSING_STATUSES or (not self.request.complete and self.request.has_body):
+            self.protocol.close_after_response()
+        self.status = status
+        self._response_started = True
+        self.protocol.write_head(200, [(b"content-type", b"application/grpc")], None)
+        self.protocol.write_trailers([(b"grpc-status", b"%d" % code), (b"grpc-message", message)])
         self.protocol.finish_response()
         self._finished()
 
