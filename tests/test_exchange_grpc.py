@@ -62,14 +62,23 @@ def test_the_body_goes_to_the_backend_as_it_arrives():
     assert finished == [exchange]
 
 
-def test_a_slow_backend_pauses_reading_the_client_until_it_takes_more():
+def test_a_slow_backend_pauses_reading_the_client_once_a_window_is_held(monkeypatch):
+    from ingressd.proxy import exchange as exchange_module
+
+    monkeypatch.setattr(exchange_module, "_STREAM_WINDOW", 8)
     proxy, pool, _ = grpc_proxy()
     client = Client()
     exchange = proxy(client, streamed_request())
     pool.connect()
     exchange.upstream_write_paused()
-    assert client.paused == 1
-    exchange.upstream_write_resumed()
+    exchange.body_data(b"abcd")
+    assert client.paused == 0  # 4 held: within the window
+    exchange.body_data(b"efghijkl")
+    assert client.paused == 1  # 12 held: the client waits
+    for _ in range(10):  # bounded: the backend takes a piece per round
+        if client.paused == 0:
+            break
+        exchange.upstream_write_resumed()
     assert client.paused == 0
 
 

@@ -750,14 +750,10 @@ class Exchange:
             self._upstream.resume_reading()
 
     def upstream_write_paused(self) -> None:
-        self._upstream_paused = True
-        if self._streaming:  # a slow backend: stop reading the client's body
-            self.protocol.pause_reading()
+        self._upstream_paused = True  # a streamed body: the client waits once a window is held
 
     def upstream_write_resumed(self) -> None:
         self._upstream_paused = False
-        if self._streaming and not self._client_held:  # held: until the backend catches up
-            self.protocol.resume_reading()
         if self._buffer is not None and self._next_round is None:
             self._send_buffered()
 
