@@ -18,11 +18,11 @@ pytestmark = pytest.mark.slow
 
 N = "nginx.ingress.kubernetes.io/"
 
-# Copied from an ingress-nginx cluster: oauth2-proxy in front, a bandwidth limit.
+# Copied from an ingress-nginx cluster: oauth2-proxy in front, a global rate limit.
 SECURE = {
     N + "auth-url": "https://oauth2.example.com/oauth2/auth",
     N + "auth-signin": "https://oauth2.example.com/oauth2/start?rd=$escaped_request_uri",
-    N + "limit-rate": "100",
+    N + "global-rate-limit": "100",
 }
 
 # host → (annotations, served?): one annotation of each class.
@@ -37,7 +37,7 @@ CASES = {
     "otel.example": ({N + "enable-opentelemetry": "true"}, True),  # harmless: a warning
     "defaults.example": ({N + "backend-protocol": "HTTP", N + "proxy-buffering": "off",
                           N + "load-balance": "round_robin", N + "use-regex": "False"}, True),
-    "accepted.example": ({**SECURE, "ingressd.io/ignore-annotations": "auth-url, limit-rate"}, True),
+    "accepted.example": ({**SECURE, "ingressd.io/ignore-annotations": "auth-url, global-rate-limit"}, True),
 }
 
 
@@ -77,7 +77,7 @@ def test_rejections_are_logged_listed_and_counted(world):
     proc, _, _ = world
     log = proc.log()
     line = next(line for line in log.splitlines() if "rejected: Ingress default/secure:" in line)
-    assert "auth-url" in line and "limit-rate" in line and "--ignore-annotation auth-url" in line
+    assert "auth-url" in line and "global-rate-limit" in line and "--ignore-annotation auth-url" in line
     assert "auth-signin" not in line  # covered by auth-url, its switch
     assert any("warning: Ingress default/otel:" in line and "enable-opentelemetry" in line for line in log.splitlines())
     assert any("warning: Ingress default/accepted:" in line and "ignored as the operator asked" in line
@@ -88,7 +88,7 @@ def test_rejections_are_logged_listed_and_counted(world):
     rejected = {item["name"]: item for item in document["rejections"] if item["kind"] == "Ingress"}
     assert set(rejected) == {host.split(".")[0] for host, (_, served) in CASES.items() if not served}
     assert rejected["secure"]["category"] == "unsupported"
-    assert rejected["secure"]["annotations"] == ["auth-url", "limit-rate"]
+    assert rejected["secure"]["annotations"] == ["auth-url", "global-rate-limit"]
     status, _, body = proc.admin("/metrics")
     text = body.decode()
     assert 'ingressd_config_rejections{kind="Ingress",reason="unsupported"} 6.0' in text
@@ -97,7 +97,7 @@ def test_rejections_are_logged_listed_and_counted(world):
 
 def test_an_operator_accepts_the_risk_controller_wide(world, tmp_path):
     _, web, manifests = world
-    proc = Ingressd(manifests, ["--ignore-annotation", "auth-url", "--ignore-annotation", "limit-rate,satisfy"])
+    proc = Ingressd(manifests, ["--ignore-annotation", "auth-url", "--ignore-annotation", "global-rate-limit,satisfy"])
     try:
         assert proc.get("/", host="secure.example").status == 200
         assert proc.get("/", host="vhost.example").status == 404
