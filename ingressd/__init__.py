@@ -25,6 +25,7 @@ from ingressd.features import (
     parse_size,
 )
 from ingressd.plugin_manager import hookimpl
+from ingressd.proxy.next_upstream import NextUpstream, parse_conditions as parse_next_upstream
 from ingressd import snippets
 from ingressd.snippets import SnippetError, parse_snippet
 
@@ -39,6 +40,7 @@ __all__ = [
     "BuildContext",
     "HostRoute",
     "LocalResponse",
+    "NextUpstream",
     "Option",
     "PathPatternError",
     "Phase",
@@ -51,6 +53,7 @@ __all__ = [
     "parse_bool",
     "parse_int",
     "parse_list",
+    "parse_next_upstream",
     "parse_size",
     "parse_snippet",
     "snippets",

@@ -223,6 +223,7 @@ class UpstreamSettings:
     protocol: str | None = None  # "HTTP", …: how the request goes to the backend
     tls: BackendTLS | None = None  # for HTTPS backends: how; None: nginx's defaults
     http_version: str | None = None  # "1.1" (default) or "1.0": proxy_http_version
+    next_upstream: Any = None  # proxy.next_upstream.NextUpstream: when a request goes to the next endpoint
 
     def over(self, base: "UpstreamSettings | None") -> "UpstreamSettings":
         """These settings, with ``base``'s where these say None."""
@@ -233,13 +234,13 @@ class UpstreamSettings:
 
     def _values(self) -> tuple:
         return (self.connect_timeout, self.read_timeout, self.send_timeout, self.max_body_size, self.protocol,
-                self.tls, self.http_version)
+                self.tls, self.http_version, self.next_upstream)
 
     def apply_to(self, exchange: Any) -> None:
         """Set the fields these give on an object with the same attributes (a test's fake
         exchange: ``ingressd.testing.FakeExchange``)."""
         for name in ("connect_timeout", "read_timeout", "send_timeout", "max_body_size", "protocol", "tls",
-                     "http_version"):
+                     "http_version", "next_upstream"):
             value = getattr(self, name)
             if value is not None:
                 setattr(exchange, name, value)
@@ -261,12 +262,14 @@ class RoundRobin:
         count = len(endpoints)
         if not count:
             return None
+        start = self._next
         for _ in range(count):
             endpoint = endpoints[self._next % count]
             self._next += 1
             if endpoint not in exclude:
                 return endpoint
-        return endpoints[(self._next - 1) % count]
+        self._next = start + 1  # every one was tried: the next in turn, as nginx's round-robin
+        return endpoints[start % count]
 
 
 @dataclass

@@ -65,6 +65,7 @@ class IngressdService(MultiService):
             max_body_size=int(settings.get("proxy_body_size", DEFAULT_UPSTREAM.max_body_size)),
             protocol=DEFAULT_UPSTREAM.protocol,
             http_version=DEFAULT_UPSTREAM.http_version,
+            next_upstream=DEFAULT_UPSTREAM.next_upstream,
         )
         self.reloader = Reloader(
             self.store, self.state, reactor, plugins,

@@ -84,8 +84,8 @@ CASES = [
     ({"ssl-passthrough": "yes"}, (), "blocked", ["ssl-passthrough"]),  # a value ingress-nginx cannot read asks for something
     ({"limit-rate": "-0"}, (), "served", []),  # read as a number, as ingress-nginx's Atoi does
     ({"limit-rate": "X0"}, (), "blocked", ["limit-rate"]),
-    ({"proxy-next-upstream": " error   timeout "}, (), "served", []),  # text: spacing does not count
-    ({"proxy-next-upstream": "error timeout http_502"}, (), "warned", ["proxy-next-upstream"]),
+    ({"proxy-next-upstream": " error   timeout "}, (), "served", []),
+    ({"proxy-next-upstream": "error timeout http_502"}, (), "warned", ["proxy-next-upstream"]),  # partial: its note
     # an empty value is no value, to ingress-nginx
     ({"auth-url": "", "upstream-hash-by": "  "}, (), "served", []),
     # a dependent annotation without its switch asks for nothing

@@ -253,10 +253,15 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("proxy-ssl-server-name", IMPLEMENTED, _C, "off", WORD, requires=_PROTOCOL),
     E("proxy-ssl-ciphers", IMPLEMENTED, _C, requires=_PROTOCOL),
     E("proxy-ssl-protocols", IMPLEMENTED, _C, requires=_PROTOCOL),
-    E("proxy-next-upstream", NOT_YET, _H, "error timeout",
-      note="ingressd retries idempotent requests on another endpoint after a connection error"),
-    E("proxy-next-upstream-timeout", NOT_YET, _H, "0", INT),
-    E("proxy-next-upstream-tries", NOT_YET, _H, "3", INT),
+    E("proxy-next-upstream", PARTIAL, _H, "error timeout",
+      note="as nginx: a retry only before anything reached the client, POST/LOCK/PATCH once sent only with "
+           "non_idempotent, a passed-over answer discarded (the last one passed through); a retry avoids the "
+           "endpoints tried while others are ready. Differs: a pooled keep-alive connection the backend had "
+           "closed is tried once more on a new connection even with `off` (nginx answers 502); a value "
+           "ingress-nginx would replace by the default rejects the Ingress"),
+    E("proxy-next-upstream-timeout", IMPLEMENTED, _H, "0", INT),
+    E("proxy-next-upstream-tries", PARTIAL, _H, "3", INT,
+      note="0 (no limit in nginx) asks each endpoint at most once"),
     E("custom-headers", IMPLEMENTED, _H,
       note="the headers must be listed in --global-allowed-response-headers (ingress-nginx's ConfigMap key "
            "global-allowed-response-headers)"),

@@ -15,13 +15,15 @@ from ingressd.proxy.chain import in_phase_order
 from ingressd.features import AnnotationError, BuildContext, RoundRobin, UpstreamSettings
 from ingressd.config.model import Config, Endpoint, Rejection, Route
 from ingressd.config.routing import RouteTable
+from ingressd.proxy.next_upstream import DEFAULT as DEFAULT_NEXT_UPSTREAM
 
 
 _NO_CODES: frozenset[int] = frozenset()  # shared: an empty frozenset is 216 bytes per route
 
 # The server's settings when it is given none (ProxySettings' defaults, ingress-nginx's).
 DEFAULT_UPSTREAM = UpstreamSettings(connect_timeout=5.0, read_timeout=60.0, send_timeout=60.0,
-                                    max_body_size=1024 * 1024, protocol="HTTP", http_version="1.1")
+                                    max_body_size=1024 * 1024, protocol="HTTP", http_version="1.1",
+                                    next_upstream=DEFAULT_NEXT_UPSTREAM)
 HTTP = "HTTP"  # the upstream protocol every server speaks: HTTP/1.1 in clear
 HTTPS = "HTTPS"  # HTTP/1.1 over TLS
 # ingress-nginx's AUTO_HTTP: HTTP or HTTPS to the backend as the client came (served where both are).

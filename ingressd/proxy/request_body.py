@@ -5,7 +5,8 @@ refused (over ``proxy-body-size``) or abandoned by its client never reaches a ba
 even in part. The first ``MEMORY_BOUND`` bytes stay in memory; the rest is spilled to an
 anonymous temporary file (nginx's ``client_body_temp``), so a large allowed body costs disk,
 not memory. Once a backend is connected, the body is replayed piece by piece as fast as the
-backend takes it (``next_piece`` is called while the backend is not pushing back).
+backend takes it (``next_piece`` is called while the backend is not pushing back), and again
+from the start (``rewind``) when the request goes on to another endpoint (proxy-next-upstream).
 
 nginx's ``client_body_buffer_size`` is 8k/16k; 64 KiB here keeps every ordinary form or JSON
 body in memory (a file per request costs far more in Python than in C).
@@ -23,7 +24,7 @@ PIECE = 65536  # bytes read back from the file per piece sent
 class BufferedBody:
     """The body read so far: ``add`` while it arrives, then ``next_piece`` until it returns b""."""
 
-    __slots__ = ("size", "limit", "_memory", "_memory_bytes", "_file", "_directory", "_reading")
+    __slots__ = ("size", "limit", "_memory", "_memory_bytes", "_file", "_directory", "_reading", "_at")
 
     def __init__(self, limit: int = 0, directory: str | None = None):
         self.size = 0  # bytes added
@@ -33,6 +34,7 @@ class BufferedBody:
         self._file: IO[bytes] | None = None
         self._directory = directory
         self._reading = False
+        self._at = 0  # the next piece in memory to send
 
     @property
     def over_limit(self) -> bool:
@@ -59,10 +61,10 @@ class BufferedBody:
         return True
 
     def next_piece(self) -> bytes:
-        """The next piece of the body, in order; b"" at the end (the file is then closed)."""
-        if self._memory:
-            self._memory_bytes -= len(self._memory[0])
-            return self._memory.pop(0)
+        """The next piece of the body, in order; b"" at the end (kept until ``discard``)."""
+        if self._at < len(self._memory):
+            self._at += 1
+            return self._memory[self._at - 1]
         file = self._file
         if file is None:
             return b""
@@ -70,15 +72,18 @@ class BufferedBody:
             file.flush()
             file.seek(0)
             self._reading = True
-        piece = file.read(PIECE)
-        if not piece:
-            self.discard()
-        return piece
+        return file.read(PIECE)
+
+    def rewind(self) -> None:
+        """Send it again from the start (the next ``next_piece`` is the first)."""
+        self._at = 0
+        self._reading = False
 
     def discard(self) -> None:
         """Drop what is held (the temporary file goes with its last reference)."""
         self._memory = []
         self._memory_bytes = 0
+        self._at = 0
         if self._file is not None:
             self._file.close()
             self._file = None
