@@ -179,7 +179,8 @@ class RouteFeature(Protocol):
 
     A ``request`` may set ``exchange.balancer`` (an object whose ``pick(exclude)`` returns the
     next Endpoint, such as a ``RoundRobin``) to send the request to other endpoints than the
-    route's.
+    route's. ``balancer``: such an object (with ``endpoints``) replacing the route's
+    round-robin, read once when the route's entry is built (``load-balance: ewma``).
 
     ``upstream``: an ``UpstreamSettings`` for the route (timeouts, body limit, protocol), read once when
     the route's entry is built; a later phase's value wins field by field. Nothing runs per

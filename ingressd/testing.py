@@ -114,6 +114,9 @@ class FakeExchange:
     request_id: str = "0123456789abcdef"
     request_uri: bytes = b"/"
     upstream_status: int = 0  # set when the backend's answer is played (Outcome.response)
+    upstream_endpoint: Any = None  # the Endpoint of the last try (set it to play a balancer's learning)
+    upstream_started: float = 0.0
+    upstream_ended: float = 0.0
     route: Route = field(default_factory=make_route)
     version: bytes = b"HTTP/1.1"
     connect_timeout: float | None = None
@@ -123,6 +126,7 @@ class FakeExchange:
     protocol: str | None = None  # the upstream protocol (UpstreamSettings.protocol)
     tls: Any = None  # the backend TLS settings (UpstreamSettings.tls)
     http_version: str | None = None  # UpstreamSettings.http_version
+    next_upstream: Any = None  # UpstreamSettings.next_upstream
     finish_callbacks: list[Callable[[], None]] = field(default_factory=list)
     finished: bool = False
 

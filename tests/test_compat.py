@@ -65,7 +65,7 @@ CASES = [
      ["upstream-hash-by-subset"]),
     ({"affinity": "cookie", "session-cookie-name": "route"}, (), "served", []),
     ({"enable-opentelemetry": "true"}, (), "warned", ["enable-opentelemetry"]),
-    ({"load-balance": "ewma"}, (), "warned", ["load-balance"]),
+    ({"load-balance": "ewma"}, (), "served", []),  # a plugin owns it
     # a canary is served as ingress-nginx serves it (attached to its main Ingress), with its difference
     ({"canary": "true", "canary-weight": "10"}, (), "warned", ["canary"]),
     ({"canary": "false", "canary-weight": "10"}, (), "served", []),
@@ -215,9 +215,9 @@ REASONS = [
       f"ingressd's snippet reader (supported: {', '.join(SUPPORTED + tuple(NO_EFFECT))}) {_SUBSET}; not served (accept ignoring "
       f'it with --ignore-annotation configuration-snippet or the Ingress annotation '
       f'ingressd.io/ignore-annotations: "configuration-snippet")', True)),
-    ({"load-balance": "ewma"}, (),
-     (N + "load-balance", f"annotation {N}load-balance is not supported by ingressd and is ignored "
-                          f"({_note('load-balance')}); ignoring it is harmless", False)),
+    ({"ssl-ciphers": "HIGH"}, (),
+     (N + "ssl-ciphers", f"annotation {N}ssl-ciphers is not supported by ingressd and is ignored "
+                         f"({_note('ssl-ciphers')}); ignoring it is harmless", False)),
     ({"enable-rewrite-log": "true"}, (),
      (N + "enable-rewrite-log",
       f"annotation {N}enable-rewrite-log is not supported by ingressd and is ignored; ignoring it is harmless",

@@ -54,8 +54,8 @@ class _Handler(socketserver.BaseRequestHandler):
             if mode == "garbage":
                 sock.sendall(b"this is not HTTP\r\n\r\n")
                 return
-            if mode == "slow":
-                time.sleep(SLOW)
+            if mode.startswith("slow"):  # "slow" or "slow:SECONDS"
+                time.sleep(float(mode.partition(":")[2] or SLOW))
                 status = 200
             else:
                 status = int(mode)
@@ -73,8 +73,8 @@ class _Server(socketserver.ThreadingTCPServer):
 
 class Faulty:
     """A backend on 127.0.0.1 that fails as ``mode`` says: ``close`` (reads the request, closes
-    without a byte), ``garbage`` (a head that is not HTTP), ``slow`` (200 after SLOW seconds), or a
-    status ("503"). ``seen``: (method, body) of each request."""
+    without a byte), ``garbage`` (a head that is not HTTP), ``slow`` (200 after SLOW seconds;
+    ``slow:0.5`` after 0.5), or a status ("503"). ``seen``: (method, body) of each request."""
 
     def __init__(self, name: str, mode: str):
         self.server = _Server(("127.0.0.1", 0), _Handler)

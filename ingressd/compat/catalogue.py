@@ -145,8 +145,10 @@ CATALOGUE: Mapping[str, Entry] = _entries(
       note="ingressd has no global external authentication to opt out of"),
     E("service-upstream", NOT_NEEDED, _H, "false", BOOL,
       note="ingressd sends to the Service's ready endpoints: the same pods the ClusterIP would pick"),
-    E("load-balance", NOT_YET, _H, "round_robin", WORD,
-      note="ingressd balances round-robin over ready endpoints; `ewma` is served as round_robin"),
+    E("load-balance", IMPLEMENTED, _H, "round_robin", WORD,
+      note="round_robin and ewma (ingress-nginx's ewma.lua: 10 s decay, the lower of two random endpoints, new "
+           "endpoints start at the average); chash, chashsubset, sticky_* reject the Ingress (they come from "
+           "upstream-hash-by and affinity)"),
     # -- refused by design ---------------------------------------------------------------
     E("stream-snippet", REFUSED, _C, note=_SNIPPET),
     E("auth-snippet", REFUSED, _N, requires=_AUTH_URL, note=_SNIPPET),

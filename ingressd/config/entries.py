@@ -76,6 +76,8 @@ class RouteEntry:
         self.regex = any(getattr(feature, "regex_paths", False) for feature in ordered)
         self.access_log = all(getattr(feature, "access_log", True) for feature in ordered)
         self.canary = next((f.canary for f in ordered if getattr(f, "canary", None) is not None), None)
+        # A feature's ``balancer`` (load-balance: ewma) replaces the round-robin over the endpoints.
+        self.balancer = next((f.balancer for f in ordered if getattr(f, "balancer", None) is not None), self.balancer)
         for feature in ordered:  # a later phase's value wins, field by field
             settings = getattr(feature, "upstream", None)
             if settings is not None:

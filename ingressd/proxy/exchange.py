@@ -108,6 +108,7 @@ class Exchange:
     bytes_sent = 0
     upstream_address = ""  # nginx's $upstream_addr: after retries, each try's, comma-separated
     upstream_status = 0
+    upstream_endpoint = None  # the Endpoint of the last try (a balancer learns from its answer)
     websocket = False
     # For metrics and the access log (read by Proxy.observers once the exchange is over):
     upstream_started = 0.0  # clock.seconds() when the backend was asked (last try)
@@ -335,6 +336,7 @@ class Exchange:
     def _connect_to(self, endpoint) -> None:
         settings = self.upstream_settings
         self._tried += (endpoint,)
+        self.upstream_endpoint = endpoint
         address = f"{endpoint.address}:{endpoint.port}"
         self.upstream_address = f"{self.upstream_address}, {address}" if self.upstream_address else address
         self.upstream_started = self.proxy.clock.seconds()
