@@ -61,8 +61,7 @@ CASES = [
     ({"affinity": "cookie"}, (), "served", []),  # a plugin owns it
     ({"ssl-passthrough": "true"}, (), "blocked", ["ssl-passthrough"]),
     ({"mirror-target": "https://mirror.example/$request_uri"}, (), "blocked", ["mirror-target"]),
-    ({"upstream-hash-by": "$remote_addr", "upstream-hash-by-subset": "true"}, (), "blocked",
-     ["upstream-hash-by-subset"]),
+    ({"upstream-hash-by": "$remote_addr", "upstream-hash-by-subset": "true"}, (), "served", []),
     ({"affinity": "cookie", "session-cookie-name": "route"}, (), "served", []),
     ({"enable-opentelemetry": "true"}, (), "warned", ["enable-opentelemetry"]),
     ({"load-balance": "ewma"}, (), "served", []),  # a plugin owns it

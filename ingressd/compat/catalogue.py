@@ -240,8 +240,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("upstream-hash-by", IMPLEMENTED, _C,
       note="variables $request_uri, $remote_addr, $host, $uri, $args, $query_string, $scheme, $request_method, "
       "$http_NAME, $cookie_NAME, $arg_NAME and text between them; any other variable rejects the Ingress"),
-    E("upstream-hash-by-subset", NOT_YET, _C, "false", BOOL, requires="upstream-hash-by"),
-    E("upstream-hash-by-subset-size", NOT_YET, _C, "3", INT, requires="upstream-hash-by"),
+    E("upstream-hash-by-subset", IMPLEMENTED, _C, "false", BOOL, requires="upstream-hash-by",
+      note="the sets are cut from the endpoints in address order, so every replica makes the same"),
+    E("upstream-hash-by-subset-size", IMPLEMENTED, _C, "3", INT, requires="upstream-hash-by"),
     E("server-alias", IMPLEMENTED, _C,
       note="an alias that is a host of some Ingress, or claimed by an older Ingress, is skipped with a "
            "warning, as in ingress-nginx"),
