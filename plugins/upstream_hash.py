@@ -121,6 +121,10 @@ class HashedEndpoint:
     def pick(self, exclude=()) -> Any:
         return self.endpoint
 
+    def affinitized(self) -> bool:
+        """Never bound to the route's backend: a canary's rule decides first (chash.lua's is_affinitized)."""
+        return False
+
 
 class HashedSubset:
     """One request's balancer with ``upstream-hash-by-subset``: an endpoint of its key's set, at random."""
@@ -134,6 +138,9 @@ class HashedSubset:
     def pick(self, exclude=()) -> Any:
         candidates = [endpoint for endpoint in self.subset if endpoint not in exclude] or self.subset
         return self._rng.choice(candidates)
+
+    def affinitized(self) -> bool:
+        return False  # as HashedEndpoint: a canary's rule decides first
 
 
 def subsets(endpoints, size: int) -> tuple[tuple, ...]:

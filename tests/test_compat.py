@@ -63,6 +63,8 @@ CASES = [
     ({"mirror-target": "https://mirror.example/$request_uri"}, (), "blocked", ["mirror-target"]),
     ({"upstream-hash-by": "$remote_addr", "upstream-hash-by-subset": "true"}, (), "served", []),
     ({"affinity": "cookie", "session-cookie-name": "route"}, (), "served", []),
+    ({"affinity": "cookie", "session-cookie-hash": "sha1"}, (), "served", []),  # ingress-nginx ignores it too
+    ({"canary": "true", "affinity-canary-behavior": "legacy"}, (), "warned", ["canary"]),  # canary's own note
     ({"enable-opentelemetry": "true"}, (), "warned", ["enable-opentelemetry"]),
     ({"load-balance": "ewma"}, (), "served", []),  # a plugin owns it
     # a canary is served as ingress-nginx serves it (attached to its main Ingress), with its difference

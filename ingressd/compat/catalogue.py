@@ -227,7 +227,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E(_AFFINITY, IMPLEMENTED, _C, note="cookie session affinity; the cookie's key is a consistent-hash key "
       "(balanced) or a salted hash of the endpoint (persistent), the same in every replica"),
     E("affinity-mode", IMPLEMENTED, _C, "balanced", WORD, requires=_AFFINITY),
-    E("affinity-canary-behavior", NOT_YET, _C, "sticky", WORD, requires=_AFFINITY),
+    E("affinity-canary-behavior", IMPLEMENTED, _C, "sticky", WORD, requires=_CANARY,
+      note="read on the canary Ingress, as ingress-nginx: sticky makes the canary sticky with the main Ingress's "
+           "cookie settings, legacy leaves it without affinity"),
     E("session-cookie-name", IMPLEMENTED, _C, "INGRESSCOOKIE", requires=_AFFINITY),
     E("session-cookie-path", IMPLEMENTED, _C, requires=_AFFINITY),
     E("session-cookie-domain", IMPLEMENTED, _C, requires=_AFFINITY),
@@ -296,7 +298,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("grpc-backend", NOT_YET, _C, "false", BOOL, removed=True, note="now backend-protocol: GRPC"),
     E("secure-backends", NOT_YET, _C, "false", BOOL, removed=True, note="now backend-protocol: HTTPS"),
     E("secure-verify-ca-secret", NOT_YET, _C, requires="secure-backends", removed=True),
-    E("session-cookie-hash", NOT_YET, _C, requires=_AFFINITY, removed=True),
+    E("session-cookie-hash", NOT_NEEDED, _C, requires=_AFFINITY, removed=True,
+      note="removed in ingress-nginx 0.24 (#3743): its last release ignores it, as ingressd does; the cookie's "
+           "key never names the endpoint in clear"),
     E("upstream-fail-timeout", NOT_YET, _H, removed=True),
     E("upstream-max-fails", NOT_YET, _H, removed=True),
 )

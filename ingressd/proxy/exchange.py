@@ -33,6 +33,7 @@ from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, conn
 from ingressd.http.http1 import error_page
 from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
 from ingressd.config.routing import host_of
+from ingressd.proxy.canary_choice import choose
 from ingressd.proxy.next_upstream import DEFAULT as NEXT_UPSTREAM, exhausted, failure_kind, may_retry
 from ingressd.proxy.request_body import BufferedBody
 from ingressd.proxy.tunnel import Tunnel
@@ -134,6 +135,7 @@ class Exchange:
     _response_started = False
     _intercepted = 0
     _retried = False
+    _canary_decided = False
     _done = False
     _forwarded: "list[tuple[bytes, bytes]] | tuple" = ()
     _tunnel: Tunnel | None = None
@@ -323,15 +325,11 @@ class Exchange:
     def _pick(self):
         """The next endpoint of the request's balancer, avoiding those tried while others remain."""
         balancer = self.balancer
-        if balancer is None:
-            entry = self.entry
-            balancer = entry.balancer
-            if entry.alternatives:  # a canary: its rule decides once (header, cookie, weight)
-                rule, canary = entry.alternatives[0]
-                if rule.wants(self):
-                    balancer = canary.balancer
-                self.balancer = balancer  # retries keep the decision
-        return balancer.pick(self._tried)
+        entry = self.entry
+        if entry.alternatives and not self._canary_decided:  # a canary: decided once (proxy/canary_choice.py)
+            self._canary_decided = True
+            balancer = self.balancer = choose(balancer, entry, self)  # retries keep the decision
+        return (balancer or entry.balancer).pick(self._tried)
 
     def _connect_to(self, endpoint) -> None:
         settings = self.upstream_settings
