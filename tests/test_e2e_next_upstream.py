@@ -183,8 +183,9 @@ def test_a_listed_status_is_passed_over(world):
     before = f["s503"].hits
     answers = [proc.get("/", host="status.test") for _ in range(4)]
     assert [answer.status for answer in answers] == [200] * 4
-    # the retry takes the next turn of the round-robin, so each request meets s503 first, as in nginx
-    assert f["s503"].hits - before == 4
+    # each request meets s503 at most once; the retry takes the next turn of the round-robin, so
+    # after the first request every one meets it first, as in nginx (the endpoints' order is the ports')
+    assert f["s503"].hits - before in (3, 4)
 
 
 def test_a_status_not_listed_is_the_answer(world):
