@@ -27,7 +27,10 @@ browsers that refuse it).
 
 The balancer is chosen per request (``exchange.balancer``), so a request that is answered
 before it is proxied gets no cookie; a route without ready endpoints is left to the others
-(the ``default-backend`` annotation).
+(the ``default-backend`` annotation). With a canary on the route, ``StickyChoice.affinitized``
+and ``alternative`` take part in choosing main or canary (``ingressd/proxy/canary_choice.py``):
+the cookie's backend part keeps a client where it was, and with the canary Ingress's
+``affinity-canary-behavior: sticky`` (the default) the canary is sticky with this route's cookie.
 """
 
 from __future__ import annotations
