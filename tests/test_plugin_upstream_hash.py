@@ -160,3 +160,23 @@ def test_a_subset_size_nginx_would_not_take_rejects_the_ingress(size):
 def test_without_subset_a_key_keeps_its_one_endpoint():
     with harness("$arg_k", more={"upstream-hash-by-subset": "false"}) as h:
         assert isinstance(h.request(path="/?k=1").exchange.balancer, upstream_hash.HashedEndpoint)
+
+
+def test_subsets_move_keys_only_to_a_new_set_when_the_old_sets_stay():
+    """6 → 7 endpoints, the new one last in address order: the sets 1-3 and 4-6 stay, a set
+    (7, 1, 2) is added; keys move only to it (the ring of sets is consistent). When the new
+    endpoint sorts first every set changes, as with ingress-nginx's chashsubset."""
+    from ingressd_plugins._chash import Ring
+
+    def sets_for(endpoints):
+        ring = Ring(upstream_hash.subsets(endpoints, 3), name=upstream_hash._set_name)
+        return {k: ring.find(str(k).encode()) for k in range(3000)}
+
+    six = [Endpoint(f"10.0.2.{i}", 80) for i in range(1, 7)]
+    before, after = sets_for(six), sets_for(six + [Endpoint("10.0.2.7", 80)])
+    moved = [k for k in before if before[k] != after[k]]
+    new_set = (Endpoint("10.0.2.7", 80), Endpoint("10.0.2.1", 80), Endpoint("10.0.2.2", 80))
+    assert all(after[k] == new_set for k in moved)
+    share = len(moved) / len(before)
+    print(f"upstream-hash-by-subset: 6 → 7 endpoints (new last) moved {share:.1%} of the keys to the new set")
+    assert 0.2 < share < 0.5
