@@ -240,3 +240,22 @@ def test_invalid_header_only_when_listed(world):
     proc, ok, f = world
     assert sorted(proc.get("/", host="garbage.test").status for _ in range(4)) == [200, 200, 502, 502]
     assert [proc.get("/", host="invalid.test").status for _ in range(4)] == [200] * 4
+
+
+def test_the_access_log_lists_every_try_and_never_the_same_endpoint_twice(world):
+    import json
+
+    proc, ok, f = world
+    assert proc.get("/logged", host="tries0.test").status == 502
+    ports = {f[name].port for name in ("closer", "closer2", "closer3")}
+    deadline = time.monotonic() + 20
+    line = None
+    while line is None and time.monotonic() < deadline:  # access-log lines leave in batches
+        for text in proc.log().splitlines():
+            if '"uri":"/logged"' in text and '"host":"tries0.test"' in text:
+                line = json.loads(text)
+        time.sleep(0.05)
+    assert line is not None
+    addresses = line["upstream_address"].split(", ")
+    assert {int(address.rsplit(":", 1)[1]) for address in addresses} == ports and len(addresses) == 3
+    assert line["upstream_status"] == "502, 502, 502" and line["status"] == 502
