@@ -325,3 +325,16 @@ def test_server_settings_without_a_policy_use_the_default():
     pool.refuse(refused())
     assert len(pool.asked) == 2
     assert next_upstream.DEFAULT.tries == 3
+
+
+def test_the_time_limit_counts_from_the_first_try_even_at_time_zero():
+    proxy, pool, _ = proxy_for(entry(timeout=5.0))
+    assert proxy.clock.seconds() == 0
+    client, exchange = start(proxy)
+    connection = pool.connect()
+    proxy.clock.advance(3)
+    exchange.upstream_failed(connection, UpstreamError("backend closed", cause="backend_closed"))  # 3 s: retried
+    connection = pool.connect()
+    proxy.clock.advance(3)
+    exchange.upstream_failed(connection, UpstreamError("backend closed", cause="backend_closed"))  # 6 s: over
+    assert len(pool.asked) == 2 and client.head[0] == 502

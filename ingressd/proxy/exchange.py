@@ -127,7 +127,7 @@ class Exchange:
     _body_ended = False  # the whole body went to the backend (its connection may be reused)
     _buffer: BufferedBody | None = None  # the request body, held until a backend takes it
     _held: BufferedBody | None = None  # the whole body, kept to be sent again (proxy-next-upstream)
-    _first_try = 0.0  # clock.seconds() when the first endpoint was asked (proxy-next-upstream-timeout)
+    _first_try: float | None = None  # clock.seconds() when the first endpoint was asked (proxy-next-upstream-timeout)
     _trail = ""  # the statuses of tries passed over ("502, 503, "): $upstream_status
     _awaiting_body = False  # the backend is asked once the body is complete
     _upstream_paused = False  # the backend does not take more of the body for now
@@ -338,7 +338,7 @@ class Exchange:
         address = f"{endpoint.address}:{endpoint.port}"
         self.upstream_address = f"{self.upstream_address}, {address}" if self.upstream_address else address
         self.upstream_started = self.proxy.clock.seconds()
-        if not self._first_try:
+        if self._first_try is None:
             self._first_try = self.upstream_started
         protocol = settings.protocol
         if protocol == AUTO_HTTP:  # ingress-nginx's proxy_pass $scheme://: as the client came
