@@ -28,6 +28,7 @@ from ingressd.features import (
 from ingressd.plugin_manager import hookimpl
 from ingressd.proxy.subrequest import SubrequestError, SubResponse, TargetURL, parse_url
 from ingressd.tls.client_auth import ClientAuth, ClientAuthError, ClientCertificate, load_client_auth
+from ingressd.proxy.next_upstream import NextUpstream, parse_conditions as parse_next_upstream
 from ingressd import snippets
 from ingressd.snippets import SnippetError, parse_snippet
 
@@ -46,6 +47,7 @@ __all__ = [
     "ClientCertificate",
     "HostRoute",
     "LocalResponse",
+    "NextUpstream",
     "Option",
     "PathPatternError",
     "Phase",
@@ -62,6 +64,7 @@ __all__ = [
     "parse_bool",
     "parse_int",
     "parse_list",
+    "parse_next_upstream",
     "parse_size",
     "parse_snippet",
     "parse_url",

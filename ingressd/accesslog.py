@@ -93,7 +93,7 @@ class AccessLog(Service):
             route.ingress.name if route is not None else "",
             route.backend.service if route is not None else "",
             route.backend.port if route is not None else "",
-            exchange.upstream_address, exchange.upstream_status, upstream, tls_version, sni,
+            exchange.upstream_address, exchange.upstream_statuses, upstream, tls_version, sni,
             headers.get(b"referer"), headers.get(b"user-agent"), exchange.scheme,
         )
         try:

@@ -193,7 +193,8 @@ class RouteFeature(Protocol):
 
     A ``request`` may set ``exchange.balancer`` (an object whose ``pick(exclude)`` returns the
     next Endpoint, such as a ``RoundRobin``) to send the request to other endpoints than the
-    route's.
+    route's. ``balancer``: such an object (with ``endpoints``) replacing the route's
+    round-robin, read once when the route's entry is built (``load-balance: ewma``).
 
     ``upstream``: an ``UpstreamSettings`` for the route (timeouts, body limit, protocol), read once when
     the route's entry is built; a later phase's value wins field by field. Nothing runs per
@@ -252,6 +253,7 @@ class UpstreamSettings:
     max_temp_file_size: int | None = None  # proxy-max-temp-file-size: bytes in the file; 0: none
     limit_rate: int | None = None  # bytes per second to the client (limit-rate); 0: no limit
     limit_rate_after: int | None = None  # bytes sent at full speed first (limit-rate-after)
+    next_upstream: Any = None  # proxy.next_upstream.NextUpstream: when a request goes to the next endpoint
 
     def over(self, base: "UpstreamSettings | None") -> "UpstreamSettings":
         """These settings, with ``base``'s where these say None."""
@@ -263,14 +265,16 @@ class UpstreamSettings:
     def _values(self) -> tuple:
         return (self.connect_timeout, self.read_timeout, self.send_timeout, self.max_body_size, self.protocol,
                 self.tls, self.http_version, self.request_buffering, self.body_buffer_size, self.response_buffering,
-                self.response_memory, self.max_temp_file_size, self.limit_rate, self.limit_rate_after)
+                self.response_memory, self.max_temp_file_size, self.limit_rate, self.limit_rate_after,
+                self.next_upstream)
 
     def apply_to(self, exchange: Any) -> None:
         """Set the fields these give on an object with the same attributes (a test's fake
         exchange: ``ingressd.testing.FakeExchange``)."""
         for name in ("connect_timeout", "read_timeout", "send_timeout", "max_body_size", "protocol", "tls",
                      "http_version", "request_buffering", "body_buffer_size", "response_buffering",
-                     "response_memory", "max_temp_file_size", "limit_rate", "limit_rate_after"):
+                     "response_memory", "max_temp_file_size", "limit_rate", "limit_rate_after",
+                     "next_upstream"):
             value = getattr(self, name)
             if value is not None:
                 setattr(exchange, name, value)
@@ -292,12 +296,14 @@ class RoundRobin:
         count = len(endpoints)
         if not count:
             return None
+        start = self._next
         for _ in range(count):
             endpoint = endpoints[self._next % count]
             self._next += 1
             if endpoint not in exclude:
                 return endpoint
-        return endpoints[(self._next - 1) % count]
+        self._next = start + 1  # every one was tried: the next in turn, as nginx's round-robin
+        return endpoints[start % count]
 
 
 @dataclass

@@ -263,6 +263,9 @@ class RequestView(Protocol):
     request_uri: bytes  # the target as the client sent it (nginx's $request_uri)
     headers: Any  # ingressd.http.headers.Headers: the request headers, mutable
     upstream_status: int  # the backend's status once its response head arrived, else 0
+    upstream_endpoint: Any  # the model.Endpoint of the last try, None before one
+    upstream_started: float  # clock.seconds() when the last try began (0.0 before one)
+    upstream_ended: float  # … and when its answer ended or it failed (0.0 until then)
     route: Any  # ingressd.config.model.Route
     # What the client's TLS certificate proved (ingressd.tls.client_auth.ClientCertificate:
     # verify, subject, issuer, pem, the policy it was checked under); read on first use.

@@ -115,6 +115,9 @@ class FakeExchange:
     request_id: str = "0123456789abcdef"
     request_uri: bytes = b"/"
     upstream_status: int = 0  # set when the backend's answer is played (Outcome.response)
+    upstream_endpoint: Any = None  # the Endpoint of the last try (set it to play a balancer's learning)
+    upstream_started: float = 0.0
+    upstream_ended: float = 0.0
     route: Route = field(default_factory=make_route)
     version: bytes = b"HTTP/1.1"
     connect_timeout: float | None = None
@@ -132,6 +135,7 @@ class FakeExchange:
     max_temp_file_size: int | None = None
     limit_rate: int | None = None
     limit_rate_after: int | None = None
+    next_upstream: Any = None  # UpstreamSettings.next_upstream
     finish_callbacks: list[Callable[[], None]] = field(default_factory=list)
     finished: bool = False
     forward_callbacks: list = field(default_factory=list)  # on_forward's (callback, body_limit)

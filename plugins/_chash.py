@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from hashlib import blake2b
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 POINTS = 160  # points per endpoint: ketama's and resty.chash's count; spreads keys within a few per cent
 
@@ -22,18 +22,20 @@ def key_hash(key: bytes) -> int:
 
 
 class Ring:
-    """The endpoints on the ring; ``find(key)`` → an endpoint, None when there are none."""
+    """The endpoints (or any members, each placed by its ``name``) on the ring; ``find(key)`` →
+    one, None when there are none."""
 
     __slots__ = ("endpoints", "_points", "_owners")
 
-    def __init__(self, endpoints: Sequence[Any]):
+    def __init__(self, endpoints: Sequence[Any], name: Callable[[Any], str] | None = None):
         self.endpoints = tuple(endpoints)
         placed = []
         for endpoint in self.endpoints:
-            name = f"{endpoint.address}:{endpoint.port}#".encode("utf-8")
+            # ``name``: what places a member on the ring (an endpoint's address:port by default)
+            label = name(endpoint) if name is not None else f"{endpoint.address}:{endpoint.port}"
+            prefix = f"{label}#".encode("utf-8")
             for index in range(POINTS):
-                placed.append((key_hash(name + str(index).encode("ascii")), f"{endpoint.address}:{endpoint.port}",
-                               endpoint))
+                placed.append((key_hash(prefix + str(index).encode("ascii")), label, endpoint))
         placed.sort(key=lambda point: point[:2])  # ties broken by the endpoint's name, not by input order
         self._points = [point for point, _, _ in placed]
         self._owners = [endpoint for _, _, endpoint in placed]

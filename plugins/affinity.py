@@ -27,7 +27,10 @@ browsers that refuse it).
 
 The balancer is chosen per request (``exchange.balancer``), so a request that is answered
 before it is proxied gets no cookie; a route without ready endpoints is left to the others
-(the ``default-backend`` annotation).
+(the ``default-backend`` annotation). With a canary on the route, ``StickyChoice.affinitized``
+and ``alternative`` take part in choosing main or canary (``ingressd/proxy/canary_choice.py``):
+the cookie's backend part keeps a client where it was, and with the canary Ingress's
+``affinity-canary-behavior: sticky`` (the default) the canary is sticky with this route's cookie.
 """
 
 from __future__ import annotations
@@ -165,15 +168,29 @@ class _Endpoints:
 
 class StickyChoice:
     """One request's balancer (``exchange.balancer``): the cookie's endpoint, or a new one and
-    the cookie to set for it (``new_key``)."""
+    the cookie to set for it (``new_key``). With a canary on the route, ``affinitized`` and
+    ``alternative`` take part in choosing the backend (``ingressd.proxy.canary_choice``)."""
 
-    __slots__ = ("affinity", "table", "key", "new_key")
+    __slots__ = ("affinity", "table", "key", "cookie_backend", "new_key")
 
-    def __init__(self, affinity: "Affinity", table: _Endpoints, key: str | None):
+    def __init__(self, affinity: "Affinity", table: _Endpoints, key: str | None, cookie_backend: str | None = None):
         self.affinity = affinity
         self.table = table
         self.key = key  # the cookie's key, or None
+        self.cookie_backend = cookie_backend  # the cookie's backend part (after ``|``), or None
         self.new_key: str | None = None  # the key of a cookie to set
+
+    def affinitized(self) -> bool:
+        """The cookie names this backend (sticky.lua's is_affinitized)."""
+        return self.cookie_backend == self.table.backend_key
+
+    def alternative(self, backend: Any, rule: Any) -> "StickyChoice | None":
+        """The canary ``backend``'s sticky balancer, with this route's cookie settings, as
+        ingress-nginx copies them to the canary (``affinity-canary-behavior: sticky``, the canary
+        Ingress's ``rule.sticky_affinity``); None for ``legacy`` (the canary's own balancer, no cookie)."""
+        if not getattr(rule, "sticky_affinity", True) or not backend.endpoints:
+            return None
+        return StickyChoice(self.affinity, self.affinity.table_for(backend), self.key, self.cookie_backend)
 
     def _from_cookie(self) -> Any:
         key = self.key
@@ -225,17 +242,25 @@ class Affinity:
         backend = exchange.route.backend
         if not backend.endpoints:
             return None  # nothing to stick to: a 503, or the default-backend annotation's Service
-        table = self._tables.get(id(backend))
-        if table is None or table.backend is not backend:
-            table = self._tables[id(backend)] = _Endpoints(backend, self.mode)
-        exchange.balancer = StickyChoice(self, table, self._cookie_key(exchange.headers))
+        exchange.balancer = StickyChoice(self, self.table_for(backend), *self._cookie_parts(exchange.headers))
         return None
 
-    def _cookie_key(self, headers) -> str | None:
-        """The key part of the request's affinity cookie (before ``|``), or None."""
+    def table_for(self, backend: Any) -> _Endpoints:
+        """``backend``'s endpoints as this route's sticky balancing reads them (kept while it is the same)."""
+        table = self._tables.get(id(backend))
+        if table is None or table.backend is not backend:
+            if len(self._tables) >= 4:  # the route's backend and its canary's: drop those of past builds
+                self._tables.clear()
+            table = self._tables[id(backend)] = _Endpoints(backend, self.mode)
+        return table
+
+    def _cookie_parts(self, headers) -> tuple[str | None, str | None]:
+        """The key part of the request's affinity cookie (before ``|``) and its backend part, or None."""
         value = cookie(headers, self._cookie_name)
-        key = value.split(b"|", 1)[0] if value is not None else b""
-        return key.decode("latin-1") if key else None
+        if value is None:
+            return None, None
+        key, _, backend = value.decode("latin-1").partition("|")
+        return key or None, backend or None
 
     def new_endpoint(self, table: _Endpoints, exclude) -> tuple[Any, str | None]:
         """A new endpoint (avoiding ``exclude`` while others remain) and its cookie key."""

@@ -16,8 +16,13 @@ rule decides once, in ingress-nginx's order (rootfs/etc/nginx/lua/balancer.lua,
 
 The main Ingress's features (authentication, rewrites, timeouts…) apply to every request; the
 canary Ingress contributes only its backend (ingress-nginx ignores its other annotations).
-Where we differ: with session affinity on the main route the sticky balancer decides and the
-canary is not consulted (ingress-nginx consults it for requests not yet affinitized).
+
+With session affinity on the main route (``ingressd/proxy/canary_choice.py``): a request whose
+cookie names the main backend stays there; with the canary Ingress's
+``affinity-canary-behavior: sticky`` (the default) the canary backend is sticky too, with the
+main route's cookie settings, so a client the rule sent to the canary gets a cookie naming it
+and stays there; with ``legacy`` the canary is not sticky (no cookie: each request not bound to
+the main backend is decided by the rule again). With ``upstream-hash-by`` the rule decides first.
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ class CanaryRule:
     """Whether a request goes to the canary backend (``wants``)."""
 
     def __init__(self, header: str, header_value: str, header_pattern: str, cookie: str, weight: int,
-                 weight_total: int, random_fraction: Callable[[], float] = random.random):
+                 weight_total: int, random_fraction: Callable[[], float] = random.random,
+                 sticky_affinity: bool = True):
         self.header = header.lower().encode("latin-1") if header else b""
         self.header_value = header_value
         self._pattern = _compile(header_pattern) if header_pattern else None
@@ -63,6 +69,9 @@ class CanaryRule:
         self.weight = weight
         self.weight_total = weight_total if weight_total > 100 else 100
         self._random = random_fraction
+        # affinity-canary-behavior (this canary Ingress's): sticky (the default) makes the canary
+        # backend sticky with the main route's cookie settings; legacy leaves it unaffinitized.
+        self.sticky_affinity = sticky_affinity
 
     def wants(self, exchange: Any) -> bool:
         if self.header:
@@ -114,7 +123,16 @@ def ingressd_annotations():
         Annotation("canary-by-cookie", str.strip, "", "a cookie: always / never"),
         Annotation("canary-weight", _parse_int(0), 0, "share of the requests sent to the canary"),
         Annotation("canary-weight-total", _parse_int(100), 100, "what canary-weight is out of (default 100)"),
+        Annotation("affinity-canary-behavior", _parse_behavior, "sticky",
+                   "with session affinity on the main Ingress: sticky (clients stay on the canary) or legacy"),
     ]
+
+
+def _parse_behavior(value: str) -> str:
+    value = value.strip()
+    if value not in ("sticky", "legacy"):
+        raise AnnotationError(f"expected sticky or legacy, got {value!r}")
+    return value
 
 
 @hookimpl
@@ -127,4 +145,5 @@ def ingressd_route_features(route, values, context):
         return None
     return Canary(CanaryRule(values.get("canary-by-header") or "", values.get("canary-by-header-value") or "",
                              values.get("canary-by-header-pattern") or "", values.get("canary-by-cookie") or "",
-                             int(values.get("canary-weight") or 0), int(values.get("canary-weight-total") or 100)))
+                             int(values.get("canary-weight") or 0), int(values.get("canary-weight-total") or 100),
+                             sticky_affinity=values.get("affinity-canary-behavior") != "legacy"))

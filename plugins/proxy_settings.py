@@ -1,4 +1,4 @@
-"""Per-location upstream timeouts and request body limit, as the route's ``UpstreamSettings``.
+"""Per-location upstream timeouts, request body limit and retries, as the route's ``UpstreamSettings``.
 
 Annotations: ``proxy-connect-timeout``, ``proxy-read-timeout``, ``proxy-send-timeout``
 (whole seconds, as ingress-nginx reads them: ``60``, not ``60s``) and ``proxy-body-size``
@@ -11,11 +11,20 @@ A timeout of ``0`` is what nginx makes of it, not "no timeout": ingress-nginx re
 ``proxy_read_timeout 0s;`` and nginx arms its timer for 0 ms, so the wait ends at the next
 turn of its event loop with a 504 (connect: unless the connection was made at once). The
 core's timers do the same with 0 seconds (a ``callLater(0)``), so 0 is passed on as it is.
+
+Retries, as nginx's ``proxy_next_upstream`` (the policy: ``ingressd/proxy/next_upstream.py``):
+``proxy-next-upstream`` (words among ``error timeout invalid_header http_500 http_502 http_503
+http_504 http_403 http_404 http_429 non_idempotent off``; default ``error timeout``),
+``proxy-next-upstream-tries`` (every try counts; default 3; 0: no limit, here each endpoint
+once) and ``proxy-next-upstream-timeout`` (seconds since the first try; default 0: no limit).
+A word nginx does not know (ingress-nginx would fall back to the default, or nginx refuse
+the configuration) or a negative number rejects the Ingress.
 """
 
 from __future__ import annotations
 
-from ingressd import Annotation, Phase, UpstreamSettings, hookimpl, parse_int, parse_size
+from ingressd import (Annotation, AnnotationError, NextUpstream, Phase, UpstreamSettings, hookimpl, parse_int,
+                      parse_next_upstream, parse_size)
 
 
 _NGINX_MAX_SECONDS = (2**63 - 1) // 1000
@@ -42,7 +51,33 @@ def ingressd_annotations():
         Annotation("proxy-send-timeout", seconds, None, "seconds between two writes to the upstream (default 60)"),
         Annotation("proxy-body-size", parse_size, None, "largest request body, nginx size; 0 = unlimited (default 1m)"),
         Annotation("proxy-http-version", _http_version, None, "1.0 or 1.1: the HTTP version of requests to the backend"),
+        Annotation("proxy-next-upstream", _next_upstream, None,
+                   "when a request goes to the next endpoint: error timeout invalid_header http_5xx… off"),
+        Annotation("proxy-next-upstream-tries", parse_int(0, 2**31 - 1), None,
+                   "tries in all, the first included (default 3; 0: each endpoint once)"),
+        Annotation("proxy-next-upstream-timeout", seconds, None,
+                   "seconds after the first try during which others may begin (default 0: no limit)"),
     ]
+
+
+def _next_upstream(value: str) -> tuple:
+    try:
+        return parse_next_upstream(value)
+    except ValueError as exc:
+        raise AnnotationError(str(exc)) from None
+
+
+def _retries(values) -> NextUpstream | None:
+    """The route's retry policy when an annotation says anything, else None (the server's)."""
+    conditions, tries, timeout = (values.get("proxy-next-upstream"), values.get("proxy-next-upstream-tries"),
+                                  values.get("proxy-next-upstream-timeout"))
+    if conditions is None and tries is None and timeout is None:
+        return None
+    policy = NextUpstream()  # ingress-nginx's defaults: error timeout, 3 tries, no time limit
+    failures, statuses, non_idempotent = conditions if conditions is not None else (
+        policy.failures, policy.statuses, policy.non_idempotent)
+    return NextUpstream(failures, statuses, non_idempotent, policy.tries if tries is None else tries,
+                        policy.timeout if timeout is None else float(timeout))
 
 
 def _http_version(value: str) -> str | None:
@@ -59,5 +94,5 @@ def ingressd_route_features(route, values, context):
 
     upstream = UpstreamSettings(seconds("proxy-connect-timeout"), seconds("proxy-read-timeout"),
                                 seconds("proxy-send-timeout"), values.get("proxy-body-size"),
-                                http_version=values.get("proxy-http-version"))
+                                http_version=values.get("proxy-http-version"), next_upstream=_retries(values))
     return ProxySettings(upstream) if upstream != UpstreamSettings() else None

@@ -14,15 +14,23 @@ guessing at what nginx would have made of it).
 
 As with ingress-nginx, a retry goes to the same endpoint (the key has not changed), and
 ``affinity: cookie`` wins when both are set (``balancer.lua`` get_implementation).
-``upstream-hash-by-subset`` is not implemented: an Ingress that sets it is not served.
+
+``upstream-hash-by-subset: "true"`` is ingress-nginx's ``chashsubset.lua``: the endpoints (here
+in address order, so every replica makes the same sets) are cut into sets of
+``upstream-hash-by-subset-size`` (default 3; ``0`` means 3, as ingress-nginx reads it), the last
+one filled up with endpoints from the start; the key hashes to a set on a ring of the sets, and
+each request goes to an endpoint of that set at random (a retry: one of the set not tried yet,
+while one remains).
 """
 
 from __future__ import annotations
 
+import math
+import random
 import re
 from typing import Any
 
-from ingressd import Annotation, AnnotationError, Phase, hookimpl
+from ingressd import Annotation, AnnotationError, Phase, hookimpl, parse_bool, parse_int
 
 from ._cookies import cookie
 
@@ -113,14 +121,53 @@ class HashedEndpoint:
     def pick(self, exclude=()) -> Any:
         return self.endpoint
 
+    def affinitized(self) -> bool:
+        """Never bound to the route's backend: a canary's rule decides first (chash.lua's is_affinitized)."""
+        return False
+
+
+class HashedSubset:
+    """One request's balancer with ``upstream-hash-by-subset``: an endpoint of its key's set, at random."""
+
+    __slots__ = ("subset", "_rng")
+
+    def __init__(self, subset: tuple, rng: random.Random):
+        self.subset = subset
+        self._rng = rng
+
+    def pick(self, exclude=()) -> Any:
+        candidates = [endpoint for endpoint in self.subset if endpoint not in exclude] or self.subset
+        return self._rng.choice(candidates)
+
+    def affinitized(self) -> bool:
+        return False  # as HashedEndpoint: a canary's rule decides first
+
+
+def subsets(endpoints, size: int) -> tuple[tuple, ...]:
+    """chashsubset.lua's build_subset_map: the endpoints in address order cut into sets of
+    ``size``, the last one filled up with endpoints from the start."""
+    ordered = sorted(endpoints, key=lambda endpoint: (endpoint.address, endpoint.port))
+    if not ordered:
+        return ()
+    count = math.ceil(len(ordered) / size)
+    padded = ordered + [ordered[index % len(ordered)] for index in range(count * size - len(ordered))]
+    return tuple(tuple(padded[start:start + size]) for start in range(0, count * size, size))
+
+
+def _set_name(subset: tuple) -> str:
+    return "set:" + ",".join(f"{endpoint.address}:{endpoint.port}" for endpoint in subset)
+
 
 class UpstreamHash:
-    """The route's consistent hashing: ``request`` gives the exchange the endpoint of its key."""
+    """The route's consistent hashing: ``request`` gives the exchange the endpoint of its key
+    (or, with ``subset_size``, the set of endpoints of its key)."""
 
     phase = Phase.PROXY
 
-    def __init__(self, parts: tuple):
+    def __init__(self, parts: tuple, subset_size: int | None = None, rng: random.Random | None = None):
         self.parts = parts
+        self.subset_size = subset_size
+        self._rng = rng or random.Random()
         self._rings: dict[int, tuple[Any, Ring]] = {}  # id(backend) → (backend, its ring), built at first use
 
     def request(self, exchange) -> None:
@@ -129,15 +176,29 @@ class UpstreamHash:
             return None  # a 503, or the default-backend annotation's Service
         known = self._rings.get(id(backend))
         if known is None or known[0] is not backend:
-            known = self._rings[id(backend)] = (backend, Ring(backend.endpoints))
-        exchange.balancer = HashedEndpoint(known[1].find(request_key(self.parts, exchange)))
+            if self.subset_size:  # a ring of the sets, each placed by its members' names
+                ring = Ring(subsets(backend.endpoints, self.subset_size), name=_set_name)
+            else:
+                ring = Ring(backend.endpoints)
+            known = self._rings[id(backend)] = (backend, ring)
+        found = known[1].find(request_key(self.parts, exchange))
+        exchange.balancer = HashedSubset(found, self._rng) if self.subset_size else HashedEndpoint(found)
         return None
+
+
+def _parse_subset_size(value: str) -> int:
+    size = parse_int(0, 2**31 - 1)(value)
+    return size or 3  # ingress-nginx: 0 means the default
 
 
 @hookimpl
 def ingressd_annotations():
     return [Annotation("upstream-hash-by", parse_hash_by, None,
-                       "send each request to the endpoint a consistent hash of this text (with variables) picks")]
+                       "send each request to the endpoint a consistent hash of this text (with variables) picks"),
+            Annotation("upstream-hash-by-subset", parse_bool, False,
+                       "hash to a set of endpoints, then one of the set at random"),
+            Annotation("upstream-hash-by-subset-size", _parse_subset_size, 3,
+                       "how many endpoints a set has (default 3)")]
 
 
 @hookimpl
@@ -145,4 +206,5 @@ def ingressd_route_features(route, values, context):
     parts = values.get("upstream-hash-by")
     if not parts or values.get("affinity") == "cookie":  # affinity wins, as in ingress-nginx
         return None
-    return [UpstreamHash(parts)]
+    return [UpstreamHash(parts, values.get("upstream-hash-by-subset-size") or 3
+                         if values.get("upstream-hash-by-subset") else None)]

@@ -60,11 +60,12 @@ CASES = [
     ({"affinity": "cookie"}, (), "served", []),  # a plugin owns it
     ({"http2-push-preload": "true"}, (), "warned", ["http2-push-preload"]),
     ({"mirror-target": "https://mirror.example/$request_uri"}, (), "warned", ["mirror-target"]),  # partial
-    ({"upstream-hash-by": "$remote_addr", "upstream-hash-by-subset": "true"}, (), "blocked",
-     ["upstream-hash-by-subset"]),
+    ({"upstream-hash-by": "$remote_addr", "upstream-hash-by-subset": "true"}, (), "served", []),
     ({"affinity": "cookie", "session-cookie-name": "route"}, (), "served", []),
+    ({"affinity": "cookie", "session-cookie-hash": "sha1"}, (), "served", []),  # ingress-nginx ignores it too
+    ({"canary": "true", "affinity-canary-behavior": "legacy"}, (), "warned", ["canary"]),  # canary's own note
     ({"enable-opentelemetry": "true"}, (), "warned", ["enable-opentelemetry"]),
-    ({"load-balance": "ewma"}, (), "warned", ["load-balance"]),
+    ({"load-balance": "ewma"}, (), "served", []),  # a plugin owns it
     # a canary is served as ingress-nginx serves it (attached to its main Ingress), with its difference
     ({"canary": "true", "canary-weight": "10"}, (), "warned", ["canary"]),
     ({"canary": "false", "canary-weight": "10"}, (), "served", []),
@@ -84,7 +85,7 @@ CASES = [
     ({"global-rate-limit": "-0"}, (), "served", []),  # read as a number, as ingress-nginx's Atoi does
     ({"global-rate-limit": "X0"}, (), "blocked", ["global-rate-limit"]),
     ({"proxy-next-upstream": " error   timeout "}, (), "served", []),  # text: spacing does not count
-    ({"proxy-next-upstream": "error timeout http_502"}, (), "warned", ["proxy-next-upstream"]),
+    ({"proxy-next-upstream": "error timeout http_502"}, (), "warned", ["proxy-next-upstream"]),  # partial: its note
     # an empty value is no value, to ingress-nginx
     ({"auth-url": "", "upstream-hash-by": "  "}, (), "served", []),
     # a dependent annotation without its switch asks for nothing
@@ -214,9 +215,9 @@ REASONS = [
       f"ingressd's snippet reader (supported: {', '.join(SUPPORTED + tuple(NO_EFFECT))}) {_SUBSET}; not served (accept ignoring "
       f'it with --ignore-annotation configuration-snippet or the Ingress annotation '
       f'ingressd.io/ignore-annotations: "configuration-snippet")', True)),
-    ({"load-balance": "ewma"}, (),
-     (N + "load-balance", f"annotation {N}load-balance is not supported by ingressd and is ignored "
-                          f"({_note('load-balance')}); ignoring it is harmless", False)),
+    ({"ssl-ciphers": "HIGH"}, (),
+     (N + "ssl-ciphers", f"annotation {N}ssl-ciphers is not supported by ingressd and is ignored "
+                         f"({_note('ssl-ciphers')}); ignoring it is harmless", False)),
     ({"enable-rewrite-log": "true"}, (),
      (N + "enable-rewrite-log",
       f"annotation {N}enable-rewrite-log is not supported by ingressd and is ignored; ignoring it is harmless",

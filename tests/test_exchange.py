@@ -296,18 +296,22 @@ def test_no_ready_endpoint_is_503():
 
 
 def test_a_refused_connect_is_retried_on_the_other_endpoint_then_502():
+    # proxy-next-upstream's default (error timeout, 3 tries): the other endpoint, then round-robin.
     proxy, pool, _ = proxy_for(entry())
     client, exchange = send(proxy, request())
     pool.refuse(UpstreamError("connect refused", retryable=True, cause="connect_failed"))
     assert [asked[0][0] for asked in pool.asked] == ["10.0.0.1", "10.0.0.2"] and exchange.retries == 1
     pool.refuse(UpstreamError("connect refused", retryable=True, cause="connect_failed"))
-    assert client.head[0] == 502 and exchange.error_cause == "connect_failed" and len(pool.asked) == 2
+    pool.refuse(UpstreamError("connect refused", retryable=True, cause="connect_failed"))
+    assert [asked[0][0] for asked in pool.asked] == ["10.0.0.1", "10.0.0.2", "10.0.0.1"]
+    assert client.head[0] == 502 and exchange.error_cause == "connect_failed" and exchange.retries == 2
 
 
-def test_a_post_is_not_retried_and_a_timeout_is_504():
+def test_a_post_sent_is_not_retried_and_a_timeout_is_504():
     proxy, pool, _ = proxy_for(entry())
     client, exchange = send(proxy, request(method=b"POST"))
-    pool.refuse(UpstreamError("connect timeout", timeout=True, retryable=True, cause="connect_timeout"))
+    connection = pool.connect()
+    exchange.upstream_failed(connection, UpstreamError("backend read timeout", timeout=True, cause="read_timeout"))
     assert client.head[0] == 504 and len(pool.asked) == 1
 
 

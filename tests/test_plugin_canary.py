@@ -126,3 +126,26 @@ def test_end_to_end_header_cookie_and_weight(tmp_path):
         proc.stop()
         stable.stop()
         beta.stop()
+
+
+
+@pytest.mark.parametrize("value, sticky", [(None, True), ("sticky", True), ("legacy", False), (" legacy ", False)])
+def test_affinity_canary_behavior_is_read_on_the_canary_ingress(value, sticky):
+    from fakes import features_for
+    from ingressd_plugins import canary
+
+    annotations = {"canary": "true", "canary-weight": "10"}
+    if value is not None:
+        annotations["affinity-canary-behavior"] = value
+    [feature] = features_for(canary, annotations)
+    assert feature.canary.sticky_affinity is sticky
+
+
+@pytest.mark.parametrize("value", ["Sticky", "off", "true"])
+def test_other_affinity_canary_behaviors_are_refused(value):
+    from fakes import annotation_values
+    from ingressd.features import AnnotationError
+    from ingressd_plugins import canary
+
+    with pytest.raises((AnnotationError, ValueError)):
+        annotation_values(canary, {"affinity-canary-behavior": value})

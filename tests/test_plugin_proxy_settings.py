@@ -83,3 +83,33 @@ def test_proxy_http_version_as_ingress_nginx_reads_it(value, version):
     features = features_for(proxy_settings, {"proxy-http-version": value})
     got = features[0].upstream.http_version if features else None
     assert got == version
+
+
+# -- proxy-next-upstream ----------------------------------------------------------------------
+
+
+def _policy(values):
+    [feature] = features_for(proxy_settings, values)
+    return feature.upstream.next_upstream
+
+
+def test_next_upstream_annotations_make_the_route_s_policy_over_ingress_nginx_s_defaults():
+    from ingressd import NextUpstream
+    assert _policy({"proxy-next-upstream": "error timeout http_503"}) == NextUpstream(
+        frozenset({"error", "timeout"}), frozenset({503}), False, 3, 0.0)
+    assert _policy({"proxy-next-upstream-tries": "5"}) == NextUpstream(tries=5)
+    assert _policy({"proxy-next-upstream-timeout": "10"}) == NextUpstream(timeout=10.0)
+    assert _policy({"proxy-next-upstream": "off", "proxy-next-upstream-tries": "0"}) == NextUpstream(
+        frozenset(), frozenset(), False, 0, 0.0)
+    assert _policy({"proxy-next-upstream": "http_502 non_idempotent"}).non_idempotent
+    assert _policy({"proxy-read-timeout": "5"}) is None  # the server's (ingress-nginx's defaults)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("proxy-next-upstream", "error,timeout"), ("proxy-next-upstream", "retry"), ("proxy-next-upstream", ""),
+    ("proxy-next-upstream-tries", "-1"), ("proxy-next-upstream-tries", "three"),
+    ("proxy-next-upstream-timeout", "-5"), ("proxy-next-upstream-timeout", "10s"),
+])
+def test_next_upstream_values_nginx_would_not_take_are_refused(name, value):
+    with pytest.raises((AnnotationError, ValueError)):
+        annotation_values(proxy_settings, {name: value})

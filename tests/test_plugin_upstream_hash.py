@@ -91,3 +91,92 @@ def test_a_variable_ingressd_cannot_evaluate_rejects_the_ingress(value):
 def test_an_empty_value_hashes_nothing():
     with harness("  ") as h:
         assert h.features == ()
+
+
+# -- upstream-hash-by-subset (ingress-nginx's chashsubset.lua) -------------------------------------
+
+SEVEN = tuple((f"10.0.1.{i}", 8080) for i in range(1, 8))
+
+
+def subset_harness(size=None, endpoints=SEVEN):
+    more = {"upstream-hash-by-subset": "true"}
+    if size is not None:
+        more["upstream-hash-by-subset-size"] = size
+    return harness("$arg_k", endpoints=endpoints, more=more)
+
+
+def test_subsets_cut_the_endpoints_in_address_order_and_fill_the_last_from_the_start():
+    endpoints = [Endpoint(f"10.0.1.{i}", 8080) for i in (7, 3, 1, 5, 2, 6, 4)]
+    sets = upstream_hash.subsets(endpoints, 3)
+    names = [[e.address[-1] for e in subset] for subset in sets]
+    assert names == [["1", "2", "3"], ["4", "5", "6"], ["7", "1", "2"]]
+    assert upstream_hash.subsets(endpoints[:2], 3) == (tuple(sorted(endpoints[:2], key=lambda e: e.address))
+                                                       + (min(endpoints[:2], key=lambda e: e.address),),)
+    assert upstream_hash.subsets([], 3) == ()
+
+
+def test_a_key_goes_to_its_set_and_spreads_over_it_at_random():
+    with subset_harness() as h:
+        seen = Counter()
+        for _ in range(120):
+            seen[h.request(path="/?k=42").exchange.balancer.pick(())] += 1
+        chosen = set(seen)
+        assert len(chosen) == 3 and min(seen.values()) > 15  # one set of three, each used
+        sets = {frozenset(s) for s in upstream_hash.subsets([Endpoint(*e) for e in SEVEN], 3)}
+        assert frozenset(chosen) in sets
+        other_keys = {frozenset({h.request(path=f"/?k={k}").exchange.balancer.subset}.pop()) for k in range(60)}
+        assert len(other_keys) == 3  # keys spread over the three sets
+
+
+def test_a_retry_takes_another_endpoint_of_the_set_while_one_remains():
+    with subset_harness() as h:
+        balancer = h.request(path="/?k=7").exchange.balancer
+        first = balancer.pick(())
+        second = balancer.pick((first,))
+        third = balancer.pick((first, second))
+        assert len({first, second, third}) == 3 and set(balancer.subset) == {first, second, third}
+        assert balancer.pick((first, second, third)) in balancer.subset
+
+
+def test_the_same_key_goes_to_the_same_set_in_another_replica():
+    with subset_harness() as one, subset_harness(endpoints=tuple(reversed(SEVEN))) as other:
+        for k in range(40):
+            assert set(one.request(path=f"/?k={k}").exchange.balancer.subset) == \
+                set(other.request(path=f"/?k={k}").exchange.balancer.subset)
+
+
+@pytest.mark.parametrize("size, expected", [("2", 2), ("0", 3), (None, 3), ("7", 7)])
+def test_the_subset_size(size, expected):
+    with subset_harness(size) as h:
+        assert len(h.request(path="/?k=1").exchange.balancer.subset) == expected
+
+
+@pytest.mark.parametrize("size", ["-1", "three", "2.5"])
+def test_a_subset_size_nginx_would_not_take_rejects_the_ingress(size):
+    with subset_harness(size) as h:
+        assert h.rejection is not None and "upstream-hash-by-subset-size" in h.rejection
+
+
+def test_without_subset_a_key_keeps_its_one_endpoint():
+    with harness("$arg_k", more={"upstream-hash-by-subset": "false"}) as h:
+        assert isinstance(h.request(path="/?k=1").exchange.balancer, upstream_hash.HashedEndpoint)
+
+
+def test_subsets_move_keys_only_to_a_new_set_when_the_old_sets_stay():
+    """6 → 7 endpoints, the new one last in address order: the sets 1-3 and 4-6 stay, a set
+    (7, 1, 2) is added; keys move only to it (the ring of sets is consistent). When the new
+    endpoint sorts first every set changes, as with ingress-nginx's chashsubset."""
+    from ingressd_plugins._chash import Ring
+
+    def sets_for(endpoints):
+        ring = Ring(upstream_hash.subsets(endpoints, 3), name=upstream_hash._set_name)
+        return {k: ring.find(str(k).encode()) for k in range(3000)}
+
+    six = [Endpoint(f"10.0.2.{i}", 80) for i in range(1, 7)]
+    before, after = sets_for(six), sets_for(six + [Endpoint("10.0.2.7", 80)])
+    moved = [k for k in before if before[k] != after[k]]
+    new_set = (Endpoint("10.0.2.7", 80), Endpoint("10.0.2.1", 80), Endpoint("10.0.2.2", 80))
+    assert all(after[k] == new_set for k in moved)
+    share = len(moved) / len(before)
+    print(f"upstream-hash-by-subset: 6 → 7 endpoints (new last) moved {share:.1%} of the keys to the new set")
+    assert 0.2 < share < 0.5

@@ -30,7 +30,11 @@ def test_beyond_the_memory_bound_the_rest_goes_to_a_file(monkeypatch, tmp_path):
         assert body.add(piece)
     assert body.spilled and body.size == 10
     assert b"".join(_drain(body)) == b"abcdefghij"
-    assert not body.spilled  # the file is closed once read
+    assert body.spilled  # kept until discarded: a retry sends it again (proxy-next-upstream)
+    body.rewind()
+    assert b"".join(_drain(body)) == b"abcdefghij"
+    body.discard()
+    assert not body.spilled
 
 
 def test_over_the_limit_nothing_is_kept():
@@ -56,3 +60,14 @@ def test_discard_closes_the_file(monkeypatch):
     assert body.spilled
     body.discard()
     assert not body.spilled and body.next_piece() == b""
+
+
+def test_rewind_sends_the_whole_body_again_from_memory():
+    body = BufferedBody()
+    body.add(b"abc")
+    body.add(b"def")
+    assert body.next_piece() == b"abc"
+    body.rewind()
+    assert _drain(body) == [b"abc", b"def"]
+    body.rewind()
+    assert _drain(body) == [b"abc", b"def"]

@@ -149,8 +149,10 @@ CATALOGUE: Mapping[str, Entry] = _entries(
       note="ingressd has no global external authentication to opt out of"),
     E("service-upstream", NOT_NEEDED, _H, "false", BOOL,
       note="ingressd sends to the Service's ready endpoints: the same pods the ClusterIP would pick"),
-    E("load-balance", NOT_YET, _H, "round_robin", WORD,
-      note="ingressd balances round-robin over ready endpoints; `ewma` is served as round_robin"),
+    E("load-balance", IMPLEMENTED, _H, "round_robin", WORD,
+      note="round_robin and ewma (ingress-nginx's ewma.lua: 10 s decay, the lower of two random endpoints, new "
+           "endpoints start at the average); chash, chashsubset, sticky_* reject the Ingress (they come from "
+           "upstream-hash-by and affinity)"),
     # -- refused by design ---------------------------------------------------------------
     E("stream-snippet", REFUSED, _C, note=_SNIPPET),
     E("auth-snippet", REFUSED, _N, requires=_AUTH_URL, note=_SNIPPET),
@@ -245,7 +247,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E(_AFFINITY, IMPLEMENTED, _C, note="cookie session affinity; the cookie's key is a consistent-hash key "
       "(balanced) or a salted hash of the endpoint (persistent), the same in every replica"),
     E("affinity-mode", IMPLEMENTED, _C, "balanced", WORD, requires=_AFFINITY),
-    E("affinity-canary-behavior", NOT_YET, _C, "sticky", WORD, requires=_AFFINITY),
+    E("affinity-canary-behavior", IMPLEMENTED, _C, "sticky", WORD, requires=_CANARY,
+      note="read on the canary Ingress, as ingress-nginx: sticky makes the canary sticky with the main Ingress's "
+           "cookie settings, legacy leaves it without affinity"),
     E("session-cookie-name", IMPLEMENTED, _C, "INGRESSCOOKIE", requires=_AFFINITY),
     E("session-cookie-path", IMPLEMENTED, _C, requires=_AFFINITY),
     E("session-cookie-domain", IMPLEMENTED, _C, requires=_AFFINITY),
@@ -258,8 +262,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("upstream-hash-by", IMPLEMENTED, _C,
       note="variables $request_uri, $remote_addr, $host, $uri, $args, $query_string, $scheme, $request_method, "
       "$http_NAME, $cookie_NAME, $arg_NAME and text between them; any other variable rejects the Ingress"),
-    E("upstream-hash-by-subset", NOT_YET, _C, "false", BOOL, requires="upstream-hash-by"),
-    E("upstream-hash-by-subset-size", NOT_YET, _C, "3", INT, requires="upstream-hash-by"),
+    E("upstream-hash-by-subset", IMPLEMENTED, _C, "false", BOOL, requires="upstream-hash-by",
+      note="the sets are cut from the endpoints in address order, so every replica makes the same"),
+    E("upstream-hash-by-subset-size", IMPLEMENTED, _C, "3", INT, requires="upstream-hash-by"),
     E("server-alias", IMPLEMENTED, _C,
       note="an alias that is a host of some Ingress, or claimed by an older Ingress, is skipped with a "
            "warning, as in ingress-nginx"),
@@ -279,10 +284,15 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("proxy-ssl-server-name", IMPLEMENTED, _C, "off", WORD, requires=_PROTOCOL),
     E("proxy-ssl-ciphers", IMPLEMENTED, _C, requires=_PROTOCOL),
     E("proxy-ssl-protocols", IMPLEMENTED, _C, requires=_PROTOCOL),
-    E("proxy-next-upstream", NOT_YET, _H, "error timeout",
-      note="ingressd retries idempotent requests on another endpoint after a connection error"),
-    E("proxy-next-upstream-timeout", NOT_YET, _H, "0", INT),
-    E("proxy-next-upstream-tries", NOT_YET, _H, "3", INT),
+    E("proxy-next-upstream", PARTIAL, _H, "error timeout",
+      note="as nginx: a retry only before anything reached the client, POST/LOCK/PATCH once sent only with "
+           "non_idempotent, a passed-over answer discarded (the last one passed through); a retry avoids the "
+           "endpoints tried while others are ready. Differs: a pooled keep-alive connection the backend had "
+           "closed is tried once more on a new connection even with `off` (nginx answers 502); a value "
+           "ingress-nginx would replace by the default rejects the Ingress"),
+    E("proxy-next-upstream-timeout", IMPLEMENTED, _H, "0", INT),
+    E("proxy-next-upstream-tries", PARTIAL, _H, "3", INT,
+      note="0 (no limit in nginx) asks each endpoint at most once"),
     E("custom-headers", IMPLEMENTED, _H,
       note="the headers must be listed in --global-allowed-response-headers (ingress-nginx's ConfigMap key "
            "global-allowed-response-headers)"),
@@ -316,7 +326,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
            "GRPC (not served, so that a manifest relying on it never reaches a gRPC backend as HTTP/1.1)"),
     E("secure-backends", NOT_YET, _C, "false", BOOL, removed=True, note="now backend-protocol: HTTPS"),
     E("secure-verify-ca-secret", NOT_YET, _C, requires="secure-backends", removed=True),
-    E("session-cookie-hash", NOT_YET, _C, requires=_AFFINITY, removed=True),
+    E("session-cookie-hash", NOT_NEEDED, _C, requires=_AFFINITY, removed=True,
+      note="removed in ingress-nginx 0.24 (#3743): its last release ignores it, as ingressd does; the cookie's "
+           "key never names the endpoint in clear"),
     E("upstream-fail-timeout", NOT_YET, _H, removed=True),
     E("upstream-max-fails", NOT_YET, _H, removed=True),
 )

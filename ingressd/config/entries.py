@@ -15,6 +15,7 @@ from ingressd.proxy.chain import in_phase_order
 from ingressd.features import AnnotationError, BuildContext, RoundRobin, UpstreamSettings
 from ingressd.config.model import Config, Endpoint, Rejection, Route
 from ingressd.config.routing import RouteTable
+from ingressd.proxy.next_upstream import DEFAULT as DEFAULT_NEXT_UPSTREAM
 
 
 _NO_CODES: frozenset[int] = frozenset()  # shared: an empty frozenset is 216 bytes per route
@@ -24,7 +25,7 @@ DEFAULT_UPSTREAM = UpstreamSettings(connect_timeout=5.0, read_timeout=60.0, send
                                     max_body_size=1024 * 1024, protocol="HTTP", http_version="1.1",
                                     request_buffering=True, body_buffer_size=65536, response_buffering=False,
                                     response_memory=4 * 4096, max_temp_file_size=1024 * 1024 * 1024,
-                                    limit_rate=0, limit_rate_after=0)
+                                    limit_rate=0, limit_rate_after=0, next_upstream=DEFAULT_NEXT_UPSTREAM)
 HTTP = "HTTP"  # the upstream protocol every server speaks: HTTP/1.1 in clear
 HTTPS = "HTTPS"  # HTTP/1.1 over TLS
 # ingress-nginx's AUTO_HTTP: HTTP or HTTPS to the backend as the client came (served where both are).
@@ -78,6 +79,8 @@ class RouteEntry:
         self.regex = any(getattr(feature, "regex_paths", False) for feature in ordered)
         self.access_log = all(getattr(feature, "access_log", True) for feature in ordered)
         self.canary = next((f.canary for f in ordered if getattr(f, "canary", None) is not None), None)
+        # A feature's ``balancer`` (load-balance: ewma) replaces the round-robin over the endpoints.
+        self.balancer = next((f.balancer for f in ordered if getattr(f, "balancer", None) is not None), self.balancer)
         for feature in ordered:  # a later phase's value wins, field by field
             settings = getattr(feature, "upstream", None)
             if settings is not None:

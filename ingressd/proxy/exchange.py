@@ -38,6 +38,8 @@ from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, conn
 from ingressd.http.http1 import error_page
 from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
 from ingressd.config.routing import host_of
+from ingressd.proxy.canary_choice import choose
+from ingressd.proxy.next_upstream import DEFAULT as NEXT_UPSTREAM, exhausted, failure_kind, may_retry
 from ingressd.proxy.request_body import BufferedBody
 from ingressd.proxy.response_buffer import ResponseBuffer
 from ingressd.proxy.tunnel import Tunnel
@@ -51,7 +53,6 @@ _ACCEL_BUFFERING = b"x-accel-buffering"  # a backend's say on reading its respon
 _name = itemgetter(0)
 _STREAM_WINDOW = 65536  # a streamed request body: bytes the backend may be behind before the client waits
 _NOT_IN_101 = frozenset((b"content-length", b"transfer-encoding"))
-_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 # Answers after which nginx closes the connection (ngx_http_special_response_handler);
 # after any other answer of our own the connection stays open, as there.
 _CLOSING_STATUSES = frozenset((400, 413, 414, 500, 501))
@@ -118,8 +119,9 @@ class Exchange:
     entry = None
     status = 0
     bytes_sent = 0
-    upstream_address = ""
+    upstream_address = ""  # nginx's $upstream_addr: after retries, each try's, comma-separated
     upstream_status = 0
+    upstream_endpoint = None  # the Endpoint of the last try (a balancer learns from its answer)
     websocket = False
     # For metrics and the access log (read by Proxy.observers once the exchange is over):
     upstream_started = 0.0  # clock.seconds() when the backend was asked (last try)
@@ -137,6 +139,9 @@ class Exchange:
     _body_sent = False
     _body_ended = False  # the whole body went to the backend (its connection may be reused)
     _buffer: BufferedBody | None = None  # the request body, held until a backend takes it
+    _held: BufferedBody | None = None  # the whole body, kept to be sent again (proxy-next-upstream)
+    _first_try: float | None = None  # clock.seconds() when the first endpoint was asked (proxy-next-upstream-timeout)
+    _trail = ""  # the statuses of tries passed over ("502, 503, "): $upstream_status
     _awaiting_body = False  # the backend is asked once the body is complete
     _streaming = False  # the body goes to the backend as it arrives (request_buffering off)
     _client_held = False  # the client's reading is paused until the backend takes more of the body
@@ -148,6 +153,7 @@ class Exchange:
     _writer: ResponseBuffer | None = None
     _intercepted = 0
     _retried = False
+    _canary_decided = False
     _done = False
     _forwarded: "list[tuple[bytes, bytes]] | tuple" = ()
     _tunnel: Tunnel | None = None
@@ -373,24 +379,31 @@ class Exchange:
     def _connect(self) -> None:
         if self._forward_callbacks is not None:
             self._announce_forward()
-        settings = self.upstream_settings
-        balancer = self.balancer
-        if balancer is None:
-            entry = self.entry
-            balancer = entry.balancer
-            if entry.alternatives:  # a canary: its rule decides once (header, cookie, weight)
-                rule, canary = entry.alternatives[0]
-                if rule.wants(self):
-                    balancer = canary.balancer
-                self.balancer = balancer  # retries keep the decision
-        endpoint = balancer.pick(self._tried)
+        endpoint = self._pick()
         if endpoint is None:
             self.error_cause = "no_endpoints"
             self.local(503)
             return
+        self._connect_to(endpoint)
+
+    def _pick(self):
+        """The next endpoint of the request's balancer, avoiding those tried while others remain."""
+        balancer = self.balancer
+        entry = self.entry
+        if entry.alternatives and not self._canary_decided:  # a canary: decided once (proxy/canary_choice.py)
+            self._canary_decided = True
+            balancer = self.balancer = choose(balancer, entry, self)  # retries keep the decision
+        return (balancer or entry.balancer).pick(self._tried)
+
+    def _connect_to(self, endpoint) -> None:
+        settings = self.upstream_settings
         self._tried += (endpoint,)
-        self.upstream_address = f"{endpoint.address}:{endpoint.port}"
+        self.upstream_endpoint = endpoint
+        address = f"{endpoint.address}:{endpoint.port}"
+        self.upstream_address = f"{self.upstream_address}, {address}" if self.upstream_address else address
         self.upstream_started = self.proxy.clock.seconds()
+        if self._first_try is None:
+            self._first_try = self.upstream_started
         protocol = settings.protocol
         if protocol == AUTO_HTTP:  # ingress-nginx's proxy_pass $scheme://: as the client came
             protocol = "HTTPS" if self.protocol.scheme == "https" else "HTTP"
@@ -492,7 +505,10 @@ class Exchange:
         if buffer is None:
             # Streamed, it holds at most about a window (the client waits beyond it): memory.
             memory = _STREAM_WINDOW * 4 if self._streaming else self.upstream_settings.body_buffer_size
-            buffer = self._buffer = BufferedBody(directory=self.proxy.settings.temp_dir, memory_bound=memory)
+            buffer = self._buffer = BufferedBody(directory=self.proxy.settings.temp_dir, memory_bound=memory,
+                                                 retain=not self._streaming)
+            if not self._streaming:
+                self._held = buffer  # kept whole, to be sent again to another endpoint (proxy-next-upstream)
         try:
             buffer.add(data)
         except OSError as exc:  # no temporary file (disk full, --temp-path gone): nginx's 500
@@ -522,6 +538,11 @@ class Exchange:
 
     def upstream_head(self, connection, status: int, headers, length) -> None:
         self.upstream_status = status
+        if status in (self.upstream_settings.next_upstream or NEXT_UPSTREAM).statuses \
+                and self._next_upstream(f"http_{status}", True):
+            self._upstream = None
+            connection.abort()  # its answer is passed over, as nginx closes it
+            return
         if status == 101:
             if self.websocket:
                 return  # the tunnel takes over in upstream_upgraded
@@ -637,17 +658,63 @@ class Exchange:
             self.protocol.abort()
             self._finished()
             return
-        if error.retryable and not self._retried and not self._body_sent and not self.request.has_body:
-            if self.method in _IDEMPOTENT or (connection is not None and connection.reused):
-                self._retried = True
-                self.retries += 1
-                if connection is not None and connection.reused:
-                    self._tried = ()  # a stale pooled connection: the endpoint may be fine
-                self._forward()
-                return
+        if error.retryable and connection is not None and connection.reused and not self._retried \
+                and self._resendable():
+            # A pooled keep-alive connection the backend had closed: the request never reached
+            # it. Once more on a new connection, not counted as a try (nginx: peer.tries++).
+            self._retried = True
+            endpoint, self._tried = self._tried[-1], self._tried[:-1]
+            self._again(endpoint, 502)
+            return
+        if self._next_upstream(failure_kind(error.cause, error.timeout), connection is not None, error.timeout):
+            return
         log.msg(f"ingressd: {error} ({self.method.decode('latin-1')} {self.host}{self.path})")
         self.error_cause = error.cause
         self.local(504 if error.timeout else 502)
+
+    # -- the next endpoint (proxy-next-upstream) -------------------------------------------
+
+    def _resendable(self) -> bool:
+        """The request can be sent again: it has no body, or its body is held whole."""
+        return not self._body_bytes or (self._held is not None and self._body_complete)
+
+    def _next_upstream(self, kind: str, sent: bool, timeout: bool = False) -> bool:
+        """After a failed try (``kind``: ``next_upstream.failure_kind`` or ``http_XXX``), send
+        the request to the next endpoint if the route's proxy-next-upstream allows: True if so."""
+        policy = self.upstream_settings.next_upstream or NEXT_UPSTREAM
+        if not self._resendable() or not may_retry(policy, kind, self.method, sent, len(self._tried),
+                                                   self.proxy.clock.seconds() - self._first_try):
+            return False
+        endpoint = self._pick()
+        if endpoint is None or exhausted(policy, endpoint, self._tried):
+            return False
+        self._again(endpoint, self.upstream_status if kind.startswith("http_") else 504 if timeout else 502)
+        return True
+
+    def _again(self, endpoint, status: int) -> None:
+        """Ask ``endpoint`` after a try that ended with ``status`` (the backend's, or 502/504)."""
+        self.retries += 1
+        self._trail += f"{status}, "
+        self.upstream_status = 0
+        self._intercepted = 0
+        self._upstream_error = False
+        self._body_sent = self._body_ended = False
+        if self._next_round is not None:
+            self._next_round.cancel()
+            self._next_round = None
+        held = self._held
+        if held is not None:
+            held.rewind()
+            self._buffer = held
+        self._connect_to(endpoint)
+
+    @property
+    def upstream_statuses(self) -> "int | str":
+        """nginx's ``$upstream_status``: the backend's status; after retries each try's, as
+        ``"502, 503, 200"`` (a failed try's is the 502 or 504 it would have been)."""
+        if not self._trail:
+            return self.upstream_status
+        return f"{self._trail}{self.upstream_status or self.status}"
 
     def upstream_upgraded(self, connection, rest: bytes) -> None:
         """The backend answered 101: splice the two connections."""
@@ -819,6 +886,9 @@ class Exchange:
         if self._buffer is not None:
             self._buffer.discard()
             self._buffer = None
+        if self._held is not None:
+            self._held.discard()
+            self._held = None
         if self._next_round is not None:
             self._next_round.cancel()
             self._next_round = None

@@ -7,7 +7,8 @@ or abandoned by its client never reaches a backend, not even in part. The first
 spilled to an anonymous temporary file (``spill.SpillBuffer``, nginx's ``client_body_temp``),
 so a large allowed body costs disk, not memory. Once a backend is connected, the body is
 replayed piece by piece as fast as the backend takes it (``next_piece`` is called while the
-backend is not pushing back).
+backend is not pushing back), and again from the start (``rewind``) when the request goes on
+to another endpoint (proxy-next-upstream): a held body is read, not taken.
 
 ``proxy_request_buffering off``: the same object holds only what the backend has not taken
 yet (the exchange pauses the client while ``size`` is over a window), in memory.
@@ -28,11 +29,16 @@ PIECE = 65536  # bytes read back from the file per piece sent
 class BufferedBody:
     """The body read so far: ``add`` while it arrives, then ``next_piece`` until it returns b""."""
 
-    __slots__ = ("limit", "received", "_held")
+    __slots__ = ("limit", "received", "retain", "_held", "_at")
 
-    def __init__(self, limit: int = 0, directory: str | None = None, memory_bound: int | None = None):
+    def __init__(self, limit: int = 0, directory: str | None = None, memory_bound: int | None = None,
+                 retain: bool = True):
         self.limit = limit  # the largest body accepted (0: unlimited)
         self.received = 0  # bytes added in all
+        # True: a held body, read (not taken) so it can be sent again; False: a streamed one,
+        # taken as the backend takes it (only what the backend has not taken is held).
+        self.retain = retain
+        self._at = 0  # a held body: the offset of the next piece
         self._held = SpillBuffer(MEMORY_BOUND if memory_bound is None else memory_bound, directory)
 
     @property
@@ -63,12 +69,17 @@ class BufferedBody:
         return True
 
     def next_piece(self) -> bytes:
-        """The next piece of the body, in order; b"" when nothing is held (the file is then
-        closed: a held body is read once)."""
-        piece = self._held.take(PIECE)
-        if not piece:
-            self._held.close()
-        return piece
+        """The next piece of the body, in order; b"" at the end (a held body is kept until
+        ``discard``, to be sent again after ``rewind``)."""
+        if self.retain:
+            piece = self._held.read(self._at, PIECE)
+            self._at += len(piece)
+            return piece
+        return self._held.take(PIECE)
+
+    def rewind(self) -> None:
+        """Send a held body again from the start (the next ``next_piece`` is the first)."""
+        self._at = 0
 
     def copy(self, limit: int) -> bytes | None:
         """The whole body as bytes, leaving it to be replayed (``next_piece``), or None when it
@@ -79,4 +90,5 @@ class BufferedBody:
 
     def discard(self) -> None:
         """Drop what is held (and close the temporary file)."""
+        self._at = 0
         self._held.close()

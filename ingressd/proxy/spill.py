@@ -111,6 +111,22 @@ class SpillBuffer:
             data += os.pread(self._file.fileno(), self._write_at - self._read_at, self._read_at)
         return data
 
+    def read(self, offset: int, most: int = PIECE) -> bytes:
+        """Up to ``most`` bytes from ``offset`` bytes after the front, without taking them (a
+        body sent again to another endpoint); b"" past the end."""
+        if offset < self.in_memory:
+            at = 0
+            for piece in self._memory:  # memory holds few pieces: it is bounded
+                if offset < at + len(piece):
+                    start = offset - at
+                    return piece[start:start + most]
+                at += len(piece)
+        offset -= self.in_memory
+        available = self._write_at - self._read_at - offset
+        if available <= 0:
+            return b""
+        return os.pread(self._file.fileno(), min(most, available), self._read_at + offset)
+
     def close(self) -> None:
         """Drop what is held and close the file."""
         self._memory.clear()
