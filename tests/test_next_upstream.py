@@ -338,3 +338,10 @@ def test_the_time_limit_counts_from_the_first_try_even_at_time_zero():
     proxy.clock.advance(3)
     exchange.upstream_failed(connection, UpstreamError("backend closed", cause="backend_closed"))  # 6 s: over
     assert len(pool.asked) == 2 and client.head[0] == 502
+
+
+def test_a_passed_grpc_deadline_is_never_tried_again():
+    from ingressd.proxy.next_upstream import CALL_DEADLINE, failure_kind
+
+    assert failure_kind("grpc_deadline", True) == CALL_DEADLINE
+    assert not may_retry(DEFAULT, CALL_DEADLINE, b"POST", False, 1, 0.0)

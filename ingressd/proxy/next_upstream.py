@@ -53,6 +53,9 @@ class NextUpstream:
 DEFAULT = NextUpstream()
 
 
+CALL_DEADLINE = "call_deadline"  # a kind no policy lists: never retried
+
+
 def parse_conditions(value: str) -> tuple[frozenset[str], frozenset[int], bool]:
     """``proxy-next-upstream`` → (failure kinds, statuses, non_idempotent); ``off`` wins over
     everything else, as in nginx. Raises ValueError for a word nginx does not know."""
@@ -70,6 +73,8 @@ def parse_conditions(value: str) -> tuple[frozenset[str], frozenset[int], bool]:
 
 def failure_kind(cause: str, timeout: bool) -> str:
     """The nginx failure kind of an ``UpstreamError`` (its ``cause`` and ``timeout``)."""
+    if cause == "grpc_deadline":  # the call's own deadline (grpc-timeout) passed: no endpoint can help
+        return CALL_DEADLINE
     if timeout:
         return TIMEOUT
     return _CAUSES.get(cause, ERROR)
