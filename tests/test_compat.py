@@ -38,19 +38,20 @@ CASES = [
     # (annotations, controller-wide ignores, outcome, the annotations named)
     ({}, (), "served", []),
     ({"kubernetes.io/ingress.class": "nginx"}, (), "served", []),
-    # the hole: external auth and client certificates are not implemented yet
+    # the hole: client certificates are not implemented yet (external auth is: served)
     ({"auth-url": "https://oauth2.example.com/oauth2/auth",
       "auth-signin": "https://oauth2.example.com/oauth2/start?rd=$escaped_request_uri",
       "auth-tls-verify-client": "on", "auth-tls-secret": "default/ca"}, (), "blocked",
-     ["auth-tls-secret", "auth-url"]),
-    ({"auth-url": "https://a/", "ingressd.io/ignore-annotations": "auth-url"}, (), "warned", ["auth-url"]),
-    ({"auth-url": "https://a/", "ingressd.io/ignore-annotations": f"{N}auth-url, satisfy"}, (), "warned",
-     ["auth-url"]),
-    ({"auth-url": "https://a/"}, ("auth-url",), "warned", ["auth-url"]),
-    ({"auth-url": "https://a/"}, ("satisfy",), "blocked", ["auth-url"]),
+     ["auth-tls-secret"]),
+    ({"enable-modsecurity": "true", "ingressd.io/ignore-annotations": "enable-modsecurity"}, (), "warned",
+     ["enable-modsecurity"]),
+    ({"enable-modsecurity": "true", "ingressd.io/ignore-annotations": f"{N}enable-modsecurity, satisfy"}, (),
+     "warned", ["enable-modsecurity"]),
+    ({"enable-modsecurity": "true"}, ("enable-modsecurity",), "warned", ["enable-modsecurity"]),
+    ({"enable-modsecurity": "true"}, ("satisfy",), "blocked", ["enable-modsecurity"]),
     # the Ingress's own list adds to the operator's, never replaces it
-    ({"auth-url": "https://a/", "ingressd.io/ignore-annotations": "satisfy"}, ("auth-url",), "warned",
-     ["auth-url"]),
+    ({"enable-modsecurity": "true", "ingressd.io/ignore-annotations": "satisfy"}, ("enable-modsecurity",),
+     "warned", ["enable-modsecurity"]),
     # one annotation of each class
     ({"satisfy": "any"}, (), "blocked", ["satisfy"]),
     ({"enable-modsecurity": "true"}, (), "blocked", ["enable-modsecurity"]),
@@ -108,7 +109,7 @@ CASES = [
     # auth- and modsecurity-snippets guard access whatever they say
     ({"modsecurity-snippet": "add_header X y;"}, (), "blocked", ["modsecurity-snippet"]),
     ({"stream-snippet": "add_header X y;"}, (), "blocked", ["stream-snippet"]),
-    ({"auth-url": "https://a/", "auth-snippet": "x"}, (), "blocked", ["auth-url"]),
+    ({"auth-url": "https://a/", "auth-snippet": "x"}, (), "blocked", ["auth-snippet"]),
     # implemented by a plugin: parsed there
     ({"limit-rps": "5", "enable-cors": "true"}, (), "served", []),
     ({"custom-http-errors": "404,503"}, (), "warned", ["custom-http-errors"]),
@@ -226,12 +227,12 @@ REASONS = [
      (N + "configuration-snippet", f"annotation {N}configuration-snippet is ignored as the operator asked "
                                    f"(--ignore-annotation or ingressd.io/ignore-annotations): line 2: allow: "
                                    f"'$x' is not an address, a CIDR or all {_SUBSET}", False)),
-    ({"auth-url": "https://a/"}, ("auth-url",),
-     (N + "auth-url", f"annotation {N}auth-url is ignored as the operator asked (--ignore-annotation or "
-                      f"ingressd.io/ignore-annotations): {_NOT_SUPPORTED} ({_note('auth-url')}), and serving "
+    ({"enable-modsecurity": "true"}, ("enable-modsecurity",),
+     (N + "enable-modsecurity", f"annotation {N}enable-modsecurity is ignored as the operator asked (--ignore-annotation or "
+                      f"ingressd.io/ignore-annotations): {_NOT_SUPPORTED} ({_note('enable-modsecurity')}), and serving "
                       "without it may let in clients it keeps out", False)),
-    ({"auth-url": "https://a/"}, (),
-     (N + "auth-url", _blocked("auth-url", f"{_NOT_SUPPORTED} ({_note('auth-url')})",
+    ({"enable-modsecurity": "true"}, (),
+     (N + "enable-modsecurity", _blocked("enable-modsecurity", f"{_NOT_SUPPORTED} ({_note('enable-modsecurity')})",
                                "let in clients it keeps out"), True)),
     ({"secure-backends": "true"}, (),
      (N + "secure-backends", _blocked("secure-backends", f"{_NOT_SUPPORTED} ({_note('secure-backends')})",
@@ -252,10 +253,10 @@ def test_each_problem_names_its_annotation_and_says_why(annotations, ignored, ex
 
 
 def test_a_blocking_reason_names_the_annotation_and_how_to_accept_it():
-    (problem,) = assess({N + "auth-url": "https://a/"}, OWNED)
-    assert problem.blocking and problem.annotation == N + "auth-url"
+    (problem,) = assess({N + "enable-modsecurity": "true"}, OWNED)
+    assert problem.blocking and problem.annotation == N + "enable-modsecurity"
     assert "let in clients it keeps out" in problem.reason
-    assert "--ignore-annotation auth-url" in problem.reason and 'ingressd.io/ignore-annotations: "auth-url"' in problem.reason
+    assert "--ignore-annotation enable-modsecurity" in problem.reason and 'ingressd.io/ignore-annotations: "enable-modsecurity"' in problem.reason
     (problem,) = assess({N + "secure-backends": "true"}, OWNED)
     assert "send traffic elsewhere" in problem.reason
 

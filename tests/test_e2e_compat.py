@@ -18,10 +18,9 @@ pytestmark = pytest.mark.slow
 
 N = "nginx.ingress.kubernetes.io/"
 
-# Copied unchanged from an ingress-nginx cluster: oauth2-proxy in front, client certificates.
+# Copied from an ingress-nginx cluster: client certificates (its oauth2-proxy annotations,
+# auth-url and auth-signin, are served now: tests/test_e2e_ext_auth.py).
 SECURE = {
-    N + "auth-url": "https://oauth2.example.com/oauth2/auth",
-    N + "auth-signin": "https://oauth2.example.com/oauth2/start?rd=$escaped_request_uri",
     N + "auth-tls-verify-client": "on",
     N + "auth-tls-secret": "default/ca",
 }
@@ -78,8 +77,8 @@ def test_rejections_are_logged_listed_and_counted(world):
     proc, _, _ = world
     log = proc.log()
     line = next(line for line in log.splitlines() if "rejected: Ingress default/secure:" in line)
-    assert "auth-url" in line and "auth-tls-secret" in line and "--ignore-annotation auth-url" in line
-    assert "auth-signin" not in line  # covered by auth-url, its switch
+    assert "auth-tls-secret" in line and "--ignore-annotation auth-tls-secret" in line
+    assert "auth-tls-verify-client" not in line  # covered by auth-tls-secret, its switch
     assert any("warning: Ingress default/otel:" in line and "enable-opentelemetry" in line for line in log.splitlines())
     assert any("warning: Ingress default/accepted:" in line and "ignored as the operator asked" in line
                for line in log.splitlines())
@@ -89,7 +88,7 @@ def test_rejections_are_logged_listed_and_counted(world):
     rejected = {item["name"]: item for item in document["rejections"] if item["kind"] == "Ingress"}
     assert set(rejected) == {host.split(".")[0] for host, (_, served) in CASES.items() if not served}
     assert rejected["secure"]["category"] == "unsupported"
-    assert rejected["secure"]["annotations"] == ["auth-tls-secret", "auth-url"]
+    assert rejected["secure"]["annotations"] == ["auth-tls-secret"]
     status, _, body = proc.admin("/metrics")
     text = body.decode()
     assert 'ingressd_config_rejections{kind="Ingress",reason="unsupported"} 6.0' in text
@@ -103,8 +102,8 @@ def test_an_operator_accepts_the_risk_controller_wide(world, tmp_path):
         assert proc.get("/", host="secure.example").status == 200
         assert proc.get("/", host="vhost.example").status == 404
         assert proc.get("/", host="canary.example").status == 404
-        assert "--ignore-annotation auth-url: Ingresses with nginx.ingress.kubernetes.io/auth-url are served" \
-            in proc.log()
+        assert "--ignore-annotation auth-tls-secret: Ingresses with nginx.ingress.kubernetes.io/auth-tls-secret " \
+            "are served" in proc.log()
     finally:
         proc.stop()
 

@@ -152,7 +152,7 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("auth-snippet", REFUSED, _N, requires=_AUTH_URL, note=_SNIPPET),
     E("modsecurity-snippet", REFUSED, _N, note=_SNIPPET),
     # -- not yet: ignoring them would widen access ---------------------------------------
-    E(_AUTH_URL, PARTIAL, _N,
+    E(_AUTH_URL, IMPLEMENTED, _N,
       note="external authentication, e.g. oauth2-proxy: 2xx proxies, 401 answers 401 (or the sign-in "
            "redirect), 403 answers 403, anything else (another status, a timeout, a refused connection) "
            "answers 500, never the backend; variables are substituted as data (a byte that is not visible "
