@@ -252,6 +252,7 @@ class ExternalAuth:
     """Asks the auth service before each request of the route is proxied (phase AUTH)."""
 
     phase = Phase.AUTH
+    access_check = True  # combined with the others under ``satisfy: any``
 
     def __init__(self, config: AuthConfig, client: Any, cache: Any, route_key: bytes, failures: list):
         self.config = config
@@ -318,7 +319,9 @@ class ExternalAuth:
         always = cookies if self.config.always_set_cookie else []
         if status == 401:
             if self._signin is not None:
-                return plain(302, [(b"location", self._signin_url(exchange)), *cookies])
+                redirect = plain(302, [(b"location", self._signin_url(exchange)), *cookies])
+                redirect.denial = 401  # nginx's error_page 401 = @signin: a 401 to ``satisfy any``
+                return redirect
             challenges = [(b"www-authenticate", value) for value in answer.header_values(b"www-authenticate")]
             return plain(401, [*challenges, *always])
         if status == 403:

@@ -53,7 +53,7 @@ CASES = [
     ({"enable-modsecurity": "true", "ingressd.io/ignore-annotations": "satisfy"}, ("enable-modsecurity",),
      "warned", ["enable-modsecurity"]),
     # one annotation of each class
-    ({"satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"satisfy": "any"}, (), "served", []),  # a plugin owns it
     ({"enable-modsecurity": "true"}, (), "blocked", ["enable-modsecurity"]),
     ({"global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
     ({"limit-rate": "100"}, (), "blocked", ["limit-rate"]),
@@ -120,16 +120,16 @@ CASES = [
     ({"secure-backends": "true"}, (), "blocked", ["secure-backends"]),
     ({"enable-influxdb": "true"}, (), "warned", ["enable-influxdb"]),
     # whatever comes first, every annotation is judged: a blocking one after each kind of skipped one
-    ({"kubernetes.io/ingress.class": "nginx", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"ingressd.io/made-up": "1", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"ingressd.io/ignore-annotations": "x", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"auth-url": "", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"limit-rps": "5", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"custom-http-errors": "404", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"made-up": "1", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"proxy-buffer-size": "16k", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"backend-protocol": "HTTP", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"auth-signin": "https://a/start", "satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"kubernetes.io/ingress.class": "nginx", "limit-rate": "100"}, (), "blocked", ["limit-rate"]),
+    ({"ingressd.io/made-up": "1", "limit-rate": "100"}, (), "blocked", ["limit-rate"]),
+    ({"ingressd.io/ignore-annotations": "x", "limit-rate": "100"}, (), "blocked", ["limit-rate"]),
+    ({"auth-url": "", "limit-rate": "100"}, (), "blocked", ["limit-rate"]),
+    ({"limit-rps": "5", "limit-rate": "100"}, (), "blocked", ["limit-rate"]),
+    ({"custom-http-errors": "404", "limit-rate": "100"}, (), "blocked", ["limit-rate"]),
+    ({"made-up": "1", "limit-rate": "100"}, (), "blocked", ["limit-rate"]),
+    ({"proxy-buffer-size": "16k", "limit-rate": "100"}, (), "blocked", ["limit-rate"]),
+    ({"backend-protocol": "HTTP", "limit-rate": "100"}, (), "blocked", ["limit-rate"]),
+    ({"auth-signin": "https://a/start", "limit-rate": "100"}, (), "blocked", ["limit-rate"]),
 ]
 
 

@@ -29,7 +29,7 @@ SECURE = {
 CASES = {
     "secure.example": (SECURE, False),
     "waf.example": ({N + "enable-modsecurity": "true"}, False),  # narrows access
-    "any.example": ({N + "satisfy": "any", N + "auth-type": "basic", N + "auth-secret": "nosuch"}, False),
+    "rate.example": ({N + "limit-rate": "100"}, False),  # narrows access (bandwidth)
     "vhost.example": ({N + "secure-backends": "true"}, False),  # changes where traffic goes
     "grpc.example": ({N + "backend-protocol": "GRPC"}, False),
     "canary.example": ({N + "canary": "true", N + "canary-weight": "50"}, False),  # no main Ingress: not served

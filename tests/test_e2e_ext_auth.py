@@ -12,7 +12,9 @@ headers)."""
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +29,8 @@ pytestmark = pytest.mark.slow
 
 N = "nginx.ingress.kubernetes.io/"
 COOKIE = "_oauth2_proxy"
+HTPASSWD = "user:{SHA}nU4eI71bcnBGqeO0t9tXvY1u5oQ=\n"  # user / pass
+CREDENTIALS = {"Authorization": "Basic " + base64.b64encode(b"user:pass").decode()}
 
 
 class _AuthHandler(BaseHTTPRequestHandler):
@@ -179,6 +183,16 @@ def world(tmp_path_factory):
         guarded("hop", "hop.test", {N + "auth-url": f"{auth_url}/hop",
                                     N + "auth-response-headers": "X-Auth-Request-User, X-Auth-Request-Email"}),
         guarded("invalid", "invalid.test", {N + "auth-url": "ftp://127.0.0.1/"}),
+        # satisfy: any (test/e2e/annotations/satisfy.go): basic auth or external auth
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "users", "namespace": "default"},
+         "type": "Opaque", "data": {"auth": base64.b64encode(HTPASSWD.encode()).decode()}},
+        guarded("any", "any.test", {N + "auth-type": "basic", N + "auth-secret": "users",
+                                    N + "auth-url": f"{auth_url}/oauth2/auth", N + "auth-signin": "http://$host/auth/start",
+                                    N + "satisfy": "any"}),
+        guarded("listed", "listed.test", {N + "allowlist-source-range": "127.0.0.1/32",
+                                          N + "auth-url": f"{auth_url}/status/401", N + "satisfy": "any"}),
+        guarded("all", "all.test", {N + "allowlist-source-range": "127.0.0.1/32",
+                                    N + "auth-url": f"{auth_url}/status/401"}),
         ingress("plain", [("plain.test", [("/", "Prefix", "web", 80)])]),
     ]
     for status in (200, 204, 401, 403, 404, 302, 500, 503):
@@ -207,7 +221,6 @@ def test_the_oauth2_proxy_flow_with_a_browser(world):
     assert visited[2][1] == "http://app.test/private?x=1&y=a%20b"
     assert browser.cookies[COOKIE] == "valid-alice"
     # 3. the backend got the user from the auth answer; the auth answer's cookie reached the browser
-    import json
     echoed = json.loads(body)
     sent = dict(echoed["headers"])
     assert sent["x-auth-request-user"] == "alice" and sent["x-auth-request-email"] == "alice@example.test"
@@ -336,3 +349,14 @@ def test_an_invalid_auth_url_rejects_only_its_ingress(world):
     assert any("invalid" in line and "auth-url" in line and "http:// or https://" in line
                for line in proc.log().splitlines())
     assert proc.get("/", host="plain.test").status == 200
+
+
+def test_satisfy_any_with_basic_external_auth_and_an_allow_list(world):
+    proc, web, auth = world
+    answer = proc.get("/", host="any.test", headers=CREDENTIALS)
+    assert answer.status == 200 and "authorization" not in _backend_headers(answer)  # basic auth's pass
+    answer = proc.get("/?a=b&c=d", host="any.test")
+    assert answer.status == 302  # both refuse: the sign-in redirect, as ingress-nginx's e2e test
+    assert answer.headers["location"] == "http://any.test/auth/start?rd=http://any.test%2F%3Fa%3Db%26c%3Dd"
+    assert proc.get("/", host="listed.test").status == 200  # 127.0.0.1 is listed: enough with any
+    assert proc.get("/", host="all.test").status == 401  # satisfy all (the default): both needed

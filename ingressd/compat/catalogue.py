@@ -188,7 +188,10 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("auth-tls-pass-certificate-to-upstream", NOT_YET, _N, "false", BOOL, requires=_TLS_AUTH,
       note="the backend would not get the client certificate it may authorise by"),
     E("auth-tls-match-cn", NOT_YET, _N, requires=_TLS_AUTH),
-    E("satisfy", NOT_YET, _N, "all", WORD, note="`any`: an allowlist or authentication suffices"),
+    E("satisfy", IMPLEMENTED, _N, "all", WORD,
+      note="`any`: an allow/deny list, basic or external authentication letting the request through "
+           "suffices; the allow/deny rules of a configuration-snippet are not combined; a value other "
+           "than any or all rejects the Ingress (ingress-nginx reads it as all)"),
     E(_MODSEC, NOT_YET, _N, "false", BOOL, note="ModSecurity web application firewall"),
     E("enable-owasp-core-rules", NOT_YET, _N, "false", BOOL, requires=_MODSEC),
     E("modsecurity-transaction-id", NOT_YET, _H, requires=_MODSEC),
