@@ -33,7 +33,9 @@ percent-encoded, so CR and LF never reach the sub-request or the redirect.
 ``auth-cache-key`` and ``auth-cache-duration`` cache answers (``_auth_cache``). The
 ``auth-keepalive*`` annotations are read and validated; connections to the auth service are
 always pooled and reused (the server's upstream pool), which is what they ask for.
-``enable-global-auth`` opts a route out of the controller-wide ``--global-auth-url``.
+``enable-global-auth`` opts a route out of the controller-wide ``--global-auth-url``. Paths
+under ``/.well-known/acme-challenge`` are never authenticated (ingress-nginx's default
+``no-auth-locations``), so certificates can be issued for guarded hosts.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ _SET = frozenset((b"host", b"x-original-url", b"x-original-method", b"x-sent-fro
 # add_header without ``always``: the statuses it adds to.
 _COOKIE_STATUSES = frozenset((200, 201, 204, 206, 301, 302, 303, 304, 307, 308))
 _CACHED_METHODS = frozenset((b"GET", b"HEAD"))  # proxy_cache_methods
+# ingress-nginx's no-auth-locations default: paths never authenticated (ACME HTTP-01 challenges,
+# which cert-manager serves through Ingresses of their own).
+NO_AUTH_LOCATIONS = ("/.well-known/acme-challenge",)
 
 
 # -- annotations ------------------------------------------------------------------------------
@@ -473,6 +478,8 @@ def _global_config(settings: Any) -> AuthConfig | None:
 
 @hookimpl
 def ingressd_route_features(route, values, context):
+    if route.path.startswith(NO_AUTH_LOCATIONS):
+        return None
     if values.get("auth-url") is not None:
         config = _config(values, route)
     elif values.get("enable-global-auth", True):

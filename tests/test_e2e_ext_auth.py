@@ -360,3 +360,43 @@ def test_satisfy_any_with_basic_external_auth_and_an_allow_list(world):
     assert answer.headers["location"] == "http://any.test/auth/start?rd=http://any.test%2F%3Fa%3Db%26c%3Dd"
     assert proc.get("/", host="listed.test").status == 200  # 127.0.0.1 is listed: enough with any
     assert proc.get("/", host="all.test").status == 401  # satisfy all (the default): both needed
+
+
+def test_global_auth_url_guards_every_route_that_does_not_opt_out(tmp_path):
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    web, auth = Backend("web"), AuthService()
+    try:
+        write_manifests(manifests / "all.yaml", [
+            INGRESS_CLASS, *service("web", [("http", 80, web.port)]),
+            ingress("guarded", [("guarded.test", [("/", "Prefix", "web", 80)])]),
+            ingress("out", [("out.test", [("/", "Prefix", "web", 80)])], annotations={N + "enable-global-auth": "false"}),
+            ingress("own", [("own.test", [("/", "Prefix", "web", 80)])],
+                    annotations={N + "auth-url": f"http://127.0.0.1:{auth.port}/status/403"}),
+            ingress("acme", [("guarded.test", [("/.well-known/acme-challenge/t", "Prefix", "web", 80)])]),
+        ])
+        proc = Ingressd(manifests, extra_args=[
+            "--global-auth-url", f"http://127.0.0.1:{auth.port}/oauth2/auth",
+            "--global-auth-signin", "https://sso.test/start",
+            "--global-auth-response-headers", "X-Auth-Request-User"])
+        try:
+            answer = proc.get("/x", host="guarded.test")
+            assert answer.status == 302 and answer.headers["location"] == "https://sso.test/start?rd=http://guarded.test%2Fx"
+            answer = proc.get("/x", host="guarded.test", headers={"Cookie": f"{COOKIE}=valid-carol"})
+            assert answer.status == 200 and _backend_headers(answer)["x-auth-request-user"] == "carol"
+            assert proc.get("/", host="out.test").status == 200  # opted out
+            assert proc.get("/", host="own.test").status == 403  # its own auth-url, not the global one
+            assert proc.get("/.well-known/acme-challenge/t", host="guarded.test").status == 200
+        finally:
+            proc.stop()
+        bad = Ingressd(manifests, extra_args=["--global-auth-url", "gopher://x/"], wait=False)
+        try:
+            deadline = time.monotonic() + 20
+            while bad.process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert bad.process.poll() not in (None, 0)  # a bad value stops the server at start
+        finally:
+            bad.stop()
+    finally:
+        web.stop()
+        auth.stop()

@@ -489,3 +489,13 @@ def test_global_auth_options_are_checked_at_start():
 def test_escape_uri_matches_set_escape_uri():
     assert _auth_variables.escape_uri(b"/a b?c=d&e=f~g!*'()#%") == b"%2Fa%20b%3Fc%3Dd%26e%3Df~g!*'()%23%25"
     assert _auth_variables.escape_uri("é".encode()) == b"%C3%A9"
+
+
+def test_acme_challenges_are_never_authenticated_as_ingress_nginx_no_auth_locations():
+    route = dataclasses.replace(make_route(), path="/.well-known/acme-challenge/token")
+    feature, _ = auth_feature({"auth-url": "http://auth.test/"}, route=route)
+    assert feature is None
+    feature, _ = auth_feature({}, settings={"global_auth_url": "http://g.test/"}, route=route)
+    assert feature is None
+    other = dataclasses.replace(make_route(), path="/.well-known/other")
+    assert auth_feature({"auth-url": "http://auth.test/"}, route=other)[0] is not None
