@@ -400,3 +400,31 @@ def test_global_auth_url_guards_every_route_that_does_not_opt_out(tmp_path):
     finally:
         web.stop()
         auth.stop()
+
+
+def test_external_auth_over_http2(world):
+    """An HTTP/2 client (curl over TLS, ALPN h2) goes through the same check: the sign-in
+    redirect without the session cookie, the backend with the user once signed in."""
+    import shutil
+    import subprocess
+
+    proc, _, _ = world
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    port = proc.https_port
+
+    def get(*extra):
+        result = subprocess.run(
+            [curl, "-sS", "-k", "--http2", "--max-time", "30", "--resolve", f"app.test:{port}:127.0.0.1",
+             "-D", "-", *extra, f"https://app.test:{port}/h2?x=1"], capture_output=True, timeout=40)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.decode("latin-1")
+
+    redirect = get()
+    assert redirect.startswith("HTTP/2 302")
+    # rd: $pass_access_scheme://$http_host$escaped_request_uri (the :authority, with its port)
+    assert f"location: http://app.test/oauth2/start?rd=https://app.test:{port}%2Fh2%3Fx%3D1\r\n" in redirect
+    signed_in = get("-H", f"Cookie: {COOKIE}=valid-dave")
+    assert signed_in.startswith("HTTP/2 200")
+    assert '["x-auth-request-user", "dave"]' in signed_in
