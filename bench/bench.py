@@ -228,6 +228,47 @@ SCENARIOS: dict[str, Scenario] = {
                 """,
         ),
         Scenario(
+            "ext-auth",
+            "keep-alive, every request checked by an external auth service first (the backend "
+            "server itself answers the check: 200 at /auth) and the answer's X-Auth-Request-User "
+            "copied to the request; nginx: auth_request as ingress-nginx renders auth-url (a fresh "
+            "connection per check), ingressd: auth-url (pooled connections)",
+            annotations={
+                "nginx.ingress.kubernetes.io/auth-url": "http://127.0.0.1:{backend_port}/auth",
+                "nginx.ingress.kubernetes.io/auth-response-headers": "X-Auth-Request-User",
+            },
+            # ingress-nginx's location = /_external-auth-… and auth_request in the location (nginx.tmpl).
+            nginx_server="""\
+                location = /_external-auth-Lw-Prefix {
+                    internal;
+                    proxy_pass_request_body off;
+                    proxy_set_header Content-Length "";
+                    proxy_set_header X-Forwarded-Proto "";
+                    proxy_set_header X-Request-ID $req_id;
+                    proxy_set_header Host 127.0.0.1;
+                    proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+                    proxy_set_header X-Original-Method $request_method;
+                    proxy_set_header X-Sent-From "nginx-ingress-controller";
+                    proxy_set_header X-Real-IP $remote_addr;
+                    proxy_set_header X-Forwarded-For $remote_addr;
+                    proxy_set_header X-Auth-Request-Redirect $request_uri;
+                    proxy_buffering off;
+                    proxy_ssl_server_name on;
+                    proxy_pass_request_headers on;
+                    proxy_http_version 1.1;
+                    set $target "http://127.0.0.1:{backend_port}/auth";
+                    proxy_pass $target;
+                }
+                """,
+            nginx_location="""\
+                auth_request /_external-auth-Lw-Prefix;
+                auth_request_set $auth_cookie $upstream_http_set_cookie;
+                add_header Set-Cookie $auth_cookie;
+                auth_request_set $authHeader0 $upstream_http_x_auth_request_user;
+                proxy_set_header 'X-Auth-Request-User' $authHeader0;
+                """,
+        ),
+        Scenario(
             "regex-rewrite",
             "keep-alive to a regular-expression route with a rewrite (use-regex, rewrite-target "
             "/$2 on /api(/|$)(.*)); nginx: the same rewrite in its location (ingress-nginx renders "
@@ -523,7 +564,7 @@ def proxy_conf(prefix: Path, ports: dict, sc: Scenario, cert: tuple[Path, Path] 
     # Mirrors ingress-nginx's generated config for one Ingress rule with default settings
     # (proxy-buffering off, HTTP/1.1 upstream keep-alive, forwarded headers, request id).
     def snippet(text: str) -> str:
-        return text.replace("{tmp}", str(prefix.parent))
+        return text.replace("{tmp}", str(prefix.parent)).replace("{backend_port}", str(ports["backend"]))
 
     return (_nginx_main(prefix, sc.proxy_workers) + "http {\n" + _nginx_http_common(prefix)
             + "    map $http_upgrade $connection_upgrade { default upgrade; '' ''; }\n"
@@ -608,7 +649,7 @@ def _yaml_str(s: str) -> str:
 
 def manifests_yaml(ports: dict, sc: Scenario, cert: tuple[Path, Path] | None,
                    placeholders: dict) -> str:
-    annotations = "".join(f"\n    {_yaml_str(k)}: {_yaml_str(v)}"
+    annotations = "".join(f"\n    {_yaml_str(k)}: {_yaml_str(v.replace('{backend_port}', str(ports['backend'])))}"
                           for k, v in sorted(sc.annotations.items()))
     docs = [
         textwrap.dedent("""\

@@ -159,6 +159,9 @@ class LocalResponse:
     status: int
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytes = b""
+    # The refusal (401 or 403) an access check's answer stands for when its status says
+    # otherwise (external auth's sign-in redirect stands for 401); read by ``satisfy: any``.
+    denial: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +193,11 @@ class RouteFeature(Protocol):
     - ``upstream_request(exchange, headers)`` mutates the list of request headers sent to
       the backend, once they are complete (ingressd's forwarding headers added, hop-by-hop
       headers removed): the last word on them, for each backend the request is sent to.
+
+    ``access_check = True``: the feature's ``request`` is an access check (allow and deny lists,
+    authentication). When a feature of the route says ``satisfy_any = True`` (``satisfy: any``),
+    the route's access checks are combined as nginx's ``satisfy any``: one letting the request
+    through is enough (``ingressd.proxy.chain.AnyOf``).
 
     A ``request`` may set ``exchange.balancer`` (an object whose ``pick(exclude)`` returns the
     next Endpoint, such as a ``RoundRobin``) to send the request to other endpoints than the

@@ -45,6 +45,7 @@ from twisted.python.failure import Failure
 
 from ingressd.proxy.chain import (
     in_phase_order,
+    request_methods,
     run_error_features,
     run_request_features,
     run_response_features,
@@ -225,8 +226,7 @@ def run_request(features: Iterable[Any], ex: FakeExchange) -> LocalResponse | No
     ordered = in_phase_order(features)
     # Only what the features set (a fake exchange has no server defaults to start from).
     RouteEntry(make_route(), ordered, UpstreamSettings()).upstream.apply_to(ex)
-    requests = [feature.request for feature in ordered if hasattr(feature, "request")]
-    return _request_answer(requests, ex)
+    return _request_answer(request_methods(ordered), ex)
 
 
 

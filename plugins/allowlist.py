@@ -19,6 +19,7 @@ class SourceRange:
     """Phase ACCESS: refuse clients in ``deny``, and clients outside a non-empty ``allow``."""
 
     phase = Phase.ACCESS
+    access_check = True  # combined with authentication under ``satisfy: any``
 
     def __init__(self, allow: CidrMatcher, deny: CidrMatcher):
         self._allow = allow

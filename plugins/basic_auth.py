@@ -105,6 +105,7 @@ class BasicAuth:
     """
 
     phase = Phase.AUTH
+    access_check = True  # combined with the others under ``satisfy: any``
 
     def __init__(
         self,
@@ -157,6 +158,11 @@ class BasicAuth:
 
     def _deny(self) -> LocalResponse:
         return plain(401, [self._challenge])
+
+    def upstream_request(self, exchange, headers: list) -> None:
+        """The backend never gets ``Authorization`` (nginx: ``proxy_set_header Authorization ""``),
+        also when another check let the request through (``satisfy: any``)."""
+        headers[:] = [pair for pair in headers if pair[0] != b"authorization"]
 
 
 

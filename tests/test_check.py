@@ -69,7 +69,7 @@ def test_verdicts_from_a_stream_as_kubectl_writes_it():
     listed = {"apiVersion": "v1", "kind": "List", "items": [
         *WORLD,
         app("plain", "plain.example"),
-        app("secure", "secure.example", {N + "auth-url": "https://auth/", N + "auth-signin": "https://auth/start"}),
+        app("secure", "secure.example", {N + "enable-modsecurity": "true"}),
         app("otel", "otel.example", {N + "enable-opentelemetry": "true"}),
         app("rw", "rw.example", {N + "secure-backends": "true"}),
         app("rw2", "rw2.example", {N + "secure-backends": "true", N + "global-rate-limit": "100"}),
@@ -83,15 +83,15 @@ def test_verdicts_from_a_stream_as_kubectl_writes_it():
     assert {name: item["verdict"] for name, item in verdicts.items()} == {
         "plain": "served", "secure": "not-served", "otel": "served-with-differences",
         "rw": "not-served", "rw2": "not-served"}
-    assert verdicts["secure"]["blocking_annotations"] == ["auth-url"]
-    assert verdicts["secure"]["accept_with"] == ["--ignore-annotation auth-url"]
+    assert verdicts["secure"]["blocking_annotations"] == ["enable-modsecurity"]
+    assert verdicts["secure"]["accept_with"] == ["--ignore-annotation enable-modsecurity"]
     assert "let in clients it keeps out" in verdicts["secure"]["reasons"][0]
     assert "enable-opentelemetry" in verdicts["otel"]["differences"][0]
     summary = document["summary"]
     assert (summary["ingresses"], summary["served"], summary["served_with_differences"], summary["not_served"],
             summary["other_class"]) == (5, 1, 1, 3, 1)
     assert summary["blocking_annotations"] == [
-        {"annotation": "secure-backends", "ingresses": 2}, {"annotation": "auth-url", "ingresses": 1},
+        {"annotation": "secure-backends", "ingresses": 2}, {"annotation": "enable-modsecurity", "ingresses": 1},
         {"annotation": "global-rate-limit", "ingresses": 1}]
     assert set(document) == {"version", "ingresses", "lint", "problems", "summary"} and document["version"] == 1
     assert set(verdicts["plain"]) == {"namespace", "name", "hosts", "verdict", "reasons", "blocking_annotations",
@@ -100,18 +100,18 @@ def test_verdicts_from_a_stream_as_kubectl_writes_it():
 
 def test_the_table_names_each_verdict_and_the_flag_that_accepts_it():
     status, text = run(["--from", "ingress-nginx", "-"], stream(
-        *WORLD, app("secure", "secure.example", {N + "auth-url": "https://auth/"}), app("plain", "p.example")))
+        *WORLD, app("secure", "secure.example", {N + "enable-modsecurity": "true"}), app("plain", "p.example")))
     assert status == 1
     assert "default/secure  secure.example  not served" in text
     assert "default/plain   p.example       served as is" in text
-    assert "--ignore-annotation auth-url" in text
+    assert "--ignore-annotation enable-modsecurity" in text
     assert "Summary: 2 Ingress(es): 1 served as is, 0 served with differences, 1 not served" in text
-    assert f"     1  {N}auth-url" in text
+    assert f"     1  {N}enable-modsecurity" in text
 
 
 def test_accepting_a_risk_changes_the_verdict_as_the_server_flag_does():
-    objects = stream(*WORLD, app("secure", "secure.example", {N + "auth-url": "https://auth/"}))
-    status, document = run_json(["--from", "ingress-nginx", "--ignore-annotation", "auth-url", "-"], objects)
+    objects = stream(*WORLD, app("secure", "secure.example", {N + "enable-modsecurity": "true"}))
+    status, document = run_json(["--from", "ingress-nginx", "--ignore-annotation", "enable-modsecurity", "-"], objects)
     assert status == 1 and by_name(document)["secure"]["verdict"] == "served-with-differences"
     assert run(["--ignore-annotation", "no-such-thing", "-"], objects)[0] == 2
 
@@ -183,7 +183,7 @@ def test_reads_the_cluster_read_only(tmp_path):
         c.apply(fakeapi.service("web"))
         c.apply(fakeapi.ingress("app", host="app.example", ingress_class="nginx"))
         c.apply(fakeapi.ingress("auth", host="auth.example", ingress_class="nginx",
-                                annotations={N + "auth-url": "https://auth/"}))
+                                annotations={N + "enable-modsecurity": "true"}))
         c.apply(fakeapi.ingress("mine", host="mine.example"))
         status, document = run_json(["--kubernetes", "--kubeconfig", kubeconfig, "--from", "ingress-nginx"])
         assert status == 1

@@ -38,21 +38,20 @@ CASES = [
     # (annotations, controller-wide ignores, outcome, the annotations named)
     ({}, (), "served", []),
     ({"kubernetes.io/ingress.class": "nginx"}, (), "served", []),
-    # the hole: external auth and ModSecurity are not implemented yet
-    ({"auth-url": "https://oauth2.example.com/oauth2/auth",
-      "auth-signin": "https://oauth2.example.com/oauth2/start?rd=$escaped_request_uri",
-      "enable-modsecurity": "true"}, (), "blocked",
-     ["auth-url", "enable-modsecurity"]),
-    ({"auth-url": "https://a/", "ingressd.io/ignore-annotations": "auth-url"}, (), "warned", ["auth-url"]),
-    ({"auth-url": "https://a/", "ingressd.io/ignore-annotations": f"{N}auth-url, satisfy"}, (), "warned",
-     ["auth-url"]),
-    ({"auth-url": "https://a/"}, ("auth-url",), "warned", ["auth-url"]),
-    ({"auth-url": "https://a/"}, ("satisfy",), "blocked", ["auth-url"]),
+    # the hole: ModSecurity and global rate limits are not implemented yet
+    ({"enable-modsecurity": "true", "enable-owasp-core-rules": "true", "global-rate-limit": "100"}, (), "blocked",
+     ["enable-modsecurity", "global-rate-limit"]),
+    ({"enable-modsecurity": "true", "ingressd.io/ignore-annotations": "enable-modsecurity"}, (), "warned",
+     ["enable-modsecurity"]),
+    ({"enable-modsecurity": "true", "ingressd.io/ignore-annotations": f"{N}enable-modsecurity, satisfy"}, (),
+     "warned", ["enable-modsecurity"]),
+    ({"enable-modsecurity": "true"}, ("enable-modsecurity",), "warned", ["enable-modsecurity"]),
+    ({"enable-modsecurity": "true"}, ("satisfy",), "blocked", ["enable-modsecurity"]),
     # the Ingress's own list adds to the operator's, never replaces it
-    ({"auth-url": "https://a/", "ingressd.io/ignore-annotations": "satisfy"}, ("auth-url",), "warned",
-     ["auth-url"]),
+    ({"enable-modsecurity": "true", "ingressd.io/ignore-annotations": "satisfy"}, ("enable-modsecurity",),
+     "warned", ["enable-modsecurity"]),
     # one annotation of each class
-    ({"satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"satisfy": "any"}, (), "served", []),  # a plugin owns it
     ({"enable-modsecurity": "true"}, (), "blocked", ["enable-modsecurity"]),
     ({"global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
     ({"upstream-hash-by": "$request_uri"}, (), "served", []),  # a plugin owns it
@@ -108,7 +107,7 @@ CASES = [
     # auth- and modsecurity-snippets guard access whatever they say
     ({"modsecurity-snippet": "add_header X y;"}, (), "blocked", ["modsecurity-snippet"]),
     ({"stream-snippet": "add_header X y;"}, (), "blocked", ["stream-snippet"]),
-    ({"auth-url": "https://a/", "auth-snippet": "x"}, (), "blocked", ["auth-url"]),
+    ({"auth-url": "https://a/", "auth-snippet": "x"}, (), "blocked", ["auth-snippet"]),
     # implemented by a plugin: parsed there
     ({"limit-rps": "5", "enable-cors": "true"}, (), "served", []),
     ({"custom-http-errors": "404,503"}, (), "warned", ["custom-http-errors"]),
@@ -119,16 +118,16 @@ CASES = [
     ({"secure-backends": "true"}, (), "blocked", ["secure-backends"]),
     ({"enable-influxdb": "true"}, (), "warned", ["enable-influxdb"]),
     # whatever comes first, every annotation is judged: a blocking one after each kind of skipped one
-    ({"kubernetes.io/ingress.class": "nginx", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"ingressd.io/made-up": "1", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"ingressd.io/ignore-annotations": "x", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"auth-url": "", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"limit-rps": "5", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"custom-http-errors": "404", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"made-up": "1", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"proxy-buffer-size": "16k", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"backend-protocol": "HTTP", "satisfy": "any"}, (), "blocked", ["satisfy"]),
-    ({"auth-signin": "https://a/start", "satisfy": "any"}, (), "blocked", ["satisfy"]),
+    ({"kubernetes.io/ingress.class": "nginx", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
+    ({"ingressd.io/made-up": "1", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
+    ({"ingressd.io/ignore-annotations": "x", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
+    ({"auth-url": "", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
+    ({"limit-rps": "5", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
+    ({"custom-http-errors": "404", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
+    ({"made-up": "1", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
+    ({"proxy-buffer-size": "16k", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
+    ({"backend-protocol": "HTTP", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
+    ({"auth-signin": "https://a/start", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
 ]
 
 
@@ -226,12 +225,12 @@ REASONS = [
      (N + "configuration-snippet", f"annotation {N}configuration-snippet is ignored as the operator asked "
                                    f"(--ignore-annotation or ingressd.io/ignore-annotations): line 2: allow: "
                                    f"'$x' is not an address, a CIDR or all {_SUBSET}", False)),
-    ({"auth-url": "https://a/"}, ("auth-url",),
-     (N + "auth-url", f"annotation {N}auth-url is ignored as the operator asked (--ignore-annotation or "
-                      f"ingressd.io/ignore-annotations): {_NOT_SUPPORTED} ({_note('auth-url')}), and serving "
+    ({"enable-modsecurity": "true"}, ("enable-modsecurity",),
+     (N + "enable-modsecurity", f"annotation {N}enable-modsecurity is ignored as the operator asked (--ignore-annotation or "
+                      f"ingressd.io/ignore-annotations): {_NOT_SUPPORTED} ({_note('enable-modsecurity')}), and serving "
                       "without it may let in clients it keeps out", False)),
-    ({"auth-url": "https://a/"}, (),
-     (N + "auth-url", _blocked("auth-url", f"{_NOT_SUPPORTED} ({_note('auth-url')})",
+    ({"enable-modsecurity": "true"}, (),
+     (N + "enable-modsecurity", _blocked("enable-modsecurity", f"{_NOT_SUPPORTED} ({_note('enable-modsecurity')})",
                                "let in clients it keeps out"), True)),
     ({"secure-backends": "true"}, (),
      (N + "secure-backends", _blocked("secure-backends", f"{_NOT_SUPPORTED} ({_note('secure-backends')})",
@@ -252,10 +251,10 @@ def test_each_problem_names_its_annotation_and_says_why(annotations, ignored, ex
 
 
 def test_a_blocking_reason_names_the_annotation_and_how_to_accept_it():
-    (problem,) = assess({N + "auth-url": "https://a/"}, OWNED)
-    assert problem.blocking and problem.annotation == N + "auth-url"
+    (problem,) = assess({N + "enable-modsecurity": "true"}, OWNED)
+    assert problem.blocking and problem.annotation == N + "enable-modsecurity"
     assert "let in clients it keeps out" in problem.reason
-    assert "--ignore-annotation auth-url" in problem.reason and 'ingressd.io/ignore-annotations: "auth-url"' in problem.reason
+    assert "--ignore-annotation enable-modsecurity" in problem.reason and 'ingressd.io/ignore-annotations: "enable-modsecurity"' in problem.reason
     (problem,) = assess({N + "secure-backends": "true"}, OWNED)
     assert "send traffic elsewhere" in problem.reason
 

@@ -18,10 +18,11 @@ pytestmark = pytest.mark.slow
 
 N = "nginx.ingress.kubernetes.io/"
 
-# Copied from an ingress-nginx cluster: oauth2-proxy in front, a global rate limit.
+# Copied from an ingress-nginx cluster: a web application firewall and a cluster-wide rate
+# limit (its oauth2-proxy and client-certificate annotations are served now).
 SECURE = {
-    N + "auth-url": "https://oauth2.example.com/oauth2/auth",
-    N + "auth-signin": "https://oauth2.example.com/oauth2/start?rd=$escaped_request_uri",
+    N + "enable-modsecurity": "true",
+    N + "enable-owasp-core-rules": "true",
     N + "global-rate-limit": "100",
 }
 
@@ -29,7 +30,7 @@ SECURE = {
 CASES = {
     "secure.example": (SECURE, False),
     "waf.example": ({N + "enable-modsecurity": "true"}, False),  # narrows access
-    "any.example": ({N + "satisfy": "any", N + "auth-type": "basic", N + "auth-secret": "nosuch"}, False),
+    "rate.example": ({N + "limit-rate": "100"}, False),  # narrows access (bandwidth)
     "vhost.example": ({N + "secure-backends": "true"}, False),  # changes where traffic goes
     "fcgi.example": ({N + "backend-protocol": "FCGI"}, False),
     "canary.example": ({N + "canary": "true", N + "canary-weight": "50"}, False),  # no main Ingress: not served
@@ -37,7 +38,7 @@ CASES = {
     "otel.example": ({N + "enable-opentelemetry": "true"}, True),  # harmless: a warning
     "defaults.example": ({N + "backend-protocol": "HTTP", N + "proxy-buffering": "off",
                           N + "load-balance": "round_robin", N + "use-regex": "False"}, True),
-    "accepted.example": ({**SECURE, "ingressd.io/ignore-annotations": "auth-url, global-rate-limit"}, True),
+    "accepted.example": ({**SECURE, "ingressd.io/ignore-annotations": "enable-modsecurity, global-rate-limit"}, True),
 }
 
 
@@ -77,8 +78,9 @@ def test_rejections_are_logged_listed_and_counted(world):
     proc, _, _ = world
     log = proc.log()
     line = next(line for line in log.splitlines() if "rejected: Ingress default/secure:" in line)
-    assert "auth-url" in line and "global-rate-limit" in line and "--ignore-annotation auth-url" in line
-    assert "auth-signin" not in line  # covered by auth-url, its switch
+    assert "enable-modsecurity" in line and "global-rate-limit" in line
+    assert "--ignore-annotation enable-modsecurity" in line
+    assert "enable-owasp-core-rules" not in line  # covered by enable-modsecurity, its switch
     assert any("warning: Ingress default/otel:" in line and "enable-opentelemetry" in line for line in log.splitlines())
     assert any("warning: Ingress default/accepted:" in line and "ignored as the operator asked" in line
                for line in log.splitlines())
@@ -88,7 +90,7 @@ def test_rejections_are_logged_listed_and_counted(world):
     rejected = {item["name"]: item for item in document["rejections"] if item["kind"] == "Ingress"}
     assert set(rejected) == {host.split(".")[0] for host, (_, served) in CASES.items() if not served}
     assert rejected["secure"]["category"] == "unsupported"
-    assert rejected["secure"]["annotations"] == ["auth-url", "global-rate-limit"]
+    assert rejected["secure"]["annotations"] == ["enable-modsecurity", "global-rate-limit"]
     status, _, body = proc.admin("/metrics")
     text = body.decode()
     assert 'ingressd_config_rejections{kind="Ingress",reason="unsupported"} 6.0' in text
@@ -97,13 +99,14 @@ def test_rejections_are_logged_listed_and_counted(world):
 
 def test_an_operator_accepts_the_risk_controller_wide(world, tmp_path):
     _, web, manifests = world
-    proc = Ingressd(manifests, ["--ignore-annotation", "auth-url", "--ignore-annotation", "global-rate-limit,satisfy"])
+    proc = Ingressd(manifests, ["--ignore-annotation", "enable-modsecurity",
+                                "--ignore-annotation", "global-rate-limit,satisfy"])
     try:
         assert proc.get("/", host="secure.example").status == 200
         assert proc.get("/", host="vhost.example").status == 404
         assert proc.get("/", host="canary.example").status == 404
-        assert "--ignore-annotation auth-url: Ingresses with nginx.ingress.kubernetes.io/auth-url are served" \
-            in proc.log()
+        assert "--ignore-annotation enable-modsecurity: Ingresses with nginx.ingress.kubernetes.io/enable-modsecurity " \
+            "are served" in proc.log()
     finally:
         proc.stop()
 

@@ -149,7 +149,7 @@ def test_an_unhonoured_annotation_gets_a_warning_event_and_no_traffic(cluster):
     proc, api, one, _ = cluster
     c = api.cluster
     c.apply(fakeapi.ingress("oauth", host="oauth.example.com", service="web",
-                            annotations={"nginx.ingress.kubernetes.io/auth-url": "https://auth.example/"}))
+                            annotations={"nginx.ingress.kubernetes.io/enable-modsecurity": "true"}))
 
     def event():
         for obj in c.objects_of("Event", "default"):
@@ -158,7 +158,7 @@ def test_an_unhonoured_annotation_gets_a_warning_event_and_no_traffic(cluster):
         return None
 
     found = wait_for(event, timeout=15)
-    assert "auth-url" in found["message"] and "not served" in found["message"]
+    assert "enable-modsecurity" in found["message"] and "not served" in found["message"]
     assert proc.get("/", host="oauth.example.com").status == 404
     assert backend_of(proc, "app.example.com") == "one"
 

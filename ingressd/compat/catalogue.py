@@ -145,8 +145,8 @@ CATALOGUE: Mapping[str, Entry] = _entries(
            "with proxy-http-version 1.0, as nginx); no retry once a byte was sent"),
     E("proxy-http-version", IMPLEMENTED, _H, "1.1", WORD,
       note="a 1.0 request's connection is not reused, as nginx's"),
-    E("enable-global-auth", NOT_NEEDED, _H, "true", BOOL,
-      note="ingressd has no global external authentication to opt out of"),
+    E("enable-global-auth", IMPLEMENTED, _H, "true", BOOL,
+      note="`false` opts the route out of the controller's `--global-auth-url`"),
     E("service-upstream", NOT_NEEDED, _H, "false", BOOL,
       note="ingressd sends to the Service's ready endpoints: the same pods the ClusterIP would pick"),
     E("load-balance", IMPLEMENTED, _H, "round_robin", WORD,
@@ -158,20 +158,36 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("auth-snippet", REFUSED, _N, requires=_AUTH_URL, note=_SNIPPET),
     E("modsecurity-snippet", REFUSED, _N, note=_SNIPPET),
     # -- not yet: ignoring them would widen access ---------------------------------------
-    E(_AUTH_URL, NOT_YET, _N, note="external authentication, e.g. oauth2-proxy"),
-    E("auth-signin", NOT_YET, _N, requires=_AUTH_URL),
-    E("auth-signin-redirect-param", NOT_YET, _N, "rd", requires=_AUTH_URL),
-    E("auth-method", NOT_YET, _N, "GET", WORD, requires=_AUTH_URL),
-    E("auth-response-headers", NOT_YET, _N, requires=_AUTH_URL),
-    E("auth-request-redirect", NOT_YET, _N, requires=_AUTH_URL),
-    E("auth-proxy-set-headers", NOT_YET, _N, requires=_AUTH_URL),
-    E("auth-cache-key", NOT_YET, _N, requires=_AUTH_URL),
-    E("auth-cache-duration", NOT_YET, _N, requires=_AUTH_URL),
-    E("auth-keepalive", NOT_YET, _H, "0", INT, requires=_AUTH_URL),
-    E("auth-keepalive-requests", NOT_YET, _H, "1000", INT, requires=_AUTH_URL),
-    E("auth-keepalive-timeout", NOT_YET, _H, "60", INT, requires=_AUTH_URL),
-    E("auth-keepalive-share-vars", NOT_YET, _H, "false", BOOL, requires=_AUTH_URL),
-    E("auth-always-set-cookie", NOT_YET, _N, "false", BOOL, requires=_AUTH_URL),
+    E(_AUTH_URL, IMPLEMENTED, _N,
+      note="external authentication, e.g. oauth2-proxy: 2xx proxies, 401 answers 401 (or the sign-in "
+           "redirect), 403 answers 403, anything else (another status, a timeout, a refused connection) "
+           "answers 500, never the backend; paths under /.well-known/acme-challenge are not authenticated "
+           "(ingress-nginx's default no-auth-locations); variables are substituted as data (a byte that is not visible "
+           "ASCII is percent-encoded); the sub-request's X-Forwarded-Host is the host ingressd decided "
+           "(ingress-nginx passes on the client's own)"),
+    E("auth-signin", IMPLEMENTED, _N, requires=_AUTH_URL,
+      note="an invalid value rejects the Ingress (ingress-nginx ignores it)"),
+    E("auth-signin-redirect-param", IMPLEMENTED, _N, "rd", requires=_AUTH_URL),
+    E("auth-method", IMPLEMENTED, _N, "GET", WORD, requires=_AUTH_URL),
+    E("auth-response-headers", IMPLEMENTED, _N, requires=_AUTH_URL,
+      note="a listed header the auth answer lacks is removed from the request (a client's copy never "
+           "reaches the backend); hop-by-hop names and Host reject the Ingress"),
+    E("auth-request-redirect", IMPLEMENTED, _N, requires=_AUTH_URL),
+    E("auth-proxy-set-headers", IMPLEMENTED, _N, requires=_AUTH_URL,
+      note="a missing ConfigMap or an invalid header in it answers 503 for the route, as ingress-nginx"),
+    E("auth-cache-key", IMPLEMENTED, _N, requires=_AUTH_URL,
+      note="per route and key; answers with Set-Cookie, Vary or Cache-Control no-store/no-cache/private "
+           "are not kept; bounded in entries and bytes"),
+    E("auth-cache-duration", IMPLEMENTED, _N, requires=_AUTH_URL),
+    E("auth-keepalive", PARTIAL, _H, "0", INT, requires=_AUTH_URL,
+      note="connections to the auth service are always pooled and reused (the server's upstream pool)"),
+    E("auth-keepalive-requests", PARTIAL, _H, "1000", INT, requires=_AUTH_URL,
+      note="validated; the server's pool decides how long a connection is reused"),
+    E("auth-keepalive-timeout", PARTIAL, _H, "60", INT, requires=_AUTH_URL,
+      note="validated; the server's pool decides how long an idle connection is kept"),
+    E("auth-keepalive-share-vars", IMPLEMENTED, _H, "false", BOOL, requires=_AUTH_URL,
+      note="nginx variables shared with a Lua sub-request: nothing to share in ingressd"),
+    E("auth-always-set-cookie", IMPLEMENTED, _N, "false", BOOL, requires=_AUTH_URL),
     E(_TLS_AUTH, PARTIAL, _N,
       note="client certificates asked in the handshake by SNI, per host (the oldest Ingress of a host decides); "
            "fails closed where ingress-nginx would not: a Secret without a usable ca.crt (or ca.crl) answers 403 "
@@ -185,7 +201,10 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("auth-tls-pass-certificate-to-upstream", IMPLEMENTED, _N, "false", BOOL, requires=_TLS_AUTH),
     E("auth-tls-match-cn", IMPLEMENTED, _N, requires=_TLS_AUTH,
       note="matched by RE2 (linear time), as Go validated it; no look-around or back-references"),
-    E("satisfy", NOT_YET, _N, "all", WORD, note="`any`: an allowlist or authentication suffices"),
+    E("satisfy", IMPLEMENTED, _N, "all", WORD,
+      note="`any`: an allow/deny list, basic or external authentication letting the request through "
+           "suffices; the allow/deny rules of a configuration-snippet are not combined; a value other "
+           "than any or all rejects the Ingress (ingress-nginx reads it as all)"),
     E(_MODSEC, NOT_YET, _N, "false", BOOL, note="ModSecurity web application firewall"),
     E("enable-owasp-core-rules", NOT_YET, _N, "false", BOOL, requires=_MODSEC),
     E("modsecurity-transaction-id", NOT_YET, _H, requires=_MODSEC),

@@ -11,7 +11,7 @@ from typing import Iterable
 
 from twisted.python import log
 
-from ingressd.proxy.chain import in_phase_order
+from ingressd.proxy.chain import in_phase_order, request_methods
 from ingressd.features import AnnotationError, BuildContext, RoundRobin, UpstreamSettings
 from ingressd.config.model import Config, Endpoint, Rejection, Route
 from ingressd.config.routing import RouteTable
@@ -66,7 +66,7 @@ class RouteEntry:
             return
         ordered = in_phase_order(features)
         self.features = tuple(ordered)
-        self.request_features = tuple(f.request for f in ordered if hasattr(f, "request"))
+        self.request_features = request_methods(ordered)
         self.response_features = tuple(f.response for f in ordered if hasattr(f, "response"))
         self.upstream_request_features = tuple(f.upstream_request for f in ordered if hasattr(f, "upstream_request"))
         self.error_features = tuple(

@@ -29,6 +29,72 @@ def in_phase_order(features: Iterable[Any]) -> list:
     return sorted(features, key=lambda feature: getattr(feature, "phase", DEFAULT_PHASE))
 
 
+def request_methods(ordered: Sequence[Any]) -> tuple:
+    """The ``request`` methods of features in phase order, as the chain runs them: when one says
+    ``satisfy_any``, the access checks (``access_check``) become one ``AnyOf`` where the first was."""
+    methods = []
+    combine = any(getattr(feature, "satisfy_any", False) for feature in ordered)
+    checks = [feature.request for feature in ordered
+              if combine and hasattr(feature, "request") and getattr(feature, "access_check", False)]
+    for feature in ordered:
+        if not hasattr(feature, "request"):
+            continue
+        if len(checks) > 1 and getattr(feature, "access_check", False):
+            if feature.request == checks[0]:
+                methods.append(AnyOf(checks).request)
+            continue
+        methods.append(feature.request)
+    return tuple(methods)
+
+
+class AnyOf:
+    """nginx's ``satisfy any`` over a route's access checks: they run in order until one lets the
+    request through (the others are not asked); a refusal (401 or 403, or an answer whose
+    ``denial`` says so) goes on to the next; any other answer (a 500 of a failed auth service, a
+    503 of a missing Secret) is final, as nginx finalizes the request on an error. When every one
+    refuses, the answer is the first 401 (nginx's access code keeps a 401 once set; a sign-in
+    redirect standing for a 401 wins, as nginx's ``error_page 401``), else the last 403."""
+
+    __slots__ = ("checks",)
+    plugin_name = "satisfy"
+
+    def __init__(self, checks: Sequence[Callable]):
+        self.checks = tuple(checks)
+
+    def request(self, exchange: Any):
+        return self._from(exchange, 0, None)
+
+    def _from(self, exchange: Any, index: int, refusal: LocalResponse | None):
+        checks = self.checks
+        while index < len(checks):
+            result = checks[index](exchange)
+            index += 1
+            if isinstance(result, Deferred):
+                return result.addCallback(self._then, exchange, index, refusal)
+            if result is None or _refused(result) is None:
+                return result
+            refusal = _kept(refusal, result)
+        return refusal
+
+    def _then(self, result, exchange: Any, index: int, refusal: LocalResponse | None):
+        if result is None or _refused(result) is None:
+            return result
+        return self._from(exchange, index, _kept(refusal, result))
+
+
+def _refused(answer: LocalResponse) -> int | None:
+    status = getattr(answer, "denial", 0) or answer.status
+    return status if status in (401, 403) else None
+
+
+def _kept(refusal: LocalResponse | None, answer: LocalResponse) -> LocalResponse:
+    """nginx keeps a 401 once set; its ``error_page 401`` (external auth's sign-in) then turns
+    the final 401 into the redirect, whichever check refused first."""
+    if refusal is None or _refused(refusal) != 401:
+        return answer
+    return answer if _refused(answer) == 401 and answer.status != 401 else refusal
+
+
 def run_request_features(requests: Sequence[Callable], exchange: Any,
                          on_done: Callable[[LocalResponse | None, Callable | None], None],
                          on_error: Callable[[Callable, Failure], None],
