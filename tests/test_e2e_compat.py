@@ -30,7 +30,7 @@ SECURE = {
 CASES = {
     "secure.example": (SECURE, False),
     "waf.example": ({N + "enable-modsecurity": "true"}, False),  # narrows access
-    "rate.example": ({N + "limit-rate": "100"}, False),  # narrows access (bandwidth)
+    "rate.example": ({N + "global-rate-limit": "100"}, False),  # narrows access (cluster-wide rate)
     "vhost.example": ({N + "secure-backends": "true"}, False),  # changes where traffic goes
     "fcgi.example": ({N + "backend-protocol": "FCGI"}, False),
     "canary.example": ({N + "canary": "true", N + "canary-weight": "50"}, False),  # no main Ingress: not served
