@@ -118,16 +118,22 @@ CASES = [
     ({"secure-backends": "true"}, (), "blocked", ["secure-backends"]),
     ({"enable-influxdb": "true"}, (), "warned", ["enable-influxdb"]),
     # whatever comes first, every annotation is judged: a blocking one after each kind of skipped one
-    ({"kubernetes.io/ingress.class": "nginx", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
-    ({"ingressd.io/made-up": "1", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
-    ({"ingressd.io/ignore-annotations": "x", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
-    ({"auth-url": "", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
-    ({"limit-rps": "5", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
-    ({"custom-http-errors": "404", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
-    ({"made-up": "1", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
-    ({"proxy-buffer-size": "16k", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
-    ({"backend-protocol": "HTTP", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
-    ({"auth-signin": "https://a/start", "global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
+    ({"kubernetes.io/ingress.class": "nginx", "secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"ingressd.io/made-up": "1", "secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"ingressd.io/ignore-annotations": "x", "secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"auth-url": "", "secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"limit-rps": "5", "secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"custom-http-errors": "404", "secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"made-up": "1", "secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"proxy-buffer-size": "16k", "secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"backend-protocol": "HTTP", "secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"auth-signin": "https://a/start", "secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"proxy-busy-buffers-size": "16k", "secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"enable-modsecurity": "false", "secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"configuration-snippet": 'more_set_headers "X-A: b";', "secure-backends": "true"}, (), "blocked",
+     ["secure-backends"]),
+    ({"configuration-snippet": "content_by_lua_block { ngx.exit(200) }", "secure-backends": "true"}, (), "blocked",
+     ["configuration-snippet", "secure-backends"]),
 ]
 
 
@@ -300,15 +306,37 @@ def test_an_annotation_the_catalogue_says_cannot_be_ignored_blocks_even_when_ign
     """No entry is non-ignorable today (canary was, until it was implemented); the rule stays."""
     import dataclasses
 
-    entry = compat.lookup("global-rate-limit")
-    fixed = dataclasses.replace(entry, ignorable=False)
-    monkeypatch.setattr(compat, "lookup", lambda name: fixed if name == "global-rate-limit" else entry_of(name))
+    entries = {"global-rate-limit": dataclasses.replace(compat.lookup("global-rate-limit"), ignorable=False, note=""),
+               "enable-modsecurity": dataclasses.replace(compat.lookup("enable-modsecurity"), ignorable=False)}
+    monkeypatch.setattr(compat, "lookup", lambda name: entries.get(name) or entry_of(name))
     for ignored in ((), ("global-rate-limit",)):
         (problem,) = assess({N + "global-rate-limit": "100"}, OWNED, frozenset(ignored))
-        assert problem.blocking and problem.reason.endswith("the Ingress is not served until it is"), problem
+        assert (problem.annotation, problem.name, problem.blocking) == (N + "global-rate-limit", "global-rate-limit", True)
+        assert problem.reason == (f"annotation {N}global-rate-limit: it is not supported by ingressd; "
+                                  "the Ingress is not served until it is")
+    (problem,) = assess({N + "enable-modsecurity": "true"}, OWNED, frozenset())
+    assert problem.reason == (f"annotation {N}enable-modsecurity: it is not supported by ingressd "
+                              "(ModSecurity web application firewall); the Ingress is not served until it is")
 
 
 def entry_of(name):
     from ingressd.compat.catalogue import lookup
 
     return lookup(name)
+
+
+def test_a_snippet_is_read_in_its_own_context():
+    """server-snippet is a server block: add_header inside its `if` is not nginx (location `if` only)."""
+    snippet = 'if ($host = "a.example") { add_header X-A b; }'
+    (problem,) = assess({N + "server-snippet": snippet}, OWNED, frozenset())
+    assert problem.blocking and problem.name == "server-snippet"
+    assert not any(problem.blocking for problem in assess({N + "configuration-snippet": snippet}, OWNED, frozenset()))
+
+
+def test_a_refused_annotation_without_a_note_says_only_that(monkeypatch):
+    import dataclasses
+
+    bare = dataclasses.replace(compat.lookup("auth-snippet"), note="")
+    monkeypatch.setattr(compat, "lookup", lambda name: bare if name == "auth-snippet" else entry_of(name))
+    (problem,) = assess({N + "auth-url": "https://a/", N + "auth-snippet": "x"}, OWNED, frozenset())
+    assert f"annotation {N}auth-snippet: auth-snippet is never supported, and serving" in problem.reason

@@ -84,6 +84,7 @@ def test_bcrypt_and_auth_map():
 @pytest.mark.parametrize("data", [None, {"other-key": HTPASSWD}])
 def test_missing_secret_or_key_fails_closed_with_503(data):
     [feature] = auth_features(data=data)
+    assert feature.phase == Phase.AUTH  # where the check it stands for would run
     assert run_request([feature], exchange(basic("foo", "pässword"))).status == 503
     assert run_request([feature], exchange()).status == 503
 
@@ -432,3 +433,13 @@ def test_the_503_feature_says_why(data):
     [feature] = auth_features(data=data)
     assert isinstance(feature, basic_auth.DeniedLocation)
     assert "auth-secret" in feature.reason
+
+
+def test_the_backend_request_loses_every_authorization_line_and_only_those():
+    """nginx.tmpl: ``proxy_set_header Authorization ""`` under auth_basic — also when another
+    check let the request through (``satisfy: any``)."""
+    [feature] = auth_features(data={"auth": HTPASSWD})
+    lines = [(b"host", b"a"), (b"authorization", b"Basic eA=="), (b"x-authorization", b"authorization"),
+             (b"authorization", b"Bearer y")]
+    feature.upstream_request(exchange({}), lines)
+    assert lines == [(b"host", b"a"), (b"x-authorization", b"authorization")]

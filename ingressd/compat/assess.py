@@ -103,11 +103,11 @@ def assess(raw: Mapping[str, str], owned: Collection[str], ignored: Collection[s
             continue
         if entry.requires is not None and entry.requires not in owned:
             continue  # its switch is on and not honoured either: that one problem covers both
-        problems.append(_unhonoured(key, entry, raw[key], accepted))
+        problems.append(_unhonoured(key, entry, accepted))
     return tuple(problems)
 
 
-def _unhonoured(key: str, entry: Entry, value: str, accepted: Collection[str]) -> Problem:
+def _unhonoured(key: str, entry: Entry, accepted: Collection[str]) -> Problem:
     name = entry.name
     effect = entry.effect
     if entry.status == REFUSED:
