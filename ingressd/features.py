@@ -122,6 +122,12 @@ class Annotation:
     # The value may span lines (a snippet): line breaks and tabs pass the control-character
     # check, and it may be up to 65536 characters long.
     multiline: bool = False
+    # Where the Ingress's routes send their requests: called when routes are built with the
+    # parsed value (for an Ingress that sets the annotation) and each route's resolved
+    # ``model.Backend`` (its ``cluster_endpoint`` included), it returns the Backend to use (the
+    # same one to change nothing). Every later reader (balancers, affinity, canary) sees that
+    # Backend. ``service-upstream``: the Service's cluster IP instead of its endpoints.
+    route_backend: Callable[[Any, Any], Any] | None = None
 
 
 @dataclass(frozen=True)

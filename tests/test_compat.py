@@ -92,7 +92,8 @@ CASES = [
     ({"session-cookie-name": "route", "canary-weight": "50"}, (), "served", []),
     ({"auth-snippet": "deny all;"}, (), "served", []),
     # nothing to do: ingressd already behaves so
-    ({"proxy-buffer-size": "16k", "service-upstream": "true", "enable-global-auth": "false"}, (), "served", []),
+    ({"proxy-buffer-size": "16k", "enable-global-auth": "false"}, (), "served", []),
+    ({"service-upstream": "true"}, (), "served", []),  # a plugin owns it
     # configuration- and server-snippets: read as data; honoured (with the subset's note) or blocked
     ({"configuration-snippet": 'more_set_headers "X-Frame-Options: DENY";\nadd_header X-A b;'}, (), "warned",
      ["configuration-snippet"]),
@@ -162,6 +163,9 @@ OWNED_CASES = [
     ({"cors-allow-origin": "https://a", "enable-cors": " "}, WITHOUT_CORS_ORIGIN, "served", []),
     ({"auth-secret": "users"}, WITHOUT_AUTH_SECRET, "served", []),
     ({"auth-secret": "users", "auth-type": "basic"}, WITHOUT_AUTH_SECRET, "blocked", ["auth-secret"]),
+    # without its plugin, service-upstream would send to the pods instead of the cluster IP
+    ({"service-upstream": "true"}, OWNED - {"service-upstream"}, "blocked", ["service-upstream"]),
+    ({"service-upstream": "false"}, OWNED - {"service-upstream"}, "served", []),
 ]
 
 

@@ -147,8 +147,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
       note="a 1.0 request's connection is not reused, as nginx's"),
     E("enable-global-auth", IMPLEMENTED, _H, "true", BOOL,
       note="`false` opts the route out of the controller's `--global-auth-url`"),
-    E("service-upstream", NOT_NEEDED, _H, "false", BOOL,
-      note="ingressd sends to the Service's ready endpoints: the same pods the ClusterIP would pick"),
+    E("service-upstream", IMPLEMENTED, _C, "false", BOOL,
+      note="`true`: the Service's cluster IP and port are the route's one endpoint; a headless or "
+           "ExternalName Service keeps its endpoints, as ingress-nginx falls back"),
     E("load-balance", IMPLEMENTED, _H, "round_robin", WORD,
       note="round_robin and ewma (ingress-nginx's ewma.lua: 10 s decay, the lower of two random endpoints, new "
            "endpoints start at the average); chash, chashsubset, sticky_* reject the Ingress (they come from "

@@ -46,6 +46,9 @@ class Backend:
     port: str  # the Ingress's port reference: a number or a name, as text
     endpoints: tuple[Endpoint, ...] = ()
     external_name: str | None = None
+    # The Service's cluster IP and this port's number (where service-upstream sends); None for
+    # a Service without one (headless: clusterIP None; ExternalName).
+    cluster_endpoint: Endpoint | None = None
 
     @property
     def label(self) -> str:
