@@ -214,6 +214,9 @@ class RouteFeature(Protocol):
     the route's entry is built; a later phase's value wins field by field. Nothing runs per
     request for it.
 
+    ``host_tls``: a ``HostTLS`` (cipher list, cipher preference) the TLS handshakes of the
+    route's host are made with (per SNI name; for each setting the oldest Ingress's wins).
+
     ``host_wide``: truthy when the feature serves every route of its host (the value names its
     kind: the oldest route with features of a kind gives them to the host). ``client_auth``: a
     ``ClientAuth`` the TLS handshakes of the route's host ask for client certificates under.

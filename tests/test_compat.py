@@ -218,9 +218,9 @@ REASONS = [
       f"ingressd's snippet reader (supported: {', '.join(SUPPORTED + tuple(NO_EFFECT))}) {_SUBSET}; not served (accept ignoring "
       f'it with --ignore-annotation configuration-snippet or the Ingress annotation '
       f'ingressd.io/ignore-annotations: "configuration-snippet")', True)),
-    ({"ssl-ciphers": "HIGH"}, (),
-     (N + "ssl-ciphers", f"annotation {N}ssl-ciphers is not supported by ingressd and is ignored "
-                         f"({_note('ssl-ciphers')}); ignoring it is harmless", False)),
+    ({"http2-push-preload": "true"}, (),
+     (N + "http2-push-preload", f"annotation {N}http2-push-preload is not supported by ingressd and is ignored "
+                                f"({_note('http2-push-preload')}); ignoring it is harmless", False)),
     ({"enable-rewrite-log": "true"}, (),
      (N + "enable-rewrite-log",
       f"annotation {N}enable-rewrite-log is not supported by ingressd and is ignored; ignoring it is harmless",

@@ -148,3 +148,6 @@ class Config:
     # Hosts whose TLS handshakes ask for client certificates: (host, tls.client_auth.ClientAuth),
     # from the route features' ``client_auth`` (the auth_tls plugin), set by build_table.
     client_auth: tuple[tuple[str, Any], ...] = ()
+    # Hosts with TLS settings of their own: (host, tls.settings.HostTLS), from the route features'
+    # ``host_tls`` (the ssl_ciphers plugin), set by build_table.
+    host_tls: tuple[tuple[str, Any], ...] = ()
