@@ -14,7 +14,7 @@ from twisted.python import reflect, usage
 from ingressd import startup
 from ingressd.features import parse_size
 from ingressd.plugin_manager import PluginError, Plugins, load_plugins
-from ingressd.tls.settings import DEFAULT_CIPHERS, parse_ciphers, parse_protocols
+from ingressd.tls.settings import DEFAULT_CIPHERS, parse_ciphers, parse_protocols, parse_time
 
 CORE_PARAMETERS = [
     ["config", None, None, "YAML settings file whose keys are the long option names"],
@@ -57,6 +57,12 @@ CORE_PARAMETERS = [
      "TLS 1.3 suites are OpenSSL's)"],
     ["ssl-prefer-server-ciphers", None, "on", "on/off: the server's cipher order decides (nginx's "
      "ssl_prefer_server_ciphers, on with ingress-nginx's ssl-ciphers)"],
+    ["ssl-session-cache", None, "on", "on/off: TLS sessions resume from the server's cache (ingress-nginx's "
+     "ssl-session-cache)"],
+    ["ssl-session-timeout", None, "10m", "how long a TLS session may be resumed, an nginx time "
+     "(ingress-nginx's ssl-session-timeout)"],
+    ["ssl-session-tickets", None, "on", "on/off: TLS 1.2 session tickets (ingress-nginx's ssl-session-tickets, "
+     "off there; off: sessions resume by id, only those whose connection ended with a TLS close)"],
 ]
 CORE_FLAGS = [
     ["watch-ingress-without-class", None, "serve Ingresses that name no class"],
@@ -210,8 +216,10 @@ class Options(usage.Options):
             values = self[name] if isinstance(self[name], list) else [self[name]]
             startup.check_paths(name, values)
         self["admin-routes"] = _on_off("admin-routes", self["admin-routes"])
-        self["ssl-prefer-server-ciphers"] = _on_off("ssl-prefer-server-ciphers", self["ssl-prefer-server-ciphers"])
-        for name, parse in (("ssl-ciphers", parse_ciphers), ("ssl-protocols", parse_protocols)):
+        for name in ("ssl-prefer-server-ciphers", "ssl-session-cache", "ssl-session-tickets"):
+            self[name] = _on_off(name, self[name])
+        for name, parse in (("ssl-ciphers", parse_ciphers), ("ssl-protocols", parse_protocols),
+                            ("ssl-session-timeout", parse_time)):
             try:
                 self[name] = parse(str(self[name]))
             except ValueError as exc:

@@ -108,6 +108,8 @@ def test_protocols(world):
     (("--ssl-ciphers", "NOPE"), "ingressd: --ssl-ciphers: OpenSSL finds no cipher in 'NOPE'"),
     (("--ssl-protocols", "TLSv1 TLSv1.3"),
      "ingressd: --ssl-protocols: 'TLSv1 TLSv1.3' leaves a gap: give a contiguous range, e.g. TLSv1.2 TLSv1.3"),
+    (("--ssl-session-timeout", "1.5h"),
+     "ingressd: --ssl-session-timeout: '1.5h' is not a time such as 10m, 1h or 600 (seconds)"),
     (("--ssl-prefer-server-ciphers", "sometimes"),
      "ingressd: --ssl-prefer-server-ciphers sometimes: expected on or off"),
 ])

@@ -23,6 +23,7 @@ from ingressd.tls.settings import (
     openssl_options,
     parse_ciphers,
     parse_protocols,
+    parse_time,
     tls_settings,
     versions,
 )
@@ -85,6 +86,18 @@ def test_protocols_refused(text, reason):
         parse_protocols(text)
 
 
+@pytest.mark.parametrize("text, seconds", [("10m", 600), ("600", 600), ("1h 30m", 5400), ("1d", 86400),
+                                           ("2s", 2), ("1w", 604800), ("1M", 2592000), ("1y", 31536000)])
+def test_nginx_times(text, seconds):
+    assert parse_time(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10 minutes", "1.5h", "-1m", "0s", "10ms", "m"])
+def test_nginx_times_refused(text):
+    with pytest.raises(ValueError):
+        parse_time(text)
+
+
 def test_versions_are_the_oldest_and_newest():
     from twisted.internet.ssl import TLSVersion
 
@@ -93,10 +106,10 @@ def test_versions_are_the_oldest_and_newest():
 
 
 def test_host_settings_over_the_servers_and_the_oldest_ingress_first():
-    server = TLSSettings("HIGH", ("TLSv1.3",), True)
+    server = TLSSettings("HIGH", ("TLSv1.3",), True, False, 60, False)
     assert HostTLS().over(server) == server
-    assert HostTLS("MEDIUM").over(server) == TLSSettings("MEDIUM", ("TLSv1.3",), True)
-    assert HostTLS(None, False).over(server) == TLSSettings("HIGH", ("TLSv1.3",), False)
+    assert HostTLS("MEDIUM").over(server) == TLSSettings("MEDIUM", ("TLSv1.3",), True, False, 60, False)
+    assert HostTLS(None, False).over(server) == TLSSettings("HIGH", ("TLSv1.3",), False, False, 60, False)
     older, newer = HostTLS("A", None), HostTLS("B", False)
     assert newer.merged(older) == HostTLS("A", False)  # each setting: the older's when it gives one
     assert HostTLS(None, None).merged(HostTLS(None, True)) == HostTLS(None, True)
@@ -113,6 +126,10 @@ def test_server_settings_from_options():
     assert tls_settings({"ssl_ciphers": "HIGH", "ssl_protocols": ("TLSv1.3",),
                          "ssl_prefer_server_ciphers": False}) == TLSSettings("HIGH", ("TLSv1.3",), False)
     assert tls_settings({"ssl_prefer_server_ciphers": None}).prefer_server_ciphers is True
+    assert tls_settings({"ssl_session_cache": False, "ssl_session_timeout": 60, "ssl_session_tickets": False}) == \
+        TLSSettings(session_cache=False, session_timeout=60, session_tickets=False)
+    assert TLSSettings().session_cache is True and TLSSettings().session_timeout == 600
+    assert TLSSettings().session_tickets is True
 
 
 def test_twistd_options_are_checked_at_start():
@@ -121,9 +138,13 @@ def test_twistd_options_are_checked_at_start():
     settings = server_settings_from([])
     assert tls_settings(settings) == TLSSettings()
     settings = server_settings_from(["--ssl-ciphers", "HIGH:!aNULL", "--ssl-protocols", "TLSv1.3",
-                                     "--ssl-prefer-server-ciphers", "off"])
-    assert tls_settings(settings) == TLSSettings("HIGH:!aNULL", ("TLSv1.3",), False)
+                                     "--ssl-prefer-server-ciphers", "off", "--ssl-session-cache", "off",
+                                     "--ssl-session-timeout", "1h", "--ssl-session-tickets", "off"])
+    assert tls_settings(settings) == TLSSettings("HIGH:!aNULL", ("TLSv1.3",), False, False, 3600, False)
     for args, message in ((["--ssl-ciphers", "NOPE"], "--ssl-ciphers: OpenSSL finds no cipher"),
+                          (["--ssl-session-timeout", "soon"], "--ssl-session-timeout: 'soon' is not a time"),
+                          (["--ssl-session-tickets", "maybe"], "--ssl-session-tickets maybe"),
+                          (["--ssl-session-cache", "maybe"], "--ssl-session-cache maybe"),
                           (["--ssl-protocols", "SSLv3"], "--ssl-protocols: SSLv3: not a protocol"),
                           (["--ssl-prefer-server-ciphers", "maybe"], "--ssl-prefer-server-ciphers maybe")):
         with pytest.raises(usage.UsageError, match=message):
@@ -281,6 +302,33 @@ def test_client_certificate_hosts_get_their_cipher_list_too(pki):
     assert cipher(store, "b.example", AES128) == AES128  # the asking context with the server's list
     assert not [key for key in store.certificate_for("b.example")._made
                 if isinstance(key, tuple) and len(key) == 3]
+
+
+def _options(context) -> int:
+    return context.set_options(0)  # SSL_CTX_set_options returns the options now set
+
+
+def test_session_settings(pki):
+    hosts = ("b.example", "x.w.example")
+    store = store_with(pki, server=TLSSettings(session_timeout=60))
+    for name in hosts:
+        context = store.context_for_name(name)
+        assert context.get_timeout() == 60
+        assert context.get_session_cache_mode() == SSL.SESS_CACHE_SERVER
+        assert not _options(context) & SSL.OP_NO_TICKET
+    assert _options(store.default.context) & SSL.OP_NO_TICKET  # the default context resumes nothing
+    no_tickets = store_with(pki, server=TLSSettings(session_tickets=False))
+    no_cache = store_with(pki, server=TLSSettings(session_cache=False))
+    for name in hosts:
+        assert _options(no_tickets.context_for_name(name)) & SSL.OP_NO_TICKET
+        assert no_tickets.context_for_name(name).get_session_cache_mode() == SSL.SESS_CACHE_SERVER
+        assert _options(no_cache.context_for_name(name)) & SSL.OP_NO_TICKET
+        assert no_cache.context_for_name(name).get_session_cache_mode() == SSL.SESS_CACHE_OFF
+    context = client(AES256)
+    first = memory_handshake(no_cache, "b.example", context)
+    assert not memory_handshake(no_cache, "b.example", context, first.session).session_reused
+    first = memory_handshake(no_tickets, "b.example", context)  # a clean close: resumed by id
+    assert memory_handshake(no_tickets, "b.example", context, first.session).session_reused
 
 
 # -- the plugin and build_table -------------------------------------------------------------

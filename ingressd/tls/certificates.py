@@ -642,8 +642,8 @@ class CertificateStore:
                 lowerMaximumSecurityTo=newest,
                 acceptableCiphers=_CIPHERS,
                 # Sessions resume only on a host's own context (``Certificate.context_for``).
-                enableSessions=resumption,
-                enableSessionTickets=resumption,
+                enableSessions=resumption and settings.session_cache,
+                enableSessionTickets=resumption and settings.session_cache and settings.session_tickets,
                 contextForServerName=self._context_for_server_name if default and not resumption else None,
             )
             # Twisted always prefers the server's order; the settings say whether to.

@@ -5,7 +5,10 @@ ingress-nginx ConfigMap keys ``ssl-protocols``, ``ssl-ciphers`` and nginx's
 ``ssl_prefer_server_ciphers``, which ingress-nginx's template turns on with its cipher list) are a
 ``TLSSettings``; a host's (the ``ssl-ciphers`` and ``ssl-prefer-server-ciphers`` annotations,
 nginx's per-server ``ssl_ciphers``/``ssl_prefer_server_ciphers``) a ``HostTLS`` laid over them.
-``versions``, ``openssl_options`` and ``configure`` apply one to a context being made.
+``versions``, ``openssl_options`` and ``configure`` apply one to a context being made. Sessions
+(``--ssl-session-cache``, ``--ssl-session-timeout``, ``--ssl-session-tickets``: the ConfigMap keys
+of those names; defaults on, 10m and, unlike ingress-nginx's off, on) are server-wide: they resume on a host's
+own context only (``certificates``).
 
 As nginx: the cipher list is OpenSSL's (``SSL_CTX_set_cipher_list``): it governs TLS 1.2; TLS 1.3
 suites stay OpenSSL's defaults (ingress-nginx sets no ``ssl_conf_command Ciphersuites``). A list
@@ -15,6 +18,7 @@ error (nginx would refuse to reload; ingress-nginx drops such an annotation sile
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -44,6 +48,12 @@ class TLSSettings:
     ciphers: str = DEFAULT_CIPHERS  # an OpenSSL cipher list (TLS 1.2 and below)
     protocols: tuple[str, ...] = DEFAULT_PROTOCOLS  # nginx's names, a contiguous range
     prefer_server_ciphers: bool = True  # the server's order of the list decides, not the client's
+    session_cache: bool = True  # sessions resume from the server's cache (ssl-session-cache)
+    session_timeout: int = 600  # seconds a session may be resumed (ssl-session-timeout: 10m)
+    # TLS 1.2 session tickets (ssl-session-tickets). ingress-nginx's default is off; ingressd's is on:
+    # OpenSSL drops a cached session whose connection ended without the server's close_notify
+    # (a client that just closes), so without tickets most TLS 1.2 sessions would not resume.
+    session_tickets: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +65,10 @@ class HostTLS:
 
     def over(self, base: TLSSettings) -> TLSSettings:
         """``base`` with these settings where they say something."""
-        return TLSSettings(self.ciphers if self.ciphers is not None else base.ciphers, base.protocols,
-                           self.prefer_server_ciphers if self.prefer_server_ciphers is not None
-                           else base.prefer_server_ciphers)
+        return dataclasses.replace(
+            base, ciphers=self.ciphers if self.ciphers is not None else base.ciphers,
+            prefer_server_ciphers=self.prefer_server_ciphers if self.prefer_server_ciphers is not None
+            else base.prefer_server_ciphers)
 
     def merged(self, older: "HostTLS") -> "HostTLS":
         """``older``'s settings, with these where ``older`` says nothing (ingress-nginx keeps the
@@ -97,13 +108,40 @@ def parse_protocols(text: str) -> tuple[str, ...]:
     return tuple(_ORDER[position] for position in positions)
 
 
+_TIME = re.compile(r"([0-9]+)(s|m|h|d|w|M|y)?")
+_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "M": 30 * 86400, "y": 365 * 86400}
+
+
+def parse_time(text: str) -> int:
+    """An nginx time in whole seconds (``10m``, ``1h 30m``, ``600``); ValueError saying why not."""
+    parts = text.split()
+    if not parts:
+        raise ValueError("no time given (for example 10m)")
+    total = 0
+    for part in parts:
+        found = _TIME.fullmatch(part)
+        if found is None:
+            raise ValueError(f"{text.strip()!r} is not a time such as 10m, 1h or 600 (seconds)")
+        total += int(found.group(1)) * _UNITS[found.group(2)]
+    if total < 1:
+        raise ValueError("must be at least 1s")
+    return total
+
+
 def tls_settings(settings) -> TLSSettings:
     """The server's ``TLSSettings`` from its options (parsed: ``ingressd.tap``), defaults where absent."""
     default = TLSSettings()
-    prefer = settings.get("ssl_prefer_server_ciphers")
+
+    def flag(name: str, fallback: bool) -> bool:
+        value = settings.get(name)
+        return fallback if value is None else bool(value)
+
     return TLSSettings(settings.get("ssl_ciphers") or default.ciphers,
                        tuple(settings.get("ssl_protocols") or default.protocols),
-                       default.prefer_server_ciphers if prefer is None else bool(prefer))
+                       flag("ssl_prefer_server_ciphers", default.prefer_server_ciphers),
+                       flag("ssl_session_cache", default.session_cache),
+                       settings.get("ssl_session_timeout") or default.session_timeout,
+                       flag("ssl_session_tickets", default.session_tickets))
 
 
 def versions(settings: TLSSettings) -> tuple:
@@ -113,9 +151,10 @@ def versions(settings: TLSSettings) -> tuple:
 
 
 def configure(context: SSL.Context, settings: TLSSettings) -> None:
-    """Apply ``settings``' cipher list to a context not yet used, as OpenSSL reads it (Twisted's
+    """Apply ``settings``' cipher list and session lifetime to a context not yet used, as OpenSSL reads it (Twisted's
     ``AcceptableCiphers`` would expand it to names and lose ``@SECLEVEL``)."""
     context.set_cipher_list(settings.ciphers.encode("ascii"))
+    context.set_timeout(settings.session_timeout)
 
 
 def openssl_options(options: int, settings: TLSSettings) -> int:
