@@ -28,6 +28,7 @@ from ingressd.features import (
 from ingressd.plugin_manager import hookimpl
 from ingressd.proxy.subrequest import SubrequestError, SubResponse, TargetURL, parse_url
 from ingressd.tls.client_auth import ClientAuth, ClientAuthError, ClientCertificate, load_client_auth
+from ingressd.tls.settings import HostTLS, parse_ciphers
 from ingressd.proxy.next_upstream import NextUpstream, parse_conditions as parse_next_upstream
 from ingressd import snippets
 from ingressd.snippets import SnippetError, parse_snippet
@@ -46,6 +47,7 @@ __all__ = [
     "ClientAuthError",
     "ClientCertificate",
     "HostRoute",
+    "HostTLS",
     "LocalResponse",
     "NextUpstream",
     "Option",
@@ -62,6 +64,7 @@ __all__ = [
     "hookimpl",
     "load_client_auth",
     "parse_bool",
+    "parse_ciphers",
     "parse_int",
     "parse_list",
     "parse_next_upstream",

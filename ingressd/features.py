@@ -122,6 +122,12 @@ class Annotation:
     # The value may span lines (a snippet): line breaks and tabs pass the control-character
     # check, and it may be up to 65536 characters long.
     multiline: bool = False
+    # Where the Ingress's routes send their requests: called when routes are built with the
+    # parsed value (for an Ingress that sets the annotation) and each route's resolved
+    # ``model.Backend`` (its ``cluster_endpoint`` included), it returns the Backend to use (the
+    # same one to change nothing). Every later reader (balancers, affinity, canary) sees that
+    # Backend. ``service-upstream``: the Service's cluster IP instead of its endpoints.
+    route_backend: Callable[[Any, Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,9 @@ class RouteFeature(Protocol):
     ``upstream``: an ``UpstreamSettings`` for the route (timeouts, body limit, protocol), read once when
     the route's entry is built; a later phase's value wins field by field. Nothing runs per
     request for it.
+
+    ``host_tls``: a ``HostTLS`` (cipher list, cipher preference) the TLS handshakes of the
+    route's host are made with (per SNI name; for each setting the oldest Ingress's wins).
 
     ``host_wide``: truthy when the feature serves every route of its host (the value names its
     kind: the oldest route with features of a kind gives them to the host). ``client_auth``: a

@@ -25,6 +25,7 @@ from ingressd.proxy.exchange import Proxy, ProxySettings
 from ingressd.config.reloader import Reloader, State
 from ingressd.config.store import ObjectStore
 from ingressd.tls.certificates import CertificateStore
+from ingressd.tls.settings import tls_settings
 from ingressd.tls.facts import ObservedTLSFactory
 from ingressd.tls.passthrough import PassthroughRouter
 from ingressd.config.translate import TranslateSettings
@@ -121,7 +122,8 @@ class IngressdService(MultiService):
             if default:
                 namespace, _, name = str(default).rpartition("/")
                 default_ref = ObjectRef("Secret", namespace or "default", name)
-            self.certificates = CertificateStore(alpn=not settings.get("no_http2"), default_ref=default_ref)
+            self.certificates = CertificateStore(alpn=not settings.get("no_http2"), default_ref=default_ref,
+                                                 tls=tls_settings(settings))
             self.reloader.appliers.append(self.certificates.update)
             tls_factory = HTTPSFactory(HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="https"),
                                        http2=not settings.get("no_http2"),

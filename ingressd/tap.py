@@ -14,6 +14,7 @@ from twisted.python import reflect, usage
 from ingressd import startup
 from ingressd.features import parse_size
 from ingressd.plugin_manager import PluginError, Plugins, load_plugins
+from ingressd.tls.settings import DEFAULT_CIPHERS, parse_ciphers, parse_protocols, parse_time
 
 CORE_PARAMETERS = [
     ["config", None, None, "YAML settings file whose keys are the long option names"],
@@ -50,6 +51,18 @@ CORE_PARAMETERS = [
     ["access-log", None, "-", "access log file, '-' for standard output, '' or 'off' to disable"],
     ["access-log-format", None, "json", "access log line format: json or combined"],
     ["metrics-compat", None, "", "also expose ingress-nginx's metric names: 'nginx' (default: none)"],
+    ["ssl-protocols", None, "TLSv1.2 TLSv1.3", "TLS versions offered to clients (ingress-nginx's ssl-protocols; "
+     "a contiguous range of TLSv1 TLSv1.1 TLSv1.2 TLSv1.3)"],
+    ["ssl-ciphers", None, DEFAULT_CIPHERS, "OpenSSL cipher list for TLS 1.2 and below (ingress-nginx's ssl-ciphers; "
+     "TLS 1.3 suites are OpenSSL's)"],
+    ["ssl-prefer-server-ciphers", None, "on", "on/off: the server's cipher order decides (nginx's "
+     "ssl_prefer_server_ciphers, on with ingress-nginx's ssl-ciphers)"],
+    ["ssl-session-cache", None, "on", "on/off: TLS sessions resume from the server's cache (ingress-nginx's "
+     "ssl-session-cache)"],
+    ["ssl-session-timeout", None, "10m", "how long a TLS session may be resumed, an nginx time "
+     "(ingress-nginx's ssl-session-timeout)"],
+    ["ssl-session-tickets", None, "on", "on/off: TLS 1.2 session tickets (ingress-nginx's ssl-session-tickets, "
+     "off there; off: sessions resume by id, only those whose connection ended with a TLS close)"],
 ]
 CORE_FLAGS = [
     ["watch-ingress-without-class", None, "serve Ingresses that name no class"],
@@ -203,6 +216,14 @@ class Options(usage.Options):
             values = self[name] if isinstance(self[name], list) else [self[name]]
             startup.check_paths(name, values)
         self["admin-routes"] = _on_off("admin-routes", self["admin-routes"])
+        for name in ("ssl-prefer-server-ciphers", "ssl-session-cache", "ssl-session-tickets"):
+            self[name] = _on_off(name, self[name])
+        for name, parse in (("ssl-ciphers", parse_ciphers), ("ssl-protocols", parse_protocols),
+                            ("ssl-session-timeout", parse_time)):
+            try:
+                self[name] = parse(str(self[name]))
+            except ValueError as exc:
+                raise usage.UsageError(f"--{name}: {exc}")
         for name in ("proxy-connect-timeout", "proxy-read-timeout", "proxy-send-timeout",
                      "client-header-timeout", "client-body-timeout", "keepalive-timeout", "client-send-timeout",
                      "upstream-keepalive-timeout", "shutdown-delay", "shutdown-grace"):

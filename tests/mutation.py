@@ -64,7 +64,8 @@ TARGETS: dict[str, Target] = {
     "rate_limit": Target("plugins/rate_limit.py", ("tests/test_plugin_rate_limit.py",)),
     "cidr": Target("plugins/_cidr.py", ("tests/test_plugin_allowlist.py", "tests/test_plugin_rate_limit.py")),
     "allowlist": Target("plugins/allowlist.py", ("tests/test_plugin_allowlist.py",)),
-    "tls": Target("ingressd/tls/certificates.py", ("tests/test_tls.py", "tests/test_auth_tls.py")),
+    "tls": Target("ingressd/tls/certificates.py", ("tests/test_tls.py", "tests/test_auth_tls.py",
+                                                   "tests/test_tls_settings.py")),
     "compat": Target("ingressd/compat/assess.py", ("tests/test_compat.py",)),
 }
 

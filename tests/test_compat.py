@@ -92,7 +92,8 @@ CASES = [
     ({"session-cookie-name": "route", "canary-weight": "50"}, (), "served", []),
     ({"auth-snippet": "deny all;"}, (), "served", []),
     # nothing to do: ingressd already behaves so
-    ({"proxy-buffer-size": "16k", "service-upstream": "true", "enable-global-auth": "false"}, (), "served", []),
+    ({"proxy-buffer-size": "16k", "enable-global-auth": "false"}, (), "served", []),
+    ({"service-upstream": "true"}, (), "served", []),  # a plugin owns it
     # configuration- and server-snippets: read as data; honoured (with the subset's note) or blocked
     ({"configuration-snippet": 'more_set_headers "X-Frame-Options: DENY";\nadd_header X-A b;'}, (), "warned",
      ["configuration-snippet"]),
@@ -168,6 +169,9 @@ OWNED_CASES = [
     ({"cors-allow-origin": "https://a", "enable-cors": " "}, WITHOUT_CORS_ORIGIN, "served", []),
     ({"auth-secret": "users"}, WITHOUT_AUTH_SECRET, "served", []),
     ({"auth-secret": "users", "auth-type": "basic"}, WITHOUT_AUTH_SECRET, "blocked", ["auth-secret"]),
+    # without its plugin, service-upstream would send to the pods instead of the cluster IP
+    ({"service-upstream": "true"}, OWNED - {"service-upstream"}, "blocked", ["service-upstream"]),
+    ({"service-upstream": "false"}, OWNED - {"service-upstream"}, "served", []),
 ]
 
 
@@ -220,9 +224,9 @@ REASONS = [
       f"ingressd's snippet reader (supported: {', '.join(SUPPORTED + tuple(NO_EFFECT))}) {_SUBSET}; not served (accept ignoring "
       f'it with --ignore-annotation configuration-snippet or the Ingress annotation '
       f'ingressd.io/ignore-annotations: "configuration-snippet")', True)),
-    ({"ssl-ciphers": "HIGH"}, (),
-     (N + "ssl-ciphers", f"annotation {N}ssl-ciphers is not supported by ingressd and is ignored "
-                         f"({_note('ssl-ciphers')}); ignoring it is harmless", False)),
+    ({"http2-push-preload": "true"}, (),
+     (N + "http2-push-preload", f"annotation {N}http2-push-preload is not supported by ingressd and is ignored "
+                                f"({_note('http2-push-preload')}); ignoring it is harmless", False)),
     ({"enable-rewrite-log": "true"}, (),
      (N + "enable-rewrite-log",
       f"annotation {N}enable-rewrite-log is not supported by ingressd and is ignored; ignoring it is harmless",

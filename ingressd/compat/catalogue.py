@@ -147,8 +147,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
       note="a 1.0 request's connection is not reused, as nginx's"),
     E("enable-global-auth", IMPLEMENTED, _H, "true", BOOL,
       note="`false` opts the route out of the controller's `--global-auth-url`"),
-    E("service-upstream", NOT_NEEDED, _H, "false", BOOL,
-      note="ingressd sends to the Service's ready endpoints: the same pods the ClusterIP would pick"),
+    E("service-upstream", IMPLEMENTED, _C, "false", BOOL,
+      note="`true`: the Service's cluster IP and port are the route's one endpoint; a headless or "
+           "ExternalName Service keeps its endpoints, as ingress-nginx falls back"),
     E("load-balance", IMPLEMENTED, _H, "round_robin", WORD,
       note="round_robin and ewma (ingress-nginx's ewma.lua: 10 s decay, the lower of two random endpoints, new "
            "endpoints start at the average); chash, chashsubset, sticky_* reject the Ingress (they come from "
@@ -322,8 +323,11 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E(_OTEL, NOT_YET, _H, "false", BOOL),
     E("opentelemetry-trust-incoming-span", NOT_YET, _H, "true", BOOL, requires=_OTEL),
     E("opentelemetry-operation-name", NOT_YET, _H, requires=_OTEL),
-    E("ssl-ciphers", NOT_YET, _H, note="ingressd offers its own modern cipher list (TLS 1.2 and 1.3)"),
-    E("ssl-prefer-server-ciphers", NOT_YET, _H),
+    E("ssl-ciphers", IMPLEMENTED, _H,
+      note="per SNI host, over --ssl-ciphers; TLS 1.3 suites stay OpenSSL's, as nginx's; a list with characters "
+           "ingress-nginx refuses or naming no cipher OpenSSL knows rejects the Ingress (ingress-nginx drops the "
+           "first, and nginx refuses to reload on the second)"),
+    E("ssl-prefer-server-ciphers", IMPLEMENTED, _H, note="per SNI host, over --ssl-prefer-server-ciphers"),
     E("http2-push-preload", NOT_YET, _H, "false", BOOL, note="browsers dropped HTTP/2 server push"),
     # -- removed from ingress-nginx, still found in old manifests -------------------------
     E("add-base-url", NOT_YET, _H, "false", BOOL, removed=True),

@@ -225,7 +225,23 @@ def build_table(config: Config, plugins, context: BuildContext,
     if plugins:
         entries, config = _with_host_routes(entries, config, plugins, context, defaults)
     config = _with_client_auth(entries, config)
+    config = _with_host_tls(entries, config)
     return RouteTable(entries, default, previous_table), config
+
+
+def _with_host_tls(entries: list, config: Config) -> Config:
+    """``config.host_tls``: each host whose routes' features carry a ``host_tls`` (ssl-ciphers,
+    ssl-prefer-server-ciphers), each setting the oldest Ingress's that gives it, as ingress-nginx
+    keeps the first value it meets for a server (entries come oldest Ingress first)."""
+    hosts: dict[str, object] = {}
+    for entry in entries:
+        for feature in entry.features:
+            tls = getattr(feature, "host_tls", None)
+            if tls is not None and entry.route.host:
+                known = hosts.get(entry.route.host)
+                hosts[entry.route.host] = tls if known is None else tls.merged(known)
+    found = tuple(hosts.items())
+    return config if found == config.host_tls else dataclasses.replace(config, host_tls=found)
 
 
 def _with_client_auth(entries: list, config: Config) -> Config:

@@ -46,6 +46,9 @@ class Backend:
     port: str  # the Ingress's port reference: a number or a name, as text
     endpoints: tuple[Endpoint, ...] = ()
     external_name: str | None = None
+    # The Service's cluster IP and this port's number (where service-upstream sends); None for
+    # a Service without one (headless: clusterIP None; ExternalName).
+    cluster_endpoint: Endpoint | None = None
 
     @property
     def label(self) -> str:
@@ -145,3 +148,6 @@ class Config:
     # Hosts whose TLS handshakes ask for client certificates: (host, tls.client_auth.ClientAuth),
     # from the route features' ``client_auth`` (the auth_tls plugin), set by build_table.
     client_auth: tuple[tuple[str, Any], ...] = ()
+    # Hosts with TLS settings of their own: (host, tls.settings.HostTLS), from the route features'
+    # ``host_tls`` (the ssl_ciphers plugin), set by build_table.
+    host_tls: tuple[tuple[str, Any], ...] = ()

@@ -271,6 +271,7 @@ def _translate_ingress(ingress, ref, resolver, settings, annotations, warnings):
     _check_honoured(ref, raw_annotations, annotations, settings, warnings)
     values = _parse_annotations(raw_annotations, annotations, namespace, resolver, settings)
     annotation_pairs = tuple(sorted(raw_annotations.items()))
+    rewrites = _backend_rewrites(raw_annotations, annotations, values)
 
     rules = spec.get("rules") or []
     default_spec = spec.get("defaultBackend")
@@ -290,6 +291,8 @@ def _translate_ingress(ingress, ref, resolver, settings, annotations, warnings):
             where = f"spec.rules[{index}].http.paths[{p_index}]"
             path, path_type = _valid_path(path_spec, where)
             backend = resolver.backend(namespace, path_spec.get("backend"), f"{where}.backend", warnings, ref)
+            if rewrites:
+                backend = _rewritten(backend, rewrites)
             routes.append(
                 Route(host, path, path_type, backend, ref, created, annotation_pairs, values)
             )
@@ -297,6 +300,8 @@ def _translate_ingress(ingress, ref, resolver, settings, annotations, warnings):
     default = None
     if default_spec:
         backend = resolver.backend(namespace, default_spec, "spec.defaultBackend", warnings, ref)
+        if rewrites:
+            backend = _rewritten(backend, rewrites)
         default = Route("", "/", PREFIX, backend, ref, created, annotation_pairs, values)
 
     tls_hosts: list[TLSHost] = []
@@ -388,6 +393,40 @@ def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple
             raise _Invalid(f"annotation {key}: {exc}") from None
         values.append((annotation.name, value))
     return tuple(values)
+
+
+# The declared annotations with a ``route_backend`` (index, annotation), for the sequence last
+# seen (by identity, as ``_DEFAULTS``).
+_ROUTE_BACKENDS: list[tuple[Sequence[Annotation], tuple]] = []
+
+
+def _backend_rewrites(raw, annotations, values) -> tuple:
+    """(route_backend, value) of each declared annotation with a ``route_backend`` that the
+    Ingress sets (service-upstream): they decide where its routes send requests."""
+    if not _ROUTE_BACKENDS or _ROUTE_BACKENDS[0][0] is not annotations:
+        _ROUTE_BACKENDS[:] = [(annotations, tuple((index, annotation) for index, annotation in enumerate(annotations)
+                                                  if annotation.route_backend is not None))]
+    declared = _ROUTE_BACKENDS[0][1]
+    if not declared:
+        return ()
+    found = []
+    for index, annotation in declared:
+        own_key = INGRESSD_PREFIX + annotation.name
+        text = raw.get(own_key if own_key in raw else NGINX_PREFIX + annotation.name)
+        if text is not None and text.strip():  # as _parse_annotations: an empty value is absent
+            found.append((annotation.name, annotation.route_backend, values[index][1]))
+    return tuple(found)
+
+
+def _rewritten(backend: Backend, rewrites) -> Backend:
+    for name, route_backend, value in rewrites:
+        try:
+            backend = route_backend(value, backend)
+        except (ValueError, TypeError) as exc:
+            raise _Invalid(f"annotation {name}: {exc}", (name,)) from None
+        if not isinstance(backend, Backend):
+            raise _Invalid(f"annotation {name}: its plugin gave {type(backend).__name__}, not a Backend", (name,))
+    return backend
 
 
 def _check_honoured(ref, raw, annotations, settings, warnings) -> None:
@@ -599,7 +638,7 @@ class _Resolver:
                 for address in endpoint.get("addresses") or []:
                     found[(str(address), int(port_number))] = Endpoint(str(address), int(port_number))
         endpoints = tuple(found[key] for key in sorted(found))
-        return Backend(namespace, name, port_label, endpoints)
+        return Backend(namespace, name, port_label, endpoints, cluster_endpoint=_cluster_endpoint(spec, service_port))
 
     def reference(self, kind: str, value: Any, namespace: str, settings: TranslateSettings) -> Any:
         if value is None:
@@ -644,6 +683,16 @@ class _Resolver:
         data = _secret_data(unpack(obj))
         self._secret_data[key] = (obj, data)
         return data
+
+
+def _cluster_endpoint(spec: Mapping, service_port: Mapping) -> Endpoint | None:
+    """The Service's cluster IP with the port's number (ingress-nginx's getServiceClusterEndpoint),
+    or None when it has none (``None``: headless; absent)."""
+    address = spec.get("clusterIP")
+    port = service_port.get("port")
+    if not address or address == "None" or not isinstance(port, int):
+        return None
+    return Endpoint(str(address), port)
 
 
 def _slice_service(namespace: str, obj: Mapping) -> tuple[str, str] | None:

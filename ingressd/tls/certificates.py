@@ -38,12 +38,13 @@ from twisted.internet.interfaces import (
     IOpenSSLServerConnectionCreator,
     IProtocolNegotiationFactory,
 )
-from twisted.internet.ssl import AcceptableCiphers, CertificateOptions, TLSVersion
+from twisted.internet.ssl import AcceptableCiphers, CertificateOptions
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from ingressd.config.model import Config, ObjectRef, Rejection, SecretData
 from ingressd.tls.client_auth import ClientAuth, configure_context
+from ingressd.tls.settings import HostTLS, TLSSettings, configure, openssl_options, versions
 
 _log = Logger()
 
@@ -82,7 +83,8 @@ class Certificate:
     pem: tuple[bytes, bytes] = field(default=(b"", b""), repr=False)
     # Makes a context (raises CertificateError when OpenSSL refuses the pair): with sessions
     # that resume (``True``: one host's context) or without (``False``); asking for client
-    # certificates as a ``ClientAuth`` says (then sessions never resume).
+    # certificates as a ``ClientAuth`` says (then sessions never resume); with a host's own
+    # ``TLSSettings`` (ssl-ciphers annotations) or, None, the server's.
     make_context: Callable[..., SSL.Context] | None = field(default=None, repr=False, compare=False)
     # {"context": ..., ("host", name): ..., ("client-auth", ClientAuth): ...} once made
     _made: dict = field(default_factory=dict, repr=False, compare=False)
@@ -93,31 +95,37 @@ class Certificate:
         context and were switched by SNI); None when it cannot be made (logged once)."""
         return self._context("context", False)
 
-    def context_for(self, host: str) -> SSL.Context | None:
+    def context_for(self, host: str, tls: TLSSettings | None = None) -> SSL.Context | None:
         """The context of one TLS host (as configured: ``a.example`` or ``*.example``): its
-        own session cache and ticket keys, so a session resumes for that host only."""
-        return self._context(("host", host), True)
+        own session cache and ticket keys, so a session resumes for that host only; with the
+        host's own ``tls`` settings, or the server's (None)."""
+        return self._context(("host", host) if tls is None else ("host", host, tls), True, None, tls)
 
-    def asking_context(self, client_auth: ClientAuth) -> SSL.Context | None:
-        """The context that asks for client certificates under ``client_auth`` (one per policy,
-        whatever host: a host's policy is its own; sessions never resume on it)."""
-        return self._context(("client-auth", client_auth), False, client_auth)
+    def asking_context(self, client_auth: ClientAuth, tls: TLSSettings | None = None) -> SSL.Context | None:
+        """The context that asks for client certificates under ``client_auth`` (one per policy
+        and settings, whatever host: a host's policy is its own; sessions never resume on it)."""
+        key = ("client-auth", client_auth) if tls is None else ("client-auth", client_auth, tls)
+        return self._context(key, False, client_auth, tls)
 
-    def keep_asking_contexts(self, policies: "set[ClientAuth]") -> None:
-        """Forget the asking contexts of policies no longer served (a rotated CA): open
-        connections keep theirs; the next handshake of a host makes its policy's anew."""
+    def keep_asking_contexts(self, policies: "set[ClientAuth]", settings: "set[TLSSettings] | None" = None) -> None:
+        """Forget the asking contexts of policies no longer served (a rotated CA), and the
+        contexts made with host settings no longer served: open connections keep theirs; the
+        next handshake of a host makes its own anew."""
         made = self._made
-        for key in [key for key in made if isinstance(key, tuple) and key[0] == "client-auth"]:
-            if key[1] not in policies:
+        for key in [key for key in made if isinstance(key, tuple)]:
+            if key[0] == "client-auth" and key[1] not in policies:
+                del made[key]
+            elif len(key) == 3 and key[2] not in (settings or ()):
                 del made[key]
 
-    def _context(self, key: Any, resumption: bool, client_auth: ClientAuth | None = None) -> SSL.Context | None:
+    def _context(self, key: Any, resumption: bool, client_auth: ClientAuth | None = None,
+                 tls: TLSSettings | None = None) -> SSL.Context | None:
         made = self._made
         if key not in made:
             made[key] = None
             if self.make_context is not None:
                 try:
-                    made[key] = self.make_context(resumption, client_auth)
+                    made[key] = self.make_context(resumption, client_auth, tls)
                 except Exception as exc:  # the default certificate is served instead
                     _log.error("TLS {source}: cannot be served ({error}); serving the default certificate",
                                source=self.source, error=exc)
@@ -155,6 +163,10 @@ class _CertificateMap:
     # the parent of a ``*.`` wildcard: ``Config.client_auth``.
     auth_exact: Mapping[str, ClientAuth]
     auth_wildcard: Mapping[str, ClientAuth]
+    # Hosts with TLS settings of their own (ssl-ciphers annotations), complete (over the
+    # server's): ``Config.host_tls``, by exact name and by the parent of a ``*.`` wildcard.
+    tls_exact: Mapping[str, TLSSettings] = field(default_factory=lambda: MappingProxyType({}))
+    tls_wildcard: Mapping[str, TLSSettings] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -210,6 +222,14 @@ class CertificateStore:
     names (``client_auth.configure_context``) and resumes no session; every other host's
     handshake asks for none. The request checks that the policy its host wants is the one
     its connection was verified under (SNI against Host: 421 otherwise).
+
+    TLS settings (``tls.settings``): ``tls`` is the server's (``--ssl-protocols``,
+    ``--ssl-ciphers``, ``--ssl-prefer-server-ciphers``), on every context; a host with settings
+    of its own (``Config.host_tls``: the ssl-ciphers annotations) gets contexts with them, by
+    SNI name, as it does for client certificates (a host without TLS section: the default
+    certificate's). A connection whose ClientHello could not be read before OpenSSL (so that
+    its SNI switches the context inside the handshake) keeps the default context's cipher list:
+    OpenSSL copies a connection's cipher list when it is created.
     """
 
     def __init__(
@@ -219,10 +239,12 @@ class CertificateStore:
         alpn: bool = False,
         now: Callable[[], datetime] | None = None,
         default_ref: ObjectRef | None = None,
+        tls: TLSSettings | None = None,
     ) -> None:
         """``default_ref`` names the default Secret before its data is known (served
         self-signed until the Secret shows up in a configuration)."""
         self._now = now or (lambda: datetime.now(timezone.utc))
+        self._tls = tls if tls is not None else TLSSettings()
         self._protocols: tuple[bytes, ...] = (_H2, _HTTP11) if alpn else (_HTTP11,)
         self._default_ref = default_certificate.ref if default_certificate else default_ref
         # Built certificates by (namespace, name, is-default), reused while the PEM is the
@@ -395,9 +417,22 @@ class CertificateStore:
             else:  # "" (a rule without host) is never an SNI name: never looked up
                 auth_exact.setdefault(host, auth)
 
+        tls_exact: dict[str, TLSSettings] = {}
+        tls_wildcard: dict[str, TLSSettings] = {}
+        for host, host_tls in config.host_tls:
+            host = host.strip().lower().rstrip(".")
+            settings = host_tls.over(self._tls)
+            if settings == self._tls:
+                continue  # nothing of its own: the host's usual contexts
+            if host.startswith("*."):
+                tls_wildcard.setdefault(host[2:], settings)
+            else:
+                tls_exact.setdefault(host, settings)
+
         policies = {*auth_exact.values(), *auth_wildcard.values()}
+        in_use = {*tls_exact.values(), *tls_wildcard.values()}
         for certificate in {default, *(c for c in (*exact.values(), *wildcard.values()) if c is not None)}:
-            certificate.keep_asking_contexts(policies)
+            certificate.keep_asking_contexts(policies, in_use)
 
         self.warnings = tuple(dict.fromkeys(warnings))
         # The one assignment handshakes observe.
@@ -408,6 +443,8 @@ class CertificateStore:
             MappingProxyType(hosts),
             MappingProxyType(auth_exact),
             MappingProxyType(auth_wildcard),
+            MappingProxyType(tls_exact),
+            MappingProxyType(tls_wildcard),
         )
         return rejections
 
@@ -446,14 +483,17 @@ class CertificateStore:
         if server_name:
             host, certificate = self._host_of(current, server_name)
             client_auth = self._client_auth_of(current, server_name)
+            pattern, tls = self._tls_of(current, server_name)
             if client_auth is not None:
                 # A host that asks for client certificates: its certificate's context for the
                 # policy (the default certificate's, for a host without TLS section).
-                context = (certificate or current.default).asking_context(client_auth)
+                context = (certificate or current.default).asking_context(client_auth, tls)
                 if context is not None:
                     return context
-            elif host is not None:
-                context = (certificate or current.default).context_for(host)
+            elif host is not None or pattern is not None:
+                # Sessions are the TLS host's (or, for a host without TLS section but with
+                # settings of its own, the configured name's: never one per name asked).
+                context = (certificate or current.default).context_for(host or pattern, tls)
                 if context is not None:
                     return context
         return current.default.context
@@ -470,6 +510,20 @@ class CertificateStore:
             if dot:
                 auth = current.auth_wildcard.get(parent)
         return auth
+
+    @staticmethod
+    def _tls_of(current: "_CertificateMap", name: str) -> tuple[str | None, TLSSettings | None]:
+        """(the host as configured, its own TLS settings) for a lower-case SNI name; (None,
+        None) when it has none (the server's apply)."""
+        tls = current.tls_exact.get(name)
+        if tls is not None:
+            return name, tls
+        _, dot, parent = name.partition(".")
+        if dot:
+            tls = current.tls_wildcard.get(parent)
+            if tls is not None:
+                return "*." + parent, tls
+        return None, None
 
     @staticmethod
     def _host_of(current: "_CertificateMap", name: str) -> tuple[str | None, Certificate | None]:
@@ -576,20 +630,27 @@ class CertificateStore:
         notes: list[str],
         default: bool,
     ) -> Certificate:
-        def make_context(resumption: bool, client_auth: ClientAuth | None = None) -> SSL.Context:
+        def make_context(resumption: bool, client_auth: ClientAuth | None = None,
+                         tls: TLSSettings | None = None) -> SSL.Context:
+            settings = tls if tls is not None else self._tls
+            oldest, newest = versions(settings)
             options = CertificateOptions(
                 privateKey=private_key,
                 certificate=leaf,
                 extraCertChain=chain,
-                raiseMinimumTo=TLSVersion.TLSv1_2,
+                insecurelyLowerMinimumTo=oldest,
+                lowerMaximumSecurityTo=newest,
                 acceptableCiphers=_CIPHERS,
                 # Sessions resume only on a host's own context (``Certificate.context_for``).
-                enableSessions=resumption,
-                enableSessionTickets=resumption,
+                enableSessions=resumption and settings.session_cache,
+                enableSessionTickets=resumption and settings.session_cache and settings.session_tickets,
                 contextForServerName=self._context_for_server_name if default and not resumption else None,
             )
+            # Twisted always prefers the server's order; the settings say whether to.
+            options._options = openssl_options(options._options, settings)
             try:
                 context = options.getContext()
+                configure(context, settings)
             except SSL.Error as exc:
                 raise CertificateError(f"OpenSSL refused the certificate or key ({exc})") from None
             # Replace Twisted's ALPN callback (not yet used, so still allowed) with ours,

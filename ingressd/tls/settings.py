@@ -1,0 +1,165 @@
+"""TLS termination settings: protocols, cipher list and cipher preference, server-wide and per host.
+
+The server's (``--ssl-protocols``, ``--ssl-ciphers``, ``--ssl-prefer-server-ciphers``: the
+ingress-nginx ConfigMap keys ``ssl-protocols``, ``ssl-ciphers`` and nginx's
+``ssl_prefer_server_ciphers``, which ingress-nginx's template turns on with its cipher list) are a
+``TLSSettings``; a host's (the ``ssl-ciphers`` and ``ssl-prefer-server-ciphers`` annotations,
+nginx's per-server ``ssl_ciphers``/``ssl_prefer_server_ciphers``) a ``HostTLS`` laid over them.
+``versions``, ``openssl_options`` and ``configure`` apply one to a context being made. Sessions
+(``--ssl-session-cache``, ``--ssl-session-timeout``, ``--ssl-session-tickets``: the ConfigMap keys
+of those names; defaults on, 10m and, unlike ingress-nginx's off, on) are server-wide: they resume on a host's
+own context only (``certificates``).
+
+As nginx: the cipher list is OpenSSL's (``SSL_CTX_set_cipher_list``): it governs TLS 1.2; TLS 1.3
+suites stay OpenSSL's defaults (ingress-nginx sets no ``ssl_conf_command Ciphersuites``). A list
+that OpenSSL finds no cipher in, or that has characters ingress-nginx's validator refuses, is an
+error (nginx would refuse to reload; ingress-nginx drops such an annotation silently).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+from OpenSSL import SSL
+from twisted.internet.ssl import TLSVersion
+
+# ingress-nginx's default ssl-ciphers (internal/ingress/controller/config/config.go: sslCiphers).
+DEFAULT_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256"
+)
+DEFAULT_PROTOCOLS = ("TLSv1.2", "TLSv1.3")  # ingress-nginx's ssl-protocols
+
+# nginx's ssl_protocols names, oldest first, with Twisted's versions.
+_VERSIONS = {"TLSv1": TLSVersion.TLSv1_0, "TLSv1.1": TLSVersion.TLSv1_1, "TLSv1.2": TLSVersion.TLSv1_2,
+             "TLSv1.3": TLSVersion.TLSv1_3}
+_ORDER = tuple(_VERSIONS)
+# ingress-nginx's sslcipher validator (annotations/sslcipher/main.go: regexValidSSLCipher).
+_VALID_CIPHERS = re.compile(r"^(?:(?:[A-Za-z0-9!:+\-_])*(?:@STRENGTH)*(?:@SECLEVEL=[0-5])*(?:@STRENGTH)*)*$")
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """What TLS a context offers clients."""
+
+    ciphers: str = DEFAULT_CIPHERS  # an OpenSSL cipher list (TLS 1.2 and below)
+    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS  # nginx's names, a contiguous range
+    prefer_server_ciphers: bool = True  # the server's order of the list decides, not the client's
+    session_cache: bool = True  # sessions resume from the server's cache (ssl-session-cache)
+    session_timeout: int = 600  # seconds a session may be resumed (ssl-session-timeout: 10m)
+    # TLS 1.2 session tickets (ssl-session-tickets). ingress-nginx's default is off; ingressd's is on:
+    # OpenSSL drops a cached session whose connection ended without the server's close_notify
+    # (a client that just closes), so without tickets most TLS 1.2 sessions would not resume.
+    session_tickets: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HostTLS:
+    """A host's own TLS settings (per SNI name); None keeps the server's."""
+
+    ciphers: str | None = None
+    prefer_server_ciphers: bool | None = None
+
+    def over(self, base: TLSSettings) -> TLSSettings:
+        """``base`` with these settings where they say something."""
+        return dataclasses.replace(
+            base, ciphers=self.ciphers if self.ciphers is not None else base.ciphers,
+            prefer_server_ciphers=self.prefer_server_ciphers if self.prefer_server_ciphers is not None
+            else base.prefer_server_ciphers)
+
+    def merged(self, older: "HostTLS") -> "HostTLS":
+        """``older``'s settings, with these where ``older`` says nothing (ingress-nginx keeps the
+        first Ingress's value of each for a host)."""
+        return HostTLS(older.ciphers if older.ciphers is not None else self.ciphers,
+                       older.prefer_server_ciphers if older.prefer_server_ciphers is not None
+                       else self.prefer_server_ciphers)
+
+
+def parse_ciphers(text: str) -> str:
+    """An OpenSSL cipher list as nginx's ``ssl_ciphers`` takes it; ValueError saying why not."""
+    value = text.strip()
+    if not value:
+        raise ValueError("the cipher list is empty")
+    if not _VALID_CIPHERS.match(value):
+        raise ValueError(f"{text!r} is not an OpenSSL cipher list (letters, digits and !:+-_, "
+                         "@STRENGTH, @SECLEVEL=n)")
+    try:
+        SSL.Context(SSL.TLS_METHOD).set_cipher_list(value.encode("ascii"))
+    except SSL.Error:
+        raise ValueError(f"OpenSSL finds no cipher in {text!r}") from None
+    return value
+
+
+def parse_protocols(text: str) -> tuple[str, ...]:
+    """nginx's ``ssl_protocols`` (names separated by spaces), as a contiguous range of versions;
+    ValueError saying why not (SSLv2 and SSLv3 are not offered by ingressd's OpenSSL)."""
+    names = text.split()
+    if not names:
+        raise ValueError("no protocol given (for example TLSv1.2 TLSv1.3)")
+    unknown = [name for name in names if name not in _VERSIONS]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not a protocol ingressd offers (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)")
+    positions = sorted({_ORDER.index(name) for name in names})
+    if positions != list(range(positions[0], positions[-1] + 1)):
+        raise ValueError(f"{text.strip()!r} leaves a gap: give a contiguous range, e.g. TLSv1.2 TLSv1.3")
+    return tuple(_ORDER[position] for position in positions)
+
+
+_TIME = re.compile(r"([0-9]+)(s|m|h|d|w|M|y)?")
+_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "M": 30 * 86400, "y": 365 * 86400}
+
+
+def parse_time(text: str) -> int:
+    """An nginx time in whole seconds (``10m``, ``1h 30m``, ``600``); ValueError saying why not."""
+    parts = text.split()
+    if not parts:
+        raise ValueError("no time given (for example 10m)")
+    total = 0
+    for part in parts:
+        found = _TIME.fullmatch(part)
+        if found is None:
+            raise ValueError(f"{text.strip()!r} is not a time such as 10m, 1h or 600 (seconds)")
+        total += int(found.group(1)) * _UNITS[found.group(2)]
+    if total < 1:
+        raise ValueError("must be at least 1s")
+    return total
+
+
+def tls_settings(settings) -> TLSSettings:
+    """The server's ``TLSSettings`` from its options (parsed: ``ingressd.tap``), defaults where absent."""
+    default = TLSSettings()
+
+    def flag(name: str, fallback: bool) -> bool:
+        value = settings.get(name)
+        return fallback if value is None else bool(value)
+
+    return TLSSettings(settings.get("ssl_ciphers") or default.ciphers,
+                       tuple(settings.get("ssl_protocols") or default.protocols),
+                       flag("ssl_prefer_server_ciphers", default.prefer_server_ciphers),
+                       flag("ssl_session_cache", default.session_cache),
+                       settings.get("ssl_session_timeout") or default.session_timeout,
+                       flag("ssl_session_tickets", default.session_tickets))
+
+
+def versions(settings: TLSSettings) -> tuple:
+    """The oldest and newest Twisted ``TLSVersion`` of ``settings.protocols``, for
+    ``CertificateOptions(insecurelyLowerMinimumTo=…, lowerMaximumSecurityTo=…)``."""
+    return _VERSIONS[settings.protocols[0]], _VERSIONS[settings.protocols[-1]]
+
+
+def configure(context: SSL.Context, settings: TLSSettings) -> None:
+    """Apply ``settings``' cipher list and session lifetime to a context not yet used, as OpenSSL reads it (Twisted's
+    ``AcceptableCiphers`` would expand it to names and lose ``@SECLEVEL``)."""
+    context.set_cipher_list(settings.ciphers.encode("ascii"))
+    context.set_timeout(settings.session_timeout)
+
+
+def openssl_options(options: int, settings: TLSSettings) -> int:
+    """A context's OpenSSL options with the cipher preference ``settings`` ask for (Twisted's
+    ``CertificateOptions`` turns the server's preference on for every context it makes)."""
+    if settings.prefer_server_ciphers:
+        return options | SSL.OP_CIPHER_SERVER_PREFERENCE
+    return options & ~SSL.OP_CIPHER_SERVER_PREFERENCE
