@@ -50,6 +50,8 @@ CORE_PARAMETERS = [
     ["access-log", None, "-", "access log file, '-' for standard output, '' or 'off' to disable"],
     ["access-log-format", None, "json", "access log line format: json or combined"],
     ["metrics-compat", None, "", "also expose ingress-nginx's metric names: 'nginx' (default: none)"],
+    ["nginx-configmap", None, None, "NAMESPACE/NAME of an ingress-nginx controller ConfigMap, read unchanged "
+     "(watched; file mode: a ConfigMap of that name in the manifests); alias --configmap"],
 ]
 CORE_FLAGS = [
     ["watch-ingress-without-class", None, "serve Ingresses that name no class"],
@@ -131,6 +133,10 @@ class Options(usage.Options):
         """serve Ingresses although ingressd ignores this ingress-nginx annotation, even where ignoring
         it widens access or changes where traffic goes (may be given more than once; comma lists too)"""
         self["ignore-annotation"].append(name)
+
+    def opt_configmap(self, name: str) -> None:
+        """ingress-nginx's name of --nginx-configmap"""
+        self["nginx-configmap"] = name
 
     def opt_version(self) -> None:
         """print the versions of ingressd, Twisted, pyOpenSSL/OpenSSL and Python, and exit"""
@@ -215,6 +221,10 @@ class Options(usage.Options):
         if (self["metrics-compat"] or "") not in ("", "nginx"):
             raise usage.UsageError("--metrics-compat must be nginx (or empty)")
         self["ignore-annotation"] = _ignored_annotations(self["ignore-annotation"])
+        if self["nginx-configmap"] is not None:
+            namespace, _, name = str(self["nginx-configmap"]).partition("/")
+            if not namespace or not name or "/" in name:
+                raise usage.UsageError(f"--nginx-configmap {self['nginx-configmap']}: expected NAMESPACE/NAME")
         try:
             self["workers"] = int(self["workers"])
         except (TypeError, ValueError):

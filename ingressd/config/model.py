@@ -145,3 +145,5 @@ class Config:
     # Hosts whose TLS handshakes ask for client certificates: (host, tls.client_auth.ClientAuth),
     # from the route features' ``client_auth`` (the auth_tls plugin), set by build_table.
     client_auth: tuple[tuple[str, Any], ...] = ()
+    # The ingress-nginx ConfigMap in effect (config.nginx_configmap.ConfigMapReading), if one is named.
+    nginx_configmap: Any = None

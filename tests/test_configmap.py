@@ -1,0 +1,273 @@
+"""The ingress-nginx ConfigMap (--nginx-configmap): the catalogue of its keys, reading a version,
+the defaults it gives annotations, the settings it replaces, snippets, refusal and the last good
+version kept, and ``ingressd check`` with it."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from twisted.internet.task import Clock
+
+from harness import ingress, service
+
+from ingressd.compat import configmap_catalogue
+from ingressd.compat.catalogue import HARMLESS, IMPLEMENTED, PARTIAL
+from ingressd.compat.check import main, server_settings_from
+from ingressd.config.nginx_configmap import read_configmap
+from ingressd.config.reloader import Reloader, State
+from ingressd.config.store import ObjectStore
+from ingressd.plugin_manager import load_plugins
+from ingressd.testing import restore_plugin_configuration
+
+ROOT = Path(__file__).resolve().parent.parent
+MIRROR_DOC = "docs/user-guide/nginx-configuration/configmap.md"
+N = "nginx.ingress.kubernetes.io/"
+NAME = "ingress-nginx/ingress-nginx-controller"
+
+
+@pytest.fixture(autouse=True)
+def _plugins_as_they_were():
+    yield
+    restore_plugin_configuration()
+
+
+def configmap(data, name="ingress-nginx-controller", namespace="ingress-nginx"):
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+            "data": dict(data)}
+
+
+WORLD = [*service("web", [("http", 80, 8080)])]
+
+
+def app(name="app", annotations=None):
+    return ingress(name, [("app.example", [("/", "Prefix", "web", 80)])], annotations=annotations)
+
+
+# -- the catalogue ----------------------------------------------------------------------------
+
+
+def test_the_catalogue_has_every_documented_key_with_its_default():
+    assert len(configmap_catalogue.KEYS) == 192
+    assert configmap_catalogue.lookup("proxy-body-size").default == "1m"
+    assert configmap_catalogue.lookup("hsts-max-age").default == "31536000"
+    assert configmap_catalogue.lookup("worker-processes").default is None  # the machine's CPUs
+    assert configmap_catalogue.lookup("log-format-upstream").default.startswith("$remote_addr - $remote_user")
+
+
+def test_every_mapping_names_a_declared_annotation_or_option():
+    plugins = load_plugins()
+    annotations = {a.name for a in plugins.annotations}
+    options = {o.name for o in plugins.options}
+    from ingressd.tap import CORE_FLAGS, CORE_PARAMETERS
+
+    core = {o[0] for o in CORE_PARAMETERS} | {f[0] for f in CORE_FLAGS}
+    for key in configmap_catalogue.KEYS.values():
+        if key.target is None:
+            continue
+        how, name = key.target
+        assert key.status in (IMPLEMENTED, PARTIAL), key
+        assert name in {"annotation": annotations, "setting": options, "option": core}[how], key
+
+
+def test_the_key_table_in_migrating_md_is_generated_from_the_catalogue():
+    text = (ROOT / "docs" / "migrating.md").read_text(encoding="utf-8")
+    assert configmap_catalogue.BEGIN + configmap_catalogue.markdown_table() + configmap_catalogue.END in text
+
+
+def test_the_catalogue_matches_the_mirrored_documentation_when_present():
+    import subprocess
+
+    repo = Path("/work/.mirror/kubernetes+ingress-nginx/repo")
+    if not repo.exists():
+        pytest.skip("no ingress-nginx mirror here")
+    doc = subprocess.run(["git", "-C", str(repo), "show", f"HEAD:{MIRROR_DOC}"], capture_output=True,
+                         text=True, check=True).stdout
+    names = {line.split("]")[0][3:] for line in doc.splitlines() if line.startswith("| [")}
+    assert names == set(configmap_catalogue.KEYS)
+
+
+# -- reading one version ----------------------------------------------------------------------
+
+
+def _read(data):
+    plugins = load_plugins()
+    options = {option.name: option.coerce for option in plugins.options}
+    settings = server_settings_from(())
+    return read_configmap(NAME, data, plugins.annotations, options, settings)
+
+
+def test_annotation_defaults_settings_and_defaults_that_ask_nothing():
+    reading = _read({"proxy-body-size": "8m", "whitelist-source-range": "10.0.0.0/8", "hsts": "false",
+                     "custom-http-errors": "404,503", "proxy-read-timeout": "60", "use-gzip": "false"})
+    assert reading.usable and not reading.warnings
+    assert dict(reading.annotation_defaults) == {"proxy-body-size": "8m", "allowlist-source-range": "10.0.0.0/8"}
+    settings = dict(reading.settings)
+    assert settings["hsts"] is False and tuple(settings["custom-http-errors"]) == (404, 503)
+
+
+def test_unknown_and_harmless_keys_warn_once_each():
+    reading = _read({"no-such-key": "1", "use-gzip": "true", "keep-alive": "30"})
+    assert reading.usable
+    text = "\n".join(reading.warnings)
+    assert "no-such-key is not an ingress-nginx ConfigMap key" in text
+    assert "use-gzip is not supported" in text
+    assert "keep-alive: '30' needs a restart" in text and "--keepalive-timeout" in text
+    assert len(reading.warnings) == 3
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"block-cidrs": "10.0.0.0/8"}, "block-cidrs is not supported"),
+    ({"enable-modsecurity": "true"}, "let in clients it keeps out"),
+    ({"http-snippet": "more_set_headers x;"}, "never supported"),
+    ({"proxy-body-size": "lots"}, "proxy-body-size"),
+    ({"annotations-risk-level": "Medium"}, "Medium is not supported"),
+    ({"annotations-risk-level": "Extreme"}, "is not one of"),
+    ({"allow-snippet-annotations": "perhaps"}, "allow-snippet-annotations"),
+])
+def test_a_key_whose_absence_would_widen_access_or_a_bad_value_refuses_the_configmap(data, words):
+    reading = _read(data)
+    assert not reading.usable
+    assert words in "\n".join(reading.refusals)
+
+
+def test_default_values_of_unsupported_keys_ask_for_nothing():
+    reading = _read({"block-cidrs": "", "enable-modsecurity": "false", "use-geoip": "true", "hsts": "true"})
+    assert reading.usable and not reading.warnings
+
+
+def test_a_missing_configmap_is_refused():
+    assert _read(None).refusals == (f"ConfigMap {NAME} (--nginx-configmap) does not exist",)
+
+
+# -- applied by the reloader ------------------------------------------------------------------
+
+
+class _Server:
+    def __init__(self, *objects, args=("--nginx-configmap", NAME)):
+        self.clock = Clock()
+        self.store = ObjectStore()
+        self.state = State()
+        plugins = load_plugins()
+        settings = server_settings_from(list(args))
+        plugins.configure(settings, self.clock)
+        self.reloader = Reloader(self.store, self.state, self.clock, plugins, settings=settings)
+        self.objects = list(objects)
+        self.put(*objects)
+        self.store.set_synced("test")
+        self.reloader.rebuild()
+
+    def put(self, *objects):
+        for kind in ("Ingress", "Service", "EndpointSlice", "ConfigMap"):
+            mine = [o for o in objects if o["kind"] == kind]
+            if mine:
+                self.store.replace("test", kind, mine)
+        self.reloader.rebuild()
+
+    def values(self, host="app.example"):
+        route = next(r for r in self.state.config.routes if r.host == host)
+        return dict(route.features)
+
+    def entry(self, host="app.example"):
+        return self.state.table.match(host, "/")
+
+
+def test_a_key_stands_in_for_the_annotation_and_the_annotation_wins():
+    server = _Server(*WORLD, app(), app("own", {N + "proxy-body-size": "2m"}) | {}, configmap(
+        {"proxy-body-size": "8m"}))
+    by_ingress = {r.ingress.name: dict(r.features) for r in server.state.config.routes}
+    assert by_ingress["app"]["proxy-body-size"] == 8 * 1024 * 1024
+    assert by_ingress["own"]["proxy-body-size"] == 2 * 1024 * 1024
+    assert server.state.ready
+
+
+def test_a_refused_change_keeps_the_previous_version_and_says_why():
+    server = _Server(*WORLD, app(), configmap({"proxy-body-size": "8m"}))
+    generation = server.state.generation
+    server.put(configmap({"proxy-body-size": "3m", "block-cidrs": "192.0.2.0/24"}))
+    assert server.values()["proxy-body-size"] == 8 * 1024 * 1024  # the previous version
+    reasons = [str(r) for r in server.state.config.rejections if r.ref.kind == "ConfigMap"]
+    assert reasons and "change refused" in reasons[0] and "block-cidrs" in reasons[0]
+    assert server.state.generation == generation + 1 and server.state.ready
+    server.put(configmap({"proxy-body-size": "3m"}))  # fixed: applied, the refusal gone
+    assert server.values()["proxy-body-size"] == 3 * 1024 * 1024
+    assert not [r for r in server.state.config.rejections if r.ref.kind == "ConfigMap"]
+
+
+def test_at_start_a_refused_or_missing_configmap_keeps_the_server_not_ready():
+    server = _Server(*WORLD, app(), configmap({"enable-modsecurity": "true"}))
+    assert not server.state.ready and not server.state.config.routes
+    assert "enable-modsecurity" in str(server.state.config.rejections[0])
+    server.put(configmap({"enable-modsecurity": "false"}))
+    assert server.state.ready and server.state.config.routes
+    missing = _Server(*WORLD, app())
+    assert not missing.state.ready
+
+
+def test_a_setting_key_applies_live_to_the_features_built():
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls", "namespace": "default"},
+              "type": "kubernetes.io/tls", "data": {}}
+    tls_app = ingress("app", [("app.example", [("/", "Prefix", "web", 80)])],
+                      tls=[{"hosts": ["app.example"], "secretName": "tls"}])
+    server = _Server(*WORLD, secret, tls_app, configmap({}))
+    assert server.reloader.context(server.state.config).settings.get("hsts") is not False
+    server.put(configmap({"hsts": "false", "limit-req-status-code": "429"}))
+    assert server.state.config.nginx_configmap.settings == (("hsts", False), ("limit-req-status-code", 429))
+
+
+def test_snippets_are_refused_as_ingress_nginx_s_admission_does():
+    snippet = {N + "configuration-snippet": "more_set_headers \"X-A: b\";"}
+    server = _Server(*WORLD, app("snip", snippet), configmap({}))
+    assert "snippet directives are disabled" in str(server.state.config.rejections[0])
+    server.put(configmap({"allow-snippet-annotations": "true"}))  # risk level High: still refused
+    assert "Critical" in str(server.state.config.rejections[0])
+    server.put(configmap({"allow-snippet-annotations": "true", "annotations-risk-level": "Critical"}))
+    assert not server.state.config.rejections
+    assert [r.ingress.name for r in server.state.config.routes] == ["snip"]
+
+
+def test_without_a_configmap_nothing_changes():
+    server = _Server(*WORLD, app("snip", {N + "configuration-snippet": "more_set_headers \"X-A: b\";"}), args=())
+    assert server.state.ready and not server.state.config.rejections
+    assert server.state.config.nginx_configmap is None
+
+
+# -- ingressd check ----------------------------------------------------------------------------
+
+
+def _check(*objects, args=()):
+    out = io.StringIO()
+    status = main(["-", "--output", "json", *args], stdin=io.StringIO(yaml.safe_dump_all(list(objects))), stdout=out)
+    return status, json.loads(out.getvalue())
+
+
+def test_check_reads_the_configmap_from_its_input():
+    world = [*WORLD, app(), configmap({"proxy-body-size": "8m", "use-gzip": "true"})]
+    status, report = _check(*world, args=("--configmap", NAME))
+    assert status == 0
+    assert any("use-gzip" in problem for problem in report["problems"])
+    status, report = _check(*WORLD, app(), configmap({"block-referers": "evil.example"}),
+                            args=("--nginx-configmap", NAME))
+    assert status == 1
+    assert "block-referers" in " ".join(report["ingresses"][0]["reasons"])
+
+
+def test_the_option_and_its_ingress_nginx_alias():
+    from ingressd.tap import Options
+
+    for args in (["--nginx-configmap", NAME], [f"--configmap={NAME}"]):
+        options = Options()
+        options.parseOptions(["--manifests", str(ROOT / "examples"), *args])
+        assert options["nginx-configmap"] == NAME
+    with pytest.raises(Exception, match="NAMESPACE/NAME"):
+        Options().parseOptions(["--manifests", str(ROOT / "examples"), "--configmap", "just-a-name"])
+
+
+def test_harmless_default_effects_are_warnings_not_refusals():
+    for key in configmap_catalogue.KEYS.values():
+        if not key.honoured and key.effect == HARMLESS and key.default is not None:
+            reading = _read({key.name: key.default + "x" if key.default else "x"})
+            assert reading.usable, key.name
