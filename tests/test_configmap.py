@@ -271,3 +271,40 @@ def test_harmless_default_effects_are_warnings_not_refusals():
         if not key.honoured and key.effect == HARMLESS and key.default is not None:
             reading = _read({key.name: key.default + "x" if key.default else "x"})
             assert reading.usable, key.name
+
+
+# Each annotation-default key: (the ConfigMap's value, an Ingress's own annotation value).
+ANNOTATION_KEYS = {
+    "proxy-body-size": ("8m", "2m"), "proxy-connect-timeout": ("7", "9"), "proxy-read-timeout": ("70", "90"),
+    "proxy-send-timeout": ("70", "90"), "proxy-buffers-number": ("8", "2"), "proxy-buffer-size": ("8k", "16k"),
+    "proxy-buffering": ("on", "off"), "proxy-request-buffering": ("off", "on"),
+    "client-body-buffer-size": ("16k", "32k"), "proxy-cookie-path": ("/ /x", "off"),
+    "proxy-cookie-domain": ("a.example b.example", "off"), "proxy-next-upstream": ("error timeout http_502", "off"),
+    "proxy-next-upstream-timeout": ("5", "7"), "proxy-next-upstream-tries": ("5", "2"),
+    "proxy-redirect-from": ("http://a.example/", "off"), "ssl-redirect": ("false", "true"),
+    "force-ssl-redirect": ("true", "false"), "limit-rate": ("100", "200"), "limit-rate-after": ("1000", "2000"),
+    "load-balance": ("ewma", "round_robin"), "relative-redirects": ("true", "false"),
+    "denylist-source-range": ("192.0.2.0/24", "198.51.100.0/24"),
+    "whitelist-source-range": ("192.0.2.0/24", "198.51.100.0/24"),
+}
+
+
+def test_the_table_covers_every_annotation_default_key():
+    mapped = {k.name for k in configmap_catalogue.KEYS.values() if k.target and k.target[0] == "annotation"}
+    assert mapped == set(ANNOTATION_KEYS)
+
+
+@pytest.mark.parametrize("key", sorted(ANNOTATION_KEYS))
+def test_each_annotation_default_key_overrides_the_default_and_the_annotation_overrides_it(key):
+    from_configmap, own = ANNOTATION_KEYS[key]
+    name = configmap_catalogue.lookup(key).target[1]
+    server = _Server(*WORLD, app(), ingress("own", [("own.example", [("/", "Prefix", "web", 80)])],
+                                            annotations={N + key: own}), configmap({}))
+    built_in = server.values()[name]
+    server.put(configmap({key: from_configmap}))
+    assert not server.state.config.rejections, server.state.config.rejections
+    assert server.values()[name] != built_in
+    assert server.values("own.example")[name] != server.values()[name]
+    assert server.values("own.example")[name] == _Server(*WORLD, ingress(
+        "own", [("own.example", [("/", "Prefix", "web", 80)])], annotations={N + key: own}), configmap(
+        {})).values("own.example")[name]

@@ -42,6 +42,11 @@ from ingressd.compat.catalogue import (
 )
 
 MAPPINGS = ("annotation", "setting", "option")
+# Annotations with an older name: an Ingress setting either name overrides the ConfigMap's default.
+ANNOTATION_ALIASES: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "allowlist-source-range": ("whitelist-source-range",),
+    "limit-allowlist": ("limit-whitelist",),
+})
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ingressd.compat.assess import assess
+from ingressd.compat.configmap_catalogue import ANNOTATION_ALIASES
 from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX, Annotation, check_plain_text
 from ingressd.config.model import (
     IMPLEMENTATION_SPECIFIC,
@@ -416,13 +417,21 @@ def _parse_with_defaults(raw, annotations, namespace, resolver, settings) -> tup
         text = raw.get(key)
         if text is not None and text.strip():
             values.append((annotation.name, _parse_one(annotation, key, text, namespace, resolver, settings)))
-        elif annotation.name in defaults:
+        elif annotation.name in defaults and not _sets_alias(raw, annotation.name):
             where = f"(ConfigMap default) {annotation.name}"
             values.append((annotation.name, _parse_one(annotation, where, defaults[annotation.name], namespace,
                                                        resolver, operator)))
         else:
             values.append((annotation.name, annotation.default))
     return tuple(values)
+
+
+def _sets_alias(raw, name: str) -> bool:
+    for alias in ANNOTATION_ALIASES.get(name, ()):
+        for prefix in (NGINX_PREFIX, INGRESSD_PREFIX):
+            if (raw.get(prefix + alias) or "").strip():
+                return True
+    return False
 
 
 def _check_snippets(raw, settings) -> None:
