@@ -308,3 +308,60 @@ def test_each_annotation_default_key_overrides_the_default_and_the_annotation_ov
     assert server.values("own.example")[name] == _Server(*WORLD, ingress(
         "own", [("own.example", [("/", "Prefix", "web", 80)])], annotations={N + key: own}), configmap(
         {})).values("own.example")[name]
+
+
+# -- ingress-nginx's controller flags -----------------------------------------------------------
+
+
+def _options(*args):
+    from ingressd.tap import Options
+
+    options = Options()
+    options.parseOptions(["--manifests", str(ROOT / "examples"), *args])
+    return options
+
+
+def test_an_ingress_nginx_deployment_s_args_are_accepted():
+    # The Helm chart's controller args (the validating webhook's are another part's), as Go writes them.
+    options = _options("--publish-service=ingress-nginx/ingress-nginx-controller", "--election-id=ingress-nginx-leader",
+                       "--controller-class=k8s.io/ingress-nginx", "--ingress-class=nginx",
+                       "--configmap=ingress-nginx/ingress-nginx-controller", "--watch-namespace=apps",
+                       "--default-ssl-certificate=ingress-nginx/default-tls", "--enable-ssl-passthrough=true",
+                       "--ingress-class-by-name=true", "--metrics-per-host=false", "--http-port=8081",
+                       "--https-port=8444", "--healthz-port=10254",
+                       "--default-backend-service=ingress-nginx/default-backend",
+                       "--publish-status-address=192.0.2.1")
+    assert options["publish-service"] == "ingress-nginx/ingress-nginx-controller"
+    assert options["election-id"] == "ingress-nginx-leader"
+    assert options["controller-class"] == "k8s.io/ingress-nginx"
+    assert options["ingress-class"] == "nginx" and options["namespace"] == "apps"
+    assert options["nginx-configmap"] == "ingress-nginx/ingress-nginx-controller"
+    assert options["default-certificate"] == "ingress-nginx/default-tls"
+    assert options["enable-ssl-passthrough"]
+    assert "8081" in str(options["http"]) and "8444" in str(options["https"]) and "10254" in str(options["admin"])
+    assert not _options("--enable-ssl-passthrough=false")["enable-ssl-passthrough"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--watch-namespace-selector=team=a",), "--watch-namespace-selector is not supported"),
+    (("--http-port=http",), "expected a port number"),
+    (("--enable-ssl-passthrough=maybe",), "not true or false"),
+])
+def test_flags_that_cannot_be_honoured_are_refused(args, words):
+    with pytest.raises(Exception, match=words):
+        _options(*args)
+
+
+def test_controller_class_makes_ingress_nginx_s_ingressclass_ours():
+    from twisted.internet.testing import MemoryReactorClock
+
+    from ingressd.server import IngressdService
+    from ingressd.tap import settings_from
+
+    def controllers(*args):
+        service = IngressdService(settings_from(_options(*args)), load_plugins(), MemoryReactorClock())
+        return service.reloader.translate_settings.controllers
+
+    assert controllers("--controller-class=k8s.io/ingress-nginx") == ("ingressd.io/ingress-controller",
+                                                                      "k8s.io/ingress-nginx")
+    assert controllers() == ("ingressd.io/ingress-controller",)
