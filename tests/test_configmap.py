@@ -61,7 +61,9 @@ def test_the_catalogue_has_every_documented_key_with_its_default():
 def test_every_mapping_names_a_declared_annotation_or_option():
     plugins = load_plugins()
     annotations = {a.name for a in plugins.annotations}
-    options = {o.name for o in plugins.options}
+    from ingressd.config.nginx_configmap import CORE_SETTINGS
+
+    options = {o.name for o in plugins.options} | set(CORE_SETTINGS)
     from ingressd.tap import CORE_FLAGS, CORE_PARAMETERS
 
     core = {o[0] for o in CORE_PARAMETERS} | {f[0] for f in CORE_FLAGS}

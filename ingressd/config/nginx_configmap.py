@@ -12,11 +12,19 @@ not applied: the reloader keeps the last good one (at start: it does not become 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 from ingressd.compat.assess import same_value
 from ingressd.compat.configmap_catalogue import HARMLESS, NARROWS_ACCESS, lookup
 from ingressd.features import parse_bool
+
+# Core server options (ingressd/tap.py) a ``setting:NAME`` key may replace, with how a ConfigMap value
+# is read (plugins' options bring their own coerce). One line per option; its consumer reads the
+# value from ``BuildContext.settings`` or ``Config.nginx_configmap`` (a reloader listener) to apply
+# it live, e.g. ``"use-forwarded-headers": parse_bool``.
+CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
+})
 
 # annotations-risk-level: ingress-nginx's levels, lowest first; snippets are Critical.
 RISK_LEVELS = ("Low", "Medium", "High", "Critical")
@@ -106,6 +114,7 @@ def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Seque
                 continue
             defaults.append((target_name, value))
         elif how == "setting":
+            options = {**CORE_SETTINGS, **options}
             if target_name not in options:
                 _unhonoured(where, entry, warnings, refusals, f"no plugin declares --{target_name}")
                 continue
