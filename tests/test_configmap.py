@@ -122,7 +122,7 @@ def test_unknown_and_harmless_keys_warn_once_each():
 
 
 @pytest.mark.parametrize("data, words", [
-    ({"block-cidrs": "10.0.0.0/8"}, "block-cidrs is not supported"),
+    ({"no-auth-locations": "/public"}, "no-auth-locations is not supported"),
     ({"enable-modsecurity": "true"}, "let in clients it keeps out"),
     ({"http-snippet": "more_set_headers x;"}, "never supported"),
     ({"proxy-body-size": "lots"}, "proxy-body-size"),
@@ -137,7 +137,7 @@ def test_a_key_whose_absence_would_widen_access_or_a_bad_value_refuses_the_confi
 
 
 def test_default_values_of_unsupported_keys_ask_for_nothing():
-    reading = _read({"block-cidrs": "", "enable-modsecurity": "false", "use-geoip": "true", "hsts": "true"})
+    reading = _read({"no-auth-locations": "/.well-known/acme-challenge", "enable-modsecurity": "false", "use-geoip": "true", "hsts": "true"})
     assert reading.usable and not reading.warnings
 
 
@@ -189,10 +189,10 @@ def test_a_key_stands_in_for_the_annotation_and_the_annotation_wins():
 def test_a_refused_change_keeps_the_previous_version_and_says_why():
     server = _Server(*WORLD, app(), configmap({"proxy-body-size": "8m"}))
     generation = server.state.generation
-    server.put(configmap({"proxy-body-size": "3m", "block-cidrs": "192.0.2.0/24"}))
+    server.put(configmap({"proxy-body-size": "3m", "limit-conn-zone-variable": "$host"}))
     assert server.values()["proxy-body-size"] == 8 * 1024 * 1024  # the previous version
     reasons = [str(r) for r in server.state.config.rejections if r.ref.kind == "ConfigMap"]
-    assert reasons and "change refused" in reasons[0] and "block-cidrs" in reasons[0]
+    assert reasons and "change refused" in reasons[0] and "limit-conn-zone-variable" in reasons[0]
     assert server.state.generation == generation + 1 and server.state.ready
     server.put(configmap({"proxy-body-size": "3m"}))  # fixed: applied, the refusal gone
     assert server.values()["proxy-body-size"] == 3 * 1024 * 1024
@@ -251,10 +251,10 @@ def test_check_reads_the_configmap_from_its_input():
     status, report = _check(*world, args=("--configmap", NAME))
     assert status == 0
     assert any("use-gzip" in problem for problem in report["problems"])
-    status, report = _check(*WORLD, app(), configmap({"block-referers": "evil.example"}),
+    status, report = _check(*WORLD, app(), configmap({"no-auth-locations": "/public"}),
                             args=("--nginx-configmap", NAME))
     assert status == 1
-    assert "block-referers" in " ".join(report["ingresses"][0]["reasons"])
+    assert "no-auth-locations" in " ".join(report["ingresses"][0]["reasons"])
 
 
 def test_the_option_and_its_ingress_nginx_alias():
@@ -391,3 +391,41 @@ def test_a_helm_installation_s_configmap_loads_with_no_unexpected_warning():
     values = server.values()
     assert values["proxy-body-size"] == 50 * 1024 * 1024 and values["proxy-read-timeout"] == 120
     assert dict(server.state.config.nginx_configmap.settings)["hsts-max-age"] == 63072000
+
+
+# -- block-cidrs, block-user-agents, block-referers ------------------------------------------------
+
+
+def test_the_block_lists_refuse_with_403_before_anything_else():
+    from ingressd.testing import PluginHarness  # noqa: F401 (the harness other plugin tests use)
+    from ingressd_plugins import block_lists
+
+    agents = block_lists.parse_value_list('~*curl, ~^Bot/, "BadAgent 1.0"')
+    assert agents.matches(b"Mozilla/5.0 CURL/8") and agents.matches(b"Bot/2") and agents.matches(b"badagent 1.0")
+    assert not agents.matches(b"MyBot/2") and not agents.matches(b"BadAgent 1.01") and not agents.matches(None)
+    with pytest.raises(ValueError, match="RE2"):
+        block_lists.parse_value_list("~(?<=a)b")
+
+    server = _Server(*WORLD, app(), configmap({"block-cidrs": "192.0.2.0/24", "block-user-agents": "~*curl",
+                                               "block-referers": "~evil\\.example"}))
+    entry = server.entry()
+    feature = next(f for f in entry.features if isinstance(f, block_lists.BlockLists))
+    from ingressd import Phase
+
+    assert feature.phase < Phase.REWRITE  # before redirects, limits, allow lists and authentication
+
+    class Request:
+        def __init__(self, ip="198.51.100.7", **headers):
+            from ingressd.http.headers import Headers
+
+            self.client_ip = ip
+            self.headers = Headers([(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()])
+
+    assert feature.request(Request()) is None
+    assert feature.request(Request("192.0.2.9")).status == 403
+    assert feature.request(Request(user_agent="curl/8")).status == 403
+    assert feature.request(Request(referer="https://evil.example/")).status == 403
+    assert feature.request(Request(referer="https://good.example/")) is None
+    server.put(configmap({}))  # applied live: the lists are gone
+    assert not [f for f in server.entry().features if isinstance(f, block_lists.BlockLists)]
+    assert not _read({"block-user-agents": "~(unclosed"}).usable

@@ -54,9 +54,10 @@ def test_keys_override_defaults_annotations_override_keys_and_a_live_change_keep
     web = Backend("web")
     manifests = tmp_path / "manifests"
     manifests.mkdir()
-    write_manifests(manifests / "all.yaml", objects(web, {"proxy-body-size": "1k"}))
+    write_manifests(manifests / "all.yaml", objects(web, {"proxy-body-size": "1k", "block-user-agents": "~*badbot"}))
     proc = Ingressd(manifests, ["--nginx-configmap", CM])
     try:
+        assert proc.get("/", host="own.test", headers={"User-Agent": "Mozilla BadBot/1"}).status == 403
         body = b"x" * 2000
         assert proc.get("/", host="plain.test", method="POST", body=body).status == 413  # the key: 1k
         assert proc.get("/", host="own.test", method="POST", body=body).status == 200  # the annotation: 1m
@@ -70,9 +71,9 @@ def test_keys_override_defaults_annotations_override_keys_and_a_live_change_keep
         assert conn.sock is not None and conn.sock.getsockname() == local
         assert status(conn, "own.test") == 200  # the Ingress's own allow list wins
         # A change whose key would widen access if ignored is refused; the previous version serves on.
-        write_manifests(manifests / "all.yaml", objects(web, {"block-cidrs": "198.51.100.0/24"}))
+        write_manifests(manifests / "all.yaml", objects(web, {"no-auth-locations": "/public"}))
         wait_for(lambda: "ConfigMap refused" in proc.log())
-        assert "block-cidrs" in proc.log()
+        assert "no-auth-locations" in proc.log()
         assert status(conn, "plain.test") == 403 and conn.sock.getsockname() == local
         routes = proc.admin("/routes")[2].decode()
         assert "change refused" in routes

@@ -93,6 +93,10 @@ def _keys(*keys: Key) -> Mapping[str, Key]:
 K = Key
 _H, _N, _C = HARMLESS, NARROWS_ACCESS, CHANGES_TRAFFIC
 _TUNING = "nginx tuning with no counterpart in ingressd"
+_BLOCK = ("403 on every route and the default backend (a request no route matches gets its 404); the real "
+          "client address as the forwarding settings define it")
+_BLOCK_MAP = ("as nginx's map: exact values without regard to case, ~regex and ~*regex (RE2 syntax) found anywhere; "
+              "403 on every route and the default backend (a request no route matches gets its 404)")
 _RESTART = "read at start from the option named; a different value here is reported as needing a restart with that option"
 
 KEYS: Mapping[str, Key] = _keys(
@@ -277,9 +281,9 @@ KEYS: Mapping[str, Key] = _keys(
     K('global-auth-cache-key', NOT_YET, _H, '', TEXT),
     K('global-auth-cache-duration', NOT_YET, _H, '200 202 401 5m', TEXT),
     K('no-auth-locations', NOT_YET, _N, '/.well-known/acme-challenge', TEXT, note='ingressd always exempts /.well-known/acme-challenge (the default); another list is not supported'),
-    K('block-cidrs', NOT_YET, _N, '', TEXT, note='a request these would deny is not refused: the ConfigMap is refused until they are supported'),
-    K('block-user-agents', NOT_YET, _N, '', TEXT, note='a request these would deny is not refused: the ConfigMap is refused until they are supported'),
-    K('block-referers', NOT_YET, _N, '', TEXT, note='a request these would deny is not refused: the ConfigMap is refused until they are supported'),
+    K('block-cidrs', IMPLEMENTED, _N, '', TEXT, maps='setting:block-cidrs', note=_BLOCK),
+    K('block-user-agents', IMPLEMENTED, _N, '', TEXT, maps='setting:block-user-agents', note=_BLOCK_MAP),
+    K('block-referers', IMPLEMENTED, _N, '', TEXT, maps='setting:block-referers', note=_BLOCK_MAP),
     K('proxy-ssl-location-only', NOT_NEEDED, _H, 'false', BOOL, note="proxy-ssl-* annotations apply to the Ingress's own routes"),
     K('default-type', NOT_NEEDED, _H, 'text/html', TEXT, note=_TUNING),
     K('service-upstream', NOT_NEEDED, _H, 'false', BOOL, note="ingressd sends to the Service's ready endpoints: the same pods the ClusterIP would pick"),
