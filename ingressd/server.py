@@ -28,7 +28,7 @@ from ingressd.tls.certificates import CertificateStore
 from ingressd.tls.settings import tls_settings
 from ingressd.tls.facts import ObservedTLSFactory
 from ingressd.tls.passthrough import PassthroughRouter
-from ingressd.config.translate import TranslateSettings
+from ingressd.config.translate import CONTROLLER, TranslateSettings
 from ingressd.proxy.transport import connect_tcp, listen
 from ingressd.config.entries import AUTO_HTTP, DEFAULT_UPSTREAM
 from ingressd.features import UpstreamSettings
@@ -80,6 +80,8 @@ class IngressdService(MultiService):
                 allow_cross_namespace_resources=bool(settings.get("allow_cross_namespace_resources")),
                 default_backend_service=settings.get("default_backend_service"),
                 ignore_annotations=frozenset(settings.get("ignore_annotation") or ()),
+                **({"controllers": (CONTROLLER, settings["controller_class"])}
+                   if settings.get("controller_class") else {}),
             ),
             settings=settings,
             upstream=upstream,

@@ -63,6 +63,10 @@ CORE_PARAMETERS = [
      "(ingress-nginx's ssl-session-timeout)"],
     ["ssl-session-tickets", None, "on", "on/off: TLS 1.2 session tickets (ingress-nginx's ssl-session-tickets, "
      "off there; off: sessions resume by id, only those whose connection ended with a TLS close)"],
+    ["controller-class", None, None, "also serve IngressClasses whose spec.controller is this (ingress-nginx's "
+     "flag: k8s.io/ingress-nginx)"],
+    ["nginx-configmap", None, None, "NAMESPACE/NAME of an ingress-nginx controller ConfigMap, read unchanged "
+     "(watched; file mode: a ConfigMap of that name in the manifests); alias --configmap"],
 ]
 CORE_FLAGS = [
     ["watch-ingress-without-class", None, "serve Ingresses that name no class"],
@@ -145,6 +149,43 @@ class Options(usage.Options):
         it widens access or changes where traffic goes (may be given more than once; comma lists too)"""
         self["ignore-annotation"].append(name)
 
+    def opt_configmap(self, name: str) -> None:
+        """ingress-nginx's name of --nginx-configmap"""
+        self["nginx-configmap"] = name
+
+    # -- ingress-nginx's controller flags, so that its Deployment's args work unchanged -------------
+
+    def opt_watch_namespace(self, namespace: str) -> None:
+        """ingress-nginx's name of --namespace"""
+        self["namespace"] = namespace or None
+
+    def opt_default_ssl_certificate(self, name: str) -> None:
+        """ingress-nginx's name of --default-certificate"""
+        self["default-certificate"] = name
+
+    def opt_http_port(self, port: str) -> None:
+        """ingress-nginx's flag: --http tcp:PORT"""
+        self["http"] = f"tcp:{_port('http-port', port)}"
+
+    def opt_https_port(self, port: str) -> None:
+        """ingress-nginx's flag: --https tcp:PORT"""
+        self["https"] = f"tcp:{_port('https-port', port)}"
+
+    def opt_healthz_port(self, port: str) -> None:
+        """ingress-nginx's flag: --admin tcp:PORT (all interfaces, for the kubelet's probes)"""
+        self["admin"] = f"tcp:{_port('healthz-port', port)}"
+
+    def opt_ingress_class_by_name(self) -> None:
+        """ingress-nginx's flag; ingressd always matches IngressClasses by name too"""
+
+    def opt_metrics_per_host(self) -> None:
+        """ingress-nginx's flag (default true); accepted, no effect"""
+
+    def opt_watch_namespace_selector(self, selector: str) -> None:
+        """ingress-nginx's flag: not supported (refused, never widened to every namespace)"""
+        raise usage.UsageError("--watch-namespace-selector is not supported; use --watch-namespace NAMESPACE "
+                               "(watching every namespace instead would serve Ingresses it excludes)")
+
     def opt_version(self) -> None:
         """print the versions of ingressd, Twisted, pyOpenSSL/OpenSSL and Python, and exit"""
         print(startup.version_text())
@@ -159,7 +200,7 @@ class Options(usage.Options):
             raise startup.fail(str(exc), startup.USAGE_ERROR) from None
 
     def _parse(self, options) -> None:
-        argv = list(sys.argv[1:] if options is None else options)
+        argv = _go_booleans(list(sys.argv[1:] if options is None else options))
         config = _find_config(argv)
         if config:
             self._apply_config(config)
@@ -236,6 +277,13 @@ class Options(usage.Options):
         if (self["metrics-compat"] or "") not in ("", "nginx"):
             raise usage.UsageError("--metrics-compat must be nginx (or empty)")
         self["ignore-annotation"] = _ignored_annotations(self["ignore-annotation"])
+        if self["nginx-configmap"] is not None:
+            namespace, _, name = str(self["nginx-configmap"]).partition("/")
+            if not namespace or not name or "/" in name:
+                raise usage.UsageError(f"--nginx-configmap {self['nginx-configmap']}: expected NAMESPACE/NAME")
+            if self["kubernetes"] and self["namespace"] and namespace != self["namespace"] and not self["manifests"]:
+                raise usage.UsageError(f"--nginx-configmap {self['nginx-configmap']}: its namespace is not watched "
+                                       f"(--namespace {self['namespace']}); ingressd would never see it")
         try:
             self["workers"] = int(self["workers"])
         except (TypeError, ValueError):
@@ -253,6 +301,31 @@ class Options(usage.Options):
             self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
         except ValueError as exc:
             raise usage.UsageError(str(exc))
+
+
+# Boolean flags an ingress-nginx Deployment may pass as Go writes them: --name=true or --name=false.
+_GO_BOOLEANS = ("enable-ssl-passthrough", "ingress-class-by-name", "metrics-per-host", "watch-ingress-without-class")
+
+
+def _go_booleans(argv: list[str]) -> list[str]:
+    """``argv`` with ``--flag=true`` as ``--flag`` and ``--flag=false`` left out, for those flags."""
+    out = []
+    for arg in argv:
+        name, equals, value = arg.partition("=")
+        if equals and name[2:] in _GO_BOOLEANS and name.startswith("--"):
+            if value.lower() in ("true", "1", "t"):
+                out.append(name)
+            elif value.lower() not in ("false", "0", "f"):
+                raise usage.UsageError(f"{name}: {value!r} is not true or false")
+            continue
+        out.append(arg)
+    return out
+
+
+def _port(name: str, value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise usage.UsageError(f"--{name} {value}: expected a port number")
+    return int(value)
 
 
 def _declared(cls: type, name: str) -> list:

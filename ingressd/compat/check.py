@@ -189,6 +189,10 @@ def evaluate(objects: Sequence[Mapping], translate_settings: TranslateSettings, 
     rejected: dict[ObjectRef, list[Rejection]] = {}
     for rejection in config.rejections:
         rejected.setdefault(rejection.ref, []).append(rejection)
+    # The ingress-nginx ConfigMap (--nginx-configmap): refused with none applied, nothing is served.
+    configmap_refused = [r.reason for r in config.rejections if r.ref.kind == "ConfigMap"]
+    problems.extend(f"{r.ref}: {r.reason}" for r in config.rejections + config.warnings if r.ref.kind == "ConfigMap")
+    nothing_served = bool(configmap_refused) and config.nginx_configmap is None
     warned: dict[ObjectRef, list[Rejection]] = {}
     for warning in config.warnings:
         warned.setdefault(warning.ref, []).append(warning)
@@ -203,6 +207,9 @@ def evaluate(objects: Sequence[Mapping], translate_settings: TranslateSettings, 
         namespace, name = object_key(ingress)
         ref = ObjectRef("Ingress", namespace, name)
         verdict = Verdict(ref, _hosts(ingress))
+        if nothing_served:
+            verdict.verdict = NOT_SERVED
+            verdict.reasons.extend(f"the ingress-nginx ConfigMap is refused: {reason}" for reason in configmap_refused)
         for rejection in rejected.get(ref, ()):
             if ref in served:  # the Ingress is served: a part of it was not (a TLS Secret…)
                 verdict.notes.append(rejection.reason)
@@ -418,6 +425,8 @@ def parser() -> argparse.ArgumentParser:
                    help="as the server option: check without this plugin (repeatable)")
     p.add_argument("--enable-ssl-passthrough", action="store_true",
                    help="as the server option: Ingresses with ssl-passthrough are served (without it they are not)")
+    p.add_argument("--nginx-configmap", "--configmap", metavar="NAMESPACE/NAME",
+                   help="as the server option: the ingress-nginx ConfigMap (in the input) to apply")
     p.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     return p
 
@@ -436,6 +445,8 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
         server_args += ["--disable-plugin", name]
     if args.enable_ssl_passthrough:
         server_args.append("--enable-ssl-passthrough")
+    if args.nginx_configmap:
+        server_args += ["--nginx-configmap", args.nginx_configmap]
     try:
         server_settings = server_settings_from(server_args)  # the server's own validation of the flags
         objects: list[dict] = []

@@ -151,3 +151,5 @@ class Config:
     # Hosts with TLS settings of their own: (host, tls.settings.HostTLS), from the route features'
     # ``host_tls`` (the ssl_ciphers plugin), set by build_table.
     host_tls: tuple[tuple[str, Any], ...] = ()
+    # The ingress-nginx ConfigMap in effect (config.nginx_configmap.ConfigMapReading), if one is named.
+    nginx_configmap: Any = None

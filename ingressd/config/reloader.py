@@ -18,9 +18,10 @@ from twisted.python import log
 
 from ingressd.config.entries import DEFAULT_UPSTREAM, SPOKEN, build_table
 from ingressd.features import BuildContext, UpstreamSettings
-from ingressd.config.model import Config
+from ingressd.config.model import Config, ObjectRef, Rejection
+from ingressd.config.nginx_configmap import ConfigMapReading, read_configmap
 from ingressd.config.routing import RouteTable
-from ingressd.config.store import ObjectStore
+from ingressd.config.store import ObjectStore, unpack
 from ingressd.config.translate import TranslateSettings, Translator
 
 
@@ -65,6 +66,11 @@ class Reloader:
         self._entries_context = None
         self.plugin_state: dict = {}  # BuildContext.state: the plugins' state for this server's life
         self.subrequests = None  # BuildContext.subrequests: the server's sub-request client
+        # --nginx-configmap NAMESPACE/NAME: the ingress-nginx ConfigMap read unchanged
+        self.configmap_name: str | None = self.settings.get("nginx_configmap") or None
+        self.configmap: ConfigMapReading | None = None  # the last usable reading: the one applied
+        self.configmap_refused: ConfigMapReading | None = None  # the current version, when refused
+        self._configmap_seen: tuple = (object(), None)  # (packed object, its reading)
         store.on_change = self.schedule
 
     def schedule(self) -> None:
@@ -99,14 +105,24 @@ class Reloader:
         began = time.perf_counter()  # for the log line only: how long the build took
         try:
             annotations = self.plugins.annotations if self.plugins else ()
-            config = self._translator(self.store.snapshot(), self.translate_settings, annotations)
+            snapshot = self.store.snapshot()
+            translate_settings, settings = self.translate_settings, self.settings
+            if self.configmap_name:
+                reading = self._read_configmap(snapshot, annotations)
+                if reading is None:  # refused, and none applied yet: not ready, nothing served
+                    return
+                translate_settings, settings = self._with_configmap(reading)
+            config = self._translator(snapshot, translate_settings, annotations)
+            if self.configmap_name:
+                config = self._configmap_report(config)
             if config == self.state.config and self.state.generation:
                 self._set_ready(synced)
                 return
-            context = self.context(config)
-            if context.default_backend != self._entries_context:
-                self._entries.clear()  # features may depend on it: build them all again
-                self._entries_context = context.default_backend
+            context = self.context(config, settings)
+            entries_context = (context.default_backend, config.nginx_configmap)
+            if entries_context != self._entries_context:
+                self._entries.clear()  # features may depend on them: build them all again
+                self._entries_context = entries_context
             table, config = build_table(config, self.plugins, context, self._entries, self.state.table,
                                         self.upstream, self.protocols)
             extra = [rejection for apply in self.appliers for rejection in apply(config)]
@@ -138,9 +154,9 @@ class Reloader:
                 log.err(None, "ingressd: a configuration listener failed")
         self._set_ready(synced)
 
-    def context(self, config: Config) -> BuildContext:
+    def context(self, config: Config, settings: dict | None = None) -> BuildContext:
         return BuildContext(
-            settings=self.settings,
+            settings=self.settings if settings is None else settings,
             reactor=self.clock,
             secrets={(s.ref.namespace, s.ref.name): s for s in config.secrets},
             state=self.plugin_state,
@@ -149,6 +165,61 @@ class Reloader:
                 config.default_backend is not None and config.default_backend.ingress.kind == "Service"
             ) else None,
         )
+
+    # -- the ingress-nginx ConfigMap ------------------------------------------------------
+
+    def _read_configmap(self, snapshot, annotations) -> ConfigMapReading | None:
+        """The reading to apply: the current version's when usable, else the last usable one
+        (the change is refused); None when no usable version was ever seen."""
+        namespace, _, name = str(self.configmap_name).partition("/")
+        packed = snapshot.get("ConfigMap", {}).get((namespace, name))
+        seen, reading = self._configmap_seen
+        if packed is not seen or reading is None:
+            data = None
+            if packed is not None:
+                raw = unpack(packed).get("data") or {}
+                data = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+            options = {option.name: option.coerce for option in (self.plugins.options if self.plugins else ())}
+            reading = read_configmap(self.configmap_name, data, annotations, options, self.settings)
+            self._configmap_seen = (packed, reading)
+            if reading.usable:
+                self.configmap, self.configmap_refused = reading, None
+            else:
+                self.configmap_refused = reading
+                keeps = "the previous version keeps serving" if self.configmap is not None else \
+                    "ingressd is not ready until it is usable"
+                for reason in reading.refusals:
+                    log.msg(f"ingressd: ConfigMap refused ({keeps}): {reason}")
+        if self.configmap is None:
+            refused = self.configmap_refused
+            if refused is not None and not self.state.generation:
+                ref = self._configmap_ref()
+                self.state.config = Config(rejections=tuple(Rejection(ref, reason) for reason in refused.refusals))
+            return None
+        return self.configmap
+
+    def _configmap_ref(self) -> ObjectRef:
+        namespace, _, name = str(self.configmap_name).partition("/")
+        return ObjectRef("ConfigMap", namespace, name)
+
+    def _with_configmap(self, reading: ConfigMapReading) -> tuple[TranslateSettings, dict]:
+        translate_settings = dataclasses.replace(
+            self.translate_settings, annotation_defaults=reading.annotation_defaults,
+            allow_snippets=reading.allow_snippets, risk_level=reading.risk_level)
+        settings = dict(self.settings)
+        settings.update((name.replace("-", "_"), value) for name, value in reading.settings)
+        return translate_settings, settings
+
+    def _configmap_report(self, config: Config) -> Config:
+        """``config`` with the ConfigMap in effect, its warnings and a refused change's reasons."""
+        ref = self._configmap_ref()
+        warnings = tuple(Rejection(ref, text) for text in self.configmap.warnings)
+        rejections = ()
+        if self.configmap_refused is not None:
+            rejections = tuple(Rejection(ref, f"change refused, the previous version keeps serving: {reason}")
+                               for reason in self.configmap_refused.refusals)
+        return dataclasses.replace(config, warnings=config.warnings + warnings,
+                                   rejections=config.rejections + rejections, nginx_configmap=self.configmap)
 
     def _set_ready(self, synced: bool) -> None:
         if synced and not self.state.ready:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ingressd.compat.assess import assess
+from ingressd.compat.configmap_catalogue import ANNOTATION_ALIASES
 from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX, Annotation, check_plain_text
 from ingressd.config.model import (
     IMPLEMENTATION_SPECIFIC,
@@ -52,6 +53,12 @@ class TranslateSettings:
     ignore_annotations: frozenset[str] = frozenset()
     # IngressClasses whose spec.controller is one of these are ours (besides ``ingress_class``).
     controllers: tuple[str, ...] = (CONTROLLER,)
+    # From the ingress-nginx ConfigMap (--nginx-configmap): annotation name → the text that stands in
+    # for the annotation on an Ingress without it; the snippet policy (allow-snippet-annotations,
+    # annotations-risk-level: snippets are Critical).
+    annotation_defaults: tuple[tuple[str, str], ...] = ()
+    allow_snippets: bool = True
+    risk_level: str = "Critical"
 
 
 class _Invalid(Exception):
@@ -268,6 +275,7 @@ def _translate_ingress(ingress, ref, resolver, settings, annotations, warnings):
     namespace = ref.namespace
     created = str(meta.get("creationTimestamp") or "")
     raw_annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+    _check_snippets(raw_annotations, settings)
     _check_honoured(ref, raw_annotations, annotations, settings, warnings)
     values = _parse_annotations(raw_annotations, annotations, namespace, resolver, settings)
     annotation_pairs = tuple(sorted(raw_annotations.items()))
@@ -367,6 +375,8 @@ _LINE_BREAKS = str.maketrans("\r\n\t", "   ")  # what a multi-line annotation ma
 
 
 def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple[tuple[str, Any], ...]:
+    if settings.annotation_defaults:
+        return _parse_with_defaults(raw, annotations, namespace, resolver, settings)
     if not any(key.startswith((NGINX_PREFIX, INGRESSD_PREFIX)) for key in raw):
         # The common case: none of ours is set; every Ingress shares one tuple of defaults.
         if not _DEFAULTS or _DEFAULTS[0][0] is not annotations:
@@ -381,17 +391,7 @@ def _parse_annotations(raw, annotations, namespace, resolver, settings) -> tuple
         if text is None or not text.strip():  # ingress-nginx reads an empty value as absent
             values.append((annotation.name, annotation.default))
             continue
-        try:
-            if annotation.multiline:
-                check_plain_text(text.translate(_LINE_BREAKS), max_length=65536)
-            else:
-                check_plain_text(text, lines=annotation.lines)
-            value = annotation.parse(text)
-            if annotation.resolve:
-                value = resolver.reference(annotation.resolve, value, namespace, settings)
-        except (ValueError, TypeError, _Invalid) as exc:  # _Invalid: a refused reference
-            raise _Invalid(f"annotation {key}: {exc}") from None
-        values.append((annotation.name, value))
+        values.append((annotation.name, _parse_one(annotation, key, text, namespace, resolver, settings)))
     return tuple(values)
 
 
@@ -427,6 +427,63 @@ def _rewritten(backend: Backend, rewrites) -> Backend:
         if not isinstance(backend, Backend):
             raise _Invalid(f"annotation {name}: its plugin gave {type(backend).__name__}, not a Backend", (name,))
     return backend
+def _parse_one(annotation, key, text, namespace, resolver, settings) -> Any:
+    try:
+        if annotation.multiline:
+            check_plain_text(text.translate(_LINE_BREAKS), max_length=65536)
+        else:
+            check_plain_text(text, lines=annotation.lines)
+        value = annotation.parse(text)
+        if annotation.resolve:
+            value = resolver.reference(annotation.resolve, value, namespace, settings)
+    except (ValueError, TypeError, _Invalid) as exc:  # _Invalid: a refused reference
+        raise _Invalid(f"annotation {key}: {exc}") from None
+    return value
+
+
+def _parse_with_defaults(raw, annotations, namespace, resolver, settings) -> tuple[tuple[str, Any], ...]:
+    """``_parse_annotations`` with the ConfigMap's values standing in for the annotations an
+    Ingress does not set (ingress-nginx: the annotation overrides the ConfigMap). A ConfigMap
+    reference in a default is the operator's: it may name another namespace."""
+    defaults = dict(settings.annotation_defaults)
+    operator = dataclasses.replace(settings, allow_cross_namespace_resources=True)
+    values: list[tuple[str, Any]] = []
+    for annotation in annotations:
+        own_key = INGRESSD_PREFIX + annotation.name
+        key = own_key if own_key in raw else NGINX_PREFIX + annotation.name
+        text = raw.get(key)
+        if text is not None and text.strip():
+            values.append((annotation.name, _parse_one(annotation, key, text, namespace, resolver, settings)))
+        elif annotation.name in defaults and not _sets_alias(raw, annotation.name):
+            where = f"(ConfigMap default) {annotation.name}"
+            values.append((annotation.name, _parse_one(annotation, where, defaults[annotation.name], namespace,
+                                                       resolver, operator)))
+        else:
+            values.append((annotation.name, annotation.default))
+    return tuple(values)
+
+
+def _sets_alias(raw, name: str) -> bool:
+    for alias in ANNOTATION_ALIASES.get(name, ()):
+        for prefix in (NGINX_PREFIX, INGRESSD_PREFIX):
+            if (raw.get(prefix + alias) or "").strip():
+                return True
+    return False
+
+
+def _check_snippets(raw, settings) -> None:
+    """ingress-nginx's admission of snippets: refused when the ConfigMap's allow-snippet-annotations is
+    false, and (being Critical) when annotations-risk-level is below Critical."""
+    if settings.allow_snippets and settings.risk_level == "Critical":
+        return
+    for key in sorted(raw):
+        if key.startswith((NGINX_PREFIX, INGRESSD_PREFIX)) and key.endswith("-snippet") and raw[key].strip():
+            name = key.rpartition("/")[2]
+            if not settings.allow_snippets:
+                raise _Invalid(f"annotation {key} cannot be used: snippet directives are disabled by the Ingress "
+                               "administrator (ConfigMap allow-snippet-annotations)", (name,))
+            raise _Invalid(f"annotation {key} is Critical and the ConfigMap's annotations-risk-level is "
+                           f"{settings.risk_level}: not served", (name,))
 
 
 def _check_honoured(ref, raw, annotations, settings, warnings) -> None:

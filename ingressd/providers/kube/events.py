@@ -31,6 +31,7 @@ REASON = "Rejected"
 _MAX_MESSAGE = 1024
 
 Key = tuple[ObjectRef, str]
+_INVOLVED = {"Ingress": "networking.k8s.io/v1", "ConfigMap": "v1"}  # kinds Events are about: apiVersion
 
 
 def _timestamp() -> str:
@@ -43,8 +44,11 @@ class EventRecorder:
     def __init__(self, api_client: client.ApiClient, reactor: Any,
                  run_in_thread: Callable[..., defer.Deferred],
                  lookup_ingress: Callable[[str, str], dict | None], identity: str, *,
-                 timings: KubeTimings = KubeTimings(), max_known: int = 1000):
+                 timings: KubeTimings = KubeTimings(), max_known: int = 1000,
+                 lookup_object: Callable[[str, str, str], dict | None] | None = None):
         self.rest = rest.KubeRest(api_client)
+        # Other kinds Events are written about (the --nginx-configmap ConfigMap): kind, namespace, name
+        self.lookup_object = lookup_object
         self.reactor = reactor
         self.run_in_thread = run_in_thread
         self.lookup_ingress = lookup_ingress
@@ -67,7 +71,7 @@ class EventRecorder:
 
     def record(self, rejections: Iterable[Rejection]) -> None:
         self._current = frozenset(
-            (r.ref, r.reason) for r in rejections if r.ref.kind == "Ingress")
+            (r.ref, r.reason) for r in rejections if r.ref.kind in _INVOLVED)
         self._reported &= self._current  # fixed ones may be reported again if they come back
         if self.enabled:
             self._flush()
@@ -75,7 +79,10 @@ class EventRecorder:
     def _flush(self) -> None:
         for key in sorted(self._current - self._reported):
             ref, _ = key
-            ingress = self.lookup_ingress(ref.namespace, ref.name)
+            if ref.kind == "Ingress":
+                ingress = self.lookup_ingress(ref.namespace, ref.name)
+            else:
+                ingress = self.lookup_object(ref.kind, ref.namespace, ref.name) if self.lookup_object else None
             if ingress is None:
                 continue
             self._reported.add(key)
@@ -100,7 +107,7 @@ class EventRecorder:
                     raise
         meta = ingress.get("metadata") or {}
         name = f"{ref.name}.{time.time_ns():x}"
-        involved = {"kind": "Ingress", "apiVersion": "networking.k8s.io/v1",
+        involved = {"kind": ref.kind, "apiVersion": _INVOLVED[ref.kind],
                     "namespace": ref.namespace, "name": ref.name}
         if meta.get("uid"):
             involved["uid"] = meta["uid"]

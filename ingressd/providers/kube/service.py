@@ -173,7 +173,8 @@ class KubernetesService(Service):
             publish_service=self.publish_service, publish_addresses=self.publish_addresses,
             timings=self.timings)
         self.events = EventRecorder(shared, self.reactor, run, self._lookup_ingress,
-                                    self.identity, timings=self.timings)
+                                    self.identity, timings=self.timings,
+                                    lookup_object=lambda kind, ns, name: self.store.get(kind, (ns, name)))
         self.sink = _StoreSink(self.store, self.status.ingress_changed)
         for kind in kinds:
             # One ApiClient (one connection pool) per watch: a stream holds its connection.
@@ -252,7 +253,7 @@ class KubernetesService(Service):
         if self.status is None or self.events is None:
             return
         self.status.set_served(served_ingresses(config))
-        self.events.record(config.rejections)
+        self.events.record(config.rejections + tuple(w for w in config.warnings if w.ref.kind == "ConfigMap"))
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -1,0 +1,360 @@
+"""ingress-nginx's controller ConfigMap keys and where ingressd stands on each: the contract as data.
+
+One ``Key`` per key of ingress-nginx's ConfigMap documentation
+(docs/user-guide/nginx-configuration/configmap.md: 192 keys) with ingress-nginx's default,
+what ingressd does with it (``status``, the annotation catalogue's statuses) and what ignoring
+it would do (``effect``). ``maps`` says how a key is served, in one string:
+
+- ``annotation:NAME``: the value stands in for the annotation NAME on every Ingress that does
+  not set it (ingress-nginx: the annotation overrides the ConfigMap), parsed by its plugin;
+- ``setting:NAME``: the value replaces the server setting NAME (an ``--NAME`` option) that
+  plugins read from ``BuildContext.settings`` when routes are built: applied live;
+- ``option:NAME``: the server option ``--NAME``, read at start only; a different value is
+  reported as needing a restart with that option.
+
+Adding a key's support is one row here (status IMPLEMENTED and its ``maps``); the reader
+(``ingressd.config.nginx_configmap``) needs no change. A value equal to ``default`` asks for
+nothing. docs/migrating.md's table of keys is generated from this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+from ingressd.compat.catalogue import (
+    BOOL,
+    CHANGES_TRAFFIC,
+    EFFECTS,
+    HARMLESS,
+    IMPLEMENTED,
+    INT,
+    NARROWS_ACCESS,
+    NOT_NEEDED,
+    NOT_YET,
+    PARTIAL,
+    REFUSED,
+    SIZE,
+    STATUSES,
+    TEXT,
+    WORD,
+)
+
+MAPPINGS = ("annotation", "setting", "option")
+# Annotations with an older name: an Ingress setting either name overrides the ConfigMap's default.
+ANNOTATION_ALIASES: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "allowlist-source-range": ("whitelist-source-range",),
+    "limit-allowlist": ("limit-whitelist",),
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One key of ingress-nginx's controller ConfigMap."""
+
+    name: str
+    status: str
+    effect: str
+    default: str | None = None  # ingress-nginx's default, as text; None when it depends on the machine
+    kind: str = TEXT  # how values compare with ``default``
+    maps: str | None = None  # "annotation:NAME", "setting:NAME" or "option:NAME"
+    note: str = ""
+    owner: str | None = None  # the part of issue 21 that serves it (for the merge)
+
+    @property
+    def honoured(self) -> bool:
+        return self.status in (IMPLEMENTED, PARTIAL, NOT_NEEDED)
+
+    @property
+    def target(self) -> tuple[str, str] | None:
+        """``maps`` split: (how, name)."""
+        if self.maps is None:
+            return None
+        how, _, name = self.maps.partition(":")
+        return how, name
+
+    # what compat.assess.same_value reads of an annotation Entry
+    @property
+    def requires(self) -> None:
+        return None
+
+
+def _keys(*keys: Key) -> Mapping[str, Key]:
+    table = {}
+    for key in keys:
+        assert key.name not in table, key.name
+        assert key.status in STATUSES and key.effect in EFFECTS, key
+        assert key.target is None or key.target[0] in MAPPINGS, key
+        table[key.name] = key
+    return MappingProxyType(table)
+
+
+K = Key
+_H, _N, _C = HARMLESS, NARROWS_ACCESS, CHANGES_TRAFFIC
+_TUNING = "nginx tuning with no counterpart in ingressd"
+_BLOCK = ("403 on every route and the default backend (a request no route matches gets its 404); the real "
+          "client address as the forwarding settings define it")
+_BLOCK_MAP = ("as nginx's map: exact values without regard to case, ~regex and ~*regex (RE2 syntax) found anywhere; "
+              "403 on every route and the default backend (a request no route matches gets its 404)")
+_RESTART = "read at start from the option named; a different value here is reported as needing a restart with that option"
+
+KEYS: Mapping[str, Key] = _keys(
+    K('add-headers', NOT_YET, _H, '', TEXT),
+    K('allow-backend-server-header', NOT_YET, _H, 'false', BOOL, note="the backend's Server header is always hidden"),
+    K('allow-cross-namespace-resources', PARTIAL, _H, 'false', BOOL, maps='option:allow-cross-namespace-resources', note=_RESTART),
+    K('allow-snippet-annotations', IMPLEMENTED, _N, 'false', BOOL, note="false (the default): an Ingress with a *-snippet annotation is not served, as ingress-nginx's admission refuses it"),
+    K('annotations-risk-level', PARTIAL, _N, 'High', WORD, note='Critical and High are honoured (below Critical, snippets are refused: they are Critical); Medium and Low are not yet (the ConfigMap is refused)'),
+    K('annotation-value-word-blocklist', NOT_NEEDED, _H, '', TEXT, note='annotations are parsed as typed data and never pasted into configuration text'),
+    K('hide-headers', NOT_YET, _H, '', TEXT),
+    K('access-log-params', NOT_YET, _H, '', TEXT, note='the access log goes where --access-log says'),
+    K('access-log-path', NOT_YET, _H, '/var/log/nginx/access.log', TEXT, note='the access log goes where --access-log says'),
+    K('http-access-log-path', NOT_YET, _H, '', TEXT, note='the access log goes where --access-log says'),
+    K('stream-access-log-path', NOT_YET, _H, '', TEXT, note='TCP/UDP services'),
+    K('enable-access-log-for-default-backend', NOT_YET, _H, 'false', BOOL),
+    K('error-log-path', NOT_NEEDED, _H, '/var/log/nginx/error.log', TEXT, note=_TUNING),
+    K('enable-modsecurity', NOT_YET, _N, 'false', BOOL, note='ModSecurity web application firewall'),
+    K('modsecurity-snippet', REFUSED, _N, '', TEXT, note='snippets are nginx configuration text; ingressd never pastes configuration into text something interprets'),
+    K('enable-owasp-modsecurity-crs', NOT_YET, _N, 'false', BOOL, note='ModSecurity web application firewall'),
+    K('client-header-buffer-size', NOT_YET, _H, '1k', TEXT, note="ingressd's own limits on request heads apply"),
+    K('client-header-timeout', PARTIAL, _H, '60', INT, maps='option:client-header-timeout', note=_RESTART),
+    K('client-body-buffer-size', IMPLEMENTED, _H, '8k', SIZE, maps='annotation:client-body-buffer-size'),
+    K('client-body-timeout', PARTIAL, _H, '60', INT, maps='option:client-body-timeout', note=_RESTART),
+    K('disable-access-log', NOT_YET, _H, 'false', BOOL, owner='logformat'),
+    K('disable-ipv6', NOT_YET, _H, 'false', BOOL),
+    K('disable-ipv6-dns', NOT_NEEDED, _H, 'false', BOOL, note=_TUNING),
+    K('enable-underscores-in-headers', NOT_YET, _H, 'false', BOOL, note="header names with underscores are refused by ingressd's parser"),
+    K('enable-ocsp', NOT_YET, _H, 'false', BOOL),
+    K('ignore-invalid-headers', NOT_NEEDED, _H, 'true', BOOL, note='ingressd refuses invalid header names (400)'),
+    K('retry-non-idempotent', NOT_YET, _H, 'false', BOOL),
+    K('error-log-level', NOT_NEEDED, _H, 'notice', TEXT, note=_TUNING),
+    K('http2-max-field-size', NOT_NEEDED, _H, '', TEXT, note=_TUNING),
+    K('http2-max-header-size', NOT_NEEDED, _H, '', TEXT, note=_TUNING),
+    K('http2-max-requests', NOT_YET, _H, '0', INT),
+    K('http2-max-concurrent-streams', NOT_YET, _H, '128', INT),
+    K('hsts', IMPLEMENTED, _H, 'true', BOOL, maps='setting:hsts'),
+    K('hsts-include-subdomains', IMPLEMENTED, _H, 'true', BOOL, maps='setting:hsts-include-subdomains'),
+    K('hsts-max-age', IMPLEMENTED, _H, '31536000', INT, maps='setting:hsts-max-age'),
+    K('hsts-preload', IMPLEMENTED, _H, 'false', BOOL, maps='setting:hsts-preload'),
+    K('keep-alive', PARTIAL, _H, '75', INT, maps='option:keepalive-timeout', note=_RESTART),
+    K('keep-alive-requests', NOT_YET, _H, '1000', INT),
+    K('large-client-header-buffers', NOT_YET, _H, '4 8k', TEXT, note="ingressd's own limits on request heads apply"),
+    K('log-format-escape-none', NOT_YET, _H, 'false', BOOL, owner='logformat'),
+    K('log-format-escape-json', NOT_YET, _H, 'false', BOOL, owner='logformat'),
+    K('log-format-upstream', NOT_YET, _H, '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id', TEXT, owner='logformat'),
+    K('log-format-stream', NOT_YET, _H, '[$remote_addr] [$time_local] $protocol $status $bytes_sent $bytes_received $session_time', TEXT, owner='logformat'),
+    K('enable-multi-accept', NOT_NEEDED, _H, 'true', BOOL, note=_TUNING),
+    K('max-worker-connections', NOT_YET, _H, '16384', INT),
+    K('max-worker-open-files', NOT_NEEDED, _H, '0', INT, note=_TUNING),
+    K('map-hash-bucket-size', NOT_NEEDED, _H, '64', INT, note=_TUNING),
+    K('nginx-status-ipv4-whitelist', NOT_NEEDED, _H, '127.0.0.1', TEXT, note='ingressd has no nginx status page; its admin endpoint listens where --admin says'),
+    K('nginx-status-ipv6-whitelist', NOT_NEEDED, _H, '::1', TEXT, note='ingressd has no nginx status page; its admin endpoint listens where --admin says'),
+    K('proxy-real-ip-cidr', NOT_YET, _N, '0.0.0.0/0', TEXT, owner='real-ip', note='the client address allow lists, rate limits and logs see'),
+    K('proxy-set-headers', NOT_YET, _H, '', TEXT),
+    K('server-name-hash-max-size', NOT_NEEDED, _H, '1024', INT, note=_TUNING),
+    K('server-name-hash-bucket-size', NOT_NEEDED, _H, None, INT, note=_TUNING),
+    K('proxy-headers-hash-max-size', NOT_NEEDED, _H, '512', INT, note=_TUNING),
+    K('proxy-headers-hash-bucket-size', NOT_NEEDED, _H, '64', INT, note=_TUNING),
+    K('reuse-port', NOT_NEEDED, _H, 'true', BOOL, note=_TUNING),
+    K('server-tokens', PARTIAL, _H, 'false', BOOL, maps='option:server-tokens', note=_RESTART),
+    K('ssl-ciphers', NOT_YET, _H, 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256', TEXT, owner='tls'),
+    K('ssl-ecdh-curve', NOT_YET, _H, 'auto', TEXT, owner='tls'),
+    K('ssl-dh-param', NOT_YET, _H, '', TEXT, owner='tls'),
+    K('ssl-protocols', NOT_YET, _H, 'TLSv1.2 TLSv1.3', TEXT, owner='tls'),
+    K('ssl-session-cache', NOT_YET, _H, 'true', BOOL, owner='tls'),
+    K('ssl-session-cache-size', NOT_NEEDED, _H, '10m', TEXT, note=_TUNING),
+    K('ssl-session-tickets', NOT_YET, _H, 'false', BOOL, owner='tls'),
+    K('ssl-session-ticket-key', NOT_YET, _H, None, TEXT, owner='tls'),
+    K('ssl-session-timeout', NOT_YET, _H, '10m', TEXT, owner='tls'),
+    K('ssl-buffer-size', NOT_NEEDED, _H, '4k', TEXT, note=_TUNING),
+    K('use-proxy-protocol', NOT_YET, _N, 'false', BOOL, owner='real-ip', note='the client address allow lists, rate limits and logs see'),
+    K('proxy-protocol-header-timeout', NOT_YET, _H, '5s', TEXT, owner='real-ip', note='the client address allow lists, rate limits and logs see'),
+    K('enable-aio-write', NOT_NEEDED, _H, 'true', BOOL, note=_TUNING),
+    K('use-gzip', NOT_YET, _H, 'false', BOOL, note='responses are passed on as the backend encoded them'),
+    K('use-geoip', NOT_NEEDED, _H, 'true', BOOL, note='GeoIP variables are only used by snippets and custom log formats'),
+    K('use-geoip2', NOT_NEEDED, _H, 'false', BOOL, note='GeoIP variables are only used by snippets and custom log formats'),
+    K('geoip2-autoreload-in-minutes', NOT_NEEDED, _H, '0', INT, note=_TUNING),
+    K('enable-brotli', NOT_YET, _H, 'false', BOOL, note='responses are passed on as the backend encoded them'),
+    K('brotli-level', NOT_NEEDED, _H, '4', INT, note=_TUNING),
+    K('brotli-min-length', NOT_NEEDED, _H, '20', INT, note=_TUNING),
+    K('brotli-types', NOT_NEEDED, _H, 'application/xml+rss application/atom+xml application/javascript application/x-javascript application/json application/rss+xml application/vnd.ms-fontobject application/x-font-ttf application/x-web-app-manifest+json application/xhtml+xml application/xml font/opentype image/svg+xml image/x-icon text/css text/javascript text/plain text/x-component', TEXT, note=_TUNING),
+    K('use-http2', PARTIAL, _H, 'true', BOOL, maps='option:no-http2', note=_RESTART),
+    K('gzip-disable', NOT_NEEDED, _H, '', TEXT, note=_TUNING),
+    K('gzip-level', NOT_NEEDED, _H, '1', INT, note=_TUNING),
+    K('gzip-min-length', NOT_NEEDED, _H, '256', INT, note=_TUNING),
+    K('gzip-types', NOT_NEEDED, _H, 'application/atom+xml application/javascript application/x-javascript application/json application/rss+xml application/vnd.ms-fontobject application/x-font-ttf application/x-web-app-manifest+json application/xhtml+xml application/xml font/opentype image/svg+xml image/x-icon text/css text/javascript text/plain text/x-component', TEXT, note=_TUNING),
+    K('worker-processes', PARTIAL, _H, None, TEXT, maps='option:workers', note=_RESTART),
+    K('worker-cpu-affinity', NOT_NEEDED, _H, '', TEXT, note=_TUNING),
+    K('worker-shutdown-timeout', PARTIAL, _H, '240s', TEXT, maps='option:shutdown-grace', note=_RESTART),
+    K('enable-serial-reloads', NOT_NEEDED, _H, 'false', BOOL, note=_TUNING),
+    K('load-balance', IMPLEMENTED, _H, 'round_robin', WORD, maps='annotation:load-balance'),
+    K('variables-hash-bucket-size', NOT_NEEDED, _H, '256', INT, note=_TUNING),
+    K('variables-hash-max-size', NOT_NEEDED, _H, '2048', INT, note=_TUNING),
+    K('upstream-keepalive-connections', PARTIAL, _H, '320', INT, maps='option:upstream-keepalive-connections', note=_RESTART),
+    K('upstream-keepalive-time', NOT_YET, _H, '1h', TEXT),
+    K('upstream-keepalive-timeout', PARTIAL, _H, '60', INT, maps='option:upstream-keepalive-timeout', note=_RESTART),
+    K('upstream-keepalive-requests', NOT_YET, _H, '10000', INT),
+    K('limit-conn-zone-variable', NOT_YET, _N, '$binary_remote_addr', TEXT, note='limit-connections counts per client address'),
+    K('proxy-stream-timeout', NOT_YET, _H, '600s', TEXT, note='TCP/UDP services'),
+    K('proxy-stream-next-upstream', NOT_YET, _H, 'true', BOOL, note='TCP/UDP services'),
+    K('proxy-stream-next-upstream-timeout', NOT_YET, _H, '600s', TEXT, note='TCP/UDP services'),
+    K('proxy-stream-next-upstream-tries', NOT_YET, _H, '3', INT, note='TCP/UDP services'),
+    K('proxy-stream-responses', NOT_YET, _H, '1', INT, note='TCP/UDP services'),
+    K('bind-address', NOT_NEEDED, _H, '', TEXT, note='ingressd listens where --http and --https say'),
+    K('use-forwarded-headers', NOT_YET, _N, 'false', BOOL, owner='real-ip', note='the client address allow lists, rate limits and logs see'),
+    K('enable-real-ip', NOT_YET, _N, 'false', BOOL, owner='real-ip', note='the client address allow lists, rate limits and logs see'),
+    K('forwarded-for-header', NOT_YET, _N, 'X-Forwarded-For', TEXT, owner='real-ip', note='the client address allow lists, rate limits and logs see'),
+    K('forwarded-for-proxy-protocol-header', NOT_YET, _H, 'X-Forwarded-For-Proxy-Protocol', TEXT, owner='real-ip', note='the client address allow lists, rate limits and logs see'),
+    K('compute-full-forwarded-for', NOT_YET, _N, 'false', BOOL, owner='real-ip', note='the client address allow lists, rate limits and logs see'),
+    K('proxy-add-original-uri-header', NOT_YET, _H, 'false', BOOL),
+    K('generate-request-id', NOT_NEEDED, _H, 'true', BOOL, note='ingressd always generates X-Request-ID when the client sent none'),
+    K('jaeger-collector-host', NOT_YET, _H, '', TEXT, note='tracing'),
+    K('jaeger-collector-port', NOT_YET, _H, '6831', INT, note='tracing'),
+    K('jaeger-endpoint', NOT_YET, _H, '', TEXT, note='tracing'),
+    K('jaeger-service-name', NOT_YET, _H, 'nginx', TEXT, note='tracing'),
+    K('jaeger-propagation-format', NOT_YET, _H, 'jaeger', TEXT, note='tracing'),
+    K('jaeger-sampler-type', NOT_YET, _H, 'const', TEXT, note='tracing'),
+    K('jaeger-sampler-param', NOT_YET, _H, '1', TEXT, note='tracing'),
+    K('jaeger-sampler-host', NOT_YET, _H, 'http://127.0.0.1', TEXT, note='tracing'),
+    K('jaeger-sampler-port', NOT_YET, _H, '5778', INT, note='tracing'),
+    K('jaeger-trace-context-header-name', NOT_YET, _H, 'uber-trace-id', TEXT, note='tracing'),
+    K('jaeger-debug-header', NOT_YET, _H, 'uber-debug-id', TEXT, note='tracing'),
+    K('jaeger-baggage-header', NOT_YET, _H, 'jaeger-baggage', TEXT, note='tracing'),
+    K('jaeger-trace-baggage-header-prefix', NOT_YET, _H, 'uberctx-', TEXT, note='tracing'),
+    K('enable-opentelemetry', NOT_YET, _H, 'false', BOOL, note='tracing'),
+    K('opentelemetry-trust-incoming-span', NOT_YET, _H, 'true', BOOL, note='tracing'),
+    K('opentelemetry-operation-name', NOT_YET, _H, '', TEXT, note='tracing'),
+    K('opentelemetry-config', NOT_YET, _H, '/etc/ingress-controller/telemetry/opentelemetry.toml', TEXT, note='tracing'),
+    K('otlp-collector-host', NOT_YET, _H, '', TEXT, note='tracing'),
+    K('otlp-collector-port', NOT_YET, _H, '4317', INT, note='tracing'),
+    K('otel-max-queuesize', NOT_YET, _H, '2048', INT, note='tracing'),
+    K('otel-schedule-delay-millis', NOT_YET, _H, '5000', INT, note='tracing'),
+    K('otel-max-export-batch-size', NOT_YET, _H, '512', INT, note='tracing'),
+    K('otel-service-name', NOT_YET, _H, 'nginx', TEXT, note='tracing'),
+    K('otel-sampler', NOT_YET, _H, 'AlwaysOn', TEXT, note='tracing'),
+    K('otel-sampler-parent-based', NOT_YET, _H, 'true', BOOL, note='tracing'),
+    K('otel-sampler-ratio', NOT_YET, _H, '0.01', TEXT, note='tracing'),
+    K('main-snippet', REFUSED, _N, '', TEXT, note='snippets are nginx configuration text; ingressd never pastes configuration into text something interprets'),
+    K('http-snippet', REFUSED, _N, '', TEXT, note='snippets are nginx configuration text; ingressd never pastes configuration into text something interprets'),
+    K('server-snippet', REFUSED, _N, '', TEXT, note='snippets are nginx configuration text; ingressd never pastes configuration into text something interprets'),
+    K('stream-snippet', REFUSED, _N, '', TEXT, note='snippets are nginx configuration text; ingressd never pastes configuration into text something interprets'),
+    K('location-snippet', REFUSED, _N, '', TEXT, note='snippets are nginx configuration text; ingressd never pastes configuration into text something interprets'),
+    K('custom-http-errors', IMPLEMENTED, _H, '', TEXT, maps='setting:custom-http-errors'),
+    K('proxy-body-size', IMPLEMENTED, _N, '1m', SIZE, maps='annotation:proxy-body-size'),
+    K('proxy-connect-timeout', IMPLEMENTED, _H, '5', INT, maps='annotation:proxy-connect-timeout'),
+    K('proxy-read-timeout', IMPLEMENTED, _H, '60', INT, maps='annotation:proxy-read-timeout'),
+    K('proxy-send-timeout', IMPLEMENTED, _H, '60', INT, maps='annotation:proxy-send-timeout'),
+    K('proxy-buffers-number', IMPLEMENTED, _H, '4', INT, maps='annotation:proxy-buffers-number'),
+    K('proxy-buffer-size', IMPLEMENTED, _H, '4k', SIZE, maps='annotation:proxy-buffer-size'),
+    K('proxy-busy-buffers-size', NOT_NEEDED, _H, '', TEXT, note='ingressd hands the client whatever it takes; no buffers wait as busy'),
+    K('proxy-cookie-path', IMPLEMENTED, _C, 'off', WORD, maps='annotation:proxy-cookie-path'),
+    K('proxy-cookie-domain', IMPLEMENTED, _C, 'off', WORD, maps='annotation:proxy-cookie-domain'),
+    K('proxy-next-upstream', IMPLEMENTED, _H, 'error timeout', TEXT, maps='annotation:proxy-next-upstream'),
+    K('proxy-next-upstream-timeout', IMPLEMENTED, _H, '0', INT, maps='annotation:proxy-next-upstream-timeout'),
+    K('proxy-next-upstream-tries', IMPLEMENTED, _H, '3', INT, maps='annotation:proxy-next-upstream-tries'),
+    K('proxy-redirect-from', IMPLEMENTED, _C, 'off', WORD, maps='annotation:proxy-redirect-from'),
+    K('proxy-request-buffering', IMPLEMENTED, _H, 'on', WORD, maps='annotation:proxy-request-buffering'),
+    K('ssl-redirect', IMPLEMENTED, _C, 'true', BOOL, maps='annotation:ssl-redirect'),
+    K('force-ssl-redirect', IMPLEMENTED, _C, 'false', BOOL, maps='annotation:force-ssl-redirect'),
+    K('denylist-source-range', IMPLEMENTED, _N, '', TEXT, maps='annotation:denylist-source-range'),
+    K('whitelist-source-range', IMPLEMENTED, _N, '', TEXT, maps='annotation:allowlist-source-range'),
+    K('skip-access-log-urls', NOT_YET, _H, '', TEXT, owner='logformat'),
+    K('limit-rate', IMPLEMENTED, _N, '0', INT, maps='annotation:limit-rate'),
+    K('limit-rate-after', IMPLEMENTED, _N, '0', INT, maps='annotation:limit-rate-after'),
+    K('lua-shared-dicts', NOT_NEEDED, _H, '', TEXT, note=_TUNING),
+    K('http-redirect-code', IMPLEMENTED, _C, '308', INT, maps='setting:http-redirect-code'),
+    K('proxy-buffering', IMPLEMENTED, _H, 'off', WORD, maps='annotation:proxy-buffering'),
+    K('limit-req-status-code', IMPLEMENTED, _H, '503', INT, maps='setting:limit-req-status-code'),
+    K('limit-conn-status-code', IMPLEMENTED, _H, '503', INT, maps='setting:limit-conn-status-code'),
+    K('enable-syslog', NOT_YET, _H, 'false', BOOL),
+    K('syslog-host', NOT_YET, _H, '', TEXT),
+    K('syslog-port', NOT_YET, _H, '514', INT),
+    K('no-tls-redirect-locations', IMPLEMENTED, _C, '/.well-known/acme-challenge', TEXT, maps='setting:no-tls-redirect-locations'),
+    K('global-allowed-response-headers', IMPLEMENTED, _H, '', TEXT, maps='setting:global-allowed-response-headers'),
+    K('global-auth-url', IMPLEMENTED, _N, '', TEXT, maps='setting:global-auth-url'),
+    K('global-auth-method', IMPLEMENTED, _N, '', WORD, maps='setting:global-auth-method'),
+    K('global-auth-signin', IMPLEMENTED, _N, '', TEXT, maps='setting:global-auth-signin'),
+    K('global-auth-signin-redirect-param', NOT_YET, _H, 'rd', TEXT),
+    K('global-auth-response-headers', IMPLEMENTED, _N, '', TEXT, maps='setting:global-auth-response-headers'),
+    K('global-auth-request-redirect', NOT_YET, _H, '', TEXT),
+    K('global-auth-snippet', REFUSED, _N, '', TEXT, note='snippets are nginx configuration text; ingressd never pastes configuration into text something interprets'),
+    K('global-auth-cache-key', NOT_YET, _H, '', TEXT),
+    K('global-auth-cache-duration', NOT_YET, _H, '200 202 401 5m', TEXT),
+    K('no-auth-locations', NOT_YET, _N, '/.well-known/acme-challenge', TEXT, note='ingressd always exempts /.well-known/acme-challenge (the default); another list is not supported'),
+    K('block-cidrs', IMPLEMENTED, _N, '', TEXT, maps='setting:block-cidrs', note=_BLOCK),
+    K('block-user-agents', IMPLEMENTED, _N, '', TEXT, maps='setting:block-user-agents', note=_BLOCK_MAP),
+    K('block-referers', IMPLEMENTED, _N, '', TEXT, maps='setting:block-referers', note=_BLOCK_MAP),
+    K('proxy-ssl-location-only', NOT_NEEDED, _H, 'false', BOOL, note="proxy-ssl-* annotations apply to the Ingress's own routes"),
+    K('default-type', NOT_NEEDED, _H, 'text/html', TEXT, note=_TUNING),
+    K('service-upstream', NOT_NEEDED, _H, 'false', BOOL, note="ingressd sends to the Service's ready endpoints: the same pods the ClusterIP would pick"),
+    K('ssl-reject-handshake', NOT_YET, _H, 'false', BOOL),
+    K('debug-connections', NOT_NEEDED, _H, '', TEXT, note=_TUNING),
+    K('strict-validate-path-type', NOT_NEEDED, _H, 'true', BOOL, note='ingressd always validates Exact and Prefix paths strictly'),
+    K('grpc-buffer-size-kb', NOT_NEEDED, _H, '0', INT, note=_TUNING),
+    K('relative-redirects', IMPLEMENTED, _H, 'false', BOOL, maps='annotation:relative-redirects'),
+)
+
+
+def lookup(name: str) -> Key | None:
+    """The catalogue's row for a ConfigMap key, or None for a key ingress-nginx never had."""
+    return KEYS.get(name)
+
+
+_STATUS_TEXT = {IMPLEMENTED: "implemented", PARTIAL: "partial", NOT_NEEDED: "nothing to do",
+                REFUSED: "refused by design", NOT_YET: "not yet"}
+_IF_IGNORED = {HARMLESS: "applied, with a warning", NARROWS_ACCESS: "ConfigMap refused: would widen access",
+               CHANGES_TRAFFIC: "ConfigMap refused: would change where or how traffic goes"}
+
+
+def _how(key: Key) -> str:
+    target = key.target
+    if target is None:
+        return ""
+    how, name = target
+    return {"annotation": f"default of the `{name}` annotation (an Ingress's own annotation wins)",
+            "setting": f"the server setting `--{name}`, applied live",
+            "option": f"the server option `--{name}` (start only)"}[how]
+
+
+def markdown_table() -> str:
+    """The catalogue as the Markdown table of ConfigMap keys in docs/migrating.md."""
+    lines = ["| ConfigMap key | ingressd | when ingressd does not honour a value other than the default | notes |",
+             "| --- | --- | --- | --- |"]
+    for key in sorted(KEYS.values(), key=lambda k: k.name):
+        when = "—" if key.honoured else _IF_IGNORED[key.effect]
+        notes = []
+        if key.default is not None:
+            shown = key.default if len(key.default) <= 40 else key.default[:37] + "…"
+            notes.append(f"default `{shown}`" if shown else "default empty")
+        if _how(key):
+            notes.append(_how(key))
+        if key.note:
+            notes.append(key.note)
+        text = "; ".join(notes).replace("|", "\\|")
+        lines.append(f"| `{key.name}` | {_STATUS_TEXT[key.status]} | {when} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+BEGIN = "<!-- configmap keys: begin (generated: python -m ingressd.compat.configmap_catalogue --write docs/migrating.md) -->\n"
+END = "<!-- configmap keys: end -->"
+
+
+def write_into(path: str) -> None:
+    """Replace the table between the markers of the Markdown file ``path``."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    head, found, rest = text.partition(BEGIN)
+    if not found:
+        raise SystemExit(f"{path}: no {BEGIN.strip()} marker")
+    _, _, tail = rest.partition(END)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(head + BEGIN + markdown_table() + END + tail)
+
+
+if __name__ == "__main__":  # python -m ingressd.compat.configmap_catalogue [--write FILE]
+    import sys
+
+    if sys.argv[1:2] == ["--write"] and len(sys.argv) == 3:
+        write_into(sys.argv[2])
+    else:
+        print(markdown_table(), end="")

@@ -1,0 +1,174 @@
+"""ingress-nginx's controller ConfigMap read unchanged: its data → what the server applies.
+
+``read_configmap`` judges every key against ``ingressd.compat.configmap_catalogue`` and returns a
+``ConfigMapReading`` (immutable): the annotation defaults the translator uses for Ingresses that
+do not set the annotation, the server settings that replace the options' values when routes are
+built, the snippet policy, the warnings (a key ingressd ignores harmlessly, an unknown key, a
+key needing a restart) and the refusals (a value that does not parse; a key ingressd does not
+honour whose absence would widen access or send traffic elsewhere). A reading with refusals is
+not applied: the reloader keeps the last good one (at start: it does not become ready).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
+
+from ingressd.compat.assess import same_value
+from ingressd.compat.configmap_catalogue import HARMLESS, NARROWS_ACCESS, lookup
+from ingressd.features import parse_bool
+
+# Core server options (ingressd/tap.py) a ``setting:NAME`` key may replace, with how a ConfigMap value
+# is read (plugins' options bring their own coerce). One line per option; its consumer reads the
+# value from ``BuildContext.settings`` or ``Config.nginx_configmap`` (a reloader listener) to apply
+# it live, e.g. ``"use-forwarded-headers": parse_bool``.
+CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
+})
+
+# annotations-risk-level: ingress-nginx's levels, lowest first; snippets are Critical.
+RISK_LEVELS = ("Low", "Medium", "High", "Critical")
+_HONOURED_RISK_LEVELS = ("High", "Critical")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMapReading:
+    """What one version of the ConfigMap asks of the server."""
+
+    name: str = ""  # "namespace/name"
+    annotation_defaults: tuple[tuple[str, str], ...] = ()  # annotation name → the key's text
+    settings: tuple[tuple[str, Any], ...] = ()  # option name (dashes) → value, as its option reads it
+    allow_snippets: bool = True  # no ConfigMap: ingressd's own default (snippets read as data)
+    risk_level: str = "Critical"
+    warnings: tuple[str, ...] = ()
+    refusals: tuple[str, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        return not self.refusals
+
+
+def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Sequence[Any],
+                   options: Mapping[str, Callable[[str], Any] | None],
+                   running: Mapping[str, Any] | None = None) -> ConfigMapReading:
+    """Judge the ConfigMap ``name`` (``data``: its data; None when it does not exist).
+
+    ``annotations``: the plugins' declared annotations (``features.Annotation``); ``options``: the
+    server options by name (dashes) with their coerce functions (None: taken as text);
+    ``running``: the option values the server started with (settings keys, underscores), for
+    the keys that need a restart.
+    """
+    if data is None:
+        return ConfigMapReading(name, refusals=(f"ConfigMap {name} (--nginx-configmap) does not exist",))
+    declared = {annotation.name: annotation for annotation in annotations}
+    running = running or {}
+    defaults: list[tuple[str, str]] = []
+    settings: list[tuple[str, Any]] = []
+    warnings: list[str] = []
+    refusals: list[str] = []
+    allow_snippets, risk_level = False, "High"  # ingress-nginx's defaults
+    for key in sorted(data):
+        text = str(data[key])
+        value = text.strip()
+        entry = lookup(key)
+        where = f"ConfigMap {name} key {key}"
+        if entry is None:
+            warnings.append(f"{where} is not an ingress-nginx ConfigMap key; ignored")
+            continue
+        if not value or (entry.default is not None and same_value(entry, value, entry.default)):
+            if key == "annotations-risk-level" and value:
+                risk_level = _risk_level(value) or risk_level
+            continue  # ingress-nginx's default asks for nothing
+        if key == "allow-snippet-annotations":
+            try:
+                allow_snippets = parse_bool(value)
+            except ValueError as exc:
+                refusals.append(f"{where}: {exc}")
+            continue
+        if key == "annotations-risk-level":
+            level = _risk_level(value)
+            if level is None:
+                refusals.append(f"{where}: {value!r} is not one of {', '.join(RISK_LEVELS)}")
+            elif level not in _HONOURED_RISK_LEVELS:
+                refusals.append(f"{where}: {level} is not supported yet (ingressd knows the risk of snippets "
+                                "only: Critical); serving without it would accept annotations the level refuses")
+            else:
+                risk_level = level
+            continue
+        target = entry.target if entry.honoured else None
+        if target is None:
+            if entry.honoured:
+                continue  # nothing to do: ingressd already behaves as it asks
+            _unhonoured(where, entry, warnings, refusals)
+            continue
+        how, target_name = target
+        if how == "annotation":
+            annotation = declared.get(target_name)
+            if annotation is None:  # its plugin is disabled
+                _unhonoured(where, entry, warnings, refusals, f"the plugin owning {target_name} is not loaded")
+                continue
+            try:
+                annotation.parse(value)
+            except (ValueError, TypeError) as exc:
+                refusals.append(f"{where}: {exc}")
+                continue
+            defaults.append((target_name, value))
+        elif how == "setting":
+            options = {**CORE_SETTINGS, **options}
+            if target_name not in options:
+                _unhonoured(where, entry, warnings, refusals, f"no plugin declares --{target_name}")
+                continue
+            coerce = options[target_name]
+            try:
+                settings.append((target_name, coerce(value) if coerce is not None else value))
+            except (ValueError, TypeError) as exc:
+                refusals.append(f"{where}: {exc}")
+        else:  # option: read at start only
+            current = running.get(target_name.replace("-", "_"))
+            if not _same_option(target_name, value, current):
+                warnings.append(f"{where}: {value!r} needs a restart: ingressd reads it from --{target_name} "
+                                f"(now {current!r}) at start")
+    return ConfigMapReading(name, tuple(defaults), tuple(settings), allow_snippets, risk_level,
+                            tuple(warnings), tuple(refusals))
+
+
+def _unhonoured(where: str, entry, warnings: list[str], refusals: list[str], why: str = "") -> None:
+    what = why or ("never supported" if entry.status == "refused" else "not supported by ingressd")
+    if entry.note:
+        what += f" ({entry.note})"
+    if entry.effect == HARMLESS:
+        warnings.append(f"{where} is {what}; ignored (harmless)")
+        return
+    consequence = ("let in clients it keeps out" if entry.effect == NARROWS_ACCESS
+                   else "send traffic elsewhere, or otherwise, than it asks")
+    refusals.append(f"{where} is {what}, and applying the ConfigMap without it would {consequence}")
+
+
+def _risk_level(value: str) -> str | None:
+    for level in RISK_LEVELS:
+        if value.strip().lower() == level.lower():
+            return level
+    return None
+
+
+def _same_option(option: str, value: str, current: Any) -> bool:
+    """Whether the ConfigMap's ``value`` is what the server runs with (``current``)."""
+    if option == "no-http2":  # use-http2: the inverse switch
+        try:
+            return parse_bool(value) == (not current)
+        except ValueError:
+            return False
+    if option in ("server-tokens", "allow-cross-namespace-resources"):
+        try:
+            return parse_bool(value) == bool(current)
+        except ValueError:
+            return False
+    if option == "workers":
+        if value.lower() == "auto":
+            return False
+        return value.isdigit() and int(value) == current
+    text = value[:-1] if value.endswith("s") else value  # nginx time: "240s"
+    try:
+        return float(text) == float(current)
+    except (TypeError, ValueError):
+        return False

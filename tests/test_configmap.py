@@ -1,0 +1,431 @@
+"""The ingress-nginx ConfigMap (--nginx-configmap): the catalogue of its keys, reading a version,
+the defaults it gives annotations, the settings it replaces, snippets, refusal and the last good
+version kept, and ``ingressd check`` with it."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from twisted.internet.task import Clock
+
+from harness import ingress, service
+
+from ingressd.compat import configmap_catalogue
+from ingressd.compat.catalogue import HARMLESS, IMPLEMENTED, PARTIAL
+from ingressd.compat.check import main, server_settings_from
+from ingressd.config.nginx_configmap import read_configmap
+from ingressd.config.reloader import Reloader, State
+from ingressd.config.store import ObjectStore
+from ingressd.plugin_manager import load_plugins
+from ingressd.testing import restore_plugin_configuration
+
+ROOT = Path(__file__).resolve().parent.parent
+MIRROR_DOC = "docs/user-guide/nginx-configuration/configmap.md"
+N = "nginx.ingress.kubernetes.io/"
+NAME = "ingress-nginx/ingress-nginx-controller"
+
+
+@pytest.fixture(autouse=True)
+def _plugins_as_they_were():
+    yield
+    restore_plugin_configuration()
+
+
+def configmap(data, name="ingress-nginx-controller", namespace="ingress-nginx"):
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+            "data": dict(data)}
+
+
+WORLD = [*service("web", [("http", 80, 8080)])]
+
+
+def app(name="app", annotations=None):
+    return ingress(name, [("app.example", [("/", "Prefix", "web", 80)])], annotations=annotations)
+
+
+# -- the catalogue ----------------------------------------------------------------------------
+
+
+def test_the_catalogue_has_every_documented_key_with_its_default():
+    assert len(configmap_catalogue.KEYS) == 192
+    assert configmap_catalogue.lookup("proxy-body-size").default == "1m"
+    assert configmap_catalogue.lookup("hsts-max-age").default == "31536000"
+    assert configmap_catalogue.lookup("worker-processes").default is None  # the machine's CPUs
+    assert configmap_catalogue.lookup("log-format-upstream").default.startswith("$remote_addr - $remote_user")
+
+
+def test_every_mapping_names_a_declared_annotation_or_option():
+    plugins = load_plugins()
+    annotations = {a.name for a in plugins.annotations}
+    from ingressd.config.nginx_configmap import CORE_SETTINGS
+
+    options = {o.name for o in plugins.options} | set(CORE_SETTINGS)
+    from ingressd.tap import CORE_FLAGS, CORE_PARAMETERS
+
+    core = {o[0] for o in CORE_PARAMETERS} | {f[0] for f in CORE_FLAGS}
+    for key in configmap_catalogue.KEYS.values():
+        if key.target is None:
+            continue
+        how, name = key.target
+        assert key.status in (IMPLEMENTED, PARTIAL), key
+        assert name in {"annotation": annotations, "setting": options, "option": core}[how], key
+
+
+def test_the_key_table_in_migrating_md_is_generated_from_the_catalogue():
+    text = (ROOT / "docs" / "migrating.md").read_text(encoding="utf-8")
+    assert configmap_catalogue.BEGIN + configmap_catalogue.markdown_table() + configmap_catalogue.END in text
+
+
+def test_the_catalogue_matches_the_mirrored_documentation_when_present():
+    import subprocess
+
+    repo = Path("/work/.mirror/kubernetes+ingress-nginx/repo")
+    if not repo.exists():
+        pytest.skip("no ingress-nginx mirror here")
+    doc = subprocess.run(["git", "-C", str(repo), "show", f"HEAD:{MIRROR_DOC}"], capture_output=True,
+                         text=True, check=True).stdout
+    names = {line.split("]")[0][3:] for line in doc.splitlines() if line.startswith("| [")}
+    assert names == set(configmap_catalogue.KEYS)
+
+
+# -- reading one version ----------------------------------------------------------------------
+
+
+def _read(data):
+    plugins = load_plugins()
+    options = {option.name: option.coerce for option in plugins.options}
+    settings = server_settings_from(())
+    return read_configmap(NAME, data, plugins.annotations, options, settings)
+
+
+def test_annotation_defaults_settings_and_defaults_that_ask_nothing():
+    reading = _read({"proxy-body-size": "8m", "whitelist-source-range": "10.0.0.0/8", "hsts": "false",
+                     "custom-http-errors": "404,503", "proxy-read-timeout": "60", "use-gzip": "false"})
+    assert reading.usable and not reading.warnings
+    assert dict(reading.annotation_defaults) == {"proxy-body-size": "8m", "allowlist-source-range": "10.0.0.0/8"}
+    settings = dict(reading.settings)
+    assert settings["hsts"] is False and tuple(settings["custom-http-errors"]) == (404, 503)
+
+
+def test_unknown_and_harmless_keys_warn_once_each():
+    reading = _read({"no-such-key": "1", "use-gzip": "true", "keep-alive": "30"})
+    assert reading.usable
+    text = "\n".join(reading.warnings)
+    assert "no-such-key is not an ingress-nginx ConfigMap key" in text
+    assert "use-gzip is not supported" in text
+    assert "keep-alive: '30' needs a restart" in text and "--keepalive-timeout" in text
+    assert len(reading.warnings) == 3
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"no-auth-locations": "/public"}, "no-auth-locations is not supported"),
+    ({"enable-modsecurity": "true"}, "let in clients it keeps out"),
+    ({"http-snippet": "more_set_headers x;"}, "never supported"),
+    ({"proxy-body-size": "lots"}, "proxy-body-size"),
+    ({"annotations-risk-level": "Medium"}, "Medium is not supported"),
+    ({"annotations-risk-level": "Extreme"}, "is not one of"),
+    ({"allow-snippet-annotations": "perhaps"}, "allow-snippet-annotations"),
+])
+def test_a_key_whose_absence_would_widen_access_or_a_bad_value_refuses_the_configmap(data, words):
+    reading = _read(data)
+    assert not reading.usable
+    assert words in "\n".join(reading.refusals)
+
+
+def test_default_values_of_unsupported_keys_ask_for_nothing():
+    reading = _read({"no-auth-locations": "/.well-known/acme-challenge", "enable-modsecurity": "false", "use-geoip": "true", "hsts": "true"})
+    assert reading.usable and not reading.warnings
+
+
+def test_a_missing_configmap_is_refused():
+    assert _read(None).refusals == (f"ConfigMap {NAME} (--nginx-configmap) does not exist",)
+
+
+# -- applied by the reloader ------------------------------------------------------------------
+
+
+class _Server:
+    def __init__(self, *objects, args=("--nginx-configmap", NAME)):
+        self.clock = Clock()
+        self.store = ObjectStore()
+        self.state = State()
+        plugins = load_plugins()
+        settings = server_settings_from(list(args))
+        plugins.configure(settings, self.clock)
+        self.reloader = Reloader(self.store, self.state, self.clock, plugins, settings=settings)
+        self.objects = list(objects)
+        self.put(*objects)
+        self.store.set_synced("test")
+        self.reloader.rebuild()
+
+    def put(self, *objects):
+        for kind in ("Ingress", "Service", "EndpointSlice", "ConfigMap"):
+            mine = [o for o in objects if o["kind"] == kind]
+            if mine:
+                self.store.replace("test", kind, mine)
+        self.reloader.rebuild()
+
+    def values(self, host="app.example"):
+        route = next(r for r in self.state.config.routes if r.host == host)
+        return dict(route.features)
+
+    def entry(self, host="app.example"):
+        return self.state.table.match(host, "/")
+
+
+def test_a_key_stands_in_for_the_annotation_and_the_annotation_wins():
+    server = _Server(*WORLD, app(), app("own", {N + "proxy-body-size": "2m"}) | {}, configmap(
+        {"proxy-body-size": "8m"}))
+    by_ingress = {r.ingress.name: dict(r.features) for r in server.state.config.routes}
+    assert by_ingress["app"]["proxy-body-size"] == 8 * 1024 * 1024
+    assert by_ingress["own"]["proxy-body-size"] == 2 * 1024 * 1024
+    assert server.state.ready
+
+
+def test_a_refused_change_keeps_the_previous_version_and_says_why():
+    server = _Server(*WORLD, app(), configmap({"proxy-body-size": "8m"}))
+    generation = server.state.generation
+    server.put(configmap({"proxy-body-size": "3m", "limit-conn-zone-variable": "$host"}))
+    assert server.values()["proxy-body-size"] == 8 * 1024 * 1024  # the previous version
+    reasons = [str(r) for r in server.state.config.rejections if r.ref.kind == "ConfigMap"]
+    assert reasons and "change refused" in reasons[0] and "limit-conn-zone-variable" in reasons[0]
+    assert server.state.generation == generation + 1 and server.state.ready
+    server.put(configmap({"proxy-body-size": "3m"}))  # fixed: applied, the refusal gone
+    assert server.values()["proxy-body-size"] == 3 * 1024 * 1024
+    assert not [r for r in server.state.config.rejections if r.ref.kind == "ConfigMap"]
+
+
+def test_at_start_a_refused_or_missing_configmap_keeps_the_server_not_ready():
+    server = _Server(*WORLD, app(), configmap({"enable-modsecurity": "true"}))
+    assert not server.state.ready and not server.state.config.routes
+    assert "enable-modsecurity" in str(server.state.config.rejections[0])
+    server.put(configmap({"enable-modsecurity": "false"}))
+    assert server.state.ready and server.state.config.routes
+    missing = _Server(*WORLD, app())
+    assert not missing.state.ready
+
+
+def test_a_setting_key_applies_live_to_the_features_built():
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls", "namespace": "default"},
+              "type": "kubernetes.io/tls", "data": {}}
+    tls_app = ingress("app", [("app.example", [("/", "Prefix", "web", 80)])],
+                      tls=[{"hosts": ["app.example"], "secretName": "tls"}])
+    server = _Server(*WORLD, secret, tls_app, configmap({}))
+    assert server.reloader.context(server.state.config).settings.get("hsts") is not False
+    server.put(configmap({"hsts": "false", "limit-req-status-code": "429"}))
+    assert server.state.config.nginx_configmap.settings == (("hsts", False), ("limit-req-status-code", 429))
+
+
+def test_snippets_are_refused_as_ingress_nginx_s_admission_does():
+    snippet = {N + "configuration-snippet": "more_set_headers \"X-A: b\";"}
+    server = _Server(*WORLD, app("snip", snippet), configmap({}))
+    assert "snippet directives are disabled" in str(server.state.config.rejections[0])
+    server.put(configmap({"allow-snippet-annotations": "true"}))  # risk level High: still refused
+    assert "Critical" in str(server.state.config.rejections[0])
+    server.put(configmap({"allow-snippet-annotations": "true", "annotations-risk-level": "Critical"}))
+    assert not server.state.config.rejections
+    assert [r.ingress.name for r in server.state.config.routes] == ["snip"]
+
+
+def test_without_a_configmap_nothing_changes():
+    server = _Server(*WORLD, app("snip", {N + "configuration-snippet": "more_set_headers \"X-A: b\";"}), args=())
+    assert server.state.ready and not server.state.config.rejections
+    assert server.state.config.nginx_configmap is None
+
+
+# -- ingressd check ----------------------------------------------------------------------------
+
+
+def _check(*objects, args=()):
+    out = io.StringIO()
+    status = main(["-", "--output", "json", *args], stdin=io.StringIO(yaml.safe_dump_all(list(objects))), stdout=out)
+    return status, json.loads(out.getvalue())
+
+
+def test_check_reads_the_configmap_from_its_input():
+    world = [*WORLD, app(), configmap({"proxy-body-size": "8m", "use-gzip": "true"})]
+    status, report = _check(*world, args=("--configmap", NAME))
+    assert status == 0
+    assert any("use-gzip" in problem for problem in report["problems"])
+    status, report = _check(*WORLD, app(), configmap({"no-auth-locations": "/public"}),
+                            args=("--nginx-configmap", NAME))
+    assert status == 1
+    assert "no-auth-locations" in " ".join(report["ingresses"][0]["reasons"])
+
+
+def test_the_option_and_its_ingress_nginx_alias():
+    from ingressd.tap import Options
+
+    for args in (["--nginx-configmap", NAME], [f"--configmap={NAME}"]):
+        options = Options()
+        options.parseOptions(["--manifests", str(ROOT / "examples"), *args])
+        assert options["nginx-configmap"] == NAME
+    with pytest.raises(Exception, match="NAMESPACE/NAME"):
+        Options().parseOptions(["--manifests", str(ROOT / "examples"), "--configmap", "just-a-name"])
+
+
+def test_harmless_default_effects_are_warnings_not_refusals():
+    for key in configmap_catalogue.KEYS.values():
+        if not key.honoured and key.effect == HARMLESS and key.default is not None:
+            reading = _read({key.name: key.default + "x" if key.default else "x"})
+            assert reading.usable, key.name
+
+
+# Each annotation-default key: (the ConfigMap's value, an Ingress's own annotation value).
+ANNOTATION_KEYS = {
+    "proxy-body-size": ("8m", "2m"), "proxy-connect-timeout": ("7", "9"), "proxy-read-timeout": ("70", "90"),
+    "proxy-send-timeout": ("70", "90"), "proxy-buffers-number": ("8", "2"), "proxy-buffer-size": ("8k", "16k"),
+    "proxy-buffering": ("on", "off"), "proxy-request-buffering": ("off", "on"),
+    "client-body-buffer-size": ("16k", "32k"), "proxy-cookie-path": ("/ /x", "off"),
+    "proxy-cookie-domain": ("a.example b.example", "off"), "proxy-next-upstream": ("error timeout http_502", "off"),
+    "proxy-next-upstream-timeout": ("5", "7"), "proxy-next-upstream-tries": ("5", "2"),
+    "proxy-redirect-from": ("http://a.example/", "off"), "ssl-redirect": ("false", "true"),
+    "force-ssl-redirect": ("true", "false"), "limit-rate": ("100", "200"), "limit-rate-after": ("1000", "2000"),
+    "load-balance": ("ewma", "round_robin"), "relative-redirects": ("true", "false"),
+    "denylist-source-range": ("192.0.2.0/24", "198.51.100.0/24"),
+    "whitelist-source-range": ("192.0.2.0/24", "198.51.100.0/24"),
+}
+
+
+def test_the_table_covers_every_annotation_default_key():
+    mapped = {k.name for k in configmap_catalogue.KEYS.values() if k.target and k.target[0] == "annotation"}
+    assert mapped == set(ANNOTATION_KEYS)
+
+
+@pytest.mark.parametrize("key", sorted(ANNOTATION_KEYS))
+def test_each_annotation_default_key_overrides_the_default_and_the_annotation_overrides_it(key):
+    from_configmap, own = ANNOTATION_KEYS[key]
+    name = configmap_catalogue.lookup(key).target[1]
+    server = _Server(*WORLD, app(), ingress("own", [("own.example", [("/", "Prefix", "web", 80)])],
+                                            annotations={N + key: own}), configmap({}))
+    built_in = server.values()[name]
+    server.put(configmap({key: from_configmap}))
+    assert not server.state.config.rejections, server.state.config.rejections
+    assert server.values()[name] != built_in
+    assert server.values("own.example")[name] != server.values()[name]
+    assert server.values("own.example")[name] == _Server(*WORLD, ingress(
+        "own", [("own.example", [("/", "Prefix", "web", 80)])], annotations={N + key: own}), configmap(
+        {})).values("own.example")[name]
+
+
+# -- ingress-nginx's controller flags -----------------------------------------------------------
+
+
+def _options(*args):
+    from ingressd.tap import Options
+
+    options = Options()
+    options.parseOptions(["--manifests", str(ROOT / "examples"), *args])
+    return options
+
+
+def test_an_ingress_nginx_deployment_s_args_are_accepted():
+    # The Helm chart's controller args (the validating webhook's are another part's), as Go writes them.
+    options = _options("--publish-service=ingress-nginx/ingress-nginx-controller", "--election-id=ingress-nginx-leader",
+                       "--controller-class=k8s.io/ingress-nginx", "--ingress-class=nginx",
+                       "--configmap=ingress-nginx/ingress-nginx-controller", "--watch-namespace=apps",
+                       "--default-ssl-certificate=ingress-nginx/default-tls", "--enable-ssl-passthrough=true",
+                       "--ingress-class-by-name=true", "--metrics-per-host=false", "--http-port=8081",
+                       "--https-port=8444", "--healthz-port=10254",
+                       "--default-backend-service=ingress-nginx/default-backend",
+                       "--publish-status-address=192.0.2.1")
+    assert options["publish-service"] == "ingress-nginx/ingress-nginx-controller"
+    assert options["election-id"] == "ingress-nginx-leader"
+    assert options["controller-class"] == "k8s.io/ingress-nginx"
+    assert options["ingress-class"] == "nginx" and options["namespace"] == "apps"
+    assert options["nginx-configmap"] == "ingress-nginx/ingress-nginx-controller"
+    assert options["default-certificate"] == "ingress-nginx/default-tls"
+    assert options["enable-ssl-passthrough"]
+    assert "8081" in str(options["http"]) and "8444" in str(options["https"]) and "10254" in str(options["admin"])
+    assert not _options("--enable-ssl-passthrough=false")["enable-ssl-passthrough"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--watch-namespace-selector=team=a",), "--watch-namespace-selector is not supported"),
+    (("--http-port=http",), "expected a port number"),
+    (("--enable-ssl-passthrough=maybe",), "not true or false"),
+])
+def test_flags_that_cannot_be_honoured_are_refused(args, words):
+    with pytest.raises(Exception, match=words):
+        _options(*args)
+
+
+def test_controller_class_makes_ingress_nginx_s_ingressclass_ours():
+    from twisted.internet.testing import MemoryReactorClock
+
+    from ingressd.server import IngressdService
+    from ingressd.tap import settings_from
+
+    def controllers(*args):
+        service = IngressdService(settings_from(_options(*args)), load_plugins(), MemoryReactorClock())
+        return service.reloader.translate_settings.controllers
+
+    assert controllers("--controller-class=k8s.io/ingress-nginx") == ("ingressd.io/ingress-controller",
+                                                                      "k8s.io/ingress-nginx")
+    assert controllers() == ("ingressd.io/ingress-controller",)
+
+
+# -- a ConfigMap from a real Helm installation ----------------------------------------------------
+
+# Keys of the Helm ConfigMap ingressd ignores harmlessly today: each warns, nothing else does.
+HELM_EXPECTED_WARNINGS = {"use-gzip", "large-client-header-buffers"}
+
+
+def test_a_helm_installation_s_configmap_loads_with_no_unexpected_warning():
+    document = yaml.safe_load((ROOT / "tests" / "fixtures" / "ingress-nginx-helm-configmap.yaml").read_text())
+    data = dict(document["data"])
+    # Keys another part of issue 21 serves (client IP, log format, TLS) are left out until they are served.
+    pending = sorted(key for key in data if configmap_catalogue.lookup(key).owner
+                     and not configmap_catalogue.lookup(key).honoured)
+    for key in pending:
+        del data[key]
+    server = _Server(*WORLD, app(), {**document, "data": data})
+    assert server.state.ready, server.state.config.rejections
+    warned = {str(w).split(" key ")[1].split()[0].rstrip(":") for w in server.state.config.warnings
+              if w.ref.kind == "ConfigMap"}
+    assert warned == HELM_EXPECTED_WARNINGS - set(pending)
+    values = server.values()
+    assert values["proxy-body-size"] == 50 * 1024 * 1024 and values["proxy-read-timeout"] == 120
+    assert dict(server.state.config.nginx_configmap.settings)["hsts-max-age"] == 63072000
+
+
+# -- block-cidrs, block-user-agents, block-referers ------------------------------------------------
+
+
+def test_the_block_lists_refuse_with_403_before_anything_else():
+    from ingressd.testing import PluginHarness  # noqa: F401 (the harness other plugin tests use)
+    from ingressd_plugins import block_lists
+
+    agents = block_lists.parse_value_list('~*curl, ~^Bot/, "BadAgent 1.0"')
+    assert agents.matches(b"Mozilla/5.0 CURL/8") and agents.matches(b"Bot/2") and agents.matches(b"badagent 1.0")
+    assert not agents.matches(b"MyBot/2") and not agents.matches(b"BadAgent 1.01") and not agents.matches(None)
+    with pytest.raises(ValueError, match="RE2"):
+        block_lists.parse_value_list("~(?<=a)b")
+
+    server = _Server(*WORLD, app(), configmap({"block-cidrs": "192.0.2.0/24", "block-user-agents": "~*curl",
+                                               "block-referers": "~evil\\.example"}))
+    entry = server.entry()
+    feature = next(f for f in entry.features if isinstance(f, block_lists.BlockLists))
+    from ingressd import Phase
+
+    assert feature.phase < Phase.REWRITE  # before redirects, limits, allow lists and authentication
+
+    class Request:
+        def __init__(self, ip="198.51.100.7", **headers):
+            from ingressd.http.headers import Headers
+
+            self.client_ip = ip
+            self.headers = Headers([(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()])
+
+    assert feature.request(Request()) is None
+    assert feature.request(Request("192.0.2.9")).status == 403
+    assert feature.request(Request(user_agent="curl/8")).status == 403
+    assert feature.request(Request(referer="https://evil.example/")).status == 403
+    assert feature.request(Request(referer="https://good.example/")) is None
+    server.put(configmap({}))  # applied live: the lists are gone
+    assert not [f for f in server.entry().features if isinstance(f, block_lists.BlockLists)]
+    assert not _read({"block-user-agents": "~(unclosed"}).usable
