@@ -109,6 +109,24 @@ def test_compute_full_forwarded_for(peer, pairs, expected):
     assert upstream[b"x-forwarded-for"] == expected
 
 
+def test_compute_full_forwarded_for_is_x_forwarded_for_whatever_the_forwarded_for_header():
+    # $full_x_forwarded_for is built from $http_x_forwarded_for; the client from the named header
+    policy = ForwardingPolicy(use_forwarded_headers=True, compute_full_forwarded_for=True,
+                              forwarded_for_header="X-Real-Client", real_ip_cidrs=["10.0.0.0/8"])
+    pairs = [(b"host", b"a.test"), (b"x-real-client", b"198.51.100.9"), (b"x-forwarded-for", b"203.0.113.7")]
+    _, client, _, upstream, _ = decide(policy, pairs)
+    assert client == "198.51.100.9" and upstream[b"x-real-ip"] == b"198.51.100.9"
+    assert upstream[b"x-forwarded-for"] == b"203.0.113.7, 10.1.1.1"
+    assert upstream[b"x-original-forwarded-for"] == b"198.51.100.9"
+
+
+def test_proxy_protocol_on_the_https_listener_passes_the_destination_port():
+    # proxy_protocol.go "should enable PROXY Protocol for HTTPS": x-forwarded-port=1234, https
+    policy = ForwardingPolicy(proxy_protocol=True)
+    _, _, scheme, upstream, _ = decide(policy, [(b"host", b"a.test")], scheme="https", port=1234)
+    assert scheme == "https" and upstream[b"x-forwarded-port"] == b"1234" and upstream[b"x-scheme"] == b"https"
+
+
 def test_compute_full_forwarded_for_needs_use_forwarded_headers():
     policy = ForwardingPolicy(enable_real_ip=True, compute_full_forwarded_for=True, real_ip_cidrs=["10.0.0.0/8"])
     _, _, _, upstream, _ = decide(policy, [(b"host", b"a.test"), (b"x-forwarded-for", b"203.0.113.7")])
