@@ -3,9 +3,12 @@
 As ingress-nginx's locations set them (nginx.tmpl's ``proxy_set_header`` lines and
 lua_ingress.lua): ``X-Request-ID``, ``X-Real-IP``, ``X-Forwarded-For/-Host/-Port/-Proto/-Scheme``,
 ``X-Scheme``, and the client's own ``X-Forwarded-For``/``-Host`` as
-``X-Original-Forwarded-For``/``-Host``. A client's values are believed only from a trusted
-proxy (``--trusted-proxies``, ingress-nginx's use-forwarded-headers with proxy-real-ip-cidr);
-from anyone else, headers it could forge to mislead the backend are dropped.
+``X-Original-Forwarded-For``/``-Host``. Who the client is follows ingress-nginx's real-IP
+settings (``ForwardingPolicy``: use-forwarded-headers, forwarded-for-header,
+compute-full-forwarded-for, proxy-real-ip-cidr, enable-real-ip, use-proxy-protocol…;
+``--trusted-proxies`` is use-forwarded-headers with proxy-real-ip-cidr). A client's values are
+believed only from a trusted proxy; from anyone else, headers it could forge to mislead the
+backend are dropped.
 """
 
 from __future__ import annotations
