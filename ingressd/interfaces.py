@@ -45,9 +45,9 @@ class ClientSide(Protocol):
     scheme: str  # "http" or "https": the listener's
     server_port: int  # the local port the connection came in on
     closed: bool  # the connection is gone (nothing more can be written)
-    # Whether the peer is a trusted proxy (--trusted-proxies); decided once per connection by
-    # the proxy, None until then.
-    trusted: bool | None
+    # Whether the peer is a trusted proxy (proxy-real-ip-cidr): the proxy's (policy, answer),
+    # decided once per connection and forwarding policy, None until then.
+    trusted: tuple[Any, bool] | None
 
     def tls(self) -> tuple[str, str]:
         """(TLS version, SNI name) of the connection; ("", "") for plain HTTP."""

@@ -1,8 +1,9 @@
 """SIGHUP: read the options again (command line and ``--config``) and say what changed.
 
-Of the options, only ``--manifests`` (which files and folders are read) is applied to a
-running server; every other changed option is named as needing a restart, and keeps its
-old value until then. Manifests themselves are re-read on SIGHUP whether or not the list
+Of the options, ``--manifests`` (which files and folders are read) and the client-address
+options (``FORWARDING``: a new forwarding policy, read by the next request and connection)
+are applied to a running server; every other changed option is named as needing a
+restart, and keeps its old value until then. Manifests themselves are re-read on SIGHUP whether or not the list
 changed (they are also polled: SIGHUP just does not wait for the next poll).
 """
 
@@ -10,7 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-LIVE = frozenset({"manifests"})  # settings a running server takes over
+# The client-address settings (ingressd.proxy.forwarding.ForwardingPolicy): a new policy is
+# swapped in, read by the next request and the next connection.
+FORWARDING = frozenset({"trusted_proxies", "use_forwarded_headers", "proxy_real_ip_cidr", "forwarded_for_header",
+                        "compute_full_forwarded_for", "enable_real_ip", "proxy_protocol",
+                        "proxy_protocol_header_timeout", "proxy_add_original_uri_header", "generate_request_id"})
+LIVE = frozenset({"manifests"}) | FORWARDING  # settings a running server takes over
 _NOT_OPTIONS = frozenset({"config", "worker_id"})  # not compared: where options come from, internal
 
 

@@ -12,7 +12,7 @@ from twisted.python import log
 
 from ingressd.admin.endpoint import admin_site
 from ingressd.drain import Drain
-from ingressd.live_settings import LIVE, changed_options, option_names, read_settings
+from ingressd.live_settings import FORWARDING, LIVE, changed_options, option_names, read_settings
 from ingressd.signals import SignalHandlers
 from ingressd.providers.files import ManifestProvider
 from ingressd import __version__
@@ -22,6 +22,8 @@ from ingressd.http.http2 import HTTPSFactory
 from ingressd.config.model import ObjectRef
 from ingressd.admin.observability import install as install_observability
 from ingressd.proxy.exchange import Proxy, ProxySettings
+from ingressd.proxy.forwarding import ForwardingPolicy
+from ingressd.http.proxy_protocol import ProxyProtocolFactory
 from ingressd.config.reloader import Reloader, State
 from ingressd.config.store import ObjectStore
 from ingressd.tls.certificates import CertificateStore
@@ -92,8 +94,9 @@ class IngressdService(MultiService):
         self.subrequests = self.reloader.subrequests = SubrequestClient(
             self.upstreams, reactor, connect_timeout=upstream.connect_timeout,
             read_timeout=upstream.read_timeout, send_timeout=upstream.send_timeout)
-        trusted = [c.strip() for c in str(settings.get("trusted_proxies") or "").split(",") if c.strip()]
-        self.proxy = Proxy(self.state, self.upstreams, ProxySettings(trusted, upstream, temp_dir=settings.get("temp_path") or None), reactor)
+        self.proxy = Proxy(self.state, self.upstreams, ProxySettings(
+            upstream=upstream, temp_dir=settings.get("temp_path") or None,
+            forwarding=ForwardingPolicy.from_settings(settings)), reactor)
         self.server_settings = ServerSettings(
             header_timeout=float(settings.get("client_header_timeout") or 60),
             body_timeout=float(settings.get("client_body_timeout") or 60),
@@ -112,11 +115,13 @@ class IngressdService(MultiService):
             self.reloader.listeners.append(self.kubernetes.config_applied)
 
         workers = settings.get("worker_id") is not None  # one of several processes on the same ports
+        self.proxy_protocol_listeners: list = []  # each listener's PROXY protocol reader
         self.listeners: list = []  # the client listeners: closed first when draining
         groups = []  # their connections
         if settings.get("http"):
             factory = self.http_factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="http")
-            self._listen(listen(settings["http"], factory, reactor, reuse_port=workers, option="--http"))
+            self._listen(listen(settings["http"], self._proxy_protocol(factory), reactor, reuse_port=workers,
+                                option="--http"))
             groups.append(factory.live)
         if settings.get("https"):
             default = settings.get("default_certificate")
@@ -140,7 +145,8 @@ class IngressdService(MultiService):
                 self.certificates.server_options(), False, tls_factory,
                 clock=reactor, hello_timeout=self.server_settings.header_timeout, passthrough=self.passthrough)
             wrapped.noisy = False
-            self._listen(listen(settings["https"], wrapped, reactor, reuse_port=workers, option="--https"))
+            self._listen(listen(settings["https"], self._proxy_protocol(wrapped), reactor, reuse_port=workers,
+                                option="--https"))
             groups += [tls_factory.http1.live, tls_factory.live]
         self.drain = Drain(
             reactor,
@@ -155,6 +161,13 @@ class IngressdService(MultiService):
             listen(settings["admin"], admin_site(self.state, pages), reactor, option="--admin").setServiceParent(self)
 
     # -- listeners and providers -----------------------------------------------------------
+
+    def _proxy_protocol(self, factory):
+        """``factory`` behind a PROXY protocol header when the forwarding policy in place says
+        so (read at each connection: --proxy-protocol, use-proxy-protocol)."""
+        wrapped = ProxyProtocolFactory(factory, lambda: self.proxy.settings.forwarding, self.reactor)
+        self.proxy_protocol_listeners.append(wrapped)
+        return wrapped
 
     def _listen(self, listener) -> None:
         self.listeners.append(listener)
@@ -197,6 +210,8 @@ class IngressdService(MultiService):
             self.manifest_providers = []
             self._add_manifest_providers(new.get("manifests") or ())
         self.settings = {**self.settings, **{key: new.get(key) for key in live if key in LIVE}}
+        if FORWARDING & set(live):
+            self.proxy.use_forwarding(ForwardingPolicy.from_settings(self.settings))
         for provider in self.manifest_providers:
             provider.scan()  # at once, not at the next poll
         paths = len(self.settings.get("manifests") or ())

@@ -24,7 +24,13 @@ CORE_PARAMETERS = [
      "endpoint for /healthz, /readyz, /metrics and /routes (loopback unless told otherwise)"],
     ["admin-routes", None, "on", "on/off: serve /routes and the page at / on the admin endpoint (off: health, metrics only)"],
     ["ingress-class", None, "ingressd", "the IngressClass name ingressd answers to"],
-    ["trusted-proxies", None, "", "comma-separated CIDRs whose X-Forwarded-* headers are trusted"],
+    ["trusted-proxies", None, "", "comma-separated CIDRs whose X-Forwarded-* headers are trusted "
+     "(the same as --use-forwarded-headers --proxy-real-ip-cidr CIDRS)"],
+    ["proxy-real-ip-cidr", None, None, "comma-separated CIDRs of the proxies and load balancers whose "
+     "forwarded-for header or PROXY protocol header gives the client's address (default 0.0.0.0/0)"],
+    ["forwarded-for-header", None, "X-Forwarded-For", "the header a trusted proxy names the client in"],
+    ["proxy-protocol-header-timeout", None, "5s", "time a connection has to send its PROXY protocol header"],
+    ["generate-request-id", None, "on", "on/off: give a request without X-Request-ID a random one"],
     ["proxy-connect-timeout", None, "5", "backend connect timeout, seconds"],
     ["proxy-read-timeout", None, "60", "backend read (idle) timeout, seconds"],
     ["proxy-send-timeout", None, "60", "backend send (idle) timeout, seconds"],
@@ -78,6 +84,14 @@ CORE_FLAGS = [
      "unterminated, by SNI name (without it such Ingresses are not served)"],
     ["no-metrics", None, "do not count requests for /metrics (for benchmarks)"],
     ["server-tokens", None, "send Server: ingressd/<version> (default: no Server header, as ingress-nginx)"],
+    ["use-forwarded-headers", None, "believe X-Forwarded-For/-Proto/-Host/-Port from --proxy-real-ip-cidr peers"],
+    ["compute-full-forwarded-for", None, "with --use-forwarded-headers: send the backend the whole "
+     "X-Forwarded-For chain and the peer, not the client alone"],
+    ["enable-real-ip", None, "take the client's address from --forwarded-for-header sent by "
+     "--proxy-real-ip-cidr peers (without believing the other X-Forwarded-* headers)"],
+    ["proxy-protocol", None, "every connection (HTTP and HTTPS) starts with a PROXY protocol v1 or v2 "
+     "header (ingress-nginx's use-proxy-protocol); one without is closed"],
+    ["proxy-add-original-uri-header", None, "send the backend X-Original-URI (the request target as received)"],
 ]
 
 
@@ -284,6 +298,12 @@ class Options(usage.Options):
             if self["kubernetes"] and self["namespace"] and namespace != self["namespace"] and not self["manifests"]:
                 raise usage.UsageError(f"--nginx-configmap {self['nginx-configmap']}: its namespace is not watched "
                                        f"(--namespace {self['namespace']}); ingressd would never see it")
+        from ingressd.proxy.forwarding import ForwardingPolicy
+
+        try:
+            ForwardingPolicy.from_settings(settings_from(self))
+        except ValueError as exc:
+            raise usage.UsageError(str(exc))
         try:
             self["workers"] = int(self["workers"])
         except (TypeError, ValueError):

@@ -526,11 +526,11 @@ def test_a_trusted_proxy_sets_the_client_and_the_scheme():
     proxy, pool, _ = proxy_for(entry(), trusted=["192.0.2.0/24"])
     client, exchange = send(proxy, request(headers=[(b"x-forwarded-for", b"203.0.113.9"),
                                                     (b"x-forwarded-proto", b"https")]))
-    assert (exchange.client_ip, exchange.scheme) == ("203.0.113.9", "https") and client.trusted is True
+    assert (exchange.client_ip, exchange.scheme) == ("203.0.113.9", "https") and client.trusted[1] is True
     untrusted_proxy, _, _ = proxy_for(entry())
     client, exchange = send(untrusted_proxy, request(headers=[(b"x-forwarded-for", b"203.0.113.9"),
                                                               (b"x-forwarded-proto", b"https")]))
-    assert (exchange.client_ip, exchange.scheme) == ("192.0.2.7", "http") and client.trusted is False
+    assert (exchange.client_ip, exchange.scheme) == ("192.0.2.7", "http") and client.trusted[1] is False
 
 
 # -- answers the client side gave itself reach the observers ------------------------------------

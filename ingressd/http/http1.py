@@ -138,7 +138,7 @@ class HTTP1ServerProtocol(Protocol):
         self._out: list[bytes] = []
         self.closed = False
         self._receiver = None  # after divert(): takes every byte read (a WebSocket tunnel)
-        self.trusted: bool | None = None  # the peer is a trusted proxy (decided by the proxy)
+        self.trusted: tuple | None = None  # (policy, the peer is a trusted proxy): decided by the proxy
         self.peer_ip = ""
         self.server_port = 0
         self._tls: tuple[str, str] | None = None  # (TLS version, SNI name), read once

@@ -63,9 +63,9 @@ class ProxySettings:
     before a route is matched (each route's entry carries its own, laid over the server's)."""
 
     def __init__(self, trusted_proxies=(), upstream: UpstreamSettings = DEFAULT_UPSTREAM,
-                 temp_dir: str | None = None):
+                 temp_dir: str | None = None, forwarding: ForwardingPolicy | None = None):
         self.upstream = upstream
-        self.forwarding = ForwardingPolicy(trusted_proxies)
+        self.forwarding = forwarding if forwarding is not None else ForwardingPolicy(trusted_proxies)
         self.temp_dir = temp_dir  # where bodies beyond memory go (--temp-path; None: the system's)
 
 
@@ -97,12 +97,19 @@ class Proxy:
         exchange.bytes_sent = bytes_sent
         exchange._finished()
 
+    def use_forwarding(self, policy: ForwardingPolicy) -> None:
+        """Serve the next requests with ``policy`` (a changed ConfigMap or SIGHUP): one assignment."""
+        settings = self.settings
+        self.settings = ProxySettings(upstream=settings.upstream, temp_dir=settings.temp_dir, forwarding=policy)
+
     def is_trusted(self, protocol) -> bool:
-        """Whether the client connection's peer is a trusted proxy (decided once per connection)."""
-        trusted = protocol.trusted
-        if trusted is None:
-            trusted = protocol.trusted = self.settings.forwarding.is_trusted(protocol.peer_ip)
-        return trusted
+        """Whether the client connection's peer is a trusted proxy (decided once per connection
+        and policy: ``protocol.trusted`` holds (policy, answer))."""
+        policy = self.settings.forwarding
+        known = protocol.trusted
+        if known is None or known[0] is not policy:
+            known = protocol.trusted = (policy, policy.is_trusted(protocol.peer_ip))
+        return known[1]
 
 
 class Exchange:
@@ -294,9 +301,10 @@ class Exchange:
             elif name in SPOOFABLE:
                 spoofed = True
         self.host = host_of(host)
-        self.request_id, self.client_ip, self.scheme, self._forwarded = self.proxy.settings.forwarding.decide(
+        policy = self.proxy.settings.forwarding
+        self.request_id, self.client_ip, self.scheme, self._forwarded = policy.decide(
             self.headers, host, rid, spoofed, forwarded, self.peer_ip, self.scheme, self.server_port,
-            self.proxy.is_trusted(self.protocol))
+            self.proxy.is_trusted(self.protocol), self.request_uri if policy.add_original_uri else b"")
         self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
         table = self.proxy.state.table
         entry = table.match(self.host, self.path)

@@ -3,9 +3,12 @@
 As ingress-nginx's locations set them (nginx.tmpl's ``proxy_set_header`` lines and
 lua_ingress.lua): ``X-Request-ID``, ``X-Real-IP``, ``X-Forwarded-For/-Host/-Port/-Proto/-Scheme``,
 ``X-Scheme``, and the client's own ``X-Forwarded-For``/``-Host`` as
-``X-Original-Forwarded-For``/``-Host``. A client's values are believed only from a trusted
-proxy (``--trusted-proxies``, ingress-nginx's use-forwarded-headers with proxy-real-ip-cidr);
-from anyone else, headers it could forge to mislead the backend are dropped.
+``X-Original-Forwarded-For``/``-Host``. Who the client is follows ingress-nginx's real-IP
+settings (``ForwardingPolicy``: use-forwarded-headers, forwarded-for-header,
+compute-full-forwarded-for, proxy-real-ip-cidr, enable-real-ip, use-proxy-protocol…;
+``--trusted-proxies`` is use-forwarded-headers with proxy-real-ip-cidr). A client's values are
+believed only from a trusted proxy; from anyone else, headers it could forge to mislead the
+backend are dropped.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import binascii
 import ipaddress
 import os
-from typing import Iterable
+import re
+from typing import Any, Iterable, Mapping
 
 from ingressd.http.headers import Headers
 
@@ -63,56 +67,157 @@ class _RequestIds:
 new_request_id = _RequestIds()
 
 
-class ForwardingPolicy:
-    """The policy for one server: which peers are trusted proxies, and what each request forwards."""
+DEFAULT_REAL_IP_CIDR = ("0.0.0.0/0",)  # ingress-nginx's proxy-real-ip-cidr default
+_MEMO_LIMIT = 4096  # peer addresses whose trust a policy remembers (then it starts again)
 
-    def __init__(self, trusted_proxies: Iterable[str] = ()):
-        self.trusted = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies)
+
+class ForwardingPolicy:
+    """Who the client is, for one configuration: ingress-nginx's real-IP settings as one value.
+
+    The ConfigMap keys (and the options named after them), with ingress-nginx's defaults:
+    ``use_forwarded_headers`` (False: a client's X-Forwarded-Proto/-Host/-Port and its
+    ``forwarded_for_header`` are believed from a peer in ``real_ip_cidrs``),
+    ``forwarded_for_header`` (X-Forwarded-For), ``compute_full_forwarded_for`` (False: the
+    backend gets the client alone, not the chain), ``real_ip_cidrs`` (proxy-real-ip-cidr,
+    0.0.0.0/0: nginx's ``set_real_ip_from``), ``enable_real_ip`` (False: the client address
+    from ``forwarded_for_header`` without believing the other headers), ``proxy_protocol``
+    (False: every connection starts with a PROXY protocol header, read by
+    ``ingressd.http.proxy_protocol``; its source is the peer when the connection comes from
+    ``real_ip_cidrs``, nginx's ``real_ip_header proxy_protocol``), ``proxy_protocol_timeout``
+    (5 s), ``add_original_uri`` (proxy-add-original-uri-header, False), ``generate_request_id``
+    (True). ``trusted_proxies`` (``--trusted-proxies``) is use-forwarded-headers with those
+    networks as proxy-real-ip-cidr.
+
+    A server holds one and swaps in a new one whole (``Proxy.use_forwarding``); every request
+    reads the one in place. Nothing here changes after construction but a memo of which peer
+    addresses are trusted.
+    """
+
+    def __init__(self, trusted_proxies: Iterable[str] = (), *, use_forwarded_headers: bool = False,
+                 real_ip_cidrs: Iterable[str] = DEFAULT_REAL_IP_CIDR, forwarded_for_header: str = "X-Forwarded-For",
+                 compute_full_forwarded_for: bool = False, enable_real_ip: bool = False,
+                 proxy_protocol: bool = False, proxy_protocol_timeout: float = 5.0,
+                 add_original_uri: bool = False, generate_request_id: bool = True):
+        trusted_proxies = tuple(trusted_proxies)
+        if trusted_proxies:
+            use_forwarded_headers, real_ip_cidrs = True, trusted_proxies
+        self.trusted = tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in real_ip_cidrs)
+        self.use_forwarded_headers = bool(use_forwarded_headers)
+        self.enable_real_ip = bool(enable_real_ip)
+        self.compute_full_forwarded_for = bool(compute_full_forwarded_for)
+        name = forwarded_for_header.strip().lower()
+        if not name or not _is_token(name):
+            raise ValueError(f"forwarded-for-header {forwarded_for_header!r} is not a header name")
+        self.forwarded_for_header = name.encode("ascii")
+        self.proxy_protocol = bool(proxy_protocol)
+        if not 0 < proxy_protocol_timeout <= 3600:
+            raise ValueError(f"proxy-protocol-header-timeout must be more than 0 and at most 1h, "
+                             f"got {proxy_protocol_timeout}s")
+        self.proxy_protocol_timeout = float(proxy_protocol_timeout)
+        self.add_original_uri = bool(add_original_uri)
+        self.generate_request_id = bool(generate_request_id)
+        # nginx.tmpl: the realip module is on with any of the three; with PROXY protocol and
+        # without use-forwarded-headers its header is the PROXY header (real_ip_header
+        # proxy_protocol), so the forwarded-for header is not read.
+        self.real_ip = self.use_forwarded_headers or self.enable_real_ip or self.proxy_protocol
+        self.reads_header = self.use_forwarded_headers or (self.enable_real_ip and not self.proxy_protocol)
+        self._memo: dict[str, bool] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> "ForwardingPolicy":
+        """The policy the server's settings give (option names with underscores); values may
+        be typed or spelled as in a ConfigMap ("true", "10.0.0.0/8,fd00::/8", "5s").
+        Raises ValueError naming the setting when one is not valid."""
+        values: dict[str, Any] = {}
+        for key, parse in _SETTINGS.items():
+            value = settings.get(key)
+            if value is None or value == "":
+                continue
+            try:
+                values[key] = parse(value)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"--{key.replace('_', '-')}: {exc}") from None
+        trusted = values.pop("trusted_proxies", ())
+        cidrs = values.pop("proxy_real_ip_cidr", None)
+        if trusted and cidrs is not None and tuple(cidrs) != tuple(trusted):
+            raise ValueError("--trusted-proxies is --use-forwarded-headers with --proxy-real-ip-cidr: give one of them")
+        if cidrs is not None:
+            values["real_ip_cidrs"] = cidrs
+        renamed = {"proxy_protocol_header_timeout": "proxy_protocol_timeout",
+                   "proxy_add_original_uri_header": "add_original_uri"}
+        return cls(trusted, **{renamed.get(key, key): value for key, value in values.items()})
 
     def is_trusted(self, address: str) -> bool:
-        if not self.trusted or not address:
+        """Whether ``address`` is in proxy-real-ip-cidr, with the realip module on (nginx's
+        ``set_real_ip_from`` applies only then)."""
+        if not self.real_ip or not address:
             return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.trusted)
+        known = self._memo.get(address)
+        if known is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                known = False
+            else:
+                known = any(ip in network for network in self.trusted)
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[address] = known
+        return known
 
     def decide(self, headers: Headers, host_header: bytes | None, rid: bytes | None, spoofed: bool,
-               forwarded: bool, peer_ip: str, scheme: str, server_port: int, trusted: bool) -> Decision:
+               forwarded: bool, peer_ip: str, scheme: str, server_port: int, trusted: bool,
+               request_uri: bytes = b"") -> Decision:
         """The request id, the client address, the scheme and the forwarding headers of one
         request; ``headers`` (the request's) lose what a client must not forge and, behind a
         trusted proxy, get the forwarded Host.
 
         ``spoofed``: the request has a header ``is_spoofable`` names; ``forwarded``: it has an
-        ``X-Forwarded-*`` header (both found in the exchange's one pass over the headers).
-        The scheme returned (what ingressd decides with: HTTPS redirects, HSTS) is only ever
-        http or https; any value a trusted proxy sends reaches the backend.
+        ``X-Forwarded-*`` header (both found in the exchange's one pass over the headers);
+        ``peer_ip``: the connection's peer (a trusted PROXY protocol header's source);
+        ``trusted``: ``is_trusted(peer_ip)``. The scheme returned (what ingressd decides with:
+        HTTPS redirects, HSTS) is only ever http or https; any value a trusted proxy sends
+        reaches the backend.
         """
         if rid is None or not (0 < len(rid) <= 128) or rid.translate(None, _REQUEST_ID_BYTES):
-            rid = new_request_id()
-        # $pass_port: the HTTPS listener's port is always 443 to the backend (lua_ingress.lua).
-        port = b"443" if scheme == "https" else b"%d" % server_port
+            rid = new_request_id() if self.generate_request_id else b""
+        if self.proxy_protocol:
+            # $pass_server_port is the PROXY header's destination port, and https when it is
+            # 443 (lua_ingress.lua): a load balancer that took TLS off on 443.
+            port = b"%d" % server_port
+            if server_port == 443:
+                scheme = "https"
+        else:
+            # $pass_port: the HTTPS listener's port is always 443 to the backend (lua_ingress.lua).
+            port = b"443" if scheme == "https" else b"%d" % server_port
         proto = scheme.encode("ascii")
         host = host_header or b""
         client_ip = peer_ip
-        original_for = original_host = b""
-        if spoofed and not trusted:
+        believed = trusted and self.use_forwarded_headers  # X-Forwarded-Proto/-Host/-Port, forgeable ones
+        original_for = original_host = chain = b""
+        if spoofed and not believed:
             headers.pairs = [(name, value) for name, value in headers.pairs if not is_spoofable(name)]
-        if forwarded:
+        if self.add_original_uri and spoofed and believed:
+            headers.pairs = [(name, value) for name, value in headers.pairs if name != b"x-original-uri"]
+        for_header = self.forwarded_for_header
+        if forwarded or for_header != b"x-forwarded-for":
             # nginx's $http_x_forwarded_for: repeated lines joined with ", ".
-            original_for = b", ".join(headers.get_all(b"x-forwarded-for"))
-            original_host = b", ".join(headers.get_all(b"x-forwarded-host"))
-            if trusted:
-                if original_for:
-                    chain = original_for + b", " + peer_ip.encode("ascii")
-                    client_ip = self.real_client(chain.decode("latin-1"))
+            original_for = b", ".join(headers.get_all(for_header))
+            if forwarded:
+                chain = original_for if for_header == b"x-forwarded-for" else b", ".join(
+                    headers.get_all(b"x-forwarded-for"))
+                original_host = b", ".join(headers.get_all(b"x-forwarded-host"))
+            if trusted and self.reads_header and original_for:
+                client_ip = self.real_client(original_for.decode("latin-1") + ", " + peer_ip)
+            if believed and forwarded:
                 forwarded_proto = b", ".join(headers.get_all(b"x-forwarded-proto"))
                 if forwarded_proto:
                     proto = forwarded_proto  # any value, e.g. "myproto", reaches the backend
                     lowered = forwarded_proto.lower()
                     if lowered in (b"http", b"https"):
                         scheme = lowered.decode("ascii")
+                    if self.proxy_protocol and server_port == 443:  # lua_ingress.lua: after X-Forwarded-Proto
+                        proto, scheme = b"https", "https"
                 port = b", ".join(headers.get_all(b"x-forwarded-port")) or port
                 first = original_host.split(b",", 1)[0].strip()
                 if first:
@@ -122,16 +227,27 @@ class ForwardingPolicy:
                     else:
                         headers.pairs = [(name, first if name == b"host" else value) for name, value in headers.pairs]
         client = client_ip.encode("ascii")
+        if self.compute_full_forwarded_for and self.use_forwarded_headers:
+            # $full_x_forwarded_for: the chain and the peer it came from ($realip_remote_addr,
+            # with PROXY protocol its source); a chain only from a trusted peer (ingress-nginx
+            # takes anyone's, which lets a client put any address first).
+            full = chain + b", " + peer_ip.encode("ascii") if chain and trusted else peer_ip.encode("ascii")
+        else:
+            full = client  # $remote_addr
         upstream = [
             (b"x-request-id", rid),
             (b"x-real-ip", client),
-            (b"x-forwarded-for", client),  # $remote_addr: compute-full-forwarded-for is off by default
+            (b"x-forwarded-for", full),
             (b"x-forwarded-host", host),
             (b"x-forwarded-port", port),
             (b"x-forwarded-proto", proto),
             (b"x-forwarded-scheme", proto),
             (b"x-scheme", proto),
         ]
+        if not rid:  # generate-request-id off and none sent: proxy_set_header with "" sends none
+            del upstream[0]
+        if self.add_original_uri:
+            upstream.append((b"x-original-uri", request_uri))
         if original_for:
             upstream.append((b"x-original-forwarded-for", original_for))
         if original_host:
@@ -152,3 +268,83 @@ class ForwardingPolicy:
                     return last_trusted
             last_trusted = address
         return addresses[0] if addresses else ""
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+
+
+def _is_token(name: str) -> bool:
+    return _TOKEN.fullmatch(name) is not None
+
+
+_TRUE = frozenset(("1", "t", "true", "on", "yes"))
+_FALSE = frozenset(("0", "f", "false", "off", "no"))
+
+
+def parse_switch(value: Any) -> bool:
+    """A boolean setting: a bool or an int (a twistd flag), or a ConfigMap spelling (Go's
+    strconv.ParseBool: true/false/1/0/t/f in any case; on/off and yes/no as the options say it)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def parse_cidrs(value: Any) -> tuple[str, ...]:
+    """Networks: a comma-separated string (as proxy-real-ip-cidr) or a list; each an address
+    or a CIDR (host bits allowed, as nginx's set_real_ip_from). At least one."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    cidrs = tuple(str(item).strip() for item in items if str(item).strip())
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not an address or a CIDR such as 10.0.0.0/8") from None
+    return cidrs
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds: a number (an option's seconds) or a Go duration as ingress-nginx reads a
+    ConfigMap's (time.ParseDuration: ``5s``, ``500ms``, ``1m30s``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    at, seconds = 0, 0.0
+    while at < len(text):
+        match = _DURATION.match(text, at)
+        if match is None:
+            raise ValueError(f"expected seconds or a duration such as 5s, 500ms or 1m30s, got {value!r}")
+        seconds += float(match.group(1)) * _UNITS[match.group(2)]
+        at = match.end()
+    if not text:
+        raise ValueError("expected seconds or a duration such as 5s")
+    return seconds
+
+
+# The settings ``ForwardingPolicy.from_settings`` reads, and how each is parsed.
+_SETTINGS = {
+    "trusted_proxies": parse_cidrs,
+    "use_forwarded_headers": parse_switch,
+    "proxy_real_ip_cidr": parse_cidrs,
+    "forwarded_for_header": str,
+    "compute_full_forwarded_for": parse_switch,
+    "enable_real_ip": parse_switch,
+    "proxy_protocol": parse_switch,
+    "proxy_protocol_header_timeout": parse_duration,
+    "proxy_add_original_uri_header": parse_switch,
+    "generate_request_id": parse_switch,
+}
