@@ -1,7 +1,7 @@
 """SIGHUP: read the options again (command line and ``--config``) and say what changed.
 
-Of the options, only ``--manifests`` (which files and folders are read) is applied to a
-running server; every other changed option is named as needing a restart, and keeps its
+Of the options, ``--manifests`` (which files and folders are read) and the access log's
+format options (``ACCESS_LOG``) are applied to a running server; every other changed option is named as needing a restart, and keeps its
 old value until then. Manifests themselves are re-read on SIGHUP whether or not the list
 changed (they are also polled: SIGHUP just does not wait for the next poll).
 """
@@ -11,6 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 LIVE = frozenset({"manifests"})  # settings a running server takes over
+# The access log's format and filters: a new LogSettings swapped into the running access log.
+ACCESS_LOG = frozenset({"access_log_format", "log_format_upstream", "log_format_escape_json",
+                        "log_format_escape_none", "skip_access_log_urls", "disable_access_log"})
+LIVE = LIVE | ACCESS_LOG
 _NOT_OPTIONS = frozenset({"config", "worker_id"})  # not compared: where options come from, internal
 
 

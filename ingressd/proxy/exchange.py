@@ -126,6 +126,9 @@ class Exchange:
     # For metrics and the access log (read by Proxy.observers once the exchange is over):
     upstream_started = 0.0  # clock.seconds() when the backend was asked (last try)
     upstream_ended = 0.0  # … and when its response ended (or it failed)
+    upstream_connected = 0.0  # … when it had a connection (nginx's $upstream_connect_time)
+    upstream_headed = 0.0  # … when its response head came ($upstream_header_time)
+    response_headers = ()  # the response's header pairs as sent ($sent_http_NAME)
     retries = 0
     error_cause = ""  # why ingressd answered 502/503/504 itself: no_endpoints, read_timeout…
     answered_by = ""  # the plugin whose request feature answered (rate_limit, basic_auth…)
@@ -438,6 +441,7 @@ class Exchange:
 
     def _connected(self, connection) -> None:
         self._cancel_connect = None
+        self.upstream_connected = self.proxy.clock.seconds()
         if self._done:
             connection.release()
             return
@@ -538,6 +542,7 @@ class Exchange:
 
     def upstream_head(self, connection, status: int, headers, length) -> None:
         self.upstream_status = status
+        self.upstream_headed = self.proxy.clock.seconds()
         if status in (self.upstream_settings.next_upstream or NEXT_UPSTREAM).statuses \
                 and self._next_upstream(f"http_{status}", True):
             self._upstream = None
@@ -595,6 +600,7 @@ class Exchange:
         self.status = status
         if self.entry is not None:
             run_response_features(self.entry.response_features, self, status, pairs)
+        self.response_headers = pairs
         self._response_started = True
         if self.websocket:  # a WebSocket request answered without a tunnel: close after it
             self.protocol.close_after_response()
