@@ -81,6 +81,7 @@ class Proxy:
         self.clock = clock
         self.observers: list[Callable[["Exchange"], None]] = []
         self.tunnels_open = 0  # WebSocket tunnels now open
+        self.exchanges_open = 0  # requests begun and not yet finished (nginx's "writing" connections)
 
     def __call__(self, protocol, request) -> "Exchange":
         exchange = Exchange(self, protocol, request)
@@ -168,6 +169,7 @@ class Exchange:
 
     def __init__(self, proxy: Proxy, protocol, request):
         self.proxy = proxy
+        proxy.exchanges_open += 1
         self.protocol = protocol
         self.request = request
         self.method: bytes = request.method
@@ -889,6 +891,7 @@ class Exchange:
         if self._done:
             return
         self._done = True
+        self.proxy.exchanges_open -= 1
         if self._buffer is not None:
             self._buffer.discard()
             self._buffer = None
