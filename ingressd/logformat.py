@@ -13,6 +13,10 @@ nothing. Default escaping writes ``"``, ``\\``, bytes below 0x20 and from 0x7F a
 ``json`` escapes as ``ngx_escape_json`` (``\\"``, ``\\\\``, ``\\n``…, ``\\u00XX``); ``none``
 writes values as they are. Literal text is written as it is, as nginx does.
 
+The variables read what ``ingressd.interfaces.FinishedExchange`` declares; ``$proxy_protocol_addr``
+reads the client connection's ``proxy_protocol_address`` when the listener received a PROXY
+protocol header (``-`` otherwise).
+
 ``LogSettings`` is what the access log reads per line (format, template, skipped URLs, on
 or off): the server builds a new one when the options change and swaps it in.
 """
