@@ -370,14 +370,34 @@ class LogFormat:
         return "".join(out)
 
 
-def compile_log_format(text: str, escape: str = "default") -> LogFormat:
-    """Parse an nginx ``log_format`` template. Raises ``ValueError`` (the message says what is
-    wrong) for an unknown or malformed variable, an unknown escape or a line break in it."""
+_QUOTED = re.compile(r"\\(.)|'", re.DOTALL)
+_UNQUOTE = {'"': '"', "'": "'", "\\": "\\", "t": "\t", "r": "\r", "n": "\n"}
+
+
+def unquote_nginx(text: str) -> str:
+    """The template as nginx reads it between the single quotes ingress-nginx writes it in
+    (``log_format upstreaminfo '…';``): ``\\"``, ``\\'``, ``\\\\`` and ``\\t``/``\\r``/``\\n`` are
+    unescaped, any other backslash kept; a bare ``'`` would end nginx's string (a configuration
+    nginx refuses): ``ValueError``."""
+    def one(match: re.Match) -> str:
+        if match.group(1) is None:
+            raise ValueError("a ' that is not escaped as \\' ends nginx's quoted log_format")
+        return _UNQUOTE.get(match.group(1), match.group(0))
+    return _QUOTED.sub(one, text) if ("\\" in text or "'" in text) else text
+
+
+def compile_log_format(text: str, escape: str = "default", quoted: bool = False) -> LogFormat:
+    """Parse an nginx ``log_format`` template (``quoted``: as written in ingress-nginx's
+    ConfigMap, first unescaped as nginx reads a quoted string). Raises ``ValueError`` (the
+    message says what is wrong) for an unknown or malformed variable, an unknown escape or a
+    line break in it."""
     if escape not in ESCAPES:
         raise ValueError(f"log format escape must be one of {', '.join(ESCAPES)}, got {escape!r}")
     text = str(text)
+    if quoted:
+        text = unquote_nginx(text)
     if "\n" in text or "\r" in text:
-        raise ValueError("a log format must be one line")
+        raise ValueError("a log format must be one line (a line break would split the log's lines)")
     pieces: list[tuple[str, _Getter]] = []
     position = 0
     for match in _PIECE.finditer(text):
@@ -439,7 +459,7 @@ def log_settings_from(settings: dict[str, Any]) -> LogSettings:
     if fmt == "nginx":
         escape = parse_escape(settings.get("log_format_escape_json"), settings.get("log_format_escape_none"))
         try:
-            template = compile_log_format(template_text or DEFAULT_UPSTREAM, escape)
+            template = compile_log_format(template_text or DEFAULT_UPSTREAM, escape, quoted=True)
         except ValueError as exc:
             raise ValueError(f"--log-format-upstream: {exc}") from None
     return LogSettings(fmt, template, parse_skip_urls(settings.get("skip_access_log_urls")),

@@ -247,3 +247,32 @@ def test_the_options_accept_and_check_the_format(tmp_path):
     assert settings.skip_urls == {b"/healthz"} and not settings.enabled
     with pytest.raises(usage.UsageError, match="unknown log variable \\$nope"):
         Options().parseOptions(["--manifests", str(tmp_path), "--log-format-upstream", "$nope"])
+
+
+# ingress-nginx's own e2e test (test/e2e/settings/log-format.go): the ConfigMap value, the
+# request's header and the text its nginx wrote.
+_E2E_TEMPLATE = '"{"my_header1":"$http_header1", "my_header2":"$http_header2"}"'
+
+
+@pytest.mark.parametrize("options, value, expected", [
+    ({"log_format_escape_json": "true"}, b'Here is "header1" with json escape',
+     '{"my_header1":"Here is \\"header1\\" with json escape", "my_header2":""}'),
+    ({"log_format_escape_json": "false"}, b'Here is "header1" with default escape',
+     '{"my_header1":"Here is \\x22header1\\x22 with default escape", "my_header2":"-"}'),
+    ({"log_format_escape_none": "true"}, b'Here is "header1" with none escape',
+     '{"my_header1":"Here is "header1" with none escape", "my_header2":""}'),
+])
+def test_ingress_nginxs_e2e_lines(options, value, expected):
+    settings = log_settings_from({"log_format_upstream": _E2E_TEMPLATE, **options})
+    line = settings.template.render(exchange(extra_headers=[(b"header1", value)]), NOW)
+    assert expected in line
+
+
+def test_the_template_is_read_as_nginx_reads_its_quoted_string():
+    settings = log_settings_from({"log_format_upstream": r"$status\t$request_method \"x\" \'y\' \\ \d"})
+    assert settings.template.render(exchange(), NOW) == '200\tGET "x" \'y\' \\ \\d\n'
+    with pytest.raises(ValueError, match="not escaped"):
+        log_settings_from({"log_format_upstream": "$status 'x'"})
+    with pytest.raises(ValueError, match="one line"):
+        log_settings_from({"log_format_upstream": r"$status\n$status"})
+    assert compile_log_format(r"$status\t").render(exchange(), NOW) == "200\\t\n"  # not quoted: as written
