@@ -200,8 +200,10 @@ def _ssl_server_name(exchange, now):
 def _ssl_cipher(exchange, now):
     if exchange.protocol.scheme != "https":
         return None
+    protocol = exchange.protocol
+    connection = getattr(protocol, "connection", None)  # an HTTP/2 stream's connection
     try:
-        return exchange.protocol.transport.getHandle().get_cipher_name() or None
+        return (connection or protocol).transport.getHandle().get_cipher_name() or None
     except Exception:  # noqa: BLE001 - not an OpenSSL connection: not found, as in nginx
         return None
 
@@ -260,7 +262,9 @@ VARIABLES: dict[str, _Getter] = {
     "server_port": lambda ex, now: str(ex.server_port),
     "hostname": lambda ex, now: _HOSTNAME,
     "pid": lambda ex, now: str(os.getpid()),
-    "connection": lambda ex, now: str(id(ex.protocol)),
+    # A number per client connection (nginx's serial): the connection object's id, an HTTP/2
+    # stream's connection's.
+    "connection": lambda ex, now: str(id(getattr(ex.protocol, "connection", None) or ex.protocol)),
     "pipe": lambda ex, now: ".",
     "content_length": lambda ex, now: ex.headers.get(b"content-length"),
     "content_type": lambda ex, now: ex.headers.get(b"content-type"),

@@ -137,3 +137,50 @@ def test_a_bad_template_stops_the_start_with_one_line(tmp_path, web):
     assert result.returncode != 0
     assert b"unknown log variable $nosuch" in result.stdout + result.stderr
     assert b"Traceback" not in result.stdout + result.stderr
+
+
+def test_tls_variables_over_https(tmp_path, web):
+    import base64
+    import http.client
+    import socket
+    import ssl
+
+    import certs
+
+    leaf = certs.make_leaf("shop.test")
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    write_manifests(manifests / "all.yaml", [
+        INGRESS_CLASS, *service("web", [("http", 80, web.port)]),
+        ingress("shop", [("shop.test", [("/", "Prefix", "web", 80)])],
+                tls=[{"hosts": ["shop.test"], "secretName": "shop-tls"}]),
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shop-tls", "namespace": "default"},
+         "type": "kubernetes.io/tls", "data": {"tls.crt": base64.b64encode(leaf.cert_pem).decode(),
+                                               "tls.key": base64.b64encode(leaf.key_pem()).decode()}},
+    ])
+    access = tmp_path / "access.log"
+    proc = Ingressd(manifests, ["--access-log", str(access), "--log-format-upstream",
+                                "$scheme $server_port $ssl_protocol $ssl_server_name [$ssl_cipher] $status $uri"])
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.set_alpn_protocols(["http/1.1"])
+
+        def get(path):
+            conn = http.client.HTTPConnection("127.0.0.1", proc.https_port, timeout=10)
+            conn.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", proc.https_port), timeout=10),
+                                            server_hostname="shop.test")
+            try:
+                conn.request("GET", path, headers={"Host": "shop.test"})
+                return conn.getresponse().status
+            finally:
+                conn.close()
+
+        wait_for(lambda: get("/ready") == 200, "the TLS route")
+        assert get("/tls") == 200
+        line = wait_for(lambda: [x for x in lines(access) if x.endswith(" /tls")], "the TLS line")[0]
+        assert re.fullmatch(rf"https {proc.https_port} TLSv1\.3 shop\.test \[TLS_[A-Z0-9_]+\] 200 /tls", line), line
+    finally:
+        proc.stop()
