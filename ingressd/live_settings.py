@@ -1,8 +1,8 @@
 """SIGHUP: read the options again (command line and ``--config``) and say what changed.
 
 Of the options, ``--manifests`` (which files and folders are read) and the access log's
-format options (``ACCESS_LOG``) are applied to a running server; every other changed option is named as needing a restart, and keeps its
-old value until then. Manifests themselves are re-read on SIGHUP whether or not the list
+format options (``ACCESS_LOG``) are applied to a running server; every other changed option
+is named as needing a restart, and keeps its old value until then. Manifests themselves are re-read on SIGHUP whether or not the list
 changed (they are also polled: SIGHUP just does not wait for the next poll).
 """
 
