@@ -295,7 +295,7 @@ class FinishedExchange(RequestView, Protocol):
     upstream_headed: float  # … when its response head came (0.0: none)
     response_headers: Any  # the response's header pairs as sent, () before (or without) a head
     protocol: ClientSide
-    entry: Any  # the route's RouteEntry, None without a route
+    entry: Any  # the route's RouteEntry (its ``alternatives``: the canaries), None without a route
 
 
 class Subrequests(Protocol):

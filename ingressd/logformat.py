@@ -142,6 +142,19 @@ def _upstream_name(exchange, now):
     return "upstream-default-backend" if exchange.status == 404 else "-"
 
 
+def _alternative_upstream_name(exchange, now):
+    """The canary's upstream name when the request went to the canary (ingress-nginx's balancer
+    sets it then): the endpoint asked is one of the canary backend's."""
+    entry, endpoint = exchange.entry, exchange.upstream_endpoint
+    alternatives = getattr(entry, "alternatives", None)
+    if alternatives and endpoint is not None:
+        for _, canary in alternatives:
+            route = canary.route
+            if endpoint in route.backend.endpoints:
+                return f"{route.ingress.namespace}-{route.backend.service}-{route.backend.port}"
+    return ""
+
+
 def _route_part(attribute: Callable[[Any], Any]) -> _Getter:
     def getter(exchange, now):
         route = exchange.route
@@ -248,7 +261,7 @@ VARIABLES: dict[str, _Getter] = {
     "request_length": lambda ex, now: str(_received(ex)),
     "request_time": lambda ex, now: f"{max(0.0, ex.proxy.clock.seconds() - ex.started):.3f}",
     "proxy_upstream_name": _upstream_name,
-    "proxy_alternative_upstream_name": lambda ex, now: "",
+    "proxy_alternative_upstream_name": _alternative_upstream_name,
     "upstream_addr": lambda ex, now: ex.upstream_address or None,
     "upstream_response_length": _upstream_response_length,
     "upstream_response_time": _upstream_response_time,

@@ -184,3 +184,30 @@ def test_tls_variables_over_https(tmp_path, web):
         assert re.fullmatch(rf"https {proc.https_port} TLSv1\.3 shop\.test \[TLS_[A-Z0-9_]+\] 200 /tls", line), line
     finally:
         proc.stop()
+
+
+def test_a_request_the_canary_answered_names_it_as_the_alternative_upstream(tmp_path, web):
+    canary_backend = Backend("canary")
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    prefix = "nginx.ingress.kubernetes.io/"
+    write_manifests(manifests / "all.yaml", [
+        INGRESS_CLASS, *service("web", [("http", 80, web.port)]),
+        *service("web-v2", [("http", 80, canary_backend.port)]),
+        ingress("shop", [("shop.test", [("/", "Prefix", "web", 80)])]),
+        ingress("shop-canary", [("shop.test", [("/", "Prefix", "web-v2", 80)])],
+                annotations={prefix + "canary": "true", prefix + "canary-by-header": "x-canary"}),
+    ])
+    access = tmp_path / "access.log"
+    proc = Ingressd(manifests, ["--access-log", str(access), "--log-format-upstream",
+                                "$uri [$proxy_upstream_name] [$proxy_alternative_upstream_name]"])
+    try:
+        wait_for(lambda: proc.get("/", host="shop.test").status == 200, "the route")
+        assert proc.get("/main", host="shop.test").status == 200
+        assert proc.get("/canary", host="shop.test", headers={"x-canary": "always"}).status == 200
+        assert [r for r in canary_backend.requests if "/canary" in str(r)]
+        wait_for(lambda: "/canary [default-web-80] [default-web-v2-80]" in lines(access), "the canary's line")
+        assert "/main [default-web-80] []" in lines(access)
+    finally:
+        proc.stop()
+        canary_backend.stop()

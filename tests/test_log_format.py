@@ -55,6 +55,7 @@ def exchange(**changes):
         upstream_started=NOW - 0.010, upstream_ended=NOW - 0.001, upstream_connected=NOW - 0.009,
         upstream_headed=NOW - 0.004, request_id="0123456789abcdef0123456789abcdef", server_port=80,
         protocol=_Protocol(), tunnel_bytes=(0, 0), response_headers=[(b"content-type", b"text/html")],
+        upstream_endpoint=SimpleNamespace(address="10.1.0.5", port=8080),
     )
     values.update(changes)
     return SimpleNamespace(**values)
@@ -276,3 +277,17 @@ def test_the_template_is_read_as_nginx_reads_its_quoted_string():
     with pytest.raises(ValueError, match="one line"):
         log_settings_from({"log_format_upstream": r"$status\n$status"})
     assert compile_log_format(r"$status\t").render(exchange(), NOW) == "200\\t\n"  # not quoted: as written
+
+
+def test_the_alternative_upstream_is_named_when_the_canary_answered():
+    main_endpoint = SimpleNamespace(address="10.1.0.5", port=8080)
+    canary_endpoint = SimpleNamespace(address="10.2.0.9", port=8080)
+    canary = SimpleNamespace(route=SimpleNamespace(
+        ingress=SimpleNamespace(namespace="shop", name="web-canary"),
+        backend=SimpleNamespace(service="svc-v2", port=8080, endpoints=(canary_endpoint,))))
+    entry = SimpleNamespace(alternatives=((object(), canary),))
+    template = "[$proxy_upstream_name] [$proxy_alternative_upstream_name]"
+    assert render(template, exchange(entry=entry, upstream_endpoint=main_endpoint)) == "[shop-svc-8080] []\n"
+    assert render(template, exchange(entry=entry, upstream_endpoint=canary_endpoint)) == (
+        "[shop-svc-8080] [shop-svc-v2-8080]\n")
+    assert render(template, exchange(entry=entry, upstream_endpoint=None)) == "[shop-svc-8080] []\n"
