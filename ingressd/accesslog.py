@@ -1,12 +1,17 @@
 """The access log: one line per finished request, written by a thread so the reactor never waits.
 
-On the reactor, the observer formats the finished exchange's line (JSON, or nginx's
-``combined`` with ingress-nginx's ``upstreaminfo`` additions; a few µs) and appends it to a
+On the reactor, the observer formats the finished exchange's line (JSON, nginx's
+``combined`` with ingress-nginx's ``upstreaminfo`` additions, or an nginx ``log_format``
+template compiled by ``ingressd.logformat``; a few µs) and appends it to a
 bounded deque; a writer thread writes the lines in batches. (The thread used to format
 them too, but it shares the core and the GIL with the reactor: its bursts of formatting
 held requests up, p99 7.0 ms against 4.2 ms in bench.py keepalive.) When the writer falls
 behind (a slow disk), lines beyond the bound are dropped and counted
 (``ingressd_access_log_dropped_lines_total``).
+
+What is logged and how is a ``LogSettings`` read once per line from ``self.settings``:
+``apply()`` swaps in a new one (SIGHUP, a ConfigMap change), so a change takes effect at the
+next request without a restart.
 
 Output ``-`` is the process's standard output, shared with twistd's own log: both write
 whole lines in single calls to the same buffered writer, so lines never mix mid-line.
@@ -29,8 +34,8 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.python import log
 
+from ingressd.logformat import FORMATS, LogSettings, log_settings_from
 
-FORMATS = ("json", "combined")
 _BATCH = 512  # records formatted per write
 _INTERVAL = 0.1  # seconds between the writer's rounds (a line is written at most this late)
 
@@ -46,11 +51,12 @@ def parse_target(value: str | None) -> str | None:
 class AccessLog(Service):
     """``Proxy.observers`` callable and the service running its writer thread."""
 
-    def __init__(self, target: str, fmt: str = "json", max_pending: int = 10000):
-        if fmt not in FORMATS:
-            raise ValueError(f"access log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    def __init__(self, target: str, fmt: str = "json", max_pending: int = 10000,
+                 settings: LogSettings | None = None):
+        if settings is None:
+            settings = log_settings_from({"access_log_format": fmt})
         self.target = target
-        self.format = fmt
+        self.settings = settings
         self.max_pending = max_pending
         self.dropped = 0
         self.written = 0
@@ -61,7 +67,14 @@ class AccessLog(Service):
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._file = None
-        self._format_line = _json_line if fmt == "json" else _combined_line
+
+    @property
+    def format(self) -> str:
+        return self.settings.format
+
+    def apply(self, settings: LogSettings) -> None:
+        """Log the next lines with these settings (built by ``ingressd.logformat.log_settings_from``)."""
+        self.settings = settings
 
     # -- the reactor side ----------------------------------------------------------------
 
@@ -69,9 +82,22 @@ class AccessLog(Service):
         entry = getattr(exchange, "entry", None)
         if entry is not None and not entry.access_log:
             return  # enable-access-log: "false" on the route
+        settings = self.settings
+        if not settings.enabled or (settings.skip_urls and exchange.request_uri in settings.skip_urls):
+            return  # disable-access-log, skip-access-log-urls
         pending = self._pending
         if len(pending) >= self.max_pending:
             self.dropped += 1
+            return
+        template = settings.template
+        if template is not None:
+            try:
+                pending.append(template.render(exchange, time.time()))
+            except Exception:  # one odd record must not stop the log
+                self.dropped += 1
+                return
+            if len(pending) >= _BATCH and not self._wake.is_set():
+                self._wake.set()
             return
         route = exchange.route
         headers = exchange.headers
@@ -97,7 +123,7 @@ class AccessLog(Service):
             headers.get(b"referer"), headers.get(b"user-agent"), exchange.scheme,
         )
         try:
-            pending.append(self._format_line(record))
+            pending.append((_json_line if settings.format == "json" else _combined_line)(record))
         except Exception:  # one odd record must not stop the log
             self.dropped += 1
             return
@@ -146,7 +172,7 @@ class AccessLog(Service):
                 self._reopen_file()
             while pending:
                 lines = [pending.popleft() for _ in range(min(_BATCH, len(pending)))]
-                self._write("".join(lines).encode("utf-8"))
+                self._write("".join(lines).encode("utf-8", "surrogateescape"))
                 self.written += len(lines)
             if self._stopping:
                 return
@@ -267,4 +293,4 @@ def make_access_log(settings: dict[str, Any]) -> AccessLog | None:
     target = parse_target(settings.get("access_log", "-"))
     if target is None:
         return None
-    return AccessLog(target, str(settings.get("access_log_format") or "json"))
+    return AccessLog(target, settings=log_settings_from(settings))

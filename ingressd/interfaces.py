@@ -280,6 +280,24 @@ class RequestView(Protocol):
         called for a request answered before that (a redirect, a denial)."""
 
 
+class FinishedExchange(RequestView, Protocol):
+    """What ``Proxy.observers`` (the access log, metrics) read of an exchange once it is over."""
+
+    version: bytes  # b"1.1", b"1.0", b"2"
+    started: float  # clock.seconds() when the request head was complete
+    status: int
+    bytes_sent: int  # response body bytes sent
+    request_bytes: int  # request head and body bytes received
+    tunnel_bytes: tuple[int, int]  # WebSocket bytes (client → backend, backend → client)
+    upstream_address: str  # nginx's $upstream_addr: every try's, comma-separated
+    upstream_statuses: "int | str"  # nginx's $upstream_status: after retries "502, 200"
+    upstream_connected: float  # clock.seconds() when the last try had its connection (0.0: none)
+    upstream_headed: float  # … when its response head came (0.0: none)
+    response_headers: Any  # the response's header pairs as sent, () before (or without) a head
+    protocol: ClientSide
+    entry: Any  # the route's RouteEntry (its ``alternatives``: the canaries), None without a route
+
+
 class Subrequests(Protocol):
     """HTTP requests a plugin sends itself (a mirror copy, an auth check): the server's is
     ``BuildContext.subrequests`` (``ingressd.proxy.subrequest.SubrequestClient``)."""

@@ -1,9 +1,10 @@
 """SIGHUP: read the options again (command line and ``--config``) and say what changed.
 
-Of the options, ``--manifests`` (which files and folders are read) and the client-address
+Of the options, ``--manifests`` (which files and folders are read), the client-address
 options (``FORWARDING``: a new forwarding policy, read by the next request and connection)
-are applied to a running server; every other changed option is named as needing a
-restart, and keeps its old value until then. Manifests themselves are re-read on SIGHUP whether or not the list
+and the access log's format options (``ACCESS_LOG``) are applied to a running server; every
+other changed option is named as needing a restart, and keeps its old value until then.
+Manifests themselves are re-read on SIGHUP whether or not the list
 changed (they are also polled: SIGHUP just does not wait for the next poll).
 """
 
@@ -16,7 +17,10 @@ from typing import Any
 FORWARDING = frozenset({"trusted_proxies", "use_forwarded_headers", "proxy_real_ip_cidr", "forwarded_for_header",
                         "compute_full_forwarded_for", "enable_real_ip", "proxy_protocol",
                         "proxy_protocol_header_timeout", "proxy_add_original_uri_header", "generate_request_id"})
-LIVE = frozenset({"manifests"}) | FORWARDING  # settings a running server takes over
+# The access log's format and filters: a new LogSettings swapped into the running access log.
+ACCESS_LOG = frozenset({"access_log_format", "log_format_upstream", "log_format_escape_json",
+                        "log_format_escape_none", "skip_access_log_urls", "disable_access_log"})
+LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG  # settings a running server takes over
 _NOT_OPTIONS = frozenset({"config", "worker_id"})  # not compared: where options come from, internal
 
 

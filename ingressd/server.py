@@ -12,7 +12,8 @@ from twisted.python import log
 
 from ingressd.admin.endpoint import admin_site
 from ingressd.drain import Drain
-from ingressd.live_settings import FORWARDING, LIVE, changed_options, option_names, read_settings
+from ingressd.live_settings import ACCESS_LOG, FORWARDING, LIVE, changed_options, option_names, read_settings
+from ingressd.logformat import log_settings_from
 from ingressd.signals import SignalHandlers
 from ingressd.providers.files import ManifestProvider
 from ingressd import __version__
@@ -212,6 +213,8 @@ class IngressdService(MultiService):
         self.settings = {**self.settings, **{key: new.get(key) for key in live if key in LIVE}}
         if FORWARDING & set(live):
             self.proxy.use_forwarding(ForwardingPolicy.from_settings(self.settings))
+        if ACCESS_LOG.intersection(live) and getattr(self, "access_log", None) is not None:
+            self.access_log.apply(log_settings_from(self.settings))  # validated by read_settings
         for provider in self.manifest_providers:
             provider.scan()  # at once, not at the next poll
         paths = len(self.settings.get("manifests") or ())

@@ -13,6 +13,7 @@ from twisted.python import reflect, usage
 
 from ingressd import startup
 from ingressd.features import parse_size
+from ingressd.logformat import log_settings_from
 from ingressd.plugin_manager import PluginError, Plugins, load_plugins
 from ingressd.tls.settings import DEFAULT_CIPHERS, parse_ciphers, parse_protocols, parse_time
 
@@ -55,7 +56,10 @@ CORE_PARAMETERS = [
     ["shutdown-grace", None, "60", "seconds open responses and streams then get before they are closed"],
     ["worker-id", None, None, "(internal) set by the supervisor for each worker process"],
     ["access-log", None, "-", "access log file, '-' for standard output, '' or 'off' to disable"],
-    ["access-log-format", None, "json", "access log line format: json or combined"],
+    ["access-log-format", None, "json", "access log line format: json, combined or nginx (--log-format-upstream)"],
+    ["log-format-upstream", None, None, "nginx log_format template of the access log ($remote_addr, $status…; "
+     "implies --access-log-format nginx; default: ingress-nginx's upstreaminfo line)"],
+    ["skip-access-log-urls", None, "", "comma-separated request URIs ($request_uri) never written to the access log"],
     ["metrics-compat", None, "", "also expose ingress-nginx's metric names: 'nginx' (default: none)"],
     ["ssl-protocols", None, "TLSv1.2 TLSv1.3", "TLS versions offered to clients (ingress-nginx's ssl-protocols; "
      "a contiguous range of TLSv1 TLSv1.1 TLSv1.2 TLSv1.3)"],
@@ -75,6 +79,9 @@ CORE_PARAMETERS = [
      "(watched; file mode: a ConfigMap of that name in the manifests); alias --configmap"],
 ]
 CORE_FLAGS = [
+    ["log-format-escape-json", None, "escape the nginx access log format's values as JSON strings"],
+    ["log-format-escape-none", None, "write the nginx access log format's values unescaped"],
+    ["disable-access-log", None, "write no access log lines (the log can be turned on again live, by SIGHUP)"],
     ["watch-ingress-without-class", None, "serve Ingresses that name no class"],
     ["allow-cross-namespace-resources", None, "allow annotations to name Secrets/Services in other namespaces"],
     ["kubernetes", None, "read Ingresses and friends from the Kubernetes API"],
@@ -286,8 +293,10 @@ class Options(usage.Options):
                 self[name] = float(self[name])
             except (TypeError, ValueError):
                 raise usage.UsageError(f"--{name} must be a number of seconds")
-        if self["access-log-format"] not in ("json", "combined"):
-            raise usage.UsageError("--access-log-format must be json or combined")
+        try:
+            log_settings_from(settings_from(self))
+        except ValueError as exc:
+            raise usage.UsageError(str(exc))
         if (self["metrics-compat"] or "") not in ("", "nginx"):
             raise usage.UsageError("--metrics-compat must be nginx (or empty)")
         self["ignore-annotation"] = _ignored_annotations(self["ignore-annotation"])

@@ -6,7 +6,8 @@ ingressd with its own providers, route table and certificates — that listen on
 them. A worker that dies is started again (with backoff); stopping the supervisor stops
 them all. The supervisor owns the admin endpoint: ``/healthz`` (every worker running),
 ``/readyz`` (every worker ready), ``/metrics`` (every worker's series with a ``worker``
-label) and the other admin pages passed through from worker 0. Workers' own admin
+label; ingress-nginx's ``nginx_process_*`` figures summed over the workers) and the other
+admin pages passed through from worker 0. Workers' own admin
 endpoints are UNIX sockets in a private directory.
 
 Signals go to the supervisor (it is the pod's process): SIGTERM or SIGINT is passed on to
@@ -234,9 +235,14 @@ def _metrics(results, supervisor):
         for family in text_string_to_metric_families(body.decode("utf-8")):
             known = families.setdefault(family.name, (family.type, family.documentation, []))
             for sample in family.samples:
-                known[2].append((sample.name, {**sample.labels, "worker": str(index)}, sample.value))
+                if sample.name.startswith(_SUMMED):
+                    known[2].append((sample.name, dict(sample.labels), sample.value))
+                else:
+                    known[2].append((sample.name, {**sample.labels, "worker": str(index)}, sample.value))
     lines: list[str] = []
     for name, (kind, doc, samples) in families.items():
+        if name.startswith(_SUMMED):
+            samples = _summed(samples)
         lines.append(f"# HELP {name} {doc}")
         lines.append(f"# TYPE {name} {kind}")
         for sample_name, labels, value in samples:
@@ -244,6 +250,19 @@ def _metrics(results, supervisor):
             lines.append(f"{sample_name}{{{rendered}}} {floatToGoString(value)}")
     lines.append(f'ingressd_worker_restarts_total {supervisor.restarts}')
     return 200, b"text/plain; version=0.0.4; charset=utf-8", ("\n".join(lines) + "\n").encode("utf-8")
+
+
+# ingress-nginx's figures of its nginx processes: one series per pod, the workers' sum.
+_SUMMED = "nginx_ingress_controller_nginx_process_"
+
+
+def _summed(samples: list) -> list:
+    totals: dict[tuple, list] = {}
+    for name, labels, value in samples:
+        key = (name, tuple(sorted(labels.items())))
+        cell = totals.setdefault(key, [name, labels, 0.0])
+        cell[2] += value
+    return [tuple(cell) for cell in totals.values()]
 
 
 def _escape(value: str) -> str:

@@ -20,7 +20,9 @@ The seam for the Kubernetes provider is ``Metrics.kube`` (a ``KubeMetrics``): it
 
 from __future__ import annotations
 
+import hashlib
 import os
+import resource
 import socket
 from bisect import bisect_left
 from typing import Any, Iterable
@@ -150,6 +152,18 @@ class _NginxCompat:
         # Go counters without the _total suffix, which prometheus-client would add: rendered by hand.
         self.requests: dict[tuple, list] = {}
         self.leader: tuple[str, int] | None = None
+        self.config_hash = 0.0  # of the configuration served now (config_changed)
+
+    def config_changed(self, config) -> None:
+        """``config_hash``: a digest of what is served (hosts, paths, backends and endpoints), as
+        ingress-nginx's hash of its rendered nginx.conf changes exactly when the configuration does."""
+        digest = hashlib.sha256()
+        for route in sorted(config.routes, key=lambda route: (route.host, route.path)):
+            backend = route.backend
+            endpoints = sorted(f"{endpoint.address}:{endpoint.port}" for endpoint in backend.endpoints)
+            digest.update(repr((route.host, route.path, route.ingress.namespace, route.ingress.name,
+                                backend.service, backend.port, endpoints)).encode("utf-8"))
+        self.config_hash = float(int.from_bytes(digest.digest()[:8], "big"))
 
     def children(self, labels: dict, method: str, status: int) -> tuple:
         values = (*self.const.values(), str(status), method, labels["path"], labels["namespace"],
@@ -158,8 +172,9 @@ class _NginxCompat:
         return (cell, self.duration.labels(*values), self.response_duration.labels(*values),
                 self.request_size.labels(*values), self.response_size.labels(*values))
 
-    def render(self, reloader, certificates, controller_class: str) -> bytes:
+    def render(self, sources: dict, controller_class: str) -> bytes:
         """The Go-named counters and config gauges as Prometheus text."""
+        reloader, certificates = sources.get("reloader"), sources.get("certificates")
         prefix = "nginx_ingress_controller_"
         const = self.const
         out: list[str] = []
@@ -173,6 +188,8 @@ class _NginxCompat:
         names = _NGINX_CONST + _NGINX_REQUEST
         family("requests", "counter", "The total number of client requests",
                [(dict(zip(names, values)), cell[0]) for values, cell in sorted(self.requests.items())])
+        family("config_hash", "gauge", "Running configuration hash actually running", [(const, self.config_hash)])
+        _process_families(family, const, sources, sum(cell[0] for cell in self.requests.values()))
         if reloader is not None:
             family("success", "counter", "Cumulative number of Ingress controller reload operations",
                    [(const, reloader.rebuilds)])
@@ -193,6 +210,41 @@ class _NginxCompat:
             family("leader_election_status", "gauge", "Gauge reporting status of the leader election, "
                    "0 indicates follower, 1 indicates leader.", [({**const, "name": self.leader[0]}, self.leader[1])])
         return "".join(out).encode("utf-8")
+
+
+def _process_families(family, const: dict, sources: dict, requests: int) -> None:
+    """ingress-nginx's ``nginx_process_*`` (its nginx's stub_status and process figures): this
+    process's. ``reading`` is not tracked (a connection reading a request head counts as
+    ``waiting``); ``writing`` is requests begun and not finished, as nginx counts them."""
+    active = accepted = 0
+    for listener in ("http", "https"):
+        factory = sources.get(listener)
+        if factory is not None:
+            active += factory.connections
+            accepted += factory.accepted
+    proxy = sources.get("proxy")
+    writing = getattr(proxy, "exchanges_open", 0) if proxy is not None else 0
+    family("nginx_process_connections", "gauge", "current number of client connections with state {active, "
+           "reading, writing, waiting}", [({**const, "state": "active"}, active), ({**const, "state": "reading"}, 0),
+                                          ({**const, "state": "writing"}, writing),
+                                          ({**const, "state": "waiting"}, max(0, active - writing))])
+    family("nginx_process_connections_total", "counter", "total number of connections with state {accepted, "
+           "handled}", [({**const, "state": "accepted"}, accepted), ({**const, "state": "handled"}, accepted)])
+    family("nginx_process_requests_total", "counter", "total number of client requests", [(const, requests)])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    family("nginx_process_num_procs", "gauge", "number of processes", [(const, 1)])
+    family("nginx_process_cpu_seconds_total", "counter", "Cpu usage in seconds",
+           [(const, usage.ru_utime + usage.ru_stime)])
+    family("nginx_process_resident_memory_bytes", "gauge", "number of bytes of memory in use",
+           [(const, _resident_bytes(usage))])
+
+
+def _resident_bytes(usage) -> int:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return usage.ru_maxrss * 1024  # the peak, where /proc is not there (Linux's unit: KiB)
 
 
 class _Histogram:
@@ -260,6 +312,8 @@ class Metrics:
     def config_changed(self, config) -> None:
         """A reloader listener: entries of the old table are no longer looked up."""
         self._series = {}
+        if self.nginx is not None:
+            self.nginx.config_changed(config)
 
     # -- the request path ---------------------------------------------------------------
 
@@ -371,7 +425,7 @@ class Metrics:
         text = generate_latest(self.registry)
         if self.nginx is not None:
             sources = self._scrape.sources
-            text += self.nginx.render(sources.get("reloader"), sources.get("certificates"), self.controller_class)
+            text += self.nginx.render(sources, self.controller_class)
         return text, CONTENT_TYPE_LATEST
 
 

@@ -262,8 +262,9 @@ class HTTP1ServerProtocol(Protocol):
         parser = self.parser
         self._in_head = False
         self._head_bytes = 0
-        request.head_bytes = self._url_bytes + self._header_bytes + 16  # + method, version, CRLFs
         request.method = parser.get_method()
+        # + the method, two spaces, "HTTP/1.1", the line's CRLF and the blank line's: nginx's $request_length
+        request.head_bytes = self._url_bytes + self._header_bytes + len(request.method) + 14
         request.version = parser.get_http_version().encode("ascii")
         if request.version not in (b"1.1", b"1.0"):
             raise _Reject(505, "only HTTP/1.0 and HTTP/1.1 are served here")

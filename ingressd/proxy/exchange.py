@@ -81,6 +81,7 @@ class Proxy:
         self.clock = clock
         self.observers: list[Callable[["Exchange"], None]] = []
         self.tunnels_open = 0  # WebSocket tunnels now open
+        self.exchanges_open = 0  # requests begun and not yet finished (nginx's "writing" connections)
 
     def __call__(self, protocol, request) -> "Exchange":
         exchange = Exchange(self, protocol, request)
@@ -133,6 +134,9 @@ class Exchange:
     # For metrics and the access log (read by Proxy.observers once the exchange is over):
     upstream_started = 0.0  # clock.seconds() when the backend was asked (last try)
     upstream_ended = 0.0  # … and when its response ended (or it failed)
+    upstream_connected = 0.0  # … when it had a connection (nginx's $upstream_connect_time)
+    upstream_headed = 0.0  # … when its response head came ($upstream_header_time)
+    response_headers = ()  # the response's header pairs as sent ($sent_http_NAME)
     retries = 0
     error_cause = ""  # why ingressd answered 502/503/504 itself: no_endpoints, read_timeout…
     answered_by = ""  # the plugin whose request feature answered (rate_limit, basic_auth…)
@@ -172,6 +176,7 @@ class Exchange:
 
     def __init__(self, proxy: Proxy, protocol, request):
         self.proxy = proxy
+        proxy.exchanges_open += 1
         self.protocol = protocol
         self.request = request
         self.method: bytes = request.method
@@ -446,6 +451,7 @@ class Exchange:
 
     def _connected(self, connection) -> None:
         self._cancel_connect = None
+        self.upstream_connected = self.proxy.clock.seconds()
         if self._done:
             connection.release()
             return
@@ -546,6 +552,7 @@ class Exchange:
 
     def upstream_head(self, connection, status: int, headers, length) -> None:
         self.upstream_status = status
+        self.upstream_headed = self.proxy.clock.seconds()
         if status in (self.upstream_settings.next_upstream or NEXT_UPSTREAM).statuses \
                 and self._next_upstream(f"http_{status}", True):
             self._upstream = None
@@ -603,6 +610,7 @@ class Exchange:
         self.status = status
         if self.entry is not None:
             run_response_features(self.entry.response_features, self, status, pairs)
+        self.response_headers = pairs
         self._response_started = True
         if self.websocket:  # a WebSocket request answered without a tunnel: close after it
             self.protocol.close_after_response()
@@ -891,6 +899,7 @@ class Exchange:
         if self._done:
             return
         self._done = True
+        self.proxy.exchanges_open -= 1
         if self._buffer is not None:
             self._buffer.discard()
             self._buffer = None
