@@ -426,3 +426,57 @@ def test_the_options_need_a_pair_that_can_be_served(tmp_path):
     with pytest.raises(usage.UsageError, match="no such file"):
         parse("--validating-webhook", ":8443", "--validating-webhook-certificate", str(tmp_path / "none"),
               "--validating-webhook-key", key)
+
+
+# -- the manifests (etc/k8s/admission) -----------------------------------------------------
+
+
+def test_the_webhook_manifests_fit_together():
+    import pathlib
+
+    import yaml
+    from kubernetes import client
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "etc" / "k8s"
+    load = lambda path: [d for d in yaml.safe_load_all((root / path).read_text()) if d]  # noqa: E731
+    service_obj, configuration = load("admission/webhook.yaml")
+    client.V1Service.from_dict(service_obj)
+    client.V1ValidatingWebhookConfiguration.from_dict(configuration)
+    (hook,) = configuration["webhooks"]
+    assert hook["clientConfig"]["service"]["path"] == PATH.decode()
+    assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+    assert hook["admissionReviewVersions"] == ["v1"]
+    assert hook["rules"] == [{"apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"],
+                              "operations": ["CREATE", "UPDATE"], "resources": ["ingresses"]}]
+    assert hook["clientConfig"]["service"]["name"] == service_obj["metadata"]["name"]
+    assert hook["clientConfig"]["service"]["port"] == service_obj["spec"]["ports"][0]["port"]
+
+    # the Deployment as kustomize patches it (JSON patch "add … /-": append)
+    (deployment,) = [d for d in load("deployment.yaml")]
+    for op in load("admission/deployment-patch.yaml")[0]:
+        assert op["op"] == "add" and op["path"].endswith("/-")
+        target = deployment
+        for part in op["path"].strip("/").split("/")[:-1]:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target.append(op["value"])
+    client.V1Deployment.from_dict(deployment)
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    options = dict(a[2:].split("=", 1) for a in container["args"] if a.startswith("--") and "=" in a)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert service_obj["spec"]["ports"][0]["targetPort"] == "webhook"
+    assert setup.endpoint(options["validating-webhook"]) == f"tcp:{ports['webhook']}"
+    assert len(set(ports.values())) == len(ports)  # no port twice
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "webhook-cert"]
+    for option in ("validating-webhook-certificate", "validating-webhook-key"):
+        assert os.path.dirname(options[option]) == mount["mountPath"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "webhook-cert"]
+
+    # cert-manager: the serving certificate is that Secret, for the Service's names
+    documents = load("admission/cert-manager/certificate.yaml")
+    (serving,) = [d for d in documents if d["kind"] == "Certificate" and not d["spec"].get("isCA")]
+    assert serving["spec"]["secretName"] == volume["secret"]["secretName"]
+    name, namespace = service_obj["metadata"]["name"], service_obj["metadata"]["namespace"]
+    assert f"{name}.{namespace}.svc" in serving["spec"]["dnsNames"]
+    kustomization = yaml.safe_load((root / "admission/cert-manager/kustomization.yaml").read_text())
+    assert f"{namespace}/{serving['metadata']['name']}" in kustomization["patches"][0]["patch"]
