@@ -206,6 +206,9 @@ def cluster(tmp_path_factory):
     c.apply(fakeapi.ingress("app", host="app.example.com", service="web"))
     webhook = Webhook(root)
     proc = Ingressd(root / "manifests", ["--kubernetes", "--kubeconfig", kubeconfig, *webhook.args()])
+    # The fake API server calls the webhook for Ingress writes through the API, as the real one does
+    # with etc/k8s/admission/webhook.yaml (the Python API's apply is not admitted).
+    api.webhooks.append(fakeapi.Webhook("validate.ingressd.io", webhook.port, webhook.ca.cert_pem, NAME, PATH))
     yield proc, api, webhook
     proc.stop()
     api.stop()
@@ -229,3 +232,54 @@ def test_an_ingress_created_in_the_cluster_is_seen_at_once(cluster):
     assert response["allowed"] is False and "default/shop" in response["status"]["message"]
     other_class = fakeapi.ingress("shop-3", host="shop.example.com", service="web", ingress_class="nginx")
     assert webhook.review(other_class)["allowed"] is True
+
+
+def api_request(api, method: str, path: str, body: dict | None = None):
+    """A write through the fake API server's HTTP API, as kubectl sends it."""
+    conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=20)
+    try:
+        conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_kubectl_apply_is_refused_by_the_api_server_with_the_reason(cluster):
+    proc, api, webhook = cluster
+    collection = "/apis/networking.k8s.io/v1/namespaces/default/ingresses"
+    api.cluster.apply(fakeapi.ingress("owner", host="owned.example.com", service="web"))
+    wait_for(lambda: proc.get("/", host="owned.example.com").status != 404)
+    status, body = api_request(api, "POST", collection, fakeapi.ingress("intruder", host="owned.example.com"))
+    assert status == 400, body
+    assert body["message"].startswith('admission webhook "validate.ingressd.io" denied the request: ')
+    assert "default/owner" in body["message"]
+    with pytest.raises(fakeapi.APIError):
+        api.cluster.get("ingresses", "default", "intruder")  # never stored
+
+    snippet = fakeapi.ingress("snippet", host="snippet.example.com")
+    snippet["metadata"]["annotations"] = {N + "modsecurity-snippet": "SecRuleEngine Off"}
+    status, body = api_request(api, "POST", collection, snippet)
+    assert status == 400 and "modsecurity-snippet" in body["message"]
+
+    status, body = api_request(api, "POST", collection, fakeapi.ingress("fine", host="fine.example.com"))
+    assert status == 201, body
+    wait_for(lambda: proc.get("/", host="fine.example.com").status != 404)
+    # an UPDATE that would take a path from another Ingress is refused too
+    status, current = api_request(api, "GET", collection + "/fine")
+    current["spec"]["rules"][0]["host"] = "owned.example.com"
+    status, body = api_request(api, "PUT", collection + "/fine", current)
+    assert status == 400 and "denied the request" in body["message"]
+
+
+def test_with_failure_policy_fail_nothing_is_admitted_while_the_webhook_is_down(cluster):
+    proc, api, webhook = cluster
+    down = fakeapi.Webhook("validate.ingressd.io", free_port(), webhook.ca.cert_pem, NAME, PATH, timeout=2)
+    api.webhooks.insert(0, down)
+    try:
+        status, body = api_request(api, "POST", "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+                                   fakeapi.ingress("while-down", host="down.example.com"))
+        assert status == 500 and 'failed calling webhook "validate.ingressd.io"' in body["message"]
+    finally:
+        api.webhooks.remove(down)
