@@ -480,3 +480,17 @@ def test_the_webhook_manifests_fit_together():
     assert f"{name}.{namespace}.svc" in serving["spec"]["dnsNames"]
     kustomization = yaml.safe_load((root / "admission/cert-manager/kustomization.yaml").read_text())
     assert f"{namespace}/{serving['metadata']['name']}" in kustomization["patches"][0]["patch"]
+
+
+def test_the_options_from_a_config_file_and_with_workers(tmp_path):
+    crt, key = write_pair(tmp_path, certs.make_leaf("a"))
+    config = tmp_path / "ingressd.yaml"
+    config.write_text("validating-webhook: ':8444'\nvalidating-webhook-certificate: tls.crt\n"
+                      "validating-webhook-key: tls.key\n")
+    options = parse("--config", str(config))  # paths relative to the file's folder
+    assert options["validating-webhook"] == "tcp:8444"
+    assert options["validating-webhook-certificate"] == crt
+    pair = ("--validating-webhook-certificate", crt, "--validating-webhook-key", key)
+    assert parse("--workers", "2", "--validating-webhook", ":8444", *pair)["validating-webhook"] == "tcp:8444"
+    with pytest.raises(usage.UsageError, match="plain tcp: endpoint for --validating-webhook"):
+        parse("--workers", "2", "--validating-webhook", "unix:/tmp/webhook.sock", *pair)
