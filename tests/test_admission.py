@@ -238,6 +238,9 @@ def test_a_canary_may_share_its_main_ingress_path(judged):
     assert judged(obj, "UPDATE").allowed
     decision = judged(app("shop-2", "shop.example.com"))  # a second main Ingress is a conflict
     assert not decision.allowed and "also claimed by Ingress default/shop" in decision.message
+    second = app("shop-canary-2", "shop.example.com", annotations={N + "canary": "true", N + "canary-weight": "5"})
+    decision = judged(second)  # ingress-nginx refuses two canaries of one path too
+    assert not decision.allowed and "already have a canary: Ingress default/shop-canary" in decision.message
 
 
 def test_before_the_first_full_read_reviews_are_refused_as_unavailable(judged):

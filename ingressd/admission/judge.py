@@ -7,7 +7,8 @@ table and the certificate store. ``compat.check.verdict_for`` judges the candida
 served (rejected, or an annotation that cannot be honoured) is refused with the reasons;
 served with differences is allowed with the differences as warnings. A path another Ingress
 already serves on the same host is refused, as ingress-nginx's webhook refuses it
-(``checkOverlap``): ``compat.lint``'s duplicate-path finding, either way round.
+(``checkOverlap``): ``compat.lint``'s duplicate-path finding, either way round; and a second
+canary of one host and path.
 
 Nothing is executed or rendered, and nothing here touches what is served: the judge keeps its
 own translator, route-table entries, certificate store and plugin state (so one Ingress
@@ -129,4 +130,16 @@ class Judge:
             if finding.code != "duplicate-path" or ref not in (finding.ref, finding.other):
                 continue
             found.append(finding.message)
-        return found
+        # Two canaries of one host and path: only the first is ever used (config.entries).
+        canaries = {(route.host, route.path): route.ingress for route in config.routes
+                    if route.ingress != ref and route.host in hosts and _is_canary(route)}
+        for route in config.routes:
+            if route.ingress == ref and _is_canary(route) and (route.host, route.path) in canaries:
+                other = canaries[route.host, route.path]
+                found.append(f"host {route.host or '*'} and path {route.path} already have a canary: Ingress "
+                             f"{other.namespace}/{other.name} (a second canary would never be used)")
+        return list(dict.fromkeys(found))
+
+
+def _is_canary(route) -> bool:
+    return any(name == "canary" and value is True for name, value in route.features)
