@@ -160,6 +160,11 @@ class IngressdService(MultiService):
         pages = install_observability(self, settings)  # metrics, access log, /routes and / pages
         if settings.get("admin"):
             listen(settings["admin"], admin_site(self.state, pages), reactor, option="--admin").setServiceParent(self)
+        self.admission = None  # --validating-webhook: its handler (reviews judged, refused)
+        if settings.get("validating_webhook"):
+            from ingressd.admission.setup import install as install_webhook
+
+            install_webhook(self, settings, reactor, reuse_port=workers).setServiceParent(self)
 
     # -- listeners and providers -----------------------------------------------------------
 

@@ -22,6 +22,7 @@ RUNTIME_ERROR = 1  # the options were fine, the machine said no (a port in useâ€
 ENDPOINT_OPTIONS = ("http", "https", "admin")
 # Options naming files: checked at start, and read relative to a --config file's folder.
 PATH_OPTIONS = ("manifests", "kubeconfig", "access-log", "temp-path")
+PATH_OPTIONS += ("validating-webhook-certificate", "validating-webhook-key")  # ingressd.admission
 _NOT_A_PATH = {"access-log": ("", "-", "off", "none", "false")}
 _EXAMPLES = {"http": "tcp:8080", "https": "tcp:8443", "admin": "tcp:9180:interface=127.0.0.1"}
 

@@ -12,6 +12,7 @@ from twisted.application.service import MultiService
 from twisted.python import reflect, usage
 
 from ingressd import startup
+from ingressd.admission import setup as admission_options
 from ingressd.features import parse_size
 from ingressd.logformat import log_settings_from
 from ingressd.plugin_manager import PluginError, Plugins, load_plugins
@@ -51,6 +52,10 @@ CORE_PARAMETERS = [
     ["publish-status-address", None, None, "address(es) to write to Ingress status"],
     ["election-id", None, "ingressd-leader", "name of the Lease for leader election"],
     ["election-namespace", None, "default", "namespace of the Lease outside a pod (in a pod: $POD_NAMESPACE)"],
+    ["validating-webhook", None, None, "address of the validating admission webhook (HTTPS), e.g. :8443 or "
+     "tcp:8443 (default: off)"],
+    ["validating-webhook-certificate", None, None, "PEM certificate file of the webhook (read again when it changes)"],
+    ["validating-webhook-key", None, None, "PEM private key file of the webhook (read again when it changes)"],
     ["workers", None, "1", "worker processes serving the same ports (SO_REUSEPORT), supervised by this one"],
     ["shutdown-delay", None, "5", "seconds listeners keep accepting after SIGTERM while /readyz fails"],
     ["shutdown-grace", None, "60", "seconds open responses and streams then get before they are closed"],
@@ -277,6 +282,7 @@ class Options(usage.Options):
         for name in startup.PATH_OPTIONS:
             values = self[name] if isinstance(self[name], list) else [self[name]]
             startup.check_paths(name, values)
+        admission_options.check_options(self)
         self["admin-routes"] = _on_off("admin-routes", self["admin-routes"])
         for name in ("ssl-prefer-server-ciphers", "ssl-session-cache", "ssl-session-tickets"):
             self[name] = _on_off(name, self[name])

@@ -230,7 +230,7 @@ class FakeCluster:
         self.cond.notify_all()
         return copy.deepcopy(obj)
 
-    def create(self, plural: str, obj: dict, namespace: str | None = None) -> dict:
+    def create(self, plural: str, obj: dict, namespace: str | None = None, admit: Callable | None = None) -> dict:
         obj = copy.deepcopy(obj)
         obj["kind"], obj["apiVersion"] = RESOURCES[plural][2], api_version(plural)
         meta = obj.setdefault("metadata", {})
@@ -257,10 +257,12 @@ class FakeCluster:
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = _now()
             meta["generation"] = 1
+            if admit is not None:  # validating admission: after defaulting and validation
+                admit("CREATE", plural, copy.deepcopy(obj), None)
             return self._record(plural, "ADDED", obj, None)
 
     def update(self, plural: str, obj: dict, subresource: str | None = None,
-               raw: bool = False) -> dict:
+               raw: bool = False, admit: Callable | None = None) -> dict:
         """PUT: 409 on a stale resourceVersion; keeps status (main) or spec (``/status``).
 
         ``raw`` (the Python test API) replaces the object whole, status included.
@@ -305,17 +307,19 @@ class FakeCluster:
                 generation += 1
             new["metadata"]["generation"] = generation
             _validate(plural, new)
+            if admit is not None and subresource is None:
+                admit("UPDATE", plural, copy.deepcopy(new), copy.deepcopy(old))
             if new == old:  # a no-op write does not bump the resourceVersion
                 return copy.deepcopy(old)
             return self._record(plural, "MODIFIED", new, copy.deepcopy(old))
 
     def patch(self, plural: str, namespace: str, name: str, patch: dict,
-              subresource: str | None = None) -> dict:
+              subresource: str | None = None, admit: Callable | None = None) -> dict:
         with self.cond:
             old = self.get(plural, namespace, name)
             merged = merge_patch(old, patch)
             merged.setdefault("metadata", {})["resourceVersion"] = old["metadata"]["resourceVersion"]
-            return self.update(plural, merged, subresource)
+            return self.update(plural, merged, subresource, admit=admit)
 
     def delete(self, plural: str, namespace: str, name: str) -> dict:
         with self.cond:
@@ -677,7 +681,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "POST" and name is None:
             if RESOURCES[plural][3] and namespace is None:
                 raise APIError(405, "MethodNotAllowed", "POST needs a namespace")
-            result, code = cluster.create(plural, body, namespace), 201
+            result, code = cluster.create(plural, body, namespace, admit=self.server.fake.admit), 201
         elif method == "PUT" and name is not None:
             meta = body.setdefault("metadata", {})
             if meta.get("name") not in (None, name):
@@ -685,9 +689,9 @@ class _Handler(BaseHTTPRequestHandler):
             meta["name"] = name
             if namespace:
                 meta["namespace"] = namespace
-            result, code = cluster.update(plural, body, sub), 200
+            result, code = cluster.update(plural, body, sub, admit=self.server.fake.admit), 200
         elif method == "PATCH" and name is not None:
-            result, code = cluster.patch(plural, namespace or "", name, body, sub), 200
+            result, code = cluster.patch(plural, namespace or "", name, body, sub, admit=self.server.fake.admit), 200
         elif method == "DELETE" and name is not None:
             result, code = cluster.delete(plural, namespace or "", name), 200
         else:
@@ -911,6 +915,66 @@ class _Server(ThreadingHTTPServer):
                 pass
 
 
+@dataclass
+class Webhook:
+    """A ValidatingWebhookConfiguration's webhook: HTTPS on 127.0.0.1:``port``, verified with
+    ``ca_pem`` for ``server_name`` (the Service's DNS name), as the API server calls it."""
+
+    name: str
+    port: int
+    ca_pem: bytes
+    server_name: str
+    path: str = "/"
+    resources: tuple[str, ...] = ("ingresses",)
+    operations: tuple[str, ...] = ("CREATE", "UPDATE")
+    failure_policy: str = "Fail"
+    timeout: float = 10.0
+
+    def call(self, operation: str, plural: str, obj: dict, old: dict | None) -> list[str]:
+        import http.client
+        import ssl
+
+        group, version, kind = RESOURCES[plural][0], RESOURCES[plural][1], RESOURCES[plural][2]
+        gvk = {"group": group, "version": version, "kind": kind}
+        gvr = {"group": group, "version": version, "resource": plural}
+        meta = obj.get("metadata") or {}
+        uid = str(uuid.uuid4())
+        review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": uid, "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
+            "name": meta.get("name", ""), "namespace": meta.get("namespace", ""), "operation": operation,
+            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": obj, "oldObject": old, "dryRun": False,
+            "options": {"apiVersion": "meta.k8s.io/v1",
+                        "kind": "CreateOptions" if operation == "CREATE" else "UpdateOptions"}}}
+        context = ssl.create_default_context(cadata=self.ca_pem.decode())
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+            connection = http.client.HTTPSConnection(self.server_name, self.port, timeout=self.timeout)
+            connection.sock = context.wrap_socket(sock, server_hostname=self.server_name)
+            try:
+                connection.request("POST", f"{self.path}?timeout={int(self.timeout)}s", body=json.dumps(review),
+                                   headers={"Content-Type": "application/json", "Accept": "application/json"})
+                answer = connection.getresponse()
+                data = answer.read()
+            finally:
+                connection.close()
+            if answer.status != 200:
+                raise ValueError(f"the server responded with status {answer.status}")
+            response = json.loads(data)["response"]
+            if response.get("uid") != uid:
+                raise ValueError(f"expected response.uid={uid!r}, got {response.get('uid')!r}")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if self.failure_policy == "Ignore":
+                return []
+            raise APIError(500, "InternalError",
+                           f'Internal error occurred: failed calling webhook "{self.name}": {exc}') from None
+        if not response.get("allowed"):
+            status = response.get("status") or {}
+            raise APIError(int(status.get("code") or 400), status.get("reason") or "BadRequest",
+                           f'admission webhook "{self.name}" denied the request: {status.get("message", "")}')
+        return list(response.get("warnings") or ())
+
+
 class FakeAPIServer:
     """The fake apiserver on 127.0.0.1 (a random port unless given), in background threads.
 
@@ -933,6 +997,8 @@ class FakeAPIServer:
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.webhooks: list[Webhook] = []  # validating admission webhooks, called as the API server calls them
+        self.admission_warnings: list[str] = []  # what they answered in response.warnings
 
     @property
     def url(self) -> str:
@@ -967,6 +1033,16 @@ class FakeAPIServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+    # -- validating admission webhooks ------------------------------------------------------
+
+    def admit(self, operation: str, plural: str, obj: dict, old: dict | None) -> None:
+        """Call each registered webhook whose rules match, as the API server does for a write
+        through the API (not for the Python API's ``apply``); APIError when one refuses, or
+        when a call fails and its failurePolicy is Fail."""
+        for webhook in self.webhooks:
+            if plural in webhook.resources and operation in webhook.operations:
+                self.admission_warnings.extend(webhook.call(operation, plural, obj, old))
 
     # -- faults and the request log ---------------------------------------------------------
 

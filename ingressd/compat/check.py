@@ -183,19 +183,8 @@ def evaluate(objects: Sequence[Mapping], translate_settings: TranslateSettings, 
     config, snapshot, plugins = build_config(objects, translate_settings, plugins, server_settings)
     selected = ingress_selector(snapshot, translate_settings)
     ingresses = sorted((o for o in objects if o.get("kind") == "Ingress"), key=object_key)
-    served = {route.ingress for route in config.routes}
-    if config.default_backend is not None:
-        served.add(config.default_backend.ingress)
-    rejected: dict[ObjectRef, list[Rejection]] = {}
-    for rejection in config.rejections:
-        rejected.setdefault(rejection.ref, []).append(rejection)
-    # The ingress-nginx ConfigMap (--nginx-configmap): refused with none applied, nothing is served.
-    configmap_refused = [r.reason for r in config.rejections if r.ref.kind == "ConfigMap"]
+    index = ConfigIndex(config)
     problems.extend(f"{r.ref}: {r.reason}" for r in config.rejections + config.warnings if r.ref.kind == "ConfigMap")
-    nothing_served = bool(configmap_refused) and config.nginx_configmap is None
-    warned: dict[ObjectRef, list[Rejection]] = {}
-    for warning in config.warnings:
-        warned.setdefault(warning.ref, []).append(warning)
     owned = frozenset(plugins.annotation_owners) if plugins else frozenset()
 
     verdicts: list[Verdict] = []
@@ -204,38 +193,64 @@ def evaluate(objects: Sequence[Mapping], translate_settings: TranslateSettings, 
         if not selected(ingress):
             other += 1
             continue
-        namespace, name = object_key(ingress)
-        ref = ObjectRef("Ingress", namespace, name)
-        verdict = Verdict(ref, _hosts(ingress))
-        if nothing_served:
-            verdict.verdict = NOT_SERVED
-            verdict.reasons.extend(f"the ingress-nginx ConfigMap is refused: {reason}" for reason in configmap_refused)
-        for rejection in rejected.get(ref, ()):
-            if ref in served:  # the Ingress is served: a part of it was not (a TLS Secret…)
-                verdict.notes.append(rejection.reason)
-                continue
-            verdict.verdict = NOT_SERVED
-            if rejection.annotations:  # one line per annotation, as assess judged each
-                raw = {str(k): str(v) for k, v in ((ingress.get("metadata") or {}).get("annotations") or {}).items()}
-                blocking = [p for p in assess(raw, owned, translate_settings.ignore_annotations) if p.blocking]
-                verdict.reasons.extend(p.reason for p in blocking) if blocking else verdict.reasons.append(
-                    rejection.reason)
-            else:
-                verdict.reasons.append(rejection.reason)
-            for annotation in rejection.annotations:
-                verdict.blocking.append(annotation)
-                entry = lookup(annotation)
-                if entry is not None and entry.ignorable:
-                    verdict.accept_with.append(f"--ignore-annotation {annotation}")
-        for warning in warned.get(ref, ()):
-            (verdict.differences if warning.annotations else verdict.notes).append(warning.reason)
-        if verdict.verdict == SERVED:
-            verdict.differences.extend(_strict_path_differences(ingress))
-            if verdict.differences:
-                verdict.verdict = DIFFERENCES
-        verdicts.append(verdict)
+        verdicts.append(verdict_for(ingress, index, translate_settings, owned))
     findings = lint(objects, selected, now)
     return Report(verdicts, findings, problems, other)
+
+
+class ConfigIndex:
+    """A built configuration by Ingress: which are served, their rejections and warnings."""
+
+    def __init__(self, config: Config):
+        self.served = {route.ingress for route in config.routes}
+        if config.default_backend is not None:
+            self.served.add(config.default_backend.ingress)
+        self.rejected: dict[ObjectRef, list[Rejection]] = {}
+        for rejection in config.rejections:
+            self.rejected.setdefault(rejection.ref, []).append(rejection)
+        self.warned: dict[ObjectRef, list[Rejection]] = {}
+        for warning in config.warnings:
+            self.warned.setdefault(warning.ref, []).append(warning)
+        # The ingress-nginx ConfigMap (--nginx-configmap): refused with none applied, nothing is served.
+        self.configmap_refused = [r.reason for r in config.rejections if r.ref.kind == "ConfigMap"]
+        self.nothing_served = bool(self.configmap_refused) and config.nginx_configmap is None
+
+
+def verdict_for(ingress: Mapping, index: ConfigIndex, translate_settings: TranslateSettings,
+                owned: frozenset[str]) -> Verdict:
+    """What ingressd does with ``ingress`` (one of the selected class) in the configuration
+    ``index`` describes; ``owned``: the annotations the plugins own. The verdict ``ingressd
+    check`` prints, and the validating webhook (``ingressd.admission``) answers with."""
+    namespace, name = object_key(ingress)
+    ref = ObjectRef("Ingress", namespace, name)
+    verdict = Verdict(ref, _hosts(ingress))
+    if index.nothing_served:
+        verdict.verdict = NOT_SERVED
+        verdict.reasons.extend(f"the ingress-nginx ConfigMap is refused: {reason}" for reason in index.configmap_refused)
+    for rejection in index.rejected.get(ref, ()):
+        if ref in index.served:  # the Ingress is served: a part of it was not (a TLS Secret…)
+            verdict.notes.append(rejection.reason)
+            continue
+        verdict.verdict = NOT_SERVED
+        if rejection.annotations:  # one line per annotation, as assess judged each
+            raw = {str(k): str(v) for k, v in ((ingress.get("metadata") or {}).get("annotations") or {}).items()}
+            blocking = [p for p in assess(raw, owned, translate_settings.ignore_annotations) if p.blocking]
+            verdict.reasons.extend(p.reason for p in blocking) if blocking else verdict.reasons.append(
+                rejection.reason)
+        else:
+            verdict.reasons.append(rejection.reason)
+        for annotation in rejection.annotations:
+            verdict.blocking.append(annotation)
+            entry = lookup(annotation)
+            if entry is not None and entry.ignorable:
+                verdict.accept_with.append(f"--ignore-annotation {annotation}")
+    for warning in index.warned.get(ref, ()):
+        (verdict.differences if warning.annotations else verdict.notes).append(warning.reason)
+    if verdict.verdict == SERVED:
+        verdict.differences.extend(_strict_path_differences(ingress))
+        if verdict.differences:
+            verdict.verdict = DIFFERENCES
+    return verdict
 
 
 def _last_of_each(objects: Sequence[Mapping], problems: list[str]) -> list[Mapping]:
@@ -478,6 +493,6 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
     return report.exit_status
 
 
-__all__ = ["InputError", "Report", "Verdict", "build_config", "check_settings", "evaluate", "main",
-           "read_cluster", "read_paths", "read_stream", "server_settings_from", "to_json", "to_text",
+__all__ = ["ConfigIndex", "InputError", "Report", "Verdict", "build_config", "check_settings", "evaluate", "main",
+           "read_cluster", "read_paths", "read_stream", "server_settings_from", "to_json", "to_text", "verdict_for",
            "IGNORE_ANNOTATION"]

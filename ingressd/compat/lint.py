@@ -48,6 +48,7 @@ class Finding:
     ref: ObjectRef  # the Ingress the finding is about (kind "Ingress")
     code: str  # one of CODES
     message: str  # one sentence: which host/path/object, what is wrong, what happens
+    other: ObjectRef | None = None  # duplicate-path: the Ingress that keeps the path
 
 
 def lint(objects: Sequence[Mapping], selected: Callable[[Mapping], bool], now: float | None = None) -> list[Finding]:
@@ -470,7 +471,8 @@ def _duplicate_paths(ingresses: Sequence[_Ingress]) -> list[Finding]:
                                     f"{where[0].upper()}{where[1:]} of Ingress "
                                     f"{loser.ingress.ref.namespace}/{loser.ingress.ref.name} is also claimed by "
                                     f"Ingress {ref.namespace}/{ref.name} ({winner.path}, {winner.path_type}), which "
-                                    f"wins because {_why(winner, loser)}: this path is never served."))
+                                    f"wins because {_why(winner, loser)}: this path is never served.",
+                                    other=ref))
     return findings
 
 
