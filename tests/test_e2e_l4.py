@@ -279,3 +279,27 @@ def test_port_in_use_is_reported_not_fatal(tmp_path, echoes):
             proc.stop()
     finally:
         busy.close()
+
+
+def test_drain_closes_l4_connections_after_the_grace(tmp_path, echoes):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    port = free_port()
+    write_manifests(folder / "all.yaml", [
+        INGRESS_CLASS, *service("echo", 7000, echoes["a"].port),
+        configmap("tcp-services", {str(port): "default/echo:7000"})])
+    proc = Ingressd(folder, ("--tcp-services-configmap", "ingress-nginx/tcp-services", "--shutdown-grace", "1"))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+            sock.sendall(b"open")
+            assert sock.recv(100) == b"open"
+            proc.process.terminate()
+            ended = b"x"
+            try:
+                ended = sock.recv(100)  # closed by the drain once the grace is over
+            except ConnectionResetError:
+                ended = b""
+            assert ended == b""
+        assert proc.process.wait(WAIT) == 0
+    finally:
+        proc.stop()
