@@ -303,3 +303,38 @@ def test_drain_closes_l4_connections_after_the_grace(tmp_path, echoes):
         assert proc.process.wait(WAIT) == 0
     finally:
         proc.stop()
+
+
+def test_cluster_mode_watches_the_configmap(tmp_path, echoes):
+    import fakeapi
+
+    (tmp_path / "manifests").mkdir()
+    api = fakeapi.FakeAPIServer(bookmark_interval=0.5).start()
+    try:
+        kubeconfig = api.write_kubeconfig(str(tmp_path / "kubeconfig"))
+        c = api.cluster
+        c.apply(fakeapi.ingress_class())
+        c.apply(fakeapi.service("echo"))  # port 80, named http
+        c.apply(fakeapi.endpoint_slice("echo-1", "echo", addresses=("127.0.0.1",), port=echoes["a"].port))
+        first, second = free_port(), free_port()
+        c.apply(configmap("tcp-services", {str(first): "default/echo:80"}))
+        proc = Ingressd(tmp_path / "manifests", ["--kubernetes", "--kubeconfig", kubeconfig,
+                                                 "--tcp-services-configmap", "ingress-nginx/tcp-services"])
+        try:
+            wait_for(lambda: _answers(first, b"k8s", b"k8s"), "the watched port")
+            c.apply(configmap("tcp-services", {str(first): "default/echo:80", str(second): "default/echo:http"}))
+            wait_for(lambda: _answers(second, b"more", b"more"), "the port added through the API")
+            # An endpoint change: the next connections go to the new endpoint.
+            c.apply(fakeapi.endpoint_slice("echo-1", "echo", addresses=("127.0.0.1",), port=echoes["b"].port))
+            wait_for(lambda: _answers(first, b"b", b"B:b"), "the new endpoint")
+        finally:
+            proc.stop()
+    finally:
+        api.stop()
+
+
+def _answers(port: int, data: bytes, expected: bytes) -> bool:
+    try:
+        return exchange(port, data) == expected
+    except OSError:
+        return False
