@@ -338,3 +338,48 @@ def _answers(port: int, data: bytes, expected: bytes) -> bool:
         return exchange(port, data) == expected
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("args,line", [
+    (("--tcp-services-configmap", "tcp-services"),
+     "ingressd: --tcp-services-configmap: 'tcp-services' is not NAMESPACE/NAME"),
+    (("--udp-services-configmap", "a/b/c"), "ingressd: --udp-services-configmap: 'a/b/c' is not NAMESPACE/NAME"),
+    (("--proxy-stream-timeout", "soon"), "ingressd: --proxy-stream-timeout must be a number, at least 0.001"),
+    (("--l4-max-connections", "0"), "ingressd: --l4-max-connections must be a number, at least 1"),
+])
+def test_option_mistakes_are_one_line(tmp_path, args, line):
+    from test_startup import QUIET, assert_one_line, run_twistd
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    result = run_twistd("--manifests", str(folder), *QUIET, *args, cwd=tmp_path)
+    assert_one_line(result, 2, line)
+
+
+def test_every_worker_serves_the_ports(tmp_path, echoes):
+    import re
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    tcp, udp = free_port(), free_port()
+    write_manifests(folder / "all.yaml", [
+        INGRESS_CLASS, *service("echo", 7000, echoes["a"].port), *service("dns", 53, echoes["ua"].port, "UDP"),
+        configmap("tcp-services", {str(tcp): "default/echo:7000"}),
+        configmap("udp-services", {str(udp): "default/dns:53"})])
+    proc = Ingressd(folder, (*ARGS, "--workers", "2", "--access-log", "off"))
+    try:
+        # Each worker opens the ports once its first configuration is built: wait for both.
+        def both_accepted():
+            for _ in range(20):  # new connections (new source ports): the kernel spreads them
+                if not _answers(tcp, b"w", b"w"):
+                    return False
+            body = proc.admin("/metrics")[2].decode()
+            workers = set(re.findall(r'ingressd_l4_connections_accepted_total\{[^}]*worker="(\d)"[^}]*\} [1-9]',
+                                     body))
+            return workers == {"0", "1"}
+
+        wait_for(both_accepted, "both workers to accept TCP service connections")
+        for index in range(10):  # sessions stay with their worker (the kernel hashes the 4-tuple)
+            assert udp_ask(udp, b"%d" % index) == b"A:%d" % index
+    finally:
+        proc.stop()
