@@ -4,6 +4,7 @@ loopback, ingress-nginx's ConfigMap format (``--tcp-services-configmap``,
 
 from __future__ import annotations
 
+import json
 import socket
 import socketserver
 import struct
@@ -275,6 +276,11 @@ def test_port_in_use_is_reported_not_fatal(tmp_path, echoes):
         try:
             assert exchange(fine, b"ok") == b"ok"
             wait_for(lambda: f"TCP port {taken} cannot be opened" in proc.log(), "the report")
+            document = json.loads(proc.admin("/routes")[2])
+            listening = {port["port"]: port["listening"] for port in document["l4"]["ports"]}
+            assert listening == {taken: False, fine: True}
+            assert any(f"TCP port {taken} cannot be opened" in p for p in document["l4"]["problems"])
+            assert b"TCP/UDP services (2)" in proc.admin("/")[2]
         finally:
             proc.stop()
     finally:

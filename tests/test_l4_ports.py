@@ -274,3 +274,59 @@ def test_stream_line_is_ingress_nginx_default_log_format_stream():
     stamp = line.split("] [")[1].split("]")[0]
     day, month, rest = stamp.split("/")
     assert len(day) == 2 and month == "Jan" and rest[4] == ":" and rest[-5] in "+-"
+
+
+def test_manager_opens_changes_and_closes_ports_as_the_store_changes(monkeypatch):
+    from twisted.internet.testing import MemoryReactorClock
+
+    from ingressd.config.store import ObjectStore
+    from ingressd.l4 import manager as manager_module
+    from ingressd.l4.manager import L4Manager
+
+    opened: list[int] = []
+
+    class Listener:  # no sockets: the ports a TCPListener would open
+        def __init__(self, number, factory, reactor, interface, reuse_port, option, description):
+            self.number = number
+
+        def startService(self):
+            opened.append(self.number)
+
+        def stopService(self):
+            opened.remove(self.number)
+
+    monkeypatch.setattr(manager_module, "TCPListener", Listener)
+
+    class Closable:
+        def stopListening(self):
+            pass
+
+    monkeypatch.setattr(L4Manager, "_listen_udp", lambda self, number, port: Closable())
+    store = ObjectStore()
+    reactor = MemoryReactorClock()
+    said: list[str] = []
+    manager = L4Manager(store, reactor, "ns/tcp", "ns/udp", reserved=(8080,), say=said.append)
+    service = [{"kind": "Service", "metadata": {"namespace": "default", "name": "db"},
+                "spec": {"ports": [{"name": "pg", "port": 5432}]}}]
+
+    def publish(tcp, udp):
+        store.replace("t", "Service", service)
+        store.replace("t", "ConfigMap", [
+            {"kind": "ConfigMap", "metadata": {"namespace": "ns", "name": "tcp"}, "data": tcp},
+            {"kind": "ConfigMap", "metadata": {"namespace": "ns", "name": "udp"}, "data": udp}])
+        store.set_synced("t")
+        reactor.advance(1)
+
+    manager.startService()
+    publish({"0": "default/db:5432", "8080": "default/db:5432", "19000": "default/db:5432"}, {})
+    assert opened == [19000]
+    assert any("port 8080 cannot be used" in p for p in manager.problems)
+    assert manager.describe()["ports"][0]["listening"]
+    publish({"19001": "default/db:pg:PROXY"}, {"19002": "default/db:5432"})  # moved; UDP: wrong protocol
+    assert set(manager.ports) == {("TCP", 19001), ("UDP", 19002)} and opened == [19001]
+    assert manager.ports["TCP", 19001].service.decode_proxy
+    assert any("removed" in line for line in said)
+    assert any("has no UDP port 5432" in p for p in manager.problems)
+    manager.stopService()
+    assert opened == [] and not manager.describe()["ports"][0]["listening"]
+    assert manager.schedule not in store.observers

@@ -1,9 +1,10 @@
 """The TCP/UDP services' listeners, kept in step with the two ConfigMaps.
 
 On every store change (coalesced) the table is built again (``table.build_l4_table``); a
-port that appears is opened, one that goes away is closed (its open connections and
-sessions go on until they end, or the drain closes them), one whose Service or endpoints
-changed serves its next connections with the new ones. A port that cannot be bound is
+port that appears is opened, one that goes away is closed (its open TCP connections go on
+until they end, or the drain closes them; its UDP sessions end with it, as their replies
+would have no socket to leave by), one whose Service or endpoints changed serves its next
+connections with the new ones. A port that cannot be bound is
 reported (and tried again at the next change), never a crash. Listeners bind the address
 the HTTP listener binds, and with ``--workers`` use SO_REUSEPORT, so every worker serves
 every port. Each problem (a bad key, a missing Service, a port that cannot be bound) is
@@ -107,7 +108,9 @@ class L4Manager(Service):
         problems = list(table.problems)
         for key in [key for key in self.ports if key not in wanted]:
             self._close(key)
-            del self.ports[key]
+            removed = self.ports.pop(key)
+            if key[0] == "UDP":  # replies can no longer reach the clients: the sessions end now
+                removed.close_sessions()
             self.say(f"ingressd: {key[0]} service port {key[1]} removed")
         for key, service in wanted.items():
             port = self.ports.get(key)
@@ -133,6 +136,20 @@ class L4Manager(Service):
     @property
     def problems(self) -> tuple[str, ...]:
         return tuple(sorted(self._reported))
+
+    def describe(self) -> dict:
+        """For the admin endpoint's ``/routes`` and page: each port, and the problems."""
+        ports = []
+        for key, port in sorted(self.ports.items()):
+            service = port.service
+            ports.append({
+                "protocol": key[0], "port": key[1],
+                "backend": f"{service.namespace}/{service.service}:{service.service_port}",
+                "decode_proxy": service.decode_proxy, "encode_proxy": service.encode_proxy,
+                "endpoints": [f"{e.address}:{e.port}" for e in service.endpoints],
+                "listening": key in self._listeners, "open": port.counters.open,
+            })
+        return {"ports": ports, "problems": list(self.problems)}
 
     # -- listeners -------------------------------------------------------------------------
 

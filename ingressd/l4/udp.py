@@ -70,8 +70,12 @@ class UDPPort(DatagramProtocol):
         session.from_client(data)
 
     def reply(self, data: bytes, addr) -> None:
-        if self.transport is not None:
+        if self.transport is None:
+            return
+        try:
             self.transport.write(data, addr)
+        except OSError:  # the client's address is not reachable now: the reply is lost, as UDP's are
+            pass
 
     def close_sessions(self) -> None:
         for session in list(self.sessions.values()):
