@@ -330,3 +330,12 @@ def test_manager_opens_changes_and_closes_ports_as_the_store_changes(monkeypatch
     manager.stopService()
     assert opened == [] and not manager.describe()["ports"][0]["listening"]
     assert manager.schedule not in store.observers
+
+
+def test_at_most_three_endpoints_are_tried():
+    hub = Hub()
+    port = tcp_port(hub, endpoints=[Endpoint(f"10.1.0.{n}", 5432) for n in range(1, 6)])
+    accept(port)
+    for _ in range(3):
+        hub.connects[-1][2].clientConnectionFailed(None, None)
+    assert len(hub.connects) == 3 and hub.lines[0][2] == 502

@@ -4,7 +4,7 @@ The splice is ``tls.passthrough.Splice`` (bytes both ways with backpressure, hal
 next endpoint when a connect fails, drained like a tunnel); a connection here adds what
 nginx's stream ``server`` does for ingress-nginx's TCP services: a PROXY protocol header
 read from the client first (``decode``), one sent to the backend (``encode``: v1, as nginx's
-``proxy_protocol on``), the idle timeout (``proxy_timeout``, 600 s in ingress-nginx), a bound
+``proxy_protocol on``), at most 3 endpoints tried (``proxy_next_upstream_tries``), the idle timeout (``proxy_timeout``, 600 s in ingress-nginx), a bound
 on the port's open connections, counters and an access-log line when it ends.
 """
 
@@ -22,6 +22,7 @@ from ingressd.l4.table import L4Service
 from ingressd.tls.passthrough import Splice
 
 _HEADER_LIMIT = 16 + 65535  # the most a PROXY header may take before it must have ended
+TRIES = 3  # endpoints tried per connection: ingress-nginx's proxy-stream-next-upstream-tries
 
 
 class PortCounters:
@@ -81,7 +82,7 @@ class _Stream(Splice):
     """A splice that resets an idle timer on every read, and logs and counts when it ends."""
 
     def __init__(self, port: TCPPort, client: Any, header: bytes, remote: str, started: float):
-        super().__init__(port, str(port.service.port), client, header, port.balancer)
+        super().__init__(port, str(port.service.port), client, header, _Tries(port.balancer, TRIES))
         self.port = port
         self.header_length = len(header)
         self.remote = remote
@@ -125,6 +126,17 @@ class _Stream(Splice):
         counters.bytes_sent += self.bytes_down
         now = hub.clock.seconds()
         hub.log_line(self.remote, "TCP", self.status, self.bytes_down, received, now - self.started)
+
+
+class _Tries:
+    """The port's balancer, for one connection: no pick after ``tries`` endpoints were tried."""
+
+    def __init__(self, balancer: RoundRobin, tries: int):
+        self.balancer = balancer
+        self.tries = tries
+
+    def pick(self, exclude=()):
+        return None if len(exclude) >= self.tries else self.balancer.pick(exclude)
 
 
 @implementer(IHalfCloseableProtocol)
