@@ -132,6 +132,14 @@ class AccessLog(Service):
         if len(pending) >= _BATCH and not self._wake.is_set():
             self._wake.set()
 
+    def append_line(self, line: str) -> None:
+        """A line formatted elsewhere (a TCP/UDP service's connection, ``l4.stream_log``)."""
+        pending = self._pending
+        if len(pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        pending.append(line)
+
     # -- the service and its thread ------------------------------------------------------
 
     def startService(self) -> None:

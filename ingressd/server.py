@@ -38,6 +38,8 @@ from ingressd.features import UpstreamSettings
 from ingressd.proxy.http1_upstream import HTTP1Upstream
 from ingressd.proxy.subrequest import SubrequestClient
 from ingressd.proxy.h2_upstream import H2Upstream
+from ingressd.l4.manager import l4_manager
+from ingressd.proxy.transport import parse_tcp
 
 
 class IngressdService(MultiService):
@@ -149,6 +151,13 @@ class IngressdService(MultiService):
             self._listen(listen(settings["https"], self._proxy_protocol(wrapped), reactor, reuse_port=workers,
                                 option="--https"))
             groups += [tls_factory.http1.live, tls_factory.live]
+        # --tcp-services-configmap, --udp-services-configmap: L4 ports beside the HTTP listeners.
+        self.l4 = l4_manager(settings, self.store, reactor, interface=_interface(settings.get("http")),
+                             reuse_port=workers, reserved=_own_ports(settings),
+                             connect_timeout=upstream.connect_timeout)
+        if self.l4 is not None:
+            self._listen(self.l4)
+            groups.append(self.l4)
         self.drain = Drain(
             reactor,
             delay=float(settings.get("shutdown_delay", 5) or 0),
@@ -258,6 +267,22 @@ class IngressdService(MultiService):
         for upstream in self.upstreams.values():
             upstream.close()
         return super().stopService()
+
+
+def _interface(description: str | None) -> str:
+    """The address the HTTP listener binds (``tcp:PORT:interface=ADDR``; "" for all)."""
+    parsed = parse_tcp(str(description)) if description else None
+    return parsed[1] if parsed else ""
+
+
+def _own_ports(settings: dict[str, Any]) -> tuple[int, ...]:
+    """The ports of ingressd's own listeners: a TCP/UDP service may not take them."""
+    ports = []
+    for name in ("http", "https", "admin"):
+        parsed = parse_tcp(str(settings.get(name))) if settings.get(name) else None
+        if parsed:
+            ports.append(parsed[0])
+    return tuple(ports)
 
 
 def freeze_heap() -> None:

@@ -82,6 +82,12 @@ CORE_PARAMETERS = [
      "flag: k8s.io/ingress-nginx)"],
     ["nginx-configmap", None, None, "NAMESPACE/NAME of an ingress-nginx controller ConfigMap, read unchanged "
      "(watched; file mode: a ConfigMap of that name in the manifests); alias --configmap"],
+    ["tcp-services-configmap", None, None, "NAMESPACE/NAME of ingress-nginx's TCP services ConfigMap "
+     "(\"PORT\": \"namespace/service:port[:PROXY][:PROXY]\")"],
+    ["udp-services-configmap", None, None, "NAMESPACE/NAME of ingress-nginx's UDP services ConfigMap"],
+    ["proxy-stream-timeout", None, "600", "TCP/UDP services: seconds a connection or session may be idle"],
+    ["proxy-stream-responses", None, "1", "UDP services: replies expected per datagram (0: until idle)"],
+    ["l4-max-connections", None, "10000", "TCP/UDP services: open connections (UDP: sessions) per port"],
 ]
 CORE_FLAGS = [
     ["log-format-escape-json", None, "escape the nginx access log format's values as JSON strings"],
@@ -336,6 +342,26 @@ class Options(usage.Options):
             self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
         except ValueError as exc:
             raise usage.UsageError(str(exc))
+        _check_l4_options(self)
+
+
+def _check_l4_options(options) -> None:
+    """The TCP/UDP services' options (``ingressd.l4``): one line per mistake."""
+    from ingressd.l4.table import parse_ref
+
+    for name in ("tcp-services-configmap", "udp-services-configmap"):
+        try:
+            parse_ref(options[name])
+        except ValueError as exc:
+            raise usage.UsageError(f"--{name}: {exc}")
+    for name, low in (("proxy-stream-timeout", 0.001), ("proxy-stream-responses", 0), ("l4-max-connections", 1)):
+        try:
+            value = float(options[name]) if name == "proxy-stream-timeout" else int(options[name])
+        except (TypeError, ValueError):
+            value = None
+        if value is None or value < low:
+            raise usage.UsageError(f"--{name} must be a number, at least {low:g}")
+        options[name] = value
 
 
 # Boolean flags an ingress-nginx Deployment may pass as Go writes them: --name=true or --name=false.

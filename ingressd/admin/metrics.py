@@ -463,6 +463,9 @@ class _ScrapeCollector:
                                       "through (ssl-passthrough)", value=passthrough.accepted)
             yield CounterMetricFamily("ingressd_tls_passthrough_connections_failed", "Passthrough connections "
                                       "closed without reaching an endpoint", value=passthrough.failed)
+        l4 = get("l4")
+        if l4 is not None:
+            yield from _l4_families(l4)
         pool = get("pool")
         if pool is not None:
             yield GaugeMetricFamily("ingressd_upstream_connections_idle", "Idle keep-alive backend "
@@ -509,6 +512,32 @@ class _ScrapeCollector:
                                       "because the writer fell behind", value=access_log.dropped)
             yield CounterMetricFamily("ingressd_access_log_lines", "Access log lines written",
                                       value=access_log.written)
+
+
+def _l4_families(l4):
+    """The TCP/UDP service ports (``ingressd.l4``): per protocol and port."""
+    labels = ["protocol", "port", "service"]
+    open_now = GaugeMetricFamily("ingressd_l4_connections", "TCP connections (UDP sessions) open now on a "
+                                 "TCP/UDP service port", labels=labels)
+    families = {name: CounterMetricFamily(f"ingressd_l4_{name}", doc, labels=labels) for name, doc in (
+        ("connections_accepted", "TCP connections (UDP sessions) accepted on a TCP/UDP service port"),
+        ("connections_failed", "Connections (sessions) closed without reaching an endpoint, or without a "
+                               "valid PROXY protocol header"),
+        ("connections_refused", "Connections (sessions) refused over the port's --l4-max-connections"),
+        ("received_bytes", "Bytes received from clients on a TCP/UDP service port"),
+        ("sent_bytes", "Bytes sent to clients on a TCP/UDP service port"),
+    )}
+    for (protocol, number), port in sorted(l4.ports.items()):
+        service = port.service
+        values = [protocol, str(number), f"{service.namespace}/{service.service}:{service.service_port}"]
+        counters = port.counters
+        open_now.add_metric(values, counters.open)
+        for name, value in (("connections_accepted", counters.accepted), ("connections_failed", counters.failed),
+                            ("connections_refused", counters.refused), ("received_bytes", counters.bytes_received),
+                            ("sent_bytes", counters.bytes_sent)):
+            families[name].add_metric(values, value)
+    yield open_now
+    yield from families.values()
 
 
 def _config_families(state):

@@ -36,6 +36,8 @@ def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
                        http=getattr(service, "http_factory", None), https=getattr(service, "tls_listener", None))
         if getattr(service, "passthrough", None) is not None:
             metrics.attach(passthrough=service.passthrough)
+        if getattr(service, "l4", None) is not None:
+            metrics.attach(l4=service.l4)
         service.metrics = metrics
         pages[b"metrics"] = MetricsResource(metrics)
     service.access_log = make_access_log(settings)
@@ -44,4 +46,6 @@ def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
         service.access_log.setServiceParent(service)
         if service.metrics is not None:
             service.metrics.attach(access_log=service.access_log)
+        if getattr(service, "l4", None) is not None:
+            service.l4.access_log = service.access_log
     return pages

@@ -163,8 +163,35 @@ def render_page(document: dict[str, Any]) -> bytes:
             out.append(f"<tr><td>{_e(item['kind'])} {_e(name)}</td><td>{_e(item['category'])}</td>"
                        f"<td class=bad>{_e(item['reason'])}</td></tr>")
         out.append("</table>")
+    if "l4" in document:
+        out.append(_l4_section(document["l4"]))
     out.append("</body></html>\n")
     return "".join(out).encode("utf-8")
+
+
+def _with_l4(document: dict[str, Any], service) -> None:
+    """The TCP/UDP services (``ingressd.l4``), when the server has them."""
+    l4 = getattr(service, "l4", None)
+    if l4 is not None:
+        document["l4"] = l4.describe()
+
+
+def _l4_section(l4: dict[str, Any]) -> str:
+    out = [f"<h2>TCP/UDP services ({len(l4['ports'])})</h2>"]
+    if l4["ports"]:
+        out.append("<table id=l4><tr><th>Port</th><th>Backend</th><th>PROXY protocol</th><th>Endpoints</th>"
+                   "<th>Open</th></tr>")
+        for port in l4["ports"]:
+            proxy = ", ".join(name for name, on in (("from client", port["decode_proxy"]),
+                                                     ("to backend", port["encode_proxy"])) if on) or "—"
+            listening = "" if port["listening"] else " <strong class=bad>not listening</strong>"
+            out.append(f"<tr><td>{_e(port['protocol'])} {_e(port['port'])}{listening}</td><td>{_e(port['backend'])}"
+                       f"</td><td>{_e(proxy)}</td><td>{_e(', '.join(port['endpoints']) or 'none ready')}</td>"
+                       f"<td>{_e(port['open'])}</td></tr>")
+        out.append("</table>")
+    for problem in l4["problems"]:
+        out.append(f"<p class=bad>{_e(problem)}</p>")
+    return "".join(out)
 
 
 def _cover_note(problem: str | None) -> str:
@@ -202,6 +229,7 @@ class RoutesJSON(Resource):
         request.setHeader(b"cache-control", b"no-store")
         document = routes_document(self.service.state, getattr(self.service, "certificates", None),
                                    self.service.reloader)
+        _with_l4(document, self.service)
         return json.dumps(document, indent=1).encode("utf-8") + b"\n"
 
 
@@ -223,6 +251,7 @@ class RoutesPage(Resource):
         request.setHeader(b"x-content-type-options", b"nosniff")
         document = routes_document(self.service.state, getattr(self.service, "certificates", None),
                                    self.service.reloader)
+        _with_l4(document, self.service)
         return render_page(document)
 
 

@@ -56,6 +56,7 @@ class ObjectStore:
         self._synced: dict[str, bool] = {}
         self._merged: dict[str, dict[Key, Packed]] = {}  # per kind; dropped when the kind changes
         self.on_change = on_change
+        self.observers: list[Callable[[], None]] = []  # told of every change too (the L4 services)
         self.generation = 0
 
     def register(self, source: str) -> None:
@@ -150,6 +151,8 @@ class ObjectStore:
         self.generation += 1
         if self.on_change is not None:
             self.on_change()
+        for observer in list(self.observers):
+            observer()
 
 
 def own_key(key: Key) -> Key:
