@@ -34,7 +34,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.python import log
 
-from ingressd.logformat import FORMATS, LogSettings, log_settings_from
+from ingressd.logformat import FORMATS, LogSettings, SecondCache, log_settings_from
 
 _BATCH = 512  # records formatted per write
 _INTERVAL = 0.1  # seconds between the writer's rounds (a line is written at most this late)
@@ -227,25 +227,8 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
-class _SecondCache:
-    """``format(second)`` remembered for the current second: a log line's clock part."""
-
-    __slots__ = ("_format", "_second", "_text")
-
-    def __init__(self, format_second) -> None:
-        self._format = format_second
-        self._second = -1
-        self._text = ""
-
-    def __call__(self, second: int) -> str:
-        if second != self._second:
-            self._text = self._format(second)
-            self._second = second
-        return self._text
-
-
-_utc_second = _SecondCache(lambda second: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-_local_second = _SecondCache(lambda second: time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second)))
+_utc_second = SecondCache(lambda second: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+_local_second = SecondCache(lambda second: time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second)))
 
 
 def _json_line(record: tuple) -> str:

@@ -80,8 +80,9 @@ def _escape_none(value: str | bytes) -> str:
 
 # -- the variables --------------------------------------------------------------------------
 
-class _SecondCache:
-    """``format(second)`` remembered for the current second."""
+class SecondCache:
+    """``format(second)`` remembered for the current second: a log line's clock part (also the
+    access log's json and combined formats)."""
 
     __slots__ = ("_format", "_second", "_text")
 
@@ -102,8 +103,8 @@ def _iso8601(second: int) -> str:
     return f"{text[:-2]}:{text[-2:]}"  # nginx: +01:00
 
 
-_time_local = _SecondCache(lambda second: time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second)))
-_time_iso8601 = _SecondCache(_iso8601)
+_time_local = SecondCache(lambda second: time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second)))
+_time_iso8601 = SecondCache(_iso8601)
 
 
 def _version(exchange) -> bytes:
