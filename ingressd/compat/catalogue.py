@@ -396,14 +396,22 @@ BEGIN = "<!-- catalogue: begin (generated: python -m ingressd.compat.catalogue -
 END = "<!-- catalogue: end -->"
 
 
-def write_into(path: str) -> None:
-    """Replace the table between the markers of the Markdown file ``path``."""
+def write_between(path: str, begin: str, end: str, table: str) -> None:
+    """Replace what lies between the markers ``begin`` and ``end`` of the Markdown file ``path``
+    with ``table`` (the generated tables of docs/migrating.md)."""
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
+    head, found, rest = text.partition(begin)
+    if not found:
+        raise SystemExit(f"{path}: no {begin.strip()} marker")
+    _, _, tail = rest.partition(end)
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(head + BEGIN + markdown_table() + END + tail)
+        handle.write(head + begin + table + end + tail)
+
+
+def write_into(path: str) -> None:
+    """Replace the annotation table between the markers of the Markdown file ``path``."""
+    write_between(path, BEGIN, END, markdown_table())
 
 
 if __name__ == "__main__":  # python -m ingressd.compat.catalogue [--write FILE]: the table for docs/migrating.md

@@ -39,6 +39,7 @@ from ingressd.compat.catalogue import (
     STATUSES,
     TEXT,
     WORD,
+    write_between,
 )
 
 MAPPINGS = ("annotation", "setting", "option")
@@ -340,15 +341,8 @@ END = "<!-- configmap keys: end -->"
 
 
 def write_into(path: str) -> None:
-    """Replace the table between the markers of the Markdown file ``path``."""
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    head, found, rest = text.partition(BEGIN)
-    if not found:
-        raise SystemExit(f"{path}: no {BEGIN.strip()} marker")
-    _, _, tail = rest.partition(END)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(head + BEGIN + markdown_table() + END + tail)
+    """Replace the key table between the markers of the Markdown file ``path``."""
+    write_between(path, BEGIN, END, markdown_table())
 
 
 if __name__ == "__main__":  # python -m ingressd.compat.configmap_catalogue [--write FILE]
