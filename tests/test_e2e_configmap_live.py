@@ -9,27 +9,17 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import time
 
 import pytest
 
 from backends import Backend
 from harness import INGRESS_CLASS, Ingressd, ingress, service, write_manifests
+from test_e2e_configmap import wait_for
 
 pytestmark = pytest.mark.slow
 N = "nginx.ingress.kubernetes.io/"
 CM = "ingress-nginx/ingress-nginx-controller"
 FORWARDED = {"X-Forwarded-For": "203.0.113.7"}
-
-
-def wait_for(predicate, timeout=15.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def objects(web, data):
