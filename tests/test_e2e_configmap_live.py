@@ -2,7 +2,8 @@
 ``twistd ingressd`` in file mode: ``use-forwarded-headers`` + ``proxy-real-ip-cidr`` changing the
 address an allow list sees (on a connection opened before the change), ``log-format-upstream``
 changing the next access-log line, a SIGHUP keeping the ConfigMap's values, and
-``use-proxy-protocol`` making the next connection need a PROXY header."""
+``use-proxy-protocol`` making the next connection need a PROXY header; and in cluster mode, the
+ConfigMap changed through the (fake) API server."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import signal
 
 import pytest
 
+import fakeapi
 from backends import Backend
 from harness import INGRESS_CLASS, Ingressd, ingress, service, write_manifests
-from test_e2e_configmap import wait_for
+from test_e2e_configmap import configmap, wait_for
 
 pytestmark = pytest.mark.slow
 N = "nginx.ingress.kubernetes.io/"
@@ -105,4 +107,31 @@ def test_the_configmap_s_client_address_and_log_keys_apply_live_and_survive_sigh
         assert logged(access_log, "198.51.100.9").startswith("198.51.100.9 - - [")  # the default line again
     finally:
         proc.stop()
+        web.stop()
+
+
+def test_cluster_mode_a_configmap_change_through_the_api_changes_the_client_address_and_log_line(tmp_path):
+    web = Backend("web")
+    (tmp_path / "manifests").mkdir()
+    access_log = tmp_path / "access.log"
+    api = fakeapi.FakeAPIServer(bookmark_interval=0.5).start()
+    c = api.cluster
+    c.apply(fakeapi.ingress_class())
+    c.apply(fakeapi.service("web"))
+    c.apply(fakeapi.endpoint_slice("web-1", "web", addresses=("127.0.0.1",), port=web.port))
+    c.apply(fakeapi.ingress("app", host="app.example.com", service="web"))
+    c.apply(configmap({"whitelist-source-range": "203.0.113.0/24"}))
+    kubeconfig = api.write_kubeconfig(str(tmp_path / "kubeconfig"))
+    proc = Ingressd(tmp_path / "manifests", ["--kubernetes", "--kubeconfig", kubeconfig, f"--configmap={CM}",
+                                             "--access-log", str(access_log)])
+    try:
+        assert proc.get("/before", host="app.example.com", headers=FORWARDED).status == 403
+        c.apply(configmap({"whitelist-source-range": "203.0.113.0/24", "use-forwarded-headers": "true",
+                           "proxy-real-ip-cidr": "127.0.0.1/32", "log-format-upstream": "$remote_addr $request_uri k"}))
+        wait_for(lambda: proc.get("/poll", host="app.example.com", headers=FORWARDED).status == 200)
+        assert proc.get("/after", host="app.example.com", headers=FORWARDED).status == 200
+        assert logged(access_log, "/after") == "203.0.113.7 /after k"
+    finally:
+        proc.stop()
+        api.stop()
         web.stop()
