@@ -189,6 +189,14 @@ def _upstream_status(exchange, now):
     return str(status) if status else None
 
 
+def _proxy_add_x_forwarded_for(exchange, now):
+    """nginx's ``$proxy_add_x_forwarded_for``: the client's X-Forwarded-For with ``$remote_addr``
+    appended, or ``$remote_addr`` alone (common in ingress-nginx users' JSON log formats)."""
+    chain = b", ".join(exchange.headers.get_all(b"x-forwarded-for"))
+    client = exchange.client_ip
+    return chain + b", " + client.encode("ascii", "replace") if chain else client
+
+
 def _args(exchange, now):
     target = exchange.request_uri
     at = target.find(b"?")
@@ -243,6 +251,7 @@ VARIABLES: dict[str, _Getter] = {
     "binary_remote_addr": None,  # not text: refused below
     "proxy_protocol_addr": lambda ex, now: getattr(ex.protocol, "proxy_protocol_address", None) or None,
     "remote_user": _remote_user,
+    "proxy_add_x_forwarded_for": _proxy_add_x_forwarded_for,
     "time_local": lambda ex, now: _time_local(int(now)),
     "time_iso8601": lambda ex, now: _time_iso8601(int(now)),
     "msec": lambda ex, now: f"{now:.3f}",
@@ -466,9 +475,11 @@ def log_settings_from(settings: dict[str, Any]) -> LogSettings:
     """The access-log settings the options give (``access_log_format``, ``log_format_upstream``,
     ``log_format_escape_json``, ``log_format_escape_none``, ``skip_access_log_urls``,
     ``disable_access_log``). A ``log_format_upstream`` implies the nginx format.
+    Without ``access_log_format``, the format is json, or nginx with ``nginx_configmap``: an
+    ingress-nginx installation's log pipelines read its upstreaminfo line.
     Raises ``ValueError`` with a message naming the option."""
     template_text = settings.get("log_format_upstream")
-    fmt = str(settings.get("access_log_format") or "json")
+    fmt = str(settings.get("access_log_format") or ("nginx" if settings.get("nginx_configmap") else "json"))
     if template_text:
         fmt = "nginx"
     if fmt not in FORMATS:

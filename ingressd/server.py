@@ -25,6 +25,7 @@ from ingressd.admin.observability import install as install_observability
 from ingressd.proxy.exchange import Proxy, ProxySettings
 from ingressd.proxy.forwarding import ForwardingPolicy
 from ingressd.http.proxy_protocol import ProxyProtocolFactory
+from ingressd.config.nginx_configmap import overlay
 from ingressd.config.reloader import Reloader, State
 from ingressd.config.store import ObjectStore
 from ingressd.tls.certificates import CertificateStore
@@ -100,6 +101,10 @@ class IngressdService(MultiService):
         self.proxy = Proxy(self.state, self.upstreams, ProxySettings(
             upstream=upstream, temp_dir=settings.get("temp_path") or None,
             forwarding=ForwardingPolicy.from_settings(settings)), reactor)
+        # The client-address and access-log settings in place (options under the ConfigMap's values):
+        # a ConfigMap change and SIGHUP both go through apply_live_settings.
+        self._live_applied = (_values(settings, FORWARDING), _values(settings, ACCESS_LOG))
+        self.reloader.listeners.append(lambda config: self.apply_live_settings())
         self.server_settings = ServerSettings(
             header_timeout=float(settings.get("client_header_timeout") or 60),
             body_timeout=float(settings.get("client_body_timeout") or 60),
@@ -225,10 +230,8 @@ class IngressdService(MultiService):
             self.manifest_providers = []
             self._add_manifest_providers(new.get("manifests") or ())
         self.settings = {**self.settings, **{key: new.get(key) for key in live if key in LIVE}}
-        if FORWARDING & set(live):
-            self.proxy.use_forwarding(ForwardingPolicy.from_settings(self.settings))
-        if ACCESS_LOG.intersection(live) and getattr(self, "access_log", None) is not None:
-            self.access_log.apply(log_settings_from(self.settings))  # validated by read_settings
+        self.reloader.settings = self.settings  # what the next ConfigMap version is judged against
+        self.apply_live_settings()
         for provider in self.manifest_providers:
             provider.scan()  # at once, not at the next poll
         paths = len(self.settings.get("manifests") or ())
@@ -237,6 +240,27 @@ class IngressdService(MultiService):
         if restart:
             parts.append(f"changed but only applied by a restart: {option_names(restart)}")
         log.msg(f"ingressd: SIGHUP: {'; '.join(parts)}")
+
+    def live_settings(self) -> dict[str, Any]:
+        """The options with the ingress-nginx ConfigMap's values in effect laid over them
+        (``nginx_configmap.overlay``): what the forwarding policy and the access log are made from."""
+        return overlay(self.settings, self.reloader.configmap)
+
+    def apply_live_settings(self) -> None:
+        """Swap in a new forwarding policy and access-log settings when their settings changed
+        (a ConfigMap change, SIGHUP): the next request and connection read them, none is dropped."""
+        settings = self.live_settings()
+        forwarding, access_log = _values(settings, FORWARDING), _values(settings, ACCESS_LOG)
+        try:
+            if forwarding != self._live_applied[0]:
+                self.proxy.use_forwarding(ForwardingPolicy.from_settings(settings))
+            if access_log != self._live_applied[1] and getattr(self, "access_log", None) is not None:
+                self.access_log.apply(log_settings_from(settings))
+        except ValueError as exc:  # the ConfigMap was judged against other options (SIGHUP since)
+            log.msg(f"ingressd: the client-address and access-log settings are not valid together, "
+                    f"the previous ones stay in place: {exc}")
+            return
+        self._live_applied = (forwarding, access_log)
 
     def reopen_logs(self) -> None:
         """SIGUSR1: the access log's file is opened again (after logrotate moved it)."""
@@ -267,6 +291,10 @@ class IngressdService(MultiService):
         for upstream in self.upstreams.values():
             upstream.close()
         return super().stopService()
+
+
+def _values(settings: dict[str, Any], keys: frozenset[str]) -> tuple:
+    return tuple((key, settings.get(key)) for key in sorted(keys))
 
 
 def _interface(description: str | None) -> str:

@@ -61,7 +61,8 @@ CORE_PARAMETERS = [
     ["shutdown-grace", None, "60", "seconds open responses and streams then get before they are closed"],
     ["worker-id", None, None, "(internal) set by the supervisor for each worker process"],
     ["access-log", None, "-", "access log file, '-' for standard output, '' or 'off' to disable"],
-    ["access-log-format", None, "json", "access log line format: json, combined or nginx (--log-format-upstream)"],
+    ["access-log-format", None, None, "access log line format: json, combined or nginx (--log-format-upstream); "
+     "default json, nginx with --nginx-configmap (ingress-nginx's upstreaminfo line)"],
     ["log-format-upstream", None, None, "nginx log_format template of the access log ($remote_addr, $status…; "
      "implies --access-log-format nginx; default: ingress-nginx's upstreaminfo line)"],
     ["skip-access-log-urls", None, "", "comma-separated request URIs ($request_uri) never written to the access log"],

@@ -141,6 +141,66 @@ def test_default_values_of_unsupported_keys_ask_for_nothing():
     assert reading.usable and not reading.warnings
 
 
+@pytest.mark.parametrize("data, words", [
+    ({"log-format-upstream": "$remote_addr $bogus"}, "--log-format-upstream: unknown log variable $bogus"),
+    ({"log-format-upstream": "it's"}, "--log-format-upstream: a ' that is not escaped"),
+    ({"proxy-real-ip-cidr": "10.0.0.0/8,nowhere"}, "'nowhere' is not an address"),
+    ({"use-forwarded-headers": "maybe"}, "expected true or false"),
+    ({"proxy-protocol-header-timeout": "5 parsecs"}, "a duration such as 5s"),
+    ({"forwarded-for-header": "X Forwarded"}, "is not a header name"),
+])
+def test_a_client_ip_or_log_value_that_does_not_parse_refuses_the_configmap(data, words):
+    reading = _read(data)
+    assert not reading.usable and words in "\n".join(reading.refusals), reading.refusals
+
+
+def test_the_client_ip_and_log_keys_become_settings_read_as_ingress_nginx_writes_them():
+    reading = _read({"use-forwarded-headers": "true", "proxy-real-ip-cidr": "10.0.0.0/8, 192.168.0.0/16",
+                     "use-proxy-protocol": "true", "proxy-protocol-header-timeout": "2s",
+                     "generate-request-id": "false", "log-format-upstream": '$remote_addr \\"$request\\"',
+                     "skip-access-log-urls": "/healthz", "disable-access-log": "false"})
+    assert reading.usable, reading.refusals
+    assert dict(reading.settings) == {
+        "use-forwarded-headers": True, "proxy-real-ip-cidr": ("10.0.0.0/8", "192.168.0.0/16"), "proxy-protocol": True,
+        "proxy-protocol-header-timeout": 2.0, "generate-request-id": False,
+        "log-format-upstream": '$remote_addr \\"$request\\"', "skip-access-log-urls": "/healthz"}
+    assert not reading.warnings
+
+
+def test_proxy_real_ip_cidr_beside_another_trusted_proxies_option_is_refused():
+    plugins = load_plugins()
+    settings = server_settings_from(["--trusted-proxies", "10.0.0.0/8"])
+    options = {option.name: option.coerce for option in plugins.options}
+    other = read_configmap(NAME, {"proxy-real-ip-cidr": "192.168.0.0/16"}, plugins.annotations, options, settings)
+    assert "--trusted-proxies is --use-forwarded-headers with --proxy-real-ip-cidr" in "\n".join(other.refusals)
+    same = read_configmap(NAME, {"proxy-real-ip-cidr": "10.0.0.0/8"}, plugins.annotations, options, settings)
+    assert same.usable
+
+
+def test_tls_keys_need_a_restart_only_when_they_differ_from_the_options():
+    assert not _read({"ssl-protocols": "TLSv1.2 TLSv1.3", "ssl-session-timeout": "10m", "ssl-session-cache": "true",
+                      "ssl-session-tickets": "false"}).warnings
+    plugins = load_plugins()
+    options = {option.name: option.coerce for option in plugins.options}
+    settings = server_settings_from(["--ssl-protocols", "TLSv1.3", "--ssl-session-timeout", "1h"])
+    same = read_configmap(NAME, {"ssl-protocols": "TLSv1.3", "ssl-session-timeout": "60m"}, plugins.annotations,
+                          options, settings)
+    assert same.usable and not same.warnings, same.warnings
+    reading = _read({"ssl-protocols": "TLSv1.3", "ssl-ciphers": "ECDHE-RSA-AES128-GCM-SHA256",
+                     "ssl-session-timeout": "1h", "ssl-session-cache": "false"})
+    assert reading.usable
+    assert sorted(w.split(" key ")[1].split(":")[0] for w in reading.warnings) == [
+        "ssl-ciphers", "ssl-protocols", "ssl-session-cache", "ssl-session-timeout"]
+    assert all("needs a restart" in w for w in reading.warnings)
+
+
+def test_the_stream_keys_are_start_options_of_the_tcp_udp_services():
+    assert not _read({"proxy-stream-timeout": "600s", "proxy-stream-responses": "1"}).warnings
+    warnings = _read({"proxy-stream-timeout": "30s", "proxy-stream-responses": "2"}).warnings
+    assert len(warnings) == 2 and all("needs a restart" in w for w in warnings)
+    assert "--proxy-stream-timeout" in "\n".join(warnings)
+
+
 def test_a_missing_configmap_is_refused():
     assert _read(None).refusals == (f"ConfigMap {NAME} (--nginx-configmap) does not exist",)
 
@@ -377,20 +437,18 @@ HELM_EXPECTED_WARNINGS = {"use-gzip", "large-client-header-buffers"}
 
 def test_a_helm_installation_s_configmap_loads_with_no_unexpected_warning():
     document = yaml.safe_load((ROOT / "tests" / "fixtures" / "ingress-nginx-helm-configmap.yaml").read_text())
-    data = dict(document["data"])
-    # Keys another part of issue 21 serves (client IP, log format, TLS) are left out until they are served.
-    pending = sorted(key for key in data if configmap_catalogue.lookup(key).owner
-                     and not configmap_catalogue.lookup(key).honoured)
-    for key in pending:
-        del data[key]
-    server = _Server(*WORLD, app(), {**document, "data": data})
+    server = _Server(*WORLD, app(), document)  # every key, the client-IP, log and TLS ones included
     assert server.state.ready, server.state.config.rejections
     warned = {str(w).split(" key ")[1].split()[0].rstrip(":") for w in server.state.config.warnings
               if w.ref.kind == "ConfigMap"}
-    assert warned == HELM_EXPECTED_WARNINGS - set(pending)
+    assert warned == HELM_EXPECTED_WARNINGS
     values = server.values()
     assert values["proxy-body-size"] == 50 * 1024 * 1024 and values["proxy-read-timeout"] == 120
-    assert dict(server.state.config.nginx_configmap.settings)["hsts-max-age"] == 63072000
+    settings = dict(server.state.config.nginx_configmap.settings)
+    assert settings["hsts-max-age"] == 63072000
+    assert settings["use-forwarded-headers"] is True and settings["proxy-real-ip-cidr"] == ("10.0.0.0/8",)
+    assert settings["compute-full-forwarded-for"] is True and settings["enable-real-ip"] is True
+    assert settings["log-format-escape-json"] is True and settings["log-format-upstream"].startswith('{"time"')
 
 
 # -- block-cidrs, block-user-agents, block-referers ------------------------------------------------
@@ -429,3 +487,53 @@ def test_the_block_lists_refuse_with_403_before_anything_else():
     server.put(configmap({}))  # applied live: the lists are gone
     assert not [f for f in server.entry().features if isinstance(f, block_lists.BlockLists)]
     assert not _read({"block-user-agents": "~(unclosed"}).usable
+
+
+# -- the client-address and access-log settings, live ----------------------------------------------
+
+
+def test_a_configmap_change_swaps_the_forwarding_policy_and_log_format_and_sighup_keeps_them():
+    from twisted.internet.testing import MemoryReactorClock
+
+    from ingressd.server import IngressdService
+    from ingressd.tap import settings_from
+
+    argv = ["--manifests", str(ROOT / "examples"), "--nginx-configmap", NAME, "--access-log", "-"]
+    service = IngressdService(settings_from(_options(*argv[2:])), load_plugins(), MemoryReactorClock(), argv)
+    from ingressd.admin.observability import install  # noqa: F401 (installed by the constructor)
+
+    def put(data):
+        service.store.replace("test", "ConfigMap", [configmap(data)])
+        service.store.replace("test", "Service", [o for o in WORLD if o["kind"] == "Service"])
+        service.store.set_synced("test")
+        service.store.set_synced("files")  # the --manifests provider's (not started here)
+        service.reloader.rebuild()
+
+    initial = service.proxy.settings.forwarding
+    assert not initial.use_forwarded_headers and service.access_log.settings.template.text.startswith("$remote_addr - ")
+    put({"use-forwarded-headers": "true", "proxy-real-ip-cidr": "10.0.0.0/8", "log-format-upstream": "$remote_addr $status"})
+    policy = service.proxy.settings.forwarding
+    assert policy is not initial and policy.use_forwarded_headers and policy.is_trusted("10.1.2.3")
+    assert not policy.is_trusted("192.0.2.1")
+    assert service.access_log.settings.template.text == "$remote_addr $status"
+
+    put({"use-forwarded-headers": "true", "proxy-real-ip-cidr": "10.0.0.0/8", "log-format-upstream": "$bogus"})
+    assert service.proxy.settings.forwarding is policy  # refused: the previous version keeps serving
+    assert service.access_log.settings.template.text == "$remote_addr $status"
+    assert any("$bogus" in str(r) for r in service.state.config.rejections)
+
+    put({"use-proxy-protocol": "true", "log-format-upstream": "$remote_addr $status"})
+    policy = service.proxy.settings.forwarding
+    assert policy.proxy_protocol and not policy.use_forwarded_headers
+
+    service.reload_configuration()  # SIGHUP: the options again, the ConfigMap's values still laid over them
+    assert service.proxy.settings.forwarding is policy and service.access_log.settings.template.text == "$remote_addr $status"
+    service.argv = argv + ["--use-forwarded-headers"]
+    service.reload_configuration()
+    after = service.proxy.settings.forwarding
+    assert after.use_forwarded_headers and after.proxy_protocol
+
+    put({})  # the keys gone: the options alone (the flag given on SIGHUP stays)
+    policy = service.proxy.settings.forwarding
+    assert policy.use_forwarded_headers and not policy.proxy_protocol
+    assert service.access_log.settings.template.text.startswith("$remote_addr - $remote_user")

@@ -8,7 +8,8 @@ import pytest
 
 from ingressd.config.model import Endpoint
 from ingressd.config.store import ObjectStore
-from ingressd.l4.proxy_protocol import V2_SIGNATURE, ProxyHeaderError, read_header, v1_header
+from ingressd.http.proxy_protocol import MORE, V2_SIGNATURE, InvalidHeader, parse
+from ingressd.l4.proxy_protocol import v1_header
 from ingressd.l4.table import build_l4_table, parse_ref
 
 
@@ -103,6 +104,12 @@ def _v2(command=1, family=0x11, body=b""):
     return V2_SIGNATURE + struct.pack("!BBH", 0x20 | command, family, len(body)) + body
 
 
+def read_header(data):
+    """What a TCP service reads of a client's header (the listeners' parser): (length, source)."""
+    found = parse(data)
+    return None if found is MORE else (found.length, found.source)
+
+
 def test_read_v1_and_v2():
     line = b"PROXY TCP4 192.0.2.1 10.0.0.2 5555 9000\r\n"
     assert read_header(line + b"rest") == (len(line), ("192.0.2.1", 5555))
@@ -125,5 +132,5 @@ def test_read_v1_and_v2():
     V2_SIGNATURE + b"\x30\x11\x00\x00", V2_SIGNATURE + b"\x22\x11\x00\x00", b"\r\n\r\nX",
 ])
 def test_malformed_headers_refused(data):
-    with pytest.raises(ProxyHeaderError):
+    with pytest.raises(InvalidHeader):
         read_header(data)

@@ -128,6 +128,12 @@ def test_cookies_and_arguments():
     assert render("$cookie_session $cookie_none $arg_x $arg_y $arg_z $arg_w", ex) == "abc - 1 2  -\n"
 
 
+def test_proxy_add_x_forwarded_for_appends_the_client_to_the_chain_sent():
+    assert render("$proxy_add_x_forwarded_for") == "203.0.113.7\n"
+    ex = exchange(extra_headers=[(b"x-forwarded-for", b"198.51.100.1"), (b"x-forwarded-for", b"10.0.0.9")])
+    assert render("$proxy_add_x_forwarded_for", ex) == "198.51.100.1, 10.0.0.9, 203.0.113.7\n"
+
+
 def test_no_query_is_not_found_and_an_empty_one_is_empty():
     assert render("[$args][$is_args]", exchange(request_uri=b"/p")) == "[-][]\n"
     assert render("[$args][$is_args]", exchange(request_uri=b"/p?")) == "[][?]\n"
@@ -220,6 +226,9 @@ def test_settings_from_options():
         log_settings_from({"log_format_upstream": "$bogus"})
     with pytest.raises(ValueError, match="--access-log-format"):
         log_settings_from({"access_log_format": "xml"})
+    # With the ingress-nginx ConfigMap, its upstreaminfo line unless a format is given explicitly.
+    assert log_settings_from({"nginx_configmap": "ns/cm"}).template.text == DEFAULT_UPSTREAM
+    assert log_settings_from({"nginx_configmap": "ns/cm", "access_log_format": "json"}).format == "json"
 
 
 def test_the_access_log_reads_its_settings_per_line_and_takes_new_ones():

@@ -18,13 +18,33 @@ from typing import Any, Callable, Mapping, Sequence
 from ingressd.compat.assess import same_value
 from ingressd.compat.configmap_catalogue import HARMLESS, NARROWS_ACCESS, lookup
 from ingressd.features import parse_bool
+from ingressd.logformat import log_settings_from
+from ingressd.proxy.forwarding import ForwardingPolicy, parse_cidrs, parse_duration, parse_switch
+from ingressd.tls.settings import parse_ciphers, parse_protocols, parse_time
 
 # Core server options (ingressd/tap.py) a ``setting:NAME`` key may replace, with how a ConfigMap value
 # is read (plugins' options bring their own coerce). One line per option; its consumer reads the
 # value from ``BuildContext.settings`` or ``Config.nginx_configmap`` (a reloader listener) to apply
 # it live, e.g. ``"use-forwarded-headers": parse_bool``.
 CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
+    "use-forwarded-headers": parse_switch,
+    "forwarded-for-header": str,
+    "compute-full-forwarded-for": parse_switch,
+    "proxy-real-ip-cidr": parse_cidrs,
+    "enable-real-ip": parse_switch,
+    "proxy-protocol": parse_switch,  # use-proxy-protocol
+    "proxy-protocol-header-timeout": parse_duration,
+    "proxy-add-original-uri-header": parse_switch,
+    "generate-request-id": parse_switch,
+    "log-format-upstream": str,  # compiled by log_settings_from (CORE_CHECKS), as nginx reads its quoted string
+    "log-format-escape-json": parse_switch,
+    "log-format-escape-none": parse_switch,
+    "skip-access-log-urls": str,
+    "disable-access-log": parse_switch,
 })
+# What a reading's settings must pass together with the options they are laid over (``overlay``):
+# the same builders the server applies them with, so a value they refuse refuses the ConfigMap.
+CORE_CHECKS: tuple[Callable[[Mapping[str, Any]], Any], ...] = (ForwardingPolicy.from_settings, log_settings_from)
 
 # annotations-risk-level: ingress-nginx's levels, lowest first; snippets are Critical.
 RISK_LEVELS = ("Low", "Medium", "High", "Critical")
@@ -128,8 +148,31 @@ def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Seque
             if not _same_option(target_name, value, current):
                 warnings.append(f"{where}: {value!r} needs a restart: ingressd reads it from --{target_name} "
                                 f"(now {current!r}) at start")
+    if settings:  # e.g. a log template that does not compile, --trusted-proxies beside another proxy-real-ip-cidr
+        refusals += _check_together(name, overlay(running, ConfigMapReading(settings=tuple(settings))))
     return ConfigMapReading(name, tuple(defaults), tuple(settings), allow_snippets, risk_level,
                             tuple(warnings), tuple(refusals))
+
+
+def overlay(options: Mapping[str, Any], reading: ConfigMapReading | None) -> dict[str, Any]:
+    """The server's settings (``options``: underscores) with the ConfigMap's ``setting:`` values laid
+    over them: what routes are built with and what the forwarding policy and the access log are
+    made from, at each ConfigMap change and on SIGHUP alike. A key the ConfigMap sets to a value
+    other than ingress-nginx's default wins over the option; an absent key leaves the option."""
+    settings = dict(options)
+    if reading is not None:
+        settings.update((name.replace("-", "_"), value) for name, value in reading.settings)
+    return settings
+
+
+def _check_together(name: str, settings: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for check in CORE_CHECKS:
+        try:
+            check(settings)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"ConfigMap {name}: {exc}")
+    return problems
 
 
 def _unhonoured(where: str, entry, warnings: list[str], refusals: list[str], why: str = "") -> None:
@@ -151,6 +194,17 @@ def _risk_level(value: str) -> str | None:
     return None
 
 
+# The TLS options (ingressd.tls.settings), as ``ingressd.tap`` parses them, for ``_same_option``.
+_TLS_OPTIONS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
+    "ssl-protocols": parse_protocols,
+    "ssl-ciphers": parse_ciphers,
+    "ssl-session-timeout": parse_time,
+    "ssl-prefer-server-ciphers": parse_bool,
+    "ssl-session-cache": parse_bool,
+    "ssl-session-tickets": parse_bool,
+})
+
+
 def _same_option(option: str, value: str, current: Any) -> bool:
     """Whether the ConfigMap's ``value`` is what the server runs with (``current``)."""
     if option == "no-http2":  # use-http2: the inverse switch
@@ -161,6 +215,11 @@ def _same_option(option: str, value: str, current: Any) -> bool:
     if option in ("server-tokens", "allow-cross-namespace-resources"):
         try:
             return parse_bool(value) == bool(current)
+        except ValueError:
+            return False
+    if option in _TLS_OPTIONS:
+        try:
+            return _TLS_OPTIONS[option](value) == current
         except ValueError:
             return False
     if option == "workers":

@@ -19,7 +19,7 @@ from twisted.python import log
 from ingressd.config.entries import DEFAULT_UPSTREAM, SPOKEN, build_table
 from ingressd.features import BuildContext, UpstreamSettings
 from ingressd.config.model import Config, ObjectRef, Rejection
-from ingressd.config.nginx_configmap import ConfigMapReading, read_configmap
+from ingressd.config.nginx_configmap import ConfigMapReading, overlay, read_configmap
 from ingressd.config.routing import RouteTable
 from ingressd.config.store import ObjectStore, unpack
 from ingressd.config.translate import TranslateSettings, Translator
@@ -206,9 +206,7 @@ class Reloader:
         translate_settings = dataclasses.replace(
             self.translate_settings, annotation_defaults=reading.annotation_defaults,
             allow_snippets=reading.allow_snippets, risk_level=reading.risk_level)
-        settings = dict(self.settings)
-        settings.update((name.replace("-", "_"), value) for name, value in reading.settings)
-        return translate_settings, settings
+        return translate_settings, overlay(self.settings, reading)
 
     def _configmap_report(self, config: Config) -> Config:
         """``config`` with the ConfigMap in effect, its warnings and a refused change's reasons."""

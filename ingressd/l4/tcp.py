@@ -17,11 +17,11 @@ from twisted.internet.protocol import Protocol, ServerFactory
 from zope.interface import implementer
 
 from ingressd.features import RoundRobin
-from ingressd.l4.proxy_protocol import ProxyHeaderError, read_header, v1_header
+from ingressd.http.proxy_protocol import MORE, InvalidHeader, parse
+from ingressd.l4.proxy_protocol import v1_header
 from ingressd.l4.table import L4Service
 from ingressd.tls.passthrough import Splice
 
-_HEADER_LIMIT = 16 + 65535  # the most a PROXY header may take before it must have ended
 TRIES = 3  # endpoints tried per connection: ingress-nginx's proxy-stream-next-upstream-tries
 
 
@@ -206,15 +206,13 @@ class _ClientProtocol(Protocol):
             return
         self.buffer += data
         try:
-            found = read_header(self.buffer)
-        except ProxyHeaderError:
+            found = parse(self.buffer)
+        except InvalidHeader:
             self._refuse()
             return
-        if found is None:
-            if len(self.buffer) > _HEADER_LIMIT:
-                self._refuse()
+        if found is MORE:  # parse bounds a header's length: a longer one is InvalidHeader
             return
-        length, source = found
+        length, source = found.length, found.source
         if self._header_timer is not None and self._header_timer.active():
             self._header_timer.cancel()
         self._header_timer = None
