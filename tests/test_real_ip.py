@@ -120,6 +120,38 @@ def test_compute_full_forwarded_for_is_x_forwarded_for_whatever_the_forwarded_fo
     assert upstream[b"x-original-forwarded-for"] == b"198.51.100.9"
 
 
+def test_compute_full_forwarded_for_joins_repeated_x_forwarded_for_lines():
+    # $http_x_forwarded_for: repeated lines are one list, joined with ", ", whatever header names the client
+    policy = ForwardingPolicy(use_forwarded_headers=True, compute_full_forwarded_for=True,
+                              forwarded_for_header="X-Real-Client", real_ip_cidrs=["10.0.0.0/8"])
+    pairs = [(b"host", b"a.test"), (b"x-real-client", b"198.51.100.9"), (b"x-forwarded-for", b"203.0.113.7"),
+             (b"x-forwarded-for", b"10.9.9.9")]
+    _, client, _, upstream, _ = decide(policy, pairs)
+    assert client == "198.51.100.9"
+    assert upstream[b"x-forwarded-for"] == b"203.0.113.7, 10.9.9.9, 10.1.1.1"
+
+
+def test_forwarded_for_header_alone_names_the_client():
+    # a CDN that sends only its own header (CF-Connecting-IP), no X-Forwarded-* at all
+    for settings in ({"enable_real_ip": True}, {"use_forwarded_headers": True}):
+        policy = ForwardingPolicy(forwarded_for_header="CF-Connecting-IP", real_ip_cidrs=["10.0.0.0/8"], **settings)
+        _, client, _, upstream, _ = decide(policy, [(b"host", b"a.test"), (b"cf-connecting-ip", b"203.0.113.50")])
+        assert client == "203.0.113.50" and upstream[b"x-real-ip"] == b"203.0.113.50"
+        assert upstream[b"x-forwarded-for"] == b"203.0.113.50"
+        assert upstream[b"x-original-forwarded-for"] == b"203.0.113.50"
+
+
+def test_forwarded_proto_is_believed_on_port_443_without_proxy_protocol():
+    # lua_ingress.lua forces https for a 443 destination only with use-proxy-protocol: a trusted
+    # proxy that reached the HTTPS listener (443) for a client that came over http says so
+    policy = ForwardingPolicy(use_forwarded_headers=True, real_ip_cidrs=["10.0.0.0/8"])
+    pairs = [(b"host", b"a.test"), (b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-proto", b"http")]
+    _, client, scheme, upstream, _ = decide(policy, pairs, scheme="https", port=443)
+    assert (client, scheme) == ("203.0.113.7", "http")
+    assert upstream[b"x-forwarded-proto"] == b"http" and upstream[b"x-scheme"] == b"http"
+    assert upstream[b"x-forwarded-port"] == b"443"
+
+
 def test_proxy_protocol_on_the_https_listener_passes_the_destination_port():
     # proxy_protocol.go "should enable PROXY Protocol for HTTPS": x-forwarded-port=1234, https
     policy = ForwardingPolicy(proxy_protocol=True)
@@ -205,6 +237,47 @@ def test_from_settings_defaults_are_ingress_nginx_defaults():
     assert [str(net) for net in policy.trusted] == ["0.0.0.0/0"]
 
 
+def test_from_settings_empty_values_are_the_defaults():
+    # a ConfigMap key left empty (or an option not given, "" in twistd) keeps ingress-nginx's default
+    policy = ForwardingPolicy.from_settings({
+        "use_forwarded_headers": "true", "trusted_proxies": "", "proxy_real_ip_cidr": "", "forwarded_for_header": "",
+        "compute_full_forwarded_for": "", "enable_real_ip": "", "proxy_protocol": "",
+        "proxy_protocol_header_timeout": "", "proxy_add_original_uri_header": "", "generate_request_id": ""})
+    assert policy.forwarded_for_header == b"x-forwarded-for" and policy.proxy_protocol_timeout == 5.0
+    assert policy.generate_request_id and not policy.proxy_protocol
+    # proxy-real-ip-cidr is still 0.0.0.0/0: any IPv4 load balancer's X-Forwarded-For is read
+    _, client, scheme, _, _ = decide(policy, XFF, peer="198.51.100.1")
+    assert (client, scheme) == ("203.0.113.7", "https")
+
+
+@pytest.mark.parametrize("value, seconds", [("500ms", 0.5), ("1s", 1.0), ("1h", 3600.0), ("3600", 3600.0)])
+def test_proxy_protocol_header_timeout_bounds(value, seconds):
+    # more than 0 and at most 1h, both ends included where they can be
+    policy = ForwardingPolicy.from_settings({"proxy_protocol_header_timeout": value})
+    assert policy.proxy_protocol_timeout == seconds
+    assert ForwardingPolicy(proxy_protocol_timeout=seconds).proxy_protocol_timeout == seconds
+
+
+@pytest.mark.parametrize("value", ["1h1s", "3600.5", "0", 0])
+def test_proxy_protocol_header_timeout_out_of_bounds(value):
+    with pytest.raises(ValueError, match="more than 0 and at most 1h"):
+        ForwardingPolicy.from_settings({"proxy_protocol_header_timeout": value})
+
+
+def test_a_switch_is_not_a_duration():
+    with pytest.raises(ValueError, match="--proxy-protocol-header-timeout"):
+        ForwardingPolicy.from_settings({"proxy_protocol_header_timeout": True})
+
+
+def test_proxy_real_ip_cidr_may_have_host_bits():
+    # as nginx's set_real_ip_from: 10.1.2.3/8 is 10.0.0.0/8
+    policy = ForwardingPolicy.from_settings({"use_forwarded_headers": "true", "proxy_real_ip_cidr": "10.1.2.3/8"})
+    assert policy.is_trusted("10.200.0.1") and not policy.is_trusted("11.0.0.1")
+    _, client, _, _, _ = decide(policy, XFF, peer="10.200.0.1")
+    assert client == "203.0.113.7"
+    assert ForwardingPolicy.from_settings({"trusted_proxies": "192.0.2.1/24"}).is_trusted("192.0.2.200")
+
+
 def test_trusted_proxies_is_use_forwarded_headers_with_those_cidrs():
     policy = ForwardingPolicy.from_settings({"trusted_proxies": "127.0.0.1/32"})
     assert policy.use_forwarded_headers and policy.is_trusted("127.0.0.1") and not policy.is_trusted("10.0.0.1")
@@ -260,7 +333,7 @@ def test_trust_is_remembered_per_policy_and_bounded():
     policy = ForwardingPolicy(["10.0.0.0/8"])
     for index in range(5000):
         assert policy.is_trusted(f"10.{index // 256}.{index % 256}.1")
-    assert len(policy._memo) <= 4096
+        assert len(policy._memo) <= 4096  # at any time: a client spraying addresses cannot grow it
     assert policy.is_trusted("10.0.0.1") and not policy.is_trusted("11.0.0.1") and not policy.is_trusted("junk")
 
 
