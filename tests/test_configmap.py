@@ -537,3 +537,80 @@ def test_a_configmap_change_swaps_the_forwarding_policy_and_log_format_and_sighu
     policy = service.proxy.settings.forwarding
     assert policy.use_forwarded_headers and not policy.proxy_protocol
     assert service.access_log.settings.template.text.startswith("$remote_addr - $remote_user")
+
+
+# -- add-headers and proxy-set-headers --------------------------------------------------------------
+
+
+def _global_headers(server, host="app.example"):
+    from ingressd_plugins import global_headers
+
+    return next((f for f in server.entry(host).features if isinstance(f, global_headers.GlobalHeaders)), None)
+
+
+def test_add_headers_and_proxy_set_headers_read_the_configmaps_they_name_live():
+    add = configmap({"X-Frame-Options": "DENY", "X-Answer": "42"}, name="add", namespace="ingress-nginx")
+    proxy = configmap({"X-Tenant": "blue"}, name="proxy", namespace="ingress-nginx")
+    server = _Server(*WORLD, app(), add, proxy, configmap(
+        {"add-headers": "ingress-nginx/add", "proxy-set-headers": "ingress-nginx/proxy"}))
+    assert server.state.ready, server.state.config.rejections
+    feature = _global_headers(server)
+    response = [(b"x-frame-options", b"SAMEORIGIN"), (b"content-type", b"text/plain")]
+    feature.response(None, 200, response)
+    assert response == [(b"x-frame-options", b"DENY"), (b"content-type", b"text/plain"), (b"x-answer", b"42")]
+    request = [(b"host", b"app.example"), (b"x-tenant", b"red")]
+    feature.upstream_request(None, request)
+    assert request == [(b"host", b"app.example"), (b"x-tenant", b"blue")]
+
+    # the referenced ConfigMap changes: applied live, the controller ConfigMap unchanged
+    controller = configmap({"add-headers": "ingress-nginx/add", "proxy-set-headers": "ingress-nginx/proxy"})
+    server.put(configmap({"X-Answer": "43"}, name="add", namespace="ingress-nginx"), proxy, controller)
+    response = []
+    _global_headers(server).response(None, 200, response)
+    assert response == [(b"x-answer", b"43")]
+    server.put(configmap({}), add, proxy)  # the keys removed: no headers any more
+    assert _global_headers(server) is None
+
+
+def test_an_ingress_s_own_header_annotations_win_for_the_names_they_set():
+    add = configmap({"X-Frame-Options": "DENY", "X-Other": "1"}, name="add", namespace="ingress-nginx")
+    proxy = configmap({"X-Tenant": "blue", "X-Zone": "a"}, name="proxy", namespace="ingress-nginx")
+    own = app("own", {"ingressd.io/response-headers": "X-Frame-Options: SAMEORIGIN",
+                      "ingressd.io/request-headers": "X-Tenant: green"})
+    own["spec"]["rules"][0]["host"] = "own.example"
+    server = _Server(*WORLD, own, add, proxy, configmap(
+        {"add-headers": "ingress-nginx/add", "proxy-set-headers": "ingress-nginx/proxy"}))
+    feature = _global_headers(server, "own.example")
+    response, request = [], []
+    feature.response(None, 200, response)
+    feature.upstream_request(None, request)
+    assert response == [(b"x-other", b"1")] and request == [(b"x-zone", b"a")]
+
+
+@pytest.mark.parametrize("key, data, words", [
+    ("add-headers", None, "does not exist"),
+    ("add-headers", {"Transfer-Encoding": "chunked"}, "hop-by-hop"),
+    ("add-headers", {"Server": "nginx"}, "written by ingressd"),
+    ("add-headers", {"X-A": "a\r\nX-B: b"}, "control character"),
+    ("add-headers", {"X-A": "$upstream_addr"}, "not a variable"),
+    ("add-headers", {"Bad Name": "x"}, "not a valid header name"),
+    ("proxy-set-headers", {"X-Forwarded-For": "1.2.3.4"}, "set by ingressd"),
+    ("proxy-set-headers", {"Host": "other.example"}, "set by ingressd"),
+])
+def test_a_header_ingressd_would_not_send_refuses_the_configmap(key, data, words):
+    objects = [configmap(data, name="hdrs", namespace="ingress-nginx")] if data is not None else []
+    server = _Server(*WORLD, app(), *objects, configmap({key: "ingress-nginx/hdrs"}))
+    assert not server.state.ready
+    assert words in str(server.state.config.rejections[0]) and key in str(server.state.config.rejections[0])
+
+
+def test_a_header_value_may_use_the_variables_ingressd_substitutes():
+    add = configmap({"X-Served-For": "$host"}, name="add", namespace="ingress-nginx")
+    server = _Server(*WORLD, app(), add, configmap({"add-headers": "ingress-nginx/add"}))
+
+    class Exchange:
+        host = "app.example"
+
+    response = []
+    _global_headers(server).response(Exchange(), 200, response)
+    assert response == [(b"x-served-for", b"app.example")]

@@ -101,7 +101,7 @@ _BLOCK_MAP = ("as nginx's map: exact values without regard to case, ~regex and ~
 _RESTART = "read at start from the option named; a different value here is reported as needing a restart with that option"
 
 KEYS: Mapping[str, Key] = _keys(
-    K('add-headers', NOT_YET, _H, '', TEXT),
+    K('add-headers', PARTIAL, _H, '', TEXT, maps='setting:add-headers', note="namespace/name of a ConfigMap of headers set on every answer of every route (more_set_headers); watched; an Ingress's custom-headers / response-headers win for their names; a missing ConfigMap, a bad name or value, a hop-by-hop header, Server or Date refuses the ConfigMap; not on the 404 of a request no route matches"),
     K('allow-backend-server-header', NOT_YET, _H, 'false', BOOL, note="the backend's Server header is always hidden"),
     K('allow-cross-namespace-resources', PARTIAL, _H, 'false', BOOL, maps='option:allow-cross-namespace-resources', note=_RESTART),
     K('allow-snippet-annotations', IMPLEMENTED, _N, 'false', BOOL, note="false (the default): an Ingress with a *-snippet annotation is not served, as ingress-nginx's admission refuses it"),
@@ -151,7 +151,7 @@ KEYS: Mapping[str, Key] = _keys(
     K('nginx-status-ipv4-whitelist', NOT_NEEDED, _H, '127.0.0.1', TEXT, note='ingressd has no nginx status page; its admin endpoint listens where --admin says'),
     K('nginx-status-ipv6-whitelist', NOT_NEEDED, _H, '::1', TEXT, note='ingressd has no nginx status page; its admin endpoint listens where --admin says'),
     K('proxy-real-ip-cidr', IMPLEMENTED, _N, '0.0.0.0/0', TEXT, maps='setting:proxy-real-ip-cidr', note="the client address allow lists, rate limits and logs see; as --proxy-real-ip-cidr gives it, applied live (a value other than ingress-nginx's default wins over the option); beside --trusted-proxies (the same networks under another name) a different value is refused"),
-    K('proxy-set-headers', NOT_YET, _H, '', TEXT),
+    K('proxy-set-headers', IMPLEMENTED, _H, '', TEXT, maps='setting:proxy-set-headers', note="namespace/name of a ConfigMap of headers sent to every backend (proxy_set_header); watched; an Ingress's request-headers win for their names; a missing ConfigMap, a bad name or value, a hop-by-hop header, Host or a forwarding header ingressd sets (X-Forwarded-*, X-Real-IP, X-Request-ID) refuses the ConfigMap"),
     K('server-name-hash-max-size', NOT_NEEDED, _H, '1024', INT, note=_TUNING),
     K('server-name-hash-bucket-size', NOT_NEEDED, _H, None, INT, note=_TUNING),
     K('proxy-headers-hash-max-size', NOT_NEEDED, _H, '512', INT, note=_TUNING),

@@ -46,6 +46,10 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
 # the same builders the server applies them with, so a value they refuse refuses the ConfigMap.
 CORE_CHECKS: tuple[Callable[[Mapping[str, Any]], Any], ...] = (ForwardingPolicy.from_settings, log_settings_from)
 
+# Keys whose value names another ConfigMap ("namespace/name") whose data is what the key's option
+# reads (as pairs): read with the controller ConfigMap, so a change of either applies live.
+REFERENCE_KEYS = ("add-headers", "proxy-set-headers")
+
 # annotations-risk-level: ingress-nginx's levels, lowest first; snippets are Critical.
 RISK_LEVELS = ("Low", "Medium", "High", "Critical")
 _HONOURED_RISK_LEVELS = ("High", "Critical")
@@ -70,13 +74,15 @@ class ConfigMapReading:
 
 def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Sequence[Any],
                    options: Mapping[str, Callable[[str], Any] | None],
-                   running: Mapping[str, Any] | None = None) -> ConfigMapReading:
+                   running: Mapping[str, Any] | None = None,
+                   configmaps: Callable[[str], Mapping[str, str] | None] | None = None) -> ConfigMapReading:
     """Judge the ConfigMap ``name`` (``data``: its data; None when it does not exist).
 
     ``annotations``: the plugins' declared annotations (``features.Annotation``); ``options``: the
     server options by name (dashes) with their coerce functions (None: taken as text);
     ``running``: the option values the server started with (settings keys, underscores), for
-    the keys that need a restart.
+    the keys that need a restart; ``configmaps``: "namespace/name" → another ConfigMap's data
+    (None: it does not exist), for ``REFERENCE_KEYS``.
     """
     if data is None:
         return ConfigMapReading(name, refusals=(f"ConfigMap {name} (--nginx-configmap) does not exist",))
@@ -139,6 +145,12 @@ def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Seque
                 _unhonoured(where, entry, warnings, refusals, f"no plugin declares --{target_name}")
                 continue
             coerce = options[target_name]
+            if key in REFERENCE_KEYS:
+                referenced = configmaps(value) if configmaps is not None and "/" in value else None
+                if referenced is None:
+                    refusals.append(f"{where}: ConfigMap {value} does not exist (expected namespace/name)")
+                    continue
+                value = tuple(sorted((str(k), str(v)) for k, v in referenced.items()))
             try:
                 settings.append((target_name, coerce(value) if coerce is not None else value))
             except (ValueError, TypeError) as exc:
@@ -152,6 +164,11 @@ def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Seque
         refusals += _check_together(name, overlay(running, ConfigMapReading(settings=tuple(settings))))
     return ConfigMapReading(name, tuple(defaults), tuple(settings), allow_snippets, risk_level,
                             tuple(warnings), tuple(refusals))
+
+
+def references(data: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The other ConfigMaps ("namespace/name") the ConfigMap's ``REFERENCE_KEYS`` name."""
+    return tuple(sorted({str(data[key]).strip() for key in REFERENCE_KEYS if data and str(data.get(key) or "").strip()}))
 
 
 def overlay(options: Mapping[str, Any], reading: ConfigMapReading | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from twisted.python import log
 from ingressd.config.entries import DEFAULT_UPSTREAM, SPOKEN, build_table
 from ingressd.features import BuildContext, UpstreamSettings
 from ingressd.config.model import Config, ObjectRef, Rejection
-from ingressd.config.nginx_configmap import ConfigMapReading, overlay, read_configmap
+from ingressd.config.nginx_configmap import ConfigMapReading, overlay, read_configmap, references
 from ingressd.config.routing import RouteTable
 from ingressd.config.store import ObjectStore, unpack
 from ingressd.config.translate import TranslateSettings, Translator
@@ -171,16 +171,24 @@ class Reloader:
     def _read_configmap(self, snapshot, annotations) -> ConfigMapReading | None:
         """The reading to apply: the current version's when usable, else the last usable one
         (the change is refused); None when no usable version was ever seen."""
-        namespace, _, name = str(self.configmap_name).partition("/")
-        packed = snapshot.get("ConfigMap", {}).get((namespace, name))
+        def packed_of(ref: str):
+            namespace, _, name = ref.partition("/")
+            return snapshot.get("ConfigMap", {}).get((namespace, name))
+
+        def data_of(ref: str) -> dict | None:
+            packed = packed_of(ref)
+            if packed is None:
+                return None
+            raw = unpack(packed).get("data") or {}
+            return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+        data = data_of(str(self.configmap_name))
+        # the ConfigMap and those its add-headers / proxy-set-headers name: a change of any is a new version
+        packed = (packed_of(str(self.configmap_name)),) + tuple(packed_of(ref) for ref in references(data))
         seen, reading = self._configmap_seen
-        if packed is not seen or reading is None:
-            data = None
-            if packed is not None:
-                raw = unpack(packed).get("data") or {}
-                data = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        if packed != seen or reading is None:
             options = {option.name: option.coerce for option in (self.plugins.options if self.plugins else ())}
-            reading = read_configmap(self.configmap_name, data, annotations, options, self.settings)
+            reading = read_configmap(self.configmap_name, data, annotations, options, self.settings, data_of)
             self._configmap_seen = (packed, reading)
             if reading.usable:
                 self.configmap, self.configmap_refused = reading, None
