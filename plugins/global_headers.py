@@ -1,4 +1,5 @@
-"""The controller ConfigMap's ``add-headers`` and ``proxy-set-headers``: headers on every route.
+"""The controller ConfigMap's ``add-headers``, ``proxy-set-headers`` and ``hide-headers``: headers on
+every route.
 
 ingress-nginx (nginx.tmpl): each key names another ConfigMap (``namespace/name``) whose data
 are header → value. ``add-headers`` renders ``more_set_headers "Name: value"`` in the http
@@ -8,6 +9,9 @@ forwarding headers: sent to every backend. ingressd reads the referenced ConfigM
 controller ConfigMap is read (``ingressd.config.nginx_configmap``: a change of either applies
 live) and hands this plugin the pairs through the options ``--add-headers`` /
 ``--proxy-set-headers`` (also usable without a ConfigMap: one ``Name: value`` a line).
+``hide-headers`` (comma-separated names, ``--hide-headers``) renders ``proxy_hide_header`` for
+each in the http block: removed from the backend's answers (ingressd's own answers never carry
+them); a hop-by-hop or framing name refuses the ConfigMap (ingressd frames every message itself).
 
 Values may use the variables ``ingressd_plugins._header_values`` substitutes (``$host``,
 ``$request_id``, ``$remote_addr``, ``$scheme``, ``$request_uri``); any other ``$``, a control
@@ -71,6 +75,29 @@ def _checked(option: str):
     return coerce
 
 
+def _parse_names(value: Any) -> tuple[str, ...]:
+    """``hide-headers``: comma-separated names (ingress-nginx's splitAndTrimSpace) → lower-cased names."""
+    names = value if isinstance(value, (tuple, list)) else str(value).split(",")
+    try:
+        return tuple(sorted({check_name(str(name).strip(), "hide-headers: ", frozenset(), True, request=False)
+                             for name in names if str(name).strip()}))
+    except AnnotationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class HiddenHeaders:
+    """Removes the named headers from the backend's answer, before any feature sets its own."""
+
+    phase = Phase.REWRITE - 50  # answers run through features in phase order: first, as proxy_hide_header
+
+    def __init__(self, hide: frozenset):
+        self._hide = hide
+
+    def response(self, exchange: Any, status: int, headers: list) -> None:
+        if exchange.upstream_status:  # the backend's answer; ingressd's own never carry them
+            headers[:] = [pair for pair in headers if pair[0] not in self._hide]
+
+
 class GlobalHeaders:
     """Sets the operator's headers on the backend request and on every answer of the route."""
 
@@ -98,6 +125,8 @@ def ingressd_options():
                _checked("add-headers")),
         Option("proxy-set-headers", (), "headers sent to every backend, one 'Name: value' a line "
                "(ConfigMap key proxy-set-headers)", _checked("proxy-set-headers")),
+        Option("hide-headers", (), "headers removed from the backends' answers, comma-separated "
+               "(ConfigMap key hide-headers)", _parse_names),
     ]
 
 
@@ -124,12 +153,15 @@ def _route_names(values: Mapping[str, Any], *annotations: str) -> set[bytes]:
 def ingressd_route_features(route, values, context):
     settings = context.settings if context is not None else {}
     add, proxy_set = _setting(settings, "add-headers"), _setting(settings, "proxy-set-headers")
-    if not add and not proxy_set:
+    hidden = settings.get("hide_headers", settings.get("hide-headers"))
+    hide = frozenset(name.encode("ascii") for name in _parse_names(hidden)) if hidden else frozenset()
+    if not add and not proxy_set and not hide:
         return None
     own_response = _route_names(values, "custom-headers", "response-headers")
     own_request = _route_names(values, "request-headers")
     response = tuple(pair for pair in _response_pairs(add) if pair[0] not in own_response)
     request = tuple(pair for pair in _request_pairs(proxy_set, False) if pair[0] not in own_request)
-    if not response and not request:
-        return None
-    return GlobalHeaders(request, response)
+    features = [HiddenHeaders(hide)] if hide else []
+    if response or request:
+        features.append(GlobalHeaders(request, response))
+    return features or None

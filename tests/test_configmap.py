@@ -614,3 +614,41 @@ def test_a_header_value_may_use_the_variables_ingressd_substitutes():
     response = []
     _global_headers(server).response(Exchange(), 200, response)
     assert response == [(b"x-served-for", b"app.example")]
+
+
+# -- hide-headers -----------------------------------------------------------------------------------
+
+
+def test_hide_headers_removes_the_backend_s_headers_first_and_live():
+    from ingressd import Phase
+    from ingressd_plugins import global_headers
+
+    assert dict(_read({"hide-headers": " X-Powered-By ,X-AspNet-Version,"}).settings)["hide-headers"] == (
+        "x-aspnet-version", "x-powered-by")
+    assert "hop-by-hop" in _read({"hide-headers": "X-Powered-By, Transfer-Encoding"}).refusals[0]
+
+    add = configmap({"X-Powered-By": "ingressd"}, name="add", namespace="ingress-nginx")
+    server = _Server(*WORLD, app(), add, configmap({"hide-headers": "X-Powered-By, X-Version"}))
+    hidden = [f for f in server.entry().features if isinstance(f, global_headers.HiddenHeaders)]
+    assert len(hidden) == 1 and hidden[0].phase < Phase.REWRITE  # before any feature sets its own headers
+
+    class Exchange:
+        def __init__(self, upstream_status):
+            self.upstream_status = upstream_status
+
+    backend = [(b"x-powered-by", b"PHP"), (b"x-version", b"1"), (b"content-type", b"text/html")]
+    hidden[0].response(Exchange(200), 200, backend)
+    assert backend == [(b"content-type", b"text/html")]
+    own = [(b"x-version", b"ingressd")]  # an answer ingressd made itself: left alone
+    hidden[0].response(Exchange(None), 503, own)
+    assert own == [(b"x-version", b"ingressd")]
+
+    # with add-headers setting a hidden name, the answer has add-headers' value (hidden first, then set)
+    server.put(add, configmap({"hide-headers": "X-Powered-By", "add-headers": "ingress-nginx/add"}))
+    headers = [(b"x-powered-by", b"PHP")]
+    for feature in server.entry().features:
+        if isinstance(feature, (global_headers.HiddenHeaders, global_headers.GlobalHeaders)):
+            feature.response(Exchange(200), 200, headers)
+    assert headers == [(b"x-powered-by", b"ingressd")]
+    server.put(add, configmap({}))
+    assert not [f for f in server.entry().features if isinstance(f, global_headers.HiddenHeaders)]

@@ -2,7 +2,8 @@
 ``twistd ingressd`` in file mode: the headers of the ConfigMaps they name on every answer (the
 backend's and ingressd's own) and on every backend request, an Ingress's own annotation winning
 for its names, a change of the referenced ConfigMap applied live on an open connection, and a
-header ingressd would not send refusing the change with the previous headers kept."""
+header ingressd would not send refusing the change with the previous headers kept; ``hide-headers``
+removing the backend's headers (and a hidden header add-headers sets still sent, with its value)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def objects(web, added, proxied):
     return [
         INGRESS_CLASS, *service("web", [("http", 80, web.port)]),
         _configmap("ingress-nginx-controller", {"add-headers": "ingress-nginx/added",
-                                                "proxy-set-headers": "ingress-nginx/proxied"}),
+                                                "proxy-set-headers": "ingress-nginx/proxied",
+                                                "hide-headers": "Content-Type, X-Frame-Options"}),
         _configmap("added", added),
         _configmap("proxied", proxied),
         ingress("plain", [("plain.test", [("/", "Prefix", "web", 80)])]),
@@ -64,8 +66,11 @@ def test_add_headers_and_proxy_set_headers_through_twistd(tmp_path):
         assert response.getheader("X-Frame-Options") == "DENY"
         assert response.getheader("X-Served-By") == "plain.test"
         assert sent(body)["x-tenant"] == "blue"
+        assert response.getheader("Content-Type") is None  # hide-headers: the backend's removed
         response, body = get(conn, "plain.test", "/status/503")  # an error answer gets them too
         assert response.status == 503 and response.getheader("X-Frame-Options") == "DENY"
+        response, body = get(conn, "nothing.test")  # ingressd's own 404 (no route) keeps its Content-Type
+        assert response.status == 404 and response.getheader("Content-Type")
 
         response, body = get(conn, "own.test")  # the Ingress's own annotations win for their names
         assert response.getheader("X-Frame-Options") == "SAMEORIGIN"

@@ -107,7 +107,7 @@ KEYS: Mapping[str, Key] = _keys(
     K('allow-snippet-annotations', IMPLEMENTED, _N, 'false', BOOL, note="false (the default): an Ingress with a *-snippet annotation is not served, as ingress-nginx's admission refuses it"),
     K('annotations-risk-level', PARTIAL, _N, 'High', WORD, note='Critical and High are honoured (below Critical, snippets are refused: they are Critical); Medium and Low are not yet (the ConfigMap is refused)'),
     K('annotation-value-word-blocklist', NOT_NEEDED, _H, '', TEXT, note='annotations are parsed as typed data and never pasted into configuration text'),
-    K('hide-headers', NOT_YET, _H, '', TEXT),
+    K('hide-headers', IMPLEMENTED, _H, '', TEXT, maps='setting:hide-headers', note="comma-separated names removed from the backends' answers (proxy_hide_header), live; a header add-headers or the Ingress sets is still sent with their value; a hop-by-hop or framing name refuses the ConfigMap"),
     K('access-log-params', NOT_YET, _H, '', TEXT, note='the access log goes where --access-log says'),
     K('access-log-path', NOT_YET, _H, '/var/log/nginx/access.log', TEXT, note='the access log goes where --access-log says'),
     K('http-access-log-path', NOT_YET, _H, '', TEXT, note='the access log goes where --access-log says'),
