@@ -1,8 +1,9 @@
 """SIGHUP: read the options again (command line and ``--config``) and say what changed.
 
 Of the options, ``--manifests`` (which files and folders are read), the client-address
-options (``FORWARDING``: a new forwarding policy, read by the next request and connection)
-and the access log's format options (``ACCESS_LOG``) are applied to a running server; every
+options (``FORWARDING``: a new forwarding policy, read by the next request and connection),
+the access log's format options (``ACCESS_LOG``) and the backend pools' keep-alive limits
+(``UPSTREAM_KEEPALIVE``) are applied to a running server; every
 other changed option is named as needing a restart, and keeps its old value until then.
 Manifests themselves are re-read on SIGHUP whether or not the list
 changed (they are also polled: SIGHUP just does not wait for the next poll).
@@ -20,7 +21,10 @@ FORWARDING = frozenset({"trusted_proxies", "use_forwarded_headers", "proxy_real_
 # The access log's format and filters: a new LogSettings swapped into the running access log.
 ACCESS_LOG = frozenset({"access_log_format", "log_format_upstream", "log_format_escape_json",
                         "log_format_escape_none", "skip_access_log_urls", "disable_access_log"})
-LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG  # settings a running server takes over
+# The backend connection pools' keep-alive limits (HTTP1Upstream.use_limits): read at the next release.
+UPSTREAM_KEEPALIVE = frozenset({"upstream_keepalive_connections", "upstream_keepalive_timeout",
+                                "upstream_keepalive_requests"})
+LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE  # settings a running server takes over
 _NOT_OPTIONS = frozenset({"config", "worker_id"})  # not compared: where options come from, internal
 
 

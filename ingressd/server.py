@@ -12,7 +12,7 @@ from twisted.python import log
 
 from ingressd.admin.endpoint import admin_site
 from ingressd.drain import Drain
-from ingressd.live_settings import ACCESS_LOG, FORWARDING, LIVE, changed_options, option_names, read_settings
+from ingressd.live_settings import ACCESS_LOG, FORWARDING, LIVE, UPSTREAM_KEEPALIVE, changed_options, option_names, read_settings
 from ingressd.logformat import log_settings_from
 from ingressd.signals import SignalHandlers
 from ingressd.providers.files import ManifestProvider
@@ -23,7 +23,7 @@ from ingressd.http.http2 import HTTPSFactory
 from ingressd.config.model import ObjectRef
 from ingressd.admin.observability import install as install_observability
 from ingressd.proxy.exchange import Proxy, ProxySettings
-from ingressd.proxy.forwarding import ForwardingPolicy
+from ingressd.proxy.forwarding import ForwardingPolicy, parse_duration
 from ingressd.http.proxy_protocol import ProxyProtocolFactory
 from ingressd.config.nginx_configmap import overlay
 from ingressd.config.reloader import Reloader, State
@@ -60,11 +60,13 @@ class IngressdService(MultiService):
             reactor,
             max_idle_per_endpoint=int(settings.get("upstream_keepalive_connections") or 320),
             idle_timeout=float(settings.get("upstream_keepalive_timeout") or 60),
+            max_requests=int(settings.get("upstream_keepalive_requests", 10000) or 0),
         )
         self.https_pool = HTTP1Upstream(
             reactor,
             max_idle_per_endpoint=int(settings.get("upstream_keepalive_connections") or 320),
             idle_timeout=float(settings.get("upstream_keepalive_timeout") or 60),
+            max_requests=int(settings.get("upstream_keepalive_requests", 10000) or 0),
             tls=True,
         )
         self.upstreams = {self.pool.name: self.pool, self.https_pool.name: self.https_pool}
@@ -104,6 +106,7 @@ class IngressdService(MultiService):
         # The client-address and access-log settings in place (options under the ConfigMap's values):
         # a ConfigMap change and SIGHUP both go through apply_live_settings.
         self._live_applied = (_values(settings, FORWARDING), _values(settings, ACCESS_LOG))
+        self._pool_applied = _values(settings, UPSTREAM_KEEPALIVE)
         self.reloader.listeners.append(lambda config: self.apply_live_settings())
         self.server_settings = ServerSettings(
             header_timeout=float(settings.get("client_header_timeout") or 60),
@@ -261,6 +264,13 @@ class IngressdService(MultiService):
                     f"the previous ones stay in place: {exc}")
             return
         self._live_applied = (forwarding, access_log)
+        keepalive = _values(settings, UPSTREAM_KEEPALIVE)
+        if keepalive != self._pool_applied:  # upstream-keepalive-*: the pools' limits, from the next release
+            for pool in (self.pool, self.https_pool):
+                pool.use_limits(int(settings.get("upstream_keepalive_connections") or 320),
+                                parse_duration(settings.get("upstream_keepalive_timeout") or 60),
+                                int(settings.get("upstream_keepalive_requests", 10000) or 0))
+            self._pool_applied = keepalive
 
     def reopen_logs(self) -> None:
         """SIGUSR1: the access log's file is opened again (after logrotate moved it)."""

@@ -44,6 +44,7 @@ CORE_PARAMETERS = [
     ["client-send-timeout", None, "60", "seconds a client may read nothing of a response before it is dropped"],
     ["upstream-keepalive-connections", None, "320", "idle backend connections kept per endpoint"],
     ["upstream-keepalive-timeout", None, "60", "seconds an idle backend connection is kept"],
+    ["upstream-keepalive-requests", None, "10000", "requests a backend connection serves before it is closed (0: no limit)"],
     ["default-backend-service", None, None, "NAMESPACE/NAME of the Service for unmatched requests"],
     ["default-certificate", None, None, "NAMESPACE/NAME of the TLS Secret for unknown SNI names"],
     ["kubeconfig", None, None, "kubeconfig file for --kubernetes outside a cluster"],
@@ -341,6 +342,7 @@ class Options(usage.Options):
         try:
             self["proxy-body-size"] = parse_size(str(self["proxy-body-size"]))
             self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
+            self["upstream-keepalive-requests"] = int(self["upstream-keepalive-requests"])
         except ValueError as exc:
             raise usage.UsageError(str(exc))
         _check_l4_options(self)

@@ -652,3 +652,80 @@ def test_hide_headers_removes_the_backend_s_headers_first_and_live():
     assert headers == [(b"x-powered-by", b"ingressd")]
     server.put(add, configmap({}))
     assert not [f for f in server.entry().features if isinstance(f, global_headers.HiddenHeaders)]
+
+
+# -- upstream-keepalive-connections, -timeout, -requests ----------------------------------------------
+
+
+def test_the_upstream_keepalive_keys_are_live_settings_of_the_backend_pools():
+    reading = _read({"upstream-keepalive-connections": "16", "upstream-keepalive-timeout": "30s",
+                     "upstream-keepalive-requests": "100"})
+    assert reading.usable and not reading.warnings
+    assert dict(reading.settings) == {"upstream-keepalive-connections": 16, "upstream-keepalive-timeout": 30.0,
+                                      "upstream-keepalive-requests": 100}
+    assert not _read({"upstream-keepalive-requests": "-1"}).usable
+    assert not _read({"upstream-keepalive-timeout": "soon"}).usable
+
+
+def test_the_pool_closes_a_connection_after_max_requests_and_takes_new_limits():
+    from ingressd.proxy.http1_upstream import HTTP1Upstream
+
+    class Transport:
+        closed = False
+
+        def loseConnection(self):
+            self.closed = True
+
+    class Connection:
+        def __init__(self):
+            self.connected, self.key, self.served, self.transport = True, ("127.0.0.1", 80), 0, Transport()
+
+    clock = Clock()
+    pool = HTTP1Upstream(clock, max_idle_per_endpoint=4, idle_timeout=60, max_requests=2)
+    connection = Connection()
+    pool.release(connection)
+    assert pool.idle[connection.key] == [connection] and not connection.transport.closed
+    pool.idle[connection.key].clear()  # handed out again
+    pool.release(connection)  # its second response: closed, not pooled
+    assert connection.transport.closed and not pool.idle[connection.key]
+
+    pool.use_limits(1, 60, 0)  # 0: no request limit; one idle connection per endpoint
+    first, second = Connection(), Connection()
+    for _ in range(3):
+        pool.idle[first.key].clear()
+        pool.release(first)
+    assert not first.transport.closed and first.served == 3
+    pool.release(second)  # the pool is full
+    assert second.transport.closed
+    pool.use_limits(4, 0, 0)  # keep-alive timeout 0: nothing is kept
+    third = Connection()
+    pool.release(third)
+    assert third.transport.closed
+    pool.close()
+
+
+def test_a_configmap_change_gives_the_backend_pools_new_keepalive_limits_live():
+    from twisted.internet.testing import MemoryReactorClock
+
+    from ingressd.server import IngressdService
+    from ingressd.tap import settings_from
+
+    argv = ["--manifests", str(ROOT / "examples"), "--nginx-configmap", NAME, "--upstream-keepalive-requests", "50"]
+    service = IngressdService(settings_from(_options(*argv[2:])), load_plugins(), MemoryReactorClock(), argv)
+
+    def put(data):
+        service.store.replace("test", "ConfigMap", [configmap(data)])
+        service.store.set_synced("test")
+        service.store.set_synced("files")
+        service.reloader.rebuild()
+
+    def limits(pool):
+        return pool.max_idle, pool.idle_timeout, pool.max_requests
+
+    put({})
+    assert limits(service.pool) == limits(service.https_pool) == (320, 60.0, 50)  # the options
+    put({"upstream-keepalive-connections": "8", "upstream-keepalive-timeout": "5",
+         "upstream-keepalive-requests": "1000"})
+    assert limits(service.pool) == limits(service.https_pool) == (8, 5.0, 1000)
+    put({})  # the keys gone: the options again
+    assert limits(service.pool) == (320, 60.0, 50)

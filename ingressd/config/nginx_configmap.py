@@ -41,7 +41,16 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "log-format-escape-none": parse_switch,
     "skip-access-log-urls": str,
     "disable-access-log": parse_switch,
+    "upstream-keepalive-connections": lambda text: _at_least(int(text), 0),  # HTTP1Upstream.use_limits
+    "upstream-keepalive-timeout": lambda text: _at_least(parse_duration(text), 0),
+    "upstream-keepalive-requests": lambda text: _at_least(int(text), 0),
 })
+def _at_least(value, low):
+    if value < low:
+        raise ValueError(f"{value} is below {low}")
+    return value
+
+
 # What a reading's settings must pass together with the options they are laid over (``overlay``):
 # the same builders the server applies them with, so a value they refuse refuses the ConfigMap.
 CORE_CHECKS: tuple[Callable[[Mapping[str, Any]], Any], ...] = (ForwardingPolicy.from_settings, log_settings_from)
