@@ -112,6 +112,7 @@ class IngressdService(MultiService):
             header_timeout=float(settings.get("client_header_timeout") or 60),
             body_timeout=float(settings.get("client_body_timeout") or 60),
             keepalive_timeout=float(settings.get("keepalive_timeout") or 75),
+            keepalive_requests=int(settings.get("keepalive_requests", 1000) or 0),
             send_timeout=float(settings.get("client_send_timeout") or 60),
         )
         self.server_settings.identity = ResponseIdentity(server_name(bool(settings.get("server_tokens")), __version__))

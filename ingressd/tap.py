@@ -41,6 +41,7 @@ CORE_PARAMETERS = [
     ["client-header-timeout", None, "60", "seconds a client may take to send a request head"],
     ["client-body-timeout", None, "60", "seconds between two reads of a request body"],
     ["keepalive-timeout", None, "75", "seconds an idle client keep-alive connection stays open"],
+    ["keepalive-requests", None, "1000", "requests an HTTP/1 client connection serves before it is closed (0: no limit)"],
     ["client-send-timeout", None, "60", "seconds a client may read nothing of a response before it is dropped"],
     ["upstream-keepalive-connections", None, "320", "idle backend connections kept per endpoint"],
     ["upstream-keepalive-timeout", None, "60", "seconds an idle backend connection is kept"],
@@ -343,6 +344,7 @@ class Options(usage.Options):
             self["proxy-body-size"] = parse_size(str(self["proxy-body-size"]))
             self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
             self["upstream-keepalive-requests"] = int(self["upstream-keepalive-requests"])
+            self["keepalive-requests"] = int(self["keepalive-requests"])
         except ValueError as exc:
             raise usage.UsageError(str(exc))
         _check_l4_options(self)

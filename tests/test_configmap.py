@@ -729,3 +729,9 @@ def test_a_configmap_change_gives_the_backend_pools_new_keepalive_limits_live():
     assert limits(service.pool) == limits(service.https_pool) == (8, 5.0, 1000)
     put({})  # the keys gone: the options again
     assert limits(service.pool) == (320, 60.0, 50)
+
+
+def test_keep_alive_requests_is_read_at_start_from_keepalive_requests():
+    assert not _read({"keep-alive-requests": "1000"}).warnings  # ingress-nginx's default, the option's too
+    warnings = _read({"keep-alive-requests": "100"}).warnings
+    assert len(warnings) == 1 and "needs a restart" in warnings[0] and "--keepalive-requests" in warnings[0]

@@ -318,3 +318,18 @@ def test_every_response_has_one_date_and_no_server_by_default():
         assert b"server:" not in head.lower()
         assert head.count(b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n") == 1
     assert second.startswith(b"400 ")
+
+
+def test_a_connection_closes_after_keepalive_requests_as_nginx():
+    protocol, transport, _, _ = connect(keepalive_requests=2)
+    protocol.dataReceived(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"connection: close" not in transport.value() and not transport.disconnecting
+    transport.clear()
+    protocol.dataReceived(b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")  # the second: answered, then closed
+    assert transport.value().startswith(b"HTTP/1.1 200 ") and b"connection: close" in transport.value()
+    assert transport.disconnecting
+
+    unlimited, transport, _, _ = connect(keepalive_requests=0)
+    for number in range(5):
+        unlimited.dataReceived(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % number)
+    assert b"connection: close" not in transport.value() and not transport.disconnecting

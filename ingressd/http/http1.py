@@ -68,6 +68,7 @@ class ServerSettings:
         self.header_timeout = 60.0
         self.body_timeout = 60.0
         self.keepalive_timeout = 75.0
+        self.keepalive_requests = 1000  # nginx's keepalive_requests: then the connection closes (0: no limit)
         self.send_timeout = 60.0  # a client that reads nothing of a response for this long is dropped
         self.max_pipelined = 16
         # Server and Date on every response (ingressd's own answers and the backends', whose
@@ -329,7 +330,8 @@ class HTTP1ServerProtocol(Protocol):
         self._requests += 1
         self._active_request = request
         self._head_written = False
-        self._response_keep_alive = request.keep_alive
+        limit = self.settings.keepalive_requests
+        self._response_keep_alive = request.keep_alive and not (limit and self._requests >= limit)
         if request.has_body and not request.complete:
             self._set_timer(self.settings.body_timeout, 408)
         else:
