@@ -113,6 +113,7 @@ class IngressdService(MultiService):
             body_timeout=float(settings.get("client_body_timeout") or 60),
             keepalive_timeout=float(settings.get("keepalive_timeout") or 75),
             keepalive_requests=int(settings.get("keepalive_requests", 1000) or 0),
+            http2_max_concurrent_streams=int(settings.get("http2_max_concurrent_streams") or 128),
             send_timeout=float(settings.get("client_send_timeout") or 60),
         )
         self.server_settings.identity = ResponseIdentity(server_name(bool(settings.get("server_tokens")), __version__))

@@ -42,6 +42,7 @@ CORE_PARAMETERS = [
     ["client-body-timeout", None, "60", "seconds between two reads of a request body"],
     ["keepalive-timeout", None, "75", "seconds an idle client keep-alive connection stays open"],
     ["keepalive-requests", None, "1000", "requests an HTTP/1 client connection serves before it is closed (0: no limit)"],
+    ["http2-max-concurrent-streams", None, "128", "streams an HTTP/2 client may have open at once on a connection"],
     ["client-send-timeout", None, "60", "seconds a client may read nothing of a response before it is dropped"],
     ["upstream-keepalive-connections", None, "320", "idle backend connections kept per endpoint"],
     ["upstream-keepalive-timeout", None, "60", "seconds an idle backend connection is kept"],
@@ -345,6 +346,9 @@ class Options(usage.Options):
             self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
             self["upstream-keepalive-requests"] = int(self["upstream-keepalive-requests"])
             self["keepalive-requests"] = int(self["keepalive-requests"])
+            self["http2-max-concurrent-streams"] = int(self["http2-max-concurrent-streams"])
+            if self["http2-max-concurrent-streams"] < 1:
+                raise ValueError("--http2-max-concurrent-streams must be at least 1")
         except ValueError as exc:
             raise usage.UsageError(str(exc))
         _check_l4_options(self)

@@ -735,3 +735,9 @@ def test_keep_alive_requests_is_read_at_start_from_keepalive_requests():
     assert not _read({"keep-alive-requests": "1000"}).warnings  # ingress-nginx's default, the option's too
     warnings = _read({"keep-alive-requests": "100"}).warnings
     assert len(warnings) == 1 and "needs a restart" in warnings[0] and "--keepalive-requests" in warnings[0]
+
+
+def test_http2_max_concurrent_streams_is_read_at_start_from_its_option():
+    assert not _read({"http2-max-concurrent-streams": "128"}).warnings
+    warnings = _read({"http2-max-concurrent-streams": "64"}).warnings
+    assert len(warnings) == 1 and "--http2-max-concurrent-streams" in warnings[0]

@@ -303,3 +303,11 @@ def test_expect_continue_sends_an_interim_100():
     (final,) = pair.of(h2.events.ResponseReceived, stream_id)
     assert dict(final.headers)[b":status"] == b"201"
     assert b"".join(exchange.body) == b"abc"
+
+
+def test_max_concurrent_streams_is_announced_as_configured():
+    for configured, expected in (({}, 128), ({"http2_max_concurrent_streams": 7}, 7)):
+        pair = Pair(**configured)
+        changed = pair.of(h2.events.RemoteSettingsChanged)
+        announced = {code: setting.new_value for event in changed for code, setting in event.changed_settings.items()}
+        assert announced[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] == expected

@@ -132,7 +132,7 @@ KEYS: Mapping[str, Key] = _keys(
     K('http2-max-field-size', NOT_NEEDED, _H, '', TEXT, note=_TUNING),
     K('http2-max-header-size', NOT_NEEDED, _H, '', TEXT, note=_TUNING),
     K('http2-max-requests', NOT_YET, _H, '0', INT),
-    K('http2-max-concurrent-streams', NOT_YET, _H, '128', INT),
+    K('http2-max-concurrent-streams', PARTIAL, _H, '128', INT, maps='option:http2-max-concurrent-streams', note="sent to HTTP/2 clients in SETTINGS; a stream beyond it is refused (REFUSED_STREAM); " + _RESTART),
     K('hsts', IMPLEMENTED, _H, 'true', BOOL, maps='setting:hsts'),
     K('hsts-include-subdomains', IMPLEMENTED, _H, 'true', BOOL, maps='setting:hsts-include-subdomains'),
     K('hsts-max-age', IMPLEMENTED, _H, '31536000', INT, maps='setting:hsts-max-age'),

@@ -69,6 +69,7 @@ class ServerSettings:
         self.body_timeout = 60.0
         self.keepalive_timeout = 75.0
         self.keepalive_requests = 1000  # nginx's keepalive_requests: then the connection closes (0: no limit)
+        self.http2_max_concurrent_streams = 128  # nginx's http2_max_concurrent_streams, sent in SETTINGS
         self.send_timeout = 60.0  # a client that reads nothing of a response for this long is dropped
         self.max_pipelined = 16
         # Server and Date on every response (ingressd's own answers and the backends', whose

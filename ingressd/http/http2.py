@@ -50,7 +50,7 @@ _CONNECTION_SPECIFIC = frozenset(
 )
 _HIGH_WATER = 256 * 1024  # buffered response bytes per stream before the backend is paused
 _LOW_WATER = 64 * 1024
-_MAX_STREAMS = 100
+_MAX_STREAMS = 100  # sizes the connection window; the streams allowed: ServerSettings.http2_max_concurrent_streams
 _STREAM_WINDOW = 65535  # RFC default; also what a paused stream can hold unacknowledged
 _CONNECTION_WINDOW = _MAX_STREAMS * _STREAM_WINDOW
 _DRAIN_LIMIT = 4 * 1024 * 1024  # request body read and dropped after an early answer
@@ -550,7 +550,7 @@ class H2ServerProtocol(Protocol):
         self.h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: _MAX_STREAMS,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.http2_max_concurrent_streams,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE:
                     self.settings.max_header_bytes + self.settings.max_url_bytes,
