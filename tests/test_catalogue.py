@@ -86,7 +86,8 @@ def test_catalogue_and_built_in_plugins_agree():
 
 
 # Annotations the built-in plugins add that ingress-nginx never had (documented in docs/plugins.md).
-INGRESSD_ONLY = {"request-headers", "remove-request-headers", "response-headers", "remove-response-headers"}
+INGRESSD_ONLY = {"request-headers", "remove-request-headers", "response-headers", "remove-response-headers",
+                 "limit-scope"}
 
 
 def test_ingressd_only_annotations_are_documented():

@@ -36,6 +36,8 @@ def world(tmp_path_factory):
         limited("ignored", "ignored.test", {N + "global-rate-limit-ignored-cidrs": "127.0.0.0/8"}),
         limited("kill", "kill.test", {N + "global-rate-limit-key": "$http_x_round"}),
         ingress("plain", [("plain.test", [("/", "Prefix", "web", 80)])]),
+        ingress("scoped", [("scoped.test", [("/", "Prefix", "web", 80)])], annotations={
+            N + "limit-rpm": "1", N + "limit-burst-multiplier": "2", "ingressd.io/limit-scope": "global"}),
     ])
     redis = RedisServer()
     procs = []
@@ -89,6 +91,14 @@ def test_three_replicas_share_one_limit(world):
     assert {r.status for r in refused} <= {429, 503}
     assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
     assert procs[0].get("/", host="plain.test").status == 200  # no limit there
+
+
+def test_limit_scope_global_makes_limit_rpm_cluster_wide(world):
+    """limit-rpm 1 with burst 2: nginx lets burst + 1 = 3 through at once, for the whole cluster."""
+    _, _, procs = world
+    answers = [procs[i % 3].get("/", host="scoped.test") for i in range(9)]
+    assert [r.status for r in answers].count(200) == 3, [r.status for r in answers]
+    assert {r.status for r in answers if r.status != 200} == {503}  # --limit-req-status-code
 
 
 def test_the_key_template_separates_clients(world):
@@ -155,6 +165,8 @@ def test_without_redis_a_global_limit_is_not_served(world, tmp_path):
     proc = Ingressd(manifests, log_path=tmp_path / "alone.log")
     try:
         assert proc.get("/", host="shared.test").status == 404
+        assert proc.get("/", host="scoped.test").status == 404
+        assert "ingressd.io/limit-scope: global needs a Redis shared by the replicas" in proc.log()
         assert proc.get("/", host="plain.test").status == 200
         assert "global-rate-limit needs a Redis shared by the replicas: start ingressd with --redis URL" in proc.log()
     finally:

@@ -282,3 +282,65 @@ def test_a_redis_that_answers_nothing_costs_at_most_the_timeout(reactor, redis_s
     finally:
         redis_server.resume()
         decisions.client.stop()
+
+
+# -- ingressd.io/limit-scope: global (limit-rps / limit-rpm through Redis) ------------------------
+
+from ingressd_plugins import rate_limit  # noqa: E402
+from ingressd_plugins.rate_limit import ClusterRateLimit  # noqa: E402
+
+
+class FakeBuckets(FakeDecisions):
+    def check_buckets(self, keys, buckets):
+        self.asked.append((keys, buckets))
+        return defer.succeed(self.answer)
+
+
+def scoped(raw, decisions=None, settings=SETTINGS):
+    context = make_context(settings, Clock(), redis=decisions or FakeBuckets())
+    return features_for(rate_limit, raw, route=make_route(namespace="ns", ingress="shop"), context=context)
+
+
+def test_limit_scope_global_keeps_the_buckets_in_redis():
+    decisions = FakeBuckets()
+    (limit,) = scoped({"limit-rps": "2", "limit-rpm": "30", "limit-burst-multiplier": "3",
+                       "limit-scope": "global"}, decisions)
+    assert isinstance(limit, ClusterRateLimit)
+    assert run_request([limit], exchange(client_ip="192.0.2.9")) is None
+    assert decisions.asked == [((b"limit:ns/shop:rps:192.0.2.9", b"limit:ns/shop:rpm:192.0.2.9"),
+                                ((2000, 6000), (500, 90000)))]
+    (local,) = scoped({"limit-rps": "2"})
+    assert not isinstance(local, ClusterRateLimit)  # local is the default
+
+
+def test_limit_scope_global_refusals_and_answers():
+    with pytest.raises(AnnotationError, match="limit-connections cannot be cluster-wide"):
+        scoped({"limit-rps": "2", "limit-connections": "3", "limit-scope": "global"})
+    with pytest.raises(AnnotationError, match="--redis"):
+        scoped({"limit-rps": "2", "limit-scope": "global"}, settings={})
+    with pytest.raises(AnnotationError, match="local or global"):
+        scoped({"limit-rps": "2", "limit-scope": "cluster"})
+    decisions = FakeBuckets((False, 3))
+    (limit,) = scoped({"limit-rps": "2", "limit-allowlist": "10.0.0.0/8", "limit-scope": "global"},
+                      decisions, settings={**SETTINGS, "limit_req_status_code": 429})
+    answer = run_request([limit], exchange(client_ip="192.0.2.9"))
+    assert answer.status == 429 and (b"retry-after", b"3") in answer.headers
+    assert run_request([limit], exchange(client_ip="10.0.0.1")) is None and len(decisions.asked) == 1
+
+
+def test_leaky_buckets_in_redis_are_nginx_limit_req(reactor, redis_server):
+    decisions = live_decisions(reactor, redis_server.url)
+    try:
+        # rate 1/minute, burst 3: burst + 1 pass at once (nginx nodelay), then refused.
+        buckets = ((1000 // 60, 3000),)
+        answers = [settle(reactor, decisions.check_buckets((b"one",), buckets)) for _ in range(6)]
+        assert [allowed for allowed, _ in answers] == [True] * 4 + [False] * 2
+        assert answers[-1][1] >= 55  # about a minute until one more request drains
+        # two buckets: refused by the second, counted by neither
+        both = ((1000, 100_000), (1000 // 60, 0))
+        assert settle(reactor, decisions.check_buckets((b"x1", b"x2"), both)) == (True, 0)
+        assert settle(reactor, decisions.check_buckets((b"x1", b"x2"), both))[0] is False
+        excess = redis_server.command("GET", "ingressd:rl:x1").split(b"\r\n")[1]
+        assert excess.split(b" ")[0] == b"0"  # the first request's excess: the refused one added nothing
+    finally:
+        decisions.client.stop()

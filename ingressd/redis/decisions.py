@@ -16,6 +16,9 @@ requests were spread evenly: under steady traffic the limit holds over any windo
 a burst at the very end of one window followed by traffic at the start of the next can let up to
 about twice the limit through in an interval of one window's length.
 
+``Decisions.check_buckets`` is the same decision for nginx's ``limit_req`` (``LEAKY_BUCKETS``:
+``limit-rps``/``limit-rpm`` with ``ingressd.io/limit-scope: global``), exact as nginx's own.
+
 ``Decisions.check(key, limit, window)`` answers a Deferred of ``(allowed, retry_after_seconds)``
 that always fires within ``timeout`` seconds: when Redis is down, slow or unreachable, or the
 breaker is open, the answer is the failure mode's (``open``: allowed; ``closed``: refused, and
@@ -51,6 +54,42 @@ if estimate + 1 > limit then
 end
 redis.call('INCR', current_key)
 redis.call('PEXPIRE', current_key, window * 2 + 1000)
+return {1, 0}
+"""
+
+# limit-rps / limit-rpm with ``ingressd.io/limit-scope: global``: nginx's limit_req (a leaky bucket
+# with ``burst``, nodelay) per key, in nginx's units (milliseconds; thousandths of a request), every
+# bucket of the request checked before any is charged: rejected by one, counted by none.
+# ARGV: rate₁ burst₁ rate₂ burst₂ … (thousandths per second, thousandths); a key's value is
+# "excess last_ms"; it expires once drained.
+LEAKY_BUCKETS = b"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local new = {}
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local excess = 0
+  local value = redis.call('GET', KEYS[i])
+  if value then
+    local stored, last = string.match(value, '^(%d+) (%d+)$')
+    if stored then
+      local elapsed = now - tonumber(last)
+      if elapsed < 0 then elapsed = 0 end
+      excess = tonumber(stored) - math.floor(rate * elapsed / 1000)
+      if excess < 0 then excess = 0 end
+      excess = excess + 1000
+    end
+  end
+  if excess > burst then
+    return {0, math.ceil((excess - burst) * 1000 / rate)}
+  end
+  new[i] = excess
+end
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[2 * i - 1])
+  redis.call('SET', KEYS[i], string.format('%d %d', new[i], now), 'PX', math.ceil(new[i] * 1000 / rate) + 60000)
+end
 return {1, 0}
 """
 
@@ -126,7 +165,17 @@ class Decisions:
         return "no connection to Redis and --redis-failure is closed"
 
     def check(self, key: bytes, limit: int, window_ms: int) -> defer.Deferred:
-        """Deferred ``(allowed, retry_after_seconds)``, fired within ``timeout``."""
+        """Deferred ``(allowed, retry_after_seconds)``, fired within ``timeout``: the sliding window."""
+        return self._decide(SLIDING_WINDOW, (self.prefix.encode() + key,), (limit, window_ms))
+
+    def check_buckets(self, keys: tuple, buckets: tuple) -> defer.Deferred:
+        """The same for nginx's leaky buckets: ``buckets`` is ((rate, burst), …) in thousandths,
+        one per key, all checked before any is charged."""
+        prefix = self.prefix.encode()
+        return self._decide(LEAKY_BUCKETS, tuple(prefix + key for key in keys),
+                            tuple(value for bucket in buckets for value in bucket))
+
+    def _decide(self, script: bytes, keys: tuple, args: tuple) -> defer.Deferred:
         self.decisions += 1
         if not self.breaker.allow():
             self.skipped += 1
@@ -134,7 +183,7 @@ class Decisions:
         started = self.clock.seconds()
         answer = defer.Deferred()
         timer = self.clock.callLater(self.timeout, self._timed_out, answer)
-        asked = self.client.evalsha(SLIDING_WINDOW, (self.prefix.encode() + key,), (limit, window_ms))
+        asked = self.client.evalsha(script, keys, args)
         asked.addCallbacks(self._answered, self._error, callbackArgs=(answer, timer, started),
                            errbackArgs=(answer, timer))
         return answer
