@@ -344,3 +344,38 @@ def test_leaky_buckets_in_redis_are_nginx_limit_req(reactor, redis_server):
         assert excess.split(b" ")[0] == b"0"  # the first request's excess: the refused one added nothing
     finally:
         decisions.client.stop()
+
+
+# -- the options --------------------------------------------------------------------------------
+
+def _options(*args):
+    from pathlib import Path
+
+    from ingressd.tap import Options
+
+    options = Options()
+    options.parseOptions(["--manifests", str(Path(__file__).resolve().parent.parent / "examples"), *args])
+    return options
+
+
+def test_redis_options_and_their_defaults():
+    options = _options()
+    assert (options["redis"], options["redis-failure"], options["redis-timeout"]) == (None, "open", 0.005)
+    assert options["global-rate-limit-status-code"] == 429
+    options = _options("--redis", "rediss://:pw@cache:6390/1", "--redis-failure", "closed", "--redis-timeout",
+                       "0.02", "--global-rate-limit-status-code", "503")
+    assert (options["redis-failure"], options["redis-timeout"], options["global-rate-limit-status-code"]) == (
+        "closed", 0.02, 503)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--redis", "http://cache"), "--redis: expected a redis://"),
+    (("--redis-failure", "maybe"), "--redis-failure must be open or closed"),
+    (("--redis-timeout", "soon"), "--redis-timeout must be a number"),
+    (("--redis-timeout", "0"), "more than 0"),
+    (("--redis-timeout", "60"), "at most 10"),
+    (("--global-rate-limit-status-code", "200"), "4xx or 5xx"),
+])
+def test_bad_redis_options_are_start_up_errors(args, message):
+    with pytest.raises(Exception, match=message):
+        _options(*args)
