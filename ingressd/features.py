@@ -339,6 +339,8 @@ class BuildContext:
     # The server's sub-request client (``interfaces.Subrequests``): HTTP requests a plugin
     # sends itself; None where nothing is sent (``ingressd check``, in-memory tests).
     subrequests: Any = None
+    # The server's Redis decisions (``--redis``: ``ingressd.redis.decisions.Decisions``), or None.
+    redis: Any = None
 
     def secret(self, namespace: str, name: str):
         return self.secrets.get((namespace, name))

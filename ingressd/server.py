@@ -100,6 +100,16 @@ class IngressdService(MultiService):
         self.subrequests = self.reloader.subrequests = SubrequestClient(
             self.upstreams, reactor, connect_timeout=upstream.connect_timeout,
             read_timeout=upstream.read_timeout, send_timeout=upstream.send_timeout)
+        self.redis = None  # --redis: the rate-limit decisions shared by the replicas (ingressd.redis)
+        if settings.get("redis"):
+            from ingressd.redis.client import RedisClient, RedisURL
+            from ingressd.redis.decisions import Decisions
+
+            self.redis = self.reloader.redis = Decisions(
+                RedisClient(RedisURL.parse(str(settings["redis"])), reactor), reactor,
+                timeout=float(settings.get("redis_timeout") or 0.005),
+                failure=settings.get("redis_failure") or "open")
+            self.state.readiness_checks.append(self.redis.not_ready_reason)
         self.proxy = Proxy(self.state, self.upstreams, ProxySettings(
             upstream=upstream, temp_dir=settings.get("temp_path") or None,
             forwarding=ForwardingPolicy.from_settings(settings)), reactor)
@@ -209,6 +219,8 @@ class IngressdService(MultiService):
     # -- signals ---------------------------------------------------------------------------
 
     def startService(self):
+        if self.redis is not None:
+            self.redis.client.start()
         super().startService()
         when_running = getattr(self.reactor, "callWhenRunning", None)  # not on a test Clock
         if when_running is not None:
@@ -300,6 +312,8 @@ class IngressdService(MultiService):
 
     def _stop_everything(self):
         self.reloader.stop()
+        if self.redis is not None:
+            self.redis.client.stop()
         for upstream in self.upstreams.values():
             upstream.close()
         return super().stopService()

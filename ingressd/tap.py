@@ -92,6 +92,11 @@ CORE_PARAMETERS = [
     ["proxy-stream-timeout", None, "600", "TCP/UDP services: seconds a connection or session may be idle"],
     ["proxy-stream-responses", None, "1", "UDP services: replies expected per datagram (0: until idle)"],
     ["l4-max-connections", None, "10000", "TCP/UDP services: open connections (UDP: sessions) per port"],
+    ["redis", None, None, "Redis shared by the replicas for global rate limits: redis://[:PASSWORD@]HOST[:PORT][/DB], "
+     "rediss:// (TLS) or unix:///PATH[?db=N&password=P] (default: none)"],
+    ["redis-failure", None, "open", "open/closed: a global limit's answer when Redis cannot decide (open: "
+     "admitted, as ingress-nginx's global limiter)"],
+    ["redis-timeout", None, "0.005", "seconds a request waits at most for a Redis decision"],
 ]
 CORE_FLAGS = [
     ["log-format-escape-json", None, "escape the nginx access log format's values as JSON strings"],
@@ -309,6 +314,21 @@ class Options(usage.Options):
                 self[name] = float(self[name])
             except (TypeError, ValueError):
                 raise usage.UsageError(f"--{name} must be a number of seconds")
+        try:
+            self["redis-timeout"] = float(self["redis-timeout"])
+        except (TypeError, ValueError):
+            raise usage.UsageError("--redis-timeout must be a number of seconds")
+        if not 0 < self["redis-timeout"] <= 10:
+            raise usage.UsageError("--redis-timeout must be more than 0 and at most 10 seconds")
+        if self["redis-failure"] not in ("open", "closed"):
+            raise usage.UsageError("--redis-failure must be open or closed")
+        if self["redis"]:
+            from ingressd.redis.client import RedisURL
+
+            try:
+                RedisURL.parse(str(self["redis"]))
+            except ValueError as exc:
+                raise usage.UsageError(f"--redis: {exc}")
         try:
             log_settings_from(settings_from(self))
         except ValueError as exc:

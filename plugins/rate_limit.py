@@ -12,6 +12,12 @@ rejected by one is counted by neither. ``limit_conn`` caps concurrent requests p
 at ``limit-connections``. State is per Ingress, shared by its paths, and survives route-table
 rebuilds (limiters live in a registry keyed by the Ingress and its settings). Limits are per
 ingressd process, as ingress-nginx's are per replica.
+
+``ingressd.io/limit-scope: global`` (default ``local``) makes ``limit-rps``/``limit-rpm``
+cluster-wide: the same buckets, kept in the server's Redis (``--redis``; ``ClusterRateLimit``,
+one atomic script per request, ``--redis-failure`` and ``--redis-timeout`` as for
+global-rate-limit). ``limit-connections`` with it is refused: a count of requests in progress
+shared through Redis outlives a replica that dies holding it.
 """
 
 from __future__ import annotations
@@ -159,6 +165,32 @@ class RateLimit:
         return None
 
 
+class ClusterRateLimit:
+    """limit-rps/limit-rpm shared by the replicas (``limit-scope: global``): one decision in Redis."""
+
+    phase = Phase.PREACCESS
+
+    def __init__(self, decisions, ingress, buckets: tuple, exempt: CidrMatcher, req_status: int = 503):
+        self.decisions = decisions
+        self.names = tuple(f"limit:{ingress.namespace}/{ingress.name}:{name}:".encode("utf-8")
+                           for name, _ in buckets)
+        self.buckets = tuple(bucket for _, bucket in buckets)  # (rate, burst) in thousandths
+        self._exempt = exempt
+        self._req_status = req_status
+
+    def request(self, exchange):
+        key = exchange.client_ip
+        if self._exempt and key in self._exempt:
+            return None
+        client = key.encode("ascii")
+        keys = tuple(name + client for name in self.names)
+        return self.decisions.check_buckets(keys, self.buckets).addCallback(self._answer)
+
+    def _answer(self, decision):
+        allowed, wait = decision
+        return None if allowed else _reject(self._req_status, wait)
+
+
 def _reject(status: int, wait: float) -> LocalResponse:
     return plain(status, [(b"retry-after", b"%d" % max(1, math.ceil(wait)))])
 
@@ -217,7 +249,15 @@ def ingressd_annotations():
         Annotation("limit-burst-multiplier", parse_int(1, 1000), 5, "burst size = limit × this"),
         Annotation("limit-allowlist", parse_cidr_list, (), "client CIDRs exempt from the limits"),
         Annotation("limit-whitelist", parse_cidr_list, (), "old name of limit-allowlist"),
+        Annotation("limit-scope", _scope, "local", "global: limit-rps/limit-rpm shared by the replicas "
+                   "through --redis (ingressd.io/ only)"),
     ]
+
+
+def _scope(value: str) -> str:
+    if value not in ("local", "global"):
+        raise AnnotationError(f"expected local or global, got {value!r}")
+    return value
 
 
 @hookimpl
@@ -230,6 +270,8 @@ def ingressd_route_features(route, values, context):
         raise AnnotationError("rate limits need a clock, and no reactor was given")
     settings = context.settings
     exempt = values.get("limit-allowlist") or values.get("limit-whitelist") or ()
+    if values.get("limit-scope", "local") == "global":
+        return _cluster_wide(route, values, context, rps, rpm, connections, exempt)
     limiter = limiter_for(context, route.ingress, clock, rps, rpm, connections,
                           values.get("limit-burst-multiplier", 5))
     return RateLimit(
@@ -238,6 +280,20 @@ def ingressd_route_features(route, values, context):
         settings.get("limit_req_status_code", 503),
         settings.get("limit_conn_status_code", 503),
     )
+
+
+def _cluster_wide(route, values, context, rps: int, rpm: int, connections: int, exempt) -> ClusterRateLimit:
+    if connections:
+        raise AnnotationError("limit-connections cannot be cluster-wide (ingressd.io/limit-scope: global): a count "
+                              "of requests in progress kept in Redis outlives a replica that dies holding it")
+    if not context.settings.get("redis"):
+        raise AnnotationError("ingressd.io/limit-scope: global needs a Redis shared by the replicas: start "
+                              "ingressd with --redis URL")
+    multiplier = values.get("limit-burst-multiplier", 5)
+    buckets = tuple((name, (int(rate * 1000), limit * multiplier * 1000))
+                    for name, rate, limit in (("rps", float(rps), rps), ("rpm", rpm / 60.0, rpm)) if limit)
+    return ClusterRateLimit(getattr(context, "redis", None), route.ingress, buckets, CidrMatcher(exempt),
+                            context.settings.get("limit_req_status_code", 503))
 
 
 @hookimpl

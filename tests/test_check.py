@@ -72,7 +72,7 @@ def test_verdicts_from_a_stream_as_kubectl_writes_it():
         app("secure", "secure.example", {N + "enable-modsecurity": "true"}),
         app("otel", "otel.example", {N + "enable-opentelemetry": "true"}),
         app("rw", "rw.example", {N + "secure-backends": "true"}),
-        app("rw2", "rw2.example", {N + "secure-backends": "true", N + "global-rate-limit": "100"}),
+        app("rw2", "rw2.example", {N + "secure-backends": "true", N + "grpc-backend": "true"}),
         app("other", "other.example", class_name="traefik"),
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x", "namespace": "default"}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}},
@@ -92,7 +92,7 @@ def test_verdicts_from_a_stream_as_kubectl_writes_it():
             summary["other_class"]) == (5, 1, 1, 3, 1)
     assert summary["blocking_annotations"] == [
         {"annotation": "secure-backends", "ingresses": 2}, {"annotation": "enable-modsecurity", "ingresses": 1},
-        {"annotation": "global-rate-limit", "ingresses": 1}]
+        {"annotation": "grpc-backend", "ingresses": 1}]
     assert set(document) == {"version", "ingresses", "lint", "problems", "summary"} and document["version"] == 1
     assert set(verdicts["plain"]) == {"namespace", "name", "hosts", "verdict", "reasons", "blocking_annotations",
                                       "accept_with", "differences", "notes"}

@@ -38,9 +38,9 @@ CASES = [
     # (annotations, controller-wide ignores, outcome, the annotations named)
     ({}, (), "served", []),
     ({"kubernetes.io/ingress.class": "nginx"}, (), "served", []),
-    # the hole: ModSecurity and global rate limits are not implemented yet
-    ({"enable-modsecurity": "true", "enable-owasp-core-rules": "true", "global-rate-limit": "100"}, (), "blocked",
-     ["enable-modsecurity", "global-rate-limit"]),
+    # the hole: ModSecurity and secure-backends are not implemented
+    ({"enable-modsecurity": "true", "enable-owasp-core-rules": "true", "secure-backends": "true"}, (), "blocked",
+     ["enable-modsecurity", "secure-backends"]),
     ({"enable-modsecurity": "true", "ingressd.io/ignore-annotations": "enable-modsecurity"}, (), "warned",
      ["enable-modsecurity"]),
     ({"enable-modsecurity": "true", "ingressd.io/ignore-annotations": f"{N}enable-modsecurity, satisfy"}, (),
@@ -53,7 +53,8 @@ CASES = [
     # one annotation of each class
     ({"satisfy": "any"}, (), "served", []),  # a plugin owns it
     ({"enable-modsecurity": "true"}, (), "blocked", ["enable-modsecurity"]),
-    ({"global-rate-limit": "100"}, (), "blocked", ["global-rate-limit"]),
+    ({"secure-backends": "true"}, (), "blocked", ["secure-backends"]),
+    ({"global-rate-limit": "100"}, (), "served", []),  # a plugin owns it (with --redis)
     ({"upstream-hash-by": "$request_uri"}, (), "served", []),  # a plugin owns it
     ({"ssl-passthrough": "true"}, (), "warned", ["ssl-passthrough"]),  # a plugin owns it, with its differences
     ({"affinity": "cookie"}, (), "served", []),  # a plugin owns it
@@ -82,7 +83,7 @@ CASES = [
     ({"enable-rewrite-log": "true"}, (), "warned", ["enable-rewrite-log"]),
     ({"enable-modsecurity": "yes"}, (), "blocked", ["enable-modsecurity"]),  # a value ingress-nginx cannot read asks for something
     ({"global-rate-limit": "-0"}, (), "served", []),  # read as a number, as ingress-nginx's Atoi does
-    ({"global-rate-limit": "X0"}, (), "blocked", ["global-rate-limit"]),
+    ({"global-rate-limit": "X0"}, (), "served", []),  # owned: its plugin rejects the value
     ({"proxy-next-upstream": " error   timeout "}, (), "served", []),  # text: spacing does not count
     ({"proxy-next-upstream": "error timeout http_502"}, (), "warned", ["proxy-next-upstream"]),  # partial: its note
     # an empty value is no value, to ingress-nginx
@@ -310,13 +311,13 @@ def test_an_annotation_the_catalogue_says_cannot_be_ignored_blocks_even_when_ign
     """No entry is non-ignorable today (canary was, until it was implemented); the rule stays."""
     import dataclasses
 
-    entries = {"global-rate-limit": dataclasses.replace(compat.lookup("global-rate-limit"), ignorable=False, note=""),
+    entries = {"secure-backends": dataclasses.replace(compat.lookup("secure-backends"), ignorable=False, note=""),
                "enable-modsecurity": dataclasses.replace(compat.lookup("enable-modsecurity"), ignorable=False)}
     monkeypatch.setattr(compat, "lookup", lambda name: entries.get(name) or entry_of(name))
-    for ignored in ((), ("global-rate-limit",)):
-        (problem,) = assess({N + "global-rate-limit": "100"}, OWNED, frozenset(ignored))
-        assert (problem.annotation, problem.name, problem.blocking) == (N + "global-rate-limit", "global-rate-limit", True)
-        assert problem.reason == (f"annotation {N}global-rate-limit: it is not supported by ingressd; "
+    for ignored in ((), ("secure-backends",)):
+        (problem,) = assess({N + "secure-backends": "true"}, OWNED, frozenset(ignored))
+        assert (problem.annotation, problem.name, problem.blocking) == (N + "secure-backends", "secure-backends", True)
+        assert problem.reason == (f"annotation {N}secure-backends: it is not supported by ingressd; "
                                   "the Ingress is not served until it is")
     (problem,) = assess({N + "enable-modsecurity": "true"}, OWNED, frozenset())
     assert problem.reason == (f"annotation {N}enable-modsecurity: it is not supported by ingressd "

@@ -18,19 +18,18 @@ pytestmark = pytest.mark.slow
 
 N = "nginx.ingress.kubernetes.io/"
 
-# Copied from an ingress-nginx cluster: a web application firewall and a cluster-wide rate
-# limit (its oauth2-proxy and client-certificate annotations are served now).
+# Copied from an ingress-nginx cluster: a web application firewall and a removed gRPC
+# switch (its oauth2-proxy, client-certificate and global-rate-limit annotations are served now).
 SECURE = {
     N + "enable-modsecurity": "true",
     N + "enable-owasp-core-rules": "true",
-    N + "global-rate-limit": "100",
+    N + "grpc-backend": "true",
 }
 
 # host → (annotations, served?): one annotation of each class.
 CASES = {
     "secure.example": (SECURE, False),
     "waf.example": ({N + "enable-modsecurity": "true"}, False),  # narrows access
-    "rate.example": ({N + "global-rate-limit": "100"}, False),  # narrows access (cluster-wide rate)
     "vhost.example": ({N + "secure-backends": "true"}, False),  # changes where traffic goes
     "fcgi.example": ({N + "backend-protocol": "FCGI"}, False),
     "canary.example": ({N + "canary": "true", N + "canary-weight": "50"}, False),  # no main Ingress: not served
@@ -38,7 +37,7 @@ CASES = {
     "otel.example": ({N + "enable-opentelemetry": "true"}, True),  # harmless: a warning
     "defaults.example": ({N + "backend-protocol": "HTTP", N + "proxy-buffering": "off",
                           N + "load-balance": "round_robin", N + "use-regex": "False"}, True),
-    "accepted.example": ({**SECURE, "ingressd.io/ignore-annotations": "enable-modsecurity, global-rate-limit"}, True),
+    "accepted.example": ({**SECURE, "ingressd.io/ignore-annotations": "enable-modsecurity, grpc-backend"}, True),
 }
 
 
@@ -78,7 +77,7 @@ def test_rejections_are_logged_listed_and_counted(world):
     proc, _, _ = world
     log = proc.log()
     line = next(line for line in log.splitlines() if "rejected: Ingress default/secure:" in line)
-    assert "enable-modsecurity" in line and "global-rate-limit" in line
+    assert "enable-modsecurity" in line and "grpc-backend" in line
     assert "--ignore-annotation enable-modsecurity" in line
     assert "enable-owasp-core-rules" not in line  # covered by enable-modsecurity, its switch
     assert any("warning: Ingress default/otel:" in line and "enable-opentelemetry" in line for line in log.splitlines())
@@ -90,17 +89,17 @@ def test_rejections_are_logged_listed_and_counted(world):
     rejected = {item["name"]: item for item in document["rejections"] if item["kind"] == "Ingress"}
     assert set(rejected) == {host.split(".")[0] for host, (_, served) in CASES.items() if not served}
     assert rejected["secure"]["category"] == "unsupported"
-    assert rejected["secure"]["annotations"] == ["enable-modsecurity", "global-rate-limit"]
+    assert rejected["secure"]["annotations"] == ["enable-modsecurity", "grpc-backend"]
     status, _, body = proc.admin("/metrics")
     text = body.decode()
-    assert 'ingressd_config_rejections{kind="Ingress",reason="unsupported"} 6.0' in text
+    assert 'ingressd_config_rejections{kind="Ingress",reason="unsupported"} 5.0' in text
     assert 'ingressd_config_rejections{kind="Ingress",reason="canary"} 1.0' in text
 
 
 def test_an_operator_accepts_the_risk_controller_wide(world, tmp_path):
     _, web, manifests = world
     proc = Ingressd(manifests, ["--ignore-annotation", "enable-modsecurity",
-                                "--ignore-annotation", "global-rate-limit,satisfy"])
+                                "--ignore-annotation", "grpc-backend,satisfy"])
     try:
         assert proc.get("/", host="secure.example").status == 200
         assert proc.get("/", host="vhost.example").status == 404

@@ -101,10 +101,10 @@ def objects(web, errors, fallback, ws, dead_port, hashes, extra=()):
             paths=[("/", "Prefix", "down", 80)]),
         one("timeouts", "timeouts.test", annotations={"proxy-read-timeout": "1", "proxy-body-size": "1k"}),
         one("bad", "bad.test", annotations={"limit-rps": "lots"}),
-        one("odd", "odd.test", annotations={"global-rate-limit": "100",
+        one("odd", "odd.test", annotations={"enable-modsecurity": "true",
                                             "configuration-snippet": 'more_set_headers "X-Snip: yes";',
                                             "server-snippet": "return 418;\nlua_shared_dict x 1m;",
-                                            "ingressd.io/ignore-annotations": "global-rate-limit, server-snippet"}),
+                                            "ingressd.io/ignore-annotations": "enable-modsecurity, server-snippet"}),
         one("ws", "ws.test", "ws"),
         one("ws-auth", "ws-auth.test", "ws", annotations=AUTH),
         one("ws-limit", "ws-limit.test", "ws", annotations={"limit-rpm": "1", "limit-burst-multiplier": "1"}),
@@ -357,7 +357,7 @@ def test_unsupported_annotations_reported_once_and_snippets_read_as_data(world):
     write_manifests(world.manifests / "all.yaml", objects(*world.parts, extra=extra))
     _wait_served(proc, "later.test")
     log = proc.log()
-    ignored = [l for l in log.splitlines() if "nginx.ingress.kubernetes.io/global-rate-limit" in l]
+    ignored = [l for l in log.splitlines() if "nginx.ingress.kubernetes.io/enable-modsecurity" in l]
     assert len(ignored) == 1 and "Ingress default/odd" in ignored[0]
     assert "ignored as the operator asked" in ignored[0]
     for snippet, said in (("configuration-snippet", "served with a difference"),

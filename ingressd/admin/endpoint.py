@@ -27,6 +27,11 @@ class _Ready(Resource):
             request.setResponseCode(503)
             return b"not ready: shutting down\n"
         if self.state.ready:
+            for check in self.state.readiness_checks:
+                reason = check()
+                if reason:
+                    request.setResponseCode(503)
+                    return b"not ready: %s\n" % reason.encode("utf-8")
             return b"ready\n"
         request.setResponseCode(503)
         return b"not ready: the first configuration is not loaded yet\n"

@@ -506,12 +506,42 @@ class _ScrapeCollector:
         state = get("state")
         if state is not None:
             yield from _config_families(state)
+        redis = get("redis")
+        if redis is not None:
+            yield from _redis_families(redis)
         access_log = get("access_log")
         if access_log is not None:
             yield CounterMetricFamily("ingressd_access_log_dropped_lines", "Access log lines dropped "
                                       "because the writer fell behind", value=access_log.dropped)
             yield CounterMetricFamily("ingressd_access_log_lines", "Access log lines written",
                                       value=access_log.written)
+
+
+def _redis_families(redis):
+    """``--redis`` (``ingressd.redis.decisions.Decisions``): errors, decisions, their latency, the breaker."""
+    from ingressd.redis.decisions import LATENCY_BUCKETS
+
+    errors = CounterMetricFamily("ingressd_redis_errors", "Rate-limit decisions Redis did not answer in time "
+                                 "or answered with an error (the failure mode answered)", labels=["kind"])
+    for kind, count in sorted(redis.errors.items()):
+        errors.add_metric([kind], count)
+    yield errors
+    yield CounterMetricFamily("ingressd_redis_decisions", "Rate-limit decisions asked of Redis or, with the "
+                              "breaker open, answered by the failure mode", value=redis.decisions)
+    yield CounterMetricFamily("ingressd_redis_skipped", "Decisions answered by the failure mode without asking "
+                              "Redis (the circuit breaker open)", value=redis.skipped)
+    yield GaugeMetricFamily("ingressd_redis_breaker_open", "1 while the circuit breaker keeps requests off Redis",
+                            value=1 if redis.breaker.is_open else 0)
+    yield GaugeMetricFamily("ingressd_redis_connections", "Connections to Redis up now",
+                            value=redis.client.connected)
+    cumulative, buckets = 0, []
+    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), redis.latency_counts):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+    latency = HistogramMetricFamily("ingressd_redis_decision_duration_seconds", "Time Redis took to decide "
+                                    "(answered decisions)", labels=[])
+    latency.add_metric([], buckets, redis.latency_sum)
+    yield latency
 
 
 def _l4_families(l4):

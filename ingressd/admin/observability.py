@@ -38,6 +38,8 @@ def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
             metrics.attach(passthrough=service.passthrough)
         if getattr(service, "l4", None) is not None:
             metrics.attach(l4=service.l4)
+        if getattr(service, "redis", None) is not None:
+            metrics.attach(redis=service.redis)
         service.metrics = metrics
         pages[b"metrics"] = MetricsResource(metrics)
     service.access_log = make_access_log(settings)

@@ -339,11 +339,16 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("influxdb-server-name", NOT_YET, _H, removed=True),
     E("enable-opentracing", NOT_YET, _H, "false", BOOL, removed=True),
     E("opentracing-trust-incoming-span", NOT_YET, _H, removed=True),
-    E("global-rate-limit", NOT_YET, _N, "0", INT, removed=True,
-      note="removed in ingress-nginx v1.12; refused so that a limit never silently disappears"),
-    E("global-rate-limit-window", NOT_YET, _N, requires="global-rate-limit", removed=True),
-    E("global-rate-limit-key", NOT_YET, _N, requires="global-rate-limit", removed=True),
-    E("global-rate-limit-ignored-cidrs", NOT_YET, _N, requires="global-rate-limit", removed=True),
+    E("global-rate-limit", IMPLEMENTED, _N, "0", INT, removed=True,
+      note="removed in ingress-nginx v1.12; served with --redis (a sliding window counter in Redis, shared by "
+           "the replicas; docs/operations.md); without --redis, or without global-rate-limit-window (where "
+           "ingress-nginx limited nothing), the Ingress is not served"),
+    E("global-rate-limit-window", IMPLEMENTED, _N, requires="global-rate-limit", removed=True,
+      note="a Go duration (1m, 30s), from 1ms to 168h"),
+    E("global-rate-limit-key", IMPLEMENTED, _N, requires="global-rate-limit", removed=True,
+      note="nginx variables as the external-auth annotations' ($remote_addr, $http_NAME, $arg_NAME, "
+           "$request_uri, literals); an unknown variable rejects the Ingress"),
+    E("global-rate-limit-ignored-cidrs", IMPLEMENTED, _N, requires="global-rate-limit", removed=True),
     E("grpc-backend", NOT_YET, _C, "false", BOOL, removed=True,
       note="removed in ingress-nginx 0.21.0 (#3203), whose parsers no longer read it; use backend-protocol: "
            "GRPC (not served, so that a manifest relying on it never reaches a gRPC backend as HTTP/1.1)"),

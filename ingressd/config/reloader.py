@@ -33,6 +33,7 @@ class State:
         self.config: Config = Config()
         self.ready = False
         self.draining = False  # shutting down (ingressd.drain): /readyz fails from then on
+        self.readiness_checks: list = []  # callables: a reason /readyz fails, or None (--redis-failure closed)
         self.generation = 0
 
 
@@ -66,6 +67,7 @@ class Reloader:
         self._entries_context = None
         self.plugin_state: dict = {}  # BuildContext.state: the plugins' state for this server's life
         self.subrequests = None  # BuildContext.subrequests: the server's sub-request client
+        self.redis = None  # BuildContext.redis: the server's Redis decisions (--redis)
         # --nginx-configmap NAMESPACE/NAME: the ingress-nginx ConfigMap read unchanged
         self.configmap_name: str | None = self.settings.get("nginx_configmap") or None
         self.configmap: ConfigMapReading | None = None  # the last usable reading: the one applied
@@ -161,6 +163,7 @@ class Reloader:
             secrets={(s.ref.namespace, s.ref.name): s for s in config.secrets},
             state=self.plugin_state,
             subrequests=self.subrequests,
+            redis=self.redis,
             default_backend=config.default_backend.backend if (
                 config.default_backend is not None and config.default_backend.ingress.kind == "Service"
             ) else None,

@@ -1,0 +1,1 @@
+"""Redis for state shared by replicas (``--redis``): the wire protocol, the client, decisions."""

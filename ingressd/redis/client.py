@@ -1,0 +1,262 @@
+"""A small Redis client on Twisted: pipelined connections, a few of them, reconnected with backoff.
+
+Why our own and not txredisapi: ingressd needs four commands (AUTH, SELECT, EVALSHA with an EVAL
+fallback, PING), full control of what happens while a connection is down (a call fails at once
+instead of queueing behind a reconnect, so a decision never waits for Redis to come back), and
+no dependency whose reactor use we cannot see. RESP2 is small (``resp.py``).
+
+``RedisURL.parse``: ``redis://[user:password@]host[:port][/db]``, ``rediss://`` (TLS), and
+``unix:///path/to/socket[?db=N&password=P]``. ``RedisClient.call(*args)`` sends one command on the
+next ready connection (round robin over ``size`` connections; each one pipelines: many commands in
+flight, replies in order) and returns a Deferred of the reply; with no connection up it fails at
+once with ``RedisUnavailable``. ``evalsha(script, keys, args)`` sends EVALSHA and, on NOSCRIPT
+(a restarted or flushed server), EVAL once, which loads the script again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from twisted.internet import defer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python import log
+
+from ingressd.redis.resp import ProtocolError, ReplyError, ReplyParser, encode
+
+
+class RedisUnavailable(Exception):
+    """No connection to Redis is up (or the one used was lost before the reply)."""
+
+
+@dataclass(frozen=True)
+class RedisURL:
+    scheme: str  # "redis", "rediss" or "unix"
+    host: str = ""
+    port: int = 6379
+    path: str = ""  # unix socket
+    username: str = ""
+    password: str = ""
+    db: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> "RedisURL":
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {text!r}")
+        query = parse_qs(parts.query)
+        username = unquote(parts.username or "")
+        password = unquote(parts.password or "") or (query.get("password") or [""])[0]
+        if scheme == "unix":
+            if not parts.path:
+                raise ValueError(f"a unix:// URL needs the socket's path, got {text!r}")
+            db = (query.get("db") or ["0"])[0]
+            return cls("unix", path=parts.path, username=username, password=password, db=_db(db, text))
+        if not parts.hostname:
+            raise ValueError(f"a {scheme}:// URL needs a host, got {text!r}")
+        try:
+            port = parts.port or 6379
+        except ValueError:
+            raise ValueError(f"a bad port in {text!r}") from None
+        db = parts.path.strip("/") or (query.get("db") or ["0"])[0]
+        return cls(scheme, host=parts.hostname, port=port, username=username, password=password,
+                   db=_db(db, text))
+
+    @property
+    def shown(self) -> str:
+        """The URL without its password (for logs)."""
+        where = self.path if self.scheme == "unix" else f"{self.host}:{self.port}"
+        return f"{self.scheme}://{where}/{self.db}"
+
+
+def _db(value: str, text: str) -> int:
+    if not value.isdigit():
+        raise ValueError(f"the database in {text!r} must be a number, got {value!r}")
+    return int(value)
+
+
+class RedisConnection(Protocol):
+    """One connection: commands written at once (pipelined), replies matched in order."""
+
+    def __init__(self) -> None:
+        self._parser = ReplyParser()
+        self._waiting: list[defer.Deferred] = []
+        self.ready = False
+        self.lost = defer.Deferred()
+
+    def send(self, *args) -> defer.Deferred:
+        waiting = defer.Deferred()
+        self._waiting.append(waiting)
+        self.transport.write(encode(*args))
+        return waiting
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            replies = self._parser.feed(data)
+        except ProtocolError as error:
+            log.msg(f"redis: {error}; closing the connection")
+            self.transport.loseConnection()
+            return
+        for reply in replies:
+            if not self._waiting:
+                log.msg("redis: a reply nobody asked for; closing the connection")
+                self.transport.loseConnection()
+                return
+            waiting = self._waiting.pop(0)
+            if isinstance(reply, ReplyError):
+                waiting.errback(reply)
+            else:
+                waiting.callback(reply)
+
+    def connectionLost(self, reason=None) -> None:
+        self.ready = False
+        waiting, self._waiting = self._waiting, []
+        for each in waiting:
+            each.errback(RedisUnavailable("the connection to redis was lost"))
+        self.lost.callback(None)
+
+
+class RedisClient:
+    """``size`` connections to one Redis, each kept up (reconnected with backoff up to ``max_backoff``)."""
+
+    def __init__(self, url: RedisURL, reactor: Any, size: int = 2, connect_timeout: float = 1.0,
+                 max_backoff: float = 2.0, tls_options: Any = None):
+        self.url = url
+        self.reactor = reactor
+        self.size = size
+        self.connect_timeout = connect_timeout
+        self.max_backoff = max_backoff
+        self.tls_options = tls_options
+        self._ready: list[RedisConnection] = []
+        self._next = 0
+        self._stopped = True
+        self._pending: list = []  # connects in progress and scheduled retries
+        self._scripts: dict[str, bytes] = {}  # sha1 → script
+        self.connects = 0  # connections made (metrics; a reconnect counts again)
+
+    # -- life -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopped = False
+        for _ in range(self.size):
+            self._connect(0.0)
+
+    def stop(self) -> None:
+        self._stopped = True
+        for each in self._pending:
+            if hasattr(each, "cancel") and (not hasattr(each, "active") or each.active()):
+                each.cancel()
+        self._pending = []
+        for connection in list(self._ready):
+            connection.transport.loseConnection()
+        self._ready = []
+
+    @property
+    def connected(self) -> int:
+        return len(self._ready)
+
+    def _endpoint(self):
+        from twisted.internet import endpoints
+
+        url = self.url
+        if url.scheme == "unix":
+            return endpoints.UNIXClientEndpoint(self.reactor, url.path, timeout=self.connect_timeout)
+        tcp = endpoints.TCP4ClientEndpoint(self.reactor, url.host, url.port, timeout=self.connect_timeout) \
+            if _is_ipv4(url.host) else endpoints.HostnameEndpoint(self.reactor, url.host.encode("idna"), url.port,
+                                                                  timeout=self.connect_timeout)
+        if url.scheme == "rediss":
+            from twisted.internet.ssl import optionsForClientTLS
+
+            options = self.tls_options or optionsForClientTLS(url.host)
+            return endpoints.wrapClientTLS(options, tcp)
+        return tcp
+
+    def _connect(self, delay: float) -> None:
+        if self._stopped:
+            return
+        if delay:
+            call = self.reactor.callLater(delay, self._connect_now, delay)
+            self._pending.append(call)
+        else:
+            self._connect_now(0.0)
+
+    def _connect_now(self, delay: float) -> None:
+        self._pending = [each for each in self._pending if not hasattr(each, "active") or each.active()]
+        if self._stopped:
+            return
+        attempt = self._endpoint().connect(Factory.forProtocol(RedisConnection))
+        self._pending.append(attempt)
+        attempt.addCallback(self._handshake)
+        attempt.addCallbacks(self._up, lambda failure: self._retry(failure, delay))
+        attempt.addBoth(lambda result: self._forget(attempt, result))
+
+    def _forget(self, attempt, result):
+        if attempt in self._pending:
+            self._pending.remove(attempt)
+        return None
+
+    @defer.inlineCallbacks
+    def _handshake(self, connection: RedisConnection):
+        url = self.url
+        try:
+            if url.password:
+                yield connection.send(*(("AUTH", url.username, url.password) if url.username
+                                        else ("AUTH", url.password)))
+            if url.db:
+                yield connection.send("SELECT", url.db)
+        except Exception:
+            connection.transport.loseConnection()
+            raise
+        return connection
+
+    def _up(self, connection: RedisConnection) -> None:
+        if self._stopped:
+            connection.transport.loseConnection()
+            return
+        self.connects += 1
+        connection.ready = True
+        self._ready.append(connection)
+        connection.lost.addCallback(lambda _: self._down(connection))
+
+    def _down(self, connection: RedisConnection) -> None:
+        if connection in self._ready:
+            self._ready.remove(connection)
+        if not self._stopped:
+            self._connect(0.05)
+
+    def _retry(self, failure, delay: float) -> None:
+        if failure.check(defer.CancelledError) or self._stopped:
+            return
+        if delay == 0.0:
+            log.msg(f"redis: cannot connect to {self.url.shown}: {failure.getErrorMessage()}; retrying")
+        self._connect(min(max(delay * 2, 0.05), self.max_backoff))
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def call(self, *args) -> defer.Deferred:
+        """The reply to one command; fails at once with RedisUnavailable when no connection is up."""
+        if not self._ready:
+            return defer.fail(RedisUnavailable(f"no connection to redis at {self.url.shown}"))
+        self._next = (self._next + 1) % len(self._ready)
+        return self._ready[self._next].send(*args)
+
+    def evalsha(self, script: bytes, keys: tuple = (), args: tuple = ()) -> defer.Deferred:
+        """Run ``script`` by its SHA1; when the server does not know it (NOSCRIPT), by its text."""
+        sha = hashlib.sha1(script).hexdigest()
+        self._scripts[sha] = script
+
+        def unknown(failure):
+            failure.trap(ReplyError)
+            if failure.value.code != "NOSCRIPT":
+                return failure
+            return self.call("EVAL", script, len(keys), *keys, *args)
+
+        return self.call("EVALSHA", sha, len(keys), *keys, *args).addErrback(unknown)
+
+
+def _is_ipv4(host: str) -> bool:
+    parts = host.split(".")
+    return len(parts) == 4 and all(part.isdigit() and int(part) < 256 for part in parts)
