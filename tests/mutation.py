@@ -62,7 +62,7 @@ TARGETS: dict[str, Target] = {
     "pyparser": Target("ingressd/http/pyparser.py", ("tests/test_pyparser.py",)),
     "htpasswd": Target("plugins/htpasswd.py", ("tests/test_plugin_htpasswd.py",)),
     "basic_auth": Target("plugins/basic_auth.py", ("tests/test_plugin_basic_auth.py",)),
-    "rate_limit": Target("plugins/rate_limit.py", ("tests/test_plugin_rate_limit.py",)),
+    "rate_limit": Target("plugins/rate_limit.py", ("tests/test_plugin_rate_limit.py", "tests/test_global_rate_limit.py")),
     "cidr": Target("plugins/_cidr.py", ("tests/test_plugin_allowlist.py", "tests/test_plugin_rate_limit.py")),
     "allowlist": Target("plugins/allowlist.py", ("tests/test_plugin_allowlist.py",)),
     "tls": Target("ingressd/tls/certificates.py", ("tests/test_tls.py", "tests/test_auth_tls.py",

@@ -354,7 +354,7 @@ def _options(*args):
     from ingressd.tap import Options
 
     options = Options()
-    options.parseOptions(["--manifests", str(Path(__file__).resolve().parent.parent / "examples"), *args])
+    options.parseOptions(["--manifests", str(Path(__file__).resolve().parent), *args])
     return options
 
 
