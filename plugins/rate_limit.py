@@ -170,7 +170,7 @@ class ClusterRateLimit:
 
     phase = Phase.PREACCESS
 
-    def __init__(self, decisions, ingress, buckets: tuple, exempt: CidrMatcher, req_status: int = 503):
+    def __init__(self, decisions, ingress, buckets: tuple, exempt: CidrMatcher, req_status: int):
         self.decisions = decisions
         self.names = tuple(f"limit:{ingress.namespace}/{ingress.name}:{name}:".encode("utf-8")
                            for name, _ in buckets)
@@ -289,10 +289,10 @@ def _cluster_wide(route, values, context, rps: int, rpm: int, connections: int, 
     if not context.settings.get("redis"):
         raise AnnotationError("ingressd.io/limit-scope: global needs a Redis shared by the replicas: start "
                               "ingressd with --redis URL")
-    multiplier = values.get("limit-burst-multiplier", 5)
+    multiplier = values["limit-burst-multiplier"]  # its annotation default: 5
     buckets = tuple((name, (int(rate * 1000), limit * multiplier * 1000))
                     for name, rate, limit in (("rps", float(rps), rps), ("rpm", rpm / 60.0, rpm)) if limit)
-    return ClusterRateLimit(getattr(context, "redis", None), route.ingress, buckets, CidrMatcher(exempt),
+    return ClusterRateLimit(context.redis, route.ingress, buckets, CidrMatcher(exempt),
                             context.settings.get("limit_req_status_code", 503))
 
 

@@ -328,6 +328,24 @@ def test_limit_scope_global_refusals_and_answers():
     assert run_request([limit], exchange(client_ip="10.0.0.1")) is None and len(decisions.asked) == 1
 
 
+def test_limit_scope_defaults_and_reasons():
+    decisions = FakeBuckets((False, 1))
+    (limit,) = scoped({"limit-rps": "2", "limit-scope": "global"}, decisions)
+    answer = run_request([limit], exchange(client_ip="192.0.2.9"))
+    assert answer.status == 503  # nginx's limit_req_status default, as the local limits
+    assert decisions.asked[0][1] == ((2000, 10000),)  # limit-burst-multiplier's default: 5
+    (local,) = scoped({"limit-rps": "2", "limit-scope": "local"})
+    assert not isinstance(local, ClusterRateLimit)
+    with pytest.raises(AnnotationError) as refused:
+        scoped({"limit-rps": "2", "limit-connections": "3", "limit-scope": "global"})
+    assert str(refused.value) == ("limit-connections cannot be cluster-wide (ingressd.io/limit-scope: global): a count "
+                                  "of requests in progress kept in Redis outlives a replica that dies holding it")
+    with pytest.raises(AnnotationError) as refused:
+        scoped({"limit-rps": "2", "limit-scope": "global"}, settings={})
+    assert str(refused.value) == ("ingressd.io/limit-scope: global needs a Redis shared by the replicas: start "
+                                  "ingressd with --redis URL")
+
+
 def test_leaky_buckets_in_redis_are_nginx_limit_req(reactor, redis_server):
     decisions = live_decisions(reactor, redis_server.url)
     try:
