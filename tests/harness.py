@@ -188,3 +188,15 @@ class Response:
 
     def __repr__(self):
         return f"Response({self.status}, {self.header_list}, {self.body[:200]!r})"
+
+
+def wait_for(condition, what: str = "a condition", timeout: float = 15.0, interval: float = 0.05):
+    """Poll ``condition`` until it gives something true, and return that; at most ``timeout``
+    seconds (bounded, for end-to-end tests that wait on another process)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

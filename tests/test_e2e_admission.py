@@ -15,14 +15,13 @@ import json
 import os
 import socket
 import ssl
-import time
 from pathlib import Path
 
 import pytest
 
 import certs
 import fakeapi
-from harness import INGRESS_CLASS, Ingressd, free_port, ingress, service, write_manifests
+from harness import INGRESS_CLASS, Ingressd, free_port, ingress, service, write_manifests, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -31,14 +30,6 @@ PATH = "/networking/v1/ingresses"
 N = "nginx.ingress.kubernetes.io/"
 
 
-def wait_for(predicate, timeout=15.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 class Webhook:

@@ -6,27 +6,18 @@ cluster mode against the fake API server (watched; a Warning Event on the Config
 from __future__ import annotations
 
 import http.client
-import time
 
 import pytest
 
 import fakeapi
 from backends import Backend
-from harness import INGRESS_CLASS, Ingressd, ingress, service, write_manifests
+from harness import INGRESS_CLASS, Ingressd, ingress, service, write_manifests, wait_for
 
 pytestmark = pytest.mark.slow
 N = "nginx.ingress.kubernetes.io/"
 CM = "ingress-nginx/ingress-nginx-controller"
 
 
-def wait_for(predicate, timeout=15.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def configmap(data):

@@ -9,10 +9,10 @@ import socket
 import socketserver
 import struct
 import threading
-import time
 
 import pytest
 
+import harness
 from harness import INGRESS_CLASS, Ingressd, free_port, write_manifests
 
 pytestmark = pytest.mark.slow
@@ -21,13 +21,7 @@ WAIT = 20.0
 
 
 def wait_for(condition, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return harness.wait_for(condition, what, timeout)
 
 
 class _TCPEcho(socketserver.ThreadingTCPServer):

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import re
 import signal
-import time
 
 import pytest
 import yaml
 
 from backends import Backend
+import harness
 from harness import INGRESS_CLASS, Ingressd, ingress, service, write_manifests
 
 pytestmark = pytest.mark.slow
@@ -28,13 +28,7 @@ REQ_ID = r"[0-9a-f]{32}"
 
 
 def wait_for(condition, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return harness.wait_for(condition, what, timeout)
 
 
 def lines(path) -> list[str]:
