@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import pathlib
 import re
+import subprocess
 
 import pytest
 import yaml
@@ -256,9 +257,8 @@ def test_ingress_class_and_example():
 # -- Dockerfile ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dockerfile() -> list[tuple[str, str]]:
-    text = (ROOT / "Dockerfile").read_text()
+def parse_dockerfile(name: str) -> list[tuple[str, str]]:
+    text = (ROOT / name).read_text()
     text = re.sub(r"\\\n(\s*#.*\n)*", " ", text)  # join continued lines, drop inner comments
     instructions = []
     for line in text.splitlines():
@@ -267,6 +267,11 @@ def dockerfile() -> list[tuple[str, str]]:
             word, _, rest = line.partition(" ")
             instructions.append((word.upper(), rest.strip()))
     return instructions
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[tuple[str, str]]:
+    return parse_dockerfile("Dockerfile")
 
 
 def test_dockerfile(dockerfile):
@@ -284,6 +289,37 @@ def test_dockerfile(dockerfile):
     words = [w for w, _ in dockerfile]
     plugin_run = max(i for i, (w, rest) in enumerate(dockerfile) if "getPlugins" in rest)
     assert plugin_run < words.index("USER")
+
+
+def test_pypy_dockerfile_is_the_same_image_on_pypy():
+    """Dockerfile.pypy (documented as untested here): the official PyPy base, the GC setting the
+    docs require, the plugin cache built before the unprivileged user, the same ports and command."""
+    steps = parse_dockerfile("Dockerfile.pypy")
+    values = lambda word: [rest for w, rest in steps if w == word]  # noqa: E731
+    assert all(re.fullmatch(r"pypy:3\.11-slim(\s+AS\s+\w+)?", base) for base in values("FROM"))
+    runs = " ".join(values("RUN"))
+    assert "pip install ." in runs and "getPlugins(IPlugin)" in runs
+    assert "PYPY_GC_NURSERY=32MB" in " ".join(values("ENV"))
+    assert values("USER")[-1].split(":")[0] not in ("root", "0")
+    assert set(" ".join(values("EXPOSE")).split()) == {"8080", "8443", "9180"}
+    assert values("CMD")[-1] == parse_dockerfile("Dockerfile")[-1][1]
+    words = [w for w, _ in steps]
+    assert max(i for i, (w, rest) in enumerate(steps) if "getPlugins" in rest) < words.index("USER")
+
+
+def test_no_file_fetches_software_outside_the_package_managers():
+    """The project's machines reach the registries only through their ordinary clients: no script
+    or doc in the repository downloads packages another way (bench/pypy.sh did; removed)."""
+    hosts = ("deb.debian.org", "snapshot.debian.org", "downloads.python.org", "pypy.org/download",
+             "files.pythonhosted.org")
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True,
+                             check=True).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        path = ROOT / name
+        if path.name == "test_k8s_manifests.py" or not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        assert not any(host in text for host in hosts), path
 
 
 def test_config_module_documents_the_call_list():
