@@ -110,6 +110,11 @@ class IngressdService(MultiService):
                 timeout=float(settings.get("redis_timeout") or 0.005),
                 failure=settings.get("redis_failure") or "open")
             self.state.readiness_checks.append(self.redis.not_ready_reason)
+        self.replicas = None  # --replicas-hint: local limits' share (ingressd.replicas)
+        if settings.get("replicas_hint"):
+            from ingressd.replicas import ReplicaCount, parse_hint
+
+            self.replicas = self.reloader.replicas = ReplicaCount(parse_hint(settings["replicas_hint"]))
         self.proxy = Proxy(self.state, self.upstreams, ProxySettings(
             upstream=upstream, temp_dir=settings.get("temp_path") or None,
             forwarding=ForwardingPolicy.from_settings(settings)), reactor)
@@ -133,7 +138,7 @@ class IngressdService(MultiService):
         if settings.get("kubernetes"):
             from ingressd.providers.kube.service import KubernetesService
 
-            self.kubernetes = KubernetesService(settings, self.store, reactor)
+            self.kubernetes = KubernetesService(settings, self.store, reactor, replicas=self.replicas)
             self.kubernetes.setServiceParent(self)
             self.reloader.listeners.append(self.kubernetes.config_applied)
 

@@ -16,6 +16,7 @@ from ingressd.admission import setup as admission_options
 from ingressd.features import parse_size
 from ingressd.logformat import log_settings_from
 from ingressd.plugin_manager import PluginError, Plugins, load_plugins
+from ingressd.replicas import parse_hint
 from ingressd.tls.settings import DEFAULT_CIPHERS, parse_ciphers, parse_protocols, parse_time
 
 CORE_PARAMETERS = [
@@ -97,6 +98,8 @@ CORE_PARAMETERS = [
     ["redis-failure", None, "open", "open/closed: a global limit's answer when Redis cannot decide (open: "
      "admitted, as ingress-nginx's global limiter)"],
     ["redis-timeout", None, "0.005", "seconds a request waits at most for a Redis decision"],
+    ["replicas-hint", None, None, "N or auto: local limits (limit-rps, limit-rpm, limit-connections) divided by N "
+     "replicas, or by the ready endpoints of --publish-service (auto, --kubernetes) (default: off)"],
 ]
 CORE_FLAGS = [
     ["log-format-escape-json", None, "escape the nginx access log format's values as JSON strings"],
@@ -329,6 +332,13 @@ class Options(usage.Options):
                 RedisURL.parse(str(self["redis"]))
             except ValueError as exc:
                 raise usage.UsageError(f"--redis: {exc}")
+        try:
+            self["replicas-hint"] = parse_hint(self["replicas-hint"])
+        except ValueError as exc:
+            raise usage.UsageError(f"--replicas-hint: {exc}")
+        if self["replicas-hint"] == "auto" and not (self["kubernetes"] and self["publish-service"]):
+            raise usage.UsageError("--replicas-hint auto counts the ready endpoints of --publish-service: it needs "
+                                   "--kubernetes and --publish-service (file mode: give the number, --replicas-hint N)")
         try:
             log_settings_from(settings_from(self))
         except ValueError as exc:
