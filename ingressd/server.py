@@ -110,6 +110,13 @@ class IngressdService(MultiService):
                 timeout=float(settings.get("redis_timeout") or 0.005),
                 failure=settings.get("redis_failure") or "open")
             self.state.readiness_checks.append(self.redis.not_ready_reason)
+            self.redis_secret = None  # --redis-secret: the client's credentials, followed
+            if settings.get("redis_secret"):
+                from ingressd.redis.secret import SecretCredentials, parse_ref
+
+                self.redis_secret = SecretCredentials(self.store, parse_ref(settings["redis_secret"]),
+                                                      self.redis.client)
+                self.state.readiness_checks.append(self.redis_secret.not_ready_reason)
         self.replicas = None  # --replicas-hint: local limits' share (ingressd.replicas)
         if settings.get("replicas_hint"):
             from ingressd.replicas import ReplicaCount, parse_hint
@@ -225,7 +232,10 @@ class IngressdService(MultiService):
 
     def startService(self):
         if self.redis is not None:
-            self.redis.client.start()
+            if self.redis_secret is not None:
+                self.redis_secret.start()  # starts the client once the Secret is read
+            else:
+                self.redis.client.start()
         super().startService()
         when_running = getattr(self.reactor, "callWhenRunning", None)  # not on a test Clock
         if when_running is not None:
@@ -318,6 +328,8 @@ class IngressdService(MultiService):
     def _stop_everything(self):
         self.reloader.stop()
         if self.redis is not None:
+            if self.redis_secret is not None:
+                self.redis_secret.stop()
             self.redis.client.stop()
         for upstream in self.upstreams.values():
             upstream.close()

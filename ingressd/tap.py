@@ -98,6 +98,8 @@ CORE_PARAMETERS = [
     ["redis-failure", None, "open", "open/closed: a global limit's answer when Redis cannot decide (open: "
      "admitted, as ingress-nginx's global limiter)"],
     ["redis-timeout", None, "0.005", "seconds a request waits at most for a Redis decision"],
+    ["redis-secret", None, None, "NAMESPACE/NAME of a Secret with the Redis password (key password; optional "
+     "username: an ACL user), followed as it changes"],
     ["replicas-hint", None, None, "N or auto: local limits (limit-rps, limit-rpm, limit-connections) divided by N "
      "replicas, or by the ready endpoints of --publish-service (auto, --kubernetes) (default: off)"],
 ]
@@ -332,6 +334,19 @@ class Options(usage.Options):
                 RedisURL.parse(str(self["redis"]))
             except ValueError as exc:
                 raise usage.UsageError(f"--redis: {exc}")
+        if self["redis-secret"]:
+            from ingressd.redis.secret import parse_ref
+
+            if not self["redis"]:
+                raise usage.UsageError("--redis-secret gives the credentials of --redis: give --redis URL too")
+            try:
+                secret_namespace = parse_ref(self["redis-secret"])[0]
+            except ValueError as exc:
+                raise usage.UsageError(f"--redis-secret: {exc}")
+            if self["kubernetes"] and self["namespace"] and secret_namespace != self["namespace"] \
+                    and not self["manifests"]:
+                raise usage.UsageError(f"--redis-secret {self['redis-secret']}: its namespace is not watched "
+                                       f"(--namespace {self['namespace']}); ingressd would never see it")
         try:
             self["replicas-hint"] = parse_hint(self["replicas-hint"])
         except ValueError as exc:

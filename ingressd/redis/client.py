@@ -11,12 +11,14 @@ next ready connection (round robin over ``size`` connections; each one pipelines
 flight, replies in order) and returns a Deferred of the reply; with no connection up it fails at
 once with ``RedisUnavailable``. ``evalsha(script, keys, args)`` sends EVALSHA and, on NOSCRIPT
 (a restarted or flushed server), EVAL once, which loads the script again.
+``use_credentials(username, password)`` (a rotated ``--redis-secret``): new connections
+authenticate with them; each connection already up keeps serving until a replacement is up.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -85,6 +87,7 @@ class RedisConnection(Protocol):
         self._parser = ReplyParser()
         self._waiting: list[defer.Deferred] = []
         self.ready = False
+        self.retired = False  # credentials changed: closed once a replacement is up, never reconnected
         self.lost = defer.Deferred()
 
     def send(self, *args) -> defer.Deferred:
@@ -158,6 +161,23 @@ class RedisClient:
     def connected(self) -> int:
         return len(self._ready)
 
+    @property
+    def started(self) -> bool:
+        return not self._stopped
+
+    def use_credentials(self, username: str, password: str) -> None:
+        """Authenticate as ``username`` (empty: the default user) with ``password`` from now on:
+        every connection up is replaced by one made with them (the old one serves until then)."""
+        if (username, password) == (self.url.username, self.url.password):
+            return
+        self.url = replace(self.url, username=username, password=password)
+        if self._stopped:
+            return
+        for connection in self._ready:
+            if not connection.retired:
+                connection.retired = True
+                self._connect(0.0)
+
     def _endpoint(self):
         from twisted.internet import endpoints
 
@@ -220,11 +240,15 @@ class RedisClient:
         connection.ready = True
         self._ready.append(connection)
         connection.lost.addCallback(lambda _: self._down(connection))
+        retired = [each for each in self._ready if each.retired]
+        if retired:  # a replacement is up: one connection made with the old credentials goes
+            self._ready.remove(retired[0])
+            retired[0].transport.loseConnection()
 
     def _down(self, connection: RedisConnection) -> None:
         if connection in self._ready:
             self._ready.remove(connection)
-        if not self._stopped:
+        if not self._stopped and not connection.retired:
             self._connect(0.05)
 
     def _retry(self, failure, delay: float) -> None:
