@@ -94,7 +94,8 @@ CORE_PARAMETERS = [
     ["proxy-stream-responses", None, "1", "UDP services: replies expected per datagram (0: until idle)"],
     ["l4-max-connections", None, "10000", "TCP/UDP services: open connections (UDP: sessions) per port"],
     ["redis", None, None, "Redis shared by the replicas for global rate limits: redis://[:PASSWORD@]HOST[:PORT][/DB], "
-     "rediss:// (TLS) or unix:///PATH[?db=N&password=P] (default: none)"],
+     "rediss:// (TLS), unix:///PATH[?db=N&password=P] or redis+sentinel://HOST:PORT,HOST:PORT/MASTER[/DB] "
+     "(default: none)"],
     ["redis-failure", None, "open", "open/closed: a global limit's answer when Redis cannot decide (open: "
      "admitted, as ingress-nginx's global limiter)"],
     ["redis-timeout", None, "0.005", "seconds a request waits at most for a Redis decision"],
