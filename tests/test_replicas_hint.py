@@ -171,6 +171,14 @@ def _replica_slice(name, *addresses, not_ready=(), service="ingressd"):
 class AutoCountTests(unittest.TestCase):
     timeout = 60
 
+    def _kubeconfig(self) -> str:
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="ingressd-replicas-")  # not trial's mktemp: nothing left in the checkout
+        self.addCleanup(shutil.rmtree, folder, True)
+        return str(Path(folder) / "kubeconfig")
+
     @defer.inlineCallbacks
     def test_the_count_follows_the_publish_services_ready_endpoints(self):
         fake = fakeapi.FakeAPIServer(bookmark_interval=0.2).start()
@@ -182,7 +190,7 @@ class AutoCountTests(unittest.TestCase):
         cluster.apply(_replica_slice("other-a", "10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.4", service="other"))
         replicas = ReplicaCount(AUTO)
         service = KubernetesService(
-            {"kubernetes": True, "kubeconfig": fake.write_kubeconfig(self.mktemp()),
+            {"kubernetes": True, "kubeconfig": fake.write_kubeconfig(self._kubeconfig()),
              "election_namespace": "ingressd", "publish_service": "ingressd/ingressd"},
             ObjectStore(), reactor, timings=KubeTimings(**fakeapi.FAST_TIMINGS), identity="replica-1",
             environ={}, replicas=replicas)
