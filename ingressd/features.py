@@ -341,6 +341,8 @@ class BuildContext:
     subrequests: Any = None
     # The server's Redis decisions (``--redis``: ``ingressd.redis.decisions.Decisions``), or None.
     redis: Any = None
+    # The server's replica count (``--replicas-hint``: ``ingressd.replicas.ReplicaCount``), or None.
+    replicas: Any = None
 
     def secret(self, namespace: str, name: str):
         return self.secrets.get((namespace, name))

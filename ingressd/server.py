@@ -110,6 +110,18 @@ class IngressdService(MultiService):
                 timeout=float(settings.get("redis_timeout") or 0.005),
                 failure=settings.get("redis_failure") or "open")
             self.state.readiness_checks.append(self.redis.not_ready_reason)
+            self.redis_secret = None  # --redis-secret: the client's credentials, followed
+            if settings.get("redis_secret"):
+                from ingressd.redis.secret import SecretCredentials, parse_ref
+
+                self.redis_secret = SecretCredentials(self.store, parse_ref(settings["redis_secret"]),
+                                                      self.redis.client)
+                self.state.readiness_checks.append(self.redis_secret.not_ready_reason)
+        self.replicas = None  # --replicas-hint: local limits' share (ingressd.replicas)
+        if settings.get("replicas_hint"):
+            from ingressd.replicas import ReplicaCount, parse_hint
+
+            self.replicas = self.reloader.replicas = ReplicaCount(parse_hint(settings["replicas_hint"]))
         self.proxy = Proxy(self.state, self.upstreams, ProxySettings(
             upstream=upstream, temp_dir=settings.get("temp_path") or None,
             forwarding=ForwardingPolicy.from_settings(settings)), reactor)
@@ -133,7 +145,7 @@ class IngressdService(MultiService):
         if settings.get("kubernetes"):
             from ingressd.providers.kube.service import KubernetesService
 
-            self.kubernetes = KubernetesService(settings, self.store, reactor)
+            self.kubernetes = KubernetesService(settings, self.store, reactor, replicas=self.replicas)
             self.kubernetes.setServiceParent(self)
             self.reloader.listeners.append(self.kubernetes.config_applied)
 
@@ -220,7 +232,10 @@ class IngressdService(MultiService):
 
     def startService(self):
         if self.redis is not None:
-            self.redis.client.start()
+            if self.redis_secret is not None:
+                self.redis_secret.start()  # starts the client once the Secret is read
+            else:
+                self.redis.client.start()
         super().startService()
         when_running = getattr(self.reactor, "callWhenRunning", None)  # not on a test Clock
         if when_running is not None:
@@ -313,6 +328,8 @@ class IngressdService(MultiService):
     def _stop_everything(self):
         self.reloader.stop()
         if self.redis is not None:
+            if self.redis_secret is not None:
+                self.redis_secret.stop()
             self.redis.client.stop()
         for upstream in self.upstreams.values():
             upstream.close()

@@ -16,6 +16,7 @@ from ingressd.admission import setup as admission_options
 from ingressd.features import parse_size
 from ingressd.logformat import log_settings_from
 from ingressd.plugin_manager import PluginError, Plugins, load_plugins
+from ingressd.replicas import parse_hint
 from ingressd.tls.settings import DEFAULT_CIPHERS, parse_ciphers, parse_protocols, parse_time
 
 CORE_PARAMETERS = [
@@ -93,10 +94,15 @@ CORE_PARAMETERS = [
     ["proxy-stream-responses", None, "1", "UDP services: replies expected per datagram (0: until idle)"],
     ["l4-max-connections", None, "10000", "TCP/UDP services: open connections (UDP: sessions) per port"],
     ["redis", None, None, "Redis shared by the replicas for global rate limits: redis://[:PASSWORD@]HOST[:PORT][/DB], "
-     "rediss:// (TLS) or unix:///PATH[?db=N&password=P] (default: none)"],
+     "rediss:// (TLS), unix:///PATH[?db=N&password=P] or redis+sentinel://HOST:PORT,HOST:PORT/MASTER[/DB] "
+     "(default: none)"],
     ["redis-failure", None, "open", "open/closed: a global limit's answer when Redis cannot decide (open: "
      "admitted, as ingress-nginx's global limiter)"],
     ["redis-timeout", None, "0.005", "seconds a request waits at most for a Redis decision"],
+    ["redis-secret", None, None, "NAMESPACE/NAME of a Secret with the Redis password (key password; optional "
+     "username: an ACL user), followed as it changes"],
+    ["replicas-hint", None, None, "N or auto: local limits (limit-rps, limit-rpm, limit-connections) divided by N "
+     "replicas, or by the ready endpoints of --publish-service (auto, --kubernetes) (default: off)"],
 ]
 CORE_FLAGS = [
     ["log-format-escape-json", None, "escape the nginx access log format's values as JSON strings"],
@@ -329,6 +335,26 @@ class Options(usage.Options):
                 RedisURL.parse(str(self["redis"]))
             except ValueError as exc:
                 raise usage.UsageError(f"--redis: {exc}")
+        if self["redis-secret"]:
+            from ingressd.redis.secret import parse_ref
+
+            if not self["redis"]:
+                raise usage.UsageError("--redis-secret gives the credentials of --redis: give --redis URL too")
+            try:
+                secret_namespace = parse_ref(self["redis-secret"])[0]
+            except ValueError as exc:
+                raise usage.UsageError(f"--redis-secret: {exc}")
+            if self["kubernetes"] and self["namespace"] and secret_namespace != self["namespace"] \
+                    and not self["manifests"]:
+                raise usage.UsageError(f"--redis-secret {self['redis-secret']}: its namespace is not watched "
+                                       f"(--namespace {self['namespace']}); ingressd would never see it")
+        try:
+            self["replicas-hint"] = parse_hint(self["replicas-hint"])
+        except ValueError as exc:
+            raise usage.UsageError(f"--replicas-hint: {exc}")
+        if self["replicas-hint"] == "auto" and not (self["kubernetes"] and self["publish-service"]):
+            raise usage.UsageError("--replicas-hint auto counts the ready endpoints of --publish-service: it needs "
+                                   "--kubernetes and --publish-service (file mode: give the number, --replicas-hint N)")
         try:
             log_settings_from(settings_from(self))
         except ValueError as exc:

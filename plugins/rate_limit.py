@@ -11,7 +11,9 @@ immediately (never delayed); rps and rpm both apply when both are set, and a req
 rejected by one is counted by neither. ``limit_conn`` caps concurrent requests per client
 at ``limit-connections``. State is per Ingress, shared by its paths, and survives route-table
 rebuilds (limiters live in a registry keyed by the Ingress and its settings). Limits are per
-ingressd process, as ingress-nginx's are per replica.
+ingressd process, as ingress-nginx's are per replica; with ``--replicas-hint`` (``ingressd.replicas``)
+each replica enforces its share of every limit, ``ceil(limit / replicas)`` (at least 1; the burst
+is the share × the multiplier), following the replica count live.
 
 ``ingressd.io/limit-scope: global`` (default ``local``) makes ``limit-rps``/``limit-rpm``
 cluster-wide: the same buckets, kept in the server's Redis (``--redis``; ``ClusterRateLimit``,
@@ -50,13 +52,17 @@ class LeakyBucket:
     """
 
     def __init__(self, rate: float, burst: int, max_keys: int = MAX_KEYS_PER_ZONE):
-        self.rate = int(rate * 1000)  # thousandths of a request per second
-        self.burst = burst * 1000
+        self.resize(rate, burst)
         self.max_keys = max_keys
         self._states: OrderedDict[str, tuple[int, int]] = OrderedDict()  # key → (excess, last ms)
 
     def __len__(self) -> int:
         return len(self._states)
+
+    def resize(self, rate: float, burst: int) -> None:
+        """A new rate and burst; the excess kept per key (in requests) drains at the new rate."""
+        self.rate = int(rate * 1000)  # thousandths of a request per second
+        self.burst = burst * 1000
 
     def check(self, key: str, now: float) -> tuple[bool, int]:
         """(True, new excess) if a request for ``key`` is allowed at ``now`` (seconds);
@@ -117,17 +123,34 @@ class ConnectionCounter:
 
 
 class IngressLimiter:
-    """The zones of one Ingress (shared by all its paths) and the clock they run on."""
+    """The zones of one Ingress (shared by all its paths) and the clock they run on; with a
+    ``replicas`` count (``--replicas-hint``), this replica's share of each limit."""
 
-    def __init__(self, clock: Any, rps: int, rpm: int, connections: int, multiplier: int):
+    def __init__(self, clock: Any, rps: int, rpm: int, connections: int, multiplier: int, replicas: Any = None):
         self.clock = clock
-        self.connections = ConnectionCounter(connections) if connections else None
+        self.limits = (rps, rpm, connections, multiplier)
+        self.replicas = replicas
+        self.divisor = 1 if replicas is None else replicas.count
+        self.connections = ConnectionCounter(share(connections, self.divisor)) if connections else None
         # Order as nginx evaluates them: rps before rpm.
-        self.buckets = tuple(
-            LeakyBucket(rate, limit * multiplier)
-            for rate, limit in ((float(rps), rps), (rpm / 60.0, rpm))
-            if limit
-        )
+        self.buckets = tuple(LeakyBucket(rate, burst) for rate, burst in self._zones())
+
+    def _zones(self) -> list[tuple[float, int]]:
+        """(rate per second, burst) of each bucket for the current divisor."""
+        rps, rpm, _, multiplier = self.limits
+        rps, rpm = share(rps, self.divisor), share(rpm, self.divisor)
+        return [(rate, limit * multiplier) for rate, limit in ((float(rps), rps), (rpm / 60.0, rpm)) if limit]
+
+    def follow(self) -> None:
+        """Take the replica count now in effect: every zone resized in place (its clients' state kept)."""
+        replicas = self.replicas
+        if replicas is None or replicas.count == self.divisor:
+            return
+        self.divisor = replicas.count
+        for bucket, (rate, burst) in zip(self.buckets, self._zones()):
+            bucket.resize(rate, burst)
+        if self.connections is not None:
+            self.connections.limit = share(self.limits[2], self.divisor)
 
 
 class RateLimit:
@@ -146,6 +169,7 @@ class RateLimit:
         if self._exempt and key in self._exempt:
             return None
         limiter = self.limiter
+        limiter.follow()
         connections = limiter.connections
         if connections is not None:
             if not connections.acquire(key):
@@ -191,6 +215,14 @@ class ClusterRateLimit:
         return None if allowed else _reject(self._req_status, wait)
 
 
+def share(limit: int, count: int) -> int:
+    """One replica's part of ``limit`` when ``count`` replicas share it (``--replicas-hint``): rounded
+    up, so an evenly balanced cluster never refuses what the limit admits; at least 1; 0 stays off."""
+    if not limit:
+        return 0
+    return max(1, -(-limit // max(1, count)))
+
+
 def _reject(status: int, wait: float) -> LocalResponse:
     return plain(status, [(b"retry-after", b"%d" % max(1, math.ceil(wait)))])
 
@@ -210,13 +242,15 @@ def registry(context) -> dict:
 
 
 def limiter_for(context, ingress, clock, rps: int, rpm: int, connections: int, multiplier: int) -> IngressLimiter:
-    """The limiter of ``ingress`` with these settings: the server's existing one if there is one."""
+    """The limiter of ``ingress`` with these settings: the server's existing one if there is one
+    (following the server's replica count, ``BuildContext.replicas``)."""
     state = registry(context)
     key = (ingress, clock, rps, rpm, connections, multiplier)
     state["used"].add(key)
     limiter = state["limiters"].get(key)
     if limiter is None:
-        limiter = state["limiters"][key] = IngressLimiter(clock, rps, rpm, connections, multiplier)
+        limiter = state["limiters"][key] = IngressLimiter(clock, rps, rpm, connections, multiplier,
+                                                          context.replicas)
     return limiter
 
 

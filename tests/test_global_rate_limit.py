@@ -397,3 +397,29 @@ def test_redis_options_and_their_defaults():
 def test_bad_redis_options_are_start_up_errors(args, message):
     with pytest.raises(Exception, match=message):
         _options(*args)
+
+
+# -- the ConfigMap key ----------------------------------------------------------------------------
+
+def test_the_configmap_key_sets_the_status_live():
+    from test_configmap import NAME, WORLD, _Server, app, configmap
+
+    from ingressd.compat.configmap_catalogue import lookup
+    from ingressd_plugins.global_rate_limit import GlobalRateLimit
+
+    limited = app(annotations={"nginx.ingress.kubernetes.io/global-rate-limit": "10",
+                               "nginx.ingress.kubernetes.io/global-rate-limit-window": "1m"})
+    server = _Server(*WORLD, limited, configmap({}), args=("--nginx-configmap", NAME, "--redis", "redis://127.0.0.1:1"))
+
+    def status():
+        [feature] = [f for f in server.entry().features if isinstance(f, GlobalRateLimit)]
+        return feature.status
+
+    assert status() == 429
+    server.put(configmap({"global-rate-limit-status-code": "503"}))
+    assert status() == 503
+    server.put(configmap({"global-rate-limit-status-code": "200"}))  # refused: the previous one stays
+    assert status() == 503
+    server.put(configmap({}))
+    assert status() == 429
+    assert lookup("global-rate-limit-memcached-host").status == "not-needed"

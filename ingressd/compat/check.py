@@ -418,7 +418,7 @@ def parser() -> argparse.ArgumentParser:
         description="Say what ingressd would do with each Ingress (served as is, served with differences, "
                     "not served) and find classic mistakes, without serving anything.",
         epilog="Exit status: 0 everything served as is, 1 something served with differences or not at all, "
-               "2 the input could not be read. Example: kubectl get ingress,ingressclass,service,"
+               "2 the input could not be read, 3 the Redis of --redis cannot be used (over 1). Example: kubectl get ingress,ingressclass,service,"
                "endpointslice,secret -A -o yaml | ingressd check --from ingress-nginx -")
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="manifest files or folders (as --manifests reads them); - for standard input")
@@ -442,6 +442,12 @@ def parser() -> argparse.ArgumentParser:
                    help="as the server option: Ingresses with ssl-passthrough are served (without it they are not)")
     p.add_argument("--nginx-configmap", "--configmap", metavar="NAMESPACE/NAME",
                    help="as the server option: the ingress-nginx ConfigMap (in the input) to apply")
+    p.add_argument("--redis", metavar="URL",
+                   help="as the server option (global limits are then served); and check that Redis: the "
+                        "connection, AUTH, a master, the decision scripts load, the round trip of a few PINGs "
+                        "(one line per finding; may be given without PATH)")
+    p.add_argument("--redis-timeout", type=float, default=0.005, metavar="SECONDS",
+                   help="as the server option: the round trip the PINGs are compared with (default 0.005)")
     p.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     return p
 
@@ -449,9 +455,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     args = parser().parse_args(argv)
     out = stdout or sys.stdout
-    if not args.paths and not args.kubernetes:
+    if not args.paths and not args.kubernetes and not args.redis:
         parser().print_usage(sys.stderr)
-        print("ingressd check: give PATH… (or - for standard input) or --kubernetes", file=sys.stderr)
+        print("ingressd check: give PATH… (or - for standard input), --kubernetes or --redis URL", file=sys.stderr)
         return 2
     server_args: list[str] = []
     for name in args.ignore_annotation:
@@ -462,6 +468,8 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
         server_args.append("--enable-ssl-passthrough")
     if args.nginx_configmap:
         server_args += ["--nginx-configmap", args.nginx_configmap]
+    if args.redis:
+        server_args += ["--redis", args.redis, "--redis-timeout", str(args.redis_timeout)]
     try:
         server_settings = server_settings_from(server_args)  # the server's own validation of the flags
         objects: list[dict] = []
@@ -480,6 +488,17 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
     except (InputError, UsageError) as exc:  # UsageError: the server's option parser refused a flag
         print(f"ingressd check: {exc}", file=sys.stderr)
         return 2
+    redis_status = 0
+    if args.redis:
+        from ingressd.redis.client import RedisURL
+        from ingressd.redis.probe import exit_status, probe
+
+        findings = probe(RedisURL.parse(args.redis), timeout=args.redis_timeout)
+        for finding in findings:
+            print(finding, file=sys.stderr if args.output == "json" else out)
+        redis_status = exit_status(findings)
+        if not args.paths and not args.kubernetes:
+            return redis_status
     settings = check_settings(args.ingress_class, args.source == "ingress-nginx",
                               watch_ingress_without_class=args.watch_ingress_without_class,
                               allow_cross_namespace_resources=args.allow_cross_namespace_resources,
@@ -490,7 +509,7 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
         out.write("\n")
     else:
         out.write(to_text(report))
-    return report.exit_status
+    return redis_status or report.exit_status
 
 
 __all__ = ["ConfigIndex", "InputError", "Report", "Verdict", "build_config", "check_settings", "evaluate", "main",

@@ -1,7 +1,8 @@
 """ingress-nginx's controller ConfigMap keys and where ingressd stands on each: the contract as data.
 
 One ``Key`` per key of ingress-nginx's ConfigMap documentation
-(docs/user-guide/nginx-configuration/configmap.md: 192 keys) with ingress-nginx's default,
+(docs/user-guide/nginx-configuration/configmap.md: 192 keys, and the 6 ``REMOVED_KEYS`` of its
+global rate limiter, documented until its last releases) with ingress-nginx's default,
 what ingressd does with it (``status``, the annotation catalogue's statuses) and what ignoring
 it would do (``effect``). ``maps`` says how a key is served, in one string:
 
@@ -98,6 +99,15 @@ _BLOCK = ("403 on every route and the default backend (a request no route matche
           "client address as the forwarding settings define it")
 _BLOCK_MAP = ("as nginx's map: exact values without regard to case, ~regex and ~*regex (RE2 syntax) found anywhere; "
               "403 on every route and the default backend (a request no route matches gets its 404)")
+_MEMCACHED = ("Redis replaces memcached: the global limits are counted in the Redis given by --redis "
+              "(--redis-timeout bounds each decision); without it an Ingress with global-rate-limit is not served")
+# Keys ingress-nginx documented until its last releases removed them with its memcached-based global
+# rate limiter (kubernetes/ingress-nginx#11851); ConfigMaps migrated from older releases still carry them.
+REMOVED_KEYS = frozenset({
+    "global-rate-limit-status-code", "global-rate-limit-memcached-host", "global-rate-limit-memcached-port",
+    "global-rate-limit-memcached-connect-timeout", "global-rate-limit-memcached-max-idle-timeout",
+    "global-rate-limit-memcached-pool-size",
+})
 _RESTART = "read at start from the option named; a different value here is reported as needing a restart with that option"
 
 KEYS: Mapping[str, Key] = _keys(
@@ -267,6 +277,12 @@ KEYS: Mapping[str, Key] = _keys(
     K('proxy-buffering', IMPLEMENTED, _H, 'off', WORD, maps='annotation:proxy-buffering'),
     K('limit-req-status-code', IMPLEMENTED, _H, '503', INT, maps='setting:limit-req-status-code'),
     K('limit-conn-status-code', IMPLEMENTED, _H, '503', INT, maps='setting:limit-conn-status-code'),
+    K('global-rate-limit-status-code', IMPLEMENTED, _H, '429', INT, maps='setting:global-rate-limit-status-code', note="the status over global-rate-limit (with Retry-After), live; replaces --global-rate-limit-status-code"),
+    K('global-rate-limit-memcached-host', NOT_NEEDED, _H, '', TEXT, note=_MEMCACHED),
+    K('global-rate-limit-memcached-port', NOT_NEEDED, _H, '11211', INT, note=_MEMCACHED),
+    K('global-rate-limit-memcached-connect-timeout', NOT_NEEDED, _H, '50', INT, note=_MEMCACHED),
+    K('global-rate-limit-memcached-max-idle-timeout', NOT_NEEDED, _H, '10000', INT, note=_MEMCACHED),
+    K('global-rate-limit-memcached-pool-size', NOT_NEEDED, _H, '50', INT, note=_MEMCACHED),
     K('enable-syslog', NOT_YET, _H, 'false', BOOL),
     K('syslog-host', NOT_YET, _H, '', TEXT),
     K('syslog-port', NOT_YET, _H, '514', INT),

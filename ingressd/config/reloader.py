@@ -68,6 +68,7 @@ class Reloader:
         self.plugin_state: dict = {}  # BuildContext.state: the plugins' state for this server's life
         self.subrequests = None  # BuildContext.subrequests: the server's sub-request client
         self.redis = None  # BuildContext.redis: the server's Redis decisions (--redis)
+        self.replicas = None  # BuildContext.replicas: the server's replica count (--replicas-hint)
         # --nginx-configmap NAMESPACE/NAME: the ingress-nginx ConfigMap read unchanged
         self.configmap_name: str | None = self.settings.get("nginx_configmap") or None
         self.configmap: ConfigMapReading | None = None  # the last usable reading: the one applied
@@ -164,6 +165,7 @@ class Reloader:
             state=self.plugin_state,
             subrequests=self.subrequests,
             redis=self.redis,
+            replicas=self.replicas,
             default_backend=config.default_backend.backend if (
                 config.default_backend is not None and config.default_backend.ingress.kind == "Service"
             ) else None,

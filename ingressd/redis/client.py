@@ -5,18 +5,24 @@ fallback, PING), full control of what happens while a connection is down (a call
 instead of queueing behind a reconnect, so a decision never waits for Redis to come back), and
 no dependency whose reactor use we cannot see. RESP2 is small (``resp.py``).
 
-``RedisURL.parse``: ``redis://[user:password@]host[:port][/db]``, ``rediss://`` (TLS), and
-``unix:///path/to/socket[?db=N&password=P]``. ``RedisClient.call(*args)`` sends one command on the
+``RedisURL.parse``: ``redis://[user:password@]host[:port][/db]``, ``rediss://`` (TLS),
+``unix:///path/to/socket[?db=N&password=P]``, and ``redis+sentinel://[user:password@]host[:port],
+host[:port]…/master[/db]`` (Sentinel: every connection asks the sentinels in turn for the
+master's address, ``SENTINEL get-master-addr-by-name``, and checks with ``ROLE`` that it reached
+the master; a connection lost or answered ``-READONLY`` (a master demoted by a failover) is
+made again, so it finds the new master). ``RedisClient.call(*args)`` sends one command on the
 next ready connection (round robin over ``size`` connections; each one pipelines: many commands in
 flight, replies in order) and returns a Deferred of the reply; with no connection up it fails at
 once with ``RedisUnavailable``. ``evalsha(script, keys, args)`` sends EVALSHA and, on NOSCRIPT
 (a restarted or flushed server), EVAL once, which loads the script again.
+``use_credentials(username, password)`` (a rotated ``--redis-secret``): new connections
+authenticate with them; each connection already up keeps serving until a replacement is up.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -25,6 +31,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python import log
 
 from ingressd.redis.resp import ProtocolError, ReplyError, ReplyParser, encode
+
+
+SENTINEL = "redis+sentinel"
 
 
 class RedisUnavailable(Exception):
@@ -40,13 +49,17 @@ class RedisURL:
     username: str = ""
     password: str = ""
     db: int = 0
+    sentinels: tuple = ()  # redis+sentinel: ((host, port), …), asked in turn
+    master: str = ""  # redis+sentinel: the master's name
 
     @classmethod
     def parse(cls, text: str) -> "RedisURL":
         parts = urlsplit(text)
         scheme = parts.scheme.lower()
+        if scheme == SENTINEL:
+            return cls._parse_sentinel(parts, text)
         if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {text!r}")
+            raise ValueError(f"expected a redis://, rediss://, unix:// or redis+sentinel:// URL, got {text!r}")
         query = parse_qs(parts.query)
         username = unquote(parts.username or "")
         password = unquote(parts.password or "") or (query.get("password") or [""])[0]
@@ -65,9 +78,29 @@ class RedisURL:
         return cls(scheme, host=parts.hostname, port=port, username=username, password=password,
                    db=_db(db, text))
 
+    @classmethod
+    def _parse_sentinel(cls, parts, text: str) -> "RedisURL":
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        username, _, password = userinfo.partition(":")
+        sentinels = []
+        for each in hosts.split(","):
+            host, colon, port = each.rpartition(":") if ":" in each else (each, "", "")
+            if not host or (colon and not port.isdigit()) or (port and not 0 < int(port) < 65536):
+                raise ValueError(f"expected sentinels as host[:port],host[:port]… in {text!r}")
+            sentinels.append((host, int(port) if port else 26379))
+        names = parts.path.strip("/").split("/") if parts.path.strip("/") else []
+        if not names or len(names) > 2:
+            raise ValueError(f"a redis+sentinel:// URL names the master: redis+sentinel://HOST:PORT/MASTER[/DB], "
+                             f"got {text!r}")
+        return cls(SENTINEL, username=unquote(username), password=unquote(password),
+                   db=_db(names[1] if len(names) == 2 else "0", text), sentinels=tuple(sentinels), master=names[0])
+
     @property
     def shown(self) -> str:
         """The URL without its password (for logs)."""
+        if self.scheme == SENTINEL:
+            hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            return f"{self.scheme}://{hosts}/{self.master}/{self.db}"
         where = self.path if self.scheme == "unix" else f"{self.host}:{self.port}"
         return f"{self.scheme}://{where}/{self.db}"
 
@@ -85,6 +118,7 @@ class RedisConnection(Protocol):
         self._parser = ReplyParser()
         self._waiting: list[defer.Deferred] = []
         self.ready = False
+        self.retired = False  # credentials changed: closed once a replacement is up, never reconnected
         self.lost = defer.Deferred()
 
     def send(self, *args) -> defer.Deferred:
@@ -108,6 +142,8 @@ class RedisConnection(Protocol):
             waiting = self._waiting.pop(0)
             if isinstance(reply, ReplyError):
                 waiting.errback(reply)
+                if reply.code == "READONLY":  # a replica now (a failover): made again, to the master
+                    self.transport.loseConnection()
             else:
                 waiting.callback(reply)
 
@@ -136,6 +172,7 @@ class RedisClient:
         self._pending: list = []  # connects in progress and scheduled retries
         self._scripts: dict[str, bytes] = {}  # sha1 → script
         self.connects = 0  # connections made (metrics; a reconnect counts again)
+        self.master_address: tuple | None = None  # redis+sentinel: where the sentinels last said it is
 
     # -- life -------------------------------------------------------------------------------
 
@@ -158,21 +195,44 @@ class RedisClient:
     def connected(self) -> int:
         return len(self._ready)
 
-    def _endpoint(self):
+    @property
+    def started(self) -> bool:
+        return not self._stopped
+
+    def use_credentials(self, username: str, password: str) -> None:
+        """Authenticate as ``username`` (empty: the default user) with ``password`` from now on:
+        every connection up is replaced by one made with them (the old one serves until then)."""
+        if (username, password) == (self.url.username, self.url.password):
+            return
+        self.url = replace(self.url, username=username, password=password)
+        if self._stopped:
+            return
+        for connection in self._ready:
+            if not connection.retired:
+                connection.retired = True
+                self._connect(0.0)
+
+    def _endpoint(self, address: tuple | None = None):
         from twisted.internet import endpoints
 
         url = self.url
         if url.scheme == "unix":
             return endpoints.UNIXClientEndpoint(self.reactor, url.path, timeout=self.connect_timeout)
-        tcp = endpoints.TCP4ClientEndpoint(self.reactor, url.host, url.port, timeout=self.connect_timeout) \
-            if _is_ipv4(url.host) else endpoints.HostnameEndpoint(self.reactor, url.host.encode("idna"), url.port,
-                                                                  timeout=self.connect_timeout)
+        host, port = address or (url.host, url.port)
+        tcp = self._tcp(host, port)
         if url.scheme == "rediss":
             from twisted.internet.ssl import optionsForClientTLS
 
             options = self.tls_options or optionsForClientTLS(url.host)
             return endpoints.wrapClientTLS(options, tcp)
         return tcp
+
+    def _tcp(self, host: str, port: int):
+        from twisted.internet import endpoints
+
+        if _is_ipv4(host):
+            return endpoints.TCP4ClientEndpoint(self.reactor, host, port, timeout=self.connect_timeout)
+        return endpoints.HostnameEndpoint(self.reactor, host.encode("idna"), port, timeout=self.connect_timeout)
 
     def _connect(self, delay: float) -> None:
         if self._stopped:
@@ -187,7 +247,11 @@ class RedisClient:
         self._pending = [each for each in self._pending if not hasattr(each, "active") or each.active()]
         if self._stopped:
             return
-        attempt = self._endpoint().connect(Factory.forProtocol(RedisConnection))
+        if self.url.scheme == SENTINEL:
+            attempt = self._ask_sentinels()
+            attempt.addCallback(lambda address: self._endpoint(address).connect(_factory()))
+        else:
+            attempt = self._endpoint().connect(_factory())
         self._pending.append(attempt)
         attempt.addCallback(self._handshake)
         attempt.addCallbacks(self._up, lambda failure: self._retry(failure, delay))
@@ -207,6 +271,10 @@ class RedisClient:
                                         else ("AUTH", url.password)))
             if url.db:
                 yield connection.send("SELECT", url.db)
+            if url.scheme == SENTINEL:
+                role = yield connection.send("ROLE")
+                if not role or role[0] != b"master":
+                    raise RedisUnavailable(f"the address the sentinels gave for {url.master} is not its master now")
         except Exception:
             connection.transport.loseConnection()
             raise
@@ -220,11 +288,15 @@ class RedisClient:
         connection.ready = True
         self._ready.append(connection)
         connection.lost.addCallback(lambda _: self._down(connection))
+        retired = [each for each in self._ready if each.retired]
+        if retired:  # a replacement is up: one connection made with the old credentials goes
+            self._ready.remove(retired[0])
+            retired[0].transport.loseConnection()
 
     def _down(self, connection: RedisConnection) -> None:
         if connection in self._ready:
             self._ready.remove(connection)
-        if not self._stopped:
+        if not self._stopped and not connection.retired:
             self._connect(0.05)
 
     def _retry(self, failure, delay: float) -> None:
@@ -233,6 +305,31 @@ class RedisClient:
         if delay == 0.0:
             log.msg(f"redis: cannot connect to {self.url.shown}: {failure.getErrorMessage()}; retrying")
         self._connect(min(max(delay * 2, 0.05), self.max_backoff))
+
+    @defer.inlineCallbacks
+    def _ask_sentinels(self):
+        """The master's (host, port), from the first sentinel that knows it."""
+        problems = []
+        for host, port in self.url.sentinels:
+            try:
+                connection = yield self._tcp(host, port).connect(_factory())
+                try:
+                    asked = connection.send("SENTINEL", "get-master-addr-by-name", self.url.master)
+                    reply = yield asked.addTimeout(self.connect_timeout, self.reactor)
+                finally:
+                    connection.transport.loseConnection()
+                if reply:
+                    address = (reply[0].decode("ascii"), int(reply[1]))
+                    if address != self.master_address:
+                        log.msg(f"redis: the sentinels give {address[0]}:{address[1]} as master {self.url.master}")
+                        self.master_address = address
+                    return address
+                problems.append(f"{host}:{port} does not know it")
+            except defer.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the next sentinel may answer
+                problems.append(f"{host}:{port}: {error}")
+        raise RedisUnavailable(f"no sentinel gave the master {self.url.master}: {'; '.join(problems)}")
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -255,6 +352,12 @@ class RedisClient:
             return self.call("EVAL", script, len(keys), *keys, *args)
 
         return self.call("EVALSHA", sha, len(keys), *keys, *args).addErrback(unknown)
+
+
+def _factory() -> Factory:
+    factory = Factory.forProtocol(RedisConnection)
+    factory.noisy = False  # a connection per sentinel question: no start/stop lines in the log
+    return factory
 
 
 def _is_ipv4(host: str) -> bool:

@@ -26,6 +26,7 @@ from ingressd.providers.kube.config import load_configuration
 from ingressd.providers.kube.events import EventRecorder
 from ingressd.providers.kube.leader import LeaderElector
 from ingressd.providers.kube.reflector import KubeTimings, Reflector
+from ingressd.providers.kube.replicas import EndpointSliceCount
 from ingressd.providers.kube.status import StatusWriter
 from ingressd.config.model import Config, ObjectRef
 from ingressd.config.store import KINDS, Key, ObjectStore, Packed, object_key, unpack
@@ -108,6 +109,8 @@ class KubernetesService(Service):
     ``settings`` keys: ``kubernetes`` (bool; when false the service does nothing),
     ``kubeconfig``, ``namespace``, ``publish_service``, ``publish_status_address``,
     ``election_id``, ``election_namespace``. ``timings`` and ``identity`` are for tests.
+    ``replicas``: with ``--replicas-hint auto``, the ``ReplicaCount`` fed from the publish
+    Service's EndpointSlices.
     """
 
     name = "kubernetes"
@@ -115,8 +118,9 @@ class KubernetesService(Service):
     def __init__(self, settings: Mapping[str, Any], store: ObjectStore, reactor: Any, *,
                  timings: KubeTimings | None = None, identity: str | None = None,
                  environ: Mapping[str, str] = os.environ,
-                 configuration: client.Configuration | None = None):
+                 configuration: client.Configuration | None = None, replicas: Any = None):
         self.settings = settings
+        self.replicas = replicas  # --replicas-hint auto: the ReplicaCount the publish Service's endpoints feed
         self.store = store
         self.reactor = reactor
         self.timings = timings or KubeTimings()
@@ -187,6 +191,11 @@ class KubernetesService(Service):
                 "Service", self._client(configuration), _ServiceSink(self.status, name),
                 self.reactor, namespace=namespace, field_selector=f"metadata.name={name}",
                 timings=self.timings))
+            if self.replicas is not None and self.replicas.auto:
+                self.reflectors.append(Reflector(
+                    "EndpointSlice", self._client(configuration), EndpointSliceCount(self.replicas),
+                    self.reactor, namespace=namespace, label_selector=f"kubernetes.io/service-name={name}",
+                    timings=self.timings))
         for reflector in self.reflectors:
             self.pool.callInThread(reflector.run)
         self.leader = LeaderElector(
