@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from ingressd.providers.kube import rest
+from ingressd.config.sources import SPECS
 from ingressd.config.store import Key, Packed, pack_items
 
 log = logging.getLogger(__name__)
@@ -37,30 +38,27 @@ log = logging.getLogger(__name__)
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
-# Metadata ingressd reads of a Service, EndpointSlice or Secret (an Ingress keeps all of it:
-# its uid and resourceVersion go into Events and status writes, its creationTimestamp decides
-# conflicts); an EndpointSlice endpoint's fields it reads.
-_KEPT_METADATA = ("name", "namespace", "labels", "annotations")
-_KEPT_ENDPOINT = ("addresses", "conditions")
-
-
 def slim(obj: dict, kind: str = "") -> dict:
     """Drop what ingressd never reads and that can dwarf the object: server-side apply's
-    ``metadata.managedFields``, kubectl's last-applied copy of the whole manifest, and (in
-    the dependencies, of which a cluster has many) the rest of the metadata and each
-    endpoint's target reference, node and zone. In place; returns ``obj``."""
+    ``metadata.managedFields``, kubectl's last-applied copy of the whole manifest, and what
+    the kind's declaration (``ingressd.config.sources.KindSpec``: ``keep_metadata``,
+    ``keep_items``) does not keep (the dependencies, of which a cluster has many, keep little
+    of their metadata; an EndpointSlice's endpoints lose their target reference, node and
+    zone). In place; returns ``obj``."""
+    spec = SPECS.get(kind)
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         meta.pop("managedFields", None)
         annotations = meta.get("annotations")
         if isinstance(annotations, dict) and _LAST_APPLIED in annotations:
             meta["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
-        if kind in ("Service", "EndpointSlice", "Secret", "ConfigMap"):
-            obj["metadata"] = {k: v for k, v in meta.items() if k in _KEPT_METADATA}
-    if kind == "EndpointSlice" and isinstance(obj.get("endpoints"), list):
-        obj["endpoints"] = [{k: v for k, v in endpoint.items() if k in _KEPT_ENDPOINT}
-                            if isinstance(endpoint, dict) else endpoint
-                            for endpoint in obj["endpoints"]]
+        if spec is not None and spec.keep_metadata is not None:
+            obj["metadata"] = {k: v for k, v in meta.items() if k in spec.keep_metadata}
+    if spec is not None and spec.keep_items is not None:
+        field, kept = spec.keep_items
+        if isinstance(obj.get(field), list):
+            obj[field] = [{k: v for k, v in item.items() if k in kept} if isinstance(item, dict) else item
+                          for item in obj[field]]
     return obj
 
 
