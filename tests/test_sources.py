@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from ingressd.config import sources
-from ingressd.config.kinds import INGRESS_KINDS, KindSpec
+from ingressd.config.gateway_api import GatewayTranslator
+from ingressd.config.kinds import GATEWAY_KINDS, INGRESS_KINDS, KindSpec
 from ingressd.config.model import Backend, Conditions, Config, ObjectRef, Rejection, Route, SecretData, TLSHost
 from ingressd.config.reloader import Reloader, State
-from ingressd.config.store import ObjectStore
+from ingressd.config.store import ObjectStore, pack
 from ingressd.config.translate import Translator
 from ingressd.interfaces import RouteSource
 from ingressd.providers import files
@@ -37,15 +38,38 @@ class _Other:
         return Config()
 
 
-def test_the_ingress_translator_is_the_registered_source():
-    assert sources.ROUTE_SOURCES[0] is Translator
+def test_the_ingress_and_gateway_api_translators_are_the_registered_sources():
+    assert sources.ROUTE_SOURCES == (Translator, GatewayTranslator)
     for name in RouteSource.__annotations__:  # structurally a RouteSource: name, kinds, translate
         assert hasattr(Translator, name)
     assert callable(Translator().translate)
     assert Translator.name == "ingress"
-    assert sources.KINDS == ("Ingress", "IngressClass", "Service", "EndpointSlice", "Secret", "ConfigMap")
-    assert sources.KIND_SPECS == INGRESS_KINDS
-    assert isinstance(sources.new_translators()[0], Translator)
+    assert sources.KINDS == ("Ingress", "IngressClass", "Service", "EndpointSlice", "Secret", "ConfigMap",
+                             "GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant", "Namespace")
+    assert sources.KIND_SPECS[:6] == INGRESS_KINDS
+    translators = sources.new_translators()
+    assert [type(t) for t in translators] == [Translator, GatewayTranslator]
+    assert translators[0] is not sources.new_translators()[0]  # one per server
+
+
+def test_the_gateway_api_kinds():
+    specs = sources.SPECS
+    for kind in ("GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute"):
+        assert specs[kind].api_version == "gateway.networking.k8s.io/v1" and specs[kind].optional
+    assert specs["ReferenceGrant"].api_version == "gateway.networking.k8s.io/v1beta1"
+    assert not specs["GatewayClass"].namespaced and specs["HTTPRoute"].namespaced
+    namespace = specs["Namespace"]
+    assert (namespace.api_version, namespace.namespaced, namespace.optional) == ("v1", False, False)
+    assert namespace.keep_metadata == ("name", "labels")
+    assert not any(spec.status for spec in GATEWAY_KINDS)  # no status writer yet
+    assert [spec.kind for spec in GATEWAY_KINDS if spec.kind in ("Service", "EndpointSlice", "Secret")] == \
+        ["Service", "EndpointSlice", "Secret"]
+    assert not any(spec.optional for spec in INGRESS_KINDS)
+
+
+def test_the_gateway_api_fragment_is_empty_for_now():
+    objects = {"HTTPRoute": {("default", "r"): pack({"kind": "HTTPRoute", "metadata": {"name": "r"}})}}
+    assert GatewayTranslator().translate(objects, None, ()) == Config()
 
 
 def test_kinds_everywhere_come_from_the_sources():
@@ -64,7 +88,7 @@ def test_kinds_everywhere_come_from_the_sources():
 
 def test_kind_specs_of_two_sources_each_kind_once_and_alike():
     specs = sources.kind_specs((Translator, _Other))
-    assert [spec.kind for spec in specs] == [*sources.KINDS, "Widget"]
+    assert [spec.kind for spec in specs] == [*(spec.kind for spec in INGRESS_KINDS), "Widget"]
     assert specs[-1].group == "example.com"
 
     class Unlike(_Other):
@@ -79,6 +103,7 @@ def test_core_group_and_cluster_scope():
     assert specs["Service"].group == "" and specs["Ingress"].group == "networking.k8s.io"
     assert not specs["IngressClass"].namespaced and specs["Ingress"].namespaced
     assert [kind for kind, spec in specs.items() if spec.status] == ["Ingress"]
+    assert not specs["Namespace"].namespaced
 
 
 def test_slim_keeps_what_the_kind_declares():
@@ -105,11 +130,23 @@ metadata: {name: s}
 ---
 kind: Widget
 metadata: {name: w}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gc}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+---
+kind: Namespace
+metadata: {name: team, labels: {env: prod}}
 """
     objects, problems = files.parse_manifest(text)
     assert problems == []
-    assert [(o["kind"], o["metadata"].get("namespace")) for o in objects] == [("IngressClass", None),
-                                                                               ("Service", "default")]
+    assert [(o["kind"], o["metadata"].get("namespace")) for o in objects] == [
+        ("IngressClass", None), ("Service", "default"), ("GatewayClass", None), ("HTTPRoute", "default"),
+        ("Namespace", None)]
 
 
 # -- merging ------------------------------------------------------------------------------
@@ -170,7 +207,7 @@ def test_the_reloader_builds_from_every_source(monkeypatch):
             calls.append(sorted(objects))
             return Config(routes=(route("w.example", "/", kind="Widget", name="w"),))
 
-    monkeypatch.setattr(sources, "ROUTE_SOURCES", (Translator, Recording))
+    monkeypatch.setattr(sources, "ROUTE_SOURCES", (Translator, GatewayTranslator, Recording))
     from twisted.internet.task import Clock
 
     store = ObjectStore()

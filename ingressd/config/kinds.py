@@ -23,6 +23,9 @@ class KindSpec:
     keep_items: tuple[str, tuple[str, ...]] | None = None
     watched: bool = True  # LISTed and WATCHed in cluster mode
     status: bool = False  # a status writer writes its /status subresource (RBAC: patch)
+    # Its API may not be installed (a CustomResourceDefinition: Gateway API): a 404 on LIST
+    # reads as none of them, and the reflector looks again now and then.
+    optional: bool = False
 
     @property
     def group(self) -> str:
@@ -43,4 +46,19 @@ INGRESS_KINDS: tuple[KindSpec, ...] = (
              keep_items=("endpoints", ("addresses", "conditions"))),
     KindSpec("Secret", "v1", "secrets", keep_metadata=DEPENDENCY_METADATA),
     KindSpec("ConfigMap", "v1", "configmaps", keep_metadata=DEPENDENCY_METADATA),
+)
+
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+
+# What the Gateway API translator reads (standard channel: v1, ReferenceGrant v1beta1), and the
+# Namespaces whose labels a listener's ``allowedRoutes`` selector reads (name and labels kept).
+GATEWAY_KINDS: tuple[KindSpec, ...] = (
+    KindSpec("GatewayClass", f"{GATEWAY_GROUP}/v1", "gatewayclasses", namespaced=False, optional=True),
+    KindSpec("Gateway", f"{GATEWAY_GROUP}/v1", "gateways", optional=True),
+    KindSpec("HTTPRoute", f"{GATEWAY_GROUP}/v1", "httproutes", optional=True),
+    KindSpec("GRPCRoute", f"{GATEWAY_GROUP}/v1", "grpcroutes", optional=True),
+    KindSpec("ReferenceGrant", f"{GATEWAY_GROUP}/v1beta1", "referencegrants", optional=True),
+    KindSpec("Namespace", "v1", "namespaces", namespaced=False, keep_metadata=("name", "labels")),
+    # and the dependencies it shares with the Ingress translator, declared alike
+    *(spec for spec in INGRESS_KINDS if spec.kind in ("Service", "EndpointSlice", "Secret")),
 )

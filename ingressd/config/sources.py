@@ -1,8 +1,8 @@
 """Sources of routes: the translators registered in one place, the kinds they read, and the
 merge of what they produce into one configuration.
 
-A source of routes (``interfaces.RouteSource``: the Ingress translator today, the Gateway API
-one next) declares the Kubernetes kinds it reads as ``KindSpec``s and turns a store snapshot
+A source of routes (``interfaces.RouteSource``: the Ingress translator, the Gateway API one
+(its kinds read, its translation still empty)) declares the Kubernetes kinds it reads as ``KindSpec``s and turns a store snapshot
 into a fragment of the one model (a ``Config`` holding only what it contributes). Everything
 that used to list kinds by hand takes them from here: the store's kinds (``KINDS``), the file
 provider, the Kubernetes provider's REST paths (``providers.kube.rest.RESOURCES``), its RBAC
@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Sequence
 
+from ingressd.config.gateway_api import GatewayTranslator
 from ingressd.config.kinds import KindSpec
 from ingressd.config.model import Config, Rejection, Route
 from ingressd.config.translate import Translator
@@ -34,7 +35,7 @@ from ingressd.config.translate import Translator
 
 # Every source of routes, in merge order: a class per source (``interfaces.RouteSource``),
 # instantiated once per server (a translator keeps a cache between builds).
-ROUTE_SOURCES: tuple[type, ...] = (Translator,)
+ROUTE_SOURCES: tuple[type, ...] = (Translator, GatewayTranslator)
 
 
 def kind_specs(sources: Iterable[type] = ROUTE_SOURCES) -> tuple[KindSpec, ...]:

@@ -78,6 +78,7 @@ class KubeTimings:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     status_resync: float = 60.0  # the leader re-checks every served Ingress's status
+    absent_retry: float = 60.0  # how often the LIST of a kind whose API is not installed is tried again
     stop_timeout: float = 5.0  # how long stopping may wait for the threads
 
 
@@ -109,6 +110,9 @@ class Reflector:
                  label_selector: str | None = None, timings: KubeTimings = KubeTimings(),
                  rng: Callable[[], float] = random.random):
         self.kind = kind
+        # A kind whose API may not be installed (Gateway API CRDs): its 404 reads as "none".
+        self.optional = SPECS[kind].optional if kind in SPECS else False
+        self.absent = False  # its API was not found on the last LIST
         self.namespace = namespace if rest.namespaced(kind) else None
         self.api_version = rest.api_version(kind)
         self.rest = rest.KubeRest(api_client)
@@ -190,6 +194,9 @@ class Reflector:
                 self.resource_version = None
                 continue
             except ApiException as error:
+                if error.status == 404 and self.optional:
+                    self._absent()
+                    continue
                 if error.status == 410:
                     log.info("%r: 410 Gone; re-listing", self)
                     self.expired += 1
@@ -204,6 +211,17 @@ class Reflector:
             if self.stopping:
                 break
             failures = self._backoff(failures, reason)
+
+    def _absent(self) -> None:
+        """The kind's API is not installed (no CRD): hand over an empty list, so the source
+        counts as synced without it, and look again every ``absent_retry`` seconds."""
+        if not self.absent:
+            log.info("%r: the API is not installed (404); reading none, trying again every %.0fs",
+                     self, self.timings.absent_retry)
+            self.absent = True
+            self.reactor.callFromThread(self._deliver_replace, [])
+        self.resource_version = None
+        self._stopping.wait(self.timings.absent_retry)
 
     def _backoff(self, failures: int, reason: str) -> int:
         failures += 1
@@ -245,6 +263,7 @@ class Reflector:
         if self.stopping:
             return
         self.lists += 1
+        self.absent = False
         self.resource_version = rv
         self.reactor.callFromThread(self._deliver_replace, items)
 
