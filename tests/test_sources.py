@@ -218,3 +218,71 @@ def test_the_reloader_builds_from_every_source(monkeypatch):
     assert calls == [sorted(sources.KINDS)]
     assert [r.ingress for r in state.config.routes] == [ObjectRef("Widget", "default", "w")]
     assert state.table.match("w.example", "/") is not None
+
+
+def test_file_mode_reads_gateway_api_manifests_beside_ingresses_unchanged(tmp_path):
+    from twisted.internet.task import Clock
+
+    ingress = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: default, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  ingressClassName: ingressd
+  rules:
+  - host: app.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{port: 80}]}
+"""
+    gateway = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: ingressd}
+spec: {controllerName: ingressd.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  hostnames: [app.example]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: default, labels: {team: a}}
+"""
+    (tmp_path / "ingress.yaml").write_text(ingress)
+    clock = Clock()
+
+    def served(paths):
+        store = ObjectStore()
+        state = State()
+        reloader = Reloader(store, state, clock)
+        provider = files.ManifestProvider(paths, store, clock)
+        provider.scan()
+        reloader.rebuild()
+        return store, provider, reloader, state
+
+    _, _, _, alone = served([str(tmp_path / "ingress.yaml")])
+    (tmp_path / "gateway.yaml").write_text(gateway)
+    store, provider, reloader, state = served([str(tmp_path)])
+    assert set(store.snapshot()["HTTPRoute"]) == {("default", "r")}
+    assert set(store.snapshot()["GatewayClass"]) == {("", "ingressd")}
+    assert set(store.snapshot()["Namespace"]) == {("", "default")}
+    assert state.config == alone.config  # the Gateway API fragment is empty: the Ingress is served as before
+    assert state.table.match("app.example", "/").route.ingress == ObjectRef("Ingress", "default", "web")
+    # a change to the Gateway API manifests is read live and changes nothing served
+    (tmp_path / "gateway.yaml").write_text(gateway.replace("name: r,", "name: r2,"))
+    import os
+
+    os.utime(tmp_path / "gateway.yaml", (1, 1))  # a new modification time even within the clock's second
+    provider.scan()
+    reloader.rebuild()
+    assert set(store.snapshot()["HTTPRoute"]) == {("default", "r2")}
+    assert state.config == alone.config

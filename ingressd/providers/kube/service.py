@@ -38,11 +38,13 @@ DEFAULT_ELECTION_ID = "ingressd-leader"
 
 # The kinds LISTed and WATCHed: those the sources of routes read (ingressd.config.sources).
 WATCHED = tuple(spec.kind for spec in KIND_SPECS if spec.watched)
-# kind → its status writer's class, for every kind whose status ingressd writes (KindSpec.status);
-# a writer has ``set_served``, ``object_changed``, ``set_leader``, ``service_changed``, ``stop``.
+# kind → its status writer's class, for every kind whose status ingressd writes (KindSpec.status).
+# A writer offers ``set_served`` (the objects of its kind the configuration serves),
+# ``object_changed`` (one of them changed in the cluster), ``set_leader`` and ``stop``.
 STATUS_WRITERS: dict[str, type] = {"Ingress": StatusWriter}
 _UNWRITTEN = sorted(spec.kind for spec in KIND_SPECS if spec.status and spec.kind not in STATUS_WRITERS)
-assert not _UNWRITTEN, f"kinds declared with a status but no status writer: {_UNWRITTEN}"
+if _UNWRITTEN:
+    raise ImportError(f"kinds declared with a status but no status writer: {_UNWRITTEN}")
 
 
 class _DaemonThreadPool(ThreadPool):
@@ -57,10 +59,9 @@ class _StoreSink:
     objects changed, and marks the source synced once every kind's first LIST is in. Reactor
     thread only."""
 
-    def __init__(self, store: ObjectStore, on_ingress: Callable[[str, str], None],
-                 on_object: Mapping[str, Callable[[str, str], None]] | None = None):
+    def __init__(self, store: ObjectStore, on_object: Mapping[str, Callable[[str, str], None]]):
         self.store = store
-        self.on_object = dict(on_object or {}, Ingress=on_ingress)  # kind → told (namespace, name)
+        self.on_object = dict(on_object)  # kind → told (namespace, name) of each changed object
         self.listed: set[str] = set()
 
     def ingress(self, namespace: str, name: str) -> dict | None:
@@ -190,8 +191,8 @@ class KubernetesService(Service):
                                     self.identity, timings=self.timings,
                                     lookup_object=lambda kind, ns, name: self.store.get(kind, (ns, name)))
         self.status_writers = {"Ingress": self.status}
-        self.sink = _StoreSink(self.store, self.status.ingress_changed,
-                               {kind: writer.object_changed for kind, writer in self.status_writers.items()})
+        self.sink = _StoreSink(self.store, {kind: writer.object_changed
+                                            for kind, writer in self.status_writers.items()})
         for kind in kinds:
             # One ApiClient (one connection pool) per watch: a stream holds its connection.
             self.reflectors.append(Reflector(
