@@ -259,7 +259,8 @@ def test_the_default_backend_when_no_conditions_hold():
 
 
 def test_a_regex_host_tests_conditions_too():
-    gated = Entry(r("/api/v[0-9]+", "gated", conditions=when(headers=[("h", "1")])).route, regex=True)
+    # named to sort after "plain": only the conditions' specificity puts it first
+    gated = Entry(r("/api/v[0-9]+", "zz-gated", conditions=when(headers=[("h", "1")])).route, regex=True)
     plain = Entry(r("/api/v[0-9]+", "plain").route, regex=True)
     other = r("/api/v", "other")
     routes = RouteTable([plain, gated, other])
@@ -272,6 +273,12 @@ def test_a_regex_host_tests_conditions_too():
     assert only_gated.match("/api/v2") is other
     assert only_gated.match("/api/v2", Req(headers=[(b"h", b"1")])) is gated
     assert list(only_gated.entries()) == [gated, other]
+    # between two routes with conditions: the more specific first, whatever the names
+    two = Entry(r("/api/v[0-9]+", "zzz", conditions=when(headers=[("h", "1"), ("i", "1")])).route, regex=True)
+    one = Entry(r("/api/v[0-9]+", "aaa", conditions=when(headers=[("h", "1")])).route, regex=True)
+    both = RegexPathTable([one, two])
+    assert both.match("/api/v1", Req(headers=[(b"h", b"1"), (b"i", b"1")])) is two
+    assert both.match("/api/v1", Req(headers=[(b"h", b"1")])) is one
 
 
 def test_a_regex_host_keeps_a_path_once_per_set_of_conditions():
