@@ -24,6 +24,9 @@ A request's way (see docs/architecture.md)::
 - ``RawStream`` / ``RawReceiver``: a connection handed over to a byte tunnel (WebSocket).
 - ``TLSPassthrough`` / ``PassedThrough``: a TLS connection handed, before any TLS, to a
   byte splice (``ssl-passthrough``), decided by its ClientHello's SNI name.
+- ``RouteSource`` is a source of routes on the configuration side: a translator from the
+  store's objects (of the kinds it declares) to a fragment of the one model
+  (``ingressd.config.sources`` registers them and merges their fragments).
 - What plugins see of a request is ``RequestView`` (``ingressd.features`` documents how they
   use it); the HTTP requests they send themselves go through ``Subrequests``.
 
@@ -350,3 +353,25 @@ class PassedThrough(Protocol):
         """The client sent its FIN (half-close)."""
 
     def client_lost(self) -> None: ...
+
+
+class RouteSource(Protocol):
+    """A source of routes: turns the store's objects into a fragment of the one model.
+
+    Registered in ``ingressd.config.sources.ROUTE_SOURCES`` (the Ingress translator,
+    ``config.translate.Translator``); one instance per server, so it may keep a cache between
+    builds keyed by the identity of the store's packed objects."""
+
+    name: str  # "ingress"
+    # The kinds it reads (``config.kinds.KindSpec``: group/version, kind, plural, namespaced,
+    # what the reflector keeps, whether it is watched, whether a status writer writes it): the
+    # store, the file provider and the Kubernetes provider (REST paths, RBAC) read these.
+    kinds: Sequence[Any]
+
+    def translate(self, objects: Any, settings: Any, annotations: Sequence[Any]) -> Any:
+        """``objects`` (a store snapshot: kind → {(namespace, name): packed object}),
+        ``settings`` (``config.translate.TranslateSettings``) and the plugins' declared
+        annotations → a ``config.model.Config`` holding only what this source contributes:
+        routes (with their matches, filters and weighted backends), TLS hosts and Secrets,
+        rejections, warnings and per-object status. Pure apart from its cache; an invalid
+        object becomes a rejection and never blocks the others."""

@@ -41,9 +41,18 @@ RESOURCES: dict[str, tuple[str, str, str, bool, tuple[str, ...]]] = {
     )),
     "endpointslices": ("discovery.k8s.io", "v1", "EndpointSlice", True, ()),
     "leases": ("coordination.k8s.io", "v1", "Lease", True, ()),
+    # Namespaces, and the Gateway API as served with its standard-channel CRDs installed
+    # (FakeAPIServer.absent_groups: as a server without them)
+    "namespaces": ("", "v1", "Namespace", False, ()),
+    "gatewayclasses": ("gateway.networking.k8s.io", "v1", "GatewayClass", False, ()),
+    "gateways": ("gateway.networking.k8s.io", "v1", "Gateway", True, ()),
+    "httproutes": ("gateway.networking.k8s.io", "v1", "HTTPRoute", True, ()),
+    "grpcroutes": ("gateway.networking.k8s.io", "v1", "GRPCRoute", True, ()),
+    "referencegrants": ("gateway.networking.k8s.io", "v1beta1", "ReferenceGrant", True, ()),
 }
 KIND_TO_PLURAL = {spec[2]: plural for plural, spec in RESOURCES.items()}
-STATUS_SUBRESOURCE = {"ingresses", "services"}
+STATUS_SUBRESOURCE = {"ingresses", "services", "namespaces", "gatewayclasses", "gateways", "httproutes",
+                      "grpcroutes"}
 
 _MICROTIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -635,6 +644,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0-fake"})
                 return
             route = _route(parts.path)
+            if RESOURCES[route[0]][0] in fake.absent_groups:
+                raise APIError(404, "NotFound", "the server could not find the requested resource")
             self._dispatch(method, route, query, raw, watch, fault, record)
         except APIError as error:
             record.status = error.code
@@ -999,6 +1010,8 @@ class FakeAPIServer:
         self._thread: threading.Thread | None = None
         self.webhooks: list[Webhook] = []  # validating admission webhooks, called as the API server calls them
         self.admission_warnings: list[str] = []  # what they answered in response.warnings
+        # API groups answered 404 as by a server without their CRDs ("gateway.networking.k8s.io")
+        self.absent_groups: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -1206,3 +1219,27 @@ def sleep(seconds: float):
 FAST_TIMINGS = dict(backoff_initial=0.05, backoff_max=0.3, watch_timeout=5, watch_read_slack=2,
                     resync_period=600, connect_timeout=1, request_timeout=2, lease_duration=1.5,
                     renew_deadline=1.0, retry_period=0.2, status_resync=1.0, stop_timeout=3)
+
+
+def namespace(name: str, labels: dict | None = None) -> dict:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(labels or {})}}
+
+
+def gateway_class(name: str = "ingressd", controller: str = "ingressd.io/gateway-controller") -> dict:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": name}, "spec": {"controllerName": controller}}
+
+
+def gateway(name: str, namespace: str = "default", class_name: str = "ingressd") -> dict:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"gatewayClassName": class_name,
+                     "listeners": [{"name": "http", "protocol": "HTTP", "port": 80}]}}
+
+
+def http_route(name: str, namespace: str = "default", gateway: str = "gw", host: str = "app.example.com",
+               service: str = "web", port: int = 80) -> dict:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"parentRefs": [{"name": gateway}], "hostnames": [host],
+                     "rules": [{"backendRefs": [{"name": service, "port": port}]}]}}

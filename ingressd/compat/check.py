@@ -103,6 +103,7 @@ def read_cluster(kubeconfig: str | None, namespace: str | None = None,
     from kubernetes.client.exceptions import ApiException
 
     from ingressd.providers.kube.config import load_configuration
+    from ingressd.config.kinds import INGRESS_KINDS
     from ingressd.providers.kube.reflector import slim
     from ingressd.providers.kube.rest import KubeRest, api_version, namespaced
 
@@ -112,7 +113,9 @@ def read_cluster(kubeconfig: str | None, namespace: str | None = None,
         raise InputError(f"--kubernetes: cannot load the cluster configuration: {exc}") from None
     rest = KubeRest(ApiClient(configuration))
     objects: list[dict] = []
-    for kind in KINDS:
+    # What the Ingress translator reads: check judges Ingresses (the Gateway API kinds are read
+    # once their translation exists).
+    for kind in (spec.kind for spec in INGRESS_KINDS):
         token = None
         while True:
             query: dict[str, Any] = {"limit": 500}

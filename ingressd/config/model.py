@@ -13,6 +13,7 @@ EXACT = "Exact"
 PREFIX = "Prefix"
 IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
 PATH_TYPES = (EXACT, PREFIX, IMPLEMENTATION_SPECIFIC)
+REGULAR_EXPRESSION = "RegularExpression"  # a header or query-parameter match's other type
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -56,6 +57,44 @@ class Backend:
 
 
 @dataclass(frozen=True, slots=True)
+class ValueMatch:
+    """One header or query parameter a request must carry (Gateway API HTTPHeaderMatch,
+    HTTPQueryParamMatch): its value equal to ``value`` (``EXACT``), or matched whole by the RE2
+    expression ``value`` (``REGULAR_EXPRESSION``)."""
+
+    name: str  # a header's name in lower case (compared case-insensitively); a parameter's as given
+    value: str
+    type: str = EXACT
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """What a request must carry besides its host and path (a Gateway API HTTPRouteMatch's
+    method, headers and query parameters); every one of them must hold. Ingress routes have
+    none (``Route.conditions`` is None)."""
+
+    method: str = ""  # "" for any method
+    headers: tuple[ValueMatch, ...] = ()
+    query: tuple[ValueMatch, ...] = ()
+
+    @property
+    def rank(self) -> tuple[int, int, int]:
+        """The Gateway API's tie-breakers after the path, most specific first when sorted in
+        reverse: a method match, then the most header matches, then the most query matches."""
+        return (1 if self.method else 0, len(self.headers), len(self.query))
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedBackend:
+    """One member of a route's weighted backend set (Gateway API backendRefs). ``backend`` is
+    None for a reference that could not be used (missing, not permitted): its share of the
+    requests is answered 500. A weight of 0 is never chosen."""
+
+    backend: Backend | None
+    weight: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One host + path of one Ingress, and where its requests go.
 
@@ -75,6 +114,10 @@ class Route:
     annotations: tuple[tuple[str, str], ...] = ()
     features: tuple[tuple[str, Any], ...] = ()  # parsed annotation values, by annotation name
     tls: bool = False  # the host is named in a TLS section of this Ingress
+    # Gateway API's extra matches (None: host and path decide, as for every Ingress route).
+    conditions: Conditions | None = None
+    # A weighted backend set (Gateway API backendRefs); empty: ``backend`` takes every request.
+    backends: tuple[WeightedBackend, ...] = ()
 
     @property
     def age_key(self) -> tuple[str, str, str]:
@@ -153,3 +196,6 @@ class Config:
     host_tls: tuple[tuple[str, Any], ...] = ()
     # The ingress-nginx ConfigMap in effect (config.nginx_configmap.ConfigMapReading), if one is named.
     nginx_configmap: Any = None
+    # Per object, the status its source judged (ObjectRef, a source-defined status value): written by
+    # that kind's status writer in cluster mode, shown on the admin page in file mode.
+    status: tuple[tuple[ObjectRef, Any], ...] = ()

@@ -14,6 +14,11 @@ that matches. So, for such a host:
   path elsewhere);
 - nothing matching: the default backend, as for any host.
 
+A route with extra matches (``Conditions``: method, headers, query parameters) on such a host
+is tried in the same order and chosen only when the request carries them; at the same
+length, routes with more specific conditions first (``conditional_routing``'s tie-breakers),
+and the same path is kept once per distinct set of conditions.
+
 The request path matched is the normalised, percent-decoded one (nginx's ``$uri``).
 Patterns are compiled by RE2 (google-re2), whose matching time is linear in the input: no
 path can make a request's matching super-linear. A pattern RE2 cannot compile (look-around,
@@ -24,10 +29,11 @@ another Ingress that cannot be compiled is left out of the host's matching (logg
 
 from __future__ import annotations
 
-from typing import Generic, Iterable, Protocol, TypeVar
+from typing import Any, Generic, Iterable, Protocol, TypeVar
 
 from twisted.python import log
 
+from ingressd.config.conditions import compile_conditions
 from ingressd.config.model import Route
 from ingressd.features import PathPatternError, compile_path
 
@@ -45,32 +51,35 @@ class RegexPathTable(Generic[E]):
 
     def __init__(self, members: Iterable[E] = ()) -> None:
         self.members: list[E] = list(members)  # what it was built from, for reuse
-        ordered: list[tuple[object, E]] = []
-        seen: set[str] = set()
+        ordered: list[tuple[object, E, Any]] = []
+        seen: set[tuple] = set()
         for entry in sorted(self.members, key=_order):
             path = entry.route.path
-            if path in seen:  # the same location twice: the oldest Ingress keeps it
+            conditions = entry.route.conditions
+            if (path, conditions) in seen:  # the same location twice: the oldest Ingress keeps it
                 continue
             try:
                 pattern = compile_path(path)
             except PathPatternError as exc:
                 log.msg(f"ingressd: {entry.route.ingress}: {exc}; not matched on host {entry.route.host!r}")
                 continue
-            seen.add(path)
-            ordered.append((pattern, entry))
+            seen.add((path, conditions))
+            ordered.append((pattern, entry, None if conditions is None else compile_conditions(conditions)))
         self.ordered = tuple(ordered)
 
-    def match(self, path: str) -> E | None:
-        for pattern, entry in self.ordered:
-            if pattern.match(path) is not None:
+    def match(self, path: str, request: Any = None) -> E | None:
+        for pattern, entry, test in self.ordered:
+            if pattern.match(path) is not None and (test is None or (request is not None and test(request))):
                 return entry
         return None
 
     def entries(self) -> Iterable[E]:
-        for _, entry in self.ordered:
+        for _, entry, _ in self.ordered:
             yield entry
 
 
 def _order(entry: _HasRoute) -> tuple:
     route = entry.route
-    return (-len(route.path), route.age_key)
+    conditions = route.conditions
+    rank = (0, 0, 0) if conditions is None else tuple(-count for count in conditions.rank)
+    return (-len(route.path), rank, route.age_key)

@@ -1,6 +1,8 @@
 """Turns store changes into a served configuration: coalesce, translate, compare, swap.
 
-A burst of changes is coalesced into one rebuild after a short delay; a rebuild whose
+A burst of changes is coalesced into one rebuild after a short delay; every source of routes
+(``config.sources``) translates the store's snapshot into its fragment and the fragments are
+merged into one configuration; a rebuild whose
 configuration equals the current one changes nothing; otherwise the new route table is
 swapped into ``State`` in one assignment and the listeners (TLS, status, events, metrics)
 are told, and one line says what changed (``describe_change``). A failing rebuild keeps the
@@ -21,8 +23,9 @@ from ingressd.features import BuildContext, UpstreamSettings
 from ingressd.config.model import Config, ObjectRef, Rejection
 from ingressd.config.nginx_configmap import ConfigMapReading, overlay, read_configmap, references
 from ingressd.config.routing import RouteTable
+from ingressd.config.sources import merge, new_translators
 from ingressd.config.store import ObjectStore, unpack
-from ingressd.config.translate import TranslateSettings, Translator
+from ingressd.config.translate import TranslateSettings
 
 
 class State:
@@ -62,7 +65,7 @@ class Reloader:
         self.last_failure = 0.0
         self._pending = None
         self._reported: set = set()
-        self._translator = Translator()
+        self._translators = new_translators()  # one per source of routes, in merge order
         self._entries: dict = {}  # route table entries of unchanged routes, kept across builds
         self._entries_context = None
         self.plugin_state: dict = {}  # BuildContext.state: the plugins' state for this server's life
@@ -115,7 +118,8 @@ class Reloader:
                 if reading is None:  # refused, and none applied yet: not ready, nothing served
                     return
                 translate_settings, settings = self._with_configmap(reading)
-            config = self._translator(snapshot, translate_settings, annotations)
+            config = merge([translator.translate(snapshot, translate_settings, annotations)
+                            for translator in self._translators])
             if self.configmap_name:
                 config = self._configmap_report(config)
             if config == self.state.config and self.state.generation:

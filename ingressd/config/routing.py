@@ -1,7 +1,10 @@
 """The route table: host and path matching with the Ingress v1 rules, in constant time.
 
 (A host where a route has a regular-expression path is matched by ``regex_routing``'s
-table instead, as ingress-nginx matches such a host.)
+table instead, as ingress-nginx matches such a host; a host where a route has extra matches
+(method, headers, query parameters: Gateway API) by ``conditional_routing``'s. A host whose
+routes have neither, as every Ingress-only host, keeps the table below and pays nothing for
+them.)
 
 Hosts are hash-map lookups (exact names, then one-label wildcards by suffix, then rules
 without host); each host's paths are one dict, probed with the request path (Exact) and
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 from typing import Generic, Iterable, Protocol, TypeVar
 
+from ingressd.config.conditional_routing import ConditionalPathTable
 from ingressd.config.model import EXACT, Route
 from ingressd.config.regex_routing import RegexPathTable
 
@@ -82,7 +86,8 @@ class PathTable(Generic[E]):
         if prefix is None or _prefix_rank(route) < _prefix_rank(prefix.route):
             self.paths[key] = (exact, entry)
 
-    def match(self, path: str) -> E | None:
+    def match(self, path: str, request: object = None) -> E | None:
+        # ``request``: for the tables of hosts with extra matches; no route here has any.
         paths = self.paths
         found = paths.get(path)
         if found is not None:  # an Exact route, else a prefix equal to the path
@@ -160,11 +165,13 @@ class RouteTable(Generic[E]):
             return self.wildcard_hosts.get(host[2:])
         return self.exact_hosts.get(host)
 
-    def match(self, host: str, path: str) -> E | None:
+    def match(self, host: str, path: str, request: object = None) -> E | None:
         """The entry for a request, the default backend when no rule matches, or None (404).
         ``host`` is lower-case without a port (``host_of``); ``path`` is the routing path
-        (``ingressd.http.pathnorm.normalize``: ``//`` merged). Hosts are tried exact, then as a
-        one-label wildcard, then the rules without a host."""
+        (``ingressd.http.pathnorm.normalize``: ``//`` merged); ``request`` (an
+        ``interfaces.RequestView``: method, headers, query) is what a route's extra matches
+        test; without it, no route with extra matches is chosen. Hosts are tried exact, then as
+        a one-label wildcard, then the rules without a host."""
         table = self.exact_hosts.get(host)
         if table is None:
             dot = host.find(".")
@@ -174,7 +181,7 @@ class RouteTable(Generic[E]):
                 table = self.any_host
                 if table is None:
                     return self.default
-        entry = table.match(path)
+        entry = table.match(path, request)
         return entry if entry is not None else self.default
 
     def entries(self) -> Iterable[E]:
@@ -184,13 +191,17 @@ class RouteTable(Generic[E]):
             yield from self.any_host.entries()
 
 
-def _path_table(members: list[E]) -> "PathTable[E] | RegexPathTable[E]":
-    """A host's paths: by the Ingress v1 rules, or all as regular expressions once one
-    route of the host has a regular-expression path (as ingress-nginx renders the host)."""
+def _path_table(members: list[E]) -> "PathTable[E] | RegexPathTable[E] | ConditionalPathTable[E]":
+    """A host's paths: by the Ingress v1 rules; all as regular expressions once one route of
+    the host has a regular-expression path (as ingress-nginx renders the host; extra matches
+    are tested there too); by the Gateway API's precedence once one has extra matches."""
+    conditional = False
     for entry in members:
         if getattr(entry, "regex", False):
             return RegexPathTable(members)
-    return PathTable(members)
+        if entry.route.conditions is not None:
+            conditional = True
+    return ConditionalPathTable(members) if conditional else PathTable(members)
 
 
 def host_of(host_header: bytes | None) -> str:

@@ -18,8 +18,6 @@ from typing import Callable, Iterable, Mapping
 
 from twisted.python import log
 
-KINDS = ("Ingress", "IngressClass", "Service", "EndpointSlice", "Secret", "ConfigMap")
-
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds
 Packed = bytes  # an object as ``pack`` stores it
 Snapshot = Mapping[str, Mapping[Key, Packed]]
@@ -48,10 +46,23 @@ def pack(obj: Mapping) -> Packed:
 unpack: Callable[[Packed], dict] = marshal.loads  # a fresh dict on every call
 
 
+def __getattr__(name: str):
+    # ``KINDS``: the kinds the registered sources of routes read (``ingressd.config.sources``),
+    # looked up when first asked for (the sources import the translators, which import this).
+    if name == "KINDS":
+        from ingressd.config.sources import KINDS
+
+        return KINDS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class ObjectStore:
     """Objects by source and kind. Single-threaded: call it from the reactor thread only."""
 
     def __init__(self, on_change: Callable[[], None] | None = None):
+        from ingressd.config.sources import KINDS
+
+        self.kinds: tuple[str, ...] = KINDS  # what it holds; objects of other kinds are ignored
         self._sources: dict[str, dict[str, dict[Key, Packed]]] = {}
         self._synced: dict[str, bool] = {}
         self._merged: dict[str, dict[Key, Packed]] = {}  # per kind; dropped when the kind changes
@@ -61,7 +72,7 @@ class ObjectStore:
 
     def register(self, source: str) -> None:
         """Declare a source; the store is not synced until every source has synced once."""
-        self._sources.setdefault(source, {kind: {} for kind in KINDS})
+        self._sources.setdefault(source, {kind: {} for kind in self.kinds})
         self._synced.setdefault(source, False)
 
     def replace(self, source: str, kind: str, objects: Iterable[Mapping]) -> set[Key]:
@@ -71,7 +82,7 @@ class ObjectStore:
 
     def replace_packed(self, source: str, kind: str, items: Iterable[tuple[Key, Packed]]) -> set[Key]:
         """``replace`` with objects already packed, as ``(key, packed)`` pairs."""
-        if kind not in KINDS:
+        if kind not in self.kinds:
             return set()
         self.register(source)
         current = self._sources[source][kind]
@@ -89,7 +100,7 @@ class ObjectStore:
 
     def apply(self, source: str, kind: str, event_type: str, obj: Mapping) -> bool:
         """Apply one watch event: ADDED, MODIFIED or DELETED. True when it changed something."""
-        if kind not in KINDS:
+        if kind not in self.kinds:
             return False
         self.register(source)
         bucket = self._sources[source][kind]
@@ -133,7 +144,7 @@ class ObjectStore:
         it as read-only), so consumers can cache what they derive from it.
         """
         result: dict[str, dict[Key, Packed]] = {}
-        for kind in KINDS:
+        for kind in self.kinds:
             merged = self._merged.get(kind)
             if merged is None:
                 merged = {}

@@ -32,6 +32,7 @@ from ingressd.config.model import (
     SecretData,
     TLSHost,
 )
+from ingressd.config.kinds import INGRESS_KINDS
 from ingressd.config.store import Packed, Snapshot, unpack
 
 CONTROLLER = "ingressd.io/ingress-controller"
@@ -100,12 +101,16 @@ def _deps(used: dict) -> tuple:
 
 
 class Translator:
-    """``translate`` with a memory, so one changed Ingress costs one Ingress.
+    """``translate`` with a memory, so one changed Ingress costs one Ingress: the source of
+    routes for Ingresses (``interfaces.RouteSource``, registered in ``ingressd.config.sources``).
 
     An Ingress is translated again only when its object, or an object it used (its
     Services, their EndpointSlices, Secrets and Services its annotations name), is no
     longer the same object in the store (the store keeps unchanged objects' identity).
     """
+
+    name = "ingress"
+    kinds = INGRESS_KINDS
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str], _Translated] = {}
@@ -181,6 +186,11 @@ class Translator:
             rejections=tuple(rejections),
             warnings=tuple(warnings),
         )
+
+    def translate(self, objects: Snapshot, settings: TranslateSettings = TranslateSettings(),
+                  annotations: Sequence[Annotation] = ()) -> Config:
+        """The Ingress fragment of the configuration (``interfaces.RouteSource``)."""
+        return self(objects, settings, annotations)
 
     @staticmethod
     def _translate(packed, ingress, key, resolver, settings, annotations) -> _Translated:

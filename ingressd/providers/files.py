@@ -3,7 +3,8 @@
 Reads ``*.yaml``, ``*.yml`` and ``*.json`` (multi-document YAML streams, ``kind: List``),
 polls modification times, and pushes every object into the store under the source
 "files". A file that does not parse keeps its last good content and is logged; an object
-without kind or name is skipped and logged; unknown kinds are ignored.
+without kind or name is skipped and logged; kinds no source of routes reads
+(``ingressd.config.sources``) are ignored.
 
 Ingresses written as ``extensions/v1beta1`` or ``networking.k8s.io/v1beta1`` are converted
 to ``networking.k8s.io/v1`` here, as the API server converts them when it serves them as
@@ -22,7 +23,8 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.python import log
 
-from ingressd.config.store import KINDS, Key, ObjectStore, Packed, object_key, own_key, pack
+from ingressd.config.sources import KINDS, SPECS
+from ingressd.config.store import Key, ObjectStore, Packed, object_key, own_key, pack
 
 SOURCE = "files"
 _SUFFIXES = (".yaml", ".yml", ".json")
@@ -63,7 +65,7 @@ def parse_manifest(text: str, name: str = "") -> tuple[list[dict], list[str]]:
                 problems.append(f"document {index} (Ingress {meta.get('name')}): {exc}")
                 continue
             meta = document["metadata"]
-        if kind not in ("IngressClass",):
+        if SPECS[kind].namespaced:
             meta.setdefault("namespace", "default")
         objects.append(document)
     return objects, problems

@@ -312,12 +312,12 @@ class Exchange:
             self.proxy.is_trusted(self.protocol), self.request_uri if policy.add_original_uri else b"")
         self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
         table = self.proxy.state.table
-        entry = table.match(self.host, self.path)
+        entry = table.match(self.host, self.path, self)
         if entry is None:
             self.local(404)
             return
         for view in lenient_views(self.path):
-            other = table.match(self.host, view)
+            other = table.match(self.host, view, self)
             if other is not None and other is not entry and other.request_features \
                     and other.request_features != entry.request_features:
                 self.local(400)  # a backend could read this as a path with other protection

@@ -18,6 +18,8 @@ from typing import Mapping
 from kubernetes import client
 from kubernetes.config import incluster_config, kube_config
 
+from ingressd.config.sources import KIND_SPECS
+
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
@@ -32,21 +34,10 @@ class ApiCall:
 
 
 API_CALLS: tuple[ApiCall, ...] = (
-    # reflector.py: LIST then WATCH of every kind the store holds
-    ApiCall("networking.k8s.io", "ingresses", "list"),
-    ApiCall("networking.k8s.io", "ingresses", "watch"),
-    ApiCall("networking.k8s.io", "ingressclasses", "list"),
-    ApiCall("networking.k8s.io", "ingressclasses", "watch"),
-    ApiCall("", "services", "list"),
-    ApiCall("", "services", "watch"),
-    ApiCall("discovery.k8s.io", "endpointslices", "list"),
-    ApiCall("discovery.k8s.io", "endpointslices", "watch"),
-    ApiCall("", "secrets", "list"),
-    ApiCall("", "secrets", "watch"),
-    ApiCall("", "configmaps", "list"),
-    ApiCall("", "configmaps", "watch"),
-    # status.py
-    ApiCall("networking.k8s.io", "ingresses/status", "patch"),
+    # reflector.py: LIST then WATCH of every kind the sources of routes read (ingressd.config.sources)
+    *(ApiCall(spec.group, spec.plural, verb) for spec in KIND_SPECS if spec.watched for verb in ("list", "watch")),
+    # status.py: the status writers, one per kind whose status is written
+    *(ApiCall(spec.group, f"{spec.plural}/status", "patch") for spec in KIND_SPECS if spec.status),
     # events.py
     ApiCall("", "events", "create"),
     ApiCall("", "events", "patch"),

@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from ingressd.providers.kube import rest
+from ingressd.config.sources import SPECS
 from ingressd.config.store import Key, Packed, pack_items
 
 log = logging.getLogger(__name__)
@@ -37,30 +38,27 @@ log = logging.getLogger(__name__)
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
-# Metadata ingressd reads of a Service, EndpointSlice or Secret (an Ingress keeps all of it:
-# its uid and resourceVersion go into Events and status writes, its creationTimestamp decides
-# conflicts); an EndpointSlice endpoint's fields it reads.
-_KEPT_METADATA = ("name", "namespace", "labels", "annotations")
-_KEPT_ENDPOINT = ("addresses", "conditions")
-
-
 def slim(obj: dict, kind: str = "") -> dict:
     """Drop what ingressd never reads and that can dwarf the object: server-side apply's
-    ``metadata.managedFields``, kubectl's last-applied copy of the whole manifest, and (in
-    the dependencies, of which a cluster has many) the rest of the metadata and each
-    endpoint's target reference, node and zone. In place; returns ``obj``."""
+    ``metadata.managedFields``, kubectl's last-applied copy of the whole manifest, and what
+    the kind's declaration (``ingressd.config.sources.KindSpec``: ``keep_metadata``,
+    ``keep_items``) does not keep (the dependencies, of which a cluster has many, keep little
+    of their metadata; an EndpointSlice's endpoints lose their target reference, node and
+    zone). In place; returns ``obj``."""
+    spec = SPECS.get(kind)
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         meta.pop("managedFields", None)
         annotations = meta.get("annotations")
         if isinstance(annotations, dict) and _LAST_APPLIED in annotations:
             meta["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
-        if kind in ("Service", "EndpointSlice", "Secret", "ConfigMap"):
-            obj["metadata"] = {k: v for k, v in meta.items() if k in _KEPT_METADATA}
-    if kind == "EndpointSlice" and isinstance(obj.get("endpoints"), list):
-        obj["endpoints"] = [{k: v for k, v in endpoint.items() if k in _KEPT_ENDPOINT}
-                            if isinstance(endpoint, dict) else endpoint
-                            for endpoint in obj["endpoints"]]
+        if spec is not None and spec.keep_metadata is not None:
+            obj["metadata"] = {k: v for k, v in meta.items() if k in spec.keep_metadata}
+    if spec is not None and spec.keep_items is not None:
+        field, kept = spec.keep_items
+        if isinstance(obj.get(field), list):
+            obj[field] = [{k: v for k, v in item.items() if k in kept} if isinstance(item, dict) else item
+                          for item in obj[field]]
     return obj
 
 
@@ -80,6 +78,7 @@ class KubeTimings:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     status_resync: float = 60.0  # the leader re-checks every served Ingress's status
+    absent_retry: float = 60.0  # how often the LIST of a kind whose API is not installed is tried again
     stop_timeout: float = 5.0  # how long stopping may wait for the threads
 
 
@@ -111,6 +110,9 @@ class Reflector:
                  label_selector: str | None = None, timings: KubeTimings = KubeTimings(),
                  rng: Callable[[], float] = random.random):
         self.kind = kind
+        # A kind whose API may not be installed (Gateway API CRDs): its 404 reads as "none".
+        self.optional = SPECS[kind].optional if kind in SPECS else False
+        self.absent = False  # its API was not found on the last LIST
         self.namespace = namespace if rest.namespaced(kind) else None
         self.api_version = rest.api_version(kind)
         self.rest = rest.KubeRest(api_client)
@@ -192,6 +194,9 @@ class Reflector:
                 self.resource_version = None
                 continue
             except ApiException as error:
+                if error.status == 404 and self.optional:
+                    self._absent()
+                    continue
                 if error.status == 410:
                     log.info("%r: 410 Gone; re-listing", self)
                     self.expired += 1
@@ -206,6 +211,17 @@ class Reflector:
             if self.stopping:
                 break
             failures = self._backoff(failures, reason)
+
+    def _absent(self) -> None:
+        """The kind's API is not installed (no CRD): hand over an empty list, so the source
+        counts as synced without it, and look again every ``absent_retry`` seconds."""
+        if not self.absent:
+            log.info("%r: the API is not installed (404); reading none, trying again every %.0fs",
+                     self, self.timings.absent_retry)
+            self.absent = True
+            self.reactor.callFromThread(self._deliver_replace, [])
+        self.resource_version = None
+        self._stopping.wait(self.timings.absent_retry)
 
     def _backoff(self, failures: int, reason: str) -> int:
         failures += 1
@@ -247,6 +263,7 @@ class Reflector:
         if self.stopping:
             return
         self.lists += 1
+        self.absent = False
         self.resource_version = rv
         self.reactor.callFromThread(self._deliver_replace, items)
 

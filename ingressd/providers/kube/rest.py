@@ -19,20 +19,17 @@ from urllib.parse import quote
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from ingressd.config.sources import KIND_SPECS
 from ingressd.providers.kube.config import API_CALLS, ApiCall
 
 Timeout = tuple[float, float]
 
 MERGE_PATCH = "application/merge-patch+json"
 
-# kind → (apiVersion, plural, namespaced) of every kind ingressd requests
+# kind → (apiVersion, plural, namespaced) of every kind ingressd requests: those the sources of
+# routes read (ingressd.config.sources), then the provider's own
 RESOURCES: dict[str, tuple[str, str, bool]] = {
-    "Ingress": ("networking.k8s.io/v1", "ingresses", True),
-    "IngressClass": ("networking.k8s.io/v1", "ingressclasses", False),
-    "Service": ("v1", "services", True),
-    "EndpointSlice": ("discovery.k8s.io/v1", "endpointslices", True),
-    "Secret": ("v1", "secrets", True),
-    "ConfigMap": ("v1", "configmaps", True),
+    **{spec.kind: (spec.api_version, spec.plural, spec.namespaced) for spec in KIND_SPECS},
     "Lease": ("coordination.k8s.io/v1", "leases", True),
     "Event": ("v1", "events", True),
 }

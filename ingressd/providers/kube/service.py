@@ -29,12 +29,23 @@ from ingressd.providers.kube.reflector import KubeTimings, Reflector
 from ingressd.providers.kube.replicas import EndpointSliceCount
 from ingressd.providers.kube.status import StatusWriter
 from ingressd.config.model import Config, ObjectRef
-from ingressd.config.store import KINDS, Key, ObjectStore, Packed, object_key, unpack
+from ingressd.config.sources import KIND_SPECS
+from ingressd.config.store import Key, ObjectStore, Packed, object_key, unpack
 
 log = logging.getLogger(__name__)
 
 SOURCE = "kubernetes"
 DEFAULT_ELECTION_ID = "ingressd-leader"
+
+# The kinds LISTed and WATCHed: those the sources of routes read (ingressd.config.sources).
+WATCHED = tuple(spec.kind for spec in KIND_SPECS if spec.watched)
+# kind → its status writer's class, for every kind whose status ingressd writes (KindSpec.status).
+# A writer offers ``set_served`` (the objects of its kind the configuration serves),
+# ``object_changed`` (one of them changed in the cluster), ``set_leader`` and ``stop``.
+STATUS_WRITERS: dict[str, type] = {"Ingress": StatusWriter}
+_UNWRITTEN = sorted(spec.kind for spec in KIND_SPECS if spec.status and spec.kind not in STATUS_WRITERS)
+if _UNWRITTEN:
+    raise ImportError(f"kinds declared with a status but no status writer: {_UNWRITTEN}")
 
 
 class _DaemonThreadPool(ThreadPool):
@@ -45,12 +56,13 @@ class _DaemonThreadPool(ThreadPool):
 
 
 class _StoreSink:
-    """Feeds the store from the reflectors, tells status/Events which Ingresses changed,
-    and marks the source synced once every kind's first LIST is in. Reactor thread only."""
+    """Feeds the store from the reflectors, tells each kind's status writer which of its
+    objects changed, and marks the source synced once every kind's first LIST is in. Reactor
+    thread only."""
 
-    def __init__(self, store: ObjectStore, on_ingress: Callable[[str, str], None]):
+    def __init__(self, store: ObjectStore, on_object: Mapping[str, Callable[[str, str], None]]):
         self.store = store
-        self.on_ingress = on_ingress
+        self.on_object = dict(on_object)  # kind → told (namespace, name) of each changed object
         self.listed: set[str] = set()
 
     def ingress(self, namespace: str, name: str) -> dict | None:
@@ -59,18 +71,20 @@ class _StoreSink:
 
     def replace(self, kind: str, items: list[tuple[Key, Packed]]) -> None:
         changed = self.store.replace_packed(SOURCE, kind, items)
-        if kind == "Ingress":
+        told = self.on_object.get(kind)
+        if told is not None:
             for key in sorted(changed):
-                self.on_ingress(*key)
+                told(*key)
         if kind not in self.listed:
             self.listed.add(kind)
-            if self.listed >= set(KINDS):
+            if self.listed >= set(WATCHED):
                 self.store.set_synced(SOURCE)
 
     def apply(self, kind: str, event_type: str, obj: dict) -> None:
         self.store.apply(SOURCE, kind, event_type, obj)
-        if kind == "Ingress":
-            self.on_ingress(*object_key(obj))
+        told = self.on_object.get(kind)
+        if told is not None:
+            told(*object_key(obj))
 
 
 class _ServiceSink:
@@ -136,7 +150,8 @@ class KubernetesService(Service):
         self.reflectors: list[Reflector] = []
         self.pool: ThreadPool | None = None
         self.leader: LeaderElector | None = None
-        self.status: StatusWriter | None = None
+        self.status: StatusWriter | None = None  # the Ingress status writer
+        self.status_writers: dict[str, Any] = {}  # kind → its status writer (STATUS_WRITERS), once started
         self.events: EventRecorder | None = None
         self.sink: _StoreSink | None = None
         self._clients: list[client.ApiClient] = []
@@ -166,7 +181,7 @@ class KubernetesService(Service):
             return
         configuration = self._configuration or load_configuration(self.settings.get("kubeconfig"))
         self.store.register(SOURCE)
-        kinds = list(KINDS)
+        kinds = list(WATCHED)
         self.pool = _DaemonThreadPool(minthreads=0, maxthreads=len(kinds) + 5,
                                       name="ingressd-kubernetes")
         self.pool.start()
@@ -179,7 +194,9 @@ class KubernetesService(Service):
         self.events = EventRecorder(shared, self.reactor, run, self._lookup_ingress,
                                     self.identity, timings=self.timings,
                                     lookup_object=lambda kind, ns, name: self.store.get(kind, (ns, name)))
-        self.sink = _StoreSink(self.store, self.status.ingress_changed)
+        self.status_writers = {"Ingress": self.status}
+        self.sink = _StoreSink(self.store, {kind: writer.object_changed
+                                            for kind, writer in self.status_writers.items()})
         for kind in kinds:
             # One ApiClient (one connection pool) per watch: a stream holds its connection.
             self.reflectors.append(Reflector(
@@ -213,8 +230,8 @@ class KubernetesService(Service):
             return
         for reflector in self.reflectors:
             reflector.stop()
-        if self.status is not None:
-            self.status.stop()
+        for writer in self.status_writers.values():
+            writer.stop()
         if self.events is not None:
             self.events.set_enabled(False)
         if self.leader is not None:
@@ -261,7 +278,8 @@ class KubernetesService(Service):
         self._last_config = config
         if self.status is None or self.events is None:
             return
-        self.status.set_served(served_ingresses(config))
+        for kind, writer in self.status_writers.items():
+            writer.set_served(served_objects(config, kind))
         self.events.record(config.rejections + tuple(w for w in config.warnings if w.ref.kind == "ConfigMap"))
 
     # -- internals ------------------------------------------------------------------------------
@@ -270,21 +288,28 @@ class KubernetesService(Service):
         return self.sink.ingress(namespace, name) if self.sink is not None else None
 
     def _started_leading(self) -> None:
-        if self.status is not None:
-            self.status.set_leader(True)
+        for writer in self.status_writers.values():
+            writer.set_leader(True)
         if self.events is not None:
             self.events.set_enabled(True)
 
     def _stopped_leading(self) -> None:
-        if self.status is not None:
-            self.status.set_leader(False)
+        for writer in self.status_writers.values():
+            writer.set_leader(False)
         if self.events is not None:
             self.events.set_enabled(False)
 
 
-def served_ingresses(config: Config) -> frozenset[ObjectRef]:
-    """The distinct Ingresses a configuration serves: its routes' and the default backend's."""
+def served_objects(config: Config, kind: str) -> frozenset[ObjectRef]:
+    """The distinct objects of ``kind`` a configuration serves: its routes' and the default
+    backend's, and those its sources gave a status."""
     refs = {route.ingress for route in config.routes}
     if config.default_backend is not None:
         refs.add(config.default_backend.ingress)
-    return frozenset(ref for ref in refs if ref.kind == "Ingress")
+    refs.update(ref for ref, _ in config.status)
+    return frozenset(ref for ref in refs if ref.kind == kind)
+
+
+def served_ingresses(config: Config) -> frozenset[ObjectRef]:
+    """The distinct Ingresses a configuration serves: its routes' and the default backend's."""
+    return served_objects(config, "Ingress")

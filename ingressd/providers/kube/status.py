@@ -63,7 +63,10 @@ def current_addresses(ingress: dict) -> tuple[Address, ...]:
 
 
 class StatusWriter:
-    """Keeps the served Ingresses' load-balancer status equal to the published addresses."""
+    """Keeps the served Ingresses' load-balancer status equal to the published addresses: the
+    status writer of the kind Ingress (``providers.kube.service.STATUS_WRITERS``)."""
+
+    kind = "Ingress"
 
     def __init__(self, api_client: client.ApiClient, reactor: Any,
                  run_in_thread: Callable[..., defer.Deferred],
@@ -108,7 +111,7 @@ class StatusWriter:
             self._pending.clear()
 
     def set_served(self, refs: Iterable[ObjectRef]) -> None:
-        served = frozenset(ref for ref in refs if ref.kind == "Ingress")
+        served = frozenset(ref for ref in refs if ref.kind == self.kind)
         if served != self._served:
             added = served - self._served
             self._served = served
@@ -122,9 +125,11 @@ class StatusWriter:
             self._mark()
 
     def ingress_changed(self, namespace: str, name: str) -> None:
-        ref = ObjectRef("Ingress", namespace, name)
+        ref = ObjectRef(self.kind, namespace, name)
         if ref in self._served:
             self._mark({ref})
+
+    object_changed = ingress_changed  # what every status writer offers the provider
 
     def stop(self) -> None:
         self._stopped = True

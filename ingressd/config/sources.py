@@ -1,0 +1,110 @@
+"""Sources of routes: the translators registered in one place, the kinds they read, and the
+merge of what they produce into one configuration.
+
+A source of routes (``interfaces.RouteSource``: the Ingress translator, the Gateway API one
+(its kinds read, its translation still empty)) declares the Kubernetes kinds it reads as ``KindSpec``s and turns a store snapshot
+into a fragment of the one model (a ``Config`` holding only what it contributes). Everything
+that used to list kinds by hand takes them from here: the store's kinds (``KINDS``), the file
+provider, the Kubernetes provider's REST paths (``providers.kube.rest.RESOURCES``), its RBAC
+calls (``providers.kube.config.API_CALLS``), and what the reflector keeps of an object
+(``KindSpec.keep_metadata`` / ``keep_items``).
+
+Sources are core built-ins listed in ``ROUTE_SOURCES``, not plugins: the kinds they read decide
+the RBAC rules ingressd ships (checked against ``API_CALLS``) and the store's layout, which a
+plugin installed later could not widen safely. Plugins extend what a route does (features),
+sources decide which routes exist.
+
+Merging (``merge``): the fragments are taken in ``ROUTE_SOURCES`` order (the Ingress translator
+first). A route of a later source whose host, path, path type and extra matches (method,
+headers, query) are exactly those of an earlier source's route is not served and becomes a
+warning on its object: an Ingress keeps what it serves when an HTTPRoute names the same host
+and path. Routes that differ in any match coexist, and the route table's precedence decides
+between them. The first source with a default backend gives it; the rest is concatenated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Sequence
+
+from ingressd.config.gateway_api import GatewayTranslator
+from ingressd.config.kinds import KindSpec
+from ingressd.config.model import Config, Rejection, Route
+from ingressd.config.translate import Translator
+
+
+# Every source of routes, in merge order: a class per source (``interfaces.RouteSource``),
+# instantiated once per server (a translator keeps a cache between builds).
+ROUTE_SOURCES: tuple[type, ...] = (Translator, GatewayTranslator)
+
+
+def kind_specs(sources: Iterable[type] = ROUTE_SOURCES) -> tuple[KindSpec, ...]:
+    """The kinds the sources read, each once, in the order first declared. Two sources may
+    both read a kind (Services, Secrets) only if they declare it alike."""
+    found: dict[str, KindSpec] = {}
+    for source in sources:
+        name = source.name
+        for spec in source.kinds:
+            known = found.setdefault(spec.kind, spec)
+            if known != spec:
+                raise ValueError(f"route source {name!r} declares {spec.kind} unlike another source: "
+                                 f"{spec} != {known}")
+    return tuple(found.values())
+
+
+KIND_SPECS: tuple[KindSpec, ...] = kind_specs()
+KINDS: tuple[str, ...] = tuple(spec.kind for spec in KIND_SPECS)
+SPECS: dict[str, KindSpec] = {spec.kind: spec for spec in KIND_SPECS}
+
+
+def new_translators() -> list:
+    """A fresh translator of every source, in merge order."""
+    return [source() for source in ROUTE_SOURCES]
+
+
+# -- merging --------------------------------------------------------------------------
+
+
+def match_key(route: Route) -> tuple:
+    """What a request must carry to match ``route``: equal keys are the same route."""
+    return (route.host, route.path, route.path_type, route.conditions)
+
+
+def merge(fragments: Sequence[Config]) -> Config:
+    """One configuration from the sources' fragments (see the module's docstring)."""
+    present = [fragment for fragment in fragments if fragment != _EMPTY]
+    if len(present) <= 1:
+        return present[0] if present else (fragments[0] if fragments else _EMPTY)
+    routes: list[Route] = []
+    owners: dict[tuple, Route] = {}
+    warnings: list[Rejection] = []
+    rejections: list[Rejection] = []
+    tls_hosts: list = []
+    secrets: dict = {}
+    default_backend = None
+    for index, fragment in enumerate(present):
+        added: dict[tuple, Route] = {}
+        for route in fragment.routes:
+            key = match_key(route)
+            owner = owners.get(key)
+            if owner is not None:
+                warnings.append(Rejection(route.ingress, f"{route.host or '*'}{route.path} ({route.path_type}) is "
+                                                         f"served by {owner.ingress}, which takes precedence"))
+                continue
+            added.setdefault(key, route)
+            routes.append(route)
+        owners.update(added)
+        if default_backend is None:
+            default_backend = fragment.default_backend
+        tls_hosts.extend(fragment.tls_hosts)
+        for secret in fragment.secrets:
+            secrets.setdefault(secret.ref, secret)
+        rejections.extend(fragment.rejections)
+        warnings.extend(fragment.warnings)
+    return dataclasses.replace(
+        present[0], routes=tuple(routes), default_backend=default_backend, tls_hosts=tuple(tls_hosts),
+        secrets=tuple(secrets.values()), rejections=tuple(rejections), warnings=tuple(warnings),
+        status=tuple(item for fragment in present for item in fragment.status))
+
+
+_EMPTY = Config()
