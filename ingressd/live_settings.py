@@ -20,7 +20,9 @@ FORWARDING = frozenset({"trusted_proxies", "use_forwarded_headers", "proxy_real_
                         "proxy_protocol_header_timeout", "proxy_add_original_uri_header", "generate_request_id"})
 # The access log's format and filters: a new LogSettings swapped into the running access log.
 ACCESS_LOG = frozenset({"access_log_format", "log_format_upstream", "log_format_escape_json",
-                        "log_format_escape_none", "skip_access_log_urls", "disable_access_log"})
+                        "log_format_escape_none", "skip_access_log_urls", "disable_access_log",
+                        "access_log_path", "http_access_log_path", "stream_access_log_path", "access_log_params",
+                        "enable_access_log_for_default_backend", "enable_syslog", "syslog_host", "syslog_port"})
 # The backend connection pools' keep-alive limits (HTTP1Upstream.use_limits): read at the next release.
 UPSTREAM_KEEPALIVE = frozenset({"upstream_keepalive_connections", "upstream_keepalive_timeout",
                                 "upstream_keepalive_requests"})

@@ -289,10 +289,8 @@ class IngressdService(MultiService):
     def reopen_logs(self) -> None:
         """SIGUSR1: the access log's file is opened again (after logrotate moved it)."""
         access_log = getattr(self, "access_log", None)  # set by observability.install
-        if access_log is None or access_log.target == "-":
+        if access_log is None or not access_log.reopen():
             log.msg("ingressd: SIGUSR1: no access log file to reopen")
-            return
-        access_log.reopen()
 
     # -- stopping ----------------------------------------------------------------------------
 

@@ -515,6 +515,8 @@ class _ScrapeCollector:
                                       "because the writer fell behind", value=access_log.dropped)
             yield CounterMetricFamily("ingressd_access_log_lines", "Access log lines written",
                                       value=access_log.written)
+            yield CounterMetricFamily("ingressd_access_log_syslog_dropped_lines", "Access log lines not sent "
+                                      "to the syslog server (enable-syslog)", value=access_log.syslog_dropped)
 
 
 def _redis_families(redis):

@@ -41,6 +41,14 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "log-format-escape-none": parse_switch,
     "skip-access-log-urls": str,
     "disable-access-log": parse_switch,
+    "access-log-path": str,  # access-log-path … syslog-port: checked by log_settings_from (CORE_CHECKS)
+    "http-access-log-path": str,
+    "stream-access-log-path": str,
+    "access-log-params": str,
+    "enable-access-log-for-default-backend": parse_switch,
+    "enable-syslog": parse_switch,
+    "syslog-host": str,
+    "syslog-port": int,
     "upstream-keepalive-connections": lambda text: _at_least(int(text), 0),  # HTTP1Upstream.use_limits
     "upstream-keepalive-timeout": lambda text: _at_least(parse_duration(text), 0),
     "upstream-keepalive-requests": lambda text: _at_least(int(text), 0),
