@@ -79,6 +79,7 @@ class AccessLog(Service):
         self._thread: threading.Thread | None = None
         self._files: dict[str, Any] = {}  # target → open file, owned by the writer thread
         self.syslog: SyslogSender | None = None  # owned by the writer thread
+        self._failing: set[str] = set()  # targets whose last write failed (logged once)
 
     @property
     def format(self) -> str:
@@ -219,8 +220,9 @@ class AccessLog(Service):
             lines = [pending.popleft() for _ in range(min(_BATCH, len(pending)))]
             if syslog is not None:
                 self._sender(syslog).send(lines, self.clock())
-            else:
-                self._write(target, "".join(lines).encode("utf-8", "surrogateescape"))
+            elif not self._write(target, "".join(lines).encode("utf-8", "surrogateescape")):
+                self.dropped += len(lines)
+                continue
             self.written += len(lines)
 
     def _sender(self, server: tuple[str, int]) -> SyslogSender:
@@ -271,13 +273,20 @@ class AccessLog(Service):
             self.reopened += 1
             log.msg(f"ingressd: access log {target} reopened")
 
-    def _write(self, target: str, data: bytes) -> None:
+    def _write(self, target: str, data: bytes) -> bool:
+        """Whether ``data`` was written; a failure is logged once per target until one succeeds
+        (a path that cannot be opened would otherwise log every round)."""
         try:
             file = self._open(target)
             file.write(data)
             file.flush()
         except (OSError, ValueError) as exc:
-            log.msg(f"ingressd: writing the access log {target} failed: {exc}")
+            if target not in self._failing:
+                self._failing.add(target)
+                log.msg(f"ingressd: writing the access log {target} failed (lines dropped and counted): {exc}")
+            return False
+        self._failing.discard(target)
+        return True
 
 
 _SHARED = ("-", "/dev/stderr")  # the process's own standard output and error: never closed here

@@ -238,3 +238,21 @@ def test_syslog_drops_are_a_metric():
     metrics.attach(access_log=log)
     assert log.syslog_dropped == 1
     assert b"ingressd_access_log_syslog_dropped_lines_total 1.0" in metrics.render()[0]
+
+
+def test_a_path_that_cannot_be_opened_drops_and_counts_and_says_so_once(tmp_path):
+    from twisted.python import log as twisted_log
+
+    said = []
+    twisted_log.addObserver(said.append)
+    log = _started(AccessLog(str(tmp_path / "ok.log"), settings=log_settings_from(
+        {"log_format_upstream": "$request_uri", "http_access_log_path": str(tmp_path / "missing" / "a.log")})))
+    try:
+        for n in range(3):
+            log(exchange(request_uri=b"/lost"))
+            wait_for(lambda: log.dropped == n + 1, "the line dropped")
+        failures = [e for e in said if "writing the access log" in "".join(map(str, e.get("message") or ()))]
+        assert len(failures) == 1
+    finally:
+        log.stopService()
+        twisted_log.removeObserver(said.append)
