@@ -18,6 +18,14 @@ whole lines in single calls to the same buffered writer, so lines never mix mid-
 
 ``reopen()`` (SIGUSR1, after logrotate moved the file away) has the writer thread close
 the file and open its path again, between two batches, so no line is lost or split.
+
+Where lines go is part of the settings too (ingress-nginx's ``access-log-path``,
+``http-access-log-path``, ``stream-access-log-path``; else ``--access-log``): the HTTP lines
+and the TCP/UDP services' lines (``append_line``) each to their target, opened by the writer
+thread when a new one is named and closed when no longer named; with ``enable-syslog`` the
+HTTP lines go to the syslog server instead (``ingressd.syslog``), as nginx's template writes
+``access_log syslog:server=…`` in place of the file. Requests the controller's default backend
+answered are left out unless ``enable-access-log-for-default-backend``.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from twisted.application.service import Service
 from twisted.python import log
 
 from ingressd.logformat import FORMATS, LogSettings, SecondCache, log_settings_from
+from ingressd.syslog import SyslogSender
 
 _BATCH = 512  # records formatted per write
 _INTERVAL = 0.1  # seconds between the writer's rounds (a line is written at most this late)
@@ -52,28 +61,38 @@ class AccessLog(Service):
     """``Proxy.observers`` callable and the service running its writer thread."""
 
     def __init__(self, target: str, fmt: str = "json", max_pending: int = 10000,
-                 settings: LogSettings | None = None):
+                 settings: LogSettings | None = None, clock=time.time):
         if settings is None:
             settings = log_settings_from({"access_log_format": fmt})
-        self.target = target
+        self.target = target  # --access-log: where lines go when the settings name no path
         self.settings = settings
         self.max_pending = max_pending
+        self.clock = clock
         self.dropped = 0
         self.written = 0
-        self._pending: deque = deque()
+        self._pending: deque = deque()  # HTTP lines
+        self._stream_pending: deque = deque()  # TCP/UDP services' lines
         self._wake = threading.Event()
         self._reopen = threading.Event()
         self.reopened = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._file = None
+        self._files: dict[str, Any] = {}  # target → open file, owned by the writer thread
+        self.syslog: SyslogSender | None = None  # owned by the writer thread
+        self._failing: set[str] = set()  # targets whose last write failed (logged once)
 
     @property
     def format(self) -> str:
         return self.settings.format
 
+    @property
+    def syslog_dropped(self) -> int:
+        syslog = self.syslog
+        return syslog.dropped if syslog is not None else 0
+
     def apply(self, settings: LogSettings) -> None:
-        """Log the next lines with these settings (built by ``ingressd.logformat.log_settings_from``)."""
+        """Log the next lines with these settings (built by ``ingressd.logformat.log_settings_from``);
+        a new path or syslog server is taken up by the writer thread before its next batch."""
         self.settings = settings
 
     # -- the reactor side ----------------------------------------------------------------
@@ -85,6 +104,8 @@ class AccessLog(Service):
         settings = self.settings
         if not settings.enabled or (settings.skip_urls and exchange.request_uri in settings.skip_urls):
             return  # disable-access-log, skip-access-log-urls
+        if not settings.default_backend and _default_backend(exchange.route):
+            return  # enable-access-log-for-default-backend: "false"
         pending = self._pending
         if len(pending) >= self.max_pending:
             self.dropped += 1
@@ -133,8 +154,12 @@ class AccessLog(Service):
             self._wake.set()
 
     def append_line(self, line: str) -> None:
-        """A line formatted elsewhere (a TCP/UDP service's connection, ``l4.stream_log``)."""
-        pending = self._pending
+        """A TCP/UDP service's line, formatted by ``l4.stream_log``: written to
+        ``stream-access-log-path`` (else ``access-log-path``, else ``--access-log``), never to syslog
+        (ingress-nginx's stream block logs to its file only)."""
+        if not self.settings.enabled:
+            return  # disable-access-log: the stream block's access_log off too
+        pending = self._stream_pending
         if len(pending) >= self.max_pending:
             self.dropped += 1
             return
@@ -144,10 +169,7 @@ class AccessLog(Service):
 
     def startService(self) -> None:
         super().startService()
-        if self.target == "-":
-            self._file = getattr(sys.__stdout__, "buffer", None) or sys.__stdout__
-        else:
-            self._file = open(self.target, "ab")
+        self._open(self.target)  # at start: a target that cannot be opened stops the start
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="ingressd-access-log", daemon=True)
         self._thread.start()
@@ -158,53 +180,122 @@ class AccessLog(Service):
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
-        if self._file is not None and self.target != "-":
-            self._file.close()
-        self._file = None
+        for target, file in list(self._files.items()):
+            if target not in _SHARED:
+                file.close()
+        self._files.clear()
+        if self.syslog is not None:
+            self.syslog.close()
+            self.syslog = None
         return super().stopService()
 
-    def reopen(self) -> None:
-        """Open the log file's path again (logrotate moved the file): done by the writer
-        thread before its next batch. Nothing to do for standard output."""
-        if self.target != "-" and self._thread is not None:
-            self._reopen.set()
-            self._wake.set()
+    def reopen(self) -> bool:
+        """Open the log files' paths again (logrotate moved the files): done by the writer
+        thread before its next batch. Nothing to do for standard output and error: False when
+        no file is written."""
+        settings = self.settings
+        files = {settings.http_target or self.target, settings.stream_target or self.target} - set(_SHARED)
+        if self._thread is None or not files:
+            return False
+        self._reopen.set()
+        self._wake.set()
+        return True
 
     def _run(self) -> None:
-        pending = self._pending
         while True:
             self._wake.wait(_INTERVAL)
             self._wake.clear()
             if self._reopen.is_set():
                 self._reopen.clear()
-                self._reopen_file()
-            while pending:
-                lines = [pending.popleft() for _ in range(min(_BATCH, len(pending)))]
-                self._write("".join(lines).encode("utf-8", "surrogateescape"))
-                self.written += len(lines)
+                self._reopen_files()
+            settings = self.settings
+            self._drain(self._pending, settings.http_target or self.target, settings.syslog)
+            self._drain(self._stream_pending, settings.stream_target or self.target, None)
+            self._close_unused(settings)
             if self._stopping:
                 return
 
-    def _reopen_file(self) -> None:
-        try:
-            replacement = open(self.target, "ab")
-        except OSError as exc:
-            log.msg(f"ingressd: reopening the access log {self.target} failed, writing on to the old file: {exc}")
-            return
-        old, self._file = self._file, replacement
-        try:
-            old.close()
-        except OSError:
-            pass
-        self.reopened += 1
-        log.msg(f"ingressd: access log {self.target} reopened")
+    def _drain(self, pending: deque, target: str, syslog: tuple[str, int] | None) -> None:
+        while pending:
+            lines = [pending.popleft() for _ in range(min(_BATCH, len(pending)))]
+            if syslog is not None:
+                self._sender(syslog).send(lines, self.clock())
+            elif not self._write(target, "".join(lines).encode("utf-8", "surrogateescape")):
+                self.dropped += len(lines)
+                continue
+            self.written += len(lines)
 
-    def _write(self, data: bytes) -> None:
+    def _sender(self, server: tuple[str, int]) -> SyslogSender:
+        sender = self.syslog
+        if sender is None or (sender.host, sender.port) != server:
+            if sender is not None:
+                sender.close()
+            sender = self.syslog = SyslogSender(*server)
+        return sender
+
+    def _open(self, target: str):
+        file = self._files.get(target)
+        if file is None:
+            if target == "-":
+                file = getattr(sys.__stdout__, "buffer", None) or sys.__stdout__
+            elif target == "/dev/stderr":
+                file = getattr(sys.__stderr__, "buffer", None) or sys.__stderr__
+            else:
+                file = open(target, "ab")
+            self._files[target] = file
+        return file
+
+    def _close_unused(self, settings: LogSettings) -> None:
+        wanted = {settings.http_target or self.target, settings.stream_target or self.target}
+        for target in [target for target in self._files if target not in wanted]:
+            file = self._files.pop(target)
+            if target not in _SHARED:
+                try:
+                    file.close()
+                except OSError:
+                    pass
+        if settings.syslog is None and self.syslog is not None:
+            self.syslog.close()
+            self.syslog = None
+
+    def _reopen_files(self) -> None:
+        for target in [target for target in self._files if target not in _SHARED]:
+            try:
+                replacement = open(target, "ab")
+            except OSError as exc:
+                log.msg(f"ingressd: reopening the access log {target} failed, writing on to the old file: {exc}")
+                continue
+            old, self._files[target] = self._files[target], replacement
+            try:
+                old.close()
+            except OSError:
+                pass
+            self.reopened += 1
+            log.msg(f"ingressd: access log {target} reopened")
+
+    def _write(self, target: str, data: bytes) -> bool:
+        """Whether ``data`` was written; a failure is logged once per target until one succeeds
+        (a path that cannot be opened would otherwise log every round)."""
         try:
-            self._file.write(data)
-            self._file.flush()
+            file = self._open(target)
+            file.write(data)
+            file.flush()
         except (OSError, ValueError) as exc:
-            log.msg(f"ingressd: writing the access log failed: {exc}")
+            if target not in self._failing:
+                self._failing.add(target)
+                log.msg(f"ingressd: writing the access log {target} failed (lines dropped and counted): {exc}")
+            return False
+        self._failing.discard(target)
+        return True
+
+
+_SHARED = ("-", "/dev/stderr")  # the process's own standard output and error: never closed here
+
+
+def _default_backend(route) -> bool:
+    """Whether a request was answered by the controller's default backend: no Ingress route
+    (ingressd's own 404) or ``--default-backend-service`` (its route names the Service)."""
+    return route is None or getattr(route.ingress, "kind", "Ingress") == "Service"
 
 
 def _text(value: bytes | None) -> str | None:

@@ -2,8 +2,8 @@
 
 Of the options, ``--manifests`` (which files and folders are read), the client-address
 options (``FORWARDING``: a new forwarding policy, read by the next request and connection),
-the access log's format options (``ACCESS_LOG``) and the backend pools' keep-alive limits
-(``UPSTREAM_KEEPALIVE``) are applied to a running server; every
+the access log's format options (``ACCESS_LOG``), the backend pools' keep-alive limits
+(``UPSTREAM_KEEPALIVE``) and the TCP/UDP services' settings (``STREAM``) are applied to a running server; every
 other changed option is named as needing a restart, and keeps its old value until then.
 Manifests themselves are re-read on SIGHUP whether or not the list
 changed (they are also polled: SIGHUP just does not wait for the next poll).
@@ -20,11 +20,16 @@ FORWARDING = frozenset({"trusted_proxies", "use_forwarded_headers", "proxy_real_
                         "proxy_protocol_header_timeout", "proxy_add_original_uri_header", "generate_request_id"})
 # The access log's format and filters: a new LogSettings swapped into the running access log.
 ACCESS_LOG = frozenset({"access_log_format", "log_format_upstream", "log_format_escape_json",
-                        "log_format_escape_none", "skip_access_log_urls", "disable_access_log"})
+                        "log_format_escape_none", "skip_access_log_urls", "disable_access_log",
+                        "access_log_path", "http_access_log_path", "stream_access_log_path", "access_log_params",
+                        "enable_access_log_for_default_backend", "enable_syslog", "syslog_host", "syslog_port"})
 # The backend connection pools' keep-alive limits (HTTP1Upstream.use_limits): read at the next release.
 UPSTREAM_KEEPALIVE = frozenset({"upstream_keepalive_connections", "upstream_keepalive_timeout",
                                 "upstream_keepalive_requests"})
-LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE  # settings a running server takes over
+# The TCP/UDP services' settings (ingressd.l4.stream_settings.StreamSettings): read by the next connection.
+STREAM = frozenset({"proxy_stream_timeout", "proxy_stream_responses", "proxy_stream_next_upstream",
+                    "proxy_stream_next_upstream_timeout", "proxy_stream_next_upstream_tries", "log_format_stream"})
+LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE | STREAM  # settings a running server takes over
 _NOT_OPTIONS = frozenset({"config", "worker_id"})  # not compared: where options come from, internal
 
 

@@ -469,12 +469,88 @@ class LogSettings:
     template: LogFormat | None = None  # the compiled format when ``format`` is nginx
     skip_urls: frozenset[bytes] = frozenset()
     enabled: bool = True  # disable-access-log
+    default_backend: bool = True  # enable-access-log-for-default-backend
+    http_target: str | None = None  # http-access-log-path / access-log-path; None: --access-log
+    stream_target: str | None = None  # stream-access-log-path / access-log-path; None: --access-log
+    syslog: tuple[str, int] | None = None  # enable-syslog: (syslog-host, syslog-port), the HTTP lines go there
+
+
+# access-log-path and its http/stream variants: what nginx's ``access_log PATH`` would write to.
+_STANDARD = {"/dev/stdout": "-", "/dev/stderr": "/dev/stderr"}
+
+
+def parse_log_path(value: Any, key: str = "access-log-path") -> str | None:
+    """An ``access-log-path`` value as the access log's target: ``-`` for ``/dev/stdout``
+    (shared with twistd's own log, as ingress-nginx's image links its log files there),
+    ``/dev/stderr``, or an absolute file path; None when not given. ``syslog:…`` (use
+    ``enable-syslog``), ``off`` (use ``disable-access-log``), a relative path (nginx reads it
+    from its prefix, which ingressd has not) and line breaks are ``ValueError``."""
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip()
+    if text in _STANDARD:
+        return _STANDARD[text]
+    if text.startswith("syslog:"):
+        raise ValueError(f"{key}: {text!r}: syslog targets are set by enable-syslog, syslog-host and syslog-port")
+    if text == "off":
+        raise ValueError(f"{key}: 'off' is not a path (disable-access-log turns the log off)")
+    if not text.startswith("/") or any(c in text for c in "\r\n\0"):
+        raise ValueError(f"{key}: {text!r} is not an absolute path")
+    return text
+
+
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d)?$")
+_SIZE = re.compile(r"^[0-9]+[kKmM]?$")
+
+
+def parse_log_params(value: Any) -> tuple[str, ...]:
+    """``access-log-params`` (nginx's ``access_log`` parameters): ``buffer=SIZE`` and
+    ``flush=TIME`` are accepted (the writer thread already buffers, and writes each line
+    within 0.1 s: sooner than any flush= asks); ``gzip`` (ingressd writes plain lines:
+    a compressed file would not be what the pipeline reading it expects) and ``if=``
+    (ingress-nginx's template already sets ``if=$loggable``) are refused, as is anything
+    else: ``ValueError`` naming the parameter."""
+    accepted = []
+    for part in str(value or "").split():
+        name, equals, rest = part.partition("=")
+        if name == "buffer" and equals and _SIZE.match(rest):
+            accepted.append(part)
+        elif name == "flush" and equals and _DURATION.match(rest):
+            accepted.append(part)
+        elif name == "gzip":
+            raise ValueError(f"access-log-params: {part!r} is not supported (ingressd writes the lines uncompressed)")
+        elif name == "if":
+            raise ValueError(f"access-log-params: {part!r} is not supported (ingress-nginx already writes "
+                             "if=$loggable: skip-access-log-urls says which requests are not logged)")
+        else:
+            raise ValueError(f"access-log-params: {part!r} is not an access_log parameter ingressd knows "
+                             "(buffer=SIZE, flush=TIME)")
+    return tuple(accepted)
+
+
+def parse_syslog(settings: dict[str, Any]) -> tuple[str, int] | None:
+    """``enable-syslog`` with ``syslog-host`` and ``syslog-port`` (default 514), or None."""
+    if not _truthy(settings.get("enable_syslog")):
+        return None
+    host = str(settings.get("syslog_host") or "").strip()
+    if not host or any(c in host for c in " /\r\n\0"):
+        raise ValueError(f"enable-syslog needs syslog-host: a host name or IP address (got {host!r})")
+    port = settings.get("syslog_port")
+    try:
+        port = 514 if port in (None, "") else int(port)
+    except (TypeError, ValueError):
+        raise ValueError(f"syslog-port: {port!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"syslog-port: {port} is not a port number")
+    return host.strip("[]"), port
 
 
 def log_settings_from(settings: dict[str, Any]) -> LogSettings:
     """The access-log settings the options give (``access_log_format``, ``log_format_upstream``,
     ``log_format_escape_json``, ``log_format_escape_none``, ``skip_access_log_urls``,
-    ``disable_access_log``). A ``log_format_upstream`` implies the nginx format.
+    ``disable_access_log``, ``enable_access_log_for_default_backend``, ``access_log_path``,
+    ``http_access_log_path``, ``stream_access_log_path``, ``access_log_params``, ``enable_syslog``,
+    ``syslog_host``, ``syslog_port``). A ``log_format_upstream`` implies the nginx format.
     Without ``access_log_format``, the format is json, or nginx with ``nginx_configmap``: an
     ingress-nginx installation's log pipelines read its upstreaminfo line.
     Raises ``ValueError`` with a message naming the option."""
@@ -491,5 +567,13 @@ def log_settings_from(settings: dict[str, Any]) -> LogSettings:
             template = compile_log_format(template_text or DEFAULT_UPSTREAM, escape, quoted=True)
         except ValueError as exc:
             raise ValueError(f"--log-format-upstream: {exc}") from None
+    parse_log_params(settings.get("access_log_params"))
+    base = parse_log_path(settings.get("access_log_path"))
+    default_backend = settings.get("enable_access_log_for_default_backend")
+    if default_backend is None:  # ingress-nginx's default (false) with its ConfigMap, else every request
+        default_backend = not settings.get("nginx_configmap")
     return LogSettings(fmt, template, parse_skip_urls(settings.get("skip_access_log_urls")),
-                       not _truthy(settings.get("disable_access_log")))
+                       not _truthy(settings.get("disable_access_log")), _truthy(default_backend),
+                       parse_log_path(settings.get("http_access_log_path"), "http-access-log-path") or base,
+                       parse_log_path(settings.get("stream_access_log_path"), "stream-access-log-path") or base,
+                       parse_syslog(settings))

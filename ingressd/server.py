@@ -13,6 +13,7 @@ from twisted.python import log
 from ingressd.admin.endpoint import admin_site
 from ingressd.drain import Drain
 from ingressd.live_settings import ACCESS_LOG, FORWARDING, LIVE, UPSTREAM_KEEPALIVE, changed_options, option_names, read_settings
+from ingressd.live_settings import STREAM
 from ingressd.logformat import log_settings_from
 from ingressd.signals import SignalHandlers
 from ingressd.providers.files import ManifestProvider
@@ -300,14 +301,20 @@ class IngressdService(MultiService):
                                 parse_duration(settings.get("upstream_keepalive_timeout") or 60),
                                 int(settings.get("upstream_keepalive_requests", 10000) or 0))
             self._pool_applied = keepalive
+        stream = _values(settings, STREAM)
+        l4 = getattr(self, "l4", None)
+        if l4 is not None and stream != getattr(self, "_stream_applied", None):  # TCP/UDP services, next connection
+            try:
+                l4.apply(settings)
+                self._stream_applied = stream
+            except ValueError as exc:
+                log.msg(f"ingressd: the TCP/UDP services' settings are not valid, the previous ones stay: {exc}")
 
     def reopen_logs(self) -> None:
         """SIGUSR1: the access log's file is opened again (after logrotate moved it)."""
         access_log = getattr(self, "access_log", None)  # set by observability.install
-        if access_log is None or access_log.target == "-":
+        if access_log is None or not access_log.reopen():
             log.msg("ingressd: SIGUSR1: no access log file to reopen")
-            return
-        access_log.reopen()
 
     # -- stopping ----------------------------------------------------------------------------
 

@@ -22,6 +22,10 @@ ingressd does:
   redirect to the expanded URL (the query string kept the same way).
 - ``x-forwarded-prefix``: ``X-Forwarded-Prefix: VALUE`` on rewritten requests only (an
   empty value sends nothing), as ingress-nginx's template adds it only beside a rewrite.
+- ``enable-rewrite-log``: nginx's ``rewrite_log on`` (each rewrite written to the error log at
+  notice level): each rewrite of the route's requests is written to ingressd's log, with the
+  Ingress, the pattern, the path it matched (or did not) and the new URI or redirect, the
+  request's values quoted as JSON strings (a client cannot start a log line of its own).
 
 The rewrite runs in the REWRITE phase, before access control and authentication; routing
 and the access features saw the original path, the backend sees the new one.
@@ -29,8 +33,9 @@ and the access features saw the original path, the backend sees the new one.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from ingressd import (
@@ -43,6 +48,8 @@ from ingressd import (
     hookimpl,
     parse_bool,
 )
+
+from twisted.python import log
 
 from ._responses import plain
 
@@ -139,10 +146,13 @@ class Rewrite:
     phase = Phase.REWRITE + 1
     regex_paths = True  # the route's path is a regular expression (its host: regex mode)
 
-    def __init__(self, pattern: Any, target: str | None, prefix: str):
+    def __init__(self, pattern: Any, target: str | None, prefix: str, log_as: str | None = None,
+                 say: Callable[[str], None] = log.msg):
         self._pattern = pattern
         self._template = _Template(target) if target is not None else None
         self._prefix = prefix.encode("latin-1") if prefix else b""
+        self._log_as = log_as  # enable-rewrite-log: "namespace/name" of the Ingress, else None
+        self._say = say
 
     def request(self, exchange: Any) -> LocalResponse | None:
         template = self._template
@@ -150,19 +160,37 @@ class Rewrite:
             return None  # use-regex alone: only the matching changes
         match = self._pattern.search(exchange.path)
         if match is None:
+            if self._log_as is not None:
+                self._log(exchange, "does not match", "")
             return None
         uri, args = template.expand(exchange, match, self._pattern.groups)
         query = exchange.query
         if template.redirect:
             location = uri.encode("utf-8")
             location = _with_args(location, args, query, template.keep_query, quote_args=False)
+            if self._log_as is not None:
+                self._log(exchange, "matches", f", rewritten redirect: {_quoted(location)}")
             return plain(302, [(b"location", location)])
         path = quote(uri, safe=_PATH_SAFE).encode("ascii")
         exchange.target = _with_args(path, args, query, template.keep_query, quote_args=True)
+        if self._log_as is not None:
+            self._log(exchange, "matches", f", rewritten data: {_quoted(exchange.target)}")
         if self._prefix:
             exchange.headers.remove(b"x-forwarded-prefix")
             exchange.headers.add(b"x-forwarded-prefix", self._prefix)
         return None
+
+
+    def _log(self, exchange: Any, verdict: str, result: str) -> None:
+        """nginx's ``rewrite_log`` notice: ``"PATTERN" matches "PATH", rewritten data: "URI"``."""
+        self._say(f"ingressd: rewrite_log: Ingress {self._log_as}: {_quoted('(?i)' + self._pattern.path)} {verdict} "
+                  f"{_quoted(exchange.path)}{result}, client: {exchange.client_ip}, "
+                  f"host: {_quoted(exchange.host)}, request id: {exchange.request_id}")
+
+
+def _quoted(value: Any) -> str:
+    """A value in the log as a JSON string: control characters and quotes escaped."""
+    return json.dumps(value.decode("latin-1") if isinstance(value, bytes) else str(value))
 
 
 def _with_args(uri: bytes, args: str | None, query: bytes, keep_query: bool, quote_args: bool) -> bytes:
@@ -189,6 +217,7 @@ def ingressd_annotations():
         Annotation("use-regex", parse_bool, False, "the Ingress's paths are regular expressions"),
         Annotation("rewrite-target", _parse_target, None, "the URI sent to the backend ($1…$9: the path's captures)"),
         Annotation("x-forwarded-prefix", str, "", "X-Forwarded-Prefix sent with rewritten requests"),
+        Annotation("enable-rewrite-log", parse_bool, False, "each rewrite of the route written to ingressd's log"),
     ]
 
 
@@ -207,4 +236,6 @@ def ingressd_route_features(route, values, context):
         raise AnnotationError("x-forwarded-prefix must not contain control characters")
     if not rewrites:
         return RegexPath()
-    return Rewrite(pattern, target, prefix)
+    ingress = route.ingress
+    log_as = f"{ingress.namespace}/{ingress.name}" if values.get("enable-rewrite-log") else None
+    return Rewrite(pattern, target, prefix, log_as)

@@ -445,7 +445,13 @@ def test_the_webhook_manifests_fit_together():
     service_obj, configuration = load("admission/webhook.yaml")
     client.V1Service.from_dict(service_obj)
     client.V1ValidatingWebhookConfiguration.from_dict(configuration)
-    (hook,) = configuration["webhooks"]
+    hook, configmaps = configuration["webhooks"]
+    # the controller ConfigMap's hook: one namespace, one name, the same path; Ignore (the server refuses too)
+    assert configmaps["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                                    "resources": ["configmaps"]}]
+    assert configmaps["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    assert "'ingress-nginx-controller'" in configmaps["matchConditions"][0]["expression"]
+    assert configmaps["failurePolicy"] == "Ignore" and configmaps["clientConfig"] == hook["clientConfig"]
     assert hook["clientConfig"]["service"]["path"] == PATH.decode()
     assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
     assert hook["admissionReviewVersions"] == ["v1"]

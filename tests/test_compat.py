@@ -79,8 +79,8 @@ CASES = [
     ({"ssl-passthrough": "0"}, (), "served", []),
     ({"enable-modsecurity": "FALSE", "satisfy": "all", "limit-rate": "0"}, (), "served", []),
     ({"ssl-redirect": "True", "force-ssl-redirect": "t"}, (), "served", []),
-    ({"enable-rewrite-log": "false"}, (), "served", []),
-    ({"enable-rewrite-log": "true"}, (), "warned", ["enable-rewrite-log"]),
+    ({"enable-opentelemetry": "false"}, (), "served", []),
+    ({"enable-opentelemetry": "true"}, (), "warned", ["enable-opentelemetry"]),
     ({"enable-modsecurity": "yes"}, (), "blocked", ["enable-modsecurity"]),  # a value ingress-nginx cannot read asks for something
     ({"global-rate-limit": "-0"}, (), "served", []),  # read as a number, as ingress-nginx's Atoi does
     ({"global-rate-limit": "X0"}, (), "served", []),  # owned: its plugin rejects the value
@@ -228,9 +228,9 @@ REASONS = [
     ({"http2-push-preload": "true"}, (),
      (N + "http2-push-preload", f"annotation {N}http2-push-preload is not supported by ingressd and is ignored "
                                 f"({_note('http2-push-preload')}); ignoring it is harmless", False)),
-    ({"enable-rewrite-log": "true"}, (),
-     (N + "enable-rewrite-log",
-      f"annotation {N}enable-rewrite-log is not supported by ingressd and is ignored; ignoring it is harmless",
+    ({"enable-opentelemetry": "true"}, (),
+     (N + "enable-opentelemetry",
+      f"annotation {N}enable-opentelemetry is not supported by ingressd and is ignored; ignoring it is harmless",
       False)),
     ({"configuration-snippet": "deny all;\nallow $x;"}, ("configuration-snippet",),
      (N + "configuration-snippet", f"annotation {N}configuration-snippet is ignored as the operator asked "

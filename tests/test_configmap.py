@@ -189,11 +189,11 @@ def test_tls_keys_need_a_restart_only_when_they_differ_from_the_options():
     assert all("needs a restart" in w for w in reading.warnings)
 
 
-def test_the_stream_keys_are_start_options_of_the_tcp_udp_services():
-    assert not _read({"proxy-stream-timeout": "600s", "proxy-stream-responses": "1"}).warnings
-    warnings = _read({"proxy-stream-timeout": "30s", "proxy-stream-responses": "2"}).warnings
-    assert len(warnings) == 2 and all("needs a restart" in w for w in warnings)
-    assert "--proxy-stream-timeout" in "\n".join(warnings)
+def test_the_stream_keys_are_live_settings_of_the_tcp_udp_services():
+    assert not _read({"proxy-stream-timeout": "600s", "proxy-stream-responses": "1"}).settings
+    reading = _read({"proxy-stream-timeout": "30s", "proxy-stream-responses": "2"})
+    assert reading.usable and not reading.warnings
+    assert dict(reading.settings) == {"proxy-stream-timeout": 30.0, "proxy-stream-responses": 2}
 
 
 def test_a_missing_configmap_is_refused():

@@ -12,6 +12,7 @@ from ingressd.drain import ConnectionSet
 from ingressd.l4.stream_log import stream_line
 from ingressd.l4.table import L4Service
 from ingressd.l4.tcp import TCPPort
+from ingressd.l4.stream_settings import StreamSettings
 from ingressd.l4.udp import UDPPort
 
 
@@ -25,6 +26,8 @@ class Hub:
         self.header_timeout = 5.0
         self.max_connections = max_connections
         self.responses = responses
+        self.stream = StreamSettings(idle_timeout=idle_timeout, responses=responses)
+        self.more: list[dict] = []
         self.connections = ConnectionSet()
         self.lines: list[tuple] = []
         self.said: list[str] = []
@@ -37,8 +40,9 @@ class Hub:
     def connect(self, host, port, factory, timeout):
         self.connects.append((host, port, factory, timeout))
 
-    def log_line(self, remote, protocol, status, sent, received, duration):
+    def log_line(self, remote, protocol, status, sent, received, duration, **more):
         self.lines.append((remote, protocol, status, sent, received))
+        self.more.append(more)
 
     def listen_udp(self, protocol):
         sock = FakeDatagramSocket(protocol)

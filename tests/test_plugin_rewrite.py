@@ -107,3 +107,46 @@ def test_the_https_redirect_names_the_uri_the_client_sent_not_the_rewritten_one(
                            path="/app(/|$)(.*)", path_type="ImplementationSpecific", host="rw.test") as h:
             outcome = h.request(path="/app/x?q=1")
             assert (outcome.status, outcome.local.get("location")) == (308, "https://rw.test/app/x?q=1")
+
+
+@pytest.fixture
+def logged():
+    from twisted.python import log
+
+    lines: list[str] = []
+
+    def observer(event):
+        lines.append("".join(str(part) for part in event.get("message") or ()))
+
+    log.addObserver(observer)
+    yield lines
+    log.removeObserver(observer)
+
+
+def test_enable_rewrite_log_writes_each_rewrite_as_nginx_s_rewrite_log(logged):
+    annotations = {"rewrite-target": "/$2", "enable-rewrite-log": "true"}
+    with harness("/something(/|$)(.*)", annotations) as h:
+        assert h.rejection is None
+        outcome = h.request(path="/something/new?q=1")
+        assert outcome.exchange.target == b"/new?q=1"
+    (line,) = [line for line in logged if "rewrite_log" in line]
+    assert line.startswith('ingressd: rewrite_log: Ingress default/')
+    assert ': "(?i)/something(/|$)(.*)" matches "/something/new", rewritten data: "/new?q=1", client: ' in line
+    assert 'host: "rw.test", request id: ' in line
+
+
+def test_the_rewrite_log_quotes_what_the_client_sent_and_names_redirects(logged):
+    with harness("/old(/.*)", {"rewrite-target": "https://new.test$1", "enable-rewrite-log": "true"}) as h:
+        assert h.request(path='/old/a"\nb').status == 302
+    (line,) = [line for line in logged if "rewrite_log" in line]
+    # (.*) stops at the line break, as in nginx's PCRE: the redirect has what it captured
+    assert '"/old/a\\"\\nb", rewritten redirect: "https://new.test/a\\"", client' in line and "\n" not in line
+
+
+def test_without_enable_rewrite_log_nothing_is_logged(logged):
+    for value in ({}, {"enable-rewrite-log": "false"}):
+        with harness("/p(.*)", {"rewrite-target": "/q$1", **value}) as h:
+            assert h.request(path="/p/x").exchange.target == b"/q/x"
+    assert not [line for line in logged if "rewrite_log" in line]
+    with harness("/p(.*)", {"rewrite-target": "/q$1", "enable-rewrite-log": "maybe"}) as h:
+        assert "enable-rewrite-log" in h.rejection

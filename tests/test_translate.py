@@ -59,12 +59,12 @@ def test_annotations_parsed_validated_and_unsupported_reported():
     settings = TranslateSettings(watch_ingress_without_class=True)
     good = translate(snapshot([ingress({
         "nginx.ingress.kubernetes.io/limit-rps": "5",
-        "nginx.ingress.kubernetes.io/enable-rewrite-log": "true",
+        "nginx.ingress.kubernetes.io/enable-opentelemetry": "true",
         "nginx.ingress.kubernetes.io/made-up": "1",
     })]), settings, declared)
     assert dict(good.default_backend.features) == {"limit-rps": 5}
     warnings = " | ".join(str(w) for w in good.warnings)
-    assert "enable-rewrite-log is not supported by ingressd and is ignored" in warnings
+    assert "enable-opentelemetry is not supported by ingressd and is ignored" in warnings
     assert "made-up is not an ingress-nginx annotation" in warnings
 
     # A snippet no plugin reads (the snippets plugin is not among ``declared``) keeps its Ingress unserved.

@@ -206,6 +206,22 @@ class _NginxCompat:
                        for (source, host), expiry in sorted(certificates.expiries().items()) if host]
             family("ssl_expire_time_seconds", "gauge", "Number of seconds since 1970 to the SSL Certificate "
                    "expire.", samples)
+        admission = sources.get("admission")
+        if admission is not None:  # ingress-nginx's AdmissionCollector: the last review's figures
+            figures = admission.figures() if admission.figures is not None else None
+            objects, build, judge, size = ((figures.objects, figures.build_seconds, figures.judge_seconds,
+                                            figures.size) if figures is not None else (0, 0.0, 0.0, 0))
+            family("admission_tested_ingresses", "gauge", "The length of ingresses processed by the admission "
+                   "controller", [(const, objects)])
+            family("admission_tested_duration", "gauge", "The processing duration of the admission controller "
+                   "tests (float seconds)", [(const, judge)])
+            family("admission_render_ingresses", "gauge", "The length of ingresses rendered by the admission "
+                   "controller", [(const, objects)])
+            family("admission_render_duration", "gauge", "The processing duration of ingresses rendering by the "
+                   "admission controller (float seconds)", [(const, build)])
+            family("admission_config_size", "gauge", "The size of the tested configuration", [(const, size)])
+            family("admission_roundtrip_duration", "gauge", "The complete duration of the admission controller at "
+                   "the time to process a new event (float seconds)", [(const, admission.last_roundtrip)])
         if self.leader is not None:
             family("leader_election_status", "gauge", "Gauge reporting status of the leader election, "
                    "0 indicates follower, 1 indicates leader.", [({**const, "name": self.leader[0]}, self.leader[1])])
@@ -509,12 +525,39 @@ class _ScrapeCollector:
         redis = get("redis")
         if redis is not None:
             yield from _redis_families(redis)
+        admission = get("admission")
+        if admission is not None:
+            yield from _admission_families(admission)
         access_log = get("access_log")
         if access_log is not None:
             yield CounterMetricFamily("ingressd_access_log_dropped_lines", "Access log lines dropped "
                                       "because the writer fell behind", value=access_log.dropped)
             yield CounterMetricFamily("ingressd_access_log_lines", "Access log lines written",
                                       value=access_log.written)
+            yield CounterMetricFamily("ingressd_access_log_syslog_dropped_lines", "Access log lines not sent "
+                                      "to the syslog server (enable-syslog)", value=access_log.syslog_dropped)
+
+
+def _admission_families(admission):
+    """The validating webhook (``admission.endpoint.AdmissionHandler``): reviews answered, and its
+    last judgement's figures (as ingress-nginx's admission collector, under ingressd's names)."""
+    reviews = CounterMetricFamily("ingressd_admission_reviews", "AdmissionReviews answered by the validating "
+                                  "webhook, by kind and verdict", labels=["kind", "allowed"])
+    for (kind, allowed), count in sorted(admission.counts.items()):
+        reviews.add_metric([kind, "true" if allowed else "false"], count)
+    yield reviews
+    figures = admission.figures() if admission.figures is not None else None
+    if figures is not None:
+        yield GaugeMetricFamily("ingressd_admission_last_tested_ingresses", "Ingresses in the configuration the "
+                                "last review built", value=figures.objects)
+        yield GaugeMetricFamily("ingressd_admission_last_build_seconds", "Seconds the last review took to build "
+                                "the configuration", value=figures.build_seconds)
+        yield GaugeMetricFamily("ingressd_admission_last_judge_seconds", "Seconds the last review took to build "
+                                "and judge", value=figures.judge_seconds)
+        yield GaugeMetricFamily("ingressd_admission_last_config_bytes", "Bytes of the stored objects the last "
+                                "review's configuration was built from", value=figures.size)
+    yield GaugeMetricFamily("ingressd_admission_last_roundtrip_seconds", "Seconds from the last review's body "
+                            "to its answer", value=admission.last_roundtrip)
 
 
 def _redis_families(redis):

@@ -10,6 +10,7 @@ so a slow sender cannot hold a connection. Anything else is answered 404, 405, 4
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from twisted.internet.protocol import Factory
@@ -31,12 +32,17 @@ Decide = Callable[[Review], Decision]
 class AdmissionHandler:
     """Hands each request to a ``_Call``; ``decide`` judges a parsed review."""
 
-    def __init__(self, decide: Decide, path: bytes = PATH, max_body: int = MAX_BODY):
+    def __init__(self, decide: Decide, path: bytes = PATH, max_body: int = MAX_BODY,
+                 figures: Callable[[], Any] | None = None, timer: Callable[[], float] = time.perf_counter):
         self.decide = decide
         self.path = path
         self.max_body = max_body
+        self.figures = figures  # the judge's figures of its last judgement (judge.Figures)
+        self.timer = timer
         self.reviews = 0
         self.denied = 0
+        self.counts: dict[tuple[str, bool], int] = {}  # (kind, allowed) → reviews answered
+        self.last_roundtrip = 0.0  # seconds from the body read to the answer, of the last review
 
     def __call__(self, protocol, request):
         return _Call(self, protocol, request).start()
@@ -46,6 +52,7 @@ class AdmissionHandler:
 
     def review(self, body: bytes) -> tuple[int, bytes, bytes]:
         """(status, content type, body) for a request body; never raises."""
+        started = self.timer()
         try:
             review = parse_review(body)
         except BadReview as exc:
@@ -58,11 +65,15 @@ class AdmissionHandler:
         self.reviews += 1
         if not decision.allowed:
             self.denied += 1
+        counted = (review.kind, decision.allowed)
+        self.counts[counted] = self.counts.get(counted, 0) + 1
         if review.object is not None:
             verb = "allowed" if decision.allowed else f"refused ({decision.message})"
-            log.msg(f"ingressd: validating webhook: {review.operation} Ingress {review.namespace}/{review.name}"
+            log.msg(f"ingressd: validating webhook: {review.operation} {review.kind} {review.namespace}/{review.name}"
                     f"{' (dry run)' if review.dry_run else ''}: {verb}")
-        return 200, b"application/json", answer(review.uid, decision)
+        reply = answer(review.uid, decision)
+        self.last_roundtrip = self.timer() - started
+        return 200, b"application/json", reply
 
 
 class _Call:

@@ -10,6 +10,15 @@ already serves on the same host is refused, as ingress-nginx's webhook refuses i
 (``checkOverlap``): ``compat.lint``'s duplicate-path finding, either way round; and a second
 canary of one host and path.
 
+The controller ConfigMap (``--nginx-configmap``) is judged by ``nginx_configmap.read_configmap``,
+the reading the server itself applies: refusals deny the change with their reasons, warnings
+(unknown keys, keys ignored, keys needing a restart) allow it with them as warnings. A ConfigMap
+the controller ConfigMap's ``add-headers`` / ``proxy-set-headers`` name is judged as part of it
+(the controller ConfigMap read with the candidate's data); any other ConfigMap is allowed.
+
+``last`` holds the figures of the latest judgement (objects judged, the time to build and to
+judge, the size of the objects built from), ingress-nginx's ``admission_*`` metrics.
+
 Nothing is executed or rendered, and nothing here touches what is served: the judge keeps its
 own translator, route-table entries, certificate store and plugin state (so one Ingress
 costs one Ingress, as in the server's own rebuilds), on a clock that never runs.
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from twisted.internet.task import Clock
@@ -26,6 +36,7 @@ from twisted.internet.task import Clock
 from ingressd.admission.review import Decision, Review
 from ingressd.compat.check import NOT_SERVED, ConfigIndex, verdict_for
 from ingressd.compat.lint import lint
+from ingressd.config.nginx_configmap import read_configmap, references
 from ingressd.config.entries import DEFAULT_UPSTREAM, SPOKEN, build_table
 from ingressd.config.model import Config, ObjectRef
 from ingressd.config.routing import RouteTable
@@ -38,18 +49,33 @@ DENIED = 400  # ingress-nginx's webhook answers every refusal with 400 BadReques
 NOT_YET = 503
 
 
+@dataclass(frozen=True)
+class Figures:
+    """One judgement, as ingress-nginx's admission collector reports its last one."""
+
+    kind: str = "Ingress"
+    objects: int = 0  # Ingresses in the configuration built (admission_tested_ingresses)
+    build_seconds: float = 0.0  # translating and building the route table (admission_render_duration)
+    judge_seconds: float = 0.0  # building and judging (admission_tested_duration)
+    size: int = 0  # bytes of the stored objects the configuration was built from (admission_config_size)
+
+
 class Judge:
     """Judges candidate Ingresses against snapshots of the server's store."""
 
     def __init__(self, plugins, translate_settings: TranslateSettings = TranslateSettings(),
                  settings: Mapping[str, Any] | None = None, upstream: UpstreamSettings = DEFAULT_UPSTREAM,
-                 protocols: frozenset[str] = SPOKEN, now=time.time):
+                 protocols: frozenset[str] = SPOKEN, now=time.time, configmap_name: str | None = None,
+                 timer=time.perf_counter):
         self.plugins = plugins
         self.translate_settings = translate_settings
         self.settings = dict(settings or {})
         self.upstream = upstream
         self.protocols = protocols
         self.now = now
+        self.timer = timer
+        self.configmap_name = str(configmap_name) if configmap_name else None
+        self.last = Figures()
         self.owned = frozenset(plugins.annotation_owners) if plugins else frozenset()
         self._clock = Clock()  # never advanced: what plugins schedule never runs
         self._translator = Translator()
@@ -61,6 +87,8 @@ class Judge:
     def decide(self, review: Review, objects: Snapshot, synced: bool = True) -> Decision:
         """Allowed or refused, with the reasons and warnings, for ``review`` given the server's
         current ``objects`` (``synced``: every source was read in full once)."""
+        if review.kind == "ConfigMap":
+            return self._decide_configmap(review, objects, synced)
         if review.operation not in ("CREATE", "UPDATE") or review.object is None:
             return Decision(True)  # DELETE, CONNECT: nothing to judge
         ingress = review.object
@@ -80,11 +108,16 @@ class Judge:
         ref = ObjectRef("Ingress", key[0], key[1])
         trial = dict(objects)
         trial["Ingress"] = {**objects.get("Ingress", {}), key: packed}
+        started = self.timer()
         try:
             config = self._build(trial)
         finally:
             self._clock.calls.clear()  # nothing ever runs them: keep the list from growing
+        built = self.timer()
         verdict = verdict_for(ingress, ConfigIndex(config), self.translate_settings, self.owned)
+        ingresses = trial["Ingress"]
+        self.last = Figures("Ingress", len(ingresses), built - started, self.timer() - started,
+                            sum(len(packed) for packed in ingresses.values()))
         warnings = tuple(verdict.differences) + tuple(verdict.notes)
         if verdict.verdict == NOT_SERVED:
             reasons = "; ".join(dict.fromkeys(verdict.reasons)) or "it would not be served"
@@ -94,6 +127,49 @@ class Judge:
         if conflicts:
             return Decision(False, " ".join(conflicts), DENIED, warnings)
         return Decision(True, warnings=warnings)
+
+    def _decide_configmap(self, review: Review, objects: Snapshot, synced: bool) -> Decision:
+        """The controller ConfigMap's change judged as the server reads it; other ConfigMaps allowed."""
+        name = self.configmap_name
+        key = f"{review.namespace}/{review.name}"
+        if review.object is not None:
+            metadata = review.object.get("metadata") or {}
+            key = f"{metadata.get('namespace') or review.namespace}/{metadata.get('name') or review.name}"
+        stored = objects.get("ConfigMap", {})
+
+        def data_of(ref: str, candidate=None):
+            if ref == key and review.operation in ("CREATE", "UPDATE"):
+                return candidate
+            namespace, _, other = ref.partition("/")
+            packed = stored.get((namespace, other))
+            if packed is None:
+                return None
+            raw = unpack(packed).get("data") or {}
+            return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+        if name is None or (key != name and key not in references(data_of(name))):
+            return Decision(True)  # not the controller's ConfigMap, nor one it names
+        if review.operation not in ("CREATE", "UPDATE") or review.object is None:
+            if review.operation == "DELETE":
+                return Decision(True, warnings=(f"ingressd keeps serving with the last usable version of ConfigMap "
+                                                f"{name}; without it, a restarted ingressd does not become ready",))
+            return Decision(True)
+        if not synced:
+            return Decision(False, "ingressd has not read every object from the API yet; try again in a moment",
+                            NOT_YET)
+        raw = review.object.get("data") or {}
+        candidate = {str(k): str(v) for k, v in raw.items()}
+        plugins = self.plugins
+        started = self.timer()
+        options = {option.name: option.coerce for option in (plugins.options if plugins else ())}
+        reading = read_configmap(name, data_of(name, candidate), plugins.annotations if plugins else (), options,
+                                 self.settings, lambda ref: data_of(ref, candidate))
+        elapsed = self.timer() - started
+        self.last = Figures("ConfigMap", 0, elapsed, elapsed, sum(len(k) + len(v) for k, v in candidate.items()))
+        if not reading.usable:
+            return Decision(False, f"ingressd would refuse ConfigMap {name} (and keep its previous version): "
+                                   + "; ".join(reading.refusals), DENIED, reading.warnings)
+        return Decision(True, warnings=reading.warnings)
 
     def _build(self, objects: Snapshot) -> Config:
         """The configuration the server would serve with ``objects`` (as ``Reloader.rebuild``)."""

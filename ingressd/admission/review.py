@@ -2,8 +2,8 @@
 
 Pure functions over bytes and plain data. What the API server sends is documented in the
 Kubernetes API reference (``admission.k8s.io/v1`` AdmissionReview); a body that is not such a
-review for an Ingress (not JSON, another apiVersion or kind, no ``request.uid``, another
-resource) raises ``BadReview`` and is answered 400, which the API server treats as a failed
+review for an Ingress or a ConfigMap (not JSON, another apiVersion or kind, no
+``request.uid``, another resource) raises ``BadReview`` and is answered 400, which the API server treats as a failed
 call (the ValidatingWebhookConfiguration's ``failurePolicy`` decides).
 """
 
@@ -16,6 +16,8 @@ from typing import Any, Mapping
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
 INGRESS_KIND = {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"}
+CONFIGMAP_KIND = {"group": "", "version": "v1", "kind": "ConfigMap"}  # the controller ConfigMap (--nginx-configmap)
+_KINDS = {"Ingress": (INGRESS_KIND, "networking.k8s.io/v1"), "ConfigMap": (CONFIGMAP_KIND, "v1")}
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 MAX_WARNINGS = 32  # the API server passes each on to the client (kubectl prints them)
 MAX_WARNING_CHARS = 1024
@@ -33,8 +35,9 @@ class Review:
     operation: str  # CREATE, UPDATE, DELETE or CONNECT
     namespace: str
     name: str
-    object: Mapping[str, Any] | None  # the Ingress as it would be stored (None for DELETE)
+    object: Mapping[str, Any] | None  # the object as it would be stored (None for DELETE)
     dry_run: bool = False
+    kind: str = "Ingress"  # or ConfigMap
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Decision:
 
 def parse_review(body: bytes) -> Review:
     """The request of an ``admission.k8s.io/v1`` AdmissionReview for a ``networking.k8s.io/v1``
-    Ingress; ``BadReview`` for anything else."""
+    Ingress or a core ``v1`` ConfigMap; ``BadReview`` for anything else."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
@@ -66,8 +69,10 @@ def parse_review(body: bytes) -> Review:
     if not isinstance(uid, str) or not uid:
         raise BadReview("the AdmissionReview request has no uid")
     kind = request.get("kind")
-    if not isinstance(kind, dict) or {key: kind.get(key) for key in INGRESS_KIND} != INGRESS_KIND:
-        raise BadReview(f"this webhook reviews networking.k8s.io/v1 Ingresses, not {_gvk(kind)} "
+    kind_name = kind.get("kind") if isinstance(kind, dict) else None
+    expected, api_version = _KINDS.get(kind_name, (INGRESS_KIND, ""))
+    if not isinstance(kind, dict) or {key: kind.get(key) or "" for key in expected} != expected:
+        raise BadReview(f"this webhook reviews networking.k8s.io/v1 Ingresses and v1 ConfigMaps, not {_gvk(kind)} "
                         "(check the ValidatingWebhookConfiguration's rules)")
     operation = request.get("operation")
     if operation not in OPERATIONS:
@@ -77,9 +82,11 @@ def parse_review(body: bytes) -> Review:
         if not isinstance(obj, dict):
             raise BadReview(f"a {operation} review needs request.object")
         metadata = obj.get("metadata")
-        if not isinstance(metadata, dict) or not isinstance(obj.get("spec", {}), dict):
-            raise BadReview("request.object is not an Ingress (metadata or spec is not an object)")
-        obj = {**obj, "kind": "Ingress", "apiVersion": "networking.k8s.io/v1",
+        body = "data" if kind_name == "ConfigMap" else "spec"
+        if not isinstance(metadata, dict) or not isinstance(obj.get(body, {}), dict):
+            raise BadReview(f"request.object is not {'an Ingress' if kind_name == 'Ingress' else 'a ConfigMap'} "
+                            f"(metadata or {body} is not an object)")
+        obj = {**obj, "kind": kind_name, "apiVersion": api_version,
                # generateName: the API server gives the name after admission; namespace: from the request
                "metadata": {**metadata, "name": metadata.get("name") or request.get("name") or "",
                             "namespace": metadata.get("namespace") or request.get("namespace") or "default"}}
@@ -90,7 +97,7 @@ def parse_review(body: bytes) -> Review:
     return Review(uid=uid, operation=operation,
                   namespace=namespace if isinstance(namespace, str) else "",
                   name=name if isinstance(name, str) else "",
-                  object=obj, dry_run=request.get("dryRun") is True)
+                  object=obj, dry_run=request.get("dryRun") is True, kind=kind_name)
 
 
 def answer(uid: str, decision: Decision) -> bytes:

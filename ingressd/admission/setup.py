@@ -69,8 +69,11 @@ def install(service, settings: dict[str, Any], reactor: Any, reuse_port: bool = 
 
     reloader, store = service.reloader, service.store
     judge = Judge(reloader.plugins, reloader.translate_settings, reloader.settings, reloader.upstream,
-                  reloader.protocols)
-    handler = AdmissionHandler(lambda review: judge.decide(review, store.snapshot(), store.synced))
+                  reloader.protocols, configmap_name=reloader.configmap_name)
+    handler = AdmissionHandler(lambda review: judge.decide(review, store.snapshot(), store.synced),
+                               figures=lambda: judge.last)
+    if getattr(service, "metrics", None) is not None:
+        service.metrics.attach(admission=handler)  # ingressd_admission_*, nginx_ingress_controller_admission_*
     certificate = ReloadingCertificate(settings[f"{OPTION.replace('-', '_')}_certificate"],
                                        settings[f"{OPTION.replace('-', '_')}_key"])
     factory = webhook_factory(handler, certificate, reactor)

@@ -319,7 +319,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     # -- not yet, harmless: logging, tracing, TLS tuning ---------------------------------
     E("enable-access-log", IMPLEMENTED, _H, "true", BOOL,
       note="the route's requests are still counted in /metrics, as in ingress-nginx"),
-    E("enable-rewrite-log", NOT_YET, _H, "false", BOOL),
+    E("enable-rewrite-log", IMPLEMENTED, _H, "false", BOOL,
+      note="each rewrite (rewrite-target) of the route is written to ingressd's log: the Ingress, the pattern, "
+           "the path and the new URI or redirect, as nginx's rewrite_log notice"),
     E(_OTEL, NOT_YET, _H, "false", BOOL),
     E("opentelemetry-trust-incoming-span", NOT_YET, _H, "true", BOOL, requires=_OTEL),
     E("opentelemetry-operation-name", NOT_YET, _H, requires=_OTEL),

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ingressd.compat.assess import same_value
 from ingressd.compat.configmap_catalogue import HARMLESS, NARROWS_ACCESS, lookup
 from ingressd.features import parse_bool
+from ingressd.l4.stream_settings import stream_settings_from
 from ingressd.logformat import log_settings_from
 from ingressd.proxy.forwarding import ForwardingPolicy, parse_cidrs, parse_duration, parse_switch
 from ingressd.tls.settings import parse_ciphers, parse_protocols, parse_time
@@ -41,6 +42,20 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "log-format-escape-none": parse_switch,
     "skip-access-log-urls": str,
     "disable-access-log": parse_switch,
+    "access-log-path": str,  # access-log-path … syslog-port: checked by log_settings_from (CORE_CHECKS)
+    "http-access-log-path": str,
+    "stream-access-log-path": str,
+    "access-log-params": str,
+    "enable-access-log-for-default-backend": parse_switch,
+    "enable-syslog": parse_switch,
+    "syslog-host": str,
+    "syslog-port": int,
+    "log-format-stream": str,  # the stream keys: checked by stream_settings_from (CORE_CHECKS)
+    "proxy-stream-timeout": parse_duration,
+    "proxy-stream-responses": int,
+    "proxy-stream-next-upstream": parse_switch,
+    "proxy-stream-next-upstream-timeout": parse_duration,
+    "proxy-stream-next-upstream-tries": int,
     "upstream-keepalive-connections": lambda text: _at_least(int(text), 0),  # HTTP1Upstream.use_limits
     "upstream-keepalive-timeout": lambda text: _at_least(parse_duration(text), 0),
     "upstream-keepalive-requests": lambda text: _at_least(int(text), 0),
@@ -53,7 +68,8 @@ def _at_least(value, low):
 
 # What a reading's settings must pass together with the options they are laid over (``overlay``):
 # the same builders the server applies them with, so a value they refuse refuses the ConfigMap.
-CORE_CHECKS: tuple[Callable[[Mapping[str, Any]], Any], ...] = (ForwardingPolicy.from_settings, log_settings_from)
+CORE_CHECKS: tuple[Callable[[Mapping[str, Any]], Any], ...] = (ForwardingPolicy.from_settings, log_settings_from,
+                                                                 stream_settings_from)
 
 # Keys whose value names another ConfigMap ("namespace/name") whose data is what the key's option
 # reads (as pairs): read with the controller ConfigMap, so a change of either applies live.

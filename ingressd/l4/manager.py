@@ -21,7 +21,8 @@ from twisted.internet.error import CannotListenError
 from twisted.python import log
 
 from ingressd.drain import ConnectionSet
-from ingressd.l4.stream_log import stream_line
+from ingressd.l4.stream_log import StreamRecord, stream_line
+from ingressd.l4.stream_settings import StreamSettings, stream_settings_from
 from ingressd.l4.table import L4Service, L4Table, build_l4_table, parse_ref
 from ingressd.l4.tcp import TCPPort
 from ingressd.l4.udp import UDPPort
@@ -49,10 +50,10 @@ class L4Manager(Service):
         self.reuse_port = reuse_port
         self.reserved = reserved
         self.connect_timeout = connect_timeout
-        self.idle_timeout = idle_timeout
         self.header_timeout = header_timeout
         self.max_connections = max_connections
-        self.responses = responses
+        # proxy-stream-timeout, -responses, -next-upstream*, log-format-stream: swapped live by ``apply``
+        self.stream = StreamSettings(idle_timeout=idle_timeout, responses=responses)
         self.say = say
         self.access_log: Any = None  # set by observability: has ``append_line``
         self.connections = ConnectionSet()  # every open TCP connection and UDP session
@@ -71,10 +72,31 @@ class L4Manager(Service):
     def listen_udp(self, protocol: Any):
         return self.reactor.listenUDP(0, protocol, interface=_any_address(self.interface))
 
-    def log_line(self, remote: str, protocol: str, status: int, sent: int, received: int, duration: float) -> None:
-        if self.access_log is not None:
-            self.access_log.append_line(stream_line(remote, self.clock.seconds(), protocol, status, sent,
-                                                    received, duration))
+    @property
+    def idle_timeout(self) -> float:
+        return self.stream.idle_timeout
+
+    @property
+    def responses(self) -> int:
+        return self.stream.responses
+
+    def apply(self, settings: dict) -> None:
+        """The stream settings of ``settings`` (options with the ConfigMap laid over them), from the
+        next connection, datagram, connect attempt and log line; ValueError leaves them as they are."""
+        self.stream = stream_settings_from(settings)
+
+    def log_line(self, remote: str, protocol: str, status: int, sent: int, received: int, duration: float,
+                 **more: Any) -> None:
+        """A connection's access-log line; ``more``: the other ``StreamRecord`` fields known."""
+        if self.access_log is None:
+            return
+        template = self.stream.log_format
+        now = self.clock.seconds()
+        if template is None:
+            line = stream_line(remote, now, protocol, status, sent, received, duration)
+        else:
+            line = template.render(StreamRecord(remote, now, protocol, status, sent, received, duration, **more))
+        self.access_log.append_line(line)
 
     # -- following the store ---------------------------------------------------------------
 
@@ -213,7 +235,7 @@ def l4_manager(settings: dict, store: Any, reactor: Any, *, interface: str, reus
     tcp, udp = settings.get("tcp_services_configmap"), settings.get("udp_services_configmap")
     if not tcp and not udp:
         return None
-    return L4Manager(
+    manager = L4Manager(
         store, reactor, tcp, udp, interface=interface, reuse_port=reuse_port, reserved=reserved,
         connect_timeout=connect_timeout,
         idle_timeout=float(settings.get("proxy_stream_timeout") or DEFAULT_TIMEOUT),
@@ -221,6 +243,8 @@ def l4_manager(settings: dict, store: Any, reactor: Any, *, interface: str, reus
         responses=int(settings.get("proxy_stream_responses") if settings.get("proxy_stream_responses")
                       not in (None, "") else 1),
     )
+    manager.apply(settings)
+    return manager
 
 
 __all__ = ["L4Manager", "L4Service", "l4_manager"]

@@ -4,8 +4,11 @@ The splice is ``tls.passthrough.Splice`` (bytes both ways with backpressure, hal
 next endpoint when a connect fails, drained like a tunnel); a connection here adds what
 nginx's stream ``server`` does for ingress-nginx's TCP services: a PROXY protocol header
 read from the client first (``decode``), one sent to the backend (``encode``: v1, as nginx's
-``proxy_protocol on``), at most 3 endpoints tried (``proxy_next_upstream_tries``), the idle timeout (``proxy_timeout``, 600 s in ingress-nginx), a bound
-on the port's open connections, counters and an access-log line when it ends.
+``proxy_protocol on``), the next endpoint after a failed connect as ``proxy_next_upstream``,
+``_tries`` and ``_timeout`` say (3 endpoints, 600 s in ingress-nginx), the idle timeout
+(``proxy_timeout``, 600 s), a bound on the port's open connections, counters and an access-log
+line when it ends (``log-format-stream``). The settings are the manager's ``StreamSettings``,
+read per connection and per connect attempt, so a change applies without dropping any.
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ from ingressd.http.proxy_protocol import MORE, InvalidHeader, parse
 from ingressd.l4.proxy_protocol import v1_header
 from ingressd.l4.table import L4Service
 from ingressd.tls.passthrough import Splice
-
-TRIES = 3  # endpoints tried per connection: ingress-nginx's proxy-stream-next-upstream-tries
 
 
 class PortCounters:
@@ -82,13 +83,15 @@ class _Stream(Splice):
     """A splice that resets an idle timer on every read, and logs and counts when it ends."""
 
     def __init__(self, port: TCPPort, client: Any, header: bytes, remote: str, started: float):
-        super().__init__(port, str(port.service.port), client, header, _Tries(port.balancer, TRIES))
+        super().__init__(port, str(port.service.port), client, header, _Tries(port, started))
         self.port = port
         self.header_length = len(header)
         self.remote = remote
         self.started = started
         self.reached = False
         self.status = 502
+        self.source_port: int | None = None  # the client's port (the PROXY header's, if one came)
+        self.proxy_protocol_addr: str | None = None  # the PROXY header's source address
         self._idle = port.hub.clock.callLater(port.hub.idle_timeout, self._idle_over)
 
     def _touch(self) -> None:
@@ -125,18 +128,27 @@ class _Stream(Splice):
         counters.bytes_received += received
         counters.bytes_sent += self.bytes_down
         now = hub.clock.seconds()
-        hub.log_line(self.remote, "TCP", self.status, self.bytes_down, received, now - self.started)
+        tried = ", ".join(f"{endpoint.address}:{endpoint.port}" for endpoint in self.tried) or None
+        hub.log_line(self.remote, "TCP", self.status, self.bytes_down, received, now - self.started,
+                     remote_port=self.source_port, server_port=self.port.service.port, upstream_addr=tried,
+                     upstream_bytes_sent=self.bytes_up if self.reached else None,
+                     upstream_bytes_received=self.bytes_down if self.reached else None,
+                     proxy_protocol_addr=self.proxy_protocol_addr)
 
 
 class _Tries:
-    """The port's balancer, for one connection: no pick after ``tries`` endpoints were tried."""
+    """The port's balancer, for one connection: another endpoint only while the port's
+    ``StreamSettings`` allow it (next-upstream on, tries and time left)."""
 
-    def __init__(self, balancer: RoundRobin, tries: int):
-        self.balancer = balancer
-        self.tries = tries
+    def __init__(self, port: TCPPort, started: float):
+        self.port = port
+        self.started = started
 
     def pick(self, exclude=()):
-        return None if len(exclude) >= self.tries else self.balancer.pick(exclude)
+        port = self.port
+        if not port.hub.stream.may_try(len(exclude), port.hub.clock.seconds() - self.started):
+            return None
+        return port.balancer.pick(exclude)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -150,6 +162,7 @@ class _ClientProtocol(Protocol):
         self.remote = ""
         self.source: tuple[str, int] | None = None
         self.started = 0.0
+        self.proxy_protocol_addr: str | None = None
         self._header_timer = None
         self._done = False
 
@@ -179,6 +192,8 @@ class _ClientProtocol(Protocol):
             local = self.transport.getHost()
             header = v1_header(self.source, (local.host, local.port))
         self.stream = _Stream(port, self.transport, header, self.remote, self.started)
+        self.stream.source_port = self.source[1] if self.source else None
+        self.stream.proxy_protocol_addr = self.proxy_protocol_addr
         port.splices.add(self.stream)
         self.stream.start()
         if rest:
@@ -219,6 +234,7 @@ class _ClientProtocol(Protocol):
         if source is not None:
             self.source = source
             self.remote = source[0]
+            self.proxy_protocol_addr = source[0]
         rest, self.buffer = self.buffer[length:], b""
         self._start(rest)
 

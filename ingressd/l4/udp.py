@@ -156,7 +156,9 @@ class _Session:
         if self.socket is not None:
             self.socket.stopListening()
         hub.log_line(self.client[0], "UDP", self.status, self.sent, self.received,
-                     hub.clock.seconds() - self.started)
+                     hub.clock.seconds() - self.started, remote_port=self.client[1],
+                     server_port=port.service.port, upstream_addr=f"{self.endpoint.address}:{self.endpoint.port}",
+                     upstream_bytes_sent=self.received, upstream_bytes_received=self.sent)
 
 
 class _Upstream(DatagramProtocol):
