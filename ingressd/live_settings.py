@@ -3,7 +3,7 @@
 Of the options, ``--manifests`` (which files and folders are read), the client-address
 options (``FORWARDING``: a new forwarding policy, read by the next request and connection),
 the access log's format options (``ACCESS_LOG``) and the backend pools' keep-alive limits
-(``UPSTREAM_KEEPALIVE``) are applied to a running server; every
+(``UPSTREAM_KEEPALIVE``) and the client side's limits (``CLIENT_SIDE``) are applied to a running server; every
 other changed option is named as needing a restart, and keeps its old value until then.
 Manifests themselves are re-read on SIGHUP whether or not the list
 changed (they are also polled: SIGHUP just does not wait for the next poll).
@@ -12,6 +12,8 @@ changed (they are also polled: SIGHUP just does not wait for the next poll).
 from __future__ import annotations
 
 from typing import Any
+
+from ingressd.http.client_settings import CLIENT_SIDE
 
 # The client-address settings (ingressd.proxy.forwarding.ForwardingPolicy): a new policy is
 # swapped in, read by the next request and the next connection.
@@ -24,7 +26,9 @@ ACCESS_LOG = frozenset({"access_log_format", "log_format_upstream", "log_format_
 # The backend connection pools' keep-alive limits (HTTP1Upstream.use_limits): read at the next release.
 UPSTREAM_KEEPALIVE = frozenset({"upstream_keepalive_connections", "upstream_keepalive_timeout",
                                 "upstream_keepalive_requests"})
-LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE  # settings a running server takes over
+# The client side's timeouts, limits, Server header and HTTP/2 (ingressd.http.client_settings.
+# CLIENT_SIDE): the next connection and the next request read them.
+LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE | CLIENT_SIDE  # settings a running server takes over
 _NOT_OPTIONS = frozenset({"config", "worker_id"})  # not compared: where options come from, internal
 
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ingressd.compat.assess import same_value
 from ingressd.compat.configmap_catalogue import HARMLESS, NARROWS_ACCESS, lookup
 from ingressd.features import parse_bool
+from ingressd.http.head_buffers import parse_header_buffers
 from ingressd.logformat import log_settings_from
 from ingressd.proxy.forwarding import ForwardingPolicy, parse_cidrs, parse_duration, parse_switch
 from ingressd.tls.settings import parse_ciphers, parse_protocols, parse_time
@@ -44,6 +45,17 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "upstream-keepalive-connections": lambda text: _at_least(int(text), 0),  # HTTP1Upstream.use_limits
     "upstream-keepalive-timeout": lambda text: _at_least(parse_duration(text), 0),
     "upstream-keepalive-requests": lambda text: _at_least(int(text), 0),
+    # the client side (ingressd.http.client_settings): the next connection and request read them
+    "client-header-timeout": lambda text: _at_least(parse_duration(text), 1),
+    "client-body-timeout": lambda text: _at_least(parse_duration(text), 1),
+    "keepalive-timeout": lambda text: _at_least(parse_duration(text), 0),  # keep-alive
+    "keepalive-requests": lambda text: _at_least(int(text), 0),  # keep-alive-requests
+    "http2-max-concurrent-streams": lambda text: _at_least(int(text), 1),
+    "server-tokens": parse_switch,
+    "no-http2": lambda text: not parse_switch(text),  # use-http2: the inverse switch
+    "large-client-header-buffers": parse_header_buffers,
+    "enable-underscores-in-headers": parse_switch,
+    "ignore-invalid-headers": parse_switch,
 })
 def _at_least(value, low):
     if value < low:
