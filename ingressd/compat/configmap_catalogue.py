@@ -123,7 +123,7 @@ KEYS: Mapping[str, Key] = _keys(
     K('client-body-buffer-size', IMPLEMENTED, _H, '8k', SIZE, maps='annotation:client-body-buffer-size'),
     K('client-body-timeout', IMPLEMENTED, _H, '60', INT, maps='setting:client-body-timeout', note="seconds between two reads of a request body, then 408; " + _LIVE),
     K('disable-access-log', IMPLEMENTED, _H, 'false', BOOL, maps='setting:disable-access-log', note="applied live to the access log (a value other than ingress-nginx's default wins over the option)"),
-    K('disable-ipv6', NOT_YET, _H, 'false', BOOL),
+    K('disable-ipv6', NOT_NEEDED, _H, 'false', BOOL, note="true asks for what ingressd does: its listeners bind IPv4 (0.0.0.0) unless --http / --https name an IPv6 interface (tcp:PORT:interface=\\:\\:); false, ingress-nginx's default, listens on [::] too, which ingressd does only with that interface"),
     K('disable-ipv6-dns', NOT_NEEDED, _H, 'false', BOOL, note=_TUNING),
     K('enable-underscores-in-headers', IMPLEMENTED, _H, 'false', BOOL, maps='setting:enable-underscores-in-headers', note="false (the default): a request header field whose name has an underscore is dropped, as nginx (never forwarded, never seen by a feature; Content_Length and the like frame nothing); true: it is forwarded; HTTP/1.1 and HTTP/2; " + _LIVE),
     K('enable-ocsp', NOT_YET, _H, 'false', BOOL),
