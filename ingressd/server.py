@@ -18,6 +18,7 @@ from ingressd.signals import SignalHandlers
 from ingressd.providers.files import ManifestProvider
 from ingressd import __version__
 from ingressd.http.client_settings import CLIENT_SIDE, server_values
+from ingressd.http.connection_limit import DEFAULT as DEFAULT_CONNECTIONS, ConnectionLimit, parse_limit
 from ingressd.http.http1 import HTTP1Factory, ServerSettings
 from ingressd.http.http2 import HTTPSFactory
 from ingressd.config.model import ObjectRef
@@ -124,6 +125,8 @@ class IngressdService(MultiService):
                                               **server_values(settings, __version__))
         self._client_applied = _values(settings, CLIENT_SIDE)
         self.tls_factory = None
+        # max-worker-connections: one bound over the client listeners of this process, live.
+        self.connection_limit = ConnectionLimit(parse_limit(settings.get("max_worker_connections", DEFAULT_CONNECTIONS)))
         self.manifest_providers: list[ManifestProvider] = []
         self._add_manifest_providers(settings.get("manifests") or ())
         self.kubernetes = None
@@ -198,7 +201,8 @@ class IngressdService(MultiService):
     def _proxy_protocol(self, factory):
         """``factory`` behind a PROXY protocol header when the forwarding policy in place says
         so (read at each connection: --proxy-protocol, use-proxy-protocol)."""
-        wrapped = ProxyProtocolFactory(factory, lambda: self.proxy.settings.forwarding, self.reactor)
+        wrapped = ProxyProtocolFactory(self.connection_limit.wrap(factory), lambda: self.proxy.settings.forwarding,
+                                       self.reactor)
         self.proxy_protocol_listeners.append(wrapped)
         return wrapped
 
@@ -281,6 +285,7 @@ class IngressdService(MultiService):
             self.server_settings.apply(**server_values(settings, __version__))
             if self.tls_factory is not None:
                 self.tls_factory.http2 = not settings.get("no_http2")
+            self.connection_limit.limit = parse_limit(settings.get("max_worker_connections", DEFAULT_CONNECTIONS))
             self._client_applied = client_side
         keepalive = _values(settings, UPSTREAM_KEEPALIVE)
         if keepalive != self._pool_applied:  # upstream-keepalive-*: the pools' limits, from the next release

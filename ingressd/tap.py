@@ -14,6 +14,7 @@ from twisted.python import reflect, usage
 from ingressd import startup
 from ingressd.admission import setup as admission_options
 from ingressd.features import parse_size
+from ingressd.http.connection_limit import parse_limit
 from ingressd.http.head_buffers import parse_header_buffers
 from ingressd.logformat import log_settings_from
 from ingressd.plugin_manager import PluginError, Plugins, load_plugins
@@ -46,6 +47,8 @@ CORE_PARAMETERS = [
     ["http2-max-concurrent-streams", None, "128", "streams an HTTP/2 client may have open at once on a connection"],
     ["large-client-header-buffers", None, "4 8k", "NUMBER SIZE: the buffers a request head must fit in, line by line "
      "(nginx's large_client_header_buffers): a longer request line gets 414, a longer header line or head 400"],
+    ["max-worker-connections", None, "16384", "client connections this process serves at once; more are "
+     "closed as they are accepted (nginx's worker_connections; 0: no limit)"],
     ["ignore-invalid-headers", None, "on", "on/off: drop header fields with invalid names (off: a name with an "
      "underscore is forwarded even without --enable-underscores-in-headers, as nginx)"],
     ["client-send-timeout", None, "60", "seconds a client may read nothing of a response before it is dropped"],
@@ -373,6 +376,10 @@ class Options(usage.Options):
             self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
             self["upstream-keepalive-requests"] = int(self["upstream-keepalive-requests"])
             self["keepalive-requests"] = int(self["keepalive-requests"])
+            try:
+                self["max-worker-connections"] = parse_limit(self["max-worker-connections"])
+            except ValueError:
+                raise ValueError("--max-worker-connections must be a whole number (0: no limit)") from None
             self["http2-max-concurrent-streams"] = int(self["http2-max-concurrent-streams"])
             if self["http2-max-concurrent-streams"] < 1:
                 raise ValueError("--http2-max-concurrent-streams must be at least 1")

@@ -246,3 +246,55 @@ def test_a_bad_client_side_value_refuses_the_configmap_and_keeps_the_previous(da
     put({"keep-alive-requests": "10"})
     put({"keep-alive-requests": "20", **data})
     assert service.server_settings.keepalive_requests == 10  # the previous version stays in effect
+
+
+# -- max-worker-connections --------------------------------------------------------------------
+
+def _accept(factory, peer_port: int):
+    """A connection accepted by ``factory`` as the reactor accepts one: (protocol or None, transport)."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", peer_port))
+    transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 80),
+                                peerAddress=IPv4Address("TCP", "127.0.0.1", peer_port))
+    if protocol is not None:
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_max_worker_connections_closes_a_connection_beyond_it_as_accepted_and_counts_it(tmp_path):
+    from ingressd.testing import one_route_objects, serve_in_memory
+
+    reports = []
+    service, _ = serve_in_memory(tmp_path, one_route_objects("limit"), "--access-log", "off",
+                                 "--max-worker-connections", "2")
+    limit = service.connection_limit
+    limit._report = reports.append
+    listener = service.proxy_protocol_listeners[0]  # the HTTP listener's factory
+    first, _ = _accept(listener, 40001)
+    second, _ = _accept(listener, 40002)
+    third, _ = _accept(listener, 40003)
+    assert first is not None and second is not None and third is None  # Twisted closes the socket
+    _accept(listener, 40004)
+    assert (limit.open, limit.refused) == (2, 2)
+    assert len(reports) == 1 and "worker_connections are not enough" in reports[0]  # once
+    first.connectionLost(None)  # one closes: the next is served
+    assert limit.open == 1
+    fourth, _ = _accept(listener, 40005)
+    assert fourth is not None and limit.open == 2
+    limit.limit = 0  # live: no limit of ingressd's own
+    assert _accept(listener, 40006)[0] is not None and limit.open == 3
+    assert "ingressd_client_connections_refused_total 2.0" in service.metrics.render()[0].decode()
+
+
+def test_max_worker_connections_from_the_configmap_applies_to_the_next_connection():
+    service, put = _service("--max-worker-connections", "100")
+    assert service.connection_limit.limit == 100
+    put({"max-worker-connections": "3"})
+    assert service.connection_limit.limit == 3 and not service.reloader.configmap.warnings
+    put({"max-worker-connections": "many"})  # refused: the previous version stays
+    assert service.connection_limit.limit == 3
+    put({})
+    assert service.connection_limit.limit == 100

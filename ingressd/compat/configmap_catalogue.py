@@ -146,7 +146,7 @@ KEYS: Mapping[str, Key] = _keys(
     K('log-format-upstream', IMPLEMENTED, _H, '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id', TEXT, maps='setting:log-format-upstream', note="read as nginx reads the quoted log_format string; a variable ingressd does not know refuses the ConfigMap; applied live to the access log (a value other than ingress-nginx's default wins over the option)"),
     K('log-format-stream', NOT_YET, _H, '[$remote_addr] [$time_local] $protocol $status $bytes_sent $bytes_received $session_time', TEXT, owner='logformat'),
     K('enable-multi-accept', NOT_NEEDED, _H, 'true', BOOL, note=_TUNING),
-    K('max-worker-connections', NOT_YET, _H, '16384', INT),
+    K('max-worker-connections', IMPLEMENTED, _H, '16384', INT, maps='setting:max-worker-connections', note="client connections one process serves at once, over its HTTP and HTTPS listeners (counted once a PROXY protocol header is read); more are closed as they are accepted, logged (worker_connections are not enough) and counted (ingressd_client_connections_refused); 0: no limit of ingressd's own (nginx: from max-worker-open-files; the open-file limit bounds them); as --max-worker-connections gives it, applied live to the next connection"),
     K('max-worker-open-files', NOT_NEEDED, _H, '0', INT, note=_TUNING),
     K('map-hash-bucket-size', NOT_NEEDED, _H, '64', INT, note=_TUNING),
     K('nginx-status-ipv4-whitelist', NOT_NEEDED, _H, '127.0.0.1', TEXT, note='ingressd has no nginx status page; its admin endpoint listens where --admin says'),

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ingressd.compat.assess import same_value
 from ingressd.compat.configmap_catalogue import HARMLESS, NARROWS_ACCESS, lookup
 from ingressd.features import parse_bool
+from ingressd.http.connection_limit import parse_limit
 from ingressd.http.head_buffers import parse_header_buffers
 from ingressd.logformat import log_settings_from
 from ingressd.proxy.forwarding import ForwardingPolicy, parse_cidrs, parse_duration, parse_switch
@@ -56,6 +57,7 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "large-client-header-buffers": parse_header_buffers,
     "enable-underscores-in-headers": parse_switch,
     "ignore-invalid-headers": parse_switch,
+    "max-worker-connections": parse_limit,
 })
 def _at_least(value, low):
     if value < low:

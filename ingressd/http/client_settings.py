@@ -14,7 +14,7 @@ from ingressd.http.headers import ResponseIdentity, server_name
 CLIENT_SIDE = frozenset({
     "client_header_timeout", "client_body_timeout", "keepalive_timeout", "keepalive_requests",
     "http2_max_concurrent_streams", "server_tokens", "no_http2", "large_client_header_buffers",
-    "enable_underscores_in_headers", "ignore_invalid_headers",
+    "enable_underscores_in_headers", "ignore_invalid_headers", "max_worker_connections",
 })
 
 
