@@ -119,6 +119,8 @@ CORE_FLAGS = [
      "unterminated, by SNI name (without it such Ingresses are not served)"],
     ["no-metrics", None, "do not count requests for /metrics (for benchmarks)"],
     ["server-tokens", None, "send Server: ingressd/<version> (default: no Server header, as ingress-nginx)"],
+    ["allow-backend-server-header", None, "with --server-tokens: pass the backend's Server header instead of "
+     "ingressd's (without --server-tokens no Server header is sent, as ingress-nginx)"],
     ["enable-underscores-in-headers", None, "forward request header fields whose names have underscores "
      "(default: dropped, as nginx)"],
     ["use-forwarded-headers", None, "believe X-Forwarded-For/-Proto/-Host/-Port from --proxy-real-ip-cidr peers"],

@@ -206,7 +206,8 @@ def _client_side(service):
     return {"header": s.header_timeout, "body": s.body_timeout, "keepalive": s.keepalive_timeout,
             "requests": s.keepalive_requests, "streams": s.http2_max_concurrent_streams,
             "buffers": s.header_buffers, "underscores": s.underscores_in_headers,
-            "invalid": s.ignore_invalid_headers, "server": s.identity.server, "h2": service.tls_factory.http2}
+            "invalid": s.ignore_invalid_headers, "server": s.identity.server, "h2": service.tls_factory.http2,
+            "backend_server": s.backend_server_header}
 
 
 def test_a_configmap_change_applies_the_client_side_keys_to_the_running_server():
@@ -214,16 +215,19 @@ def test_a_configmap_change_applies_the_client_side_keys_to_the_running_server()
     shared = service.server_settings
     put({})
     options = {"header": 60.0, "body": 60.0, "keepalive": 75.0, "requests": 50, "streams": 128,
-               "buffers": (4, 8192), "underscores": False, "invalid": True, "server": None, "h2": True}
+               "buffers": (4, 8192), "underscores": False, "invalid": True, "server": None, "h2": True,
+               "backend_server": False}
     assert _client_side(service) == options
     put({"client-header-timeout": "7", "client-body-timeout": "8s", "keep-alive": "9",
          "keep-alive-requests": "10", "http2-max-concurrent-streams": "11",
          "large-client-header-buffers": "2 16k", "enable-underscores-in-headers": "true",
-         "ignore-invalid-headers": "false", "server-tokens": "true", "use-http2": "false"})
+         "ignore-invalid-headers": "false", "server-tokens": "true", "use-http2": "false",
+         "allow-backend-server-header": "true"})
     changed = _client_side(service)
     assert changed.pop("server").startswith(b"ingressd/")
     assert changed == {"header": 7.0, "body": 8.0, "keepalive": 9.0, "requests": 10, "streams": 11,
-                       "buffers": (2, 16384), "underscores": True, "invalid": False, "h2": False}
+                       "buffers": (2, 16384), "underscores": True, "invalid": False, "h2": False,
+                       "backend_server": True}
     assert service.server_settings is shared  # changed in place: every connection reads it
     assert not service.reloader.configmap.warnings
     put({})  # the keys gone: the options again
@@ -298,3 +302,49 @@ def test_max_worker_connections_from_the_configmap_applies_to_the_next_connectio
     assert service.connection_limit.limit == 3
     put({})
     assert service.connection_limit.limit == 100
+
+
+# -- allow-backend-server-header ---------------------------------------------------------------
+
+def test_the_identity_s_date_alone():
+    from ingressd.http.headers import ResponseIdentity
+
+    identity = ResponseIdentity(b"ingressd/1")
+    assert identity.date_lines(784111777) == b"date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+    assert identity.date_pairs(784111777) == [(b"date", b"Sun, 06 Nov 1994 08:49:37 GMT")]
+    assert identity.lines(784111777) == b"server: ingressd/1\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+
+
+def _served_server_headers(tmp_path, backend_head: bytes, *options) -> list[bytes]:
+    """The Server header lines the client gets for the backend's answer ``backend_head``."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    from ingressd.testing import one_route_objects, serve_in_memory
+
+    service, reactor = serve_in_memory(tmp_path, one_route_objects("srv"), "--access-log", "off", *options)
+    try:
+        protocol, transport = _accept(service.proxy_protocol_listeners[0], 40100)
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: srv\r\n\r\n")
+        host, port, backend_factory, _, _ = reactor.tcpClients[-1]
+        backend = backend_factory.buildProtocol(IPv4Address("TCP", host, port))
+        backend.makeConnection(StringTransport())
+        backend.dataReceived(backend_head + b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        head = transport.value().split(b"\r\n\r\n")[0]
+        assert head.startswith(b"HTTP/1.1 200 ") and head.count(b"\r\ndate: ") == 1
+        return [line for line in head.split(b"\r\n") if line.lower().startswith(b"server:")]
+    finally:
+        service.stopService()
+
+
+@pytest.mark.parametrize("options, backend_server, expected", [
+    ((), True, []),  # ingress-nginx's defaults: no Server header at all
+    (("--allow-backend-server-header",), True, []),  # server-tokens off clears the backend's too
+    (("--server-tokens",), True, [b"server: ingressd/"]),  # ours, the backend's hidden
+    (("--server-tokens", "--allow-backend-server-header"), True, [b"server: backend/2.0"]),
+    (("--server-tokens", "--allow-backend-server-header"), False, [b"server: ingressd/"]),  # none: ours
+])
+def test_allow_backend_server_header_as_ingress_nginx_renders_it(tmp_path, options, backend_server, expected):
+    head = b"HTTP/1.1 200 OK\r\n" + (b"Server: backend/2.0\r\n" if backend_server else b"")
+    lines = _served_server_headers(tmp_path, head, *options)
+    assert len(lines) == len(expected) and all(line.startswith(want) for line, want in zip(lines, expected))

@@ -103,7 +103,7 @@ _RESTART = "read at start from the option named; a different value here is repor
 
 KEYS: Mapping[str, Key] = _keys(
     K('add-headers', PARTIAL, _H, '', TEXT, maps='setting:add-headers', note="namespace/name of a ConfigMap of headers set on every answer of every route (more_set_headers); watched; an Ingress's custom-headers / response-headers win for their names; a missing ConfigMap, a bad name or value, a hop-by-hop header, Server or Date refuses the ConfigMap; not on the 404 of a request no route matches"),
-    K('allow-backend-server-header', NOT_YET, _H, 'false', BOOL, note="the backend's Server header is always hidden"),
+    K('allow-backend-server-header', IMPLEMENTED, _H, 'false', BOOL, maps='setting:allow-backend-server-header', note="as ingress-nginx renders it (proxy_pass_header Server; with server-tokens false, more_clear_headers Server): with server-tokens true the backend's Server header is sent instead of ingressd's (ingressd's when the backend sends none); with server-tokens false no Server header at all; as --allow-backend-server-header gives it, applied live to the next response"),
     K('allow-cross-namespace-resources', PARTIAL, _H, 'false', BOOL, maps='option:allow-cross-namespace-resources', note=_RESTART),
     K('allow-snippet-annotations', IMPLEMENTED, _N, 'false', BOOL, note="false (the default): an Ingress with a *-snippet annotation is not served, as ingress-nginx's admission refuses it"),
     K('annotations-risk-level', PARTIAL, _N, 'High', WORD, note='Critical and High are honoured (below Critical, snippets are refused: they are Critical); Medium and Low are not yet (the ConfigMap is refused)'),

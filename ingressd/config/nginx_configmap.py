@@ -58,6 +58,7 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "enable-underscores-in-headers": parse_switch,
     "ignore-invalid-headers": parse_switch,
     "max-worker-connections": parse_limit,
+    "allow-backend-server-header": parse_switch,
 })
 def _at_least(value, low):
     if value < low:

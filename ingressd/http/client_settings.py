@@ -15,6 +15,7 @@ CLIENT_SIDE = frozenset({
     "client_header_timeout", "client_body_timeout", "keepalive_timeout", "keepalive_requests",
     "http2_max_concurrent_streams", "server_tokens", "no_http2", "large_client_header_buffers",
     "enable_underscores_in_headers", "ignore_invalid_headers", "max_worker_connections",
+    "allow_backend_server_header",
 })
 
 
@@ -30,5 +31,6 @@ def server_values(settings: Mapping[str, Any], version: str) -> dict[str, Any]:
         "header_buffers": parse_header_buffers(settings.get("large_client_header_buffers") or DEFAULT),
         "underscores_in_headers": bool(settings.get("enable_underscores_in_headers")),
         "ignore_invalid_headers": True if ignore_invalid is None else bool(ignore_invalid),
+        "backend_server_header": bool(settings.get("allow_backend_server_header")),
         "identity": ResponseIdentity(server_name(bool(settings.get("server_tokens")), version)),
     }

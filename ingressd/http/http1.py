@@ -53,6 +53,12 @@ def error_page(status: int) -> bytes:
     )
 
 
+def passes_backend_server(settings: "ServerSettings") -> bool:
+    """allow-backend-server-header, as ingress-nginx renders it: ``proxy_pass_header Server``,
+    and, with server-tokens off, ``more_clear_headers Server`` clears the backend's too."""
+    return settings.backend_server_header and settings.identity.server is not None
+
+
 def addresses(transport) -> tuple[str, int]:
     """The client's address and the port it connected to."""
     return getattr(transport.getPeer(), "host", ""), getattr(transport.getHost(), "port", 0)
@@ -74,6 +80,9 @@ class ServerSettings:
         # whose name has an underscore is dropped (never forwarded, never seen by a feature).
         self.underscores_in_headers = False
         self.ignore_invalid_headers = True
+        # allow-backend-server-header (nginx's proxy_pass_header Server): with a Server header of
+        # ingressd's own (server-tokens), the backend's replaces it; without, none is sent.
+        self.backend_server_header = False
         self.header_timeout = 60.0
         self.body_timeout = 60.0
         self.keepalive_timeout = 75.0
@@ -447,7 +456,11 @@ class HTTP1ServerProtocol(Protocol):
             lines.append(b"connection: close\r\n")
         elif request is not None and request.version == b"1.0":
             lines.append(b"connection: keep-alive\r\n")
-        lines.append(self.settings.identity.lines(self.clock.seconds()))
+        settings = self.settings
+        if settings.backend_server_header and any(name == b"server" for name, _ in headers):
+            lines.append(settings.identity.date_lines(self.clock.seconds()))  # the backend's Server instead
+        else:
+            lines.append(settings.identity.lines(self.clock.seconds()))
         lines.append(serialize(headers))
         lines.append(b"\r\n")
         self._head_written = True
@@ -534,6 +547,11 @@ class HTTP1ServerProtocol(Protocol):
         if self._tls is None:
             self._tls = tls_facts(self.transport)
         return self._tls
+
+    @property
+    def passes_backend_server(self) -> bool:
+        """Whether a backend's Server header is passed on (``interfaces.ClientSide``)."""
+        return passes_backend_server(self.settings)
 
     _client_certificate = None  # read once, on the first request that asks
 

@@ -40,7 +40,7 @@ from zope.interface import implementer
 from ingressd.drain import ConnectionSet
 from ingressd.http import extended_connect
 from ingressd.http.head_buffers import fits_h2
-from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page
+from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page, passes_backend_server
 from ingressd.tls.client_auth import client_certificate
 from ingressd.tls.facts import tls_facts
 
@@ -295,6 +295,10 @@ class _Stream:
     def tls(self) -> tuple[str, str]:
         return self.connection.tls()
 
+    @property
+    def passes_backend_server(self) -> bool:
+        return passes_backend_server(self.connection.settings)
+
     def client_certificate(self):
         return self.connection.client_certificate()
 
@@ -315,7 +319,11 @@ class _Stream:
                 block.append((name, value))
         if length is not None and not no_body:
             block.append((b"content-length", b"%d" % length))
-        block.extend(self.connection.settings.identity.pairs(self.connection.clock.seconds()))
+        settings = self.connection.settings
+        if settings.backend_server_header and any(name == b"server" for name, _ in headers):
+            block.extend(settings.identity.date_pairs(self.connection.clock.seconds()))  # the backend's Server instead
+        else:
+            block.extend(settings.identity.pairs(self.connection.clock.seconds()))
         self._head_written = True
         self.connection.send_headers(self.stream_id, block, False)
 
