@@ -1,13 +1,14 @@
 """The ingress-nginx ConfigMap's client-side HTTP keys end to end, live, through ``twistd ingressd``
 in file mode: enable-underscores-in-headers (curl and a raw socket), server-tokens with
-allow-backend-server-header, keep-alive-requests, large-client-header-buffers and
-max-worker-connections changed in the ConfigMap while a keep-alive connection opened before the
+allow-backend-server-header, keep-alive-requests, large-client-header-buffers, use-http2 (ALPN)
+and max-worker-connections changed in the ConfigMap while a keep-alive connection opened before the
 change stays open and gets the new behaviour; a bad value refused with the previous one kept."""
 
 from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import subprocess
 
 import pytest
@@ -52,6 +53,17 @@ def curl(proc, path, *args):
     return done.stdout
 
 
+def alpn(proc) -> str | None:
+    """The protocol a TLS client offering h2 and http/1.1 gets (use-http2)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", proc.https_port), timeout=10) as sock:
+        with context.wrap_socket(sock, server_hostname="app.test") as tls:
+            return tls.selected_alpn_protocol()
+
+
 def raw_close(proc, head: bytes) -> bytes:
     return proc.raw(head + b"Connection: close\r\n\r\n")
 
@@ -76,12 +88,13 @@ def test_the_client_side_keys_apply_live_on_a_connection_opened_before(tmp_path)
         assert answer.count(b"HTTP/1.1 200 ") == 2
         assert "x_raw" not in forwarded(web, "/raw") and "content_length" not in forwarded(web, "/raw")
         local = conn.sock.getsockname()
+        assert alpn(proc) == "h2"
         big_line = b"GET /h HTTP/1.1\r\nHost: app.test\r\nX-Big: " + b"b" * 1100 + b"\r\n"
         assert raw_close(proc, big_line).startswith(b"HTTP/1.1 200 ")  # within 4 8k
 
         write_manifests(manifests / "all.yaml", objects(web, {
             "enable-underscores-in-headers": "true", "server-tokens": "true", "allow-backend-server-header": "true",
-            "keep-alive-requests": "3", "large-client-header-buffers": "2 1k"}))
+            "keep-alive-requests": "3", "large-client-header-buffers": "2 1k", "use-http2": "false"}))
         wait_for(lambda: dict(ask(http.client.HTTPConnection("127.0.0.1", proc.http_port, timeout=10), "/poll")[1])
                  .get("server", "").startswith("echo"), "the ConfigMap applied")
         # the connection opened before the change: still open, its next request under the new keys
@@ -101,6 +114,7 @@ def test_the_client_side_keys_apply_live_on_a_connection_opened_before(tmp_path)
         answer = raw_close(proc, big_line)
         assert answer.startswith(b"HTTP/1.1 400 ") and b"Request Header Or Cookie Too Large" in answer
         assert raw_close(proc, b"GET /" + b"u" * 1100 + b" HTTP/1.1\r\nHost: app.test\r\n").startswith(b"HTTP/1.1 414 ")
+        assert alpn(proc) == "http/1.1"  # use-http2 false: h2 no longer chosen for a new TLS connection
 
         # a value that does not parse refuses the change: the previous version keeps serving
         write_manifests(manifests / "all.yaml", objects(web, {
@@ -115,6 +129,7 @@ def test_the_client_side_keys_apply_live_on_a_connection_opened_before(tmp_path)
         # the keys gone: ingress-nginx's defaults again
         write_manifests(manifests / "all.yaml", objects(web, {}))
         wait_for(lambda: raw_close(proc, big_line).startswith(b"HTTP/1.1 200 "), "the defaults back")
+        assert alpn(proc) == "h2"
         assert "server" not in dict(ask(http.client.HTTPConnection("127.0.0.1", proc.http_port, timeout=10),
                                         "/defaults")[1])
     finally:

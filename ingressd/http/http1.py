@@ -32,7 +32,6 @@ REASONS = {
     405: b"Method Not Allowed", 408: b"Request Timeout", 411: b"Length Required",
     413: b"Request Entity Too Large", 414: b"Request-URI Too Large", 417: b"Expectation Failed", 426: b"Upgrade Required",
     429: b"Too Many Requests", 431: b"Request Header Fields Too Large", 499: b"Client Closed Request",
-    494: b"Bad Request",
     500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
     503: b"Service Temporarily Unavailable", 504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
 }
