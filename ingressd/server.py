@@ -285,6 +285,7 @@ class IngressdService(MultiService):
             self.server_settings.apply(**server_values(settings, __version__))
             if self.tls_factory is not None:
                 self.tls_factory.http2 = not settings.get("no_http2")
+                self.tls_listener.hello_timeout = self.server_settings.header_timeout  # the ClientHello's too
             self.connection_limit.limit = parse_limit(settings.get("max_worker_connections", DEFAULT_CONNECTIONS))
             self._client_applied = client_side
         keepalive = _values(settings, UPSTREAM_KEEPALIVE)

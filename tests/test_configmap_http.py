@@ -229,6 +229,7 @@ def test_a_configmap_change_applies_the_client_side_keys_to_the_running_server()
                        "buffers": (2, 16384), "underscores": True, "invalid": False, "h2": False,
                        "backend_server": True}
     assert service.server_settings is shared  # changed in place: every connection reads it
+    assert service.tls_listener.hello_timeout == 7.0  # a TLS client's ClientHello has as long
     assert not service.reloader.configmap.warnings
     put({})  # the keys gone: the options again
     assert _client_side(service) == options
