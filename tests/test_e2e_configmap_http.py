@@ -2,7 +2,8 @@
 in file mode: enable-underscores-in-headers (curl and a raw socket), server-tokens with
 allow-backend-server-header, keep-alive-requests, large-client-header-buffers, use-http2 (ALPN)
 and max-worker-connections changed in the ConfigMap while a keep-alive connection opened before the
-change stays open and gets the new behaviour; a bad value refused with the previous one kept."""
+change stays open and gets the new behaviour; a bad value refused with the previous one kept; and
+in cluster mode, the ConfigMap changed through the (fake) API server."""
 
 from __future__ import annotations
 
@@ -185,4 +186,34 @@ def test_max_worker_connections_closes_the_connections_beyond_it_live(tmp_path):
         for conn in held:
             conn.close()
         proc.stop()
+        web.stop()
+
+
+def test_cluster_mode_a_configmap_change_through_the_api_changes_the_client_side(tmp_path):
+    import fakeapi
+
+    web = Backend("web")
+    (tmp_path / "manifests").mkdir()
+    api = fakeapi.FakeAPIServer(bookmark_interval=0.5).start()
+    c = api.cluster
+    c.apply(fakeapi.ingress_class())
+    c.apply(fakeapi.service("web"))
+    c.apply(fakeapi.endpoint_slice("web-1", "web", addresses=("127.0.0.1",), port=web.port))
+    c.apply(fakeapi.ingress("app", host="app.test", service="web"))
+    c.apply(configmap({}))
+    kubeconfig = api.write_kubeconfig(str(tmp_path / "kubeconfig"))
+    proc = Ingressd(tmp_path / "manifests", ["--kubernetes", "--kubeconfig", kubeconfig, f"--configmap={CM}",
+                                             "--access-log", "off"])
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", proc.http_port, timeout=10)
+        status, headers = ask(conn, "/before", [("X_Tenant", "a")])
+        assert status == 200 and "server" not in dict(headers) and "x_tenant" not in forwarded(web, "/before")
+        c.apply(configmap({"server-tokens": "true", "enable-underscores-in-headers": "true"}))
+        wait_for(lambda: "server" in dict(ask(conn, "/poll")[1]), "the ConfigMap applied through the API")
+        status, headers = ask(conn, "/after", [("X_Tenant", "a")])  # the same connection
+        assert dict(headers)["server"].startswith("ingressd/") and forwarded(web, "/after")["x_tenant"] == "a"
+        conn.close()
+    finally:
+        proc.stop()
+        api.stop()
         web.stop()
