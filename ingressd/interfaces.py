@@ -51,6 +51,9 @@ class ClientSide(Protocol):
     # Whether the peer is a trusted proxy (proxy-real-ip-cidr): the proxy's (policy, answer),
     # decided once per connection and forwarding policy, None until then.
     trusted: tuple[Any, bool] | None
+    # allow-backend-server-header with server-tokens: the backend's Server header is passed on
+    # (in place of ingressd's own); otherwise it is hidden, as every HIDDEN_FROM_BACKEND header.
+    passes_backend_server: bool
 
     def tls(self) -> tuple[str, str]:
         """(TLS version, SNI name) of the connection; ("", "") for plain HTTP."""

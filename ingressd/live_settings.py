@@ -3,7 +3,8 @@
 Of the options, ``--manifests`` (which files and folders are read), the client-address
 options (``FORWARDING``: a new forwarding policy, read by the next request and connection),
 the access log's format options (``ACCESS_LOG``), the backend pools' keep-alive limits
-(``UPSTREAM_KEEPALIVE``) and the TCP/UDP services' settings (``STREAM``) are applied to a running server; every
+(``UPSTREAM_KEEPALIVE``), the TCP/UDP services' settings (``STREAM``) and the client side's limits
+(``CLIENT_SIDE``) are applied to a running server; every
 other changed option is named as needing a restart, and keeps its old value until then.
 Manifests themselves are re-read on SIGHUP whether or not the list
 changed (they are also polled: SIGHUP just does not wait for the next poll).
@@ -12,6 +13,8 @@ changed (they are also polled: SIGHUP just does not wait for the next poll).
 from __future__ import annotations
 
 from typing import Any
+
+from ingressd.http.client_settings import CLIENT_SIDE
 
 # The client-address settings (ingressd.proxy.forwarding.ForwardingPolicy): a new policy is
 # swapped in, read by the next request and the next connection.
@@ -29,7 +32,9 @@ UPSTREAM_KEEPALIVE = frozenset({"upstream_keepalive_connections", "upstream_keep
 # The TCP/UDP services' settings (ingressd.l4.stream_settings.StreamSettings): read by the next connection.
 STREAM = frozenset({"proxy_stream_timeout", "proxy_stream_responses", "proxy_stream_next_upstream",
                     "proxy_stream_next_upstream_timeout", "proxy_stream_next_upstream_tries", "log_format_stream"})
-LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE | STREAM  # settings a running server takes over
+# The client side's timeouts, limits, Server header and HTTP/2 (ingressd.http.client_settings.
+# CLIENT_SIDE): the next connection and the next request read them.
+LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE | STREAM | CLIENT_SIDE  # settings a running server takes over
 _NOT_OPTIONS = frozenset({"config", "worker_id"})  # not compared: where options come from, internal
 
 

@@ -18,7 +18,8 @@ from ingressd.logformat import log_settings_from
 from ingressd.signals import SignalHandlers
 from ingressd.providers.files import ManifestProvider
 from ingressd import __version__
-from ingressd.http.headers import ResponseIdentity, server_name
+from ingressd.http.client_settings import CLIENT_SIDE, server_values
+from ingressd.http.connection_limit import DEFAULT as DEFAULT_CONNECTIONS, ConnectionLimit, parse_limit
 from ingressd.http.http1 import HTTP1Factory, ServerSettings
 from ingressd.http.http2 import HTTPSFactory
 from ingressd.config.model import ObjectRef
@@ -131,15 +132,14 @@ class IngressdService(MultiService):
         self._live_applied = (_values(settings, FORWARDING), _values(settings, ACCESS_LOG))
         self._pool_applied = _values(settings, UPSTREAM_KEEPALIVE)
         self.reloader.listeners.append(lambda config: self.apply_live_settings())
-        self.server_settings = ServerSettings(
-            header_timeout=float(settings.get("client_header_timeout") or 60),
-            body_timeout=float(settings.get("client_body_timeout") or 60),
-            keepalive_timeout=float(settings.get("keepalive_timeout") or 75),
-            keepalive_requests=int(settings.get("keepalive_requests", 1000) or 0),
-            http2_max_concurrent_streams=int(settings.get("http2_max_concurrent_streams") or 128),
-            send_timeout=float(settings.get("client_send_timeout") or 60),
-        )
-        self.server_settings.identity = ResponseIdentity(server_name(bool(settings.get("server_tokens")), __version__))
+        # The client side's limits, shared by every listener and connection: changed in place
+        # (apply_live_settings), so the next connection and request read the new values.
+        self.server_settings = ServerSettings(send_timeout=float(settings.get("client_send_timeout") or 60),
+                                              **server_values(settings, __version__))
+        self._client_applied = _values(settings, CLIENT_SIDE)
+        self.tls_factory = None
+        # max-worker-connections: one bound over the client listeners of this process, live.
+        self.connection_limit = ConnectionLimit(parse_limit(settings.get("max_worker_connections", DEFAULT_CONNECTIONS)))
         self.manifest_providers: list[ManifestProvider] = []
         self._add_manifest_providers(settings.get("manifests") or ())
         self.kubernetes = None
@@ -165,10 +165,11 @@ class IngressdService(MultiService):
             if default:
                 namespace, _, name = str(default).rpartition("/")
                 default_ref = ObjectRef("Secret", namespace or "default", name)
-            self.certificates = CertificateStore(alpn=not settings.get("no_http2"), default_ref=default_ref,
-                                                 tls=tls_settings(settings))
+            # h2 always in the ALPN list: the listener's factory says live whether it is chosen
+            # (HTTPSFactory.http2: --no-http2, use-http2).
+            self.certificates = CertificateStore(alpn=True, default_ref=default_ref, tls=tls_settings(settings))
             self.reloader.appliers.append(self.certificates.update)
-            tls_factory = HTTPSFactory(HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="https"),
+            tls_factory = self.tls_factory = HTTPSFactory(HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="https"),
                                        http2=not settings.get("no_http2"),
                                        websocket=not settings.get("no_http2_websocket"))
             self.passthrough = None  # --enable-ssl-passthrough: TLS of passthrough hosts, unterminated
@@ -213,7 +214,8 @@ class IngressdService(MultiService):
     def _proxy_protocol(self, factory):
         """``factory`` behind a PROXY protocol header when the forwarding policy in place says
         so (read at each connection: --proxy-protocol, use-proxy-protocol)."""
-        wrapped = ProxyProtocolFactory(factory, lambda: self.proxy.settings.forwarding, self.reactor)
+        wrapped = ProxyProtocolFactory(self.connection_limit.wrap(factory), lambda: self.proxy.settings.forwarding,
+                                       self.reactor)
         self.proxy_protocol_listeners.append(wrapped)
         return wrapped
 
@@ -294,6 +296,14 @@ class IngressdService(MultiService):
                     f"the previous ones stay in place: {exc}")
             return
         self._live_applied = (forwarding, access_log)
+        client_side = _values(settings, CLIENT_SIDE)
+        if client_side != self._client_applied:  # the client side's timeouts, limits, Server header, HTTP/2
+            self.server_settings.apply(**server_values(settings, __version__))
+            if self.tls_factory is not None:
+                self.tls_factory.http2 = not settings.get("no_http2")
+                self.tls_listener.hello_timeout = self.server_settings.header_timeout  # the ClientHello's too
+            self.connection_limit.limit = parse_limit(settings.get("max_worker_connections", DEFAULT_CONNECTIONS))
+            self._client_applied = client_side
         keepalive = _values(settings, UPSTREAM_KEEPALIVE)
         if keepalive != self._pool_applied:  # upstream-keepalive-*: the pools' limits, from the next release
             for pool in (self.pool, self.https_pool):

@@ -14,6 +14,8 @@ from twisted.python import reflect, usage
 from ingressd import startup
 from ingressd.admission import setup as admission_options
 from ingressd.features import parse_size
+from ingressd.http.connection_limit import parse_limit
+from ingressd.http.head_buffers import parse_header_buffers
 from ingressd.logformat import log_settings_from
 from ingressd.plugin_manager import PluginError, Plugins, load_plugins
 from ingressd.replicas import parse_hint
@@ -44,6 +46,12 @@ CORE_PARAMETERS = [
     ["keepalive-timeout", None, "75", "seconds an idle client keep-alive connection stays open"],
     ["keepalive-requests", None, "1000", "requests an HTTP/1 client connection serves before it is closed (0: no limit)"],
     ["http2-max-concurrent-streams", None, "128", "streams an HTTP/2 client may have open at once on a connection"],
+    ["large-client-header-buffers", None, "4 8k", "NUMBER SIZE: the buffers a request head must fit in, line by line "
+     "(nginx's large_client_header_buffers): a longer request line gets 414, a longer header line or head 400"],
+    ["max-worker-connections", None, "16384", "client connections this process serves at once; more are "
+     "closed as they are accepted (nginx's worker_connections; 0: no limit)"],
+    ["ignore-invalid-headers", None, "on", "on/off: drop header fields with invalid names (off: a name with an "
+     "underscore is forwarded even without --enable-underscores-in-headers, as nginx)"],
     ["client-send-timeout", None, "60", "seconds a client may read nothing of a response before it is dropped"],
     ["upstream-keepalive-connections", None, "320", "idle backend connections kept per endpoint"],
     ["upstream-keepalive-timeout", None, "60", "seconds an idle backend connection is kept"],
@@ -117,6 +125,10 @@ CORE_FLAGS = [
      "unterminated, by SNI name (without it such Ingresses are not served)"],
     ["no-metrics", None, "do not count requests for /metrics (for benchmarks)"],
     ["server-tokens", None, "send Server: ingressd/<version> (default: no Server header, as ingress-nginx)"],
+    ["allow-backend-server-header", None, "with --server-tokens: pass the backend's Server header instead of "
+     "ingressd's (without --server-tokens no Server header is sent, as ingress-nginx)"],
+    ["enable-underscores-in-headers", None, "forward request header fields whose names have underscores "
+     "(default: dropped, as nginx)"],
     ["use-forwarded-headers", None, "believe X-Forwarded-For/-Proto/-Host/-Port from --proxy-real-ip-cidr peers"],
     ["compute-full-forwarded-for", None, "with --use-forwarded-headers: send the backend the whole "
      "X-Forwarded-For chain and the peer, not the client alone"],
@@ -305,7 +317,7 @@ class Options(usage.Options):
             startup.check_paths(name, values)
         admission_options.check_options(self)
         self["admin-routes"] = _on_off("admin-routes", self["admin-routes"])
-        for name in ("ssl-prefer-server-ciphers", "ssl-session-cache", "ssl-session-tickets"):
+        for name in ("ssl-prefer-server-ciphers", "ssl-session-cache", "ssl-session-tickets", "ignore-invalid-headers"):
             self[name] = _on_off(name, self[name])
         for name, parse in (("ssl-ciphers", parse_ciphers), ("ssl-protocols", parse_protocols),
                             ("ssl-session-timeout", parse_time)):
@@ -392,9 +404,17 @@ class Options(usage.Options):
             self["upstream-keepalive-connections"] = int(self["upstream-keepalive-connections"])
             self["upstream-keepalive-requests"] = int(self["upstream-keepalive-requests"])
             self["keepalive-requests"] = int(self["keepalive-requests"])
+            try:
+                self["max-worker-connections"] = parse_limit(self["max-worker-connections"])
+            except ValueError:
+                raise ValueError("--max-worker-connections must be a whole number (0: no limit)") from None
             self["http2-max-concurrent-streams"] = int(self["http2-max-concurrent-streams"])
             if self["http2-max-concurrent-streams"] < 1:
                 raise ValueError("--http2-max-concurrent-streams must be at least 1")
+            try:
+                self["large-client-header-buffers"] = parse_header_buffers(self["large-client-header-buffers"])
+            except ValueError as exc:
+                raise ValueError(f"--large-client-header-buffers: {exc}") from None
         except ValueError as exc:
             raise usage.UsageError(str(exc))
         _check_l4_options(self)

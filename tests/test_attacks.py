@@ -706,7 +706,8 @@ def test_slow_body_gets_408_at_the_body_timeout(world):
 
 
 def test_too_many_headers_get_431(world):
-    """Header flooding: more than 100 header fields, or a header block over 32 KiB, gets 431
+    """Header flooding: more than 100 header fields gets 431, a header line longer than one of
+    large-client-header-buffers' buffers (8k) nginx's 400 (Request Header Or Cookie Too Large),
     and the close; nothing is proxied."""
     proc, backends, *_ = world
     before = len(backends["smuggle"].requests)
@@ -714,7 +715,7 @@ def test_too_many_headers_get_431(world):
     assert exchange(proc.http_port, request("smuggle.test", extra=many)).statuses == [431]
     big = "X-Big: " + "a" * 70000 + "\r\n"
     reply = exchange(proc.http_port, request("smuggle.test", extra=big))
-    assert reply.statuses == [431] and reply.closed
+    assert reply.statuses == [400] and reply.closed
     assert backends["smuggle"].requests[before:] == []
 
 

@@ -58,7 +58,7 @@ CASES = [
     ({"upstream-hash-by": "$request_uri"}, (), "served", []),  # a plugin owns it
     ({"ssl-passthrough": "true"}, (), "warned", ["ssl-passthrough"]),  # a plugin owns it, with its differences
     ({"affinity": "cookie"}, (), "served", []),  # a plugin owns it
-    ({"http2-push-preload": "true"}, (), "warned", ["http2-push-preload"]),
+    ({"http2-push-preload": "true"}, (), "served", []),  # not needed: ingress-nginx's nginx ignores it
     ({"mirror-target": "https://mirror.example/$request_uri"}, (), "warned", ["mirror-target"]),  # partial
     ({"upstream-hash-by": "$remote_addr", "upstream-hash-by-subset": "true"}, (), "served", []),
     ({"affinity": "cookie", "session-cookie-name": "route"}, (), "served", []),
@@ -225,9 +225,6 @@ REASONS = [
       f"ingressd's snippet reader (supported: {', '.join(SUPPORTED + tuple(NO_EFFECT))}) {_SUBSET}; not served (accept ignoring "
       f'it with --ignore-annotation configuration-snippet or the Ingress annotation '
       f'ingressd.io/ignore-annotations: "configuration-snippet")', True)),
-    ({"http2-push-preload": "true"}, (),
-     (N + "http2-push-preload", f"annotation {N}http2-push-preload is not supported by ingressd and is ignored "
-                                f"({_note('http2-push-preload')}); ignoring it is harmless", False)),
     ({"enable-opentelemetry": "true"}, (),
      (N + "enable-opentelemetry",
       f"annotation {N}enable-opentelemetry is not supported by ingressd and is ignored; ignoring it is harmless",

@@ -107,12 +107,12 @@ def test_annotation_defaults_settings_and_defaults_that_ask_nothing():
 
 
 def test_unknown_and_harmless_keys_warn_once_each():
-    reading = _read({"no-such-key": "1", "use-gzip": "true", "keep-alive": "30"})
+    reading = _read({"no-such-key": "1", "use-gzip": "true", "worker-processes": "3"})
     assert reading.usable
     text = "\n".join(reading.warnings)
     assert "no-such-key is not an ingress-nginx ConfigMap key" in text
     assert "use-gzip is not supported" in text
-    assert "keep-alive: '30' needs a restart" in text and "--keepalive-timeout" in text
+    assert "worker-processes: '3' needs a restart" in text and "--workers" in text
     assert len(reading.warnings) == 3
 
 
@@ -427,7 +427,7 @@ def test_controller_class_makes_ingress_nginx_s_ingressclass_ours():
 # -- a ConfigMap from a real Helm installation ----------------------------------------------------
 
 # Keys of the Helm ConfigMap ingressd ignores harmlessly today: each warns, nothing else does.
-HELM_EXPECTED_WARNINGS = {"use-gzip", "large-client-header-buffers"}
+HELM_EXPECTED_WARNINGS = {"use-gzip"}
 
 
 def test_a_helm_installation_s_configmap_loads_with_no_unexpected_warning():
@@ -726,13 +726,9 @@ def test_a_configmap_change_gives_the_backend_pools_new_keepalive_limits_live():
     assert limits(service.pool) == (320, 60.0, 50)
 
 
-def test_keep_alive_requests_is_read_at_start_from_keepalive_requests():
-    assert not _read({"keep-alive-requests": "1000"}).warnings  # ingress-nginx's default, the option's too
-    warnings = _read({"keep-alive-requests": "100"}).warnings
-    assert len(warnings) == 1 and "needs a restart" in warnings[0] and "--keepalive-requests" in warnings[0]
-
-
-def test_http2_max_concurrent_streams_is_read_at_start_from_its_option():
-    assert not _read({"http2-max-concurrent-streams": "128"}).warnings
-    warnings = _read({"http2-max-concurrent-streams": "64"}).warnings
-    assert len(warnings) == 1 and "--http2-max-concurrent-streams" in warnings[0]
+def test_the_client_side_keys_are_live_settings_of_their_options():
+    """(tests/test_configmap_http.py: what they change.)"""
+    assert not _read({"keep-alive-requests": "1000"}).settings  # ingress-nginx's default asks for nothing
+    reading = _read({"keep-alive-requests": "100", "http2-max-concurrent-streams": "64", "use-http2": "false"})
+    assert not reading.warnings
+    assert dict(reading.settings) == {"keepalive-requests": 100, "http2-max-concurrent-streams": 64, "no-http2": True}

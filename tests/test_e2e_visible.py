@@ -194,7 +194,7 @@ def _raw_wait_close(proc, data: bytes, timeout: float = 10.0) -> bytes:
     (408, b"GET /slow-head HTTP/1.1\r\nHost: exa", "/slow-head"),
     (413, b"POST /too-big HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2000000\r\n\r\n", "/too-big"),
     (414, b"GET /" + b"u" * 9000 + b" HTTP/1.1\r\nHost: example.com\r\n\r\n", None),
-    (431, b"GET /fat-head HTTP/1.1\r\nHost: example.com\r\nX-Fat: " + b"f" * 40000 + b"\r\n\r\n", None),
+    (400, b"GET /fat-head HTTP/1.1\r\nHost: example.com\r\nX-Fat: " + b"f" * 40000 + b"\r\n\r\n", None),
 ])
 def test_each_answer_of_ingressds_own_is_logged_and_counted(world, status, request_bytes, uri):
     proc, _, _, access_log = world

@@ -25,6 +25,7 @@ class FakeClient:
         self.peer_ip, self.scheme, self.server_port = peer, scheme, 80
         self.closed = False
         self.trusted = None
+        self.passes_backend_server = False
         self.head = None
         self.body = b""
         self.finished = self.aborted = self.keep_alive_off = self.continued = False

@@ -236,18 +236,22 @@ def test_early_answer_drains_the_body_then_ends():
     assert not pair.server.streams
 
 
-def test_oversized_header_block_is_431_on_that_stream_only():
-    pair = Pair(max_header_bytes=1000, max_url_bytes=100)
-    big = pair.request(b"/", headers=[(b"x-big", b"v" * 2000)])
-    long_url = pair.request(b"/" + b"a" * 200)
-    fine = pair.request(b"/fine")
-    pair.receive()
-    statuses = {e.stream_id: dict(e.headers)[b":status"] for e in pair.of(h2.events.ResponseReceived)}
-    assert statuses == {big: b"431", long_url: b"414"}
-    assert [e.request.target for e in pair.exchanges] == [b"/fine"]
-    pair.exchanges[0].respond()
-    pair.receive()
-    assert pair.body(fine) == b"ok"
+def test_a_header_block_beyond_large_client_header_buffers_ends_the_connection_as_nginx():
+    """nginx: a name or value longer than one buffer, or all of them together longer than the
+    buffers, is a connection error (GOAWAY ENHANCE_YOUR_CALM); nothing reaches a backend."""
+    pair = Pair(header_buffers=(2, 100))
+    pair.request(b"/", headers=[(b"x-big", b"v" * 101)])
+    (ended,) = pair.of(h2.events.ConnectionTerminated)
+    assert ended.error_code == ErrorCodes.ENHANCE_YOUR_CALM and not pair.exchanges
+    pair = Pair(header_buffers=(2, 100))
+    pair.request(b"/" + b"a" * 101)
+    assert pair.of(h2.events.ConnectionTerminated) and not pair.exchanges
+    pair = Pair(header_buffers=(2, 100))
+    pair.request(b"/", headers=[(b"x-a", b"v" * 90), (b"x-b", b"v" * 90)])  # 2 × 93 + the pseudo-headers > 200
+    assert pair.of(h2.events.ConnectionTerminated) and not pair.exchanges
+    pair = Pair(header_buffers=(2, 100))
+    pair.request(b"/fine", headers=[(b"x-a", b"v" * 97)])  # one value of 97: fits
+    assert [e.request.target for e in pair.exchanges] == [b"/fine"] and not pair.of(h2.events.ConnectionTerminated)
 
 
 def test_connect_is_refused():

@@ -467,6 +467,10 @@ class _ScrapeCollector:
                 accepted.add_metric([listener], factory.accepted)
         yield connections
         yield accepted
+        limit = get("connection_limit")
+        if limit is not None:  # max-worker-connections
+            yield CounterMetricFamily("ingressd_client_connections_refused", "Client connections closed as they "
+                                      "were accepted: max-worker-connections were open", value=limit.refused)
         proxy = get("proxy")
         if proxy is not None:
             yield GaugeMetricFamily("ingressd_websocket_tunnels", "WebSocket tunnels open now",

@@ -33,7 +33,8 @@ def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
         service.reloader.listeners.append(metrics.config_changed)
         metrics.attach(proxy=service.proxy, pool=service.pool, reloader=service.reloader, state=service.state,
                        certificates=getattr(service, "certificates", None),
-                       http=getattr(service, "http_factory", None), https=getattr(service, "tls_listener", None))
+                       http=getattr(service, "http_factory", None), https=getattr(service, "tls_listener", None),
+                       connection_limit=getattr(service, "connection_limit", None))
         if getattr(service, "passthrough", None) is not None:
             metrics.attach(passthrough=service.passthrough)
         if getattr(service, "l4", None) is not None:

@@ -330,7 +330,9 @@ CATALOGUE: Mapping[str, Entry] = _entries(
            "ingress-nginx refuses or naming no cipher OpenSSL knows rejects the Ingress (ingress-nginx drops the "
            "first, and nginx refuses to reload on the second)"),
     E("ssl-prefer-server-ciphers", IMPLEMENTED, _H, note="per SNI host, over --ssl-prefer-server-ciphers"),
-    E("http2-push-preload", NOT_YET, _H, "false", BOOL, note="browsers dropped HTTP/2 server push"),
+    E("http2-push-preload", NOT_NEEDED, _H, "false", BOOL,
+      note="ingress-nginx's nginx (1.27) ignores http2_push_preload: HTTP/2 server push was removed in nginx "
+           "1.25.1 (the directive is obsolete: a warning, no effect); its template still writes it"),
     # -- removed from ingress-nginx, still found in old manifests -------------------------
     E("add-base-url", NOT_YET, _H, "false", BOOL, removed=True),
     E("base-url-scheme", NOT_YET, _H, removed=True),

@@ -19,6 +19,8 @@ from ingressd.compat.assess import same_value
 from ingressd.compat.configmap_catalogue import HARMLESS, NARROWS_ACCESS, lookup
 from ingressd.features import parse_bool
 from ingressd.l4.stream_settings import stream_settings_from
+from ingressd.http.connection_limit import parse_limit
+from ingressd.http.head_buffers import parse_header_buffers
 from ingressd.logformat import log_settings_from
 from ingressd.proxy.forwarding import ForwardingPolicy, parse_cidrs, parse_duration, parse_switch
 from ingressd.tls.settings import parse_ciphers, parse_protocols, parse_time
@@ -59,6 +61,19 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "upstream-keepalive-connections": lambda text: _at_least(int(text), 0),  # HTTP1Upstream.use_limits
     "upstream-keepalive-timeout": lambda text: _at_least(parse_duration(text), 0),
     "upstream-keepalive-requests": lambda text: _at_least(int(text), 0),
+    # the client side (ingressd.http.client_settings): the next connection and request read them
+    "client-header-timeout": lambda text: _at_least(parse_duration(text), 1),
+    "client-body-timeout": lambda text: _at_least(parse_duration(text), 1),
+    "keepalive-timeout": lambda text: _at_least(parse_duration(text), 0),  # keep-alive
+    "keepalive-requests": lambda text: _at_least(int(text), 0),  # keep-alive-requests
+    "http2-max-concurrent-streams": lambda text: _at_least(int(text), 1),
+    "server-tokens": parse_switch,
+    "no-http2": lambda text: not parse_switch(text),  # use-http2: the inverse switch
+    "large-client-header-buffers": parse_header_buffers,
+    "enable-underscores-in-headers": parse_switch,
+    "ignore-invalid-headers": parse_switch,
+    "max-worker-connections": parse_limit,
+    "allow-backend-server-header": parse_switch,
 })
 def _at_least(value, low):
     if value < low:

@@ -165,6 +165,16 @@ class ResponseIdentity:
         self._at(now)
         return list(self._pairs)
 
+    def date_lines(self, now: float) -> bytes:
+        """``date: …\r\n`` alone: a response that carries the backend's ``Server``
+        (allow-backend-server-header)."""
+        self._at(now)
+        return b"date: %s\r\n" % self._date
+
+    def date_pairs(self, now: float) -> list[tuple[bytes, bytes]]:
+        self._at(now)
+        return [(b"date", self._date)]
+
 
 def server_name(tokens: bool, version: str) -> bytes | None:
     """``Server``'s value: none at all by default, as ingress-nginx (its nginx.tmpl clears

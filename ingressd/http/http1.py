@@ -17,6 +17,7 @@ from twisted.python import log
 from zope.interface import implementer
 
 from ingressd.drain import ConnectionSet
+from ingressd.http import head_buffers
 from ingressd.http import parser as parsing
 from ingressd.http.deadline import Deadline
 from ingressd.http.headers import ResponseIdentity, serialize
@@ -40,11 +41,21 @@ _NO_TRAILER = frozenset((b"content-length", b"transfer-encoding", b"host", b"con
 
 def error_page(status: int) -> bytes:
     """nginx-style minimal HTML body for a status ingressd answers itself."""
+    if status == head_buffers.TOO_LARGE:  # nginx's page for its 494, sent as a 400
+        return (b"<html>\r\n<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n<body>\r\n"
+                b"<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>"
+                b"\r\n<hr><center>ingressd</center>\r\n</body>\r\n</html>\r\n")
     title = b"%d %s" % (status, REASONS.get(status, b""))
     return (
         b"<html>\r\n<head><title>" + title + b"</title></head>\r\n<body>\r\n<center><h1>"
         + title + b"</h1></center>\r\n<hr><center>ingressd</center>\r\n</body>\r\n</html>\r\n"
     )
+
+
+def passes_backend_server(settings: "ServerSettings") -> bool:
+    """allow-backend-server-header, as ingress-nginx renders it: ``proxy_pass_header Server``,
+    and, with server-tokens off, ``more_clear_headers Server`` clears the backend's too."""
+    return settings.backend_server_header and settings.identity.server is not None
 
 
 def addresses(transport) -> tuple[str, int]:
@@ -62,9 +73,15 @@ class ServerSettings:
     """Limits and timeouts of the client side (nginx's defaults unless configured)."""
 
     def __init__(self, **overrides: Any):
-        self.max_url_bytes = 8192
-        self.max_header_bytes = 32768
+        self.header_buffers = head_buffers.DEFAULT  # nginx's large_client_header_buffers: (number, size)
         self.max_headers = 100
+        # nginx's underscores_in_headers and ignore_invalid_headers: by default a header field
+        # whose name has an underscore is dropped (never forwarded, never seen by a feature).
+        self.underscores_in_headers = False
+        self.ignore_invalid_headers = True
+        # allow-backend-server-header (nginx's proxy_pass_header Server): with a Server header of
+        # ingressd's own (server-tokens), the backend's replaces it; without, none is sent.
+        self.backend_server_header = False
         self.header_timeout = 60.0
         self.body_timeout = 60.0
         self.keepalive_timeout = 75.0
@@ -75,10 +92,31 @@ class ServerSettings:
         # Server and Date on every response (ingressd's own answers and the backends', whose
         # own Server and Date are hidden as nginx does): --server-tokens picks the Server value.
         self.identity = ResponseIdentity()
-        for key, value in overrides.items():
-            if not hasattr(self, key):
+        self.apply(**overrides)
+
+    def apply(self, **values: Any) -> None:
+        """Change settings in place: the connections share this object, so a new connection,
+        and the next request of an open one, read the new values (the ConfigMap, SIGHUP)."""
+        for key, value in values.items():
+            if not hasattr(self, key) or key in ("max_url_bytes", "max_header_bytes", "drops_underscores"):
                 raise TypeError(f"unknown server setting {key}")
             setattr(self, key, value)
+
+    @property
+    def max_url_bytes(self) -> int:
+        """The longest request line: one of nginx's large header buffers."""
+        return self.header_buffers[1]
+
+    @property
+    def max_header_bytes(self) -> int:
+        """The longest request head: all of nginx's large header buffers."""
+        return self.header_buffers[0] * self.header_buffers[1]
+
+    @property
+    def drops_underscores(self) -> bool:
+        """Whether a header field named with an underscore is dropped (nginx: underscores_in_headers
+        off and ignore_invalid_headers on; with ignore_invalid_headers off nginx keeps it)."""
+        return not self.underscores_in_headers and self.ignore_invalid_headers
 
 
 class Request:
@@ -147,6 +185,8 @@ class HTTP1ServerProtocol(Protocol):
         self._deferred_reject: tuple[int, str] | None = None  # a malformed pipelined request
         self._draining = False  # shutting down: the next answer says Connection: close
         self._requests = 0  # requests dispatched on this connection
+        self._buffers: head_buffers.HeadBuffers | None = None  # the head being read, in nginx's buffers
+        self._line_checked = False
 
     # -- connection lifecycle -------------------------------------------------------------
 
@@ -221,8 +261,9 @@ class HTTP1ServerProtocol(Protocol):
                 self._reject_parsing(400, str(exc))
             return
         if self._in_head and self._head_bytes > self.settings.max_header_bytes + self.settings.max_url_bytes:
-            self._reject_parsing(414 if self._parsing is not None and not self._parsing.headers and self._url_bytes else 431,
-                        "request head too large")
+            # A line still arriving that no buffer could hold (what nginx refuses as it reads).
+            in_line = self._parsing is not None and not self._line_checked and self._url_bytes
+            self._reject_parsing(414 if in_line else head_buffers.TOO_LARGE, "request head too large")
 
     def _reject_parsing(self, status: int, reason: str) -> None:
         """A malformed request. If requests before it are still being answered, it is
@@ -240,6 +281,8 @@ class HTTP1ServerProtocol(Protocol):
         self._in_head = True
         self._url_bytes = 0
         self._header_bytes = 0
+        self._buffers = head_buffers.HeadBuffers(*self.settings.header_buffers)
+        self._line_checked = False
         if self._active is None:
             self._set_timer(self.settings.header_timeout, 408)
 
@@ -250,18 +293,37 @@ class HTTP1ServerProtocol(Protocol):
         request = self._parsing
         request.target = request.target + url if request.target else url
 
+    def _check_request_line(self) -> None:
+        """The request line, once complete, in nginx's header buffers (414 if it fits none)."""
+        self._line_checked = True
+        # method, a space, the target, a space, "HTTP/1.1" and CRLF
+        if not self._buffers.fits(len(self.parser.get_method() or b"") + self._url_bytes + 12):
+            raise _Reject(414, "request line too long")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self._parsing
         self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self.settings.max_header_bytes or len(request.headers) >= self.settings.max_headers:
-            raise _Reject(431, "request header block too large")
-        if not self._in_head:
-            return  # a chunked body's trailer: counted, never merged into the (proxied) headers
+        if not self._in_head:  # a chunked body's trailer: counted, never merged into the (proxied) headers
+            if self._header_bytes > self.settings.max_header_bytes:
+                raise _Reject(head_buffers.TOO_LARGE, "request trailer section too large")
+            return
+        if not self._line_checked:
+            self._check_request_line()
+        if not self._buffers.fits(len(name) + len(value) + 4):
+            raise _Reject(head_buffers.TOO_LARGE, "request header too large")  # nginx: "too long header line"
+        if len(request.headers) >= self.settings.max_headers:
+            raise _Reject(431, "too many request header fields")
+        if b"_" in name and self.settings.drops_underscores:
+            return  # nginx's underscores_in_headers off: the field is ignored (no framing name has one)
         request.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         request = self._parsing
         parser = self.parser
+        if not self._line_checked:
+            self._check_request_line()
+        if not self._buffers.fits(2):  # the blank line ending the head
+            raise _Reject(head_buffers.TOO_LARGE, "request head too large")
         self._in_head = False
         self._head_bytes = 0
         request.method = parser.get_method()
@@ -393,7 +455,11 @@ class HTTP1ServerProtocol(Protocol):
             lines.append(b"connection: close\r\n")
         elif request is not None and request.version == b"1.0":
             lines.append(b"connection: keep-alive\r\n")
-        lines.append(self.settings.identity.lines(self.clock.seconds()))
+        settings = self.settings
+        if settings.backend_server_header and any(name == b"server" for name, _ in headers):
+            lines.append(settings.identity.date_lines(self.clock.seconds()))  # the backend's Server instead
+        else:
+            lines.append(settings.identity.lines(self.clock.seconds()))
         lines.append(serialize(headers))
         lines.append(b"\r\n")
         self._head_written = True
@@ -452,6 +518,8 @@ class HTTP1ServerProtocol(Protocol):
         sent = 0
         if answered:
             body = error_page(status)
+            if status == head_buffers.TOO_LARGE:
+                status = 400  # with nginx's page for it
             sent = len(body)
             self._send(
                 b"HTTP/1.1 %d %s\r\n%scontent-type: text/html\r\n"
@@ -478,6 +546,11 @@ class HTTP1ServerProtocol(Protocol):
         if self._tls is None:
             self._tls = tls_facts(self.transport)
         return self._tls
+
+    @property
+    def passes_backend_server(self) -> bool:
+        """Whether a backend's Server header is passed on (``interfaces.ClientSide``)."""
+        return passes_backend_server(self.settings)
 
     _client_certificate = None  # read once, on the first request that asks
 

@@ -39,7 +39,8 @@ from zope.interface import implementer
 
 from ingressd.drain import ConnectionSet
 from ingressd.http import extended_connect
-from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page
+from ingressd.http.head_buffers import fits_h2
+from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page, passes_backend_server
 from ingressd.tls.client_auth import client_certificate
 from ingressd.tls.facts import tls_facts
 
@@ -113,6 +114,8 @@ def _request_from(headers, settings: ServerSettings, ended: bool) -> H2Request:
             elif name == b":protocol":
                 protocol = value
             continue
+        if b"_" in name and settings.drops_underscores:
+            continue  # nginx's underscores_in_headers off: the field is ignored
         if name == b"host":
             authority = authority or value
             continue
@@ -129,10 +132,6 @@ def _request_from(headers, settings: ServerSettings, ended: bool) -> H2Request:
                 raise _Reject(417, "unsupported Expect")
             expect_continue = not ended
         pairs.append((name, value))
-    if path is not None and len(path) > settings.max_url_bytes:
-        raise _Reject(414, "request target too long")
-    if size > settings.max_header_bytes + settings.max_url_bytes:
-        raise _Reject(431, "request header block too large")
     if method is None or not path:
         raise _Reject(400, "no :method/:path (a plain CONNECT)")  # nginx: "client sent no :path header"
     if authority is None:
@@ -296,6 +295,10 @@ class _Stream:
     def tls(self) -> tuple[str, str]:
         return self.connection.tls()
 
+    @property
+    def passes_backend_server(self) -> bool:
+        return passes_backend_server(self.connection.settings)
+
     def client_certificate(self):
         return self.connection.client_certificate()
 
@@ -316,7 +319,11 @@ class _Stream:
                 block.append((name, value))
         if length is not None and not no_body:
             block.append((b"content-length", b"%d" % length))
-        block.extend(self.connection.settings.identity.pairs(self.connection.clock.seconds()))
+        settings = self.connection.settings
+        if settings.backend_server_header and any(name == b"server" for name, _ in headers):
+            block.extend(settings.identity.date_pairs(self.connection.clock.seconds()))  # the backend's Server instead
+        else:
+            block.extend(settings.identity.pairs(self.connection.clock.seconds()))
         self._head_written = True
         self.connection.send_headers(self.stream_id, block, False)
 
@@ -525,6 +532,7 @@ class H2ServerProtocol(Protocol):
         self._timer = None
         self._going_away = False
         self._last_stream: int | None = None  # set when we sent GOAWAY: later streams are refused
+        self._requests = 0  # streams taken (nginx's keepalive_requests counts them too)
         self._group: ConnectionSet | None = None
 
     # -- connection lifecycle -------------------------------------------------------------
@@ -552,8 +560,9 @@ class H2ServerProtocol(Protocol):
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.http2_max_concurrent_streams,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
+                # what large_client_header_buffers lets through (fits_h2), with RFC 7541's 32 per field
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE:
-                    self.settings.max_header_bytes + self.settings.max_url_bytes,
+                    self.settings.max_header_bytes + 32 * self.settings.max_headers,
                 h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(self.websocket),  # RFC 8441
             },
         )
@@ -604,6 +613,11 @@ class H2ServerProtocol(Protocol):
     def drain(self) -> None:
         """Shutting down: GOAWAY with the last stream id taken; those streams are answered,
         later ones refused (the client retries them elsewhere), then the connection closes."""
+        self._go_away()
+
+    def _go_away(self) -> None:
+        """GOAWAY (NO_ERROR) with the last stream id taken: shutting down, or the connection
+        served its keepalive_requests streams (nginx, as on an HTTP/1.1 connection)."""
         if self.closed or self._last_stream is not None:
             return
         self._last_stream = self.h2.highest_inbound_stream_id
@@ -677,9 +691,22 @@ class H2ServerProtocol(Protocol):
         if self._last_stream is not None and event.stream_id > self._last_stream:
             self.h2_reset(event.stream_id, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY
             return
+        if not fits_h2(event.headers, *self.settings.header_buffers):
+            # nginx: "client sent too large header field" / "too large header": the connection ends
+            log.msg(f"ingressd: HTTP/2 header block beyond large_client_header_buffers from {self.peer_ip}")
+            self.h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM)
+            self.flush()
+            self._unregister()  # TLS waits for producers before closing
+            self.transport.loseConnection()
+            self.closed = True
+            return
         stream = _Stream(self, event.stream_id)
         self.streams[event.stream_id] = stream
         self._cancel_timer()
+        self._requests += 1
+        limit = self.settings.keepalive_requests
+        if limit and self._requests >= limit:
+            self._go_away()  # this stream is still answered; the client opens a new connection
         ended = event.stream_ended is not None
         stream.remote_ended = ended
         try:

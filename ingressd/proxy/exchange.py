@@ -571,6 +571,8 @@ class Exchange:
                 self._upstream_error = not own
                 return
         pairs = from_backend(headers)
+        if self.protocol.passes_backend_server:  # allow-backend-server-header
+            pairs += [pair for pair in headers if pair[0] == b"server"][:1]
         settings = self.upstream_settings
         if settings.response_buffering or settings.limit_rate or _ACCEL_BUFFERING in map(_name, headers):
             self._writer = self._response_writer(headers)
