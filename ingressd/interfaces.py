@@ -44,6 +44,10 @@ class ClientSide(Protocol):
     peer_ip: str  # the address the connection comes from
     scheme: str  # "http" or "https": the listener's
     server_port: int  # the local port the connection came in on
+    # Optional (absent: unknown): the client's port and the local address the connection came
+    # in on (nginx's $remote_port and $server_addr: FastCGI's REMOTE_PORT and SERVER_ADDR).
+    peer_port: int
+    server_ip: str
     closed: bool  # the connection is gone (nothing more can be written)
     # Whether the peer is a trusted proxy (proxy-real-ip-cidr): the proxy's (policy, answer),
     # decided once per connection and forwarding policy, None until then.
