@@ -42,7 +42,7 @@ def parse_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
     status = None
     location = False
     headers: list[tuple[bytes, bytes]] = []
-    for line in head.split(b"\n"):
+    for line in head.split(b"\n") if head else ():
         line = line[:-1] if line.endswith(b"\r") else line
         name, colon, value = line.partition(b":")
         name = name.lower()
@@ -217,10 +217,13 @@ class FastCGIConnection(Protocol):
             return
         head = self._head
         head += content
-        end, skip = head.find(b"\r\n\r\n"), 4
-        lf_end = head.find(b"\n\n")
-        if lf_end >= 0 and (end < 0 or lf_end < end):
-            end, skip = lf_end, 2
+        if head.startswith(b"\r\n") or head.startswith(b"\n"):  # no header at all
+            end, skip = 0, 2 if head[0] == 13 else 1
+        else:
+            end, skip = head.find(b"\r\n\r\n"), 4
+            lf_end = head.find(b"\n\n")
+            if lf_end >= 0 and (end < 0 or lf_end < end):
+                end, skip = lf_end, 2
         if end < 0:
             if len(head) > HEAD_LIMIT:
                 self._invalid("too big header")
