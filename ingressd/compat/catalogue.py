@@ -250,9 +250,8 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("fastcgi-index", IMPLEMENTED, _C, requires=_PROTOCOL,
       note="appended to a URI ending in / for SCRIPT_NAME ($fastcgi_script_name), as nginx's fastcgi_index"),
     E("fastcgi-params-configmap", PARTIAL, _C, requires=_PROTOCOL,
-      note="watched; values may use the variables nginx's fastcgi_params uses and $uri, $args, $is_args, $host, "
-           "$request_id, $http_NAME, $arg_NAME (another variable refuses the Ingress, as nginx -t would fail); "
-           "a missing ConfigMap answers 503"),
+      note="values may use the variables of nginx's fastcgi_params, $uri, $args, $is_args, $host, $request_id, "
+           "$http_NAME and $arg_NAME; another refuses the Ingress (nginx -t fails on it)"),
     E("ssl-passthrough", PARTIAL, _C, "false", BOOL,
       note="needs --enable-ssl-passthrough, as in ingress-nginx; without it the Ingress is not served (ingress-nginx "
            "would terminate the host's TLS itself); TLS goes to the Service's ready endpoints (ingress-nginx: its "
