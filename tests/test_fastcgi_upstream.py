@@ -231,6 +231,12 @@ def test_header_params():
         (b"HTTP_CONTENT_TYPE", b"x"), (b"HTTP_X_A_B", b"1")]
 
 
+def test_header_names_nginx_ignores_cannot_pass_for_another_header():
+    # x_real_ip would become HTTP_X_REAL_IP, as X-Real-IP does: nginx ignores such names
+    assert header_params([(b"x_real_ip", b"6.6.6.6"), (b"x.real.ip", b"6"), (b":authority", b"a"),
+                          (b"x-real-ip", b"1.2.3.4")]) == [(b"HTTP_X_REAL_IP", b"1.2.3.4")]
+
+
 def test_a_buffered_chunked_body_is_given_its_length_a_streamed_one_the_clients():
     exchange = Exchange(method=b"POST", headers=[(b"transfer-encoding", b"chunked")])
     assert dict(cgi_params(exchange, None, 12))[b"CONTENT_LENGTH"] == b"12"

@@ -6,8 +6,9 @@ ingress-nginx's FCGI location is ``include /etc/nginx/fastcgi_params;`` (nginx's
 text with ``$variables``. ``FastCGI`` is a route's part of that, compiled when routes are
 built (an unknown variable is refused then, as ``nginx -t`` refuses it); ``cgi_params`` makes
 the pairs sent for one request. nginx also passes every request header as ``HTTP_NAME``
-(``fastcgi_pass_request_headers on``), same-named ones joined, as nginx 1.23+ does; the
-``Proxy`` header is not passed (httpoxy: nginx's own advice is ``fastcgi_param HTTP_PROXY ""``).
+(``fastcgi_pass_request_headers on``), same-named ones joined, as nginx 1.23+ does; names
+nginx ignores (an underscore or another character than letters, digits and ``-``) and the
+``Proxy`` header are not passed (httpoxy: nginx's own advice is ``fastcgi_param HTTP_PROXY ""``).
 A ConfigMap key replaces the stock parameter of the same name (php-fpm keeps the last of two).
 """
 
@@ -106,8 +107,13 @@ _DEFAULT = FastCGI()
 _STOCK = tuple((name, compile_value(value)) for name, value in STOCK)
 
 
+_HEADER_NAME = re.compile(rb"^[a-z0-9-]+$")  # nginx's valid header names (ignore_invalid_headers on)
+
+
 def _header_param(name: bytes) -> bytes | None:
-    if name.startswith(b":") or name == b"proxy":
+    # A name nginx ignores (``x_real_ip`` would pass for X-Real-IP's HTTP_X_REAL_IP), a pseudo-header,
+    # and Proxy (httpoxy) are not passed.
+    if name == b"proxy" or not _HEADER_NAME.match(name):
         return None
     return b"HTTP_" + name.upper().replace(b"-", b"_")
 
