@@ -137,7 +137,7 @@ def test_check_gives_the_answer_the_server_gives(tmp_path):
     report = json.loads(out.getvalue())
     not_served = {(i["namespace"], i["name"]) for i in report["ingresses"] if i["verdict"] == "not-served"}
     served = {(i["namespace"], i["name"]) for i in report["ingresses"] if i["verdict"] != "not-served"}
-    assert len(not_served) > 15 and len(served) > 5
+    assert len(not_served) >= 15 and len(served) > 5  # 15 since FastCGI's Ingress is served
     assert not_served == refused
     with_rules = {key for key in served if key in routed}
     assert with_rules == served, served - routed  # every Ingress check calls served has routes
