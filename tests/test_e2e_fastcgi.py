@@ -9,9 +9,11 @@ the parameters it was given and the body it read.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -20,6 +22,8 @@ import pytest
 
 from harness import INGRESS_CLASS, Ingressd, free_port, ingress, service, wait_for, write_manifests
 from php_fpm import PhpFpm
+
+from ingressd.proxy import fastcgi_records as records
 
 pytestmark = pytest.mark.slow
 N = "nginx.ingress.kubernetes.io/"
@@ -31,7 +35,58 @@ def params_map(fpm, script="echo.php", extra=None):
             "data": {"SCRIPT_FILENAME": fpm.script(script), "APP_STAGE": "one", **(extra or {})}}
 
 
-def objects(fpm, stage="one"):
+class RogueApplication:
+    """A FastCGI application that misbehaves as its request's path says (the record reader's and
+    the CGI head's refusals, end to end): it reads the request's records, then answers."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(32)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        reader = records.RecordReader(accepted=frozenset((records.BEGIN_REQUEST, records.PARAMS, records.STDIN)))
+        params, done = b"", False
+        with conn:
+            conn.settimeout(20)
+            while not done:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                for kind, content in reader.feed(data):
+                    if kind == records.PARAMS:
+                        params += content
+                    elif kind == records.STDIN and not content:
+                        done = True
+            path = dict(records.decode_params(params))[b"DOCUMENT_URI"]
+            end = records.record(records.END_REQUEST, records.end_request_body(0))
+            out = {
+                b"/bad-version": b"\x02" + records.record(records.STDOUT, b"X: 1\r\n\r\n")[1:],
+                b"/management-record": records.record(10, b"", request_id=0),
+                b"/huge-head": records.record(records.STDOUT, b"X-Big: " + b"a" * 8000 + b"\r\n\r\n") + end,
+                b"/overloaded": records.record(records.END_REQUEST,
+                                               records.end_request_body(0, records.OVERLOADED)),
+                b"/no-head": end,
+                b"/truncated": records.record(records.STDOUT, b"Content-Type: text/plain\r\n\r\npart"),
+                b"/fine": records.record(records.STDOUT, b"Status: 202\r\n\r\nfine") + end,
+            }[path]
+            conn.sendall(out)
+
+    def stop(self):
+        self.sock.close()
+
+
+def objects(fpm, stage="one", rogue_port=None):
     with_params = {**FCGI, N + "fastcgi-index": "index.php", N + "fastcgi-params-configmap": "fastcgi-params"}
     slow_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "slow-params", "namespace": "default"},
                 "data": {"SCRIPT_FILENAME": fpm.script("slow.php")}}
@@ -49,6 +104,8 @@ def objects(fpm, stage="one"):
         ingress("missing", [("missing.test", [("/", "Prefix", "php", 9000)])],
                 annotations={**FCGI, N + "fastcgi-params-configmap": "absent"}),
         ingress("dead", [("dead.test", [("/", "Prefix", "dead", 9000)])], annotations=FCGI),
+        *service("rogue", [("fastcgi", 9000, rogue_port or free_port())]),
+        ingress("rogue", [("rogue.test", [("/", "Prefix", "rogue", 9000)])], annotations=FCGI),
     ]
 
 
@@ -58,13 +115,16 @@ def world(tmp_path_factory):
         pytest.fail("curl is needed (.ci/run installs it)")
     root = tmp_path_factory.mktemp("fastcgi")
     fpm = PhpFpm(root / "fpm")
+    rogue = RogueApplication()
     manifests = root / "manifests"
     manifests.mkdir()
-    write_manifests(manifests / "all.yaml", objects(fpm))
+    write_manifests(manifests / "all.yaml", objects(fpm, rogue_port=rogue.port))
     proc = Ingressd(manifests)
+    proc.rogue_port = rogue.port
     yield proc, fpm, manifests
     proc.stop()
     fpm.stop()
+    rogue.stop()
 
 
 class Curl:
@@ -221,8 +281,44 @@ def test_a_configmap_change_applies_live_without_dropping_connections(world, tmp
             return json.loads(response.read())["params"]["APP_STAGE"]
 
         assert stage() == "one"
-        write_manifests(manifests / "all.yaml", objects(fpm, stage="two"))
+        write_manifests(manifests / "all.yaml", objects(fpm, stage="two", rogue_port=proc.rogue_port))
         wait_for(lambda: stage() == "two", "the new fastcgi params", timeout=30)  # the same connection throughout
     finally:
         connection.close()
-        write_manifests(manifests / "all.yaml", objects(fpm))
+        write_manifests(manifests / "all.yaml", objects(fpm, rogue_port=proc.rogue_port))
+
+
+def test_http2_over_tls_tells_the_script_so(world, tmp_path):
+    proc, _, _ = world
+    out = subprocess.run(
+        ["curl", "-sS", "-k", "--http2", "--max-time", "30", "--resolve", f"php.test:{proc.https_port}:127.0.0.1",
+         "-w", "\n%{http_version}", f"https://php.test:{proc.https_port}/h2/?q=1"],
+        capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    body, _, version = out.stdout.rpartition(b"\n")
+    assert version == b"2"
+    params = json.loads(body)["params"]
+    assert params["SERVER_PROTOCOL"] == "HTTP/2.0"
+    assert params["HTTPS"] == "on" and params["REQUEST_SCHEME"] == "https"
+    assert params["SERVER_PORT"] == str(proc.https_port)
+    assert params["SCRIPT_NAME"] == "/h2/index.php"
+
+
+@pytest.mark.parametrize("path", ["/bad-version", "/management-record", "/huge-head", "/overloaded", "/no-head"])
+def test_a_misbehaving_application_is_a_bad_gateway(world, tmp_path, path):
+    proc, _, _ = world
+    assert curl(proc, "rogue.test", path, tmp=tmp_path).status == 502
+    assert curl(proc, "rogue.test", "/fine", tmp=tmp_path).status == 202  # each request its own connection
+
+
+def test_an_application_that_closes_mid_body_drops_the_response(world):
+    proc, _, _ = world
+    connection = http.client.HTTPConnection("127.0.0.1", proc.http_port, timeout=30)
+    try:
+        connection.request("GET", "/truncated", headers={"Host": "rogue.test"})
+        response = connection.getresponse()
+        assert response.status == 200
+        with pytest.raises(http.client.IncompleteRead):  # never a complete-looking answer
+            response.read()
+    finally:
+        connection.close()
