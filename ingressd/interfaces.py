@@ -182,7 +182,8 @@ class UpstreamConnection(Protocol):
         append to the list); ``body_length`` None for no body, ``upstream.STREAMED`` for a
         body of unknown length, else its length; ``version``: the HTTP version of the request
         (``proxy-http-version``; after a 1.0 request the connection is not reused). The exchange
-        then streams the body."""
+        then streams the body. ``exchange`` is a ``RequestView`` too: a protocol that tells its
+        backend about the request otherwise than in headers (FastCGI's parameters) reads it there."""
 
     def send_body(self, data: bytes) -> None: ...
 
