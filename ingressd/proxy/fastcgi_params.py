@@ -196,7 +196,7 @@ class _Variables:
             return b"%d" % exchange.server_port
         if name == "server_name":
             host = exchange.route.host if exchange.route is not None else ""
-            return (host or "_").encode("idna" if not host.isascii() else "ascii", "replace")
+            return (host or "_").encode("ascii", "replace")  # Ingress hosts are ASCII (IDNs as punycode)
         if name == "host":
             return (exchange.host or "").encode("ascii", "replace")
         if name == "server_software":
