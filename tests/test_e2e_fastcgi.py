@@ -322,3 +322,19 @@ def test_an_application_that_closes_mid_body_drops_the_response(world):
             response.read()
     finally:
         connection.close()
+
+
+def test_a_client_cannot_set_the_applications_parameters(world, tmp_path):
+    proc, fpm, _ = world
+    answer = curl(proc, "php.test", "/a.php", "-H", "Script-Filename: /etc/passwd", "-H", "Remote-Addr: 6.6.6.6",
+                  "-H", "Proxy: http://evil.example:3128", tmp=tmp_path / "a")
+    params = answer.json()["params"]
+    assert params["SCRIPT_FILENAME"] == fpm.script("echo.php")
+    assert params["HTTP_SCRIPT_FILENAME"] == "/etc/passwd"  # a header is only ever an HTTP_* parameter
+    assert params["REMOTE_ADDR"] == "127.0.0.1"
+    assert "HTTP_PROXY" not in params  # httpoxy
+    # a header name with an underscore would pass for another's HTTP_* name: never passed
+    underscored = curl(proc, "php.test", "/a.php", "-H", "X_Real_Ip: 6.6.6.6", tmp=tmp_path / "b")
+    assert underscored.status == 400 or "HTTP_X_REAL_IP" not in underscored.json()["params"]
+    # an encoded NUL cannot cut the script's name short (php's old "x.php%00.jpg")
+    assert curl(proc, "php.test", "/index.php%00.jpg", tmp=tmp_path / "c").status == 400
