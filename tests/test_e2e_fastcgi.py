@@ -285,7 +285,10 @@ def test_a_configmap_change_applies_live_without_dropping_connections(world, tmp
         wait_for(lambda: stage() == "two", "the new fastcgi params", timeout=30)  # the same connection throughout
     finally:
         connection.close()
+        # back as the module's other tests expect it (they may run after this one, in any order)
         write_manifests(manifests / "all.yaml", objects(fpm, rogue_port=proc.rogue_port))
+        wait_for(lambda: proc.get("/live.php", host="php.test").json()["params"]["APP_STAGE"] == "one",
+                 "the first fastcgi params again", timeout=30)
 
 
 def test_http2_over_tls_tells_the_script_so(world, tmp_path):
