@@ -30,6 +30,7 @@ from ingressd.proxy.subrequest import SubrequestError, SubResponse, TargetURL, p
 from ingressd.tls.client_auth import ClientAuth, ClientAuthError, ClientCertificate, load_client_auth
 from ingressd.tls.settings import HostTLS, parse_ciphers
 from ingressd.proxy.next_upstream import NextUpstream, parse_conditions as parse_next_upstream
+from ingressd.proxy.fastcgi_params import FastCGI, FastCGIParamError
 from ingressd import snippets
 from ingressd.snippets import SnippetError, parse_snippet
 
@@ -42,6 +43,8 @@ __all__ = [
     "AnnotationError",
     "BackendTLS",
     "BuildContext",
+    "FastCGI",
+    "FastCGIParamError",
     "ForwardedRequest",
     "ClientAuth",
     "ClientAuthError",

@@ -271,6 +271,7 @@ class UpstreamSettings:
     limit_rate: int | None = None  # bytes per second to the client (limit-rate); 0: no limit
     limit_rate_after: int | None = None  # bytes sent at full speed first (limit-rate-after)
     next_upstream: Any = None  # proxy.next_upstream.NextUpstream: when a request goes to the next endpoint
+    fastcgi: Any = None  # FCGI backends: proxy.fastcgi_params.FastCGI (fastcgi-index, fastcgi-params-configmap)
 
     def over(self, base: "UpstreamSettings | None") -> "UpstreamSettings":
         """These settings, with ``base``'s where these say None."""
@@ -283,7 +284,7 @@ class UpstreamSettings:
         return (self.connect_timeout, self.read_timeout, self.send_timeout, self.max_body_size, self.protocol,
                 self.tls, self.http_version, self.request_buffering, self.body_buffer_size, self.response_buffering,
                 self.response_memory, self.max_temp_file_size, self.limit_rate, self.limit_rate_after,
-                self.next_upstream)
+                self.next_upstream, self.fastcgi)
 
     def apply_to(self, exchange: Any) -> None:
         """Set the fields these give on an object with the same attributes (a test's fake
@@ -291,7 +292,7 @@ class UpstreamSettings:
         for name in ("connect_timeout", "read_timeout", "send_timeout", "max_body_size", "protocol", "tls",
                      "http_version", "request_buffering", "body_buffer_size", "response_buffering",
                      "response_memory", "max_temp_file_size", "limit_rate", "limit_rate_after",
-                     "next_upstream"):
+                     "next_upstream", "fastcgi"):
             value = getattr(self, name)
             if value is not None:
                 setattr(exchange, name, value)

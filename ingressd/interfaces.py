@@ -47,6 +47,10 @@ class ClientSide(Protocol):
     peer_ip: str  # the address the connection comes from
     scheme: str  # "http" or "https": the listener's
     server_port: int  # the local port the connection came in on
+    # Optional (absent: unknown): the client's port and the local address the connection came
+    # in on (nginx's $remote_port and $server_addr: FastCGI's REMOTE_PORT and SERVER_ADDR).
+    peer_port: int
+    server_ip: str
     closed: bool  # the connection is gone (nothing more can be written)
     # Whether the peer is a trusted proxy (proxy-real-ip-cidr): the proxy's (policy, answer),
     # decided once per connection and forwarding policy, None until then.
@@ -184,7 +188,8 @@ class UpstreamConnection(Protocol):
         append to the list); ``body_length`` None for no body, ``upstream.STREAMED`` for a
         body of unknown length, else its length; ``version``: the HTTP version of the request
         (``proxy-http-version``; after a 1.0 request the connection is not reused). The exchange
-        then streams the body."""
+        then streams the body. ``exchange`` is a ``RequestView`` too: a protocol that tells its
+        backend about the request otherwise than in headers (FastCGI's parameters) reads it there."""
 
     def send_body(self, data: bytes) -> None: ...
 

@@ -41,6 +41,7 @@ from ingressd.features import UpstreamSettings
 from ingressd.proxy.http1_upstream import HTTP1Upstream
 from ingressd.proxy.subrequest import SubrequestClient
 from ingressd.proxy.h2_upstream import H2Upstream
+from ingressd.proxy.fastcgi_upstream import FastCGIUpstream
 from ingressd.l4.manager import l4_manager
 from ingressd.proxy.transport import parse_tcp
 
@@ -74,6 +75,7 @@ class IngressdService(MultiService):
         self.upstreams = {self.pool.name: self.pool, self.https_pool.name: self.https_pool}
         for grpc in (H2Upstream(reactor), H2Upstream(reactor, tls=True)):  # GRPC, GRPCS
             self.upstreams[grpc.name] = grpc
+        self.upstreams["FCGI"] = FastCGIUpstream(reactor)  # backend-protocol: FCGI
         upstream = UpstreamSettings(
             connect_timeout=float(settings.get("proxy_connect_timeout", DEFAULT_UPSTREAM.connect_timeout)),
             read_timeout=float(settings.get("proxy_read_timeout", DEFAULT_UPSTREAM.read_timeout)),

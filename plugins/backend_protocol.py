@@ -5,10 +5,11 @@ As ingress-nginx (internal/ingress/annotations/backendprotocol, proxyssl; nginx.
 - ``backend-protocol``: ``HTTP`` (the default), ``HTTPS`` (TLS to the backend), ``AUTO_HTTP``
   (as the client came: ``proxy_pass $scheme://``), ``GRPC`` (HTTP/2 in clear, prior
   knowledge: ``grpc_pass grpc://``), ``GRPCS`` (HTTP/2 over TLS, ALPN h2, with the
-  ``proxy-ssl-*`` settings: ``grpc_pass grpcs://``), ``FCGI``; any case; a value
+  ``proxy-ssl-*`` settings: ``grpc_pass grpcs://``), ``FCGI`` (FastCGI: ``fastcgi_pass``,
+  ``ingressd.proxy.fastcgi_upstream``; ``fastcgi-*`` in ``plugins/fastcgi.py``); any case; a value
   ingress-nginx does not know is ``HTTP``, as there. The route's ``UpstreamSettings.protocol``
   says it (GRPC and GRPCS: ``ingressd.proxy.h2_upstream``); a protocol the server does not
-  speak (FCGI) rejects the Ingress when the route table is built, never served another way.
+  speak rejects the Ingress when the route table is built, never served another way.
 - ``proxy-ssl-*`` take effect only with ``proxy-ssl-secret`` (``namespace/name``; ingress-nginx
   stops reading the others when it is absent): the Secret's ``ca.crt`` is trusted, its
   ``tls.crt``/``tls.key`` (if any) are the client certificate; ``proxy-ssl-verify`` ``on``
@@ -98,7 +99,7 @@ class Backend:
 @hookimpl
 def ingressd_annotations():
     return [
-        Annotation("backend-protocol", _parse_protocol, "HTTP", "HTTP, HTTPS, AUTO_HTTP, GRPC, GRPCS (FCGI: refused)"),
+        Annotation("backend-protocol", _parse_protocol, "HTTP", "HTTP, HTTPS, AUTO_HTTP, GRPC, GRPCS, FCGI"),
         Annotation("proxy-ssl-secret", _parse_secret, None, "namespace/name: ca.crt (and tls.crt, tls.key) for HTTPS backends",
                    resolve="secret"),
         Annotation("proxy-ssl-verify", _on_off("off"), "off", "on: verify the HTTPS backend's certificate"),

@@ -240,13 +240,18 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("use-port-in-redirects", IMPLEMENTED, _H, "false", BOOL,
       note="applies to the redirects ingressd makes as nginx would (permanent/temporal-redirect, snippets)"),
     E(_PROTOCOL, IMPLEMENTED, _C, "HTTP", WORD,
-      note="HTTP, HTTPS, AUTO_HTTP, GRPC (HTTP/2 in clear) and GRPCS (HTTP/2 over TLS, proxy-ssl-*); an "
-           "Ingress asking for FCGI is rejected with a message saying so (not served another way). A gRPC "
+      note="HTTP, HTTPS, AUTO_HTTP, GRPC (HTTP/2 in clear), GRPCS (HTTP/2 over TLS, proxy-ssl-*) and FCGI "
+           "(FastCGI responder, a connection per request as fastcgi_keep_conn off; nginx's fastcgi_params, but "
+           "SERVER_SOFTWARE is ingressd, a client's Proxy header is not passed as HTTP_PROXY (httpoxy), and the "
+           "route's proxy-*-timeout apply where nginx keeps fastcgi_*_timeout at 60s). A gRPC "
            "call ingressd answers itself (dead backend, timeout, 503…) gets HTTP 200 with grpc-status in "
            "trailers (the code a gRPC client derives from nginx's HTTP error; grpc-timeout passed: "
            "DEADLINE_EXCEEDED); gRPC routes are reached over TLS (ALPN h2) or HTTP/1.1, not h2c"),
-    E("fastcgi-index", NOT_YET, _C, requires=_PROTOCOL),
-    E("fastcgi-params-configmap", NOT_YET, _C, requires=_PROTOCOL),
+    E("fastcgi-index", IMPLEMENTED, _C, requires=_PROTOCOL,
+      note="appended to a URI ending in / for SCRIPT_NAME ($fastcgi_script_name), as nginx's fastcgi_index"),
+    E("fastcgi-params-configmap", PARTIAL, _C, requires=_PROTOCOL,
+      note="values may use the variables of nginx's fastcgi_params, $uri, $args, $is_args, $host, $request_id, "
+           "$http_NAME and $arg_NAME; another refuses the Ingress (nginx -t fails on it)"),
     E("ssl-passthrough", PARTIAL, _C, "false", BOOL,
       note="needs --enable-ssl-passthrough, as in ingress-nginx; without it the Ingress is not served (ingress-nginx "
            "would terminate the host's TLS itself); TLS goes to the Service's ready endpoints (ingress-nginx: its "

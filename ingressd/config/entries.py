@@ -33,7 +33,7 @@ AUTO_HTTP = "AUTO_HTTP"
 GRPC, GRPCS = "GRPC", "GRPCS"  # HTTP/2 in clear, HTTP/2 over TLS (proxy/h2_upstream.py)
 # What a server speaks (IngressdService.upstreams, and AUTO_HTTP made of its two): what
 # ``ingressd check`` and the testing harness build with too.
-SPOKEN = frozenset((HTTP, HTTPS, AUTO_HTTP, GRPC, GRPCS))
+SPOKEN = frozenset((HTTP, HTTPS, AUTO_HTTP, GRPC, GRPCS, "FCGI"))  # FCGI: proxy/fastcgi_upstream.py
 
 
 class RouteEntry:

@@ -63,6 +63,11 @@ def addresses(transport) -> tuple[str, int]:
     return getattr(transport.getPeer(), "host", ""), getattr(transport.getHost(), "port", 0)
 
 
+def other_ends(transport) -> tuple[int, str]:
+    """The client's port and the local address it connected to (nginx's $remote_port, $server_addr)."""
+    return getattr(transport.getPeer(), "port", 0), getattr(transport.getHost(), "host", "")
+
+
 class _Reject(Exception):
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
@@ -192,6 +197,7 @@ class HTTP1ServerProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.peer_ip, self.server_port = addresses(self.transport)
+        self.peer_port, self.server_ip = other_ends(self.transport)
         self.transport.registerProducer(self, True)
         self._registered = True
         try:

@@ -40,7 +40,7 @@ from zope.interface import implementer
 from ingressd.drain import ConnectionSet
 from ingressd.http import extended_connect
 from ingressd.http.head_buffers import fits_h2
-from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page, passes_backend_server
+from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page, other_ends, passes_backend_server
 from ingressd.tls.client_auth import client_certificate
 from ingressd.tls.facts import tls_facts
 
@@ -195,6 +195,7 @@ class _Stream:
         self.stream_id = stream_id
         self.peer_ip = connection.peer_ip
         self.server_port = connection.server_port
+        self.peer_port, self.server_ip = getattr(connection, "peer_port", 0), getattr(connection, "server_ip", "")
         self.scheme = connection.scheme
         self.request: H2Request | None = None
         self.exchange = None
@@ -553,6 +554,7 @@ class H2ServerProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.peer_ip, self.server_port = addresses(self.transport)
+        self.peer_port, self.server_ip = other_ends(self.transport)
         self.transport.registerProducer(self, True)
         self._registered = True
         self.h2.local_settings = h2.settings.Settings(
