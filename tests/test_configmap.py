@@ -116,7 +116,7 @@ def test_unknown_and_harmless_keys_warn_once_each():
 
 
 @pytest.mark.parametrize("data, words", [
-    ({"no-auth-locations": "/public"}, "no-auth-locations is not supported"),
+    ({"enable-owasp-modsecurity-crs": "true"}, "enable-owasp-modsecurity-crs is not supported"),
     ({"enable-modsecurity": "true"}, "let in clients it keeps out"),
     ({"http-snippet": "more_set_headers x;"}, "never supported"),
     ({"proxy-body-size": "lots"}, "proxy-body-size"),
@@ -305,10 +305,10 @@ def test_check_reads_the_configmap_from_its_input():
     status, report = _check(*world, args=("--configmap", NAME))
     assert status == 0
     assert any("use-gzip" in problem for problem in report["problems"])
-    status, report = _check(*WORLD, app(), configmap({"no-auth-locations": "/public"}),
+    status, report = _check(*WORLD, app(), configmap({"enable-owasp-modsecurity-crs": "true"}),
                             args=("--nginx-configmap", NAME))
     assert status == 1
-    assert "no-auth-locations" in " ".join(report["ingresses"][0]["reasons"])
+    assert "enable-owasp-modsecurity-crs" in " ".join(report["ingresses"][0]["reasons"])
 
 
 def test_the_option_and_its_ingress_nginx_alias():

@@ -59,6 +59,10 @@ CORE_CHECKS: tuple[Callable[[Mapping[str, Any]], Any], ...] = (ForwardingPolicy.
 # reads (as pairs): read with the controller ConfigMap, so a change of either applies live.
 REFERENCE_KEYS = ("add-headers", "proxy-set-headers")
 
+# Keys whose empty value is a value, not the default (ingress-nginx reads "" as an empty list):
+# no-auth-locations "" exempts nothing, where the default exempts ACME challenges.
+EMPTY_IS_A_VALUE = frozenset(("no-auth-locations",))
+
 # annotations-risk-level: ingress-nginx's levels, lowest first; snippets are Critical.
 RISK_LEVELS = ("Low", "Medium", "High", "Critical")
 _HONOURED_RISK_LEVELS = ("High", "Critical")
@@ -110,7 +114,8 @@ def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Seque
         if entry is None:
             warnings.append(f"{where} is not an ingress-nginx ConfigMap key; ignored")
             continue
-        if not value or (entry.default is not None and same_value(entry, value, entry.default)):
+        if (not value and key not in EMPTY_IS_A_VALUE) or (entry.default is not None and value
+                                                             and same_value(entry, value, entry.default)):
             if key == "annotations-risk-level" and value:
                 risk_level = _risk_level(value) or risk_level
             continue  # ingress-nginx's default asks for nothing
