@@ -23,7 +23,7 @@ ACCESS_LOG = frozenset({"access_log_format", "log_format_upstream", "log_format_
                         "log_format_escape_none", "skip_access_log_urls", "disable_access_log"})
 # The backend connection pools' keep-alive limits (HTTP1Upstream.use_limits): read at the next release.
 UPSTREAM_KEEPALIVE = frozenset({"upstream_keepalive_connections", "upstream_keepalive_timeout",
-                                "upstream_keepalive_requests"})
+                                "upstream_keepalive_requests", "upstream_keepalive_time"})
 LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE  # settings a running server takes over
 _NOT_OPTIONS = frozenset({"config", "worker_id"})  # not compared: where options come from, internal
 

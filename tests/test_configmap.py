@@ -673,6 +673,7 @@ def test_the_pool_closes_a_connection_after_max_requests_and_takes_new_limits():
     class Connection:
         def __init__(self):
             self.connected, self.key, self.served, self.transport = True, ("127.0.0.1", 80), 0, Transport()
+            self.opened_at = 0.0
 
     clock = Clock()
     pool = HTTP1Upstream(clock, max_idle_per_endpoint=4, idle_timeout=60, max_requests=2)

@@ -44,6 +44,7 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "upstream-keepalive-connections": lambda text: _at_least(int(text), 0),  # HTTP1Upstream.use_limits
     "upstream-keepalive-timeout": lambda text: _at_least(parse_duration(text), 0),
     "upstream-keepalive-requests": lambda text: _at_least(int(text), 0),
+    "upstream-keepalive-time": parse_time,  # nginx time (1h): HTTP1Upstream.use_limits' max_age
 })
 def _at_least(value, low):
     if value < low:
