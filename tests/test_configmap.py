@@ -243,7 +243,7 @@ def test_a_key_stands_in_for_the_annotation_and_the_annotation_wins():
 def test_a_refused_change_keeps_the_previous_version_and_says_why():
     server = _Server(*WORLD, app(), configmap({"proxy-body-size": "8m"}))
     generation = server.state.generation
-    server.put(configmap({"proxy-body-size": "3m", "limit-conn-zone-variable": "$host"}))
+    server.put(configmap({"proxy-body-size": "3m", "limit-conn-zone-variable": "$connection"}))
     assert server.values()["proxy-body-size"] == 8 * 1024 * 1024  # the previous version
     reasons = [str(r) for r in server.state.config.rejections if r.ref.kind == "ConfigMap"]
     assert reasons and "change refused" in reasons[0] and "limit-conn-zone-variable" in reasons[0]

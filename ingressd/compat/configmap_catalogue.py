@@ -195,7 +195,7 @@ KEYS: Mapping[str, Key] = _keys(
     K('upstream-keepalive-time', IMPLEMENTED, _H, '1h', TEXT, maps='setting:upstream-keepalive-time', note="nginx's keepalive_time: a backend connection opened that long ago is closed once its request is done, not reused; applied live"),
     K('upstream-keepalive-timeout', IMPLEMENTED, _H, '60', INT, maps='setting:upstream-keepalive-timeout', note="seconds an idle backend connection is kept"),
     K('upstream-keepalive-requests', IMPLEMENTED, _H, '10000', INT, maps='setting:upstream-keepalive-requests', note="requests a backend connection serves before it is closed"),
-    K('limit-conn-zone-variable', NOT_YET, _N, '$binary_remote_addr', TEXT, note='limit-connections counts per client address'),
+    K('limit-conn-zone-variable', IMPLEMENTED, _N, '$binary_remote_addr', TEXT, maps='setting:limit-conn-zone-variable', note="what limit-connections, limit-rps and limit-rpm count by (ingress-nginx's $limit_ID map): nginx variables ($http_NAME, $cookie_NAME, $arg_NAME, $host, $remote_addr…); one ingressd cannot evaluate refuses the ConfigMap; an empty key is not counted; limit-allowlist still checks the client address"),
     K('proxy-stream-timeout', PARTIAL, _H, '600s', TEXT, maps='option:proxy-stream-timeout', note='TCP/UDP services; read at start from --proxy-stream-timeout (seconds); a different value here is reported as needing a restart with that option'),
     K('proxy-stream-next-upstream', NOT_YET, _H, 'true', BOOL, note='TCP/UDP services'),
     K('proxy-stream-next-upstream-timeout', NOT_YET, _H, '600s', TEXT, note='TCP/UDP services'),
