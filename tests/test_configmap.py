@@ -106,11 +106,11 @@ def test_annotation_defaults_settings_and_defaults_that_ask_nothing():
 
 
 def test_unknown_and_harmless_keys_warn_once_each():
-    reading = _read({"no-such-key": "1", "use-gzip": "true", "keep-alive": "30"})
+    reading = _read({"no-such-key": "1", "enable-opentelemetry": "true", "keep-alive": "30"})
     assert reading.usable
     text = "\n".join(reading.warnings)
     assert "no-such-key is not an ingress-nginx ConfigMap key" in text
-    assert "use-gzip is not supported" in text
+    assert "enable-opentelemetry is not supported" in text
     assert "keep-alive: '30' needs a restart" in text and "--keepalive-timeout" in text
     assert len(reading.warnings) == 3
 
@@ -301,10 +301,10 @@ def _check(*objects, args=()):
 
 
 def test_check_reads_the_configmap_from_its_input():
-    world = [*WORLD, app(), configmap({"proxy-body-size": "8m", "use-gzip": "true"})]
+    world = [*WORLD, app(), configmap({"proxy-body-size": "8m", "enable-opentelemetry": "true"})]
     status, report = _check(*world, args=("--configmap", NAME))
     assert status == 0
-    assert any("use-gzip" in problem for problem in report["problems"])
+    assert any("enable-opentelemetry" in problem for problem in report["problems"])
     status, report = _check(*WORLD, app(), configmap({"enable-owasp-modsecurity-crs": "true"}),
                             args=("--nginx-configmap", NAME))
     assert status == 1
@@ -426,7 +426,7 @@ def test_controller_class_makes_ingress_nginx_s_ingressclass_ours():
 # -- a ConfigMap from a real Helm installation ----------------------------------------------------
 
 # Keys of the Helm ConfigMap ingressd ignores harmlessly today: each warns, nothing else does.
-HELM_EXPECTED_WARNINGS = {"use-gzip", "large-client-header-buffers"}
+HELM_EXPECTED_WARNINGS = {"large-client-header-buffers"}
 
 
 def test_a_helm_installation_s_configmap_loads_with_no_unexpected_warning():
@@ -443,6 +443,7 @@ def test_a_helm_installation_s_configmap_loads_with_no_unexpected_warning():
     assert settings["use-forwarded-headers"] is True and settings["proxy-real-ip-cidr"] == ("10.0.0.0/8",)
     assert settings["compute-full-forwarded-for"] is True and settings["enable-real-ip"] is True
     assert settings["log-format-escape-json"] is True and settings["log-format-upstream"].startswith('{"time"')
+    assert settings["use-gzip"] is True
 
 
 # -- block-cidrs, block-user-agents, block-referers ------------------------------------------------
