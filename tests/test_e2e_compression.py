@@ -184,3 +184,35 @@ def test_compression_switched_on_live_as_nginx_compresses_and_streams_events(tmp
     finally:
         proc.stop()
         origin.stop()
+
+
+def test_compression_over_http2_with_curl(tmp_path):
+    """The same answers over HTTP/2 (TLS, ALPN h2): DATA frames without a content-length."""
+    import certs
+
+    origin = Origin()
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    leaf = certs.make_leaf("h2.test", issuer=certs.make_ca())
+    write_manifests(manifests / "all.yaml", [
+        INGRESS_CLASS, *service("web", [("http", 80, origin.port)]), configmap(ON),
+        certs.secret_manifest("default", "h2", leaf.cert_pem, leaf.key_pem()),
+        ingress("h2", [("h2.test", [("/", "Prefix", "web", 80)])], tls=[{"hosts": ["h2.test"], "secretName": "h2"}]),
+    ])
+    proc = Ingressd(manifests, ["--nginx-configmap", CM])
+    try:
+        def curl(*flags):
+            return subprocess.run(["curl", "-sS", "-k", "--http2", "--max-time", "10", "--resolve",
+                                   f"h2.test:{proc.https_port}:127.0.0.1", "-D", "-", *flags,
+                                   f"https://h2.test:{proc.https_port}/text"], capture_output=True, timeout=30)
+
+        out = curl("--compressed")
+        head, _, content = out.stdout.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/2 200") and b"content-encoding: br" in head and content == TEXT
+        out = curl("-H", "Accept-Encoding: gzip")
+        head, _, content = out.stdout.partition(b"\r\n\r\n")
+        assert b"content-encoding: gzip" in head and b"content-length" not in head.lower()
+        assert gzip.decompress(content) == TEXT
+    finally:
+        proc.stop()
+        origin.stop()
