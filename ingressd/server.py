@@ -61,14 +61,14 @@ class IngressdService(MultiService):
             max_idle_per_endpoint=int(settings.get("upstream_keepalive_connections") or 320),
             idle_timeout=float(settings.get("upstream_keepalive_timeout") or 60),
             max_requests=int(settings.get("upstream_keepalive_requests", 10000) or 0),
-            max_age=float(settings.get("upstream_keepalive_time") or 0),
+            max_age=float(settings.get("upstream_keepalive_time") or 3600),
         )
         self.https_pool = HTTP1Upstream(
             reactor,
             max_idle_per_endpoint=int(settings.get("upstream_keepalive_connections") or 320),
             idle_timeout=float(settings.get("upstream_keepalive_timeout") or 60),
             max_requests=int(settings.get("upstream_keepalive_requests", 10000) or 0),
-            max_age=float(settings.get("upstream_keepalive_time") or 0),
+            max_age=float(settings.get("upstream_keepalive_time") or 3600),
             tls=True,
         )
         self.upstreams = {self.pool.name: self.pool, self.https_pool.name: self.https_pool}
@@ -286,7 +286,7 @@ class IngressdService(MultiService):
                 pool.use_limits(int(settings.get("upstream_keepalive_connections") or 320),
                                 parse_duration(settings.get("upstream_keepalive_timeout") or 60),
                                 int(settings.get("upstream_keepalive_requests", 10000) or 0),
-                                float(settings.get("upstream_keepalive_time") or 0))
+                                float(settings.get("upstream_keepalive_time") or 3600))
             self._pool_applied = keepalive
 
     def reopen_logs(self) -> None:
