@@ -217,12 +217,26 @@ class RouteFeature(Protocol):
     ``host_tls``: a ``HostTLS`` (cipher list, cipher preference) the TLS handshakes of the
     route's host are made with (per SNI name; for each setting the oldest Ingress's wins).
 
+    A ``response`` may set ``exchange.body_filter`` to a ``BodyFilter`` (it may read
+    ``exchange.response_length``, the body's length or None when unknown): the response's
+    body then passes through it and reaches the client without a length (compression).
+
     ``host_wide``: truthy when the feature serves every route of its host (the value names its
     kind: the oldest route with features of a kind gives them to the host). ``client_auth``: a
     ``ClientAuth`` the TLS handshakes of the route's host ask for client certificates under.
     """
 
     phase: int
+
+
+class BodyFilter(Protocol):
+    """What a response feature may put between a response's body and the client
+    (``exchange.body_filter``): ``write`` is given each piece as it comes and returns the bytes
+    to send now (b"" for none yet); ``finish`` returns the last ones once the body is over."""
+
+    def write(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ ACCESS_LOG = frozenset({"access_log_format", "log_format_upstream", "log_format_
                         "enable_access_log_for_default_backend", "enable_syslog", "syslog_host", "syslog_port"})
 # The backend connection pools' keep-alive limits (HTTP1Upstream.use_limits): read at the next release.
 UPSTREAM_KEEPALIVE = frozenset({"upstream_keepalive_connections", "upstream_keepalive_timeout",
-                                "upstream_keepalive_requests"})
+                                "upstream_keepalive_requests", "upstream_keepalive_time"})
 # The TCP/UDP services' settings (ingressd.l4.stream_settings.StreamSettings): read by the next connection.
 STREAM = frozenset({"proxy_stream_timeout", "proxy_stream_responses", "proxy_stream_next_upstream",
                     "proxy_stream_next_upstream_timeout", "proxy_stream_next_upstream_tries", "log_format_stream"})

@@ -64,12 +64,14 @@ class IngressdService(MultiService):
             max_idle_per_endpoint=int(settings.get("upstream_keepalive_connections") or 320),
             idle_timeout=float(settings.get("upstream_keepalive_timeout") or 60),
             max_requests=int(settings.get("upstream_keepalive_requests", 10000) or 0),
+            max_age=float(settings.get("upstream_keepalive_time") or 3600),
         )
         self.https_pool = HTTP1Upstream(
             reactor,
             max_idle_per_endpoint=int(settings.get("upstream_keepalive_connections") or 320),
             idle_timeout=float(settings.get("upstream_keepalive_timeout") or 60),
             max_requests=int(settings.get("upstream_keepalive_requests", 10000) or 0),
+            max_age=float(settings.get("upstream_keepalive_time") or 3600),
             tls=True,
         )
         self.upstreams = {self.pool.name: self.pool, self.https_pool.name: self.https_pool}
@@ -311,7 +313,8 @@ class IngressdService(MultiService):
             for pool in (self.pool, self.https_pool):
                 pool.use_limits(int(settings.get("upstream_keepalive_connections") or 320),
                                 parse_duration(settings.get("upstream_keepalive_timeout") or 60),
-                                int(settings.get("upstream_keepalive_requests", 10000) or 0))
+                                int(settings.get("upstream_keepalive_requests", 10000) or 0),
+                                float(settings.get("upstream_keepalive_time") or 3600))
             self._pool_applied = keepalive
         stream = _values(settings, STREAM)
         l4 = getattr(self, "l4", None)

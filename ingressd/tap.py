@@ -56,6 +56,7 @@ CORE_PARAMETERS = [
     ["upstream-keepalive-connections", None, "320", "idle backend connections kept per endpoint"],
     ["upstream-keepalive-timeout", None, "60", "seconds an idle backend connection is kept"],
     ["upstream-keepalive-requests", None, "10000", "requests a backend connection serves before it is closed (0: no limit)"],
+    ["upstream-keepalive-time", None, "1h", "how long a backend connection is reused after it was opened (nginx time: 1h, 30m, 3600)"],
     ["default-backend-service", None, None, "NAMESPACE/NAME of the Service for unmatched requests"],
     ["default-certificate", None, None, "NAMESPACE/NAME of the TLS Secret for unknown SNI names"],
     ["kubeconfig", None, None, "kubeconfig file for --kubernetes outside a cluster"],
@@ -320,7 +321,7 @@ class Options(usage.Options):
         for name in ("ssl-prefer-server-ciphers", "ssl-session-cache", "ssl-session-tickets", "ignore-invalid-headers"):
             self[name] = _on_off(name, self[name])
         for name, parse in (("ssl-ciphers", parse_ciphers), ("ssl-protocols", parse_protocols),
-                            ("ssl-session-timeout", parse_time)):
+                            ("ssl-session-timeout", parse_time), ("upstream-keepalive-time", parse_time)):
             try:
                 self[name] = parse(str(self[name]))
             except ValueError as exc:

@@ -9,7 +9,8 @@ Secret that is missing or lacks its key → 503 for every request (fail closed),
 ingress-nginx denies such a location. The bodies carry nginx's wording, which is what
 ingress-nginx's e2e tests look for: ``401 Authorization Required`` and ``503 Service
 Temporarily Unavailable`` (see ``_responses``). On success the ``Authorization`` header is
-removed before proxying. Every method is authenticated.
+removed before proxying. Every method is authenticated, on every route except those whose
+Ingress path ``--no-auth-locations`` exempts (ingress-nginx's ``no-auth-locations``: ``_no_auth``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from twisted.logger import Logger
 
 from ingressd import Annotation, AnnotationError, LocalResponse, Phase, hookimpl
 
-from . import htpasswd
+from . import _no_auth, htpasswd
 from ._responses import DeniedLocation, plain
 
 _log = Logger()
@@ -179,6 +180,8 @@ def ingressd_annotations():
 @hookimpl
 def ingressd_route_features(route, values, context):
     if values.get("auth-type") != "basic":
+        return None
+    if _no_auth.exempt(route.path, context.settings if context is not None else None):
         return None
     users = users_from_secret(values.get("auth-secret"), values.get("auth-secret-type", "auth-file"))
     if users is None:

@@ -33,9 +33,13 @@ percent-encoded, so CR and LF never reach the sub-request or the redirect.
 ``auth-cache-key`` and ``auth-cache-duration`` cache answers (``_auth_cache``). The
 ``auth-keepalive*`` annotations are read and validated; connections to the auth service are
 always pooled and reused (the server's upstream pool), which is what they ask for.
-``enable-global-auth`` opts a route out of the controller-wide ``--global-auth-url``. Paths
-under ``/.well-known/acme-challenge`` are never authenticated (ingress-nginx's default
-``no-auth-locations``), so certificates can be issued for guarded hosts.
+``enable-global-auth`` opts a route out of the controller-wide ``--global-auth-url``, which the
+ConfigMap's ``global-auth-*`` keys configure as the annotations of the same names do a route
+(``--global-auth-signin-redirect-param``, ``--global-auth-request-redirect``,
+``--global-auth-cache-key``, ``--global-auth-cache-duration``). Routes whose Ingress path starts
+with an item of ``--no-auth-locations`` (ingress-nginx's ``no-auth-locations``; default
+``/.well-known/acme-challenge``, so certificates can be issued for guarded hosts) are never
+authenticated (``_no_auth``).
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ from ingressd import (
     parse_url,
 )
 
-from . import _auth_cache
+from . import _auth_cache, _no_auth
 from ._auth_variables import Template, escape_uri, make_safe, parse_template
 from ._header_values import HOP_BY_HOP
 from ._responses import DeniedLocation, plain
@@ -85,9 +89,6 @@ _SET = frozenset((b"host", b"x-original-url", b"x-original-method", b"x-sent-fro
 # add_header without ``always``: the statuses it adds to.
 _COOKIE_STATUSES = frozenset((200, 201, 204, 206, 301, 302, 303, 304, 307, 308))
 _CACHED_METHODS = frozenset((b"GET", b"HEAD"))  # proxy_cache_methods
-# ingress-nginx's no-auth-locations default: paths never authenticated (ACME HTTP-01 challenges,
-# which cert-manager serves through Ingresses of their own).
-NO_AUTH_LOCATIONS = ("/.well-known/acme-challenge",)
 
 
 # -- annotations ------------------------------------------------------------------------------
@@ -220,6 +221,16 @@ def ingressd_options():
         Option("global-auth-signin", None, "where a 401 of the global auth service redirects", _checked(_signin)),
         Option("global-auth-response-headers", None, "headers of the global auth answer copied to backends",
                _checked(_response_headers)),
+        Option("global-auth-signin-redirect-param", None, "the global sign-in URL's parameter for the original "
+               "URL (default rd)", _checked(_redirect_param)),
+        Option("global-auth-request-redirect", None, "the X-Auth-Request-Redirect value sent to the global auth "
+               "service", _checked(_request_redirect)),
+        Option("global-auth-cache-key", None, "caches the global auth service's answers per this key",
+               _checked(_cache_key)),
+        Option("global-auth-cache-duration", None, "how long the global auth answers are cached, by status",
+               _checked(_durations)),
+        Option("no-auth-locations", _no_auth.DEFAULT, "Ingress path prefixes never authenticated (external, "
+               "global or basic auth), comma-separated", _no_auth.parse_locations),
     ]
 
 
@@ -466,19 +477,27 @@ def _global_config(settings: Any) -> AuthConfig | None:
     method = settings.get("global_auth_method")
     signin = settings.get("global_auth_signin")
     headers = settings.get("global_auth_response_headers")
+    param = settings.get("global_auth_signin_redirect_param")
+    redirect = settings.get("global_auth_request_redirect")
+    cache_key = settings.get("global_auth_cache_key")
+    durations = settings.get("global_auth_cache_duration")
     return AuthConfig(
         url=url,
         method=_method(method).encode("ascii") if method else b"GET",
         method_set=bool(method),
         signin=_signin(signin) if signin else None,
+        redirect_param=_redirect_param(param.strip()) if param else "rd",
         response_headers=_response_headers(headers) if headers else (),
-        cache_durations=_auth_cache.parse_durations(_auth_cache.DEFAULT_DURATION),
+        request_redirect=_request_redirect(redirect).encode("ascii") if redirect else None,
+        cache_key=_cache_key(cache_key) if cache_key else None,
+        cache_durations=_durations(durations) if durations else _auth_cache.parse_durations(
+            _auth_cache.DEFAULT_DURATION),
     )
 
 
 @hookimpl
 def ingressd_route_features(route, values, context):
-    if route.path.startswith(NO_AUTH_LOCATIONS):
+    if _no_auth.exempt(route.path, context.settings if context is not None else None):
         return None
     if values.get("auth-url") is not None:
         config = _config(values, route)

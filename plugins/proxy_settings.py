@@ -18,13 +18,17 @@ http_504 http_403 http_404 http_429 non_idempotent off``; default ``error timeou
 ``proxy-next-upstream-tries`` (every try counts; default 3; 0: no limit, here each endpoint
 once) and ``proxy-next-upstream-timeout`` (seconds since the first try; default 0: no limit).
 A word nginx does not know (ingress-nginx would fall back to the default, or nginx refuse
-the configuration) or a negative number rejects the Ingress.
+the configuration) or a negative number rejects the Ingress. ``--retry-non-idempotent`` (the
+ConfigMap's ``retry-non-idempotent``, default false) adds ``non_idempotent`` to every route's
+list, as ingress-nginx's buildNextUpstream does: POST, LOCK and PATCH are then retried too.
 """
 
 from __future__ import annotations
 
-from ingressd import (Annotation, AnnotationError, NextUpstream, Phase, UpstreamSettings, hookimpl, parse_int,
-                      parse_next_upstream, parse_size)
+import dataclasses
+
+from ingressd import (Annotation, AnnotationError, NextUpstream, Option, Phase, UpstreamSettings, hookimpl,
+                      parse_bool, parse_int, parse_next_upstream, parse_size)
 
 
 _NGINX_MAX_SECONDS = (2**63 - 1) // 1000
@@ -60,6 +64,21 @@ def ingressd_annotations():
     ]
 
 
+@hookimpl
+def ingressd_options():
+    return [Option("retry-non-idempotent", False, "retry POST, LOCK and PATCH requests too, once sent, where "
+                   "proxy-next-upstream allows a retry (true or false)", _switch)]
+
+
+def _switch(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    try:
+        return parse_bool(str(value).strip())
+    except AnnotationError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _next_upstream(value: str) -> tuple:
     try:
         return parse_next_upstream(value)
@@ -67,17 +86,18 @@ def _next_upstream(value: str) -> tuple:
         raise AnnotationError(str(exc)) from None
 
 
-def _retries(values) -> NextUpstream | None:
-    """The route's retry policy when an annotation says anything, else None (the server's)."""
+def _retries(values, retry_non_idempotent: bool = False) -> NextUpstream | None:
+    """The route's retry policy when an annotation (or ``retry-non-idempotent``) says anything,
+    else None (the server's)."""
     conditions, tries, timeout = (values.get("proxy-next-upstream"), values.get("proxy-next-upstream-tries"),
                                   values.get("proxy-next-upstream-timeout"))
-    if conditions is None and tries is None and timeout is None:
-        return None
     policy = NextUpstream()  # ingress-nginx's defaults: error timeout, 3 tries, no time limit
+    if conditions is None and tries is None and timeout is None:
+        return dataclasses.replace(policy, non_idempotent=True) if retry_non_idempotent else None
     failures, statuses, non_idempotent = conditions if conditions is not None else (
         policy.failures, policy.statuses, policy.non_idempotent)
-    return NextUpstream(failures, statuses, non_idempotent, policy.tries if tries is None else tries,
-                        policy.timeout if timeout is None else float(timeout))
+    return NextUpstream(failures, statuses, non_idempotent or retry_non_idempotent,
+                        policy.tries if tries is None else tries, policy.timeout if timeout is None else float(timeout))
 
 
 def _http_version(value: str) -> str | None:
@@ -94,5 +114,12 @@ def ingressd_route_features(route, values, context):
 
     upstream = UpstreamSettings(seconds("proxy-connect-timeout"), seconds("proxy-read-timeout"),
                                 seconds("proxy-send-timeout"), values.get("proxy-body-size"),
-                                http_version=values.get("proxy-http-version"), next_upstream=_retries(values))
+                                http_version=values.get("proxy-http-version"),
+                                next_upstream=_retries(values, _retry_non_idempotent(context)))
     return ProxySettings(upstream) if upstream != UpstreamSettings() else None
+
+
+def _retry_non_idempotent(context) -> bool:
+    settings = context.settings if context is not None else {}
+    value = settings.get("retry_non_idempotent", settings.get("retry-non-idempotent"))
+    return bool(value) and _switch(value)

@@ -20,6 +20,13 @@ cluster-wide: the same buckets, kept in the server's Redis (``--redis``; ``Clust
 one atomic script per request, ``--redis-failure`` and ``--redis-timeout`` as for
 global-rate-limit). ``limit-connections`` with it is refused: a count of requests in progress
 shared through Redis outlives a replica that dies holding it.
+
+``--limit-conn-zone-variable`` (the ConfigMap's ``limit-conn-zone-variable``, default
+``$binary_remote_addr``: the client address) is what every limit counts by, as ingress-nginx maps
+each Ingress's ``$limit_ID`` to it for its limit_conn and limit_req zones: nginx variables
+(``$http_NAME``, ``$cookie_NAME``, ``$arg_NAME``, ``$host``, ``$remote_addr``…, those
+``_auth_variables`` knows); one ingressd cannot evaluate refuses the value. As in nginx, a request
+whose key is empty is not counted, and limit-allowlist still checks the client address.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 
 from ingressd import Annotation, AnnotationError, LocalResponse, Option, Phase, hookimpl, parse_int
 
+from ._auth_variables import parse_template
 from ._cidr import CidrMatcher, parse_cidr_list
 from ._responses import plain
 
@@ -158,16 +166,22 @@ class RateLimit:
 
     phase = Phase.PREACCESS
 
-    def __init__(self, limiter: IngressLimiter, exempt: CidrMatcher, req_status: int = 503, conn_status: int = 503):
+    def __init__(self, limiter: IngressLimiter, exempt: CidrMatcher, req_status: int = 503, conn_status: int = 503,
+                 zone_key: Any = None):
         self.limiter = limiter
         self._exempt = exempt
         self._req_status = req_status
         self._conn_status = conn_status
+        self._zone_key = zone_key  # limit-conn-zone-variable's Template; None: the client address
 
     def request(self, exchange) -> LocalResponse | None:
         key = exchange.client_ip
         if self._exempt and key in self._exempt:
             return None
+        if self._zone_key is not None:
+            key = self._zone_key.expand(exchange, safe=False)
+            if not key:
+                return None  # nginx does not account a request whose key is empty
         limiter = self.limiter
         limiter.follow()
         connections = limiter.connections
@@ -194,8 +208,9 @@ class ClusterRateLimit:
 
     phase = Phase.PREACCESS
 
-    def __init__(self, decisions, ingress, buckets: tuple, exempt: CidrMatcher, req_status: int):
+    def __init__(self, decisions, ingress, buckets: tuple, exempt: CidrMatcher, req_status: int, zone_key: Any = None):
         self.decisions = decisions
+        self._zone_key = zone_key  # limit-conn-zone-variable's Template; None: the client address
         self.names = tuple(f"limit:{ingress.namespace}/{ingress.name}:{name}:".encode("utf-8")
                            for name, _ in buckets)
         self.buckets = tuple(bucket for _, bucket in buckets)  # (rate, burst) in thousandths
@@ -206,7 +221,9 @@ class ClusterRateLimit:
         key = exchange.client_ip
         if self._exempt and key in self._exempt:
             return None
-        client = key.encode("ascii")
+        client = key.encode("ascii") if self._zone_key is None else self._zone_key.expand(exchange, safe=False)
+        if not client:
+            return None  # nginx does not account a request whose key is empty
         keys = tuple(name + client for name in self.names)
         return self.decisions.check_buckets(keys, self.buckets).addCallback(self._answer)
 
@@ -266,7 +283,33 @@ def ingressd_options():
     return [
         Option("limit-req-status-code", 503, "status for requests over limit-rps/limit-rpm", _status_code),
         Option("limit-conn-status-code", 503, "status for requests over limit-connections", _status_code),
+        Option("limit-conn-zone-variable", DEFAULT_ZONE_VARIABLE, "what the limits count by: nginx variables "
+               "(default $binary_remote_addr, the client address)", _zone_variable_text),
     ]
+
+
+DEFAULT_ZONE_VARIABLE = "$binary_remote_addr"
+_CLIENT_ADDRESS = ("$binary_remote_addr", "${binary_remote_addr}")
+
+
+def zone_key(text: Any):
+    """``limit-conn-zone-variable`` → the Template a request's key is expanded from, or None for the
+    client address (``$binary_remote_addr`` counts each address as ``$remote_addr`` does). Raises
+    AnnotationError for a variable ingressd cannot evaluate."""
+    value = str(text).strip()
+    if not value or value in _CLIENT_ADDRESS:
+        return None
+    for spelling in _CLIENT_ADDRESS:
+        value = value.replace(spelling, "$remote_addr")
+    return parse_template(value, "limit-conn-zone-variable: ")
+
+
+def _zone_variable_text(text: str) -> str:
+    try:
+        zone_key(text)
+    except AnnotationError as exc:
+        raise ValueError(str(exc)) from None
+    return text
 
 
 @hookimpl
@@ -304,8 +347,9 @@ def ingressd_route_features(route, values, context):
         raise AnnotationError("rate limits need a clock, and no reactor was given")
     settings = context.settings
     exempt = values.get("limit-allowlist") or values.get("limit-whitelist") or ()
+    key = zone_key(settings.get("limit_conn_zone_variable") or DEFAULT_ZONE_VARIABLE)
     if values.get("limit-scope", "local") == "global":
-        return _cluster_wide(route, values, context, rps, rpm, connections, exempt)
+        return _cluster_wide(route, values, context, rps, rpm, connections, exempt, key)
     limiter = limiter_for(context, route.ingress, clock, rps, rpm, connections,
                           values.get("limit-burst-multiplier", 5))
     return RateLimit(
@@ -313,10 +357,11 @@ def ingressd_route_features(route, values, context):
         CidrMatcher(exempt),
         settings.get("limit_req_status_code", 503),
         settings.get("limit_conn_status_code", 503),
+        key,
     )
 
 
-def _cluster_wide(route, values, context, rps: int, rpm: int, connections: int, exempt) -> ClusterRateLimit:
+def _cluster_wide(route, values, context, rps: int, rpm: int, connections: int, exempt, key=None) -> ClusterRateLimit:
     if connections:
         raise AnnotationError("limit-connections cannot be cluster-wide (ingressd.io/limit-scope: global): a count "
                               "of requests in progress kept in Redis outlives a replica that dies holding it")
@@ -327,7 +372,7 @@ def _cluster_wide(route, values, context, rps: int, rpm: int, connections: int, 
     buckets = tuple((name, (int(rate * 1000), limit * multiplier * 1000))
                     for name, rate, limit in (("rps", float(rps), rps), ("rpm", rpm / 60.0, rpm)) if limit)
     return ClusterRateLimit(context.redis, route.ingress, buckets, CidrMatcher(exempt),
-                            context.settings.get("limit_req_status_code", 503))
+                            context.settings.get("limit_req_status_code", 503), key)
 
 
 @hookimpl

@@ -62,9 +62,9 @@ def test_keys_override_defaults_annotations_override_keys_and_a_live_change_keep
         assert conn.sock is not None and conn.sock.getsockname() == local
         assert status(conn, "own.test") == 200  # the Ingress's own allow list wins
         # A change whose key would widen access if ignored is refused; the previous version serves on.
-        write_manifests(manifests / "all.yaml", objects(web, {"no-auth-locations": "/public"}))
+        write_manifests(manifests / "all.yaml", objects(web, {"enable-owasp-modsecurity-crs": "true"}))
         wait_for(lambda: "ConfigMap refused" in proc.log())
-        assert "no-auth-locations" in proc.log()
+        assert "enable-owasp-modsecurity-crs" in proc.log()
         assert status(conn, "plain.test") == 403 and conn.sock.getsockname() == local
         routes = proc.admin("/routes")[2].decode()
         assert "change refused" in routes

@@ -85,3 +85,27 @@ def test_an_ingress_whose_route_needs_a_protocol_the_server_does_not_speak_is_re
     table, config = build_table(Config(routes=(plain, grpc)), Plugins(), BuildContext(settings={}, reactor=None),
                                 protocols=frozenset({"HTTP", "GRPC"}))
     assert len(config.routes) == 2 and not config.rejections
+
+
+def test_the_routes_of_one_ingress_get_features_built_for_their_own_path():
+    """One Ingress's routes share their annotation values, but a feature may depend on the path
+    (rewrite-target's pattern, no-auth-locations): each path is asked for its own."""
+    from ingressd.config.entries import build_table
+    from ingressd.config.model import Config
+    from ingressd.features import BuildContext
+
+    values = (("auth-type", "basic"),)
+    ref = ObjectRef("Ingress", "ns", "i")
+    backend = route([1]).backend
+    routes = tuple(Route("h.com", path, kind, backend, ref, features=values)
+                   for path, kind in (("/", "Prefix"), ("/open", "Prefix"), ("/open", "Exact")))
+    asked = []
+
+    class Plugins:
+        def route_features(self, r, context):
+            asked.append((r.path, r.path_type))
+            return [] if r.path == "/open" else [Feature(400, [])]
+
+    table, _ = build_table(Config(routes=routes), Plugins(), BuildContext(settings={}, reactor=None))
+    assert asked == [("/", "Prefix"), ("/open", "Prefix"), ("/open", "Exact")]
+    assert table.match("h.com", "/x").request_features and not table.match("h.com", "/open/x").request_features

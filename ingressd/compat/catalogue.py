@@ -162,8 +162,8 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E(_AUTH_URL, IMPLEMENTED, _N,
       note="external authentication, e.g. oauth2-proxy: 2xx proxies, 401 answers 401 (or the sign-in "
            "redirect), 403 answers 403, anything else (another status, a timeout, a refused connection) "
-           "answers 500, never the backend; paths under /.well-known/acme-challenge are not authenticated "
-           "(ingress-nginx's default no-auth-locations); variables are substituted as data (a byte that is not visible "
+           "answers 500, never the backend; Ingress paths under an item of no-auth-locations (default "
+           "/.well-known/acme-challenge) are not authenticated; variables are substituted as data (a byte that is not visible "
            "ASCII is percent-encoded); the sub-request's X-Forwarded-Host is the host ingressd decided "
            "(ingress-nginx passes on the client's own)"),
     E("auth-signin", IMPLEMENTED, _N, requires=_AUTH_URL,

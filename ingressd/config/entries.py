@@ -178,7 +178,8 @@ def build_table(config: Config, plugins, context: BuildContext,
             return None
         # The routes of one Ingress share their features tuple: its identity is the key
         # (hashing ~60 annotation values per route cost ~2 µs; the routes are alive here).
-        key = (route.ingress, id(route.features), route.tls, route.host)
+        # Features may depend on the path too (rewrite-target's pattern, no-auth-locations).
+        key = (route.ingress, id(route.features), route.tls, route.host, route.path, route.path_type)
         try:
             features = cache.get(key)
             if features is None:

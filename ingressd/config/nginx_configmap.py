@@ -74,6 +74,7 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "ignore-invalid-headers": parse_switch,
     "max-worker-connections": parse_limit,
     "allow-backend-server-header": parse_switch,
+    "upstream-keepalive-time": parse_time,  # nginx time (1h): HTTP1Upstream.use_limits' max_age
 })
 def _at_least(value, low):
     if value < low:
@@ -89,6 +90,10 @@ CORE_CHECKS: tuple[Callable[[Mapping[str, Any]], Any], ...] = (ForwardingPolicy.
 # Keys whose value names another ConfigMap ("namespace/name") whose data is what the key's option
 # reads (as pairs): read with the controller ConfigMap, so a change of either applies live.
 REFERENCE_KEYS = ("add-headers", "proxy-set-headers")
+
+# Keys whose empty value is a value, not the default (ingress-nginx reads "" as an empty list):
+# no-auth-locations "" exempts nothing, where the default exempts ACME challenges.
+EMPTY_IS_A_VALUE = frozenset(("no-auth-locations",))
 
 # annotations-risk-level: ingress-nginx's levels, lowest first; snippets are Critical.
 RISK_LEVELS = ("Low", "Medium", "High", "Critical")
@@ -141,7 +146,8 @@ def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Seque
         if entry is None:
             warnings.append(f"{where} is not an ingress-nginx ConfigMap key; ignored")
             continue
-        if not value or (entry.default is not None and same_value(entry, value, entry.default)):
+        if (not value and key not in EMPTY_IS_A_VALUE) or (entry.default is not None and value
+                                                             and same_value(entry, value, entry.default)):
             if key == "annotations-risk-level" and value:
                 risk_level = _risk_level(value) or risk_level
             continue  # ingress-nginx's default asks for nothing

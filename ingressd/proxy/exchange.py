@@ -137,6 +137,12 @@ class Exchange:
     upstream_connected = 0.0  # … when it had a connection (nginx's $upstream_connect_time)
     upstream_headed = 0.0  # … when its response head came ($upstream_header_time)
     response_headers = ()  # the response's header pairs as sent ($sent_http_NAME)
+    # The response body's length as the backend (or ingressd) gave it, None when unknown: what
+    # response features see of it (compression's minimum length).
+    response_length: int | None = None
+    # A response feature's ``features.BodyFilter`` (compression): the body's bytes pass through
+    # it on their way to the client, which then gets them without a length (chunked).
+    body_filter = None
     retries = 0
     error_cause = ""  # why ingressd answered 502/503/504 itself: no_endpoints, read_timeout…
     answered_by = ""  # the plugin whose request feature answered (rate_limit, basic_auth…)
@@ -610,8 +616,11 @@ class Exchange:
 
     def _respond_head(self, status: int, pairs, length) -> None:
         self.status = status
+        self.response_length = length
         if self.entry is not None:
             run_response_features(self.entry.response_features, self, status, pairs)
+        if self.body_filter is not None:
+            length = None  # the filter decides the bytes: streamed without a length
         self.response_headers = pairs
         self._response_started = True
         if self.websocket:  # a WebSocket request answered without a tunnel: close after it
@@ -620,6 +629,10 @@ class Exchange:
 
     def upstream_body(self, data: bytes) -> None:
         if not self._intercepted:
+            if self.body_filter is not None:
+                data = self.body_filter.write(data)
+                if not data:
+                    return
             self.bytes_sent += len(data)
             if self._writer is not None:
                 try:
@@ -656,6 +669,10 @@ class Exchange:
         if self._intercepted:
             self.local(self._intercepted)
             return
+        if self.body_filter is not None:  # what the filter holds back ends the body
+            last, self.body_filter = self.body_filter.finish(), None
+            if last:
+                self.upstream_body(last)
         if self._writer is not None:  # released already: the client may still be reading
             self._writer.end(self._response_complete)
             return
@@ -878,6 +895,8 @@ class Exchange:
         if status in _CLOSING_STATUSES or self.request.upgrade or (not self.request.complete and self.request.has_body):
             self.protocol.close_after_response()
         self._respond_head(status, pairs, len(body))
+        if self.body_filter is not None:
+            body = self.body_filter.write(body) + self.body_filter.finish()
         self.bytes_sent += len(body)
         self.protocol.write_body(body)
         self.protocol.finish_response()

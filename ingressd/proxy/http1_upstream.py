@@ -37,6 +37,7 @@ class HTTP1Connection(Protocol):
         self.connected = False
         self.reused = False
         self.idle_since = 0.0
+        self.opened_at = pool.clock.seconds()  # upstream-keepalive-time: not reused past max_age after this
         self.served = 0  # complete responses: upstream-keepalive-requests closes it after that many
         self._status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []  # the current response's, as received
@@ -334,13 +335,15 @@ class _ConnectFactory(ClientFactory):
 
 class HTTP1Upstream:
     """The HTTP/1.1 upstream protocol: idle keep-alive connections per endpoint, bounded in
-    number, idle time (on ``clock``'s time) and requests served (``max_requests``, nginx's
-    ``keepalive_requests`` in the upstream block; 0: no limit). With ``tls`` it is ``HTTPS``: each connection
+    number, idle time (on ``clock``'s time), requests served (``max_requests``, nginx's
+    ``keepalive_requests`` in the upstream block; 0: no limit) and age (``max_age`` seconds since
+    the connection was opened, nginx's ``keepalive_time``: a connection that old is closed once
+    its request is done instead of being kept; 0: no limit). With ``tls`` it is ``HTTPS``: each connection
     speaks TLS as the route's ``UpstreamSettings.tls`` says (``ingressd.proxy.backend_tls``),
     pooled per endpoint and TLS settings, resuming its endpoint's last session."""
 
     def __init__(self, clock: Any, max_idle_per_endpoint: int = 320, idle_timeout: float = 60.0,
-                 tls: bool = False, max_requests: int = 10000):
+                 tls: bool = False, max_requests: int = 10000, max_age: float = 3600.0):
         self.name = "HTTPS" if tls else "HTTP"
         self.tls = tls
         self._contexts: dict = {}  # BackendTLS → its OpenSSL context
@@ -349,6 +352,7 @@ class HTTP1Upstream:
         self.max_idle = max_idle_per_endpoint
         self.idle_timeout = idle_timeout
         self.max_requests = max_requests
+        self.max_age = max_age
         self.idle: dict[tuple[str, int], list[HTTP1Connection]] = {}
         self.opened = 0
         self.reused = 0
@@ -394,20 +398,23 @@ class HTTP1Upstream:
             context = self._contexts[tls] = make_context(tls)
         return BackendConnectionCreator(tls, context, self._sessions, key)
 
-    def use_limits(self, max_idle_per_endpoint: int, idle_timeout: float, max_requests: int) -> None:
+    def use_limits(self, max_idle_per_endpoint: int, idle_timeout: float, max_requests: int,
+                   max_age: float = 3600.0) -> None:
         """New keep-alive limits (a ConfigMap change): read at each release and sweep from now on;
         no connection is dropped for the change itself."""
         self.max_idle, self.idle_timeout, self.max_requests = max_idle_per_endpoint, idle_timeout, max_requests
+        self.max_age = max_age
 
     def release(self, connection: HTTP1Connection) -> None:
-        """Return a connection after a complete response; closes it when the pool is full or it
-        has served ``max_requests``."""
+        """Return a connection after a complete response; closes it when the pool is full, it
+        has served ``max_requests`` or it was opened ``max_age`` seconds ago or more."""
         if not connection.connected:
             return
         connection.served += 1
         idle = self.idle.setdefault(connection.key, [])
         if (len(idle) >= self.max_idle or self.idle_timeout <= 0
-                or (self.max_requests and connection.served >= self.max_requests)):
+                or (self.max_requests and connection.served >= self.max_requests)
+                or (self.max_age and self.clock.seconds() - connection.opened_at >= self.max_age)):
             connection.transport.loseConnection()
             return
         connection.idle_since = self.clock.seconds()

@@ -14,6 +14,8 @@ then decides, after each failed try:
 - the kind must be listed; ``off`` lists nothing;
 - once the request was sent to a backend, POST, LOCK and PATCH go on only with
   ``non_idempotent`` (a connect that failed sent nothing: those are retried like any other);
+  the ConfigMap's ``retry-non-idempotent: "true"`` adds ``non_idempotent`` to every location's
+  list (ingress-nginx's ``buildNextUpstream``; the proxy_settings plugin applies it);
 - ``tries`` counts every try, the first included (0: no limit in nginx; here at most one try
   per endpoint, so it ends);
 - ``timeout``: no new try once that many seconds passed since the first one began;
