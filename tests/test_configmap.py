@@ -107,11 +107,11 @@ def test_annotation_defaults_settings_and_defaults_that_ask_nothing():
 
 
 def test_unknown_and_harmless_keys_warn_once_each():
-    reading = _read({"no-such-key": "1", "enable-opentelemetry": "true", "worker-processes": "3"})
+    reading = _read({"no-such-key": "1", "ssl-session-ticket-key": "c2VjcmV0", "worker-processes": "3"})
     assert reading.usable
     text = "\n".join(reading.warnings)
     assert "no-such-key is not an ingress-nginx ConfigMap key" in text
-    assert "enable-opentelemetry is not supported" in text
+    assert "ssl-session-ticket-key is not supported" in text
     assert "worker-processes: '3' needs a restart" in text and "--workers" in text
     assert len(reading.warnings) == 3
 
