@@ -32,6 +32,8 @@ from ingressd.tls.settings import HostTLS, parse_ciphers
 from ingressd.proxy.next_upstream import NextUpstream, parse_conditions as parse_next_upstream
 from ingressd import snippets
 from ingressd.snippets import SnippetError, parse_snippet
+from ingressd.tracing.settings import TracingSettings
+from ingressd.tracing.tracer import Tracing
 
 __version__ = "0.1.0"
 
@@ -58,6 +60,8 @@ __all__ = [
     "SubResponse",
     "SubrequestError",
     "TargetURL",
+    "Tracing",
+    "TracingSettings",
     "UpstreamSettings",
     "check_plain_text",
     "compile_path",
