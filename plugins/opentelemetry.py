@@ -209,13 +209,8 @@ class TraceRequests:
         span = self._spans.pop(key, None)
         if span is None:
             return
-        from opentelemetry.trace import Status, StatusCode
-
         status = exchange.status or 499  # the client left before an answer: nginx logs 499
-        span.set_attribute("http.status_code", status)
-        if status >= 500:
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(int(self._clock.seconds() * 1e9))
+        self._tracing.end_span(span, status, int(self._clock.seconds() * 1e9))
 
 
 def _tracing(context: Any, settings: TracingSettings) -> Any:

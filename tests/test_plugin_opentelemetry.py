@@ -172,7 +172,20 @@ def test_a_settings_change_makes_a_new_exporter_and_closes_the_old():
     assert h.plugin_state[otel.STATE]["tracing"] is first  # nothing changed
     h.settings["otel_service_name"] = "edge"
     h.rebuild()
-    assert h.plugin_state[otel.STATE]["tracing"] is not first and first._closed
+    assert h.plugin_state[otel.STATE]["tracing"] is not first and first.closed
+
+
+def test_a_replaced_exporter_still_sends_the_spans_of_requests_begun_before():
+    h, exporter = harness(enable_opentelemetry=True)
+    first = h.plugin_state[otel.STATE]["tracing"]
+    outcome = h.request("GET", "/api/long")  # begun under the first settings
+    h.settings["otel_service_name"] = "edge"
+    h.rebuild()
+    assert first.closed and not first.processor._stopping  # its span is still open
+    outcome.response(200)
+    [span] = spans(exporter)
+    assert span.resource.attributes["service.name"] == "nginx"
+    assert first.processor._stopping
 
 
 # -- the settings: options and ConfigMap keys -------------------------------------------------------
@@ -216,3 +229,34 @@ def test_a_bad_value_refuses_the_configmap(data, reason):
 def test_ipv6_collector_address():
     assert TracingSettings(collector_host="fd00::1").endpoint == "[fd00::1]:4317"
     assert TracingSettings().endpoint is None
+
+
+# -- without the otel extra ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_sdk(monkeypatch):
+    from ingressd import Tracing
+
+    monkeypatch.setattr(Tracing, "available", staticmethod(lambda: False))
+
+
+def test_without_the_sdk_the_switch_is_refused_with_the_reason(no_sdk):
+    reading = read({"enable-opentelemetry": "true"})
+    assert not reading.usable and any("ingressd[otel]" in refusal for refusal in reading.refusals)
+    assert read({"enable-opentelemetry": "false", "otel-sampler": "AlwaysOff"}).usable  # nothing traced: fine
+
+
+def test_without_the_sdk_an_ingress_asking_for_tracing_is_rejected(no_sdk):
+    h = PluginHarness([otel], {N + "enable-opentelemetry": "true"})
+    assert "ingressd[otel]" in (h.rejection or "")
+    assert PluginHarness([otel], {N + "enable-opentelemetry": "false"}).rejection is None
+
+
+def test_the_option_is_refused_at_start_without_the_sdk(no_sdk):
+    from twisted.python import usage
+
+    from ingressd.tap import Options
+
+    with pytest.raises(usage.UsageError, match=r"ingressd\[otel\]"):
+        Options().parseOptions(["--manifests", ".", "--enable-opentelemetry", "true"])

@@ -33,6 +33,7 @@ class Tracing:
         self._processor: BoundedBatchProcessor | None = None
         self._provider = None
         self._closed = False
+        self._open = 0  # spans started and not yet ended
 
     @property
     def processor(self) -> BoundedBatchProcessor | None:
@@ -43,13 +44,21 @@ class Tracing:
         """A SERVER span named ``name``; ``headers`` (``traceparent``, ``tracestate``) are the
         incoming context when trusted (None: a new trace)."""
         tracer = self._tracer or self._build()
-        from opentelemetry.context import Context
-        from opentelemetry.trace import SpanKind
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-        context = TraceContextTextMapPropagator().extract(headers) if headers else Context()
-        return tracer.start_span(name, context=context, kind=SpanKind.SERVER, attributes=dict(attributes),
+        context = self._extract(headers) if headers else self._empty()
+        span = tracer.start_span(name, context=context, kind=self._server, attributes=attributes,
                                  start_time=start_ns)
+        self._open += 1
+        return span
+
+    def end_span(self, span: Any, status: int, end_ns: int) -> None:
+        """End ``span`` with the answer's ``status`` (ERROR for a 5xx, as a server span)."""
+        span.set_attribute("http.status_code", status)
+        if status >= 500:
+            span.set_status(self._error)
+        span.end(end_ns)
+        self._open -= 1
+        if self._closed and not self._open and self._processor is not None:
+            self._processor.shutdown()
 
     @staticmethod
     def propagation_headers(span: Any) -> list[tuple[bytes, bytes]]:
@@ -62,16 +71,30 @@ class Tracing:
         return headers
 
     def close(self) -> None:
-        """Export what is queued from the export thread, then stop it; new spans are not kept."""
+        """Replaced (the settings changed): once the spans already started have ended, export
+        what is queued from the export thread and stop it."""
         self._closed = True
-        if self._processor is not None:
+        if not self._open and self._processor is not None:
             self._processor.shutdown()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def _build(self) -> Any:
+        from opentelemetry.context import Context
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.sampling import (
             ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased)
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        # looked up once here, not per request
+        self._extract = TraceContextTextMapPropagator().extract
+        self._empty = Context
+        self._server = SpanKind.SERVER
+        self._error = Status(StatusCode.ERROR)
 
         settings = self.settings
         root = {"AlwaysOn": ALWAYS_ON, "AlwaysOff": ALWAYS_OFF}.get(settings.sampler) \
