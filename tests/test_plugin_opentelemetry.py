@@ -260,3 +260,17 @@ def test_the_option_is_refused_at_start_without_the_sdk(no_sdk):
 
     with pytest.raises(usage.UsageError, match=r"ingressd\[otel\]"):
         Options().parseOptions(["--manifests", ".", "--enable-opentelemetry", "true"])
+
+
+@pytest.mark.parametrize("hostile", [
+    "garbage", "00-" + "0" * 32 + "-" + INCOMING_SPAN + "-01", f"00-{INCOMING_TRACE}-" + "0" * 16 + "-01",
+    f"ff-{INCOMING_TRACE}-{INCOMING_SPAN}-01", f"00-{INCOMING_TRACE.upper()}-{INCOMING_SPAN}-01",
+    f"00-{INCOMING_TRACE}-{INCOMING_SPAN}-01-extra\x00", "00-" + "a" * 5000,
+])
+def test_a_malformed_traceparent_starts_a_new_trace(hostile):
+    h, exporter = harness(enable_opentelemetry=True)
+    sent = traced(h, {"traceparent": hostile, "tracestate": "x" * 600})
+    trace_id, _, flags = parts(sent["traceparent"])
+    assert trace_id != INCOMING_TRACE and flags == "01"
+    [span] = spans(exporter)
+    assert span.parent is None and "tracestate" not in sent

@@ -100,7 +100,9 @@ class Tracing:
         root = {"AlwaysOn": ALWAYS_ON, "AlwaysOff": ALWAYS_OFF}.get(settings.sampler) \
             or TraceIdRatioBased(settings.sampler_ratio)
         sampler = ParentBased(root) if settings.sampler_parent_based else root
-        provider = TracerProvider(sampler=sampler, resource=Resource.create({"service.name": settings.service_name}))
+        # shutdown_on_exit=False: no atexit handler per settings change (close() stops the thread)
+        provider = TracerProvider(sampler=sampler, resource=Resource.create({"service.name": settings.service_name}),
+                                  shutdown_on_exit=False)
         exporter = self.exporter
         if exporter is None and settings.endpoint is not None and not self._closed:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
