@@ -15,6 +15,7 @@ from ingressd import startup
 from ingressd.admission import setup as admission_options
 from ingressd.features import parse_size
 from ingressd.logformat import log_settings_from
+from ingressd.tracing.settings import TracingSettings
 from ingressd.plugin_manager import PluginError, Plugins, load_plugins
 from ingressd.tls.settings import DEFAULT_CIPHERS, parse_ciphers, parse_protocols, parse_time
 
@@ -331,6 +332,7 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--redis: {exc}")
         try:
             log_settings_from(settings_from(self))
+            TracingSettings.from_settings(settings_from(self))  # otel-max-export-batch-size ≤ otel-max-queuesize
         except ValueError as exc:
             raise usage.UsageError(str(exc))
         if (self["metrics-compat"] or "") not in ("", "nginx"):

@@ -274,3 +274,14 @@ def test_a_malformed_traceparent_starts_a_new_trace(hostile):
     assert trace_id != INCOMING_TRACE and flags == "01"
     [span] = spans(exporter)
     assert span.parent is None and "tracestate" not in sent
+
+
+def test_options_that_do_not_fit_together_are_refused_at_start():
+    from twisted.python import usage
+
+    from ingressd.tap import Options
+
+    with pytest.raises(usage.UsageError, match="otel-max-export-batch-size"):
+        Options().parseOptions(["--manifests", ".", "--otel-max-queuesize", "8", "--otel-max-export-batch-size", "9"])
+    with pytest.raises(usage.UsageError, match="AlwaysOn, AlwaysOff, TraceIdRatioBased"):
+        Options().parseOptions(["--manifests", ".", "--otel-sampler", "Sometimes"])
