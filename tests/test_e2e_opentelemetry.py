@@ -3,7 +3,8 @@ file mode, a real backend and a real OTLP/gRPC collector (a grpcio server implem
 opentelemetry-proto's TraceService). Spans arrive with the module's names, attributes and status;
 the backend gets a ``traceparent`` of the same trace; trusting or not the client's span; the
 Ingress's annotations over the ConfigMap's switch; a live sampler change; a bad value refused with
-the previous settings kept; and a collector that is down changes nothing for the requests."""
+the previous settings kept; a collector that is down changes nothing for the requests; and in cluster
+mode (the fake API server) the watched ConfigMap applies live, a refused edit with a Warning Event."""
 
 from __future__ import annotations
 
@@ -214,3 +215,48 @@ def test_collector_down_changes_nothing_for_requests_and_is_reported(tmp_path):
     finally:
         proc.stop()
         web.stop()
+
+
+def test_cluster_mode_a_configmap_edit_applies_live_and_a_bad_one_gets_a_warning_event(tmp_path):
+    import fakeapi
+
+    collector = Collector()
+    web = Backend("web")
+    (tmp_path / "manifests").mkdir()
+    api = fakeapi.FakeAPIServer(bookmark_interval=0.5).start()
+    c = api.cluster
+    c.apply(fakeapi.ingress_class())
+    c.apply(fakeapi.service("web"))
+    c.apply(fakeapi.endpoint_slice("web-1", "web", addresses=("127.0.0.1",), port=web.port))
+    c.apply(fakeapi.ingress("app", host="app.example.com", service="web"))
+    settings = {"enable-opentelemetry": "true", "otlp-collector-host": "127.0.0.1",
+                "otlp-collector-port": str(collector.port), "otel-schedule-delay-millis": "100"}
+    c.apply(configmap(settings))
+    kubeconfig = api.write_kubeconfig(str(tmp_path / "kubeconfig"))
+    proc = Ingressd(tmp_path / "manifests", ["--kubernetes", "--kubeconfig", kubeconfig, f"--configmap={CM}"])
+    try:
+        def service_of(path):
+            """The service.name the span of one request to ``path`` was exported under."""
+            assert proc.get(path, host="app.example.com").status == 200
+            trace_id = sent_traceparent(web, path).split("-")[1]
+            return wait_for(lambda: collector.find(trace_id))[0][0]
+
+        assert service_of("/first") == "nginx"  # the default service name
+        c.apply(configmap({**settings, "otel-service-name": "edge"}))
+        wait_for(lambda: service_of("/second") == "edge")  # the watched ConfigMap, live
+
+        def warning(words):
+            for obj in c.objects_of("Event", "ingress-nginx"):
+                if obj.get("involvedObject", {}).get("kind") == "ConfigMap" and words in obj.get("message", ""):
+                    return obj
+            return None
+
+        c.apply(configmap({**settings, "otel-service-name": "edge", "otel-max-export-batch-size": "4096"}))
+        event = wait_for(lambda: warning("otel-max-export-batch-size"))
+        assert event["type"] == "Warning" and "change refused" in event["message"]
+        assert service_of("/third") == "edge"  # the previous version serves on
+    finally:
+        proc.stop()
+        api.stop()
+        web.stop()
+        collector.stop()
