@@ -12,7 +12,7 @@ COPY pyproject.toml README.md ./
 COPY ingressd ./ingressd
 COPY plugins ./plugins
 COPY twisted ./twisted
-RUN pip install . \
+RUN pip install ".[otel]" \
     # Build twistd's plugin cache now: at run time the root filesystem is read-only.
     && python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))" \
     && rm -rf /src

@@ -33,6 +33,8 @@ from ingressd.proxy.next_upstream import NextUpstream, parse_conditions as parse
 from ingressd.proxy.fastcgi_params import FastCGI, FastCGIParamError
 from ingressd import snippets
 from ingressd.snippets import SnippetError, parse_snippet
+from ingressd.tracing.settings import TracingSettings
+from ingressd.tracing.tracer import Tracing
 
 __version__ = "0.1.0"
 
@@ -61,6 +63,8 @@ __all__ = [
     "SubResponse",
     "SubrequestError",
     "TargetURL",
+    "Tracing",
+    "TracingSettings",
     "UpstreamSettings",
     "check_plain_text",
     "compile_path",

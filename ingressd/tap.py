@@ -17,6 +17,7 @@ from ingressd.features import parse_size
 from ingressd.http.connection_limit import parse_limit
 from ingressd.http.head_buffers import parse_header_buffers
 from ingressd.logformat import log_settings_from
+from ingressd.tracing.settings import TracingSettings
 from ingressd.plugin_manager import PluginError, Plugins, load_plugins
 from ingressd.replicas import parse_hint
 from ingressd.tls.settings import DEFAULT_CIPHERS, parse_ciphers, parse_protocols, parse_time
@@ -370,6 +371,7 @@ class Options(usage.Options):
                                    "--kubernetes and --publish-service (file mode: give the number, --replicas-hint N)")
         try:
             log_settings_from(settings_from(self))
+            TracingSettings.from_settings(settings_from(self))  # otel-max-export-batch-size ≤ otel-max-queuesize
         except ValueError as exc:
             raise usage.UsageError(str(exc))
         if (self["metrics-compat"] or "") not in ("", "nginx"):

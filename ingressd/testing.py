@@ -116,6 +116,8 @@ class FakeExchange:
     request_id: str = "0123456789abcdef"
     request_uri: bytes = b"/"
     upstream_status: int = 0  # set when the backend's answer is played (Outcome.response)
+    status: int = 0  # the answer's status, set with upstream_status (Outcome.response)
+    started: float = 0.0  # clock.seconds() when the request came
     upstream_endpoint: Any = None  # the Endpoint of the last try (set it to play a balancer's learning)
     upstream_started: float = 0.0
     upstream_ended: float = 0.0
@@ -370,7 +372,7 @@ class Outcome:
                  body: bytes = b"") -> Response:
         """The backend answered: run error pages (for listed codes) and response features, finish."""
         assert self.proxied, f"answered locally with {self.status}, not proxied"
-        self.exchange.upstream_status = status
+        self.exchange.upstream_status = self.exchange.status = status
         result = self.harness._finish_response(self.exchange, status, _pairs(headers), body)
         self.exchange.finish()
         return result

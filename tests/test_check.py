@@ -70,7 +70,7 @@ def test_verdicts_from_a_stream_as_kubectl_writes_it():
         *WORLD,
         app("plain", "plain.example"),
         app("secure", "secure.example", {N + "enable-modsecurity": "true"}),
-        app("otel", "otel.example", {N + "enable-opentelemetry": "true"}),
+        app("push", "push.example", {N + "http2-push-preload": "true"}),
         app("rw", "rw.example", {N + "secure-backends": "true"}),
         app("rw2", "rw2.example", {N + "secure-backends": "true", N + "grpc-backend": "true"}),
         app("other", "other.example", class_name="traefik"),
@@ -81,12 +81,12 @@ def test_verdicts_from_a_stream_as_kubectl_writes_it():
     assert status == 1
     verdicts = by_name(document)
     assert {name: item["verdict"] for name, item in verdicts.items()} == {
-        "plain": "served", "secure": "not-served", "otel": "served-with-differences",
+        "plain": "served", "secure": "not-served", "push": "served-with-differences",
         "rw": "not-served", "rw2": "not-served"}
     assert verdicts["secure"]["blocking_annotations"] == ["enable-modsecurity"]
     assert verdicts["secure"]["accept_with"] == ["--ignore-annotation enable-modsecurity"]
     assert "let in clients it keeps out" in verdicts["secure"]["reasons"][0]
-    assert "enable-opentelemetry" in verdicts["otel"]["differences"][0]
+    assert "http2-push-preload" in verdicts["push"]["differences"][0]
     summary = document["summary"]
     assert (summary["ingresses"], summary["served"], summary["served_with_differences"], summary["not_served"],
             summary["other_class"]) == (5, 1, 1, 3, 1)

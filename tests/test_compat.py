@@ -64,7 +64,7 @@ CASES = [
     ({"affinity": "cookie", "session-cookie-name": "route"}, (), "served", []),
     ({"affinity": "cookie", "session-cookie-hash": "sha1"}, (), "served", []),  # ingress-nginx ignores it too
     ({"canary": "true", "affinity-canary-behavior": "legacy"}, (), "warned", ["canary"]),  # canary's own note
-    ({"enable-opentelemetry": "true"}, (), "warned", ["enable-opentelemetry"]),
+    ({"enable-opentelemetry": "true"}, (), "served", []),  # a plugin owns it
     ({"load-balance": "ewma"}, (), "served", []),  # a plugin owns it
     # a canary is served as ingress-nginx serves it (attached to its main Ingress), with its difference
     ({"canary": "true", "canary-weight": "10"}, (), "warned", ["canary"]),

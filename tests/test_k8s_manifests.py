@@ -280,7 +280,7 @@ def test_dockerfile(dockerfile):
     values = lambda word: [rest for w, rest in dockerfile if w == word]  # noqa: E731
     assert re.fullmatch(r"python:3\.11-slim\S*", values("FROM")[0])
     runs = " ".join(values("RUN"))
-    assert "pip install ." in runs
+    assert 'pip install ".[otel]"' in runs  # with the otel extra: the image can trace (enable-opentelemetry)
     assert 'python -c "from twisted.plugin import IPlugin, getPlugins; ' \
            'list(getPlugins(IPlugin))"' in runs
     users = values("USER")

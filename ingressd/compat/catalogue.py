@@ -71,6 +71,8 @@ _AFFINITY = "affinity"
 _TLS_AUTH = "auth-tls-secret"
 _MODSEC = "enable-modsecurity"
 _OTEL = "enable-opentelemetry"
+_OPENTRACING = ("OpenTracing was removed in ingress-nginx v1.10, which ignores it since; enable-opentelemetry "
+                "traces requests")
 _PROTOCOL = "backend-protocol"  # proxy-ssl-* and fastcgi-* act only with HTTPS, GRPCS or FCGI backends
 _READ_SNIPPET = ("read as data, never as nginx text: a subset of nginx (headers, return, rewrite, "
                  "allow/deny, if); any other directive refuses the Ingress, naming it and its line; "
@@ -327,9 +329,15 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("enable-rewrite-log", IMPLEMENTED, _H, "false", BOOL,
       note="each rewrite (rewrite-target) of the route is written to ingressd's log: the Ingress, the pattern, "
            "the path and the new URI or redirect, as nginx's rewrite_log notice"),
-    E(_OTEL, NOT_YET, _H, "false", BOOL),
-    E("opentelemetry-trust-incoming-span", NOT_YET, _H, "true", BOOL, requires=_OTEL),
-    E("opentelemetry-operation-name", NOT_YET, _H, requires=_OTEL),
+    E(_OTEL, IMPLEMENTED, _H, "false", BOOL,
+      note="true traces the Ingress's requests (a SERVER span exported over OTLP/gRPC, traceparent sent to the "
+           "backend), false turns the ConfigMap's enable-opentelemetry off for it; needs the ingressd[otel] extra "
+           "(without it, true rejects the Ingress)"),
+    E("opentelemetry-trust-incoming-span", IMPLEMENTED, _H, "true", BOOL, requires=_OTEL,
+      note="read only beside enable-opentelemetry: true, as ingress-nginx's parser"),
+    E("opentelemetry-operation-name", IMPLEMENTED, _H, requires=_OTEL,
+      note="the span name (letters, digits, _ and -); read only beside enable-opentelemetry: true; without it "
+           "the ConfigMap's opentelemetry-operation-name, else the Ingress path (nginx's location name)"),
     E("ssl-ciphers", IMPLEMENTED, _H,
       note="per SNI host, over --ssl-ciphers; TLS 1.3 suites stay OpenSSL's, as nginx's; a list with characters "
            "ingress-nginx refuses or naming no cipher OpenSSL knows rejects the Ingress (ingress-nginx drops the "
@@ -346,8 +354,8 @@ CATALOGUE: Mapping[str, Entry] = _entries(
     E("influxdb-port", NOT_YET, _H, removed=True),
     E("influxdb-measurement", NOT_YET, _H, removed=True),
     E("influxdb-server-name", NOT_YET, _H, removed=True),
-    E("enable-opentracing", NOT_YET, _H, "false", BOOL, removed=True),
-    E("opentracing-trust-incoming-span", NOT_YET, _H, removed=True),
+    E("enable-opentracing", NOT_NEEDED, _H, "false", BOOL, removed=True, note=_OPENTRACING),
+    E("opentracing-trust-incoming-span", NOT_NEEDED, _H, removed=True, note=_OPENTRACING),
     E("global-rate-limit", IMPLEMENTED, _N, "0", INT, removed=True,
       note="removed in ingress-nginx v1.12; served with --redis (a sliding window counter in Redis, shared by "
            "the replicas; docs/operations.md); without --redis, or without global-rate-limit-window (where "

@@ -24,6 +24,7 @@ from ingressd.http.head_buffers import parse_header_buffers
 from ingressd.logformat import log_settings_from
 from ingressd.proxy.forwarding import ForwardingPolicy, parse_cidrs, parse_duration, parse_switch
 from ingressd.tls.settings import parse_ciphers, parse_protocols, parse_time
+from ingressd.tracing.settings import check_settings as check_tracing
 
 # Core server options (ingressd/tap.py) a ``setting:NAME`` key may replace, with how a ConfigMap value
 # is read (plugins' options bring their own coerce). One line per option; its consumer reads the
@@ -85,7 +86,7 @@ def _at_least(value, low):
 # What a reading's settings must pass together with the options they are laid over (``overlay``):
 # the same builders the server applies them with, so a value they refuse refuses the ConfigMap.
 CORE_CHECKS: tuple[Callable[[Mapping[str, Any]], Any], ...] = (ForwardingPolicy.from_settings, log_settings_from,
-                                                                 stream_settings_from)
+                                                                 stream_settings_from, check_tracing)
 
 # Keys whose value names another ConfigMap ("namespace/name") whose data is what the key's option
 # reads (as pairs): read with the controller ConfigMap, so a change of either applies live.
