@@ -70,7 +70,7 @@ def test_verdicts_from_a_stream_as_kubectl_writes_it():
         *WORLD,
         app("plain", "plain.example"),
         app("secure", "secure.example", {N + "enable-modsecurity": "true"}),
-        app("push", "push.example", {N + "http2-push-preload": "true"}),
+        app("push", "push.example", {N + "enable-influxdb": "true"}),
         app("rw", "rw.example", {N + "secure-backends": "true"}),
         app("rw2", "rw2.example", {N + "secure-backends": "true", N + "grpc-backend": "true"}),
         app("other", "other.example", class_name="traefik"),
@@ -86,7 +86,7 @@ def test_verdicts_from_a_stream_as_kubectl_writes_it():
     assert verdicts["secure"]["blocking_annotations"] == ["enable-modsecurity"]
     assert verdicts["secure"]["accept_with"] == ["--ignore-annotation enable-modsecurity"]
     assert "let in clients it keeps out" in verdicts["secure"]["reasons"][0]
-    assert "http2-push-preload" in verdicts["push"]["differences"][0]
+    assert "enable-influxdb" in verdicts["push"]["differences"][0]
     summary = document["summary"]
     assert (summary["ingresses"], summary["served"], summary["served_with_differences"], summary["not_served"],
             summary["other_class"]) == (5, 1, 1, 3, 1)

@@ -80,7 +80,7 @@ CASES = [
     ({"enable-modsecurity": "FALSE", "satisfy": "all", "limit-rate": "0"}, (), "served", []),
     ({"ssl-redirect": "True", "force-ssl-redirect": "t"}, (), "served", []),
     ({"enable-opentelemetry": "false"}, (), "served", []),
-    ({"enable-opentelemetry": "true"}, (), "warned", ["enable-opentelemetry"]),
+    ({"enable-influxdb": "true"}, (), "warned", ["enable-influxdb"]),
     ({"enable-modsecurity": "yes"}, (), "blocked", ["enable-modsecurity"]),  # a value ingress-nginx cannot read asks for something
     ({"global-rate-limit": "-0"}, (), "served", []),  # read as a number, as ingress-nginx's Atoi does
     ({"global-rate-limit": "X0"}, (), "served", []),  # owned: its plugin rejects the value
@@ -225,9 +225,9 @@ REASONS = [
       f"ingressd's snippet reader (supported: {', '.join(SUPPORTED + tuple(NO_EFFECT))}) {_SUBSET}; not served (accept ignoring "
       f'it with --ignore-annotation configuration-snippet or the Ingress annotation '
       f'ingressd.io/ignore-annotations: "configuration-snippet")', True)),
-    ({"enable-opentelemetry": "true"}, (),
-     (N + "enable-opentelemetry",
-      f"annotation {N}enable-opentelemetry is not supported by ingressd and is ignored; ignoring it is harmless",
+    ({"enable-influxdb": "true"}, (),
+     (N + "enable-influxdb",
+      f"annotation {N}enable-influxdb is not supported by ingressd and is ignored; ignoring it is harmless",
       False)),
     ({"configuration-snippet": "deny all;\nallow $x;"}, ("configuration-snippet",),
      (N + "configuration-snippet", f"annotation {N}configuration-snippet is ignored as the operator asked "

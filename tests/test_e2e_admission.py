@@ -138,9 +138,9 @@ def test_a_path_another_ingress_serves_is_refused(files):
 
 def test_differences_come_back_as_warnings(files):
     _, webhook = files
-    response = webhook.review(app("b", "b.example.com", annotations={N + "http2-push-preload": "true"}))
+    response = webhook.review(app("b", "b.example.com", annotations={N + "enable-influxdb": "true"}))
     assert response["allowed"] is True
-    assert any("http2-push-preload" in warning for warning in response["warnings"])
+    assert any("enable-influxdb" in warning for warning in response["warnings"])
 
 
 def test_malformed_requests_are_answered_400_and_the_server_goes_on(files):

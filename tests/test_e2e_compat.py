@@ -33,7 +33,7 @@ CASES = {
     "vhost.example": ({N + "secure-backends": "true"}, False),  # changes where traffic goes
     "canary.example": ({N + "canary": "true", N + "canary-weight": "50"}, False),  # no main Ingress: not served
     "snippet.example": ({N + "configuration-snippet": "deny all;\nauth_request /auth;"}, False),  # outside the subset
-    "push.example": ({N + "http2-push-preload": "true"}, True),  # harmless: a warning
+    "push.example": ({N + "enable-influxdb": "true"}, True),  # harmless: a warning
     "defaults.example": ({N + "backend-protocol": "HTTP", N + "proxy-buffering": "off",
                           N + "load-balance": "round_robin", N + "use-regex": "False"}, True),
     "accepted.example": ({**SECURE, "ingressd.io/ignore-annotations": "enable-modsecurity, grpc-backend"}, True),
@@ -79,7 +79,7 @@ def test_rejections_are_logged_listed_and_counted(world):
     assert "enable-modsecurity" in line and "grpc-backend" in line
     assert "--ignore-annotation enable-modsecurity" in line
     assert "enable-owasp-core-rules" not in line  # covered by enable-modsecurity, its switch
-    assert any("warning: Ingress default/push:" in line and "http2-push-preload" in line for line in log.splitlines())
+    assert any("warning: Ingress default/push:" in line and "enable-influxdb" in line for line in log.splitlines())
     assert any("warning: Ingress default/accepted:" in line and "ignored as the operator asked" in line
                for line in log.splitlines())
 
