@@ -2,8 +2,8 @@
 
 Of the options, ``--manifests`` (which files and folders are read), the client-address
 options (``FORWARDING``: a new forwarding policy, read by the next request and connection),
-the access log's format options (``ACCESS_LOG``) and the backend pools' keep-alive limits
-(``UPSTREAM_KEEPALIVE``) are applied to a running server; every
+the access log's format options (``ACCESS_LOG``), the backend pools' keep-alive limits
+(``UPSTREAM_KEEPALIVE``) and the TLS settings (``TLS``: new handshakes) are applied to a running server; every
 other changed option is named as needing a restart, and keeps its old value until then.
 Manifests themselves are re-read on SIGHUP whether or not the list
 changed (they are also polled: SIGHUP just does not wait for the next poll).
@@ -24,7 +24,10 @@ ACCESS_LOG = frozenset({"access_log_format", "log_format_upstream", "log_format_
 # The backend connection pools' keep-alive limits (HTTP1Upstream.use_limits): read at the next release.
 UPSTREAM_KEEPALIVE = frozenset({"upstream_keepalive_connections", "upstream_keepalive_timeout",
                                 "upstream_keepalive_requests"})
-LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE  # settings a running server takes over
+# The server's TLS settings (ingressd.tls.settings.TLSSettings): every TLS context made anew, used by new handshakes.
+TLS = frozenset({"ssl_protocols", "ssl_ciphers", "ssl_prefer_server_ciphers", "ssl_session_cache",
+                 "ssl_session_timeout", "ssl_session_tickets"})
+LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE | TLS  # settings a running server takes over
 _NOT_OPTIONS = frozenset({"config", "worker_id"})  # not compared: where options come from, internal
 
 

@@ -285,6 +285,12 @@ class IngressdService(MultiService):
                                 parse_duration(settings.get("upstream_keepalive_timeout") or 60),
                                 int(settings.get("upstream_keepalive_requests", 10000) or 0))
             self._pool_applied = keepalive
+        certificates = getattr(self, "certificates", None)  # --https only
+        if certificates is not None:  # ssl-protocols, ssl-ciphers, ssl-session-*: new handshakes
+            try:
+                certificates.use_tls(tls_settings(settings))
+            except Exception as exc:  # noqa: BLE001 - OpenSSL refusing them keeps the previous ones
+                log.msg(f"ingressd: the TLS settings cannot be applied, the previous ones stay in place: {exc}")
 
     def reopen_logs(self) -> None:
         """SIGUSR1: the access log's file is opened again (after logrotate moved it)."""

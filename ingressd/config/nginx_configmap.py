@@ -44,6 +44,11 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "upstream-keepalive-connections": lambda text: _at_least(int(text), 0),  # HTTP1Upstream.use_limits
     "upstream-keepalive-timeout": lambda text: _at_least(parse_duration(text), 0),
     "upstream-keepalive-requests": lambda text: _at_least(int(text), 0),
+    "ssl-protocols": parse_protocols,  # the TLS keys: CertificateStore.use_tls, new handshakes
+    "ssl-ciphers": parse_ciphers,
+    "ssl-session-cache": parse_bool,
+    "ssl-session-timeout": parse_time,
+    "ssl-session-tickets": parse_bool,
 })
 def _at_least(value, low):
     if value < low:
@@ -220,17 +225,6 @@ def _risk_level(value: str) -> str | None:
     return None
 
 
-# The TLS options (ingressd.tls.settings), as ``ingressd.tap`` parses them, for ``_same_option``.
-_TLS_OPTIONS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
-    "ssl-protocols": parse_protocols,
-    "ssl-ciphers": parse_ciphers,
-    "ssl-session-timeout": parse_time,
-    "ssl-prefer-server-ciphers": parse_bool,
-    "ssl-session-cache": parse_bool,
-    "ssl-session-tickets": parse_bool,
-})
-
-
 def _same_option(option: str, value: str, current: Any) -> bool:
     """Whether the ConfigMap's ``value`` is what the server runs with (``current``)."""
     if option == "no-http2":  # use-http2: the inverse switch
@@ -241,11 +235,6 @@ def _same_option(option: str, value: str, current: Any) -> bool:
     if option in ("server-tokens", "allow-cross-namespace-resources"):
         try:
             return parse_bool(value) == bool(current)
-        except ValueError:
-            return False
-    if option in _TLS_OPTIONS:
-        try:
-            return _TLS_OPTIONS[option](value) == current
         except ValueError:
             return False
     if option == "workers":

@@ -22,6 +22,7 @@ brand new ``CertificateOptions``; open connections keep the context they started
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -106,6 +107,11 @@ class Certificate:
         and settings, whatever host: a host's policy is its own; sessions never resume on it)."""
         key = ("client-auth", client_auth) if tls is None else ("client-auth", client_auth, tls)
         return self._context(key, False, client_auth, tls)
+
+    def forget_contexts(self) -> None:
+        """Forget every context made (the server's TLS settings changed): the next handshake makes
+        its own anew; open connections keep the context they started with."""
+        self._made.clear()
 
     def keep_asking_contexts(self, policies: "set[ClientAuth]", settings: "set[TLSSettings] | None" = None) -> None:
         """Forget the asking contexts of policies no longer served (a rotated CA), and the
@@ -263,6 +269,7 @@ class CertificateStore:
             default, MappingProxyType({}), MappingProxyType({}), MappingProxyType({}),
             MappingProxyType({}), MappingProxyType({}),
         )
+        self._host_tls: tuple = ()  # the last configuration's Config.host_tls
         self._creator = _ServerConnectionCreator(self)
         self.warnings: tuple[Rejection, ...] = ()
 
@@ -417,17 +424,8 @@ class CertificateStore:
             else:  # "" (a rule without host) is never an SNI name: never looked up
                 auth_exact.setdefault(host, auth)
 
-        tls_exact: dict[str, TLSSettings] = {}
-        tls_wildcard: dict[str, TLSSettings] = {}
-        for host, host_tls in config.host_tls:
-            host = host.strip().lower().rstrip(".")
-            settings = host_tls.over(self._tls)
-            if settings == self._tls:
-                continue  # nothing of its own: the host's usual contexts
-            if host.startswith("*."):
-                tls_wildcard.setdefault(host[2:], settings)
-            else:
-                tls_exact.setdefault(host, settings)
+        self._host_tls = config.host_tls
+        tls_exact, tls_wildcard = _host_settings(config.host_tls, self._tls)
 
         policies = {*auth_exact.values(), *auth_wildcard.values()}
         in_use = {*tls_exact.values(), *tls_wildcard.values()}
@@ -447,6 +445,36 @@ class CertificateStore:
             MappingProxyType(tls_wildcard),
         )
         return rejections
+
+    def use_tls(self, tls: TLSSettings) -> None:
+        """Serve new handshakes with the server's TLS settings ``tls`` (a ConfigMap change, SIGHUP):
+        every context is made anew (the default one now, the others at their host's next
+        handshake), hosts' own settings are laid over ``tls`` again; open connections keep the
+        context they started with, so none is dropped. Sessions made before do not resume after."""
+        if tls == self._tls:
+            return
+        current = self._map
+        made = [current.default, *self._cache.values(),
+                *(c for c in (*current.exact.values(), *current.wildcard.values()) if c is not None)]
+        previous = self._tls
+        self._tls = tls
+        try:
+            fresh = current.default.make_context(False) if current.default.make_context else None
+        except Exception:
+            self._tls = previous
+            raise
+        for certificate in {id(c): c for c in made}.values():
+            certificate.forget_contexts()
+        if fresh is not None:
+            current.default._made["context"] = fresh
+        tls_exact, tls_wildcard = _host_settings(self._host_tls, tls)
+        self._map = dataclasses.replace(current, tls_exact=MappingProxyType(tls_exact),
+                                        tls_wildcard=MappingProxyType(tls_wildcard))
+
+    @property
+    def tls(self) -> TLSSettings:
+        """The server's TLS settings in use."""
+        return self._tls
 
     # -- selection ------------------------------------------------------------------------
 
@@ -677,6 +705,23 @@ class CertificateStore:
             # default that OpenSSL will not serve here rather than in a handshake.
             certificate._made["context"] = make_context(False)
         return certificate
+
+
+def _host_settings(host_tls, base: TLSSettings) -> tuple[dict[str, TLSSettings], dict[str, TLSSettings]]:
+    """Hosts' own TLS settings (``Config.host_tls``) laid over the server's ``base``, by exact name
+    and by the parent of a ``*.`` wildcard; a host whose settings come out as ``base`` has none."""
+    exact: dict[str, TLSSettings] = {}
+    wildcard: dict[str, TLSSettings] = {}
+    for host, own in host_tls:
+        host = host.strip().lower().rstrip(".")
+        settings = own.over(base)
+        if settings == base:
+            continue  # nothing of its own: the host's usual contexts
+        if host.startswith("*."):
+            wildcard.setdefault(host[2:], settings)
+        else:
+            exact.setdefault(host, settings)
+    return exact, wildcard
 
 
 # -- parsing and validating ---------------------------------------------------------------

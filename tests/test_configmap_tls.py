@@ -1,0 +1,206 @@
+"""The ingress-nginx ConfigMap's TLS keys (ssl-protocols, ssl-ciphers, ssl-session-*): read as live
+settings, laid over the options, and ``CertificateStore.use_tls`` making every context anew for new
+handshakes (handshakes in memory). The real twistd is tested in test_e2e_configmap_tls.py."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+from OpenSSL import SSL
+
+import certs
+from ingressd.compat.catalogue import IMPLEMENTED, PARTIAL
+from ingressd.compat.check import server_settings_from
+from ingressd.compat.configmap_catalogue import lookup
+from ingressd.config.model import Config
+from ingressd.config.nginx_configmap import overlay, read_configmap
+from ingressd.live_settings import LIVE, TLS, changed_options
+from ingressd.plugin_manager import load_plugins
+from ingressd.testing import restore_plugin_configuration
+from ingressd.tls.certificates import CertificateStore
+from ingressd.tls.client_auth import load_client_auth
+from ingressd.tls.settings import DEFAULT_CIPHERS, HostTLS, TLSSettings, tls_settings
+from test_tls import memory_handshake, tls_host
+from test_tls_settings import AES128, AES256, cipher, client, pki, store_with  # noqa: F401 - pki: a fixture
+
+NAME = "ingress-nginx/ingress-nginx-controller"
+
+
+@pytest.fixture(autouse=True)
+def _plugins_as_they_were():
+    yield
+    restore_plugin_configuration()
+
+
+def _read(data, argv=()):
+    plugins = load_plugins()
+    options = {option.name: option.coerce for option in plugins.options}
+    return read_configmap(NAME, data, plugins.annotations, options, server_settings_from(list(argv)))
+
+
+# -- reading the keys ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["ssl-protocols", "ssl-ciphers", "ssl-session-cache", "ssl-session-timeout"])
+def test_the_tls_keys_are_live_settings_in_the_catalogue(key):
+    entry = lookup(key)
+    assert entry.status == IMPLEMENTED and entry.target == ("setting", key)
+    assert "live" in entry.note
+
+
+def test_session_tickets_is_live_and_partial_for_its_default():
+    entry = lookup("ssl-session-tickets")
+    assert entry.status == PARTIAL and entry.target == ("setting", "ssl-session-tickets")
+    assert entry.default == "false"  # ingress-nginx's; asks for nothing (ingressd's own default: on)
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"ssl-protocols": "TLSv1.3"}, {"ssl-protocols": ("TLSv1.3",)}),
+    ({"ssl-protocols": "TLSv1.3 TLSv1.2 "}, {"ssl-protocols": ("TLSv1.2", "TLSv1.3")}),  # the default, other order
+    ({"ssl-protocols": "TLSv1.1 TLSv1.2"}, {"ssl-protocols": ("TLSv1.1", "TLSv1.2")}),
+    ({"ssl-ciphers": AES256}, {"ssl-ciphers": AES256}),
+    ({"ssl-ciphers": DEFAULT_CIPHERS}, {}),
+    ({"ssl-session-timeout": "1h 30m"}, {"ssl-session-timeout": 5400}),
+    ({"ssl-session-timeout": "10m"}, {}),
+    ({"ssl-session-timeout": "600"}, {"ssl-session-timeout": 600}),  # the default in seconds: the same value
+    ({"ssl-session-cache": "false"}, {"ssl-session-cache": False}),
+    ({"ssl-session-cache": "true"}, {}),
+    ({"ssl-session-tickets": "true"}, {"ssl-session-tickets": True}),
+    ({"ssl-session-tickets": "false"}, {}),
+])
+def test_values_read(data, expected):
+    reading = _read(data)
+    assert reading.usable and not reading.warnings, (reading.refusals, reading.warnings)
+    assert dict(reading.settings) == expected
+
+
+@pytest.mark.parametrize("data, reason", [
+    ({"ssl-protocols": "SSLv3"}, "SSLv3: not a protocol ingressd offers"),
+    ({"ssl-protocols": "TLSv1 TLSv1.3"}, "leaves a gap"),
+    ({"ssl-ciphers": "NO-SUCH-CIPHER"}, "OpenSSL finds no cipher"),
+    ({"ssl-ciphers": "HIGH;rm"}, "not an OpenSSL cipher list"),
+    ({"ssl-session-timeout": "ten minutes"}, "is not a time"),
+    ({"ssl-session-timeout": "0"}, "at least 1s"),
+    ({"ssl-session-cache": "yes"}, "expected true or false"),
+    ({"ssl-session-tickets": "on"}, "expected true or false"),
+])
+def test_bad_values_refuse_the_configmap_naming_the_key(data, reason):
+    reading = _read(data)
+    assert not reading.usable
+    (refusal,) = reading.refusals
+    assert refusal.startswith(f"ConfigMap {NAME} key {next(iter(data))}: ")
+    assert reason in refusal
+
+
+def test_a_configmap_value_wins_over_the_option_and_an_absent_key_leaves_it():
+    options = server_settings_from(["--ssl-ciphers", AES128, "--ssl-protocols", "TLSv1.2",
+                                    "--ssl-session-timeout", "1m"])
+    reading = _read({"ssl-ciphers": AES256, "ssl-protocols": "TLSv1.3"})
+    tls = tls_settings(overlay(options, reading))
+    assert tls == TLSSettings(ciphers=AES256, protocols=("TLSv1.3",), session_timeout=60)
+    # ingress-nginx's default in the ConfigMap asks for nothing: the option stays
+    assert tls_settings(overlay(options, _read({"ssl-ciphers": DEFAULT_CIPHERS}))).ciphers == AES128
+
+
+def test_sighup_applies_the_tls_options_live():
+    assert TLS == {"ssl_protocols", "ssl_ciphers", "ssl_prefer_server_ciphers", "ssl_session_cache",
+                   "ssl_session_timeout", "ssl_session_tickets"}
+    assert TLS <= LIVE
+    old = server_settings_from([])
+    new = server_settings_from(["--ssl-ciphers", AES256, "--ssl-prefer-server-ciphers", "off"])
+    assert changed_options(old, new) == (["ssl_ciphers", "ssl_prefer_server_ciphers"], [])
+
+
+# -- the store: new handshakes, new settings ------------------------------------------------
+
+
+def test_use_tls_changes_new_handshakes_on_every_host_and_keeps_open_connections(pki):
+    store = store_with(pki)
+    before = {name: store.context_for_name(name) for name in ("b.example", "x.w.example", None)}
+    default = store.default.context
+    for name in before:
+        assert cipher(store, name, AES128) == AES128, name
+    store.use_tls(TLSSettings(ciphers=AES256))
+    assert store.tls == TLSSettings(ciphers=AES256)
+    assert store.default.context is not default
+    for name, context in before.items():
+        assert store.context_for_name(name) is not context, name
+        assert cipher(store, name, AES128) is None, name
+        assert cipher(store, name, AES256) == AES256, name
+    # A connection made on a context before the change still works: its context is untouched.
+    old = SSL.Connection(before["b.example"], None)
+    assert old.get_context() is before["b.example"]
+    store.use_tls(TLSSettings())
+    assert cipher(store, "b.example", AES128) == AES128
+
+
+def test_use_tls_with_the_same_settings_keeps_every_context(pki):
+    store = store_with(pki, server=TLSSettings(ciphers=AES256))
+    contexts = [store.context_for_name(name) for name in ("b.example", None)]
+    store.use_tls(TLSSettings(ciphers=AES256))
+    assert [store.context_for_name(name) for name in ("b.example", None)] == contexts
+
+
+def test_use_tls_protocols_and_sessions(pki):
+    store = store_with(pki)
+    tls13 = dict(maximum=ssl.TLSVersion.TLSv1_3, minimum=ssl.TLSVersion.TLSv1_3)
+    assert cipher(store, "b.example", AES256) == AES256
+    store.use_tls(TLSSettings(protocols=("TLSv1.3",), session_timeout=90, session_tickets=False))
+    context = store.context_for_name("b.example")
+    assert context.get_timeout() == 90
+    assert context.set_options(0) & SSL.OP_NO_TICKET
+    assert cipher(store, "b.example", AES256) is None  # a TLS 1.2 client
+    assert cipher(store, "b.example", AES256, **tls13) is not None
+    store.use_tls(TLSSettings(session_cache=False))
+    assert store.context_for_name("b.example").get_session_cache_mode() == SSL.SESS_CACHE_OFF
+
+
+def test_hosts_own_settings_are_laid_over_the_new_server_settings(pki):
+    # ssl-ciphers annotation on b.example; ssl-prefer-server-ciphers: false on c.example
+    both = f"{AES128}:{AES256}"
+    store = store_with(pki, host_tls=[("b.example", HostTLS(AES256)), ("c.example", HostTLS(None, False))])
+    assert cipher(store, "c.example", both) == AES128  # the client's order
+    store.use_tls(TLSSettings(ciphers=f"{AES256}:{AES128}", protocols=("TLSv1.2",)))
+    assert cipher(store, "b.example", AES128) is None and cipher(store, "b.example", AES256) == AES256
+    assert cipher(store, "c.example", both) == AES128  # still the client's order, over the new list
+    assert cipher(store, "unknown.example", both) == AES256  # the server's order
+    assert store._map.tls_exact["c.example"] == TLSSettings(ciphers=f"{AES256}:{AES128}", protocols=("TLSv1.2",),
+                                                            prefer_server_ciphers=False)
+    # the host's list equal to the new server list: no settings of its own any more
+    store.use_tls(TLSSettings(ciphers=AES256))
+    assert "b.example" not in store._map.tls_exact
+    assert cipher(store, "b.example", AES256) == AES256
+
+
+def test_client_certificate_contexts_are_made_anew(pki):
+    ca = certs.make_ca("clients")
+    policy = load_client_auth(ca.cert_pem, None, "optional", 1, "Secret web/ca")
+    store = CertificateStore()
+    secrets = (certs.issued_secret("web", "b", pki["b"]),)
+    store.update(Config(tls_hosts=(tls_host("b.example", "b"),), secrets=secrets,
+                        client_auth=(("b.example", policy),)))
+    asking = store.context_for_name("b.example")
+    assert cipher(store, "b.example", AES128) == AES128
+    store.use_tls(TLSSettings(ciphers=AES256))
+    assert store.context_for_name("b.example") is not asking
+    assert store.context_for_name("b.example").get_app_data() is policy
+    assert cipher(store, "b.example", AES128) is None and cipher(store, "b.example", AES256) == AES256
+
+
+def test_settings_openssl_refuses_keep_the_previous_ones(pki):
+    store = store_with(pki)
+    default = store.default.context
+    with pytest.raises(Exception):
+        store.use_tls(TLSSettings(ciphers="NO-SUCH-CIPHER"))
+    assert store.tls == TLSSettings()
+    assert store.default.context is default
+    assert cipher(store, "b.example", AES128) == AES128
+
+
+def test_a_handshake_after_use_tls_with_the_default_certificate(pki):
+    store = CertificateStore()
+    store.use_tls(TLSSettings(protocols=("TLSv1.3",)))
+    assert memory_handshake(store, None, client(AES256, maximum=ssl.TLSVersion.TLSv1_3,
+                                                 minimum=ssl.TLSVersion.TLSv1_3)).version() == "TLSv1.3"
+    assert cipher(store, None, AES256) is None

@@ -1,0 +1,121 @@
+"""The ingress-nginx ConfigMap's TLS keys end to end, live, with ``openssl s_client`` against the
+real ``twistd ingressd --nginx-configmap`` in file mode: applied at start from the manifests'
+ConfigMap, changed by an edit for new handshakes while a TLS connection opened before the edit keeps
+working, the ``ssl-ciphers`` annotation still applying to its host over the new server-wide list,
+and a bad value refused with the previous settings kept."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import ssl
+
+import pytest
+
+import certs
+from backends import Backend
+from harness import INGRESS_CLASS, Ingressd, ingress, service, wait_for, write_manifests
+from test_e2e_tls_settings import AES128, AES256, CHACHA, s_client
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")]
+
+N = "nginx.ingress.kubernetes.io/"
+CM = "ingress-nginx/ingress-nginx-controller"
+
+
+def objects(web, ca, data):
+    found = [INGRESS_CLASS, *service("web", [("http", 80, web.port)]),
+             {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"}, "data": dict(data)}]
+    for host, own in {"open.test": {}, "strict.test": {N + "ssl-ciphers": CHACHA}}.items():
+        found.append(certs.secret_manifest("default", host, *ca[host]))
+        found.append(ingress(host, [(host, [("/", "Prefix", "web", 80)])],
+                             tls=[{"hosts": [host], "secretName": host}], annotations=own))
+    return found
+
+
+def pki():
+    ca = certs.make_ca()
+    pairs = {}
+    for host in ("open.test", "strict.test"):
+        leaf = certs.make_leaf(host, issuer=ca)
+        pairs[host] = (leaf.cert_pem, leaf.key_pem())
+    return pairs
+
+
+def https(port: int, host: str) -> http.client.HTTPSConnection:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(f"{AES128}:{AES256}")
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    conn._server_hostname = host  # noqa: SLF001 - http.client's SNI name; the Host header says the same
+    return conn
+
+
+def get(conn, host: str, path: str) -> int:
+    conn.request("GET", path, headers={"Host": host})
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def test_the_tls_keys_apply_at_start_and_live_without_dropping_a_connection(tmp_path):
+    web = Backend("web")
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    pairs = pki()
+    # At start, from the manifests' ConfigMap: AES-128 only for TLS 1.2.
+    write_manifests(manifests / "all.yaml", objects(web, pairs, {"ssl-ciphers": AES128}))
+    proc = Ingressd(manifests, ["--nginx-configmap", CM])
+    port = proc.https_port
+    try:
+        assert s_client(port, "open.test", "-tls1_2", "-cipher", AES128) == (True, AES128)
+        assert s_client(port, "open.test", "-tls1_2", "-cipher", AES256)[0] is False
+        assert s_client(port, "strict.test", "-tls1_2", "-cipher", CHACHA) == (True, CHACHA)  # the annotation's
+        assert s_client(port, "strict.test", "-tls1_2", "-cipher", AES128)[0] is False
+
+        # A long-lived connection opened before the edit, on AES-128.
+        conn = https(port, "open.test")
+        assert get(conn, "open.test", "/before") == 200
+        assert conn.sock.cipher()[0] == AES128
+        local = conn.sock.getsockname()
+
+        write_manifests(manifests / "all.yaml", objects(web, pairs, {"ssl-ciphers": AES256}))
+        wait_for(lambda: s_client(port, "open.test", "-tls1_2", "-cipher", AES256) == (True, AES256),
+                 "the new cipher list")
+        assert s_client(port, "open.test", "-tls1_2", "-cipher", AES128)[0] is False
+        assert s_client(port, "strict.test", "-tls1_2", "-cipher", CHACHA) == (True, CHACHA)  # still its own
+        assert s_client(port, "strict.test", "-tls1_2", "-cipher", AES256)[0] is False
+        assert get(conn, "open.test", "/after-ciphers") == 200  # the old connection, untouched
+        assert conn.sock.getsockname() == local and conn.sock.cipher()[0] == AES128
+
+        # ssl-protocols: TLS 1.3 only, for new handshakes.
+        write_manifests(manifests / "all.yaml", objects(web, pairs, {"ssl-ciphers": AES256,
+                                                                     "ssl-protocols": "TLSv1.3"}))
+        wait_for(lambda: s_client(port, "open.test", "-tls1_2")[0] is False, "TLS 1.2 refused")
+        ok, chosen = s_client(port, "open.test", "-tls1_3")
+        assert ok and chosen.startswith("TLS_"), chosen
+        assert s_client(port, "strict.test", "-tls1_2", "-cipher", CHACHA)[0] is False  # the server's protocols
+        assert get(conn, "open.test", "/after-protocols") == 200
+        assert conn.sock.getsockname() == local and conn.sock.version() == "TLSv1.2"
+
+        # A bad value refuses the ConfigMap: the previous settings keep serving.
+        write_manifests(manifests / "all.yaml", objects(web, pairs, {"ssl-ciphers": "NO-SUCH-CIPHER",
+                                                                     "ssl-protocols": "TLSv1.2"}))
+        wait_for(lambda: "ConfigMap refused" in proc.log(), "the refusal")
+        assert "key ssl-ciphers: OpenSSL finds no cipher in 'NO-SUCH-CIPHER'" in proc.log()
+        assert s_client(port, "open.test", "-tls1_2")[0] is False
+        assert s_client(port, "open.test", "-tls1_3")[0] is True
+        assert get(conn, "open.test", "/after-refusal") == 200
+
+        # The key removed: the option (ingress-nginx's defaults) again.
+        write_manifests(manifests / "all.yaml", objects(web, pairs, {}))
+        wait_for(lambda: s_client(port, "open.test", "-tls1_2", "-cipher", AES128) == (True, AES128),
+                 "the defaults again")
+        assert get(conn, "open.test", "/end") == 200
+        conn.close()
+    finally:
+        proc.stop()
+        web.stop()
