@@ -26,7 +26,7 @@ UPSTREAM_KEEPALIVE = frozenset({"upstream_keepalive_connections", "upstream_keep
                                 "upstream_keepalive_requests"})
 # The server's TLS settings (ingressd.tls.settings.TLSSettings): every TLS context made anew, used by new handshakes.
 TLS = frozenset({"ssl_protocols", "ssl_ciphers", "ssl_prefer_server_ciphers", "ssl_session_cache",
-                 "ssl_session_timeout", "ssl_session_tickets"})
+                 "ssl_session_timeout", "ssl_session_tickets", "ssl_ecdh_curve"})
 LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE | TLS  # settings a running server takes over
 _NOT_OPTIONS = frozenset({"config", "worker_id"})  # not compared: where options come from, internal
 

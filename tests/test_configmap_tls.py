@@ -20,7 +20,7 @@ from ingressd.plugin_manager import load_plugins
 from ingressd.testing import restore_plugin_configuration
 from ingressd.tls.certificates import CertificateStore
 from ingressd.tls.client_auth import load_client_auth
-from ingressd.tls.settings import DEFAULT_CIPHERS, HostTLS, TLSSettings, tls_settings
+from ingressd.tls.settings import DEFAULT_CIPHERS, HostTLS, TLSSettings, ecdh_curve_note, parse_ecdh_curve, tls_settings
 from test_tls import memory_handshake, tls_host
 from test_tls_settings import AES128, AES256, cipher, client, pki, store_with  # noqa: F401 - pki: a fixture
 
@@ -105,7 +105,7 @@ def test_a_configmap_value_wins_over_the_option_and_an_absent_key_leaves_it():
 
 def test_sighup_applies_the_tls_options_live():
     assert TLS == {"ssl_protocols", "ssl_ciphers", "ssl_prefer_server_ciphers", "ssl_session_cache",
-                   "ssl_session_timeout", "ssl_session_tickets"}
+                   "ssl_session_timeout", "ssl_session_tickets", "ssl_ecdh_curve"}
     assert TLS <= LIVE
     old = server_settings_from([])
     new = server_settings_from(["--ssl-ciphers", AES256, "--ssl-prefer-server-ciphers", "off"])
@@ -204,3 +204,81 @@ def test_a_handshake_after_use_tls_with_the_default_certificate(pki):
     assert memory_handshake(store, None, client(AES256, maximum=ssl.TLSVersion.TLSv1_3,
                                                  minimum=ssl.TLSVersion.TLSv1_3)).version() == "TLSv1.3"
     assert cipher(store, None, AES256) is None
+
+
+# -- ssl-ecdh-curve ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("auto", ()),
+    (" AUTO ", ()),
+    ("secp384r1", ("secp384r1",)),
+    ("P-384", ("secp384r1",)),
+    ("prime256v1", ("prime256v1",)),
+    ("secp256r1", ("prime256v1",)),
+    ("p-256", ("prime256v1",)),
+    ("P-521", ("secp521r1",)),
+    ("X25519:prime256v1:secp384r1", ("X25519", "prime256v1", "secp384r1")),
+    ("x25519:X25519:x448", ("X25519", "X448")),
+    ("ffdhe2048:ffdhe8192", ("ffdhe2048", "ffdhe8192")),
+])
+def test_ecdh_curves_read(text, expected):
+    assert parse_ecdh_curve(text) == expected
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("", "no curve given"),
+    ("  ", "no curve given"),
+    ("nope", "'nope': not a key-exchange group"),
+    ("X25519:secp192r1", "'secp192r1': not a key-exchange group"),
+    ("X25519::prime256v1", "'': not a key-exchange group"),
+    ("X25519 prime256v1", "not a key-exchange group"),
+    ("ffdhe1024", "not a key-exchange group"),
+])
+def test_ecdh_curves_refused(text, reason):
+    with pytest.raises(ValueError, match=reason):
+        parse_ecdh_curve(text)
+
+
+@pytest.mark.parametrize("groups, exact", [
+    ((), True), (("prime256v1",), True), (("secp384r1",), True), (("secp521r1",), True),
+    (("X25519",), False), (("X448",), False), (("ffdhe2048",), False), (("prime256v1", "secp384r1"), False),
+])
+def test_what_ecdh_curve_is_applied_exactly(groups, exact):
+    note = ecdh_curve_note(TLSSettings(ecdh_curve=groups))
+    assert (note is None) is exact
+    if note is not None:
+        assert note == (f"ssl-ecdh-curve {':'.join(groups)}: ingressd can restrict key exchange to one of "
+                        "prime256v1, secp384r1, secp521r1 only; OpenSSL's default groups (X25519, prime256v1, "
+                        "X448, secp521r1, secp384r1) are offered instead")
+
+
+def test_ecdh_curve_from_options_and_the_configmap():
+    assert tls_settings(server_settings_from([])).ecdh_curve == ()
+    assert tls_settings(server_settings_from(["--ssl-ecdh-curve", "P-384"])).ecdh_curve == ("secp384r1",)
+    reading = _read({"ssl-ecdh-curve": "secp521r1"})
+    assert dict(reading.settings) == {"ssl-ecdh-curve": ("secp521r1",)}
+    assert tls_settings(overlay(server_settings_from(["--ssl-ecdh-curve", "P-384"]), reading)).ecdh_curve == \
+        ("secp521r1",)
+    assert dict(_read({"ssl-ecdh-curve": "auto"}).settings) == {}
+    refused = _read({"ssl-ecdh-curve": "X25519:nope"})
+    assert refused.refusals == (f"ConfigMap {NAME} key ssl-ecdh-curve: 'nope': not a key-exchange group "
+                                "(X25519, X448, ffdhe2048, ffdhe3072, ffdhe4096, ffdhe6144, ffdhe8192, prime256v1, "
+                                "secp384r1, secp521r1, or auto)",)
+    assert lookup("ssl-ecdh-curve").status == PARTIAL and lookup("ssl-ecdh-curve").default == "auto"
+
+
+def test_an_ecdh_curve_applied_or_said_in_the_log(pki):
+    from twisted.logger import globalLogPublisher
+
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        store = store_with(pki, server=TLSSettings(ecdh_curve=("secp384r1",)))
+        assert not [event for event in seen if "ssl-ecdh-curve" in str(event.get("note", ""))]
+        store.use_tls(TLSSettings(ecdh_curve=("X25519", "prime256v1")))
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    notes = [event["note"] for event in seen if "note" in event]
+    assert notes == [ecdh_curve_note(TLSSettings(ecdh_curve=("X25519", "prime256v1")))]
+    assert cipher(store, "b.example", AES128) == AES128  # OpenSSL's groups: still served

@@ -119,3 +119,41 @@ def test_the_tls_keys_apply_at_start_and_live_without_dropping_a_connection(tmp_
     finally:
         proc.stop()
         web.stop()
+
+
+def test_ssl_ecdh_curve_restricts_the_key_exchange_live(tmp_path):
+    web = Backend("web")
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    pairs = pki()
+    write_manifests(manifests / "all.yaml", objects(web, pairs, {"ssl-ecdh-curve": "secp384r1"}))
+    proc = Ingressd(manifests, ["--nginx-configmap", CM])
+    port = proc.https_port
+    try:
+        for version in ("-tls1_2", "-tls1_3"):
+            assert s_client(port, "open.test", version, "-groups", "X25519")[0] is False, version
+            # (the client names P-256 too: in TLS 1.2 its groups also bound the ECDSA P-256 certificate)
+            assert s_client(port, "open.test", version, "-groups", "X25519:secp384r1:prime256v1")[0] is True, version
+            assert "Server Temp Key: ECDH, secp384r1" in s_client_output(port, "open.test", version)
+        # a host with its own cipher list keeps the server's curve
+        assert s_client(port, "strict.test", "-tls1_2", "-cipher", CHACHA, "-groups", "X25519")[0] is False
+
+        write_manifests(manifests / "all.yaml", objects(web, pairs, {"ssl-ecdh-curve": "X25519:nope"}))
+        wait_for(lambda: "ConfigMap refused" in proc.log(), "the refusal")
+        assert "key ssl-ecdh-curve: 'nope': not a key-exchange group" in proc.log()
+        assert s_client(port, "open.test", "-tls1_3", "-groups", "X25519")[0] is False  # the previous one
+
+        write_manifests(manifests / "all.yaml", objects(web, pairs, {"ssl-ecdh-curve": "auto"}))
+        wait_for(lambda: s_client(port, "open.test", "-tls1_3", "-groups", "X25519")[0], "auto again")
+        assert "Server Temp Key: X25519" in s_client_output(port, "open.test", "-tls1_2")
+    finally:
+        proc.stop()
+        web.stop()
+
+
+def s_client_output(port: int, name: str, *args: str) -> str:
+    import subprocess
+
+    done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", name, *args],
+                          input=b"", capture_output=True, timeout=20)
+    return done.stdout.decode("utf-8", "replace") + done.stderr.decode("utf-8", "replace")

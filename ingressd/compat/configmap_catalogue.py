@@ -159,7 +159,7 @@ KEYS: Mapping[str, Key] = _keys(
     K('reuse-port', NOT_NEEDED, _H, 'true', BOOL, note=_TUNING),
     K('server-tokens', PARTIAL, _H, 'false', BOOL, maps='option:server-tokens', note=_RESTART),
     K('ssl-ciphers', IMPLEMENTED, _H, 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256', TEXT, maps='setting:ssl-ciphers', note='live: new handshakes use it (every TLS context is made anew), open connections keep theirs; a value other than the default wins over --ssl-ciphers'),
-    K('ssl-ecdh-curve', NOT_YET, _H, 'auto', TEXT, owner='tls'),
+    K('ssl-ecdh-curve', PARTIAL, _H, 'auto', TEXT, maps='setting:ssl-ecdh-curve', note="live; one of prime256v1 (P-256), secp384r1, secp521r1 restricts every handshake to that curve as nginx does; X25519, X448, ffdhe* or a list of several keeps OpenSSL's default groups (pyOpenSSL sets one curve only), said in the log; an unknown group refuses the ConfigMap"),
     K('ssl-dh-param', NOT_YET, _H, '', TEXT, owner='tls'),
     K('ssl-protocols', IMPLEMENTED, _H, 'TLSv1.2 TLSv1.3', TEXT, maps='setting:ssl-protocols', note='live: new handshakes use it (every TLS context is made anew), open connections keep theirs; a value other than the default wins over --ssl-protocols'),
     K('ssl-session-cache', IMPLEMENTED, _H, 'true', BOOL, maps='setting:ssl-session-cache', note='live: new handshakes use it (every TLS context is made anew), open connections keep theirs; a value other than the default wins over --ssl-session-cache'),

@@ -20,7 +20,7 @@ from ingressd.compat.configmap_catalogue import HARMLESS, NARROWS_ACCESS, lookup
 from ingressd.features import parse_bool
 from ingressd.logformat import log_settings_from
 from ingressd.proxy.forwarding import ForwardingPolicy, parse_cidrs, parse_duration, parse_switch
-from ingressd.tls.settings import parse_ciphers, parse_protocols, parse_time
+from ingressd.tls.settings import parse_ciphers, parse_ecdh_curve, parse_protocols, parse_time
 
 # Core server options (ingressd/tap.py) a ``setting:NAME`` key may replace, with how a ConfigMap value
 # is read (plugins' options bring their own coerce). One line per option; its consumer reads the
@@ -49,6 +49,7 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "ssl-session-cache": parse_bool,
     "ssl-session-timeout": parse_time,
     "ssl-session-tickets": parse_bool,
+    "ssl-ecdh-curve": parse_ecdh_curve,
 })
 def _at_least(value, low):
     if value < low:

@@ -45,7 +45,7 @@ from zope.interface import implementer
 
 from ingressd.config.model import Config, ObjectRef, Rejection, SecretData
 from ingressd.tls.client_auth import ClientAuth, configure_context
-from ingressd.tls.settings import HostTLS, TLSSettings, configure, openssl_options, versions
+from ingressd.tls.settings import HostTLS, TLSSettings, configure, ecdh_curve_note, openssl_options, versions
 
 _log = Logger()
 
@@ -251,6 +251,7 @@ class CertificateStore:
         self-signed until the Secret shows up in a configuration)."""
         self._now = now or (lambda: datetime.now(timezone.utc))
         self._tls = tls if tls is not None else TLSSettings()
+        _say_ecdh_curve(self._tls)
         self._protocols: tuple[bytes, ...] = (_H2, _HTTP11) if alpn else (_HTTP11,)
         self._default_ref = default_certificate.ref if default_certificate else default_ref
         # Built certificates by (namespace, name, is-default), reused while the PEM is the
@@ -458,6 +459,7 @@ class CertificateStore:
                 *(c for c in (*current.exact.values(), *current.wildcard.values()) if c is not None)]
         previous = self._tls
         self._tls = tls
+        _say_ecdh_curve(tls)
         try:
             fresh = current.default.make_context(False) if current.default.make_context else None
         except Exception:
@@ -705,6 +707,12 @@ class CertificateStore:
             # default that OpenSSL will not serve here rather than in a handshake.
             certificate._made["context"] = make_context(False)
         return certificate
+
+
+def _say_ecdh_curve(tls: TLSSettings) -> None:
+    note = ecdh_curve_note(tls)
+    if note is not None:
+        _log.warn("TLS: {note}", note=note)
 
 
 def _host_settings(host_tls, base: TLSSettings) -> tuple[dict[str, TLSSettings], dict[str, TLSSettings]]:
