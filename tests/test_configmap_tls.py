@@ -4,7 +4,9 @@ handshakes (handshakes in memory). The real twistd is tested in test_e2e_configm
 
 from __future__ import annotations
 
+import shutil
 import ssl
+import subprocess
 
 import pytest
 from OpenSSL import SSL
@@ -14,13 +16,13 @@ from ingressd.compat.catalogue import IMPLEMENTED, PARTIAL
 from ingressd.compat.check import server_settings_from
 from ingressd.compat.configmap_catalogue import lookup
 from ingressd.config.model import Config
-from ingressd.config.nginx_configmap import overlay, read_configmap
+from ingressd.config.nginx_configmap import overlay, read_configmap, secret_references
 from ingressd.live_settings import LIVE, TLS, changed_options
 from ingressd.plugin_manager import load_plugins
 from ingressd.testing import restore_plugin_configuration
 from ingressd.tls.certificates import CertificateStore
 from ingressd.tls.client_auth import load_client_auth
-from ingressd.tls.settings import DEFAULT_CIPHERS, HostTLS, TLSSettings, ecdh_curve_note, parse_ecdh_curve, tls_settings
+from ingressd.tls.settings import DEFAULT_CIPHERS, HostTLS, TLSSettings, ecdh_curve_note, parse_dh_param, parse_ecdh_curve, tls_settings
 from test_tls import memory_handshake, tls_host
 from test_tls_settings import AES128, AES256, cipher, client, pki, store_with  # noqa: F401 - pki: a fixture
 
@@ -282,3 +284,76 @@ def test_an_ecdh_curve_applied_or_said_in_the_log(pki):
     notes = [event["note"] for event in seen if "note" in event]
     assert notes == [ecdh_curve_note(TLSSettings(ecdh_curve=("X25519", "prime256v1")))]
     assert cipher(store, "b.example", AES128) == AES128  # OpenSSL's groups: still served
+
+
+# -- ssl-dh-param -------------------------------------------------------------------------------
+
+DHE = "DHE-RSA-AES128-GCM-SHA256"
+
+
+def dh_pem(bits: int = 2048) -> bytes:
+    """DH parameters as ``openssl dhparam`` writes them (RFC 7919's group: nothing to generate)."""
+    if bits == 2048:
+        args = ["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048"]
+    else:  # a small group OpenSSL's security level refuses
+        args = ["openssl", "dhparam", "-dsaparam", str(bits)]
+    return subprocess.run(args, capture_output=True, check=True, timeout=60).stdout
+
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
+
+
+@needs_openssl
+def test_dh_params_read_and_refused():
+    pem = dh_pem()
+    assert pem.startswith(b"-----BEGIN DH PARAMETERS-----")
+    assert parse_dh_param(pem) == pem
+    with pytest.raises(ValueError, match=r"^dhparam.pem: OpenSSL refuses the DH parameters \(.*no start line"):
+        parse_dh_param(b"not a PEM")
+    with pytest.raises(ValueError, match="dh key too small"):
+        parse_dh_param(dh_pem(1024))
+    with pytest.raises(ValueError, match="OpenSSL refuses"):
+        parse_dh_param(b"")
+
+
+def _read_with_secrets(data, secrets):
+    plugins = load_plugins()
+    options = {option.name: option.coerce for option in plugins.options}
+    return read_configmap(NAME, data, plugins.annotations, options, server_settings_from([]), None, secrets.get)
+
+
+@needs_openssl
+def test_the_dh_param_key_reads_its_secret():
+    pem = dh_pem()
+    secrets = {"ingress-nginx/dh": {"dhparam.pem": pem}, "ingress-nginx/other": {"tls.crt": b"x"},
+               "ingress-nginx/bad": {"dhparam.pem": b"garbage"}}
+    reading = _read_with_secrets({"ssl-dh-param": "ingress-nginx/dh"}, secrets)
+    assert reading.usable and dict(reading.settings) == {"ssl-dh-param": pem}
+    assert tls_settings(overlay(server_settings_from([]), reading)).dh_param == pem
+    assert secret_references({"ssl-dh-param": " ingress-nginx/dh ", "ssl-ciphers": "HIGH"}) == ("ingress-nginx/dh",)
+    assert secret_references({"ssl-dh-param": ""}) == () and secret_references(None) == ()
+    where = f"ConfigMap {NAME} key ssl-dh-param"
+    for value, reason in [("ingress-nginx/missing", "Secret ingress-nginx/missing does not exist (expected namespace/name)"),
+                          ("dh", "Secret dh does not exist (expected namespace/name)"),
+                          ("ingress-nginx/other", "Secret ingress-nginx/other has no dhparam.pem")]:
+        assert _read_with_secrets({"ssl-dh-param": value}, secrets).refusals == (f"{where}: {reason}",)
+    (refusal,) = _read_with_secrets({"ssl-dh-param": "ingress-nginx/bad"}, secrets).refusals
+    assert refusal.startswith(f"{where}: dhparam.pem: OpenSSL refuses the DH parameters")
+    # without a lookup (no Secrets known): refused, never served without
+    assert _read({"ssl-dh-param": "ingress-nginx/dh"}).refusals == (
+        f"{where}: Secret ingress-nginx/dh does not exist (expected namespace/name)",)
+    assert lookup("ssl-dh-param").status == IMPLEMENTED and lookup("ssl-dh-param").default == ""
+
+
+@needs_openssl
+def test_dhe_suites_need_the_dh_params(pki):
+    rsa = certs.make_leaf("r.example", kind="rsa")
+    store = CertificateStore()
+    secret = certs.issued_secret("web", "r", rsa)
+    assert store.update(Config(tls_hosts=(tls_host("r.example", "r"),), secrets=(secret,))) == []
+    assert cipher(store, "r.example", DHE) is None  # no DH parameters: no DHE suite
+    store.use_tls(TLSSettings(dh_param=dh_pem()))
+    assert cipher(store, "r.example", DHE) == DHE
+    assert cipher(store, "r.example", "ECDHE-RSA-AES128-GCM-SHA256") == "ECDHE-RSA-AES128-GCM-SHA256"
+    store.use_tls(TLSSettings())
+    assert cipher(store, "r.example", DHE) is None

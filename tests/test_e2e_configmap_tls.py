@@ -6,9 +6,12 @@ and a bad value refused with the previous settings kept."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import shutil
+import socket
 import ssl
+import subprocess
 
 import pytest
 
@@ -23,8 +26,8 @@ N = "nginx.ingress.kubernetes.io/"
 CM = "ingress-nginx/ingress-nginx-controller"
 
 
-def objects(web, ca, data):
-    found = [INGRESS_CLASS, *service("web", [("http", 80, web.port)]),
+def objects(web, ca, data, extra=()):
+    found = [*extra, INGRESS_CLASS, *service("web", [("http", 80, web.port)]),
              {"apiVersion": "v1", "kind": "ConfigMap",
               "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"}, "data": dict(data)}]
     for host, own in {"open.test": {}, "strict.test": {N + "ssl-ciphers": CHACHA}}.items():
@@ -34,23 +37,24 @@ def objects(web, ca, data):
     return found
 
 
-def pki():
+def pki(kind="ec"):
     ca = certs.make_ca()
     pairs = {}
     for host in ("open.test", "strict.test"):
-        leaf = certs.make_leaf(host, issuer=ca)
+        leaf = certs.make_leaf(host, issuer=ca, kind=kind)
         pairs[host] = (leaf.cert_pem, leaf.key_pem())
     return pairs
 
 
-def https(port: int, host: str) -> http.client.HTTPSConnection:
+def https(port: int, host: str, ciphers: str = f"{AES128}:{AES256}") -> http.client.HTTPSConnection:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.maximum_version = ssl.TLSVersion.TLSv1_2
-    context.set_ciphers(f"{AES128}:{AES256}")
+    context.set_ciphers(ciphers)
     conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
-    conn._server_hostname = host  # noqa: SLF001 - http.client's SNI name; the Host header says the same
+    # connected here, naming ``host`` in SNI (http.client would name 127.0.0.1, i.e. send none)
+    conn.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=host)
     return conn
 
 
@@ -152,8 +156,55 @@ def test_ssl_ecdh_curve_restricts_the_key_exchange_live(tmp_path):
 
 
 def s_client_output(port: int, name: str, *args: str) -> str:
-    import subprocess
-
     done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", name, *args],
                           input=b"", capture_output=True, timeout=20)
     return done.stdout.decode("utf-8", "replace") + done.stderr.decode("utf-8", "replace")
+
+
+DHE = "DHE-RSA-AES128-GCM-SHA256"
+
+
+def dh_secret(name: str, pem: bytes) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "ingress-nginx", "name": name},
+            "type": "Opaque", "data": {"dhparam.pem": base64.b64encode(pem).decode("ascii")}}
+
+
+def test_ssl_dh_param_enables_the_dhe_suites_from_a_watched_secret(tmp_path):
+    web = Backend("web")
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    pairs = pki("rsa")  # DHE-RSA suites
+    dh = subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048"],
+                        capture_output=True, check=True, timeout=60).stdout
+    write_manifests(manifests / "all.yaml", objects(web, pairs, {}))
+    proc = Ingressd(manifests, ["--nginx-configmap", CM])
+    port = proc.https_port
+    try:
+        assert s_client(port, "open.test", "-tls1_2", "-cipher", DHE)[0] is False  # no DH parameters: no DHE
+        conn = https(port, "open.test", "ECDHE-RSA-AES128-GCM-SHA256")
+        assert get(conn, "open.test", "/before") == 200
+        assert conn.sock.cipher()[0] == "ECDHE-RSA-AES128-GCM-SHA256"
+
+        with_dh = {"ssl-dh-param": "ingress-nginx/dhparam"}
+        write_manifests(manifests / "all.yaml", objects(web, pairs, with_dh, [dh_secret("dhparam", dh)]))
+        wait_for(lambda: s_client(port, "open.test", "-tls1_2", "-cipher", DHE) == (True, DHE), "DHE served")
+        assert "Server Temp Key: DH, 2048 bits" in s_client_output(port, "open.test", "-tls1_2", "-cipher", DHE)
+        assert get(conn, "open.test", "/after") == 200  # opened before the change: untouched
+
+        # The Secret is watched: garbage in it refuses the ConfigMap, the parameters in use stay.
+        write_manifests(manifests / "all.yaml", objects(web, pairs, with_dh, [dh_secret("dhparam", b"garbage")]))
+        wait_for(lambda: "ConfigMap refused" in proc.log(), "the refusal")
+        assert "key ssl-dh-param: dhparam.pem: OpenSSL refuses the DH parameters" in proc.log()
+        assert s_client(port, "open.test", "-tls1_2", "-cipher", DHE) == (True, DHE)
+        # a Secret that does not exist: refused too
+        write_manifests(manifests / "all.yaml", objects(web, pairs, {"ssl-dh-param": "ingress-nginx/nope"}))
+        wait_for(lambda: "Secret ingress-nginx/nope does not exist" in proc.log(), "the second refusal")
+        assert s_client(port, "open.test", "-tls1_2", "-cipher", DHE) == (True, DHE)
+
+        write_manifests(manifests / "all.yaml", objects(web, pairs, {}))  # the key removed: no DHE again
+        wait_for(lambda: s_client(port, "open.test", "-tls1_2", "-cipher", DHE)[0] is False, "no DHE")
+        assert get(conn, "open.test", "/end") == 200
+        conn.close()
+    finally:
+        proc.stop()
+        web.stop()

@@ -20,7 +20,7 @@ from ingressd.compat.configmap_catalogue import HARMLESS, NARROWS_ACCESS, lookup
 from ingressd.features import parse_bool
 from ingressd.logformat import log_settings_from
 from ingressd.proxy.forwarding import ForwardingPolicy, parse_cidrs, parse_duration, parse_switch
-from ingressd.tls.settings import parse_ciphers, parse_ecdh_curve, parse_protocols, parse_time
+from ingressd.tls.settings import parse_ciphers, parse_dh_param, parse_ecdh_curve, parse_protocols, parse_time
 
 # Core server options (ingressd/tap.py) a ``setting:NAME`` key may replace, with how a ConfigMap value
 # is read (plugins' options bring their own coerce). One line per option; its consumer reads the
@@ -50,6 +50,7 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "ssl-session-timeout": parse_time,
     "ssl-session-tickets": parse_bool,
     "ssl-ecdh-curve": parse_ecdh_curve,
+    "ssl-dh-param": parse_dh_param,  # the Secret's dhparam.pem (SECRET_KEYS)
 })
 def _at_least(value, low):
     if value < low:
@@ -64,6 +65,9 @@ CORE_CHECKS: tuple[Callable[[Mapping[str, Any]], Any], ...] = (ForwardingPolicy.
 # Keys whose value names another ConfigMap ("namespace/name") whose data is what the key's option
 # reads (as pairs): read with the controller ConfigMap, so a change of either applies live.
 REFERENCE_KEYS = ("add-headers", "proxy-set-headers")
+# Keys whose value names a Secret ("namespace/name"): the key's option reads that data key of it (bytes);
+# read with the controller ConfigMap, so a change of either applies live.
+SECRET_KEYS: Mapping[str, str] = MappingProxyType({"ssl-dh-param": "dhparam.pem"})
 
 # annotations-risk-level: ingress-nginx's levels, lowest first; snippets are Critical.
 RISK_LEVELS = ("Low", "Medium", "High", "Critical")
@@ -90,14 +94,16 @@ class ConfigMapReading:
 def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Sequence[Any],
                    options: Mapping[str, Callable[[str], Any] | None],
                    running: Mapping[str, Any] | None = None,
-                   configmaps: Callable[[str], Mapping[str, str] | None] | None = None) -> ConfigMapReading:
+                   configmaps: Callable[[str], Mapping[str, str] | None] | None = None,
+                   secrets: Callable[[str], Mapping[str, bytes] | None] | None = None) -> ConfigMapReading:
     """Judge the ConfigMap ``name`` (``data``: its data; None when it does not exist).
 
     ``annotations``: the plugins' declared annotations (``features.Annotation``); ``options``: the
     server options by name (dashes) with their coerce functions (None: taken as text);
     ``running``: the option values the server started with (settings keys, underscores), for
     the keys that need a restart; ``configmaps``: "namespace/name" → another ConfigMap's data
-    (None: it does not exist), for ``REFERENCE_KEYS``.
+    (None: it does not exist), for ``REFERENCE_KEYS``; ``secrets``: the same for a Secret's data,
+    for ``SECRET_KEYS``.
     """
     if data is None:
         return ConfigMapReading(name, refusals=(f"ConfigMap {name} (--nginx-configmap) does not exist",))
@@ -166,6 +172,15 @@ def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Seque
                     refusals.append(f"{where}: ConfigMap {value} does not exist (expected namespace/name)")
                     continue
                 value = tuple(sorted((str(k), str(v)) for k, v in referenced.items()))
+            if key in SECRET_KEYS:
+                secret = secrets(value) if secrets is not None and "/" in value else None
+                if secret is None:
+                    refusals.append(f"{where}: Secret {value} does not exist (expected namespace/name)")
+                    continue
+                if not secret.get(SECRET_KEYS[key]):
+                    refusals.append(f"{where}: Secret {value} has no {SECRET_KEYS[key]}")
+                    continue
+                value = secret[SECRET_KEYS[key]]
             try:
                 settings.append((target_name, coerce(value) if coerce is not None else value))
             except (ValueError, TypeError) as exc:
@@ -184,6 +199,11 @@ def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Seque
 def references(data: Mapping[str, str] | None) -> tuple[str, ...]:
     """The other ConfigMaps ("namespace/name") the ConfigMap's ``REFERENCE_KEYS`` name."""
     return tuple(sorted({str(data[key]).strip() for key in REFERENCE_KEYS if data and str(data.get(key) or "").strip()}))
+
+
+def secret_references(data: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The Secrets ("namespace/name") the ConfigMap's ``SECRET_KEYS`` name."""
+    return tuple(sorted({str(data[key]).strip() for key in SECRET_KEYS if data and str(data.get(key) or "").strip()}))
 
 
 def overlay(options: Mapping[str, Any], reading: ConfigMapReading | None) -> dict[str, Any]:

@@ -9,7 +9,8 @@ nginx's per-server ``ssl_ciphers``/``ssl_prefer_server_ciphers``) a ``HostTLS`` 
 (``--ssl-session-cache``, ``--ssl-session-timeout``, ``--ssl-session-tickets``: the ConfigMap keys
 of those names; defaults on, 10m and, unlike ingress-nginx's off, on) are server-wide: they resume on a host's
 own context only (``certificates``). So is the key exchange (``--ssl-ecdh-curve``, ``ssl-ecdh-curve``:
-``auto``, OpenSSL's groups, or one NIST curve that every handshake must use).
+``auto``, OpenSSL's groups, or one NIST curve that every handshake must use), and the DH parameters
+of the DHE suites (``ssl-dh-param``: without them OpenSSL negotiates no DHE suite).
 
 As nginx: the cipher list is OpenSSL's (``SSL_CTX_set_cipher_list``): it governs TLS 1.2; TLS 1.3
 suites stay OpenSSL's defaults (ingress-nginx sets no ``ssl_conf_command Ciphersuites``). A list
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tempfile
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -58,6 +60,8 @@ class TLSSettings:
     session_tickets: bool = True
     # Key-exchange groups (ssl-ecdh-curve, nginx's ssl_ecdh_curve): () is ``auto``, OpenSSL's defaults.
     ecdh_curve: tuple[str, ...] = ()
+    # DH parameters, PEM, for the DHE cipher suites (ssl-dh-param: a Secret's dhparam.pem); None: no DHE.
+    dh_param: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +173,25 @@ def ecdh_curve_note(settings: TLSSettings) -> str | None:
             "secp384r1) are offered instead")
 
 
+def parse_dh_param(pem: bytes) -> bytes:
+    """DH parameters (PEM, as ``openssl dhparam`` writes them) that OpenSSL takes for nginx's
+    ``ssl_dhparam``; ValueError saying why not (unreadable, or too small for OpenSSL's security level)."""
+    try:
+        _load_dh(SSL.Context(SSL.TLS_METHOD), pem)
+    except SSL.Error as exc:
+        reasons = "; ".join(str(error[2]) for error in exc.args[0] if isinstance(error, tuple) and len(error) > 2)
+        raise ValueError(f"dhparam.pem: OpenSSL refuses the DH parameters ({reasons or exc})") from None
+    return pem
+
+
+def _load_dh(context: SSL.Context, pem: bytes) -> None:
+    # pyOpenSSL reads DH parameters from a file only (Context.load_tmp_dh): a private one, gone at once.
+    with tempfile.NamedTemporaryFile(prefix="ingressd-dhparam-", suffix=".pem") as file:
+        file.write(pem)
+        file.flush()
+        context.load_tmp_dh(file.name)
+
+
 def tls_settings(settings) -> TLSSettings:
     """The server's ``TLSSettings`` from its options (parsed: ``ingressd.tap``), defaults where absent."""
     default = TLSSettings()
@@ -183,7 +206,8 @@ def tls_settings(settings) -> TLSSettings:
                        flag("ssl_session_cache", default.session_cache),
                        settings.get("ssl_session_timeout") or default.session_timeout,
                        flag("ssl_session_tickets", default.session_tickets),
-                       tuple(settings.get("ssl_ecdh_curve") or default.ecdh_curve))
+                       tuple(settings.get("ssl_ecdh_curve") or default.ecdh_curve),
+                       settings.get("ssl_dh_param") or default.dh_param)
 
 
 def versions(settings: TLSSettings) -> tuple:
@@ -193,12 +217,14 @@ def versions(settings: TLSSettings) -> tuple:
 
 
 def configure(context: SSL.Context, settings: TLSSettings) -> None:
-    """Apply ``settings``' cipher list, session lifetime and ECDH curve to a context not yet used, as OpenSSL reads it (Twisted's
+    """Apply ``settings``' cipher list, session lifetime, ECDH curve and DH parameters to a context not yet used, as OpenSSL reads it (Twisted's
     ``AcceptableCiphers`` would expand it to names and lose ``@SECLEVEL``)."""
     context.set_cipher_list(settings.ciphers.encode("ascii"))
     context.set_timeout(settings.session_timeout)
     if ecdh_curve_note(settings) is None and settings.ecdh_curve:
         context.set_tmp_ecdh(_SETTABLE[settings.ecdh_curve[0]]())
+    if settings.dh_param is not None:
+        _load_dh(context, settings.dh_param)
 
 
 def openssl_options(options: int, settings: TLSSettings) -> int:
