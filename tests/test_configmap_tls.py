@@ -12,7 +12,7 @@ import pytest
 from OpenSSL import SSL
 
 import certs
-from ingressd.compat.catalogue import IMPLEMENTED, PARTIAL
+from ingressd.compat.catalogue import IMPLEMENTED, NOT_YET, PARTIAL
 from ingressd.compat.check import server_settings_from
 from ingressd.compat.configmap_catalogue import lookup
 from ingressd.config.model import Config
@@ -357,3 +357,12 @@ def test_dhe_suites_need_the_dh_params(pki):
     assert cipher(store, "r.example", "ECDHE-RSA-AES128-GCM-SHA256") == "ECDHE-RSA-AES128-GCM-SHA256"
     store.use_tls(TLSSettings())
     assert cipher(store, "r.example", DHE) is None
+
+
+def test_ssl_session_ticket_key_is_not_yet_and_says_why():
+    entry = lookup("ssl-session-ticket-key")
+    assert entry.status == NOT_YET and entry.target is None
+    assert "no public way to set session ticket keys" in entry.note
+    (warning,) = _read({"ssl-session-ticket-key": "A" * 64}).warnings  # 48 bytes, base64: harmless, ignored
+    assert warning.startswith(f"ConfigMap {NAME} key ssl-session-ticket-key is not supported by ingressd (pyOpenSSL")
+    assert warning.endswith("; ignored (harmless)")
