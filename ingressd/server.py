@@ -166,7 +166,8 @@ class IngressdService(MultiService):
                 groups.append(self.passthrough)
             wrapped = self.tls_listener = ObservedTLSFactory(
                 self.certificates.server_options(), False, tls_factory,
-                clock=reactor, hello_timeout=self.server_settings.header_timeout, passthrough=self.passthrough)
+                clock=reactor, hello_timeout=self.server_settings.header_timeout, passthrough=self.passthrough,
+                reject_handshake=self.certificates.rejects)
             wrapped.noisy = False
             self._listen(listen(settings["https"], self._proxy_protocol(wrapped), reactor, reuse_port=workers,
                                 option="--https"))
@@ -287,6 +288,7 @@ class IngressdService(MultiService):
             self._pool_applied = keepalive
         certificates = getattr(self, "certificates", None)  # --https only
         if certificates is not None:  # ssl-protocols, ssl-ciphers, ssl-session-*: new handshakes
+            certificates.reject_handshake = bool(settings.get("ssl_reject_handshake"))  # the next handshake
             try:
                 certificates.use_tls(tls_settings(settings))
             except Exception as exc:  # noqa: BLE001 - OpenSSL refusing them keeps the previous ones

@@ -366,3 +366,87 @@ def test_ssl_session_ticket_key_is_not_yet_and_says_why():
     (warning,) = _read({"ssl-session-ticket-key": "A" * 64}).warnings  # 48 bytes, base64: harmless, ignored
     assert warning.startswith(f"ConfigMap {NAME} key ssl-session-ticket-key is not supported by ingressd (pyOpenSSL")
     assert warning.endswith("; ignored (harmless)")
+
+
+# -- ssl-reject-handshake -------------------------------------------------------------------------
+
+
+def _route(host: str):
+    from ingressd.config.model import ObjectRef, Route
+
+    return Route(host=host, path="/", path_type="Prefix", backend=None, ingress=ObjectRef("Ingress", "web", "r"))
+
+
+def test_rejects_only_names_no_ingress_serves_and_only_when_on(pki):
+    store = store_with(pki)  # TLS hosts b.example, c.example, *.w.example
+    store.update(Config(routes=(_route("plain.example"), _route("*.p.example"), _route("")),
+                        tls_hosts=(tls_host("b.example", "b"), tls_host("*.w.example", "wild")),
+                        secrets=(certs.issued_secret("web", "b", pki["b"]), certs.issued_secret("web", "wild", pki["wild"]))))
+    names = [None, "", "b.example", "B.Example.", "x.w.example", "w.example", "a.x.w.example", "plain.example",
+             "x.p.example", "p.example", "c.example", "unknown.example"]
+    assert store.reject_handshake is False
+    assert not [name for name in names if store.rejects(name)]  # off: every handshake is served
+    store.reject_handshake = True
+    assert [name for name in names if store.rejects(name)] == [
+        None, "", "w.example", "a.x.w.example", "p.example", "c.example", "unknown.example"]
+    store.update(Config(routes=(_route("c.example"),)))  # a new configuration: its hosts
+    assert not store.rejects("c.example") and store.rejects("b.example") and store.rejects("plain.example")
+
+
+def test_the_reject_handshake_key():
+    assert dict(_read({"ssl-reject-handshake": "true"}).settings) == {"ssl-reject-handshake": True}
+    assert dict(_read({"ssl-reject-handshake": "false"}).settings) == {}
+    (refusal,) = _read({"ssl-reject-handshake": "on"}).refusals
+    assert refusal.startswith(f"ConfigMap {NAME} key ssl-reject-handshake: expected true or false")
+    entry = lookup("ssl-reject-handshake")
+    assert entry.status == IMPLEMENTED and entry.default == "false" and entry.target == ("setting", "ssl-reject-handshake")
+
+
+def test_a_refused_hello_gets_an_unrecognized_name_alert_and_no_tls_connection():
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from ingressd.tls.client_hello import UNRECOGNIZED_NAME_ALERT, ClientHelloFirst
+    from test_client_hello import Factory, _Stop, hello
+
+    assert UNRECOGNIZED_NAME_ALERT == b"\x15\x03\x03\x00\x02\x02\x70"  # alert record, fatal, unrecognized_name(112)
+    asked = []
+    for name, refused in (("unknown.example", True), (None, True), ("app.example", False)):
+        factory = Factory(Clock())
+        factory.reject_handshake = lambda server_name: asked.append(server_name) or server_name != "app.example"
+        proto = ClientHelloFirst.__new__(ClientHelloFirst)
+        proto.factory = factory
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        data = hello(name)
+        try:
+            proto.dataReceived(data[:9])
+            proto.dataReceived(data[9:])
+        except _Stop:  # the TLS connection is being made: served
+            pass
+        assert proto.rejected is refused
+        assert (transport.value() == UNRECOGNIZED_NAME_ALERT) is refused
+        assert transport.disconnecting is refused
+        assert factory.created == ([] if refused else ["app.example"])
+        if refused:
+            assert proto.getHandle() is None
+            proto.dataReceived(b"more")  # ignored: closing
+            proto.connectionLost(None)  # nothing above to end
+            assert not factory.clock.getDelayedCalls()
+    assert asked == ["unknown.example", None, "app.example"]
+
+
+def test_a_factory_without_reject_handshake_serves_every_name():
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from ingressd.tls.client_hello import ClientHelloFirst
+    from test_client_hello import Factory, _Stop, hello
+
+    factory = Factory(Clock())
+    proto = ClientHelloFirst.__new__(ClientHelloFirst)
+    proto.factory = factory
+    proto.makeConnection(StringTransport())
+    with pytest.raises(_Stop):
+        proto.dataReceived(hello("unknown.example"))
+    assert factory.created == ["unknown.example"] and not proto.rejected

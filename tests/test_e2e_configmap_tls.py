@@ -208,3 +208,37 @@ def test_ssl_dh_param_enables_the_dhe_suites_from_a_watched_secret(tmp_path):
     finally:
         proc.stop()
         web.stop()
+
+
+def test_ssl_reject_handshake_refuses_unknown_names_live(tmp_path):
+    web = Backend("web")
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    pairs = pki()
+    plain = ingress("plain", [("plain.test", [("/", "Prefix", "web", 80)])])  # no TLS section
+    write_manifests(manifests / "all.yaml", objects(web, pairs, {}, [plain]))
+    proc = Ingressd(manifests, ["--nginx-configmap", CM])
+    port = proc.https_port
+    try:
+        assert s_client(port, "unknown.test", "-tls1_3")[0] is True  # the default certificate
+        conn = https(port, "open.test")
+        assert get(conn, "open.test", "/before") == 200
+
+        write_manifests(manifests / "all.yaml", objects(web, pairs, {"ssl-reject-handshake": "true"}, [plain]))
+        wait_for(lambda: s_client(port, "unknown.test", "-tls1_3")[0] is False, "unknown names refused")
+        for version in ("-tls1_2", "-tls1_3"):
+            output = s_client_output(port, "unknown.test", version)
+            assert "alert number 112" in output or "unrecognized name" in output, output
+            assert s_client(port, "open.test", version)[0] is True
+            assert s_client(port, "plain.test", version)[0] is True  # an Ingress host without TLS section
+        nameless = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-noservername"],
+                                  input=b"", capture_output=True, timeout=20)
+        assert b"alert number 112" in nameless.stderr + nameless.stdout  # no name: refused too
+        assert get(conn, "open.test", "/after") == 200  # opened before: untouched
+
+        write_manifests(manifests / "all.yaml", objects(web, pairs, {}, [plain]))
+        wait_for(lambda: s_client(port, "unknown.test", "-tls1_3")[0] is True, "served again")
+        conn.close()
+    finally:
+        proc.stop()
+        web.stop()

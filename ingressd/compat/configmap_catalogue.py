@@ -288,7 +288,7 @@ KEYS: Mapping[str, Key] = _keys(
     K('proxy-ssl-location-only', NOT_NEEDED, _H, 'false', BOOL, note="proxy-ssl-* annotations apply to the Ingress's own routes"),
     K('default-type', NOT_NEEDED, _H, 'text/html', TEXT, note=_TUNING),
     K('service-upstream', NOT_NEEDED, _H, 'false', BOOL, note="ingressd sends to the Service's ready endpoints: the same pods the ClusterIP would pick"),
-    K('ssl-reject-handshake', NOT_YET, _H, 'false', BOOL),
+    K('ssl-reject-handshake', IMPLEMENTED, _H, 'false', BOOL, maps='setting:ssl-reject-handshake', note='live: a handshake naming no host of an Ingress rule or TLS section (or no name, or a ClientHello ingressd cannot read) is answered with a fatal unrecognized_name alert instead of the default certificate; passthrough hosts are not affected'),
     K('debug-connections', NOT_NEEDED, _H, '', TEXT, note=_TUNING),
     K('strict-validate-path-type', NOT_NEEDED, _H, 'true', BOOL, note='ingressd always validates Exact and Prefix paths strictly'),
     K('grpc-buffer-size-kb', NOT_NEEDED, _H, '0', INT, note=_TUNING),

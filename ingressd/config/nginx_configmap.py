@@ -51,6 +51,7 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "ssl-session-tickets": parse_bool,
     "ssl-ecdh-curve": parse_ecdh_curve,
     "ssl-dh-param": parse_dh_param,  # the Secret's dhparam.pem (SECRET_KEYS)
+    "ssl-reject-handshake": parse_bool,  # CertificateStore.reject_handshake
 })
 def _at_least(value, low):
     if value < low:

@@ -173,6 +173,10 @@ class _CertificateMap:
     # server's): ``Config.host_tls``, by exact name and by the parent of a ``*.`` wildcard.
     tls_exact: Mapping[str, TLSSettings] = field(default_factory=lambda: MappingProxyType({}))
     tls_wildcard: Mapping[str, TLSSettings] = field(default_factory=lambda: MappingProxyType({}))
+    # The host names served (Ingress rule hosts and TLS hosts), exact and the parents of ``*.`` wildcards:
+    # what ssl-reject-handshake lets through.
+    names_exact: frozenset[str] = frozenset()
+    names_wildcard: frozenset[str] = frozenset()
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -271,6 +275,8 @@ class CertificateStore:
             MappingProxyType({}), MappingProxyType({}),
         )
         self._host_tls: tuple = ()  # the last configuration's Config.host_tls
+        # ssl-reject-handshake: refuse handshakes naming no served host (``rejects``); set by the server, live.
+        self.reject_handshake = False
         self._creator = _ServerConnectionCreator(self)
         self.warnings: tuple[Rejection, ...] = ()
 
@@ -444,6 +450,7 @@ class CertificateStore:
             MappingProxyType(auth_wildcard),
             MappingProxyType(tls_exact),
             MappingProxyType(tls_wildcard),
+            *_served_names(config),
         )
         return rejections
 
@@ -472,6 +479,21 @@ class CertificateStore:
         tls_exact, tls_wildcard = _host_settings(self._host_tls, tls)
         self._map = dataclasses.replace(current, tls_exact=MappingProxyType(tls_exact),
                                         tls_wildcard=MappingProxyType(tls_wildcard))
+
+    def rejects(self, server_name: str | None) -> bool:
+        """Whether a handshake naming ``server_name`` (None: no SNI) is refused: with
+        ``reject_handshake`` on (ssl-reject-handshake), one naming no host an Ingress serves, as
+        nginx's ``ssl_reject_handshake`` in ingress-nginx's catch-all server."""
+        if not self.reject_handshake:
+            return False
+        if not server_name:
+            return True
+        name = server_name.lower().rstrip(".")
+        current = self._map
+        if name in current.names_exact:
+            return False
+        _, dot, parent = name.partition(".")
+        return not (dot and parent in current.names_wildcard)
 
     @property
     def tls(self) -> TLSSettings:
@@ -707,6 +729,22 @@ class CertificateStore:
             # default that OpenSSL will not serve here rather than in a handshake.
             certificate._made["context"] = make_context(False)
         return certificate
+
+
+def _served_names(config: Config) -> tuple[frozenset[str], frozenset[str]]:
+    """(exact host names, parents of ``*.`` wildcard hosts) of the Ingress rules and TLS hosts; a
+    rule without host serves no name (ingress-nginx's catch-all server)."""
+    exact: set[str] = set()
+    wildcard: set[str] = set()
+    hosts = [route.host for route in config.routes]
+    hosts += [tls_host.host for tls_host in config.tls_hosts]
+    for host in hosts:
+        host = host.strip().lower().rstrip(".")
+        if host.startswith("*."):
+            wildcard.add(host[2:])
+        elif host:
+            exact.add(host)
+    return frozenset(exact), frozenset(wildcard)
 
 
 def _say_ecdh_curve(tls: TLSSettings) -> None:
