@@ -29,6 +29,7 @@ from ingressd.config.nginx_configmap import overlay
 from ingressd.config.reloader import Reloader, State
 from ingressd.config.store import ObjectStore
 from ingressd.tls.certificates import CertificateStore
+from ingressd.tls.ocsp import OCSPStapler
 from ingressd.tls.settings import tls_settings
 from ingressd.tls.facts import ObservedTLSFactory
 from ingressd.tls.passthrough import PassthroughRouter
@@ -152,8 +153,9 @@ class IngressdService(MultiService):
             if default:
                 namespace, _, name = str(default).rpartition("/")
                 default_ref = ObjectRef("Secret", namespace or "default", name)
+            self.ocsp = OCSPStapler(reactor)  # enable-ocsp: responses fetched in the background
             self.certificates = CertificateStore(alpn=not settings.get("no_http2"), default_ref=default_ref,
-                                                 tls=tls_settings(settings))
+                                                 tls=tls_settings(settings), ocsp=self.ocsp)
             self.reloader.appliers.append(self.certificates.update)
             tls_factory = HTTPSFactory(HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="https"),
                                        http2=not settings.get("no_http2"),
@@ -320,6 +322,8 @@ class IngressdService(MultiService):
 
     def _stop_everything(self):
         self.reloader.stop()
+        if getattr(self, "ocsp", None) is not None:
+            self.ocsp.stop()
         if self.redis is not None:
             self.redis.client.stop()
         for upstream in self.upstreams.values():

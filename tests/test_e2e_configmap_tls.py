@@ -242,3 +242,58 @@ def test_ssl_reject_handshake_refuses_unknown_names_live(tmp_path):
     finally:
         proc.stop()
         web.stop()
+
+
+def test_enable_ocsp_staples_a_real_responders_answer(tmp_path):
+    from harness import free_port
+    from test_configmap_tls_ocsp import leaf_with_aia
+
+    web = Backend("web")
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    ca = certs.make_ca("ocsp e2e CA")
+    ocsp_port = free_port()
+    leaf = leaf_with_aia(ca, f"http://127.0.0.1:{ocsp_port}/", host="o.test")
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    (tmp_path / "ca.key").write_bytes(ca.key_pem())
+    expiry = leaf.cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+    (tmp_path / "index.txt").write_text(f"V\t{expiry}\t\t{leaf.cert.serial_number:X}\tunknown\t/CN=o.test\n")
+    responder = subprocess.Popen(
+        ["openssl", "ocsp", "-index", str(tmp_path / "index.txt"), "-port", str(ocsp_port),
+         "-rsigner", str(tmp_path / "ca.pem"), "-rkey", str(tmp_path / "ca.key"), "-CA", str(tmp_path / "ca.pem"),
+         "-ndays", "1"], stdout=subprocess.DEVNULL, stderr=(tmp_path / "ocsp.log").open("wb"))
+
+    def site(data):
+        return [INGRESS_CLASS, *service("web", [("http", 80, web.port)]),
+                {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"}, "data": dict(data)},
+                certs.secret_manifest("default", "o", leaf.cert_pem + ca.cert_pem, leaf.key_pem()),
+                ingress("o", [("o.test", [("/", "Prefix", "web", 80)])], tls=[{"hosts": ["o.test"], "secretName": "o"}])]
+
+    def reachable():  # (a connection closed without request would wedge openssl ocsp: its log says)
+        return "waiting for OCSP client connections" in (tmp_path / "ocsp.log").read_text(errors="replace")
+
+    proc = None
+    try:
+        wait_for(reachable, "the OCSP responder")
+        write_manifests(manifests / "all.yaml", site({}))
+        proc = Ingressd(manifests, ["--nginx-configmap", CM])
+        port = proc.https_port
+        assert "OCSP response: no response sent" in s_client_output(port, "o.test", "-status")  # off by default
+
+        write_manifests(manifests / "all.yaml", site({"enable-ocsp": "true"}))
+        stapled = wait_for(lambda: (lambda out: out if "OCSP Response Status: successful" in out else None)(
+            s_client_output(port, "o.test", "-status")), "a stapled response", timeout=30)
+        assert "Cert Status: good" in stapled and "Next Update:" in stapled
+        for version in ("-tls1_2", "-tls1_3"):
+            assert "Cert Status: good" in s_client_output(port, "o.test", "-status", version), version
+
+        write_manifests(manifests / "all.yaml", site({}))
+        wait_for(lambda: "OCSP response: no response sent" in s_client_output(port, "o.test", "-status"),
+                 "stapling off again")
+    finally:
+        if proc is not None:
+            proc.stop()
+        responder.terminate()
+        responder.wait(10)
+        web.stop()

@@ -125,7 +125,7 @@ KEYS: Mapping[str, Key] = _keys(
     K('disable-ipv6', NOT_YET, _H, 'false', BOOL),
     K('disable-ipv6-dns', NOT_NEEDED, _H, 'false', BOOL, note=_TUNING),
     K('enable-underscores-in-headers', NOT_YET, _H, 'false', BOOL, note="header names with underscores are refused by ingressd's parser"),
-    K('enable-ocsp', NOT_YET, _H, 'false', BOOL),
+    K('enable-ocsp', IMPLEMENTED, _H, 'false', BOOL, maps='setting:enable-ocsp', note="live: each served certificate's OCSP response is fetched in the background from the http:// responder of its AIA extension (its issuer must follow it in tls.crt), checked (signature, serial, validity), kept until half its validity has passed and stapled to handshakes that ask; a failure keeps a still-valid response and retries every 5 minutes, never blocking a handshake"),
     K('ignore-invalid-headers', NOT_NEEDED, _H, 'true', BOOL, note='ingressd refuses invalid header names (400)'),
     K('retry-non-idempotent', NOT_YET, _H, 'false', BOOL),
     K('error-log-level', NOT_NEEDED, _H, 'notice', TEXT, note=_TUNING),

@@ -52,6 +52,7 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "ssl-ecdh-curve": parse_ecdh_curve,
     "ssl-dh-param": parse_dh_param,  # the Secret's dhparam.pem (SECRET_KEYS)
     "ssl-reject-handshake": parse_bool,  # CertificateStore.reject_handshake
+    "enable-ocsp": parse_bool,  # TLSSettings.ocsp: ingressd.tls.ocsp
 })
 def _at_least(value, low):
     if value < low:

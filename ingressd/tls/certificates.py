@@ -45,6 +45,7 @@ from zope.interface import implementer
 
 from ingressd.config.model import Config, ObjectRef, Rejection, SecretData
 from ingressd.tls.client_auth import ClientAuth, configure_context
+from ingressd.tls.ocsp import OCSPStapler, OCSPTarget, ocsp_target
 from ingressd.tls.settings import HostTLS, TLSSettings, configure, ecdh_curve_note, openssl_options, versions
 
 _log = Logger()
@@ -87,6 +88,8 @@ class Certificate:
     # certificates as a ``ClientAuth`` says (then sessions never resume); with a host's own
     # ``TLSSettings`` (ssl-ciphers annotations) or, None, the server's.
     make_context: Callable[..., SSL.Context] | None = field(default=None, repr=False, compare=False)
+    # Where its OCSP status is asked (enable-ocsp: ``tls.ocsp``); None without responder URL or issuer.
+    ocsp: OCSPTarget | None = field(default=None, repr=False, compare=False)
     # {"context": ..., ("host", name): ..., ("client-auth", ClientAuth): ...} once made
     _made: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -250,9 +253,12 @@ class CertificateStore:
         now: Callable[[], datetime] | None = None,
         default_ref: ObjectRef | None = None,
         tls: TLSSettings | None = None,
+        ocsp: OCSPStapler | None = None,
     ) -> None:
         """``default_ref`` names the default Secret before its data is known (served
-        self-signed until the Secret shows up in a configuration)."""
+        self-signed until the Secret shows up in a configuration). ``ocsp``: the stapler
+        whose responses contexts staple while ``tls.ocsp`` (enable-ocsp) is on."""
+        self._ocsp = ocsp
         self._now = now or (lambda: datetime.now(timezone.utc))
         self._tls = tls if tls is not None else TLSSettings()
         _say_ecdh_curve(self._tls)
@@ -452,6 +458,7 @@ class CertificateStore:
             MappingProxyType(tls_wildcard),
             *_served_names(config),
         )
+        self._track_ocsp()
         return rejections
 
     def use_tls(self, tls: TLSSettings) -> None:
@@ -479,6 +486,16 @@ class CertificateStore:
         tls_exact, tls_wildcard = _host_settings(self._host_tls, tls)
         self._map = dataclasses.replace(current, tls_exact=MappingProxyType(tls_exact),
                                         tls_wildcard=MappingProxyType(tls_wildcard))
+        self._track_ocsp()
+
+    def _track_ocsp(self) -> None:
+        """The certificates served now are those whose OCSP responses are fetched (none while
+        enable-ocsp is off)."""
+        if self._ocsp is None:
+            return
+        current = self._map
+        served = [current.default, *(c for c in (*current.exact.values(), *current.wildcard.values()) if c)]
+        self._ocsp.track((c.fingerprint, c.ocsp) for c in served if self._tls.ocsp and c.ocsp is not None)
 
     def rejects(self, server_name: str | None) -> bool:
         """Whether a handshake naming ``server_name`` (None: no SNI) is refused: with
@@ -708,10 +725,14 @@ class CertificateStore:
             # Replace Twisted's ALPN callback (not yet used, so still allowed) with ours,
             # which follows the store's configuration as well as the wrapped factory.
             context.set_alpn_select_callback(self._select_alpn)
+            if settings.ocsp and self._ocsp is not None and target is not None:
+                context.set_ocsp_server_callback(self._ocsp.staple, fingerprint)
             if client_auth is not None:
                 configure_context(context, client_auth)
             return context
 
+        fingerprint = hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
+        target = ocsp_target(leaf, chain)
         certificate = Certificate(
             source=source,
             secret=secret,
@@ -719,10 +740,11 @@ class CertificateStore:
             names=_dns_names(leaf),
             not_before=leaf.not_valid_before_utc,
             not_after=leaf.not_valid_after_utc,
-            fingerprint=hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest(),
+            fingerprint=fingerprint,
             notes=tuple(notes),
             pem=pem,
             make_context=make_context,
+            ocsp=target,
         )
         if default:
             # Every connection starts on the default context: make it now, and refuse a

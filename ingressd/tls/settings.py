@@ -62,6 +62,8 @@ class TLSSettings:
     ecdh_curve: tuple[str, ...] = ()
     # DH parameters, PEM, for the DHE cipher suites (ssl-dh-param: a Secret's dhparam.pem); None: no DHE.
     dh_param: bytes | None = None
+    # OCSP stapling (enable-ocsp): contexts hand handshakes that ask the certificate's fetched response.
+    ocsp: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +209,8 @@ def tls_settings(settings) -> TLSSettings:
                        settings.get("ssl_session_timeout") or default.session_timeout,
                        flag("ssl_session_tickets", default.session_tickets),
                        tuple(settings.get("ssl_ecdh_curve") or default.ecdh_curve),
-                       settings.get("ssl_dh_param") or default.dh_param)
+                       settings.get("ssl_dh_param") or default.dh_param,
+                       flag("enable_ocsp", default.ocsp))
 
 
 def versions(settings: TLSSettings) -> tuple:
