@@ -391,6 +391,11 @@ def test_rejects_only_names_no_ingress_serves_and_only_when_on(pki):
         None, "", "w.example", "a.x.w.example", "p.example", "c.example", "unknown.example"]
     store.update(Config(routes=(_route("c.example"),)))  # a new configuration: its hosts
     assert not store.rejects("c.example") and store.rejects("b.example") and store.rejects("plain.example")
+    # names as written anywhere: case, spaces and a trailing dot do not matter
+    store.update(Config(routes=(_route(" Plain.Example. "), _route("*.P.Example.")),
+                        tls_hosts=(tls_host(" *.W.Example ", "wild"), tls_host("B.EXAMPLE.", "b"))))
+    assert [name for name in ("plain.example", "x.p.example", "x.w.example", "b.example", "c.example")
+            if store.rejects(name)] == ["c.example"]
 
 
 def test_the_reject_handshake_key():
