@@ -347,3 +347,45 @@ def test_the_enable_ocsp_key():
     assert entry.status == IMPLEMENTED and entry.default == "false" and entry.target == ("setting", "enable-ocsp")
     assert (ocsp_module.FETCH_TIMEOUT, ocsp_module.RETRY, ocsp_module.MIN_REFRESH, ocsp_module.MAX_RESPONSE) == \
         (10.0, 300.0, 60.0, 65536)
+
+
+# -- the HTTP fetch's pieces -------------------------------------------------------------------------
+
+
+def test_failures_said_in_a_few_words():
+    from twisted.internet.error import ConnectionRefusedError
+    from twisted.python.failure import Failure
+    from twisted.web._newclient import ResponseNeverReceived
+
+    assert ocsp_module._reason(Failure(defer.TimeoutError())) == "no answer in 10s"
+    assert ocsp_module._reason(Failure(ResponseNeverReceived([Failure(defer.CancelledError())]))) == "no answer in 10s"
+    refused = ocsp_module._reason(Failure(ResponseNeverReceived([Failure(ConnectionRefusedError())])))
+    assert refused.startswith("Connection was refused")
+    assert ocsp_module._reason(Failure(ValueError("the responder answered HTTP 500"))) == \
+        "the responder answered HTTP 500"
+    assert ocsp_module._reason(Failure(ValueError())) == "ValueError"
+
+
+def test_the_body_is_read_up_to_its_limit():
+    from twisted.internet.testing import StringTransport
+    from twisted.python.failure import Failure
+    from twisted.web.client import ResponseDone
+    from twisted.web.http import PotentialDataLoss
+
+    results = []
+    for parts, end, expected in (([b"ab", b"cd"], ResponseDone(), b"abcd"),
+                                 ([b"abcd"], PotentialDataLoss(), b"abcd"),
+                                 ([b"abcd", b"e"], ResponseDone(), "over 4 bytes"),
+                                 ([b"ab"], ConnectionError("reset"), "reset")):
+        done: defer.Deferred = defer.Deferred()
+        reader = ocsp_module._Bounded(done, 4)
+        reader.makeConnection(StringTransport())
+        for part in parts:
+            reader.dataReceived(part)
+        reader.connectionLost(Failure(end))
+        done.addBoth(results.append)
+        outcome = results[-1]
+        if isinstance(expected, bytes):
+            assert outcome == expected
+        else:
+            assert expected in outcome.getErrorMessage()

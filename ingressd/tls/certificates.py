@@ -242,7 +242,13 @@ class CertificateStore:
     SNI name, as it does for client certificates (a host without TLS section: the default
     certificate's). A connection whose ClientHello could not be read before OpenSSL (so that
     its SNI switches the context inside the handshake) keeps the default context's cipher list:
-    OpenSSL copies a connection's cipher list when it is created.
+    OpenSSL copies a connection's cipher list when it is created. ``use_tls`` replaces the server's
+    settings live (the ConfigMap's ssl-* keys, SIGHUP): every context is made anew for new
+    handshakes; open connections keep theirs.
+
+    ``rejects`` (``reject_handshake``: ssl-reject-handshake) tells the listener which SNI names to
+    refuse before any context is chosen; with ``ocsp`` and ``TLSSettings.ocsp`` (enable-ocsp) the
+    served certificates' OCSP responses are fetched (``tls.ocsp``) and stapled by every context.
     """
 
     def __init__(

@@ -135,7 +135,8 @@ class OCSPStapler:
         self._now = now or (lambda: datetime.now(timezone.utc))
         self._staples: dict[str, bytes] = {}  # what handshakes read
         self._targets: dict[str, OCSPTarget] = {}
-        self._timers: dict[str, Any] = {}  # the next fetch (or expiry) of each
+        self._timers: dict[str, Any] = {}  # the next fetch of each
+        self._expiries: dict[str, Any] = {}  # when each one's response stops being stapled
         self.errors: dict[str, str] = {}  # fingerprint → the last failure, for the log and tests
 
     def staple(self, connection: Any, fingerprint: str) -> bytes:
@@ -160,9 +161,10 @@ class OCSPStapler:
         self._targets.pop(fingerprint, None)
         self._staples.pop(fingerprint, None)
         self.errors.pop(fingerprint, None)
-        timer = self._timers.pop(fingerprint, None)
-        if timer is not None and timer.active():
-            timer.cancel()
+        for timers in (self._timers, self._expiries):
+            timer = timers.pop(fingerprint, None)
+            if timer is not None and timer.active():
+                timer.cancel()
 
     def _refresh(self, fingerprint: str) -> None:
         self._timers.pop(fingerprint, None)
@@ -190,7 +192,7 @@ class OCSPStapler:
     def _failed(self, failure: Any, fingerprint: str, target: OCSPTarget) -> None:
         if self._targets.get(fingerprint) is not target:
             return
-        reason = failure.getErrorMessage() or failure.type.__name__
+        reason = _reason(failure)
         if self.errors.get(fingerprint) != reason:
             _log.warn("TLS OCSP: {url}: {reason}; retrying in {retry:.0f}s", url=target.url, reason=reason,
                       retry=RETRY)
@@ -202,16 +204,17 @@ class OCSPStapler:
         self._timers[fingerprint] = self._reactor.callLater(delay, self._refresh, fingerprint)
 
     def _expire_at(self, fingerprint: str, next_update: datetime | None) -> None:
+        previous = self._expiries.pop(fingerprint, None)
+        if previous is not None and previous.active():
+            previous.cancel()
         if next_update is None:
             return
         delay = max((next_update - self._now()).total_seconds(), 0.0)
-        der = self._staples[fingerprint]
+        self._expiries[fingerprint] = self._reactor.callLater(delay, self._expire, fingerprint)
 
-        def expire() -> None:
-            if self._staples.get(fingerprint) is der:  # not replaced by a newer one since
-                del self._staples[fingerprint]
-
-        self._reactor.callLater(delay, expire)
+    def _expire(self, fingerprint: str) -> None:
+        self._expiries.pop(fingerprint, None)
+        self._staples.pop(fingerprint, None)
 
     def _post(self, url: str, request: bytes) -> Any:
         from twisted.web.client import Agent, FileBodyProducer
@@ -232,6 +235,16 @@ class OCSPStapler:
 
         answered.addCallback(body)
         return answered.addTimeout(FETCH_TIMEOUT, self._reactor)
+
+
+def _reason(failure: Any) -> str:
+    """A fetch's failure in a few words."""
+    inner = getattr(failure.value, "reasons", None)  # twisted.web's ResponseNeverReceived, ResponseFailed
+    if inner:
+        failure = inner[0]
+    if failure.check(defer.CancelledError, defer.TimeoutError):  # the timeout cancelled the request
+        return f"no answer in {FETCH_TIMEOUT:.0f}s"
+    return failure.getErrorMessage() or failure.type.__name__
 
 
 class _Bounded(protocol.Protocol):
