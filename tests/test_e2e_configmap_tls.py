@@ -297,3 +297,50 @@ def test_enable_ocsp_staples_a_real_responders_answer(tmp_path):
         responder.terminate()
         responder.wait(10)
         web.stop()
+
+
+def test_cluster_mode_the_tls_keys_and_the_dh_param_secret_are_watched(tmp_path):
+    import fakeapi
+
+    web = Backend("web")
+    (tmp_path / "manifests").mkdir()
+    leaf = certs.make_leaf("app.example.com", kind="rsa")
+    dh = subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048"],
+                        capture_output=True, check=True, timeout=60).stdout
+    api = fakeapi.FakeAPIServer(bookmark_interval=0.5).start()
+    c = api.cluster
+    c.apply(fakeapi.ingress_class())
+    c.apply(fakeapi.service("web"))
+    c.apply(fakeapi.endpoint_slice("web-1", "web", addresses=("127.0.0.1",), port=web.port))
+    c.apply(fakeapi.secret("app-tls", data={"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem()}))
+    app = fakeapi.ingress("app", host="app.example.com", service="web")
+    app["spec"]["tls"] = [{"hosts": ["app.example.com"], "secretName": "app-tls"}]
+    c.apply(app)
+
+    def configmap(data):
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"}, "data": dict(data)}
+
+    c.apply(configmap({"ssl-protocols": "TLSv1.3"}))
+    kubeconfig = api.write_kubeconfig(str(tmp_path / "kubeconfig"))
+    proc = Ingressd(tmp_path / "manifests", ["--kubernetes", "--kubeconfig", kubeconfig, f"--configmap={CM}"])
+    port = proc.https_port
+    try:
+        assert s_client(port, "app.example.com", "-tls1_2")[0] is False
+        assert s_client(port, "app.example.com", "-tls1_3")[0] is True
+
+        c.apply(fakeapi.secret("dh", namespace="ingress-nginx", type="Opaque", data={"dhparam.pem": dh}))
+        c.apply(configmap({"ssl-dh-param": "ingress-nginx/dh"}))
+        wait_for(lambda: s_client(port, "app.example.com", "-tls1_2", "-cipher", DHE) == (True, DHE), "DHE")
+
+        # the Secret changes through the API: bad parameters are refused, the good ones stay
+        c.apply(fakeapi.secret("dh", namespace="ingress-nginx", type="Opaque", data={"dhparam.pem": b"garbage"}))
+        wait_for(lambda: "key ssl-dh-param: dhparam.pem: OpenSSL refuses" in proc.log(), "the refusal")
+        assert s_client(port, "app.example.com", "-tls1_2", "-cipher", DHE) == (True, DHE)
+        c.remove("Secret", "ingress-nginx", "dh")
+        wait_for(lambda: "Secret ingress-nginx/dh does not exist" in proc.log(), "the second refusal")
+        assert s_client(port, "app.example.com", "-tls1_2", "-cipher", DHE) == (True, DHE)
+    finally:
+        proc.stop()
+        api.stop()
+        web.stop()
