@@ -3,8 +3,8 @@
 Of the options, ``--manifests`` (which files and folders are read), the client-address
 options (``FORWARDING``: a new forwarding policy, read by the next request and connection),
 the access log's format options (``ACCESS_LOG``), the backend pools' keep-alive limits
-(``UPSTREAM_KEEPALIVE``), the TCP/UDP services' settings (``STREAM``) and the client side's limits
-(``CLIENT_SIDE``) are applied to a running server; every
+(``UPSTREAM_KEEPALIVE``), the TCP/UDP services' settings (``STREAM``), the client side's limits
+(``CLIENT_SIDE``) and the TLS settings (``TLS``: new handshakes) are applied to a running server; every
 other changed option is named as needing a restart, and keeps its old value until then.
 Manifests themselves are re-read on SIGHUP whether or not the list
 changed (they are also polled: SIGHUP just does not wait for the next poll).
@@ -34,7 +34,10 @@ STREAM = frozenset({"proxy_stream_timeout", "proxy_stream_responses", "proxy_str
                     "proxy_stream_next_upstream_timeout", "proxy_stream_next_upstream_tries", "log_format_stream"})
 # The client side's timeouts, limits, Server header and HTTP/2 (ingressd.http.client_settings.
 # CLIENT_SIDE): the next connection and the next request read them.
-LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE | STREAM | CLIENT_SIDE  # settings a running server takes over
+# The server's TLS settings (ingressd.tls.settings.TLSSettings): every TLS context made anew, used by new handshakes.
+TLS = frozenset({"ssl_protocols", "ssl_ciphers", "ssl_prefer_server_ciphers", "ssl_session_cache",
+                 "ssl_session_timeout", "ssl_session_tickets", "ssl_ecdh_curve"})
+LIVE = frozenset({"manifests"}) | FORWARDING | ACCESS_LOG | UPSTREAM_KEEPALIVE | STREAM | CLIENT_SIDE | TLS  # settings a running server takes over
 _NOT_OPTIONS = frozenset({"config", "worker_id"})  # not compared: where options come from, internal
 
 

@@ -31,6 +31,7 @@ from ingressd.config.nginx_configmap import overlay
 from ingressd.config.reloader import Reloader, State
 from ingressd.config.store import ObjectStore
 from ingressd.tls.certificates import CertificateStore
+from ingressd.tls.ocsp import OCSPStapler
 from ingressd.tls.settings import tls_settings
 from ingressd.tls.facts import ObservedTLSFactory
 from ingressd.tls.passthrough import PassthroughRouter
@@ -171,7 +172,9 @@ class IngressdService(MultiService):
                 default_ref = ObjectRef("Secret", namespace or "default", name)
             # h2 always in the ALPN list: the listener's factory says live whether it is chosen
             # (HTTPSFactory.http2: --no-http2, use-http2).
-            self.certificates = CertificateStore(alpn=True, default_ref=default_ref, tls=tls_settings(settings))
+            self.ocsp = OCSPStapler(reactor)  # enable-ocsp: responses fetched in the background
+            self.certificates = CertificateStore(alpn=True, default_ref=default_ref, tls=tls_settings(settings),
+                                                 ocsp=self.ocsp)
             self.reloader.appliers.append(self.certificates.update)
             tls_factory = self.tls_factory = HTTPSFactory(HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="https"),
                                        http2=not settings.get("no_http2"),
@@ -184,7 +187,8 @@ class IngressdService(MultiService):
                 groups.append(self.passthrough)
             wrapped = self.tls_listener = ObservedTLSFactory(
                 self.certificates.server_options(), False, tls_factory,
-                clock=reactor, hello_timeout=self.server_settings.header_timeout, passthrough=self.passthrough)
+                clock=reactor, hello_timeout=self.server_settings.header_timeout, passthrough=self.passthrough,
+                reject_handshake=self.certificates.rejects)
             wrapped.noisy = False
             self._listen(listen(settings["https"], self._proxy_protocol(wrapped), reactor, reuse_port=workers,
                                 option="--https"))
@@ -324,6 +328,13 @@ class IngressdService(MultiService):
                 self._stream_applied = stream
             except ValueError as exc:
                 log.msg(f"ingressd: the TCP/UDP services' settings are not valid, the previous ones stay: {exc}")
+        certificates = getattr(self, "certificates", None)  # --https only
+        if certificates is not None:  # ssl-protocols, ssl-ciphers, ssl-session-*: new handshakes
+            certificates.reject_handshake = bool(settings.get("ssl_reject_handshake"))  # the next handshake
+            try:
+                certificates.use_tls(tls_settings(settings))
+            except Exception as exc:  # noqa: BLE001 - OpenSSL refusing them keeps the previous ones
+                log.msg(f"ingressd: the TLS settings cannot be applied, the previous ones stay in place: {exc}")
 
     def reopen_logs(self) -> None:
         """SIGUSR1: the access log's file is opened again (after logrotate moved it)."""
@@ -349,6 +360,8 @@ class IngressdService(MultiService):
 
     def _stop_everything(self):
         self.reloader.stop()
+        if getattr(self, "ocsp", None) is not None:
+            self.ocsp.stop()
         if self.redis is not None:
             if self.redis_secret is not None:
                 self.redis_secret.stop()

@@ -20,7 +20,7 @@ from ingressd.logformat import log_settings_from
 from ingressd.tracing.settings import TracingSettings
 from ingressd.plugin_manager import PluginError, Plugins, load_plugins
 from ingressd.replicas import parse_hint
-from ingressd.tls.settings import DEFAULT_CIPHERS, parse_ciphers, parse_protocols, parse_time
+from ingressd.tls.settings import DEFAULT_CIPHERS, parse_ciphers, parse_ecdh_curve, parse_protocols, parse_time
 
 CORE_PARAMETERS = [
     ["config", None, None, "YAML settings file whose keys are the long option names"],
@@ -93,6 +93,8 @@ CORE_PARAMETERS = [
      "(ingress-nginx's ssl-session-timeout)"],
     ["ssl-session-tickets", None, "on", "on/off: TLS 1.2 session tickets (ingress-nginx's ssl-session-tickets, "
      "off there; off: sessions resume by id, only those whose connection ended with a TLS close)"],
+    ["ssl-ecdh-curve", None, "auto", "key-exchange groups (ingress-nginx's ssl-ecdh-curve, nginx's ssl_ecdh_curve): "
+     "auto, or one of prime256v1, secp384r1, secp521r1"],
     ["controller-class", None, None, "also serve IngressClasses whose spec.controller is this (ingress-nginx's "
      "flag: k8s.io/ingress-nginx)"],
     ["nginx-configmap", None, None, "NAMESPACE/NAME of an ingress-nginx controller ConfigMap, read unchanged "
@@ -322,7 +324,8 @@ class Options(usage.Options):
         for name in ("ssl-prefer-server-ciphers", "ssl-session-cache", "ssl-session-tickets", "ignore-invalid-headers"):
             self[name] = _on_off(name, self[name])
         for name, parse in (("ssl-ciphers", parse_ciphers), ("ssl-protocols", parse_protocols),
-                            ("ssl-session-timeout", parse_time), ("upstream-keepalive-time", parse_time)):
+                            ("ssl-session-timeout", parse_time), ("upstream-keepalive-time", parse_time),
+                            ("ssl-ecdh-curve", parse_ecdh_curve)):
             try:
                 self[name] = parse(str(self[name]))
             except ValueError as exc:

@@ -67,7 +67,8 @@ TARGETS: dict[str, Target] = {
     "cidr": Target("plugins/_cidr.py", ("tests/test_plugin_allowlist.py", "tests/test_plugin_rate_limit.py")),
     "allowlist": Target("plugins/allowlist.py", ("tests/test_plugin_allowlist.py",)),
     "tls": Target("ingressd/tls/certificates.py", ("tests/test_tls.py", "tests/test_auth_tls.py",
-                                                   "tests/test_tls_settings.py")),
+                                                   "tests/test_tls_settings.py", "tests/test_configmap_tls.py",
+                                                   "tests/test_configmap_tls_ocsp.py")),
     "compat": Target("ingressd/compat/assess.py", ("tests/test_compat.py",)),
 }
 

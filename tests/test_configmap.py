@@ -172,21 +172,13 @@ def test_proxy_real_ip_cidr_beside_another_trusted_proxies_option_is_refused():
     assert same.usable
 
 
-def test_tls_keys_need_a_restart_only_when_they_differ_from_the_options():
-    assert not _read({"ssl-protocols": "TLSv1.2 TLSv1.3", "ssl-session-timeout": "10m", "ssl-session-cache": "true",
-                      "ssl-session-tickets": "false"}).warnings
-    plugins = load_plugins()
-    options = {option.name: option.coerce for option in plugins.options}
-    settings = server_settings_from(["--ssl-protocols", "TLSv1.3", "--ssl-session-timeout", "1h"])
-    same = read_configmap(NAME, {"ssl-protocols": "TLSv1.3", "ssl-session-timeout": "60m"}, plugins.annotations,
-                          options, settings)
-    assert same.usable and not same.warnings, same.warnings
+def test_tls_keys_are_live_settings_not_restarts():
+    # ssl-protocols & co. apply live (tests/test_configmap_tls.py): never "needs a restart".
     reading = _read({"ssl-protocols": "TLSv1.3", "ssl-ciphers": "ECDHE-RSA-AES128-GCM-SHA256",
                      "ssl-session-timeout": "1h", "ssl-session-cache": "false"})
-    assert reading.usable
-    assert sorted(w.split(" key ")[1].split(":")[0] for w in reading.warnings) == [
-        "ssl-ciphers", "ssl-protocols", "ssl-session-cache", "ssl-session-timeout"]
-    assert all("needs a restart" in w for w in reading.warnings)
+    assert reading.usable and not reading.warnings, reading.warnings
+    assert dict(reading.settings) == {"ssl-protocols": ("TLSv1.3",), "ssl-ciphers": "ECDHE-RSA-AES128-GCM-SHA256",
+                                      "ssl-session-timeout": 3600, "ssl-session-cache": False}
 
 
 def test_the_stream_keys_are_live_settings_of_the_tcp_udp_services():

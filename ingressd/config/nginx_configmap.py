@@ -23,7 +23,7 @@ from ingressd.http.connection_limit import parse_limit
 from ingressd.http.head_buffers import parse_header_buffers
 from ingressd.logformat import log_settings_from
 from ingressd.proxy.forwarding import ForwardingPolicy, parse_cidrs, parse_duration, parse_switch
-from ingressd.tls.settings import parse_ciphers, parse_protocols, parse_time
+from ingressd.tls.settings import parse_ciphers, parse_dh_param, parse_ecdh_curve, parse_protocols, parse_time
 from ingressd.tracing.settings import check_settings as check_tracing
 
 # Core server options (ingressd/tap.py) a ``setting:NAME`` key may replace, with how a ConfigMap value
@@ -76,6 +76,15 @@ CORE_SETTINGS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
     "max-worker-connections": parse_limit,
     "allow-backend-server-header": parse_switch,
     "upstream-keepalive-time": parse_time,  # nginx time (1h): HTTP1Upstream.use_limits' max_age
+    "ssl-protocols": parse_protocols,  # the TLS keys: CertificateStore.use_tls, new handshakes
+    "ssl-ciphers": parse_ciphers,
+    "ssl-session-cache": parse_bool,
+    "ssl-session-timeout": parse_time,
+    "ssl-session-tickets": parse_bool,
+    "ssl-ecdh-curve": parse_ecdh_curve,
+    "ssl-dh-param": parse_dh_param,  # the Secret's dhparam.pem (SECRET_KEYS)
+    "ssl-reject-handshake": parse_bool,  # CertificateStore.reject_handshake
+    "enable-ocsp": parse_bool,  # TLSSettings.ocsp: ingressd.tls.ocsp
 })
 def _at_least(value, low):
     if value < low:
@@ -91,6 +100,9 @@ CORE_CHECKS: tuple[Callable[[Mapping[str, Any]], Any], ...] = (ForwardingPolicy.
 # Keys whose value names another ConfigMap ("namespace/name") whose data is what the key's option
 # reads (as pairs): read with the controller ConfigMap, so a change of either applies live.
 REFERENCE_KEYS = ("add-headers", "proxy-set-headers")
+# Keys whose value names a Secret ("namespace/name"): the key's option reads that data key of it (bytes);
+# read with the controller ConfigMap, so a change of either applies live.
+SECRET_KEYS: Mapping[str, str] = MappingProxyType({"ssl-dh-param": "dhparam.pem"})
 
 # Keys whose empty value is a value, not the default (ingress-nginx reads "" as an empty list):
 # no-auth-locations "" exempts nothing, where the default exempts ACME challenges.
@@ -121,14 +133,16 @@ class ConfigMapReading:
 def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Sequence[Any],
                    options: Mapping[str, Callable[[str], Any] | None],
                    running: Mapping[str, Any] | None = None,
-                   configmaps: Callable[[str], Mapping[str, str] | None] | None = None) -> ConfigMapReading:
+                   configmaps: Callable[[str], Mapping[str, str] | None] | None = None,
+                   secrets: Callable[[str], Mapping[str, bytes] | None] | None = None) -> ConfigMapReading:
     """Judge the ConfigMap ``name`` (``data``: its data; None when it does not exist).
 
     ``annotations``: the plugins' declared annotations (``features.Annotation``); ``options``: the
     server options by name (dashes) with their coerce functions (None: taken as text);
     ``running``: the option values the server started with (settings keys, underscores), for
     the keys that need a restart; ``configmaps``: "namespace/name" → another ConfigMap's data
-    (None: it does not exist), for ``REFERENCE_KEYS``.
+    (None: it does not exist), for ``REFERENCE_KEYS``; ``secrets``: the same for a Secret's data,
+    for ``SECRET_KEYS``.
     """
     if data is None:
         return ConfigMapReading(name, refusals=(f"ConfigMap {name} (--nginx-configmap) does not exist",))
@@ -198,6 +212,15 @@ def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Seque
                     refusals.append(f"{where}: ConfigMap {value} does not exist (expected namespace/name)")
                     continue
                 value = tuple(sorted((str(k), str(v)) for k, v in referenced.items()))
+            if key in SECRET_KEYS:
+                secret = secrets(value) if secrets is not None and "/" in value else None
+                if secret is None:
+                    refusals.append(f"{where}: Secret {value} does not exist (expected namespace/name)")
+                    continue
+                if not secret.get(SECRET_KEYS[key]):
+                    refusals.append(f"{where}: Secret {value} has no {SECRET_KEYS[key]}")
+                    continue
+                value = secret[SECRET_KEYS[key]]
             try:
                 settings.append((target_name, coerce(value) if coerce is not None else value))
             except (ValueError, TypeError) as exc:
@@ -216,6 +239,11 @@ def read_configmap(name: str, data: Mapping[str, str] | None, annotations: Seque
 def references(data: Mapping[str, str] | None) -> tuple[str, ...]:
     """The other ConfigMaps ("namespace/name") the ConfigMap's ``REFERENCE_KEYS`` name."""
     return tuple(sorted({str(data[key]).strip() for key in REFERENCE_KEYS if data and str(data.get(key) or "").strip()}))
+
+
+def secret_references(data: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The Secrets ("namespace/name") the ConfigMap's ``SECRET_KEYS`` name."""
+    return tuple(sorted({str(data[key]).strip() for key in SECRET_KEYS if data and str(data.get(key) or "").strip()}))
 
 
 def overlay(options: Mapping[str, Any], reading: ConfigMapReading | None) -> dict[str, Any]:
@@ -258,17 +286,6 @@ def _risk_level(value: str) -> str | None:
     return None
 
 
-# The TLS options (ingressd.tls.settings), as ``ingressd.tap`` parses them, for ``_same_option``.
-_TLS_OPTIONS: Mapping[str, Callable[[str], Any]] = MappingProxyType({
-    "ssl-protocols": parse_protocols,
-    "ssl-ciphers": parse_ciphers,
-    "ssl-session-timeout": parse_time,
-    "ssl-prefer-server-ciphers": parse_bool,
-    "ssl-session-cache": parse_bool,
-    "ssl-session-tickets": parse_bool,
-})
-
-
 def _same_option(option: str, value: str, current: Any) -> bool:
     """Whether the ConfigMap's ``value`` is what the server runs with (``current``)."""
     if option == "no-http2":  # use-http2: the inverse switch
@@ -279,11 +296,6 @@ def _same_option(option: str, value: str, current: Any) -> bool:
     if option in ("server-tokens", "allow-cross-namespace-resources"):
         try:
             return parse_bool(value) == bool(current)
-        except ValueError:
-            return False
-    if option in _TLS_OPTIONS:
-        try:
-            return _TLS_OPTIONS[option](value) == current
         except ValueError:
             return False
     if option == "workers":

@@ -21,11 +21,11 @@ from twisted.python import log
 from ingressd.config.entries import DEFAULT_UPSTREAM, SPOKEN, build_table
 from ingressd.features import BuildContext, UpstreamSettings
 from ingressd.config.model import Config, ObjectRef, Rejection
-from ingressd.config.nginx_configmap import ConfigMapReading, overlay, read_configmap, references
+from ingressd.config.nginx_configmap import ConfigMapReading, overlay, read_configmap, references, secret_references
 from ingressd.config.routing import RouteTable
 from ingressd.config.sources import merge, new_translators
 from ingressd.config.store import ObjectStore, unpack
-from ingressd.config.translate import TranslateSettings
+from ingressd.config.translate import TranslateSettings, Translator, secret_data
 
 
 class State:
@@ -191,13 +191,20 @@ class Reloader:
             raw = unpack(packed).get("data") or {}
             return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
+        def secret_of(ref: str) -> dict | None:  # ssl-dh-param
+            namespace, _, name = ref.partition("/")
+            packed = snapshot.get("Secret", {}).get((namespace, name))
+            return None if packed is None else dict(secret_data(unpack(packed)).data)
+
         data = data_of(str(self.configmap_name))
         # the ConfigMap and those its add-headers / proxy-set-headers name: a change of any is a new version
         packed = (packed_of(str(self.configmap_name)),) + tuple(packed_of(ref) for ref in references(data))
+        packed += tuple(snapshot.get("Secret", {}).get(tuple(ref.partition("/")[::2])) for ref in secret_references(data))
         seen, reading = self._configmap_seen
         if packed != seen or reading is None:
             options = {option.name: option.coerce for option in (self.plugins.options if self.plugins else ())}
-            reading = read_configmap(self.configmap_name, data, annotations, options, self.settings, data_of)
+            reading = read_configmap(self.configmap_name, data, annotations, options, self.settings, data_of,
+                                     secret_of)
             self._configmap_seen = (packed, reading)
             if reading.usable:
                 self.configmap, self.configmap_refused = reading, None

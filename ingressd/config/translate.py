@@ -768,6 +768,11 @@ def _slice_service(namespace: str, obj: Mapping) -> tuple[str, str] | None:
     return (namespace, service) if service else None
 
 
+def secret_data(obj: Mapping) -> SecretData:
+    """A Secret object's data, decoded (base64 ``data`` and ``stringData``)."""
+    return _secret_data(obj)
+
+
 def _secret_data(obj: Mapping) -> SecretData:
     items: dict[str, bytes] = {}
     for key, value in ((obj.get("data") or {}).items()):

@@ -22,6 +22,7 @@ brand new ``CertificateOptions``; open connections keep the context they started
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -44,7 +45,8 @@ from zope.interface import implementer
 
 from ingressd.config.model import Config, ObjectRef, Rejection, SecretData
 from ingressd.tls.client_auth import ClientAuth, configure_context
-from ingressd.tls.settings import HostTLS, TLSSettings, configure, openssl_options, versions
+from ingressd.tls.ocsp import OCSPStapler, OCSPTarget, ocsp_target
+from ingressd.tls.settings import HostTLS, TLSSettings, configure, ecdh_curve_note, openssl_options, versions
 
 _log = Logger()
 
@@ -86,6 +88,8 @@ class Certificate:
     # certificates as a ``ClientAuth`` says (then sessions never resume); with a host's own
     # ``TLSSettings`` (ssl-ciphers annotations) or, None, the server's.
     make_context: Callable[..., SSL.Context] | None = field(default=None, repr=False, compare=False)
+    # Where its OCSP status is asked (enable-ocsp: ``tls.ocsp``); None without responder URL or issuer.
+    ocsp: OCSPTarget | None = field(default=None, repr=False, compare=False)
     # {"context": ..., ("host", name): ..., ("client-auth", ClientAuth): ...} once made
     _made: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -106,6 +110,11 @@ class Certificate:
         and settings, whatever host: a host's policy is its own; sessions never resume on it)."""
         key = ("client-auth", client_auth) if tls is None else ("client-auth", client_auth, tls)
         return self._context(key, False, client_auth, tls)
+
+    def forget_contexts(self) -> None:
+        """Forget every context made (the server's TLS settings changed): the next handshake makes
+        its own anew; open connections keep the context they started with."""
+        self._made.clear()
 
     def keep_asking_contexts(self, policies: "set[ClientAuth]", settings: "set[TLSSettings] | None" = None) -> None:
         """Forget the asking contexts of policies no longer served (a rotated CA), and the
@@ -167,6 +176,10 @@ class _CertificateMap:
     # server's): ``Config.host_tls``, by exact name and by the parent of a ``*.`` wildcard.
     tls_exact: Mapping[str, TLSSettings] = field(default_factory=lambda: MappingProxyType({}))
     tls_wildcard: Mapping[str, TLSSettings] = field(default_factory=lambda: MappingProxyType({}))
+    # The host names served (Ingress rule hosts and TLS hosts), exact and the parents of ``*.`` wildcards:
+    # what ssl-reject-handshake lets through.
+    names_exact: frozenset[str] = frozenset()
+    names_wildcard: frozenset[str] = frozenset()
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -229,7 +242,13 @@ class CertificateStore:
     SNI name, as it does for client certificates (a host without TLS section: the default
     certificate's). A connection whose ClientHello could not be read before OpenSSL (so that
     its SNI switches the context inside the handshake) keeps the default context's cipher list:
-    OpenSSL copies a connection's cipher list when it is created.
+    OpenSSL copies a connection's cipher list when it is created. ``use_tls`` replaces the server's
+    settings live (the ConfigMap's ssl-* keys, SIGHUP): every context is made anew for new
+    handshakes; open connections keep theirs.
+
+    ``rejects`` (``reject_handshake``: ssl-reject-handshake) tells the listener which SNI names to
+    refuse before any context is chosen; with ``ocsp`` and ``TLSSettings.ocsp`` (enable-ocsp) the
+    served certificates' OCSP responses are fetched (``tls.ocsp``) and stapled by every context.
     """
 
     def __init__(
@@ -240,11 +259,15 @@ class CertificateStore:
         now: Callable[[], datetime] | None = None,
         default_ref: ObjectRef | None = None,
         tls: TLSSettings | None = None,
+        ocsp: OCSPStapler | None = None,
     ) -> None:
         """``default_ref`` names the default Secret before its data is known (served
-        self-signed until the Secret shows up in a configuration)."""
+        self-signed until the Secret shows up in a configuration). ``ocsp``: the stapler
+        whose responses contexts staple while ``tls.ocsp`` (enable-ocsp) is on."""
+        self._ocsp = ocsp
         self._now = now or (lambda: datetime.now(timezone.utc))
         self._tls = tls if tls is not None else TLSSettings()
+        _say_ecdh_curve(self._tls)
         self._protocols: tuple[bytes, ...] = (_H2, _HTTP11) if alpn else (_HTTP11,)
         self._default_ref = default_certificate.ref if default_certificate else default_ref
         # Built certificates by (namespace, name, is-default), reused while the PEM is the
@@ -263,6 +286,9 @@ class CertificateStore:
             default, MappingProxyType({}), MappingProxyType({}), MappingProxyType({}),
             MappingProxyType({}), MappingProxyType({}),
         )
+        self._host_tls: tuple = ()  # the last configuration's Config.host_tls
+        # ssl-reject-handshake: refuse handshakes naming no served host (``rejects``); set by the server, live.
+        self.reject_handshake = False
         self._creator = _ServerConnectionCreator(self)
         self.warnings: tuple[Rejection, ...] = ()
 
@@ -417,17 +443,8 @@ class CertificateStore:
             else:  # "" (a rule without host) is never an SNI name: never looked up
                 auth_exact.setdefault(host, auth)
 
-        tls_exact: dict[str, TLSSettings] = {}
-        tls_wildcard: dict[str, TLSSettings] = {}
-        for host, host_tls in config.host_tls:
-            host = host.strip().lower().rstrip(".")
-            settings = host_tls.over(self._tls)
-            if settings == self._tls:
-                continue  # nothing of its own: the host's usual contexts
-            if host.startswith("*."):
-                tls_wildcard.setdefault(host[2:], settings)
-            else:
-                tls_exact.setdefault(host, settings)
+        self._host_tls = config.host_tls
+        tls_exact, tls_wildcard = _host_settings(config.host_tls, self._tls)
 
         policies = {*auth_exact.values(), *auth_wildcard.values()}
         in_use = {*tls_exact.values(), *tls_wildcard.values()}
@@ -445,8 +462,66 @@ class CertificateStore:
             MappingProxyType(auth_wildcard),
             MappingProxyType(tls_exact),
             MappingProxyType(tls_wildcard),
+            *_served_names(config),
         )
+        self._track_ocsp()
         return rejections
+
+    def use_tls(self, tls: TLSSettings) -> None:
+        """Serve new handshakes with the server's TLS settings ``tls`` (a ConfigMap change, SIGHUP):
+        every context is made anew (the default one now, the others at their host's next
+        handshake), hosts' own settings are laid over ``tls`` again; open connections keep the
+        context they started with, so none is dropped. Sessions made before do not resume after."""
+        if tls == self._tls:
+            return
+        current = self._map
+        made = [current.default, *self._cache.values(),
+                *(c for c in (*current.exact.values(), *current.wildcard.values()) if c is not None)]
+        previous = self._tls
+        self._tls = tls
+        _say_ecdh_curve(tls)
+        try:
+            fresh = current.default.make_context(False) if current.default.make_context else None
+        except Exception:
+            self._tls = previous
+            raise
+        for certificate in {id(c): c for c in made}.values():
+            certificate.forget_contexts()
+        if fresh is not None:
+            current.default._made["context"] = fresh
+        tls_exact, tls_wildcard = _host_settings(self._host_tls, tls)
+        self._map = dataclasses.replace(current, tls_exact=MappingProxyType(tls_exact),
+                                        tls_wildcard=MappingProxyType(tls_wildcard))
+        self._track_ocsp()
+
+    def _track_ocsp(self) -> None:
+        """The certificates served now are those whose OCSP responses are fetched (none while
+        enable-ocsp is off)."""
+        if self._ocsp is None:
+            return
+        current = self._map
+        served = [current.default, *(c for c in (*current.exact.values(), *current.wildcard.values()) if c)]
+        self._ocsp.track((c.fingerprint, c.ocsp) for c in served if self._tls.ocsp and c.ocsp is not None)
+
+    def rejects(self, server_name: str | None) -> bool:
+        """Whether a handshake naming ``server_name`` (None: no SNI) is refused: with
+        ``reject_handshake`` on (ssl-reject-handshake), one naming no host an Ingress serves, as
+        nginx's ``ssl_reject_handshake`` in ingress-nginx's catch-all server."""
+        if not self.reject_handshake:
+            return False
+        if not server_name:
+            return True
+        name = server_name.lower().rstrip(".")
+        current = self._map
+        if name in current.names_exact:
+            return False
+        _, dot, parent = name.partition(".")
+        return not (dot and parent in current.names_wildcard)
+
+    @property
+    def tls(self) -> TLSSettings:
+        """The server's TLS settings in use."""
+        return self._tls
 
     # -- selection ------------------------------------------------------------------------
 
@@ -656,10 +731,14 @@ class CertificateStore:
             # Replace Twisted's ALPN callback (not yet used, so still allowed) with ours,
             # which follows the store's configuration as well as the wrapped factory.
             context.set_alpn_select_callback(self._select_alpn)
+            if settings.ocsp and self._ocsp is not None and target is not None:
+                context.set_ocsp_server_callback(self._ocsp.staple, fingerprint)
             if client_auth is not None:
                 configure_context(context, client_auth)
             return context
 
+        fingerprint = hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
+        target = ocsp_target(leaf, chain)
         certificate = Certificate(
             source=source,
             secret=secret,
@@ -667,16 +746,56 @@ class CertificateStore:
             names=_dns_names(leaf),
             not_before=leaf.not_valid_before_utc,
             not_after=leaf.not_valid_after_utc,
-            fingerprint=hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest(),
+            fingerprint=fingerprint,
             notes=tuple(notes),
             pem=pem,
             make_context=make_context,
+            ocsp=target,
         )
         if default:
             # Every connection starts on the default context: make it now, and refuse a
             # default that OpenSSL will not serve here rather than in a handshake.
             certificate._made["context"] = make_context(False)
         return certificate
+
+
+def _served_names(config: Config) -> tuple[frozenset[str], frozenset[str]]:
+    """(exact host names, parents of ``*.`` wildcard hosts) of the Ingress rules and TLS hosts; a
+    rule without host serves no name (ingress-nginx's catch-all server)."""
+    exact: set[str] = set()
+    wildcard: set[str] = set()
+    hosts = [route.host for route in config.routes]
+    hosts += [tls_host.host for tls_host in config.tls_hosts]
+    for host in hosts:
+        host = host.strip().lower().rstrip(".")
+        if host.startswith("*."):
+            wildcard.add(host[2:])
+        elif host:
+            exact.add(host)
+    return frozenset(exact), frozenset(wildcard)
+
+
+def _say_ecdh_curve(tls: TLSSettings) -> None:
+    note = ecdh_curve_note(tls)
+    if note is not None:
+        _log.warn("TLS: {note}", note=note)
+
+
+def _host_settings(host_tls, base: TLSSettings) -> tuple[dict[str, TLSSettings], dict[str, TLSSettings]]:
+    """Hosts' own TLS settings (``Config.host_tls``) laid over the server's ``base``, by exact name
+    and by the parent of a ``*.`` wildcard; a host whose settings come out as ``base`` has none."""
+    exact: dict[str, TLSSettings] = {}
+    wildcard: dict[str, TLSSettings] = {}
+    for host, own in host_tls:
+        host = host.strip().lower().rstrip(".")
+        settings = own.over(base)
+        if settings == base:
+            continue  # nothing of its own: the host's usual contexts
+        if host.startswith("*."):
+            wildcard.setdefault(host[2:], settings)
+        else:
+            exact.setdefault(host, settings)
+    return exact, wildcard
 
 
 # -- parsing and validating ---------------------------------------------------------------

@@ -13,7 +13,9 @@ cannot be read — starts on the default context, which resumes nothing.
 the ``TLSMemoryBIOProtocol`` that holds the connection until the hello (or its timeout).
 Once the name is known, the factory's ``passthrough`` (``interfaces.TLSPassthrough``, set
 with ``--enable-ssl-passthrough``: ``ingressd.tls.passthrough``) may take the connection over
-instead, with the held bytes, never terminating it.
+instead, with the held bytes, never terminating it. Then the factory's ``reject_handshake`` (a
+callable of the name, set by the server from ``ssl-reject-handshake``) may refuse it: an
+``unrecognized_name`` alert and the connection closed, as nginx's ``ssl_reject_handshake``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import alsoProvides
 
 MORE = object()  # not enough bytes yet
+# A fatal unrecognized_name alert (RFC 6066 §3, 112) in a plaintext TLS record: what a handshake the
+# factory's ``reject_handshake`` refuses is answered with, before OpenSSL sees it.
+UNRECOGNIZED_NAME_ALERT = bytes((0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70))
 # A ClientHello larger than this (post-quantum key shares make ~1.3 KB ones) is not waited
 # for: the connection starts on the default context.
 MAX_HELLO = 32 * 1024
@@ -131,6 +136,7 @@ class ClientHelloFirst(TLSMemoryBIOProtocol):
 
     server_name_hint: str | None = None
     passthrough: Any = None  # what took the connection over (interfaces.PassedThrough), or None
+    rejected = False  # refused before any handshake (the factory's reject_handshake)
     _held: bytearray | None = None  # the bytes received while the hello is incomplete
     _transport: Any = None
     _timer: Any = None
@@ -144,6 +150,8 @@ class ClientHelloFirst(TLSMemoryBIOProtocol):
     def dataReceived(self, data: bytes) -> None:
         held = self._held
         if held is None:
+            if self.rejected:
+                return  # closing: the rest of the hello is not read
             if self.passthrough is not None:
                 self.passthrough.client_data(data)
                 return
@@ -166,6 +174,12 @@ class ClientHelloFirst(TLSMemoryBIOProtocol):
             if self.passthrough is not None:
                 alsoProvides(self, IHalfCloseableProtocol)  # a client's FIN is passed on, not a close
                 return
+        reject = getattr(self.factory, "reject_handshake", None)
+        if reject is not None and reject(name):
+            self.rejected = True
+            self._transport.write(UNRECOGNIZED_NAME_ALERT)
+            self._transport.loseConnection()
+            return
         self.server_name_hint = name
         super().makeConnection(self._transport)
         if held:
@@ -175,7 +189,7 @@ class ClientHelloFirst(TLSMemoryBIOProtocol):
         """The OpenSSL connection; None while the hello is awaited (there is none yet: a hello
         split across segments reached the handshake counters before it existed) or once the
         connection was passed through (there never is one)."""
-        if self._held is not None or self.passthrough is not None:
+        if self._held is not None or self.passthrough is not None or self.rejected:
             return None
         return super().getHandle()
 
@@ -195,4 +209,6 @@ class ClientHelloFirst(TLSMemoryBIOProtocol):
             return
         if self._held is not None:  # gone before its hello: start, so the layers above end too
             self._start(None)
+        if self.rejected:  # no TLS connection was ever made, nor the protocol above
+            return
         super().connectionLost(reason)

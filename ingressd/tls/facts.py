@@ -43,11 +43,14 @@ class ObservedTLSFactory(TLSMemoryBIOFactory):
 
     protocol = _ObservedTLSProtocol
 
-    def __init__(self, *args, clock: Any, hello_timeout: float = 60.0, passthrough: Any = None, **kwargs):
+    def __init__(self, *args, clock: Any, hello_timeout: float = 60.0, passthrough: Any = None,
+                 reject_handshake: Any = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.clock = clock
         self.hello_timeout = hello_timeout
         self.passthrough = passthrough  # interfaces.TLSPassthrough (--enable-ssl-passthrough), or None
+        # SNI name (None: none) → whether to refuse the handshake (ssl-reject-handshake), or None
+        self.reject_handshake = reject_handshake
         self.handshakes: dict[str, int] = {}  # by protocol version ("TLSv1.3"…)
         self.handshake_failures = 0
         self.connections = 0  # open now

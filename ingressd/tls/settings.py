@@ -8,7 +8,9 @@ nginx's per-server ``ssl_ciphers``/``ssl_prefer_server_ciphers``) a ``HostTLS`` 
 ``versions``, ``openssl_options`` and ``configure`` apply one to a context being made. Sessions
 (``--ssl-session-cache``, ``--ssl-session-timeout``, ``--ssl-session-tickets``: the ConfigMap keys
 of those names; defaults on, 10m and, unlike ingress-nginx's off, on) are server-wide: they resume on a host's
-own context only (``certificates``).
+own context only (``certificates``). So is the key exchange (``--ssl-ecdh-curve``, ``ssl-ecdh-curve``:
+``auto``, OpenSSL's groups, or one NIST curve that every handshake must use), and the DH parameters
+of the DHE suites (``ssl-dh-param``: without them OpenSSL negotiates no DHE suite).
 
 As nginx: the cipher list is OpenSSL's (``SSL_CTX_set_cipher_list``): it governs TLS 1.2; TLS 1.3
 suites stay OpenSSL's defaults (ingress-nginx sets no ``ssl_conf_command Ciphersuites``). A list
@@ -20,8 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tempfile
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 from twisted.internet.ssl import TLSVersion
 
@@ -54,6 +58,12 @@ class TLSSettings:
     # OpenSSL drops a cached session whose connection ended without the server's close_notify
     # (a client that just closes), so without tickets most TLS 1.2 sessions would not resume.
     session_tickets: bool = True
+    # Key-exchange groups (ssl-ecdh-curve, nginx's ssl_ecdh_curve): () is ``auto``, OpenSSL's defaults.
+    ecdh_curve: tuple[str, ...] = ()
+    # DH parameters, PEM, for the DHE cipher suites (ssl-dh-param: a Secret's dhparam.pem); None: no DHE.
+    dh_param: bytes | None = None
+    # OCSP stapling (enable-ocsp): contexts hand handshakes that ask the certificate's fetched response.
+    ocsp: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +138,62 @@ def parse_time(text: str) -> int:
     return total
 
 
+# The groups nginx's ssl_ecdh_curve names (OpenSSL's group names, NIST aliases and the curves' own
+# names, case-insensitive), as OpenSSL calls them.
+_GROUPS = {"x25519": "X25519", "x448": "X448",
+           "prime256v1": "prime256v1", "secp256r1": "prime256v1", "p-256": "prime256v1",
+           "secp384r1": "secp384r1", "p-384": "secp384r1", "secp521r1": "secp521r1", "p-521": "secp521r1",
+           **{f"ffdhe{bits}": f"ffdhe{bits}" for bits in (2048, 3072, 4096, 6144, 8192)}}
+# The groups pyOpenSSL can restrict a context to (``Context.set_tmp_ecdh``: one curve, for TLS 1.2 and 1.3).
+_SETTABLE = {"prime256v1": ec.SECP256R1, "secp384r1": ec.SECP384R1, "secp521r1": ec.SECP521R1}
+
+
+def parse_ecdh_curve(text: str) -> tuple[str, ...]:
+    """nginx's ``ssl_ecdh_curve`` (``auto``, or groups separated by colons) as OpenSSL's group names,
+    () for ``auto``; ValueError saying why not (an unknown group)."""
+    value = text.strip()
+    if not value:
+        raise ValueError("no curve given (auto, or groups such as X25519:prime256v1)")
+    if value.lower() == "auto":
+        return ()
+    names = value.split(":")
+    unknown = [name for name in names if name.lower() not in _GROUPS]
+    if unknown:
+        raise ValueError(f"{', '.join(repr(name) for name in unknown)}: not a key-exchange group "
+                         f"({', '.join(sorted(set(_GROUPS.values())))}, or auto)")
+    return tuple(dict.fromkeys(_GROUPS[name.lower()] for name in names))
+
+
+def ecdh_curve_note(settings: TLSSettings) -> str | None:
+    """Why ``settings.ecdh_curve`` is not applied exactly (None when it is): pyOpenSSL can restrict a
+    context to one NIST curve only, so anything else offers OpenSSL's default groups."""
+    groups = settings.ecdh_curve
+    if not groups or (len(groups) == 1 and groups[0] in _SETTABLE):
+        return None
+    return (f"ssl-ecdh-curve {':'.join(groups)}: ingressd can restrict key exchange to one of "
+            f"{', '.join(_SETTABLE)} only; OpenSSL's default groups (X25519, prime256v1, X448, secp521r1, "
+            "secp384r1) are offered instead")
+
+
+def parse_dh_param(pem: bytes) -> bytes:
+    """DH parameters (PEM, as ``openssl dhparam`` writes them) that OpenSSL takes for nginx's
+    ``ssl_dhparam``; ValueError saying why not (unreadable, or too small for OpenSSL's security level)."""
+    try:
+        _load_dh(SSL.Context(SSL.TLS_METHOD), pem)
+    except SSL.Error as exc:
+        reasons = "; ".join(str(error[2]) for error in exc.args[0] if isinstance(error, tuple) and len(error) > 2)
+        raise ValueError(f"dhparam.pem: OpenSSL refuses the DH parameters ({reasons or exc})") from None
+    return pem
+
+
+def _load_dh(context: SSL.Context, pem: bytes) -> None:
+    # pyOpenSSL reads DH parameters from a file only (Context.load_tmp_dh): a private one, gone at once.
+    with tempfile.NamedTemporaryFile(prefix="ingressd-dhparam-", suffix=".pem") as file:
+        file.write(pem)
+        file.flush()
+        context.load_tmp_dh(file.name)
+
+
 def tls_settings(settings) -> TLSSettings:
     """The server's ``TLSSettings`` from its options (parsed: ``ingressd.tap``), defaults where absent."""
     default = TLSSettings()
@@ -141,7 +207,10 @@ def tls_settings(settings) -> TLSSettings:
                        flag("ssl_prefer_server_ciphers", default.prefer_server_ciphers),
                        flag("ssl_session_cache", default.session_cache),
                        settings.get("ssl_session_timeout") or default.session_timeout,
-                       flag("ssl_session_tickets", default.session_tickets))
+                       flag("ssl_session_tickets", default.session_tickets),
+                       tuple(settings.get("ssl_ecdh_curve") or default.ecdh_curve),
+                       settings.get("ssl_dh_param") or default.dh_param,
+                       flag("enable_ocsp", default.ocsp))
 
 
 def versions(settings: TLSSettings) -> tuple:
@@ -151,10 +220,14 @@ def versions(settings: TLSSettings) -> tuple:
 
 
 def configure(context: SSL.Context, settings: TLSSettings) -> None:
-    """Apply ``settings``' cipher list and session lifetime to a context not yet used, as OpenSSL reads it (Twisted's
+    """Apply ``settings``' cipher list, session lifetime, ECDH curve and DH parameters to a context not yet used, as OpenSSL reads it (Twisted's
     ``AcceptableCiphers`` would expand it to names and lose ``@SECLEVEL``)."""
     context.set_cipher_list(settings.ciphers.encode("ascii"))
     context.set_timeout(settings.session_timeout)
+    if ecdh_curve_note(settings) is None and settings.ecdh_curve:
+        context.set_tmp_ecdh(_SETTABLE[settings.ecdh_curve[0]]())
+    if settings.dh_param is not None:
+        _load_dh(context, settings.dh_param)
 
 
 def openssl_options(options: int, settings: TLSSettings) -> int:
