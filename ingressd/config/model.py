@@ -118,6 +118,8 @@ class Route:
     conditions: Conditions | None = None
     # A weighted backend set (Gateway API backendRefs); empty: ``backend`` takes every request.
     backends: tuple[WeightedBackend, ...] = ()
+    # Gateway API filters, in the object's order (ingressd.config.filters); Ingress routes have none.
+    filters: tuple[Any, ...] = ()
 
     @property
     def age_key(self) -> tuple[str, str, str]:
@@ -176,6 +178,22 @@ class Rejection:
 
     def __str__(self) -> str:
         return f"{self.ref}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusDocument:
+    """The status a source judged for one object, as the API's ``status`` stanza would hold it
+    (``body``: canonical JSON, ``json.dumps(..., sort_keys=True)``): conditions carry type,
+    status, reason, message and observedGeneration, never lastTransitionTime (the status writer
+    keeps a condition's time while its status stays the same). ``generation`` is the
+    metadata.generation it was judged at. Value of ``Config.status`` entries for the Gateway API
+    kinds: GatewayClass ``{"conditions": [...]}``; Gateway ``{"addresses": [...], "conditions":
+    [...], "listeners": [{"name", "supportedKinds", "attachedRoutes", "conditions"}]}``; HTTPRoute
+    and GRPCRoute ``{"parents": [{"parentRef", "controllerName", "conditions"}]}`` (only the
+    parents that are ours: the writer keeps other controllers' entries)."""
+
+    generation: int
+    body: str
 
 
 @dataclass(frozen=True, slots=True)
