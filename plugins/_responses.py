@@ -95,13 +95,20 @@ def absolute_location(exchange, location: bytes, relative: bool = False, with_po
     host = exchange.host
     if not host:
         return location
+    port = None
+    if with_port:
+        number = getattr(exchange, "server_port", 0)
+        if number and number != (443 if exchange.scheme == "https" else 80):
+            port = number
+    return redirect_location(exchange.scheme, host, port, location)
+
+
+def redirect_location(scheme: str, host: str, port: int | None, uri: bytes) -> bytes | None:
+    """``scheme://host[:port]uri`` for a Location, or None when ``host`` cannot be put in a URL
+    (answer 400): a DNS name or an IP literal (an IPv6 one gets its brackets)."""
     if not _LOCATION_HOST.fullmatch(host):
         return None
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # an IPv6 literal
-    port = b""
-    if with_port:
-        number = getattr(exchange, "server_port", 0)
-        if number and number != (443 if exchange.scheme == "https" else 80):
-            port = b":%d" % number
-    return exchange.scheme.encode("ascii") + b"://" + host.encode("ascii") + port + location
+    authority = host.encode("ascii") + (b":%d" % port if port is not None else b"")
+    return scheme.encode("ascii") + b"://" + authority + uri

@@ -80,7 +80,7 @@ _GO_INT = re.compile(r"[+-]?[0-9]+")
 _HOST_CHARS = frozenset(string.ascii_letters + string.digits + "-.")
 _DIGITS = frozenset(string.digits)
 
-_CORS_HEADERS = frozenset(
+CORS_HEADERS = frozenset(
     (
         b"access-control-allow-origin",
         b"access-control-allow-credentials",
@@ -282,7 +282,7 @@ class Cors:
         origin = exchange.headers.get(b"origin")
         if self._any:
             # Echo only what looks like an origin; anything else gets the plain "*".
-            if origin is not None and self._credentials and _is_origin(origin):
+            if origin is not None and self._credentials and is_origin(origin):
                 return origin, self._with_credentials
             return b"*", self._common
         if origin is None or origin.decode("latin-1").lower() not in self._matcher:
@@ -301,22 +301,22 @@ class Cors:
 
     def response(self, exchange, status: int, headers: list) -> None:
         if self._vary:
-            _add_vary_origin(headers)
+            add_vary_origin(headers)
         allowed = self._allowed(exchange)
         if allowed is None:
             return
         allow_origin, others = allowed
-        headers[:] = [pair for pair in headers if pair[0] not in _CORS_HEADERS]
+        headers[:] = [pair for pair in headers if pair[0] not in CORS_HEADERS]
         headers.append((b"access-control-allow-origin", allow_origin))
         headers.extend(others)
 
 
-def _is_origin(value: bytes) -> bool:
+def is_origin(value: bytes) -> bool:
     text = value.decode("latin-1").lower()
     return text == "null" or _ORIGIN.fullmatch(text) is not None and "://*." not in text
 
 
-def _add_vary_origin(headers: list) -> None:
+def add_vary_origin(headers: list) -> None:
     for name, value in headers:
         if name == b"vary":
             tokens = {token.strip().lower() for token in value.split(b",")}

@@ -171,7 +171,7 @@ class Rewrite:
             if self._log_as is not None:
                 self._log(exchange, "matches", f", rewritten redirect: {_quoted(location)}")
             return plain(302, [(b"location", location)])
-        path = quote(uri, safe=_PATH_SAFE).encode("ascii")
+        path = encode_path(uri)
         exchange.target = _with_args(path, args, query, template.keep_query, quote_args=True)
         if self._log_as is not None:
             self._log(exchange, "matches", f", rewritten data: {_quoted(exchange.target)}")
@@ -186,6 +186,11 @@ class Rewrite:
         self._say(f"ingressd: rewrite_log: Ingress {self._log_as}: {_quoted('(?i)' + self._pattern.path)} {verdict} "
                   f"{_quoted(exchange.path)}{result}, client: {exchange.client_ip}, "
                   f"host: {_quoted(exchange.host)}, request id: {exchange.request_id}")
+
+
+def encode_path(path: str) -> bytes:
+    """A path as it is sent after a rewrite: percent-encoded where it must be (nginx escapes less)."""
+    return quote(path, safe=_PATH_SAFE).encode("ascii")
 
 
 def _quoted(value: Any) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness import TWISTD
 
-BUILT_IN = {"ssl_redirect", "cors", "rate_limit", "allowlist", "basic_auth", "proxy_settings", "error_pages", "rewrite", "access_log", "backend_protocol", "redirect", "upstream_headers", "response_headers", "snippets", "server_alias", "custom_headers", "affinity", "upstream_hash", "canary", "mirror", "ssl_passthrough", "auth_tls", "buffering", "load_balance", "ext_auth", "satisfy", "service_upstream", "ssl_ciphers", "block_lists", "global_headers", "global_rate_limit", "fastcgi", "compression", "opentelemetry"}
+BUILT_IN = {"ssl_redirect", "cors", "rate_limit", "allowlist", "basic_auth", "proxy_settings", "error_pages", "rewrite", "access_log", "backend_protocol", "redirect", "upstream_headers", "response_headers", "snippets", "server_alias", "custom_headers", "affinity", "upstream_hash", "canary", "mirror", "ssl_passthrough", "auth_tls", "buffering", "load_balance", "ext_auth", "satisfy", "service_upstream", "ssl_ciphers", "block_lists", "global_headers", "global_rate_limit", "fastcgi", "compression", "opentelemetry", "gateway_filters"}
 
 
 def test_twistd_lists_ingressd():

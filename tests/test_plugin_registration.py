@@ -7,7 +7,7 @@ import pytest
 import fakes  # noqa: F401  (makes ingressd_plugins importable)
 from ingressd.plugin_manager import load_plugins
 
-MODULES = ["allowlist", "basic_auth", "cors", "error_pages", "proxy_settings", "rate_limit", "rewrite", "access_log", "backend_protocol", "redirect", "upstream_headers", "response_headers", "snippets", "server_alias", "custom_headers", "affinity", "upstream_hash", "canary", "mirror", "ssl_passthrough", "auth_tls", "buffering", "load_balance", "ext_auth", "satisfy", "service_upstream", "ssl_ciphers", "block_lists", "global_headers", "global_rate_limit", "fastcgi", "compression", "opentelemetry"]
+MODULES = ["allowlist", "basic_auth", "cors", "error_pages", "proxy_settings", "rate_limit", "rewrite", "access_log", "backend_protocol", "redirect", "upstream_headers", "response_headers", "snippets", "server_alias", "custom_headers", "affinity", "upstream_hash", "canary", "mirror", "ssl_passthrough", "auth_tls", "buffering", "load_balance", "ext_auth", "satisfy", "service_upstream", "ssl_ciphers", "block_lists", "global_headers", "global_rate_limit", "fastcgi", "compression", "opentelemetry", "gateway_filters"]
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,9 @@ class RequestRedirect:
     port: int | None = None
     path: PathModifier | None = None
     status_code: int = 302  # 301 or 302 (the standard channel), 303, 307, 308 (extended)
+    # The declared port of the listener the route is served for (set by the source); None: the
+    # scheme's default port. Used when neither ``port`` nor ``scheme`` is given.
+    listener_port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,391 @@
+"""The Gateway API filters of a route (``Route.filters``, ``ingressd.config.filters``) on the request path.
+
+A source of routes (the Gateway API translation) puts an HTTPRoute rule's filters on its
+routes, validated; this plugin turns them into the route's features, one per filter, in the
+order the rule lists them (all in one phase, so the chain keeps that order), reusing the
+implementations the annotations have:
+
+- ``RequestHeaderModifier`` / ``ResponseHeaderModifier``: ``set`` replaces every value of a
+  name (at the place of its first one), ``add`` appends another line, ``remove`` drops every
+  value; names are case-insensitive (lower case in the model). The request's changes are made
+  on the complete header list the backend is sent (after ingressd's forwarding headers, as
+  ``upstream_headers`` does, with ``_header_values.apply_edits``); the response's on every
+  answer of the route, the backend's and ingressd's own (as ``response_headers`` does). A
+  hop-by-hop or framing name (``Connection``, ``Content-Length``…: ingressd frames every
+  message itself) is refused: the route is not served.
+- ``RequestRedirect``: answered by ingressd, never forwarded: the request's scheme, host
+  (without its port) and path unless the filter replaces them, the query kept. The port: the
+  filter's; else the scheme's well-known port when the filter names a scheme; else the
+  listener's declared port (``RequestRedirect.listener_port``, set by the source; the scheme's
+  port when it is None), never the local port ingressd listens on; left out of the Location
+  when it is the scheme's (80 for http, 443 for https). ``ReplacePrefixMatch`` replaces the
+  route's matched prefix (``Route.path``) segment-wise: ``/prefix`` → ``/one`` makes
+  ``/prefix/two`` ``/one/two`` and ``/prefix`` ``/one``; → ``/`` makes ``/prefix/two``
+  ``/two``. The Location is made by ``_responses.redirect_location`` (the host checked as for
+  every redirect ingressd makes; a host that cannot be put in a URL gets 400).
+- ``URLRewrite``: the backend is sent the new path (percent-encoded as ``rewrite-target``'s,
+  ``rewrite.encode_path``; the query kept) and/or the new Host (``X-Forwarded-Host`` keeps the
+  client's, as ``upstream-vhost``). Routing and the other features saw the original request.
+- ``RequestMirror``: the mirror plugin's ``Mirror`` sends a copy of each forwarded request to
+  the backend's endpoints in turn (plain HTTP, the client's Host and request URI), its answer
+  discarded, bounded as ``mirror-target`` copies are (``--mirror-max-in-flight``,
+  ``--mirror-max-body-size``); ``percent`` < 100 mirrors that share of the requests, spread
+  evenly (every request counted: exactly ``percent`` of each hundred). A backend without
+  ready endpoints (or an unusable reference) mirrors nothing; the request itself is served.
+- ``CORS``: as the Gateway API says (the conformance test ``HTTPRouteCORS``), which differs
+  from ``enable-cors`` in its matching: an origin ``https://*.example.com`` allows any number
+  of labels before ``.example.com``; ``*`` in the methods or headers answers the preflight
+  with what it asked for; ``*`` origins with credentials echo the origin (never ``*`` with
+  credentials). A preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``)
+  is answered 204 by ingressd and never forwarded; from an origin not allowed it gets no
+  ``Access-Control-*`` header. Other requests from an allowed origin get Allow-Origin,
+  Allow-Credentials and Expose-Headers on their answer (replacing the backend's, as
+  ``enable-cors``); ``Vary: Origin`` whenever the answer depends on the origin
+  (``cors.add_vary_origin``).
+- ``ExtensionRef``: no extension point yet: a route with one is not served (its object is
+  rejected, saying which reference), never served without what it asks.
+
+A ``RequestRedirect`` together with a ``URLRewrite`` (the specification forbids it; the
+translation refuses it) is refused here too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ingressd import AnnotationError, LocalResponse, Phase, hookimpl, parse_size
+from ingressd.config.filters import (
+    CORS,
+    REPLACE_FULL_PATH,
+    REPLACE_PREFIX_MATCH,
+    ExtensionRef,
+    HeaderChanges,
+    PathModifier,
+    RequestHeaderModifier,
+    RequestMirror,
+    RequestRedirect,
+    ResponseHeaderModifier,
+    URLRewrite,
+)
+from ingressd import parse_url
+
+from ._header_values import HOP_BY_HOP, Value, apply_edits, parse_value
+from ._responses import plain, redirect_location
+from .cors import CORS_HEADERS, add_vary_origin, is_origin
+from .mirror import MAX_BODY, MAX_IN_FLIGHT, Limit, Mirror, Target
+from .rewrite import encode_path
+
+PHASE = Phase.REWRITE - 1  # as a location's ``return``: before ingressd's other rewrite-phase features
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+# -- headers -----------------------------------------------------------------------------------
+
+
+def _edits(changes: HeaderChanges, which: str) -> tuple[frozenset[bytes], tuple, tuple]:
+    """(names dropped, (name, Value) pairs set, (name, bytes) pairs added); a framing name refused."""
+    for name in (*(n for n, _ in changes.set), *(n for n, _ in changes.add), *changes.remove):
+        if name.lower() in HOP_BY_HOP:
+            raise AnnotationError(f"{which}: {name} is a hop-by-hop or framing header: ingressd sets it itself")
+    set_pairs = tuple((name.lower().encode("ascii"), Value((value.encode("utf-8"),))) for name, value in changes.set)
+    added = tuple((name.lower().encode("ascii"), value.encode("utf-8")) for name, value in changes.add)
+    drop = frozenset(name.lower().encode("ascii") for name in changes.remove) | {name for name, _ in set_pairs}
+    return drop, set_pairs, added
+
+
+class RequestHeaders:
+    """RequestHeaderModifier: the changes on the complete request headers the backend is sent."""
+
+    phase = PHASE
+
+    def __init__(self, changes: HeaderChanges):
+        self._drop, self._set, self._add = _edits(changes, "RequestHeaderModifier")
+
+    def upstream_request(self, exchange: Any, headers: list) -> None:
+        apply_edits(headers, self._drop, self._set, exchange)
+        headers.extend(self._add)
+
+
+class ResponseHeaders:
+    """ResponseHeaderModifier: the changes on every answer of the route."""
+
+    phase = PHASE
+
+    def __init__(self, changes: HeaderChanges):
+        self._drop, self._set, self._add = _edits(changes, "ResponseHeaderModifier")
+
+    def response(self, exchange: Any, status: int, headers: list) -> None:
+        apply_edits(headers, self._drop, self._set, exchange)
+        headers.extend(self._add)
+
+
+# -- paths -------------------------------------------------------------------------------------
+
+
+def modified_path(path: str, modifier: PathModifier, prefix: str) -> str:
+    """``path`` as ``modifier`` makes it; ``prefix``: the route's matched path prefix."""
+    if modifier.type == REPLACE_FULL_PATH:
+        return modifier.value
+    cut = prefix.rstrip("/")
+    rest = path[len(cut):] if path.startswith(cut) else path  # "" or "/…": the match is segment-wise
+    value = modifier.value.rstrip("/")
+    if not rest or rest == "/":
+        return value + rest if value else "/"
+    return value + rest
+
+
+def _check_modifier(modifier: PathModifier | None, route: Any, which: str) -> None:
+    if modifier is None:
+        return
+    if modifier.type not in (REPLACE_FULL_PATH, REPLACE_PREFIX_MATCH):
+        raise AnnotationError(f"{which}: path modifier {modifier.type!r} is not ReplaceFullPath or ReplacePrefixMatch")
+    if modifier.type == REPLACE_PREFIX_MATCH and route.path_type not in ("Prefix", "PathPrefix"):
+        raise AnnotationError(f"{which}: ReplacePrefixMatch needs a PathPrefix match, the route's is "
+                              f"{route.path_type}")
+
+
+# -- redirect and rewrite ---------------------------------------------------------------------
+
+
+class Redirect:
+    """RequestRedirect: every request of the route answered with the redirect."""
+
+    phase = PHASE
+
+    def __init__(self, redirect: RequestRedirect, prefix: str):
+        self._redirect = redirect
+        self._prefix = prefix
+
+    def request(self, exchange: Any) -> LocalResponse:
+        redirect = self._redirect
+        scheme = redirect.scheme or exchange.scheme
+        if redirect.port is not None:
+            port = redirect.port
+        elif redirect.scheme is not None:
+            port = _DEFAULT_PORTS.get(scheme, redirect.listener_port)
+        else:
+            port = redirect.listener_port
+        if port == _DEFAULT_PORTS.get(scheme):
+            port = None
+        if redirect.path is None:
+            uri = exchange.target if exchange.target.startswith(b"/") else _with_query(
+                encode_path(exchange.path), exchange.query)
+        else:
+            uri = _with_query(encode_path(modified_path(exchange.path, redirect.path, self._prefix)),
+                              exchange.query)
+        location = redirect_location(scheme, redirect.hostname or exchange.host, port, uri)
+        if location is None:
+            return plain(400)
+        return plain(redirect.status_code, [(b"location", location)])
+
+
+def _with_query(path: bytes, query: bytes) -> bytes:
+    return path + b"?" + query if query else path
+
+
+class Rewrite:
+    """URLRewrite: the path and/or Host the backend is sent."""
+
+    phase = PHASE
+
+    def __init__(self, rewrite: URLRewrite, prefix: str):
+        self._path = rewrite.path
+        self._prefix = prefix
+        self._host = rewrite.hostname.encode("ascii") if rewrite.hostname else None
+        if self._path is not None:
+            self.request = self._rewrite_path
+        if self._host is not None:
+            self.upstream_request = self._rewrite_host
+
+    def _rewrite_path(self, exchange: Any) -> None:
+        path = modified_path(exchange.path, self._path, self._prefix)
+        exchange.target = _with_query(encode_path(path), exchange.query)
+
+    def _rewrite_host(self, exchange: Any, headers: list) -> None:
+        apply_edits(headers, frozenset((b"host",)), ((b"host", Value((self._host,))),), exchange)
+
+
+# -- mirror ------------------------------------------------------------------------------------
+
+
+class Sampled:
+    """RequestMirror: the copies go to the backend's endpoints in turn, ``percent`` of the
+    requests (every request counted, spread evenly)."""
+
+    phase = PHASE
+
+    def __init__(self, mirrors: tuple, percent: int):
+        self._mirrors = mirrors
+        self._percent = percent
+        self._count = 0
+        self._next = 0
+
+    def request(self, exchange: Any) -> None:
+        count = self._count = self._count + 1
+        if count * self._percent // 100 == (count - 1) * self._percent // 100:
+            return None  # not this one
+        mirror = self._mirrors[self._next % len(self._mirrors)]
+        self._next += 1
+        return mirror.request(exchange)
+
+
+def _mirror(mirror: RequestMirror, context: Any) -> Sampled | None:
+    backend = mirror.backend
+    if backend is None or not backend.endpoints or mirror.percent <= 0 or context.subrequests is None:
+        return None
+    limits = context.plugin_state("gateway_filters").setdefault("mirror_limits", {})
+    settings = context.settings
+    max_in_flight = int(settings.get("mirror_max_in_flight") or MAX_IN_FLIGHT)
+    max_body = settings.get("mirror_max_body_size")
+    max_body = parse_size(max_body) if isinstance(max_body, str) else int(max_body if max_body is not None
+                                                                          else MAX_BODY)
+    host = parse_value("$host")
+    mirrors = []
+    for endpoint in backend.endpoints:
+        address = f"[{endpoint.address}]" if ":" in endpoint.address else endpoint.address
+        text = f"http://{address}:{endpoint.port}"
+        url = parse_url(text)
+        key = (url.scheme, url.host, url.port)
+        limit = limits.get(key)
+        if limit is None:
+            limit = limits[key] = Limit()
+        mirrors.append(Mirror(Target(url, None, text), True, host, context.subrequests, limit, max_in_flight,
+                              max_body or 2**62))
+    return Sampled(tuple(mirrors), min(mirror.percent, 100))
+
+
+# -- CORS --------------------------------------------------------------------------------------
+
+
+class _Origins:
+    """Gateway API origin matching: ``*``, exact (case-insensitive), or ``scheme://*.host[:port]``
+    where ``*`` stands for one or more labels."""
+
+    def __init__(self, origins: tuple[str, ...]):
+        self.any = "*" in origins
+        self._exact = frozenset(origin.lower() for origin in origins if "://*" not in origin)
+        self._wildcards = []
+        for origin in origins:
+            if "://*" in origin:
+                scheme, _, rest = origin.lower().partition("://*")
+                self._wildcards.append((scheme + "://", rest))  # rest: ".example.com[:port]"
+
+    def __contains__(self, origin: str) -> bool:
+        if self.any or origin in self._exact:
+            return True
+        for prefix, suffix in self._wildcards:
+            if origin.startswith(prefix) and origin.endswith(suffix) and len(origin) > len(prefix) + len(suffix):
+                host = origin[len(prefix):-len(suffix)]
+                if "/" not in host and ":" not in host and "@" not in host:
+                    return True
+        return False
+
+
+class Cors:
+    """CORS: the preflight answered here, the Access-Control-* headers on allowed answers."""
+
+    phase = PHASE
+
+    def __init__(self, cors: CORS):
+        self._origins = _Origins(cors.allow_origins)
+        self._credentials = cors.allow_credentials
+        self._any_method = "*" in cors.allow_methods
+        self._methods = ", ".join(cors.allow_methods).encode("ascii")
+        self._any_header = "*" in cors.allow_headers
+        self._headers = ", ".join(cors.allow_headers).encode("ascii")
+        self._expose = ", ".join(cors.expose_headers).encode("ascii")
+        self._max_age = b"%d" % cors.max_age
+        # The answer depends on the Origin header unless it is always a literal "*".
+        self._vary = not (self._origins.any and not self._credentials)
+
+    def _allow_origin(self, exchange: Any) -> bytes | None:
+        origin = exchange.headers.get(b"origin")
+        if origin is None:
+            return None
+        if self._origins.any and not self._credentials:
+            return b"*"
+        if self._origins.any:  # with credentials: the origin echoed, only when it looks like one
+            return origin if is_origin(origin) else None
+        return origin if origin.decode("latin-1").lower() in self._origins else None
+
+    def request(self, exchange: Any) -> LocalResponse | None:
+        if exchange.method != b"OPTIONS" or exchange.headers.get(b"origin") is None:
+            return None
+        method = exchange.headers.get(b"access-control-request-method")
+        if method is None:
+            return None
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        allow_origin = self._allow_origin(exchange)
+        if allow_origin is not None:  # the other headers come with ``response``, as for every answer
+            headers.append((b"access-control-allow-methods", method if self._any_method else self._methods))
+            requested = exchange.headers.get(b"access-control-request-headers")
+            if self._any_header:
+                if requested:
+                    headers.append((b"access-control-allow-headers", requested))
+            elif self._headers:
+                headers.append((b"access-control-allow-headers", self._headers))
+            headers.append((b"access-control-max-age", self._max_age))
+        return LocalResponse(204, headers)
+
+    def response(self, exchange: Any, status: int, headers: list) -> None:
+        if self._vary:
+            add_vary_origin(headers)
+        allow_origin = self._allow_origin(exchange)
+        if allow_origin is None:
+            return
+        preflight = [pair for pair in headers if pair[0] in _PREFLIGHT]
+        headers[:] = [pair for pair in headers if pair[0] not in CORS_HEADERS]
+        headers.append((b"access-control-allow-origin", allow_origin))
+        if self._credentials:
+            headers.append((b"access-control-allow-credentials", b"true"))
+        if self._expose:
+            headers.append((b"access-control-expose-headers", self._expose))
+        if exchange.method == b"OPTIONS" and exchange.headers.get(b"access-control-request-method") is not None:
+            headers.extend(preflight)  # our own preflight answer's
+
+
+_PREFLIGHT = frozenset((b"access-control-allow-methods", b"access-control-allow-headers",
+                        b"access-control-max-age"))
+
+
+# -- the hook ----------------------------------------------------------------------------------
+
+
+def features_for(route: Any, context: Any) -> list:
+    """The features of ``route.filters``, in their order; AnnotationError for one that cannot be served."""
+    filters = route.filters
+    kinds = {type(item) for item in filters}
+    if RequestRedirect in kinds and URLRewrite in kinds:
+        raise AnnotationError("RequestRedirect and URLRewrite cannot be used together on one rule")
+    features: list = []
+    for item in filters:
+        if isinstance(item, RequestHeaderModifier):
+            features.append(RequestHeaders(item.changes))
+        elif isinstance(item, ResponseHeaderModifier):
+            features.append(ResponseHeaders(item.changes))
+        elif isinstance(item, RequestRedirect):
+            _check_modifier(item.path, route, "RequestRedirect")
+            features.append(Redirect(item, route.path))
+        elif isinstance(item, URLRewrite):
+            _check_modifier(item.path, route, "URLRewrite")
+            if item.hostname is not None or item.path is not None:
+                features.append(Rewrite(item, route.path))
+        elif isinstance(item, RequestMirror):
+            mirror = _mirror(item, context)
+            if mirror is not None:
+                features.append(mirror)
+        elif isinstance(item, CORS):
+            features.append(Cors(item))
+        elif isinstance(item, ExtensionRef):
+            raise AnnotationError(f"filter ExtensionRef {item.group or 'core'}/{item.kind} {item.name}: no "
+                                  "ingressd plugin handles it, so the rule is not served")
+        else:
+            raise AnnotationError(f"filter {type(item).__name__} is not one ingressd applies")
+    return features
+
+
+@hookimpl
+def ingressd_route_features(route, values, context):
+    if not route.filters:
+        return None
+    return features_for(route, context) or None
