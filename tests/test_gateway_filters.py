@@ -400,3 +400,29 @@ def test_a_preflight_listed_before_a_redirect_is_answered_by_cors():
     client, _ = send(proxy, request(method=b"OPTIONS", headers=[(b"origin", b"https://www.foo.com"),
                                                                  (b"access-control-request-method", b"GET")]))
     assert client.head[0] == 204 and client.header(b"location") == []
+
+
+# -- through build_table -------------------------------------------------------------------------
+
+
+def test_two_rules_on_one_path_keep_their_own_filters_in_the_table():
+    """Rules of one HTTPRoute told apart by a header match share host, path and object: each keeps
+    its own filters (the table's feature cache tells them apart by their filters)."""
+    from ingressd.config.entries import build_table
+    from ingressd.config.model import Conditions, Config, ValueMatch
+    from ingressd.plugin_manager import load_plugins
+
+    def rule(value, location_host):
+        return Route("shop.test", "/", "Prefix", Backend("default", "web", "80", (ONE,)),
+                     ObjectRef("HTTPRoute", "default", "shop"),
+                     conditions=Conditions(headers=(ValueMatch("x-rule", value),)),
+                     filters=(RequestRedirect(hostname=location_host),))
+
+    plugins = load_plugins(extra=[gateway_filters], entry_points=False)
+    table, config = build_table(Config(routes=(rule("a", "a.example"), rule("b", "b.example"))), plugins, context())
+    assert config.rejections == ()
+    proxy, _, _ = proxy_for()
+    proxy.state.table = table
+    for value, location in ((b"a", b"http://a.example/x"), (b"b", b"http://b.example/x")):
+        client, _ = send(proxy, request(target=b"/x", headers=[(b"x-rule", value)]))
+        assert (client.head[0], client.header(b"location")) == (302, [location])

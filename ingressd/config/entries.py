@@ -178,8 +178,10 @@ def build_table(config: Config, plugins, context: BuildContext,
             return None
         # The routes of one Ingress share their features tuple: its identity is the key
         # (hashing ~60 annotation values per route cost ~2 µs; the routes are alive here).
-        # Features may depend on the path too (rewrite-target's pattern, no-auth-locations).
-        key = (route.ingress, id(route.features), route.tls, route.host, route.path, route.path_type)
+        # Features may depend on the path too (rewrite-target's pattern, no-auth-locations),
+        # and on the Gateway API filters (two rules of one HTTPRoute on one path, told apart by
+        # their matches, may have different ones).
+        key = (route.ingress, id(route.features), route.tls, route.host, route.path, route.path_type, route.filters)
         try:
             features = cache.get(key)
             if features is None:
