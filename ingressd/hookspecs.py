@@ -14,6 +14,7 @@ import pluggy
 if TYPE_CHECKING:
     from ingressd.features import Annotation, BuildContext, HostRoute, Option, RouteFeature
     from ingressd.config.model import Config, Route
+    from ingressd.config.filters import ExtensionRef
 
 hookspec = pluggy.HookspecMarker("ingressd")
 
@@ -47,6 +48,19 @@ def ingressd_route_features(
 
     ``values`` maps every declared annotation's name to its parsed value (or its default)
     for the route's Ingress. Raise ``AnnotationError`` to reject the route's Ingress.
+    """
+
+
+@hookspec(firstresult=True)
+def ingressd_filter_extension(
+    extension: "ExtensionRef", route: "Route", context: "BuildContext"
+) -> "RouteFeature | Sequence[RouteFeature] | None":
+    """Return the prepared feature(s) for a Gateway API ExtensionRef filter this plugin handles.
+
+    ``extension`` names ``group``, ``kind`` and ``name`` (an object in the route's namespace);
+    return None for one this plugin does not handle (the first answer wins). A route with an
+    ExtensionRef no plugin handles is not served; raise ``AnnotationError`` to reject it with a
+    reason of the plugin's.
     """
 
 

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pluggy
 
 from ingressd import hookspecs
+from ingressd.config.filters import ExtensionRef
 from ingressd.features import Annotation, AnnotationError, BuildContext, Option
 
 hookimpl = pluggy.HookimplMarker("ingressd")
@@ -72,7 +73,18 @@ class Plugins:
                 features.extend(item for item in result if item is not None)
             else:
                 features.append(result)
+        for extension in route.filters:
+            if isinstance(extension, ExtensionRef):
+                features.extend(self._extension_features(extension, route, context))
         return features
+
+    def _extension_features(self, extension: ExtensionRef, route, context: BuildContext) -> list:
+        """The features a plugin gives a Gateway API ExtensionRef; none handling it: not served."""
+        result = self.manager.hook.ingressd_filter_extension(extension=extension, route=route, context=context)
+        if result is None:
+            raise AnnotationError(f"filter ExtensionRef {extension.group or 'core'}/{extension.kind} {extension.name}: "
+                                  "no ingressd plugin handles it, so the rule is not served")
+        return [item for item in result if item is not None] if isinstance(result, (list, tuple)) else [result]
 
     def host_routes(self, config, context: BuildContext) -> list:
         """The routes plugins add for hosts no Ingress rule lists (``HostRoute``s)."""

@@ -42,8 +42,10 @@ implementations the annotations have:
   Allow-Credentials and Expose-Headers on their answer (replacing the backend's, as
   ``enable-cors``); ``Vary: Origin`` whenever the answer depends on the origin
   (``cors.add_vary_origin``).
-- ``ExtensionRef``: no extension point yet: a route with one is not served (its object is
-  rejected, saying which reference), never served without what it asks.
+- ``ExtensionRef``: handled by the plugin that answers the hook ``ingressd_filter_extension``
+  for it (the plugin manager asks, after this hook); its features run in the phases they
+  declare. A route whose ExtensionRef no plugin handles is not served (its object is rejected,
+  saying which reference), never served without what it asks.
 
 A ``RequestRedirect`` together with a ``URLRewrite`` (the specification forbids it; the
 translation refuses it) is refused here too.
@@ -377,8 +379,7 @@ def features_for(route: Any, context: Any) -> list:
         elif isinstance(item, CORS):
             features.append(Cors(item))
         elif isinstance(item, ExtensionRef):
-            raise AnnotationError(f"filter ExtensionRef {item.group or 'core'}/{item.kind} {item.name}: no "
-                                  "ingressd plugin handles it, so the rule is not served")
+            continue  # the plugin claiming it gives its features (hook ingressd_filter_extension)
         else:
             raise AnnotationError(f"filter {type(item).__name__} is not one ingressd applies")
     return features

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingressd import AnnotationError
+from ingressd import AnnotationError, LocalResponse, hookimpl
 from ingressd.config.entries import RouteEntry
 from ingressd.config.filters import (
     CORS,
@@ -77,10 +77,55 @@ def test_the_features_keep_the_rules_order_in_one_phase():
     assert len({f.phase for f in features}) == 1
 
 
-def test_an_extension_ref_no_plugin_handles_rejects_the_route_saying_which():
-    with pytest.raises(AnnotationError) as caught:
-        gateway_filters.features_for(route([ExtensionRef("example.io", "Limit", "strict")]), context())
-    assert "example.io/Limit strict" in str(caught.value) and "not served" in str(caught.value)
+class LimitExtension:
+    """A third party's plugin handling the ExtensionRef example.io/Limit."""
+
+    class Answer:
+        phase = 300
+
+        def __init__(self, name):
+            self.name = name
+
+        def request(self, exchange):
+            return LocalResponse(429, [(b"x-limit", self.name.encode())])
+
+    @hookimpl
+    def ingressd_filter_extension(self, extension, route, context):
+        if (extension.group, extension.kind) != ("example.io", "Limit"):
+            return None
+        if extension.name == "bad":
+            raise AnnotationError("Limit bad: no such limit")
+        return [self.Answer(extension.name)]
+
+
+def test_hook_ingressd_filter_extension():
+    from ingressd.config.entries import build_table
+    from ingressd.config.model import Config
+    from ingressd.plugin_manager import load_plugins
+
+    plugins = load_plugins(extra=[gateway_filters, LimitExtension()], entry_points=False)
+    header = RequestHeaderModifier(HeaderChanges(set=(("x-a", "1"),)))
+
+    def served(filters, name):
+        one = Route("shop.test", "/", "Prefix", Backend("default", "web", "80", (ONE,)),
+                    ObjectRef("HTTPRoute", "default", name), filters=tuple(filters))
+        return one
+
+    table, config = build_table(Config(routes=(
+        served([header, ExtensionRef("example.io", "Limit", "strict")], "handled"),
+    )), plugins, context())
+    assert config.rejections == ()
+    proxy, pool, _ = proxy_for()
+    proxy.state.table = table
+    client, _ = send(proxy, request())
+    assert client.head[0] == 429 and client.header(b"x-limit") == [b"strict"] and pool.asked == []
+    for filters, says in (([ExtensionRef("example.io", "Other", "x")], "example.io/Other x: no ingressd plugin "
+                                                                        "handles it, so the rule is not served"),
+                          ([ExtensionRef("", "Limit", "x")], "core/Limit x: no ingressd plugin handles it"),
+                          ([ExtensionRef("example.io", "Limit", "bad")], "Limit bad: no such limit")):
+        _, config = build_table(Config(routes=(served(filters, "shop"),)), plugins, context())
+        (rejection,) = config.rejections
+        assert rejection.ref == ObjectRef("HTTPRoute", "default", "shop") and says in rejection.reason
 
 
 def test_a_redirect_with_a_rewrite_is_refused_even_if_it_arrives():
