@@ -53,6 +53,7 @@ translation refuses it) is refused here too.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ingressd import AnnotationError, LocalResponse, Phase, hookimpl, parse_size
@@ -175,7 +176,7 @@ class Redirect:
         else:
             uri = _with_query(encode_path(modified_path(exchange.path, redirect.path, self._prefix)),
                               exchange.query)
-        location = redirect_location(scheme, redirect.hostname or exchange.host, port, uri)
+        location = redirect_location(scheme, (redirect.hostname or exchange.host).lower(), port, uri)
         if location is None:
             return plain(400)
         return plain(redirect.status_code, [(b"location", location)])
@@ -259,6 +260,9 @@ def _mirror(mirror: RequestMirror, context: Any) -> Sampled | None:
 # -- CORS --------------------------------------------------------------------------------------
 
 
+_LABELS = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")  # what a wildcard origin's "*" stands for
+
+
 class _Origins:
     """Gateway API origin matching: ``*``, exact (case-insensitive), or ``scheme://*.host[:port]``
     where ``*`` stands for one or more labels."""
@@ -277,8 +281,7 @@ class _Origins:
             return True
         for prefix, suffix in self._wildcards:
             if origin.startswith(prefix) and origin.endswith(suffix) and len(origin) > len(prefix) + len(suffix):
-                host = origin[len(prefix):-len(suffix)]
-                if "/" not in host and ":" not in host and "@" not in host:
+                if _LABELS.fullmatch(origin[len(prefix):-len(suffix)]):
                     return True
         return False
 
@@ -319,7 +322,8 @@ class Cors:
         headers = [(b"content-type", b"text/plain; charset=utf-8")]
         allow_origin = self._allow_origin(exchange)
         if allow_origin is not None:  # the other headers come with ``response``, as for every answer
-            headers.append((b"access-control-allow-methods", method if self._any_method else self._methods))
+            if self._any_method or self._methods:
+                headers.append((b"access-control-allow-methods", method if self._any_method else self._methods))
             requested = exchange.headers.get(b"access-control-request-headers")
             if self._any_header:
                 if requested:

@@ -226,6 +226,7 @@ def redirected(redirect, target=b"/", path="/", path_type="Prefix", scheme="http
      "https://example.org:8443/hostname-redirect"),
     (RequestRedirect(hostname="example.org", port=8080), 302, "http://example.org:8080/hostname-redirect"),
     (RequestRedirect(status_code=308), 308, "http://shop.test/hostname-redirect"),
+    (RequestRedirect(hostname="Example.ORG", status_code=303), 303, "http://example.org/hostname-redirect"),
 ])
 def test_redirects_as_the_conformance_cases(redirect, status, location):
     assert redirected(redirect, b"/hostname-redirect") == (status, location)
@@ -368,7 +369,8 @@ def test_a_preflight_from_an_allowed_origin(origin):
 
 
 @pytest.mark.parametrize("origin", [b"https://foobar.com", b"https://bar.com", b"http://www.bar.com",
-                                    b"https://www.bar.com:8443", b"https://www.foo.com.evil.test"])
+                                    b"https://www.bar.com:8443", b"https://www.foo.com.evil.test",
+                                    b"https://evil.test#.bar.com", b"https://a@b.bar.com", b"https://.bar.com"])
 def test_a_preflight_from_another_origin_gets_no_cors_header_and_is_not_forwarded(origin):
     client = preflight(CORS_1, origin)
     assert client.head[0] == 204
@@ -471,3 +473,10 @@ def test_two_rules_on_one_path_keep_their_own_filters_in_the_table():
     for value, location in ((b"a", b"http://a.example/x"), (b"b", b"http://b.example/x")):
         client, _ = send(proxy, request(target=b"/x", headers=[(b"x-rule", value)]))
         assert (client.head[0], client.header(b"location")) == (302, [location])
+
+
+def test_a_preflight_without_allowed_methods_lists_none():
+    client = preflight(CORS(allow_origins=("https://www.foo.com",)), b"https://www.foo.com")
+    assert client.head[0] == 204 and client.header(b"access-control-allow-methods") == []
+    assert client.header(b"access-control-allow-origin") == [b"https://www.foo.com"]
+    assert client.header(b"access-control-max-age") == [b"5"]  # the Gateway API's default
