@@ -480,3 +480,22 @@ def test_a_preflight_without_allowed_methods_lists_none():
     assert client.head[0] == 204 and client.header(b"access-control-allow-methods") == []
     assert client.header(b"access-control-allow-origin") == [b"https://www.foo.com"]
     assert client.header(b"access-control-max-age") == [b"5"]  # the Gateway API's default
+
+
+@pytest.mark.parametrize("path, prefix, value, modified", [
+    # The table of HTTPPathModifier.ReplacePrefixMatch (gateway-api apis/v1/httproute_types.go).
+    ("/foo/bar", "/foo", "/xyz", "/xyz/bar"),
+    ("/foo/bar", "/foo", "/xyz/", "/xyz/bar"),
+    ("/foo/bar", "/foo/", "/xyz", "/xyz/bar"),
+    ("/foo/bar", "/foo/", "/xyz/", "/xyz/bar"),
+    ("/foo", "/foo", "/xyz", "/xyz"),
+    ("/foo/", "/foo", "/xyz", "/xyz/"),
+    ("/foo/bar", "/foo", "", "/bar"),
+    ("/foo/", "/foo", "", "/"),
+    ("/foo", "/foo", "", "/"),
+    ("/foo/", "/foo", "/", "/"),
+    ("/foo", "/foo", "/", "/"),
+    ("/anything", "/", "/xyz", "/xyz/anything"),
+])
+def test_replace_prefix_match_as_the_specifications_table(path, prefix, value, modified):
+    assert gateway_filters.modified_path(path, PathModifier(REPLACE_PREFIX_MATCH, value), prefix) == modified
