@@ -51,6 +51,13 @@ def ingressd_route_features(
     """
 
 
+@hookspec
+def ingressd_filters() -> "Sequence[type]":
+    """Declare the Gateway API filter types (classes of ``ingressd.config.filters``) this plugin
+    applies, as ``ingressd_annotations`` declares annotations: two owners is an error, and a route
+    with a filter no plugin owns is not served (its object is rejected), never served without it."""
+
+
 @hookspec(firstresult=True)
 def ingressd_filter_extension(
     extension: "ExtensionRef", route: "Route", context: "BuildContext"

@@ -55,6 +55,14 @@ class Plugins:
                 annotations.append(annotation)
         self.annotations: tuple[Annotation, ...] = tuple(annotations)
         self.annotation_owners = owners
+        self.filter_owners: dict[type, str] = {}  # Gateway API filter type → the plugin applying it
+        for impl in manager.hook.ingressd_filters.get_hookimpls():
+            owner = manager.get_name(impl.plugin) or repr(impl.plugin)
+            for kind in impl.function() or ():
+                if kind in self.filter_owners:
+                    raise PluginError(f"filter {kind.__name__} is claimed by two plugins: "
+                                      f"{self.filter_owners[kind]} and {owner}")
+                self.filter_owners[kind] = owner
 
     def names(self) -> list[str]:
         return sorted(name for name, plugin in self.manager.list_name_plugin() if name and plugin is not None)
@@ -65,6 +73,10 @@ class Plugins:
     def route_features(self, route, context: BuildContext) -> list:
         """The prepared features for one route; AnnotationError rejects its Ingress."""
         values = dict(route.features)
+        for item in route.filters:  # never served without a filter it carries
+            if not isinstance(item, ExtensionRef) and type(item) not in self.filter_owners:
+                raise AnnotationError(f"filter {type(item).__name__}: no loaded ingressd plugin applies it, "
+                                      "so the rule is not served")
         features: list = []
         for result in self.manager.hook.ingressd_route_features(route=route, values=values, context=context):
             if result is None:

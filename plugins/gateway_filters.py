@@ -390,6 +390,12 @@ def features_for(route: Any, context: Any) -> list:
 
 
 @hookimpl
+def ingressd_filters():
+    """Every filter type but ExtensionRef (a plugin claims those one by one)."""
+    return (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror, CORS)
+
+
+@hookimpl
 def ingressd_route_features(route, values, context):
     if not route.filters:
         return None

@@ -499,3 +499,33 @@ def test_a_preflight_without_allowed_methods_lists_none():
 ])
 def test_replace_prefix_match_as_the_specifications_table(path, prefix, value, modified):
     assert gateway_filters.modified_path(path, PathModifier(REPLACE_PREFIX_MATCH, value), prefix) == modified
+
+
+# -- the filter types have owners: never served without a filter -------------------------------
+
+
+def test_hook_ingressd_filters():
+    """gateway_filters owns every filter type but ExtensionRef; without it (--disable-plugin
+    gateway_filters) a route carrying a filter is rejected, not served without the filter; two
+    owners of one type is a start-up error."""
+    from ingressd.config import filters as f
+    from ingressd.plugin_manager import PluginError, load_plugins
+
+    plugins = load_plugins()
+    assert set(plugins.filter_owners) == {f.RequestHeaderModifier, f.ResponseHeaderModifier, f.RequestRedirect,
+                                          f.URLRewrite, f.RequestMirror, f.CORS}
+    assert set(plugins.filter_owners.values()) == {"gateway_filters"}
+    route = Route("h.example", "/", "Prefix", Backend("default", "web", 80), ObjectRef("HTTPRoute", "default", "r"),
+                  filters=(f.RequestHeaderModifier(f.HeaderChanges(set=(("x-a", "1"),))),))
+    without = load_plugins(disabled=["gateway_filters"])
+    with pytest.raises(AnnotationError, match="RequestHeaderModifier: no loaded ingressd plugin applies it"):
+        without.route_features(route, BuildContext({}, None))
+    assert plugins.route_features(route, BuildContext({}, None))  # served with it
+
+    class Twice:
+        @hookimpl
+        def ingressd_filters(self):
+            return (f.CORS,)
+
+    with pytest.raises(PluginError, match="filter CORS is claimed by two plugins"):
+        load_plugins(extra=[Twice()])
