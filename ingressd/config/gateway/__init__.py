@@ -1,0 +1,6 @@
+"""The Gateway API translation, one job per module: ``status`` (conditions and status
+documents), ``hostnames`` (listener × route hostname intersection), ``grants``
+(ReferenceGrant), ``backends`` (backendRefs → Services), ``listeners`` (a Gateway's listeners
+judged), ``route_filters`` (HTTPRoute filters → ``config.filters`` values), ``httproute``
+(an HTTPRoute → routes and its per-parent status). ``config.gateway_api`` puts them together.
+"""
