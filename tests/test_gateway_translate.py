@@ -474,3 +474,29 @@ spec:
     assert conditions(b["conditions"])["Conflicted"] == ("True", "HostnameConflict")
     assert conditions(c["conditions"])["ResolvedRefs"] == ("False", "InvalidRouteKinds")
     assert c["supportedKinds"] == []
+
+
+def test_a_redirect_without_scheme_or_port_keeps_the_listeners_declared_port():
+    gateway = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: ports, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: ingressd
+  listeners:
+  - {name: odd, port: 8080, protocol: HTTP, hostname: odd.example}
+  - {name: plain, port: 80, protocol: HTTP, hostname: plain.example}
+"""
+    spec = """
+  parentRefs: [{name: ports}]
+  rules:
+  - matches: [{path: {value: /a}}]
+    filters: [{type: RequestRedirect, requestRedirect: {hostname: elsewhere.example}}]
+  - matches: [{path: {value: /b}}]
+    filters: [{type: RequestRedirect, requestRedirect: {scheme: https}}]
+"""
+    config = translate(snapshot(BASE, gateway, route_yaml(spec)))
+    found = {(route.host, route.path): route.filters[0] for route in config.routes}
+    assert found["odd.example", "/a"].port == 8080
+    assert found["odd.example", "/b"].port is None  # the scheme's own port
+    assert found["plain.example", "/a"].port is None

@@ -15,6 +15,7 @@ that cannot be used keeps its share and answers 500 for it (ResolvedRefs=False).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -27,6 +28,7 @@ from ingressd.config.gateway.hostnames import intersect
 from ingressd.config.gateway.listeners import GROUP, JudgedGateway, Listener
 from ingressd.config.gateway.route_filters import Invalid
 from ingressd.config.gateway.status import condition
+from ingressd.config.filters import RequestRedirect
 from ingressd.config.model import (
     EXACT, PREFIX, REGULAR_EXPRESSION, Backend, Conditions, ObjectRef, Route, ValueMatch, WeightedBackend,
 )
@@ -67,7 +69,6 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
         return result
     rules, unresolved, problems = _rules(spec.get("rules") or [], namespace, services, grants)
     result.problems = problems
-    hosts: dict[str, None] = {}
     for parent, gateway in parents:
         accepted = _attach(parent, gateway, namespace, namespace_labels.get(namespace) or {}, hostnames, result)
         if accepted is None and not rules:
@@ -80,19 +81,33 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
             conditions.append(condition("PartiallyInvalid", True, "UnsupportedValue", "; ".join(problems),
                                         generation))
         result.parents.append({"parentRef": dict(parent), "controllerName": controller, "conditions": conditions})
-    for _, _, names in result.attached:
+    hosts: dict[str, Listener] = {}
+    for _, listener, names in result.attached:
         for name in names:
-            hosts.setdefault(name)
+            hosts.setdefault(name, listener)  # the first listener that brings a host gives its port
     created = str(meta.get("creationTimestamp") or "")
-    for host in hosts:
+    for host, listener in hosts.items():
         for rule in rules:
             backend = next((member.backend for member in rule.backends if member.backend is not None),
                            Backend(namespace, "", ""))
+            rule_filters = _with_listener_port(rule.filters, listener)
             for path, path_type, conditions in rule.matches:
                 result.routes.append(Route(host=host, path=path, path_type=path_type, backend=backend, ingress=ref,
                                            created=created, conditions=conditions, backends=rule.backends,
-                                           filters=rule.filters))
+                                           filters=rule_filters))
     return result
+
+
+def _with_listener_port(rule_filters: tuple, listener: Listener) -> tuple:
+    """A redirect that names neither a scheme nor a port keeps the listener's declared port (the
+    spec's rule), never the local port ingressd listens on: filled in here, where the listener
+    is known; the scheme's default port (80 for HTTP, 443 for HTTPS) stays implicit (None)."""
+    default = 443 if listener.protocol == "HTTPS" else 80
+    if listener.port in (0, default):
+        return rule_filters
+    return tuple(dataclasses.replace(item, port=listener.port)
+                 if isinstance(item, RequestRedirect) and item.port is None and item.scheme is None else item
+                 for item in rule_filters)
 
 
 def _attach(parent: Mapping, gateway: JudgedGateway, namespace: str, labels: Mapping, hostnames: list,
