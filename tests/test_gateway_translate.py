@@ -139,7 +139,8 @@ def test_a_simple_route_in_the_same_namespace():
                                                  "Programmed": ("True", "Programmed")}
     (listener,) = gateway["listeners"]
     assert listener["attachedRoutes"] == 1
-    assert listener["supportedKinds"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]
+    assert listener["supportedKinds"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"},
+                                          {"group": "gateway.networking.k8s.io", "kind": "GRPCRoute"}]
     assert conditions(listener["conditions"]) == {
         "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs"),
         "Conflicted": ("False", "NoConflicts"), "Programmed": ("True", "Programmed")}
@@ -500,3 +501,46 @@ spec:
     assert found["odd.example", "/a"].port == 8080
     assert found["odd.example", "/b"].port is None  # the scheme's own port
     assert found["plain.example", "/a"].port is None
+
+
+def grpc_route_yaml(spec: str, name: str = "g") -> str:
+    return (f"apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {{name: {name}, "
+            f"namespace: gateway-conformance-infra}}\nspec:\n{spec}")
+
+
+def test_a_grpc_route_becomes_paths_of_services_and_methods_over_grpc():
+    spec = """
+  parentRefs: [{name: same-namespace}]
+  hostnames: [grpc.example]
+  rules:
+  - matches: [{method: {service: test.Echo, method: Unary}}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+  - matches: [{method: {service: test.Other}, headers: [{name: X-Kind, value: a}]}]
+    filters: [{type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: x-a, value: b}]}}]
+    backendRefs: [{name: infra-backend-v2, port: 8080}]
+  - backendRefs: [{name: infra-backend-v2, port: 8080}]
+"""
+    config = translate(snapshot(BASE, grpc_route_yaml(spec)))
+    exact, service, every = config.routes
+    assert (exact.path, exact.path_type, exact.conditions) == ("/test.Echo/Unary", EXACT, None)
+    assert (service.path, service.path_type) == ("/test.Other", PREFIX)
+    assert service.conditions == Conditions("", (ValueMatch("x-kind", "a"),), ())
+    assert (every.path, every.path_type) == ("/", PREFIX)
+    assert all(dict(route.features) == {"backend-protocol": "GRPC"} for route in config.routes)
+    assert exact.ingress == ObjectRef("GRPCRoute", "gateway-conformance-infra", "g")
+    parent = status(config, "GRPCRoute", "gateway-conformance-infra", "g")["parents"][0]
+    assert conditions(parent["conditions"])["Accepted"] == ("True", "Accepted")
+
+
+@pytest.mark.parametrize("rule", [
+    "{matches: [{method: {method: Unary}}]}",
+    "{matches: [{method: {type: RegularExpression, service: 'test.*'}}]}",
+    "{matches: [{method: {service: 'bad/name'}}]}",
+    "{filters: [{type: RequestRedirect, requestRedirect: {statusCode: 301}}]}",
+])
+def test_grpc_rules_that_cannot_be_served(rule):
+    spec = f"  parentRefs: [{{name: same-namespace}}]\n  rules:\n  - {rule}\n  - matches: [{{method: {{service: ok.S}}}}]\n"
+    config = translate(snapshot(BASE, grpc_route_yaml(spec)))
+    assert [route.path for route in config.routes] == ["/ok.S"]
+    parent = status(config, "GRPCRoute", "gateway-conformance-infra", "g")["parents"][0]
+    assert conditions(parent["conditions"])["PartiallyInvalid"] == ("True", "UnsupportedValue")

@@ -1,5 +1,5 @@
-"""The Gateway API source of routes: GatewayClass, Gateway, HTTPRoute and ReferenceGrant
-(``gateway.networking.k8s.io``) into a fragment of the one model.
+"""The Gateway API source of routes: GatewayClass, Gateway, HTTPRoute, GRPCRoute and
+ReferenceGrant (``gateway.networking.k8s.io``) into a fragment of the one model.
 
 Registered in ``ingressd.config.sources`` after the Ingress translator. A GatewayClass is ours
 when its ``controllerName`` is ``TranslateSettings.gateway_controller``
@@ -7,15 +7,15 @@ when its ``controllerName`` is ``TranslateSettings.gateway_controller``
 their Gateways and the routes attached only to those are ignored entirely. The fragment holds
 the HTTPRoutes' routes (``config.gateway.httproute``), the HTTPS listeners' certificates as TLS
 hosts (``config.gateway.listeners``) and the status judged for every object of ours
-(``Config.status``: written in cluster mode, shown on the admin page in file mode). GRPCRoute is
-read but not translated yet.
+(``Config.status``: written in cluster mode, shown on the admin page in file mode). GRPCRoutes
+(``config.gateway.grpcroute``) are routes too, their backends reached over gRPC (h2c).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from ingressd.config.gateway import httproute, listeners
+from ingressd.config.gateway import grpcroute, httproute, listeners
 from ingressd.config.gateway.backends import Services
 from ingressd.config.gateway.grants import Grants
 from ingressd.config.gateway.status import condition, document, generation_of
@@ -74,13 +74,14 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
     warnings: list = []
     tls_hosts: list = []
     route_status: list = []
-    http_routes = sorted(((key, unpack(packed)) for key, packed in (objects.get("HTTPRoute") or {}).items()),
-                         key=_age)
-    for (namespace, name), obj in http_routes:
-        done = httproute.translate(obj, generation_of(obj), gateways, labels, services, grants, controller)
+    found = [(kind, key, unpack(packed)) for kind in (httproute.KIND, grpcroute.KIND)
+             for key, packed in (objects.get(kind) or {}).items()]
+    for kind, (namespace, name), obj in sorted(found, key=lambda item: _age(item[1:])):
+        translator = httproute.translate if kind == httproute.KIND else grpcroute.translate
+        done = translator(obj, generation_of(obj), gateways, labels, services, grants, controller)
         if not done.parents:
             continue
-        ref = ObjectRef(httproute.KIND, namespace, name)
+        ref = ObjectRef(kind, namespace, name)
         routes.extend(done.routes)
         warnings.extend(Rejection(ref, problem) for problem in done.problems)
         route_status.append((ref, document(generation_of(obj), {"parents": done.parents})))

@@ -38,7 +38,7 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE
 
 
 @dataclass
-class _Rule:
+class Rule:
     matches: list  # (path, path type, Conditions | None)
     backends: tuple[WeightedBackend, ...]
     filters: tuple
@@ -54,10 +54,13 @@ class Translated:
 
 def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str], JudgedGateway],
               namespace_labels: Mapping[str, Mapping], services: Services, grants: Grants,
-              controller: str) -> Translated:
+              controller: str, kind: str = KIND, rules_of=None, features: tuple = ()) -> Translated:
+    """``kind`` and ``rules_of`` (its rules → (rules, first unresolved reference, problems)) let a
+    GRPCRoute share the parents, hostnames and status (``config.gateway.grpcroute``);
+    ``features`` go on every route (a GRPCRoute's backend protocol)."""
     meta = route.get("metadata") or {}
     namespace = meta.get("namespace") or "default"
-    ref = ObjectRef(KIND, namespace, meta.get("name") or "")
+    ref = ObjectRef(kind, namespace, meta.get("name") or "")
     spec = route.get("spec") or {}
     hostnames = [str(name) for name in spec.get("hostnames") or []]
     result = Translated()
@@ -67,10 +70,11 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
     parents = [(parent, gateway) for parent, gateway in parents if gateway is not None]
     if not parents:
         return result
-    rules, unresolved, problems = _rules(spec.get("rules") or [], namespace, services, grants)
+    rules, unresolved, problems = (rules_of or _rules)(spec.get("rules") or [], namespace, services, grants)
     result.problems = problems
     for parent, gateway in parents:
-        accepted = _attach(parent, gateway, namespace, namespace_labels.get(namespace) or {}, hostnames, result)
+        accepted = _attach(parent, gateway, namespace, namespace_labels.get(namespace) or {}, hostnames, result,
+                           kind)
         if accepted is None and not rules:
             accepted = ("UnsupportedValue", "no rule of this route can be served: " + "; ".join(problems))
         conditions = [condition("Accepted", accepted is None, accepted[0] if accepted else "Accepted",
@@ -94,7 +98,7 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
             for path, path_type, conditions in rule.matches:
                 result.routes.append(Route(host=host, path=path, path_type=path_type, backend=backend, ingress=ref,
                                            created=created, conditions=conditions, backends=rule.backends,
-                                           filters=rule_filters))
+                                           filters=rule_filters, features=features))
     return result
 
 
@@ -111,7 +115,7 @@ def _with_listener_port(rule_filters: tuple, listener: Listener) -> tuple:
 
 
 def _attach(parent: Mapping, gateway: JudgedGateway, namespace: str, labels: Mapping, hostnames: list,
-            result: Translated) -> tuple[str, str] | None:
+            result: Translated, kind: str = KIND) -> tuple[str, str] | None:
     """Attach to the parent's listeners; None when accepted, else (reason, message)."""
     listeners = gateway.listeners
     section = parent.get("sectionName")
@@ -123,10 +127,10 @@ def _attach(parent: Mapping, gateway: JudgedGateway, namespace: str, labels: Map
     if not listeners:
         return ("NoMatchingParent", f"{gateway.ref} has no listener " + (f"{section!r} " if section else "")
                 + (f"on port {port}" if port is not None else ""))
-    allowed = [listener for listener in listeners if listener.usable and KIND in listener.kinds
+    allowed = [listener for listener in listeners if listener.usable and kind in listener.kinds
                and listener.admits_namespace(gateway.ref.namespace, namespace, labels)]
     if not allowed:
-        return ("NotAllowedByListeners", f"no listener of {gateway.ref} admits HTTPRoutes from namespace {namespace}")
+        return ("NotAllowedByListeners", f"no listener of {gateway.ref} admits {kind}s from namespace {namespace}")
     attached = []
     for listener in allowed:
         names = intersect(listener.hostname, hostnames)
@@ -141,7 +145,7 @@ def _attach(parent: Mapping, gateway: JudgedGateway, namespace: str, labels: Map
 
 
 def _rules(raw_rules, namespace: str, services: Services, grants: Grants):
-    rules: list[_Rule] = []
+    rules: list[Rule] = []
     problems: list[str] = []
     unresolved = None
     for index, raw in enumerate(raw_rules):
@@ -168,7 +172,7 @@ def _rules(raw_rules, namespace: str, services: Services, grants: Grants):
             problems.append(f"rule {index}: {exc}")
             continue
         # No backendRefs: every request is answered 500 (unless a filter answers first: a redirect).
-        rules.append(_Rule(matches, tuple(members) or (WeightedBackend(None, 1),), filters))
+        rules.append(Rule(matches, tuple(members) or (WeightedBackend(None, 1),), filters))
     return rules, unresolved, problems
 
 
@@ -185,13 +189,13 @@ def _match(raw: Mapping) -> tuple[str, str, Conditions | None]:
     method = str(raw.get("method") or "")
     if method and method not in _METHODS:
         raise Invalid(f"method {method!r} is not supported")
-    headers = _values(raw.get("headers") or [], lower=True)
-    query = _values(raw.get("queryParams") or [], lower=False)
+    headers = values(raw.get("headers") or [], lower=True)
+    query = values(raw.get("queryParams") or [], lower=False)
     conditions = Conditions(method, headers, query) if method or headers or query else None
     return value, EXACT if kind == "Exact" else PREFIX, conditions
 
 
-def _values(raws, lower: bool) -> tuple[ValueMatch, ...]:
+def values(raws, lower: bool) -> tuple[ValueMatch, ...]:
     found: dict[str, ValueMatch] = {}
     for raw in raws:
         name = str((raw or {}).get("name") or "")

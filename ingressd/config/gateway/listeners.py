@@ -5,7 +5,7 @@ which the routes decide).
 Supported: protocol ``HTTP`` and ``HTTPS`` (``tls.mode: Terminate``, ``certificateRefs`` to
 ``kubernetes.io/tls`` Secrets; another namespace's only with a ReferenceGrant); hostnames;
 ``allowedRoutes`` by namespace (``Same``, the default; ``All``; ``Selector`` over the
-Namespaces' labels) and kind (HTTPRoute by default). Other protocols are not Accepted
+Namespaces' labels) and kind (HTTPRoute and GRPCRoute by default). Other protocols are not Accepted
 (UnsupportedProtocol). Listeners on one port with one hostname are Conflicted (both kept out).
 In file mode the declared ports are not bound: HTTP listeners are served on ``--http`` and HTTPS
 listeners on ``--https`` (docs/gateway-api.md).
@@ -23,7 +23,7 @@ from ingressd.config.store import unpack
 from ingressd.config.translate import secret_data
 
 GROUP = "gateway.networking.k8s.io"
-ROUTE_KINDS = ("HTTPRoute",)  # the route kinds served (GRPCRoute to come)
+ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")  # the route kinds served
 _PROTOCOLS = ("HTTP", "HTTPS")
 
 
@@ -142,7 +142,7 @@ def _judge_listener(listener: Listener, raw: Mapping, gateway: ObjectRef, genera
                   for k in kinds if isinstance(k, dict)]
         listener.kinds = tuple(kind for group, kind in wanted if group == GROUP and kind in ROUTE_KINDS)
         if len(listener.kinds) != len(wanted):
-            resolved = ("InvalidRouteKinds", "only HTTPRoute is served")
+            resolved = ("InvalidRouteKinds", "only HTTPRoute and GRPCRoute are served")
     if listener.protocol == "HTTPS" and listener.usable:
         tls = raw.get("tls") or {}
         if (tls.get("mode") or "Terminate") != "Terminate":
