@@ -285,6 +285,8 @@ def test_matching_across_routes(world, path, headers, expected):
     ("baz.bar.com", (200, "infra-backend-v3")),
     ("boo.bar.com", (200, "infra-backend-v3")),
     ("foo.foo.com", (200, "infra-backend-v3")),
+    ("multiple.prefixes.bar.com", (200, "infra-backend-v3")),
+    ("multiple.prefixes.foo.com", (200, "infra-backend-v3")),
     ("foo.com", (404, None)),
     ("no.matching.host", (404, None)),
 ])

@@ -403,7 +403,8 @@ spec:
     assert conditions(parent["conditions"])["Accepted"] == ("False", "NoMatchingListenerHostname")
     spec = "  parentRefs: [{name: named}]\n  rules: [{}]\n"
     config = translate(snapshot(BASE, gateway, route_yaml(spec)))
-    assert sorted(route.host for route in config.routes) == ["*.bar.example", "foo.example"]
+    assert sorted((route.host, route.any_depth) for route in config.routes) == [("*.bar.example", True),
+                                                                                ("foo.example", False)]
     listeners = status(config, "Gateway", "gateway-conformance-infra", "named")["listeners"]
     assert [listener["attachedRoutes"] for listener in listeners] == [1, 1]
 

@@ -98,7 +98,8 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
             for path, path_type, conditions in rule.matches:
                 result.routes.append(Route(host=host, path=path, path_type=path_type, backend=backend, ingress=ref,
                                            created=created, conditions=conditions, backends=rule.backends,
-                                           filters=rule_filters, features=features))
+                                           filters=rule_filters, features=features,
+                                           any_depth=host.startswith("*.")))
     return result
 
 
