@@ -389,3 +389,51 @@ def test_a_route_added_to_the_manifests_is_served_live(world):
     finally:
         (manifests / "later.yaml").unlink()
     assert wait_for(lambda: server.get("/", host="later.example").status == 404, "the removed route gone")
+
+
+def test_route_changes_under_load_lose_no_request(world):
+    """Requests keep flowing to one route while another route of the same host is added,
+    changed and removed: every request is answered by its route (bounded in count and time)."""
+    import threading
+
+    server, manifests, _ = world
+    stop = threading.Event()
+    results: list = []
+
+    def load():
+        conn = server.connection(timeout=10)
+        try:
+            while not stop.is_set() and len(results) < 5000:
+                conn.request("GET", "/steady", headers={"Host": "churn.example"})
+                response = conn.getresponse()
+                response.read()
+                results.append((response.status, response.getheader("x-backend")))
+        finally:
+            conn.close()
+
+    def churn_route(version: int) -> dict:
+        rules = rule("infra-backend-v1", "[{path: {type: PathPrefix, value: /steady}}]")
+        if version % 2:
+            rules += rule("infra-backend-v3", f"[{{path: {{type: PathPrefix, value: /v{version}}}}}]")
+        return yaml.safe_load(route("churn", "  parentRefs: [{name: same-namespace}]\n"
+                                             "  hostnames: [churn.example]\n  rules:\n" + rules))
+
+    write_manifests(manifests / "churn.yaml", [churn_route(0)])
+    try:
+        wait_for(lambda: answered(server, "/steady", "churn.example") == (200, "infra-backend-v1"), "churn served")
+        worker = threading.Thread(target=load, daemon=True)
+        worker.start()
+        for version in range(1, 7):
+            write_manifests(manifests / "churn.yaml", [churn_route(version)])
+            expected = (200, "infra-backend-v3") if version % 2 else (404, None)
+            wait_for(lambda: answered(server, f"/v{version}", "churn.example") == expected
+                     if version % 2 else answered(server, f"/v{version - 1}", "churn.example") == expected,
+                     f"version {version} served", timeout=30)
+        stop.set()
+        worker.join(30)
+        assert not worker.is_alive()
+    finally:
+        stop.set()
+        (manifests / "churn.yaml").unlink()
+    assert len(results) > 0
+    assert set(results) == {(200, "infra-backend-v1")}
