@@ -97,6 +97,8 @@ class IngressdService(MultiService):
                 ignore_annotations=frozenset(settings.get("ignore_annotation") or ()),
                 **({"controllers": (CONTROLLER, settings["controller_class"])}
                    if settings.get("controller_class") else {}),
+                **({"gateway_controller": settings["gateway_controller_name"]}
+                   if settings.get("gateway_controller_name") else {}),
             ),
             settings=settings,
             upstream=upstream,

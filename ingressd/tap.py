@@ -97,6 +97,8 @@ CORE_PARAMETERS = [
      "auto, or one of prime256v1, secp384r1, secp521r1"],
     ["controller-class", None, None, "also serve IngressClasses whose spec.controller is this (ingress-nginx's "
      "flag: k8s.io/ingress-nginx)"],
+    ["gateway-controller-name", None, "ingressd.io/gateway-controller", "serve the Gateway API GatewayClasses "
+     "whose spec.controllerName is this (docs/gateway-api.md)"],
     ["nginx-configmap", None, None, "NAMESPACE/NAME of an ingress-nginx controller ConfigMap, read unchanged "
      "(watched; file mode: a ConfigMap of that name in the manifests); alias --configmap"],
     ["tcp-services-configmap", None, None, "NAMESPACE/NAME of ingress-nginx's TCP services ConfigMap "

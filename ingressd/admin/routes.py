@@ -54,7 +54,31 @@ def routes_document(state, certificates=None, reloader=None) -> dict[str, Any]:
                                 if default_cert else None),
         "rejections": [_problem(item) for item in config.rejections],
         "warnings": [_problem(item) for item in config.warnings],
+        # The status the sources judged per object (Gateway API): written to the API in cluster
+        # mode, shown here in both.
+        "status": [_status(ref, value) for ref, value in config.status],
     }
+
+
+def _status(ref, value) -> dict[str, Any]:
+    body = getattr(value, "body", None)
+    return {**_ref(ref), "generation": getattr(value, "generation", None),
+            "status": json.loads(body) if isinstance(body, str) else value}
+
+
+def _conditions(status: dict[str, Any]) -> str:
+    """A status stanza's conditions in one line: ``Accepted=True (Accepted)``, per parent/listener."""
+    def line(conditions) -> str:
+        return ", ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason')})" for c in conditions or [])
+    parts = []
+    if status.get("conditions"):
+        parts.append(line(status["conditions"]))
+    for listener in status.get("listeners") or []:
+        parts.append(f"listener {listener.get('name')} ({listener.get('attachedRoutes')} routes): "
+                     f"{line(listener.get('conditions'))}")
+    for parent in status.get("parents") or []:
+        parts.append(f"parent {(parent.get('parentRef') or {}).get('name')}: {line(parent.get('conditions'))}")
+    return "; ".join(parts)
 
 
 def _cover_problem(certificate, host: str) -> str | None:
@@ -162,6 +186,14 @@ def render_page(document: dict[str, Any]) -> bytes:
             name = f"{item['namespace']}/{item['name']}" if item["namespace"] else item["name"]
             out.append(f"<tr><td>{_e(item['kind'])} {_e(name)}</td><td>{_e(item['category'])}</td>"
                        f"<td class=bad>{_e(item['reason'])}</td></tr>")
+        out.append("</table>")
+    if document.get("status"):
+        out.append(f"<h2>Status ({len(document['status'])})</h2><table id=status><tr><th>Object</th>"
+                   "<th>Generation</th><th>Conditions</th></tr>")
+        for item in document["status"]:
+            name = f"{item['namespace']}/{item['name']}" if item["namespace"] else item["name"]
+            out.append(f"<tr><td>{_e(item['kind'])} {_e(name)}</td><td>{_e(item['generation'])}</td>"
+                       f"<td>{_e(_conditions(item['status']) if isinstance(item['status'], dict) else '')}</td></tr>")
         out.append("</table>")
     if "l4" in document:
         out.append(_l4_section(document["l4"]))

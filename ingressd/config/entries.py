@@ -15,6 +15,7 @@ from ingressd.proxy.chain import in_phase_order, request_methods
 from ingressd.features import AnnotationError, BuildContext, RoundRobin, UpstreamSettings
 from ingressd.config.model import Config, Endpoint, Rejection, Route
 from ingressd.config.routing import RouteTable
+from ingressd.config.weighted import WeightedBalancers
 from ingressd.proxy.next_upstream import DEFAULT as DEFAULT_NEXT_UPSTREAM
 
 
@@ -36,16 +37,23 @@ GRPC, GRPCS = "GRPC", "GRPCS"  # HTTP/2 in clear, HTTP/2 over TLS (proxy/h2_upst
 SPOKEN = frozenset((HTTP, HTTPS, AUTO_HTTP, GRPC, GRPCS, "FCGI"))  # FCGI: proxy/fastcgi_upstream.py
 
 
+def _round_robin(backend) -> RoundRobin:
+    return RoundRobin(backend.endpoints)
+
+
 class RouteEntry:
     """What the proxy needs for one route, prepared."""
 
     __slots__ = ("route", "balancer", "request_features", "response_features", "upstream_request_features",
                  "error_features", "error_codes", "features", "upstream", "regex", "access_log",
-                 "canary", "alternatives")
+                 "canary", "alternatives", "weighted")
 
     def __init__(self, route: Route, features: Iterable = (), defaults: UpstreamSettings = DEFAULT_UPSTREAM):
         self.route = route
         self.balancer = RoundRobin(route.backend.endpoints)
+        # A weighted backend set (Gateway API backendRefs): one member's balancer per request,
+        # chosen by the exchange (None: every request goes to ``balancer``).
+        self.weighted = WeightedBalancers(route.backends, _round_robin) if route.backends else None
         # The route's timeouts, body limit and protocol: its features' over the server's.
         self.upstream: UpstreamSettings = defaults
         # The route's path is a regular expression (a feature says ``regex_paths = True``:

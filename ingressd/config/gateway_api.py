@@ -1,28 +1,103 @@
 """The Gateway API source of routes: GatewayClass, Gateway, HTTPRoute, GRPCRoute and
 ReferenceGrant (``gateway.networking.k8s.io``) into a fragment of the one model.
 
-Registered in ``ingressd.config.sources`` after the Ingress translator, so the store, the file
-provider and the Kubernetes provider already read its kinds (``config.kinds.GATEWAY_KINDS``);
-the translation itself is not written yet: the fragment is empty, and nothing is served from
-these objects.
+Registered in ``ingressd.config.sources`` after the Ingress translator. A GatewayClass is ours
+when its ``controllerName`` is ``TranslateSettings.gateway_controller``
+(``--gateway-controller-name``, ``ingressd.io/gateway-controller`` by default); other classes,
+their Gateways and the routes attached only to those are ignored entirely. The fragment holds
+the HTTPRoutes' routes (``config.gateway.httproute``), the HTTPS listeners' certificates as TLS
+hosts (``config.gateway.listeners``) and the status judged for every object of ours
+(``Config.status``: written in cluster mode, shown on the admin page in file mode). GRPCRoutes
+(``config.gateway.grpcroute``) are routes too, their backends reached over gRPC (h2c).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+from ingressd.config.gateway import grpcroute, httproute, listeners
+from ingressd.config.gateway.backends import Services
+from ingressd.config.gateway.grants import Grants
+from ingressd.config.gateway.status import condition, document, generation_of
 from ingressd.config.kinds import GATEWAY_KINDS
-from ingressd.config.model import Config
-from ingressd.config.store import Snapshot
+from ingressd.config.model import Config, ObjectRef, Rejection, TLSHost
+from ingressd.config.store import Snapshot, unpack
 
+DEFAULT_CONTROLLER = "ingressd.io/gateway-controller"
 _EMPTY = Config()
 
 
 class GatewayTranslator:
-    """``interfaces.RouteSource`` for the Gateway API kinds (translation to come)."""
+    """``interfaces.RouteSource`` for the Gateway API kinds."""
 
     name = "gateway-api"
     kinds = GATEWAY_KINDS
 
     def translate(self, objects: Snapshot, settings: object = None, annotations: Sequence = ()) -> Config:
+        classes = objects.get("GatewayClass") or {}
+        if not classes:
+            return _EMPTY
+        return translate(objects, getattr(settings, "gateway_controller", None) or DEFAULT_CONTROLLER)
+
+
+def _age(item: tuple) -> tuple:
+    key, obj = item
+    return (str((obj.get("metadata") or {}).get("creationTimestamp") or "9999"), key)
+
+
+def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config:
+    """The snapshot's Gateway API objects → routes, TLS hosts and status (pure)."""
+    status: list = []
+    ours: set[str] = set()
+    for (_, name), packed in sorted((objects.get("GatewayClass") or {}).items()):
+        obj = unpack(packed)
+        if (obj.get("spec") or {}).get("controllerName") != controller:
+            continue
+        ours.add(name)
+        generation = generation_of(obj)
+        status.append((ObjectRef("GatewayClass", "", name), document(generation, {"conditions": [
+            condition("Accepted", True, "Accepted", "handled by ingressd", generation)]})))
+    if not ours:
         return _EMPTY
+    grants = Grants(unpack(packed) for packed in (objects.get("ReferenceGrant") or {}).values())
+    secrets = objects.get("Secret") or {}
+    gateways: dict[tuple[str, str], listeners.JudgedGateway] = {}
+    for key, packed in sorted((objects.get("Gateway") or {}).items()):
+        obj = unpack(packed)
+        if (obj.get("spec") or {}).get("gatewayClassName") not in ours:
+            continue
+        gateways[key] = listeners.judge(obj, generation_of(obj), grants, secrets)
+    labels = {name: (unpack(packed).get("metadata") or {}).get("labels") or {}
+              for (_, name), packed in (objects.get("Namespace") or {}).items()}
+    services = Services(objects.get("Service") or {}, objects.get("EndpointSlice") or {})
+    routes: list = []
+    warnings: list = []
+    tls_hosts: list = []
+    route_status: list = []
+    found = [(kind, key, unpack(packed)) for kind in (httproute.KIND, grpcroute.KIND)
+             for key, packed in (objects.get(kind) or {}).items()]
+    for kind, (namespace, name), obj in sorted(found, key=lambda item: _age(item[1:])):
+        translator = httproute.translate if kind == httproute.KIND else grpcroute.translate
+        done = translator(obj, generation_of(obj), gateways, labels, services, grants, controller)
+        if not done.parents:
+            continue
+        ref = ObjectRef(kind, namespace, name)
+        routes.extend(done.routes)
+        warnings.extend(Rejection(ref, problem) for problem in done.problems)
+        route_status.append((ref, document(generation_of(obj), {"parents": done.parents})))
+        for gateway, listener, hosts in done.attached:
+            if listener.protocol == "HTTPS" and not listener.hostname:
+                # A listener without hostname serves its certificate for the hosts routes bring.
+                certificate = next((t for t in gateway.tls_hosts if t.host == ""), None)
+                if certificate is not None:
+                    tls_hosts.extend(TLSHost(host, certificate.secret, gateway.ref, covered_only=True)
+                                     for host in hosts if host)
+    used_secrets: dict = {}
+    for gateway in gateways.values():
+        tls_hosts[:0] = [t for t in gateway.tls_hosts if t.host]
+        for secret in gateway.secrets:
+            used_secrets.setdefault(secret.ref, secret)
+        status.append((gateway.ref, document(gateway.generation, gateway.status())))
+    return Config(routes=tuple(routes), tls_hosts=tuple(tls_hosts), secrets=tuple(used_secrets.values()),
+                  warnings=tuple(warnings), status=tuple(status + route_status))
+

@@ -120,6 +120,9 @@ class Route:
     backends: tuple[WeightedBackend, ...] = ()
     # Gateway API filters, in the object's order (ingressd.config.filters); Ingress routes have none.
     filters: tuple[Any, ...] = ()
+    # A wildcard ``host`` matches any number of labels (Gateway API hostnames: ``*.example.com``
+    # serves ``a.b.example.com``); False: exactly one label, as every Ingress wildcard.
+    any_depth: bool = False
 
     @property
     def age_key(self) -> tuple[str, str, str]:

@@ -6,8 +6,9 @@ table instead, as ingress-nginx matches such a host; a host where a route has ex
 routes have neither, as every Ingress-only host, keeps the table below and pays nothing for
 them.)
 
-Hosts are hash-map lookups (exact names, then one-label wildcards by suffix, then rules
-without host); each host's paths are one dict, probed with the request path (Exact) and
+Hosts are hash-map lookups (exact names, then one-label wildcards by suffix, then wildcards
+that match any number of labels (``Route.any_depth``: Gateway API hostnames), the longest
+suffix first, then rules without host); each host's paths are one dict, probed with the request path (Exact) and
 its prefixes (Prefix), longest first: at most one probe per length (or segment) the
 host's prefixes have, whatever the number of Ingresses.
 """
@@ -138,6 +139,8 @@ class RouteTable(Generic[E]):
                  previous: "RouteTable[E] | None" = None):
         self.exact_hosts: dict[str, PathTable[E]] = {}
         self.wildcard_hosts: dict[str, PathTable[E]] = {}
+        # Wildcards that also match deeper names (a member route says ``any_depth``): suffix → table.
+        self.deep_wildcard_hosts: dict[str, PathTable[E]] = {}
         self.any_host: PathTable[E] | None = None
         self.default = default
         groups: dict[str, list[E]] = {}
@@ -155,6 +158,9 @@ class RouteTable(Generic[E]):
                 self.any_host = table
             elif host.startswith("*."):
                 self.wildcard_hosts[host[2:]] = table
+                deep = [entry for entry in members if entry.route.any_depth]
+                if deep:  # deeper names see only the routes that say so (never an Ingress's)
+                    self.deep_wildcard_hosts[host[2:]] = table if len(deep) == len(members) else _path_table(deep)
             else:
                 self.exact_hosts[host] = table
 
@@ -171,18 +177,33 @@ class RouteTable(Generic[E]):
         (``ingressd.http.pathnorm.normalize``: ``//`` merged); ``request`` (an
         ``interfaces.RequestView``: method, headers, query) is what a route's extra matches
         test; without it, no route with extra matches is chosen. Hosts are tried exact, then as
-        a one-label wildcard, then the rules without a host."""
+        a one-label wildcard, then as an any-depth wildcard (longest suffix first), then the rules
+        without a host."""
         table = self.exact_hosts.get(host)
         if table is None:
             dot = host.find(".")
             if dot > 0:
                 table = self.wildcard_hosts.get(host[dot + 1 :])
+                if table is None and self.deep_wildcard_hosts:
+                    table = self._deep_wildcard(host, dot)
             if table is None:
                 table = self.any_host
                 if table is None:
                     return self.default
         entry = table.match(path, request)
         return entry if entry is not None else self.default
+
+    def _deep_wildcard(self, host: str, dot: int) -> "PathTable[E] | None":
+        """The table of the longest any-depth wildcard suffix of ``host`` below its first
+        label's (``a.b.example.com``: ``example.com``, then ``com``)."""
+        deep = self.deep_wildcard_hosts
+        dot = host.find(".", dot + 1)
+        while dot > 0:
+            table = deep.get(host[dot + 1 :])
+            if table is not None:
+                return table
+            dot = host.find(".", dot + 1)
+        return None
 
     def entries(self) -> Iterable[E]:
         for table in (*self.exact_hosts.values(), *self.wildcard_hosts.values()):

@@ -54,6 +54,8 @@ class TranslateSettings:
     ignore_annotations: frozenset[str] = frozenset()
     # IngressClasses whose spec.controller is one of these are ours (besides ``ingress_class``).
     controllers: tuple[str, ...] = (CONTROLLER,)
+    # GatewayClasses whose spec.controllerName is this are ours (--gateway-controller-name).
+    gateway_controller: str = "ingressd.io/gateway-controller"
     # From the ingress-nginx ConfigMap (--nginx-configmap): annotation name → the text that stands in
     # for the annotation on an Ingress without it; the snippet policy (allow-snippet-annotations,
     # annotations-risk-level: snippets are Critical).

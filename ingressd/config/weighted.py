@@ -4,12 +4,14 @@ Gateway API backendRefs: each member takes ``weight / total`` of the requests; a
 is never chosen; when every weight is 0 (or the set is empty) no member is chosen and the
 route answers 500. A member whose reference could not be used (``WeightedBackend.backend`` is
 None: missing, not permitted) keeps its share, and the requests that fall to it are answered
-500 too: ``pick`` returns None for both. Built once per route table; ``pick`` is a bisection.
+500 too: ``pick`` returns None for both. Built once per route table; ``pick`` is a bisection. ``WeightedBalancers`` is the set as the
+request path uses it: a balancer per member (``RouteEntry.weighted``).
 """
 
 from __future__ import annotations
 
 import bisect
+import random
 from typing import Sequence
 
 from ingressd.config.model import Backend, WeightedBackend
@@ -39,3 +41,30 @@ class WeightedChoice:
         if not self.total:
             return None
         return self.members[min(bisect.bisect_right(self.bounds, draw * self.total), len(self.members) - 1)]
+
+
+class WeightedBalancers:
+    """A route's weighted set on the request path (``RouteEntry.weighted``): a balancer per member
+    (the round-robin over its endpoints, shared by the members naming one backend), one member
+    drawn per request (``pick``; None: answer 500). ``draw`` is injected (``random.random``
+    by default) so that tests decide."""
+
+    __slots__ = ("choice", "draw")
+
+    def __init__(self, backends: Sequence[WeightedBackend], balancer_for, draw=None):
+        balancers: dict = {}
+        members = []
+        for member in backends:
+            if member.backend is None:
+                members.append(member)
+                continue
+            balancer = balancers.get(id(member.backend))
+            if balancer is None:
+                balancer = balancers[id(member.backend)] = balancer_for(member.backend)
+            members.append(WeightedBackend(balancer, member.weight))  # the balancer stands in for the backend
+        self.choice = WeightedChoice(members)
+        self.draw = draw if draw is not None else random.random
+
+    def pick(self):
+        """The balancer of the member this request goes to, or None: answer 500."""
+        return self.choice.pick(self.draw())

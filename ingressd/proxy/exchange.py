@@ -398,6 +398,13 @@ class Exchange:
     def _connect(self) -> None:
         if self._forward_callbacks is not None:
             self._announce_forward()
+        weighted = self.entry.weighted
+        if weighted is not None and self.balancer is None:  # a weighted set: a member per request, kept on retries
+            self.balancer = weighted.pick()
+            if self.balancer is None:  # weight 0 everywhere, or a member that could not be resolved
+                self.error_cause = "no_backend"
+                self.local(500)
+                return
         endpoint = self._pick()
         if endpoint is None:
             self.error_cause = "no_endpoints"

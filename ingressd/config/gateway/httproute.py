@@ -1,0 +1,216 @@
+"""One HTTPRoute → its routes on our Gateways and its per-parent status.
+
+Parents (``parentRefs``) that are not our Gateways are left alone (another controller's). For
+each of ours: the listeners it names (``sectionName``, ``port``), those that admit the route
+(namespace and kind), those whose hostname intersects the route's (``hostnames``) → Accepted,
+or the spec's reason (NoMatchingParent, NotAllowedByListeners, NoMatchingListenerHostname).
+
+Each rule × match becomes one ``Route`` per host: path ``Exact`` / ``PathPrefix`` (segment-wise,
+as the Ingress ``Prefix``), method, header and query-parameter matches as ``Conditions``, the
+rule's filters (``route_filters``) and its backendRefs as the weighted set (``backends``). A rule
+that cannot be served (a RegularExpression path, an invalid filter, per-backendRef filters) is
+left out and the route is PartiallyInvalid (Accepted=False when no rule is left); a backendRef
+that cannot be used keeps its share and answers 500 for it (ResolvedRefs=False).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import re2
+
+from ingressd.config.gateway import route_filters
+from ingressd.config.gateway.backends import Services, resolve
+from ingressd.config.gateway.grants import Grants
+from ingressd.config.gateway.hostnames import intersect
+from ingressd.config.gateway.listeners import GROUP, JudgedGateway, Listener
+from ingressd.config.gateway.route_filters import Invalid
+from ingressd.config.gateway.status import condition
+from ingressd.config.filters import RequestRedirect
+from ingressd.config.model import (
+    EXACT, PREFIX, REGULAR_EXPRESSION, Backend, Conditions, ObjectRef, Route, ValueMatch, WeightedBackend,
+)
+
+KIND = "HTTPRoute"
+_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+
+
+@dataclass
+class Rule:
+    matches: list  # (path, path type, Conditions | None)
+    backends: tuple[WeightedBackend, ...]
+    filters: tuple
+
+
+@dataclass
+class Translated:
+    routes: list[Route] = field(default_factory=list)
+    parents: list[dict] = field(default_factory=list)  # the status's parents (ours only)
+    problems: list[str] = field(default_factory=list)  # left-out rules, for warnings
+    attached: list[tuple[JudgedGateway, Listener, tuple[str, ...]]] = field(default_factory=list)
+
+
+def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str], JudgedGateway],
+              namespace_labels: Mapping[str, Mapping], services: Services, grants: Grants,
+              controller: str, kind: str = KIND, rules_of=None, features: tuple = ()) -> Translated:
+    """``kind`` and ``rules_of`` (its rules → (rules, first unresolved reference, problems)) let a
+    GRPCRoute share the parents, hostnames and status (``config.gateway.grpcroute``);
+    ``features`` go on every route (a GRPCRoute's backend protocol)."""
+    meta = route.get("metadata") or {}
+    namespace = meta.get("namespace") or "default"
+    ref = ObjectRef(kind, namespace, meta.get("name") or "")
+    spec = route.get("spec") or {}
+    hostnames = [str(name) for name in spec.get("hostnames") or []]
+    result = Translated()
+    parents = [(parent, gateways.get((str(parent.get("namespace") or namespace), str(parent.get("name") or ""))))
+               for parent in spec.get("parentRefs") or [] if isinstance(parent, dict)
+               and (parent.get("group") or GROUP) == GROUP and (parent.get("kind") or "Gateway") == "Gateway"]
+    parents = [(parent, gateway) for parent, gateway in parents if gateway is not None]
+    if not parents:
+        return result
+    rules, unresolved, problems = (rules_of or _rules)(spec.get("rules") or [], namespace, services, grants)
+    result.problems = problems
+    for parent, gateway in parents:
+        accepted = _attach(parent, gateway, namespace, namespace_labels.get(namespace) or {}, hostnames, result,
+                           kind)
+        if accepted is None and not rules:
+            accepted = ("UnsupportedValue", "no rule of this route can be served: " + "; ".join(problems))
+        conditions = [condition("Accepted", accepted is None, accepted[0] if accepted else "Accepted",
+                                accepted[1] if accepted else "accepted by ingressd", generation),
+                      condition("ResolvedRefs", unresolved is None, unresolved.reason if unresolved else "ResolvedRefs",
+                                unresolved.message if unresolved else "references resolved", generation)]
+        if problems and rules:
+            conditions.append(condition("PartiallyInvalid", True, "UnsupportedValue", "; ".join(problems),
+                                        generation))
+        result.parents.append({"parentRef": dict(parent), "controllerName": controller, "conditions": conditions})
+    hosts: dict[str, Listener] = {}
+    for _, listener, names in result.attached:
+        for name in names:
+            hosts.setdefault(name, listener)  # the first listener that brings a host gives its port
+    created = str(meta.get("creationTimestamp") or "")
+    for host, listener in hosts.items():
+        for rule in rules:
+            backend = next((member.backend for member in rule.backends if member.backend is not None),
+                           Backend(namespace, "", ""))
+            rule_filters = _with_listener_port(rule.filters, listener)
+            for path, path_type, conditions in rule.matches:
+                result.routes.append(Route(host=host, path=path, path_type=path_type, backend=backend, ingress=ref,
+                                           created=created, conditions=conditions, backends=rule.backends,
+                                           filters=rule_filters, features=features,
+                                           any_depth=host.startswith("*.")))
+    return result
+
+
+def _with_listener_port(rule_filters: tuple, listener: Listener) -> tuple:
+    """A redirect that names neither a scheme nor a port keeps the listener's declared port (the
+    spec's rule), never the local port ingressd listens on: filled in here, where the listener
+    is known; the scheme's default port (80 for HTTP, 443 for HTTPS) stays implicit (None)."""
+    default = 443 if listener.protocol == "HTTPS" else 80
+    if listener.port in (0, default):
+        return rule_filters
+    return tuple(dataclasses.replace(item, port=listener.port)
+                 if isinstance(item, RequestRedirect) and item.port is None and item.scheme is None else item
+                 for item in rule_filters)
+
+
+def _attach(parent: Mapping, gateway: JudgedGateway, namespace: str, labels: Mapping, hostnames: list,
+            result: Translated, kind: str = KIND) -> tuple[str, str] | None:
+    """Attach to the parent's listeners; None when accepted, else (reason, message)."""
+    listeners = gateway.listeners
+    section = parent.get("sectionName")
+    if section:
+        listeners = [listener for listener in listeners if listener.name == section]
+    port = parent.get("port")
+    if port is not None:
+        listeners = [listener for listener in listeners if listener.port == port]
+    if not listeners:
+        return ("NoMatchingParent", f"{gateway.ref} has no listener " + (f"{section!r} " if section else "")
+                + (f"on port {port}" if port is not None else ""))
+    allowed = [listener for listener in listeners if listener.usable and kind in listener.kinds
+               and listener.admits_namespace(gateway.ref.namespace, namespace, labels)]
+    if not allowed:
+        return ("NotAllowedByListeners", f"no listener of {gateway.ref} admits {kind}s from namespace {namespace}")
+    attached = []
+    for listener in allowed:
+        names = intersect(listener.hostname, hostnames)
+        if names:
+            attached.append((gateway, listener, names))
+    if not attached:
+        return ("NoMatchingListenerHostname", f"no hostname of the route matches a listener of {gateway.ref}")
+    for _, listener, _ in attached:
+        listener.attached += 1
+    result.attached.extend(attached)
+    return None
+
+
+def _rules(raw_rules, namespace: str, services: Services, grants: Grants):
+    rules: list[Rule] = []
+    problems: list[str] = []
+    unresolved = None
+    for index, raw in enumerate(raw_rules):
+        if not isinstance(raw, dict):
+            continue
+        try:
+            matches = [_match(match) for match in (raw.get("matches") or [{}])]
+            prefix_match = all(path_type == PREFIX for _, path_type, _ in matches)
+            members = []
+            for backend_ref in raw.get("backendRefs") or []:
+                if (backend_ref or {}).get("filters"):
+                    raise Invalid("per-backendRef filters are not supported")
+                member, problem = resolve(backend_ref or {}, KIND, namespace, services, grants)
+                members.append(member)
+                if problem is not None and unresolved is None:
+                    unresolved = problem
+
+            def mirror_backend(backend_ref: Mapping):
+                member, _ = resolve({**backend_ref, "weight": 1}, KIND, namespace, services, grants)
+                return member.backend
+
+            filters = route_filters.parse(raw.get("filters"), prefix_match, mirror_backend)
+        except Invalid as exc:
+            problems.append(f"rule {index}: {exc}")
+            continue
+        # No backendRefs: every request is answered 500 (unless a filter answers first: a redirect).
+        rules.append(Rule(matches, tuple(members) or (WeightedBackend(None, 1),), filters))
+    return rules, unresolved, problems
+
+
+def _match(raw: Mapping) -> tuple[str, str, Conditions | None]:
+    path = raw.get("path") or {}
+    kind = path.get("type") or "PathPrefix"
+    value = str(path.get("value") if path.get("value") is not None else "/")
+    if kind == REGULAR_EXPRESSION:
+        raise Invalid("RegularExpression paths are not supported yet")
+    if kind not in ("Exact", "PathPrefix"):
+        raise Invalid(f"path type {kind!r} is not supported")
+    if not value.startswith("/") or "//" in value:
+        raise Invalid(f"path {value!r} is invalid")
+    method = str(raw.get("method") or "")
+    if method and method not in _METHODS:
+        raise Invalid(f"method {method!r} is not supported")
+    headers = values(raw.get("headers") or [], lower=True)
+    query = values(raw.get("queryParams") or [], lower=False)
+    conditions = Conditions(method, headers, query) if method or headers or query else None
+    return value, EXACT if kind == "Exact" else PREFIX, conditions
+
+
+def values(raws, lower: bool) -> tuple[ValueMatch, ...]:
+    found: dict[str, ValueMatch] = {}
+    for raw in raws:
+        name = str((raw or {}).get("name") or "")
+        kind = (raw or {}).get("type") or EXACT
+        value = str((raw or {}).get("value") if (raw or {}).get("value") is not None else "")
+        if not name:
+            raise Invalid("a header or query match needs a name")
+        if kind not in (EXACT, REGULAR_EXPRESSION):
+            raise Invalid(f"match type {kind!r} is not supported")
+        if kind == REGULAR_EXPRESSION:
+            try:
+                re2.compile(value)
+            except re2.error as exc:
+                raise Invalid(f"expression {value!r} for {name!r}: {exc}") from None
+        key = name.lower() if lower else name
+        found.setdefault(key, ValueMatch(key, value, kind))  # the first of a name wins, as the spec says
+    return tuple(found.values())

@@ -1,0 +1,207 @@
+"""A Gateway's listeners, judged: which are usable, which routes each admits, the
+certificates its HTTPS listeners serve, and the Gateway's status (but for ``attachedRoutes``,
+which the routes decide).
+
+Supported: protocol ``HTTP`` and ``HTTPS`` (``tls.mode: Terminate``, ``certificateRefs`` to
+``kubernetes.io/tls`` Secrets; another namespace's only with a ReferenceGrant); hostnames;
+``allowedRoutes`` by namespace (``Same``, the default; ``All``; ``Selector`` over the
+Namespaces' labels) and kind (HTTPRoute and GRPCRoute by default). Other protocols are not Accepted
+(UnsupportedProtocol). Listeners on one port with one hostname are Conflicted (both kept out).
+In file mode the declared ports are not bound: HTTP listeners are served on ``--http`` and HTTPS
+listeners on ``--https`` (docs/gateway-api.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ingressd.config.gateway.grants import Grants
+from ingressd.config.gateway.status import condition
+from ingressd.config.model import ObjectRef, SecretData, TLSHost
+from ingressd.config.store import unpack
+from ingressd.config.translate import secret_data
+
+GROUP = "gateway.networking.k8s.io"
+ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")  # the route kinds served
+_PROTOCOLS = ("HTTP", "HTTPS")
+
+
+@dataclass
+class Listener:
+    name: str
+    protocol: str
+    port: int
+    hostname: str | None
+    from_: str = "Same"
+    selector: Mapping | None = None
+    kinds: tuple[str, ...] = ROUTE_KINDS
+    conditions: list = field(default_factory=list)
+    usable: bool = True  # routes attach to it
+    attached: int = 0
+
+    def admits_namespace(self, gateway_namespace: str, namespace: str, labels: Mapping) -> bool:
+        if self.from_ == "All":
+            return True
+        if self.from_ == "Selector":
+            return self.selector is not None and selects(self.selector, labels)
+        return namespace == gateway_namespace
+
+
+@dataclass
+class JudgedGateway:
+    ref: ObjectRef
+    generation: int
+    listeners: list[Listener]
+    tls_hosts: list[TLSHost]
+    secrets: list[SecretData]
+    addresses: list
+    accepted: bool = True
+
+    def listener_named(self, name: str) -> Listener | None:
+        return next((listener for listener in self.listeners if listener.name == name), None)
+
+    def status(self) -> dict:
+        generation = self.generation
+        programmed = self.accepted and any(listener.usable for listener in self.listeners)
+        return {
+            "addresses": self.addresses,
+            "conditions": [
+                condition("Accepted", self.accepted, "Accepted" if self.accepted else "ListenersNotValid",
+                          "served by ingressd" if self.accepted else "no listener is valid", generation),
+                condition("Programmed", programmed, "Programmed" if programmed else "Invalid",
+                          "served by ingressd" if programmed else "no listener can be served", generation),
+            ],
+            "listeners": [{
+                "name": listener.name,
+                "supportedKinds": [{"group": GROUP, "kind": kind} for kind in listener.kinds],
+                "attachedRoutes": listener.attached,
+                "conditions": listener.conditions,
+            } for listener in self.listeners],
+        }
+
+
+def selects(selector: Mapping, labels: Mapping) -> bool:
+    """A LabelSelector (matchLabels, matchExpressions) against ``labels``."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression.get("key"), expression.get("operator")
+        values = expression.get("values") or []
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+        if operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            return False
+    return True
+
+
+def judge(gateway: Mapping, generation: int, grants: Grants, secrets: Mapping) -> JudgedGateway:
+    meta = gateway.get("metadata") or {}
+    namespace = meta.get("namespace") or "default"
+    ref = ObjectRef("Gateway", namespace, meta.get("name") or "")
+    spec = gateway.get("spec") or {}
+    listeners: list[Listener] = []
+    tls_hosts: list[TLSHost] = []
+    used: list[SecretData] = []
+    for raw in spec.get("listeners") or []:
+        if not isinstance(raw, dict):
+            continue
+        listener = Listener(str(raw.get("name") or ""), str(raw.get("protocol") or ""),
+                            raw.get("port") if isinstance(raw.get("port"), int) else 0,
+                            str(raw["hostname"]).lower() if raw.get("hostname") else None)
+        listeners.append(listener)
+        _judge_listener(listener, raw, ref, generation, grants, secrets, tls_hosts, used)
+    _conflicts(listeners, generation)
+    addresses = [{"type": str(a.get("type") or "IPAddress"), "value": str(a.get("value") or "")}
+                 for a in spec.get("addresses") or [] if isinstance(a, dict)]
+    return JudgedGateway(ref, generation, listeners, tls_hosts, used, addresses,
+                         accepted=bool(listeners))
+
+
+def _judge_listener(listener: Listener, raw: Mapping, gateway: ObjectRef, generation: int, grants: Grants,
+                    secrets: Mapping, tls_hosts: list, used: list) -> None:
+    accepted, resolved = ("Accepted", ""), ("ResolvedRefs", "")
+    allowed = raw.get("allowedRoutes") or {}
+    namespaces = allowed.get("namespaces") or {}
+    listener.from_ = str(namespaces.get("from") or "Same")
+    listener.selector = namespaces.get("selector") if isinstance(namespaces.get("selector"), dict) else None
+    if listener.protocol not in _PROTOCOLS:
+        listener.usable = False
+        accepted = ("UnsupportedProtocol", f"protocol {listener.protocol} is not served (HTTP, HTTPS)")
+        listener.kinds = ()
+    kinds = allowed.get("kinds")
+    if kinds is not None and listener.usable:
+        wanted = [(str(k.get("group") if k.get("group") is not None else GROUP), str(k.get("kind") or ""))
+                  for k in kinds if isinstance(k, dict)]
+        listener.kinds = tuple(kind for group, kind in wanted if group == GROUP and kind in ROUTE_KINDS)
+        if len(listener.kinds) != len(wanted):
+            resolved = ("InvalidRouteKinds", "only HTTPRoute and GRPCRoute are served")
+    if listener.protocol == "HTTPS" and listener.usable:
+        tls = raw.get("tls") or {}
+        if (tls.get("mode") or "Terminate") != "Terminate":
+            listener.usable = False
+            accepted = ("UnsupportedValue", "tls.mode Passthrough is not served on an HTTPS listener")
+        else:
+            problem = _certificates(listener, tls.get("certificateRefs") or [], gateway, grants, secrets,
+                                    tls_hosts, used)
+            if problem is not None:
+                resolved = problem
+                listener.usable = False
+    conditions = [
+        condition("Accepted", not accepted[1], accepted[0], accepted[1] or "listener accepted", generation),
+        condition("ResolvedRefs", not resolved[1], resolved[0], resolved[1] or "references resolved", generation),
+    ]
+    listener.conditions = conditions
+
+
+def _certificates(listener: Listener, refs, gateway: ObjectRef, grants: Grants, secrets: Mapping,
+                  tls_hosts: list, used: list) -> tuple[str, str] | None:
+    if not refs:
+        return ("InvalidCertificateRef", "an HTTPS listener needs a certificateRef")
+    for ref in refs:
+        if not isinstance(ref, dict):
+            return ("InvalidCertificateRef", "a certificateRef is not an object")
+        group, kind = str(ref.get("group") or ""), str(ref.get("kind") or "Secret")
+        name, namespace = str(ref.get("name") or ""), str(ref.get("namespace") or gateway.namespace)
+        if group or kind != "Secret":
+            return ("InvalidCertificateRef", f"{kind} {name} is not a Secret")
+        if not grants.permits(GROUP, "Gateway", gateway.namespace, "", "Secret", namespace, name):
+            return ("RefNotPermitted", f"Secret {namespace}/{name} is in another namespace and no ReferenceGrant "
+                                       "permits it")
+        packed = secrets.get((namespace, name))
+        data = secret_data(unpack(packed)) if packed is not None else None
+        if data is None or not data.get("tls.crt") or not data.get("tls.key"):
+            return ("InvalidCertificateRef", f"Secret {namespace}/{name} is missing or has no tls.crt and tls.key")
+        used.append(data)
+        tls_hosts.append(TLSHost(listener.hostname or "", data.ref, gateway))
+    return None
+
+
+def _conflicts(listeners: list[Listener], generation: int) -> None:
+    seen: dict[tuple[int, str], list[Listener]] = {}
+    by_port: dict[int, set[str]] = {}
+    for listener in listeners:
+        if listener.protocol in _PROTOCOLS:
+            seen.setdefault((listener.port, listener.hostname or ""), []).append(listener)
+            by_port.setdefault(listener.port, set()).add(listener.protocol)
+    for listener in listeners:
+        conflicted = ""
+        if listener.protocol in _PROTOCOLS and len(by_port[listener.port]) > 1:
+            conflicted = "ProtocolConflict"
+        elif listener.protocol in _PROTOCOLS and len(seen[(listener.port, listener.hostname or "")]) > 1:
+            conflicted = "HostnameConflict"
+        if conflicted:
+            listener.usable = False
+        listener.conditions.append(condition("Conflicted", bool(conflicted), conflicted or "NoConflicts",
+                                             "conflicts with another listener" if conflicted else "no conflicts",
+                                             generation))
+        ok = listener.usable
+        listener.conditions.append(condition("Programmed", ok, "Programmed" if ok else "Invalid",
+                                             "served" if ok else "not served", generation))
