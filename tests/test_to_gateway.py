@@ -297,6 +297,15 @@ def test_canary_by_header_alone_means_always_and_never():
     assert always["backendRefs"] == [{"name": "web-canary", "port": 80}]
 
 
+def test_canary_by_header_and_weight_together():
+    conversion = convert([ingress(), canary({"canary-by-header": "X-Canary", "canary-weight": "10"})])
+    never, always, main_rule = routes(conversion)[0]["spec"]["rules"]
+    assert never["backendRefs"] == [{"name": "web", "port": 80}]  # the weight is the main rule's only
+    assert always["backendRefs"] == [{"name": "web-canary", "port": 80}]
+    assert main_rule["backendRefs"] == [{"name": "web", "port": 80, "weight": 90},
+                                        {"name": "web-canary", "port": 80, "weight": 10}]
+
+
 def test_canary_by_header_pattern_is_a_regular_expression_match():
     conversion = convert([ingress(), canary({"canary-by-header": "X-Canary", "canary-by-header-pattern": "^(a|b)$"})])
     assert rule_of(conversion)["matches"][0]["headers"] == [{"type": "RegularExpression", "name": "X-Canary",

@@ -423,7 +423,8 @@ def parser() -> argparse.ArgumentParser:
         description="Say what ingressd would do with each Ingress (served as is, served with differences, "
                     "not served) and find classic mistakes, without serving anything.",
         epilog="Exit status: 0 everything served as is, 1 something served with differences or not at all, "
-               "2 the input could not be read, 3 the Redis of --redis cannot be used (over 1). Example: kubectl get ingress,ingressclass,service,"
+               "2 the input could not be read, 3 the Redis of --redis cannot be used (over 1); with --to gateway-api: 0 "
+               "everything expressed, 1 something could not be, 2 the input could not be read. Example: kubectl get ingress,ingressclass,service,"
                "endpointslice,secret -A -o yaml | ingressd check --from ingress-nginx -")
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="manifest files or folders (as --manifests reads them); - for standard input")

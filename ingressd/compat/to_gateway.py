@@ -629,7 +629,7 @@ class _IngressConversion:
             else:
                 match = {"type": "Exact", "name": header, "value": "always"}
                 never = [dict(m, headers=[{"type": "Exact", "name": header, "value": "never"}]) for m in main.matches]
-                rules.append(_Rule(never, list(main.backends), list(main.filters), main.timeouts))
+                rules.append(_Rule(never, [dict(b) for b in main.backends], list(main.filters), main.timeouts))
             matches = [dict(m, headers=[match]) for m in main.matches]
             rules.append(_Rule(matches, [dict(backend)], list(main.filters), main.timeouts))
         weight = a.get("canary-weight")
