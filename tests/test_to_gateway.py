@@ -118,6 +118,21 @@ def test_tls_gives_an_https_listener_and_the_ssl_redirect_route():
         {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}]}]
 
 
+def test_the_ssl_redirect_covers_the_ingress_s_own_paths_only():
+    conversion = convert([ingress(path="/shop", tls=[{"hosts": ["example.com"], "secretName": "t"}]),
+                          ingress("plain", path="/open", annotations={"ssl-redirect": "false"},
+                                  tls=[{"hosts": ["example.com"], "secretName": "t"}])])
+    redirect = [r for r in routes(conversion) if r["metadata"]["name"].endswith("-ssl-redirect")]
+    assert [(r["metadata"]["name"], r["spec"]["rules"][0]["matches"]) for r in redirect] == [
+        ("web-ssl-redirect", [{"path": {"type": "PathPrefix", "value": "/shop"}}])]
+
+
+def test_a_host_that_is_not_a_hostname_is_said():
+    conversion = convert([ingress(host="${MY_IP}.sslip.io")])
+    assert notes(conversion) == [(LOST, "host '${MY_IP}.sslip.io' is not a Gateway API hostname (lower-case DNS name, "
+                                        "optionally starting with *.); fix it before applying the route")]
+
+
 def test_ssl_redirect_false_serves_both_listeners():
     conversion = convert([ingress(annotations={"ssl-redirect": "false"},
                                   tls=[{"hosts": ["example.com"], "secretName": "example-tls"}])])

@@ -61,6 +61,7 @@ _PREFIX_TARGET = re.compile(r"^(?P<target>/[^$]*?)/?\$2$")
 # And ``/prefix/(.*)`` rewritten to ``/target/$1`` (the prefix itself then matches too).
 _SLASH_IDIOM = re.compile(r"^(?P<prefix>/[^\^$()\[\]{}*+?|\\]*?)/?\(\.\*\)$")
 _SLASH_TARGET = re.compile(r"^(?P<target>/[^$]*?)/?\$1$")
+_HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _PRECISE_HOST = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -316,13 +317,17 @@ class _IngressConversion:
                 rules_by_host[""] = [rule]
         single = len(rules_by_host) == 1
         for host, rules in rules_by_host.items():
+            if host and not _HOSTNAME.match(host):
+                self.note(LOST, f"host {host!r} is not a Gateway API hostname (lower-case DNS name, optionally "
+                                "starting with *.); fix it before applying the route")
             name = self.name if single else f"{self.name}-{_slug(host)}"
             hosts = self._covered(host, tls_hosts)
             documents.append(self._route(name, host, rules, self._parents(host, tls_hosts, redirect)))
-            if redirect and hosts:
+            if redirect and hosts:  # the Ingress's own paths only, as ingress-nginx redirects per location
+                matches = list({repr(m): m for rule in rules for m in rule.matches
+                                if "headers" not in m}.values())
                 documents.append(self._route(f"{name}-ssl-redirect", host, [_Rule(
-                    [{"path": {"type": "PathPrefix", "value": "/"}}], [],
-                    [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}])],
+                    matches, [], [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}])],
                     [{"name": GATEWAY_CLASS, "sectionName": HTTP_LISTENER}]))
         return documents
 
