@@ -74,14 +74,14 @@ def notes(conversion):
 def test_a_plain_ingress_is_a_gateway_class_a_gateway_and_a_route():
     conversion = convert(objects_of(CASES["plain"]))
     kinds = [(o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) for o in conversion.objects]
-    assert kinds == [("GatewayClass", "ingressd", None), ("Gateway", "ingressd", "shop"), ("HTTPRoute", "web", "shop")]
+    assert kinds == [("GatewayClass", "ingressd", None), ("Gateway", "nginx", "shop"), ("HTTPRoute", "web", "shop")]
     gateway = conversion.objects[1]
     assert gateway["spec"] == {"gatewayClassName": "ingressd",
                                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}
     assert conversion.objects[0]["spec"] == {"controllerName": "ingressd.io/gateway-controller"}
     route = routes(conversion)[0]
     assert route["spec"] == {
-        "parentRefs": [{"name": "ingressd", "sectionName": "http"}], "hostnames": ["example.com"],
+        "parentRefs": [{"name": "nginx", "sectionName": "http"}], "hostnames": ["example.com"],
         "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
                    "backendRefs": [{"name": "web", "port": 80}]}]}
     assert route["metadata"]["annotations"] == {"ingressd.io/converted-from": "shop/web"}
@@ -111,9 +111,9 @@ def test_tls_gives_an_https_listener_and_the_ssl_redirect_route():
         "name": "https-example-com", "hostname": "example.com", "port": 443, "protocol": "HTTPS",
         "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": "example-tls"}]}}
     served, redirect = routes(conversion)
-    assert served["spec"]["parentRefs"] == [{"name": "ingressd", "sectionName": "https-example-com"}]
+    assert served["spec"]["parentRefs"] == [{"name": "nginx", "sectionName": "https-example-com"}]
     assert redirect["metadata"]["name"] == "web-ssl-redirect"
-    assert redirect["spec"]["parentRefs"] == [{"name": "ingressd", "sectionName": "http"}]
+    assert redirect["spec"]["parentRefs"] == [{"name": "nginx", "sectionName": "http"}]
     assert redirect["spec"]["rules"] == [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "filters": [
         {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}]}]
 
@@ -137,14 +137,14 @@ def test_ssl_redirect_false_serves_both_listeners():
     conversion = convert([ingress(annotations={"ssl-redirect": "false"},
                                   tls=[{"hosts": ["example.com"], "secretName": "example-tls"}])])
     (served,) = routes(conversion)
-    assert served["spec"]["parentRefs"] == [{"name": "ingressd", "sectionName": "http"},
-                                            {"name": "ingressd", "sectionName": "https-example-com"}]
+    assert served["spec"]["parentRefs"] == [{"name": "nginx", "sectionName": "http"},
+                                            {"name": "nginx", "sectionName": "https-example-com"}]
 
 
 def test_a_wildcard_tls_host_covers_its_subdomains():
     conversion = convert([ingress(host="shop.example.com", tls=[{"hosts": ["*.example.com"], "secretName": "wild"}])])
     served = routes(conversion)[0]
-    assert served["spec"]["parentRefs"] == [{"name": "ingressd", "sectionName": "https-wildcard-example-com"}]
+    assert served["spec"]["parentRefs"] == [{"name": "nginx", "sectionName": "https-wildcard-example-com"}]
 
 
 def test_force_ssl_redirect_with_tls_redirects_and_without_says_why_not():
@@ -389,6 +389,26 @@ def test_a_gateway_per_namespace_and_one_listener_per_tls_host():
     assert [(n.ingress, n.severity) for n in conversion.notes] == [("shop/b", INFO)]
 
 
+def test_a_gateway_per_ingress_class_named_after_it_and_class_less_ones_on_the_default_class():
+    internal = ingress("internal", host="i.example")
+    internal["spec"]["ingressClassName"] = "internal"
+    legacy = ingress("legacy", host="l.example")
+    legacy["metadata"]["annotations"]["kubernetes.io/ingress.class"] = "internal"  # wins over the field
+    bare = ingress("bare", host="b.example")
+    del bare["spec"]["ingressClassName"]
+    default = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+               "metadata": {"name": "public", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+               "spec": {"controller": "k8s.io/ingress-nginx"}}
+    conversion = convert([ingress(), internal, legacy, bare, default])
+    gateways = [(o["metadata"]["name"], o["spec"]["gatewayClassName"]) for o in conversion.objects
+                if o["kind"] == "Gateway"]
+    assert gateways == [("internal", "ingressd"), ("nginx", "ingressd"), ("public", "ingressd")]
+    assert {r["metadata"]["name"]: r["spec"]["parentRefs"][0]["name"] for r in routes(conversion)} == {
+        "bare": "public", "internal": "internal", "legacy": "internal", "web": "nginx"}
+    del default["metadata"]["annotations"]
+    assert [o["metadata"]["name"] for o in convert([bare, default]).objects] == ["ingressd", "ingressd", "bare"]
+
+
 def test_no_ingress_gives_no_objects():
     assert convert([]).objects == ()
 
@@ -421,7 +441,7 @@ def test_the_command_reads_standard_input_and_selects_the_class(capsys):
         "spec": {"ingressClassName": "ingressd", "rules": [{"host": "m.example"}]}}])
     status, out, err = run(["--from", "ingress-nginx", "--to", "gateway-api", "-"], text, capsys)
     assert status == 0 and err == ""
-    assert [d["metadata"]["name"] for d in yaml.safe_load_all(out)] == ["ingressd", "ingressd", "web"]
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(out)] == ["ingressd", "nginx", "web"]
 
 
 def test_the_command_prints_notes_on_standard_error_and_exits_1(capsys):

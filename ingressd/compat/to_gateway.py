@@ -2,7 +2,7 @@
 
 A pure function from Kubernetes objects (the selected Ingresses, the Services their backends
 name, the ConfigMaps ``custom-headers`` names) to Gateway API v1 objects (a GatewayClass, one
-Gateway per namespace, HTTPRoutes per Ingress and host) and notes, as ingress2gateway does for
+Gateway per IngressClass and namespace, HTTPRoutes per Ingress and host) and notes, as ingress2gateway does for
 the annotations ingressd knows. What cannot be expressed is never dropped silently: each such
 annotation or part gives a note naming the Ingress, what and why; a converted route that is
 wider open than its Ingress (an access control dropped) says so loudly.
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from ingressd.config.translate import CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION
 from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
@@ -100,11 +101,13 @@ def convert(objects: Sequence[Mapping], selected: Callable[[Mapping], bool] = la
     canaries = [i for i in ingresses if _truthy(_annotations(i).get("canary"))]
     mains = [i for i in ingresses if not _truthy(_annotations(i).get("canary"))]
 
-    gateways: dict[str, _Gateway] = {}
+    default_class = _default_class(objects)
+    gateways: dict[tuple[str, str], _Gateway] = {}
     routes: list[dict] = []
     for ingress in mains:
         namespace = _key(ingress)[0]
-        gateway = gateways.setdefault(namespace, _Gateway(namespace))
+        class_name = _class_of(ingress) or default_class
+        gateway = gateways.setdefault((namespace, class_name), _Gateway(namespace, class_name))
         converter = _IngressConversion(ingress, services, config_maps, gateway, notes)
         routes.extend(converter.routes([c for c in canaries if _key(c)[0] == namespace]))
     for canary in canaries:
@@ -169,6 +172,21 @@ def _slug(text: str) -> str:
     return slug[:200] or "all"
 
 
+def _class_of(ingress: Mapping) -> str:
+    """The Ingress's class name (the legacy annotation wins, as in the translator), or ''."""
+    legacy = ((ingress.get("metadata") or {}).get("annotations") or {}).get(CLASS_ANNOTATION)
+    return str(legacy or (ingress.get("spec") or {}).get("ingressClassName") or "")
+
+
+def _default_class(objects: Iterable[Mapping]) -> str:
+    """The name of the default IngressClass in the input (class-less Ingresses are its), else ``ingressd``."""
+    for obj in sorted((o for o in objects if o.get("kind") == "IngressClass"), key=_key):
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        if str(annotations.get(DEFAULT_CLASS_ANNOTATION, "")).lower() == "true":
+            return _key(obj)[1]
+    return GATEWAY_CLASS
+
+
 def _rule_hosts(ingress: Mapping) -> list[str]:
     rules = (ingress.get("spec") or {}).get("rules") or []
     return list(dict.fromkeys(str(r.get("host") or "") for r in rules if isinstance(r, dict)))
@@ -210,10 +228,13 @@ def _split(value: str) -> list[str]:
 
 
 class _Gateway:
-    """One Gateway per namespace: the HTTP listener, and an HTTPS listener per TLS host."""
+    """One Gateway per IngressClass and namespace (named after the class; in the Ingresses'
+    namespace, so that its certificates need no ReferenceGrant): the HTTP listener, and an
+    HTTPS listener per TLS host."""
 
-    def __init__(self, namespace: str):
+    def __init__(self, namespace: str, name: str):
         self.namespace = namespace
+        self.name = name
         self.https: dict[str, tuple[str, str]] = {}  # host ("" = any) -> (listener name, Secret)
 
     def https_listener(self, host: str, secret: str, ingress: str, notes: list[Note]) -> str:
@@ -238,7 +259,7 @@ class _Gateway:
                              "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": secret}]}})
             listeners.append(listener)
         return {"apiVersion": GATEWAY_API_VERSION, "kind": "Gateway",
-                "metadata": {"name": GATEWAY_CLASS, "namespace": self.namespace},
+                "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": listeners}}
 
 
@@ -328,7 +349,7 @@ class _IngressConversion:
                                 if "headers" not in m}.values())
                 documents.append(self._route(f"{name}-ssl-redirect", host, [_Rule(
                     matches, [], [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}])],
-                    [{"name": GATEWAY_CLASS, "sectionName": HTTP_LISTENER}]))
+                    [{"name": self.gateway.name, "sectionName": HTTP_LISTENER}]))
         return documents
 
     def _covered(self, host: str, tls_hosts: Mapping[str, str]) -> list[str]:
@@ -342,10 +363,10 @@ class _IngressConversion:
 
     def _parents(self, host: str, tls_hosts: Mapping[str, str], redirect: bool) -> list[dict]:
         covered = self._covered(host, tls_hosts)
-        parents = [] if redirect and covered else [{"name": GATEWAY_CLASS, "sectionName": HTTP_LISTENER}]
+        parents = [] if redirect and covered else [{"name": self.gateway.name, "sectionName": HTTP_LISTENER}]
         for tls_host in covered:
             listener = self.gateway.https_listener(tls_host, tls_hosts[tls_host], self.ref, self.notes)
-            parents.append({"name": GATEWAY_CLASS, "sectionName": listener})
+            parents.append({"name": self.gateway.name, "sectionName": listener})
         if tls_hosts and not covered and host:
             self.note(INFO, f"host {host} is in no tls entry: served over HTTP only")
         return parents
