@@ -230,6 +230,20 @@ def test_x_forwarded_prefix_is_a_request_header():
         "set": [{"name": "X-Forwarded-Prefix", "value": "/shop"}]}}]
 
 
+def test_connection_proxy_header_is_a_request_header():
+    conversion = convert([ingress(annotations={"connection-proxy-header": "keep-alive", "x-forwarded-prefix": "/p"})])
+    assert rule_of(conversion)["filters"] == [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
+        "set": [{"name": "Connection", "value": "keep-alive"}, {"name": "X-Forwarded-Prefix", "value": "/p"}]}}]
+    assert notes(conversion) == [(INFO, "connection-proxy-header")]
+
+
+def test_an_annotation_at_ingress_nginx_s_default_loses_nothing():
+    conversion = convert([ingress(annotations={"proxy-buffering": "off", "proxy-body-size": "1m"})])
+    assert conversion.notes == () and conversion.exit_status == 0
+    other = convert([ingress(annotations={"proxy-buffering": "on"})])
+    assert notes(other) == [(LOST, "proxy-buffering")]
+
+
 def test_custom_headers_are_response_headers_from_the_config_map():
     conversion = convert(objects_of(CASES["custom-headers"]))
     assert rule_of(conversion)["filters"] == [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {

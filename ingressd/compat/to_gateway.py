@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from ingressd.compat.assess import same_value
+from ingressd.compat.catalogue import lookup
 from ingressd.config.translate import CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION
 from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX
 
@@ -51,7 +53,7 @@ _HANDLED = frozenset({
     "canary", "canary-weight", "canary-weight-total", "canary-by-header", "canary-by-header-value",
     "canary-by-header-pattern", "custom-headers", "mirror-target", "enable-cors", "cors-allow-origin",
     "cors-allow-methods", "cors-allow-headers", "cors-expose-headers", "cors-allow-credentials", "cors-max-age",
-    "proxy-read-timeout", "proxy-send-timeout", "app-root", "backend-protocol",
+    "proxy-read-timeout", "proxy-send-timeout", "app-root", "backend-protocol", "connection-proxy-header",
 })
 _PERMANENT_CODES = (301, 302, 303, 307, 308)
 _TEMPORAL_CODES = (301, 302, 303, 307)
@@ -512,6 +514,9 @@ class _IngressConversion:
         for name, value in sorted(self.annotations.items()):
             if name in _HANDLED or name.startswith("canary"):
                 continue
+            entry = lookup(name)
+            if entry is not None and entry.default is not None and same_value(entry, value, entry.default):
+                continue  # ingress-nginx's own default: asks for nothing, loses nothing
             if _ACCESS.match(name):
                 self.note(WIDER, f"{name}: an access control with no Gateway API equivalent; the converted route "
                                  "lets through every request this annotation refuses; put the control in front "
@@ -554,10 +559,16 @@ class _IngressConversion:
         return {"type": "RequestRedirect", "requestRedirect": redirect}
 
     def _request_headers(self, rewrite: dict | None) -> list[dict]:
+        headers = []
+        connection = self.annotations.get("connection-proxy-header")
+        if connection:
+            headers.append({"name": "Connection", "value": connection})
+            self.note(INFO, "connection-proxy-header: Connection is a hop-by-hop header; a Gateway API "
+                            "implementation may not forward it as set")
         prefix = self.annotations.get("x-forwarded-prefix")
         if prefix:
-            return [{"name": "X-Forwarded-Prefix", "value": prefix}]
-        return []
+            headers.append({"name": "X-Forwarded-Prefix", "value": prefix})
+        return headers
 
     def _response_headers(self) -> list[dict]:
         name = self.annotations.get("custom-headers")
