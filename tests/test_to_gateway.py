@@ -48,6 +48,7 @@ CASES = {
     "custom-headers": {"custom-headers": "shop/response-headers"},
     "basic-auth": {"auth-type": "basic", "auth-secret": "users"},
     "affinity": {"affinity": "cookie"},
+    "grpc": {"backend-protocol": "GRPC", "custom-headers": "shop/response-headers"},
 }
 
 
@@ -367,8 +368,50 @@ def test_each_access_control_is_wider_open(name):
 def test_other_annotations_are_not_converted_and_said():
     conversion = convert(objects_of(CASES["affinity"]))
     assert notes(conversion) == [(LOST, "affinity")]
-    grpc = convert([ingress(annotations={"backend-protocol": "GRPC"})])
-    assert notes(grpc) == [(LOST, "backend-protocol GRPC")]
+    fcgi = convert([ingress(annotations={"backend-protocol": "FCGI"})])
+    assert notes(fcgi) == [(LOST, "backend-protocol FCGI")]
+
+
+def test_a_grpc_backend_protocol_gives_a_grpc_route():
+    conversion = convert([ingress(annotations={"backend-protocol": "GRPC", "enable-cors": "true"},
+                                  tls=[{"hosts": ["example.com"], "secretName": "t"}])])
+    served, redirect = routes_and_grpc(conversion)
+    assert (served["kind"], redirect["kind"]) == ("GRPCRoute", "HTTPRoute")
+    assert served["spec"]["rules"] == [{"backendRefs": [{"name": "web", "port": 80}]}]  # every method
+    assert notes(conversion) == [(LOST, "a CORS filter has no GRPCRoute equivalent")]
+
+
+@pytest.mark.parametrize("path, path_type, match", [
+    ("/helloworld.Greeter", "Prefix", {"method": {"type": "Exact", "service": "helloworld.Greeter"}}),
+    ("/helloworld.Greeter/SayHello", "Exact",
+     {"method": {"type": "Exact", "service": "helloworld.Greeter", "method": "SayHello"}}),
+])
+def test_grpc_paths_are_service_and_method_matches(path, path_type, match):
+    conversion = convert([ingress(annotations={"backend-protocol": "GRPC"}, path=path, path_type=path_type)])
+    assert routes_and_grpc(conversion)[0]["spec"]["rules"] == [{"matches": [match],
+                                                               "backendRefs": [{"name": "web", "port": 80}]}]
+    assert conversion.exit_status == 0
+
+
+def test_a_grpc_route_says_what_it_leaves_out():
+    conversion = convert([ingress(annotations={"backend-protocol": "GRPCS", "proxy-read-timeout": "60"},
+                                  path="/not/a/method")])
+    assert routes_and_grpc(conversion)[0]["spec"]["rules"] == []
+    assert [n[0] for n in notes(conversion)] == [LOST, INFO, LOST]
+    assert "BackendTLSPolicy" in conversion.notes[0].text
+    assert "is not a gRPC service or method" in conversion.notes[2].text
+
+
+def test_a_grpc_canary_by_header_keeps_its_header_match():
+    main_ingress = ingress(annotations={"backend-protocol": "GRPC"})
+    conversion = convert([main_ingress, canary({"canary-by-header": "x-canary", "canary-by-header-value": "1"})])
+    first, _ = routes_and_grpc(conversion)[0]["spec"]["rules"]
+    assert first == {"matches": [{"headers": [{"type": "Exact", "name": "x-canary", "value": "1"}]}],
+                     "backendRefs": [{"name": "web-canary", "port": 80}]}
+
+
+def routes_and_grpc(conversion):
+    return [o for o in conversion.objects if o["kind"] in ("HTTPRoute", "GRPCRoute")]
 
 
 def test_several_hosts_give_a_route_each_and_a_default_backend_one_without_hostnames():

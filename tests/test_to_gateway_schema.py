@@ -1,6 +1,6 @@
 """The objects ``--to gateway-api`` emits have only the fields the Gateway API v1 schema knows,
 with the values its enumerations allow: field names and enums from kubernetes-sigs/gateway-api
-``apis/v1/{gateway,gatewayclass,httproute,shared,object_reference}_types.go`` (standard channel),
+``apis/v1/{gateway,gatewayclass,httproute,grpcroute,shared,object_reference}_types.go`` (standard channel),
 written out here so that the check runs offline."""
 
 from __future__ import annotations
@@ -60,6 +60,18 @@ SCHEMA: dict[str, dict[str, str | None]] = {
     "HTTPBackendRef": {"group": None, "kind": None, "name": None, "namespace": None, "port": None, "weight": None,
                        "filters": "HTTPRouteFilter"},
     "HTTPRouteTimeouts": {"request": None, "backendRequest": None},
+    "GRPCRoute": {"apiVersion": None, "kind": None, "metadata": _META, "spec": "GRPCRouteSpec"},
+    "GRPCRouteSpec": {"parentRefs": "ParentReference", "useDefaultGateways": None, "hostnames": None,
+                      "rules": "GRPCRouteRule"},
+    "GRPCRouteRule": {"name": None, "matches": "GRPCRouteMatch", "filters": "GRPCRouteFilter",
+                      "backendRefs": "GRPCBackendRef", "sessionPersistence": "SessionPersistence"},
+    "GRPCRouteMatch": {"method": "GRPCMethodMatch", "headers": "HTTPHeaderMatch"},
+    "GRPCMethodMatch": {"type": None, "service": None, "method": None},
+    "GRPCRouteFilter": {"type": None, "requestHeaderModifier": "HTTPHeaderFilter",
+                        "responseHeaderModifier": "HTTPHeaderFilter", "requestMirror": "HTTPRequestMirrorFilter",
+                        "extensionRef": "LocalObjectReference"},
+    "GRPCBackendRef": {"group": None, "kind": None, "name": None, "namespace": None, "port": None, "weight": None,
+                       "filters": "GRPCRouteFilter"},
 }
 # (type, field) -> the values the enumeration allows
 ENUMS: dict[tuple[str, str], tuple[Any, ...]] = {
@@ -71,6 +83,8 @@ ENUMS: dict[tuple[str, str], tuple[Any, ...]] = {
     ("HTTPRouteFilter", "type"): ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror",
                                   "RequestRedirect", "URLRewrite", "ExtensionRef", "CORS"),
     ("HTTPPathModifier", "type"): ("ReplaceFullPath", "ReplacePrefixMatch"),
+    ("GRPCMethodMatch", "type"): ("Exact", "RegularExpression"),
+    ("GRPCRouteFilter", "type"): ("ResponseHeaderModifier", "RequestHeaderModifier", "RequestMirror", "ExtensionRef"),
     ("HTTPRequestRedirectFilter", "scheme"): ("http", "https"),
     ("HTTPRequestRedirectFilter", "statusCode"): (301, 302, 303, 307, 308),
 }
@@ -112,7 +126,7 @@ def _walk(value: Any, type_name: str, where: str, problems: list[str]) -> None:
             problems.append(f"{where}.{name}: {item!r} is not one of {allowed}")
         if fields[name] is not None:
             _walk(item, fields[name], f"{where}.{name}", problems)
-    if type_name == "HTTPRouteFilter":
+    if type_name in ("HTTPRouteFilter", "GRPCRouteFilter"):
         member = _FILTER_MEMBER.get(value.get("type"))
         if member is None or set(value) != {"type", member}:
             problems.append(f"{where}: a {value.get('type')} filter must carry exactly {member}")
@@ -124,7 +138,7 @@ def _walk(value: Any, type_name: str, where: str, problems: list[str]) -> None:
         for method in value.get("allowMethods") or ():
             if method not in _METHODS + ("*",):
                 problems.append(f"{where}.allowMethods: {method!r} is not a method")
-    if type_name == "HTTPBackendRef" and "port" not in value:
+    if type_name in ("HTTPBackendRef", "GRPCBackendRef") and "port" not in value:
         problems.append(f"{where}: a Service backendRef needs a port")
 
 

@@ -225,6 +225,26 @@ def _port(parts) -> int | None:
         return -1
 
 
+_GRPC_FILTERS = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "ExtensionRef")
+_GRPC_NAME = re.compile(r"^[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*$")
+
+
+def _grpc_method(path: Mapping) -> dict | None:
+    """The GRPCMethodMatch a path match means: {} for every method (a prefix of /), None when it is
+    no service or method."""
+    value, kind = str(path.get("value") or "/"), path.get("type")
+    if kind == "PathPrefix" and value == "/":
+        return {}
+    if kind == "RegularExpression":
+        return None
+    parts = value.strip("/").split("/")
+    if len(parts) == 1 and kind == "PathPrefix" and _GRPC_NAME.match(parts[0]):
+        return {"type": "Exact", "service": parts[0]}
+    if len(parts) == 2 and _GRPC_NAME.match(parts[0]) and re.fullmatch(r"[A-Za-z_][A-Za-z_0-9]*", parts[1]):
+        return {"type": "Exact", "service": parts[0], "method": parts[1]}
+    return None
+
+
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -335,7 +355,8 @@ class _IngressConversion:
             if rules_by_host:
                 self.note(INFO, "spec.defaultBackend is a separate HTTPRoute without hostnames (the requests no "
                                 "other route matches)")
-                documents.append(self._route(f"{self.name}-default-backend", None, [rule], self._parents("", tls_hosts, redirect)))
+                documents.append(self._served(f"{self.name}-default-backend", None, [rule],
+                                                self._parents("", tls_hosts, redirect)))
             else:
                 rules_by_host[""] = [rule]
         single = len(rules_by_host) == 1
@@ -345,7 +366,7 @@ class _IngressConversion:
                                 "starting with *.); fix it before applying the route")
             name = self.name if single else f"{self.name}-{_slug(host)}"
             hosts = self._covered(host, tls_hosts)
-            documents.append(self._route(name, host, rules, self._parents(host, tls_hosts, redirect)))
+            documents.append(self._served(name, host, rules, self._parents(host, tls_hosts, redirect)))
             if redirect and hosts:  # the Ingress's own paths only, as ingress-nginx redirects per location
                 matches = list({repr(m): m for rule in rules for m in rule.matches
                                 if "headers" not in m}.values())
@@ -372,6 +393,41 @@ class _IngressConversion:
         if tls_hosts and not covered and host:
             self.note(INFO, f"host {host} is in no tls entry: served over HTTP only")
         return parents
+
+    def _served(self, name: str, host: str | None, rules: list[_Rule], parents: list[dict]) -> dict:
+        """The route that serves the Ingress's paths: a GRPCRoute for a gRPC backend-protocol."""
+        route = self._route(name, host, rules, parents)
+        if self.annotations.get("backend-protocol", "").upper() in ("GRPC", "GRPCS"):
+            return self._as_grpc(route)
+        return route
+
+    def _as_grpc(self, route: dict) -> dict:
+        """``route`` as a GRPCRoute: paths as service/method matches, the filters gRPC has."""
+        rules = [grpc for grpc in map(self._grpc_rule, route["spec"]["rules"]) if grpc is not None]
+        return dict(route, kind="GRPCRoute", spec=dict(route["spec"], rules=rules))
+
+    def _grpc_rule(self, rule: dict) -> dict | None:
+        """One HTTPRoute rule as a GRPCRoute rule; None (said) when a path is no service or method."""
+        matches = []
+        for match in rule["matches"]:
+            method = _grpc_method(match["path"])
+            if method is None:
+                self.note(LOST, f"path {match['path']['value']!r} ({match['path']['type']}) is not a gRPC "
+                                "service or method (/package.Service/Method); its rule is left out")
+                return None
+            matches.append(({"method": method} if method else {}) |
+                           ({"headers": match["headers"]} if "headers" in match else {}))
+        grpc: dict[str, Any] = {"matches": matches} if matches and {} not in matches else {}
+        filters = [f for f in rule.get("filters", ()) if f["type"] in _GRPC_FILTERS]
+        for dropped in (f for f in rule.get("filters", ()) if f["type"] not in _GRPC_FILTERS):
+            self.note(LOST, f"a {dropped['type']} filter has no GRPCRoute equivalent")
+        if "timeouts" in rule:
+            self.note(LOST, "a GRPCRoute has no timeouts (the proxy-*-timeout annotations)")
+        if filters:
+            grpc["filters"] = filters
+        if "backendRefs" in rule:
+            grpc["backendRefs"] = rule["backendRefs"]
+        return grpc
 
     def _route(self, name: str, host: str | None, rules: list[_Rule], parents: list[dict]) -> dict:
         spec: dict[str, Any] = {"parentRefs": parents}
@@ -524,9 +580,12 @@ class _IngressConversion:
             else:
                 self.note(LOST, f"{name}: no Gateway API equivalent; dropped from the converted route")
         protocol = self.annotations.get("backend-protocol", "HTTP").upper()
-        if protocol != "HTTP":
-            self.note(LOST, f"backend-protocol {protocol}: set the Service port's appProtocol (kubernetes.io/h2c, "
-                            "https), use a GRPCRoute or a BackendTLSPolicy; the HTTPRoute speaks HTTP/1.1 to the "
+        if protocol == "GRPCS":
+            self.note(LOST, "backend-protocol GRPCS: the route is a GRPCRoute; TLS to the backend needs a "
+                            "BackendTLSPolicy (or the Service port's appProtocol), which is not generated")
+        elif protocol not in ("HTTP", "GRPC"):
+            self.note(LOST, f"backend-protocol {protocol}: set the Service port's appProtocol (https, "
+                            "kubernetes.io/h2c) or a BackendTLSPolicy; the HTTPRoute speaks HTTP/1.1 to the "
                             "backend")
 
     def _redirect(self) -> dict | None:
