@@ -513,6 +513,19 @@ def test_the_command_prints_notes_on_standard_error_and_exits_1(capsys):
     assert "kind: HTTPRoute" in out
 
 
+def test_the_command_prints_json_with_output_json(capsys):
+    import json
+
+    text = yaml.safe_dump(ingress(annotations={"affinity": "cookie"}))
+    status, out, err = run(["--from", "ingress-nginx", "--to", "gateway-api", "--output", "json", "-"], text, capsys)
+    assert status == 1 and err == ""
+    document = json.loads(out)
+    assert [o["kind"] for o in document["objects"]] == ["GatewayClass", "Gateway", "HTTPRoute"]
+    assert document["notes"] == [{"ingress": "shop/web", "severity": "not-expressed",
+                                  "text": "affinity: no Gateway API equivalent; dropped from the converted route"}]
+    assert document["version"] == 1 and document["problems"] == []
+
+
 def test_the_command_exits_2_on_unreadable_input(capsys):
     status, out, err = run(["--to", "gateway-api", "-"], "a: [", capsys)
     assert status == 2 and out == "" and "not valid YAML" in err

@@ -514,7 +514,7 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
                               allow_cross_namespace_resources=args.allow_cross_namespace_resources,
                               ignore_annotations=server_settings["ignore_annotation"])
     if args.to == "gateway-api":
-        return _to_gateway_api(objects, problems, settings, out)
+        return redis_status or _to_gateway_api(objects, problems, settings, out, args.output == "json")
     report = evaluate(objects, settings, problems=problems, server_settings=server_settings, now=time.time())
     if args.output == "json":
         json.dump(to_json(report), out, indent=2)
@@ -525,8 +525,9 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
 
 
 def _to_gateway_api(objects: Sequence[Mapping], problems: Sequence[str], settings: TranslateSettings,
-                    out: TextIO) -> int:
-    """``--to gateway-api``: the YAML on ``out``, the notes and unusable objects on standard error."""
+                    out: TextIO, as_json: bool = False) -> int:
+    """``--to gateway-api``: the YAML on ``out``, the notes and unusable objects on standard error
+    (with ``--output json``: one JSON document with the objects, the notes and the problems)."""
     from ingressd.compat.to_gateway import WIDER, convert, to_yaml
 
     store = ObjectStore()
@@ -535,6 +536,12 @@ def _to_gateway_api(objects: Sequence[Mapping], problems: Sequence[str], setting
     for kind in KINDS:
         store.replace("check", kind, [o for o in objects if o.get("kind") == kind])
     conversion = convert(objects, ingress_selector(store.snapshot(), settings))
+    if as_json:
+        json.dump({"version": JSON_VERSION, "objects": list(conversion.objects),
+                   "notes": [{"ingress": n.ingress, "severity": n.severity, "text": n.text} for n in conversion.notes],
+                   "problems": problems}, out, indent=2)
+        out.write("\n")
+        return conversion.exit_status
     out.write(to_yaml(conversion))
     for problem in problems:
         print(f"ingressd check: {problem}", file=sys.stderr)
