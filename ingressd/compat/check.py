@@ -8,7 +8,9 @@ served with differences (each named), or not served (why, and the flag that woul
 then the classic mistakes ``ingressd.compat.lint`` finds and a summary. Nothing is served or executed.
 
 Exit status: 0 when every Ingress would be served as is, 1 when one would be served with
-differences or not at all, 2 when the input could not be read.
+differences or not at all, 2 when the input could not be read. With ``--to gateway-api``
+(``ingressd.compat.to_gateway``) it prints the Ingresses as Gateway API objects instead: 0 when
+everything was expressed, 1 when something could not be, 2 when the input could not be read.
 """
 
 from __future__ import annotations
@@ -421,7 +423,8 @@ def parser() -> argparse.ArgumentParser:
         description="Say what ingressd would do with each Ingress (served as is, served with differences, "
                     "not served) and find classic mistakes, without serving anything.",
         epilog="Exit status: 0 everything served as is, 1 something served with differences or not at all, "
-               "2 the input could not be read, 3 the Redis of --redis cannot be used (over 1). Example: kubectl get ingress,ingressclass,service,"
+               "2 the input could not be read, 3 the Redis of --redis cannot be used (over 1); with --to gateway-api: 0 "
+               "everything expressed, 1 something could not be, 2 the input could not be read. Example: kubectl get ingress,ingressclass,service,"
                "endpointslice,secret -A -o yaml | ingressd check --from ingress-nginx -")
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="manifest files or folders (as --manifests reads them); - for standard input")
@@ -452,6 +455,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-timeout", type=float, default=0.005, metavar="SECONDS",
                    help="as the server option: the round trip the PINGs are compared with (default 0.005)")
     p.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
+    p.add_argument("--to", dest="to", choices=["gateway-api"],
+                   help="print the selected Ingresses as Gateway API objects (YAML: a GatewayClass, a Gateway per "
+                        "namespace, HTTPRoutes) instead of the report; what cannot be expressed is listed on "
+                        "standard error and as YAML comments (exit status 1 when something could not be)")
     return p
 
 
@@ -506,6 +513,8 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
                               watch_ingress_without_class=args.watch_ingress_without_class,
                               allow_cross_namespace_resources=args.allow_cross_namespace_resources,
                               ignore_annotations=server_settings["ignore_annotation"])
+    if args.to == "gateway-api":
+        return redis_status or _to_gateway_api(objects, problems, settings, out, args.output == "json")
     report = evaluate(objects, settings, problems=problems, server_settings=server_settings, now=time.time())
     if args.output == "json":
         json.dump(to_json(report), out, indent=2)
@@ -513,6 +522,36 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
     else:
         out.write(to_text(report))
     return redis_status or report.exit_status
+
+
+def _to_gateway_api(objects: Sequence[Mapping], problems: Sequence[str], settings: TranslateSettings,
+                    out: TextIO, as_json: bool = False) -> int:
+    """``--to gateway-api``: the YAML on ``out``, the notes and unusable objects on standard error
+    (with ``--output json``: one JSON document with the objects, the notes and the problems)."""
+    from ingressd.compat.to_gateway import WIDER, convert, to_yaml
+
+    store = ObjectStore()
+    problems = list(problems)
+    objects = _last_of_each(objects, problems)
+    for kind in KINDS:
+        store.replace("check", kind, [o for o in objects if o.get("kind") == kind])
+    conversion = convert(objects, ingress_selector(store.snapshot(), settings))
+    if as_json:
+        json.dump({"version": JSON_VERSION, "objects": list(conversion.objects),
+                   "notes": [{"ingress": n.ingress, "severity": n.severity, "text": n.text} for n in conversion.notes],
+                   "problems": problems}, out, indent=2)
+        out.write("\n")
+        return conversion.exit_status
+    out.write(to_yaml(conversion))
+    for problem in problems:
+        print(f"ingressd check: {problem}", file=sys.stderr)
+    for note in conversion.notes:
+        print(note, file=sys.stderr)
+    wider = list(dict.fromkeys(note.ingress for note in conversion.notes if note.severity == WIDER))
+    if wider:
+        print(f"ingressd check: WARNING: the routes converted from {', '.join(wider)} let through requests their "
+              "Ingresses refuse (an access control above has no Gateway API equivalent)", file=sys.stderr)
+    return conversion.exit_status
 
 
 __all__ = ["ConfigIndex", "InputError", "Report", "Verdict", "build_config", "check_settings", "evaluate", "main",
