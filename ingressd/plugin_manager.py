@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pluggy
 
@@ -73,6 +73,49 @@ class Plugins:
             else:
                 features.append(result)
         return features
+
+    def route_features_for_build(self) -> Callable[[Any, BuildContext], list]:
+        """``route_features`` for one route table build: the answers of implementations marked
+        ``same_for_every_path`` are kept by (Ingress, annotation values, TLS, host) and given to
+        that host's other paths instead of asking again; the others are asked for every route.
+        The implementations are called in pluggy's order (the answers keep their order); with
+        hook wrappers or ``INGRESSD_TRACE_HOOKS``, pluggy calls (and traces) them all, every time."""
+        impls = list(reversed(self.manager.hook.ingressd_route_features.get_hookimpls()))  # call order
+        if os.environ.get("INGRESSD_TRACE_HOOKS") or any(
+                impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
+            return self.route_features
+        if not any(getattr(impl.function, "ingressd_same_for_every_path", False) for impl in impls):
+            return self.route_features
+        marked = [getattr(impl.function, "ingressd_same_for_every_path", False) for impl in impls]
+        shared: dict = {}  # (Ingress, id(values), tls, host) → the marked implementations' answers
+
+        def route_features(route, context: BuildContext) -> list:
+            key = (route.ingress, id(route.features), route.tls, route.host)
+            known = shared.get(key)
+            # The same values for the host's other paths (as pluggy gives one dict to every implementation).
+            values = dict(route.features) if known is None else known[1]
+            answers = [] if known is None else known[2]
+            arguments = {"route": route, "values": values, "context": context}
+            features: list = []
+            for index, impl in enumerate(impls):
+                if known is not None and marked[index]:
+                    result = answers[index]
+                else:
+                    result = impl.function(*[arguments[name] for name in impl.argnames])
+                    if known is None:
+                        answers.append(result)
+                if result is None:
+                    continue
+                if isinstance(result, (list, tuple)):
+                    features.extend(item for item in result if item is not None)
+                else:
+                    features.append(result)
+            if known is None:
+                # route.features (the key's id) is kept alive by the entry: the id is not reused.
+                shared[key] = (route.features, values, answers)
+            return features
+
+        return route_features
 
     def host_routes(self, config, context: BuildContext) -> list:
         """The routes plugins add for hosts no Ingress rule lists (``HostRoute``s)."""
