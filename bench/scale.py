@@ -130,6 +130,8 @@ def lookup_ns(state, count: int, keys: int = 1000, rounds: int = 200_000, cached
     """CPU ns per ``RouteTable.match`` over ``lookup_keys(count, keys)``, every one a hit; the
     table's own work (its memo of answers off) unless ``cached``."""
     table = state.table
+    if not hasattr(table, "cache"):  # a commit before the memo: the table's work only
+        return _lookup_ns(table, count, keys, rounds)
     size = table.cache_size
     table.cache.clear()
     table.cache_size = size if cached else 0
