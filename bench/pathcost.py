@@ -94,6 +94,11 @@ def main() -> None:
         extra = shlex.split(args.args)
         if "--access-log" not in extra:
             extra += ["--access-log", str(Path(tmp) / "access.log")]  # on, as by default, to a file
+        # One client and one backend connection carry every request: lift nginx's
+        # per-connection request limits (1,000 and 10,000), which would close them mid-run.
+        for option in ("--keepalive-requests", "--upstream-keepalive-requests"):
+            if option not in extra:
+                extra += [option, "0"]
         rig = Rig(extra, Path(tmp))
         rig.run(2000)  # warm-up
         if args.profile:

@@ -24,6 +24,7 @@ from ingressd.features import (
     parse_int,
     parse_list,
     parse_size,
+    same_for_every_path,
 )
 from ingressd.plugin_manager import hookimpl
 from ingressd.proxy.subrequest import SubrequestError, SubResponse, TargetURL, parse_url
@@ -76,6 +77,7 @@ __all__ = [
     "parse_list",
     "parse_next_upstream",
     "parse_size",
+    "same_for_every_path",
     "parse_snippet",
     "parse_url",
     "snippets",

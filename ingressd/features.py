@@ -376,6 +376,17 @@ _BOOLS = {
 }
 
 
+def same_for_every_path(hook: Callable) -> Callable:
+    """Mark an ``ingressd_route_features`` implementation whose answer depends only on the
+    route's Ingress (its annotation values), host, TLS flag and the build context — never on
+    the route's path, path type, backend or Gateway API matches and filters. A route table
+    build then asks it once per Ingress and host and gives every path of that host the same
+    answer (an Ingress with many paths builds faster). Unmarked implementations are asked
+    for every route, which is always correct."""
+    hook.ingressd_same_for_every_path = True  # type: ignore[attr-defined]
+    return hook
+
+
 def parse_bool(value: str) -> bool:
     """A boolean spelled as Go's ``strconv.ParseBool`` accepts it, and nothing else.
 

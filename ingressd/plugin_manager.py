@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pluggy
 
@@ -73,10 +73,7 @@ class Plugins:
     def route_features(self, route, context: BuildContext) -> list:
         """The prepared features for one route; AnnotationError rejects its Ingress."""
         values = dict(route.features)
-        for item in route.filters:  # never served without a filter it carries
-            if not isinstance(item, ExtensionRef) and type(item) not in self.filter_owners:
-                raise AnnotationError(f"filter {type(item).__name__}: no loaded ingressd plugin applies it, "
-                                      "so the rule is not served")
+        self._check_filters(route)
         features: list = []
         for result in self.manager.hook.ingressd_route_features(route=route, values=values, context=context):
             if result is None:
@@ -85,6 +82,19 @@ class Plugins:
                 features.extend(item for item in result if item is not None)
             else:
                 features.append(result)
+        features.extend(self._filter_extensions(route, context))
+        return features
+
+    def _check_filters(self, route) -> None:
+        """A route is never served without a filter it carries: one no loaded plugin owns rejects it."""
+        for item in route.filters:
+            if not isinstance(item, ExtensionRef) and type(item) not in self.filter_owners:
+                raise AnnotationError(f"filter {type(item).__name__}: no loaded ingressd plugin applies it, "
+                                      "so the rule is not served")
+
+    def _filter_extensions(self, route, context: BuildContext) -> list:
+        """The features of the route's ExtensionRef filters, in order."""
+        features: list = []
         for extension in route.filters:
             if isinstance(extension, ExtensionRef):
                 features.extend(self._extension_features(extension, route, context))
@@ -97,6 +107,50 @@ class Plugins:
             raise AnnotationError(f"filter ExtensionRef {extension.group or 'core'}/{extension.kind} {extension.name}: "
                                   "no ingressd plugin handles it, so the rule is not served")
         return [item for item in result if item is not None] if isinstance(result, (list, tuple)) else [result]
+    def route_features_for_build(self) -> Callable[[Any, BuildContext], list]:
+        """``route_features`` for one route table build: the answers of implementations marked
+        ``same_for_every_path`` are kept by (Ingress, annotation values, TLS, host) and given to
+        that host's other paths instead of asking again; the others are asked for every route.
+        The implementations are called in pluggy's order (the answers keep their order); with
+        hook wrappers or ``INGRESSD_TRACE_HOOKS``, pluggy calls (and traces) them all, every time."""
+        impls = list(reversed(self.manager.hook.ingressd_route_features.get_hookimpls()))  # call order
+        if os.environ.get("INGRESSD_TRACE_HOOKS") or any(
+                impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
+            return self.route_features
+        if not any(getattr(impl.function, "ingressd_same_for_every_path", False) for impl in impls):
+            return self.route_features
+        marked = [getattr(impl.function, "ingressd_same_for_every_path", False) for impl in impls]
+        shared: dict = {}  # (Ingress, id(values), tls, host) → the marked implementations' answers
+
+        def route_features(route, context: BuildContext) -> list:
+            self._check_filters(route)
+            key = (route.ingress, id(route.features), route.tls, route.host)
+            known = shared.get(key)
+            # The same values for the host's other paths (as pluggy gives one dict to every implementation).
+            values = dict(route.features) if known is None else known[1]
+            answers = [] if known is None else known[2]
+            arguments = {"route": route, "values": values, "context": context}
+            features: list = []
+            for index, impl in enumerate(impls):
+                if known is not None and marked[index]:
+                    result = answers[index]
+                else:
+                    result = impl.function(*[arguments[name] for name in impl.argnames])
+                    if known is None:
+                        answers.append(result)
+                if result is None:
+                    continue
+                if isinstance(result, (list, tuple)):
+                    features.extend(item for item in result if item is not None)
+                else:
+                    features.append(result)
+            if known is None:
+                # route.features (the key's id) is kept alive by the entry: the id is not reused.
+                shared[key] = (route.features, values, answers)
+            features.extend(self._filter_extensions(route, context))
+            return features
+
+        return route_features
 
     def host_routes(self, config, context: BuildContext) -> list:
         """The routes plugins add for hosts no Ingress rule lists (``HostRoute``s)."""

@@ -10,6 +10,7 @@ before: no route said otherwise.
 from __future__ import annotations
 
 from ingressd import Annotation, Phase, hookimpl, parse_bool
+from ingressd import same_for_every_path
 
 
 class NoAccessLog:
@@ -25,5 +26,6 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     return None if values.get("enable-access-log", True) else NoAccessLog()

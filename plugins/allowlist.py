@@ -10,6 +10,7 @@ The address checked is ``exchange.client_ip`` (the real client behind trusted pr
 from __future__ import annotations
 
 from ingressd import Annotation, LocalResponse, Phase, hookimpl
+from ingressd import same_for_every_path
 
 from ._cidr import CidrMatcher, parse_cidr_list
 from ._responses import plain
@@ -44,6 +45,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     allow = values.get("allowlist-source-range") or values.get("whitelist-source-range") or ()
     deny = values.get("denylist-source-range") or ()

@@ -52,6 +52,7 @@ from ingressd import (
     parse_bool,
     parse_int,
 )
+from ingressd import same_for_every_path
 
 from ._responses import plain
 
@@ -234,6 +235,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     # Asked for, even when the Secret is missing (values then hold None, as for no annotation).
     asked = any(name in _SECRET_KEYS and value.strip() for name, value in route.annotations)

@@ -32,6 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ingressd import Annotation, AnnotationError, BackendTLS, LocalResponse, Phase, UpstreamSettings, hookimpl
+from ingressd import same_for_every_path
 
 from ._responses import DeniedLocation, plain
 
@@ -112,6 +113,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     protocol = values.get("backend-protocol") or "HTTP"
     tls = None

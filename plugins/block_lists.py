@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import re2
 
 from ingressd import AnnotationError, Option, Phase, hookimpl, parse_list
+from ingressd import same_for_every_path
 
 from ._cidr import CidrMatcher, parse_cidr_list
 from ._responses import plain
@@ -103,6 +104,7 @@ def ingressd_options():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     settings = context.settings if context is not None else {}
     cidrs = _cidrs(settings.get("block_cidrs"))

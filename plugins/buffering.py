@@ -28,6 +28,7 @@ a file; no rate limit).
 from __future__ import annotations
 
 from ingressd import Annotation, AnnotationError, Phase, UpstreamSettings, hookimpl, parse_int, parse_size
+from ingressd import same_for_every_path
 
 _BUFFERS_NUMBER = 4  # ingress-nginx's proxy-buffers-number default
 _BUFFER_SIZE = 4096  # … and proxy-buffer-size's (4k)
@@ -91,6 +92,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     size, number = values.get("proxy-buffer-size"), values.get("proxy-buffers-number")
     memory = None

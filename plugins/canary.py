@@ -33,6 +33,7 @@ from typing import Any, Callable
 import re2
 
 from ingressd import Annotation, AnnotationError, Phase, compile_path, hookimpl, parse_bool
+from ingressd import same_for_every_path
 
 from ._cookies import cookie
 
@@ -136,6 +137,7 @@ def _parse_behavior(value: str) -> str:
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     configured = any(values.get(name) for name in ("canary-by-header", "canary-by-header-value",
                                                     "canary-by-header-pattern", "canary-by-cookie", "canary-weight"))

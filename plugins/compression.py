@@ -44,6 +44,7 @@ import brotli
 import re2
 
 from ingressd import AnnotationError, Option, Phase, hookimpl, parse_bool
+from ingressd import same_for_every_path
 
 # ingress-nginx's defaults (internal/ingress/controller/config/config.go: gzipTypes, brotliTypes).
 GZIP_TYPES = ("application/atom+xml application/javascript application/x-javascript application/json "
@@ -311,6 +312,7 @@ def feature_for(settings: Any) -> Compression | None:
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     settings = context.settings if context is not None else {}
     if not (_setting(settings, "use-gzip", False) or _setting(settings, "enable-brotli", False)):

@@ -53,6 +53,7 @@ from ingressd import (
     hookimpl,
     parse_bool,
 )
+from ingressd import same_for_every_path
 
 _log = Logger()
 
@@ -353,6 +354,7 @@ _SETTINGS = (
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     enabled, ignored = _unwrap(values.get("enable-cors", False))
     if ignored:

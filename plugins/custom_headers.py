@@ -16,6 +16,7 @@ import re
 from typing import Any, Mapping
 
 from ingressd import Annotation, AnnotationError, LocalResponse, Option, Phase, hookimpl
+from ingressd import same_for_every_path
 
 from ._responses import DeniedLocation, plain
 
@@ -72,6 +73,7 @@ def _allowed(settings: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     raw = next((value.strip() for name, value in route.annotations
                 if name.rpartition("/")[2] == "custom-headers" and value.strip()), None)

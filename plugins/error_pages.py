@@ -42,6 +42,7 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 from ingressd import Annotation, AnnotationError, LocalResponse, Option, Phase, RoundRobin, hookimpl, parse_bool
+from ingressd import same_for_every_path
 
 
 _log = Logger()
@@ -254,6 +255,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     features: list = []
     own = values.get("default-backend")

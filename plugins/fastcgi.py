@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 from ingressd import Annotation, AnnotationError, FastCGI, FastCGIParamError, Phase, UpstreamSettings, hookimpl
+from ingressd import same_for_every_path
 
 from ._responses import DeniedLocation
 
@@ -62,6 +63,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     index = values.get("fastcgi-index") or ""
     asked = any(name.rpartition("/")[2] == _ANNOTATION and value.strip() for name, value in route.annotations)

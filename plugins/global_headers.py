@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ingressd import AnnotationError, Option, Phase, hookimpl
+from ingressd import same_for_every_path
 
 from ._header_values import OWNED_REQUEST, OWNED_RESPONSE, Value, apply_edits, check_name, parse_value
 
@@ -150,6 +151,7 @@ def _route_names(values: Mapping[str, Any], *annotations: str) -> set[bytes]:
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     settings = context.settings if context is not None else {}
     add, proxy_set = _setting(settings, "add-headers"), _setting(settings, "proxy-set-headers")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 
 from ingressd import Annotation, AnnotationError, Option, Phase, hookimpl, parse_int
+from ingressd import same_for_every_path
 
 from ._auth_variables import parse_template
 from ._cidr import CidrMatcher, parse_cidr_list
@@ -110,6 +111,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     limit = values.get("global-rate-limit", 0)
     if not limit:

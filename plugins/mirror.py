@@ -55,6 +55,7 @@ from ingressd import (
     parse_size,
     parse_url,
 )
+from ingressd import same_for_every_path
 
 from ._header_values import parse_value
 
@@ -223,6 +224,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     target = values.get("mirror-target")
     if target is None:

@@ -29,6 +29,7 @@ import dataclasses
 
 from ingressd import (Annotation, AnnotationError, NextUpstream, Option, Phase, UpstreamSettings, hookimpl,
                       parse_bool, parse_int, parse_next_upstream, parse_size)
+from ingressd import same_for_every_path
 
 
 _NGINX_MAX_SECONDS = (2**63 - 1) // 1000
@@ -107,6 +108,7 @@ def _http_version(value: str) -> str | None:
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     def seconds(name: str) -> float | None:
         value = values.get(name)

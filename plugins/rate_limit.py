@@ -36,6 +36,7 @@ from collections import OrderedDict
 from typing import Any
 
 from ingressd import Annotation, AnnotationError, LocalResponse, Option, Phase, hookimpl, parse_int
+from ingressd import same_for_every_path
 
 from ._auth_variables import parse_template
 from ._cidr import CidrMatcher, parse_cidr_list
@@ -338,6 +339,7 @@ def _scope(value: str) -> str:
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     rps, rpm, connections = values.get("limit-rps", 0), values.get("limit-rpm", 0), values.get("limit-connections", 0)
     if not (rps or rpm or connections):

@@ -65,6 +65,7 @@ from ingressd import (
     parse_bool,
     parse_int,
 )
+from ingressd import same_for_every_path
 
 from ._responses import absolute_location, plain
 
@@ -208,6 +209,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     features: list = []
     root = values.get("app-root") or ""

@@ -32,6 +32,7 @@ import re
 from typing import Any
 
 from ingressd import Annotation, AnnotationError, Phase, hookimpl
+from ingressd import same_for_every_path
 
 from ._header_values import OWNED_RESPONSE, apply_edits, header_edits, parse_header_lines, parse_header_names
 
@@ -158,6 +159,7 @@ def _lowered_domain(pair: tuple[str, str] | None) -> tuple[bytes, bytes] | None:
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     redirect = _redirect_rule(values.get("proxy-redirect-from") or "off", values.get("proxy-redirect-to") or "off")
     domain = _lowered_domain(values.get("proxy-cookie-domain"))

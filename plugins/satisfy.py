@@ -18,6 +18,7 @@ The allow and deny rules of a ``configuration-snippet`` are not combined (they a
 from __future__ import annotations
 
 from ingressd import Annotation, AnnotationError, Phase, hookimpl
+from ingressd import same_for_every_path
 
 
 def parse_satisfy(text: str) -> str:
@@ -44,5 +45,6 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     return _ANY if values.get("satisfy") == "any" else None

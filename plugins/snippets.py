@@ -45,6 +45,7 @@ from ingressd import (
     hookimpl,
     parse_snippet,
 )
+from ingressd import same_for_every_path
 from ingressd import snippets as t
 
 from ._cidr import CidrMatcher
@@ -441,6 +442,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     location = values.get("configuration-snippet")
     server = values.get("server-snippet")

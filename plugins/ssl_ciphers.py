@@ -15,6 +15,7 @@ A value of ``ssl-prefer-server-ciphers`` other than Go's booleans rejects it too
 from __future__ import annotations
 
 from ingressd import Annotation, AnnotationError, HostTLS, Phase, hookimpl, parse_bool, parse_ciphers
+from ingressd import same_for_every_path
 
 
 def _ciphers(text: str) -> str:
@@ -43,6 +44,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     ciphers = values.get("ssl-ciphers")
     prefer = values.get("ssl-prefer-server-ciphers")

@@ -22,6 +22,7 @@ shows it).
 from __future__ import annotations
 
 from ingressd import Annotation, AnnotationError, Phase, UpstreamSettings, hookimpl, parse_bool
+from ingressd import same_for_every_path
 
 FLAG = "enable_ssl_passthrough"
 
@@ -47,6 +48,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     if not values.get("ssl-passthrough"):
         return None

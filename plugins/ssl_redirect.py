@@ -44,6 +44,7 @@ from ingressd.features import (
 )
 
 from ingressd import hookimpl
+from ingressd import same_for_every_path
 from ._responses import plain
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)
@@ -180,6 +181,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     settings = context.settings if context is not None else {}
     redirect = bool(values.get("force-ssl-redirect")) or (

@@ -31,6 +31,7 @@ import re
 from typing import Any
 
 from ingressd import Annotation, AnnotationError, Phase, hookimpl, parse_bool, parse_int
+from ingressd import same_for_every_path
 
 from ._cookies import cookie
 
@@ -202,6 +203,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     parts = values.get("upstream-hash-by")
     if not parts or values.get("affinity") == "cookie":  # affinity wins, as in ingress-nginx

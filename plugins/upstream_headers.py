@@ -33,6 +33,7 @@ import re
 from typing import Any
 
 from ingressd import Annotation, AnnotationError, Option, Phase, hookimpl
+from ingressd import same_for_every_path
 
 from ._header_values import (
     OWNED_REQUEST,
@@ -104,6 +105,7 @@ def ingressd_annotations():
 
 
 @hookimpl
+@same_for_every_path
 def ingressd_route_features(route, values, context):
     vhost = values.get("upstream-vhost")
     connection = values.get("connection-proxy-header")

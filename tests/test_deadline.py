@@ -48,3 +48,47 @@ def test_one_pending_call_however_often_it_moves():
         deadline.set(60)
         clock.advance(0.01)
     assert len(clock.getDelayedCalls()) == 1
+
+
+def test_moving_later_schedules_nothing_and_a_set_after_stop_schedules_again():
+    clock, fired = Clock(), []
+    deadline = Deadline(clock, lambda: fired.append(clock.seconds()), horizon=60)
+    deadline.set(5)
+    (call,) = clock.getDelayedCalls()
+    deadline.set(30)  # later than the pending call: it fires early and re-arms
+    assert clock.getDelayedCalls() == [call] and call.getTime() == 5
+    clock.advance(5)
+    (rearmed,) = clock.getDelayedCalls()
+    assert rearmed is not call and rearmed.getTime() == 30 and fired == []
+    clock.advance(25)
+    assert fired == [30] and clock.getDelayedCalls() == []
+    deadline.stop()
+    deadline.set(1)  # after stop, nothing pending: a new call (whose callback is let go)
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(1)
+    assert fired == [30]
+
+
+def test_a_set_after_the_call_fired_schedules_a_new_one():
+    clock, fired = Clock(), []
+    deadline = Deadline(clock, lambda: fired.append(clock.seconds()), horizon=60)
+    deadline.set(1)
+    clock.advance(1)
+    assert fired == [1] and clock.getDelayedCalls() == []
+    deadline.set(2)
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [3]
+    clock.advance(2)
+    assert fired == [1, 3]
+
+
+def test_the_horizon_bounds_how_far_ahead_the_pending_call_is():
+    clock, fired = Clock(), []
+    deadline = Deadline(clock, lambda: fired.append(clock.seconds()), horizon=10)
+    deadline.set(25)
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [10]
+    clock.advance(10)
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [20]
+    clock.advance(10)
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [25]
+    clock.advance(5)
+    assert fired == [25]

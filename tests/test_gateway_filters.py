@@ -521,6 +521,9 @@ def test_hook_ingressd_filters():
     with pytest.raises(AnnotationError, match="RequestHeaderModifier: no loaded ingressd plugin applies it"):
         without.route_features(route, BuildContext({}, None))
     assert plugins.route_features(route, BuildContext({}, None))  # served with it
+    with pytest.raises(AnnotationError, match="RequestHeaderModifier: no loaded ingressd plugin applies it"):
+        without.route_features_for_build()(route, BuildContext({}, None))  # build_table's path too
+    assert plugins.route_features_for_build()(route, BuildContext({}, None))
 
     class Twice:
         @hookimpl

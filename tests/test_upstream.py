@@ -55,10 +55,26 @@ def test_a_paused_connection_reads_again_for_the_next_request():
     """A connection paused for a slow client as its response ended is resumed when reused
     (regression: the next request on it hung until the read timeout)."""
     clock, pool, conn, transport = connection()
-    transport.pauseProducing()
+    conn.pause_reading()  # how a slow client pauses it (the exchange's call)
     assert transport.producerState == "paused"
     conn.start(Exchange(), b"GET", b"/", [(b"host", b"x")], None, 60, 60)
     assert transport.producerState == "producing"
+
+
+def test_a_connection_that_reads_is_not_resumed_for_every_request():
+    """Resuming a transport that reads already is the reactor's registration check per request."""
+    clock, pool, conn, transport = connection()
+    resumed = []
+    transport.resumeProducing = lambda: resumed.append(True)
+    exchange = Exchange()
+    for _ in range(3):
+        conn.start(exchange, b"GET", b"/", [(b"host", b"x")], None, 60, 60)
+        conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert resumed == [] and exchange.events.count(("done", True)) == 3
+    conn.pause_reading()
+    conn.resume_reading()
+    conn.start(exchange, b"GET", b"/", [(b"host", b"x")], None, 60, 60)
+    assert resumed == [True]  # resume_reading's own; start adds none
 
 
 def test_read_timeout_fails_the_exchange_as_a_timeout():

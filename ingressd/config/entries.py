@@ -176,6 +176,10 @@ def build_table(config: Config, plugins, context: BuildContext,
     cache: dict = {}
     reused: dict = {}
     previous = {} if previous is None else previous
+    # One build's route_features: what does not depend on the path is asked once per
+    # Ingress and host (``same_for_every_path``); test doubles may offer only route_features.
+    for_build = getattr(plugins, "route_features_for_build", None) if plugins else None
+    route_features = for_build() if for_build is not None else (plugins.route_features if plugins else None)
 
     def entry_for(route: Route) -> RouteEntry | None:
         known = previous.get(id(route))
@@ -193,7 +197,7 @@ def build_table(config: Config, plugins, context: BuildContext,
         try:
             features = cache.get(key)
             if features is None:
-                features = cache[key] = plugins.route_features(route, context) if plugins else []
+                features = cache[key] = route_features(route, context) if plugins else []
         except AnnotationError as exc:
             failed[route.ingress] = str(exc)
             return None

@@ -15,6 +15,7 @@ host's prefixes have, whatever the number of Ingresses.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Generic, Iterable, Protocol, TypeVar
 
 from ingressd.config.conditional_routing import ConditionalPathTable
@@ -23,6 +24,12 @@ from ingressd.config.regex_routing import RegexPathTable
 
 # A host with more different prefix lengths than this is searched segment by segment.
 MAX_CUT_LENGTHS = 8
+# Answers a route table remembers, (host, path) → entry, for hosts whose answer depends only
+# on host and path; the oldest is forgotten first. Paths longer than CACHED_PATH_LENGTH are not
+# remembered (the cache's memory stays bounded whatever the requests).
+CACHE_SIZE = 4096
+CACHED_PATH_LENGTH = 256
+_MISSING = object()
 
 
 class _HasRoute(Protocol):
@@ -133,10 +140,19 @@ class RouteTable(Generic[E]):
 
     Given the ``previous`` table, a host whose entries are the very same objects keeps
     its path table, so a change to one Ingress rebuilds only that Ingress's hosts.
+
+    ``match`` remembers its last ``cache_size`` answers by (host, path) — the same traffic
+    asks the same questions — except where a route's extra matches make the answer depend
+    on the request; the memo goes with the table when a new one is swapped in.
     """
 
     def __init__(self, entries: Iterable[E] = (), default: E | None = None,
-                 previous: "RouteTable[E] | None" = None):
+                 previous: "RouteTable[E] | None" = None, cache_size: int = CACHE_SIZE):
+        # (host, path) → entry; OrderedDict: forgetting its oldest is O(1) (a dict's is not).
+        self.cache: OrderedDict[tuple[str, str], E | None] = OrderedDict()
+        self.cache_size = cache_size
+        # id() of the path tables whose answers depend on the request (not remembered).
+        self.volatile: set[int] = set()
         self.exact_hosts: dict[str, PathTable[E]] = {}
         self.wildcard_hosts: dict[str, PathTable[E]] = {}
         # Wildcards that also match deeper names (a member route says ``any_depth``): suffix → table.
@@ -154,13 +170,18 @@ class RouteTable(Generic[E]):
         for host, members in groups.items():
             old = previous._table_for(host) if previous is not None else None
             table = old if old is not None and old.members == members else _path_table(members)
+            if _depends_on_request(table):
+                self.volatile.add(id(table))
             if not host:
                 self.any_host = table
             elif host.startswith("*."):
                 self.wildcard_hosts[host[2:]] = table
                 deep = [entry for entry in members if entry.route.any_depth]
                 if deep:  # deeper names see only the routes that say so (never an Ingress's)
-                    self.deep_wildcard_hosts[host[2:]] = table if len(deep) == len(members) else _path_table(deep)
+                    deep_table = table if len(deep) == len(members) else _path_table(deep)
+                    if _depends_on_request(deep_table):
+                        self.volatile.add(id(deep_table))
+                    self.deep_wildcard_hosts[host[2:]] = deep_table
             else:
                 self.exact_hosts[host] = table
 
@@ -179,6 +200,11 @@ class RouteTable(Generic[E]):
         test; without it, no route with extra matches is chosen. Hosts are tried exact, then as
         a one-label wildcard, then as an any-depth wildcard (longest suffix first), then the rules
         without a host."""
+        key = (host, path)
+        cache = self.cache
+        entry = cache.get(key, _MISSING)
+        if entry is not _MISSING:
+            return entry
         table = self.exact_hosts.get(host)
         if table is None:
             dot = host.find(".")
@@ -189,9 +215,15 @@ class RouteTable(Generic[E]):
             if table is None:
                 table = self.any_host
                 if table is None:
-                    return self.default
+                    return self.default  # not remembered: as cheap as a cache probe
         entry = table.match(path, request)
-        return entry if entry is not None else self.default
+        if entry is None:
+            entry = self.default
+        if len(path) <= CACHED_PATH_LENGTH and self.cache_size > 0 and id(table) not in self.volatile:
+            if len(cache) >= self.cache_size:
+                cache.popitem(last=False)  # the oldest answer
+            cache[key] = entry
+        return entry
 
     def _deep_wildcard(self, host: str, dot: int) -> "PathTable[E] | None":
         """The table of the longest any-depth wildcard suffix of ``host`` below its first
@@ -212,6 +244,16 @@ class RouteTable(Generic[E]):
             yield from self.any_host.entries()
 
 
+def _depends_on_request(table: object) -> bool:
+    """Whether a host's answer may depend on more than its path: a route there has extra
+    matches (method, headers, query parameters)."""
+    if isinstance(table, PathTable):
+        return False
+    if isinstance(table, RegexPathTable):
+        return any(entry.route.conditions is not None for entry in table.members)
+    return True  # ConditionalPathTable, or a table this module does not know
+
+
 def _path_table(members: list[E]) -> "PathTable[E] | RegexPathTable[E] | ConditionalPathTable[E]":
     """A host's paths: by the Ingress v1 rules; all as regular expressions once one route of
     the host has a regular-expression path (as ingress-nginx renders the host; extra matches
@@ -225,10 +267,29 @@ def _path_table(members: list[E]) -> "PathTable[E] | RegexPathTable[E] | Conditi
     return ConditionalPathTable(members) if conditional else PathTable(members)
 
 
+# Host headers seen recently → their routing key (a pure function of the bytes: nothing to
+# invalidate). Bounded: emptied when full; headers longer than a DNS name are not kept.
+_HOSTS: dict[bytes, str] = {}
+HOSTS_REMEMBERED = 1024
+_LONGEST_NAME = 255
+
+
 def host_of(host_header: bytes | None) -> str:
     """The Host header as a routing key: lower-case, port and trailing dot removed."""
     if not host_header:
         return ""
+    host = _HOSTS.get(host_header)
+    if host is not None:
+        return host
+    host = _host_of(host_header)
+    if len(host_header) <= _LONGEST_NAME:
+        if len(_HOSTS) >= HOSTS_REMEMBERED:
+            _HOSTS.clear()
+        _HOSTS[host_header] = host
+    return host
+
+
+def _host_of(host_header: bytes) -> str:
     host = host_header.decode("latin-1").strip().lower()
     if host.startswith("["):  # IPv6 literal
         end = host.find("]")

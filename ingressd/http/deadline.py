@@ -11,20 +11,25 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+_NEVER = float("inf")
+
 
 def _nothing() -> None:
     pass
 
 
 class Deadline:
-    __slots__ = ("_clock", "_callback", "_horizon", "_at", "_call")
+    __slots__ = ("_seconds", "_call_later", "_callback", "_horizon", "_at", "_call", "_due")
 
     def __init__(self, clock: Any, callback: Callable[[], None], horizon: float = 3600.0):
-        self._clock = clock
+        # The clock's two methods, bound once: ``set`` runs several times per request.
+        self._seconds = clock.seconds
+        self._call_later = clock.callLater
         self._callback = callback
         self._horizon = horizon
         self._at: float | None = None
         self._call = None
+        self._due = _NEVER  # when the pending call fires (its own getTime()); none: never
 
     @property
     def armed(self) -> bool:
@@ -32,15 +37,17 @@ class Deadline:
 
     def set(self, seconds: float) -> None:
         """Call back ``seconds`` from now (replacing any earlier setting)."""
-        clock = self._clock
-        at = clock.seconds() + seconds
+        at = self._seconds() + seconds
         self._at = at
+        if self._due > at:  # no pending call, or it would be late: schedule a sooner one
+            self._schedule(seconds)
+
+    def _schedule(self, seconds: float) -> None:
         call = self._call
-        if call is None:
-            self._call = clock.callLater(min(seconds, self._horizon), self._fire)
-        elif call.getTime() > at:  # the pending call would be late: schedule a sooner one
+        if call is not None:
             call.cancel()
-            self._call = clock.callLater(min(seconds, self._horizon), self._fire)
+        self._call = call = self._call_later(min(seconds, self._horizon), self._fire)
+        self._due = call.getTime()
 
     def clear(self) -> None:
         """No callback until ``set`` again (a pending call fires once and does nothing)."""
@@ -52,18 +59,20 @@ class Deadline:
         otherwise be a reference cycle left to the cyclic garbage collector."""
         self._at = None
         self._callback = _nothing
+        self._due = _NEVER
         call, self._call = self._call, None
         if call is not None and call.active():
             call.cancel()
 
     def _fire(self) -> None:
         self._call = None
+        self._due = _NEVER
         at = self._at
         if at is None:
             return
-        remaining = at - self._clock.seconds()
+        remaining = at - self._seconds()
         if remaining > 0:
-            self._call = self._clock.callLater(min(remaining, self._horizon), self._fire)
+            self._schedule(remaining)
             return
         self._at = None
         self._callback()

@@ -126,9 +126,11 @@ class HTTP1Connection(Protocol):
         elif body_length is not None:
             headers.append((b"content-length", b"%d" % body_length))
         # A previous exchange may have paused reading (its client was slow) just as its
-        # response completed: this request must be read.
-        self.transport.resumeProducing()
-        self._read_paused = False
+        # response completed: this request must be read. (Only then: resuming a transport
+        # that reads already costs the reactor's registration check on every request.)
+        if self._read_paused:
+            self.transport.resumeProducing()
+            self._read_paused = False
         self.transport.write(b"%s %s HTTP/%s\r\n%s\r\n" % (method, target, version, serialize(headers)))
         self._read_timer.set(read_timeout)
 
