@@ -581,7 +581,7 @@ def _validate_gateway_status(plural: str, status: Any) -> None:
     if "conditions" in status:
         _validate_conditions("status", status["conditions"])
     for listener in status.get("listeners") or ():
-        for field_name in ("name", "supportedKinds", "attachedRoutes", "conditions"):
+        for field_name in ("name", "attachedRoutes", "conditions"):
             if field_name not in listener:
                 raise APIError(422, "Invalid", f"status.listeners.{field_name}: Required value")
         _validate_conditions("status.listeners", listener["conditions"])
