@@ -271,6 +271,44 @@ class ClusterTests(unittest.TestCase):
         yield fakeapi.wait_until(lambda: self.status()["parents"] == [theirs], what="our parent removed")
 
     @defer.inlineCallbacks
+    def test_a_route_no_longer_judged_loses_our_parents_only(self):
+        theirs = dict(parent("their-gw", OTHER), conditions=with_time([condition("Accepted")], OLD))
+        self.fake.cluster.patch("httproutes", "default", "web", {"status": {"parents": [theirs]}},
+                                subresource="status")
+        service = yield self.start()
+        service.config_applied(judged(route=ROUTE_STATUS))
+        yield fakeapi.wait_until(lambda: len(self.status().get("parents") or ()) == 2, what="our parent added")
+        # the route now names no Gateway of ours: the configuration has no status for it
+        service.config_applied(Config())
+        yield fakeapi.wait_until(lambda: self.status()["parents"] == [theirs], what="our parent removed")
+        yield fakeapi.wait_until(lambda: not service.status_writers["HTTPRoute"]._documents,
+                                 what="the route forgotten")
+        yield self.settle()
+        self.assertEqual(len(self.writes()), 2)
+
+    @defer.inlineCallbacks
+    def test_a_new_leader_rewrites_nothing_unchanged_and_catches_up(self):
+        config = judged({"conditions": [condition("Accepted")]}, GATEWAY_STATUS, ROUTE_STATUS)
+        first = yield self.start("replica-1")
+        first.config_applied(config)
+        yield fakeapi.wait_until(lambda: self.writes() and self.writes("gateways", "gw")
+                                 and self.writes("gatewayclasses", "ingressd"), what="the three writes")
+        second = yield self.start("replica-2", wait_leader=False)
+        changed = judged({"conditions": [condition("Accepted")]}, GATEWAY_STATUS,
+                         {"parents": [parent("gw", conditions=[condition("Accepted", "False", "NotAllowedByListeners"),
+                                                                condition("ResolvedRefs")])]})
+        second.config_applied(changed)  # the follower's configuration is newer: not written while it follows
+        yield fakeapi.sleep(0.5)
+        self.assertEqual(len(self.writes()), 1)
+        yield first.stopService()  # releases the Lease
+        yield fakeapi.wait_until(lambda: second.is_leader, what="replica-2 leading")
+        yield fakeapi.wait_until(lambda: len(self.writes()) == 2, what="the new leader's write")
+        self.assertEqual(self.status()["parents"][0]["conditions"][0]["reason"], "NotAllowedByListeners")
+        yield self.settle()
+        self.assertEqual((len(self.writes()), len(self.writes("gateways", "gw")),
+                          len(self.writes("gatewayclasses", "ingressd"))), (2, 1, 1))
+
+    @defer.inlineCallbacks
     def test_a_conflict_is_read_again_and_merged_again(self):
         service = yield self.start()
         rv = self.store_rv("HTTPRoute", ("default", "web"))

@@ -11,7 +11,8 @@ and retries, at most ``MAX_ATTEMPTS`` times. A condition keeps its ``lastTransit
 while its status stays the same and gets the time of the write (RFC 3339, UTC) when it changes.
 A GatewayClass's or Gateway's status is ingressd's whole; on an HTTPRoute or GRPCRoute only the
 ``status.parents`` entries whose ``controllerName`` is ingressd's are touched and the other
-controllers' entries are kept. A failure is logged, never fatal: the next change of the object
+controllers' entries are kept; a route the configuration no longer judges (it names no Gateway
+of ingressd's any more) has ingressd's entries removed, then is forgotten. A failure is logged, never fatal: the next change of the object
 or of its judged status, or the periodic pass, tries again.
 """
 
@@ -40,6 +41,7 @@ STATUS_KINDS = REQUEST_KINDS
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")
 DEFAULT_CONTROLLER_NAME = "ingressd.io/gateway-controller"
 MAX_ATTEMPTS = 5  # writes of one object in a row refused with 409 Conflict before giving up
+_NO_PARENTS = json.dumps({"parents": []})  # a route no longer judged: none of its parents is ours
 
 
 def rfc3339(seconds: float) -> str:
@@ -138,6 +140,10 @@ class GatewayStatusWriter:
         self.timings = timings
         self.enabled = True
         self._documents: dict[ObjectRef, StatusDocument] = {}
+        self._parsed: dict[ObjectRef, dict] = {}  # each document's body, parsed
+        # Routes the configuration no longer judges (no parentRef to a Gateway of ours any more):
+        # their entries of ours are removed, then they are forgotten.
+        self._retiring: set[ObjectRef] = set()
         self._dirty: set[ObjectRef] | None = None  # None: look at all of them
         self._leader = False
         # ref → (document, the resourceVersions it was written over; None while being written):
@@ -172,8 +178,16 @@ class GatewayStatusWriter:
                 document = self.judged(ref)
                 if document is not None:
                     documents[ref] = document
+        self._retiring -= set(documents)
+        if self.kind in ROUTE_KINDS:
+            for ref, old in self._documents.items():
+                if ref not in documents:
+                    documents[ref] = StatusDocument(old.generation, _NO_PARENTS)
+                    self._retiring.add(ref)
         changed = {ref for ref, document in documents.items() if self._documents.get(ref) != document}
         self._documents = documents
+        self._parsed = {ref: self._parsed[ref] if ref not in changed and ref in self._parsed
+                        else json.loads(document.body) for ref, document in documents.items()}
         if changed:
             self._mark(changed)
 
@@ -209,22 +223,31 @@ class GatewayStatusWriter:
         self._dirty = set()
         now = rfc3339(self.reactor.seconds())
         for ref in sorted(todo, key=lambda r: (r.namespace, r.name)):
-            document = self._documents[ref]
+            document, judged = self._documents[ref], self._parsed[ref]
             obj = self.lookup_object(ref.namespace, ref.name)
-            if obj is None:
-                continue  # not (or no longer) in the cluster
-            judged = json.loads(document.body)
-            if desired_status(self.kind, obj.get("status") or {}, judged, self.controller_name,
-                              ref.namespace, now) is None:
-                self._pending.pop(ref, None)
+            if obj is None:  # not (or no longer) in the cluster
+                self._forget_retired(ref)
                 continue
             rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if desired_status(self.kind, obj.get("status") or {}, judged, self.controller_name,
+                              ref.namespace, now) is None:
+                pending = self._pending.pop(ref, None)
+                if pending is None or (pending[1] is not None and rv not in pending[1]):
+                    self._forget_retired(ref)  # else the store has not shown our last write yet
+                continue
             pending = self._pending.get(ref)
             if pending is not None and pending[0] == document and (pending[1] is None or rv in pending[1]):
                 continue  # already written (or being written); waiting for the watch to show it
             self._pending[ref] = (document, None)
             d = self.run_in_thread(self._write, ref, obj, judged, now)
             d.addCallbacks(self._written, self._failed, callbackArgs=(ref, document), errbackArgs=(ref,))
+
+    def _forget_retired(self, ref: ObjectRef) -> None:
+        if ref in self._retiring:
+            self._retiring.discard(ref)
+            self._documents.pop(ref, None)
+            self._parsed.pop(ref, None)
+            self._pending.pop(ref, None)
 
     # -- API round trips (pool thread) --------------------------------------------------------
 
