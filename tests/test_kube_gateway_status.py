@@ -287,6 +287,19 @@ class ClusterTests(unittest.TestCase):
         self.assertEqual(len(self.writes()), 2)
 
     @defer.inlineCallbacks
+    def test_a_deleted_route_is_forgotten(self):
+        service = yield self.start()
+        service.config_applied(judged(route=ROUTE_STATUS))
+        yield fakeapi.wait_until(lambda: self.writes(), what="the write")
+        self.fake.cluster.delete("httproutes", "default", "web")
+        yield fakeapi.wait_until(lambda: self.store.get("HTTPRoute", ("default", "web")) is None,
+                                 what="the deletion seen")
+        service.config_applied(Config())
+        self.assertEqual(service.status_writers["HTTPRoute"]._documents, {})
+        yield self.settle()
+        self.assertEqual(len(self.fake.calls("PATCH")), 1)
+
+    @defer.inlineCallbacks
     def test_a_new_leader_rewrites_nothing_unchanged_and_catches_up(self):
         config = judged({"conditions": [condition("Accepted")]}, GATEWAY_STATUS, ROUTE_STATUS)
         first = yield self.start("replica-1")

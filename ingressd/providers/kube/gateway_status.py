@@ -181,7 +181,8 @@ class GatewayStatusWriter:
         self._retiring -= set(documents)
         if self.kind in ROUTE_KINDS:
             for ref, old in self._documents.items():
-                if ref not in documents:
+                # (a deleted route has nothing left to clean: forgotten at once)
+                if ref not in documents and self.lookup_object(ref.namespace, ref.name) is not None:
                     documents[ref] = StatusDocument(old.generation, _NO_PARENTS)
                     self._retiring.add(ref)
         changed = {ref for ref, document in documents.items() if self._documents.get(ref) != document}
