@@ -149,6 +149,9 @@ class GatewayStatusWriter:
         # ref → (document, the resourceVersions it was written over; None while being written):
         # until the watch shows a later one, the store's copy is older than what was written
         self._pending: dict[ObjectRef, tuple] = {}
+        # ref → (document, resourceVersion) found already as judged: any change of the object
+        # changes its resourceVersion, so the periodic pass skips these without comparing
+        self._verified: dict[ObjectRef, tuple] = {}
         self._scheduled: Any = None
         self._loop: task.LoopingCall | None = None
         self._stopped = False
@@ -187,6 +190,7 @@ class GatewayStatusWriter:
                     self._retiring.add(ref)
         changed = {ref for ref, document in documents.items() if self._documents.get(ref) != document}
         self._documents = documents
+        self._verified = {ref: value for ref, value in self._verified.items() if ref in documents}
         self._parsed = {ref: self._parsed[ref] if ref not in changed and ref in self._parsed
                         else json.loads(document.body) for ref, document in documents.items()}
         if changed:
@@ -230,8 +234,13 @@ class GatewayStatusWriter:
                 self._forget_retired(ref)
                 continue
             rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if rv is not None and self._verified.get(ref) == (document, rv):
+                if ref not in self._pending:
+                    self._forget_retired(ref)
+                continue
             if desired_status(self.kind, obj.get("status") or {}, judged, self.controller_name,
                               ref.namespace, now) is None:
+                self._verified[ref] = (document, rv)
                 pending = self._pending.pop(ref, None)
                 if pending is None or (pending[1] is not None and rv not in pending[1]):
                     self._forget_retired(ref)  # else the store has not shown our last write yet
@@ -248,6 +257,7 @@ class GatewayStatusWriter:
             self._retiring.discard(ref)
             self._documents.pop(ref, None)
             self._parsed.pop(ref, None)
+            self._verified.pop(ref, None)
             self._pending.pop(ref, None)
 
     # -- API round trips (pool thread) --------------------------------------------------------
