@@ -327,7 +327,10 @@ class FakeCluster:
         with self.cond:
             old = self.get(plural, namespace, name)
             merged = merge_patch(old, patch)
-            merged.setdefault("metadata", {})["resourceVersion"] = old["metadata"]["resourceVersion"]
+            # a resourceVersion in the patch is a precondition (409 Conflict when stale), as
+            # on the real server; without one the patch applies to whatever is there
+            given = (patch.get("metadata") or {}).get("resourceVersion")
+            merged.setdefault("metadata", {})["resourceVersion"] = given or old["metadata"]["resourceVersion"]
             return self.update(plural, merged, subresource, admit=admit)
 
     def delete(self, plural: str, namespace: str, name: str) -> dict:
@@ -542,6 +545,57 @@ def _validate(plural: str, obj: dict) -> None:
             raise APIError(422, "Invalid", "data[tls.crt]/data[tls.key]: Required value")
     if plural == "endpointslices" and "addressType" not in obj:
         raise APIError(422, "Invalid", "addressType: Required value")
+    if plural in GATEWAY_STATUS and obj.get("status") is not None:
+        _validate_gateway_status(plural, obj["status"])
+
+
+# The Gateway API kinds with a status, as their CRDs' schemas check it (standard channel).
+GATEWAY_STATUS = ("gatewayclasses", "gateways", "httproutes", "grpcroutes")
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+_REASON = re.compile(r"^([A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?)$")
+
+
+def _validate_conditions(where: str, conditions: Any) -> None:
+    """metav1.Condition as the CRD schema has it: every field but observedGeneration required."""
+    if not isinstance(conditions, list) or len(conditions) > 8:
+        raise APIError(422, "Invalid", f"{where}.conditions: Invalid value: a list of at most 8 items")
+    for condition in conditions:
+        for field_name in ("type", "status", "reason", "message", "lastTransitionTime"):
+            if not isinstance(condition, dict) or field_name not in condition:
+                raise APIError(422, "Invalid", f"{where}.conditions.{field_name}: Required value")
+        if condition["status"] not in ("True", "False", "Unknown"):
+            raise APIError(422, "Invalid", f'{where}.conditions.status: Unsupported value: "{condition["status"]}"')
+        if not _RFC3339.match(str(condition["lastTransitionTime"])):
+            raise APIError(422, "Invalid", f"{where}.conditions.lastTransitionTime: Invalid value: "
+                           f'"{condition["lastTransitionTime"]}": must be an RFC 3339 date-time')
+        if not _REASON.match(str(condition["reason"])):
+            raise APIError(422, "Invalid", f'{where}.conditions.reason: Invalid value: "{condition["reason"]}"')
+        generation = condition.get("observedGeneration")
+        if generation is not None and (not isinstance(generation, int) or generation < 0):
+            raise APIError(422, "Invalid", f"{where}.conditions.observedGeneration: Invalid value")
+
+
+def _validate_gateway_status(plural: str, status: Any) -> None:
+    if not isinstance(status, dict):
+        raise APIError(422, "Invalid", "status: Invalid value: must be an object")
+    if "conditions" in status:
+        _validate_conditions("status", status["conditions"])
+    for listener in status.get("listeners") or ():
+        for field_name in ("name", "attachedRoutes", "conditions"):
+            if field_name not in listener:
+                raise APIError(422, "Invalid", f"status.listeners.{field_name}: Required value")
+        _validate_conditions("status.listeners", listener["conditions"])
+    parents = status.get("parents")
+    if parents is not None:
+        if not isinstance(parents, list) or len(parents) > 32:
+            raise APIError(422, "Invalid", "status.parents: Too many: must have at most 32 items")
+        for parent in parents:
+            for field_name in ("parentRef", "controllerName", "conditions"):
+                if field_name not in parent:
+                    raise APIError(422, "Invalid", f"status.parents.{field_name}: Required value")
+            if not (parent["parentRef"] or {}).get("name"):
+                raise APIError(422, "Invalid", "status.parents.parentRef.name: Required value")
+            _validate_conditions("status.parents", parent["conditions"])
 
 
 # -- faults ---------------------------------------------------------------------------------

@@ -147,16 +147,23 @@ REQUEST_VERBS = ("list", "watch", "get", "create", "update", "patch")
 
 def _requests_in(path: pathlib.Path) -> set[ApiCall]:
     """The requests a module makes through ``KubeRest`` (``self.rest.<verb>(kind, ...)``), as
-    RBAC rules; a kind that is not a literal (the reflector's) stands for every kind the
-    store holds, which is what reflectors are started for."""
+    RBAC rules; a kind that is not a literal stands for the module's ``REQUEST_KINDS`` (a
+    literal tuple: the Gateway API status writers') or, without one, for every kind the store
+    holds (the reflector's, which is what reflectors are started for)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    variable_kinds = list(KINDS)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "REQUEST_KINDS"
+                                                for t in node.targets):
+            variable_kinds = list(ast.literal_eval(node.value))
+    for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and node.func.attr in REQUEST_VERBS and isinstance(node.func.value, ast.Attribute)
                 and node.func.value.attr == "rest" and node.args):
             continue
         first = node.args[0]
-        kinds = [first.value] if isinstance(first, ast.Constant) else list(KINDS)
+        kinds = [first.value] if isinstance(first, ast.Constant) else variable_kinds
         sub = next((k.value.value for k in node.keywords
                     if k.arg == "subresource" and isinstance(k.value, ast.Constant)), "")
         found.update(rest.rbac_rule(kind, node.func.attr, sub) for kind in kinds)
@@ -182,6 +189,23 @@ def test_the_scan_sees_literal_and_variable_kinds(tmp_path):
                       "other.get('Lease', 'a', 'b')\n")
     assert _requests_in(module) == {ApiCall("networking.k8s.io", "ingresses/status", "patch")} | {
         rest.rbac_rule(kind, "watch") for kind in KINDS}
+
+
+def test_the_scan_reads_a_modules_request_kinds(tmp_path):
+    # a module naming the kinds it requests (the Gateway API status writers) is checked for those
+    module = tmp_path / "module.py"
+    module.write_text("REQUEST_KINDS = ('Gateway', 'HTTPRoute')\n"
+                      "self.rest.patch(self.kind, ns, name, body, subresource='status')\n")
+    assert _requests_in(module) == {ApiCall("gateway.networking.k8s.io", "gateways/status", "patch"),
+                                    ApiCall("gateway.networking.k8s.io", "httproutes/status", "patch")}
+
+
+def test_gateway_status_calls_are_declared():
+    group = "gateway.networking.k8s.io"
+    for plural in ("gatewayclasses", "gateways", "httproutes", "grpcroutes"):
+        assert ApiCall(group, f"{plural}/status", "patch") in API_CALLS
+        assert ApiCall(group, plural, "get") in API_CALLS  # re-read after a conflict
+    assert ApiCall(group, "referencegrants/status", "patch") not in API_CALLS  # no status
 
 
 def test_an_undeclared_request_is_refused_before_it_is_sent():

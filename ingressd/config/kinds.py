@@ -53,10 +53,10 @@ GATEWAY_GROUP = "gateway.networking.k8s.io"
 # What the Gateway API translator reads (standard channel: v1, ReferenceGrant v1beta1), and the
 # Namespaces whose labels a listener's ``allowedRoutes`` selector reads (name and labels kept).
 GATEWAY_KINDS: tuple[KindSpec, ...] = (
-    KindSpec("GatewayClass", f"{GATEWAY_GROUP}/v1", "gatewayclasses", namespaced=False, optional=True),
-    KindSpec("Gateway", f"{GATEWAY_GROUP}/v1", "gateways", optional=True),
-    KindSpec("HTTPRoute", f"{GATEWAY_GROUP}/v1", "httproutes", optional=True),
-    KindSpec("GRPCRoute", f"{GATEWAY_GROUP}/v1", "grpcroutes", optional=True),
+    KindSpec("GatewayClass", f"{GATEWAY_GROUP}/v1", "gatewayclasses", namespaced=False, status=True, optional=True),
+    KindSpec("Gateway", f"{GATEWAY_GROUP}/v1", "gateways", status=True, optional=True),
+    KindSpec("HTTPRoute", f"{GATEWAY_GROUP}/v1", "httproutes", status=True, optional=True),
+    KindSpec("GRPCRoute", f"{GATEWAY_GROUP}/v1", "grpcroutes", status=True, optional=True),
     KindSpec("ReferenceGrant", f"{GATEWAY_GROUP}/v1beta1", "referencegrants", optional=True),
     KindSpec("Namespace", "v1", "namespaces", namespaced=False, keep_metadata=("name", "labels")),
     # and the dependencies it shares with the Ingress translator, declared alike

@@ -18,6 +18,7 @@ from typing import Mapping
 from kubernetes import client
 from kubernetes.config import incluster_config, kube_config
 
+from ingressd.config.kinds import GATEWAY_GROUP
 from ingressd.config.sources import KIND_SPECS
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -38,6 +39,8 @@ API_CALLS: tuple[ApiCall, ...] = (
     *(ApiCall(spec.group, spec.plural, verb) for spec in KIND_SPECS if spec.watched for verb in ("list", "watch")),
     # status.py: the status writers, one per kind whose status is written
     *(ApiCall(spec.group, f"{spec.plural}/status", "patch") for spec in KIND_SPECS if spec.status),
+    # gateway_status.py: a status write refused with 409 Conflict reads the object again
+    *(ApiCall(spec.group, spec.plural, "get") for spec in KIND_SPECS if spec.status and spec.group == GATEWAY_GROUP),
     # events.py
     ApiCall("", "events", "create"),
     ApiCall("", "events", "patch"),

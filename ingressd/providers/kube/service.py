@@ -3,7 +3,8 @@
 ``KubernetesService(settings, store, reactor)`` owns a thread pool of its own (the watches
 hold their threads for hours; the reactor's pool stays free), one ``Reflector`` per kind
 feeding the ``ObjectStore`` under the source name ``"kubernetes"``, a ``LeaderElector``, and,
-for the leader, the ``StatusWriter`` and the ``EventRecorder``. The lead's reloader calls
+for the leader, the status writers (the Ingress ``StatusWriter``, a ``GatewayStatusWriter`` per
+Gateway API kind) and the ``EventRecorder``. The lead's reloader calls
 ``config_applied(config)`` after every new configuration is swapped in.
 """
 
@@ -24,6 +25,7 @@ from twisted.python.threadpool import ThreadPool
 
 from ingressd.providers.kube.config import load_configuration
 from ingressd.providers.kube.events import EventRecorder
+from ingressd.providers.kube.gateway_status import DEFAULT_CONTROLLER_NAME, STATUS_KINDS, GatewayStatusWriter
 from ingressd.providers.kube.leader import LeaderElector
 from ingressd.providers.kube.reflector import KubeTimings, Reflector
 from ingressd.providers.kube.replicas import EndpointSliceCount
@@ -42,7 +44,7 @@ WATCHED = tuple(spec.kind for spec in KIND_SPECS if spec.watched)
 # kind → its status writer's class, for every kind whose status ingressd writes (KindSpec.status).
 # A writer offers ``set_served`` (the objects of its kind the configuration serves),
 # ``object_changed`` (one of them changed in the cluster), ``set_leader`` and ``stop``.
-STATUS_WRITERS: dict[str, type] = {"Ingress": StatusWriter}
+STATUS_WRITERS: dict[str, type] = {"Ingress": StatusWriter, **{kind: GatewayStatusWriter for kind in STATUS_KINDS}}
 _UNWRITTEN = sorted(spec.kind for spec in KIND_SPECS if spec.status and spec.kind not in STATUS_WRITERS)
 if _UNWRITTEN:
     raise ImportError(f"kinds declared with a status but no status writer: {_UNWRITTEN}")
@@ -156,6 +158,7 @@ class KubernetesService(Service):
         self.sink: _StoreSink | None = None
         self._clients: list[client.ApiClient] = []
         self._last_config: Config | None = None
+        self._judged: dict[ObjectRef, Any] = {}  # the served configuration's Config.status
 
     def _parse_publish_service(self, value: str | None) -> tuple[str, str] | None:
         if not value:
@@ -195,6 +198,11 @@ class KubernetesService(Service):
                                     self.identity, timings=self.timings,
                                     lookup_object=lambda kind, ns, name: self.store.get(kind, (ns, name)))
         self.status_writers = {"Ingress": self.status}
+        controller_name = self.settings.get("gateway_controller_name") or DEFAULT_CONTROLLER_NAME
+        for kind in STATUS_KINDS:
+            self.status_writers[kind] = GatewayStatusWriter(
+                kind, shared, self.reactor, run, functools.partial(self._lookup_object, kind),
+                lambda ref: self._judged.get(ref), controller_name=controller_name, timings=self.timings)
         self.sink = _StoreSink(self.store, {kind: writer.object_changed
                                             for kind, writer in self.status_writers.items()})
         for kind in kinds:
@@ -276,6 +284,7 @@ class KubernetesService(Service):
     def config_applied(self, config: Config) -> None:
         """A new configuration is live: publish status for what it serves, report rejections."""
         self._last_config = config
+        self._judged = dict(config.status)
         if self.status is None or self.events is None:
             return
         for kind, writer in self.status_writers.items():
@@ -286,6 +295,10 @@ class KubernetesService(Service):
 
     def _lookup_ingress(self, namespace: str, name: str) -> dict | None:
         return self.sink.ingress(namespace, name) if self.sink is not None else None
+
+    def _lookup_object(self, kind: str, namespace: str, name: str) -> dict | None:
+        """An object as the API server last delivered it."""
+        return self.store.get(kind, (namespace, name), source=SOURCE)
 
     def _started_leading(self) -> None:
         for writer in self.status_writers.values():
