@@ -180,7 +180,8 @@ CASES = [
     Case("certificate-expires-today", lambda: world(app(tls=tls()), tls_secret(
         issued=certs.make_leaf(HOST, not_after=NOW_DT + timedelta(hours=3)))),
          "certificate-expiring", ["default/app"], ("in less than a day",)),
-    Case("certificate-expired", lambda: world(app(tls=tls()), tls_secret(issued=certs.make_expired(HOST))),
+    Case("certificate-expired", lambda: world(app(tls=tls()), tls_secret(issued=certs.make_leaf(  # NOW's day, not today's
+        HOST, not_before=NOW_DT - timedelta(days=60), not_after=NOW_DT - timedelta(days=1)))),
          "certificate-expiring", ["default/app"],
          (f"expired on {(NOW_DT - timedelta(days=1)):%Y-%m-%d}",)),
     Case("certificate-valid-long", lambda: world(app(tls=tls()), tls_secret(
