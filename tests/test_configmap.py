@@ -23,6 +23,9 @@ from ingressd.config.store import ObjectStore
 from ingressd.plugin_manager import load_plugins
 from ingressd.testing import restore_plugin_configuration
 
+# a folder that is in mutmut's copy of the checkout too (tests/mutation.py): any manifests will do
+HERE = Path(__file__).resolve().parent
+
 ROOT = Path(__file__).resolve().parent.parent
 N = "nginx.ingress.kubernetes.io/"
 NAME = "ingress-nginx/ingress-nginx-controller"
@@ -309,10 +312,10 @@ def test_the_option_and_its_ingress_nginx_alias():
 
     for args in (["--nginx-configmap", NAME], [f"--configmap={NAME}"]):
         options = Options()
-        options.parseOptions(["--manifests", str(ROOT / "examples"), *args])
+        options.parseOptions(["--manifests", str(HERE), *args])
         assert options["nginx-configmap"] == NAME
     with pytest.raises(Exception, match="NAMESPACE/NAME"):
-        Options().parseOptions(["--manifests", str(ROOT / "examples"), "--configmap", "just-a-name"])
+        Options().parseOptions(["--manifests", str(HERE), "--configmap", "just-a-name"])
 
 
 def test_harmless_default_effects_are_warnings_not_refusals():
@@ -366,7 +369,7 @@ def _options(*args):
     from ingressd.tap import Options
 
     options = Options()
-    options.parseOptions(["--manifests", str(ROOT / "examples"), *args])
+    options.parseOptions(["--manifests", str(HERE), *args])
     return options
 
 
@@ -486,7 +489,7 @@ def test_a_configmap_change_swaps_the_forwarding_policy_and_log_format_and_sighu
     from ingressd.server import IngressdService
     from ingressd.tap import settings_from
 
-    argv = ["--manifests", str(ROOT / "examples"), "--nginx-configmap", NAME, "--access-log", "-"]
+    argv = ["--manifests", str(HERE), "--nginx-configmap", NAME, "--access-log", "-"]
     service = IngressdService(settings_from(_options(*argv[2:])), load_plugins(), MemoryReactorClock(), argv)
     from ingressd.admin.observability import install  # noqa: F401 (installed by the constructor)
 
@@ -699,7 +702,7 @@ def test_a_configmap_change_gives_the_backend_pools_new_keepalive_limits_live():
     from ingressd.server import IngressdService
     from ingressd.tap import settings_from
 
-    argv = ["--manifests", str(ROOT / "examples"), "--nginx-configmap", NAME, "--upstream-keepalive-requests", "50"]
+    argv = ["--manifests", str(HERE), "--nginx-configmap", NAME, "--upstream-keepalive-requests", "50"]
     service = IngressdService(settings_from(_options(*argv[2:])), load_plugins(), MemoryReactorClock(), argv)
 
     def put(data):

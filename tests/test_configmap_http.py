@@ -5,6 +5,8 @@ and every key applied live to the running server's shared ``ServerSettings``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h2.events
 import pytest
 from h2.errors import ErrorCodes
@@ -18,6 +20,9 @@ from test_http2 import Pair
 from ingressd.http.head_buffers import DEFAULT, HeadBuffers, fits_h2, parse_header_buffers
 from ingressd.http.http1 import ServerSettings
 from ingressd.plugin_manager import load_plugins
+
+# a folder that is in mutmut's copy of the checkout too (tests/mutation.py): any manifests will do
+HERE = Path(__file__).resolve().parent
 
 
 # -- large-client-header-buffers -----------------------------------------------------------
@@ -189,7 +194,7 @@ def _service(*args):
     from ingressd.server import IngressdService
     from ingressd.tap import settings_from
 
-    argv = ["--manifests", str(ROOT / "examples"), "--nginx-configmap", NAME, *args]
+    argv = ["--manifests", str(HERE), "--nginx-configmap", NAME, *args]
     service = IngressdService(settings_from(_options(*argv[2:])), load_plugins(), MemoryReactorClock(), argv)
 
     def put(data):
