@@ -57,3 +57,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         heavy = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
         items.sort(key=lambda item: item.nodeid.split("::")[0] not in heavy)
     return result
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The order's seed at the end, where ``-q`` (which hides pytest-randomly's header) still shows it: the
+    seed repeats a run's order, in parallel too (every xdist worker gets it)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"test order: -p randomly --randomly-seed={seed}")
