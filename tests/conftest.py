@@ -45,3 +45,23 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"the installed ingressd differs from this checkout ({shown}): "
             "run `pip install --no-deps --no-build-isolation .` first (an editable install lacks the twistd drop-in)")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
+    """In a pytest-xdist worker, the files with end-to-end (slow) tests go first, in their random order (this
+    wrapper runs after pytest-randomly's shuffle; every worker sorts alike): a long file dealt out last would
+    leave the other worker idle at the end of the run."""
+    result = yield
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        heavy = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+        items.sort(key=lambda item: item.nodeid.split("::")[0] not in heavy)
+    return result
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The order's seed at the end, where ``-q`` (which hides pytest-randomly's header) still shows it: the
+    seed repeats a run's order, in parallel too (every xdist worker gets it)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"test order: -p randomly --randomly-seed={seed}")

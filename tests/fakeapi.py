@@ -947,6 +947,9 @@ def _route(path: str) -> tuple[str, str | None, str | None, str | None]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # a deep accept queue like the real API server's: every reflector (re)lists at once after a compaction,
+    # and with socketserver's 5 a loaded machine dropped connections (a 1 s connect timeout in the tests)
+    request_queue_size = 128
     fake: "FakeAPIServer"
 
     def __init__(self, *args: Any, **kwargs: Any):

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import yaml
 
+from ports import free_port
+
+__all__ = ["free_port"]  # re-exported: the tests import it from here
+
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = str(Path(sys.executable).with_name("twistd"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+_START_ATTEMPTS = 3  # starts of twistd when one of the harness's own ports was taken before twistd bound it
 
 
 def service(name: str, ports, namespace: str = "default", endpoints=("127.0.0.1",), ready=True) -> list[dict]:
@@ -84,40 +83,70 @@ class Ingressd:
 
     def __init__(self, manifest_dir: Path, extra_args=(), log_path: Path | None = None, env=None,
                  wait: bool = True):
+        self._manifest_dir = manifest_dir
+        self._extra_args = tuple(extra_args)
+        self._given_log_path = log_path
+        self._environment = dict(os.environ)
+        self._environment["PYTHONPATH"] = str(ROOT) + os.pathsep + self._environment.get("PYTHONPATH", "")
+        self._environment.update(env or {})
+        self._start()
+        if wait:
+            self._wait_ready_restarting()
+
+    def _start(self) -> None:
         self.http_port = free_port()
         self.https_port = free_port()
         self.admin_port = free_port()
-        self.log_path = log_path or manifest_dir.parent / f"ingressd-{self.http_port}.log"
+        self.log_path = self._given_log_path or self._manifest_dir.parent / f"ingressd-{self.http_port}.log"
         args = [
             TWISTD, "-n", "--pidfile=", "ingressd",
-            "--manifests", str(manifest_dir),
+            "--manifests", str(self._manifest_dir),
             "--http", f"tcp:{self.http_port}:interface=127.0.0.1",
             "--https", f"tcp:{self.https_port}:interface=127.0.0.1",
             "--admin", f"tcp:{self.admin_port}:interface=127.0.0.1",
             # Stop promptly (no load balancer to wait for); a test of the drain gives its own.
             "--shutdown-delay", "0", "--shutdown-grace", "5",
-            *extra_args,
+            *self._extra_args,
         ]
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = str(ROOT) + os.pathsep + environment.get("PYTHONPATH", "")
-        environment.update(env or {})
         self.log_file = open(self.log_path, "wb")
-        self.process = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT, env=environment,
-                                        cwd=str(manifest_dir.parent))
-        if wait:
-            self.wait_ready()
+        self.process = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT, env=self._environment,
+                                        cwd=str(self._manifest_dir.parent))
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def _wait_ready_restarting(self) -> None:
+        """wait_ready; if twistd exited because one of the three ports this harness picked was taken before
+        it bound it, start it again on new ports (bounded). A port the test chose is never retried: a test of
+        "address in use" still sees its failure."""
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                self.wait_ready()
+                return
+            except RuntimeError:
+                if attempt == _START_ATTEMPTS or not self._lost_own_port():
+                    raise
+            self.log_file.close()
+            self._start()
+
+    def _lost_own_port(self) -> bool:
+        if self.process.poll() is None:
+            return False
+        log = self.log()
+        return any(f"cannot listen on 127.0.0.1:{port}: Address already in use" in log
+                   for port in (self.http_port, self.https_port, self.admin_port))
+
+    def _ready(self) -> bool:
+        try:
+            status, _, _ = self.admin("/readyz")
+        except OSError:
+            return False
+        return status == 200
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ingressd exited: {self.log()}")
-            try:
-                status, _, _ = self.admin("/readyz")
-                if status == 200:
-                    return
-            except OSError:
-                pass
+            if self._ready():
+                return
             time.sleep(0.1)
         raise RuntimeError(f"ingressd not ready in {timeout}s: {self.log()}")
 
