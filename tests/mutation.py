@@ -54,7 +54,8 @@ class Target:
 TARGETS: dict[str, Target] = {
     "pathnorm": Target("ingressd/http/pathnorm.py", ("tests/test_pathnorm.py",)),
     "routing": Target("ingressd/config/routing.py", ("tests/test_routing.py", "tests/test_regex_routing.py",
-                                                     "tests/test_conditional_routing.py")),
+                                                     "tests/test_conditional_routing.py", "tests/test_route_cache.py",
+                                                     "tests/test_gateway_routing.py")),
     "regex_routing": Target("ingressd/config/regex_routing.py", ("tests/test_regex_routing.py",
                                                                  "tests/test_conditional_routing.py")),
     "headers": Target("ingressd/http/headers.py", ("tests/test_headers.py", "tests/test_http1.py",
