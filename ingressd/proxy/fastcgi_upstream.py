@@ -25,7 +25,7 @@ from ingressd.http.deadline import Deadline
 from ingressd.proxy import fastcgi_records as records
 from ingressd.proxy.fastcgi_params import cgi_params
 from ingressd.proxy.transport import connect_tcp
-from ingressd.proxy.upstream import UpstreamError
+from ingressd.proxy.upstream import FailsOnTimeouts, UpstreamError
 
 HEAD_LIMIT = 4096  # nginx's fastcgi_buffer_size (one page): a longer head is "too big header"
 STDERR_LIMIT = 4096  # bytes of an application's stderr logged per request
@@ -66,7 +66,7 @@ def parse_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
 
 
 @implementer(IPushProducer)
-class FastCGIConnection(Protocol):
+class FastCGIConnection(FailsOnTimeouts, Protocol):
     """One connection to a FastCGI application, for one request."""
 
     reused = False  # never: one request per connection
@@ -160,24 +160,6 @@ class FastCGIConnection(Protocol):
         self._stop_timers()
         if self.transport is not None:
             self.transport.abortConnection()
-
-    def _read_timed_out(self) -> None:
-        self._fail(UpstreamError("backend read timeout", timeout=True, cause="read_timeout"))
-
-    def _send_timed_out(self) -> None:
-        self._fail(UpstreamError("backend send timeout", timeout=True, cause="send_timeout"))
-
-    def _stop_timers(self) -> None:
-        self._read_timer.clear()
-        self._send_timer.clear()
-
-    def _fail(self, error: UpstreamError) -> None:
-        exchange, self.exchange = self.exchange, None
-        self._stop_timers()
-        if self.transport is not None:
-            self.transport.abortConnection()
-        if exchange is not None:
-            exchange.upstream_failed(self, error)
 
     def _invalid(self, message: str) -> None:
         self._fail(UpstreamError(f"invalid response from FastCGI application: {message}",

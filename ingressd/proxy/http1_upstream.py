@@ -21,12 +21,12 @@ from ingressd.http.headers import serialize
 from ingressd.features import BackendTLS
 from ingressd.proxy.backend_tls import BackendConnectionCreator, BackendTLSError, make_context
 from ingressd.proxy.transport import connect_tcp
-from ingressd.proxy.upstream import STREAMED, UpstreamError
+from ingressd.proxy.upstream import STREAMED, FailsOnTimeouts, UpstreamError
 from zope.interface import implementer
 
 
 @implementer(IPushProducer)
-class HTTP1Connection(Protocol):
+class HTTP1Connection(FailsOnTimeouts, Protocol):
     """One HTTP/1.1 connection to a backend endpoint, reused for successive requests."""
 
     def __init__(self, pool: "HTTP1Upstream", key: tuple[str, int]):
@@ -160,24 +160,6 @@ class HTTP1Connection(Protocol):
     def divert(self, tunnel) -> None:
         """After a 101: every byte read goes to ``tunnel.backend_data``."""
         self._tunnel = tunnel
-
-    def _read_timed_out(self) -> None:
-        self._fail(UpstreamError("backend read timeout", timeout=True, cause="read_timeout"))
-
-    def _send_timed_out(self) -> None:
-        self._fail(UpstreamError("backend send timeout", timeout=True, cause="send_timeout"))
-
-    def _stop_timers(self) -> None:
-        self._read_timer.clear()
-        self._send_timer.clear()
-
-    def _fail(self, error: UpstreamError) -> None:
-        exchange, self.exchange = self.exchange, None
-        self._stop_timers()
-        if self.transport is not None:
-            self.transport.abortConnection()
-        if exchange is not None:
-            exchange.upstream_failed(self, error)
 
     def abort(self) -> None:
         """The exchange gave up (client gone): drop this connection, never reuse it."""

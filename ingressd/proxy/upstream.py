@@ -23,3 +23,28 @@ class UpstreamError(Exception):
         self.timeout = timeout
         self.retryable = retryable
         self.cause = cause or ("timeout" if timeout else "error")
+
+
+class FailsOnTimeouts:
+    """What a streaming upstream connection (HTTP/1.1, FastCGI) does when its read or send
+    deadline passes, or it fails: its timers stopped, the connection aborted, and its exchange
+    (if it still has one) told once. The connection has ``exchange``, ``transport``,
+    ``_read_timer`` and ``_send_timer`` (``http.deadline.Deadline``)."""
+
+    def _read_timed_out(self) -> None:
+        self._fail(UpstreamError("backend read timeout", timeout=True, cause="read_timeout"))
+
+    def _send_timed_out(self) -> None:
+        self._fail(UpstreamError("backend send timeout", timeout=True, cause="send_timeout"))
+
+    def _stop_timers(self) -> None:
+        self._read_timer.clear()
+        self._send_timer.clear()
+
+    def _fail(self, error: UpstreamError) -> None:
+        exchange, self.exchange = self.exchange, None
+        self._stop_timers()
+        if self.transport is not None:
+            self.transport.abortConnection()
+        if exchange is not None:
+            exchange.upstream_failed(self, error)

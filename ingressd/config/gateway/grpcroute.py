@@ -20,7 +20,7 @@ from typing import Mapping
 
 from ingressd.config import filters as f
 from ingressd.config.gateway import httproute, route_filters
-from ingressd.config.gateway.backends import Services, resolve
+from ingressd.config.gateway.backends import Services
 from ingressd.config.gateway.grants import Grants
 from ingressd.config.gateway.httproute import Rule, Translated
 from ingressd.config.gateway.route_filters import Invalid
@@ -48,19 +48,8 @@ def _rules(raw_rules, namespace: str, services: Services, grants: Grants):
             continue
         try:
             matches = [_match(match) for match in (raw.get("matches") or [{}])]
-            members = []
-            for backend_ref in raw.get("backendRefs") or []:
-                if (backend_ref or {}).get("filters"):
-                    raise Invalid("per-backendRef filters are not supported")
-                member, problem = resolve(backend_ref or {}, KIND, namespace, services, grants)
-                members.append(member)
-                if problem is not None and unresolved is None:
-                    unresolved = problem
-
-            def mirror_backend(backend_ref: Mapping):
-                member, _ = resolve({**backend_ref, "weight": 1}, KIND, namespace, services, grants)
-                return member.backend
-
+            members, problem, mirror_backend = httproute.rule_backends(raw, KIND, namespace, services, grants)
+            unresolved = unresolved or problem
             found = route_filters.parse(raw.get("filters"), False, mirror_backend)
             if not all(isinstance(item, _FILTERS) for item in found):
                 raise Invalid("a GRPCRoute's filters are RequestHeaderModifier, ResponseHeaderModifier, "

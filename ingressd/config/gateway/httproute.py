@@ -145,6 +145,28 @@ def _attach(parent: Mapping, gateway: JudgedGateway, namespace: str, labels: Map
     return None
 
 
+
+def rule_backends(raw: Mapping, kind: str, namespace: str, services: Services, grants: Grants):
+    """A rule's backendRefs (HTTPRoute's or GRPCRoute's) → its weighted members, the first
+    reference that could not be used (None when all could), and how a mirror filter's backendRef
+    is resolved the same way. Per-backendRef filters raise ``Invalid`` (not supported)."""
+    members = []
+    unresolved = None
+    for backend_ref in raw.get("backendRefs") or []:
+        if (backend_ref or {}).get("filters"):
+            raise Invalid("per-backendRef filters are not supported")
+        member, problem = resolve(backend_ref or {}, kind, namespace, services, grants)
+        members.append(member)
+        if problem is not None and unresolved is None:
+            unresolved = problem
+
+    def mirror_backend(backend_ref: Mapping):
+        member, _ = resolve({**backend_ref, "weight": 1}, kind, namespace, services, grants)
+        return member.backend
+
+    return members, unresolved, mirror_backend
+
+
 def _rules(raw_rules, namespace: str, services: Services, grants: Grants):
     rules: list[Rule] = []
     problems: list[str] = []
@@ -155,19 +177,8 @@ def _rules(raw_rules, namespace: str, services: Services, grants: Grants):
         try:
             matches = [_match(match) for match in (raw.get("matches") or [{}])]
             prefix_match = all(path_type == PREFIX for _, path_type, _ in matches)
-            members = []
-            for backend_ref in raw.get("backendRefs") or []:
-                if (backend_ref or {}).get("filters"):
-                    raise Invalid("per-backendRef filters are not supported")
-                member, problem = resolve(backend_ref or {}, KIND, namespace, services, grants)
-                members.append(member)
-                if problem is not None and unresolved is None:
-                    unresolved = problem
-
-            def mirror_backend(backend_ref: Mapping):
-                member, _ = resolve({**backend_ref, "weight": 1}, KIND, namespace, services, grants)
-                return member.backend
-
+            members, problem, mirror_backend = rule_backends(raw, KIND, namespace, services, grants)
+            unresolved = unresolved or problem
             filters = route_filters.parse(raw.get("filters"), prefix_match, mirror_backend)
         except Invalid as exc:
             problems.append(f"rule {index}: {exc}")
