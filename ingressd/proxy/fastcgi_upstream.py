@@ -25,7 +25,7 @@ from ingressd.http.deadline import Deadline
 from ingressd.proxy import fastcgi_records as records
 from ingressd.proxy.fastcgi_params import cgi_params
 from ingressd.proxy.transport import connect_tcp
-from ingressd.proxy.upstream import FailsOnTimeouts, UpstreamError
+from ingressd.proxy.upstream import StreamedConnection, UpstreamError
 
 HEAD_LIMIT = 4096  # nginx's fastcgi_buffer_size (one page): a longer head is "too big header"
 STDERR_LIMIT = 4096  # bytes of an application's stderr logged per request
@@ -66,7 +66,7 @@ def parse_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
 
 
 @implementer(IPushProducer)
-class FastCGIConnection(FailsOnTimeouts, Protocol):
+class FastCGIConnection(StreamedConnection, Protocol):
     """One connection to a FastCGI application, for one request."""
 
     reused = False  # never: one request per connection
@@ -285,22 +285,6 @@ class FastCGIConnection(FailsOnTimeouts, Protocol):
         if self.exchange is not None:
             self.exchange.upstream_write_resumed()
 
-    def stopProducing(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        if self.transport is not None:
-            self.transport.pauseProducing()
-        self._read_paused = True
-        self._read_timer.clear()
-
-    def resume_reading(self) -> None:
-        if self.transport is not None:
-            self.transport.resumeProducing()
-        if self._read_paused:
-            self._read_paused = False
-            if self.exchange is not None:
-                self._read_timer.set(self._read_timeout)
 
 
 class _ConnectFactory(ClientFactory):

@@ -21,12 +21,12 @@ from ingressd.http.headers import serialize
 from ingressd.features import BackendTLS
 from ingressd.proxy.backend_tls import BackendConnectionCreator, BackendTLSError, make_context
 from ingressd.proxy.transport import connect_tcp
-from ingressd.proxy.upstream import STREAMED, FailsOnTimeouts, UpstreamError
+from ingressd.proxy.upstream import STREAMED, StreamedConnection, UpstreamError
 from zope.interface import implementer
 
 
 @implementer(IPushProducer)
-class HTTP1Connection(FailsOnTimeouts, Protocol):
+class HTTP1Connection(StreamedConnection, Protocol):
     """One HTTP/1.1 connection to a backend endpoint, reused for successive requests."""
 
     def __init__(self, pool: "HTTP1Upstream", key: tuple[str, int]):
@@ -262,24 +262,6 @@ class HTTP1Connection(FailsOnTimeouts, Protocol):
         if self.exchange is not None:
             self.exchange.upstream_write_resumed()
 
-    def stopProducing(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        """The client is slow: stop reading the backend. The read timeout is about the
-        backend, so it stops too (as nginx's: it only runs while waiting for the backend)."""
-        if self.transport is not None:
-            self.transport.pauseProducing()
-        self._read_paused = True
-        self._read_timer.clear()
-
-    def resume_reading(self) -> None:
-        if self.transport is not None:
-            self.transport.resumeProducing()
-        if self._read_paused:
-            self._read_paused = False
-            if self.exchange is not None:
-                self._read_timer.set(self._read_timeout)
 
 
 class _ConnectFactory(ClientFactory):

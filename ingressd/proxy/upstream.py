@@ -25,11 +25,30 @@ class UpstreamError(Exception):
         self.cause = cause or ("timeout" if timeout else "error")
 
 
-class FailsOnTimeouts:
-    """What a streaming upstream connection (HTTP/1.1, FastCGI) does when its read or send
-    deadline passes, or it fails: its timers stopped, the connection aborted, and its exchange
-    (if it still has one) told once. The connection has ``exchange``, ``transport``,
-    ``_read_timer`` and ``_send_timer`` (``http.deadline.Deadline``)."""
+class StreamedConnection:
+    """What a streaming upstream connection (HTTP/1.1, FastCGI) shares: reading paused while the
+    client is slow (the read timeout with it: it is about the backend, as nginx's), and when its
+    read or send deadline passes, or it fails, its timers stopped, the connection aborted and its
+    exchange (if it still has one) told once. The connection has ``exchange``, ``transport``,
+    ``_read_paused``, ``_read_timeout``, ``_read_timer`` and ``_send_timer`` (``http.deadline.Deadline``)."""
+
+    def stopProducing(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        """The client is slow: stop reading the backend, and the read timeout with it."""
+        if self.transport is not None:
+            self.transport.pauseProducing()
+        self._read_paused = True
+        self._read_timer.clear()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.resumeProducing()
+        if self._read_paused:
+            self._read_paused = False
+            if self.exchange is not None:
+                self._read_timer.set(self._read_timeout)
 
     def _read_timed_out(self) -> None:
         self._fail(UpstreamError("backend read timeout", timeout=True, cause="read_timeout"))
