@@ -118,8 +118,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class Backend:
-    def __init__(self, name: str = "echo", port: int = 0):
-        self.server = _Server(("127.0.0.1", port), EchoHandler)
+    def __init__(self, name: str = "echo", port: int = 0, handler=EchoHandler):
+        self.server = _Server(("127.0.0.1", port), handler)
         self.server.daemon_threads = True
         self.server.name = name
         self.server.requests = []

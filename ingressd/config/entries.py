@@ -41,6 +41,17 @@ def _round_robin(backend) -> RoundRobin:
     return RoundRobin(backend.endpoints)
 
 
+def _lifted(defaults: UpstreamSettings, timeouts) -> UpstreamSettings:
+    """A route with time limits of its own (``Route.timeouts``, ``proxy.route_timeouts``): the
+    server's read and send timeouts (between two reads or writes) never end a try sooner than
+    those limits would; 0 (disabled) leaves them as they are."""
+    longest = max(timeouts.request or 0.0, timeouts.backend_request or 0.0)
+    if longest <= (defaults.read_timeout or 0.0) and longest <= (defaults.send_timeout or 0.0):
+        return defaults
+    return dataclasses.replace(defaults, read_timeout=max(defaults.read_timeout or 0.0, longest),
+                               send_timeout=max(defaults.send_timeout or 0.0, longest))
+
+
 class RouteEntry:
     """What the proxy needs for one route, prepared."""
 
@@ -55,7 +66,7 @@ class RouteEntry:
         # chosen by the exchange (None: every request goes to ``balancer``).
         self.weighted = WeightedBalancers(route.backends, _round_robin) if route.backends else None
         # The route's timeouts, body limit and protocol: its features' over the server's.
-        self.upstream: UpstreamSettings = defaults
+        self.upstream: UpstreamSettings = defaults if route.timeouts is None else _lifted(defaults, route.timeouts)
         # The route's path is a regular expression (a feature says ``regex_paths = True``:
         # use-regex, rewrite-target): its host is matched in regex mode (config.regex_routing).
         self.regex = False

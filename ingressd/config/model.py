@@ -95,6 +95,17 @@ class WeightedBackend:
 
 
 @dataclass(frozen=True, slots=True)
+class Timeouts:
+    """A route's own time limits in seconds (Gateway API HTTPRouteTimeouts); None: not given (the
+    server's proxy timeouts alone), 0: disabled. ``request``: from the request's arrival until its
+    response is complete; ``backend_request``: one try to a backend, from its connection until its
+    response is received whole. Exceeding either answers 504 (``proxy.route_timeouts``)."""
+
+    request: float | None = None
+    backend_request: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One host + path of one Ingress, and where its requests go.
 
@@ -123,6 +134,8 @@ class Route:
     # A wildcard ``host`` matches any number of labels (Gateway API hostnames: ``*.example.com``
     # serves ``a.b.example.com``); False: exactly one label, as every Ingress wildcard.
     any_depth: bool = False
+    # Time limits of the route's own (Gateway API timeouts); None: the server's proxy timeouts alone.
+    timeouts: Timeouts | None = None
 
     @property
     def age_key(self) -> tuple[str, str, str]:

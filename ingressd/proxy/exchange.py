@@ -42,6 +42,7 @@ from ingressd.proxy.canary_choice import choose
 from ingressd.proxy.next_upstream import DEFAULT as NEXT_UPSTREAM, exhausted, failure_kind, may_retry
 from ingressd.proxy.request_body import BufferedBody
 from ingressd.proxy.response_buffer import ResponseBuffer
+from ingressd.proxy.route_timeouts import RouteTimers
 from ingressd.proxy.tunnel import Tunnel
 from ingressd.proxy import grpc_status
 from ingressd.proxy.upstream import STREAMED, UpstreamError
@@ -179,6 +180,7 @@ class Exchange:
     # (the default-backend annotation when the route's Service has no ready endpoints), an
     # object whose ``pick(exclude)`` returns the next Endpoint, as ``RouteEntry.pick``.
     balancer = None
+    _timers: RouteTimers | None = None  # the route's own time limits (Route.timeouts), if it has some
 
     def __init__(self, proxy: Proxy, protocol, request):
         self.proxy = proxy
@@ -331,6 +333,8 @@ class Exchange:
         self.entry = entry
         self.route = entry.route
         self.upstream_settings = entry.upstream
+        if entry.route.timeouts is not None:
+            self._timers = RouteTimers(self.proxy.clock, entry.route.timeouts, self.started, self._request_timed_out)
         if entry.request_features:
             self._run_features()
         else:
@@ -430,6 +434,8 @@ class Exchange:
         self.upstream_started = self.proxy.clock.seconds()
         if self._first_try is None:
             self._first_try = self.upstream_started
+        if self._timers is not None:
+            self._timers.try_started(self._try_timed_out)
         protocol = settings.protocol
         if protocol == AUTO_HTTP:  # ingress-nginx's proxy_pass $scheme://: as the client came
             protocol = "HTTPS" if self.protocol.scheme == "https" else "HTTP"
@@ -666,6 +672,8 @@ class Exchange:
 
     def upstream_done(self, connection, reusable: bool) -> None:
         self._upstream = None
+        if self._timers is not None:
+            self._timers.try_ended()
         self.upstream_ended = self.proxy.clock.seconds()
         if reusable and self._body_ended:
             connection.release()
@@ -692,6 +700,8 @@ class Exchange:
 
     def upstream_failed(self, connection, error: UpstreamError) -> None:
         self._upstream = None
+        if self._timers is not None:
+            self._timers.try_ended()
         if self._done:
             return
         self.upstream_ended = self.proxy.clock.seconds()
@@ -713,6 +723,23 @@ class Exchange:
         log.msg(f"ingressd: {error} ({self.method.decode('latin-1')} {self.host}{self.path})")
         self.error_cause = error.cause
         self.local(504 if error.timeout else 502)
+
+    def _try_timed_out(self) -> None:
+        """The route's backendRequest timeout passed (``route_timeouts``): the try fails as a timeout."""
+        connection = self._upstream
+        self._abandon_upstream()
+        if not self._done:
+            self.upstream_failed(connection, UpstreamError("backend request timeout", timeout=True,
+                                                           cause="backend_request_timeout"))
+
+    def _request_timed_out(self) -> None:
+        """The route's request timeout passed (``route_timeouts``): 504, or the started response cut."""
+        if self._done:
+            return
+        self._timers.try_ended()
+        self._abandon_upstream()
+        self.error_cause = "request_timeout"
+        self._fail_locally(504)
 
     # -- the next endpoint (proxy-next-upstream) -------------------------------------------
 
@@ -785,6 +812,8 @@ class Exchange:
             return
         self.status = 101
         self.upstream_ended = self.proxy.clock.seconds()
+        if self._timers is not None:  # a tunnel lasts as long as its two sides want
+            self._timers.stop()
         self.proxy.tunnels_open += 1  # until _finished
         self._response_started = True
         settings = self.upstream_settings
@@ -928,6 +957,8 @@ class Exchange:
             return
         self._done = True
         self.proxy.exchanges_open -= 1
+        if self._timers is not None:
+            self._timers.stop()
         if self._buffer is not None:
             self._buffer.discard()
             self._buffer = None

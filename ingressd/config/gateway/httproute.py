@@ -7,7 +7,8 @@ or the spec's reason (NoMatchingParent, NotAllowedByListeners, NoMatchingListene
 
 Each rule × match becomes one ``Route`` per host: path ``Exact`` / ``PathPrefix`` (segment-wise,
 as the Ingress ``Prefix``), method, header and query-parameter matches as ``Conditions``, the
-rule's filters (``route_filters``) and its backendRefs as the weighted set (``backends``). A rule
+rule's filters (``route_filters``), its ``timeouts`` (``timeouts``: ``Route.timeouts``) and its
+backendRefs as the weighted set (``backends``). A rule
 that cannot be served (a RegularExpression path, an invalid filter, per-backendRef filters) is
 left out and the route is PartiallyInvalid (Accepted=False when no rule is left); a backendRef
 that cannot be used keeps its share and answers 500 for it (ResolvedRefs=False).
@@ -21,7 +22,7 @@ from typing import Mapping
 
 import re2
 
-from ingressd.config.gateway import route_filters
+from ingressd.config.gateway import route_filters, timeouts
 from ingressd.config.gateway.backends import Services, resolve
 from ingressd.config.gateway.grants import Grants
 from ingressd.config.gateway.hostnames import intersect
@@ -30,7 +31,7 @@ from ingressd.config.gateway.route_filters import Invalid
 from ingressd.config.gateway.status import condition
 from ingressd.config.filters import RequestRedirect
 from ingressd.config.model import (
-    EXACT, PREFIX, REGULAR_EXPRESSION, Backend, Conditions, ObjectRef, Route, ValueMatch, WeightedBackend,
+    EXACT, PREFIX, REGULAR_EXPRESSION, Backend, Conditions, ObjectRef, Route, Timeouts, ValueMatch, WeightedBackend,
 )
 
 KIND = "HTTPRoute"
@@ -42,6 +43,7 @@ class Rule:
     matches: list  # (path, path type, Conditions | None)
     backends: tuple[WeightedBackend, ...]
     filters: tuple
+    timeouts: Timeouts | None = None  # the rule's ``timeouts`` (request, backendRequest)
 
 
 @dataclass
@@ -99,7 +101,7 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
                 result.routes.append(Route(host=host, path=path, path_type=path_type, backend=backend, ingress=ref,
                                            created=created, conditions=conditions, backends=rule.backends,
                                            filters=rule_filters, features=features,
-                                           any_depth=host.startswith("*.")))
+                                           any_depth=host.startswith("*."), timeouts=rule.timeouts))
     return result
 
 
@@ -180,11 +182,12 @@ def _rules(raw_rules, namespace: str, services: Services, grants: Grants):
             members, problem, mirror_backend = rule_backends(raw, KIND, namespace, services, grants)
             unresolved = unresolved or problem
             filters = route_filters.parse(raw.get("filters"), prefix_match, mirror_backend)
+            rule_timeouts = timeouts.parse(raw.get("timeouts"))
         except Invalid as exc:
             problems.append(f"rule {index}: {exc}")
             continue
         # No backendRefs: every request is answered 500 (unless a filter answers first: a redirect).
-        rules.append(Rule(matches, tuple(members) or (WeightedBackend(None, 1),), filters))
+        rules.append(Rule(matches, tuple(members) or (WeightedBackend(None, 1),), filters, rule_timeouts))
     return rules, unresolved, problems
 
 
