@@ -358,7 +358,7 @@ def test_an_invalid_filter_leaves_its_rule_out(filter_):
     assert translate(snapshot(BASE, route_yaml(spec))).routes == ()
 
 
-def test_per_backend_filters_are_refused_clearly():
+def test_an_invalid_per_backend_filter_leaves_its_rule_out():
     spec = """
   parentRefs: [{name: same-namespace}]
   rules:
@@ -366,7 +366,7 @@ def test_per_backend_filters_are_refused_clearly():
 """
     config = translate(snapshot(BASE, route_yaml(spec)))
     assert config.routes == ()
-    assert "per-backendRef filters" in config.warnings[0].reason
+    assert "rule 0: a header filter needs its settings" in config.warnings[0].reason
 
 
 @pytest.mark.parametrize("listener, route, expected", [

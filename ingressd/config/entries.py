@@ -199,6 +199,26 @@ def build_table(config: Config, plugins, context: BuildContext,
             return known
         if route.ingress in failed:
             return None
+        entry = built(route)
+        if entry is None:
+            return None
+        if entry.weighted is not None and any(member.filters for member in route.backends):
+            # backendRefs with filters of their own: each such member's requests run through an
+            # entry whose features are the route's filters and then the member's.
+            members = []
+            for member in route.backends:
+                own = None
+                if member.filters:
+                    own = built(dataclasses.replace(route, filters=route.filters + member.filters, backends=(),
+                                                    backend=member.backend or route.backend))
+                    if own is None:
+                        return None
+                members.append(own)
+            entry.weighted.entries = tuple(members)
+        reused[id(route)] = entry
+        return entry
+
+    def built(route: Route) -> RouteEntry | None:
         # The routes of one Ingress share their features tuple: its identity is the key
         # (hashing ~60 annotation values per route cost ~2 µs; the routes are alive here).
         # Features may depend on the path too (rewrite-target's pattern, no-auth-locations),
@@ -221,7 +241,6 @@ def build_table(config: Config, plugins, context: BuildContext,
             failed[route.ingress] = (f"backend protocol {entry.upstream.protocol} is not served by ingressd "
                                      f"(it speaks {', '.join(sorted(protocols))})")
             return None
-        reused[id(route)] = entry
         return entry
 
     for route in config.routes:

@@ -88,10 +88,13 @@ class Conditions:
 class WeightedBackend:
     """One member of a route's weighted backend set (Gateway API backendRefs). ``backend`` is
     None for a reference that could not be used (missing, not permitted): its share of the
-    requests is answered 500. A weight of 0 is never chosen."""
+    requests is answered 500. A weight of 0 is never chosen. ``filters``: the backendRef's own
+    (``config.filters`` values), applied after the route's only to the requests that go to this
+    member (``RouteEntry.weighted``'s member entries)."""
 
     backend: Backend | None
     weight: int = 1
+    filters: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -330,8 +330,11 @@ class Exchange:
                     and other.request_features != entry.request_features:
                 self.local(400)  # a backend could read this as a path with other protection
                 return
-        self.entry = entry
         self.route = entry.route
+        weighted = entry.weighted
+        if weighted is not None and weighted.entries is not None:  # backendRefs with filters of their own
+            entry = self._member_entry(entry, weighted)
+        self.entry = entry
         self.upstream_settings = entry.upstream
         if entry.route.timeouts is not None:
             self._timers = RouteTimers(self.proxy.clock, entry.route.timeouts, self.started, self._request_timed_out)
@@ -339,6 +342,13 @@ class Exchange:
             self._run_features()
         else:
             self._forward()
+
+    def _member_entry(self, entry, weighted):
+        """Choose the member of the weighted set now, before any feature runs: one with filters of
+        its own runs through its own entry (the route's features, then its filters')."""
+        balancer, own = weighted.pick_with_entry()
+        self.balancer = _NO_BACKEND if balancer is None else balancer  # None: 500 when it would be forwarded
+        return own if own is not None else entry
 
     def _run_features(self) -> None:
         run_request_features(self.entry.request_features, self, self._features_done, self._feature_failed,
@@ -409,6 +419,10 @@ class Exchange:
                 self.error_cause = "no_backend"
                 self.local(500)
                 return
+        elif self.balancer is _NO_BACKEND:  # chosen before the features (_member_entry): as above
+            self.error_cause = "no_backend"
+            self.local(500)
+            return
         endpoint = self._pick()
         if endpoint is None:
             self.error_cause = "no_endpoints"
@@ -987,6 +1001,9 @@ class Exchange:
                 observer(self)
             except Exception:
                 log.err(None, "ingressd: an exchange observer failed")
+
+
+_NO_BACKEND = object()  # the weighted member chosen early could not be used (or none could be chosen)
 
 
 class _Unparsed:

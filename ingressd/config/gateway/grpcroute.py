@@ -51,7 +51,7 @@ def _rules(raw_rules, namespace: str, services: Services, grants: Grants):
             members, problem, mirror_backend = httproute.rule_backends(raw, KIND, namespace, services, grants)
             unresolved = unresolved or problem
             found = route_filters.parse(raw.get("filters"), False, mirror_backend)
-            if not all(isinstance(item, _FILTERS) for item in found):
+            if not all(isinstance(item, _FILTERS) for item in (*found, *(g for m in members for g in m.filters))):
                 raise Invalid("a GRPCRoute's filters are RequestHeaderModifier, ResponseHeaderModifier, "
                               "RequestMirror and ExtensionRef")
         except Invalid as exc:

@@ -7,9 +7,10 @@ or the spec's reason (NoMatchingParent, NotAllowedByListeners, NoMatchingListene
 
 Each rule × match becomes one ``Route`` per host: path ``Exact`` / ``PathPrefix`` (segment-wise,
 as the Ingress ``Prefix``), method, header and query-parameter matches as ``Conditions``, the
-rule's filters (``route_filters``), its ``timeouts`` (``timeouts``: ``Route.timeouts``) and its
+rule's filters (``route_filters``; a backendRef's own ride with its member and run after them,
+only for the requests that go to it), its ``timeouts`` (``timeouts``: ``Route.timeouts``) and its
 backendRefs as the weighted set (``backends``). A rule
-that cannot be served (a RegularExpression path, an invalid filter, per-backendRef filters) is
+that cannot be served (a RegularExpression path, an invalid filter or timeout) is
 left out and the route is PartiallyInvalid (Accepted=False when no rule is left); a backendRef
 that cannot be used keeps its share and answers 500 for it (ResolvedRefs=False).
 """
@@ -97,9 +98,11 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
             backend = next((member.backend for member in rule.backends if member.backend is not None),
                            Backend(namespace, "", ""))
             rule_filters = _with_listener_port(rule.filters, listener)
+            members = tuple(dataclasses.replace(member, filters=_with_listener_port(member.filters, listener))
+                            if member.filters else member for member in rule.backends)
             for path, path_type, conditions in rule.matches:
                 result.routes.append(Route(host=host, path=path, path_type=path_type, backend=backend, ingress=ref,
-                                           created=created, conditions=conditions, backends=rule.backends,
+                                           created=created, conditions=conditions, backends=members,
                                            filters=rule_filters, features=features,
                                            any_depth=host.startswith("*."), timeouts=rule.timeouts))
     return result
@@ -148,24 +151,26 @@ def _attach(parent: Mapping, gateway: JudgedGateway, namespace: str, labels: Map
 
 
 
-def rule_backends(raw: Mapping, kind: str, namespace: str, services: Services, grants: Grants):
-    """A rule's backendRefs (HTTPRoute's or GRPCRoute's) → its weighted members, the first
-    reference that could not be used (None when all could), and how a mirror filter's backendRef
-    is resolved the same way. Per-backendRef filters raise ``Invalid`` (not supported)."""
-    members = []
-    unresolved = None
-    for backend_ref in raw.get("backendRefs") or []:
-        if (backend_ref or {}).get("filters"):
-            raise Invalid("per-backendRef filters are not supported")
-        member, problem = resolve(backend_ref or {}, kind, namespace, services, grants)
-        members.append(member)
-        if problem is not None and unresolved is None:
-            unresolved = problem
-
+def rule_backends(raw: Mapping, kind: str, namespace: str, services: Services, grants: Grants,
+                  prefix_match: bool = False):
+    """A rule's backendRefs (HTTPRoute's or GRPCRoute's) → its weighted members (each with its
+    backendRef's own ``filters``, parsed as a rule's: ``Invalid`` for one that cannot be served),
+    the first reference that could not be used (None when all could), and how a mirror filter's
+    backendRef is resolved the same way."""
     def mirror_backend(backend_ref: Mapping):
         member, _ = resolve({**backend_ref, "weight": 1}, kind, namespace, services, grants)
         return member.backend
 
+    members = []
+    unresolved = None
+    for backend_ref in raw.get("backendRefs") or []:
+        member, problem = resolve(backend_ref or {}, kind, namespace, services, grants)
+        own = (backend_ref or {}).get("filters")
+        if own:
+            member = dataclasses.replace(member, filters=route_filters.parse(own, prefix_match, mirror_backend))
+        members.append(member)
+        if problem is not None and unresolved is None:
+            unresolved = problem
     return members, unresolved, mirror_backend
 
 
@@ -179,9 +184,12 @@ def _rules(raw_rules, namespace: str, services: Services, grants: Grants):
         try:
             matches = [_match(match) for match in (raw.get("matches") or [{}])]
             prefix_match = all(path_type == PREFIX for _, path_type, _ in matches)
-            members, problem, mirror_backend = rule_backends(raw, KIND, namespace, services, grants)
+            members, problem, mirror_backend = rule_backends(raw, KIND, namespace, services, grants, prefix_match)
             unresolved = unresolved or problem
             filters = route_filters.parse(raw.get("filters"), prefix_match, mirror_backend)
+            for member in members:
+                if member.filters:
+                    route_filters.check_together(filters + member.filters)
             rule_timeouts = timeouts.parse(raw.get("timeouts"))
         except Invalid as exc:
             problems.append(f"rule {index}: {exc}")

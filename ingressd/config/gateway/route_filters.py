@@ -116,11 +116,17 @@ def parse(raws, prefix_match: bool, mirror_backend: Callable[[Mapping], Backend 
             found.append(f.ExtensionRef(str(ref.get("group") or ""), str(ref["kind"]), str(ref["name"])))
         else:
             raise Invalid(f"filter type {kind!r} is not supported")
+    check_together(found)
+    return tuple(found)
+
+
+def check_together(found) -> None:
+    """The filters one request goes through (a rule's, and a backendRef's after them): at most one
+    RequestRedirect, and never with a URLRewrite."""
     if sum(isinstance(item, f.RequestRedirect) for item in found) > 1 or (
             any(isinstance(item, f.RequestRedirect) for item in found)
             and any(isinstance(item, f.URLRewrite) for item in found)):
         raise Invalid("a rule may have one RequestRedirect, and not with a URLRewrite")
-    return tuple(found)
 
 
 def _cors(raw: Mapping) -> f.CORS:
