@@ -48,11 +48,12 @@ RESOURCES: dict[str, tuple[str, str, str, bool, tuple[str, ...]]] = {
     "gateways": ("gateway.networking.k8s.io", "v1", "Gateway", True, ()),
     "httproutes": ("gateway.networking.k8s.io", "v1", "HTTPRoute", True, ()),
     "grpcroutes": ("gateway.networking.k8s.io", "v1", "GRPCRoute", True, ()),
+    "listenersets": ("gateway.networking.k8s.io", "v1", "ListenerSet", True, ()),
     "referencegrants": ("gateway.networking.k8s.io", "v1beta1", "ReferenceGrant", True, ()),
 }
 KIND_TO_PLURAL = {spec[2]: plural for plural, spec in RESOURCES.items()}
 STATUS_SUBRESOURCE = {"ingresses", "services", "namespaces", "gatewayclasses", "gateways", "httproutes",
-                      "grpcroutes"}
+                      "grpcroutes", "listenersets"}
 
 _MICROTIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -1,5 +1,5 @@
-"""The Gateway API source of routes: GatewayClass, Gateway, HTTPRoute, GRPCRoute and
-ReferenceGrant (``gateway.networking.k8s.io``) into a fragment of the one model.
+"""The Gateway API source of routes: GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute
+and ReferenceGrant (``gateway.networking.k8s.io``) into a fragment of the one model.
 
 Registered in ``ingressd.config.sources`` after the Ingress translator. A GatewayClass is ours
 when its ``controllerName`` is ``TranslateSettings.gateway_controller``
@@ -9,6 +9,9 @@ the HTTPRoutes' routes (``config.gateway.httproute``), the HTTPS listeners' cert
 hosts (``config.gateway.listeners``) and the status judged for every object of ours
 (``Config.status``: written in cluster mode, shown on the admin page in file mode). GRPCRoutes
 (``config.gateway.grpcroute``) are routes too, their backends reached over gRPC (h2c).
+ListenerSets of our Gateways (``listeners.judge_listener_set``) are parents of their own, kept
+with the Gateways under the key ``("ListenerSet", namespace, name)`` (a Gateway's is
+``(namespace, name)``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,25 @@ def _age(item: tuple) -> tuple:
     return (str((obj.get("metadata") or {}).get("creationTimestamp") or "9999"), key)
 
 
+def _listener_sets(objects: Snapshot, gateways: dict, labels: dict, grants: Grants, secrets) -> None:
+    """Judge the ListenerSets of our Gateways, oldest first (then namespace/name, as the spec
+    orders them), into ``gateways``; each attached one counts on its Gateway."""
+    found = sorted(((key, unpack(packed)) for key, packed in (objects.get(listeners.LISTENER_SET) or {}).items()),
+                   key=_age)
+    before: dict = {key: list(gateway.listeners) for key, gateway in gateways.items()}
+    for (namespace, name), obj in found:
+        parent = listeners.parent_of_listener_set(obj)
+        gateway = gateways.get(parent) if parent is not None else None
+        if gateway is None:
+            continue  # another controller's Gateway, or none
+        judged = listeners.judge_listener_set(obj, generation_of(obj), gateway, labels.get(namespace) or {},
+                                              before[parent], grants, secrets)
+        gateways[(listeners.LISTENER_SET, namespace, name)] = judged
+        if judged.refused is None and judged.accepted:
+            gateway.attached_sets += 1
+            before[parent].extend(judged.listeners)
+
+
 def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config:
     """The snapshot's Gateway API objects → routes, TLS hosts and status (pure)."""
     status: list = []
@@ -69,6 +91,7 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
         gateways[key] = listeners.judge(obj, generation_of(obj), grants, secrets)
     labels = {name: (unpack(packed).get("metadata") or {}).get("labels") or {}
               for (_, name), packed in (objects.get("Namespace") or {}).items()}
+    _listener_sets(objects, gateways, labels, grants, secrets)
     services = Services(objects.get("Service") or {}, objects.get("EndpointSlice") or {})
     routes: list = []
     warnings: list = []

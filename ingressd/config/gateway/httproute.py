@@ -1,6 +1,7 @@
 """One HTTPRoute → its routes on our Gateways and its per-parent status.
 
-Parents (``parentRefs``) that are not our Gateways are left alone (another controller's). For
+Parents (``parentRefs``) that are not our Gateways or their ListenerSets are left alone (another
+controller's). For
 each of ours: the listeners it names (``sectionName``, ``port``), those that admit the route
 (namespace and kind), those whose hostname intersects the route's (``hostnames``) → Accepted,
 or the spec's reason (NoMatchingParent, NotAllowedByListeners, NoMatchingListenerHostname).
@@ -27,7 +28,7 @@ from ingressd.config.gateway import route_filters, timeouts
 from ingressd.config.gateway.backends import Services, resolve
 from ingressd.config.gateway.grants import Grants
 from ingressd.config.gateway.hostnames import intersect
-from ingressd.config.gateway.listeners import GROUP, JudgedGateway, Listener
+from ingressd.config.gateway.listeners import GROUP, LISTENER_SET, JudgedGateway, Listener
 from ingressd.config.gateway.route_filters import Invalid
 from ingressd.config.gateway.status import condition
 from ingressd.config.filters import RequestRedirect
@@ -67,9 +68,10 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
     spec = route.get("spec") or {}
     hostnames = [str(name) for name in spec.get("hostnames") or []]
     result = Translated()
-    parents = [(parent, gateways.get((str(parent.get("namespace") or namespace), str(parent.get("name") or ""))))
+    parents = [(parent, gateways.get(_parent_key(parent, namespace)))
                for parent in spec.get("parentRefs") or [] if isinstance(parent, dict)
-               and (parent.get("group") or GROUP) == GROUP and (parent.get("kind") or "Gateway") == "Gateway"]
+               and (parent.get("group") or GROUP) == GROUP
+               and (parent.get("kind") or "Gateway") in ("Gateway", LISTENER_SET)]
     parents = [(parent, gateway) for parent, gateway in parents if gateway is not None]
     if not parents:
         return result
@@ -106,6 +108,13 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
                                            filters=rule_filters, features=features,
                                            any_depth=host.startswith("*."), timeouts=rule.timeouts))
     return result
+
+
+def _parent_key(parent: Mapping, namespace: str) -> tuple:
+    """Where a parentRef's Gateway or ListenerSet is kept (``gateway_api``: ListenerSets under
+    their kind)."""
+    key = (str(parent.get("namespace") or namespace), str(parent.get("name") or ""))
+    return key if (parent.get("kind") or "Gateway") == "Gateway" else (LISTENER_SET, *key)
 
 
 def _with_listener_port(rule_filters: tuple, listener: Listener) -> tuple:

@@ -9,6 +9,13 @@ Namespaces' labels) and kind (HTTPRoute and GRPCRoute by default). Other protoco
 (UnsupportedProtocol). Listeners on one port with one hostname are Conflicted (both kept out).
 In file mode the declared ports are not bound: HTTP listeners are served on ``--http`` and HTTPS
 listeners on ``--https`` (docs/gateway-api.md).
+
+A ListenerSet (``judge_listener_set``) brings more listeners to a Gateway that admits it
+(``spec.allowedListeners``: ``None``, the default; ``Same``; ``All``; ``Selector``); routes attach
+to it as a parent of its own (kind ``ListenerSet``), never through the Gateway. Its listeners are
+judged as a Gateway's, in its own namespace (``allowedRoutes: Same``, certificateRefs and their
+ReferenceGrants from a ``ListenerSet``); one that conflicts with a listener before it (the
+Gateway's, then older ListenerSets', as the spec orders them) is not served (Conflicted).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from ingressd.config.translate import secret_data
 
 GROUP = "gateway.networking.k8s.io"
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")  # the route kinds served
+LISTENER_SET = "ListenerSet"
 _PROTOCOLS = ("HTTP", "HTTPS")
 
 
@@ -57,12 +65,27 @@ class JudgedGateway:
     secrets: list[SecretData]
     addresses: list
     accepted: bool = True
+    # A Gateway's ``allowedListeners`` (from, selector); a ListenerSet's: why it is not
+    # attached (reason, message), None when it is. ``attached_sets``: ListenerSets attached.
+    allowed_listeners: tuple = ("None", None)
+    refused: tuple[str, str] | None = None
+    attached_sets: int = 0
 
     def listener_named(self, name: str) -> Listener | None:
         return next((listener for listener in self.listeners if listener.name == name), None)
 
+    def admits_listener_set(self, namespace: str, labels: Mapping) -> bool:
+        from_, selector = self.allowed_listeners
+        if from_ == "All":
+            return True
+        if from_ == "Selector":
+            return selector is not None and selects(selector, labels)
+        return from_ == "Same" and namespace == self.ref.namespace
+
     def status(self) -> dict:
         generation = self.generation
+        if self.ref.kind == LISTENER_SET:
+            return self._set_status()
         programmed = self.accepted and any(listener.usable for listener in self.listeners)
         return {
             "addresses": self.addresses,
@@ -71,6 +94,26 @@ class JudgedGateway:
                           "served by ingressd" if self.accepted else "no listener is valid", generation),
                 condition("Programmed", programmed, "Programmed" if programmed else "Invalid",
                           "served by ingressd" if programmed else "no listener can be served", generation),
+            ],
+            "listeners": [{
+                "name": listener.name,
+                "supportedKinds": [{"group": GROUP, "kind": kind} for kind in listener.kinds],
+                "attachedRoutes": listener.attached,
+                "conditions": listener.conditions,
+            } for listener in self.listeners],
+            **({"attachedListenerSets": self.attached_sets} if self.allowed_listeners[0] != "None" else {}),
+        }
+
+    def _set_status(self) -> dict:
+        generation = self.generation
+        usable = self.refused is None and any(listener.usable for listener in self.listeners)
+        reason, message = self.refused or (("Accepted", "attached to its Gateway") if usable else
+                                           ("ListenersNotValid", "no listener is valid"))
+        return {
+            "conditions": [
+                condition("Accepted", usable, reason, message, generation),
+                condition("Programmed", usable, "Programmed" if usable else reason,
+                          "served by ingressd" if usable else message, generation),
             ],
             "listeners": [{
                 "name": listener.name,
@@ -121,8 +164,49 @@ def judge(gateway: Mapping, generation: int, grants: Grants, secrets: Mapping) -
     _conflicts(listeners, generation)
     addresses = [{"type": str(a.get("type") or "IPAddress"), "value": str(a.get("value") or "")}
                  for a in spec.get("addresses") or [] if isinstance(a, dict)]
+    allowed = ((spec.get("allowedListeners") or {}).get("namespaces") or {})
+    selector = allowed.get("selector") if isinstance(allowed.get("selector"), dict) else None
     return JudgedGateway(ref, generation, listeners, tls_hosts, used, addresses,
-                         accepted=bool(listeners))
+                         accepted=bool(listeners), allowed_listeners=(str(allowed.get("from") or "None"), selector))
+
+
+def parent_of_listener_set(listener_set: Mapping) -> tuple[str, str] | None:
+    """The (namespace, name) of the Gateway a ListenerSet names, None when it names another kind."""
+    meta = listener_set.get("metadata") or {}
+    parent = (listener_set.get("spec") or {}).get("parentRef") or {}
+    if not isinstance(parent, dict) or (parent.get("group") or GROUP) != GROUP \
+            or (parent.get("kind") or "Gateway") != "Gateway":
+        return None
+    return str(parent.get("namespace") or meta.get("namespace") or "default"), str(parent.get("name") or "")
+
+
+def judge_listener_set(listener_set: Mapping, generation: int, gateway: JudgedGateway, labels: Mapping,
+                       earlier: list[Listener], grants: Grants, secrets: Mapping) -> JudgedGateway:
+    """A ListenerSet of ``gateway`` (``labels``: its namespace's), its listeners judged after
+    ``earlier`` (the usable listeners before it: the Gateway's, older ListenerSets'), which a
+    conflicting listener of its own yields to."""
+    meta = listener_set.get("metadata") or {}
+    namespace = meta.get("namespace") or "default"
+    ref = ObjectRef(LISTENER_SET, namespace, meta.get("name") or "")
+    judged = JudgedGateway(ref, generation, [], [], [], [])
+    if not gateway.accepted:
+        judged.refused = ("ParentNotAccepted", f"{gateway.ref} is not accepted")
+    elif not gateway.admits_listener_set(namespace, labels):
+        judged.refused = ("NotAllowed", f"the allowedListeners of {gateway.ref} do not admit ListenerSets "
+                                        f"from namespace {namespace}")
+    if judged.refused is not None:
+        return judged
+    for raw in (listener_set.get("spec") or {}).get("listeners") or []:
+        if not isinstance(raw, dict):
+            continue
+        listener = Listener(str(raw.get("name") or ""), str(raw.get("protocol") or ""),
+                            raw.get("port") if isinstance(raw.get("port"), int) else 0,
+                            str(raw["hostname"]).lower() if raw.get("hostname") else None)
+        judged.listeners.append(listener)
+        _judge_listener(listener, raw, ref, generation, grants, secrets, judged.tls_hosts, judged.secrets)
+    _conflicts(judged.listeners, generation, earlier)
+    judged.accepted = any(listener.usable for listener in judged.listeners)
+    return judged
 
 
 def _judge_listener(listener: Listener, raw: Mapping, gateway: ObjectRef, generation: int, grants: Grants,
@@ -172,7 +256,7 @@ def _certificates(listener: Listener, refs, gateway: ObjectRef, grants: Grants, 
         name, namespace = str(ref.get("name") or ""), str(ref.get("namespace") or gateway.namespace)
         if group or kind != "Secret":
             return ("InvalidCertificateRef", f"{kind} {name} is not a Secret")
-        if not grants.permits(GROUP, "Gateway", gateway.namespace, "", "Secret", namespace, name):
+        if not grants.permits(GROUP, gateway.kind, gateway.namespace, "", "Secret", namespace, name):
             return ("RefNotPermitted", f"Secret {namespace}/{name} is in another namespace and no ReferenceGrant "
                                        "permits it")
         packed = secrets.get((namespace, name))
@@ -184,24 +268,42 @@ def _certificates(listener: Listener, refs, gateway: ObjectRef, grants: Grants, 
     return None
 
 
-def _conflicts(listeners: list[Listener], generation: int) -> None:
+def _conflicts(listeners: list[Listener], generation: int, earlier: list[Listener] = ()) -> None:
+    """Listeners on one port with two protocols, or one port and one hostname, are Conflicted (all
+    of them); one that conflicts with an ``earlier`` listener (a ListenerSet's with its Gateway's
+    or an older set's) yields: it alone is Conflicted, and not Accepted."""
     seen: dict[tuple[int, str], list[Listener]] = {}
     by_port: dict[int, set[str]] = {}
     for listener in listeners:
         if listener.protocol in _PROTOCOLS:
             seen.setdefault((listener.port, listener.hostname or ""), []).append(listener)
             by_port.setdefault(listener.port, set()).add(listener.protocol)
+    before_port: dict[int, set[str]] = {}
+    before_host: set[tuple[int, str]] = set()
+    for listener in earlier:
+        if listener.usable:
+            before_port.setdefault(listener.port, set()).add(listener.protocol)
+            before_host.add((listener.port, listener.hostname or ""))
     for listener in listeners:
         conflicted = ""
         if listener.protocol in _PROTOCOLS and len(by_port[listener.port]) > 1:
             conflicted = "ProtocolConflict"
         elif listener.protocol in _PROTOCOLS and len(seen[(listener.port, listener.hostname or "")]) > 1:
             conflicted = "HostnameConflict"
+        elif listener.protocol in _PROTOCOLS and before_port.get(listener.port, {listener.protocol}) \
+                != {listener.protocol}:
+            conflicted = "ProtocolConflict"
+        elif listener.protocol in _PROTOCOLS and (listener.port, listener.hostname or "") in before_host:
+            conflicted = "HostnameConflict"
+        if conflicted and earlier and listener.usable:
+            listener.conditions[0] = condition("Accepted", False, conflicted,
+                                               "conflicts with a listener before it", generation)
         if conflicted:
             listener.usable = False
         listener.conditions.append(condition("Conflicted", bool(conflicted), conflicted or "NoConflicts",
                                              "conflicts with another listener" if conflicted else "no conflicts",
                                              generation))
         ok = listener.usable
-        listener.conditions.append(condition("Programmed", ok, "Programmed" if ok else "Invalid",
+        listener.conditions.append(condition("Programmed", ok, "Programmed" if ok else
+                                             conflicted if conflicted and earlier else "Invalid",
                                              "served" if ok else "not served", generation))
