@@ -5,7 +5,9 @@ a real grpcio server), and the status the leader writes is read back with the of
 kubernetes client: GatewayClass Accepted, Gateway Accepted/Programmed with its listeners'
 conditions and attachedRoutes, the routes' per-parent Accepted/ResolvedRefs, observedGeneration.
 Then the route is edited (written again at the new generation) and its backend Service removed
-(ResolvedRefs False BackendNotFound, and 500 for the share it had)."""
+(ResolvedRefs False BackendNotFound, and 500 for the share it had); the GatewayClass's and the
+Gateway's spec changed (the conformance cases GatewayClassObservedGenerationBump and
+GatewayObservedGenerationBump: every condition at the new generation)."""
 
 from __future__ import annotations
 
@@ -38,9 +40,9 @@ def wait_for(predicate, timeout=30.0, interval=0.05, what=""):
     raise AssertionError(f"condition not met within {timeout}s: {what or predicate}")
 
 
-def gateway() -> dict:
+def gateway(name: str = "gw") -> dict:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Gateway",
-            "metadata": {"name": "gw", "namespace": "default"},
+            "metadata": {"name": name, "namespace": "default"},
             "spec": {"gatewayClassName": "ingressd", "listeners": [
                 {"name": "http", "protocol": "HTTP", "port": 80},
                 {"name": "https", "protocol": "HTTPS", "port": 443, "hostname": "grpc.example",
@@ -131,10 +133,15 @@ def test_the_leader_writes_every_status(world):
     _, _, custom, _ = world
 
     def gateway_class_status():
-        return conditions((read(custom, "gatewayclasses", "ingressd").get("status") or {}))
+        found = read(custom, "gatewayclasses", "ingressd")
+        generation = found["metadata"]["generation"]  # (another test may bump it)
+        judged = conditions(found.get("status") or {})
+        return judged if judged.get("Accepted") == ("True", "Accepted", generation) else None
 
-    assert wait_for(lambda: gateway_class_status().get("Accepted", (None,))[0] == "True",
-                    what="GatewayClass Accepted") and gateway_class_status()["Accepted"] == ("True", "Accepted", 1)
+    assert wait_for(gateway_class_status, what="GatewayClass Accepted")
+    features = [item["name"] for item in read(custom, "gatewayclasses", "ingressd")["status"]["supportedFeatures"]]
+    assert features == sorted(features) and {"Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant"} <= set(features)
+    assert "SupportedVersion" not in gateway_class_status()  # ingressd reads no CRD: it claims no version
     # another controller's class is left alone (the CRD's default status, here none)
     assert not (read(custom, "gatewayclasses", "theirs").get("status") or {}).get("conditions")
 
@@ -159,16 +166,19 @@ def test_the_leader_writes_every_status(world):
 
 
 def test_an_edit_is_written_at_its_generation_and_a_removed_backend_is_backend_not_found(world):
+    """On a Gateway and a route of its own (the other tests' objects stay as they were)."""
     proc, api, custom, _ = world
     c = api.cluster
-    edited = fakeapi.http_route("app", gateway="gw", host="app.example.com", service="other")
-    c.apply(edited)
-    generation = read(custom, "httproutes", "app", "default")["metadata"]["generation"]
+    c.apply(gateway("edits"))
+    c.apply(fakeapi.http_route("edited", gateway="edits", host="edit.example.com", service="web"))
+    wait_for(lambda: backend_of(proc, "edit.example.com") == "one", what="the route served")
+    c.apply(fakeapi.http_route("edited", gateway="edits", host="edit.example.com", service="other"))
+    generation = read(custom, "httproutes", "edited", "default")["metadata"]["generation"]
     assert generation == 2
-    wait_for(lambda: backend_of(proc, "app.example.com") == "two", what="the edited route served")
+    wait_for(lambda: backend_of(proc, "edit.example.com") == "two", what="the edited route served")
 
     def parent_at(generation, resolved):
-        parent = ours(read(custom, "httproutes", "app", "default"))
+        parent = ours(read(custom, "httproutes", "edited", "default"))
         if parent is None:
             return None
         found = conditions(parent)
@@ -181,7 +191,42 @@ def test_an_edit_is_written_at_its_generation_and_a_removed_backend_is_backend_n
     c.remove("Service", "default", "other")
     found = wait_for(lambda: parent_at(2, "False"), what="ResolvedRefs False")
     assert found == {"Accepted": ("True", "Accepted", 2), "ResolvedRefs": ("False", "BackendNotFound", 2)}
-    message = next(item["message"] for item in ours(read(custom, "httproutes", "app", "default"))["conditions"]
+    message = next(item["message"] for item in ours(read(custom, "httproutes", "edited", "default"))["conditions"]
                    if item["type"] == "ResolvedRefs")
     assert "default/other" in message
-    wait_for(lambda: backend_of(proc, "app.example.com") == 500, what="500 for the missing backend's share")
+    wait_for(lambda: backend_of(proc, "edit.example.com") == 500, what="500 for the missing backend's share")
+
+
+def test_a_spec_change_of_the_gateway_class_and_the_gateway_is_written_at_the_new_generation(world):
+    _, api, custom, _ = world
+    c = api.cluster
+    gateway_class = fakeapi.gateway_class()
+    gateway_class["spec"]["description"] = "new"
+    c.apply(gateway_class)
+    assert read(custom, "gatewayclasses", "ingressd")["metadata"]["generation"] == 2
+
+    def class_at_2():
+        found = conditions(read(custom, "gatewayclasses", "ingressd").get("status") or {})
+        return found if found and all(value[2] == 2 for value in found.values()) else None
+
+    assert wait_for(class_at_2, what="GatewayClass conditions at generation 2") == {"Accepted": ("True", "Accepted", 2)}
+    c.apply(fakeapi.gateway_class())  # as it was (the spec changes again: generation 3)
+
+    c.apply(gateway("bumped"))  # a Gateway of its own: the other tests' stays as it was
+    wait_for(lambda: conditions(read(custom, "gateways", "bumped", "default").get("status") or {}),
+             what="the Gateway's first status")
+    edited = gateway("bumped")
+    edited["spec"]["listeners"].append({"name": "extra", "protocol": "HTTP", "port": 8080})
+    c.apply(edited)
+    assert read(custom, "gateways", "bumped", "default")["metadata"]["generation"] == 2
+
+    def gateway_at_2():
+        status = read(custom, "gateways", "bumped", "default").get("status") or {}
+        entries = [status, *(status.get("listeners") or ())]
+        if len(entries) != 4 or not all(value[2] == 2 for entry in entries for value in conditions(entry).values()):
+            return None
+        return status
+
+    status = wait_for(gateway_at_2, what="Gateway conditions at generation 2, three listeners")
+    assert conditions(status) == {"Accepted": ("True", "Accepted", 2), "Programmed": ("True", "Programmed", 2)}
+    assert [item["name"] for item in status["listeners"]] == ["http", "https", "extra"]
