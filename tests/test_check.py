@@ -191,7 +191,8 @@ def test_reads_the_cluster_read_only(tmp_path):
             "app": "served", "auth": "not-served"}
         assert {(request.method, request.watch) for request in api.requests} == {("GET", False)}
         listed = {request.path.rsplit("/", 1)[-1] for request in api.requests}
-        assert listed == {"ingresses", "ingressclasses", "services", "endpointslices", "secrets", "configmaps"}
+        assert listed == {"ingresses", "ingressclasses", "services", "endpointslices", "secrets", "configmaps",
+                          "gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants", "namespaces"}
     finally:
         api.stop()
 

@@ -2,13 +2,16 @@
 
 For users moving from ingress-nginx. It reads the same inputs as the server (manifest files and
 folders, a stream on standard input, or the cluster, read-only), builds the configuration with
-the server's own code (the store, the translator, the plugins, the certificate store: one
+the server's own code (the store, the translators, the plugins, the certificate store: one
 ``Reloader`` rebuild on a clock that never runs) and says, for each Ingress: served as is,
 served with differences (each named), or not served (why, and the flag that would accept it);
+for each GatewayClass, Gateway, HTTPRoute and GRPCRoute of ingressd's controller: served,
+partially served or not served, as the Gateway API source judged it (``check_gateway``);
 then the classic mistakes ``ingressd.compat.lint`` finds and a summary. Nothing is served or executed.
 
-Exit status: 0 when every Ingress would be served as is, 1 when one would be served with
-differences or not at all, 2 when the input could not be read. With ``--to gateway-api``
+Exit status: 0 when every Ingress would be served as is and every Gateway API object served,
+1 when something would be served with differences, partially or not at all, 2 when the input
+could not be read. With ``--to gateway-api``
 (``ingressd.compat.to_gateway``) it prints the Ingresses as Gateway API objects instead: 0 when
 everything was expressed, 1 when something could not be, 2 when the input could not be read.
 """
@@ -28,6 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 import yaml
 from twisted.python.usage import UsageError
 
+from ingressd.compat import check_gateway
 from ingressd.compat.catalogue import lookup
 from ingressd.compat.assess import IGNORE_ANNOTATION, assess, same_value
 from ingressd.features import INGRESSD_PREFIX, NGINX_PREFIX
@@ -105,7 +109,7 @@ def read_cluster(kubeconfig: str | None, namespace: str | None = None,
     from kubernetes.client.exceptions import ApiException
 
     from ingressd.providers.kube.config import load_configuration
-    from ingressd.config.kinds import INGRESS_KINDS
+    from ingressd.config.sources import KIND_SPECS
     from ingressd.providers.kube.reflector import slim
     from ingressd.providers.kube.rest import KubeRest, api_version, namespaced
 
@@ -115,9 +119,9 @@ def read_cluster(kubeconfig: str | None, namespace: str | None = None,
         raise InputError(f"--kubernetes: cannot load the cluster configuration: {exc}") from None
     rest = KubeRest(ApiClient(configuration))
     objects: list[dict] = []
-    # What the Ingress translator reads: check judges Ingresses (the Gateway API kinds are read
-    # once their translation exists).
-    for kind in (spec.kind for spec in INGRESS_KINDS):
+    # What the sources of routes read (the Gateway API kinds only where their CRDs are installed).
+    for spec in KIND_SPECS:
+        kind = spec.kind
         token = None
         while True:
             query: dict[str, Any] = {"limit": 500}
@@ -127,6 +131,8 @@ def read_cluster(kubeconfig: str | None, namespace: str | None = None,
                 response = rest.list(kind, namespace if namespaced(kind) else None, query=query, timeout=30)
                 body = json.loads(response.data)
             except ApiException as exc:
+                if exc.status == 404 and spec.optional:
+                    break  # the API (a CRD) is not installed: none of them
                 raise InputError(f"--kubernetes: listing {kind}: {exc.status} {exc.reason}") from None
             except Exception as exc:  # connection refused, TLS, timeouts (urllib3's own kinds)
                 raise InputError(f"--kubernetes: listing {kind}: {exc}") from None
@@ -163,10 +169,12 @@ class Report:
     findings: list[Finding]
     problems: list[str]  # objects in the input that could not be used
     other_class: int  # Ingresses of another class, left out
+    gateway: check_gateway.GatewayReport = field(default_factory=lambda: check_gateway.GatewayReport([], 0))
 
     @property
     def exit_status(self) -> int:
-        return 0 if all(v.verdict == SERVED for v in self.verdicts) else 1
+        return 0 if all(v.verdict == SERVED for v in self.verdicts) and all(
+            v.verdict == check_gateway.SERVED for v in self.gateway.verdicts) else 1
 
 
 def check_settings(ingress_class: str | None = None, from_ingress_nginx: bool = False,
@@ -200,7 +208,7 @@ def evaluate(objects: Sequence[Mapping], translate_settings: TranslateSettings, 
             continue
         verdicts.append(verdict_for(ingress, index, translate_settings, owned))
     findings = lint(objects, selected, now)
-    return Report(verdicts, findings, problems, other)
+    return Report(verdicts, findings, problems, other, check_gateway.judge(objects, config))
 
 
 class ConfigIndex:
@@ -353,8 +361,9 @@ def summary(report: Report) -> dict[str, Any]:
 
 
 def to_json(report: Report) -> dict[str, Any]:
-    """The documented, stable shape of ``--output json`` (docs/migrating.md)."""
-    return {
+    """The documented, stable shape of ``--output json`` (docs/migrating.md); ``gateway_api``
+    (and its summary) only when the input holds Gateway API objects."""
+    document = {
         "version": JSON_VERSION,
         "ingresses": [
             {"namespace": v.ref.namespace, "name": v.ref.name, "hosts": list(v.hosts), "verdict": v.verdict,
@@ -367,6 +376,10 @@ def to_json(report: Report) -> dict[str, Any]:
         "problems": report.problems,
         "summary": summary(report),
     }
+    if report.gateway:
+        document["gateway_api"] = check_gateway.to_json(report.gateway)
+        document["summary"]["gateway_api"] = check_gateway.summary(report.gateway)
+    return document
 
 
 def _cut(text: str, width: int) -> str:
@@ -382,8 +395,13 @@ def to_text(report: Report) -> str:
         widths = [max(len(row[i]) for row in rows + [("INGRESS", "HOSTS", "VERDICT")]) for i in range(2)]
         lines.append(f"{'INGRESS':<{widths[0]}}  {'HOSTS':<{widths[1]}}  VERDICT")
         lines.extend(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows)
-    else:
+    elif not report.gateway.verdicts:
         lines.append("No Ingress of the selected class in the input.")
+    if report.gateway.verdicts:
+        if rows:
+            lines.append("")
+        lines.extend(check_gateway.table_lines(report.gateway, _cut))
+    lines.extend(check_gateway.detail_lines(report.gateway))
     for v in report.verdicts:
         if v.verdict == SERVED and not v.notes:
             continue
@@ -405,6 +423,8 @@ def to_text(report: Report) -> str:
     lines.append(f"Summary: {facts['ingresses']} Ingress(es): {facts['served']} served as is, "
                  f"{facts['served_with_differences']} served with differences, {facts['not_served']} not served"
                  + (f"; {facts['other_class']} of another class left out" if facts["other_class"] else ""))
+    if report.gateway:
+        lines.append(check_gateway.summary_line(report.gateway))
     if facts["blocking_annotations"]:
         lines.append("Annotations that keep Ingresses from being served (by how many they block):")
         lines.extend(f"  {item['ingresses']:>4}  {NGINX_PREFIX}{item['annotation']}"
@@ -421,7 +441,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ingressd check",
         description="Say what ingressd would do with each Ingress (served as is, served with differences, "
-                    "not served) and find classic mistakes, without serving anything.",
+                    "not served) and each Gateway API object (served, partially served, not served) and find "
+                    "classic mistakes, without serving anything.",
         epilog="Exit status: 0 everything served as is, 1 something served with differences or not at all, "
                "2 the input could not be read, 3 the Redis of --redis cannot be used (over 1); with --to gateway-api: 0 "
                "everything expressed, 1 something could not be, 2 the input could not be read. Example: kubectl get ingress,ingressclass,service,"
@@ -436,6 +457,9 @@ def parser() -> argparse.ArgumentParser:
                    help="take the Ingresses ingress-nginx serves today: class nginx, or an IngressClass whose "
                         f"controller is {INGRESS_NGINX_CONTROLLER}")
     p.add_argument("--ingress-class", help="the IngressClass name to check (default: ingressd; nginx with --from)")
+    p.add_argument("--gateway-controller-name", metavar="NAME",
+                   help="as the server option: the controllerName of the GatewayClasses to check (default "
+                        "ingressd.io/gateway-controller)")
     p.add_argument("--watch-ingress-without-class", action="store_true",
                    help="also take Ingresses that name no class, as the server option does")
     p.add_argument("--allow-cross-namespace-resources", action="store_true",
@@ -512,7 +536,9 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
     settings = check_settings(args.ingress_class, args.source == "ingress-nginx",
                               watch_ingress_without_class=args.watch_ingress_without_class,
                               allow_cross_namespace_resources=args.allow_cross_namespace_resources,
-                              ignore_annotations=server_settings["ignore_annotation"])
+                              ignore_annotations=server_settings["ignore_annotation"],
+                              **({"gateway_controller": args.gateway_controller_name}
+                                 if args.gateway_controller_name else {}))
     if args.to == "gateway-api":
         return redis_status or _to_gateway_api(objects, problems, settings, out, args.output == "json")
     report = evaluate(objects, settings, problems=problems, server_settings=server_settings, now=time.time())

@@ -21,7 +21,7 @@ from typing import Sequence
 from ingressd.config.gateway import grpcroute, httproute, listeners
 from ingressd.config.gateway.backends import Services
 from ingressd.config.gateway.grants import Grants
-from ingressd.config.gateway.status import condition, document, generation_of
+from ingressd.config.gateway.status import document, gateway_class_status, generation_of
 from ingressd.config.kinds import GATEWAY_KINDS
 from ingressd.config.model import Config, ObjectRef, Rejection, TLSHost
 from ingressd.config.store import Snapshot, unpack
@@ -77,8 +77,7 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
             continue
         ours.add(name)
         generation = generation_of(obj)
-        status.append((ObjectRef("GatewayClass", "", name), document(generation, {"conditions": [
-            condition("Accepted", True, "Accepted", "handled by ingressd", generation)]})))
+        status.append((ObjectRef("GatewayClass", "", name), document(generation, gateway_class_status(generation))))
     if not ours:
         return _EMPTY
     grants = Grants(unpack(packed) for packed in (objects.get("ReferenceGrant") or {}).values())

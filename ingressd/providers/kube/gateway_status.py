@@ -13,7 +13,8 @@ A GatewayClass's, Gateway's or ListenerSet's status is ingressd's whole; on an H
 ``status.parents`` entries whose ``controllerName`` is ingressd's are touched and the other
 controllers' entries are kept; a route the configuration no longer judges (it names no Gateway
 of ingressd's any more) has ingressd's entries removed, then is forgotten. A failure is logged, never fatal: the next change of the object
-or of its judged status, or the periodic pass, tries again.
+or of its judged status, or the periodic pass, tries again. When a writer looks (leader,
+changes, the periodic pass) is ``providers.kube.status_sync``'s, shared with the Ingress one.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from typing import Any, Callable, Iterable
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from twisted.internet import defer, task
+from twisted.internet import defer
 
 from ingressd.config.kinds import GATEWAY_GROUP
 from ingressd.config.model import ObjectRef, StatusDocument
 from ingressd.providers.kube import rest
 from ingressd.providers.kube.reflector import KubeTimings
+from ingressd.providers.kube.status_sync import LeaderSyncedWriter
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ def status_patch(current: dict, wanted: dict) -> dict:
     return {**{key: None for key in current if key not in wanted}, **wanted}
 
 
-class GatewayStatusWriter:
+class GatewayStatusWriter(LeaderSyncedWriter):
     """Keeps the status of the objects of one Gateway API kind equal to the judged one.
 
     ``lookup_object(namespace, name)``: the object as the API server last delivered it;
@@ -130,48 +132,27 @@ class GatewayStatusWriter:
                  controller_name: str = DEFAULT_CONTROLLER_NAME, timings: KubeTimings = KubeTimings()):
         if kind not in STATUS_KINDS:
             raise ValueError(f"no Gateway API status writer for {kind}")
+        super().__init__(reactor, timings)
         self.kind = kind
         self.rest = rest.KubeRest(api_client)
-        self.reactor = reactor
         self.run_in_thread = run_in_thread
         self.lookup_object = lookup_object
         self.judged = judged
         self.controller_name = controller_name
-        self.timings = timings
-        self.enabled = True
         self._documents: dict[ObjectRef, StatusDocument] = {}
         self._parsed: dict[ObjectRef, dict] = {}  # each document's body, parsed
         # Routes the configuration no longer judges (no parentRef to a Gateway of ours any more):
         # their entries of ours are removed, then they are forgotten.
         self._retiring: set[ObjectRef] = set()
-        self._dirty: set[ObjectRef] | None = None  # None: look at all of them
-        self._leader = False
         # ref → (document, the resourceVersions it was written over; None while being written):
         # until the watch shows a later one, the store's copy is older than what was written
         self._pending: dict[ObjectRef, tuple] = {}
         # ref → (document, resourceVersion) found already as judged: any change of the object
         # changes its resourceVersion, so the periodic pass skips these without comparing
         self._verified: dict[ObjectRef, tuple] = {}
-        self._scheduled: Any = None
-        self._loop: task.LoopingCall | None = None
-        self._stopped = False
-        self.writes = 0  # successful writes, for logs and tests
         self.conflicts = 0  # writes refused with 409 Conflict (then retried), for tests
 
     # -- inputs (reactor thread) ------------------------------------------------------------
-
-    def set_leader(self, leading: bool) -> None:
-        self._leader = leading
-        if leading and not self._stopped and self._loop is None:
-            self._loop = task.LoopingCall(self._resync)
-            self._loop.clock = self.reactor
-            self._loop.start(self.timings.status_resync, now=False)
-            self._mark()
-        elif not leading and self._loop is not None:
-            if self._loop.running:
-                self._loop.stop()
-            self._loop = None
-            self._pending.clear()
 
     def set_served(self, refs: Iterable[ObjectRef]) -> None:
         """A new configuration is served: look at the objects whose judged status changed."""
@@ -201,31 +182,12 @@ class GatewayStatusWriter:
         if ref in self._documents:
             self._mark({ref})
 
-    def stop(self) -> None:
-        self._stopped = True
-        self.set_leader(False)
-        if self._scheduled is not None and self._scheduled.active():
-            self._scheduled.cancel()
-
     # -- syncing ----------------------------------------------------------------------------
 
-    def _mark(self, refs: Iterable[ObjectRef] | None = None) -> None:
-        if refs is None:
-            self._dirty = None
-        elif self._dirty is not None:
-            self._dirty.update(refs)
-        if self._leader and not self._stopped and (self._scheduled is None or not self._scheduled.active()):
-            self._scheduled = self.reactor.callLater(0, self._sync)
-
-    def _resync(self) -> None:
-        self._dirty = None
-        self._sync()
-
     def _sync(self) -> None:
-        if not self._leader or self._stopped:
+        if not self._syncing():
             return
-        todo = set(self._documents) if self._dirty is None else set(self._documents) & self._dirty
-        self._dirty = set()
+        todo = self._take_dirty(self._documents)
         now = rfc3339(self.reactor.seconds())
         for ref in sorted(todo, key=lambda r: (r.namespace, r.name)):
             document, judged = self._documents[ref], self._parsed[ref]
@@ -308,6 +270,5 @@ class GatewayStatusWriter:
     def _failed(self, failure: Any, ref: ObjectRef) -> None:
         # Forget it: the next pass (any change) or the periodic one tries again.
         self._pending.pop(ref, None)
-        if self._dirty is not None:
-            self._dirty.add(ref)
+        self._retry(ref)
         log.warning("could not update the status of %s: %s", ref, failure.getErrorMessage())

@@ -4,7 +4,9 @@ The address comes from ``--publish-status-address`` (IPs or host names, comma-se
 from the Service named by ``--publish-service NAMESPACE/NAME`` (its load-balancer
 addresses and external IPs; its cluster IP when it is not a LoadBalancer). Only the leader
 writes, only the Ingresses ingressd serves, and only when the value there differs: a JSON
-merge patch of the status subresource, which replaces the atomic list whole.
+merge patch of the status subresource, which replaces the atomic list whole. When it looks
+(leader, changes, the periodic pass) is ``providers.kube.status_sync``'s, shared with the
+Gateway API status writers.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import logging
 from typing import Any, Callable, Iterable
 
 from kubernetes import client
-from twisted.internet import defer, task
+from twisted.internet import defer
 
 from ingressd.providers.kube import rest
 from ingressd.providers.kube.reflector import KubeTimings
+from ingressd.providers.kube.status_sync import LeaderSyncedWriter
 from ingressd.config.model import ObjectRef
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,7 @@ def current_addresses(ingress: dict) -> tuple[Address, ...]:
     return parse_addresses(_load_balancer_values(ingress))
 
 
-class StatusWriter:
+class StatusWriter(LeaderSyncedWriter):
     """Keeps the served Ingresses' load-balancer status equal to the published addresses: the
     status writer of the kind Ingress (``providers.kube.service.STATUS_WRITERS``)."""
 
@@ -74,41 +77,20 @@ class StatusWriter:
                  publish_service: tuple[str, str] | None = None,
                  publish_addresses: tuple[str, ...] = (),
                  timings: KubeTimings = KubeTimings()):
+        super().__init__(reactor, timings)
         self.rest = rest.KubeRest(api_client)
-        self.reactor = reactor
         self.run_in_thread = run_in_thread
         self.lookup_ingress = lookup_ingress
         self.publish_service = publish_service
-        self.timings = timings
         # None until known: with --publish-service, nothing is written before the Service is seen.
         self._desired: tuple[Address, ...] | None = (
             parse_addresses(publish_addresses) if publish_addresses else None)
         self.enabled = bool(publish_addresses) or publish_service is not None
         self._served: frozenset[ObjectRef] = frozenset()
-        # The served Ingresses to look at on the next pass; None: all of them. A change of
-        # one Ingress checks that one (at 10,000 Ingresses a pass over all is ~60 ms).
-        self._dirty: set[ObjectRef] | None = None
-        self._leader = False
+        # A change of one Ingress marks that one (at 10,000 Ingresses a pass over all is ~60 ms).
         self._pending: dict[tuple[str, str], tuple] = {}  # key → (addresses, rv) written
-        self._scheduled: Any = None
-        self._loop: task.LoopingCall | None = None
-        self._stopped = False
-        self.writes = 0  # successful writes, for logs and tests
 
     # -- inputs (reactor thread) ------------------------------------------------------------
-
-    def set_leader(self, leading: bool) -> None:
-        self._leader = leading
-        if leading and self.enabled and not self._stopped:
-            self._loop = task.LoopingCall(self._resync)
-            self._loop.clock = self.reactor
-            self._loop.start(self.timings.status_resync, now=False)
-            self._mark()
-        elif not leading and self._loop is not None:
-            if self._loop.running:
-                self._loop.stop()
-            self._loop = None
-            self._pending.clear()
 
     def set_served(self, refs: Iterable[ObjectRef]) -> None:
         served = frozenset(ref for ref in refs if ref.kind == self.kind)
@@ -131,38 +113,13 @@ class StatusWriter:
 
     object_changed = ingress_changed  # what every status writer offers the provider
 
-    def stop(self) -> None:
-        self._stopped = True
-        self.set_leader(False)
-        if self._scheduled is not None and self._scheduled.active():
-            self._scheduled.cancel()
-
     # -- syncing ----------------------------------------------------------------------------
 
-    def _mark(self, refs: Iterable[ObjectRef] | None = None) -> None:
-        """Look at ``refs`` (None: every served Ingress) on the next pass."""
-        if refs is None:
-            self._dirty = None
-        elif self._dirty is not None:
-            self._dirty.update(refs)
-        self._schedule()
-
-    def _resync(self) -> None:
-        self._dirty = None
-        self._sync()
-
-    def _schedule(self) -> None:
-        """Coalesce bursts of changes into one pass on the next reactor turn."""
-        if self._leader and self.enabled and not self._stopped and (
-                self._scheduled is None or not self._scheduled.active()):
-            self._scheduled = self.reactor.callLater(0, self._sync)
-
     def _sync(self) -> None:
-        if not (self._leader and self.enabled) or self._stopped or self._desired is None:
+        if not self._syncing() or self._desired is None:
             return
         desired = self._desired
-        todo = self._served if self._dirty is None else self._served & self._dirty
-        self._dirty = set()
+        todo = self._take_dirty(self._served)
         for ref in sorted(todo):
             ingress = self.lookup_ingress(ref.namespace, ref.name)
             if ingress is None:
@@ -194,7 +151,6 @@ class StatusWriter:
     def _failed(self, failure: Any, key: tuple[str, str]) -> None:
         # Forget it: the next pass (any change) or the periodic one tries again.
         self._pending.pop(key, None)
-        if self._dirty is not None:
-            self._dirty.add(ObjectRef("Ingress", *key))
+        self._retry(ObjectRef("Ingress", *key))
         log.warning("could not update the status of Ingress %s/%s: %s", key[0], key[1],
                     failure.getErrorMessage())

@@ -1,0 +1,23 @@
+"""The Gateway API features ingressd supports, by the names of the conformance suite
+(``sigs.k8s.io/gateway-api/pkg/features``, release v1.6.1), as a GatewayClass of ours lists them
+in ``status.supportedFeatures``.
+
+The conformance suite reads that list (when it is not given ``--supported-features``) to choose
+the Extended tests it runs, so a name is here only when the feature is served and its
+conformance cases pass here (docs/gateway-api.md, "Conformance coverage"). Left out on purpose:
+``HTTPRouteParentRefPort`` and ``GatewayPort8080`` (their cases send traffic to the listeners'
+declared ports, which ingressd does not bind), the timeouts, RegularExpression paths,
+per-backendRef filters, 303/307/308 redirects (provisional, not ported), ``TLSRoute``,
+``ListenerSet``, ``BackendTLSPolicy``. The spec wants the list sorted by name.
+"""
+
+from __future__ import annotations
+
+SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
+    # Core of the HTTP and GRPC profiles
+    "Gateway", "HTTPRoute", "ReferenceGrant", "GRPCRoute",
+    # Extended, HTTPRoute
+    "HTTPRouteQueryParamMatching", "HTTPRouteMethodMatching", "HTTPRouteResponseHeaderModification",
+    "HTTPRoutePortRedirect", "HTTPRouteSchemeRedirect", "HTTPRoutePathRedirect", "HTTPRouteHostRewrite",
+    "HTTPRoutePathRewrite", "HTTPRouteRequestMirror", "HTTPRouteRequestMultipleMirrors", "HTTPRouteCORS",
+)))
