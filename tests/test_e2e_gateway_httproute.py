@@ -439,3 +439,40 @@ def test_route_changes_under_load_lose_no_request(world):
         assert wait_for(lambda: server.get("/steady", host="churn.example").status == 404, "the churn route gone")
     assert len(results) > 0
     assert set(results) == {(200, "infra-backend-v1")}
+
+
+# -- RegularExpression paths (Extended; ingressd: RE2, the whole path, case-sensitive, after Exact and
+#    before PathPrefix; docs/gateway-api.md) ------------------------------------------------------------
+
+REGEX_ROUTE = route(
+    "regex-paths", "  parentRefs: [{name: same-namespace}]\n  hostnames: [regex.example]\n  rules:\n"
+    + rule("infra-backend-v1", "[{path: {type: RegularExpression, value: '/v[0-9]+/users'}}]")
+    + rule("infra-backend-v2", "[{path: {type: Exact, value: /v1/users}}]")
+    + rule("infra-backend-v3", "[{path: {type: PathPrefix, value: /}}]")
+    + rule("infra-backend-v2", "[{path: {type: RegularExpression, value: '/(?!admin).*'}}]"))
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/v2/users", (200, "infra-backend-v1")),
+    ("/v123/users?page=2", (200, "infra-backend-v1")),  # the query is not part of the path
+    ("/v1/users", (200, "infra-backend-v2")),  # Exact before an expression
+    ("/v2/users/7", (200, "infra-backend-v3")),  # the expression must match the whole path
+    ("/V2/users", (200, "infra-backend-v3")),  # case-sensitive
+    ("/api/v2/users", (200, "infra-backend-v3")),
+])
+def test_regular_expression_paths(world, path, expected):
+    server, manifests, _ = world
+    write_manifests(manifests / "regex.yaml", [yaml.safe_load(REGEX_ROUTE)])
+    try:
+        assert wait_for(lambda: answered(server, "/v9/users", "regex.example") == (200, "infra-backend-v1"),
+                        "the expression served")
+        assert answered(server, path, "regex.example") == expected
+        parent = status_of(server, "HTTPRoute", INFRA, "regex-paths")["parents"][0]
+        # The rule whose expression RE2 refuses (look-ahead) is left out; the others are served.
+        assert conditions(parent["conditions"])["PartiallyInvalid"] == ("True", "UnsupportedValue")
+        assert conditions(parent["conditions"])["Accepted"] == ("True", "Accepted")
+    finally:
+        (manifests / "regex.yaml").unlink()
+        # gone before the next test (another test counts the routes attached to this Gateway)
+        assert wait_for(lambda: server.get("/", host="regex.example").status == 404, "the regex route gone")
+

@@ -13,7 +13,7 @@ EXACT = "Exact"
 PREFIX = "Prefix"
 IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
 PATH_TYPES = (EXACT, PREFIX, IMPLEMENTATION_SPECIFIC)
-REGULAR_EXPRESSION = "RegularExpression"  # a header or query-parameter match's other type
+REGULAR_EXPRESSION = "RegularExpression"  # a header or query-parameter match's other type; a Gateway API path type
 
 
 @dataclass(frozen=True, order=True, slots=True)

@@ -2,9 +2,9 @@
 
 (A host where a route has a regular-expression path is matched by ``regex_routing``'s
 table instead, as ingress-nginx matches such a host; a host where a route has extra matches
-(method, headers, query parameters: Gateway API) by ``conditional_routing``'s. A host whose
-routes have neither, as every Ingress-only host, keeps the table below and pays nothing for
-them.)
+(method, headers, query parameters: Gateway API) or a Gateway API ``RegularExpression`` path by
+``conditional_routing``'s. A host whose routes have neither, as every Ingress-only host, keeps
+the table below and pays nothing for them.)
 
 Hosts are hash-map lookups (exact names, then one-label wildcards by suffix, then wildcards
 that match any number of labels (``Route.any_depth``: Gateway API hostnames), the longest
@@ -19,7 +19,7 @@ from collections import OrderedDict
 from typing import Generic, Iterable, Protocol, TypeVar
 
 from ingressd.config.conditional_routing import ConditionalPathTable
-from ingressd.config.model import EXACT, Route
+from ingressd.config.model import EXACT, REGULAR_EXPRESSION, Route
 from ingressd.config.regex_routing import RegexPathTable
 
 # A host with more different prefix lengths than this is searched segment by segment.
@@ -249,20 +249,21 @@ def _depends_on_request(table: object) -> bool:
     matches (method, headers, query parameters)."""
     if isinstance(table, PathTable):
         return False
-    if isinstance(table, RegexPathTable):
+    if isinstance(table, (RegexPathTable, ConditionalPathTable)):
         return any(entry.route.conditions is not None for entry in table.members)
-    return True  # ConditionalPathTable, or a table this module does not know
+    return True  # a table this module does not know
 
 
 def _path_table(members: list[E]) -> "PathTable[E] | RegexPathTable[E] | ConditionalPathTable[E]":
     """A host's paths: by the Ingress v1 rules; all as regular expressions once one route of
     the host has a regular-expression path (as ingress-nginx renders the host; extra matches
-    are tested there too); by the Gateway API's precedence once one has extra matches."""
+    are tested there too); by the Gateway API's precedence once one has extra matches or a
+    Gateway API ``RegularExpression`` path."""
     conditional = False
     for entry in members:
         if getattr(entry, "regex", False):
             return RegexPathTable(members)
-        if entry.route.conditions is not None:
+        if entry.route.conditions is not None or entry.route.path_type == REGULAR_EXPRESSION:
             conditional = True
     return ConditionalPathTable(members) if conditional else PathTable(members)
 

@@ -6,11 +6,13 @@ each of ours: the listeners it names (``sectionName``, ``port``), those that adm
 or the spec's reason (NoMatchingParent, NotAllowedByListeners, NoMatchingListenerHostname).
 
 Each rule × match becomes one ``Route`` per host: path ``Exact`` / ``PathPrefix`` (segment-wise,
-as the Ingress ``Prefix``), method, header and query-parameter matches as ``Conditions``, the
-rule's filters (``route_filters``) and its backendRefs as the weighted set (``backends``). A rule
-that cannot be served (a RegularExpression path, an invalid filter, per-backendRef filters) is
-left out and the route is PartiallyInvalid (Accepted=False when no rule is left); a backendRef
-that cannot be used keeps its share and answers 500 for it (ResolvedRefs=False).
+as the Ingress ``Prefix``) / ``RegularExpression`` (RE2, matching the whole path:
+``regex_routing.compile_full_path``), method, header and query-parameter matches as
+``Conditions``, the rule's filters (``route_filters``) and its backendRefs as the weighted set
+(``backends``). A rule that cannot be served (an expression RE2 refuses, an invalid filter,
+per-backendRef filters) is left out and the route is PartiallyInvalid (Accepted=False when no
+rule is left); a backendRef that cannot be used keeps its share and answers 500 for it
+(ResolvedRefs=False).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from ingressd.config.filters import RequestRedirect
 from ingressd.config.model import (
     EXACT, PREFIX, REGULAR_EXPRESSION, Backend, Conditions, ObjectRef, Route, ValueMatch, WeightedBackend,
 )
+from ingressd.config.regex_routing import compile_full_path
+from ingressd.features import PathPatternError
 
 KIND = "HTTPRoute"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
@@ -193,10 +197,13 @@ def _match(raw: Mapping) -> tuple[str, str, Conditions | None]:
     kind = path.get("type") or "PathPrefix"
     value = str(path.get("value") if path.get("value") is not None else "/")
     if kind == REGULAR_EXPRESSION:
-        raise Invalid("RegularExpression paths are not supported yet")
-    if kind not in ("Exact", "PathPrefix"):
+        try:
+            compile_full_path(value)
+        except PathPatternError as exc:
+            raise Invalid(str(exc)) from None
+    elif kind not in ("Exact", "PathPrefix"):
         raise Invalid(f"path type {kind!r} is not supported")
-    if not value.startswith("/") or "//" in value:
+    elif not value.startswith("/") or "//" in value:
         raise Invalid(f"path {value!r} is invalid")
     method = str(raw.get("method") or "")
     if method and method not in _METHODS:
@@ -204,7 +211,7 @@ def _match(raw: Mapping) -> tuple[str, str, Conditions | None]:
     headers = values(raw.get("headers") or [], lower=True)
     query = values(raw.get("queryParams") or [], lower=False)
     conditions = Conditions(method, headers, query) if method or headers or query else None
-    return value, EXACT if kind == "Exact" else PREFIX, conditions
+    return value, {"Exact": EXACT, REGULAR_EXPRESSION: REGULAR_EXPRESSION}.get(kind, PREFIX), conditions
 
 
 def values(raws, lower: bool) -> tuple[ValueMatch, ...]:
