@@ -123,6 +123,9 @@ class Route:
     # A wildcard ``host`` matches any number of labels (Gateway API hostnames: ``*.example.com``
     # serves ``a.b.example.com``); False: exactly one label, as every Ingress wildcard.
     any_depth: bool = False
+    # The listener kinds the route is served on: "http" (the plain port), "https" (TLS). Empty: both,
+    # as every Ingress route; a Gateway API route: the kinds of the listeners it attached to.
+    schemes: tuple[str, ...] = ()
 
     @property
     def age_key(self) -> tuple[str, str, str]:

@@ -9,10 +9,12 @@ Each rule × match becomes one ``Route`` per host: path ``Exact`` / ``PathPrefix
 as the Ingress ``Prefix``) / ``RegularExpression`` (RE2, matching the whole path:
 ``regex_routing.compile_full_path``), method, header and query-parameter matches as
 ``Conditions``, the rule's filters (``route_filters``) and its backendRefs as the weighted set
-(``backends``). A rule that cannot be served (an expression RE2 refuses, an invalid filter,
-per-backendRef filters) is left out and the route is PartiallyInvalid (Accepted=False when no
-rule is left); a backendRef that cannot be used keeps its share and answers 500 for it
-(ResolvedRefs=False).
+(``backends``). A route is served only on the kinds of listener it attached to
+(``Route.schemes``: HTTP listeners on the plain port, HTTPS on the TLS one); one route serves
+both when it attached to both and its filters are the same on both. A rule that cannot be served
+(an expression RE2 refuses, an invalid filter, per-backendRef filters) is left out and the route
+is PartiallyInvalid (Accepted=False when no rule is left); a backendRef that cannot be used keeps
+its share and answers 500 for it (ResolvedRefs=False).
 """
 
 from __future__ import annotations
@@ -89,22 +91,37 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
             conditions.append(condition("PartiallyInvalid", True, "UnsupportedValue", "; ".join(problems),
                                         generation))
         result.parents.append({"parentRef": dict(parent), "controllerName": controller, "conditions": conditions})
-    hosts: dict[str, Listener] = {}
+    # host → listener kind → the first listener of that kind that brings the host (it gives the port)
+    hosts: dict[str, dict[str, Listener]] = {}
     for _, listener, names in result.attached:
         for name in names:
-            hosts.setdefault(name, listener)  # the first listener that brings a host gives its port
+            hosts.setdefault(name, {}).setdefault(_scheme(listener), listener)
     created = str(meta.get("creationTimestamp") or "")
-    for host, listener in hosts.items():
+    for host, listeners in hosts.items():
         for rule in rules:
             backend = next((member.backend for member in rule.backends if member.backend is not None),
                            Backend(namespace, "", ""))
-            rule_filters = _with_listener_port(rule.filters, listener)
-            for path, path_type, conditions in rule.matches:
-                result.routes.append(Route(host=host, path=path, path_type=path_type, backend=backend, ingress=ref,
-                                           created=created, conditions=conditions, backends=rule.backends,
-                                           filters=rule_filters, features=features,
-                                           any_depth=host.startswith("*.")))
+            for schemes, rule_filters in _per_scheme(rule.filters, listeners):
+                for path, path_type, conditions in rule.matches:
+                    result.routes.append(Route(host=host, path=path, path_type=path_type, backend=backend,
+                                               ingress=ref, created=created, conditions=conditions,
+                                               backends=rule.backends, filters=rule_filters, features=features,
+                                               any_depth=host.startswith("*."), schemes=schemes))
     return result
+
+
+def _scheme(listener: Listener) -> str:
+    """The kind of port a listener is served on: "https" (TLS) or "http"."""
+    return "https" if listener.protocol == "HTTPS" else "http"
+
+
+def _per_scheme(rule_filters: tuple, listeners: Mapping[str, Listener]) -> list[tuple[tuple[str, ...], tuple]]:
+    """(the route's ``schemes``, its filters) for each kind of listener a host came through: one
+    route for both kinds (``schemes`` empty) when the filters come out the same for both."""
+    found = [((scheme,), _with_listener_port(rule_filters, listener)) for scheme, listener in sorted(listeners.items())]
+    if len(found) == 2 and found[0][1] == found[1][1]:
+        return [((), found[0][1])]
+    return found
 
 
 def _with_listener_port(rule_filters: tuple, listener: Listener) -> tuple:
