@@ -439,3 +439,133 @@ def test_route_changes_under_load_lose_no_request(world):
         assert wait_for(lambda: server.get("/steady", host="churn.example").status == 404, "the churn route gone")
     assert len(results) > 0
     assert set(results) == {(200, "infra-backend-v1")}
+
+
+# -- RegularExpression paths (Extended; ingressd: RE2, the whole path, case-sensitive, after Exact and
+#    before PathPrefix; docs/gateway-api.md) ------------------------------------------------------------
+
+REGEX_ROUTE = route(
+    "regex-paths", "  parentRefs: [{name: same-namespace}]\n  hostnames: [regex.example]\n  rules:\n"
+    + rule("infra-backend-v1", "[{path: {type: RegularExpression, value: '/v[0-9]+/users'}}]")
+    + rule("infra-backend-v2", "[{path: {type: Exact, value: /v1/users}}]")
+    + rule("infra-backend-v3", "[{path: {type: PathPrefix, value: /}}]")
+    + rule("infra-backend-v2", "[{path: {type: RegularExpression, value: '/(?!admin).*'}}]"))
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/v2/users", (200, "infra-backend-v1")),
+    ("/v123/users?page=2", (200, "infra-backend-v1")),  # the query is not part of the path
+    ("/v1/users", (200, "infra-backend-v2")),  # Exact before an expression
+    ("/v2/users/7", (200, "infra-backend-v3")),  # the expression must match the whole path
+    ("/V2/users", (200, "infra-backend-v3")),  # case-sensitive
+    ("/api/v2/users", (200, "infra-backend-v3")),
+])
+def test_regular_expression_paths(world, path, expected):
+    server, manifests, _ = world
+    write_manifests(manifests / "regex.yaml", [yaml.safe_load(REGEX_ROUTE)])
+    try:
+        assert wait_for(lambda: answered(server, "/v9/users", "regex.example") == (200, "infra-backend-v1"),
+                        "the expression served")
+        assert answered(server, path, "regex.example") == expected
+        parent = status_of(server, "HTTPRoute", INFRA, "regex-paths")["parents"][0]
+        # The rule whose expression RE2 refuses (look-ahead) is left out; the others are served.
+        assert conditions(parent["conditions"])["PartiallyInvalid"] == ("True", "UnsupportedValue")
+        assert conditions(parent["conditions"])["Accepted"] == ("True", "Accepted")
+    finally:
+        (manifests / "regex.yaml").unlink()
+        # gone before the next test (another test counts the routes attached to this Gateway)
+        assert wait_for(lambda: server.get("/", host="regex.example").status == 404, "the regex route gone")
+
+
+# -- Listener separation: a route attached to HTTP listeners only is not served on --https, and one
+#    attached to HTTPS listeners only not on --http (the spec: no matching route, 404) ------------------
+
+SPLIT = "split.example"
+
+
+def _split_objects(leaf) -> list:
+    gateway = f"""
+apiVersion: {GROUP}
+kind: Gateway
+metadata: {{name: split, namespace: {INFRA}}}
+spec:
+  gatewayClassName: ingressd
+  listeners:
+  - {{name: plain, port: 80, protocol: HTTP, hostname: {SPLIT}}}
+  - name: secure
+    port: 443
+    protocol: HTTPS
+    hostname: {SPLIT}
+    tls: {{certificateRefs: [{{name: split-cert}}]}}
+"""
+    routes = [
+        route("split-plain", "  parentRefs: [{name: split, sectionName: plain}]\n  rules:\n"
+              + rule("infra-backend-v1", "[{path: {type: PathPrefix, value: /plain}}, "
+                                         "{path: {type: PathPrefix, value: /same}}]")),
+        route("split-secure", "  parentRefs: [{name: split, sectionName: secure}]\n  rules:\n"
+              + rule("infra-backend-v2", "[{path: {type: PathPrefix, value: /secure}}, "
+                                         "{path: {type: PathPrefix, value: /same}}]")),
+        route("split-both", "  parentRefs: [{name: split}]\n  rules:\n"
+              + rule("infra-backend-v3", "[{path: {type: PathPrefix, value: /both}}]")),
+    ]
+    import certs
+
+    return [yaml.safe_load(gateway), certs.secret_manifest(INFRA, "split-cert", leaf.cert_pem, leaf.key_pem()),
+            *(yaml.safe_load(text) for text in routes)]
+
+
+def _https_answered(server, cafile, path: str) -> tuple[int, str | None]:
+    import http.client
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(cafile))
+    conn = http.client.HTTPSConnection("127.0.0.1", server.https_port, timeout=10, context=context)
+    conn.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", server.https_port), 10),
+                                    server_hostname=SPLIT)
+    try:
+        conn.request("GET", path, headers={"Host": SPLIT})
+        response = conn.getresponse()
+        response.read()
+        return response.status, (response.getheader("x-backend") if response.status == 200 else None)
+    finally:
+        conn.close()
+
+
+def test_routes_are_served_only_on_the_port_of_their_listeners_kind(world, tmp_path):
+    import subprocess
+
+    import certs
+
+    server, manifests, _ = world
+    ca = certs.make_ca("split test CA")
+    cafile = tmp_path / "ca.pem"
+    cafile.write_bytes(ca.cert_pem)
+    write_manifests(manifests / "split.yaml", _split_objects(certs.make_leaf(SPLIT, issuer=ca)))
+    try:
+        assert wait_for(lambda: answered(server, "/plain", SPLIT) == (200, "infra-backend-v1"), "split served")
+        assert wait_for(lambda: _https_answered(server, cafile, "/secure") == (200, "infra-backend-v2"),
+                        "split served over TLS")
+        # the plain port (Python's http.client)
+        assert answered(server, "/plain", SPLIT) == (200, "infra-backend-v1")
+        assert answered(server, "/secure", SPLIT) == (404, None)
+        assert answered(server, "/same", SPLIT) == (200, "infra-backend-v1")
+        assert answered(server, "/both", SPLIT) == (200, "infra-backend-v3")
+        # the TLS port (Python's ssl)
+        assert _https_answered(server, cafile, "/secure") == (200, "infra-backend-v2")
+        assert _https_answered(server, cafile, "/plain") == (404, None)
+        assert _https_answered(server, cafile, "/same") == (200, "infra-backend-v2")
+        assert _https_answered(server, cafile, "/both") == (200, "infra-backend-v3")
+        # and curl on both
+        for scheme, port, path, expected in (("http", server.http_port, "/secure", "404"),
+                                             ("https", server.https_port, "/plain", "404"),
+                                             ("https", server.https_port, "/secure", "200")):
+            out = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", str(cafile), "--resolve",
+                                  f"{SPLIT}:{port}:127.0.0.1", "-o", "/dev/null", "-w", "%{http_code}",
+                                  f"{scheme}://{SPLIT}:{port}{path}"], capture_output=True, text=True, timeout=30)
+            assert out.stdout == expected, (scheme, path, out.stderr)
+        listeners = {item["name"]: item for item in status_of(server, "Gateway", INFRA, "split")["listeners"]}
+        assert (listeners["plain"]["attachedRoutes"], listeners["secure"]["attachedRoutes"]) == (2, 2)
+    finally:
+        (manifests / "split.yaml").unlink()
+        assert wait_for(lambda: server.get("/both", host=SPLIT).status == 404, "the split routes gone")

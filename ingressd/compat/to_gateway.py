@@ -535,7 +535,8 @@ class _IngressConversion:
     def _regex(self, path: str) -> dict:
         self.note(INFO, f"path {path!r} is a RegularExpression match: ingress-nginx matches it case-insensitively "
                         "from the start of the path (a prefix); RegularExpression's exact semantics are "
-                        "implementation-specific (ingressd: RE2)")
+                        "implementation-specific (ingressd: RE2 over the whole path, case-sensitive: "
+                        f"'(?i){path}.*' matches as ingress-nginx does)")
         return {"path": {"type": "RegularExpression", "value": path}}
 
     def _backend_ref(self, backend: Mapping) -> dict | None:

@@ -13,7 +13,7 @@ EXACT = "Exact"
 PREFIX = "Prefix"
 IMPLEMENTATION_SPECIFIC = "ImplementationSpecific"
 PATH_TYPES = (EXACT, PREFIX, IMPLEMENTATION_SPECIFIC)
-REGULAR_EXPRESSION = "RegularExpression"  # a header or query-parameter match's other type
+REGULAR_EXPRESSION = "RegularExpression"  # a header or query-parameter match's other type; a Gateway API path type
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -139,6 +139,9 @@ class Route:
     any_depth: bool = False
     # Time limits of the route's own (Gateway API timeouts); None: the server's proxy timeouts alone.
     timeouts: Timeouts | None = None
+    # The listener kinds the route is served on: "http" (the plain port), "https" (TLS). Empty: both,
+    # as every Ingress route; a Gateway API route: the kinds of the listeners it attached to.
+    schemes: tuple[str, ...] = ()
 
     @property
     def age_key(self) -> tuple[str, str, str]:

@@ -25,6 +25,10 @@ path can make a request's matching super-linear. A pattern RE2 cannot compile (l
 back-references, possessive quantifiers) is reported by ``compile_path``; the plugin that
 turns regular-expression paths on rejects its Ingress with that message, and a path of
 another Ingress that cannot be compiled is left out of the host's matching (logged).
+
+A Gateway API ``RegularExpression`` path (``Route.path_type``) is not ingress-nginx's: it is
+matched against the whole request path, case-sensitively (``compile_full_path``), as
+Envoy-based implementations do; on a host in regular-expression mode it keeps that meaning.
 """
 
 from __future__ import annotations
@@ -33,9 +37,41 @@ from typing import Any, Generic, Iterable, Protocol, TypeVar
 
 from twisted.python import log
 
+import re2
+
 from ingressd.config.conditions import compile_conditions
-from ingressd.config.model import Route
+from ingressd.config.model import REGULAR_EXPRESSION, Route
 from ingressd.features import PathPatternError, compile_path
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # a pattern that does not compile is reported by us, once
+
+
+class FullPathPattern:
+    """A Gateway API ``RegularExpression`` path (``compile_full_path``): ``match`` gives a match
+    object only when the expression matches the whole request path."""
+
+    __slots__ = ("_regex", "path")
+
+    def __init__(self, regex: Any, path: str):
+        self._regex = regex
+        self.path = path
+
+    def match(self, text: str) -> Any:
+        # As UTF-8 bytes: the binding's str path maps character offsets on every call.
+        return self._regex.fullmatch(text.encode("utf-8"))
+
+
+def compile_full_path(path: str) -> FullPathPattern:
+    """A Gateway API ``RegularExpression`` path, compiled by RE2: case-sensitive, matching the
+    whole path (as Envoy's ``safe_regex``: ``/v[0-9]+`` matches ``/v2``, not ``/v2/x``). Raises
+    ``PathPatternError`` saying why RE2 refuses it."""
+    try:
+        return FullPathPattern(re2.compile(path.encode("utf-8"), _OPTIONS), path)
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise PathPatternError(f"path {path!r} is not an RE2 regular expression ({reason})") from None
+
 
 class _HasRoute(Protocol):
     route: Route
@@ -59,7 +95,7 @@ class RegexPathTable(Generic[E]):
             if (path, conditions) in seen:  # the same location twice: the oldest Ingress keeps it
                 continue
             try:
-                pattern = compile_path(path)
+                pattern = compile_full_path(path) if entry.route.path_type == REGULAR_EXPRESSION else compile_path(path)
             except PathPatternError as exc:
                 log.msg(f"ingressd: {entry.route.ingress}: {exc}; not matched on host {entry.route.host!r}")
                 continue

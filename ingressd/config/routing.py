@@ -2,9 +2,15 @@
 
 (A host where a route has a regular-expression path is matched by ``regex_routing``'s
 table instead, as ingress-nginx matches such a host; a host where a route has extra matches
-(method, headers, query parameters: Gateway API) by ``conditional_routing``'s. A host whose
-routes have neither, as every Ingress-only host, keeps the table below and pays nothing for
-them.)
+(method, headers, query parameters: Gateway API) or a Gateway API ``RegularExpression`` path by
+``conditional_routing``'s. A host whose routes have neither, as every Ingress-only host, keeps
+the table below and pays nothing for them.)
+
+Routes served on one listener kind only (``Route.schemes``: a Gateway API route attached to HTTP
+listeners only, or HTTPS only) make the table two: the routes served on the plain port, and
+(``RouteTable.secure``) those served over TLS, each with its own hosts and memo; a request takes
+the one of its connection (``RequestView.https``). Without such routes (every Ingress) there is
+one table and the request path pays one attribute test.
 
 Hosts are hash-map lookups (exact names, then one-label wildcards by suffix, then wildcards
 that match any number of labels (``Route.any_depth``: Gateway API hostnames), the longest
@@ -19,7 +25,7 @@ from collections import OrderedDict
 from typing import Generic, Iterable, Protocol, TypeVar
 
 from ingressd.config.conditional_routing import ConditionalPathTable
-from ingressd.config.model import EXACT, Route
+from ingressd.config.model import EXACT, REGULAR_EXPRESSION, Route
 from ingressd.config.regex_routing import RegexPathTable
 
 # A host with more different prefix lengths than this is searched segment by segment.
@@ -144,10 +150,23 @@ class RouteTable(Generic[E]):
     ``match`` remembers its last ``cache_size`` answers by (host, path) — the same traffic
     asks the same questions — except where a route's extra matches make the answer depend
     on the request; the memo goes with the table when a new one is swapped in.
+
+    When a route is served on one listener kind only (``Route.schemes``), this table holds the
+    routes served on the plain port and ``secure`` another, of the routes served over TLS
+    (``schemes=("https",)``: the table of one kind, built by the first); else ``secure`` is None.
     """
 
     def __init__(self, entries: Iterable[E] = (), default: E | None = None,
-                 previous: "RouteTable[E] | None" = None, cache_size: int = CACHE_SIZE):
+                 previous: "RouteTable[E] | None" = None, cache_size: int = CACHE_SIZE,
+                 schemes: tuple[str, ...] = ()):
+        self.secure: RouteTable[E] | None = None
+        if not schemes:
+            entries = list(entries)
+            if any(entry.route.schemes for entry in entries):
+                previous_secure = previous.secure if previous is not None else None
+                self.secure = RouteTable([entry for entry in entries if _served_on(entry, "https")], default,
+                                         previous_secure or previous, cache_size, ("https",))
+                entries = [entry for entry in entries if _served_on(entry, "http")]
         # (host, path) → entry; OrderedDict: forgetting its oldest is O(1) (a dict's is not).
         self.cache: OrderedDict[tuple[str, str], E | None] = OrderedDict()
         self.cache_size = cache_size
@@ -199,7 +218,11 @@ class RouteTable(Generic[E]):
         ``interfaces.RequestView``: method, headers, query) is what a route's extra matches
         test; without it, no route with extra matches is chosen. Hosts are tried exact, then as
         a one-label wildcard, then as an any-depth wildcard (longest suffix first), then the rules
-        without a host."""
+        without a host. A request over TLS (``request.https``) is matched by ``secure`` when
+        there is one."""
+        secure = self.secure
+        if secure is not None and request is not None and request.https:
+            return secure.match(host, path, request)
         key = (host, path)
         cache = self.cache
         entry = cache.get(key, _MISSING)
@@ -238,10 +261,27 @@ class RouteTable(Generic[E]):
         return None
 
     def entries(self) -> Iterable[E]:
+        """The entries served (on either listener kind), each once."""
+        seen: set[int] = set()
+        for table in (self, self.secure):
+            if table is None:
+                continue
+            for entry in table._own_entries():
+                if id(entry) not in seen:
+                    seen.add(id(entry))
+                    yield entry
+
+    def _own_entries(self) -> Iterable[E]:
         for table in (*self.exact_hosts.values(), *self.wildcard_hosts.values()):
             yield from table.entries()
         if self.any_host is not None:
             yield from self.any_host.entries()
+
+
+def _served_on(entry: _HasRoute, scheme: str) -> bool:
+    """Whether a route is served on listeners of this kind ("http", "https")."""
+    schemes = entry.route.schemes
+    return not schemes or scheme in schemes
 
 
 def _depends_on_request(table: object) -> bool:
@@ -249,20 +289,21 @@ def _depends_on_request(table: object) -> bool:
     matches (method, headers, query parameters)."""
     if isinstance(table, PathTable):
         return False
-    if isinstance(table, RegexPathTable):
+    if isinstance(table, (RegexPathTable, ConditionalPathTable)):
         return any(entry.route.conditions is not None for entry in table.members)
-    return True  # ConditionalPathTable, or a table this module does not know
+    return True  # a table this module does not know
 
 
 def _path_table(members: list[E]) -> "PathTable[E] | RegexPathTable[E] | ConditionalPathTable[E]":
     """A host's paths: by the Ingress v1 rules; all as regular expressions once one route of
     the host has a regular-expression path (as ingress-nginx renders the host; extra matches
-    are tested there too); by the Gateway API's precedence once one has extra matches."""
+    are tested there too); by the Gateway API's precedence once one has extra matches or a
+    Gateway API ``RegularExpression`` path."""
     conditional = False
     for entry in members:
         if getattr(entry, "regex", False):
             return RegexPathTable(members)
-        if entry.route.conditions is not None:
+        if entry.route.conditions is not None or entry.route.path_type == REGULAR_EXPRESSION:
             conditional = True
     return ConditionalPathTable(members) if conditional else PathTable(members)
 

@@ -7,11 +7,14 @@ each of ours: the listeners it names (``sectionName``, ``port``), those that adm
 or the spec's reason (NoMatchingParent, NotAllowedByListeners, NoMatchingListenerHostname).
 
 Each rule × match becomes one ``Route`` per host: path ``Exact`` / ``PathPrefix`` (segment-wise,
-as the Ingress ``Prefix``), method, header and query-parameter matches as ``Conditions``, the
-rule's filters (``route_filters``; a backendRef's own ride with its member and run after them,
-only for the requests that go to it), its ``timeouts`` (``timeouts``: ``Route.timeouts``) and its
-backendRefs as the weighted set (``backends``). A rule
-that cannot be served (a RegularExpression path, an invalid filter or timeout) is
+as the Ingress ``Prefix``) / ``RegularExpression`` (RE2, matching the whole path:
+``regex_routing.compile_full_path``), method, header and query-parameter matches as
+``Conditions``, the rule's filters (``route_filters``; a backendRef's own ride with its member and
+run after them, only for the requests that go to it), its ``timeouts`` (``timeouts``:
+``Route.timeouts``) and its backendRefs as the weighted set (``backends``). A route is served only
+on the kinds of listener it attached to (``Route.schemes``: HTTP listeners on the plain port, HTTPS
+on the TLS one); one route serves both when it attached to both and its filters are the same on
+both. A rule that cannot be served (an expression RE2 refuses, an invalid filter or timeout) is
 left out and the route is PartiallyInvalid (Accepted=False when no rule is left); a backendRef
 that cannot be used keeps its share and answers 500 for it (ResolvedRefs=False).
 """
@@ -35,6 +38,8 @@ from ingressd.config.filters import RequestRedirect
 from ingressd.config.model import (
     EXACT, PREFIX, REGULAR_EXPRESSION, Backend, Conditions, ObjectRef, Route, Timeouts, ValueMatch, WeightedBackend,
 )
+from ingressd.config.regex_routing import compile_full_path
+from ingressd.features import PathPatternError
 
 KIND = "HTTPRoute"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
@@ -90,23 +95,23 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
             conditions.append(condition("PartiallyInvalid", True, "UnsupportedValue", "; ".join(problems),
                                         generation))
         result.parents.append({"parentRef": dict(parent), "controllerName": controller, "conditions": conditions})
-    hosts: dict[str, Listener] = {}
+    # host → listener kind → the first listener of that kind that brings the host (it gives the port)
+    hosts: dict[str, dict[str, Listener]] = {}
     for _, listener, names in result.attached:
         for name in names:
-            hosts.setdefault(name, listener)  # the first listener that brings a host gives its port
+            hosts.setdefault(name, {}).setdefault(_scheme(listener), listener)
     created = str(meta.get("creationTimestamp") or "")
-    for host, listener in hosts.items():
+    for host, listeners in hosts.items():
         for rule in rules:
             backend = next((member.backend for member in rule.backends if member.backend is not None),
                            Backend(namespace, "", ""))
-            rule_filters = _with_listener_port(rule.filters, listener)
-            members = tuple(dataclasses.replace(member, filters=_with_listener_port(member.filters, listener))
-                            if member.filters else member for member in rule.backends)
-            for path, path_type, conditions in rule.matches:
-                result.routes.append(Route(host=host, path=path, path_type=path_type, backend=backend, ingress=ref,
-                                           created=created, conditions=conditions, backends=members,
-                                           filters=rule_filters, features=features,
-                                           any_depth=host.startswith("*."), timeouts=rule.timeouts))
+            for schemes, rule_filters, members in _per_scheme(rule, listeners):
+                for path, path_type, conditions in rule.matches:
+                    result.routes.append(Route(host=host, path=path, path_type=path_type, backend=backend,
+                                               ingress=ref, created=created, conditions=conditions,
+                                               backends=members, filters=rule_filters, features=features,
+                                               any_depth=host.startswith("*."), timeouts=rule.timeouts,
+                                               schemes=schemes))
     return result
 
 
@@ -115,6 +120,24 @@ def _parent_key(parent: Mapping, namespace: str) -> tuple:
     their kind)."""
     key = (str(parent.get("namespace") or namespace), str(parent.get("name") or ""))
     return key if (parent.get("kind") or "Gateway") == "Gateway" else (LISTENER_SET, *key)
+
+
+def _scheme(listener: Listener) -> str:
+    """The kind of port a listener is served on: "https" (TLS) or "http"."""
+    return "https" if listener.protocol == "HTTPS" else "http"
+
+
+def _per_scheme(rule, listeners: Mapping[str, Listener]) -> list[tuple[tuple[str, ...], tuple, tuple]]:
+    """(the route's ``schemes``, its filters, its weighted members with their own filters) for each
+    kind of listener a host came through: one route for both kinds (``schemes`` empty) when the
+    filters come out the same for both."""
+    found = [((scheme,), _with_listener_port(rule.filters, listener),
+              tuple(dataclasses.replace(member, filters=_with_listener_port(member.filters, listener))
+                    if member.filters else member for member in rule.backends))
+             for scheme, listener in sorted(listeners.items())]
+    if len(found) == 2 and found[0][1:] == found[1][1:]:
+        return [((), *found[0][1:])]
+    return found
 
 
 def _with_listener_port(rule_filters: tuple, listener: Listener) -> tuple:
@@ -213,10 +236,13 @@ def _match(raw: Mapping) -> tuple[str, str, Conditions | None]:
     kind = path.get("type") or "PathPrefix"
     value = str(path.get("value") if path.get("value") is not None else "/")
     if kind == REGULAR_EXPRESSION:
-        raise Invalid("RegularExpression paths are not supported yet")
-    if kind not in ("Exact", "PathPrefix"):
+        try:
+            compile_full_path(value)
+        except PathPatternError as exc:
+            raise Invalid(str(exc)) from None
+    elif kind not in ("Exact", "PathPrefix"):
         raise Invalid(f"path type {kind!r} is not supported")
-    if not value.startswith("/") or "//" in value:
+    elif not value.startswith("/") or "//" in value:
         raise Invalid(f"path {value!r} is invalid")
     method = str(raw.get("method") or "")
     if method and method not in _METHODS:
@@ -224,7 +250,7 @@ def _match(raw: Mapping) -> tuple[str, str, Conditions | None]:
     headers = values(raw.get("headers") or [], lower=True)
     query = values(raw.get("queryParams") or [], lower=False)
     conditions = Conditions(method, headers, query) if method or headers or query else None
-    return value, EXACT if kind == "Exact" else PREFIX, conditions
+    return value, {"Exact": EXACT, REGULAR_EXPRESSION: REGULAR_EXPRESSION}.get(kind, PREFIX), conditions
 
 
 def values(raws, lower: bool) -> tuple[ValueMatch, ...]:
