@@ -8,14 +8,16 @@ their Gateways and the routes attached only to those are ignored entirely. The f
 the HTTPRoutes' routes (``config.gateway.httproute``), the HTTPS listeners' certificates as TLS
 hosts (``config.gateway.listeners``) and the status judged for every object of ours
 (``Config.status``: written in cluster mode, shown on the admin page in file mode). GRPCRoutes
-(``config.gateway.grpcroute``) are routes too, their backends reached over gRPC (h2c).
+(``config.gateway.grpcroute``) are routes too, their backends reached over gRPC (h2c). TLSRoutes
+(``config.gateway.tlsroute``) on TLS Passthrough listeners give ``Config.passthrough``: SNI names
+whose connections are spliced unterminated to their backends.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from ingressd.config.gateway import grpcroute, httproute, listeners
+from ingressd.config.gateway import grpcroute, httproute, listeners, tlsroute
 from ingressd.config.gateway.backends import Services
 from ingressd.config.gateway.grants import Grants
 from ingressd.config.gateway.status import condition, document, generation_of
@@ -74,15 +76,18 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
     warnings: list = []
     tls_hosts: list = []
     route_status: list = []
-    found = [(kind, key, unpack(packed)) for kind in (httproute.KIND, grpcroute.KIND)
+    passthrough: list = []
+    translators = {httproute.KIND: httproute.translate, grpcroute.KIND: grpcroute.translate,
+                   tlsroute.KIND: tlsroute.translate}
+    found = [(kind, key, unpack(packed)) for kind in translators
              for key, packed in (objects.get(kind) or {}).items()]
     for kind, (namespace, name), obj in sorted(found, key=lambda item: _age(item[1:])):
-        translator = httproute.translate if kind == httproute.KIND else grpcroute.translate
-        done = translator(obj, generation_of(obj), gateways, labels, services, grants, controller)
+        done = translators[kind](obj, generation_of(obj), gateways, labels, services, grants, controller)
         if not done.parents:
             continue
         ref = ObjectRef(kind, namespace, name)
         routes.extend(done.routes)
+        passthrough.extend(getattr(done, "passthrough", ()))
         warnings.extend(Rejection(ref, problem) for problem in done.problems)
         route_status.append((ref, document(generation_of(obj), {"parents": done.parents})))
         for gateway, listener, hosts in done.attached:
@@ -99,5 +104,5 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
             used_secrets.setdefault(secret.ref, secret)
         status.append((gateway.ref, document(gateway.generation, gateway.status())))
     return Config(routes=tuple(routes), tls_hosts=tuple(tls_hosts), secrets=tuple(used_secrets.values()),
-                  warnings=tuple(warnings), status=tuple(status + route_status))
+                  warnings=tuple(warnings), status=tuple(status + route_status), passthrough=tuple(passthrough))
 

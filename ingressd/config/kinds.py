@@ -57,6 +57,7 @@ GATEWAY_KINDS: tuple[KindSpec, ...] = (
     KindSpec("Gateway", f"{GATEWAY_GROUP}/v1", "gateways", status=True, optional=True),
     KindSpec("HTTPRoute", f"{GATEWAY_GROUP}/v1", "httproutes", status=True, optional=True),
     KindSpec("GRPCRoute", f"{GATEWAY_GROUP}/v1", "grpcroutes", status=True, optional=True),
+    KindSpec("TLSRoute", f"{GATEWAY_GROUP}/v1", "tlsroutes", status=True, optional=True),  # v1 only in v1.6
     KindSpec("ReferenceGrant", f"{GATEWAY_GROUP}/v1beta1", "referencegrants", optional=True),
     KindSpec("Namespace", "v1", "namespaces", namespaced=False, keep_metadata=("name", "labels")),
     # and the dependencies it shares with the Ingress translator, declared alike

@@ -147,7 +147,8 @@ class RouteTable(Generic[E]):
     """
 
     def __init__(self, entries: Iterable[E] = (), default: E | None = None,
-                 previous: "RouteTable[E] | None" = None, cache_size: int = CACHE_SIZE):
+                 previous: "RouteTable[E] | None" = None, cache_size: int = CACHE_SIZE,
+                 passthrough: object = None):
         # (host, path) → entry; OrderedDict: forgetting its oldest is O(1) (a dict's is not).
         self.cache: OrderedDict[tuple[str, str], E | None] = OrderedDict()
         self.cache_size = cache_size
@@ -159,6 +160,8 @@ class RouteTable(Generic[E]):
         self.deep_wildcard_hosts: dict[str, PathTable[E]] = {}
         self.any_host: PathTable[E] | None = None
         self.default = default
+        # The TLS hosts passed through by SNI (TLSRoutes: tls.passthrough.PassthroughHosts), or None.
+        self.passthrough = passthrough
         groups: dict[str, list[E]] = {}
         for entry in entries:
             host = entry.route.host

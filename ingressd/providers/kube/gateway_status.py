@@ -1,6 +1,6 @@
 """The Gateway API status writers: put the status the Gateway API source judged
 (``Config.status``: a ``config.model.StatusDocument`` per object) on the GatewayClasses,
-Gateways, HTTPRoutes and GRPCRoutes in the cluster.
+Gateways, HTTPRoutes, GRPCRoutes and TLSRoutes in the cluster.
 
 One writer per kind (``providers.kube.service.STATUS_WRITERS``). Only the leader writes, only
 when what the object has differs from the judged status (``lastTransitionTime`` aside): a JSON
@@ -9,7 +9,7 @@ API server refuses it with 409 Conflict when the object changed since it was rea
 controller wrote its parents meanwhile); the writer then reads the object again, merges again
 and retries, at most ``MAX_ATTEMPTS`` times. A condition keeps its ``lastTransitionTime``
 while its status stays the same and gets the time of the write (RFC 3339, UTC) when it changes.
-A GatewayClass's or Gateway's status is ingressd's whole; on an HTTPRoute or GRPCRoute only the
+A GatewayClass's or Gateway's status is ingressd's whole; on a route (HTTPRoute, GRPCRoute, TLSRoute) only the
 ``status.parents`` entries whose ``controllerName`` is ingressd's are touched and the other
 controllers' entries are kept; a route the configuration no longer judges (it names no Gateway
 of ingressd's any more) has ingressd's entries removed, then is forgotten. A failure is logged, never fatal: the next change of the object
@@ -36,9 +36,9 @@ log = logging.getLogger(__name__)
 
 # The kinds whose status these writers write, and so the kinds their requests name
 # (tests/test_k8s_manifests.py reads this name to check the RBAC rules).
-REQUEST_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute")
+REQUEST_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "TLSRoute")
 STATUS_KINDS = REQUEST_KINDS
-ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")
+ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute")
 DEFAULT_CONTROLLER_NAME = "ingressd.io/gateway-controller"
 MAX_ATTEMPTS = 5  # writes of one object in a row refused with 409 Conflict before giving up
 _NO_PARENTS = json.dumps({"parents": []})  # a route no longer judged: none of its parents is ours
