@@ -49,11 +49,12 @@ RESOURCES: dict[str, tuple[str, str, str, bool, tuple[str, ...]]] = {
     "httproutes": ("gateway.networking.k8s.io", "v1", "HTTPRoute", True, ()),
     "grpcroutes": ("gateway.networking.k8s.io", "v1", "GRPCRoute", True, ()),
     "tlsroutes": ("gateway.networking.k8s.io", "v1", "TLSRoute", True, ()),
+    "backendtlspolicies": ("gateway.networking.k8s.io", "v1", "BackendTLSPolicy", True, ()),
     "referencegrants": ("gateway.networking.k8s.io", "v1beta1", "ReferenceGrant", True, ()),
 }
 KIND_TO_PLURAL = {spec[2]: plural for plural, spec in RESOURCES.items()}
 STATUS_SUBRESOURCE = {"ingresses", "services", "namespaces", "gatewayclasses", "gateways", "httproutes",
-                      "grpcroutes", "tlsroutes"}
+                      "grpcroutes", "tlsroutes", "backendtlspolicies"}
 
 _MICROTIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

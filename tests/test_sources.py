@@ -45,7 +45,7 @@ def test_the_ingress_and_gateway_api_translators_are_the_registered_sources():
     assert callable(Translator().translate)
     assert Translator.name == "ingress"
     assert sources.KINDS == ("Ingress", "IngressClass", "Service", "EndpointSlice", "Secret", "ConfigMap",
-                             "GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "TLSRoute", "ReferenceGrant", "Namespace")
+                             "GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "TLSRoute", "BackendTLSPolicy", "ReferenceGrant", "Namespace")
     assert sources.KIND_SPECS[:6] == INGRESS_KINDS
     translators = sources.new_translators()
     assert [type(t) for t in translators] == [Translator, GatewayTranslator]

@@ -10,14 +10,15 @@ hosts (``config.gateway.listeners``) and the status judged for every object of o
 (``Config.status``: written in cluster mode, shown on the admin page in file mode). GRPCRoutes
 (``config.gateway.grpcroute``) are routes too, their backends reached over gRPC (h2c). TLSRoutes
 (``config.gateway.tlsroute``) on TLS Passthrough listeners give ``Config.passthrough``: SNI names
-whose connections are spliced unterminated to their backends.
+whose connections are spliced unterminated to their backends. BackendTLSPolicies
+(``config.gateway.backend_tls_policy``) make the routes to their Services go over verified TLS.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from ingressd.config.gateway import grpcroute, httproute, listeners, tlsroute
+from ingressd.config.gateway import backend_tls_policy, grpcroute, httproute, listeners, tlsroute
 from ingressd.config.gateway.backends import Services
 from ingressd.config.gateway.grants import Grants
 from ingressd.config.gateway.status import condition, document, generation_of
@@ -77,6 +78,7 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
     tls_hosts: list = []
     route_status: list = []
     passthrough: list = []
+    policies = backend_tls_policy.Policies(objects) if objects.get(backend_tls_policy.KIND) else None
     translators = {httproute.KIND: httproute.translate, grpcroute.KIND: grpcroute.translate,
                    tlsroute.KIND: tlsroute.translate}
     found = [(kind, key, unpack(packed)) for kind in translators
@@ -86,9 +88,13 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
         if not done.parents:
             continue
         ref = ObjectRef(kind, namespace, name)
-        routes.extend(done.routes)
+        served, problems = done.routes, done.problems
+        if policies is not None and served:
+            served, left_out = backend_tls_policy.apply(served, policies, [g.ref for g, _, _ in done.attached])
+            problems = problems + left_out
+        routes.extend(served)
         passthrough.extend(getattr(done, "passthrough", ()))
-        warnings.extend(Rejection(ref, problem) for problem in done.problems)
+        warnings.extend(Rejection(ref, problem) for problem in problems)
         route_status.append((ref, document(generation_of(obj), {"parents": done.parents})))
         for gateway, listener, hosts in done.attached:
             if listener.protocol == "HTTPS" and not listener.hostname:
@@ -103,6 +109,8 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
         for secret in gateway.secrets:
             used_secrets.setdefault(secret.ref, secret)
         status.append((gateway.ref, document(gateway.generation, gateway.status())))
+    for policy in policies.all if policies is not None else ():
+        status.append((policy.ref, document(policy.generation, policy.status(controller))))
     return Config(routes=tuple(routes), tls_hosts=tuple(tls_hosts), secrets=tuple(used_secrets.values()),
                   warnings=tuple(warnings), status=tuple(status + route_status), passthrough=tuple(passthrough))
 
