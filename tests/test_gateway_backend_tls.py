@@ -7,16 +7,26 @@ and never lets a request go in clear."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 
 import yaml
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
 
 import certs
 from ingressd.config.gateway.backend_tls_policy import BACKEND_TLS, Refused
 from ingressd.config.gateway_api import translate
 from ingressd.config.model import ObjectRef
-from ingressd.config.store import object_key, pack
+from ingressd.config.store import ObjectStore, object_key, pack
 from ingressd.features import BackendTLS, BuildContext
+from ingressd.providers.kube import gateway_status
+from ingressd.providers.kube.reflector import KubeTimings
+from ingressd.providers.kube.service import STATUS_WRITERS, KubernetesService
 from ingressd_plugins import backend_protocol
+
+import fakeapi
 
 NS = "gateway-conformance-infra"
 CA = certs.make_ca("backend CA").cert_pem.decode()
@@ -216,3 +226,58 @@ def test_the_plugin_answers_500_for_a_policy_that_cannot_be_honoured():
     answer = feature.request(None)
     assert answer.status == 500
     assert not hasattr(feature, "upstream")  # nothing is sent to the backend
+
+
+# -- the status in cluster mode: ancestors of ours merged as a route's parents are ---------------------
+
+
+def test_other_controllers_ancestors_are_kept_and_ours_timed():
+    other = {"ancestorRef": {"name": "theirs", "namespace": NS}, "controllerName": "example.com/other",
+             "conditions": [{"type": "Accepted", "status": "True"}]}
+    ours = {"ancestorRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": NS,
+                            "name": "same-namespace"},
+            "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"}]}
+    wanted = gateway_status.desired_status("BackendTLSPolicy", {"ancestors": [other]}, {"ancestors": [ours]},
+                                           "ingressd.io/gateway-controller", NS, "2026-12-07T00:00:00Z")
+    assert wanted["ancestors"][0] == other
+    assert wanted["ancestors"][1]["controllerName"] == "ingressd.io/gateway-controller"
+    assert wanted["ancestors"][1]["conditions"][0]["lastTransitionTime"] == "2026-12-07T00:00:00Z"
+    again = gateway_status.desired_status("BackendTLSPolicy", wanted, {"ancestors": [ours]},
+                                          "ingressd.io/gateway-controller", NS, "2026-12-08T00:00:00Z")
+    assert again is None  # unchanged: not written again
+
+
+class ClusterStatusTests(unittest.TestCase):
+    timeout = 40
+
+    @defer.inlineCallbacks
+    def test_the_policys_ancestors_are_written(self):
+        self.assertIs(STATUS_WRITERS["BackendTLSPolicy"], gateway_status.GatewayStatusWriter)
+        fake = fakeapi.FakeAPIServer(bookmark_interval=0.2).start()
+        self.addCleanup(fake.stop)
+        for obj in yaml.safe_load_all(BASE + "---\n" + route() + "---\n" + policy()):
+            obj["metadata"].pop("generation", None)
+            obj["metadata"].pop("creationTimestamp", None)
+            fake.cluster.apply(obj)
+        folder = tempfile.mkdtemp(prefix="ingressd-backend-tls-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        settings = {"kubernetes": True, "kubeconfig": fake.write_kubeconfig(os.path.join(folder, "kubeconfig")),
+                    "election_namespace": "ingressd"}
+        store = ObjectStore()
+        service = KubernetesService(settings, store, reactor, timings=KubeTimings(**fakeapi.FAST_TIMINGS),
+                                    identity="replica-1", environ={})
+        service.startService()
+        self.addCleanup(service.stopService)
+        yield fakeapi.wait_until(lambda: store.synced and service.is_leader, what="synced and leading")
+        config = translate(store.snapshot())
+        self.assertIsInstance(tls_of(config), BackendTLS)
+        service.config_applied(config)
+
+        def written():
+            return (fake.cluster.get("backendtlspolicies", NS, "normative-test").get("status") or {}).get("ancestors")
+
+        yield fakeapi.wait_until(written, what="the policy's status written")
+        [ancestor] = written()
+        self.assertEqual(ancestor["ancestorRef"]["name"], "same-namespace")
+        self.assertEqual({c["type"]: (c["status"], c["reason"]) for c in ancestor["conditions"]},
+                         {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")})

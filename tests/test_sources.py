@@ -61,9 +61,9 @@ def test_the_gateway_api_kinds():
     namespace = specs["Namespace"]
     assert (namespace.api_version, namespace.namespaced, namespace.optional) == ("v1", False, False)
     assert namespace.keep_metadata == ("name", "labels")
-    # a status writer each for GatewayClass, Gateway, HTTPRoute, GRPCRoute and TLSRoute
+    # a status writer each for GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute and BackendTLSPolicy
     assert [spec.kind for spec in GATEWAY_KINDS if spec.status] == ["GatewayClass", "Gateway", "HTTPRoute",
-                                                                     "GRPCRoute", "TLSRoute"]
+                                                                     "GRPCRoute", "TLSRoute", "BackendTLSPolicy"]
     assert [spec.kind for spec in GATEWAY_KINDS if spec.kind in ("Service", "EndpointSlice", "Secret")] == \
         ["Service", "EndpointSlice", "Secret"]
     assert not any(spec.optional for spec in INGRESS_KINDS)
@@ -105,7 +105,7 @@ def test_core_group_and_cluster_scope():
     assert specs["Service"].group == "" and specs["Ingress"].group == "networking.k8s.io"
     assert not specs["IngressClass"].namespaced and specs["Ingress"].namespaced
     assert [kind for kind, spec in specs.items() if spec.status] == ["Ingress", "GatewayClass", "Gateway",
-                                                                      "HTTPRoute", "GRPCRoute", "TLSRoute"]
+                                                                      "HTTPRoute", "GRPCRoute", "TLSRoute", "BackendTLSPolicy"]
     assert not specs["Namespace"].namespaced
 
 

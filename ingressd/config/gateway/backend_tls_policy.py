@@ -20,7 +20,8 @@ the requests are answered 500 too). Two policies on one target: the older (then 
 namespace/name) wins, the other is Accepted False, Conflicted.
 
 Status (the spec's ``PolicyStatus``): ``ancestors``, one per Gateway of ours whose routes send to
-a targeted Service, each with ``Accepted`` and ``ResolvedRefs``.
+a targeted Service, each with ``Accepted`` and ``ResolvedRefs`` (written in cluster mode by the
+Gateway status writer, ingressd's ancestor entries only).
 """
 
 from __future__ import annotations
