@@ -253,6 +253,9 @@ class BackendTLS:
     key: bytes | None = None  # … and its key (tls.key)
     protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
     ciphers: str = "DEFAULT"
+    # With verify: the certificate must name one of these instead of ``verify_name`` (a Gateway API
+    # BackendTLSPolicy's subjectAltNames): ("Hostname", a DNS name) or ("URI", a URI), any one.
+    subject_alt_names: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -345,7 +345,7 @@ class DrainableGroup(Protocol):
 
 class TLSPassthrough(Protocol):
     """What decides, once a TLS connection's ClientHello is read, whether it is passed through
-    unterminated (``--enable-ssl-passthrough``: ``ingressd.tls.passthrough.PassthroughRouter``)."""
+    unterminated (``ssl-passthrough``, TLSRoutes: ``ingressd.tls.passthrough.PassthroughRouter``)."""
 
     def divert(self, name: str | None, transport: Any, held: bytes) -> "PassedThrough | None":
         """Take the client's ``transport`` over (``held``: the bytes read so far, the hello

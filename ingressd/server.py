@@ -181,12 +181,13 @@ class IngressdService(MultiService):
             tls_factory = self.tls_factory = HTTPSFactory(HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="https"),
                                        http2=not settings.get("no_http2"),
                                        websocket=not settings.get("no_http2_websocket"))
-            self.passthrough = None  # --enable-ssl-passthrough: TLS of passthrough hosts, unterminated
-            if settings.get("enable_ssl_passthrough"):
-                self.passthrough = PassthroughRouter(
-                    self.state, lambda host, port, factory, timeout: connect_tcp(reactor, host, port, factory, timeout),
-                    connect_timeout=upstream.connect_timeout)
-                groups.append(self.passthrough)
+            # TLS of passthrough hosts, unterminated: an Ingress's ssl-passthrough (which its plugin
+            # serves only with --enable-ssl-passthrough) or a TLSRoute's (an explicit ask: no flag).
+            # The SNI name is read before OpenSSL anyway; the decision is a dictionary look-up.
+            self.passthrough = PassthroughRouter(
+                self.state, lambda host, port, factory, timeout: connect_tcp(reactor, host, port, factory, timeout),
+                connect_timeout=upstream.connect_timeout)
+            groups.append(self.passthrough)
             wrapped = self.tls_listener = ObservedTLSFactory(
                 self.certificates.server_options(), False, tls_factory,
                 clock=reactor, hello_timeout=self.server_settings.header_timeout, passthrough=self.passthrough,

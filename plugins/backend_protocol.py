@@ -21,6 +21,10 @@ As ingress-nginx (internal/ingress/annotations/backendprotocol, proxyssl; nginx.
 - Without ``proxy-ssl-secret``: nginx's defaults, no verification, no SNI, TLS 1.2 and 1.3.
 - A ``proxy-ssl-secret`` that is missing or has no ``ca.crt``: every request of the route is
   answered 503, as ingress-nginx's denied location (never sent without the asked-for checks).
+- A Gateway API route whose Service a BackendTLSPolicy targets carries the policy's
+  ``BackendTLS`` as the value ``gateway-backend-tls`` (``config/gateway/backend_tls_policy.py``):
+  HTTPS (GRPCS for a GRPCRoute) verified as the policy says; a policy that cannot be honoured
+  answers 500 (the Gateway API's answer for a backend it cannot use).
 """
 
 from __future__ import annotations
@@ -116,6 +120,13 @@ def ingressd_annotations():
 @same_for_every_path
 def ingressd_route_features(route, values, context):
     protocol = values.get("backend-protocol") or "HTTP"
+    # A Gateway API BackendTLSPolicy on the route's Service (config/gateway/backend_tls_policy.py):
+    # a BackendTLS (verified TLS, gRPC over TLS for a GRPCRoute), or why it cannot be honoured (500).
+    policy = values.get("gateway-backend-tls")
+    if policy is not None:
+        if not isinstance(policy, BackendTLS):
+            return _Refused(getattr(policy, "reason", "the BackendTLSPolicy cannot be honoured"), Phase.PROXY)
+        return Backend(UpstreamSettings(protocol="GRPCS" if protocol in ("GRPC", "GRPCS") else "HTTPS", tls=policy))
     tls = None
     # The resolved value is None both when the annotation is absent and when its Secret is:
     # the route's raw annotations tell which.
@@ -157,3 +168,11 @@ def ingressd_route_features(route, values, context):
 
 def _denied(reason: str) -> DeniedLocation:
     return DeniedLocation(reason, Phase.PROXY)
+
+
+class _Refused(DeniedLocation):
+    """A BackendTLSPolicy that cannot be honoured: 500, as the Gateway API answers a backend it
+    cannot use (never sent in clear or unverified)."""
+
+    def request(self, exchange) -> LocalResponse:
+        return plain(500)

@@ -49,11 +49,13 @@ RESOURCES: dict[str, tuple[str, str, str, bool, tuple[str, ...]]] = {
     "httproutes": ("gateway.networking.k8s.io", "v1", "HTTPRoute", True, ()),
     "grpcroutes": ("gateway.networking.k8s.io", "v1", "GRPCRoute", True, ()),
     "listenersets": ("gateway.networking.k8s.io", "v1", "ListenerSet", True, ()),
+    "tlsroutes": ("gateway.networking.k8s.io", "v1", "TLSRoute", True, ()),
+    "backendtlspolicies": ("gateway.networking.k8s.io", "v1", "BackendTLSPolicy", True, ()),
     "referencegrants": ("gateway.networking.k8s.io", "v1beta1", "ReferenceGrant", True, ()),
 }
 KIND_TO_PLURAL = {spec[2]: plural for plural, spec in RESOURCES.items()}
 STATUS_SUBRESOURCE = {"ingresses", "services", "namespaces", "gatewayclasses", "gateways", "httproutes",
-                      "grpcroutes", "listenersets"}
+                      "grpcroutes", "listenersets", "tlsroutes", "backendtlspolicies"}
 
 _MICROTIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -551,7 +553,7 @@ def _validate(plural: str, obj: dict) -> None:
 
 
 # The Gateway API kinds with a status, as their CRDs' schemas check it (standard channel).
-GATEWAY_STATUS = ("gatewayclasses", "gateways", "httproutes", "grpcroutes")
+GATEWAY_STATUS = ("gatewayclasses", "gateways", "httproutes", "grpcroutes", "tlsroutes")
 _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 _REASON = re.compile(r"^([A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?)$")
 

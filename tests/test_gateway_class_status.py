@@ -27,7 +27,8 @@ KNOWN = {
     "HTTPRouteParentRefPort", "HTTPRouteBackendProtocolH2C", "HTTPRouteBackendProtocolWebSocket",
     "HTTPRouteNamedRouteRule", "HTTPRouteCORS", "HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode",
     "HTTPRoute308RedirectStatusCode", "HTTPRouteRetry", "HTTPRouteRetryBackendTimeout",
-    "HTTPRouteRetryConnectionError", "GRPCRoute", "GRPCRouteNamedRouteRule",
+    "HTTPRouteRetryConnectionError", "HTTPRouteBackendURLRewrite", "HTTPRouteBackendRequestRedirect",
+    "GRPCRoute", "GRPCRouteNamedRouteRule",
 }
 
 

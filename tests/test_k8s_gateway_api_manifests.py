@@ -36,7 +36,7 @@ DOCS = load()
 
 
 def test_the_three_kinds_in_the_standard_channel_version():
-    assert set(DOCS) == {"GatewayClass", "Gateway", "HTTPRoute"}
+    assert set(DOCS) == {"GatewayClass", "Gateway", "HTTPRoute", "TLSRoute"}
     for document in DOCS.values():
         assert document["apiVersion"] == f"{GROUP}/v1"
 
@@ -54,8 +54,11 @@ def test_the_gateway_listeners_match_the_service_ports():
     assert len({listener["name"] for listener in listeners}) == len(listeners)
     service_ports = {port["name"]: port["port"] for port in yaml.safe_load(SERVICE.read_text())["spec"]["ports"]}
     for listener in listeners:
-        assert listener["protocol"] in ("HTTP", "HTTPS")
-        assert listener["port"] == service_ports[listener["protocol"].lower()]
+        assert listener["protocol"] in ("HTTP", "HTTPS", "TLS")
+        # TLS (passthrough) listeners are served on the HTTPS port too
+        assert listener["port"] == service_ports[listener["protocol"].lower().replace("tls", "https")]
+        if listener["protocol"] == "TLS":
+            assert listener["tls"]["mode"] == "Passthrough"
         if listener["protocol"] == "HTTPS":
             assert listener["tls"]["mode"] == "Terminate"
             assert all(ref.get("kind", "Secret") == "Secret" for ref in listener["tls"]["certificateRefs"])

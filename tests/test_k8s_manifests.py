@@ -202,7 +202,8 @@ def test_the_scan_reads_a_modules_request_kinds(tmp_path):
 
 def test_gateway_status_calls_are_declared():
     group = "gateway.networking.k8s.io"
-    for plural in ("gatewayclasses", "gateways", "httproutes", "grpcroutes", "listenersets"):
+    for plural in ("gatewayclasses", "gateways", "httproutes", "grpcroutes", "listenersets", "tlsroutes",
+                   "backendtlspolicies"):
         assert ApiCall(group, f"{plural}/status", "patch") in API_CALLS
         assert ApiCall(group, plural, "get") in API_CALLS  # re-read after a conflict
     assert ApiCall(group, "referencegrants/status", "patch") not in API_CALLS  # no status

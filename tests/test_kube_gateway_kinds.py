@@ -63,7 +63,7 @@ class GatewayKindsTests(unittest.TestCase):
         self.assertEqual(route["spec"]["hostnames"], ["app.example.com"])
         namespace = self.store.get("Namespace", ("", "team-a"))
         self.assertEqual(namespace["metadata"], {"name": "team-a", "labels": {"env": "prod"}})  # slimmed
-        for kind in ("GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant", "Namespace"):
+        for kind in ("GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "TLSRoute", "BackendTLSPolicy", "ReferenceGrant", "Namespace"):
             self.assertEqual(self.reflector(service, kind).lists, 1, kind)
         self.assertEqual(len(self.fake.calls("GET", rf"^/apis/{GATEWAY_GROUP}/v1beta1/referencegrants$",
                                              watch=False)), 1)

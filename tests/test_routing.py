@@ -422,3 +422,9 @@ def test_a_lookup_probes_no_deeper_than_the_host_prefixes(prefixes, request_path
     entry = tbl.match("", request_path)
     assert (entry.route if entry else None) == want
     assert counting.probes <= most
+
+
+def test_the_table_carries_the_passthrough_hosts_it_was_given():
+    hosts = object()  # tls.passthrough_hosts.PassthroughHosts: the TLSRoutes' SNI names
+    assert RouteTable([], passthrough=hosts).passthrough is hosts
+    assert RouteTable([]).passthrough is None

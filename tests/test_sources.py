@@ -45,7 +45,8 @@ def test_the_ingress_and_gateway_api_translators_are_the_registered_sources():
     assert callable(Translator().translate)
     assert Translator.name == "ingress"
     assert sources.KINDS == ("Ingress", "IngressClass", "Service", "EndpointSlice", "Secret", "ConfigMap",
-                             "GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ListenerSet", "ReferenceGrant", "Namespace")
+                             "GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ListenerSet", "TLSRoute",
+                             "BackendTLSPolicy", "ReferenceGrant", "Namespace")
     assert sources.KIND_SPECS[:6] == INGRESS_KINDS
     translators = sources.new_translators()
     assert [type(t) for t in translators] == [Translator, GatewayTranslator]
@@ -61,9 +62,9 @@ def test_the_gateway_api_kinds():
     namespace = specs["Namespace"]
     assert (namespace.api_version, namespace.namespaced, namespace.optional) == ("v1", False, False)
     assert namespace.keep_metadata == ("name", "labels")
-    # a status writer each for GatewayClass, Gateway, HTTPRoute, GRPCRoute and ListenerSet
+    # a status writer each for GatewayClass, Gateway, HTTPRoute, GRPCRoute, ListenerSet, TLSRoute and BackendTLSPolicy
     assert [spec.kind for spec in GATEWAY_KINDS if spec.status] == ["GatewayClass", "Gateway", "HTTPRoute",
-                                                                     "GRPCRoute", "ListenerSet"]
+                                                                     "GRPCRoute", "ListenerSet", "TLSRoute", "BackendTLSPolicy"]
     assert [spec.kind for spec in GATEWAY_KINDS if spec.kind in ("Service", "EndpointSlice", "Secret")] == \
         ["Service", "EndpointSlice", "Secret"]
     assert not any(spec.optional for spec in INGRESS_KINDS)
@@ -105,7 +106,8 @@ def test_core_group_and_cluster_scope():
     assert specs["Service"].group == "" and specs["Ingress"].group == "networking.k8s.io"
     assert not specs["IngressClass"].namespaced and specs["Ingress"].namespaced
     assert [kind for kind, spec in specs.items() if spec.status] == ["Ingress", "GatewayClass", "Gateway",
-                                                                      "HTTPRoute", "GRPCRoute", "ListenerSet"]
+                                                                      "HTTPRoute", "GRPCRoute", "ListenerSet",
+                                                                      "TLSRoute", "BackendTLSPolicy"]
     assert not specs["Namespace"].namespaced
 
 

@@ -16,6 +16,7 @@ from ingressd.features import AnnotationError, BuildContext, RoundRobin, Upstrea
 from ingressd.config.model import Config, Endpoint, Rejection, Route
 from ingressd.config.routing import RouteTable
 from ingressd.config.weighted import WeightedBalancers
+from ingressd.tls.passthrough_hosts import PassthroughHosts
 from ingressd.proxy.next_upstream import DEFAULT as DEFAULT_NEXT_UPSTREAM
 
 
@@ -271,7 +272,8 @@ def build_table(config: Config, plugins, context: BuildContext,
         entries, config = _with_host_routes(entries, config, plugins, context, defaults)
     config = _with_client_auth(entries, config)
     config = _with_host_tls(entries, config)
-    return RouteTable(entries, default, previous_table), config
+    passthrough = PassthroughHosts(config.passthrough, _round_robin) if config.passthrough else None
+    return RouteTable(entries, default, previous_table, passthrough=passthrough), config
 
 
 def _with_host_tls(entries: list, config: Config) -> Config:

@@ -1,5 +1,5 @@
-"""The Gateway API source of routes: GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute
-and ReferenceGrant (``gateway.networking.k8s.io``) into a fragment of the one model.
+"""The Gateway API source of routes: GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute,
+TLSRoute, BackendTLSPolicy and ReferenceGrant (``gateway.networking.k8s.io``) into a fragment of the one model.
 
 Registered in ``ingressd.config.sources`` after the Ingress translator. A GatewayClass is ours
 when its ``controllerName`` is ``TranslateSettings.gateway_controller``
@@ -8,7 +8,10 @@ their Gateways and the routes attached only to those are ignored entirely. The f
 the HTTPRoutes' routes (``config.gateway.httproute``), the HTTPS listeners' certificates as TLS
 hosts (``config.gateway.listeners``) and the status judged for every object of ours
 (``Config.status``: written in cluster mode, shown on the admin page in file mode). GRPCRoutes
-(``config.gateway.grpcroute``) are routes too, their backends reached over gRPC (h2c).
+(``config.gateway.grpcroute``) are routes too, their backends reached over gRPC (h2c). TLSRoutes
+(``config.gateway.tlsroute``) on TLS Passthrough listeners give ``Config.passthrough``: SNI names
+whose connections are spliced unterminated to their backends. BackendTLSPolicies
+(``config.gateway.backend_tls_policy``) make the routes to their Services go over verified TLS.
 ListenerSets of our Gateways (``listeners.judge_listener_set``) are parents of their own, kept
 with the Gateways under the key ``("ListenerSet", namespace, name)`` (a Gateway's is
 ``(namespace, name)``).
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ingressd.config.gateway import grpcroute, httproute, listeners
+from ingressd.config.gateway import backend_tls_policy, grpcroute, httproute, listeners, tlsroute
 from ingressd.config.gateway.backends import Services
 from ingressd.config.gateway.grants import Grants
 from ingressd.config.gateway.status import document, gateway_class_status, generation_of
@@ -96,16 +99,24 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
     warnings: list = []
     tls_hosts: list = []
     route_status: list = []
-    found = [(kind, key, unpack(packed)) for kind in (httproute.KIND, grpcroute.KIND)
+    passthrough: list = []
+    policies = backend_tls_policy.Policies(objects) if objects.get(backend_tls_policy.KIND) else None
+    translators = {httproute.KIND: httproute.translate, grpcroute.KIND: grpcroute.translate,
+                   tlsroute.KIND: tlsroute.translate}
+    found = [(kind, key, unpack(packed)) for kind in translators
              for key, packed in (objects.get(kind) or {}).items()]
     for kind, (namespace, name), obj in sorted(found, key=lambda item: _age(item[1:])):
-        translator = httproute.translate if kind == httproute.KIND else grpcroute.translate
-        done = translator(obj, generation_of(obj), gateways, labels, services, grants, controller)
+        done = translators[kind](obj, generation_of(obj), gateways, labels, services, grants, controller)
         if not done.parents:
             continue
         ref = ObjectRef(kind, namespace, name)
-        routes.extend(done.routes)
-        warnings.extend(Rejection(ref, problem) for problem in done.problems)
+        served, problems = done.routes, done.problems
+        if policies is not None and served:
+            served, left_out = backend_tls_policy.apply(served, policies, [g.ref for g, _, _ in done.attached])
+            problems = problems + left_out
+        routes.extend(served)
+        passthrough.extend(getattr(done, "passthrough", ()))
+        warnings.extend(Rejection(ref, problem) for problem in problems)
         route_status.append((ref, document(generation_of(obj), {"parents": done.parents})))
         for gateway, listener, hosts in done.attached:
             if listener.protocol == "HTTPS" and not listener.hostname:
@@ -120,6 +131,8 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
         for secret in gateway.secrets:
             used_secrets.setdefault(secret.ref, secret)
         status.append((gateway.ref, document(gateway.generation, gateway.status())))
+    for policy in policies.all if policies is not None else ():
+        status.append((policy.ref, document(policy.generation, policy.status(controller))))
     return Config(routes=tuple(routes), tls_hosts=tuple(tls_hosts), secrets=tuple(used_secrets.values()),
-                  warnings=tuple(warnings), status=tuple(status + route_status))
+                  warnings=tuple(warnings), status=tuple(status + route_status), passthrough=tuple(passthrough))
 

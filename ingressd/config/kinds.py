@@ -58,8 +58,10 @@ GATEWAY_KINDS: tuple[KindSpec, ...] = (
     KindSpec("HTTPRoute", f"{GATEWAY_GROUP}/v1", "httproutes", status=True, optional=True),
     KindSpec("GRPCRoute", f"{GATEWAY_GROUP}/v1", "grpcroutes", status=True, optional=True),
     KindSpec("ListenerSet", f"{GATEWAY_GROUP}/v1", "listenersets", status=True, optional=True),
+    KindSpec("TLSRoute", f"{GATEWAY_GROUP}/v1", "tlsroutes", status=True, optional=True),  # v1 only in v1.6
+    KindSpec("BackendTLSPolicy", f"{GATEWAY_GROUP}/v1", "backendtlspolicies", status=True, optional=True),
     KindSpec("ReferenceGrant", f"{GATEWAY_GROUP}/v1beta1", "referencegrants", optional=True),
     KindSpec("Namespace", "v1", "namespaces", namespaced=False, keep_metadata=("name", "labels")),
     # and the dependencies it shares with the Ingress translator, declared alike
-    *(spec for spec in INGRESS_KINDS if spec.kind in ("Service", "EndpointSlice", "Secret")),
+    *(spec for spec in INGRESS_KINDS if spec.kind in ("Service", "EndpointSlice", "Secret", "ConfigMap")),
 )

@@ -219,6 +219,18 @@ class StatusDocument:
 
 
 @dataclass(frozen=True, slots=True)
+class PassthroughRoute:
+    """A TLS host whose connections are passed through unterminated (a TLSRoute on a Gateway's
+    ``TLS`` / ``Passthrough`` listener): the ClientHello's SNI name ``host`` (exact, or
+    ``*.example.com``: any name below it) picks it, and the connection is spliced to one member
+    of ``backends`` (weighted; an unusable member's share of the connections is closed)."""
+
+    host: str
+    backends: tuple[WeightedBackend, ...]
+    source: ObjectRef  # the TLSRoute
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """One complete snapshot of what ingressd serves."""
 
@@ -239,3 +251,6 @@ class Config:
     # Per object, the status its source judged (ObjectRef, a source-defined status value): written by
     # that kind's status writer in cluster mode, shown on the admin page in file mode.
     status: tuple[tuple[ObjectRef, Any], ...] = ()
+    # TLS hosts passed through by SNI (Gateway API TLSRoutes; tls.passthrough reads them from the
+    # route table): the Ingress annotation ssl-passthrough is a route feature instead.
+    passthrough: tuple[PassthroughRoute, ...] = ()

@@ -158,6 +158,7 @@ class RouteTable(Generic[E]):
 
     def __init__(self, entries: Iterable[E] = (), default: E | None = None,
                  previous: "RouteTable[E] | None" = None, cache_size: int = CACHE_SIZE,
+                 passthrough: object = None,
                  schemes: tuple[str, ...] = ()):
         self.secure: RouteTable[E] | None = None
         if not schemes:
@@ -165,7 +166,7 @@ class RouteTable(Generic[E]):
             if any(entry.route.schemes for entry in entries):
                 previous_secure = previous.secure if previous is not None else None
                 self.secure = RouteTable([entry for entry in entries if _served_on(entry, "https")], default,
-                                         previous_secure or previous, cache_size, ("https",))
+                                         previous_secure or previous, cache_size, passthrough, ("https",))
                 entries = [entry for entry in entries if _served_on(entry, "http")]
         # (host, path) → entry; OrderedDict: forgetting its oldest is O(1) (a dict's is not).
         self.cache: OrderedDict[tuple[str, str], E | None] = OrderedDict()
@@ -178,6 +179,8 @@ class RouteTable(Generic[E]):
         self.deep_wildcard_hosts: dict[str, PathTable[E]] = {}
         self.any_host: PathTable[E] | None = None
         self.default = default
+        # The TLS hosts passed through by SNI (TLSRoutes: tls.passthrough.PassthroughHosts), or None.
+        self.passthrough = passthrough
         groups: dict[str, list[E]] = {}
         for entry in entries:
             host = entry.route.host

@@ -19,7 +19,9 @@ first). A route of a later source whose host, path, path type and extra matches 
 headers, query) are exactly those of an earlier source's route is not served and becomes a
 warning on its object: an Ingress keeps what it serves when an HTTPRoute names the same host
 and path. Routes that differ in any match coexist, and the route table's precedence decides
-between them. The first source with a default backend gives it; the rest is concatenated.
+between them. The first source with a default backend gives it; the rest is concatenated. A
+TLS host passed through (``Config.passthrough``: a TLSRoute) whose name an earlier source's
+route serves is not passed through and becomes a warning: the Ingress keeps its host's TLS.
 """
 
 from __future__ import annotations
@@ -82,7 +84,19 @@ def merge(fragments: Sequence[Config]) -> Config:
     tls_hosts: list = []
     secrets: dict = {}
     default_backend = None
+    passthrough: list = []
     for index, fragment in enumerate(present):
+        if fragment.passthrough:
+            hosts = {}  # an earlier source's host keeps its TLS (terminated)
+            for route in routes:
+                hosts.setdefault(route.host, route)
+        for item in fragment.passthrough:
+            owner = hosts.get(item.host)
+            if owner is not None:
+                warnings.append(Rejection(item.source, f"TLS for {item.host} is terminated for {owner.ingress}, "
+                                                       "which takes precedence: not passed through"))
+            else:
+                passthrough.append(item)
         added: dict[tuple, Route] = {}
         for route in fragment.routes:
             key = match_key(route)
@@ -104,7 +118,7 @@ def merge(fragments: Sequence[Config]) -> Config:
     return dataclasses.replace(
         present[0], routes=tuple(routes), default_backend=default_backend, tls_hosts=tuple(tls_hosts),
         secrets=tuple(secrets.values()), rejections=tuple(rejections), warnings=tuple(warnings),
-        status=tuple(item for fragment in present for item in fragment.status))
+        status=tuple(item for fragment in present for item in fragment.status), passthrough=tuple(passthrough))
 
 
 _EMPTY = Config()

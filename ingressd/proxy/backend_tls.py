@@ -5,7 +5,9 @@ One context per ``BackendTLS`` (cached by the upstream that uses it): protocols,
 trusted CAs and verification depth, a client certificate. Each connection may send an SNI
 name, resumes the last session of its endpoint and settings (nginx's ``proxy_ssl_session_reuse
 on``), and, when verifying, is failed unless the certificate names ``verify_name`` (checked
-with service_identity, as Twisted's own TLS clients do).
+with service_identity, as Twisted's own TLS clients do), or, when ``subject_alt_names`` are
+given (a Gateway API BackendTLSPolicy), one of them: a DNS name as service_identity matches it,
+a URI exactly.
 """
 
 from __future__ import annotations
@@ -65,6 +67,33 @@ def _keep_openssl_verdict(connection, certificate, error, depth, ok) -> bool:
     return bool(ok)
 
 
+class NoSubjectAltName(ValueError):
+    """The backend's certificate names none of the subject alternative names asked for."""
+
+
+def _verify_subject_alt_names(connection: SSL.Connection, wanted: tuple[tuple[str, str], ...]) -> None:
+    uris: list[str] | None = None
+    for kind, value in wanted:
+        if kind == "Hostname":
+            try:
+                verify_hostname(connection, value)
+                return
+            except VerificationError:
+                continue
+        elif kind == "URI":
+            if uris is None:
+                peer = connection.get_peer_certificate()
+                try:
+                    names = peer.to_cryptography().extensions.get_extension_for_class(
+                        x509.SubjectAlternativeName).value if peer is not None else None
+                except x509.ExtensionNotFound:
+                    names = None
+                uris = names.get_values_for_type(x509.UniformResourceIdentifier) if names is not None else []
+            if value in uris:
+                return
+    raise NoSubjectAltName(f"the backend's certificate names none of {[value for _, value in wanted]}")
+
+
 @implementer(IOpenSSLClientConnectionCreator)
 class BackendConnectionCreator:
     """Makes the client side of one backend TLS connection (``TLSMemoryBIOFactory``'s creator)."""
@@ -91,8 +120,11 @@ class BackendConnectionCreator:
             return
         if self.settings.verify:
             try:
-                verify_hostname(connection, self.settings.verify_name)
-            except VerificationError as exc:
+                if self.settings.subject_alt_names:
+                    _verify_subject_alt_names(connection, self.settings.subject_alt_names)
+                else:
+                    verify_hostname(connection, self.settings.verify_name)
+            except (VerificationError, NoSubjectAltName) as exc:
                 connection.get_app_data().failVerification(Failure(exc))
                 return
 

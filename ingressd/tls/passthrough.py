@@ -1,6 +1,12 @@
 """TLS passthrough: a connection whose ClientHello names a passthrough host is spliced, still
 encrypted, to that host's endpoints (ingress-nginx's ``ssl-passthrough`` with
-``--enable-ssl-passthrough``); every other connection is terminated as usual.
+``--enable-ssl-passthrough``, and the Gateway API's TLSRoutes, which need no flag); every other
+connection is terminated as usual.
+
+TLSRoutes: when no Ingress's passthrough host has the name, the route table's ``passthrough``
+(``tls.passthrough_hosts.PassthroughHosts``, from ``Config.passthrough``) is asked: exact names,
+then wildcards; the connection goes to one member of the route's weighted set (an unusable
+member's share, or all when every weight is 0, is closed).
 
 The decision is taken once per connection, when ``client_hello.ClientHelloFirst`` has read
 the ClientHello's SNI name: ``PassthroughRouter.divert`` either returns None (terminate) or
@@ -43,6 +49,10 @@ from ingressd.drain import ConnectionSet
 
 # What ``target`` answers for a host that asks for passthrough but has no ``/`` route.
 REFUSED = object()
+# Why a connection was closed without a backend (logged, with the name).
+NO_ROOT = "ssl-passthrough for {name}: the host has no / path to pass its TLS to; connection closed"
+NO_BACKEND = ("TLSRoute for {name}: the backend drawn for this connection cannot be used (missing, not permitted, "
+              "or every weight 0); connection closed")
 
 
 def passes_through(entry: Any) -> bool:
@@ -89,14 +99,23 @@ class PassthroughRouter:
 
     def divert(self, name: str | None, transport: Any, held: bytes) -> "Splice | None":
         """Take over ``transport`` (a client connection whose ClientHello, ``held``, asked for
-        ``name``) when ``name`` is a passthrough host; None: terminate it as usual."""
+        ``name``) when ``name`` is a passthrough host; None: terminate it as usual. An Ingress's
+        ssl-passthrough host is looked up first, then the TLSRoutes' (``RouteTable.passthrough``)."""
         if not name:
             return None
         entry = self.target(name)
-        if entry is None:
-            return None
+        if entry is not None:
+            balancer = None if entry is REFUSED else entry.balancer
+            refusal = NO_ROOT
+        else:
+            hosts = self.state.table.passthrough
+            chosen = hosts.lookup(name) if hosts is not None else None
+            if chosen is None:
+                return None
+            balancer = chosen.pick()  # one member per connection; None: its share is refused
+            refusal = NO_BACKEND
         self.accepted += 1
-        splice = Splice(self, name, transport, held, None if entry is REFUSED else entry.balancer)
+        splice = Splice(self, name, transport, held, balancer, refusal)
         self.splices.add(splice)
         splice.start()
         return splice
@@ -114,8 +133,10 @@ class PassthroughRouter:
 class Splice:
     """One passed-through connection: the client's TCP connection and one to an endpoint."""
 
-    def __init__(self, router: PassthroughRouter, name: str, client: Any, held: bytes, balancer: Any):
+    def __init__(self, router: PassthroughRouter, name: str, client: Any, held: bytes, balancer: Any,
+                 refusal: str = NO_ROOT):
         self.router = router
+        self.refusal = refusal  # said when there is no balancer
         self.name = name
         self.client = client  # the client's TCP transport
         self.balancer = balancer  # picks endpoints (``pick(exclude)``); None: refused
@@ -131,8 +152,7 @@ class Splice:
 
     def start(self) -> None:
         if self.balancer is None:
-            self.router.say(f"ingressd: ssl-passthrough for {self.name}: the host has no / path to pass "
-                            "its TLS to; connection closed")
+            self.router.say("ingressd: " + self.refusal.format(name=self.name))
             self._fail()
             return
         self.client.pauseProducing()  # until the backend is there

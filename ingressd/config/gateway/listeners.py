@@ -3,12 +3,15 @@ certificates its HTTPS listeners serve, and the Gateway's status (but for ``atta
 which the routes decide).
 
 Supported: protocol ``HTTP`` and ``HTTPS`` (``tls.mode: Terminate``, ``certificateRefs`` to
-``kubernetes.io/tls`` Secrets; another namespace's only with a ReferenceGrant); hostnames;
+``kubernetes.io/tls`` Secrets; another namespace's only with a ReferenceGrant), and ``TLS`` with
+``tls.mode: Passthrough`` (TLSRoutes: the connection spliced by SNI, unterminated; ``Terminate``
+on a TLS listener is not Accepted: UnsupportedValue); hostnames;
 ``allowedRoutes`` by namespace (``Same``, the default; ``All``; ``Selector`` over the
-Namespaces' labels) and kind (HTTPRoute and GRPCRoute by default). Other protocols are not Accepted
-(UnsupportedProtocol). Listeners on one port with one hostname are Conflicted (both kept out).
-In file mode the declared ports are not bound: HTTP listeners are served on ``--http`` and HTTPS
-listeners on ``--https`` (docs/gateway-api.md).
+Namespaces' labels) and kind (HTTPRoute and GRPCRoute by default, TLSRoute on a TLS listener).
+Other protocols are not Accepted (UnsupportedProtocol). Listeners on one port with one hostname
+are Conflicted (both kept out); HTTPS and TLS listeners may share a port (SNI tells them apart).
+In file mode the declared ports are not bound: HTTP listeners are served on ``--http``, HTTPS
+and TLS listeners on ``--https`` (docs/gateway-api.md).
 
 A ListenerSet (``judge_listener_set``) brings more listeners to a Gateway that admits it
 (``spec.allowedListeners``: ``None``, the default; ``Same``; ``All``; ``Selector``); routes attach
@@ -30,9 +33,12 @@ from ingressd.config.store import unpack
 from ingressd.config.translate import secret_data
 
 GROUP = "gateway.networking.k8s.io"
-ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")  # the route kinds served
+ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")  # the route kinds served on HTTP and HTTPS listeners
+TLS_ROUTE_KINDS = ("TLSRoute",)  # and on TLS listeners (tls.mode Passthrough)
 LISTENER_SET = "ListenerSet"
-_PROTOCOLS = ("HTTP", "HTTPS")
+_PROTOCOLS = ("HTTP", "HTTPS", "TLS")
+# Protocols that may share a port: HTTPS and TLS listeners are told apart by the SNI name.
+_PORT_SHARING = {"HTTP": "HTTP", "HTTPS": "TLS", "TLS": "TLS"}
 
 
 @dataclass
@@ -216,17 +222,26 @@ def _judge_listener(listener: Listener, raw: Mapping, gateway: ObjectRef, genera
     namespaces = allowed.get("namespaces") or {}
     listener.from_ = str(namespaces.get("from") or "Same")
     listener.selector = namespaces.get("selector") if isinstance(namespaces.get("selector"), dict) else None
+    served_kinds = TLS_ROUTE_KINDS if listener.protocol == "TLS" else ROUTE_KINDS
+    listener.kinds = served_kinds
     if listener.protocol not in _PROTOCOLS:
         listener.usable = False
-        accepted = ("UnsupportedProtocol", f"protocol {listener.protocol} is not served (HTTP, HTTPS)")
+        accepted = ("UnsupportedProtocol", f"protocol {listener.protocol} is not served (HTTP, HTTPS, TLS)")
         listener.kinds = ()
     kinds = allowed.get("kinds")
     if kinds is not None and listener.usable:
         wanted = [(str(k.get("group") if k.get("group") is not None else GROUP), str(k.get("kind") or ""))
                   for k in kinds if isinstance(k, dict)]
-        listener.kinds = tuple(kind for group, kind in wanted if group == GROUP and kind in ROUTE_KINDS)
+        listener.kinds = tuple(kind for group, kind in wanted if group == GROUP and kind in served_kinds)
         if len(listener.kinds) != len(wanted):
-            resolved = ("InvalidRouteKinds", "only HTTPRoute and GRPCRoute are served")
+            resolved = ("InvalidRouteKinds", f"only {' and '.join(served_kinds)} are served on a "
+                                             f"{listener.protocol} listener")
+    if listener.protocol == "TLS" and listener.usable:
+        mode = (raw.get("tls") or {}).get("mode") or ""
+        if mode != "Passthrough":
+            listener.usable = False
+            accepted = ("UnsupportedValue", f"tls.mode {mode or '(none)'} is not served on a TLS listener "
+                                            "(Passthrough is)")
     if listener.protocol == "HTTPS" and listener.usable:
         tls = raw.get("tls") or {}
         if (tls.get("mode") or "Terminate") != "Terminate":
@@ -277,12 +292,12 @@ def _conflicts(listeners: list[Listener], generation: int, earlier: list[Listene
     for listener in listeners:
         if listener.protocol in _PROTOCOLS:
             seen.setdefault((listener.port, listener.hostname or ""), []).append(listener)
-            by_port.setdefault(listener.port, set()).add(listener.protocol)
+            by_port.setdefault(listener.port, set()).add(_PORT_SHARING[listener.protocol])
     before_port: dict[int, set[str]] = {}
     before_host: set[tuple[int, str]] = set()
     for listener in earlier:
         if listener.usable:
-            before_port.setdefault(listener.port, set()).add(listener.protocol)
+            before_port.setdefault(listener.port, set()).add(_PORT_SHARING[listener.protocol])
             before_host.add((listener.port, listener.hostname or ""))
     for listener in listeners:
         conflicted = ""
@@ -290,8 +305,8 @@ def _conflicts(listeners: list[Listener], generation: int, earlier: list[Listene
             conflicted = "ProtocolConflict"
         elif listener.protocol in _PROTOCOLS and len(seen[(listener.port, listener.hostname or "")]) > 1:
             conflicted = "HostnameConflict"
-        elif listener.protocol in _PROTOCOLS and before_port.get(listener.port, {listener.protocol}) \
-                != {listener.protocol}:
+        elif listener.protocol in _PROTOCOLS and before_port.get(listener.port, {_PORT_SHARING[listener.protocol]}) \
+                != {_PORT_SHARING[listener.protocol]}:
             conflicted = "ProtocolConflict"
         elif listener.protocol in _PROTOCOLS and (listener.port, listener.hostname or "") in before_host:
             conflicted = "HostnameConflict"

@@ -1,6 +1,6 @@
 """The Gateway API status writers: put the status the Gateway API source judged
 (``Config.status``: a ``config.model.StatusDocument`` per object) on the GatewayClasses,
-Gateways, HTTPRoutes, GRPCRoutes and ListenerSets in the cluster.
+Gateways, HTTPRoutes, GRPCRoutes, TLSRoutes, ListenerSets and BackendTLSPolicies in the cluster.
 
 One writer per kind (``providers.kube.service.STATUS_WRITERS``). Only the leader writes, only
 when what the object has differs from the judged status (``lastTransitionTime`` aside): a JSON
@@ -9,8 +9,9 @@ API server refuses it with 409 Conflict when the object changed since it was rea
 controller wrote its parents meanwhile); the writer then reads the object again, merges again
 and retries, at most ``MAX_ATTEMPTS`` times. A condition keeps its ``lastTransitionTime``
 while its status stays the same and gets the time of the write (RFC 3339, UTC) when it changes.
-A GatewayClass's, Gateway's or ListenerSet's status is ingressd's whole; on an HTTPRoute or GRPCRoute only the
-``status.parents`` entries whose ``controllerName`` is ingressd's are touched and the other
+A GatewayClass's, Gateway's or ListenerSet's status is ingressd's whole; on a route (HTTPRoute, GRPCRoute, TLSRoute) only the
+``status.parents`` entries whose ``controllerName`` is ingressd's (on a BackendTLSPolicy, its
+``status.ancestors`` entries) are touched and the other
 controllers' entries are kept; a route the configuration no longer judges (it names no Gateway
 of ingressd's any more) has ingressd's entries removed, then is forgotten. A failure is logged, never fatal: the next change of the object
 or of its judged status, or the periodic pass, tries again. When a writer looks (leader,
@@ -38,12 +39,14 @@ log = logging.getLogger(__name__)
 
 # The kinds whose status these writers write, and so the kinds their requests name
 # (tests/test_k8s_manifests.py reads this name to check the RBAC rules).
-REQUEST_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ListenerSet")
+REQUEST_KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ListenerSet", "TLSRoute", "BackendTLSPolicy")
 STATUS_KINDS = REQUEST_KINDS
-ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")
+ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TLSRoute")
+POLICY_KINDS = ("BackendTLSPolicy",)  # status.ancestors, merged as a route's status.parents
 DEFAULT_CONTROLLER_NAME = "ingressd.io/gateway-controller"
 MAX_ATTEMPTS = 5  # writes of one object in a row refused with 409 Conflict before giving up
 _NO_PARENTS = json.dumps({"parents": []})  # a route no longer judged: none of its parents is ours
+_NO_ANCESTORS = json.dumps({"ancestors": []})  # a policy no longer judged
 
 
 def rfc3339(seconds: float) -> str:
@@ -74,9 +77,10 @@ def timed_conditions(judged: Iterable[dict], current: Any, now: str) -> list[dic
     return timed
 
 
-def parent_key(parent: dict, namespace: str) -> tuple:
-    """What identifies a route's parent entry: its parentRef, defaults filled in."""
-    ref = parent.get("parentRef") or {}
+def parent_key(parent: dict, namespace: str, ref_field: str = "parentRef") -> tuple:
+    """What identifies a route's parent entry: its parentRef, defaults filled in (a policy's
+    ancestor entry: its ancestorRef)."""
+    ref = parent.get(ref_field) or {}
     return (ref.get("group", GATEWAY_GROUP), ref.get("kind") or "Gateway", ref.get("namespace") or namespace,
             ref.get("name"), ref.get("sectionName"), ref.get("port"))
 
@@ -87,6 +91,8 @@ def desired_status(kind: str, current: dict, judged: dict, controller_name: str,
     status (``StatusDocument.body``, parsed); None when it already has it."""
     if kind in ROUTE_KINDS:
         return _route_status(current, judged, controller_name, namespace, now)
+    if kind in POLICY_KINDS:
+        return _route_status(current, judged, controller_name, namespace, now, "ancestors", "ancestorRef")
     wanted = dict(judged)
     if "conditions" in judged:
         wanted["conditions"] = timed_conditions(judged["conditions"], current.get("conditions"), now)
@@ -99,18 +105,20 @@ def desired_status(kind: str, current: dict, judged: dict, controller_name: str,
     return None if without_times(current) == without_times(wanted) else wanted
 
 
-def _route_status(current: dict, judged: dict, controller_name: str, namespace: str, now: str) -> dict | None:
-    parents = [item for item in current.get("parents") or () if isinstance(item, dict)]
+def _route_status(current: dict, judged: dict, controller_name: str, namespace: str, now: str,
+                  field: str = "parents", ref_field: str = "parentRef") -> dict | None:
+    parents = [item for item in current.get(field) or () if isinstance(item, dict)]
     mine = [item for item in parents if item.get("controllerName") == controller_name]
-    previous = {parent_key(item, namespace): item for item in mine}
+    previous = {parent_key(item, namespace, ref_field): item for item in mine}
     ours = [{**item, "controllerName": controller_name,
              "conditions": timed_conditions(item.get("conditions") or (),
-                                            (previous.get(parent_key(item, namespace)) or {}).get("conditions"), now)}
-            for item in judged.get("parents") or ()]
+                                            (previous.get(parent_key(item, namespace, ref_field)) or {}).get(
+                                                "conditions"), now)}
+            for item in judged.get(field) or ()]
     if without_times(mine) == without_times(ours):
         return None
     others = [item for item in parents if item.get("controllerName") != controller_name]
-    return {**current, "parents": others + ours}
+    return {**current, field: others + ours}
 
 
 def status_patch(current: dict, wanted: dict) -> dict:
@@ -163,11 +171,12 @@ class GatewayStatusWriter(LeaderSyncedWriter):
                 if document is not None:
                     documents[ref] = document
         self._retiring -= set(documents)
-        if self.kind in ROUTE_KINDS:
+        if self.kind in ROUTE_KINDS or self.kind in POLICY_KINDS:
             for ref, old in self._documents.items():
                 # (a deleted route has nothing left to clean: forgotten at once)
                 if ref not in documents and self.lookup_object(ref.namespace, ref.name) is not None:
-                    documents[ref] = StatusDocument(old.generation, _NO_PARENTS)
+                    documents[ref] = StatusDocument(old.generation, _NO_PARENTS if self.kind in ROUTE_KINDS
+                                                    else _NO_ANCESTORS)
                     self._retiring.add(ref)
         changed = {ref for ref, document in documents.items() if self._documents.get(ref) != document}
         self._documents = documents
