@@ -68,8 +68,10 @@ class AccessLog(Service):
         self.settings = settings
         self.max_pending = max_pending
         self.clock = clock
-        self.dropped = 0
-        self.written = 0
+        # Each counter has one writing thread (a += from two threads could lose a count):
+        self.overflowed = 0  # reactor: lines not queued (the bound reached, a line that failed to render)
+        self.write_failed = 0  # writer thread: lines whose write failed
+        self.written = 0  # writer thread
         self._pending: deque = deque()  # HTTP lines
         self._stream_pending: deque = deque()  # TCP/UDP services' lines
         self._wake = threading.Event()
@@ -87,9 +89,20 @@ class AccessLog(Service):
         return self.settings.format
 
     @property
+    def dropped(self) -> int:
+        """Lines lost, all causes: ``ingressd_access_log_dropped_lines_total``."""
+        return self.overflowed + self.write_failed
+
+    @property
     def syslog_dropped(self) -> int:
         syslog = self.syslog
         return syslog.dropped if syslog is not None else 0
+
+    def counts(self) -> dict[str, int]:
+        """Lines written, dropped (the bound reached, a line that failed, a write that failed),
+        not sent to syslog, and waiting for the writer: the admin page and /routes show them."""
+        return {"written": self.written, "dropped": self.dropped, "syslog_dropped": self.syslog_dropped,
+                "pending": len(self._pending) + len(self._stream_pending)}
 
     def apply(self, settings: LogSettings) -> None:
         """Log the next lines with these settings (built by ``ingressd.logformat.log_settings_from``);
@@ -109,14 +122,14 @@ class AccessLog(Service):
             return  # enable-access-log-for-default-backend: "false"
         pending = self._pending
         if len(pending) >= self.max_pending:
-            self.dropped += 1
+            self.overflowed += 1
             return
         template = settings.template
         if template is not None:
             try:
                 pending.append(template.render(exchange, time.time()))
             except Exception:  # one odd record must not stop the log
-                self.dropped += 1
+                self.overflowed += 1
                 return
             if len(pending) >= _BATCH and not self._wake.is_set():
                 self._wake.set()
@@ -127,7 +140,7 @@ class AccessLog(Service):
             else:
                 line = _combined_line_of(exchange, time.time(), self._route_parts)
         except Exception:  # one odd record must not stop the log
-            self.dropped += 1
+            self.overflowed += 1
             return
         pending.append(line)
         # The writer wakes up by itself every _INTERVAL; waking it per request would cost a
@@ -143,7 +156,7 @@ class AccessLog(Service):
             return  # disable-access-log: the stream block's access_log off too
         pending = self._stream_pending
         if len(pending) >= self.max_pending:
-            self.dropped += 1
+            self.overflowed += 1
             return
         pending.append(line)
 
@@ -203,7 +216,7 @@ class AccessLog(Service):
             if syslog is not None:
                 self._sender(syslog).send(lines, self.clock())
             elif not self._write(target, "".join(lines).encode("utf-8", "surrogateescape")):
-                self.dropped += len(lines)
+                self.write_failed += len(lines)
                 continue
             self.written += len(lines)
 
