@@ -93,6 +93,26 @@ AUTH_LIMIT_RPS = 100_000  # well above what either proxy serves here: nothing is
 H2_STREAMS = 10  # h2load -m: concurrent streams per HTTP/2 connection
 
 
+# The access-log scenarios: ingress-nginx's upstreaminfo line (its log-format-upstream default),
+# and the fields of ingressd's JSON line as an nginx escape=json log_format. The variables
+# ingress-nginx's Lua sets per location are set to what it would set for the bench route.
+UPSTREAMINFO = (
+    '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
+    '"$http_user_agent" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] '
+    '$upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id'
+)
+JSON_FIELDS = (
+    '{"time":"$time_iso8601","request_id":"$req_id","client":"$remote_addr","method":"$request_method",'
+    '"host":"$host","uri":"$request_uri","protocol":"$server_protocol","scheme":"$scheme","status":$status,'
+    '"bytes_sent":$body_bytes_sent,"request_bytes":$request_length,"duration":$request_time,'
+    '"namespace":"default","ingress":"bench","service":"backend","service_port":80,'
+    '"upstream_address":"$upstream_addr","upstream_status":"$upstream_status",'
+    '"upstream_duration":"$upstream_response_time","tls_version":"$ssl_protocol","sni":"$ssl_server_name",'
+    '"referer":"$http_referer","user_agent":"$http_user_agent"}'
+)
+NGINX_LOG_VARIABLES = 'set $proxy_upstream_name "default-backend-80";\nset $proxy_alternative_upstream_name "";'
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One benchmark shape. Every field has a default matching plain keep-alive HTTP."""
@@ -309,6 +329,25 @@ SCENARIOS: dict[str, Scenario] = {
             backend_grpc=True,
             annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"},
             path="/bench.Echo/Bidi",
+        ),
+        Scenario(
+            "keepalive-log",
+            "as keepalive with the access log on in ingress-nginx's upstreaminfo format, both to a "
+            "file: nginx access_log buffer=64k flush=1s, ingressd --access-log-format nginx",
+            nginx_http=f"log_format upstreaminfo '{UPSTREAMINFO}';",
+            nginx_server="access_log {tmp}/nginx-access.log upstreaminfo buffer=64k flush=1s;",
+            nginx_location=NGINX_LOG_VARIABLES,
+            ingressd_args=("--access-log", "{tmp}/ingressd-access.log", "--access-log-format", "nginx"),
+        ),
+        Scenario(
+            "keepalive-log-json",
+            "as keepalive with the access log on as JSON lines, both to a file: nginx a log_format "
+            "escape=json of ingressd's JSON fields, access_log buffer=64k flush=1s; ingressd "
+            "--access-log-format json",
+            nginx_http=f"log_format ingressdjson escape=json '{JSON_FIELDS}';",
+            nginx_server="access_log {tmp}/nginx-access.log ingressdjson buffer=64k flush=1s;",
+            nginx_location=NGINX_LOG_VARIABLES,
+            ingressd_args=("--access-log", "{tmp}/ingressd-access.log", "--access-log-format", "json"),
         ),
         Scenario(
             "workers",
@@ -1009,7 +1048,8 @@ def start_proxy(kind: str, procs: Processes, args, sc: Scenario, tmp: Path, port
                 "--http", f"tcp:{ports['http']}:interface={LOOPBACK}",
                 "--https", f"tcp:{ports['https']}:interface={LOOPBACK}",
                 "--admin", f"tcp:{ports['admin']}:interface={LOOPBACK}",
-                *shlex.split(args.ingressd_args), *sc.ingressd_args]
+                *shlex.split(args.ingressd_args),
+                *(arg.replace("{tmp}", str(tmp)) for arg in sc.ingressd_args)]
         proc = procs.start("proxy-ingressd", argv, cpu, env=env, cwd=tmp)
         wait_until("ingressd /readyz",
                    lambda: http_get(ports["admin"], "/readyz", False, host=LOOPBACK)[0] == 200,

@@ -68,8 +68,10 @@ class AccessLog(Service):
         self.settings = settings
         self.max_pending = max_pending
         self.clock = clock
-        self.dropped = 0
-        self.written = 0
+        # Each counter has one writing thread (a += from two threads could lose a count):
+        self.overflowed = 0  # reactor: lines not queued (the bound reached, a line that failed to render)
+        self.write_failed = 0  # writer thread: lines whose write failed
+        self.written = 0  # writer thread
         self._pending: deque = deque()  # HTTP lines
         self._stream_pending: deque = deque()  # TCP/UDP services' lines
         self._wake = threading.Event()
@@ -80,15 +82,27 @@ class AccessLog(Service):
         self._files: dict[str, Any] = {}  # target → open file, owned by the writer thread
         self.syslog: SyslogSender | None = None  # owned by the writer thread
         self._failing: set[str] = set()  # targets whose last write failed (logged once)
+        self._route_parts = _RouteParts()  # the reactor thread's: a route's part of the json and combined lines
 
     @property
     def format(self) -> str:
         return self.settings.format
 
     @property
+    def dropped(self) -> int:
+        """Lines lost, all causes: ``ingressd_access_log_dropped_lines_total``."""
+        return self.overflowed + self.write_failed
+
+    @property
     def syslog_dropped(self) -> int:
         syslog = self.syslog
         return syslog.dropped if syslog is not None else 0
+
+    def counts(self) -> dict[str, int]:
+        """Lines written, dropped (the bound reached, a line that failed, a write that failed),
+        not sent to syslog, and waiting for the writer: the admin page and /routes show them."""
+        return {"written": self.written, "dropped": self.dropped, "syslog_dropped": self.syslog_dropped,
+                "pending": len(self._pending) + len(self._stream_pending)}
 
     def apply(self, settings: LogSettings) -> None:
         """Log the next lines with these settings (built by ``ingressd.logformat.log_settings_from``);
@@ -108,46 +122,27 @@ class AccessLog(Service):
             return  # enable-access-log-for-default-backend: "false"
         pending = self._pending
         if len(pending) >= self.max_pending:
-            self.dropped += 1
+            self.overflowed += 1
             return
         template = settings.template
         if template is not None:
             try:
                 pending.append(template.render(exchange, time.time()))
             except Exception:  # one odd record must not stop the log
-                self.dropped += 1
+                self.overflowed += 1
                 return
             if len(pending) >= _BATCH and not self._wake.is_set():
                 self._wake.set()
             return
-        route = exchange.route
-        headers = exchange.headers
-        tls_version, sni = exchange.protocol.tls() if exchange.protocol.scheme == "https" else ("", "")
-        upstream = (exchange.upstream_ended - exchange.upstream_started
-                    if exchange.upstream_ended and exchange.upstream_started else None)
-        now = time.time()
-        sent = exchange.bytes_sent
-        received = exchange.request_bytes
-        if exchange.status == 101:
-            up, down = exchange.tunnel_bytes
-            sent += down
-            received += up
-        record = (
-            now, exchange.request_id, exchange.client_ip, exchange.method, exchange.host,
-            exchange.request.target, exchange.version, exchange.status, sent, received,
-            exchange.proxy.clock.seconds() - exchange.started,
-            route.ingress.namespace if route is not None else "",
-            route.ingress.name if route is not None else "",
-            route.backend.service if route is not None else "",
-            route.backend.port if route is not None else "",
-            exchange.upstream_address, exchange.upstream_statuses, upstream, tls_version, sni,
-            headers.get(b"referer"), headers.get(b"user-agent"), exchange.scheme,
-        )
         try:
-            pending.append((_json_line if settings.format == "json" else _combined_line)(record))
+            if settings.format == "json":
+                line = _json_line_of(exchange, time.time(), self._route_parts)
+            else:
+                line = _combined_line_of(exchange, time.time(), self._route_parts)
         except Exception:  # one odd record must not stop the log
-            self.dropped += 1
+            self.overflowed += 1
             return
+        pending.append(line)
         # The writer wakes up by itself every _INTERVAL; waking it per request would cost a
         # thread switch per request. A large backlog wakes it at once.
         if len(pending) >= _BATCH and not self._wake.is_set():
@@ -161,7 +156,7 @@ class AccessLog(Service):
             return  # disable-access-log: the stream block's access_log off too
         pending = self._stream_pending
         if len(pending) >= self.max_pending:
-            self.dropped += 1
+            self.overflowed += 1
             return
         pending.append(line)
 
@@ -221,7 +216,7 @@ class AccessLog(Service):
             if syslog is not None:
                 self._sender(syslog).send(lines, self.clock())
             elif not self._write(target, "".join(lines).encode("utf-8", "surrogateescape")):
-                self.dropped += len(lines)
+                self.write_failed += len(lines)
                 continue
             self.written += len(lines)
 
@@ -349,7 +344,12 @@ def _escaped(value: bytes | str | None) -> str:
     """nginx's escaping in text logs: ``"``, ``\\`` and non-printable bytes as ``\\xHH``."""
     if value is None:
         return "-"
-    data = value.encode("utf-8") if isinstance(value, str) else value
+    if type(value) is str:
+        if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+            return value
+        data = value.encode("utf-8")
+    else:
+        data = value
     if _NEEDS_ESCAPE.search(data) is None:
         return data.decode("ascii")
     return "".join(chr(byte) if 0x20 <= byte < 0x7F and byte not in (0x22, 0x5C) else f"\\x{byte:02X}"
@@ -368,6 +368,153 @@ def _combined_line(record: tuple) -> str:
         f'[{_escaped(upstream_name)}] [] {upstream_address or "-"} - '
         f'{f"{upstream:.3f}" if upstream is not None else "-"} {upstream_status or "-"} {rid or "-"} '
         f'{_escaped(f"{namespace}/{ingress}") if ingress else "-"} {tls_version or "-"} {_escaped(sni) if sni else "-"}\n'
+    )
+
+
+def _record(exchange, now: float) -> tuple:
+    """The fields of the json and combined lines, in ``_json_line``'s order: what the fast
+    ``_json_line_of`` and ``_combined_line_of`` are tested against."""
+    route = exchange.route
+    headers = exchange.headers
+    tls_version, sni = exchange.protocol.tls() if exchange.protocol.scheme == "https" else ("", "")
+    upstream = (exchange.upstream_ended - exchange.upstream_started
+                if exchange.upstream_ended and exchange.upstream_started else None)
+    sent = exchange.bytes_sent
+    received = exchange.request_bytes
+    if exchange.status == 101:
+        up, down = exchange.tunnel_bytes
+        sent += down
+        received += up
+    return (
+        now, exchange.request_id, exchange.client_ip, exchange.method, exchange.host,
+        exchange.request.target, exchange.version, exchange.status, sent, received,
+        exchange.proxy.clock.seconds() - exchange.started,
+        route.ingress.namespace if route is not None else "",
+        route.ingress.name if route is not None else "",
+        route.backend.service if route is not None else "",
+        route.backend.port if route is not None else "",
+        exchange.upstream_address, exchange.upstream_statuses, upstream, tls_version, sni,
+        headers.get(b"referer"), headers.get(b"user-agent"), exchange.scheme,
+    )
+
+
+class _RouteParts:
+    """A route's fixed part of the json line (namespace … service_port) and of the combined line
+    (``[upstream name] [] `` and ``namespace/ingress``), made on the route's first line. Keyed by the
+    route object's identity (hashing a frozen route would cost more than the formatting it saves);
+    the cached route is held, so its id is not reused while cached; emptied beyond ``limit``
+    routes (routes of replaced configurations are not looked up again)."""
+
+    __slots__ = ("_parts", "limit")
+
+    def __init__(self, limit: int = 4096):
+        self._parts: dict[int, tuple] = {}
+        self.limit = limit
+
+    def of(self, route) -> tuple:
+        parts = self._parts.get(id(route))
+        if parts is not None and parts[0] is route:
+            return parts
+        if route is None:
+            namespace = ingress = service = port = ""
+        else:
+            namespace, ingress = route.ingress.namespace, route.ingress.name
+            service, port = route.backend.service, route.backend.port
+        upstream_name = f"{namespace}-{service}-{port}" if service else ""
+        parts = (
+            route,
+            f',"namespace":{_json(namespace)},"ingress":{_json(ingress)},"service":{_json(service)},'
+            f'"service_port":{_json(port)},',
+            f"[{_escaped(upstream_name)}] [] ",
+            _escaped(f"{namespace}/{ingress}") if ingress else "-",
+        )
+        if len(self._parts) >= self.limit:
+            self._parts.clear()
+        self._parts[id(route)] = parts
+        return parts
+
+
+def _json_text(value: bytes | None) -> str:
+    """Request bytes as a JSON string, as ``_json(_text(value))``."""
+    if value is None:
+        return "null"
+    return _quote(value.decode("ascii") if value.isascii() else value.decode("utf-8", "backslashreplace"))
+
+
+def _json_line_of(exchange, now: float, route_parts: _RouteParts) -> str:
+    """``_json_line(_record(exchange, now))``, read straight from the exchange (no record tuple,
+    the route's fields formatted once per route, the escaper chosen by each field's type)."""
+    status = exchange.status
+    sent = exchange.bytes_sent
+    received = exchange.request_bytes
+    if status == 101:
+        up, down = exchange.tunnel_bytes
+        sent += down
+        received += up
+    protocol = exchange.protocol
+    tls_version, sni = protocol.tls() if protocol.scheme == "https" else ("", "")
+    began, ended = exchange.upstream_started, exchange.upstream_ended
+    headers = exchange.headers
+    second = int(now)
+    return (
+        f'{{"time":"{_utc_second(second)}.{int((now - second) * 1000):03d}+00:00",'
+        f'"request_id":{_json(exchange.request_id)},"client":{_json(exchange.client_ip)},'
+        f'"method":{_json_text(exchange.method)},"host":{_json(exchange.host)},'
+        f'"uri":{_json_text(exchange.request.target)},"protocol":{_protocol(exchange.version)},'
+        f'"scheme":{_json(exchange.scheme)},"status":{status},"bytes_sent":{sent},"request_bytes":{received},'
+        f'"duration":{_seconds(exchange.proxy.clock.seconds() - exchange.started)}'
+        f'{route_parts.of(exchange.route)[1]}"upstream_address":{_json(exchange.upstream_address or None)},'
+        f'"upstream_status":{_json(exchange.upstream_statuses or None)},'
+        f'"upstream_duration":{_seconds(ended - began) if ended and began else "null"},'
+        f'"tls_version":{_json(tls_version or None)},"sni":{_json(sni or None)},'
+        f'"referer":{_json_text(headers.get(b"referer"))},"user_agent":{_json_text(headers.get(b"user-agent"))}}}\n'
+    )
+
+
+def _seconds(value: float) -> str:
+    """``_json(round(value, 6))`` without the rounding and the shortest-repr search for the usual
+    durations: below 10^6 s (where a double tells every 6-decimal number apart) the shortest repr
+    of the rounded float is its 6-decimal form without trailing zeros; from 10^-4 s (below, repr
+    writes an exponent)."""
+    if type(value) is float and 0.0001 <= value < 1e6:
+        text = "%.6f" % value
+        text = text.rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    return _json(round(value, 6))
+
+
+_PROTOCOLS = {b"1.1": '"HTTP/1.1"', b"1.0": '"HTTP/1.0"', b"2": '"HTTP/2"'}
+
+
+def _protocol(version: bytes) -> str:
+    text = _PROTOCOLS.get(version)
+    return text if text is not None else _quote(f"HTTP/{_text(version)}")
+
+
+def _combined_line_of(exchange, now: float, route_parts: _RouteParts) -> str:
+    """``_combined_line(_record(exchange, now))``, read straight from the exchange."""
+    status = exchange.status
+    sent = exchange.bytes_sent
+    received = exchange.request_bytes
+    if status == 101:
+        up, down = exchange.tunnel_bytes
+        sent += down
+        received += up
+    protocol = exchange.protocol
+    tls_version, sni = protocol.tls() if protocol.scheme == "https" else ("", "")
+    began, ended = exchange.upstream_started, exchange.upstream_ended
+    headers = exchange.headers
+    parts = route_parts.of(exchange.route)
+    duration = exchange.proxy.clock.seconds() - exchange.started
+    upstream_status = exchange.upstream_statuses
+    rid = exchange.request_id
+    return (
+        f'{exchange.client_ip or "-"} - - [{_local_second(int(now))}] "{_escaped(exchange.method)} '
+        f'{_escaped(exchange.request.target)} HTTP/{_escaped(exchange.version)}" {status} {sent} '
+        f'"{_escaped(headers.get(b"referer"))}" "{_escaped(headers.get(b"user-agent"))}" {received} {duration:.3f} '
+        f'{parts[2]}{exchange.upstream_address or "-"} - '
+        f'{f"{ended - began:.3f}" if ended and began else "-"} {upstream_status or "-"} {rid or "-"} '
+        f'{parts[3]} {tls_version or "-"} {_escaped(sni) if sni else "-"}\n'
     )
 
 

@@ -28,8 +28,10 @@ import os
 import re
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from ingressd.logformat_compile import CompiledPiece, compile_line
 
 # ingress-nginx's default ``log-format-upstream`` (internal/ingress/controller/config/config.go).
 DEFAULT_UPSTREAM = (
@@ -76,6 +78,39 @@ def escape_json(value: str | bytes) -> str:
 
 def _escape_none(value: str | bytes) -> str:
     return _as_text(value)
+
+
+# One value as a compiled line writes it (``ingressd.logformat_compile``), not found (None)
+# included: the value itself when it is printable ASCII without ``"`` or ``\`` (most values:
+# C string tests, no regular expression), else the escaping above.
+
+def _write_default(value: str | bytes | None) -> str:
+    if value is None:
+        return "-"
+    if type(value) is bytes:
+        if not value.isascii():
+            return escape_default(value)
+        value = value.decode("ascii")
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return value
+    return escape_default(value)
+
+
+def _write_json(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    if type(value) is bytes:
+        value = value.decode("ascii") if value.isascii() else _as_text(value)
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return value
+    return escape_json(value)
+
+
+def _write_none(value: str | bytes | None) -> str:
+    return "" if value is None else _as_text(value)
+
+
+_WRITERS = {"default": _write_default, "json": _write_json, "none": _write_none}
 
 
 # -- the variables --------------------------------------------------------------------------
@@ -348,9 +383,15 @@ _PREFIXES: tuple[tuple[str, Callable[[bytes], _Getter]], ...] = (
 
 
 def _variable(name: str) -> _Getter:
+    return _resolve(name)[0]
+
+
+def _resolve(name: str) -> tuple[_Getter, str | None, bytes | None]:
+    """The variable's getter, its inline expression (``_INLINE``; None: call the getter) and the
+    header name an ``$http_…`` expression reads (passed to the compiled line as an argument)."""
     lowered = name.lower()  # nginx's variable names are case-insensitive
     if lowered in VARIABLES:
-        return VARIABLES[lowered]  # None: known to nginx, not text
+        return VARIABLES[lowered], _INLINE.get(lowered), None  # getter None: known to nginx, not text
     for prefix, make in _PREFIXES:
         if lowered.startswith(prefix) and len(lowered) > len(prefix):
             rest = lowered[len(prefix):]
@@ -358,8 +399,40 @@ def _variable(name: str) -> _Getter:
                 rest = name[len(prefix):]  # cookie names are matched as written
             elif prefix in ("http_", "sent_http_"):
                 rest = rest.replace("_", "-")
-            return make(rest.encode("ascii"))
+            header = rest.encode("ascii")
+            return make(header), ("ex.headers.get({arg})" if prefix == "http_" else None), header
     raise ValueError(f"unknown log variable ${name}")
+
+
+# Variables whose values never hold a byte any escaping changes (digits, a clock, a fixed
+# word): written without the escaping call.
+_PLAIN = frozenset((
+    "time_local", "time_iso8601", "msec", "status", "body_bytes_sent", "bytes_sent", "request_length",
+    "request_time", "upstream_response_length", "upstream_response_time", "upstream_connect_time",
+    "upstream_header_time", "upstream_status", "server_port", "pid", "connection", "pipe", "is_args", "scheme",
+))
+
+# The common variables as expressions of ``ex`` (the exchange) and ``now``, written into the compiled
+# line in place of a getter call (each is what its ``VARIABLES`` getter returns; the tests hold them
+# to it). Our own source text only: nothing from the template or a request is ever part of it.
+_INLINE = {
+    "remote_addr": "ex.client_ip",
+    "time_local": "_time_local(int(now))",
+    "request": "ex.method + b' ' + ex.request_uri + (b' HTTP/2.0' if ex.version == b'2' else b' HTTP/' + ex.version)",
+    "request_time": "'%.3f' % max(0.0, ex.proxy.clock.seconds() - ex.started)",
+    "upstream_response_time": ("'%.3f' % max(0.0, ex.upstream_ended - ex.upstream_started) "
+                               "if ex.upstream_started and ex.upstream_ended else None"),
+    "upstream_status": "str(ex.upstream_statuses) if ex.upstream_statuses else None",
+    "request_method": "ex.method",
+    "request_uri": "ex.request_uri",
+    "status": "'%03d' % ex.status",
+    "body_bytes_sent": "str(ex.bytes_sent + ex.tunnel_bytes[1] if ex.status == 101 else ex.bytes_sent)",
+    "request_length": "str(ex.request_bytes + ex.tunnel_bytes[0] if ex.status == 101 else ex.request_bytes)",
+    "upstream_addr": "(ex.upstream_address or None)",
+    "req_id": "ex.request_id",
+    "request_id": "ex.request_id",
+    "host": "ex.host",
+}
 
 
 # -- the compiled template ------------------------------------------------------------------
@@ -370,15 +443,22 @@ _PIECE = re.compile(r"\$(?:\{([A-Za-z0-9_]*)\}|([A-Za-z0-9_]*))")
 @dataclass(frozen=True)
 class LogFormat:
     """A compiled ``log_format``: ``pieces`` is (literal text before, variable function) pairs,
-    ``tail`` the literal text after the last variable."""
+    ``tail`` the literal text after the last variable; ``line`` renders it in one call
+    (``ingressd.logformat_compile``)."""
 
     text: str
     escape: str
     pieces: tuple[tuple[str, _Getter], ...]
     tail: str
+    line: Callable[[Any, float], str] = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
 
     def render(self, exchange, now: float) -> str:
         """The line for a finished exchange (with its newline)."""
+        return self.line(exchange, now)
+
+    def render_slowly(self, exchange, now: float) -> str:
+        """The same line, one getter and one escaping call per variable: the reference
+        ``line`` is tested against."""
         out = []
         append = out.append
         if self.escape == "default":
@@ -426,17 +506,22 @@ def compile_log_format(text: str, escape: str = "default", quoted: bool = False)
     if "\n" in text or "\r" in text:
         raise ValueError("a log format must be one line (a line break would split the log's lines)")
     pieces: list[tuple[str, _Getter]] = []
+    compiled: list[CompiledPiece] = []
     position = 0
     for match in _PIECE.finditer(text):
         name = match.group(1) if match.group(1) is not None else match.group(2)
         if not name:
             raise ValueError(f"invalid variable name at {text[match.start():match.start() + 10]!r} in the log format")
-        getter = _variable(name)
+        getter, inline, argument = _resolve(name)
         if getter is None:
             raise ValueError(f"log variable ${name} is not supported (not text)")
-        pieces.append((text[position:match.start()], getter))
+        literal = text[position:match.start()]
+        pieces.append((literal, getter))
+        compiled.append(CompiledPiece(literal, getter, inline, argument, name.lower() in _PLAIN))
         position = match.end()
-    return LogFormat(text, escape, tuple(pieces), text[position:] + "\n")
+    tail = text[position:] + "\n"
+    helpers = {"_time_local": _time_local, "_write": _WRITERS[escape], "_missing": "-" if escape == "default" else ""}
+    return LogFormat(text, escape, tuple(pieces), tail, compile_line(compiled, tail, escape, helpers))
 
 
 def parse_escape(json_escape: Any = False, none_escape: Any = False) -> str:

@@ -27,7 +27,7 @@ import socket
 from bisect import bisect_left
 from typing import Any, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -137,18 +137,13 @@ class _NginxCompat:
                  os.environ.get("POD_NAME", "") or socket.gethostname())
         self.const = dict(zip(_NGINX_CONST, const))
         labels = _NGINX_CONST + _NGINX_REQUEST
-        prefix = "nginx_ingress_controller_"
-        self.duration = Histogram(prefix + "request_duration_seconds", "The request processing time in seconds",
-                                  labels, buckets=NGINX_TIME_BUCKETS, registry=registry)
-        self.response_duration = Histogram(prefix + "response_duration_seconds",
-                                           "The time spent on receiving the response from the upstream server",
-                                           labels, buckets=NGINX_TIME_BUCKETS, registry=registry)
-        self.request_size = Histogram(prefix + "request_size", "The request length (including request line, "
-                                      "header, and request body)", labels, buckets=NGINX_LENGTH_BUCKETS,
-                                      registry=registry)
-        self.response_size = Histogram(prefix + "response_size", "The response length (including request line, "
-                                       "header, and request body)", labels, buckets=NGINX_LENGTH_BUCKETS,
-                                       registry=registry)
+        # The four histograms are plain cells like ours (no lock per observation: the reactor
+        # thread is their only writer), made into families at scrape time (_NginxHistograms).
+        self.duration: dict[tuple, _Histogram] = {}
+        self.response_duration: dict[tuple, _Histogram] = {}
+        self.request_size: dict[tuple, _Histogram] = {}
+        self.response_size: dict[tuple, _Histogram] = {}
+        registry.register(_NginxHistograms(self))
         # Go counters without the _total suffix, which prometheus-client would add: rendered by hand.
         self.requests: dict[tuple, list] = {}
         self.leader: tuple[str, int] | None = None
@@ -169,8 +164,10 @@ class _NginxCompat:
         values = (*self.const.values(), str(status), method, labels["path"], labels["namespace"],
                   labels["ingress"], labels["service"], "", labels["host"])
         cell = self.requests.setdefault(values, [0])
-        return (cell, self.duration.labels(*values), self.response_duration.labels(*values),
-                self.request_size.labels(*values), self.response_size.labels(*values))
+        return (cell, _cell(self.duration, values, NGINX_TIME_BUCKETS),
+                _cell(self.response_duration, values, NGINX_TIME_BUCKETS),
+                _cell(self.request_size, values, NGINX_LENGTH_BUCKETS),
+                _cell(self.response_size, values, NGINX_LENGTH_BUCKETS))
 
     def render(self, sources: dict, controller_class: str) -> bytes:
         """The Go-named counters and config gauges as Prometheus text."""
@@ -255,6 +252,36 @@ def _process_families(family, const: dict, sources: dict, requests: int) -> None
            [(const, _resident_bytes(usage))])
 
 
+def _cell(cells: dict, values: tuple, bounds: tuple) -> "_Histogram":
+    cell = cells.get(values)
+    if cell is None:
+        cell = cells[values] = _Histogram(bounds)
+    return cell
+
+
+class _NginxHistograms:
+    """ingress-nginx's four request histograms, from ``_NginxCompat``'s cells, at scrape time."""
+
+    _PREFIX = "nginx_ingress_controller_"
+    _FAMILIES = (
+        ("duration", "request_duration_seconds", "The request processing time in seconds", NGINX_TIME_BUCKETS),
+        ("response_duration", "response_duration_seconds",
+         "The time spent on receiving the response from the upstream server", NGINX_TIME_BUCKETS),
+        ("request_size", "request_size", "The request length (including request line, header, and request body)",
+         NGINX_LENGTH_BUCKETS),
+        ("response_size", "response_size", "The response length (including request line, header, and request "
+         "body)", NGINX_LENGTH_BUCKETS),
+    )
+
+    def __init__(self, compat: "_NginxCompat"):
+        self.compat = compat
+
+    def collect(self):
+        labels = list(_NGINX_CONST + _NGINX_REQUEST)
+        for attribute, name, doc, bounds in self._FAMILIES:
+            yield _histogram_family(self._PREFIX + name, doc, labels, getattr(self.compat, attribute), bounds)
+
+
 def _resident_bytes(usage) -> int:
     try:
         with open("/proc/self/statm", "rb") as statm:
@@ -264,24 +291,27 @@ def _resident_bytes(usage) -> int:
 
 
 class _Histogram:
-    """Bucket counts and a sum, updated in place (``TIME_BUCKETS`` bounds)."""
+    """Bucket counts and a sum, updated in place (``TIME_BUCKETS`` bounds unless told): a value
+    counts in the first bucket whose bound is not below it, as Prometheus's ``le``."""
 
-    __slots__ = ("counts", "sum")
+    __slots__ = ("bounds", "counts", "sum")
 
-    def __init__(self) -> None:
-        self.counts = [0] * (len(TIME_BUCKETS) + 1)
+    def __init__(self, bounds: tuple[float, ...] = TIME_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(TIME_BUCKETS, value)] += 1
+        self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
 
 
-def _histogram_family(name: str, doc: str, labels: list, cells: dict) -> HistogramMetricFamily:
+def _histogram_family(name: str, doc: str, labels: list, cells: dict,
+                      bounds: tuple[float, ...] = TIME_BUCKETS) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc, labels=labels)
     for values, histogram in sorted(cells.items()):
         cumulative, buckets = 0, []
-        for bound, count in zip((*TIME_BUCKETS, float("inf")), histogram.counts):
+        for bound, count in zip((*bounds, float("inf")), histogram.counts):
             cumulative += count
             buckets.append((floatToGoString(bound), cumulative))
         family.add_metric(list(values), buckets, histogram.sum)

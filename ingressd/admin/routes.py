@@ -197,6 +197,8 @@ def render_page(document: dict[str, Any]) -> bytes:
         out.append("</table>")
     if "l4" in document:
         out.append(_l4_section(document["l4"]))
+    if "access_log" in document:
+        out.append(_access_log_section(document["access_log"]))
     out.append("</body></html>\n")
     return "".join(out).encode("utf-8")
 
@@ -206,6 +208,22 @@ def _with_l4(document: dict[str, Any], service) -> None:
     l4 = getattr(service, "l4", None)
     if l4 is not None:
         document["l4"] = l4.describe()
+
+
+def _with_access_log(document: dict[str, Any], service) -> None:
+    """The access log's counts (``AccessLog.counts``), when the server writes one: lines the
+    writer could not keep up with are dropped, never waited for, and shown here."""
+    access_log = getattr(service, "access_log", None)
+    if access_log is not None:
+        document["access_log"] = access_log.counts()
+
+
+def _access_log_section(counts: dict[str, int]) -> str:
+    dropped = counts["dropped"] + counts["syslog_dropped"]
+    note = (f" <strong class=bad>{_e(counts['dropped'])} dropped (the writer fell behind or could not write), "
+            f"{_e(counts['syslog_dropped'])} not sent to syslog</strong>" if dropped else ", none dropped")
+    return (f"<h2>Access log</h2><p id=access-log>{_e(counts['written'])} lines written, "
+            f"{_e(counts['pending'])} waiting{note}.</p>")
 
 
 def _l4_section(l4: dict[str, Any]) -> str:
@@ -262,6 +280,7 @@ class RoutesJSON(Resource):
         document = routes_document(self.service.state, getattr(self.service, "certificates", None),
                                    self.service.reloader)
         _with_l4(document, self.service)
+        _with_access_log(document, self.service)
         return json.dumps(document, indent=1).encode("utf-8") + b"\n"
 
 
@@ -284,6 +303,7 @@ class RoutesPage(Resource):
         document = routes_document(self.service.state, getattr(self.service, "certificates", None),
                                    self.service.reloader)
         _with_l4(document, self.service)
+        _with_access_log(document, self.service)
         return render_page(document)
 
 

@@ -1,0 +1,62 @@
+"""A compiled ``log_format`` as one Python function: the access log's per-line cost.
+
+``compile_line`` writes the source of one function ``line(ex, now)`` for a template
+(``ingressd.logformat`` parses it): a statement per variable, then a single f-string of
+simple names. The source is made only of our own text: names we number (``_l3`` for the
+literal text before variable 3, ``_g3`` for its getter, ``_a3`` for the header name an
+``$http_…`` variable reads) and the fixed expressions of ``logformat._INLINE``. The
+template's literal text and header names reach the function as values in its globals,
+never as source, so nothing a user wrote is ever compiled or evaluated.
+
+Per variable: an inline expression when there is one (no call), else a call of its getter;
+no escaping call for the ``_PLAIN`` variables (digits, a clock); one fast escaping call for
+the others that returns the value itself when it holds nothing to escape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class CompiledPiece:
+    """One variable of a template: the literal text before it and how to get its value."""
+
+    literal: str
+    getter: Callable[[Any, float], Any]
+    inline: str | None  # an expression of ex and now; "{arg}" is replaced by the argument's name
+    argument: bytes | None  # the header name an inline $http_… expression reads
+    plain: bool  # the value never holds a byte an escaping changes
+
+
+def compile_line(pieces: list[CompiledPiece], tail: str, escape: str,
+                 helpers: dict[str, Any]) -> Callable[[Any, float], str]:
+    """``line(exchange, now)`` for these pieces. ``escape``: default, json or none; ``helpers``
+    holds the names the inline expressions use and ``_write`` (the escaping of one value, None
+    included) and ``_missing`` (what a plain variable that is not found writes)."""
+    namespace: dict[str, Any] = dict(helpers)
+    statements = []
+    names = []
+    for index, piece in enumerate(pieces):
+        namespace[f"_l{index}"] = piece.literal
+        if piece.inline is not None:
+            expression = piece.inline
+            if piece.argument is not None:
+                namespace[f"_a{index}"] = piece.argument
+                expression = expression.replace("{arg}", f"_a{index}")
+        else:
+            namespace[f"_g{index}"] = piece.getter
+            expression = f"_g{index}(ex, now)"
+        if piece.plain:
+            statements.append(f"    v{index} = {expression}\n"
+                              f"    if v{index} is None:\n        v{index} = _missing\n")
+        else:
+            statements.append(f"    v{index} = _write({expression})\n")
+        names.append(f"{{_l{index}}}{{v{index}}}")
+    namespace["_tail"] = tail
+    source = ("def line(ex, now):\n" + "".join(statements)
+              + f"    return f\"{''.join(names)}{{_tail}}\"\n")
+    code = compile(source, f"<log_format escape={escape}>", "exec")
+    exec(code, namespace)  # noqa: S102 - our own source text, see the module docstring
+    return namespace["line"]
