@@ -5,7 +5,8 @@ Each stream gets a ``_Stream`` adapter offering what ``proxy.Exchange`` uses on
 ``pause_reading``…) and a ``Request`` like http1's, so HTTP/2 requests take exactly the
 same handler, routes and features. ``HTTPSFactory`` is what the TLS listener wraps: it
 offers ``h2`` through ALPN (unless disabled) and picks HTTP/2 or HTTP/1.1 for each
-connection from the protocol the handshake negotiated.
+connection from the protocol the handshake negotiated. ``PriorKnowledge`` offers HTTP/2 on
+the cleartext listener too, to clients that open with the connection preface (h2c).
 
 Flow control, both ways: the client's window for a stream is reopened only as the
 request body is handed on (a paused stream stops acknowledging, so a slow backend bounds
@@ -859,6 +860,28 @@ class _NegotiatingProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+
+
+class PriorKnowledge:
+    """HTTP/2 with prior knowledge (h2c, RFC 9113 3.3) on a cleartext listener: set as its
+    ``HTTP1Factory.prior_knowledge``, it builds the HTTP/2 protocol for a connection that
+    opened with the connection preface (``http1.PREFACE``). ``enabled`` is the same switch
+    as h2 through ALPN (--no-http2, use-http2), read as each connection opens; ``live``: the
+    connections that became HTTP/2, for a graceful drain."""
+
+    def __init__(self, http1: HTTP1Factory, enabled: bool = True, websocket: bool = True):
+        self.http1 = http1
+        self.enabled = enabled
+        self.websocket = websocket  # WebSocket over HTTP/2 (RFC 8441) offered
+        self.live = ConnectionSet()
+        http1.prior_knowledge = self
+
+    def build(self) -> "H2ServerProtocol":
+        http1 = self.http1
+        protocol = H2ServerProtocol(http1.settings, http1.handler, http1.clock, http1.scheme,
+                                    websocket=self.websocket)
+        protocol.factory = self
+        return protocol
 
 
 @implementer(IProtocolNegotiationFactory)
