@@ -41,6 +41,7 @@ from zope.interface import implementer
 from ingressd.drain import ConnectionSet
 from ingressd.http import extended_connect
 from ingressd.http.head_buffers import fits_h2
+from ingressd.http.hpack_out import ResponseEncoder
 from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page, other_ends, passes_backend_server
 from ingressd.tls.client_auth import client_certificate
 from ingressd.tls.facts import tls_facts
@@ -186,10 +187,12 @@ class _Stream:
     _receiver = None  # after divert(): takes the DATA (an exchange awaiting a 101, then a tunnel)
 
     def cork(self) -> None:
-        """HTTP/2 frames go out when the connection flushes; nothing to batch here."""
+        """What the backend's read produces (head, body, end) leaves in one write: the
+        connection sends this stream's frames when the last cork is taken out."""
+        self.connection.cork()
 
     def uncork(self) -> None:
-        pass
+        self.connection.uncork()
 
     def __init__(self, connection: "H2ServerProtocol", stream_id: int):
         self.connection = connection
@@ -380,6 +383,7 @@ class _Stream:
         connection = self.connection
         h2conn = connection.h2
         out = self._out
+        ended = False
         while out:
             window = min(h2conn.local_flow_control_window(self.stream_id), h2conn.max_outbound_frame_size)
             if window <= 0:
@@ -391,11 +395,15 @@ class _Stream:
                 out[0] = chunk[window:]
                 chunk = chunk[:window]
             self._out_bytes -= len(chunk)
-            h2conn.send_data(self.stream_id, chunk)
+            # the last DATA frame of an answer carries END_STREAM (no empty frame after it)
+            ended = not out and self._ending and not self._trailers
+            h2conn.send_data(self.stream_id, chunk, end_stream=ended)
         if self._upstream_paused and self._out_bytes < _LOW_WATER and not connection.transport_paused:
             self.resume_upstream()
         if self._ending and not out and not self.closed:
-            if self._trailers:
+            if ended:
+                pass
+            elif self._trailers:
                 h2conn.send_headers(self.stream_id, self._trailers, end_stream=True)
             else:
                 h2conn.end_stream(self.stream_id)
@@ -524,6 +532,7 @@ class H2ServerProtocol(Protocol):
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                            validate_inbound_headers=True, normalize_inbound_headers=True)
         self.h2 = h2.connection.H2Connection(config=config)
+        self.h2.encoder = ResponseEncoder()  # nginx's HPACK: no dynamic table, fields memoised
         self.streams: dict[int, _Stream] = {}
         self.peer_ip = ""
         self.server_port = 0
@@ -535,6 +544,8 @@ class H2ServerProtocol(Protocol):
         self._going_away = False
         self._last_stream: int | None = None  # set when we sent GOAWAY: later streams are refused
         self._requests = 0  # streams taken (nginx's keepalive_requests counts them too)
+        self._corked = 0  # a read is being handled: frames are written once, at its end
+        self._pending: dict[int, _Stream] = {}  # streams with frames to send at the uncork
         self._group: ConnectionSet | None = None
 
     # -- connection lifecycle -------------------------------------------------------------
@@ -606,7 +617,7 @@ class H2ServerProtocol(Protocol):
         self._timer = None
         if not self.closed and not self.streams:
             self.h2.close_connection()
-            self.flush()
+            self._write_out()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
@@ -631,7 +642,7 @@ class H2ServerProtocol(Protocol):
         goaway = GoAwayFrame(0)
         goaway.last_stream_id = self._last_stream
         goaway.error_code = ErrorCodes.NO_ERROR
-        self.flush()
+        self._write_out()
         self.transport.write(goaway.serialize())
         self._check_idle()
 
@@ -647,7 +658,7 @@ class H2ServerProtocol(Protocol):
             self.h2_reset(stream.stream_id, ErrorCodes.CANCEL)
             stream.lost()
         if not self.closed:
-            self.flush()
+            self._write_out()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
@@ -657,11 +668,19 @@ class H2ServerProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.closed:
             return
+        self._corked += 1  # the answers this read produces leave in one write, after it
+        try:
+            self._events(data)
+        finally:
+            self.uncork()
+        self._check_idle()
+
+    def _events(self, data: bytes) -> None:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             log.msg(f"ingressd: HTTP/2 protocol error from {self.peer_ip}: {exc}")
-            self.flush()
+            self._write_out()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
@@ -687,8 +706,6 @@ class H2ServerProtocol(Protocol):
                 self._send_all()
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self._going_away = True  # the streams in flight are still answered
-        self.flush()
-        self._check_idle()
 
     def _request(self, event: h2.events.RequestReceived) -> None:
         if self._last_stream is not None and event.stream_id > self._last_stream:
@@ -698,7 +715,7 @@ class H2ServerProtocol(Protocol):
             # nginx: "client sent too large header field" / "too large header": the connection ends
             log.msg(f"ingressd: HTTP/2 header block beyond large_client_header_buffers from {self.peer_ip}")
             self.h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM)
-            self.flush()
+            self._write_out()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
@@ -751,6 +768,13 @@ class H2ServerProtocol(Protocol):
         self.flush()
 
     def flush_stream(self, stream: _Stream) -> None:
+        if self._corked:  # sent at uncork, with whatever else the same read produces
+            self._pending[stream.stream_id] = stream
+            return
+        self._send_stream(stream)
+        self.flush()
+
+    def _send_stream(self, stream: _Stream) -> None:
         if self.closed or self.transport_paused:
             return
         try:
@@ -760,6 +784,18 @@ class H2ServerProtocol(Protocol):
             stream.lost()
         if finished:
             self.forget(stream)
+
+    def cork(self) -> None:
+        self._corked += 1
+
+    def uncork(self) -> None:
+        self._corked -= 1
+        if self._corked:
+            return
+        if self._pending:  # streams whose frames waited for the end of the read
+            pending, self._pending = self._pending, {}
+            for stream in pending.values():
+                self._send_stream(stream)
         self.flush()
 
     def _send_all(self) -> None:
@@ -770,6 +806,11 @@ class H2ServerProtocol(Protocol):
                 self.flush_stream(stream)
 
     def flush(self) -> None:
+        """Write what h2 has ready, unless a read is being relayed (``cork``): then at its end."""
+        if not self._corked:
+            self._write_out()
+
+    def _write_out(self) -> None:
         data = self.h2.data_to_send()
         if data and not self.closed:
             self.transport.write(data)
@@ -803,7 +844,7 @@ class H2ServerProtocol(Protocol):
         if self.streams or self.closed:
             return
         if self._going_away:
-            self.flush()
+            self._write_out()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
