@@ -401,3 +401,39 @@ def test_trailers_still_follow_the_data_uncorked_or_corked():
         assert pair.body(stream_id) == b"\0\0\0\0\0"
         (trailers,) = pair.of(h2.events.TrailersReceived, stream_id)
         assert dict(trailers.headers)[b"grpc-status"] == b"0"
+
+
+def test_response_fields_are_normalised_as_h2_did_before_its_outbound_checks_were_switched_off():
+    import hpack
+
+    pair = Pair()
+    stream_id = pair.request(b"/")
+    pair.transport.clear()
+    exchange = pair.exchanges[0]
+    exchange.respond(200, [(b"X-Padded", b"  spaced\t"), (b"TE", b"trailers"), (b"Connection", b"close"),
+                           (b"Authorization", b"Bearer t"), (b"Cookie", b"short=1"), (b"cookie", b"x" * 40),
+                           (b":path", b"/sneaky"), (b"Keep-Alive", b"5")], b"ok")
+    headers_frame = _frames(pair.transport.value())[0]
+    fields = hpack.Decoder().decode(headers_frame.data, raw=True)
+    plain = [(name, value) for name, value in fields if name not in (b"date", b"server")]
+    assert plain == [(b":status", b"200"), (b"x-padded", b"spaced"), (b"authorization", b"Bearer t"),
+                     (b"cookie", b"short=1"), (b"cookie", b"x" * 40), (b"content-length", b"2")]
+    never = {field[0]: isinstance(field, hpack.NeverIndexedHeaderTuple) for field in fields}
+    assert never[b"authorization"] and not never[b"x-padded"]
+    assert [isinstance(f, hpack.NeverIndexedHeaderTuple) for f in fields if f[0] == b"cookie"] == [True, False]
+    pair.receive()
+    (response,) = pair.of(h2.events.ResponseReceived, stream_id)
+    assert (b"x-padded", b"spaced") in response.headers
+
+
+def test_trailers_are_normalised_too():
+    pair = Pair()
+    stream_id = pair.request(b"/", method=b"POST")
+    stream = pair.exchanges[0].stream
+    stream.write_head(200, [(b"content-type", b"application/grpc")], None)
+    stream.write_body(b"x")
+    stream.write_trailers([(b"Grpc-Status", b" 0 "), (b":status", b"500"), (b"Transfer-Encoding", b"chunked")])
+    stream.finish_response()
+    pair.receive()
+    (trailers,) = pair.of(h2.events.TrailersReceived, stream_id)
+    assert list(trailers.headers) == [(b"grpc-status", b"0")]

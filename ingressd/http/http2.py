@@ -32,6 +32,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
+from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import GoAwayFrame
 from twisted.internet.interfaces import IProtocolNegotiationFactory, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -51,6 +52,8 @@ _CONNECTION_SPECIFIC = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
      b"te", b"http2-settings", b"content-length")
 )
+# Sent as never indexed (RFC 7541 7.1.3), as h2's outbound normalisation marked them (a cookie if short).
+_NEVER_INDEXED = frozenset((b"authorization", b"proxy-authorization", b"cookie"))
 _HIGH_WATER = 256 * 1024  # buffered response bytes per stream before the backend is paused
 _LOW_WATER = 64 * 1024
 _MAX_STREAMS = 100  # sizes the connection window; the streams allowed: ServerSettings.http2_max_concurrent_streams
@@ -162,6 +165,25 @@ def _websocket_request(protocol: bytes | None, path: bytes, pairs, ended: bool, 
     request.websocket_key = key
     request.head_bytes = size
     return request
+
+
+def _response_fields(headers) -> list:
+    """A response's (or its trailers') fields as h2's outbound normalisation and validation
+    left them, in one pass (they are switched off: their chains of generators cost more than
+    the rest of sending a head): names lower case, whitespace around names and values
+    stripped, connection-specific fields and pseudo-headers left out, credentials never
+    indexed. ``:status`` is put first by the caller."""
+    fields = []
+    for name, value in headers:
+        name = name.lower().strip()
+        if name in _CONNECTION_SPECIFIC or name[:1] == b":":
+            continue
+        value = value.strip()
+        if name in _NEVER_INDEXED and (name != b"cookie" or len(value) < 20):
+            fields.append(NeverIndexedHeaderTuple(name, value))
+        else:
+            fields.append((name, value))
+    return fields
 
 
 def _known_of(headers) -> H2Request:
@@ -318,10 +340,7 @@ class _Stream:
         no_body = status < 200 or status in (204, 304)
         self._body_allowed = not no_body and not (request is not None and request.method == b"HEAD")
         block = [(b":status", b"%d" % status)]
-        for name, value in headers:
-            name = name.lower()
-            if name not in _CONNECTION_SPECIFIC and name[:1] != b":":
-                block.append((name, value))
+        block.extend(_response_fields(headers))
         if length is not None and not no_body:
             block.append((b"content-length", b"%d" % length))
         settings = self.connection.settings
@@ -343,8 +362,7 @@ class _Stream:
 
     def write_trailers(self, trailers) -> None:
         """Trailer fields (gRPC's grpc-status…), sent with END_STREAM after the body."""
-        self._trailers = [(name.lower(), value) for name, value in trailers
-                          if name.lower() not in _CONNECTION_SPECIFIC and name[:1] != b":"]
+        self._trailers = _response_fields(trailers)
 
     def finish_response(self) -> None:
         self._ending = True
@@ -479,8 +497,7 @@ class _Stream:
         if relayed is None:
             return False
         block = [(b":status", b"200")]
-        block.extend((name, value) for name, value in relayed
-                     if name not in _CONNECTION_SPECIFIC and name[:1] != b":")
+        block.extend(_response_fields(relayed))
         block.extend(self.connection.settings.identity.pairs(self.connection.clock.seconds()))
         self._head_written = True
         self.connection.send_headers(self.stream_id, block, False)
@@ -529,8 +546,11 @@ class H2ServerProtocol(Protocol):
         self.handler = handler
         self.clock = clock
         self.scheme = scheme
+        # What h2 checks of the blocks we send, _response_fields does in one pass; what clients
+        # send, h2 validates.
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
-                                           validate_inbound_headers=True, normalize_inbound_headers=True)
+                                           validate_inbound_headers=True, normalize_inbound_headers=True,
+                                           validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=config)
         self.h2.encoder = ResponseEncoder()  # nginx's HPACK: no dynamic table, fields memoised
         self.streams: dict[int, _Stream] = {}
