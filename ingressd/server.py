@@ -21,7 +21,7 @@ from ingressd import __version__
 from ingressd.http.client_settings import CLIENT_SIDE, server_values
 from ingressd.http.connection_limit import DEFAULT as DEFAULT_CONNECTIONS, ConnectionLimit, parse_limit
 from ingressd.http.http1 import HTTP1Factory, ServerSettings
-from ingressd.http.http2 import HTTPSFactory
+from ingressd.http.http2 import HTTPSFactory, PriorKnowledge
 from ingressd.config.model import ObjectRef
 from ingressd.admin.observability import install as install_observability
 from ingressd.proxy.exchange import Proxy, ProxySettings
@@ -163,6 +163,10 @@ class IngressdService(MultiService):
         groups = []  # their connections
         if settings.get("http"):
             factory = self.http_factory = HTTP1Factory(self.proxy, self.server_settings, reactor, scheme="http")
+            # h2c with prior knowledge: a connection opening with the HTTP/2 preface (--no-http2, use-http2)
+            self.prior_knowledge = PriorKnowledge(factory, enabled=not settings.get("no_http2"),
+                                                  websocket=not settings.get("no_http2_websocket"))
+            groups.append(self.prior_knowledge.live)
             self._listen(listen(settings["http"], self._proxy_protocol(factory), reactor, reuse_port=workers,
                                 option="--http"))
             groups.append(factory.live)
@@ -313,6 +317,8 @@ class IngressdService(MultiService):
             if self.tls_factory is not None:
                 self.tls_factory.http2 = not settings.get("no_http2")
                 self.tls_listener.hello_timeout = self.server_settings.header_timeout  # the ClientHello's too
+            if getattr(self, "prior_knowledge", None) is not None:
+                self.prior_knowledge.enabled = not settings.get("no_http2")
             self.connection_limit.limit = parse_limit(settings.get("max_worker_connections", DEFAULT_CONNECTIONS))
             self._client_applied = client_side
         keepalive = _values(settings, UPSTREAM_KEEPALIVE)

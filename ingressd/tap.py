@@ -125,7 +125,7 @@ CORE_FLAGS = [
     ["watch-ingress-without-class", None, "serve Ingresses that name no class"],
     ["allow-cross-namespace-resources", None, "allow annotations to name Secrets/Services in other namespaces"],
     ["kubernetes", None, "read Ingresses and friends from the Kubernetes API"],
-    ["no-http2", None, "do not offer HTTP/2 over TLS"],
+    ["no-http2", None, "do not offer HTTP/2 (over TLS by ALPN, nor in clear with prior knowledge on --http)"],
     ["no-http2-websocket", None, "do not offer WebSocket over HTTP/2 (RFC 8441; browsers then use HTTP/1.1)"],
     ["enable-ssl-passthrough", None, "pass TLS for hosts with the ssl-passthrough annotation to their backends "
      "unterminated, by SNI name (without it such Ingresses are not served)"],

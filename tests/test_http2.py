@@ -315,3 +315,125 @@ def test_max_concurrent_streams_is_announced_as_configured():
         changed = pair.of(h2.events.RemoteSettingsChanged)
         announced = {code: setting.new_value for event in changed for code, setting in event.changed_settings.items()}
         assert announced[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] == expected
+
+
+def _frames(data: bytes):
+    from hyperframe.frame import Frame
+
+    frames = []
+    while data:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9:9 + length]))
+        frames.append(frame)
+        data = data[9 + length:]
+    return frames
+
+
+def _count_writes(pair):
+    writes = []
+    original = pair.transport.write
+
+    def write(data):
+        writes.append(data)
+        original(data)
+
+    pair.transport.write = write
+    return writes
+
+
+def test_a_corked_answer_leaves_in_one_write_its_last_data_frame_ending_the_stream():
+    pair = Pair()
+    stream_id = pair.request(b"/")
+    pair.transport.clear()
+    writes = _count_writes(pair)
+    exchange = pair.exchanges[0]
+    exchange.stream.cork()  # as the upstream does around the relay of one backend read
+    exchange.respond(200, [(b"content-type", b"text/plain")], b"hello")
+    assert writes == []
+    exchange.stream.uncork()
+    (written,) = writes
+    kinds = [(type(frame).__name__, stream_id == frame.stream_id, sorted(frame.flags)) for frame in _frames(written)]
+    assert kinds == [("HeadersFrame", True, ["END_HEADERS"]), ("DataFrame", True, ["END_STREAM"])]
+    pair.receive()
+    assert pair.body(stream_id) == b"hello"
+    assert pair.of(h2.events.StreamEnded, stream_id)
+
+
+def test_answers_made_while_a_read_is_handled_leave_in_one_write():
+    pair = Pair()
+    pair.transport.clear()
+    writes = _count_writes(pair)
+
+    def answer_at_once(stream, request):
+        exchange = FakeExchange(stream, request)
+        exchange.respond(200, [], b"now")
+        return None
+
+    pair.server.handler = answer_at_once
+    ids = []
+    for n in range(3):
+        stream_id = pair.client.get_next_available_stream_id()
+        pair.client.send_headers(stream_id, [(b":method", b"GET"), (b":scheme", b"https"),
+                                             (b":authority", b"example.com"), (b":path", b"/%d" % n)],
+                                 end_stream=True)
+        ids.append(stream_id)
+    pair.server.dataReceived(pair.client.data_to_send())
+    assert len(writes) == 1
+    pair.receive()
+    assert [pair.body(i) for i in ids] == [b"now"] * 3
+
+
+def test_trailers_still_follow_the_data_uncorked_or_corked():
+    for corked in (False, True):
+        pair = Pair()
+        stream_id = pair.request(b"/", method=b"POST")
+        exchange = pair.exchanges[0]
+        stream = exchange.stream
+        if corked:
+            stream.cork()
+        stream.write_head(200, [(b"content-type", b"application/grpc")], None)
+        stream.write_body(b"\0\0\0\0\0")
+        stream.write_trailers([(b"grpc-status", b"0")])
+        stream.finish_response()
+        if corked:
+            stream.uncork()
+        pair.receive()
+        assert pair.body(stream_id) == b"\0\0\0\0\0"
+        (trailers,) = pair.of(h2.events.TrailersReceived, stream_id)
+        assert dict(trailers.headers)[b"grpc-status"] == b"0"
+
+
+def test_response_fields_are_normalised_as_h2_did_before_its_outbound_checks_were_switched_off():
+    import hpack
+
+    pair = Pair()
+    stream_id = pair.request(b"/")
+    pair.transport.clear()
+    exchange = pair.exchanges[0]
+    exchange.respond(200, [(b"X-Padded", b"  spaced\t"), (b"TE", b"trailers"), (b"Connection", b"close"),
+                           (b"Authorization", b"Bearer t"), (b"Cookie", b"short=1"), (b"cookie", b"x" * 40),
+                           (b":path", b"/sneaky"), (b"Keep-Alive", b"5")], b"ok")
+    headers_frame = _frames(pair.transport.value())[0]
+    fields = hpack.Decoder().decode(headers_frame.data, raw=True)
+    plain = [(name, value) for name, value in fields if name not in (b"date", b"server")]
+    assert plain == [(b":status", b"200"), (b"x-padded", b"spaced"), (b"authorization", b"Bearer t"),
+                     (b"cookie", b"short=1"), (b"cookie", b"x" * 40), (b"content-length", b"2")]
+    never = {field[0]: isinstance(field, hpack.NeverIndexedHeaderTuple) for field in fields}
+    assert never[b"authorization"] and not never[b"x-padded"]
+    assert [isinstance(f, hpack.NeverIndexedHeaderTuple) for f in fields if f[0] == b"cookie"] == [True, False]
+    pair.receive()
+    (response,) = pair.of(h2.events.ResponseReceived, stream_id)
+    assert (b"x-padded", b"spaced") in response.headers
+
+
+def test_trailers_are_normalised_too():
+    pair = Pair()
+    stream_id = pair.request(b"/", method=b"POST")
+    stream = pair.exchanges[0].stream
+    stream.write_head(200, [(b"content-type", b"application/grpc")], None)
+    stream.write_body(b"x")
+    stream.write_trailers([(b"Grpc-Status", b" 0 "), (b":status", b"500"), (b"Transfer-Encoding", b"chunked")])
+    stream.finish_response()
+    pair.receive()
+    (trailers,) = pair.of(h2.events.TrailersReceived, stream_id)
+    assert list(trailers.headers) == [(b"grpc-status", b"0")]

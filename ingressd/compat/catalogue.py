@@ -248,7 +248,8 @@ CATALOGUE: Mapping[str, Entry] = _entries(
            "route's proxy-*-timeout apply where nginx keeps fastcgi_*_timeout at 60s). A gRPC "
            "call ingressd answers itself (dead backend, timeout, 503…) gets HTTP 200 with grpc-status in "
            "trailers (the code a gRPC client derives from nginx's HTTP error; grpc-timeout passed: "
-           "DEADLINE_EXCEEDED); gRPC routes are reached over TLS (ALPN h2) or HTTP/1.1, not h2c"),
+           "DEADLINE_EXCEEDED); gRPC routes are reached over TLS (ALPN h2), over cleartext HTTP/2 with prior "
+           "knowledge (h2c) on the plain port (as nginx's listen ... http2 since 1.25.1), or over HTTP/1.1"),
     E("fastcgi-index", IMPLEMENTED, _C, requires=_PROTOCOL,
       note="appended to a URI ending in / for SCRIPT_NAME ($fastcgi_script_name), as nginx's fastcgi_index"),
     E("fastcgi-params-configmap", PARTIAL, _C, requires=_PROTOCOL,

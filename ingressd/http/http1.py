@@ -35,6 +35,9 @@ REASONS = {
     500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
     503: b"Service Temporarily Unavailable", 504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
 }
+# The HTTP/2 connection preface (RFC 9113 3.4): a cleartext connection that opens with it is
+# HTTP/2 with prior knowledge (h2c), when the listener's factory offers it (``prior_knowledge``).
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # Never in a chunked trailer section (RFC 9110 6.5.1): framing, routing, the response's controls.
 _NO_TRAILER = frozenset((b"content-length", b"transfer-encoding", b"host", b"connection", b"trailer", b"te"))
 
@@ -192,6 +195,8 @@ class HTTP1ServerProtocol(Protocol):
         self._requests = 0  # requests dispatched on this connection
         self._buffers: head_buffers.HeadBuffers | None = None  # the head being read, in nginx's buffers
         self._line_checked = False
+        self._preface: bytes | None = None  # the first bytes, while they may be the HTTP/2 preface
+        self._http2 = None  # the HTTP/2 protocol this connection became (prior knowledge)
 
     # -- connection lifecycle -------------------------------------------------------------
 
@@ -209,6 +214,9 @@ class HTTP1ServerProtocol(Protocol):
             self.factory.connections += 1
             self.factory.accepted += 1
             self.factory.live.add(self)
+            prior_knowledge = getattr(self.factory, "prior_knowledge", None)
+            if prior_knowledge is not None and prior_knowledge.enabled:
+                self._preface = b""
 
     def connectionLost(self, reason=None) -> None:
         self.closed = True
@@ -226,6 +234,8 @@ class HTTP1ServerProtocol(Protocol):
             active, self._active = self._active, None
             active.client_lost()
         self._queue.clear()
+        if self._http2 is not None:  # the transport still calls us: the end is the HTTP/2 side's
+            self._http2.connectionLost(reason)
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -247,6 +257,9 @@ class HTTP1ServerProtocol(Protocol):
     # -- parsing ------------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        if self._preface is not None:
+            self._read_preface(data)
+            return
         if self._receiver is not None:
             self._receiver.client_data(data)
             return
@@ -270,6 +283,43 @@ class HTTP1ServerProtocol(Protocol):
             # A line still arriving that no buffer could hold (what nginx refuses as it reads).
             in_line = self._parsing is not None and not self._line_checked and self._url_bytes
             self._reject_parsing(414 if in_line else head_buffers.TOO_LARGE, "request head too large")
+
+    def _read_preface(self, data: bytes) -> None:
+        """The connection's first bytes, while they are a prefix of the HTTP/2 preface: held
+        until they diverge (HTTP/1.1, parsed as ever) or the preface is whole (HTTP/2). As
+        nginx's ``listen ... http2`` on a plain port, a preface that stops half-way is closed
+        at the client header timeout without an answer."""
+        seen = self._preface + data
+        size = min(len(seen), len(PREFACE))
+        if seen[:size] != PREFACE[:size]:
+            self._preface = None
+            self._timer_status = 408  # an HTTP/1.1 request after all
+            self.dataReceived(seen)
+            return
+        if size < len(PREFACE):
+            self._preface = seen
+            self._timer_status = 0
+            return
+        self._preface = None
+        self._become_http2(seen)
+
+    def _become_http2(self, data: bytes) -> None:
+        """Hand the connection to the HTTP/2 protocol the factory's ``prior_knowledge`` builds.
+        The transport keeps calling this object: its reads go straight to the new protocol
+        (an instance attribute), its end through ``connectionLost``."""
+        protocol = self.factory.prior_knowledge.build()
+        self.closed = True
+        self.parser = None
+        self._timer.stop()
+        self._send_deadline.stop()
+        if self._registered:  # the HTTP/2 protocol registers itself as the producer
+            self._registered = False
+            self.transport.unregisterProducer()
+        self.factory.live.discard(self)  # drained as an HTTP/2 connection from now on
+        self._http2 = protocol
+        self.dataReceived = protocol.dataReceived
+        protocol.makeConnection(self.transport)
+        protocol.dataReceived(data)
 
     def _reject_parsing(self, status: int, reason: str) -> None:
         """A malformed request. If requests before it are still being answered, it is
@@ -714,6 +764,9 @@ class HTTP1Factory(Factory):
 
     protocol = HTTP1ServerProtocol
     noisy = False
+    # HTTP/2 with prior knowledge on this (cleartext) listener: an object with ``enabled`` and
+    # ``build()`` (``http2.PriorKnowledge``), or None.
+    prior_knowledge = None
 
     def __init__(self, handler: Callable, settings: ServerSettings | None = None, clock: Any = None,
                  scheme: str = "http"):

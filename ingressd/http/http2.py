@@ -5,7 +5,8 @@ Each stream gets a ``_Stream`` adapter offering what ``proxy.Exchange`` uses on
 ``pause_reading``…) and a ``Request`` like http1's, so HTTP/2 requests take exactly the
 same handler, routes and features. ``HTTPSFactory`` is what the TLS listener wraps: it
 offers ``h2`` through ALPN (unless disabled) and picks HTTP/2 or HTTP/1.1 for each
-connection from the protocol the handshake negotiated.
+connection from the protocol the handshake negotiated. ``PriorKnowledge`` offers HTTP/2 on
+the cleartext listener too, to clients that open with the connection preface (h2c).
 
 Flow control, both ways: the client's window for a stream is reopened only as the
 request body is handed on (a paused stream stops acknowledging, so a slow backend bounds
@@ -31,6 +32,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
+from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import GoAwayFrame
 from twisted.internet.interfaces import IProtocolNegotiationFactory, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -40,6 +42,7 @@ from zope.interface import implementer
 from ingressd.drain import ConnectionSet
 from ingressd.http import extended_connect
 from ingressd.http.head_buffers import fits_h2
+from ingressd.http.hpack_out import ResponseEncoder
 from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page, other_ends, passes_backend_server
 from ingressd.tls.client_auth import client_certificate
 from ingressd.tls.facts import tls_facts
@@ -49,6 +52,8 @@ _CONNECTION_SPECIFIC = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
      b"te", b"http2-settings", b"content-length")
 )
+# Sent as never indexed (RFC 7541 7.1.3), as h2's outbound normalisation marked them (a cookie if short).
+_NEVER_INDEXED = frozenset((b"authorization", b"proxy-authorization", b"cookie"))
 _HIGH_WATER = 256 * 1024  # buffered response bytes per stream before the backend is paused
 _LOW_WATER = 64 * 1024
 _MAX_STREAMS = 100  # sizes the connection window; the streams allowed: ServerSettings.http2_max_concurrent_streams
@@ -162,6 +167,25 @@ def _websocket_request(protocol: bytes | None, path: bytes, pairs, ended: bool, 
     return request
 
 
+def _response_fields(headers) -> list:
+    """A response's (or its trailers') fields as h2's outbound normalisation and validation
+    left them, in one pass (they are switched off: their chains of generators cost more than
+    the rest of sending a head): names lower case, whitespace around names and values
+    stripped, connection-specific fields and pseudo-headers left out, credentials never
+    indexed. ``:status`` is put first by the caller."""
+    fields = []
+    for name, value in headers:
+        name = name.lower().strip()
+        if name in _CONNECTION_SPECIFIC or name[:1] == b":":
+            continue
+        value = value.strip()
+        if name in _NEVER_INDEXED and (name != b"cookie" or len(value) < 20):
+            fields.append(NeverIndexedHeaderTuple(name, value))
+        else:
+            fields.append((name, value))
+    return fields
+
+
 def _known_of(headers) -> H2Request:
     """What is known of a refused header block: its method, path and fields, for the log."""
     method, path, pairs = b"", b"", []
@@ -185,10 +209,12 @@ class _Stream:
     _receiver = None  # after divert(): takes the DATA (an exchange awaiting a 101, then a tunnel)
 
     def cork(self) -> None:
-        """HTTP/2 frames go out when the connection flushes; nothing to batch here."""
+        """What the backend's read produces (head, body, end) leaves in one write: the
+        connection sends this stream's frames when the last cork is taken out."""
+        self.connection.cork()
 
     def uncork(self) -> None:
-        pass
+        self.connection.uncork()
 
     def __init__(self, connection: "H2ServerProtocol", stream_id: int):
         self.connection = connection
@@ -314,10 +340,7 @@ class _Stream:
         no_body = status < 200 or status in (204, 304)
         self._body_allowed = not no_body and not (request is not None and request.method == b"HEAD")
         block = [(b":status", b"%d" % status)]
-        for name, value in headers:
-            name = name.lower()
-            if name not in _CONNECTION_SPECIFIC and name[:1] != b":":
-                block.append((name, value))
+        block.extend(_response_fields(headers))
         if length is not None and not no_body:
             block.append((b"content-length", b"%d" % length))
         settings = self.connection.settings
@@ -339,8 +362,7 @@ class _Stream:
 
     def write_trailers(self, trailers) -> None:
         """Trailer fields (gRPC's grpc-status…), sent with END_STREAM after the body."""
-        self._trailers = [(name.lower(), value) for name, value in trailers
-                          if name.lower() not in _CONNECTION_SPECIFIC and name[:1] != b":"]
+        self._trailers = _response_fields(trailers)
 
     def finish_response(self) -> None:
         self._ending = True
@@ -379,6 +401,7 @@ class _Stream:
         connection = self.connection
         h2conn = connection.h2
         out = self._out
+        ended = False
         while out:
             window = min(h2conn.local_flow_control_window(self.stream_id), h2conn.max_outbound_frame_size)
             if window <= 0:
@@ -390,11 +413,15 @@ class _Stream:
                 out[0] = chunk[window:]
                 chunk = chunk[:window]
             self._out_bytes -= len(chunk)
-            h2conn.send_data(self.stream_id, chunk)
+            # the last DATA frame of an answer carries END_STREAM (no empty frame after it)
+            ended = not out and self._ending and not self._trailers
+            h2conn.send_data(self.stream_id, chunk, end_stream=ended)
         if self._upstream_paused and self._out_bytes < _LOW_WATER and not connection.transport_paused:
             self.resume_upstream()
         if self._ending and not out and not self.closed:
-            if self._trailers:
+            if ended:
+                pass
+            elif self._trailers:
                 h2conn.send_headers(self.stream_id, self._trailers, end_stream=True)
             else:
                 h2conn.end_stream(self.stream_id)
@@ -470,8 +497,7 @@ class _Stream:
         if relayed is None:
             return False
         block = [(b":status", b"200")]
-        block.extend((name, value) for name, value in relayed
-                     if name not in _CONNECTION_SPECIFIC and name[:1] != b":")
+        block.extend(_response_fields(relayed))
         block.extend(self.connection.settings.identity.pairs(self.connection.clock.seconds()))
         self._head_written = True
         self.connection.send_headers(self.stream_id, block, False)
@@ -520,9 +546,13 @@ class H2ServerProtocol(Protocol):
         self.handler = handler
         self.clock = clock
         self.scheme = scheme
+        # What h2 checks of the blocks we send, _response_fields does in one pass; what clients
+        # send, h2 validates.
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
-                                           validate_inbound_headers=True, normalize_inbound_headers=True)
+                                           validate_inbound_headers=True, normalize_inbound_headers=True,
+                                           validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=config)
+        self.h2.encoder = ResponseEncoder()  # nginx's HPACK: no dynamic table, fields memoised
         self.streams: dict[int, _Stream] = {}
         self.peer_ip = ""
         self.server_port = 0
@@ -534,6 +564,8 @@ class H2ServerProtocol(Protocol):
         self._going_away = False
         self._last_stream: int | None = None  # set when we sent GOAWAY: later streams are refused
         self._requests = 0  # streams taken (nginx's keepalive_requests counts them too)
+        self._corked = 0  # a read is being handled: frames are written once, at its end
+        self._pending: dict[int, _Stream] = {}  # streams with frames to send at the uncork
         self._group: ConnectionSet | None = None
 
     # -- connection lifecycle -------------------------------------------------------------
@@ -605,7 +637,7 @@ class H2ServerProtocol(Protocol):
         self._timer = None
         if not self.closed and not self.streams:
             self.h2.close_connection()
-            self.flush()
+            self._write_out()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
@@ -630,7 +662,7 @@ class H2ServerProtocol(Protocol):
         goaway = GoAwayFrame(0)
         goaway.last_stream_id = self._last_stream
         goaway.error_code = ErrorCodes.NO_ERROR
-        self.flush()
+        self._write_out()
         self.transport.write(goaway.serialize())
         self._check_idle()
 
@@ -646,7 +678,7 @@ class H2ServerProtocol(Protocol):
             self.h2_reset(stream.stream_id, ErrorCodes.CANCEL)
             stream.lost()
         if not self.closed:
-            self.flush()
+            self._write_out()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
@@ -656,11 +688,19 @@ class H2ServerProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.closed:
             return
+        self._corked += 1  # the answers this read produces leave in one write, after it
+        try:
+            self._events(data)
+        finally:
+            self.uncork()
+        self._check_idle()
+
+    def _events(self, data: bytes) -> None:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             log.msg(f"ingressd: HTTP/2 protocol error from {self.peer_ip}: {exc}")
-            self.flush()
+            self._write_out()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
@@ -686,8 +726,6 @@ class H2ServerProtocol(Protocol):
                 self._send_all()
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self._going_away = True  # the streams in flight are still answered
-        self.flush()
-        self._check_idle()
 
     def _request(self, event: h2.events.RequestReceived) -> None:
         if self._last_stream is not None and event.stream_id > self._last_stream:
@@ -697,7 +735,7 @@ class H2ServerProtocol(Protocol):
             # nginx: "client sent too large header field" / "too large header": the connection ends
             log.msg(f"ingressd: HTTP/2 header block beyond large_client_header_buffers from {self.peer_ip}")
             self.h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM)
-            self.flush()
+            self._write_out()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
@@ -750,6 +788,13 @@ class H2ServerProtocol(Protocol):
         self.flush()
 
     def flush_stream(self, stream: _Stream) -> None:
+        if self._corked:  # sent at uncork, with whatever else the same read produces
+            self._pending[stream.stream_id] = stream
+            return
+        self._send_stream(stream)
+        self.flush()
+
+    def _send_stream(self, stream: _Stream) -> None:
         if self.closed or self.transport_paused:
             return
         try:
@@ -759,6 +804,18 @@ class H2ServerProtocol(Protocol):
             stream.lost()
         if finished:
             self.forget(stream)
+
+    def cork(self) -> None:
+        self._corked += 1
+
+    def uncork(self) -> None:
+        self._corked -= 1
+        if self._corked:
+            return
+        if self._pending:  # streams whose frames waited for the end of the read
+            pending, self._pending = self._pending, {}
+            for stream in pending.values():
+                self._send_stream(stream)
         self.flush()
 
     def _send_all(self) -> None:
@@ -769,6 +826,11 @@ class H2ServerProtocol(Protocol):
                 self.flush_stream(stream)
 
     def flush(self) -> None:
+        """Write what h2 has ready, unless a read is being relayed (``cork``): then at its end."""
+        if not self._corked:
+            self._write_out()
+
+    def _write_out(self) -> None:
         data = self.h2.data_to_send()
         if data and not self.closed:
             self.transport.write(data)
@@ -802,7 +864,7 @@ class H2ServerProtocol(Protocol):
         if self.streams or self.closed:
             return
         if self._going_away:
-            self.flush()
+            self._write_out()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
@@ -859,6 +921,28 @@ class _NegotiatingProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+
+
+class PriorKnowledge:
+    """HTTP/2 with prior knowledge (h2c, RFC 9113 3.3) on a cleartext listener: set as its
+    ``HTTP1Factory.prior_knowledge``, it builds the HTTP/2 protocol for a connection that
+    opened with the connection preface (``http1.PREFACE``). ``enabled`` is the same switch
+    as h2 through ALPN (--no-http2, use-http2), read as each connection opens; ``live``: the
+    connections that became HTTP/2, for a graceful drain."""
+
+    def __init__(self, http1: HTTP1Factory, enabled: bool = True, websocket: bool = True):
+        self.http1 = http1
+        self.enabled = enabled
+        self.websocket = websocket  # WebSocket over HTTP/2 (RFC 8441) offered
+        self.live = ConnectionSet()
+        http1.prior_knowledge = self
+
+    def build(self) -> "H2ServerProtocol":
+        http1 = self.http1
+        protocol = H2ServerProtocol(http1.settings, http1.handler, http1.clock, http1.scheme,
+                                    websocket=self.websocket)
+        protocol.factory = self
+        return protocol
 
 
 @implementer(IProtocolNegotiationFactory)

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""The HTTP/2 client side's own Python cost, in memory: ``pathcost.py`` for HTTP/2 streams.
+
+Builds the real server (``serve_in_memory``: the installed plugins, the options ``twistd
+ingressd`` parses) on a ``MemoryReactorClock`` and opens one HTTP/2 connection to its plain
+listener with prior knowledge (h2c, so no TLS in the figure). The requests' frames are
+encoded beforehand by an ``h2`` client, ``--streams`` HEADERS frames per read (as ``h2load
+-m``); each batch is fed to the connection's ``dataReceived``, then every backend connection
+that was sent a request gets its answer. What it prints is CPU time per request of
+everything ingressd does between those calls: HTTP/2 frames and HPACK in and out (h2,
+hpack, hyperframe), the stream adapters, the exchange and the HTTP/1.1 upstream.
+
+    .venv/bin/python bench/h2cost.py                     # 20,000 requests x 5 rounds, access log off
+    .venv/bin/python bench/h2cost.py --profile           # cProfile's table for one round
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h2.config
+import h2.connection
+import h2.events
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ingressd.testing import one_route_objects, serve_in_memory  # noqa: E402
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+HEADERS = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"bench.local"), (b":path", b"/"),
+           (b"user-agent", b"h2cost"), (b"accept", b"*/*")]
+
+
+class Client:
+    """Encodes the requests beforehand; reads nothing back (its windows are opened wide)."""
+
+    def __init__(self):
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.h2.initiate_connection()
+        self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+        self.h2.increment_flow_control_window(2**31 - 1 - 65535)
+
+    def opening(self) -> bytes:
+        return self.h2.data_to_send()
+
+    def batches(self, requests: int, streams: int) -> list[bytes]:
+        out = []
+        for _ in range(requests // streams):
+            for _ in range(streams):
+                self.h2.send_headers(self.h2.get_next_available_stream_id(), HEADERS, end_stream=True)
+            out.append(self.h2.data_to_send())
+            # the server's streams are closed as it answers: forget ours, as a client reading them would
+            for stream_id in [i for i, s in self.h2.streams.items()]:
+                del self.h2.streams[stream_id]
+        return out
+
+
+class Rig:
+    def __init__(self, extra_args: list[str], tmp: Path, streams: int):
+        self.streams = streams
+        self.service, self.reactor = serve_in_memory(tmp, one_route_objects("bench.local"), *extra_args)
+        self.client = Client()
+        self.protocol = self.service.http_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000),
+                                         hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+        self.protocol.makeConnection(self.transport)
+        self.protocol.dataReceived(self.client.opening())
+        self.upstreams: list[tuple] = []
+        self._seen_clients = 0
+        self.play(self.client.batches(streams, streams))  # opens the backend connections
+        self.check()
+
+    def _connect_new_upstreams(self) -> None:
+        while self._seen_clients < len(self.reactor.tcpClients):
+            host, port, factory, _, _ = self.reactor.tcpClients[self._seen_clients]
+            self._seen_clients += 1
+            protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+            transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+            protocol.makeConnection(transport)
+            self.upstreams.append((protocol, transport))
+
+    def play(self, batches: list[bytes]) -> None:
+        received = self.protocol.dataReceived
+        clear = self.transport.clear
+        upstreams = self.upstreams
+        for batch in batches:
+            received(batch)
+            if len(self.reactor.tcpClients) != self._seen_clients:
+                self._connect_new_upstreams()
+            for protocol, transport in upstreams:
+                if transport.value():
+                    transport.clear()
+                    protocol.dataReceived(RESPONSE)
+            clear()
+
+    def check(self) -> None:
+        self.transport.clear()
+        self.play(self.client.batches(self.streams, self.streams))
+        # nothing reads the answers above; one more batch, read by a fresh decoder, must be 200s
+        batch = self.client.batches(self.streams, self.streams)
+        self.protocol.dataReceived(batch[0])
+        for protocol, transport in self.upstreams:
+            if transport.value():
+                transport.clear()
+                protocol.dataReceived(RESPONSE)
+        if b"ok\n" not in self.transport.value():
+            raise SystemExit(f"no answer: {self.transport.value()[:300]!r}")
+        self.transport.clear()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=20_000, help="requests per round (default 20,000)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
+    p.add_argument("--streams", type=int, default=10, help="HEADERS frames per read (default 10, as h2load -m10)")
+    p.add_argument("--args", default="--access-log off", help="extra 'twistd ingressd' options")
+    p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
+    p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
+    p.add_argument("--lines", type=int, default=40, help="rows of the cProfile table")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ingressd-h2cost-") as tmp:
+        extra = shlex.split(args.args) + ["--keepalive-requests", "0", "--upstream-keepalive-requests", "0"]
+        rig = Rig(extra, Path(tmp), args.streams)
+        rig.play(rig.client.batches(2000, args.streams))  # warm-up
+        rounds = [rig.client.batches(args.requests, args.streams) for _ in range(1 if args.profile else args.rounds)]
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.runcall(rig.play, rounds[0])
+            pstats.Stats(profile).sort_stats(args.sort).print_stats(args.lines)
+            return
+        figures = []
+        for batches in rounds:
+            started = time.process_time()
+            rig.play(batches)
+            figures.append((time.process_time() - started) / args.requests * 1e6)
+        rig.check()
+        print(f"python {sys.version.split()[0]}; options: {args.args or '(defaults)'}; {args.streams} streams per read")
+        print(f"HTTP/2 (h2c) request path in memory: {statistics.median(figures):.1f} µs CPU per request "
+              f"(median of {args.rounds} rounds of {args.requests:,}; all: {', '.join(f'{f:.1f}' for f in figures)})")
+
+
+if __name__ == "__main__":
+    main()
