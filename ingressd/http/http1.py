@@ -307,21 +307,24 @@ class HTTP1ServerProtocol(Protocol):
             raise _Reject(414, "request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        request = self._parsing
-        self._header_bytes += len(name) + len(value) + 4
+        # Called for every header line: what it reads is kept in locals (one lookup each).
+        size = len(name) + len(value) + 4
+        self._header_bytes += size
         if not self._in_head:  # a chunked body's trailer: counted, never merged into the (proxied) headers
             if self._header_bytes > self.settings.max_header_bytes:
                 raise _Reject(head_buffers.TOO_LARGE, "request trailer section too large")
             return
         if not self._line_checked:
             self._check_request_line()
-        if not self._buffers.fits(len(name) + len(value) + 4):
+        if not self._buffers.fits(size):
             raise _Reject(head_buffers.TOO_LARGE, "request header too large")  # nginx: "too long header line"
-        if len(request.headers) >= self.settings.max_headers:
+        headers = self._parsing.headers
+        settings = self.settings
+        if len(headers) >= settings.max_headers:
             raise _Reject(431, "too many request header fields")
-        if b"_" in name and self.settings.drops_underscores:
+        if b"_" in name and settings.drops_underscores:
             return  # nginx's underscores_in_headers off: the field is ignored (no framing name has one)
-        request.headers.append((name.lower(), value))
+        headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         request = self._parsing
@@ -356,7 +359,8 @@ class HTTP1ServerProtocol(Protocol):
                 request.expect_continue = True
         if hosts > 1 or (hosts == 0 and request.version == b"1.1"):
             raise _Reject(400, "a request needs exactly one Host header")
-        if request.upgrade and request.has_body:
+        has_body = request.chunked or request.content_length  # Request.has_body, read once
+        if request.upgrade and has_body:
             raise _Reject(400, "an upgrade request cannot carry a body")
         if self._active is None and not self._queue:
             self._dispatch(request)
@@ -364,7 +368,7 @@ class HTTP1ServerProtocol(Protocol):
             if len(self._queue) >= self.settings.max_pipelined:
                 self.pause_reading()
             self._queue.append(request)
-            if request.has_body:
+            if has_body:
                 self._set_timer(self.settings.body_timeout, 408)
 
     def on_body(self, data: bytes) -> None:
@@ -401,10 +405,10 @@ class HTTP1ServerProtocol(Protocol):
         self._head_written = False
         limit = self.settings.keepalive_requests
         self._response_keep_alive = request.keep_alive and not (limit and self._requests >= limit)
-        if request.has_body and not request.complete:
+        if not request.complete and (request.chunked or request.content_length):  # a body to come
             self._set_timer(self.settings.body_timeout, 408)
         else:
-            self._cancel_timer()
+            self._timer.clear()
         try:
             active = self.handler(self, request)
         except Exception:
@@ -498,7 +502,7 @@ class HTTP1ServerProtocol(Protocol):
         if self.closed:
             return
         if (not self._response_keep_alive or self._draining or request is None
-                or (request.has_body and not request.complete)):
+                or (not request.complete and request.has_body)):
             # A body we did not read (an early answer) would be parsed as the next request.
             # (Without a body, an answer given at once only came before the parser's end.)
             self._close()
