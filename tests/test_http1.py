@@ -334,3 +334,45 @@ def test_a_connection_closes_after_keepalive_requests_as_nginx():
     for number in range(5):
         unlimited.dataReceived(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % number)
     assert b"connection: close" not in transport.value() and not transport.disconnecting
+
+
+class AnswersWith(Echo):
+    """A handler answering the status (and reason) the test chose, with no body."""
+
+    status, reason, length = 200, None, 0
+
+    def body_done(self):
+        self.protocol.write_head(self.status, [(b"x-test", b"1")], self.length, self.reason)
+        self.protocol.finish_response()
+
+
+@pytest.mark.parametrize("status, reason, line", [
+    (200, None, b"HTTP/1.1 200 OK\r\n"),
+    (503, None, b"HTTP/1.1 503 Service Temporarily Unavailable\r\n"),
+    (200, b"Fine", b"HTTP/1.1 200 Fine\r\n"),  # a reason given replaces the usual one
+    (200, b"", b"HTTP/1.1 200 OK\r\n"),  # an empty one does not
+    (299, None, b"HTTP/1.1 299 Unknown\r\n"),  # a status without a reason of ours
+    (299, b"Odd", b"HTTP/1.1 299 Odd\r\n"),
+])
+def test_the_status_line_says_the_status_and_its_reason(status, reason, line):
+    answers = type("Answers", (AnswersWith,), {"status": status, "reason": reason})
+    protocol = HTTP1ServerProtocol(ServerSettings(), lambda p, r: answers(p, r, []), Clock())
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = transport.value()
+    assert head.startswith(line)
+    assert head.endswith(b"x-test: 1\r\n\r\n") and b"content-length: 0\r\n" in head
+
+
+def test_a_head_written_whole_for_http10_keep_alive_and_for_close():
+    protocol, transport, _, _ = connect()
+    protocol.dataReceived(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    first = transport.value()
+    assert first.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: keep-alive\r\ndate: ")
+    assert first.endswith(b"\r\nx-test: 1\r\n\r\nGET /a ")
+    transport.clear()
+    protocol.dataReceived(b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    second = transport.value()
+    assert second.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\ndate: ")
+    assert second.endswith(b"\r\nx-test: 1\r\n\r\nGET /b ")

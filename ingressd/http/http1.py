@@ -35,6 +35,8 @@ REASONS = {
     500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
     503: b"Service Temporarily Unavailable", 504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
 }
+# The status lines of the statuses above, made once (a response head is written per request).
+_STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in REASONS.items()}
 # Never in a chunked trailer section (RFC 9110 6.5.1): framing, routing, the response's controls.
 _NO_TRAILER = frozenset((b"content-length", b"transfer-encoding", b"host", b"connection", b"trailer", b"te"))
 
@@ -448,32 +450,33 @@ class HTTP1ServerProtocol(Protocol):
         no_body = status < 200 or status in (204, 304)
         self._response_body_allowed = not (head_only or no_body)
         self._chunked_response = False
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason or REASONS.get(status, b"Unknown"))]
+        line = None if reason else _STATUS_LINES.get(status)
+        if line is None:
+            line = b"HTTP/1.1 %d %s\r\n" % (status, reason or REASONS.get(status, b"Unknown"))
+        framing = b""
         if no_body:
             pass
         elif length is not None:
-            lines.append(b"content-length: %d\r\n" % length)
+            framing = b"content-length: %d\r\n" % length
         elif head_only:
             pass
         elif request is not None and request.version == b"1.1":
             self._chunked_response = True
-            lines.append(b"transfer-encoding: chunked\r\n")
+            framing = b"transfer-encoding: chunked\r\n"
         else:
             keep_alive = False  # HTTP/1.0 client and no length: the close ends the body
         self._response_keep_alive = keep_alive
         if not keep_alive:
-            lines.append(b"connection: close\r\n")
+            framing += b"connection: close\r\n"
         elif request is not None and request.version == b"1.0":
-            lines.append(b"connection: keep-alive\r\n")
+            framing += b"connection: keep-alive\r\n"
         settings = self.settings
         if settings.backend_server_header and any(name == b"server" for name, _ in headers):
-            lines.append(settings.identity.date_lines(self.clock.seconds()))  # the backend's Server instead
+            own = settings.identity.date_lines(self.clock.seconds())  # the backend's Server instead
         else:
-            lines.append(settings.identity.lines(self.clock.seconds()))
-        lines.append(serialize(headers))
-        lines.append(b"\r\n")
+            own = settings.identity.lines(self.clock.seconds())
         self._head_written = True
-        self._send(b"".join(lines))
+        self._send(b"%s%s%s%s\r\n" % (line, framing, own, serialize(headers)))  # one bytes object, no list
 
     def write_body(self, data: bytes) -> None:
         if not data or not self._response_body_allowed or self.closed:
