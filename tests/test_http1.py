@@ -376,3 +376,31 @@ def test_a_head_written_whole_for_http10_keep_alive_and_for_close():
     second = transport.value()
     assert second.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\ndate: ")
     assert second.endswith(b"\r\nx-test: 1\r\n\r\nGET /b ")
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_head_is_packed_into_the_buffers_as_nginx_packs_it(seed):
+    """The client side sums a head's lines while they fit in one buffer and makes the buffers
+    only when they outgrow it: its verdicts agree with ``HeadBuffers`` fed line by line."""
+    import random
+
+    from ingressd.http.head_buffers import HeadBuffers
+
+    rng = random.Random(seed)
+    number, size = rng.choice([(1, 64), (2, 64), (4, 100), (3, 256), (2, 40)])
+    target = b"/" + b"t" * rng.randint(0, size - 1)
+    lines = []
+    for index in range(rng.randint(0, 10)):
+        name = b"x-h%d" % index
+        lines.append((name, b"v" * rng.randint(1, size)))  # its line: name, ": ", value, CRLF
+    model = HeadBuffers(number, size)
+    if not model.fits(len(b"GET") + len(target) + 12):  # "GET", two spaces, "HTTP/1.1", CRLF
+        expected = 414
+    elif not all(model.fits(len(name) + len(value) + 4) for name, value in [(b"host", b"x"), *lines]):
+        expected = 400
+    else:
+        expected = 200 if model.fits(2) else 400  # the blank line
+    protocol, transport, _, _ = connect(header_buffers=(number, size))
+    head = b"GET %s HTTP/1.1\r\nhost: x\r\n%s\r\n" % (target, b"".join(b"%s: %s\r\n" % line for line in lines))
+    protocol.dataReceived(head)
+    assert transport.value().startswith(b"HTTP/1.1 %d " % expected)

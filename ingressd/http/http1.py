@@ -192,7 +192,12 @@ class HTTP1ServerProtocol(Protocol):
         self._deferred_reject: tuple[int, str] | None = None  # a malformed pipelined request
         self._draining = False  # shutting down: the next answer says Connection: close
         self._requests = 0  # requests dispatched on this connection
-        self._buffers: head_buffers.HeadBuffers | None = None  # the head being read, in nginx's buffers
+        # The head being read, in nginx's buffers (see _fits): made only when its lines outgrow
+        # one buffer; until then they are a sum, _packed, of at most _one_buffer bytes.
+        self._buffers: head_buffers.HeadBuffers | None = None
+        self._buffer_limits = settings.header_buffers
+        self._one_buffer = 0
+        self._packed = 0
         self._line_checked = False
 
     # -- connection lifecycle -------------------------------------------------------------
@@ -289,7 +294,10 @@ class HTTP1ServerProtocol(Protocol):
         self._in_head = True
         self._url_bytes = 0
         self._header_bytes = 0
-        self._buffers = head_buffers.HeadBuffers(*self.settings.header_buffers)
+        self._buffers = None
+        self._buffer_limits = limits = self.settings.header_buffers
+        self._one_buffer = limits[1]
+        self._packed = 0
         self._line_checked = False
         if self._active is None:
             self._set_timer(self.settings.header_timeout, 408)
@@ -305,8 +313,24 @@ class HTTP1ServerProtocol(Protocol):
         """The request line, once complete, in nginx's header buffers (414 if it fits none)."""
         self._line_checked = True
         # method, a space, the target, a space, "HTTP/1.1" and CRLF
-        if not self._buffers.fits(len(self.parser.get_method() or b"") + self._url_bytes + 12):
+        if not self._fits(len(self.parser.get_method() or b"") + self._url_bytes + 12):
             raise _Reject(414, "request line too long")
+
+    def _fits(self, length: int) -> bool:
+        """Take a line of ``length`` bytes into the head's buffers (``head_buffers.HeadBuffers``,
+        nginx's packing). While every line so far fits in the first buffer the packing is a sum:
+        most heads never need the buffers made at all."""
+        packed = self._packed + length
+        if packed <= self._one_buffer:
+            self._packed = packed
+            return True
+        buffers = self._buffers
+        if buffers is None:
+            buffers = self._buffers = head_buffers.HeadBuffers(*self._buffer_limits)
+            if self._packed:
+                buffers.fits(self._packed)  # the lines so far: all in the first buffer
+            self._one_buffer = -1  # from now on every line goes through the buffers
+        return buffers.fits(length)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Called for every header line: what it reads is kept in locals (one lookup each).
@@ -318,7 +342,10 @@ class HTTP1ServerProtocol(Protocol):
             return
         if not self._line_checked:
             self._check_request_line()
-        if not self._buffers.fits(size):
+        packed = self._packed + size  # _fits's first step, without its call (most lines stop there)
+        if packed <= self._one_buffer:
+            self._packed = packed
+        elif not self._fits(size):
             raise _Reject(head_buffers.TOO_LARGE, "request header too large")  # nginx: "too long header line"
         headers = self._parsing.headers
         settings = self.settings
@@ -333,7 +360,7 @@ class HTTP1ServerProtocol(Protocol):
         parser = self.parser
         if not self._line_checked:
             self._check_request_line()
-        if not self._buffers.fits(2):  # the blank line ending the head
+        if not self._fits(2):  # the blank line ending the head
             raise _Reject(head_buffers.TOO_LARGE, "request head too large")
         self._in_head = False
         self._head_bytes = 0
