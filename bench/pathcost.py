@@ -18,10 +18,11 @@ median of several rounds), and ``--profile`` prints cProfile's table for the sam
     .venv/bin/python bench/pathcost.py --args '--access-log off'
     .venv/bin/python bench/pathcost.py --args '--access-log off' --sample   # µs per function, by CPU time
 
-``--sample`` samples the stack on CPU time (``ITIMER_PROF``: asked for every 200 µs of CPU, the kernel's tick makes it every few ms) instead of
-tracing every call as cProfile does (which inflates small functions several times): each
-function's share of the samples, as itself (self) and with what it calls (total), times the
-measured CPU per request gives µs per request.
+``--sample`` samples the stack on CPU time (``ITIMER_PROF``: asked for every 200 µs of CPU,
+the kernel's tick makes it every few ms) instead of tracing every call as cProfile does
+(which inflates small functions several times): each function's share of the samples, as
+itself (self) and with what it calls (total), times the measured CPU per request gives µs
+per request.
 """
 
 from __future__ import annotations
