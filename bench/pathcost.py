@@ -16,6 +16,13 @@ median of several rounds), and ``--profile`` prints cProfile's table for the sam
     .venv/bin/python bench/pathcost.py                  # 20,000 requests x 5 rounds
     .venv/bin/python bench/pathcost.py --profile        # where the time goes
     .venv/bin/python bench/pathcost.py --args '--access-log off'
+    .venv/bin/python bench/pathcost.py --args '--access-log off' --sample   # µs per function, by CPU time
+
+``--sample`` samples the stack on CPU time (``ITIMER_PROF``: asked for every 200 µs of CPU,
+the kernel's tick makes it every few ms) instead of tracing every call as cProfile does
+(which inflates small functions several times): each function's share of the samples, as
+itself (self) and with what it calls (total), times the measured CPU per request gives µs
+per request.
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ import argparse
 import cProfile
 import pstats
 import shlex
+import signal
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from twisted.internet.address import IPv4Address
@@ -81,12 +90,69 @@ class Rig:
             upstream_clear()
 
 
+def sample(rig: Rig, count: int, interval: float = 0.0002) -> tuple[float, Counter, Counter, int]:
+    """Run ``count`` requests under a CPU-time stack sampler: (µs per request, self samples,
+    total samples, all samples) by function (``file:line(name)``)."""
+    own: Counter = Counter()
+    total: Counter = Counter()
+    taken = [0]
+
+    def name(code) -> str:
+        path = code.co_filename
+        for marker in ("/ingressd/", "/ingressd_plugins/", "/plugins/", "/site-packages/"):
+            at = path.rfind(marker)
+            if at >= 0:
+                path = path[at + 1:]
+                break
+        return f"{path}:{code.co_firstlineno}({code.co_name})"
+
+    def on_tick(signum, frame) -> None:
+        taken[0] += 1
+        seen = set()
+        first = True
+        while frame is not None:
+            code = frame.f_code
+            if code.co_name == "run" and code.co_filename == __file__:
+                break  # the loop itself: above it is the harness
+            key = name(code)
+            if first:
+                own[key] += 1
+                first = False
+            if key not in seen:
+                seen.add(key)
+                total[key] += 1
+            frame = frame.f_back
+
+    previous = signal.signal(signal.SIGPROF, on_tick)
+    signal.setitimer(signal.ITIMER_PROF, interval, interval)
+    started = time.process_time()
+    try:
+        rig.run(count)
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, previous)
+    per_request = (time.process_time() - started) / count * 1e6
+    return per_request, own, total, taken[0]
+
+
+def print_samples(per_request: float, own: Counter, total: Counter, taken: int, lines: int) -> None:
+    print(f"{per_request:.1f} µs CPU per request while sampled; {taken:,} samples")
+    print(f"{'self µs':>8} {'total µs':>9}  function")
+    for key, count in own.most_common(lines):
+        print(f"{count / taken * per_request:8.2f} {total[key] / taken * per_request:9.2f}  {key}")
+    print("by total (with callees):")
+    for key, count in total.most_common(lines):
+        print(f"{own[key] / taken * per_request:8.2f} {count / taken * per_request:9.2f}  {key}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=20_000, help="requests per round (default 20,000)")
     p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
     p.add_argument("--args", default="", help="extra 'twistd ingressd' options, e.g. '--access-log off'")
     p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
+    p.add_argument("--sample", action="store_true",
+                   help="sample stacks on CPU time: µs per request by function (self and total)")
     p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
     p.add_argument("--lines", type=int, default=30, help="rows of the cProfile table")
     args = p.parse_args()
@@ -105,6 +171,9 @@ def main() -> None:
             profile = cProfile.Profile()
             profile.runcall(rig.run, args.requests)
             pstats.Stats(profile).sort_stats(args.sort).print_stats(args.lines)
+            return
+        if args.sample:
+            print_samples(*sample(rig, args.requests * args.rounds), args.lines)
             return
         figures = []
         for _ in range(args.rounds):

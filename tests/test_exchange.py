@@ -581,3 +581,33 @@ def test_a_held_body_leaves_a_bounded_amount_per_reactor_round(monkeypatch):
     assert connection.sent.endswith(b"\r\n\r\nabcdef") and not connection.ended  # 6 ≥ 4: the rest waits
     proxy.clock.advance(0)
     assert connection.sent.endswith(b"\r\n\r\nabcdefghi") and connection.ended
+
+
+@pytest.mark.parametrize("connected_first", [True, False])
+def test_a_request_without_a_body_is_ended_once_and_its_connection_released(connected_first):
+    """A GET's end reaches the backend connection once, whether the connection came before
+    the request's end (the usual order over HTTP/1.1) or after it; then the connection goes
+    back to the pool."""
+    proxy, pool, finished = proxy_for(entry())
+    req = request()
+    req.complete = False
+    client = FakeClient()
+    exchange = proxy(client, req)
+    ends = []
+    if connected_first:
+        connection = pool.connect()
+        connection.end_body = lambda: ends.append(True)
+        assert not ends  # nothing to end before the request's end is read
+        req.complete = True
+        exchange.body_done()
+    else:
+        req.complete = True
+        exchange.body_done()
+        connection = FakeConnection(pool, ONE)
+        connection.end_body = lambda: ends.append(True)
+        pool.asked[-1][2](connection)
+    assert ends == [True]
+    exchange.body_done()  # told again (it is not): still once
+    assert ends == [True]
+    connection.respond(200, body=b"ok")
+    assert pool.released == [connection] and finished == [exchange]

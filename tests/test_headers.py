@@ -165,6 +165,14 @@ def test_each_hop_by_hop_header_is_dropped(name):
           (b"set-cookie", b"a=1"), (b"x-a", b"1")], [(b"x-a", b"1")]),
         # empty tokens remove nothing (no header has an empty name)
         ([(b"connection", b",,"), (b"x-a", b"1")], [(b"x-a", b"1")]),
+        # listing only hop-by-hop names (a backend's "keep-alive"): every other header stays, in order
+        ([(b"x-a", b"1"), (b"connection", b"Keep-Alive"), (b"keep-alive", b"timeout=5"), (b"x-b", b"2")],
+         [(b"x-a", b"1"), (b"x-b", b"2")]),
+        ([(b"connection", b"keep-alive, upgrade, te"), (b"x-a", b"1")], [(b"x-a", b"1")]),
+        # hop-by-hop names and another: the other goes too
+        ([(b"connection", b"keep-alive, X-B"), (b"x-b", b"2"), (b"x-a", b"1")], [(b"x-a", b"1")]),
+        ([(b"connection", b"keep-alive"), (b"connection", b"x-b"), (b"x-b", b"2"), (b"x-a", b"1")],
+         [(b"x-a", b"1")]),
     ],
 )
 def test_without_hop_by_hop(pairs, kept):
@@ -212,6 +220,11 @@ from ingressd.http.headers import HIDDEN_FROM_BACKEND, ResponseIdentity, from_ba
         ([(b"connection", b"x-b"), (b"x-b", b"2"), (b"content-length", b"3"), (b"x-server", b"kept")],
          [(b"x-server", b"kept")]),  # hop-by-hop rules still apply; only the exact names are hidden
         ([(b"x-a", b"1"), (b"x-a", b"2")], [(b"x-a", b"1"), (b"x-a", b"2")]),
+        # a backend's usual head: Connection lists only names dropped anyway
+        ([(b"server", b"nginx"), (b"content-type", b"text/plain"), (b"content-length", b"3"),
+          (b"connection", b"keep-alive"), (b"x-a", b"1")], [(b"content-type", b"text/plain"), (b"x-a", b"1")]),
+        # ... or a hidden one: it stays hidden, the rest kept
+        ([(b"connection", b"server, date"), (b"x-a", b"1")], [(b"x-a", b"1")]),
     ],
 )
 def test_from_backend_hides_what_nginx_hides(pairs, expected):

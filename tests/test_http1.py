@@ -334,3 +334,73 @@ def test_a_connection_closes_after_keepalive_requests_as_nginx():
     for number in range(5):
         unlimited.dataReceived(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % number)
     assert b"connection: close" not in transport.value() and not transport.disconnecting
+
+
+class AnswersWith(Echo):
+    """A handler answering the status (and reason) the test chose, with no body."""
+
+    status, reason, length = 200, None, 0
+
+    def body_done(self):
+        self.protocol.write_head(self.status, [(b"x-test", b"1")], self.length, self.reason)
+        self.protocol.finish_response()
+
+
+@pytest.mark.parametrize("status, reason, line", [
+    (200, None, b"HTTP/1.1 200 OK\r\n"),
+    (503, None, b"HTTP/1.1 503 Service Temporarily Unavailable\r\n"),
+    (200, b"Fine", b"HTTP/1.1 200 Fine\r\n"),  # a reason given replaces the usual one
+    (200, b"", b"HTTP/1.1 200 OK\r\n"),  # an empty one does not
+    (299, None, b"HTTP/1.1 299 Unknown\r\n"),  # a status without a reason of ours
+    (299, b"Odd", b"HTTP/1.1 299 Odd\r\n"),
+])
+def test_the_status_line_says_the_status_and_its_reason(status, reason, line):
+    answers = type("Answers", (AnswersWith,), {"status": status, "reason": reason})
+    protocol = HTTP1ServerProtocol(ServerSettings(), lambda p, r: answers(p, r, []), Clock())
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = transport.value()
+    assert head.startswith(line)
+    assert head.endswith(b"x-test: 1\r\n\r\n") and b"content-length: 0\r\n" in head
+
+
+def test_a_head_written_whole_for_http10_keep_alive_and_for_close():
+    protocol, transport, _, _ = connect()
+    protocol.dataReceived(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    first = transport.value()
+    assert first.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: keep-alive\r\ndate: ")
+    assert first.endswith(b"\r\nx-test: 1\r\n\r\nGET /a ")
+    transport.clear()
+    protocol.dataReceived(b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    second = transport.value()
+    assert second.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\ndate: ")
+    assert second.endswith(b"\r\nx-test: 1\r\n\r\nGET /b ")
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_head_is_packed_into_the_buffers_as_nginx_packs_it(seed):
+    """The client side sums a head's lines while they fit in one buffer and makes the buffers
+    only when they outgrow it: its verdicts agree with ``HeadBuffers`` fed line by line."""
+    import random
+
+    from ingressd.http.head_buffers import HeadBuffers
+
+    rng = random.Random(seed)
+    number, size = rng.choice([(1, 64), (2, 64), (4, 100), (3, 256), (2, 40)])
+    target = b"/" + b"t" * rng.randint(0, size - 1)
+    lines = []
+    for index in range(rng.randint(0, 10)):
+        name = b"x-h%d" % index
+        lines.append((name, b"v" * rng.randint(1, size)))  # its line: name, ": ", value, CRLF
+    model = HeadBuffers(number, size)
+    if not model.fits(len(b"GET") + len(target) + 12):  # "GET", two spaces, "HTTP/1.1", CRLF
+        expected = 414
+    elif not all(model.fits(len(name) + len(value) + 4) for name, value in [(b"host", b"x"), *lines]):
+        expected = 400
+    else:
+        expected = 200 if model.fits(2) else 400  # the blank line
+    protocol, transport, _, _ = connect(header_buffers=(number, size))
+    head = b"GET %s HTTP/1.1\r\nhost: x\r\n%s\r\n" % (target, b"".join(b"%s: %s\r\n" % line for line in lines))
+    protocol.dataReceived(head)
+    assert transport.value().startswith(b"HTTP/1.1 %d " % expected)

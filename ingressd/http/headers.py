@@ -99,8 +99,11 @@ def without_hop_by_hop(pairs: list[tuple[bytes, bytes]], drop: frozenset = HOP_B
         else:
             kept.append(pair)
     if listed:
-        drop = connection_tokens(pairs)
-        kept = [pair for pair in kept if pair[0] not in drop]
+        tokens = connection_tokens(pairs)
+        # Another pass only for names not dropped already (a backend's usual
+        # "Connection: keep-alive" lists none).
+        if not tokens <= drop:
+            kept = [pair for pair in kept if pair[0] not in tokens]
     return kept
 
 

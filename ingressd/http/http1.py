@@ -38,6 +38,9 @@ REASONS = {
 # The HTTP/2 connection preface (RFC 9113 3.4): a cleartext connection that opens with it is
 # HTTP/2 with prior knowledge (h2c), when the listener's factory offers it (``prior_knowledge``).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# The status lines of the statuses above, made once (a response head is written per request).
+_STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in REASONS.items()}
 # Never in a chunked trailer section (RFC 9110 6.5.1): framing, routing, the response's controls.
 _NO_TRAILER = frozenset((b"content-length", b"transfer-encoding", b"host", b"connection", b"trailer", b"te"))
 
@@ -193,7 +196,12 @@ class HTTP1ServerProtocol(Protocol):
         self._deferred_reject: tuple[int, str] | None = None  # a malformed pipelined request
         self._draining = False  # shutting down: the next answer says Connection: close
         self._requests = 0  # requests dispatched on this connection
-        self._buffers: head_buffers.HeadBuffers | None = None  # the head being read, in nginx's buffers
+        # The head being read, in nginx's buffers (see _fits): made only when its lines outgrow
+        # one buffer; until then they are a sum, _packed, of at most _one_buffer bytes.
+        self._buffers: head_buffers.HeadBuffers | None = None
+        self._buffer_limits = settings.header_buffers
+        self._one_buffer = 0
+        self._packed = 0
         self._line_checked = False
         self._preface: bytes | None = None  # the first bytes, while they may be the HTTP/2 preface
         self._http2 = None  # the HTTP/2 protocol this connection became (prior knowledge)
@@ -337,7 +345,10 @@ class HTTP1ServerProtocol(Protocol):
         self._in_head = True
         self._url_bytes = 0
         self._header_bytes = 0
-        self._buffers = head_buffers.HeadBuffers(*self.settings.header_buffers)
+        self._buffers = None
+        self._buffer_limits = limits = self.settings.header_buffers
+        self._one_buffer = limits[1]
+        self._packed = 0
         self._line_checked = False
         if self._active is None:
             self._set_timer(self.settings.header_timeout, 408)
@@ -353,32 +364,54 @@ class HTTP1ServerProtocol(Protocol):
         """The request line, once complete, in nginx's header buffers (414 if it fits none)."""
         self._line_checked = True
         # method, a space, the target, a space, "HTTP/1.1" and CRLF
-        if not self._buffers.fits(len(self.parser.get_method() or b"") + self._url_bytes + 12):
+        if not self._fits(len(self.parser.get_method() or b"") + self._url_bytes + 12):
             raise _Reject(414, "request line too long")
 
+    def _fits(self, length: int) -> bool:
+        """Take a line of ``length`` bytes into the head's buffers (``head_buffers.HeadBuffers``,
+        nginx's packing). While every line so far fits in the first buffer the packing is a sum:
+        most heads never need the buffers made at all."""
+        packed = self._packed + length
+        if packed <= self._one_buffer:
+            self._packed = packed
+            return True
+        buffers = self._buffers
+        if buffers is None:
+            buffers = self._buffers = head_buffers.HeadBuffers(*self._buffer_limits)
+            if self._packed:
+                buffers.fits(self._packed)  # the lines so far: all in the first buffer
+            self._one_buffer = -1  # from now on every line goes through the buffers
+        return buffers.fits(length)
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        request = self._parsing
-        self._header_bytes += len(name) + len(value) + 4
+        # Called for every header line: what it reads is kept in locals (one lookup each).
+        size = len(name) + len(value) + 4
+        self._header_bytes += size
         if not self._in_head:  # a chunked body's trailer: counted, never merged into the (proxied) headers
             if self._header_bytes > self.settings.max_header_bytes:
                 raise _Reject(head_buffers.TOO_LARGE, "request trailer section too large")
             return
         if not self._line_checked:
             self._check_request_line()
-        if not self._buffers.fits(len(name) + len(value) + 4):
+        packed = self._packed + size  # _fits's first step, without its call (most lines stop there)
+        if packed <= self._one_buffer:
+            self._packed = packed
+        elif not self._fits(size):
             raise _Reject(head_buffers.TOO_LARGE, "request header too large")  # nginx: "too long header line"
-        if len(request.headers) >= self.settings.max_headers:
+        headers = self._parsing.headers
+        settings = self.settings
+        if len(headers) >= settings.max_headers:
             raise _Reject(431, "too many request header fields")
-        if b"_" in name and self.settings.drops_underscores:
+        if b"_" in name and settings.drops_underscores:
             return  # nginx's underscores_in_headers off: the field is ignored (no framing name has one)
-        request.headers.append((name.lower(), value))
+        headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         request = self._parsing
         parser = self.parser
         if not self._line_checked:
             self._check_request_line()
-        if not self._buffers.fits(2):  # the blank line ending the head
+        if not self._fits(2):  # the blank line ending the head
             raise _Reject(head_buffers.TOO_LARGE, "request head too large")
         self._in_head = False
         self._head_bytes = 0
@@ -406,7 +439,8 @@ class HTTP1ServerProtocol(Protocol):
                 request.expect_continue = True
         if hosts > 1 or (hosts == 0 and request.version == b"1.1"):
             raise _Reject(400, "a request needs exactly one Host header")
-        if request.upgrade and request.has_body:
+        has_body = request.chunked or request.content_length  # Request.has_body, read once
+        if request.upgrade and has_body:
             raise _Reject(400, "an upgrade request cannot carry a body")
         if self._active is None and not self._queue:
             self._dispatch(request)
@@ -414,7 +448,7 @@ class HTTP1ServerProtocol(Protocol):
             if len(self._queue) >= self.settings.max_pipelined:
                 self.pause_reading()
             self._queue.append(request)
-            if request.has_body:
+            if has_body:
                 self._set_timer(self.settings.body_timeout, 408)
 
     def on_body(self, data: bytes) -> None:
@@ -451,10 +485,10 @@ class HTTP1ServerProtocol(Protocol):
         self._head_written = False
         limit = self.settings.keepalive_requests
         self._response_keep_alive = request.keep_alive and not (limit and self._requests >= limit)
-        if request.has_body and not request.complete:
+        if not request.complete and (request.chunked or request.content_length):  # a body to come
             self._set_timer(self.settings.body_timeout, 408)
         else:
-            self._cancel_timer()
+            self._timer.clear()
         try:
             active = self.handler(self, request)
         except Exception:
@@ -494,32 +528,33 @@ class HTTP1ServerProtocol(Protocol):
         no_body = status < 200 or status in (204, 304)
         self._response_body_allowed = not (head_only or no_body)
         self._chunked_response = False
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason or REASONS.get(status, b"Unknown"))]
+        line = None if reason else _STATUS_LINES.get(status)
+        if line is None:
+            line = b"HTTP/1.1 %d %s\r\n" % (status, reason or REASONS.get(status, b"Unknown"))
+        framing = b""
         if no_body:
             pass
         elif length is not None:
-            lines.append(b"content-length: %d\r\n" % length)
+            framing = b"content-length: %d\r\n" % length
         elif head_only:
             pass
         elif request is not None and request.version == b"1.1":
             self._chunked_response = True
-            lines.append(b"transfer-encoding: chunked\r\n")
+            framing = b"transfer-encoding: chunked\r\n"
         else:
             keep_alive = False  # HTTP/1.0 client and no length: the close ends the body
         self._response_keep_alive = keep_alive
         if not keep_alive:
-            lines.append(b"connection: close\r\n")
+            framing += b"connection: close\r\n"
         elif request is not None and request.version == b"1.0":
-            lines.append(b"connection: keep-alive\r\n")
+            framing += b"connection: keep-alive\r\n"
         settings = self.settings
         if settings.backend_server_header and any(name == b"server" for name, _ in headers):
-            lines.append(settings.identity.date_lines(self.clock.seconds()))  # the backend's Server instead
+            own = settings.identity.date_lines(self.clock.seconds())  # the backend's Server instead
         else:
-            lines.append(settings.identity.lines(self.clock.seconds()))
-        lines.append(serialize(headers))
-        lines.append(b"\r\n")
+            own = settings.identity.lines(self.clock.seconds())
         self._head_written = True
-        self._send(b"".join(lines))
+        self._send(b"%s%s%s%s\r\n" % (line, framing, own, serialize(headers)))  # one bytes object, no list
 
     def write_body(self, data: bytes) -> None:
         if not data or not self._response_body_allowed or self.closed:
@@ -548,7 +583,7 @@ class HTTP1ServerProtocol(Protocol):
         if self.closed:
             return
         if (not self._response_keep_alive or self._draining or request is None
-                or (request.has_body and not request.complete)):
+                or (not request.complete and request.has_body)):
             # A body we did not read (an early answer) would be parsed as the next request.
             # (Without a body, an answer given at once only came before the parser's end.)
             self._close()

@@ -48,6 +48,7 @@ from ingressd.proxy import grpc_status
 from ingressd.proxy.upstream import STREAMED, UpstreamError
 
 _END_TO_END = frozenset((b"host",))
+_ABSOLUTE = (b"http://", b"https://")  # an absolute-form request target begins with one
 _NOT_FORWARDED = HOP_BY_HOP | FORWARDED
 _BODY_ROUND = 262144  # bytes of a held request body sent per reactor round (see _send_buffered)
 _ACCEL_BUFFERING = b"x-accel-buffering"  # a backend's say on reading its response ahead (nginx honours it)
@@ -281,7 +282,7 @@ class Exchange:
     def begin(self) -> None:
         request = self.request
         raw_path, query = split_target(request.target)
-        if raw_path.startswith(b"http://") or raw_path.startswith(b"https://"):
+        if raw_path.startswith(_ABSOLUTE):
             raw_path = _origin_form(raw_path)
         try:
             self.path, upstream_path = normalize(raw_path)
@@ -494,7 +495,8 @@ class Exchange:
         connection.start(self, self.method, self.target, self._upstream_headers(), self._body_length(),
                          settings.read_timeout, settings.send_timeout,
                          b"1.0" if settings.http_version == "1.0" else b"1.1")
-        self._send_buffered()
+        if self._buffer is not None or self._body_complete or self._client_held:  # else nothing to send yet
+            self._send_buffered()
 
     def _send_buffered(self) -> None:
         """Send the held body as fast as the backend takes it, then end it. Writes leave at
@@ -579,7 +581,11 @@ class Exchange:
             self._awaiting_body = False
             self._connect()
         elif self._upstream is not None:
-            self._send_buffered()
+            if self._buffer is None and not self._client_held:  # no body held (a GET): just its end
+                if not self._body_ended:
+                    self._end_body()
+            else:
+                self._send_buffered()
 
     # -- from the backend -----------------------------------------------------------------
 
@@ -644,8 +650,9 @@ class Exchange:
     def _respond_head(self, status: int, pairs, length) -> None:
         self.status = status
         self.response_length = length
-        if self.entry is not None:
-            run_response_features(self.entry.response_features, self, status, pairs)
+        entry = self.entry
+        if entry is not None and entry.response_features:
+            run_response_features(entry.response_features, self, status, pairs)
         if self.body_filter is not None:
             length = None  # the filter decides the bytes: streamed without a length
         self.response_headers = pairs

@@ -378,12 +378,13 @@ class HTTP1Upstream:
             return
         connection.served += 1
         idle = self.idle.setdefault(connection.key, [])
+        now = self.clock.seconds()
         if (len(idle) >= self.max_idle or self.idle_timeout <= 0
                 or (self.max_requests and connection.served >= self.max_requests)
-                or (self.max_age and self.clock.seconds() - connection.opened_at >= self.max_age)):
+                or (self.max_age and now - connection.opened_at >= self.max_age)):
             connection.transport.loseConnection()
             return
-        connection.idle_since = self.clock.seconds()
+        connection.idle_since = now
         idle.append(connection)
         if self._sweeper is None:
             self._sweeper = self.clock.callLater(min(5.0, self.idle_timeout), self._sweep)
