@@ -120,7 +120,7 @@ def test_without_inheritance_each_connection_sets_no_delay(reactor, monkeypatch)
     port.stopListening()
 
 
-def test_get_host_asks_the_socket_once(reactor):
+def test_get_host_asks_the_socket_once_and_get_peer_is_made_once(reactor):
     port, factory = _listen(reactor, Recorder)
     client = _client(port)
     spin(reactor, lambda: factory.made)
@@ -128,6 +128,9 @@ def test_get_host_asks_the_socket_once(reactor):
     first = server.getHost()
     assert (first.host, first.port) == ("127.0.0.1", port.getHost().port)
     assert server.getHost() is first
+    peer = server.getPeer()
+    assert (peer.host, peer.port) == client.getsockname()
+    assert server.getPeer() is peer
     client.close()
     port.stopListening()
 

@@ -85,6 +85,8 @@ class _WriteRound:
 
 
 _round = _WriteRound()
+# One failure for every orderly close, as Twisted's reactor passes one (_disconnectSelectable).
+_CONNECTION_DONE = failure.Failure(main.CONNECTION_DONE)
 
 
 class _BatchedWrites:
@@ -140,7 +142,7 @@ class _BatchedWrites:
         closes) or the connection is already gone."""
         if self.connected and not self._queued:
             self.stopWriting()
-            self.connectionLost(failure.Failure(main.CONNECTION_DONE))
+            self.connectionLost(_CONNECTION_DONE)
 
     def loseWriteConnection(self) -> None:
         self._send_pending()
@@ -171,6 +173,7 @@ _ACCEPTED_INHERIT_NO_DELAY = sys.platform.startswith("linux")
 class Server(_BatchedWrites, tcp.Server):
     _no_delay = False  # what TCP_NODELAY is on this socket
     _host = None  # getHost(), asked once: the local address of a connection never changes
+    _peer = None  # getPeer(), made once
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -192,6 +195,11 @@ class Server(_BatchedWrites, tcp.Server):
         if self._host is None:
             self._host = super().getHost()
         return self._host
+
+    def getPeer(self):
+        if self._peer is None:
+            self._peer = super().getPeer()
+        return self._peer
 
 
 class Port(tcp.Port):
