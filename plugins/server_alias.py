@@ -38,17 +38,29 @@ def ingressd_annotations():
     return [Annotation("server-alias", _parse_aliases, (), "more host names for the same rules (comma-separated)")]
 
 
+def _aliases(route) -> tuple[str, ...]:
+    found = ()
+    for name, value in route.features:
+        if name == "server-alias":
+            found = value
+    return found or ()
+
+
 @hookimpl
 def ingressd_host_routes(config, context):
+    # Called on every rebuild: only the routes with aliases are ordered (a configuration without
+    # any, the usual one, costs one pass over its routes instead of a sort and a dict per route).
+    aliased = [route for route in config.routes if _aliases(route)]
+    if not aliased:
+        return []
     routes_by_host: dict[str, list] = {}
     for route in config.routes:
         routes_by_host.setdefault(route.host, []).append(route)
     tls_by_host = {tls.host: tls for tls in config.tls_hosts}
     claimed: dict[str, str] = {}
     added = []
-    for route in sorted(config.routes, key=lambda r: r.age_key):  # the oldest Ingress claims first
-        aliases = dict(route.features).get("server-alias") or ()
-        for alias in aliases:
+    for route in sorted(aliased, key=lambda r: r.age_key):  # the oldest Ingress claims first
+        for alias in _aliases(route):
             if alias in claimed and claimed[alias] == route.host:
                 continue
             if alias in routes_by_host or alias in claimed:
