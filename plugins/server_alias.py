@@ -38,18 +38,21 @@ def ingressd_annotations():
     return [Annotation("server-alias", _parse_aliases, (), "more host names for the same rules (comma-separated)")]
 
 
-def _aliases(route) -> tuple[str, ...]:
-    found = ()
-    for name, value in route.features:
-        if name == "server-alias":
-            found = value
-    return found or ()
-
-
 @hookimpl
 def ingressd_host_routes(config, context):
     # Called on every rebuild: only the routes with aliases are ordered (a configuration without
-    # any, the usual one, costs one pass over its routes instead of a sort and a dict per route).
+    # any, the usual one, costs one pass over its routes instead of a sort and a dict per route),
+    # and a route's features (one pair per declared annotation; every Ingress without annotations
+    # of ours shares one tuple) are read once per tuple.
+    read: dict[int, tuple] = {}
+
+    def _aliases(route) -> tuple[str, ...]:
+        features = route.features
+        found = read.get(id(features))  # the tuples live in ``config`` for the whole call
+        if found is None:
+            found = read[id(features)] = dict(features).get("server-alias") or ()
+        return found
+
     aliased = [route for route in config.routes if _aliases(route)]
     if not aliased:
         return []
