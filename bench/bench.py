@@ -150,6 +150,7 @@ class Scenario:
     # Proxy processes: nginx worker_processes N / ingressd --workers N. With N > 1 the proxy is
     # not pinned (it may use every CPU) and its CPU time is summed over all its processes.
     proxy_workers: int = 1
+    pinned: bool = True  # one proxy process pinned to --proxy-cpu (several processes never are)
     # Extra ingressd command-line arguments for this scenario (after --ingressd-args).
     ingressd_args: tuple[str, ...] = ()
     # The backend speaks HTTPS (self-signed; neither proxy verifies it, their defaults): nginx
@@ -358,6 +359,13 @@ SCENARIOS: dict[str, Scenario] = {
             "--workers 2), proxy not pinned; CPU summed over all its processes",
             proxy_workers=2,
             ingressd_args=("--workers", "2"),
+        ),
+        Scenario(
+            "workers-1",
+            "as workers with one proxy process (nginx worker_processes 1, ingressd --workers 1), "
+            "not pinned either: what --workers auto (2 here) is judged against",
+            ingressd_args=("--workers", "1"),
+            pinned=False,
         ),
     ]
 }
@@ -1014,7 +1022,7 @@ def find_nginx() -> str | None:
 
 def proxy_cpu(args, sc: Scenario) -> int | None:
     """The CPU the proxy is pinned to; None (every CPU) for multi-process scenarios."""
-    return None if sc.proxy_workers > 1 else args.proxy_cpu
+    return None if sc.proxy_workers > 1 or not sc.pinned else args.proxy_cpu
 
 
 def check_headers(sc: Scenario) -> dict:

@@ -70,7 +70,8 @@ CORE_PARAMETERS = [
      "tcp:8443 (default: off)"],
     ["validating-webhook-certificate", None, None, "PEM certificate file of the webhook (read again when it changes)"],
     ["validating-webhook-key", None, None, "PEM private key file of the webhook (read again when it changes)"],
-    ["workers", None, "1", "worker processes serving the same ports (SO_REUSEPORT), supervised by this one"],
+    ["workers", None, "1", "worker processes serving the same ports (SO_REUSEPORT), supervised by this one; "
+     "auto: one a usable CPU (the cgroup's CPU limit counts)"],
     ["shutdown-delay", None, "5", "seconds listeners keep accepting after SIGTERM while /readyz fails"],
     ["shutdown-grace", None, "60", "seconds open responses and streams then get before they are closed"],
     ["worker-id", None, None, "(internal) set by the supervisor for each worker process"],
@@ -395,12 +396,13 @@ class Options(usage.Options):
             ForwardingPolicy.from_settings(settings_from(self))
         except ValueError as exc:
             raise usage.UsageError(str(exc))
+        from ingressd.workers import parse_workers
+
         try:
-            self["workers"] = int(self["workers"])
-        except (TypeError, ValueError):
-            raise usage.UsageError("--workers must be a whole number")
-        if self["workers"] < 1:
-            raise usage.UsageError("--workers must be at least 1")
+            self["workers"] = parse_workers(self["workers"])
+        except ValueError as exc:
+            message = str(exc) if str(exc).startswith("--workers") else "--workers must be a whole number or auto"
+            raise usage.UsageError(message)
         if self["workers"] > 1 and self["worker-id"] is None:
             from ingressd.proxy.transport import parse_tcp
 

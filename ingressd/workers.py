@@ -1,4 +1,4 @@
-"""``--workers N``: several processes serving the same ports, supervised by the first.
+"""``--workers N`` (or ``auto``: one a usable CPU): several processes serving the same ports, supervised by the first.
 
 The supervisor (``twistd ingressd --workers N``) starts N worker processes — each a full
 ingressd with its own providers, route table and certificates — that listen on the same
@@ -39,6 +39,55 @@ from zope.interface import implementer
 from ingressd.proxy.transport import listen
 
 _STOP_MARGIN = 10.0  # seconds beyond a worker's drain before it is killed
+
+
+def usable_cpus(cgroup_root: str = "/sys/fs/cgroup", affinity: Any = None) -> int:
+    """The CPUs this process may use, as ingress-nginx counts them for ``worker-processes: auto``
+    (pkg/util/runtime/cpu_linux.go): the CPUs it may run on, or the cgroup's CPU quota rounded up
+    (a container's limit: cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``)."""
+    try:
+        cpus = len((affinity or os.sched_getaffinity)(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup_root)
+    if quota is not None:
+        return max(1, -(-quota[0] // quota[1]))  # ingress-nginx: math.Ceil(quota / period)
+    return max(1, cpus)
+
+
+def _cgroup_quota(root: str) -> tuple[int, int] | None:
+    """(quota, period) in microseconds, None when there is no limit (or no cgroup to read)."""
+    try:
+        with open(os.path.join(root, "cpu.max")) as f:  # v2: "max 100000" or "150000 100000"
+            fields = f.read().split()
+    except OSError:
+        fields = None
+    if fields is None:
+        try:
+            with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as f:
+                quota_text = f.read().strip()
+            with open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as f:
+                fields = [quota_text, f.read().strip()]
+        except OSError:
+            return None
+    try:
+        quota, period = int(fields[0]), int(fields[1])
+    except (IndexError, ValueError):  # "max": no limit
+        return None
+    if quota <= 0 or period <= 0:
+        return None
+    return quota, period
+
+
+def parse_workers(value: Any, cpus: Any = usable_cpus) -> int:
+    """``--workers``: a whole number of processes, or ``auto`` for one a usable CPU."""
+    text = str(value).strip()
+    if text == "auto":
+        return cpus()
+    number = int(text)
+    if number < 1:
+        raise ValueError("--workers must be at least 1")
+    return number
 
 
 def worker_arguments(argv: list[str], worker: int, admin: str) -> list[str]:
@@ -327,4 +376,4 @@ def supervisor_services(settings: dict, argv: list[str], reactor: Any):
     return supervisor, [supervisor]
 
 
-__all__ = ["Supervisor", "supervisor_services", "worker_arguments"]
+__all__ = ["Supervisor", "parse_workers", "supervisor_services", "usable_cpus", "worker_arguments"]

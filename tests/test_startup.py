@@ -114,7 +114,8 @@ def test_plugins_are_loaded_when_options_are_made_not_at_import():
     (("--config", "/nonexistent/ingressd.yaml"), "ingressd: --config /nonexistent/ingressd.yaml: no such file"),
     (("--admin-routes", "maybe"), "ingressd: --admin-routes maybe: expected on or off"),
     (("--htp", "tcp:80"), "ingressd: option --htp not recognized"),
-    (("--workers", "two"), "ingressd: --workers must be a whole number"),
+    (("--workers", "two"), "ingressd: --workers must be a whole number or auto"),
+    (("--workers", "0"), "ingressd: --workers must be at least 1"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(manifests, args, line):
     result = run_twistd("--manifests", str(manifests), *QUIET, *args, cwd=manifests.parent)

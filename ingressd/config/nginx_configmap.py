@@ -299,8 +299,10 @@ def _same_option(option: str, value: str, current: Any) -> bool:
         except ValueError:
             return False
     if option == "workers":
-        if value.lower() == "auto":
-            return False
+        if value.lower() == "auto":  # as --workers auto: one a usable CPU
+            from ingressd.workers import usable_cpus
+
+            return current == usable_cpus()
         return value.isdigit() and int(value) == current
     text = value[:-1] if value.endswith("s") else value  # nginx time: "240s"
     try:

@@ -283,9 +283,18 @@ def describe_change(old: Config, new: Config) -> str:
 
 
 def _routes_by_ingress(config: Config) -> dict:
+    # An Ingress's routes come one after another, sharing one ObjectRef: it is looked up (hashed)
+    # once a run, not once a route (30,000 routes at 10,000 Ingresses, on every change).
     routes: dict = {}
+    last = group = None
     for route in config.routes:
-        routes.setdefault(route.ingress, []).append(route)
+        ref = route.ingress
+        if ref is not last:
+            group = routes.get(ref)
+            if group is None:
+                group = routes[ref] = []
+            last = ref
+        group.append(route)
     return routes
 
 

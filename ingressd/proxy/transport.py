@@ -6,6 +6,8 @@ response. ``Server`` (client connections) and ``Client`` (backend connections, t
 ``connect_tcp``) send straight to the socket when the reactor's current round of events
 ends, each connection's writes of the round in one send, and fall back to Twisted's
 buffering (and its producer/consumer flow control) for whatever the socket does not take.
+A connection closed with nothing left to send closes when the round ends, without Twisted's
+extra turn through epoll. Accepted sockets take TCP_NODELAY from their listener (Linux).
 ``listen`` builds a listening service from an endpoint string: ``tcp:`` strings
 get our ``Port`` (optionally with SO_REUSEPORT, for several worker processes), anything
 else goes through Twisted's strports.
@@ -13,14 +15,16 @@ else goes through Twisted's strports.
 
 from __future__ import annotations
 
+import socket
+import sys
 from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import MultiService, Service
-from twisted.internet import tcp
+from twisted.internet import main, tcp
 from twisted.internet.error import CannotListenError
 from twisted.internet.posixbase import PosixReactorBase
-from twisted.python import log
+from twisted.python import failure, log
 
 from ingressd.startup import ListenError
 
@@ -36,10 +40,11 @@ class _WriteRound:
     proxy CPU per request. Each connection's writes of the round leave in one send.
     """
 
-    __slots__ = ("pending", "call")
+    __slots__ = ("pending", "closing", "call")
 
     def __init__(self) -> None:
         self.pending: dict[Any, list[bytes]] = {}  # connection → its data, in write order
+        self.closing: dict[Any, None] = {}  # connections whose every write has left, to close
         self.call = None
 
     def add(self, connection: "_BatchedWrites", data: bytes) -> None:
@@ -48,6 +53,12 @@ class _WriteRound:
             chunks.append(data)
             return
         self.pending[connection] = [data]
+        if self.call is None:
+            self.call = connection.reactor.callLater(0, self.flush)
+
+    def close(self, connection: "_BatchedWrites") -> None:
+        """Close ``connection`` when this round ends (after the round's writes)."""
+        self.closing[connection] = None
         if self.call is None:
             self.call = connection.reactor.callLater(0, self.flush)
 
@@ -65,9 +76,17 @@ class _WriteRound:
             except Exception:  # one connection's surprise must not cost the others their writes
                 log.err(None, "ingressd: sending a connection's writes failed")
                 connection.abortConnection()
+        closing, self.closing = self.closing, {}
+        for connection in closing:
+            try:
+                connection.close_now()
+            except Exception:
+                log.err(None, "ingressd: closing a connection failed")
 
 
 _round = _WriteRound()
+# One failure for every orderly close, as Twisted's reactor passes one (_disconnectSelectable).
+_CONNECTION_DONE = failure.Failure(main.CONNECTION_DONE)
 
 
 class _BatchedWrites:
@@ -82,6 +101,8 @@ class _BatchedWrites:
         if data and self.connected and not self.disconnecting:
             _round.add(self, data)
         else:
+            if data and self.disconnecting:
+                self._queued = True  # written after loseConnection: Twisted's write path closes it
             super().write(data)
 
     def writeSequence(self, iovec) -> None:
@@ -103,7 +124,25 @@ class _BatchedWrites:
 
     def loseConnection(self, *args, **kwargs):
         self._send_pending()  # what was written before the close goes first
+        if (self.connected and not self.disconnecting and not self._queued and not self._writeDisconnected
+                and (self.producer is None or (self.streamingProducer and not self.producerPaused))):
+            # Everything written has left and no producer holds the close back (Twisted's own
+            # conditions): close when the round ends. Twisted's way watches for writability and
+            # closes on the next turn after an empty send, three system calls more a connection
+            # (epoll_ctl DEL and ADD, a zero-byte sendto).
+            self.stopReading()
+            self.disconnecting = 1
+            _round.close(self)
+            return None
         return super().loseConnection(*args, **kwargs)
+
+    def close_now(self) -> None:
+        """The end of a close ``loseConnection`` left to the round: as Twisted ends it once
+        its buffer is empty, unless something was written since (Twisted then sends it and
+        closes) or the connection is already gone."""
+        if self.connected and not self._queued:
+            self.stopWriting()
+            self.connectionLost(_CONNECTION_DONE)
 
     def loseWriteConnection(self) -> None:
         self._send_pending()
@@ -111,6 +150,7 @@ class _BatchedWrites:
 
     def abortConnection(self) -> None:
         _round.take(self)  # dropped with the connection
+        _round.closing.pop(self, None)  # aborted, not closed
         super().abortConnection()
 
     def _send_pending(self) -> None:
@@ -125,16 +165,56 @@ class _BatchedWrites:
         super().stopWriting()
 
 
+# Linux gives an accepted socket its listener's TCP_NODELAY: set once on the listener, not per
+# connection (elsewhere each connection sets it).
+_ACCEPTED_INHERIT_NO_DELAY = sys.platform.startswith("linux")
+
+
 class Server(_BatchedWrites, tcp.Server):
+    _no_delay = False  # what TCP_NODELAY is on this socket
+    _host = None  # getHost(), asked once: the local address of a connection never changes
+    _peer = None  # getPeer(), made once
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Responses (and TLS records, HTTP/2 frames) are written whole: never hold a small
         # segment back waiting for an ACK (Nagle + delayed ACK cost 40 ms a request).
-        self.setTcpNoDelay(True)
+        if getattr(self.server, "no_delay_inherited", False):
+            self._no_delay = True
+        else:
+            self.setTcpNoDelay(True)
+
+    def setTcpNoDelay(self, enabled) -> None:
+        # The HTTP/1.1 protocol asks again (directly or through TLS): no system call for a no-op.
+        if bool(enabled) != self._no_delay:
+            super().setTcpNoDelay(enabled)
+            self._no_delay = bool(enabled)
+
+    def getHost(self):
+        # Asked for $server_port and $server_addr: one getsockname a connection, not one each.
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
+    def getPeer(self):
+        if self._peer is None:
+            self._peer = super().getPeer()
+        return self._peer
 
 
 class Port(tcp.Port):
     transport = Server
+    no_delay_inherited = False  # the accepted sockets come with TCP_NODELAY set
+
+    def createInternetSocket(self):
+        skt = super().createInternetSocket()
+        if _ACCEPTED_INHERIT_NO_DELAY:
+            try:
+                skt.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.no_delay_inherited = True
+            except OSError:
+                pass
+        return skt
 
 
 class Client(_BatchedWrites, tcp.Client):
