@@ -111,3 +111,100 @@ def test_routes_json_and_the_admin_page_show_the_schemes():
     page = render_page(document).decode()
     assert page.count("(HTTPS only)") == 1 and page.count("(HTTP only)") == 1
     assert "only)" not in page.split("/both")[0].split("<table id=routes>")[-1]
+
+
+# -- from manifests: the Ingress and Gateway API translators, the reloader's merge -----------
+
+_MANIFESTS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: default, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  ingressClassName: ingressd
+  rules:
+  - host: app.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other, namespace: default}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: ingressd}
+spec: {controllerName: ingressd.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: ingressd
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - name: https
+    port: 443
+    protocol: HTTPS
+    tls: {certificateRefs: [{name: cert}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default, creationTimestamp: "2023-01-01T00:00:00Z"}
+spec:
+  parentRefs: [{name: gw, sectionName: SECTION}]
+  hostnames: [app.example]
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+"""
+
+
+def _served_from_manifests(tmp_path, section: str) -> State:
+    import base64
+
+    import certs
+    import yaml
+    from twisted.internet.task import Clock
+
+    from ingressd.config.reloader import Reloader
+    from ingressd.config.store import ObjectStore
+    from ingressd.providers import files
+
+    leaf = certs.make_leaf("app.example")
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+              "metadata": {"name": "cert", "namespace": "default"},
+              "data": {"tls.crt": base64.b64encode(leaf.cert_pem).decode(),
+                       "tls.key": base64.b64encode(leaf.key_pem()).decode()}}
+    (tmp_path / "all.yaml").write_text(_MANIFESTS.replace("SECTION", section) + "---\n" + yaml.safe_dump(secret))
+    clock = Clock()
+    store, state = ObjectStore(), State()
+    reloader = Reloader(store, state, clock)
+    files.ManifestProvider([str(tmp_path)], store, clock).scan()
+    reloader.rebuild()
+    return state
+
+
+def _who(state: State, https: bool) -> str | None:
+    entry = state.table.match("app.example", "/", Conn(https))
+    return None if entry is None else f"{entry.route.ingress.kind}/{entry.route.ingress.name}"
+
+
+def test_from_manifests_an_httproute_on_the_https_listener_only_is_not_served_where_the_ingress_is(tmp_path):
+    state = _served_from_manifests(tmp_path, "https")
+    # the HTTPRoute is older, but the Ingress keeps both ports: the documented rule
+    assert _who(state, False) == "Ingress/web" and _who(state, True) == "Ingress/web"
+    assert [(w.ref.kind, w.ref.name) for w in state.config.warnings] == [("HTTPRoute", "r")]
+    assert "takes precedence" in state.config.warnings[0].reason
+    document = routes_document(state)
+    assert [(item["ingress"]["kind"], item["schemes"]) for item in document["routes"]] == [("Ingress", [])]
+
+
+def test_from_manifests_an_httproute_on_the_http_listener_only_is_not_served_either(tmp_path):
+    state = _served_from_manifests(tmp_path, "http")
+    assert _who(state, False) == "Ingress/web" and _who(state, True) == "Ingress/web"
+    assert [(w.ref.kind, w.ref.name) for w in state.config.warnings] == [("HTTPRoute", "r")]
