@@ -13,7 +13,7 @@ from ingressd.config.model import ObjectRef
 from ingressd.config.store import ObjectStore
 
 # pkg/features of sigs.k8s.io/gateway-api v1.6.1: the Core and Extended features of the HTTP and
-# GRPC profiles' kinds (a misspelt name would never be read by the conformance suite).
+# GRPC profiles' kinds, and TLSRoute's (a misspelt name would never be read by the conformance suite).
 KNOWN = {
     "Gateway", "GatewayPort8080", "GatewayStaticAddresses", "GatewayHTTPListenerIsolation",
     "GatewayHTTPSListenerDetectMisdirectedRequests", "GatewayInfrastructurePropagation", "GatewayAddressEmpty",
@@ -29,6 +29,7 @@ KNOWN = {
     "HTTPRoute308RedirectStatusCode", "HTTPRouteRetry", "HTTPRouteRetryBackendTimeout",
     "HTTPRouteRetryConnectionError", "HTTPRouteBackendURLRewrite", "HTTPRouteBackendRequestRedirect",
     "GRPCRoute", "GRPCRouteNamedRouteRule",
+    "TLSRoute", "TLSRouteModeTerminate", "TLSRouteModeMixed",
 }
 
 

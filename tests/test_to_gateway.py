@@ -49,6 +49,7 @@ CASES = {
     "basic-auth": {"auth-type": "basic", "auth-secret": "users"},
     "affinity": {"affinity": "cookie"},
     "grpc": {"backend-protocol": "GRPC", "custom-headers": "shop/response-headers"},
+    "ssl-passthrough": {"ssl-passthrough": "true"},
 }
 
 
@@ -529,3 +530,88 @@ def test_the_command_prints_json_with_output_json(capsys):
 def test_the_command_exits_2_on_unreadable_input(capsys):
     status, out, err = run(["--to", "gateway-api", "-"], "a: [", capsys)
     assert status == 2 and out == "" and "not valid YAML" in err
+
+
+# -- ssl-passthrough: a TLSRoute on a TLS Passthrough listener ------------------------------
+
+
+def _kinds(conversion):
+    return [(o["kind"], o["metadata"]["name"]) for o in conversion.objects]
+
+
+def test_ssl_passthrough_is_a_tls_route_on_a_passthrough_listener_beside_the_http_route():
+    conversion = convert(objects_of(CASES["ssl-passthrough"]))
+    assert _kinds(conversion) == [("GatewayClass", "ingressd"), ("Gateway", "nginx"), ("TLSRoute", "web"),
+                                  ("HTTPRoute", "web")]
+    assert conversion.objects[1]["spec"]["listeners"] == [
+        {"name": "http", "port": 80, "protocol": "HTTP"},
+        {"name": "tls-example-com", "hostname": "example.com", "port": 443, "protocol": "TLS",
+         "tls": {"mode": "Passthrough"}}]
+    tls_route = conversion.objects[2]
+    assert tls_route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert tls_route["metadata"]["annotations"] == {"ingressd.io/converted-from": "shop/web"}
+    assert tls_route["spec"] == {"parentRefs": [{"name": "nginx", "sectionName": "tls-example-com"}],
+                                 "hostnames": ["example.com"], "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}
+    # plain HTTP still goes through the Ingress's paths (no tls entry: no redirect)
+    assert routes(conversion)[0]["spec"]["parentRefs"] == [{"name": "nginx", "sectionName": "http"}]
+    assert notes(conversion) == [(INFO, "ssl-passthrough")]
+    assert conversion.exit_status == 0
+
+
+def test_ssl_passthrough_with_tls_or_force_redirects_plain_http_and_uses_no_https_listener():
+    for annotations, tls in (({"ssl-passthrough": "true"}, [{"hosts": ["example.com"], "secretName": "t"}]),
+                             ({"ssl-passthrough": "true", "force-ssl-redirect": "true"}, None)):
+        conversion = convert([ingress(annotations=annotations, tls=tls)])
+        assert _kinds(conversion) == [("GatewayClass", "ingressd"), ("Gateway", "nginx"), ("TLSRoute", "web"),
+                                      ("HTTPRoute", "web-ssl-redirect")]
+        assert [item["protocol"] for item in conversion.objects[1]["spec"]["listeners"]] == ["HTTP", "TLS"]
+        redirect = routes(conversion)[0]
+        assert redirect["spec"]["parentRefs"] == [{"name": "nginx", "sectionName": "http"}]
+        assert redirect["spec"]["rules"][0]["filters"] == [
+            {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}]
+        assert conversion.exit_status == 0
+    assert notes(conversion) == [(INFO, "ssl-passthrough")]
+    with_tls = convert([ingress(annotations={"ssl-passthrough": "true"},
+                                tls=[{"hosts": ["example.com"], "secretName": "t"}])])
+    assert notes(with_tls) == [(INFO, "ssl-passthrough"), (INFO, "the tls entries are not used")]
+
+
+def test_ssl_passthrough_needs_a_host_and_its_root_path():
+    rules = [{"host": "a.example.com", "http": {"paths": [
+                 {"path": "/api", "pathType": "Prefix", "backend": {"service": {"name": "api", "port": {"number": 8443}}}}]}},
+             {"http": {"paths": [
+                 {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "any", "port": {"number": 443}}}}]}},
+             {"host": "b.example.com", "http": {"paths": [
+                 {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "b", "port": {"number": 443}}}},
+                 {"path": "/x", "pathType": "Prefix", "backend": {"service": {"name": "x", "port": {"number": 80}}}}]}}]
+    conversion = convert([ingress(annotations={"ssl-passthrough": "true"}, rules=rules)])
+    assert [o["spec"]["hostnames"] for o in conversion.objects if o["kind"] == "TLSRoute"] == [["b.example.com"]]
+    (tls_route,) = [o for o in conversion.objects if o["kind"] == "TLSRoute"]
+    assert tls_route["metadata"]["name"] == "web-b-example-com"
+    assert tls_route["spec"]["rules"] == [{"backendRefs": [{"name": "b", "port": 443}]}]
+    assert [r["spec"].get("hostnames") for r in routes(conversion)] == [["a.example.com"], None, ["b.example.com"]]
+    assert notes(conversion) == [(INFO, "ssl-passthrough"), (LOST, "host a.example.com"), (LOST, "host '(none)'")]
+    assert conversion.exit_status == 1
+
+
+def test_ssl_passthrough_and_a_terminated_host_on_one_gateway_are_a_conflict_said():
+    conversion = convert([ingress(annotations={"ssl-passthrough": "true"}),
+                          ingress("z-tls", tls=[{"hosts": ["example.com"], "secretName": "t"}], path="/z")])
+    assert (LOST, "TLS host example.com") in notes(conversion)
+    assert conversion.exit_status == 1
+
+
+def test_the_converted_tls_route_is_served_by_ingressd_as_a_passthrough_host():
+    from ingressd.config.gateway_api import translate
+    from ingressd.config.model import ObjectRef
+    from test_gateway_translate import snapshot
+
+    conversion = convert(objects_of(CASES["ssl-passthrough"]))
+    service = ("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
+               "spec: {ports: [{name: https, port: 80}]}\n")
+    config = translate(snapshot(to_yaml(conversion), service))
+    assert [(item.host, item.source) for item in config.passthrough] == [
+        ("example.com", ObjectRef("TLSRoute", "shop", "web"))]
+    assert [(route.host, route.schemes) for route in config.routes] == [("example.com", ("http",))]
+    statuses = {ref.kind: ref for ref, _ in config.status}
+    assert set(statuses) == {"GatewayClass", "Gateway", "TLSRoute", "HTTPRoute"}

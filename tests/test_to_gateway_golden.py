@@ -20,13 +20,15 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "fixtures" / "real-world"
 GOLDEN = ROOT / "tests" / "fixtures" / "to-gateway"
 # A handful that together use every kind of mapping: canary weights and headers, capture-group
-# rewrites in both idioms, gRPC, TLS with the HTTPS redirect, an auth that is lost, CORS, timeouts.
+# rewrites in both idioms, gRPC, TLS with the HTTPS redirect, TLS passthrough (a TLSRoute), an auth that
+# is lost, CORS, timeouts.
 STEMS = [
     "01-ingress-nginx-grpc-fortune",
     "08-ingress-nginx-rewrite-capture-group",
     "09-ingress-nginx-app-root",
     "10-ingress-nginx-canary-weight-pair",
     "13-rook-ceph-dashboard-https",
+    "15-argocd-ssl-passthrough",
     "17-aks-hello-world-rewrite",
     "19-kube-explorer-basic-auth",
     "31-eks-backend-cors",

@@ -1,6 +1,6 @@
 """The objects ``--to gateway-api`` emits have only the fields the Gateway API v1 schema knows,
 with the values its enumerations allow: field names and enums from kubernetes-sigs/gateway-api
-``apis/v1/{gateway,gatewayclass,httproute,grpcroute,shared,object_reference}_types.go`` (standard channel),
+``apis/v1/{gateway,gatewayclass,httproute,grpcroute,tlsroute,shared,object_reference}_types.go`` (standard channel),
 written out here so that the check runs offline."""
 
 from __future__ import annotations
@@ -72,6 +72,12 @@ SCHEMA: dict[str, dict[str, str | None]] = {
                         "extensionRef": "LocalObjectReference"},
     "GRPCBackendRef": {"group": None, "kind": None, "name": None, "namespace": None, "port": None, "weight": None,
                        "filters": "GRPCRouteFilter"},
+    # apis/v1/tlsroute_types.go (v1 from v1.5)
+    "TLSRoute": {"apiVersion": None, "kind": None, "metadata": _META, "spec": "TLSRouteSpec"},
+    "TLSRouteSpec": {"parentRefs": "ParentReference", "useDefaultGateways": None, "hostnames": None,
+                     "rules": "TLSRouteRule"},
+    "TLSRouteRule": {"name": None, "backendRefs": "BackendRef"},
+    "BackendRef": {"group": None, "kind": None, "name": None, "namespace": None, "port": None, "weight": None},
 }
 # (type, field) -> the values the enumeration allows
 ENUMS: dict[tuple[str, str], tuple[Any, ...]] = {
@@ -138,7 +144,7 @@ def _walk(value: Any, type_name: str, where: str, problems: list[str]) -> None:
         for method in value.get("allowMethods") or ():
             if method not in _METHODS + ("*",):
                 problems.append(f"{where}.allowMethods: {method!r} is not a method")
-    if type_name in ("HTTPBackendRef", "GRPCBackendRef") and "port" not in value:
+    if type_name in ("HTTPBackendRef", "GRPCBackendRef", "BackendRef") and "port" not in value:
         problems.append(f"{where}: a Service backendRef needs a port")
 
 
@@ -168,3 +174,12 @@ def test_every_hand_made_case_has_known_fields_only(case):
     assert conversion.objects
     for document in conversion.objects:
         assert unknown_fields(document) == []
+
+
+def test_a_tls_route_has_known_fields_only():
+    from test_to_gateway import CASES, objects_of
+
+    (tls_route,) = [o for o in convert(objects_of(CASES["ssl-passthrough"])).objects if o["kind"] == "TLSRoute"]
+    assert unknown_fields(tls_route) == []
+    tls_route["spec"]["rules"][0]["matches"] = []
+    assert unknown_fields(tls_route) == ["TLSRoute.spec.rules[0].matches: unknown field of TLSRouteRule"]

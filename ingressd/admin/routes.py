@@ -106,6 +106,8 @@ def _route(route, served: bool) -> dict[str, Any]:
         "ingress": _ref(route.ingress),
         "tls": route.tls,
         "served": served,  # False: another Ingress's route with the same host and path wins
+        # The listener kinds it is served on ("http": the plain port, "https": TLS); empty: both.
+        "schemes": list(route.schemes),
         "backend": {
             "namespace": backend.namespace,
             "service": backend.service,
@@ -252,6 +254,14 @@ def _cover_note(problem: str | None) -> str:
 _TLS_BADGE = " <span class=tls title=\"served over TLS\">TLS</span>"
 
 
+def _schemes_note(route: dict[str, Any]) -> str:
+    """Where a route served on one listener kind only is served (nothing when on both)."""
+    schemes = route.get("schemes") or ()
+    if not schemes:
+        return ""
+    return f" <span class=dim>({_e(' and '.join(scheme.upper() for scheme in schemes))} only)</span>"
+
+
 def _route_row(route: dict[str, Any]) -> str:
     backend = route["backend"]
     ingress = route["ingress"]
@@ -262,8 +272,8 @@ def _route_row(route: dict[str, Any]) -> str:
     annotations = "".join(f"<li><code>{_e(k)}</code>: <code>{_e(v)}</code></li>"
                           for k, v in sorted(route["annotations"].items()))
     shadowed = "" if route["served"] else " <span class=dim>(shadowed by an older Ingress)</span>"
-    return (f"<tr><td>{_e(route['host'] or '*')}{_TLS_BADGE if route['tls'] else ''}</td><td>{_e(route['path'])}"
-            f"{shadowed}</td><td>{_e(route['path_type'])}</td><td>{_e(ingress['namespace'])}/{_e(ingress['name'])}</td>"
+    return (f"<tr><td>{_e(route['host'] or '*')}{_TLS_BADGE if route['tls'] else ''}{_schemes_note(route)}</td>"
+            f"<td>{_e(route['path'])}{shadowed}</td><td>{_e(route['path_type'])}</td><td>{_e(ingress['namespace'])}/{_e(ingress['name'])}</td>"
             f"<td>{_e(target)}</td><td>{_e(endpoints)}</td><td>{f'<ul>{annotations}</ul>' if annotations else ''}</td></tr>")
 
 

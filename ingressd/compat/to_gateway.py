@@ -2,7 +2,8 @@
 
 A pure function from Kubernetes objects (the selected Ingresses, the Services their backends
 name, the ConfigMaps ``custom-headers`` names) to Gateway API v1 objects (a GatewayClass, one
-Gateway per IngressClass and namespace, HTTPRoutes per Ingress and host) and notes, as ingress2gateway does for
+Gateway per IngressClass and namespace, HTTPRoutes per Ingress and host; for ``ssl-passthrough``
+a TLSRoute per host on a TLS Passthrough listener) and notes, as ingress2gateway does for
 the annotations ingressd knows. What cannot be expressed is never dropped silently: each such
 annotation or part gives a note naming the Ingress, what and why; a converted route that is
 wider open than its Ingress (an access control dropped) says so loudly.
@@ -54,6 +55,7 @@ _HANDLED = frozenset({
     "canary-by-header-pattern", "custom-headers", "mirror-target", "enable-cors", "cors-allow-origin",
     "cors-allow-methods", "cors-allow-headers", "cors-expose-headers", "cors-allow-credentials", "cors-max-age",
     "proxy-read-timeout", "proxy-send-timeout", "app-root", "backend-protocol", "connection-proxy-header",
+    "ssl-passthrough",
 })
 _PERMANENT_CODES = (301, 302, 303, 307, 308)
 _TEMPORAL_CODES = (301, 302, 303, 307)
@@ -258,8 +260,21 @@ class _Gateway:
         self.namespace = namespace
         self.name = name
         self.https: dict[str, tuple[str, str]] = {}  # host ("" = any) -> (listener name, Secret)
+        self.passthrough: dict[str, str] = {}  # host -> TLS Passthrough listener name
+
+    def tls_listener(self, host: str, ingress: str, notes: list[Note]) -> str:
+        """The TLS listener passing ``host``'s connections through (``ssl-passthrough``)."""
+        if host in self.https:
+            notes.append(Note(ingress, LOST, f"TLS host {host}: another Ingress terminates its TLS on the HTTPS "
+                                             f"listener {self.https[host][0]}; a TLS listener with the same hostname "
+                                             "and port conflicts with it (HostnameConflict): pick one"))
+        return self.passthrough.setdefault(host, f"tls-{_slug(host)}")
 
     def https_listener(self, host: str, secret: str, ingress: str, notes: list[Note]) -> str:
+        if host in self.passthrough:
+            notes.append(Note(ingress, LOST, f"TLS host {host}: another Ingress passes its TLS through on the TLS "
+                                             f"listener {self.passthrough[host]}; an HTTPS listener with the same "
+                                             "hostname and port conflicts with it (HostnameConflict): pick one"))
         if host in self.https:
             name, existing = self.https[host]
             if existing != secret:
@@ -280,6 +295,9 @@ class _Gateway:
             listener.update({"port": 443, "protocol": "HTTPS",
                              "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": secret}]}})
             listeners.append(listener)
+        for host, name in sorted(self.passthrough.items()):
+            listeners.append({"name": name, "hostname": host, "port": 443, "protocol": "TLS",
+                              "tls": {"mode": "Passthrough"}})
         return {"apiVersion": GATEWAY_API_VERSION, "kind": "Gateway",
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": listeners}}
@@ -339,6 +357,9 @@ class _IngressConversion:
                 tls_hosts.setdefault(str(host), secret)
         force = _truthy(a.get("force-ssl-redirect"))
         redirect = force or (bool(tls_hosts) and a.get("ssl-redirect", "true").strip().lower() != "false")
+        passthrough = _truthy(a.get("ssl-passthrough"))
+        if passthrough:
+            return self._passthrough_routes(tls_hosts, force, redirect, canaries)
         if force and not tls_hosts:
             self.note(LOST, "force-ssl-redirect without a tls entry: ingress-nginx answers HTTPS with its default "
                             "certificate, a Gateway listener needs a certificateRef; the route is attached to the "
@@ -374,6 +395,57 @@ class _IngressConversion:
                     matches, [], [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}])],
                     [{"name": self.gateway.name, "sectionName": HTTP_LISTENER}]))
         return documents
+
+    def _passthrough_routes(self, tls_hosts: Mapping[str, str], force: bool, redirect: bool,
+                           canaries: Sequence[Mapping]) -> list[dict]:
+        """``ssl-passthrough``: per host a TLSRoute on a TLS Passthrough listener to the backend of
+        the host's ``/`` path (ingress-nginx passes the host's TLS to that Service), and the
+        Ingress's paths over plain HTTP on the HTTP listener (or their HTTPS redirect)."""
+        self.note(INFO, "ssl-passthrough: TLS connections are passed through unterminated by a TLSRoute (the "
+                        "backend presents its own certificate; no HTTP annotation applies to them, as in "
+                        "ingress-nginx)")
+        if tls_hosts:
+            self.note(INFO, "the tls entries are not used: the passed-through host's backend terminates TLS")
+        spec = self.ingress.get("spec") or {}
+        if spec.get("defaultBackend"):
+            self.note(LOST, "spec.defaultBackend: a passed-through host needs a name (SNI); not converted")
+        rules_by_host: dict[str, list[_Rule]] = {}
+        roots: dict[str, Mapping] = {}
+        for host, path, entry in _paths(self.ingress):
+            rules_by_host.setdefault(host, []).extend(self._rules_for(host, path, entry, canaries))
+            if path == "/":
+                roots.setdefault(host, entry)
+        single = len(rules_by_host) == 1
+        http = [{"name": self.gateway.name, "sectionName": HTTP_LISTENER}]
+        documents: list[dict] = []
+        for host, rules in rules_by_host.items():
+            name = self.name if single else f"{self.name}-{_slug(host)}"
+            if not host or not _PRECISE_HOST.match(host):
+                self.note(LOST, f"host {host or '(none)'!r}: TLS passthrough chooses by the SNI name, which a rule "
+                                "needs as a precise DNS name; its TLS is not passed through")
+            elif host not in roots:
+                self.note(LOST, f"host {host}: no / path, whose backend ingress-nginx passes the TLS connections "
+                                "to; no TLSRoute")
+            else:
+                backend = self._backend_ref(roots[host].get("backend") or {})
+                if backend is not None:
+                    listener = self.gateway.tls_listener(host, self.ref, self.notes)
+                    documents.append(self._tls_route(name, host, backend, listener))
+            if force or (redirect and self._covered(host, tls_hosts)):
+                matches = list({repr(m): m for rule in rules for m in rule.matches if "headers" not in m}.values())
+                documents.append(self._route(f"{name}-ssl-redirect", host or None, [_Rule(
+                    matches, [], [{"type": "RequestRedirect",
+                                   "requestRedirect": {"scheme": "https", "statusCode": 308}}])], http))
+            else:
+                documents.append(self._served(name, host or None, rules, http))
+        return documents
+
+    def _tls_route(self, name: str, host: str, backend: dict, listener: str) -> dict:
+        return {"apiVersion": GATEWAY_API_VERSION, "kind": "TLSRoute",
+                "metadata": {"name": name, "namespace": self.namespace,
+                             "annotations": {"ingressd.io/converted-from": self.ref}},
+                "spec": {"parentRefs": [{"name": self.gateway.name, "sectionName": listener}],
+                         "hostnames": [host], "rules": [{"backendRefs": [backend]}]}}
 
     def _covered(self, host: str, tls_hosts: Mapping[str, str]) -> list[str]:
         """The TLS entries (hosts) whose listener serves ``host``."""

@@ -16,9 +16,12 @@ sources decide which routes exist.
 
 Merging (``merge``): the fragments are taken in ``ROUTE_SOURCES`` order (the Ingress translator
 first). A route of a later source whose host, path, path type and extra matches (method,
-headers, query) are exactly those of an earlier source's route is not served and becomes a
-warning on its object: an Ingress keeps what it serves when an HTTPRoute names the same host
-and path. Routes that differ in any match coexist, and the route table's precedence decides
+headers, query) are exactly those of an earlier source's route is not served where the two
+overlap (``Route.schemes``: the plain port, TLS, or both) and becomes a warning on its object:
+an Ingress keeps what it serves when an HTTPRoute names the same host and path. An Ingress
+route is served on both kinds, so an HTTPRoute attached to an HTTPS listener only is not
+served at all; a later route served on both kinds beside an earlier one served on HTTPS only
+keeps the plain port (narrowed to ``schemes=("http",)``) and is warned for TLS. Routes that differ in any match coexist, and the route table's precedence decides
 between them. The first source with a default backend gives it; the rest is concatenated. A
 TLS host passed through (``Config.passthrough``: a TLSRoute) whose name an earlier source's
 route serves is not passed through and becomes a warning: the Ingress keeps its host's TLS.
@@ -78,7 +81,7 @@ def merge(fragments: Sequence[Config]) -> Config:
     if len(present) <= 1:
         return present[0] if present else (fragments[0] if fragments else _EMPTY)
     routes: list[Route] = []
-    owners: dict[tuple, Route] = {}
+    owners: dict[tuple, tuple[Route, frozenset]] = {}  # match key → (first owner, schemes owned)
     warnings: list[Rejection] = []
     rejections: list[Rejection] = []
     tls_hosts: list = []
@@ -97,17 +100,30 @@ def merge(fragments: Sequence[Config]) -> Config:
                                                        "which takes precedence: not passed through"))
             else:
                 passthrough.append(item)
-        added: dict[tuple, Route] = {}
+        added: dict[tuple, list] = {}
         for route in fragment.routes:
             key = match_key(route)
-            owner = owners.get(key)
-            if owner is not None:
-                warnings.append(Rejection(route.ingress, f"{route.host or '*'}{route.path} ({route.path_type}) is "
-                                                         f"served by {owner.ingress}, which takes precedence"))
-                continue
-            added.setdefault(key, route)
+            wanted = _schemes_of(route)
+            taken = owners.get(key)
+            if taken is not None:
+                owner, owned = taken
+                left = tuple(scheme for scheme in wanted if scheme not in owned)
+                if len(left) < len(wanted):
+                    where = "" if not left else f" on {'/'.join(s for s in wanted if s in owned).upper()}"
+                    warnings.append(Rejection(
+                        route.ingress, f"{route.host or '*'}{route.path} ({route.path_type}) is served by "
+                                       f"{owner.ingress}, which takes precedence{where}"))
+                    if not left:
+                        continue
+                    route = dataclasses.replace(route, schemes=left)
+            owner_schemes = added.setdefault(key, [route, set()])
+            owner_schemes[1].update(_schemes_of(route))
             routes.append(route)
-        owners.update(added)
+        for key, (route, schemes) in added.items():
+            if key in owners:
+                owners[key] = (owners[key][0], owners[key][1] | schemes)
+            else:
+                owners[key] = (route, frozenset(schemes))
         if default_backend is None:
             default_backend = fragment.default_backend
         tls_hosts.extend(fragment.tls_hosts)
@@ -119,6 +135,14 @@ def merge(fragments: Sequence[Config]) -> Config:
         present[0], routes=tuple(routes), default_backend=default_backend, tls_hosts=tuple(tls_hosts),
         secrets=tuple(secrets.values()), rejections=tuple(rejections), warnings=tuple(warnings),
         status=tuple(item for fragment in present for item in fragment.status), passthrough=tuple(passthrough))
+
+
+_BOTH = ("http", "https")
+
+
+def _schemes_of(route: Route) -> tuple[str, ...]:
+    """The listener kinds a route is served on (``Route.schemes``; empty: both)."""
+    return route.schemes or _BOTH
 
 
 _EMPTY = Config()

@@ -7,9 +7,11 @@ the Extended tests it runs, so a name is here only when the feature is served an
 conformance cases pass here (docs/gateway-api.md, "Conformance coverage"). Left out on purpose:
 ``HTTPRouteParentRefPort`` and ``GatewayPort8080`` (their cases send traffic to the listeners'
 declared ports, which ingressd does not bind), 303/307/308 redirects (provisional, not ported),
-``GatewayHTTPListenerIsolation`` (not ported), and ``TLSRoute``, ``ListenerSet``,
-``BackendTLSPolicy``: served, but not every conformance case of theirs is ported yet. The spec
-wants the list sorted by name.
+``GatewayHTTPListenerIsolation`` (not ported), and ``BackendTLSPolicy``: served, but not every
+conformance case of its is ported yet. ``TLSRoute``: every Core case passes
+(tests/test_gateway_tlsroute_cases.py; its Terminate and Mixed modes are not claimed).
+``ListenerSet``: all 13 ``listenerset-*`` cases pass (tests/test_gateway_listenerset.py,
+tests/test_gateway_listenerset_cases.py). The spec wants the list sorted by name.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from __future__ import annotations
 SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     # Core of the HTTP and GRPC profiles
     "Gateway", "HTTPRoute", "ReferenceGrant", "GRPCRoute",
+    # Core of the TLS profile (passthrough)
+    "TLSRoute",
+    # ListenerSet (standard channel from v1.5)
+    "ListenerSet",
     # Extended, HTTPRoute
     "HTTPRouteQueryParamMatching", "HTTPRouteMethodMatching", "HTTPRouteResponseHeaderModification",
     "HTTPRoutePortRedirect", "HTTPRouteSchemeRedirect", "HTTPRoutePathRedirect", "HTTPRouteHostRewrite",

@@ -18,7 +18,9 @@ A ListenerSet (``judge_listener_set``) brings more listeners to a Gateway that a
 to it as a parent of its own (kind ``ListenerSet``), never through the Gateway. Its listeners are
 judged as a Gateway's, in its own namespace (``allowedRoutes: Same``, certificateRefs and their
 ReferenceGrants from a ``ListenerSet``); one that conflicts with a listener before it (the
-Gateway's, then older ListenerSets', as the spec orders them) is not served (Conflicted).
+Gateway's, then older ListenerSets', as the spec orders them) is not served (Conflicted), and a
+listener of a protocol not served on the port of one before it is a ``ProtocolConflict`` (not
+UnsupportedProtocol).
 """
 
 from __future__ import annotations
@@ -310,7 +312,11 @@ def _conflicts(listeners: list[Listener], generation: int, earlier: list[Listene
             conflicted = "ProtocolConflict"
         elif listener.protocol in _PROTOCOLS and (listener.port, listener.hostname or "") in before_host:
             conflicted = "HostnameConflict"
-        if conflicted and earlier and listener.usable:
+        elif listener.protocol not in _PROTOCOLS and listener.port in before_port:
+            # A ListenerSet's listener of a protocol not served (TCP, UDP) on the port of an
+            # earlier listener: a protocol conflict first, as ListenerSetProtocolConflict expects.
+            conflicted = "ProtocolConflict"
+        if conflicted and earlier and (listener.usable or listener.protocol not in _PROTOCOLS):
             listener.conditions[0] = condition("Accepted", False, conflicted,
                                                "conflicts with a listener before it", generation)
         if conflicted:
