@@ -53,10 +53,20 @@ def compile_path(path: str) -> "PathPattern":
         # on every call (3.9 µs a match here, against 1.1 µs for bytes).
         return PathPattern(re2.compile(("(?i)^" + path).encode("utf-8"), _OPTIONS), path)
     except re2.error as exc:
-        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise PathPatternError(
-            f"path {path} is not a regular expression ingressd can match in linear time ({reason}; "
+            f"path {path} is not a regular expression ingressd can match in linear time ({re2_reason(exc)}; "
             "look-around and back-references are not supported)") from None
+
+
+def re2_compile(pattern: bytes) -> Any:
+    """``pattern`` compiled by RE2 without RE2's own error logging (the caller reports a
+    pattern that does not compile, once, with ``re2_reason``)."""
+    return re2.compile(pattern, _OPTIONS)
+
+
+def re2_reason(exc: Exception) -> str:
+    """Why RE2 refused a pattern, as text (the binding gives its reason as bytes)."""
+    return exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
 
 
 class PathPattern:

@@ -25,6 +25,8 @@ from typing import Any, Iterator
 
 import re2
 
+from ingressd.features import re2_reason
+
 MAX_LENGTH = 65536  # characters; longer snippets are refused (Kubernetes caps annotations at 256 KiB)
 
 # The variables a value or condition may use; ``http_``, ``cookie_`` and ``arg_`` take a name.
@@ -645,8 +647,7 @@ def _regex(d: Directive, pattern: str, case_insensitive: bool) -> Any:
     try:
         return re2.compile(("(?i)" if case_insensitive else "") + pattern, _RE2_OPTIONS)
     except re2.error as exc:
-        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) \
-            else str(exc)
+        reason = re2_reason(exc)
         raise SnippetError(d.line, f"{d.name}: {pattern!r} is not a regular expression ingressd can match in "
                                    f"linear time ({reason}; look-around and back-references are not "
                                    "supported)") from None

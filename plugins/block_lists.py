@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import re2
 
-from ingressd import AnnotationError, Option, Phase, hookimpl, parse_list
+from ingressd import AnnotationError, Option, Phase, hookimpl, parse_list, re2_reason
 from ingressd import same_for_every_path
 
 from ._cidr import CidrMatcher, parse_cidr_list
@@ -57,7 +57,7 @@ def parse_value_list(value: str) -> ValueList:
             try:
                 patterns.append(re2.compile(("(?i)" if caseless else "") + source, _RE2))
             except re2.error as exc:
-                raise AnnotationError(f"{item!r} is not a regular expression RE2 reads: {exc}") from None
+                raise AnnotationError(f"{item!r} is not a regular expression RE2 reads: {re2_reason(exc)}") from None
         else:
             exact.add(item.lower())
     return ValueList(frozenset(exact), tuple(patterns))

@@ -43,7 +43,7 @@ from typing import Any
 import brotli
 import re2
 
-from ingressd import AnnotationError, Option, Phase, hookimpl, parse_bool
+from ingressd import AnnotationError, Option, Phase, hookimpl, parse_bool, re2_reason
 from ingressd import same_for_every_path
 
 # ingress-nginx's defaults (internal/ingress/controller/config/config.go: gzipTypes, brotliTypes).
@@ -108,7 +108,7 @@ def _disable(value: Any) -> str:
             re2.compile(text, _RE2_OPTIONS)
         except re2.error as exc:
             raise ValueError(f"gzip-disable {text!r} is not a regular expression ingressd can match "
-                             f"({exc}; look-around and back-references are not supported)") from None
+                             f"({re2_reason(exc)}; look-around and back-references are not supported)") from None
     return text
 
 

@@ -195,3 +195,30 @@ def test_an_expression_on_a_host_in_ingress_nginx_regex_mode_keeps_its_meaning()
     assert table.match("/v1/more") is None
     assert table.match("/V1") is None
     assert table.match("/ING/x") is ingress  # the Ingress's own path keeps ingress-nginx's ~* "^PATH"
+
+
+def test_re2s_reason_is_given_as_text():
+    # RE2 gives its reason as bytes: decoded (UTF-8), never shown as a bytes literal
+    with pytest.raises(PathPatternError) as caught:
+        compile_full_path("/v(?=1)")
+    assert str(caught.value) == "path '/v(?=1)' is not an RE2 regular expression (invalid perl operator: (?=)"
+    with pytest.raises(PathPatternError) as caught:
+        compile_full_path("/café(")
+    assert str(caught.value) == "path '/café(' is not an RE2 regular expression (missing ): /café()"
+
+
+def test_a_non_ascii_expression_compiles_as_utf_8():
+    compiled = compile_full_path("/über/[0-9]+")
+    assert compiled.match("/über/12") is not None and compiled.match("/uber/12") is None
+
+
+def test_an_empty_set_of_conditions_ranks_as_none_and_the_older_route_wins():
+    # ingress-nginx's regex mode (an Ingress with use-regex on the host): same expression, one
+    # route without conditions and one with an empty set of them: neither is more specific.
+    ingress = Entry(Route("h.test", "/ing", PREFIX, WEB, ObjectRef("Ingress", "default", "i")), regex=True)
+    older = rx("/v[0-9]+", "older", created="2020-01-01T00:00:00Z")
+    newer = rx("/v[0-9]+", "newer", created="2024-01-01T00:00:00Z", conditions=Conditions())
+    for members in ([ingress, newer, older], [ingress, older, newer]):
+        table = _path_table(members)
+        assert isinstance(table, RegexPathTable)
+        assert table.match("/v1", Req(b"GET")) is older

@@ -26,6 +26,7 @@ import re2
 from twisted.python import log
 
 from ingressd.config.model import REGULAR_EXPRESSION, Conditions, ValueMatch
+from ingressd.features import re2_reason
 
 Test = Callable[[Any], bool]
 
@@ -38,7 +39,7 @@ def compile_value(match: ValueMatch) -> Callable[[str], bool]:
         try:
             pattern = re2.compile(match.value, _OPTIONS)
         except re2.error as exc:
-            log.msg(f"ingressd: the expression {match.value!r} for {match.name!r} cannot be compiled ({exc}): "
+            log.msg(f"ingressd: the expression {match.value!r} for {match.name!r} cannot be compiled ({re2_reason(exc)}): "
                     "it never matches")
             return _never
         return lambda value: pattern.fullmatch(value) is not None

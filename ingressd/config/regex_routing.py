@@ -41,10 +41,7 @@ import re2
 
 from ingressd.config.conditions import compile_conditions
 from ingressd.config.model import REGULAR_EXPRESSION, Route
-from ingressd.features import PathPatternError, compile_path
-
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False  # a pattern that does not compile is reported by us, once
+from ingressd.features import PathPatternError, compile_path, re2_compile, re2_reason
 
 
 class FullPathPattern:
@@ -67,10 +64,9 @@ def compile_full_path(path: str) -> FullPathPattern:
     whole path (as Envoy's ``safe_regex``: ``/v[0-9]+`` matches ``/v2``, not ``/v2/x``). Raises
     ``PathPatternError`` saying why RE2 refuses it."""
     try:
-        return FullPathPattern(re2.compile(path.encode("utf-8"), _OPTIONS), path)
+        return FullPathPattern(re2_compile(path.encode("utf-8")), path)
     except re2.error as exc:
-        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise PathPatternError(f"path {path!r} is not an RE2 regular expression ({reason})") from None
+        raise PathPatternError(f"path {path!r} is not an RE2 regular expression ({re2_reason(exc)})") from None
 
 
 class _HasRoute(Protocol):

@@ -39,7 +39,7 @@ from ingressd.config.model import (
     EXACT, PREFIX, REGULAR_EXPRESSION, Backend, Conditions, ObjectRef, Route, Timeouts, ValueMatch, WeightedBackend,
 )
 from ingressd.config.regex_routing import compile_full_path
-from ingressd.features import PathPatternError
+from ingressd.features import PathPatternError, re2_reason
 
 KIND = "HTTPRoute"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
@@ -267,7 +267,7 @@ def values(raws, lower: bool) -> tuple[ValueMatch, ...]:
             try:
                 re2.compile(value)
             except re2.error as exc:
-                raise Invalid(f"expression {value!r} for {name!r}: {exc}") from None
+                raise Invalid(f"expression {value!r} for {name!r}: {re2_reason(exc)}") from None
         key = name.lower() if lower else name
         found.setdefault(key, ValueMatch(key, value, kind))  # the first of a name wins, as the spec says
     return tuple(found.values())
