@@ -23,4 +23,5 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     "HTTPRoutePathRewrite", "HTTPRouteRequestMirror", "HTTPRouteRequestMultipleMirrors", "HTTPRouteCORS",
     "HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout", "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteBackendURLRewrite", "HTTPRouteBackendRequestRedirect",
+    "HTTPRouteBackendProtocolH2C", "HTTPRouteBackendProtocolWebSocket",
 )))
