@@ -24,4 +24,5 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     "HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout", "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteBackendURLRewrite", "HTTPRouteBackendRequestRedirect",
     "HTTPRouteBackendProtocolH2C", "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteRetry", "HTTPRouteRetryConnectionError", "HTTPRouteRetryBackendTimeout",
 )))

@@ -12,7 +12,8 @@ as the Ingress ``Prefix``) / ``RegularExpression`` (RE2, matching the whole path
 ``Conditions``, the rule's filters (``route_filters``; a backendRef's own ride with its member and
 run after them, only for the requests that go to it), its ``timeouts`` (``timeouts``:
 ``Route.timeouts``) and its backendRefs as the weighted set (``backends``), with the upstream
-protocol their Service ports' ``appProtocol`` asks for (``rule_protocol``; ``backends``). A route is served only
+protocol their Service ports' ``appProtocol`` asks for (``rule_protocol``; ``backends``) and its
+``retry`` as their retry policy (``retry``). A route is served only
 on the kinds of listener it attached to (``Route.schemes``: HTTP listeners on the plain port, HTTPS
 on the TLS one); one route serves both when it attached to both and its filters are the same on
 both. A rule that cannot be served (an expression RE2 refuses, an invalid filter or timeout) is
@@ -28,7 +29,7 @@ from typing import Mapping
 
 import re2
 
-from ingressd.config.gateway import route_filters, timeouts
+from ingressd.config.gateway import retry, route_filters, timeouts
 from ingressd.config.gateway.backends import Services, resolve
 from ingressd.config.gateway.grants import Grants
 from ingressd.config.gateway.hostnames import intersect
@@ -236,12 +237,14 @@ def _rules(raw_rules, namespace: str, services: Services, grants: Grants):
                     route_filters.check_together(filters + member.filters)
             rule_timeouts = timeouts.parse(raw.get("timeouts"))
             protocol = rule_protocol(members, services)
+            rule_retry = retry.parse(raw.get("retry"))
         except Invalid as exc:
             problems.append(f"rule {index}: {exc}")
             continue
         # No backendRefs: every request is answered 500 (unless a filter answers first: a redirect).
         rules.append(Rule(matches, tuple(members) or (WeightedBackend(None, 1),), filters, rule_timeouts,
-                          () if protocol == "HTTP" else (("backend-protocol", protocol),)))
+                          (() if protocol == "HTTP" else (("backend-protocol", protocol),))
+                          + (() if rule_retry is None else ((retry.RETRY, rule_retry),))))
     return rules, unresolved, problems
 
 
