@@ -322,6 +322,11 @@ class Exchange:
             self.proxy.is_trusted(self.protocol), self.request_uri if policy.add_original_uri else b"")
         self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
         table = self.proxy.state.table
+        misdirected = table.misdirected
+        if misdirected is not None and self.https \
+                and misdirected.misdirected(self.client_certificate.server_name, self.host):
+            self.local(421)  # another Gateway HTTPS listener's host (tls/misdirected.py)
+            return
         entry = table.match(self.host, self.path, self)
         if entry is None:
             self.local(404)

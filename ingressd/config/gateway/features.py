@@ -7,7 +7,8 @@ the Extended tests it runs, so a name is here only when the feature is served an
 conformance cases pass here (docs/gateway-api.md, "Conformance coverage"). Left out on purpose:
 ``HTTPRouteParentRefPort`` and ``GatewayPort8080`` (their cases send traffic to the listeners'
 declared ports, which ingressd does not bind), 303/307/308 redirects (provisional, not ported),
-``GatewayHTTPListenerIsolation`` (not ported), and ``TLSRoute``, ``ListenerSet``,
+``GatewayHTTPListenerIsolation`` (not ported), ``GatewayHTTPSListenerDetectMisdirectedRequests`` (served and
+ported, but a handshake for a name no route brings gets ingressd's default certificate), and ``TLSRoute``, ``ListenerSet``,
 ``BackendTLSPolicy``: served, but not every conformance case of theirs is ported yet. The spec
 wants the list sorted by name.
 """
