@@ -21,6 +21,8 @@ A word nginx does not know (ingress-nginx would fall back to the default, or ngi
 the configuration) or a negative number rejects the Ingress. ``--retry-non-idempotent`` (the
 ConfigMap's ``retry-non-idempotent``, default false) adds ``non_idempotent`` to every route's
 list, as ingress-nginx's buildNextUpstream does: POST, LOCK and PATCH are then retried too.
+An HTTPRoute rule's ``retry`` comes as the parsed value ``gateway-retry`` (a ``NextUpstream``
+made by ``ingressd/config/gateway/retry.py``) and is the route's policy the same way.
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ def _next_upstream(value: str) -> tuple:
 def _retries(values, retry_non_idempotent: bool = False) -> NextUpstream | None:
     """The route's retry policy when an annotation (or ``retry-non-idempotent``) says anything,
     else None (the server's)."""
+    gateway = values.get("gateway-retry")  # an HTTPRoute rule's retry (ingressd/config/gateway/retry.py)
+    if gateway is not None:
+        return dataclasses.replace(gateway, non_idempotent=True) if retry_non_idempotent else gateway
     conditions, tries, timeout = (values.get("proxy-next-upstream"), values.get("proxy-next-upstream-tries"),
                                   values.get("proxy-next-upstream-timeout"))
     policy = NextUpstream()  # ingress-nginx's defaults: error timeout, 3 tries, no time limit

@@ -16,6 +16,7 @@ from ingressd.features import AnnotationError, BuildContext, RoundRobin, Upstrea
 from ingressd.config.model import Config, Endpoint, Rejection, Route
 from ingressd.config.routing import RouteTable
 from ingressd.config.weighted import WeightedBalancers
+from ingressd.tls.misdirected import ListenerHostnames
 from ingressd.tls.passthrough_hosts import PassthroughHosts
 from ingressd.proxy.next_upstream import DEFAULT as DEFAULT_NEXT_UPSTREAM
 
@@ -273,7 +274,8 @@ def build_table(config: Config, plugins, context: BuildContext,
     config = _with_client_auth(entries, config)
     config = _with_host_tls(entries, config)
     passthrough = PassthroughHosts(config.passthrough, _round_robin) if config.passthrough else None
-    return RouteTable(entries, default, previous_table, passthrough=passthrough), config
+    misdirected = ListenerHostnames(config.https_listeners) if config.https_listeners else None
+    return RouteTable(entries, default, previous_table, passthrough=passthrough, misdirected=misdirected), config
 
 
 def _with_host_tls(entries: list, config: Config) -> Config:

@@ -133,6 +133,11 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
         status.append((gateway.ref, document(gateway.generation, gateway.status())))
     for policy in policies.all if policies is not None else ():
         status.append((policy.ref, document(policy.generation, policy.status(controller))))
+    # The HTTPS listeners served on the TLS port, by hostname: a request for another one's host
+    # on a connection its SNI made for one is misdirected (421, tls/misdirected.py).
+    https_listeners = sorted({listener.hostname or "" for gateway in gateways.values()
+                              for listener in gateway.listeners if listener.protocol == "HTTPS" and listener.usable})
     return Config(routes=tuple(routes), tls_hosts=tuple(tls_hosts), secrets=tuple(used_secrets.values()),
-                  warnings=tuple(warnings), status=tuple(status + route_status), passthrough=tuple(passthrough))
+                  warnings=tuple(warnings), status=tuple(status + route_status), passthrough=tuple(passthrough),
+                  https_listeners=tuple(https_listeners))
 

@@ -254,3 +254,7 @@ class Config:
     # TLS hosts passed through by SNI (Gateway API TLSRoutes; tls.passthrough reads them from the
     # route table): the Ingress annotation ssl-passthrough is a route feature instead.
     passthrough: tuple[PassthroughRoute, ...] = ()
+    # The hostnames of the Gateway HTTPS listeners served on the TLS port ("" for one without):
+    # a request whose Host belongs to another listener than its SNI name is answered 421
+    # (tls/misdirected.py).
+    https_listeners: tuple[str, ...] = ()

@@ -159,7 +159,7 @@ class RouteTable(Generic[E]):
     def __init__(self, entries: Iterable[E] = (), default: E | None = None,
                  previous: "RouteTable[E] | None" = None, cache_size: int = CACHE_SIZE,
                  passthrough: object = None,
-                 schemes: tuple[str, ...] = ()):
+                 schemes: tuple[str, ...] = (), misdirected: object = None):
         self.secure: RouteTable[E] | None = None
         if not schemes:
             entries = list(entries)
@@ -181,6 +181,8 @@ class RouteTable(Generic[E]):
         self.default = default
         # The TLS hosts passed through by SNI (TLSRoutes: tls.passthrough.PassthroughHosts), or None.
         self.passthrough = passthrough
+        # The Gateway HTTPS listeners' hostnames (tls.misdirected.ListenerHostnames: 421), or None.
+        self.misdirected = misdirected
         groups: dict[str, list[E]] = {}
         for entry in entries:
             host = entry.route.host

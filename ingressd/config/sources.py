@@ -134,7 +134,8 @@ def merge(fragments: Sequence[Config]) -> Config:
     return dataclasses.replace(
         present[0], routes=tuple(routes), default_backend=default_backend, tls_hosts=tuple(tls_hosts),
         secrets=tuple(secrets.values()), rejections=tuple(rejections), warnings=tuple(warnings),
-        status=tuple(item for fragment in present for item in fragment.status), passthrough=tuple(passthrough))
+        status=tuple(item for fragment in present for item in fragment.status), passthrough=tuple(passthrough),
+        https_listeners=tuple(name for fragment in present for name in fragment.https_listeners))
 
 
 _BOTH = ("http", "https")

@@ -166,6 +166,7 @@ class Exchange:
     _client_held = False  # the client's reading is paused until the backend takes more of the body
     _upstream_paused = False  # the backend does not take more of the body for now
     _next_round = None  # the call sending more of the held body in the reactor's next round
+    _backoff = None  # the call making the next try after a retry policy's backoff
     _response_started = False
     # The response body between backend and client when the route reads ahead of the client
     # (proxy-buffering) or paces it (limit-rate); None: written straight through.
@@ -321,6 +322,11 @@ class Exchange:
             self.proxy.is_trusted(self.protocol), self.request_uri if policy.add_original_uri else b"")
         self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
         table = self.proxy.state.table
+        misdirected = table.misdirected
+        if misdirected is not None and self.https \
+                and misdirected.misdirected(self.client_certificate.server_name, self.host):
+            self.local(421)  # another Gateway HTTPS listener's host (tls/misdirected.py)
+            return
         entry = table.match(self.host, self.path, self)
         if entry is None:
             self.local(404)
@@ -732,7 +738,7 @@ class Exchange:
             self._finished()
             return
         if error.retryable and connection is not None and connection.reused and not self._retried \
-                and self._resendable():
+                and self._resendable() and (self.upstream_settings.next_upstream or NEXT_UPSTREAM).stale_retry:
             # A pooled keep-alive connection the backend had closed: the request never reached
             # it. Once more on a new connection, not counted as a try (nginx: peer.tries++).
             self._retried = True
@@ -743,7 +749,7 @@ class Exchange:
             return
         log.msg(f"ingressd: {error} ({self.method.decode('latin-1')} {self.host}{self.path})")
         self.error_cause = error.cause
-        self.local(504 if error.timeout else 502)
+        self.local(504 if error.timeout else (self.upstream_settings.next_upstream or NEXT_UPSTREAM).error_status)
 
     def _try_timed_out(self) -> None:
         """The route's backendRequest timeout passed (``route_timeouts``): the try fails as a timeout."""
@@ -778,8 +784,19 @@ class Exchange:
         endpoint = self._pick()
         if endpoint is None or exhausted(policy, endpoint, self._tried):
             return False
-        self._again(endpoint, self.upstream_status if kind.startswith("http_") else 504 if timeout else 502)
+        status = self.upstream_status if kind.startswith("http_") else 504 if timeout else 502
+        if policy.backoff:  # an HTTPRoute retry's least wait between tries, on the reactor
+            if self._timers is not None:
+                self._timers.try_ended()
+            self._backoff = self.proxy.clock.callLater(policy.backoff, self._after_backoff, endpoint, status)
+        else:
+            self._again(endpoint, status)
         return True
+
+    def _after_backoff(self, endpoint, status: int) -> None:
+        self._backoff = None
+        if not self._done:
+            self._again(endpoint, status)
 
     def _again(self, endpoint, status: int) -> None:
         """Ask ``endpoint`` after a try that ended with ``status`` (the backend's, or 502/504)."""
@@ -989,6 +1006,9 @@ class Exchange:
         if self._next_round is not None:
             self._next_round.cancel()
             self._next_round = None
+        if self._backoff is not None:
+            self._backoff.cancel()
+            self._backoff = None
         if self._writer is not None:
             self._writer.close()
         if self._client_held:  # answered before the streamed body ended: stop holding the client back

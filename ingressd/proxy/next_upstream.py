@@ -20,6 +20,15 @@ then decides, after each failed try:
   per endpoint, so it ends);
 - ``timeout``: no new try once that many seconds passed since the first one began;
 - nothing is retried once the response has started towards the client (the exchange's rule).
+- ``backoff`` (an HTTPRoute rule's ``retry.backoff``, ``config/gateway/retry.py``; nginx has
+  none): seconds the exchange waits, on the reactor, between a failed try and the next.
+- ``error_status``: what the client gets when the last try failed by an error (refused, reset,
+  closed early): nginx's 502; an HTTPRoute retry's 503, the answer the Gateway API's conformance
+  suite takes (500 or 503) once the retries are spent.
+- ``stale_retry``: a pooled keep-alive connection the backend had closed is tried once more on a
+  new connection without counting a try (nginx's rule, the exchange's); an HTTPRoute retry counts
+  that try among its ``attempts`` instead, so that a backend that resets connections is asked
+  exactly as many times as the route says.
 
 Which endpoint the next try goes to is the balancer's (``pick(exclude)`` with those tried).
 """
@@ -50,6 +59,9 @@ class NextUpstream:
     non_idempotent: bool = False  # POST, LOCK and PATCH too, once sent
     tries: int = 3  # every try counts, the first included; 0: no limit
     timeout: float = 0.0  # seconds since the first try after which none begins; 0: no limit
+    backoff: float = 0.0  # seconds between a failed try and the next (HTTPRoute retry.backoff)
+    error_status: int = 502  # the answer when the last try failed by an error (not a timeout: 504)
+    stale_retry: bool = True  # a reused connection closed before the answer: once more, not counted
 
 
 DEFAULT = NextUpstream()

@@ -3,7 +3,19 @@ the reason it could not be used (the Gateway API's ResolvedRefs reasons).
 
 - A kind other than core ``Service`` → InvalidKind;
 - a Service in another namespace without a ReferenceGrant → RefNotPermitted;
-- a missing Service, a missing port, or a port the Service does not have → BackendNotFound.
+- a missing Service, a missing port, or a port the Service does not have → BackendNotFound;
+- a Service port whose ``appProtocol`` the route's kind cannot be sent over → UnsupportedProtocol
+  (the spec: "If a Route is not able to send traffic to the backend using the specified protocol
+  then the backend is considered invalid").
+
+The port's ``appProtocol`` chooses the upstream (``upstream_protocol``): for an HTTPRoute none or
+``http`` is HTTP/1.1, ``kubernetes.io/h2c`` (or ``h2c``) cleartext HTTP/2 with prior knowledge (the
+h2c upstream ``backend-protocol: GRPC`` uses: ``proxy/h2_upstream.py``), ``kubernetes.io/ws``
+HTTP/1.1 (WebSocket upgrades pass as on every route), ``kubernetes.io/wss`` and ``https`` TLS
+(verified as a BackendTLSPolicy says when one targets the port, else as ``backend-protocol:
+HTTPS`` without ``proxy-ssl-*``: encrypted, not verified); for a GRPCRoute none, ``grpc`` or
+``kubernetes.io/h2c``. Any other value (KEP-3726's names are exact, the unprefixed ones any case)
+is UnsupportedProtocol.
 
 The member keeps its weight either way: the requests that fall to an unusable member are
 answered 500 (``config.weighted``).
@@ -21,6 +33,15 @@ from ingressd.config.store import unpack
 BACKEND_NOT_FOUND = "BackendNotFound"
 INVALID_KIND = "InvalidKind"
 REF_NOT_PERMITTED = "RefNotPermitted"
+UNSUPPORTED_PROTOCOL = "UnsupportedProtocol"
+
+# appProtocol (KEP-3726's prefixed names as written, the others lower-cased) → the upstream
+# protocol a route of each kind sends over (the backend_protocol plugin's names).
+_UPSTREAMS = {
+    "HTTPRoute": {"": "HTTP", "http": "HTTP", "kubernetes.io/ws": "HTTP", "kubernetes.io/h2c": "GRPC",
+                  "h2c": "GRPC", "kubernetes.io/wss": "HTTPS", "https": "HTTPS"},
+    "GRPCRoute": {"": "GRPC", "grpc": "GRPC", "kubernetes.io/h2c": "GRPC", "h2c": "GRPC"},
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,23 @@ class Services:
             if service:
                 self._slices.setdefault((namespace, service), []).append(obj)
         self._memo: dict[tuple[str, str, int], Backend | None] = {}
+
+    def app_protocol(self, namespace: str, name: str, port: int | str) -> str:
+        """The ``appProtocol`` of a Service port ("" when none, or no such port)."""
+        packed = self._services.get((namespace, name))
+        if packed is None:
+            return ""
+        for item in (unpack(packed).get("spec") or {}).get("ports") or []:
+            if isinstance(item, dict) and str(item.get("port")) == str(port):
+                value = str(item.get("appProtocol") or "")
+                return value if "/" in value else value.lower()
+        return ""
+
+    def upstream_protocol(self, backend: Backend, route_kind: str) -> str | None:
+        """The upstream protocol a ``route_kind``'s requests reach ``backend`` over (None: its
+        port's appProtocol cannot be used by that kind of route)."""
+        table = _UPSTREAMS.get(route_kind, _UPSTREAMS["HTTPRoute"])
+        return table.get(self.app_protocol(backend.namespace, backend.service, backend.port))
 
     def backend(self, namespace: str, name: str, port: int) -> Backend | None:
         key = (namespace, name, port)
@@ -103,4 +141,8 @@ def resolve(ref: Mapping, route_kind: str, route_namespace: str, services: Servi
     if backend is None:
         return WeightedBackend(None, weight), Unresolved(BACKEND_NOT_FOUND,
                                                          f"Service {namespace}/{name} port {port} not found")
+    if services.upstream_protocol(backend, route_kind) is None:
+        return WeightedBackend(None, weight), Unresolved(
+            UNSUPPORTED_PROTOCOL, f"Service {namespace}/{name} port {port}: appProtocol "
+                                  f"{services.app_protocol(namespace, name, port)!r} is not supported for a {route_kind}")
     return WeightedBackend(backend, weight), None

@@ -7,7 +7,8 @@ the Extended tests it runs, so a name is here only when the feature is served an
 conformance cases pass here (docs/gateway-api.md, "Conformance coverage"). Left out on purpose:
 ``HTTPRouteParentRefPort`` and ``GatewayPort8080`` (their cases send traffic to the listeners'
 declared ports, which ingressd does not bind), 303/307/308 redirects (provisional, not ported),
-``GatewayHTTPListenerIsolation`` (not ported), and ``BackendTLSPolicy``: served, but not every
+``GatewayHTTPListenerIsolation`` (not ported), ``GatewayHTTPSListenerDetectMisdirectedRequests`` (served and ported, but a
+handshake for a name no route brings gets ingressd's default certificate), and ``BackendTLSPolicy``: served, but not every
 conformance case of its is ported yet. ``TLSRoute``: every Core case passes
 (tests/test_gateway_tlsroute_cases.py; its Terminate and Mixed modes are not claimed).
 ``ListenerSet``: all 13 ``listenerset-*`` cases pass (tests/test_gateway_listenerset.py,
@@ -29,4 +30,6 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     "HTTPRoutePathRewrite", "HTTPRouteRequestMirror", "HTTPRouteRequestMultipleMirrors", "HTTPRouteCORS",
     "HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout", "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteBackendURLRewrite", "HTTPRouteBackendRequestRedirect",
+    "HTTPRouteBackendProtocolH2C", "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteRetry", "HTTPRouteRetryConnectionError", "HTTPRouteRetryBackendTimeout",
 )))

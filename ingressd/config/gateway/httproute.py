@@ -11,7 +11,9 @@ as the Ingress ``Prefix``) / ``RegularExpression`` (RE2, matching the whole path
 ``regex_routing.compile_full_path``), method, header and query-parameter matches as
 ``Conditions``, the rule's filters (``route_filters``; a backendRef's own ride with its member and
 run after them, only for the requests that go to it), its ``timeouts`` (``timeouts``:
-``Route.timeouts``) and its backendRefs as the weighted set (``backends``). A route is served only
+``Route.timeouts``) and its backendRefs as the weighted set (``backends``), with the upstream
+protocol their Service ports' ``appProtocol`` asks for (``rule_protocol``; ``backends``) and its
+``retry`` as their retry policy (``retry``). A route is served only
 on the kinds of listener it attached to (``Route.schemes``: HTTP listeners on the plain port, HTTPS
 on the TLS one); one route serves both when it attached to both and its filters are the same on
 both. A rule that cannot be served (an expression RE2 refuses, an invalid filter or timeout) is
@@ -27,7 +29,7 @@ from typing import Mapping
 
 import re2
 
-from ingressd.config.gateway import route_filters, timeouts
+from ingressd.config.gateway import retry, route_filters, timeouts
 from ingressd.config.gateway.backends import Services, resolve
 from ingressd.config.gateway.grants import Grants
 from ingressd.config.gateway.hostnames import intersect
@@ -51,6 +53,7 @@ class Rule:
     backends: tuple[WeightedBackend, ...]
     filters: tuple
     timeouts: Timeouts | None = None  # the rule's ``timeouts`` (request, backendRequest)
+    features: tuple = ()  # parsed values for its routes (the backends' protocol: ``rule_protocol``)
 
 
 @dataclass
@@ -109,7 +112,7 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
                 for path, path_type, conditions in rule.matches:
                     result.routes.append(Route(host=host, path=path, path_type=path_type, backend=backend,
                                                ingress=ref, created=created, conditions=conditions,
-                                               backends=members, filters=rule_filters, features=features,
+                                               backends=members, filters=rule_filters, features=features + rule.features,
                                                any_depth=host.startswith("*."), timeouts=rule.timeouts,
                                                schemes=schemes))
     return result
@@ -206,6 +209,16 @@ def rule_backends(raw: Mapping, kind: str, namespace: str, services: Services, g
     return members, unresolved, mirror_backend
 
 
+def rule_protocol(members, services: Services, kind: str = KIND) -> str:
+    """The one upstream protocol of a rule's usable members (by their ports' ``appProtocol``):
+    one route has one upstream setting, so members that need different ones leave the rule out."""
+    found = {services.upstream_protocol(member.backend, kind) for member in members if member.backend is not None}
+    if len(found) > 1:
+        raise Invalid("its backends' appProtocols need different upstream protocols "
+                      f"({', '.join(sorted(str(p) for p in found))}): not supported")
+    return found.pop() if found else "HTTP"
+
+
 def _rules(raw_rules, namespace: str, services: Services, grants: Grants):
     rules: list[Rule] = []
     problems: list[str] = []
@@ -223,11 +236,15 @@ def _rules(raw_rules, namespace: str, services: Services, grants: Grants):
                 if member.filters:
                     route_filters.check_together(filters + member.filters)
             rule_timeouts = timeouts.parse(raw.get("timeouts"))
+            protocol = rule_protocol(members, services)
+            rule_retry = retry.parse(raw.get("retry"))
         except Invalid as exc:
             problems.append(f"rule {index}: {exc}")
             continue
         # No backendRefs: every request is answered 500 (unless a filter answers first: a redirect).
-        rules.append(Rule(matches, tuple(members) or (WeightedBackend(None, 1),), filters, rule_timeouts))
+        rules.append(Rule(matches, tuple(members) or (WeightedBackend(None, 1),), filters, rule_timeouts,
+                          (() if protocol == "HTTP" else (("backend-protocol", protocol),))
+                          + (() if rule_retry is None else ((retry.RETRY, rule_retry),))))
     return rules, unresolved, problems
 
 
