@@ -23,29 +23,15 @@ import websocket
 import yaml
 
 import certs
+from gateway_manifests import GROUP, INFRA, SAME_NAMESPACE_GATEWAY
 from harness import Ingressd, wait_for, write_manifests
 from test_e2e_h2c import h2c_get
 from wsbackend import WebSocketEcho
 
 pytestmark = pytest.mark.slow
 
-INFRA = "gateway-conformance-infra"
-GROUP = "gateway.networking.k8s.io/v1"
 
-MANIFESTS = f"""
-apiVersion: {GROUP}
-kind: GatewayClass
-metadata: {{name: ingressd}}
-spec: {{controllerName: ingressd.io/gateway-controller}}
----
-apiVersion: {GROUP}
-kind: Gateway
-metadata: {{name: same-namespace, namespace: {INFRA}}}
-spec:
-  gatewayClassName: ingressd
-  listeners:
-  - {{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: Same}}}}}}
----
+MANIFESTS = SAME_NAMESPACE_GATEWAY + f"""
 apiVersion: {GROUP}
 kind: HTTPRoute
 metadata: {{name: backend-protocol-h2c, namespace: {INFRA}}}

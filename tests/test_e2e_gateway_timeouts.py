@@ -14,28 +14,14 @@ import pytest
 import yaml
 
 from backends import Backend, EchoHandler
+from gateway_manifests import GROUP, INFRA, SAME_NAMESPACE_GATEWAY
 from harness import Ingressd, service, wait_for, write_manifests
 
 pytestmark = pytest.mark.slow
 
-INFRA = "gateway-conformance-infra"
-GROUP = "gateway.networking.k8s.io/v1"
 LIMIT, SLOW = "2s", 4.0
 
-MANIFESTS = f"""
-apiVersion: {GROUP}
-kind: GatewayClass
-metadata: {{name: ingressd}}
-spec: {{controllerName: ingressd.io/gateway-controller}}
----
-apiVersion: {GROUP}
-kind: Gateway
-metadata: {{name: same-namespace, namespace: {INFRA}}}
-spec:
-  gatewayClassName: ingressd
-  listeners:
-  - {{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: Same}}}}}}
----
+MANIFESTS = SAME_NAMESPACE_GATEWAY + f"""
 apiVersion: {GROUP}
 kind: HTTPRoute
 metadata: {{name: request-timeout, namespace: {INFRA}}}
