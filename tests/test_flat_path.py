@@ -290,3 +290,39 @@ def test_generated_heads_give_the_same_bytes(rig, case):
             backend.connectionLost(Failure(ConnectionDone()))
 
     both(rig, request, answer)
+
+
+# -- HTTP/2 clients (h2c with prior knowledge): the same exchange, another client side --------
+
+def h2_request(*extra: tuple[bytes, bytes], body: bytes | None = None, length: bool = False) -> bytes:
+    import h2.config
+    import h2.connection
+
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    connection.initiate_connection()
+    headers = [(b":method", b"GET" if body is None else b"POST"), (b":path", b"/h2?x=1"), (b":scheme", b"http"),
+               (b":authority", HOST.encode()), *extra]
+    if body is not None and length:
+        headers.append((b"content-length", b"%d" % len(body)))
+    connection.send_headers(1, headers, end_stream=body is None)
+    if body is not None:
+        connection.send_data(1, body, end_stream=True)
+    return connection.data_to_send()
+
+
+@pytest.mark.parametrize("request_bytes, lane", [
+    pytest.param(h2_request(), True, id="get"),
+    pytest.param(h2_request((b"user-agent", b"h2"), (b"x-forwarded-for", b"1.2.3.4"), (b"connection-x", b"y")),
+                 True, id="get-with-headers"),
+    pytest.param(h2_request(body=b"hello"), False, id="body-without-length"),
+    pytest.param(h2_request(body=b"hello", length=True), False, id="body-with-length"),
+])
+@pytest.mark.parametrize("response", [
+    pytest.param(OK, id="ok"),
+    pytest.param(b"HTTP/1.1 404 Not Found\r\nServer: b\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nno\r\n0\r\n\r\n",
+                 id="chunked-404"),
+])
+def test_http2_clients(rig, request_bytes, lane, response):
+    _, client, records, plain = both(rig, request_bytes, answer_with(response))
+    assert plain == [lane]
+    assert records[0][5] == b"2" and records[0][6] == (200 if response is OK else 404), records[0][:8]
