@@ -17,6 +17,7 @@ median of several rounds), and ``--profile`` prints cProfile's table for the sam
     .venv/bin/python bench/pathcost.py --profile        # where the time goes
     .venv/bin/python bench/pathcost.py --args '--access-log off'
     .venv/bin/python bench/pathcost.py --args '--access-log off' --sample   # µs per function, by CPU time
+    .venv/bin/python bench/pathcost.py --general        # without the exchange's plain lane (A/B)
 
 ``--sample`` samples the stack on CPU time (``ITIMER_PROF``: asked for every 200 µs of CPU,
 the kernel's tick makes it every few ms) instead of tracing every call as cProfile does
@@ -153,6 +154,8 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
     p.add_argument("--sample", action="store_true",
                    help="sample stacks on CPU time: µs per request by function (self and total)")
+    p.add_argument("--general", action="store_true",
+                   help="every request through the exchange's general steps (Proxy.flat off: no plain lane)")
     p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
     p.add_argument("--lines", type=int, default=30, help="rows of the cProfile table")
     args = p.parse_args()
@@ -166,6 +169,8 @@ def main() -> None:
             if option not in extra:
                 extra += [option, "0"]
         rig = Rig(extra, Path(tmp))
+        if args.general:
+            rig.service.proxy.flat = False
         rig.run(2000)  # warm-up
         if args.profile:
             profile = cProfile.Profile()
@@ -183,7 +188,8 @@ def main() -> None:
         rig.client.dataReceived(REQUEST)
         rig.upstream.dataReceived(RESPONSE)
         rig.check()
-        print(f"python {sys.version.split()[0]}; options: {args.args or '(defaults)'}")
+        print(f"python {sys.version.split()[0]}; options: {args.args or '(defaults)'}"
+              f"{'; general steps only' if args.general else ''}")
         print(f"request path in memory: {statistics.median(figures):.1f} µs CPU per request "
               f"(median of {args.rounds} rounds of {args.requests:,}; "
               f"all: {', '.join(f'{f:.1f}' for f in figures)})")

@@ -84,6 +84,12 @@ class Proxy:
         self.observers: list[Callable[["Exchange"], None]] = []
         self.tunnels_open = 0  # WebSocket tunnels now open
         self.exchanges_open = 0  # requests begun and not yet finished (nginx's "writing" connections)
+        # Requests without a body to a plain route take the exchange's plain lane
+        # (Exchange._forward_plain); False: every request takes the general steps (the tests
+        # compare the two).
+        self.flat = True
+        self._plain_entries: dict = {}  # RouteEntry → whether it is plain (_plain_entry), bounded
+        self._plain_table = None  # the route table those entries belong to
 
     def __call__(self, protocol, request) -> "Exchange":
         exchange = Exchange(self, protocol, request)
@@ -99,6 +105,19 @@ class Proxy:
         exchange.status = status
         exchange.bytes_sent = bytes_sent
         exchange._finished()
+
+    def is_plain(self, entry) -> bool:
+        """Whether requests to ``entry`` may take the plain lane (``_plain_entry``), remembered."""
+        table = self.state.table
+        if table is not self._plain_table:  # a new route table: the old one's entries are let go
+            self._plain_table = table
+            self._plain_entries = {}
+        known = self._plain_entries.get(entry)
+        if known is None:
+            if len(self._plain_entries) >= _PLAIN_MEMO:
+                self._plain_entries.clear()
+            known = self._plain_entries[entry] = _plain_entry(entry, self.upstreams)
+        return known
 
     def use_forwarding(self, policy: ForwardingPolicy) -> None:
         """Serve the next requests with ``policy`` (a changed ConfigMap or SIGHUP): one assignment."""
@@ -153,6 +172,7 @@ class Exchange:
     _forward_callbacks: list | None = None  # on_forward's (callback, body_limit), until announced
     _upstream = None
     _cancel_connect = None
+    _plain = False  # in the plain lane (_forward_plain)
     _body_bytes = 0
     _body_complete = False
     _body_sent = False
@@ -347,6 +367,9 @@ class Exchange:
             self._timers = RouteTimers(self.proxy.clock, entry.route.timeouts, self.started, self._request_timed_out)
         if entry.request_features:
             self._run_features()
+        elif not request.chunked and not request.content_length and not self.websocket and self.proxy.flat \
+                and self.proxy.is_plain(entry):
+            self._forward_plain()
         else:
             self._forward()
 
@@ -403,6 +426,34 @@ class Exchange:
             self._awaiting_body = True
             return
         self._connect()
+
+    def _forward_plain(self) -> None:
+        """The plain lane: a request without a body to a plain route (``Proxy.is_plain``: no
+        feature, no weighted set or canary, no route timeouts, HTTP/1.1 in clear, nothing of the
+        route's to consult in the response head). What ``_forward``, ``_connect`` and ``_pick``
+        would decide is known, so the endpoint is picked and an idle pooled connection, when
+        there is one, is asked at once, with ``_connect_to``'s and ``_connected``'s bookkeeping;
+        without one, ``_connect_to`` connects. Failures, retries and everything after the
+        response head are the general steps'."""
+        self._plain = True
+        endpoint = self.entry.balancer.pick(self._tried)
+        if endpoint is None:
+            self.error_cause = "no_endpoints"
+            self.local(503)
+            return
+        connection = self.proxy.upstreams["HTTP"].take_idle(endpoint.address, endpoint.port)
+        if connection is None:
+            self._connect_to(endpoint)
+            return
+        self._tried += (endpoint,)
+        self.upstream_endpoint = endpoint
+        self.upstream_address = f"{endpoint.address}:{endpoint.port}"
+        self.upstream_started = self._first_try = self.upstream_connected = self.proxy.clock.seconds()
+        self._upstream = connection
+        self._upstream_paused = False
+        settings = self.upstream_settings
+        connection.start(self, self.method, self.target, self._upstream_headers(), self.request.content_length,
+                         settings.read_timeout, settings.send_timeout)
 
     def _streams_body(self) -> bool:
         """Whether the request body goes to the backend as it arrives: an upstream protocol
@@ -598,6 +649,18 @@ class Exchange:
     def upstream_head(self, connection, status: int, headers, length) -> None:
         self.upstream_status = status
         self.upstream_headed = self.proxy.clock.seconds()
+        if self._plain and status != 101:  # _respond_head's work, with nothing of the route's to run
+            pairs = from_backend(headers)
+            if self.protocol.passes_backend_server:
+                pairs += [pair for pair in headers if pair[0] == b"server"][:1]
+            if _ACCEL_BUFFERING in map(_name, headers):
+                self._writer = self._response_writer(headers)
+            self.status = status
+            self.response_length = length
+            self.response_headers = pairs
+            self._response_started = True
+            self.protocol.write_head(status, pairs, length)
+            return
         if status in (self.upstream_settings.next_upstream or NEXT_UPSTREAM).statuses \
                 and self._next_upstream(f"http_{status}", True):
             self._upstream = None
@@ -1031,6 +1094,21 @@ class Exchange:
 
 
 _NO_BACKEND = object()  # the weighted member chosen early could not be used (or none could be chosen)
+_PLAIN_MEMO = 4096  # route entries whose plainness Proxy.is_plain remembers
+
+
+def _plain_entry(entry, upstreams) -> bool:
+    """A route whose requests without a body may take the plain lane (``Exchange._forward_plain``):
+    no feature at all (so no request, response, upstream-request or error feature, no body
+    filter, no mirror), no weighted backend set or canary, no route timeouts, HTTP/1.1 in clear
+    to a pool that lends idle connections, and nothing the response head is checked against
+    (no response buffering or rate limit of the route's, no proxy-next-upstream status)."""
+    settings = entry.upstream
+    return (not entry.features and entry.weighted is None and not entry.alternatives
+            and entry.route.timeouts is None and settings.protocol == "HTTP" and settings.http_version != "1.0"
+            and not settings.response_buffering and not settings.limit_rate
+            and not (settings.next_upstream or NEXT_UPSTREAM).statuses
+            and getattr(upstreams.get("HTTP"), "take_idle", None) is not None)
 
 
 class _Unparsed:

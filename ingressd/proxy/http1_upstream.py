@@ -358,6 +358,18 @@ class HTTP1Upstream:
 
         return cancel
 
+    def take_idle(self, host: str, port: int) -> HTTP1Connection | None:
+        """An idle connection to ``host:port`` in clear, marked reused, or None (``acquire``'s
+        first step, for the exchange's plain lane: ``Exchange._forward_plain``)."""
+        idle = self.idle.get((host, port)) if self.tls is False else None
+        while idle:
+            connection = idle.pop()
+            if connection.connected:
+                connection.reused = True
+                self.reused += 1
+                return connection
+        return None
+
     def _creator(self, tls: Any, key: Any) -> BackendConnectionCreator:
         context = self._contexts.get(tls)
         if context is None:
