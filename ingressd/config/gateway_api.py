@@ -90,7 +90,7 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
         obj = unpack(packed)
         if (obj.get("spec") or {}).get("gatewayClassName") not in ours:
             continue
-        gateways[key] = listeners.judge(obj, generation_of(obj), grants, secrets)
+        gateways[key] = listeners.judge(obj, generation_of(obj), grants, secrets, objects.get("ConfigMap") or {})
     labels = {name: (unpack(packed).get("metadata") or {}).get("labels") or {}
               for (_, name), packed in (objects.get("Namespace") or {}).items()}
     _listener_sets(objects, gateways, labels, grants, secrets)

@@ -8,7 +8,9 @@ conformance cases pass here (docs/gateway-api.md, "Conformance coverage"). Left 
 ``HTTPRouteParentRefPort`` and ``GatewayPort8080`` (their cases send traffic to the listeners'
 declared ports, which ingressd does not bind), 303/307/308 redirects (provisional, not ported),
 ``GatewayHTTPListenerIsolation`` (not ported), and ``TLSRoute``, ``ListenerSet``,
-``BackendTLSPolicy``: served, but not every conformance case of theirs is ported yet. The spec
+``BackendTLSPolicy``: served, but not every conformance case of theirs is ported yet;
+``GatewayFrontendClientCertificateValidation``: served and ported, but its cases connect to the
+declared ports 443 and 8443. The spec
 wants the list sorted by name.
 """
 

@@ -131,7 +131,7 @@ def _per_scheme(rule, listeners: Mapping[str, Listener]) -> list[tuple[tuple[str
     """(the route's ``schemes``, its filters, its weighted members with their own filters) for each
     kind of listener a host came through: one route for both kinds (``schemes`` empty) when the
     filters come out the same for both."""
-    found = [((scheme,), _with_listener_port(rule.filters, listener),
+    found = [((scheme,), listener.filters + _with_listener_port(rule.filters, listener),
               tuple(dataclasses.replace(member, filters=_with_listener_port(member.filters, listener))
                     if member.filters else member for member in rule.backends))
              for scheme, listener in sorted(listeners.items())]
