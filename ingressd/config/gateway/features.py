@@ -19,6 +19,8 @@ from __future__ import annotations
 SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     # Core of the HTTP and GRPC profiles
     "Gateway", "HTTPRoute", "ReferenceGrant", "GRPCRoute",
+    # Extended, Gateway (its cases also need BackendTLSPolicy, not listed yet)
+    "GatewayBackendClientCertificate",
     # Extended, HTTPRoute
     "HTTPRouteQueryParamMatching", "HTTPRouteMethodMatching", "HTTPRouteResponseHeaderModification",
     "HTTPRoutePortRedirect", "HTTPRouteSchemeRedirect", "HTTPRoutePathRedirect", "HTTPRouteHostRewrite",

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from ingressd.config.gateway import backend_client_cert
 from ingressd.config.gateway.frontend_tls import Frontend
 from ingressd.config.gateway.grants import Grants
 from ingressd.config.gateway.status import condition
@@ -84,6 +85,9 @@ class JudgedGateway:
     refused: tuple[str, str] | None = None
     attached_sets: int = 0
     frontend: Frontend | None = None  # spec.tls.frontend (a ListenerSet's listeners use its Gateway's)
+    # spec.tls.backend.clientCertificateRef: (the certificate presented to TLS backends or None,
+    # (reason, message) when it cannot be used or None); (None, None) when none is named.
+    backend_certificate: tuple = (None, None)
 
     def listener_named(self, name: str) -> Listener | None:
         return next((listener for listener in self.listeners if listener.name == name), None)
@@ -108,6 +112,10 @@ class JudgedGateway:
                           "served by ingressd" if self.accepted else "no listener is valid", generation),
                 condition("Programmed", programmed, "Programmed" if programmed else "Invalid",
                           "served by ingressd" if programmed else "no listener can be served", generation),
+                *([condition("ResolvedRefs", self.backend_certificate[1] is None,
+                             (self.backend_certificate[1] or ("ResolvedRefs",))[0],
+                             (self.backend_certificate[1] or ("", "references resolved"))[1], generation)]
+                  if self.backend_certificate != (None, None) else []),
                 *([condition("InsecureFrontendValidationMode", True, "ConfigurationChanged",
                              "a frontend validation is AllowInsecureFallback: clients without a valid "
                              "certificate are served", generation)]
@@ -188,7 +196,8 @@ def judge(gateway: Mapping, generation: int, grants: Grants, secrets: Mapping,
     selector = allowed.get("selector") if isinstance(allowed.get("selector"), dict) else None
     return JudgedGateway(ref, generation, listeners, tls_hosts, used, addresses,
                          accepted=bool(listeners), allowed_listeners=(str(allowed.get("from") or "None"), selector),
-                         frontend=frontend)
+                         frontend=frontend,
+                         backend_certificate=backend_client_cert.judge(gateway, ref, grants, secrets))
 
 
 def parent_of_listener_set(listener_set: Mapping) -> tuple[str, str] | None:
@@ -210,6 +219,7 @@ def judge_listener_set(listener_set: Mapping, generation: int, gateway: JudgedGa
     namespace = meta.get("namespace") or "default"
     ref = ObjectRef(LISTENER_SET, namespace, meta.get("name") or "")
     judged = JudgedGateway(ref, generation, [], [], [], [])
+    judged.backend_certificate = gateway.backend_certificate  # its routes' TLS backends get the Gateway's
     if not gateway.accepted:
         judged.refused = ("ParentNotAccepted", f"{gateway.ref} is not accepted")
     elif not gateway.admits_listener_set(namespace, labels):
