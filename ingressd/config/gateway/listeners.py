@@ -16,6 +16,9 @@ ListenerSets') ask for client certificates: the validation rides on the listener
 In file mode the declared ports are not bound: HTTP listeners are served on ``--http``, HTTPS
 and TLS listeners on ``--https`` (docs/gateway-api.md).
 
+A Gateway with ``spec.infrastructure.parametersRef`` is not Accepted (InvalidParameters: ingressd
+reads no parameters kind) and none of its listeners is served.
+
 A ListenerSet (``judge_listener_set``) brings more listeners to a Gateway that admits it
 (``spec.allowedListeners``: ``None``, the default; ``Same``; ``All``; ``Selector``); routes attach
 to it as a parent of its own (kind ``ListenerSet``), never through the Gateway. Its listeners are
@@ -88,6 +91,8 @@ class JudgedGateway:
     # spec.tls.backend.clientCertificateRef: (the certificate presented to TLS backends or None,
     # (reason, message) when it cannot be used or None); (None, None) when none is named.
     backend_certificate: tuple = (None, None)
+    # Why ``spec.infrastructure.parametersRef`` cannot be used (the Gateway is not served), or None.
+    invalid_parameters: str | None = None
 
     def listener_named(self, name: str) -> Listener | None:
         return next((listener for listener in self.listeners if listener.name == name), None)
@@ -105,11 +110,13 @@ class JudgedGateway:
         if self.ref.kind == LISTENER_SET:
             return self._set_status()
         programmed = self.accepted and any(listener.usable for listener in self.listeners)
+        refused = ("InvalidParameters", self.invalid_parameters) if self.invalid_parameters else \
+            ("ListenersNotValid", "no listener is valid")
         return {
             "addresses": self.addresses,
             "conditions": [
-                condition("Accepted", self.accepted, "Accepted" if self.accepted else "ListenersNotValid",
-                          "served by ingressd" if self.accepted else "no listener is valid", generation),
+                condition("Accepted", self.accepted, "Accepted" if self.accepted else refused[0],
+                          "served by ingressd" if self.accepted else refused[1], generation),
                 condition("Programmed", programmed, "Programmed" if programmed else "Invalid",
                           "served by ingressd" if programmed else "no listener can be served", generation),
                 *([condition("ResolvedRefs", self.backend_certificate[1] is None,
@@ -194,10 +201,29 @@ def judge(gateway: Mapping, generation: int, grants: Grants, secrets: Mapping,
                  for a in spec.get("addresses") or [] if isinstance(a, dict)]
     allowed = ((spec.get("allowedListeners") or {}).get("namespaces") or {})
     selector = allowed.get("selector") if isinstance(allowed.get("selector"), dict) else None
-    return JudgedGateway(ref, generation, listeners, tls_hosts, used, addresses,
-                         accepted=bool(listeners), allowed_listeners=(str(allowed.get("from") or "None"), selector),
+    invalid = _parameters(spec)
+    if invalid is not None:  # not accepted: none of it is served
+        tls_hosts, used = [], []
+        for listener in listeners:
+            listener.usable = False
+            listener.conditions = [condition("Programmed", False, "Invalid", "the Gateway is not accepted", generation)
+                                   if item["type"] == "Programmed" else item for item in listener.conditions]
+    return JudgedGateway(ref, generation, listeners, tls_hosts, used, addresses, invalid_parameters=invalid,
+                         accepted=bool(listeners) and invalid is None, allowed_listeners=(str(allowed.get("from") or "None"), selector),
                          frontend=frontend,
                          backend_certificate=backend_client_cert.judge(gateway, ref, grants, secrets))
+
+
+def _parameters(spec: Mapping) -> str | None:
+    """Why ``spec.infrastructure.parametersRef`` cannot be used (ingressd reads no parameters
+    kind: any reference is unsupported), None without one."""
+    ref = (spec.get("infrastructure") or {}).get("parametersRef")
+    if ref is None:
+        return None
+    if not isinstance(ref, dict):
+        return "infrastructure.parametersRef is not an object"
+    return (f"infrastructure.parametersRef {ref.get('group') or 'core'}/{ref.get('kind')} {ref.get('name')}: "
+            "ingressd reads no parameters kind")
 
 
 def parent_of_listener_set(listener_set: Mapping) -> tuple[str, str] | None:
