@@ -7,7 +7,8 @@ the Extended tests it runs, so a name is here only when the feature is served an
 conformance cases pass here (docs/gateway-api.md, "Conformance coverage"). Left out on purpose:
 ``HTTPRouteParentRefPort`` and ``GatewayPort8080`` (their cases send traffic to the listeners'
 declared ports, which ingressd does not bind), 303/307/308 redirects (provisional, not ported),
-``GatewayHTTPListenerIsolation`` (not ported), and ``TLSRoute``, ``ListenerSet``,
+``GatewayHTTPListenerIsolation`` (ported, but a more specific listener without routes does not
+isolate its names yet), and ``TLSRoute``, ``ListenerSet``,
 ``BackendTLSPolicy``: served, but not every conformance case of theirs is ported yet;
 ``GatewayFrontendClientCertificateValidation``: served and ported, but its cases connect to the
 declared ports 443 and 8443. The spec

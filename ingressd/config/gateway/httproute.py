@@ -30,7 +30,7 @@ import re2
 from ingressd.config.gateway import route_filters, timeouts
 from ingressd.config.gateway.backends import Services, resolve
 from ingressd.config.gateway.grants import Grants
-from ingressd.config.gateway.hostnames import intersect
+from ingressd.config.gateway.hostnames import claimed_by_another, intersect
 from ingressd.config.gateway.listeners import GROUP, LISTENER_SET, JudgedGateway, Listener
 from ingressd.config.gateway.route_filters import Invalid
 from ingressd.config.gateway.status import condition
@@ -97,9 +97,12 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
         result.parents.append({"parentRef": dict(parent), "controllerName": controller, "conditions": conditions})
     # host → listener kind → the first listener of that kind that brings the host (it gives the port)
     hosts: dict[str, dict[str, Listener]] = {}
-    for _, listener, names in result.attached:
+    for gateway, listener, names in result.attached:
+        others = [other.hostname for other in gateway.listeners if other is not listener and other.usable
+                  and other.port == listener.port and _scheme(other) == _scheme(listener)]
         for name in names:
-            hosts.setdefault(name, {}).setdefault(_scheme(listener), listener)
+            if not claimed_by_another(name, listener.hostname, others):  # listener isolation
+                hosts.setdefault(name, {}).setdefault(_scheme(listener), listener)
     created = str(meta.get("creationTimestamp") or "")
     for host, listeners in hosts.items():
         for rule in rules:
