@@ -192,7 +192,8 @@ def test_reads_the_cluster_read_only(tmp_path):
         assert {(request.method, request.watch) for request in api.requests} == {("GET", False)}
         listed = {request.path.rsplit("/", 1)[-1] for request in api.requests}
         assert listed == {"ingresses", "ingressclasses", "services", "endpointslices", "secrets", "configmaps",
-                          "gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants", "namespaces"}
+                          "gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants", "namespaces",
+                          "listenersets", "tlsroutes", "backendtlspolicies"}
     finally:
         api.stop()
 
