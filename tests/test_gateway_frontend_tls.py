@@ -278,3 +278,23 @@ def test_allow_valid_only_serves_only_connections_verified_under_its_policy(cert
 def test_insecure_fallback_serves_everyone_and_plain_http_is_not_its_business():
     assert ListenerValidation(POLICY, insecure_fallback=True).request(_exchange(ClientCertificate(tls=True))) is None
     assert ListenerValidation(POLICY).request(_exchange(ClientCertificate(), https_=False)) is None
+
+
+def test_a_listener_sets_https_listeners_use_their_gateways_validation():
+    parent = dict(VALID, spec=dict(VALID["spec"], allowedListeners={"namespaces": {"from": "Same"}}))
+    listener_set = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
+                    "metadata": {"name": "more", "namespace": NS},
+                    "spec": {"parentRef": {"kind": "Gateway", "group": "gateway.networking.k8s.io",
+                                           "name": "client-validation-default"},
+                             "listeners": [https("set-8443", 8443, "third-example.org")]}}
+    attached = route("through-the-set", "more", ["third-example.org"])
+    attached["spec"]["parentRefs"] = [{"kind": "ListenerSet", "group": "gateway.networking.k8s.io", "name": "more"}]
+    config = translate(snapshot(parent, listener_set, attached))
+    validation = validation_of(config, "third-example.org")
+    assert validation is not None and validation.client_auth.ca.strip() == PER_PORT_CA.encode().strip()
+
+
+def test_refusing_is_part_of_the_policy():
+    # a refusing policy never shares a handshake context with an asking-only one of the same CAs
+    assert load_client_auth(CA.encode(), None, "on", 10, "x", refuse=True) != \
+        load_client_auth(CA.encode(), None, "on", 10, "x")
