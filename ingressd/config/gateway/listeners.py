@@ -119,10 +119,7 @@ class JudgedGateway:
                           "served by ingressd" if self.accepted else refused[1], generation),
                 condition("Programmed", programmed, "Programmed" if programmed else "Invalid",
                           "served by ingressd" if programmed else "no listener can be served", generation),
-                *([condition("ResolvedRefs", self.backend_certificate[1] is None,
-                             (self.backend_certificate[1] or ("ResolvedRefs",))[0],
-                             (self.backend_certificate[1] or ("", "references resolved"))[1], generation)]
-                  if self.backend_certificate != (None, None) else []),
+                *self._backend_certificate_condition(),
                 *([condition("InsecureFrontendValidationMode", True, "ConfigurationChanged",
                              "a frontend validation is AllowInsecureFallback: clients without a valid "
                              "certificate are served", generation)]
@@ -136,6 +133,13 @@ class JudgedGateway:
             } for listener in self.listeners],
             **({"attachedListenerSets": self.attached_sets} if self.allowed_listeners[0] != "None" else {}),
         }
+
+    def _backend_certificate_condition(self) -> list:
+        """ResolvedRefs, when ``tls.backend.clientCertificateRef`` names a certificate."""
+        if self.backend_certificate == (None, None):
+            return []
+        reason, message = self.backend_certificate[1] or ("ResolvedRefs", "references resolved")
+        return [condition("ResolvedRefs", self.backend_certificate[1] is None, reason, message, self.generation)]
 
     def _set_status(self) -> dict:
         generation = self.generation
@@ -206,12 +210,14 @@ def judge(gateway: Mapping, generation: int, grants: Grants, secrets: Mapping,
         tls_hosts, used = [], []
         for listener in listeners:
             listener.usable = False
-            listener.conditions = [condition("Programmed", False, "Invalid", "the Gateway is not accepted", generation)
-                                   if item["type"] == "Programmed" else item for item in listener.conditions]
-    return JudgedGateway(ref, generation, listeners, tls_hosts, used, addresses, invalid_parameters=invalid,
-                         accepted=bool(listeners) and invalid is None, allowed_listeners=(str(allowed.get("from") or "None"), selector),
-                         frontend=frontend,
-                         backend_certificate=backend_client_cert.judge(gateway, ref, grants, secrets))
+            listener.conditions = [
+                condition("Programmed", False, "Invalid", "the Gateway is not accepted", generation)
+                if item["type"] == "Programmed" else item for item in listener.conditions]
+    return JudgedGateway(ref, generation, listeners, tls_hosts, used, addresses,
+                         accepted=bool(listeners) and invalid is None,
+                         allowed_listeners=(str(allowed.get("from") or "None"), selector), frontend=frontend,
+                         backend_certificate=backend_client_cert.judge(gateway, ref, grants, secrets),
+                         invalid_parameters=invalid)
 
 
 def _parameters(spec: Mapping) -> str | None:
