@@ -217,6 +217,34 @@ class HostDenied:
         return plain(403)
 
 
+class ListenerValidation:
+    """A Gateway listener's frontend client certificate validation (the filter
+    ``ClientCertificateValidation``, applied by ``gateway_filters``): ``client_auth`` is what the
+    host's TLS handshakes ask under. AllowValidOnly: the handshake itself fails without a valid
+    certificate; a request whose connection was not verified under this policy (no SNI, or another
+    name's) is answered as auth-tls ``on`` answers it (400; 421 for another name), never served.
+    AllowInsecureFallback: every client is served. Plain HTTP is not this feature's (the route is
+    served on HTTP only through an HTTP listener, which validates nothing)."""
+
+    host_wide = HOST_WIDE
+    phase = Phase.REWRITE - 10
+
+    def __init__(self, client_auth, insecure_fallback: bool = False):
+        self.client_auth = client_auth
+        self._check = None if insecure_fallback else ClientCertificateCheck(client_auth, "on")
+
+    def request(self, exchange) -> LocalResponse | None:
+        if self._check is None or not exchange.https:
+            return None
+        certificate = self._check.proved(exchange)
+        if certificate is None:
+            return plain(421)
+        if certificate.verify != "SUCCESS":
+            return _answer(400, "No required SSL certificate was sent" if certificate.verify == "NONE"
+                           else "The SSL certificate error")
+        return None
+
+
 _NONE = ClientCertificate(tls=True)  # what a connection without (usable) certificate proved
 
 

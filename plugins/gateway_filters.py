@@ -47,6 +47,10 @@ implementations the annotations have:
   declare. A route whose ExtensionRef no plugin handles is not served (its object is rejected,
   saying which reference), never served without what it asks.
 
+- ``ClientCertificateValidation`` (not an HTTPRoute filter: a Gateway's ``spec.tls.frontend``, put
+  on the routes of its HTTPS listeners by the source): auth_tls's ``ListenerValidation``, whose
+  ``client_auth`` the route table gives to the TLS handshakes of the route's host.
+
 A ``RequestRedirect`` together with a ``URLRewrite`` (the specification forbids it; the
 translation refuses it) is refused here too.
 """
@@ -60,6 +64,7 @@ from ingressd import AnnotationError, LocalResponse, Phase, hookimpl, parse_size
 from ingressd.config.filters import (
     CORS,
     REPLACE_FULL_PATH,
+    ClientCertificateValidation,
     REPLACE_PREFIX_MATCH,
     ExtensionRef,
     HeaderChanges,
@@ -72,6 +77,7 @@ from ingressd.config.filters import (
 )
 from ingressd import parse_url
 
+from .auth_tls import ListenerValidation
 from ._header_values import HOP_BY_HOP, Value, apply_edits, parse_value
 from ._responses import plain, redirect_location
 from .cors import CORS_HEADERS, add_vary_origin, is_origin
@@ -382,6 +388,8 @@ def features_for(route: Any, context: Any) -> list:
                 features.append(mirror)
         elif isinstance(item, CORS):
             features.append(Cors(item))
+        elif isinstance(item, ClientCertificateValidation):
+            features.append(ListenerValidation(item.client_auth, item.insecure_fallback))
         elif isinstance(item, ExtensionRef):
             continue  # the plugin claiming it gives its features (hook ingressd_filter_extension)
         else:
@@ -392,7 +400,8 @@ def features_for(route: Any, context: Any) -> list:
 @hookimpl
 def ingressd_filters():
     """Every filter type but ExtensionRef (a plugin claims those one by one)."""
-    return (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror, CORS)
+    return (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror, CORS,
+            ClientCertificateValidation)
 
 
 @hookimpl

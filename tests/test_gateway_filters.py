@@ -513,7 +513,7 @@ def test_hook_ingressd_filters():
 
     plugins = load_plugins()
     assert set(plugins.filter_owners) == {f.RequestHeaderModifier, f.ResponseHeaderModifier, f.RequestRedirect,
-                                          f.URLRewrite, f.RequestMirror, f.CORS}
+                                          f.URLRewrite, f.RequestMirror, f.CORS, f.ClientCertificateValidation}
     assert set(plugins.filter_owners.values()) == {"gateway_filters"}
     route = Route("h.example", "/", "Prefix", Backend("default", "web", 80), ObjectRef("HTTPRoute", "default", "r"),
                   filters=(f.RequestHeaderModifier(f.HeaderChanges(set=(("x-a", "1"),))),))

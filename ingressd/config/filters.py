@@ -13,6 +13,7 @@ only appears on a route whose path type is a prefix (its ``Route.path`` is the m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ingressd.config.model import Backend
 
@@ -107,5 +108,17 @@ class ExtensionRef:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class ClientCertificateValidation:
+    """A Gateway's frontend TLS validation (``spec.tls.frontend``), on the routes of the HTTPS
+    listeners it applies to: the TLS handshakes of the route's host ask for a certificate under
+    ``client_auth`` (a ``tls.client_auth.ClientAuth``; one with ``refuse``: AllowValidOnly, the
+    handshake fails without a valid one); a request whose connection was not verified under it
+    is refused, unless ``insecure_fallback`` (AllowInsecureFallback: every client served)."""
+
+    client_auth: Any
+    insecure_fallback: bool = False
+
+
 Filter = (RequestHeaderModifier | ResponseHeaderModifier | RequestRedirect | URLRewrite | RequestMirror
-          | CORS | ExtensionRef)
+          | CORS | ExtensionRef | ClientCertificateValidation)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ingressd.config.gateway import backend_tls_policy, grpcroute, httproute, listeners, tlsroute
+from ingressd.config.gateway import backend_client_cert, backend_tls_policy, grpcroute, httproute, listeners, tlsroute
 from ingressd.config.gateway.backends import Services
 from ingressd.config.gateway.grants import Grants
 from ingressd.config.gateway.status import document, gateway_class_status, generation_of
@@ -90,7 +90,7 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
         obj = unpack(packed)
         if (obj.get("spec") or {}).get("gatewayClassName") not in ours:
             continue
-        gateways[key] = listeners.judge(obj, generation_of(obj), grants, secrets)
+        gateways[key] = listeners.judge(obj, generation_of(obj), grants, secrets, objects.get("ConfigMap") or {})
     labels = {name: (unpack(packed).get("metadata") or {}).get("labels") or {}
               for (_, name), packed in (objects.get("Namespace") or {}).items()}
     _listener_sets(objects, gateways, labels, grants, secrets)
@@ -113,6 +113,10 @@ def translate(objects: Snapshot, controller: str = DEFAULT_CONTROLLER) -> Config
         served, problems = done.routes, done.problems
         if policies is not None and served:
             served, left_out = backend_tls_policy.apply(served, policies, [g.ref for g, _, _ in done.attached])
+            problems = problems + left_out
+            served, left_out = backend_client_cert.present(served, [
+                g.backend_certificate[0] for g in {id(g): g for g, _, _ in done.attached}.values()
+                if g.backend_certificate[0] is not None])
             problems = problems + left_out
         routes.extend(served)
         passthrough.extend(getattr(done, "passthrough", ()))

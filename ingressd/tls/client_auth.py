@@ -60,13 +60,17 @@ class ClientAuth:
     verify: str = "on"  # on, optional, optional_no_ca (off never reaches the handshake)
     depth: int = 1  # ssl_verify_depth
     source: str = ""  # "Secret ns/name", for messages
+    # The handshake itself fails without a certificate that verifies (a Gateway's frontend
+    # validation, AllowValidOnly); auth-tls never refuses in the handshake (the request answers).
+    refuse: bool = False
     _cas: tuple = field(default=(), repr=False, compare=False)
     _crls: tuple = field(default=(), repr=False, compare=False)
     # Per connection (weakly): the last verification error the handshake met (0: none).
     _errors: Any = field(default_factory=weakref.WeakKeyDictionary, repr=False, compare=False)
 
 
-def load_client_auth(ca: bytes | None, crl: bytes | None, verify: str, depth: int, source: str) -> ClientAuth:
+def load_client_auth(ca: bytes | None, crl: bytes | None, verify: str, depth: int, source: str,
+                     refuse: bool = False) -> ClientAuth:
     """A validated ``ClientAuth``; ClientAuthError saying what is wrong otherwise."""
     if verify not in VERIFY_MODES:
         raise ClientAuthError(f"verify-client must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
@@ -86,7 +90,7 @@ def load_client_auth(ca: bytes | None, crl: bytes | None, verify: str, depth: in
             raise ClientAuthError("ca.crl holds a CRL that cannot be read") from None
     if crl and crl.strip() and not crls:
         raise ClientAuthError("ca.crl holds no readable PEM CRL")
-    return ClientAuth(ca, crl or b"", verify, depth, source, cas, tuple(crls))
+    return ClientAuth(ca, crl or b"", verify, depth, source, refuse, cas, tuple(crls))
 
 
 def _pem_blocks(data: bytes, label: bytes) -> list[bytes]:
@@ -108,7 +112,8 @@ def configure_context(context: SSL.Context, auth: ClientAuth) -> None:
 
     The certificate is requested (with the CA names) but the handshake never fails for it:
     the callback records OpenSSL's last verification error per connection and accepts, as
-    nginx's ``ngx_http_ssl_verify_callback``. Sessions are not resumed on these contexts (a
+    nginx's ``ngx_http_ssl_verify_callback``; a ``refuse`` policy fails the handshake instead
+    (no certificate, or one that does not verify). Sessions are not resumed on these contexts (a
     resumed session would carry no verification of ours)."""
     context.set_app_data(auth)
     context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
@@ -129,9 +134,9 @@ def configure_context(context: SSL.Context, auth: ClientAuth) -> None:
     def record(connection: SSL.Connection, certificate: Any, error: int, depth: int, ok: int) -> bool:
         if error:
             errors[connection] = error  # the last one, as SSL_get_verify_result reports
-        return True
+        return True if not auth.refuse else bool(ok)
 
-    context.set_verify(SSL.VERIFY_PEER, record)
+    context.set_verify(SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if auth.refuse else 0), record)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,12 @@ the Extended tests it runs, so a name is here only when the feature is served an
 conformance cases pass here (docs/gateway-api.md, "Conformance coverage"). Left out on purpose:
 ``HTTPRouteParentRefPort`` and ``GatewayPort8080`` (their cases send traffic to the listeners'
 declared ports, which ingressd does not bind), 303/307/308 redirects (provisional, not ported),
-``GatewayHTTPListenerIsolation`` (not ported), ``GatewayHTTPSListenerDetectMisdirectedRequests`` (served and ported, but a
-handshake for a name no route brings gets ingressd's default certificate), and ``BackendTLSPolicy``: served, but not every
-conformance case of its is ported yet. ``TLSRoute``: every Core case passes
+``GatewayHTTPListenerIsolation`` (ported, but a more specific listener without routes does not
+isolate its names yet), ``GatewayHTTPSListenerDetectMisdirectedRequests`` (served and ported, but a
+handshake for a name no route brings gets ingressd's default certificate),
+``GatewayFrontendClientCertificateValidation`` (served and ported, but its cases connect to the
+declared ports 443 and 8443), and ``BackendTLSPolicy``: served, but not every conformance case of
+it is ported yet. ``TLSRoute``: every Core case passes
 (tests/test_gateway_tlsroute_cases.py; its Terminate and Mixed modes are not claimed).
 ``ListenerSet``: all 13 ``listenerset-*`` cases pass (tests/test_gateway_listenerset.py,
 tests/test_gateway_listenerset_cases.py). The spec wants the list sorted by name.
@@ -24,6 +27,8 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     "TLSRoute",
     # ListenerSet (standard channel from v1.5)
     "ListenerSet",
+    # Extended, Gateway (its cases also need BackendTLSPolicy, not listed yet)
+    "GatewayBackendClientCertificate",
     # Extended, HTTPRoute
     "HTTPRouteQueryParamMatching", "HTTPRouteMethodMatching", "HTTPRouteResponseHeaderModification",
     "HTTPRoutePortRedirect", "HTTPRouteSchemeRedirect", "HTTPRoutePathRedirect", "HTTPRouteHostRewrite",

@@ -10,6 +10,14 @@
   (NoMatchingListenerHostname).
 
 Names are lower-cased (DNS names compare case-insensitively).
+
+Listener isolation (``claimed_by_another``): a request is served only by the routes of the most
+specific listener of its port that matches its host, so a route host that every name it stands
+for would find a more specific listener for is not served through the less specific one (a
+route on a listener without hostname naming ``*.example.com`` when a ``*.example.com`` listener
+exists). A wildcard host that only some of its names leave (``*.example.com`` beside a
+``*.foo.example.com`` listener) is kept: the route table tries the more specific host first and
+never falls back to a less specific one for a path.
 """
 
 from __future__ import annotations
@@ -51,3 +59,33 @@ def intersect(listener: str | None, route_hostnames: Sequence[str]) -> tuple[str
         return (listener,)
     found = (_pair(listener, name) for name in names)
     return tuple(dict.fromkeys(name for name in found if name is not None))
+
+
+def _within(name: str, hostname: str) -> bool:
+    """Every name ``name`` stands for (a wildcard: each name it covers) matches the listener
+    hostname ``hostname``."""
+    if not hostname.startswith("*."):
+        return name == hostname
+    if name.startswith("*."):
+        return name == hostname or name.endswith(hostname[1:])
+    return _covers(hostname, name)
+
+
+def _more_specific(hostname: str, than: str | None) -> bool:
+    """A listener hostname is more specific than another: any than none, a name than a wildcard,
+    a longer wildcard suffix than a shorter one it lies within."""
+    if not than:
+        return bool(hostname)
+    if not than.startswith("*.") or hostname == than:
+        return False
+    return not hostname.startswith("*.") or hostname.endswith(than[1:])
+
+
+def claimed_by_another(name: str, listener: str | None, others: Sequence[str | None]) -> bool:
+    """Whether the route host ``name`` (attached through a listener with hostname ``listener``)
+    belongs wholly to a more specific listener among ``others`` (the hostnames of the other usable
+    listeners on the same port): then it is not served through ``listener``."""
+    if name == ANY:
+        return False
+    return any(other and _more_specific(other, listener) and _within(name, other) for other in others)
+

@@ -32,7 +32,7 @@ import re2
 from ingressd.config.gateway import retry, route_filters, timeouts
 from ingressd.config.gateway.backends import Services, resolve
 from ingressd.config.gateway.grants import Grants
-from ingressd.config.gateway.hostnames import intersect
+from ingressd.config.gateway.hostnames import claimed_by_another, intersect
 from ingressd.config.gateway.listeners import GROUP, LISTENER_SET, JudgedGateway, Listener
 from ingressd.config.gateway.route_filters import Invalid
 from ingressd.config.gateway.status import condition
@@ -100,9 +100,12 @@ def translate(route: Mapping, generation: int, gateways: Mapping[tuple[str, str]
         result.parents.append({"parentRef": dict(parent), "controllerName": controller, "conditions": conditions})
     # host → listener kind → the first listener of that kind that brings the host (it gives the port)
     hosts: dict[str, dict[str, Listener]] = {}
-    for _, listener, names in result.attached:
+    for gateway, listener, names in result.attached:
+        others = [other.hostname for other in gateway.listeners if other is not listener and other.usable
+                  and other.port == listener.port and _scheme(other) == _scheme(listener)]
         for name in names:
-            hosts.setdefault(name, {}).setdefault(_scheme(listener), listener)
+            if not claimed_by_another(name, listener.hostname, others):  # listener isolation
+                hosts.setdefault(name, {}).setdefault(_scheme(listener), listener)
     created = str(meta.get("creationTimestamp") or "")
     for host, listeners in hosts.items():
         for rule in rules:
@@ -134,7 +137,7 @@ def _per_scheme(rule, listeners: Mapping[str, Listener]) -> list[tuple[tuple[str
     """(the route's ``schemes``, its filters, its weighted members with their own filters) for each
     kind of listener a host came through: one route for both kinds (``schemes`` empty) when the
     filters come out the same for both."""
-    found = [((scheme,), _with_listener_port(rule.filters, listener),
+    found = [((scheme,), listener.filters + _with_listener_port(rule.filters, listener),
               tuple(dataclasses.replace(member, filters=_with_listener_port(member.filters, listener))
                     if member.filters else member for member in rule.backends))
              for scheme, listener in sorted(listeners.items())]

@@ -10,8 +10,14 @@ on a TLS listener is not Accepted: UnsupportedValue); hostnames;
 Namespaces' labels) and kind (HTTPRoute and GRPCRoute by default, TLSRoute on a TLS listener).
 Other protocols are not Accepted (UnsupportedProtocol). Listeners on one port with one hostname
 are Conflicted (both kept out); HTTPS and TLS listeners may share a port (SNI tells them apart).
+A Gateway's ``spec.tls.frontend`` (``frontend_tls``) makes its HTTPS listeners (and its
+ListenerSets') ask for client certificates: the validation rides on the listener's routes
+(``Listener.filters``); an unusable one leaves the listener unserved (NoValidCACertificate).
 In file mode the declared ports are not bound: HTTP listeners are served on ``--http``, HTTPS
 and TLS listeners on ``--https`` (docs/gateway-api.md).
+
+A Gateway with ``spec.infrastructure.parametersRef`` is not Accepted (InvalidParameters: ingressd
+reads no parameters kind) and none of its listeners is served.
 
 A ListenerSet (``judge_listener_set``) brings more listeners to a Gateway that admits it
 (``spec.allowedListeners``: ``None``, the default; ``Same``; ``All``; ``Selector``); routes attach
@@ -28,6 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from ingressd.config.gateway import backend_client_cert
+from ingressd.config.gateway.frontend_tls import Frontend
 from ingressd.config.gateway.grants import Grants
 from ingressd.config.gateway.status import condition
 from ingressd.config.model import ObjectRef, SecretData, TLSHost
@@ -55,6 +63,9 @@ class Listener:
     conditions: list = field(default_factory=list)
     usable: bool = True  # routes attach to it
     attached: int = 0
+    # Filters every route served through it carries first (the Gateway's frontend client
+    # certificate validation: ``frontend_tls``).
+    filters: tuple = ()
 
     def admits_namespace(self, gateway_namespace: str, namespace: str, labels: Mapping) -> bool:
         if self.from_ == "All":
@@ -78,6 +89,12 @@ class JudgedGateway:
     allowed_listeners: tuple = ("None", None)
     refused: tuple[str, str] | None = None
     attached_sets: int = 0
+    frontend: Frontend | None = None  # spec.tls.frontend (a ListenerSet's listeners use its Gateway's)
+    # spec.tls.backend.clientCertificateRef: (the certificate presented to TLS backends or None,
+    # (reason, message) when it cannot be used or None); (None, None) when none is named.
+    backend_certificate: tuple = (None, None)
+    # Why ``spec.infrastructure.parametersRef`` cannot be used (the Gateway is not served), or None.
+    invalid_parameters: str | None = None
 
     def listener_named(self, name: str) -> Listener | None:
         return next((listener for listener in self.listeners if listener.name == name), None)
@@ -95,13 +112,20 @@ class JudgedGateway:
         if self.ref.kind == LISTENER_SET:
             return self._set_status()
         programmed = self.accepted and any(listener.usable for listener in self.listeners)
+        refused = ("InvalidParameters", self.invalid_parameters) if self.invalid_parameters else \
+            ("ListenersNotValid", "no listener is valid")
         return {
             "addresses": self.addresses,
             "conditions": [
-                condition("Accepted", self.accepted, "Accepted" if self.accepted else "ListenersNotValid",
-                          "served by ingressd" if self.accepted else "no listener is valid", generation),
+                condition("Accepted", self.accepted, "Accepted" if self.accepted else refused[0],
+                          "served by ingressd" if self.accepted else refused[1], generation),
                 condition("Programmed", programmed, "Programmed" if programmed else "Invalid",
                           "served by ingressd" if programmed else "no listener can be served", generation),
+                *self._backend_certificate_condition(),
+                *([condition("InsecureFrontendValidationMode", True, "ConfigurationChanged",
+                             "a frontend validation is AllowInsecureFallback: clients without a valid "
+                             "certificate are served", generation)]
+                  if self.frontend is not None and self.frontend.insecure else []),
             ],
             "listeners": [{
                 "name": listener.name,
@@ -111,6 +135,13 @@ class JudgedGateway:
             } for listener in self.listeners],
             **({"attachedListenerSets": self.attached_sets} if self.allowed_listeners[0] != "None" else {}),
         }
+
+    def _backend_certificate_condition(self) -> list:
+        """ResolvedRefs, when ``tls.backend.clientCertificateRef`` names a certificate."""
+        if self.backend_certificate == (None, None):
+            return []
+        reason, message = self.backend_certificate[1] or ("ResolvedRefs", "references resolved")
+        return [condition("ResolvedRefs", self.backend_certificate[1] is None, reason, message, self.generation)]
 
     def _set_status(self) -> dict:
         generation = self.generation
@@ -153,11 +184,13 @@ def selects(selector: Mapping, labels: Mapping) -> bool:
     return True
 
 
-def judge(gateway: Mapping, generation: int, grants: Grants, secrets: Mapping) -> JudgedGateway:
+def judge(gateway: Mapping, generation: int, grants: Grants, secrets: Mapping,
+          config_maps: Mapping | None = None) -> JudgedGateway:
     meta = gateway.get("metadata") or {}
     namespace = meta.get("namespace") or "default"
     ref = ObjectRef("Gateway", namespace, meta.get("name") or "")
     spec = gateway.get("spec") or {}
+    frontend = Frontend(gateway, ref, grants, config_maps or {})
     listeners: list[Listener] = []
     tls_hosts: list[TLSHost] = []
     used: list[SecretData] = []
@@ -168,14 +201,37 @@ def judge(gateway: Mapping, generation: int, grants: Grants, secrets: Mapping) -
                             raw.get("port") if isinstance(raw.get("port"), int) else 0,
                             str(raw["hostname"]).lower() if raw.get("hostname") else None)
         listeners.append(listener)
-        _judge_listener(listener, raw, ref, generation, grants, secrets, tls_hosts, used)
+        _judge_listener(listener, raw, ref, generation, grants, secrets, tls_hosts, used, frontend)
     _conflicts(listeners, generation)
     addresses = [{"type": str(a.get("type") or "IPAddress"), "value": str(a.get("value") or "")}
                  for a in spec.get("addresses") or [] if isinstance(a, dict)]
     allowed = ((spec.get("allowedListeners") or {}).get("namespaces") or {})
     selector = allowed.get("selector") if isinstance(allowed.get("selector"), dict) else None
+    invalid = _parameters(spec)
+    if invalid is not None:  # not accepted: none of it is served
+        tls_hosts, used = [], []
+        for listener in listeners:
+            listener.usable = False
+            listener.conditions = [
+                condition("Programmed", False, "Invalid", "the Gateway is not accepted", generation)
+                if item["type"] == "Programmed" else item for item in listener.conditions]
     return JudgedGateway(ref, generation, listeners, tls_hosts, used, addresses,
-                         accepted=bool(listeners), allowed_listeners=(str(allowed.get("from") or "None"), selector))
+                         accepted=bool(listeners) and invalid is None,
+                         allowed_listeners=(str(allowed.get("from") or "None"), selector), frontend=frontend,
+                         backend_certificate=backend_client_cert.judge(gateway, ref, grants, secrets),
+                         invalid_parameters=invalid)
+
+
+def _parameters(spec: Mapping) -> str | None:
+    """Why ``spec.infrastructure.parametersRef`` cannot be used (ingressd reads no parameters
+    kind: any reference is unsupported), None without one."""
+    ref = (spec.get("infrastructure") or {}).get("parametersRef")
+    if ref is None:
+        return None
+    if not isinstance(ref, dict):
+        return "infrastructure.parametersRef is not an object"
+    return (f"infrastructure.parametersRef {ref.get('group') or 'core'}/{ref.get('kind')} {ref.get('name')}: "
+            "ingressd reads no parameters kind")
 
 
 def parent_of_listener_set(listener_set: Mapping) -> tuple[str, str] | None:
@@ -197,6 +253,7 @@ def judge_listener_set(listener_set: Mapping, generation: int, gateway: JudgedGa
     namespace = meta.get("namespace") or "default"
     ref = ObjectRef(LISTENER_SET, namespace, meta.get("name") or "")
     judged = JudgedGateway(ref, generation, [], [], [], [])
+    judged.backend_certificate = gateway.backend_certificate  # its routes' TLS backends get the Gateway's
     if not gateway.accepted:
         judged.refused = ("ParentNotAccepted", f"{gateway.ref} is not accepted")
     elif not gateway.admits_listener_set(namespace, labels):
@@ -211,14 +268,15 @@ def judge_listener_set(listener_set: Mapping, generation: int, gateway: JudgedGa
                             raw.get("port") if isinstance(raw.get("port"), int) else 0,
                             str(raw["hostname"]).lower() if raw.get("hostname") else None)
         judged.listeners.append(listener)
-        _judge_listener(listener, raw, ref, generation, grants, secrets, judged.tls_hosts, judged.secrets)
+        _judge_listener(listener, raw, ref, generation, grants, secrets, judged.tls_hosts, judged.secrets,
+                        gateway.frontend)
     _conflicts(judged.listeners, generation, earlier)
     judged.accepted = any(listener.usable for listener in judged.listeners)
     return judged
 
 
 def _judge_listener(listener: Listener, raw: Mapping, gateway: ObjectRef, generation: int, grants: Grants,
-                    secrets: Mapping, tls_hosts: list, used: list) -> None:
+                    secrets: Mapping, tls_hosts: list, used: list, frontend: Frontend | None = None) -> None:
     accepted, resolved = ("Accepted", ""), ("ResolvedRefs", "")
     allowed = raw.get("allowedRoutes") or {}
     namespaces = allowed.get("namespaces") or {}
@@ -255,6 +313,13 @@ def _judge_listener(listener: Listener, raw: Mapping, gateway: ObjectRef, genera
             if problem is not None:
                 resolved = problem
                 listener.usable = False
+            elif frontend is not None:
+                validation = frontend.for_port(listener.port)
+                resolved = validation.resolved or resolved
+                if validation.refused is not None:
+                    accepted, listener.usable = validation.refused, False
+                elif validation.validation is not None:
+                    listener.filters = (validation.validation,)
     conditions = [
         condition("Accepted", not accepted[1], accepted[0], accepted[1] or "listener accepted", generation),
         condition("ResolvedRefs", not resolved[1], resolved[0], resolved[1] or "references resolved", generation),
