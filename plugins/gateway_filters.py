@@ -8,9 +8,9 @@ implementations the annotations have:
 - ``RequestHeaderModifier`` / ``ResponseHeaderModifier``: ``set`` replaces every value of a
   name (at the place of its first one), ``add`` appends another line, ``remove`` drops every
   value; names are case-insensitive (lower case in the model). The request's changes are made
-  on the complete header list the backend is sent (after ingressd's forwarding headers, as
-  ``upstream_headers`` does, with ``_header_values.apply_edits``); the response's on every
-  answer of the route, the backend's and ingressd's own (as ``response_headers`` does). A
+  on the complete header list the backend is sent (after ingressd's forwarding headers); the
+  response's on every answer of the route, the backend's and ingressd's own — by
+  ``_header_changes.HeaderChange``, the code ``upstream_headers`` and ``response_headers`` use. A
   hop-by-hop or framing name (``Connection``, ``Content-Length``…: ingressd frames every
   message itself) is refused: the route is not served.
 - ``RequestRedirect``: answered by ingressd, never forwarded: the request's scheme, host
@@ -78,7 +78,8 @@ from ingressd.config.filters import (
 from ingressd import parse_url
 
 from .auth_tls import ListenerValidation
-from ._header_values import HOP_BY_HOP, Value, apply_edits, parse_value
+from ._header_changes import from_filter, set_host
+from ._header_values import Value, parse_value
 from ._responses import plain, redirect_location
 from .cors import CORS_HEADERS, add_vary_origin, is_origin
 from .mirror import MAX_BODY, MAX_IN_FLIGHT, Limit, Mirror, Target
@@ -91,28 +92,16 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # -- headers -----------------------------------------------------------------------------------
 
 
-def _edits(changes: HeaderChanges, which: str) -> tuple[frozenset[bytes], tuple, tuple]:
-    """(names dropped, (name, Value) pairs set, (name, bytes) pairs added); a framing name refused."""
-    for name in (*(n for n, _ in changes.set), *(n for n, _ in changes.add), *changes.remove):
-        if name.lower() in HOP_BY_HOP:
-            raise AnnotationError(f"{which}: {name} is a hop-by-hop or framing header: ingressd sets it itself")
-    set_pairs = tuple((name.lower().encode("ascii"), Value((value.encode("utf-8"),))) for name, value in changes.set)
-    added = tuple((name.lower().encode("ascii"), value.encode("utf-8")) for name, value in changes.add)
-    drop = frozenset(name.lower().encode("ascii") for name in changes.remove) | {name for name, _ in set_pairs}
-    return drop, set_pairs, added
-
-
 class RequestHeaders:
     """RequestHeaderModifier: the changes on the complete request headers the backend is sent."""
 
     phase = PHASE
 
     def __init__(self, changes: HeaderChanges):
-        self._drop, self._set, self._add = _edits(changes, "RequestHeaderModifier")
+        self._change = from_filter(changes, "RequestHeaderModifier")
 
     def upstream_request(self, exchange: Any, headers: list) -> None:
-        apply_edits(headers, self._drop, self._set, exchange)
-        headers.extend(self._add)
+        self._change.apply(headers, exchange)
 
 
 class ResponseHeaders:
@@ -121,11 +110,10 @@ class ResponseHeaders:
     phase = PHASE
 
     def __init__(self, changes: HeaderChanges):
-        self._drop, self._set, self._add = _edits(changes, "ResponseHeaderModifier")
+        self._change = from_filter(changes, "ResponseHeaderModifier")
 
     def response(self, exchange: Any, status: int, headers: list) -> None:
-        apply_edits(headers, self._drop, self._set, exchange)
-        headers.extend(self._add)
+        self._change.apply(headers, exchange)
 
 
 # -- paths -------------------------------------------------------------------------------------
@@ -200,7 +188,7 @@ class Rewrite:
     def __init__(self, rewrite: URLRewrite, prefix: str):
         self._path = rewrite.path
         self._prefix = prefix
-        self._host = rewrite.hostname.encode("ascii") if rewrite.hostname else None
+        self._host = set_host(Value((rewrite.hostname.encode("ascii"),))) if rewrite.hostname else None
         if self._path is not None:
             self.request = self._rewrite_path
         if self._host is not None:
@@ -211,7 +199,7 @@ class Rewrite:
         exchange.target = _with_query(encode_path(path), exchange.query)
 
     def _rewrite_host(self, exchange: Any, headers: list) -> None:
-        apply_edits(headers, frozenset((b"host",)), ((b"host", Value((self._host,))),), exchange)
+        self._host.apply(headers, exchange)
 
 
 # -- mirror ------------------------------------------------------------------------------------

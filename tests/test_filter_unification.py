@@ -1,0 +1,142 @@
+"""One implementation per filter kind for the annotations and the Gateway API filters.
+
+For each kind unified, a differential test: equivalent settings through the annotation plugin
+and through ``gateway_filters`` give the same bytes (the request the backend is sent, or the
+answer the client gets), and a spy shows both reach the same shared function."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingressd.config.entries import RouteEntry
+from ingressd.config.filters import (
+    HeaderChanges,
+    RequestHeaderModifier,
+    ResponseHeaderModifier,
+    URLRewrite,
+)
+from ingressd.config.model import Backend, ObjectRef, Route
+from ingressd.features import BuildContext
+from ingressd.testing import features_for
+from ingressd_plugins import _header_changes, gateway_filters, response_headers, upstream_headers
+
+from test_exchange import ONE, proxy_for, request, send
+
+
+def _route(filters=(), kind="Ingress"):
+    return Route("shop.test", "/", "Prefix", Backend("default", "web", "80", (ONE,)),
+                 ObjectRef(kind, "default", "shop"), filters=tuple(filters))
+
+
+def _context():
+    return BuildContext(settings={}, reactor=None)
+
+
+def _gateway_features(filters):
+    served = _route(filters, "HTTPRoute")
+    return served, list(gateway_filters.ingressd_route_features(served, {}, _context()) or ())
+
+
+def _annotation_features(plugin, raw):
+    served = _route()
+    return served, features_for(plugin, raw, served, _context())
+
+
+def _backend_request(served, features, headers=()):
+    """The request head the backend is sent for one GET /."""
+    proxy, pool, _ = proxy_for(RouteEntry(served, features))
+    send(proxy, request(headers=headers))
+    return _same_id(pool.connect().sent)
+
+
+def _same_id(head):
+    """The request id is random per request: the same placeholder for both sides."""
+    return b"\r\n".join(b"x-request-id: ID" if line.startswith(b"x-request-id:") else line
+                         for line in head.split(b"\r\n"))
+
+
+def _client_answer(served, features, backend_headers):
+    """The head the client gets when the backend answers 200 with ``backend_headers``."""
+    proxy, pool, _ = proxy_for(RouteEntry(served, features))
+    client, _ = send(proxy, request())
+    connection = pool.connect()
+    connection.respond(200, list(backend_headers), b"")
+    return client.head
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Which plugin modules' features reached ``HeaderChange.apply``."""
+    calls = []
+    original = _header_changes.HeaderChange.apply
+
+    def apply(self, headers, exchange):
+        calls.append(self)
+        return original(self, headers, exchange)
+
+    monkeypatch.setattr(_header_changes.HeaderChange, "apply", apply)
+    return calls
+
+
+# -- header changes ---------------------------------------------------------------------------
+
+
+CLIENT = [(b"x-old", b"1"), (b"x-keep", b"k"), (b"x-old", b"2"), (b"x-gone", b"g")]
+
+
+def test_request_headers_annotation_and_filter_send_the_backend_the_same_bytes(spy):
+    served, by_annotation = _annotation_features(upstream_headers, {
+        "request-headers": "X-Old: new\nX-Extra: e", "remove-request-headers": "X-Gone"})
+    annotation_bytes = _backend_request(served, by_annotation, CLIENT)
+    assert len(spy) == 1
+    served, by_filter = _gateway_features([RequestHeaderModifier(HeaderChanges(
+        set=(("x-old", "new"), ("x-extra", "e")), remove=("x-gone",)))])
+    filter_bytes = _backend_request(served, by_filter, CLIENT)
+    assert len(spy) == 2
+    assert annotation_bytes == filter_bytes
+    assert b"x-old: new\r\nx-keep: k\r\n" in filter_bytes and b"x-gone" not in filter_bytes
+    assert filter_bytes.count(b"x-old") == 1 and b"x-extra: e\r\n" in filter_bytes
+
+
+BACKEND = [(b"x-old", b"1"), (b"x-keep", b"k"), (b"x-gone", b"g")]
+
+
+def test_response_headers_annotation_and_filter_give_the_client_the_same_bytes(spy):
+    served, by_annotation = _annotation_features(response_headers, {
+        "response-headers": "X-Old: new", "remove-response-headers": "X-Gone"})
+    annotation_head = _client_answer(served, by_annotation, BACKEND)
+    assert len(spy) == 1
+    served, by_filter = _gateway_features([ResponseHeaderModifier(HeaderChanges(
+        set=(("x-old", "new"),), remove=("x-gone",)))])
+    filter_head = _client_answer(served, by_filter, BACKEND)
+    assert len(spy) == 2
+    assert annotation_head == filter_head
+
+
+def test_upstream_vhost_and_url_rewrite_hostname_share_the_host_change(spy):
+    served, by_annotation = _annotation_features(upstream_headers, {"upstream-vhost": "inside.test"})
+    annotation_bytes = _backend_request(served, by_annotation)
+    served, by_filter = _gateway_features([URLRewrite(hostname="inside.test")])
+    filter_bytes = _backend_request(served, by_filter)
+    assert len(spy) == 2
+    assert annotation_bytes == filter_bytes
+    assert b"host: inside.test\r\n" in filter_bytes
+
+
+def test_a_filters_add_appends_another_line_after_the_sets():
+    change = _header_changes.HeaderChange(frozenset((b"x-gone",)), ((b"x-a", _value(b"1")),),
+                                          ((b"x-a", b"2"),))
+    headers = [(b"x-a", b"0"), (b"x-gone", b"g"), (b"x-b", b"b")]
+    change.apply(headers, None)
+    assert headers == [(b"x-a", b"1"), (b"x-b", b"b"), (b"x-a", b"2")]
+
+
+def test_an_empty_change_changes_nothing():
+    headers = [(b"x-a", b"0")]
+    _header_changes.HeaderChange().apply(headers, None)
+    assert headers == [(b"x-a", b"0")] and not _header_changes.HeaderChange()
+
+
+def _value(constant):
+    from ingressd_plugins._header_values import Value
+    return Value((constant,))
