@@ -21,8 +21,8 @@ implementations the annotations have:
   when it is the scheme's (80 for http, 443 for https). ``ReplacePrefixMatch`` replaces the
   route's matched prefix (``Route.path``) segment-wise: ``/prefix`` → ``/one`` makes
   ``/prefix/two`` ``/one/two`` and ``/prefix`` ``/one``; → ``/`` makes ``/prefix/two``
-  ``/two``. The Location is made by ``_responses.redirect_location`` (the host checked as for
-  every redirect ingressd makes; a host that cannot be put in a URL gets 400).
+  ``/two``. The answer is ``_redirects.Redirect``'s, as ``permanent-redirect``'s (the host
+  checked as for every redirect ingressd makes; a host that cannot be put in a URL gets 400).
 - ``URLRewrite``: the backend is sent the new path (percent-encoded as ``rewrite-target``'s,
   ``rewrite.encode_path``; the query kept) and/or the new Host (``X-Forwarded-Host`` keeps the
   client's, as ``upstream-vhost``). Routing and the other features saw the original request.
@@ -80,13 +80,12 @@ from ingressd import parse_url
 from .auth_tls import ListenerValidation
 from ._header_changes import from_filter, set_host
 from ._header_values import Value, parse_value
-from ._responses import plain, redirect_location
+from ._redirects import DEFAULT_PORTS, Redirect, location
 from .cors import CORS_HEADERS, add_vary_origin, is_origin
 from .mirror import MAX_BODY, MAX_IN_FLIGHT, Limit, Mirror, Target
 from .rewrite import encode_path
 
 PHASE = Phase.REWRITE - 1  # as a location's ``return``: before ingressd's other rewrite-phase features
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 # -- headers -----------------------------------------------------------------------------------
@@ -144,36 +143,30 @@ def _check_modifier(modifier: PathModifier | None, route: Any, which: str) -> No
 # -- redirect and rewrite ---------------------------------------------------------------------
 
 
-class Redirect:
-    """RequestRedirect: every request of the route answered with the redirect."""
-
-    phase = PHASE
+class FilterLocation:
+    """RequestRedirect's Location: the request's scheme, host, port and path with the filter's
+    replacements (``_redirects.location``)."""
 
     def __init__(self, redirect: RequestRedirect, prefix: str):
         self._redirect = redirect
         self._prefix = prefix
 
-    def request(self, exchange: Any) -> LocalResponse:
+    def __call__(self, exchange: Any) -> bytes | None:
         redirect = self._redirect
         scheme = redirect.scheme or exchange.scheme
         if redirect.port is not None:
             port = redirect.port
         elif redirect.scheme is not None:
-            port = _DEFAULT_PORTS.get(scheme, redirect.listener_port)
+            port = DEFAULT_PORTS.get(scheme, redirect.listener_port)
         else:
             port = redirect.listener_port
-        if port == _DEFAULT_PORTS.get(scheme):
-            port = None
         if redirect.path is None:
             uri = exchange.target if exchange.target.startswith(b"/") else _with_query(
                 encode_path(exchange.path), exchange.query)
         else:
             uri = _with_query(encode_path(modified_path(exchange.path, redirect.path, self._prefix)),
                               exchange.query)
-        location = redirect_location(scheme, (redirect.hostname or exchange.host).lower(), port, uri)
-        if location is None:
-            return plain(400)
-        return plain(redirect.status_code, [(b"location", location)])
+        return location(scheme, (redirect.hostname or exchange.host).lower(), port, uri)
 
 
 def _with_query(path: bytes, query: bytes) -> bytes:
@@ -365,7 +358,7 @@ def features_for(route: Any, context: Any) -> list:
             features.append(ResponseHeaders(item.changes))
         elif isinstance(item, RequestRedirect):
             _check_modifier(item.path, route, "RequestRedirect")
-            features.append(Redirect(item, route.path))
+            features.append(Redirect(item.status_code, FilterLocation(item, route.path)))
         elif isinstance(item, URLRewrite):
             _check_modifier(item.path, route, "URLRewrite")
             if item.hostname is not None or item.path is not None:

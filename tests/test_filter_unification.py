@@ -10,7 +10,10 @@ import pytest
 
 from ingressd.config.entries import RouteEntry
 from ingressd.config.filters import (
+    REPLACE_FULL_PATH,
     HeaderChanges,
+    PathModifier,
+    RequestRedirect,
     RequestHeaderModifier,
     ResponseHeaderModifier,
     URLRewrite,
@@ -18,9 +21,10 @@ from ingressd.config.filters import (
 from ingressd.config.model import Backend, ObjectRef, Route
 from ingressd.features import BuildContext
 from ingressd.testing import features_for
-from ingressd_plugins import _header_changes, gateway_filters, response_headers, upstream_headers
+from ingressd_plugins import _header_changes, _redirects, gateway_filters, redirect, response_headers
+from ingressd_plugins import upstream_headers
 
-from test_exchange import ONE, proxy_for, request, send
+from test_exchange import ONE, FakeClient, proxy_for, request, send
 
 
 def _route(filters=(), kind="Ingress"):
@@ -140,3 +144,68 @@ def test_an_empty_change_changes_nothing():
 def _value(constant):
     from ingressd_plugins._header_values import Value
     return Value((constant,))
+
+
+# -- redirects --------------------------------------------------------------------------------
+
+
+def _redirect_answer(served, features, host=b"shop.test", scheme="http", target=b"/old"):
+    proxy, pool, _ = proxy_for(RouteEntry(served, features))
+    client, _ = send(proxy, request(target=target, host=host), FakeClient(scheme=scheme))
+    assert pool.asked == []  # answered by ingressd, never forwarded
+    return client.head, client.body
+
+
+@pytest.fixture
+def redirect_spy(monkeypatch):
+    """The status and Location of every answer made by ``_redirects.answer``."""
+    calls = []
+    original = _redirects.answer
+
+    def answer(code, target):
+        calls.append((code, target))
+        return original(code, target)
+
+    monkeypatch.setattr(_redirects, "answer", answer)
+    return calls
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("code", [301, 302, 308])
+def test_permanent_redirect_and_request_redirect_give_the_same_answer(redirect_spy, code, scheme):
+    served, by_annotation = _annotation_features(redirect, {
+        "permanent-redirect": "/new", "permanent-redirect-code": str(code)})
+    annotation_answer = _redirect_answer(served, by_annotation, scheme=scheme)
+    served, by_filter = _gateway_features([RequestRedirect(path=PathModifier(REPLACE_FULL_PATH, "/new"),
+                                                           status_code=code)])
+    filter_answer = _redirect_answer(served, by_filter, scheme=scheme)
+    assert redirect_spy == [(code, f"{scheme}://shop.test/new".encode())] * 2
+    assert annotation_answer == filter_answer
+    assert annotation_answer[0][0] == code
+
+
+def test_a_host_that_cannot_be_put_in_a_location_is_400_for_both(redirect_spy):
+    from ingressd.testing import exchange
+
+    _, by_annotation = _annotation_features(redirect, {"permanent-redirect": "/new"})
+    _, by_filter = _gateway_features([RequestRedirect(path=PathModifier(REPLACE_FULL_PATH, "/new"),
+                                                      status_code=301)])
+    answers = [feature.request(exchange(host="bad host", path="/old", target=b"/old"))
+               for feature in (*by_annotation, *by_filter)]
+    assert redirect_spy == [(301, None)] * 2
+    assert [answer.status for answer in answers] == [400, 400] and answers[0].body == answers[1].body
+
+
+def test_the_shared_location_leaves_out_the_schemes_own_port():
+    assert _redirects.location("http", "a.test", 80, b"/") == b"http://a.test/"
+    assert _redirects.location("https", "a.test", 443, b"/") == b"https://a.test/"
+    assert _redirects.location("http", "a.test", 443, b"/") == b"http://a.test:443/"
+    assert _redirects.location("https", "::1", 8443, b"/x") == b"https://[::1]:8443/x"
+    assert _redirects.location("http", "bad host", None, b"/") is None
+
+
+@pytest.mark.parametrize("code, status, body", [(304, 304, b""), (300, 300, b"/new")])
+def test_a_code_that_is_not_a_redirect_sends_no_location(code, status, body):
+    answer = _redirects.answer(code, b"/new")
+    assert answer.status == status and (answer.body or b"") == body
+    assert all(name != b"location" for name, _ in answer.headers)
