@@ -39,9 +39,9 @@ implementations the annotations have:
   credentials). A preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``)
   is answered 204 by ingressd and never forwarded; from an origin not allowed it gets no
   ``Access-Control-*`` header. Other requests from an allowed origin get Allow-Origin,
-  Allow-Credentials and Expose-Headers on their answer (replacing the backend's, as
-  ``enable-cors``); ``Vary: Origin`` whenever the answer depends on the origin
-  (``cors.add_vary_origin``).
+  Allow-Credentials and Expose-Headers on their answer (replacing the backend's); ``Vary:
+  Origin`` whenever the answer depends on the origin. The work is ``_cors_policy.CorsPolicy``'s,
+  as ``enable-cors``'s, the differences given as its parameters.
 - ``ExtensionRef``: handled by the plugin that answers the hook ``ingressd_filter_extension``
   for it (the plugin manager asks, after this hook); its features run in the phases they
   declare. A route whose ExtensionRef no plugin handles is not served (its object is rejected,
@@ -60,7 +60,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ingressd import AnnotationError, LocalResponse, Phase, hookimpl, parse_size
+from ingressd import AnnotationError, Phase, hookimpl, parse_size
 from ingressd.config.filters import (
     CORS,
     REPLACE_FULL_PATH,
@@ -81,7 +81,7 @@ from .auth_tls import ListenerValidation
 from ._header_changes import from_filter, set_host
 from ._header_values import Value, parse_value
 from ._redirects import DEFAULT_PORTS, Redirect, location
-from .cors import CORS_HEADERS, add_vary_origin, is_origin
+from ._cors_policy import CorsPolicy
 from .mirror import MAX_BODY, MAX_IN_FLIGHT, Limit, Mirror, Target
 from .rewrite import encode_path
 
@@ -273,72 +273,42 @@ class _Origins:
         return False
 
 
-class Cors:
-    """CORS: the preflight answered here, the Access-Control-* headers on allowed answers."""
-
-    phase = PHASE
+class _Preflight:
+    """The Gateway API's Allow-Methods, Allow-Headers and Max-Age for one preflight: ``*``
+    answers with what the preflight asked."""
 
     def __init__(self, cors: CORS):
-        self._origins = _Origins(cors.allow_origins)
-        self._credentials = cors.allow_credentials
         self._any_method = "*" in cors.allow_methods
         self._methods = ", ".join(cors.allow_methods).encode("ascii")
         self._any_header = "*" in cors.allow_headers
         self._headers = ", ".join(cors.allow_headers).encode("ascii")
-        self._expose = ", ".join(cors.expose_headers).encode("ascii")
         self._max_age = b"%d" % cors.max_age
-        # The answer depends on the Origin header unless it is always a literal "*".
-        self._vary = not (self._origins.any and not self._credentials)
 
-    def _allow_origin(self, exchange: Any) -> bytes | None:
-        origin = exchange.headers.get(b"origin")
-        if origin is None:
-            return None
-        if self._origins.any and not self._credentials:
-            return b"*"
-        if self._origins.any:  # with credentials: the origin echoed, only when it looks like one
-            return origin if is_origin(origin) else None
-        return origin if origin.decode("latin-1").lower() in self._origins else None
-
-    def request(self, exchange: Any) -> LocalResponse | None:
-        if exchange.method != b"OPTIONS" or exchange.headers.get(b"origin") is None:
-            return None
-        method = exchange.headers.get(b"access-control-request-method")
-        if method is None:
-            return None
-        headers = [(b"content-type", b"text/plain; charset=utf-8")]
-        allow_origin = self._allow_origin(exchange)
-        if allow_origin is not None:  # the other headers come with ``response``, as for every answer
-            if self._any_method or self._methods:
-                headers.append((b"access-control-allow-methods", method if self._any_method else self._methods))
-            requested = exchange.headers.get(b"access-control-request-headers")
-            if self._any_header:
-                if requested:
-                    headers.append((b"access-control-allow-headers", requested))
-            elif self._headers:
-                headers.append((b"access-control-allow-headers", self._headers))
-            headers.append((b"access-control-max-age", self._max_age))
-        return LocalResponse(204, headers)
-
-    def response(self, exchange: Any, status: int, headers: list) -> None:
-        if self._vary:
-            add_vary_origin(headers)
-        allow_origin = self._allow_origin(exchange)
-        if allow_origin is None:
-            return
-        preflight = [pair for pair in headers if pair[0] in _PREFLIGHT]
-        headers[:] = [pair for pair in headers if pair[0] not in CORS_HEADERS]
-        headers.append((b"access-control-allow-origin", allow_origin))
-        if self._credentials:
-            headers.append((b"access-control-allow-credentials", b"true"))
-        if self._expose:
-            headers.append((b"access-control-expose-headers", self._expose))
-        if exchange.method == b"OPTIONS" and exchange.headers.get(b"access-control-request-method") is not None:
-            headers.extend(preflight)  # our own preflight answer's
+    def __call__(self, exchange: Any) -> list:
+        headers = []
+        if self._any_method or self._methods:
+            method = exchange.headers.get(b"access-control-request-method")
+            headers.append((b"access-control-allow-methods", method if self._any_method else self._methods))
+        requested = exchange.headers.get(b"access-control-request-headers")
+        if self._any_header:
+            if requested:
+                headers.append((b"access-control-allow-headers", requested))
+        elif self._headers:
+            headers.append((b"access-control-allow-headers", self._headers))
+        headers.append((b"access-control-max-age", self._max_age))
+        return headers
 
 
-_PREFLIGHT = frozenset((b"access-control-allow-methods", b"access-control-allow-headers",
-                        b"access-control-max-age"))
+class Cors(CorsPolicy):
+    """CORS: the preflight answered here, the Access-Control-* headers on allowed answers
+    (``_cors_policy.CorsPolicy``, the code ``enable-cors`` uses, with the Gateway API's rules)."""
+
+    def __init__(self, cors: CORS):
+        origins = _Origins(cors.allow_origins)
+        expose = ", ".join(cors.expose_headers).encode("ascii")
+        super().__init__(PHASE, origins.any, origins, cors.allow_credentials,
+                         ((b"access-control-expose-headers", expose),) if expose else (),
+                         star_for_any=False, answer_refused_preflight=True, preflight=_Preflight(cors))
 
 
 # -- the hook ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from ingressd.config.entries import RouteEntry
 from ingressd.config.filters import (
+    CORS,
     REPLACE_FULL_PATH,
     HeaderChanges,
     PathModifier,
@@ -21,7 +22,8 @@ from ingressd.config.filters import (
 from ingressd.config.model import Backend, ObjectRef, Route
 from ingressd.features import BuildContext
 from ingressd.testing import features_for
-from ingressd_plugins import _header_changes, _redirects, gateway_filters, redirect, response_headers
+from ingressd_plugins import _cors_policy, _header_changes, _redirects, cors, gateway_filters, redirect
+from ingressd_plugins import response_headers
 from ingressd_plugins import upstream_headers
 
 from test_exchange import ONE, FakeClient, proxy_for, request, send
@@ -209,3 +211,80 @@ def test_a_code_that_is_not_a_redirect_sends_no_location(code, status, body):
     answer = _redirects.answer(code, b"/new")
     assert answer.status == status and (answer.body or b"") == body
     assert all(name != b"location" for name, _ in answer.headers)
+
+
+# -- CORS ---------------------------------------------------------------------------------------
+
+
+ORIGIN = (b"origin", b"https://a.test")
+PREFLIGHT = [ORIGIN, (b"access-control-request-method", b"POST")]
+
+
+@pytest.fixture
+def cors_spy(monkeypatch):
+    """Which features' ``CorsPolicy.response`` ran."""
+    calls = []
+    original = _cors_policy.CorsPolicy.response
+
+    def response(self, exchange, status, headers):
+        calls.append(type(self).__module__)
+        return original(self, exchange, status, headers)
+
+    monkeypatch.setattr(_cors_policy.CorsPolicy, "response", response)
+    return calls
+
+
+def _cors_pair(origins="https://a.test", credentials=True):
+    _, by_annotation = _annotation_features(cors, {
+        "enable-cors": "true", "cors-allow-origin": origins, "cors-allow-methods": "GET, POST",
+        "cors-allow-headers": "X-A", "cors-allow-credentials": str(credentials).lower(), "cors-max-age": "100"})
+    _, by_filter = _gateway_features([CORS(allow_origins=tuple(origins.split(",")), allow_methods=("GET", "POST"),
+                                           allow_headers=("X-A",), allow_credentials=credentials, max_age=100)])
+    return by_annotation, by_filter
+
+
+def _answer(features, method=b"GET", headers=()):
+    proxy, pool, _ = proxy_for(RouteEntry(_route(), features))
+    client, _ = send(proxy, request(method=method, headers=headers))
+    if pool.asked:
+        pool.connect().respond(200, [(b"Access-Control-Allow-Origin", b"https://backend.test")], b"")
+    return client.head
+
+
+@pytest.mark.parametrize("credentials", [True, False])
+def test_enable_cors_and_the_cors_filter_answer_an_allowed_preflight_with_the_same_bytes(cors_spy, credentials):
+    by_annotation, by_filter = _cors_pair(credentials=credentials)
+    assert _answer(by_annotation, b"OPTIONS", PREFLIGHT) == _answer(by_filter, b"OPTIONS", PREFLIGHT)
+    assert cors_spy == ["ingressd_plugins.cors", "ingressd_plugins.gateway_filters"]
+
+
+def test_an_allowed_origins_answer_gets_the_same_origin_credentials_and_vary_from_both(cors_spy):
+    by_annotation, by_filter = _cors_pair()
+    common = (b"access-control-allow-origin", b"access-control-allow-credentials", b"vary")
+
+    def shared(head):
+        return [pair for pair in head[1] if pair[0] in common]
+
+    annotation_head, filter_head = _answer(by_annotation, headers=[ORIGIN]), _answer(by_filter, headers=[ORIGIN])
+    assert shared(annotation_head) == shared(filter_head) == [
+        (b"vary", b"Origin"), (b"access-control-allow-origin", b"https://a.test"),
+        (b"access-control-allow-credentials", b"true")]
+    assert len(cors_spy) == 2
+
+
+def test_where_the_specifications_differ_the_shared_code_takes_a_parameter():
+    # A preflight from an origin not allowed: enable-cors lets the backend answer it, the
+    # Gateway API answers 204 without any Access-Control-* header.
+    by_annotation, by_filter = _cors_pair()
+    other = [(b"origin", b"https://b.test"), (b"access-control-request-method", b"POST")]
+    proxy, pool, _ = proxy_for(RouteEntry(_route(), by_annotation))
+    send(proxy, request(method=b"OPTIONS", headers=other))
+    assert pool.asked  # forwarded
+    head = _answer(by_filter, b"OPTIONS", other)
+    assert head[0] == 204 and not any(name.startswith(b"access-control-") for name, _ in head[1])
+    # Every origin allowed, no Origin header: enable-cors still sends "*", the Gateway API nothing.
+    by_annotation, by_filter = _cors_pair("*", credentials=False)
+    assert (b"access-control-allow-origin", b"*") in _answer(by_annotation)[1]
+    filter_head = _answer(by_filter)[1]
+    assert [value for name, value in filter_head if name == b"access-control-allow-origin"] == [
+        b"https://backend.test"]  # the backend's own, untouched
