@@ -26,7 +26,7 @@ implementations the annotations have:
 - ``URLRewrite``: the backend is sent the new path (percent-encoded as ``rewrite-target``'s,
   ``rewrite.encode_path``; the query kept) and/or the new Host (``X-Forwarded-Host`` keeps the
   client's, as ``upstream-vhost``). Routing and the other features saw the original request.
-- ``RequestMirror``: the mirror plugin's ``Mirror`` sends a copy of each forwarded request to
+- ``RequestMirror``: ``_mirroring.Mirror`` (as ``mirror-target``'s) sends a copy of each forwarded request to
   the backend's endpoints in turn (plain HTTP, the client's Host and request URI), its answer
   discarded, bounded as ``mirror-target`` copies are (``--mirror-max-in-flight``,
   ``--mirror-max-body-size``); ``percent`` < 100 mirrors that share of the requests, spread
@@ -60,7 +60,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ingressd import AnnotationError, Phase, hookimpl, parse_size
+from ingressd import AnnotationError, Phase, hookimpl
 from ingressd.config.filters import (
     CORS,
     REPLACE_FULL_PATH,
@@ -82,7 +82,7 @@ from ._header_changes import from_filter, set_host
 from ._header_values import Value, parse_value
 from ._redirects import DEFAULT_PORTS, Redirect, location
 from ._cors_policy import CorsPolicy
-from .mirror import MAX_BODY, MAX_IN_FLIGHT, Limit, Mirror, Target
+from ._mirroring import Target, mirror_to
 from .rewrite import encode_path
 
 PHASE = Phase.REWRITE - 1  # as a location's ``return``: before ingressd's other rewrite-phase features
@@ -224,23 +224,12 @@ def _mirror(mirror: RequestMirror, context: Any) -> Sampled | None:
     if backend is None or not backend.endpoints or mirror.percent <= 0 or context.subrequests is None:
         return None
     limits = context.plugin_state("gateway_filters").setdefault("mirror_limits", {})
-    settings = context.settings
-    max_in_flight = int(settings.get("mirror_max_in_flight") or MAX_IN_FLIGHT)
-    max_body = settings.get("mirror_max_body_size")
-    max_body = parse_size(max_body) if isinstance(max_body, str) else int(max_body if max_body is not None
-                                                                          else MAX_BODY)
     host = parse_value("$host")
     mirrors = []
     for endpoint in backend.endpoints:
         address = f"[{endpoint.address}]" if ":" in endpoint.address else endpoint.address
         text = f"http://{address}:{endpoint.port}"
-        url = parse_url(text)
-        key = (url.scheme, url.host, url.port)
-        limit = limits.get(key)
-        if limit is None:
-            limit = limits[key] = Limit()
-        mirrors.append(Mirror(Target(url, None, text), True, host, context.subrequests, limit, max_in_flight,
-                              max_body or 2**62))
+        mirrors.append(mirror_to(Target(parse_url(text), None, text), True, host, context, limits))
     return Sampled(tuple(mirrors), min(mirror.percent, 100))
 
 

@@ -14,19 +14,21 @@ from ingressd.config.filters import (
     REPLACE_FULL_PATH,
     HeaderChanges,
     PathModifier,
-    RequestRedirect,
     RequestHeaderModifier,
+    RequestMirror,
+    RequestRedirect,
     ResponseHeaderModifier,
     URLRewrite,
 )
-from ingressd.config.model import Backend, ObjectRef, Route
+from ingressd.config.model import Backend, Endpoint, ObjectRef, Route
 from ingressd.features import BuildContext
 from ingressd.testing import features_for
 from ingressd_plugins import _cors_policy, _header_changes, _redirects, cors, gateway_filters, redirect
-from ingressd_plugins import response_headers
+from ingressd_plugins import _mirroring, mirror, response_headers
 from ingressd_plugins import upstream_headers
 
 from test_exchange import ONE, FakeClient, proxy_for, request, send
+from test_mirror import FakeSubrequests
 
 
 def _route(filters=(), kind="Ingress"):
@@ -288,3 +290,51 @@ def test_where_the_specifications_differ_the_shared_code_takes_a_parameter():
     filter_head = _answer(by_filter)[1]
     assert [value for name, value in filter_head if name == b"access-control-allow-origin"] == [
         b"https://backend.test"]  # the backend's own, untouched
+
+
+# -- mirror -------------------------------------------------------------------------------------
+
+
+def _copy_sent(features, subrequests):
+    proxy, pool, _ = proxy_for(RouteEntry(_route(), features))
+    send(proxy, request(target=b"/m?x=1", headers=[(b"x-tag", b"t")]))
+    pool.connect()
+    (sent,) = subrequests.sent
+    method, url, headers, body, kwargs, _ = sent
+    headers = [(name, b"ID" if name == b"x-request-id" else value) for name, value in headers]
+    return method, (url.scheme, url.host, url.port, url.target), headers, body, kwargs
+
+
+def test_mirror_target_and_request_mirror_send_the_same_copy(monkeypatch):
+    made = []
+    original = _mirroring.mirror_to
+
+    def mirror_to(*args):
+        made.append(args[0].text)
+        return original(*args)
+
+    monkeypatch.setattr(_mirroring, "mirror_to", mirror_to)
+    monkeypatch.setattr(mirror, "mirror_to", mirror_to)
+    monkeypatch.setattr(gateway_filters, "mirror_to", mirror_to)
+    by_annotation_client, by_filter_client = FakeSubrequests(), FakeSubrequests()
+    by_annotation = features_for(mirror, {"mirror-target": "http://10.0.0.9:8080", "mirror-host": "$host"},
+                                 _route(), BuildContext(settings={}, reactor=None, subrequests=by_annotation_client))
+    served = _route([RequestMirror(Backend("default", "mirror", "8080", (Endpoint("10.0.0.9", 8080),)))],
+                    "HTTPRoute")
+    by_filter = list(gateway_filters.ingressd_route_features(
+        served, {}, BuildContext(settings={}, reactor=None, subrequests=by_filter_client)))
+    assert made == ["http://10.0.0.9:8080"] * 2
+    annotation_copy = _copy_sent(by_annotation, by_annotation_client)
+    assert annotation_copy == _copy_sent(by_filter, by_filter_client)
+    assert annotation_copy[1] == ("http", "10.0.0.9", 8080, b"/m?x=1") and annotation_copy[4].get("discard")
+
+
+def test_the_mirror_bounds_are_the_operators_for_both():
+    context = BuildContext(settings={"mirror_max_in_flight": 3, "mirror_max_body_size": "2k"}, reactor=None,
+                           subrequests=FakeSubrequests())
+    limits = {}
+    target = mirror.parse_target("http://10.0.0.9:8080")
+    first = _mirroring.mirror_to(target, True, None, context, limits)
+    second = _mirroring.mirror_to(target, False, None, context, limits)
+    assert first._limit is second._limit and list(limits) == [("http", "10.0.0.9", 8080)]
+    assert (first._max_in_flight, first._body_limit, second._body_limit) == (3, 2048, 0)
