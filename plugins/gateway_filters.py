@@ -24,7 +24,7 @@ implementations the annotations have:
   ``/two``. The answer is ``_redirects.Redirect``'s, as ``permanent-redirect``'s (the host
   checked as for every redirect ingressd makes; a host that cannot be put in a URL gets 400).
 - ``URLRewrite``: the backend is sent the new path (percent-encoded as ``rewrite-target``'s,
-  ``rewrite.encode_path``; the query kept) and/or the new Host (``X-Forwarded-Host`` keeps the
+  ``_rewrites.rewritten_target``; the query kept) and/or the new Host (``X-Forwarded-Host`` keeps the
   client's, as ``upstream-vhost``). Routing and the other features saw the original request.
 - ``RequestMirror``: ``_mirroring.Mirror`` (as ``mirror-target``'s) sends a copy of each forwarded request to
   the backend's endpoints in turn (plain HTTP, the client's Host and request URI), its answer
@@ -83,7 +83,7 @@ from ._header_values import Value, parse_value
 from ._redirects import DEFAULT_PORTS, Redirect, location
 from ._cors_policy import CorsPolicy
 from ._mirroring import Target, mirror_to
-from .rewrite import encode_path
+from ._rewrites import rewritten_target
 
 PHASE = Phase.REWRITE - 1  # as a location's ``return``: before ingressd's other rewrite-phase features
 
@@ -161,16 +161,11 @@ class FilterLocation:
         else:
             port = redirect.listener_port
         if redirect.path is None:
-            uri = exchange.target if exchange.target.startswith(b"/") else _with_query(
-                encode_path(exchange.path), exchange.query)
+            uri = exchange.target if exchange.target.startswith(b"/") else rewritten_target(
+                exchange.path, exchange.query)
         else:
-            uri = _with_query(encode_path(modified_path(exchange.path, redirect.path, self._prefix)),
-                              exchange.query)
+            uri = rewritten_target(modified_path(exchange.path, redirect.path, self._prefix), exchange.query)
         return location(scheme, (redirect.hostname or exchange.host).lower(), port, uri)
-
-
-def _with_query(path: bytes, query: bytes) -> bytes:
-    return path + b"?" + query if query else path
 
 
 class Rewrite:
@@ -189,7 +184,7 @@ class Rewrite:
 
     def _rewrite_path(self, exchange: Any) -> None:
         path = modified_path(exchange.path, self._path, self._prefix)
-        exchange.target = _with_query(encode_path(path), exchange.query)
+        exchange.target = rewritten_target(path, exchange.query)
 
     def _rewrite_host(self, exchange: Any, headers: list) -> None:
         self._host.apply(headers, exchange)

@@ -24,7 +24,7 @@ from ingressd.config.model import Backend, Endpoint, ObjectRef, Route
 from ingressd.features import BuildContext
 from ingressd.testing import features_for
 from ingressd_plugins import _cors_policy, _header_changes, _redirects, cors, gateway_filters, redirect
-from ingressd_plugins import _mirroring, mirror, response_headers
+from ingressd_plugins import _mirroring, _rewrites, mirror, response_headers, rewrite
 from ingressd_plugins import upstream_headers
 
 from test_exchange import ONE, FakeClient, proxy_for, request, send
@@ -338,3 +338,44 @@ def test_the_mirror_bounds_are_the_operators_for_both():
     second = _mirroring.mirror_to(target, False, None, context, limits)
     assert first._limit is second._limit and list(limits) == [("http", "10.0.0.9", 8080)]
     assert (first._max_in_flight, first._body_limit, second._body_limit) == (3, 2048, 0)
+
+
+# -- rewrite ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", [b"/old?x=1", b"/old", b"/old?a=%20b&c"])
+def test_rewrite_target_and_url_rewrite_send_the_backend_the_same_target(monkeypatch, target):
+    made = []
+    original = _rewrites.rewritten_target
+
+    def rewritten_target(*args):
+        made.append(args[0])
+        return original(*args)
+
+    monkeypatch.setattr(rewrite, "rewritten_target", rewritten_target)
+    monkeypatch.setattr(gateway_filters, "rewritten_target", rewritten_target)
+    ingress = Route("shop.test", "/old", "Prefix", Backend("default", "web", "80", (ONE,)),
+                    ObjectRef("Ingress", "default", "shop"))
+    by_annotation = features_for(rewrite, {"rewrite-target": "/neu/é"}, ingress, _context())
+    http_route = Route("shop.test", "/old", "Prefix", Backend("default", "web", "80", (ONE,)),
+                       ObjectRef("HTTPRoute", "default", "shop"),
+                       filters=(URLRewrite(path=PathModifier(REPLACE_FULL_PATH, "/neu/é")),))
+    by_filter = list(gateway_filters.ingressd_route_features(http_route, {}, _context()))
+
+    def sent(served, features):
+        proxy, pool, _ = proxy_for(RouteEntry(served, features))
+        send(proxy, request(target=target))
+        return _same_id(pool.connect().sent)
+
+    annotation_bytes, filter_bytes = sent(ingress, by_annotation), sent(http_route, by_filter)
+    assert made == ["/neu/é", "/neu/é"]
+    assert annotation_bytes == filter_bytes
+    query = target.partition(b"?")[2]
+    assert filter_bytes.startswith(b"GET /neu/%C3%A9" + (b"?" + query if query else b"") + b" HTTP/1.1\r\n")
+
+
+def test_the_shared_target_keeps_or_drops_the_query_as_asked():
+    assert _rewrites.rewritten_target("/a b", b"x=1") == b"/a%20b?x=1"
+    assert _rewrites.rewritten_target("/a", b"x=1", "y=2") == b"/a?y=2&x=1"
+    assert _rewrites.rewritten_target("/a", b"x=1", None, keep_query=False) == b"/a"
+    assert _rewrites.rewritten_target("/a", b"") == b"/a"
