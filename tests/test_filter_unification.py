@@ -131,6 +131,15 @@ def test_upstream_vhost_and_url_rewrite_hostname_share_the_host_change(spy):
     assert b"host: inside.test\r\n" in filter_bytes
 
 
+def test_custom_headers_is_the_same_change_dropping_then_appending(spy):
+    from ingressd_plugins.custom_headers import CustomHeaders
+
+    feature = CustomHeaders(((b"x-a", b"new"),))
+    headers = [(b"x-a", b"1"), (b"x-b", b"b"), (b"x-a", b"2")]
+    feature.response(None, 200, headers)
+    assert headers == [(b"x-b", b"b"), (b"x-a", b"new")] and len(spy) == 1
+
+
 def test_a_filters_add_appends_another_line_after_the_sets():
     change = _header_changes.HeaderChange(frozenset((b"x-gone",)), ((b"x-a", _value(b"1")),),
                                           ((b"x-a", b"2"),))
