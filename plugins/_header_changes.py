@@ -5,7 +5,8 @@ client gets builds a ``HeaderChange`` from its own parsed settings and calls ``a
 
 - the annotations (``upstream_headers``: ``request-headers`` / ``remove-request-headers`` /
   ``upstream-vhost``; ``response_headers``: ``response-headers`` /
-  ``remove-response-headers``), from ``_header_values.header_edits``;
+  ``remove-response-headers``), from ``_header_values.header_edits``; ``custom-headers``
+  (``custom_headers``: nginx's ``more_set_headers``, the names dropped and the lines appended);
 - the Gateway API's ``RequestHeaderModifier`` / ``ResponseHeaderModifier`` and ``URLRewrite``'s
   hostname (``gateway_filters``), from ``from_filter``.
 
