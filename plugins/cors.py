@@ -48,12 +48,13 @@ from twisted.logger import Logger
 from ingressd import (
     Annotation,
     AnnotationError,
-    LocalResponse,
     Phase,
     hookimpl,
     parse_bool,
 )
 from ingressd import same_for_every_path
+
+from ._cors_policy import CORS_HEADERS, CorsPolicy, add_vary_origin, is_origin  # noqa: F401 (re-exported)
 
 _log = Logger()
 
@@ -63,8 +64,6 @@ DEFAULT_HEADERS = (
 )
 DEFAULT_MAX_AGE = 1728000
 
-# What looks like an origin, for echoing an Origin header when every origin is allowed.
-_ORIGIN = re.compile(r"([a-z][a-z0-9+.-]*)://(\*\.)?([a-z0-9-]+(?:\.[a-z0-9-]+)*)(:[0-9]{1,5})?")
 _LABEL = re.compile(r"[a-z0-9-]+")
 
 # ingress-nginx's regexes, in Python's re (ASCII classes: Go's \d and \s are ASCII-only).
@@ -80,18 +79,6 @@ _SEPARATOR = re.compile(r",?[\t\n\f\r ]?")
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 _HOST_CHARS = frozenset(string.ascii_letters + string.digits + "-.")
 _DIGITS = frozenset(string.digits)
-
-CORS_HEADERS = frozenset(
-    (
-        b"access-control-allow-origin",
-        b"access-control-allow-credentials",
-        b"access-control-allow-methods",
-        b"access-control-allow-headers",
-        b"access-control-expose-headers",
-        b"access-control-max-age",
-    )
-)
-
 
 @dataclass(frozen=True)
 class Lenient:
@@ -249,10 +236,9 @@ class OriginMatcher:
         return False
 
 
-class Cors:
-    """Phase REWRITE: the preflight answer, and the CORS headers on every response."""
-
-    phase = Phase.REWRITE
+class Cors(CorsPolicy):
+    """Phase REWRITE: the preflight answer, and the CORS headers on every response
+    (``_cors_policy.CorsPolicy``, the code the Gateway API's CORS filter uses)."""
 
     def __init__(
         self,
@@ -263,11 +249,7 @@ class Cors:
         credentials: bool = True,
         max_age: int = DEFAULT_MAX_AGE,
     ):
-        self._any = origins == ("*",)
-        self._matcher = None if self._any else OriginMatcher(origins)
-        self._credentials = credentials
-        # The answer depends on the Origin header unless it is always a literal "*".
-        self._vary = not (self._any and not credentials)
+        any_origin = origins == ("*",)
         common = [
             (b"access-control-allow-methods", methods.encode("ascii")),
             (b"access-control-allow-headers", headers.encode("ascii")),
@@ -275,55 +257,11 @@ class Cors:
         if expose:
             common.append((b"access-control-expose-headers", expose.encode("ascii")))
         common.append((b"access-control-max-age", b"%d" % max_age))
-        self._common = tuple(common)
-        self._with_credentials = ((b"access-control-allow-credentials", b"true"),) + self._common
-
-    def _allowed(self, exchange) -> tuple[bytes, tuple] | None:
-        """(Allow-Origin value, the other headers) for this request, or None: no CORS headers."""
-        origin = exchange.headers.get(b"origin")
-        if self._any:
-            # Echo only what looks like an origin; anything else gets the plain "*".
-            if origin is not None and self._credentials and is_origin(origin):
-                return origin, self._with_credentials
-            return b"*", self._common
-        if origin is None or origin.decode("latin-1").lower() not in self._matcher:
-            return None
-        return origin, self._with_credentials if self._credentials else self._common
-
-    def request(self, exchange) -> LocalResponse | None:
-        if exchange.method != b"OPTIONS" or exchange.headers.get(b"origin") is None:
-            return None
-        if exchange.headers.get(b"access-control-request-method") is None:
-            return None
-        if self._allowed(exchange) is None:
-            return None  # not an allowed origin: the backend answers the OPTIONS request
-        # The CORS headers themselves are added by ``response``, as for every response.
-        return LocalResponse(204, [(b"content-type", b"text/plain; charset=utf-8")])
-
-    def response(self, exchange, status: int, headers: list) -> None:
-        if self._vary:
-            add_vary_origin(headers)
-        allowed = self._allowed(exchange)
-        if allowed is None:
-            return
-        allow_origin, others = allowed
-        headers[:] = [pair for pair in headers if pair[0] not in CORS_HEADERS]
-        headers.append((b"access-control-allow-origin", allow_origin))
-        headers.extend(others)
-
-
-def is_origin(value: bytes) -> bool:
-    text = value.decode("latin-1").lower()
-    return text == "null" or _ORIGIN.fullmatch(text) is not None and "://*." not in text
-
-
-def add_vary_origin(headers: list) -> None:
-    for name, value in headers:
-        if name == b"vary":
-            tokens = {token.strip().lower() for token in value.split(b",")}
-            if b"origin" in tokens or b"*" in tokens:
-                return
-    headers.append((b"vary", b"Origin"))
+        # ingress-nginx's: "*" to every request when every origin is allowed (unless the origin
+        # is echoed with credentials); a preflight from another origin goes to the backend; the
+        # Allow-Methods/-Headers/Max-Age on every answer.
+        super().__init__(Phase.REWRITE, any_origin, None if any_origin else OriginMatcher(origins), credentials,
+                         tuple(common), star_for_any=True, answer_refused_preflight=False)
 
 
 @hookimpl

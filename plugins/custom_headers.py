@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from ingressd import Annotation, AnnotationError, LocalResponse, Option, Phase, hookimpl
 from ingressd import same_for_every_path
 
+from ._header_changes import HeaderChange
 from ._responses import DeniedLocation, plain
 
 _HEADER = re.compile(r"^[a-zA-Z\d\-_]+$")
@@ -44,12 +45,12 @@ class CustomHeaders:
     phase = Phase.PROXY
 
     def __init__(self, headers: tuple[tuple[bytes, bytes], ...]):
-        self._headers = headers
-        self._names = frozenset(name for name, _ in headers)
+        # more_set_headers: every line of those names dropped, the ConfigMap's appended
+        # (``_header_changes``, the code of every header change; names are lower case).
+        self._change = HeaderChange(frozenset(name for name, _ in headers), (), headers)
 
     def response(self, exchange: Any, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        headers[:] = [pair for pair in headers if pair[0].lower() not in self._names]
-        headers.extend(self._headers)
+        self._change.apply(headers, exchange)
 
 
 

@@ -8,9 +8,9 @@ implementations the annotations have:
 - ``RequestHeaderModifier`` / ``ResponseHeaderModifier``: ``set`` replaces every value of a
   name (at the place of its first one), ``add`` appends another line, ``remove`` drops every
   value; names are case-insensitive (lower case in the model). The request's changes are made
-  on the complete header list the backend is sent (after ingressd's forwarding headers, as
-  ``upstream_headers`` does, with ``_header_values.apply_edits``); the response's on every
-  answer of the route, the backend's and ingressd's own (as ``response_headers`` does). A
+  on the complete header list the backend is sent (after ingressd's forwarding headers); the
+  response's on every answer of the route, the backend's and ingressd's own — by
+  ``_header_changes.HeaderChange``, the code ``upstream_headers`` and ``response_headers`` use. A
   hop-by-hop or framing name (``Connection``, ``Content-Length``…: ingressd frames every
   message itself) is refused: the route is not served.
 - ``RequestRedirect``: answered by ingressd, never forwarded: the request's scheme, host
@@ -21,12 +21,12 @@ implementations the annotations have:
   when it is the scheme's (80 for http, 443 for https). ``ReplacePrefixMatch`` replaces the
   route's matched prefix (``Route.path``) segment-wise: ``/prefix`` → ``/one`` makes
   ``/prefix/two`` ``/one/two`` and ``/prefix`` ``/one``; → ``/`` makes ``/prefix/two``
-  ``/two``. The Location is made by ``_responses.redirect_location`` (the host checked as for
-  every redirect ingressd makes; a host that cannot be put in a URL gets 400).
+  ``/two``. The answer is ``_redirects.Redirect``'s, as ``permanent-redirect``'s (the host
+  checked as for every redirect ingressd makes; a host that cannot be put in a URL gets 400).
 - ``URLRewrite``: the backend is sent the new path (percent-encoded as ``rewrite-target``'s,
-  ``rewrite.encode_path``; the query kept) and/or the new Host (``X-Forwarded-Host`` keeps the
+  ``_rewrites.rewritten_target``; the query kept) and/or the new Host (``X-Forwarded-Host`` keeps the
   client's, as ``upstream-vhost``). Routing and the other features saw the original request.
-- ``RequestMirror``: the mirror plugin's ``Mirror`` sends a copy of each forwarded request to
+- ``RequestMirror``: ``_mirroring.Mirror`` (as ``mirror-target``'s) sends a copy of each forwarded request to
   the backend's endpoints in turn (plain HTTP, the client's Host and request URI), its answer
   discarded, bounded as ``mirror-target`` copies are (``--mirror-max-in-flight``,
   ``--mirror-max-body-size``); ``percent`` < 100 mirrors that share of the requests, spread
@@ -39,9 +39,9 @@ implementations the annotations have:
   credentials). A preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``)
   is answered 204 by ingressd and never forwarded; from an origin not allowed it gets no
   ``Access-Control-*`` header. Other requests from an allowed origin get Allow-Origin,
-  Allow-Credentials and Expose-Headers on their answer (replacing the backend's, as
-  ``enable-cors``); ``Vary: Origin`` whenever the answer depends on the origin
-  (``cors.add_vary_origin``).
+  Allow-Credentials and Expose-Headers on their answer (replacing the backend's); ``Vary:
+  Origin`` whenever the answer depends on the origin. The work is ``_cors_policy.CorsPolicy``'s,
+  as ``enable-cors``'s, the differences given as its parameters.
 - ``ExtensionRef``: handled by the plugin that answers the hook ``ingressd_filter_extension``
   for it (the plugin manager asks, after this hook); its features run in the phases they
   declare. A route whose ExtensionRef no plugin handles is not served (its object is rejected,
@@ -60,7 +60,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ingressd import AnnotationError, LocalResponse, Phase, hookimpl, parse_size
+from ingressd import AnnotationError, Phase, hookimpl
 from ingressd.config.filters import (
     CORS,
     REPLACE_FULL_PATH,
@@ -78,28 +78,17 @@ from ingressd.config.filters import (
 from ingressd import parse_url
 
 from .auth_tls import ListenerValidation
-from ._header_values import HOP_BY_HOP, Value, apply_edits, parse_value
-from ._responses import plain, redirect_location
-from .cors import CORS_HEADERS, add_vary_origin, is_origin
-from .mirror import MAX_BODY, MAX_IN_FLIGHT, Limit, Mirror, Target
-from .rewrite import encode_path
+from ._header_changes import from_filter, set_host
+from ._header_values import Value, parse_value
+from ._redirects import DEFAULT_PORTS, Redirect, location
+from ._cors_policy import CorsPolicy
+from ._mirroring import Target, mirror_to
+from ._rewrites import rewritten_target
 
 PHASE = Phase.REWRITE - 1  # as a location's ``return``: before ingressd's other rewrite-phase features
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 # -- headers -----------------------------------------------------------------------------------
-
-
-def _edits(changes: HeaderChanges, which: str) -> tuple[frozenset[bytes], tuple, tuple]:
-    """(names dropped, (name, Value) pairs set, (name, bytes) pairs added); a framing name refused."""
-    for name in (*(n for n, _ in changes.set), *(n for n, _ in changes.add), *changes.remove):
-        if name.lower() in HOP_BY_HOP:
-            raise AnnotationError(f"{which}: {name} is a hop-by-hop or framing header: ingressd sets it itself")
-    set_pairs = tuple((name.lower().encode("ascii"), Value((value.encode("utf-8"),))) for name, value in changes.set)
-    added = tuple((name.lower().encode("ascii"), value.encode("utf-8")) for name, value in changes.add)
-    drop = frozenset(name.lower().encode("ascii") for name in changes.remove) | {name for name, _ in set_pairs}
-    return drop, set_pairs, added
 
 
 class RequestHeaders:
@@ -108,11 +97,10 @@ class RequestHeaders:
     phase = PHASE
 
     def __init__(self, changes: HeaderChanges):
-        self._drop, self._set, self._add = _edits(changes, "RequestHeaderModifier")
+        self._change = from_filter(changes, "RequestHeaderModifier")
 
     def upstream_request(self, exchange: Any, headers: list) -> None:
-        apply_edits(headers, self._drop, self._set, exchange)
-        headers.extend(self._add)
+        self._change.apply(headers, exchange)
 
 
 class ResponseHeaders:
@@ -121,11 +109,10 @@ class ResponseHeaders:
     phase = PHASE
 
     def __init__(self, changes: HeaderChanges):
-        self._drop, self._set, self._add = _edits(changes, "ResponseHeaderModifier")
+        self._change = from_filter(changes, "ResponseHeaderModifier")
 
     def response(self, exchange: Any, status: int, headers: list) -> None:
-        apply_edits(headers, self._drop, self._set, exchange)
-        headers.extend(self._add)
+        self._change.apply(headers, exchange)
 
 
 # -- paths -------------------------------------------------------------------------------------
@@ -156,40 +143,29 @@ def _check_modifier(modifier: PathModifier | None, route: Any, which: str) -> No
 # -- redirect and rewrite ---------------------------------------------------------------------
 
 
-class Redirect:
-    """RequestRedirect: every request of the route answered with the redirect."""
-
-    phase = PHASE
+class FilterLocation:
+    """RequestRedirect's Location: the request's scheme, host, port and path with the filter's
+    replacements (``_redirects.location``)."""
 
     def __init__(self, redirect: RequestRedirect, prefix: str):
         self._redirect = redirect
         self._prefix = prefix
 
-    def request(self, exchange: Any) -> LocalResponse:
+    def __call__(self, exchange: Any) -> bytes | None:
         redirect = self._redirect
         scheme = redirect.scheme or exchange.scheme
         if redirect.port is not None:
             port = redirect.port
         elif redirect.scheme is not None:
-            port = _DEFAULT_PORTS.get(scheme, redirect.listener_port)
+            port = DEFAULT_PORTS.get(scheme, redirect.listener_port)
         else:
             port = redirect.listener_port
-        if port == _DEFAULT_PORTS.get(scheme):
-            port = None
         if redirect.path is None:
-            uri = exchange.target if exchange.target.startswith(b"/") else _with_query(
-                encode_path(exchange.path), exchange.query)
+            uri = exchange.target if exchange.target.startswith(b"/") else rewritten_target(
+                exchange.path, exchange.query)
         else:
-            uri = _with_query(encode_path(modified_path(exchange.path, redirect.path, self._prefix)),
-                              exchange.query)
-        location = redirect_location(scheme, (redirect.hostname or exchange.host).lower(), port, uri)
-        if location is None:
-            return plain(400)
-        return plain(redirect.status_code, [(b"location", location)])
-
-
-def _with_query(path: bytes, query: bytes) -> bytes:
-    return path + b"?" + query if query else path
+            uri = rewritten_target(modified_path(exchange.path, redirect.path, self._prefix), exchange.query)
+        return location(scheme, (redirect.hostname or exchange.host).lower(), port, uri)
 
 
 class Rewrite:
@@ -200,7 +176,7 @@ class Rewrite:
     def __init__(self, rewrite: URLRewrite, prefix: str):
         self._path = rewrite.path
         self._prefix = prefix
-        self._host = rewrite.hostname.encode("ascii") if rewrite.hostname else None
+        self._host = set_host(Value((rewrite.hostname.encode("ascii"),))) if rewrite.hostname else None
         if self._path is not None:
             self.request = self._rewrite_path
         if self._host is not None:
@@ -208,10 +184,10 @@ class Rewrite:
 
     def _rewrite_path(self, exchange: Any) -> None:
         path = modified_path(exchange.path, self._path, self._prefix)
-        exchange.target = _with_query(encode_path(path), exchange.query)
+        exchange.target = rewritten_target(path, exchange.query)
 
     def _rewrite_host(self, exchange: Any, headers: list) -> None:
-        apply_edits(headers, frozenset((b"host",)), ((b"host", Value((self._host,))),), exchange)
+        self._host.apply(headers, exchange)
 
 
 # -- mirror ------------------------------------------------------------------------------------
@@ -243,23 +219,12 @@ def _mirror(mirror: RequestMirror, context: Any) -> Sampled | None:
     if backend is None or not backend.endpoints or mirror.percent <= 0 or context.subrequests is None:
         return None
     limits = context.plugin_state("gateway_filters").setdefault("mirror_limits", {})
-    settings = context.settings
-    max_in_flight = int(settings.get("mirror_max_in_flight") or MAX_IN_FLIGHT)
-    max_body = settings.get("mirror_max_body_size")
-    max_body = parse_size(max_body) if isinstance(max_body, str) else int(max_body if max_body is not None
-                                                                          else MAX_BODY)
     host = parse_value("$host")
     mirrors = []
     for endpoint in backend.endpoints:
         address = f"[{endpoint.address}]" if ":" in endpoint.address else endpoint.address
         text = f"http://{address}:{endpoint.port}"
-        url = parse_url(text)
-        key = (url.scheme, url.host, url.port)
-        limit = limits.get(key)
-        if limit is None:
-            limit = limits[key] = Limit()
-        mirrors.append(Mirror(Target(url, None, text), True, host, context.subrequests, limit, max_in_flight,
-                              max_body or 2**62))
+        mirrors.append(mirror_to(Target(parse_url(text), None, text), True, host, context, limits))
     return Sampled(tuple(mirrors), min(mirror.percent, 100))
 
 
@@ -292,72 +257,42 @@ class _Origins:
         return False
 
 
-class Cors:
-    """CORS: the preflight answered here, the Access-Control-* headers on allowed answers."""
-
-    phase = PHASE
+class _Preflight:
+    """The Gateway API's Allow-Methods, Allow-Headers and Max-Age for one preflight: ``*``
+    answers with what the preflight asked."""
 
     def __init__(self, cors: CORS):
-        self._origins = _Origins(cors.allow_origins)
-        self._credentials = cors.allow_credentials
         self._any_method = "*" in cors.allow_methods
         self._methods = ", ".join(cors.allow_methods).encode("ascii")
         self._any_header = "*" in cors.allow_headers
         self._headers = ", ".join(cors.allow_headers).encode("ascii")
-        self._expose = ", ".join(cors.expose_headers).encode("ascii")
         self._max_age = b"%d" % cors.max_age
-        # The answer depends on the Origin header unless it is always a literal "*".
-        self._vary = not (self._origins.any and not self._credentials)
 
-    def _allow_origin(self, exchange: Any) -> bytes | None:
-        origin = exchange.headers.get(b"origin")
-        if origin is None:
-            return None
-        if self._origins.any and not self._credentials:
-            return b"*"
-        if self._origins.any:  # with credentials: the origin echoed, only when it looks like one
-            return origin if is_origin(origin) else None
-        return origin if origin.decode("latin-1").lower() in self._origins else None
-
-    def request(self, exchange: Any) -> LocalResponse | None:
-        if exchange.method != b"OPTIONS" or exchange.headers.get(b"origin") is None:
-            return None
-        method = exchange.headers.get(b"access-control-request-method")
-        if method is None:
-            return None
-        headers = [(b"content-type", b"text/plain; charset=utf-8")]
-        allow_origin = self._allow_origin(exchange)
-        if allow_origin is not None:  # the other headers come with ``response``, as for every answer
-            if self._any_method or self._methods:
-                headers.append((b"access-control-allow-methods", method if self._any_method else self._methods))
-            requested = exchange.headers.get(b"access-control-request-headers")
-            if self._any_header:
-                if requested:
-                    headers.append((b"access-control-allow-headers", requested))
-            elif self._headers:
-                headers.append((b"access-control-allow-headers", self._headers))
-            headers.append((b"access-control-max-age", self._max_age))
-        return LocalResponse(204, headers)
-
-    def response(self, exchange: Any, status: int, headers: list) -> None:
-        if self._vary:
-            add_vary_origin(headers)
-        allow_origin = self._allow_origin(exchange)
-        if allow_origin is None:
-            return
-        preflight = [pair for pair in headers if pair[0] in _PREFLIGHT]
-        headers[:] = [pair for pair in headers if pair[0] not in CORS_HEADERS]
-        headers.append((b"access-control-allow-origin", allow_origin))
-        if self._credentials:
-            headers.append((b"access-control-allow-credentials", b"true"))
-        if self._expose:
-            headers.append((b"access-control-expose-headers", self._expose))
-        if exchange.method == b"OPTIONS" and exchange.headers.get(b"access-control-request-method") is not None:
-            headers.extend(preflight)  # our own preflight answer's
+    def __call__(self, exchange: Any) -> list:
+        headers = []
+        if self._any_method or self._methods:
+            method = exchange.headers.get(b"access-control-request-method")
+            headers.append((b"access-control-allow-methods", method if self._any_method else self._methods))
+        requested = exchange.headers.get(b"access-control-request-headers")
+        if self._any_header:
+            if requested:
+                headers.append((b"access-control-allow-headers", requested))
+        elif self._headers:
+            headers.append((b"access-control-allow-headers", self._headers))
+        headers.append((b"access-control-max-age", self._max_age))
+        return headers
 
 
-_PREFLIGHT = frozenset((b"access-control-allow-methods", b"access-control-allow-headers",
-                        b"access-control-max-age"))
+class Cors(CorsPolicy):
+    """CORS: the preflight answered here, the Access-Control-* headers on allowed answers
+    (``_cors_policy.CorsPolicy``, the code ``enable-cors`` uses, with the Gateway API's rules)."""
+
+    def __init__(self, cors: CORS):
+        origins = _Origins(cors.allow_origins)
+        expose = ", ".join(cors.expose_headers).encode("ascii")
+        super().__init__(PHASE, origins.any, origins, cors.allow_credentials,
+                         ((b"access-control-expose-headers", expose),) if expose else (),
+                         star_for_any=False, answer_refused_preflight=True, preflight=_Preflight(cors))
 
 
 # -- the hook ----------------------------------------------------------------------------------
@@ -377,7 +312,7 @@ def features_for(route: Any, context: Any) -> list:
             features.append(ResponseHeaders(item.changes))
         elif isinstance(item, RequestRedirect):
             _check_modifier(item.path, route, "RequestRedirect")
-            features.append(Redirect(item, route.path))
+            features.append(Redirect(item.status_code, FilterLocation(item, route.path)))
         elif isinstance(item, URLRewrite):
             _check_modifier(item.path, route, "URLRewrite")
             if item.hostname is not None or item.path is not None:

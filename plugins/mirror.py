@@ -33,23 +33,19 @@ that a copy is dropped and counted, so a slow or dead mirror costs bounded memor
 instead of piling up requests. A body over ``--mirror-max-body-size`` (default 1m) is not
 copied: that request is not mirrored (a copy without its body would mislead the mirror).
 Timeouts are the server's ``--proxy-*-timeout`` (nginx's mirror location has no others).
+The copies are sent by ``_mirroring.Mirror``, the code the Gateway API's RequestMirror uses.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any
-
-from twisted.python import log
 
 from ingressd import (
     Annotation,
     AnnotationError,
     Option,
-    Phase,
     SubrequestError,
-    TargetURL,
     check_plain_text,
     hookimpl,
     parse_size,
@@ -58,43 +54,10 @@ from ingressd import (
 from ingressd import same_for_every_path
 
 from ._header_values import parse_value
+from ._mirroring import MAX_BODY, MAX_IN_FLIGHT, Limit, Mirror, Target, mirror_to  # noqa: F401 (re-exported)
 
 # ingress-nginx's IsValidRegex, which ValidateServerName applies (parser/validators.go).
 _SERVER_NAME = re.compile(r"[/\-._~a-zA-Z0-9:^$\[\](){}*+?|&=\\]*")
-_VISIBLE = re.compile(rb"[\x21-\x7e]+")
-MAX_IN_FLIGHT = 64
-MAX_BODY = 1024 * 1024
-
-
-class Target:
-    """A parsed ``mirror-target``: where copies go and how their request target is made."""
-
-    __slots__ = ("url", "path", "text")
-
-    def __init__(self, url: TargetURL, path: Any, text: str):
-        self.url = url  # scheme, host, port (and the literal target when ``path`` is None)
-        self.path = path  # a _header_values.Value when the URL has variables, else None
-        self.text = text
-
-    def target_for(self, exchange: Any) -> bytes | None:
-        """The request target the mirror is asked for, or None when the expansion is unusable."""
-        if self.path is not None:
-            target = self.path.expand(exchange)
-            if not target.startswith(b"/"):  # http://m?x=$host: the path is "/"
-                target = b"/" + target
-            return target if _VISIBLE.fullmatch(target) else None
-        if not self.url.has_path:
-            return exchange.request_uri or b"/"
-        query = exchange.query
-        if not query:
-            return self.url.target
-        return self.url.target + (b"&" if b"?" in self.url.target else b"?") + query
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Target) and self.text == other.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
 
 
 def parse_target(text: str) -> Target:
@@ -136,74 +99,6 @@ def parse_host(text: str) -> Any:
     return parse_value(value, "mirror-host: ")
 
 
-class Limit:
-    """Copies outstanding to one mirror target (host, port), shared by every route sending there."""
-
-    __slots__ = ("in_flight", "sent", "dropped", "failed")
-
-    def __init__(self):
-        self.in_flight = 0
-        self.sent = 0
-        self.dropped = 0  # not sent: too many outstanding, or a body over the bound
-        self.failed = 0  # sent, and the mirror did not answer (refused, timed out…)
-
-
-class Mirror:
-    """Sends a copy of each forwarded request to the mirror target; the answer is discarded."""
-
-    phase = Phase.PROXY
-
-    def __init__(self, target: Target, body: bool, host: Any, client: Any, limit: Limit, max_in_flight: int,
-                 max_body: int):
-        self._target = target
-        self._body_limit = max_body if body else 0
-        self._body = body
-        self._host = host
-        self._client = client
-        self._limit = limit
-        self._max_in_flight = max_in_flight
-
-    def request(self, exchange: Any) -> None:
-        if self._client is not None:
-            exchange.on_forward(lambda forwarded: self._send(exchange, forwarded), self._body_limit)
-
-    def _send(self, exchange: Any, forwarded: Any) -> None:
-        limit = self._limit
-        if limit.in_flight >= self._max_in_flight:
-            limit.dropped += 1
-            if limit.dropped & (limit.dropped - 1) == 0:  # 1, 2, 4, 8…: told, never flooding the log
-                log.msg(f"ingressd: mirror {self._target.url.host}:{self._target.url.port}: {self._max_in_flight} "
-                        f"copies outstanding, copies dropped: {limit.dropped}")
-            return
-        body = None
-        if self._body and forwarded.body_length:
-            body = forwarded.body
-            if body is None:  # over the bound: not mirrored rather than mirrored without its body
-                limit.dropped += 1
-                return
-        target = self._target.target_for(exchange)
-        if target is None:
-            limit.dropped += 1
-            return
-        host = self._host.expand(exchange)
-        headers = [(b"host", host)]
-        headers.extend(pair for pair in forwarded.headers if pair[0] != b"host")
-        url = dataclasses.replace(self._target.url, target=target)
-        limit.in_flight += 1
-        limit.sent += 1
-        sent = self._client.fetch(forwarded.method, url, headers, body, discard=True)
-        sent.addCallbacks(self._answered, self._failed)
-
-    def _answered(self, _response: Any) -> None:
-        self._limit.in_flight -= 1
-
-    def _failed(self, failure: Any) -> None:
-        self._limit.in_flight -= 1
-        self._limit.failed += 1
-        if self._limit.failed & (self._limit.failed - 1) == 0:
-            log.msg(f"ingressd: mirror copy not delivered ({self._limit.failed} so far): {failure.getErrorMessage()}")
-
-
 @hookimpl
 def ingressd_options():
     return [
@@ -231,13 +126,4 @@ def ingressd_route_features(route, values, context):
         return None
     host = values.get("mirror-host") or parse_value(target.url.host)
     limits = context.plugin_state("mirror").setdefault("limits", {})
-    key = (target.url.scheme, target.url.host, target.url.port)
-    limit = limits.get(key)
-    if limit is None:
-        limit = limits[key] = Limit()
-    settings = context.settings
-    max_in_flight = int(settings.get("mirror_max_in_flight") or MAX_IN_FLIGHT)
-    max_body = settings.get("mirror_max_body_size")
-    max_body = parse_size(max_body) if isinstance(max_body, str) else int(max_body if max_body is not None else MAX_BODY)
-    return Mirror(target, values.get("mirror-request-body", True), host, context.subrequests, limit, max_in_flight,
-                  max_body or 2**62)  # 0: any size, as nginx sizes
+    return mirror_to(target, values.get("mirror-request-body", True), host, context, limits)

@@ -25,7 +25,8 @@ What ingress-nginx renders (rootfs/etc/nginx/template/nginx.tmpl) and so what in
   it: ``$scheme://`` + the request's host (no port: ``port_in_redirect off``) + URL.
   With 301, 302, 303, 307 or 308 the answer is a redirect with nginx's page title as its
   body (``301 Moved Permanently``); with 300, 305 or 306 nginx's ``return`` sends the URL as
-  a ``text/html`` body and no Location, and 304 has neither — ingressd does the same.
+  a ``text/html`` body and no Location, and 304 has neither — ingressd does the same. The
+  answer is ``_redirects.Redirect``'s, the code the Gateway API's RequestRedirect uses.
 
 - ``from-to-www-redirect: "true"`` on an Ingress of ``foo.com`` (or ``www.foo.com``): requests
   for the other name, ``www.foo.com`` (or ``foo.com``), are redirected to the Ingress's host,
@@ -67,11 +68,9 @@ from ingressd import (
 )
 from ingressd import same_for_every_path
 
+from ._redirects import REDIRECT_CODES, Redirect as Redirected
 from ._responses import absolute_location, plain
 
-# nginx's ``return`` with one of these codes is a redirect (Location + a page); with any
-# other code the text is the body (ngx_http_send_response).
-REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
 PERMANENT_DEFAULT, TEMPORAL_DEFAULT = 301, 302
 
 # ingress-nginx's parser.URLIsValidRegex (alphaNumericChars + urlEnabledChars).
@@ -123,27 +122,33 @@ class AppRoot:
         return plain(302, [(b"location", location)])
 
 
-class Redirect:
-    """``permanent-redirect`` / ``temporal-redirect``: every request answered ``return CODE URL``."""
+class FixedLocation:
+    """``permanent-redirect`` / ``temporal-redirect``'s URL as the Location: as written, a path made
+    absolute as nginx makes it (``_responses.absolute_location``)."""
 
-    phase = Phase.REWRITE - 1  # a location's ``return``: before the HTTPS redirect (Lua, last)
-
-    def __init__(self, code: int, url: str, relative: bool = False, with_port: bool = False):
-        self._code = code
+    def __init__(self, url: str, relative: bool = False, with_port: bool = False):
         self._url = url.encode("ascii")
         self._relative = relative  # relative-redirects: absolute_redirect off
         self._with_port = with_port  # use-port-in-redirects: port_in_redirect on
 
-    def request(self, exchange: Any) -> LocalResponse | None:
-        code, url = self._code, self._url
-        if code not in REDIRECT_CODES:
-            if code == 304:
-                return LocalResponse(304)
-            return LocalResponse(code, [(b"content-type", b"text/html")], url)
-        url = absolute_location(exchange, url, self._relative, self._with_port)
-        if url is None:
-            return plain(400)
-        return plain(code, [(b"location", url)])
+    def __call__(self, exchange: Any) -> bytes | None:
+        return absolute_location(exchange, self._url, self._relative, self._with_port)
+
+
+def _as_written(url: str):
+    text = url.encode("ascii")
+    return lambda exchange: text  # the body of a ``return`` that is not a redirect: never made absolute
+
+
+class Redirect(Redirected):
+    """``permanent-redirect`` / ``temporal-redirect``: every request answered ``return CODE URL``
+    (``_redirects.Redirect``, the code the Gateway API's RequestRedirect uses)."""
+
+    def __init__(self, code: int, url: str, relative: bool = False, with_port: bool = False):
+        if code in REDIRECT_CODES:
+            super().__init__(code, FixedLocation(url, relative, with_port))
+        else:
+            super().__init__(code, _as_written(url))
 
 
 class WWWRedirect:

@@ -23,7 +23,8 @@ ingressd does, on the backend's answers only (as nginx's ``proxy_*`` directives)
   ``$host``, ``$request_id``, ``$remote_addr``, ``$scheme``, ``$request_uri``.
   ``ingressd.io/remove-response-headers``: names (comma- or line-separated) removed from
   every answer. Hop-by-hop and framing headers, ``Server`` and ``Date`` (ingressd writes
-  them itself) are refused; an error names the annotation and the line.
+  them itself) are refused; an error names the annotation and the line. The changes are made
+  by ``_header_changes.HeaderChange``, the code the Gateway API's ResponseHeaderModifier uses.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from typing import Any
 from ingressd import Annotation, AnnotationError, Phase, hookimpl
 from ingressd import same_for_every_path
 
-from ._header_values import OWNED_RESPONSE, apply_edits, header_edits, parse_header_lines, parse_header_names
+from ._header_changes import HeaderChange
+from ._header_values import OWNED_RESPONSE, header_edits, parse_header_lines, parse_header_names
 
 # ingress-nginx's URLIsValidRegex (proxy-redirect-*, proxy-cookie-path) and cookieDomainRegex.
 _URL = re.compile(r"[\-._~a-zA-Z0-9/:,?&=]*")
@@ -82,8 +84,7 @@ class ResponseHeaders:
         self._redirect = redirect
         self._domain = cookie_domain
         self._path = cookie_path
-        self._drop = drop
-        self._pairs = pairs
+        self._change = HeaderChange(drop, pairs)
 
     def response(self, exchange: Any, status: int, headers: list) -> None:
         if exchange.upstream_status and (self._redirect or self._domain or self._path):
@@ -96,8 +97,7 @@ class ResponseHeaders:
                         headers[index] = (name, _redirected(value, found.end(), self._redirect))
                 elif name == b"set-cookie" and (self._domain or self._path):
                     headers[index] = (name, _cookie(value, self._domain, self._path))
-        if self._drop:
-            apply_edits(headers, self._drop, self._pairs, exchange)
+        self._change.apply(headers, exchange)
 
 
 def _redirected(value: bytes, at: int, rule: tuple[bytes, bytes]) -> bytes:

@@ -27,7 +27,8 @@ ingressd does:
   Ingress, the pattern, the path it matched (or did not) and the new URI or redirect, the
   request's values quoted as JSON strings (a client cannot start a log line of its own).
 
-The rewrite runs in the REWRITE phase, before access control and authentication; routing
+The new target is made by ``_rewrites.rewritten_target``, the code the Gateway API's URLRewrite
+uses. The rewrite runs in the REWRITE phase, before access control and authentication; routing
 and the access features saw the original path, the backend sees the new one.
 """
 
@@ -36,7 +37,6 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Callable
-from urllib.parse import quote
 
 from ingressd import (
     Annotation,
@@ -52,12 +52,11 @@ from ingressd import (
 from twisted.python import log
 
 from ._responses import plain
+from ._rewrites import encode_path, rewritten_target, with_args  # noqa: F401 (encode_path re-exported)
 
 # nginx: $1..$9, and variables; ${name} is the braced spelling of the same.
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([0-9])|([A-Za-z_][A-Za-z0-9_]*))")
 _VARIABLES = frozenset(("scheme", "host", "uri", "args", "request_uri"))
-_PATH_SAFE = "/:@!$&'()*+,;=-._~%"  # what stays as it is in a rewritten path (nginx escapes less)
-_ARGS_SAFE = _PATH_SAFE + "?"
 
 
 def _parse_target(value: str) -> str:
@@ -167,12 +166,11 @@ class Rewrite:
         query = exchange.query
         if template.redirect:
             location = uri.encode("utf-8")
-            location = _with_args(location, args, query, template.keep_query, quote_args=False)
+            location = with_args(location, args, query, template.keep_query, quote_args=False)
             if self._log_as is not None:
                 self._log(exchange, "matches", f", rewritten redirect: {_quoted(location)}")
             return plain(302, [(b"location", location)])
-        path = encode_path(uri)
-        exchange.target = _with_args(path, args, query, template.keep_query, quote_args=True)
+        exchange.target = rewritten_target(uri, query, args, template.keep_query)
         if self._log_as is not None:
             self._log(exchange, "matches", f", rewritten data: {_quoted(exchange.target)}")
         if self._prefix:
@@ -188,25 +186,9 @@ class Rewrite:
                   f"host: {_quoted(exchange.host)}, request id: {exchange.request_id}")
 
 
-def encode_path(path: str) -> bytes:
-    """A path as it is sent after a rewrite: percent-encoded where it must be (nginx escapes less)."""
-    return quote(path, safe=_PATH_SAFE).encode("ascii")
-
-
 def _quoted(value: Any) -> str:
     """A value in the log as a JSON string: control characters and quotes escaped."""
     return json.dumps(value.decode("latin-1") if isinstance(value, bytes) else str(value))
-
-
-def _with_args(uri: bytes, args: str | None, query: bytes, keep_query: bool, quote_args: bool) -> bytes:
-    if args:
-        encoded = quote(args, safe=_ARGS_SAFE).encode("ascii") if quote_args else args.encode("utf-8")
-        uri += b"?" + encoded
-        if keep_query and query:
-            uri += b"&" + query
-    elif keep_query and query:
-        uri += b"?" + query
-    return uri
 
 
 class RegexPath:

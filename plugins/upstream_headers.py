@@ -24,7 +24,8 @@ What ingress-nginx renders (nginx.tmpl) and so what ingressd does:
   error names the annotation and the line.
 
 The changes are made on the complete header list, after ingressd's own forwarding headers
-(``upstream_request``), for every backend the request is sent to.
+(``upstream_request``), for every backend the request is sent to, by
+``_header_changes.HeaderChange`` (the code the Gateway API's RequestHeaderModifier uses).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from typing import Any
 from ingressd import Annotation, AnnotationError, Option, Phase, hookimpl
 from ingressd import same_for_every_path
 
+from ._header_changes import HeaderChange
 from ._header_values import (
     OWNED_REQUEST,
-    apply_edits,
     header_edits,
     parse_header_lines,
     parse_header_names,
@@ -70,12 +71,11 @@ class UpstreamHeaders:
     phase = Phase.PROXY
 
     def __init__(self, drop: frozenset, pairs: tuple, connection: bytes | None):
-        self._drop = drop
-        self._pairs = pairs
+        self._change = HeaderChange(drop, pairs)
         self._connection = connection
 
     def upstream_request(self, exchange: Any, headers: list) -> None:
-        apply_edits(headers, self._drop, self._pairs, exchange)
+        self._change.apply(headers, exchange)
         connection = self._connection
         if connection is not None and not any(name == b"upgrade" for name, _ in headers):
             headers[:] = [pair for pair in headers if pair[0] != b"connection"]
