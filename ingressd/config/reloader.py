@@ -267,9 +267,17 @@ def describe_change(old: Config, new: Config) -> str:
     """What changed from ``old`` to ``new``, for the log: Ingresses served added, removed,
     changed (their routes differ), the routes served and the objects rejected."""
     before, after = _routes_by_ingress(old), _routes_by_ingress(new)
-    added = sorted(_name(ref) for ref in after.keys() - before.keys())
-    removed = sorted(_name(ref) for ref in before.keys() - after.keys())
-    changed = sorted(_name(ref) for ref in after.keys() & before.keys() if after[ref] != before[ref])
+    # One lookup per Ingress each way (set operations on the keys would hash them five times).
+    added, changed = [], []
+    for ref, routes in after.items():
+        was = before.get(ref)
+        if was is None:
+            added.append(_name(ref))
+        elif was != routes:
+            changed.append(_name(ref))
+    removed = sorted(_name(ref) for ref in before if ref not in after)
+    added.sort()
+    changed.sort()
     parts = []
     for word, refs in (("added", added), ("removed", removed), ("changed", changed)):
         if refs:
