@@ -48,3 +48,14 @@ def test_an_ingress_whose_routes_grow_or_shrink_changed():
     one, two = _route("a", "/1"), _route("a", "/2")
     assert describe_change(Config(routes=(one,)), Config(routes=(one, two))).startswith("1 Ingress changed (ns/a)")
     assert describe_change(Config(routes=(one, two)), Config(routes=(one,))).startswith("1 Ingress changed (ns/a)")
+
+
+def test_groups_the_caller_kept_give_the_same_line():
+    from ingressd.config.reloader import _routes_by_ingress
+
+    old = Config(routes=(_route("a", "/"), _route("b", "/")))
+    new = Config(routes=(_route("a", "/"), _route("c", "/")))
+    line = describe_change(old, new)
+    assert line == "1 Ingress added (ns/c), 1 Ingress removed (ns/b), 2 route(s), 0 rejected"
+    assert describe_change(old, new, _routes_by_ingress(old), _routes_by_ingress(new)) == line
+    assert describe_change(old, new, None, _routes_by_ingress(new)) == line
