@@ -254,7 +254,15 @@ def build_table(config: Config, plugins, context: BuildContext,
             return None
         return entry
 
+    remembered = previous.get
     for route in config.routes:
+        # entry_for's first case inline: on a change nearly every route is the same object as
+        # last time (a call per route was ~3 ms of a change at 30,000 routes).
+        known = remembered(id(route))
+        if known is not None and known.route is route:
+            reused[id(route)] = known
+            entries.append(known)
+            continue
         entry = entry_for(route)
         if entry is not None:
             entries.append(entry)
