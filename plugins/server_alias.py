@@ -44,18 +44,16 @@ def ingressd_host_routes(config, context):
     # any, the usual one, costs one pass over its routes instead of a sort and a dict per route),
     # and a route's features (one pair per declared annotation; every Ingress without annotations
     # of ours shares one tuple) are read once per tuple.
-    read: dict[int, tuple] = {}
+    # The distinct tuples first (no call per route; they live in ``config`` for the whole call).
+    tuples = {id(route.features): route.features for route in config.routes}
+    read = {key: dict(features).get("server-alias") or () for key, features in tuples.items()}
+    if not any(read.values()):
+        return []
 
     def _aliases(route) -> tuple[str, ...]:
-        features = route.features
-        found = read.get(id(features))  # the tuples live in ``config`` for the whole call
-        if found is None:
-            found = read[id(features)] = dict(features).get("server-alias") or ()
-        return found
+        return read[id(route.features)]
 
-    aliased = [route for route in config.routes if _aliases(route)]
-    if not aliased:
-        return []
+    aliased = [route for route in config.routes if read[id(route.features)]]
     routes_by_host: dict[str, list] = {}
     for route in config.routes:
         routes_by_host.setdefault(route.host, []).append(route)

@@ -85,6 +85,39 @@ def test_the_canary_attaches_to_the_main_route_and_a_lonely_one_is_not_served():
     assert rejection.ref.name == "lonely" and "without a main Ingress" in rejection.reason
 
 
+def test_reused_entries_lose_a_removed_canary_and_the_first_main_of_a_host_and_path_wins():
+    # build_table reuses last build's entries: a main whose canary went must route alone again;
+    # a canary's host with several mains for other paths attaches only to its own path's first.
+    from ingressd.config.entries import build_table
+    from ingressd.config.model import Backend, Config, Endpoint, ObjectRef, Route
+    from ingressd.features import BuildContext
+    from ingressd_plugins.canary import Canary
+
+    def route(name, host, service, path="/"):
+        return Route(host, path, "Prefix", Backend("ns", service, "80", (Endpoint(service, 80),)),
+                     ObjectRef("Ingress", "ns", name))
+
+    main, other_path, second_main = route("main", "a.test", "stable"), route("other", "a.test", "o", "/x"), \
+        route("second", "a.test", "late")
+    canary, elsewhere = route("canary", "a.test", "next"), route("elsewhere", "c.test", "c")
+
+    class Plugins:
+        def route_features(self, r, context):
+            return [Canary(rule(weight=100))] if r.ingress.name == "canary" else []
+
+    previous, context = {}, BuildContext(settings={}, reactor=None)
+    table, config = build_table(Config(routes=(main, other_path, second_main, canary, elsewhere)), Plugins(),
+                                context, previous)
+    first = table.match("a.test", "/")
+    assert first.route is main and [alt[1].route for alt in first.alternatives] == [canary]
+    assert table.match("a.test", "/x").alternatives == () and table.match("c.test", "/").alternatives == ()
+    assert config.rejections == ()
+    table, config = build_table(Config(routes=(main, other_path, second_main, elsewhere)), Plugins(),
+                                context, previous)
+    again = table.match("a.test", "/")
+    assert again is first and again.alternatives == ()  # the same entry, its canary gone
+
+
 @pytest.mark.slow
 def test_end_to_end_header_cookie_and_weight(tmp_path):
     from backends import Backend

@@ -6,7 +6,7 @@ objects, never Kubernetes dictionaries or annotation strings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 EXACT = "Exact"
@@ -23,6 +23,24 @@ class ObjectRef:
     kind: str
     namespace: str
     name: str
+    # Its hash, worked out once: every change looks ObjectRefs up by the ten thousand (the log
+    # line's grouping by Ingress, build_table's checks), and a dataclass hashes its fields anew
+    # on every call. Not compared, not shown, not pickled (a string's hash differs by process).
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.kind, self.namespace, self.name)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __getstate__(self) -> tuple:
+        return (self.kind, self.namespace, self.name)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(("kind", "namespace", "name"), state):
+            object.__setattr__(self, name, value)
+        self.__post_init__()
 
     def __str__(self) -> str:
         if self.namespace:

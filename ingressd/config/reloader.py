@@ -67,6 +67,7 @@ class Reloader:
         self._reported: set = set()
         self._translators = new_translators()  # one per source of routes, in merge order
         self._entries: dict = {}  # route table entries of unchanged routes, kept across builds
+        self._grouped: tuple = (None, None)  # (the config served, its routes by Ingress): for the log line
         self._entries_context = None
         self.plugin_state: dict = {}  # BuildContext.state: the plugins' state for this server's life
         self.subrequests = None  # BuildContext.subrequests: the server's sub-request client
@@ -146,7 +147,11 @@ class Reloader:
         self.state.generation += 1
         self.rebuilds += 1
         self.last_success = self.clock.seconds()
-        log.msg(f"ingressd: configuration {self.state.generation}: {describe_change(previous, config)}, "
+        served, groups = self._grouped
+        after = _routes_by_ingress(config)
+        self._grouped = (config, after)
+        change = describe_change(previous, config, groups if served is previous else None, after)
+        log.msg(f"ingressd: configuration {self.state.generation}: {change}, "
                 f"built in {(time.perf_counter() - began) * 1000:.1f} ms")
         self._report(config)
         if self.plugins:
@@ -263,13 +268,24 @@ class Reloader:
         self._reported = current
 
 
-def describe_change(old: Config, new: Config) -> str:
+def describe_change(old: Config, new: Config, before: dict | None = None, after: dict | None = None) -> str:
     """What changed from ``old`` to ``new``, for the log: Ingresses served added, removed,
-    changed (their routes differ), the routes served and the objects rejected."""
-    before, after = _routes_by_ingress(old), _routes_by_ingress(new)
-    added = sorted(_name(ref) for ref in after.keys() - before.keys())
-    removed = sorted(_name(ref) for ref in before.keys() - after.keys())
-    changed = sorted(_name(ref) for ref in after.keys() & before.keys() if after[ref] != before[ref])
+    changed (their routes differ), the routes served and the objects rejected. ``before`` and
+    ``after`` are their routes by Ingress if the caller has them (the reloader keeps the
+    served configuration's: a change groups only the new one's routes)."""
+    before = _routes_by_ingress(old) if before is None else before
+    after = _routes_by_ingress(new) if after is None else after
+    # One lookup per Ingress each way (set operations on the keys would hash them five times).
+    added, changed = [], []
+    for ref, routes in after.items():
+        was = before.get(ref)
+        if was is None:
+            added.append(_name(ref))
+        elif was != routes:
+            changed.append(_name(ref))
+    removed = sorted(_name(ref) for ref in before if ref not in after)
+    added.sort()
+    changed.sort()
     parts = []
     for word, refs in (("added", added), ("removed", removed), ("changed", changed)):
         if refs:

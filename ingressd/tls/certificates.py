@@ -764,8 +764,9 @@ def _served_names(config: Config) -> tuple[frozenset[str], frozenset[str]]:
     rule without host serves no name (ingress-nginx's catch-all server)."""
     exact: set[str] = set()
     wildcard: set[str] = set()
-    hosts = [route.host for route in config.routes]
-    hosts += [tls_host.host for tls_host in config.tls_hosts]
+    # Each distinct name once: 30,000 routes at 10,000 Ingresses share a few thousand hosts.
+    hosts = {route.host for route in config.routes}
+    hosts.update(tls_host.host for tls_host in config.tls_hosts)
     for host in hosts:
         host = host.strip().lower().rstrip(".")
         if host.startswith("*."):
