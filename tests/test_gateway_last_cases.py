@@ -206,7 +206,7 @@ def test_httproute_disallowed_kind():
 
 # -- HTTPRoute303Redirect, HTTPRoute307Redirect, HTTPRoute308Redirect (provisional) ---------------
 
-@pytest.mark.parametrize("code, path", [(303, "/see-other"), (307, "/temporary-redirect"), (308, "/permanent-redirect")])
+@pytest.mark.parametrize("code, path", [(303, "/see-other"), (307, "/temporary"), (308, "/permanent")])
 def test_httproute_redirect_status_codes_translate(code, path):
     route = f"""
 apiVersion: gateway.networking.k8s.io/v1
