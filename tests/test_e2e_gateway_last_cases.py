@@ -1,16 +1,19 @@
 """The last Gateway API conformance cases ported with traffic (file mode, ``twistd ingressd``):
-GRPCRouteListenerHostnameMatching and GRPCRouteWeight with a real grpcio client (cleartext
-HTTP/2 with prior knowledge on ``--http``, the conformance suite's HTTP listeners) and real grpcio
-servers behind; each case's own YAML, with our GatewayClass for ``{GATEWAY_CLASS_NAME}``."""
+GRPCRouteListenerHostnameMatching, GRPCRouteWeight and GRPCRouteNamedRule with a real grpcio
+client (cleartext HTTP/2 with prior knowledge on ``--http``, the conformance suite's HTTP
+listeners) and real grpcio servers behind; HTTPRouteNamedRule and HTTPRoute303/307/308Redirect
+with HTTP/1.1. Each case's own YAML, with our GatewayClass for ``{GATEWAY_CLASS_NAME}``."""
 
 from __future__ import annotations
+
+from concurrent import futures
 
 import grpc
 import pytest
 import yaml
 
-from gateway_manifests import INFRA, SAME_NAMESPACE_GATEWAY
 from backends import Backend
+from gateway_manifests import INFRA, SAME_NAMESPACE_GATEWAY
 from grpc_backends import GrpcBackend, method
 from harness import Ingressd, service, wait_for, write_manifests
 
@@ -228,3 +231,76 @@ def test_httproute_redirect_status_codes(http_cases, code, path):
     response = http_cases.get(path, host="redirect.example", method="POST", body=b"payload")
     assert response.status == code
     assert response.headers.get("location") == f"http://redirect.example{path}"
+
+
+# -- GRPCRouteNamedRule (provisional): the suite's own service and methods ------------------------
+
+_ECHO_SERVICE = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"
+
+GRPC_NAMED_RULE = f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: grpc-named-rules, namespace: gateway-conformance-infra}}
+spec:
+  parentRefs:
+  - name: same-namespace
+  rules:
+  - name: named-rule
+    matches:
+    - method: {{service: {_ECHO_SERVICE}, method: Echo}}
+    backendRefs:
+    - {{name: grpc-infra-backend-v1, port: 8080}}
+  - matches:
+    - method: {{service: {_ECHO_SERVICE}, method: EchoTwo}}
+    backendRefs:
+    - {{name: grpc-infra-backend-v2, port: 8080}}
+"""
+
+
+class _NamedEchoBackend:
+    """A gRPC server of the suite's echo service (``Echo``, ``EchoTwo``) that answers its own name."""
+
+    def __init__(self, name: str):
+        answer = grpc.unary_unary_rpc_method_handler(lambda request, context: name.encode())
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(_ECHO_SERVICE, {"Echo": answer, "EchoTwo": answer}),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(0)
+
+
+@pytest.fixture(scope="module")
+def grpc_named_rule(tmp_path_factory):
+    manifests = tmp_path_factory.mktemp("grpc-named-rule")
+    backends = {version: _NamedEchoBackend(f"grpc-infra-backend-{version}") for version in ("v1", "v2")}
+    objects = [obj for obj in yaml.safe_load_all(SAME_NAMESPACE_GATEWAY + GRPC_NAMED_RULE) if obj]
+    for version, backend in backends.items():
+        found = service(f"grpc-infra-backend-{version}", [("grpc", 8080, backend.port)], namespace=INFRA)
+        found[0]["spec"]["ports"][0]["appProtocol"] = "kubernetes.io/h2c"
+        objects += found
+    write_manifests(manifests / "all.yaml", objects)
+    server = Ingressd(manifests)
+    ch = _h2c_channel(server.http_port, "grpc-named.example")
+
+    def served():
+        try:
+            return ch.unary_unary(f"/{_ECHO_SERVICE}/Echo")(b"", timeout=5)
+        except grpc.RpcError:
+            return None
+
+    try:
+        wait_for(served, "the GRPCRoute served", timeout=30)
+        yield ch
+    finally:
+        ch.close()
+        server.stop()
+        for backend in backends.values():
+            backend.stop()
+
+
+@pytest.mark.parametrize("name, expected", [("Echo", b"grpc-infra-backend-v1"), ("EchoTwo", b"grpc-infra-backend-v2")])
+def test_grpcroute_named_rule(grpc_named_rule, name, expected):
+    assert grpc_named_rule.unary_unary(f"/{_ECHO_SERVICE}/{name}")(b"", timeout=20) == expected
