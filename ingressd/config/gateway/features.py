@@ -6,8 +6,7 @@ The conformance suite reads that list (when it is not given ``--supported-featur
 the Extended tests it runs, so a name is here only when the feature is served and its
 conformance cases pass here (docs/gateway-api.md, "Conformance coverage"). Left out on purpose:
 ``HTTPRouteParentRefPort`` and ``GatewayPort8080`` (their cases send traffic to the listeners'
-declared ports, which ingressd does not bind), 303/307/308 redirects (provisional, not ported),
-``GatewayHTTPListenerIsolation`` (ported, but a more specific listener without routes does not
+declared ports, which ingressd does not bind), ``GatewayHTTPListenerIsolation`` (ported, but a more specific listener without routes does not
 isolate its names yet), ``GatewayHTTPSListenerDetectMisdirectedRequests`` (served and ported, but a
 handshake for a name no route brings gets ingressd's default certificate),
 ``GatewayFrontendClientCertificateValidation`` (served and ported, but its cases connect to the
@@ -15,7 +14,8 @@ declared ports 443 and 8443), and ``BackendTLSPolicy``: served, but not every co
 it is ported yet. ``TLSRoute``: every Core case passes
 (tests/test_gateway_tlsroute_cases.py; its Terminate and Mixed modes are not claimed).
 ``ListenerSet``: all 13 ``listenerset-*`` cases pass (tests/test_gateway_listenerset.py,
-tests/test_gateway_listenerset_cases.py). The spec wants the list sorted by name.
+tests/test_gateway_listenerset_cases.py). The provisional 303/307/308 redirect status codes and
+named rules (HTTPRoute, GRPCRoute): their cases pass (tests/test_e2e_gateway_last_cases.py). The spec wants the list sorted by name.
 """
 
 from __future__ import annotations
@@ -37,4 +37,7 @@ SUPPORTED_FEATURES: tuple[str, ...] = tuple(sorted((
     "HTTPRouteBackendURLRewrite", "HTTPRouteBackendRequestRedirect",
     "HTTPRouteBackendProtocolH2C", "HTTPRouteBackendProtocolWebSocket",
     "HTTPRouteRetry", "HTTPRouteRetryConnectionError", "HTTPRouteRetryBackendTimeout",
+    # Provisional, HTTPRoute and GRPCRoute
+    "HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode", "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteNamedRouteRule", "GRPCRouteNamedRouteRule",
 )))
