@@ -19,7 +19,7 @@ import certs
 from ingressd.config.gateway.backend_tls_policy import BACKEND_TLS, Refused
 from ingressd.config.gateway_api import translate
 from ingressd.config.model import ObjectRef
-from ingressd.config.store import ObjectStore, object_key, pack
+from ingressd.config.store import ObjectStore
 from ingressd.features import BackendTLS, BuildContext
 from ingressd.providers.kube import gateway_status
 from ingressd.providers.kube.reflector import KubeTimings
@@ -27,6 +27,7 @@ from ingressd.providers.kube.service import STATUS_WRITERS, KubernetesService
 from ingressd_plugins import backend_protocol
 
 import fakeapi
+from gateway_manifests import snapshot
 
 NS = "gateway-conformance-infra"
 CA = certs.make_ca("backend CA").cert_pem.decode()
@@ -92,15 +93,6 @@ def policy(name="normative-test", hostname="abc.example.com", ca_refs=None, sect
         "metadata": {"name": name, "namespace": NS, "creationTimestamp": created, "generation": 2},
         "spec": {"targetRefs": [target], "validation": body},
     })
-
-
-def snapshot(*texts: str) -> dict:
-    found: dict = {}
-    for text in texts:
-        for obj in yaml.safe_load_all(text):
-            if obj:
-                found.setdefault(obj["kind"], {})[object_key(obj)] = pack(obj)
-    return found
 
 
 def judged(config, name: str) -> dict:

@@ -17,7 +17,8 @@ import yaml
 from ingressd.config.gateway_api import translate
 from ingressd.config.model import Config, ObjectRef
 from ingressd.config.routing import RouteTable
-from ingressd.config.store import object_key, pack
+
+from gateway_manifests import snapshot
 
 INFRA = "gateway-conformance-infra"
 
@@ -995,13 +996,7 @@ def _certificate() -> str:
 
 
 def _judge(*texts: str) -> Config:
-    found: dict = {}
-    for text in (BASE, *texts):
-        for obj in yaml.safe_load_all(text):
-            if obj:
-                obj.setdefault("metadata", {}).setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
-                found.setdefault(obj["kind"], {})[object_key(obj)] = pack(obj)
-    return translate(found)
+    return translate(snapshot(BASE, *texts, created="2026-01-01T00:00:00Z"))
 
 
 def _status(config: Config, kind: str, name: str, namespace: str = INFRA) -> dict:

@@ -19,7 +19,7 @@ from ingressd.config.gateway_api import translate
 from ingressd.config.model import Backend, Config, Endpoint, ObjectRef, PassthroughRoute, Route, WeightedBackend
 from ingressd.config.routing import RouteTable
 from ingressd.config.sources import merge
-from ingressd.config.store import ObjectStore, object_key, pack
+from ingressd.config.store import ObjectStore
 from ingressd.features import BuildContext
 from ingressd.providers.kube import gateway_status
 from ingressd.providers.kube.reflector import KubeTimings
@@ -28,6 +28,7 @@ from ingressd.tls.passthrough import PassthroughRouter
 from ingressd.tls.passthrough_hosts import PassthroughHosts
 
 import fakeapi
+from gateway_manifests import snapshot
 
 NS = "gateway-conformance-infra"
 
@@ -88,15 +89,6 @@ def route(name="tlsroute", hostnames=("abc.example.com",), parent="gateway-tlsro
                  "rules": [{"backendRefs": backends if backends is not None
                             else [{"name": "tls-backend", "port": 443}]}]},
     })
-
-
-def snapshot(*texts: str) -> dict:
-    found: dict = {}
-    for text in texts:
-        for obj in yaml.safe_load_all(text):
-            if obj:
-                found.setdefault(obj["kind"], {})[object_key(obj)] = pack(obj)
-    return found
 
 
 def status(config: Config, kind: str, name: str, namespace: str = NS) -> dict:

@@ -20,8 +20,9 @@ import yaml
 from ingressd.config.entries import build_table
 from ingressd.config.gateway_api import translate
 from ingressd.config.model import Config, ObjectRef
-from ingressd.config.store import object_key, pack
 from ingressd.features import BuildContext
+
+from gateway_manifests import snapshot
 
 INFRA = "gateway-conformance-infra"
 APP = "gateway-conformance-app-backend"
@@ -734,13 +735,7 @@ _BY_ADDRESS = {"127.0.0.1": f"{INFRA}/tls-backend", "127.0.0.2": f"{INFRA}/tls-b
 
 
 def _snapshot(*texts: str) -> dict:
-    found: dict = {}
-    for text in texts:
-        for obj in yaml.safe_load_all(text):
-            if obj:
-                obj.setdefault("metadata", {}).setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
-                found.setdefault(obj["kind"], {})[object_key(obj)] = pack(obj)
-    return found
+    return snapshot(*texts, created="2026-01-01T00:00:00Z")
 
 
 def _only(text: str, *names: str) -> str:

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from ingressd.config import filters
 from ingressd.config.gateway.hostnames import intersect
 from ingressd.config.gateway_api import GatewayTranslator, translate
 from ingressd.config.model import EXACT, PREFIX, Conditions, Config, ObjectRef, ValueMatch
-from ingressd.config.store import object_key, pack
 from ingressd.config.translate import TranslateSettings
+
+from gateway_manifests import snapshot
 
 BASE = """
 apiVersion: gateway.networking.k8s.io/v1
@@ -72,15 +72,6 @@ kind: Service
 metadata: {name: web-backend, namespace: gateway-conformance-web-backend}
 spec: {ports: [{port: 8080}]}
 """
-
-
-def snapshot(*texts: str) -> dict:
-    found: dict = {}
-    for text in texts:
-        for obj in yaml.safe_load_all(text):
-            if obj:
-                found.setdefault(obj["kind"], {})[object_key(obj)] = pack(obj)
-    return found
 
 
 def status(config: Config, kind: str, namespace: str, name: str) -> dict:
