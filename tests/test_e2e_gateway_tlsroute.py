@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import ssl
 
@@ -207,7 +208,9 @@ def test_openssl_s_client_sees_the_backends_certificate(world):
     import subprocess
 
     server, root, _ = world
-    if shutil.which("openssl") is None:
+    if shutil.which("openssl") is None:  # .ci/run installs it: missing there is a failure
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("no openssl binary: .ci/run installs it")
         pytest.skip("no openssl binary")
     done = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{server.https_port}",
                            "-servername", "abc.example.com", "-CAfile", str(root / "backend-ca.pem"),
