@@ -1,0 +1,27 @@
+"""ingressd's optional C accelerators (issue 24: the request path's per-request Python).
+
+The project's metadata is in pyproject.toml; this file only declares the extension modules,
+which setuptools cannot take from pyproject.toml alone. Every accelerator is optional: when
+no C compiler or Python headers are at hand (or on PyPy, whose JIT runs the Python code
+well and whose C-API emulation would be slower), pip installs ingressd without it and the
+pure-Python fallback next to its user does the same work. ``INGRESSD_NO_ACCEL=1`` at install
+time leaves them all out (to test the fallbacks as installed).
+"""
+import os
+import platform
+
+from setuptools import Extension, setup
+
+# (module, C sources): each module's pure-Python twin is named in the module's own header.
+ACCELERATORS: list[tuple[str, list[str]]] = [
+]
+
+
+def extensions() -> list[Extension]:
+    if platform.python_implementation() != "CPython" or os.environ.get("INGRESSD_NO_ACCEL"):
+        return []
+    return [Extension(name, sources, optional=True, extra_compile_args=["-O2"])
+            for name, sources in ACCELERATORS]
+
+
+setup(ext_modules=extensions())
