@@ -42,6 +42,7 @@ from zope.interface import implementer
 from ingressd.drain import ConnectionSet
 from ingressd.http import extended_connect
 from ingressd.http.head_buffers import fits_h2
+from ingressd.http.hpack_in import RequestDecoder
 from ingressd.http.hpack_out import ResponseEncoder
 from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page, other_ends, passes_backend_server
 from ingressd.tls.client_auth import client_certificate
@@ -553,6 +554,7 @@ class H2ServerProtocol(Protocol):
                                            validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=config)
         self.h2.encoder = ResponseEncoder()  # nginx's HPACK: no dynamic table, fields memoised
+        self.h2.decoder = RequestDecoder(self.h2.decoder.max_header_list_size)  # hpack's, in one loop
         self.streams: dict[int, _Stream] = {}
         self.peer_ip = ""
         self.server_port = 0
