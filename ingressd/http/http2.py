@@ -42,7 +42,7 @@ from zope.interface import implementer
 from ingressd.drain import ConnectionSet
 from ingressd.http import extended_connect
 from ingressd.http.head_buffers import fits_h2
-from ingressd.http.hpack_in import RequestDecoder
+from ingressd.http.h2_request_check import CheckingDecoder
 from ingressd.http.hpack_out import ResponseEncoder
 from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page, other_ends, passes_backend_server
 from ingressd.tls.client_auth import client_certificate
@@ -548,13 +548,14 @@ class H2ServerProtocol(Protocol):
         self.clock = clock
         self.scheme = scheme
         # What h2 checks of the blocks we send, _response_fields does in one pass; what clients
-        # send, h2 validates.
+        # send, h2 validates (CheckingDecoder: in one pass for a request block that passes).
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                            validate_inbound_headers=True, normalize_inbound_headers=True,
                                            validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=config)
         self.h2.encoder = ResponseEncoder()  # nginx's HPACK: no dynamic table, fields memoised
-        self.h2.decoder = RequestDecoder(self.h2.decoder.max_header_list_size)  # hpack's, in one loop
+        # hpack's decoder in one loop, and h2's checks of a request block in one pass when it passes them
+        self.h2.decoder = CheckingDecoder(self.h2)
         self.streams: dict[int, _Stream] = {}
         self.peer_ip = ""
         self.server_port = 0
