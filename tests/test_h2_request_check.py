@@ -196,3 +196,14 @@ def test_ordinary_requests_skip_h2s_checks():
     with pytest.raises(h2.exceptions.ProtocolError):
         refused.receive_data(_frames([([(b":method", b"GET")], "end")]))  # no :path: left to h2, which refuses it
     assert refused.config.validate_inbound_headers is True
+
+
+def test_repeated_requests_and_a_changed_one_as_h2_sees_them():
+    """The same block again and again (remembered with its verdict), then other fields."""
+    ordinary = (_BASE + [(b"user-agent", b"u"), (b"cookie", b"a=1"), (b"cookie", b"b=2")], "end")
+    blocks = [ordinary] * 4 + [(_BASE + [(b"user-agent", b"v")], "end"), ordinary,
+                               (_BASE + [(b"x", b" bad")], "end")]
+    stock, ours = _server(False), _server(True)
+    data = _frames(blocks)
+    assert _feed(ours, data) == _feed(stock, data)
+    assert _feed(_server(True), _frames(blocks[:-1]))[0] == "ok"

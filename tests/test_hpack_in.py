@@ -4,6 +4,8 @@ replaces on h2's connection): the same fields, the same table, the same exceptio
 
 from __future__ import annotations
 
+from collections import deque
+
 import hpack
 import pytest
 from hpack import HPACKDecodingError, InvalidTableIndex, InvalidTableSizeError, NeverIndexedHeaderTuple
@@ -238,3 +240,71 @@ def test_mutated_and_truncated_blocks_against_hpack(fields, huffman, data):
 def test_oversize_blocks_against_hpack(size):
     _same([b"\x00\x01a\x7f" + bytes([0xff, 0xff, 0x03]) + b"v" * (size - 7)])
     _same([b"\x82" * size])
+
+
+# -- repeated blocks: remembered while the dynamic table stays as it was ---------------------
+
+def test_a_repeated_block_is_remembered_until_the_table_changes():
+    decoder = RequestDecoder()
+    decoder.decode(b"\x40\x01a\x01b", raw=True)  # a: b at index 62
+    first = decoder.decode(b"\x82\xbe", raw=True)
+    assert first == [(b":method", b"GET"), (b"a", b"b")]
+    assert decoder.decode(b"\x82\xbe", raw=True) is first  # remembered
+    decoder.decode(b"\x40\x01c\x01d", raw=True)  # c: d is 62 now
+    assert decoder.decode(b"\x82\xbe", raw=True) == [(b":method", b"GET"), (b"c", b"d")]
+    decoder.header_table_size = 0  # a size update empties the table: 62 is no entry now
+    with pytest.raises(InvalidTableIndex):
+        decoder.decode(b"\x82\xbe", raw=True)
+
+
+def test_a_block_that_changes_the_table_is_not_remembered():
+    decoder = RequestDecoder()
+    block = b"\x40\x01a\x01b"
+    decoder.decode(block, raw=True)
+    decoder.decode(block, raw=True)
+    assert decoder._dynamic == deque([(b"a", b"b"), (b"a", b"b")])  # inserted twice, as hpack does
+
+
+def test_remembered_blocks_still_meet_the_limits():
+    decoder = RequestDecoder()
+    block = b"\x00\x03abc\x05value"
+    assert decoder.decode(block, raw=True) == [(b"abc", b"value")]
+    decoder.max_header_list_size = 39
+    with pytest.raises(OversizedHeaderListError):
+        decoder.decode(block, raw=True)
+    decoder.max_header_list_size = 40
+    decoder.max_allowed_table_size = 100
+    with pytest.raises(InvalidTableSizeError):
+        decoder.decode(block, raw=True)
+
+
+def test_remembered_blocks_are_bounded():
+    decoder = RequestDecoder()
+    for n in range(100):
+        decoder.decode(b"\x00\x01a\x02%02d" % n, raw=True)
+        assert len(decoder._known) <= hpack_in._KNOWN_BLOCKS
+
+
+@settings(max_examples=500, deadline=None)
+@given(pool=st.lists(st.one_of(
+    st.binary(max_size=12),
+    st.lists(st.integers(0x80, 0xC5), max_size=4).map(bytes),  # indices, static and dynamic
+    st.sampled_from([b"\x40\x01a\x01b", b"\x40\x01c\x01d", b"\x3f\x21", b"\x20", b"\x3f\xe1\x1f"]),
+), min_size=1, max_size=4),
+       picks=st.lists(st.integers(0, 3), min_size=1, max_size=12), raw=st.booleans())
+def test_repeated_blocks_against_hpack(pool, picks, raw):
+    ours, theirs = _decoders()
+    for pick in picks:
+        block = pool[pick % len(pool)]
+        try:
+            expected = ("ok", theirs.decode(block, raw=raw))
+        except HPACKDecodingError as exc:
+            expected = ("error", type(exc))
+        try:
+            seen = ("ok", ours.decode(block, raw=raw))
+        except HPACKDecodingError as exc:
+            seen = ("error", type(exc))
+        assert seen == expected
+        if expected[0] == "error":
+            return
+        assert _table(ours) == _table(theirs)

@@ -114,10 +114,17 @@ class CheckingDecoder(RequestDecoder):
         super().__init__(connection.decoder.max_header_list_size)
         self._connection = connection
         self._config = connection.config
+        self._last: tuple[list | None, list | None] = (None, None)  # a block's fields, their verdict
 
     def decode(self, data: bytes, raw: bool = False) -> list:
         fields = super().decode(data, raw)
-        checked = request_fields(fields) if raw and not self._trailers_possible() else None
+        if raw and not self._trailers_possible():
+            last_fields, checked = self._last
+            if fields is not last_fields:  # the decoder hands a repeated block's list back as it was
+                checked = request_fields(fields)
+                self._last = (fields, checked)
+        else:
+            checked = None
         h2_checks = checked is None
         config = self._config
         config.validate_inbound_headers = h2_checks

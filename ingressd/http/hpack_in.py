@@ -36,6 +36,8 @@ _ENTRY_OVERHEAD = 32  # RFC 7541 4.1
 _INTEGER_CONTINUATIONS = 5  # hpack's bound on an integer's continuation bytes
 _HUFFMAN_MEMO_STRING = 256  # longest Huffman string remembered
 _HUFFMAN_MEMO_LIMIT = 2048  # strings remembered; the memo starts again when full
+_KNOWN_BLOCKS = 32  # blocks remembered per connection (see RequestDecoder.decode)
+_KNOWN_BLOCK_SIZE = 4096  # the largest decoded block remembered
 
 _huffman_memo: dict[bytes, bytes] = {}
 
@@ -86,6 +88,13 @@ def _string(data: bytes, pos: int, end: int) -> tuple[bytes, int]:
     return decoded, stop
 
 
+def _texts(fields: list) -> list:
+    try:
+        return [_text(field) for field in fields]
+    except UnicodeDecodeError as exc:
+        raise HPACKDecodingError("Unable to decode headers as UTF-8") from exc
+
+
 def _text(field: tuple) -> tuple:
     name, value = field[0].decode("utf-8"), field[1].decode("utf-8")
     return NeverIndexedHeaderTuple(name, value) if isinstance(field, NeverIndexedHeaderTuple) else (name, value)
@@ -100,6 +109,8 @@ class RequestDecoder:
         self._maxsize = _DEFAULT_TABLE_SIZE
         self._size = 0  # the dynamic table's size (RFC 7541 4.1)
         self._dynamic: deque[tuple[bytes, bytes]] = deque()  # newest first: index 62 is [0]
+        # blocks that left the table as it was -> (their fields, decoded size), while it stays so
+        self._known: dict[bytes, tuple[list, int]] = {}
 
     # -- the dynamic table -------------------------------------------------------------------
 
@@ -110,6 +121,7 @@ class RequestDecoder:
     @header_table_size.setter
     def header_table_size(self, value: int) -> None:
         self._maxsize = int(value)
+        self._known.clear()
         self._shrink()
 
     def _shrink(self) -> None:
@@ -119,6 +131,7 @@ class RequestDecoder:
             self._size -= len(name) + len(value) + _ENTRY_OVERHEAD
 
     def _add(self, field: tuple[bytes, bytes]) -> None:
+        self._known.clear()
         size = len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
         if size > self._maxsize:  # larger than the table: it empties it (RFC 7541 4.4)
             self._dynamic.clear()
@@ -140,14 +153,37 @@ class RequestDecoder:
 
     def decode(self, data: bytes, raw: bool = False) -> list:
         """The header block ``data`` as a list of ``(name, value)`` fields (bytes when
-        ``raw``, else text), in order; the dynamic table updated as the block says."""
+        ``raw``, else text), in order; the dynamic table updated as the block says.
+
+        A client repeating a request sends the same block, all indices, again and again: a
+        block that left the dynamic table as it found it decodes the same way until the table
+        changes, so it is remembered until then (bounded) and its fields handed back as they
+        are (the same list: callers copy it, as h2 does)."""
         data = bytes(data)
+        known = self._known.get(data)
+        if known is not None and known[1] <= self.max_header_list_size:
+            if self._maxsize > self.max_allowed_table_size:
+                raise InvalidTableSizeError("Encoder did not shrink table size to within the max")
+            return known[0] if raw else _texts(known[0])
+        fields, inflated, table_used = self._decode(data)
+        if not table_used and inflated <= _KNOWN_BLOCK_SIZE:
+            known_blocks = self._known
+            if len(known_blocks) >= _KNOWN_BLOCKS:
+                known_blocks.clear()
+            known_blocks[data] = (fields, inflated)
+        return fields if raw else _texts(fields)
+
+    def _decode(self, data: bytes) -> tuple[list, int, bool]:
+        """The fields of ``data``, their size (RFC 7541 4.1), and whether the block changed
+        the dynamic table."""
+        table_used = False
         end = len(data)
         pos = 0
         fields: list = []
         inflated = 0
         limit = self.max_header_list_size
         entry = self._entry
+        dynamic = self._dynamic
         while pos < end:
             byte = data[pos]
             if byte & 0x80:  # indexed field (6.1)
@@ -155,12 +191,16 @@ class RequestDecoder:
                 if 0 < index <= _STATIC_LENGTH:  # one byte, static: the common case
                     field = _STATIC[index - 1]
                     pos += 1
+                elif _STATIC_LENGTH < index < 0x7F and index - _STATIC_LENGTH <= len(dynamic):  # one byte, dynamic
+                    field = dynamic[index - _STATIC_LENGTH - 1]
+                    pos += 1
                 else:
                     index, pos = _integer(data, pos, end, 0x7F)
                     field = entry(index)
             elif byte & 0x40:  # literal with incremental indexing (6.2.1)
                 field, pos = self._literal(data, pos, end, 0x3F, False)
                 self._add(field)
+                table_used = True
             elif byte & 0x20:  # dynamic table size update (6.3), only before the first field
                 if fields:
                     raise HPACKDecodingError("Table size update not at the start of the block")
@@ -168,6 +208,7 @@ class RequestDecoder:
                 if size > self.max_allowed_table_size:
                     raise InvalidTableSizeError("Encoder exceeded max allowable table size")
                 self.header_table_size = size
+                table_used = True
                 continue
             else:  # literal without indexing (6.2.2) or never indexed (6.2.3)
                 field, pos = self._literal(data, pos, end, 0x0F, bool(byte & 0x10))
@@ -177,12 +218,7 @@ class RequestDecoder:
                 raise OversizedHeaderListError(f"A header list larger than {limit} has been received")
         if self._maxsize > self.max_allowed_table_size:  # the peer did not shrink the table
             raise InvalidTableSizeError("Encoder did not shrink table size to within the max")
-        if raw:
-            return fields
-        try:
-            return [_text(field) for field in fields]
-        except UnicodeDecodeError as exc:
-            raise HPACKDecodingError("Unable to decode headers as UTF-8") from exc
+        return fields, inflated, table_used
 
     def _literal(self, data: bytes, pos: int, end: int, mask: int, never_indexed: bool) -> tuple[tuple, int]:
         """A literal field (6.2): an indexed name or a name string, then the value string."""
