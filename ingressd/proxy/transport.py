@@ -22,6 +22,7 @@ from typing import Any
 from twisted.application import strports
 from twisted.application.service import MultiService, Service
 from twisted.internet import main, tcp
+from twisted.internet.address import IPv6Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.python import failure, log
@@ -174,15 +175,59 @@ class Server(_BatchedWrites, tcp.Server):
     _no_delay = False  # what TCP_NODELAY is on this socket
     _host = None  # getHost(), asked once: the local address of a connection never changes
     _peer = None  # getPeer(), made once
+    _log_prefix = None  # logstr, made when first asked
+    _repr = None  # repstr, made when first asked
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, sock, protocol, client, server, sessionno, reactor):
+        # tcp.Server.__init__ (with Connection's and FileDescriptor's), the same state set
+        # directly: without the log prefix and the repr it formats for every connection (read
+        # by a legacy log line or a repr, rarely: made when asked, below) and three calls up
+        # the class chain. tests/test_transport.py compares the state with Twisted's.
+        self.reactor = reactor
+        self._tempDataBuffer = []
+        self._tempDataLen = 0
+        self.socket = sock
+        sock.setblocking(False)
+        self.fileno = sock.fileno
+        self.protocol = protocol
+        if len(client) != 2:
+            self._addressType = IPv6Address
+        self.server = server
+        self.client = client
+        self.sessionno = sessionno
+        self.hostname = client[0]
+        self._protocol_class = protocol.__class__  # for the repr after the close (no reference to the protocol: no cycle)
+        self.startReading()
+        self.connected = 1
         # Responses (and TLS records, HTTP/2 frames) are written whole: never hold a small
         # segment back waiting for an ACK (Nagle + delayed ACK cost 40 ms a request).
-        if getattr(self.server, "no_delay_inherited", False):
+        if getattr(server, "no_delay_inherited", False):
             self._no_delay = True
         else:
             self.setTcpNoDelay(True)
+
+    @property
+    def logstr(self) -> str:
+        if self._log_prefix is None:
+            protocol = self.__dict__.get("protocol")  # Twisted lets it go at the close
+            prefix = self._protocol_class.__name__ if protocol is None else self._getLogPrefix(protocol)
+            self._log_prefix = f"{prefix},{self.sessionno},{self.hostname}"
+        return self._log_prefix
+
+    @logstr.setter
+    def logstr(self, value: str) -> None:
+        self._log_prefix = value
+
+    @property
+    def repstr(self) -> str:
+        if self._repr is None:
+            number = getattr(self.server, "_realPortNumber", None) if self.server is not None else None
+            self._repr = f"<{self._protocol_class.__name__} #{self.sessionno} on {number}>"
+        return self._repr
+
+    @repstr.setter
+    def repstr(self, value: str) -> None:
+        self._repr = value
 
     def setTcpNoDelay(self, enabled) -> None:
         # The HTTP/1.1 protocol asks again (directly or through TLS): no system call for a no-op.
@@ -215,6 +260,37 @@ class Port(tcp.Port):
             except OSError:
                 pass
         return skt
+
+    def doRead(self) -> None:
+        """One connection accepted each time the listener is readable, as nginx's default
+        (``multi_accept off``): epoll reports the listener again while more are waiting.
+
+        Twisted's ``Port.doRead`` accepts in a loop it sizes by the last round's count (for a
+        lone connection: one call in two finds nothing and raises) inside a context that
+        holds its log lines back (two ``Logger`` objects made per call). Here an accept that
+        fails for any reason but "nothing waiting" is left to Twisted's loop, which knows
+        what to do (the descriptor it keeps in reserve for EMFILE, its log lines)."""
+        try:
+            try:
+                skt, addr = self.socket.accept()
+            except BlockingIOError:
+                return
+            except OSError:
+                super().doRead()
+                return
+            if len(addr) == 4:  # IPv6: the scope id in the host, as Twisted's
+                host = socket.getnameinfo(addr, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+                addr = (host[0], *addr[1:])
+            protocol = self.factory.buildProtocol(self._buildAddr(addr))
+            if protocol is None:
+                skt.close()
+                return
+            session = self.sessionno
+            self.sessionno = session + 1
+            protocol.makeConnection(self.transport(skt, protocol, addr, self, session, self.reactor))
+        except BaseException:
+            # As Twisted's: nothing may reach the reactor from here, which would close the listener.
+            log.deferr()
 
 
 class Client(_BatchedWrites, tcp.Client):
