@@ -243,3 +243,33 @@ def test_the_repr_and_log_prefix_after_the_close(reactor):
     assert server.logPrefix() == "set" and repr(server) == "<set>"
     client.close()
     port.stopListening()
+
+
+@pytest.mark.skipif(not transport._RAW_ACCEPT, reason="CPython's accept without socket.socket's Python layer")
+def test_on_cpython_the_accepted_socket_is_the_c_socket_type(reactor):
+    import _socket
+
+    port, factory = _listen(reactor)
+    assert port._kind == (socket.AF_INET, socket.SOCK_STREAM, port.socket.proto)
+    client = _client(port)
+    client.sendall(b"raw")
+    spin(reactor, lambda: factory.made)
+    accepted = factory.made[0].transport.socket
+    assert type(accepted) is _socket.socket
+    assert accepted.family == socket.AF_INET and accepted.type == socket.SOCK_STREAM
+    assert accepted.getpeername() == client.getsockname()
+    _read(reactor, client, b"raw")
+    client.close()
+    port.stopListening()
+
+
+def test_without_the_raw_accept_the_socket_is_pythons(reactor):
+    port, factory = _listen(reactor)
+    port._kind = None  # as on PyPy
+    client = _client(port)
+    client.sendall(b"plain")
+    spin(reactor, lambda: factory.made)
+    assert isinstance(factory.made[0].transport.socket, socket.socket)
+    _read(reactor, client, b"plain")
+    client.close()
+    port.stopListening()

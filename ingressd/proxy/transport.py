@@ -15,6 +15,7 @@ else goes through Twisted's strports.
 
 from __future__ import annotations
 
+import _socket
 import socket
 import sys
 from typing import Any
@@ -178,6 +179,9 @@ class _BatchedWrites:
         super().stopWriting()
 
 
+# CPython's socket module: accept without socket.socket's Python layer (Port._accept_one).
+_RAW_ACCEPT = sys.implementation.name == "cpython" and hasattr(_socket.socket, "_accept")
+
 # Linux gives an accepted socket its listener's TCP_NODELAY: set once on the listener, not per
 # connection (elsewhere each connection sets it).
 _ACCEPTED_INHERIT_NO_DELAY = sys.platform.startswith("linux")
@@ -262,9 +266,12 @@ class Server(_BatchedWrites, tcp.Server):
 class Port(tcp.Port):
     transport = Server
     no_delay_inherited = False  # the accepted sockets come with TCP_NODELAY set
+    _kind: tuple[int, int, int] | None = None  # (family, type, proto) of accepted sockets: see _accept_one
 
     def createInternetSocket(self):
         skt = super().createInternetSocket()
+        if _RAW_ACCEPT:
+            self._kind = (int(skt.family), int(skt.type), skt.proto)
         if _ACCEPTED_INHERIT_NO_DELAY:
             try:
                 skt.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -284,7 +291,7 @@ class Port(tcp.Port):
         what to do (the descriptor it keeps in reserve for EMFILE, its log lines)."""
         try:
             try:
-                skt, addr = self.socket.accept()
+                skt, addr = self._accept_one()
             except BlockingIOError:
                 return
             except OSError:
@@ -303,6 +310,19 @@ class Port(tcp.Port):
         except BaseException:
             # As Twisted's: nothing may reach the reactor from here, which would close the listener.
             log.deferr()
+
+    def _accept_one(self):
+        """(socket, address) of a waiting connection. On CPython, what ``socket.accept`` does
+        without its Python: the listening socket's own accept (``_accept``, the C method
+        ``socket.accept`` calls) and the C socket type made over the descriptor, skipping
+        ``socket.socket.__init__`` and two enum conversions a connection. (The C type has every
+        method a transport calls; only ``socket.socket``'s Python additions, makefile and
+        sendfile, which nothing here uses, are missing.) Elsewhere, ``socket.accept``."""
+        kind = self._kind
+        if kind is None:
+            return self.socket.accept()
+        fd, addr = self.socket._accept()
+        return _socket.socket(*kind, fd), addr
 
 
 class Client(_BatchedWrites, tcp.Client):
