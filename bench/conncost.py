@@ -27,6 +27,11 @@ alternately; ``--profile`` prints cProfile's table and the Python calls per conn
     .venv/bin/python bench/conncost.py --args '--access-log off'
     .venv/bin/python bench/conncost.py --args '--access-log off' --profile
     .venv/bin/python bench/conncost.py --args '--access-log off' --calls     # calls per connection only
+    .venv/bin/python bench/conncost.py --lifecycle   # the HTTP/1.1 protocol's own life alone
+
+``--lifecycle`` times only ``HTTP1Factory.buildProtocol``, ``makeConnection`` and
+``connectionLost`` of the HTTP/1.1 protocol on a ``StringTransport`` (its timers on an
+unstarted epoll reactor): no socket, no request.
 """
 
 from __future__ import annotations
@@ -206,6 +211,38 @@ def print_samples(per_connection: float, own: Counter, total: Counter, taken: in
         print(f"{own[key] / taken * per_connection:8.2f} {count / taken * per_connection:9.2f}  {key}")
 
 
+def lifecycle(rounds: int, count: int) -> list[float]:
+    """µs per HTTP/1.1 connection's build, ``makeConnection`` and ``connectionLost``, in memory."""
+    from twisted.internet import main as twisted_main
+    from twisted.python.failure import Failure
+
+    from ingressd.http.http1 import HTTP1Factory
+
+    reactor = DirectDispatchEPollReactor()
+    factory = HTTP1Factory(lambda protocol, request: None, clock=reactor)
+    peer, host = IPv4Address("TCP", "127.0.0.1", 40000), IPv4Address("TCP", "127.0.0.1", 8080)
+    done = Failure(twisted_main.CONNECTION_DONE)
+
+    class Transport(StringTransport):
+        def setTcpNoDelay(self, enabled) -> None:
+            pass
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            protocol = factory.buildProtocol(peer)
+            protocol.makeConnection(Transport(hostAddress=host, peerAddress=peer))
+            protocol.connectionLost(done)
+
+    run(2000)
+    figures = []
+    for _ in range(rounds):
+        started = time.process_time()
+        run(count)
+        figures.append((time.process_time() - started) / count * 1e6)
+        reactor.runUntilCurrent()
+    return figures
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--connections", type=int, default=5_000, help="connections per round (default 5,000)")
@@ -216,7 +253,15 @@ def main() -> None:
     p.add_argument("--sample", action="store_true", help="sample stacks on CPU time: µs per connection by function")
     p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
     p.add_argument("--lines", type=int, default=40, help="rows of the table")
+    p.add_argument("--lifecycle", action="store_true",
+                   help="time only the HTTP/1.1 protocol's build, connectionMade and connectionLost (in memory)")
     args = p.parse_args()
+    if args.lifecycle:
+        figures = lifecycle(args.rounds, args.connections * 4)
+        print(f"python {sys.version.split()[0]}; the HTTP/1.1 protocol's life alone: {statistics.median(figures):.2f} µs "
+              f"CPU per connection (median of {args.rounds} rounds of {args.connections * 4:,}; "
+              f"all: {', '.join(f'{f:.2f}' for f in figures)})")
+        return
     with tempfile.TemporaryDirectory(prefix="ingressd-conncost-") as tmp:
         extra = shlex.split(args.args)
         if "--access-log" not in extra:
