@@ -273,3 +273,35 @@ def test_without_the_raw_accept_the_socket_is_pythons(reactor):
     _read(reactor, client, b"plain")
     client.close()
     port.stopListening()
+
+
+def test_an_orderly_close_and_an_abort_end_the_connection_as_twisted_does(reactor):
+    """Server.connectionLost tells an abort from a close by the reason's type: an abort resets
+    the connection (SO_LINGER 0), a close ends it with a FIN after everything written."""
+    port, factory = _listen(reactor)
+    closed, aborted = _client(port), _client(port)
+    spin(reactor, lambda: len(factory.made) == 2)
+    by_peer = {proto.transport.getPeer().port: proto for proto in factory.made}
+    closing, aborting = by_peer[closed.getsockname()[1]], by_peer[aborted.getsockname()[1]]
+    lost = []
+    for proto in (closing, aborting):
+        proto.connectionLost = lambda reason, proto=proto: lost.append((proto, reason))
+    closing.transport.write(b"bye")
+    closing.transport.loseConnection()
+    aborting.transport.abortConnection()
+    spin(reactor, lambda: len(lost) == 2)
+    reasons = dict(lost)
+    assert reasons[closing].type.__name__ == "ConnectionDone"
+    assert reasons[aborting].type.__name__ == "ConnectionAborted"
+    for proto in (closing, aborting):
+        assert not proto.transport.connected and not hasattr(proto.transport, "socket")
+        proto.transport.connectionLost(reasons[proto])  # a second call does nothing
+    closed.settimeout(5)
+    assert closed.recv(10) == b"bye" and closed.recv(10) == b""
+    aborted.settimeout(5)
+    with pytest.raises(ConnectionResetError):
+        aborted.recv(10)
+    assert len(lost) == 2
+    closed.close()
+    aborted.close()
+    port.stopListening()
