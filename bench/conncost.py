@@ -149,6 +149,46 @@ class Rig:
             raise SystemExit(f"{self.service.http_factory.connections} connection(s) left open")
 
 
+class KeepAlive:
+    """``--keepalive``: one client connection of ``rig``'s server, kept open, many requests on it:
+    the keep-alive request path through the real epoll reactor (each request a poll that reads
+    it and a round's end that sends the answer), which ``bench/pathcost.py`` (a memory reactor)
+    leaves out."""
+
+    request = b"GET / HTTP/1.1\r\nHost: bench.local\r\nUser-Agent: conncost\r\nAccept: */*\r\n\r\n"
+
+    def __init__(self, rig: Rig):
+        self.rig = rig
+        self.client = socket.socket()
+        self.client.connect(rig.address)
+        self.client.settimeout(5)
+
+    def one(self) -> bytes:
+        rig, reactor, client = self.rig, self.rig.reactor, self.client
+        client.sendall(self.request)
+        for _ in range(_ROUNDS_BOUND):
+            if rig.upstream_transport.value():
+                break
+            reactor.doIteration(0.1)  # accept (the first time), then the request
+        rig.upstream_transport.clear()
+        rig.upstream.dataReceived(RESPONSE)
+        reactor.runUntilCurrent()  # the round's end: the answer sent
+        answer = b""
+        for _ in range(_ROUNDS_BOUND):
+            answer += client.recv(65536)
+            if answer.endswith(b"ok\n"):
+                return answer
+        raise SystemExit(f"no whole answer: {answer[:300]!r}")
+
+    def run(self, count: int) -> None:
+        one = self.one
+        answer = b""
+        for _ in range(count):
+            answer = one()
+        if not answer.startswith(b"HTTP/1.1 200 ") or b"connection: close" in answer:
+            raise SystemExit(f"unexpected answer: {answer[:300]!r}")
+
+
 def cpu() -> tuple[float, float]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime, usage.ru_stime
@@ -255,6 +295,8 @@ def main() -> None:
     p.add_argument("--lines", type=int, default=40, help="rows of the table")
     p.add_argument("--lifecycle", action="store_true",
                    help="time only the HTTP/1.1 protocol's build, connectionMade and connectionLost (in memory)")
+    p.add_argument("--keepalive", action="store_true",
+                   help="requests on one kept-alive connection instead of a connection each (the same loop)")
     args = p.parse_args()
     if args.lifecycle:
         figures = lifecycle(args.rounds, args.connections * 4)
@@ -266,16 +308,21 @@ def main() -> None:
         extra = shlex.split(args.args)
         if "--access-log" not in extra:
             extra += ["--access-log", str(Path(tmp) / "access.log")]  # on, as by default, to a file
-        # One backend connection carries every request: lift nginx's limit (10,000), which would close it.
-        if "--upstream-keepalive-requests" not in extra:
-            extra += ["--upstream-keepalive-requests", "0"]
+        # One backend connection (and with --keepalive one client connection) carries every request:
+        # lift nginx's limits (10,000 and 1,000), which would close them.
+        for option in ("--upstream-keepalive-requests", "--keepalive-requests"):
+            if option not in extra:
+                extra += [option, "0"]
         rig = Rig(extra, Path(tmp))
+        if args.keepalive:
+            rig = KeepAlive(rig)
         rig.run(500)  # warm-up
         if args.profile or args.calls:
             calls, stats = calls_per_connection(rig, args.connections)
             if args.profile:
                 stats.sort_stats(args.sort).print_stats(args.lines)
-            print(f"calls per connection under cProfile: {calls:.1f} (the loop's own socket calls included)")
+            unit = "request" if args.keepalive else "connection"
+            print(f"calls per {unit} under cProfile: {calls:.1f} (the loop's own socket calls included)")
             return
         if args.sample:
             print_samples(*sample(rig, args.connections * args.rounds), args.lines)
@@ -290,7 +337,8 @@ def main() -> None:
             users.append((after_user - user) / args.connections * 1e6)
             systems.append((after_system - system) / args.connections * 1e6)
         print(f"python {sys.version.split()[0]}; options: {args.args or '(defaults)'}")
-        print(f"a connection with one request: {statistics.median(figures):.1f} µs CPU "
+        what = "a request on a kept-alive connection" if args.keepalive else "a connection with one request"
+        print(f"{what}: {statistics.median(figures):.1f} µs CPU "
               f"(user {statistics.median(users):.1f}, system {statistics.median(systems):.1f}; median of "
               f"{args.rounds} rounds of {args.connections:,}; all: {', '.join(f'{f:.1f}' for f in figures)})")
 
