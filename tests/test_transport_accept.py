@@ -5,6 +5,8 @@ failing factory, and an accepted connection whose state is Twisted's own ``tcp.S
 from __future__ import annotations
 
 import errno
+import gc
+import platform
 import socket
 
 import pytest
@@ -304,4 +306,33 @@ def test_an_orderly_close_and_an_abort_end_the_connection_as_twisted_does(reacto
     assert len(lost) == 2
     closed.close()
     aborted.close()
+    port.stopListening()
+
+
+@pytest.mark.skipif(platform.python_implementation() != "CPython",
+                    reason="CPython's reference counting frees everything else at once (PyPy has no gc.set_debug)")
+def test_closed_accepted_connections_leave_no_cycles(reactor):
+    """The state set directly (and the log prefix and repr made when asked) keeps no reference
+    from the transport back to its protocol after the close: freed at once, not by the collector."""
+    port, factory = _listen(reactor)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(10):
+            client = _client(port)
+            client.sendall(b"x")
+            spin(reactor, lambda: factory.made)
+            server = factory.made.pop().transport
+            repr(server), server.logPrefix()
+            server.loseConnection()
+            spin(reactor, lambda: not server.connected)
+            client.close()
+            del server
+        gc.collect()
+        ours = [type(o).__qualname__ for o in gc.garbage
+                if type(o).__module__.startswith(("ingressd", "twisted.internet.tcp"))]
+        assert ours == []
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
     port.stopListening()
