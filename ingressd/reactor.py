@@ -12,7 +12,15 @@ twisted/twisted#2534 (open since 2007), was 15% of a UDP echo server's CPU. ingr
 log lines say what they are about themselves, so nothing needs that context; a handler's
 exception is still logged, as Twisted logs it.
 
-Only ``doPoll`` is replaced, and it uses three attributes ``EPollReactor`` does not
+It also ends each round of events for the connections' batched writes
+(``ingressd.proxy.transport``): ``call_at_round_end(f)`` calls ``f`` once when the current
+round ends, the round being the events one poll dispatched (ended as the next
+``runUntilCurrent`` begins, which is right after the poll) or the timed calls one
+``runUntilCurrent`` runs (ended as it returns, before the reactor polls again). Twisted's way
+to the same point, ``callLater(0, f)``, makes a ``DelayedCall``, pushes it on the timers' heap
+and pops it again for every round that writes (each proxied request, each connection).
+
+Only ``doPoll`` and ``runUntilCurrent`` are replaced; ``doPoll`` uses three attributes ``EPollReactor`` does not
 document (``_poller``, ``_selectables``, ``_doReadOrWrite``). Should a Twisted release
 rename them, the reactor says so in the log and polls with Twisted's own ``doPoll``: slower,
 never broken. A reactor chosen with ``twistd --reactor NAME`` is installed before
@@ -31,9 +39,11 @@ _RELIED_ON = ("_poller", "_selectables", "_doReadOrWrite")
 
 
 class DirectDispatchEPollReactor(EPollReactor):
-    """``EPollReactor`` whose ``doPoll`` calls each handler without a log context."""
+    """``EPollReactor`` whose ``doPoll`` calls each handler without a log context, and which
+    ends rounds of events (``call_at_round_end``)."""
 
     def __init__(self) -> None:
+        self._round_ends: list = []
         super().__init__()
         missing = [name for name in _RELIED_ON if not hasattr(self, name)]
         if missing:
@@ -65,6 +75,25 @@ class DirectDispatchEPollReactor(EPollReactor):
                 log.err(None, f"ingressd: handling an event of {selectable!r}")
 
     doIteration = doPoll
+
+    def call_at_round_end(self, f) -> None:
+        """Call ``f()`` once when the current round of events ends (see the module's docstring)."""
+        self._round_ends.append(f)
+
+    def runUntilCurrent(self) -> None:
+        if self._round_ends:  # the round of the poll just dispatched
+            self._end_round()
+        super().runUntilCurrent()
+        if self._round_ends:  # the round of the timed calls just run
+            self._end_round()
+
+    def _end_round(self) -> None:
+        ends, self._round_ends = self._round_ends, []
+        for end in ends:
+            try:
+                end()
+            except Exception:  # as a timed call's: logged, the others still run
+                log.err(None, "ingressd: ending a round of events")
 
 
 def install() -> bool:

@@ -162,6 +162,8 @@ class HTTP1ServerProtocol(Protocol):
 
     scheme = "http"
 
+    _send_deadline: Deadline | None = None  # made when the client first stops reading (pauseProducing)
+
     def __init__(self, settings: ServerSettings, handler: Callable, clock: Any):
         self.settings = settings
         self.handler = handler
@@ -181,7 +183,6 @@ class HTTP1ServerProtocol(Protocol):
         self._timer = Deadline(clock, self._timed_out, horizon=min(
             settings.header_timeout, settings.body_timeout, settings.keepalive_timeout))
         self._timer_status = 0
-        self._send_deadline = Deadline(clock, self._send_timed_out)
         self._reading_paused = False
         self._head_written = False
         self._corked = 0
@@ -209,9 +210,11 @@ class HTTP1ServerProtocol(Protocol):
     # -- connection lifecycle -------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        self.peer_ip, self.server_port = addresses(self.transport)
-        self.peer_port, self.server_ip = other_ends(self.transport)
-        self.transport.registerProducer(self, True)
+        transport = self.transport
+        peer, host = transport.getPeer(), transport.getHost()  # addresses() and other_ends(), asked once
+        self.peer_ip, self.server_port = getattr(peer, "host", ""), getattr(host, "port", 0)
+        self.peer_port, self.server_ip = getattr(peer, "port", 0), getattr(host, "host", "")
+        transport.registerProducer(self, True)
         self._registered = True
         try:
             self.transport.setTcpNoDelay(True)  # responses are written whole; never wait for an ACK
@@ -229,7 +232,8 @@ class HTTP1ServerProtocol(Protocol):
     def connectionLost(self, reason=None) -> None:
         self.closed = True
         self._timer.stop()
-        self._send_deadline.stop()
+        if self._send_deadline is not None:
+            self._send_deadline.stop()
         # The parser holds our bound methods: let it go so this connection's objects are
         # freed at once instead of by a full garbage collection (30 ms at a time, measured).
         self.parser = None
@@ -319,7 +323,8 @@ class HTTP1ServerProtocol(Protocol):
         self.closed = True
         self.parser = None
         self._timer.stop()
-        self._send_deadline.stop()
+        if self._send_deadline is not None:
+            self._send_deadline.stop()
         if self._registered:  # the HTTP/2 protocol registers itself as the producer
             self._registered = False
             self.transport.unregisterProducer()
@@ -769,6 +774,8 @@ class HTTP1ServerProtocol(Protocol):
     def pauseProducing(self) -> None:
         # The client does not take what we write: it has send_timeout to start again
         # (nginx's send_timeout), or the connection is closed.
+        if self._send_deadline is None:
+            self._send_deadline = Deadline(self.clock, self._send_timed_out)
         self._send_deadline.set(self.settings.send_timeout)
         if self._active is not None:
             self._active.client_paused()
@@ -776,7 +783,8 @@ class HTTP1ServerProtocol(Protocol):
             self._receiver.client_paused()
 
     def resumeProducing(self) -> None:
-        self._send_deadline.clear()
+        if self._send_deadline is not None:
+            self._send_deadline.clear()
         if self._active is not None:
             self._active.client_resumed()
         elif self._receiver is not None:

@@ -15,14 +15,16 @@ else goes through Twisted's strports.
 
 from __future__ import annotations
 
+import _socket
 import socket
 import sys
 from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import MultiService, Service
-from twisted.internet import main, tcp
-from twisted.internet.error import CannotListenError
+from twisted.internet import abstract, main, tcp
+from twisted.internet.address import IPv6Address
+from twisted.internet.error import CannotListenError, ConnectionAborted
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.python import failure, log
 
@@ -38,6 +40,9 @@ class _WriteRound:
     turn, which comes right after the round), a peer woken by the first of a burst is still
     awake for the rest: measured with bench.py keepalive on this machine, 56 → 47 µs of
     proxy CPU per request. Each connection's writes of the round leave in one send.
+
+    The round ends when ``ingressd.reactor``'s reactor says so (``call_at_round_end``: no
+    timer per round); on another reactor, with a call for its next turn (``callLater(0)``).
     """
 
     __slots__ = ("pending", "closing", "call")
@@ -54,13 +59,21 @@ class _WriteRound:
             return
         self.pending[connection] = [data]
         if self.call is None:
-            self.call = connection.reactor.callLater(0, self.flush)
+            self._arm(connection.reactor)
 
     def close(self, connection: "_BatchedWrites") -> None:
         """Close ``connection`` when this round ends (after the round's writes)."""
         self.closing[connection] = None
         if self.call is None:
-            self.call = connection.reactor.callLater(0, self.flush)
+            self._arm(connection.reactor)
+
+    def _arm(self, reactor: Any) -> None:
+        at_round_end = getattr(reactor, "call_at_round_end", None)
+        if at_round_end is not None:
+            at_round_end(self.flush)
+            self.call = _AT_ROUND_END
+        else:
+            self.call = reactor.callLater(0, self.flush)
 
     def take(self, connection: "_BatchedWrites") -> bytes:
         """What ``connection`` wrote this round and is not sent yet (now removed)."""
@@ -84,6 +97,7 @@ class _WriteRound:
                 log.err(None, "ingressd: closing a connection failed")
 
 
+_AT_ROUND_END = object()  # _WriteRound.call when the reactor ends the round itself
 _round = _WriteRound()
 # One failure for every orderly close, as Twisted's reactor passes one (_disconnectSelectable).
 _CONNECTION_DONE = failure.Failure(main.CONNECTION_DONE)
@@ -165,6 +179,9 @@ class _BatchedWrites:
         super().stopWriting()
 
 
+# CPython's socket module: accept without socket.socket's Python layer (Port._accept_one).
+_RAW_ACCEPT = sys.implementation.name == "cpython" and hasattr(_socket.socket, "_accept")
+
 # Linux gives an accepted socket its listener's TCP_NODELAY: set once on the listener, not per
 # connection (elsewhere each connection sets it).
 _ACCEPTED_INHERIT_NO_DELAY = sys.platform.startswith("linux")
@@ -174,15 +191,74 @@ class Server(_BatchedWrites, tcp.Server):
     _no_delay = False  # what TCP_NODELAY is on this socket
     _host = None  # getHost(), asked once: the local address of a connection never changes
     _peer = None  # getPeer(), made once
+    _log_prefix = None  # logstr, made when first asked
+    _repr = None  # repstr, made when first asked
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, sock, protocol, client, server, sessionno, reactor):
+        # tcp.Server.__init__ (with Connection's and FileDescriptor's), the same state set
+        # directly: without the log prefix and the repr it formats for every connection (read
+        # by a legacy log line or a repr, rarely: made when asked, below) and three calls up
+        # the class chain. tests/test_transport.py compares the state with Twisted's.
+        self.reactor = reactor
+        self._tempDataBuffer = []
+        self._tempDataLen = 0
+        self.socket = sock
+        sock.setblocking(False)
+        self.fileno = sock.fileno
+        self.protocol = protocol
+        if len(client) != 2:
+            self._addressType = IPv6Address
+        self.server = server
+        self.client = client
+        self.sessionno = sessionno
+        self.hostname = client[0]
+        self._protocol_class = protocol.__class__  # for the repr after the close (no reference to the protocol: no cycle)
+        self.startReading()
+        self.connected = 1
         # Responses (and TLS records, HTTP/2 frames) are written whole: never hold a small
         # segment back waiting for an ACK (Nagle + delayed ACK cost 40 ms a request).
-        if getattr(self.server, "no_delay_inherited", False):
+        if getattr(server, "no_delay_inherited", False):
             self._no_delay = True
         else:
             self.setTcpNoDelay(True)
+
+    @property
+    def logstr(self) -> str:
+        if self._log_prefix is None:
+            protocol = self.__dict__.get("protocol")  # Twisted lets it go at the close
+            prefix = self._protocol_class.__name__ if protocol is None else self._getLogPrefix(protocol)
+            self._log_prefix = f"{prefix},{self.sessionno},{self.hostname}"
+        return self._log_prefix
+
+    @logstr.setter
+    def logstr(self, value: str) -> None:
+        self._log_prefix = value
+
+    @property
+    def repstr(self) -> str:
+        if self._repr is None:
+            number = getattr(self.server, "_realPortNumber", None) if self.server is not None else None
+            self._repr = f"<{self._protocol_class.__name__} #{self.sessionno} on {number}>"
+        return self._repr
+
+    @repstr.setter
+    def repstr(self, value: str) -> None:
+        self._repr = value
+
+    def connectionLost(self, reason) -> None:
+        """``tcp.Connection.connectionLost``, step for step, with one difference: whether the
+        connection was aborted is read off the reason's type (``issubclass``) instead of
+        ``Failure.check``, which formats the qualified name of the class it is given to
+        compare it with the names of the reason's classes, a microsecond a connection."""
+        if not hasattr(self, "socket"):  # called twice (Twisted's own guard)
+            return
+        abstract.FileDescriptor.connectionLost(self, reason)
+        self._closeSocket(not issubclass(reason.type, ConnectionAborted))
+        protocol = self.protocol
+        del self.protocol
+        del self.socket
+        del self.fileno
+        protocol.connectionLost(reason)
 
     def setTcpNoDelay(self, enabled) -> None:
         # The HTTP/1.1 protocol asks again (directly or through TLS): no system call for a no-op.
@@ -205,9 +281,12 @@ class Server(_BatchedWrites, tcp.Server):
 class Port(tcp.Port):
     transport = Server
     no_delay_inherited = False  # the accepted sockets come with TCP_NODELAY set
+    _kind: tuple[int, int, int] | None = None  # (family, type, proto) of accepted sockets: see _accept_one
 
     def createInternetSocket(self):
         skt = super().createInternetSocket()
+        if _RAW_ACCEPT:
+            self._kind = (int(skt.family), int(skt.type), skt.proto)
         if _ACCEPTED_INHERIT_NO_DELAY:
             try:
                 skt.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -215,6 +294,50 @@ class Port(tcp.Port):
             except OSError:
                 pass
         return skt
+
+    def doRead(self) -> None:
+        """One connection accepted each time the listener is readable, as nginx's default
+        (``multi_accept off``): epoll reports the listener again while more are waiting.
+
+        Twisted's ``Port.doRead`` accepts in a loop it sizes by the last round's count (for a
+        lone connection: one call in two finds nothing and raises) inside a context that
+        holds its log lines back (two ``Logger`` objects made per call). Here an accept that
+        fails for any reason but "nothing waiting" is left to Twisted's loop, which knows
+        what to do (the descriptor it keeps in reserve for EMFILE, its log lines)."""
+        try:
+            try:
+                skt, addr = self._accept_one()
+            except BlockingIOError:
+                return
+            except OSError:
+                super().doRead()
+                return
+            if len(addr) == 4:  # IPv6: the scope id in the host, as Twisted's
+                host = socket.getnameinfo(addr, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+                addr = (host[0], *addr[1:])
+            protocol = self.factory.buildProtocol(self._buildAddr(addr))
+            if protocol is None:
+                skt.close()
+                return
+            session = self.sessionno
+            self.sessionno = session + 1
+            protocol.makeConnection(self.transport(skt, protocol, addr, self, session, self.reactor))
+        except BaseException:
+            # As Twisted's: nothing may reach the reactor from here, which would close the listener.
+            log.deferr()
+
+    def _accept_one(self):
+        """(socket, address) of a waiting connection. On CPython, what ``socket.accept`` does
+        without its Python: the listening socket's own accept (``_accept``, the C method
+        ``socket.accept`` calls) and the C socket type made over the descriptor, skipping
+        ``socket.socket.__init__`` and two enum conversions a connection. (The C type has every
+        method a transport calls; only ``socket.socket``'s Python additions, makefile and
+        sendfile, which nothing here uses, are missing.) Elsewhere, ``socket.accept``."""
+        kind = self._kind
+        if kind is None:
+            return self.socket.accept()
+        fd, addr = self.socket._accept()
+        return _socket.socket(*kind, fd), addr
 
 
 class Client(_BatchedWrites, tcp.Client):

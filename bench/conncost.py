@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""A client connection's own Python cost: accepted, one request answered, closed, in one process.
+
+``bench/pathcost.py`` measures a keep-alive request; this measures what a connection adds
+(nginx's new-connection scenario: a connection per request, ``Connection: close``). It builds
+the real server (``serve_in_memory``: the installed plugins, the options ``twistd ingressd``
+parses) and puts its HTTP listener's real factory (PROXY protocol reader, connection limit,
+HTTP/1.1) behind ingressd's own ``Port`` on a real, unstarted epoll reactor listening on
+127.0.0.1 (an ephemeral port). Each round of the loop is one connection, driven through the
+reactor's own dispatch as ``twistd`` drives it:
+
+    client: connect, send the request          (a plain blocking socket: a few C calls)
+    reactor.doIteration(0.1)                   the listener is readable: accept, build, connectionMade
+    reactor.doIteration(0.1)                   the connection is readable: recv, parse, route, exchange
+    upstream.dataReceived(RESPONSE)            the pooled backend connection answers (in memory)
+    reactor.runUntilCurrent()                  the round ends: the answer sent, the connection closed
+    client: read to the end, close
+
+The backend is in memory (a ``StringTransport``, reused from the pool as the real server
+reuses it), so the figure is the client connection's cost plus one request's. The clock of
+the HTTP/1.1 connections is the real reactor (their timers on its heap, as in ``twistd``);
+the rest of the server keeps the memory clock. What it prints: CPU per connection (user
+and system, the median of several rounds), comparable between two versions of the code run
+alternately; ``--profile`` prints cProfile's table and the Python calls per connection
+(deterministic: counted, not timed); ``--sample`` samples the stacks by CPU time.
+
+    .venv/bin/python bench/conncost.py --args '--access-log off'
+    .venv/bin/python bench/conncost.py --args '--access-log off' --profile
+    .venv/bin/python bench/conncost.py --args '--access-log off' --calls     # calls per connection only
+    .venv/bin/python bench/conncost.py --lifecycle   # the HTTP/1.1 protocol's own life alone
+
+``--lifecycle`` times only ``HTTP1Factory.buildProtocol``, ``makeConnection`` and
+``connectionLost`` of the HTTP/1.1 protocol on a ``StringTransport`` (its timers on an
+unstarted epoll reactor): no socket, no request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import resource
+import shlex
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+# The installed ingressd (not this checkout's sources): run with another tree's venv to compare.
+from ingressd.proxy.transport import Port  # noqa: E402
+from ingressd.reactor import DirectDispatchEPollReactor  # noqa: E402
+from ingressd.testing import one_route_objects, serve_in_memory  # noqa: E402
+
+REQUEST = (b"GET / HTTP/1.1\r\nHost: bench.local\r\nUser-Agent: conncost\r\nAccept: */*\r\n"
+           b"Connection: close\r\n\r\n")
+RESPONSE = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+_ROUNDS_BOUND = 50  # reactor iterations allowed to a connection before the loop gives up
+
+
+class Rig:
+    """The server, its HTTP listener on a real port, one pooled backend connection in memory."""
+
+    def __init__(self, extra_args: list[str], tmp: Path):
+        self.service, self.memory = serve_in_memory(tmp, one_route_objects("bench.local"), *extra_args)
+        if self.service.state.table.match("bench.local", "/") is None:
+            raise SystemExit("the route did not load; is the manifest valid?")
+        # The listener's whole factory (what Twisted's Port would be given): the memory reactor recorded it.
+        factories = [factory for port, factory, *_ in self.memory.tcpServers if port == 8080]
+        self.reactor = DirectDispatchEPollReactor()  # never installed, never run: driven below
+        self.service.http_factory.clock = self.reactor
+        self.port = Port(0, factories[0], 511, "127.0.0.1", self.reactor)
+        self.port.startListening()
+        self.address = ("127.0.0.1", self.port.getHost().port)
+        self.upstream = None
+        self.upstream_transport = None
+        # The first connection opens the backend connection: complete it by hand; it is pooled after.
+        answer = self.connection(first=True)
+        if not answer.startswith(b"HTTP/1.1 200 ") or not answer.endswith(b"ok\n") or b"connection: close" not in answer:
+            raise SystemExit(f"unexpected answer: {answer[:300]!r}")
+        if not self.first_request.startswith(b"GET / HTTP/1.1\r\n"):
+            raise SystemExit(f"unexpected upstream request: {self.first_request[:200]!r}")
+
+    def _open_backend(self) -> None:
+        host, port, factory, _, _ = self.memory.tcpClients[-1]
+        self.upstream = factory.buildProtocol(IPv4Address("TCP", host, port))
+        self.upstream_transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        self.upstream.makeConnection(self.upstream_transport)
+
+    def connection(self, first: bool = False) -> bytes:
+        """One client connection, one request; the answer the client read."""
+        reactor = self.reactor
+        factory = self.service.http_factory
+        client = socket.socket()
+        try:
+            client.connect(self.address)
+            client.sendall(REQUEST)
+            accepted = factory.accepted
+            # Normally one iteration each; more when a signal (--sample's) cut a poll short.
+            for _ in range(_ROUNDS_BOUND):
+                reactor.doIteration(0.1)  # accept (the poll returns at once: the client is waiting)
+                if factory.accepted != accepted:
+                    break
+            if first:
+                for _ in range(_ROUNDS_BOUND):
+                    reactor.doIteration(0.1)  # the request: it opens the backend connection
+                    if self.memory.tcpClients:
+                        break
+                self._open_backend()
+            for _ in range(_ROUNDS_BOUND):
+                if self.upstream_transport.value():
+                    break
+                reactor.doIteration(0.1)  # the request
+            if first:
+                self.first_request = self.upstream_transport.value()
+            self.upstream_transport.clear()
+            self.upstream.dataReceived(RESPONSE)
+            reactor.runUntilCurrent()  # the round's writes and close
+            answer = b""
+            client.settimeout(5)
+            for _ in range(_ROUNDS_BOUND):
+                try:
+                    chunk = client.recv(65536)
+                except TimeoutError:
+                    raise SystemExit(f"no answer: read {answer!r}; upstream {self.upstream_transport.value()!r}; "
+                                     f"open {factory.connections}; calls {reactor.getDelayedCalls()}") from None
+                if not chunk:
+                    return answer
+                answer += chunk
+            raise SystemExit("the connection did not close")
+        finally:
+            client.close()
+
+    def run(self, count: int) -> None:
+        connection = self.connection
+        answer = b""
+        for _ in range(count):
+            answer = connection()
+        if not answer.startswith(b"HTTP/1.1 200 ") or not answer.endswith(b"ok\n"):
+            raise SystemExit(f"unexpected answer: {answer[:300]!r}")
+        # Nothing left open: every connection was closed, none is left for the reactor.
+        if self.service.http_factory.connections:
+            raise SystemExit(f"{self.service.http_factory.connections} connection(s) left open")
+
+
+class KeepAlive:
+    """``--keepalive``: one client connection of ``rig``'s server, kept open, many requests on it:
+    the keep-alive request path through the real epoll reactor (each request a poll that reads
+    it and a round's end that sends the answer), which ``bench/pathcost.py`` (a memory reactor)
+    leaves out."""
+
+    request = b"GET / HTTP/1.1\r\nHost: bench.local\r\nUser-Agent: conncost\r\nAccept: */*\r\n\r\n"
+
+    def __init__(self, rig: Rig):
+        self.rig = rig
+        self.client = socket.socket()
+        self.client.connect(rig.address)
+        self.client.settimeout(5)
+
+    def one(self) -> bytes:
+        rig, reactor, client = self.rig, self.rig.reactor, self.client
+        client.sendall(self.request)
+        for _ in range(_ROUNDS_BOUND):
+            if rig.upstream_transport.value():
+                break
+            reactor.doIteration(0.1)  # accept (the first time), then the request
+        rig.upstream_transport.clear()
+        rig.upstream.dataReceived(RESPONSE)
+        reactor.runUntilCurrent()  # the round's end: the answer sent
+        answer = b""
+        for _ in range(_ROUNDS_BOUND):
+            answer += client.recv(65536)
+            if answer.endswith(b"ok\n"):
+                return answer
+        raise SystemExit(f"no whole answer: {answer[:300]!r}")
+
+    def run(self, count: int) -> None:
+        one = self.one
+        answer = b""
+        for _ in range(count):
+            answer = one()
+        if not answer.startswith(b"HTTP/1.1 200 ") or b"connection: close" in answer:
+            raise SystemExit(f"unexpected answer: {answer[:300]!r}")
+
+
+def cpu() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def calls_per_connection(rig: Rig, count: int) -> tuple[float, pstats.Stats]:
+    """Python (and C function) calls per connection under cProfile, the loop's own excluded."""
+    profile = cProfile.Profile()
+    profile.runcall(rig.run, count)
+    stats = pstats.Stats(profile)
+    return stats.total_calls / count, stats
+
+
+def sample(rig: Rig, count: int, interval: float = 0.0002) -> tuple[float, Counter, Counter, int]:
+    """``count`` connections under a CPU-time stack sampler (as ``bench/pathcost.py --sample``):
+    (µs per connection, self samples, total samples, all samples) by function."""
+    own: Counter = Counter()
+    total: Counter = Counter()
+    taken = [0]
+
+    def on_tick(signum, frame) -> None:
+        taken[0] += 1
+        seen = set()
+        first = True
+        while frame is not None:
+            code = frame.f_code
+            path = code.co_filename
+            for marker in ("/ingressd/", "/ingressd_plugins/", "/site-packages/", "/lib/python"):
+                at = path.rfind(marker)
+                if at >= 0:
+                    path = path[at + 1:]
+                    break
+            key = f"{path}:{code.co_firstlineno}({code.co_name})"
+            if first:
+                own[key] += 1
+                first = False
+            if key not in seen:
+                seen.add(key)
+                total[key] += 1
+            frame = frame.f_back
+
+    previous = signal.signal(signal.SIGPROF, on_tick)
+    signal.setitimer(signal.ITIMER_PROF, interval, interval)
+    started = time.process_time()
+    try:
+        rig.run(count)
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, previous)
+    return (time.process_time() - started) / count * 1e6, own, total, taken[0]
+
+
+def print_samples(per_connection: float, own: Counter, total: Counter, taken: int, lines: int) -> None:
+    print(f"{per_connection:.1f} µs CPU per connection while sampled; {taken:,} samples")
+    print(f"{'self µs':>8} {'total µs':>9}  function")
+    for key, count in own.most_common(lines):
+        print(f"{count / taken * per_connection:8.2f} {total[key] / taken * per_connection:9.2f}  {key}")
+    print("by total (with callees):")
+    for key, count in total.most_common(lines):
+        print(f"{own[key] / taken * per_connection:8.2f} {count / taken * per_connection:9.2f}  {key}")
+
+
+def lifecycle(rounds: int, count: int) -> list[float]:
+    """µs per HTTP/1.1 connection's build, ``makeConnection`` and ``connectionLost``, in memory."""
+    from twisted.internet import main as twisted_main
+    from twisted.python.failure import Failure
+
+    from ingressd.http.http1 import HTTP1Factory
+
+    reactor = DirectDispatchEPollReactor()
+    factory = HTTP1Factory(lambda protocol, request: None, clock=reactor)
+    peer, host = IPv4Address("TCP", "127.0.0.1", 40000), IPv4Address("TCP", "127.0.0.1", 8080)
+    done = Failure(twisted_main.CONNECTION_DONE)
+
+    class Transport(StringTransport):
+        def setTcpNoDelay(self, enabled) -> None:
+            pass
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            protocol = factory.buildProtocol(peer)
+            protocol.makeConnection(Transport(hostAddress=host, peerAddress=peer))
+            protocol.connectionLost(done)
+
+    run(2000)
+    figures = []
+    for _ in range(rounds):
+        started = time.process_time()
+        run(count)
+        figures.append((time.process_time() - started) / count * 1e6)
+        reactor.runUntilCurrent()
+    return figures
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--connections", type=int, default=5_000, help="connections per round (default 5,000)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
+    p.add_argument("--args", default="", help="extra 'twistd ingressd' options, e.g. '--access-log off'")
+    p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
+    p.add_argument("--calls", action="store_true", help="print only the calls per connection (cProfile)")
+    p.add_argument("--sample", action="store_true", help="sample stacks on CPU time: µs per connection by function")
+    p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
+    p.add_argument("--lines", type=int, default=40, help="rows of the table")
+    p.add_argument("--lifecycle", action="store_true",
+                   help="time only the HTTP/1.1 protocol's build, connectionMade and connectionLost (in memory)")
+    p.add_argument("--keepalive", action="store_true",
+                   help="requests on one kept-alive connection instead of a connection each (the same loop)")
+    args = p.parse_args()
+    if args.lifecycle:
+        figures = lifecycle(args.rounds, args.connections * 4)
+        print(f"python {sys.version.split()[0]}; the HTTP/1.1 protocol's life alone: {statistics.median(figures):.2f} µs "
+              f"CPU per connection (median of {args.rounds} rounds of {args.connections * 4:,}; "
+              f"all: {', '.join(f'{f:.2f}' for f in figures)})")
+        return
+    with tempfile.TemporaryDirectory(prefix="ingressd-conncost-") as tmp:
+        extra = shlex.split(args.args)
+        if "--access-log" not in extra:
+            extra += ["--access-log", str(Path(tmp) / "access.log")]  # on, as by default, to a file
+        # One backend connection (and with --keepalive one client connection) carries every request:
+        # lift nginx's limits (10,000 and 1,000), which would close them.
+        for option in ("--upstream-keepalive-requests", "--keepalive-requests"):
+            if option not in extra:
+                extra += [option, "0"]
+        rig = Rig(extra, Path(tmp))
+        if args.keepalive:
+            rig = KeepAlive(rig)
+        rig.run(500)  # warm-up
+        if args.profile or args.calls:
+            calls, stats = calls_per_connection(rig, args.connections)
+            if args.profile:
+                stats.sort_stats(args.sort).print_stats(args.lines)
+            unit = "request" if args.keepalive else "connection"
+            print(f"calls per {unit} under cProfile: {calls:.1f} (the loop's own socket calls included)")
+            return
+        if args.sample:
+            print_samples(*sample(rig, args.connections * args.rounds), args.lines)
+            return
+        figures, users, systems = [], [], []
+        for _ in range(args.rounds):
+            user, system = cpu()
+            started = time.process_time()
+            rig.run(args.connections)
+            figures.append((time.process_time() - started) / args.connections * 1e6)
+            after_user, after_system = cpu()
+            users.append((after_user - user) / args.connections * 1e6)
+            systems.append((after_system - system) / args.connections * 1e6)
+        print(f"python {sys.version.split()[0]}; options: {args.args or '(defaults)'}")
+        what = "a request on a kept-alive connection" if args.keepalive else "a connection with one request"
+        print(f"{what}: {statistics.median(figures):.1f} µs CPU "
+              f"(user {statistics.median(users):.1f}, system {statistics.median(systems):.1f}; median of "
+              f"{args.rounds} rounds of {args.connections:,}; all: {', '.join(f'{f:.1f}' for f in figures)})")
+
+
+if __name__ == "__main__":
+    main()
