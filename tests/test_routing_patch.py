@@ -241,3 +241,57 @@ def test_the_grouping_is_proportional_to_the_change():
     split = routes + [_route("i3", "/again")]
     assert _regrouped(_routes_by_ingress(Config(routes=tuple(split))), tuple(split),
                       tuple(split[:9] + [_route("i3", "/x")] + split[10:])) is None
+
+
+# -- the window itself, and the certificate store's names served ---------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=10), st.lists(st.integers(0, 5), max_size=10))
+def test_the_window_leaves_out_exactly_the_common_beginning_and_end(old_keys, new_keys):
+    from ingressd.config.window import window
+    pool = [object() for _ in range(6)]  # the same objects on both sides where the keys agree
+    old, new = [pool[k] for k in old_keys], [pool[k] for k in new_keys]
+    start, old_end, new_end = window(old, new)
+    assert old[:start] == new[:start] and old[old_end:] == new[new_end:]
+    assert 0 <= start <= old_end <= len(old) and start <= new_end <= len(new)
+    # as short as can be: the beginning first, then the end
+    assert start == len(old) == len(new) or start == min(len(old), len(new)) or old[start] is not new[start]
+    if old_end > start and new_end > start:
+        assert old[old_end - 1] is not new[new_end - 1]
+    assert window(old, old) == (len(old), len(old), len(old))
+
+
+HOST_NAMES = ("", "a.test", "A.Test.", "*.w.test", " b.test ", ".")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(HOST_NAMES), st.sampled_from(PATHS)), max_size=10),
+       st.lists(st.tuples(st.sampled_from(("add", "remove", "replace", "swap", "tls")), st.integers(0, 1000),
+                          st.tuples(st.sampled_from(HOST_NAMES), st.sampled_from(PATHS))), min_size=1, max_size=10))
+def test_the_names_served_followed_change_by_change_are_the_names_of_the_whole(start, steps):
+    from ingressd.config.model import TLSHost
+    from ingressd.tls.certificates import _served_names, _ServedNames
+
+    def make_route(host, path):
+        return Route(host, path, "Prefix", Backend("d", "s", "80"), ObjectRef("Ingress", "d", "i"))
+
+    routes = [make_route(*spec) for spec in start]
+    tls_hosts: tuple = ()
+    served = _ServedNames()
+    assert served.names(Config(routes=tuple(routes))) == _served_names(Config(routes=tuple(routes)))
+    for kind, position, spec in steps:
+        if kind == "tls":
+            tls_hosts = tls_hosts + (TLSHost(spec[0] or "t.test", ObjectRef("Secret", "d", "s"),
+                                             ObjectRef("Ingress", "d", "i")),)
+        elif kind == "add" or not routes:
+            routes.insert(position % (len(routes) + 1), make_route(*spec))
+        elif kind == "remove":
+            del routes[position % len(routes)]
+        elif kind == "replace":
+            routes[position % len(routes)] = make_route(*spec)
+        else:
+            a, b = position % len(routes), (position * 3 + 1) % len(routes)
+            routes[a], routes[b] = routes[b], routes[a]
+        config = Config(routes=tuple(routes), tls_hosts=tls_hosts)
+        assert served.names(config) == _served_names(config)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import operator
 import time
 from typing import Any, Callable, Iterable
 
@@ -26,6 +25,7 @@ from ingressd.config.nginx_configmap import ConfigMapReading, overlay, read_conf
 from ingressd.config.routing import RouteTable
 from ingressd.config.sources import merge, new_translators
 from ingressd.config.store import ObjectStore, unpack
+from ingressd.config.window import window
 from ingressd.config.translate import TranslateSettings, Translator, secret_data
 
 
@@ -317,19 +317,13 @@ def _regrouped(before: dict, old: tuple, new: tuple) -> tuple[dict, set] | None:
     grouping of ``old``, and the Ingresses whose routes may differ; or None (group anew).
 
     Proportional to what changed, not to the configuration: unchanged Ingresses keep their
-    Route objects and their order, so ``old`` and ``new`` differ in one window; the routes
-    before and after it are compared by identity alone (``operator.is_`` over the two
-    tuples: pointers, no route object is read). The window is widened to whole runs of its
+    Route objects and their order, so ``old`` and ``new`` differ in one window (``config.window``,
+    by identity alone). The window is widened to whole runs of its
     Ingresses; only its Ingresses are grouped again, and only if none of them has a route
     outside it (else None)."""
     if old is new:
         return before, set()
-    same = list(map(operator.is_, old, new))  # as long as the shorter
-    start = same.index(False) if False in same else len(same)
-    back = list(map(operator.is_, reversed(old), reversed(new)))
-    tail = back.index(False) if False in back else len(back)
-    tail = min(tail, len(same) - start)  # the window starts at ``start`` in both
-    old_end, new_end = len(old) - tail, len(new) - tail
+    start, old_end, new_end = window(old, new)
     refs = {route.ingress for route in old[start:old_end]}
     refs.update(route.ingress for route in new[start:new_end])
     # The routes around the window are the same in both: take in those of its Ingresses.
@@ -338,13 +332,13 @@ def _regrouped(before: dict, old: tuple, new: tuple) -> tuple[dict, set] | None:
     while old_end < len(old) and old[old_end].ingress in refs:
         old_end += 1
         new_end += 1
-    window: dict = {}
+    inside: dict = {}  # ref → its routes in the old window
     for route in old[start:old_end]:
-        window[route.ingress] = window.get(route.ingress, 0) + 1
-    if any(len(before.get(ref, ())) != window.get(ref, 0) for ref in refs):
+        inside[route.ingress] = inside.get(route.ingress, 0) + 1
+    if any(len(before.get(ref, ())) != inside.get(ref, 0) for ref in refs):
         return None  # an Ingress of the window has routes elsewhere too (or ``before`` is not ``old``'s)
     after = dict(before)
-    for ref in window:
+    for ref in inside:
         del after[ref]
     grown: dict = {}
     for route in new[start:new_end]:

@@ -21,13 +21,13 @@ host's prefixes have, whatever the number of Ingresses.
 
 from __future__ import annotations
 
-import operator
 from collections import OrderedDict
 from typing import Generic, Iterable, Protocol, TypeVar
 
 from ingressd.config.conditional_routing import ConditionalPathTable
 from ingressd.config.model import EXACT, REGULAR_EXPRESSION, Route
 from ingressd.config.regex_routing import RegexPathTable
+from ingressd.config.window import window
 
 # A host with more different prefix lengths than this is searched segment by segment.
 MAX_CUT_LENGTHS = 8
@@ -347,20 +347,15 @@ def _delta(previous: "RouteTable | None", entries: list) -> tuple[list, list] | 
     table's entries in that window), or None when the new table is to be built whole: no
     previous table, or one with routes of one listener kind (``secure``).
 
-    The window: what is left once the longest common beginning and end are taken off, both
-    compared by identity alone (``operator.is_`` over the two lists: pointers, no entry is
-    read). Entries outside it are the same objects, in the same order, in both; so a host
+    The window (``config.window``): what is left once the longest common beginning and end
+    are taken off, compared by identity alone. Entries outside it are the same objects, in the same order, in both; so a host
     none of whose entries is in the window has exactly its previous entries, and its path
     table is the previous one (as a build from nothing would find by ``members ==``)."""
     if previous is None or previous.secure is not None or previous.given is None:
         return None
     old = previous.given
-    same = list(map(operator.is_, old, entries))  # as long as the shorter
-    start = same.index(False) if False in same else len(same)
-    back = list(map(operator.is_, reversed(old), reversed(entries)))
-    tail = back.index(False) if False in back else len(back)
-    tail = min(tail, len(same) - start)  # the window starts at ``start`` in both
-    return entries[start:len(entries) - tail], old[start:len(old) - tail]
+    start, old_end, new_end = window(old, entries)
+    return entries[start:new_end], old[start:old_end]
 
 
 def _served_on(entry: _HasRoute, scheme: str) -> bool:
