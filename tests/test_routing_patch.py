@@ -4,6 +4,8 @@ random sequences of routes added, changed, moved and removed (Hypothesis) must l
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -295,3 +297,116 @@ def test_the_names_served_followed_change_by_change_are_the_names_of_the_whole(s
             routes[a], routes[b] = routes[b], routes[a]
         config = Config(routes=tuple(routes), tls_hosts=tls_hosts)
         assert served.names(config) == _served_names(config)
+
+
+# -- build_table: the last build's entries by position, against a build from nothing -------
+
+
+class _Canary:
+    phase = 900
+    canary = "rule"
+
+
+class _HostWide:
+    phase = 100
+    host_wide = True
+
+
+class _BuildPlugins:
+    """Features by Ingress name: "bad" fails on /z (its Ingress rejected whole), "canary" is a
+    canary of its host and path, "wide" carries a host-wide feature."""
+
+    def route_features(self, route, context):
+        from ingressd.features import AnnotationError
+        name = route.ingress.name
+        if name == "bad" and route.path == "/z":
+            raise AnnotationError("no /z here")
+        if name == "canary":
+            return [_Canary()]
+        if name == "wide":
+            return [_HostWide()]
+        return []
+
+    def host_routes(self, config, context):
+        return []
+
+
+def _table_by_routes(table: RouteTable) -> dict:
+    out = {}
+    for kind, hosts in (("exact", table.exact_hosts), ("wildcard", table.wildcard_hosts)):
+        for host, path_table in hosts.items():
+            out[(kind, host)] = [(id(entry.route), [id(alt.route) for _, alt in entry.alternatives])
+                                 for entry in path_table.members]
+    if table.any_host is not None:
+        out["any"] = [id(entry.route) for entry in table.any_host.members]
+    out["default"] = id(table.default.route) if table.default is not None else None
+    return out
+
+
+build_names = NAMES + ("bad", "canary", "wide")
+build_specs = st.tuples(st.sampled_from(("a.test", "b.test", "")), st.sampled_from(("/", "/x", "/z")),
+                        st.sampled_from(build_names))
+
+
+def _build_route(spec) -> Route:
+    host, path, name = spec
+    return Route(host, path, "Prefix", Backend("d", name, "80"), ObjectRef("Ingress", "d", name),
+                 f"2024-01-0{1 + build_names.index(name)}T00:00:00Z")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(build_specs, max_size=10),
+       st.lists(st.tuples(st.sampled_from(("add", "remove", "replace", "swap", "default")), st.integers(0, 1000),
+                          build_specs), min_size=1, max_size=10))
+def test_build_table_from_the_last_build_is_the_build_from_nothing(start, steps):
+    from ingressd.config.entries import _LAST, build_table
+    from ingressd.features import BuildContext
+
+    plugins, context = _BuildPlugins(), BuildContext(settings={}, reactor=None)
+    routes = [_build_route(spec) for spec in start]
+    default = None
+    cache: dict = {}
+    table, _ = build_table(Config(routes=tuple(routes)), plugins, context, cache)
+    for kind, position, spec in steps:
+        if kind == "default":
+            default = None if default is not None else _build_route(("", "/", spec[2]))
+        elif kind == "add" or not routes:
+            routes.insert(position % (len(routes) + 1), _build_route(spec))
+        elif kind == "remove":
+            del routes[position % len(routes)]
+        elif kind == "replace":  # translated again: an equal route, a new object
+            old = routes[position % len(routes)]
+            routes[position % len(routes)] = dataclasses.replace(old)
+        else:
+            a, b = position % len(routes), (position * 3 + 1) % len(routes)
+            routes[a], routes[b] = routes[b], routes[a]
+        config = Config(routes=tuple(routes), default_backend=default)
+        table, served = build_table(config, plugins, context, cache, table)
+        whole_table, whole = build_table(config, plugins, context)
+        assert served == whole
+        assert _table_by_routes(table) == _table_by_routes(whole_table)
+        assert _table_by_routes(table) == _table_by_routes(RouteTable(list(table.given), table.default))
+        # the cache holds an entry for each route served and the default, each for its own route
+        if _LAST in cache:
+            for route in served.routes + ((default,) if served.default_backend else ()):
+                assert cache[id(route)].route is route
+
+
+def test_build_table_takes_the_last_builds_entries_by_position():
+    from ingressd.config.entries import _LAST, build_table
+    from ingressd.features import BuildContext
+
+    plugins, context = _BuildPlugins(), BuildContext(settings={}, reactor=None)
+    routes = [_build_route(("a.test", f"/p{n}", "i0")) for n in range(5)]
+    cache: dict = {}
+    table, _ = build_table(Config(routes=tuple(routes)), plugins, context, cache)
+    assert cache[_LAST][0] == tuple(routes)
+    first = list(table.given)
+    changed = routes[:2] + [_build_route(("a.test", "/new", "i0"))] + routes[3:]
+    table, _ = build_table(Config(routes=tuple(changed)), plugins, context, cache, table)
+    assert [entry for n, entry in enumerate(table.given) if n != 2] == [e for n, e in enumerate(first) if n != 2]
+    assert table.given[2].route is changed[2] and id(routes[2]) not in cache
+    # a failed Ingress: no last build kept, the next one looks at every route
+    failing = changed + [_build_route(("b.test", "/z", "bad"))]
+    _, served = build_table(Config(routes=tuple(failing)), plugins, context, cache, table)
+    assert _LAST not in cache and served.rejections[0].ref.name == "bad"
