@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from twisted.python import log
 
@@ -25,6 +25,7 @@ from ingressd.config.nginx_configmap import ConfigMapReading, overlay, read_conf
 from ingressd.config.routing import RouteTable
 from ingressd.config.sources import merge, new_translators
 from ingressd.config.store import ObjectStore, unpack
+from ingressd.config.window import window
 from ingressd.config.translate import TranslateSettings, Translator, secret_data
 
 
@@ -148,9 +149,13 @@ class Reloader:
         self.rebuilds += 1
         self.last_success = self.clock.seconds()
         served, groups = self._grouped
-        after = _routes_by_ingress(config)
+        regrouped = _regrouped(groups, previous.routes, config.routes) if served is previous else None
+        if regrouped is None:
+            before, after, refs = (groups if served is previous else None), _routes_by_ingress(config), None
+        else:
+            before, (after, refs) = groups, regrouped
         self._grouped = (config, after)
-        change = describe_change(previous, config, groups if served is previous else None, after)
+        change = describe_change(previous, config, before, after, refs)
         log.msg(f"ingressd: configuration {self.state.generation}: {change}, "
                 f"built in {(time.perf_counter() - began) * 1000:.1f} ms")
         self._report(config)
@@ -268,22 +273,31 @@ class Reloader:
         self._reported = current
 
 
-def describe_change(old: Config, new: Config, before: dict | None = None, after: dict | None = None) -> str:
+def describe_change(old: Config, new: Config, before: dict | None = None, after: dict | None = None,
+                    refs: Iterable | None = None) -> str:
     """What changed from ``old`` to ``new``, for the log: Ingresses served added, removed,
     changed (their routes differ), the routes served and the objects rejected. ``before`` and
     ``after`` are their routes by Ingress if the caller has them (the reloader keeps the
-    served configuration's: a change groups only the new one's routes)."""
+    served configuration's: a change groups only the new one's routes); ``refs``, the only
+    Ingresses whose routes may differ (``_regrouped``'s), if the caller knows them."""
     before = _routes_by_ingress(old) if before is None else before
     after = _routes_by_ingress(new) if after is None else after
     # One lookup per Ingress each way (set operations on the keys would hash them five times).
-    added, changed = [], []
-    for ref, routes in after.items():
+    added, changed, removed = [], [], []
+    for ref in (after if refs is None else refs):
+        routes = after.get(ref)
+        if routes is None:  # (only among ``refs``: an Ingress whose routes all went)
+            if ref in before:
+                removed.append(_name(ref))
+            continue
         was = before.get(ref)
         if was is None:
             added.append(_name(ref))
         elif was != routes:
             changed.append(_name(ref))
-    removed = sorted(_name(ref) for ref in before if ref not in after)
+    if refs is None:
+        removed = [_name(ref) for ref in before if ref not in after]
+    removed.sort()
     added.sort()
     changed.sort()
     parts = []
@@ -296,6 +310,46 @@ def describe_change(old: Config, new: Config, before: dict | None = None, after:
     parts.append(f"{len(new.routes)} route(s)")
     parts.append(f"{len(new.rejections)} rejected")
     return ", ".join(parts)
+
+
+def _regrouped(before: dict, old: tuple, new: tuple) -> tuple[dict, set] | None:
+    """``new``'s routes by Ingress (as ``_routes_by_ingress``) worked out from ``before``, the
+    grouping of ``old``, and the Ingresses whose routes may differ; or None (group anew).
+
+    Proportional to what changed, not to the configuration: unchanged Ingresses keep their
+    Route objects and their order, so ``old`` and ``new`` differ in one window (``config.window``,
+    by identity alone). The window is widened to whole runs of its
+    Ingresses; only its Ingresses are grouped again, and only if none of them has a route
+    outside it (else None)."""
+    if old is new:
+        return before, set()
+    start, old_end, new_end = window(old, new)
+    refs = {route.ingress for route in old[start:old_end]}
+    refs.update(route.ingress for route in new[start:new_end])
+    # The routes around the window are the same in both: take in those of its Ingresses.
+    while start > 0 and old[start - 1].ingress in refs:
+        start -= 1
+    while old_end < len(old) and old[old_end].ingress in refs:
+        old_end += 1
+        new_end += 1
+    inside: dict = {}  # ref → its routes in the old window
+    for route in old[start:old_end]:
+        inside[route.ingress] = inside.get(route.ingress, 0) + 1
+    if any(len(before.get(ref, ())) != inside.get(ref, 0) for ref in refs):
+        return None  # an Ingress of the window has routes elsewhere too (or ``before`` is not ``old``'s)
+    after = dict(before)
+    for ref in inside:
+        del after[ref]
+    grown: dict = {}
+    for route in new[start:new_end]:
+        group = grown.get(route.ingress)
+        if group is None:
+            grown[route.ingress] = [route]
+        else:
+            group.append(route)
+    for ref, group in grown.items():
+        after[ref] = tuple(group)
+    return after, refs
 
 
 def _routes_by_ingress(config: Config) -> dict:
@@ -311,7 +365,7 @@ def _routes_by_ingress(config: Config) -> dict:
                 group = routes[ref] = []
             last = ref
         group.append(route)
-    return routes
+    return {ref: tuple(group) for ref, group in routes.items()}
 
 
 def _name(ref) -> str:

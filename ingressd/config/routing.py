@@ -27,6 +27,7 @@ from typing import Generic, Iterable, Protocol, TypeVar
 from ingressd.config.conditional_routing import ConditionalPathTable
 from ingressd.config.model import EXACT, REGULAR_EXPRESSION, Route
 from ingressd.config.regex_routing import RegexPathTable
+from ingressd.config.window import window
 
 # A host with more different prefix lengths than this is searched segment by segment.
 MAX_CUT_LENGTHS = 8
@@ -145,7 +146,12 @@ class RouteTable(Generic[E]):
     """Immutable once built: a new table is built for every configuration change.
 
     Given the ``previous`` table, a host whose entries are the very same objects keeps
-    its path table, so a change to one Ingress rebuilds only that Ingress's hosts.
+    its path table, so a change to one Ingress rebuilds only that Ingress's hosts. When
+    neither table has routes of one listener kind only, the new table is the previous one
+    patched: the entries that came, went or moved (the window where the two lists differ, by
+    positions: ``_delta``) name the hosts to build again, and every other host keeps its path
+    table without its entries being grouped again (``_patch``). The result is the table a
+    build from nothing would make (tests/test_routing_patch.py).
 
     ``match`` remembers its last ``cache_size`` answers by (host, path) — the same traffic
     asks the same questions — except where a route's extra matches make the answer depend
@@ -161,8 +167,15 @@ class RouteTable(Generic[E]):
                  passthrough: object = None,
                  schemes: tuple[str, ...] = (), misdirected: object = None):
         self.secure: RouteTable[E] | None = None
+        # The entries as given (for the next table's patch), or None (a table of one listener kind).
+        self.given: list[E] | None = None
+        delta = None
         if not schemes:
-            entries = list(entries)
+            entries = self.given = list(entries)
+            delta = _delta(previous, entries)
+            if delta is not None and not any(entry.route.schemes for entry in delta[0]):
+                self._patch(entries, default, previous, cache_size, passthrough, misdirected, delta)
+                return
             if any(entry.route.schemes for entry in entries):
                 previous_secure = previous.secure if previous is not None else None
                 self.secure = RouteTable([entry for entry in entries if _served_on(entry, "https")], default,
@@ -192,22 +205,68 @@ class RouteTable(Generic[E]):
             else:
                 group.append(entry)
         for host, members in groups.items():
-            old = previous._table_for(host) if previous is not None else None
-            table = old if old is not None and old.members == members else _path_table(members)
-            if _depends_on_request(table):
-                self.volatile.add(id(table))
-            if not host:
-                self.any_host = table
-            elif host.startswith("*."):
-                self.wildcard_hosts[host[2:]] = table
-                deep = [entry for entry in members if entry.route.any_depth]
-                if deep:  # deeper names see only the routes that say so (never an Ingress's)
-                    deep_table = table if len(deep) == len(members) else _path_table(deep)
-                    if _depends_on_request(deep_table):
-                        self.volatile.add(id(deep_table))
-                    self.deep_wildcard_hosts[host[2:]] = deep_table
-            else:
-                self.exact_hosts[host] = table
+            self._add_host(host, members, previous._table_for(host) if previous is not None else None)
+
+    def _patch(self, entries: list[E], default: E | None, previous: "RouteTable[E]", cache_size: int,
+               passthrough: object, misdirected: object, delta: tuple[list[E], list[E]]) -> None:
+        """This table as ``previous`` with the hosts of the entries that came or went built again
+        (``delta``: the new and the previous entries where the two lists differ); every other
+        host keeps its path table."""
+        self.cache = OrderedDict()  # a new table's memo starts empty, as a built one's
+        self.cache_size = cache_size
+        self.default = default
+        self.passthrough = passthrough
+        self.misdirected = misdirected
+        self.volatile = set(previous.volatile)
+        self.exact_hosts = dict(previous.exact_hosts)
+        self.wildcard_hosts = dict(previous.wildcard_hosts)
+        self.deep_wildcard_hosts = dict(previous.deep_wildcard_hosts)
+        self.any_host = previous.any_host
+        added, removed = delta
+        touched = {entry.route.host for entry in added}
+        touched.update(entry.route.host for entry in removed)
+        if not touched:
+            return
+        groups: dict[str, list[E]] = {host: [] for host in touched}
+        for entry in entries:  # the touched hosts' entries, in the order given (conflicts keep to it)
+            group = groups.get(entry.route.host)
+            if group is not None:
+                group.append(entry)
+        for host, members in groups.items():
+            old = previous._table_for(host)
+            if old is not None:
+                self.volatile.discard(id(old))
+                if host.startswith("*."):
+                    deep = self.deep_wildcard_hosts.pop(host[2:], None)
+                    if deep is not None:
+                        self.volatile.discard(id(deep))
+            if not members:  # the host's last route went
+                if not host:
+                    self.any_host = None
+                elif host.startswith("*."):
+                    self.wildcard_hosts.pop(host[2:], None)
+                else:
+                    self.exact_hosts.pop(host, None)
+                continue
+            self._add_host(host, members, old)
+
+    def _add_host(self, host: str, members: list[E], old: "PathTable[E] | None") -> None:
+        """Serve ``members`` (all the entries of ``host``), reusing ``old`` if they are its own."""
+        table = old if old is not None and old.members == members else _path_table(members)
+        if _depends_on_request(table):
+            self.volatile.add(id(table))
+        if not host:
+            self.any_host = table
+        elif host.startswith("*."):
+            self.wildcard_hosts[host[2:]] = table
+            deep = [entry for entry in members if entry.route.any_depth]
+            if deep:  # deeper names see only the routes that say so (never an Ingress's)
+                deep_table = table if len(deep) == len(members) else _path_table(deep)
+                if _depends_on_request(deep_table):
+                    self.volatile.add(id(deep_table))
+                self.deep_wildcard_hosts[host[2:]] = deep_table
+        else:
+            self.exact_hosts[host] = table
 
     def _table_for(self, host: str) -> PathTable[E] | None:
         if not host:
@@ -281,6 +340,22 @@ class RouteTable(Generic[E]):
             yield from table.entries()
         if self.any_host is not None:
             yield from self.any_host.entries()
+
+
+def _delta(previous: "RouteTable | None", entries: list) -> tuple[list, list] | None:
+    """(the entries in the window where ``entries`` differ from ``previous``'s, the previous
+    table's entries in that window), or None when the new table is to be built whole: no
+    previous table, or one with routes of one listener kind (``secure``).
+
+    The window (``config.window``): what is left once the longest common beginning and end
+    are taken off, compared by identity alone. Entries outside it are the same objects, in the same order, in both; so a host
+    none of whose entries is in the window has exactly its previous entries, and its path
+    table is the previous one (as a build from nothing would find by ``members ==``)."""
+    if previous is None or previous.secure is not None or previous.given is None:
+        return None
+    old = previous.given
+    start, old_end, new_end = window(old, entries)
+    return entries[start:new_end], old[start:old_end]
 
 
 def _served_on(entry: _HasRoute, scheme: str) -> bool:

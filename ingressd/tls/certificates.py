@@ -44,6 +44,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ingressd.config.model import Config, ObjectRef, Rejection, SecretData
+from ingressd.config.window import window
 from ingressd.tls.client_auth import ClientAuth, configure_context
 from ingressd.tls.ocsp import OCSPStapler, OCSPTarget, ocsp_target
 from ingressd.tls.settings import HostTLS, TLSSettings, configure, ecdh_curve_note, openssl_options, versions
@@ -291,6 +292,7 @@ class CertificateStore:
         self.reject_handshake = False
         self._creator = _ServerConnectionCreator(self)
         self.warnings: tuple[Rejection, ...] = ()
+        self._served = _ServedNames()  # the names served, followed from one configuration to the next
 
     # -- what the server wires in ---------------------------------------------------------
 
@@ -462,7 +464,7 @@ class CertificateStore:
             MappingProxyType(auth_wildcard),
             MappingProxyType(tls_exact),
             MappingProxyType(tls_wildcard),
-            *_served_names(config),
+            *self._served.names(config),
         )
         self._track_ocsp()
         return rejections
@@ -759,14 +761,58 @@ class CertificateStore:
         return certificate
 
 
+class _ServedNames:
+    """``_served_names`` followed from one configuration to the next in proportion to what
+    changed: the routes' hosts are counted, and only the routes in the window where the new
+    configuration's routes differ from the previous one's (``config.window``, by identity) are
+    counted in or out; the names are worked out again only when a host came or went or the TLS
+    hosts differ (at 10,000 Ingresses a change otherwise reads 30,000 routes)."""
+
+    def __init__(self) -> None:
+        self._routes: tuple | None = ()
+        self._counts: dict[str, int] = {}  # route host as written → its routes
+        self._tls_hosts: tuple | None = None
+        self._names: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+
+    def names(self, config: Config) -> tuple[frozenset[str], frozenset[str]]:
+        routes, counts = config.routes, self._counts
+        # None while counting: if this raised half-way, the next call counts from nothing.
+        previous, self._routes = self._routes, None
+        if previous is None:
+            counts.clear()
+            previous = ()
+        start, old_end, new_end = window(previous, routes)
+        hosts_changed = False
+        for route in previous[start:old_end]:
+            left = counts[route.host] - 1
+            if left:
+                counts[route.host] = left
+            else:
+                del counts[route.host]
+                hosts_changed = True
+        for route in routes[start:new_end]:
+            known = counts.get(route.host, 0)
+            counts[route.host] = known + 1
+            hosts_changed = hosts_changed or not known
+        self._routes = routes
+        if hosts_changed or config.tls_hosts != self._tls_hosts:
+            self._names = _names_of(counts.keys(), config.tls_hosts)
+            self._tls_hosts = config.tls_hosts
+        return self._names
+
+
 def _served_names(config: Config) -> tuple[frozenset[str], frozenset[str]]:
     """(exact host names, parents of ``*.`` wildcard hosts) of the Ingress rules and TLS hosts; a
     rule without host serves no name (ingress-nginx's catch-all server)."""
+    # Each distinct name once: 30,000 routes at 10,000 Ingresses share a few thousand hosts.
+    return _names_of({route.host for route in config.routes}, config.tls_hosts)
+
+
+def _names_of(route_hosts: Iterable[str], tls_hosts: Iterable) -> tuple[frozenset[str], frozenset[str]]:
     exact: set[str] = set()
     wildcard: set[str] = set()
-    # Each distinct name once: 30,000 routes at 10,000 Ingresses share a few thousand hosts.
-    hosts = {route.host for route in config.routes}
-    hosts.update(tls_host.host for tls_host in config.tls_hosts)
+    hosts = set(route_hosts)
+    hosts.update(tls_host.host for tls_host in tls_hosts)
     for host in hosts:
         host = host.strip().lower().rstrip(".")
         if host.startswith("*."):
