@@ -372,6 +372,13 @@ def test_client_side_writes_wait_for_the_handshake_and_pause_the_producer(factor
     backend.write(b"HTTP/1.1 204 No Content\r\n\r\n")
     client.dataReceived(outgoing.read())
     assert bytes(app.received) == b"HTTP/1.1 204 No Content\r\n\r\n"
+    # The session is kept once a connection (its first response), not read again for each one.
+    creator.remember(client)
+    kept = creator.sessions[("backend.test", 443)]
+    assert isinstance(kept, SSL.Session)
+    creator.sessions[("backend.test", 443)] = "another connection's"
+    creator.remember(client)
+    assert creator.sessions[("backend.test", 443)] == "another connection's"
 
 
 class _Clock:

@@ -72,6 +72,14 @@ def _quiet(helpers: tuple) -> bool:
 class _LeanSteps(TLSMemoryBIOProtocol):
     """The steady-state steps (see the module docstring); everything else is Twisted's."""
 
+    _lean_helpers: tuple | None = None  # _helpers(), kept once the handshake is done (no context switch after)
+
+    def _helpers_now(self, connection: SSL.Connection) -> tuple:
+        helpers = _helpers(connection)
+        if self._handshakeDone:
+            self._lean_helpers = helpers
+        return helpers
+
     def dataReceived(self, data: bytes) -> None:
         if not self._handshakeDone:
             TLSMemoryBIOProtocol.dataReceived(self, data)  # the handshake: Twisted's steps
@@ -89,7 +97,9 @@ class _LeanSteps(TLSMemoryBIOProtocol):
     def _flushReceiveBIO(self) -> None:
         connection = self._tlsConnection
         ssl = connection._ssl
-        helpers = _helpers(connection)
+        helpers = self._lean_helpers
+        if helpers is None:
+            helpers = self._helpers_now(connection)
         read, get_error, buffer = _lib.SSL_read, _lib.SSL_get_error, _ffi.buffer
         while not self._lostTLSConnection:
             count = read(ssl, _PLAIN, _CHUNK)
@@ -131,6 +141,11 @@ class _LeanSteps(TLSMemoryBIOProtocol):
             data = b"".join(chunks)
         self.transport.write(data)
 
+    def write(self, data: bytes) -> None:
+        if self.disconnecting and self._producer is None:
+            return  # as Twisted: dropped after loseConnection unless a producer is registered
+        self._write(data)
+
     def _write(self, data: bytes) -> None:
         if self._lostTLSConnection:
             return
@@ -149,10 +164,15 @@ class _LeanSteps(TLSMemoryBIOProtocol):
                 count = _lib.SSL_write(ssl, view + sent, total - sent)
             else:
                 count = _lib.SSL_write(ssl, data, total)
-            if count > 0:
+            helpers = self._lean_helpers
+            if helpers is None:
+                helpers = self._helpers_now(connection)
+            if helpers and not _quiet(helpers):
+                count = 0  # a callback's exception: raised below as pyOpenSSL's send() would
+            elif count > 0:
                 sent += count
                 continue
-            if _lib.SSL_get_error(ssl, count) == _WANT_READ and _quiet(_helpers(connection)):
+            elif _lib.SSL_get_error(ssl, count) == _WANT_READ:
                 self._bufferedWrite(data[sent:])  # a handshake in progress: sent after the next read
                 break
             try:
