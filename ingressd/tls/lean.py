@@ -40,7 +40,8 @@ try:
     LEAN = (all(hasattr(_probe, name) for name in _CONNECTION_FIELDS)
             and all(hasattr(_probe._context, name) for name in _CONTEXT_HELPERS)
             and all(hasattr(_lib, name) for name in ("SSL_read", "SSL_write", "SSL_get_error", "BIO_read",
-                                                     "BIO_write", "SSL_ERROR_WANT_READ")))
+                                                     "BIO_write", "SSL_ERROR_WANT_READ"))
+            and hasattr(_ffi, "unpack") and hasattr(_ffi, "release"))
     del _probe
 except Exception:  # noqa: BLE001 - any other pyOpenSSL: Twisted's own steps
     LEAN = False
@@ -48,7 +49,7 @@ except Exception:  # noqa: BLE001 - any other pyOpenSSL: Twisted's own steps
 _CHUNK = 65536  # the most one SSL_read or BIO_read returns
 if LEAN:
     # One buffer each for decrypted data and for records, reused: the reactor runs one call at
-    # a time and every result is copied out (``_ffi.buffer(…)[:]``) before anything else runs.
+    # a time and every result is copied out (``_ffi.unpack``) before anything else runs.
     _PLAIN = _ffi.new("char[]", _CHUNK)
     _RECORDS = _ffi.new("char[]", _CHUNK)
     _WANT_READ = _lib.SSL_ERROR_WANT_READ
@@ -100,14 +101,14 @@ class _LeanSteps(TLSMemoryBIOProtocol):
         helpers = self._lean_helpers
         if helpers is None:
             helpers = self._helpers_now(connection)
-        read, get_error, buffer = _lib.SSL_read, _lib.SSL_get_error, _ffi.buffer
+        read, get_error, unpack = _lib.SSL_read, _lib.SSL_get_error, _ffi.unpack
         while not self._lostTLSConnection:
             count = read(ssl, _PLAIN, _CHUNK)
             if (count > 0 or get_error(ssl, count) == _WANT_READ) and (not helpers or _quiet(helpers)):
                 if count <= 0:
                     break  # nothing more until the peer sends more
                 if not self._aborted:
-                    self.wrappedProtocol.dataReceived(buffer(_PLAIN, count)[:])
+                    self.wrappedProtocol.dataReceived(unpack(_PLAIN, count))
                 continue
             try:  # pyOpenSSL's own mapping: the same exception as its recv()
                 connection._raise_ssl_error(ssl, count)
@@ -120,7 +121,7 @@ class _LeanSteps(TLSMemoryBIOProtocol):
                 self._tlsShutdownFinished(Failure())
             else:
                 if count > 0 and not self._aborted:
-                    self.wrappedProtocol.dataReceived(buffer(_PLAIN, count)[:])
+                    self.wrappedProtocol.dataReceived(unpack(_PLAIN, count))
         self._flushSendBIO()
 
     def _flushSendBIO(self) -> None:
@@ -131,13 +132,13 @@ class _LeanSteps(TLSMemoryBIOProtocol):
         count = _lib.BIO_read(source, _RECORDS, _CHUNK)
         if count <= 0:
             return  # nothing to send (a memory BIO fails only when empty)
-        data = _ffi.buffer(_RECORDS, count)[:]
+        data = _ffi.unpack(_RECORDS, count)
         if count == _CHUNK:  # more waiting: all of it, in one write
             chunks = [data]
             while count == _CHUNK:
                 count = _lib.BIO_read(source, _RECORDS, _CHUNK)
                 if count > 0:
-                    chunks.append(_ffi.buffer(_RECORDS, count)[:])
+                    chunks.append(_ffi.unpack(_RECORDS, count))
             data = b"".join(chunks)
         self.transport.write(data)
 
