@@ -129,9 +129,14 @@ class BackendConnectionCreator:
                 return
 
     def remember(self, connection: Any) -> None:
-        """Keep the session of a connection that served a response, for the next one."""
+        """Keep the session of a connection that served a response, for the next one: once a
+        connection (its first whole response: the handshake and the TLS 1.3 tickets sent after
+        it are in; a later response would give the same session, at an allocation a request)."""
+        if getattr(connection, "session_kept", False):
+            return
         handle = connection.getHandle() if hasattr(connection, "getHandle") else None
         if isinstance(handle, SSL.Connection):
             session = handle.get_session()
             if session is not None:
                 self.sessions[self.key] = session
+                connection.session_kept = True

@@ -38,7 +38,6 @@ import h2.settings
 from h2.errors import ErrorCodes
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import log
 from zope.interface import implementer
 
@@ -47,6 +46,7 @@ from ingressd.http.deadline import Deadline
 from ingressd.proxy.backend_tls import BackendConnectionCreator, BackendTLSError, make_context
 from ingressd.proxy.transport import connect_tcp
 from ingressd.proxy.upstream import STREAMED, UpstreamError
+from ingressd.tls.lean import LeanTLSFactory
 
 # Request headers HTTP/2 forbids (RFC 9113 8.2.2) or that become pseudo-headers.
 _NOT_SENT = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
@@ -729,7 +729,7 @@ class H2Upstream:
             except BackendTLSError as exc:
                 on_error(UpstreamError(f"TLS to {host}:{port}: {exc}", cause="tls_settings"))
                 return _noop
-            outer = TLSMemoryBIOFactory(factory.tls_creator, True, factory)
+            outer = LeanTLSFactory(factory.tls_creator, True, factory)
         self._connecting.setdefault(key, []).append(factory)
         factory.connector = connect_tcp(self.clock, host, port, outer, settings.connect_timeout)
         self.opened += 1

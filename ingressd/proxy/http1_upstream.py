@@ -13,7 +13,6 @@ from typing import Any, Callable
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from ingressd.http import parser as parsing
 from ingressd.http.deadline import Deadline
@@ -22,6 +21,7 @@ from ingressd.features import BackendTLS
 from ingressd.proxy.backend_tls import BackendConnectionCreator, BackendTLSError, make_context
 from ingressd.proxy.transport import connect_tcp
 from ingressd.proxy.upstream import STREAMED, StreamedConnection, UpstreamError
+from ingressd.tls.lean import LeanTLSFactory
 from zope.interface import implementer
 
 
@@ -347,7 +347,7 @@ class HTTP1Upstream:
                 on_error(UpstreamError(f"TLS to {host}:{port}: {exc}", cause="tls_settings"))
                 return _noop
             factory.tls_creator = creator
-            outer = TLSMemoryBIOFactory(creator, True, factory)
+            outer = LeanTLSFactory(creator, True, factory)
         connector = connect_tcp(self.clock, host, port, outer, settings.connect_timeout)
         self.opened += 1
 

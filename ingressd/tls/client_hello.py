@@ -10,7 +10,7 @@ its own session cache and ticket keys. Anything else — no SNI, an unknown name
 cannot be read — starts on the default context, which resumes nothing.
 
 ``server_name`` is a pure function over the bytes received so far; ``ClientHelloFirst`` is
-the ``TLSMemoryBIOProtocol`` that holds the connection until the hello (or its timeout).
+the TLS protocol (``lean.LeanTLSProtocol``) that holds the connection until the hello (or its timeout).
 Once the name is known, the factory's ``passthrough`` (``interfaces.TLSPassthrough``, set
 with ``--enable-ssl-passthrough``: ``ingressd.tls.passthrough``) may take the connection over
 instead, with the held bytes, never terminating it. Then the factory's ``reject_handshake`` (a
@@ -23,8 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import alsoProvides
+
+from ingressd.tls.lean import LeanTLSProtocol
 
 MORE = object()  # not enough bytes yet
 # A fatal unrecognized_name alert (RFC 6066 §3, 112) in a plaintext TLS record: what a handshake the
@@ -129,7 +130,7 @@ def _host_name(extension: bytes) -> str | None:
     return None
 
 
-class ClientHelloFirst(TLSMemoryBIOProtocol):
+class ClientHelloFirst(LeanTLSProtocol):
     """A TLS connection created only once its ClientHello has arrived (``server_name_hint``
     tells the connection creator the SNI name). The factory gives ``clock`` and
     ``hello_timeout``: a client that sends no hello in that time is dropped."""

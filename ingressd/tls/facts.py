@@ -7,12 +7,14 @@ name from pyOpenSSL (each client connection caches it: ``tls()``).
 
 from __future__ import annotations
 
+from types import MethodType
 from typing import Any
 
 from OpenSSL import SSL
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from ingressd.tls.client_hello import ClientHelloFirst
+from ingressd.tls.lean import LeanTLSProtocol
 
 
 class _ObservedTLSProtocol(ClientHelloFirst):
@@ -27,8 +29,12 @@ class _ObservedTLSProtocol(ClientHelloFirst):
                 version = handle.get_protocol_version_name() or "unknown"
                 counts = self.factory.handshakes
                 counts[version] = counts.get(version, 0) + 1
+                # From now on a read is the TLS layer's alone (no hello to wait for, nothing to
+                # count): the reactor calls it directly (undone in connectionLost: no cycle left).
+                self.dataReceived = MethodType(LeanTLSProtocol.dataReceived, self)
 
     def connectionLost(self, reason) -> None:
+        self.__dict__.pop("dataReceived", None)
         factory = self.factory
         factory.connections -= 1
         if not self._observed and self.passthrough is None:

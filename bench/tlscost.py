@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""The TLS layer's own Python cost, in memory: ``bench/pathcost.py`` with TLS on one side.
+
+Builds the real server (``serve_in_memory``, the installed plugins) with an ``--https``
+listener (its generated self-signed certificate), connects a client made with the standard
+library's ``ssl.SSLObject`` over memory BIOs (C: its own cost is small and the same for every
+version of ingressd), completes the handshake, and then plays keep-alive requests through
+the server's real TLS listener protocol: client records into its ``dataReceived``, the
+backend's answer into the upstream connection's ``dataReceived``. ``--layer`` measures the TLS layer alone, both versions side by side in one process: Twisted's
+``TLSMemoryBIOProtocol`` and ingressd's ``LeanTLSProtocol`` (``ingressd.tls.lean``), each under
+a protocol that answers every read with a 100-byte response, alternating rounds (an A/B that
+load on the machine moves equally), with Python calls per round trip under cProfile.
+``--backend-tls`` turns it
+round: a plain client and a TLS backend (``backend-protocol: HTTPS``, the backend an
+``ssl.SSLObject`` server), which is the https-backend scenario's path. ``--both`` does both.
+
+It prints CPU time per request of the whole loop (client and backend included: compare two
+versions of ingressd with it, not with nginx), the median of several rounds; ``--profile``
+prints cProfile's table, ``--sample`` µs per function by CPU-time sampling (pathcost's).
+
+    .venv/bin/python bench/tlscost.py                        # TLS client side
+    .venv/bin/python bench/tlscost.py --backend-tls          # TLS backend side
+    .venv/bin/python bench/tlscost.py --profile --sort ncalls
+    .venv/bin/python bench/tlscost.py --layer                # the TLS layer alone, A/B
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime
+import pstats
+import shlex
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from ingressd.testing import one_route_objects, serve_in_memory  # noqa: E402
+from pathcost import print_samples, sample  # noqa: E402
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: bench.local\r\nUser-Agent: tlscost\r\nAccept: */*\r\n\r\n"
+RESPONSE = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
+
+
+class _Peer:
+    """One end of a TLS connection made with the standard library, over memory BIOs."""
+
+    def __init__(self, context: ssl.SSLContext, server_side: bool, hostname: str | None = None):
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=server_side,
+                                    server_hostname=hostname)
+
+    def handshake(self) -> bool:
+        try:
+            self.tls.do_handshake()
+            return True
+        except ssl.SSLWantReadError:
+            return False
+
+    def feed(self, data: bytes) -> bytes:
+        """Decrypt ``data`` (records from the other end): the plaintext now readable."""
+        self.incoming.write(data)
+        chunks = []
+        while True:
+            try:
+                chunk = self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def seal(self, data: bytes) -> bytes:
+        if data:
+            self.tls.write(data)
+        return self.outgoing.read()
+
+
+def _backend_context(directory: Path) -> ssl.SSLContext:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "backend.local")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (directory / "backend.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "backend.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "backend.crt", directory / "backend.key")
+    return context
+
+
+class Rig:
+    """One server, one client connection, one pooled backend connection; TLS on one of them."""
+
+    def __init__(self, extra_args: list[str], tmp: Path, backend_tls: bool):
+        self.backend_tls = backend_tls
+        annotations = {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"} if backend_tls else None
+        self.service, self.reactor = serve_in_memory(
+            tmp, one_route_objects("bench.local", annotations=annotations), *extra_args)
+        # Twisted's client TLS batches small writes until the next turn of the global reactor:
+        # this rig's reactor instead, so that the loop pays for that (``advance(0)``) as twistd does.
+        import twisted.protocols.tls
+        twisted.protocols.tls._get_default_clock = lambda: self.reactor
+        if self.service.state.table.match("bench.local", "/") is None:
+            raise SystemExit("the route did not load; is the manifest valid?")
+        self.client_transport = StringTransport(peerAddress=CLIENT,
+                                                hostAddress=IPv4Address("TCP", "127.0.0.1", 8443))
+        if backend_tls:
+            self.client = self.service.http_factory.buildProtocol(CLIENT)
+            self.client.makeConnection(self.client_transport)
+            self.client.dataReceived(REQUEST)
+            host, port, factory, _, _ = self.reactor.tcpClients[-1]
+            self.upstream = factory.buildProtocol(IPv4Address("TCP", host, port))
+            self.upstream_transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+            self.upstream.makeConnection(self.upstream_transport)
+            self.backend = _Peer(_backend_context(tmp), server_side=True)
+            for _ in range(10):  # the handshake, bounded
+                done = self.backend.handshake()
+                self.backend.incoming.write(self.upstream_transport.value())
+                self.upstream_transport.clear()
+                done = self.backend.handshake()
+                records = self.backend.outgoing.read()
+                if records:
+                    self.upstream.dataReceived(records)
+                self.reactor.advance(0)  # Twisted's client side sends what it buffered on the next turn
+                if done and self.upstream_transport.value() == b"":
+                    break
+            self.first_request = self.backend.feed(self.upstream_transport.value())
+            self.upstream_transport.clear()
+            self.upstream.dataReceived(self.backend.seal(RESPONSE))
+        else:
+            self.client = self.service.tls_listener.buildProtocol(CLIENT)
+            self.client.makeConnection(self.client_transport)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            context.set_alpn_protocols(["http/1.1"])
+            self.peer = _Peer(context, server_side=False, hostname="bench.local")
+            for _ in range(10):  # the handshake, bounded
+                done = self.peer.handshake()
+                records = self.peer.outgoing.read()
+                if records:
+                    self.client.dataReceived(records)
+                self.peer.incoming.write(self.client_transport.value())
+                self.client_transport.clear()
+                if done:
+                    break
+            self.client.dataReceived(self.peer.seal(REQUEST))
+            host, port, factory, _, _ = self.reactor.tcpClients[-1]
+            self.upstream = factory.buildProtocol(IPv4Address("TCP", host, port))
+            self.upstream_transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+            self.upstream.makeConnection(self.upstream_transport)
+            self.upstream.dataReceived(RESPONSE)
+        self.check()
+
+    def check(self) -> None:
+        answer = self.client_transport.value()
+        if not self.backend_tls:
+            answer = self.peer.feed(answer)
+        upstream = self.first_request if self.backend_tls else self.upstream_transport.value()
+        if not answer.startswith(b"HTTP/1.1 200 ") or not answer.endswith(b"ok\n"):
+            raise SystemExit(f"unexpected answer: {answer[:200]!r}")
+        if not upstream.startswith(b"GET / HTTP/1.1\r\n"):
+            raise SystemExit(f"unexpected upstream request: {upstream[:200]!r}")
+        self.client_transport.clear()
+        self.upstream_transport.clear()
+
+    def verify(self) -> None:
+        """One more request, its answer and the backend's request checked."""
+        if self.backend_tls:
+            self.client.dataReceived(REQUEST)
+            self.reactor.advance(0)
+            request = self.backend.feed(self.upstream_transport.value())
+            if not request.startswith(b"GET / HTTP/1.1\r\n"):
+                raise SystemExit(f"unexpected upstream request: {request[:200]!r}")
+            self.upstream_transport.clear()
+            self.upstream.dataReceived(self.backend.seal(RESPONSE))
+            answer = self.client_transport.value()
+            if not answer.startswith(b"HTTP/1.1 200 ") or not answer.endswith(b"ok\n"):
+                raise SystemExit(f"unexpected answer: {answer[:200]!r}")
+            self.client_transport.clear()
+            return
+        else:
+            self.client.dataReceived(self.peer.seal(REQUEST))
+            self.upstream.dataReceived(RESPONSE)
+        self.check()
+
+    def run(self, count: int) -> None:
+        client, upstream = self.client.dataReceived, self.upstream.dataReceived
+        client_out, upstream_out = self.client_transport, self.upstream_transport
+        if self.backend_tls:
+            backend = self.backend
+            response = backend.seal
+            turn = self.reactor.advance
+            for _ in range(count):
+                client(REQUEST)
+                turn(0)  # a reactor turn: Twisted's client TLS sends small writes at the end of one
+                backend.feed(upstream_out.value())
+                upstream_out.clear()
+                upstream(response(RESPONSE))
+                client_out.clear()
+        else:
+            peer = self.peer
+            for _ in range(count):
+                client(peer.seal(REQUEST))
+                upstream(RESPONSE)
+                peer.feed(client_out.value())
+                client_out.clear()
+                upstream_out.clear()
+
+
+def measure(args: argparse.Namespace, backend_tls: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="ingressd-tlscost-") as tmp:
+        extra = shlex.split(args.args) + ["--https", "tcp:8443"]
+        if "--access-log" not in extra:
+            extra += ["--access-log", str(Path(tmp) / "access.log")]
+        for option in ("--keepalive-requests", "--upstream-keepalive-requests"):
+            if option not in extra:
+                extra += [option, "0"]
+        rig = Rig(extra, Path(tmp), backend_tls)
+        rig.run(2000)  # warm-up
+        label = "TLS backend" if backend_tls else "TLS client"
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.runcall(rig.run, args.requests)
+            pstats.Stats(profile).sort_stats(args.sort).print_stats(args.lines)
+            return
+        if args.sample:
+            print(label)
+            print_samples(*sample(rig, args.requests * args.rounds), args.lines)
+            return
+        figures = []
+        for _ in range(args.rounds):
+            started = time.process_time()
+            rig.run(args.requests)
+            figures.append((time.process_time() - started) / args.requests * 1e6)
+        rig.verify()
+        print(f"{label}: {statistics.median(figures):.1f} µs CPU per request "
+              f"(median of {args.rounds} rounds of {args.requests:,}; all: {', '.join(f'{f:.1f}' for f in figures)})")
+
+
+def layer(args: argparse.Namespace) -> None:
+    """The TLS layer alone: Twisted's protocol against ours, alternating rounds."""
+    from twisted.internet.protocol import Factory, Protocol
+    from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+
+    from ingressd.tls.certificates import CertificateStore
+    from ingressd.tls.lean import LEAN, LeanTLSProtocol
+
+    class Answer(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write(RESPONSE)
+
+    store = CertificateStore(alpn=True)
+
+    def rig(kind):
+        factory = TLSMemoryBIOFactory(store.server_options(), False, Factory.forProtocol(Answer))
+        factory.protocol = kind
+        server = factory.buildProtocol(CLIENT)
+        transport = StringTransport()
+        server.makeConnection(transport)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        peer = _Peer(context, server_side=False, hostname="bench.local")
+        for _ in range(10):  # the handshake, bounded
+            done = peer.handshake()
+            records = peer.outgoing.read()
+            if records:
+                server.dataReceived(records)
+            peer.incoming.write(transport.value())
+            transport.clear()
+            if done:
+                break
+        return server, transport, peer
+
+    def run(server, transport, peer, count: int) -> None:
+        seal, feed, received, value, clear = peer.seal, peer.feed, server.dataReceived, transport.value, transport.clear
+        for _ in range(count):
+            received(seal(REQUEST))
+            if feed(value()) != RESPONSE:
+                raise SystemExit("unexpected answer")
+            clear()
+
+    rigs = {"twisted TLSMemoryBIOProtocol": rig(TLSMemoryBIOProtocol), "ingressd LeanTLSProtocol": rig(LeanTLSProtocol)}
+    for one in rigs.values():
+        run(*one, 2000)
+    figures: dict[str, list[float]] = {name: [] for name in rigs}
+    for _ in range(args.rounds):
+        for name, one in rigs.items():
+            started = time.process_time()
+            run(*one, args.requests)
+            figures[name].append((time.process_time() - started) / args.requests * 1e6)
+    print(f"TLS layer alone (LEAN={LEAN}): a round trip = the client's request records in, the answer's out "
+          f"(the standard library client's own cost included, the same in both)")
+    for name, one in rigs.items():
+        profile = cProfile.Profile()
+        profile.runcall(run, *one, 5000)
+        calls = pstats.Stats(profile).total_calls / 5000
+        print(f"{name}: {statistics.median(figures[name]):.2f} µs CPU per round trip "
+              f"(median of {args.rounds}; all: {', '.join(f'{f:.1f}' for f in figures[name])}); "
+              f"{calls:.0f} Python calls")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=10_000, help="requests per round (default 10,000)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
+    p.add_argument("--args", default="", help="extra 'twistd ingressd' options, e.g. '--access-log off'")
+    p.add_argument("--backend-tls", action="store_true", help="plain client, TLS to the backend")
+    p.add_argument("--both", action="store_true", help="the TLS client rig, then the TLS backend rig")
+    p.add_argument("--layer", action="store_true", help="the TLS layer alone: Twisted's protocol and ours, A/B")
+    p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
+    p.add_argument("--sample", action="store_true", help="µs per request by function, sampled on CPU time")
+    p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
+    p.add_argument("--lines", type=int, default=30, help="rows of the cProfile table")
+    args = p.parse_args()
+    if args.layer:
+        layer(args)
+        return
+    for backend_tls in ((False, True) if args.both else (args.backend_tls,)):
+        measure(args, backend_tls)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Twisted's TLS-over-memory-BIO protocol with the per-request steps done in fewer, cheaper calls.
+
+``TLSMemoryBIOProtocol`` drives pyOpenSSL through its public methods, which signal "nothing
+more" by raising: each read of the client's records ends with ``recv`` raising
+``WantReadError`` and an empty ``bio_read`` raising it again, and every call allocates a
+fresh 32 KiB buffer. That is most of what TLS costs ingressd per keep-alive request. Here
+the same OpenSSL functions are called through the same cffi bindings pyOpenSSL uses
+(``OpenSSL._util.lib``), reading their return codes instead of raising: records are fed in
+with one ``BIO_write``, decrypted with ``SSL_read`` until OpenSSL says it wants more, the
+outgoing BIO is drained once per round and a write is encrypted with one ``SSL_write``
+loop and one drain (Twisted drains after every 16 KiB and at most 32 KiB at a time).
+
+Only the steady state is replaced: the handshake, shutdown, close_notify, producers and
+buffering of writes during a (re)handshake are Twisted's own code. Anything else than "done"
+or "want read" (an alert, a close_notify, a protocol error, a callback's exception) is
+handed to pyOpenSSL's own error mapping (``Connection._raise_ssl_error``), so the exception
+and what Twisted does with it are exactly as before.
+
+pyOpenSSL's private attributes (``Connection._ssl``, ``_into_ssl``, ``_from_ssl``, the
+context's callback helpers) are checked when this module is imported: without them
+(another pyOpenSSL) ``LeanTLSProtocol`` is Twisted's protocol unchanged (``LEAN`` False).
+``LeanTLSFactory`` makes them; the listener's protocol (``client_hello.ClientHelloFirst``)
+and the backend sides (``proxy.http1_upstream``, ``proxy.h2_upstream``) use them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+
+try:
+    from OpenSSL._util import ffi as _ffi, lib as _lib
+
+    _CONNECTION_FIELDS = ("_ssl", "_into_ssl", "_from_ssl", "_context", "_raise_ssl_error")
+    _CONTEXT_HELPERS = ("_verify_helper", "_alpn_select_helper", "_ocsp_helper")
+    _probe = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+    LEAN = (all(hasattr(_probe, name) for name in _CONNECTION_FIELDS)
+            and all(hasattr(_probe._context, name) for name in _CONTEXT_HELPERS)
+            and all(hasattr(_lib, name) for name in ("SSL_read", "SSL_write", "SSL_get_error", "BIO_read",
+                                                     "BIO_write", "SSL_ERROR_WANT_READ"))
+            and hasattr(_ffi, "unpack") and hasattr(_ffi, "release"))
+    del _probe
+except Exception:  # noqa: BLE001 - any other pyOpenSSL: Twisted's own steps
+    LEAN = False
+
+_CHUNK = 65536  # the most one SSL_read or BIO_read returns
+if LEAN:
+    # One buffer each for decrypted data and for records, reused: the reactor runs one call at
+    # a time and every result is copied out (``_ffi.unpack``) before anything else runs.
+    _PLAIN = _ffi.new("char[]", _CHUNK)
+    _RECORDS = _ffi.new("char[]", _CHUNK)
+    _WANT_READ = _lib.SSL_ERROR_WANT_READ
+
+
+def _helpers(connection: SSL.Connection) -> tuple:
+    """The context's callback helpers whose caught exceptions pyOpenSSL raises after a call."""
+    context = connection._context
+    return tuple(helper for helper in (context._verify_helper, context._alpn_select_helper,
+                                       context._ocsp_helper) if helper is not None)
+
+
+def _quiet(helpers: tuple) -> bool:
+    """No callback of this connection's context has an exception waiting to be raised."""
+    for helper in helpers:
+        if helper._problems:
+            return False
+    return True
+
+
+class _LeanSteps(TLSMemoryBIOProtocol):
+    """The steady-state steps (see the module docstring); everything else is Twisted's."""
+
+    _lean_helpers: tuple | None = None  # _helpers(), kept once the handshake is done (no context switch after)
+
+    def _helpers_now(self, connection: SSL.Connection) -> tuple:
+        helpers = _helpers(connection)
+        if self._handshakeDone:
+            self._lean_helpers = helpers
+        return helpers
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._handshakeDone:
+            TLSMemoryBIOProtocol.dataReceived(self, data)  # the handshake: Twisted's steps
+            return
+        if data:
+            connection = self._tlsConnection
+            if type(data) is not bytes:
+                data = bytes(data)
+            if _lib.BIO_write(connection._into_ssl, data, len(data)) <= 0:
+                connection.bio_write(data)  # a memory BIO takes everything: pyOpenSSL's error if not
+        if self._appSendBuffer:
+            self._unbufferPendingWrites()
+        self._flushReceiveBIO()
+
+    def _flushReceiveBIO(self) -> None:
+        connection = self._tlsConnection
+        ssl = connection._ssl
+        helpers = self._lean_helpers
+        if helpers is None:
+            helpers = self._helpers_now(connection)
+        read, get_error, unpack = _lib.SSL_read, _lib.SSL_get_error, _ffi.unpack
+        while not self._lostTLSConnection:
+            count = read(ssl, _PLAIN, _CHUNK)
+            if (count > 0 or get_error(ssl, count) == _WANT_READ) and (not helpers or _quiet(helpers)):
+                if count <= 0:
+                    break  # nothing more until the peer sends more
+                if not self._aborted:
+                    self.wrappedProtocol.dataReceived(unpack(_PLAIN, count))
+                continue
+            try:  # pyOpenSSL's own mapping: the same exception as its recv()
+                connection._raise_ssl_error(ssl, count)
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:  # close_notify: as Twisted
+                self._shutdownTLS()
+                self._tlsShutdownFinished(None)
+            except SSL.Error:
+                self._tlsShutdownFinished(Failure())
+            else:
+                if count > 0 and not self._aborted:
+                    self.wrappedProtocol.dataReceived(unpack(_PLAIN, count))
+        self._flushSendBIO()
+
+    def _flushSendBIO(self) -> None:
+        connection = self._tlsConnection
+        if connection is None:
+            return  # lost already (the protocol above closed inside dataReceived)
+        source = connection._from_ssl
+        count = _lib.BIO_read(source, _RECORDS, _CHUNK)
+        if count <= 0:
+            return  # nothing to send (a memory BIO fails only when empty)
+        data = _ffi.unpack(_RECORDS, count)
+        if count == _CHUNK:  # more waiting: all of it, in one write
+            chunks = [data]
+            while count == _CHUNK:
+                count = _lib.BIO_read(source, _RECORDS, _CHUNK)
+                if count > 0:
+                    chunks.append(_ffi.unpack(_RECORDS, count))
+            data = b"".join(chunks)
+        self.transport.write(data)
+
+    def write(self, data: bytes) -> None:
+        if self.disconnecting and self._producer is None:
+            return  # as Twisted: dropped after loseConnection unless a producer is registered
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self._lostTLSConnection:
+            return
+        connection = self._tlsConnection
+        ssl = connection._ssl
+        if type(data) is not bytes:
+            data = bytes(data)
+        total = len(data)
+        sent = 0
+        view = None
+        while sent < total:
+            # Partial writes are on (pyOpenSSL's contexts): each call may take one record only.
+            if sent:
+                if view is None:
+                    view = _ffi.from_buffer(data)
+                count = _lib.SSL_write(ssl, view + sent, total - sent)
+            else:
+                count = _lib.SSL_write(ssl, data, total)
+            helpers = self._lean_helpers
+            if helpers is None:
+                helpers = self._helpers_now(connection)
+            if helpers and not _quiet(helpers):
+                count = 0  # a callback's exception: raised below as pyOpenSSL's send() would
+            elif count > 0:
+                sent += count
+                continue
+            elif _lib.SSL_get_error(ssl, count) == _WANT_READ:
+                self._bufferedWrite(data[sent:])  # a handshake in progress: sent after the next read
+                break
+            try:
+                connection._raise_ssl_error(ssl, count)
+            except SSL.WantReadError:
+                self._bufferedWrite(data[sent:])
+                break
+            except SSL.Error:
+                self._tlsShutdownFinished(Failure())  # as Twisted: the error reaches connectionLost
+                return
+            self._tlsShutdownFinished(Failure(SSL.Error([("", "SSL_write", "failed")])))
+            return
+        if view is not None:
+            _ffi.release(view)
+        self._flushSendBIO()
+
+
+class LeanTLSProtocol(_LeanSteps if LEAN else TLSMemoryBIOProtocol):  # type: ignore[misc]
+    """A ``TLSMemoryBIOProtocol`` whose reads and writes cost fewer Python calls (when ``LEAN``)."""
+
+
+class LeanTLSFactory(TLSMemoryBIOFactory):
+    """``TLSMemoryBIOFactory`` making ``LeanTLSProtocol``s. Unlike Twisted's default
+    (``BufferingTLSTransport``), writes are not held until the next reactor turn: ingressd
+    already writes a round's bytes at once (a head with its body, HTTP/2 one write per read)."""
+
+    protocol = LeanTLSProtocol
+
+    def __init__(self, contextFactory: Any, isClient: bool, wrappedFactory: Any, clock: Any = None) -> None:
+        super().__init__(contextFactory, isClient, wrappedFactory, clock)
