@@ -13,7 +13,12 @@
  *   0 escaped: a str or bytes, escaped as below;
  *   1 plain: any object, as format(value) (digits, a clock: nothing to escape);
  *   2 seconds: a float or int, as '%.3f' % max(0.0, float(value)) ($request_time);
- *   3 status: an int, as '%03d' % value.
+ *   3 status: an int, as '%03d' % value;
+ *   4 json: a JSON value as json.dumps writes it: None as null (not the missing mark), str
+ *     quoted with every character outside printable ASCII escaped (ensure_ascii), bytes
+ *     decoded as UTF-8 with backslashreplace and quoted so, bool, int and float (NaN and
+ *     the infinities as json.dumps writes them);
+ *   5 json seconds: a float or int as json.dumps(round(value, 6)), None as null.
  *
  * Escaping, as ngx_http_log_module writes a variable's value:
  *   default: '"', '\\' and bytes < 0x20 or >= 0x7F as \xHH (a str's UTF-8 bytes, its
@@ -31,11 +36,14 @@
 #include <string.h>
 
 enum { ESCAPE_DEFAULT = 0, ESCAPE_JSON = 1, ESCAPE_NONE = 2 };
-enum { KIND_ESCAPED = 0, KIND_PLAIN = 1, KIND_SECONDS = 2, KIND_STATUS = 3 };
+enum { KIND_ESCAPED = 0, KIND_PLAIN = 1, KIND_SECONDS = 2, KIND_STATUS = 3, KIND_JSON = 4,
+       KIND_JSON_SECONDS = 5 };
 #define STACK_PIECES 96 /* 2n + 1 pieces; longer templates allocate */
 
 static const char HEX[] = "0123456789ABCDEF";
+static const char LOWER_HEX[] = "0123456789abcdef";
 static PyObject *DASH;  /* "-" */
+static PyObject *NULL_TEXT; /* "null" */
 static PyObject *EMPTY; /* "" */
 
 static inline int
@@ -271,10 +279,162 @@ status_text(PyObject *value)
     return PyUnicode_Format(format, value);
 }
 
+static inline int
+json_plain(Py_UCS4 c)
+{
+    return c >= ' ' && c <= '~' && c != '"' && c != '\\';
+}
+
+/* json's encode_basestring_ascii: a str as a quoted JSON string of ASCII characters. */
+static PyObject *
+json_quote(PyObject *text)
+{
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text), length = 2, i;
+    if (size > (PY_SSIZE_T_MAX - 2) / 12)
+        return PyErr_NoMemory();
+    for (i = 0; i < size; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (json_plain(c))
+            length += 1;
+        else if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f')
+            length += 2;
+        else if (c >= 0x10000)
+            length += 12; /* a surrogate pair */
+        else
+            length += 6;
+    }
+    PyObject *out = PyUnicode_New(length, 127);
+    if (out == NULL)
+        return NULL;
+    Py_UCS1 *w = PyUnicode_1BYTE_DATA(out);
+    *w++ = '"';
+    for (i = 0; i < size; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (json_plain(c)) {
+            *w++ = (Py_UCS1)c;
+            continue;
+        }
+        *w++ = '\\';
+        switch (c) {
+        case '"': *w++ = '"'; continue;
+        case '\\': *w++ = '\\'; continue;
+        case '\n': *w++ = 'n'; continue;
+        case '\r': *w++ = 'r'; continue;
+        case '\t': *w++ = 't'; continue;
+        case '\b': *w++ = 'b'; continue;
+        case '\f': *w++ = 'f'; continue;
+        }
+        if (c >= 0x10000) {
+            Py_UCS4 v = c - 0x10000;
+            Py_UCS4 high = 0xd800 | ((v >> 10) & 0x3ff);
+            *w++ = 'u';
+            *w++ = LOWER_HEX[(high >> 12) & 15];
+            *w++ = LOWER_HEX[(high >> 8) & 15];
+            *w++ = LOWER_HEX[(high >> 4) & 15];
+            *w++ = LOWER_HEX[high & 15];
+            *w++ = '\\';
+            c = 0xdc00 | (v & 0x3ff);
+        }
+        *w++ = 'u';
+        *w++ = LOWER_HEX[(c >> 12) & 15];
+        *w++ = LOWER_HEX[(c >> 8) & 15];
+        *w++ = LOWER_HEX[(c >> 4) & 15];
+        *w++ = LOWER_HEX[c & 15];
+    }
+    *w++ = '"';
+    return out;
+}
+
+/* A value as json.dumps writes it (str, bytes as UTF-8 with backslashreplace, bool, int,
+ * float); None is null. */
+static PyObject *
+json_value(PyObject *value)
+{
+    if (value == Py_None) {
+        Py_INCREF(NULL_TEXT);
+        return NULL_TEXT;
+    }
+    if (PyUnicode_Check(value))
+        return json_quote(value);
+    if (PyBytes_Check(value)) {
+        PyObject *text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
+                                              "backslashreplace");
+        if (text == NULL)
+            return NULL;
+        PyObject *out = json_quote(text);
+        Py_DECREF(text);
+        return out;
+    }
+    if (PyBool_Check(value))
+        return PyUnicode_FromString(value == Py_True ? "true" : "false");
+    if (PyLong_Check(value))
+        return PyLong_Type.tp_repr(value);
+    if (PyFloat_Check(value)) {
+        double number = PyFloat_AS_DOUBLE(value);
+        if (Py_IS_NAN(number))
+            return PyUnicode_FromString("NaN");
+        if (Py_IS_INFINITY(number))
+            return PyUnicode_FromString(number > 0 ? "Infinity" : "-Infinity");
+        return PyFloat_Type.tp_repr(value);
+    }
+    PyErr_Format(PyExc_TypeError, "a JSON log value must be str, bytes, bool, int, float or None, not %.100s",
+                 Py_TYPE(value)->tp_name);
+    return NULL;
+}
+
+/* json.dumps(round(value, 6)) for a float or int: below 10^6 s and from 10^-4 s (where the
+ * shortest repr of the rounded float is its 6-decimal form without trailing zeros) written
+ * from that form, else by rounding and repr. */
+static PyObject *
+json_seconds(PyObject *value)
+{
+    if (value == Py_None) {
+        Py_INCREF(NULL_TEXT);
+        return NULL_TEXT;
+    }
+    if (PyFloat_CheckExact(value)) {
+        double number = PyFloat_AS_DOUBLE(value);
+        if (number >= 0.0001 && number < 1e6) {
+            char *text = PyOS_double_to_string(number, 'f', 6, 0, NULL);
+            if (text == NULL)
+                return NULL;
+            size_t size = strlen(text);
+            while (size > 0 && text[size - 1] == '0')
+                size--;
+            PyObject *out;
+            if (size > 0 && text[size - 1] == '.') {
+                text[size] = '0'; /* "12." -> "12.0": the '0' stripped there */
+                out = PyUnicode_FromStringAndSize(text, size + 1);
+            }
+            else
+                out = PyUnicode_FromStringAndSize(text, size);
+            PyMem_Free(text);
+            return out;
+        }
+    }
+    else if (!PyFloat_Check(value) && !PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "a seconds value must be float or int, not %.100s",
+                     Py_TYPE(value)->tp_name);
+        return NULL;
+    }
+    PyObject *rounded = PyObject_CallMethod(value, "__round__", "i", 6);
+    if (rounded == NULL)
+        return NULL;
+    PyObject *out = json_value(rounded);
+    Py_DECREF(rounded);
+    return out;
+}
+
 /* One piece of the line: a new reference to a str, or to bytes that are all ASCII. */
 static PyObject *
 piece_of(PyObject *value, int kind, int escape)
 {
+    if (kind == KIND_JSON)
+        return json_value(value);
+    if (kind == KIND_JSON_SECONDS)
+        return json_seconds(value);
     if (value == Py_None) {
         PyObject *mark = escape == ESCAPE_DEFAULT ? DASH : EMPTY;
         Py_INCREF(mark);
@@ -443,6 +603,8 @@ PyInit__logline(void)
     if (DASH == NULL && (DASH = PyUnicode_InternFromString("-")) == NULL)
         return NULL;
     if (EMPTY == NULL && (EMPTY = PyUnicode_InternFromString("")) == NULL)
+        return NULL;
+    if (NULL_TEXT == NULL && (NULL_TEXT = PyUnicode_InternFromString("null")) == NULL)
         return NULL;
     return PyModule_Create(&module);
 }

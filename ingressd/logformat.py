@@ -436,9 +436,17 @@ _INLINE = {
 }
 
 # With the C accelerator (``ingressd.logline``): variables whose raw value is handed to
-# ``join_line`` with a kind that formats it in C (each gives what its ``_INLINE`` expression
-# writes; the tests hold them to it). Our own source text only, as ``_INLINE``.
+# ``join_line`` with a kind that formats it in C, or found without a call in the usual case
+# (``{getter}`` is the variable's own getter, called in the other cases). Each writes what its
+# getter gives; the tests hold them to it. Our own source text only, as ``_INLINE``.
 _RAW = {
+    "remote_user": ("{getter}(ex, now) if ex.headers.get(b'authorization') else None", logline.ESCAPED),
+    "time_local": ("_time_local._text if int(now) == _time_local._second else _time_local(int(now))",
+                   logline.PLAIN),
+    "proxy_alternative_upstream_name": ("{getter}(ex, now) if getattr(ex.entry, 'alternatives', None) else ''",
+                                        logline.ESCAPED),
+    "upstream_response_length": ("(ex.bytes_sent + ex.tunnel_bytes[1] if ex.status == 101 else ex.bytes_sent) "
+                                 "if ex.upstream_status else None", logline.PLAIN),
     "status": ("ex.status", logline.STATUS),
     "request_time": ("ex.proxy.clock.seconds() - ex.started", logline.SECONDS),
     "upstream_response_time": ("ex.upstream_ended - ex.upstream_started "

@@ -85,6 +85,16 @@ def _expression(index: int, piece: CompiledPiece, namespace: dict[str, Any]) -> 
     return piece.inline
 
 
+def _raw_expression(index: int, piece: CompiledPiece, namespace: dict[str, Any]) -> str:
+    if piece.raw is None:
+        return _expression(index, piece, namespace)
+    expression = piece.raw[0]
+    if "{getter}" in expression:
+        namespace[f"_g{index}"] = piece.getter
+        expression = expression.replace("{getter}", f"_g{index}")
+    return expression
+
+
 def _compile_joined(pieces: list[CompiledPiece], tail: str, escape: str,
                     helpers: dict[str, Any]) -> Callable[[Any, float], str]:
     """``line(ex, now)`` as ``join_line(form, (value, …))``: one tuple, one C call."""
@@ -93,8 +103,7 @@ def _compile_joined(pieces: list[CompiledPiece], tail: str, escape: str,
     kinds = bytes(piece.raw[1] if piece.raw is not None else logline.PLAIN if piece.plain else logline.ESCAPED
                   for piece in pieces)
     namespace["_form"] = (tuple(piece.literal for piece in pieces), kinds, tail, logline.ESCAPES[escape])
-    values = "".join(f"{piece.raw[0] if piece.raw is not None else _expression(index, piece, namespace)}, "
-                     for index, piece in enumerate(pieces))
+    values = "".join(f"{_raw_expression(index, piece, namespace)}, " for index, piece in enumerate(pieces))
     source = f"def line(ex, now):\n    return _join(_form, ({values}))\n"
     code = compile(source, f"<log_format escape={escape} joined>", "exec")
     exec(code, namespace)  # noqa: S102 - our own source text, see the module docstring

@@ -7,7 +7,9 @@ json, 2 none). ``values`` holds the variables' raw values; None (not found) is a
 missing mark (``-`` with the default escaping, else nothing). The kinds:
 ``ESCAPED`` a str or bytes, escaped; ``PLAIN`` anything, as ``format(value)`` (digits, a
 clock); ``SECONDS`` a float or int as ``'%.3f' % max(0.0, float(value))``; ``STATUS`` an int as
-``'%03d' % value``.
+``'%03d' % value``; ``JSON`` a value as ``json.dumps`` writes it (str, bytes decoded as UTF-8
+with backslashreplace, bool, int, float; None as ``null``, not the missing mark);
+``JSON_SECONDS`` a float or int as ``json.dumps(round(value, 6))`` (None: ``null``).
 
 ``join_line`` is the C accelerator ``ingressd._logline`` when it was built (CPython with a
 compiler; ``accelerated`` says so), else ``join_line_py``, its pure-Python twin: the same
@@ -25,10 +27,11 @@ writes values as they are.
 from __future__ import annotations
 
 import re
+from json.encoder import encode_basestring_ascii as _quote  # C: a JSON string literal
 from typing import Any
 
 ESCAPES = {"default": 0, "json": 1, "none": 2}
-ESCAPED, PLAIN, SECONDS, STATUS = 0, 1, 2, 3  # the kinds
+ESCAPED, PLAIN, SECONDS, STATUS, JSON, JSON_SECONDS = 0, 1, 2, 3, 4, 5  # the kinds
 
 _DEFAULT_SPECIAL = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
 _JSON_SPECIAL = re.compile(r'[\x00-\x1f"\\]')
@@ -87,6 +90,39 @@ def _status(value: Any) -> str:
     return "%03d" % value
 
 
+def _json_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, bytes):
+        return _quote(bytes(value).decode("utf-8", "backslashreplace"))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        return float.__repr__(value)
+    raise TypeError(f"a JSON log value must be str, bytes, bool, int, float or None, not {type(value).__name__}")
+
+
+def _json_seconds(value: Any) -> str:
+    """``json.dumps(round(value, 6))``; for the usual durations (from 10^-4 s, below 10^6 s, where
+    the shortest repr of the rounded float is its 6-decimal form) without the rounding and repr."""
+    if value is None:
+        return "null"
+    if type(value) is float and 0.0001 <= value < 1e6:
+        text = ("%.6f" % value).rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    if not isinstance(value, (float, int)):
+        raise TypeError(f"a seconds value must be float or int, not {type(value).__name__}")
+    return _json_value(round(value, 6))
+
+
 def join_line_py(form: tuple, values: tuple) -> str:
     """The line: each literal, then its variable's value written as ``form`` says; then the tail."""
     literals, kinds, tail, escape = form
@@ -104,7 +140,11 @@ def join_line_py(form: tuple, values: tuple) -> str:
         if not isinstance(literal, str):
             raise TypeError("literals must be str")
         out.append(literal)
-        if value is None:
+        if kind == JSON:
+            out.append(_json_value(value))
+        elif kind == JSON_SECONDS:
+            out.append(_json_seconds(value))
+        elif value is None:
             out.append(missing)
         elif kind == ESCAPED:
             out.append(write(value))

@@ -8,17 +8,19 @@ references (a bounded loop, error paths included, must not grow memory).
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import tracemalloc
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_logformat_compiled import _template, exchanges
 
-from ingressd import logformat, logformat_compile, logline
-from ingressd.logline import ESCAPED, PLAIN, SECONDS, STATUS, join_line_py
+from ingressd import accesslog, logformat, logformat_compile, logline
+from ingressd.logline import ESCAPED, JSON, JSON_SECONDS, PLAIN, SECONDS, STATUS, join_line_py
 
 try:
     from ingressd._logline import join_line as join_line_c
@@ -67,6 +69,11 @@ CASES = [
     (_form(["", " ", " ", " ", " "], [SECONDS] * 5), (0.0125, 3, -1.0, float("nan"), None), "0.013 3.000 0.000 0.000 -\n"),
     (_form(["", " ", " ", " "], [SECONDS] * 4), (-0.0, float("inf"), 1e300, True), "0.000 inf " + "%.3f" % 1e300 + " 1.000\n"),
     (_form(["", " ", " ", " ", " "], [STATUS] * 5), (200, 7, -5, 10**30, True), "200 007 -05 " + "%03d" % 10**30 + " 001\n"),
+    (_form(["", ",", ",", ",", ",", ","], [JSON] * 6), (None, 'a"\\\n\x00\x7fé\U0001F600\udcff', b"\xff\xc3\xa9\x01", True, 7, 1.5),
+     'null,"a\\"\\\\\\n\\u0000\\u007f\\u00e9\\ud83d\\ude00\\udcff","\\\\xff\\u00e9\\u0001",true,7,1.5\n'),
+    (_form(["", ",", ",", ","], [JSON] * 4), (float("nan"), float("inf"), -float("inf"), False), "NaN,Infinity,-Infinity,false\n"),
+    (_form(["", ",", ",", ",", ",", ",", ","], [JSON_SECONDS] * 7), (None, 0.0125, 12.0, 0.00005, 3, 1e6, float("nan")),
+     "null,0.0125,12.0,5e-05,3,1000000.0,NaN\n"),
     (_form([], []), (), "\n"),
     (_form([], [], tail=""), (), ""),
 ]
@@ -108,6 +115,8 @@ BAD = [
     ((("",), b"\x02", "\n", 0), (10**400,)),  # beyond a double
     ((("",), b"\x03", "\n", 0), (200.0,)),  # a status that is not an int
     ((("",), b"\x09", "\n", 0), ("a",)),  # an unknown kind
+    ((("",), b"\x04", "\n", 0), (object(),)),  # not a JSON value
+    ((("",), b"\x05", "\n", 0), ("1",)),  # seconds that are not a number
 ]
 
 
@@ -143,6 +152,11 @@ plain_values = st.none() | any_text | st.integers() | st.floats(allow_nan=True)
 number_values = (st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**20, 10**20)
                  | st.sampled_from([-0.0, 0.0005, 0.0015, 2.5e-4, 10**400]))
 status_values = st.none() | st.integers() | st.sampled_from([True, 200, 2**63, -2**63 - 1])
+json_values = (st.none() | every_byte | any_text | st.text(alphabet=st.characters(), max_size=20) | st.booleans()
+               | st.integers() | st.floats(allow_nan=True, allow_infinity=True))
+json_seconds_values = (st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers()
+                       | st.floats(min_value=0, max_value=0.001) | st.floats(min_value=1e5, max_value=2e6)
+                       | st.sampled_from([0.0001, 0.00009999999, 999999.9999995, 1e6, 0.1234565, -0.0, 12.0]))
 # Wrong types now and then: both must raise.
 odd_values = st.sampled_from([1.5, 7, bytearray(b"x"), object(), [], "\ud800", b"\xed\xa0\x80"])
 
@@ -150,12 +164,12 @@ odd_values = st.sampled_from([1.5, 7, bytearray(b"x"), object(), [], "\ud800", b
 @st.composite
 def forms_and_values(draw):
     escape = draw(st.sampled_from([0, 1, 2]))
-    n = draw(st.integers(0, 60))  # past the C code's stack array of pieces (96 = 2n + 1)
+    n = draw(st.integers(0, 10) | st.integers(45, 55))  # and past the C code's stack array (96 pieces = 2n + 1)
     kinds, values = [], []
     for _ in range(n):
-        kind = draw(st.sampled_from([ESCAPED, PLAIN, SECONDS, STATUS]))
+        kind = draw(st.sampled_from([ESCAPED, PLAIN, SECONDS, STATUS, JSON, JSON_SECONDS]))
         strategy = {ESCAPED: escaped_values, PLAIN: plain_values, SECONDS: number_values,
-                    STATUS: status_values}[kind]
+                    STATUS: status_values, JSON: json_values, JSON_SECONDS: json_seconds_values}[kind]
         if draw(st.integers(0, 30)) == 0:
             strategy = odd_values
         kinds.append(kind)
@@ -173,7 +187,7 @@ def _outcome(join, form, values):
 
 
 @pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
-@settings(max_examples=1500)
+@settings(max_examples=600)
 @given(case=forms_and_values())
 def test_fuzz_c_against_the_twin(case):
     form, values = case
@@ -181,7 +195,7 @@ def test_fuzz_c_against_the_twin(case):
 
 
 @pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
-@settings(max_examples=400)
+@settings(max_examples=200)
 @given(case=forms_and_values(), cut=st.integers(0, 70), kind=st.integers(0, 255), escape=st.integers(-2, 5))
 def test_fuzz_mutated_forms(case, cut, kind, escape):
     """Truncated values, a wrong kind byte, an escape out of range: the same result or both raise."""
@@ -222,6 +236,49 @@ def test_number_kinds_write_as_the_inline_expressions(seconds, status):
     assert join_line_py(form, (seconds, status)) == expected
     if join_line_c is not None:
         assert join_line_c(form, (seconds, status)) == expected
+
+
+@settings(max_examples=1000)
+@given(value=json_values)
+def test_the_json_kind_is_the_access_logs_json(value):
+    """``JSON``: what ``accesslog._json`` (json.dumps, built faster) writes."""
+    form = _form([""], [JSON], tail="")
+    expected = accesslog._json(value)
+    assert join_line_py(form, (value,)) == expected
+    if join_line_c is not None:
+        assert join_line_c(form, (value,)) == expected
+
+
+@settings(max_examples=1000)
+@given(value=json_seconds_values)
+def test_the_json_seconds_kind_is_the_access_logs_seconds(value):
+    form = _form([""], [JSON_SECONDS], tail="")
+    expected = "null" if value is None else accesslog._seconds(value)
+    assert expected == ("null" if value is None else json.dumps(round(value, 6)))
+    assert join_line_py(form, (value,)) == expected
+    if join_line_c is not None:
+        assert join_line_c(form, (value,)) == expected
+
+
+# -- the access log's json line, joined, against its reference --------------------------------
+
+JOINS = [pytest.param(join_line_py, id="python"),
+         pytest.param(join_line_c, id="c", marks=pytest.mark.skipif(join_line_c is None, reason="not built"))]
+
+
+@pytest.mark.parametrize("join", JOINS)
+@settings(max_examples=300)
+@given(case=exchanges())
+def test_the_joined_json_line_is_the_reference_line(join, case):
+    now, exchange = case
+    line = accesslog._json_line_joined(exchange, now, accesslog._RouteParts(), join=join)
+    assert line == accesslog._json_line(accesslog._record(exchange, now))
+    assert line == accesslog._json_line_of(exchange, now, accesslog._RouteParts())
+
+
+def test_the_access_log_uses_the_joined_json_line_when_accelerated():
+    expected = accesslog._json_line_joined if logline.accelerated else accesslog._json_line_of
+    assert accesslog._json_line_fast is expected
 
 
 # -- both ways of compiling a log_format, every variable, against render_slowly ---------------
@@ -270,26 +327,35 @@ def test_the_upstreaminfo_line_is_the_slow_render(compiler, case):
         assert fmt.render(exchange, now) == fmt.render_slowly(exchange, now)
 
 
-def test_every_raw_variable_has_an_inline_twin():
-    """``_RAW`` expressions replace ``_INLINE`` ones (held to their getters by test_logformat_compiled)."""
-    assert set(logformat._RAW) <= set(logformat._INLINE)
-    assert all(kind in (PLAIN, SECONDS, STATUS) for _, kind in logformat._RAW.values())
+def test_every_raw_variable_is_known():
+    assert set(logformat._RAW) <= {name for name, getter in logformat.VARIABLES.items() if getter is not None}
+    assert all(kind in (ESCAPED, PLAIN, SECONDS, STATUS) for _, kind in logformat._RAW.values())
 
 
 @settings(max_examples=300)
-@given(case=exchanges())
-def test_raw_expressions_write_as_the_inline_ones(case):
+@given(case=exchanges(), authorization=st.sampled_from([None, b"Basic dTpw", b"Basic !!", b"Bearer x"]),
+       alternatives=st.booleans())
+def test_raw_expressions_write_as_the_getters(case, authorization, alternatives):
+    """Each ``_RAW`` expression, written with its kind, is its variable's getter written as the
+    f-string line writes it (escaped, or as it is for the ``_PLAIN`` ones)."""
     now, exchange = case
+    if authorization is not None:
+        exchange.headers.add(b"authorization", authorization)
+    if alternatives and exchange.route is not None:
+        canary = SimpleNamespace(route=exchange.route)
+        exchange.entry = SimpleNamespace(alternatives=((1, canary),))
+        exchange.upstream_endpoint = None
     for name, (expression, kind) in logformat._RAW.items():
-        scope = {"ex": exchange, "now": now}
-        for escape in (0, 1):
-            inline = eval(logformat._INLINE[name], {}, scope)  # noqa: S307 - our own expressions
-            expected = ("-" if escape == 0 else "") if inline is None else inline
-            raw = eval(expression, {}, scope)  # noqa: S307
-            form = _form([""], [kind], tail="", escape=escape)
-            assert join_line_py(form, (raw,)) == expected, name
+        getter = logformat.VARIABLES[name]
+        scope = {"ex": exchange, "now": now, "_g": getter, "_time_local": logformat._time_local}
+        raw = eval(expression.replace("{getter}", "_g"), scope)  # noqa: S307 - our own expressions
+        reference = getter(exchange, now)
+        plain = PLAIN if name in logformat._PLAIN else ESCAPED
+        for escape in (0, 1, 2):
+            expected = join_line_py(_form([""], [plain], tail="", escape=escape), (reference,))
+            assert join_line_py(_form([""], [kind], tail="", escape=escape), (raw,)) == expected, name
             if join_line_c is not None:
-                assert join_line_c(form, (raw,)) == expected, name
+                assert join_line_c(_form([""], [kind], tail="", escape=escape), (raw,)) == expected, name
 
 
 def test_the_compile_module_uses_the_join_only_when_accelerated():
