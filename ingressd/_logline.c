@@ -18,7 +18,9 @@
  *     quoted with every character outside printable ASCII escaped (ensure_ascii), bytes
  *     decoded as UTF-8 with backslashreplace and quoted so, bool, int and float (NaN and
  *     the infinities as json.dumps writes them);
- *   5 json seconds: a float or int as json.dumps(round(value, 6)), None as null.
+ *   5 json seconds: a float or int as json.dumps(round(value, 6)), None as null;
+ *   6 utc time: a float (a time.time()) as YYYY-mm-ddTHH:MM:SS.mmm in UTC (milliseconds
+ *     truncated), the part to the second remembered until the second changes.
  *
  * Escaping, as ngx_http_log_module writes a variable's value:
  *   default: '"', '\\' and bytes < 0x20 or >= 0x7F as \xHH (a str's UTF-8 bytes, its
@@ -33,11 +35,13 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <string.h>
+#include <time.h>
 
 enum { ESCAPE_DEFAULT = 0, ESCAPE_JSON = 1, ESCAPE_NONE = 2 };
 enum { KIND_ESCAPED = 0, KIND_PLAIN = 1, KIND_SECONDS = 2, KIND_STATUS = 3, KIND_JSON = 4,
-       KIND_JSON_SECONDS = 5 };
+       KIND_JSON_SECONDS = 5, KIND_UTC_TIME = 6 };
 #define STACK_PIECES 96 /* 2n + 1 pieces; longer templates allocate */
 
 static const char HEX[] = "0123456789ABCDEF";
@@ -348,17 +352,40 @@ json_quote(PyObject *text)
 }
 
 /* A value as json.dumps writes it (str, bytes as UTF-8 with backslashreplace, bool, int,
- * float); None is null. */
+ * float); None is null. A str or bytes of printable ASCII without '"' or '\\' is returned
+ * itself with *quoted set: the caller writes the quotes around it (no copy). */
 static PyObject *
-json_value(PyObject *value)
+json_value(PyObject *value, int *quoted)
 {
+    Py_ssize_t i;
     if (value == Py_None) {
         Py_INCREF(NULL_TEXT);
         return NULL_TEXT;
     }
-    if (PyUnicode_Check(value))
+    if (PyUnicode_Check(value)) {
+        if (PyUnicode_IS_ASCII(value)) {
+            const Py_UCS1 *data = PyUnicode_1BYTE_DATA(value);
+            Py_ssize_t size = PyUnicode_GET_LENGTH(value);
+            for (i = 0; i < size && json_plain(data[i]); i++)
+                ;
+            if (i == size) {
+                *quoted = 1;
+                Py_INCREF(value);
+                return value;
+            }
+        }
         return json_quote(value);
+    }
     if (PyBytes_Check(value)) {
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(value);
+        Py_ssize_t size = PyBytes_GET_SIZE(value);
+        for (i = 0; i < size && json_plain(data[i]); i++)
+            ;
+        if (i == size) {
+            *quoted = 1;
+            Py_INCREF(value);
+            return value;
+        }
         PyObject *text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
                                               "backslashreplace");
         if (text == NULL)
@@ -422,17 +449,70 @@ json_seconds(PyObject *value)
     PyObject *rounded = PyObject_CallMethod(value, "__round__", "i", 6);
     if (rounded == NULL)
         return NULL;
-    PyObject *out = json_value(rounded);
+    int quoted = 0; /* a number: never quoted */
+    PyObject *out = json_value(rounded, &quoted);
     Py_DECREF(rounded);
     return out;
 }
 
-/* One piece of the line: a new reference to a str, or to bytes that are all ASCII. */
+/* The UTC time of a time.time() to the millisecond: time.strftime("%Y-%m-%dT%H:%M:%S",
+ * time.gmtime(int(now))) + ".%03d" % int((now - int(now)) * 1000). */
 static PyObject *
-piece_of(PyObject *value, int kind, int escape)
+utc_time(PyObject *value)
+{
+    static long long cached_second;
+    static char cached_text[64];
+    static size_t cached_size = 0; /* 0: nothing cached yet */
+    if (!PyFloat_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "a time must be float, not %.100s", Py_TYPE(value)->tp_name);
+        return NULL;
+    }
+    double now = PyFloat_AS_DOUBLE(value);
+    if (!isfinite(now)) {
+        PyErr_SetString(PyExc_ValueError, "a time must be finite");
+        return NULL;
+    }
+    double whole = trunc(now);
+    if (whole < -1e17 || whole > 1e17) { /* beyond any year gmtime writes */
+        PyErr_SetString(PyExc_OverflowError, "timestamp out of range");
+        return NULL;
+    }
+    long long second = (long long)whole;
+    if (cached_size == 0 || second != cached_second) {
+        time_t seconds = (time_t)second;
+        struct tm parts;
+        if (gmtime_r(&seconds, &parts) == NULL) {
+            PyErr_SetString(PyExc_OverflowError, "timestamp out of range");
+            return NULL;
+        }
+        size_t size = strftime(cached_text, sizeof(cached_text), "%Y-%m-%dT%H:%M:%S", &parts);
+        if (size == 0) {
+            cached_size = 0;
+            PyErr_SetString(PyExc_ValueError, "time formatting failed");
+            return NULL;
+        }
+        cached_size = size;
+        cached_second = second;
+    }
+    int milliseconds = (int)((now - (double)second) * 1000);
+    char text[96];
+    int size = snprintf(text, sizeof(text), "%.*s.%03d", (int)cached_size, cached_text, milliseconds);
+    if (size < 0 || size >= (int)sizeof(text)) {
+        PyErr_SetString(PyExc_SystemError, "time formatting failed");
+        return NULL;
+    }
+    return PyUnicode_FromStringAndSize(text, size);
+}
+
+/* One piece of the line: a new reference to a str, or to bytes that are all ASCII;
+ * *quoted set when it is to be written between double quotes. */
+static PyObject *
+piece_of(PyObject *value, int kind, int escape, int *quoted)
 {
     if (kind == KIND_JSON)
-        return json_value(value);
+        return json_value(value, quoted);
+    if (kind == KIND_UTC_TIME)
+        return utc_time(value);
     if (kind == KIND_JSON_SECONDS)
         return json_seconds(value);
     if (value == Py_None) {
@@ -502,12 +582,18 @@ join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return PyErr_NoMemory();
     Py_ssize_t count = 2 * n + 1, made = 0, i;
     PyObject *stack[STACK_PIECES];
+    char stack_quoted[STACK_PIECES];
     PyObject **pieces = stack;
+    char *quoted = stack_quoted;
     PyObject *result = NULL;
     if (count > STACK_PIECES) {
         pieces = PyMem_Malloc(sizeof(PyObject *) * count);
-        if (pieces == NULL)
+        quoted = PyMem_Malloc(count);
+        if (pieces == NULL || quoted == NULL) {
+            PyMem_Free(pieces);
+            PyMem_Free(quoted);
             return PyErr_NoMemory();
+        }
     }
     const unsigned char *flags = (const unsigned char *)PyBytes_AS_STRING(kinds);
     /* Pass 1: every piece (new references), the line's length and widest character. */
@@ -515,6 +601,7 @@ join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_UCS4 maxchar = 127;
     for (i = 0; i < count; i++) {
         PyObject *piece;
+        int quote = 0;
         if (i == count - 1) {
             piece = tail;
             Py_INCREF(piece);
@@ -528,10 +615,11 @@ join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_INCREF(piece);
         }
         else {
-            piece = piece_of(PyTuple_GET_ITEM(values, i / 2), flags[i / 2], (int)escape);
+            piece = piece_of(PyTuple_GET_ITEM(values, i / 2), flags[i / 2], (int)escape, &quote);
             if (piece == NULL)
                 goto done;
         }
+        quoted[made] = (char)quote;
         pieces[made++] = piece;
         Py_ssize_t size;
         if (PyBytes_Check(piece))
@@ -542,6 +630,8 @@ join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (widest > maxchar)
                 maxchar = widest;
         }
+        if (quote)
+            size += 2; /* no overflow: the piece exists, far below PY_SSIZE_T_MAX */
         if (size > PY_SSIZE_T_MAX - length) {
             PyErr_NoMemory();
             goto done;
@@ -557,6 +647,8 @@ join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t at = 0;
     for (i = 0; i < made; i++) {
         PyObject *piece = pieces[i];
+        if (quoted[i])
+            PyUnicode_WRITE(kind, data, at++, '"');
         if (PyBytes_Check(piece)) {
             const unsigned char *source = (const unsigned char *)PyBytes_AS_STRING(piece);
             Py_ssize_t size = PyBytes_GET_SIZE(piece), j;
@@ -566,6 +658,8 @@ join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 for (j = 0; j < size; j++)
                     PyUnicode_WRITE(kind, data, at + j, source[j]);
             at += size;
+            if (quoted[i])
+                PyUnicode_WRITE(kind, data, at++, '"');
             continue;
         }
         Py_ssize_t size = PyUnicode_GET_LENGTH(piece);
@@ -576,12 +670,16 @@ join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         at += size;
+        if (quoted[i])
+            PyUnicode_WRITE(kind, data, at++, '"');
     }
 done:
     for (i = 0; i < made; i++)
         Py_DECREF(pieces[i]);
-    if (pieces != stack)
+    if (pieces != stack) {
         PyMem_Free(pieces);
+        PyMem_Free(quoted);
+    }
     return result;
 }
 

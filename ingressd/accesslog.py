@@ -492,19 +492,14 @@ def _protocol(version: bytes) -> str:
     return text if text is not None else _quote(f"HTTP/{_text(version)}")
 
 
-def _json_time(now: float) -> str:
-    second = int(now)
-    return f"{_utc_second(second)}.{int((now - second) * 1000):03d}"
-
-
-_J, _P, _S = logline.JSON, logline.PLAIN, logline.JSON_SECONDS
+_J, _P, _S, _T = logline.JSON, logline.PLAIN, logline.JSON_SECONDS, logline.UTC_TIME
 # The json line for join_line: the text before each field, and how the field's value is written.
 _JSON_FORM = (
     ('{"time":"', '+00:00","request_id":', ',"client":', ',"method":', ',"host":', ',"uri":', ',"protocol":',
      ',"scheme":', ',"status":', ',"bytes_sent":', ',"request_bytes":', ',"duration":', "",
      '"upstream_address":', ',"upstream_status":', ',"upstream_duration":', ',"tls_version":', ',"sni":',
      ',"referer":', ',"user_agent":'),
-    bytes((_P, _J, _J, _J, _J, _J, _P, _J, _J, _J, _J, _S, _P, _J, _J, _S, _J, _J, _J, _J)),
+    bytes((_T, _J, _J, _J, _J, _J, _P, _J, _J, _J, _J, _S, _P, _J, _J, _S, _J, _J, _J, _J)),
     "}\n", 0,
 )
 _NO_TLS = ("", "")
@@ -525,10 +520,14 @@ def _json_line_joined(exchange, now: float, route_parts: _RouteParts, join=logli
     began, ended = exchange.upstream_started, exchange.upstream_ended
     headers = exchange.headers
     version = exchange.version
+    route = exchange.route
+    parts = route_parts._parts.get(id(route))  # _RouteParts.of without the call when cached
+    if parts is None or parts[0] is not route:
+        parts = route_parts.of(route)
     return join(_JSON_FORM, (
-        _json_time(now), exchange.request_id, exchange.client_ip, exchange.method, exchange.host,
+        now, exchange.request_id, exchange.client_ip, exchange.method, exchange.host,
         exchange.request.target, _PROTOCOLS.get(version) or _protocol(version), exchange.scheme, status, sent,
-        received, exchange.proxy.clock.seconds() - exchange.started, route_parts.of(exchange.route)[1],
+        received, exchange.proxy.clock.seconds() - exchange.started, parts[1],
         exchange.upstream_address or None, exchange.upstream_statuses or None,
         ended - began if ended and began else None, tls_version or None, sni or None,
         headers.get(b"referer"), headers.get(b"user-agent"),

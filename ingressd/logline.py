@@ -9,7 +9,9 @@ missing mark (``-`` with the default escaping, else nothing). The kinds:
 clock); ``SECONDS`` a float or int as ``'%.3f' % max(0.0, float(value))``; ``STATUS`` an int as
 ``'%03d' % value``; ``JSON`` a value as ``json.dumps`` writes it (str, bytes decoded as UTF-8
 with backslashreplace, bool, int, float; None as ``null``, not the missing mark);
-``JSON_SECONDS`` a float or int as ``json.dumps(round(value, 6))`` (None: ``null``).
+``JSON_SECONDS`` a float or int as ``json.dumps(round(value, 6))`` (None: ``null``);
+``UTC_TIME`` a ``time.time()`` float as ``YYYY-mm-ddTHH:MM:SS.mmm`` in UTC (the access log's
+json ``time``, milliseconds truncated).
 
 ``join_line`` is the C accelerator ``ingressd._logline`` when it was built (CPython with a
 compiler; ``accelerated`` says so), else ``join_line_py``, its pure-Python twin: the same
@@ -26,12 +28,14 @@ writes values as they are.
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from json.encoder import encode_basestring_ascii as _quote  # C: a JSON string literal
 from typing import Any
 
 ESCAPES = {"default": 0, "json": 1, "none": 2}
-ESCAPED, PLAIN, SECONDS, STATUS, JSON, JSON_SECONDS = 0, 1, 2, 3, 4, 5  # the kinds
+ESCAPED, PLAIN, SECONDS, STATUS, JSON, JSON_SECONDS, UTC_TIME = 0, 1, 2, 3, 4, 5, 6  # the kinds
 
 _DEFAULT_SPECIAL = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
 _JSON_SPECIAL = re.compile(r'[\x00-\x1f"\\]')
@@ -123,6 +127,15 @@ def _json_seconds(value: Any) -> str:
     return _json_value(round(value, 6))
 
 
+def _utc_time(value: Any) -> str:
+    if not isinstance(value, float):
+        raise TypeError(f"a time must be float, not {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError("a time must be finite")
+    second = int(value)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(second))}.{int((value - second) * 1000):03d}"
+
+
 def join_line_py(form: tuple, values: tuple) -> str:
     """The line: each literal, then its variable's value written as ``form`` says; then the tail."""
     literals, kinds, tail, escape = form
@@ -144,6 +157,8 @@ def join_line_py(form: tuple, values: tuple) -> str:
             out.append(_json_value(value))
         elif kind == JSON_SECONDS:
             out.append(_json_seconds(value))
+        elif kind == UTC_TIME:
+            out.append(_utc_time(value))
         elif value is None:
             out.append(missing)
         elif kind == ESCAPED:

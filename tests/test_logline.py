@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from test_logformat_compiled import _template, exchanges
 
 from ingressd import accesslog, logformat, logformat_compile, logline
-from ingressd.logline import ESCAPED, JSON, JSON_SECONDS, PLAIN, SECONDS, STATUS, join_line_py
+from ingressd.logline import ESCAPED, JSON, JSON_SECONDS, PLAIN, SECONDS, STATUS, UTC_TIME, join_line_py
 
 try:
     from ingressd._logline import join_line as join_line_c
@@ -74,6 +74,8 @@ CASES = [
     (_form(["", ",", ",", ","], [JSON] * 4), (float("nan"), float("inf"), -float("inf"), False), "NaN,Infinity,-Infinity,false\n"),
     (_form(["", ",", ",", ",", ",", ",", ","], [JSON_SECONDS] * 7), (None, 0.0125, 12.0, 0.00005, 3, 1e6, float("nan")),
      "null,0.0125,12.0,5e-05,3,1000000.0,NaN\n"),
+    (_form(["", " ", " "], [UTC_TIME] * 3), (1_790_000_000.2509, 0.0, -1.5), "2026-09-21T14:13:20.250 1970-01-01T00:00:00.000 "
+     "1969-12-31T23:59:59.-500\n"),
     (_form([], []), (), "\n"),
     (_form([], [], tail=""), (), ""),
 ]
@@ -117,13 +119,16 @@ BAD = [
     ((("",), b"\x09", "\n", 0), ("a",)),  # an unknown kind
     ((("",), b"\x04", "\n", 0), (object(),)),  # not a JSON value
     ((("",), b"\x05", "\n", 0), ("1",)),  # seconds that are not a number
+    ((("",), b"\x06", "\n", 0), (1,)),  # a time that is not a float
+    ((("",), b"\x06", "\n", 0), (float("nan"),)),
+    ((("",), b"\x06", "\n", 0), (1e300,)),  # beyond any year
 ]
 
 
 @pytest.mark.parametrize("join", IMPLEMENTATIONS)
 @pytest.mark.parametrize("form, values", BAD)
 def test_bad_input_raises(join, form, values):
-    with pytest.raises((TypeError, ValueError, OverflowError, UnicodeError)):
+    with pytest.raises((TypeError, ValueError, OverflowError, UnicodeError, OSError)):
         join(form, values)
 
 
@@ -154,6 +159,8 @@ number_values = (st.none() | st.floats(allow_nan=True, allow_infinity=True) | st
 status_values = st.none() | st.integers() | st.sampled_from([True, 200, 2**63, -2**63 - 1])
 json_values = (st.none() | every_byte | any_text | st.text(alphabet=st.characters(), max_size=20) | st.booleans()
                | st.integers() | st.floats(allow_nan=True, allow_infinity=True))
+time_values = (st.none() | st.floats(min_value=-1e10, max_value=1e11) | st.floats(min_value=1.6e9, max_value=2e9)
+               | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.9999999, 1e17, 6e16, -0.0]))
 json_seconds_values = (st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers()
                        | st.floats(min_value=0, max_value=0.001) | st.floats(min_value=1e5, max_value=2e6)
                        | st.sampled_from([0.0001, 0.00009999999, 999999.9999995, 1e6, 0.1234565, -0.0, 12.0]))
@@ -167,9 +174,10 @@ def forms_and_values(draw):
     n = draw(st.integers(0, 10) | st.integers(45, 55))  # and past the C code's stack array (96 pieces = 2n + 1)
     kinds, values = [], []
     for _ in range(n):
-        kind = draw(st.sampled_from([ESCAPED, PLAIN, SECONDS, STATUS, JSON, JSON_SECONDS]))
+        kind = draw(st.sampled_from([ESCAPED, PLAIN, SECONDS, STATUS, JSON, JSON_SECONDS, UTC_TIME]))
         strategy = {ESCAPED: escaped_values, PLAIN: plain_values, SECONDS: number_values,
-                    STATUS: status_values, JSON: json_values, JSON_SECONDS: json_seconds_values}[kind]
+                    STATUS: status_values, JSON: json_values, JSON_SECONDS: json_seconds_values,
+                    UTC_TIME: time_values}[kind]
         if draw(st.integers(0, 30)) == 0:
             strategy = odd_values
         kinds.append(kind)
@@ -182,7 +190,7 @@ def forms_and_values(draw):
 def _outcome(join, form, values):
     try:
         return "ok", join(form, values)
-    except (TypeError, ValueError, OverflowError, UnicodeError) as exc:
+    except (TypeError, ValueError, OverflowError, UnicodeError, OSError) as exc:
         return "raised", type(exc).__name__ if isinstance(exc, UnicodeError) else "error"
 
 
@@ -258,6 +266,19 @@ def test_the_json_seconds_kind_is_the_access_logs_seconds(value):
     assert join_line_py(form, (value,)) == expected
     if join_line_c is not None:
         assert join_line_c(form, (value,)) == expected
+
+
+@settings(max_examples=1000)
+@given(now=st.floats(min_value=-1e10, max_value=1e11) | st.floats(min_value=1.6e9, max_value=2e9))
+def test_the_utc_time_kind_is_the_json_lines_time(now):
+    """``UTC_TIME``: what the f-string json line writes before ``+00:00`` (its second cached)."""
+    second = int(now)
+    expected = f"{accesslog._utc_second(second)}.{int((now - second) * 1000):03d}"
+    for join in (join_line_py, join_line_c) if join_line_c is not None else (join_line_py,):
+        assert join(_form([""], [UTC_TIME], tail=""), (now,)) == expected
+        # Twice in the same second (the cached part), then in another one.
+        assert join(_form([""], [UTC_TIME], tail=""), (now + 0.0001,)) == join_line_py(
+            _form([""], [UTC_TIME], tail=""), (now + 0.0001,))
 
 
 # -- the access log's json line, joined, against its reference --------------------------------
@@ -379,7 +400,7 @@ def test_no_memory_grows_over_many_calls():
         for form, values in BAD:
             try:
                 join_line_c(form, values)
-            except (TypeError, ValueError, OverflowError, UnicodeError):
+            except (TypeError, ValueError, OverflowError, UnicodeError, OSError):
                 pass
 
     for _ in range(200):
