@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ingressd import logline
 from ingressd.logformat_compile import CompiledPiece, compile_line
 
 # ingress-nginx's default ``log-format-upstream`` (internal/ingress/controller/config/config.go).
@@ -434,6 +435,28 @@ _INLINE = {
     "host": "ex.host",
 }
 
+# With the C accelerator (``ingressd.logline``): variables whose raw value is handed to
+# ``join_line`` with a kind that formats it in C, or found without a call in the usual case
+# (``{getter}`` is the variable's own getter, called in the other cases). Each writes what its
+# getter gives; the tests hold them to it. Our own source text only, as ``_INLINE``.
+_RAW = {
+    "remote_user": ("{getter}(ex, now) if ex.headers.get(b'authorization') else None", logline.ESCAPED),
+    "time_local": ("_time_local._text if int(now) == _time_local._second else _time_local(int(now))",
+                   logline.PLAIN),
+    "proxy_alternative_upstream_name": ("{getter}(ex, now) if getattr(ex.entry, 'alternatives', None) else ''",
+                                        logline.ESCAPED),
+    "upstream_response_length": ("(ex.bytes_sent + ex.tunnel_bytes[1] if ex.status == 101 else ex.bytes_sent) "
+                                 "if ex.upstream_status else None", logline.PLAIN),
+    "status": ("ex.status", logline.STATUS),
+    "request_time": ("ex.proxy.clock.seconds() - ex.started", logline.SECONDS),
+    "upstream_response_time": ("ex.upstream_ended - ex.upstream_started "
+                               "if ex.upstream_started and ex.upstream_ended else None", logline.SECONDS),
+    "body_bytes_sent": ("ex.bytes_sent + ex.tunnel_bytes[1] if ex.status == 101 else ex.bytes_sent", logline.PLAIN),
+    "request_length": ("ex.request_bytes + ex.tunnel_bytes[0] if ex.status == 101 else ex.request_bytes",
+                       logline.PLAIN),
+    "upstream_status": ("ex.upstream_statuses or None", logline.PLAIN),
+}
+
 
 # -- the compiled template ------------------------------------------------------------------
 
@@ -517,7 +540,8 @@ def compile_log_format(text: str, escape: str = "default", quoted: bool = False)
             raise ValueError(f"log variable ${name} is not supported (not text)")
         literal = text[position:match.start()]
         pieces.append((literal, getter))
-        compiled.append(CompiledPiece(literal, getter, inline, argument, name.lower() in _PLAIN))
+        compiled.append(CompiledPiece(literal, getter, inline, argument, name.lower() in _PLAIN,
+                                      _RAW.get(name.lower())))
         position = match.end()
     tail = text[position:] + "\n"
     helpers = {"_time_local": _time_local, "_write": _WRITERS[escape], "_missing": "-" if escape == "default" else ""}

@@ -1,0 +1,708 @@
+/* ingressd._logline: an access-log line joined and escaped in one call (issue 24).
+ *
+ * Its pure-Python twin is ingressd.logline.join_line (same signature, same results; the
+ * tests run every case against both and fuzz them against each other).
+ *
+ *     join_line(form, values) -> str
+ *
+ * form = (literals, kinds, tail, escape): a compiled log_format (ingressd.logformat_compile):
+ * ``literals`` a tuple of n str (the text before each variable), ``kinds`` n bytes saying how
+ * each value is written, ``tail`` the text after the last variable, ``escape`` 0 (nginx's
+ * default), 1 (json) or 2 (none). ``values`` is the tuple of the n variables' raw values.
+ * Kinds (None is always the missing mark: "-" with the default escaping, else ""):
+ *   0 escaped: a str or bytes, escaped as below;
+ *   1 plain: any object, as format(value) (digits, a clock: nothing to escape);
+ *   2 seconds: a float or int, as '%.3f' % max(0.0, float(value)) ($request_time);
+ *   3 status: an int, as '%03d' % value;
+ *   4 json: a JSON value as json.dumps writes it: None as null (not the missing mark), str
+ *     quoted with every character outside printable ASCII escaped (ensure_ascii), bytes
+ *     decoded as UTF-8 with backslashreplace and quoted so, bool, int and float (NaN and
+ *     the infinities as json.dumps writes them);
+ *   5 json seconds: a float or int as json.dumps(round(value, 6)), None as null;
+ *   6 utc time: a float (a time.time()) as YYYY-mm-ddTHH:MM:SS.mmm in UTC (milliseconds
+ *     truncated), the part to the second remembered until the second changes.
+ *
+ * Escaping, as ngx_http_log_module writes a variable's value:
+ *   default: '"', '\\' and bytes < 0x20 or >= 0x7F as \xHH (a str's UTF-8 bytes, its
+ *            surrogateescape'd bytes as themselves); None is "-".
+ *   json:    '"' '\\' \n \r \t \b \f as two characters, other bytes < 0x20 as \u00XX, the rest
+ *            unchanged (bytes that are not UTF-8 as surrogateescape characters); None is "".
+ *   none:    values as they are (bytes decoded as UTF-8 with surrogateescape); None is "".
+ *
+ * The line is built in two passes: each piece is found (a literal, the value itself when it
+ * needs no escaping, else a new escaped str), then the result is allocated once at its exact
+ * size and width and the pieces copied in. Only the CPython C API is used.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+enum { ESCAPE_DEFAULT = 0, ESCAPE_JSON = 1, ESCAPE_NONE = 2 };
+enum { KIND_ESCAPED = 0, KIND_PLAIN = 1, KIND_SECONDS = 2, KIND_STATUS = 3, KIND_JSON = 4,
+       KIND_JSON_SECONDS = 5, KIND_UTC_TIME = 6 };
+#define STACK_PIECES 96 /* 2n + 1 pieces; longer templates allocate */
+
+static const char HEX[] = "0123456789ABCDEF";
+static const char LOWER_HEX[] = "0123456789abcdef";
+static PyObject *DASH;  /* "-" */
+static PyObject *NULL_TEXT; /* "null" */
+static PyObject *EMPTY; /* "" */
+
+static inline int
+default_needs(unsigned int c)
+{
+    return c < 0x20 || c >= 0x7F || c == '"' || c == '\\';
+}
+
+/* nginx's default escaping of raw bytes: a new ASCII str. */
+static PyObject *
+escape_default_bytes(const unsigned char *data, Py_ssize_t size)
+{
+    Py_ssize_t extra = 0, i;
+    if (size > PY_SSIZE_T_MAX / 4)
+        return PyErr_NoMemory();
+    for (i = 0; i < size; i++)
+        if (default_needs(data[i]))
+            extra += 3;
+    PyObject *out = PyUnicode_New(size + extra, 127);
+    if (out == NULL)
+        return NULL;
+    Py_UCS1 *w = PyUnicode_1BYTE_DATA(out);
+    for (i = 0; i < size; i++) {
+        unsigned char c = data[i];
+        if (default_needs(c)) {
+            *w++ = '\\';
+            *w++ = 'x';
+            *w++ = HEX[c >> 4];
+            *w++ = HEX[c & 15];
+        }
+        else
+            *w++ = c;
+    }
+    return out;
+}
+
+/* The default escaping of a str or bytes value: a new reference (the value itself when it
+ * needs nothing escaped). */
+static PyObject *
+write_default(PyObject *value)
+{
+    if (PyBytes_Check(value)) {
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(value);
+        Py_ssize_t size = PyBytes_GET_SIZE(value), i;
+        for (i = 0; i < size; i++)
+            if (default_needs(data[i]))
+                return escape_default_bytes(data, size);
+        Py_INCREF(value); /* printable ASCII: copied as it is */
+        return value;
+    }
+    if (PyUnicode_IS_ASCII(value)) {
+        const Py_UCS1 *data = PyUnicode_1BYTE_DATA(value);
+        Py_ssize_t size = PyUnicode_GET_LENGTH(value), i;
+        for (i = 0; i < size; i++)
+            if (default_needs(data[i]))
+                return escape_default_bytes(data, size);
+        Py_INCREF(value);
+        return value;
+    }
+    /* Not ASCII: its UTF-8 bytes, each from 0x80 escaped (a lone surrogate that is not a
+     * surrogateescape'd byte raises, as str.encode does). */
+    PyObject *encoded = PyUnicode_AsEncodedString(value, "utf-8", "surrogateescape");
+    if (encoded == NULL)
+        return NULL;
+    PyObject *out = escape_default_bytes((const unsigned char *)PyBytes_AS_STRING(encoded),
+                                         PyBytes_GET_SIZE(encoded));
+    Py_DECREF(encoded);
+    return out;
+}
+
+static inline int
+json_needs(Py_UCS4 c)
+{
+    return c < 0x20 || c == '"' || c == '\\';
+}
+
+/* ngx_escape_json over a str: a new reference (the str itself when nothing needs escaping). */
+static PyObject *
+escape_json_str(PyObject *text)
+{
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text), extra = 0, i;
+    for (i = 0; i < size; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (json_needs(c)) {
+            if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f')
+                extra += 1;
+            else
+                extra += 5;
+        }
+    }
+    if (extra == 0) {
+        Py_INCREF(text);
+        return text;
+    }
+    if (size > PY_SSIZE_T_MAX / 8)
+        return PyErr_NoMemory();
+    Py_UCS4 maxchar = PyUnicode_MAX_CHAR_VALUE(text);
+    PyObject *out = PyUnicode_New(size + extra, maxchar < 127 ? 127 : maxchar);
+    if (out == NULL)
+        return NULL;
+    int out_kind = PyUnicode_KIND(out);
+    void *out_data = PyUnicode_DATA(out);
+    Py_ssize_t w = 0;
+    for (i = 0; i < size; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (!json_needs(c)) {
+            PyUnicode_WRITE(out_kind, out_data, w++, c);
+            continue;
+        }
+        Py_UCS4 second = 0;
+        switch (c) {
+        case '"': second = '"'; break;
+        case '\\': second = '\\'; break;
+        case '\n': second = 'n'; break;
+        case '\r': second = 'r'; break;
+        case '\t': second = 't'; break;
+        case '\b': second = 'b'; break;
+        case '\f': second = 'f'; break;
+        }
+        PyUnicode_WRITE(out_kind, out_data, w++, '\\');
+        if (second) {
+            PyUnicode_WRITE(out_kind, out_data, w++, second);
+        }
+        else {
+            PyUnicode_WRITE(out_kind, out_data, w++, 'u');
+            PyUnicode_WRITE(out_kind, out_data, w++, '0');
+            PyUnicode_WRITE(out_kind, out_data, w++, '0');
+            PyUnicode_WRITE(out_kind, out_data, w++, HEX[(c >> 4) & 15]);
+            PyUnicode_WRITE(out_kind, out_data, w++, HEX[c & 15]);
+        }
+    }
+    return out;
+}
+
+/* bytes as text: ASCII as it is, else UTF-8 with surrogateescape (a new str). */
+static PyObject *
+bytes_text(PyObject *value)
+{
+    return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), "surrogateescape");
+}
+
+/* A str or bytes value for escape=json or escape=none: a new reference to a str, or to the
+ * bytes themselves when they are ASCII needing nothing escaped. */
+static PyObject *
+write_text(PyObject *value, int escape)
+{
+    if (PyBytes_Check(value)) {
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(value);
+        Py_ssize_t size = PyBytes_GET_SIZE(value), i;
+        int clean = 1;
+        for (i = 0; i < size; i++) {
+            unsigned char c = data[i];
+            if (c >= 0x80 || (escape == ESCAPE_JSON && json_needs(c))) {
+                clean = 0;
+                break;
+            }
+        }
+        if (clean) {
+            Py_INCREF(value);
+            return value;
+        }
+        PyObject *text = bytes_text(value);
+        if (text == NULL || escape == ESCAPE_NONE)
+            return text;
+        PyObject *out = escape_json_str(text);
+        Py_DECREF(text);
+        return out;
+    }
+    if (escape == ESCAPE_NONE) {
+        Py_INCREF(value);
+        return value;
+    }
+    return escape_json_str(value);
+}
+
+/* '%.3f' % max(0.0, value) for a float or an int. */
+static PyObject *
+seconds_text(PyObject *value)
+{
+    double number;
+    if (PyFloat_CheckExact(value))
+        number = PyFloat_AS_DOUBLE(value);
+    else if (PyFloat_Check(value) || PyLong_Check(value)) {
+        number = PyFloat_AsDouble(value); /* OverflowError beyond a double, as float() */
+        if (number == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    else {
+        PyErr_Format(PyExc_TypeError, "a seconds value must be float or int, not %.100s",
+                     Py_TYPE(value)->tp_name);
+        return NULL;
+    }
+    if (!(number > 0.0))
+        number = 0.0; /* max(0.0, value): also for -0.0 and NaN */
+    char *text = PyOS_double_to_string(number, 'f', 3, 0, NULL);
+    if (text == NULL)
+        return NULL;
+    PyObject *out = PyUnicode_FromString(text);
+    PyMem_Free(text);
+    return out;
+}
+
+/* '%03d' % value for an int. */
+static PyObject *
+status_text(PyObject *value)
+{
+    static PyObject *format = NULL;
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "a status must be int, not %.100s", Py_TYPE(value)->tp_name);
+        return NULL;
+    }
+    int overflow = 1;
+    long long number = 0;
+    if (PyLong_CheckExact(value)) {
+        number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (number == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    if (!overflow) {
+        char text[32];
+        int size = snprintf(text, sizeof(text), "%03lld", number);
+        if (size < 0 || size >= (int)sizeof(text)) {
+            PyErr_SetString(PyExc_SystemError, "status formatting failed");
+            return NULL;
+        }
+        return PyUnicode_FromStringAndSize(text, size);
+    }
+    /* Beyond a long long, or a subclass of int (bool, an IntEnum): Python's own formatting. */
+    if (format == NULL && (format = PyUnicode_InternFromString("%03d")) == NULL)
+        return NULL;
+    return PyUnicode_Format(format, value);
+}
+
+static inline int
+json_plain(Py_UCS4 c)
+{
+    return c >= ' ' && c <= '~' && c != '"' && c != '\\';
+}
+
+/* json's encode_basestring_ascii: a str as a quoted JSON string of ASCII characters. */
+static PyObject *
+json_quote(PyObject *text)
+{
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text), length = 2, i;
+    if (size > (PY_SSIZE_T_MAX - 2) / 12)
+        return PyErr_NoMemory();
+    for (i = 0; i < size; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (json_plain(c))
+            length += 1;
+        else if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f')
+            length += 2;
+        else if (c >= 0x10000)
+            length += 12; /* a surrogate pair */
+        else
+            length += 6;
+    }
+    PyObject *out = PyUnicode_New(length, 127);
+    if (out == NULL)
+        return NULL;
+    Py_UCS1 *w = PyUnicode_1BYTE_DATA(out);
+    *w++ = '"';
+    for (i = 0; i < size; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (json_plain(c)) {
+            *w++ = (Py_UCS1)c;
+            continue;
+        }
+        *w++ = '\\';
+        switch (c) {
+        case '"': *w++ = '"'; continue;
+        case '\\': *w++ = '\\'; continue;
+        case '\n': *w++ = 'n'; continue;
+        case '\r': *w++ = 'r'; continue;
+        case '\t': *w++ = 't'; continue;
+        case '\b': *w++ = 'b'; continue;
+        case '\f': *w++ = 'f'; continue;
+        }
+        if (c >= 0x10000) {
+            Py_UCS4 v = c - 0x10000;
+            Py_UCS4 high = 0xd800 | ((v >> 10) & 0x3ff);
+            *w++ = 'u';
+            *w++ = LOWER_HEX[(high >> 12) & 15];
+            *w++ = LOWER_HEX[(high >> 8) & 15];
+            *w++ = LOWER_HEX[(high >> 4) & 15];
+            *w++ = LOWER_HEX[high & 15];
+            *w++ = '\\';
+            c = 0xdc00 | (v & 0x3ff);
+        }
+        *w++ = 'u';
+        *w++ = LOWER_HEX[(c >> 12) & 15];
+        *w++ = LOWER_HEX[(c >> 8) & 15];
+        *w++ = LOWER_HEX[(c >> 4) & 15];
+        *w++ = LOWER_HEX[c & 15];
+    }
+    *w++ = '"';
+    return out;
+}
+
+/* A value as json.dumps writes it (str, bytes as UTF-8 with backslashreplace, bool, int,
+ * float); None is null. A str or bytes of printable ASCII without '"' or '\\' is returned
+ * itself with *quoted set: the caller writes the quotes around it (no copy). */
+static PyObject *
+json_value(PyObject *value, int *quoted)
+{
+    Py_ssize_t i;
+    if (value == Py_None) {
+        Py_INCREF(NULL_TEXT);
+        return NULL_TEXT;
+    }
+    if (PyUnicode_Check(value)) {
+        if (PyUnicode_IS_ASCII(value)) {
+            const Py_UCS1 *data = PyUnicode_1BYTE_DATA(value);
+            Py_ssize_t size = PyUnicode_GET_LENGTH(value);
+            for (i = 0; i < size && json_plain(data[i]); i++)
+                ;
+            if (i == size) {
+                *quoted = 1;
+                Py_INCREF(value);
+                return value;
+            }
+        }
+        return json_quote(value);
+    }
+    if (PyBytes_Check(value)) {
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(value);
+        Py_ssize_t size = PyBytes_GET_SIZE(value);
+        for (i = 0; i < size && json_plain(data[i]); i++)
+            ;
+        if (i == size) {
+            *quoted = 1;
+            Py_INCREF(value);
+            return value;
+        }
+        PyObject *text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
+                                              "backslashreplace");
+        if (text == NULL)
+            return NULL;
+        PyObject *out = json_quote(text);
+        Py_DECREF(text);
+        return out;
+    }
+    if (PyBool_Check(value))
+        return PyUnicode_FromString(value == Py_True ? "true" : "false");
+    if (PyLong_Check(value))
+        return PyLong_Type.tp_repr(value);
+    if (PyFloat_Check(value)) {
+        double number = PyFloat_AS_DOUBLE(value);
+        if (Py_IS_NAN(number))
+            return PyUnicode_FromString("NaN");
+        if (Py_IS_INFINITY(number))
+            return PyUnicode_FromString(number > 0 ? "Infinity" : "-Infinity");
+        return PyFloat_Type.tp_repr(value);
+    }
+    PyErr_Format(PyExc_TypeError, "a JSON log value must be str, bytes, bool, int, float or None, not %.100s",
+                 Py_TYPE(value)->tp_name);
+    return NULL;
+}
+
+/* json.dumps(round(value, 6)) for a float or int: below 10^6 s and from 10^-4 s (where the
+ * shortest repr of the rounded float is its 6-decimal form without trailing zeros) written
+ * from that form, else by rounding and repr. */
+static PyObject *
+json_seconds(PyObject *value)
+{
+    if (value == Py_None) {
+        Py_INCREF(NULL_TEXT);
+        return NULL_TEXT;
+    }
+    if (PyFloat_CheckExact(value)) {
+        double number = PyFloat_AS_DOUBLE(value);
+        if (number >= 0.0001 && number < 1e6) {
+            char *text = PyOS_double_to_string(number, 'f', 6, 0, NULL);
+            if (text == NULL)
+                return NULL;
+            size_t size = strlen(text);
+            while (size > 0 && text[size - 1] == '0')
+                size--;
+            PyObject *out;
+            if (size > 0 && text[size - 1] == '.') {
+                text[size] = '0'; /* "12." -> "12.0": the '0' stripped there */
+                out = PyUnicode_FromStringAndSize(text, size + 1);
+            }
+            else
+                out = PyUnicode_FromStringAndSize(text, size);
+            PyMem_Free(text);
+            return out;
+        }
+    }
+    else if (!PyFloat_Check(value) && !PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "a seconds value must be float or int, not %.100s",
+                     Py_TYPE(value)->tp_name);
+        return NULL;
+    }
+    PyObject *rounded = PyObject_CallMethod(value, "__round__", "i", 6);
+    if (rounded == NULL)
+        return NULL;
+    int quoted = 0; /* a number: never quoted */
+    PyObject *out = json_value(rounded, &quoted);
+    Py_DECREF(rounded);
+    return out;
+}
+
+/* The UTC time of a time.time() to the millisecond: time.strftime("%Y-%m-%dT%H:%M:%S",
+ * time.gmtime(int(now))) + ".%03d" % int((now - int(now)) * 1000). */
+static PyObject *
+utc_time(PyObject *value)
+{
+    static long long cached_second;
+    static char cached_text[64];
+    static size_t cached_size = 0; /* 0: nothing cached yet */
+    if (!PyFloat_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "a time must be float, not %.100s", Py_TYPE(value)->tp_name);
+        return NULL;
+    }
+    double now = PyFloat_AS_DOUBLE(value);
+    if (!isfinite(now)) {
+        PyErr_SetString(PyExc_ValueError, "a time must be finite");
+        return NULL;
+    }
+    double whole = trunc(now);
+    if (whole < -1e17 || whole > 1e17) { /* beyond any year gmtime writes */
+        PyErr_SetString(PyExc_OverflowError, "timestamp out of range");
+        return NULL;
+    }
+    long long second = (long long)whole;
+    if (cached_size == 0 || second != cached_second) {
+        time_t seconds = (time_t)second;
+        struct tm parts;
+        if (gmtime_r(&seconds, &parts) == NULL) {
+            PyErr_SetString(PyExc_OverflowError, "timestamp out of range");
+            return NULL;
+        }
+        size_t size = strftime(cached_text, sizeof(cached_text), "%Y-%m-%dT%H:%M:%S", &parts);
+        if (size == 0) {
+            cached_size = 0;
+            PyErr_SetString(PyExc_ValueError, "time formatting failed");
+            return NULL;
+        }
+        cached_size = size;
+        cached_second = second;
+    }
+    int milliseconds = (int)((now - (double)second) * 1000);
+    char text[96];
+    int size = snprintf(text, sizeof(text), "%.*s.%03d", (int)cached_size, cached_text, milliseconds);
+    if (size < 0 || size >= (int)sizeof(text)) {
+        PyErr_SetString(PyExc_SystemError, "time formatting failed");
+        return NULL;
+    }
+    return PyUnicode_FromStringAndSize(text, size);
+}
+
+/* One piece of the line: a new reference to a str, or to bytes that are all ASCII;
+ * *quoted set when it is to be written between double quotes. */
+static PyObject *
+piece_of(PyObject *value, int kind, int escape, int *quoted)
+{
+    if (kind == KIND_JSON)
+        return json_value(value, quoted);
+    if (kind == KIND_UTC_TIME)
+        return utc_time(value);
+    if (kind == KIND_JSON_SECONDS)
+        return json_seconds(value);
+    if (value == Py_None) {
+        PyObject *mark = escape == ESCAPE_DEFAULT ? DASH : EMPTY;
+        Py_INCREF(mark);
+        return mark;
+    }
+    switch (kind) {
+    case KIND_ESCAPED:
+        break;
+    case KIND_PLAIN:
+        if (PyUnicode_CheckExact(value)) {
+            Py_INCREF(value);
+            return value;
+        }
+        return PyObject_Format(value, NULL); /* as an f-string writes it */
+    case KIND_SECONDS:
+        return seconds_text(value);
+    case KIND_STATUS:
+        return status_text(value);
+    default:
+        PyErr_Format(PyExc_ValueError, "unknown value kind %d", kind);
+        return NULL;
+    }
+    if (!PyUnicode_Check(value) && !PyBytes_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "a log value must be str, bytes or None, not %.100s",
+                     Py_TYPE(value)->tp_name);
+        return NULL;
+    }
+    if (escape == ESCAPE_DEFAULT)
+        return write_default(value);
+    return write_text(value, escape);
+}
+
+static PyObject *
+join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "join_line(form, values) takes 2 arguments");
+        return NULL;
+    }
+    PyObject *form = args[0], *values = args[1];
+    if (!PyTuple_Check(form) || PyTuple_GET_SIZE(form) != 4) {
+        PyErr_SetString(PyExc_TypeError, "form must be a tuple (literals, kinds, tail, escape)");
+        return NULL;
+    }
+    PyObject *literals = PyTuple_GET_ITEM(form, 0), *kinds = PyTuple_GET_ITEM(form, 1);
+    PyObject *tail = PyTuple_GET_ITEM(form, 2), *escape_object = PyTuple_GET_ITEM(form, 3);
+    if (!PyTuple_Check(literals) || !PyBytes_Check(kinds) || !PyUnicode_Check(tail)
+        || !PyLong_Check(escape_object) || !PyTuple_Check(values)) {
+        PyErr_SetString(PyExc_TypeError, "form must be (tuple of str, bytes, str, int) and values a tuple");
+        return NULL;
+    }
+    long escape = PyLong_AsLong(escape_object);
+    if (escape < ESCAPE_DEFAULT || escape > ESCAPE_NONE) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "escape must be 0 (default), 1 (json) or 2 (none)");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(values);
+    if (PyTuple_GET_SIZE(literals) != n || PyBytes_GET_SIZE(kinds) != n) {
+        PyErr_SetString(PyExc_ValueError, "literals, kinds and values must have the same length");
+        return NULL;
+    }
+    if (n > (PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(PyObject *) - 1) / 2)
+        return PyErr_NoMemory();
+    Py_ssize_t count = 2 * n + 1, made = 0, i;
+    PyObject *stack[STACK_PIECES];
+    char stack_quoted[STACK_PIECES];
+    PyObject **pieces = stack;
+    char *quoted = stack_quoted;
+    PyObject *result = NULL;
+    if (count > STACK_PIECES) {
+        pieces = PyMem_Malloc(sizeof(PyObject *) * count);
+        quoted = PyMem_Malloc(count);
+        if (pieces == NULL || quoted == NULL) {
+            PyMem_Free(pieces);
+            PyMem_Free(quoted);
+            return PyErr_NoMemory();
+        }
+    }
+    const unsigned char *flags = (const unsigned char *)PyBytes_AS_STRING(kinds);
+    /* Pass 1: every piece (new references), the line's length and widest character. */
+    Py_ssize_t length = 0;
+    Py_UCS4 maxchar = 127;
+    for (i = 0; i < count; i++) {
+        PyObject *piece;
+        int quote = 0;
+        if (i == count - 1) {
+            piece = tail;
+            Py_INCREF(piece);
+        }
+        else if (i % 2 == 0) {
+            piece = PyTuple_GET_ITEM(literals, i / 2);
+            if (!PyUnicode_Check(piece)) {
+                PyErr_SetString(PyExc_TypeError, "literals must be str");
+                goto done;
+            }
+            Py_INCREF(piece);
+        }
+        else {
+            piece = piece_of(PyTuple_GET_ITEM(values, i / 2), flags[i / 2], (int)escape, &quote);
+            if (piece == NULL)
+                goto done;
+        }
+        quoted[made] = (char)quote;
+        pieces[made++] = piece;
+        Py_ssize_t size;
+        if (PyBytes_Check(piece))
+            size = PyBytes_GET_SIZE(piece); /* ASCII, checked by piece_of */
+        else {
+            size = PyUnicode_GET_LENGTH(piece);
+            Py_UCS4 widest = PyUnicode_MAX_CHAR_VALUE(piece);
+            if (widest > maxchar)
+                maxchar = widest;
+        }
+        if (quote)
+            size += 2; /* no overflow: the piece exists, far below PY_SSIZE_T_MAX */
+        if (size > PY_SSIZE_T_MAX - length) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        length += size;
+    }
+    /* Pass 2: the line at its size and width, the pieces copied in. */
+    result = PyUnicode_New(length, maxchar);
+    if (result == NULL)
+        goto done;
+    int kind = PyUnicode_KIND(result);
+    char *data = PyUnicode_DATA(result);
+    Py_ssize_t at = 0;
+    for (i = 0; i < made; i++) {
+        PyObject *piece = pieces[i];
+        if (quoted[i])
+            PyUnicode_WRITE(kind, data, at++, '"');
+        if (PyBytes_Check(piece)) {
+            const unsigned char *source = (const unsigned char *)PyBytes_AS_STRING(piece);
+            Py_ssize_t size = PyBytes_GET_SIZE(piece), j;
+            if (kind == PyUnicode_1BYTE_KIND)
+                memcpy(data + at, source, size);
+            else
+                for (j = 0; j < size; j++)
+                    PyUnicode_WRITE(kind, data, at + j, source[j]);
+            at += size;
+            if (quoted[i])
+                PyUnicode_WRITE(kind, data, at++, '"');
+            continue;
+        }
+        Py_ssize_t size = PyUnicode_GET_LENGTH(piece);
+        if (PyUnicode_KIND(piece) == kind)
+            memcpy(data + at * kind, PyUnicode_DATA(piece), size * kind);
+        else if (PyUnicode_CopyCharacters(result, at, piece, 0, size) < 0) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        at += size;
+        if (quoted[i])
+            PyUnicode_WRITE(kind, data, at++, '"');
+    }
+done:
+    for (i = 0; i < made; i++)
+        Py_DECREF(pieces[i]);
+    if (pieces != stack) {
+        PyMem_Free(pieces);
+        PyMem_Free(quoted);
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"join_line", (PyCFunction)(void (*)(void))join_line, METH_FASTCALL,
+     "join_line(form, values) -> str: an access-log line from a compiled form and its values."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "ingressd._logline",
+    "An access-log line joined and escaped in one call (twin: ingressd.logline).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__logline(void)
+{
+    if (DASH == NULL && (DASH = PyUnicode_InternFromString("-")) == NULL)
+        return NULL;
+    if (EMPTY == NULL && (EMPTY = PyUnicode_InternFromString("")) == NULL)
+        return NULL;
+    if (NULL_TEXT == NULL && (NULL_TEXT = PyUnicode_InternFromString("null")) == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}

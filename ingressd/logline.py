@@ -1,0 +1,183 @@
+"""An access-log line joined and escaped in one call: ``join_line(form, values)``.
+
+``form`` is a compiled ``log_format`` (``ingressd.logformat_compile``): ``(literals, kinds,
+tail, escape)`` — the text before each variable, a byte per variable saying how its value is
+written, the text after the last one, and the escaping (``ESCAPES``: 0 nginx's default, 1
+json, 2 none). ``values`` holds the variables' raw values; None (not found) is always the
+missing mark (``-`` with the default escaping, else nothing). The kinds:
+``ESCAPED`` a str or bytes, escaped; ``PLAIN`` anything, as ``format(value)`` (digits, a
+clock); ``SECONDS`` a float or int as ``'%.3f' % max(0.0, float(value))``; ``STATUS`` an int as
+``'%03d' % value``; ``JSON`` a value as ``json.dumps`` writes it (str, bytes decoded as UTF-8
+with backslashreplace, bool, int, float; None as ``null``, not the missing mark);
+``JSON_SECONDS`` a float or int as ``json.dumps(round(value, 6))`` (None: ``null``);
+``UTC_TIME`` a ``time.time()`` float as ``YYYY-mm-ddTHH:MM:SS.mmm`` in UTC (the access log's
+json ``time``, milliseconds truncated).
+
+``join_line`` is the C accelerator ``ingressd._logline`` when it was built (CPython with a
+compiler; ``accelerated`` says so), else ``join_line_py``, its pure-Python twin: the same
+signature and the same results, which the tests hold them to. Without the accelerator the
+compiled line does not call the twin: a single f-string (``logformat_compile``) is faster in
+Python than this loop; the twin is the reference the C code is fuzzed against.
+
+Escaping follows ``ngx_http_log_module`` as ``ingressd.logformat`` describes it: default
+writes ``"``, ``\\`` and bytes below 0x20 or from 0x7F as ``\\xHH`` (a str's UTF-8 bytes,
+surrogateescape'd characters as their bytes) and None as ``-``; json writes ``\\"``,
+``\\\\``, ``\\n \\r \\t \\b \\f``, other bytes below 0x20 as ``\\u00XX`` and None as nothing; none
+writes values as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from json.encoder import encode_basestring_ascii as _quote  # C: a JSON string literal
+from typing import Any
+
+ESCAPES = {"default": 0, "json": 1, "none": 2}
+ESCAPED, PLAIN, SECONDS, STATUS, JSON, JSON_SECONDS, UTC_TIME = 0, 1, 2, 3, 4, 5, 6  # the kinds
+
+_DEFAULT_SPECIAL = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+_JSON_SPECIAL = re.compile(r'[\x00-\x1f"\\]')
+_JSON_SHORT = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r", 0x22: '\\"', 0x5C: "\\\\"}
+
+
+def _escape_default_bytes(data: bytes) -> str:
+    if _DEFAULT_SPECIAL.search(data) is None:
+        return data.decode("ascii")
+    return "".join(chr(byte) if 0x20 <= byte < 0x7F and byte not in (0x22, 0x5C) else f"\\x{byte:02X}"
+                   for byte in data)
+
+
+def _text_of(value: Any) -> str | bytes:
+    if isinstance(value, str):
+        return value if type(value) is str else str.__str__(value)
+    if isinstance(value, bytes):
+        return value if type(value) is bytes else bytes(value)
+    raise TypeError(f"a log value must be str, bytes or None, not {type(value).__name__}")
+
+
+def _write_default(value: Any) -> str:
+    value = _text_of(value)
+    if type(value) is str:
+        value = value.encode("utf-8", "surrogateescape")
+    return _escape_default_bytes(value)
+
+
+def _write_json(value: Any) -> str:
+    value = _text_of(value)
+    if type(value) is bytes:
+        value = value.decode("utf-8", "surrogateescape")
+    if _JSON_SPECIAL.search(value) is None:
+        return value
+    return _JSON_SPECIAL.sub(lambda m: _JSON_SHORT.get(ord(m.group()), f"\\u{ord(m.group()):04X}"), value)
+
+
+def _write_none(value: Any) -> str:
+    value = _text_of(value)
+    return value.decode("utf-8", "surrogateescape") if type(value) is bytes else value
+
+
+_WRITERS = (_write_default, _write_json, _write_none)
+
+
+def _seconds(value: Any) -> str:
+    if not isinstance(value, (float, int)):
+        raise TypeError(f"a seconds value must be float or int, not {type(value).__name__}")
+    number = float(value)
+    return "%.3f" % (number if number > 0.0 else 0.0)  # max(0.0, …), NaN and -0.0 included
+
+
+def _status(value: Any) -> str:
+    if not isinstance(value, int):
+        raise TypeError(f"a status must be int, not {type(value).__name__}")
+    return "%03d" % value
+
+
+def _json_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, bytes):
+        return _quote(bytes(value).decode("utf-8", "backslashreplace"))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        return float.__repr__(value)
+    raise TypeError(f"a JSON log value must be str, bytes, bool, int, float or None, not {type(value).__name__}")
+
+
+def _json_seconds(value: Any) -> str:
+    """``json.dumps(round(value, 6))``; for the usual durations (from 10^-4 s, below 10^6 s, where
+    the shortest repr of the rounded float is its 6-decimal form) without the rounding and repr."""
+    if value is None:
+        return "null"
+    if type(value) is float and 0.0001 <= value < 1e6:
+        text = ("%.6f" % value).rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    if not isinstance(value, (float, int)):
+        raise TypeError(f"a seconds value must be float or int, not {type(value).__name__}")
+    return _json_value(round(value, 6))
+
+
+def _utc_time(value: Any) -> str:
+    if not isinstance(value, float):
+        raise TypeError(f"a time must be float, not {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError("a time must be finite")
+    second = int(value)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(second))}.{int((value - second) * 1000):03d}"
+
+
+def join_line_py(form: tuple, values: tuple) -> str:
+    """The line: each literal, then its variable's value written as ``form`` says; then the tail."""
+    literals, kinds, tail, escape = form
+    if type(literals) is not tuple or type(values) is not tuple or not isinstance(kinds, bytes) \
+            or not isinstance(tail, str) or not isinstance(escape, int):
+        raise TypeError("form must be (tuple of str, bytes, str, int) and values a tuple")
+    if not 0 <= escape <= 2:
+        raise ValueError("escape must be 0 (default), 1 (json) or 2 (none)")
+    if not len(literals) == len(kinds) == len(values):
+        raise ValueError("literals, kinds and values must have the same length")
+    write = _WRITERS[escape]
+    missing = "-" if escape == 0 else ""
+    out = []
+    for literal, kind, value in zip(literals, kinds, values):
+        if not isinstance(literal, str):
+            raise TypeError("literals must be str")
+        out.append(literal)
+        if kind == JSON:
+            out.append(_json_value(value))
+        elif kind == JSON_SECONDS:
+            out.append(_json_seconds(value))
+        elif kind == UTC_TIME:
+            out.append(_utc_time(value))
+        elif value is None:
+            out.append(missing)
+        elif kind == ESCAPED:
+            out.append(write(value))
+        elif kind == PLAIN:
+            out.append(value if type(value) is str else format(value, ""))
+        elif kind == SECONDS:
+            out.append(_seconds(value))
+        elif kind == STATUS:
+            out.append(_status(value))
+        else:
+            raise ValueError(f"unknown value kind {kind}")
+    out.append(tail)
+    return "".join(out)
+
+
+try:
+    from ingressd._logline import join_line
+    accelerated = True
+except ImportError:  # PyPy, no compiler at install, INGRESSD_NO_ACCEL=1
+    join_line = join_line_py
+    accelerated = False

@@ -1,0 +1,422 @@
+"""``ingressd.logline.join_line``: the C accelerator ``ingressd._logline`` against its pure-Python
+twin ``join_line_py`` (every case run against both, Hypothesis fuzzing them against each other),
+the twin against the escaping it replaces (``ingressd.logformat``'s writers), both ways of
+compiling a ``log_format`` (joined, f-string) against ``render_slowly``, and the C code's
+references (a bounded loop, error paths included, must not grow memory).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import tracemalloc
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_logformat_compiled import _template, exchanges
+
+from ingressd import accesslog, logformat, logformat_compile, logline
+from ingressd.logline import ESCAPED, JSON, JSON_SECONDS, PLAIN, SECONDS, STATUS, UTC_TIME, join_line_py
+
+try:
+    from ingressd._logline import join_line as join_line_c
+except ImportError:
+    join_line_c = None
+
+IMPLEMENTATIONS = [pytest.param(join_line_py, id="python"),
+                   pytest.param(join_line_c, id="c", marks=pytest.mark.skipif(
+                       join_line_c is None, reason="the C accelerator was not built"))]
+
+
+def test_the_accelerator_is_built_in_ci():
+    """CI installs with pip on a machine with gcc: the extension must be there (else the
+    fallback would be all that is tested)."""
+    if os.environ.get("CI", "").lower() != "true" or platform.python_implementation() != "CPython" \
+            or os.environ.get("INGRESSD_NO_ACCEL"):
+        pytest.skip("not CI on CPython")
+    assert join_line_c is not None and logline.accelerated and logline.join_line is join_line_c
+
+
+def test_join_line_is_the_accelerator_when_built():
+    assert logline.join_line is (join_line_c if join_line_c is not None else join_line_py)
+    assert logline.accelerated is (join_line_c is not None)
+
+
+def _form(literals, kinds, tail="\n", escape=0):
+    return (tuple(literals), bytes(kinds), tail, escape)
+
+
+CASES = [
+    # (form, values, expected)
+    (_form(["a ", " b "], [ESCAPED, ESCAPED]), ("x", b"y"), "a x b y\n"),
+    (_form(["", ""], [ESCAPED, ESCAPED]), (None, None), "--\n"),
+    (_form(["", ""], [ESCAPED, ESCAPED], escape=1), (None, None), "\n"),
+    (_form(["", ""], [ESCAPED, ESCAPED], escape=2), (None, None), "\n"),
+    (_form([""], [ESCAPED]), ('q"\\\x00\x1f\x7f',), "q\\x22\\x5C\\x00\\x1F\\x7F\n"),
+    (_form([""], [ESCAPED]), (b'q"\\\x00\x1f\x7f\x80\xff',), "q\\x22\\x5C\\x00\\x1F\\x7F\\x80\\xFF\n"),
+    (_form([""], [ESCAPED]), ("é\udcff",), "\\xC3\\xA9\\xFF\n"),
+    (_form([""], [ESCAPED], escape=1), ('q"\\\n\r\t\b\f\x00\x1f\x7fé',), 'q\\"\\\\\\n\\r\\t\\b\\f\\u0000\\u001F\x7fé\n'),
+    (_form([""], [ESCAPED], escape=1), (b"\xc3\xa9\xff\x01",), "é\udcff\\u0001\n"),
+    (_form([""], [ESCAPED], escape=2), (b"\xc3\xa9\xff\x01\"",), "é\udcff\x01\"\n"),
+    (_form([""], [ESCAPED], escape=2), ("\U0001F600\x00",), "\U0001F600\x00\n"),
+    (_form(["é", "\U0001F600"], [ESCAPED, ESCAPED], tail="ü\n"), ("a", b"b"), "éa\U0001F600bü\n"),
+    (_form(["", " ", " "], [PLAIN, PLAIN, PLAIN]), ("x\"", 12, None), 'x" 12 -\n'),
+    (_form(["", " "], [PLAIN, PLAIN], escape=1), (None, 1.5), " 1.5\n"),
+    (_form(["", " ", " ", " ", " "], [SECONDS] * 5), (0.0125, 3, -1.0, float("nan"), None), "0.013 3.000 0.000 0.000 -\n"),
+    (_form(["", " ", " ", " "], [SECONDS] * 4), (-0.0, float("inf"), 1e300, True), "0.000 inf " + "%.3f" % 1e300 + " 1.000\n"),
+    (_form(["", " ", " ", " ", " "], [STATUS] * 5), (200, 7, -5, 10**30, True), "200 007 -05 " + "%03d" % 10**30 + " 001\n"),
+    (_form(["", ",", ",", ",", ",", ","], [JSON] * 6), (None, 'a"\\\n\x00\x7fé\U0001F600\udcff', b"\xff\xc3\xa9\x01", True, 7, 1.5),
+     'null,"a\\"\\\\\\n\\u0000\\u007f\\u00e9\\ud83d\\ude00\\udcff","\\\\xff\\u00e9\\u0001",true,7,1.5\n'),
+    (_form(["", ",", ",", ","], [JSON] * 4), (float("nan"), float("inf"), -float("inf"), False), "NaN,Infinity,-Infinity,false\n"),
+    (_form(["", ",", ",", ",", ",", ",", ","], [JSON_SECONDS] * 7), (None, 0.0125, 12.0, 0.00005, 3, 1e6, float("nan")),
+     "null,0.0125,12.0,5e-05,3,1000000.0,NaN\n"),
+    (_form(["", " ", " "], [UTC_TIME] * 3), (1_790_000_000.2509, 0.0, -1.5), "2026-09-21T14:13:20.250 1970-01-01T00:00:00.000 "
+     "1969-12-31T23:59:59.-500\n"),
+    (_form([], []), (), "\n"),
+    (_form([], [], tail=""), (), ""),
+]
+
+
+@pytest.mark.parametrize("join", IMPLEMENTATIONS)
+@pytest.mark.parametrize("form, values, expected", CASES)
+def test_cases(join, form, values, expected):
+    assert join(form, values) == expected
+
+
+class _Text(str):
+    pass
+
+
+class _Raw(bytes):
+    pass
+
+
+BAD = [
+    ((), ()),  # not a 4-tuple
+    (("a", b"", "\n", 0), ()),  # literals not a tuple
+    (((), "", "\n", 0), ()),  # kinds not bytes
+    (((), b"", b"\n", 0), ()),  # tail not str
+    (((), b"", "\n", "0"), ()),  # escape not an int
+    (((), b"", "\n", 3), ()),
+    (((), b"", "\n", -1), ()),
+    (((), b"", "\n", 2**80), ()),
+    (((), b"", "\n", 0), []),  # values not a tuple
+    ((("",), b"", "\n", 0), ("a",)),  # lengths differ
+    ((("",), b"\x00", "\n", 0), ()),
+    ((("", ""), b"\x00\x00", "\n", 0), ("a",)),
+    (((b"",), b"\x00", "\n", 0), ("a",)),  # a literal that is not str
+    ((("",), b"\x00", "\n", 0), (1,)),  # an escaped value that is not text
+    ((("",), b"\x00", "\n", 1), (1.5,)),
+    ((("",), b"\x00", "\n", 2), (bytearray(b"a"),)),
+    ((("",), b"\x00", "\n", 0), ("\ud800",)),  # a lone surrogate UTF-8 cannot write
+    ((("",), b"\x02", "\n", 0), ("1",)),  # seconds that are not a number
+    ((("",), b"\x02", "\n", 0), (10**400,)),  # beyond a double
+    ((("",), b"\x03", "\n", 0), (200.0,)),  # a status that is not an int
+    ((("",), b"\x09", "\n", 0), ("a",)),  # an unknown kind
+    ((("",), b"\x04", "\n", 0), (object(),)),  # not a JSON value
+    ((("",), b"\x05", "\n", 0), ("1",)),  # seconds that are not a number
+    ((("",), b"\x06", "\n", 0), (1,)),  # a time that is not a float
+    ((("",), b"\x06", "\n", 0), (float("nan"),)),
+    ((("",), b"\x06", "\n", 0), (1e300,)),  # beyond any year
+]
+
+
+@pytest.mark.parametrize("join", IMPLEMENTATIONS)
+@pytest.mark.parametrize("form, values", BAD)
+def test_bad_input_raises(join, form, values):
+    with pytest.raises((TypeError, ValueError, OverflowError, UnicodeError, OSError)):
+        join(form, values)
+
+
+@pytest.mark.parametrize("join", IMPLEMENTATIONS)
+def test_subclasses_are_their_text(join):
+    form = _form(["", " ", " "], [ESCAPED, ESCAPED, PLAIN], tail=_Text("\n"))
+    assert join(form, (_Text('a"'), _Raw(b"b\\"), _Text("c"))) == 'a\\x22 b\\x5C c\n'
+
+
+def test_the_argument_count_is_checked():
+    if join_line_c is None:
+        pytest.skip("the C accelerator was not built")
+    with pytest.raises(TypeError):
+        join_line_c(_form([], []))
+    with pytest.raises(TypeError):
+        join_line_c(_form([], []), (), ())
+
+
+# -- fuzzing: C against the twin --------------------------------------------------------------
+
+every_byte = st.binary(max_size=40) | st.sampled_from([bytes(range(256)), bytes(range(256))[::-1], b"\xff" * 300])
+any_text = (st.text(max_size=40) | st.text(alphabet=st.characters(max_codepoint=0xFF), max_size=40)
+            | st.sampled_from(["".join(map(chr, range(256))), "\udc80\udcff", "é" * 500, "\U0001F600"]))
+escaped_values = st.none() | every_byte | any_text
+plain_values = st.none() | any_text | st.integers() | st.floats(allow_nan=True)
+number_values = (st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**20, 10**20)
+                 | st.sampled_from([-0.0, 0.0005, 0.0015, 2.5e-4, 10**400]))
+status_values = st.none() | st.integers() | st.sampled_from([True, 200, 2**63, -2**63 - 1])
+json_values = (st.none() | every_byte | any_text | st.text(alphabet=st.characters(), max_size=20) | st.booleans()
+               | st.integers() | st.floats(allow_nan=True, allow_infinity=True))
+time_values = (st.none() | st.floats(min_value=-1e10, max_value=1e11) | st.floats(min_value=1.6e9, max_value=2e9)
+               | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.9999999, 1e17, 6e16, -0.0]))
+json_seconds_values = (st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers()
+                       | st.floats(min_value=0, max_value=0.001) | st.floats(min_value=1e5, max_value=2e6)
+                       | st.sampled_from([0.0001, 0.00009999999, 999999.9999995, 1e6, 0.1234565, -0.0, 12.0]))
+# Wrong types now and then: both must raise.
+odd_values = st.sampled_from([1.5, 7, bytearray(b"x"), object(), [], "\ud800", b"\xed\xa0\x80"])
+
+
+@st.composite
+def forms_and_values(draw):
+    escape = draw(st.sampled_from([0, 1, 2]))
+    n = draw(st.integers(0, 10) | st.integers(45, 55))  # and past the C code's stack array (96 pieces = 2n + 1)
+    kinds, values = [], []
+    for _ in range(n):
+        kind = draw(st.sampled_from([ESCAPED, PLAIN, SECONDS, STATUS, JSON, JSON_SECONDS, UTC_TIME]))
+        strategy = {ESCAPED: escaped_values, PLAIN: plain_values, SECONDS: number_values,
+                    STATUS: status_values, JSON: json_values, JSON_SECONDS: json_seconds_values,
+                    UTC_TIME: time_values}[kind]
+        if draw(st.integers(0, 30)) == 0:
+            strategy = odd_values
+        kinds.append(kind)
+        values.append(draw(strategy))
+    literals = draw(st.lists(any_text, min_size=n, max_size=n))
+    tail = draw(any_text)
+    return (tuple(literals), bytes(kinds), tail, escape), tuple(values)
+
+
+def _outcome(join, form, values):
+    try:
+        return "ok", join(form, values)
+    except (TypeError, ValueError, OverflowError, UnicodeError, OSError) as exc:
+        return "raised", type(exc).__name__ if isinstance(exc, UnicodeError) else "error"
+
+
+@pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
+@settings(max_examples=600)
+@given(case=forms_and_values())
+def test_fuzz_c_against_the_twin(case):
+    form, values = case
+    assert _outcome(join_line_c, form, values) == _outcome(join_line_py, form, values)
+
+
+@pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
+@settings(max_examples=200)
+@given(case=forms_and_values(), cut=st.integers(0, 70), kind=st.integers(0, 255), escape=st.integers(-2, 5))
+def test_fuzz_mutated_forms(case, cut, kind, escape):
+    """Truncated values, a wrong kind byte, an escape out of range: the same result or both raise."""
+    form, values = case
+    literals, kinds, tail, _ = form
+    for mutated in ((literals, kinds, tail, escape), (literals, kinds[:cut] + bytes([kind]) + kinds[cut + 1:], tail, 0),
+                    (literals[:cut], kinds, tail, 0)):
+        for vals in (values, values[:cut]):
+            assert _outcome(join_line_c, mutated, vals) == _outcome(join_line_py, mutated, vals)
+
+
+# -- the twin against the escaping it replaces ----------------------------------------------
+
+_OLD_WRITERS = {0: logformat._write_default, 1: logformat._write_json, 2: logformat._write_none}
+
+
+@settings(max_examples=1000)
+@given(value=escaped_values, escape=st.sampled_from([0, 1, 2]))
+def test_the_twin_escapes_as_logformat_writes(value, escape):
+    form = _form([""], [ESCAPED], tail="", escape=escape)
+    try:
+        expected = _OLD_WRITERS[escape](value)
+    except UnicodeError:
+        with pytest.raises(UnicodeError):
+            join_line_py(form, (value,))
+        return
+    assert join_line_py(form, (value,)) == expected
+    if join_line_c is not None:
+        assert join_line_c(form, (value,)) == expected
+
+
+@settings(max_examples=500)
+@given(seconds=st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**6, 10**6),
+       status=st.integers(-10**6, 10**6))
+def test_number_kinds_write_as_the_inline_expressions(seconds, status):
+    form = _form(["", " "], [SECONDS, STATUS], tail="")
+    expected = f"{'%.3f' % max(0.0, seconds)} {'%03d' % status}"
+    assert join_line_py(form, (seconds, status)) == expected
+    if join_line_c is not None:
+        assert join_line_c(form, (seconds, status)) == expected
+
+
+@settings(max_examples=1000)
+@given(value=json_values)
+def test_the_json_kind_is_the_access_logs_json(value):
+    """``JSON``: what ``accesslog._json`` (json.dumps, built faster) writes."""
+    form = _form([""], [JSON], tail="")
+    expected = accesslog._json(value)
+    assert join_line_py(form, (value,)) == expected
+    if join_line_c is not None:
+        assert join_line_c(form, (value,)) == expected
+
+
+@settings(max_examples=1000)
+@given(value=json_seconds_values)
+def test_the_json_seconds_kind_is_the_access_logs_seconds(value):
+    form = _form([""], [JSON_SECONDS], tail="")
+    expected = "null" if value is None else accesslog._seconds(value)
+    assert expected == ("null" if value is None else json.dumps(round(value, 6)))
+    assert join_line_py(form, (value,)) == expected
+    if join_line_c is not None:
+        assert join_line_c(form, (value,)) == expected
+
+
+@settings(max_examples=1000)
+@given(now=st.floats(min_value=-1e10, max_value=1e11) | st.floats(min_value=1.6e9, max_value=2e9))
+def test_the_utc_time_kind_is_the_json_lines_time(now):
+    """``UTC_TIME``: what the f-string json line writes before ``+00:00`` (its second cached)."""
+    second = int(now)
+    expected = f"{accesslog._utc_second(second)}.{int((now - second) * 1000):03d}"
+    for join in (join_line_py, join_line_c) if join_line_c is not None else (join_line_py,):
+        assert join(_form([""], [UTC_TIME], tail=""), (now,)) == expected
+        # Twice in the same second (the cached part), then in another one.
+        assert join(_form([""], [UTC_TIME], tail=""), (now + 0.0001,)) == join_line_py(
+            _form([""], [UTC_TIME], tail=""), (now + 0.0001,))
+
+
+# -- the access log's json line, joined, against its reference --------------------------------
+
+JOINS = [pytest.param(join_line_py, id="python"),
+         pytest.param(join_line_c, id="c", marks=pytest.mark.skipif(join_line_c is None, reason="not built"))]
+
+
+@pytest.mark.parametrize("join", JOINS)
+@settings(max_examples=300)
+@given(case=exchanges())
+def test_the_joined_json_line_is_the_reference_line(join, case):
+    now, exchange = case
+    line = accesslog._json_line_joined(exchange, now, accesslog._RouteParts(), join=join)
+    assert line == accesslog._json_line(accesslog._record(exchange, now))
+    assert line == accesslog._json_line_of(exchange, now, accesslog._RouteParts())
+
+
+def test_the_access_log_uses_the_joined_json_line_when_accelerated():
+    expected = accesslog._json_line_joined if logline.accelerated else accesslog._json_line_of
+    assert accesslog._json_line_fast is expected
+
+
+# -- both ways of compiling a log_format, every variable, against render_slowly ---------------
+
+COMPILERS = [pytest.param("fstring", id="fstring"), pytest.param("joined-python", id="joined-python"),
+             pytest.param("joined-c", id="joined-c", marks=pytest.mark.skipif(
+                 join_line_c is None, reason="the C accelerator was not built"))]
+
+
+_COMPILED: dict = {}
+
+
+def _compiled(compiler: str, text: str, escape: str) -> logformat.LogFormat:
+    """The template compiled as ``compiler`` says (the f-string, or joined by the twin or the C code)."""
+    key = (compiler, text, escape)
+    if key not in _COMPILED:
+        saved = logline.accelerated, logline.join_line
+        try:
+            logline.accelerated = compiler != "fstring"
+            if compiler != "fstring":
+                logline.join_line = join_line_py if compiler == "joined-python" else join_line_c
+            _COMPILED[key] = logformat.compile_log_format(text, escape)
+        finally:
+            logline.accelerated, logline.join_line = saved
+    return _COMPILED[key]
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+@pytest.mark.parametrize("escape", ["default", "json", "none"])
+@settings(max_examples=100)
+@given(case=exchanges())
+def test_every_compiled_line_is_the_slow_render(compiler, escape, case):
+    now, exchange = case
+    fmt = _compiled(compiler, _template(escape), escape)
+    assert ("joined" in fmt.line.__code__.co_filename) is (compiler != "fstring")
+    assert fmt.render(exchange, now) == fmt.render_slowly(exchange, now)
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+@settings(max_examples=100)
+@given(case=exchanges())
+def test_the_upstreaminfo_line_is_the_slow_render(compiler, case):
+    now, exchange = case
+    for escape in ("default", "json", "none"):
+        fmt = _compiled(compiler, logformat.DEFAULT_UPSTREAM, escape)
+        assert fmt.render(exchange, now) == fmt.render_slowly(exchange, now)
+
+
+def test_every_raw_variable_is_known():
+    assert set(logformat._RAW) <= {name for name, getter in logformat.VARIABLES.items() if getter is not None}
+    assert all(kind in (ESCAPED, PLAIN, SECONDS, STATUS) for _, kind in logformat._RAW.values())
+
+
+@settings(max_examples=300)
+@given(case=exchanges(), authorization=st.sampled_from([None, b"Basic dTpw", b"Basic !!", b"Bearer x"]),
+       alternatives=st.booleans())
+def test_raw_expressions_write_as_the_getters(case, authorization, alternatives):
+    """Each ``_RAW`` expression, written with its kind, is its variable's getter written as the
+    f-string line writes it (escaped, or as it is for the ``_PLAIN`` ones)."""
+    now, exchange = case
+    if authorization is not None:
+        exchange.headers.add(b"authorization", authorization)
+    if alternatives and exchange.route is not None:
+        canary = SimpleNamespace(route=exchange.route)
+        exchange.entry = SimpleNamespace(alternatives=((1, canary),))
+        exchange.upstream_endpoint = None
+    for name, (expression, kind) in logformat._RAW.items():
+        getter = logformat.VARIABLES[name]
+        scope = {"ex": exchange, "now": now, "_g": getter, "_time_local": logformat._time_local}
+        raw = eval(expression.replace("{getter}", "_g"), scope)  # noqa: S307 - our own expressions
+        reference = getter(exchange, now)
+        plain = PLAIN if name in logformat._PLAIN else ESCAPED
+        for escape in (0, 1, 2):
+            expected = join_line_py(_form([""], [plain], tail="", escape=escape), (reference,))
+            assert join_line_py(_form([""], [kind], tail="", escape=escape), (raw,)) == expected, name
+            if join_line_c is not None:
+                assert join_line_c(_form([""], [kind], tail="", escape=escape), (raw,)) == expected, name
+
+
+def test_the_compile_module_uses_the_join_only_when_accelerated():
+    assert logformat_compile.logline is logline
+
+
+# -- the C code's references ------------------------------------------------------------------
+
+@pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
+def test_no_memory_grows_over_many_calls():
+    """A bounded loop of calls, the error paths included: allocated memory must not grow (a
+    reference leaked per call would leave ~50 bytes or more each time)."""
+    good = [(form, values) for form, values, _ in CASES] + [
+        (_form(["x"] * 60, [ESCAPED] * 60, escape=1), tuple([b"\xff\x01"] * 60)),  # past the stack array
+        (_form(["", ""], [ESCAPED, PLAIN]), ("é\n", 10**30)),
+    ]
+
+    def once():
+        for form, values in good:
+            join_line_c(form, values)
+        for form, values in BAD:
+            try:
+                join_line_c(form, values)
+            except (TypeError, ValueError, OverflowError, UnicodeError, OSError):
+                pass
+
+    for _ in range(200):
+        once()  # warm caches and free lists
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for _ in range(200):
+            once()
+        gc.collect()
+        before, _ = tracemalloc.get_traced_memory()
+        for _ in range(3000):
+            once()
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    calls = 3000 * (len(good) + len(BAD))
+    assert after - before < calls // 10, f"{after - before} bytes grew over {calls} calls"
