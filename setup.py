@@ -14,6 +14,7 @@ from setuptools import Extension, setup
 
 # (module, C sources): each module's pure-Python twin is named in the module's own header.
 ACCELERATORS: list[tuple[str, list[str]]] = [
+    ("ingressd.proxy._response_head", ["ingressd/proxy/_response_head.c"]),  # twin: ingressd/proxy/response_head.py
 ]
 
 
