@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, from_backend, without_hop_by_hop
 from ingressd.proxy import response_head
 from ingressd.proxy.response_head import MAX_HEAD, parse_response_head_py
 
@@ -61,9 +62,14 @@ class _Llhttp:
                              list(self.headers))
 
 
+DROP = HOP_BY_HOP | HIDDEN_FROM_BACKEND  # what HTTP1Connection passes: headers.from_backend's
+DROPS = [DROP, frozenset(), frozenset((b"connection",)), frozenset((b"connection", b"close")), HOP_BY_HOP,
+         {b"connection", b"x-a", b"keep-alive"}]
+
+
 def agrees_with_llhttp(buffer: bytes, result) -> None:
     """An accepted head is what llhttp reads in ``buffer[:head_end]``, and not before."""
-    end, minor, status, _reason, headers, length, keep_alive = result
+    end, minor, status, _reason, headers, length, keep_alive, _kept = result
     whole = _Llhttp(buffer[:end])
     assert whole.error is None and whole.complete is not None, (buffer, whole.error)
     assert whole.complete == (status, f"1.{minor}", keep_alive, headers)
@@ -72,13 +78,15 @@ def agrees_with_llhttp(buffer: bytes, result) -> None:
     assert lengths == ([] if length is None else [length])
 
 
-def same(buffer: bytes):
-    """Both implementations' answer (the same) and, when accepted, llhttp's agreement."""
-    expected = parse_response_head_py(buffer)
+def same(buffer: bytes, drop=DROP):
+    """Both implementations' answer (the same) and, when accepted, llhttp's agreement and
+    the kept headers ``without_hop_by_hop``'s."""
+    expected = parse_response_head_py(buffer, drop)
     if parse_response_head_c is not None:
-        assert parse_response_head_c(buffer) == expected
+        assert parse_response_head_c(buffer, drop) == expected
     if expected is not None:
         agrees_with_llhttp(buffer, expected)
+        assert expected[7] == without_hop_by_hop(expected[4], drop)
     return expected
 
 
@@ -102,8 +110,23 @@ OK = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-L
      (50, 1, 200, b"OK", [(b"v", b"\x80\xff \"q\"\t"), (b"content-length", b"1")], 1, True)),
 ])
 def test_accepted_heads(parse, buffer, expected):
-    assert parse(buffer) == expected
+    expected = (*expected, from_backend(expected[4]))
+    assert parse(buffer, DROP) == expected
     agrees_with_llhttp(buffer, expected)
+
+
+@pytest.mark.parametrize("parse", IMPLEMENTATIONS)
+@pytest.mark.parametrize("drop", DROPS, ids=range(len(DROPS)))
+def test_kept_headers(parse, drop):
+    """What is kept for the client: without the names in ``drop``, and without those the
+    Connection header lists when it is dropped itself."""
+    for connection in (b"close", b"Keep-Alive"):
+        buffer = (b"HTTP/1.1 200 OK\r\nServer: s\r\nClose: 1\r\nKeep-Alive: timeout=5\r\nConnection: %s\r\n"
+                  b"X-A: a\r\nDate: d\r\nContent-Length: 0\r\nX-B: b\r\n\r\n" % connection)
+        result = parse(buffer, drop)
+        assert result[7] == without_hop_by_hop(result[4], drop)
+    assert parse(buffer, DROP)[7] == [(b"close", b"1"), (b"x-a", b"a"), (b"x-b", b"b")]
+    assert parse(buffer.replace(b"Keep-Alive\r\n", b"close\r\n"), DROP)[7] == [(b"x-a", b"a"), (b"x-b", b"b")]
 
 
 DECLINED = {
@@ -152,25 +175,29 @@ DECLINED = {
 @pytest.mark.parametrize("parse", IMPLEMENTATIONS)
 @pytest.mark.parametrize("name", sorted(DECLINED))
 def test_declined_heads(parse, name):
-    assert parse(DECLINED[name]) is None
+    assert parse(DECLINED[name], DROP) is None
 
 
 @pytest.mark.parametrize("parse", IMPLEMENTATIONS)
 def test_the_limits_are_inclusive(parse):
     hundred = b"HTTP/1.1 200 OK\r\n" + b"A: b\r\n" * 100 + b"\r\n"
-    assert len(parse(hundred)[4]) == 100
+    assert len(parse(hundred, DROP)[4]) == 100
     filler = MAX_HEAD - len(b"HTTP/1.1 200 OK\r\nA: \r\n\r\n")
     longest = b"HTTP/1.1 200 OK\r\nA: " + b"x" * filler + b"\r\n\r\n"
-    assert parse(longest)[0] == MAX_HEAD and parse(longest + b"body")[0] == MAX_HEAD
-    assert parse(b"HTTP/1.1 200 OK\r\nA: " + b"x" * (filler + 1) + b"\r\n\r\n") is None
-    assert parse(b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999999999\r\n\r\n")[5] == 999999999999999999
+    assert parse(longest, DROP)[0] == MAX_HEAD and parse(longest + b"body", DROP)[0] == MAX_HEAD
+    assert parse(b"HTTP/1.1 200 OK\r\nA: " + b"x" * (filler + 1) + b"\r\n\r\n", DROP) is None
+    assert parse(b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999999999\r\n\r\n", DROP)[5] == 999999999999999999
 
 
 @pytest.mark.parametrize("parse", IMPLEMENTATIONS)
 @pytest.mark.parametrize("wrong", ["text", bytearray(OK), memoryview(OK), None, 3])
 def test_only_bytes(parse, wrong):
     with pytest.raises(TypeError):
-        parse(wrong)
+        parse(wrong, DROP)
+    with pytest.raises(TypeError):
+        parse(OK, wrong)
+    with pytest.raises(TypeError):
+        parse(OK, [b"connection"])
 
 
 @pytest.mark.parametrize("byte", range(256))
@@ -254,9 +281,9 @@ _CHECKED = settings(max_examples=400, deadline=None, suppress_health_check=[Heal
 
 
 @_CHECKED
-@given(heads())
-def test_generated_heads(buffer):
-    same(buffer)
+@given(heads(), st.sampled_from(DROPS))
+def test_generated_heads(buffer, drop):
+    same(buffer, drop)
 
 
 @_CHECKED
@@ -301,15 +328,18 @@ def test_no_memory_grows_in_c():
 
     def round_() -> None:
         for buffer in inputs:
-            parse_response_head_c(buffer)
+            for drop in DROPS:
+                parse_response_head_c(buffer, drop)
         for wrong in ("text", None, bytearray(b"x")):
-            try:
-                parse_response_head_c(wrong)
-            except TypeError:
-                pass
+            for call in ((wrong, DROP), (OK, wrong), (OK,), (OK, DROP, 1)):
+                try:
+                    parse_response_head_c(*call)
+                except TypeError:
+                    pass
 
     for _ in range(200):  # warm-up: caches, free lists
         round_()
+    assert parse_response_head_c(OK, DROP) is not None
     gc.collect()
     before = sys.getallocatedblocks()
     for _ in range(3000):

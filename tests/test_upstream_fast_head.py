@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
+from ingressd.proxy import exchange as exchange_module
 from ingressd.proxy import http1_upstream
 from ingressd.proxy.http1_upstream import HTTP1Connection
 from ingressd.proxy.response_head import parse_response_head, parse_response_head_py
@@ -65,6 +66,7 @@ def play(rig: Rig, fast: bool, request: bytes, reads: list[bytes], then: list[by
     """``request`` answered with ``reads`` on a pooled connection; then, when that
     connection is idle again, another GET on it answered with ``then``."""
     HTTP1Connection.fast_head = fast
+    rig.service.proxy.flat = True  # the exchange's plain lane: where the connection's filtered headers are used
     try:
         backend, transport = rig.pooled()
         first = _one(rig, request, reads, backend, transport)
@@ -130,25 +132,30 @@ def test_a_body_in_many_reads_then_bytes_past_it(rig):
                 both(rig, get(), split(stream, at - 3, at))
 
 
-def test_the_fast_path_is_taken(rig):
-    """A plain answer read whole never reaches llhttp (the differential tests above would
-    pass with a fast path that is never taken)."""
+def test_the_fast_path_is_taken(rig, monkeypatch):
+    """A plain answer read whole never reaches llhttp, nor the exchange's own header filter
+    (the differential tests above would pass with a fast path that is never taken)."""
     fed = []
+    filtered = []
     original = HTTP1Connection._feed
+    original_filter = exchange_module.from_backend
 
     def spy(self, data):
         fed.append(data)
         return original(self, data)
 
-    HTTP1Connection._feed = spy
-    try:
-        first, second = play(rig, True, get(), [OK], [OK])
-        assert first[1].endswith(b"ok\n") and second[1].endswith(b"ok\n")
-        assert fed == []
-        play(rig, True, get(), [OK[:10], OK[10:]], [OK])
-        assert fed == [OK[:10], OK[10:]]  # the head in pieces: llhttp's
-    finally:
-        HTTP1Connection._feed = original
+    def filter_spy(headers):
+        filtered.append(headers)
+        return original_filter(headers)
+
+    monkeypatch.setattr(HTTP1Connection, "_feed", spy)
+    monkeypatch.setattr(exchange_module, "from_backend", filter_spy)
+    first, second = play(rig, True, get(), [OK], [OK])
+    assert first[1].endswith(b"ok\n") and second[1].endswith(b"ok\n")
+    assert fed == [] and filtered == []
+    play(rig, True, get(), [OK[:10], OK[10:]], [OK])
+    assert fed == [OK[:10], OK[10:]]  # the head in pieces: llhttp's
+    assert len(filtered) == 1
 
 
 # -- generated -------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 /* ingressd.proxy._response_head: a backend's HTTP/1.1 response head in one call.
  *
- * parse_response_head(buffer: bytes) -> tuple | None, the C accelerator of
+ * parse_response_head(buffer: bytes, drop: frozenset) -> tuple | None, the C accelerator of
  * ingressd.proxy.response_head (whose pure-Python twin, parse_response_head_py, gives the
  * same results; the module's docstring is the specification). It reads a complete, ordinary
  * response head at the start of `buffer` and returns
- *     (head_end, minor, status, reason, headers, content_length, keep_alive)
- * or declines with None for anything else, which then goes to llhttp as it always did.
+ *     (head_end, minor, status, reason, headers, content_length, keep_alive, kept)
+ * (kept: the headers without the names in `drop` and those Connection lists, as
+ * ingressd.http.headers.without_hop_by_hop gives them) or declines with None for anything
+ * else, which then goes to llhttp as it always did.
  * Every index is checked against `limit` before it is read; the only failure besides None
  * is MemoryError.
  */
@@ -54,18 +56,41 @@ static int is_word(const unsigned char *value, Py_ssize_t n, const char *word)
     return 1;
 }
 
-static PyObject *parse_response_head(PyObject *module, PyObject *arg)
+/* `kept` without the pairs named `word` (a token Connection listed): a new list, or NULL. */
+static PyObject *without_name(PyObject *kept, const char *word)
 {
+    Py_ssize_t i, n = PyList_GET_SIZE(kept);
+    PyObject *result = PyList_New(0);
+    if (result == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(kept, i);
+        PyObject *name = PyTuple_GET_ITEM(pair, 0);
+        if (is_name(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), word))
+            continue;
+        if (PyList_Append(result, pair) < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+    }
+    return result;
+}
+
+static PyObject *parse_response_head(PyObject *module, PyObject *args)
+{
+    PyObject *arg, *drop;
     const unsigned char *p;
     Py_ssize_t size, limit, pos, start, end, count = 0;
     int minor, status, connection_close = 0, connection_keep_alive = 0, keep_alive;
     long long length = -1;
-    PyObject *headers = NULL, *reason = NULL, *result = NULL, *length_object = NULL;
+    int listed = 0;  /* a Connection header was dropped: the names it lists go too */
+    PyObject *headers = NULL, *kept = NULL, *reason = NULL, *result = NULL, *length_object = NULL;
 
     (void)module;
-
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "parse_response_head() takes bytes");
+    if (!PyArg_ParseTuple(args, "OO:parse_response_head", &arg, &drop))
+        return NULL;
+    if (!PyBytes_Check(arg) || !PyAnySet_Check(drop)) {
+        PyErr_SetString(PyExc_TypeError, "parse_response_head() takes bytes and a set of names");
         return NULL;
     }
     p = (const unsigned char *)PyBytes_AS_STRING(arg);
@@ -96,10 +121,16 @@ static PyObject *parse_response_head(PyObject *module, PyObject *arg)
     headers = PyList_New(0);
     if (headers == NULL)
         return NULL;
+    kept = PyList_New(0);
+    if (kept == NULL) {
+        Py_DECREF(headers);
+        return NULL;
+    }
     for (;;) {
         Py_ssize_t name_start = pos, name_length, value_start, value_end;
         PyObject *name, *value, *pair;
         char *lower;
+        int dropped, connection = 0;
         Py_ssize_t i;
 
         if (pos >= limit)
@@ -152,6 +183,7 @@ static PyObject *parse_response_head(PyObject *module, PyObject *arg)
                 length = length * 10 + (p[i] - '0');
             }
         } else if (is_name(lower, name_length, "connection")) {
+            connection = 1;
             if (is_word(p + value_start, value_end - value_start, "close"))
                 connection_close = 1;
             else if (is_word(p + value_start, value_end - value_start, "keep-alive"))
@@ -165,6 +197,12 @@ static PyObject *parse_response_head(PyObject *module, PyObject *arg)
             Py_DECREF(name);
             goto decline;
         }
+        dropped = PySet_Contains(drop, name);
+        if (dropped < 0) {
+            Py_DECREF(name);
+            goto error;
+        }
+        listed |= dropped && connection;
         value = PyBytes_FromStringAndSize((const char *)p + value_start, value_end - value_start);
         if (value == NULL) {
             Py_DECREF(name);
@@ -175,7 +213,7 @@ static PyObject *parse_response_head(PyObject *module, PyObject *arg)
         Py_DECREF(value);
         if (pair == NULL)
             goto error;
-        if (PyList_Append(headers, pair) < 0) {
+        if (PyList_Append(headers, pair) < 0 || (!dropped && PyList_Append(kept, pair) < 0)) {
             Py_DECREF(pair);
             goto error;
         }
@@ -183,6 +221,13 @@ static PyObject *parse_response_head(PyObject *module, PyObject *arg)
     }
     if (connection_close && connection_keep_alive)
         goto decline;
+    if (listed) {  /* Connection's one token: a field of that name is the connection's too */
+        PyObject *fewer = without_name(kept, connection_close ? "close" : "keep-alive");
+        if (fewer == NULL)
+            goto error;
+        Py_DECREF(kept);
+        kept = fewer;
+    }
     /* llhttp's should_keep_alive(): the version's default or what Connection says, and a
        body whose end is known (a length, or none at all for 204 and 304). */
     keep_alive = minor == 1 ? !connection_close : connection_keep_alive;
@@ -200,27 +245,30 @@ static PyObject *parse_response_head(PyObject *module, PyObject *arg)
         length_object = Py_None;
         Py_INCREF(length_object);
     }
-    result = Py_BuildValue("(niiOOOO)", pos, minor, status, reason, headers, length_object,
-                           keep_alive ? Py_True : Py_False);
+    result = Py_BuildValue("(niiOOOOO)", pos, minor, status, reason, headers, length_object,
+                           keep_alive ? Py_True : Py_False, kept);
     Py_DECREF(reason);
     Py_DECREF(length_object);
     Py_DECREF(headers);
+    Py_DECREF(kept);
     return result;
 
 decline:
     Py_DECREF(headers);
+    Py_DECREF(kept);
     Py_RETURN_NONE;
 error:
     Py_XDECREF(reason);
     Py_XDECREF(length_object);
     Py_DECREF(headers);
+    Py_DECREF(kept);
     return NULL;
 }
 
 static PyMethodDef methods[] = {
-    {"parse_response_head", parse_response_head, METH_O,
-     "parse_response_head(buffer) -> (head_end, minor, status, reason, headers, content_length, keep_alive)"
-     " or None: see ingressd.proxy.response_head."},
+    {"parse_response_head", parse_response_head, METH_VARARGS,
+     "parse_response_head(buffer, drop) -> (head_end, minor, status, reason, headers, content_length, keep_alive,"
+     " kept) or None: see ingressd.proxy.response_head."},
     {NULL, NULL, 0, NULL},
 };
 

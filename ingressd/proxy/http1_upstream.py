@@ -20,7 +20,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from ingressd.http import parser as parsing
 from ingressd.http.deadline import Deadline
-from ingressd.http.headers import serialize
+from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, serialize
 from ingressd.features import BackendTLS
 from ingressd.proxy.backend_tls import BackendConnectionCreator, BackendTLSError, make_context
 from ingressd.proxy.response_head import ACCELERATED, parse_response_head
@@ -37,6 +37,9 @@ class HTTP1Connection(StreamedConnection, Protocol):
     # parser is pure Python anyway (PyPy); CPython's llhttp beats the Python twin.
     fast_head = ACCELERATED or parsing.NAME == "python"
     _fast_left = 0  # body bytes still due of a response read by _fast_head
+    # The response's headers as the client gets them (``headers.from_backend``), when
+    # _fast_head read them: the exchange need not filter them again; None after llhttp.
+    for_client: list | None = None
     _parser_mid = False  # llhttp has begun a message it has not completed
 
     def __init__(self, pool: "HTTP1Upstream", key: tuple[str, int]):
@@ -208,10 +211,10 @@ class HTTP1Connection(StreamedConnection, Protocol):
         """A response's first read: when it holds a plain head (``parse_response_head``) and
         no byte past the response, deliver it as llhttp's callbacks would and count the
         Content-Length body from here on (``_fast_body``); False: llhttp takes it all."""
-        head = parse_response_head(data)
+        head = parse_response_head(data, _NOT_FOR_CLIENT)
         if head is None:
             return False
-        end, _minor, status, _reason, headers, length, keep_alive = head
+        end, _minor, status, _reason, headers, length, keep_alive, for_client = head
         after = len(data) - end
         if self._head_request or status == 204 or status == 304:
             due = 0  # no body, whatever the length says (llhttp knows no HEAD: after it, a new parser)
@@ -224,6 +227,7 @@ class HTTP1Connection(StreamedConnection, Protocol):
         self._fast_left = due - after
         self._fast_keep_alive = keep_alive
         self.response_headers = headers
+        self.for_client = for_client
         self._headers_complete(status, keep_alive, length)
         if after:
             self.on_body(data[end:])
@@ -277,6 +281,7 @@ class HTTP1Connection(StreamedConnection, Protocol):
         if 100 <= status < 200 and status != 101:
             self.response_headers = []  # interim response (100 Continue…): not relayed
             return
+        self.for_client = None
         length = None
         for name, value in self.response_headers:
             if name == b"content-length":
@@ -505,6 +510,7 @@ class HTTP1Upstream:
 
 
 _NGINX_TLS = BackendTLS()  # a route that says nothing: nginx's proxy_ssl_* defaults
+_NOT_FOR_CLIENT = HOP_BY_HOP | HIDDEN_FROM_BACKEND  # headers.from_backend's
 
 # A response that leaves llhttp refusing more bytes (``Data after `Connection: close```).
 _CLOSING_RESPONSE = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"

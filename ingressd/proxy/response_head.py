@@ -1,12 +1,15 @@
 """A backend's HTTP/1.1 response head in one call, for the common case (issue 24).
 
-``parse_response_head(buffer)`` reads a complete response head at the start of ``buffer``
-and returns ``(head_end, minor, status, reason, headers, content_length, keep_alive)``:
+``parse_response_head(buffer, drop)`` reads a complete response head at the start of
+``buffer`` and returns ``(head_end, minor, status, reason, headers, content_length,
+keep_alive, kept)``:
 the offset of the first byte after the head's blank line, the HTTP/1.x minor version, the
 status code, the reason phrase, the header pairs as ``HTTP1Connection`` collects them from
 llhttp's callbacks (names lower-cased, values without their leading whitespace, trailing
 whitespace kept, in order), the Content-Length (None without one) and llhttp's
-``should_keep_alive()`` for it. It **declines** (None) whatever is not plain: an incomplete
+``should_keep_alive()`` for it, and the headers without the names in ``drop`` and those
+Connection lists (``ingressd.http.headers.without_hop_by_hop(headers, drop)``: with
+``drop`` = HOP_BY_HOP | HIDDEN_FROM_BACKEND, what the client is sent). It **declines** (None) whatever is not plain: an incomplete
 head, a head longer than 64 KiB or with more than 100 fields, a status outside 200–599
 (interim answers and 101 included), a version other than 1.0 or 1.1, anything llhttp's
 strict mode refuses (bare LF, obs-fold, a control byte, a space before the colon),
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import re
 
+from ingressd.http.headers import without_hop_by_hop
+
 MAX_HEAD = 65536
 MAX_HEADERS = 100
 
@@ -36,10 +41,10 @@ _SPECIAL = frozenset((b"content-length", b"connection", b"transfer-encoding", b"
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 
 
-def parse_response_head_py(buffer: bytes):
+def parse_response_head_py(buffer: bytes, drop: frozenset):
     """The pure-Python twin of the C ``parse_response_head`` (same arguments, same results)."""
-    if not isinstance(buffer, bytes):
-        raise TypeError("parse_response_head() takes bytes")
+    if not isinstance(buffer, bytes) or not isinstance(drop, (set, frozenset)):
+        raise TypeError("parse_response_head() takes bytes and a set of names")
     if len(buffer) > MAX_HEAD:
         buffer = buffer[:MAX_HEAD]
     status_line = _STATUS_LINE.match(buffer)
@@ -76,7 +81,8 @@ def parse_response_head_py(buffer: bytes):
     keep_alive = (not close) if minor == 1 else keep
     if length is None and status != 204 and status != 304:
         keep_alive = False
-    return (fields.end(), minor, status, status_line.group(3) or b"", headers, length, keep_alive)
+    return (fields.end(), minor, status, status_line.group(3) or b"", headers, length, keep_alive,
+            without_hop_by_hop(headers, drop))
 
 
 try:
