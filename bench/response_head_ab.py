@@ -9,6 +9,7 @@ load falls on both alike. Prints the median CPU µs per request of each and, wit
     .venv/bin/python bench/response_head_ab.py                     # pathcost's 3-header answer
     .venv/bin/python bench/response_head_ab.py --response typical  # 8 headers, as a web app sends
     .venv/bin/python bench/response_head_ab.py --calls
+    INGRESSD_HTTP_PARSER=python .venv/bin/python bench/response_head_ab.py --twin   # PyPy's pairing, on CPython
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from pathlib import Path
 
 # The installed ingressd (with its C accelerator when it was built), imported before
 # pathcost, which puts the source tree (no compiled modules) first on the path.
+from ingressd.proxy import http1_upstream
 from ingressd.proxy.http1_upstream import HTTP1Connection
-from ingressd.proxy.response_head import ACCELERATED
+from ingressd.proxy.response_head import ACCELERATED, parse_response_head_py
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
@@ -54,7 +56,10 @@ def main() -> None:
     p.add_argument("--args", default="")
     p.add_argument("--response", choices=sorted(RESPONSES), default="pathcost")
     p.add_argument("--calls", action="store_true", help="Python calls per request (cProfile) instead")
+    p.add_argument("--twin", action="store_true", help="the pure-Python twin instead of the C accelerator")
     args = p.parse_args()
+    if args.twin:
+        http1_upstream.parse_response_head = parse_response_head_py
     pathcost.RESPONSE = RESPONSES[args.response]
     with tempfile.TemporaryDirectory(prefix="ingressd-resphead-") as tmp:
         extra = shlex.split(args.args)
@@ -82,7 +87,8 @@ def main() -> None:
         rig.client.dataReceived(pathcost.REQUEST)
         rig.upstream.dataReceived(pathcost.RESPONSE)
         rig.check()
-        print(f"python {sys.version.split()[0]}; C accelerator: {ACCELERATED}; response: {args.response}; "
+        print(f"python {sys.version.split()[0]}; parser: {http1_upstream.parsing.NAME}; "
+              f"head: {'twin' if args.twin or not ACCELERATED else 'C'}; response: {args.response}; "
               f"options: {args.args or '(defaults)'}")
         for fast in (False, True):
             print(f"fast_head={fast!s:5}: {statistics.median(figures[fast]):.2f} µs CPU per request "
