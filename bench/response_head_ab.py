@@ -57,6 +57,7 @@ def main() -> None:
     p.add_argument("--response", choices=sorted(RESPONSES), default="pathcost")
     p.add_argument("--calls", action="store_true", help="Python calls per request (cProfile) instead")
     p.add_argument("--twin", action="store_true", help="the pure-Python twin instead of the C accelerator")
+    p.add_argument("--general", action="store_true", help="the exchange's general steps (Proxy.flat off)")
     args = p.parse_args()
     if args.twin:
         http1_upstream.parse_response_head = parse_response_head_py
@@ -67,6 +68,8 @@ def main() -> None:
             extra += ["--access-log", str(Path(tmp) / "access.log")]
         extra += ["--keepalive-requests", "0", "--upstream-keepalive-requests", "0"]
         rig = pathcost.Rig(extra, Path(tmp))
+        if args.general:
+            rig.service.proxy.flat = False
         figures: dict[bool, list[float]] = {False: [], True: []}
         for fast in (False, True):
             HTTP1Connection.fast_head = fast
@@ -89,6 +92,7 @@ def main() -> None:
         rig.check()
         print(f"python {sys.version.split()[0]}; parser: {http1_upstream.parsing.NAME}; "
               f"head: {'twin' if args.twin or not ACCELERATED else 'C'}; response: {args.response}; "
+              f"{'general steps; ' if args.general else ''}"
               f"options: {args.args or '(defaults)'}")
         for fast in (False, True):
             print(f"fast_head={fast!s:5}: {statistics.median(figures[fast]):.2f} µs CPU per request "

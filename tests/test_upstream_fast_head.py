@@ -62,11 +62,12 @@ def _one(rig: Rig, request: bytes, reads: list[bytes], backend=None, transport=N
     return sent, answer, records, fate, backend, transport
 
 
-def play(rig: Rig, fast: bool, request: bytes, reads: list[bytes], then: list[bytes]) -> tuple:
+def play(rig: Rig, fast: bool, request: bytes, reads: list[bytes], then: list[bytes], flat: bool = True) -> tuple:
     """``request`` answered with ``reads`` on a pooled connection; then, when that
-    connection is idle again, another GET on it answered with ``then``."""
+    connection is idle again, another GET on it answered with ``then``. ``flat``: the
+    exchange's plain lane allowed (the route's permitting), else its general steps."""
     HTTP1Connection.fast_head = fast
-    rig.service.proxy.flat = True  # the exchange's plain lane: where the connection's filtered headers are used
+    rig.service.proxy.flat = flat
     try:
         backend, transport = rig.pooled()
         first = _one(rig, request, reads, backend, transport)
@@ -78,9 +79,9 @@ def play(rig: Rig, fast: bool, request: bytes, reads: list[bytes], then: list[by
         HTTP1Connection.fast_head = _DEFAULT
 
 
-def both(rig: Rig, request: bytes, reads: list[bytes], then: list[bytes] = (OK,)) -> tuple:
-    slow = play(rig, False, request, reads, list(then))
-    fast = play(rig, True, request, reads, list(then))
+def both(rig: Rig, request: bytes, reads: list[bytes], then: list[bytes] = (OK,), flat: bool = True) -> tuple:
+    slow = play(rig, False, request, reads, list(then), flat)
+    fast = play(rig, True, request, reads, list(then), flat)
     assert fast == slow
     return fast
 
@@ -205,3 +206,23 @@ def implementation(request, monkeypatch):
 def test_generated_streams(rig, implementation, case):
     request, reads = case
     both(rig, request, reads)
+
+
+@pytest.fixture(scope="module")
+def featured(tmp_path_factory):
+    """A route with a response feature (CORS headers) and the backend's Server passed on."""
+    rig = Rig(tmp_path_factory.mktemp("fasthead-featured"), "--keepalive-requests", "0",
+              "--allow-backend-server-header", annotations={"nginx.ingress.kubernetes.io/enable-cors": "true"})
+    yield rig
+    rig.service.stopService()
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(streams())
+def test_generated_streams_in_the_general_steps(rig, featured, case):
+    """The exchange's general steps use the connection's filtered headers too: a plain
+    route with the lane off, and a route with a response feature."""
+    request, reads = case
+    both(rig, request, reads, flat=False)
+    both(featured, request, reads)

@@ -680,7 +680,9 @@ class Exchange:
                 self._intercepted = status  # the body is dropped; the error page replaces it
                 self._upstream_error = not own
                 return
-        pairs = from_backend(headers)
+        pairs = getattr(connection, "for_client", None)  # an HTTP1Connection's one-call head: filtered already
+        if pairs is None:
+            pairs = from_backend(headers)
         if self.protocol.passes_backend_server:  # allow-backend-server-header
             pairs += [pair for pair in headers if pair[0] == b"server"][:1]
         settings = self.upstream_settings
