@@ -15,6 +15,7 @@ from setuptools import Extension, setup
 # (module, C sources): each module's pure-Python twin is named in the module's own header.
 ACCELERATORS: list[tuple[str, list[str]]] = [
     ("ingressd._logline", ["ingressd/_logline.c"]),  # twin: ingressd.logline.join_line_py
+    ("ingressd.proxy._response_head", ["ingressd/proxy/_response_head.c"]),  # twin: ingressd/proxy/response_head.py
 ]
 
 

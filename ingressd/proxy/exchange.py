@@ -650,7 +650,9 @@ class Exchange:
         self.upstream_status = status
         self.upstream_headed = self.proxy.clock.seconds()
         if self._plain and status != 101:  # _respond_head's work, with nothing of the route's to run
-            pairs = from_backend(headers)
+            pairs = connection.for_client  # HTTP1Connection's one-call head filtered them already
+            if pairs is None:
+                pairs = from_backend(headers)
             if self.protocol.passes_backend_server:
                 pairs += [pair for pair in headers if pair[0] == b"server"][:1]
             if _ACCEL_BUFFERING in map(_name, headers):
@@ -678,7 +680,9 @@ class Exchange:
                 self._intercepted = status  # the body is dropped; the error page replaces it
                 self._upstream_error = not own
                 return
-        pairs = from_backend(headers)
+        pairs = getattr(connection, "for_client", None)  # an HTTP1Connection's one-call head: filtered already
+        if pairs is None:
+            pairs = from_backend(headers)
         if self.protocol.passes_backend_server:  # allow-backend-server-header
             pairs += [pair for pair in headers if pair[0] == b"server"][:1]
         settings = self.upstream_settings

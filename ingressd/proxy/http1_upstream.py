@@ -4,6 +4,9 @@
 an ``HTTP1Connection`` frames one request (head, body as it is or chunked), parses the
 response with llhttp and reports to its exchange (head, body pieces, end, failure) with read
 and send timeouts. Connections go back to the pool only after a complete, reusable response.
+A plain response head that arrives whole in one read is parsed in one call instead
+(``ingressd.proxy.response_head``) and its Content-Length body counted here, with the same
+callbacks and results as llhttp's; anything else goes to llhttp.
 Both implement the seam of ``ingressd.interfaces`` (its UpstreamProtocol and UpstreamConnection).
 """
 
@@ -16,9 +19,10 @@ from twisted.internet.protocol import ClientFactory, Protocol
 
 from ingressd.http import parser as parsing
 from ingressd.http.deadline import Deadline
-from ingressd.http.headers import serialize
+from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, serialize
 from ingressd.features import BackendTLS
 from ingressd.proxy.backend_tls import BackendConnectionCreator, BackendTLSError, make_context
+from ingressd.proxy.response_head import ACCELERATED, parse_response_head
 from ingressd.proxy.transport import connect_tcp
 from ingressd.proxy.upstream import STREAMED, StreamedConnection, UpstreamError
 from ingressd.tls.lean import LeanTLSFactory
@@ -28,6 +32,15 @@ from zope.interface import implementer
 @implementer(IPushProducer)
 class HTTP1Connection(StreamedConnection, Protocol):
     """One HTTP/1.1 connection to a backend endpoint, reused for successive requests."""
+
+    # Whether plain heads skip llhttp (``_fast_head``): with the C parser, or where the
+    # parser is pure Python anyway (PyPy); CPython's llhttp beats the Python twin.
+    fast_head = ACCELERATED or parsing.NAME == "python"
+    _fast_left = 0  # body bytes still due of a response read by _fast_head
+    # The response's headers as the client gets them (``headers.from_backend``), when
+    # _fast_head read them: the exchange need not filter them again; None after llhttp.
+    for_client: list | None = None
+    _parser_mid = False  # llhttp has begun a message it has not completed
 
     def __init__(self, pool: "HTTP1Upstream", key: tuple[str, int]):
         self.pool = pool
@@ -111,7 +124,9 @@ class HTTP1Connection(StreamedConnection, Protocol):
             # A parser is good for the next response once the last one ended where it
             # ended for llhttp too; after a HEAD, llhttp still waits for the body it announced.
             self.parser = parsing.HttpResponseParser(self)
+            self._parser_mid = False
         self._status = 0
+        self._fast_left = 0
         self.response_headers = []
         self._head_delivered = False
         self._complete = False
@@ -178,15 +193,65 @@ class HTTP1Connection(StreamedConnection, Protocol):
             # Bytes on an idle connection: the backend is confused or closing; drop it.
             self.transport.abortConnection()
             return
+        first = not self._received_any
         self._received_any = True
         if not self._read_paused:
             self._read_timer.set(self._read_timeout)
         client = self.exchange.protocol
         client.cork()  # what this read produces for the client leaves in one write
         try:
-            self._feed(data)
+            if self._fast_left:
+                self._fast_body(data)
+            elif not (first and self.fast_head and not self._parser_mid and self._fast_head(data)):
+                self._feed(data)
         finally:
             client.uncork()
+
+    def _fast_head(self, data: bytes) -> bool:
+        """A response's first read: when it holds a plain head (``parse_response_head``) and
+        no byte past the response, deliver it as llhttp's callbacks would and count the
+        Content-Length body from here on (``_fast_body``); False: llhttp takes it all."""
+        head = parse_response_head(data, _NOT_FOR_CLIENT)
+        if head is None:
+            return False
+        end, _minor, status, _reason, headers, length, keep_alive, for_client = head
+        after = len(data) - end
+        if self._head_request or status == 204 or status == 304:
+            due = 0  # no body, whatever the length says (llhttp knows no HEAD: after it, a new parser)
+        elif length is None:
+            return False  # until the close: llhttp's
+        else:
+            due = length
+        if after > due:
+            return False  # bytes past the response: llhttp decides what they are
+        self._fast_left = due - after
+        self._fast_keep_alive = keep_alive
+        self.response_headers = headers
+        self.for_client = for_client
+        self._headers_complete(status, keep_alive, length)
+        if after:
+            self.on_body(data[end:])
+        if not self._fast_left:
+            self.on_message_complete()
+        return True
+
+    def _fast_body(self, data: bytes) -> None:
+        """More of a Content-Length body after ``_fast_head``."""
+        left = self._fast_left
+        if len(data) <= left:
+            self._fast_left = left = left - len(data)
+            self.on_body(data)
+            if not left:
+                self.on_message_complete()
+            return
+        # Bytes past the response: what llhttp, which never saw this response, would have
+        # made of them after it; so a parser in the state llhttp would be in takes them.
+        self._fast_left = 0
+        self.parser = parsing.HttpResponseParser(self) if self._fast_keep_alive else _closed_parser(self)
+        self._parser_mid = False
+        self.on_body(data[:left])
+        self.on_message_complete()
+        self._feed(data[left:])
 
     def _feed(self, data: bytes) -> None:
         try:
@@ -205,6 +270,9 @@ class HTTP1Connection(StreamedConnection, Protocol):
         if self._head_request and self._head_delivered and not self._complete:
             self._message_done()
 
+    def on_message_begin(self) -> None:
+        self._parser_mid = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.response_headers.append((name.lower(), value))
 
@@ -213,13 +281,17 @@ class HTTP1Connection(StreamedConnection, Protocol):
         if 100 <= status < 200 and status != 101:
             self.response_headers = []  # interim response (100 Continue…): not relayed
             return
-        self._status = status
-        self._keep_alive = self.parser.should_keep_alive() and not self._http10
-        self._head_delivered = True
+        self.for_client = None
         length = None
         for name, value in self.response_headers:
             if name == b"content-length":
                 length = int(value)
+        self._headers_complete(status, self.parser.should_keep_alive(), length)
+
+    def _headers_complete(self, status: int, keep_alive: bool, length: int | None) -> None:
+        self._status = status
+        self._keep_alive = keep_alive and not self._http10
+        self._head_delivered = True
         if self.exchange is not None:
             self.exchange.upstream_head(self, status, self.response_headers, length)
 
@@ -228,6 +300,7 @@ class HTTP1Connection(StreamedConnection, Protocol):
             self.exchange.upstream_body(data)
 
     def on_message_complete(self) -> None:
+        self._parser_mid = False
         if self._status == 101:
             return  # llhttp completes a 101 before pausing on it: dataReceived hands over the upgrade
         if self._head_delivered and not self._complete:
@@ -437,6 +510,48 @@ class HTTP1Upstream:
 
 
 _NGINX_TLS = BackendTLS()  # a route that says nothing: nginx's proxy_ssl_* defaults
+_NOT_FOR_CLIENT = HOP_BY_HOP | HIDDEN_FROM_BACKEND  # headers.from_backend's
+
+# A response that leaves llhttp refusing more bytes (``Data after `Connection: close```).
+_CLOSING_RESPONSE = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+
+
+class _Muted:
+    """Relays a parser's callbacks to ``target`` once ``live`` (not while it is primed)."""
+
+    def __init__(self, target: HTTP1Connection):
+        self.target = target
+        self.live = False
+
+    def on_message_begin(self) -> None:
+        if self.live:
+            self.target.on_message_begin()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.live:
+            self.target.on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.live:
+            self.target.on_headers_complete()
+
+    def on_body(self, data: bytes) -> None:
+        if self.live:
+            self.target.on_body(data)
+
+    def on_message_complete(self) -> None:
+        if self.live:
+            self.target.on_message_complete()
+
+
+def _closed_parser(connection: HTTP1Connection):
+    """A parser for ``connection`` in llhttp's state after a response that closes the
+    connection: primed with one, silently."""
+    relay = _Muted(connection)
+    parser = parsing.HttpResponseParser(relay)
+    parser.feed_data(_CLOSING_RESPONSE)
+    relay.live = True
+    return parser
 
 
 def _noop() -> None:
