@@ -14,6 +14,7 @@ from setuptools import Extension, setup
 
 # (module, C sources): each module's pure-Python twin is named in the module's own header.
 ACCELERATORS: list[tuple[str, list[str]]] = [
+    ("ingressd.http._request_head", ["ingressd/http/_request_head.c"]),  # twin: request_head.py
 ]
 
 
