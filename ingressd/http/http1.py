@@ -214,6 +214,7 @@ class HTTP1ServerProtocol(Protocol):
         self._line_checked = False
         self._preface: bytes | None = None  # the first bytes, while they may be the HTTP/2 preface
         self._http2 = None  # the HTTP/2 protocol this connection became (prior knowledge)
+        self._plain_closed = False  # a plain head (not seen by llhttp) said the connection closes
 
     # -- connection lifecycle -------------------------------------------------------------
 
@@ -283,14 +284,18 @@ class HTTP1ServerProtocol(Protocol):
         if self.closed or self._deferred_reject is not None:
             return
         current = self._parsing
-        if self.parse_plain_head is not None and (current is None or current.complete):
-            # llhttp is between messages (the last one complete, nothing of the next fed):
-            # the plain heads at the front of the read are taken here, the rest goes on.
-            taken = self._plain_heads(data)
-            if taken:
-                if taken == len(data):
-                    return
-                data = data[taken:]  # (even if closed meanwhile: llhttp, too, reads on to the end)
+        if current is None or current.complete:
+            if self._plain_closed:
+                self._after_close(data)
+                return
+            if self.parse_plain_head is not None:
+                # llhttp is between messages (the last one complete, nothing of the next fed):
+                # the plain heads at the front of the read are taken here, the rest goes on.
+                taken = self._plain_heads(data)
+                if taken:
+                    if taken == len(data):
+                        return
+                    data = data[taken:]  # (even if closed meanwhile: llhttp, too, reads on to the end)
         if self._in_head:
             self._head_bytes += len(data)
         try:
@@ -316,8 +321,8 @@ class HTTP1ServerProtocol(Protocol):
         as the llhttp callbacks would, in the same order with the same timers; return how
         many bytes were taken. A head it declines, or a partial one, is left to llhttp (a
         partial head is rare, and llhttp's reading of it keeps today's limits as it grows).
-        Only keep-alive heads are taken: after one that closes, llhttp itself must refuse
-        more data, so it has to have seen that head."""
+        After a head that closes the connection, llhttp (which has not seen it) is not asked
+        again: ``_after_close`` refuses what follows as llhttp would."""
         parse = self.parse_plain_head
         settings = self.settings
         start = 0
@@ -329,14 +334,24 @@ class HTTP1ServerProtocol(Protocol):
                     break  # llhttp is reading a message, or closed after one, or switched protocols
                 head = parse(data, start, settings.header_buffers[1], settings.max_headers,
                              settings.drops_underscores)
-                if head is None or not head[4]:
+                if head is None:
                     break
                 start = head[5]
                 self._plain_request(head)
+                if not head[4]:
+                    self._plain_closed = True
+                    self._after_close(data[start:])
+                    return size
         except Exception as exc:  # as llhttp turns a callback's exception into a parse error
             self._reject_parsing(400, str(exc))
             return size
         return start
+
+    def _after_close(self, data: bytes) -> None:
+        """Bytes after a plain head that closes the connection: llhttp skips blank lines there
+        and refuses anything else ("Data after `Connection: close`")."""
+        if data.strip(b"\r\n"):
+            self._reject_parsing(400, "Data after `Connection: close`")
 
     def _plain_request(self, head: tuple) -> None:
         """One plain head: ``on_message_begin``, ``on_headers_complete`` and
