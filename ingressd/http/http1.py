@@ -333,7 +333,8 @@ class HTTP1ServerProtocol(Protocol):
                 if current is not None and not (current.complete and current.keep_alive and not current.upgrade):
                     break  # llhttp is reading a message, or closed after one, or switched protocols
                 head = parse(data, start, settings.header_buffers[1], settings.max_headers,
-                             settings.drops_underscores)
+                             # drops_underscores, without its property call
+                             not settings.underscores_in_headers and settings.ignore_invalid_headers)
                 if head is None:
                     break
                 start = head[5]
