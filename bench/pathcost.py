@@ -18,6 +18,7 @@ median of several rounds), and ``--profile`` prints cProfile's table for the sam
     .venv/bin/python bench/pathcost.py --args '--access-log off'
     .venv/bin/python bench/pathcost.py --args '--access-log off' --sample   # µs per function, by CPU time
     .venv/bin/python bench/pathcost.py --general        # without the exchange's plain lane (A/B)
+    .venv/bin/python bench/pathcost.py --llhttp-heads   # every request head through llhttp (A/B)
 
 ``--sample`` samples the stack on CPU time (``ITIMER_PROF``: asked for every 200 µs of CPU,
 the kernel's tick makes it every few ms) instead of tracing every call as cProfile does
