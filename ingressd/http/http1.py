@@ -19,9 +19,9 @@ from zope.interface import implementer
 from ingressd.drain import ConnectionSet
 from ingressd.http import head_buffers
 from ingressd.http import parser as parsing
+from ingressd.http import request_head
 from ingressd.http.deadline import Deadline
 from ingressd.http.headers import ResponseIdentity, serialize
-from ingressd.http import request_head
 from ingressd.tls.client_auth import client_certificate
 from ingressd.tls.facts import tls_facts
 
@@ -45,8 +45,9 @@ _STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, re
 # Never in a chunked trailer section (RFC 9110 6.5.1): framing, routing, the response's controls.
 _NO_TRAILER = frozenset((b"content-length", b"transfer-encoding", b"host", b"connection", b"trailer", b"te"))
 # The one-call plain head: the C accelerator; or its Python twin where the request parser is
-# Python too (PyPy), which it beats. With llhttp and no accelerator, llhttp alone is faster
-# than the twin on CPython (measured: docs/benchmarks.md), so it is off.
+# Python too (PyPy's default), which it beats (measured on CPython with that parser; PyPy is
+# not measurable here). With llhttp and no accelerator, llhttp alone is faster than the twin
+# on CPython (docs/benchmarks.md), so it is off.
 _PLAIN_HEAD = (request_head.parse_request_head
                if request_head.ACCELERATED or parsing.NAME == "python" else None)
 
@@ -317,7 +318,7 @@ class HTTP1ServerProtocol(Protocol):
 
     def _plain_heads(self, data: bytes) -> int:
         """Take the complete plain request heads at the front of ``data`` (``request_head``:
-        keep-alive, no body, no upgrade, within one header buffer) and dispatch or queue each
+        no body, no upgrade, within one header buffer) and dispatch or queue each
         as the llhttp callbacks would, in the same order with the same timers; return how
         many bytes were taken. A head it declines, or a partial one, is left to llhttp (a
         partial head is rare, and llhttp's reading of it keeps today's limits as it grows).
