@@ -18,6 +18,7 @@ median of several rounds), and ``--profile`` prints cProfile's table for the sam
     .venv/bin/python bench/pathcost.py --args '--access-log off'
     .venv/bin/python bench/pathcost.py --args '--access-log off' --sample   # µs per function, by CPU time
     .venv/bin/python bench/pathcost.py --general        # without the exchange's plain lane (A/B)
+    .venv/bin/python bench/pathcost.py --llhttp-heads   # every request head through llhttp (A/B)
 
 ``--sample`` samples the stack on CPU time (``ITIMER_PROF``: asked for every 200 µs of CPU,
 the kernel's tick makes it every few ms) instead of tracing every call as cProfile does
@@ -156,6 +157,8 @@ def main() -> None:
                    help="sample stacks on CPU time: µs per request by function (self and total)")
     p.add_argument("--general", action="store_true",
                    help="every request through the exchange's general steps (Proxy.flat off: no plain lane)")
+    p.add_argument("--llhttp-heads", action="store_true",
+                   help="every request head through llhttp's callbacks (the one-call plain head off: A/B)")
     p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
     p.add_argument("--lines", type=int, default=30, help="rows of the cProfile table")
     args = p.parse_args()
@@ -171,6 +174,8 @@ def main() -> None:
         rig = Rig(extra, Path(tmp))
         if args.general:
             rig.service.proxy.flat = False
+        if args.llhttp_heads:
+            rig.client.parse_plain_head = None
         rig.run(2000)  # warm-up
         if args.profile:
             profile = cProfile.Profile()
@@ -189,7 +194,8 @@ def main() -> None:
         rig.upstream.dataReceived(RESPONSE)
         rig.check()
         print(f"python {sys.version.split()[0]}; options: {args.args or '(defaults)'}"
-              f"{'; general steps only' if args.general else ''}")
+              f"{'; general steps only' if args.general else ''}"
+              f"{'; heads through llhttp' if args.llhttp_heads else ''}")
         print(f"request path in memory: {statistics.median(figures):.1f} µs CPU per request "
               f"(median of {args.rounds} rounds of {args.requests:,}; "
               f"all: {', '.join(f'{f:.1f}' for f in figures)})")

@@ -19,6 +19,7 @@ from zope.interface import implementer
 from ingressd.drain import ConnectionSet
 from ingressd.http import head_buffers
 from ingressd.http import parser as parsing
+from ingressd.http import request_head
 from ingressd.http.deadline import Deadline
 from ingressd.http.headers import ResponseIdentity, serialize
 from ingressd.tls.client_auth import client_certificate
@@ -43,6 +44,12 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in REASONS.items()}
 # Never in a chunked trailer section (RFC 9110 6.5.1): framing, routing, the response's controls.
 _NO_TRAILER = frozenset((b"content-length", b"transfer-encoding", b"host", b"connection", b"trailer", b"te"))
+# The one-call plain head: the C accelerator; or its Python twin where the request parser is
+# Python too (PyPy's default), which it beats (measured on CPython with that parser; PyPy is
+# not measurable here). With llhttp and no accelerator, llhttp alone is faster than the twin
+# on CPython (docs/benchmarks.md), so it is off.
+_PLAIN_HEAD = (request_head.parse_request_head
+               if request_head.ACCELERATED or parsing.NAME == "python" else None)
 
 
 def error_page(status: int) -> bytes:
@@ -161,6 +168,9 @@ class HTTP1ServerProtocol(Protocol):
     """One client connection. ``factory.handler(protocol, request)`` returns an exchange."""
 
     scheme = "http"
+    # A plain request head in one call (``request_head``), before llhttp; None: llhttp only
+    # (the differential tests compare both).
+    parse_plain_head = staticmethod(_PLAIN_HEAD) if _PLAIN_HEAD is not None else None
 
     _send_deadline: Deadline | None = None  # made when the client first stops reading (pauseProducing)
 
@@ -206,6 +216,7 @@ class HTTP1ServerProtocol(Protocol):
         self._line_checked = False
         self._preface: bytes | None = None  # the first bytes, while they may be the HTTP/2 preface
         self._http2 = None  # the HTTP/2 protocol this connection became (prior knowledge)
+        self._plain_closed = False  # a plain head (not seen by llhttp) said the connection closes
 
     # -- connection lifecycle -------------------------------------------------------------
 
@@ -277,6 +288,19 @@ class HTTP1ServerProtocol(Protocol):
             return
         if self.closed or self._deferred_reject is not None:
             return
+        current = self._parsing
+        if current is None or current.complete:
+            if self._plain_closed:
+                self._after_close(data)
+                return
+            if self.parse_plain_head is not None:
+                # llhttp is between messages (the last one complete, nothing of the next fed):
+                # the plain heads at the front of the read are taken here, the rest goes on.
+                taken = self._plain_heads(data)
+                if taken:
+                    if taken == len(data):
+                        return
+                    data = data[taken:]  # (even if closed meanwhile: llhttp, too, reads on to the end)
         if self._in_head:
             self._head_bytes += len(data)
         try:
@@ -295,6 +319,70 @@ class HTTP1ServerProtocol(Protocol):
             # A line still arriving that no buffer could hold (what nginx refuses as it reads).
             in_line = self._parsing is not None and not self._line_checked and self._url_bytes
             self._reject_parsing(414 if in_line else head_buffers.TOO_LARGE, "request head too large")
+
+    def _plain_heads(self, data: bytes) -> int:
+        """Take the complete plain request heads at the front of ``data`` (``request_head``:
+        no body, no upgrade, within one header buffer) and dispatch or queue each
+        as the llhttp callbacks would, in the same order with the same timers; return how
+        many bytes were taken. A head it declines, or a partial one, is left to llhttp (a
+        partial head is rare, and llhttp's reading of it keeps today's limits as it grows).
+        After a head that closes the connection, llhttp (which has not seen it) is not asked
+        again: ``_after_close`` refuses what follows as llhttp would."""
+        parse = self.parse_plain_head
+        settings = self.settings
+        start = 0
+        size = len(data)
+        try:
+            while start < size:
+                current = self._parsing
+                if current is not None and not (current.complete and current.keep_alive and not current.upgrade):
+                    break  # llhttp is reading a message, or closed after one, or switched protocols
+                head = parse(data, start, settings.header_buffers[1], settings.max_headers,
+                             # drops_underscores, without its property call
+                             not settings.underscores_in_headers and settings.ignore_invalid_headers)
+                if head is None:
+                    break
+                start = head[5]
+                self._plain_request(head)
+                if not head[4]:
+                    self._plain_closed = True
+                    self._after_close(data[start:])
+                    return size
+        except Exception as exc:  # as llhttp turns a callback's exception into a parse error
+            self._reject_parsing(400, str(exc))
+            return size
+        return start
+
+    def _after_close(self, data: bytes) -> None:
+        """Bytes after a plain head that closes the connection: llhttp skips blank lines there
+        and refuses anything else ("Data after `Connection: close`")."""
+        if data.strip(b"\r\n"):
+            self._reject_parsing(400, "Data after `Connection: close`")
+
+    def _plain_request(self, head: tuple) -> None:
+        """One plain head: ``on_message_begin``, ``on_headers_complete`` and
+        ``on_message_complete`` of a request without a body, in one."""
+        request = Request()
+        request.method, request.target, request.version, request.headers, request.keep_alive, _, \
+            request.head_bytes, request.content_length = head
+        request.upgrade = False
+        self._parsing = request
+        self._in_head = False
+        self._head_bytes = 0
+        if self._active is None and not self._queue:
+            # on_message_begin's header timer, which _dispatch clears at once (no body): only
+            # its status is left of it, so the timer is not moved twice.
+            self._timer_status = 408
+            self._dispatch(request)
+        else:
+            if self._active is None:
+                self._set_timer(self.settings.header_timeout, 408)
+            if len(self._queue) >= self.settings.max_pipelined:
+                self.pause_reading()
+            self._queue.append(request)
+        request.complete = True
+        if request is self._active_request and self._active is not None:
+            self._active.body_done()
 
     def _read_preface(self, data: bytes) -> None:
         """The connection's first bytes, while they are a prefix of the HTTP/2 preface: held
