@@ -57,7 +57,8 @@ TARGETS: dict[str, Target] = {
                                                      "tests/test_conditional_routing.py", "tests/test_route_cache.py",
                                                      "tests/test_gateway_routing.py",
                                                      "tests/test_gateway_listener_scheme.py",
-                                                     "tests/test_gateway_regex_paths.py")),
+                                                     "tests/test_gateway_regex_paths.py",
+                                                     "tests/test_routing_patch.py")),
     "regex_routing": Target("ingressd/config/regex_routing.py", ("tests/test_regex_routing.py",
                                                                  "tests/test_conditional_routing.py",
                                                                  "tests/test_gateway_regex_paths.py")),
@@ -74,7 +75,8 @@ TARGETS: dict[str, Target] = {
     "allowlist": Target("plugins/allowlist.py", ("tests/test_plugin_allowlist.py",)),
     "tls": Target("ingressd/tls/certificates.py", ("tests/test_tls.py", "tests/test_auth_tls.py",
                                                    "tests/test_tls_settings.py", "tests/test_configmap_tls.py",
-                                                   "tests/test_configmap_tls_ocsp.py")),
+                                                   "tests/test_configmap_tls_ocsp.py",
+                                                   "tests/test_routing_patch.py")),
     "compat": Target("ingressd/compat/assess.py", ("tests/test_compat.py",)),
 }
 
