@@ -45,6 +45,7 @@ from zope.interface import implementer
 from ingressd.features import BackendTLS
 from ingressd.http.deadline import Deadline
 from ingressd.proxy.backend_tls import BackendConnectionCreator, BackendTLSError, make_context
+from ingressd.proxy.h2_request_head import FieldMemo, InvalidRequestHead, PreparedBlock
 from ingressd.proxy.transport import connect_tcp
 from ingressd.proxy.upstream import STREAMED, UpstreamError
 
@@ -124,9 +125,13 @@ class H2Connection(Protocol):
         self.pool = pool
         self.key = key
         self.scheme = scheme
+        # A request's header block is normalised, validated and encoded by ``h2_request_head``
+        # (one pass, memoised): h2's outbound passes are off and its encoder replaced.
         config = h2.config.H2Configuration(client_side=True, header_encoding=None,
-                                           validate_inbound_headers=True, normalize_inbound_headers=True)
+                                           validate_inbound_headers=True, normalize_inbound_headers=True,
+                                           validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=config)
+        self.prepared = self.h2.encoder = PreparedBlock()
         self.streams: dict[int, H2Stream] = {}
         self.waiting: deque[H2Stream] = deque()  # started, waiting for a stream slot
         self.reserved = 0  # streams handed out, not yet started
@@ -253,8 +258,10 @@ class H2Connection(Protocol):
 
     def _open(self, stream: "H2Stream") -> None:
         stream_id = self.h2.get_next_available_stream_id()
+        self.prepared.next = stream.block
         try:
-            self.h2.send_headers(stream_id, stream.block, end_stream=stream.no_body)
+            # h2 reads the method and the authority for its own bookkeeping; the block is made
+            self.h2.send_headers(stream_id, stream.pseudo, end_stream=stream.no_body)
         except h2.exceptions.TooManyStreamsError:
             self.waiting.appendleft(stream)
             return
@@ -367,7 +374,8 @@ class H2Stream:
         self.connection = connection
         self.exchange = None
         self.response_headers: list[tuple[bytes, bytes]] = []
-        self.block: list = []
+        self.block = b""  # the request's header block (``h2_request_head``) until the stream opens
+        self.pseudo: tuple = ()
         self.no_body = True
         self.pending: deque[bytes] = deque()
         self._pending_bytes = 0
@@ -395,7 +403,6 @@ class H2Stream:
         self._send_timeout = send_timeout
         authority = b""
         deadline = None
-        block = [(b":method", method), (b":scheme", self.connection.scheme), (b":path", target)]
         rest = []
         for name, value in headers:
             if name == b"host":
@@ -405,12 +412,19 @@ class H2Stream:
                 rest.append((name, value))
             elif name not in _NOT_SENT:
                 rest.append((name, value))
-        block.insert(1, (b":authority", authority or self.connection.key[0].encode("idna")))
-        block.extend(rest)
-        block.append((b"te", b"trailers"))  # as nginx's grpc module sends
+        authority = authority or self.connection.key[0].encode("idna")
+        rest.append((b"te", b"trailers"))  # as nginx's grpc module sends
         if body_length is not None and body_length != STREAMED:
-            block.append((b"content-length", b"%d" % body_length))
-        self.block = block
+            rest.append((b"content-length", b"%d" % body_length))
+        connection = self.connection
+        try:
+            self.block = connection.pool.fields.block(method, authority, connection.scheme, target, rest)
+        except InvalidRequestHead as exc:
+            self._reserved = False
+            connection.unreserve()
+            self.failed(UpstreamError(f"cannot send the request to the backend: {exc}", cause="invalid_request"))
+            return
+        self.pseudo = ((b":method", method), (b":authority", authority))
         self.no_body = body_length is None or body_length == 0
         self._sent_end = self.no_body
         self._read_timer.set(read_timeout)
@@ -420,7 +434,7 @@ class H2Stream:
         self.connection.open(self)
 
     def opened(self) -> None:
-        self.block = []
+        self.block = b""
         self.send_pending()
 
     def send_body(self, data: bytes) -> None:
@@ -706,6 +720,7 @@ class H2Upstream:
         self._sessions: dict = {}
         self._sweeper = None
         self.opened = 0
+        self.fields = FieldMemo()  # request header fields' encodings (``h2_request_head``)
 
     def acquire(self, host: str, port: int, settings: Any, on_ready: Callable, on_error: Callable) -> Callable[[], None]:
         tls = (settings.tls or _NGINX_TLS) if self.tls else None
