@@ -71,49 +71,59 @@ def grpc_timeout(value: bytes | None) -> float | None:
 
 
 class _FrameSplitter:
-    """Cuts GOAWAY frames out of the bytes a backend sends (see the module's docstring)."""
+    """Cuts GOAWAY frames out of the bytes a backend sends (see the module's docstring). The
+    other frames pass as they came, a read's run of them in one piece (h2's ``receive_data``
+    costs per call); a frame header cut by a read waits for the rest of it."""
 
     __slots__ = ("_head", "_payload_left", "_goaway")
 
     def __init__(self):
         self._head = b""  # a frame header not yet complete
-        self._payload_left = 0  # bytes of the current (passed-through) frame still to come
+        self._payload_left = 0  # bytes of the current frame still to come
         self._goaway: bytearray | None = None  # the GOAWAY frame being collected
 
     def split(self, data: bytes) -> tuple[list[bytes], list[bytes]]:
         """(pieces for h2, complete GOAWAY payloads)."""
+        if self._head:
+            data, self._head = self._head + data, b""
         passed: list[bytes] = []
         goaways: list[bytes] = []
         pos, size = 0, len(data)
-        while pos < size:
-            if self._payload_left:
-                take = min(self._payload_left, size - pos)
-                if self._goaway is not None:
-                    self._goaway += data[pos:pos + take]
-                else:
-                    passed.append(data[pos:pos + take])
-                pos += take
-                self._payload_left -= take
-                if not self._payload_left and self._goaway is not None:
+        start = 0  # where the run of passed-through bytes began (None: inside a GOAWAY)
+        if self._payload_left:
+            take = min(self._payload_left, size)
+            self._payload_left -= take
+            pos = take
+            if self._goaway is not None:
+                self._goaway += data[:take]
+                start = None
+                if not self._payload_left:
                     goaways.append(bytes(self._goaway))
                     self._goaway = None
-                continue
-            need = 9 - len(self._head)
-            head = self._head + data[pos:pos + need]
-            pos += min(need, size - pos)
-            if len(head) < 9:
-                self._head = head
+                    start = pos
+        while pos < size:
+            if size - pos < 9:  # a header cut by the read
+                self._head = data[pos:]
+                size = pos
                 break
-            self._head = b""
-            length = int.from_bytes(head[:3], "big")
-            if head[3] == _GOAWAY:
-                self._goaway = bytearray()
-                if not length:
-                    goaways.append(b"")
+            length = int.from_bytes(data[pos:pos + 3], "big")
+            end = pos + 9 + length
+            if data[pos + 3] == _GOAWAY:
+                if start is not None and start < pos:
+                    passed.append(data[start:pos])
+                self._goaway = bytearray(data[pos + 9:end])
+                if end <= size:
+                    goaways.append(bytes(self._goaway))
                     self._goaway = None
-            else:
-                passed.append(head)
-            self._payload_left = length
+                    start = end
+                else:
+                    start = None
+            if end > size:
+                self._payload_left = end - size
+                break
+            pos = end
+        if start is not None and start < size:
+            passed.append(data[start:size])
         return passed, goaways
 
 
