@@ -58,6 +58,7 @@ _STREAM_WINDOW = 1024 * 1024  # what the backend may send a stream before the cl
 _CONNECTION_WINDOW = 16 * 1024 * 1024
 _GRPC_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
 _GOAWAY = 0x7
+_NEVER = float("inf")
 
 
 def grpc_timeout(value: bytes | None) -> float | None:
@@ -127,6 +128,46 @@ class _FrameSplitter:
         return passed, goaways
 
 
+class _StreamTimers:
+    """A connection's streams' timeouts (read, send, ``grpc-timeout``) on one ``Deadline``:
+    a stream stores when each of its own is due (a number, no reactor call per stream), the
+    ``Deadline`` is set for the earliest, and when it fires the sweep times out the streams
+    whose time passed and sets it for the next. Never late, as a ``Deadline`` per timeout."""
+
+    __slots__ = ("_seconds", "_deadline", "_due", "streams")
+
+    def __init__(self, clock: Any):
+        self._seconds = clock.seconds
+        self._deadline = Deadline(clock, self._sweep)
+        self._due = _NEVER  # when the Deadline is set for
+        self.streams: set[H2Stream] = set()  # the streams with a timeout set
+
+    def now(self) -> float:
+        return self._seconds()
+
+    def watch(self, stream: "H2Stream", at: float, after: float) -> None:
+        """``stream`` has a timeout due at ``at`` (``after`` seconds from now)."""
+        self.streams.add(stream)
+        if at < self._due:
+            self._due = at
+            self._deadline.set(after)
+
+    def _sweep(self) -> None:
+        self._due = _NEVER
+        now = self._seconds()
+        for stream in list(self.streams):
+            stream.time_passed(now)
+        due = min((stream.next_due() for stream in self.streams), default=_NEVER)
+        if due < _NEVER:
+            self._due = due
+            self._deadline.set(due - now)
+
+    def stop(self) -> None:
+        """The connection is gone (its streams failed): no more sweeps."""
+        self.streams.clear()
+        self._deadline.stop()
+
+
 @implementer(IPushProducer)
 class H2Connection(Protocol):
     """One HTTP/2 connection to a backend endpoint, carrying many ``H2Stream``s."""
@@ -151,6 +192,7 @@ class H2Connection(Protocol):
         self.idle_since = 0.0
         self.served = 0  # streams opened on it
         self._splitter = _FrameSplitter()
+        self.timers = _StreamTimers(pool.clock)
         self.on_connected: Callable | None = None
         self.tls_creator = None
 
@@ -196,6 +238,7 @@ class H2Connection(Protocol):
         self.waiting.clear()
         for stream in streams:
             stream.lost("backend closed the connection")
+        self.timers.stop()
 
     # -- incoming -------------------------------------------------------------------------
 
@@ -397,10 +440,11 @@ class H2Stream:
         self._head_delivered = False
         self._received_any = False
         self._done = False
-        clock = connection.pool.clock
-        self._read_timer = Deadline(clock, self._read_timed_out)
-        self._send_timer = Deadline(clock, self._send_timed_out)
-        self._deadline = Deadline(clock, self._deadline_passed)
+        # when each timeout is due (None: not set), swept by the connection's ``_StreamTimers``
+        self._read_at: float | None = None
+        self._send_at: float | None = None
+        self._grpc_at: float | None = None
+        self._timers_stopped = False
         self._read_timeout = 60.0
         self._send_timeout = 60.0
 
@@ -437,9 +481,10 @@ class H2Stream:
         self.pseudo = ((b":method", method), (b":authority", authority))
         self.no_body = body_length is None or body_length == 0
         self._sent_end = self.no_body
-        self._read_timer.set(read_timeout)
+        self._set_read()
         if deadline is not None:
-            self._deadline.set(deadline)
+            self._grpc_at = at = self.connection.timers.now() + deadline
+            self.connection.timers.watch(self, at, deadline)
         self._reserved = False
         self.connection.open(self)
 
@@ -488,10 +533,10 @@ class H2Stream:
             pending.clear()  # the backend closed its side (it answered early): nothing more to send
             self._pending_bytes = 0
         if pending:
-            if not self._send_timer.armed:
-                self._send_timer.set(self._send_timeout)
+            if self._send_at is None:
+                self._set_send()
         else:
-            self._send_timer.clear()
+            self._send_at = None
         if self._paused_writer and self._pending_bytes < _LOW_WATER and not connection.transport_paused:
             self._paused_writer = False
             if self.exchange is not None:
@@ -502,13 +547,13 @@ class H2Stream:
         if not self._paused_writer and self.exchange is not None:
             self._paused_writer = True
             self.exchange.upstream_write_paused()
-            if not self._send_timer.armed:
-                self._send_timer.set(self._send_timeout)
+            if self._send_at is None:
+                self._set_send()
 
     def pause_reading(self) -> None:
         """The client is slow: stop acknowledging (the backend's window for this stream closes)."""
         self._read_paused = True
-        self._read_timer.clear()
+        self._read_at = None
 
     def resume_reading(self) -> None:
         if self._read_paused:
@@ -517,7 +562,7 @@ class H2Stream:
             self.connection.acknowledge(self.stream_id, unacked)
             self.connection.flush()
             if self.exchange is not None:
-                self._read_timer.set(self._read_timeout)
+                self._set_read()
 
     def release(self) -> None:
         """The response is complete (the connection stays). A backend that answered before
@@ -650,7 +695,37 @@ class H2Stream:
 
     def _arm_read(self) -> None:
         if not self._read_paused and not self._done:
-            self._read_timer.set(self._read_timeout)
+            self._set_read()
+
+    def _set_read(self) -> None:
+        if not self._timers_stopped:
+            timers = self.connection.timers
+            self._read_at = at = timers.now() + self._read_timeout
+            timers.watch(self, at, self._read_timeout)
+
+    def _set_send(self) -> None:
+        if not self._timers_stopped:
+            timers = self.connection.timers
+            self._send_at = at = timers.now() + self._send_timeout
+            timers.watch(self, at, self._send_timeout)
+
+    def next_due(self) -> float:
+        """When the earliest of its timeouts is due (``_NEVER``: none set)."""
+        due = _NEVER
+        for at in (self._read_at, self._send_at, self._grpc_at):
+            if at is not None and at < due:
+                due = at
+        return due
+
+    def time_passed(self, now: float) -> None:
+        """The sweep: the earliest of its timeouts that passed by ``now``, if one did."""
+        due, expired = _NEVER, None
+        for at, expire in ((self._grpc_at, self._deadline_passed), (self._read_at, self._read_timed_out),
+                           (self._send_at, self._send_timed_out)):
+            if at is not None and at <= now and at < due:
+                due, expired = at, expire
+        if expired is not None:
+            expired()
 
     def _read_timed_out(self) -> None:
         self._give_up(UpstreamError("backend read timeout", timeout=True, cause="read_timeout"))
@@ -671,9 +746,9 @@ class H2Stream:
             exchange.upstream_failed(self, error)
 
     def _stop_timers(self) -> None:
-        self._read_timer.stop()
-        self._send_timer.stop()
-        self._deadline.stop()
+        self._timers_stopped = True
+        self._read_at = self._send_at = self._grpc_at = None
+        self.connection.timers.streams.discard(self)
 
     def _finish(self) -> None:
         self._done = True
