@@ -44,6 +44,7 @@ from zope.interface import implementer
 from ingressd.features import BackendTLS
 from ingressd.http.deadline import Deadline
 from ingressd.proxy.backend_tls import BackendConnectionCreator, BackendTLSError, make_context
+from ingressd.proxy.h2_request_head import FieldMemo, InvalidRequestHead, PreparedBlock
 from ingressd.proxy.transport import connect_tcp
 from ingressd.proxy.upstream import STREAMED, UpstreamError
 from ingressd.tls.lean import LeanTLSFactory
@@ -57,6 +58,7 @@ _STREAM_WINDOW = 1024 * 1024  # what the backend may send a stream before the cl
 _CONNECTION_WINDOW = 16 * 1024 * 1024
 _GRPC_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
 _GOAWAY = 0x7
+_NEVER = float("inf")
 
 
 def grpc_timeout(value: bytes | None) -> float | None:
@@ -70,50 +72,100 @@ def grpc_timeout(value: bytes | None) -> float | None:
 
 
 class _FrameSplitter:
-    """Cuts GOAWAY frames out of the bytes a backend sends (see the module's docstring)."""
+    """Cuts GOAWAY frames out of the bytes a backend sends (see the module's docstring). The
+    other frames pass as they came, a read's run of them in one piece (h2's ``receive_data``
+    costs per call); a frame header cut by a read waits for the rest of it."""
 
     __slots__ = ("_head", "_payload_left", "_goaway")
 
     def __init__(self):
         self._head = b""  # a frame header not yet complete
-        self._payload_left = 0  # bytes of the current (passed-through) frame still to come
+        self._payload_left = 0  # bytes of the current frame still to come
         self._goaway: bytearray | None = None  # the GOAWAY frame being collected
 
     def split(self, data: bytes) -> tuple[list[bytes], list[bytes]]:
         """(pieces for h2, complete GOAWAY payloads)."""
+        if self._head:
+            data, self._head = self._head + data, b""
         passed: list[bytes] = []
         goaways: list[bytes] = []
         pos, size = 0, len(data)
-        while pos < size:
-            if self._payload_left:
-                take = min(self._payload_left, size - pos)
-                if self._goaway is not None:
-                    self._goaway += data[pos:pos + take]
-                else:
-                    passed.append(data[pos:pos + take])
-                pos += take
-                self._payload_left -= take
-                if not self._payload_left and self._goaway is not None:
+        start = 0  # where the run of passed-through bytes began (None: inside a GOAWAY)
+        if self._payload_left:
+            take = min(self._payload_left, size)
+            self._payload_left -= take
+            pos = take
+            if self._goaway is not None:
+                self._goaway += data[:take]
+                start = None
+                if not self._payload_left:
                     goaways.append(bytes(self._goaway))
                     self._goaway = None
-                continue
-            need = 9 - len(self._head)
-            head = self._head + data[pos:pos + need]
-            pos += min(need, size - pos)
-            if len(head) < 9:
-                self._head = head
+                    start = pos
+        while pos < size:
+            if size - pos < 9:  # a header cut by the read
+                self._head = data[pos:]
+                size = pos
                 break
-            self._head = b""
-            length = int.from_bytes(head[:3], "big")
-            if head[3] == _GOAWAY:
-                self._goaway = bytearray()
-                if not length:
-                    goaways.append(b"")
+            length = int.from_bytes(data[pos:pos + 3], "big")
+            end = pos + 9 + length
+            if data[pos + 3] == _GOAWAY:
+                if start is not None and start < pos:
+                    passed.append(data[start:pos])
+                self._goaway = bytearray(data[pos + 9:end])
+                if end <= size:
+                    goaways.append(bytes(self._goaway))
                     self._goaway = None
-            else:
-                passed.append(head)
-            self._payload_left = length
+                    start = end
+                else:
+                    start = None
+            if end > size:
+                self._payload_left = end - size
+                break
+            pos = end
+        if start is not None and start < size:
+            passed.append(data[start:size])
         return passed, goaways
+
+
+class _StreamTimers:
+    """A connection's streams' timeouts (read, send, ``grpc-timeout``) on one ``Deadline``:
+    a stream stores when each of its own is due (a number, no reactor call per stream), the
+    ``Deadline`` is set for the earliest, and when it fires the sweep times out the streams
+    whose time passed and sets it for the next. Never late, as a ``Deadline`` per timeout."""
+
+    __slots__ = ("_seconds", "_deadline", "_due", "streams")
+
+    def __init__(self, clock: Any):
+        self._seconds = clock.seconds
+        self._deadline = Deadline(clock, self._sweep)
+        self._due = _NEVER  # when the Deadline is set for
+        self.streams: set[H2Stream] = set()  # the streams with a timeout set
+
+    def now(self) -> float:
+        return self._seconds()
+
+    def watch(self, stream: "H2Stream", at: float, after: float) -> None:
+        """``stream`` has a timeout due at ``at`` (``after`` seconds from now)."""
+        self.streams.add(stream)
+        if at < self._due:
+            self._due = at
+            self._deadline.set(after)
+
+    def _sweep(self) -> None:
+        self._due = _NEVER
+        now = self._seconds()
+        for stream in list(self.streams):
+            stream.time_passed(now)
+        due = min((stream.next_due() for stream in self.streams), default=_NEVER)
+        if due < _NEVER:
+            self._due = due
+            self._deadline.set(due - now)
+
+    def stop(self) -> None:
+        """The connection is gone (its streams failed): no more sweeps."""
+        self.streams.clear()
+        self._deadline.stop()
 
 
 @implementer(IPushProducer)
@@ -124,9 +176,13 @@ class H2Connection(Protocol):
         self.pool = pool
         self.key = key
         self.scheme = scheme
+        # A request's header block is normalised, validated and encoded by ``h2_request_head``
+        # (one pass, memoised): h2's outbound passes are off and its encoder replaced.
         config = h2.config.H2Configuration(client_side=True, header_encoding=None,
-                                           validate_inbound_headers=True, normalize_inbound_headers=True)
+                                           validate_inbound_headers=True, normalize_inbound_headers=True,
+                                           validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config=config)
+        self.prepared = self.h2.encoder = PreparedBlock()
         self.streams: dict[int, H2Stream] = {}
         self.waiting: deque[H2Stream] = deque()  # started, waiting for a stream slot
         self.reserved = 0  # streams handed out, not yet started
@@ -136,6 +192,7 @@ class H2Connection(Protocol):
         self.idle_since = 0.0
         self.served = 0  # streams opened on it
         self._splitter = _FrameSplitter()
+        self.timers = _StreamTimers(pool.clock)
         self.on_connected: Callable | None = None
         self.tls_creator = None
 
@@ -181,6 +238,7 @@ class H2Connection(Protocol):
         self.waiting.clear()
         for stream in streams:
             stream.lost("backend closed the connection")
+        self.timers.stop()
 
     # -- incoming -------------------------------------------------------------------------
 
@@ -253,8 +311,10 @@ class H2Connection(Protocol):
 
     def _open(self, stream: "H2Stream") -> None:
         stream_id = self.h2.get_next_available_stream_id()
+        self.prepared.next = stream.block
         try:
-            self.h2.send_headers(stream_id, stream.block, end_stream=stream.no_body)
+            # h2 reads the method and the authority for its own bookkeeping; the block is made
+            self.h2.send_headers(stream_id, stream.pseudo, end_stream=stream.no_body)
         except h2.exceptions.TooManyStreamsError:
             self.waiting.appendleft(stream)
             return
@@ -367,7 +427,8 @@ class H2Stream:
         self.connection = connection
         self.exchange = None
         self.response_headers: list[tuple[bytes, bytes]] = []
-        self.block: list = []
+        self.block = b""  # the request's header block (``h2_request_head``) until the stream opens
+        self.pseudo: tuple = ()
         self.no_body = True
         self.pending: deque[bytes] = deque()
         self._pending_bytes = 0
@@ -379,10 +440,11 @@ class H2Stream:
         self._head_delivered = False
         self._received_any = False
         self._done = False
-        clock = connection.pool.clock
-        self._read_timer = Deadline(clock, self._read_timed_out)
-        self._send_timer = Deadline(clock, self._send_timed_out)
-        self._deadline = Deadline(clock, self._deadline_passed)
+        # when each timeout is due (None: not set), swept by the connection's ``_StreamTimers``
+        self._read_at: float | None = None
+        self._send_at: float | None = None
+        self._grpc_at: float | None = None
+        self._timers_stopped = False
         self._read_timeout = 60.0
         self._send_timeout = 60.0
 
@@ -395,7 +457,6 @@ class H2Stream:
         self._send_timeout = send_timeout
         authority = b""
         deadline = None
-        block = [(b":method", method), (b":scheme", self.connection.scheme), (b":path", target)]
         rest = []
         for name, value in headers:
             if name == b"host":
@@ -405,22 +466,30 @@ class H2Stream:
                 rest.append((name, value))
             elif name not in _NOT_SENT:
                 rest.append((name, value))
-        block.insert(1, (b":authority", authority or self.connection.key[0].encode("idna")))
-        block.extend(rest)
-        block.append((b"te", b"trailers"))  # as nginx's grpc module sends
+        authority = authority or self.connection.key[0].encode("idna")
+        rest.append((b"te", b"trailers"))  # as nginx's grpc module sends
         if body_length is not None and body_length != STREAMED:
-            block.append((b"content-length", b"%d" % body_length))
-        self.block = block
+            rest.append((b"content-length", b"%d" % body_length))
+        connection = self.connection
+        try:
+            self.block = connection.pool.fields.block(method, authority, connection.scheme, target, rest)
+        except InvalidRequestHead as exc:
+            self._reserved = False
+            connection.unreserve()
+            self.failed(UpstreamError(f"cannot send the request to the backend: {exc}", cause="invalid_request"))
+            return
+        self.pseudo = ((b":method", method), (b":authority", authority))
         self.no_body = body_length is None or body_length == 0
         self._sent_end = self.no_body
-        self._read_timer.set(read_timeout)
+        self._set_read()
         if deadline is not None:
-            self._deadline.set(deadline)
+            self._grpc_at = at = self.connection.timers.now() + deadline
+            self.connection.timers.watch(self, at, deadline)
         self._reserved = False
         self.connection.open(self)
 
     def opened(self) -> None:
-        self.block = []
+        self.block = b""
         self.send_pending()
 
     def send_body(self, data: bytes) -> None:
@@ -464,10 +533,10 @@ class H2Stream:
             pending.clear()  # the backend closed its side (it answered early): nothing more to send
             self._pending_bytes = 0
         if pending:
-            if not self._send_timer.armed:
-                self._send_timer.set(self._send_timeout)
+            if self._send_at is None:
+                self._set_send()
         else:
-            self._send_timer.clear()
+            self._send_at = None
         if self._paused_writer and self._pending_bytes < _LOW_WATER and not connection.transport_paused:
             self._paused_writer = False
             if self.exchange is not None:
@@ -478,13 +547,13 @@ class H2Stream:
         if not self._paused_writer and self.exchange is not None:
             self._paused_writer = True
             self.exchange.upstream_write_paused()
-            if not self._send_timer.armed:
-                self._send_timer.set(self._send_timeout)
+            if self._send_at is None:
+                self._set_send()
 
     def pause_reading(self) -> None:
         """The client is slow: stop acknowledging (the backend's window for this stream closes)."""
         self._read_paused = True
-        self._read_timer.clear()
+        self._read_at = None
 
     def resume_reading(self) -> None:
         if self._read_paused:
@@ -493,7 +562,7 @@ class H2Stream:
             self.connection.acknowledge(self.stream_id, unacked)
             self.connection.flush()
             if self.exchange is not None:
-                self._read_timer.set(self._read_timeout)
+                self._set_read()
 
     def release(self) -> None:
         """The response is complete (the connection stays). A backend that answered before
@@ -626,7 +695,37 @@ class H2Stream:
 
     def _arm_read(self) -> None:
         if not self._read_paused and not self._done:
-            self._read_timer.set(self._read_timeout)
+            self._set_read()
+
+    def _set_read(self) -> None:
+        if not self._timers_stopped:
+            timers = self.connection.timers
+            self._read_at = at = timers.now() + self._read_timeout
+            timers.watch(self, at, self._read_timeout)
+
+    def _set_send(self) -> None:
+        if not self._timers_stopped:
+            timers = self.connection.timers
+            self._send_at = at = timers.now() + self._send_timeout
+            timers.watch(self, at, self._send_timeout)
+
+    def next_due(self) -> float:
+        """When the earliest of its timeouts is due (``_NEVER``: none set)."""
+        due = _NEVER
+        for at in (self._read_at, self._send_at, self._grpc_at):
+            if at is not None and at < due:
+                due = at
+        return due
+
+    def time_passed(self, now: float) -> None:
+        """The sweep: the earliest of its timeouts that passed by ``now``, if one did."""
+        due, expired = _NEVER, None
+        for at, expire in ((self._grpc_at, self._deadline_passed), (self._read_at, self._read_timed_out),
+                           (self._send_at, self._send_timed_out)):
+            if at is not None and at <= now and at < due:
+                due, expired = at, expire
+        if expired is not None:
+            expired()
 
     def _read_timed_out(self) -> None:
         self._give_up(UpstreamError("backend read timeout", timeout=True, cause="read_timeout"))
@@ -647,9 +746,9 @@ class H2Stream:
             exchange.upstream_failed(self, error)
 
     def _stop_timers(self) -> None:
-        self._read_timer.stop()
-        self._send_timer.stop()
-        self._deadline.stop()
+        self._timers_stopped = True
+        self._read_at = self._send_at = self._grpc_at = None
+        self.connection.timers.streams.discard(self)
 
     def _finish(self) -> None:
         self._done = True
@@ -706,6 +805,7 @@ class H2Upstream:
         self._sessions: dict = {}
         self._sweeper = None
         self.opened = 0
+        self.fields = FieldMemo()  # request header fields' encodings (``h2_request_head``)
 
     def acquire(self, host: str, port: int, settings: Any, on_ready: Callable, on_error: Callable) -> Callable[[], None]:
         tls = (settings.tls or _NGINX_TLS) if self.tls else None

@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""A gRPC unary call's own Python cost through ingressd, in memory: ``h2cost.py`` for gRPC.
+
+Builds the real server (``serve_in_memory``: the installed plugins, the options ``twistd
+ingressd`` parses) on a ``MemoryReactorClock`` with one route of ``backend-protocol: GRPC``,
+and opens one HTTP/2 connection to its plain listener with prior knowledge (h2c: no TLS in
+the figure). Each read carries ``--streams`` unary calls (HEADERS, then DATA with a 16-byte
+message and END_STREAM, as grpcio sends them); the backend connection (``h2_upstream``'s,
+on a ``StringTransport``) then gets every call's answer in one read: HEADERS (``:status
+200``, ``content-type``), the message back, trailers (``grpc-status: 0``) with END_STREAM,
+as grpcio's server answers. Both peers' frames are encoded beforehand, with HPACK's dynamic
+table as grpcio uses it (after a connection's first calls, a repeated field is one index;
+the fixed ``grpc-timeout`` here is indexed too, where a real client's varies): what it prints is the
+CPU time per call of everything ingressd does between those calls — HTTP/2 in on the client
+side, the exchange, the backend stream (``proxy/h2_upstream.py``: request head out, response
+head, data and trailers in) and the answer out to the client.
+
+    .venv/bin/python bench/grpccost.py                   # 10,000 calls x 5 rounds, access log off
+    .venv/bin/python bench/grpccost.py --profile         # cProfile's table for one round
+    .venv/bin/python bench/grpccost.py --profile --only h2_upstream   # its rows only
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import shlex
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import hpack
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ingressd.testing import one_route_objects, serve_in_memory  # noqa: E402
+
+HOST = "bench.local"
+BACKEND = ("127.0.0.1", 50051)
+MESSAGE = b"\0\0\0\0\x10" + b"0123456789abcdef"  # a gRPC length-prefixed 16-byte message
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+REQUEST = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/bench.Echo/Unary"),
+           (b":authority", HOST.encode()), (b"te", b"trailers"), (b"content-type", b"application/grpc"),
+           (b"user-agent", b"grpc-python/1.66.1 grpc-c/43.0.0 (linux; chttp2)"),
+           (b"grpc-accept-encoding", b"identity, deflate, gzip"), (b"grpc-timeout", b"9999763u")]
+RESPONSE = [(b":status", b"200"), (b"content-type", b"application/grpc"),
+            (b"grpc-accept-encoding", b"identity, deflate, gzip")]
+TRAILERS = [(b"grpc-status", b"0"), (b"grpc-message", b"")]
+DATA, HEADERS, SETTINGS, WINDOW_UPDATE = 0x0, 0x1, 0x4, 0x8
+END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
+
+
+def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    return struct.pack("!I", len(payload))[1:] + bytes((kind, flags)) + struct.pack("!I", stream_id) + payload
+
+
+def blocks(*fields_list) -> list[bytes]:
+    """The header blocks a peer's stateful HPACK encoder sends for ``fields_list`` once every
+    field is in its dynamic table (as grpcio's do after a connection's first call): the
+    third round of encoding them in turn, given the table the first two rounds left. The
+    peer's first blocks (``first``) are what it sent to get there."""
+    encoder = hpack.Encoder()
+    first = [encoder.encode(fields) for _ in range(2) for fields in fields_list]
+    steady = [encoder.encode(fields) for fields in fields_list]
+    again = [encoder.encode(fields) for fields in fields_list]
+    if steady != again:
+        raise SystemExit("the peer's header blocks do not settle")
+    return first, steady
+
+
+def settings(*pairs: tuple[int, int]) -> bytes:
+    return frame(SETTINGS, 0, 0, b"".join(struct.pack("!HI", key, value) for key, value in pairs))
+
+
+class Client:
+    """A gRPC client's frames, encoded beforehand; reads nothing back (its windows are wide)."""
+
+    def __init__(self):
+        self.next_id = 1
+        self.first, (self.request,) = blocks(REQUEST)
+
+    def opening(self) -> bytes:
+        return (PREFACE + settings((0x2, 0), (0x4, 2**31 - 1)) + frame(WINDOW_UPDATE, 0, 0, struct.pack(
+            "!I", 2**31 - 1 - 65535)))
+
+    def batches(self, calls: int, streams: int) -> list[bytes]:
+        out = []
+        for _ in range(calls // streams):
+            frames = []
+            for _ in range(streams):
+                request = self.first.pop(0) if self.first else self.request
+                frames.append(frame(HEADERS, END_HEADERS, self.next_id, request))
+                frames.append(frame(DATA, END_STREAM, self.next_id, MESSAGE))
+                self.next_id += 2
+            out.append(b"".join(frames))
+        return out
+
+
+class Backend:
+    """One backend connection of ``h2_upstream``: answers the streams it was sent, in order
+    (a connection's stream ids are 1, 3, 5…; ``check`` verifies the prediction)."""
+
+    def __init__(self, protocol, transport: StringTransport):
+        self.protocol = protocol
+        self.transport = transport
+        self.next_id = 1
+        self.first, (self.head, self.trailers) = blocks(RESPONSE, TRAILERS)
+        protocol.dataReceived(settings((0x3, 100), (0x4, 4 * 1024 * 1024)) + frame(SETTINGS, ACK, 0, b""))
+
+    def answers(self, count: int) -> bytes:
+        frames = []
+        for _ in range(count):
+            stream_id = self.next_id
+            self.next_id += 2
+            head, trailers = self.first[:2] or (self.head, self.trailers)
+            del self.first[:2]
+            frames.append(frame(HEADERS, END_HEADERS, stream_id, head))
+            frames.append(frame(DATA, 0, stream_id, MESSAGE))
+            frames.append(frame(HEADERS, END_HEADERS | END_STREAM, stream_id, trailers))
+        # what the calls' messages took of the connection's window, given back (grpcio does)
+        frames.append(frame(WINDOW_UPDATE, 0, 0, struct.pack("!I", len(MESSAGE) * count)))
+        return b"".join(frames)
+
+
+class Rig:
+    def __init__(self, extra_args: list[str], tmp: Path, streams: int):
+        self.streams = streams
+        objects = one_route_objects(HOST, [BACKEND],
+                                    annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"})
+        self.service, self.reactor = serve_in_memory(tmp, objects, *extra_args)
+        self.client = Client()
+        self.protocol = self.service.http_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000),
+                                         hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+        self.protocol.makeConnection(self.transport)
+        self.protocol.dataReceived(self.client.opening())
+        self.backends: list[Backend] = []
+        self._seen_clients = 0
+        # for check: what the backend connection and the client were sent
+        self.sent: list[bytes] = []
+        self.answered: list[bytes] = []
+        self.play(self.client.batches(streams, streams))  # opens the backend connection
+        self.check()
+
+    def _connect_new_backends(self) -> None:
+        while self._seen_clients < len(self.reactor.tcpClients):
+            host, port, factory, _, _ = self.reactor.tcpClients[self._seen_clients]
+            self._seen_clients += 1
+            protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+            transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+            protocol.makeConnection(transport)
+            self.backends.append(Backend(protocol, transport))
+
+    def play(self, batches: list[bytes]) -> None:
+        received = self.protocol.dataReceived
+        clear = self.transport.clear
+        backends = self.backends
+        streams = self.streams
+        keep_sent, keep_answered = self.sent.append, self.answered.append
+        for batch in batches:
+            received(batch)
+            if len(self.reactor.tcpClients) != self._seen_clients:
+                self._connect_new_backends()
+            for backend in backends:
+                sent = backend.transport.value()
+                if sent:
+                    keep_sent(sent)
+                    backend.transport.clear()
+                    # every call of the read went to the one backend connection (checked)
+                    backend.protocol.dataReceived(backend.answers(streams))
+            keep_answered(self.transport.value())
+            clear()
+
+    def check(self) -> None:
+        """One more read; every header block either peer was sent since the start decoded
+        (HPACK state runs across blocks): the calls' streams opened in order on the backend,
+        and every call of the last read answered with grpc-status 0."""
+        if len(self.backends) != 1:
+            raise SystemExit(f"{len(self.backends)} backend connections, expected 1")
+        first = self.backends[0].next_id
+        answered = len(self.answered)
+        self.play(self.client.batches(self.streams, self.streams))
+        opened = [stream_id for stream_id, _, fields in header_blocks(b"".join(self.sent)[len(PREFACE):])
+                  if b":path" in dict(fields)]
+        if opened[-self.streams:] != list(range(first, first + 2 * self.streams, 2)):
+            raise SystemExit(f"backend streams {opened[-self.streams:]}, expected {self.streams} from {first}")
+        statuses = [dict(fields).get(b"grpc-status") for _, flags, fields in header_blocks(b"".join(self.answered))
+                    if flags & END_STREAM]
+        if len(self.answered) == answered or statuses[-self.streams:] != [b"0"] * self.streams:
+            raise SystemExit(f"answers: {statuses[-self.streams:]}")
+
+
+def header_blocks(data: bytes):
+    """(stream id, flags, fields) of every HEADERS frame in ``data``, one HPACK decoder."""
+    decoder = hpack.Decoder()
+    pos = 0
+    while pos + 9 <= len(data):
+        length = int.from_bytes(data[pos:pos + 3], "big")
+        kind, flags = data[pos + 3], data[pos + 4]
+        stream_id = int.from_bytes(data[pos + 5:pos + 9], "big") & 0x7FFFFFFF
+        payload = data[pos + 9:pos + 9 + length]
+        pos += 9 + length
+        if kind == HEADERS:
+            if flags & 0x28 or not flags & END_HEADERS:
+                raise SystemExit("padded, prioritised or continued HEADERS: not decoded here")
+            yield stream_id, flags, decoder.decode(payload, raw=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--calls", type=int, default=10_000, help="unary calls per round (default 10,000)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
+    p.add_argument("--streams", type=int, default=10, help="calls per read (default 10, as bench.py's 10 per channel)")
+    p.add_argument("--args", default="--access-log off", help="extra 'twistd ingressd' options")
+    p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
+    p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
+    p.add_argument("--lines", type=int, default=40, help="rows of the cProfile table")
+    p.add_argument("--only", default="", help="with --profile: only rows whose file or function matches")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ingressd-grpccost-") as tmp:
+        # one client connection for every call (its GOAWAY after 1,000 requests off), as h2cost.py
+        extra = shlex.split(args.args) + ["--keepalive-requests", "0", "--upstream-keepalive-requests", "0"]
+        rig = Rig(extra, Path(tmp), args.streams)
+        rig.play(rig.client.batches(2000, args.streams))  # warm-up
+        rounds = [rig.client.batches(args.calls, args.streams) for _ in range(1 if args.profile else args.rounds)]
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.runcall(rig.play, rounds[0])
+            stats = pstats.Stats(profile)
+            calls = sum(row[1] for row in stats.stats.values())
+            print(f"{calls / args.calls:.1f} Python calls per gRPC call")
+            stats.sort_stats(args.sort).print_stats(*((args.only,) if args.only else ()), args.lines)
+            return
+        figures = []
+        for batches in rounds:
+            started = time.process_time()
+            rig.play(batches)
+            figures.append((time.process_time() - started) / args.calls * 1e6)
+        rig.check()
+        print(f"python {sys.version.split()[0]}; options: {args.args or '(defaults)'}; {args.streams} calls per read")
+        print(f"gRPC unary (h2c both sides) in memory: {statistics.median(figures):.1f} µs CPU per call "
+              f"(median of {args.rounds} rounds of {args.calls:,}; all: {', '.join(f'{f:.1f}' for f in figures)})")
+
+
+if __name__ == "__main__":
+    main()
