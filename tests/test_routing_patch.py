@@ -147,6 +147,48 @@ def test_a_patched_table_reuses_untouched_hosts_and_builds_touched_ones():
     assert gone.cache == {} and gone.cache is not after.cache  # each table its own memo
 
 
+def test_a_patched_table_takes_the_new_tables_settings_not_the_previous_ones():
+    """The default backend, the passthrough and misdirected-request tables and the memo's size
+    are the new build's, whichever hosts are patched (even none)."""
+    a = [make(("a.test", "/", "Prefix", "i0", "", 9))]
+    old_default, new_default = make(("", "/", "Prefix", "d0", "", 9)), make(("", "/", "Prefix", "d1", "", 9))
+    before = RouteTable(a, old_default, cache_size=4, passthrough="old-pt", misdirected="old-md")
+    for entries in (a, a + [make(("b.test", "/", "Prefix", "i1", "", 9))]):
+        after = RouteTable(entries, new_default, previous=before, cache_size=7, passthrough="pt", misdirected="md")
+        assert (after.default, after.cache_size, after.passthrough, after.misdirected) == (
+            new_default, 7, "pt", "md")
+        assert after.match("c.test", "/") is new_default
+        for n in range(9):  # the memo keeps the new size
+            after.match("a.test", f"/p{n}")
+        assert len(after.cache) == 7
+
+
+def test_a_wildcard_hosts_last_route_going_takes_its_deeper_names_too():
+    """A one-label wildcard whose last route goes (or whose any-depth route goes) stops
+    answering deeper names; an exact host and the hostless rules likewise stop answering."""
+    deep = make(("*.w.test", "/", "Prefix", "i0", "", 2))
+    shallow = make(("*.w.test", "/", "Prefix", "i1", "", 9))
+    exact = make(("a.test", "/", "Prefix", "i2", "", 9))
+    anyhost = make(("", "/", "Prefix", "i3", "", 9))
+    full = RouteTable([deep, exact, anyhost])
+    assert full.match("x.y.w.test", "/") is deep and full.match("a.test", "/") is exact
+    assert full.match("other.test", "/") is anyhost
+    without_deep = RouteTable([shallow, exact, anyhost], previous=full)
+    assert without_deep.match("x.y.w.test", "/") is anyhost  # deeper names fall to the hostless rules
+    assert without_deep.match("x.w.test", "/") is shallow
+    assert "w.test" not in without_deep.deep_wildcard_hosts
+    assert without_deep.volatile == RouteTable([shallow, exact, anyhost]).volatile
+    none_left = RouteTable([], previous=without_deep)
+    assert none_left.match("x.w.test", "/") is None and none_left.match("a.test", "/") is None
+    assert none_left.match("other.test", "/") is None
+    assert (none_left.exact_hosts, none_left.wildcard_hosts, none_left.deep_wildcard_hosts,
+            none_left.any_host) == ({}, {}, {}, None)
+    volatile = make(("*.v.test", "/", "Prefix", "i0", "", 1))  # extra matches: request-dependent
+    with_volatile = RouteTable([volatile, exact])
+    assert with_volatile.volatile
+    assert RouteTable([exact], previous=with_volatile).volatile == set()
+
+
 def test_the_window_is_where_the_lists_differ_by_identity():
     entries = [make(("a.test", f"/p{n}", "Prefix", "i0", "", 9)) for n in range(6)]
     table = RouteTable(entries)
