@@ -141,3 +141,24 @@ def test_pack_round_trips_every_value_marshal_holds_and_stays_deterministic():
         assert unpack(pack(obj)) == obj
         assert pack(obj) == pack(json.loads(json.dumps(obj)))  # equal objects, equal bytes
     assert unpack(pack({})) == {}
+
+
+def test_a_snapshot_handed_out_never_changes_when_its_single_source_does():
+    # With one source the snapshot is that source's own mapping (no copy); a watch event must
+    # not change a snapshot already handed out, and the next snapshot sees the event.
+    store = ObjectStore()
+    store.replace("k8s", "Service", [{"metadata": {"name": "a", "namespace": "default"}}])
+    before = store.snapshot()["Service"]
+    assert store.snapshot()["Service"] is before
+    for event, name in (("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "a")):
+        kept = dict(before)
+        obj = {"metadata": {"name": name, "namespace": "default"}, "spec": {"n": event}}
+        assert store.apply("k8s", "Service", event, obj)
+        assert before == kept  # unchanged, key by key and byte by byte
+        after = store.snapshot()["Service"]
+        assert after is not before
+        before = after
+    assert set(before) == {("default", "b")}
+    assert store.get("Service", ("default", "b"))["spec"] == {"n": "ADDED"}
+    store.register("files")  # a second source: a merged copy again
+    assert store.snapshot()["Service"] == before

@@ -146,6 +146,8 @@ class ObjectStore:
             return False
         self.register(source)
         bucket = self._sources[source][kind]
+        if bucket is self._merged.get(kind):  # shared with a snapshot handed out: copy, never change it
+            bucket = self._sources[source][kind] = dict(bucket)
         if event_type == "DELETED":
             if bucket.pop(object_key(obj), None) is None:
                 return False
@@ -189,9 +191,15 @@ class ObjectStore:
         for kind in self.kinds:
             merged = self._merged.get(kind)
             if merged is None:
-                merged = {}
-                for kinds in self._sources.values():
-                    merged.update(kinds[kind])
+                buckets = [kinds[kind] for kinds in self._sources.values()]
+                if len(buckets) == 1:
+                    # One source (the usual case): its own mapping, not a copy (at 10,000 Ingresses
+                    # ~0.9 MiB of dicts); ``apply`` copies it before changing it.
+                    merged = buckets[0]
+                else:
+                    merged = {}
+                    for bucket in buckets:
+                        merged.update(bucket)
                 self._merged[kind] = merged
             result[kind] = merged
         return result
