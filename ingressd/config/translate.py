@@ -99,8 +99,9 @@ class _Translated:
 
 
 def _deps(used: dict) -> tuple:
-    """What one Ingress's translation used, kept compactly: ((table, key, object), …)."""
-    return tuple((table, key, value) for (table, key), value in used.items())
+    """What one Ingress's translation used, kept compactly in one flat tuple: (table, key,
+    object, table, key, object, …) (a tuple per dependency cost ~1 MiB at 10,000 Ingresses)."""
+    return tuple(item for (table, key), value in used.items() for item in (table, key, value))
 
 
 class Translator:
@@ -607,8 +608,9 @@ class _Resolver:
         return changed
 
     def unchanged(self, deps) -> bool:
-        """True when every object in ``deps`` is still the same object."""
-        for table, key, value in deps:
+        """True when every object in ``deps`` (``_deps``'s flat triples) is still the same object."""
+        items = iter(deps)
+        for table, key, value in zip(items, items, items):
             current = getattr(self, table).get(key)
             if current is not value:
                 return False
