@@ -121,14 +121,19 @@ class Plugins:
             return self.route_features
         marked = [getattr(impl.function, "ingressd_same_for_every_path", False) for impl in impls]
         shared: dict = {}  # (Ingress, id(values), tls, host) → the marked implementations' answers
+        # The values dict of the last key only: one per Ingress and host for the whole build was
+        # ~3 KiB each (every declared annotation), ~32 MiB of peak at 10,000 Ingresses.
+        last: list = [None, None]
 
         def route_features(route, context: BuildContext) -> list:
             self._check_filters(route)
             key = (route.ingress, id(route.features), route.tls, route.host)
             known = shared.get(key)
-            # The same values for the host's other paths (as pluggy gives one dict to every implementation).
-            values = dict(route.features) if known is None else known[1]
-            answers = [] if known is None else known[2]
+            # The same values for the host's other paths (as pluggy gives one dict to every
+            # implementation); a fresh equal dict when other routes came in between.
+            values = last[1] if known is not None and last[0] == key else dict(route.features)
+            last[0], last[1] = key, values
+            answers = [] if known is None else known[1]
             arguments = {"route": route, "values": values, "context": context}
             features: list = []
             for index, impl in enumerate(impls):
@@ -146,7 +151,7 @@ class Plugins:
                     features.append(result)
             if known is None:
                 # route.features (the key's id) is kept alive by the entry: the id is not reused.
-                shared[key] = (route.features, values, answers)
+                shared[key] = (route.features, answers)
             features.extend(self._filter_extensions(route, context))
             return features
 

@@ -1,6 +1,7 @@
 """The object store: packed objects, what a replace reports, identity of unchanged objects."""
 
 import datetime
+import json
 
 import yaml
 
@@ -113,3 +114,51 @@ def test_translator_remembers_ingresses_of_other_classes(monkeypatch):
     store.replace("test", "Service", [service("a")])  # ours used it (absent then): ours is redone
     translator(store.snapshot())
     assert sorted(object_key(unpack(data)) for data in unpacked) == [("default", "a"), ("default", "ours")]
+
+
+def test_packed_objects_are_deflated_well_below_their_marshal_form():
+    # The store's memory at 10,000 Ingresses is mostly packed objects: pin that they are
+    # compressed (an Ingress of three paths packs to a few hundred bytes of marshal).
+    import marshal
+
+    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+               "metadata": {"name": "i1", "namespace": "ns1", "generation": 3},
+               "spec": {"ingressClassName": "ingressd", "rules": [{"host": "h1.example.com", "http": {"paths": [
+                   {"path": f"/p{n}", "pathType": "Prefix",
+                    "backend": {"service": {"name": "s1", "port": {"number": 80}}}} for n in range(3)]}}]}}
+    assert len(pack(ingress)) * 3 < len(marshal.dumps(ingress, 0))
+    assert unpack(pack(ingress)) == ingress
+
+
+def test_pack_round_trips_every_value_marshal_holds_and_stays_deterministic():
+    import random
+
+    rng = random.Random(7)
+    for size in (0, 1, 255, 4096, 70000):
+        blob = bytes(rng.randrange(256) for _ in range(size))
+        obj = {"data": {"b": blob.hex(), "t": blob.decode("latin-1")}, "n": [size, -size, 1.5, None, True],
+               "nested": {"x" * 300: [{"k": "é\u2603\U0001F600"}] * 3}}
+        assert unpack(pack(obj)) == obj
+        assert pack(obj) == pack(json.loads(json.dumps(obj)))  # equal objects, equal bytes
+    assert unpack(pack({})) == {}
+
+
+def test_a_snapshot_handed_out_never_changes_when_its_single_source_does():
+    # With one source the snapshot is that source's own mapping (no copy); a watch event must
+    # not change a snapshot already handed out, and the next snapshot sees the event.
+    store = ObjectStore()
+    store.replace("k8s", "Service", [{"metadata": {"name": "a", "namespace": "default"}}])
+    before = store.snapshot()["Service"]
+    assert store.snapshot()["Service"] is before
+    for event, name in (("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "a")):
+        kept = dict(before)
+        obj = {"metadata": {"name": name, "namespace": "default"}, "spec": {"n": event}}
+        assert store.apply("k8s", "Service", event, obj)
+        assert before == kept  # unchanged, key by key and byte by byte
+        after = store.snapshot()["Service"]
+        assert after is not before
+        before = after
+    assert set(before) == {("default", "b")}
+    assert store.get("Service", ("default", "b"))["spec"] == {"n": "ADDED"}
+    store.register("files")  # a second source: a merged copy again
+    assert store.snapshot()["Service"] == before

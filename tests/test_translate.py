@@ -164,3 +164,27 @@ def test_unchanged_routes_stay_identical_and_follow_tls_hosts():
     store.apply("t", "Ingress", "DELETED", ingress("c", "a.test"))
     fourth = {(route.host, route.ingress.name): route for route in translator(store.snapshot()).routes}
     assert not fourth[("a.test", "a")].tls
+
+
+def test_hosts_and_port_labels_are_one_string_each_whatever_names_them():
+    """At 10,000 Ingresses each route kept its own copies of its host and of its backend's
+    port label ("80"): the translator shares one copy of each (interned)."""
+    import sys
+
+    from ingressd.config.store import pack
+
+    def ingress(name, host):
+        return pack({"metadata": {"name": name, "namespace": "default"},
+                     "spec": {"ingressClassName": "ingressd", "rules": [{"host": host, "http": {"paths": [
+                         {"path": f"/{name}/{n}", "pathType": "Prefix",
+                          "backend": {"service": {"name": "web", "port": {"number": 80}}}} for n in range(2)]}}]}})
+
+    objects = {"IngressClass": {("", "ingressd"): pack({"metadata": {"name": "ingressd"},
+                                                        "spec": {"controller": "ingressd.io/ingress-controller"}})},
+               "Ingress": {("default", "a"): ingress("a", "Shared.Test"), ("default", "b"): ingress("b", "shared.test")},
+               "Service": {}, "EndpointSlice": {}, "Secret": {}}
+    config = translate(objects, TranslateSettings(ingress_class="ingressd"))
+    routes = config.routes
+    assert len(routes) == 4
+    assert all(route.host is sys.intern("shared.test") for route in routes)
+    assert all(route.backend.port is sys.intern("80") for route in routes)
