@@ -153,6 +153,8 @@ def test_a_patched_table_takes_the_new_tables_settings_not_the_previous_ones():
     a = [make(("a.test", "/", "Prefix", "i0", "", 9))]
     old_default, new_default = make(("", "/", "Prefix", "d0", "", 9)), make(("", "/", "Prefix", "d1", "", 9))
     before = RouteTable(a, old_default, cache_size=4, passthrough="old-pt", misdirected="old-md")
+    assert (before.default, before.cache_size, before.passthrough, before.misdirected) == (
+        old_default, 4, "old-pt", "old-md")
     for entries in (a, a + [make(("b.test", "/", "Prefix", "i1", "", 9))]):
         after = RouteTable(entries, new_default, previous=before, cache_size=7, passthrough="pt", misdirected="md")
         assert (after.default, after.cache_size, after.passthrough, after.misdirected) == (
@@ -187,6 +189,20 @@ def test_a_wildcard_hosts_last_route_going_takes_its_deeper_names_too():
     with_volatile = RouteTable([volatile, exact])
     assert with_volatile.volatile
     assert RouteTable([exact], previous=with_volatile).volatile == set()
+
+
+def test_a_touched_host_whose_entries_are_the_same_keeps_its_path_table():
+    """Two hosts' entries swapped in the list: both hosts are in the window, neither's entries
+    changed, so each keeps its path table; a wildcard all of whose routes reach any depth
+    serves deeper names from that same table."""
+    a1, b1 = make(("a.test", "/", "Prefix", "i0", "", 9)), make(("b.test", "/", "Prefix", "i1", "", 9))
+    before = RouteTable([a1, b1])
+    after = RouteTable([b1, a1], previous=before)
+    assert after.exact_hosts["a.test"] is before.exact_hosts["a.test"]
+    assert after.exact_hosts["b.test"] is before.exact_hosts["b.test"]
+    deep = make(("*.w.test", "/", "Prefix", "i2", "", 2))
+    table = RouteTable([deep])
+    assert table.deep_wildcard_hosts["w.test"] is table.wildcard_hosts["w.test"]
 
 
 def test_the_window_is_where_the_lists_differ_by_identity():
