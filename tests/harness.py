@@ -86,8 +86,9 @@ class Ingressd:
         self._manifest_dir = manifest_dir
         self._extra_args = tuple(extra_args)
         self._given_log_path = log_path
+        # The installed ingressd runs (conftest.py refuses a stale install), with its C
+        # accelerators: the checkout's source tree has none built.
         self._environment = dict(os.environ)
-        self._environment["PYTHONPATH"] = str(ROOT) + os.pathsep + self._environment.get("PYTHONPATH", "")
         self._environment.update(env or {})
         self._start()
         if wait:
