@@ -1053,8 +1053,10 @@ def start_proxy(kind: str, procs: Processes, args, sc: Scenario, tmp: Path, port
         for old in mdir.iterdir():
             old.unlink()
         (mdir / "bench.yaml").write_text(manifests_yaml(ports, sc, cert, placeholders))
+        # The ingressd installed beside --twistd runs (with its C accelerators), never this
+        # checkout's source tree: an A/B of two installs measures the two installs.
+        # (The caller's PYTHONPATH stays: bench/sampler's sitecustomize comes that way.)
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         argv = [args.twistd, "-n", "--pidfile=", "ingressd", "--manifests", str(mdir),
                 "--http", f"tcp:{ports['http']}:interface={LOOPBACK}",
                 "--https", f"tcp:{ports['https']}:interface={LOOPBACK}",
@@ -1222,7 +1224,8 @@ def parse_args(argv=None):
                         "--ingressd-args '--access-log off' (metrics stay on: the full feature "
                         "path)")
     p.add_argument("--twistd", default=str(REPO / ".venv" / "bin" / "twistd"),
-                   help="twistd to run ingressd with (default: the repo's .venv)")
+                   help="twistd to run ingressd with, and the ingressd installed beside it "
+                        "(default: the repo's .venv)")
     p.add_argument("--proxy-cmd", default=None,
                    help="benchmark this command as proxy 'custom'; placeholders: {http_port} "
                         "{https_port} {admin_port} {backend_port} {tmp} {manifests} {host}; it "
