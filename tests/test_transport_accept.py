@@ -87,17 +87,29 @@ def _wait_pending(port):
     raise AssertionError("no connection waiting")
 
 
-def test_one_connection_is_accepted_each_time_the_listener_is_readable(reactor):
+def test_the_waiting_connections_are_accepted_each_time_the_listener_is_readable(reactor):
     port, factory = _listen(reactor)
-    clients = [_client(port) for _ in range(3)]
+    clients = [_client(port) for _ in range(3)]  # on loopback each is in the queue once connected
     _wait_pending(port)
     port.doRead()
-    assert len(factory.made) == 1
-    port.doRead()
-    assert len(factory.made) == 2
-    spin(reactor, lambda: len(factory.made) == 3)  # the reactor comes back for the rest
+    assert len(factory.made) == 3
     port.doRead()  # nothing waiting: nothing happens
     assert len(factory.made) == 3
+    for client in clients:
+        client.close()
+    port.stopListening()
+
+
+def test_at_most_accepts_per_read_connections_are_accepted_at_once(reactor):
+    port, factory = _listen(reactor)
+    port.accepts_per_read = 2
+    clients = [_client(port) for _ in range(5)]
+    _wait_pending(port)
+    port.doRead()
+    assert len(factory.made) == 2
+    port.doRead()
+    assert len(factory.made) == 4
+    spin(reactor, lambda: len(factory.made) == 5)  # the reactor comes back for the rest
     for client in clients:
         client.close()
     port.stopListening()

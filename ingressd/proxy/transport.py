@@ -281,6 +281,7 @@ class Server(_BatchedWrites, tcp.Server):
 class Port(tcp.Port):
     transport = Server
     no_delay_inherited = False  # the accepted sockets come with TCP_NODELAY set
+    accepts_per_read = 64  # connections accepted at most each time the listener is readable
     _kind: tuple[int, int, int] | None = None  # (family, type, proto) of accepted sockets: see _accept_one
 
     def createInternetSocket(self):
@@ -296,35 +297,47 @@ class Port(tcp.Port):
         return skt
 
     def doRead(self) -> None:
-        """One connection accepted each time the listener is readable, as nginx's default
-        (``multi_accept off``): epoll reports the listener again while more are waiting.
+        """The waiting connections accepted, up to ``accepts_per_read`` each time the listener
+        is readable, as ingress-nginx's default (enable-multi-accept: nginx's ``multi_accept
+        on``); epoll reports the listener again while more are waiting.
 
-        Twisted's ``Port.doRead`` accepts in a loop it sizes by the last round's count (for a
-        lone connection: one call in two finds nothing and raises) inside a context that
-        holds its log lines back (two ``Logger`` objects made per call). Here an accept that
-        fails for any reason but "nothing waiting" is left to Twisted's loop, which knows
+        Twisted's ``Port.doRead`` accepts in a loop it sizes by the last round's count inside a
+        context that holds its log lines back (two ``Logger`` objects made per call); accepting
+        one connection per readiness instead cost 118 µs a connection against Twisted's 95 and
+        this loop's 72 under `bench/bench.py --scenario new-connection` (2026-12-07, quiet: many
+        clients connect at once, and each epoll round costs more than a failed accept). An accept
+        that fails for any reason but "nothing waiting" is left to Twisted's loop, which knows
         what to do (the descriptor it keeps in reserve for EMFILE, its log lines)."""
+        for _ in range(self.accepts_per_read):
+            if self._accept_and_serve():
+                return
+
+    def _accept_and_serve(self) -> bool:
+        """Accept one waiting connection and start its protocol; True when the loop is done
+        (nothing waiting, or Twisted's loop took over)."""
         try:
             try:
                 skt, addr = self._accept_one()
             except BlockingIOError:
-                return
+                return True
             except OSError:
                 super().doRead()
-                return
+                return True
             if len(addr) == 4:  # IPv6: the scope id in the host, as Twisted's
                 host = socket.getnameinfo(addr, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
                 addr = (host[0], *addr[1:])
             protocol = self.factory.buildProtocol(self._buildAddr(addr))
             if protocol is None:
                 skt.close()
-                return
+                return False
             session = self.sessionno
             self.sessionno = session + 1
             protocol.makeConnection(self.transport(skt, protocol, addr, self, session, self.reactor))
         except BaseException:
             # As Twisted's: nothing may reach the reactor from here, which would close the listener.
             log.deferr()
+            return True
+        return False
 
     def _accept_one(self):
         """(socket, address) of a waiting connection. On CPython, what ``socket.accept`` does
