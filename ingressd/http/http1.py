@@ -44,12 +44,10 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in REASONS.items()}
 # Never in a chunked trailer section (RFC 9110 6.5.1): framing, routing, the response's controls.
 _NO_TRAILER = frozenset((b"content-length", b"transfer-encoding", b"host", b"connection", b"trailer", b"te"))
-# The one-call plain head: the C accelerator; or its Python twin where the request parser is
-# Python too (PyPy's default), which it beats (measured on CPython with that parser; PyPy is
-# not measurable here). With llhttp and no accelerator, llhttp alone is faster than the twin
-# on CPython (docs/benchmarks.md), so it is off.
+# The one-call plain head, where it pays (measured on CPython with each parser; PyPy is not
+# measurable here).
 _PLAIN_HEAD = (request_head.parse_request_head
-               if request_head.ACCELERATED or parsing.NAME == "python" else None)
+               if parsing.one_call_head_pays(request_head.ACCELERATED) else None)
 
 
 def error_page(status: int) -> bytes:

@@ -29,4 +29,13 @@ elif NAME == "llhttp":
 else:
     raise ImportError(f"INGRESSD_HTTP_PARSER must be llhttp or python, not {NAME!r}")
 
-__all__ = ["NAME", "HttpParserError", "HttpParserUpgrade", "HttpRequestParser", "HttpResponseParser"]
+__all__ = ["NAME", "HttpParserError", "HttpParserUpgrade", "HttpRequestParser", "HttpResponseParser",
+           "one_call_head_pays"]
+
+
+def one_call_head_pays(accelerated: bool) -> bool:
+    """Whether a one-call plain head (``request_head``, ``response_head``) should run before
+    this parser: with its C accelerator, or where this parser is pure Python too (PyPy's
+    default), which its Python twin beats. On CPython without the accelerator llhttp alone
+    is faster than the twin (docs/benchmarks.md), so there it is off."""
+    return accelerated or NAME == "python"

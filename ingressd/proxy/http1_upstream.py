@@ -33,9 +33,8 @@ from zope.interface import implementer
 class HTTP1Connection(StreamedConnection, Protocol):
     """One HTTP/1.1 connection to a backend endpoint, reused for successive requests."""
 
-    # Whether plain heads skip llhttp (``_fast_head``): with the C parser, or where the
-    # parser is pure Python anyway (PyPy); CPython's llhttp beats the Python twin.
-    fast_head = ACCELERATED or parsing.NAME == "python"
+    # Whether plain heads skip llhttp (``_fast_head``).
+    fast_head = parsing.one_call_head_pays(ACCELERATED)
     _fast_left = 0  # body bytes still due of a response read by _fast_head
     # The response's headers as the client gets them (``headers.from_backend``), when
     # _fast_head read them: the exchange need not filter them again; None after llhttp.
