@@ -6,7 +6,8 @@ backend connection, pooled per endpoint.
 (the backend's SETTINGS_MAX_CONCURRENT_STREAMS, at most ``max_streams`` of ours), or on a new
 connection: cleartext HTTP/2 with prior knowledge (GRPC, nginx's ``grpc_pass grpc://``) or
 HTTP/2 over TLS with ALPN ``h2`` (GRPCS, the route's ``proxy-ssl-*`` settings through
-``backend_tls``). h2 (sans-IO) does the framing, as on the client side (``http.http2``).
+``backend_tls``). ``h2_client.ClientConnection`` (sans-IO, our own) does the framing,
+flow control and stream states; the request head comes encoded from ``h2_request_head``.
 
 - Request bodies are streamed (gRPC client streaming and bidi): the protocol says so with
   ``streams_request_body``; what the backend's window does not take waits in the stream,
@@ -19,9 +20,7 @@ HTTP/2 over TLS with ALPN ``h2`` (GRPCS, the route's ``proxy-ssl-*`` settings th
 - ``grpc-timeout`` of the request is a deadline on the stream (besides the read timeout):
   when it passes, the stream is reset and the exchange told (a 504, answered the gRPC way).
 - GOAWAY: no new stream on that connection; streams above its last-stream-id were never
-  processed and fail as retryable (``refused``); the others finish. h2 treats a received
-  GOAWAY as the end of the connection, so GOAWAY frames are taken out of the byte stream
-  before h2 sees it (``_FrameSplitter``) and handled here.
+  processed and fail as retryable (``refused``); the others finish.
 """
 
 from __future__ import annotations
@@ -30,11 +29,6 @@ import struct
 from collections import deque
 from typing import Any, Callable
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
-import h2.settings
 from h2.errors import ErrorCodes
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ClientFactory, Protocol
@@ -44,7 +38,9 @@ from zope.interface import implementer
 from ingressd.features import BackendTLS
 from ingressd.http.deadline import Deadline
 from ingressd.proxy.backend_tls import BackendConnectionCreator, BackendTLSError, make_context
-from ingressd.proxy.h2_request_head import FieldMemo, InvalidRequestHead, PreparedBlock
+from ingressd.proxy import h2_client
+from ingressd.proxy.h2_client import ClientConnection, H2ClientError, StreamClosed, TooManyStreams
+from ingressd.proxy.h2_request_head import FieldMemo, InvalidRequestHead
 from ingressd.proxy.transport import connect_tcp
 from ingressd.proxy.upstream import STREAMED, UpstreamError
 from ingressd.tls.lean import LeanTLSFactory
@@ -71,10 +67,19 @@ def grpc_timeout(value: bytes | None) -> float | None:
     return int(digits) * _GRPC_UNITS[unit]
 
 
+# What we tell a backend (h2's order and values, as the connection sent them over h2).
+_LOCAL_SETTINGS = ((0x1, 4096), (0x2, 0), (0x4, _STREAM_WINDOW), (0x5, 16384), (0x8, 0), (0x3, 100))
+_RESPONSE, _DATA, _TRAILERS, _ENDED, _RESET, _GOAWAY_EVENT, _WINDOW = (
+    h2_client.RESPONSE, h2_client.DATA, h2_client.TRAILERS, h2_client.ENDED, h2_client.RESET, h2_client.GOAWAY,
+    h2_client.WINDOW)
+
+
 class _FrameSplitter:
-    """Cuts GOAWAY frames out of the bytes a backend sends (see the module's docstring). The
-    other frames pass as they came, a read's run of them in one piece (h2's ``receive_data``
-    costs per call); a frame header cut by a read waits for the rest of it."""
+    """Cuts GOAWAY frames out of the bytes a backend sends; the other frames pass as they
+    came, a read's run of them in one piece; a frame header cut by a read waits for the rest
+    of it. What the connection did while h2 (which took a received GOAWAY for the end of the
+    connection) read the frames; ``h2_client`` reads GOAWAY itself, so nothing here uses it
+    now (tests/test_h2_upstream_splitter.py still pins it)."""
 
     __slots__ = ("_head", "_payload_left", "_goaway")
 
@@ -177,12 +182,8 @@ class H2Connection(Protocol):
         self.key = key
         self.scheme = scheme
         # A request's header block is normalised, validated and encoded by ``h2_request_head``
-        # (one pass, memoised): h2's outbound passes are off and its encoder replaced.
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None,
-                                           validate_inbound_headers=True, normalize_inbound_headers=True,
-                                           validate_outbound_headers=False, normalize_outbound_headers=False)
-        self.h2 = h2.connection.H2Connection(config=config)
-        self.prepared = self.h2.encoder = PreparedBlock()
+        # (one pass, memoised); ``h2_client`` frames it.
+        self.h2 = ClientConnection(_LOCAL_SETTINGS, _CONNECTION_WINDOW)
         self.streams: dict[int, H2Stream] = {}
         self.waiting: deque[H2Stream] = deque()  # started, waiting for a stream slot
         self.reserved = 0  # streams handed out, not yet started
@@ -191,7 +192,6 @@ class H2Connection(Protocol):
         self.transport_paused = False
         self.idle_since = 0.0
         self.served = 0  # streams opened on it
-        self._splitter = _FrameSplitter()
         self.timers = _StreamTimers(pool.clock)
         self.on_connected: Callable | None = None
         self.tls_creator = None
@@ -204,7 +204,7 @@ class H2Connection(Protocol):
 
     def room(self) -> int:
         """How many more streams it takes: the backend's limit and ours."""
-        limit = min(self.h2.remote_settings.max_concurrent_streams, self.pool.max_streams)
+        limit = min(self.h2.max_concurrent_streams, self.pool.max_streams)
         return limit - len(self.streams) - len(self.waiting) - self.reserved
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -215,16 +215,7 @@ class H2Connection(Protocol):
         if no_delay is not None:
             no_delay(True)
         self.transport.registerProducer(self, True)
-        self.h2.local_settings = h2.settings.Settings(
-            client=True,
-            initial_values={
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
-            },
-        )
         self.h2.initiate_connection()
-        self.h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
         self.flush()
         notify, self.on_connected = self.on_connected, None
         if notify is not None:
@@ -243,46 +234,48 @@ class H2Connection(Protocol):
     # -- incoming -------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        passed, goaways = self._splitter.split(data)
-        events: list = []
         try:
-            for piece in passed:
-                events.extend(self.h2.receive_data(piece))
-        except h2.exceptions.ProtocolError as exc:
+            events = self.h2.receive_data(data)
+        except H2ClientError as exc:
             log.msg(f"ingressd: HTTP/2 protocol error from backend {self.key[0]}:{self.key[1]}: {exc}")
             self.flush()
             self.transport.abortConnection()
             return
+        streams = self.streams
         for event in events:
-            stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
-            if isinstance(event, h2.events.ResponseReceived):
+            kind = event[0]
+            if kind == _DATA:
+                stream = streams.get(event[1])
                 if stream is not None:
-                    stream.head(event.headers, event.stream_ended is not None)
-            elif isinstance(event, h2.events.DataReceived):
-                if stream is not None:
-                    stream.data(event.data, event.flow_controlled_length)
+                    stream.data(event[2], event[3])
                 else:
-                    self.acknowledge(event.stream_id, event.flow_controlled_length)
-            elif isinstance(event, h2.events.TrailersReceived):
+                    self.acknowledge(event[1], event[3])
+            elif kind == _RESPONSE:
+                stream = streams.get(event[1])
                 if stream is not None:
-                    stream.trailers(event.headers)
-            elif isinstance(event, h2.events.StreamEnded):
+                    stream.head(event[2], event[3], event[4])
+            elif kind == _ENDED:
+                stream = streams.get(event[1])
                 if stream is not None:
                     self._close_stream(stream)
                     stream.ended()
-            elif isinstance(event, h2.events.StreamReset):
+            elif kind == _TRAILERS:
+                stream = streams.get(event[1])
+                if stream is not None:
+                    stream.trailers(event[2])
+            elif kind == _RESET:
+                stream = streams.get(event[1])
                 if stream is not None:
                     self._close_stream(stream)
-                    stream.reset_by_backend(event.error_code)
-            elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+                    stream.reset_by_backend(event[2])
+            elif kind == _WINDOW:
                 self.send_all()
                 self._start_waiting()
-        for payload in goaways:
-            self._goaway(payload)
+            elif kind == _GOAWAY_EVENT:
+                self._goaway(event[1])
         self.flush()
 
-    def _goaway(self, payload: bytes) -> None:
-        last_stream = struct.unpack("!L", payload[:4])[0] & 0x7FFFFFFF if len(payload) >= 4 else 0
+    def _goaway(self, last_stream: int) -> None:
         self.going_away = True
         self.pool.forget(self)  # no new streams here
         waiting, self.waiting = list(self.waiting), deque()
@@ -303,7 +296,7 @@ class H2Connection(Protocol):
         if self.going_away or not self.connected:
             stream.refused()
             return
-        limit = min(self.h2.remote_settings.max_concurrent_streams, self.pool.max_streams)
+        limit = min(self.h2.max_concurrent_streams, self.pool.max_streams)
         if self.waiting or len(self.streams) >= limit:
             self.waiting.append(stream)
             return
@@ -311,14 +304,12 @@ class H2Connection(Protocol):
 
     def _open(self, stream: "H2Stream") -> None:
         stream_id = self.h2.get_next_available_stream_id()
-        self.prepared.next = stream.block
         try:
-            # h2 reads the method and the authority for its own bookkeeping; the block is made
-            self.h2.send_headers(stream_id, stream.pseudo, end_stream=stream.no_body)
-        except h2.exceptions.TooManyStreamsError:
+            self.h2.send_headers(stream_id, stream.block, stream.no_body, stream.head_request)
+        except TooManyStreams:
             self.waiting.appendleft(stream)
             return
-        except h2.exceptions.ProtocolError as exc:
+        except StreamClosed as exc:
             stream.failed(UpstreamError(f"cannot send the request to the backend: {exc}", cause="invalid_request"))
             return
         self.served += 1
@@ -328,7 +319,7 @@ class H2Connection(Protocol):
         self.flush()
 
     def _start_waiting(self) -> None:
-        limit = min(self.h2.remote_settings.max_concurrent_streams, self.pool.max_streams)
+        limit = min(self.h2.max_concurrent_streams, self.pool.max_streams)
         while self.waiting and len(self.streams) < limit and self.connected and not self.going_away:
             self._open(self.waiting.popleft())
 
@@ -354,10 +345,7 @@ class H2Connection(Protocol):
             self.flush()
 
     def _reset(self, stream_id: int, code: ErrorCodes) -> None:
-        try:
-            self.h2.reset_stream(stream_id, code)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            pass
+        self.h2.reset_stream(stream_id, code)
 
     def maybe_close(self) -> None:
         """Idle: back to the pool's count of idle connections, or closed when going away."""
@@ -373,10 +361,7 @@ class H2Connection(Protocol):
 
     def acknowledge(self, stream_id: int, length: int) -> None:
         if length and self.connected:
-            try:
-                self.h2.acknowledge_received_data(length, stream_id)
-            except h2.exceptions.ProtocolError:
-                pass
+            self.h2.acknowledge_received_data(length, stream_id)
 
     def send_all(self) -> None:
         if self.transport_paused:
@@ -393,10 +378,7 @@ class H2Connection(Protocol):
     def shut(self) -> None:
         """The server stops: close now."""
         if self.transport is not None and self.connected:
-            try:
-                self.h2.close_connection()
-            except h2.exceptions.ProtocolError:
-                pass
+            self.h2.close_connection()
             self.flush()
             self.transport.loseConnection()
 
@@ -428,7 +410,7 @@ class H2Stream:
         self.exchange = None
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.block = b""  # the request's header block (``h2_request_head``) until the stream opens
-        self.pseudo: tuple = ()
+        self.head_request = False  # HEAD: the response has no body
         self.no_body = True
         self.pending: deque[bytes] = deque()
         self._pending_bytes = 0
@@ -478,7 +460,7 @@ class H2Stream:
             connection.unreserve()
             self.failed(UpstreamError(f"cannot send the request to the backend: {exc}", cause="invalid_request"))
             return
-        self.pseudo = ((b":method", method), (b":authority", authority))
+        self.head_request = method == b"HEAD"
         self.no_body = body_length is None or body_length == 0
         self._sent_end = self.no_body
         self._set_read()
@@ -525,11 +507,14 @@ class H2Stream:
                     pending[0] = chunk[window:]
                     chunk = chunk[:window]
                 self._pending_bytes -= len(chunk)
-                h2conn.send_data(self.stream_id, chunk)
+                last = self._ending and not pending  # the body's end in its last DATA frame
+                h2conn.send_data(self.stream_id, chunk, last)
+                if last:
+                    self._sent_end = True
             if self._ending and not pending and not self._sent_end:
                 self._sent_end = True
                 h2conn.end_stream(self.stream_id)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+        except StreamClosed:
             pending.clear()  # the backend closed its side (it answered early): nothing more to send
             self._pending_bytes = 0
         if pending:
@@ -578,7 +563,7 @@ class H2Stream:
             connection = self.connection
             try:
                 connection.h2.end_stream(self.stream_id)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            except StreamClosed:
                 connection.drop(self, ErrorCodes.NO_ERROR)
             connection.flush()
 
@@ -606,16 +591,8 @@ class H2Stream:
 
     # -- from the connection --------------------------------------------------------------
 
-    def head(self, headers, ended: bool = False) -> None:
-        status = 0
-        pairs = []
-        for name, value in headers:
-            if name == b":status":
-                status = int(value)
-            elif name[:1] != b":":
-                pairs.append((name, value))
-        if 100 <= status < 200:
-            return  # informational: not relayed
+    def head(self, status: int, pairs: list, ended: bool = False) -> None:
+        """The final response head (``h2_client`` checked it and left informational ones out)."""
         self._received_any = True
         self._head_delivered = True
         self.response_headers = pairs
@@ -651,8 +628,7 @@ class H2Stream:
             finally:
                 client.uncork()
 
-    def trailers(self, headers) -> None:
-        pairs = [(name, value) for name, value in headers if name[:1] != b":"]
+    def trailers(self, pairs: list) -> None:
         if self.exchange is not None:
             self.exchange.upstream_trailers(pairs)
 
