@@ -13,7 +13,8 @@ stream) and the few its type needs, instead of a class per type. The ``*_frame``
 serialise the frames a server sends, byte for byte as hyperframe does.
 
 This module is the first part of the server-side connection that is to take the place of
-h2's ``H2Connection`` on the client side; nothing on the request path uses it yet.
+h2's ``H2Connection`` on the client side; on the request path, ``FrameReader(server=False)``
+reads what backends send to ``proxy/h2_client.py`` (gRPC).
 """
 
 from __future__ import annotations
