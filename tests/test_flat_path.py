@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone
 
 from ingressd.accesslog import _record
+from ingressd.features import BackendTLS, UpstreamSettings
 from ingressd.proxy.http1_upstream import HTTP1Connection
 from ingressd.testing import one_route_objects, serve_in_memory
 
@@ -37,17 +38,19 @@ class Rig:
     """One server; per request a new client connection and, unless told, one idle pooled
     backend connection."""
 
-    def __init__(self, directory: Path, *options: str, annotations=None):
+    def __init__(self, directory: Path, *options: str, annotations=None, protocol: str = "HTTP"):
         self.service, self.reactor = serve_in_memory(
             directory, one_route_objects(HOST, annotations=annotations), "--access-log", "off", *options)
-        self.pool = self.service.upstreams["HTTP"]
+        self.pool = self.service.upstreams[protocol]
+        # An HTTPS pool keys its connections by endpoint and TLS settings (nginx's defaults here).
+        self.key = BACKEND if protocol == "HTTP" else (*BACKEND, BackendTLS())
         self.seen: list = []
         self.service.proxy.observers.append(self.seen.append)
 
     def pooled(self) -> tuple[HTTP1Connection, StringTransport]:
         """A fresh idle keep-alive connection to the backend, the only one in the pool."""
         self.pool.close()
-        connection = HTTP1Connection(self.pool, BACKEND)
+        connection = HTTP1Connection(self.pool, self.key)
         transport = StringTransport(peerAddress=IPv4Address("TCP", *BACKEND))
         connection.makeConnection(transport)
         connection.served = -1  # release counts one: as if it had served none
@@ -64,6 +67,8 @@ class Rig:
     def connect_new(self):
         """Complete the backend connection the last request asked for."""
         host, port, factory, _, _ = self.reactor.tcpClients[-1]
+        # HTTPS: the connection under its TLS layer (what the exchange sees of it is the same).
+        factory = getattr(factory, "wrappedFactory", factory)
         backend = factory.buildProtocol(IPv4Address("TCP", host, port))
         transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
         backend.makeConnection(transport)
@@ -121,9 +126,13 @@ def both(rig: Rig, request: bytes, answer, pooled: bool = True) -> tuple:
     return flat
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory):
-    rig = Rig(tmp_path_factory.mktemp("flat"), "--keepalive-requests", "0")
+@pytest.fixture(scope="module", params=["HTTP", "HTTPS"])
+def rig(tmp_path_factory, request):
+    """A route to HTTP/1.1 in clear, and one with ``backend-protocol: HTTPS`` (its only feature
+    gives the route's settings: it takes the lane too)."""
+    annotations = {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"} if request.param == "HTTPS" else None
+    rig = Rig(tmp_path_factory.mktemp("flat"), "--keepalive-requests", "0", annotations=annotations,
+              protocol=request.param)
     yield rig
     rig.service.stopService()
 
@@ -141,6 +150,26 @@ def test_the_common_case_takes_the_lane(rig):
     assert plain == [True]
     assert client.startswith(b"HTTP/1.1 200 OK\r\n") and client.endswith(b"ok\n")
     assert records[0][6] == 200
+
+
+def test_the_lane_takes_the_idle_pooled_connection(rig):
+    clients = len(rig.reactor.tcpClients)
+    _, client, _, plain = both(rig, get(), answer_with(OK))
+    assert plain == [True] and client.endswith(b"ok\n")
+    assert len(rig.reactor.tcpClients) == clients  # neither run connected anew
+    assert rig.pool.idle_count() == 1  # the connection is back, under its own key
+
+
+def test_an_https_pool_lends_only_connections_made_with_the_same_tls_settings(rig):
+    rig.pooled()
+    address, port = BACKEND
+    if rig.pool.tls:
+        assert rig.pool.take_idle(address, port, UpstreamSettings(tls=BackendTLS(verify=True))) is None
+        assert rig.pool.take_idle(address, port) is not None  # no settings: nginx's defaults
+    else:
+        assert rig.pool.take_idle(address, port, UpstreamSettings(tls=BackendTLS(verify=True))) is not None
+    assert rig.pool.take_idle(address, port) is None  # taken
+    assert rig.pool.take_idle(address, port + 1, UpstreamSettings()) is None
 
 
 def test_without_an_idle_connection_the_lane_connects(rig):
@@ -164,6 +193,40 @@ def test_a_route_with_a_feature_takes_the_general_steps(tmp_path):
                               ("buffering", {"nginx.ingress.kubernetes.io/proxy-buffering": "on"})):
         (tmp_path / name).mkdir()
         featured = Rig(tmp_path / name, annotations=annotations)
+        try:
+            _, client, _, plain = both(featured, get(), answer_with(OK))
+        finally:
+            featured.service.stopService()
+        assert plain == [False] and client.endswith(b"ok\n"), name
+
+
+def test_a_route_whose_features_only_give_settings_takes_the_lane(tmp_path):
+    for name, annotations, protocol in (
+            ("https", {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}, "HTTPS"),
+            ("timeouts", {"nginx.ingress.kubernetes.io/proxy-read-timeout": "7",
+                          "nginx.ingress.kubernetes.io/proxy-send-timeout": "8"}, "HTTP"),
+            ("https-timeouts", {"nginx.ingress.kubernetes.io/backend-protocol": "https",
+                                "nginx.ingress.kubernetes.io/proxy-connect-timeout": "3"}, "HTTPS")):
+        (tmp_path / name).mkdir()
+        settled = Rig(tmp_path / name, annotations=annotations, protocol=protocol)
+        try:
+            _, client, _, plain = both(settled, get("/x", "Accept: */*"), answer_with(OK))
+            _, fresh, _, fresh_plain = both(settled, get(), answer_with(OK), pooled=False)
+        finally:
+            settled.service.stopService()
+        assert plain == fresh_plain == [True] and client.endswith(b"ok\n") and fresh.endswith(b"ok\n"), name
+
+
+def test_https_routes_with_more_than_settings_take_the_general_steps(tmp_path):
+    for name, annotations in (
+            ("https-buffering", {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+                                 "nginx.ingress.kubernetes.io/proxy-buffering": "on"}),
+            ("https-allowlist", {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+                                 "nginx.ingress.kubernetes.io/whitelist-source-range": "127.0.0.1/32"}),
+            ("https-http10", {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+                              "nginx.ingress.kubernetes.io/proxy-http-version": "1.0"})):
+        (tmp_path / name).mkdir()
+        featured = Rig(tmp_path / name, annotations=annotations, protocol="HTTPS")
         try:
             _, client, _, plain = both(featured, get(), answer_with(OK))
         finally:

@@ -429,8 +429,8 @@ class Exchange:
 
     def _forward_plain(self) -> None:
         """The plain lane: a request without a body to a plain route (``Proxy.is_plain``: no
-        feature, no weighted set or canary, no route timeouts, HTTP/1.1 in clear, nothing of the
-        route's to consult in the response head). What ``_forward``, ``_connect`` and ``_pick``
+        feature but settings, no weighted set or canary, no route timeouts, HTTP/1.1 in clear or
+        over TLS, nothing of the route's to consult in the response head). What ``_forward``, ``_connect`` and ``_pick``
         would decide is known, so the endpoint is picked and an idle pooled connection, when
         there is one, is asked at once, with ``_connect_to``'s and ``_connected``'s bookkeeping;
         without one, ``_connect_to`` connects. Failures, retries and everything after the
@@ -441,7 +441,8 @@ class Exchange:
             self.error_cause = "no_endpoints"
             self.local(503)
             return
-        connection = self.proxy.upstreams["HTTP"].take_idle(endpoint.address, endpoint.port)
+        settings = self.upstream_settings
+        connection = self.proxy.upstreams[settings.protocol].take_idle(endpoint.address, endpoint.port, settings)
         if connection is None:
             self._connect_to(endpoint)
             return
@@ -451,7 +452,6 @@ class Exchange:
         self.upstream_started = self._first_try = self.upstream_connected = self.proxy.clock.seconds()
         self._upstream = connection
         self._upstream_paused = False
-        settings = self.upstream_settings
         connection.start(self, self.method, self.target, self._upstream_headers(), self.request.content_length,
                          settings.read_timeout, settings.send_timeout)
 
@@ -1103,16 +1103,31 @@ _PLAIN_MEMO = 4096  # route entries whose plainness Proxy.is_plain remembers
 
 def _plain_entry(entry, upstreams) -> bool:
     """A route whose requests without a body may take the plain lane (``Exchange._forward_plain``):
-    no feature at all (so no request, response, upstream-request or error feature, no body
-    filter, no mirror), no weighted backend set or canary, no route timeouts, HTTP/1.1 in clear
-    to a pool that lends idle connections, and nothing the response head is checked against
-    (no response buffering or rate limit of the route's, no proxy-next-upstream status)."""
+    no feature but settings (features that only say the route's ``UpstreamSettings``, such as
+    backend-protocol's: so no request, response, upstream-request or error feature, no body
+    filter, no mirror, no balancer), no weighted backend set or canary, no route timeouts,
+    HTTP/1.1 in clear or over TLS (``HTTPS``) to a pool that lends idle connections, and nothing
+    the response head is checked against (no response buffering or rate limit of the route's,
+    no proxy-next-upstream status)."""
     settings = entry.upstream
-    return (not entry.features and entry.weighted is None and not entry.alternatives
-            and entry.route.timeouts is None and settings.protocol == "HTTP" and settings.http_version != "1.0"
+    return (all(_settings_only(feature) for feature in entry.features)
+            and entry.weighted is None and not entry.alternatives
+            and entry.route.timeouts is None and settings.protocol in _PLAIN_PROTOCOLS
+            and settings.http_version != "1.0"
             and not settings.response_buffering and not settings.limit_rate
             and not (settings.next_upstream or NEXT_UPSTREAM).statuses
-            and getattr(upstreams.get("HTTP"), "take_idle", None) is not None)
+            and getattr(upstreams.get(settings.protocol), "take_idle", None) is not None)
+
+
+_PLAIN_PROTOCOLS = ("HTTP", "HTTPS")  # HTTP/1.1 to the backend, in clear or over TLS
+_SETTINGS_ONLY = frozenset(("phase", "upstream"))  # what a feature that only gives settings has
+
+
+def _settings_only(feature) -> bool:
+    """A feature that has nothing but its phase and the route's ``UpstreamSettings`` (read when
+    the entry was built): nothing of it runs per request. Anything else it has (a hook, a
+    balancer, a canary rule, a flag), known or not, keeps its route off the plain lane."""
+    return {name for name in dir(feature) if not name.startswith("_")} <= _SETTINGS_ONLY
 
 
 class _Unparsed:
