@@ -6,7 +6,8 @@ more" by raising: each read of the client's records ends with ``recv`` raising
 fresh 32 KiB buffer. That is most of what TLS costs ingressd per keep-alive request. Here
 the same OpenSSL functions are called through the same cffi bindings pyOpenSSL uses
 (``OpenSSL._util.lib``), reading their return codes instead of raising: records are fed in
-with one ``BIO_write``, decrypted with ``SSL_read`` until OpenSSL says it wants more, the
+with one ``BIO_write``, decrypted with ``SSL_read`` until no record is left unread (OpenSSL
+reads no further ahead than the record it decrypts, so what is left is in the memory BIO), the
 outgoing BIO is drained once per round and a write is encrypted with one ``SSL_write``
 loop and one drain (Twisted drains after every 16 KiB and at most 32 KiB at a time).
 
@@ -40,7 +41,8 @@ try:
     LEAN = (all(hasattr(_probe, name) for name in _CONNECTION_FIELDS)
             and all(hasattr(_probe._context, name) for name in _CONTEXT_HELPERS)
             and all(hasattr(_lib, name) for name in ("SSL_read", "SSL_write", "SSL_get_error", "BIO_read",
-                                                     "BIO_write", "SSL_ERROR_WANT_READ"))
+                                                     "BIO_write", "SSL_ERROR_WANT_READ", "SSL_pending",
+                                                     "BIO_get_mem_data"))
             and hasattr(_ffi, "unpack") and hasattr(_ffi, "release"))
     del _probe
 except Exception:  # noqa: BLE001 - any other pyOpenSSL: Twisted's own steps
@@ -102,6 +104,7 @@ class _LeanSteps(TLSMemoryBIOProtocol):
         if helpers is None:
             helpers = self._helpers_now(connection)
         read, get_error, unpack = _lib.SSL_read, _lib.SSL_get_error, _ffi.unpack
+        records = connection._into_ssl
         while not self._lostTLSConnection:
             count = read(ssl, _PLAIN, _CHUNK)
             if (count > 0 or get_error(ssl, count) == _WANT_READ) and (not helpers or _quiet(helpers)):
@@ -109,6 +112,8 @@ class _LeanSteps(TLSMemoryBIOProtocol):
                     break  # nothing more until the peer sends more
                 if not self._aborted:
                     self.wrappedProtocol.dataReceived(unpack(_PLAIN, count))
+                if not _lib.SSL_pending(ssl) and _lib.BIO_get_mem_data(records, _ffi.NULL) <= 0:
+                    break  # every record read (no read-ahead): one more SSL_read would only want more
                 continue
             try:  # pyOpenSSL's own mapping: the same exception as its recv()
                 connection._raise_ssl_error(ssl, count)
