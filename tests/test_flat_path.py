@@ -38,9 +38,12 @@ class Rig:
     """One server; per request a new client connection and, unless told, one idle pooled
     backend connection."""
 
-    def __init__(self, directory: Path, *options: str, annotations=None, protocol: str = "HTTP"):
-        self.service, self.reactor = serve_in_memory(
-            directory, one_route_objects(HOST, annotations=annotations), "--access-log", "off", *options)
+    def __init__(self, directory: Path, *options: str, annotations=None, protocol: str = "HTTP",
+                 tls: bool = False):
+        objects = one_route_objects(HOST, annotations=annotations)
+        if tls:  # the Ingress names the host under tls: ssl-redirect and HSTS
+            objects[-1]["spec"]["tls"] = [{"hosts": [HOST], "secretName": "flat-tls"}]
+        self.service, self.reactor = serve_in_memory(directory, objects, "--access-log", "off", *options)
         self.pool = self.service.upstreams[protocol]
         # An HTTPS pool keys its connections by endpoint and TLS settings (nginx's defaults here).
         self.key = BACKEND if protocol == "HTTP" else (*BACKEND, BackendTLS())
@@ -232,6 +235,84 @@ def test_https_routes_with_more_than_settings_take_the_general_steps(tmp_path):
         finally:
             featured.service.stopService()
         assert plain == [False] and client.endswith(b"ok\n"), name
+
+
+# -- a route whose Ingress has TLS: ssl-redirect and HSTS ---------------------------------------
+# Its HTTPS requests (the scheme a trusted proxy's X-Forwarded-Proto says, so that the bytes can
+# be compared in clear) take the lane, which sets HSTS as the feature would; plain HTTP is
+# redirected by the feature.
+
+@pytest.fixture(scope="module", params=["HTTP", "HTTPS"])
+def tls_rig(tmp_path_factory, request):
+    annotations = {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"} if request.param == "HTTPS" else None
+    rig = Rig(tmp_path_factory.mktemp("flat-tls"), "--keepalive-requests", "0", "--use-forwarded-headers",
+              "--proxy-real-ip-cidr", "127.0.0.1/32", annotations=annotations, protocol=request.param, tls=True)
+    yield rig
+    rig.service.stopService()
+
+
+_HSTS_LINE = b"\r\nstrict-transport-security: max-age=31536000; includeSubDomains\r\n"
+
+
+@pytest.mark.parametrize("response", [
+    pytest.param(OK, id="ok"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nX-A: b\r\n"
+                 b"strict-transport-security: max-age=2\r\nContent-Length: 3\r\n\r\nok\n", id="backend-hsts"),
+    pytest.param(b"HTTP/1.1 404 Not Found\r\nServer: b\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nno\r\n0\r\n\r\n",
+                 id="chunked-404"),
+    pytest.param(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", id="502"),
+])
+def test_https_requests_to_a_tls_route_take_the_lane_with_hsts(tls_rig, response):
+    _, client, _, plain = both(tls_rig, get("/a", "X-Forwarded-Proto: https"), answer_with(response))
+    assert plain == [True]
+    assert client.count(b"strict-transport-security") == 1 and _HSTS_LINE in client
+
+
+def test_https_requests_to_a_tls_route_without_an_idle_connection(tls_rig):
+    _, client, _, plain = both(tls_rig, get("/", "X-Forwarded-Proto: https"), answer_with(OK), pooled=False)
+    assert plain == [True] and _HSTS_LINE in client
+
+
+def test_https_requests_to_a_tls_route_whose_backend_fails(tls_rig):
+    def closed(rig, backend, transport, sent):
+        tries = len(rig.reactor.tcpClients)
+        backend.connectionLost(Failure(ConnectionDone()))  # a stale connection: tried again on a new one
+        for _ in range(5):  # every new one fails too (bounded): ingressd's own 502
+            if len(rig.reactor.tcpClients) == tries:
+                break
+            tries = len(rig.reactor.tcpClients)
+            fresh, fresh_transport = rig.connect_new()
+            sent.append(fresh_transport)
+            fresh.connectionLost(Failure(ConnectionDone()))
+
+    _, client, records, plain = both(tls_rig, get("/", "X-Forwarded-Proto: https"), closed)
+    assert plain == [True] and client.startswith(b"HTTP/1.1 502 ") and _HSTS_LINE in client
+
+
+def test_plain_http_requests_to_a_tls_route_are_redirected_by_the_feature(tls_rig):
+    _, client, _, plain = both(tls_rig, get("/a?b"), answer_with(OK))
+    assert plain == [False] and client.startswith(b"HTTP/1.1 308 ")
+    assert b"\r\nlocation: https://flat.local/a?b\r\n" in client.lower()
+
+
+def test_a_tls_route_with_hsts_off_takes_the_lane_without_it(tmp_path):
+    rig = Rig(tmp_path, "--use-forwarded-headers", "--proxy-real-ip-cidr", "127.0.0.1/32", "--hsts", "false",
+              tls=True)
+    try:
+        _, client, _, plain = both(rig, get("/", "X-Forwarded-Proto: https"), answer_with(OK))
+    finally:
+        rig.service.stopService()
+    assert plain == [True] and b"strict-transport-security" not in client
+
+
+def test_a_tls_route_with_another_feature_takes_the_general_steps_over_https(tmp_path):
+    rig = Rig(tmp_path, "--use-forwarded-headers", "--proxy-real-ip-cidr", "127.0.0.1/32", tls=True,
+              annotations={"nginx.ingress.kubernetes.io/whitelist-source-range": "127.0.0.1/32"})
+    try:
+        _, client, _, plain = both(rig, get("/", "X-Forwarded-Proto: https"), answer_with(OK))
+    finally:
+        rig.service.stopService()
+    assert plain == [False] and _HSTS_LINE in client
 
 
 def test_a_stale_pooled_connection_is_retried_on_a_new_one(rig):
