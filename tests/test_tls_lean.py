@@ -240,6 +240,26 @@ def test_a_record_and_the_start_of_the_next_in_one_read(store, kind):
         first, second = client.records(b"one"), client.records(b"two")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("step", ["read", "write"])
+def test_an_exception_a_callback_left_waiting_is_raised_by_the_next_step(store, kind, step):
+    # pyOpenSSL raises a callback's exception after the next OpenSSL call, before its result.
+    app = Recorder()
+    server, transport, client = serve(store, kind, app)
+    helper = server._tlsConnection._context._alpn_select_helper
+    assert helper is not None  # the listener's contexts select ALPN
+    transport.clear()
+    helper._problems.append(ValueError("from a callback"))
+    with pytest.raises(ValueError, match="from a callback"):
+        if step == "read":
+            server.dataReceived(client.records(b"lost"))
+        else:
+            server.write(b"lost")
+    assert not helper._problems and bytes(app.received) == b"" and client.read_all(transport.value()) == b""
+    server.dataReceived(client.records(b"then"))  # nothing waits any more
+    assert bytes(app.received) == b"then"
+
+
 class _CountingLib:
     """``lean._lib`` with its ``SSL_read`` calls counted."""
 

@@ -58,18 +58,12 @@ if LEAN:
 
 
 def _helpers(connection: SSL.Connection) -> tuple:
-    """The context's callback helpers whose caught exceptions pyOpenSSL raises after a call."""
+    """The lists in which the context's callback helpers keep the exceptions they caught (pyOpenSSL
+    raises them after a call; the same list objects for the context's life): ``any()`` of them
+    is whether one is waiting, in one C call."""
     context = connection._context
-    return tuple(helper for helper in (context._verify_helper, context._alpn_select_helper,
-                                       context._ocsp_helper) if helper is not None)
-
-
-def _quiet(helpers: tuple) -> bool:
-    """No callback of this connection's context has an exception waiting to be raised."""
-    for helper in helpers:
-        if helper._problems:
-            return False
-    return True
+    return tuple(helper._problems for helper in (context._verify_helper, context._alpn_select_helper,
+                                                 context._ocsp_helper) if helper is not None)
 
 
 class _LeanSteps(TLSMemoryBIOProtocol):
@@ -107,7 +101,7 @@ class _LeanSteps(TLSMemoryBIOProtocol):
         records = connection._into_ssl
         while not self._lostTLSConnection:
             count = read(ssl, _PLAIN, _CHUNK)
-            if (count > 0 or get_error(ssl, count) == _WANT_READ) and (not helpers or _quiet(helpers)):
+            if (count > 0 or get_error(ssl, count) == _WANT_READ) and not any(helpers):
                 if count <= 0:
                     break  # nothing more until the peer sends more
                 if not self._aborted:
@@ -173,7 +167,7 @@ class _LeanSteps(TLSMemoryBIOProtocol):
             helpers = self._lean_helpers
             if helpers is None:
                 helpers = self._helpers_now(connection)
-            if helpers and not _quiet(helpers):
+            if any(helpers):
                 count = 0  # a callback's exception: raised below as pyOpenSSL's send() would
             elif count > 0:
                 sent += count
