@@ -470,3 +470,79 @@ def test_http2_clients(rig, request_bytes, lane, response):
     _, client, records, plain = both(rig, request_bytes, answer_with(response))
     assert plain == [lane]
     assert records[0][5] == b"2" and records[0][6] == (200 if response is OK else 404), records[0][:8]
+
+
+# -- which entries are plain (_plain_entry), on made-up entries -----------------------------------
+
+def _entry(*features, **settings):
+    from types import SimpleNamespace
+
+    from ingressd.config.entries import RouteEntry
+    from ingressd.features import UpstreamSettings as Settings
+
+    entry = RouteEntry.__new__(RouteEntry)
+    entry.features = features
+    entry.request_features = tuple(f.request for f in features if hasattr(f, "request"))
+    entry.response_features = tuple(f.response for f in features if hasattr(f, "response"))
+    entry.upstream_request_features = tuple(f.upstream_request for f in features if hasattr(f, "upstream_request"))
+    entry.error_features = tuple(f.error for f in features if hasattr(f, "error"))
+    entry.weighted, entry.alternatives = None, ()
+    entry.route = SimpleNamespace(timeouts=None)
+    entry.upstream = Settings(**{"protocol": "HTTP", **settings})
+    return entry
+
+
+class _Pool:
+    def take_idle(self, host, port, settings=None):
+        return None
+
+
+_POOLS = {"HTTP": _Pool(), "HTTPS": _Pool()}
+_HSTS = (b"strict-transport-security", b"max-age=1")
+
+
+class _Settings:
+    phase = 1
+    upstream = UpstreamSettings(read_timeout=3.0)
+
+
+class _Fields:
+    phase = 1
+
+    def __init__(self, *fields):
+        self.https_response_fields = fields
+
+    def request(self, exchange):
+        return None
+
+    def response(self, exchange, status, headers):
+        pass
+
+
+class _Hidden(_Settings):
+    """A hook dir() does not show."""
+
+    def __getattr__(self, name):
+        if name == "response":
+            return lambda exchange, status, headers: None
+        raise AttributeError(name)
+
+
+def test_plain_entries():
+    from ingressd.proxy.exchange import _plain_entry
+
+    assert _plain_entry(_entry(), _POOLS) == ((), ())
+    assert _plain_entry(_entry(_Settings()), _POOLS) == ((), ())
+    assert _plain_entry(_entry(_Settings(), protocol="HTTPS"), _POOLS) == ((), ())
+    assert _plain_entry(_entry(protocol="GRPC"), _POOLS) == (None, None)
+    assert _plain_entry(_entry(protocol="HTTPS"), {"HTTP": _Pool()}) == (None, None)
+    assert _plain_entry(_entry(_Fields(_HSTS)), _POOLS) == (None, (_HSTS,))
+    assert _plain_entry(_entry(_Fields()), _POOLS) == (None, ())
+    later = (b"strict-transport-security", b"max-age=2")
+    other = (b"x-other", b"1")
+    assert _plain_entry(_entry(_Fields(_HSTS, other), _Settings(), _Fields(later)), _POOLS) == (None, (other, later))
+    flagged = _Fields(_HSTS)
+    flagged.access_log = False  # anything else: not plain
+    assert _plain_entry(_entry(flagged), _POOLS) == (None, None)
+    assert _plain_entry(_entry(_Hidden()), _POOLS) == (None, None)
+    assert _plain_entry(_entry(_Fields(_HSTS), response_buffering=True), _POOLS) == (None, None)

@@ -1138,8 +1138,11 @@ def _plain_entry(entry, upstreams) -> tuple:
             and not (settings.next_upstream or NEXT_UPSTREAM).statuses
             and getattr(upstreams.get(settings.protocol), "take_idle", None) is not None):
         return _NOT_PLAIN
-    settings_only = True
+    if entry.upstream_request_features or entry.error_features:
+        return _NOT_PLAIN  # (what the entry found, whatever dir() below says of its features)
+    settings_only = not entry.request_features and not entry.response_features
     fields: list = []  # what the features' response hooks leave set over https, in their order
+    declared = 0  # features whose hooks over https only set their fields
     for feature in entry.features:
         names = {name for name in dir(feature) if not name.startswith("_")}
         if names <= _SETTINGS_ONLY:
@@ -1150,6 +1153,9 @@ def _plain_entry(entry, upstreams) -> tuple:
             return _NOT_PLAIN  # anything else (a hook, a balancer, a canary rule, a flag), known or not
         replaced = {name for name, _ in given}
         fields = [field for field in fields if field[0] not in replaced] + list(given)
+        declared += 1
+    if len(entry.request_features) > declared or len(entry.response_features) > declared:
+        return _NOT_PLAIN  # a hook that dir() did not show (a feature's own __getattr__)
     return (() if settings_only else None), tuple(fields)
 
 
