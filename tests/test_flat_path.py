@@ -289,6 +289,17 @@ def test_https_requests_to_a_tls_route_whose_backend_fails(tls_rig):
     assert plain == [True] and client.startswith(b"HTTP/1.1 502 ") and _HSTS_LINE in client
 
 
+def test_https_requests_to_a_tls_route_retried_on_a_new_connection(tls_rig):
+    def stale(rig, backend, transport, sent):
+        backend.connectionLost(Failure(ConnectionDone()))
+        fresh, fresh_transport = rig.connect_new()
+        sent.append(fresh_transport)
+        fresh.dataReceived(OK)
+
+    _, client, _, plain = both(tls_rig, get("/", "X-Forwarded-Proto: https"), stale)
+    assert plain == [True] and client.endswith(b"ok\n") and client.count(b"strict-transport-security") == 1
+
+
 def test_plain_http_requests_to_a_tls_route_are_redirected_by_the_feature(tls_rig):
     _, client, _, plain = both(tls_rig, get("/a?b"), answer_with(OK))
     assert plain == [False] and client.startswith(b"HTTP/1.1 308 ")
