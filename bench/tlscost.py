@@ -20,6 +20,8 @@ prints cProfile's table, ``--sample`` µs per function by CPU-time sampling (pat
 
     .venv/bin/python bench/tlscost.py                        # TLS client side
     .venv/bin/python bench/tlscost.py --backend-tls          # TLS backend side
+    .venv/bin/python bench/tlscost.py --ingress-tls          # the Ingress has TLS (ssl-redirect, HSTS),
+                                                             # as bench.py's https-keepalive
     .venv/bin/python bench/tlscost.py --profile --sort ncalls
     .venv/bin/python bench/tlscost.py --layer                # the TLS layer alone, A/B
 """
@@ -111,11 +113,13 @@ def _backend_context(directory: Path) -> ssl.SSLContext:
 class Rig:
     """One server, one client connection, one pooled backend connection; TLS on one of them."""
 
-    def __init__(self, extra_args: list[str], tmp: Path, backend_tls: bool):
+    def __init__(self, extra_args: list[str], tmp: Path, backend_tls: bool, ingress_tls: bool = False):
         self.backend_tls = backend_tls
         annotations = {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"} if backend_tls else None
-        self.service, self.reactor = serve_in_memory(
-            tmp, one_route_objects("bench.local", annotations=annotations), *extra_args)
+        objects = one_route_objects("bench.local", annotations=annotations)
+        if ingress_tls and not backend_tls:  # as bench.py's HTTPS scenarios: ssl-redirect, HSTS
+            objects[-1]["spec"]["tls"] = [{"hosts": ["bench.local"], "secretName": "bench-tls"}]
+        self.service, self.reactor = serve_in_memory(tmp, objects, *extra_args)
         # Twisted's client TLS batches small writes until the next turn of the global reactor:
         # this rig's reactor instead, so that the loop pays for that (``advance(0)``) as twistd does.
         import twisted.protocols.tls
@@ -236,7 +240,7 @@ def measure(args: argparse.Namespace, backend_tls: bool) -> None:
         for option in ("--keepalive-requests", "--upstream-keepalive-requests"):
             if option not in extra:
                 extra += [option, "0"]
-        rig = Rig(extra, Path(tmp), backend_tls)
+        rig = Rig(extra, Path(tmp), backend_tls, args.ingress_tls)
         rig.run(2000)  # warm-up
         label = "TLS backend" if backend_tls else "TLS client"
         if args.profile:
@@ -327,6 +331,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
     p.add_argument("--args", default="", help="extra 'twistd ingressd' options, e.g. '--access-log off'")
     p.add_argument("--backend-tls", action="store_true", help="plain client, TLS to the backend")
+    p.add_argument("--ingress-tls", action="store_true",
+                   help="the TLS client rig's Ingress names its host under tls (ssl-redirect, HSTS), as bench.py's "
+                        "https scenarios")
     p.add_argument("--both", action="store_true", help="the TLS client rig, then the TLS backend rig")
     p.add_argument("--layer", action="store_true", help="the TLS layer alone: Twisted's protocol and ours, A/B")
     p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")

@@ -224,6 +224,13 @@ class RouteFeature(Protocol):
     the route's entry is built; a later phase's value wins field by field. Nothing runs per
     request for it.
 
+    ``https_response_fields``: a tuple of response header fields (lower-case name, value): the
+    feature's word that on a request whose scheme is https its ``request`` continues (None) and
+    its ``response`` only sets these fields, each replacing the response's own of that name
+    (ssl-redirect's HSTS). The exchange may then forward such requests without calling either
+    hook, setting the fields itself, when the feature has nothing else (only ``phase``,
+    ``upstream``, ``request``, ``response`` and this); its hooks still run for ingressd's own answers.
+
     ``host_tls``: a ``HostTLS`` (cipher list, cipher preference) the TLS handshakes of the
     route's host are made with (per SNI name; for each setting the oldest Ingress's wins).
 

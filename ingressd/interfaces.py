@@ -222,8 +222,8 @@ class UpstreamProtocol(Protocol):
     # Optional, False when absent: the request body goes to the backend as it arrives, never
     # held whole first (gRPC streams both ways: ``proxy.h2_upstream``).
     streams_request_body: bool
-    # Optional: ``take_idle(host, port)``, an idle connection at hand (marked reused) or None,
-    # for the exchange's plain lane (``Exchange._forward_plain``; HTTP in clear only).
+    # Optional: ``take_idle(host, port, settings)``, an idle connection at hand (marked reused) or
+    # None, for the exchange's plain lane (``Exchange._forward_plain``; HTTP/1.1, HTTP and HTTPS).
 
     def acquire(self, host: str, port: int, settings: Any,
                 on_ready: Callable[[UpstreamConnection], None],

@@ -94,6 +94,9 @@ class SSLRedirect:
         self._code = code
         self._hsts = hsts
         self._exempt = exempt
+        # Over https ``request`` continues and ``response`` only sets HSTS: such requests may
+        # take the exchange's plain lane, which sets it (features.py: https_response_fields).
+        self.https_response_fields = ((_HSTS, hsts),) if hsts is not None else ()
 
     def request(self, exchange: Any) -> LocalResponse | None:
         if not self._redirect or exchange.scheme != "http":

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone
 
 from ingressd.accesslog import _record
+from ingressd.features import BackendTLS, UpstreamSettings
 from ingressd.proxy.http1_upstream import HTTP1Connection
 from ingressd.testing import one_route_objects, serve_in_memory
 
@@ -37,17 +38,22 @@ class Rig:
     """One server; per request a new client connection and, unless told, one idle pooled
     backend connection."""
 
-    def __init__(self, directory: Path, *options: str, annotations=None):
-        self.service, self.reactor = serve_in_memory(
-            directory, one_route_objects(HOST, annotations=annotations), "--access-log", "off", *options)
-        self.pool = self.service.upstreams["HTTP"]
+    def __init__(self, directory: Path, *options: str, annotations=None, protocol: str = "HTTP",
+                 tls: bool = False):
+        objects = one_route_objects(HOST, annotations=annotations)
+        if tls:  # the Ingress names the host under tls: ssl-redirect and HSTS
+            objects[-1]["spec"]["tls"] = [{"hosts": [HOST], "secretName": "flat-tls"}]
+        self.service, self.reactor = serve_in_memory(directory, objects, "--access-log", "off", *options)
+        self.pool = self.service.upstreams[protocol]
+        # An HTTPS pool keys its connections by endpoint and TLS settings (nginx's defaults here).
+        self.key = BACKEND if protocol == "HTTP" else (*BACKEND, BackendTLS())
         self.seen: list = []
         self.service.proxy.observers.append(self.seen.append)
 
     def pooled(self) -> tuple[HTTP1Connection, StringTransport]:
         """A fresh idle keep-alive connection to the backend, the only one in the pool."""
         self.pool.close()
-        connection = HTTP1Connection(self.pool, BACKEND)
+        connection = HTTP1Connection(self.pool, self.key)
         transport = StringTransport(peerAddress=IPv4Address("TCP", *BACKEND))
         connection.makeConnection(transport)
         connection.served = -1  # release counts one: as if it had served none
@@ -64,6 +70,8 @@ class Rig:
     def connect_new(self):
         """Complete the backend connection the last request asked for."""
         host, port, factory, _, _ = self.reactor.tcpClients[-1]
+        # HTTPS: the connection under its TLS layer (what the exchange sees of it is the same).
+        factory = getattr(factory, "wrappedFactory", factory)
         backend = factory.buildProtocol(IPv4Address("TCP", host, port))
         transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
         backend.makeConnection(transport)
@@ -121,9 +129,13 @@ def both(rig: Rig, request: bytes, answer, pooled: bool = True) -> tuple:
     return flat
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory):
-    rig = Rig(tmp_path_factory.mktemp("flat"), "--keepalive-requests", "0")
+@pytest.fixture(scope="module", params=["HTTP", "HTTPS"])
+def rig(tmp_path_factory, request):
+    """A route to HTTP/1.1 in clear, and one with ``backend-protocol: HTTPS`` (its only feature
+    gives the route's settings: it takes the lane too)."""
+    annotations = {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"} if request.param == "HTTPS" else None
+    rig = Rig(tmp_path_factory.mktemp("flat"), "--keepalive-requests", "0", annotations=annotations,
+              protocol=request.param)
     yield rig
     rig.service.stopService()
 
@@ -141,6 +153,26 @@ def test_the_common_case_takes_the_lane(rig):
     assert plain == [True]
     assert client.startswith(b"HTTP/1.1 200 OK\r\n") and client.endswith(b"ok\n")
     assert records[0][6] == 200
+
+
+def test_the_lane_takes_the_idle_pooled_connection(rig):
+    clients = len(rig.reactor.tcpClients)
+    _, client, _, plain = both(rig, get(), answer_with(OK))
+    assert plain == [True] and client.endswith(b"ok\n")
+    assert len(rig.reactor.tcpClients) == clients  # neither run connected anew
+    assert rig.pool.idle_count() == 1  # the connection is back, under its own key
+
+
+def test_an_https_pool_lends_only_connections_made_with_the_same_tls_settings(rig):
+    rig.pooled()
+    address, port = BACKEND
+    if rig.pool.tls:
+        assert rig.pool.take_idle(address, port, UpstreamSettings(tls=BackendTLS(verify=True))) is None
+        assert rig.pool.take_idle(address, port) is not None  # no settings: nginx's defaults
+    else:
+        assert rig.pool.take_idle(address, port, UpstreamSettings(tls=BackendTLS(verify=True))) is not None
+    assert rig.pool.take_idle(address, port) is None  # taken
+    assert rig.pool.take_idle(address, port + 1, UpstreamSettings()) is None
 
 
 def test_without_an_idle_connection_the_lane_connects(rig):
@@ -169,6 +201,129 @@ def test_a_route_with_a_feature_takes_the_general_steps(tmp_path):
         finally:
             featured.service.stopService()
         assert plain == [False] and client.endswith(b"ok\n"), name
+
+
+def test_a_route_whose_features_only_give_settings_takes_the_lane(tmp_path):
+    for name, annotations, protocol in (
+            ("https", {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}, "HTTPS"),
+            ("timeouts", {"nginx.ingress.kubernetes.io/proxy-read-timeout": "7",
+                          "nginx.ingress.kubernetes.io/proxy-send-timeout": "8"}, "HTTP"),
+            ("https-timeouts", {"nginx.ingress.kubernetes.io/backend-protocol": "https",
+                                "nginx.ingress.kubernetes.io/proxy-connect-timeout": "3"}, "HTTPS")):
+        (tmp_path / name).mkdir()
+        settled = Rig(tmp_path / name, annotations=annotations, protocol=protocol)
+        try:
+            _, client, _, plain = both(settled, get("/x", "Accept: */*"), answer_with(OK))
+            _, fresh, _, fresh_plain = both(settled, get(), answer_with(OK), pooled=False)
+        finally:
+            settled.service.stopService()
+        assert plain == fresh_plain == [True] and client.endswith(b"ok\n") and fresh.endswith(b"ok\n"), name
+
+
+def test_https_routes_with_more_than_settings_take_the_general_steps(tmp_path):
+    for name, annotations in (
+            ("https-buffering", {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+                                 "nginx.ingress.kubernetes.io/proxy-buffering": "on"}),
+            ("https-allowlist", {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+                                 "nginx.ingress.kubernetes.io/whitelist-source-range": "127.0.0.1/32"}),
+            ("https-http10", {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+                              "nginx.ingress.kubernetes.io/proxy-http-version": "1.0"})):
+        (tmp_path / name).mkdir()
+        featured = Rig(tmp_path / name, annotations=annotations, protocol="HTTPS")
+        try:
+            _, client, _, plain = both(featured, get(), answer_with(OK))
+        finally:
+            featured.service.stopService()
+        assert plain == [False] and client.endswith(b"ok\n"), name
+
+
+# -- a route whose Ingress has TLS: ssl-redirect and HSTS ---------------------------------------
+# Its HTTPS requests (the scheme a trusted proxy's X-Forwarded-Proto says, so that the bytes can
+# be compared in clear) take the lane, which sets HSTS as the feature would; plain HTTP is
+# redirected by the feature.
+
+@pytest.fixture(scope="module", params=["HTTP", "HTTPS"])
+def tls_rig(tmp_path_factory, request):
+    annotations = {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"} if request.param == "HTTPS" else None
+    rig = Rig(tmp_path_factory.mktemp("flat-tls"), "--keepalive-requests", "0", "--use-forwarded-headers",
+              "--proxy-real-ip-cidr", "127.0.0.1/32", annotations=annotations, protocol=request.param, tls=True)
+    yield rig
+    rig.service.stopService()
+
+
+_HSTS_LINE = b"\r\nstrict-transport-security: max-age=31536000; includeSubDomains\r\n"
+
+
+@pytest.mark.parametrize("response", [
+    pytest.param(OK, id="ok"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nX-A: b\r\n"
+                 b"strict-transport-security: max-age=2\r\nContent-Length: 3\r\n\r\nok\n", id="backend-hsts"),
+    pytest.param(b"HTTP/1.1 404 Not Found\r\nServer: b\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nno\r\n0\r\n\r\n",
+                 id="chunked-404"),
+    pytest.param(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", id="502"),
+])
+def test_https_requests_to_a_tls_route_take_the_lane_with_hsts(tls_rig, response):
+    _, client, _, plain = both(tls_rig, get("/a", "X-Forwarded-Proto: https"), answer_with(response))
+    assert plain == [True]
+    assert client.count(b"strict-transport-security") == 1 and _HSTS_LINE in client
+
+
+def test_https_requests_to_a_tls_route_without_an_idle_connection(tls_rig):
+    _, client, _, plain = both(tls_rig, get("/", "X-Forwarded-Proto: https"), answer_with(OK), pooled=False)
+    assert plain == [True] and _HSTS_LINE in client
+
+
+def test_https_requests_to_a_tls_route_whose_backend_fails(tls_rig):
+    def closed(rig, backend, transport, sent):
+        tries = len(rig.reactor.tcpClients)
+        backend.connectionLost(Failure(ConnectionDone()))  # a stale connection: tried again on a new one
+        for _ in range(5):  # every new one fails too (bounded): ingressd's own 502
+            if len(rig.reactor.tcpClients) == tries:
+                break
+            tries = len(rig.reactor.tcpClients)
+            fresh, fresh_transport = rig.connect_new()
+            sent.append(fresh_transport)
+            fresh.connectionLost(Failure(ConnectionDone()))
+
+    _, client, records, plain = both(tls_rig, get("/", "X-Forwarded-Proto: https"), closed)
+    assert plain == [True] and client.startswith(b"HTTP/1.1 502 ") and _HSTS_LINE in client
+
+
+def test_https_requests_to_a_tls_route_retried_on_a_new_connection(tls_rig):
+    def stale(rig, backend, transport, sent):
+        backend.connectionLost(Failure(ConnectionDone()))
+        fresh, fresh_transport = rig.connect_new()
+        sent.append(fresh_transport)
+        fresh.dataReceived(OK)
+
+    _, client, _, plain = both(tls_rig, get("/", "X-Forwarded-Proto: https"), stale)
+    assert plain == [True] and client.endswith(b"ok\n") and client.count(b"strict-transport-security") == 1
+
+
+def test_plain_http_requests_to_a_tls_route_are_redirected_by_the_feature(tls_rig):
+    _, client, _, plain = both(tls_rig, get("/a?b"), answer_with(OK))
+    assert plain == [False] and client.startswith(b"HTTP/1.1 308 ")
+    assert b"\r\nlocation: https://flat.local/a?b\r\n" in client.lower()
+
+
+def test_a_tls_route_with_hsts_off_takes_the_lane_without_it(tmp_path):
+    rig = Rig(tmp_path, "--use-forwarded-headers", "--proxy-real-ip-cidr", "127.0.0.1/32", "--hsts", "false",
+              tls=True)
+    try:
+        _, client, _, plain = both(rig, get("/", "X-Forwarded-Proto: https"), answer_with(OK))
+    finally:
+        rig.service.stopService()
+    assert plain == [True] and b"strict-transport-security" not in client
+
+
+def test_a_tls_route_with_another_feature_takes_the_general_steps_over_https(tmp_path):
+    rig = Rig(tmp_path, "--use-forwarded-headers", "--proxy-real-ip-cidr", "127.0.0.1/32", tls=True,
+              annotations={"nginx.ingress.kubernetes.io/whitelist-source-range": "127.0.0.1/32"})
+    try:
+        _, client, _, plain = both(rig, get("/", "X-Forwarded-Proto: https"), answer_with(OK))
+    finally:
+        rig.service.stopService()
+    assert plain == [False] and _HSTS_LINE in client
 
 
 def test_a_stale_pooled_connection_is_retried_on_a_new_one(rig):
@@ -326,3 +481,79 @@ def test_http2_clients(rig, request_bytes, lane, response):
     _, client, records, plain = both(rig, request_bytes, answer_with(response))
     assert plain == [lane]
     assert records[0][5] == b"2" and records[0][6] == (200 if response is OK else 404), records[0][:8]
+
+
+# -- which entries are plain (_plain_entry), on made-up entries -----------------------------------
+
+def _entry(*features, **settings):
+    from types import SimpleNamespace
+
+    from ingressd.config.entries import RouteEntry
+    from ingressd.features import UpstreamSettings as Settings
+
+    entry = RouteEntry.__new__(RouteEntry)
+    entry.features = features
+    entry.request_features = tuple(f.request for f in features if hasattr(f, "request"))
+    entry.response_features = tuple(f.response for f in features if hasattr(f, "response"))
+    entry.upstream_request_features = tuple(f.upstream_request for f in features if hasattr(f, "upstream_request"))
+    entry.error_features = tuple(f.error for f in features if hasattr(f, "error"))
+    entry.weighted, entry.alternatives = None, ()
+    entry.route = SimpleNamespace(timeouts=None)
+    entry.upstream = Settings(**{"protocol": "HTTP", **settings})
+    return entry
+
+
+class _Pool:
+    def take_idle(self, host, port, settings=None):
+        return None
+
+
+_POOLS = {"HTTP": _Pool(), "HTTPS": _Pool()}
+_HSTS = (b"strict-transport-security", b"max-age=1")
+
+
+class _Settings:
+    phase = 1
+    upstream = UpstreamSettings(read_timeout=3.0)
+
+
+class _Fields:
+    phase = 1
+
+    def __init__(self, *fields):
+        self.https_response_fields = fields
+
+    def request(self, exchange):
+        return None
+
+    def response(self, exchange, status, headers):
+        pass
+
+
+class _Hidden(_Settings):
+    """A hook dir() does not show."""
+
+    def __getattr__(self, name):
+        if name == "response":
+            return lambda exchange, status, headers: None
+        raise AttributeError(name)
+
+
+def test_plain_entries():
+    from ingressd.proxy.exchange import _plain_entry
+
+    assert _plain_entry(_entry(), _POOLS) == ((), ())
+    assert _plain_entry(_entry(_Settings()), _POOLS) == ((), ())
+    assert _plain_entry(_entry(_Settings(), protocol="HTTPS"), _POOLS) == ((), ())
+    assert _plain_entry(_entry(protocol="GRPC"), _POOLS) == (None, None)
+    assert _plain_entry(_entry(protocol="HTTPS"), {"HTTP": _Pool()}) == (None, None)
+    assert _plain_entry(_entry(_Fields(_HSTS)), _POOLS) == (None, (_HSTS,))
+    assert _plain_entry(_entry(_Fields()), _POOLS) == (None, ())
+    later = (b"strict-transport-security", b"max-age=2")
+    other = (b"x-other", b"1")
+    assert _plain_entry(_entry(_Fields(_HSTS, other), _Settings(), _Fields(later)), _POOLS) == (None, (other, later))
+    flagged = _Fields(_HSTS)
+    flagged.access_log = False  # anything else: not plain
+    assert _plain_entry(_entry(flagged), _POOLS) == (None, None)
+    assert _plain_entry(_entry(_Hidden()), _POOLS) == (None, None)
+    assert _plain_entry(_entry(_Fields(_HSTS), response_buffering=True), _POOLS) == (None, None)

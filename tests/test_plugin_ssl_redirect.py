@@ -101,3 +101,26 @@ def test_when_to_redirect(tls, annotations, scheme, redirected):
     outcome = harness(tls=tls, **annotations).request("GET", "/x", scheme=scheme)
     assert (outcome.status == 308) is redirected
     assert outcome.proxied is not redirected
+
+
+# -- https_response_fields: the feature's word that the exchange's plain lane relies on ----------
+
+@pytest.mark.parametrize("hsts", [None, b"max-age=5", b"max-age=31536000; includeSubDomains; preload"])
+@pytest.mark.parametrize("redirect", [True, False])
+def test_over_https_the_hooks_only_set_the_fields_they_declare(hsts, redirect):
+    from types import SimpleNamespace
+
+    feature = ssl_redirect.SSLRedirect(redirect, hsts=hsts, exempt=("/.well-known",))
+    assert feature.https_response_fields == (() if hsts is None else ((b"strict-transport-security", hsts),))
+    exchange = SimpleNamespace(scheme="https", path="/a/", host=HOST, target=b"/a/", query=b"")
+    assert feature.request(exchange) is None
+    backend = [(b"x-a", b"1"), (b"strict-transport-security", b"max-age=1"), (b"Strict-Transport-Security", b"x")]
+    headers = list(backend)
+    feature.response(exchange, 200, headers)
+    names = {name for name, _ in feature.https_response_fields}
+    # what the plain lane does with the declared fields (backends' names arrive lower-case)
+    lowered = [(name.lower(), value) for name, value in backend]
+    expected = [pair for pair in lowered if pair[0] not in names] + list(feature.https_response_fields)
+    assert [(name.lower(), value) for name, value in headers] == expected
+    if hsts is None:
+        assert headers == backend  # nothing touched

@@ -215,6 +215,84 @@ def test_close_notify_is_answered_and_the_connection_ends_cleanly(store, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_close_notify_right_after_a_record_in_the_same_read_ends_the_connection(store, kind):
+    app = Recorder()
+    server, transport, client = serve(store, kind, app)
+    records = client.records(b"last words")
+    with pytest.raises(ssl.SSLWantReadError):
+        client.tls.unwrap()
+    server.dataReceived(records + client.outgoing.read())  # the record and the alert together
+    assert bytes(app.received) == b"last words"
+    assert transport.disconnecting
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_record_and_the_start_of_the_next_in_one_read(store, kind):
+    app = Recorder()
+    server, transport, client = serve(store, kind, app)
+    first, second = client.records(b"one"), client.records(b"two")
+    for cut in (1, 5, 6, len(second) - 1):  # inside the next record's header, just past it, its last byte
+        del app.received[:]
+        server.dataReceived(first + second[:cut])
+        assert bytes(app.received) == b"one"
+        server.dataReceived(second[cut:])
+        assert bytes(app.received) == b"onetwo"
+        first, second = client.records(b"one"), client.records(b"two")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("step", ["read", "write"])
+def test_an_exception_a_callback_left_waiting_is_raised_by_the_next_step(store, kind, step):
+    # pyOpenSSL raises a callback's exception after the next OpenSSL call, before its result.
+    app = Recorder()
+    server, transport, client = serve(store, kind, app)
+    helper = server._tlsConnection._context._alpn_select_helper
+    assert helper is not None  # the listener's contexts select ALPN
+    transport.clear()
+    helper._problems.append(ValueError("from a callback"))
+    with pytest.raises(ValueError, match="from a callback"):
+        if step == "read":
+            server.dataReceived(client.records(b"lost"))
+        else:
+            server.write(b"lost")
+    assert not helper._problems and bytes(app.received) == b"" and client.read_all(transport.value()) == b""
+    server.dataReceived(client.records(b"then"))  # nothing waits any more
+    assert bytes(app.received) == b"then"
+
+
+class _CountingLib:
+    """``lean._lib`` with its ``SSL_read`` calls counted."""
+
+    def __init__(self, lib):
+        self._lib = lib
+        self.reads = 0
+
+    def SSL_read(self, *args):
+        self.reads += 1
+        return self._lib.SSL_read(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._lib, name)
+
+
+def test_one_ssl_read_a_record_when_nothing_is_left_unread(store, monkeypatch):
+    app = Recorder()
+    server, transport, client = serve(store, LeanTLSProtocol, app)
+    counting = _CountingLib(lean._lib)
+    monkeypatch.setattr(lean, "_lib", counting)
+    server.dataReceived(client.records(b"GET / HTTP/1.1\r\n\r\n"))
+    assert counting.reads == 1  # the record's; none more to learn that nothing is left
+    server.dataReceived(b"".join(client.records(b"r%d" % n) for n in range(3)))
+    assert counting.reads == 4
+    records = client.records(b"whole") + client.records(b"cut")
+    server.dataReceived(records[:-2])  # a record, then most of the next: a read that wants more
+    assert counting.reads == 6
+    server.dataReceived(records[-2:])
+    assert counting.reads == 7
+    assert bytes(app.received) == b"GET / HTTP/1.1\r\n\r\nr0r1r2wholecut"
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_connection_closed_without_close_notify_is_lost(store, kind):
     app = Recorder()
     server, transport, client = serve(store, kind, app)

@@ -106,8 +106,15 @@ class Proxy:
         exchange.bytes_sent = bytes_sent
         exchange._finished()
 
-    def is_plain(self, entry) -> bool:
-        """Whether requests to ``entry`` may take the plain lane (``_plain_entry``), remembered."""
+    def is_plain(self, entry, https: bool = False) -> bool:
+        """Whether requests to ``entry`` (over https: whose scheme is https) may take the plain
+        lane (``_plain_entry``), remembered."""
+        return self.plain_fields(entry, https) is not None
+
+    def plain_fields(self, entry, https: bool):
+        """None when requests to ``entry`` (over https: whose scheme is https) may not take the
+        plain lane; else the response fields the lane sets (features' ``https_response_fields``,
+        so only over https; most often none), remembered."""
         table = self.state.table
         if table is not self._plain_table:  # a new route table: the old one's entries are let go
             self._plain_table = table
@@ -117,7 +124,7 @@ class Proxy:
             if len(self._plain_entries) >= _PLAIN_MEMO:
                 self._plain_entries.clear()
             known = self._plain_entries[entry] = _plain_entry(entry, self.upstreams)
-        return known
+        return known[https]
 
     def use_forwarding(self, policy: ForwardingPolicy) -> None:
         """Serve the next requests with ``policy`` (a changed ConfigMap or SIGHUP): one assignment."""
@@ -173,6 +180,7 @@ class Exchange:
     _upstream = None
     _cancel_connect = None
     _plain = False  # in the plain lane (_forward_plain)
+    _plain_fields: tuple = ()  # the response fields the plain lane sets (Proxy.plain_fields)
     _body_bytes = 0
     _body_complete = False
     _body_sent = False
@@ -365,11 +373,17 @@ class Exchange:
         self.upstream_settings = entry.upstream
         if entry.route.timeouts is not None:
             self._timers = RouteTimers(self.proxy.clock, entry.route.timeouts, self.started, self._request_timed_out)
+        if not request.chunked and not request.content_length and not self.websocket and self.proxy.flat:
+            # A route's HTTPS requests may pass features that then only set response fields
+            # (ssl-redirect's HSTS): the lane sets them (plain_fields).
+            fields = self.proxy.plain_fields(entry, self.scheme == "https")
+            if fields is not None:
+                if fields:
+                    self._plain_fields = fields
+                self._forward_plain()
+                return
         if entry.request_features:
             self._run_features()
-        elif not request.chunked and not request.content_length and not self.websocket and self.proxy.flat \
-                and self.proxy.is_plain(entry):
-            self._forward_plain()
         else:
             self._forward()
 
@@ -429,8 +443,8 @@ class Exchange:
 
     def _forward_plain(self) -> None:
         """The plain lane: a request without a body to a plain route (``Proxy.is_plain``: no
-        feature, no weighted set or canary, no route timeouts, HTTP/1.1 in clear, nothing of the
-        route's to consult in the response head). What ``_forward``, ``_connect`` and ``_pick``
+        feature but settings, no weighted set or canary, no route timeouts, HTTP/1.1 in clear or
+        over TLS, nothing of the route's to consult in the response head). What ``_forward``, ``_connect`` and ``_pick``
         would decide is known, so the endpoint is picked and an idle pooled connection, when
         there is one, is asked at once, with ``_connect_to``'s and ``_connected``'s bookkeeping;
         without one, ``_connect_to`` connects. Failures, retries and everything after the
@@ -441,7 +455,8 @@ class Exchange:
             self.error_cause = "no_endpoints"
             self.local(503)
             return
-        connection = self.proxy.upstreams["HTTP"].take_idle(endpoint.address, endpoint.port)
+        settings = self.upstream_settings
+        connection = self.proxy.upstreams[settings.protocol].take_idle(endpoint.address, endpoint.port, settings)
         if connection is None:
             self._connect_to(endpoint)
             return
@@ -451,7 +466,6 @@ class Exchange:
         self.upstream_started = self._first_try = self.upstream_connected = self.proxy.clock.seconds()
         self._upstream = connection
         self._upstream_paused = False
-        settings = self.upstream_settings
         connection.start(self, self.method, self.target, self._upstream_headers(), self.request.content_length,
                          settings.read_timeout, settings.send_timeout)
 
@@ -655,6 +669,11 @@ class Exchange:
                 pairs = from_backend(headers)
             if self.protocol.passes_backend_server:
                 pairs += [pair for pair in headers if pair[0] == b"server"][:1]
+            fields = self._plain_fields
+            if fields:  # as the features that gave them would: each replaces the backend's
+                names = {name for name, _ in fields}
+                pairs = [pair for pair in pairs if pair[0] not in names]
+                pairs.extend(fields)
             if _ACCEL_BUFFERING in map(_name, headers):
                 self._writer = self._response_writer(headers)
             self.status = status
@@ -1101,18 +1120,50 @@ _NO_BACKEND = object()  # the weighted member chosen early could not be used (or
 _PLAIN_MEMO = 4096  # route entries whose plainness Proxy.is_plain remembers
 
 
-def _plain_entry(entry, upstreams) -> bool:
-    """A route whose requests without a body may take the plain lane (``Exchange._forward_plain``):
-    no feature at all (so no request, response, upstream-request or error feature, no body
-    filter, no mirror), no weighted backend set or canary, no route timeouts, HTTP/1.1 in clear
-    to a pool that lends idle connections, and nothing the response head is checked against
-    (no response buffering or rate limit of the route's, no proxy-next-upstream status)."""
+def _plain_entry(entry, upstreams) -> tuple:
+    """Whether a route's requests without a body may take the plain lane (``Exchange._forward_plain``),
+    as (for http, for https): None when not, else the response fields the lane sets. Plain: no
+    feature but settings (features that only say the route's ``UpstreamSettings``, such as
+    backend-protocol's: so no request, response, upstream-request or error feature, no body
+    filter, no mirror, no balancer) — over https, also features whose hooks then only set
+    response fields (``https_response_fields``: ssl-redirect's HSTS) —, no weighted backend set
+    or canary, no route timeouts, HTTP/1.1 in clear or over TLS (``HTTPS``) to a pool that lends
+    idle connections, and nothing the response head is checked against (no response buffering
+    or rate limit of the route's, no proxy-next-upstream status)."""
     settings = entry.upstream
-    return (not entry.features and entry.weighted is None and not entry.alternatives
-            and entry.route.timeouts is None and settings.protocol == "HTTP" and settings.http_version != "1.0"
+    if not (entry.weighted is None and not entry.alternatives
+            and entry.route.timeouts is None and settings.protocol in _PLAIN_PROTOCOLS
+            and settings.http_version != "1.0"
             and not settings.response_buffering and not settings.limit_rate
             and not (settings.next_upstream or NEXT_UPSTREAM).statuses
-            and getattr(upstreams.get("HTTP"), "take_idle", None) is not None)
+            and getattr(upstreams.get(settings.protocol), "take_idle", None) is not None):
+        return _NOT_PLAIN
+    if entry.upstream_request_features or entry.error_features:
+        return _NOT_PLAIN  # (what the entry found, whatever dir() below says of its features)
+    settings_only = not entry.request_features and not entry.response_features
+    fields: list = []  # what the features' response hooks leave set over https, in their order
+    declared = 0  # features whose hooks over https only set their fields
+    for feature in entry.features:
+        names = {name for name in dir(feature) if not name.startswith("_")}
+        if names <= _SETTINGS_ONLY:
+            continue  # nothing of it runs per request: read when the entry was built
+        settings_only = False
+        given = getattr(feature, "https_response_fields", None)
+        if given is None or not names <= _HTTPS_FIELDS_ONLY:
+            return _NOT_PLAIN  # anything else (a hook, a balancer, a canary rule, a flag), known or not
+        replaced = {name for name, _ in given}
+        fields = [field for field in fields if field[0] not in replaced] + list(given)
+        declared += 1
+    if len(entry.request_features) > declared or len(entry.response_features) > declared:
+        return _NOT_PLAIN  # a hook that dir() did not show (a feature's own __getattr__)
+    return (() if settings_only else None), tuple(fields)
+
+
+_NOT_PLAIN = (None, None)
+_PLAIN_PROTOCOLS = ("HTTP", "HTTPS")  # HTTP/1.1 to the backend, in clear or over TLS
+_SETTINGS_ONLY = frozenset(("phase", "upstream"))  # what a feature that only gives settings has
+# What a feature that over https only sets response fields has (features.py: https_response_fields).
+_HTTPS_FIELDS_ONLY = _SETTINGS_ONLY | {"request", "response", "https_response_fields"}
 
 
 class _Unparsed:

@@ -430,10 +430,14 @@ class HTTP1Upstream:
 
         return cancel
 
-    def take_idle(self, host: str, port: int) -> HTTP1Connection | None:
-        """An idle connection to ``host:port`` in clear, marked reused, or None (``acquire``'s
-        first step, for the exchange's plain lane: ``Exchange._forward_plain``)."""
-        idle = self.idle.get((host, port)) if self.tls is False else None
+    def take_idle(self, host: str, port: int, settings: Any = None) -> HTTP1Connection | None:
+        """An idle connection to ``host:port`` (over TLS: made with ``settings.tls``, as
+        ``acquire`` keys it), marked reused, or None (``acquire``'s first step, for the
+        exchange's plain lane: ``Exchange._forward_plain``)."""
+        if self.tls:
+            idle = self.idle.get((host, port, (settings.tls if settings is not None else None) or _NGINX_TLS))
+        else:
+            idle = self.idle.get((host, port))
         while idle:
             connection = idle.pop()
             if connection.connected:

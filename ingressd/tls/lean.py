@@ -6,7 +6,8 @@ more" by raising: each read of the client's records ends with ``recv`` raising
 fresh 32 KiB buffer. That is most of what TLS costs ingressd per keep-alive request. Here
 the same OpenSSL functions are called through the same cffi bindings pyOpenSSL uses
 (``OpenSSL._util.lib``), reading their return codes instead of raising: records are fed in
-with one ``BIO_write``, decrypted with ``SSL_read`` until OpenSSL says it wants more, the
+with one ``BIO_write``, decrypted with ``SSL_read`` until no record is left unread (OpenSSL
+reads no further ahead than the record it decrypts, so what is left is in the memory BIO), the
 outgoing BIO is drained once per round and a write is encrypted with one ``SSL_write``
 loop and one drain (Twisted drains after every 16 KiB and at most 32 KiB at a time).
 
@@ -40,7 +41,8 @@ try:
     LEAN = (all(hasattr(_probe, name) for name in _CONNECTION_FIELDS)
             and all(hasattr(_probe._context, name) for name in _CONTEXT_HELPERS)
             and all(hasattr(_lib, name) for name in ("SSL_read", "SSL_write", "SSL_get_error", "BIO_read",
-                                                     "BIO_write", "SSL_ERROR_WANT_READ"))
+                                                     "BIO_write", "SSL_ERROR_WANT_READ", "SSL_pending",
+                                                     "BIO_get_mem_data"))
             and hasattr(_ffi, "unpack") and hasattr(_ffi, "release"))
     del _probe
 except Exception:  # noqa: BLE001 - any other pyOpenSSL: Twisted's own steps
@@ -56,18 +58,12 @@ if LEAN:
 
 
 def _helpers(connection: SSL.Connection) -> tuple:
-    """The context's callback helpers whose caught exceptions pyOpenSSL raises after a call."""
+    """The lists in which the context's callback helpers keep the exceptions they caught (pyOpenSSL
+    raises them after a call; the same list objects for the context's life): ``any()`` of them
+    is whether one is waiting, in one C call."""
     context = connection._context
-    return tuple(helper for helper in (context._verify_helper, context._alpn_select_helper,
-                                       context._ocsp_helper) if helper is not None)
-
-
-def _quiet(helpers: tuple) -> bool:
-    """No callback of this connection's context has an exception waiting to be raised."""
-    for helper in helpers:
-        if helper._problems:
-            return False
-    return True
+    return tuple(helper._problems for helper in (context._verify_helper, context._alpn_select_helper,
+                                                 context._ocsp_helper) if helper is not None)
 
 
 class _LeanSteps(TLSMemoryBIOProtocol):
@@ -102,13 +98,16 @@ class _LeanSteps(TLSMemoryBIOProtocol):
         if helpers is None:
             helpers = self._helpers_now(connection)
         read, get_error, unpack = _lib.SSL_read, _lib.SSL_get_error, _ffi.unpack
+        records = connection._into_ssl
         while not self._lostTLSConnection:
             count = read(ssl, _PLAIN, _CHUNK)
-            if (count > 0 or get_error(ssl, count) == _WANT_READ) and (not helpers or _quiet(helpers)):
+            if (count > 0 or get_error(ssl, count) == _WANT_READ) and not any(helpers):
                 if count <= 0:
                     break  # nothing more until the peer sends more
                 if not self._aborted:
                     self.wrappedProtocol.dataReceived(unpack(_PLAIN, count))
+                if not _lib.SSL_pending(ssl) and _lib.BIO_get_mem_data(records, _ffi.NULL) <= 0:
+                    break  # every record read (no read-ahead): one more SSL_read would only want more
                 continue
             try:  # pyOpenSSL's own mapping: the same exception as its recv()
                 connection._raise_ssl_error(ssl, count)
@@ -168,7 +167,7 @@ class _LeanSteps(TLSMemoryBIOProtocol):
             helpers = self._lean_helpers
             if helpers is None:
                 helpers = self._helpers_now(connection)
-            if helpers and not _quiet(helpers):
+            if any(helpers):
                 count = 0  # a callback's exception: raised below as pyOpenSSL's send() would
             elif count > 0:
                 sent += count
