@@ -6,7 +6,8 @@ response with llhttp and reports to its exchange (head, body pieces, end, failur
 and send timeouts. Connections go back to the pool only after a complete, reusable response.
 A plain response head that arrives whole in one read is parsed in one call instead
 (``ingressd.proxy.response_head``) and its Content-Length body counted here, with the same
-callbacks and results as llhttp's; anything else goes to llhttp.
+callbacks and results as llhttp's; a whole response in one read goes to an exchange that
+takes it so (``takes_whole``) in one ``upstream_whole`` call; anything else goes to llhttp.
 Both implement the seam of ``ingressd.interfaces`` (its UpstreamProtocol and UpstreamConnection).
 """
 
@@ -22,7 +23,7 @@ from ingressd.http.deadline import Deadline
 from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, serialize
 from ingressd.features import BackendTLS
 from ingressd.proxy.backend_tls import BackendConnectionCreator, BackendTLSError, make_context
-from ingressd.proxy.response_head import ACCELERATED, parse_response_head
+from ingressd.proxy.response_head import ACCELERATED, parse_response_relay
 from ingressd.proxy.transport import connect_tcp
 from ingressd.proxy.upstream import STREAMED, StreamedConnection, UpstreamError
 from ingressd.tls.lean import LeanTLSFactory
@@ -207,13 +208,13 @@ class HTTP1Connection(StreamedConnection, Protocol):
             client.uncork()
 
     def _fast_head(self, data: bytes) -> bool:
-        """A response's first read: when it holds a plain head (``parse_response_head``) and
+        """A response's first read: when it holds a plain head (``parse_response_relay``) and
         no byte past the response, deliver it as llhttp's callbacks would and count the
         Content-Length body from here on (``_fast_body``); False: llhttp takes it all."""
-        head = parse_response_head(data, _NOT_FOR_CLIENT)
+        head = parse_response_relay(data, _NOT_FOR_CLIENT)
         if head is None:
             return False
-        end, _minor, status, _reason, headers, length, keep_alive, for_client = head
+        end, _minor, status, _reason, headers, length, keep_alive, for_client, lines = head
         after = len(data) - end
         if self._head_request or status == 204 or status == 304:
             due = 0  # no body, whatever the length says (llhttp knows no HEAD: after it, a new parser)
@@ -227,6 +228,22 @@ class HTTP1Connection(StreamedConnection, Protocol):
         self._fast_keep_alive = keep_alive
         self.response_headers = headers
         self.for_client = for_client
+        if after == due:  # the whole response: in one call to an exchange that takes it so
+            exchange = self.exchange
+            takes_whole = getattr(exchange, "takes_whole", None)
+            if takes_whole is not None and takes_whole(headers):
+                # Settled as _headers_complete, on_message_complete and _message_done leave it.
+                self._status = status
+                self._keep_alive = reusable = keep_alive and not self._http10
+                self._head_delivered = self._complete = True
+                if self.tls_creator is not None:
+                    self.tls_creator.remember(self.transport)
+                self._read_timer.clear()
+                self._send_timer.clear()
+                self.exchange = None
+                exchange.upstream_whole(self, status, headers, for_client, lines, length,
+                                        data[end:] if after else b"", reusable)
+                return True
         self._headers_complete(status, keep_alive, length)
         if after:
             self.on_body(data[end:])
