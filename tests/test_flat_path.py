@@ -426,3 +426,24 @@ def test_generated_heads_with_the_backend_server_header(server_rig, case):
             backend.connectionLost(Failure(ConnectionDone()))
 
     both(server_rig, request, answer)
+
+
+@pytest.mark.parametrize("first_read", [
+    pytest.param(OK[:-2], id="head-and-some-body"),
+    pytest.param(OK[:30], id="part-of-the-head"),
+])
+def test_a_backend_that_stops_mid_response_times_out(rig, first_read):
+    """The read timeout runs from the last read however the first was read (the one-call
+    head, or llhttp): cut off after it, in both lanes alike."""
+    def stops(rig, backend, transport, sent):
+        for _ in range(30):  # the timeout runs from the request until the first read
+            rig.reactor.advance(1)
+        backend.dataReceived(first_read)
+        for _ in range(59):
+            rig.reactor.advance(1)
+        assert backend.connected and not transport.disconnecting  # not yet
+        for _ in range(5):
+            rig.reactor.advance(1)
+
+    _, client, records, plain = both(rig, get(), stops)
+    assert plain == [True] and not client.endswith(b"ok\n")

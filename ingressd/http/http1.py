@@ -844,8 +844,11 @@ class HTTP1ServerProtocol(Protocol):
 
     def uncork(self) -> None:
         self._corked -= 1
-        if not self._corked and self._out:
-            self._flush()
+        if not self._corked:
+            out = self._out
+            if out:  # _flush's work, inline: once per backend read
+                self._out = []
+                self.transport.write(b"".join(out) if len(out) > 1 else out[0])
 
     def _send(self, data: bytes) -> None:
         if self._corked:

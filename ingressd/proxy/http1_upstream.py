@@ -195,14 +195,19 @@ class HTTP1Connection(StreamedConnection, Protocol):
             return
         first = not self._received_any
         self._received_any = True
-        if not self._read_paused:
-            self._read_timer.set(self._read_timeout)
         client = self.exchange.protocol
         client.cork()  # what this read produces for the client leaves in one write
         try:
+            # The read timeout starts over with each read, before anything this read makes
+            # happens (which may pause reading: no timeout then); a response that is all here
+            # (_fast_head's one step) stops it at once, so that one skips it.
+            if first and self.fast_head and not self._parser_mid and self._fast_head(data):
+                return
+            if not self._read_paused:
+                self._read_timer.set(self._read_timeout)
             if self._fast_left:
                 self._fast_body(data)
-            elif not (first and self.fast_head and not self._parser_mid and self._fast_head(data)):
+            else:
                 self._feed(data)
         finally:
             client.uncork()
@@ -210,10 +215,12 @@ class HTTP1Connection(StreamedConnection, Protocol):
     def _fast_head(self, data: bytes) -> bool:
         """A response's first read: when it holds a plain head (``parse_response_relay``) and
         no byte past the response, deliver it as llhttp's callbacks would and count the
-        Content-Length body from here on (``_fast_body``); False: llhttp takes it all."""
+        Content-Length body from here on (``_fast_body``), the read timeout started as
+        dataReceived would; a whole response to an exchange that takes it so goes in one
+        ``upstream_whole`` call (no timeout to start). False: llhttp takes it all."""
         head = parse_response_relay(data, _NOT_FOR_CLIENT)
         if head is None:
-            return False
+            return False  # (the caller starts the read timeout, then llhttp reads it)
         end, _minor, status, _reason, headers, length, keep_alive, for_client, lines = head
         after = len(data) - end
         if self._head_request or status == 204 or status == 304:
@@ -244,6 +251,8 @@ class HTTP1Connection(StreamedConnection, Protocol):
                 exchange.upstream_whole(self, status, headers, for_client, lines, length,
                                         data[end:] if after else b"", reusable)
                 return True
+        if not self._read_paused:  # (dataReceived's, for a response not all here or not taken whole)
+            self._read_timer.set(self._read_timeout)
         self._headers_complete(status, keep_alive, length)
         if after:
             self.on_body(data[end:])
@@ -478,7 +487,9 @@ class HTTP1Upstream:
         if not connection.connected:
             return
         connection.served += 1
-        idle = self.idle.setdefault(connection.key, [])
+        idle = self.idle.get(connection.key)
+        if idle is None:  # (not setdefault: no new list per release)
+            idle = self.idle[connection.key] = []
         now = self.clock.seconds()
         if (len(idle) >= self.max_idle or self.idle_timeout <= 0
                 or (self.max_requests and connection.served >= self.max_requests)
