@@ -355,6 +355,8 @@ def whole_steps(monkeypatch):
                  id="connection-list"),
     pytest.param(b"HTTP/1.1 200 OK\r\nX-Accel-Buffering: no\r\nContent-Length: 3\r\n\r\nok\n", False,
                  id="accel-buffering"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 3\r\nX-ACCEL-BUFFERING: yes\r\n\r\nok\n", False,
+                 id="accel-buffering-last"),
 ])
 def test_a_whole_response_takes_one_step(rig, whole_steps, response, whole):
     _, client, records, plain = both(rig, get(), answer_with(response))
