@@ -71,6 +71,10 @@ class ClientSide(Protocol):
 
     def write_body(self, data: bytes) -> None: ...
 
+    # Optional (HTTP/1.1's): ``write_response(status, headers, lines, length, body)``, what
+    # ``write_head`` and ``write_body`` write, in one write (``lines``: ``headers`` serialised
+    # already, or None): the exchange's plain lane relays a whole response with it.
+
     def write_trailers(self, trailers: Sequence[Header]) -> None:
         """Trailer fields sent when the response finishes (gRPC's ``grpc-status``…): HTTP/2 a
         last HEADERS frame; HTTP/1.1 a chunked response's last chunk."""
@@ -250,6 +254,14 @@ class ExchangeForUpstream(Protocol):
         """The response's trailer fields (HTTP/2 backends: gRPC's grpc-status…), before the end."""
 
     def upstream_done(self, connection: UpstreamConnection, reusable: bool) -> None: ...
+
+    # Optional: ``takes_whole(headers) -> bool`` and ``upstream_whole(connection, status,
+    # headers, for_client, lines, length, body, reusable)``. A connection that has a whole
+    # response in one read (head and body) asks ``takes_whole`` with its headers; on True it
+    # settles itself (no longer the exchange's: its timers stopped) and makes the one
+    # ``upstream_whole`` call in place of ``upstream_head``, ``upstream_body`` and
+    # ``upstream_done`` (``for_client``: the headers without those not for the client,
+    # ``lines``: those serialised; the exchange's plain lane, ``Exchange.upstream_whole``).
 
     def upstream_failed(self, connection: UpstreamConnection | None, error: Exception) -> None: ...
 

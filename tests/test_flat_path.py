@@ -557,3 +557,126 @@ def test_plain_entries():
     assert _plain_entry(_entry(flagged), _POOLS) == (None, None)
     assert _plain_entry(_entry(_Hidden()), _POOLS) == (None, None)
     assert _plain_entry(_entry(_Fields(_HSTS), response_buffering=True), _POOLS) == (None, None)
+
+
+# -- a whole response in one step (Exchange.upstream_whole) ----------------------------------
+
+@pytest.fixture
+def whole_steps(monkeypatch):
+    """The exchanges that took a whole response in one ``upstream_whole`` call."""
+    from ingressd.proxy.exchange import Exchange
+
+    taken = []
+    real = Exchange.upstream_whole
+
+    def spy(self, *args):
+        taken.append(self)
+        return real(self, *args)
+
+    monkeypatch.setattr(Exchange, "upstream_whole", spy)
+    return taken
+
+
+@pytest.mark.parametrize("response, whole", [
+    pytest.param(OK, True, id="whole"),
+    pytest.param(b"HTTP/1.1 204 No Content\r\nServer: b\r\nDate: d\r\nX-A: 1\r\n\r\n", True, id="204"),
+    pytest.param(b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno", True,
+                 id="whole-and-close"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x-a\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n", False,
+                 id="connection-list"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nX-Accel-Buffering: no\r\nContent-Length: 3\r\n\r\nok\n", False,
+                 id="accel-buffering"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 3\r\nX-ACCEL-BUFFERING: yes\r\n\r\nok\n", False,
+                 id="accel-buffering-last"),
+])
+def test_a_whole_response_takes_one_step(rig, whole_steps, response, whole):
+    _, client, records, plain = both(rig, get(), answer_with(response))
+    assert plain == [True]
+    assert len(whole_steps) == (1 if whole else 0)  # the general run took none
+    assert not whole or whole_steps[0] is rig.seen[0]
+
+
+def test_a_response_in_two_reads_takes_the_steps(rig, whole_steps):
+    def two_reads(rig, backend, transport, sent):
+        backend.dataReceived(OK[:-2])
+        backend.dataReceived(OK[-2:])
+
+    _, client, _, plain = both(rig, get(), two_reads)
+    assert plain == [True] and client.endswith(b"ok\n") and not whole_steps
+
+
+def test_pipelined_requests_with_whole_responses(rig, whole_steps):
+    def answer_each(rig, backend, transport, sent):
+        # each request reaches the pooled connection once the previous one is answered
+        for response in (OK, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", OK):
+            if backend.exchange is None:
+                break
+            backend.dataReceived(response)
+
+    _, client, records, plain = both(rig, get("/1") + get("/2", method="HEAD") + get("/3"), answer_each)
+    assert plain == [True, True, True] and len(records) == 3
+    assert client.count(b"HTTP/1.1 200 OK\r\n") == 3
+    assert len(whole_steps) == 3
+
+
+@pytest.mark.parametrize("request_bytes", [
+    pytest.param(b"GET / HTTP/1.0\r\nHost: flat.local\r\nConnection: keep-alive\r\n\r\n", id="1.0-keep-alive"),
+    pytest.param(b"GET / HTTP/1.0\r\nHost: flat.local\r\n\r\n", id="1.0"),
+    pytest.param(get("/", "Connection: close"), id="close"),
+])
+def test_whole_responses_to_clients_that_close_or_keep(rig, whole_steps, request_bytes):
+    for response in (OK, b"HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n"):
+        both(rig, request_bytes, answer_with(response))
+    assert len(whole_steps) == 2
+
+
+@pytest.fixture(scope="module")
+def server_rig(tmp_path_factory):
+    """The backend's Server header passed on (allow-backend-server-header with server-tokens)."""
+    rig = Rig(tmp_path_factory.mktemp("flat-server"), "--keepalive-requests", "0", "--server-tokens",
+              "--allow-backend-server-header")
+    yield rig
+    rig.service.stopService()
+
+
+def test_the_backend_server_header_in_one_step(server_rig, whole_steps):
+    response = b"HTTP/1.1 200 OK\r\nServer: backend\r\nServer: second\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok"
+    _, client, _, plain = both(server_rig, get(), answer_with(response))
+    assert plain == [True] and len(whole_steps) == 1
+    assert b"\r\nx-a: 1\r\nserver: backend\r\n\r\nok" in client and b"ingressd/" not in client
+    _, client, _, _ = both(server_rig, get(), answer_with(OK))
+    assert b"server: ingressd/" in client
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(exchanges())
+def test_generated_heads_with_the_backend_server_header(server_rig, case):
+    request, response, close_delimited = case
+
+    def answer(rig, backend, transport, sent):
+        backend.dataReceived(response)
+        if close_delimited and backend.connected:
+            backend.connectionLost(Failure(ConnectionDone()))
+
+    both(server_rig, request, answer)
+
+
+@pytest.mark.parametrize("first_read", [
+    pytest.param(OK[:-2], id="head-and-some-body"),
+    pytest.param(OK[:30], id="part-of-the-head"),
+])
+def test_a_backend_that_stops_mid_response_times_out(rig, first_read):
+    """The read timeout runs from the last read however the first was read (the one-call
+    head, or llhttp): cut off after it, in both lanes alike."""
+    def stops(rig, backend, transport, sent):
+        for _ in range(30):  # the timeout runs from the request until the first read
+            rig.reactor.advance(1)
+        backend.dataReceived(first_read)
+        for _ in range(59):
+            rig.reactor.advance(1)
+        assert backend.connected and not transport.disconnecting  # not yet
+        for _ in range(5):
+            rig.reactor.advance(1)
+
+    _, client, records, plain = both(rig, get(), stops)
+    assert plain == [True] and not client.endswith(b"ok\n")

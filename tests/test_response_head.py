@@ -14,24 +14,29 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, from_backend, without_hop_by_hop
+from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, from_backend, serialize, without_hop_by_hop
 from ingressd.proxy import response_head
-from ingressd.proxy.response_head import MAX_HEAD, parse_response_head_py
+from ingressd.proxy.response_head import MAX_HEAD, parse_response_head_py, parse_response_relay_py
 
 try:
     from ingressd.proxy._response_head import parse_response_head as parse_response_head_c
+    from ingressd.proxy._response_head import parse_response_relay as parse_response_relay_c
 except ImportError:
-    parse_response_head_c = None
+    parse_response_head_c = parse_response_relay_c = None
 
 IMPLEMENTATIONS = [pytest.param(parse_response_head_py, id="python")]
 if parse_response_head_c is not None:
     IMPLEMENTATIONS.append(pytest.param(parse_response_head_c, id="c"))
+RELAYS = [pytest.param(parse_response_relay_py, id="python")]
+if parse_response_relay_c is not None:
+    RELAYS.append(pytest.param(parse_response_relay_c, id="c"))
 
 
 def test_the_module_picks_the_accelerator_when_built():
     """(Under CI=true it must have been built: tests/test_accelerators.py.)"""
     assert response_head.ACCELERATED == (parse_response_head_c is not None)
     assert response_head.parse_response_head is (parse_response_head_c or parse_response_head_py)
+    assert response_head.parse_response_relay is (parse_response_relay_c or parse_response_relay_py)
 
 
 class _Llhttp:
@@ -84,6 +89,11 @@ def same(buffer: bytes, drop=DROP):
     if expected is not None:
         agrees_with_llhttp(buffer, expected)
         assert expected[7] == without_hop_by_hop(expected[4], drop)
+    # parse_response_relay: the same, and the kept headers serialised, in both implementations
+    relay = None if expected is None else (*expected, serialize(expected[7]))
+    assert parse_response_relay_py(buffer, drop) == relay
+    if parse_response_relay_c is not None:
+        assert parse_response_relay_c(buffer, drop) == relay
     return expected
 
 
@@ -337,6 +347,60 @@ def test_no_memory_grows_in_c():
     for _ in range(200):  # warm-up: caches, free lists
         round_()
     assert parse_response_head_c(OK, DROP) is not None
+    gc.collect()
+    before = sys.getallocatedblocks()
+    for _ in range(3000):
+        round_()
+    gc.collect()
+    assert sys.getallocatedblocks() - before < 200
+
+
+# -- parse_response_relay: the head and its kept headers' lines -------------------------------
+
+@pytest.mark.parametrize("relay", RELAYS)
+def test_the_relay_adds_the_client_lines(relay):
+    result = relay(OK, DROP)
+    assert result[:8] == parse_response_head_py(OK, DROP)
+    assert result[8] == b"content-type: text/plain\r\n"
+    assert relay(b"HTTP/1.1 204 No Content\r\nServer: x\r\nDate: d\r\n\r\n", DROP)[8] == b""
+    many = b"HTTP/1.1 200 OK\r\n" + b"".join(b"H%d: %s\r\n" % (i, b"v" * i) for i in range(100)) + b"\r\n"
+    assert relay(many, DROP)[8] == b"".join(b"h%d: %s\r\n" % (i, b"v" * i) for i in range(100))
+
+
+@pytest.mark.parametrize("relay", RELAYS)
+@pytest.mark.parametrize("name", sorted(DECLINED))
+def test_the_relay_declines_what_the_head_declines(relay, name):
+    assert relay(DECLINED[name], DROP) is None
+
+
+@pytest.mark.parametrize("relay", RELAYS)
+@pytest.mark.parametrize("wrong", ["text", bytearray(OK), None])
+def test_the_relay_takes_only_bytes(relay, wrong):
+    with pytest.raises(TypeError):
+        relay(wrong, DROP)
+    with pytest.raises(TypeError):
+        relay(OK, wrong)
+
+
+@pytest.mark.skipif(parse_response_relay_c is None, reason="the C accelerator was not built")
+def test_no_memory_grows_in_the_c_relay():
+    """As test_no_memory_grows_in_c, for parse_response_relay (its lines too)."""
+    inputs = [OK, *DECLINED.values(), b"HTTP/1.1 200 OK\r\n" + b"A: b\r\n" * 100 + b"\r\n"]
+
+    def round_() -> None:
+        for buffer in inputs:
+            for drop in DROPS:
+                parse_response_relay_c(buffer, drop)
+        for wrong in ("text", None, bytearray(b"x")):
+            for call in ((wrong, DROP), (OK, wrong), (OK,), (OK, DROP, 1)):
+                try:
+                    parse_response_relay_c(*call)
+                except TypeError:
+                    pass
+
+    for _ in range(200):  # warm-up: caches, free lists
+        round_()
+    assert parse_response_relay_c(OK, DROP) is not None
     gc.collect()
     before = sys.getallocatedblocks()
     for _ in range(3000):

@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from ingressd.proxy import exchange as exchange_module
 from ingressd.proxy import http1_upstream
 from ingressd.proxy.http1_upstream import HTTP1Connection
-from ingressd.proxy.response_head import parse_response_head, parse_response_head_py
+from ingressd.proxy.response_head import parse_response_relay, parse_response_relay_py
 from test_flat_path import _DATE, _RID, Rig, _observed, get
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
@@ -193,11 +193,11 @@ def streams(draw):
     return get(method=method), split(stream, *cuts)
 
 
-@pytest.fixture(params=sorted({parse_response_head, parse_response_head_py}, key=lambda f: f.__module__ or ""),
-                ids=lambda f: "python" if f is parse_response_head_py else "c")
+@pytest.fixture(params=sorted({parse_response_relay, parse_response_relay_py}, key=lambda f: f.__module__ or ""),
+                ids=lambda f: "python" if f is parse_response_relay_py else "c")
 def implementation(request, monkeypatch):
     """The connection's head parser: the C accelerator (when built) and the Python twin."""
-    monkeypatch.setattr(http1_upstream, "parse_response_head", request.param)
+    monkeypatch.setattr(http1_upstream, "parse_response_relay", request.param)
 
 
 @settings(max_examples=200, deadline=None,

@@ -373,10 +373,13 @@ class Metrics:
         children = series.by_status.get(key)
         if children is None:
             children = series.by_status[key] = self._new_children(series, exchange.method, status)
-        now = self.clock.seconds()
-        duration = now - exchange.started
-        children[0][0] += 1
-        children[1].observe(duration)
+        counter, histogram, nginx = children
+        duration = self.clock.seconds() - exchange.started
+        counter[0] += 1
+        # The two histograms of every request bumped here (_Histogram.observe's two lines):
+        # two Python calls fewer per request.
+        histogram.counts[bisect_left(histogram.bounds, duration)] += 1
+        histogram.sum += duration
         sent = exchange.bytes_sent
         received = exchange.request_bytes
         if status == 101:
@@ -385,16 +388,19 @@ class Metrics:
             received += up
         series.response_bytes[0] += sent
         series.request_bytes[0] += received
-        upstream = exchange.upstream_ended - exchange.upstream_started if exchange.upstream_ended else -1.0
-        if upstream >= 0 and exchange.upstream_started:
-            series.upstream.observe(upstream)
+        ended = exchange.upstream_ended
+        started = exchange.upstream_started
+        upstream = ended - started if ended else -1.0
+        if upstream >= 0 and started:
+            histogram = series.upstream
+            histogram.counts[bisect_left(histogram.bounds, upstream)] += 1
+            histogram.sum += upstream
         if exchange.retries:
             series.retries[0] += exchange.retries
         if 502 <= status <= 504:
             self._gateway_error(series, exchange, status)
         if exchange.answered_by and status >= 400:
             self.plugin_rejections.labels(exchange.answered_by, str(status)).inc()
-        nginx = children[2]
         if nginx is not None:
             nginx[0][0] += 1
             nginx[1].observe(duration)

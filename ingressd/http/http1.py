@@ -613,6 +613,14 @@ class HTTP1ServerProtocol(Protocol):
 
     def write_head(self, status: int, headers, length: int | None, reason: bytes | None = None) -> None:
         """Write a response head; framing headers are added here, never taken from the caller."""
+        self.write_response(status, headers, None, length, b"", reason)
+
+    def write_response(self, status: int, headers, lines: bytes | None, length: int | None, body: bytes,
+                       reason: bytes | None = None) -> None:
+        """A response head and ``body`` (all of it, or the first of it) in one write: what
+        ``write_head`` and ``write_body`` write, joined. ``lines``: ``headers`` serialised
+        already (``headers.serialize``), or None (the exchange's plain lane relays a backend's
+        head from ``response_head.parse_response_relay``)."""
         request = self._active_request
         keep_alive = self._response_keep_alive and not self.closed and not self._draining
         head_only = request is not None and request.method == b"HEAD"
@@ -645,7 +653,14 @@ class HTTP1ServerProtocol(Protocol):
         else:
             own = settings.identity.lines(self.clock.seconds())
         self._head_written = True
-        self._send(b"%s%s%s%s\r\n" % (line, framing, own, serialize(headers)))  # one bytes object, no list
+        if lines is None:
+            lines = serialize(headers)
+        if body and self._response_body_allowed and not self.closed:
+            if self._chunked_response:
+                body = b"%x\r\n%s\r\n" % (len(body), body)
+            self._send(b"%s%s%s%s\r\n%s" % (line, framing, own, lines, body))  # one bytes object, no list
+        else:
+            self._send(b"%s%s%s%s\r\n" % (line, framing, own, lines))
 
     def write_body(self, data: bytes) -> None:
         if not data or not self._response_body_allowed or self.closed:
@@ -829,8 +844,11 @@ class HTTP1ServerProtocol(Protocol):
 
     def uncork(self) -> None:
         self._corked -= 1
-        if not self._corked and self._out:
-            self._flush()
+        if not self._corked:
+            out = self._out
+            if out:  # _flush's work, inline: once per backend read
+                self._out = []
+                self.transport.write(b"".join(out) if len(out) > 1 else out[0])
 
     def _send(self, data: bytes) -> None:
         if self._corked:

@@ -8,6 +8,9 @@
  * (kept: the headers without the names in `drop` and those Connection lists, as
  * ingressd.http.headers.without_hop_by_hop gives them) or declines with None for anything
  * else, which then goes to llhttp as it always did.
+ * parse_response_relay(buffer, drop) gives the same and, as a ninth item, the kept headers
+ * as the client's head carries them (ingressd.http.headers.serialize(kept)), so that a
+ * relayed head is written without another pass over its headers in Python.
  * Every index is checked against `limit` before it is read; the only failure besides None
  * is MemoryError.
  */
@@ -76,7 +79,40 @@ static PyObject *without_name(PyObject *kept, const char *word)
     return result;
 }
 
-static PyObject *parse_response_head(PyObject *module, PyObject *args)
+/* The kept pairs as the client's head carries them, "name: value\r\n" each (what
+   ingressd.http.headers.serialize makes of them): a new bytes object, or NULL. */
+static PyObject *head_lines(PyObject *kept)
+{
+    Py_ssize_t i, n = PyList_GET_SIZE(kept), size = 0;
+    PyObject *lines;
+    char *out;
+    for (i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(kept, i);
+        /* each part is at most MAX_HEAD bytes and there are at most MAX_HEADERS: no overflow */
+        size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 0)) + PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 1)) + 4;
+    }
+    lines = PyBytes_FromStringAndSize(NULL, size);
+    if (lines == NULL)
+        return NULL;
+    out = PyBytes_AS_STRING(lines);
+    for (i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(kept, i);
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        Py_ssize_t name_size = PyBytes_GET_SIZE(name), value_size = PyBytes_GET_SIZE(value);
+        memcpy(out, PyBytes_AS_STRING(name), (size_t)name_size);
+        out += name_size;
+        *out++ = ':';
+        *out++ = ' ';
+        memcpy(out, PyBytes_AS_STRING(value), (size_t)value_size);
+        out += value_size;
+        *out++ = '\r';
+        *out++ = '\n';
+    }
+    return lines;
+}
+
+/* Both entry points: the 8-tuple, or with `with_lines` the 9-tuple ending in head_lines(kept). */
+static PyObject *parse(PyObject *args, int with_lines)
 {
     PyObject *arg, *drop;
     const unsigned char *p;
@@ -86,11 +122,11 @@ static PyObject *parse_response_head(PyObject *module, PyObject *args)
     int listed = 0;  /* a Connection header was dropped: the names it lists go too */
     PyObject *headers = NULL, *kept = NULL, *reason = NULL, *result = NULL, *length_object = NULL;
 
-    (void)module;
-    if (!PyArg_ParseTuple(args, "OO:parse_response_head", &arg, &drop))
+    if (!PyArg_ParseTuple(args, with_lines ? "OO:parse_response_relay" : "OO:parse_response_head", &arg, &drop))
         return NULL;
     if (!PyBytes_Check(arg) || !PyAnySet_Check(drop)) {
-        PyErr_SetString(PyExc_TypeError, "parse_response_head() takes bytes and a set of names");
+        PyErr_SetString(PyExc_TypeError, with_lines ? "parse_response_relay() takes bytes and a set of names"
+                                                    : "parse_response_head() takes bytes and a set of names");
         return NULL;
     }
     p = (const unsigned char *)PyBytes_AS_STRING(arg);
@@ -245,8 +281,16 @@ static PyObject *parse_response_head(PyObject *module, PyObject *args)
         length_object = Py_None;
         Py_INCREF(length_object);
     }
-    result = Py_BuildValue("(niiOOOOO)", pos, minor, status, reason, headers, length_object,
-                           keep_alive ? Py_True : Py_False, kept);
+    if (with_lines) {
+        PyObject *lines = head_lines(kept);
+        if (lines == NULL)
+            goto error;
+        result = Py_BuildValue("(niiOOOOON)", pos, minor, status, reason, headers, length_object,
+                               keep_alive ? Py_True : Py_False, kept, lines);  /* N: steals lines */
+    } else {
+        result = Py_BuildValue("(niiOOOOO)", pos, minor, status, reason, headers, length_object,
+                               keep_alive ? Py_True : Py_False, kept);
+    }
     Py_DECREF(reason);
     Py_DECREF(length_object);
     Py_DECREF(headers);
@@ -265,10 +309,25 @@ error:
     return NULL;
 }
 
+static PyObject *parse_response_head(PyObject *module, PyObject *args)
+{
+    (void)module;
+    return parse(args, 0);
+}
+
+static PyObject *parse_response_relay(PyObject *module, PyObject *args)
+{
+    (void)module;
+    return parse(args, 1);
+}
+
 static PyMethodDef methods[] = {
     {"parse_response_head", parse_response_head, METH_VARARGS,
      "parse_response_head(buffer, drop) -> (head_end, minor, status, reason, headers, content_length, keep_alive,"
      " kept) or None: see ingressd.proxy.response_head."},
+    {"parse_response_relay", parse_response_relay, METH_VARARGS,
+     "parse_response_relay(buffer, drop) -> parse_response_head's tuple and the kept headers' lines"
+     " (b'name: value\\r\\n' each), or None: see ingressd.proxy.response_head."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -34,7 +34,7 @@ from ingressd.proxy.chain import (
 from ingressd.config.entries import AUTO_HTTP, DEFAULT_UPSTREAM
 from ingressd.features import ForwardedRequest, LocalResponse, UpstreamSettings
 from ingressd.proxy.forwarding import FORWARDED, SPOOFABLE, ForwardingPolicy
-from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, connection_tokens, from_backend
+from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, connection_tokens, from_backend, serialize
 from ingressd.http.http1 import error_page
 from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
 from ingressd.config.routing import host_of
@@ -708,6 +708,46 @@ class Exchange:
         if settings.response_buffering or settings.limit_rate or _ACCEL_BUFFERING in map(_name, headers):
             self._writer = self._response_writer(headers)
         self._respond_head(status, pairs, length)
+
+    def takes_whole(self, headers) -> bool:
+        """Whether a whole response may come in one ``upstream_whole`` call: in the plain lane
+        (whose response head has nothing of the route's to run), to a client side that writes
+        a head and body at once (HTTP/1.1's ``write_response``), without the backend's
+        X-Accel-Buffering (a response writer of its own: the general steps)."""
+        return self._plain and _ACCEL_BUFFERING not in map(_name, headers) \
+            and getattr(self.protocol, "write_response", None) is not None
+
+    def upstream_whole(self, connection, status: int, headers, pairs, lines: bytes, length, body: bytes,
+                       reusable: bool) -> None:
+        """A whole response in one step (``takes_whole`` said yes; ``connection`` is settled, no
+        longer this exchange's): what ``upstream_head``, ``upstream_body`` and ``upstream_done``
+        do in the plain lane, with the head and body written at once. ``pairs``: the headers
+        for the client (``headers.from_backend``'s), ``lines``: those serialised."""
+        self.upstream_status = self.status = status
+        self.upstream_headed = self.upstream_ended = self.proxy.clock.seconds()
+        self._upstream = None
+        protocol = self.protocol
+        if protocol.passes_backend_server:
+            server = [pair for pair in headers if pair[0] == b"server"][:1]
+            pairs += server
+            lines += serialize(server)
+        fields = self._plain_fields
+        if fields:  # as upstream_head: each replaces the backend's (ssl-redirect's HSTS over https)
+            names = {name for name, _ in fields}
+            pairs = [pair for pair in pairs if pair[0] not in names]
+            pairs.extend(fields)
+            lines = serialize(pairs)
+        self.response_length = length
+        self.response_headers = pairs
+        self._response_started = True
+        self.bytes_sent += len(body)
+        protocol.write_response(status, pairs, lines, length, body)
+        if reusable and self._body_ended:
+            connection.release()
+        else:
+            connection.close()
+        protocol.finish_response()
+        self._finished()
 
     def _response_writer(self, headers) -> ResponseBuffer | None:
         """A ResponseBuffer when the response is read ahead of the client or paced: the

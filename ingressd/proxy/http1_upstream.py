@@ -6,7 +6,8 @@ response with llhttp and reports to its exchange (head, body pieces, end, failur
 and send timeouts. Connections go back to the pool only after a complete, reusable response.
 A plain response head that arrives whole in one read is parsed in one call instead
 (``ingressd.proxy.response_head``) and its Content-Length body counted here, with the same
-callbacks and results as llhttp's; anything else goes to llhttp.
+callbacks and results as llhttp's; a whole response in one read goes to an exchange that
+takes it so (``takes_whole``) in one ``upstream_whole`` call; anything else goes to llhttp.
 Both implement the seam of ``ingressd.interfaces`` (its UpstreamProtocol and UpstreamConnection).
 """
 
@@ -22,7 +23,7 @@ from ingressd.http.deadline import Deadline
 from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, serialize
 from ingressd.features import BackendTLS
 from ingressd.proxy.backend_tls import BackendConnectionCreator, BackendTLSError, make_context
-from ingressd.proxy.response_head import ACCELERATED, parse_response_head
+from ingressd.proxy.response_head import ACCELERATED, parse_response_relay
 from ingressd.proxy.transport import connect_tcp
 from ingressd.proxy.upstream import STREAMED, StreamedConnection, UpstreamError
 from ingressd.tls.lean import LeanTLSFactory
@@ -194,26 +195,33 @@ class HTTP1Connection(StreamedConnection, Protocol):
             return
         first = not self._received_any
         self._received_any = True
-        if not self._read_paused:
-            self._read_timer.set(self._read_timeout)
         client = self.exchange.protocol
         client.cork()  # what this read produces for the client leaves in one write
         try:
+            # The read timeout starts over with each read, before anything this read makes
+            # happens (which may pause reading: no timeout then); a response that is all here
+            # (_fast_head's one step) stops it at once, so that one skips it.
+            if first and self.fast_head and not self._parser_mid and self._fast_head(data):
+                return
+            if not self._read_paused:
+                self._read_timer.set(self._read_timeout)
             if self._fast_left:
                 self._fast_body(data)
-            elif not (first and self.fast_head and not self._parser_mid and self._fast_head(data)):
+            else:
                 self._feed(data)
         finally:
             client.uncork()
 
     def _fast_head(self, data: bytes) -> bool:
-        """A response's first read: when it holds a plain head (``parse_response_head``) and
+        """A response's first read: when it holds a plain head (``parse_response_relay``) and
         no byte past the response, deliver it as llhttp's callbacks would and count the
-        Content-Length body from here on (``_fast_body``); False: llhttp takes it all."""
-        head = parse_response_head(data, _NOT_FOR_CLIENT)
+        Content-Length body from here on (``_fast_body``), the read timeout started as
+        dataReceived would; a whole response to an exchange that takes it so goes in one
+        ``upstream_whole`` call (no timeout to start). False: llhttp takes it all."""
+        head = parse_response_relay(data, _NOT_FOR_CLIENT)
         if head is None:
-            return False
-        end, _minor, status, _reason, headers, length, keep_alive, for_client = head
+            return False  # (the caller starts the read timeout, then llhttp reads it)
+        end, _minor, status, _reason, headers, length, keep_alive, for_client, lines = head
         after = len(data) - end
         if self._head_request or status == 204 or status == 304:
             due = 0  # no body, whatever the length says (llhttp knows no HEAD: after it, a new parser)
@@ -227,6 +235,24 @@ class HTTP1Connection(StreamedConnection, Protocol):
         self._fast_keep_alive = keep_alive
         self.response_headers = headers
         self.for_client = for_client
+        if after == due:  # the whole response: in one call to an exchange that takes it so
+            exchange = self.exchange
+            takes_whole = getattr(exchange, "takes_whole", None)
+            if takes_whole is not None and takes_whole(headers):
+                # Settled as _headers_complete, on_message_complete and _message_done leave it.
+                self._status = status
+                self._keep_alive = reusable = keep_alive and not self._http10
+                self._head_delivered = self._complete = True
+                if self.tls_creator is not None:
+                    self.tls_creator.remember(self.transport)
+                self._read_timer.clear()
+                self._send_timer.clear()
+                self.exchange = None
+                exchange.upstream_whole(self, status, headers, for_client, lines, length,
+                                        data[end:] if after else b"", reusable)
+                return True
+        if not self._read_paused:  # (dataReceived's, for a response not all here or not taken whole)
+            self._read_timer.set(self._read_timeout)
         self._headers_complete(status, keep_alive, length)
         if after:
             self.on_body(data[end:])
@@ -465,7 +491,9 @@ class HTTP1Upstream:
         if not connection.connected:
             return
         connection.served += 1
-        idle = self.idle.setdefault(connection.key, [])
+        idle = self.idle.get(connection.key)
+        if idle is None:  # (not setdefault: no new list per release)
+            idle = self.idle[connection.key] = []
         now = self.clock.seconds()
         if (len(idle) >= self.max_idle or self.idle_timeout <= 0
                 or (self.max_requests and connection.served >= self.max_requests)

@@ -19,6 +19,11 @@ goes to llhttp as it always did, so every error and edge case keeps its old code
 accepted gives exactly what llhttp would (``tests/test_response_head.py`` checks both
 implementations against each other and against llhttp).
 
+``parse_response_relay(buffer, drop)`` gives the same and, as a ninth item, the kept headers
+as the client's head carries them, ``name: value\r\n`` each (``headers.serialize(kept)``):
+the plain lane relays a whole response without another pass over its headers
+(``Exchange.upstream_whole``).
+
 The work is done by the C accelerator ``ingressd.proxy._response_head`` when it was built
 (``setup.py``'s ``ACCELERATORS``); ``parse_response_head_py`` below is its pure-Python twin,
 used without it (PyPy, no compiler, ``INGRESSD_NO_ACCEL=1``).
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import re
 
-from ingressd.http.headers import without_hop_by_hop
+from ingressd.http.headers import serialize, without_hop_by_hop
 
 MAX_HEAD = 65536
 MAX_HEADERS = 100
@@ -85,11 +90,24 @@ def parse_response_head_py(buffer: bytes, drop: frozenset):
             without_hop_by_hop(headers, drop))
 
 
+def parse_response_relay_py(buffer: bytes, drop: frozenset):
+    """The pure-Python twin of the C ``parse_response_relay``: ``parse_response_head_py``'s
+    tuple and ``serialize(kept)``."""
+    if not isinstance(buffer, bytes) or not isinstance(drop, (set, frozenset)):
+        raise TypeError("parse_response_relay() takes bytes and a set of names")
+    head = parse_response_head_py(buffer, drop)
+    if head is None:
+        return None
+    return (*head, serialize(head[7]))
+
+
 try:
-    from ingressd.proxy._response_head import parse_response_head
+    from ingressd.proxy._response_head import parse_response_head, parse_response_relay
     ACCELERATED = True
 except ImportError:  # not built (PyPy, no compiler, INGRESSD_NO_ACCEL=1): the twin does the work
     parse_response_head = parse_response_head_py
+    parse_response_relay = parse_response_relay_py
     ACCELERATED = False
 
-__all__ = ["ACCELERATED", "MAX_HEAD", "MAX_HEADERS", "parse_response_head", "parse_response_head_py"]
+__all__ = ["ACCELERATED", "MAX_HEAD", "MAX_HEADERS", "parse_response_head", "parse_response_head_py",
+           "parse_response_relay", "parse_response_relay_py"]
