@@ -22,6 +22,7 @@ from ingressd.http import parser as parsing
 from ingressd.http import request_head
 from ingressd.http.deadline import Deadline
 from ingressd.http.headers import ResponseIdentity, serialize
+from ingressd.http.shared_timers import SharedTimers
 from ingressd.tls.client_auth import client_certificate
 from ingressd.tls.facts import tls_facts
 
@@ -172,7 +173,9 @@ class HTTP1ServerProtocol(Protocol):
 
     _send_deadline: Deadline | None = None  # made when the client first stops reading (pauseProducing)
 
-    def __init__(self, settings: ServerSettings, handler: Callable, clock: Any):
+    def __init__(self, settings: ServerSettings, handler: Callable, clock: Any, timers: Any = None):
+        # ``timers``: where the connection's timeouts are armed (the factory's SharedTimers: one
+        # reactor call for all connections' header timeouts); the clock itself when not given.
         self.settings = settings
         self.handler = handler
         self.clock = clock
@@ -188,7 +191,7 @@ class HTTP1ServerProtocol(Protocol):
         self._response_keep_alive = True
         self._chunked_response = False
         self._response_body_allowed = True
-        self._timer = Deadline(clock, self._timed_out, horizon=min(
+        self._timer = Deadline(clock if timers is None else timers, self._timed_out, horizon=min(
             settings.header_timeout, settings.body_timeout, settings.keepalive_timeout))
         self._timer_status = 0
         self._reading_paused = False
@@ -909,8 +912,13 @@ class HTTP1Factory(Factory):
         self.accepted = 0
         self.live = ConnectionSet()  # the open connections, for a graceful drain
 
+    _timers: SharedTimers | None = None
+
     def buildProtocol(self, addr):
-        protocol = HTTP1ServerProtocol(self.settings, self.handler, self.clock)
+        timers = self._timers
+        if timers is None or timers.clock is not self.clock:  # (a test or a bench may swap the clock)
+            timers = self._timers = SharedTimers(self.clock)
+        protocol = HTTP1ServerProtocol(self.settings, self.handler, self.clock, timers)
         protocol.factory = self
         protocol.scheme = self.scheme
         return protocol
