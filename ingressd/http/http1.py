@@ -173,6 +173,43 @@ class HTTP1ServerProtocol(Protocol):
 
     _send_deadline: Deadline | None = None  # made when the client first stops reading (pauseProducing)
 
+    # A connection's state starts as these class attributes: each is set on the connection only
+    # when it changes (an object with fewer attributes set is quicker to make: a connection that
+    # sets more than CPython's 30 shared attribute names gets a dict of its own, grown as it goes).
+    _parsing: Request | None = None
+    _active = None  # the exchange being answered
+    _active_request: Request | None = None
+    _head_bytes = 0
+    _in_head = True
+    _url_bytes = 0
+    _header_bytes = 0
+    _response_keep_alive = True
+    _chunked_response = False
+    _response_body_allowed = True
+    _timer_status = 0
+    _reading_paused = False
+    _head_written = False
+    _corked = 0
+    _registered = False
+    closed = False
+    _receiver = None  # after divert(): takes every byte read (a WebSocket tunnel)
+    trusted: tuple | None = None  # (policy, the peer is a trusted proxy): decided by the proxy
+    peer_ip = ""
+    server_port = 0
+    _tls: tuple[str, str] | None = None  # (TLS version, SNI name), read once
+    _deferred_reject: tuple[int, str] | None = None  # a malformed pipelined request
+    _draining = False  # shutting down: the next answer says Connection: close
+    _requests = 0  # requests dispatched on this connection
+    # The head being read, in nginx's buffers (see _fits): made only when its lines outgrow
+    # one buffer; until then they are a sum, _packed, of at most _one_buffer bytes.
+    _buffers: head_buffers.HeadBuffers | None = None
+    _one_buffer = 0
+    _packed = 0
+    _line_checked = False
+    _preface: bytes | None = None  # the first bytes, while they may be the HTTP/2 preface
+    _http2 = None  # the HTTP/2 protocol this connection became (prior knowledge)
+    _plain_closed = False  # a plain head (not seen by llhttp) said the connection closes
+
     def __init__(self, settings: ServerSettings, handler: Callable, clock: Any, timers: Any = None):
         # ``timers``: where the connection's timeouts are armed (the factory's SharedTimers: one
         # reactor call for all connections' header timeouts); the clock itself when not given.
@@ -180,44 +217,11 @@ class HTTP1ServerProtocol(Protocol):
         self.handler = handler
         self.clock = clock
         self.parser = parsing.HttpRequestParser(self)
-        self._parsing: Request | None = None
-        self._active = None  # the exchange being answered
-        self._active_request: Request | None = None
         self._queue: deque[Request] = deque()
-        self._head_bytes = 0
-        self._in_head = True
-        self._url_bytes = 0
-        self._header_bytes = 0
-        self._response_keep_alive = True
-        self._chunked_response = False
-        self._response_body_allowed = True
         self._timer = Deadline(clock if timers is None else timers, self._timed_out, horizon=min(
             settings.header_timeout, settings.body_timeout, settings.keepalive_timeout))
-        self._timer_status = 0
-        self._reading_paused = False
-        self._head_written = False
-        self._corked = 0
-        self._registered = False
         self._out: list[bytes] = []
-        self.closed = False
-        self._receiver = None  # after divert(): takes every byte read (a WebSocket tunnel)
-        self.trusted: tuple | None = None  # (policy, the peer is a trusted proxy): decided by the proxy
-        self.peer_ip = ""
-        self.server_port = 0
-        self._tls: tuple[str, str] | None = None  # (TLS version, SNI name), read once
-        self._deferred_reject: tuple[int, str] | None = None  # a malformed pipelined request
-        self._draining = False  # shutting down: the next answer says Connection: close
-        self._requests = 0  # requests dispatched on this connection
-        # The head being read, in nginx's buffers (see _fits): made only when its lines outgrow
-        # one buffer; until then they are a sum, _packed, of at most _one_buffer bytes.
-        self._buffers: head_buffers.HeadBuffers | None = None
         self._buffer_limits = settings.header_buffers
-        self._one_buffer = 0
-        self._packed = 0
-        self._line_checked = False
-        self._preface: bytes | None = None  # the first bytes, while they may be the HTTP/2 preface
-        self._http2 = None  # the HTTP/2 protocol this connection became (prior knowledge)
-        self._plain_closed = False  # a plain head (not seen by llhttp) said the connection closes
 
     # -- connection lifecycle -------------------------------------------------------------
 
