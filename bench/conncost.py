@@ -89,6 +89,7 @@ class Rig:
             raise SystemExit(f"unexpected upstream request: {self.first_request[:200]!r}")
 
     def _open_backend(self) -> None:
+        self._backends = len(self.memory.tcpClients)
         host, port, factory, _, _ = self.memory.tcpClients[-1]
         self.upstream = factory.buildProtocol(IPv4Address("TCP", host, port))
         self.upstream_transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
@@ -117,6 +118,11 @@ class Rig:
             for _ in range(_ROUNDS_BOUND):
                 if self.upstream_transport.value():
                     break
+                if len(self.memory.tcpClients) != self._backends:
+                    # The pooled connection served upstream-keepalive-requests (10,000) and was
+                    # closed: the server opened another one, completed here as the first was.
+                    self._open_backend()
+                    continue
                 reactor.doIteration(0.1)  # the request
             if first:
                 self.first_request = self.upstream_transport.value()
@@ -139,6 +145,7 @@ class Rig:
             client.close()
 
     idle: list[socket.socket] = []  # open_idle's clients
+    _backends = 0  # backend connections the server opened (memory.tcpClients) when the last was completed
 
     def open_idle(self, count: int) -> None:
         """``--open N``: N more client connections, accepted and left waiting for their request
