@@ -163,6 +163,19 @@ class Request:
 
 
 @implementer(IPushProducer)
+class _ParserWhenAsked:
+    """``HTTP1ServerProtocol.parser``: llhttp's parser, made the first time it is asked for and
+    kept on the connection (as its own attribute, which hides this one: no cost after). A plain
+    request head is read in one call before llhttp (``request_head``), so a connection whose
+    requests are all plain never makes one (1.1 µs, and a reference cycle, a connection)."""
+
+    def __get__(self, protocol, owner=None):
+        if protocol is None:
+            return self
+        parser = protocol.__dict__["parser"] = parsing.HttpRequestParser(protocol)
+        return parser
+
+
 class HTTP1ServerProtocol(Protocol):
     """One client connection. ``factory.handler(protocol, request)`` returns an exchange."""
 
@@ -209,6 +222,7 @@ class HTTP1ServerProtocol(Protocol):
     _preface: bytes | None = None  # the first bytes, while they may be the HTTP/2 preface
     _http2 = None  # the HTTP/2 protocol this connection became (prior knowledge)
     _plain_closed = False  # a plain head (not seen by llhttp) said the connection closes
+    parser = _ParserWhenAsked()  # llhttp's, made when first needed
 
     def __init__(self, settings: ServerSettings, handler: Callable, clock: Any, timers: Any = None):
         # ``timers``: where the connection's timeouts are armed (the factory's SharedTimers: one
@@ -216,7 +230,6 @@ class HTTP1ServerProtocol(Protocol):
         self.settings = settings
         self.handler = handler
         self.clock = clock
-        self.parser = parsing.HttpRequestParser(self)
         self._queue: deque[Request] = deque()
         self._timer = Deadline(clock if timers is None else timers, self._timed_out, horizon=min(
             settings.header_timeout, settings.body_timeout, settings.keepalive_timeout))
