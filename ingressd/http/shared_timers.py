@@ -17,6 +17,7 @@ of queues is bounded (``max_queues``: lengths beyond it get reactor calls of the
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any, Callable
 
@@ -44,13 +45,18 @@ class _Call:
         if not self.done:
             self.done = True
             self.func = None
-            self.queue.cancelled()
+            queue = self.queue
+            queue.live -= 1
+            if not queue.live:  # nothing left to call: no reactor call left behind
+                queue.clear()
+            elif len(queue.calls) > 64 and len(queue.calls) > 2 * queue.live:  # mostly cancelled: let them go
+                queue.calls = deque(call for call in queue.calls if not call.done)
 
 
 class _Queue:
     """The calls of one length, in the order they fall due; one reactor call for the first."""
 
-    __slots__ = ("timers", "delay", "calls", "live", "reactor_call", "armed_for")
+    __slots__ = ("timers", "delay", "calls", "live", "reactor_call", "armed_for", "lone")
 
     def __init__(self, timers: "SharedTimers", delay: float):
         self.timers = timers
@@ -59,12 +65,7 @@ class _Queue:
         self.live = 0  # calls neither made nor cancelled
         self.reactor_call = None
         self.armed_for = 0.0  # the time the reactor call is for (a call due then is made)
-
-    def add(self, call: _Call) -> None:
-        self.calls.append(call)
-        self.live += 1
-        if self.reactor_call is None:
-            self._arm_first()
+        self.lone = None  # the reactor call made for the last call asked for with the queue empty
 
     def _arm_first(self) -> None:
         calls = self.calls
@@ -72,23 +73,26 @@ class _Queue:
             calls.popleft()
         self._arm(calls[0].time)
 
-    def _arm(self, time: float) -> None:
-        # The reactor adds the delay to its clock again: (time - now) + now may miss ``time`` by
-        # its last bit, and a call set a bit late would wait for the next turn. Set a nanosecond
-        # early instead; the call due then is made (``armed_for``).
+    def _arm(self, time: float, delay: float | None = None) -> None:
+        """The reactor call for ``time`` (``delay`` from now when the caller knows it)."""
         self.armed_for = time
         clock = self.timers.clock
-        self.reactor_call = clock.callLater(max(0.0, time - clock.seconds() - 1e-9), self._run)
+        if delay is None:
+            # The reactor adds the delay to its clock again: (time - now) + now may miss ``time``
+            # by its last bit, and a call set that bit late would wait for the next turn.
+            now = clock.seconds()
+            delay = time - now
+            for _ in range(4):
+                if now + delay <= time:
+                    break
+                delay = math.nextafter(delay, -math.inf)
+        self.reactor_call = clock.callLater(max(0.0, delay), self._run)
 
-    def cancelled(self) -> None:
-        self.live -= 1
-        if not self.live:  # nothing left to call: no reactor call left behind
-            self.calls.clear()
-            if self.reactor_call is not None:
-                self.reactor_call.cancel()
-                self.reactor_call = None
-        elif len(self.calls) > 64 and len(self.calls) > 2 * self.live:  # mostly cancelled: let them go
-            self.calls = deque(call for call in self.calls if not call.done)
+    def clear(self) -> None:
+        self.calls.clear()
+        reactor_call, self.reactor_call = self.reactor_call, None
+        if reactor_call is not None:
+            reactor_call.cancel()
 
     def _run(self) -> None:
         self.reactor_call = None
@@ -131,11 +135,26 @@ class SharedTimers:
             queue = self._new_queue(delay)
             if queue is None:
                 return self.clock.callLater(delay, func)
+        if not queue.live:
+            # Nothing waits in the queue: the first call of a quiet spell is a reactor call of its
+            # own (a lone connection costs what it costs without the queue); the calls made while
+            # it waits share the queue's.
+            lone = queue.lone
+            if lone is None or not lone.active():
+                queue.lone = lone = self.clock.callLater(delay, func)
+                return lone
         time = self.seconds() + delay
-        if queue.calls and queue.calls[-1].time > time:  # the clock went back: not in order
+        calls = queue.calls
+        if calls and calls[-1].time > time:  # the clock went back: not in order
             return self.clock.callLater(delay, func)
         call = _Call(time, func, queue)
-        queue.add(call)
+        calls.append(call)
+        queue.live += 1
+        if queue.reactor_call is None:
+            if queue.live == 1:  # the only one (the usual way an empty queue starts): its own delay
+                queue._arm(time, delay)
+            else:  # (made by a call of this queue as it runs)
+                queue._arm_first()
         return call
 
     def _new_queue(self, delay: float) -> _Queue | None:
