@@ -5,7 +5,9 @@ same length for all), and nearly every one is closed before it fires. Through Tw
 ``DelayedCall`` a connection, pushed on the reactor's heap and cancelled again (1.9 µs of the
 connection's set-up and close, measured). Calls of one length made in time order fall due in
 that order, so a queue per length (first in, first out) needs only one reactor call, for the
-queue's first entry: arming is an append, cancelling marks the entry.
+queue's first entry: arming is an append, cancelling marks the entry. The first call of a quiet
+spell (the queue empty) is a reactor call of its own, so a lone connection costs what it costs
+without the queue; the queue serves the connections that come while one waits.
 
 ``SharedTimers`` has the two methods of a clock that ``Deadline`` uses (``seconds`` and
 ``callLater``; its calls answer ``cancel``, ``active`` and ``getTime``), so a ``Deadline`` made
