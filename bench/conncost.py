@@ -28,6 +28,8 @@ alternately; ``--profile`` prints cProfile's table and the Python calls per conn
     .venv/bin/python bench/conncost.py --args '--access-log off' --profile
     .venv/bin/python bench/conncost.py --args '--access-log off' --calls     # calls per connection only
     .venv/bin/python bench/conncost.py --lifecycle   # the HTTP/1.1 protocol's own life alone
+    .venv/bin/python bench/conncost.py --life-request --open 49   # ... with a plain request, 49 more open
+    .venv/bin/python bench/conncost.py --args '--access-log off' --open 49   # 49 idle connections meanwhile
 
 ``--lifecycle`` times only ``HTTP1Factory.buildProtocol``, ``makeConnection`` and
 ``connectionLost`` of the HTTP/1.1 protocol on a ``StringTransport`` (its timers on an
@@ -88,6 +90,7 @@ class Rig:
             raise SystemExit(f"unexpected upstream request: {self.first_request[:200]!r}")
 
     def _open_backend(self) -> None:
+        self._backends = len(self.memory.tcpClients)
         host, port, factory, _, _ = self.memory.tcpClients[-1]
         self.upstream = factory.buildProtocol(IPv4Address("TCP", host, port))
         self.upstream_transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
@@ -116,6 +119,11 @@ class Rig:
             for _ in range(_ROUNDS_BOUND):
                 if self.upstream_transport.value():
                     break
+                if len(self.memory.tcpClients) != self._backends:
+                    # The pooled connection served upstream-keepalive-requests (10,000) and was
+                    # closed: the server opened another one, completed here as the first was.
+                    self._open_backend()
+                    continue
                 reactor.doIteration(0.1)  # the request
             if first:
                 self.first_request = self.upstream_transport.value()
@@ -137,6 +145,25 @@ class Rig:
         finally:
             client.close()
 
+    idle: list[socket.socket] = []  # open_idle's clients
+    _backends = 0  # backend connections the server opened (memory.tcpClients) when the last was completed
+
+    def open_idle(self, count: int) -> None:
+        """``--open N``: N more client connections, accepted and left waiting for their request
+        (in their header timeout) while the loop runs, as wrk's other connections are: the
+        server's timers and sets hold N more entries, as under wrk -c N+1."""
+        factory = self.service.http_factory
+        for _ in range(count):
+            client = socket.create_connection(self.address, timeout=5)
+            self.idle.append(client)
+            accepted = factory.accepted
+            for _ in range(_ROUNDS_BOUND):
+                self.reactor.doIteration(0.1)
+                if factory.accepted != accepted:
+                    break
+        if factory.connections != count:
+            raise SystemExit(f"{factory.connections} connection(s) open, {count} expected")
+
     def run(self, count: int) -> None:
         connection = self.connection
         answer = b""
@@ -145,8 +172,8 @@ class Rig:
         if not answer.startswith(b"HTTP/1.1 200 ") or not answer.endswith(b"ok\n"):
             raise SystemExit(f"unexpected answer: {answer[:300]!r}")
         # Nothing left open: every connection was closed, none is left for the reactor.
-        if self.service.http_factory.connections:
-            raise SystemExit(f"{self.service.http_factory.connections} connection(s) left open")
+        if self.service.http_factory.connections != len(self.idle):
+            raise SystemExit(f"{self.service.http_factory.connections - len(self.idle)} connection(s) left open")
 
 
 class KeepAlive:
@@ -283,21 +310,101 @@ def lifecycle(rounds: int, count: int) -> list[float]:
     return figures
 
 
+def life_with_request(rounds: int, count: int, open_at_once: int) -> list[float]:
+    """``--life-request``: µs per HTTP/1.1 connection with one plain ``Connection: close`` request
+    answered at once, through the listener's factory chain (PROXY protocol reader off, connection
+    limit, HTTP/1.1) on a memory transport: build, ``makeConnection``, ``dataReceived``, the
+    answer, ``connectionLost``, and the reactor's ``runUntilCurrent`` after each, as after each
+    round; ``open_at_once`` connections stay open meanwhile (each closed ``open_at_once`` later)."""
+    from collections import deque
+
+    from twisted.internet import main as twisted_main
+    from twisted.python.failure import Failure
+
+    from ingressd.http.connection_limit import ConnectionLimit
+    from ingressd.http.http1 import HTTP1Factory
+    from ingressd.http.proxy_protocol import ProxyProtocolFactory
+
+    class Answer:  # the exchange: answers when the request is complete
+        def __init__(self, protocol, request) -> None:
+            self.protocol = protocol
+
+        def body_data(self, data) -> None:
+            pass
+
+        def body_done(self) -> None:
+            self.protocol.write_head(200, [], 2)
+            self.protocol.write_body(b"ok")
+            self.protocol.finish_response()
+
+        def client_lost(self) -> None:
+            pass
+
+    class Forwarding:
+        proxy_protocol = False
+
+    class Transport(StringTransport):
+        def setTcpNoDelay(self, enabled) -> None:
+            pass
+
+    reactor = DirectDispatchEPollReactor()
+    forwarding = Forwarding()
+    chain = ProxyProtocolFactory(ConnectionLimit().wrap(HTTP1Factory(Answer, clock=reactor)),
+                                 lambda: forwarding, reactor)
+    peer, host = IPv4Address("TCP", "127.0.0.1", 40000), IPv4Address("TCP", "127.0.0.1", 8080)
+    done = Failure(twisted_main.CONNECTION_DONE)
+
+    def run(n: int) -> float:
+        ring: deque = deque()
+        started = time.process_time()
+        transport = None
+        for _ in range(n):
+            protocol = chain.buildProtocol(peer)
+            transport = Transport(hostAddress=host, peerAddress=peer)
+            protocol.makeConnection(transport)
+            protocol.dataReceived(REQUEST)
+            ring.append(protocol)
+            if len(ring) > open_at_once:
+                ring.popleft().connectionLost(done)
+            reactor.runUntilCurrent()
+        spent = (time.process_time() - started) / n * 1e6
+        while ring:
+            ring.popleft().connectionLost(done)
+        reactor.runUntilCurrent()
+        if transport is None or not transport.value().startswith(b"HTTP/1.1 200 ") or not transport.disconnecting:
+            raise SystemExit(f"unexpected answer: {transport.value()[:300] if transport else b''!r}")
+        return spent
+
+    run(min(count, 3000))
+    return [run(count) for _ in range(rounds)]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--connections", type=int, default=5_000, help="connections per round (default 5,000)")
     p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
+    p.add_argument("--open", type=int, default=0,
+                   help="client connections kept open and idle meanwhile, as wrk's others (default 0)")
     p.add_argument("--args", default="", help="extra 'twistd ingressd' options, e.g. '--access-log off'")
     p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
     p.add_argument("--calls", action="store_true", help="print only the calls per connection (cProfile)")
     p.add_argument("--sample", action="store_true", help="sample stacks on CPU time: µs per connection by function")
     p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
     p.add_argument("--lines", type=int, default=40, help="rows of the table")
+    p.add_argument("--life-request", action="store_true",
+                   help="an HTTP/1.1 connection with one plain request through the listener's factory chain, in "
+                        "memory, the reactor's round's end after each (with --open: N more open meanwhile)")
     p.add_argument("--lifecycle", action="store_true",
                    help="time only the HTTP/1.1 protocol's build, connectionMade and connectionLost (in memory)")
     p.add_argument("--keepalive", action="store_true",
                    help="requests on one kept-alive connection instead of a connection each (the same loop)")
     args = p.parse_args()
+    if args.life_request:
+        figures = life_with_request(args.rounds, args.connections * 2, args.open)
+        print(f"python {sys.version.split()[0]}; an HTTP/1.1 connection with one plain request, in memory, "
+              f"{args.open} more open: {statistics.median(figures):.2f} µs CPU per connection (median of "
+              f"{args.rounds} rounds of {args.connections * 2:,}; all: {', '.join(f'{f:.2f}' for f in figures)})")
+        return
     if args.lifecycle:
         figures = lifecycle(args.rounds, args.connections * 4)
         print(f"python {sys.version.split()[0]}; the HTTP/1.1 protocol's life alone: {statistics.median(figures):.2f} µs "
@@ -314,6 +421,7 @@ def main() -> None:
             if option not in extra:
                 extra += [option, "0"]
         rig = Rig(extra, Path(tmp))
+        rig.open_idle(args.open)
         if args.keepalive:
             rig = KeepAlive(rig)
         rig.run(500)  # warm-up

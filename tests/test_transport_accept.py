@@ -348,3 +348,35 @@ def test_closed_accepted_connections_leave_no_cycles(reactor):
         gc.set_debug(0)
         gc.garbage.clear()
     port.stopListening()
+
+
+def test_a_listener_on_one_address_gives_its_connections_that_address_without_asking_the_socket(reactor):
+    """Bound to one IPv4 address, every connection's local address is the listener's: getHost
+    is the listener's own address (no getsockname a connection), the same as the socket says."""
+    port, factory = _listen(reactor)
+    assert port.accepted_host == port.getHost() and port.accepted_host.host == "127.0.0.1"
+    client = _client(port)
+    spin(reactor, lambda: factory.made)
+    server = factory.made[0].transport
+    assert server.getHost() is port.accepted_host
+    assert (server.getHost().host, server.getHost().port) == server.socket.getsockname()
+    client.close()
+    port.stopListening()
+
+
+def test_a_listener_on_every_address_asks_each_connection_its_local_address(reactor):
+    factory = protocol.Factory()
+    factory.made = []
+    factory.protocol = Recorder
+    port = transport.Port(0, factory, 50, "", reactor)  # 0.0.0.0: the address depends on the connection
+    port.startListening()
+    assert port.accepted_host is None
+    client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5)
+    spin(reactor, lambda: factory.made)
+    server = factory.made[0].transport
+    host = server.getHost()
+    assert (host.host, host.port) == ("127.0.0.1", port.getHost().port) == server.socket.getsockname()
+    assert server.getHost() is host
+    client.close()
+    port.stopListening()
+

@@ -22,6 +22,7 @@ from ingressd.http import parser as parsing
 from ingressd.http import request_head
 from ingressd.http.deadline import Deadline
 from ingressd.http.headers import ResponseIdentity, serialize
+from ingressd.http.shared_timers import SharedTimers
 from ingressd.tls.client_auth import client_certificate
 from ingressd.tls.facts import tls_facts
 
@@ -162,6 +163,19 @@ class Request:
 
 
 @implementer(IPushProducer)
+class _ParserWhenAsked:
+    """``HTTP1ServerProtocol.parser``: llhttp's parser, made the first time it is asked for and
+    kept on the connection (as its own attribute, which hides this one: no cost after). A plain
+    request head is read in one call before llhttp (``request_head``), so a connection whose
+    requests are all plain never makes one (1.1 µs, and a reference cycle, a connection)."""
+
+    def __get__(self, protocol, owner=None):
+        if protocol is None:
+            return self
+        parser = protocol.__dict__["parser"] = parsing.HttpRequestParser(protocol)
+        return parser
+
+
 class HTTP1ServerProtocol(Protocol):
     """One client connection. ``factory.handler(protocol, request)`` returns an exchange."""
 
@@ -172,49 +186,55 @@ class HTTP1ServerProtocol(Protocol):
 
     _send_deadline: Deadline | None = None  # made when the client first stops reading (pauseProducing)
 
-    def __init__(self, settings: ServerSettings, handler: Callable, clock: Any):
+    # A connection's state starts as these class attributes: each is set on the connection only
+    # when it changes (an object with fewer attributes set is quicker to make: a connection that
+    # sets more than CPython's 30 shared attribute names gets a dict of its own, grown as it goes).
+    _parsing: Request | None = None
+    _active = None  # the exchange being answered
+    _active_request: Request | None = None
+    _head_bytes = 0
+    _in_head = True
+    _url_bytes = 0
+    _header_bytes = 0
+    _response_keep_alive = True
+    _chunked_response = False
+    _response_body_allowed = True
+    _timer_status = 0
+    _reading_paused = False
+    _head_written = False
+    _corked = 0
+    _registered = False
+    closed = False
+    _receiver = None  # after divert(): takes every byte read (a WebSocket tunnel)
+    trusted: tuple | None = None  # (policy, the peer is a trusted proxy): decided by the proxy
+    peer_ip = ""
+    server_port = 0
+    _tls: tuple[str, str] | None = None  # (TLS version, SNI name), read once
+    _deferred_reject: tuple[int, str] | None = None  # a malformed pipelined request
+    _draining = False  # shutting down: the next answer says Connection: close
+    _requests = 0  # requests dispatched on this connection
+    # The head being read, in nginx's buffers (see _fits): made only when its lines outgrow
+    # one buffer; until then they are a sum, _packed, of at most _one_buffer bytes.
+    _buffers: head_buffers.HeadBuffers | None = None
+    _one_buffer = 0
+    _packed = 0
+    _line_checked = False
+    _preface: bytes | None = None  # the first bytes, while they may be the HTTP/2 preface
+    _http2 = None  # the HTTP/2 protocol this connection became (prior knowledge)
+    _plain_closed = False  # a plain head (not seen by llhttp) said the connection closes
+    parser = _ParserWhenAsked()  # llhttp's, made when first needed
+
+    def __init__(self, settings: ServerSettings, handler: Callable, clock: Any, timers: Any = None):
+        # ``timers``: where the connection's timeouts are armed (the factory's SharedTimers: one
+        # reactor call for all connections' header timeouts); the clock itself when not given.
         self.settings = settings
         self.handler = handler
         self.clock = clock
-        self.parser = parsing.HttpRequestParser(self)
-        self._parsing: Request | None = None
-        self._active = None  # the exchange being answered
-        self._active_request: Request | None = None
         self._queue: deque[Request] = deque()
-        self._head_bytes = 0
-        self._in_head = True
-        self._url_bytes = 0
-        self._header_bytes = 0
-        self._response_keep_alive = True
-        self._chunked_response = False
-        self._response_body_allowed = True
-        self._timer = Deadline(clock, self._timed_out, horizon=min(
+        self._timer = Deadline(clock if timers is None else timers, self._timed_out, horizon=min(
             settings.header_timeout, settings.body_timeout, settings.keepalive_timeout))
-        self._timer_status = 0
-        self._reading_paused = False
-        self._head_written = False
-        self._corked = 0
-        self._registered = False
         self._out: list[bytes] = []
-        self.closed = False
-        self._receiver = None  # after divert(): takes every byte read (a WebSocket tunnel)
-        self.trusted: tuple | None = None  # (policy, the peer is a trusted proxy): decided by the proxy
-        self.peer_ip = ""
-        self.server_port = 0
-        self._tls: tuple[str, str] | None = None  # (TLS version, SNI name), read once
-        self._deferred_reject: tuple[int, str] | None = None  # a malformed pipelined request
-        self._draining = False  # shutting down: the next answer says Connection: close
-        self._requests = 0  # requests dispatched on this connection
-        # The head being read, in nginx's buffers (see _fits): made only when its lines outgrow
-        # one buffer; until then they are a sum, _packed, of at most _one_buffer bytes.
-        self._buffers: head_buffers.HeadBuffers | None = None
         self._buffer_limits = settings.header_buffers
-        self._one_buffer = 0
-        self._packed = 0
-        self._line_checked = False
-        self._preface: bytes | None = None  # the first bytes, while they may be the HTTP/2 preface
-        self._http2 = None  # the HTTP/2 protocol this connection became (prior knowledge)
-        self._plain_closed = False  # a plain head (not seen by llhttp) said the connection closes
 
     # -- connection lifecycle -------------------------------------------------------------
 
@@ -927,8 +947,13 @@ class HTTP1Factory(Factory):
         self.accepted = 0
         self.live = ConnectionSet()  # the open connections, for a graceful drain
 
+    _timers: SharedTimers | None = None
+
     def buildProtocol(self, addr):
-        protocol = HTTP1ServerProtocol(self.settings, self.handler, self.clock)
+        timers = self._timers
+        if timers is None or timers.clock is not self.clock:  # (a test or a bench may swap the clock)
+            timers = self._timers = SharedTimers(self.clock)
+        protocol = HTTP1ServerProtocol(self.settings, self.handler, self.clock, timers)
         protocol.factory = self
         protocol.scheme = self.scheme
         return protocol

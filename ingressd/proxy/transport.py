@@ -23,7 +23,7 @@ from typing import Any
 from twisted.application import strports
 from twisted.application.service import MultiService, Service
 from twisted.internet import abstract, main, tcp
-from twisted.internet.address import IPv6Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import CannotListenError, ConnectionAborted
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.python import failure, log
@@ -267,9 +267,11 @@ class Server(_BatchedWrites, tcp.Server):
             self._no_delay = bool(enabled)
 
     def getHost(self):
-        # Asked for $server_port and $server_addr: one getsockname a connection, not one each.
+        # Asked for $server_port and $server_addr: the listener's own address when it listens on
+        # one address (every connection it accepts has it: no system call), else one getsockname
+        # a connection, not one each.
         if self._host is None:
-            self._host = super().getHost()
+            self._host = getattr(self.server, "accepted_host", None) or super().getHost()
         return self._host
 
     def getPeer(self):
@@ -283,6 +285,15 @@ class Port(tcp.Port):
     no_delay_inherited = False  # the accepted sockets come with TCP_NODELAY set
     accepts_per_read = 64  # connections accepted at most each time the listener is readable
     _kind: tuple[int, int, int] | None = None  # (family, type, proto) of accepted sockets: see _accept_one
+    # The local address of every connection accepted, when the listener is bound to one IPv4
+    # address (not 0.0.0.0): Server.getHost without a getsockname a connection. None: ask each.
+    accepted_host: IPv4Address | None = None
+
+    def startListening(self) -> None:
+        super().startListening()
+        host = self.getHost()
+        if isinstance(host, IPv4Address) and host.host != "0.0.0.0":
+            self.accepted_host = host
 
     def createInternetSocket(self):
         skt = super().createInternetSocket()
