@@ -88,7 +88,8 @@ class _Translated:
     __slots__ = ("ingress", "deps", "routes", "tls_hosts", "default", "warnings", "rejection", "served")
 
     def __init__(self, ingress, deps, routes=(), tls_hosts=(), default=None, warnings=(), rejection=None):
-        self.served: tuple[frozenset[str], tuple[Route, ...]] | None = None  # (TLS hosts, routes marked)
+        # (TLS hosts, routes marked); the routes are ``routes`` itself when none was marked
+        self.served: tuple[frozenset[str], tuple[Route, ...]] | None = None
         self.ingress = ingress
         self.deps = deps
         self.routes = routes
@@ -121,7 +122,7 @@ class Translator:
         self._inputs: tuple = ()
         self._resolver = _Resolver({})
         self._tls_names: frozenset[str] = frozenset()
-        self._ages: dict[tuple[str, str], tuple[Packed, tuple]] = {}  # key → (Ingress, its age key)
+        self._ages: dict[tuple[str, str], str] = {}  # key → its Ingress's creation time (``_age``)
         self._order: list[tuple[str, str]] | None = None  # Ingress keys, oldest first
 
     def __call__(self, objects: Snapshot, settings: TranslateSettings = TranslateSettings(),
@@ -211,23 +212,27 @@ class Translator:
         return _Translated(packed, _deps(used), tuple(routes), tuple(tls_hosts), default, tuple(warnings))
 
     def _note_age(self, key: tuple[str, str], packed: Packed, ingress: Mapping) -> None:
-        known = self._ages.get(key)
-        if known is None or known[0] is not packed:
-            age = _age_key(ingress, key)
-            if known is None or known[1] != age:
-                self._order = None  # sort again
-            self._ages[key] = (packed, age)
+        # Only the creation time is kept (the store key is the dict's): no tuple per Ingress.
+        age = _age(ingress)
+        if self._ages.get(key) != age:
+            self._order = None  # sort again
+            self._ages[key] = age
 
     def _oldest_first(self, ingresses: Mapping[tuple[str, str], Packed]) -> list[tuple[str, str]]:
-        """The store keys of ``ingresses`` by age, sorted again only when an Ingress came,
-        went or changed its age key (``_note_age`` saw every new or changed one)."""
+        """The store keys of ``ingresses`` by age (creation time, then namespace and name),
+        sorted again only when an Ingress came, went or changed its creation time
+        (``_note_age`` saw every new or changed one)."""
         ages = self._ages
         if len(ages) != len(ingresses):
             for key in [key for key in ages if key not in ingresses]:
                 del ages[key]
             self._order = None
         if self._order is None:
-            self._order = sorted(ages, key=lambda key: ages[key][1])
+            # By key, then (stable) by creation time: the order of (creation time, key),
+            # without a tuple per Ingress.
+            order = sorted(ages)
+            order.sort(key=ages.__getitem__)
+            self._order = order
         return self._order
 
 
@@ -237,12 +242,14 @@ def _with_tls(done: _Translated, tls_names: frozenset[str]) -> tuple[Route, ...]
     entries)."""
     before = done.served[1] if done.served is not None else done.routes
     out = []
+    marked = False
     for route, old in zip(done.routes, before):
         if not route.host or route.host not in tls_names:
             out.append(route)
         else:
             out.append(old if old.tls else dataclasses.replace(route, tls=True))
-    return tuple(out)
+            marked = True
+    return tuple(out) if marked else done.routes  # none marked: not a copy of the tuple
 
 
 # -- class selection --------------------------------------------------------------------
@@ -802,6 +809,6 @@ def _ref(kind: str, obj: Mapping) -> ObjectRef:
     return ObjectRef(kind, meta.get("namespace") or "", meta.get("name") or "")
 
 
-def _age_key(obj: Mapping, key: tuple[str, str]) -> tuple[str, tuple[str, str]]:
-    """Creation time, then namespace and name (``key``, the store's)."""
-    return (str((obj.get("metadata") or {}).get("creationTimestamp") or "9999"), key)
+def _age(obj: Mapping) -> str:
+    """An Ingress's creation time, as it sorts ("9999" when it has none)."""
+    return str((obj.get("metadata") or {}).get("creationTimestamp") or "9999")

@@ -1,0 +1,84 @@
+"""What the Ingress translator keeps between translations, and that keeping less changes
+nothing: the order of Ingresses (creation time, then namespace and name) follows their
+creation times as they change, and an Ingress none of whose routes is on a TLS host serves
+its own routes tuple, not a copy."""
+
+from ingressd.config.store import pack
+from ingressd.config.translate import TranslateSettings, Translator
+
+SETTINGS = TranslateSettings(ingress_class="ingressd")
+CLASS = {("", "ingressd"): pack({"metadata": {"name": "ingressd"},
+                                 "spec": {"controller": "ingressd.io/ingress-controller"}})}
+
+
+def ingress(namespace, name, created, host="same.test", path="/", tls=False):
+    obj = {"metadata": {"name": name, "namespace": namespace},
+           "spec": {"ingressClassName": "ingressd",
+                    "rules": [{"host": host, "http": {"paths": [
+                        {"path": path, "pathType": "Prefix",
+                         "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}
+    if created is not None:
+        obj["metadata"]["creationTimestamp"] = created
+    if tls:
+        obj["spec"]["tls"] = [{"hosts": [host], "secretName": "web-tls"}]
+    return pack(obj)
+
+
+def objects(ingresses):
+    return {"IngressClass": CLASS, "Service": {}, "EndpointSlice": {}, "Secret": {},
+            "Ingress": {(ns, name): packed for (ns, name), packed in ingresses.items()}}
+
+
+def owners(config):
+    return [(route.ingress.namespace, route.ingress.name) for route in config.routes]
+
+
+def test_oldest_first_then_namespace_then_name_and_none_last():
+    translator = Translator()
+    ingresses = {
+        ("b", "x"): ingress("b", "x", "2024-01-02T00:00:00Z", path="/1"),
+        ("a", "y"): ingress("a", "y", "2024-01-02T00:00:00Z", path="/2"),
+        ("a", "x"): ingress("a", "x", "2024-01-02T00:00:00Z", path="/3"),
+        ("z", "z"): ingress("z", "z", "2024-01-01T00:00:00Z", path="/4"),
+        ("a", "a"): ingress("a", "a", None, path="/5"),  # no creation time: sorts last
+    }
+    config = translator(objects(ingresses), SETTINGS)
+    assert owners(config) == [("z", "z"), ("a", "x"), ("a", "y"), ("b", "x"), ("a", "a")]
+
+
+def test_a_changed_creation_time_moves_the_ingress_and_the_oldest_wins():
+    translator = Translator()
+    ingresses = {("a", "first"): ingress("a", "first", "2024-01-01T00:00:00Z"),
+                 ("a", "second"): ingress("a", "second", "2024-01-02T00:00:00Z")}
+    config = translator(objects(ingresses), SETTINGS)
+    assert owners(config) == [("a", "first"), ("a", "second")]
+    # recreated: a new creation time makes it the younger one
+    ingresses[("a", "first")] = ingress("a", "first", "2024-01-03T00:00:00Z")
+    config = translator(objects(ingresses), SETTINGS)
+    assert owners(config) == [("a", "second"), ("a", "first")]
+    # one goes, one comes back older than the other
+    del ingresses[("a", "second")]
+    config = translator(objects(ingresses), SETTINGS)
+    assert owners(config) == [("a", "first")]
+    ingresses[("a", "second")] = ingress("a", "second", "2023-12-31T00:00:00Z")
+    config = translator(objects(ingresses), SETTINGS)
+    assert owners(config) == [("a", "second"), ("a", "first")]
+    # unchanged objects: the same order, the same routes
+    again = translator(objects(ingresses), SETTINGS)
+    assert again.routes == config.routes and all(a is b for a, b in zip(again.routes, config.routes))
+
+
+def test_routes_on_no_tls_host_are_served_as_translated_without_a_copy():
+    translator = Translator()
+    ingresses = {("a", "plain"): ingress("a", "plain", "2024-01-01T00:00:00Z", host="plain.test"),
+                 ("a", "secure"): ingress("a", "secure", "2024-01-02T00:00:00Z", host="secure.test", tls=True)}
+    config = translator(objects(ingresses), SETTINGS)
+    assert [(route.host, route.tls) for route in config.routes] == [("plain.test", False), ("secure.test", True)]
+    plain, secure = translator._cache[("a", "plain")], translator._cache[("a", "secure")]
+    assert plain.served[1] is plain.routes
+    assert secure.served[1] is not secure.routes and secure.served[1][0].tls
+    # the plain host becomes a TLS host (another Ingress lists it): its route is marked now
+    ingresses[("a", "other")] = ingress("a", "other", "2024-01-03T00:00:00Z", host="plain.test", path="/o", tls=True)
+    config = translator(objects(ingresses), SETTINGS)
+    assert [(route.host, route.tls) for route in config.routes][:1] == [("plain.test", True)]
+    assert plain.served[1] is not plain.routes and not plain.routes[0].tls
