@@ -82,3 +82,85 @@ def test_routes_on_no_tls_host_are_served_as_translated_without_a_copy():
     config = translator(objects(ingresses), SETTINGS)
     assert [(route.host, route.tls) for route in config.routes][:1] == [("plain.test", True)]
     assert plain.served[1] is not plain.routes and not plain.routes[0].tls
+
+
+# -- EndpointSlices followed incrementally: the same backends as a translation from nothing --
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from ingressd.config.store import ObjectStore  # noqa: E402
+
+SERVICES = ("web", "api")
+
+
+def service(name):
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "a"},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+
+
+def endpoint_slice(name, owner, addresses, ready=True):
+    labels = {"kubernetes.io/service-name": owner} if owner else {}
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": "a", "labels": labels}, "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": [address], "conditions": {"ready": ready}} for address in addresses]}
+
+
+def web_ingress(name):
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": f"i-{name}", "namespace": "a", "creationTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"ingressClassName": "ingressd", "rules": [{"host": f"{name}.test", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}}
+
+
+slice_states = st.dictionaries(
+    st.sampled_from(("s1", "s2", "s3", "s4")),
+    st.tuples(st.sampled_from(SERVICES + ("", "gone")),
+              st.lists(st.sampled_from(("10.0.0.1", "10.0.0.2", "10.0.0.3")), max_size=2, unique=True),
+              st.booleans()),
+    max_size=4)
+
+
+def backends(config):
+    return sorted((route.host, route.backend.service, route.backend.endpoints) for route in config.routes)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(slice_states, min_size=1, max_size=8))
+def test_endpoint_slices_followed_change_by_change_as_from_nothing(states):
+    store = ObjectStore()
+    store.register("t")
+    store.replace("t", "IngressClass", [{"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                                         "metadata": {"name": "ingressd"},
+                                         "spec": {"controller": "ingressd.io/ingress-controller"}}])
+    store.replace("t", "Service", [service(name) for name in SERVICES])
+    store.replace("t", "Ingress", [web_ingress(name) for name in SERVICES])
+    incremental = Translator()
+    for number, state in enumerate(states):
+        wanted = [endpoint_slice(name, owner, addresses, ready) for name, (owner, addresses, ready) in state.items()]
+        if number % 2:  # one at a time, as watch events come
+            current = {key[1] for key in store.snapshot()["EndpointSlice"]}
+            for name in current - set(state):
+                store.apply("t", "EndpointSlice", "DELETED", {"metadata": {"name": name, "namespace": "a"}})
+            for obj in wanted:
+                store.apply("t", "EndpointSlice", "MODIFIED", obj)
+        else:  # a whole LIST
+            store.replace("t", "EndpointSlice", wanted)
+        snapshot = store.snapshot()
+        assert backends(incremental(snapshot, SETTINGS)) == backends(Translator()(snapshot, SETTINGS))
+
+
+def test_endpoints_share_one_int_per_port_number():
+    store = ObjectStore()
+    store.register("t")
+    store.replace("t", "IngressClass", [{"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                                         "metadata": {"name": "ingressd"},
+                                         "spec": {"controller": "ingressd.io/ingress-controller"}}])
+    store.replace("t", "Service", [service(name) for name in SERVICES])
+    store.replace("t", "Ingress", [web_ingress(name) for name in SERVICES])
+    store.replace("t", "EndpointSlice", [endpoint_slice("s1", "web", ["10.0.0.1", "10.0.0.2"]),
+                                         endpoint_slice("s2", "api", ["10.0.0.3"])])
+    config = Translator()(store.snapshot(), SETTINGS)
+    ports = [endpoint.port for route in config.routes for endpoint in route.backend.endpoints]
+    assert ports == [8080, 8080, 8080] and all(port is ports[0] for port in ports)

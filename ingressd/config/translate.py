@@ -555,7 +555,9 @@ class _Resolver:
         self.secrets: Mapping[tuple[str, str], Packed] = {}
         self.configmaps: Mapping[tuple[str, str], Packed] = {}
         self._slice_objects: Mapping = {}
-        self._slice_owner: dict[tuple[str, str], tuple[Packed, tuple[str, str] | None]] = {}
+        # slice key → its Service's key (the packed slice is in ``_slice_objects``, the last
+        # snapshot's mapping, which the store never changes once handed out)
+        self._slice_owner: dict[tuple[str, str], tuple[str, str] | None] = {}
         self._service_slices: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self.slices: dict[tuple[str, str], tuple[Packed, ...]] = {}
         self._service: tuple[Packed | None, dict] = (None, {})  # the last Service unpacked
@@ -563,6 +565,9 @@ class _Resolver:
         self._all_secrets: tuple[Mapping, tuple[SecretData, ...]] | None = None
         self.deps: dict | None = None  # while translating one Ingress: (table, key) → object used
         self._backends: dict[tuple[str, str, str], tuple] = {}
+        # One int per endpoint port number (each unpacked slice has its own 8080: ints above
+        # 256 are not shared); at most the 65,535 valid ports.
+        self._ports: dict[int, int] = {}
         self.update(objects)
 
     def update(self, objects: Snapshot) -> bool:
@@ -585,18 +590,18 @@ class _Resolver:
         touched: set[tuple[str, str] | None] = set()
 
         def forget(key) -> None:
-            service = owners.pop(key)[1]
+            service = owners.pop(key)
             touched.add(service)
             if service is not None:
                 by_service[service] = tuple(other for other in by_service[service] if other != key)
 
+        before = self._slice_objects
         for key, packed in slice_objects.items():
-            known = owners.get(key)
-            if known is None or known[0] is not packed:
-                if known is not None:
+            if before.get(key) is not packed:
+                if key in owners:
                     forget(key)
                 service = _slice_service(key[0], unpack(packed))
-                owners[key] = (packed, service)
+                owners[key] = service
                 touched.add(service)
                 if service is not None:
                     by_service[service] = (*by_service.get(service, ()), key)
@@ -607,7 +612,7 @@ class _Resolver:
         for service in touched:
             keys = by_service.get(service)
             if keys:
-                self.slices[service] = tuple(owners[key][0] for key in sorted(keys))
+                self.slices[service] = tuple(slice_objects[key] for key in sorted(keys))
             else:
                 self.slices.pop(service, None)
                 by_service.pop(service, None)
@@ -644,7 +649,8 @@ class _Resolver:
             raise _Invalid(f"{where}.service.port needs exactly one of number and name")
         # One copy of each label ("80", "http"), not one per path: str(80) is a new string each time.
         port_label = sys.intern(str(number) if number is not None else str(port_name))
-        packed = self._use("services", (namespace, name))
+        key = (namespace, name)  # one tuple for both dependencies (its Service, its slices)
+        packed = self._use("services", key)
         if packed is None:
             warnings.append(Rejection(ref, f"{where}: Service {namespace}/{name} not found (503 until it exists)"))
             return Backend(namespace, name, port_label)
@@ -652,10 +658,11 @@ class _Resolver:
         service_port = self._service_port(obj, number, port_name)
         if service_port is None:
             raise _Invalid(f"{where}: Service {namespace}/{name} has no port {port_label}")
-        return self._resolve(namespace, name, port_label, packed, obj, service_port)
+        return self._resolve(namespace, name, port_label, packed, obj, service_port, key)
 
     def first_port_backend(self, namespace: str, name: str) -> Backend | None:
-        packed = self._use("services", (namespace, name))
+        key = (namespace, name)
+        packed = self._use("services", key)
         if packed is None:
             return None
         obj = self._unpack_service(packed)
@@ -663,7 +670,7 @@ class _Resolver:
         if not ports:
             return Backend(namespace, name, "")
         port = ports[0]
-        return self._resolve(namespace, name, str(port.get("port")), packed, obj, port)
+        return self._resolve(namespace, name, str(port.get("port")), packed, obj, port, key)
 
     def _unpack_service(self, packed: Packed) -> dict:
         # An Ingress's paths mostly name one Service: unpack it once for all of them.
@@ -682,10 +689,10 @@ class _Resolver:
                 return port
         return None
 
-    def _resolve(self, namespace, name, port_label, packed, obj, service_port) -> Backend:
+    def _resolve(self, namespace, name, port_label, packed, obj, service_port, key) -> Backend:
         # Paths of one Ingress (and Ingresses) share Services: resolve each Service port
         # once for as long as the Service and its EndpointSlices are the same objects.
-        slices = self._use("slices", (namespace, name))
+        slices = self._use("slices", key)
         memo_key = (namespace, name, port_label)
         known = self._backends.get(memo_key)
         if known is not None and known[0] is packed and known[1] is slices:
@@ -716,7 +723,10 @@ class _Resolver:
                 if conditions.get("ready") is False or conditions.get("terminating") is True:
                     continue
                 for address in endpoint.get("addresses") or []:
-                    found[(str(address), int(port_number))] = Endpoint(str(address), int(port_number))
+                    number = int(port_number)
+                    if 0 < number < 65536:
+                        number = self._ports.setdefault(number, number)
+                    found[(str(address), number)] = Endpoint(str(address), number)
         endpoints = tuple(found[key] for key in sorted(found))
         return Backend(namespace, name, port_label, endpoints, cluster_endpoint=_cluster_endpoint(spec, service_port))
 
