@@ -164,3 +164,29 @@ def test_endpoints_share_one_int_per_port_number():
     config = Translator()(store.snapshot(), SETTINGS)
     ports = [endpoint.port for route in config.routes for endpoint in route.backend.endpoints]
     assert ports == [8080, 8080, 8080] and all(port is ports[0] for port in ports)
+
+
+def test_a_service_with_one_two_then_no_slices():
+    store = ObjectStore()
+    store.register("t")
+    store.replace("t", "IngressClass", [{"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                                         "metadata": {"name": "ingressd"},
+                                         "spec": {"controller": "ingressd.io/ingress-controller"}}])
+    store.replace("t", "Service", [service("web")])
+    store.replace("t", "Ingress", [web_ingress("web")])
+    translator = Translator()
+
+    def addresses():
+        config = translator(store.snapshot(), SETTINGS)
+        return [endpoint.address for endpoint in config.routes[0].backend.endpoints]
+
+    store.apply("t", "EndpointSlice", "ADDED", endpoint_slice("s1", "web", ["10.0.0.1"]))
+    assert addresses() == ["10.0.0.1"]
+    store.apply("t", "EndpointSlice", "ADDED", endpoint_slice("s2", "web", ["10.0.0.2"]))
+    assert addresses() == ["10.0.0.1", "10.0.0.2"]
+    store.apply("t", "EndpointSlice", "MODIFIED", endpoint_slice("s1", "api", ["10.0.0.1"]))  # moved away
+    assert addresses() == ["10.0.0.2"]
+    store.apply("t", "EndpointSlice", "DELETED", endpoint_slice("s2", "web", []))
+    assert addresses() == []
+    store.apply("t", "EndpointSlice", "MODIFIED", endpoint_slice("s1", "web", ["10.0.0.3"]))  # back
+    assert addresses() == ["10.0.0.3"]

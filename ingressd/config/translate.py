@@ -558,8 +558,11 @@ class _Resolver:
         # slice key → its Service's key (the packed slice is in ``_slice_objects``, the last
         # snapshot's mapping, which the store never changes once handed out)
         self._slice_owner: dict[tuple[str, str], tuple[str, str] | None] = {}
-        self._service_slices: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
-        self.slices: dict[tuple[str, str], tuple[Packed, ...]] = {}
+        # A Service's slices: most Services have one, kept bare (the key; the packed slice)
+        # rather than in a tuple of one (two tuples per Service); several: a list of keys, a
+        # tuple of packed slices (``_slices_of`` reads either).
+        self._service_slices: dict[tuple[str, str], tuple[str, str] | list[tuple[str, str]]] = {}
+        self.slices: dict[tuple[str, str], Packed | tuple[Packed, ...]] = {}
         self._service: tuple[Packed | None, dict] = (None, {})  # the last Service unpacked
         self._secret_data: dict[tuple[str, str], tuple[dict, SecretData]] = {}
         self._all_secrets: tuple[Mapping, tuple[SecretData, ...]] | None = None
@@ -593,7 +596,9 @@ class _Resolver:
             service = owners.pop(key)
             touched.add(service)
             if service is not None:
-                by_service[service] = tuple(other for other in by_service[service] if other != key)
+                keys = by_service[service]
+                rest = [other for other in keys if other != key] if type(keys) is list else []
+                by_service[service] = rest[0] if len(rest) == 1 else rest  # [] when none is left
 
         before = self._slice_objects
         for key, packed in slice_objects.items():
@@ -604,7 +609,13 @@ class _Resolver:
                 owners[key] = service
                 touched.add(service)
                 if service is not None:
-                    by_service[service] = (*by_service.get(service, ()), key)
+                    keys = by_service.get(service)
+                    if not keys:
+                        by_service[service] = key
+                    elif type(keys) is list:
+                        keys.append(key)
+                    else:
+                        by_service[service] = [keys, key]
         if len(owners) != len(slice_objects):
             for key in [key for key in owners if key not in slice_objects]:
                 forget(key)
@@ -612,7 +623,8 @@ class _Resolver:
         for service in touched:
             keys = by_service.get(service)
             if keys:
-                self.slices[service] = tuple(slice_objects[key] for key in sorted(keys))
+                self.slices[service] = (tuple(slice_objects[key] for key in sorted(keys)) if type(keys) is list
+                                        else slice_objects[keys])
             else:
                 self.slices.pop(service, None)
                 by_service.pop(service, None)
@@ -697,7 +709,7 @@ class _Resolver:
         known = self._backends.get(memo_key)
         if known is not None and known[0] is packed and known[1] is slices:
             return known[2]
-        backend = self._resolve_new(namespace, name, port_label, obj, service_port, slices or ())
+        backend = self._resolve_new(namespace, name, port_label, obj, service_port, _slices_of(slices))
         self._backends[memo_key] = (packed, slices, backend)
         return backend
 
@@ -783,6 +795,14 @@ def _cluster_endpoint(spec: Mapping, service_port: Mapping) -> Endpoint | None:
     if not address or address == "None" or not isinstance(port, int):
         return None
     return Endpoint(str(address), port)
+
+
+def _slices_of(slices: Packed | tuple[Packed, ...] | None) -> tuple[Packed, ...]:
+    """A Service's packed slices as ``_Resolver.slices`` keeps them (one bare, several in a
+    tuple, None for none), as a tuple."""
+    if slices is None:
+        return ()
+    return (slices,) if type(slices) is bytes else slices
 
 
 def _slice_service(namespace: str, obj: Mapping) -> tuple[str, str] | None:
