@@ -24,6 +24,7 @@ import argparse
 import functools
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -101,14 +102,32 @@ def load(port: int, pid: int, keys: list[tuple[str, str]], args, procs: Processe
     return figures
 
 
-def memory_kib(pid: int) -> dict[str, int]:
+def memory_kib(pid: int) -> dict:
     with open(f"/proc/{pid}/status") as handle:
         return {line.split(":")[0]: int(line.split()[1]) for line in handle
                 if line.startswith(("VmRSS", "VmHWM", "RssAnon", "RssFile"))}
 
 
+def smaps_mib(pid: int) -> dict[str, float]:
+    """Resident MiB by kind of mapping (/proc/PID/smaps): ``heap`` (the main arena, brk),
+    ``anon`` (other anonymous mappings: Python's obmalloc arenas, the threads' malloc arenas,
+    large blocks), ``stack`` and ``files`` (code and data of the executable and libraries)."""
+    totals = {"heap": 0, "anon": 0, "stack": 0, "files": 0}
+    kind = "anon"
+    with open(f"/proc/{pid}/smaps") as handle:
+        for line in handle:
+            fields = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                name = fields[5] if len(fields) > 5 else ""
+                kind = ("heap" if name == "[heap]" else "stack" if name.startswith("[stack") else
+                        "files" if name.startswith("/") else "anon")
+            elif fields[0] == "Rss:":
+                totals[kind] += int(fields[1])
+    return {kind: kib / 1024 for kind, kib in totals.items()}
+
+
 def run(procs: Processes, twistd: str, source_args: list[str], settle: float, measure_load=None,
-        cpu: int | None = None) -> tuple[float, dict[str, int], dict | None]:
+        cpu: int | None = None) -> tuple[float, dict, dict | None]:
     """Start ingressd (pinned to ``cpu`` if given), wait until ready, settle, return (seconds
     to ready, memory, and what ``measure_load(port, pid)`` returns if given)."""
     ports = free_ports(3)
@@ -123,6 +142,7 @@ def run(procs: Processes, twistd: str, source_args: list[str], settle: float, me
         ready = time.monotonic() - started
         time.sleep(settle)
         memory = memory_kib(proc.pid)
+        memory["smaps"] = smaps_mib(proc.pid)
         figures = measure_load(ports[0], proc.pid) if measure_load is not None else None
         if proc.poll() is not None:
             raise SystemExit(f"ingressd exited during the load:\n{procs.log_tail(proc)}")
@@ -166,7 +186,8 @@ def measure(count: int, args) -> tuple[str, dict | None]:
             procs.stop_all()
     line = (f"{count:>6} Ingresses: ready after {ready:5.1f} s, resident {memory['VmRSS'] / 1024:4.0f} MiB, "
             f"peak {memory['VmHWM'] / 1024:4.0f} MiB (anonymous {memory['RssAnon'] / 1024:.0f}, "
-            f"files {memory['RssFile'] / 1024:.0f})")
+            f"files {memory['RssFile'] / 1024:.0f}; "
+            + ", ".join(f"{kind} {mib:.1f}" for kind, mib in memory["smaps"].items()) + ")")
     if figures is not None:
         line += (f"\n        requests round {figures['keys']} keys: {figures['requests_per_s']:,.0f} req/s, "
                  f"proxy CPU {figures['cpu_us']:.1f} µs/request, p50 {figures['p50_ms']:.3f} ms, "

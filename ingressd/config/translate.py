@@ -88,7 +88,8 @@ class _Translated:
     __slots__ = ("ingress", "deps", "routes", "tls_hosts", "default", "warnings", "rejection", "served")
 
     def __init__(self, ingress, deps, routes=(), tls_hosts=(), default=None, warnings=(), rejection=None):
-        self.served: tuple[frozenset[str], tuple[Route, ...]] | None = None  # (TLS hosts, routes marked)
+        # (TLS hosts, routes marked); the routes are ``routes`` itself when none was marked
+        self.served: tuple[frozenset[str], tuple[Route, ...]] | None = None
         self.ingress = ingress
         self.deps = deps
         self.routes = routes
@@ -121,7 +122,7 @@ class Translator:
         self._inputs: tuple = ()
         self._resolver = _Resolver({})
         self._tls_names: frozenset[str] = frozenset()
-        self._ages: dict[tuple[str, str], tuple[Packed, tuple]] = {}  # key → (Ingress, its age key)
+        self._ages: dict[tuple[str, str], str] = {}  # key → its Ingress's creation time (``_age``)
         self._order: list[tuple[str, str]] | None = None  # Ingress keys, oldest first
 
     def __call__(self, objects: Snapshot, settings: TranslateSettings = TranslateSettings(),
@@ -211,23 +212,27 @@ class Translator:
         return _Translated(packed, _deps(used), tuple(routes), tuple(tls_hosts), default, tuple(warnings))
 
     def _note_age(self, key: tuple[str, str], packed: Packed, ingress: Mapping) -> None:
-        known = self._ages.get(key)
-        if known is None or known[0] is not packed:
-            age = _age_key(ingress, key)
-            if known is None or known[1] != age:
-                self._order = None  # sort again
-            self._ages[key] = (packed, age)
+        # Only the creation time is kept (the store key is the dict's): no tuple per Ingress.
+        age = _age(ingress)
+        if self._ages.get(key) != age:
+            self._order = None  # sort again
+            self._ages[key] = age
 
     def _oldest_first(self, ingresses: Mapping[tuple[str, str], Packed]) -> list[tuple[str, str]]:
-        """The store keys of ``ingresses`` by age, sorted again only when an Ingress came,
-        went or changed its age key (``_note_age`` saw every new or changed one)."""
+        """The store keys of ``ingresses`` by age (creation time, then namespace and name),
+        sorted again only when an Ingress came, went or changed its creation time
+        (``_note_age`` saw every new or changed one)."""
         ages = self._ages
         if len(ages) != len(ingresses):
             for key in [key for key in ages if key not in ingresses]:
                 del ages[key]
             self._order = None
         if self._order is None:
-            self._order = sorted(ages, key=lambda key: ages[key][1])
+            # By key, then (stable) by creation time: the order of (creation time, key),
+            # without a tuple per Ingress.
+            order = sorted(ages)
+            order.sort(key=ages.__getitem__)
+            self._order = order
         return self._order
 
 
@@ -237,12 +242,14 @@ def _with_tls(done: _Translated, tls_names: frozenset[str]) -> tuple[Route, ...]
     entries)."""
     before = done.served[1] if done.served is not None else done.routes
     out = []
+    marked = False
     for route, old in zip(done.routes, before):
         if not route.host or route.host not in tls_names:
             out.append(route)
         else:
             out.append(old if old.tls else dataclasses.replace(route, tls=True))
-    return tuple(out)
+            marked = True
+    return tuple(out) if marked else done.routes  # none marked: not a copy of the tuple
 
 
 # -- class selection --------------------------------------------------------------------
@@ -548,14 +555,22 @@ class _Resolver:
         self.secrets: Mapping[tuple[str, str], Packed] = {}
         self.configmaps: Mapping[tuple[str, str], Packed] = {}
         self._slice_objects: Mapping = {}
-        self._slice_owner: dict[tuple[str, str], tuple[Packed, tuple[str, str] | None]] = {}
-        self._service_slices: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
-        self.slices: dict[tuple[str, str], tuple[Packed, ...]] = {}
+        # slice key → its Service's key (the packed slice is in ``_slice_objects``, the last
+        # snapshot's mapping, which the store never changes once handed out)
+        self._slice_owner: dict[tuple[str, str], tuple[str, str] | None] = {}
+        # A Service's slices: most Services have one, kept bare (the key; the packed slice)
+        # rather than in a tuple of one (two tuples per Service); several: a list of keys, a
+        # tuple of packed slices (``_slices_of`` reads either).
+        self._service_slices: dict[tuple[str, str], tuple[str, str] | list[tuple[str, str]]] = {}
+        self.slices: dict[tuple[str, str], Packed | tuple[Packed, ...]] = {}
         self._service: tuple[Packed | None, dict] = (None, {})  # the last Service unpacked
         self._secret_data: dict[tuple[str, str], tuple[dict, SecretData]] = {}
         self._all_secrets: tuple[Mapping, tuple[SecretData, ...]] | None = None
         self.deps: dict | None = None  # while translating one Ingress: (table, key) → object used
         self._backends: dict[tuple[str, str, str], tuple] = {}
+        # One int per endpoint port number (each unpacked slice has its own 8080: ints above
+        # 256 are not shared); at most the 65,535 valid ports.
+        self._ports: dict[int, int] = {}
         self.update(objects)
 
     def update(self, objects: Snapshot) -> bool:
@@ -578,21 +593,29 @@ class _Resolver:
         touched: set[tuple[str, str] | None] = set()
 
         def forget(key) -> None:
-            service = owners.pop(key)[1]
+            service = owners.pop(key)
             touched.add(service)
             if service is not None:
-                by_service[service] = tuple(other for other in by_service[service] if other != key)
+                keys = by_service[service]
+                rest = [other for other in keys if other != key] if type(keys) is list else []
+                by_service[service] = rest[0] if len(rest) == 1 else rest  # [] when none is left
 
+        before = self._slice_objects
         for key, packed in slice_objects.items():
-            known = owners.get(key)
-            if known is None or known[0] is not packed:
-                if known is not None:
+            if before.get(key) is not packed:
+                if key in owners:
                     forget(key)
                 service = _slice_service(key[0], unpack(packed))
-                owners[key] = (packed, service)
+                owners[key] = service
                 touched.add(service)
                 if service is not None:
-                    by_service[service] = (*by_service.get(service, ()), key)
+                    keys = by_service.get(service)
+                    if not keys:
+                        by_service[service] = key
+                    elif type(keys) is list:
+                        keys.append(key)
+                    else:
+                        by_service[service] = [keys, key]
         if len(owners) != len(slice_objects):
             for key in [key for key in owners if key not in slice_objects]:
                 forget(key)
@@ -600,7 +623,8 @@ class _Resolver:
         for service in touched:
             keys = by_service.get(service)
             if keys:
-                self.slices[service] = tuple(owners[key][0] for key in sorted(keys))
+                self.slices[service] = (tuple(slice_objects[key] for key in sorted(keys)) if type(keys) is list
+                                        else slice_objects[keys])
             else:
                 self.slices.pop(service, None)
                 by_service.pop(service, None)
@@ -637,7 +661,8 @@ class _Resolver:
             raise _Invalid(f"{where}.service.port needs exactly one of number and name")
         # One copy of each label ("80", "http"), not one per path: str(80) is a new string each time.
         port_label = sys.intern(str(number) if number is not None else str(port_name))
-        packed = self._use("services", (namespace, name))
+        key = (namespace, name)  # one tuple for both dependencies (its Service, its slices)
+        packed = self._use("services", key)
         if packed is None:
             warnings.append(Rejection(ref, f"{where}: Service {namespace}/{name} not found (503 until it exists)"))
             return Backend(namespace, name, port_label)
@@ -645,10 +670,11 @@ class _Resolver:
         service_port = self._service_port(obj, number, port_name)
         if service_port is None:
             raise _Invalid(f"{where}: Service {namespace}/{name} has no port {port_label}")
-        return self._resolve(namespace, name, port_label, packed, obj, service_port)
+        return self._resolve(namespace, name, port_label, packed, obj, service_port, key)
 
     def first_port_backend(self, namespace: str, name: str) -> Backend | None:
-        packed = self._use("services", (namespace, name))
+        key = (namespace, name)
+        packed = self._use("services", key)
         if packed is None:
             return None
         obj = self._unpack_service(packed)
@@ -656,7 +682,7 @@ class _Resolver:
         if not ports:
             return Backend(namespace, name, "")
         port = ports[0]
-        return self._resolve(namespace, name, str(port.get("port")), packed, obj, port)
+        return self._resolve(namespace, name, str(port.get("port")), packed, obj, port, key)
 
     def _unpack_service(self, packed: Packed) -> dict:
         # An Ingress's paths mostly name one Service: unpack it once for all of them.
@@ -675,15 +701,15 @@ class _Resolver:
                 return port
         return None
 
-    def _resolve(self, namespace, name, port_label, packed, obj, service_port) -> Backend:
+    def _resolve(self, namespace, name, port_label, packed, obj, service_port, key) -> Backend:
         # Paths of one Ingress (and Ingresses) share Services: resolve each Service port
         # once for as long as the Service and its EndpointSlices are the same objects.
-        slices = self._use("slices", (namespace, name))
+        slices = self._use("slices", key)
         memo_key = (namespace, name, port_label)
         known = self._backends.get(memo_key)
         if known is not None and known[0] is packed and known[1] is slices:
             return known[2]
-        backend = self._resolve_new(namespace, name, port_label, obj, service_port, slices or ())
+        backend = self._resolve_new(namespace, name, port_label, obj, service_port, _slices_of(slices))
         self._backends[memo_key] = (packed, slices, backend)
         return backend
 
@@ -709,7 +735,10 @@ class _Resolver:
                 if conditions.get("ready") is False or conditions.get("terminating") is True:
                     continue
                 for address in endpoint.get("addresses") or []:
-                    found[(str(address), int(port_number))] = Endpoint(str(address), int(port_number))
+                    number = int(port_number)
+                    if 0 < number < 65536:
+                        number = self._ports.setdefault(number, number)
+                    found[(str(address), number)] = Endpoint(str(address), number)
         endpoints = tuple(found[key] for key in sorted(found))
         return Backend(namespace, name, port_label, endpoints, cluster_endpoint=_cluster_endpoint(spec, service_port))
 
@@ -768,6 +797,14 @@ def _cluster_endpoint(spec: Mapping, service_port: Mapping) -> Endpoint | None:
     return Endpoint(str(address), port)
 
 
+def _slices_of(slices: Packed | tuple[Packed, ...] | None) -> tuple[Packed, ...]:
+    """A Service's packed slices as ``_Resolver.slices`` keeps them (one bare, several in a
+    tuple, None for none), as a tuple."""
+    if slices is None:
+        return ()
+    return (slices,) if type(slices) is bytes else slices
+
+
 def _slice_service(namespace: str, obj: Mapping) -> tuple[str, str] | None:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     service = labels.get("kubernetes.io/service-name")
@@ -802,6 +839,6 @@ def _ref(kind: str, obj: Mapping) -> ObjectRef:
     return ObjectRef(kind, meta.get("namespace") or "", meta.get("name") or "")
 
 
-def _age_key(obj: Mapping, key: tuple[str, str]) -> tuple[str, tuple[str, str]]:
-    """Creation time, then namespace and name (``key``, the store's)."""
-    return (str((obj.get("metadata") or {}).get("creationTimestamp") or "9999"), key)
+def _age(obj: Mapping) -> str:
+    """An Ingress's creation time, as it sorts ("9999" when it has none)."""
+    return str((obj.get("metadata") or {}).get("creationTimestamp") or "9999")
