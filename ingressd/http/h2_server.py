@@ -37,9 +37,9 @@ from h2.utilities import HeaderValidationFlags, normalize_inbound_headers, valid
 
 from ingressd.http import h2_frames as frames
 from ingressd.http.h2_frames import (
-    ACK, CONTINUATION, DATA as DATA_FRAME, END_STREAM, FLOW_CONTROL_ERROR, GOAWAY, HEADERS, PING, PRIORITY,
-    PRIORITY_FLAG, PROTOCOL_ERROR, PUSH_PROMISE, RST_STREAM, SETTINGS, STREAM_CLOSED, WINDOW_UPDATE, ALTSVC,
-    ENHANCE_YOUR_CALM, FRAME_SIZE_ERROR, FrameError, FrameReader,
+    ACK, ALTSVC, CONTINUATION, DATA as DATA_FRAME, END_STREAM, ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR,
+    FRAME_SIZE_ERROR, GOAWAY, HEADERS, PING, PRIORITY, PRIORITY_FLAG, PROTOCOL_ERROR, PUSH_PROMISE,
+    RST_STREAM, SETTINGS, STREAM_CLOSED, WINDOW_UPDATE, FrameError, FrameReader,
 )
 from ingressd.http.h2_request_check import request_fields
 from ingressd.http.h2_settings import (
@@ -185,9 +185,6 @@ class ServerConnection:
         self._state = _CLOSED
         self._out += frames.goaway_frame(self.highest_inbound_stream_id, error_code)
 
-    def _fail(self, code: int, reason: str) -> ProtocolError:
-        return ProtocolError(code, reason)
-
     def _open_count(self) -> int:
         """Open streams; the closed ones are moved to the closed streams' memory (as h2 does)."""
         count = 0
@@ -281,8 +278,9 @@ class ServerConnection:
         if stream is None and self._open_count() + 1 > self.max_concurrent_streams:
             raise ProtocolError(PROTOCOL_ERROR, f"Max inbound streams is {self.max_concurrent_streams}")
         fields = self._decode(frame.data)
-        self._frame_in(True)
-        self._state = _OPEN
+        if self._state != _OPEN:
+            self._frame_in(True)
+            self._state = _OPEN
         if stream is None:
             if stream_id <= self.highest_inbound_stream_id:
                 closed_by = self._closed_by(stream_id)
@@ -329,7 +327,8 @@ class ServerConnection:
             raise ProtocolError(PROTOCOL_ERROR, f"Stream {stream_id} may not depend on itself")
 
     def _data(self, frame, events: list) -> None:
-        self._frame_in(False)
+        if self._state != _OPEN:
+            self._frame_in(False)
         length = frame.length
         try:
             self._inbound.consumed(length)
@@ -358,7 +357,7 @@ class ServerConnection:
         received = stream.received_length = stream.received_length + len(data)
         expected = stream.expected_length
         if expected is not None and (expected < received or (ended and expected != received)):
-            raise ProtocolError(PROTOCOL_ERROR, f"InvalidBodyLengthError: Expected {expected} bytes, received {received}")
+            raise ProtocolError(PROTOCOL_ERROR, f"body of {received} bytes, content-length {expected}")
         if ended:
             try:
                 stream.received_end_stream()
@@ -481,8 +480,9 @@ class ServerConnection:
             self._frame_out(True)
             self._state = _OPEN
             raise ProtocolError(PROTOCOL_ERROR, "Invalid stream ID for peer.")
-        self._frame_out(True)
-        self._state = _OPEN
+        if self._state != _OPEN:
+            self._frame_out(True)
+            self._state = _OPEN
         informational = _informational(fields)
         try:
             if informational:
@@ -509,14 +509,19 @@ class ServerConnection:
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         size = len(data)
+        stream = self.streams.get(stream_id)
         if size:
-            window = self.local_flow_control_window(stream_id)
+            if stream is None:
+                raise StreamClosedError(stream_id)
+            window = stream.outbound if stream.outbound < self.outbound_window else self.outbound_window
             if size > window:
                 raise ProtocolError(FLOW_CONTROL_ERROR, f"Cannot send {size} bytes, flow control window is {window}")
         if size > self.max_outbound_frame_size:
             raise ProtocolError(FRAME_SIZE_ERROR, f"Cannot send frame size {size}")
-        self._frame_out(False)
-        stream = self._known(stream_id)
+        if self._state != _OPEN:
+            self._frame_out(False)
+        if stream is None:
+            raise StreamClosedError(stream_id)
         try:
             stream.sent_data()
             if end_stream:
