@@ -123,8 +123,10 @@ class Side:
                 sorted(self.protocol.streams))
 
 
-def compare(chunks: list[bytes], **options) -> tuple[Side, Side]:
+def compare(chunks: list[bytes], rapid_reset_bound: bool = True, **options) -> tuple[Side, Side]:
     before, after = Side(H2ServerProtocolBefore, **options), Side(H2ServerProtocol, **options)
+    if not rapid_reset_bound:  # nginx's, which h2 did not have (test_rapid_reset_bound)
+        after.protocol.h2.new_streams_per_read = None
     assert after.state() == before.state()
     for chunk in chunks:
         before.feed(chunk)
@@ -286,7 +288,7 @@ def test_whole_connections_as_with_h2(chunks):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(connections())
 def test_whole_connections_as_with_h2_few_streams_allowed(chunks):
-    compare(chunks, http2_max_concurrent_streams=2, keepalive_requests=3)
+    compare(chunks, rapid_reset_bound=False, http2_max_concurrent_streams=2, keepalive_requests=3)
 
 
 # -- named cases ----------------------------------------------------------------------------------
@@ -384,3 +386,26 @@ class _Encoder:
     def encode(self, fields):
         return hpack.Encoder().encode(fields)
 
+
+def test_rapid_reset_bound():
+    """CVE-2023-44487: a read may open at most 2 x http2_max_concurrent_streams streams (nginx's
+    bound), however many it also resets; the ones beyond are refused (RST_STREAM
+    REFUSED_STREAM) and never reach the handler. The next read starts counting again."""
+    encoder = hpack.Encoder()
+    side = Side(H2ServerProtocol, http2_max_concurrent_streams=3)
+    side.feed(PREFACE + _frame(h2_frames.SETTINGS, 0, 0, b""))
+    side.transport.clear()
+    read = b"".join(_request(encoder, sid, b"/wait") + _frame(h2_frames.RST_STREAM, 0, sid, b"\0\0\0\x08")
+                    for sid in range(1, 17, 2))  # 8 streams opened and reset
+    side.feed(read)
+    handed = [entry[1] for entry in side.log if entry[0] == "request"]
+    assert handed == [1, 3, 5, 7, 9, 11]
+    out = side.transport.value()
+    for sid in (13, 15):
+        assert h2_frames.rst_stream_frame(sid, h2_frames.REFUSED_STREAM) in out
+    assert not side.protocol.closed
+    side.transport.clear()
+    side.feed(_request(encoder, 17, b"/a"))  # a new read: served
+    assert [entry[1] for entry in side.log if entry[0] == "request"][-1] == 17
+    side.feed(_request(encoder, 13))  # a refused stream is closed: STREAM_CLOSED, as after any reset
+    assert h2_frames.rst_stream_frame(13, h2_frames.STREAM_CLOSED) in side.transport.value()

@@ -38,7 +38,7 @@ from h2.utilities import HeaderValidationFlags, normalize_inbound_headers, valid
 from ingressd.http import h2_frames as frames
 from ingressd.http.h2_frames import (
     ACK, ALTSVC, CONTINUATION, DATA as DATA_FRAME, END_STREAM, ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR,
-    FRAME_SIZE_ERROR, GOAWAY, HEADERS, PING, PRIORITY, PRIORITY_FLAG, PROTOCOL_ERROR, PUSH_PROMISE,
+    FRAME_SIZE_ERROR, GOAWAY, HEADERS, PING, PRIORITY, PRIORITY_FLAG, PROTOCOL_ERROR, PUSH_PROMISE, REFUSED_STREAM,
     RST_STREAM, SETTINGS, STREAM_CLOSED, WINDOW_UPDATE, FrameError, FrameReader,
 )
 from ingressd.http.h2_request_check import request_fields
@@ -139,9 +139,16 @@ class ServerConnection:
     first, as (identifier, value) pairs in h2's order; ``max_concurrent_streams`` the streams
     a client may have open; ``encoder`` the response encoder (``hpack_out.ResponseEncoder``)."""
 
-    def __init__(self, settings, max_concurrent_streams: int, encoder) -> None:
+    def __init__(self, settings, max_concurrent_streams: int, encoder,
+                 new_streams_per_read: int | None = None) -> None:
         self._local_settings = tuple(settings)
         self.max_concurrent_streams = max_concurrent_streams
+        # Rapid reset (CVE-2023-44487): h2 bounds the streams open at once, which a client that
+        # resets each stream as it opens it never reaches. nginx also bounds the streams opened
+        # in one read (2 x http2_max_concurrent_streams): the ones beyond are refused
+        # (RST_STREAM REFUSED_STREAM, never handed on), their header block still decoded.
+        self.new_streams_per_read = new_streams_per_read
+        self._new_streams = 0
         self.encoder = encoder
         self.decoder = RequestDecoder(_MAX_HEADER_LIST_SIZE)
         self._reader = FrameReader(16384)
@@ -230,6 +237,7 @@ class ServerConnection:
             raise ProtocolError(exc.code, str(exc)) from None
         events: list = []
         dispatch = self._dispatch
+        self._new_streams = 0
         try:
             for frame in reader:
                 handler = dispatch.get(frame.type)
@@ -295,6 +303,13 @@ class ServerConnection:
             stream = _Stream(stream_id, self._remote_initial_window)
             self.streams[stream_id] = stream
             self.highest_inbound_stream_id = stream_id
+            self._new_streams += 1
+            limit = self.new_streams_per_read
+            if limit is not None and self._new_streams > limit:
+                stream.state = CLOSED  # as if we had reset it: later frames on it meet STREAM_CLOSED
+                stream.closed_by = SENT_RST_STREAM
+                self._out += frames.rst_stream_frame(stream_id, REFUSED_STREAM)
+                return
         ended = bool(frame.flags & END_STREAM)
         if _informational(fields):
             stream.state = CLOSED

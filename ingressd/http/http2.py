@@ -57,6 +57,7 @@ _MAX_STREAMS = 100  # sizes the connection window; the streams allowed: ServerSe
 _STREAM_WINDOW = 65535  # RFC default; also what a paused stream can hold unacknowledged
 _CONNECTION_WINDOW = _MAX_STREAMS * _STREAM_WINDOW
 _DRAIN_LIMIT = 4 * 1024 * 1024  # request body read and dropped after an early answer
+_NEW_STREAMS_PER_READ = 2  # x the streams allowed: nginx's bound on streams opened in one read (rapid reset)
 
 
 class H2Request:
@@ -589,7 +590,9 @@ class H2ServerProtocol(Protocol):
             self.websocket,  # RFC 8441
         )
         # nginx's HPACK for the answers: no dynamic table, fields memoised
-        self.h2 = ServerConnection(local, self.settings.http2_max_concurrent_streams, ResponseEncoder())
+        streams = self.settings.http2_max_concurrent_streams
+        self.h2 = ServerConnection(local, streams, ResponseEncoder(),
+                                   new_streams_per_read=_NEW_STREAMS_PER_READ * streams)
         self.h2.initiate_connection(_CONNECTION_WINDOW)
         self.flush()
         self._idle(self.settings.header_timeout)
