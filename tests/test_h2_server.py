@@ -409,3 +409,27 @@ def test_rapid_reset_bound():
     assert [entry[1] for entry in side.log if entry[0] == "request"][-1] == 17
     side.feed(_request(encoder, 13))  # a refused stream is closed: STREAM_CLOSED, as after any reset
     assert h2_frames.rst_stream_frame(13, h2_frames.STREAM_CLOSED) in side.transport.value()
+
+
+def test_a_repeated_block_is_read_again_when_the_settings_change():
+    """A repeated request block is read once (http2's memo of the last block), as long as the
+    settings it was read under stay the same: each request still gets its own head."""
+    encoder = hpack.Encoder()
+    side = Side(H2ServerProtocol)
+    side.feed(PREFACE + _frame(h2_frames.SETTINGS, 0, 0, b""))
+    extra = [(b"x_y", b"1"), (b"accept", b"*/*")]
+    side.feed(_request(encoder, 1, b"/a", extra=extra) + _request(encoder, 3, b"/a", extra=extra))
+    requests = [entry for entry in side.log if entry[0] == "request"]
+    assert [entry[1] for entry in requests] == [1, 3]
+    assert requests[0][2:] == requests[1][2:]
+    assert (b"x_y", b"1") not in requests[0][4]  # nginx's underscores_in_headers off
+    assert side.protocol._repeat is not None  # the second was the remembered reading
+    side.protocol.settings.apply(underscores_in_headers=True)
+    side.feed(_request(encoder, 5, b"/a", extra=extra))
+    requests = [entry for entry in side.log if entry[0] == "request"]
+    assert requests[-1][1] == 5 and (b"x_y", b"1") in requests[-1][4]
+    side.protocol.settings.apply(max_headers=2)
+    side.feed(_request(encoder, 7, b"/a", extra=extra))
+    assert side.log[-1][:3] == ("rejected", 7, 431)
+    side.feed(_request(encoder, 9, b"/a", extra=extra, end=False))  # another key (the stream goes on)
+    assert side.log[-1][:3] == ("rejected", 9, 431)

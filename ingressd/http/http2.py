@@ -560,6 +560,7 @@ class H2ServerProtocol(Protocol):
         self._requests = 0  # streams taken (nginx's keepalive_requests counts them too)
         self._corked = 0  # a read is being handled: frames are written once, at its end
         self._pending: dict[int, _Stream] = {}  # streams with frames to send at the uncork
+        self._repeat: tuple | None = None  # the last request block, its settings, what was read of it
         self._group: ConnectionSet | None = None
 
     # -- connection lifecycle -------------------------------------------------------------
@@ -721,7 +722,14 @@ class H2ServerProtocol(Protocol):
         if self._last_stream is not None and stream_id > self._last_stream:
             self.h2_reset(stream_id, REFUSED_STREAM)  # after our GOAWAY
             return
-        if not fits_h2(headers, *self.settings.header_buffers):
+        settings = self.settings
+        # A client repeating a request sends the same block: h2_server hands back the same
+        # list, and what was read from it last time holds while the settings read stay the same.
+        key = (ended, settings.header_buffers, settings.max_headers, settings.drops_underscores)
+        repeat = self._repeat
+        if repeat is not None and repeat[0] is headers and repeat[1] == key:
+            known = repeat[2]
+        elif not fits_h2(headers, *settings.header_buffers):
             # nginx: "client sent too large header field" / "too large header": the connection ends
             log.msg(f"ingressd: HTTP/2 header block beyond large_client_header_buffers from {self.peer_ip}")
             self.h2.close_connection(error_code=ENHANCE_YOUR_CALM)
@@ -730,6 +738,8 @@ class H2ServerProtocol(Protocol):
             self.transport.loseConnection()
             self.closed = True
             return
+        else:
+            known = None
         stream = _Stream(self, stream_id)
         self.streams[stream_id] = stream
         self._cancel_timer()
@@ -738,11 +748,19 @@ class H2ServerProtocol(Protocol):
         if limit and self._requests >= limit:
             self._go_away()  # this stream is still answered; the client opens a new connection
         stream.remote_ended = ended
-        try:
-            request = _request_from(headers, self.settings, ended)
-        except _Reject as rejected:
-            stream.respond(rejected.status, _known_of(headers))
-            return
+        if known is not None:
+            method, target, pairs, content_length, expect_continue, head_bytes = known
+            request = H2Request(method, target, list(pairs), content_length, ended, expect_continue)
+            request.head_bytes = head_bytes
+        else:
+            try:
+                request = _request_from(headers, settings, ended)
+            except _Reject as rejected:
+                stream.respond(rejected.status, _known_of(headers))
+                return
+            if request.websocket_key is None:  # a WebSocket's key is new each time
+                self._repeat = (headers, key, (request.method, request.target, tuple(request.headers),
+                                               request.content_length, request.expect_continue, request.head_bytes))
         if request.websocket_key is not None and not self.websocket:
             stream.respond(400, request)  # not offered: as nginx, which knows no :protocol
             return
