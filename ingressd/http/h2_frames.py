@@ -12,8 +12,7 @@ A frame is a ``Frame``: one small object with slots, the fields every type has (
 stream) and the few its type needs, instead of a class per type. The ``*_frame`` functions
 serialise the frames a server sends, byte for byte as hyperframe does.
 
-This module is the first part of the server-side connection that is to take the place of
-h2's ``H2Connection`` on the client side; nothing on the request path uses it yet.
+It is the frame layer of the client side's connection (``h2_server.ServerConnection``).
 """
 
 from __future__ import annotations
