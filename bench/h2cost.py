@@ -7,11 +7,12 @@ listener with prior knowledge (h2c, so no TLS in the figure). The requests' fram
 encoded beforehand by an ``h2`` client, ``--streams`` HEADERS frames per read (as ``h2load
 -m``); each batch is fed to the connection's ``dataReceived``, then every backend connection
 that was sent a request gets its answer. What it prints is CPU time per request of
-everything ingressd does between those calls: HTTP/2 frames and HPACK in and out (h2,
-hpack, hyperframe), the stream adapters, the exchange and the HTTP/1.1 upstream.
+everything ingressd does between those calls: HTTP/2 frames and HPACK in and out (the
+connection of ``http/h2_server.py`` and its parts), the stream adapters, the exchange and
+the HTTP/1.1 upstream.
 
     .venv/bin/python bench/h2cost.py                     # 20,000 requests x 5 rounds, access log off
-    .venv/bin/python bench/h2cost.py --profile           # cProfile's table for one round
+    .venv/bin/python bench/h2cost.py --profile           # cProfile's table and Python calls per request
 """
 
 from __future__ import annotations
@@ -137,7 +138,9 @@ def main() -> None:
         if args.profile:
             profile = cProfile.Profile()
             profile.runcall(rig.play, rounds[0])
-            pstats.Stats(profile).sort_stats(args.sort).print_stats(args.lines)
+            stats = pstats.Stats(profile)
+            stats.sort_stats(args.sort).print_stats(args.lines)
+            print(f"Python calls per request: {stats.total_calls / args.requests:.1f}")
             return
         figures = []
         for batches in rounds:

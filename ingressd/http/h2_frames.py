@@ -12,9 +12,8 @@ A frame is a ``Frame``: one small object with slots, the fields every type has (
 stream) and the few its type needs, instead of a class per type. The ``*_frame`` functions
 serialise the frames a server sends, byte for byte as hyperframe does.
 
-This module is the first part of the server-side connection that is to take the place of
-h2's ``H2Connection`` on the client side; on the request path, ``FrameReader(server=False)``
-reads what backends send to ``proxy/h2_client.py`` (gRPC).
+It is the frame layer of the client side's connection (``h2_server.ServerConnection``); with
+``FrameReader(server=False)`` it also reads what backends send to ``proxy/h2_client.py`` (gRPC).
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ something it does not check) it returns None and h2 checks the block itself, so 
 block meets exactly h2's error. A field checked once is remembered (bounded): the fields a
 client repeats come from the same HPACK table entries.
 
-``CheckingDecoder`` is where it is applied: h2 decodes a header block and then, for the same
+Our connection (``h2_server``) applies ``request_fields`` to every request block and h2's own
+validation functions to the blocks it doubts. ``CheckingDecoder`` is how it was applied on h2's
+``H2Connection`` (kept for the tests that compare with it): h2 decodes a header block and then, for the same
 frame, checks it if its configuration says so; the decoder tells the configuration, block by
 block, whether h2's own check is still needed. The check here is a request block's, so it is
 skipped only when the block cannot be trailers: no stream of the connection may still send

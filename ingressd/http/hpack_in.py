@@ -1,5 +1,5 @@
-"""The HPACK decoder of the HTTP/2 client side's requests (RFC 7541): ``hpack.Decoder``'s place
-on an ``h2.connection.H2Connection``, in one loop.
+"""The HPACK decoder of the HTTP/2 client side's requests (RFC 7541): ``hpack.Decoder``'s
+behaviour in one loop, on our connection (``h2_server``; it also fits an ``h2.connection.H2Connection``).
 
 ``hpack.Decoder`` spends most of a request's decoding in function calls and objects: a
 memoryview slice, ``decode_integer`` and a ``HeaderTuple`` per field, a debug log call per

@@ -6,8 +6,9 @@ block with a dynamic table size update to 0 (RFC 7541 6.3): its answers never de
 fields before them. This encoder does the same, so a field's encoding is a pure function of
 the field and is memoised (bounded): a repeated field (``:status 200``, ``content-type``,
 this second's ``date``) costs a dictionary lookup instead of ``hpack.Encoder``'s table
-search and insertion. ``ResponseEncoder`` stands in for ``hpack.Encoder`` on an
-``h2.connection.H2Connection`` (``encode`` and ``header_table_size``). Fields h2 marks as
+search and insertion. ``ResponseEncoder`` is our connection's encoder (``h2_server``; it
+also stands in for ``hpack.Encoder`` on an ``h2.connection.H2Connection``: ``encode`` and
+``header_table_size``). Fields h2 marks as
 never to be indexed (``hpack.NeverIndexedHeaderTuple``) are sent as such, and not memoised.
 """
 

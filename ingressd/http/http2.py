@@ -1,4 +1,4 @@
-"""The client side over HTTP/2: h2 (sans-IO) on a Twisted protocol, one Exchange per stream.
+"""The client side over HTTP/2: our connection (``h2_server``) on a Twisted protocol, one Exchange per stream.
 
 Each stream gets a ``_Stream`` adapter offering what ``proxy.Exchange`` uses on
 ``http1.HTTP1ServerProtocol`` (``write_head``, ``write_body``, ``finish_response``,
@@ -26,14 +26,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
-import h2.settings
-from h2.errors import ErrorCodes
 from hpack import NeverIndexedHeaderTuple
-from hyperframe.frame import GoAwayFrame
 from twisted.internet.interfaces import IProtocolNegotiationFactory, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python import log
@@ -42,7 +35,10 @@ from zope.interface import implementer
 from ingressd.drain import ConnectionSet
 from ingressd.http import extended_connect
 from ingressd.http.head_buffers import fits_h2
-from ingressd.http.h2_request_check import CheckingDecoder
+from ingressd.http import h2_server
+from ingressd.http.h2_frames import (CANCEL, ENHANCE_YOUR_CALM, INTERNAL_ERROR, NO_ERROR, REFUSED_STREAM,
+                                     goaway_frame)
+from ingressd.http.h2_server import ProtocolError, ServerConnection
 from ingressd.http.hpack_out import ResponseEncoder
 from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page, other_ends, passes_backend_server
 from ingressd.tls.client_auth import client_certificate
@@ -61,6 +57,7 @@ _MAX_STREAMS = 100  # sizes the connection window; the streams allowed: ServerSe
 _STREAM_WINDOW = 65535  # RFC default; also what a paused stream can hold unacknowledged
 _CONNECTION_WINDOW = _MAX_STREAMS * _STREAM_WINDOW
 _DRAIN_LIMIT = 4 * 1024 * 1024  # request body read and dropped after an early answer
+_NEW_STREAMS_PER_READ = 2  # x the streams allowed: nginx's bound on streams opened in one read (rapid reset)
 
 
 class H2Request:
@@ -308,7 +305,7 @@ class _Stream:
         if not self._head_written:
             self.respond(408)
             return
-        self.reset(ErrorCodes.CANCEL)
+        self.reset(CANCEL)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -393,7 +390,7 @@ class _Stream:
     def abort(self) -> None:
         """The response cannot be completed: reset the stream, so the client sees an error."""
         self.exchange = None
-        self.reset(ErrorCodes.INTERNAL_ERROR)
+        self.reset(INTERNAL_ERROR)
 
     # -- used by the connection -----------------------------------------------------------
 
@@ -441,7 +438,7 @@ class _Stream:
     def _stop_draining(self) -> None:
         self._cancel_timer()
         self.connection.forget(self)
-        self.connection.h2_reset(self.stream_id, ErrorCodes.NO_ERROR)
+        self.connection.h2_reset(self.stream_id, NO_ERROR)
 
     def pause_upstream(self) -> None:
         reader = self._receiver or self.exchange  # a tunnel's, once diverted
@@ -456,7 +453,7 @@ class _Stream:
             if reader is not None:
                 reader.client_resumed()
 
-    def reset(self, code: ErrorCodes) -> None:
+    def reset(self, code: int) -> None:
         if self.closed:
             return
         self.closed = True
@@ -532,7 +529,7 @@ class _Stream:
         if self.exchange is receiver:
             self.exchange = None
         if not self._ending and not self.closed:
-            self.reset(ErrorCodes.CANCEL)  # not answered yet: nothing else to say
+            self.reset(CANCEL)  # not answered yet: nothing else to say
         self._maybe_forget()
 
 
@@ -547,15 +544,9 @@ class H2ServerProtocol(Protocol):
         self.handler = handler
         self.clock = clock
         self.scheme = scheme
-        # What h2 checks of the blocks we send, _response_fields does in one pass; what clients
-        # send, h2 validates (CheckingDecoder: in one pass for a request block that passes).
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
-                                           validate_inbound_headers=True, normalize_inbound_headers=True,
-                                           validate_outbound_headers=False, normalize_outbound_headers=False)
-        self.h2 = h2.connection.H2Connection(config=config)
-        self.h2.encoder = ResponseEncoder()  # nginx's HPACK: no dynamic table, fields memoised
-        # hpack's decoder in one loop, and h2's checks of a request block in one pass when it passes them
-        self.h2.decoder = CheckingDecoder(self.h2)
+        # Our HTTP/2 connection (h2's rules, h2_server); what h2 checked of the blocks we send,
+        # _response_fields does in one pass. Made at connectionMade, when the settings are known.
+        self.h2: ServerConnection | None = None
         self.streams: dict[int, _Stream] = {}
         self.peer_ip = ""
         self.server_port = 0
@@ -569,6 +560,7 @@ class H2ServerProtocol(Protocol):
         self._requests = 0  # streams taken (nginx's keepalive_requests counts them too)
         self._corked = 0  # a read is being handled: frames are written once, at its end
         self._pending: dict[int, _Stream] = {}  # streams with frames to send at the uncork
+        self._repeat: tuple | None = None  # the last request block, its settings, what was read of it
         self._group: ConnectionSet | None = None
 
     # -- connection lifecycle -------------------------------------------------------------
@@ -592,19 +584,17 @@ class H2ServerProtocol(Protocol):
         self.peer_port, self.server_ip = other_ends(self.transport)
         self.transport.registerProducer(self, True)
         self._registered = True
-        self.h2.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.http2_max_concurrent_streams,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
-                # what large_client_header_buffers lets through (fits_h2), with RFC 7541's 32 per field
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE:
-                    self.settings.max_header_bytes + 32 * self.settings.max_headers,
-                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(self.websocket),  # RFC 8441
-            },
+        local = h2_server.local_settings(
+            self.settings.http2_max_concurrent_streams,
+            # what large_client_header_buffers lets through (fits_h2), with RFC 7541's 32 per field
+            self.settings.max_header_bytes + 32 * self.settings.max_headers,
+            self.websocket,  # RFC 8441
         )
-        self.h2.initiate_connection()
-        self.h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+        # nginx's HPACK for the answers: no dynamic table, fields memoised
+        streams = self.settings.http2_max_concurrent_streams
+        self.h2 = ServerConnection(local, streams, ResponseEncoder(),
+                                   new_streams_per_read=_NEW_STREAMS_PER_READ * streams)
+        self.h2.initiate_connection(_CONNECTION_WINDOW)
         self.flush()
         self._idle(self.settings.header_timeout)
         self._group = getattr(self.factory, "live", None)
@@ -662,11 +652,8 @@ class H2ServerProtocol(Protocol):
         # Written here, not through h2's close_connection: h2 takes a GOAWAY it sends as the
         # end of the connection and refuses to send anything after it, where RFC 9113 6.8
         # lets the streams up to the last id be answered.
-        goaway = GoAwayFrame(0)
-        goaway.last_stream_id = self._last_stream
-        goaway.error_code = ErrorCodes.NO_ERROR
         self._write_out()
-        self.transport.write(goaway.serialize())
+        self.transport.write(goaway_frame(self._last_stream, NO_ERROR))
         self._check_idle()
 
     def shut(self) -> None:
@@ -678,7 +665,7 @@ class H2ServerProtocol(Protocol):
         for stream in streams.values():
             if stream.going_away():  # a WebSocket: close code 1001, as an HTTP/1.1 tunnel's
                 continue
-            self.h2_reset(stream.stream_id, ErrorCodes.CANCEL)
+            self.h2_reset(stream.stream_id, CANCEL)
             stream.lost()
         if not self.closed:
             self._write_out()
@@ -700,63 +687,80 @@ class H2ServerProtocol(Protocol):
 
     def _events(self, data: bytes) -> None:
         try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
+            events = self.h2.receive(data)
+        except ProtocolError as exc:
             log.msg(f"ingressd: HTTP/2 protocol error from {self.peer_ip}: {exc}")
             self._write_out()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
             return
-        for event in events:
-            if isinstance(event, h2.events.RequestReceived):
-                self._request(event)
-            elif isinstance(event, h2.events.DataReceived):
-                stream = self.streams.get(event.stream_id)
+        for event in events:  # h2_server's event tuples
+            kind = event[0]
+            if kind == h2_server.REQUEST:
+                self._request(event[1], event[2], event[3])
+            elif kind == h2_server.DATA:
+                stream = self.streams.get(event[1])
                 if stream is not None:
-                    stream.data_received(event.data, event.flow_controlled_length)
+                    stream.data_received(event[2], event[3])
                 else:
-                    self.acknowledge(event.stream_id, event.flow_controlled_length)
-            elif isinstance(event, h2.events.StreamEnded):
-                stream = self.streams.get(event.stream_id)
+                    self.acknowledge(event[1], event[3])
+            elif kind == h2_server.ENDED:
+                stream = self.streams.get(event[1])
                 if stream is not None:
                     stream.request_ended()
-            elif isinstance(event, h2.events.StreamReset):
-                stream = self.streams.pop(event.stream_id, None)
+            elif kind == h2_server.RESET:
+                stream = self.streams.pop(event[1], None)
                 if stream is not None:
                     stream.lost()
-            elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+            elif kind == h2_server.WINDOW:
                 self._send_all()
-            elif isinstance(event, h2.events.ConnectionTerminated):
+            elif kind == h2_server.TERMINATED:
                 self._going_away = True  # the streams in flight are still answered
 
-    def _request(self, event: h2.events.RequestReceived) -> None:
-        if self._last_stream is not None and event.stream_id > self._last_stream:
-            self.h2_reset(event.stream_id, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY
+    def _request(self, stream_id: int, headers: list, ended: bool) -> None:
+        if self._last_stream is not None and stream_id > self._last_stream:
+            self.h2_reset(stream_id, REFUSED_STREAM)  # after our GOAWAY
             return
-        if not fits_h2(event.headers, *self.settings.header_buffers):
+        settings = self.settings
+        # A client repeating a request sends the same block: h2_server hands back the same
+        # list, and what was read from it last time holds while the settings read stay the same.
+        key = (ended, settings.header_buffers, settings.max_headers, settings.drops_underscores)
+        repeat = self._repeat
+        if repeat is not None and repeat[0] is headers and repeat[1] == key:
+            known = repeat[2]
+        elif not fits_h2(headers, *settings.header_buffers):
             # nginx: "client sent too large header field" / "too large header": the connection ends
             log.msg(f"ingressd: HTTP/2 header block beyond large_client_header_buffers from {self.peer_ip}")
-            self.h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM)
+            self.h2.close_connection(error_code=ENHANCE_YOUR_CALM)
             self._write_out()
             self._unregister()  # TLS waits for producers before closing
             self.transport.loseConnection()
             self.closed = True
             return
-        stream = _Stream(self, event.stream_id)
-        self.streams[event.stream_id] = stream
+        else:
+            known = None
+        stream = _Stream(self, stream_id)
+        self.streams[stream_id] = stream
         self._cancel_timer()
         self._requests += 1
         limit = self.settings.keepalive_requests
         if limit and self._requests >= limit:
             self._go_away()  # this stream is still answered; the client opens a new connection
-        ended = event.stream_ended is not None
         stream.remote_ended = ended
-        try:
-            request = _request_from(event.headers, self.settings, ended)
-        except _Reject as rejected:
-            stream.respond(rejected.status, _known_of(event.headers))
-            return
+        if known is not None:
+            method, target, pairs, content_length, expect_continue, head_bytes = known
+            request = H2Request(method, target, list(pairs), content_length, ended, expect_continue)
+            request.head_bytes = head_bytes
+        else:
+            try:
+                request = _request_from(headers, settings, ended)
+            except _Reject as rejected:
+                stream.respond(rejected.status, _known_of(headers))
+                return
+            if request.websocket_key is None:  # a WebSocket's key is new each time
+                self._repeat = (headers, key, (request.method, request.target, tuple(request.headers),
+                                               request.content_length, request.expect_continue, request.head_bytes))
         if request.websocket_key is not None and not self.websocket:
             stream.respond(400, request)  # not offered: as nginx, which knows no :protocol
             return
@@ -770,7 +774,7 @@ class H2ServerProtocol(Protocol):
             if not stream._head_written:
                 stream.respond(500)
             else:
-                stream.reset(ErrorCodes.INTERNAL_ERROR)
+                stream.reset(INTERNAL_ERROR)
             return
         if exchange is not None and not stream._ending and not stream.closed:
             stream.exchange = exchange  # StreamEnded (next event when ``ended``) calls body_done
@@ -782,11 +786,11 @@ class H2ServerProtocol(Protocol):
     def send_headers(self, stream_id: int, headers, end_stream: bool) -> None:
         try:
             self.h2.send_headers(stream_id, headers, end_stream=end_stream)
-        except h2.exceptions.ProtocolError as exc:
+        except ProtocolError as exc:
             log.msg(f"ingressd: cannot send HTTP/2 headers: {exc}")
             stream = self.streams.get(stream_id)
             if stream is not None:
-                stream.reset(ErrorCodes.INTERNAL_ERROR)
+                stream.reset(INTERNAL_ERROR)
             return
         self.flush()
 
@@ -802,7 +806,7 @@ class H2ServerProtocol(Protocol):
             return
         try:
             finished = stream.send_pending()
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+        except ProtocolError:
             finished = True
             stream.lost()
         if finished:
@@ -842,15 +846,15 @@ class H2ServerProtocol(Protocol):
         if length and not self.closed:
             try:
                 self.h2.acknowledge_received_data(length, stream_id)
-            except h2.exceptions.ProtocolError:
+            except ProtocolError:
                 pass
 
-    def h2_reset(self, stream_id: int, code: ErrorCodes) -> None:
+    def h2_reset(self, stream_id: int, code: int) -> None:
         if self.closed:
             return
         try:
             self.h2.reset_stream(stream_id, code)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+        except ProtocolError:
             pass
         self.flush()
 
