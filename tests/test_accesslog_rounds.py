@@ -1,0 +1,204 @@
+"""The access log's lines formatted when the reactor's round of events ends (``AccessLog`` with a
+reactor that has ``call_at_round_end``): every line exactly the line formatted at once, whatever
+the clocks did in between; the held exchanges bounded and counted; nothing lost at a stop."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.testing import MemoryReactorClock
+
+from ingressd import accesslog
+from ingressd.accesslog import AccessLog, make_access_log
+from ingressd.logformat import DEFAULT_UPSTREAM, log_settings_from
+from ingressd.reactor import DirectDispatchEPollReactor
+
+from test_logformat_compiled import _Clock, exchanges
+
+OPTIONS = (
+    {"access_log_format": "json"},
+    {"access_log_format": "combined"},
+    {"access_log_format": "nginx"},
+    {"log_format_upstream": DEFAULT_UPSTREAM, "log_format_escape_json": True},
+    {"log_format_upstream": '$msec "$time_local" $time_iso8601 $request_time $upstream_response_time $status '
+                            '"$request" $remote_addr'},
+)
+
+
+class RoundReactor:
+    """A reactor's ``call_at_round_end`` alone; ``end_round()`` ends the round."""
+
+    def __init__(self):
+        self.ends = []
+
+    def call_at_round_end(self, f):
+        self.ends.append(f)
+
+    def end_round(self):
+        ends, self.ends = self.ends, []
+        for end in ends:
+            end()
+
+
+class _Time:
+    """``accesslog.time`` with a ``time()`` the test sets."""
+
+    def __init__(self, now):
+        self.now = now
+        self.strftime, self.gmtime, self.localtime = time.strftime, time.gmtime, time.localtime
+
+    def time(self):
+        return self.now
+
+
+@pytest.fixture
+def wall(monkeypatch):
+    clock = _Time(1_790_000_000.25)
+    monkeypatch.setattr(accesslog, "time", clock)
+    return clock
+
+
+def _observe_at(log, exchange, wall, now):
+    wall.now = now
+    log(exchange)
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=exchanges(), options=st.sampled_from(OPTIONS), later=st.floats(0.0005, 5.0))
+def test_a_line_formatted_at_the_rounds_end_is_the_line_formatted_at_once(case, options, later):
+    now, exchange = case
+    wall = _Time(now)
+    saved, accesslog.time = accesslog.time, wall
+    try:
+        at_once = AccessLog("-", settings=log_settings_from(options))
+        at_once(exchange)
+        reactor = RoundReactor()
+        rounds = AccessLog("-", settings=log_settings_from(options), reactor=reactor)
+        rounds(exchange)
+        assert not rounds._pending and len(reactor.ends) == 1  # nothing formatted before the round ends
+        # The clocks move on before the round ends: the line is still the one of the exchange's end.
+        wall.now = now + later
+        clock = exchange.proxy.clock
+        exchange.proxy = SimpleNamespace(clock=_Clock(clock.seconds() + later))
+        reactor.end_round()
+        exchange.proxy = SimpleNamespace(clock=clock)
+    finally:
+        accesslog.time = saved
+    assert list(rounds._pending) == list(at_once._pending)
+    assert rounds.dropped == at_once.dropped
+
+
+def _exchange(target=b"/a", status=200, started=1.0, ended=1.25):
+    from test_accesslog_drops import _exchange as make
+    exchange = make()
+    exchange.request = SimpleNamespace(target=target)
+    exchange.request_uri = target
+    exchange.status = status
+    exchange.started = started
+    exchange.proxy = SimpleNamespace(clock=_Clock(ended))
+    return exchange
+
+
+def test_one_round_end_asked_per_round_and_the_lines_in_the_order_of_the_requests(wall):
+    reactor = RoundReactor()
+    log = AccessLog("-", settings=log_settings_from({"log_format_upstream": "$request_uri $request_time"}),
+                    reactor=reactor)
+    for index in range(5):
+        log(_exchange(b"/%d" % index, ended=1.0 + index))
+    assert len(reactor.ends) == 1 and not log._pending
+    assert log.counts()["pending"] == 5  # held for the round's end: waiting
+    reactor.end_round()
+    assert list(log._pending) == ["/0 0.000\n", "/1 1.000\n", "/2 2.000\n", "/3 3.000\n", "/4 4.000\n"]
+    log(_exchange(b"/next"))
+    assert len(reactor.ends) == 1  # the next round asks again
+    reactor.end_round()
+    assert log._pending[-1] == "/next 0.250\n"
+
+
+def test_the_settings_of_the_exchanges_end_write_its_line(wall):
+    reactor = RoundReactor()
+    log = AccessLog("-", settings=log_settings_from({"log_format_upstream": "one $request_uri"}), reactor=reactor)
+    log(_exchange(b"/a"))
+    log.apply(log_settings_from({"log_format_upstream": "two $request_uri"}))
+    log(_exchange(b"/b"))
+    reactor.end_round()
+    assert list(log._pending) == ["one /a\n", "two /b\n"]
+
+
+def test_held_exchanges_count_toward_the_bound_and_beyond_it_are_dropped_and_counted(wall):
+    reactor = RoundReactor()
+    log = AccessLog("-", max_pending=3, settings=log_settings_from({}), reactor=reactor)
+    for _ in range(5):
+        log(_exchange())
+    assert log.dropped == 2 and log.counts()["pending"] == 3
+    reactor.end_round()
+    assert len(log._pending) == 3 and log.dropped == 2
+    log(_exchange())
+    assert log.dropped == 3  # the bound still full: the writer has not run
+
+
+def test_a_round_holds_a_bounded_number_of_exchanges(wall):
+    reactor = RoundReactor()
+    log = AccessLog("-", settings=log_settings_from({"log_format_upstream": "$status"}), reactor=reactor)
+    for _ in range(accesslog._ROUND_LINES + 3):
+        log(_exchange())
+    assert len(log._pending) == accesslog._ROUND_LINES  # formatted when the bound was reached
+    assert len(log._round) == 3
+    reactor.end_round()
+    assert len(log._pending) == accesslog._ROUND_LINES + 3 and not log._round
+    assert log.dropped == 0
+
+
+def test_a_line_that_fails_is_counted_and_the_rounds_other_lines_are_written(wall):
+    reactor = RoundReactor()
+    log = AccessLog("-", settings=log_settings_from({"log_format_upstream": "$request_uri"}), reactor=reactor)
+    log(_exchange(b"/a"))
+    broken = _exchange(b"/b")
+    broken.request_uri = 42  # not text: this line cannot be written
+    log(broken)
+    log(_exchange(b"/c"))
+    reactor.end_round()
+    assert list(log._pending) == ["/a\n", "/c\n"] and log.dropped == 1
+
+
+def test_a_stop_writes_the_lines_of_the_round_in_progress(tmp_path, wall):
+    target = tmp_path / "access.log"
+    reactor = RoundReactor()
+    log = AccessLog(str(target), settings=log_settings_from({"log_format_upstream": "$request_uri"}),
+                    reactor=reactor)
+    log.startService()
+    try:
+        log(_exchange(b"/last"))
+    finally:
+        log.stopService()
+    assert target.read_bytes() == b"/last\n"
+    assert log.written == 1 and log.dropped == 0
+    reactor.end_round()  # the round's own end later finds nothing left
+    assert log.written == 1 and not log._pending
+
+
+def test_make_access_log_formats_at_round_ends_only_on_a_reactor_that_ends_rounds():
+    assert make_access_log({"access_log": "-"}, RoundReactor())._at_round_end is not None
+    assert make_access_log({"access_log": "-"}, MemoryReactorClock())._at_round_end is None
+    assert make_access_log({"access_log": "-"})._at_round_end is None
+    assert make_access_log({"access_log": "off"}, RoundReactor()) is None
+
+
+def test_on_ingressds_reactor_the_lines_are_formatted_when_its_round_ends(wall):
+    reactor = DirectDispatchEPollReactor()
+    try:
+        log = make_access_log({"access_log": "-", "log_format_upstream": "$request_uri"}, reactor)
+        log(_exchange(b"/a"))
+        log(_exchange(b"/b"))
+        assert not log._pending
+        reactor.runUntilCurrent()  # the round of the poll ends as the timed calls begin
+        assert list(log._pending) == ["/a\n", "/b\n"]
+    finally:
+        reactor.removeAll()
+        reactor.disconnectAll()
+        reactor.runUntilCurrent()
+        reactor._poller.close()
