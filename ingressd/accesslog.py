@@ -6,8 +6,10 @@ template compiled by ``ingressd.logformat``; a few µs) and appends it to a
 bounded deque; a writer thread writes the lines in batches. (The thread used to format
 them too, but it shares the core and the GIL with the reactor: its bursts of formatting
 held requests up, p99 7.0 ms against 4.2 ms in bench.py keepalive.) When the writer falls
-behind (a slow disk), lines beyond the bound are dropped and counted
-(``ingressd_access_log_dropped_lines_total``).
+behind (a slow disk, a full pipe), lines beyond the bound are dropped and counted
+(``ingressd_access_log_dropped_lines_total``): at most ``max_pending`` lines (10,000) and
+``max_pending_chars`` characters (16 Mi: a line can be ~100 KB when a request's URI and headers
+are as long as the head limits allow, so 10,000 of them could otherwise hold a gigabyte).
 
 On ``ingressd.reactor``'s reactor (``call_at_round_end``) the lines of one round of events are
 formatted together when the round ends, after its writes were sent: the observer only notes the
@@ -71,17 +73,21 @@ class AccessLog(Service):
     """``Proxy.observers`` callable and the service running its writer thread."""
 
     def __init__(self, target: str, fmt: str = "json", max_pending: int = 10000,
-                 settings: LogSettings | None = None, clock=time.time, reactor=None):
+                 settings: LogSettings | None = None, clock=time.time, reactor=None,
+                 max_pending_chars: int = 16 * 1024 * 1024):
         if settings is None:
             settings = log_settings_from({"access_log_format": fmt})
         self.target = target  # --access-log: where lines go when the settings name no path
         self.settings = settings
         self.max_pending = max_pending
+        self.max_pending_chars = max_pending_chars
         self.clock = clock
         # Each counter has one writing thread (a += from two threads could lose a count):
         self.overflowed = 0  # reactor: lines not queued (the bound reached, a line that failed to render)
         self.write_failed = 0  # writer thread: lines whose write failed
         self.written = 0  # writer thread
+        self._queued_chars = 0  # reactor: characters of the lines queued, all told
+        self._taken_chars = 0  # writer thread: … and of those it took (waiting: the difference)
         self._pending: deque = deque()  # HTTP lines
         self._stream_pending: deque = deque()  # TCP/UDP services' lines
         self._wake = threading.Event()
@@ -138,31 +144,28 @@ class AccessLog(Service):
         if len(pending) + len(held) >= self.max_pending:
             self.overflowed += 1
             return
-        if self._at_round_end is not None:
+        template = settings.template
+        if self._at_round_end is not None and (exchange.protocol.scheme != "https" or _tls_read_now(exchange, template)):
             if not held:
                 self._at_round_end(self._end_round)
             held.append((settings, exchange, time.time(), exchange.proxy.clock.seconds()))
             if len(held) >= _ROUND_LINES:
                 self._end_round()
             return
-        template = settings.template
-        if template is not None:
-            try:
-                pending.append(template.line(exchange, time.time()))
-            except Exception:  # one odd record must not stop the log
-                self.overflowed += 1
-                return
-            if len(pending) >= _BATCH and not self._wake.is_set():
-                self._wake.set()
-            return
         try:
-            if settings.format == "json":
+            if template is not None:
+                line = template.line(exchange, time.time())
+            elif settings.format == "json":
                 line = _json_line_fast(exchange, time.time(), self._route_parts)
             else:
                 line = _combined_line_of(exchange, time.time(), self._route_parts)
         except Exception:  # one odd record must not stop the log
             self.overflowed += 1
             return
+        if self._queued_chars - self._taken_chars >= self.max_pending_chars:
+            self.overflowed += 1
+            return
+        self._queued_chars += len(line)
         pending.append(line)
         # The writer wakes up by itself every _INTERVAL; waking it per request would cost a
         # thread switch per request. A large backlog wakes it at once.
@@ -174,17 +177,26 @@ class AccessLog(Service):
         held, self._round = self._round, []
         pending = self._pending
         route_parts = self._route_parts
+        queued = self._queued_chars
+        limit = self._taken_chars + self.max_pending_chars
         for settings, exchange, now, end in held:
             try:
                 template = settings.template
                 if template is not None:
-                    pending.append(template.line(exchange, now, end))
+                    line = template.line(exchange, now, end)
                 elif settings.format == "json":
-                    pending.append(_json_line_fast(exchange, now, route_parts, end=end))
+                    line = _json_line_fast(exchange, now, route_parts, end=end)
                 else:
-                    pending.append(_combined_line_of(exchange, now, route_parts, end))
+                    line = _combined_line_of(exchange, now, route_parts, end)
             except Exception:  # one odd record must not stop the log
                 self.overflowed += 1
+                continue
+            if queued >= limit:
+                self.overflowed += 1
+                continue
+            queued += len(line)
+            pending.append(line)
+        self._queued_chars = queued
         if len(pending) >= _BATCH and not self._wake.is_set():
             self._wake.set()
 
@@ -195,9 +207,10 @@ class AccessLog(Service):
         if not self.settings.enabled:
             return  # disable-access-log: the stream block's access_log off too
         pending = self._stream_pending
-        if len(pending) >= self.max_pending:
+        if len(pending) >= self.max_pending or self._queued_chars - self._taken_chars >= self.max_pending_chars:
             self.overflowed += 1
             return
+        self._queued_chars += len(line)
         pending.append(line)
 
     # -- the service and its thread ------------------------------------------------------
@@ -254,6 +267,7 @@ class AccessLog(Service):
     def _drain(self, pending: deque, target: str, syslog: tuple[str, int] | None) -> None:
         while pending:
             lines = [pending.popleft() for _ in range(min(_BATCH, len(pending)))]
+            self._taken_chars += sum(map(len, lines))
             if syslog is not None:
                 self._sender(syslog).send(lines, self.clock())
             elif not self._write(target, "".join(lines).encode("utf-8", "surrogateescape")):
@@ -326,6 +340,16 @@ class AccessLog(Service):
 
 
 _SHARED = ("-", "/dev/stderr")  # the process's own standard output and error: never closed here
+
+
+def _tls_read_now(exchange, template) -> bool:
+    """A TLS client connection may close before the round ends (the exchange may even finish as
+    it closes), and then its TLS facts cannot be read any more: read them now, which the
+    connection remembers (``protocol.tls()``). False when the line reads the connection's live
+    TLS handle (``$ssl_cipher``): that line is formatted at once."""
+    if template is None or template.tls_facts:
+        exchange.protocol.tls()
+    return template is None or not template.tls_handle
 
 
 def _default_backend(route) -> bool:

@@ -202,3 +202,75 @@ def test_on_ingressds_reactor_the_lines_are_formatted_when_its_round_ends(wall):
         reactor.disconnectAll()
         reactor.runUntilCurrent()
         reactor._poller.close()
+
+
+class _ClosingTLSConnection:
+    """A TLS client connection as ``http1.HTTP1Protocol`` is one: ``tls()`` read once and remembered;
+    its TLS handle gone once it closed (as Twisted's TLS protocol drops it in connectionLost)."""
+
+    scheme = "https"
+
+    def __init__(self):
+        self.open = True
+        self._tls = None
+        self.transport = SimpleNamespace(getHandle=self._handle)
+
+    def _handle(self):
+        return SimpleNamespace(get_cipher_name=lambda: "TLS_AES_128_GCM_SHA256") if self.open else None
+
+    def tls(self):
+        if self._tls is None:
+            self._tls = ("TLSv1.3", "shop.test") if self.open else ("", "")
+        return self._tls
+
+
+@pytest.mark.parametrize("options", [
+    {"access_log_format": "json"},
+    {"access_log_format": "combined"},
+    {"log_format_upstream": "$scheme $ssl_protocol $ssl_server_name $status"},
+    {"log_format_upstream": "$scheme $ssl_protocol [$ssl_cipher] $status"},
+    {"access_log_format": "nginx"},
+])
+def test_a_tls_connection_that_closes_before_the_round_ends_keeps_its_tls_facts_in_the_line(wall, options):
+    """The exchange may finish as its TLS connection closes (connectionLost): what the line reads
+    of the connection is read before the round ends, so the line is the one written at once."""
+    lines = []
+    for reactor in (None, RoundReactor()):
+        exchange = _exchange()
+        exchange.protocol = _ClosingTLSConnection()
+        log = AccessLog("-", settings=log_settings_from(options), reactor=reactor)
+        log(exchange)
+        exchange.protocol.open = False  # closed before the round ends
+        if reactor is not None:
+            reactor.end_round()
+        lines.append(list(log._pending))
+    at_once, at_round_end = lines
+    assert at_round_end == at_once
+    if "ssl_protocol" in str(options) or options.get("access_log_format") in ("json", "combined"):
+        assert "TLSv1.3" in at_once[0]
+    if "ssl_server_name" in str(options) or options.get("access_log_format") in ("json", "combined"):
+        assert "shop.test" in at_once[0]
+    if "ssl_cipher" in str(options):
+        assert "[TLS_AES_128_GCM_SHA256]" in at_once[0]
+
+
+def test_a_line_that_reads_the_live_tls_handle_is_formatted_at_once(wall):
+    reactor = RoundReactor()
+    log = AccessLog("-", settings=log_settings_from({"log_format_upstream": "[$ssl_cipher]"}), reactor=reactor)
+    exchange = _exchange()
+    exchange.protocol = _ClosingTLSConnection()
+    log(exchange)
+    assert list(log._pending) == ["[TLS_AES_128_GCM_SHA256]\n"] and not reactor.ends
+    plain = _exchange()  # a plain-HTTP connection has no handle to lose: held for the round's end
+    log(plain)
+    assert len(reactor.ends) == 1
+    reactor.end_round()
+    assert list(log._pending) == ["[TLS_AES_128_GCM_SHA256]\n", "[-]\n"]
+
+
+def test_which_templates_read_the_tls_connection():
+    def template(text):
+        return log_settings_from({"log_format_upstream": text}).template
+    assert (template("$status").tls_facts, template("$status").tls_handle) == (False, False)
+    assert template("$ssl_protocol").tls_facts and template("${ssl_server_name}").tls_facts
+    assert template("$ssl_cipher").tls_handle and not template("$ssl_cipher").tls_facts
