@@ -145,7 +145,8 @@ class AccessLog(Service):
             self.overflowed += 1
             return
         template = settings.template
-        if self._at_round_end is not None and (exchange.protocol.scheme != "https" or _tls_read_now(exchange, template)):
+        if self._at_round_end is not None and (exchange.protocol.scheme != "https"
+                                               or _tls_read_now(exchange, template)):
             if not held:
                 self._at_round_end(self._end_round)
             held.append((settings, exchange, time.time(), exchange.proxy.clock.seconds()))

@@ -473,7 +473,8 @@ class LogFormat:
     escape: str
     pieces: tuple[tuple[str, _Getter], ...]
     tail: str
-    line: Callable[[Any, float], str] = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    # line(exchange, now, end=None): ``end`` the proxy's clock at the exchange's end (None: read it now)
+    line: Callable[..., str] = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
     # What the line reads of the client's TLS connection: its facts (``protocol.tls()``, which the
     # connection remembers once read) and its live handle (``$ssl_cipher``, gone once it closes).
     tls_facts: bool = False

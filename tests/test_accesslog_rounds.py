@@ -274,3 +274,25 @@ def test_which_templates_read_the_tls_connection():
     assert (template("$status").tls_facts, template("$status").tls_handle) == (False, False)
     assert template("$ssl_protocol").tls_facts and template("${ssl_server_name}").tls_facts
     assert template("$ssl_cipher").tls_handle and not template("$ssl_cipher").tls_facts
+
+
+@pytest.mark.parametrize("compiler", ["fstring", "joined-python", "joined-c"])
+@settings(max_examples=60, deadline=None)
+@given(case=exchanges(), later=st.floats(0.0005, 5.0))
+def test_every_compiled_line_takes_the_clock_of_the_exchanges_end_when_given(compiler, case, later):
+    """``line(ex, now, end)`` is the line of the exchange whose clock read ``end`` (the f-string line
+    and the joined ones, by the twin and by the C code), and without ``end`` the clock is read."""
+    from test_logline import _compiled, join_line_c
+    if compiler == "joined-c" and join_line_c is None:
+        pytest.skip("the C accelerator was not built")
+    now, exchange = case
+    for text in (DEFAULT_UPSTREAM, "$request_time ${request_time} $msec $status"):
+        template = _compiled(compiler, text, "default")
+        end = exchange.proxy.clock.seconds()
+        expected = template.line(exchange, now)
+        clock = exchange.proxy.clock
+        exchange.proxy = SimpleNamespace(clock=_Clock(end + later))
+        try:
+            assert template.line(exchange, now, end) == expected
+        finally:
+            exchange.proxy = SimpleNamespace(clock=clock)
