@@ -18,6 +18,7 @@ from ingressd.logformat import DEFAULT_UPSTREAM, log_settings_from
 from ingressd.reactor import DirectDispatchEPollReactor
 
 from test_logformat_compiled import _Clock, exchanges
+from test_logline import _compiled, join_line_c
 
 OPTIONS = (
     {"access_log_format": "json"},
@@ -282,7 +283,6 @@ def test_which_templates_read_the_tls_connection():
 def test_every_compiled_line_takes_the_clock_of_the_exchanges_end_when_given(compiler, case, later):
     """``line(ex, now, end)`` is the line of the exchange whose clock read ``end`` (the f-string line
     and the joined ones, by the twin and by the C code), and without ``end`` the clock is read."""
-    from test_logline import _compiled, join_line_c
     if compiler == "joined-c" and join_line_c is None:
         pytest.skip("the C accelerator was not built")
     now, exchange = case
