@@ -11,6 +11,13 @@ variants share the process, the server and the load, so a noisy machine moves th
 
     .venv/bin/python bench/accesslog_ab.py nginx        # ingress-nginx's upstreaminfo line
     .venv/bin/python bench/accesslog_ab.py json --rounds 8
+    .venv/bin/python bench/accesslog_ab.py nginx --round 16   # the lines formatted per round of 16
+
+``--round N`` gives the access log a reactor that ends a round of events every N requests (the
+memory reactor has no rounds) and adds the variant ``rounds``: the current line, each round's
+exchanges held and their lines formatted at the round's end, as on ``ingressd.reactor`` in the
+real server (``current`` formats each line at once, as on other reactors); the connections'
+writes are left as they are (written at once), so only the log's part changes.
 
 It imports ingressd from this tree (as pathcost.py does): build the accelerator next to the
 sources first (``.venv/bin/python setup.py build_ext --inplace``), else ``current`` is the
@@ -40,6 +47,7 @@ def main() -> None:
     p.add_argument("format", choices=("nginx", "json"))
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--requests", type=int, default=8000, help="requests per variant and round")
+    p.add_argument("--round", type=int, default=0, help="end a round of events every N requests (0: no rounds)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="ingressd-accesslog-ab-") as tmp:
         rig = pathcost.Rig(["--access-log-format", args.format, "--access-log", str(Path(tmp) / "access.log"),
@@ -53,13 +61,26 @@ def main() -> None:
         python = logformat.log_settings_from({"access_log_format": args.format})
         logline.accelerated = saved
         json_now = accesslog._json_line_fast
+        ends: list = []
+        if args.round:  # the reactor's call_at_round_end for the log, ended every args.round requests
+            run = rig.run
+
+            def in_rounds(count: int) -> None:
+                for _ in range(count // args.round):
+                    run(args.round)
+                    while ends:
+                        ends.pop(0)()
+            rig.run = in_rounds  # type: ignore[method-assign]
 
         def use(variant: str) -> None:
             observers[at] = (lambda exchange: None) if variant == "off" else log
+            log._at_round_end = ends.append if variant == "rounds" else None
             log.settings = python if variant == "python" else current
             accesslog._json_line_fast = accesslog._json_line_of if variant == "python" else json_now
 
         figures: dict[str, list[float]] = {"off": [], "python": [], "current": []}
+        if args.round:
+            figures["rounds"] = []
         rig.run(2000)
         for _ in range(args.rounds):
             for variant, values in figures.items():
@@ -68,7 +89,7 @@ def main() -> None:
                 started = time.process_time()
                 rig.run(args.requests)
                 values.append((time.process_time() - started) / args.requests * 1e6)
-        use("current")
+        use("rounds" if args.round else "current")
         off = statistics.median(figures["off"])
         print(f"{args.format}: C accelerator {'built' if logline.accelerated else 'absent'}; "
               f"median of {args.rounds} rounds of {args.requests:,} requests, CPU µs per request")

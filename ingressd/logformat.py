@@ -473,7 +473,12 @@ class LogFormat:
     escape: str
     pieces: tuple[tuple[str, _Getter], ...]
     tail: str
-    line: Callable[[Any, float], str] = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    # line(exchange, now, end=None): ``end`` the proxy's clock at the exchange's end (None: read it now)
+    line: Callable[..., str] = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    # What the line reads of the client's TLS connection: its facts (``protocol.tls()``, which the
+    # connection remembers once read) and its live handle (``$ssl_cipher``, gone once it closes).
+    tls_facts: bool = False
+    tls_handle: bool = False
 
     def render(self, exchange, now: float) -> str:
         """The line for a finished exchange (with its newline)."""
@@ -545,7 +550,9 @@ def compile_log_format(text: str, escape: str = "default", quoted: bool = False)
         position = match.end()
     tail = text[position:] + "\n"
     helpers = {"_time_local": _time_local, "_write": _WRITERS[escape], "_missing": "-" if escape == "default" else ""}
-    return LogFormat(text, escape, tuple(pieces), tail, compile_line(compiled, tail, escape, helpers))
+    names = {getter for _, getter in pieces}
+    return LogFormat(text, escape, tuple(pieces), tail, compile_line(compiled, tail, escape, helpers),
+                     tls_facts=bool(names & {_ssl_protocol, _ssl_server_name}), tls_handle=_ssl_cipher in names)
 
 
 def parse_escape(json_escape: Any = False, none_escape: Any = False) -> str:

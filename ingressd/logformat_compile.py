@@ -18,6 +18,10 @@ instead: the variables' raw values in a tuple, handed with the template's fixed 
 are handed over as numbers (a piece's ``raw`` expression and kind: ``logformat._RAW``), so
 their formatting is C's too. Without it, the f-string above: faster in Python than
 ``join_line``'s pure-Python twin.
+
+The function is ``line(ex, now, end=None)``: ``end``, when given, is the request's end on the
+proxy's clock as read when the exchange finished (the access log formats a round's lines at the
+round's end, ``ingressd.accesslog``); without it the clock is read at the call, as before.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ingressd import logline
+
+# The proxy's clock in the inline and raw expressions (``$request_time``); in the compiled line it
+# is ``end`` when the caller read the clock already.
+_CLOCK = "ex.proxy.clock.seconds()"
+_CLOCK_OR_END = "(ex.proxy.clock.seconds() if end is None else end)"
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ def compile_line(pieces: list[CompiledPiece], tail: str, escape: str,
             if piece.argument is not None:
                 namespace[f"_a{index}"] = piece.argument
                 expression = expression.replace("{arg}", f"_a{index}")
+            expression = expression.replace(_CLOCK, _CLOCK_OR_END)
         else:
             namespace[f"_g{index}"] = piece.getter
             expression = f"_g{index}(ex, now)"
@@ -67,7 +77,7 @@ def compile_line(pieces: list[CompiledPiece], tail: str, escape: str,
             statements.append(f"    v{index} = _write({expression})\n")
         names.append(f"{{_l{index}}}{{v{index}}}")
     namespace["_tail"] = tail
-    source = ("def line(ex, now):\n" + "".join(statements)
+    source = ("def line(ex, now, end=None):\n" + "".join(statements)
               + f"    return f\"{''.join(names)}{{_tail}}\"\n")
     code = compile(source, f"<log_format escape={escape}>", "exec")
     exec(code, namespace)  # noqa: S102 - our own source text, see the module docstring
@@ -82,7 +92,7 @@ def _expression(index: int, piece: CompiledPiece, namespace: dict[str, Any]) -> 
     if piece.argument is not None:
         namespace[f"_a{index}"] = piece.argument
         return piece.inline.replace("{arg}", f"_a{index}")
-    return piece.inline
+    return piece.inline.replace(_CLOCK, _CLOCK_OR_END)
 
 
 def _raw_expression(index: int, piece: CompiledPiece, namespace: dict[str, Any]) -> str:
@@ -92,7 +102,7 @@ def _raw_expression(index: int, piece: CompiledPiece, namespace: dict[str, Any])
     if "{getter}" in expression:
         namespace[f"_g{index}"] = piece.getter
         expression = expression.replace("{getter}", f"_g{index}")
-    return expression
+    return expression.replace(_CLOCK, _CLOCK_OR_END)
 
 
 def _compile_joined(pieces: list[CompiledPiece], tail: str, escape: str,
@@ -104,7 +114,7 @@ def _compile_joined(pieces: list[CompiledPiece], tail: str, escape: str,
                   for piece in pieces)
     namespace["_form"] = (tuple(piece.literal for piece in pieces), kinds, tail, logline.ESCAPES[escape])
     values = "".join(f"{_raw_expression(index, piece, namespace)}, " for index, piece in enumerate(pieces))
-    source = f"def line(ex, now):\n    return _join(_form, ({values}))\n"
+    source = f"def line(ex, now, end=None):\n    return _join(_form, ({values}))\n"
     code = compile(source, f"<log_format escape={escape} joined>", "exec")
     exec(code, namespace)  # noqa: S102 - our own source text, see the module docstring
     return namespace["line"]

@@ -43,7 +43,7 @@ def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
             metrics.attach(redis=service.redis)
         service.metrics = metrics
         pages[b"metrics"] = MetricsResource(metrics)
-    service.access_log = make_access_log(settings)
+    service.access_log = make_access_log(settings, getattr(service, "reactor", None))
     if service.access_log is not None:
         service.proxy.observers.append(service.access_log)
         service.access_log.setServiceParent(service)
