@@ -17,6 +17,7 @@ ACCELERATORS: list[tuple[str, list[str]]] = [
     ("ingressd._logline", ["ingressd/_logline.c"]),  # twin: ingressd.logline.join_line_py
     ("ingressd.proxy._response_head", ["ingressd/proxy/_response_head.c"]),  # twin: ingressd/proxy/response_head.py
     ("ingressd.http._request_head", ["ingressd/http/_request_head.c"]),  # twin: request_head.py
+    ("ingressd.proxy._backend_request", ["ingressd/proxy/_backend_request.c"]),  # twin: backend_request.py
 ]
 
 

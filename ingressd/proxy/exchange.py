@@ -33,6 +33,7 @@ from ingressd.proxy.chain import (
 )
 from ingressd.config.entries import AUTO_HTTP, DEFAULT_UPSTREAM
 from ingressd.features import ForwardedRequest, LocalResponse, UpstreamSettings
+from ingressd.proxy.backend_request import backend_request_head
 from ingressd.proxy.forwarding import FORWARDED, SPOOFABLE, ForwardingPolicy
 from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, connection_tokens, from_backend
 from ingressd.http.http1 import error_page
@@ -452,8 +453,15 @@ class Exchange:
         self._upstream = connection
         self._upstream_paused = False
         settings = self.upstream_settings
-        connection.start(self, self.method, self.target, self._upstream_headers(), self.request.content_length,
-                         settings.read_timeout, settings.send_timeout)
+        # _upstream_headers, serialize and start's framing in one call (no feature edits the
+        # headers of a plain route, and its request is no WebSocket)
+        pairs = self.headers.pairs
+        method = self.method
+        connection.start_head(self, backend_request_head(
+            method, self.target, b"1.1", pairs,
+            _NOT_FORWARDED | (connection_tokens(pairs) - _END_TO_END) if self._has_connection else _NOT_FORWARDED,
+            self._forwarded, self.request.content_length), method == b"HEAD", settings.read_timeout,
+            settings.send_timeout)
 
     def _streams_body(self) -> bool:
         """Whether the request body goes to the backend as it arrives: an upstream protocol
