@@ -18,20 +18,18 @@ every case and fuzz them against each other and against the list-and-serialize s
 
 from __future__ import annotations
 
+from ingressd.http.headers import serialize
+
 
 def backend_request_head_py(method: bytes, target: bytes, version: bytes, pairs, drop, extra,
                             body_length: int | None) -> bytes:
     """The pure-Python twin of the C ``backend_request_head`` (same arguments, same bytes)."""
-    lines = [b"%s %s HTTP/%s" % (method, target, version)]
-    for name, value in pairs:
-        if name not in drop:
-            lines.append(b"%s: %s" % (name, value))
-    for name, value in extra:
-        lines.append(b"%s: %s" % (name, value))
+    # The steps it replaces, as they were (a join per line is cheaper in Python than a format).
+    lines = [(name, value) for name, value in pairs if name not in drop]
+    lines.extend([(name, value) for name, value in extra])
     if body_length is not None:
-        lines.append(b"content-length: %d" % body_length)
-    lines.append(b"\r\n")
-    return b"\r\n".join(lines)
+        lines.append((b"content-length", b"%d" % body_length))
+    return b"%s %s HTTP/%s\r\n%s\r\n" % (method, target, version, serialize(lines))
 
 
 try:
