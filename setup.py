@@ -18,6 +18,7 @@ ACCELERATORS: list[tuple[str, list[str]]] = [
     ("ingressd.proxy._response_head", ["ingressd/proxy/_response_head.c"]),  # twin: ingressd/proxy/response_head.py
     ("ingressd.http._request_head", ["ingressd/http/_request_head.c"]),  # twin: request_head.py
     ("ingressd.proxy._backend_request", ["ingressd/proxy/_backend_request.c"]),  # twin: backend_request.py
+    ("ingressd.proxy._request_facts", ["ingressd/proxy/_request_facts.c"]),  # twin: request_facts.py
 ]
 
 
