@@ -17,6 +17,8 @@ ACCELERATORS: list[tuple[str, list[str]]] = [
     ("ingressd._logline", ["ingressd/_logline.c"]),  # twin: ingressd.logline.join_line_py
     ("ingressd.proxy._response_head", ["ingressd/proxy/_response_head.c"]),  # twin: ingressd/proxy/response_head.py
     ("ingressd.http._request_head", ["ingressd/http/_request_head.c"]),  # twin: request_head.py
+    ("ingressd.proxy._backend_request", ["ingressd/proxy/_backend_request.c"]),  # twin: backend_request.py
+    ("ingressd.proxy._request_facts", ["ingressd/proxy/_request_facts.c"]),  # twin: request_facts.py
 ]
 
 

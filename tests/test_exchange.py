@@ -611,3 +611,17 @@ def test_a_request_without_a_body_is_ended_once_and_its_connection_released(conn
     assert ends == [True]
     connection.respond(200, body=b"ok")
     assert pool.released == [connection] and finished == [exchange]
+
+
+def test_an_exchange_keeps_what_features_set_on_it_and_may_be_weakly_referenced():
+    """Exchange's __slots__ (what __init__ sets) keep a dict for the rest: a feature may set any
+    attribute (its class defaults overridden, or its own), and an exchange may be weakly referenced."""
+    import weakref
+
+    proxy, pool, finished = proxy_for(entry([Stamp()]))
+    client, exchange = send(proxy, request())
+    exchange.target, exchange.balancer, exchange.plugin_note = b"/rewritten", None, "mine"
+    assert (exchange.target, exchange.plugin_note) == (b"/rewritten", "mine")
+    assert weakref.ref(exchange)() is exchange
+    assert {"proxy", "request", "headers", "started"} <= set(type(exchange).__slots__)
+    assert "proxy" not in vars(exchange) and vars(exchange)["plugin_note"] == "mine"

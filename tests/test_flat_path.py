@@ -384,6 +384,21 @@ def test_a_head_request(rig):
     both(rig, get(method="HEAD"), answer_with(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"))
 
 
+@pytest.mark.parametrize("request_bytes", [
+    pytest.param(get("/", "Connection: X-Drop, keep-alive", "X-Drop: 1", "Keep-Alive: 5", "Accept: */*"),
+                 id="connection-tokens"),
+    pytest.param(get("/", "Connection: host", "X-Forwarded-For: 6.6.6.6", "X-Real-IP: 6.6.6.6"), id="connection-host"),
+    pytest.param(get("/e", "Content-Length: 0", method="POST"), id="empty-body"),
+    pytest.param(get("/", "X-Request-Id: abc", "Connection: close"), id="request-id"),
+])
+def test_the_lane_makes_the_backend_head_in_one_call_as_the_general_steps(rig, request_bytes):
+    """The lane's backend head (``backend_request.backend_request_head``): Connection's tokens
+    dropped (never Host), a client's forwarding headers replaced, an empty body's length kept."""
+    sent, _, _, plain = both(rig, request_bytes, answer_with(OK))
+    assert plain == [True]
+    assert sent.startswith(request_bytes.split(b" ", 2)[0] + b" /")
+
+
 # -- generated heads -------------------------------------------------------------------------
 
 _TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-_0123456789", min_size=1, max_size=12)

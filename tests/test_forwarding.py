@@ -226,3 +226,81 @@ def test_real_client_never_returns_a_hop_that_is_not_an_address(chain):
 ])
 def test_is_spoofable(name, spoofable):
     assert is_spoofable(name) is spoofable
+
+
+# -- the remembered lines of a request without forwarding headers (ForwardingPolicy._lines_for) --
+
+_SETTINGS = [
+    {}, {"use_forwarded_headers": True}, {"enable_real_ip": True}, {"compute_full_forwarded_for": True},
+    {"compute_full_forwarded_for": True, "use_forwarded_headers": True}, {"generate_request_id": False},
+    {"proxy_protocol": True}, {"proxy_protocol": True, "use_forwarded_headers": True},
+    {"add_original_uri": True}, {"forwarded_for_header": "X-Client-IP"},
+    {"forwarded_for_header": "X-Client-IP", "enable_real_ip": True},
+    {"real_ip_cidrs": ("127.0.0.0/8",), "use_forwarded_headers": True},
+]
+_RIDS = [None, RID, b"", b"x" * 200, b'a"b', b"r" * 128]
+
+
+def _without_rid(decision, generated: bool):
+    request_id, client, scheme, upstream = decision
+    if generated and upstream and upstream[0][0] == b"x-request-id":
+        assert len(request_id) == 32 and upstream[0][1] == request_id.encode()
+        upstream = [(b"x-request-id", b"*")] + upstream[1:]
+        request_id = "*"
+    return request_id, client, scheme, upstream
+
+
+@pytest.mark.parametrize("settings", _SETTINGS)
+@pytest.mark.parametrize("rid", _RIDS)
+@pytest.mark.parametrize("peer, scheme, port, trusted", [
+    ("10.1.1.1", "http", 8080, False), ("127.0.0.1", "https", 8443, True), ("fd00::1", "http", 443, True),
+    ("", "https", 443, False),
+])
+def test_a_request_without_forwarding_headers_gets_what_the_general_steps_give(settings, rid, peer, scheme, port,
+                                                                               trusted):
+    remembered = ForwardingPolicy(**settings)
+    general = ForwardingPolicy(**settings)
+    general._same_lines = False  # every request through the general steps
+    for pairs, host in (([(b"host", b"a.test"), (b"accept", b"*/*")], b"a.test"), ([], None),
+                        ([(b"host", b"a.test"), (b"x-client-ip", b"1.2.3.4")], b"a.test")):
+        for _ in range(2):  # the first time made, then remembered
+            got = remembered.decide(Headers(list(pairs)), host, rid, False, False, peer, scheme, port, trusted, b"/u")
+            expected = general.decide(Headers(list(pairs)), host, rid, False, False, peer, scheme, port, trusted,
+                                      b"/u")
+            generated = rid is None or rid in (b"x" * 200, b'a"b', b"")
+            assert _without_rid(got, generated) == _without_rid(expected, generated)
+
+
+@pytest.mark.parametrize("settings, remembered", [
+    ({}, True), ({"use_forwarded_headers": True, "compute_full_forwarded_for": True}, True),
+    ({"generate_request_id": False}, True), ({"proxy_protocol": True}, False), ({"add_original_uri": True}, False),
+    ({"forwarded_for_header": "X-Client-IP"}, False),
+])
+def test_the_lines_are_remembered_per_peer_scheme_and_port_unless_a_setting_reads_more(settings, remembered):
+    policy = ForwardingPolicy(**settings)
+    headers = Headers([(b"host", b"a.test")])
+    policy.decide(headers, b"a.test", RID, False, False, "10.1.1.1", "http", 80, False)
+    policy.decide(headers, b"a.test", RID, False, False, "10.1.1.1", "http", 80, False)
+    assert list(policy._lines) == ([("10.1.1.1", "http", 80)] if remembered else [])
+    # a request with a forwarding or spoofable header is decided by the general steps
+    policy.decide(headers, b"a.test", RID, True, False, "10.1.1.2", "http", 80, False)
+    policy.decide(headers, b"a.test", RID, False, True, "10.1.1.3", "http", 80, False)
+    assert len(policy._lines) == (1 if remembered else 0)
+    if remembered:
+        lines = policy._lines[("10.1.1.1", "http", 80)]
+        assert policy.decide(headers, b"a.test", RID, False, False, "10.1.1.1", "http", 80, False)[3][1:] == \
+            [lines[0], lines[1], (b"x-forwarded-host", b"a.test"), *lines[2:]]
+
+
+def test_the_remembered_lines_are_bounded():
+    from ingressd.proxy.forwarding import _MEMO_LIMIT
+
+    policy = ForwardingPolicy()
+    headers = Headers([(b"host", b"a.test")])
+    for n in range(_MEMO_LIMIT):
+        policy.decide(headers, b"a.test", RID, False, False, "10.0.%d.%d" % divmod(n, 256), "http", 80, False)
+    assert len(policy._lines) == _MEMO_LIMIT
+    policy.decide(headers, b"a.test", RID, False, False, "10.0.0.0", "http", 80, False)  # remembered already
+    assert len(policy._lines) == _MEMO_LIMIT
+    policy.decide(headers, b"a.test", RID, False, False, "10.99.0.1", "http", 80, False)  # one more: start again
+    assert list(policy._lines) == [("10.99.0.1", "http", 80)]

@@ -33,7 +33,9 @@ from ingressd.proxy.chain import (
 )
 from ingressd.config.entries import AUTO_HTTP, DEFAULT_UPSTREAM
 from ingressd.features import ForwardedRequest, LocalResponse, UpstreamSettings
+from ingressd.proxy.backend_request import backend_request_head
 from ingressd.proxy.forwarding import FORWARDED, SPOOFABLE, ForwardingPolicy
+from ingressd.proxy.request_facts import request_facts
 from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, connection_tokens, from_backend, serialize
 from ingressd.http.http1 import error_page
 from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
@@ -143,6 +145,13 @@ class Proxy:
 
 class Exchange:
     """One request and its response. See ``ingressd.features`` for what plugins may use."""
+
+    # What every exchange sets in __init__ (none has a class default) is kept in slots; the
+    # rest goes to the instance's dict as it is set. CPython shares the keys of a class's
+    # instance dicts up to 30 names only: an exchange setting more copied them into a dict of
+    # its own each time (42 names on the plain lane's keep-alive request before).
+    __slots__ = ("__dict__", "__weakref__", "proxy", "protocol", "request", "method", "version", "headers", "peer_ip",
+                 "client_ip", "scheme", "server_port", "upstream_settings", "started", "_tried")
 
     # Values every exchange starts with, as class attributes: an exchange only stores what
     # differs (the request path creates one per request).
@@ -310,39 +319,14 @@ class Exchange:
 
     def begin(self) -> None:
         request = self.request
-        raw_path, query = split_target(request.target)
-        if raw_path.startswith(_ABSOLUTE):
-            raw_path = _origin_form(raw_path)
-        try:
-            self.path, upstream_path = normalize(raw_path)
-        except BadPath:
-            self.local(400)
-            return
-        self.query = query
-        if upstream_path is raw_path and not raw_path.startswith(b"http"):
-            target = request.target
-            hash_at = target.find(b"#")
-            self.target = target if hash_at < 0 else target[:hash_at]
-        else:
-            self.target = upstream_path + b"?" + query if query else upstream_path
-        # One pass over the headers for what the request path needs from them.
-        host = rid = upgrade = None
-        self._has_connection = spoofed = forwarded = False
-        for name, value in self.headers.pairs:
-            if name == b"host":
-                host = value
-            elif name == b"x-request-id":
-                rid = value
-            elif name == b"upgrade":
-                upgrade = value
-            elif name == b"connection":
-                self._has_connection = True
-            elif name.startswith(b"x-forwarded-"):
-                forwarded = True
-                if name not in FORWARDED:
-                    spoofed = True
-            elif name in SPOOFABLE:
-                spoofed = True
+        # The target and the headers read in one call (request_facts) when the target needs no
+        # normalising; otherwise _read_head's general steps (which may answer 400).
+        facts = request_facts(request.target, self.headers.pairs, FORWARDED, SPOOFABLE)
+        if facts is None:
+            facts = self._read_head()
+            if facts is None:
+                return
+        self.path, self.query, self.target, host, rid, upgrade, self._has_connection, spoofed, forwarded = facts
         self.host = host_of(host)
         policy = self.proxy.settings.forwarding
         self.request_id, self.client_ip, self.scheme, self._forwarded = policy.decide(
@@ -386,6 +370,44 @@ class Exchange:
             self._run_features()
         else:
             self._forward()
+
+    def _read_head(self):
+        """``request_facts``'s results by the general steps: the target split, its path
+        normalised (a 400 when it cannot be routed safely: None), the one pass over the headers."""
+        request = self.request
+        raw_path, query = split_target(request.target)
+        if raw_path.startswith(_ABSOLUTE):
+            raw_path = _origin_form(raw_path)
+        try:
+            path, upstream_path = normalize(raw_path)
+        except BadPath:
+            self.local(400)
+            return None
+        if upstream_path is raw_path and not raw_path.startswith(b"http"):
+            target = request.target
+            hash_at = target.find(b"#")
+            if hash_at >= 0:
+                target = target[:hash_at]
+        else:
+            target = upstream_path + b"?" + query if query else upstream_path
+        host = rid = upgrade = None
+        connection = spoofed = forwarded = False
+        for name, value in self.headers.pairs:
+            if name == b"host":
+                host = value
+            elif name == b"x-request-id":
+                rid = value
+            elif name == b"upgrade":
+                upgrade = value
+            elif name == b"connection":
+                connection = True
+            elif name.startswith(b"x-forwarded-"):
+                forwarded = True
+                if name not in FORWARDED:
+                    spoofed = True
+            elif name in SPOOFABLE:
+                spoofed = True
+        return path, query, target, host, rid, upgrade, connection, spoofed, forwarded
 
     def _member_entry(self, entry, weighted):
         """Choose the member of the weighted set now, before any feature runs: one with filters of
@@ -466,8 +488,15 @@ class Exchange:
         self.upstream_started = self._first_try = self.upstream_connected = self.proxy.clock.seconds()
         self._upstream = connection
         self._upstream_paused = False
-        connection.start(self, self.method, self.target, self._upstream_headers(), self.request.content_length,
-                         settings.read_timeout, settings.send_timeout)
+        # _upstream_headers, serialize and start's framing in one call (no feature edits the
+        # headers of a plain route, and its request is no WebSocket)
+        pairs = self.headers.pairs
+        method = self.method
+        connection.start_head(self, backend_request_head(
+            method, self.target, b"1.1", pairs,
+            _NOT_FORWARDED | (connection_tokens(pairs) - _END_TO_END) if self._has_connection else _NOT_FORWARDED,
+            self._forwarded, self.request.content_length), method == b"HEAD", settings.read_timeout,
+            settings.send_timeout)
 
     def _streams_body(self) -> bool:
         """Whether the request body goes to the backend as it arrives: an upstream protocol

@@ -122,6 +122,14 @@ class ForwardingPolicy:
         self.real_ip = self.use_forwarded_headers or self.enable_real_ip or self.proxy_protocol
         self.reads_header = self.use_forwarded_headers or (self.enable_real_ip and not self.proxy_protocol)
         self._memo: dict[str, bool] = {}
+        # A request without X-Forwarded-* or spoofable headers gets the same X-Real-IP,
+        # X-Forwarded-For, -Port, -Proto, -Scheme and X-Scheme lines as every other from its
+        # peer, scheme and port: made once per (peer, scheme, port) and remembered (_lines_for),
+        # unless a setting makes them depend on more (PROXY protocol, the original URI, another
+        # forwarded-for header, whose values a request always has to be read for).
+        self._same_lines = not self.proxy_protocol and not self.add_original_uri \
+            and self.forwarded_for_header == b"x-forwarded-for"
+        self._lines: dict[tuple[str, str, int], tuple] = {}
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "ForwardingPolicy":
@@ -181,6 +189,17 @@ class ForwardingPolicy:
         """
         if rid is None or not (0 < len(rid) <= 128) or rid.translate(None, _REQUEST_ID_BYTES):
             rid = new_request_id() if self.generate_request_id else b""
+        if self._same_lines and not (spoofed or forwarded):
+            # What the steps below decide for such a request, the peer's lines remembered.
+            lines = self._lines.get((peer_ip, scheme, server_port))
+            if lines is None:
+                lines = self._lines_for(peer_ip, scheme, server_port)
+            real_ip, forwarded_for, port_line, proto_line, scheme_line, x_scheme_line = lines
+            upstream = [(b"x-request-id", rid), real_ip, forwarded_for, (b"x-forwarded-host", host_header or b""),
+                        port_line, proto_line, scheme_line, x_scheme_line]
+            if not rid:
+                del upstream[0]
+            return rid.decode("ascii"), peer_ip, scheme, upstream
         if self.proxy_protocol:
             # $pass_server_port is the PROXY header's destination port, and https when it is
             # 443 (lua_ingress.lua): a load balancer that took TLS off on 443.
@@ -253,6 +272,19 @@ class ForwardingPolicy:
         if original_host:
             upstream.append((b"x-original-forwarded-host", original_host))
         return rid.decode("ascii"), client_ip, scheme, upstream
+
+    def _lines_for(self, peer_ip: str, scheme: str, server_port: int) -> tuple:
+        """The forwarding lines of a request from ``peer_ip`` that has no X-Forwarded-* or
+        spoofable header (``decide``'s steps for it), remembered; the memo is bounded as ``_memo``."""
+        client = peer_ip.encode("ascii")
+        proto = scheme.encode("ascii")
+        port = b"443" if scheme == "https" else b"%d" % server_port  # $pass_port, as decide
+        lines = ((b"x-real-ip", client), (b"x-forwarded-for", client), (b"x-forwarded-port", port),
+                 (b"x-forwarded-proto", proto), (b"x-forwarded-scheme", proto), (b"x-scheme", proto))
+        if len(self._lines) >= _MEMO_LIMIT:
+            self._lines.clear()
+        self._lines[(peer_ip, scheme, server_port)] = lines
+        return lines
 
     def real_client(self, chain: str) -> str:
         """The right-most address of X-Forwarded-For that is not a trusted proxy."""

@@ -118,8 +118,20 @@ class HTTP1Connection(StreamedConnection, Protocol):
     def start(self, exchange, method: bytes, target: bytes, headers: list, body_length: int | None,
               read_timeout: float, send_timeout: float, version: bytes = b"1.1") -> None:
         """Send a request head; the exchange streams the body with ``send_body``/``end_body``."""
+        chunked = body_length == STREAMED
+        if chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        elif body_length is not None:
+            headers.append((b"content-length", b"%d" % body_length))
+        self.start_head(exchange, b"%s %s HTTP/%s\r\n%s\r\n" % (method, target, version, serialize(headers)),
+                        method == b"HEAD", read_timeout, send_timeout, chunked, version == b"1.0")
+
+    def start_head(self, exchange, head: bytes, head_request: bool, read_timeout: float, send_timeout: float,
+                   chunked: bool = False, http10: bool = False) -> None:
+        """Send a request head given whole, framing included (``start``'s second half; the
+        exchange's plain lane makes it in one call, ``proxy.backend_request``): ``head_request``
+        for a HEAD request, ``chunked`` when the body goes chunked, ``http10`` for an HTTP/1.0 one."""
         self.exchange = exchange
-        head_request = method == b"HEAD"
         if self.parser is None or self._head_request:
             # A parser is good for the next response once the last one ended where it
             # ended for llhttp too; after a HEAD, llhttp still waits for the body it announced.
@@ -134,19 +146,15 @@ class HTTP1Connection(StreamedConnection, Protocol):
         self._head_request = head_request
         self._read_timeout = read_timeout
         self._send_timeout = send_timeout
-        self._chunked = body_length == STREAMED
-        self._http10 = version == b"1.0"  # nginx's proxy_http_version 1.0: no reuse after it
-        if self._chunked:
-            headers.append((b"transfer-encoding", b"chunked"))
-        elif body_length is not None:
-            headers.append((b"content-length", b"%d" % body_length))
+        self._chunked = chunked
+        self._http10 = http10  # nginx's proxy_http_version 1.0: no reuse after it
         # A previous exchange may have paused reading (its client was slow) just as its
         # response completed: this request must be read. (Only then: resuming a transport
         # that reads already costs the reactor's registration check on every request.)
         if self._read_paused:
             self.transport.resumeProducing()
             self._read_paused = False
-        self.transport.write(b"%s %s HTTP/%s\r\n%s\r\n" % (method, target, version, serialize(headers)))
+        self.transport.write(head)
         self._read_timer.set(read_timeout)
 
     def send_body(self, data: bytes) -> None:
