@@ -31,6 +31,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+from h2.stream import StreamState
 from h2.errors import ErrorCodes
 from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import GoAwayFrame
@@ -42,7 +43,8 @@ from zope.interface import implementer
 from ingressd.drain import ConnectionSet
 from ingressd.http import extended_connect
 from ingressd.http.head_buffers import fits_h2
-from ingressd.http.h2_request_check import CheckingDecoder
+from ingressd.http.h2_request_check import request_fields
+from ingressd.http.hpack_in import RequestDecoder
 from ingressd.http.hpack_out import ResponseEncoder
 from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page, other_ends, passes_backend_server
 from ingressd.tls.client_auth import client_certificate
@@ -55,6 +57,45 @@ _CONNECTION_SPECIFIC = frozenset(
 )
 # Sent as never indexed (RFC 7541 7.1.3), as h2's outbound normalisation marked them (a cookie if short).
 _NEVER_INDEXED = frozenset((b"authorization", b"proxy-authorization", b"cookie"))
+_SENDING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)  # a HEADERS frame here is trailers
+
+
+class CheckingDecoder(RequestDecoder):
+    """The client side's HPACK decoder on an ``H2Connection``: after each block, says whether
+    h2 must still check it. h2 decodes a header block and then, for the same frame, checks it
+    if its configuration says so; this tells the configuration, block by block, whether h2's
+    own check is still needed (``request_fields`` decided it in one pass). The check is a
+    request block's, so it is skipped only when the block cannot be trailers: no stream of the
+    connection may still send (open or half-closed (local))."""
+
+    def __init__(self, connection) -> None:
+        super().__init__(connection.decoder.max_header_list_size)
+        self._connection = connection
+        self._config = connection.config
+        self._last: tuple[list | None, list | None] = (None, None)  # a block's fields, their verdict
+
+    def decode(self, data: bytes, raw: bool = False) -> list:
+        fields = super().decode(data, raw)
+        if raw and not self._trailers_possible():
+            last_fields, checked = self._last
+            if fields is not last_fields:  # the decoder hands a repeated block's list back as it was
+                checked = request_fields(fields)
+                self._last = (fields, checked)
+        else:
+            checked = None
+        h2_checks = checked is None
+        config = self._config
+        config.validate_inbound_headers = h2_checks
+        config.normalize_inbound_headers = h2_checks
+        return fields if h2_checks else checked
+
+    def _trailers_possible(self) -> bool:
+        for stream in self._connection.streams.values():
+            if stream.state_machine.state in _SENDING:
+                return True
+        return False
+
+
 _HIGH_WATER = 256 * 1024  # buffered response bytes per stream before the backend is paused
 _LOW_WATER = 64 * 1024
 _MAX_STREAMS = 100  # sizes the connection window; the streams allowed: ServerSettings.http2_max_concurrent_streams

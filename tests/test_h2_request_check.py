@@ -17,7 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingressd.http import h2_request_check
-from ingressd.http.h2_request_check import CheckingDecoder, request_fields
+from ingressd.http.h2_request_check import request_fields
+
+from h2_glue_before import CheckingDecoder  # how request_fields was applied on h2's H2Connection
 
 _REQUEST = HeaderValidationFlags(is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False)
 _BASE = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/"), (b":authority", b"example.com")]

@@ -3,6 +3,8 @@ no sockets, a clock that only moves when told, every frame exchanged by hand."""
 
 from __future__ import annotations
 
+import struct
+
 import h2.config
 import h2.connection
 import h2.events
@@ -13,8 +15,8 @@ from hyperframe.frame import GoAwayFrame
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from ingressd.features import UpstreamSettings
-from ingressd.proxy import grpc_status
-from ingressd.proxy.h2_upstream import H2Upstream, _FrameSplitter, grpc_timeout
+from ingressd.proxy import grpc_status, h2_upstream
+from ingressd.proxy.h2_upstream import H2Upstream, grpc_timeout
 from ingressd.proxy.upstream import STREAMED
 
 SETTINGS = UpstreamSettings(connect_timeout=5.0, protocol="GRPC")
@@ -240,20 +242,29 @@ def test_a_stream_handed_out_but_never_started_gives_its_room_back():
     assert connection.room() == 2 and not server.transport.disconnecting
 
 
-def test_the_frame_splitter_takes_goaway_out_at_any_cut():
-    goaway = GoAwayFrame(0)
-    goaway.last_stream_id = 7
-    ping = b"\0\0\x08\x06\0\0\0\0\0" + b"12345678"
-    data = ping + goaway.serialize() + ping
-    for cut in range(1, len(data)):
-        splitter = _FrameSplitter()
-        passed, goaways = [], []
-        for piece in (data[:cut], data[cut:]):
-            p, g = splitter.split(piece)
-            passed += p
-            goaways += g
-        assert b"".join(passed) == ping + ping
-        assert len(goaways) == 1 and goaways[0][:4] == b"\0\0\0\x07"
+def _frame(kind: int, payload: bytes, stream_id: int = 0, flags: int = 0) -> bytes:
+    return struct.pack("!I", len(payload))[1:] + bytes((kind, flags)) + struct.pack("!I", stream_id) + payload
+
+
+def test_frames_go_to_h2_once_per_read():
+    """A read of a unary call's answer (HEADERS, DATA, trailers) costs one ``receive_data``."""
+    calls = []
+
+    class _H2:
+        def receive_data(self, data):
+            calls.append(data)
+            return []
+
+        def data_to_send(self):
+            return b""
+
+    connection = h2_upstream.H2Connection.__new__(h2_upstream.H2Connection)
+    connection.h2 = _H2()
+    connection.streams = {}
+    connection.connected = False
+    data = _frame(0x1, b"\x88", 1, 0x4) + _frame(0x0, b"\0\0\0\0\0", 1) + _frame(0x1, b"\x40", 1, 0x5)
+    connection.dataReceived(data)
+    assert calls == [data]
 
 
 def test_a_slow_client_keeps_the_backend_window_closed():

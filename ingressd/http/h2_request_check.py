@@ -13,22 +13,15 @@ block meets exactly h2's error. A field checked once is remembered (bounded): th
 client repeats come from the same HPACK table entries.
 
 Our connection (``h2_server``) applies ``request_fields`` to every request block and h2's own
-validation functions to the blocks it doubts. ``CheckingDecoder`` is how it was applied on h2's
-``H2Connection`` (kept for the tests that compare with it): h2 decodes a header block and then, for the same
-frame, checks it if its configuration says so; the decoder tells the configuration, block by
-block, whether h2's own check is still needed. The check here is a request block's, so it is
-skipped only when the block cannot be trailers: no stream of the connection may still send
-(open or half-closed (local)).
+validation functions to the blocks it doubts. (How it was applied on h2's ``H2Connection``,
+``CheckingDecoder``, is kept with the old glue in ``tests/h2_glue_before.py``.)
 """
 
 from __future__ import annotations
 
 import re
 
-from h2.stream import StreamState
 from hpack import NeverIndexedHeaderTuple
-
-from ingressd.http.hpack_in import RequestDecoder
 
 # RFC 9113 8.2.1, as h2 applies it: a name of 0x21-0x7e without upper case or ':'; a value
 # without NUL, CR or LF, and neither starting nor ending with a space or a tab.
@@ -37,7 +30,6 @@ _BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z").search
 _CONNECTION_SPECIFIC = frozenset((b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding",
                                   b"upgrade"))
 _MEMO_LIMIT = 4096  # regular fields remembered as valid; the memo starts again when full
-_SENDING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)  # a HEADERS frame here is trailers
 
 _valid: set = set()
 
@@ -106,35 +98,3 @@ def request_fields(fields: list) -> list | None:
     normalised = [field for field in fields if field[0] != b"cookie"]
     normalised.append(NeverIndexedHeaderTuple(b"cookie", cookie))
     return normalised
-
-
-class CheckingDecoder(RequestDecoder):
-    """The client side's HPACK decoder on an ``H2Connection``: after each block, says whether
-    h2 must still check it (see the module)."""
-
-    def __init__(self, connection) -> None:
-        super().__init__(connection.decoder.max_header_list_size)
-        self._connection = connection
-        self._config = connection.config
-        self._last: tuple[list | None, list | None] = (None, None)  # a block's fields, their verdict
-
-    def decode(self, data: bytes, raw: bool = False) -> list:
-        fields = super().decode(data, raw)
-        if raw and not self._trailers_possible():
-            last_fields, checked = self._last
-            if fields is not last_fields:  # the decoder hands a repeated block's list back as it was
-                checked = request_fields(fields)
-                self._last = (fields, checked)
-        else:
-            checked = None
-        h2_checks = checked is None
-        config = self._config
-        config.validate_inbound_headers = h2_checks
-        config.normalize_inbound_headers = h2_checks
-        return fields if h2_checks else checked
-
-    def _trailers_possible(self) -> bool:
-        for stream in self._connection.streams.values():
-            if stream.state_machine.state in _SENDING:
-                return True
-        return False

@@ -25,7 +25,6 @@ flow control and stream states; the request head comes encoded from ``h2_request
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from typing import Any, Callable
 
@@ -53,7 +52,6 @@ _LOW_WATER = 64 * 1024
 _STREAM_WINDOW = 1024 * 1024  # what the backend may send a stream before the client took it
 _CONNECTION_WINDOW = 16 * 1024 * 1024
 _GRPC_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
-_GOAWAY = 0x7
 _NEVER = float("inf")
 
 
@@ -72,65 +70,6 @@ _LOCAL_SETTINGS = ((0x1, 4096), (0x2, 0), (0x4, _STREAM_WINDOW), (0x5, 16384), (
 _RESPONSE, _DATA, _TRAILERS, _ENDED, _RESET, _GOAWAY_EVENT, _WINDOW = (
     h2_client.RESPONSE, h2_client.DATA, h2_client.TRAILERS, h2_client.ENDED, h2_client.RESET, h2_client.GOAWAY,
     h2_client.WINDOW)
-
-
-class _FrameSplitter:
-    """Cuts GOAWAY frames out of the bytes a backend sends; the other frames pass as they
-    came, a read's run of them in one piece; a frame header cut by a read waits for the rest
-    of it. What the connection did while h2 (which took a received GOAWAY for the end of the
-    connection) read the frames; ``h2_client`` reads GOAWAY itself, so nothing here uses it
-    now (tests/test_h2_upstream_splitter.py still pins it)."""
-
-    __slots__ = ("_head", "_payload_left", "_goaway")
-
-    def __init__(self):
-        self._head = b""  # a frame header not yet complete
-        self._payload_left = 0  # bytes of the current frame still to come
-        self._goaway: bytearray | None = None  # the GOAWAY frame being collected
-
-    def split(self, data: bytes) -> tuple[list[bytes], list[bytes]]:
-        """(pieces for h2, complete GOAWAY payloads)."""
-        if self._head:
-            data, self._head = self._head + data, b""
-        passed: list[bytes] = []
-        goaways: list[bytes] = []
-        pos, size = 0, len(data)
-        start = 0  # where the run of passed-through bytes began (None: inside a GOAWAY)
-        if self._payload_left:
-            take = min(self._payload_left, size)
-            self._payload_left -= take
-            pos = take
-            if self._goaway is not None:
-                self._goaway += data[:take]
-                start = None
-                if not self._payload_left:
-                    goaways.append(bytes(self._goaway))
-                    self._goaway = None
-                    start = pos
-        while pos < size:
-            if size - pos < 9:  # a header cut by the read
-                self._head = data[pos:]
-                size = pos
-                break
-            length = int.from_bytes(data[pos:pos + 3], "big")
-            end = pos + 9 + length
-            if data[pos + 3] == _GOAWAY:
-                if start is not None and start < pos:
-                    passed.append(data[start:pos])
-                self._goaway = bytearray(data[pos + 9:end])
-                if end <= size:
-                    goaways.append(bytes(self._goaway))
-                    self._goaway = None
-                    start = end
-                else:
-                    start = None
-            if end > size:
-                self._payload_left = end - size
-                break
-            pos = end
-        if start is not None and start < size:
-            passed.append(data[start:size])
-        return passed, goaways
 
 
 class _StreamTimers:
