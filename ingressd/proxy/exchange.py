@@ -35,7 +35,7 @@ from ingressd.config.entries import AUTO_HTTP, DEFAULT_UPSTREAM
 from ingressd.features import ForwardedRequest, LocalResponse, UpstreamSettings
 from ingressd.proxy.backend_request import backend_request_head
 from ingressd.proxy.forwarding import FORWARDED, SPOOFABLE, ForwardingPolicy
-from ingressd.proxy.request_facts import request_facts
+from ingressd.proxy.request_facts import header_facts, request_facts
 from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, connection_tokens, from_backend, serialize
 from ingressd.http.http1 import error_page
 from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
@@ -390,24 +390,7 @@ class Exchange:
                 target = target[:hash_at]
         else:
             target = upstream_path + b"?" + query if query else upstream_path
-        host = rid = upgrade = None
-        connection = spoofed = forwarded = False
-        for name, value in self.headers.pairs:
-            if name == b"host":
-                host = value
-            elif name == b"x-request-id":
-                rid = value
-            elif name == b"upgrade":
-                upgrade = value
-            elif name == b"connection":
-                connection = True
-            elif name.startswith(b"x-forwarded-"):
-                forwarded = True
-                if name not in FORWARDED:
-                    spoofed = True
-            elif name in SPOOFABLE:
-                spoofed = True
-        return path, query, target, host, rid, upgrade, connection, spoofed, forwarded
+        return (path, query, target) + header_facts(self.headers.pairs, FORWARDED, SPOOFABLE)
 
     def _member_entry(self, entry, weighted):
         """Choose the member of the weighted set now, before any feature runs: one with filters of
@@ -698,11 +681,8 @@ class Exchange:
                 pairs = from_backend(headers)
             if self.protocol.passes_backend_server:
                 pairs += [pair for pair in headers if pair[0] == b"server"][:1]
-            fields = self._plain_fields
-            if fields:  # as the features that gave them would: each replaces the backend's
-                names = {name for name, _ in fields}
-                pairs = [pair for pair in pairs if pair[0] not in names]
-                pairs.extend(fields)
+            if self._plain_fields:
+                pairs = _with_fields(pairs, self._plain_fields)
             if _ACCEL_BUFFERING in map(_name, headers):
                 self._writer = self._response_writer(headers)
             self.status = status
@@ -760,11 +740,8 @@ class Exchange:
             server = [pair for pair in headers if pair[0] == b"server"][:1]
             pairs += server
             lines += serialize(server)
-        fields = self._plain_fields
-        if fields:  # as upstream_head: each replaces the backend's (ssl-redirect's HSTS over https)
-            names = {name for name, _ in fields}
-            pairs = [pair for pair in pairs if pair[0] not in names]
-            pairs.extend(fields)
+        if self._plain_fields:  # ssl-redirect's HSTS over https
+            pairs = _with_fields(pairs, self._plain_fields)
             lines = serialize(pairs)
         self.response_length = length
         self.response_headers = pairs
@@ -1187,6 +1164,15 @@ class Exchange:
 
 _NO_BACKEND = object()  # the weighted member chosen early could not be used (or none could be chosen)
 _PLAIN_MEMO = 4096  # route entries whose plainness Proxy.is_plain remembers
+
+
+def _with_fields(pairs: list, fields: tuple) -> list:
+    """The plain lane's response fields (``Proxy.plain_fields``) set on a response's headers as
+    the features that gave them would set them: each replaces the backend's field of its name."""
+    names = {name for name, _ in fields}
+    kept = [pair for pair in pairs if pair[0] not in names]
+    kept.extend(fields)
+    return kept
 
 
 def _plain_entry(entry, upstreams) -> tuple:

@@ -38,6 +38,13 @@ def request_facts_py(target: bytes, pairs, forwarded_names, spoofable):
         raw_path, query = target[:query_at], target[query_at + 1:]
     if b"%" in raw_path or b"/." in raw_path or b"//" in raw_path or not raw_path.isascii():
         return None
+    return (raw_path.decode("ascii"), query, target) + header_facts(pairs, forwarded_names, spoofable)
+
+
+def header_facts(pairs, forwarded_names, spoofable) -> tuple:
+    """The one pass over the headers: ``(host, request_id, upgrade, has_connection, spoofed,
+    forwarded)`` as the module says (the twin's second half; ``Exchange`` uses it for a target
+    that needs normalising)."""
     host = rid = upgrade = None
     connection = spoofed = forwarded = False
     for name, value in pairs:
@@ -55,7 +62,7 @@ def request_facts_py(target: bytes, pairs, forwarded_names, spoofable):
                 spoofed = True
         elif name in spoofable:
             spoofed = True
-    return raw_path.decode("ascii"), query, target, host, rid, upgrade, connection, spoofed, forwarded
+    return host, rid, upgrade, connection, spoofed, forwarded
 
 
 try:
