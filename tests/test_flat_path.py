@@ -695,3 +695,21 @@ def test_a_backend_that_stops_mid_response_times_out(rig, first_read):
 
     _, client, records, plain = both(rig, get(), stops)
     assert plain == [True] and not client.endswith(b"ok\n")
+
+
+def test_each_keep_alive_answer_leaves_in_one_write(rig):
+    """The client connection's corked output (``HTTP1ServerProtocol.uncork``, whose list is kept
+    from one read to the next): each backend read's answer goes out in one write, and nothing of
+    it is written again with the next one."""
+    rig.service.proxy.flat = True
+    backend, _ = rig.pooled()
+    client, transport = rig.client()
+    writes = []
+    transport.write = lambda data, write=transport.write: (writes.append(data), write(data))[1]
+    for path in ("/1", "/2", "/3"):
+        client.dataReceived(get(path))
+        backend.dataReceived(OK)
+        assert client._out == []
+    assert len(writes) == 3 and all(data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"ok\n")
+                                    for data in writes)
+    client.connectionLost(Failure(ConnectionDone()))

@@ -866,9 +866,10 @@ class HTTP1ServerProtocol(Protocol):
         self._corked -= 1
         if not self._corked:
             out = self._out
-            if out:  # _flush's work, inline: once per backend read
-                self._out = []
-                self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            if out:  # _flush's work, inline: once per backend read (the list kept: no new one a read)
+                data = b"".join(out) if len(out) > 1 else out[0]
+                out.clear()
+                self.transport.write(data)
 
     def _send(self, data: bytes) -> None:
         if self._corked:

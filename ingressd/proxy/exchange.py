@@ -327,40 +327,43 @@ class Exchange:
             if facts is None:
                 return
         self.path, self.query, self.target, host, rid, upgrade, self._has_connection, spoofed, forwarded = facts
-        self.host = host_of(host)
-        policy = self.proxy.settings.forwarding
+        self.host = host = host_of(host)  # (``host``: the Host field's value until here)
+        proxy = self.proxy  # (read once: begin runs once per request)
+        policy = proxy.settings.forwarding
         self.request_id, self.client_ip, self.scheme, self._forwarded = policy.decide(
-            self.headers, host, rid, spoofed, forwarded, self.peer_ip, self.scheme, self.server_port,
-            self.proxy.is_trusted(self.protocol), self.request_uri if policy.add_original_uri else b"")
-        self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
-        table = self.proxy.state.table
+            self.headers, facts[3], rid, spoofed, forwarded, self.peer_ip, self.scheme, self.server_port,
+            proxy.is_trusted(self.protocol), self.request_uri if policy.add_original_uri else b"")
+        websocket = self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
+        table = proxy.state.table
         misdirected = table.misdirected
         if misdirected is not None and self.https \
-                and misdirected.misdirected(self.client_certificate.server_name, self.host):
+                and misdirected.misdirected(self.client_certificate.server_name, host):
             self.local(421)  # another Gateway HTTPS listener's host (tls/misdirected.py)
             return
-        entry = table.match(self.host, self.path, self)
+        path = self.path
+        entry = table.match(host, path, self)
         if entry is None:
             self.local(404)
             return
-        for view in lenient_views(self.path):
-            other = table.match(self.host, view, self)
+        for view in lenient_views(path):
+            other = table.match(host, view, self)
             if other is not None and other is not entry and other.request_features \
                     and other.request_features != entry.request_features:
                 self.local(400)  # a backend could read this as a path with other protection
                 return
-        self.route = entry.route
+        self.route = route = entry.route
         weighted = entry.weighted
         if weighted is not None and weighted.entries is not None:  # backendRefs with filters of their own
             entry = self._member_entry(entry, weighted)
+            route = entry.route
         self.entry = entry
         self.upstream_settings = entry.upstream
-        if entry.route.timeouts is not None:
-            self._timers = RouteTimers(self.proxy.clock, entry.route.timeouts, self.started, self._request_timed_out)
-        if not request.chunked and not request.content_length and not self.websocket and self.proxy.flat:
+        if route.timeouts is not None:
+            self._timers = RouteTimers(proxy.clock, route.timeouts, self.started, self._request_timed_out)
+        if not request.chunked and not request.content_length and not websocket and proxy.flat:
             # A route's HTTPS requests may pass features that then only set response fields
             # (ssl-redirect's HSTS): the lane sets them (plain_fields).
-            fields = self.proxy.plain_fields(entry, self.scheme == "https")
+            fields = proxy.plain_fields(entry, self.scheme == "https")
             if fields is not None:
                 if fields:
                     self._plain_fields = fields
@@ -461,14 +464,15 @@ class Exchange:
             self.local(503)
             return
         settings = self.upstream_settings
-        connection = self.proxy.upstreams[settings.protocol].take_idle(endpoint.address, endpoint.port, settings)
+        proxy = self.proxy
+        connection = proxy.upstreams[settings.protocol].take_idle(endpoint.address, endpoint.port, settings)
         if connection is None:
             self._connect_to(endpoint)
             return
         self._tried += (endpoint,)
         self.upstream_endpoint = endpoint
         self.upstream_address = f"{endpoint.address}:{endpoint.port}"
-        self.upstream_started = self._first_try = self.upstream_connected = self.proxy.clock.seconds()
+        self.upstream_started = self._first_try = self.upstream_connected = proxy.clock.seconds()
         self._upstream = connection
         self._upstream_paused = False
         # _upstream_headers, serialize and start's framing in one call (no feature edits the
@@ -1126,7 +1130,8 @@ class Exchange:
         if self._done:
             return
         self._done = True
-        self.proxy.exchanges_open -= 1
+        proxy = self.proxy
+        proxy.exchanges_open -= 1
         if self._timers is not None:
             self._timers.stop()
         if self._buffer is not None:
@@ -1155,7 +1160,7 @@ class Exchange:
                     callback()
                 except Exception:
                     log.err(None, "ingressd: an on_finish callback failed")
-        for observer in self.proxy.observers:
+        for observer in proxy.observers:
             try:
                 observer(self)
             except Exception:
