@@ -713,3 +713,29 @@ def test_each_keep_alive_answer_leaves_in_one_write(rig):
     assert len(writes) == 3 and all(data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"ok\n")
                                     for data in writes)
     client.connectionLost(Failure(ConnectionDone()))
+
+
+@pytest.mark.parametrize("response", [
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", id="no-fields"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nServer: b\r\nContent-Length: 3\r\n\r\nok\n", id="server-only"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B: 2\r\nContent-Length: 3\r\n\r\nok\n", id="others"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nSTRICT-TRANSPORT-SECURITY: max-age=1\r\nContent-Length: 0\r\n\r\n",
+                 id="backend-hsts-upper"),
+])
+def test_whole_responses_get_hsts_added_or_replaced_as_the_feature_sets_it(tls_rig, whole_steps, response):
+    """``upstream_whole`` adds the lane's fields to the backend's (their lines made once per route,
+    ``_PlainFields``) or, when the backend sent one of them, replaces it: the same bytes as the feature."""
+    _, client, _, plain = both(tls_rig, get("/a", "X-Forwarded-Proto: https"), answer_with(response))
+    assert plain == [True] and len(whole_steps) == 1
+    assert client.count(b"strict-transport-security") == 1 and _HSTS_LINE in client
+
+
+def test_plain_fields_keep_their_names_and_lines():
+    from ingressd.http.headers import serialize
+    from ingressd.proxy.exchange import _PlainFields
+
+    fields = ((b"strict-transport-security", b"max-age=1"), (b"x-a", b"b"))
+    made = _PlainFields(fields)
+    assert made == fields and isinstance(made, tuple)
+    assert made.names == {b"strict-transport-security", b"x-a"} and made.lines == serialize(fields)
+    assert not _PlainFields(()) and _PlainFields(()).lines == b""

@@ -744,9 +744,14 @@ class Exchange:
             server = [pair for pair in headers if pair[0] == b"server"][:1]
             pairs += server
             lines += serialize(server)
-        if self._plain_fields:  # ssl-redirect's HSTS over https
-            pairs = _with_fields(pairs, self._plain_fields)
-            lines = serialize(pairs)
+        fields = self._plain_fields
+        if fields:  # ssl-redirect's HSTS over https
+            if fields.names.isdisjoint(map(_name, pairs)):  # (the usual case) added after the backend's:
+                pairs += fields  # _with_fields's list and serialize's lines, without a pass of their own
+                lines += fields.lines
+            else:
+                pairs = _with_fields(pairs, fields)
+                lines = serialize(pairs)
         self.response_length = length
         self.response_headers = pairs
         self._response_started = True
@@ -1216,7 +1221,19 @@ def _plain_entry(entry, upstreams) -> tuple:
         declared += 1
     if len(entry.request_features) > declared or len(entry.response_features) > declared:
         return _NOT_PLAIN  # a hook that dir() did not show (a feature's own __getattr__)
-    return (() if settings_only else None), tuple(fields)
+    return (() if settings_only else None), _PlainFields(fields)
+
+
+class _PlainFields(tuple):
+    """The response fields the plain lane sets over https (``_plain_entry``'s, a tuple of
+    (name, value)), with their names and their lines (``serialize``) made once per route entry
+    rather than per response (``Exchange.upstream_whole``)."""
+
+    def __new__(cls, fields):
+        self = super().__new__(cls, fields)
+        self.names = frozenset(map(_name, self))
+        self.lines = serialize(self)
+        return self
 
 
 _NOT_PLAIN = (None, None)
