@@ -6,12 +6,10 @@ built (test_accelerators.py)."""
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from memory_growth import traced_growth
 
 from ingressd.http.headers import serialize
 from ingressd.proxy import backend_request
@@ -174,17 +172,6 @@ def test_the_extension_does_not_leak():
                 except (TypeError, KeyError):
                     pass
 
-    rounds(50)  # warm up (caches, interned objects)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        rounds(50)
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        rounds(1000)
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
+    grown = traced_growth(rounds)
     # 1000 rounds of ~14 calls: a leaked object per call would be megabytes
-    assert after - before < 64 * 1024, after - before
+    assert grown < 64 * 1024, grown

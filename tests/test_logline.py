@@ -7,14 +7,13 @@ references (a bounded loop, error paths included, must not grow memory).
 
 from __future__ import annotations
 
-import gc
 import json
-import tracemalloc
 from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from memory_growth import traced_growth
 from test_logformat_compiled import _template, exchanges
 
 from ingressd import accesslog, logformat, logformat_compile, logline
@@ -392,20 +391,10 @@ def test_no_memory_grows_over_many_calls():
             except (TypeError, ValueError, OverflowError, UnicodeError, OSError):
                 pass
 
-    for _ in range(200):
-        once()  # warm caches and free lists
-    gc.collect()
-    tracemalloc.start()
-    try:
-        for _ in range(200):
+    def rounds(n):
+        for _ in range(n):
             once()
-        gc.collect()
-        before, _ = tracemalloc.get_traced_memory()
-        for _ in range(3000):
-            once()
-        gc.collect()
-        after, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+
+    grown = traced_growth(rounds, warm=200, settle=200, measured=3000)
     calls = 3000 * (len(good) + len(BAD))
-    assert after - before < calls // 10, f"{after - before} bytes grew over {calls} calls"
+    assert grown < calls // 10, f"{grown} bytes grew over {calls} calls"

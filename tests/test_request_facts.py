@@ -7,12 +7,10 @@ steps would change or refuse; the extension leaks nothing; under CI=true it must
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from memory_growth import traced_growth
 
 from ingressd.http.pathnorm import BadPath, normalize, split_target
 from ingressd.proxy import request_facts as module
@@ -200,17 +198,6 @@ def test_the_extension_does_not_leak():
                 except (TypeError, KeyError):
                     pass
 
-    rounds(50)  # warm up (caches, interned objects)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        rounds(50)
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        rounds(1000)
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
+    grown = traced_growth(rounds)
     # 1000 rounds of ~30 calls: a leaked object per call would be megabytes
-    assert after - before < 64 * 1024, after - before
+    assert grown < 64 * 1024, grown

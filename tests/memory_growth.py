@@ -1,0 +1,27 @@
+"""How much the interpreter's traced memory grows over many calls of a C accelerator: the shared
+measure of the accelerators' reference-counting tests (a leaked object a call shows as
+megabytes over the measured rounds)."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from typing import Callable
+
+
+def traced_growth(rounds: Callable[[int], None], warm: int = 50, settle: int = 50, measured: int = 1000) -> int:
+    """Bytes traced memory grew over ``rounds(measured)``, after ``rounds(warm)`` untraced (caches,
+    interned objects) and ``rounds(settle)`` traced."""
+    rounds(warm)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rounds(settle)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        rounds(measured)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return after - before
