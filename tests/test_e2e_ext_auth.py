@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -411,6 +412,8 @@ def test_external_auth_over_http2(world):
     proc, _, _ = world
     curl = shutil.which("curl")
     if curl is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("curl is missing: .ci/run installs it")
         pytest.skip("curl is not installed")
     port = proc.https_port
 
