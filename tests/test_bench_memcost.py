@@ -5,6 +5,7 @@ they do not assert about time)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -14,9 +15,18 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-sys.path.insert(0, str(BENCH))
 
-import memcost  # noqa: E402
+
+def _load_memcost():
+    """bench/memcost.py by its path (bench/ is not put on sys.path: its scripts' names would
+    shadow other modules in this process)."""
+    spec = importlib.util.spec_from_file_location("memcost", BENCH / "memcost.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+memcost = _load_memcost()
 
 FIGURE = r"\d+\.\d+ µs CPU per {unit} \(median of {rounds} rounds of [\d,]+; all: [\d., ]+\)"
 
