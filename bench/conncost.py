@@ -38,31 +38,26 @@ unstarted epoll reactor): no socket, no request.
 
 from __future__ import annotations
 
-import argparse
-import cProfile
-import pstats
 import resource
-import shlex
-import signal
 import socket
 import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
+import memcost
+from memcost import RESPONSE, print_samples, sample
+
 # The installed ingressd (not this checkout's sources): run with another tree's venv to compare.
 from ingressd.proxy.transport import Port  # noqa: E402
 from ingressd.reactor import DirectDispatchEPollReactor  # noqa: E402
-from ingressd.testing import one_route_objects, serve_in_memory  # noqa: E402
 
 REQUEST = (b"GET / HTTP/1.1\r\nHost: bench.local\r\nUser-Agent: conncost\r\nAccept: */*\r\n"
            b"Connection: close\r\n\r\n")
-RESPONSE = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
 _ROUNDS_BOUND = 50  # reactor iterations allowed to a connection before the loop gives up
 
 
@@ -70,9 +65,7 @@ class Rig:
     """The server, its HTTP listener on a real port, one pooled backend connection in memory."""
 
     def __init__(self, extra_args: list[str], tmp: Path):
-        self.service, self.memory = serve_in_memory(tmp, one_route_objects("bench.local"), *extra_args)
-        if self.service.state.table.match("bench.local", "/") is None:
-            raise SystemExit("the route did not load; is the manifest valid?")
+        self.service, self.memory = memcost.serve(tmp, extra_args)
         # The listener's whole factory (what Twisted's Port would be given): the memory reactor recorded it.
         factories = [factory for port, factory, *_ in self.memory.tcpServers if port == 8080]
         self.reactor = DirectDispatchEPollReactor()  # never installed, never run: driven below
@@ -91,10 +84,7 @@ class Rig:
 
     def _open_backend(self) -> None:
         self._backends = len(self.memory.tcpClients)
-        host, port, factory, _, _ = self.memory.tcpClients[-1]
-        self.upstream = factory.buildProtocol(IPv4Address("TCP", host, port))
-        self.upstream_transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
-        self.upstream.makeConnection(self.upstream_transport)
+        self.upstream, self.upstream_transport = memcost.connect(self.memory)
 
     def connection(self, first: bool = False) -> bytes:
         """One client connection, one request; the answer the client read."""
@@ -221,63 +211,6 @@ def cpu() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
-def calls_per_connection(rig: Rig, count: int) -> tuple[float, pstats.Stats]:
-    """Python (and C function) calls per connection under cProfile, the loop's own excluded."""
-    profile = cProfile.Profile()
-    profile.runcall(rig.run, count)
-    stats = pstats.Stats(profile)
-    return stats.total_calls / count, stats
-
-
-def sample(rig: Rig, count: int, interval: float = 0.0002) -> tuple[float, Counter, Counter, int]:
-    """``count`` connections under a CPU-time stack sampler (as ``bench/pathcost.py --sample``):
-    (µs per connection, self samples, total samples, all samples) by function."""
-    own: Counter = Counter()
-    total: Counter = Counter()
-    taken = [0]
-
-    def on_tick(signum, frame) -> None:
-        taken[0] += 1
-        seen = set()
-        first = True
-        while frame is not None:
-            code = frame.f_code
-            path = code.co_filename
-            for marker in ("/ingressd/", "/ingressd_plugins/", "/site-packages/", "/lib/python"):
-                at = path.rfind(marker)
-                if at >= 0:
-                    path = path[at + 1:]
-                    break
-            key = f"{path}:{code.co_firstlineno}({code.co_name})"
-            if first:
-                own[key] += 1
-                first = False
-            if key not in seen:
-                seen.add(key)
-                total[key] += 1
-            frame = frame.f_back
-
-    previous = signal.signal(signal.SIGPROF, on_tick)
-    signal.setitimer(signal.ITIMER_PROF, interval, interval)
-    started = time.process_time()
-    try:
-        rig.run(count)
-    finally:
-        signal.setitimer(signal.ITIMER_PROF, 0, 0)
-        signal.signal(signal.SIGPROF, previous)
-    return (time.process_time() - started) / count * 1e6, own, total, taken[0]
-
-
-def print_samples(per_connection: float, own: Counter, total: Counter, taken: int, lines: int) -> None:
-    print(f"{per_connection:.1f} µs CPU per connection while sampled; {taken:,} samples")
-    print(f"{'self µs':>8} {'total µs':>9}  function")
-    for key, count in own.most_common(lines):
-        print(f"{count / taken * per_connection:8.2f} {total[key] / taken * per_connection:9.2f}  {key}")
-    print("by total (with callees):")
-    for key, count in total.most_common(lines):
-        print(f"{own[key] / taken * per_connection:8.2f} {count / taken * per_connection:9.2f}  {key}")
-
-
 def lifecycle(rounds: int, count: int) -> list[float]:
     """µs per HTTP/1.1 connection's build, ``makeConnection`` and ``connectionLost``, in memory."""
     from twisted.internet import main as twisted_main
@@ -303,9 +236,7 @@ def lifecycle(rounds: int, count: int) -> list[float]:
     run(2000)
     figures = []
     for _ in range(rounds):
-        started = time.process_time()
-        run(count)
-        figures.append((time.process_time() - started) / count * 1e6)
+        figures.append(memcost.cpu_per(count, run, count))
         reactor.runUntilCurrent()
     return figures
 
@@ -380,17 +311,10 @@ def life_with_request(rounds: int, count: int, open_at_once: int) -> list[float]
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--connections", type=int, default=5_000, help="connections per round (default 5,000)")
-    p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
+    p = memcost.options(__doc__, count="connections", default=5_000, lines=40, unit="connection")
     p.add_argument("--open", type=int, default=0,
                    help="client connections kept open and idle meanwhile, as wrk's others (default 0)")
-    p.add_argument("--args", default="", help="extra 'twistd ingressd' options, e.g. '--access-log off'")
-    p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
     p.add_argument("--calls", action="store_true", help="print only the calls per connection (cProfile)")
-    p.add_argument("--sample", action="store_true", help="sample stacks on CPU time: µs per connection by function")
-    p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
-    p.add_argument("--lines", type=int, default=40, help="rows of the table")
     p.add_argument("--life-request", action="store_true",
                    help="an HTTP/1.1 connection with one plain request through the listener's factory chain, in "
                         "memory, the reactor's round's end after each (with --open: N more open meanwhile)")
@@ -402,53 +326,43 @@ def main() -> None:
     if args.life_request:
         figures = life_with_request(args.rounds, args.connections * 2, args.open)
         print(f"python {sys.version.split()[0]}; an HTTP/1.1 connection with one plain request, in memory, "
-              f"{args.open} more open: {statistics.median(figures):.2f} µs CPU per connection (median of "
-              f"{args.rounds} rounds of {args.connections * 2:,}; all: {', '.join(f'{f:.2f}' for f in figures)})")
+              f"{args.open} more open: {memcost.per_text(figures, args.connections * 2, 'connection', 2)}")
         return
     if args.lifecycle:
         figures = lifecycle(args.rounds, args.connections * 4)
-        print(f"python {sys.version.split()[0]}; the HTTP/1.1 protocol's life alone: {statistics.median(figures):.2f} µs "
-              f"CPU per connection (median of {args.rounds} rounds of {args.connections * 4:,}; "
-              f"all: {', '.join(f'{f:.2f}' for f in figures)})")
+        print(f"python {sys.version.split()[0]}; the HTTP/1.1 protocol's life alone: "
+              f"{memcost.per_text(figures, args.connections * 4, 'connection', 2)}")
         return
     with tempfile.TemporaryDirectory(prefix="ingressd-conncost-") as tmp:
-        extra = shlex.split(args.args)
-        if "--access-log" not in extra:
-            extra += ["--access-log", str(Path(tmp) / "access.log")]  # on, as by default, to a file
-        # One backend connection (and with --keepalive one client connection) carries every request:
-        # lift nginx's limits (10,000 and 1,000), which would close them.
-        for option in ("--upstream-keepalive-requests", "--keepalive-requests"):
-            if option not in extra:
-                extra += [option, "0"]
-        rig = Rig(extra, Path(tmp))
+        # One backend connection (and with --keepalive one client connection) carries every request.
+        rig = Rig(memcost.server_args(args.args, Path(tmp)), Path(tmp))
         rig.open_idle(args.open)
         if args.keepalive:
             rig = KeepAlive(rig)
         rig.run(500)  # warm-up
         if args.profile or args.calls:
-            calls, stats = calls_per_connection(rig, args.connections)
+            stats = memcost.profiled(rig.run, args.connections)
             if args.profile:
                 stats.sort_stats(args.sort).print_stats(args.lines)
             unit = "request" if args.keepalive else "connection"
-            print(f"calls per {unit} under cProfile: {calls:.1f} (the loop's own socket calls included)")
+            print(f"calls per {unit} under cProfile: {stats.total_calls / args.connections:.1f} "
+                  f"(the loop's own socket calls included)")
             return
         if args.sample:
-            print_samples(*sample(rig, args.connections * args.rounds), args.lines)
+            print_samples(*sample(rig, args.connections * args.rounds), args.lines, "connection")
             return
         figures, users, systems = [], [], []
         for _ in range(args.rounds):
             user, system = cpu()
-            started = time.process_time()
-            rig.run(args.connections)
-            figures.append((time.process_time() - started) / args.connections * 1e6)
+            figures.append(memcost.cpu_per(args.connections, rig.run, args.connections))
             after_user, after_system = cpu()
             users.append((after_user - user) / args.connections * 1e6)
             systems.append((after_system - system) / args.connections * 1e6)
-        print(f"python {sys.version.split()[0]}; options: {args.args or '(defaults)'}")
+        print(memcost.python_line(args.args))
         what = "a request on a kept-alive connection" if args.keepalive else "a connection with one request"
         print(f"{what}: {statistics.median(figures):.1f} µs CPU "
-              f"(user {statistics.median(users):.1f}, system {statistics.median(systems):.1f}; median of "
-              f"{args.rounds} rounds of {args.connections:,}; all: {', '.join(f'{f:.1f}' for f in figures)})")
+              f"(user {statistics.median(users):.1f}, system {statistics.median(systems):.1f}; "
+              f"{memcost.rounds_text(figures, args.connections)})")
 
 
 if __name__ == "__main__":

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httptools as parsing
@@ -35,7 +33,9 @@ import httptools as parsing
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-from pathcost import REQUEST, RESPONSE, Rig, sample  # noqa: E402
+import memcost  # noqa: E402
+from memcost import RESPONSE, sample  # noqa: E402
+from pathcost import REQUEST, Rig  # noqa: E402
 
 from ingressd.http.deadline import Deadline  # noqa: E402
 from ingressd.http.headers import HOP_BY_HOP, from_backend, serialize  # noqa: E402
@@ -353,7 +353,6 @@ def main() -> None:
         floor = subjects["checked floor"]
         if args.sample:
             per, own, total, taken = sample(floor, args.requests * args.rounds)
-            own.pop("flatfloor.py:0(run)", None)
             print(f"{per:.1f} µs CPU per request while sampled; {taken} samples")
             for key, count in own.most_common(25):
                 print(f"{per * count / taken:8.2f} {per * total[key] / taken:9.2f}  {key}")
@@ -361,14 +360,11 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in subjects}
         for _ in range(args.rounds):
             for name, subject in subjects.items():
-                start = time.process_time()
-                subject.run(args.requests)
-                times[name].append((time.process_time() - start) / args.requests * 1e6)
+                times[name].append(memcost.cpu_per(args.requests, subject.run, args.requests))
         for client, backend in pairs:
             _same_bytes(rig, client, backend)  # still answering, all of them
         for name, values in times.items():
-            print(f"{name}: {statistics.median(values):.1f} µs CPU per request (median of {args.rounds} "
-                  f"rounds of {args.requests:,}; all: {', '.join(f'{v:.1f}' for v in values)})")
+            print(f"{name}: {memcost.per_text(values, args.requests)}")
 
 
 if __name__ == "__main__":

@@ -22,25 +22,17 @@ head, data and trailers in) and the answer out to the client.
 
 from __future__ import annotations
 
-import argparse
-import cProfile
-import pstats
-import shlex
-import statistics
 import struct
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import hpack
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import memcost
 
-from ingressd.testing import one_route_objects, serve_in_memory  # noqa: E402
+memcost.use_tree_source()
+
+from ingressd.testing import one_route_objects  # noqa: E402
 
 HOST = "bench.local"
 BACKEND = ("127.0.0.1", 50051)
@@ -107,7 +99,7 @@ class Backend:
     """One backend connection of ``h2_upstream``: answers the streams it was sent, in order
     (a connection's stream ids are 1, 3, 5…; ``check`` verifies the prediction)."""
 
-    def __init__(self, protocol, transport: StringTransport):
+    def __init__(self, protocol, transport):
         self.protocol = protocol
         self.transport = transport
         self.next_id = 1
@@ -134,29 +126,17 @@ class Rig:
         self.streams = streams
         objects = one_route_objects(HOST, [BACKEND],
                                     annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"})
-        self.service, self.reactor = serve_in_memory(tmp, objects, *extra_args)
+        self.service, self.reactor = memcost.serve(tmp, extra_args, objects)
         self.client = Client()
-        self.protocol = self.service.http_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000),
-                                         hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
-        self.protocol.makeConnection(self.transport)
+        self.protocol, self.transport = memcost.accept(self.service.http_factory)
         self.protocol.dataReceived(self.client.opening())
         self.backends: list[Backend] = []
-        self._seen_clients = 0
+        self._upstreams = memcost.Upstreams(self.reactor)
         # for check: what the backend connection and the client were sent
         self.sent: list[bytes] = []
         self.answered: list[bytes] = []
         self.play(self.client.batches(streams, streams))  # opens the backend connection
         self.check()
-
-    def _connect_new_backends(self) -> None:
-        while self._seen_clients < len(self.reactor.tcpClients):
-            host, port, factory, _, _ = self.reactor.tcpClients[self._seen_clients]
-            self._seen_clients += 1
-            protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
-            transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
-            protocol.makeConnection(transport)
-            self.backends.append(Backend(protocol, transport))
 
     def play(self, batches: list[bytes]) -> None:
         received = self.protocol.dataReceived
@@ -166,8 +146,8 @@ class Rig:
         keep_sent, keep_answered = self.sent.append, self.answered.append
         for batch in batches:
             received(batch)
-            if len(self.reactor.tcpClients) != self._seen_clients:
-                self._connect_new_backends()
+            if len(self.reactor.tcpClients) != self._upstreams.seen:  # inline: the loop is timed
+                backends.extend(Backend(*made) for made in self._upstreams.new())
             for backend in backends:
                 sent = backend.transport.value()
                 if sent:
@@ -214,39 +194,23 @@ def header_blocks(data: bytes):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--calls", type=int, default=10_000, help="unary calls per round (default 10,000)")
-    p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
+    p = memcost.options(__doc__, count="calls", default=10_000, args="--access-log off", lines=40, sample=False)
     p.add_argument("--streams", type=int, default=10, help="calls per read (default 10, as bench.py's 10 per channel)")
-    p.add_argument("--args", default="--access-log off", help="extra 'twistd ingressd' options")
-    p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
-    p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
-    p.add_argument("--lines", type=int, default=40, help="rows of the cProfile table")
     p.add_argument("--only", default="", help="with --profile: only rows whose file or function matches")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="ingressd-grpccost-") as tmp:
         # one client connection for every call (its GOAWAY after 1,000 requests off), as h2cost.py
-        extra = shlex.split(args.args) + ["--keepalive-requests", "0", "--upstream-keepalive-requests", "0"]
-        rig = Rig(extra, Path(tmp), args.streams)
-        rig.play(rig.client.batches(2000, args.streams))  # warm-up
-        rounds = [rig.client.batches(args.calls, args.streams) for _ in range(1 if args.profile else args.rounds)]
+        rig = Rig(memcost.server_args(args.args, Path(tmp), log_to_file=False), Path(tmp), args.streams)
+        rounds = memcost.batch_rounds(rig, args.calls, args.streams, 1 if args.profile else args.rounds)
         if args.profile:
-            profile = cProfile.Profile()
-            profile.runcall(rig.play, rounds[0])
-            stats = pstats.Stats(profile)
-            calls = sum(row[1] for row in stats.stats.values())
-            print(f"{calls / args.calls:.1f} Python calls per gRPC call")
+            stats = memcost.profiled(rig.play, rounds[0])
+            print(f"{stats.total_calls / args.calls:.1f} Python calls per gRPC call")
             stats.sort_stats(args.sort).print_stats(*((args.only,) if args.only else ()), args.lines)
             return
-        figures = []
-        for batches in rounds:
-            started = time.process_time()
-            rig.play(batches)
-            figures.append((time.process_time() - started) / args.calls * 1e6)
+        figures = [memcost.cpu_per(args.calls, rig.play, batches) for batches in rounds]
         rig.check()
-        print(f"python {sys.version.split()[0]}; options: {args.args or '(defaults)'}; {args.streams} calls per read")
-        print(f"gRPC unary (h2c both sides) in memory: {statistics.median(figures):.1f} µs CPU per call "
-              f"(median of {args.rounds} rounds of {args.calls:,}; all: {', '.join(f'{f:.1f}' for f in figures)})")
+        print(memcost.python_line(args.args, f"{args.streams} calls per read"))
+        print(f"gRPC unary (h2c both sides) in memory: {memcost.per_text(figures, args.calls, 'call')}")
 
 
 if __name__ == "__main__":

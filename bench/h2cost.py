@@ -17,28 +17,18 @@ the HTTP/1.1 upstream.
 
 from __future__ import annotations
 
-import argparse
-import cProfile
-import pstats
-import shlex
-import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h2.config
 import h2.connection
 import h2.events
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import memcost
+from memcost import RESPONSE
 
-from ingressd.testing import one_route_objects, serve_in_memory  # noqa: E402
+memcost.use_tree_source()
 
-RESPONSE = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
 HEADERS = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"bench.local"), (b":path", b"/"),
            (b"user-agent", b"h2cost"), (b"accept", b"*/*")]
 
@@ -70,26 +60,14 @@ class Client:
 class Rig:
     def __init__(self, extra_args: list[str], tmp: Path, streams: int):
         self.streams = streams
-        self.service, self.reactor = serve_in_memory(tmp, one_route_objects("bench.local"), *extra_args)
+        self.service, self.reactor = memcost.serve(tmp, extra_args)
         self.client = Client()
-        self.protocol = self.service.http_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000),
-                                         hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
-        self.protocol.makeConnection(self.transport)
+        self.protocol, self.transport = memcost.accept(self.service.http_factory)
         self.protocol.dataReceived(self.client.opening())
         self.upstreams: list[tuple] = []
-        self._seen_clients = 0
+        self._backends = memcost.Upstreams(self.reactor)
         self.play(self.client.batches(streams, streams))  # opens the backend connections
         self.check()
-
-    def _connect_new_upstreams(self) -> None:
-        while self._seen_clients < len(self.reactor.tcpClients):
-            host, port, factory, _, _ = self.reactor.tcpClients[self._seen_clients]
-            self._seen_clients += 1
-            protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
-            transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
-            protocol.makeConnection(transport)
-            self.upstreams.append((protocol, transport))
 
     def play(self, batches: list[bytes]) -> None:
         received = self.protocol.dataReceived
@@ -97,8 +75,8 @@ class Rig:
         upstreams = self.upstreams
         for batch in batches:
             received(batch)
-            if len(self.reactor.tcpClients) != self._seen_clients:
-                self._connect_new_upstreams()
+            if len(self.reactor.tcpClients) != self._backends.seen:  # inline: the loop is timed
+                upstreams.extend(self._backends.new())
             for protocol, transport in upstreams:
                 if transport.value():
                     transport.clear()
@@ -121,36 +99,21 @@ class Rig:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--requests", type=int, default=20_000, help="requests per round (default 20,000)")
-    p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
+    p = memcost.options(__doc__, args="--access-log off", lines=40, sample=False)
     p.add_argument("--streams", type=int, default=10, help="HEADERS frames per read (default 10, as h2load -m10)")
-    p.add_argument("--args", default="--access-log off", help="extra 'twistd ingressd' options")
-    p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
-    p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
-    p.add_argument("--lines", type=int, default=40, help="rows of the cProfile table")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="ingressd-h2cost-") as tmp:
-        extra = shlex.split(args.args) + ["--keepalive-requests", "0", "--upstream-keepalive-requests", "0"]
-        rig = Rig(extra, Path(tmp), args.streams)
-        rig.play(rig.client.batches(2000, args.streams))  # warm-up
-        rounds = [rig.client.batches(args.requests, args.streams) for _ in range(1 if args.profile else args.rounds)]
+        rig = Rig(memcost.server_args(args.args, Path(tmp), log_to_file=False), Path(tmp), args.streams)
+        rounds = memcost.batch_rounds(rig, args.requests, args.streams, 1 if args.profile else args.rounds)
         if args.profile:
-            profile = cProfile.Profile()
-            profile.runcall(rig.play, rounds[0])
-            stats = pstats.Stats(profile)
+            stats = memcost.profiled(rig.play, rounds[0])
             stats.sort_stats(args.sort).print_stats(args.lines)
             print(f"Python calls per request: {stats.total_calls / args.requests:.1f}")
             return
-        figures = []
-        for batches in rounds:
-            started = time.process_time()
-            rig.play(batches)
-            figures.append((time.process_time() - started) / args.requests * 1e6)
+        figures = [memcost.cpu_per(args.requests, rig.play, batches) for batches in rounds]
         rig.check()
-        print(f"python {sys.version.split()[0]}; options: {args.args or '(defaults)'}; {args.streams} streams per read")
-        print(f"HTTP/2 (h2c) request path in memory: {statistics.median(figures):.1f} µs CPU per request "
-              f"(median of {args.rounds} rounds of {args.requests:,}; all: {', '.join(f'{f:.1f}' for f in figures)})")
+        print(memcost.python_line(args.args, f"{args.streams} streams per read"))
+        print(f"HTTP/2 (h2c) request path in memory: {memcost.per_text(figures, args.requests)}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ round: a plain client and a TLS backend (``backend-protocol: HTTPS``, the backen
 
 It prints CPU time per request of the whole loop (client and backend included: compare two
 versions of ingressd with it, not with nginx), the median of several rounds; ``--profile``
-prints cProfile's table, ``--sample`` µs per function by CPU-time sampling (pathcost's).
+prints cProfile's table, ``--sample`` µs per function by CPU-time sampling (``memcost.sample``).
 
     .venv/bin/python bench/tlscost.py                        # TLS client side
     .venv/bin/python bench/tlscost.py --backend-tls          # TLS backend side
@@ -28,31 +28,22 @@ prints cProfile's table, ``--sample`` µs per function by CPU-time sampling (pat
 
 from __future__ import annotations
 
-import argparse
-import cProfile
 import datetime
-import pstats
-import shlex
 import ssl
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+import memcost
+from memcost import CLIENT, RESPONSE, print_samples, sample
 
-from ingressd.testing import one_route_objects, serve_in_memory  # noqa: E402
-from pathcost import print_samples, sample  # noqa: E402
+memcost.use_tree_source()
+
+from ingressd.testing import one_route_objects  # noqa: E402
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench.local\r\nUser-Agent: tlscost\r\nAccept: */*\r\n\r\n"
-RESPONSE = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
-CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
 
 
 class _Peer:
@@ -89,6 +80,25 @@ class _Peer:
             self.tls.write(data)
         return self.outgoing.read()
 
+    def connect_to(self, server, transport: StringTransport) -> None:
+        """The client side's handshake with ``server`` (a protocol writing to ``transport``), bounded."""
+        for _ in range(10):
+            done = self.handshake()
+            records = self.outgoing.read()
+            if records:
+                server.dataReceived(records)
+            self.incoming.write(transport.value())
+            transport.clear()
+            if done:
+                break
+
+
+def _client_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
 
 def _backend_context(directory: Path) -> ssl.SSLContext:
     from cryptography import x509
@@ -119,23 +129,15 @@ class Rig:
         objects = one_route_objects("bench.local", annotations=annotations)
         if ingress_tls and not backend_tls:  # as bench.py's HTTPS scenarios: ssl-redirect, HSTS
             objects[-1]["spec"]["tls"] = [{"hosts": ["bench.local"], "secretName": "bench-tls"}]
-        self.service, self.reactor = serve_in_memory(tmp, objects, *extra_args)
+        self.service, self.reactor = memcost.serve(tmp, extra_args, objects)
         # Twisted's client TLS batches small writes until the next turn of the global reactor:
         # this rig's reactor instead, so that the loop pays for that (``advance(0)``) as twistd does.
         import twisted.protocols.tls
         twisted.protocols.tls._get_default_clock = lambda: self.reactor
-        if self.service.state.table.match("bench.local", "/") is None:
-            raise SystemExit("the route did not load; is the manifest valid?")
-        self.client_transport = StringTransport(peerAddress=CLIENT,
-                                                hostAddress=IPv4Address("TCP", "127.0.0.1", 8443))
         if backend_tls:
-            self.client = self.service.http_factory.buildProtocol(CLIENT)
-            self.client.makeConnection(self.client_transport)
+            self.client, self.client_transport = memcost.accept(self.service.http_factory, 8443)
             self.client.dataReceived(REQUEST)
-            host, port, factory, _, _ = self.reactor.tcpClients[-1]
-            self.upstream = factory.buildProtocol(IPv4Address("TCP", host, port))
-            self.upstream_transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
-            self.upstream.makeConnection(self.upstream_transport)
+            self.upstream, self.upstream_transport = memcost.connect(self.reactor)
             self.backend = _Peer(_backend_context(tmp), server_side=True)
             for _ in range(10):  # the handshake, bounded
                 done = self.backend.handshake()
@@ -152,27 +154,13 @@ class Rig:
             self.upstream_transport.clear()
             self.upstream.dataReceived(self.backend.seal(RESPONSE))
         else:
-            self.client = self.service.tls_listener.buildProtocol(CLIENT)
-            self.client.makeConnection(self.client_transport)
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+            self.client, self.client_transport = memcost.accept(self.service.tls_listener, 8443)
+            context = _client_context()
             context.set_alpn_protocols(["http/1.1"])
             self.peer = _Peer(context, server_side=False, hostname="bench.local")
-            for _ in range(10):  # the handshake, bounded
-                done = self.peer.handshake()
-                records = self.peer.outgoing.read()
-                if records:
-                    self.client.dataReceived(records)
-                self.peer.incoming.write(self.client_transport.value())
-                self.client_transport.clear()
-                if done:
-                    break
+            self.peer.connect_to(self.client, self.client_transport)
             self.client.dataReceived(self.peer.seal(REQUEST))
-            host, port, factory, _, _ = self.reactor.tcpClients[-1]
-            self.upstream = factory.buildProtocol(IPv4Address("TCP", host, port))
-            self.upstream_transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
-            self.upstream.makeConnection(self.upstream_transport)
+            self.upstream, self.upstream_transport = memcost.connect(self.reactor)
             self.upstream.dataReceived(RESPONSE)
         self.check()
 
@@ -232,37 +220,25 @@ class Rig:
                 upstream_out.clear()
 
 
-def measure(args: argparse.Namespace, backend_tls: bool) -> None:
+def measure(args, backend_tls: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="ingressd-tlscost-") as tmp:
-        extra = shlex.split(args.args) + ["--https", "tcp:8443"]
-        if "--access-log" not in extra:
-            extra += ["--access-log", str(Path(tmp) / "access.log")]
-        for option in ("--keepalive-requests", "--upstream-keepalive-requests"):
-            if option not in extra:
-                extra += [option, "0"]
+        extra = memcost.server_args(args.args, Path(tmp), "--https", "tcp:8443")
         rig = Rig(extra, Path(tmp), backend_tls, args.ingress_tls)
         rig.run(2000)  # warm-up
         label = "TLS backend" if backend_tls else "TLS client"
         if args.profile:
-            profile = cProfile.Profile()
-            profile.runcall(rig.run, args.requests)
-            pstats.Stats(profile).sort_stats(args.sort).print_stats(args.lines)
+            memcost.profiled(rig.run, args.requests).sort_stats(args.sort).print_stats(args.lines)
             return
         if args.sample:
             print(label)
             print_samples(*sample(rig, args.requests * args.rounds), args.lines)
             return
-        figures = []
-        for _ in range(args.rounds):
-            started = time.process_time()
-            rig.run(args.requests)
-            figures.append((time.process_time() - started) / args.requests * 1e6)
+        figures = [memcost.cpu_per(args.requests, rig.run, args.requests) for _ in range(args.rounds)]
         rig.verify()
-        print(f"{label}: {statistics.median(figures):.1f} µs CPU per request "
-              f"(median of {args.rounds} rounds of {args.requests:,}; all: {', '.join(f'{f:.1f}' for f in figures)})")
+        print(f"{label}: {memcost.per_text(figures, args.requests)}")
 
 
-def layer(args: argparse.Namespace) -> None:
+def layer(args) -> None:
     """The TLS layer alone: Twisted's protocol against ours, alternating rounds."""
     from twisted.internet.protocol import Factory, Protocol
     from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
@@ -282,19 +258,8 @@ def layer(args: argparse.Namespace) -> None:
         server = factory.buildProtocol(CLIENT)
         transport = StringTransport()
         server.makeConnection(transport)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        peer = _Peer(context, server_side=False, hostname="bench.local")
-        for _ in range(10):  # the handshake, bounded
-            done = peer.handshake()
-            records = peer.outgoing.read()
-            if records:
-                server.dataReceived(records)
-            peer.incoming.write(transport.value())
-            transport.clear()
-            if done:
-                break
+        peer = _Peer(_client_context(), server_side=False, hostname="bench.local")
+        peer.connect_to(server, transport)
         return server, transport, peer
 
     def run(server, transport, peer, count: int) -> None:
@@ -311,35 +276,24 @@ def layer(args: argparse.Namespace) -> None:
     figures: dict[str, list[float]] = {name: [] for name in rigs}
     for _ in range(args.rounds):
         for name, one in rigs.items():
-            started = time.process_time()
-            run(*one, args.requests)
-            figures[name].append((time.process_time() - started) / args.requests * 1e6)
+            figures[name].append(memcost.cpu_per(args.requests, run, *one, args.requests))
     print(f"TLS layer alone (LEAN={LEAN}): a round trip = the client's request records in, the answer's out "
           f"(the standard library client's own cost included, the same in both)")
     for name, one in rigs.items():
-        profile = cProfile.Profile()
-        profile.runcall(run, *one, 5000)
-        calls = pstats.Stats(profile).total_calls / 5000
+        calls = memcost.profiled(run, *one, 5000).total_calls / 5000
         print(f"{name}: {statistics.median(figures[name]):.2f} µs CPU per round trip "
               f"(median of {args.rounds}; all: {', '.join(f'{f:.1f}' for f in figures[name])}); "
               f"{calls:.0f} Python calls")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--requests", type=int, default=10_000, help="requests per round (default 10,000)")
-    p.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported (default 5)")
-    p.add_argument("--args", default="", help="extra 'twistd ingressd' options, e.g. '--access-log off'")
+    p = memcost.options(__doc__, default=10_000)
     p.add_argument("--backend-tls", action="store_true", help="plain client, TLS to the backend")
     p.add_argument("--ingress-tls", action="store_true",
                    help="the TLS client rig's Ingress names its host under tls (ssl-redirect, HSTS), as bench.py's "
                         "https scenarios")
     p.add_argument("--both", action="store_true", help="the TLS client rig, then the TLS backend rig")
     p.add_argument("--layer", action="store_true", help="the TLS layer alone: Twisted's protocol and ours, A/B")
-    p.add_argument("--profile", action="store_true", help="print cProfile's table for one round")
-    p.add_argument("--sample", action="store_true", help="µs per request by function, sampled on CPU time")
-    p.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
-    p.add_argument("--lines", type=int, default=30, help="rows of the cProfile table")
     args = p.parse_args()
     if args.layer:
         layer(args)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from driven_reactor import driven_reactor, spin
 from twisted.internet import protocol
 from twisted.internet.epollreactor import EPollReactor
 from twisted.python import log
@@ -20,22 +21,9 @@ class Echo(protocol.Protocol):
         self.transport.write(data)
 
 
-def spin(reactor, until, rounds=500):
-    for _ in range(rounds):
-        if until():
-            return
-        reactor.iterate(0.01)
-    raise AssertionError("the reactor did not get there")
-
-
 @pytest.fixture
 def reactor():
-    r = DirectDispatchEPollReactor()
-    yield r
-    r.removeAll()
-    r.disconnectAll()
-    r.runUntilCurrent()
-    r._poller.close()
+    yield from driven_reactor()
 
 
 def test_serves_connections(reactor):
