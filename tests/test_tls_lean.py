@@ -292,6 +292,98 @@ def test_one_ssl_read_a_record_when_nothing_is_left_unread(store, monkeypatch):
     assert bytes(app.received) == b"GET / HTTP/1.1\r\n\r\nr0r1r2wholecut"
 
 
+class _CallCounts:
+    """``lean._lib`` with every OpenSSL call counted by name."""
+
+    def __init__(self, lib):
+        self._lib = lib
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name):
+        value = getattr(self._lib, name)
+        if not callable(value):
+            return value
+
+        def counted(*args):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return value(*args)
+        return counted
+
+
+def test_a_keep_alive_round_trip_makes_these_openssl_calls_and_no_more(store, monkeypatch):
+    # The read: the records in, one SSL_read (it returned less than the buffer: nothing of the
+    # record is left, no SSL_pending), the memory BIO seen empty, one BIO_read that finds
+    # nothing to send. The answer: one SSL_write taking all of it, one BIO_read, one write.
+    app = Recorder(answer=b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    transport = CountingTransport()
+    server, transport, client = serve(store, LeanTLSProtocol, app, transport)
+    server.dataReceived(client.records(b"GET / HTTP/1.1\r\n\r\n"))  # the helpers are kept from here
+    client.read_all(transport.value())
+    transport.clear()
+    transport.writes = 0
+    counting = _CallCounts(lean._lib)
+    monkeypatch.setattr(lean, "_lib", counting)
+    server.dataReceived(client.records(b"GET /again HTTP/1.1\r\n\r\n"))
+    assert counting.calls == {"BIO_write": 1, "SSL_read": 1, "BIO_get_mem_data": 1, "BIO_read": 2, "SSL_write": 1}
+    assert transport.writes == 1
+    assert client.read_all(transport.value()) == app.answer
+    assert bytes(app.received) == b"GET / HTTP/1.1\r\n\r\nGET /again HTTP/1.1\r\n\r\n"
+
+
+def test_a_read_that_fills_the_buffer_asks_openssl_what_is_left(store, monkeypatch):
+    # SSL_read returning a whole buffer may have left part of the record in OpenSSL: SSL_pending.
+    monkeypatch.setattr(lean, "_CHUNK", 1000)
+    app = Recorder()
+    server, transport, client = serve(store, LeanTLSProtocol, app)
+    counting = _CallCounts(lean._lib)
+    monkeypatch.setattr(lean, "_lib", counting)
+    body = os.urandom(2500)
+    server.dataReceived(client.records(body))  # one record, read 1000 bytes at a time
+    assert bytes(app.received) == body
+    assert app.reads == 3
+    assert counting.calls["SSL_pending"] == 2  # after each full read; not after the last, short one
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_empty_write_sends_nothing(store, kind):
+    app = Recorder()
+    transport = CountingTransport()
+    server, transport, client = serve(store, kind, app, transport)
+    transport.writes = 0
+    app.transport.write(b"")
+    assert transport.value() == b"" and not transport.disconnecting
+    app.transport.write(b"after")
+    assert client.read_all(transport.value()) == b"after"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("producer", [False, True])
+def test_writes_after_lose_connection(store, kind, producer):
+    # Dropped after loseConnection, unless a producer is registered: then written (Twisted's rule).
+    app = Recorder()
+    server, transport, client = serve(store, kind, app)
+    if producer:
+        app.transport.registerProducer(Producer(), True)
+    app.transport.write(b"before")
+    app.transport.loseConnection()
+    app.transport.write(b"after")
+    expected = b"beforeafter" if producer else b"before"
+    assert client.read_all(transport.value()) == expected
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_records_left_in_the_bio_when_the_connection_is_lost_are_delivered(store, kind):
+    # connectionLost reads what the memory BIO still holds (Twisted's _flushReceiveBIO step).
+    app = Recorder()
+    server, transport, client = serve(store, kind, app)
+    server.dataReceived(client.records(b"first"))
+    connection = server._tlsConnection
+    connection.bio_write(client.records(b"second"))  # in the BIO, not read yet
+    server.connectionLost(Failure(ConnectionDone()))
+    assert bytes(app.received) == b"firstsecond"
+    assert app.lost is not None
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_connection_closed_without_close_notify_is_lost(store, kind):
     app = Recorder()

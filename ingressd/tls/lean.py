@@ -9,7 +9,11 @@ the same OpenSSL functions are called through the same cffi bindings pyOpenSSL u
 with one ``BIO_write``, decrypted with ``SSL_read`` until no record is left unread (OpenSSL
 reads no further ahead than the record it decrypts, so what is left is in the memory BIO), the
 outgoing BIO is drained once per round and a write is encrypted with one ``SSL_write``
-loop and one drain (Twisted drains after every 16 KiB and at most 32 KiB at a time).
+loop and one drain (Twisted drains after every 16 KiB and at most 32 KiB at a time). The
+steady state's common cases are one Python frame each: a read (``dataReceived``: the records
+in, the loop, the drain) and a write that one ``SSL_write`` takes whole (``write``: the
+``SSL_write``, one ``BIO_read``, the transport's write); ``SSL_pending`` is asked only after a
+read that filled the buffer (one that did not took all that was left of its record).
 
 Only the steady state is replaced: the handshake, shutdown, close_notify, producers and
 buffering of writes during a (re)handshake are Twisted's own code. Anything else than "done"
@@ -55,6 +59,7 @@ if LEAN:
     _PLAIN = _ffi.new("char[]", _CHUNK)
     _RECORDS = _ffi.new("char[]", _CHUNK)
     _WANT_READ = _lib.SSL_ERROR_WANT_READ
+    _NULL = _ffi.NULL
 
 
 def _helpers(connection: SSL.Connection) -> tuple:
@@ -77,27 +82,28 @@ class _LeanSteps(TLSMemoryBIOProtocol):
             self._lean_helpers = helpers
         return helpers
 
-    def dataReceived(self, data: bytes) -> None:
-        if not self._handshakeDone:
-            TLSMemoryBIOProtocol.dataReceived(self, data)  # the handshake: Twisted's steps
-            return
-        if data:
-            connection = self._tlsConnection
-            if type(data) is not bytes:
-                data = bytes(data)
-            if _lib.BIO_write(connection._into_ssl, data, len(data)) <= 0:
-                connection.bio_write(data)  # a memory BIO takes everything: pyOpenSSL's error if not
-        if self._appSendBuffer:
-            self._unbufferPendingWrites()
-        self._flushReceiveBIO()
-
-    def _flushReceiveBIO(self) -> None:
+    def dataReceived(self, data: bytes, _records_only: bool = False) -> None:
+        """A read: its records into OpenSSL, what they decrypt to up to the protocol above, what
+        OpenSSL has to send out. ``_records_only``: ``_flushReceiveBIO`` (Twisted's step: no
+        data, no handshake to drive), which shares this body so that a read is one frame."""
         connection = self._tlsConnection
+        if not _records_only:
+            if not self._handshakeDone:
+                TLSMemoryBIOProtocol.dataReceived(self, data)  # the handshake: Twisted's steps
+                return
+            if data:
+                if type(data) is not bytes:
+                    data = bytes(data)
+                if _lib.BIO_write(connection._into_ssl, data, len(data)) <= 0:
+                    connection.bio_write(data)  # a memory BIO takes everything: pyOpenSSL's error if not
+            if self._appSendBuffer:
+                self._unbufferPendingWrites()
+                connection = self._tlsConnection
         ssl = connection._ssl
         helpers = self._lean_helpers
         if helpers is None:
             helpers = self._helpers_now(connection)
-        read, get_error, unpack = _lib.SSL_read, _lib.SSL_get_error, _ffi.unpack
+        read, get_error, unpack, get_pending = _lib.SSL_read, _lib.SSL_get_error, _ffi.unpack, _lib.BIO_get_mem_data
         records = connection._into_ssl
         while not self._lostTLSConnection:
             count = read(ssl, _PLAIN, _CHUNK)
@@ -106,8 +112,12 @@ class _LeanSteps(TLSMemoryBIOProtocol):
                     break  # nothing more until the peer sends more
                 if not self._aborted:
                     self.wrappedProtocol.dataReceived(unpack(_PLAIN, count))
-                if not _lib.SSL_pending(ssl) and _lib.BIO_get_mem_data(records, _ffi.NULL) <= 0:
-                    break  # every record read (no read-ahead): one more SSL_read would only want more
+                # Every record read (no read-ahead) when the memory BIO holds no unread byte and
+                # OpenSSL none of this record (a read that did not fill the buffer took all of
+                # it: SSL_read copies min(buffer, what the record has left)): one more SSL_read
+                # would only want more.
+                if (count < _CHUNK or not _lib.SSL_pending(ssl)) and get_pending(records, _NULL) <= 0:
+                    break
                 continue
             try:  # pyOpenSSL's own mapping: the same exception as its recv()
                 connection._raise_ssl_error(ssl, count)
@@ -121,16 +131,27 @@ class _LeanSteps(TLSMemoryBIOProtocol):
             else:
                 if count > 0 and not self._aborted:
                     self.wrappedProtocol.dataReceived(unpack(_PLAIN, count))
-        self._flushSendBIO()
+        # _flushSendBIO, its first step here: most reads have nothing to send.
+        connection = self._tlsConnection
+        if connection is not None:
+            count = _lib.BIO_read(connection._from_ssl, _RECORDS, _CHUNK)
+            if count > 0:
+                self._send_records(connection._from_ssl, count)
+
+    def _flushReceiveBIO(self) -> None:
+        _LeanSteps.dataReceived(self, b"", True)
 
     def _flushSendBIO(self) -> None:
         connection = self._tlsConnection
         if connection is None:
             return  # lost already (the protocol above closed inside dataReceived)
-        source = connection._from_ssl
-        count = _lib.BIO_read(source, _RECORDS, _CHUNK)
-        if count <= 0:
-            return  # nothing to send (a memory BIO fails only when empty)
+        count = _lib.BIO_read(connection._from_ssl, _RECORDS, _CHUNK)
+        if count > 0:  # else nothing to send (a memory BIO fails only when empty)
+            self._send_records(connection._from_ssl, count)
+
+    def _send_records(self, source: Any, count: int) -> None:
+        """Writes the ``count`` bytes in ``_RECORDS`` and whatever else ``source`` (the outgoing
+        memory BIO) holds, in one transport write."""
         data = _ffi.unpack(_RECORDS, count)
         if count == _CHUNK:  # more waiting: all of it, in one write
             chunks = [data]
@@ -142,28 +163,44 @@ class _LeanSteps(TLSMemoryBIOProtocol):
         self.transport.write(data)
 
     def write(self, data: bytes) -> None:
-        if self.disconnecting and self._producer is None:
+        if (self.disconnecting and self._producer is None) or self._lostTLSConnection:
             return  # as Twisted: dropped after loseConnection unless a producer is registered
-        self._write(data)
+        if type(data) is not bytes or not data:
+            self._write(data)
+            return
+        # The common case in this one frame: the whole of ``data`` taken by one SSL_write (a
+        # response of up to a record), no callback's exception waiting, one drain.
+        connection = self._tlsConnection
+        count = _lib.SSL_write(connection._ssl, data, len(data))
+        helpers = self._lean_helpers
+        if count == len(data) and helpers is not None and not any(helpers):
+            source = connection._from_ssl
+            count = _lib.BIO_read(source, _RECORDS, _CHUNK)
+            if 0 < count < _CHUNK:
+                self.transport.write(_ffi.unpack(_RECORDS, count))
+            elif count > 0:
+                self._send_records(source, count)
+            return
+        self._sealed(connection, data, count)
 
     def _write(self, data: bytes) -> None:
         if self._lostTLSConnection:
             return
-        connection = self._tlsConnection
-        ssl = connection._ssl
         if type(data) is not bytes:
             data = bytes(data)
+        if not data:
+            self._flushSendBIO()
+            return
+        connection = self._tlsConnection
+        self._sealed(connection, data, _lib.SSL_write(connection._ssl, data, len(data)))
+
+    def _sealed(self, connection: SSL.Connection, data: bytes, count: int) -> None:
+        """The rest of a write of ``data`` (not empty) whose first ``SSL_write`` returned ``count``."""
+        ssl = connection._ssl
         total = len(data)
         sent = 0
         view = None
-        while sent < total:
-            # Partial writes are on (pyOpenSSL's contexts): each call may take one record only.
-            if sent:
-                if view is None:
-                    view = _ffi.from_buffer(data)
-                count = _lib.SSL_write(ssl, view + sent, total - sent)
-            else:
-                count = _lib.SSL_write(ssl, data, total)
+        while True:
             helpers = self._lean_helpers
             if helpers is None:
                 helpers = self._helpers_now(connection)
@@ -171,6 +208,12 @@ class _LeanSteps(TLSMemoryBIOProtocol):
                 count = 0  # a callback's exception: raised below as pyOpenSSL's send() would
             elif count > 0:
                 sent += count
+                if sent >= total:
+                    break
+                # Partial writes are on (pyOpenSSL's contexts): each call may take one record only.
+                if view is None:
+                    view = _ffi.from_buffer(data)
+                count = _lib.SSL_write(ssl, view + sent, total - sent)
                 continue
             elif _lib.SSL_get_error(ssl, count) == _WANT_READ:
                 self._bufferedWrite(data[sent:])  # a handshake in progress: sent after the next read
