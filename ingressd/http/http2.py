@@ -247,7 +247,10 @@ class _Stream:
 
     # -- request side ---------------------------------------------------------------------
 
-    def data_received(self, data: bytes, flow_length: int) -> None:
+    def data_received(self, data: bytes, flow_length: int, ending: bool = False) -> None:
+        """A DATA frame's ``data``; ``ending``: the request's last (its END_STREAM; ``request_ended``
+        follows at once), and the request is complete as the exchange is handed it: a streamed
+        body's end then leaves with its last piece (``Exchange.body_data``)."""
         if self._draining is not None:
             self.connection.acknowledge(self.stream_id, flow_length)
             self._draining += flow_length
@@ -263,6 +266,8 @@ class _Stream:
             if data:
                 self._receiver.client_data(data)
         elif exchange is not None and data:
+            if ending and self.request is not None:
+                self.request.complete = True
             exchange.body_data(data)
 
     def request_ended(self) -> None:
@@ -695,14 +700,17 @@ class H2ServerProtocol(Protocol):
             self.transport.loseConnection()
             self.closed = True
             return
-        for event in events:  # h2_server's event tuples
+        last = len(events) - 1
+        for index, event in enumerate(events):  # h2_server's event tuples
             kind = event[0]
             if kind == h2_server.REQUEST:
                 self._request(event[1], event[2], event[3])
             elif kind == h2_server.DATA:
                 stream = self.streams.get(event[1])
                 if stream is not None:
-                    stream.data_received(event[2], event[3])
+                    # DATA with END_STREAM: its ENDED is the next event
+                    ending = index < last and events[index + 1] == (h2_server.ENDED, event[1])
+                    stream.data_received(event[2], event[3], ending)
                 else:
                     self.acknowledge(event[1], event[3])
             elif kind == h2_server.ENDED:

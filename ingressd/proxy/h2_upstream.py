@@ -428,6 +428,20 @@ class H2Stream:
         if self.stream_id:
             self.send_pending()
 
+    def send_last(self, data: bytes) -> None:
+        """The body's last piece and its end: END_STREAM on the last DATA frame (as nginx's
+        grpc_pass sends a whole body), not an empty DATA frame of its own after it."""
+        if self._done:
+            return
+        if data:
+            self.pending.append(data)
+            self._pending_bytes += len(data)
+        self._ending = True
+        if self.stream_id:
+            self.send_pending()
+        if self._pending_bytes > _HIGH_WATER:
+            self.write_paused()
+
     def send_pending(self) -> None:
         connection = self.connection
         if self._done or not self.stream_id or connection.transport_paused:
