@@ -88,6 +88,24 @@ class Rig:
         data = self.received[len(PREFACE):] if self.received.startswith(PREFACE) else self.received
         return [f for f in frames_of(data) if f[0] in (HEADERS, DATA) and f[2] > 1]
 
+    def answer(self, stream_ids) -> int:
+        """The backend answers each of ``stream_ids`` in one read (HEADERS, DATA, trailers):
+        how many writes the client's connection made while it was handled."""
+        encoder = hpack.Encoder()
+        answer = b"".join(frame(HEADERS, END_HEADERS, i, encoder.encode([(b":status", b"200"),
+                                                                        (b"content-type", b"application/grpc")]))
+                          + frame(DATA, 0, i, MESSAGE)
+                          + frame(HEADERS, END_HEADERS | END_STREAM, i, encoder.encode([(b"grpc-status", b"0")]))
+                          for i in stream_ids)
+        writes = []
+        write = self.client_transport.write
+        self.client_transport.write = lambda data: (writes.append(data), write(data))
+        try:
+            self.backend.dataReceived(answer)
+        finally:
+            del self.client_transport.write
+        return len(writes)
+
     def close(self) -> None:
         self.service.stopService()
 
@@ -140,6 +158,25 @@ def test_an_end_in_an_empty_data_frame_of_the_same_read_is_its_own_frame_still(r
 def test_a_call_without_a_body_ends_with_its_headers(rig):
     rig.send(rig.headers(3, end_stream=True))
     assert _shape(rig.request_frames()) == [("HEADERS", 3, True, b"")]
+
+
+def test_a_backend_read_s_answers_leave_for_the_client_in_one_write(rig):
+    rig.send(b"".join(rig.headers(i) + frame(DATA, END_STREAM, i, MESSAGE) for i in (3, 5, 7)))
+    rig.client_transport.clear()
+    # backend streams 1 (the warm-up call), 3, 5, 7 carry client streams 1, 3, 5, 7
+    assert rig.answer((1, 3, 5, 7)) == 1
+    decoder = hpack.Decoder()
+    shape = []
+    for kind, flags, stream_id, payload in frames_of(rig.client_transport.value()):
+        if kind == HEADERS:
+            fields = decoder.decode(payload, raw=True)
+            shape.append((stream_id, "HEADERS", bool(flags & END_STREAM), fields[0]))
+        elif kind == DATA:
+            shape.append((stream_id, "DATA", bool(flags & END_STREAM), payload))
+    for i in (1, 3, 5, 7):  # each answer's frames in order: head, message, trailers with END_STREAM
+        assert [entry[1:] for entry in shape if entry[0] == i] == [
+            ("HEADERS", False, (b":status", b"200")), ("DATA", False, MESSAGE),
+            ("HEADERS", True, (b"grpc-status", b"0"))]
 
 
 # -- the exchange's body path, with a fake upstream --------------------------------------------

@@ -181,37 +181,54 @@ class H2Connection(Protocol):
             self.transport.abortConnection()
             return
         streams = self.streams
-        for event in events:
-            kind = event[0]
-            if kind == _DATA:
-                stream = streams.get(event[1])
-                if stream is not None:
-                    stream.data(event[2], event[3])
-                else:
-                    self.acknowledge(event[1], event[3])
-            elif kind == _RESPONSE:
-                stream = streams.get(event[1])
-                if stream is not None:
-                    stream.head(event[2], event[3], event[4])
-            elif kind == _ENDED:
-                stream = streams.get(event[1])
-                if stream is not None:
-                    self._close_stream(stream)
-                    stream.ended()
-            elif kind == _TRAILERS:
-                stream = streams.get(event[1])
-                if stream is not None:
-                    stream.trailers(event[2])
-            elif kind == _RESET:
-                stream = streams.get(event[1])
-                if stream is not None:
-                    self._close_stream(stream)
-                    stream.reset_by_backend(event[2])
-            elif kind == _WINDOW:
-                self.send_all()
-                self._start_waiting()
-            elif kind == _GOAWAY_EVENT:
-                self._goaway(event[1])
+        # The clients answered by this read are corked until its end: a unary answer's
+        # HEADERS, DATA and trailers (and every answer of the read to one client connection)
+        # leave in one write.
+        held: list = []
+        try:
+            for event in events:
+                kind = event[0]
+                if kind == _DATA:
+                    stream = streams.get(event[1])
+                    if stream is not None:
+                        if stream.exchange is not None and not stream.held:
+                            stream.hold(held)
+                        stream.data(event[2], event[3])
+                    else:
+                        self.acknowledge(event[1], event[3])
+                elif kind == _RESPONSE:
+                    stream = streams.get(event[1])
+                    if stream is not None:
+                        if stream.exchange is not None and not stream.held:
+                            stream.hold(held)
+                        stream.head(event[2], event[3], event[4])
+                elif kind == _ENDED:
+                    stream = streams.get(event[1])
+                    if stream is not None:
+                        if stream.exchange is not None and not stream.held:
+                            stream.hold(held)
+                        self._close_stream(stream)
+                        stream.ended()
+                elif kind == _TRAILERS:
+                    stream = streams.get(event[1])
+                    if stream is not None:
+                        if stream.exchange is not None and not stream.held:
+                            stream.hold(held)
+                        stream.trailers(event[2])
+                elif kind == _RESET:
+                    stream = streams.get(event[1])
+                    if stream is not None:
+                        self._close_stream(stream)
+                        stream.reset_by_backend(event[2])
+                elif kind == _WINDOW:
+                    self.send_all()
+                    self._start_waiting()
+                elif kind == _GOAWAY_EVENT:
+                    self._goaway(event[1])
+        finally:
+            for stream, client in held:
+                stream.held = False
+                client.uncork()
         self.flush()
 
     def _goaway(self, last_stream: int) -> None:
@@ -343,6 +360,7 @@ class H2Stream:
     reused = False  # a stream is never reused; a refused one says ``refused`` instead
     stream_id = 0
     _reserved = True  # counted in its connection's ``reserved`` until started
+    held = False  # its client is corked until the end of the connection's read (``hold``)
 
     def __init__(self, connection: H2Connection):
         self.connection = connection
@@ -543,6 +561,13 @@ class H2Stream:
         raise NotImplementedError("no upgrade over an HTTP/2 backend stream")
 
     # -- from the connection --------------------------------------------------------------
+
+    def hold(self, held: list) -> None:
+        """Cork the client until the connection's read ends (it uncorks what ``held`` lists)."""
+        client = self.exchange.protocol
+        client.cork()
+        self.held = True
+        held.append((self, client))
 
     def head(self, status: int, pairs: list, ended: bool = False) -> None:
         """The final response head (``h2_client`` checked it and left informational ones out)."""
