@@ -116,6 +116,10 @@ class _StreamTimers:
 class H2Connection(Protocol):
     """One HTTP/2 connection to a backend endpoint, carrying many ``H2Stream``s."""
 
+    # While a read is handled: when it arrived (its streams' read timeouts start over from
+    # then), taken once, by the first stream that needs it; None between reads.
+    read_time: float | None = None
+
     def __init__(self, pool: "H2Upstream", key: Any, scheme: bytes):
         self.pool = pool
         self.key = key
@@ -226,6 +230,7 @@ class H2Connection(Protocol):
                 elif kind == _GOAWAY_EVENT:
                     self._goaway(event[1])
         finally:
+            self.read_time = None
             for stream, client in held:
                 stream.held = False
                 client.uncork()
@@ -420,10 +425,14 @@ class H2Stream:
         self.head_request = method == b"HEAD"
         self.no_body = body_length is None or body_length == 0
         self._sent_end = self.no_body
-        self._set_read()
+        timers = connection.timers
+        now = timers.now()
+        if not self._timers_stopped:
+            self._read_at = at = now + read_timeout
+            timers.watch(self, at, read_timeout)
         if deadline is not None:
-            self._grpc_at = at = self.connection.timers.now() + deadline
-            self.connection.timers.watch(self, at, deadline)
+            self._grpc_at = at = now + deadline
+            timers.watch(self, at, deadline)
         self._reserved = False
         self.connection.open(self)
 
@@ -648,8 +657,19 @@ class H2Stream:
     # -- timeouts -------------------------------------------------------------------------
 
     def _arm_read(self) -> None:
-        if not self._read_paused and not self._done:
-            self._set_read()
+        """The read timeout starts over (a read from the backend, at the connection's
+        ``read_time``). Later than the one it replaces, it needs no new sweep: the sweep set
+        for the earlier one finds it not passed and sets itself for it."""
+        if not self._read_paused and not self._done and not self._timers_stopped:
+            connection = self.connection
+            now = connection.read_time
+            if now is None:
+                now = connection.read_time = connection.timers.now()
+            at = now + self._read_timeout
+            previous = self._read_at
+            self._read_at = at
+            if previous is None or at < previous:
+                connection.timers.watch(self, at, self._read_timeout)
 
     def _set_read(self) -> None:
         if not self._timers_stopped:
