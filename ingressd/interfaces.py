@@ -199,6 +199,11 @@ class UpstreamConnection(Protocol):
 
     def end_body(self) -> None: ...
 
+    # A protocol may also offer ``send_last(data)``: the body's last piece and its end in one
+    # (HTTP/2: END_STREAM on the last DATA frame, as nginx's grpc_pass sends it); the exchange
+    # uses it when the client side says the piece is the last (``request.complete`` as it hands
+    # it over), else ``send_body``, then ``end_body``.
+
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...

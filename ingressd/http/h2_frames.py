@@ -73,6 +73,7 @@ _NOT_ON_A_STREAM = frozenset((SETTINGS, PING, GOAWAY))
 # the CONTINUATION flood bound.
 CONTINUATION_BACKLOG = 64
 
+_PADDED_OR_PRIORITY = PADDED | PRIORITY_FLAG
 _HEAD = Struct(">HBBBL")
 _U32 = Struct(">L")
 _U16 = Struct(">H")
@@ -97,23 +98,25 @@ class Frame:
     types carry: RST_STREAM's and GOAWAY's error code, WINDOW_UPDATE's increment, PUSH_PROMISE's
     promised stream. ``settings`` is SETTINGS' (identifier, value) pairs in the order sent."""
 
-    __slots__ = ("type", "flags", "stream_id", "data", "length", "value", "last_stream_id",
-                 "settings", "pad_length", "depends_on", "weight", "exclusive", "origin")
+    # The fields every frame has in slots; the others are class defaults, set on the few
+    # frames whose type has them (in the instance's dict): a DATA or HEADERS frame sets five.
+    __slots__ = ("type", "flags", "stream_id", "data", "length", "__dict__")
 
-    def __init__(self, frame_type: int, flags: int, stream_id: int, length: int):
+    value = 0
+    last_stream_id = 0
+    settings: tuple[tuple[int, int], ...] = ()
+    pad_length = 0
+    depends_on = 0
+    weight = 0
+    exclusive = False
+    origin = b""
+
+    def __init__(self, frame_type: int, flags: int, stream_id: int, length: int, data: bytes = b""):
         self.type = frame_type
         self.flags = flags
         self.stream_id = stream_id
         self.length = length
-        self.data = b""
-        self.value = 0
-        self.last_stream_id = 0
-        self.settings: tuple[tuple[int, int], ...] = ()
-        self.pad_length = 0
-        self.depends_on = 0
-        self.weight = 0
-        self.exclusive = False
-        self.origin = b""
+        self.data = data
 
     def __repr__(self) -> str:
         return f"Frame(type={self.type}, flags={self.flags:#x}, stream_id={self.stream_id}, length={self.length})"
@@ -126,7 +129,11 @@ class FrameReader:
 
     def __init__(self, max_frame_size: int = 16384, server: bool = True):
         self.max_frame_size = max_frame_size
-        self._buffer = bytearray()
+        # What was fed and is not cut into frames yet: ``_data`` from ``_at``. A read's bytes
+        # are kept as they came (frames are sliced from them, no copy into a buffer first);
+        # a frame cut across reads is put together in a bytearray.
+        self._data: bytes | bytearray = b""
+        self._at = 0
         self._preface = PREFACE if server else b""
         self._block: list[Frame] = []  # a header block's frames until END_HEADERS
 
@@ -137,17 +144,29 @@ class FrameReader:
                 raise FrameError(PROTOCOL_ERROR, "Invalid HTTP/2 preamble.")
             data = data[len(part):]
             self._preface = self._preface[len(part):]
-        self._buffer += data
+        held = self._data
+        if self._at < len(held):  # the start of a frame is waiting for the rest of it
+            if type(held) is not bytearray:
+                held = bytearray(held[self._at:])
+            elif self._at:
+                del held[:self._at]
+            held += data
+            self._data = held
+        else:
+            self._data = data if type(data) is bytes else bytes(data)
+        self._at = 0
 
     def __iter__(self) -> FrameReader:
         return self
 
     def __next__(self) -> Frame:
-        buffer = self._buffer
+        data = self._data
+        at = self._at
+        size = len(data)
         while True:  # bounded: every pass consumes a frame or stops
-            if len(buffer) < 9:
+            if size - at < 9:
                 raise StopIteration
-            high, low, frame_type, flags, stream_id = _HEAD.unpack_from(buffer)
+            high, low, frame_type, flags, stream_id = _HEAD.unpack_from(data, at)
             length = (high << 8) | low
             stream_id &= 0x7FFFFFFF
             if frame_type in _ON_A_STREAM:
@@ -155,14 +174,25 @@ class FrameReader:
                     raise FrameError(PROTOCOL_ERROR, f"frame type {frame_type} on stream 0")
             elif stream_id and frame_type in _NOT_ON_A_STREAM:
                 raise FrameError(PROTOCOL_ERROR, f"frame type {frame_type} on stream {stream_id}")
-            if len(buffer) < length + 9:
+            if size - at < length + 9:
                 raise StopIteration
             if length > self.max_frame_size:
                 raise FrameError(FRAME_SIZE_ERROR, f"frame of {length} bytes, max {self.max_frame_size}")
-            defined = _DEFINED_FLAGS.get(frame_type)
-            frame = Frame(frame_type, flags if defined is None else flags & defined, stream_id, length)
-            _parse_body(frame, bytes(buffer[9:9 + length]))
-            del buffer[:9 + length]
+            start = at + 9
+            at = self._at = start + length
+            body = data[start:at]
+            if type(body) is not bytes:  # a frame put together across reads
+                body = bytes(body)
+            if frame_type <= HEADERS and not flags & _PADDED_OR_PRIORITY:
+                # DATA or HEADERS, neither padded nor prioritised: the payload is the data
+                frame = Frame(frame_type, flags & _DEFINED_FLAGS[frame_type], stream_id, length, body)
+                if frame_type == DATA or flags & END_HEADERS:
+                    if not self._block:
+                        return frame
+            else:
+                defined = _DEFINED_FLAGS.get(frame_type)
+                frame = Frame(frame_type, flags if defined is None else flags & defined, stream_id, length)
+                _parse_body(frame, body)
             frame = self._join_block(frame)
             if frame is not None:
                 return frame

@@ -234,6 +234,7 @@ class _Stream:
         self._reading_paused = False
         self._unacked = 0
         self._timer = None
+        self._body_timer_wanted = False  # the body timer starts when the read ends (wait_for_body)
         self.remote_ended = False  # the client sent END_STREAM
         self._draining: int | None = None  # bytes dropped after an early answer
 
@@ -247,7 +248,10 @@ class _Stream:
 
     # -- request side ---------------------------------------------------------------------
 
-    def data_received(self, data: bytes, flow_length: int) -> None:
+    def data_received(self, data: bytes, flow_length: int, ending: bool = False) -> None:
+        """A DATA frame's ``data``; ``ending``: the request's last (its END_STREAM; ``request_ended``
+        follows at once), and the request is complete as the exchange is handed it: a streamed
+        body's end then leaves with its last piece (``Exchange.body_data``)."""
         if self._draining is not None:
             self.connection.acknowledge(self.stream_id, flow_length)
             self._draining += flow_length
@@ -263,6 +267,8 @@ class _Stream:
             if data:
                 self._receiver.client_data(data)
         elif exchange is not None and data:
+            if ending and self.request is not None:
+                self.request.complete = True
             exchange.body_data(data)
 
     def request_ended(self) -> None:
@@ -294,7 +300,15 @@ class _Stream:
                 self.connection.acknowledge(self.stream_id, unacked)
                 self.connection.flush()
 
+    def wait_for_body(self) -> None:
+        """The body timer, started when the read that brought the head ends, unless the body
+        ended (or the timer was cancelled) by then: a unary call's DATA with END_STREAM
+        usually comes in the same read, and its stream then makes no reactor call."""
+        self._body_timer_wanted = True
+        self.connection.after_read(self)
+
     def start_body_timer(self) -> None:
+        self._body_timer_wanted = False
         clock = self.connection.clock
         self._timer = clock.callLater(self.connection.settings.body_timeout, self._body_timed_out)
 
@@ -308,6 +322,7 @@ class _Stream:
         self.reset(CANCEL)
 
     def _cancel_timer(self) -> None:
+        self._body_timer_wanted = False
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -561,6 +576,7 @@ class H2ServerProtocol(Protocol):
         self._corked = 0  # a read is being handled: frames are written once, at its end
         self._pending: dict[int, _Stream] = {}  # streams with frames to send at the uncork
         self._repeat: tuple | None = None  # the last request block, its settings, what was read of it
+        self._body_timers: list[_Stream] = []  # streams whose body timer starts when the read ends
         self._group: ConnectionSet | None = None
 
     # -- connection lifecycle -------------------------------------------------------------
@@ -695,14 +711,17 @@ class H2ServerProtocol(Protocol):
             self.transport.loseConnection()
             self.closed = True
             return
-        for event in events:  # h2_server's event tuples
+        last = len(events) - 1
+        for index, event in enumerate(events):  # h2_server's event tuples
             kind = event[0]
             if kind == h2_server.REQUEST:
                 self._request(event[1], event[2], event[3])
             elif kind == h2_server.DATA:
                 stream = self.streams.get(event[1])
                 if stream is not None:
-                    stream.data_received(event[2], event[3])
+                    # DATA with END_STREAM: its ENDED is the next event
+                    ending = index < last and events[index + 1] == (h2_server.ENDED, event[1])
+                    stream.data_received(event[2], event[3], ending)
                 else:
                     self.acknowledge(event[1], event[3])
             elif kind == h2_server.ENDED:
@@ -717,6 +736,12 @@ class H2ServerProtocol(Protocol):
                 self._send_all()
             elif kind == h2_server.TERMINATED:
                 self._going_away = True  # the streams in flight are still answered
+        waiting = self._body_timers
+        if waiting:
+            self._body_timers = []
+            for stream in waiting:
+                if stream._body_timer_wanted:  # (a timer cancelled since, or the body ended: no)
+                    stream.start_body_timer()
 
     def _request(self, stream_id: int, headers: list, ended: bool) -> None:
         if self._last_stream is not None and stream_id > self._last_stream:
@@ -766,7 +791,7 @@ class H2ServerProtocol(Protocol):
             return
         stream.request = request
         if not ended and request.websocket_key is None:  # a tunnel's DATA is no request body
-            stream.start_body_timer()
+            stream.wait_for_body()
         try:
             exchange = self.handler(stream, request)
         except Exception:
@@ -780,6 +805,10 @@ class H2ServerProtocol(Protocol):
             stream.exchange = exchange  # StreamEnded (next event when ``ended``) calls body_done
             if request.websocket_key is not None:
                 exchange.wants_tunnel()  # it takes the DATA until the backend's 101
+
+    def after_read(self, stream: _Stream) -> None:
+        """Start ``stream``'s body timer when the read being handled ends (``wait_for_body``)."""
+        self._body_timers.append(stream)
 
     # -- outgoing -------------------------------------------------------------------------
 

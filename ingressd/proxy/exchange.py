@@ -601,6 +601,13 @@ class Exchange:
                 self._buffer = buffer = None
                 break
             sent += len(piece)
+            if self._body_complete and buffer.exhausted and not self._body_ended:
+                send_last = getattr(self._upstream, "send_last", None)
+                if send_last is not None:  # the body's end leaves with its last piece (HTTP/2)
+                    self._body_sent = self._body_ended = True
+                    send_last(piece)
+                    self._buffer = buffer = None
+                    break
             self._send_body(piece)
         if buffer is None and self._body_complete and self._upstream is not None and not self._body_ended:
             self._end_body()
@@ -653,8 +660,10 @@ class Exchange:
             self._fail_locally(500)
             return
         if self._streaming:
-            if self._upstream is not None and not self._upstream_paused and self._next_round is None:
-                self._send_buffered()
+            upstream = self._upstream
+            if upstream is not None and not self._upstream_paused and self._next_round is None and not (
+                    self.request.complete and getattr(upstream, "send_last", None) is not None):
+                self._send_buffered()  # (a last piece waits for body_done, which follows: sent with the end)
             if self._buffer is not None and self._buffer.size >= _STREAM_WINDOW and not self._client_held:
                 self._client_held = True
                 self.protocol.pause_reading()

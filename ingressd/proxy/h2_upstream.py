@@ -116,6 +116,10 @@ class _StreamTimers:
 class H2Connection(Protocol):
     """One HTTP/2 connection to a backend endpoint, carrying many ``H2Stream``s."""
 
+    # While a read is handled: when it arrived (its streams' read timeouts start over from
+    # then), taken once, by the first stream that needs it; None between reads.
+    read_time: float | None = None
+
     def __init__(self, pool: "H2Upstream", key: Any, scheme: bytes):
         self.pool = pool
         self.key = key
@@ -181,37 +185,55 @@ class H2Connection(Protocol):
             self.transport.abortConnection()
             return
         streams = self.streams
-        for event in events:
-            kind = event[0]
-            if kind == _DATA:
-                stream = streams.get(event[1])
-                if stream is not None:
-                    stream.data(event[2], event[3])
-                else:
-                    self.acknowledge(event[1], event[3])
-            elif kind == _RESPONSE:
-                stream = streams.get(event[1])
-                if stream is not None:
-                    stream.head(event[2], event[3], event[4])
-            elif kind == _ENDED:
-                stream = streams.get(event[1])
-                if stream is not None:
-                    self._close_stream(stream)
-                    stream.ended()
-            elif kind == _TRAILERS:
-                stream = streams.get(event[1])
-                if stream is not None:
-                    stream.trailers(event[2])
-            elif kind == _RESET:
-                stream = streams.get(event[1])
-                if stream is not None:
-                    self._close_stream(stream)
-                    stream.reset_by_backend(event[2])
-            elif kind == _WINDOW:
-                self.send_all()
-                self._start_waiting()
-            elif kind == _GOAWAY_EVENT:
-                self._goaway(event[1])
+        # The clients answered by this read are corked until its end: a unary answer's
+        # HEADERS, DATA and trailers (and every answer of the read to one client connection)
+        # leave in one write.
+        held: list = []
+        try:
+            for event in events:
+                kind = event[0]
+                if kind == _DATA:
+                    stream = streams.get(event[1])
+                    if stream is not None:
+                        if stream.exchange is not None and not stream.held:
+                            stream.hold(held)
+                        stream.data(event[2], event[3])
+                    else:
+                        self.acknowledge(event[1], event[3])
+                elif kind == _RESPONSE:
+                    stream = streams.get(event[1])
+                    if stream is not None:
+                        if stream.exchange is not None and not stream.held:
+                            stream.hold(held)
+                        stream.head(event[2], event[3], event[4])
+                elif kind == _ENDED:
+                    stream = streams.get(event[1])
+                    if stream is not None:
+                        if stream.exchange is not None and not stream.held:
+                            stream.hold(held)
+                        self._close_stream(stream)
+                        stream.ended()
+                elif kind == _TRAILERS:
+                    stream = streams.get(event[1])
+                    if stream is not None:
+                        if stream.exchange is not None and not stream.held:
+                            stream.hold(held)
+                        stream.trailers(event[2])
+                elif kind == _RESET:
+                    stream = streams.get(event[1])
+                    if stream is not None:
+                        self._close_stream(stream)
+                        stream.reset_by_backend(event[2])
+                elif kind == _WINDOW:
+                    self.send_all()
+                    self._start_waiting()
+                elif kind == _GOAWAY_EVENT:
+                    self._goaway(event[1])
+        finally:
+            self.read_time = None
+            for stream, client in held:
+                stream.held = False
+                client.uncork()
         self.flush()
 
     def _goaway(self, last_stream: int) -> None:
@@ -343,6 +365,7 @@ class H2Stream:
     reused = False  # a stream is never reused; a refused one says ``refused`` instead
     stream_id = 0
     _reserved = True  # counted in its connection's ``reserved`` until started
+    held = False  # its client is corked until the end of the connection's read (``hold``)
 
     def __init__(self, connection: H2Connection):
         self.connection = connection
@@ -402,10 +425,14 @@ class H2Stream:
         self.head_request = method == b"HEAD"
         self.no_body = body_length is None or body_length == 0
         self._sent_end = self.no_body
-        self._set_read()
+        timers = connection.timers
+        now = timers.now()
+        if not self._timers_stopped:
+            self._read_at = at = now + read_timeout
+            timers.watch(self, at, read_timeout)
         if deadline is not None:
-            self._grpc_at = at = self.connection.timers.now() + deadline
-            self.connection.timers.watch(self, at, deadline)
+            self._grpc_at = at = now + deadline
+            timers.watch(self, at, deadline)
         self._reserved = False
         self.connection.open(self)
 
@@ -427,6 +454,20 @@ class H2Stream:
         self._ending = True
         if self.stream_id:
             self.send_pending()
+
+    def send_last(self, data: bytes) -> None:
+        """The body's last piece and its end: END_STREAM on the last DATA frame (as nginx's
+        grpc_pass sends a whole body), not an empty DATA frame of its own after it."""
+        if self._done:
+            return
+        if data:
+            self.pending.append(data)
+            self._pending_bytes += len(data)
+        self._ending = True
+        if self.stream_id:
+            self.send_pending()
+        if self._pending_bytes > _HIGH_WATER:
+            self.write_paused()
 
     def send_pending(self) -> None:
         connection = self.connection
@@ -530,6 +571,13 @@ class H2Stream:
 
     # -- from the connection --------------------------------------------------------------
 
+    def hold(self, held: list) -> None:
+        """Cork the client until the connection's read ends (it uncorks what ``held`` lists)."""
+        client = self.exchange.protocol
+        client.cork()
+        self.held = True
+        held.append((self, client))
+
     def head(self, status: int, pairs: list, ended: bool = False) -> None:
         """The final response head (``h2_client`` checked it and left informational ones out)."""
         self._received_any = True
@@ -609,8 +657,19 @@ class H2Stream:
     # -- timeouts -------------------------------------------------------------------------
 
     def _arm_read(self) -> None:
-        if not self._read_paused and not self._done:
-            self._set_read()
+        """The read timeout starts over (a read from the backend, at the connection's
+        ``read_time``). Later than the one it replaces, it needs no new sweep: the sweep set
+        for the earlier one finds it not passed and sets itself for it."""
+        if not self._read_paused and not self._done and not self._timers_stopped:
+            connection = self.connection
+            now = connection.read_time
+            if now is None:
+                now = connection.read_time = connection.timers.now()
+            at = now + self._read_timeout
+            previous = self._read_at
+            self._read_at = at
+            if previous is None or at < previous:
+                connection.timers.watch(self, at, self._read_timeout)
 
     def _set_read(self) -> None:
         if not self._timers_stopped:

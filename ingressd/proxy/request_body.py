@@ -77,6 +77,11 @@ class BufferedBody:
             return piece
         return self._held.take(PIECE)
 
+    @property
+    def exhausted(self) -> bool:
+        """``next_piece`` has nothing more to give (until more is added, or ``rewind``)."""
+        return self._at >= self._held.size if self.retain else not self._held.size
+
     def rewind(self) -> None:
         """Send a held body again from the start (the next ``next_piece`` is the first)."""
         self._at = 0
