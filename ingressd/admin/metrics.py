@@ -465,13 +465,18 @@ class Metrics:
                 self._gateway_error(series, exchange, status)
             if exchange.answered_by and status >= 400:
                 self.plugin_rejections.labels(exchange.answered_by, str(status)).inc()
-            if nginx_on:
-                nginx[0][0] += 1
-                nginx[1].observe(duration)
+            if nginx_on:  # ingress-nginx's four histograms, _Histogram.observe's lines in place
+                requests, histogram, response, request_size, response_size = nginx
+                requests[0] += 1
+                histogram.counts[search(histogram.bounds, duration)] += 1
+                histogram.sum += duration
                 if upstream >= 0 and started:
-                    nginx[2].observe(upstream)
-                nginx[3].observe(received)
-                nginx[4].observe(sent)
+                    response.counts[search(response.bounds, upstream)] += 1
+                    response.sum += upstream
+                request_size.counts[search(request_size.bounds, received)] += 1
+                request_size.sum += received
+                response_size.counts[search(response_size.bounds, sent)] += 1
+                response_size.sum += sent
 
     def _new_series(self, route) -> _RouteSeries:
         if route is None:
