@@ -97,13 +97,14 @@ class _RouteSeries:
     """The label children of one route entry, resolved once."""
 
     __slots__ = ("labels", "nginx_labels", "by_status", "response_bytes", "request_bytes", "upstream",
-                 "retries", "duration")
+                 "retries", "duration", "gateway_errors")
 
     def __init__(self, labels: tuple[str, str, str], nginx_labels: dict | None):
         self.labels = labels
         self.nginx_labels = nginx_labels
         self.by_status: dict[tuple[bytes, int], tuple] = {}
         self.duration: list = [None] * 7
+        self.gateway_errors: dict[tuple[int, str], Any] = {}  # (status, cause) → the Counter's child
 
 
 class KubeMetrics:
@@ -360,6 +361,8 @@ class Metrics:
         self.plugin_rejections = Counter("ingressd_plugin_rejections", "Requests a plugin answered with an "
                                          "error (rate_limit, basic_auth, allowlist…)", ["plugin", "status"],
                                          registry=registry)
+        # (plugin, status) → the Counter's child: a flood of 429s does not call labels() per request
+        self._rejections: dict[tuple[str, int], Any] = {}
         self.nginx = _NginxCompat(registry, controller_class) if compat == "nginx" else None
         self.kube = KubeMetrics(registry, election_id, self.nginx)
         self._series: dict = {}
@@ -422,6 +425,7 @@ class Metrics:
         series_of = self._series
         search = bisect_left
         nginx_on = self.nginx is not None
+        rejections_of = self._rejections
         # A round's exchanges are mostly of one route, method and status: the last one's series
         # and children are taken again without a look-up.
         last = series = children = None
@@ -464,7 +468,11 @@ class Metrics:
             if 502 <= status <= 504:
                 self._gateway_error(series, exchange, status)
             if exchange.answered_by and status >= 400:
-                self.plugin_rejections.labels(exchange.answered_by, str(status)).inc()
+                key = (exchange.answered_by, status)
+                rejections = rejections_of.get(key)
+                if rejections is None:
+                    rejections = rejections_of[key] = self.plugin_rejections.labels(key[0], str(status))
+                rejections.inc()
             if nginx_on:  # ingress-nginx's four histograms, _Histogram.observe's lines in place
                 requests, histogram, response, request_size, response_size = nginx
                 requests[0] += 1
@@ -538,7 +546,11 @@ class Metrics:
                 cause = "backend"  # the backend's own answer, passed on
             else:
                 cause = "other"
-        self.gateway_errors.labels(*series.labels, str(status), cause).inc()
+        child = series.gateway_errors.get((status, cause))
+        if child is None:  # the Counter's child looked up once per route, status and cause
+            child = series.gateway_errors[(status, cause)] = self.gateway_errors.labels(
+                *series.labels, str(status), cause)
+        child.inc()
 
     # -- exposition ---------------------------------------------------------------------
 
