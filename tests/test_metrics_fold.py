@@ -232,3 +232,27 @@ def test_the_real_server_counts_every_request_by_a_scrape_and_at_its_stop(tmp_pa
     assert stopped.called
     assert metrics.waiting == 0
     assert answered() == 8
+
+
+def test_an_odd_exchange_is_logged_and_the_others_are_still_counted():
+    from twisted.python import log
+
+    errors = []
+
+    def observer(event):
+        if event.get("isError"):
+            errors.append(event)
+
+    clock = Clock()
+    metrics = Metrics(clock)
+    metrics.observe(_request(0, clock.seconds()))
+    metrics.observe(SimpleNamespace(entry=9))  # no status, no method: cannot be counted
+    metrics.observe(_request(1, clock.seconds()))
+    log.addObserver(observer)
+    try:
+        body = metrics.render()[0].decode()  # the scrape still answers
+    finally:
+        log.removeObserver(observer)
+    assert _requests_total(metrics) == 2
+    assert "ingressd_requests_total" in body
+    assert len(errors) == 1 and "counting a finished exchange" in str(errors[0].get("why"))
