@@ -1,10 +1,20 @@
 """Prometheus metrics: one observer call per finished exchange; everything else read at scrape.
 
-Per request, ``Metrics.observe`` finds the route entry's prepared label children in a dict
-(built on the route's first request, dropped when the configuration changes) and
-increments them: no ``labels()`` call, no string formatting. Gauges and counters kept
-elsewhere (pool, reloader, TLS listener, certificates, access log) are read by a
-collector only when ``/metrics`` is scraped.
+Per request, ``Metrics.observe`` only notes the finished exchange and the clock at its end;
+``Metrics.fold`` counts the exchanges noted together: when 64 are held, 0.1 s after the first
+(a timer), and before anything reads the series (any read of the registry, ``render``, a
+configuration change, the service's stop), so that every read sees every exchange finished
+before it, with the values it would have had counted at once. Counting them in a row costs
+about a third of counting each between two requests, where the request path's own code and
+data have pushed the counting's out of the CPU caches (``bench/metrics_ab.py``: 2.3-2.6 µs of
+CPU per request before, 1.1-1.4 after, in memory). An exchange is finished when it is
+observed: nothing it reports changes afterwards (the access log relies on that too).
+
+Counting finds the route entry's prepared label children in a dict (built on the route's
+first request, dropped when the configuration changes) and increments them: no ``labels()``
+call, no string formatting. Gauges and counters kept elsewhere (pool, reloader, TLS
+listener, certificates, access log) are read by a collector only when ``/metrics`` is
+scraped.
 
 Labels stay bounded: namespace/ingress/service/host/path come from the configuration,
 never from the request; methods outside the standard set are ``OTHER``; rejection reasons
@@ -31,12 +41,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from twisted.application.service import Service
+from twisted.python import log
 
 TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # ingress-nginx's defaults: LinearBuckets(10, 10, 10) for request/response sizes.
 NGINX_LENGTH_BUCKETS = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0)
 NGINX_TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+_HELD = 64  # finished exchanges held at most: then they are counted together (bench/metrics_ab.py)
+_HOLD_SECONDS = 0.1  # an exchange is counted at most this long after it finished (unless read first)
 _METHODS = {m: m.decode("ascii") for m in
             (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"CONNECT", b"TRACE")}
 _CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
@@ -84,13 +98,14 @@ class _RouteSeries:
     """The label children of one route entry, resolved once."""
 
     __slots__ = ("labels", "nginx_labels", "by_status", "response_bytes", "request_bytes", "upstream",
-                 "retries", "duration")
+                 "retries", "duration", "gateway_errors")
 
     def __init__(self, labels: tuple[str, str, str], nginx_labels: dict | None):
         self.labels = labels
         self.nginx_labels = nginx_labels
         self.by_status: dict[tuple[bytes, int], tuple] = {}
         self.duration: list = [None] * 7
+        self.gateway_errors: dict[tuple[int, str], Any] = {}  # (status, cause) → the Counter's child
 
 
 class KubeMetrics:
@@ -330,6 +345,9 @@ class Metrics:
         self.clock = clock
         self.controller_class = controller_class
         self.registry = registry = CollectorRegistry(auto_describe=False)
+        # First of the registry's collectors, so that any read of it (render, a test's
+        # get_sample_value) sees every exchange finished before it.
+        registry.register(_Fold(self))
         # The per-request instruments are plain Python cells (no lock per update; the
         # reactor thread is their only writer), turned into families at scrape time.
         self._requests: dict[tuple, list] = {}
@@ -344,9 +362,16 @@ class Metrics:
         self.plugin_rejections = Counter("ingressd_plugin_rejections", "Requests a plugin answered with an "
                                          "error (rate_limit, basic_auth, allowlist…)", ["plugin", "status"],
                                          registry=registry)
+        # (plugin, status) → the Counter's child: a flood of 429s does not call labels() per request
+        self._rejections: dict[tuple[str, int], Any] = {}
         self.nginx = _NginxCompat(registry, controller_class) if compat == "nginx" else None
         self.kube = KubeMetrics(registry, election_id, self.nginx)
         self._series: dict = {}
+        self._seconds = clock.seconds
+        # None (a clock without timers): the exchanges counted at the bound or a read.
+        self._call_later = getattr(clock, "callLater", None)
+        self._held: list[tuple] = []  # the reactor thread's: (exchange, clock at its end) to count
+        self._fold_call = None  # the timed fold, while one is due
         self._scrape = _ScrapeCollector(self)
         registry.register(self._scrape)
 
@@ -357,6 +382,7 @@ class Metrics:
 
     def config_changed(self, config) -> None:
         """A reloader listener: entries of the old table are no longer looked up."""
+        self.fold()  # the held exchanges' entries counted in the series they were built for
         self._series = {}
         if self.nginx is not None:
             self.nginx.config_changed(config)
@@ -364,50 +390,106 @@ class Metrics:
     # -- the request path ---------------------------------------------------------------
 
     def observe(self, exchange) -> None:
-        entry = exchange.entry
-        series = self._series.get(entry)
-        if series is None:
-            series = self._series[entry] = self._new_series(exchange.route)
-        status = exchange.status
-        key = (exchange.method, status)
-        children = series.by_status.get(key)
-        if children is None:
-            children = series.by_status[key] = self._new_children(series, exchange.method, status)
-        counter, histogram, nginx = children
-        duration = self.clock.seconds() - exchange.started
-        counter[0] += 1
-        # The two histograms of every request bumped here (_Histogram.observe's two lines):
-        # two Python calls fewer per request.
-        histogram.counts[bisect_left(histogram.bounds, duration)] += 1
-        histogram.sum += duration
-        sent = exchange.bytes_sent
-        received = exchange.request_bytes
-        if status == 101:
-            up, down = exchange.tunnel_bytes
-            sent += down
-            received += up
-        series.response_bytes[0] += sent
-        series.request_bytes[0] += received
-        ended = exchange.upstream_ended
-        started = exchange.upstream_started
-        upstream = ended - started if ended else -1.0
-        if upstream >= 0 and started:
-            histogram = series.upstream
-            histogram.counts[bisect_left(histogram.bounds, upstream)] += 1
-            histogram.sum += upstream
-        if exchange.retries:
-            series.retries[0] += exchange.retries
-        if 502 <= status <= 504:
-            self._gateway_error(series, exchange, status)
-        if exchange.answered_by and status >= 400:
-            self.plugin_rejections.labels(exchange.answered_by, str(status)).inc()
-        if nginx is not None:
-            nginx[0][0] += 1
-            nginx[1].observe(duration)
-            if upstream >= 0 and exchange.upstream_started:
-                nginx[2].observe(upstream)
-            nginx[3].observe(received)
-            nginx[4].observe(sent)
+        """``Proxy.observers``: the finished exchange and the clock at its end noted; counted
+        (``fold``) at most ``_HOLD_SECONDS`` later, at the bound, or before the series are read."""
+        held = self._held
+        held.append((exchange, self._seconds()))
+        if len(held) >= _HELD:
+            self.fold()
+        elif self._fold_call is None and self._call_later is not None:
+            self._fold_call = self._call_later(_HOLD_SECONDS, self._fold_later)
+
+    @property
+    def waiting(self) -> int:
+        """Exchanges observed and not counted yet (fewer than ``_HELD``)."""
+        return len(self._held)
+
+    def stop(self) -> None:
+        """Count what is held and cancel the timed fold (the server stops)."""
+        call, self._fold_call = self._fold_call, None
+        if call is not None and call.active():
+            call.cancel()
+        self.fold()
+
+    def _fold_later(self) -> None:
+        self._fold_call = None
+        self.fold()
+
+    def fold(self) -> None:
+        """Count the exchanges held (see the module's docstring): ``_HOLD_SECONDS`` after the
+        first, at the bound, and before anything reads the series (a scrape, a configuration
+        change, a stop)."""
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        series_of = self._series
+        search = bisect_left
+        nginx_on = self.nginx is not None
+        rejections_of = self._rejections
+        # A round's exchanges are mostly of one route, method and status: the last one's series
+        # and children are taken again without a look-up.
+        last = series = children = None
+        for exchange, now in held:
+            try:
+                entry = exchange.entry
+                status = exchange.status
+                method = exchange.method
+                if (entry, method, status) != last:
+                    last = (entry, method, status)
+                    series = series_of.get(entry)
+                    if series is None:
+                        series = series_of[entry] = self._new_series(exchange.route)
+                    children = series.by_status.get((method, status))
+                    if children is None:
+                        children = series.by_status[(method, status)] = self._new_children(series, method, status)
+                counter, histogram, nginx = children
+                duration = now - exchange.started
+                counter[0] += 1
+                # The two histograms of every request bumped here (_Histogram.observe's two lines):
+                # two Python calls fewer per request.
+                histogram.counts[search(histogram.bounds, duration)] += 1
+                histogram.sum += duration
+                sent = exchange.bytes_sent
+                received = exchange.request_bytes
+                if status == 101:
+                    up, down = exchange.tunnel_bytes
+                    sent += down
+                    received += up
+                series.response_bytes[0] += sent
+                series.request_bytes[0] += received
+                ended = exchange.upstream_ended
+                started = exchange.upstream_started
+                upstream = ended - started if ended else -1.0
+                if upstream >= 0 and started:
+                    histogram = series.upstream
+                    histogram.counts[search(histogram.bounds, upstream)] += 1
+                    histogram.sum += upstream
+                if exchange.retries:
+                    series.retries[0] += exchange.retries
+                if 502 <= status <= 504:
+                    self._gateway_error(series, exchange, status)
+                if exchange.answered_by and status >= 400:
+                    key = (exchange.answered_by, status)
+                    rejections = rejections_of.get(key)
+                    if rejections is None:
+                        rejections = rejections_of[key] = self.plugin_rejections.labels(key[0], str(status))
+                    rejections.inc()
+                if nginx_on:  # ingress-nginx's four histograms, _Histogram.observe's lines in place
+                    requests, histogram, response, request_size, response_size = nginx
+                    requests[0] += 1
+                    histogram.counts[search(histogram.bounds, duration)] += 1
+                    histogram.sum += duration
+                    if upstream >= 0 and started:
+                        response.counts[search(response.bounds, upstream)] += 1
+                        response.sum += upstream
+                    request_size.counts[search(request_size.bounds, received)] += 1
+                    request_size.sum += received
+                    response_size.counts[search(response_size.bounds, sent)] += 1
+                    response_size.sum += sent
+            except Exception:  # one odd exchange must not stop the others' counting, nor a scrape
+                log.err(None, "ingressd: counting a finished exchange for the metrics failed")
+                last = None
 
     def _new_series(self, route) -> _RouteSeries:
         if route is None:
@@ -469,16 +551,45 @@ class Metrics:
                 cause = "backend"  # the backend's own answer, passed on
             else:
                 cause = "other"
-        self.gateway_errors.labels(*series.labels, str(status), cause).inc()
+        child = series.gateway_errors.get((status, cause))
+        if child is None:  # the Counter's child looked up once per route, status and cause
+            child = series.gateway_errors[(status, cause)] = self.gateway_errors.labels(
+                *series.labels, str(status), cause)
+        child.inc()
 
     # -- exposition ---------------------------------------------------------------------
 
     def render(self) -> tuple[bytes, str]:
+        self.fold()
         text = generate_latest(self.registry)
         if self.nginx is not None:
             sources = self._scrape.sources
             text += self.nginx.render(sources, self.controller_class)
         return text, CONTENT_TYPE_LATEST
+
+
+class FoldAtStop(Service):
+    """Counts the exchanges still held when the server stops (a worker's drain ends with it)
+    and cancels the timed fold."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def stopService(self):
+        self.metrics.stop()
+        return super().stopService()
+
+
+class _Fold:
+    """A collector with no families: it counts the held exchanges (``Metrics.fold``) when the
+    registry is read."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def collect(self):
+        self.metrics.fold()
+        return iter(())
 
 
 class _ScrapeCollector:

@@ -10,7 +10,7 @@ from typing import Any
 from twisted.web.resource import Resource
 
 from ingressd.accesslog import make_access_log
-from ingressd.admin.metrics import Metrics
+from ingressd.admin.metrics import FoldAtStop, Metrics
 from ingressd.admin.routes import MetricsResource, RoutesJSON, RoutesPage
 
 
@@ -41,6 +41,7 @@ def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
             metrics.attach(l4=service.l4)
         if getattr(service, "redis", None) is not None:
             metrics.attach(redis=service.redis)
+        FoldAtStop(metrics).setServiceParent(service)  # nothing held is lost at a stop
         service.metrics = metrics
         pages[b"metrics"] = MetricsResource(metrics)
     service.access_log = make_access_log(settings, getattr(service, "reactor", None))
