@@ -739,3 +739,45 @@ def test_plain_fields_keep_their_names_and_lines():
     assert made == fields and isinstance(made, tuple)
     assert made.names == {b"strict-transport-security", b"x-a"} and made.lines == serialize(fields)
     assert not _PlainFields(()) and _PlainFields(()).lines == b""
+
+
+def _keep_alive_life(rig, flat: bool, pipelined: bool) -> tuple:
+    """One or two requests on a client connection, each answered whole by the backend; then the
+    client says nothing: what the backend got, what the client got, and when (seconds after the
+    last answer) the connection was closed at the keep-alive timeout."""
+    rig.service.proxy.flat = flat
+    backend, backend_transport = rig.pooled()
+    client, transport = rig.client()
+    requests = [get("/1"), get("/2", "Accept: */*")]
+    if pipelined:
+        client.dataReceived(b"".join(requests))
+        for _ in requests:
+            backend.dataReceived(OK)
+    else:
+        for request in requests:
+            client.dataReceived(request)
+            backend.dataReceived(OK)
+    assert rig.pool.idle_count() == 1  # the backend connection is back in the pool after each
+    closed_after = None
+    for second in range(1, 80):
+        rig.reactor.advance(1)
+        if transport.disconnecting:
+            closed_after = second
+            break
+    got = (_RID.sub(rb"\1*", backend_transport.value()), _DATE.sub(rb"\1*", transport.value()), closed_after)
+    client.connectionLost(Failure(ConnectionDone()))
+    return got
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["one-by-one", "pipelined"])
+def test_the_lane_ends_the_body_with_the_head_and_keeps_the_keep_alive_timeout(rig, whole_steps, pipelined):
+    """The lane's request has no body: its end is its head (no ``_end_body`` call), and the
+    client connection's keep-alive timeout, armed inline once the answer is finished, closes it
+    at 75 s without a byte, as in the general steps; the backend connection goes back to the
+    pool after each answer."""
+    general = _keep_alive_life(rig, False, pipelined)
+    flat = _keep_alive_life(rig, True, pipelined)
+    assert flat == general
+    assert len(whole_steps) == 2  # (the lane's run: the general steps take none)
+    assert flat[1].count(b"HTTP/1.1 200 OK\r\n") == 2 and flat[1].endswith(b"ok\n")
+    assert flat[2] == 75  # nginx's keepalive_timeout: closed, nothing more written

@@ -619,12 +619,12 @@ class HTTP1ServerProtocol(Protocol):
 
     def body_progress(self) -> None:
         """The exchange read request-body bytes: the body timeout starts over."""
-        if self._timer.armed and self._timer_status == 408:
+        if self._timer.at is not None and self._timer_status == 408:
             self._timer.set(self.settings.body_timeout)
 
     def body_finished(self) -> None:
-        if self._timer.armed and self._timer_status == 408:
-            self._cancel_timer()
+        if self._timer_status == 408 and self._timer.at is not None:  # (at: armed, without a call)
+            self._timer.clear()
 
     # -- responses ------------------------------------------------------------------------
 
@@ -722,7 +722,8 @@ class HTTP1ServerProtocol(Protocol):
         elif self._deferred_reject is not None:
             self.reject(*self._deferred_reject)
         else:
-            self._set_timer(self.settings.keepalive_timeout, 0)
+            self._timer_status = 0  # _set_timer's, inline: once per keep-alive request
+            self._timer.set(self.settings.keepalive_timeout)
 
     def reject(self, status: int, reason: str) -> None:
         """A malformed or timed-out request: answer with ``status`` (if we may) and close.
@@ -766,8 +767,10 @@ class HTTP1ServerProtocol(Protocol):
 
     @property
     def passes_backend_server(self) -> bool:
-        """Whether a backend's Server header is passed on (``interfaces.ClientSide``)."""
-        return passes_backend_server(self.settings)
+        """Whether a backend's Server header is passed on (``interfaces.ClientSide``):
+        ``passes_backend_server``'s test, inline (read once per proxied response)."""
+        settings = self.settings
+        return settings.backend_server_header and settings.identity.server is not None
 
     _client_certificate = None  # read once, on the first request that asks
 
