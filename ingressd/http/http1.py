@@ -162,6 +162,9 @@ class Request:
         return self.chunked or bool(self.content_length)
 
 
+_new_request = object.__new__  # a Request without __init__, for a plain head (all slots set by the caller)
+
+
 @implementer(IPushProducer)
 class _ParserWhenAsked:
     """``HTTP1ServerProtocol.parser``: llhttp's parser, made the first time it is asked for and
@@ -380,10 +383,12 @@ class HTTP1ServerProtocol(Protocol):
     def _plain_request(self, head: tuple) -> None:
         """One plain head: ``on_message_begin``, ``on_headers_complete`` and
         ``on_message_complete`` of a request without a body, in one."""
-        request = Request()
+        request = _new_request(Request)  # every slot set here: no __init__ frame (once per request)
         request.method, request.target, request.version, request.headers, request.keep_alive, _, \
             request.head_bytes, request.content_length = head
-        request.upgrade = False
+        request.upgrade = request.chunked = request.expect_continue = request.complete = False
+        request.pending_body = None  # (no body to wait behind a pipelined request)
+        request.pending_bytes = 0
         self._parsing = request
         self._in_head = False
         self._head_bytes = 0
