@@ -683,9 +683,13 @@ class HTTP1ServerProtocol(Protocol):
         if body and self._response_body_allowed and not self.closed:
             if self._chunked_response:
                 body = b"%x\r\n%s\r\n" % (len(body), body)
-            self._send(b"%s%s%s%s\r\n%s" % (line, framing, own, lines, body))  # one bytes object, no list
+            data = b"%s%s%s%s\r\n%s" % (line, framing, own, lines, body)  # one bytes object, no list
         else:
-            self._send(b"%s%s%s%s\r\n" % (line, framing, own, lines))
+            data = b"%s%s%s%s\r\n" % (line, framing, own, lines)
+        if self._corked:  # _send's work, inline: once per response
+            self._out.append(data)
+        else:
+            self.transport.write(data)
 
     def write_body(self, data: bytes) -> None:
         if not data or not self._response_body_allowed or self.closed:
