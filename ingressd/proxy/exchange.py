@@ -366,9 +366,9 @@ class Exchange:
             # A route's HTTPS requests may pass features that then only set response fields
             # (ssl-redirect's HSTS): the lane sets them (plain_fields).
             # (plain_fields' memo read here when it has the entry: begin runs once per request)
-            known = proxy._plain_entries.get(entry) if proxy._plain_table is table else None
+            memo = proxy._plain_entries.get(entry) if proxy._plain_table is table else None
             https = self.scheme == "https"
-            fields = known[https] if known is not None else proxy.plain_fields(entry, https)
+            fields = memo[https] if memo is not None else proxy.plain_fields(entry, https)
             if fields is not None:
                 if fields:
                     self._plain_fields = fields
