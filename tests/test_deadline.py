@@ -92,3 +92,22 @@ def test_the_horizon_bounds_how_far_ahead_the_pending_call_is():
     assert [c.getTime() for c in clock.getDelayedCalls()] == [25]
     clock.advance(5)
     assert fired == [25]
+
+
+def test_at_is_when_it_is_due_and_none_when_not_armed():
+    """``at`` (read by the request path instead of ``armed``'s property): the clock's time the
+    callback is due, None when cleared, stopped or fired."""
+    clock, fired = Clock(), []
+    deadline = Deadline(clock, lambda: fired.append(1), horizon=10)
+    assert deadline.at is None and not deadline.armed
+    clock.advance(5)
+    deadline.set(30)
+    assert deadline.at == 35 and deadline.armed
+    deadline.clear()
+    assert deadline.at is None and not deadline.armed
+    deadline.set(2)
+    clock.advance(2)
+    assert fired == [1] and deadline.at is None
+    deadline.set(4)
+    deadline.stop()
+    assert deadline.at is None

@@ -739,3 +739,93 @@ def test_plain_fields_keep_their_names_and_lines():
     assert made == fields and isinstance(made, tuple)
     assert made.names == {b"strict-transport-security", b"x-a"} and made.lines == serialize(fields)
     assert not _PlainFields(()) and _PlainFields(()).lines == b""
+
+
+def _keep_alive_life(rig, flat: bool, pipelined: bool) -> tuple:
+    """One or two requests on a client connection, each answered whole by the backend; then the
+    client says nothing: what the backend got, what the client got, and when (seconds after the
+    last answer) the connection was closed at the keep-alive timeout."""
+    rig.service.proxy.flat = flat
+    backend, backend_transport = rig.pooled()
+    client, transport = rig.client()
+    requests = [get("/1"), get("/2", "Accept: */*")]
+    if pipelined:
+        client.dataReceived(b"".join(requests))
+        for _ in requests:
+            backend.dataReceived(OK)
+    else:
+        for request in requests:
+            client.dataReceived(request)
+            backend.dataReceived(OK)
+    assert rig.pool.idle_count() == 1  # the backend connection is back in the pool after each
+    closed_after = None
+    for second in range(1, 80):
+        rig.reactor.advance(1)
+        if transport.disconnecting:
+            closed_after = second
+            break
+    got = (_RID.sub(rb"\1*", backend_transport.value()), _DATE.sub(rb"\1*", transport.value()), closed_after)
+    client.connectionLost(Failure(ConnectionDone()))
+    return got
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["one-by-one", "pipelined"])
+def test_the_lane_ends_the_body_with_the_head_and_keeps_the_keep_alive_timeout(rig, whole_steps, pipelined):
+    """The lane's request has no body: its end is its head (no ``_end_body`` call), and the
+    client connection's keep-alive timeout, armed inline once the answer is finished, closes it
+    at 75 s without a byte, as in the general steps; the backend connection goes back to the
+    pool after each answer."""
+    general = _keep_alive_life(rig, False, pipelined)
+    flat = _keep_alive_life(rig, True, pipelined)
+    assert flat == general
+    assert len(whole_steps) == 2  # (the lane's run: the general steps take none)
+    assert flat[1].count(b"HTTP/1.1 200 OK\r\n") == 2 and flat[1].endswith(b"ok\n")
+    assert flat[2] == 75  # nginx's keepalive_timeout: closed, nothing more written
+
+
+@pytest.mark.parametrize("first_read, then", [
+    pytest.param(OK[:-2], b"", id="head-and-some-body-then-close"),
+    pytest.param(OK[:30], b"", id="part-of-the-head-then-close"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", b"okX", id="bytes-past-the-body"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nok\n\r\n", b"zz\r\n", id="bad-chunk"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", b"ok\nHTTP/1.1 200 OK\r\n", id="unasked-answer"),
+])
+def test_a_backend_that_fails_mid_response(rig, first_read, then):
+    """A backend that closes, or sends what no response allows, after the start of its answer:
+    the same bytes to the client and the same records in both lanes (a head cut short is tried
+    again on a new connection, proxy-next-upstream's "error"); the connection is not lent again."""
+    failed = []
+
+    def fails(rig, backend, transport, sent):
+        failed.append(backend)
+        tries = len(rig.reactor.tcpClients)
+        backend.dataReceived(first_read)
+        if then:
+            backend.dataReceived(then)
+        if backend.connected:
+            backend.connectionLost(Failure(ConnectionDone()))
+        if len(rig.reactor.tcpClients) > tries:  # tried again
+            fresh, fresh_transport = rig.connect_new()
+            sent.append(fresh_transport)
+            fresh.dataReceived(OK)
+
+    _, client, records, plain = both(rig, get(), fails)
+    assert plain == [True] and len(records) == 1
+    assert not any(connection in failed for idle in rig.pool.idle.values() for connection in idle)
+
+
+@pytest.mark.parametrize("request_bytes, answered", [
+    pytest.param(get()[:20], 0, id="part-of-the-head"),
+    pytest.param(get() + get("/2")[:10], 1, id="a-whole-head-and-part-of-the-next"),
+])
+def test_a_client_that_closes_mid_request(rig, request_bytes, answered):
+    """The client closes with a request head unfinished (after a whole one, or alone): both
+    lanes answer what they can and record the same; nothing is left waiting on the backend."""
+    def leave(rig, backend, transport, sent):
+        if backend.exchange is not None:
+            backend.dataReceived(OK)
+        rig.current.connectionLost(Failure(ConnectionDone()))
+
+    _, client, records, plain = both(rig, request_bytes, leave)
+    assert client.count(b"HTTP/1.1 200 OK\r\n") == answered
+    assert plain == [True] * answered

@@ -304,3 +304,26 @@ def test_the_remembered_lines_are_bounded():
     assert len(policy._lines) == _MEMO_LIMIT
     policy.decide(headers, b"a.test", RID, False, False, "10.99.0.1", "http", 80, False)  # one more: start again
     assert list(policy._lines) == [("10.99.0.1", "http", 80)]
+
+
+def test_new_request_ids_are_hex_slices_of_each_4_kib_read_to_its_end(monkeypatch):
+    """Each 4 KiB read is turned into hex once and cut into 256 IDs of 32 digits, in order, none
+    overlapping and none left out; the 257th starts the next read. The module's generator is a
+    bound method of one such generator."""
+    from ingressd.proxy import forwarding
+
+    reads = []
+
+    def urandom(size):
+        reads.append(bytes((len(reads) * 7 + i) % 256 for i in range(size)))
+        return reads[-1]
+
+    monkeypatch.setattr(os, "urandom", urandom)
+    ids = _RequestIds()
+    got = [ids() for _ in range(513)]
+    assert len(reads) == 3 and all(len(read) == 4096 for read in reads)
+    assert all(type(one) is bytes and len(one) == 32 for one in got)
+    assert b"".join(got[:256]) == binascii.b2a_hex(reads[0]) and b"".join(got[256:512]) == binascii.b2a_hex(reads[1])
+    assert got[512] == binascii.b2a_hex(reads[2][:16])
+    assert isinstance(forwarding.new_request_id.__self__, _RequestIds)
+    assert forwarding.new_request_id.__func__ is _RequestIds.__call__

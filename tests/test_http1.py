@@ -404,3 +404,24 @@ def test_a_head_is_packed_into_the_buffers_as_nginx_packs_it(seed):
     head = b"GET %s HTTP/1.1\r\nhost: x\r\n%s\r\n" % (target, b"".join(b"%s: %s\r\n" % line for line in lines))
     protocol.dataReceived(head)
     assert transport.value().startswith(b"HTTP/1.1 %d " % expected)
+
+
+def test_write_response_joins_the_corked_output_and_writes_at_once_uncorked():
+    """``write_response`` queues its bytes while the connection is corked (they leave joined with
+    the read's other writes at the last uncork) and writes them at once when it is not."""
+    protocol = HTTP1ServerProtocol(ServerSettings(), lambda *a: None, Clock())
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    writes = []
+    transport.write = lambda data, write=transport.write: (writes.append(data), write(data))[1]
+    protocol.write_response(200, [(b"x-a", b"1")], b"x-a: 1\r\n", 2, b"ok")
+    assert len(writes) == 1 and writes[0].startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n")
+    assert writes[0].endswith(b"x-a: 1\r\n\r\nok")
+    protocol.cork()
+    protocol.cork()
+    protocol.write_response(204, [], b"", None, b"")
+    protocol.write_body(b"ignored")  # (no body for a 204)
+    protocol.uncork()
+    assert len(writes) == 1  # still corked once
+    protocol.uncork()
+    assert len(writes) == 2 and writes[1].startswith(b"HTTP/1.1 204 No Content\r\n") and writes[1].endswith(b"\r\n\r\n")

@@ -249,3 +249,21 @@ def test_the_one_call_head_is_on_where_it_is_faster():
     expected = (request_head.parse_request_head
                 if request_head.ACCELERATED or parser.NAME == "python" else None)
     assert HTTP1ServerProtocol.parse_plain_head is expected
+
+
+@pytest.mark.parametrize("parse", PARSERS)
+def test_a_plain_heads_request_has_every_field_set(parse):
+    """The one-call head makes its Request without ``__init__``: every slot is set all the same
+    (read here for a request dispatched at once and one queued behind it), and the fields a
+    body would use say there is none, as llhttp's request does."""
+    from ingressd.http.http1 import Request
+
+    rig = Rig(parse, "later")
+    rig.protocol.dataReceived(PLAIN + PLAIN.replace(b"/a?b", b"/q"))
+    first = rig.waiting[0].request
+    queued = rig.protocol._queue[0]
+    assert (first.target, queued.target) == (b"/a?b", b"/q")
+    for request in (first, queued):
+        values = {name: getattr(request, name) for name in Request.__slots__}  # none unset
+        assert not request.has_body and not values["pending_body"] and values["pending_bytes"] == 0
+        assert values["complete"] and not values["upgrade"] and not values["expect_continue"]

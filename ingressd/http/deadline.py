@@ -19,7 +19,9 @@ def _nothing() -> None:
 
 
 class Deadline:
-    __slots__ = ("_seconds", "_call_later", "_callback", "_horizon", "_at", "_call", "_due")
+    # ``at``: when the callback is due (the clock's time), None when not armed: read directly
+    # by the request path's owners (an attribute, not ``armed``'s property call), set only here.
+    __slots__ = ("_seconds", "_call_later", "_callback", "_horizon", "at", "_call", "_due")
 
     def __init__(self, clock: Any, callback: Callable[[], None], horizon: float = 3600.0):
         # The clock's two methods, bound once: ``set`` runs several times per request.
@@ -27,18 +29,17 @@ class Deadline:
         self._call_later = clock.callLater
         self._callback = callback
         self._horizon = horizon
-        self._at: float | None = None
+        self.at: float | None = None
         self._call = None
         self._due = _NEVER  # when the pending call fires (its own getTime()); none: never
 
     @property
     def armed(self) -> bool:
-        return self._at is not None
+        return self.at is not None
 
     def set(self, seconds: float) -> None:
         """Call back ``seconds`` from now (replacing any earlier setting)."""
-        at = self._seconds() + seconds
-        self._at = at
+        at = self.at = self._seconds() + seconds
         if self._due > at:  # no pending call, or it would be late: schedule a sooner one
             self._schedule(seconds)
 
@@ -51,13 +52,13 @@ class Deadline:
 
     def clear(self) -> None:
         """No callback until ``set`` again (a pending call fires once and does nothing)."""
-        self._at = None
+        self.at = None
 
     def stop(self) -> None:
         """Clear and drop the pending call (the owner is going away). The callback is let
         go too: it is usually the owner's bound method, and owner and deadline would
         otherwise be a reference cycle left to the cyclic garbage collector."""
-        self._at = None
+        self.at = None
         self._callback = _nothing
         self._due = _NEVER
         call, self._call = self._call, None
@@ -67,12 +68,12 @@ class Deadline:
     def _fire(self) -> None:
         self._call = None
         self._due = _NEVER
-        at = self._at
+        at = self.at
         if at is None:
             return
         remaining = at - self._seconds()
         if remaining > 0:
             self._schedule(remaining)
             return
-        self._at = None
+        self.at = None
         self._callback()

@@ -162,6 +162,9 @@ class Request:
         return self.chunked or bool(self.content_length)
 
 
+_new_request = object.__new__  # a Request without __init__, for a plain head (all slots set by the caller)
+
+
 @implementer(IPushProducer)
 class _ParserWhenAsked:
     """``HTTP1ServerProtocol.parser``: llhttp's parser, made the first time it is asked for and
@@ -380,10 +383,12 @@ class HTTP1ServerProtocol(Protocol):
     def _plain_request(self, head: tuple) -> None:
         """One plain head: ``on_message_begin``, ``on_headers_complete`` and
         ``on_message_complete`` of a request without a body, in one."""
-        request = Request()
+        request = _new_request(Request)  # every slot set here: no __init__ frame (once per request)
         request.method, request.target, request.version, request.headers, request.keep_alive, _, \
             request.head_bytes, request.content_length = head
-        request.upgrade = False
+        request.upgrade = request.chunked = request.expect_continue = request.complete = False
+        request.pending_body = None  # (no body to wait behind a pipelined request)
+        request.pending_bytes = 0
         self._parsing = request
         self._in_head = False
         self._head_bytes = 0
@@ -619,12 +624,12 @@ class HTTP1ServerProtocol(Protocol):
 
     def body_progress(self) -> None:
         """The exchange read request-body bytes: the body timeout starts over."""
-        if self._timer.armed and self._timer_status == 408:
+        if self._timer.at is not None and self._timer_status == 408:
             self._timer.set(self.settings.body_timeout)
 
     def body_finished(self) -> None:
-        if self._timer.armed and self._timer_status == 408:
-            self._cancel_timer()
+        if self._timer_status == 408 and self._timer.at is not None:  # (at: armed, without a call)
+            self._timer.clear()
 
     # -- responses ------------------------------------------------------------------------
 
@@ -678,9 +683,13 @@ class HTTP1ServerProtocol(Protocol):
         if body and self._response_body_allowed and not self.closed:
             if self._chunked_response:
                 body = b"%x\r\n%s\r\n" % (len(body), body)
-            self._send(b"%s%s%s%s\r\n%s" % (line, framing, own, lines, body))  # one bytes object, no list
+            data = b"%s%s%s%s\r\n%s" % (line, framing, own, lines, body)  # one bytes object, no list
         else:
-            self._send(b"%s%s%s%s\r\n" % (line, framing, own, lines))
+            data = b"%s%s%s%s\r\n" % (line, framing, own, lines)
+        if self._corked:  # _send's work, inline: once per response
+            self._out.append(data)
+        else:
+            self.transport.write(data)
 
     def write_body(self, data: bytes) -> None:
         if not data or not self._response_body_allowed or self.closed:
@@ -722,7 +731,8 @@ class HTTP1ServerProtocol(Protocol):
         elif self._deferred_reject is not None:
             self.reject(*self._deferred_reject)
         else:
-            self._set_timer(self.settings.keepalive_timeout, 0)
+            self._timer_status = 0  # _set_timer's, inline: once per keep-alive request
+            self._timer.set(self.settings.keepalive_timeout)
 
     def reject(self, status: int, reason: str) -> None:
         """A malformed or timed-out request: answer with ``status`` (if we may) and close.
@@ -766,8 +776,10 @@ class HTTP1ServerProtocol(Protocol):
 
     @property
     def passes_backend_server(self) -> bool:
-        """Whether a backend's Server header is passed on (``interfaces.ClientSide``)."""
-        return passes_backend_server(self.settings)
+        """Whether a backend's Server header is passed on (``interfaces.ClientSide``):
+        ``passes_backend_server``'s test, inline (read once per proxied response)."""
+        settings = self.settings
+        return settings.backend_server_header and settings.identity.server is not None
 
     _client_certificate = None  # read once, on the first request that asks
 

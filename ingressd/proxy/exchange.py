@@ -330,9 +330,11 @@ class Exchange:
         self.host = host = host_of(host)  # (``host``: the Host field's value until here)
         proxy = self.proxy  # (read once: begin runs once per request)
         policy = proxy.settings.forwarding
+        known = self.protocol.trusted  # is_trusted's answer for the connection, without its call
         self.request_id, self.client_ip, self.scheme, self._forwarded = policy.decide(
             self.headers, facts[3], rid, spoofed, forwarded, self.peer_ip, self.scheme, self.server_port,
-            proxy.is_trusted(self.protocol), self.request_uri if policy.add_original_uri else b"")
+            known[1] if known is not None and known[0] is policy else proxy.is_trusted(self.protocol),
+            self.request_uri if policy.add_original_uri else b"")
         websocket = self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
         table = proxy.state.table
         misdirected = table.misdirected
@@ -363,7 +365,10 @@ class Exchange:
         if not request.chunked and not request.content_length and not websocket and proxy.flat:
             # A route's HTTPS requests may pass features that then only set response fields
             # (ssl-redirect's HSTS): the lane sets them (plain_fields).
-            fields = proxy.plain_fields(entry, self.scheme == "https")
+            # (plain_fields' memo read here when it has the entry: begin runs once per request)
+            memo = proxy._plain_entries.get(entry) if proxy._plain_table is table else None
+            https = self.scheme == "https"
+            fields = memo[https] if memo is not None else proxy.plain_fields(entry, https)
             if fields is not None:
                 if fields:
                     self._plain_fields = fields
@@ -475,6 +480,9 @@ class Exchange:
         self.upstream_started = self._first_try = self.upstream_connected = proxy.clock.seconds()
         self._upstream = connection
         self._upstream_paused = False
+        # No body follows the head (its framing says so): body_done has nothing to end (no
+        # _end_body, whose end_body writes nothing without chunks).
+        self._body_ended = True
         # _upstream_headers, serialize and start's framing in one call (no feature edits the
         # headers of a plain route, and its request is no WebSocket)
         pairs = self.headers.pairs

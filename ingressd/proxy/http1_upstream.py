@@ -254,7 +254,8 @@ class HTTP1Connection(StreamedConnection, Protocol):
                 if self.tls_creator is not None:
                     self.tls_creator.remember(self.transport)
                 self._read_timer.clear()
-                self._send_timer.clear()
+                if self._send_timer.at is not None:  # (set only while the backend is slow to read)
+                    self._send_timer.clear()
                 self.exchange = None
                 exchange.upstream_whole(self, status, headers, for_client, lines, length,
                                         data[end:] if after else b"", reusable)
