@@ -1,6 +1,6 @@
 """A real epoll reactor (ingressd's ``DirectDispatchEPollReactor``) that a test drives by hand
 on loopback sockets, never installed nor run: ``driven_reactor``, the body of a fixture that
-makes one and closes it after the test, and ``spin``, which turns it until a condition holds
+makes one and closes it after the test, ``close``, which closes any epoll reactor so, and ``spin``, which turns it until a condition holds
 (bounded)."""
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ def driven_reactor() -> Iterator[DirectDispatchEPollReactor]:
     it); after the test, its connections dropped and its poller closed."""
     r = DirectDispatchEPollReactor()
     yield r
+    close(r)
+
+
+def close(r) -> None:
+    """Drop a driven epoll reactor's connections, run what that scheduled, close its poller."""
     r.removeAll()
     r.disconnectAll()
     r.runUntilCurrent()

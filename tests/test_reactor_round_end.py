@@ -10,30 +10,14 @@ from twisted.internet import protocol
 from twisted.internet.epollreactor import EPollReactor
 from twisted.python import log
 
+from driven_reactor import close, driven_reactor, spin
+
 from ingressd.proxy import transport
-from ingressd.reactor import DirectDispatchEPollReactor
-
-
-def spin(reactor, until, rounds=500):
-    for _ in range(rounds):
-        if until():
-            return
-        reactor.iterate(0.01)
-    raise AssertionError("the reactor did not get there")
-
-
-def _teardown(r):
-    r.removeAll()
-    r.disconnectAll()
-    r.runUntilCurrent()
-    r._poller.close()
 
 
 @pytest.fixture
 def reactor():
-    r = DirectDispatchEPollReactor()
-    yield r
-    _teardown(r)
+    yield from driven_reactor()
 
 
 def test_a_call_at_the_round_end_runs_once_as_the_next_timed_calls_begin(reactor):
@@ -111,5 +95,5 @@ def test_on_twisteds_own_reactor_the_round_ends_with_a_call_for_the_next_turn():
     try:
         delayed = _echo_round(plain)
     finally:
-        _teardown(plain)
+        close(plain)
     assert len(delayed) == 1 and len(delayed[0]) == 1  # callLater(0, flush)

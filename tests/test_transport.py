@@ -10,26 +10,14 @@ import pytest
 from twisted.internet import protocol
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 
+from driven_reactor import driven_reactor, spin
+
 from ingressd.proxy import transport
-from ingressd.reactor import DirectDispatchEPollReactor
-
-
-def spin(reactor, until, rounds=500):
-    for _ in range(rounds):
-        if until():
-            return
-        reactor.iterate(0.01)
-    raise AssertionError("the reactor did not get there")
 
 
 @pytest.fixture
 def reactor():
-    r = DirectDispatchEPollReactor()
-    yield r
-    r.removeAll()
-    r.disconnectAll()
-    r.runUntilCurrent()
-    r._poller.close()
+    yield from driven_reactor()
 
 
 class Recorder(protocol.Protocol):
