@@ -20,7 +20,10 @@
  *     the infinities as json.dumps writes them);
  *   5 json seconds: a float or int as json.dumps(round(value, 6)), None as null;
  *   6 utc time: a float (a time.time()) as YYYY-mm-ddTHH:MM:SS.mmm in UTC (milliseconds
- *     truncated), the part to the second remembered until the second changes.
+ *     truncated), the part to the second remembered until the second changes;
+ *   7 request: an object (the exchange) whose ``method``, ``request_uri`` and ``version`` are
+ *     bytes, as nginx's $request (``method + b' ' + request_uri + b' HTTP/' + version``, version
+ *     b"2" written as "2.0"), escaped as kind 0: the line read in C, without three concatenations.
  *
  * Escaping, as ngx_http_log_module writes a variable's value:
  *   default: '"', '\\' and bytes < 0x20 or >= 0x7F as \xHH (a str's UTF-8 bytes, its
@@ -28,6 +31,13 @@
  *   json:    '"' '\\' \n \r \t \b \f as two characters, other bytes < 0x20 as \u00XX, the rest
  *            unchanged (bytes that are not UTF-8 as surrogateescape characters); None is "".
  *   none:    values as they are (bytes decoded as UTF-8 with surrogateescape); None is "".
+ *
+ *     header_values(headers, names) -> tuple
+ *
+ * the values of the header names ``names`` (a tuple) in ``headers`` (ingressd.http.headers.Headers)
+ * in one pass over its pairs: each the first pair's value whose name equals it, else None (what
+ * ``headers.get(name)`` gives); when ``headers.pairs`` is not a list of 2-tuples, each is
+ * ``headers.get(name)``. The access log reads its lines' headers so (twin: header_values_py).
  *
  * The line is built in two passes: each piece is found (a literal, the value itself when it
  * needs no escaping, else a new escaped str), then the result is allocated once at its exact
@@ -41,7 +51,7 @@
 
 enum { ESCAPE_DEFAULT = 0, ESCAPE_JSON = 1, ESCAPE_NONE = 2 };
 enum { KIND_ESCAPED = 0, KIND_PLAIN = 1, KIND_SECONDS = 2, KIND_STATUS = 3, KIND_JSON = 4,
-       KIND_JSON_SECONDS = 5, KIND_UTC_TIME = 6 };
+       KIND_JSON_SECONDS = 5, KIND_UTC_TIME = 6, KIND_REQUEST = 7 };
 #define STACK_PIECES 96 /* 2n + 1 pieces; longer templates allocate */
 
 static const char HEX[] = "0123456789ABCDEF";
@@ -504,6 +514,57 @@ utc_time(PyObject *value)
     return PyUnicode_FromStringAndSize(text, size);
 }
 
+static PyObject *METHOD_NAME, *REQUEST_URI_NAME, *VERSION_NAME, *PAIRS_NAME, *GET_NAME; /* interned */
+
+/* Kind 7: the bytes of $request read off ``value`` (see the top of the file); a new reference. */
+static PyObject *
+request_line(PyObject *value)
+{
+    PyObject *parts[3] = {NULL, NULL, NULL}, *out = NULL;
+    PyObject *names[3] = {METHOD_NAME, REQUEST_URI_NAME, VERSION_NAME};
+    int i;
+    for (i = 0; i < 3; i++) {
+        parts[i] = PyObject_GetAttr(value, names[i]);
+        if (parts[i] == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_AttributeError)) { /* not an exchange: a wrong value */
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError, "$request's value must have method, request_uri and "
+                             "version, not %.100s", Py_TYPE(value)->tp_name);
+            }
+            goto done;
+        }
+        if (!PyBytes_Check(parts[i])) {
+            PyErr_Format(PyExc_TypeError, "$request's parts must be bytes, not %.100s",
+                         Py_TYPE(parts[i])->tp_name);
+            goto done;
+        }
+    }
+    Py_ssize_t method = PyBytes_GET_SIZE(parts[0]), uri = PyBytes_GET_SIZE(parts[1]);
+    Py_ssize_t version = PyBytes_GET_SIZE(parts[2]);
+    int two = version == 1 && PyBytes_AS_STRING(parts[2])[0] == '2';
+    Py_ssize_t tail = two ? 3 : version; /* "2.0" for HTTP/2 */
+    if (method > PY_SSIZE_T_MAX / 4 || uri > PY_SSIZE_T_MAX / 4 || tail > PY_SSIZE_T_MAX / 4) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, method + 1 + uri + 6 + tail);
+    if (out == NULL)
+        goto done;
+    char *at = PyBytes_AS_STRING(out);
+    memcpy(at, PyBytes_AS_STRING(parts[0]), method);
+    at += method;
+    *at++ = ' ';
+    memcpy(at, PyBytes_AS_STRING(parts[1]), uri);
+    at += uri;
+    memcpy(at, " HTTP/", 6);
+    at += 6;
+    memcpy(at, two ? "2.0" : PyBytes_AS_STRING(parts[2]), tail);
+done:
+    for (i = 0; i < 3; i++)
+        Py_XDECREF(parts[i]);
+    return out;
+}
+
 /* One piece of the line: a new reference to a str, or to bytes that are all ASCII;
  * *quoted set when it is to be written between double quotes. */
 static PyObject *
@@ -523,6 +584,14 @@ piece_of(PyObject *value, int kind, int escape, int *quoted)
     switch (kind) {
     case KIND_ESCAPED:
         break;
+    case KIND_REQUEST: {
+        PyObject *request = request_line(value);
+        if (request == NULL)
+            return NULL;
+        PyObject *out = escape == ESCAPE_DEFAULT ? write_default(request) : write_text(request, escape);
+        Py_DECREF(request);
+        return out;
+    }
     case KIND_PLAIN:
         if (PyUnicode_CheckExact(value)) {
             Py_INCREF(value);
@@ -683,7 +752,101 @@ done:
     return result;
 }
 
+/* key == name, as Python compares them: bytes by their contents without a call. */
+static inline int
+same_name(PyObject *key, PyObject *name)
+{
+    if (PyBytes_CheckExact(key) && PyBytes_CheckExact(name))
+        return PyBytes_GET_SIZE(key) == PyBytes_GET_SIZE(name)
+               && memcmp(PyBytes_AS_STRING(key), PyBytes_AS_STRING(name), PyBytes_GET_SIZE(key)) == 0;
+    PyObject *equal = PyObject_RichCompare(key, name, Py_EQ); /* no identity shortcut, as == */
+    if (equal == NULL)
+        return -1;
+    int truth = PyObject_IsTrue(equal);
+    Py_DECREF(equal);
+    return truth;
+}
+
+static PyObject *
+header_values(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "header_values(headers, names) takes 2 arguments");
+        return NULL;
+    }
+    PyObject *headers = args[0], *names = args[1];
+    if (!PyTuple_CheckExact(names)) {
+        PyErr_SetString(PyExc_TypeError, "names must be a tuple");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(names), i, j, found = 0;
+    PyObject *result = PyTuple_New(n); /* its items NULL until set */
+    if (result == NULL)
+        return NULL;
+    PyObject *pairs = PyObject_GetAttr(headers, PAIRS_NAME);
+    if (pairs == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            goto fail;
+        PyErr_Clear();
+    }
+    int listed = pairs != NULL && PyList_CheckExact(pairs);
+    for (i = 0; listed && i < PyList_GET_SIZE(pairs); i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
+            listed = 0;
+    }
+    if (!listed) { /* not ingressd's Headers: its get() for each name */
+        Py_XDECREF(pairs);
+        for (j = 0; j < n; j++) {
+            PyObject *value = PyObject_CallMethodOneArg(headers, GET_NAME, PyTuple_GET_ITEM(names, j));
+            if (value == NULL)
+                goto fail;
+            PyTuple_SET_ITEM(result, j, value);
+        }
+        return result;
+    }
+    /* One pass over the pairs; the list is read again at every step (a comparison that runs
+     * Python code could change it). */
+    for (i = 0; found < n && i < PyList_GET_SIZE(pairs); i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
+            continue;
+        Py_INCREF(pair);
+        PyObject *key = PyTuple_GET_ITEM(pair, 0);
+        for (j = 0; j < n; j++) {
+            if (PyTuple_GET_ITEM(result, j) != NULL)
+                continue;
+            int same = same_name(key, PyTuple_GET_ITEM(names, j));
+            if (same < 0) {
+                Py_DECREF(pair);
+                Py_DECREF(pairs);
+                goto fail;
+            }
+            if (same) {
+                PyObject *value = PyTuple_GET_ITEM(pair, 1);
+                Py_INCREF(value);
+                PyTuple_SET_ITEM(result, j, value);
+                found++;
+            }
+        }
+        Py_DECREF(pair);
+    }
+    Py_DECREF(pairs);
+    for (j = 0; j < n; j++)
+        if (PyTuple_GET_ITEM(result, j) == NULL) {
+            Py_INCREF(Py_None);
+            PyTuple_SET_ITEM(result, j, Py_None);
+        }
+    return result;
+fail:
+    Py_DECREF(result); /* NULL items are skipped by the tuple's deallocation */
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"header_values", (PyCFunction)(void (*)(void))header_values, METH_FASTCALL,
+     "header_values(headers, names) -> tuple: each name's first value in headers.pairs, else None."},
     {"join_line", (PyCFunction)(void (*)(void))join_line, METH_FASTCALL,
      "join_line(form, values) -> str: an access-log line from a compiled form and its values."},
     {NULL, NULL, 0, NULL},
@@ -703,6 +866,16 @@ PyInit__logline(void)
     if (EMPTY == NULL && (EMPTY = PyUnicode_InternFromString("")) == NULL)
         return NULL;
     if (NULL_TEXT == NULL && (NULL_TEXT = PyUnicode_InternFromString("null")) == NULL)
+        return NULL;
+    if (METHOD_NAME == NULL && (METHOD_NAME = PyUnicode_InternFromString("method")) == NULL)
+        return NULL;
+    if (REQUEST_URI_NAME == NULL && (REQUEST_URI_NAME = PyUnicode_InternFromString("request_uri")) == NULL)
+        return NULL;
+    if (VERSION_NAME == NULL && (VERSION_NAME = PyUnicode_InternFromString("version")) == NULL)
+        return NULL;
+    if (PAIRS_NAME == NULL && (PAIRS_NAME = PyUnicode_InternFromString("pairs")) == NULL)
+        return NULL;
+    if (GET_NAME == NULL && (GET_NAME = PyUnicode_InternFromString("get")) == NULL)
         return NULL;
     return PyModule_Create(&module);
 }

@@ -572,10 +572,11 @@ _JSON_FORM = (
     "}\n", 0,
 )
 _NO_TLS = ("", "")
+_JSON_HEADERS = (b"referer", b"user-agent")
 
 
 def _json_line_joined(exchange, now: float, route_parts: _RouteParts, join=logline.join_line,
-                      end: float | None = None) -> str:
+                      end: float | None = None, header_values=logline.header_values) -> str:
     """``_json_line_of`` as one ``join_line`` call: the fields' raw values in a tuple, written
     and joined by the C accelerator (``join``: its twin in the tests)."""
     status = exchange.status
@@ -588,7 +589,7 @@ def _json_line_joined(exchange, now: float, route_parts: _RouteParts, join=logli
     protocol = exchange.protocol
     tls_version, sni = protocol.tls() if protocol.scheme == "https" else _NO_TLS
     began, ended = exchange.upstream_started, exchange.upstream_ended
-    headers = exchange.headers
+    referer, agent = header_values(exchange.headers, _JSON_HEADERS)  # in one pass over the headers
     version = exchange.version
     route = exchange.route
     parts = route_parts._parts.get(id(route))  # _RouteParts.of without the call when cached
@@ -599,8 +600,7 @@ def _json_line_joined(exchange, now: float, route_parts: _RouteParts, join=logli
         exchange.request.target, _PROTOCOLS.get(version) or _protocol(version), exchange.scheme, status, sent,
         received, (exchange.proxy.clock.seconds() if end is None else end) - exchange.started, parts[1],
         exchange.upstream_address or None, exchange.upstream_statuses or None,
-        ended - began if ended and began else None, tls_version or None, sni or None,
-        headers.get(b"referer"), headers.get(b"user-agent"),
+        ended - began if ended and began else None, tls_version or None, sni or None, referer, agent,
     ))
 
 

@@ -457,6 +457,12 @@ _RAW = {
     "upstream_status": ("ex.upstream_statuses or None", logline.PLAIN),
 }
 
+# With the C accelerator: variables whose raw value is the exchange itself, read by ``join_line``
+# (``logline.REQUEST``: ``$request``'s method, request_uri and version, joined in C).
+_READS = {
+    "request": ("ex", logline.REQUEST),
+}
+
 
 # -- the compiled template ------------------------------------------------------------------
 
@@ -546,7 +552,7 @@ def compile_log_format(text: str, escape: str = "default", quoted: bool = False)
         literal = text[position:match.start()]
         pieces.append((literal, getter))
         compiled.append(CompiledPiece(literal, getter, inline, argument, name.lower() in _PLAIN,
-                                      _RAW.get(name.lower())))
+                                      _RAW.get(name.lower()) or _READS.get(name.lower())))
         position = match.end()
     tail = text[position:] + "\n"
     helpers = {"_time_local": _time_local, "_write": _WRITERS[escape], "_missing": "-" if escape == "default" else ""}

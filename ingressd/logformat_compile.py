@@ -16,7 +16,9 @@ With the C accelerator (``ingressd.logline.accelerated``) the function is one ex
 instead: the variables' raw values in a tuple, handed with the template's fixed parts
 (``form``) to ``join_line``, which formats, escapes and joins them in C in one call; numbers
 are handed over as numbers (a piece's ``raw`` expression and kind: ``logformat._RAW``), so
-their formatting is C's too. Without it, the f-string above: faster in Python than
+their formatting is C's too; the headers the line reads (``$http_…``, ``$remote_user``'s
+Authorization) are read in one ``header_values`` call, and ``$request`` is read and joined in C
+(``logline.REQUEST``). Without it, the f-string above: faster in Python than
 ``join_line``'s pure-Python twin.
 
 The function is ``line(ex, now, end=None)``: ``end``, when given, is the request's end on the
@@ -26,6 +28,8 @@ round's end, ``ingressd.accesslog``); without it the clock is read at the call, 
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -105,16 +109,42 @@ def _raw_expression(index: int, piece: CompiledPiece, namespace: dict[str, Any])
     return expression.replace(_CLOCK, _CLOCK_OR_END)
 
 
+# A header read in an inline or raw expression: by the argument's name (``$http_…``) or a literal one.
+_HEADER_GET = re.compile(r"ex\.headers\.get\((_a[0-9]+|b'[a-z0-9-]+')\)")
+
+
+def _headers_read_once(values: str, namespace: dict[str, Any]) -> tuple[str, str]:
+    """The headers the line's expressions read, read in one ``header_values`` call: the statement
+    that reads them into ``_h`` and the expressions with each ``ex.headers.get(…)`` as ``_h[k]``."""
+    names: list[bytes] = []
+
+    def one(match: re.Match) -> str:
+        argument = match.group(1)
+        name = namespace[argument] if argument.startswith("_a") else ast.literal_eval(argument)
+        if name not in names:
+            names.append(name)
+        return f"_h[{names.index(name)}]"
+
+    values = _HEADER_GET.sub(one, values)
+    if not names:
+        return "", values
+    namespace["_headers"] = logline.header_values
+    namespace["_header_names"] = tuple(names)
+    return "    _h = _headers(ex.headers, _header_names)\n", values
+
+
 def _compile_joined(pieces: list[CompiledPiece], tail: str, escape: str,
                     helpers: dict[str, Any]) -> Callable[[Any, float], str]:
-    """``line(ex, now)`` as ``join_line(form, (value, …))``: one tuple, one C call."""
+    """``line(ex, now)`` as ``join_line(form, (value, …))``: one tuple, one C call (and one for the
+    headers it reads, ``header_values``)."""
     namespace: dict[str, Any] = dict(helpers)
     namespace["_join"] = logline.join_line
     kinds = bytes(piece.raw[1] if piece.raw is not None else logline.PLAIN if piece.plain else logline.ESCAPED
                   for piece in pieces)
     namespace["_form"] = (tuple(piece.literal for piece in pieces), kinds, tail, logline.ESCAPES[escape])
     values = "".join(f"{_raw_expression(index, piece, namespace)}, " for index, piece in enumerate(pieces))
-    source = f"def line(ex, now, end=None):\n    return _join(_form, ({values}))\n"
+    headers, values = _headers_read_once(values, namespace)
+    source = f"def line(ex, now, end=None):\n{headers}    return _join(_form, ({values}))\n"
     code = compile(source, f"<log_format escape={escape} joined>", "exec")
     exec(code, namespace)  # noqa: S102 - our own source text, see the module docstring
     return namespace["line"]

@@ -11,10 +11,18 @@ clock); ``SECONDS`` a float or int as ``'%.3f' % max(0.0, float(value))``; ``STA
 with backslashreplace, bool, int, float; None as ``null``, not the missing mark);
 ``JSON_SECONDS`` a float or int as ``json.dumps(round(value, 6))`` (None: ``null``);
 ``UTC_TIME`` a ``time.time()`` float as ``YYYY-mm-ddTHH:MM:SS.mmm`` in UTC (the access log's
-json ``time``, milliseconds truncated).
+json ``time``, milliseconds truncated); ``REQUEST`` an object (the exchange) whose ``method``,
+``request_uri`` and ``version`` are bytes, as nginx's ``$request`` (``method request_uri
+HTTP/version``, version ``2`` as ``2.0``), escaped as ``ESCAPED``: read and joined in one step.
 
-``join_line`` is the C accelerator ``ingressd._logline`` when it was built (CPython with a
-compiler; ``accelerated`` says so), else ``join_line_py``, its pure-Python twin: the same
+``header_values(headers, names)`` is the values of several header names in one pass over
+``headers.pairs`` (``ingressd.http.headers.Headers``): each the first pair's value whose name equals
+it, else None, as ``headers.get(name)``; for a headers object without such a ``pairs`` list, each
+``headers.get(name)``. The access log reads its lines' headers so.
+
+``join_line`` and ``header_values`` are the C accelerator ``ingressd._logline``'s when it was built
+(CPython with a compiler; ``accelerated`` says so), else ``join_line_py`` and ``header_values_py``,
+their pure-Python twins: the same
 signature and the same results, which the tests hold them to. Without the accelerator the
 compiled line does not call the twin: a single f-string (``logformat_compile``) is faster in
 Python than this loop; the twin is the reference the C code is fuzzed against.
@@ -35,7 +43,7 @@ from json.encoder import encode_basestring_ascii as _quote  # C: a JSON string l
 from typing import Any
 
 ESCAPES = {"default": 0, "json": 1, "none": 2}
-ESCAPED, PLAIN, SECONDS, STATUS, JSON, JSON_SECONDS, UTC_TIME = 0, 1, 2, 3, 4, 5, 6  # the kinds
+ESCAPED, PLAIN, SECONDS, STATUS, JSON, JSON_SECONDS, UTC_TIME, REQUEST = 0, 1, 2, 3, 4, 5, 6, 7  # the kinds
 
 _DEFAULT_SPECIAL = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
 _JSON_SPECIAL = re.compile(r'[\x00-\x1f"\\]')
@@ -136,6 +144,41 @@ def _utc_time(value: Any) -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(second))}.{int((value - second) * 1000):03d}"
 
 
+def _request_line(value: Any) -> bytes:
+    """``REQUEST``: nginx's ``$request`` read off an exchange."""
+    try:
+        method, uri, version = value.method, value.request_uri, value.version
+    except AttributeError:  # not an exchange: a wrong value
+        raise TypeError(f"$request's value must have method, request_uri and version, "
+                        f"not {type(value).__name__}") from None
+    for part in (method, uri, version):
+        if not isinstance(part, bytes):
+            raise TypeError(f"$request's parts must be bytes, not {type(part).__name__}")
+    two = len(version) == 1 and version[0] == 0x32  # b"2", by its contents (as the C code)
+    return b"".join((method, b" ", uri, b" HTTP/", b"2.0" if two else version))
+
+
+def header_values_py(headers: Any, names: tuple) -> tuple:
+    """Each name's value in ``headers`` (see the module's docstring)."""
+    if type(names) is not tuple:
+        raise TypeError("names must be a tuple")
+    pairs = getattr(headers, "pairs", None)
+    if type(pairs) is not list or not all(type(pair) is tuple and len(pair) == 2 for pair in pairs):
+        return tuple(headers.get(name) for name in names)
+    values: list = [None] * len(names)
+    found = [False] * len(names)
+    left = len(names)
+    for key, value in pairs:
+        if not left:
+            break
+        for index, name in enumerate(names):
+            if not found[index] and key == name:
+                values[index] = value
+                found[index] = True
+                left -= 1
+    return tuple(values)
+
+
 def join_line_py(form: tuple, values: tuple) -> str:
     """The line: each literal, then its variable's value written as ``form`` says; then the tail."""
     literals, kinds, tail, escape = form
@@ -163,6 +206,8 @@ def join_line_py(form: tuple, values: tuple) -> str:
             out.append(missing)
         elif kind == ESCAPED:
             out.append(write(value))
+        elif kind == REQUEST:
+            out.append(write(_request_line(value)))
         elif kind == PLAIN:
             out.append(value if type(value) is str else format(value, ""))
         elif kind == SECONDS:
@@ -176,8 +221,9 @@ def join_line_py(form: tuple, values: tuple) -> str:
 
 
 try:
-    from ingressd._logline import join_line
+    from ingressd._logline import header_values, join_line
     accelerated = True
 except ImportError:  # PyPy, no compiler at install, INGRESSD_NO_ACCEL=1
     join_line = join_line_py
+    header_values = header_values_py
     accelerated = False
