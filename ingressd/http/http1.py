@@ -604,7 +604,7 @@ class HTTP1ServerProtocol(Protocol):
         if not request.complete and (request.chunked or request.content_length):  # a body to come
             self._set_timer(self.settings.body_timeout, 408)
         else:
-            self._timer.clear()
+            self._timer.at = None  # clear()'s one line, inline: once per request
         try:
             active = self.handler(self, request)
         except Exception:
