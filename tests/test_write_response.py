@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from ingressd.http.headers import ResponseIdentity, serialize
+from ingressd.http.headers import ResponseIdentity, http_date, serialize
 from ingressd.http.http1 import HTTP1ServerProtocol, ServerSettings
 
 
@@ -88,3 +88,39 @@ def test_one_write_for_head_and_body():
     assert len(writes) == 1
     assert writes[0].startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ndate: ")
     assert writes[0].endswith(b"GMT\r\nx-a: 1\r\n\r\nok")
+
+
+def test_the_date_line_follows_the_clock_second_by_second():
+    """The lines formatted for a second are reused within it (read from the identity, no call)
+    and made again as the clock reaches the next second, or goes back to an earlier one; the
+    connections of one server share them."""
+    clock = Clock()
+    clock.advance(1_700_000_000.25)
+    identity = ResponseIdentity(b"ingressd/1")
+    settings_ = ServerSettings(identity=identity)
+    transports = []
+    for _ in range(2):
+        protocol = HTTP1ServerProtocol(settings_, Holds, clock)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        transports.append((protocol, transport))
+
+    def answer(index):
+        protocol, transport = transports[index]
+        transport.clear()
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        protocol.write_response(200, [], b"", 0, b"")
+        protocol.finish_response()
+        head = transport.value()
+        return head[head.index(b"server: "):head.index(b"GMT\r\n") + 5]
+
+    first = b"server: ingressd/1\r\ndate: " + http_date(1_700_000_000) + b"\r\n"
+    assert answer(0) == first
+    clock.advance(0.7)  # 0.95: the same second
+    assert answer(1) == first and identity.second_lines is identity.lines(clock.seconds())
+    clock.advance(0.05)  # the next second exactly
+    assert answer(0) == b"server: ingressd/1\r\ndate: " + http_date(1_700_000_001) + b"\r\n"
+    clock.rightNow = 1_699_999_999.5  # the clock went back: that second's date, not the cached one
+    assert answer(1) == b"server: ingressd/1\r\ndate: " + http_date(1_699_999_999) + b"\r\n"
+    clock.advance(3600 * 24)
+    assert answer(0) == b"server: ingressd/1\r\ndate: " + http_date(1_700_086_399) + b"\r\n"

@@ -20,7 +20,9 @@ def _nothing() -> None:
 
 class Deadline:
     # ``at``: when the callback is due (the clock's time), None when not armed: read directly
-    # by the request path's owners (an attribute, not ``armed``'s property call), set only here.
+    # by the request path's owners (an attribute, not ``armed``'s property call), and set to
+    # None by them directly where a request clears it (``clear``'s one line, without its call);
+    # set to a time only here.
     __slots__ = ("_seconds", "_call_later", "_callback", "_horizon", "at", "_call", "_due")
 
     def __init__(self, clock: Any, callback: Callable[[], None], horizon: float = 3600.0):

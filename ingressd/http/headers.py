@@ -135,33 +135,37 @@ class ResponseIdentity:
     """The ``Server`` and ``Date`` headers ingressd puts on every response, its own answers
     and the backends' alike (whose own are hidden: ``from_backend``). They are formatted
     once per second: a response costs a clock read and a comparison. ``server`` None: no
-    ``Server`` header at all (ingress-nginx's default, ``server-tokens: false``)."""
+    ``Server`` header at all (ingress-nginx's default, ``server-tokens: false``).
 
-    __slots__ = ("server", "_second", "_date", "_lines", "_pairs")
+    ``second`` and ``second_lines``: the whole second the lines were last formatted for and
+    ``lines``' answer for it, read directly by the HTTP/1.1 response writer (``int(now) ==
+    second``: no call for a response in the same second); set only here."""
+
+    __slots__ = ("server", "second", "_date", "second_lines", "_pairs")
 
     def __init__(self, server: bytes | None = None):
         self.server = server
-        self._second = -1
+        self.second = -1
         self._date = b""
-        self._lines = b""
+        self.second_lines = b""
         self._pairs: list[tuple[bytes, bytes]] = []
 
     def _at(self, now: float) -> None:
         second = int(now)
-        if second != self._second:
+        if second != self.second:
             self._date = date = http_date(second)
             if self.server is None:
-                self._lines = b"date: %s\r\n" % date
+                self.second_lines = b"date: %s\r\n" % date
                 self._pairs = [(b"date", date)]
             else:
-                self._lines = b"server: %s\r\ndate: %s\r\n" % (self.server, date)
+                self.second_lines = b"server: %s\r\ndate: %s\r\n" % (self.server, date)
                 self._pairs = [(b"server", self.server), (b"date", date)]
-            self._second = second
+            self.second = second
 
     def lines(self, now: float) -> bytes:
         """``[server: …\r\n]date: …\r\n`` at the time ``now`` (seconds since the epoch)."""
         self._at(now)
-        return self._lines
+        return self.second_lines
 
     def pairs(self, now: float) -> list[tuple[bytes, bytes]]:
         """The same headers as pairs (HTTP/2 header blocks); a new list each time."""

@@ -604,7 +604,7 @@ class HTTP1ServerProtocol(Protocol):
         if not request.complete and (request.chunked or request.content_length):  # a body to come
             self._set_timer(self.settings.body_timeout, 408)
         else:
-            self._timer.clear()
+            self._timer.at = None  # clear()'s one line, inline: once per request
         try:
             active = self.handler(self, request)
         except Exception:
@@ -673,10 +673,14 @@ class HTTP1ServerProtocol(Protocol):
         elif request is not None and request.version == b"1.0":
             framing += b"connection: keep-alive\r\n"
         settings = self.settings
+        identity = settings.identity
+        now = self.clock.seconds()
         if settings.backend_server_header and any(name == b"server" for name, _ in headers):
-            own = settings.identity.date_lines(self.clock.seconds())  # the backend's Server instead
+            own = identity.date_lines(now)  # the backend's Server instead
+        elif int(now) == identity.second:  # formatted for this second already: no call (nginx's cached time)
+            own = identity.second_lines
         else:
-            own = settings.identity.lines(self.clock.seconds())
+            own = identity.lines(now)
         self._head_written = True
         if lines is None:
             lines = serialize(headers)
