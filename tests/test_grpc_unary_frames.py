@@ -3,10 +3,12 @@ memory (``serve_in_memory``: h2c from the client, ``backend-protocol: GRPC``): a
 whose DATA came with END_STREAM arrives as HEADERS and one DATA frame carrying END_STREAM, as
 nginx's ``grpc_pass`` sends a whole body (not DATA, then an empty DATA with END_STREAM); a body
 whose end comes in a later read still ends with its own empty DATA frame; the exchange's body
-path (``send_last``, ``BufferedBody.exhausted``) under both."""
+path (``send_last``, ``BufferedBody.exhausted``) under both, and a unary body in one piece handed
+over with its end, never held in a ``BufferedBody``."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import hpack
@@ -226,6 +228,41 @@ def test_an_end_after_every_piece_was_sent_is_end_body():
     exchange.body_data(b"one")
     exchange.body_done()
     assert calls == [("send_body", b"one"), ("end_body",)]
+
+
+def test_a_unary_body_in_one_piece_is_not_held_in_a_buffered_body():
+    exchange, r, calls = _exchange(with_send_last=True)
+    r.complete = True  # the request's one DATA frame carried END_STREAM
+    exchange.body_data(b"whole")
+    assert exchange._buffer is None and exchange._held is None  # nothing to hold: it leaves with the end
+    assert calls == []
+    exchange.body_done()
+    assert calls == [("send_last", b"whole")]
+    exchange.body_done()  # (a second end sends nothing more)
+    assert calls == [("send_last", b"whole")]
+
+
+def test_a_last_piece_while_the_backend_pushes_back_waits_in_the_buffer_as_before():
+    exchange, r, calls = _exchange(with_send_last=True)
+    exchange.upstream_write_paused()
+    r.complete = True
+    exchange.body_data(b"last")
+    assert exchange._buffer is not None and calls == []
+    exchange.body_done()
+    assert calls == []  # the backend still pushes back
+    exchange.upstream_write_resumed()
+    assert calls == [("send_last", b"last")]
+
+
+def test_a_unary_body_over_the_size_limit_is_refused_not_sent():
+    exchange, r, calls = _exchange(with_send_last=True)
+    exchange.upstream_settings = dataclasses.replace(exchange.upstream_settings, max_body_size=3)
+    trailers = []
+    exchange.protocol.write_trailers = trailers.extend  # (a gRPC call's local answer ends with trailers)
+    r.complete = True
+    exchange.body_data(b"four")
+    exchange.body_done()
+    assert calls == [] and exchange.status == 413 and trailers[0] == (b"grpc-status", b"2")
 
 
 @pytest.mark.parametrize("retain", [True, False])

@@ -92,6 +92,37 @@ def test_random_fields_differentially_against_h2(fields, path):
     assert _ours(b"POST", b"grpc.test", b"http", path, fields, memo) == expected  # from the memo
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.sampled_from(NAMES), st.binary(max_size=12)),
+                          st.one_of(st.sampled_from(VALUES), st.binary(max_size=40))), max_size=12),
+       st.lists(st.one_of(st.sampled_from(VALUES), st.binary(max_size=200)), min_size=1, max_size=12))
+def test_new_values_of_remembered_names_differentially_against_h2(fields, values):
+    """A name seen before with another value (``x-request-id``, ``grpc-timeout`` each call):
+    encoded from the remembered name's start, still exactly what h2 sent or refused."""
+    memo = FieldMemo()
+    _ours(b"POST", b"grpc.test", b"http", b"/a", fields, memo)  # the names seen once
+    again = [(name, values[index % len(values)]) for index, (name, _) in enumerate(fields)]
+    assert _ours(b"POST", b"grpc.test", b"http", b"/a", again, memo) == \
+        _reference(b"POST", b"grpc.test", b"http", b"/a", again)
+
+
+def test_only_plain_names_are_remembered_by_name():
+    memo = FieldMemo()
+    memo.block(b"POST", b"h", b"http", b"/x", [
+        (b"x-request-id", b"1"), (b"grpc-timeout", b"1S"), (b"X-Upper", b"1"), (b" x-spaced", b"1"),
+        (b"content-type", b"application/grpc"), (b"te", b"trailers"), (b"cookie", b"a=b"),
+        (b"authorization", b"x"), (b"connection", b"close"), (b"host", b"h")])
+    assert set(memo._names) == {b"x-request-id", b"grpc-timeout"}
+    assert memo._names[b"x-request-id"] == encode_field(b"x-request-id", b"")[:-1]  # the literal less its value
+
+
+def test_the_names_memo_is_bounded():
+    memo = FieldMemo()
+    for i in range(3 * h2_request_head._MEMO_LIMIT):  # bounded loop
+        memo.block(b"POST", b"h", b"http", b"/x", [(b"x-name-%d" % i, b"v")])
+        assert len(memo._names) <= h2_request_head._MEMO_LIMIT
+
+
 @given(st.binary(max_size=300), st.binary(max_size=300), st.booleans())
 def test_every_field_encodes_without_the_dynamic_table(name, value, never):
     encoded = encode_field(name, value, never_indexed=never)

@@ -203,6 +203,7 @@ class Exchange:
     _client_held = False  # the client's reading is paused until the backend takes more of the body
     _upstream_paused = False  # the backend does not take more of the body for now
     _next_round = None  # the call sending more of the held body in the reactor's next round
+    _last_piece: bytes | None = None  # a streamed body's last piece, sent with its end by body_done
     _backoff = None  # the call making the next try after a retry policy's backoff
     _response_started = False
     # The response body between backend and client when the route reads ahead of the client
@@ -653,6 +654,13 @@ class Exchange:
             return
         self.protocol.body_progress()
         buffer = self._buffer
+        if (buffer is None and self._streaming and self.request.complete and self._last_piece is None
+                and self._upstream is not None and not self._upstream_paused and self._next_round is None
+                and getattr(self._upstream, "send_last", None) is not None):
+            # (HTTP/2: the request's last DATA, its end next) a unary body in one piece: nothing to
+            # hold, body_done sends it with the end (send_last), as _send_buffered would have
+            self._last_piece = data
+            return
         if buffer is None:
             # Streamed, it holds at most about a window (the client waits beyond it): memory.
             memory = _STREAM_WINDOW * 4 if self._streaming else self.upstream_settings.body_buffer_size
@@ -685,7 +693,12 @@ class Exchange:
             self._awaiting_body = False
             self._connect()
         elif self._upstream is not None:
-            if self._buffer is None and not self._client_held:  # no body held (a GET): just its end
+            piece = self._last_piece
+            if piece is not None:  # body_data's last piece: it leaves with the end
+                self._last_piece = None
+                self._body_sent = self._body_ended = True
+                self._upstream.send_last(piece)
+            elif self._buffer is None and not self._client_held:  # no body held (a GET): just its end
                 if not self._body_ended:
                     self._end_body()
             else:

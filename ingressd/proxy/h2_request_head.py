@@ -7,7 +7,8 @@ does their work for a request's fields and encodes the block as nginx's ``grpc_p
 static-table indices and literals without indexing, never the dynamic table, and no Huffman
 coding. A field's encoding then depends on nothing before it, so a repeated field (the
 route's forwarded headers, ``content-type``, ``te``) is a dictionary lookup (``FieldMemo``,
-bounded, one per pool).
+bounded, one per pool), and a new value of a plain name seen before (``x-request-id``) is the
+name's remembered literal start and the value.
 
 What h2 did, kept field by field: names lower case; whitespace around names and values
 stripped; connection-specific fields (RFC 9113 8.2.2) left out; ``te`` other than
@@ -31,6 +32,7 @@ _STATIC_NAMES = {name: index for index, (name, _) in reversed(list(enumerate(Hea
 _WITHOUT_INDEXING = 0x00  # RFC 7541 6.2.2
 _NEVER_INDEXED = 0x10  # RFC 7541 6.2.3
 _MEMO_LIMIT = 4096  # fields remembered per pool; the memo starts again when full
+_RULED = frozenset((b"te", b"host", b"cookie")) | _SECURE  # names whose encoding or check depends on the value
 
 
 class InvalidRequestHead(ValueError):
@@ -92,11 +94,15 @@ def _normalised(name: bytes, value: bytes) -> tuple[bytes, bytes, bytes, bool]:
 class FieldMemo:
     """Fields' encodings, remembered (credentials excepted); bounded."""
 
-    __slots__ = ("_fields", "_pseudo")
+    __slots__ = ("_fields", "_pseudo", "_names")
 
     def __init__(self) -> None:
         self._fields: dict[tuple[bytes, bytes], bytes] = {}
         self._pseudo: dict[tuple[bytes, bytes], bytes] = {}
+        # A plain name (lower case, stripped, outside the static table, no rule of its own) ->
+        # its literal's start: a new value of it (``x-request-id``, ``grpc-timeout``) is that
+        # start and the value's string, without _normalised's checks again.
+        self._names: dict[bytes, bytes] = {}
 
     def _pseudo_field(self, name: bytes, value: bytes) -> bytes:
         field = (name, value)
@@ -116,15 +122,28 @@ class FieldMemo:
         parts = [pseudo(b":method", method), pseudo(b":authority", authority), pseudo(b":scheme", scheme),
                  pseudo(b":path", path)]
         encoded = self._fields
+        names = self._names
         hosts = 0
         for field in fields:
             known = encoded.get(field)
             if known is None:
-                name, value, known, remember = _normalised(*field)
-                if name == b"host":  # h2 refused a second one, or one that is not the authority
-                    hosts += 1
-                    if hosts > 1 or value != authority.strip():
-                        raise InvalidRequestHead("a host field other than the :authority")
+                start = names.get(field[0])
+                if start is not None:  # encode_field's literal for a name it has no rule for
+                    value = field[1].strip()
+                    size = len(value)
+                    known = start + (bytes((size,)) if size < 127 else _integer(size, 7, 0)) + value
+                    remember = True
+                else:
+                    name, value, known, remember = _normalised(*field)
+                    if name == b"host":  # h2 refused a second one, or one that is not the authority
+                        hosts += 1
+                        if hosts > 1 or value != authority.strip():
+                            raise InvalidRequestHead("a host field other than the :authority")
+                    if (name == field[0] and name not in _STATIC_NAMES and name not in _CONNECTION_HEADERS
+                            and name not in _RULED):
+                        if len(names) >= _MEMO_LIMIT:
+                            names.clear()
+                        names[name] = bytes((_WITHOUT_INDEXING,)) + _string(name)
                 if remember:
                     if len(encoded) >= _MEMO_LIMIT:
                         encoded.clear()
