@@ -89,7 +89,17 @@ class Drain:
     def _close_listeners(self) -> None:
         self._timer = None
         self.phase = "draining"
-        self._stop_listening()
+        stopped = self._stop_listening()
+        if stopped is None:
+            self._drain()
+        else:  # the ports close their sockets in a later reactor turn: the drain goes on then
+            stopped.addCallback(lambda _: self._drain())
+
+    def _drain(self) -> None:
+        """The listeners are closed (a new connection is refused from now on): the client
+        connections are told to drain, then watched for up to the grace."""
+        if self.phase != "draining":  # a second signal finished the drain meanwhile
+            return
         for group in self.groups:
             group.drain_connections()
         self.say(f"ingressd: listeners closed; idle connections closed; {self.open_connections()} connection(s) "
@@ -97,14 +107,17 @@ class Drain:
         self._grace_ends = self.clock.seconds() + self.grace
         self._watch()
 
-    def _stop_listening(self) -> None:
+    def _stop_listening(self) -> defer.Deferred | None:
+        """``stop_listening``'s Deferred, its failure logged (then it fires None), or None when
+        it returned no Deferred or raised."""
         try:
             stopped = self.stop_listening()
         except Exception:  # noqa: BLE001 - a listener that will not close must not stop the drain
             log.err(None, "ingressd: closing the listeners failed")
-            return
+            return None
         if isinstance(stopped, defer.Deferred):
-            stopped.addErrback(log.err, "ingressd: closing the listeners failed")
+            return stopped.addErrback(log.err, "ingressd: closing the listeners failed")
+        return None
 
     def _watch(self) -> None:
         self._timer = None

@@ -391,3 +391,35 @@ def test_http2_shut_resets_what_is_open():
     assert frames[-1].stream_id == stream
     assert pair.exchanges[0].lost
     assert pair.transport.disconnecting
+
+
+def test_connections_are_drained_once_the_listeners_have_closed():
+    # A port closes its socket a reactor turn after stopListening: until its Deferred fires,
+    # a new connection would still be taken, so neither the drain nor its message may come first.
+    group = ConnectionSet()
+    busy = FakeConnection(group)
+    closed = defer.Deferred()
+    clock, said = Clock(), []
+    drain = Drain(clock, 1.0, 60.0, lambda: None, lambda: closed, [group], say=said.append)
+    drain.start()
+    clock.advance(1.0)
+    assert drain.phase == "draining" and not busy.drained
+    assert not any("listeners closed" in line for line in said)
+    closed.callback(None)
+    assert busy.drained
+    assert any("listeners closed" in line for line in said)
+
+
+def test_a_second_signal_before_the_listeners_have_closed_finishes_the_drain_once():
+    group = ConnectionSet()
+    busy = FakeConnection(group)
+    closed = defer.Deferred()
+    clock, said = Clock(), []
+    drain = Drain(clock, 0.0, 60.0, lambda: None, lambda: closed, [group], say=said.append)
+    done = drain.start()
+    clock.advance(0)
+    drain.force()
+    assert done.called and busy.shut_down
+    closed.callback(None)  # the listeners' Deferred fires after the forced end: nothing more
+    assert not busy.drained and drain.phase == "done"
+    assert not any("listeners closed" in line for line in said)
