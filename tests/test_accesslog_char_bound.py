@@ -4,14 +4,12 @@ must not hold 10,000 such lines in memory. Beyond the bound lines are dropped an
 
 from __future__ import annotations
 
-import threading
-import time
 from types import SimpleNamespace
 
 from ingressd.accesslog import AccessLog
 from ingressd.logformat import log_settings_from
 
-from test_accesslog_drops import _exchange, _wait_for
+from test_accesslog_drops import _exchange, _stall_writer, _wait_for
 from test_accesslog_rounds import RoundReactor
 
 SETTINGS = {"log_format_upstream": "$request_uri"}
@@ -60,15 +58,7 @@ def test_what_the_writer_took_frees_the_bound_and_every_line_is_written_or_count
     reactor = RoundReactor()
     log = AccessLog(str(target), max_pending_chars=10_000, settings=log_settings_from(SETTINGS),
                     reactor=reactor)
-    stalled, release = threading.Event(), threading.Event()
-    write = log._write
-
-    def slow_write(where, data):
-        stalled.set()
-        release.wait(60)
-        return write(where, data)
-
-    log._write = slow_write
+    stalled, release = _stall_writer(log)
     log.startService()
     offered = 0
     try:

@@ -28,6 +28,21 @@ def _exchange():
         protocol=SimpleNamespace(scheme="http", tls=lambda: ("", "")), tunnel_bytes=(0, 0))
 
 
+def _stall_writer(log):
+    """Make ``log``'s writer thread stall in its next write: ``(stalled, release)``, events set
+    when the write has begun and to let it (and every later write) go on (at most 60 s)."""
+    stalled, release = threading.Event(), threading.Event()
+    write = log._write
+
+    def slow_write(where, data):
+        stalled.set()
+        release.wait(60)
+        return write(where, data)
+
+    log._write = slow_write
+    return stalled, release
+
+
 def _wait_for(condition, what, timeout=30.0):
     deadline = time.monotonic() + timeout
     for _ in range(int(timeout / 0.01) + 1):
@@ -77,15 +92,7 @@ def test_a_stalled_writer_never_holds_the_reactor_and_every_line_is_written_or_c
     in the file or counted as dropped."""
     target = tmp_path / "access.log"
     log = AccessLog(str(target), max_pending=50, settings=log_settings_from({"access_log_format": "combined"}))
-    stalled, release = threading.Event(), threading.Event()
-    write = log._write
-
-    def slow_write(where, data):
-        stalled.set()
-        release.wait(60)
-        return write(where, data)
-
-    log._write = slow_write
+    stalled, release = _stall_writer(log)
     log.startService()
     try:
         exchange = _exchange()
