@@ -19,6 +19,7 @@ ACCELERATORS: list[tuple[str, list[str]]] = [
     ("ingressd.http._request_head", ["ingressd/http/_request_head.c"]),  # twin: request_head.py
     ("ingressd.proxy._backend_request", ["ingressd/proxy/_backend_request.c"]),  # twin: backend_request.py
     ("ingressd.proxy._request_facts", ["ingressd/proxy/_request_facts.c"]),  # twin: request_facts.py
+    ("ingressd.tls._lean_steps", ["ingressd/tls/_lean_steps.c"]),  # twin: ingressd/tls/lean_steps.py
 ]
 
 

@@ -244,6 +244,7 @@ def layer(args) -> None:
     from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
     from ingressd.tls.certificates import CertificateStore
+    from ingressd.tls import lean
     from ingressd.tls.lean import LEAN, LeanTLSProtocol
 
     class Answer(Protocol):
@@ -271,6 +272,8 @@ def layer(args) -> None:
             clear()
 
     rigs = {"twisted TLSMemoryBIOProtocol": rig(TLSMemoryBIOProtocol), "ingressd LeanTLSProtocol": rig(LeanTLSProtocol)}
+    if getattr(lean, "ACCELERATED", False):  # the C steps in use: the pure-Python ones beside them
+        rigs["ingressd PythonLeanTLSProtocol"] = rig(lean.PythonLeanTLSProtocol)
     for one in rigs.values():
         run(*one, 2000)
     figures: dict[str, list[float]] = {name: [] for name in rigs}

@@ -28,9 +28,11 @@ from ingressd.features import BackendTLS
 from ingressd.proxy.backend_tls import BackendConnectionCreator, make_context
 from ingressd.tls import lean
 from ingressd.tls.certificates import CertificateStore
-from ingressd.tls.lean import LeanTLSFactory, LeanTLSProtocol
+from ingressd.tls.lean import LeanTLSFactory, LeanTLSProtocol, PythonLeanTLSProtocol
 
 KINDS = [LeanTLSProtocol, TLSMemoryBIOProtocol]
+if lean.ACCELERATED:  # LeanTLSProtocol has the C steps (_lean_steps): the pure-Python ones too
+    KINDS.append(PythonLeanTLSProtocol)
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +279,7 @@ class _CountingLib:
 
 def test_one_ssl_read_a_record_when_nothing_is_left_unread(store, monkeypatch):
     app = Recorder()
-    server, transport, client = serve(store, LeanTLSProtocol, app)
+    server, transport, client = serve(store, PythonLeanTLSProtocol, app)
     counting = _CountingLib(lean._lib)
     monkeypatch.setattr(lean, "_lib", counting)
     server.dataReceived(client.records(b"GET / HTTP/1.1\r\n\r\n"))
@@ -316,7 +318,7 @@ def test_a_keep_alive_round_trip_makes_these_openssl_calls_and_no_more(store, mo
     # nothing to send. The answer: one SSL_write taking all of it, one BIO_read, one write.
     app = Recorder(answer=b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
     transport = CountingTransport()
-    server, transport, client = serve(store, LeanTLSProtocol, app, transport)
+    server, transport, client = serve(store, PythonLeanTLSProtocol, app, transport)
     server.dataReceived(client.records(b"GET / HTTP/1.1\r\n\r\n"))  # the helpers are kept from here
     client.read_all(transport.value())
     transport.clear()
@@ -334,7 +336,7 @@ def test_a_read_that_fills_the_buffer_asks_openssl_what_is_left(store, monkeypat
     # SSL_read returning a whole buffer may have left part of the record in OpenSSL: SSL_pending.
     monkeypatch.setattr(lean, "_CHUNK", 1000)
     app = Recorder()
-    server, transport, client = serve(store, LeanTLSProtocol, app)
+    server, transport, client = serve(store, PythonLeanTLSProtocol, app)
     counting = _CallCounts(lean._lib)
     monkeypatch.setattr(lean, "_lib", counting)
     body = os.urandom(2500)

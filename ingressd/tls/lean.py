@@ -15,6 +15,15 @@ in, the loop, the drain) and a write that one ``SSL_write`` takes whole (``write
 ``SSL_write``, one ``BIO_read``, the transport's write); ``SSL_pending`` is asked only after a
 read that filled the buffer (one that did not took all that was left of its record).
 
+With the C accelerator built (``lean_steps``: ``_lean_steps.c``, ``ACCELERATED``), a read's
+calls (``BIO_write``, ``SSL_read``, the checks of what is left) are one C call, its drain
+another, and a write's (``SSL_write`` and the drain) one: no cffi wrapper, no GIL released and
+taken back per OpenSSL call, no ``unpack``. ``_AcceleratedSteps`` does that once the handshake
+is done, and hands every other case (a callback's exception, an error, an alert, a close_notify,
+writes buffered during a handshake) to the same Python code as before, with what the C call
+returned; without the extension ``LeanTLSProtocol`` is the pure-Python steps
+(``PythonLeanTLSProtocol``, which the tests and ``bench/tlscost.py --layer`` also use beside it).
+
 Only the steady state is replaced: the handshake, shutdown, close_notify, producers and
 buffering of writes during a (re)handshake are Twisted's own code. Anything else than "done"
 or "want read" (an alert, a close_notify, a protocol error, a callback's exception) is
@@ -35,6 +44,8 @@ from typing import Any
 from OpenSSL import SSL
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
+
+from ingressd.tls import lean_steps
 
 try:
     from OpenSSL._util import ffi as _ffi, lib as _lib
@@ -233,8 +244,108 @@ class _LeanSteps(TLSMemoryBIOProtocol):
         self._flushSendBIO()
 
 
-class LeanTLSProtocol(_LeanSteps if LEAN else TLSMemoryBIOProtocol):  # type: ignore[misc]
-    """A ``TLSMemoryBIOProtocol`` whose reads and writes cost fewer Python calls (when ``LEAN``)."""
+class _AcceleratedSteps(_LeanSteps):
+    """The same steps with each read's and write's OpenSSL calls in one C call (``lean_steps``:
+    the extension ``_lean_steps``), once the handshake is done; anything else than the common
+    cases is ``_LeanSteps``'s code, as are the handshake and every error's handling."""
+
+    # (connection, its SSL's and memory BIOs' addresses, the helpers' lists), from the first
+    # read after the handshake until connectionLost: holding the connection keeps them valid.
+    _c_handles: tuple | None = None
+
+    def _steady(self) -> tuple | None:
+        connection = self._tlsConnection
+        if not self._handshakeDone or connection is None or self._lostTLSConnection:
+            return None
+        handles = self._c_handles = (connection, *lean_steps.addresses(connection), self._helpers_now(connection))
+        return handles
+
+    def dataReceived(self, data: bytes, _records_only: bool = False) -> None:
+        handles = self._c_handles
+        if handles is None:
+            handles = self._steady()
+        if (handles is None or _records_only or self._appSendBuffer or self._lostTLSConnection
+                or type(data) is not bytes or handles[0] is not self._tlsConnection):
+            _LeanSteps.dataReceived(self, data, _records_only)
+            return
+        connection, ssl, into, source, helpers = handles
+        result = _read_step(ssl, into, data, helpers)
+        for _ in range(1 << 20):  # bounded: a read's records, a call each
+            if type(result) is bytes:
+                if not self._aborted:
+                    self.wrappedProtocol.dataReceived(result)
+                break
+            if result is None:
+                break
+            if result is False:  # the memory BIO refused the records: pyOpenSSL's error (or retry)
+                connection.bio_write(data)
+            else:
+                count, plain, fallback, errno = result
+                if fallback:
+                    _ffi.errno = errno
+                    try:  # pyOpenSSL's own mapping: the same exception as its recv()
+                        connection._raise_ssl_error(connection._ssl, count)
+                    except SSL.WantReadError:
+                        break
+                    except SSL.ZeroReturnError:  # close_notify: as Twisted
+                        self._shutdownTLS()
+                        self._tlsShutdownFinished(None)
+                    except SSL.Error:
+                        self._tlsShutdownFinished(Failure())
+                    else:
+                        if count > 0 and not self._aborted:
+                            self.wrappedProtocol.dataReceived(plain)
+                elif not self._aborted:
+                    self.wrappedProtocol.dataReceived(plain)
+            if self._lostTLSConnection:
+                break
+            result = _read_step(ssl, into, b"", helpers)
+        if self._tlsConnection is not None:  # what OpenSSL has to send (most reads: nothing)
+            records = _drain(source)
+            if records is not None:
+                self.transport.write(records)
+
+    def _flushSendBIO(self) -> None:
+        handles = self._c_handles
+        if handles is None or handles[0] is not self._tlsConnection:
+            _LeanSteps._flushSendBIO(self)
+            return
+        records = _drain(handles[3])
+        if records is not None:
+            self.transport.write(records)
+
+    def write(self, data: bytes) -> None:
+        handles = self._c_handles
+        if (handles is None or type(data) is not bytes or not data or self._lostTLSConnection
+                or handles[0] is not self._tlsConnection or (self.disconnecting and self._producer is None)):
+            _LeanSteps.write(self, data)
+            return
+        result = _write_step(handles[1], handles[3], data, handles[4])
+        if type(result) is bytes:
+            self.transport.write(result)
+        elif result is not None:
+            count, errno = result
+            _ffi.errno = errno
+            self._sealed(handles[0], data, count)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._c_handles = None
+        super().connectionLost(reason)
+
+
+# The extension's steps when it is built (the twins otherwise: the tests run this class on both).
+ACCELERATED = LEAN and lean_steps.ACCELERATED
+_read_step, _write_step, _drain = lean_steps.read_step, lean_steps.write_step, lean_steps.drain
+
+
+class LeanTLSProtocol(_AcceleratedSteps if ACCELERATED else _LeanSteps if LEAN else  # type: ignore[misc]
+                      TLSMemoryBIOProtocol):
+    """A ``TLSMemoryBIOProtocol`` whose reads and writes cost fewer Python calls (when ``LEAN``), and
+    fewer C calls (when ``ACCELERATED``: the extension ``_lean_steps`` is built)."""
+
+
+class PythonLeanTLSProtocol(_LeanSteps if LEAN else TLSMemoryBIOProtocol):  # type: ignore[misc]
+    """The pure-Python steps alone, as without the extension: for the tests and the benchmark."""
 
 
 class LeanTLSFactory(TLSMemoryBIOFactory):
