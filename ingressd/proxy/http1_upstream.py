@@ -257,8 +257,13 @@ class HTTP1Connection(StreamedConnection, Protocol):
                 if self._send_timer.at is not None:  # (set only while the backend is slow to read)
                     self._send_timer.clear()
                 self.exchange = None
-                exchange.upstream_whole(self, status, headers, for_client, lines, length,
-                                        data[end:] if after else b"", reusable)
+                # Back to the pool (release's call, inline) or closed before the exchange
+                # writes and finishes the response: a pipelined next request can take it.
+                if reusable:
+                    self.pool.release(self)
+                elif self.transport is not None:  # (close's lines)
+                    self.transport.loseConnection()
+                exchange.upstream_whole(status, headers, for_client, lines, length, data[end:] if after else b"")
                 return True
         if not self._read_paused:  # (dataReceived's, for a response not all here or not taken whole)
             self._read_timer.set(self._read_timeout)
