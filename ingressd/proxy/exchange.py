@@ -1186,8 +1186,9 @@ class Exchange:
             self.protocol.resume_reading()
         if self.status == 101:
             self.proxy.tunnels_open -= 1
-        callbacks, self._finish_callbacks = self._finish_callbacks, None
-        if callbacks:
+        callbacks = self._finish_callbacks
+        if callbacks is not None:  # (no store when none were registered: the usual case)
+            self._finish_callbacks = None
             for callback in callbacks:
                 try:
                     callback()
