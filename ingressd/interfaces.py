@@ -262,10 +262,11 @@ class ExchangeForUpstream(Protocol):
 
     def upstream_done(self, connection: UpstreamConnection, reusable: bool) -> None: ...
 
-    # Optional: ``takes_whole(headers) -> bool`` and ``upstream_whole(connection, status,
-    # headers, for_client, lines, length, body, reusable)``. A connection that has a whole
-    # response in one read (head and body) asks ``takes_whole`` with its headers; on True it
-    # settles itself (no longer the exchange's: its timers stopped) and makes the one
+    # Optional: ``takes_whole(headers) -> bool`` (True only once the request has ended) and
+    # ``upstream_whole(status, headers, for_client, lines, length, body)``. A connection that has
+    # a whole response in one read (head and body) asks ``takes_whole`` with its headers; on True
+    # it settles itself (no longer the exchange's: its timers stopped; back in its pool when
+    # reusable, else closing) and makes the one
     # ``upstream_whole`` call in place of ``upstream_head``, ``upstream_body`` and
     # ``upstream_done`` (``for_client``: the headers without those not for the client,
     # ``lines``: those serialised; the exchange's plain lane, ``Exchange.upstream_whole``).

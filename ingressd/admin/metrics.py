@@ -51,6 +51,7 @@ NGINX_TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 
 _HELD = 64  # finished exchanges held at most: then they are counted together (bench/metrics_ab.py)
 _HOLD_SECONDS = 0.1  # an exchange is counted at most this long after it finished (unless read first)
+_UNSEEN = object()  # fold's "no last route entry": its cells are looked up for the next exchange
 _METHODS = {m: m.decode("ascii") for m in
             (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"CONNECT", b"TRACE")}
 _CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
@@ -427,28 +428,35 @@ class Metrics:
         search = bisect_left
         nginx_on = self.nginx is not None
         rejections_of = self._rejections
-        # A round's exchanges are mostly of one route, method and status: the last one's series
-        # and children are taken again without a look-up.
-        last = series = children = None
+        # A round's exchanges are mostly of one route, method and status: the last one's series,
+        # children and the cells they count in are taken again without a look-up (locals: no
+        # attribute read for them per exchange).
+        last_entry = _UNSEEN
+        last_method = last_status = series = None
         for exchange, now in held:
             try:
                 entry = exchange.entry
                 status = exchange.status
                 method = exchange.method
-                if (entry, method, status) != last:
-                    last = (entry, method, status)
+                if entry is not last_entry or status != last_status or method != last_method:
+                    last_entry = _UNSEEN  # (until the look-ups below have succeeded)
                     series = series_of.get(entry)
                     if series is None:
                         series = series_of[entry] = self._new_series(exchange.route)
                     children = series.by_status.get((method, status))
                     if children is None:
                         children = series.by_status[(method, status)] = self._new_children(series, method, status)
-                counter, histogram, nginx = children
+                    counter, histogram, nginx = children
+                    counts, bounds = histogram.counts, histogram.bounds
+                    response_cell, request_cell = series.response_bytes, series.request_bytes
+                    upstream_histogram = series.upstream
+                    upstream_counts, upstream_bounds = upstream_histogram.counts, upstream_histogram.bounds
+                    last_entry, last_method, last_status = entry, method, status
                 duration = now - exchange.started
                 counter[0] += 1
                 # The two histograms of every request bumped here (_Histogram.observe's two lines):
                 # two Python calls fewer per request.
-                histogram.counts[search(histogram.bounds, duration)] += 1
+                counts[search(bounds, duration)] += 1
                 histogram.sum += duration
                 sent = exchange.bytes_sent
                 received = exchange.request_bytes
@@ -456,15 +464,14 @@ class Metrics:
                     up, down = exchange.tunnel_bytes
                     sent += down
                     received += up
-                series.response_bytes[0] += sent
-                series.request_bytes[0] += received
+                response_cell[0] += sent
+                request_cell[0] += received
                 ended = exchange.upstream_ended
                 started = exchange.upstream_started
                 upstream = ended - started if ended else -1.0
                 if upstream >= 0 and started:
-                    histogram = series.upstream
-                    histogram.counts[search(histogram.bounds, upstream)] += 1
-                    histogram.sum += upstream
+                    upstream_counts[search(upstream_bounds, upstream)] += 1
+                    upstream_histogram.sum += upstream
                 if exchange.retries:
                     series.retries[0] += exchange.retries
                 if 502 <= status <= 504:
@@ -476,10 +483,10 @@ class Metrics:
                         rejections = rejections_of[key] = self.plugin_rejections.labels(key[0], str(status))
                     rejections.inc()
                 if nginx_on:  # ingress-nginx's four histograms, _Histogram.observe's lines in place
-                    requests, histogram, response, request_size, response_size = nginx
+                    requests, nginx_duration, response, request_size, response_size = nginx
                     requests[0] += 1
-                    histogram.counts[search(histogram.bounds, duration)] += 1
-                    histogram.sum += duration
+                    nginx_duration.counts[search(nginx_duration.bounds, duration)] += 1
+                    nginx_duration.sum += duration
                     if upstream >= 0 and started:
                         response.counts[search(response.bounds, upstream)] += 1
                         response.sum += upstream
@@ -489,7 +496,7 @@ class Metrics:
                     response_size.sum += sent
             except Exception:  # one odd exchange must not stop the others' counting, nor a scrape
                 log.err(None, "ingressd: counting a finished exchange for the metrics failed")
-                last = None
+                last_entry = _UNSEEN
 
     def _new_series(self, route) -> _RouteSeries:
         if route is None:

@@ -43,6 +43,19 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # The status lines of the statuses above, made once (a response head is written per request).
 _STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in REASONS.items()}
+# Content-Length lines made once per length (a dict look-up instead of formatting one per
+# response), up to _LENGTH_LINES_HELD lengths; any other length is formatted each time.
+_LENGTH_LINES: dict[int, bytes] = {}
+_LENGTH_LINES_HELD = 4096
+
+
+def _length_line(length: int) -> bytes:
+    line = b"content-length: %d\r\n" % length
+    if len(_LENGTH_LINES) < _LENGTH_LINES_HELD:
+        _LENGTH_LINES[length] = line
+    return line
+
+
 # Never in a chunked trailer section (RFC 9110 6.5.1): framing, routing, the response's controls.
 _NO_TRAILER = frozenset((b"content-length", b"transfer-encoding", b"host", b"connection", b"trailer", b"te"))
 # The one-call plain head, where it pays (measured on CPython with each parser; PyPy is not
@@ -659,7 +672,7 @@ class HTTP1ServerProtocol(Protocol):
         if no_body:
             pass
         elif length is not None:
-            framing = b"content-length: %d\r\n" % length
+            framing = _LENGTH_LINES.get(length) or _length_line(length)
         elif head_only:
             pass
         elif request is not None and request.version == b"1.1":
@@ -687,9 +700,9 @@ class HTTP1ServerProtocol(Protocol):
         if body and self._response_body_allowed and not self.closed:
             if self._chunked_response:
                 body = b"%x\r\n%s\r\n" % (len(body), body)
-            data = b"%s%s%s%s\r\n%s" % (line, framing, own, lines, body)  # one bytes object, no list
+            data = b"".join((line, framing, own, lines, b"\r\n", body))  # one bytes object (join: no % parse)
         else:
-            data = b"%s%s%s%s\r\n" % (line, framing, own, lines)
+            data = b"".join((line, framing, own, lines, b"\r\n"))
         if self._corked:  # _send's work, inline: once per response
             self._out.append(data)
         else:

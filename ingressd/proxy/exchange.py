@@ -756,16 +756,18 @@ class Exchange:
         """Whether a whole response may come in one ``upstream_whole`` call: in the plain lane
         (whose response head has nothing of the route's to run), to a client side that writes
         a head and body at once (HTTP/1.1's ``write_response``), without the backend's
-        X-Accel-Buffering (a response writer of its own: the general steps)."""
-        return self._plain and _ACCEL_BUFFERING not in map(_name, headers) \
+        X-Accel-Buffering (a response writer of its own: the general steps), the request sent
+        whole (so its connection may be reused: the connection releases itself first)."""
+        return self._plain and self._body_ended and _ACCEL_BUFFERING not in map(_name, headers) \
             and getattr(self.protocol, "write_response", None) is not None
 
-    def upstream_whole(self, connection, status: int, headers, pairs, lines: bytes, length, body: bytes,
-                       reusable: bool) -> None:
-        """A whole response in one step (``takes_whole`` said yes; ``connection`` is settled, no
-        longer this exchange's): what ``upstream_head``, ``upstream_body`` and ``upstream_done``
-        do in the plain lane, with the head and body written at once. ``pairs``: the headers
-        for the client (``headers.from_backend``'s), ``lines``: those serialised."""
+    def upstream_whole(self, status: int, headers, pairs, lines: bytes, length, body: bytes) -> None:
+        """A whole response in one step (``takes_whole`` said yes; the connection is settled, no
+        longer this exchange's, and already back in its pool or closed, as ``upstream_done``
+        would have left it: the request had ended): what ``upstream_head``, ``upstream_body``
+        and ``upstream_done`` do in the plain lane, with the head and body written at once.
+        ``pairs``: the headers for the client (``headers.from_backend``'s), ``lines``: those
+        serialised."""
         self.upstream_status = self.status = status
         self.upstream_headed = self.upstream_ended = self.proxy.clock.seconds()
         self._upstream = None
@@ -787,10 +789,6 @@ class Exchange:
         self._response_started = True
         self.bytes_sent += len(body)
         protocol.write_response(status, pairs, lines, length, body)
-        if reusable and self._body_ended:
-            connection.release()
-        else:
-            connection.close()
         protocol.finish_response()
         self._finished()
 
@@ -1188,8 +1186,9 @@ class Exchange:
             self.protocol.resume_reading()
         if self.status == 101:
             self.proxy.tunnels_open -= 1
-        callbacks, self._finish_callbacks = self._finish_callbacks, None
-        if callbacks:
+        callbacks = self._finish_callbacks
+        if callbacks is not None:  # (no store when none were registered: the usual case)
+            self._finish_callbacks = None
             for callback in callbacks:
                 try:
                     callback()

@@ -239,11 +239,9 @@ class HTTP1Connection(StreamedConnection, Protocol):
             due = length
         if after > due:
             return False  # bytes past the response: llhttp decides what they are
-        self._fast_left = due - after
-        self._fast_keep_alive = keep_alive
-        self.response_headers = headers
-        self.for_client = for_client
         if after == due:  # the whole response: in one call to an exchange that takes it so
+            # (_fast_left stays start_head's 0; the head is the exchange's, not kept here: the
+            # next response's head replaces response_headers and for_client before they are read)
             exchange = self.exchange
             takes_whole = getattr(exchange, "takes_whole", None)
             if takes_whole is not None and takes_whole(headers):
@@ -257,9 +255,18 @@ class HTTP1Connection(StreamedConnection, Protocol):
                 if self._send_timer.at is not None:  # (set only while the backend is slow to read)
                     self._send_timer.clear()
                 self.exchange = None
-                exchange.upstream_whole(self, status, headers, for_client, lines, length,
-                                        data[end:] if after else b"", reusable)
+                # Back to the pool (release's call, inline) or closed before the exchange
+                # writes and finishes the response: a pipelined next request can take it.
+                if reusable:
+                    self.pool.release(self)
+                elif self.transport is not None:  # (close's lines)
+                    self.transport.loseConnection()
+                exchange.upstream_whole(status, headers, for_client, lines, length, data[end:] if after else b"")
                 return True
+        self._fast_left = due - after
+        self._fast_keep_alive = keep_alive
+        self.response_headers = headers
+        self.for_client = for_client
         if not self._read_paused:  # (dataReceived's, for a response not all here or not taken whole)
             self._read_timer.set(self._read_timeout)
         self._headers_complete(status, keep_alive, length)
