@@ -20,9 +20,17 @@ round ends, the round being the events one poll dispatched (ended as the next
 to the same point, ``callLater(0, f)``, makes a ``DelayedCall``, pushes it on the timers' heap
 and pops it again for every round that writes (each proxied request, each connection).
 
-Only ``doPoll`` and ``runUntilCurrent`` are replaced; ``doPoll`` uses three attributes ``EPollReactor`` does not
-document (``_poller``, ``_selectables``, ``_doReadOrWrite``). Should a Twisted release
-rename them, the reactor says so in the log and polls with Twisted's own ``doPoll``: slower,
+The main loop's turn where no timed call is due (most turns of a busy server: a poll, its
+events, the poll again) is taken without Twisted's ``runUntilCurrent`` and ``timeout`` (two
+clock reads, two insertions of no new calls, a context manager's two calls): ``mainLoop``
+ends the round, and polls until the first timed call is due, itself. A turn with anything
+for Twisted to do (a timed call due, new timed calls, calls from threads, the shutdown,
+cancelled calls to weed out, round ends asked by round ends) is Twisted's, as before.
+
+Only ``doPoll``, ``runUntilCurrent`` and ``mainLoop`` are replaced; ``doPoll`` uses three attributes ``EPollReactor`` does not
+document (``_poller``, ``_selectables``, ``_doReadOrWrite``), ``mainLoop`` six of
+``ReactorBase`` (``_MAIN_LOOP_RELIED_ON``). Should a Twisted release
+rename them, the reactor says so in the log and uses Twisted's own ``doPoll`` or ``mainLoop``: slower,
 never broken. A reactor chosen with ``twistd --reactor NAME`` is installed before
 ``ingressd`` starts and is kept (``--reactor epoll`` gives Twisted's dispatch back).
 """
@@ -32,10 +40,14 @@ from __future__ import annotations
 import errno
 import sys
 
+from twisted.internet import base as _twisted_base
 from twisted.internet.epollreactor import EPollReactor
 from twisted.python import log
 
 _RELIED_ON = ("_poller", "_selectables", "_doReadOrWrite")
+_MAIN_LOOP_RELIED_ON = ("_started", "_pendingTimedCalls", "_newTimedCalls", "threadCallQueue", "_justStopped",
+                        "_cancellations")
+_LONGEST_WAIT = 2147483  # s: Twisted's bound on a poll's timeout (epoll_wait's int of milliseconds)
 
 
 class DirectDispatchEPollReactor(EPollReactor):
@@ -50,6 +62,47 @@ class DirectDispatchEPollReactor(EPollReactor):
             log.msg(f"ingressd: this Twisted's epoll reactor has no {', '.join(missing)}; "
                     "dispatching events the way Twisted does")
             self.doPoll = self.doIteration = super().doPoll  # type: ignore[method-assign]
+        missing = [name for name in _MAIN_LOOP_RELIED_ON if not hasattr(self, name)]
+        if missing:
+            log.msg(f"ingressd: this Twisted's reactor has no {', '.join(missing)}; "
+                    "running Twisted's main loop")
+            self.mainLoop = super().mainLoop  # type: ignore[method-assign]
+
+    def mainLoop(self) -> None:
+        """Twisted's ``ReactorBase.mainLoop`` (``runUntilCurrent``, ``timeout``, ``doIteration``
+        in turn, an error logged as Twisted logs it), with a turn where no timed call is due
+        taken in line (see the module's docstring): the same calls in the same order."""
+        top_handler = getattr(_twisted_base, "_topHandler", None)  # Twisted's "Unexpected error in main loop"
+        while self._started:
+            try:
+                # runUntilCurrent's first step: the round of the poll just dispatched ends
+                if self._round_ends:
+                    self._end_round()
+                pending = self._pendingTimedCalls
+                if (self.threadCallQueue or self._newTimedCalls or self._justStopped or self._round_ends
+                        or (self._cancellations > 50 and self._cancellations > len(pending) >> 1)):
+                    timeout = self._twisteds_turn()
+                elif pending:
+                    timeout = pending[0].time - self.seconds()
+                    if timeout <= 0:  # due: Twisted runs it
+                        timeout = self._twisteds_turn()
+                    elif timeout > _LONGEST_WAIT:
+                        timeout = _LONGEST_WAIT
+                else:
+                    timeout = None  # nothing timed: wait for events
+                self.doIteration(self.running and timeout)
+            except BaseException:  # as Twisted's loop: logged, and the loop goes on
+                if top_handler is not None:
+                    top_handler.__exit__(*sys.exc_info())
+                else:
+                    log.err(None, "Unexpected error in main loop")
+
+    def _twisteds_turn(self) -> float | None:
+        """The rest of ``runUntilCurrent`` (its round end done), then Twisted's ``timeout``."""
+        super().runUntilCurrent()
+        if self._round_ends:  # the round of the timed calls just run
+            self._end_round()
+        return self.timeout()
 
     def doPoll(self, timeout: float | None) -> None:
         if timeout is None:

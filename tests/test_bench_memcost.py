@@ -126,6 +126,10 @@ SCRIPTS = [
      [r"the HTTP/1.1 protocol's life alone: " + FIGURE.format(unit="connection", rounds=2)]),
     (["conncost.py", "--connections", "50", "--rounds", "2", "--life-request", "--open", "3"],
      [r"in memory, 3 more open: " + FIGURE.format(unit="connection", rounds=2)]),
+    (["inflightcost.py", "--calls", "200", "--rounds", "2", "--in-flight", "3"],
+     [r"HTTP/2 client connection, 3 calls in flight: \d+\.\d\d µs CPU per call"]),
+    (["loopcost.py", "--turns", "1000", "--rounds", "2"],
+     [r"main loop, CPU µs a turn: Twisted's \d+\.\d{3}, ingressd's \d+\.\d{3}"]),
     (["flatfloor.py", "--requests", "300", "--rounds", "1"],
      [r"general: ", r"lean floor: ", r"checked floor: " + FIGURE.format(unit="request", rounds=1)]),
 ]

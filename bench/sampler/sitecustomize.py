@@ -45,7 +45,7 @@ if _OUT:
         while frame is not None:
             stack.append(frame.f_code)
             frame = frame.f_back
-        if not stack or not any(code.co_name in ("doPoll", "_doReadOrWrite", "runUntilCurrent", "doIteration")
+        if not stack or not any(code.co_name in ("doPoll", "_doReadOrWrite", "runUntilCurrent", "doIteration", "_end_round")
                    for code in stack):
             return  # start-up, shutdown: not the request path
         _taken[0] += 1

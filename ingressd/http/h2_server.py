@@ -155,6 +155,10 @@ class ServerConnection:
         self._state = _IDLE
         self.streams: dict[int, _Stream] = {}
         self._closed: dict[int, int | None] = {}  # closed stream id -> how it closed (h2's _closed_streams)
+        # Streams that may have closed since the last ``_open_count``: every change of a stream's
+        # state that can close it notes the stream here (``_may_close``), so the count looks at
+        # these alone, not at every stream of the connection.
+        self._closing: list[int] = []
         self.highest_inbound_stream_id = 0
         self._out = bytearray()
         self.outbound_window = _DEFAULT_WINDOW  # the connection's send window
@@ -193,24 +197,31 @@ class ServerConnection:
         self._out += frames.goaway_frame(self.highest_inbound_stream_id, error_code)
 
     def _open_count(self) -> int:
-        """Open streams; the closed ones are moved to the closed streams' memory (as h2 does)."""
-        count = 0
-        gone = None
-        for stream_id, stream in self.streams.items():
-            state = stream.state
-            if OPEN <= state <= HALF_CLOSED_LOCAL:
-                count += 1
-            elif state == CLOSED:
-                if gone is None:
-                    gone = []
-                gone.append(stream_id)
-        if gone:
+        """Open streams; the closed ones are moved to the closed streams' memory (as h2 does).
+
+        h2 walks every stream for this at each new stream. Here only the streams noted in
+        ``_closing`` can have closed since the last count, so only they are looked at, in
+        ascending id (the walk's order: streams are added with ascending ids); every other
+        stream of ``streams`` is open (a stream is added by its request's HEADERS, which opens
+        it at once, or closed as it is added). Same count, same streams moved, same order."""
+        closing = self._closing
+        streams = self.streams
+        if closing:
+            self._closing = []
             closed = self._closed
-            for stream_id in gone:
-                closed[stream_id] = self.streams.pop(stream_id).closed_by
-                if len(closed) > _MAX_CLOSED_STREAMS:
-                    del closed[next(iter(closed))]
-        return count
+            for stream_id in sorted(set(closing)) if len(closing) > 1 else closing:
+                stream = streams.get(stream_id)
+                if stream is not None and stream.state == CLOSED:
+                    del streams[stream_id]
+                    closed[stream_id] = stream.closed_by
+                    if len(closed) > _MAX_CLOSED_STREAMS:
+                        del closed[next(iter(closed))]
+        return len(streams)
+
+    def _may_close(self, stream: _Stream) -> None:
+        """Note ``stream`` for the next ``_open_count`` if a change of its state closed it."""
+        if stream.state == CLOSED:
+            self._closing.append(stream.stream_id)
 
     def _closed_by(self, stream_id: int):
         stream = self.streams.get(stream_id)
@@ -308,21 +319,27 @@ class ServerConnection:
             if limit is not None and self._new_streams > limit:
                 stream.state = CLOSED  # as if we had reset it: later frames on it meet STREAM_CLOSED
                 stream.closed_by = SENT_RST_STREAM
+                self._closing.append(stream_id)
                 self._out += frames.rst_stream_frame(stream_id, REFUSED_STREAM)
                 return
         ended = bool(frame.flags & END_STREAM)
         if _informational(fields):
             stream.state = CLOSED
+            self._closing.append(stream_id)
             raise ProtocolError(PROTOCOL_ERROR, "informational headers from a client")
         try:
             kind = stream.received_headers()
             if ended:
                 stream.received_end_stream()
         except StreamClosed as closed:
+            self._may_close(stream)
             self._closed_stream_frame(stream_id, events, closed.reset)
             return
         except StreamProtocolError as exc:
+            self._may_close(stream)
             raise ProtocolError(PROTOCOL_ERROR, str(exc)) from None
+        if ended and stream.state == CLOSED:
+            self._closing.append(stream_id)
         stream.expected_length = _content_length(fields)
         if kind == REQUEST_BLOCK:
             last_fields, checked = self._last_block
@@ -359,6 +376,7 @@ class ServerConnection:
         try:
             stream.received_data()
         except StreamClosed as closed:
+            self._may_close(stream)
             self._data_on_closed(stream_id, length)
             if closed.reset:
                 events.append((RESET, stream_id))
@@ -378,6 +396,9 @@ class ServerConnection:
                 stream.received_end_stream()
             except StreamProtocolError as exc:
                 raise ProtocolError(PROTOCOL_ERROR, str(exc)) from None
+            finally:
+                if stream.state == CLOSED:
+                    self._closing.append(stream_id)
         events.append((DATA, stream_id, data, length))
         if ended:
             events.append((ENDED, stream_id))
@@ -410,6 +431,7 @@ class ServerConnection:
         if window > LARGEST_WINDOW:  # the stream's error, not the connection's
             stream.state = CLOSED
             stream.closed_by = SENT_RST_STREAM
+            self._closing.append(stream_id)
             self._out += frames.rst_stream_frame(stream_id, FLOW_CONTROL_ERROR)
             events.append((RESET, stream_id))
             return
@@ -453,7 +475,10 @@ class ServerConnection:
         stream = self.streams.get(frame.stream_id)
         if stream is None or stream.state == CLOSED:
             return
-        stream.received_reset()
+        try:
+            stream.received_reset()
+        finally:
+            self._closing.append(frame.stream_id)
         events.append((RESET, frame.stream_id))
 
     def _priority(self, frame, events: list) -> None:
@@ -516,6 +541,9 @@ class ServerConnection:
             raise StreamClosedError(stream_id) from None
         except StreamProtocolError as exc:
             raise ProtocolError(PROTOCOL_ERROR, str(exc)) from None
+        finally:
+            if stream.state == CLOSED:
+                self._closing.append(stream_id)
         self._out += out
 
     def _open_count_outbound(self) -> int:
@@ -545,6 +573,9 @@ class ServerConnection:
             raise StreamClosedError(stream_id) from None
         except StreamProtocolError as exc:
             raise ProtocolError(PROTOCOL_ERROR, str(exc)) from None
+        finally:
+            if stream.state == CLOSED:
+                self._closing.append(stream_id)
         stream.outbound -= size
         self.outbound_window -= size
         self._out += frames.data_frame(stream_id, data, end_stream)
@@ -558,6 +589,8 @@ class ServerConnection:
             raise StreamClosedError(stream_id) from None
         except StreamProtocolError as exc:
             raise ProtocolError(PROTOCOL_ERROR, str(exc)) from None
+        finally:
+            self._may_close(stream)
         self._out += frames.data_frame(stream_id, b"", True)
 
     def reset_stream(self, stream_id: int, error_code: int = 0) -> None:
@@ -569,6 +602,8 @@ class ServerConnection:
             raise StreamClosedError(stream_id) from None
         except StreamProtocolError as exc:
             raise ProtocolError(PROTOCOL_ERROR, str(exc)) from None
+        finally:
+            self._may_close(stream)
         self._out += frames.rst_stream_frame(stream_id, int(error_code))
 
     def local_flow_control_window(self, stream_id: int) -> int:

@@ -438,7 +438,8 @@ class H2Stream:
 
     def opened(self) -> None:
         self.block = b""
-        self.send_pending()
+        if self.pending or self._ending:  # else nothing to send yet: the connection flushes the HEADERS
+            self.send_pending()
 
     def send_body(self, data: bytes) -> None:
         if self._done or not data:
