@@ -45,6 +45,7 @@ class HTTP1Connection(StreamedConnection, Protocol):
     def __init__(self, pool: "HTTP1Upstream", key: tuple[str, int]):
         self.pool = pool
         self.key = key
+        self.address = f"{key[0]}:{key[1]}"  # nginx's $upstream_addr for it (the exchange's plain lane)
         self.exchange = None
         self.parser = None
         self.connected = False
