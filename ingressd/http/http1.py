@@ -364,7 +364,46 @@ class HTTP1ServerProtocol(Protocol):
                 if head is None:
                     break
                 start = head[5]
-                self._plain_request(head)
+                # One plain head: llhttp's on_message_begin, on_headers_complete and
+                # on_message_complete of a request without a body in one, and _dispatch's steps
+                # for it inline when nothing is ahead of it (once a request: no two frames).
+                request = _new_request(Request)  # every slot set here: no __init__ frame
+                request.method, request.target, request.version, request.headers, request.keep_alive, _, \
+                    request.head_bytes, request.content_length = head
+                request.upgrade = request.chunked = request.expect_continue = request.complete = False
+                request.pending_body = None  # (no body to wait behind a pipelined request)
+                request.pending_bytes = 0
+                self._parsing = request
+                self._in_head = False
+                self._head_bytes = 0
+                if self._active is None and not self._queue:
+                    # on_message_begin's header timer, which _dispatch clears at once (no body):
+                    # only its status is left of it, so the timer is not moved twice.
+                    self._timer_status = 408
+                    requests = self._requests = self._requests + 1
+                    self._active_request = request
+                    self._head_written = False
+                    limit = settings.keepalive_requests
+                    self._response_keep_alive = request.keep_alive and not (limit and requests >= limit)
+                    self._timer.at = None  # (no body to come) clear()'s one line, inline
+                    try:
+                        active = self.handler(self, request)
+                    except Exception:
+                        log.err(None, "ingressd: request handler failed")
+                        self._active = None
+                        self.reject(500, "internal error")
+                    else:
+                        if active is not None and self._active_request is request:
+                            self._active = active  # (not answered already, nor the next one begun)
+                else:
+                    if self._active is None:
+                        self._set_timer(settings.header_timeout, 408)
+                    if len(self._queue) >= settings.max_pipelined:
+                        self.pause_reading()
+                    self._queue.append(request)
+                request.complete = True
+                if request is self._active_request and self._active is not None:
+                    self._active.body_done()
                 if not head[4]:
                     self._plain_closed = True
                     self._after_close(data[start:])
@@ -379,33 +418,6 @@ class HTTP1ServerProtocol(Protocol):
         and refuses anything else ("Data after `Connection: close`")."""
         if data.strip(b"\r\n"):
             self._reject_parsing(400, "Data after `Connection: close`")
-
-    def _plain_request(self, head: tuple) -> None:
-        """One plain head: ``on_message_begin``, ``on_headers_complete`` and
-        ``on_message_complete`` of a request without a body, in one."""
-        request = _new_request(Request)  # every slot set here: no __init__ frame (once per request)
-        request.method, request.target, request.version, request.headers, request.keep_alive, _, \
-            request.head_bytes, request.content_length = head
-        request.upgrade = request.chunked = request.expect_continue = request.complete = False
-        request.pending_body = None  # (no body to wait behind a pipelined request)
-        request.pending_bytes = 0
-        self._parsing = request
-        self._in_head = False
-        self._head_bytes = 0
-        if self._active is None and not self._queue:
-            # on_message_begin's header timer, which _dispatch clears at once (no body): only
-            # its status is left of it, so the timer is not moved twice.
-            self._timer_status = 408
-            self._dispatch(request)
-        else:
-            if self._active is None:
-                self._set_timer(self.settings.header_timeout, 408)
-            if len(self._queue) >= self.settings.max_pipelined:
-                self.pause_reading()
-            self._queue.append(request)
-        request.complete = True
-        if request is self._active_request and self._active is not None:
-            self._active.body_done()
 
     def _read_preface(self, data: bytes) -> None:
         """The connection's first bytes, while they are a prefix of the HTTP/2 preface: held
