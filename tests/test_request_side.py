@@ -98,3 +98,35 @@ def test_the_plain_lane_names_the_endpoint_and_times_from_the_start(tmp_path):
     assert exchange.upstream_started == exchange.upstream_connected == exchange._first_try == exchange.started
     assert exchange.started == pytest.approx(reactor.seconds() - 0.5)
     assert exchange.upstream_ended - exchange.upstream_started == pytest.approx(0.5)
+
+
+# -- the plain head dispatched inside _plain_heads' loop --------------------------------------------
+# What _dispatch does with a handler that raises, or that answers the request itself (returns
+# None, perhaps after the next request began), is done alike inline: the same bytes, events and
+# timeouts as llhttp's path (test_http1_plain_head's rig, with two more handlers).
+
+from test_http1_plain_head import PARSERS, STREAMS, Rig as _PlainRig  # noqa: E402
+
+
+class _Rig(_PlainRig):
+    def __call__(self, protocol, request):
+        if self.mode == "raises":
+            self.events.append(("dispatch", request.target))
+            raise RuntimeError("a handler's bug")
+        if self.mode == "answers":  # a local response while being made: no exchange returned
+            exchange = super().__call__(protocol, request)
+            exchange._answer(b"local")
+            return None
+        return super().__call__(protocol, request)
+
+
+@pytest.mark.parametrize("parse", PARSERS)
+@pytest.mark.parametrize("mode", ["raises", "answers"])
+@pytest.mark.parametrize("stream", range(len(STREAMS)))
+def test_a_handler_that_raises_or_answers_itself_alike(parse, mode, stream):
+    data = STREAMS[stream]
+    step = 1 if len(data) < 600 else 97
+    for chunks in [[data]] + [[data[:cut], data[cut:]] for cut in range(1, len(data), step)]:
+        fast = _Rig(parse, mode).feed(chunks)
+        slow = _Rig(None, mode).feed(chunks)
+        assert fast == slow
