@@ -130,3 +130,27 @@ def test_a_handler_that_raises_or_answers_itself_alike(parse, mode, stream):
         fast = _Rig(parse, mode).feed(chunks)
         slow = _Rig(None, mode).feed(chunks)
         assert fast == slow
+
+
+# -- host_of's memo read first (begin) ----------------------------------------------------------------
+
+def test_remembered_host_reads_host_ofs_memo_only():
+    from ingressd.config import routing
+
+    header = b"Remembered.Example:8080"
+    routing._HOSTS.pop(header, None)
+    assert routing.remembered_host(header) is None  # not seen: begin asks host_of
+    assert routing.host_of(header) == "remembered.example"
+    assert routing.remembered_host(header) == "remembered.example"
+    assert routing.remembered_host.__self__ is routing._HOSTS  # the memo itself, cleared in place
+    routing._HOSTS.clear()
+    assert routing.remembered_host(header) is None
+
+
+@pytest.mark.parametrize("header", [None, b"", b":80", b"A.b.", b"[::1]:443", b"x" * 300])
+def test_begins_host_is_host_ofs(header):
+    from ingressd.config import routing
+
+    routing.host_of(header)  # remembered, where host_of remembers it
+    expected = routing._host_of(header) if header else ""
+    assert (routing.remembered_host(header) or routing.host_of(header)) == expected

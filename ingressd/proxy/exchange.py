@@ -39,7 +39,7 @@ from ingressd.proxy.request_facts import header_facts, request_facts
 from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, connection_tokens, from_backend, serialize
 from ingressd.http.http1 import error_page
 from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
-from ingressd.config.routing import host_of
+from ingressd.config.routing import host_of, remembered_host
 from ingressd.proxy.canary_choice import choose
 from ingressd.proxy.next_upstream import DEFAULT as NEXT_UPSTREAM, exhausted, failure_kind, may_retry
 from ingressd.proxy.request_body import BufferedBody
@@ -346,7 +346,8 @@ class Exchange:
             if facts is None:
                 return
         self.path, self.query, self.target, host, rid, upgrade, self._has_connection, spoofed, forwarded = facts
-        self.host = host = host_of(host)  # (``host``: the Host field's value until here)
+        # (``host``: the Host field's value until here; its routing key, remembered, without host_of's call)
+        self.host = host = remembered_host(host) or host_of(host)
         proxy = self.proxy  # (read once: begin runs once per request)
         policy = proxy.settings.forwarding
         known = self.protocol.trusted  # is_trusted's answer for the connection, without its call
@@ -354,7 +355,9 @@ class Exchange:
             self.headers, facts[3], rid, spoofed, forwarded, self.peer_ip, self.scheme, self.server_port,
             known[1] if known is not None and known[0] is policy else proxy.is_trusted(self.protocol),
             self.request_uri if policy.add_original_uri else b"")
-        websocket = self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
+        websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
+        if websocket:  # (False: the class's)
+            self.websocket = True
         table = proxy.state.table
         misdirected = table.misdirected
         if misdirected is not None and self.https \
@@ -499,8 +502,7 @@ class Exchange:
         self.upstream_address = connection.address  # the endpoint's "address:port" (the pool's key)
         # The backend is asked in the call that made the exchange: its clock read serves.
         self.upstream_started = self._first_try = self.upstream_connected = self.started
-        self._upstream = connection
-        self._upstream_paused = False
+        self._upstream = connection  # (_upstream_paused: the class's False, a first try's)
         # No body follows the head (its framing says so): body_done has nothing to end (no
         # _end_body, whose end_body writes nothing without chunks).
         self._body_ended = True
