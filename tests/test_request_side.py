@@ -154,3 +154,40 @@ def test_begins_host_is_host_ofs(header):
     routing.host_of(header)  # remembered, where host_of remembers it
     expected = routing._host_of(header) if header else ""
     assert (routing.remembered_host(header) or routing.host_of(header)) == expected
+
+
+# -- the handler's call bound once a connection -------------------------------------------------------
+
+def test_the_handler_is_called_as_given_whatever_kind_of_callable():
+    from ingressd.http.http1 import HTTP1ServerProtocol, ServerSettings
+
+    seen = []
+
+    def function(protocol, request):
+        seen.append(("function", request.target))
+
+    class Callable_:
+        def __call__(self, protocol, request):
+            seen.append(("object", request.target))
+
+    class Builtin(dict):  # a __call__ that is no Python function: called as the object
+        pass
+
+    kinds = [(function, function), (Callable_(), None), (Builtin(), None)]
+    for handler, expected in kinds:
+        protocol = HTTP1ServerProtocol(ServerSettings(), handler, Clock())
+        assert protocol.handler is handler
+        if expected is not None:
+            assert protocol._handle is expected
+    obj = kinds[1][0]
+    bound = HTTP1ServerProtocol(ServerSettings(), obj, Clock())._handle
+    assert bound.__self__ is obj and bound.__func__ is type(obj).__call__
+    assert HTTP1ServerProtocol(ServerSettings(), kinds[2][0], Clock())._handle is kinds[2][0]
+    for handler, _ in kinds[:2]:
+        rig = _Rig(None)
+        rig.protocol = HTTP1ServerProtocol(ServerSettings(), handler, rig.clock)
+        from twisted.internet.testing import StringTransport
+        rig.protocol.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5555),
+                                                    hostAddress=IPv4Address("TCP", "127.0.0.1", 8080)))
+        rig.protocol.dataReceived(b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert seen == [("function", b"/k"), ("object", b"/k")]

@@ -9,6 +9,7 @@ writes responses with the right framing. What to do with a request is the handle
 from __future__ import annotations
 
 from collections import deque
+from types import FunctionType
 from typing import Any, Callable
 
 from twisted.internet.interfaces import IPushProducer
@@ -232,6 +233,10 @@ class HTTP1ServerProtocol(Protocol):
         # reactor call for all connections' header timeouts); the clock itself when not given.
         self.settings = settings
         self.handler = handler
+        # What a request calls: an object's __call__ bound once a connection (a call through
+        # the type's __call__ slot costs more than a bound method's, once a request).
+        self._handle = handler.__call__ if isinstance(getattr(type(handler), "__call__", None), FunctionType) \
+            else handler
         self.clock = clock
         self._queue: deque[Request] = deque()
         self._timer = Deadline(clock if timers is None else timers, self._timed_out, horizon=min(
@@ -387,7 +392,7 @@ class HTTP1ServerProtocol(Protocol):
                     self._response_keep_alive = request.keep_alive and not (limit and requests >= limit)
                     self._timer.at = None  # (no body to come) clear()'s one line, inline
                     try:
-                        active = self.handler(self, request)
+                        active = self._handle(self, request)
                     except Exception:
                         log.err(None, "ingressd: request handler failed")
                         self._active = None
@@ -618,7 +623,7 @@ class HTTP1ServerProtocol(Protocol):
         else:
             self._timer.at = None  # clear()'s one line, inline: once per request
         try:
-            active = self.handler(self, request)
+            active = self._handle(self, request)
         except Exception:
             log.err(None, "ingressd: request handler failed")
             self._active = None
