@@ -191,3 +191,34 @@ def test_the_handler_is_called_as_given_whatever_kind_of_callable():
                                                     hostAddress=IPv4Address("TCP", "127.0.0.1", 8080)))
         rig.protocol.dataReceived(b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n")
     assert seen == [("function", b"/k"), ("object", b"/k")]
+
+
+# -- RoundRobin.pick's first try without the loop -----------------------------------------------------
+
+def _pick_by_the_loop(balancer, exclude=()):
+    """RoundRobin.pick as it was: the loop for every pick."""
+    endpoints = balancer.endpoints
+    count = len(endpoints)
+    if not count:
+        return None
+    start = balancer._next
+    for _ in range(count):
+        endpoint = endpoints[balancer._next % count]
+        balancer._next += 1
+        if endpoint not in exclude:
+            return endpoint
+    balancer._next = start + 1
+    return endpoints[start % count]
+
+
+@given(st.integers(0, 5), st.lists(st.tuples(st.booleans(), st.sets(st.integers(0, 5))), max_size=30))
+def test_round_robin_picks_as_the_loop_did(count, picks):
+    from ingressd.features import RoundRobin
+
+    endpoints = [f"10.0.0.{n}" for n in range(count)]
+    fast, slow = RoundRobin(endpoints), RoundRobin(endpoints)
+    for empty, excluded in picks:
+        exclude = () if empty else tuple(endpoints[n] for n in excluded if n < count)
+        assert fast.pick(exclude) == _pick_by_the_loop(slow, exclude)
+        assert fast._next == slow._next
+    assert fast.pick() == _pick_by_the_loop(slow)
