@@ -87,7 +87,7 @@ class Proxy:
         self.tunnels_open = 0  # WebSocket tunnels now open
         self.exchanges_open = 0  # requests begun and not yet finished (nginx's "writing" connections)
         # Requests without a body to a plain route take the exchange's plain lane
-        # (Exchange._forward_plain); False: every request takes the general steps (the tests
+        # (the end of Exchange.begin); False: every request takes the general steps (the tests
         # compare the two).
         self.flat = True
         self._plain_entries: dict = {}  # RouteEntry → whether it is plain (_plain_entry), bounded
@@ -205,7 +205,7 @@ class Exchange:
     _forward_callbacks: list | None = None  # on_forward's (callback, body_limit), until announced
     _upstream = None
     _cancel_connect = None
-    _plain = False  # in the plain lane (_forward_plain)
+    _plain = False  # in the plain lane (the end of begin)
     _plain_fields: tuple = ()  # the response fields the plain lane sets (Proxy.plain_fields)
     _body_bytes = 0
     _body_complete = False
@@ -395,7 +395,41 @@ class Exchange:
             if fields is not None:
                 if fields:
                     self._plain_fields = fields
-                self._forward_plain()
+                # The plain lane, inline (once a request: no frame of its own). What
+                # ``_forward``, ``_connect`` and ``_pick`` would decide is known: the endpoint is
+                # picked and an idle pooled connection, when there is one, is asked at once, with
+                # ``_connect_to``'s and ``_connected``'s bookkeeping; without one, ``_connect_to``
+                # connects. Failures, retries and everything after the response head are the
+                # general steps'.
+                self._plain = True
+                endpoint = entry.balancer.pick(())  # (nothing tried yet)
+                if endpoint is None:
+                    self.error_cause = "no_endpoints"
+                    self.local(503)
+                    return
+                settings = entry.upstream
+                connection = proxy.upstreams[settings.protocol].take_idle(endpoint.address, endpoint.port, settings)
+                if connection is None:
+                    self._connect_to(endpoint)
+                    return
+                self._tried = (endpoint,)
+                self.upstream_endpoint = endpoint
+                self.upstream_address = connection.address  # the endpoint's "address:port" (the pool's key)
+                # The backend is asked in the call that made the exchange: its clock read serves.
+                self.upstream_started = self._first_try = self.upstream_connected = self.started
+                self._upstream = connection  # (_upstream_paused: the class's False, a first try's)
+                # No body follows the head (its framing says so): body_done has nothing to end (no
+                # _end_body, whose end_body writes nothing without chunks).
+                self._body_ended = True
+                # _upstream_headers, serialize and start's framing in one call (no feature edits the
+                # headers of a plain route, and its request is no WebSocket)
+                pairs = self.headers.pairs
+                method = request.method
+                connection.start_head(self, backend_request_head(
+                    method, self.target, b"1.1", pairs,
+                    _NOT_FORWARDED | (connection_tokens(pairs) - _END_TO_END) if self._has_connection
+                    else _NOT_FORWARDED, self._forwarded, request.content_length), method == b"HEAD",
+                    settings.read_timeout, settings.send_timeout)
                 return
         if entry.request_features:
             self._run_features()
@@ -476,45 +510,6 @@ class Exchange:
             self._awaiting_body = True
             return
         self._connect()
-
-    def _forward_plain(self) -> None:
-        """The plain lane: a request without a body to a plain route (``Proxy.is_plain``: no
-        feature but settings, no weighted set or canary, no route timeouts, HTTP/1.1 in clear or
-        over TLS, nothing of the route's to consult in the response head). What ``_forward``, ``_connect`` and ``_pick``
-        would decide is known, so the endpoint is picked and an idle pooled connection, when
-        there is one, is asked at once, with ``_connect_to``'s and ``_connected``'s bookkeeping;
-        without one, ``_connect_to`` connects. Failures, retries and everything after the
-        response head are the general steps'."""
-        self._plain = True
-        endpoint = self.entry.balancer.pick(self._tried)
-        if endpoint is None:
-            self.error_cause = "no_endpoints"
-            self.local(503)
-            return
-        settings = self.upstream_settings
-        proxy = self.proxy
-        connection = proxy.upstreams[settings.protocol].take_idle(endpoint.address, endpoint.port, settings)
-        if connection is None:
-            self._connect_to(endpoint)
-            return
-        self._tried += (endpoint,)
-        self.upstream_endpoint = endpoint
-        self.upstream_address = connection.address  # the endpoint's "address:port" (the pool's key)
-        # The backend is asked in the call that made the exchange: its clock read serves.
-        self.upstream_started = self._first_try = self.upstream_connected = self.started
-        self._upstream = connection  # (_upstream_paused: the class's False, a first try's)
-        # No body follows the head (its framing says so): body_done has nothing to end (no
-        # _end_body, whose end_body writes nothing without chunks).
-        self._body_ended = True
-        # _upstream_headers, serialize and start's framing in one call (no feature edits the
-        # headers of a plain route, and its request is no WebSocket)
-        pairs = self.headers.pairs
-        method = self.method
-        connection.start_head(self, backend_request_head(
-            method, self.target, b"1.1", pairs,
-            _NOT_FORWARDED | (connection_tokens(pairs) - _END_TO_END) if self._has_connection else _NOT_FORWARDED,
-            self._forwarded, self.request.content_length), method == b"HEAD", settings.read_timeout,
-            settings.send_timeout)
 
     def _streams_body(self) -> bool:
         """Whether the request body goes to the backend as it arrives: an upstream protocol
@@ -1239,7 +1234,7 @@ def _with_fields(pairs: list, fields: tuple) -> list:
 
 
 def _plain_entry(entry, upstreams) -> tuple:
-    """Whether a route's requests without a body may take the plain lane (``Exchange._forward_plain``),
+    """Whether a route's requests without a body may take the plain lane (the end of ``Exchange.begin``),
     as (for http, for https): None when not, else the response fields the lane sets. Plain: no
     feature but settings (features that only say the route's ``UpstreamSettings``, such as
     backend-protocol's: so no request, response, upstream-request or error feature, no body
