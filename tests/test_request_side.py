@@ -100,7 +100,7 @@ def test_the_plain_lane_names_the_endpoint_and_times_from_the_start(tmp_path):
     assert exchange.upstream_ended - exchange.upstream_started == pytest.approx(0.5)
 
 
-# -- the plain head dispatched inside _plain_heads' loop --------------------------------------------
+# -- the plain head dispatched inside dataReceived's loop ----------------------------------------------
 # What _dispatch does with a handler that raises, or that answers the request itself (returns
 # None, perhaps after the next request began), is done alike inline: the same bytes, events and
 # timeouts as llhttp's path (test_http1_plain_head's rig, with two more handlers).
