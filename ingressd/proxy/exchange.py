@@ -365,7 +365,11 @@ class Exchange:
             self.local(421)  # another Gateway HTTPS listener's host (tls/misdirected.py)
             return
         path = self.path
-        entry = table.match(host, path, self)
+        # match's first step inline: its memo of (host, path) → entry when the table has no
+        # HTTPS-only part (``secure``); anything else (and an answer not remembered) is match's.
+        entry = table.cache.get((host, path)) if table.secure is None else None
+        if entry is None:
+            entry = table.match(host, path, self)
         if entry is None:
             self.local(404)
             return
