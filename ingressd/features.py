@@ -349,6 +349,9 @@ class RoundRobin:
         if not count:
             return None
         start = self._next
+        if not exclude:  # (a first try: the next in turn, without the loop)
+            self._next = start + 1
+            return endpoints[start % count]
         for _ in range(count):
             endpoint = endpoints[self._next % count]
             self._next += 1

@@ -232,9 +232,10 @@ class UpstreamProtocol(Protocol):
     # held whole first (gRPC streams both ways: ``proxy.h2_upstream``).
     streams_request_body: bool
     # Optional: ``take_idle(host, port, settings)``, an idle connection at hand (marked reused) or
-    # None, for the exchange's plain lane (``Exchange._forward_plain``; HTTP/1.1, HTTP and HTTPS);
+    # None, for the exchange's plain lane (the end of ``Exchange.begin``; HTTP/1.1, HTTP and HTTPS);
     # such a connection also takes a head made whole: ``start_head(exchange, head, head_request,
-    # read_timeout, send_timeout)`` (``http1_upstream.HTTP1Connection.start_head``).
+    # read_timeout, send_timeout)`` (``http1_upstream.HTTP1Connection.start_head``) and names its
+    # endpoint as ``address`` ("host:port", nginx's $upstream_addr).
 
     def acquire(self, host: str, port: int, settings: Any,
                 on_ready: Callable[[UpstreamConnection], None],

@@ -1,4 +1,4 @@
-"""The exchange's plain lane (``Exchange._forward_plain``) against the general steps.
+"""The exchange's plain lane (the end of ``Exchange.begin``) against the general steps.
 
 The same requests go through the real server in memory (``serve_in_memory``) twice: once with
 ``Proxy.flat`` off (every request takes ``_forward`` → ``_connect`` → ``_pick`` → ``_connect_to``

@@ -392,6 +392,10 @@ def _path_table(members: list[E]) -> "PathTable[E] | RegexPathTable[E] | Conditi
 # invalidate). Bounded: emptied when full; headers longer than a DNS name are not kept.
 _HOSTS: dict[bytes, str] = {}
 HOSTS_REMEMBERED = 1024
+# The memo's read alone: a Host header's routing key when it was seen recently, else None (then
+# host_of). The request path asks it first, without host_of's frame (the dict is only ever
+# cleared in place, so this stays its reader).
+remembered_host = _HOSTS.get
 _LONGEST_NAME = 255
 
 

@@ -9,6 +9,7 @@ writes responses with the right framing. What to do with a request is the handle
 from __future__ import annotations
 
 from collections import deque
+from types import FunctionType
 from typing import Any, Callable
 
 from twisted.internet.interfaces import IPushProducer
@@ -245,6 +246,10 @@ class HTTP1ServerProtocol(Protocol):
         # reactor call for all connections' header timeouts); the clock itself when not given.
         self.settings = settings
         self.handler = handler
+        # What a request calls: an object's __call__ bound once a connection (a call through
+        # the type's __call__ slot costs more than a bound method's, once a request).
+        self._handle = handler.__call__ if isinstance(getattr(type(handler), "__call__", None), FunctionType) \
+            else handler
         self.clock = clock
         self._queue: deque[Request] = deque()
         self._timer = Deadline(clock if timers is None else timers, self._timed_out, horizon=min(
@@ -327,14 +332,83 @@ class HTTP1ServerProtocol(Protocol):
             if self._plain_closed:
                 self._after_close(data)
                 return
-            if self.parse_plain_head is not None:
+            parse = self.parse_plain_head
+            if parse is not None:
                 # llhttp is between messages (the last one complete, nothing of the next fed):
-                # the plain heads at the front of the read are taken here, the rest goes on.
-                taken = self._plain_heads(data)
-                if taken:
-                    if taken == len(data):
+                # the plain heads at the front of the read are taken here (inline: once a read),
+                # the rest goes on. The complete plain request heads at the front of ``data``
+                # (``request_head``: no body, no upgrade, within one header buffer) are
+                # dispatched or queued each as the llhttp callbacks would, in the same order
+                # with the same timers. A head it declines, or a partial one, is left to llhttp
+                # (a partial head is rare, and llhttp's reading of it keeps today's limits as it
+                # grows). After a head that closes the connection, llhttp (which has not seen
+                # it) is not asked again: ``_after_close`` refuses what follows as llhttp would.
+                settings = self.settings
+                start = 0
+                size = len(data)
+                try:
+                    while start < size:
+                        current = self._parsing
+                        if current is not None and not (current.complete and current.keep_alive
+                                                        and not current.upgrade):
+                            break  # llhttp is reading a message, or closed after one, or switched protocols
+                        head = parse(data, start, settings.header_buffers[1], settings.max_headers,
+                                     # drops_underscores, without its property call
+                                     not settings.underscores_in_headers and settings.ignore_invalid_headers)
+                        if head is None:
+                            break
+                        start = head[5]
+                        # One plain head: llhttp's on_message_begin, on_headers_complete and
+                        # on_message_complete of a request without a body in one, and _dispatch's steps
+                        # for it inline when nothing is ahead of it (once a request: no two frames).
+                        request = _new_request(Request)  # every slot set here: no __init__ frame
+                        request.method, request.target, request.version, request.headers, request.keep_alive, _, \
+                            request.head_bytes, request.content_length = head
+                        request.upgrade = request.chunked = request.expect_continue = request.complete = False
+                        request.pending_body = None  # (no body to wait behind a pipelined request)
+                        request.pending_bytes = 0
+                        self._parsing = request
+                        self._in_head = False
+                        self._head_bytes = 0
+                        if self._active is None and not self._queue:
+                            # on_message_begin's header timer, which _dispatch clears at once (no body):
+                            # only its status is left of it, so the timer is not moved twice.
+                            self._timer_status = 408
+                            requests = self._requests = self._requests + 1
+                            self._active_request = request
+                            self._head_written = False
+                            limit = settings.keepalive_requests
+                            self._response_keep_alive = request.keep_alive and not (limit and requests >= limit)
+                            self._timer.at = None  # (no body to come) clear()'s one line, inline
+                            try:
+                                active = self._handle(self, request)
+                            except Exception:
+                                log.err(None, "ingressd: request handler failed")
+                                self._active = None
+                                self.reject(500, "internal error")
+                            else:
+                                if active is not None and self._active_request is request:
+                                    self._active = active  # (not answered already, nor the next one begun)
+                        else:
+                            if self._active is None:
+                                self._set_timer(settings.header_timeout, 408)
+                            if len(self._queue) >= settings.max_pipelined:
+                                self.pause_reading()
+                            self._queue.append(request)
+                        request.complete = True
+                        if request is self._active_request and self._active is not None:
+                            self._active.body_done()
+                        if not head[4]:
+                            self._plain_closed = True
+                            self._after_close(data[start:])
+                            return
+                except Exception as exc:  # as llhttp turns a callback's exception into a parse error
+                    self._reject_parsing(400, str(exc))
+                    return
+                if start:
+                    if start == size:
                         return
-                    data = data[taken:]  # (even if closed meanwhile: llhttp, too, reads on to the end)
+                    data = data[start:]  # (even if closed meanwhile: llhttp, too, reads on to the end)
         if self._in_head:
             self._head_bytes += len(data)
         try:
@@ -354,71 +428,11 @@ class HTTP1ServerProtocol(Protocol):
             in_line = self._parsing is not None and not self._line_checked and self._url_bytes
             self._reject_parsing(414 if in_line else head_buffers.TOO_LARGE, "request head too large")
 
-    def _plain_heads(self, data: bytes) -> int:
-        """Take the complete plain request heads at the front of ``data`` (``request_head``:
-        no body, no upgrade, within one header buffer) and dispatch or queue each
-        as the llhttp callbacks would, in the same order with the same timers; return how
-        many bytes were taken. A head it declines, or a partial one, is left to llhttp (a
-        partial head is rare, and llhttp's reading of it keeps today's limits as it grows).
-        After a head that closes the connection, llhttp (which has not seen it) is not asked
-        again: ``_after_close`` refuses what follows as llhttp would."""
-        parse = self.parse_plain_head
-        settings = self.settings
-        start = 0
-        size = len(data)
-        try:
-            while start < size:
-                current = self._parsing
-                if current is not None and not (current.complete and current.keep_alive and not current.upgrade):
-                    break  # llhttp is reading a message, or closed after one, or switched protocols
-                head = parse(data, start, settings.header_buffers[1], settings.max_headers,
-                             # drops_underscores, without its property call
-                             not settings.underscores_in_headers and settings.ignore_invalid_headers)
-                if head is None:
-                    break
-                start = head[5]
-                self._plain_request(head)
-                if not head[4]:
-                    self._plain_closed = True
-                    self._after_close(data[start:])
-                    return size
-        except Exception as exc:  # as llhttp turns a callback's exception into a parse error
-            self._reject_parsing(400, str(exc))
-            return size
-        return start
-
     def _after_close(self, data: bytes) -> None:
         """Bytes after a plain head that closes the connection: llhttp skips blank lines there
         and refuses anything else ("Data after `Connection: close`")."""
         if data.strip(b"\r\n"):
             self._reject_parsing(400, "Data after `Connection: close`")
-
-    def _plain_request(self, head: tuple) -> None:
-        """One plain head: ``on_message_begin``, ``on_headers_complete`` and
-        ``on_message_complete`` of a request without a body, in one."""
-        request = _new_request(Request)  # every slot set here: no __init__ frame (once per request)
-        request.method, request.target, request.version, request.headers, request.keep_alive, _, \
-            request.head_bytes, request.content_length = head
-        request.upgrade = request.chunked = request.expect_continue = request.complete = False
-        request.pending_body = None  # (no body to wait behind a pipelined request)
-        request.pending_bytes = 0
-        self._parsing = request
-        self._in_head = False
-        self._head_bytes = 0
-        if self._active is None and not self._queue:
-            # on_message_begin's header timer, which _dispatch clears at once (no body): only
-            # its status is left of it, so the timer is not moved twice.
-            self._timer_status = 408
-            self._dispatch(request)
-        else:
-            if self._active is None:
-                self._set_timer(self.settings.header_timeout, 408)
-            if len(self._queue) >= self.settings.max_pipelined:
-                self.pause_reading()
-            self._queue.append(request)
-        request.complete = True
-        if request is self._active_request and self._active is not None:
-            self._active.body_done()
 
     def _read_preface(self, data: bytes) -> None:
         """The connection's first bytes, while they are a prefix of the HTTP/2 preface: held
@@ -619,7 +633,7 @@ class HTTP1ServerProtocol(Protocol):
         else:
             self._timer.at = None  # clear()'s one line, inline: once per request
         try:
-            active = self.handler(self, request)
+            active = self._handle(self, request)
         except Exception:
             log.err(None, "ingressd: request handler failed")
             self._active = None

@@ -1,5 +1,5 @@
 """A backend request's head as bytes in one call: the request line, the headers the backend is
-sent and the framing, for the exchange's plain lane (``Exchange._forward_plain``).
+sent and the framing, for the exchange's plain lane (the end of ``Exchange.begin``).
 
 ``backend_request_head(method, target, version, pairs, drop, extra, body_length)`` is
 ``METHOD target HTTP/version``, then ``name: value`` for every pair of ``pairs`` whose name

@@ -39,7 +39,7 @@ from ingressd.proxy.request_facts import header_facts, request_facts
 from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, Headers, connection_tokens, from_backend, serialize
 from ingressd.http.http1 import error_page
 from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
-from ingressd.config.routing import host_of
+from ingressd.config.routing import host_of, remembered_host
 from ingressd.proxy.canary_choice import choose
 from ingressd.proxy.next_upstream import DEFAULT as NEXT_UPSTREAM, exhausted, failure_kind, may_retry
 from ingressd.proxy.request_body import BufferedBody
@@ -87,14 +87,31 @@ class Proxy:
         self.tunnels_open = 0  # WebSocket tunnels now open
         self.exchanges_open = 0  # requests begun and not yet finished (nginx's "writing" connections)
         # Requests without a body to a plain route take the exchange's plain lane
-        # (Exchange._forward_plain); False: every request takes the general steps (the tests
+        # (the end of Exchange.begin); False: every request takes the general steps (the tests
         # compare the two).
         self.flat = True
         self._plain_entries: dict = {}  # RouteEntry → whether it is plain (_plain_entry), bounded
         self._plain_table = None  # the route table those entries belong to
 
     def __call__(self, protocol, request) -> "Exchange":
-        exchange = Exchange(self, protocol, request)
+        # Exchange.__init__'s lines (and Headers.__init__'s), inline: one exchange a request,
+        # without two Python frames (test_request_side pins that both make the same exchange).
+        exchange = _new_object(Exchange)
+        exchange.proxy = self
+        self.exchanges_open += 1
+        exchange.protocol = protocol
+        exchange.request = request
+        exchange.method = request.method
+        exchange.version = request.version
+        headers = exchange.headers = _new_object(Headers)
+        pairs = request.headers
+        headers.pairs = pairs if pairs is not None else []
+        exchange.peer_ip = exchange.client_ip = protocol.peer_ip
+        exchange.scheme = protocol.scheme
+        exchange.server_port = protocol.server_port
+        exchange.upstream_settings = self.settings.upstream
+        exchange.started = self.clock.seconds()
+        exchange._tried = ()
         exchange.begin()
         return exchange
 
@@ -188,7 +205,7 @@ class Exchange:
     _forward_callbacks: list | None = None  # on_forward's (callback, body_limit), until announced
     _upstream = None
     _cancel_connect = None
-    _plain = False  # in the plain lane (_forward_plain)
+    _plain = False  # in the plain lane (the end of begin)
     _plain_fields: tuple = ()  # the response fields the plain lane sets (Proxy.plain_fields)
     _body_bytes = 0
     _body_complete = False
@@ -223,6 +240,7 @@ class Exchange:
     _timers: RouteTimers | None = None  # the route's own time limits (Route.timeouts), if it has some
 
     def __init__(self, proxy: Proxy, protocol, request):
+        # (Proxy.__call__ makes the request path's exchanges with these lines inline: keep the two alike.)
         self.proxy = proxy
         proxy.exchanges_open += 1
         self.protocol = protocol
@@ -328,7 +346,8 @@ class Exchange:
             if facts is None:
                 return
         self.path, self.query, self.target, host, rid, upgrade, self._has_connection, spoofed, forwarded = facts
-        self.host = host = host_of(host)  # (``host``: the Host field's value until here)
+        # (``host``: the Host field's value until here; its routing key, remembered, without host_of's call)
+        self.host = host = remembered_host(host) or host_of(host)
         proxy = self.proxy  # (read once: begin runs once per request)
         policy = proxy.settings.forwarding
         known = self.protocol.trusted  # is_trusted's answer for the connection, without its call
@@ -336,7 +355,9 @@ class Exchange:
             self.headers, facts[3], rid, spoofed, forwarded, self.peer_ip, self.scheme, self.server_port,
             known[1] if known is not None and known[0] is policy else proxy.is_trusted(self.protocol),
             self.request_uri if policy.add_original_uri else b"")
-        websocket = self.websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
+        websocket = bool(request.upgrade and upgrade and upgrade.strip().lower() == b"websocket")
+        if websocket:  # (False: the class's)
+            self.websocket = True
         table = proxy.state.table
         misdirected = table.misdirected
         if misdirected is not None and self.https \
@@ -344,11 +365,16 @@ class Exchange:
             self.local(421)  # another Gateway HTTPS listener's host (tls/misdirected.py)
             return
         path = self.path
-        entry = table.match(host, path, self)
+        # match's first step inline: its memo of (host, path) → entry when the table has no
+        # HTTPS-only part (``secure``); anything else (and an answer not remembered) is match's.
+        entry = table.cache.get((host, path)) if table.secure is None else None
+        if entry is None:
+            entry = table.match(host, path, self)
         if entry is None:
             self.local(404)
             return
-        for view in lenient_views(path):
+        # (lenient_views' own test for a path it has nothing to say of, without its call)
+        for view in lenient_views(path) if ";" in path or "\\" in path or path != path.lower() else ():
             other = table.match(host, view, self)
             if other is not None and other is not entry and other.request_features \
                     and other.request_features != entry.request_features:
@@ -373,7 +399,41 @@ class Exchange:
             if fields is not None:
                 if fields:
                     self._plain_fields = fields
-                self._forward_plain()
+                # The plain lane, inline (once a request: no frame of its own). What
+                # ``_forward``, ``_connect`` and ``_pick`` would decide is known: the endpoint is
+                # picked and an idle pooled connection, when there is one, is asked at once, with
+                # ``_connect_to``'s and ``_connected``'s bookkeeping; without one, ``_connect_to``
+                # connects. Failures, retries and everything after the response head are the
+                # general steps'.
+                self._plain = True
+                endpoint = entry.balancer.pick(())  # (nothing tried yet)
+                if endpoint is None:
+                    self.error_cause = "no_endpoints"
+                    self.local(503)
+                    return
+                settings = entry.upstream
+                connection = proxy.upstreams[settings.protocol].take_idle(endpoint.address, endpoint.port, settings)
+                if connection is None:
+                    self._connect_to(endpoint)
+                    return
+                self._tried = (endpoint,)
+                self.upstream_endpoint = endpoint
+                self.upstream_address = connection.address  # the endpoint's "address:port" (the pool's key)
+                # The backend is asked in the call that made the exchange: its clock read serves.
+                self.upstream_started = self._first_try = self.upstream_connected = self.started
+                self._upstream = connection  # (_upstream_paused: the class's False, a first try's)
+                # No body follows the head (its framing says so): body_done has nothing to end (no
+                # _end_body, whose end_body writes nothing without chunks).
+                self._body_ended = True
+                # _upstream_headers, serialize and start's framing in one call (no feature edits the
+                # headers of a plain route, and its request is no WebSocket)
+                pairs = self.headers.pairs
+                method = request.method
+                connection.start_head(self, backend_request_head(
+                    method, self.target, b"1.1", pairs,
+                    _NOT_FORWARDED | (connection_tokens(pairs) - _END_TO_END) if self._has_connection
+                    else _NOT_FORWARDED, self._forwarded, request.content_length), method == b"HEAD",
+                    settings.read_timeout, settings.send_timeout)
                 return
         if entry.request_features:
             self._run_features()
@@ -454,45 +514,6 @@ class Exchange:
             self._awaiting_body = True
             return
         self._connect()
-
-    def _forward_plain(self) -> None:
-        """The plain lane: a request without a body to a plain route (``Proxy.is_plain``: no
-        feature but settings, no weighted set or canary, no route timeouts, HTTP/1.1 in clear or
-        over TLS, nothing of the route's to consult in the response head). What ``_forward``, ``_connect`` and ``_pick``
-        would decide is known, so the endpoint is picked and an idle pooled connection, when
-        there is one, is asked at once, with ``_connect_to``'s and ``_connected``'s bookkeeping;
-        without one, ``_connect_to`` connects. Failures, retries and everything after the
-        response head are the general steps'."""
-        self._plain = True
-        endpoint = self.entry.balancer.pick(self._tried)
-        if endpoint is None:
-            self.error_cause = "no_endpoints"
-            self.local(503)
-            return
-        settings = self.upstream_settings
-        proxy = self.proxy
-        connection = proxy.upstreams[settings.protocol].take_idle(endpoint.address, endpoint.port, settings)
-        if connection is None:
-            self._connect_to(endpoint)
-            return
-        self._tried += (endpoint,)
-        self.upstream_endpoint = endpoint
-        self.upstream_address = f"{endpoint.address}:{endpoint.port}"
-        self.upstream_started = self._first_try = self.upstream_connected = proxy.clock.seconds()
-        self._upstream = connection
-        self._upstream_paused = False
-        # No body follows the head (its framing says so): body_done has nothing to end (no
-        # _end_body, whose end_body writes nothing without chunks).
-        self._body_ended = True
-        # _upstream_headers, serialize and start's framing in one call (no feature edits the
-        # headers of a plain route, and its request is no WebSocket)
-        pairs = self.headers.pairs
-        method = self.method
-        connection.start_head(self, backend_request_head(
-            method, self.target, b"1.1", pairs,
-            _NOT_FORWARDED | (connection_tokens(pairs) - _END_TO_END) if self._has_connection else _NOT_FORWARDED,
-            self._forwarded, self.request.content_length), method == b"HEAD", settings.read_timeout,
-            settings.send_timeout)
 
     def _streams_body(self) -> bool:
         """Whether the request body goes to the backend as it arrives: an upstream protocol
@@ -1201,6 +1222,7 @@ class Exchange:
                 log.err(None, "ingressd: an exchange observer failed")
 
 
+_new_object = object.__new__  # an Exchange (or Headers) whose slots the caller sets (Proxy.__call__)
 _NO_BACKEND = object()  # the weighted member chosen early could not be used (or none could be chosen)
 _PLAIN_MEMO = 4096  # route entries whose plainness Proxy.is_plain remembers
 
@@ -1215,7 +1237,7 @@ def _with_fields(pairs: list, fields: tuple) -> list:
 
 
 def _plain_entry(entry, upstreams) -> tuple:
-    """Whether a route's requests without a body may take the plain lane (``Exchange._forward_plain``),
+    """Whether a route's requests without a body may take the plain lane (the end of ``Exchange.begin``),
     as (for http, for https): None when not, else the response fields the lane sets. Plain: no
     feature but settings (features that only say the route's ``UpstreamSettings``, such as
     backend-protocol's: so no request, response, upstream-request or error feature, no body

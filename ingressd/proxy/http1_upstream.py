@@ -45,6 +45,7 @@ class HTTP1Connection(StreamedConnection, Protocol):
     def __init__(self, pool: "HTTP1Upstream", key: tuple[str, int]):
         self.pool = pool
         self.key = key
+        self.address = f"{key[0]}:{key[1]}"  # nginx's $upstream_addr for it (the exchange's plain lane)
         self.exchange = None
         self.parser = None
         self.connected = False
@@ -475,7 +476,7 @@ class HTTP1Upstream:
     def take_idle(self, host: str, port: int, settings: Any = None) -> HTTP1Connection | None:
         """An idle connection to ``host:port`` (over TLS: made with ``settings.tls``, as
         ``acquire`` keys it), marked reused, or None (``acquire``'s first step, for the
-        exchange's plain lane: ``Exchange._forward_plain``)."""
+        exchange's plain lane: the end of ``Exchange.begin``)."""
         if self.tls:
             idle = self.idle.get((host, port, (settings.tls if settings is not None else None) or _NGINX_TLS))
         else:
