@@ -457,6 +457,15 @@ _RAW = {
     "upstream_status": ("ex.upstream_statuses or None", logline.PLAIN),
 }
 
+# With the C accelerator, in the loop over a round's lines (``LogFormat.lines``): variables read
+# their own way there. ``$proxy_upstream_name`` depends on the route alone when there is one: the
+# loop keeps the last route's name (``_ur``, ``_un``: the route, then its name, set only once the
+# getter returned) and calls the getter for another route or none (``{getter}``: the variable's).
+_ROUND_RAW = {
+    "proxy_upstream_name": ("_un if (_r := ex.route) is _ur else {getter}(ex, now) if _r is None "
+                            "else (_un := {getter}(ex, now), _ur := _r)[0]"),
+}
+
 # With the C accelerator: variables whose raw value is the exchange itself, read by ``join_line``
 # (``logline.REQUEST``: ``$request``'s method, request_uri and version, joined in C).
 _READS = {
@@ -481,6 +490,9 @@ class LogFormat:
     tail: str
     # line(exchange, now, end=None): ``end`` the proxy's clock at the exchange's end (None: read it now)
     line: Callable[..., str] = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    # lines(held, out) -> failed: each (exchange, now, end) of ``held``'s line appended to ``out``, a
+    # line whose reads fail skipped and counted (the access log's round end: one call a round)
+    lines: Callable[..., int] = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
     # What the line reads of the client's TLS connection: its facts (``protocol.tls()``, which the
     # connection remembers once read) and its live handle (``$ssl_cipher``, gone once it closes).
     tls_facts: bool = False
@@ -552,12 +564,14 @@ def compile_log_format(text: str, escape: str = "default", quoted: bool = False)
         literal = text[position:match.start()]
         pieces.append((literal, getter))
         compiled.append(CompiledPiece(literal, getter, inline, argument, name.lower() in _PLAIN,
-                                      _RAW.get(name.lower()) or _READS.get(name.lower())))
+                                      _RAW.get(name.lower()) or _READS.get(name.lower()),
+                                      _ROUND_RAW.get(name.lower())))
         position = match.end()
     tail = text[position:] + "\n"
     helpers = {"_time_local": _time_local, "_write": _WRITERS[escape], "_missing": "-" if escape == "default" else ""}
     names = {getter for _, getter in pieces}
-    return LogFormat(text, escape, tuple(pieces), tail, compile_line(compiled, tail, escape, helpers),
+    line, lines = compile_line(compiled, tail, escape, helpers)
+    return LogFormat(text, escape, tuple(pieces), tail, line, lines,
                      tls_facts=bool(names & {_ssl_protocol, _ssl_server_name}), tls_handle=_ssl_cipher in names)
 
 
