@@ -16,7 +16,10 @@ formatted together when the round ends, after its writes were sent: the observer
 exchange, the time and the proxy's clock (so each line is what it would have been at once), and
 the round's end formats them in a row, where the same code costs less than between two requests
 (docs/benchmarks.md: the log cost 5.7 µs a request for ``upstreaminfo`` with each line formatted
-between two requests, 4.0 with a round's lines formatted together). At most
+between two requests, 4.0 with a round's lines formatted together), in one call for the round
+(``LogFormat.lines``, ``_json_lines_joined``: the reads of each line in one loop, no call a line;
+the round's exchanges share the settings they ended with, so a change ends the round's lines so
+far). At most
 ``_ROUND_LINES`` exchanges wait; the bound on waiting lines counts them. On any other reactor, or
 without one, each line is formatted at once.
 
