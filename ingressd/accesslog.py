@@ -628,7 +628,6 @@ def _json_lines_joined(held: list[tuple], route_parts: _RouteParts, out: list[st
     loop); a line whose reads fail is skipped and counted (the count returned)."""
     append = out.append
     cached = route_parts._parts
-    last = parts = _NO_ROUTE  # the last line's route and its parts (a round's lines mostly share routes)
     failed = 0
     for exchange, now, end in held:
         try:
@@ -645,11 +644,9 @@ def _json_lines_joined(held: list[tuple], route_parts: _RouteParts, out: list[st
             referer, agent = header_values(exchange.headers, _JSON_HEADERS)
             version = exchange.version
             route = exchange.route
-            if route is not last:
-                made = cached.get(id(route))
-                if made is None or made[0] is not route:
-                    made = route_parts.of(route)
-                last, parts = route, made  # both only once made (a route whose part fails is not kept)
+            parts = cached.get(id(route))  # _RouteParts.of without the call when cached
+            if parts is None or parts[0] is not route:
+                parts = route_parts.of(route)
             append(join(_JSON_FORM, (
                 now, exchange.request_id, exchange.client_ip, exchange.method, exchange.host,
                 exchange.request.target, _PROTOCOLS.get(version) or _protocol(version), exchange.scheme, status,
@@ -660,9 +657,6 @@ def _json_lines_joined(held: list[tuple], route_parts: _RouteParts, out: list[st
         except Exception:  # one odd record must not stop the log
             failed += 1
     return failed
-
-
-_NO_ROUTE = object()  # never an exchange's route
 
 
 def _lines_of(line_of):

@@ -457,15 +457,6 @@ _RAW = {
     "upstream_status": ("ex.upstream_statuses or None", logline.PLAIN),
 }
 
-# With the C accelerator, in the loop over a round's lines (``LogFormat.lines``): variables read
-# their own way there. ``$proxy_upstream_name`` depends on the route alone when there is one: the
-# loop keeps the last route's name (``_ur``, ``_un``: the route, then its name, set only once the
-# getter returned) and calls the getter for another route or none (``{getter}``: the variable's).
-_ROUND_RAW = {
-    "proxy_upstream_name": ("_un if (_r := ex.route) is _ur else {getter}(ex, now) if _r is None "
-                            "else (_un := {getter}(ex, now), _ur := _r)[0]"),
-}
-
 # With the C accelerator: variables whose raw value is the exchange itself, read by ``join_line``
 # (``logline.REQUEST``: ``$request``'s method, request_uri and version, joined in C).
 _READS = {
@@ -564,8 +555,7 @@ def compile_log_format(text: str, escape: str = "default", quoted: bool = False)
         literal = text[position:match.start()]
         pieces.append((literal, getter))
         compiled.append(CompiledPiece(literal, getter, inline, argument, name.lower() in _PLAIN,
-                                      _RAW.get(name.lower()) or _READS.get(name.lower()),
-                                      _ROUND_RAW.get(name.lower())))
+                                      _RAW.get(name.lower()) or _READS.get(name.lower())))
         position = match.end()
     tail = text[position:] + "\n"
     helpers = {"_time_local": _time_local, "_write": _WRITERS[escape], "_missing": "-" if escape == "default" else ""}

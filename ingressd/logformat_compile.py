@@ -53,16 +53,14 @@ class CompiledPiece:
     argument: bytes | None  # the header name an inline $http_… expression reads
     plain: bool  # the value never holds a byte an escaping changes
     raw: tuple[str, int] | None = None  # for join_line: an expression of the raw value and its kind
-    # for join_line in a round's loop (``lines``): the raw value's expression there, which may keep
-    # what it read in the loop's locals ``_ur``/``_un`` (set to ``_unset`` before the loop)
-    round_raw: str | None = None
 
 
 def compile_line(pieces: list[CompiledPiece], tail: str, escape: str,
                  helpers: dict[str, Any]) -> tuple[Callable[..., str], Callable[..., int]]:
-    """``line(exchange, now)`` for these pieces, and ``lines(held, out)``: a round's lines (``_define``). ``escape``: default, json or none; ``helpers``
-    holds the names the inline expressions use and ``_write`` (the escaping of one value, None
-    included) and ``_missing`` (what a plain variable that is not found writes)."""
+    """``line(exchange, now)`` for these pieces, and ``lines(held, out)``: a round's lines
+    (``_define``). ``escape``: default, json or none; ``helpers`` holds the names the inline
+    expressions use and ``_write`` (the escaping of one value, None included) and ``_missing``
+    (what a plain variable that is not found writes)."""
     if logline.accelerated:
         return _compile_joined(pieces, tail, escape, helpers)
     namespace: dict[str, Any] = dict(helpers)
@@ -150,35 +148,21 @@ def _compile_joined(pieces: list[CompiledPiece], tail: str, escape: str,
     headers, values = _headers_read_once(values, namespace)
     result = f"_join(_form, ({values}))"
     source = f"def line(ex, now, end=None):\n{headers}    return {result}\n"
-    # The round's loop: ``end`` always given, and some values read their own way (``round_raw``).
-    namespace["_unset"] = _UNSET
-    values = "".join(f"{_round_expression(index, piece, namespace)}, " for index, piece in enumerate(pieces))
+    # The round's loop: ``end`` is always given there.
+    values = "".join(f"{_raw_expression(index, piece, namespace).replace(_CLOCK_OR_END, 'end')}, "
+                     for index, piece in enumerate(pieces))
     headers, values = _headers_read_once(values, namespace)
-    headers = "    _ur = _un = _unset\n" + headers  # before the loop: _define indents the rest into it
     return _define(source, headers, f"_join(_form, ({values}))", f"<log_format escape={escape} joined>",
-                   namespace, prologue=1)
+                   namespace)
 
 
-_UNSET = object()  # the round loop's remembered route before its first line: never an exchange's route
-
-
-def _round_expression(index: int, piece: CompiledPiece, namespace: dict[str, Any]) -> str:
-    if piece.round_raw is None:
-        return _raw_expression(index, piece, namespace).replace(_CLOCK_OR_END, "end")
-    namespace[f"_g{index}"] = piece.getter
-    return piece.round_raw.replace("{getter}", f"_g{index}")
-
-
-def _define(source: str, body: str, result: str, name: str, namespace: dict[str, Any],
-            prologue: int = 0) -> tuple[Callable, Callable]:
+def _define(source: str, body: str, result: str, name: str, namespace: dict[str, Any]) -> tuple[Callable, Callable]:
     """``line`` (``source``) and ``lines``: the same statements (``body``, each indented by four
-    spaces, but for its first ``prologue`` lines: run once before the loop) and ``result`` in a
-    loop over a round's held exchanges, in one frame. ``lines(held, out)`` appends each ``(ex, now,
-    end)``'s line to ``out`` in order, skips a line whose reads fail and returns how many it skipped."""
-    statements = body.splitlines()
-    before = "".join(f"{line}\n" for line in statements[:prologue])
-    inner = "".join(f"        {line}\n" for line in statements[prologue:])
-    source += (f"def lines(held, out):\n{before}    append = out.append\n    failed = 0\n"
+    spaces) and ``result`` in a loop over a round's held exchanges, in one frame. ``lines(held,
+    out)`` appends each ``(ex, now, end)``'s line to ``out`` in order, skips a line whose reads fail
+    and returns how many it skipped."""
+    inner = "".join(f"        {line}\n" for line in body.splitlines())
+    source += ("def lines(held, out):\n    append = out.append\n    failed = 0\n"
                "    for ex, now, end in held:\n        try:\n"
                f"{inner}"
                f"            append({result})\n"

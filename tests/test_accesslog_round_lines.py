@@ -159,9 +159,9 @@ def _route(namespace, service="svc", port=80):
 @given(picks=st.lists(st.tuples(st.sampled_from(["a", "b", "none", "odd"]), st.sampled_from([200, 404, 502])),
                       max_size=10))
 def test_the_round_loops_upstream_name_is_each_exchanges_own(compiler, picks):
-    """``$proxy_upstream_name`` as the round's loop reads it (the last route's name kept): for
-    exchanges sharing routes, with no route (the name then depends on the status) and with a route
-    whose name cannot be read (that line fails and is counted; the next ones are still right)."""
+    """``$proxy_upstream_name`` in the round's loop, each exchange's own: for exchanges sharing
+    routes, with no route (the name then depends on the status) and with a route whose name cannot
+    be read (that line fails and is counted; the next ones are still right)."""
     routes = {"a": _route("one"), "b": _route("two", "other", 8080), "none": None,
               "odd": SimpleNamespace(ingress=SimpleNamespace(), backend=None)}
     fmt = _compiled(compiler, "[$proxy_upstream_name] $status", "default")
@@ -185,8 +185,8 @@ def test_the_round_loops_upstream_name_is_each_exchanges_own(compiler, picks):
 @settings(max_examples=60, deadline=None)
 @given(picks=st.lists(st.sampled_from(["a", "b", "none", "odd"]), max_size=10))
 def test_the_json_round_loops_route_part_is_each_exchanges_own(join, picks):
-    """The json line's route part as the round's loop reads it (the last route's kept): exchanges
-    sharing routes, without one, and with a route whose part cannot be made (that line counted)."""
+    """The json line's route part in the round's loop, each exchange's own: exchanges sharing
+    routes, without one, and with a route whose part cannot be made (that line counted)."""
     routes = {"a": _route("one"), "b": _route("two", "other", 8080), "none": None,
               "odd": SimpleNamespace(ingress=SimpleNamespace(), backend=None)}
     held = []
