@@ -185,7 +185,7 @@ class AccessLog(Service):
 
     def _end_round(self) -> None:
         """Format the lines of the exchanges held this round (see the module's docstring): one
-        call for the round's lines (``LogFormat.lines``, ``_json_lines``, ``_combined_lines``)."""
+        call for the round's lines (``LogFormat.lines``, ``_json_lines_fast``, ``_combined_lines``)."""
         held = self._round
         if not held:
             return
