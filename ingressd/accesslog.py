@@ -16,7 +16,10 @@ formatted together when the round ends, after its writes were sent: the observer
 exchange, the time and the proxy's clock (so each line is what it would have been at once), and
 the round's end formats them in a row, where the same code costs less than between two requests
 (docs/benchmarks.md: the log cost 5.7 µs a request for ``upstreaminfo`` with each line formatted
-between two requests, 4.0 with a round's lines formatted together). At most
+between two requests, 4.0 with a round's lines formatted together), in one call for the round
+(``LogFormat.lines``, ``_json_lines_joined``: the reads of each line in one loop, no call a line;
+the round's exchanges share the settings they ended with, so a change ends the round's lines so
+far). At most
 ``_ROUND_LINES`` exchanges wait; the bound on waiting lines counts them. On any other reactor, or
 without one, each line is formatted at once.
 
@@ -102,7 +105,8 @@ class AccessLog(Service):
         self._route_parts = _RouteParts()  # the reactor thread's: a route's part of the json and combined lines
         # The reactor's end of a round (ingressd.reactor), None: each line formatted at once.
         self._at_round_end = getattr(reactor, "call_at_round_end", None)
-        self._round: list[tuple] = []  # the reactor thread's: (settings, exchange, time, clock) to format
+        self._round: list[tuple] = []  # the reactor thread's: (exchange, time, clock) to format
+        self._round_settings: LogSettings = settings  # … with these settings (a change ends the round's lines)
 
     @property
     def format(self) -> str:
@@ -150,7 +154,12 @@ class AccessLog(Service):
                                                or _tls_read_now(exchange, template)):
             if not held:
                 self._at_round_end(self._end_round)
-            held.append((settings, exchange, time.time(), exchange.proxy.clock.seconds()))
+                self._round_settings = settings
+            elif settings is not self._round_settings:  # apply(): the lines so far with their settings
+                self._end_round()
+                held = self._round
+                self._round_settings = settings
+            held.append((exchange, time.time(), exchange.proxy.clock.seconds()))
             if len(held) >= _ROUND_LINES:
                 self._end_round()
             return
@@ -175,29 +184,37 @@ class AccessLog(Service):
             self._wake.set()
 
     def _end_round(self) -> None:
-        """Format the lines of the exchanges held this round (see the module's docstring)."""
-        held, self._round = self._round, []
+        """Format the lines of the exchanges held this round (see the module's docstring): one
+        call for the round's lines (``LogFormat.lines``, ``_json_lines_fast``, ``_combined_lines``)."""
+        held = self._round
+        if not held:
+            return
+        self._round = []
+        settings = self._round_settings
+        lines: list[str] = []
+        template = settings.template
+        if template is not None:
+            failed = template.lines(held, lines)
+        elif settings.format == "json":
+            failed = _json_lines_fast(held, self._route_parts, lines)
+        else:
+            failed = _combined_lines(held, self._route_parts, lines)
+        if failed:
+            self.overflowed += failed  # one odd record must not stop the log
         pending = self._pending
-        route_parts = self._route_parts
         queued = self._queued_chars
         limit = self._taken_chars + self.max_pending_chars
-        for settings, exchange, now, end in held:
-            try:
-                template = settings.template
-                if template is not None:
-                    line = template.line(exchange, now, end)
-                elif settings.format == "json":
-                    line = _json_line_fast(exchange, now, route_parts, end=end)
-                else:
-                    line = _combined_line_of(exchange, now, route_parts, end)
-            except Exception:  # one odd record must not stop the log
-                self.overflowed += 1
-                continue
-            if queued >= limit:
-                self.overflowed += 1
-                continue
-            queued += len(line)
-            pending.append(line)
+        total = sum(map(len, lines))
+        if lines and queued + total - len(lines[-1]) < limit:
+            pending.extend(lines)  # every line found the bound not reached: queued, as one by one below
+            queued += total
+        else:
+            for line in lines:
+                if queued >= limit:
+                    self.overflowed += 1
+                    continue
+                queued += len(line)
+                pending.append(line)
         self._queued_chars = queued
         if len(pending) >= _BATCH and not self._wake.is_set():
             self._wake.set()
@@ -604,8 +621,62 @@ def _json_line_joined(exchange, now: float, route_parts: _RouteParts, join=logli
     ))
 
 
+def _json_lines_joined(held: list[tuple], route_parts: _RouteParts, out: list[str], join=logline.join_line,
+                       header_values=logline.header_values) -> int:
+    """A round's json lines: ``_json_line_joined(exchange, now, route_parts, end=end)`` for each
+    ``(exchange, now, end)`` of ``held``, appended to ``out``, in one frame (the same reads, in a
+    loop); a line whose reads fail is skipped and counted (the count returned)."""
+    append = out.append
+    cached = route_parts._parts
+    failed = 0
+    for exchange, now, end in held:
+        try:
+            status = exchange.status
+            sent = exchange.bytes_sent
+            received = exchange.request_bytes
+            if status == 101:
+                up, down = exchange.tunnel_bytes
+                sent += down
+                received += up
+            protocol = exchange.protocol
+            tls_version, sni = protocol.tls() if protocol.scheme == "https" else _NO_TLS
+            began, ended = exchange.upstream_started, exchange.upstream_ended
+            referer, agent = header_values(exchange.headers, _JSON_HEADERS)
+            version = exchange.version
+            route = exchange.route
+            parts = cached.get(id(route))  # _RouteParts.of without the call when cached
+            if parts is None or parts[0] is not route:
+                parts = route_parts.of(route)
+            append(join(_JSON_FORM, (
+                now, exchange.request_id, exchange.client_ip, exchange.method, exchange.host,
+                exchange.request.target, _PROTOCOLS.get(version) or _protocol(version), exchange.scheme, status,
+                sent, received, end - exchange.started, parts[1],
+                exchange.upstream_address or None, exchange.upstream_statuses or None,
+                ended - began if ended and began else None, tls_version or None, sni or None, referer, agent,
+            )))
+        except Exception:  # one odd record must not stop the log
+            failed += 1
+    return failed
+
+
+def _lines_of(line_of):
+    """A round's lines by ``line_of(exchange, now, route_parts, end)`` each (in the form of
+    ``_json_lines_joined``): the json line without the C accelerator, the combined line."""
+    def lines(held: list[tuple], route_parts: _RouteParts, out: list[str]) -> int:
+        append = out.append
+        failed = 0
+        for exchange, now, end in held:
+            try:
+                append(line_of(exchange, now, route_parts, end))
+            except Exception:  # one odd record must not stop the log
+                failed += 1
+        return failed
+    return lines
+
+
 # With the C accelerator the json line is one join_line call; without it, the f-string.
 _json_line_fast = _json_line_joined if logline.accelerated else _json_line_of
+_json_lines_fast = _json_lines_joined if logline.accelerated else _lines_of(_json_line_of)
 
 
 def _combined_line_of(exchange, now: float, route_parts: _RouteParts, end: float | None = None) -> str:
@@ -634,6 +705,9 @@ def _combined_line_of(exchange, now: float, route_parts: _RouteParts, end: float
         f'{f"{ended - began:.3f}" if ended and began else "-"} {upstream_status or "-"} {rid or "-"} '
         f'{parts[3]} {tls_version or "-"} {_escaped(sni) if sni else "-"}\n'
     )
+
+
+_combined_lines = _lines_of(_combined_line_of)
 
 
 def make_access_log(settings: dict[str, Any], reactor=None) -> AccessLog | None:

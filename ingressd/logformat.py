@@ -481,6 +481,9 @@ class LogFormat:
     tail: str
     # line(exchange, now, end=None): ``end`` the proxy's clock at the exchange's end (None: read it now)
     line: Callable[..., str] = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
+    # lines(held, out) -> failed: each (exchange, now, end) of ``held``'s line appended to ``out``, a
+    # line whose reads fail skipped and counted (the access log's round end: one call a round)
+    lines: Callable[..., int] = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
     # What the line reads of the client's TLS connection: its facts (``protocol.tls()``, which the
     # connection remembers once read) and its live handle (``$ssl_cipher``, gone once it closes).
     tls_facts: bool = False
@@ -557,7 +560,8 @@ def compile_log_format(text: str, escape: str = "default", quoted: bool = False)
     tail = text[position:] + "\n"
     helpers = {"_time_local": _time_local, "_write": _WRITERS[escape], "_missing": "-" if escape == "default" else ""}
     names = {getter for _, getter in pieces}
-    return LogFormat(text, escape, tuple(pieces), tail, compile_line(compiled, tail, escape, helpers),
+    line, lines = compile_line(compiled, tail, escape, helpers)
+    return LogFormat(text, escape, tuple(pieces), tail, line, lines,
                      tls_facts=bool(names & {_ssl_protocol, _ssl_server_name}), tls_handle=_ssl_cipher in names)
 
 
