@@ -351,6 +351,18 @@ def test_headers_frames_cut_as_h2_cuts(stream_id, block, end, max_frame_size):
     assert h2_frames.headers_frames(stream_id, block, end, max_frame_size) == expected
 
 
+@given(st.integers(1, 0x7FFFFFFF), st.integers(0, 70000), st.sampled_from([0, 1, 0xFF, 0xAB]), st.booleans(),
+       st.sampled_from([16384, 65535, 1 << 20]))
+def test_long_frames_byte_for_byte_with_hyperframe(stream_id, size, byte, end, max_frame_size):
+    """Lengths of more than one byte (the writers pack a frame's head themselves)."""
+    data = bytes([byte]) * size
+    flags = ["END_STREAM"] if end else []
+    assert h2_frames.data_frame(stream_id, data, end) == hf.DataFrame(stream_id, data, flags=flags).serialize()
+    if size and size <= max_frame_size:
+        expected = hf.HeadersFrame(stream_id, data, flags=flags + ["END_HEADERS"]).serialize()
+        assert h2_frames.headers_frames(stream_id, data, end, max_frame_size) == expected
+
+
 @given(st.lists(st.tuples(st.integers(1, 8), st.integers(0, 0xFFFFFFFF)), max_size=6, unique_by=lambda item: item[0]))
 def test_settings_frame(items):
     assert h2_frames.settings_frame(items) == hf.SettingsFrame(0, dict(items)).serialize()

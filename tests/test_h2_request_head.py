@@ -106,6 +106,35 @@ def test_new_values_of_remembered_names_differentially_against_h2(fields, values
         _reference(b"POST", b"grpc.test", b"http", b"/a", again)
 
 
+PSEUDO_VALUES = [b"", b" ", b"POST", b"post", b"grpc.test", b" padded.test ", b"a:8443", b"http", b"https", b"/a",
+                 b" /s ", b"/pkg.Svc/Call", b"\xff", b"/" + b"p" * 200]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(*[st.one_of(st.sampled_from(PSEUDO_VALUES), st.binary(max_size=30))] * 4),
+                min_size=1, max_size=6))
+def test_pseudo_header_fields_from_one_memo_differentially_against_h2(requests):
+    """The pseudo-header fields of requests through one memo (remembered as a whole per
+    method, authority, scheme and path), each time and again: what h2 sent or refused."""
+    memo = FieldMemo()
+    fields = [(b"content-type", b"application/grpc"), (b"te", b"trailers")]
+    for _ in range(2):
+        for method, authority, scheme, path in requests:
+            assert _ours(method, authority, scheme, path, fields, memo) == \
+                _reference(method, authority, scheme, path, fields)
+
+
+def test_the_pseudo_header_memo_is_bounded_and_still_right_after_it_starts_again():
+    memo = FieldMemo()
+    for number in range(h2_request_head._MEMO_LIMIT + 10):
+        path = b"/p%d" % number
+        assert memo.block(b"POST", b"grpc.test", b"http", path, []) == \
+            FieldMemo().block(b"POST", b"grpc.test", b"http", path, [])
+        assert len(memo._pseudo) <= h2_request_head._MEMO_LIMIT
+    assert _ours(b"POST", b"grpc.test", b"http", b"/p1", [], memo) == \
+        _reference(b"POST", b"grpc.test", b"http", b"/p1", [])
+
+
 def test_only_plain_names_are_remembered_by_name():
     memo = FieldMemo()
     memo.block(b"POST", b"h", b"http", b"/x", [

@@ -371,3 +371,21 @@ def test_grpc_timeout_values(value, seconds):
 ])
 def test_http_errors_become_the_grpc_status_a_client_would_derive(status, cause, code):
     assert grpc_status.of_http(status, cause)[0] == code
+
+
+def test_the_fields_sent_keep_their_order_without_the_ones_http2_forbids():
+    """``start``'s filter: host becomes the :authority (the last one), connection-specific
+    fields and content-length are left out, grpc-timeout and the rest pass in their order."""
+    clock, upstream = setup()
+    exchange = FakeExchange()
+    fields = [(b"x-first", b"1"), (b"host", b"old.test"), (b"connection", b"close"), (b"grpc-timeout", b"5S"),
+              (b"keep-alive", b"5"), (b"proxy-connection", b"x"), (b"transfer-encoding", b"chunked"),
+              (b"upgrade", b"h2c"), (b"te", b"gzip"), (b"http2-settings", b"AAA"), (b"content-length", b"9"),
+              (b"host", b"grpc.test"), (b"x-last", b"2")]
+    upstream.acquire("127.0.0.1", 50051, SETTINGS, lambda s: s.start(
+        exchange, b"POST", b"/pkg.Svc/Call", fields, STREAMED, 60.0, 60.0), lambda e: None)
+    server = connect(clock, upstream)
+    (request,) = server.requests()
+    assert list(request.headers) == [
+        (b":method", b"POST"), (b":authority", b"grpc.test"), (b":scheme", b"http"), (b":path", b"/pkg.Svc/Call"),
+        (b"x-first", b"1"), (b"grpc-timeout", b"5S"), (b"x-last", b"2"), (b"te", b"trailers")]

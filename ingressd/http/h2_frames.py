@@ -317,15 +317,21 @@ def _head(length: int, frame_type: int, flags: int, stream_id: int) -> bytes:
     return _HEAD.pack(length >> 8, length & 0xFF, frame_type, flags, stream_id & 0x7FFFFFFF)
 
 
+_pack_head = _HEAD.pack
+
+
 def data_frame(stream_id: int, data: bytes, end_stream: bool = False) -> bytes:
-    return _head(len(data), DATA, END_STREAM if end_stream else 0, stream_id) + data
+    size = len(data)  # _head's packing, written out: a frame made per DATA sent
+    return _pack_head(size >> 8, size & 0xFF, DATA, END_STREAM if end_stream else 0, stream_id & 0x7FFFFFFF) + data
 
 
 def headers_frames(stream_id: int, block: bytes, end_stream: bool, max_frame_size: int) -> bytes:
     """A header block as HEADERS and as many CONTINUATIONs as the peer's frame size needs (h2's
     cut: every frame but the last full)."""
-    if len(block) <= max_frame_size:
-        return _head(len(block), HEADERS, (END_STREAM if end_stream else 0) | END_HEADERS, stream_id) + block
+    size = len(block)
+    if size <= max_frame_size:  # _head's packing, written out: the usual block, one frame
+        return _pack_head(size >> 8, size & 0xFF, HEADERS, (END_STREAM | END_HEADERS) if end_stream else END_HEADERS,
+                          stream_id & 0x7FFFFFFF) + block
     parts = [block[at:at + max_frame_size] for at in range(0, len(block), max_frame_size)]
     out = [_head(len(parts[0]), HEADERS, END_STREAM if end_stream else 0, stream_id), parts[0]]
     last = len(parts) - 1

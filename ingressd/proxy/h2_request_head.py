@@ -7,8 +7,9 @@ does their work for a request's fields and encodes the block as nginx's ``grpc_p
 static-table indices and literals without indexing, never the dynamic table, and no Huffman
 coding. A field's encoding then depends on nothing before it, so a repeated field (the
 route's forwarded headers, ``content-type``, ``te``) is a dictionary lookup (``FieldMemo``,
-bounded, one per pool), and a new value of a plain name seen before (``x-request-id``) is the
-name's remembered literal start and the value.
+bounded, one per pool), so are the four pseudo-header fields of a method, authority, scheme
+and path seen before (together, one lookup), and a new value of a plain name seen before
+(``x-request-id``) is the name's remembered literal start and the value.
 
 What h2 did, kept field by field: names lower case; whitespace around names and values
 stripped; connection-specific fields (RFC 9113 8.2.2) left out; ``te`` other than
@@ -98,29 +99,27 @@ class FieldMemo:
 
     def __init__(self) -> None:
         self._fields: dict[tuple[bytes, bytes], bytes] = {}
-        self._pseudo: dict[tuple[bytes, bytes], bytes] = {}
+        # (method, authority, scheme, path) -> the pseudo-header fields' encodings, joined.
+        self._pseudo: dict[tuple[bytes, bytes, bytes, bytes], bytes] = {}
         # A plain name (lower case, stripped, outside the static table, no rule of its own) ->
         # its literal's start: a new value of it (``x-request-id``, ``grpc-timeout``) is that
         # start and the value's string, without _normalised's checks again.
         self._names: dict[bytes, bytes] = {}
 
-    def _pseudo_field(self, name: bytes, value: bytes) -> bytes:
-        field = (name, value)
-        known = self._pseudo.get(field)
-        if known is None:
-            known = encode_field(name, value.strip())
-            if len(self._pseudo) >= _MEMO_LIMIT:
-                self._pseudo.clear()
-            self._pseudo[field] = known
-        return known
-
     def block(self, method: bytes, authority: bytes, scheme: bytes, path: bytes, fields) -> bytes:
         """The request's header block: the pseudo-header fields (in this order), then ``fields``."""
-        if not path.strip():
-            raise InvalidRequestHead("an empty :path")
-        pseudo = self._pseudo_field
-        parts = [pseudo(b":method", method), pseudo(b":authority", authority), pseudo(b":scheme", scheme),
-                 pseudo(b":path", path)]
+        key = (method, authority, scheme, path)
+        head = self._pseudo.get(key)
+        if head is None:
+            if not path.strip():
+                raise InvalidRequestHead("an empty :path")
+            head = b"".join([encode_field(name, value.strip()) for name, value in
+                             ((b":method", method), (b":authority", authority), (b":scheme", scheme),
+                              (b":path", path))])
+            if len(self._pseudo) >= _MEMO_LIMIT:
+                self._pseudo.clear()
+            self._pseudo[key] = head
+        parts = [head]
         encoded = self._fields
         names = self._names
         hosts = 0

@@ -47,6 +47,7 @@ from ingressd.tls.lean import LeanTLSFactory
 # Request headers HTTP/2 forbids (RFC 9113 8.2.2) or that become pseudo-headers.
 _NOT_SENT = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
                        b"te", b"http2-settings", b"host", b"content-length"))
+_LOOKED_AT = _NOT_SENT | {b"grpc-timeout"}  # the names ``start`` does more with than pass on
 _HIGH_WATER = 256 * 1024  # request bytes queued per stream before the exchange is paused
 _LOW_WATER = 64 * 1024
 _STREAM_WINDOW = 1024 * 1024  # what the backend may send a stream before the client took it
@@ -403,12 +404,12 @@ class H2Stream:
         deadline = None
         rest = []
         for name, value in headers:
-            if name == b"host":
+            if name not in _LOOKED_AT:  # most fields: one set lookup
+                rest.append((name, value))
+            elif name == b"host":
                 authority = value
             elif name == b"grpc-timeout":
                 deadline = grpc_timeout(value)
-                rest.append((name, value))
-            elif name not in _NOT_SENT:
                 rest.append((name, value))
         authority = authority or self.connection.key[0].encode("idna")
         rest.append((b"te", b"trailers"))  # as nginx's grpc module sends
