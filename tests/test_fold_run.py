@@ -207,3 +207,25 @@ def test_the_extension_does_not_leak():
 
     grown = traced_growth(rounds)
     assert grown < 64 * 1024, grown
+
+
+@pytest.mark.parametrize("count", IMPLEMENTATIONS)
+def test_a_histogram_list_replaced_during_the_run_is_not_read_freed(count):
+    """An attribute read that runs code (a property) may replace the cells' lists: the run
+    counts in the lists it started with, as the twin does, and never reads freed memory."""
+    counter, histogram, response_cell, request_cell, upstream = cells()
+    first = histogram.counts
+
+    class Replacing:
+        entry, status, method, bytes_sent, request_bytes = ENTRY, 200, b"GET", 1, 1
+        upstream_ended = upstream_started = 0.0
+        retries, answered_by = 0, ""
+
+        @property
+        def started(self):
+            histogram.counts = [0] * (len(TIME_BUCKETS) + 1)
+            return 9.5
+
+    held = [(Replacing(), 10.0) for _ in range(3)]
+    assert count(held, 0, ENTRY, b"GET", 200, counter, histogram, response_cell, request_cell, upstream) == 3
+    assert sum(first) == 3 and sum(histogram.counts) == 0 and counter == [3]

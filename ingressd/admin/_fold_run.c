@@ -20,7 +20,7 @@
 #define MAX_BOUNDS 31
 
 typedef struct {
-    PyObject *counts;   /* borrowed from the histogram (kept alive by the caller's reference) */
+    PyObject *counts;   /* a strong reference while the run is counted (histogram_release) */
     double bounds[MAX_BOUNDS];
     Py_ssize_t n;       /* number of bounds */
     long long added[MAX_BOUNDS + 1];
@@ -60,7 +60,8 @@ histogram_read(PyObject *histogram, Histogram *h)
             goto done;
         h->added[i] = 0;
     }
-    h->counts = counts;  /* the histogram's attribute holds it while we run */
+    h->counts = counts;
+    counts = NULL;  /* kept: an attribute read during the run may replace the histogram's list */
     h->sum = PyFloat_AS_DOUBLE(sum);
     ok = 1;
 done:
@@ -68,6 +69,12 @@ done:
     Py_XDECREF(counts);
     Py_XDECREF(sum);
     return ok;
+}
+
+static void
+histogram_release(Histogram *h)
+{
+    Py_CLEAR(h->counts);
 }
 
 /* bisect.bisect_left's loop: the first index whose bound is not below value. */
@@ -175,14 +182,17 @@ count_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return PyLong_FromSsize_t(start);
     if (!cell_ok(counter) || !cell_ok(response_cell) || !cell_ok(request_cell) || histogram == upstream)
         return PyLong_FromSsize_t(start);
-    Histogram h, up;
+    Histogram h = {0}, up = {0};
+    PyObject *result = NULL;
     int got = histogram_read(histogram, &h);
     if (got == 1)
         got = histogram_read(upstream, &up);
     if (got < 0)
-        return NULL;
-    if (got == 0 || h.counts == up.counts)
-        return PyLong_FromSsize_t(start);
+        goto error;
+    if (got == 0 || h.counts == up.counts) {
+        result = PyLong_FromSsize_t(start);
+        goto error;  /* (the references released; result returned) */
+    }
 
     long long runs = 0, sent_total = 0, received_total = 0;
     Py_ssize_t index = start;
@@ -260,23 +270,25 @@ count_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         /* the cells were checked above; code run by an attribute read may have changed them */
         if (!cell_ok(counter) || !cell_ok(response_cell) || !cell_ok(request_cell)) {
             PyErr_SetString(PyExc_RuntimeError, "count_run: a cell changed while counting");
-            return NULL;
+            goto error;
         }
         if (add_to(counter, 0, runs) < 0 || add_to(response_cell, 0, sent_total) < 0
                 || add_to(request_cell, 0, received_total) < 0)
-            return NULL;
+            goto error;
         for (Py_ssize_t i = 0; i <= h.n; i++)
             if (add_to(h.counts, i, h.added[i]) < 0)
-                return NULL;
+                goto error;
         for (Py_ssize_t i = 0; i <= up.n; i++)
             if (add_to(up.counts, i, up.added[i]) < 0)
-                return NULL;
+                goto error;
         if (set_sum(histogram, h.sum) < 0 || set_sum(upstream, up.sum) < 0)
-            return NULL;
+            goto error;
     }
-    return PyLong_FromSsize_t(index);
+    result = PyLong_FromSsize_t(index);
 error:
-    return NULL;
+    histogram_release(&h);
+    histogram_release(&up);
+    return result;
 }
 
 static PyMethodDef methods[] = {

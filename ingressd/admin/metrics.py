@@ -12,9 +12,11 @@ observed: nothing it reports changes afterwards (the access log relies on that t
 
 Counting finds the route entry's prepared label children in a dict (built on the route's
 first request, dropped when the configuration changes) and increments them: no ``labels()``
-call, no string formatting. Gauges and counters kept elsewhere (pool, reloader, TLS
-listener, certificates, access log) are read by a collector only when ``/metrics`` is
-scraped.
+call, no string formatting. A run of plain exchanges of one route, method and status is
+counted in one call of the C accelerator ``fold_run.count_run`` when it was built (fold's own
+lines count the rest, and everything without it). Gauges and counters kept elsewhere (pool,
+reloader, TLS listener, certificates, access log) are read by a collector only when
+``/metrics`` is scraped.
 
 Labels stay bounded: namespace/ingress/service/host/path come from the configuration,
 never from the request; methods outside the standard set are ``OTHER``; rejection reasons
