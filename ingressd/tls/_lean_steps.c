@@ -152,37 +152,47 @@ drain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return source == NULL ? NULL : drain_bio(source);
 }
 
+/* read_step's and write_step's arguments (ssl, bio, data, helpers) checked and taken: 0 with an
+ * exception set when one is wrong (the messages name the step, as lean_steps.py's twins do). */
+static int
+step_arguments(const char *name, PyObject *const *args, Py_ssize_t nargs, void **ssl, void **bio,
+               PyObject **data, PyObject **helpers)
+{
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "%s takes exactly 4 arguments", name);
+        return 0;
+    }
+    if (!check_bound())
+        return 0;
+    if ((*ssl = pointer(args[0])) == NULL || (*bio = pointer(args[1])) == NULL)
+        return 0;
+    *data = args[2];
+    *helpers = args[3];
+    if (!PyBytes_Check(*data)) {
+        PyErr_Format(PyExc_TypeError, "%s: data must be bytes", name);
+        return 0;
+    }
+    if (!PyTuple_Check(*helpers)) {
+        PyErr_SetString(PyExc_TypeError, "helpers must be a tuple");
+        return 0;
+    }
+    if (PyBytes_GET_SIZE(*data) > INT_MAX) {
+        PyErr_Format(PyExc_OverflowError, "%s: data longer than INT_MAX", name);
+        return 0;
+    }
+    return 1;
+}
+
 /* read_step(ssl, into, data, helpers): see lean_steps.read_step_py. */
 static PyObject *
 read_step(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "read_step takes exactly 4 arguments");
+    void *ssl, *into;
+    PyObject *data, *helpers;
+    if (!step_arguments("read_step", args, nargs, &ssl, &into, &data, &helpers))
         return NULL;
-    }
-    if (!check_bound())
-        return NULL;
-    void *ssl = pointer(args[0]);
-    if (ssl == NULL)
-        return NULL;
-    void *into = pointer(args[1]);
-    if (into == NULL)
-        return NULL;
-    PyObject *data = args[2], *helpers = args[3];
-    if (!PyBytes_Check(data)) {
-        PyErr_SetString(PyExc_TypeError, "read_step: data must be bytes");
-        return NULL;
-    }
-    if (!PyTuple_Check(helpers)) {
-        PyErr_SetString(PyExc_TypeError, "helpers must be a tuple");
-        return NULL;
-    }
     Py_ssize_t size = PyBytes_GET_SIZE(data);
-    if (size > INT_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "read_step: data longer than INT_MAX");
-        return NULL;
-    }
     if (size > 0 && bio_write(into, PyBytes_AS_STRING(data), (int)size) <= 0)
         Py_RETURN_FALSE; /* the caller asks pyOpenSSL's bio_write for its error */
 
@@ -239,32 +249,11 @@ static PyObject *
 write_step(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "write_step takes exactly 4 arguments");
+    void *ssl, *source;
+    PyObject *data, *helpers;
+    if (!step_arguments("write_step", args, nargs, &ssl, &source, &data, &helpers))
         return NULL;
-    }
-    if (!check_bound())
-        return NULL;
-    void *ssl = pointer(args[0]);
-    if (ssl == NULL)
-        return NULL;
-    void *source = pointer(args[1]);
-    if (source == NULL)
-        return NULL;
-    PyObject *data = args[2], *helpers = args[3];
-    if (!PyBytes_Check(data)) {
-        PyErr_SetString(PyExc_TypeError, "write_step: data must be bytes");
-        return NULL;
-    }
-    if (!PyTuple_Check(helpers)) {
-        PyErr_SetString(PyExc_TypeError, "helpers must be a tuple");
-        return NULL;
-    }
     Py_ssize_t size = PyBytes_GET_SIZE(data);
-    if (size > INT_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "write_step: data longer than INT_MAX");
-        return NULL;
-    }
     int count = ssl_write(ssl, PyBytes_AS_STRING(data), (int)size);
     int saved_errno = errno;
     int problem = any_problem(helpers);

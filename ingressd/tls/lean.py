@@ -130,24 +130,32 @@ class _LeanSteps(TLSMemoryBIOProtocol):
                 if (count < _CHUNK or not _lib.SSL_pending(ssl)) and get_pending(records, _NULL) <= 0:
                     break
                 continue
-            try:  # pyOpenSSL's own mapping: the same exception as its recv()
-                connection._raise_ssl_error(ssl, count)
-            except SSL.WantReadError:
+            if self._read_failed(connection, ssl, count, unpack(_PLAIN, count) if count > 0 else b""):
                 break
-            except SSL.ZeroReturnError:  # close_notify: as Twisted
-                self._shutdownTLS()
-                self._tlsShutdownFinished(None)
-            except SSL.Error:
-                self._tlsShutdownFinished(Failure())
-            else:
-                if count > 0 and not self._aborted:
-                    self.wrappedProtocol.dataReceived(unpack(_PLAIN, count))
         # _flushSendBIO, its first step here: most reads have nothing to send.
         connection = self._tlsConnection
         if connection is not None:
             count = _lib.BIO_read(connection._from_ssl, _RECORDS, _CHUNK)
             if count > 0:
                 self._send_records(connection._from_ssl, count)
+
+    def _read_failed(self, connection, ssl, count: int, plain: bytes) -> bool:
+        """An SSL_read that neither read plainly nor wanted more records (both read paths):
+        pyOpenSSL's own mapping of its result, the same exception as its recv(), handled as
+        Twisted does; ``plain``: what it read (``count`` > 0). True: nothing more to read now."""
+        try:
+            connection._raise_ssl_error(ssl, count)
+        except SSL.WantReadError:
+            return True
+        except SSL.ZeroReturnError:  # close_notify: as Twisted
+            self._shutdownTLS()
+            self._tlsShutdownFinished(None)
+        except SSL.Error:
+            self._tlsShutdownFinished(Failure())
+        else:
+            if count > 0 and not self._aborted:
+                self.wrappedProtocol.dataReceived(plain)
+        return False
 
     def _flushReceiveBIO(self) -> None:
         _LeanSteps.dataReceived(self, b"", True)
@@ -283,18 +291,8 @@ class _AcceleratedSteps(_LeanSteps):
                 count, plain, fallback, errno = result
                 if fallback:
                     _ffi.errno = errno
-                    try:  # pyOpenSSL's own mapping: the same exception as its recv()
-                        connection._raise_ssl_error(connection._ssl, count)
-                    except SSL.WantReadError:
+                    if self._read_failed(connection, connection._ssl, count, plain):
                         break
-                    except SSL.ZeroReturnError:  # close_notify: as Twisted
-                        self._shutdownTLS()
-                        self._tlsShutdownFinished(None)
-                    except SSL.Error:
-                        self._tlsShutdownFinished(Failure())
-                    else:
-                        if count > 0 and not self._aborted:
-                            self.wrappedProtocol.dataReceived(plain)
                 elif not self._aborted:
                     self.wrappedProtocol.dataReceived(plain)
             if self._lostTLSConnection:
