@@ -68,6 +68,7 @@ class _RequestIds:
 # The one generator's bound method: called once a request (a bound method's call is cheaper
 # than an instance's __call__ through its type).
 new_request_id = _RequestIds().__call__
+_request_ids = new_request_id.__self__  # (decide takes its next ID inline: the same generator)
 
 
 DEFAULT_REAL_IP_CIDR = ("0.0.0.0/0",)  # ingress-nginx's proxy-real-ip-cidr default
@@ -191,7 +192,18 @@ class ForwardingPolicy:
         reaches the backend.
         """
         if rid is None or not (0 < len(rid) <= 128) or rid.translate(None, _REQUEST_ID_BYTES):
-            rid = new_request_id() if self.generate_request_id else b""
+            if self.generate_request_id:
+                # new_request_id()'s steps inline (its frame, once a request): the module's one
+                # generator, whose IDs it and this share in one sequence.
+                ids = _request_ids
+                at = ids._at
+                if at + 32 > len(ids._hex):
+                    ids._hex = binascii.b2a_hex(os.urandom(4096))
+                    at = 0
+                ids._at = at + 32
+                rid = ids._hex[at:at + 32]
+            else:
+                rid = b""
         if self._same_lines and not (spoofed or forwarded):
             # What the steps below decide for such a request, the peer's lines remembered.
             lines = self._lines.get((peer_ip, scheme, server_port))
