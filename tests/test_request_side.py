@@ -6,7 +6,6 @@ gives the same result.
 - The plain lane names the endpoint with the pooled connection's ``address`` (its key as
   "host:port") instead of formatting it a request, and its upstream times are the exchange's
   start (the backend is asked in the call that made it).
-- ``begin`` skips ``lenient_views`` for a path it would give nothing for.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 
-from ingressd.http.pathnorm import lenient_views
 from ingressd.proxy.exchange import Exchange, Proxy, ProxySettings
 from ingressd.proxy.http1_upstream import HTTP1Connection, HTTP1Upstream
 
@@ -63,14 +61,6 @@ def test_proxy_call_makes_the_exchange_init_makes(monkeypatch, headers):
 def test_connection_address_is_the_endpoint_as_upstream_addr(key, address):
     connection = HTTP1Connection(HTTP1Upstream(Clock()), key)
     assert connection.address == address == f"{key[0]}:{key[1]}"
-
-
-@given(st.text(alphabet="/abAB;\\.%-_~ç", max_size=12).map(lambda text: "/" + text))
-def test_the_lenient_views_test_in_begin_is_lenient_views_own(path):
-    # begin calls lenient_views only when this holds; when it does not, lenient_views gives ().
-    skipped = not (";" in path or "\\" in path or path != path.lower())
-    if skipped:
-        assert lenient_views(path) == ()
 
 
 def test_the_plain_lane_names_the_endpoint_and_times_from_the_start(tmp_path):

@@ -373,8 +373,7 @@ class Exchange:
         if entry is None:
             self.local(404)
             return
-        # (lenient_views' own test for a path it has nothing to say of, without its call)
-        for view in lenient_views(path) if ";" in path or "\\" in path or path != path.lower() else ():
+        for view in lenient_views(path):
             other = table.match(host, view, self)
             if other is not None and other is not entry and other.request_features \
                     and other.request_features != entry.request_features:
