@@ -259,9 +259,9 @@ class HTTP1Connection(StreamedConnection, Protocol):
                 # Back to the pool (release's call, inline) or closed before the exchange
                 # writes and finishes the response: a pipelined next request can take it.
                 if reusable:
-                    self.pool.release(self)
-                elif self.transport is not None:  # (close's lines)
-                    self.transport.loseConnection()
+                    self.pool.release(self)  # (release's one line: once a request)
+                else:
+                    self.close()
                 exchange.upstream_whole(status, headers, for_client, lines, length, data[end:] if after else b"")
                 return True
         self._fast_left = due - after
