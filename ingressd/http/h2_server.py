@@ -410,7 +410,8 @@ class ServerConnection:
         self._out += frames.rst_stream_frame(stream_id, STREAM_CLOSED)
 
     def _window_update(self, frame, events: list) -> None:
-        self._frame_in(True)
+        if self._state != _OPEN:  # (an open connection takes it: no call)
+            self._frame_in(True)
         stream_id = frame.stream_id
         increment = frame.value
         if not stream_id:
