@@ -5,7 +5,8 @@ Builds the real server (``serve_in_memory``: the installed plugins, the options 
 ingressd`` parses) on a ``MemoryReactorClock`` with one route of ``backend-protocol: GRPC``,
 and opens one HTTP/2 connection to its plain listener with prior knowledge (h2c: no TLS in
 the figure). Each read carries ``--streams`` unary calls (HEADERS, then DATA with a 16-byte
-message and END_STREAM, as grpcio sends them); the backend connection (``h2_upstream``'s,
+message and END_STREAM, as grpcio sends them, and grpcio's two WINDOW_UPDATEs a call: the
+stream's after its HEADERS, the connection's after its DATA); the backend connection (``h2_upstream``'s,
 on a ``StringTransport``) then gets every call's answer in one read: HEADERS (``:status
 200``, ``content-type``), the message back, trailers (``grpc-status: 0``) with END_STREAM,
 as grpcio's server answers. Both peers' frames are encoded beforehand, with HPACK's dynamic
@@ -47,6 +48,10 @@ RESPONSE = [(b":status", b"200"), (b"content-type", b"application/grpc"),
 TRAILERS = [(b"grpc-status", b"0"), (b"grpc-message", b"")]
 DATA, HEADERS, SETTINGS, WINDOW_UPDATE = 0x0, 0x1, 0x4, 0x8
 END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
+# grpcio's client sends, with each call, a WINDOW_UPDATE of 5 on the new stream (after its
+# HEADERS) and one of 5 on the connection (after its DATA): seen in bench.py's grpc-unary runs
+# (2026-12-07, every client read of a call: HEADERS, WINDOW_UPDATE, DATA, WINDOW_UPDATE).
+GRPCIO_INCREMENT = struct.pack("!I", 5)
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
@@ -74,13 +79,16 @@ def settings(*pairs: tuple[int, int]) -> bytes:
 class Client:
     """A gRPC client's frames, encoded beforehand; reads nothing back (its windows are wide)."""
 
-    def __init__(self):
+    def __init__(self, window_updates: bool = True):
         self.next_id = 1
+        self.window_updates = window_updates
         self.first, (self.request,) = blocks(REQUEST)
 
     def opening(self) -> bytes:
-        return (PREFACE + settings((0x2, 0), (0x4, 2**31 - 1)) + frame(WINDOW_UPDATE, 0, 0, struct.pack(
-            "!I", 2**31 - 1 - 65535)))
+        # grpcio's stream window (4 MiB); the connection's opened to 2^30: room for the calls'
+        # answers and for the WINDOW_UPDATEs of 5 (a window beyond 2^31-1 is an error)
+        return (PREFACE + settings((0x2, 0), (0x4, 4 * 1024 * 1024)) + frame(WINDOW_UPDATE, 0, 0, struct.pack(
+            "!I", 2**30 - 65535)))
 
     def batches(self, calls: int, streams: int) -> list[bytes]:
         out = []
@@ -89,7 +97,11 @@ class Client:
             for _ in range(streams):
                 request = self.first.pop(0) if self.first else self.request
                 frames.append(frame(HEADERS, END_HEADERS, self.next_id, request))
+                if self.window_updates:  # grpcio's: the stream's, then the connection's (5 each)
+                    frames.append(frame(WINDOW_UPDATE, 0, self.next_id, GRPCIO_INCREMENT))
                 frames.append(frame(DATA, END_STREAM, self.next_id, MESSAGE))
+                if self.window_updates:
+                    frames.append(frame(WINDOW_UPDATE, 0, 0, GRPCIO_INCREMENT))
                 self.next_id += 2
             out.append(b"".join(frames))
         return out
@@ -122,12 +134,12 @@ class Backend:
 
 
 class Rig:
-    def __init__(self, extra_args: list[str], tmp: Path, streams: int):
+    def __init__(self, extra_args: list[str], tmp: Path, streams: int, window_updates: bool = True):
         self.streams = streams
         objects = one_route_objects(HOST, [BACKEND],
                                     annotations={"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"})
         self.service, self.reactor = memcost.serve(tmp, extra_args, objects)
-        self.client = Client()
+        self.client = Client(window_updates)
         self.protocol, self.transport = memcost.accept(self.service.http_factory)
         self.protocol.dataReceived(self.client.opening())
         self.backends: list[Backend] = []
@@ -196,11 +208,14 @@ def header_blocks(data: bytes):
 def main() -> None:
     p = memcost.options(__doc__, count="calls", default=10_000, args="--access-log off", lines=40, sample=False)
     p.add_argument("--streams", type=int, default=10, help="calls per read (default 10, as bench.py's 10 per channel)")
+    p.add_argument("--no-window-updates", action="store_true",
+                   help="leave out the client's two WINDOW_UPDATEs a call (as this script did before 2026-12-07 15:00 UTC)")
     p.add_argument("--only", default="", help="with --profile: only rows whose file or function matches")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="ingressd-grpccost-") as tmp:
         # one client connection for every call (its GOAWAY after 1,000 requests off), as h2cost.py
-        rig = Rig(memcost.server_args(args.args, Path(tmp), log_to_file=False), Path(tmp), args.streams)
+        rig = Rig(memcost.server_args(args.args, Path(tmp), log_to_file=False), Path(tmp), args.streams,
+                  not args.no_window_updates)
         rounds = memcost.batch_rounds(rig, args.calls, args.streams, 1 if args.profile else args.rounds)
         if args.profile:
             stats = memcost.profiled(rig.play, rounds[0])

@@ -592,3 +592,36 @@ def test_a_status_that_is_not_three_digits_is_a_connection_error():
     conn.send_headers(1, _BLOCK, True)
     conn.data_to_send()
     assert _error(conn, _frame(1, 5, 1, b"\x08\x04200x")) == frames.PROTOCOL_ERROR
+
+
+def test_a_repeated_head_and_trailer_block_is_read_once_each_stream_its_own_fields(monkeypatch):
+    """A backend answering every call alike sends the same blocks: the last head and trailers
+    read are remembered (the decoder's same list), each stream still gets its own list, and
+    the remembered content-length still holds a body to it."""
+    reads = []
+    for name in ("response_fields", "trailer_fields"):
+        def counted(fields, _check=getattr(h2_client, name), _name=name):
+            reads.append(_name)
+            return _check(fields)
+        monkeypatch.setattr(h2_client, name, counted)
+    conn = _connected()
+    head = _frame(1, 4, 0, _STATUS_200 + _literal(b"content-length", b"2") + _literal(b"x-a", b"1"))
+    trailers = _literal(b"grpc-status", b"0")
+    got = []
+    for stream_id in (1, 3, 5):
+        conn.send_headers(stream_id, _BLOCK, True)
+        block = head[:5] + stream_id.to_bytes(4, "big") + head[9:]
+        got += conn.receive_data(block + _frame(0, 0, stream_id, b"ab") + _frame(1, 5, stream_id, trailers))
+    responses = [event for event in got if event[0] == h2_client.RESPONSE]
+    ended = [event for event in got if event[0] == h2_client.TRAILERS]
+    assert [event[3] for event in responses] == [[(b"content-length", b"2"), (b"x-a", b"1")]] * 3
+    assert [event[2] for event in ended] == [[(b"grpc-status", b"0")]] * 3
+    assert responses[0][3] is not responses[1][3] and ended[1][2] is not ended[2][2]
+    assert reads == ["response_fields", "trailer_fields"]  # the second and third read from the memo
+    responses[1][3].clear()  # a stream's list is its own
+    conn.send_headers(7, _BLOCK, True)
+    block = head[:5] + (7).to_bytes(4, "big") + head[9:]
+    events = conn.receive_data(block)
+    assert events[0][3] == [(b"content-length", b"2"), (b"x-a", b"1")]
+    conn.data_to_send()
+    assert _error(conn, _frame(0, 1, 7, b"abc")) == frames.PROTOCOL_ERROR  # the remembered length holds

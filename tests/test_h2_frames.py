@@ -388,3 +388,32 @@ def test_written_frames_read_back():
     assert error is None
     assert [frame[0] for frame in frames[1:]] == [h2_frames.SETTINGS, h2_frames.HEADERS, h2_frames.DATA,
                                                   h2_frames.WINDOW_UPDATE]
+
+
+
+def _fields(frame: h2_frames.Frame) -> dict:
+    """Every field of a frame: its slots (each must be set) and what its type set beyond the
+    class defaults."""
+    return {**{name: getattr(frame, name) for name in ("type", "flags", "stream_id", "data", "length")},
+            **vars(frame)}
+
+
+@pytest.mark.parametrize("raw, fields, own", [
+    (_raw(h2_frames.DATA, h2_frames.END_STREAM, 1, b"message"), (0, 1, 1, 7, b"message"), {}),
+    (_raw(h2_frames.DATA, 0xFF & ~h2_frames.PADDED, 3, b""), (0, 1, 3, 0, b""), {}),  # undefined flags dropped
+    (_raw(h2_frames.HEADERS, 0x05, 5, b"\x82\x86"), (1, 5, 5, 2, b"\x82\x86"), {}),
+    (_raw(h2_frames.WINDOW_UPDATE, 0xFF, 0, struct.pack(">L", 5)), (8, 0, 0, 4, b""), {"value": 5}),
+    (_raw(h2_frames.PING, 1, 0, b"12345678"), (6, 1, 0, 8, b"12345678"), {}),
+    (_raw(0x42, 0xFF, 7, b"ext"), (0x42, 0xFF, 7, 3, b"ext"), {}),
+])
+def test_reader_makes_what_frame_init_makes(raw, fields, own):
+    """The reader sets a frame's fields itself, without ``Frame.__init__`` (its lines inline):
+    the frame it hands out has exactly the fields ``Frame(...)`` gives, plus its type's own."""
+    reader = FrameReader(server=False)
+    reader.feed(raw)
+    (frame,) = list(reader)
+    made = h2_frames.Frame(*fields)
+    for name, value in own.items():
+        setattr(made, name, value)
+    assert type(frame) is h2_frames.Frame
+    assert _fields(frame) == _fields(made)

@@ -303,7 +303,7 @@ def _request(encoder, sid, path=b"/a", end=True, extra=()):
 @pytest.mark.parametrize("case", [
     "ping", "settings-window", "too-many-streams", "reset-then-data", "reset-then-headers", "ended-then-headers",
     "low-id", "even-id", "bad-preface", "body-too-long", "flow-control", "window-overflow", "goaway-in",
-    "trailers", "continuation-flood",
+    "trailers", "continuation-flood", "repeated-block-body-too-long",
 ])
 def test_named(case):
     encoder = hpack.Encoder()
@@ -345,6 +345,10 @@ def test_named(case):
         frames += [_request(encoder, 1, b"/echo", end=False), _frame(h2_frames.DATA, 0, 1, b"abc"),
                    _frame(h2_frames.HEADERS, h2_frames.END_HEADERS | h2_frames.END_STREAM, 1,
                           encoder.encode([(b"x-t", b"1")]))]
+    elif case == "repeated-block-body-too-long":  # the third block is the second's bytes: remembered
+        for sid, body in ((1, b"ab"), (3, b"ab"), (5, b"abc")):
+            frames += [_request(encoder, sid, b"/echo", end=False, extra=[(b"content-length", b"2")]),
+                       _frame(h2_frames.DATA, h2_frames.END_STREAM, sid, body)]
     elif case == "continuation-flood":
         frames += [_frame(h2_frames.HEADERS, 0, 1, b"")] + [_frame(h2_frames.CONTINUATION, 0, 1, b"")] * 70
     data = b"".join(frames)

@@ -389,3 +389,74 @@ def test_the_fields_sent_keep_their_order_without_the_ones_http2_forbids():
     assert list(request.headers) == [
         (b":method", b"POST"), (b":authority", b"grpc.test"), (b":scheme", b"http"), (b":path", b"/pkg.Svc/Call"),
         (b"x-first", b"1"), (b"grpc-timeout", b"5S"), (b"x-last", b"2"), (b"te", b"trailers")]
+
+
+class _CountingClient(Client):
+    """A client that counts its corks: how deep it is corked, and the corks taken in all."""
+
+    def __init__(self):
+        self.depth = 0
+        self.corks = 0
+
+    def cork(self):
+        self.depth += 1
+        self.corks += 1
+
+    def uncork(self):
+        self.depth -= 1
+
+
+class _CorkWatchingExchange(FakeExchange):
+    """Notes how deep its client was corked at each part of the answer."""
+
+    def __init__(self):
+        super().__init__()
+        self.protocol = _CountingClient()
+        self.depths: list = []
+
+    def upstream_head(self, connection, status, headers, length):
+        self.depths.append(("head", self.protocol.depth))
+        super().upstream_head(connection, status, headers, length)
+
+    def upstream_body(self, data):
+        self.depths.append(("body", self.protocol.depth))
+        super().upstream_body(data)
+
+    def upstream_trailers(self, trailers):
+        self.depths.append(("trailers", self.protocol.depth))
+        super().upstream_trailers(trailers)
+
+    def upstream_done(self, connection, reusable):
+        self.depths.append(("done", self.protocol.depth))
+        super().upstream_done(connection, reusable)
+
+
+def test_a_read_answer_reaches_the_client_corked_throughout_with_one_cork():
+    """A backend read's answer (head, message, trailers, end) is relayed with the client corked
+    for the whole read (its frames leave in one write at the uncork): the message too, without
+    a cork of its own inside the read's."""
+    clock, upstream = setup()
+    exchange = _CorkWatchingExchange()
+    upstream.acquire("127.0.0.1", 50051, SETTINGS, lambda s: s.start(
+        exchange, b"POST", b"/pkg.Svc/Call", [(b"host", b"grpc.test"), (b"content-type", b"application/grpc")],
+        STREAMED, 60.0, 60.0), lambda e: None)
+    server = connect(clock, upstream)
+    server.respond(1, b"\0\0\0\0\2hi", trailers=[(b"grpc-status", b"0")])
+    assert exchange.depths == [("head", 1), ("body", 1), ("trailers", 1), ("done", 1)]
+    assert exchange.protocol.depth == 0 and exchange.protocol.corks == 1
+    assert exchange.body == b"\0\0\0\0\2hi"
+
+
+def test_a_message_relayed_outside_a_read_is_corked_around_itself():
+    """``data`` called with the client not held (outside a connection's read) corks it itself."""
+    clock, upstream = setup()
+    exchange = _CorkWatchingExchange()
+    streams = []
+    upstream.acquire("127.0.0.1", 50051, SETTINGS, lambda s: (streams.append(s), s.start(
+        exchange, b"POST", b"/pkg.Svc/Call", [(b"host", b"grpc.test")], STREAMED, 60.0, 60.0)),
+        lambda e: None)
+    server = connect(clock, upstream)
+    server.respond(1, None)  # the head alone, the stream left open
+    (stream,) = streams
+    stream.data(b"\0\0\0\0\2hi", 7)
+    assert exchange.depths[-1] == ("body", 1) and exchange.protocol.depth == 0

@@ -180,6 +180,27 @@ def test_send_respects_the_window_and_pauses_the_backend():
     assert exchange.resumed == 1
 
 
+def test_window_updates_of_one_read_release_every_blocked_stream():
+    """A read with several WINDOW_UPDATEs (the streams' and the connection's, as grpcio sends
+    them) walks the streams once: every stream held back by a window still gets its frames."""
+    pair = Pair()
+    first, second = pair.request(b"/a"), pair.request(b"/b")
+    for exchange, size in zip(pair.exchanges, (70000, 30000)):
+        exchange.stream.write_head(200, [], None)
+        exchange.stream.write_body(b"x" * size)
+        exchange.stream.finish_response()
+    pair.receive()
+    # the first stream took its window and the connection's (65,535): the second got nothing
+    assert (len(pair.body(first)), len(pair.body(second))) == (65535, 0)
+    # one read: a WINDOW_UPDATE on the second stream, one on the first, the connection's
+    pair.client.increment_flow_control_window(10, stream_id=second)
+    pair.client.increment_flow_control_window(10000, stream_id=first)
+    pair.client.increment_flow_control_window(40000)
+    pair.send()
+    assert (len(pair.body(first)), len(pair.body(second))) == (70000, 30000)
+    assert pair.of(h2.events.StreamEnded, first) and pair.of(h2.events.StreamEnded, second)
+
+
 def test_request_body_window_reopens_only_when_reading_resumes():
     pair = Pair()
     stream_id = pair.request(b"/up", method=b"POST", end=False)

@@ -122,6 +122,9 @@ class Frame:
         return f"Frame(type={self.type}, flags={self.flags:#x}, stream_id={self.stream_id}, length={self.length})"
 
 
+_new = Frame.__new__
+
+
 class FrameReader:
     """Cuts a client's bytes into frames: ``feed`` them, then iterate to take the frames that
     are complete. A frame that breaks a rule raises ``FrameError`` when it is reached (the
@@ -183,16 +186,26 @@ class FrameReader:
             body = data[start:at]
             if type(body) is not bytes:  # a frame put together across reads
                 body = bytes(body)
+            # Frame(...)'s fields set here, without a call of its __init__ (a frame is made
+            # per frame read; tests/test_h2_frames.py compares the two)
+            frame = _new(Frame)
+            frame.type = frame_type
+            frame.stream_id = stream_id
+            frame.length = length
             if frame_type <= HEADERS and not flags & _PADDED_OR_PRIORITY:
                 # DATA or HEADERS, neither padded nor prioritised: the payload is the data
-                frame = Frame(frame_type, flags & _DEFINED_FLAGS[frame_type], stream_id, length, body)
+                frame.flags = flags & _DEFINED_FLAGS[frame_type]
+                frame.data = body
                 if frame_type == DATA or flags & END_HEADERS:
                     if not self._block:
                         return frame
             else:
                 defined = _DEFINED_FLAGS.get(frame_type)
-                frame = Frame(frame_type, flags if defined is None else flags & defined, stream_id, length)
+                frame.flags = flags if defined is None else flags & defined
+                frame.data = b""
                 _parse_body(frame, body)
+                if not self._block and frame_type != HEADERS and frame_type != PUSH_PROMISE:
+                    return frame  # no header block to join it to (_join_block would return it)
             frame = self._join_block(frame)
             if frame is not None:
                 return frame
@@ -248,7 +261,13 @@ def _parse_body(frame: Frame, body: bytes) -> None:
     FRAME_SIZE_ERROR, a wrong value a PROTOCOL_ERROR."""
     frame_type = frame.type
     size = len(body)
-    if frame_type == DATA:
+    if frame_type == WINDOW_UPDATE:  # first: the most frequent here (grpcio sends two a call)
+        if size != 4:
+            raise FrameError(FRAME_SIZE_ERROR, "WINDOW_UPDATE frame must have 4 byte length")
+        frame.value = increment = _U32.unpack(body)[0]
+        if not 1 <= increment <= 0x7FFFFFFF:
+            raise FrameError(PROTOCOL_ERROR, "WINDOW_UPDATE increment must be between 1 to 2^31-1")
+    elif frame_type == DATA:
         at = _padding(frame, body)
         frame.data = body[at:size - frame.pad_length]
         _check_padding(frame, size)
@@ -269,12 +288,6 @@ def _parse_body(frame: Frame, body: bytes) -> None:
         if size % 6:
             raise FrameError(FRAME_SIZE_ERROR, "Invalid SETTINGS body")
         frame.settings = tuple(_SETTING.iter_unpack(body))
-    elif frame_type == WINDOW_UPDATE:
-        if size != 4:
-            raise FrameError(FRAME_SIZE_ERROR, "WINDOW_UPDATE frame must have 4 byte length")
-        frame.value = increment = _U32.unpack(body)[0]
-        if not 1 <= increment <= 0x7FFFFFFF:
-            raise FrameError(PROTOCOL_ERROR, "WINDOW_UPDATE increment must be between 1 to 2^31-1")
     elif frame_type == RST_STREAM:
         if size != 4:
             raise FrameError(FRAME_SIZE_ERROR, "RST_STREAM must have 4 byte body")

@@ -166,7 +166,9 @@ class ServerConnection:
         self._remote_initial_window = _DEFAULT_WINDOW
         self.remote_max_concurrent_streams = 2**32 + 1
         self.max_outbound_frame_size = 16384
-        self._last_block: tuple = (None, None)  # a request block's fields and their checked form
+        # The last request block's fields (the decoder hands a repeated block's list back as it
+        # was), their checked form and content-length: what was read of them holds for a repeat.
+        self._last_block: tuple = (None, None, None)
         self._dispatch = {
             DATA_FRAME: self._data, HEADERS: self._headers, PRIORITY: self._priority,
             RST_STREAM: self._rst_stream, SETTINGS: self._settings, PUSH_PROMISE: self._push_promise,
@@ -323,7 +325,9 @@ class ServerConnection:
                 self._out += frames.rst_stream_frame(stream_id, REFUSED_STREAM)
                 return
         ended = bool(frame.flags & END_STREAM)
-        if _informational(fields):
+        last_fields, checked, expected_length = self._last_block
+        repeat = fields is last_fields  # (not informational: a remembered block passed that check)
+        if not repeat and _informational(fields):
             stream.state = CLOSED
             self._closing.append(stream_id)
             raise ProtocolError(PROTOCOL_ERROR, "informational headers from a client")
@@ -340,12 +344,11 @@ class ServerConnection:
             raise ProtocolError(PROTOCOL_ERROR, str(exc)) from None
         if ended and stream.state == CLOSED:
             self._closing.append(stream_id)
-        stream.expected_length = _content_length(fields)
+        stream.expected_length = expected_length if repeat else _content_length(fields)
         if kind == REQUEST_BLOCK:
-            last_fields, checked = self._last_block
-            if fields is not last_fields:  # the decoder hands a repeated block's list back as it was
+            if not repeat:
                 checked = request_fields(fields)
-                self._last_block = (fields, checked)
+                self._last_block = (fields, checked, stream.expected_length)
             if checked is None:
                 checked = _h2_checked(fields, _REQUEST_FLAGS)
             events.append((REQUEST, stream_id, checked, ended))
@@ -410,7 +413,8 @@ class ServerConnection:
         self._out += frames.rst_stream_frame(stream_id, STREAM_CLOSED)
 
     def _window_update(self, frame, events: list) -> None:
-        self._frame_in(True)
+        if self._state != _OPEN:  # (an open connection takes it: no call)
+            self._frame_in(True)
         stream_id = frame.stream_id
         increment = frame.value
         if not stream_id:

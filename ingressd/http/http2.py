@@ -712,6 +712,7 @@ class H2ServerProtocol(Protocol):
             self.closed = True
             return
         last = len(events) - 1
+        windows_seen = False
         for index, event in enumerate(events):  # h2_server's event tuples
             kind = event[0]
             if kind == h2_server.REQUEST:
@@ -733,7 +734,13 @@ class H2ServerProtocol(Protocol):
                 if stream is not None:
                     stream.lost()
             elif kind == h2_server.WINDOW:
-                self._send_all()
+                # Once a read (grpcio sends two WINDOW_UPDATEs a call): the read is corked, so
+                # the walk only notes the streams with frames to send for the uncork, and a
+                # stream that has some later in the read was noted by the write that gave it
+                # them (write_body, finish_response: flush_stream). A later walk adds nothing.
+                if not windows_seen:
+                    windows_seen = True
+                    self._send_all()
             elif kind == h2_server.TERMINATED:
                 self._going_away = True  # the streams in flight are still answered
         waiting = self._body_timers

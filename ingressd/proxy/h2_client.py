@@ -11,7 +11,8 @@ leaves them. What to send accumulates for ``data_to_send``.
 
 - Frames are cut and parsed by ``http/h2_frames.FrameReader`` (client side: no preface to
   check), header blocks decoded by ``http/hpack_in.RequestDecoder`` (an HPACK decoder; the
-  backend's dynamic table) and checked by ``h2_response_check`` as h2 checks them.
+  backend's dynamic table) and checked by ``h2_response_check`` as h2 checks them (a block
+  repeated as the last one, the decoder's same list, once).
 - Request header blocks come encoded (``h2_request_head``: no dynamic table, so the backend's
   SETTINGS_HEADER_TABLE_SIZE does not matter to them), framed to the backend's frame size.
 - Flow control: what the backend sends is counted against a ``ReceiveWindow`` per stream
@@ -94,6 +95,11 @@ class ClientConnection:
         self._connection_window = connection_window
         self._reader = FrameReader(server=False)
         self._decoder = RequestDecoder()
+        # The last response head block and trailer block read: the decoder hands a repeated
+        # block's list back as it was (a backend answers every call alike), and what was read of
+        # it holds: (fields, status, regular fields, content-length) and (fields, trailer fields).
+        self._last_head: tuple = (None, 0, (), None)
+        self._last_trailers: tuple = (None, ())
         self._out: list[bytes] = []
         self._streams: dict[int, _Stream] = {}
         self._next_id = 1
@@ -322,19 +328,31 @@ class ClientConnection:
         if stream.head_seen:  # trailers
             if not ended:
                 raise FrameError(frames.PROTOCOL_ERROR, "Trailers must have END_STREAM set")
-            events.append((TRAILERS, stream.stream_id, trailer_fields(fields)))
+            last = self._last_trailers
+            if fields is last[0]:
+                trailers = list(last[1])  # each stream its own list
+            else:
+                trailers = trailer_fields(fields)
+                self._last_trailers = (fields, tuple(trailers))
+            events.append((TRAILERS, stream.stream_id, trailers))
             if stream.expected_length is not None and stream.expected_length != stream.received_length:
                 raise FrameError(frames.PROTOCOL_ERROR, f"content-length {stream.expected_length}, "
                                  f"{stream.received_length} bytes received")
             self._ended_remotely(stream, events)
             return
-        status, regular = response_fields(fields)
+        last = self._last_head
+        if fields is last[0]:
+            status, regular, length = last[1], list(last[2]), last[3]
+        else:
+            status, regular = response_fields(fields)
+            length = content_length(regular)
+            self._last_head = (fields, status, tuple(regular), length)
         if status < 200:
             if ended:
                 raise FrameError(frames.PROTOCOL_ERROR, "Cannot set END_STREAM on informational responses")
             return  # informational: not relayed
         stream.head_seen = True
-        stream.expected_length = 0 if stream.no_body else content_length(regular)
+        stream.expected_length = 0 if stream.no_body else length
         if ended and stream.expected_length:
             raise FrameError(frames.PROTOCOL_ERROR, f"content-length {stream.expected_length}, no body")
         events.append((RESPONSE, stream.stream_id, status, regular, bool(ended)))

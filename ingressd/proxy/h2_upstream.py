@@ -610,6 +610,9 @@ class H2Stream:
             self.connection.acknowledge(self.stream_id, flow_length)
             self._arm_read()
         if self.exchange is not None and data:
+            if self.held:  # its client is corked until the connection's read ends (``hold``)
+                self.exchange.upstream_body(data)
+                return
             client = self.exchange.protocol
             client.cork()
             try:
