@@ -15,7 +15,8 @@ keep-alive requests round the routes of bench/scale.py's lookup (1,000 routes in
 Ingress's host and a path under its ``/app{i}/api`` rule; less the tenth on TLS hosts, which
 redirect plain HTTP), to 10 and to N Ingresses alike;
 it prints the proxy's CPU per request (ingressd pinned to one CPU, wrk and the backend to the
-other), throughput and latency: what the size of the configuration costs a request end to end.
+other), throughput and latency: what the size of the configuration costs a request end to end;
+and the resident memory after the load (what the request path's memos and caches hold).
 """
 
 from __future__ import annotations
@@ -146,6 +147,8 @@ def run(procs: Processes, twistd: str, source_args: list[str], settle: float, me
         figures = measure_load(ports[0], proc.pid) if measure_load is not None else None
         if proc.poll() is not None:
             raise SystemExit(f"ingressd exited during the load:\n{procs.log_tail(proc)}")
+        if figures is not None:  # what the requests' memos and caches added, bounded or not
+            figures["memory_after"] = memory_kib(proc.pid)
         return ready, memory, figures
     finally:
         procs.stop(proc)
@@ -192,7 +195,9 @@ def measure(count: int, args) -> tuple[str, dict | None]:
         line += (f"\n        requests round {figures['keys']} keys: {figures['requests_per_s']:,.0f} req/s, "
                  f"proxy CPU {figures['cpu_us']:.1f} µs/request, p50 {figures['p50_ms']:.3f} ms, "
                  f"p99 {figures['p99_ms']:.3f} ms, {figures['non_2xx']} non-2xx, "
-                 f"{figures['socket_errors']} socket errors")
+                 f"{figures['socket_errors']} socket errors"
+                 f"\n        after the load: resident {figures['memory_after']['VmRSS'] / 1024:4.0f} MiB, "
+                 f"peak {figures['memory_after']['VmHWM'] / 1024:4.0f} MiB")
     return line, figures
 
 

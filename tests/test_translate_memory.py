@@ -76,12 +76,21 @@ def test_routes_on_no_tls_host_are_served_as_translated_without_a_copy():
     assert [(route.host, route.tls) for route in config.routes] == [("plain.test", False), ("secure.test", True)]
     plain, secure = translator._cache[("a", "plain")], translator._cache[("a", "secure")]
     assert plain.served[1] is plain.routes
-    assert secure.served[1] is not secure.routes and secure.served[1][0].tls
+    # a marked route is kept once: the unmarked route as translated is not kept beside it
+    assert secure.served[1] is secure.routes and secure.routes[0].tls
     # the plain host becomes a TLS host (another Ingress lists it): its route is marked now
     ingresses[("a", "other")] = ingress("a", "other", "2024-01-03T00:00:00Z", host="plain.test", path="/o", tls=True)
     config = translator(objects(ingresses), SETTINGS)
     assert [(route.host, route.tls) for route in config.routes][:1] == [("plain.test", True)]
-    assert plain.served[1] is not plain.routes and not plain.routes[0].tls
+    assert plain.served[1] is plain.routes and plain.routes[0].tls
+    marked = config.routes[0]
+    unchanged = translator(objects(ingresses), SETTINGS)
+    assert unchanged.routes[0] is marked  # still marked: the very object
+    # ... and no longer (the other Ingress goes): unmarked again, as a translation from nothing has it
+    del ingresses[("a", "other")]
+    config = translator(objects(ingresses), SETTINGS)
+    assert config.routes == Translator()(objects(ingresses), SETTINGS).routes
+    assert [(route.host, route.tls) for route in config.routes] == [("plain.test", False), ("secure.test", True)]
 
 
 # -- EndpointSlices followed incrementally: the same backends as a translation from nothing --
@@ -190,3 +199,38 @@ def test_a_service_with_one_two_then_no_slices():
     assert addresses() == []
     store.apply("t", "EndpointSlice", "MODIFIED", endpoint_slice("s1", "web", ["10.0.0.3"]))  # back
     assert addresses() == ["10.0.0.3"]
+
+
+def test_a_service_named_with_two_ports_resolves_each():
+    # The resolver remembers one port per Service (keyed by the Service alone): Ingresses naming
+    # its two ports in turn get each port's endpoints, and the same Backend while one port is asked.
+    two_ports = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "a"},
+                 "spec": {"ports": [{"name": "http", "port": 80}, {"name": "admin", "port": 81}]}}
+    slice_obj = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                 "metadata": {"name": "s1", "namespace": "a", "labels": {"kubernetes.io/service-name": "web"}},
+                 "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}, {"name": "admin", "port": 9090}],
+                 "endpoints": [{"addresses": ["10.0.0.1"]}]}
+
+    def named(name, port, paths=("/",)):
+        obj = web_ingress("web")
+        obj["metadata"]["name"] = name
+        obj["spec"]["rules"][0]["http"]["paths"] = [
+            {"path": path, "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": port}}}}
+            for path in paths]
+        return obj
+
+    store = ObjectStore()
+    store.register("t")
+    store.replace("t", "IngressClass", [{"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                                         "metadata": {"name": "ingressd"},
+                                         "spec": {"controller": "ingressd.io/ingress-controller"}}])
+    store.replace("t", "Service", [two_ports])
+    store.replace("t", "EndpointSlice", [slice_obj])
+    store.replace("t", "Ingress", [named("one", 80, ("/a", "/b")), named("two", 81), named("three", 80)])
+    config = Translator()(store.snapshot(), SETTINGS)
+    found = {(route.ingress.name, route.path): (route.backend.port, route.backend.endpoints[0].port)
+             for route in config.routes}
+    assert found == {("one", "/a"): ("80", 8080), ("one", "/b"): ("80", 8080), ("two", "/"): ("81", 9090),
+                     ("three", "/"): ("80", 8080)}
+    first, second = (route for route in config.routes if route.ingress.name == "one")
+    assert first.backend is second.backend

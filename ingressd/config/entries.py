@@ -40,6 +40,12 @@ GRPC, GRPCS = "GRPC", "GRPCS"  # HTTP/2 in clear, HTTP/2 over TLS (proxy/h2_upst
 SPOKEN = frozenset((HTTP, HTTPS, AUTO_HTTP, GRPC, GRPCS, "FCGI"))  # FCGI: proxy/fastcgi_upstream.py
 
 
+def _same_objects(known: tuple, ordered: list) -> bool:
+    """Whether ``ordered`` holds the very objects of ``known``, in its order (identity, not
+    equality: a feature may keep state of its own)."""
+    return len(known) == len(ordered) and all(a is b for a, b in zip(known, ordered))
+
+
 def _round_robin(backend) -> RoundRobin:
     return RoundRobin(backend.endpoints)
 
@@ -62,9 +68,18 @@ class RouteEntry:
                  "error_features", "error_codes", "features", "upstream", "regex", "access_log",
                  "canary", "alternatives", "weighted")
 
-    def __init__(self, route: Route, features: Iterable = (), defaults: UpstreamSettings = DEFAULT_UPSTREAM):
+    def __init__(self, route: Route, features: Iterable = (), defaults: UpstreamSettings = DEFAULT_UPSTREAM,
+                 like: "RouteEntry | None" = None):
+        # ``like``: an entry built just before (build_table passes the last one). Where its route has
+        # the very same Backend, the two share its round-robin, as nginx's locations share their
+        # upstream's; where its features are the very same objects, what is derived from them is
+        # shared too (at 10,000 Ingresses, 20,000 round-robins and 12,000 tuples fewer: ~1.5 MiB).
         self.route = route
-        self.balancer = RoundRobin(route.backend.endpoints)
+        shared = like.balancer if like is not None and like.route.backend is route.backend else None
+        if type(shared) is RoundRobin and shared.endpoints is route.backend.endpoints:
+            self.balancer = shared
+        else:
+            self.balancer = RoundRobin(route.backend.endpoints)
         # A weighted backend set (Gateway API backendRefs): one member's balancer per request,
         # chosen by the exchange (None: every request goes to ``balancer``).
         self.weighted = WeightedBalancers(route.backends, _round_robin) if route.backends else None
@@ -87,17 +102,26 @@ class RouteEntry:
             self.error_codes = _NO_CODES
             return
         ordered = in_phase_order(features)
-        self.features = tuple(ordered)
-        self.request_features = request_methods(ordered)
-        self.response_features = tuple(f.response for f in ordered if hasattr(f, "response"))
-        self.upstream_request_features = tuple(f.upstream_request for f in ordered if hasattr(f, "upstream_request"))
-        self.error_features = tuple(
-            (frozenset(getattr(f, "error_codes", ())), f.error) for f in ordered if hasattr(f, "error")
-        )
-        codes: set[int] = set()
-        for feature_codes, _ in self.error_features:
-            codes |= feature_codes
-        self.error_codes = frozenset(codes) if codes else _NO_CODES
+        if like is not None and _same_objects(like.features, ordered):
+            self.features = like.features
+            self.request_features = like.request_features
+            self.response_features = like.response_features
+            self.upstream_request_features = like.upstream_request_features
+            self.error_features = like.error_features
+            self.error_codes = like.error_codes
+        else:
+            self.features = tuple(ordered)
+            self.request_features = request_methods(ordered)
+            self.response_features = tuple(f.response for f in ordered if hasattr(f, "response"))
+            self.upstream_request_features = tuple(f.upstream_request for f in ordered
+                                                   if hasattr(f, "upstream_request"))
+            self.error_features = tuple(
+                (frozenset(getattr(f, "error_codes", ())), f.error) for f in ordered if hasattr(f, "error")
+            )
+            codes: set[int] = set()
+            for feature_codes, _ in self.error_features:
+                codes |= feature_codes
+            self.error_codes = frozenset(codes) if codes else _NO_CODES
         self.regex = any(getattr(feature, "regex_paths", False) for feature in ordered)
         self.access_log = all(getattr(feature, "access_log", True) for feature in ordered)
         self.canary = next((f.canary for f in ordered if getattr(f, "canary", None) is not None), None)
@@ -211,6 +235,7 @@ def build_table(config: Config, plugins, context: BuildContext,
     # 7-tuples at 10,000 Ingresses, ~6 MiB) left that much of the heap resident after it.
     cache: dict = {}
     cached_for = None
+    last_built: RouteEntry | None = None  # what the next entry may share (RouteEntry's ``like``)
     reused: dict = {}
     previous = {} if previous is None else previous
     # One build's route_features: what does not depend on the path is asked once per
@@ -250,7 +275,7 @@ def build_table(config: Config, plugins, context: BuildContext,
         # Features may depend on the path too (rewrite-target's pattern, no-auth-locations),
         # and on the Gateway API filters (two rules of one HTTPRoute on one path, told apart by
         # their matches, may have different ones).
-        nonlocal cached_for
+        nonlocal cached_for, last_built
         if route.ingress is not cached_for and route.ingress != cached_for:
             cache.clear()
             cached_for = route.ingress
@@ -266,7 +291,7 @@ def build_table(config: Config, plugins, context: BuildContext,
             log.err(None, f"ingressd: a plugin failed while building routes of {route.ingress}")
             failed[route.ingress] = f"a plugin failed: {exc}"
             return None
-        entry = RouteEntry(route, features, defaults)
+        entry = last_built = RouteEntry(route, features, defaults, last_built)
         if entry.upstream.protocol not in protocols:
             failed[route.ingress] = (f"backend protocol {entry.upstream.protocol} is not served by ingressd "
                                      f"(it speaks {', '.join(sorted(protocols))})")
