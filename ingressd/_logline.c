@@ -734,6 +734,69 @@ piece_of(PyObject *value, int kind, int escape, int *quoted)
     return write_text(value, escape);
 }
 
+#define ASCII_LINE 4096 /* join_ascii's buffer: longer lines take the two passes */
+
+/* The usual line in one pass: every literal, value piece and the tail ASCII, the line within
+ * ASCII_LINE characters, written into a buffer as each piece is found, then copied into the str
+ * once. *fits is set to 0 (nothing returned) when a piece is not ASCII, a literal not a str or
+ * the line too long: the caller then takes the two passes, which find the same pieces again (a
+ * piece's reading has no effect but the time's cached second). An error of a piece is returned
+ * as the two passes would return it: the pieces before it were found alike. */
+static PyObject *
+join_ascii(PyObject *literals, const unsigned char *flags, PyObject *tail, int escape, PyObject *values,
+           Py_ssize_t n, int *fits)
+{
+    char line[ASCII_LINE];
+    Py_ssize_t length = 0, i;
+    *fits = 0;
+    for (i = 0; i < n; i++) {
+        PyObject *literal = PyTuple_GET_ITEM(literals, i);
+        if (!PyUnicode_Check(literal) || !PyUnicode_IS_ASCII(literal))
+            return NULL;
+        Py_ssize_t size = PyUnicode_GET_LENGTH(literal);
+        if (size > ASCII_LINE - length)
+            return NULL;
+        memcpy(line + length, PyUnicode_1BYTE_DATA(literal), size);
+        length += size;
+        int quote = 0;
+        PyObject *piece = piece_of(PyTuple_GET_ITEM(values, i), flags[i], escape, &quote);
+        if (piece == NULL) {
+            *fits = 1; /* the error, as the two passes would raise it here */
+            return NULL;
+        }
+        const char *data;
+        if (PyBytes_Check(piece)) { /* ASCII, checked by piece_of */
+            data = PyBytes_AS_STRING(piece);
+            size = PyBytes_GET_SIZE(piece);
+        }
+        else if (PyUnicode_IS_ASCII(piece)) {
+            data = (const char *)PyUnicode_1BYTE_DATA(piece);
+            size = PyUnicode_GET_LENGTH(piece);
+        }
+        else {
+            Py_DECREF(piece);
+            return NULL;
+        }
+        if (size > ASCII_LINE - 2 - length) {
+            Py_DECREF(piece);
+            return NULL;
+        }
+        if (quote)
+            line[length++] = '"';
+        memcpy(line + length, data, size);
+        length += size;
+        if (quote)
+            line[length++] = '"';
+        Py_DECREF(piece);
+    }
+    if (!PyUnicode_IS_ASCII(tail) || PyUnicode_GET_LENGTH(tail) > ASCII_LINE - length)
+        return NULL;
+    memcpy(line + length, PyUnicode_1BYTE_DATA(tail), PyUnicode_GET_LENGTH(tail));
+    length += PyUnicode_GET_LENGTH(tail);
+    *fits = 1;
+    return ascii_text(line, length);
+}
+
 static PyObject *
 join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -767,6 +830,11 @@ join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (n > (PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(PyObject *) - 1) / 2)
         return PyErr_NoMemory();
+    const unsigned char *flags = (const unsigned char *)PyBytes_AS_STRING(kinds);
+    int fits;
+    PyObject *line = join_ascii(literals, flags, tail, (int)escape, values, n, &fits);
+    if (fits)
+        return line;
     Py_ssize_t count = 2 * n + 1, made = 0, i;
     PyObject *stack[STACK_PIECES];
     char stack_quoted[STACK_PIECES];
@@ -782,7 +850,6 @@ join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return PyErr_NoMemory();
         }
     }
-    const unsigned char *flags = (const unsigned char *)PyBytes_AS_STRING(kinds);
     /* Pass 1: every piece (new references), the line's length and widest character. */
     Py_ssize_t length = 0;
     Py_UCS4 maxchar = 127;

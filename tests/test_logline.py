@@ -292,6 +292,27 @@ def test_the_c_codes_own_digits_at_their_edges_are_the_twins(escape):
         f"{2**63 - 1} {-2**63} 200\n")
 
 
+@pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
+@pytest.mark.parametrize("escape", [0, 1, 2])
+def test_lines_past_the_c_codes_one_pass_are_the_twins(escape):
+    """The C code writes an ASCII line of up to 4,096 characters in one pass and takes its two
+    passes otherwise: a line around that length, a literal, value or tail that is not ASCII, an
+    error after ASCII pieces."""
+    kinds = [ESCAPED, PLAIN, JSON, STATUS, SECONDS]
+    for size in (4000, 4060, 4080, 4085, 4086, 4087, 4088, 4089, 4090, 4096, 4097, 5000):
+        for at in range(5):
+            values = ["v", 7, "j", 200, 1.5]
+            values[at] = {0: "x" * size, 1: "x" * size, 2: "x" * size, 3: 10 ** (size // 100), 4: 1.5}[at]
+            for literals, tail in ((["a", " ", " ", " ", " "], "\n"), (["é", " ", " ", " ", " "], "\n"),
+                                   (["a", " ", " ", " ", " "], "é\n"), (["a" * 4090, "", "", "", ""], "\n")):
+                form = _form(literals, kinds, tail=tail, escape=escape)
+                assert _outcome(join_line_c, form, tuple(values)) == _outcome(join_line_py, form, tuple(values))
+    for values in (("é", 7, "j", 200, 1.5), ("v", 7, "\u20ac", 200, 1.5), ("v", 7, "j", "200", 1.5),
+                   ("v", 7, "j", 200, "x"), ("v", "x\x00", "j", 200, 1.5)):
+        form = _form(["a", " ", " ", " ", " "], kinds, escape=escape)
+        assert _outcome(join_line_c, form, values) == _outcome(join_line_py, form, values), values
+
+
 # Seconds the C code writes itself (fixed_text: 0 < x < 1e9, the exact binary value rounded to 3 or
 # 6 places, ties to even): exact ties (x * 10^places ends in .5 exactly: dyadic multiples of 5^-places),
 # their neighbours, and the ends of its range.
