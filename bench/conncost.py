@@ -120,6 +120,7 @@ class Rig:
             self.upstream_transport.clear()
             self.upstream.dataReceived(RESPONSE)
             reactor.runUntilCurrent()  # the round's writes and close
+            self.memory.end_round()  # … and the access log's line (the log was given the memory reactor)
             answer = b""
             client.settimeout(5)
             for _ in range(_ROUNDS_BOUND):
@@ -190,6 +191,7 @@ class KeepAlive:
         rig.upstream_transport.clear()
         rig.upstream.dataReceived(RESPONSE)
         reactor.runUntilCurrent()  # the round's end: the answer sent
+        rig.memory.end_round()  # … and the access log's line (the log was given the memory reactor)
         answer = b""
         for _ in range(_ROUNDS_BOUND):
             answer += client.recv(65536)

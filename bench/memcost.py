@@ -13,7 +13,11 @@ they all need are here:
 - ``server_args()`` and ``serve()``: the real server (``ingressd.testing.serve_in_memory``:
   the installed plugins, the options ``twistd ingressd`` parses) with one route to
   ``bench.local``, the access log to a file unless ``--args`` says otherwise, nginx's
-  per-connection request limits lifted (one connection carries every request);
+  per-connection request limits lifted (one connection carries every request), on a
+  ``RoundsReactor``: a memory reactor that ends rounds of events as ``ingressd.reactor``'s does
+  (``call_at_round_end``), so that the access log holds a round's exchanges and formats their
+  lines at the round's end as in ``twistd ingressd``; a script ends a round (``end_round()``)
+  where the real reactor's would end (after the backend's answer was read);
 - ``accept()`` and ``connect()``/``Upstreams``: a client connection of a listener's factory and
   the backend connections the server asked its memory reactor for, on ``StringTransport``s;
 - ``batch_rounds()``: the HTTP/2 scripts' reads, encoded before the rounds that play them;
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import inspect
 import pstats
 import shlex
 import signal
@@ -39,7 +44,7 @@ from collections import Counter
 from pathlib import Path
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "bench.local"
@@ -90,15 +95,49 @@ def server_args(text: str, tmp: Path, *more: str, log_to_file: bool = True) -> l
     return extra
 
 
+class RoundsReactor(MemoryReactorClock):
+    """A memory reactor that ends rounds of events as ``ingressd.reactor.DirectDispatchEPollReactor``
+    does: ``call_at_round_end(f)`` calls ``f`` once when the script says the round ended
+    (``end_round()``). Without it the access log formats each line at once (its other-reactor
+    path), which is not what the server runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._round_ends: list = []
+
+    def call_at_round_end(self, f) -> None:
+        self._round_ends.append(f)
+
+    @property
+    def waiting(self) -> int:
+        """Round ends asked for since the last ``end_round``."""
+        return len(self._round_ends)
+
+    def end_round(self) -> None:
+        if self._round_ends:
+            ends, self._round_ends = self._round_ends, []
+            for end in ends:
+                end()
+
+
 def serve(tmp: Path, extra_args: list[str], objects: list | None = None):
-    """(service, memory reactor): the real server with ``objects`` (default: one Ingress routing
-    ``bench.local`` to one endpoint), its route checked."""
+    """(service, reactor): the real server with ``objects`` (default: one Ingress routing
+    ``bench.local`` to one endpoint) on a ``RoundsReactor``, its route checked. An installed
+    ``ingressd`` whose ``serve_in_memory`` takes no reactor (before 2026-12-07's alog5) serves on
+    a plain memory reactor: its ``end_round`` is then a no-op, and the log formats each line at once."""
     from ingressd.testing import one_route_objects, serve_in_memory
 
-    service, reactor = serve_in_memory(Path(tmp), objects or one_route_objects(HOST), *extra_args)
+    more = {"reactor": RoundsReactor()} if "reactor" in inspect.signature(serve_in_memory).parameters else {}
+    service, reactor = serve_in_memory(Path(tmp), objects or one_route_objects(HOST), *extra_args, **more)
+    if not hasattr(reactor, "end_round"):
+        reactor.end_round = _no_round
     if service.state.table.match(HOST, "/") is None:
         raise SystemExit("the route did not load; is the manifest valid?")
     return service, reactor
+
+
+def _no_round() -> None:
+    """``end_round`` of a reactor without rounds."""
 
 
 def accept(factory, port: int = 8080):

@@ -10,6 +10,12 @@ prints is CPU time per request for everything ingressd's code does between those
 calls — parsing, routing, features, forwarded headers, timers, metrics, the access log's
 record — which is what the socket benchmark (bench.py) adds on top of the kernel's work.
 
+The server's reactor ends rounds of events (``memcost.RoundsReactor``), as ``twistd ingressd``'s
+does: with the access log on, each round's exchanges are held and their lines formatted when the
+round ends (``AccessLog._end_round``, the server's path), here after every request's answer
+(``--round N``: after every N requests, as a busy server's poll hands it several connections'
+reads at once). With the log off the loop has no round ends to call, as before.
+
 It is deterministic enough to compare two versions of the code on a noisy machine (the
 median of several rounds), and ``--profile`` prints cProfile's table for the same loop.
 
@@ -20,6 +26,7 @@ median of several rounds), and ``--profile`` prints cProfile's table for the sam
     .venv/bin/python bench/pathcost.py --general        # without the exchange's plain lane (A/B)
     .venv/bin/python bench/pathcost.py --halves         # the request half and the backend-answer half apart
     .venv/bin/python bench/pathcost.py --llhttp-heads   # every request head through llhttp (A/B)
+    .venv/bin/python bench/pathcost.py --round 16       # the log's lines formatted every 16 requests
 
 ``--sample`` samples the stack on CPU time (``ITIMER_PROF``: asked for every 200 µs of CPU,
 the kernel's tick makes it every few ms) instead of tracing every call as cProfile does
@@ -64,14 +71,35 @@ class Rig:
         self.client_transport.clear()
         self.upstream_transport.clear()
 
+    per_round = 1  # --round: requests answered in one round of events (the log's lines formatted at its end)
+
     def run(self, count: int) -> None:
         client, upstream = self.client.dataReceived, self.upstream.dataReceived
         client_clear, upstream_clear = self.client_transport.clear, self.upstream_transport.clear
-        for _ in range(count):
-            client(REQUEST)
-            upstream(RESPONSE)
-            client_clear()
-            upstream_clear()
+        if self.service.access_log is None:  # no round ends asked for: the loop as it always was
+            for _ in range(count):
+                client(REQUEST)
+                upstream(RESPONSE)
+                client_clear()
+                upstream_clear()
+            return
+        end_round = self.reactor.end_round
+        if self.per_round == 1:  # the server's round ends after the backend's answer was read
+            for _ in range(count):
+                client(REQUEST)
+                upstream(RESPONSE)
+                end_round()
+                client_clear()
+                upstream_clear()
+            return
+        rounds, rest = divmod(count, self.per_round)
+        for size in [self.per_round] * rounds + [rest]:
+            for _ in range(size):
+                client(REQUEST)
+                upstream(RESPONSE)
+                client_clear()
+                upstream_clear()
+            end_round()
 
 
 def halves(rig: Rig, count: int) -> tuple[float, float]:
@@ -81,6 +109,7 @@ def halves(rig: Rig, count: int) -> tuple[float, float]:
     (about a µs) to both halves and to every version of the code."""
     client, upstream = rig.client.dataReceived, rig.upstream.dataReceived
     client_clear, upstream_clear = rig.client_transport.clear, rig.upstream_transport.clear
+    end_round = rig.reactor.end_round
     clock = time.process_time
     request_half = answer_half = 0.0
     for _ in range(count):
@@ -88,6 +117,7 @@ def halves(rig: Rig, count: int) -> tuple[float, float]:
         client(REQUEST)
         middle = clock()
         upstream(RESPONSE)
+        end_round()  # the round of the backend's answer ends: the access log's line
         ended = clock()
         client_clear()
         upstream_clear()
@@ -102,11 +132,15 @@ def main() -> None:
                    help="every request through the exchange's general steps (Proxy.flat off: no plain lane)")
     p.add_argument("--llhttp-heads", action="store_true",
                    help="every request head through llhttp's callbacks (the one-call plain head off: A/B)")
+    p.add_argument("--round", type=int, default=1,
+                   help="requests answered in one round of events, whose access-log lines are formatted at its "
+                        "end as in the server (default 1: each request's round ends after the backend's answer)")
     p.add_argument("--halves", action="store_true",
                    help="time the request half and the backend-answer half separately (median of the rounds)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="ingressd-pathcost-") as tmp:
         rig = Rig(memcost.server_args(args.args, Path(tmp)), Path(tmp))
+        rig.per_round = max(1, args.round)
         if args.general:
             rig.service.proxy.flat = False
         if args.llhttp_heads:
@@ -127,9 +161,11 @@ def main() -> None:
         figures = [memcost.cpu_per(args.requests, rig.run, args.requests) for _ in range(args.rounds)]
         rig.client.dataReceived(REQUEST)
         rig.upstream.dataReceived(RESPONSE)
+        rig.reactor.end_round()
         rig.check()
         print(memcost.python_line(args.args, "general steps only" if args.general else "",
-                                  "heads through llhttp" if args.llhttp_heads else ""))
+                                  "heads through llhttp" if args.llhttp_heads else "",
+                                  f"{rig.per_round} requests a round" if rig.per_round != 1 else ""))
         print(f"request path in memory: {memcost.per_text(figures, args.requests)}")
 
 

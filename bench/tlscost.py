@@ -203,18 +203,22 @@ class Rig:
             backend = self.backend
             response = backend.seal
             turn = self.reactor.advance
+            end_round = self.reactor.end_round  # the access log's lines, as the server's reactor ends a round
             for _ in range(count):
                 client(REQUEST)
                 turn(0)  # a reactor turn: Twisted's client TLS sends small writes at the end of one
                 backend.feed(upstream_out.value())
                 upstream_out.clear()
                 upstream(response(RESPONSE))
+                end_round()
                 client_out.clear()
         else:
             peer = self.peer
+            end_round = self.reactor.end_round
             for _ in range(count):
                 client(peer.seal(REQUEST))
                 upstream(RESPONSE)
+                end_round()
                 peer.feed(client_out.value())
                 client_out.clear()
                 upstream_out.clear()

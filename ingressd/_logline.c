@@ -60,6 +60,88 @@ static PyObject *DASH;  /* "-" */
 static PyObject *NULL_TEXT; /* "null" */
 static PyObject *EMPTY; /* "" */
 
+/* A str of ``size`` ASCII characters copied from ``text`` (no UTF-8 decoding: the caller's
+ * text is digits, a clock or a dot). */
+static PyObject *
+ascii_text(const char *text, Py_ssize_t size)
+{
+    PyObject *out = PyUnicode_New(size, 127);
+    if (out != NULL)
+        memcpy(PyUnicode_1BYTE_DATA(out), text, size);
+    return out;
+}
+
+/* '%.3f' (places 3) or '%.6f' (places 6) of a double 0 < x < 1e9 written into ``out`` (40 chars at
+ * least), as Python writes it: the exact binary value rounded to the places, ties to even. The
+ * double is m * 2^e exactly (m the 53-bit significand), so x * 10^places is m * 5^places /
+ * 2^(-e - places), an integer quotient and remainder in 128 bits. Returns the length, or -1 when
+ * x is outside what this handles (zero, subnormal, from 1e9, no 128-bit integers): the caller
+ * then asks PyOS_double_to_string. */
+static int
+fixed_text(double x, int places, char *out)
+{
+#ifdef __SIZEOF_INT128__
+    if (!(x > 0.0 && x < 1e9) || (places != 3 && places != 6))
+        return -1;
+    unsigned long long bits;
+    memcpy(&bits, &x, sizeof(bits));
+    int biased = (int)((bits >> 52) & 0x7ff);
+    if (biased == 0)
+        return -1; /* subnormal */
+    unsigned long long significand = (bits & ((1ULL << 52) - 1)) | (1ULL << 52);
+    int shift = 1075 - biased - places; /* x * 10^places = significand * 5^places / 2^shift */
+    if (shift <= 0 || shift >= 120)
+        return -1;
+    unsigned __int128 n = (unsigned __int128)significand * (places == 3 ? 125u : 15625u);
+    unsigned __int128 q = n >> shift, rest = n - (q << shift), half = (unsigned __int128)1 << (shift - 1);
+    if (rest > half || (rest == half && (q & 1)))
+        q++;
+    unsigned long long value = (unsigned long long)q; /* below 1e9 * 1e6 + 1 */
+    char digits[32];
+    int count = 0, length = 0, i;
+    do {
+        digits[count++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    while (count <= places)
+        digits[count++] = '0'; /* a digit before the point at least */
+    for (i = count - 1; i >= places; i--)
+        out[length++] = digits[i];
+    out[length++] = '.';
+    for (i = places - 1; i >= 0; i--)
+        out[length++] = digits[i];
+    return length;
+#else
+    (void)x;
+    (void)places;
+    (void)out;
+    return -1;
+#endif
+}
+
+/* str(value) for an exact int that fits a long long, its digits written here (what
+ * format(value) and repr(value) give it); NULL without an error when it does not fit (the
+ * caller then asks Python). */
+static PyObject *
+int_text(PyObject *value)
+{
+    int overflow = 0;
+    long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow || (number == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return NULL;
+    }
+    char text[24], *at = text + sizeof(text);
+    unsigned long long rest = number < 0 ? 0ULL - (unsigned long long)number : (unsigned long long)number;
+    do {
+        *--at = (char)('0' + rest % 10);
+        rest /= 10;
+    } while (rest);
+    if (number < 0)
+        *--at = '-';
+    return ascii_text(at, text + sizeof(text) - at);
+}
+
 static inline int
 default_needs(unsigned int c)
 {
@@ -254,10 +336,14 @@ seconds_text(PyObject *value)
     }
     if (!(number > 0.0))
         number = 0.0; /* max(0.0, value): also for -0.0 and NaN */
+    char fixed[40];
+    int fixed_size = fixed_text(number, 3, fixed);
+    if (fixed_size > 0)
+        return ascii_text(fixed, fixed_size);
     char *text = PyOS_double_to_string(number, 'f', 3, 0, NULL);
     if (text == NULL)
         return NULL;
-    PyObject *out = PyUnicode_FromString(text);
+    PyObject *out = ascii_text(text, (Py_ssize_t)strlen(text));
     PyMem_Free(text);
     return out;
 }
@@ -277,6 +363,10 @@ status_text(PyObject *value)
         number = PyLong_AsLongLongAndOverflow(value, &overflow);
         if (number == -1 && PyErr_Occurred())
             return NULL;
+    }
+    if (!overflow && number >= 0 && number <= 999) { /* every HTTP status: three digits */
+        char text[3] = {(char)('0' + number / 100), (char)('0' + number / 10 % 10), (char)('0' + number % 10)};
+        return ascii_text(text, 3);
     }
     if (!overflow) {
         char text[32];
@@ -406,6 +496,11 @@ json_value(PyObject *value, int *quoted)
     }
     if (PyBool_Check(value))
         return PyUnicode_FromString(value == Py_True ? "true" : "false");
+    if (PyLong_CheckExact(value)) {
+        PyObject *out = int_text(value);
+        if (out != NULL || PyErr_Occurred())
+            return out;
+    }
     if (PyLong_Check(value))
         return PyLong_Type.tp_repr(value);
     if (PyFloat_Check(value)) {
@@ -434,6 +529,15 @@ json_seconds(PyObject *value)
     if (PyFloat_CheckExact(value)) {
         double number = PyFloat_AS_DOUBLE(value);
         if (number >= 0.0001 && number < 1e6) {
+            char fixed[40];
+            int fixed_size = fixed_text(number, 6, fixed);
+            if (fixed_size > 0) {
+                while (fixed[fixed_size - 1] == '0')
+                    fixed_size--;
+                if (fixed[fixed_size - 1] == '.')
+                    fixed[fixed_size++] = '0'; /* "12." -> "12.0" */
+                return ascii_text(fixed, fixed_size);
+            }
             char *text = PyOS_double_to_string(number, 'f', 6, 0, NULL);
             if (text == NULL)
                 return NULL;
@@ -505,6 +609,15 @@ utc_time(PyObject *value)
         cached_second = second;
     }
     int milliseconds = (int)((now - (double)second) * 1000);
+    if (milliseconds >= 0 && milliseconds <= 999) { /* a time after 1970: its digits written here */
+        char text[72];
+        memcpy(text, cached_text, cached_size);
+        text[cached_size] = '.';
+        text[cached_size + 1] = (char)('0' + milliseconds / 100);
+        text[cached_size + 2] = (char)('0' + milliseconds / 10 % 10);
+        text[cached_size + 3] = (char)('0' + milliseconds % 10);
+        return ascii_text(text, (Py_ssize_t)cached_size + 4);
+    }
     char text[96];
     int size = snprintf(text, sizeof(text), "%.*s.%03d", (int)cached_size, cached_text, milliseconds);
     if (size < 0 || size >= (int)sizeof(text)) {
@@ -597,6 +710,11 @@ piece_of(PyObject *value, int kind, int escape, int *quoted)
             Py_INCREF(value);
             return value;
         }
+        if (PyLong_CheckExact(value)) { /* a count: format(value) is str(value) */
+            PyObject *out = int_text(value);
+            if (out != NULL || PyErr_Occurred())
+                return out;
+        }
         return PyObject_Format(value, NULL); /* as an f-string writes it */
     case KIND_SECONDS:
         return seconds_text(value);
@@ -614,6 +732,69 @@ piece_of(PyObject *value, int kind, int escape, int *quoted)
     if (escape == ESCAPE_DEFAULT)
         return write_default(value);
     return write_text(value, escape);
+}
+
+#define ASCII_LINE 4096 /* join_ascii's buffer: longer lines take the two passes */
+
+/* The usual line in one pass: every literal, value piece and the tail ASCII, the line within
+ * ASCII_LINE characters, written into a buffer as each piece is found, then copied into the str
+ * once. *fits is set to 0 (nothing returned) when a piece is not ASCII, a literal not a str or
+ * the line too long: the caller then takes the two passes, which find the same pieces again (a
+ * piece's reading has no effect but the time's cached second). An error of a piece is returned
+ * as the two passes would return it: the pieces before it were found alike. */
+static PyObject *
+join_ascii(PyObject *literals, const unsigned char *flags, PyObject *tail, int escape, PyObject *values,
+           Py_ssize_t n, int *fits)
+{
+    char line[ASCII_LINE];
+    Py_ssize_t length = 0, i;
+    *fits = 0;
+    for (i = 0; i < n; i++) {
+        PyObject *literal = PyTuple_GET_ITEM(literals, i);
+        if (!PyUnicode_Check(literal) || !PyUnicode_IS_ASCII(literal))
+            return NULL;
+        Py_ssize_t size = PyUnicode_GET_LENGTH(literal);
+        if (size > ASCII_LINE - length)
+            return NULL;
+        memcpy(line + length, PyUnicode_1BYTE_DATA(literal), size);
+        length += size;
+        int quote = 0;
+        PyObject *piece = piece_of(PyTuple_GET_ITEM(values, i), flags[i], escape, &quote);
+        if (piece == NULL) {
+            *fits = 1; /* the error, as the two passes would raise it here */
+            return NULL;
+        }
+        const char *data;
+        if (PyBytes_Check(piece)) { /* ASCII, checked by piece_of */
+            data = PyBytes_AS_STRING(piece);
+            size = PyBytes_GET_SIZE(piece);
+        }
+        else if (PyUnicode_IS_ASCII(piece)) {
+            data = (const char *)PyUnicode_1BYTE_DATA(piece);
+            size = PyUnicode_GET_LENGTH(piece);
+        }
+        else {
+            Py_DECREF(piece);
+            return NULL;
+        }
+        if (size > ASCII_LINE - 2 - length) {
+            Py_DECREF(piece);
+            return NULL;
+        }
+        if (quote)
+            line[length++] = '"';
+        memcpy(line + length, data, size);
+        length += size;
+        if (quote)
+            line[length++] = '"';
+        Py_DECREF(piece);
+    }
+    if (!PyUnicode_IS_ASCII(tail) || PyUnicode_GET_LENGTH(tail) > ASCII_LINE - length)
+        return NULL;
+    memcpy(line + length, PyUnicode_1BYTE_DATA(tail), PyUnicode_GET_LENGTH(tail));
+    length += PyUnicode_GET_LENGTH(tail);
+    *fits = 1;
+    return ascii_text(line, length);
 }
 
 static PyObject *
@@ -649,6 +830,11 @@ join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (n > (PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(PyObject *) - 1) / 2)
         return PyErr_NoMemory();
+    const unsigned char *flags = (const unsigned char *)PyBytes_AS_STRING(kinds);
+    int fits;
+    PyObject *line = join_ascii(literals, flags, tail, (int)escape, values, n, &fits);
+    if (fits)
+        return line;
     Py_ssize_t count = 2 * n + 1, made = 0, i;
     PyObject *stack[STACK_PIECES];
     char stack_quoted[STACK_PIECES];
@@ -664,7 +850,6 @@ join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return PyErr_NoMemory();
         }
     }
-    const unsigned char *flags = (const unsigned char *)PyBytes_AS_STRING(kinds);
     /* Pass 1: every piece (new references), the line's length and widest character. */
     Py_ssize_t length = 0;
     Py_UCS4 maxchar = 127;

@@ -574,13 +574,15 @@ def write_manifest(directory: Path, objects: Sequence[Mapping], name: str = "obj
     return target
 
 
-def serve_in_memory(directory: Path, objects: Sequence[Mapping], *options: str) -> tuple[Any, Any]:
+def serve_in_memory(directory: Path, objects: Sequence[Mapping], *options: str, reactor=None) -> tuple[Any, Any]:
     """The real server (``twistd ingressd``'s options, the installed plugins) on a
     ``MemoryReactorClock``, serving ``objects`` from a manifest in ``directory``, its HTTP
     port ``tcp:8080``. Returns (service, reactor); connect with
     ``service.http_factory.buildProtocol`` and ``StringTransport``s. Nothing listens for
     real: every port is one of the reactor's ``tcpServers``. ``service.stopService()``
-    gives the plugins back the configuration they had before."""
+    gives the plugins back the configuration they had before. ``reactor``: a
+    ``MemoryReactorClock`` of the caller's (one that ends rounds of events, as
+    ``bench/memcost.py``'s), else a new one."""
     from twisted.internet.testing import MemoryReactorClock
 
     from ingressd.server import build_server
@@ -594,7 +596,8 @@ def serve_in_memory(directory: Path, objects: Sequence[Mapping], *options: str) 
     settings = settings_from(parsed)
     for name in ("http", "https", "admin"):
         settings[name] = _through_reactor(settings[name])
-    reactor = MemoryReactorClock()
+    if reactor is None:
+        reactor = MemoryReactorClock()
     service = build_server(settings, PLUGINS, reactor)
     if PLUGINS is not None:
         undo = _ConfigurationUndone(PLUGINS)

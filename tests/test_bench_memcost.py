@@ -88,6 +88,42 @@ def test_print_samples_without_samples(capsys):
     assert "no samples" in capsys.readouterr().out
 
 
+def test_the_rounds_reactor_calls_each_round_end_once_in_order():
+    reactor = memcost.RoundsReactor()
+    called = []
+    reactor.call_at_round_end(lambda: called.append(1))
+    reactor.call_at_round_end(lambda: (called.append(2), reactor.call_at_round_end(lambda: called.append(3))))
+    assert reactor.waiting == 2
+    reactor.end_round()
+    assert called == [1, 2] and reactor.waiting == 1  # asked during the round's end: the next round's
+    reactor.end_round()
+    reactor.end_round()
+    assert called == [1, 2, 3] and reactor.waiting == 0
+
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: bench.local\r\n\r\n"
+
+
+@pytest.mark.parametrize("log, asked", [("", 1), ("--access-log off", 0)])
+def test_the_served_access_log_holds_the_rounds_lines_until_the_round_ends(tmp_path, log, asked):
+    """What pathcost's log-on figure measures: the server's round path (the line formatted when the
+    round ends), not the line formatted at once."""
+    service, reactor = memcost.serve(tmp_path, memcost.server_args(log, tmp_path))
+    try:
+        client, client_transport = memcost.accept(service.http_factory)
+        client.dataReceived(REQUEST)
+        upstream, _ = memcost.connect(reactor)
+        upstream.dataReceived(memcost.RESPONSE)
+        assert client_transport.value().startswith(b"HTTP/1.1 200 ")
+        assert isinstance(reactor, memcost.RoundsReactor) and reactor.waiting == asked
+        if asked:
+            assert service.access_log.counts()["pending"] == 1
+        reactor.end_round()
+        assert reactor.waiting == 0
+    finally:
+        service.stopService()
+
+
 SCRIPTS = [
     (["pathcost.py", "--requests", "300", "--rounds", "2"],
      [r"python \S+; options: \(defaults\)", "request path in memory: " + FIGURE.format(unit="request", rounds=2)]),
@@ -95,6 +131,8 @@ SCRIPTS = [
       "--llhttp-heads"],
      [r"options: --access-log off; general steps only; heads through llhttp",
       FIGURE.format(unit="request", rounds=1)]),
+    (["pathcost.py", "--requests", "300", "--rounds", "1", "--round", "16", "--args", "--access-log-format nginx"],
+     [r"options: --access-log-format nginx; 16 requests a round", FIGURE.format(unit="request", rounds=1)]),
     (["pathcost.py", "--requests", "300", "--rounds", "2", "--halves"],
      [r"request half \d+\.\d\d µs, backend-answer half \d+\.\d\d µs CPU per request \(median of 2 rounds"]),
     (["pathcost.py", "--requests", "300", "--profile", "--lines", "3"],

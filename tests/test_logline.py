@@ -8,6 +8,7 @@ references (a bounded loop, error paths included, must not grow memory).
 from __future__ import annotations
 
 import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -267,6 +268,79 @@ def test_the_utc_time_kind_is_the_json_lines_time(now):
         # Twice in the same second (the cached part), then in another one.
         assert join(_form([""], [UTC_TIME], tail=""), (now + 0.0001,)) == join_line_py(
             _form([""], [UTC_TIME], tail=""), (now + 0.0001,))
+
+
+# Where the C code writes digits itself (an int within a long long, a status from 0 to 999, a
+# time's milliseconds from 0 to 999) and where it hands over to Python's formatting.
+_EDGE_INTS = (0, 1, -1, 9, 10, 99, 100, 999, 1000, 2**31, -2**31, 2**63 - 1, -2**63, 2**63, -2**63 - 1, 10**30,
+              -10**30, True, False)
+_EDGE_TIMES = (0.0, 0.999, 0.9995, 1.0, 1_790_000_000.0, 1_790_000_000.999, 1_790_000_000.0009999, -0.001, -0.5,
+               -1.0, -1.9999, 59.9999999)
+
+
+@pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
+@pytest.mark.parametrize("escape", [0, 1, 2])
+def test_the_c_codes_own_digits_at_their_edges_are_the_twins(escape):
+    for value in _EDGE_INTS:
+        for kind in (PLAIN, STATUS, JSON, JSON_SECONDS, SECONDS):
+            form = _form(["<"], [kind], tail=">", escape=escape)
+            assert _outcome(join_line_c, form, (value,)) == _outcome(join_line_py, form, (value,)), (kind, value)
+    for now in _EDGE_TIMES:
+        form = _form(["<"], [UTC_TIME], tail=">", escape=escape)
+        assert join_line_c(form, (now,)) == join_line_py(form, (now,)), now
+    assert join_line_c(_form(["", " ", " "], [PLAIN, JSON, STATUS]), (2**63 - 1, -2**63, 200)) == (
+        f"{2**63 - 1} {-2**63} 200\n")
+
+
+@pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
+@pytest.mark.parametrize("escape", [0, 1, 2])
+def test_lines_past_the_c_codes_one_pass_are_the_twins(escape):
+    """The C code writes an ASCII line of up to 4,096 characters in one pass and takes its two
+    passes otherwise: a line around that length, a literal, value or tail that is not ASCII, an
+    error after ASCII pieces."""
+    kinds = [ESCAPED, PLAIN, JSON, STATUS, SECONDS]
+    for size in (4000, 4060, 4080, 4085, 4086, 4087, 4088, 4089, 4090, 4096, 4097, 5000):
+        for at in range(5):
+            values = ["v", 7, "j", 200, 1.5]
+            values[at] = {0: "x" * size, 1: "x" * size, 2: "x" * size, 3: 10 ** (size // 100), 4: 1.5}[at]
+            for literals, tail in ((["a", " ", " ", " ", " "], "\n"), (["é", " ", " ", " ", " "], "\n"),
+                                   (["a", " ", " ", " ", " "], "é\n"), (["a" * 4090, "", "", "", ""], "\n")):
+                form = _form(literals, kinds, tail=tail, escape=escape)
+                assert _outcome(join_line_c, form, tuple(values)) == _outcome(join_line_py, form, tuple(values))
+    for values in (("é", 7, "j", 200, 1.5), ("v", 7, "\u20ac", 200, 1.5), ("v", 7, "j", "200", 1.5),
+                   ("v", 7, "j", 200, "x"), ("v", "x\x00", "j", 200, 1.5)):
+        form = _form(["a", " ", " ", " ", " "], kinds, escape=escape)
+        assert _outcome(join_line_c, form, values) == _outcome(join_line_py, form, values), values
+
+
+# Seconds the C code writes itself (fixed_text: 0 < x < 1e9, the exact binary value rounded to 3 or
+# 6 places, ties to even): exact ties (x * 10^places ends in .5 exactly: dyadic multiples of 5^-places),
+# their neighbours, and the ends of its range.
+_TIES = tuple(k * 125 / 2 ** j for k in (1, 3, 5, 7, 9, 11, 1001) for j in range(1, 14)) + tuple(
+    k * 15625 / 2 ** j for k in (1, 3, 5, 13, 99) for j in range(7, 24))
+_SECONDS_EDGES = _TIES + tuple(math.nextafter(x, 0) for x in _TIES) + tuple(math.nextafter(x, 2e9) for x in _TIES) + (
+    5e-324, 2.2250738585072014e-308, 1e-300, 1e-10, 0.0001, math.nextafter(0.0001, 0), 0.0005, 0.0015, 0.9995,
+    999999.9999995, math.nextafter(1e6, 0), 1e6, math.nextafter(1e9, 0), 1e9, 2.0 ** 52, 2.0 ** 60)
+
+
+@pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
+@pytest.mark.parametrize("kind", [SECONDS, JSON_SECONDS])
+def test_seconds_the_c_code_writes_itself_are_pythons_at_ties_and_edges(kind):
+    form = _form([""], [kind], tail="", escape=1 if kind == JSON_SECONDS else 0)
+    for value in _SECONDS_EDGES:
+        assert join_line_c(form, (value,)) == join_line_py(form, (value,)), value
+    assert join_line_c(_form([""], [SECONDS], tail=""), (0.0625,)) == "0.062"  # the tie to even
+    assert join_line_c(_form([""], [JSON_SECONDS], tail=""), (0.0078125,)) == "0.007812"
+
+
+@settings(max_examples=2000)
+@given(value=st.floats(min_value=0.0, max_value=1e9, exclude_min=True) | st.floats(min_value=1e-4, max_value=1e6)
+       | st.integers(1, 2 ** 40).map(lambda k: k / 2 ** 20))
+def test_seconds_in_the_c_codes_range_are_pythons(value):
+    for kind in (SECONDS, JSON_SECONDS):
+        form = _form([""], [kind], tail="")
+        for join in (join_line_py, join_line_c) if join_line_c is not None else (join_line_py,):
+            assert join(form, (value,)) == ("%.3f" % value if kind == SECONDS else json.dumps(round(value, 6)))
 
 
 # -- the access log's json line, joined, against its reference --------------------------------
