@@ -95,5 +95,5 @@ def test_what_every_request_reads_is_in_slots_set_at_once():
     protocol, _ = connect()
     values = {name: getattr(protocol, name) for name in HTTP1ServerProtocol.__slots__}
     assert values == {"closed": False, "_receiver": None, "_deferred_reject": None, "_plain_closed": False,
-                      "_draining": False, "_reading_paused": False}
+                      "_draining": False, "_reading_paused": False, "_corked": 0, "trusted": None}
     assert not set(HTTP1ServerProtocol.__slots__) & set(vars(protocol))

@@ -210,7 +210,8 @@ class HTTP1ServerProtocol(Protocol):
     # for ~30 instructions but a class attribute through the instance for ~230 (it does not
     # specialise that read), and they were read eleven times a request; as slots they add no
     # names to the connection's dict either.
-    __slots__ = ("closed", "_receiver", "_deferred_reject", "_plain_closed", "_draining", "_reading_paused")
+    __slots__ = ("closed", "_receiver", "_deferred_reject", "_plain_closed", "_draining", "_reading_paused",
+                 "_corked", "trusted")
     _parsing: Request | None = None
     _active = None  # the exchange being answered
     _active_request: Request | None = None
@@ -223,9 +224,7 @@ class HTTP1ServerProtocol(Protocol):
     _response_body_allowed = True
     _timer_status = 0
     _head_written = False
-    _corked = 0
     _registered = False
-    trusted: tuple | None = None  # (policy, the peer is a trusted proxy): decided by the proxy
     peer_ip = ""
     server_port = 0
     _tls: tuple[str, str] | None = None  # (TLS version, SNI name), read once
@@ -262,6 +261,8 @@ class HTTP1ServerProtocol(Protocol):
         self._plain_closed = False  # a plain head (not seen by llhttp) said the connection closes
         self._draining = False  # shutting down: the next answer says Connection: close
         self._reading_paused = False
+        self._corked = 0  # cork()s not yet uncorked: writes wait in _out
+        self.trusted: tuple | None = None  # (policy, the peer is a trusted proxy): decided by the proxy
 
     # -- connection lifecycle -------------------------------------------------------------
 
