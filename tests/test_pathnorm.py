@@ -1,7 +1,10 @@
 """Path normalisation: the routing path and the path the backend receives agree."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from ingressd.http import pathnorm
 from ingressd.http.pathnorm import BadPath, lenient_views, normalize, split_target
 
 
@@ -161,3 +164,30 @@ def test_split_target(target, path, query):
 )
 def test_lenient_views(path, views):
     assert lenient_views(path) == views
+
+
+@pytest.mark.parametrize("path, views", [("/a/b", ()), ("/A;x/..", ("/", "/a;x/..")), ("/a\\b", ("/a/b",))])
+def test_lenient_views_remembered_give_the_same(path, views):
+    pathnorm._VIEWS.clear()
+    assert lenient_views(path) == views and path in pathnorm._VIEWS
+    assert lenient_views(path) == views  # (from the memo)
+    pathnorm._VIEWS[path] = ("/elsewhere",)  # the memo is what answers a path seen recently
+    assert lenient_views(path) == ("/elsewhere",)
+    pathnorm._VIEWS.clear()
+
+
+def test_lenient_views_memo_is_bounded():
+    pathnorm._VIEWS.clear()
+    long = "/" + "A" * pathnorm._VIEWS_LONGEST
+    assert lenient_views(long) == ("/" + "a" * pathnorm._VIEWS_LONGEST,) and long not in pathnorm._VIEWS
+    for n in range(pathnorm.VIEWS_REMEMBERED + 5):
+        lenient_views(f"/p{n}")
+    assert 0 < len(pathnorm._VIEWS) <= pathnorm.VIEWS_REMEMBERED
+    pathnorm._VIEWS.clear()
+
+
+@given(st.text(alphabet=st.sampled_from("/;\\.aAzZ\u0130\u2160\u00e9%1"), max_size=24).map(lambda t: "/" + t))
+def test_lenient_views_memo_against_the_worked_out_answer(path):
+    worked_out = pathnorm._lenient_views(path)
+    assert lenient_views(path) == worked_out
+    assert lenient_views(path) == worked_out

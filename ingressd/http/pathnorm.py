@@ -109,6 +109,13 @@ def normalize(raw_path: bytes) -> tuple[str, bytes]:
     return routing, quote(routing, safe=_SAFE).encode("ascii")
 
 
+# Routing paths seen recently → their lenient views (a pure function of the path: nothing to
+# invalidate). Bounded: emptied when full; paths longer than _VIEWS_LONGEST are not kept.
+_VIEWS: dict[str, tuple[str, ...]] = {}
+VIEWS_REMEMBERED = 1024
+_VIEWS_LONGEST = 256
+
+
 def lenient_views(path: str) -> tuple[str, ...]:
     """Other readings of a routing path that common backends make, for split-view checks.
 
@@ -116,7 +123,22 @@ def lenient_views(path: str) -> tuple[str, ...]:
     ``/`` and many frameworks match paths case-insensitively. A request whose lenient
     reading would route somewhere ingressd's strict reading does not is ambiguous
     (Traefik CVE-2025-66490). Empty when the path has nothing to read differently.
+    A path seen recently is answered from a memo (the request path asks for every request:
+    a look-up of the path, whose hash the route table's memo computed already, costs less
+    than the test below and its lower-cased copy).
     """
+    views = _VIEWS.get(path)
+    if views is None:
+        views = _lenient_views(path)
+        if len(path) <= _VIEWS_LONGEST:
+            if len(_VIEWS) >= VIEWS_REMEMBERED:
+                _VIEWS.clear()
+            _VIEWS[path] = views
+    return views
+
+
+def _lenient_views(path: str) -> tuple[str, ...]:
+    """``lenient_views``' answer, worked out."""
     if ";" not in path and "\\" not in path and path == path.lower():
         return ()
     views = []

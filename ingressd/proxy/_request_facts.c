@@ -116,11 +116,21 @@ request_facts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(path);
         goto done;
     }
-    result = Py_BuildValue("(OOOOOOOOO)", path, query, target, host ? host : Py_None, rid ? rid : Py_None,
-                           upgrade ? upgrade : Py_None, connection ? Py_True : Py_False,
-                           spoofed ? Py_True : Py_False, forwarded ? Py_True : Py_False);
-    Py_DECREF(path);
-    Py_DECREF(query);
+    /* The result tuple filled by hand (Py_BuildValue parses its format string on every call). */
+    result = PyTuple_New(9);
+    if (result == NULL) {
+        Py_DECREF(path);
+        Py_DECREF(query);
+        goto done;
+    }
+    PyObject *items[9] = {path, query, target, host ? host : Py_None, rid ? rid : Py_None,
+                          upgrade ? upgrade : Py_None, connection ? Py_True : Py_False,
+                          spoofed ? Py_True : Py_False, forwarded ? Py_True : Py_False};
+    for (int i = 0; i < 9; i++) {
+        if (i > 1)  /* path and query are this call's own: handed over */
+            Py_INCREF(items[i]);
+        PyTuple_SET_ITEM(result, i, items[i]);  /* steals */
+    }
 done:
     Py_XDECREF(host);
     Py_XDECREF(rid);

@@ -281,21 +281,40 @@ static PyObject *parse(PyObject *args, int with_lines)
         length_object = Py_None;
         Py_INCREF(length_object);
     }
-    if (with_lines) {
-        PyObject *lines = head_lines(kept);
-        if (lines == NULL)
+    {
+        /* The result tuple filled by hand (Py_BuildValue parses its format string on every
+           call). Every object below is this call's own reference, handed over to the tuple. */
+        PyObject *lines = NULL;
+        if (with_lines) {
+            lines = head_lines(kept);
+            if (lines == NULL)
+                goto error;
+        }
+        PyObject *pos_obj = PyLong_FromSsize_t(pos);
+        PyObject *minor_obj = pos_obj == NULL ? NULL : PyLong_FromLong(minor);
+        PyObject *status_obj = minor_obj == NULL ? NULL : PyLong_FromLong(status);
+        result = status_obj == NULL ? NULL : PyTuple_New(with_lines ? 9 : 8);
+        if (result == NULL) {
+            Py_XDECREF(pos_obj);
+            Py_XDECREF(minor_obj);
+            Py_XDECREF(status_obj);
+            Py_XDECREF(lines);
             goto error;
-        result = Py_BuildValue("(niiOOOOON)", pos, minor, status, reason, headers, length_object,
-                               keep_alive ? Py_True : Py_False, kept, lines);  /* N: steals lines */
-    } else {
-        result = Py_BuildValue("(niiOOOOO)", pos, minor, status, reason, headers, length_object,
-                               keep_alive ? Py_True : Py_False, kept);
+        }
+        PyObject *keep_obj = keep_alive ? Py_True : Py_False;
+        Py_INCREF(keep_obj);
+        PyTuple_SET_ITEM(result, 0, pos_obj);
+        PyTuple_SET_ITEM(result, 1, minor_obj);
+        PyTuple_SET_ITEM(result, 2, status_obj);
+        PyTuple_SET_ITEM(result, 3, reason);
+        PyTuple_SET_ITEM(result, 4, headers);
+        PyTuple_SET_ITEM(result, 5, length_object);
+        PyTuple_SET_ITEM(result, 6, keep_obj);
+        PyTuple_SET_ITEM(result, 7, kept);
+        if (with_lines)
+            PyTuple_SET_ITEM(result, 8, lines);
+        return result;
     }
-    Py_DECREF(reason);
-    Py_DECREF(length_object);
-    Py_DECREF(headers);
-    Py_DECREF(kept);
-    return result;
 
 decline:
     Py_DECREF(headers);

@@ -112,6 +112,11 @@ class Proxy:
         exchange.upstream_settings = self.settings.upstream
         exchange.started = self.clock.seconds()
         exchange._tried = ()
+        exchange.bytes_sent = exchange._body_bytes = 0
+        exchange._done = exchange._awaiting_body = exchange._client_held = False
+        exchange._buffer = exchange._held = exchange._last_piece = exchange._next_round = exchange._backoff = None
+        exchange._plain_fields = ()
+        exchange._timers = exchange._writer = exchange._finish_callbacks = None
         exchange.begin()
         return exchange
 
@@ -168,7 +173,13 @@ class Exchange:
     # instance dicts up to 30 names only: an exchange setting more copied them into a dict of
     # its own each time (42 names on the plain lane's keep-alive request before).
     __slots__ = ("__dict__", "__weakref__", "proxy", "protocol", "request", "method", "version", "headers", "peer_ip",
-                 "client_ip", "scheme", "server_port", "upstream_settings", "started", "_tried")
+                 "client_ip", "scheme", "server_port", "upstream_settings", "started", "_tried",
+                 # Read on every request (body_done, upstream_whole, _finished, request_bytes) and
+                 # set in __init__ too: CPython 3.11 reads a slot for ~30 instructions but a class
+                 # attribute through the instance for ~230 (it does not specialise that read).
+                 "bytes_sent", "_done", "_buffer", "_held", "_client_held", "_awaiting_body", "_last_piece",
+                 "_plain_fields", "_timers", "_next_round", "_backoff", "_writer", "_finish_callbacks",
+                 "_body_bytes")
 
     # Values every exchange starts with, as class attributes: an exchange only stores what
     # differs (the request path creates one per request).
@@ -180,7 +191,6 @@ class Exchange:
     route = None
     entry = None
     status = 0
-    bytes_sent = 0
     upstream_address = ""  # nginx's $upstream_addr: after retries, each try's, comma-separated
     upstream_status = 0
     upstream_endpoint = None  # the Endpoint of the last try (a balancer learns from its answer)
@@ -201,35 +211,21 @@ class Exchange:
     error_cause = ""  # why ingressd answered 502/503/504 itself: no_endpoints, read_timeout…
     answered_by = ""  # the plugin whose request feature answered (rate_limit, basic_auth…)
     _has_connection = False
-    _finish_callbacks: list[Callable[[], None]] | None = None
     _forward_callbacks: list | None = None  # on_forward's (callback, body_limit), until announced
     _upstream = None
     _cancel_connect = None
     _plain = False  # in the plain lane (the end of begin)
-    _plain_fields: tuple = ()  # the response fields the plain lane sets (Proxy.plain_fields)
-    _body_bytes = 0
     _body_complete = False
     _body_sent = False
     _body_ended = False  # the whole body went to the backend (its connection may be reused)
-    _buffer: BufferedBody | None = None  # the request body, held until a backend takes it
-    _held: BufferedBody | None = None  # the whole body, kept to be sent again (proxy-next-upstream)
     _first_try: float | None = None  # clock.seconds() when the first endpoint was asked (proxy-next-upstream-timeout)
     _trail = ""  # the statuses of tries passed over ("502, 503, "): $upstream_status
-    _awaiting_body = False  # the backend is asked once the body is complete
     _streaming = False  # the body goes to the backend as it arrives (request_buffering off)
-    _client_held = False  # the client's reading is paused until the backend takes more of the body
     _upstream_paused = False  # the backend does not take more of the body for now
-    _next_round = None  # the call sending more of the held body in the reactor's next round
-    _last_piece: bytes | None = None  # a streamed body's last piece, sent with its end by body_done
-    _backoff = None  # the call making the next try after a retry policy's backoff
     _response_started = False
-    # The response body between backend and client when the route reads ahead of the client
-    # (proxy-buffering) or paces it (limit-rate); None: written straight through.
-    _writer: ResponseBuffer | None = None
     _intercepted = 0
     _retried = False
     _canary_decided = False
-    _done = False
     _forwarded: "list[tuple[bytes, bytes]] | tuple" = ()
     _tunnel: Tunnel | None = None
     _upstream_error = False  # the status being replaced by an error page is the backend's own
@@ -237,7 +233,6 @@ class Exchange:
     # (the default-backend annotation when the route's Service has no ready endpoints), an
     # object whose ``pick(exclude)`` returns the next Endpoint, as ``RouteEntry.pick``.
     balancer = None
-    _timers: RouteTimers | None = None  # the route's own time limits (Route.timeouts), if it has some
 
     def __init__(self, proxy: Proxy, protocol, request):
         # (Proxy.__call__ makes the request path's exchanges with these lines inline: keep the two alike.)
@@ -256,6 +251,23 @@ class Exchange:
         self.upstream_settings: UpstreamSettings = proxy.settings.upstream
         self.started = proxy.clock.seconds()
         self._tried: tuple = ()  # endpoints asked already (a tuple: no hash of an Endpoint per request)
+        # Slots every request reads (see __slots__), as class defaults would have said:
+        self.bytes_sent = 0
+        self._done = False
+        self._body_bytes = 0
+        self._buffer: BufferedBody | None = None  # the request body, held until a backend takes it
+        self._held: BufferedBody | None = None  # the whole body, kept to be sent again (proxy-next-upstream)
+        self._awaiting_body = False  # the backend is asked once the body is complete
+        self._client_held = False  # the client's reading is paused until the backend takes more of the body
+        self._last_piece: bytes | None = None  # a streamed body's last piece, sent with its end by body_done
+        self._next_round = None  # the call sending more of the held body in the reactor's next round
+        self._backoff = None  # the call making the next try after a retry policy's backoff
+        self._plain_fields: tuple = ()  # the response fields the plain lane sets (Proxy.plain_fields)
+        self._timers: RouteTimers | None = None  # the route's own time limits (Route.timeouts), if it has some
+        # The response body between backend and client when the route reads ahead of the client
+        # (proxy-buffering) or paces it (limit-rate); None: written straight through.
+        self._writer: ResponseBuffer | None = None
+        self._finish_callbacks: list[Callable[[], None]] | None = None
 
     # -- what features use ----------------------------------------------------------------
 
