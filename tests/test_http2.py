@@ -497,3 +497,17 @@ def test_a_stream_reads_its_receiver_from_itself_not_its_class():
     pair.request(b"/", method=b"POST")
     stream = pair.exchanges[0].stream
     assert "_receiver" in vars(stream) and stream._receiver is None
+
+
+def test_a_requests_has_body_is_http1s_rule_worked_out_once():
+    """``H2Request.has_body`` is set with the request (no property frame a request): it says what
+    ``http1.Request.has_body`` says of the same fields."""
+    from ingressd.http.http1 import Request
+    from ingressd.http.http2 import H2Request
+
+    for content_length in (None, 0, 5):
+        for complete in (True, False):
+            h2_request = H2Request(b"POST", b"/", [], content_length, complete, False)
+            h1_request = Request.__new__(Request)
+            h1_request.chunked, h1_request.content_length = h2_request.chunked, content_length
+            assert h2_request.has_body is Request.has_body.fget(h1_request), (content_length, complete)

@@ -65,7 +65,7 @@ class H2Request:
 
     __slots__ = (
         "method", "target", "version", "headers", "keep_alive", "upgrade", "chunked",
-        "content_length", "complete", "expect_continue", "head_bytes", "websocket_key",
+        "content_length", "complete", "expect_continue", "head_bytes", "websocket_key", "has_body",
     )
 
     def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
@@ -83,10 +83,9 @@ class H2Request:
         self.expect_continue = expect_continue
         self.head_bytes = 0  # the header block's decoded size (for metrics and logs)
         self.websocket_key: bytes | None = None  # an Extended CONNECT: the key the backend is sent
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or bool(self.content_length)
+        # http1.Request's property, worked out once (a property's frame on every request: neither
+        # field changes after the HEADERS)
+        self.has_body = self.chunked or bool(content_length)
 
 
 class _Reject(Exception):
