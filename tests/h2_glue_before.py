@@ -101,6 +101,7 @@ class _Stream(http2._Stream):
         self._timer = None
         self.remote_ended = False  # the client sent END_STREAM
         self._draining: int | None = None  # bytes dropped after an early answer
+        self._receiver = None  # a class default then; http2._Stream's methods read it from the stream now
 
     def data_received(self, data: bytes, flow_length: int) -> None:
         if self._draining is not None:

@@ -458,3 +458,56 @@ def test_trailers_are_normalised_too():
     pair.receive()
     (trailers,) = pair.of(h2.events.TrailersReceived, stream_id)
     assert list(trailers.headers) == [(b"grpc-status", b"0")]
+
+
+def test_remembered_response_fields_are_the_one_pass_answer():
+    """``_response_fields`` answers a short list seen lately from its memo: the same fields as
+    ``_response_fields_pass`` (never-indexed credentials kept), a long or unhashable list
+    without the memo, and the memo bounded."""
+    from hpack import NeverIndexedHeaderTuple
+
+    from ingressd.http import http2
+
+    http2._FIELDS_MEMO.clear()
+    head = [(b"Content-Type", b" application/grpc"), (b"te", b"trailers"), (b"Cookie", b"a=1"),
+            (b":status", b"200"), (b"grpc-accept-encoding", b"identity")]
+    first = http2._response_fields(head)
+    assert list(first) == http2._response_fields_pass(head)
+    again = http2._response_fields(list(head))  # another list of the same fields: the memo's answer
+    assert again is first
+    assert [type(field) for field in again] == [tuple, NeverIndexedHeaderTuple, tuple]
+    other = [(b"grpc-status", b"0"), (b"grpc-message", b"")]
+    assert list(http2._response_fields(other)) == [(b"grpc-status", b"0"), (b"grpc-message", b"")]
+    assert http2._response_fields(other) is not first
+    long = [(b"x-%d" % i, b"v") for i in range(http2._FIELDS_MEMO_MOST + 1)]
+    assert list(http2._response_fields(long)) == http2._response_fields_pass(long)
+    assert tuple(long) not in http2._FIELDS_MEMO
+    unhashable = [[b"X-List", b" v "]]
+    assert list(http2._response_fields(unhashable)) == [(b"x-list", b"v")]
+    for i in range(3 * http2._FIELDS_MEMO_LIMIT):
+        http2._response_fields([(b"x-n", b"%d" % i)])
+        assert len(http2._FIELDS_MEMO) <= http2._FIELDS_MEMO_LIMIT
+    assert list(http2._response_fields(head)) == list(first)
+
+
+def test_a_stream_reads_its_receiver_from_itself_not_its_class():
+    """The DATA's receiver (set by ``divert``) is the stream's own value from the start (a
+    class default read through the instance is not specialised by CPython 3.11)."""
+    pair = Pair()
+    pair.request(b"/", method=b"POST")
+    stream = pair.exchanges[0].stream
+    assert "_receiver" in vars(stream) and stream._receiver is None
+
+
+def test_a_requests_has_body_is_http1s_rule_worked_out_once():
+    """``H2Request.has_body`` is set with the request (no property frame a request): it says what
+    ``http1.Request.has_body`` says of the same fields."""
+    from ingressd.http.http1 import Request
+    from ingressd.http.http2 import H2Request
+
+    for content_length in (None, 0, 5):
+        for complete in (True, False):
+            h2_request = H2Request(b"POST", b"/", [], content_length, complete, False)
+            h1_request = Request.__new__(Request)
+            h1_request.chunked, h1_request.content_length = h2_request.chunked, content_length
+            assert h2_request.has_body is Request.has_body.fget(h1_request), (content_length, complete)

@@ -366,7 +366,6 @@ class H2Stream:
     reused = False  # a stream is never reused; a refused one says ``refused`` instead
     stream_id = 0
     _reserved = True  # counted in its connection's ``reserved`` until started
-    held = False  # its client is corked until the end of the connection's read (``hold``)
 
     def __init__(self, connection: H2Connection):
         self.connection = connection
@@ -385,6 +384,9 @@ class H2Stream:
         self._head_delivered = False
         self._received_any = False
         self._done = False
+        # its client is corked until the end of the connection's read (``hold``); read for each
+        # answer: an instance value, not a class default read through the instance (unspecialised)
+        self.held = False
         # when each timeout is due (None: not set), swept by the connection's ``_StreamTimers``
         self._read_at: float | None = None
         self._send_at: float | None = None
@@ -769,10 +771,11 @@ class H2Upstream:
     """The HTTP/2 upstream protocol: per endpoint (and TLS settings), connections with many
     streams each; a new connection only when the others are full. ``tls``: GRPCS."""
 
-    streams_request_body = True  # gRPC streams both ways: the exchange does not hold the body
-
     def __init__(self, clock: Any, tls: bool = False, name: str | None = None, max_streams: int = 100,
                  idle_timeout: float = 60.0):
+        # gRPC streams both ways: the exchange does not hold the body. Read a request: an
+        # instance value, not a class default read through the instance (unspecialised)
+        self.streams_request_body = True
         self.name = name or ("GRPCS" if tls else "GRPC")
         self.tls = tls
         self.clock = clock
