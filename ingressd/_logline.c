@@ -736,6 +736,60 @@ piece_of(PyObject *value, int kind, int escape, int *quoted)
 
 #define ASCII_LINE 4096 /* join_ascii's buffer: longer lines take the two passes */
 
+/* join_ascii's usual numbers written straight into ``out`` (48 chars at least), without the str
+ * piece_of would make of them: an exact int of a plain or json piece (int_text's digits), a status
+ * 0-999 (status_text's), a float's seconds that fixed_text writes (seconds_text's and
+ * json_seconds'). Returns the length, or -1 with no error set when the value is not one of those:
+ * the caller then asks piece_of, which writes the same characters through a str. */
+static int
+direct_text(PyObject *value, int kind, char *out)
+{
+    if (PyLong_CheckExact(value)) {
+        if (kind != KIND_PLAIN && kind != KIND_JSON && kind != KIND_STATUS)
+            return -1;
+        int overflow = 0;
+        long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow || (number == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return -1;
+        }
+        if (kind == KIND_STATUS) {
+            if (number < 0 || number > 999)
+                return -1;
+            out[0] = (char)('0' + number / 100);
+            out[1] = (char)('0' + number / 10 % 10);
+            out[2] = (char)('0' + number % 10);
+            return 3;
+        }
+        char text[24], *at = text + sizeof(text);
+        unsigned long long rest = number < 0 ? 0ULL - (unsigned long long)number : (unsigned long long)number;
+        do {
+            *--at = (char)('0' + rest % 10);
+            rest /= 10;
+        } while (rest);
+        if (number < 0)
+            *--at = '-';
+        int size = (int)(text + sizeof(text) - at);
+        memcpy(out, at, size);
+        return size;
+    }
+    if (!PyFloat_CheckExact(value))
+        return -1;
+    double number = PyFloat_AS_DOUBLE(value);
+    if (kind == KIND_SECONDS)
+        return fixed_text(number > 0.0 ? number : 0.0, 3, out); /* -1 for 0.0: piece_of writes it */
+    if (kind != KIND_JSON_SECONDS || !(number >= 0.0001 && number < 1e6))
+        return -1;
+    int size = fixed_text(number, 6, out);
+    if (size <= 0)
+        return -1;
+    while (out[size - 1] == '0')
+        size--;
+    if (out[size - 1] == '.')
+        out[size++] = '0'; /* "12." -> "12.0" */
+    return size;
+}
+
 /* The usual line in one pass: every literal, value piece and the tail ASCII, the line within
  * ASCII_LINE characters, written into a buffer as each piece is found, then copied into the str
  * once. *fits is set to 0 (nothing returned) when a piece is not ASCII, a literal not a str or
@@ -758,6 +812,15 @@ join_ascii(PyObject *literals, const unsigned char *flags, PyObject *tail, int e
             return NULL;
         memcpy(line + length, PyUnicode_1BYTE_DATA(literal), size);
         length += size;
+        char digits[48];
+        int direct = direct_text(PyTuple_GET_ITEM(values, i), flags[i], digits);
+        if (direct >= 0) {
+            if (direct > ASCII_LINE - 2 - length)
+                return NULL;
+            memcpy(line + length, digits, direct);
+            length += direct;
+            continue;
+        }
         int quote = 0;
         PyObject *piece = piece_of(PyTuple_GET_ITEM(values, i), flags[i], escape, &quote);
         if (piece == NULL) {

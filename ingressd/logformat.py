@@ -170,10 +170,24 @@ def _remote_user(exchange, now):
     return user if colon else None
 
 
+# $proxy_upstream_name by route: id(route) → (route, name), the route held so that its id is
+# not reused while it is here; emptied when full (routes change with the configuration). The
+# compiled line reads it inline (_RAW), the getter fills it.
+_upstream_names: dict[int, tuple[Any, str]] = {}
+_UPSTREAM_NAMES_BOUND = 1024
+
+
 def _upstream_name(exchange, now):
     route = exchange.route
     if route is not None:
-        return f"{route.ingress.namespace}-{route.backend.service}-{route.backend.port}"
+        known = _upstream_names.get(id(route))
+        if known is not None and known[0] is route:
+            return known[1]
+        name = f"{route.ingress.namespace}-{route.backend.service}-{route.backend.port}"
+        if len(_upstream_names) >= _UPSTREAM_NAMES_BOUND:
+            _upstream_names.clear()
+        _upstream_names[id(route)] = (route, name)
+        return name
     # ingress-nginx: the default server's location answers unknown hosts (upstream-default-backend);
     # the server block's own answers (a malformed request) keep its "-".
     return "upstream-default-backend" if exchange.status == 404 else "-"
@@ -455,6 +469,9 @@ _RAW = {
     "request_length": ("ex.request_bytes + ex.tunnel_bytes[0] if ex.status == 101 else ex.request_bytes",
                        logline.PLAIN),
     "upstream_status": ("ex.upstream_statuses or None", logline.PLAIN),
+    # The name remembered for the route without the getter's frame; the getter when it is not.
+    "proxy_upstream_name": ("_n[1] if (_n := _upstream_names.get(id(ex.route))) is not None and _n[0] is ex.route "
+                            "else {getter}(ex, now)", logline.ESCAPED),
 }
 
 # With the C accelerator: variables whose raw value is the exchange itself, read by ``join_line``
@@ -558,7 +575,7 @@ def compile_log_format(text: str, escape: str = "default", quoted: bool = False)
                                       _RAW.get(name.lower()) or _READS.get(name.lower())))
         position = match.end()
     tail = text[position:] + "\n"
-    helpers = {"_time_local": _time_local, "_write": _WRITERS[escape], "_missing": "-" if escape == "default" else ""}
+    helpers = {"_time_local": _time_local, "_upstream_names": _upstream_names, "_write": _WRITERS[escape], "_missing": "-" if escape == "default" else ""}
     names = {getter for _, getter in pieces}
     line, lines = compile_line(compiled, tail, escape, helpers)
     return LogFormat(text, escape, tuple(pieces), tail, line, lines,

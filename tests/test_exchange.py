@@ -625,3 +625,95 @@ def test_an_exchange_keeps_what_features_set_on_it_and_may_be_weakly_referenced(
     assert weakref.ref(exchange)() is exchange
     assert {"proxy", "request", "headers", "started"} <= set(type(exchange).__slots__)
     assert "proxy" not in vars(exchange) and vars(exchange)["plugin_note"] == "mine"
+
+
+# -- request_bytes: a slot kept as the request grows -------------------------------------------
+
+
+def _as_the_property_computed(exchange) -> int:
+    """``Exchange.request_bytes`` as the property before it said: head and body as received."""
+    return getattr(exchange.request, "head_bytes", 0) + exchange._body_bytes
+
+
+def _h2_request(head_bytes, content_length=None, complete=True):
+    from ingressd.http.http2 import H2Request
+    req = H2Request(b"POST" if not complete else b"GET", b"/", [(b"host", b"shop.test")], content_length,
+                    complete, False)
+    req.head_bytes = head_bytes
+    return req
+
+
+def test_request_bytes_is_what_the_property_computed_for_every_kind_of_exchange():
+    seen = []
+
+    def check(exchange):
+        seen.append(exchange)
+        assert exchange.request_bytes == _as_the_property_computed(exchange)
+
+    # plain: no body, Proxy.__call__'s inline construction and Exchange.__init__'s
+    proxy, pool, finished = proxy_for(entry())
+    req = request()
+    req.head_bytes = 61
+    client, exchange = send(proxy, req)
+    check(exchange)
+    pool.connect().respond(200, [], b"ok")
+    check(exchange)
+    assert exchange.request_bytes == 61
+    from ingressd.proxy.exchange import Exchange
+    check(Exchange(proxy, FakeClient(), req))
+    # a body in pieces, then retried on the other endpoint
+    proxy, pool, finished = proxy_for(entry())
+    req = request(method=b"POST", content_length=7)
+    req.head_bytes = 80
+    client, exchange = send(proxy, req)
+    for piece in (b"abc", b"defg"):
+        exchange.body_data(piece)
+        check(exchange)
+    req.complete = True
+    exchange.body_done()
+    pool.refuse(UpstreamError("connect refused", retryable=True, cause="connect_failed"))
+    pool.connect().respond(200, [], b"ok")
+    check(exchange)
+    assert exchange.retries == 1 and exchange.request_bytes == 87 and finished == [exchange]
+    # aborted: the body's bytes after the end are not counted
+    proxy, pool, finished = proxy_for(entry())
+    req = request(method=b"POST", content_length=5)
+    req.head_bytes = 70
+    client, exchange = send(proxy, req)
+    exchange.body_data(b"ab")
+    exchange.client_lost()
+    exchange.body_data(b"cde")
+    check(exchange)
+    assert exchange.request_bytes == 72 and exchange.status == 499
+    # upgraded to a tunnel (its bytes are counted by the tunnel, not here)
+    proxy, pool, finished = proxy_for(entry())
+    req = request(headers=[(b"upgrade", b"websocket"), (b"connection", b"Upgrade")])
+    req.upgrade, req.head_bytes = True, 90
+    client, exchange = send(proxy, req)
+    exchange.client_data(b"early")
+    connection = pool.connect()
+    connection.response_headers = [(b"upgrade", b"websocket"), (b"connection", b"Upgrade")]
+    exchange.upstream_upgraded(connection, b"")
+    client.receiver.client_lost()
+    check(exchange)
+    assert exchange.request_bytes == 90 and finished == [exchange]
+    # HTTP/2: the header block's size, a body in DATA frames
+    proxy, pool, finished = proxy_for(entry())
+    req = _h2_request(33, content_length=4, complete=False)
+    client, exchange = send(proxy, req)
+    exchange.body_data(b"wxyz")
+    req.complete = True
+    exchange.body_done()
+    pool.connect().respond(200, [], b"ok")
+    check(exchange)
+    assert exchange.request_bytes == 37
+    # refused while parsing, and a request object without head_bytes
+    proxy, pool, finished = proxy_for(entry())
+    partial = Request()
+    partial.target, partial.headers, partial.head_bytes = b"/x", [(b"host", b"shop.test")], 40
+    proxy.rejected(FakeClient(), partial, 400, 153)
+    proxy.rejected(FakeClient(), None, 408, 10)
+    for exchange in finished:
+        check(exchange)
+    assert [exchange.request_bytes for exchange in finished] == [40, 0]
+    assert len(seen) == 11

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingressd import logformat
 from ingressd.accesslog import AccessLog
 from ingressd.http.headers import Headers
 from ingressd.logformat import (DEFAULT_UPSTREAM, LogSettings, compile_log_format, escape_default, escape_json,
@@ -88,6 +89,23 @@ def test_the_default_line_for_a_request_no_backend_answered():
     assert render(DEFAULT_UPSTREAM, ex) == (
         f'203.0.113.7 - alice [{local()}] "GET /a?b=1 HTTP/1.1" 404 146 "https://a.example/" "curl/8.5.0" 78 '
         '0.013 [upstream-default-backend] [] - - - - 0123456789abcdef0123456789abcdef\n')
+
+
+def test_the_upstream_name_remembered_is_each_routes_own():
+    """$proxy_upstream_name is remembered by route: a second request of a route reads it, another
+    route (or an entry left under a route's id by another object) gets its own name."""
+    first, second = exchange(), exchange()
+    second.route.backend = SimpleNamespace(service="other", port=81)
+    fmt = compile_log_format("[$proxy_upstream_name]", "default")
+    for _ in range(2):
+        assert fmt.render(first, NOW) == "[shop-svc-8080]\n" and fmt.render(second, NOW) == "[shop-other-81]\n"
+        assert fmt.render(exchange(route=None, status=404), NOW) == "[upstream-default-backend]\n"
+    logformat._upstream_names[id(first.route)] = (second.route, "stale")
+    assert fmt.render(first, NOW) == "[shop-svc-8080]\n"
+    assert logformat._upstream_names[id(first.route)] == (first.route, "shop-svc-8080")
+    for _ in range(logformat._UPSTREAM_NAMES_BOUND + 1):  # bounded: emptied when full
+        fmt.render(exchange(), NOW)
+    assert len(logformat._upstream_names) <= logformat._UPSTREAM_NAMES_BOUND
 
 
 def test_http2_requests_show_http_2_0_as_nginx_does():

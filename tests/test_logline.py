@@ -430,9 +430,12 @@ def test_raw_expressions_write_as_the_getters(case, authorization, alternatives)
         exchange.upstream_endpoint = None
     for name, (expression, kind) in logformat._RAW.items():
         getter = logformat.VARIABLES[name]
-        scope = {"ex": exchange, "now": now, "_g": getter, "_time_local": logformat._time_local}
+        scope = {"ex": exchange, "now": now, "_g": getter, "_time_local": logformat._time_local,
+                 "_upstream_names": logformat._upstream_names}
         raw = eval(expression.replace("{getter}", "_g"), scope)  # noqa: S307 - our own expressions
         reference = getter(exchange, now)
+        # Again, with what the getter remembered (``$proxy_upstream_name``'s route) in place:
+        assert eval(expression.replace("{getter}", "_g"), scope) == raw, name  # noqa: S307
         plain = PLAIN if name in logformat._PLAIN else ESCAPED
         for escape in (0, 1, 2):
             expected = join_line_py(_form([""], [plain], tail="", escape=escape), (reference,))
