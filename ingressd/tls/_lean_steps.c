@@ -183,6 +183,33 @@ step_arguments(const char *name, PyObject *const *args, Py_ssize_t nargs, void *
     return 1;
 }
 
+/* A step's result tuple, filled by hand: Py_BuildValue parses its format string on every call.
+ * ``text`` is stolen (this call's own reference, NULL for None); the flag is borrowed. NULL with
+ * an exception set (``text`` released) when an allocation fails. */
+static PyObject *
+step_result(int count, PyObject *text, PyObject *flag, int error)
+{
+    PyObject *count_obj = PyLong_FromLong(count);
+    PyObject *error_obj = count_obj == NULL ? NULL : PyLong_FromLong(error);
+    PyObject *result = error_obj == NULL ? NULL : PyTuple_New(4);
+    if (result == NULL) {
+        Py_XDECREF(count_obj);
+        Py_XDECREF(error_obj);
+        Py_XDECREF(text);
+        return NULL;
+    }
+    if (text == NULL) {
+        text = Py_None;
+        Py_INCREF(text);
+    }
+    Py_INCREF(flag);
+    PyTuple_SET_ITEM(result, 0, count_obj); /* steals each */
+    PyTuple_SET_ITEM(result, 1, text);
+    PyTuple_SET_ITEM(result, 2, flag);
+    PyTuple_SET_ITEM(result, 3, error_obj);
+    return result;
+}
+
 /* read_step(ssl, into, data, helpers): see lean_steps.read_step_py. */
 static PyObject *
 read_step(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -221,7 +248,7 @@ read_step(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             result = text;
             goto done;
         }
-        result = Py_BuildValue("(iNOi)", count, text, Py_False, 0);
+        result = step_result(count, text, Py_False, 0);
         goto done;
     }
     if (!problem && ssl_get_error(ssl, count) == want_read) {
@@ -233,10 +260,10 @@ read_step(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyObject *text = PyBytes_FromStringAndSize(buffer, count);
         if (text == NULL)
             goto done;
-        result = Py_BuildValue("(iNOi)", count, text, Py_True, saved_errno);
+        result = step_result(count, text, Py_True, saved_errno);
     }
     else {
-        result = Py_BuildValue("(iOOi)", count, Py_None, Py_True, saved_errno);
+        result = step_result(count, NULL, Py_True, saved_errno);
     }
 done:
     if (nested)
@@ -261,7 +288,18 @@ write_step(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (!problem && count == size)
         return drain_bio(source);
-    return Py_BuildValue("(ii)", count, saved_errno);
+    /* (count, errno), filled by hand as step_result's */
+    PyObject *count_obj = PyLong_FromLong(count);
+    PyObject *error_obj = count_obj == NULL ? NULL : PyLong_FromLong(saved_errno);
+    PyObject *result = error_obj == NULL ? NULL : PyTuple_New(2);
+    if (result == NULL) {
+        Py_XDECREF(count_obj);
+        Py_XDECREF(error_obj);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, count_obj); /* steals each */
+    PyTuple_SET_ITEM(result, 1, error_obj);
+    return result;
 }
 
 static PyMethodDef methods[] = {

@@ -278,6 +278,20 @@ class _AcceleratedSteps(_LeanSteps):
             return
         connection, ssl, into, source, helpers = handles
         result = _read_step(ssl, into, data, helpers)
+        if type(result) is bytes:  # the common case: all of the read's records decrypted
+            if not self._aborted:
+                self.wrappedProtocol.dataReceived(result)
+        elif result is not None:
+            self._read_rest(connection, ssl, into, data, helpers, result)
+        if self._tlsConnection is not None:  # what OpenSSL has to send (most reads: nothing)
+            records = _drain(source)
+            if records is not None:
+                self.transport.write(records)
+
+    def _read_rest(self, connection: SSL.Connection, ssl: int, into: int, data: bytes, helpers: tuple,
+                   result: Any) -> None:
+        """A read whose first step (``result``) did not end it: more to read, a callback's
+        exception, an error, an alert, a close_notify, or the records refused."""
         for _ in range(1 << 20):  # bounded: a read's records, a call each
             if type(result) is bytes:
                 if not self._aborted:
@@ -298,10 +312,6 @@ class _AcceleratedSteps(_LeanSteps):
             if self._lostTLSConnection:
                 break
             result = _read_step(ssl, into, b"", helpers)
-        if self._tlsConnection is not None:  # what OpenSSL has to send (most reads: nothing)
-            records = _drain(source)
-            if records is not None:
-                self.transport.write(records)
 
     def _flushSendBIO(self) -> None:
         handles = self._c_handles
