@@ -122,6 +122,22 @@ fixed_text(double x, int places, char *out)
 /* str(value) for an exact int that fits a long long, its digits written here (what
  * format(value) and repr(value) give it); NULL without an error when it does not fit (the
  * caller then asks Python). */
+/* A long long's decimal digits (a minus sign first when negative) written backwards ending at
+ * ``end``; returns where they start (at most 20 characters before ``end``). */
+static inline char *
+decimal_digits(long long number, char *end)
+{
+    char *at = end;
+    unsigned long long rest = number < 0 ? 0ULL - (unsigned long long)number : (unsigned long long)number;
+    do {
+        *--at = (char)('0' + rest % 10);
+        rest /= 10;
+    } while (rest);
+    if (number < 0)
+        *--at = '-';
+    return at;
+}
+
 static PyObject *
 int_text(PyObject *value)
 {
@@ -131,14 +147,8 @@ int_text(PyObject *value)
         PyErr_Clear();
         return NULL;
     }
-    char text[24], *at = text + sizeof(text);
-    unsigned long long rest = number < 0 ? 0ULL - (unsigned long long)number : (unsigned long long)number;
-    do {
-        *--at = (char)('0' + rest % 10);
-        rest /= 10;
-    } while (rest);
-    if (number < 0)
-        *--at = '-';
+    char text[24];
+    char *at = decimal_digits(number, text + sizeof(text));
     return ascii_text(at, text + sizeof(text) - at);
 }
 
@@ -761,14 +771,8 @@ direct_text(PyObject *value, int kind, char *out)
             out[2] = (char)('0' + number % 10);
             return 3;
         }
-        char text[24], *at = text + sizeof(text);
-        unsigned long long rest = number < 0 ? 0ULL - (unsigned long long)number : (unsigned long long)number;
-        do {
-            *--at = (char)('0' + rest % 10);
-            rest /= 10;
-        } while (rest);
-        if (number < 0)
-            *--at = '-';
+        char text[24];
+        char *at = decimal_digits(number, text + sizeof(text));
         int size = (int)(text + sizeof(text) - at);
         memcpy(out, at, size);
         return size;
