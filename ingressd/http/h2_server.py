@@ -256,11 +256,19 @@ class ServerConnection:
         events: list = []
         dispatch = self._dispatch
         self._new_streams = 0
+        cut: list = []
+        failed = None
         try:
-            for frame in reader:
+            reader.cut(cut)  # the read's frames in one call; a broken one's error after those before it
+        except FrameError as exc:
+            failed = exc
+        try:
+            for frame in cut:
                 handler = dispatch.get(frame.type)
                 if handler is not None:
                     handler(frame, events)
+            if failed is not None:
+                raise failed
         except FrameError as exc:
             self._terminate(exc.code)
             raise ProtocolError(exc.code, str(exc)) from None
