@@ -417,3 +417,29 @@ def test_reader_makes_what_frame_init_makes(raw, fields, own):
         setattr(made, name, value)
     assert type(frame) is h2_frames.Frame
     assert _fields(frame) == _fields(made)
+
+
+def test_cut_takes_a_reads_frames_and_raises_after_those_before_a_broken_one():
+    """``cut`` (the connections' one call a read) appends the complete frames in order; a frame
+    that breaks a rule raises with the frames before it appended; iterating hands those out, then
+    raises the same error."""
+    read = PREFACE + _raw(0, 1, 1, b"ab") + _raw(8, 0, 0, struct.pack(">L", 5)) + _raw(0, 0, 0, b"x") + \
+        _raw(0, 0, 3, b"y")
+    reader = FrameReader()
+    reader.feed(read)
+    out: list = []
+    with pytest.raises(FrameError) as cut_error:
+        reader.cut(out)
+    assert [(f.type, f.stream_id) for f in out] == [(h2_frames.DATA, 1), (h2_frames.WINDOW_UPDATE, 0)]
+    reader = FrameReader()
+    reader.feed(read)
+    handed = [next(reader), next(reader)]
+    assert [_ours(f) for f in handed] == [_ours(f) for f in out]
+    with pytest.raises(FrameError) as next_error:
+        next(reader)
+    assert (next_error.value.code, str(next_error.value)) == (cut_error.value.code, str(cut_error.value))
+    reader = FrameReader()
+    reader.feed(PREFACE + _raw(0, 1, 1, b"ab") + _raw(0, 0, 3, b"cd")[:5])  # the second frame cut short
+    out = []
+    reader.cut(out)
+    assert [f.data for f in out] == [b"ab"]

@@ -87,3 +87,16 @@ def test_the_check_runs_and_moves_the_closed_streams():
     connection = after.protocol.h2
     assert list(connection._closed) == [1, 5, 7]
     assert sorted(connection.streams) == [3, 9]
+
+
+def test_the_closed_streams_memory_drops_the_oldest_when_full(monkeypatch):
+    """Past its bound the memory keeps the newest closed streams, in order, the oldest dropped
+    one at a time (h2's SizeLimitDict); ``_walk`` checks each count against a dict doing it."""
+    monkeypatch.setattr(h2_server, "_MAX_CLOSED_STREAMS", 2)
+    encoder = hpack.Encoder()
+    chunks = [PREFACE + _frame(h2_frames.SETTINGS, 0, 0, b""), _request(encoder, 1), _request(encoder, 3),
+              _request(encoder, 5), _request(encoder, 7), _request(encoder, 9)]
+    _, after = compare(chunks)
+    connection = after.protocol.h2
+    assert list(connection._closed) == [5, 7]  # 9 is moved at the next count
+    assert sorted(connection.streams) == [9]

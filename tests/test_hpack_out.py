@@ -86,3 +86,22 @@ def test_header_table_size_is_taken_and_changes_nothing():
     encoder.header_table_size = 0
     assert encoder.header_table_size == 0
     assert encoder.encode([(b":status", b"204")]) == b"\x20\x89"
+
+
+def test_a_tuple_encoded_again_gives_its_block_again_and_the_first_blocks_prefix_is_not_reused():
+    """``encode`` remembers the last tuple of fields (after the first block) with its block: the
+    same tuple again is the same block as the loop's, and the first block's table size update is
+    never handed out twice."""
+    trailers = ((b"grpc-status", b"0"), (b"grpc-message", b""), NeverIndexedHeaderTuple(b"x", b"y"))
+    fresh = ResponseEncoder()
+    fresh.encode([(b":status", b"200")])
+    expected = fresh.encode(list(trailers))
+    encoder = ResponseEncoder()
+    first = encoder.encode(trailers)
+    assert first == b"\x20" + expected  # the first block: not remembered
+    for _ in range(2):
+        assert encoder.encode(trailers) == expected
+    assert encoder.encode(list(trailers)) == expected
+    assert encoder.encode(((b"grpc-status", b"1"),)) == fresh.encode([(b"grpc-status", b"1")])
+    assert hpack.Decoder().decode(expected, raw=True) == [(b"grpc-status", b"0"), (b"grpc-message", b""),
+                                                          (b"x", b"y")]

@@ -511,3 +511,20 @@ def test_a_requests_has_body_is_http1s_rule_worked_out_once():
             h1_request = Request.__new__(Request)
             h1_request.chunked, h1_request.content_length = h2_request.chunked, content_length
             assert h2_request.has_body is Request.has_body.fget(h1_request), (content_length, complete)
+
+
+def test_a_streams_passes_backend_server_is_http1s_rule():
+    """``_Stream.passes_backend_server`` has http1's ``passes_backend_server`` test inline: the
+    same answer for every setting, read from the connection's settings as they are now."""
+    from ingressd.http.headers import ResponseIdentity
+    from ingressd.http.http1 import passes_backend_server
+
+    pair = Pair()
+    pair.request(b"/", method=b"POST")
+    stream = pair.exchanges[0].stream
+    settings = stream.connection.settings
+    for allowed in (False, True):
+        for server in (None, b"ingressd"):
+            settings.backend_server_header = allowed
+            settings.identity = ResponseIdentity(server)
+            assert stream.passes_backend_server is passes_backend_server(settings), (allowed, server)

@@ -18,6 +18,7 @@ It is the frame layer of the client side's connection (``h2_server.ServerConnect
 
 from __future__ import annotations
 
+from collections import deque
 from struct import Struct
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -139,6 +140,10 @@ class FrameReader:
         self._at = 0
         self._preface = PREFACE if server else b""
         self._block: list[Frame] = []  # a header block's frames until END_HEADERS
+        # For iteration (``__next__``): frames ``cut`` and not handed out yet, and the error
+        # that ended the cut, raised once they are.
+        self._cut: deque[Frame] = deque()
+        self._failed: FrameError | None = None
 
     def feed(self, data: bytes) -> None:
         if self._preface:
@@ -163,12 +168,31 @@ class FrameReader:
         return self
 
     def __next__(self) -> Frame:
+        cut = self._cut
+        if not cut:
+            if self._failed is not None:
+                raise self._failed
+            try:
+                self.cut(cut)
+            except FrameError as exc:
+                if not cut:
+                    raise
+                self._failed = exc  # after the frames before it
+            if not cut:
+                raise StopIteration
+        return cut.popleft()
+
+    def cut(self, out) -> None:
+        """Append every complete frame fed so far to ``out`` (a list, a deque), in order. A frame
+        that breaks a rule raises ``FrameError`` when it is reached, the frames before it in
+        ``out``: the connections take a read's frames in one call (``h2_server.receive``,
+        ``h2_client.receive_data``), not one Python call through ``__next__`` each."""
         data = self._data
         at = self._at
         size = len(data)
         while True:  # bounded: every pass consumes a frame or stops
             if size - at < 9:
-                raise StopIteration
+                return
             high, low, frame_type, flags, stream_id = _HEAD.unpack_from(data, at)
             length = (high << 8) | low
             stream_id &= 0x7FFFFFFF
@@ -178,7 +202,7 @@ class FrameReader:
             elif stream_id and frame_type in _NOT_ON_A_STREAM:
                 raise FrameError(PROTOCOL_ERROR, f"frame type {frame_type} on stream {stream_id}")
             if size - at < length + 9:
-                raise StopIteration
+                return
             if length > self.max_frame_size:
                 raise FrameError(FRAME_SIZE_ERROR, f"frame of {length} bytes, max {self.max_frame_size}")
             start = at + 9
@@ -198,17 +222,19 @@ class FrameReader:
                 frame.data = body
                 if frame_type == DATA or flags & END_HEADERS:
                     if not self._block:
-                        return frame
+                        out.append(frame)
+                        continue
             else:
                 defined = _DEFINED_FLAGS.get(frame_type)
                 frame.flags = flags if defined is None else flags & defined
                 frame.data = b""
                 _parse_body(frame, body)
                 if not self._block and frame_type != HEADERS and frame_type != PUSH_PROMISE:
-                    return frame  # no header block to join it to (_join_block would return it)
+                    out.append(frame)  # no header block to join it to (_join_block would return it)
+                    continue
             frame = self._join_block(frame)
             if frame is not None:
-                return frame
+                out.append(frame)
 
     def _join_block(self, frame: Frame) -> Frame | None:
         """A header block's frames are returned as one frame when the last arrives (h2's rule:

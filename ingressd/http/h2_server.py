@@ -31,6 +31,8 @@ client's settings changed), ``(TERMINATED,)`` (the client sent GOAWAY).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from h2.exceptions import ProtocolError as _H2ProtocolError
 from h2.utilities import HeaderValidationFlags, normalize_inbound_headers, validate_headers
@@ -154,7 +156,10 @@ class ServerConnection:
         self._reader = FrameReader(16384)
         self._state = _IDLE
         self.streams: dict[int, _Stream] = {}
-        self._closed: dict[int, int | None] = {}  # closed stream id -> how it closed (h2's _closed_streams)
+        # closed stream id -> how it closed (h2's _closed_streams, also an OrderedDict): once full,
+        # each newly closed stream drops the oldest. A dict's ``del d[next(iter(d))]`` scans the
+        # deleted entries left at the front (~38 µs a stream past 65,536 on one connection).
+        self._closed: OrderedDict[int, int | None] = OrderedDict()
         # Streams that may have closed since the last ``_open_count``: every change of a stream's
         # state that can close it notes the stream here (``_may_close``), so the count looks at
         # these alone, not at every stream of the connection.
@@ -217,7 +222,7 @@ class ServerConnection:
                     del streams[stream_id]
                     closed[stream_id] = stream.closed_by
                     if len(closed) > _MAX_CLOSED_STREAMS:
-                        del closed[next(iter(closed))]
+                        closed.popitem(last=False)
         return len(streams)
 
     def _may_close(self, stream: _Stream) -> None:
@@ -251,11 +256,19 @@ class ServerConnection:
         events: list = []
         dispatch = self._dispatch
         self._new_streams = 0
+        cut: list = []
+        failed = None
         try:
-            for frame in reader:
+            reader.cut(cut)  # the read's frames in one call; a broken one's error after those before it
+        except FrameError as exc:
+            failed = exc
+        try:
+            for frame in cut:
                 handler = dispatch.get(frame.type)
                 if handler is not None:
                     handler(frame, events)
+            if failed is not None:
+                raise failed
         except FrameError as exc:
             self._terminate(exc.code)
             raise ProtocolError(exc.code, str(exc)) from None

@@ -68,6 +68,11 @@ class ResponseEncoder:
     def __init__(self) -> None:
         self._first = True
         self._header_table_size = 4096
+        # The last tuple of fields encoded after the first block, and its block: a tuple cannot
+        # change, and a gRPC answer's trailers are ``http2._response_fields``' remembered tuple
+        # call after call (the same object): its block again without the loop.
+        self._last_fields: tuple | None = None
+        self._last_block = b""
 
     @property
     def header_table_size(self) -> int:
@@ -79,8 +84,11 @@ class ResponseEncoder:
         self._header_table_size = value
 
     def encode(self, headers, huffman: bool = True) -> bytes:
+        if headers is self._last_fields:
+            return self._last_block
         memo = _memo
-        parts = [_TABLE_SIZE_ZERO] if self._first else []
+        first = self._first
+        parts = [_TABLE_SIZE_ZERO] if first else []
         self._first = False
         for field in headers:
             if isinstance(field, NeverIndexedHeaderTuple):
@@ -94,4 +102,8 @@ class ResponseEncoder:
                     memo.clear()
                 memo[field] = encoded
             parts.append(encoded)
-        return b"".join(parts)
+        block = b"".join(parts)
+        if type(headers) is tuple and not first:
+            self._last_fields = headers
+            self._last_block = block
+        return block

@@ -40,7 +40,7 @@ from ingressd.http.h2_frames import (CANCEL, ENHANCE_YOUR_CALM, INTERNAL_ERROR, 
                                      goaway_frame)
 from ingressd.http.h2_server import ProtocolError, ServerConnection
 from ingressd.http.hpack_out import ResponseEncoder
-from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page, other_ends, passes_backend_server
+from ingressd.http.http1 import HTTP1Factory, ServerSettings, addresses, error_page, other_ends
 from ingressd.tls.client_auth import client_certificate
 from ingressd.tls.facts import tls_facts
 
@@ -364,7 +364,10 @@ class _Stream:
 
     @property
     def passes_backend_server(self) -> bool:
-        return passes_backend_server(self.connection.settings)
+        # http1's ``passes_backend_server(settings)``, inline (read once per proxied response;
+        # test_http2 compares the two)
+        settings = self.connection.settings
+        return settings.backend_server_header and settings.identity.server is not None
 
     def client_certificate(self):
         return self.connection.client_certificate()

@@ -118,6 +118,9 @@ class Proxy:
         exchange._buffer = exchange._held = exchange._last_piece = exchange._next_round = exchange._backoff = None
         exchange._plain_fields = ()
         exchange._timers = exchange._writer = exchange._finish_callbacks = None
+        exchange.websocket = exchange._body_complete = False
+        exchange.body_filter = exchange.balancer = None
+        exchange._intercepted = 0
         exchange.begin()
         return exchange
 
@@ -184,7 +187,11 @@ class Exchange:
                  # The request's size as received, head and body: kept as it grows (body_data)
                  # instead of a property, as the access log and the metrics fold read it once a
                  # request (3.11 calls a property through a frame it cannot specialise).
-                 "request_bytes")
+                 "request_bytes",
+                 # Read through the class two or three times an HTTP/2 (gRPC) request before, 14 reads
+                 # a call (grpc8): slots set in __init__ too, as the ones above. (Each is a store on
+                 # every request, which the plain lane's keep-alive request does not read.)
+                 "websocket", "body_filter", "balancer", "_body_complete", "_intercepted")
 
     # Values every exchange starts with, as class attributes: an exchange only stores what
     # differs (the request path creates one per request).
@@ -199,7 +206,6 @@ class Exchange:
     upstream_address = ""  # nginx's $upstream_addr: after retries, each try's, comma-separated
     upstream_status = 0
     upstream_endpoint = None  # the Endpoint of the last try (a balancer learns from its answer)
-    websocket = False
     # For metrics and the access log (read by Proxy.observers once the exchange is over):
     upstream_started = 0.0  # clock.seconds() when the backend was asked (last try)
     upstream_ended = 0.0  # … and when its response ended (or it failed)
@@ -209,9 +215,6 @@ class Exchange:
     # The response body's length as the backend (or ingressd) gave it, None when unknown: what
     # response features see of it (compression's minimum length).
     response_length: int | None = None
-    # A response feature's ``features.BodyFilter`` (compression): the body's bytes pass through
-    # it on their way to the client, which then gets them without a length (chunked).
-    body_filter = None
     retries = 0
     error_cause = ""  # why ingressd answered 502/503/504 itself: no_endpoints, read_timeout…
     answered_by = ""  # the plugin whose request feature answered (rate_limit, basic_auth…)
@@ -220,7 +223,6 @@ class Exchange:
     _upstream = None
     _cancel_connect = None
     _plain = False  # in the plain lane (the end of begin)
-    _body_complete = False
     _body_sent = False
     _body_ended = False  # the whole body went to the backend (its connection may be reused)
     _first_try: float | None = None  # clock.seconds() when the first endpoint was asked (proxy-next-upstream-timeout)
@@ -228,16 +230,11 @@ class Exchange:
     _streaming = False  # the body goes to the backend as it arrives (request_buffering off)
     _upstream_paused = False  # the backend does not take more of the body for now
     _response_started = False
-    _intercepted = 0
     _retried = False
     _canary_decided = False
     _forwarded: "list[tuple[bytes, bytes]] | tuple" = ()
     _tunnel: Tunnel | None = None
     _upstream_error = False  # the status being replaced by an error page is the backend's own
-    # Where this request goes instead of the route's endpoints: set by a request feature
-    # (the default-backend annotation when the route's Service has no ready endpoints), an
-    # object whose ``pick(exclude)`` returns the next Endpoint, as ``RouteEntry.pick``.
-    balancer = None
 
     def __init__(self, proxy: Proxy, protocol, request):
         # (Proxy.__call__ makes the request path's exchanges with these lines inline: keep the two alike.)
@@ -274,6 +271,16 @@ class Exchange:
         # (proxy-buffering) or paces it (limit-rate); None: written straight through.
         self._writer: ResponseBuffer | None = None
         self._finish_callbacks: list[Callable[[], None]] | None = None
+        self.websocket = False
+        # A response feature's ``features.BodyFilter`` (compression): the body's bytes pass through
+        # it on their way to the client, which then gets them without a length (chunked).
+        self.body_filter = None
+        # Where this request goes instead of the route's endpoints: set by a request feature
+        # (the default-backend annotation when the route's Service has no ready endpoints), an
+        # object whose ``pick(exclude)`` returns the next Endpoint, as ``RouteEntry.pick``.
+        self.balancer = None
+        self._body_complete = False
+        self._intercepted = 0
 
     # -- what features use ----------------------------------------------------------------
 

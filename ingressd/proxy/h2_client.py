@@ -228,8 +228,16 @@ class ClientConnection:
         try:
             reader = self._reader
             reader.feed(data)
-            for frame in reader:
+            cut: list = []
+            failed = None
+            try:
+                reader.cut(cut)  # the read's frames in one call; a broken one's error after those before it
+            except FrameError as exc:
+                failed = exc
+            for frame in cut:
                 self._frame(frame, events)
+            if failed is not None:
+                raise failed
             if self._window_opened:
                 self._window_opened = False
                 events.append(WINDOW_OPENED)

@@ -793,7 +793,8 @@ class H2Upstream:
         tls = (settings.tls or _NGINX_TLS) if self.tls else None
         key = (host, port) if tls is None else (host, port, tls)
         for connection in self.connections.get(key, ()):
-            if connection.usable and connection.room() > 0:
+            # ``usable``'s test, inline (a property is a frame CPython 3.11 does not specialise)
+            if connection.connected and not connection.going_away and connection.room() > 0:
                 connection.reserved += 1
                 on_ready(H2Stream(connection))
                 return _noop
