@@ -47,6 +47,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -1134,9 +1135,776 @@ fail:
     return NULL;
 }
 
+/* An exchange's attribute read as PyObject_GetAttr reads it, faster for the two kinds the access
+ * log's reads are: a slot (a member descriptor of the type: the object at its offset) and an
+ * attribute in the instance's dict or else a plain value of the class (a class default). What the
+ * name is on a type is remembered (a small table by type and name) while the type's version tag
+ * stays the same (CPython changes it when the type or a base is changed); anything else (a
+ * property, a type with its own __getattribute__, a slot not set) is PyObject_GetAttr's. */
+typedef struct {
+    PyTypeObject *type;   /* borrowed: only compared, with its version tag */
+    PyObject *name;       /* a strong reference */
+    unsigned int version;
+    Py_ssize_t offset;    /* > 0: a slot's offset; 0: the instance dict, then ``value`` */
+    PyObject *value;      /* the class default (a strong reference) or NULL */
+} AttrEntry;
+
+#define ATTR_ENTRIES 64
+static AttrEntry attr_table[ATTR_ENTRIES];
+
+static PyObject *
+fast_attr(PyObject *object, PyObject *name)
+{
+    PyTypeObject *type = Py_TYPE(object);
+    if (type->tp_getattro != PyObject_GenericGetAttr || !PyUnicode_CheckExact(name)
+        || !PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG))
+        return PyObject_GetAttr(object, name);
+    AttrEntry *entry = &attr_table[(((uintptr_t)type >> 4) ^ ((uintptr_t)name >> 4)) & (ATTR_ENTRIES - 1)];
+    if (entry->type != type || entry->name != name || entry->version != type->tp_version_tag) {
+        PyObject *descr = _PyType_Lookup(type, name); /* borrowed; gives the type a version tag */
+        Py_ssize_t offset = -1;
+        if (descr == NULL || Py_TYPE(descr)->tp_descr_get == NULL)
+            offset = 0; /* the instance dict, then the class's plain value */
+        else if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+            if (member->type == T_OBJECT_EX && member->offset > 0)
+                offset = member->offset;
+        }
+        if (offset < 0 || !PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG))
+            return PyObject_GetAttr(object, name);
+        Py_XINCREF(descr);
+        Py_XSETREF(entry->value, descr);
+        Py_INCREF(name);
+        Py_XSETREF(entry->name, name);
+        entry->type = type;
+        entry->version = type->tp_version_tag;
+        entry->offset = offset;
+    }
+    if (entry->offset > 0) {
+        PyObject *value = *(PyObject **)((char *)object + entry->offset);
+        if (value == NULL)
+            return PyObject_GetAttr(object, name); /* not set: its AttributeError */
+        Py_INCREF(value);
+        return value;
+    }
+    PyObject **dict = _PyObject_GetDictPtr(object);
+    if (dict != NULL && *dict != NULL) {
+        PyObject *value = PyDict_GetItemWithError(*dict, name);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    if (entry->value == NULL)
+        return PyObject_GetAttr(object, name); /* not found: its AttributeError */
+    Py_INCREF(entry->value);
+    return entry->value;
+}
+
+/* json_lines(context, held, route_parts, out) -> int: the access log's json lines of a round
+ * (ingressd.accesslog), the reads of ``_json_lines_joined`` (its pure-Python twin: the same reads
+ * in the same order, the same lines, the same count; tests/test_logline_json_lines.py holds them
+ * to each other) done here instead of in the eval loop. ``context`` = (form, protocols,
+ * protocol_of, header names): accesslog's _JSON_FORM, _PROTOCOLS, _protocol, _JSON_HEADERS.
+ * For each (exchange, now, end) of ``held`` the line is appended to ``out``; a line whose reads
+ * raise an Exception is skipped and counted (the count returned); anything else raised (and a
+ * held item that is not three values) is raised. */
+static PyObject *N_STATUS, *N_BYTES_SENT, *N_REQUEST_BYTES, *N_TUNNEL_BYTES, *N_PROTOCOL, *N_SCHEME,
+    *N_TLS, *N_UPSTREAM_STARTED, *N_UPSTREAM_ENDED, *N_HEADERS, *N_ROUTE, *N_REQUEST_ID, *N_CLIENT_IP,
+    *N_HOST, *N_STARTED, *N_UPSTREAM_ADDRESS, *N_UPSTREAM_STATUSES, *N_OF, *N_PARTS, *HTTPS_TEXT,
+    *LONG_101, *LONG_0, *LONG_1, *N_UPSTREAM_TRAIL, *N_UPSTREAM_STATUS;
+
+#define JSON_VALUES 20
+
+/* ``a, b = value``: two new references, or -1 with an error set. */
+static int
+unpack_two(PyObject *value, PyObject **a, PyObject **b)
+{
+    PyObject *items = PyTuple_CheckExact(value) ? (Py_INCREF(value), value) : PySequence_Tuple(value);
+    if (items == NULL)
+        return -1;
+    if (PyTuple_GET_SIZE(items) != 2) {
+        PyErr_Format(PyExc_ValueError, "expected 2 values to unpack, got %zd", PyTuple_GET_SIZE(items));
+        Py_DECREF(items);
+        return -1;
+    }
+    *a = PyTuple_GET_ITEM(items, 0);
+    *b = PyTuple_GET_ITEM(items, 1);
+    Py_INCREF(*a);
+    Py_INCREF(*b);
+    Py_DECREF(items);
+    return 0;
+}
+
+/* ``value or None`` (value a new reference, consumed): a new reference, or NULL with an error set. */
+static PyObject *
+or_none(PyObject *value)
+{
+    if (value == NULL)
+        return NULL;
+    int truth = PyObject_IsTrue(value);
+    if (truth < 0) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    if (truth)
+        return value;
+    Py_DECREF(value);
+    Py_RETURN_NONE;
+}
+
+/* ``ex.upstream_statuses or None`` without the property's Python frame for ingressd's Exchange: its
+ * ``upstream_status`` while ``upstream_trail`` (the statuses of the tries before) is empty, which is
+ * what the property returns then; else, or for an object without ``upstream_trail``, the attribute
+ * itself. A new reference, or NULL with an error set. */
+static PyObject *
+statuses_of(PyObject *ex)
+{
+    PyObject *trail = fast_attr(ex, N_UPSTREAM_TRAIL);
+    if (trail == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+        return or_none(fast_attr(ex, N_UPSTREAM_STATUSES));
+    }
+    int truth = PyObject_IsTrue(trail);
+    Py_DECREF(trail);
+    if (truth < 0)
+        return NULL;
+    return or_none(fast_attr(ex, truth ? N_UPSTREAM_STATUSES : N_UPSTREAM_STATUS));
+}
+
+/* One line's values into ``v`` (new references; NULLs past a failure are left NULL): 0, or -1
+ * with an error set. The reads of _json_lines_joined, in its order. */
+static int
+json_values(PyObject *ex, PyObject *now, PyObject *end, PyObject *context, PyObject *route_parts,
+            PyObject *cached, PyObject **v)
+{
+    PyObject *status = NULL, *sent = NULL, *received = NULL, *protocol = NULL, *tls_version = NULL,
+             *sni = NULL, *began = NULL, *ended = NULL, *referer = NULL, *agent = NULL, *version = NULL,
+             *route = NULL, *parts = NULL, *tmp = NULL, *tmp2 = NULL;
+    int result = -1, truth;
+    if ((status = fast_attr(ex, N_STATUS)) == NULL || (sent = fast_attr(ex, N_BYTES_SENT)) == NULL
+        || (received = fast_attr(ex, N_REQUEST_BYTES)) == NULL)
+        goto done;
+    if ((tmp = PyObject_RichCompare(status, LONG_101, Py_EQ)) == NULL)
+        goto done;
+    truth = PyObject_IsTrue(tmp);
+    Py_CLEAR(tmp);
+    if (truth < 0)
+        goto done;
+    if (truth) {
+        PyObject *up, *down, *sum;
+        if ((tmp = fast_attr(ex, N_TUNNEL_BYTES)) == NULL || unpack_two(tmp, &up, &down) < 0)
+            goto done;
+        Py_CLEAR(tmp);
+        sum = PyNumber_InPlaceAdd(sent, down);
+        Py_DECREF(down);
+        if (sum == NULL) {
+            Py_DECREF(up);
+            goto done;
+        }
+        Py_SETREF(sent, sum);
+        sum = PyNumber_InPlaceAdd(received, up);
+        Py_DECREF(up);
+        if (sum == NULL)
+            goto done;
+        Py_SETREF(received, sum);
+    }
+    if ((protocol = fast_attr(ex, N_PROTOCOL)) == NULL || (tmp = PyObject_GetAttr(protocol, N_SCHEME)) == NULL)
+        goto done;
+    if ((tmp2 = PyObject_RichCompare(tmp, HTTPS_TEXT, Py_EQ)) == NULL)
+        goto done;
+    truth = PyObject_IsTrue(tmp2);
+    Py_CLEAR(tmp);
+    Py_CLEAR(tmp2);
+    if (truth < 0)
+        goto done;
+    if (truth) {
+        if ((tmp = PyObject_CallMethodNoArgs(protocol, N_TLS)) == NULL || unpack_two(tmp, &tls_version, &sni) < 0)
+            goto done;
+        Py_CLEAR(tmp);
+    }
+    else {
+        tls_version = EMPTY;
+        sni = EMPTY;
+        Py_INCREF(tls_version);
+        Py_INCREF(sni);
+    }
+    if ((began = fast_attr(ex, N_UPSTREAM_STARTED)) == NULL
+        || (ended = fast_attr(ex, N_UPSTREAM_ENDED)) == NULL || (tmp = fast_attr(ex, N_HEADERS)) == NULL)
+        goto done;
+    PyObject *header_args[2] = {tmp, PyTuple_GET_ITEM(context, 3)};
+    tmp2 = header_values(NULL, header_args, 2);
+    Py_CLEAR(tmp);
+    if (tmp2 == NULL || unpack_two(tmp2, &referer, &agent) < 0)
+        goto done;
+    Py_CLEAR(tmp2);
+    if ((version = fast_attr(ex, VERSION_NAME)) == NULL || (route = fast_attr(ex, N_ROUTE)) == NULL)
+        goto done;
+    /* parts = cached.get(id(route)); if parts is None or parts[0] is not route: parts = route_parts.of(route) */
+    if ((tmp = PyLong_FromVoidPtr(route)) == NULL)
+        goto done;
+    if (PyDict_CheckExact(cached)) {
+        parts = PyDict_GetItemWithError(cached, tmp);
+        Py_XINCREF(parts);
+        if (parts == NULL && PyErr_Occurred())
+            goto done;
+    }
+    else if ((parts = PyObject_CallMethod(cached, "get", "O", tmp)) == NULL)
+        goto done;
+    Py_CLEAR(tmp);
+    if (parts == Py_None)
+        Py_CLEAR(parts);
+    if (parts != NULL) {
+        if ((tmp = PyObject_GetItem(parts, LONG_0)) == NULL)
+            goto done;
+        if (tmp != route)
+            Py_CLEAR(parts);
+        Py_CLEAR(tmp);
+    }
+    if (parts == NULL && (parts = PyObject_CallMethodOneArg(route_parts, N_OF, route)) == NULL)
+        goto done;
+    /* The values, as the twin's tuple. */
+    Py_INCREF(now);
+    v[0] = now;
+    if ((v[1] = fast_attr(ex, N_REQUEST_ID)) == NULL || (v[2] = fast_attr(ex, N_CLIENT_IP)) == NULL
+        || (v[3] = fast_attr(ex, METHOD_NAME)) == NULL || (v[4] = fast_attr(ex, N_HOST)) == NULL
+        || (tmp = fast_attr(ex, REQUEST_NAME)) == NULL || (v[5] = PyObject_GetAttr(tmp, TARGET_NAME)) == NULL)
+        goto done;
+    Py_CLEAR(tmp);
+    PyObject *protocols = PyTuple_GET_ITEM(context, 1);
+    if (PyDict_CheckExact(protocols)) {
+        v[6] = PyDict_GetItemWithError(protocols, version);
+        Py_XINCREF(v[6]);
+        if (v[6] == NULL && PyErr_Occurred())
+            goto done;
+    }
+    else if ((v[6] = PyObject_CallMethod(protocols, "get", "O", version)) == NULL)
+        goto done;
+    truth = v[6] == NULL ? 0 : PyObject_IsTrue(v[6]);
+    if (truth < 0)
+        goto done;
+    if (!truth) {
+        Py_CLEAR(v[6]);
+        if ((v[6] = PyObject_CallOneArg(PyTuple_GET_ITEM(context, 2), version)) == NULL)
+            goto done;
+    }
+    if ((v[7] = fast_attr(ex, N_SCHEME)) == NULL)
+        goto done;
+    v[8] = status;
+    v[9] = sent;
+    v[10] = received;
+    status = sent = received = NULL;
+    if ((tmp = fast_attr(ex, N_STARTED)) == NULL || (v[11] = PyNumber_Subtract(end, tmp)) == NULL)
+        goto done;
+    Py_CLEAR(tmp);
+    if ((v[12] = PyObject_GetItem(parts, LONG_1)) == NULL)
+        goto done;
+    if ((v[13] = or_none(fast_attr(ex, N_UPSTREAM_ADDRESS))) == NULL
+        || (v[14] = statuses_of(ex)) == NULL)
+        goto done;
+    /* ended - began if ended and began else None */
+    truth = PyObject_IsTrue(ended);
+    if (truth > 0)
+        truth = PyObject_IsTrue(began);
+    if (truth < 0)
+        goto done;
+    if (truth) {
+        if ((v[15] = PyNumber_Subtract(ended, began)) == NULL)
+            goto done;
+    }
+    else {
+        Py_INCREF(Py_None);
+        v[15] = Py_None;
+    }
+    v[16] = or_none(tls_version);
+    tls_version = NULL;
+    if (v[16] == NULL)
+        goto done;
+    v[17] = or_none(sni);
+    sni = NULL;
+    if (v[17] == NULL)
+        goto done;
+    v[18] = referer;
+    v[19] = agent;
+    referer = agent = NULL;
+    result = 0;
+done:
+    Py_XDECREF(status);
+    Py_XDECREF(sent);
+    Py_XDECREF(received);
+    Py_XDECREF(protocol);
+    Py_XDECREF(tls_version);
+    Py_XDECREF(sni);
+    Py_XDECREF(began);
+    Py_XDECREF(ended);
+    Py_XDECREF(referer);
+    Py_XDECREF(agent);
+    Py_XDECREF(version);
+    Py_XDECREF(route);
+    Py_XDECREF(parts);
+    Py_XDECREF(tmp);
+    Py_XDECREF(tmp2);
+    return result;
+}
+
+static PyObject *
+json_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "json_lines(context, held, route_parts, out) takes 4 arguments");
+        return NULL;
+    }
+    PyObject *context = args[0], *held = args[1], *route_parts = args[2], *out = args[3];
+    if (!PyTuple_CheckExact(context) || PyTuple_GET_SIZE(context) != 4) {
+        PyErr_SetString(PyExc_TypeError, "context must be (form, protocols, protocol_of, header names)");
+        return NULL;
+    }
+    PyObject *cached = PyObject_GetAttr(route_parts, N_PARTS); /* the twin's ``cached = route_parts._parts`` */
+    if (cached == NULL)
+        return NULL;
+    PyObject *append = NULL;
+    if (!PyList_CheckExact(out) && (append = PyObject_GetAttrString(out, "append")) == NULL) {
+        Py_DECREF(cached);
+        return NULL;
+    }
+    PyObject *items = PySequence_Fast(held, "held must be a sequence of (exchange, now, end)");
+    if (items == NULL) {
+        Py_DECREF(cached);
+        Py_XDECREF(append);
+        return NULL;
+    }
+    Py_ssize_t failed = 0, i;
+    PyObject *result = NULL;
+    for (i = 0; i < PySequence_Fast_GET_SIZE(items); i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(items, i), *triple;
+        if (PyTuple_CheckExact(item)) {
+            Py_INCREF(item);
+            triple = item;
+        }
+        else if ((triple = PySequence_Tuple(item)) == NULL)
+            goto done;
+        if (PyTuple_GET_SIZE(triple) != 3) {
+            PyErr_Format(PyExc_ValueError, "expected 3 values to unpack, got %zd", PyTuple_GET_SIZE(triple));
+            Py_DECREF(triple);
+            goto done;
+        }
+        PyObject *values[JSON_VALUES] = {NULL};
+        PyObject *line = NULL;
+        int j, ok = json_values(PyTuple_GET_ITEM(triple, 0), PyTuple_GET_ITEM(triple, 1), PyTuple_GET_ITEM(triple, 2),
+                                context, route_parts, cached, values) == 0;
+        Py_DECREF(triple);
+        if (ok) {
+            PyObject *tuple = PyTuple_New(JSON_VALUES);
+            if (tuple != NULL) {
+                for (j = 0; j < JSON_VALUES; j++) {
+                    PyTuple_SET_ITEM(tuple, j, values[j]);
+                    values[j] = NULL;
+                }
+                PyObject *join_args[2] = {PyTuple_GET_ITEM(context, 0), tuple};
+                line = join_line(NULL, join_args, 2);
+                Py_DECREF(tuple);
+            }
+        }
+        for (j = 0; j < JSON_VALUES; j++)
+            Py_XDECREF(values[j]);
+        if (line != NULL) {
+            int appended;
+            if (append == NULL)
+                appended = PyList_Append(out, line);
+            else {
+                PyObject *done_ = PyObject_CallOneArg(append, line);
+                appended = done_ == NULL ? -1 : 0;
+                Py_XDECREF(done_);
+            }
+            Py_DECREF(line);
+            if (appended == 0)
+                continue;
+        }
+        /* one odd record must not stop the log: an Exception counted, anything else raised */
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            goto done;
+        PyErr_Clear();
+        failed++;
+    }
+    result = PyLong_FromSsize_t(failed);
+done:
+    Py_DECREF(items);
+    Py_DECREF(cached);
+    Py_XDECREF(append);
+    return result;
+}
+
+/* template_lines(program, held, out) -> int: a compiled log_format's lines of a round
+ * (ingressd.logformat_compile), each variable's raw value read by a small program instead of the
+ * compiled ``lines``' Python expressions (its pure-Python twin: the same values, so the same lines
+ * and the same count; tests/test_logline_template_lines.py holds them to each other).
+ * ``program`` = (form, header names or None, ops): ``form`` join_line's; the header names read in
+ * one header_values call per line (before the values, as the twin's ``_h``); ``ops`` a tuple of
+ * one op a variable, each a tuple (code, arguments…):
+ *   OP_CALL (getter)             getter(ex, now)
+ *   OP_ATTR (name)               ex.name
+ *   OP_ATTR_OR_NONE (name)       ex.name or None
+ *   OP_EXCHANGE ()               ex
+ *   OP_SINCE (name)              end - ex.name
+ *   OP_COUNT (name, i)           ex.name + ex.tunnel_bytes[i] if ex.status == 101 else ex.name
+ *   OP_COUNT_IF (name, i, cond)  (OP_COUNT's) if ex.cond else None
+ *   OP_BETWEEN (later, earlier)  ex.later - ex.earlier if ex.earlier and ex.later else None
+ *   OP_HEADER (k)                the k-th header value
+ *   OP_HEADER_CALL (k, getter)   getter(ex, now) if the k-th header value else None
+ *   OP_SECOND (cache)            cache._text if int(now) == cache._second else cache(int(now))
+ *   OP_ROUTE_NAME (names, getter) n[1] if (n := names.get(id(ex.route))) is not None and n[0] is ex.route
+ *                                else getter(ex, now)
+ *   OP_ALTERNATIVES (getter)     getter(ex, now) if getattr(ex.entry, 'alternatives', None) else ''
+ *   OP_STATUSES ()               ex.upstream_statuses or None (statuses_of: without the property's frame)
+ * Lines whose reads raise an Exception are skipped and counted, as json_lines. */
+enum { OP_CALL, OP_ATTR, OP_ATTR_OR_NONE, OP_EXCHANGE, OP_SINCE, OP_COUNT, OP_COUNT_IF, OP_BETWEEN,
+       OP_HEADER, OP_HEADER_CALL, OP_SECOND, OP_ROUTE_NAME, OP_ALTERNATIVES, OP_STATUSES };
+static PyObject *N_SECOND, *N_TEXT, *N_ENTRY, *N_ALTERNATIVES;
+
+static PyObject *
+call_getter(PyObject *getter, PyObject *ex, PyObject *now)
+{
+    PyObject *args[2] = {ex, now};
+    return PyObject_Vectorcall(getter, args, 2, NULL);
+}
+
+/* OP_COUNT's value: a new reference, or NULL with an error set. */
+static PyObject *
+count_of(PyObject *ex, PyObject *name, PyObject *index)
+{
+    PyObject *status = fast_attr(ex, N_STATUS);
+    if (status == NULL)
+        return NULL;
+    PyObject *equal = PyObject_RichCompare(status, LONG_101, Py_EQ);
+    Py_DECREF(status);
+    if (equal == NULL)
+        return NULL;
+    int truth = PyObject_IsTrue(equal);
+    Py_DECREF(equal);
+    if (truth < 0)
+        return NULL;
+    PyObject *value = fast_attr(ex, name);
+    if (value == NULL || !truth)
+        return value;
+    PyObject *tunnel = fast_attr(ex, N_TUNNEL_BYTES);
+    if (tunnel == NULL) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyObject *more = PyObject_GetItem(tunnel, index);
+    Py_DECREF(tunnel);
+    if (more == NULL) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyObject *sum = PyNumber_Add(value, more);
+    Py_DECREF(value);
+    Py_DECREF(more);
+    return sum;
+}
+
+static inline PyObject *
+op_arg(PyObject *op, Py_ssize_t i)
+{
+    if (PyTuple_GET_SIZE(op) <= i) {
+        PyErr_SetString(PyExc_ValueError, "a template op lacks an argument");
+        return NULL;
+    }
+    return PyTuple_GET_ITEM(op, i);
+}
+
+/* One variable's raw value: a new reference, or NULL with an error set. */
+static PyObject *
+op_value(PyObject *op, PyObject *ex, PyObject *now, PyObject *end, PyObject *headers)
+{
+    PyObject *a, *b, *c, *value, *other;
+    int truth;
+    if (!PyTuple_CheckExact(op) || PyTuple_GET_SIZE(op) < 1 || !PyLong_CheckExact(PyTuple_GET_ITEM(op, 0))) {
+        PyErr_SetString(PyExc_TypeError, "a template op must be a tuple (code, arguments...)");
+        return NULL;
+    }
+    long code = PyLong_AsLong(PyTuple_GET_ITEM(op, 0));
+    if (code == OP_EXCHANGE) {
+        Py_INCREF(ex);
+        return ex;
+    }
+    if (code == OP_STATUSES)
+        return statuses_of(ex);
+    if ((a = op_arg(op, 1)) == NULL)
+        return NULL;
+    switch (code) {
+    case OP_CALL:
+        return call_getter(a, ex, now);
+    case OP_ATTR:
+        return fast_attr(ex, a);
+    case OP_ATTR_OR_NONE:
+        return or_none(fast_attr(ex, a));
+    case OP_SINCE:
+        if ((value = fast_attr(ex, a)) == NULL)
+            return NULL;
+        other = PyNumber_Subtract(end, value);
+        Py_DECREF(value);
+        return other;
+    case OP_COUNT:
+        if ((b = op_arg(op, 2)) == NULL)
+            return NULL;
+        return count_of(ex, a, b);
+    case OP_COUNT_IF:
+        if ((b = op_arg(op, 2)) == NULL || (c = op_arg(op, 3)) == NULL || (value = fast_attr(ex, c)) == NULL)
+            return NULL;
+        truth = PyObject_IsTrue(value);
+        Py_DECREF(value);
+        if (truth < 0)
+            return NULL;
+        if (!truth)
+            Py_RETURN_NONE;
+        return count_of(ex, a, b);
+    case OP_BETWEEN: /* a: later, b: earlier */
+        if ((b = op_arg(op, 2)) == NULL || (other = fast_attr(ex, b)) == NULL)
+            return NULL;
+        truth = PyObject_IsTrue(other);
+        if (truth <= 0) {
+            Py_DECREF(other);
+            if (truth < 0)
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        if ((value = fast_attr(ex, a)) == NULL) {
+            Py_DECREF(other);
+            return NULL;
+        }
+        truth = PyObject_IsTrue(value);
+        if (truth <= 0) {
+            Py_DECREF(other);
+            Py_DECREF(value);
+            if (truth < 0)
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        c = PyNumber_Subtract(value, other);
+        Py_DECREF(other);
+        Py_DECREF(value);
+        return c;
+    case OP_HEADER:
+    case OP_HEADER_CALL: {
+        Py_ssize_t k = PyLong_Check(a) ? PyLong_AsSsize_t(a) : -1;
+        if (headers == NULL || k < 0 || k >= PyTuple_GET_SIZE(headers)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a template op's header is not read");
+            return NULL;
+        }
+        value = PyTuple_GET_ITEM(headers, k);
+        if (code == OP_HEADER) {
+            Py_INCREF(value);
+            return value;
+        }
+        if ((b = op_arg(op, 2)) == NULL || (truth = PyObject_IsTrue(value)) < 0)
+            return NULL;
+        if (!truth)
+            Py_RETURN_NONE;
+        return call_getter(b, ex, now);
+    }
+    case OP_SECOND: {
+        PyObject *second = PyNumber_Long(now);
+        if (second == NULL)
+            return NULL;
+        if ((value = PyObject_GetAttr(a, N_SECOND)) == NULL) {
+            Py_DECREF(second);
+            return NULL;
+        }
+        other = PyObject_RichCompare(second, value, Py_EQ);
+        Py_DECREF(value);
+        truth = other == NULL ? -1 : PyObject_IsTrue(other);
+        Py_XDECREF(other);
+        if (truth < 0) {
+            Py_DECREF(second);
+            return NULL;
+        }
+        if (truth) {
+            Py_DECREF(second);
+            return PyObject_GetAttr(a, N_TEXT);
+        }
+        value = PyObject_CallOneArg(a, second);
+        Py_DECREF(second);
+        return value;
+    }
+    case OP_ROUTE_NAME: {
+        if ((b = op_arg(op, 2)) == NULL || (value = fast_attr(ex, N_ROUTE)) == NULL)
+            return NULL;
+        PyObject *key = PyLong_FromVoidPtr(value), *known;
+        Py_DECREF(value);
+        if (key == NULL)
+            return NULL;
+        if (PyDict_CheckExact(a)) {
+            known = PyDict_GetItemWithError(a, key);
+            Py_XINCREF(known);
+        }
+        else
+            known = PyObject_CallMethod(a, "get", "O", key);
+        Py_DECREF(key);
+        if (known == NULL && PyErr_Occurred())
+            return NULL;
+        if (known != NULL && known != Py_None) {
+            PyObject *first = PyObject_GetItem(known, LONG_0);
+            if (first == NULL) {
+                Py_DECREF(known);
+                return NULL;
+            }
+            value = fast_attr(ex, N_ROUTE);
+            if (value == NULL) {
+                Py_DECREF(first);
+                Py_DECREF(known);
+                return NULL;
+            }
+            int same = first == value;
+            Py_DECREF(first);
+            Py_DECREF(value);
+            if (same) {
+                value = PyObject_GetItem(known, LONG_1);
+                Py_DECREF(known);
+                return value;
+            }
+        }
+        Py_XDECREF(known);
+        return call_getter(b, ex, now);
+    }
+    case OP_ALTERNATIVES: {
+        PyObject *entry = fast_attr(ex, N_ENTRY);
+        if (entry == NULL)
+            return NULL;
+        value = PyObject_GetAttr(entry, N_ALTERNATIVES);
+        Py_DECREF(entry);
+        if (value == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return NULL;
+            PyErr_Clear();
+            truth = 0;
+        }
+        else {
+            truth = PyObject_IsTrue(value);
+            Py_DECREF(value);
+            if (truth < 0)
+                return NULL;
+        }
+        if (!truth) {
+            Py_INCREF(EMPTY);
+            return EMPTY;
+        }
+        return call_getter(a, ex, now);
+    }
+    default:
+        PyErr_Format(PyExc_ValueError, "unknown template op %ld", code);
+        return NULL;
+    }
+}
+
+static PyObject *
+template_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "template_lines(program, held, out) takes 3 arguments");
+        return NULL;
+    }
+    PyObject *program = args[0], *held = args[1], *out = args[2];
+    if (!PyTuple_CheckExact(program) || PyTuple_GET_SIZE(program) != 3 || !PyTuple_CheckExact(PyTuple_GET_ITEM(program, 2))
+        || !(PyTuple_GET_ITEM(program, 1) == Py_None || PyTuple_CheckExact(PyTuple_GET_ITEM(program, 1)))) {
+        PyErr_SetString(PyExc_TypeError, "program must be (form, header names or None, ops)");
+        return NULL;
+    }
+    PyObject *form = PyTuple_GET_ITEM(program, 0), *names = PyTuple_GET_ITEM(program, 1);
+    PyObject *ops = PyTuple_GET_ITEM(program, 2);
+    Py_ssize_t n = PyTuple_GET_SIZE(ops), failed = 0, i, j;
+    PyObject *append = NULL;
+    if (!PyList_CheckExact(out) && (append = PyObject_GetAttrString(out, "append")) == NULL)
+        return NULL;
+    PyObject *items = PySequence_Fast(held, "held must be a sequence of (exchange, now, end)");
+    if (items == NULL) {
+        Py_XDECREF(append);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    for (i = 0; i < PySequence_Fast_GET_SIZE(items); i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(items, i), *triple;
+        if (PyTuple_CheckExact(item)) {
+            Py_INCREF(item);
+            triple = item;
+        }
+        else if ((triple = PySequence_Tuple(item)) == NULL)
+            goto done;
+        if (PyTuple_GET_SIZE(triple) != 3) {
+            PyErr_Format(PyExc_ValueError, "expected 3 values to unpack, got %zd", PyTuple_GET_SIZE(triple));
+            Py_DECREF(triple);
+            goto done;
+        }
+        PyObject *ex = PyTuple_GET_ITEM(triple, 0), *now = PyTuple_GET_ITEM(triple, 1);
+        PyObject *end = PyTuple_GET_ITEM(triple, 2), *headers = NULL, *values = NULL, *line = NULL;
+        if (names != Py_None) {
+            PyObject *pairs = fast_attr(ex, N_HEADERS);
+            if (pairs != NULL) {
+                PyObject *header_args[2] = {pairs, names};
+                headers = header_values(NULL, header_args, 2);
+                Py_DECREF(pairs);
+            }
+            if (headers == NULL)
+                goto failed_line;
+        }
+        if ((values = PyTuple_New(n)) == NULL)
+            goto failed_line;
+        for (j = 0; j < n; j++) {
+            PyObject *value = op_value(PyTuple_GET_ITEM(ops, j), ex, now, end, headers);
+            if (value == NULL)
+                goto failed_line;
+            PyTuple_SET_ITEM(values, j, value);
+        }
+        PyObject *join_args[2] = {form, values};
+        line = join_line(NULL, join_args, 2);
+        if (line != NULL) {
+            int appended;
+            if (append == NULL)
+                appended = PyList_Append(out, line);
+            else {
+                PyObject *done_ = PyObject_CallOneArg(append, line);
+                appended = done_ == NULL ? -1 : 0;
+                Py_XDECREF(done_);
+            }
+            Py_DECREF(line);
+            if (appended == 0) {
+                Py_XDECREF(headers);
+                Py_DECREF(values);
+                Py_DECREF(triple);
+                continue;
+            }
+        }
+    failed_line:
+        Py_XDECREF(headers);
+        Py_XDECREF(values); /* NULL items are skipped by the tuple's deallocation */
+        Py_DECREF(triple);
+        /* one odd record must not stop the log: an Exception counted, anything else raised */
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            goto done;
+        PyErr_Clear();
+        failed++;
+    }
+    result = PyLong_FromSsize_t(failed);
+done:
+    Py_DECREF(items);
+    Py_XDECREF(append);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"header_values", (PyCFunction)(void (*)(void))header_values, METH_FASTCALL,
      "header_values(headers, names) -> tuple: each name's first value in headers.pairs, else None."},
+    {"template_lines", (PyCFunction)(void (*)(void))template_lines, METH_FASTCALL,
+     "template_lines(program, held, out) -> int: a compiled log_format's lines of a round, the lines "
+     "whose reads failed counted."},
+    {"json_lines", (PyCFunction)(void (*)(void))json_lines, METH_FASTCALL,
+     "json_lines(context, held, route_parts, out) -> int: the access log's json lines of a round, the "
+     "lines whose reads failed counted."},
     {"join_line", (PyCFunction)(void (*)(void))join_line, METH_FASTCALL,
      "join_line(form, values) -> str: an access-log line from a compiled form and its values."},
     {NULL, NULL, 0, NULL},
@@ -1170,6 +1938,64 @@ PyInit__logline(void)
     if (REQUEST_NAME == NULL && (REQUEST_NAME = PyUnicode_InternFromString("request")) == NULL)
         return NULL;
     if (TARGET_NAME == NULL && (TARGET_NAME = PyUnicode_InternFromString("target")) == NULL)
+        return NULL;
+    if (N_STATUS == NULL && (N_STATUS = PyUnicode_InternFromString("status")) == NULL)
+        return NULL;
+    if (N_BYTES_SENT == NULL && (N_BYTES_SENT = PyUnicode_InternFromString("bytes_sent")) == NULL)
+        return NULL;
+    if (N_REQUEST_BYTES == NULL && (N_REQUEST_BYTES = PyUnicode_InternFromString("request_bytes")) == NULL)
+        return NULL;
+    if (N_TUNNEL_BYTES == NULL && (N_TUNNEL_BYTES = PyUnicode_InternFromString("tunnel_bytes")) == NULL)
+        return NULL;
+    if (N_PROTOCOL == NULL && (N_PROTOCOL = PyUnicode_InternFromString("protocol")) == NULL)
+        return NULL;
+    if (N_SCHEME == NULL && (N_SCHEME = PyUnicode_InternFromString("scheme")) == NULL)
+        return NULL;
+    if (N_TLS == NULL && (N_TLS = PyUnicode_InternFromString("tls")) == NULL)
+        return NULL;
+    if (N_UPSTREAM_STARTED == NULL && (N_UPSTREAM_STARTED = PyUnicode_InternFromString("upstream_started")) == NULL)
+        return NULL;
+    if (N_UPSTREAM_ENDED == NULL && (N_UPSTREAM_ENDED = PyUnicode_InternFromString("upstream_ended")) == NULL)
+        return NULL;
+    if (N_HEADERS == NULL && (N_HEADERS = PyUnicode_InternFromString("headers")) == NULL)
+        return NULL;
+    if (N_ROUTE == NULL && (N_ROUTE = PyUnicode_InternFromString("route")) == NULL)
+        return NULL;
+    if (N_REQUEST_ID == NULL && (N_REQUEST_ID = PyUnicode_InternFromString("request_id")) == NULL)
+        return NULL;
+    if (N_CLIENT_IP == NULL && (N_CLIENT_IP = PyUnicode_InternFromString("client_ip")) == NULL)
+        return NULL;
+    if (N_HOST == NULL && (N_HOST = PyUnicode_InternFromString("host")) == NULL)
+        return NULL;
+    if (N_STARTED == NULL && (N_STARTED = PyUnicode_InternFromString("started")) == NULL)
+        return NULL;
+    if (N_UPSTREAM_ADDRESS == NULL && (N_UPSTREAM_ADDRESS = PyUnicode_InternFromString("upstream_address")) == NULL)
+        return NULL;
+    if (N_UPSTREAM_STATUSES == NULL && (N_UPSTREAM_STATUSES = PyUnicode_InternFromString("upstream_statuses")) == NULL)
+        return NULL;
+    if (N_OF == NULL && (N_OF = PyUnicode_InternFromString("of")) == NULL)
+        return NULL;
+    if (N_PARTS == NULL && (N_PARTS = PyUnicode_InternFromString("_parts")) == NULL)
+        return NULL;
+    if (HTTPS_TEXT == NULL && (HTTPS_TEXT = PyUnicode_InternFromString("https")) == NULL)
+        return NULL;
+    if (LONG_101 == NULL && (LONG_101 = PyLong_FromLong(101)) == NULL)
+        return NULL;
+    if (LONG_0 == NULL && (LONG_0 = PyLong_FromLong(0)) == NULL)
+        return NULL;
+    if (LONG_1 == NULL && (LONG_1 = PyLong_FromLong(1)) == NULL)
+        return NULL;
+    if (N_SECOND == NULL && (N_SECOND = PyUnicode_InternFromString("_second")) == NULL)
+        return NULL;
+    if (N_TEXT == NULL && (N_TEXT = PyUnicode_InternFromString("_text")) == NULL)
+        return NULL;
+    if (N_ENTRY == NULL && (N_ENTRY = PyUnicode_InternFromString("entry")) == NULL)
+        return NULL;
+    if (N_ALTERNATIVES == NULL && (N_ALTERNATIVES = PyUnicode_InternFromString("alternatives")) == NULL)
+        return NULL;
+    if (N_UPSTREAM_TRAIL == NULL && (N_UPSTREAM_TRAIL = PyUnicode_InternFromString("upstream_trail")) == NULL)
+        return NULL;
+    if (N_UPSTREAM_STATUS == NULL && (N_UPSTREAM_STATUS = PyUnicode_InternFromString("upstream_status")) == NULL)
         return NULL;
     return PyModule_Create(&module);
 }
