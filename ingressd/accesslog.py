@@ -50,7 +50,6 @@ import sys
 import threading
 import time
 from collections import deque
-from functools import partial
 from json.encoder import encode_basestring_ascii as _quote  # C: a JSON string literal
 from typing import Any
 
@@ -692,13 +691,9 @@ def _lines_of(line_of):
     return lines
 
 
-# With the C accelerator the json line is one join_line call, and a round's json lines are read in
-# C (``logline.json_lines``: ``_json_lines_joined``'s reads, which are its twin); without it, the
-# f-string.
-_JSON_CONTEXT = (_JSON_FORM, _PROTOCOLS, _protocol, _JSON_HEADERS)
+# With the C accelerator the json line is one join_line call; without it, the f-string.
 _json_line_fast = _json_line_joined if logline.accelerated else _json_line_of
-_json_lines_fast = (partial(logline.json_lines, _JSON_CONTEXT) if logline.json_lines is not None
-                    else _lines_of(_json_line_of))
+_json_lines_fast = _json_lines_joined if logline.accelerated else _lines_of(_json_line_of)
 
 
 def _combined_line_of(exchange, now: float, route_parts: _RouteParts, end: float | None = None) -> str:

@@ -474,43 +474,6 @@ _RAW = {
                             "else {getter}(ex, now)", logline.ESCAPED),
 }
 
-# With the C accelerator, a round's lines (``logline.template_lines``): the op reading each variable's
-# raw value in C, what its ``_RAW``, ``_READS`` or ``_INLINE`` expression reads (tests/
-# test_logline_template_lines.py holds the lines to the Python ones); ``_GETTER`` stands for the
-# variable's own getter. Variables not here are read by a call of their getter (``OP_CALL``).
-_GETTER = object()
-_OPS: dict[str, tuple] = {
-    "remote_addr": (logline.OP_ATTR, "client_ip"),
-    "remote_user": (logline.OP_HEADER_CALL, b"authorization", _GETTER),
-    "time_local": (logline.OP_SECOND, _time_local),
-    "request": (logline.OP_EXCHANGE,),
-    "request_method": (logline.OP_ATTR, "method"),
-    "request_uri": (logline.OP_ATTR, "request_uri"),
-    "status": (logline.OP_ATTR, "status"),
-    "body_bytes_sent": (logline.OP_COUNT, "bytes_sent", 1),
-    "request_length": (logline.OP_COUNT, "request_bytes", 0),
-    "request_time": (logline.OP_SINCE, "started"),
-    "proxy_upstream_name": (logline.OP_ROUTE_NAME, _upstream_names, _GETTER),
-    "proxy_alternative_upstream_name": (logline.OP_ALTERNATIVES, _GETTER),
-    "upstream_addr": (logline.OP_ATTR_OR_NONE, "upstream_address"),
-    "upstream_response_length": (logline.OP_COUNT_IF, "bytes_sent", 1, "upstream_status"),
-    "upstream_response_time": (logline.OP_BETWEEN, "upstream_ended", "upstream_started"),
-    "upstream_status": (logline.OP_STATUSES,),
-    "req_id": (logline.OP_ATTR, "request_id"),
-    "request_id": (logline.OP_ATTR, "request_id"),
-    "host": (logline.OP_ATTR, "host"),
-}
-
-
-def _op(name: str, getter: _Getter, argument: bytes | None) -> tuple | None:
-    """The op of variable ``name`` (``_OPS``; an ``$http_…`` header's own), its getter put in."""
-    lowered = name.lower()
-    op = _OPS.get(lowered)
-    if op is None:
-        return (logline.OP_HEADER, argument) if lowered.startswith("http_") and argument is not None else None
-    return tuple(getter if part is _GETTER else part for part in op)
-
-
 # With the C accelerator: variables whose raw value is the exchange itself, read by ``join_line``
 # (``logline.REQUEST``: ``$request``'s method, request_uri and version, joined in C).
 _READS = {
@@ -609,7 +572,7 @@ def compile_log_format(text: str, escape: str = "default", quoted: bool = False)
         literal = text[position:match.start()]
         pieces.append((literal, getter))
         compiled.append(CompiledPiece(literal, getter, inline, argument, name.lower() in _PLAIN,
-                                      _RAW.get(name.lower()) or _READS.get(name.lower()), _op(name, getter, argument)))
+                                      _RAW.get(name.lower()) or _READS.get(name.lower())))
         position = match.end()
     tail = text[position:] + "\n"
     helpers = {"_time_local": _time_local, "_upstream_names": _upstream_names, "_write": _WRITERS[escape], "_missing": "-" if escape == "default" else ""}

@@ -25,10 +25,7 @@ The function is ``line(ex, now, end=None)``: ``end``, when given, is the request
 proxy's clock as read when the exchange finished (the access log formats a round's lines at the
 round's end, ``ingressd.accesslog``); without it the clock is read at the call, as before. Beside
 it, ``lines(held, out)`` runs the same statements in a loop over a round's ``(ex, now, end)``
-triples, in one frame: no call of ``line`` per line at the round's end. With the C accelerator
-``lines`` is ``logline.template_lines`` with the template's program: each variable's raw value read
-in C by an op that does what its expression does (``CompiledPiece.op``, ``logformat._OPS``), the
-Python ``lines`` kept as its twin (``lines.twin``), which the tests hold it to.
+triples, in one frame: no call of ``line`` per line at the round's end.
 """
 
 from __future__ import annotations
@@ -36,7 +33,6 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Callable
 
 from ingressd import logline
@@ -57,9 +53,6 @@ class CompiledPiece:
     argument: bytes | None  # the header name an inline $http_… expression reads
     plain: bool  # the value never holds a byte an escaping changes
     raw: tuple[str, int] | None = None  # for join_line: an expression of the raw value and its kind
-    # For template_lines: the op reading the same raw value in C (``logline.OP_…``, its arguments;
-    # an ``OP_HEADER``'s or ``OP_HEADER_CALL``'s header by name); None: ``OP_CALL`` of the getter.
-    op: tuple | None = None
 
 
 def compile_line(pieces: list[CompiledPiece], tail: str, escape: str,
@@ -159,30 +152,8 @@ def _compile_joined(pieces: list[CompiledPiece], tail: str, escape: str,
     values = "".join(f"{_raw_expression(index, piece, namespace).replace(_CLOCK_OR_END, 'end')}, "
                      for index, piece in enumerate(pieces))
     headers, values = _headers_read_once(values, namespace)
-    line, lines = _define(source, headers, f"_join(_form, ({values}))", f"<log_format escape={escape} joined>",
-                          namespace)
-    if logline.template_lines is not None and logline.join_line is not logline.join_line_py:
-        # The round's lines read in C by a program of the same reads; ``lines`` is its twin.
-        program = _program(pieces, namespace["_form"])
-        twin = lines
-        lines = partial(logline.template_lines, program)
-        lines.twin = twin  # type: ignore[attr-defined]
-        lines.program = program  # type: ignore[attr-defined]
-    return line, lines
-
-
-def _program(pieces: list[CompiledPiece], form: tuple) -> tuple:
-    """``template_lines``' program: (form, the header names its ops read or None, an op a piece)."""
-    names: list[bytes] = []
-    ops = []
-    for piece in pieces:
-        op = piece.op if piece.op is not None else (logline.OP_CALL, piece.getter)
-        if op[0] in (logline.OP_HEADER, logline.OP_HEADER_CALL):
-            if op[1] not in names:
-                names.append(op[1])
-            op = (op[0], names.index(op[1])) + op[2:]
-        ops.append(op)
-    return (form, tuple(names) if names else None, tuple(ops))
+    return _define(source, headers, f"_join(_form, ({values}))", f"<log_format escape={escape} joined>",
+                   namespace)
 
 
 def _define(source: str, body: str, result: str, name: str, namespace: dict[str, Any]) -> tuple[Callable, Callable]:

@@ -22,12 +22,6 @@ has such a ``request``: ``_request_uri``).
 it, else None, as ``headers.get(name)``; for a headers object without such a ``pairs`` list, each
 ``headers.get(name)``. The access log reads its lines' headers so.
 
-``json_lines(context, held, route_parts, out)`` is the access log's json lines of a round
-(``ingressd.accesslog._json_lines_joined``'s reads done in C; that function is its twin), from the
-C accelerator only (None without it). ``template_lines(program, held, out)`` is a compiled
-``log_format``'s lines of a round, each variable read by a small program of ops (``OP_…``) in C
-(``ingressd.logformat_compile``; the compiled Python ``lines`` is its twin); C only too.
-
 ``join_line`` and ``header_values`` are the C accelerator ``ingressd._logline``'s when it was built
 (CPython with a compiler; ``accelerated`` says so), else ``join_line_py`` and ``header_values_py``,
 their pure-Python twins: the same
@@ -51,9 +45,6 @@ from json.encoder import encode_basestring_ascii as _quote  # C: a JSON string l
 from typing import Any
 
 ESCAPES = {"default": 0, "json": 1, "none": 2}
-# template_lines' ops (see _logline.c): how a variable's raw value is read in C.
-(OP_CALL, OP_ATTR, OP_ATTR_OR_NONE, OP_EXCHANGE, OP_SINCE, OP_COUNT, OP_COUNT_IF, OP_BETWEEN, OP_HEADER,
- OP_HEADER_CALL, OP_SECOND, OP_ROUTE_NAME, OP_ALTERNATIVES, OP_STATUSES) = range(14)
 ESCAPED, PLAIN, SECONDS, STATUS, JSON, JSON_SECONDS, UTC_TIME, REQUEST = 0, 1, 2, 3, 4, 5, 6, 7  # the kinds
 
 _DEFAULT_SPECIAL = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
@@ -246,11 +237,9 @@ def join_line_py(form: tuple, values: tuple) -> str:
 
 
 try:
-    from ingressd._logline import header_values, join_line, json_lines, template_lines
+    from ingressd._logline import header_values, join_line
     accelerated = True
 except ImportError:  # PyPy, no compiler at install, INGRESSD_NO_ACCEL=1
     join_line = join_line_py
     header_values = header_values_py
-    json_lines = None  # its twin is ingressd.accesslog._json_lines_joined
-    template_lines = None  # its twin is a compiled template's Python lines (logformat_compile)
     accelerated = False

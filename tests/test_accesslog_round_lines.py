@@ -78,12 +78,10 @@ def test_the_python_round_lines_are_the_lines_in_order(line_of, cases, broken_at
     assert out == expected
 
 
-def test_the_access_log_uses_the_json_round_lines_in_c_when_accelerated():
-    """With the accelerator, ``_json_lines_joined``'s reads in C (``logline.json_lines``, whose twin it
-    is: tests/test_logline_json_lines.py); without it, the f-string lines."""
+def test_the_access_log_uses_the_joined_json_round_lines_when_accelerated():
     from ingressd import logline
     if logline.accelerated:
-        assert accesslog._json_lines_fast.func is logline.json_lines
+        assert accesslog._json_lines_fast is accesslog._json_lines_joined
     else:
         assert accesslog._json_lines_fast is not accesslog._json_lines_joined
 

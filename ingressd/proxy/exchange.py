@@ -224,10 +224,7 @@ class Exchange:
     _body_sent = False
     _body_ended = False  # the whole body went to the backend (its connection may be reused)
     _first_try: float | None = None  # clock.seconds() when the first endpoint was asked (proxy-next-upstream-timeout)
-    # The statuses of tries passed over ("502, 503, "): the head of $upstream_status. Public (not
-    # written by others) so that the access log's C reads take upstream_status while it is empty
-    # without calling the upstream_statuses property (logline's OP_STATUSES).
-    upstream_trail = ""
+    _trail = ""  # the statuses of tries passed over ("502, 503, "): $upstream_status
     _streaming = False  # the body goes to the backend as it arrives (request_buffering off)
     _upstream_paused = False  # the backend does not take more of the body for now
     _response_started = False
@@ -1008,7 +1005,7 @@ class Exchange:
     def _again(self, endpoint, status: int) -> None:
         """Ask ``endpoint`` after a try that ended with ``status`` (the backend's, or 502/504)."""
         self.retries += 1
-        self.upstream_trail += f"{status}, "
+        self._trail += f"{status}, "
         self.upstream_status = 0
         self._intercepted = 0
         self._upstream_error = False
@@ -1026,9 +1023,9 @@ class Exchange:
     def upstream_statuses(self) -> "int | str":
         """nginx's ``$upstream_status``: the backend's status; after retries each try's, as
         ``"502, 503, 200"`` (a failed try's is the 502 or 504 it would have been)."""
-        if not self.upstream_trail:
+        if not self._trail:
             return self.upstream_status
-        return f"{self.upstream_trail}{self.upstream_status or self.status}"
+        return f"{self._trail}{self.upstream_status or self.status}"
 
     def upstream_upgraded(self, connection, rest: bytes) -> None:
         """The backend answered 101: splice the two connections."""
