@@ -53,8 +53,8 @@ def main() -> None:
         rig = pathcost.Rig(["--access-log-format", args.format, "--access-log", str(Path(tmp) / "access.log"),
                             "--keepalive-requests", "0", "--upstream-keepalive-requests", "0"], Path(tmp))
         observers = rig.service.proxy.observers
-        log = next(o for o in observers if isinstance(o, accesslog.AccessLog))
-        at = observers.index(log)
+        log = rig.service.access_log
+        at = observers.index(log.observe)
         current = log.settings
         saved = logline.accelerated
         logline.accelerated = False  # the template compiled as Python alone writes it
@@ -73,7 +73,7 @@ def main() -> None:
             rig.run = in_rounds  # type: ignore[method-assign]
 
         def use(variant: str) -> None:
-            observers[at] = (lambda exchange: None) if variant == "off" else log
+            observers[at] = (lambda exchange: None) if variant == "off" else log.observe
             log._at_round_end = ends.append if variant == "rounds" else None
             log.settings = python if variant == "python" else current
             accesslog._json_line_fast = accesslog._json_line_of if variant == "python" else json_now

@@ -52,8 +52,8 @@ def main() -> None:
         rig = pathcost.Rig(["--access-log-format", args.format, "--access-log", str(Path(tmp) / "access.log"),
                             "--keepalive-requests", "0", "--upstream-keepalive-requests", "0"], Path(tmp))
         observers = rig.service.proxy.observers
-        log = next(o for o in observers if isinstance(o, accesslog.AccessLog))
-        at = observers.index(log)
+        log = rig.service.access_log
+        at = observers.index(log.observe)
         ends: list = []
         log._at_round_end = ends.append
         run = rig.run
@@ -73,7 +73,7 @@ def main() -> None:
             log._pending.clear()
 
         def use(variant: str) -> None:
-            observers[at] = (lambda exchange: None) if variant == "off" else log
+            observers[at] = (lambda exchange: None) if variant == "off" else log.observe
             log._end_round = {"note": note_only, "format": format_only}.get(variant, end_round)
 
         if args.count:  # the writer wakes for a batch only, not every 0.1 s of (valgrind's slow) wall time

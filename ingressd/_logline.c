@@ -23,7 +23,9 @@
  *     truncated), the part to the second remembered until the second changes;
  *   7 request: an object (the exchange) whose ``method``, ``request_uri`` and ``version`` are
  *     bytes, as nginx's $request (``method + b' ' + request_uri + b' HTTP/' + version``, version
- *     b"2" written as "2.0"), escaped as kind 0: the line read in C, without three concatenations.
+ *     b"2" written as "2.0"), escaped as kind 0: the line read in C, without three concatenations;
+ *     request_uri read as ingressd's Exchange's property computes it (``request.target`` up to a
+ *     '#') when the object has a ``request`` whose ``target`` is bytes (request_uri_of).
  *
  * Escaping, as ngx_http_log_module writes a variable's value:
  *   default: '"', '\\' and bytes < 0x20 or >= 0x7F as \xHH (a str's UTF-8 bytes, its
@@ -638,6 +640,42 @@ utc_time(PyObject *value)
 }
 
 static PyObject *METHOD_NAME, *REQUEST_URI_NAME, *VERSION_NAME, *PAIRS_NAME, *GET_NAME; /* interned */
+static PyObject *REQUEST_NAME, *TARGET_NAME; /* interned */
+
+/* $request's URI: ``value.request.target`` up to a '#' when the value has a ``request`` whose
+ * ``target`` is bytes (ingressd's Exchange: what its ``request_uri`` property gives, without the
+ * property's Python frame; tests/test_logline.py compares the two), else ``value.request_uri``.
+ * A new reference, or NULL with an error set. */
+static PyObject *
+request_uri_of(PyObject *value)
+{
+    PyObject *request = PyObject_GetAttr(value, REQUEST_NAME);
+    if (request == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+        return PyObject_GetAttr(value, REQUEST_URI_NAME);
+    }
+    PyObject *target = PyObject_GetAttr(request, TARGET_NAME);
+    Py_DECREF(request);
+    if (target == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+        return PyObject_GetAttr(value, REQUEST_URI_NAME);
+    }
+    if (!PyBytes_CheckExact(target)) {
+        Py_DECREF(target);
+        return PyObject_GetAttr(value, REQUEST_URI_NAME);
+    }
+    const char *data = PyBytes_AS_STRING(target);
+    const char *hash = memchr(data, '#', PyBytes_GET_SIZE(target));
+    if (hash == NULL)
+        return target;
+    PyObject *uri = PyBytes_FromStringAndSize(data, hash - data);
+    Py_DECREF(target);
+    return uri;
+}
 
 /* Kind 7: the bytes of $request read off ``value`` (see the top of the file); a new reference. */
 static PyObject *
@@ -647,7 +685,7 @@ request_line(PyObject *value)
     PyObject *names[3] = {METHOD_NAME, REQUEST_URI_NAME, VERSION_NAME};
     int i;
     for (i = 0; i < 3; i++) {
-        parts[i] = PyObject_GetAttr(value, names[i]);
+        parts[i] = i == 1 ? request_uri_of(value) : PyObject_GetAttr(value, names[i]);
         if (parts[i] == NULL) {
             if (PyErr_ExceptionMatches(PyExc_AttributeError)) { /* not an exchange: a wrong value */
                 PyErr_Clear();
@@ -1128,6 +1166,10 @@ PyInit__logline(void)
     if (PAIRS_NAME == NULL && (PAIRS_NAME = PyUnicode_InternFromString("pairs")) == NULL)
         return NULL;
     if (GET_NAME == NULL && (GET_NAME = PyUnicode_InternFromString("get")) == NULL)
+        return NULL;
+    if (REQUEST_NAME == NULL && (REQUEST_NAME = PyUnicode_InternFromString("request")) == NULL)
+        return NULL;
+    if (TARGET_NAME == NULL && (TARGET_NAME = PyUnicode_InternFromString("target")) == NULL)
         return NULL;
     return PyModule_Create(&module);
 }

@@ -62,6 +62,7 @@ from ingressd.syslog import SyslogSender
 
 _BATCH = 512  # records formatted per write
 _ROUND_LINES = 256  # exchanges held for the round's end at most: more are formatted at once
+_FEW_LINES = 16  # a round's lines queued one by one up to this many, else with one extend
 _INTERVAL = 0.1  # seconds between the writer's rounds (a line is written at most this late)
 
 
@@ -74,7 +75,7 @@ def parse_target(value: str | None) -> str | None:
 
 
 class AccessLog(Service):
-    """``Proxy.observers`` callable and the service running its writer thread."""
+    """``Proxy.observers`` callable (``observe``, or the instance) and the service running its writer thread."""
 
     def __init__(self, target: str, fmt: str = "json", max_pending: int = 10000,
                  settings: LogSettings | None = None, clock=time.time, reactor=None,
@@ -135,17 +136,22 @@ class AccessLog(Service):
 
     # -- the reactor side ----------------------------------------------------------------
 
-    def __call__(self, exchange) -> None:
+    def observe(self, exchange) -> None:
+        """``Proxy.observers``' callable (the server adds this bound method: a call of it costs
+        less than a call of the instance, which goes through ``type(self).__call__``)."""
         entry = getattr(exchange, "entry", None)
         if entry is not None and not entry.access_log:
             return  # enable-access-log: "false" on the route
         settings = self.settings
-        if not settings.enabled or (settings.skip_urls and exchange.request_uri in settings.skip_urls):
-            return  # disable-access-log, skip-access-log-urls
-        if not settings.default_backend and _default_backend(exchange.route):
-            return  # enable-access-log-for-default-backend: "false"
-        pending = self._pending
+        if settings.screens and self._left_out(exchange, settings):
+            return
         held = self._round
+        if held and settings is self._round_settings and exchange.protocol.scheme != "https" \
+                and len(held) < _ROUND_LINES - 1 and len(self._pending) + len(held) < self.max_pending:
+            # The usual case on a busy server's round: one more exchange noted (as below).
+            held.append((exchange, time.time(), exchange.proxy.clock.seconds()))
+            return
+        pending = self._pending
         if len(pending) + len(held) >= self.max_pending:
             self.overflowed += 1
             return
@@ -183,6 +189,16 @@ class AccessLog(Service):
         if len(pending) >= _BATCH and not self._wake.is_set():
             self._wake.set()
 
+    __call__ = observe
+
+    @staticmethod
+    def _left_out(exchange, settings: LogSettings) -> bool:
+        """Whether the settings leave this exchange's line out (``LogSettings.screens``)."""
+        if not settings.enabled or (settings.skip_urls and exchange.request_uri in settings.skip_urls):
+            return True  # disable-access-log, skip-access-log-urls
+        # enable-access-log-for-default-backend: "false"
+        return not settings.default_backend and _default_backend(exchange.route)
+
     def _end_round(self) -> None:
         """Format the lines of the exchanges held this round (see the module's docstring): one
         call for the round's lines (``LogFormat.lines``, ``_json_lines_fast``, ``_combined_lines``)."""
@@ -204,10 +220,11 @@ class AccessLog(Service):
         pending = self._pending
         queued = self._queued_chars
         limit = self._taken_chars + self.max_pending_chars
-        total = sum(map(len, lines))
-        if lines and queued + total - len(lines[-1]) < limit:
-            pending.extend(lines)  # every line found the bound not reached: queued, as one by one below
+        if len(lines) > _FEW_LINES and queued + (total := sum(map(len, lines))) - len(lines[-1]) < limit:
+            # every line found the bound not reached: queued, as one by one below (the sum costs
+            # more than the loop for a few lines)
             queued += total
+            pending.extend(lines)
         else:
             for line in lines:
                 if queued >= limit:

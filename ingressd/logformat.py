@@ -616,6 +616,12 @@ class LogSettings:
     http_target: str | None = None  # http-access-log-path / access-log-path; None: --access-log
     stream_target: str | None = None  # stream-access-log-path / access-log-path; None: --access-log
     syslog: tuple[str, int] | None = None  # enable-syslog: (syslog-host, syslog-port), the HTTP lines go there
+    # Whether a request may be left out (the log off, skipped URLs, the default backend's left out):
+    # the access log looks at the request only then (one read a request in the usual case).
+    screens: bool = field(init=False, repr=False, compare=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "screens", bool(not self.enabled or self.skip_urls or not self.default_backend))
 
 
 # access-log-path and its http/stream variants: what nginx's ``access_log PATH`` would write to.

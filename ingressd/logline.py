@@ -13,7 +13,9 @@ with backslashreplace, bool, int, float; None as ``null``, not the missing mark)
 ``UTC_TIME`` a ``time.time()`` float as ``YYYY-mm-ddTHH:MM:SS.mmm`` in UTC (the access log's
 json ``time``, milliseconds truncated); ``REQUEST`` an object (the exchange) whose ``method``,
 ``request_uri`` and ``version`` are bytes, as nginx's ``$request`` (``method request_uri
-HTTP/version``, version ``2`` as ``2.0``), escaped as ``ESCAPED``: read and joined in one step.
+HTTP/version``, version ``2`` as ``2.0``), escaped as ``ESCAPED``: read and joined in one step
+(``request_uri`` as the exchange's property computes it, from ``request.target``, when the object
+has such a ``request``: ``_request_uri``).
 
 ``header_values(headers, names)`` is the values of several header names in one pass over
 ``headers.pairs`` (``ingressd.http.headers.Headers``): each the first pair's value whose name equals
@@ -144,10 +146,24 @@ def _utc_time(value: Any) -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(second))}.{int((value - second) * 1000):03d}"
 
 
+def _request_uri(value: Any) -> Any:
+    """``$request``'s URI: ``value.request.target`` up to a ``#`` when ``value`` has a ``request``
+    whose ``target`` is bytes (what ``Exchange.request_uri`` gives, without the property's frame:
+    the C code's ``request_uri_of``), else ``value.request_uri``."""
+    try:
+        target = value.request.target
+    except AttributeError:
+        return value.request_uri
+    if type(target) is not bytes:
+        return value.request_uri
+    hash_at = target.find(b"#")
+    return target if hash_at < 0 else target[:hash_at]
+
+
 def _request_line(value: Any) -> bytes:
     """``REQUEST``: nginx's ``$request`` read off an exchange."""
     try:
-        method, uri, version = value.method, value.request_uri, value.version
+        method, uri, version = value.method, _request_uri(value), value.version
     except AttributeError:  # not an exchange: a wrong value
         raise TypeError(f"$request's value must have method, request_uri and version, "
                         f"not {type(value).__name__}") from None

@@ -65,7 +65,7 @@ def exchanges(draw):
     status = draw(st.sampled_from([101, 200, 204, 404, 499, 502]))
     return now, SimpleNamespace(
         method=draw(st.sampled_from([b"GET", b"POST", b"M\xffX", b'A"B'])), request=SimpleNamespace(target=target),
-        request_uri=target, path=draw(st.sampled_from(["", "/a", '/"q"'])),
+        request_uri=target.partition(b"#")[0], path=draw(st.sampled_from(["", "/a", '/"q"'])),
         version=draw(st.sampled_from([b"1.0", b"1.1", b"2", b"9\x01"])), host=draw(texts), scheme=scheme,
         headers=Headers(pairs), client_ip=draw(st.sampled_from(["127.0.0.1", "::1", "", 'a"b'])),
         peer_ip="10.0.0.2", status=status, bytes_sent=draw(st.integers(0, 10**12)),

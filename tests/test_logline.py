@@ -444,6 +444,41 @@ def test_raw_expressions_write_as_the_getters(case, authorization, alternatives)
                 assert join_line_c(_form([""], [kind], tail="", escape=escape), (raw,)) == expected, name
 
 
+class _NoRequest:
+    """An exchange-like object without ``request``: its ``request_uri`` is read."""
+
+    method, version = b"GET", b"1.1"
+
+    def __init__(self, uri):
+        self.request_uri = uri
+
+
+@settings(max_examples=300)
+@given(target=st.binary(max_size=30) | st.sampled_from([b"/a#b", b"#", b"/a?x#y#z", b"/\xff#\x00"]))
+def test_the_request_kinds_uri_is_the_exchanges_request_uri(target):
+    """``$request``'s URI is read from ``request.target`` in C and in the twin (``_request_uri``):
+    an inline copy of ``Exchange.request_uri``'s lines, held to the property itself here; an object
+    without a ``request`` (or whose target is not bytes) has its own ``request_uri`` read."""
+    from ingressd.proxy.exchange import Exchange
+    exchange = SimpleNamespace(method=b"GET", version=b"1.1", request=SimpleNamespace(target=target),
+                               request_uri=b"/not-read")
+    uri = Exchange.request_uri.fget(exchange)
+    assert logline._request_uri(exchange) == uri
+    form = _form([""], [logline.REQUEST], tail="", escape=2)
+    expected = "GET " + uri.decode("utf-8", "surrogateescape") + " HTTP/1.1"
+    assert join_line_py(form, (exchange,)) == expected
+    others = (_NoRequest(target), SimpleNamespace(method=b"GET", version=b"1.1", request=SimpleNamespace(target="/s"),
+                                                  request_uri=target))
+    for other in others:
+        assert join_line_py(form, (other,)) == "GET " + target.decode("utf-8", "surrogateescape") + " HTTP/1.1"
+    if join_line_c is not None:
+        assert join_line_c(form, (exchange,)) == expected
+        for other in others:
+            assert join_line_c(form, (other,)) == join_line_py(form, (other,))
+        broken = SimpleNamespace(method=b"GET", version=b"1.1", request=SimpleNamespace())  # no target, no request_uri
+        assert _outcome(join_line_c, form, (broken,)) == _outcome(join_line_py, form, (broken,)) == ("raised", "error")
+
+
 def test_the_compile_module_uses_the_join_only_when_accelerated():
     assert logformat_compile.logline is logline
 

@@ -46,7 +46,7 @@ def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
         pages[b"metrics"] = MetricsResource(metrics)
     service.access_log = make_access_log(settings, getattr(service, "reactor", None))
     if service.access_log is not None:
-        service.proxy.observers.append(service.access_log)
+        service.proxy.observers.append(service.access_log.observe)
         service.access_log.setServiceParent(service)
         if service.metrics is not None:
             service.metrics.attach(access_log=service.access_log)
