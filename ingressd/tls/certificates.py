@@ -274,6 +274,7 @@ class CertificateStore:
         # Built certificates by (namespace, name, is-default), reused while the PEM is the
         # same; the default's context differs (it carries the SNI callback).
         self._cache: dict[tuple[str, str, bool], Certificate] = {}
+        self._cache_of: tuple = ()  # (``_served_hosts``'s certificates, default) ``_cache`` was made of
         if default_certificate is not None:
             try:
                 default = self._from_secret(default_certificate, self._now(), default=True)
@@ -364,11 +365,13 @@ class CertificateStore:
                 )
             )
 
-        self._cache = {
-            (*key, False): value for key, value in built.items() if isinstance(value, Certificate)
-        }
-        if default.secret is not None:
-            self._cache[(*_key(default.secret), True)] = default
+        if not (self._cache_of and self._cache_of[0] is built and self._cache_of[1] is default):  # else: the same
+            self._cache = {
+                (*key, False): value for key, value in built.items() if isinstance(value, Certificate)
+            }
+            if default.secret is not None:
+                self._cache[(*_key(default.secret), True)] = default
+            self._cache_of = (built, default)
         auth_exact: dict[str, ClientAuth] = {}
         auth_wildcard: dict[str, ClientAuth] = {}
         for host, auth in config.client_auth:
