@@ -43,6 +43,8 @@ ANNOTATIONS = [
     {"nginx.ingress.kubernetes.io/from-to-www-redirect": "true"},
     {"nginx.ingress.kubernetes.io/ssl-redirect": "false"},
     {"nginx.ingress.kubernetes.io/proxy-body-size": "lots"},  # rejected
+    {"nginx.ingress.kubernetes.io/server-snippet": "deny all;"},  # host-wide
+    {"nginx.ingress.kubernetes.io/ssl-ciphers": "ECDHE-RSA-AES128-GCM-SHA256"},  # the host's TLS settings
 ]
 
 
@@ -82,7 +84,7 @@ _step = st.one_of(
     # follows without looking at the other Ingresses): more often than the rest.
     *[st.tuples(st.just("edit"), st.sampled_from(NAMES), st.lists(
         st.tuples(st.sampled_from(PATHS), st.sampled_from(["Prefix", "Exact"]), st.sampled_from(SERVICES)),
-        min_size=1, max_size=3), st.sampled_from(ANNOTATIONS[:3]))] * 3,
+        min_size=1, max_size=3), st.sampled_from(ANNOTATIONS[:3] + ANNOTATIONS[6:]))] * 3,
 )
 
 
@@ -168,7 +170,8 @@ def _answers(state: State) -> list:
         entry = state.table.match(host, path)
         route = None if entry is None else entry.route
         out.append((host, path, route, None if entry is None else tuple(
-            alternative.route for _, alternative in entry.alternatives)))
+            alternative.route for _, alternative in entry.alternatives),
+            None if entry is None else tuple(type(feature).__name__ for feature in entry.features)))
     return out
 
 
@@ -197,6 +200,15 @@ def test_canaries_that_come_and_go_leave_their_main_routes_as_a_build_from_nothi
     _follow([("ingress", _MAIN), ("ingress", _CANARY), ("edit", "i1", [("/", "Prefix", "s2")], {}),
              ("ingress", _CANARY), ("delete-ingress", "i1"), ("ingress", _CANARY),
              ("edit", "i1", [("/x", "Prefix", "s2")], ANNOTATIONS[1]), ("ingress", _CANARY)])
+
+
+def test_host_wide_features_and_host_tls_settings_that_come_and_go_are_as_a_build_from_nothing():
+    snippet, ciphers = ANNOTATIONS[6], ANNOTATIONS[7]
+    _follow([("ingress", _MAIN), ("ingress", ingress("i2", [("a.test", [("/x", "Prefix", "s1", 80)])],
+                                                      created=CREATED[2], annotations=snippet)),
+             ("edit", "i2", [("/z", "Prefix", "s1")], ciphers), ("edit", "i0", [("/", "Prefix", "s2")], snippet),
+             ("edit", "i2", [("/x", "Prefix", "s1")], {}), ("edit", "i0", [("/", "Prefix", "s1")], {}),
+             ("delete-ingress", "i2")])
 
 
 def _follow(steps) -> None:
