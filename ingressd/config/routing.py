@@ -367,22 +367,38 @@ def _spliced(hosts: set, added: list, removed: list, start: int, previous: "Rout
     before the window, its ``added`` ones, then its previous ones after the window (its
     ``removed`` ones are a run of its previous ones; with none, where the window falls among
     them is found by the previous list's positions). None when a previous table does not say
-    (then the caller walks the entries)."""
+    (then the caller walks the entries), or when the window is wide (a first configuration after
+    Services arrived, every route anew: a walk is the cheaper way there)."""
+    if len(added) + len(removed) > _SPLICED_AT_MOST:
+        return None
     old_list = previous.given
+    came: dict[str, list] = {}
+    went: dict[str, list] = {}
+    for entries, by_host in ((added, came), (removed, went)):
+        for entry in entries:
+            group = by_host.get(entry.route.host)
+            if group is None:
+                by_host[entry.route.host] = [entry]
+            else:
+                group.append(entry)
     groups: dict[str, list] = {}
+    searches = 0
     for host in hosts:
         table = previous._table_for(host)
         members = getattr(table, "members", None) if table is not None else []
         if members is None:
             return None
-        gone = [entry for entry in removed if entry.route.host == host]
+        gone = went.get(host, ())
         if gone:
             first = _position(members, gone[0])
             if first is None or any(a is not b for a, b in zip(members[first:first + len(gone)], gone)) \
                     or first + len(gone) > len(members):
                 return None
             cut, rest = first, first + len(gone)
-        else:  # the previous entries before the window: a prefix of ``members``
+        elif members:  # the previous entries before the window: a prefix of ``members``
+            searches += 1
+            if searches > _SEARCHES_AT_MOST:
+                return None
             low, high = 0, len(members)
             while low < high:
                 middle = (low + high) // 2
@@ -391,8 +407,18 @@ def _spliced(hosts: set, added: list, removed: list, start: int, previous: "Rout
                 else:
                     high = middle
             cut = rest = low
-        groups[host] = members[:cut] + [entry for entry in added if entry.route.host == host] + members[rest:]
+        else:
+            cut = rest = 0
+        groups[host] = members[:cut] + came.get(host, []) + members[rest:]
     return groups
+
+
+# A window of more entries than this is grouped by a walk of all the entries (``_spliced``'s
+# searches cost a list scan each: fine for a change, not for a whole configuration anew).
+_SPLICED_AT_MOST = 256
+# Hosts whose place of the window among their entries is searched for (each search scans the
+# previous list up to the window, a few times): more than this, and the entries are walked.
+_SEARCHES_AT_MOST = 16
 
 
 def _position(items: list, item: object, low: int = 0, high: int | None = None) -> int | None:
