@@ -21,6 +21,7 @@ ACCELERATORS: list[tuple[str, list[str]]] = [
     ("ingressd.proxy._request_facts", ["ingressd/proxy/_request_facts.c"]),  # twin: request_facts.py
     ("ingressd.tls._lean_steps", ["ingressd/tls/_lean_steps.c"]),  # twin: ingressd/tls/lean_steps.py
     ("ingressd.admin._fold_run", ["ingressd/admin/_fold_run.c"]),  # twin: ingressd/admin/fold_run.py
+    ("ingressd.config._window", ["ingressd/config/_window.c"]),  # twin: ingressd.config.window.window_py
 ]
 
 

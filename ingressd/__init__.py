@@ -28,6 +28,7 @@ from ingressd.features import (
     same_for_every_path,
 )
 from ingressd.plugin_manager import hookimpl
+from ingressd.config.values_in_use import values_in_use
 from ingressd.proxy.subrequest import SubrequestError, SubResponse, TargetURL, parse_url
 from ingressd.tls.client_auth import ClientAuth, ClientAuthError, ClientCertificate, load_client_auth
 from ingressd.tls.settings import HostTLS, parse_ciphers
@@ -83,4 +84,5 @@ __all__ = [
     "parse_snippet",
     "parse_url",
     "snippets",
+    "values_in_use",
 ]

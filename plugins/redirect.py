@@ -66,7 +66,7 @@ from ingressd import (
     parse_bool,
     parse_int,
 )
-from ingressd import same_for_every_path
+from ingressd import same_for_every_path, values_in_use
 
 from ._redirects import REDIRECT_CODES, Redirect as Redirected
 from ._responses import absolute_location, plain
@@ -238,8 +238,9 @@ def ingressd_route_features(route, values, context):
 @hookimpl
 def ingressd_host_routes(config, context):
     # Which Ingresses ask, by the identity of their (shared) features tuples: a configuration
-    # where none does (the usual one) costs one pass over the routes and no more.
-    tuples = {id(route.features): route.features for route in config.routes}
+    # where none does (the usual one) costs a look at its distinct tuples (``values_in_use``,
+    # followed from the last configuration: no pass over the routes) and no more.
+    tuples = values_in_use(config.routes)
     asking = {key for key, features in tuples.items() if dict(features).get("from-to-www-redirect")}
     if not asking:
         return []

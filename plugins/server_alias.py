@@ -15,7 +15,7 @@ import re
 
 from twisted.logger import Logger
 
-from ingressd import Annotation, AnnotationError, HostRoute, hookimpl
+from ingressd import Annotation, AnnotationError, HostRoute, hookimpl, values_in_use
 
 _log = Logger()
 _NAME = re.compile(r"^(\*\.)?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
@@ -44,8 +44,9 @@ def ingressd_host_routes(config, context):
     # any, the usual one, costs one pass over its routes instead of a sort and a dict per route),
     # and a route's features (one pair per declared annotation; every Ingress without annotations
     # of ours shares one tuple) are read once per tuple.
-    # The distinct tuples first (no call per route; they live in ``config`` for the whole call).
-    tuples = {id(route.features): route.features for route in config.routes}
+    # The distinct tuples first (``values_in_use``: followed from the last configuration, no pass
+    # over the routes; they live in ``config`` for the whole call).
+    tuples = values_in_use(config.routes)
     read = {key: dict(features).get("server-alias") or () for key, features in tuples.items()}
     if not any(read.values()):
         return []

@@ -209,11 +209,11 @@ def test_the_window_is_where_the_lists_differ_by_identity():
     entries = [make(("a.test", f"/p{n}", "Prefix", "i0", "", 9)) for n in range(6)]
     table = RouteTable(entries)
     new = entries[:2] + [make(("a.test", "/new", "Prefix", "i0", "", 9))] + entries[3:]
-    added, removed = routing._delta(table, new)
-    assert added == [new[2]] and removed == [entries[2]]
-    assert routing._delta(table, list(entries)) == ([], [])  # the same objects: an empty window
+    added, removed, start = routing._delta(table, new)
+    assert added == [new[2]] and removed == [entries[2]] and start == 2
+    assert routing._delta(table, list(entries)) == ([], [], 6)  # the same objects: an empty window
     grown = entries + [new[2]]
-    assert routing._delta(table, grown) == ([new[2]], [])
+    assert routing._delta(table, grown) == ([new[2]], [], 6)
     assert routing._delta(None, entries) is None
 
 

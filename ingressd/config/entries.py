@@ -7,6 +7,7 @@ only calls the bound methods collected here, already sorted by phase.
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_left
 from typing import Iterable
 
 from twisted.python import log
@@ -141,19 +142,43 @@ class RouteEntry:
         return self.balancer.pick(exclude)
 
 
-def _attach_canaries(entries: list[RouteEntry]) -> tuple[list[RouteEntry], list]:
+def _special(entry: RouteEntry) -> bool:
+    """Whether the passes after the entries are built (host-wide features, canaries, client
+    certificates, host TLS settings) read ``entry``: a canary, or a feature that is host-wide or
+    carries a client-certificate policy or TLS settings for its host. Those passes walk only
+    these entries (an entry none of them reads changes nothing they find)."""
+    if entry.canary is not None:
+        return True
+    for feature in entry.features:
+        if getattr(feature, "host_wide", False) or getattr(feature, "client_auth", None) is not None \
+                or getattr(feature, "host_tls", None) is not None:
+            return True
+    return False
+
+
+# ``previous``'s key for the entries the last build gave alternatives (main routes of canaries).
+_MAINS = "canary mains"
+
+
+def _attach_canaries(entries: list[RouteEntry], special: list[RouteEntry] | None = None,
+                     previous: dict | None = None) -> tuple[list[RouteEntry], list]:
     """Canary routes leave the table and become the alternative of the main route of the same host
     and path (the first canary for it, as ingress-nginx's balancer uses its first alternative);
-    returns the routed entries and the Ingresses of canaries that found no main route."""
+    returns the routed entries and the Ingresses of canaries that found no main route.
+    ``special``: the entries that may be canaries (``_special``'s), in order, when the caller
+    has them; ``previous``: build_table's, where the mains
+    given alternatives are kept."""
     # Proportional to the canaries' hosts, not to the table: entries are reused from the previous
-    # build, so only those that had an alternative are reset, and only routes of a host a canary
+    # build, so only those that had an alternative are reset (the last build's mains, when
+    # ``previous`` kept them; else every entry is looked at), and only routes of a host a canary
     # has are candidates for main (in order: the first main of a host and path wins).
-    canaries = []
-    for entry in entries:
+    mains_before = previous.pop(_MAINS, None) if previous is not None else None
+    for entry in (entries if mains_before is None else mains_before):
         if entry.alternatives:
             entry.alternatives = ()
-        if entry.canary is not None:
-            canaries.append(entry)
+    canaries = [entry for entry in (entries if special is None else special) if entry.canary is not None]
+    if previous is not None:
+        previous[_MAINS] = given = []
     if not canaries:
         return list(entries), []
     hosts = {entry.route.host for entry in canaries}
@@ -168,17 +193,20 @@ def _attach_canaries(entries: list[RouteEntry]) -> tuple[list[RouteEntry], list]
             unattached.append(entry.route.ingress)
         elif not main.alternatives:
             main.alternatives = ((entry.canary, entry),)
+            if previous is not None:
+                given.append(main)
     return [entry for entry in entries if entry.canary is None], unattached
 
 
-def _host_wide_shared(entries: list[RouteEntry], defaults: UpstreamSettings) -> list[RouteEntry]:
+def _host_wide_shared(entries: list[RouteEntry], defaults: UpstreamSettings,
+                      special: list[RouteEntry] | None = None) -> list[RouteEntry]:
     """Features that say ``host_wide = True`` (a server-snippet's: nginx's server block) serve every
     route of their host: those of the host's first route that has any (the oldest Ingress's, as
     ingress-nginx keeps the first server-snippet it meets) replace any other route's. Each kind
     (the ``host_wide`` value: ``True``, ``"auth-tls"``…) is chosen on its own: an older Ingress's
     server-snippet never hides a newer one's client-certificate check."""
     by_kind: dict[tuple[str, object], tuple] = {}
-    for entry in entries:
+    for entry in (entries if special is None else special):  # (``_special``: every host-wide one)
         for feature in entry.features:
             kind = getattr(feature, "host_wide", False)
             if kind and (entry.route.host, kind) not in by_kind:
@@ -304,7 +332,7 @@ def build_table(config: Config, plugins, context: BuildContext,
         # Proportional: the routes outside the window where this configuration's routes differ
         # from the last build's (config.window, by identity) keep their entries, by position;
         # ``previous`` loses the routes that left and gains those that came.
-        routes, raw, default_route = last
+        routes, raw, default_route, special, places = last
         start, old_end, new_end = window(routes, config.routes)
         fresh = []
         for route in config.routes[start:new_end]:
@@ -319,6 +347,12 @@ def build_table(config: Config, plugins, context: BuildContext,
                 previous[id(route)] = entry
         raw = raw[:start] + fresh + raw[old_end:]
         entries = raw if None not in fresh else [entry for entry in raw if entry is not None]
+        # The special entries (``_special``) and their places in ``raw``, followed the same way.
+        low, high = bisect_left(places, start), bisect_left(places, old_end)
+        came = [(start + n, entry) for n, entry in enumerate(fresh) if entry is not None and _special(entry)]
+        shift = new_end - old_end
+        special = special[:low] + [entry for _, entry in came] + special[high:]
+        places = places[:low] + [place for place, _ in came] + [place + shift for place in places[high:]]
         default = entry_for(config.default_backend) if config.default_backend is not None else None
         if default is not None:
             previous[id(config.default_backend)] = default
@@ -338,12 +372,20 @@ def build_table(config: Config, plugins, context: BuildContext,
         default = entry_for(config.default_backend) if config.default_backend is not None else None
         previous.clear()
         previous.update(reused)
+        places = [n for n, entry in enumerate(raw) if entry.features and _special(entry)]
+        special = [raw[n] for n in places]
     if not failed:  # the next build may start from this one's routes and entries (none failed)
-        previous[_LAST] = (config.routes, raw, config.default_backend)
-    entries = _host_wide_shared(entries, defaults)
+        previous[_LAST] = (config.routes, raw, config.default_backend, special, places)
+    # The passes below read only the special entries (``_special``: none in bench/scale.py's
+    # 10,000 Ingresses), followed from the last build by the window: no walk of the 30,000.
+    if any(getattr(feature, "host_wide", False) for entry in special for feature in entry.features):
+        entries = _host_wide_shared(entries, defaults, special)
+        special = [entry for entry in entries if entry.features and _special(entry)]
     if failed:  # (a lookup per route only when some Ingress failed)
         entries = [entry for entry in entries if entry.route.ingress not in failed]
-    entries, unattached = _attach_canaries(entries)
+        special = [entry for entry in special if entry.route.ingress not in failed]
+    entries, unattached = _attach_canaries(entries, special, previous)
+    special = [entry for entry in special if entry.canary is None]  # canaries left the table
     for ref in unattached:
         failed.setdefault(ref, "canary Ingress without a main Ingress of the same host and path: not served "
                                "(as ingress-nginx, which attaches a canary to its main Ingress)")
@@ -360,9 +402,11 @@ def build_table(config: Config, plugins, context: BuildContext,
             rejections=rejections,
         )
     if plugins:
+        routed = len(entries)
         entries, config = _with_host_routes(entries, config, plugins, context, defaults)
-    config = _with_client_auth(entries, config)
-    config = _with_host_tls(entries, config)
+        special += [entry for entry in entries[routed:] if _special(entry)]
+    config = _with_client_auth(special, config)
+    config = _with_host_tls(special, config)
     passthrough = PassthroughHosts(config.passthrough, _round_robin) if config.passthrough else None
     misdirected = ListenerHostnames(config.https_listeners) if config.https_listeners else None
     return RouteTable(entries, default, previous_table, passthrough=passthrough, misdirected=misdirected), config

@@ -70,6 +70,7 @@ class Reloader:
         self._entries: dict = {}  # route table entries of unchanged routes, kept across builds
         self._grouped: tuple = (None, None)  # (the config served, its routes by Ingress): for the log line
         self._entries_context = None
+        self._secrets_by_key: tuple = ((), {})  # (Config.secrets, by (namespace, name)): context's
         self.plugin_state: dict = {}  # BuildContext.state: the plugins' state for this server's life
         self.subrequests = None  # BuildContext.subrequests: the server's sub-request client
         self.redis = None  # BuildContext.redis: the server's Redis decisions (--redis)
@@ -172,10 +173,14 @@ class Reloader:
         self._set_ready(synced)
 
     def context(self, config: Config, settings: dict | None = None) -> BuildContext:
+        secrets, by_key = self._secrets_by_key
+        if secrets is not config.secrets:  # the same Secrets (their tuple): the same mapping
+            by_key = {(s.ref.namespace, s.ref.name): s for s in config.secrets}
+            self._secrets_by_key = (config.secrets, by_key)
         return BuildContext(
             settings=self.settings if settings is None else settings,
             reactor=self.clock,
-            secrets={(s.ref.namespace, s.ref.name): s for s in config.secrets},
+            secrets=by_key,
             state=self.plugin_state,
             subrequests=self.subrequests,
             redis=self.redis,
@@ -337,9 +342,6 @@ def _regrouped(before: dict, old: tuple, new: tuple) -> tuple[dict, set] | None:
         inside[route.ingress] = inside.get(route.ingress, 0) + 1
     if any(len(before.get(ref, ())) != inside.get(ref, 0) for ref in refs):
         return None  # an Ingress of the window has routes elsewhere too (or ``before`` is not ``old``'s)
-    after = dict(before)
-    for ref in inside:
-        del after[ref]
     grown: dict = {}
     for route in new[start:new_end]:
         group = grown.get(route.ingress)
@@ -347,6 +349,13 @@ def _regrouped(before: dict, old: tuple, new: tuple) -> tuple[dict, set] | None:
             grown[route.ingress] = [route]
         else:
             group.append(route)
+    # The copy of a dict that never lost a key is a copy of its table (~50 us at 10,000
+    # Ingresses), of one that did an insertion a key (~400 us, hashing each ObjectRef in
+    # Python): a key is deleted only when its Ingress has no route left, else overwritten.
+    after = dict(before)
+    for ref in inside:
+        if ref not in grown:
+            del after[ref]
     for ref, group in grown.items():
         after[ref] = tuple(group)
     return after, refs

@@ -222,16 +222,18 @@ class RouteTable(Generic[E]):
         self.wildcard_hosts = dict(previous.wildcard_hosts)
         self.deep_wildcard_hosts = dict(previous.deep_wildcard_hosts)
         self.any_host = previous.any_host
-        added, removed = delta
+        added, removed, start = delta
         touched = {entry.route.host for entry in added}
         touched.update(entry.route.host for entry in removed)
         if not touched:
             return
-        groups: dict[str, list[E]] = {host: [] for host in touched}
-        for entry in entries:  # the touched hosts' entries, in the order given (conflicts keep to it)
-            group = groups.get(entry.route.host)
-            if group is not None:
-                group.append(entry)
+        groups = _spliced(touched, added, removed, start, previous)
+        if groups is None:
+            groups = {host: [] for host in touched}
+            for entry in entries:  # the touched hosts' entries, in the order given (conflicts keep to it)
+                group = groups.get(entry.route.host)
+                if group is not None:
+                    group.append(entry)
         for host, members in groups.items():
             old = previous._table_for(host)
             if old is not None:
@@ -342,10 +344,10 @@ class RouteTable(Generic[E]):
             yield from self.any_host.entries()
 
 
-def _delta(previous: "RouteTable | None", entries: list) -> tuple[list, list] | None:
+def _delta(previous: "RouteTable | None", entries: list) -> tuple[list, list, int] | None:
     """(the entries in the window where ``entries`` differ from ``previous``'s, the previous
-    table's entries in that window), or None when the new table is to be built whole: no
-    previous table, or one with routes of one listener kind (``secure``).
+    table's entries in that window, where the window starts), or None when the new table is to
+    be built whole: no previous table, or one with routes of one listener kind (``secure``).
 
     The window (``config.window``): what is left once the longest common beginning and end
     are taken off, compared by identity alone. Entries outside it are the same objects, in the same order, in both; so a host
@@ -355,7 +357,83 @@ def _delta(previous: "RouteTable | None", entries: list) -> tuple[list, list] | 
         return None
     old = previous.given
     start, old_end, new_end = window(old, entries)
-    return entries[start:new_end], old[start:old_end]
+    return entries[start:new_end], old[start:old_end], start
+
+
+def _spliced(hosts: set, added: list, removed: list, start: int, previous: "RouteTable") -> dict | None:
+    """The entries of each of ``hosts`` in the new table's order, from the previous table's
+    (``PathTable.members``) without a walk of all the entries: those outside the window are the
+    same objects in the same order in both lists, so a host's new entries are its previous ones
+    before the window, its ``added`` ones, then its previous ones after the window (its
+    ``removed`` ones are a run of its previous ones; with none, where the window falls among
+    them is found by the previous list's positions). None when a previous table does not say
+    (then the caller walks the entries), or when the window is wide (a first configuration after
+    Services arrived, every route anew: a walk is the cheaper way there)."""
+    if len(added) + len(removed) > _SPLICED_AT_MOST:
+        return None
+    old_list = previous.given
+    came: dict[str, list] = {}
+    went: dict[str, list] = {}
+    for entries, by_host in ((added, came), (removed, went)):
+        for entry in entries:
+            group = by_host.get(entry.route.host)
+            if group is None:
+                by_host[entry.route.host] = [entry]
+            else:
+                group.append(entry)
+    groups: dict[str, list] = {}
+    searches = 0
+    for host in hosts:
+        table = previous._table_for(host)
+        members = getattr(table, "members", None) if table is not None else []
+        if members is None:
+            return None
+        gone = went.get(host, ())
+        if gone:
+            first = _position(members, gone[0])
+            if first is None or any(a is not b for a, b in zip(members[first:first + len(gone)], gone)) \
+                    or first + len(gone) > len(members):
+                return None
+            cut, rest = first, first + len(gone)
+        elif members:  # the previous entries before the window: a prefix of ``members``
+            searches += 1
+            if searches > _SEARCHES_AT_MOST:
+                return None
+            low, high = 0, len(members)
+            while low < high:
+                middle = (low + high) // 2
+                if _position(old_list, members[middle], 0, start) is not None:
+                    low = middle + 1
+                else:
+                    high = middle
+            cut = rest = low
+        else:
+            cut = rest = 0
+        groups[host] = members[:cut] + came.get(host, []) + members[rest:]
+    return groups
+
+
+# A window of more entries than this is grouped by a walk of all the entries (``_spliced``'s
+# searches cost a list scan each: fine for a change, not for a whole configuration anew).
+_SPLICED_AT_MOST = 256
+# Hosts whose place of the window among their entries is searched for (each search scans the
+# previous list up to the window, a few times): more than this, and the entries are walked.
+_SEARCHES_AT_MOST = 16
+
+
+def _position(items: list, item: object, low: int = 0, high: int | None = None) -> int | None:
+    """Where ``item`` itself is in ``items[low:high]``, or None (``list.index`` at C speed; an
+    equal object that is not ``item`` is passed over)."""
+    high = len(items) if high is None else high
+    while low < high:
+        try:
+            found = items.index(item, low, high)
+        except ValueError:
+            return None
+        if items[found] is item:
+            return found
+        low = found + 1
+    return None
 
 
 def _served_on(entry: _HasRoute, scheme: str) -> bool:

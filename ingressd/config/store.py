@@ -16,6 +16,7 @@ import json
 import marshal
 import sys
 import zlib
+from collections import deque
 from typing import Callable, Iterable, Mapping
 
 from twisted.python import log
@@ -23,6 +24,8 @@ from twisted.python import log
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds
 Packed = bytes  # an object as ``pack`` stores it
 Snapshot = Mapping[str, Mapping[Key, Packed]]
+# Changes remembered per kind for ``StoreSnapshot.changed`` (older ones: the answer is None).
+JOURNAL_LENGTH = 512
 
 
 def object_key(obj: Mapping) -> Key:
@@ -111,6 +114,10 @@ class ObjectStore:
         self.on_change = on_change
         self.observers: list[Callable[[], None]] = []  # told of every change too (the L4 services)
         self.generation = 0
+        # Per kind: (generation, key) of its recent changes, and the last generation whose
+        # changes are no longer all listed (``changed``).
+        self._journal: dict[str, deque] = {}
+        self._horizon: dict[str, int] = {}
 
     def register(self, source: str) -> None:
         """Declare a source; the store is not synced until every source has synced once."""
@@ -137,6 +144,7 @@ class ObjectStore:
         changed = {key for key in current.keys() | fresh.keys() if current.get(key) is not fresh.get(key)}
         if changed:
             self._sources[source][kind] = fresh
+            self._note(kind, changed)
             self._changed(kind)
         return changed
 
@@ -159,6 +167,7 @@ class ObjectStore:
             if bucket.get(key) == data:
                 return False
             bucket[key] = data
+        self._note(kind, (object_key(obj),))
         self._changed(kind)
         return True
 
@@ -181,13 +190,14 @@ class ObjectStore:
     def synced(self) -> bool:
         return bool(self._synced) and all(self._synced.values())
 
-    def snapshot(self) -> dict[str, dict[Key, Packed]]:
+    def snapshot(self) -> "StoreSnapshot":
         """All objects by kind, packed; a later-registered source wins on a name clash.
 
         A kind's mapping is the same object between calls until that kind changes (treat
-        it as read-only), so consumers can cache what they derive from it.
+        it as read-only), so consumers can cache what they derive from it; the snapshot also
+        says which keys changed since an earlier one (``StoreSnapshot.changed``).
         """
-        result: dict[str, dict[Key, Packed]] = {}
+        result = StoreSnapshot(self, self.generation)
         for kind in self.kinds:
             merged = self._merged.get(kind)
             if merged is None:
@@ -204,6 +214,35 @@ class ObjectStore:
             result[kind] = merged
         return result
 
+    def changed(self, kind: str, since: int) -> frozenset[Key] | None:
+        """The keys of ``kind`` whose object came, went or changed after generation ``since``
+        (some may have changed back), or None when the store no longer knows (too many changes
+        since: a consumer then compares everything)."""
+        if since < self._horizon.get(kind, 0) or since > self.generation:
+            return None
+        journal = self._journal.get(kind, ())
+        found = []
+        for generation, key in reversed(journal):
+            if generation <= since:
+                break
+            found.append(key)
+        return frozenset(found)
+
+    def _note(self, kind: str, keys) -> None:
+        """Write the change about to be made (generation + 1) of ``keys`` in ``kind``'s journal."""
+        journal = self._journal.get(kind)
+        if journal is None:
+            journal = self._journal[kind] = deque()
+        generation = self.generation + 1
+        if len(keys) > JOURNAL_LENGTH:
+            journal.clear()
+            self._horizon[kind] = generation
+            return
+        for key in keys:
+            if len(journal) >= JOURNAL_LENGTH:
+                self._horizon[kind] = journal.popleft()[0]
+            journal.append((generation, key))
+
     def _changed(self, kind: str | None = None) -> None:
         if kind is None:
             self._merged.clear()
@@ -214,6 +253,29 @@ class ObjectStore:
             self.on_change()
         for observer in list(self.observers):
             observer()
+
+
+class StoreSnapshot(dict):
+    """``ObjectStore.snapshot``'s answer: the objects by kind (a dict, as before), and which keys
+    changed since an earlier snapshot of the same store (``changed``), so a consumer that derived
+    things from that one can redo only what changed."""
+
+    def __init__(self, store: ObjectStore, generation: int) -> None:
+        super().__init__()
+        self.store = store
+        self.generation = generation  # the store's generation this snapshot shows
+
+    def changed(self, kind: str, earlier: "StoreSnapshot") -> frozenset[Key] | None:
+        """The keys of ``kind`` that came, went or changed between ``earlier`` and this snapshot,
+        or None when that is not known (another store's, or too long ago)."""
+        if getattr(earlier, "store", None) is not self.store or earlier.generation > self.generation:
+            return None
+        found = self.store.changed(kind, earlier.generation)
+        if found is None:
+            return None
+        # Changes made after this snapshot are not in it: the store's answer may list more keys
+        # than this snapshot's changes (harmless: a consumer looks at them again).
+        return found
 
 
 def own_key(key: Key) -> Key:
