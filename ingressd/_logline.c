@@ -600,12 +600,59 @@ json_seconds(PyObject *value)
 
 /* The UTC time of a time.time() to the millisecond: time.strftime("%Y-%m-%dT%H:%M:%S",
  * time.gmtime(int(now))) + ".%03d" % int((now - int(now)) * 1000). */
+static long long cached_second;
+static char cached_text[64];
+static size_t cached_size = 0; /* 0: nothing cached yet */
+
+/* The UTC second's text (to the second) made into the cache: 0, or -1 with an error set. */
+static int
+utc_second(long long second)
+{
+    time_t seconds = (time_t)second;
+    struct tm parts;
+    if (gmtime_r(&seconds, &parts) == NULL) {
+        PyErr_SetString(PyExc_OverflowError, "timestamp out of range");
+        return -1;
+    }
+    size_t size = strftime(cached_text, sizeof(cached_text), "%Y-%m-%dT%H:%M:%S", &parts);
+    if (size == 0) {
+        cached_size = 0;
+        PyErr_SetString(PyExc_ValueError, "time formatting failed");
+        return -1;
+    }
+    cached_size = size;
+    cached_second = second;
+    return 0;
+}
+
+/* utc_time's text written into ``out`` (72 chars at least) for the usual time: an exact float
+ * after 1970 in the cached second. Returns the length, or -1 with no error set (the caller then
+ * asks utc_time, which makes the second's text and writes the same characters). */
+static int
+utc_direct(PyObject *value, char *out)
+{
+    if (!PyFloat_CheckExact(value) || cached_size == 0)
+        return -1;
+    double now = PyFloat_AS_DOUBLE(value);
+    if (!(now >= 0.0 && now < 1e17))
+        return -1;
+    long long second = (long long)now; /* trunc: now >= 0 */
+    if (second != cached_second)
+        return -1;
+    int milliseconds = (int)((now - (double)second) * 1000);
+    if (milliseconds < 0 || milliseconds > 999)
+        return -1;
+    memcpy(out, cached_text, cached_size);
+    out[cached_size] = '.';
+    out[cached_size + 1] = (char)('0' + milliseconds / 100);
+    out[cached_size + 2] = (char)('0' + milliseconds / 10 % 10);
+    out[cached_size + 3] = (char)('0' + milliseconds % 10);
+    return (int)cached_size + 4;
+}
+
 static PyObject *
 utc_time(PyObject *value)
 {
-    static long long cached_second;
-    static char cached_text[64];
-    static size_t cached_size = 0; /* 0: nothing cached yet */
     if (!PyFloat_Check(value)) {
         PyErr_Format(PyExc_TypeError, "a time must be float, not %.100s", Py_TYPE(value)->tp_name);
         return NULL;
@@ -621,22 +668,8 @@ utc_time(PyObject *value)
         return NULL;
     }
     long long second = (long long)whole;
-    if (cached_size == 0 || second != cached_second) {
-        time_t seconds = (time_t)second;
-        struct tm parts;
-        if (gmtime_r(&seconds, &parts) == NULL) {
-            PyErr_SetString(PyExc_OverflowError, "timestamp out of range");
-            return NULL;
-        }
-        size_t size = strftime(cached_text, sizeof(cached_text), "%Y-%m-%dT%H:%M:%S", &parts);
-        if (size == 0) {
-            cached_size = 0;
-            PyErr_SetString(PyExc_ValueError, "time formatting failed");
-            return NULL;
-        }
-        cached_size = size;
-        cached_second = second;
-    }
+    if ((cached_size == 0 || second != cached_second) && utc_second(second) < 0)
+        return NULL;
     int milliseconds = (int)((now - (double)second) * 1000);
     if (milliseconds >= 0 && milliseconds <= 999) { /* a time after 1970: its digits written here */
         char text[72];
@@ -817,10 +850,11 @@ piece_of(PyObject *value, int kind, int escape, int *quoted)
 
 #define ASCII_LINE 4096 /* join_ascii's buffer: longer lines take the two passes */
 
-/* join_ascii's usual numbers written straight into ``out`` (48 chars at least), without the str
+/* join_ascii's usual numbers written straight into ``out`` (80 chars at least), without the str
  * piece_of would make of them: an exact int of a plain or json piece (int_text's digits), a status
  * 0-999 (status_text's), a float's seconds that fixed_text writes (seconds_text's and
- * json_seconds'). Returns the length, or -1 with no error set when the value is not one of those:
+ * json_seconds'), a seconds value of zero or below ("0.000"), a json seconds value of 0.0 ("0.0"),
+ * a UTC time in the second utc_time last wrote (utc_direct). Returns the length, or -1 with no error set when the value is not one of those:
  * the caller then asks piece_of, which writes the same characters through a str. */
 static int
 direct_text(PyObject *value, int kind, char *out)
@@ -848,9 +882,15 @@ direct_text(PyObject *value, int kind, char *out)
         memcpy(out, at, size);
         return size;
     }
+    if (kind == KIND_UTC_TIME)
+        return utc_direct(value, out);
     if (!PyFloat_CheckExact(value))
         return -1;
     double number = PyFloat_AS_DOUBLE(value);
+    if (kind == KIND_JSON_SECONDS && number == 0.0 && !signbit(number)) {
+        memcpy(out, "0.0", 3); /* json.dumps(round(0.0, 6)) */
+        return 3;
+    }
     if (kind == KIND_SECONDS) {
         if (!(number > 0.0)) { /* max(0.0, value): 0.0, -0.0, a negative or NaN (seconds_text's) */
             memcpy(out, "0.000", 5);
@@ -959,7 +999,7 @@ join_ascii(PyObject *literals, const unsigned char *flags, PyObject *tail, int e
             if (written)
                 continue;
         }
-        char digits[48];
+        char digits[80];
         int direct = direct_text(value, kind, digits);
         if (direct >= 0) {
             if (direct > ASCII_LINE - 2 - length)

@@ -64,6 +64,7 @@ CASES = [
     (_form(["", ",", ",", ","], [JSON] * 4), (float("nan"), float("inf"), -float("inf"), False), "NaN,Infinity,-Infinity,false\n"),
     (_form(["", ",", ",", ",", ",", ",", ","], [JSON_SECONDS] * 7), (None, 0.0125, 12.0, 0.00005, 3, 1e6, float("nan")),
      "null,0.0125,12.0,5e-05,3,1000000.0,NaN\n"),
+    (_form(["", ",", ",", ","], [JSON_SECONDS] * 4), (0.0, -0.0, 0, 1e-7), "0.0,-0.0,0,0.0\n"),
     (_form(["", " ", " "], [UTC_TIME] * 3), (1_790_000_000.2509, 0.0, -1.5), "2026-09-21T14:13:20.250 1970-01-01T00:00:00.000 "
      "1969-12-31T23:59:59.-500\n"),
     (_form([], []), (), "\n"),
@@ -289,6 +290,9 @@ def test_the_c_codes_own_digits_at_their_edges_are_the_twins(escape):
     for now in _EDGE_TIMES:
         form = _form(["<"], [UTC_TIME], tail=">", escape=escape)
         assert join_line_c(form, (now,)) == join_line_py(form, (now,)), now
+        # again, in the second the C code now remembers (written straight into the line), and its neighbours
+        for again in (now, math.nextafter(now, -math.inf), math.nextafter(now, math.inf), now + 0.5, now - 0.5):
+            assert join_line_c(form, (again,)) == join_line_py(form, (again,)), again
     assert join_line_c(_form(["", " ", " "], [PLAIN, JSON, STATUS]), (2**63 - 1, -2**63, 200)) == (
         f"{2**63 - 1} {-2**63} 200\n")
 
