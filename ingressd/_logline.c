@@ -160,6 +160,30 @@ default_needs(unsigned int c)
     return c < 0x20 || c >= 0x7F || c == '"' || c == '\\';
 }
 
+/* The length of ``data``'s leading run of bytes that need no escaping (printable ASCII other than
+ * '"' and '\\': not default_needs, which is also json_plain), ``size`` when all are such. Eight
+ * bytes a step: a word is tested for a byte below 0x20, from 0x7F, '"' or '\\' at once (the bit
+ * tests below are exact for "some byte is"; which byte is found by the byte loop after). */
+static inline Py_ssize_t
+clean_prefix(const unsigned char *data, Py_ssize_t size)
+{
+    const unsigned long long ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= size; i += 8) {
+        unsigned long long x, quote, slash;
+        memcpy(&x, data + i, 8);
+        quote = x ^ (ones * '"');
+        slash = x ^ (ones * '\\');
+        if (((x - ones * 0x20) & ~x & highs) /* a byte below 0x20 */
+            | (((x + ones) | x) & highs)      /* a byte from 0x7F (0x7F + 1 sets the high bit) */
+            | ((quote - ones) & ~quote & highs) | ((slash - ones) & ~slash & highs))
+            break;
+    }
+    for (; i < size && !default_needs(data[i]); i++)
+        ;
+    return i;
+}
+
 /* nginx's default escaping of raw bytes: a new ASCII str. */
 static PyObject *
 escape_default_bytes(const unsigned char *data, Py_ssize_t size)
@@ -195,19 +219,17 @@ write_default(PyObject *value)
 {
     if (PyBytes_Check(value)) {
         const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(value);
-        Py_ssize_t size = PyBytes_GET_SIZE(value), i;
-        for (i = 0; i < size; i++)
-            if (default_needs(data[i]))
-                return escape_default_bytes(data, size);
+        Py_ssize_t size = PyBytes_GET_SIZE(value);
+        if (clean_prefix(data, size) < size)
+            return escape_default_bytes(data, size);
         Py_INCREF(value); /* printable ASCII: copied as it is */
         return value;
     }
     if (PyUnicode_IS_ASCII(value)) {
         const Py_UCS1 *data = PyUnicode_1BYTE_DATA(value);
-        Py_ssize_t size = PyUnicode_GET_LENGTH(value), i;
-        for (i = 0; i < size; i++)
-            if (default_needs(data[i]))
-                return escape_default_bytes(data, size);
+        Py_ssize_t size = PyUnicode_GET_LENGTH(value);
+        if (clean_prefix(data, size) < size)
+            return escape_default_bytes(data, size);
         Py_INCREF(value);
         return value;
     }
@@ -469,7 +491,6 @@ json_quote(PyObject *text)
 static PyObject *
 json_value(PyObject *value, int *quoted)
 {
-    Py_ssize_t i;
     if (value == Py_None) {
         Py_INCREF(NULL_TEXT);
         return NULL_TEXT;
@@ -478,9 +499,7 @@ json_value(PyObject *value, int *quoted)
         if (PyUnicode_IS_ASCII(value)) {
             const Py_UCS1 *data = PyUnicode_1BYTE_DATA(value);
             Py_ssize_t size = PyUnicode_GET_LENGTH(value);
-            for (i = 0; i < size && json_plain(data[i]); i++)
-                ;
-            if (i == size) {
+            if (clean_prefix(data, size) == size) { /* json_plain: the bytes default_needs leaves */
                 *quoted = 1;
                 Py_INCREF(value);
                 return value;
@@ -491,9 +510,7 @@ json_value(PyObject *value, int *quoted)
     if (PyBytes_Check(value)) {
         const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(value);
         Py_ssize_t size = PyBytes_GET_SIZE(value);
-        for (i = 0; i < size && json_plain(data[i]); i++)
-            ;
-        if (i == size) {
+        if (clean_prefix(data, size) == size) {
             *quoted = 1;
             Py_INCREF(value);
             return value;
@@ -583,12 +600,59 @@ json_seconds(PyObject *value)
 
 /* The UTC time of a time.time() to the millisecond: time.strftime("%Y-%m-%dT%H:%M:%S",
  * time.gmtime(int(now))) + ".%03d" % int((now - int(now)) * 1000). */
+static long long cached_second;
+static char cached_text[64];
+static size_t cached_size = 0; /* 0: nothing cached yet */
+
+/* The UTC second's text (to the second) made into the cache: 0, or -1 with an error set. */
+static int
+utc_second(long long second)
+{
+    time_t seconds = (time_t)second;
+    struct tm parts;
+    if (gmtime_r(&seconds, &parts) == NULL) {
+        PyErr_SetString(PyExc_OverflowError, "timestamp out of range");
+        return -1;
+    }
+    size_t size = strftime(cached_text, sizeof(cached_text), "%Y-%m-%dT%H:%M:%S", &parts);
+    if (size == 0) {
+        cached_size = 0;
+        PyErr_SetString(PyExc_ValueError, "time formatting failed");
+        return -1;
+    }
+    cached_size = size;
+    cached_second = second;
+    return 0;
+}
+
+/* utc_time's text written into ``out`` (72 chars at least) for the usual time: an exact float
+ * after 1970 in the cached second. Returns the length, or -1 with no error set (the caller then
+ * asks utc_time, which makes the second's text and writes the same characters). */
+static int
+utc_direct(PyObject *value, char *out)
+{
+    if (!PyFloat_CheckExact(value) || cached_size == 0)
+        return -1;
+    double now = PyFloat_AS_DOUBLE(value);
+    if (!(now >= 0.0 && now < 1e17))
+        return -1;
+    long long second = (long long)now; /* trunc: now >= 0 */
+    if (second != cached_second)
+        return -1;
+    int milliseconds = (int)((now - (double)second) * 1000);
+    if (milliseconds < 0 || milliseconds > 999)
+        return -1;
+    memcpy(out, cached_text, cached_size);
+    out[cached_size] = '.';
+    out[cached_size + 1] = (char)('0' + milliseconds / 100);
+    out[cached_size + 2] = (char)('0' + milliseconds / 10 % 10);
+    out[cached_size + 3] = (char)('0' + milliseconds % 10);
+    return (int)cached_size + 4;
+}
+
 static PyObject *
 utc_time(PyObject *value)
 {
-    static long long cached_second;
-    static char cached_text[64];
-    static size_t cached_size = 0; /* 0: nothing cached yet */
     if (!PyFloat_Check(value)) {
         PyErr_Format(PyExc_TypeError, "a time must be float, not %.100s", Py_TYPE(value)->tp_name);
         return NULL;
@@ -604,22 +668,8 @@ utc_time(PyObject *value)
         return NULL;
     }
     long long second = (long long)whole;
-    if (cached_size == 0 || second != cached_second) {
-        time_t seconds = (time_t)second;
-        struct tm parts;
-        if (gmtime_r(&seconds, &parts) == NULL) {
-            PyErr_SetString(PyExc_OverflowError, "timestamp out of range");
-            return NULL;
-        }
-        size_t size = strftime(cached_text, sizeof(cached_text), "%Y-%m-%dT%H:%M:%S", &parts);
-        if (size == 0) {
-            cached_size = 0;
-            PyErr_SetString(PyExc_ValueError, "time formatting failed");
-            return NULL;
-        }
-        cached_size = size;
-        cached_second = second;
-    }
+    if ((cached_size == 0 || second != cached_second) && utc_second(second) < 0)
+        return NULL;
     int milliseconds = (int)((now - (double)second) * 1000);
     if (milliseconds >= 0 && milliseconds <= 999) { /* a time after 1970: its digits written here */
         char text[72];
@@ -677,13 +727,14 @@ request_uri_of(PyObject *value)
     return uri;
 }
 
-/* Kind 7: the bytes of $request read off ``value`` (see the top of the file); a new reference. */
-static PyObject *
-request_line(PyObject *value)
+/* Kind 7's three parts read off ``value`` into ``parts`` (new references to bytes: method,
+ * request_uri, version); 0, or -1 with an error set and nothing held. */
+static int
+request_parts(PyObject *value, PyObject *parts[3])
 {
-    PyObject *parts[3] = {NULL, NULL, NULL}, *out = NULL;
     PyObject *names[3] = {METHOD_NAME, REQUEST_URI_NAME, VERSION_NAME};
     int i;
+    parts[0] = parts[1] = parts[2] = NULL;
     for (i = 0; i < 3; i++) {
         parts[i] = i == 1 ? request_uri_of(value) : PyObject_GetAttr(value, names[i]);
         if (parts[i] == NULL) {
@@ -692,14 +743,29 @@ request_line(PyObject *value)
                 PyErr_Format(PyExc_TypeError, "$request's value must have method, request_uri and "
                              "version, not %.100s", Py_TYPE(value)->tp_name);
             }
-            goto done;
+            goto fail;
         }
         if (!PyBytes_Check(parts[i])) {
             PyErr_Format(PyExc_TypeError, "$request's parts must be bytes, not %.100s",
                          Py_TYPE(parts[i])->tp_name);
-            goto done;
+            goto fail;
         }
     }
+    return 0;
+fail:
+    for (i = 0; i < 3; i++)
+        Py_CLEAR(parts[i]);
+    return -1;
+}
+
+/* Kind 7: the bytes of $request read off ``value`` (see the top of the file); a new reference. */
+static PyObject *
+request_line(PyObject *value)
+{
+    PyObject *parts[3], *out = NULL;
+    int i;
+    if (request_parts(value, parts) < 0)
+        return NULL;
     Py_ssize_t method = PyBytes_GET_SIZE(parts[0]), uri = PyBytes_GET_SIZE(parts[1]);
     Py_ssize_t version = PyBytes_GET_SIZE(parts[2]);
     int two = version == 1 && PyBytes_AS_STRING(parts[2])[0] == '2';
@@ -784,10 +850,11 @@ piece_of(PyObject *value, int kind, int escape, int *quoted)
 
 #define ASCII_LINE 4096 /* join_ascii's buffer: longer lines take the two passes */
 
-/* join_ascii's usual numbers written straight into ``out`` (48 chars at least), without the str
+/* join_ascii's usual numbers written straight into ``out`` (80 chars at least), without the str
  * piece_of would make of them: an exact int of a plain or json piece (int_text's digits), a status
  * 0-999 (status_text's), a float's seconds that fixed_text writes (seconds_text's and
- * json_seconds'). Returns the length, or -1 with no error set when the value is not one of those:
+ * json_seconds'), a seconds value of zero or below ("0.000"), a json seconds value of 0.0 ("0.0"),
+ * a UTC time in the second utc_time last wrote (utc_direct). Returns the length, or -1 with no error set when the value is not one of those:
  * the caller then asks piece_of, which writes the same characters through a str. */
 static int
 direct_text(PyObject *value, int kind, char *out)
@@ -815,11 +882,22 @@ direct_text(PyObject *value, int kind, char *out)
         memcpy(out, at, size);
         return size;
     }
+    if (kind == KIND_UTC_TIME)
+        return utc_direct(value, out);
     if (!PyFloat_CheckExact(value))
         return -1;
     double number = PyFloat_AS_DOUBLE(value);
-    if (kind == KIND_SECONDS)
-        return fixed_text(number > 0.0 ? number : 0.0, 3, out); /* -1 for 0.0: piece_of writes it */
+    if (kind == KIND_JSON_SECONDS && number == 0.0 && !signbit(number)) {
+        memcpy(out, "0.0", 3); /* json.dumps(round(0.0, 6)) */
+        return 3;
+    }
+    if (kind == KIND_SECONDS) {
+        if (!(number > 0.0)) { /* max(0.0, value): 0.0, -0.0, a negative or NaN (seconds_text's) */
+            memcpy(out, "0.000", 5);
+            return 5;
+        }
+        return fixed_text(number, 3, out);
+    }
     if (kind != KIND_JSON_SECONDS || !(number >= 0.0001 && number < 1e6))
         return -1;
     int size = fixed_text(number, 6, out);
@@ -854,8 +932,75 @@ join_ascii(PyObject *literals, const unsigned char *flags, PyObject *tail, int e
             return NULL;
         memcpy(line + length, PyUnicode_1BYTE_DATA(literal), size);
         length += size;
-        char digits[48];
-        int direct = direct_text(PyTuple_GET_ITEM(values, i), flags[i], digits);
+        PyObject *value = PyTuple_GET_ITEM(values, i);
+        int kind = flags[i];
+        if (kind == KIND_ESCAPED || kind == KIND_JSON || kind == KIND_PLAIN) {
+            /* The usual text value copied straight in: printable ASCII without '"' or '\\' as an
+             * escaped or a json value (what write_default, write_text and json_value return as it
+             * is, json's between quotes), an ASCII str as a plain one (piece_of's str itself);
+             * anything else through piece_of below. */
+            const unsigned char *text = NULL;
+            Py_ssize_t text_size = 0;
+            if (PyUnicode_CheckExact(value) && PyUnicode_IS_ASCII(value)) {
+                text = PyUnicode_1BYTE_DATA(value);
+                text_size = PyUnicode_GET_LENGTH(value);
+            }
+            else if (kind != KIND_PLAIN && PyBytes_CheckExact(value)) {
+                text = (const unsigned char *)PyBytes_AS_STRING(value);
+                text_size = PyBytes_GET_SIZE(value);
+            }
+            if (text != NULL && text_size <= ASCII_LINE - 2 - length
+                && (kind == KIND_PLAIN || clean_prefix(text, text_size) == text_size)) {
+                if (kind == KIND_JSON)
+                    line[length++] = '"';
+                memcpy(line + length, text, text_size);
+                length += text_size;
+                if (kind == KIND_JSON)
+                    line[length++] = '"';
+                continue;
+            }
+        }
+        if (kind == KIND_REQUEST && escape == ESCAPE_DEFAULT && value != Py_None) {
+            /* $request written straight in when its parts need no escaping (request_line's bytes
+             * without making them); else piece_of below reads and writes it. */
+            PyObject *parts[3];
+            if (request_parts(value, parts) < 0) {
+                *fits = 1; /* the error piece_of would raise here */
+                return NULL;
+            }
+            Py_ssize_t method = PyBytes_GET_SIZE(parts[0]), uri = PyBytes_GET_SIZE(parts[1]);
+            Py_ssize_t version = PyBytes_GET_SIZE(parts[2]);
+            const unsigned char *version_text = (const unsigned char *)PyBytes_AS_STRING(parts[2]);
+            if (version == 1 && version_text[0] == '2') {
+                version_text = (const unsigned char *)"2.0";
+                version = 3;
+            }
+            int written = 0;
+            if (method < ASCII_LINE && uri < ASCII_LINE && version < ASCII_LINE
+                && method + 1 + uri + 6 + version <= ASCII_LINE - 2 - length
+                && clean_prefix((const unsigned char *)PyBytes_AS_STRING(parts[0]), method) == method
+                && clean_prefix((const unsigned char *)PyBytes_AS_STRING(parts[1]), uri) == uri
+                && clean_prefix(version_text, version) == version) {
+                char *at = line + length;
+                memcpy(at, PyBytes_AS_STRING(parts[0]), method);
+                at += method;
+                *at++ = ' ';
+                memcpy(at, PyBytes_AS_STRING(parts[1]), uri);
+                at += uri;
+                memcpy(at, " HTTP/", 6);
+                at += 6;
+                memcpy(at, version_text, version);
+                length = at + version - line;
+                written = 1;
+            }
+            Py_DECREF(parts[0]);
+            Py_DECREF(parts[1]);
+            Py_DECREF(parts[2]);
+            if (written)
+                continue;
+        }
+        char digits[80];
+        int direct = direct_text(value, kind, digits);
         if (direct >= 0) {
             if (direct > ASCII_LINE - 2 - length)
                 return NULL;

@@ -57,12 +57,14 @@ CASES = [
     (_form(["", " "], [PLAIN, PLAIN], escape=1), (None, 1.5), " 1.5\n"),
     (_form(["", " ", " ", " ", " "], [SECONDS] * 5), (0.0125, 3, -1.0, float("nan"), None), "0.013 3.000 0.000 0.000 -\n"),
     (_form(["", " ", " ", " "], [SECONDS] * 4), (-0.0, float("inf"), 1e300, True), "0.000 inf " + "%.3f" % 1e300 + " 1.000\n"),
+    (_form(["", " ", " ", " ", " "], [SECONDS] * 5), (0.0, -0.0, -1e300, float("-nan"), 0), "0.000 0.000 0.000 0.000 0.000\n"),
     (_form(["", " ", " ", " ", " "], [STATUS] * 5), (200, 7, -5, 10**30, True), "200 007 -05 " + "%03d" % 10**30 + " 001\n"),
     (_form(["", ",", ",", ",", ",", ","], [JSON] * 6), (None, 'a"\\\n\x00\x7fé\U0001F600\udcff', b"\xff\xc3\xa9\x01", True, 7, 1.5),
      'null,"a\\"\\\\\\n\\u0000\\u007f\\u00e9\\ud83d\\ude00\\udcff","\\\\xff\\u00e9\\u0001",true,7,1.5\n'),
     (_form(["", ",", ",", ","], [JSON] * 4), (float("nan"), float("inf"), -float("inf"), False), "NaN,Infinity,-Infinity,false\n"),
     (_form(["", ",", ",", ",", ",", ",", ","], [JSON_SECONDS] * 7), (None, 0.0125, 12.0, 0.00005, 3, 1e6, float("nan")),
      "null,0.0125,12.0,5e-05,3,1000000.0,NaN\n"),
+    (_form(["", ",", ",", ","], [JSON_SECONDS] * 4), (0.0, -0.0, 0, 1e-7), "0.0,-0.0,0,0.0\n"),
     (_form(["", " ", " "], [UTC_TIME] * 3), (1_790_000_000.2509, 0.0, -1.5), "2026-09-21T14:13:20.250 1970-01-01T00:00:00.000 "
      "1969-12-31T23:59:59.-500\n"),
     (_form([], []), (), "\n"),
@@ -288,6 +290,9 @@ def test_the_c_codes_own_digits_at_their_edges_are_the_twins(escape):
     for now in _EDGE_TIMES:
         form = _form(["<"], [UTC_TIME], tail=">", escape=escape)
         assert join_line_c(form, (now,)) == join_line_py(form, (now,)), now
+        # again, in the second the C code now remembers (written straight into the line), and its neighbours
+        for again in (now, math.nextafter(now, -math.inf), math.nextafter(now, math.inf), now + 0.5, now - 0.5):
+            assert join_line_c(form, (again,)) == join_line_py(form, (again,)), again
     assert join_line_c(_form(["", " ", " "], [PLAIN, JSON, STATUS]), (2**63 - 1, -2**63, 200)) == (
         f"{2**63 - 1} {-2**63} 200\n")
 
@@ -311,6 +316,46 @@ def test_lines_past_the_c_codes_one_pass_are_the_twins(escape):
                    ("v", 7, "j", 200, "x"), ("v", "x\x00", "j", 200, 1.5)):
         form = _form(["a", " ", " ", " ", " "], kinds, escape=escape)
         assert _outcome(join_line_c, form, values) == _outcome(join_line_py, form, values), values
+
+
+# Bytes the C code's eight-a-step scan (clean_prefix) must find wherever they sit in a word: each
+# byte that needs escaping (or is the last that does not) and its neighbours.
+_SCAN_BYTES = (0x00, 0x1F, 0x20, 0x21, 0x22, 0x23, 0x5B, 0x5C, 0x5D, 0x7E, 0x7F, 0x80, 0xFE, 0xFF)
+
+
+@pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
+@pytest.mark.parametrize("escape", [0, 1, 2])
+def test_the_c_codes_scan_finds_every_escaped_byte_at_every_place(escape):
+    """The one-pass line copies a printable value (and $request's parts) straight in after a scan
+    of eight bytes a step: each byte that needs escaping, at each place of values of 1 to 24 bytes
+    (str and bytes), is escaped as the twin escapes it; the others are copied."""
+    form = _form(["<", "|"], [ESCAPED, JSON], tail=">", escape=escape)
+    for size in range(1, 25):
+        for at in range(size):
+            for byte in _SCAN_BYTES:
+                data = bytearray(b"a" * size)
+                data[at] = byte
+                for value in (bytes(data), bytes(data).decode("latin-1")):
+                    assert _outcome(join_line_c, form, (value, value)) == _outcome(join_line_py, form, (value, value)), (
+                        value, escape)
+
+
+@pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
+@pytest.mark.parametrize("escape", [0, 1, 2])
+def test_the_request_written_straight_in_is_the_twins(escape):
+    """$request is written into the one-pass line from its three parts when they need no escaping,
+    else made and escaped as before: parts with and without bytes to escape, HTTP/2's "2.0", empty
+    parts, parts that are not bytes, and a line too long for the one pass."""
+    form = _form(["<", ">"], [ESCAPED, logline.REQUEST], tail="\n", escape=escape)
+    for method in (b"GET", b"", b"G\"T", b"\x80"):
+        for uri in (b"/", b"/a?b=c", b"/a b", b"/\x00", b"/\\", b"/" + b"x" * 5000, b"/\xc3\xa9"):
+            for version in (b"1.1", b"2", b"1.0", b"", b"\x7f"):
+                exchange = SimpleNamespace(method=method, version=version, request=SimpleNamespace(target=uri))
+                assert _outcome(join_line_c, form, ("v", exchange)) == _outcome(join_line_py, form, ("v", exchange)), (
+                    method, uri, version)
+    for odd in (SimpleNamespace(method="GET", version=b"1.1", request_uri=b"/"),
+                SimpleNamespace(method=b"GET", version=1, request_uri=b"/"), None):
+        assert _outcome(join_line_c, form, ("v", odd)) == _outcome(join_line_py, form, ("v", odd))
 
 
 # Seconds the C code writes itself (fixed_text: 0 < x < 1e9, the exact binary value rounded to 3 or
