@@ -758,6 +758,22 @@ fail:
     return -1;
 }
 
+/* Write "METHOD URI HTTP/VERSION" at ``at`` (room for all of it); the end of what it wrote. */
+static char *
+put_request(char *at, PyObject *parts[3], const char *version_text, Py_ssize_t version)
+{
+    Py_ssize_t method = PyBytes_GET_SIZE(parts[0]), uri = PyBytes_GET_SIZE(parts[1]);
+    memcpy(at, PyBytes_AS_STRING(parts[0]), method);
+    at += method;
+    *at++ = ' ';
+    memcpy(at, PyBytes_AS_STRING(parts[1]), uri);
+    at += uri;
+    memcpy(at, " HTTP/", 6);
+    at += 6;
+    memcpy(at, version_text, version);
+    return at + version;
+}
+
 /* Kind 7: the bytes of $request read off ``value`` (see the top of the file); a new reference. */
 static PyObject *
 request_line(PyObject *value)
@@ -777,15 +793,7 @@ request_line(PyObject *value)
     out = PyBytes_FromStringAndSize(NULL, method + 1 + uri + 6 + tail);
     if (out == NULL)
         goto done;
-    char *at = PyBytes_AS_STRING(out);
-    memcpy(at, PyBytes_AS_STRING(parts[0]), method);
-    at += method;
-    *at++ = ' ';
-    memcpy(at, PyBytes_AS_STRING(parts[1]), uri);
-    at += uri;
-    memcpy(at, " HTTP/", 6);
-    at += 6;
-    memcpy(at, two ? "2.0" : PyBytes_AS_STRING(parts[2]), tail);
+    put_request(PyBytes_AS_STRING(out), parts, two ? "2.0" : PyBytes_AS_STRING(parts[2]), tail);
 done:
     for (i = 0; i < 3; i++)
         Py_XDECREF(parts[i]);
@@ -981,16 +989,7 @@ join_ascii(PyObject *literals, const unsigned char *flags, PyObject *tail, int e
                 && clean_prefix((const unsigned char *)PyBytes_AS_STRING(parts[0]), method) == method
                 && clean_prefix((const unsigned char *)PyBytes_AS_STRING(parts[1]), uri) == uri
                 && clean_prefix(version_text, version) == version) {
-                char *at = line + length;
-                memcpy(at, PyBytes_AS_STRING(parts[0]), method);
-                at += method;
-                *at++ = ' ';
-                memcpy(at, PyBytes_AS_STRING(parts[1]), uri);
-                at += uri;
-                memcpy(at, " HTTP/", 6);
-                at += 6;
-                memcpy(at, version_text, version);
-                length = at + version - line;
+                length = put_request(line + length, parts, (const char *)version_text, version) - line;
                 written = 1;
             }
             Py_DECREF(parts[0]);
