@@ -190,3 +190,21 @@ def test_the_first_listener_of_a_kind_gives_the_port():
     redirect = "    filters: [{type: RequestRedirect, requestRedirect: {hostname: elsewhere.example}}]"
     routes = _routes("{name: both, sectionName: alt}, {name: both, sectionName: http}", redirect)
     assert [(route.schemes, route.filters[0].port) for route in routes] == [(("http",), 8080)]
+
+
+def test_extra_matches_of_a_route_on_https_listeners_are_tested_against_the_tls_request():
+    """The TLS table is asked with the request itself: a route there with extra matches (here:
+    GET only) takes the requests that pass them."""
+    from ingressd.config.model import Conditions
+    from ingressd.http.headers import Headers
+
+    class TlsRequest(Conn):
+        def __init__(self, method):
+            super().__init__(True)
+            self.method, self.headers, self.query = method, Headers([]), b""
+
+    get_only = Entry(Route("h.test", "/", PREFIX, WEB, ObjectRef("HTTPRoute", "default", "g"),
+                           "2024-01-01T00:00:00Z", conditions=Conditions(method="GET"), schemes=("https",)))
+    table = RouteTable([get_only, r(path="/plain", name="p", schemes=("http",))])
+    assert table.match("h.test", "/x", TlsRequest(b"GET")) is get_only
+    assert table.match("h.test", "/x", TlsRequest(b"POST")) is None

@@ -74,3 +74,15 @@ def test_deeper_names_see_only_the_any_depth_routes_of_a_shared_wildcard():
     assert served(table, "a.bar.com", "/gw") == "gateway"
     assert served(table, "a.b.bar.com", "/gw") == "gateway"
     assert served(table, "a.b.bar.com", "/") is None
+
+
+def test_every_suffix_of_a_name_with_an_empty_label_is_tried():
+    """The suffixes of a deeper name are tried at each of its dots, longest first, whatever
+    the labels between them: ``a..bar.com`` and ``a.b..bar.com`` end in ``.bar.com`` as any
+    deeper name of ``*.bar.com`` does."""
+    table = RouteTable([route("*.bar.com", "deep"), route("*.com", "com"), route("", "any", any_depth=False)])
+    assert served(table, "a..bar.com") == "deep"
+    assert served(table, "a.b..bar.com") == "deep"
+    assert served(table, "a...bar.com") == "deep"
+    assert served(table, "a..b.com") == "com"
+    assert served(table, "a..bar.org") == "any"

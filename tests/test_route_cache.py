@@ -223,3 +223,44 @@ def test_a_deep_wildcard_subset_with_extra_matches_is_not_remembered():
     assert table.match("a.b.bar.com", "/x", Req(b"GET")) is gateway
     assert table.match("a.b.bar.com", "/x", Req(b"POST")) is None
     assert ("a.b.bar.com", "/x") not in table.cache
+
+
+def test_a_memo_of_size_one_remembers_the_last_answer():
+    root, api = entry("/"), entry("/api")
+    table = RouteTable([root, api], cache_size=1)
+    assert table.match("h.test", "/api") is api
+    assert table.cache == {("h.test", "/api"): api}
+    assert table.match("h.test", "/") is root
+    assert table.cache == {("h.test", "/"): root}  # the older answer forgotten
+
+
+def test_a_deep_wildcard_subset_without_extra_matches_is_remembered():
+    """*.bar.com holds an Ingress route (one label) and a Gateway API route (any depth): the
+    deeper names' own table (the any-depth subset) depends on the path alone, so its answers
+    are remembered as any host's."""
+    ingress = Entry(Route("*.bar.com", "/", "Prefix", Backend("ns", "ingress", 80), ObjectRef("Ingress", "ns", "i")))
+    gateway = Entry(Route("*.bar.com", "/gw", "Prefix", Backend("ns", "gw", 80), ObjectRef("HTTPRoute", "ns", "r"),
+                          any_depth=True))
+    table = RouteTable([ingress, gateway])
+    assert table.deep_wildcard_hosts["bar.com"] is not table.wildcard_hosts["bar.com"]
+    assert table.volatile == set()
+    assert table.match("a.b.bar.com", "/gw/x", Req()) is gateway
+    assert table.cache == {("a.b.bar.com", "/gw/x"): gateway}
+
+
+def test_a_patched_wildcard_forgets_its_deeper_names_request_dependent_table():
+    """The host of such a request-dependent deep subset changed: the patched table judges its
+    new tables alone, as a table built from nothing does (nothing of the old subset is kept)."""
+    ingress = Entry(Route("*.bar.com", "/", "Prefix", Backend("ns", "ingress", 80), ObjectRef("Ingress", "ns", "i")))
+    gateway = Entry(Route("*.bar.com", "/", "Prefix", Backend("ns", "gw", 80), ObjectRef("HTTPRoute", "ns", "r"),
+                          conditions=GET_ONLY, any_depth=True))
+    table = RouteTable([ingress, gateway])
+    assert id(table.deep_wildcard_hosts["bar.com"]) in table.volatile
+    for entries in ([ingress], [gateway], [ingress, entry("/", host="*.bar.com", name="j")], []):
+        patched = RouteTable(entries, previous=table)
+        built = RouteTable(entries)
+        assert len(patched.volatile) == len(built.volatile)
+        served = (*patched.exact_hosts.values(), *patched.wildcard_hosts.values(),
+                  *patched.deep_wildcard_hosts.values(), patched.any_host)
+        assert patched.volatile <= {id(t) for t in served if t is not None}  # no table that went
+        assert patched.match("a.b.bar.com", "/", Req(b"GET")) is built.match("a.b.bar.com", "/", Req(b"GET"))

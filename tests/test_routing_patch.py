@@ -51,7 +51,8 @@ class Req:
 specs = st.tuples(
     st.sampled_from(HOSTS), st.sampled_from(PATHS), st.sampled_from(TYPES), st.sampled_from(NAMES),
     st.sampled_from(("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z")),
-    st.integers(0, 9),  # 0: a regular-expression path (its host in regex mode), 1: extra matches, 2: any depth
+    st.integers(0, 9),  # 0: a regular-expression path (its host in regex mode), 1: extra matches, 2: any depth,
+    # 3: both of the last two (a wildcard's deeper names then have a table of their own that depends on the request)
 )
 
 
@@ -59,8 +60,8 @@ def make(spec) -> Entry:
     host, path, path_type, name, created, flavour = spec
     route = Route(host, path, path_type, Backend("default", f"{name}{path}", "80"),
                   ObjectRef("Ingress", "default", name), created,
-                  conditions=Conditions("GET") if flavour == 1 else None,
-                  any_depth=flavour == 2 and host.startswith("*."))
+                  conditions=Conditions("GET") if flavour in (1, 3) else None,
+                  any_depth=flavour in (2, 3) and host.startswith("*."))
     return Entry(route, regex=flavour == 0)
 
 
@@ -468,3 +469,106 @@ def test_build_table_takes_the_last_builds_entries_by_position():
     failing = changed + [_build_route(("b.test", "/z", "bad"))]
     _, served = build_table(Config(routes=tuple(failing)), plugins, context, cache, table)
     assert _LAST not in cache and served.rejections[0].ref.name == "bad"
+
+
+# -- the patch's grouping without a walk (``_spliced``) and its search (``_position``) ------
+
+
+def _walked(entries: list, hosts: set) -> dict:
+    return {host: [entry for entry in entries if entry.route.host == host] for host in hosts}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(specs, max_size=12), operations)
+def test_a_small_change_is_grouped_from_the_previous_table_without_a_walk(start, steps):
+    """For a window of a few entries the touched hosts' entries come from the previous table's
+    (``_spliced`` answers, it does not leave it to the walk), in the order of the new list."""
+    entries = [make(spec) for spec in start]
+    table = RouteTable(entries)
+    for step in steps:
+        entries = apply(entries, step)
+        added, removed, where = routing._delta(table, entries)
+        touched = {entry.route.host for entry in added} | {entry.route.host for entry in removed}
+        groups = routing._spliced(touched, added, removed, where, table)
+        assert groups is not None
+        assert {host: list(map(id, group)) for host, group in groups.items()} == {
+            host: list(map(id, group)) for host, group in _walked(entries, touched).items()}
+        table = RouteTable(entries, previous=table)
+
+
+def test_a_change_among_many_entries_of_one_host_is_spliced_in_place():
+    """A host's entry replaced, removed or added in the middle, at the start or the end of its
+    run, among other hosts' entries: its new entries are the walk's, in the new order."""
+    def spec(host, n):
+        return make((host, f"/p{n}", "Prefix", "i0", "", 9))
+
+    base = [spec("a.test" if n % 3 else "b.test", n) for n in range(30)]
+    table = RouteTable(base)
+    news = [make(("a.test", "/new", "Prefix", "i1", "", 9)) for _ in range(4)]
+    for entries in (base[:10] + [news[0]] + base[11:],  # one of a.test's replaced (a.test at 10)
+                    base[:1] + base[2:],  # a.test's first removed
+                    base[:-1],  # the last (a.test: 29 % 3 == 2) removed
+                    base + [news[1]],  # added at the end
+                    [news[2]] + base,  # added at the start
+                    base[:15] + [news[3]] + base[15:],  # added before a b.test entry (15 % 3 == 0)
+                    base[:4] + base[7:],  # a run of both hosts removed
+                    base[:5] + [news[0], news[1]] + base[5:]):
+        added, removed, where = routing._delta(table, entries)
+        touched = {entry.route.host for entry in added} | {entry.route.host for entry in removed}
+        groups = routing._spliced(touched, added, removed, where, table)
+        assert groups is not None
+        assert {h: list(map(id, g)) for h, g in groups.items()} == {
+            h: list(map(id, g)) for h, g in _walked(entries, touched).items()}
+        patched = RouteTable(entries, previous=table)
+        assert shape(patched) == shape(RouteTable(entries))
+
+
+def test_position_finds_the_object_itself_not_an_equal_one():
+    route = Route("a.test", "/", "Prefix", Backend("d", "s", "80"), ObjectRef("Ingress", "d", "i"))
+    a1, a2, a3 = (dataclasses.replace(route) for _ in range(3))  # equal, not the same
+    b = dataclasses.replace(route, path="/b")
+    assert a1 == a2 == a3 and a1 is not a2
+    items = [a1, a2, b, a3]
+    cases = [((a1,), 0), ((a2,), 1), ((b,), 2), ((a3,), 3),
+             ((a2, 1), 1), ((a2, 2), None), ((a3, 0, 3), None), ((a3, 3, 4), 3), ((a1, 1), None),
+             ((b, 0, 2), None), ((b, 2, 3), 2), ((a2, 0, 1), None), ((a2, 0, 2), 1), ((a1, 0, 0), None)]
+    for args, where in cases:
+        assert routing._position(items, *args) == where, args
+    assert routing._position([], a1) is None
+    assert routing._position([a2, a2, a1], a1) == 2
+    assert routing._position([b], a1) is None
+
+
+def test_a_change_up_to_the_bounds_is_spliced_and_a_wide_one_walked():
+    """A window of ``_SPLICED_AT_MOST`` entries, or one whose hosts' place among their entries is
+    searched for ``_SEARCHES_AT_MOST`` times, is still grouped from the previous table; a wider
+    one (every route anew) is grouped by a walk. Either way the patched table is the built one."""
+    hosts = [f"h{n}.test" for n in range(routing._SEARCHES_AT_MOST)]
+    base = [make((host, "/", "Prefix", "i0", "", 9)) for host in hosts]
+    table = RouteTable(base)
+    # one entry added in the middle for each host: every host's place is searched for
+    entries = base[:1] + [make((host, "/new", "Prefix", "i1", "", 9)) for host in hosts] + base[1:]
+    added, removed, where = routing._delta(table, entries)
+    groups = routing._spliced(set(hosts), added, removed, where, table)
+    assert groups is not None and groups == _walked(entries, set(hosts))
+    assert shape(RouteTable(entries, previous=table)) == shape(RouteTable(entries))
+
+    many = [make((f"m{n % 7}.test", f"/p{n}", "Prefix", "i0", "", 9)) for n in range(routing._SPLICED_AT_MOST)]
+    table = RouteTable(many[:1])
+    entries = many[:1] + [make((f"m{n % 7}.test", f"/q{n}", "Prefix", "i0", "", 9))
+                          for n in range(routing._SPLICED_AT_MOST)]
+    added, removed, where = routing._delta(table, entries)
+    assert len(added) + len(removed) == routing._SPLICED_AT_MOST
+    touched = {entry.route.host for entry in added}
+    groups = routing._spliced(touched, added, removed, where, table)
+    assert groups is not None and groups == _walked(entries, touched)
+    previous = RouteTable(entries)
+    wide = list(many)  # every route but the first anew: a window of more than _SPLICED_AT_MOST entries
+    added, removed, where = routing._delta(previous, wide)
+    touched = {entry.route.host for entry in added + removed}
+    assert len(added) + len(removed) > routing._SPLICED_AT_MOST
+    assert routing._spliced(touched, added, removed, where, previous) is None
+    patched = RouteTable(wide, previous=previous)
+    assert shape(patched) == shape(RouteTable(wide))
+    assert answers(patched) == answers(RouteTable(wide))
+    assert patched.match("m3.test", "/p3/x") is many[3]
