@@ -270,12 +270,9 @@ class StoreSnapshot(dict):
         or None when that is not known (another store's, or too long ago)."""
         if getattr(earlier, "store", None) is not self.store or earlier.generation > self.generation:
             return None
-        found = self.store.changed(kind, earlier.generation)
-        if found is None:
-            return None
         # Changes made after this snapshot are not in it: the store's answer may list more keys
         # than this snapshot's changes (harmless: a consumer looks at them again).
-        return found
+        return self.store.changed(kind, earlier.generation)
 
 
 def own_key(key: Key) -> Key:
