@@ -590,9 +590,8 @@ json_value(PyObject *value, int *quoted)
     return NULL;
 }
 
-/* json.dumps(round(value, 6)) for a float or int: below 10^6 s and from 10^-4 s (where the
- * shortest repr of the rounded float is its 6-decimal form without trailing zeros) written
- * from that form, else by rounding and repr. */
+/* json.dumps(round(value, 6)) for a float or int: a float above zero and below 10^6 s written by
+ * json_seconds_text, else by rounding and repr. */
 static PyObject *
 json_seconds(PyObject *value)
 {
