@@ -13,6 +13,10 @@ accounting, the queue emptied each time), ``lines`` (the format's round loop alo
 one: the compiled ``LogFormat.lines`` or ``_json_lines_fast``), ``join`` (``join_line`` alone on
 the line's values), ``headers`` (``header_values`` alone), ``statuses`` (``upstream_statuses``),
 ``noop`` (the loop itself). It imports ingressd from this tree (build the accelerators in place).
+
+``--duration S`` holds the exchange with a clock reading S seconds past the request's start (the
+in-memory rig's clock does not move, so its own durations are exactly 0.0, which the log writes
+without rounding; a server's are not): ``DURATION=0.00025 bench/accesslog_parts.sh``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def main() -> None:
     p.add_argument("format", choices=("nginx", "json"))
     p.add_argument("part", choices=("noop", "call", "end", "lines", "join", "headers", "statuses"))
     p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="seconds from the request's start to the held clock reading (default 0.0, the rig's own)")
     args = p.parse_args()
     accesslog._INTERVAL = 3600.0
     with tempfile.TemporaryDirectory(prefix="ingressd-accesslog-parts-") as tmp:
@@ -51,7 +57,7 @@ def main() -> None:
         observers.remove(caught.append)
         log._end_round()
         log._pending.clear()
-        now, end = time.time(), exchange.proxy.clock.seconds()
+        now, end = time.time(), exchange.proxy.clock.seconds() + args.duration
         held = [(exchange, now, end)]
         settings = log.settings
         template = settings.template

@@ -73,32 +73,50 @@ ascii_text(const char *text, Py_ssize_t size)
     return out;
 }
 
-/* '%.3f' (places 3) or '%.6f' (places 6) of a double 0 < x < 1e9 written into ``out`` (40 chars at
- * least), as Python writes it: the exact binary value rounded to the places, ties to even. The
- * double is m * 2^e exactly (m the 53-bit significand), so x * 10^places is m * 5^places /
- * 2^(-e - places), an integer quotient and remainder in 128 bits. Returns the length, or -1 when
- * x is outside what this handles (zero, subnormal, from 1e9, no 128-bit integers): the caller
- * then asks PyOS_double_to_string. */
+/* x * 10^places rounded to an integer as '%.3f' (places 3) or '%.6f' (places 6) rounds a double
+ * 0 < x < 1e9, into *count: the exact binary value rounded, ties to even (also what round(x,
+ * places) rounds: dtoa's correctly rounded mode 3). The double is m * 2^e exactly (m the 53-bit
+ * significand), so x * 10^places is m * 5^places / 2^(-e - places), an integer quotient and
+ * remainder in 128 bits. Returns 1, or 0 when x is outside what this handles (zero, subnormal,
+ * from 1e9, below ~1e-17 (6 places) or ~1e-20 (3 places), no 128-bit integers). */
 static int
-fixed_text(double x, int places, char *out)
+fixed_count(double x, int places, unsigned long long *count)
 {
 #ifdef __SIZEOF_INT128__
     if (!(x > 0.0 && x < 1e9) || (places != 3 && places != 6))
-        return -1;
+        return 0;
     unsigned long long bits;
     memcpy(&bits, &x, sizeof(bits));
     int biased = (int)((bits >> 52) & 0x7ff);
     if (biased == 0)
-        return -1; /* subnormal */
+        return 0; /* subnormal */
     unsigned long long significand = (bits & ((1ULL << 52) - 1)) | (1ULL << 52);
     int shift = 1075 - biased - places; /* x * 10^places = significand * 5^places / 2^shift */
     if (shift <= 0 || shift >= 120)
-        return -1;
+        return 0;
     unsigned __int128 n = (unsigned __int128)significand * (places == 3 ? 125u : 15625u);
     unsigned __int128 q = n >> shift, rest = n - (q << shift), half = (unsigned __int128)1 << (shift - 1);
     if (rest > half || (rest == half && (q & 1)))
         q++;
-    unsigned long long value = (unsigned long long)q; /* below 1e9 * 1e6 + 1 */
+    *count = (unsigned long long)q; /* below 1e9 * 1e6 + 1 */
+    return 1;
+#else
+    (void)x;
+    (void)places;
+    (void)count;
+    return 0;
+#endif
+}
+
+/* '%.3f' (places 3) or '%.6f' (places 6) of a double 0 < x < 1e9 written into ``out`` (40 chars at
+ * least), as Python writes it (fixed_count's rounding). Returns the length, or -1 when x is
+ * outside what fixed_count handles: the caller then asks PyOS_double_to_string. */
+static int
+fixed_text(double x, int places, char *out)
+{
+    unsigned long long value;
+    if (!fixed_count(x, places, &value))
+        return -1;
     char digits[32];
     int count = 0, length = 0, i;
     do {
@@ -113,12 +131,39 @@ fixed_text(double x, int places, char *out)
     for (i = places - 1; i >= 0; i--)
         out[length++] = digits[i];
     return length;
-#else
-    (void)x;
-    (void)places;
-    (void)out;
-    return -1;
-#endif
+}
+
+/* json.dumps(round(k / 10^6, 6)) for k = 0..100, i.e. float.__repr__(k / 1e6) (k / 1e6 is the
+ * double nearest k * 10^-6, as round() returns it): "0.0", "1e-06", ..., "9.9e-05", "0.0001";
+ * made at import (PyInit__logline). */
+#define SMALL_MICROS 101
+static char small_json_text[SMALL_MICROS][16];
+static unsigned char small_json_size[SMALL_MICROS];
+
+/* json.dumps(round(x, 6)) of a float written into ``out`` (40 chars at least) for the usual
+ * durations: 0 < x < 10^6 s. From 10^-4 s the shortest repr of the rounded float is its 6-decimal
+ * form without trailing zeros; below, round(x, 6) is k / 10^6 for k = fixed_count(x, 6) (0..100),
+ * whose repr is small_json_text[k] ("5e-05": a request through a nearby backend). Returns the
+ * length, or -1 for other values (zero, negative, NaN, from 10^6, subnormal or below ~1e-17,
+ * no 128-bit integers): the caller then rounds and asks repr. */
+static int
+json_seconds_text(double x, char *out)
+{
+    if (x >= 0.0001 && x < 1e6) {
+        int size = fixed_text(x, 6, out);
+        if (size <= 0)
+            return -1;
+        while (out[size - 1] == '0')
+            size--;
+        if (out[size - 1] == '.')
+            out[size++] = '0'; /* "12." -> "12.0" */
+        return size;
+    }
+    unsigned long long micros;
+    if (!(x > 0.0 && x < 0.0001) || !fixed_count(x, 6, &micros) || micros >= SMALL_MICROS)
+        return -1;
+    memcpy(out, small_json_text[micros], small_json_size[micros]);
+    return small_json_size[micros];
 }
 
 /* str(value) for an exact int that fits a long long, its digits written here (what
@@ -545,9 +590,8 @@ json_value(PyObject *value, int *quoted)
     return NULL;
 }
 
-/* json.dumps(round(value, 6)) for a float or int: below 10^6 s and from 10^-4 s (where the
- * shortest repr of the rounded float is its 6-decimal form without trailing zeros) written
- * from that form, else by rounding and repr. */
+/* json.dumps(round(value, 6)) for a float or int: a float above zero and below 10^6 s written by
+ * json_seconds_text, else by rounding and repr. */
 static PyObject *
 json_seconds(PyObject *value)
 {
@@ -557,16 +601,11 @@ json_seconds(PyObject *value)
     }
     if (PyFloat_CheckExact(value)) {
         double number = PyFloat_AS_DOUBLE(value);
+        char fixed[40];
+        int fixed_size = json_seconds_text(number, fixed);
+        if (fixed_size > 0)
+            return ascii_text(fixed, fixed_size);
         if (number >= 0.0001 && number < 1e6) {
-            char fixed[40];
-            int fixed_size = fixed_text(number, 6, fixed);
-            if (fixed_size > 0) {
-                while (fixed[fixed_size - 1] == '0')
-                    fixed_size--;
-                if (fixed[fixed_size - 1] == '.')
-                    fixed[fixed_size++] = '0'; /* "12." -> "12.0" */
-                return ascii_text(fixed, fixed_size);
-            }
             char *text = PyOS_double_to_string(number, 'f', 6, 0, NULL);
             if (text == NULL)
                 return NULL;
@@ -860,8 +899,9 @@ piece_of(PyObject *value, int kind, int escape, int *quoted)
 
 /* join_ascii's usual numbers written straight into ``out`` (80 chars at least), without the str
  * piece_of would make of them: an exact int of a plain or json piece (int_text's digits), a status
- * 0-999 (status_text's), a float's seconds that fixed_text writes (seconds_text's and
- * json_seconds'), a seconds value of zero or below ("0.000"), a json seconds value of 0.0 ("0.0"),
+ * 0-999 (status_text's), a float's seconds that fixed_text writes (seconds_text's), a json
+ * seconds value json_seconds_text writes (json_seconds'), a seconds value of zero or below
+ * ("0.000"), a json seconds value of 0.0 ("0.0"),
  * a UTC time in the second utc_time last wrote (utc_direct). Returns the length, or -1 with no error set when the value is not one of those:
  * the caller then asks piece_of, which writes the same characters through a str. */
 static int
@@ -906,16 +946,9 @@ direct_text(PyObject *value, int kind, char *out)
         }
         return fixed_text(number, 3, out);
     }
-    if (kind != KIND_JSON_SECONDS || !(number >= 0.0001 && number < 1e6))
+    if (kind != KIND_JSON_SECONDS)
         return -1;
-    int size = fixed_text(number, 6, out);
-    if (size <= 0)
-        return -1;
-    while (out[size - 1] == '0')
-        size--;
-    if (out[size - 1] == '.')
-        out[size++] = '0'; /* "12." -> "12.0" */
-    return size;
+    return json_seconds_text(number, out);
 }
 
 /* The usual line in one pass: every literal, value piece and the tail ASCII, the line within
@@ -1315,5 +1348,19 @@ PyInit__logline(void)
         return NULL;
     if (TARGET_NAME == NULL && (TARGET_NAME = PyUnicode_InternFromString("target")) == NULL)
         return NULL;
+    for (int k = 0; k < SMALL_MICROS; k++) { /* float.__repr__(k / 1e6), as float_repr asks it */
+        char *text = PyOS_double_to_string(k / 1e6, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (text == NULL)
+            return NULL;
+        size_t size = strlen(text);
+        if (size >= sizeof(small_json_text[k])) {
+            PyMem_Free(text);
+            PyErr_SetString(PyExc_SystemError, "_logline: a small seconds repr is too long");
+            return NULL;
+        }
+        memcpy(small_json_text[k], text, size);
+        small_json_size[k] = (unsigned char)size;
+        PyMem_Free(text);
+    }
     return PyModule_Create(&module);
 }

@@ -156,12 +156,14 @@ class AccessLog(Service):
             self.overflowed += 1
             return
         template = settings.template
-        if self._at_round_end is not None and (exchange.protocol.scheme != "https"
-                                               or _tls_read_now(exchange, template)):
-            if not held:
-                self._at_round_end(self._end_round)
+        at_round_end = self._at_round_end
+        if at_round_end is not None and (exchange.protocol.scheme != "https" or _tls_read_now(exchange, template)):
+            if not held:  # the round's first: its end asked for
+                at_round_end(self._end_round)
                 self._round_settings = settings
-            elif settings is not self._round_settings:  # apply(): the lines so far with their settings
+                held.append((exchange, time.time(), exchange.proxy.clock.seconds()))
+                return
+            if settings is not self._round_settings:  # apply(): the lines so far with their settings
                 self._end_round()
                 held = self._round
                 self._round_settings = settings

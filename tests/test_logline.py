@@ -388,6 +388,39 @@ def test_seconds_in_the_c_codes_range_are_pythons(value):
             assert join(form, (value,)) == ("%.3f" % value if kind == SECONDS else json.dumps(round(value, 6)))
 
 
+# JSON seconds below 10^-4 s (a request through a nearby backend: 5e-05), which the C code writes from
+# round()'s count of microseconds (0..100) and a table of float.__repr__(k / 1e6): every count's value,
+# its rounding edges (k ± 0.5 µs and their neighbours), the ends of the range, and values too small for
+# the count (the round() path). Each through the one-pass line (ASCII) and the two passes (a non-ASCII
+# literal), against json.dumps(round(value, 6)).
+_SMALL_EDGES = tuple(
+    x for k in range(0, 101) for centre in (k / 1e6, (k + 0.5) / 1e6, (k - 0.5) / 1e6) if centre > 0
+    for x in (centre, math.nextafter(centre, 0), math.nextafter(centre, 1))) + (
+    math.nextafter(0.0001, 0), 0.0001, 5e-7, 4.999999e-7, 1e-12, 1e-17, 1e-18, 1e-20, 1e-300,
+    2.2250738585072014e-308, 5e-324, 0.0)
+_SMALL_FORMS = (_form([""], [JSON_SECONDS], tail=""), _form(["é"], [JSON_SECONDS], tail=""))
+
+
+@pytest.mark.parametrize("join", IMPLEMENTATIONS)
+def test_json_seconds_below_a_tenth_of_a_millisecond_at_their_edges(join):
+    for value in _SMALL_EDGES + tuple(-x for x in _SMALL_EDGES):
+        expected = json.dumps(round(value, 6))
+        assert join(_SMALL_FORMS[0], (value,)) == expected, value
+        assert join(_SMALL_FORMS[1], (value,)) == "é" + expected, value
+    assert join(_SMALL_FORMS[0], (0.00005,)) == "5e-05"
+    assert join(_SMALL_FORMS[0], (0.0000994,)) == "9.9e-05"
+    assert join(_SMALL_FORMS[0], (0.0000995,)) == "0.0001"  # the double nearest 99.5 µs is above it
+
+
+@settings(max_examples=3000)
+@given(value=st.floats(min_value=0.0, max_value=1e-4) | st.integers(0, 10**8).map(lambda k: k / 1e12))
+def test_json_seconds_below_a_tenth_of_a_millisecond_are_pythons(value):
+    expected = json.dumps(round(value, 6))
+    for join in (join_line_py, join_line_c) if join_line_c is not None else (join_line_py,):
+        assert join(_SMALL_FORMS[0], (value,)) == expected
+        assert join(_SMALL_FORMS[1], (value,)) == "é" + expected
+
+
 # -- the access log's json line, joined, against its reference --------------------------------
 
 JOINS = [pytest.param(join_line_py, id="python"),
