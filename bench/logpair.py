@@ -16,13 +16,16 @@ the load CPU, as in bench.py):
 After a warm-up of each, short wrk slices (``--seconds``, whole seconds: wrk's ``-d``) load one
 variant at a time, ``off`` and a format in ABBA order (off,on  on,off  off,on …), so each pair's
 two slices are seconds apart and slow drift cancels. A slice's figure is the variant's CPU time
-while wrk ran (the process tree's threads' ``/proc/…/schedstat`` run time, in ns; ``/proc/…/stat``
-ticks where there is none) ÷ the requests wrk completed. The report per server and format: the
-median of the pairs' differences (µs a request for the log) with a sign-test 95 % interval (order
-statistics of the differences; none below 6 pairs), each variant's median µs a request, requests,
-non-2xx and socket errors; for ingressd also its log's drop counter and written lines (admin
-``/routes``), the requests it answered (``ingressd_requests_total`` from ``/metrics``) and the log
-file's line count, which must equal them (nothing lost).
+while wrk ran and 0.25 s after (ingressd's log writer writes every 0.1 s: the slice's last lines
+are written in the slice) ÷ the requests wrk completed; CPU time is the run time of the process
+tree's threads (``/proc/…/schedstat``, ns; ``/proc/…/stat`` ticks where there is none).
+
+The report per server and format: the median of the pairs' differences (µs a request for the
+log) with a sign-test 95 % interval (order statistics of the differences; none below 6 pairs),
+each variant's median µs a request, requests, non-2xx and socket errors; for ingressd also its
+log's drop counter and written lines (admin ``/routes``), the requests it answered
+(``ingressd_requests_total`` from ``/metrics``) and the log file's line count, which must equal
+them (nothing lost).
 
 Bounded: ``--pairs`` pairs per format, and ``--budget`` seconds of wall time for the whole run
 (no new pair starts when it could end past the budget; the report says how many ran).
@@ -58,6 +61,7 @@ FORMATS = {"nginx": "keepalive-log", "json": "keepalive-log-json"}  # --format �
 OFF = "keepalive"
 SERVERS = ("nginx", "ingressd")
 SETTLE_TIMEOUT = 10.0  # seconds the log writer gets to write every line after the last slice
+AFTER_SLICE = 0.25  # seconds after wrk before a slice's CPU is read: ingressd's log writer runs every 0.1 s
 SLICE_OVERHEAD = 0.5  # seconds a slice costs beyond its wrk -d (wrk's start, counters): for the budget
 CONFIDENCE = 0.95
 
@@ -167,6 +171,7 @@ def run_slice(procs: bench.Processes, args, wrk: str, v: Variant, seconds: int, 
     pcore0 = bench.cpu_core_ticks(args.proxy_cpu)
     c0, t0 = cpu_ns(v.proc.pid), time.monotonic()
     _, res = bench.run_load(procs, wrk, args, v.url, seconds, v.scenario, label)
+    time.sleep(AFTER_SLICE)  # ingressd's writer thread writes the slice's last lines in the slice
     c1, t1 = cpu_ns(v.proc.pid), time.monotonic()
     pcore1 = bench.cpu_core_ticks(args.proxy_cpu)
     if v.proc.poll() is not None:
@@ -385,6 +390,10 @@ def parse_args(argv=None):
     return args
 
 
+def _raise_exit(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.monotonic()
@@ -402,7 +411,7 @@ def main(argv=None) -> int:
         if getattr(args, opt) not in os.sched_getaffinity(0):
             setattr(args, opt, None)
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, bench._raise_exit)
+        signal.signal(s, _raise_exit)
     tmp = Path(tempfile.mkdtemp(prefix="ingressd-logpair-"))
     report = {"machine": {**bench.machine_info(), "loadavg": os.getloadavg()},
               "settings": {"seconds": args.seconds, "pairs": args.pairs, "warmup": args.warmup,
