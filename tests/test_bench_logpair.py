@@ -49,8 +49,18 @@ def test_sign_test_interval_of_ten_drops_one_value_each_side():
 
 
 def test_summary_counts_the_pairs_above_zero():
-    assert logpair.summary([1.0, -2.0, 3.0]) == {"median": 1.0, "interval": None, "positive": 2, "pairs": 3}
+    assert logpair.summary([1.0, -2.0, 3.0]) == {"median": 1.0, "interval": None, "positive": 2, "pairs": 3,
+                                                 "target": "not resolved"}
     assert logpair.summary([])["median"] is None
+
+
+def test_the_target_is_shown_only_by_the_whole_interval():
+    assert logpair.verdict({"low": 1.0, "high": 3.0}) == "shown"
+    assert logpair.verdict({"low": 1.0, "high": 3.1}) == "not resolved"
+    assert logpair.verdict({"low": 3.1, "high": 5.0}) == "exceeded"
+    assert logpair.verdict({"low": 3.0, "high": 5.0}) == "not resolved"
+    assert logpair.verdict(None) == "not resolved"
+    assert logpair.summary([2.0, 2.5, 1.0, 2.9, 0.5, 1.5])["target"] == "shown"
 
 
 def _tools() -> None:
@@ -102,6 +112,7 @@ def test_one_pair_of_both_servers_and_formats(tmp_path):
             else:  # nginx's buffer is flushed when it stops
                 assert log["wrk_requests"] < log["log_lines"] <= log["wrk_requests"] + 50 + 5
     assert "nothing lost" in done.stdout and "LOST" not in done.stdout
+    assert done.stdout.count("the log ≤ 3 µs/req: not resolved") == 2  # ingressd's, one pair: no interval
     assert "µs/req" in done.stdout
 
 
