@@ -807,8 +807,11 @@ class _Resolver:
         changed = services is not self.services or secrets is not self.secrets \
             or config_maps is not self.configmaps or slice_objects is not self._slice_objects
         self.configmaps = config_maps
+        previous, self._objects = self._objects, None  # (set again once this update is made)
+        # What changed, kind by kind, when the store says (else every object is looked at).
+        changed_keys = getattr(objects, "changed", None)
         if services is not self.services and self._backends:
-            gone = objects.changed("Service", self._objects) if hasattr(objects, "changed") else None
+            gone = None if changed_keys is None else changed_keys("Service", previous)
             if gone is None:  # not known: every resolved Service looked at
                 self._backends = {k: v for k, v in self._backends.items() if k in services}
             else:
@@ -817,9 +820,9 @@ class _Resolver:
                         self._backends.pop(key, None)
         self.services = services
         self.secrets = secrets
-        self._objects = objects
         self.touched = set()
         if slice_objects is self._slice_objects:
+            self._objects = objects
             return changed
         owners, by_service = self._slice_owner, self._service_slices
         touched: set[tuple[str, str] | None] = set()
@@ -833,7 +836,12 @@ class _Resolver:
                 by_service[service] = rest[0] if len(rest) == 1 else rest  # [] when none is left
 
         before = self._slice_objects
-        for key, packed in slice_objects.items():
+        came = None if changed_keys is None else changed_keys("EndpointSlice", previous)
+        if came is None:
+            items = slice_objects.items()
+        else:  # (a key that came and went again is in ``came``, not in either mapping)
+            items = [(key, slice_objects[key]) for key in came if key in slice_objects]
+        for key, packed in items:
             if before.get(key) is not packed:
                 if key in owners:
                     forget(key)
@@ -848,7 +856,11 @@ class _Resolver:
                         keys.append(key)
                     else:
                         by_service[service] = [keys, key]
-        if len(owners) != len(slice_objects):
+        if came is not None:
+            for key in came:
+                if key in owners and key not in slice_objects:
+                    forget(key)
+        elif len(owners) != len(slice_objects):
             for key in [key for key in owners if key not in slice_objects]:
                 forget(key)
         touched.discard(None)
@@ -862,6 +874,7 @@ class _Resolver:
                 self.slices.pop(service, None)
                 by_service.pop(service, None)
         self._slice_objects = slice_objects
+        self._objects = objects
         return changed
 
     def unchanged(self, deps) -> bool:
