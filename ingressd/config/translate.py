@@ -151,12 +151,14 @@ class Translator:
         resolver = self._resolver
         used_may_differ = resolver.update(objects)
         last, self._last = self._last, None  # (kept again below only once this call succeeded)
+        patched = None
         if last is not None and last.inputs is self._inputs:
             patched = self._changes_only(objects, last, settings, annotations, used_may_differ)
-            if patched is not None:
-                config, order, counts = patched
-                self._last = last._replace(objects=objects, config=config, order=order, counts=counts)
-                return config
+        resolver.touched = set()  # read: not kept (after a first update, every Service with a slice)
+        if patched is not None:
+            config, order, counts = patched
+            self._last = last._replace(objects=objects, config=config, order=order, counts=counts)
+            return config
         self._users = None  # (made again from the translations when next needed)
         rejections: list[Rejection] = []
         warnings: list[Rejection] = []
