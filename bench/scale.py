@@ -6,8 +6,9 @@ Generates N Ingresses over N/2 hosts (a tenth of them wildcards), several paths 
 N/10 TLS Secrets (each a distinct host's self-signed ECDSA certificate, served by the
 certificate store the server uses), one Service + EndpointSlice per Ingress, then prints:
 lookup ns/op at 10 and at N Ingresses (the ratio is what matters), the full rebuild
-time, the time to apply a single changed Ingress, the resident memory, and whether
-memory grows over repeated changes. Figures, not assertions: the machine is shared.
+time, the time to apply a single changed Ingress, the resident memory, whether
+memory grows over repeated changes, then ``--changes`` changes of each kind (``CHANGE_KINDS``:
+an Ingress modified, added, deleted; a Service, an EndpointSlice, a TLS Secret changed). Figures, not assertions: the machine is shared.
 
 The lookup is measured twice. First with the same traffic at both sizes: 10 routes in
 turn (one per Ingress; 10 Ingresses have no more), which isolates the size of the table.
@@ -129,6 +130,100 @@ def change_one(store, reloader, ingress: dict, n: int) -> float:
     return time.process_time() - started
 
 
+# The change kinds ``change_kind`` makes, in the order ``bench/scale.py`` prints them.
+CHANGE_KINDS = ("ingress-modified", "ingress-added", "ingress-deleted", "service", "endpointslice", "secret")
+
+
+def _timed_rebuild(reloader) -> float:
+    reloader.stop()  # the rebuild the change scheduled on the (never advanced) Clock: run it now
+    started = time.process_time()
+    reloader.rebuild()
+    return time.process_time() - started
+
+
+def _target(count: int, n: int) -> int:
+    """The Ingress (and its Service and EndpointSlice) change ``n`` of a kind is made to: spread
+    over all ``count``, not always the same one."""
+    return (n * 7919 + 1) % count
+
+
+def change_kind(store, reloader, count: int, kind: str, n: int) -> float:
+    """Make change ``n`` of ``kind`` (one of ``CHANGE_KINDS``) to ``objects(count)``'s objects and
+    run the rebuild it schedules; the rebuild's CPU seconds. ``ingress-added`` adds Ingress
+    ``added{n}`` (three paths on an existing host, of an age among the others'); ``ingress-deleted``
+    deletes it again (so make them in pairs: added, then deleted). ``service``: Service ``s{i}``
+    gains or loses a second port; ``endpointslice``: its slice gains or loses an endpoint;
+    ``secret``: TLS Secret ``tls{i}``'s certificate and key are replaced by another pair."""
+    hosts = max(1, count // 2)
+    i = _target(count, n)
+    ns = f"ns{i % 50}"
+    if kind == "ingress-modified":
+        return change_one(store, reloader, store.get("Ingress", ("ns1", "i1")), n)
+    if kind in ("ingress-added", "ingress-deleted"):
+        host = f"h{(i | 1) % hosts}.example.com"
+        paths = [{"path": p, "pathType": "Prefix", "backend": {"service": {"name": f"s{i}", "port": {"number": 80}}}}
+                 for p in (f"/added{n}", f"/added{n}/api", f"/added{n}/x")]
+        obj = {"metadata": {"name": f"added{n}", "namespace": ns, "generation": 1,
+                            "creationTimestamp": f"2024-01-01T00:00:{n % 60:02d}Z"},
+               "spec": {"ingressClassName": "ingressd", "rules": [{"host": host, "http": {"paths": paths}}]}}
+        store.apply("bench", "Ingress", "ADDED" if kind == "ingress-added" else "DELETED", obj)
+        return _timed_rebuild(reloader)
+    if kind == "service":
+        obj = store.get("Service", (ns, f"s{i}"))
+        ports = [{"name": "http", "port": 80}]
+        if len(obj["spec"]["ports"]) == 1:
+            ports.append({"name": "extra", "port": 81})
+        store.apply("bench", "Service", "MODIFIED", dict(obj, spec=dict(obj["spec"], ports=ports)))
+        return _timed_rebuild(reloader)
+    if kind == "endpointslice":
+        obj = store.get("EndpointSlice", (ns, f"s{i}-x"))
+        endpoints = obj["endpoints"][:1]
+        if len(obj["endpoints"]) == 1:
+            endpoints.append({"addresses": [f"10.255.{n // 256 % 256}.{n % 256}"]})
+        store.apply("bench", "EndpointSlice", "MODIFIED", dict(obj, endpoints=endpoints))
+        return _timed_rebuild(reloader)
+    if kind == "secret":
+        tls = [j for j in range(1, hosts, 5)]  # the Ingresses with a TLS section (``objects``)
+        j = tls[n * 7919 % len(tls)]
+        store.apply("bench", "Secret", "MODIFIED", _other_secret(f"tls{j}", f"ns{j % 50}", f"h{j}.example.com", n))
+        return _timed_rebuild(reloader)
+    raise ValueError(f"unknown change kind {kind!r}")
+
+
+_SECRETS: dict = {}
+
+
+def _other_secret(name: str, namespace: str, host: str, n: int) -> dict:
+    """Secret ``name`` with one of two certificates for ``host`` (made once, so a change costs
+    the rebuild, not the key's generation)."""
+    made = _SECRETS.get((name, n % 2))
+    if made is None:
+        made = _SECRETS[name, n % 2] = tls_secret(name, namespace, host)
+    return made
+
+
+def change_kinds(store, reloader, count: int, changes: int, kinds=CHANGE_KINDS,
+                 first: int = 0) -> dict[str, list[float]]:
+    """``changes`` changes of each of ``kinds`` (numbered from ``first``; an added Ingress followed by
+    its deletion, the others in turn), each one's rebuild CPU seconds, by kind."""
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for n in range(first, first + changes):
+        for kind in kinds:
+            if kind == "ingress-deleted" and "ingress-added" not in kinds:
+                change_kind(store, reloader, count, "ingress-added", n)
+            times[kind].append(change_kind(store, reloader, count, kind, n))
+            if kind == "ingress-added" and "ingress-deleted" not in kinds:
+                change_kind(store, reloader, count, "ingress-deleted", n)
+    return times
+
+
+def summary(times: list[float]) -> str:
+    """Median, p99 and max of ``times`` (seconds) in ms."""
+    times = sorted(times)
+    return (f"{times[len(times) // 2] * 1000:6.1f} ms median, {times[int(len(times) * 0.99)] * 1000:.1f} ms p99, "
+            f"{times[-1] * 1000:.1f} ms max over {len(times)}")
+
+
 def lookup_keys(count: int, keys: int = 1000) -> list[tuple[str, str]]:
     """Requests that hit routes: Ingress ``i``'s host and a path under its ``/app{i}/api`` rule,
     for ``keys`` Ingresses spread over all ``count`` (with 10, each is asked for 100 times)."""
@@ -185,6 +280,8 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--lookup-keys", type=int, default=1000,
                         help="different routes looked up in turn (how many are in use at once)")
+    parser.add_argument("--no-kinds", dest="kinds", action="store_false",
+                        help="only the one-Ingress change, not each kind of change (CHANGE_KINDS) after it")
     args = parser.parse_args()
     plugins = load_plugins()
     _, small_state, _, _, _ = build(10, plugins)
@@ -220,6 +317,12 @@ def main() -> None:
           f"over {args.changes} ({over} took 100 ms or more)")
     print(f"resident memory           {rss_mib():8.0f} MiB (process; {before:.0f} MiB before the large config)")
     print(f"growth over changes 10..{args.changes}  {rss_mib() - rss_after_10:8.1f} MiB")
+    if args.kinds:
+        print("each kind of change, in turn (rebuild CPU time):")
+        for kind, times in change_kinds(store, reloader, args.ingresses, args.changes).items():
+            print(f"  {kind:<22}{summary(times)}")
+        gc.collect()
+        print(f"resident memory after     {rss_mib():8.0f} MiB")
     print(f"max RSS                   {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MiB")
 
 

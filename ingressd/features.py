@@ -390,6 +390,23 @@ class BuildContext:
         outlive a route table): a plugin keeps its state here, never in its module."""
         return self.state.setdefault(name, {})
 
+    def values_in_use(self, routes) -> Mapping[int, tuple]:
+        """{id(tuple): tuple}: the distinct ``Route.features`` tuples of ``routes`` (a configuration's),
+        by identity, followed from the routes this server last asked about in proportion to where
+        they differ (``ingressd.config.values_in_use.ValuesInUse``, kept in the server's state). A
+        read-only view: read it before the next call."""
+        counter = self.state.get(_VALUES_IN_USE)
+        if counter is None:
+            from ingressd.config.values_in_use import ValuesInUse
+
+            counter = self.state[_VALUES_IN_USE] = ValuesInUse()
+        return counter(routes)
+
+
+# Where the server's ``ValuesInUse`` is kept in its plugin state (beside the plugins' own dicts,
+# which are under the plugins' names).
+_VALUES_IN_USE = "ingressd.values_in_use"
+
 
 # Go's strconv.ParseBool, with which ingress-nginx reads every boolean annotation
 # (internal/ingress/annotations/parser/main.go: parseBool; validators.go: ValidateBool).

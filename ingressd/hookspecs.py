@@ -76,7 +76,9 @@ def ingressd_host_routes(config: "Config", context: "BuildContext") -> "Sequence
     """Return routes for host names no Ingress rule lists, each with the only features it runs.
 
     Called once per route table build with the configuration as served (rejected Ingresses
-    left out); e.g. the ``www.`` name of a ``from-to-www-redirect`` host.
+    left out); e.g. the ``www.`` name of a ``from-to-www-redirect`` host. The distinct
+    annotation-value tuples of its routes: ``context.values_in_use(config.routes)``, followed from
+    the server's last build (``ingressd.values_in_use(routes)`` walks them, remembering nothing).
     """
 
 

@@ -238,9 +238,9 @@ def ingressd_route_features(route, values, context):
 @hookimpl
 def ingressd_host_routes(config, context):
     # Which Ingresses ask, by the identity of their (shared) features tuples: a configuration
-    # where none does (the usual one) costs a look at its distinct tuples (``values_in_use``,
+    # where none does (the usual one) costs a look at its distinct tuples (``context.values_in_use``,
     # followed from the last configuration: no pass over the routes) and no more.
-    tuples = values_in_use(config.routes)
+    tuples = values_in_use(config.routes) if context is None else context.values_in_use(config.routes)
     asking = {key for key, features in tuples.items() if dict(features).get("from-to-www-redirect")}
     if not asking:
         return []

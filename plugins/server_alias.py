@@ -44,9 +44,9 @@ def ingressd_host_routes(config, context):
     # any, the usual one, costs one pass over its routes instead of a sort and a dict per route),
     # and a route's features (one pair per declared annotation; every Ingress without annotations
     # of ours shares one tuple) are read once per tuple.
-    # The distinct tuples first (``values_in_use``: followed from the last configuration, no pass
+    # The distinct tuples first (``context.values_in_use``: followed from the last configuration, no pass
     # over the routes; they live in ``config`` for the whole call).
-    tuples = values_in_use(config.routes)
+    tuples = values_in_use(config.routes) if context is None else context.values_in_use(config.routes)
     read = {key: dict(features).get("server-alias") or () for key, features in tuples.items()}
     if not any(read.values()):
         return []

@@ -24,12 +24,14 @@ import certs
 from harness import INGRESS_CLASS, ingress, service
 from ingressd.config.reloader import Reloader, State
 from ingressd.config.store import ObjectStore
+from ingressd.config.translate import Translator
 from ingressd.plugin_manager import load_plugins
 from ingressd.tls.certificates import CertificateStore
 
 HOSTS = ["a.test", "b.test", "www.c.test", "c.test", "*.w.test", ""]
 PATHS = ["/", "/x", "/x/y", "/z"]
 SERVICES = ["s1", "s2", "s3"]
+UNUSED = "s4"  # a Service (and EndpointSlice) no Ingress names
 SECRETS = ["t1", "t2"]
 NAMES = [f"i{n}" for n in range(6)]
 CREATED = ["2024-01-01T00:00:00Z", "2024-01-01T00:00:01Z", "2024-01-01T00:00:02Z"]
@@ -45,6 +47,7 @@ ANNOTATIONS = [
     {"nginx.ingress.kubernetes.io/proxy-body-size": "lots"},  # rejected
     {"nginx.ingress.kubernetes.io/server-snippet": "deny all;"},  # host-wide
     {"nginx.ingress.kubernetes.io/ssl-ciphers": "ECDHE-RSA-AES128-GCM-SHA256"},  # the host's TLS settings
+    {"nginx.ingress.kubernetes.io/auth-tls-secret": "default/t1"},  # a Secret used by the translation
 ]
 
 
@@ -77,6 +80,10 @@ _step = st.one_of(
     st.tuples(st.just("service"), st.sampled_from(SERVICES), st.sampled_from([80, 81]),
               st.sampled_from(["10.0.0.1", "10.0.0.2", None])),
     st.tuples(st.just("delete-service"), st.sampled_from(SERVICES)),
+    # A Service's endpoints alone (its EndpointSlice), of a Service in use or not.
+    st.tuples(st.just("endpoints"), st.sampled_from([*SERVICES, UNUSED]),
+              st.lists(st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3"]), max_size=2)),
+    st.tuples(st.just("service"), st.just(UNUSED), st.sampled_from([80, 81]), st.sampled_from(["10.0.0.9", None])),
     st.tuples(st.just("secret"), st.sampled_from(SECRETS), st.integers(0, 1)),
     st.tuples(st.just("delete-secret"), st.sampled_from(SECRETS)),
     st.tuples(st.just("other-class"), st.sampled_from(NAMES)),
@@ -122,6 +129,9 @@ class _Cluster:
                 self._put(store, obj)
             if address is None:
                 self._delete(store, "EndpointSlice", f"{name}-slice")
+        elif kind == "endpoints":
+            _, name, addresses = step
+            self._put(store, service(name, [("http", 80, 8080)], endpoints=tuple(addresses))[1])
         elif kind == "delete-service":
             self._delete(store, "Service", step[1])
             self._delete(store, "EndpointSlice", f"{step[1]}-slice")
@@ -209,6 +219,38 @@ def test_host_wide_features_and_host_tls_settings_that_come_and_go_are_as_a_buil
              ("edit", "i2", [("/z", "Prefix", "s1")], ciphers), ("edit", "i0", [("/", "Prefix", "s2")], snippet),
              ("edit", "i2", [("/x", "Prefix", "s1")], {}), ("edit", "i0", [("/", "Prefix", "s1")], {}),
              ("delete-ingress", "i2")])
+
+
+_SAME_PLACE = ingress("i4", [("a.test", [("/", "Prefix", "s2", 80)])], created=CREATED[0])  # loses to i0 (name)
+_OLDER = ingress("i5", [("a.test", [("/", "Prefix", "s2", 80), ("/x", "Exact", "s1", 80)])],
+                 created="2023-12-31T00:00:00Z")  # wins over both
+_CONFLICTS = [("ingress", _MAIN), ("ingress", _SAME_PLACE), ("ingress", _OLDER), ("delete-ingress", "i5"),
+              ("ingress", _OLDER), ("endpoints", "s1", ["10.0.0.2"]), ("service", "s1", 80, "10.0.0.3"),
+              ("endpoints", "s2", []), ("endpoints", UNUSED, ["10.0.0.1"]), ("service", UNUSED, 81, None),
+              ("delete-ingress", "i0"), ("secret", "t1", 0), ("secret", "t1", 1), ("delete-ingress", "i5"),
+              ("ingress", _MAIN)]
+
+
+def test_conflicts_whose_winner_comes_and_goes_are_as_a_build_from_nothing():
+    """Ingresses on one host and path added and deleted (the oldest wins; an added older one takes
+    the path, a deleted winner gives it back), and the objects they use changing."""
+    _follow(_CONFLICTS)
+
+
+def test_adds_deletes_and_changes_of_the_objects_ingresses_use_are_made_in_proportion(monkeypatch):
+    """Each step of ``_CONFLICTS`` is made from the last configuration (``Translator._changes_only``
+    answers), not by translating every Ingress again."""
+    answered = []
+    original = Translator._changes_only
+
+    def spy(self, *args):
+        result = original(self, *args)
+        answered.append(result is not None)
+        return result
+
+    monkeypatch.setattr(Translator, "_changes_only", spy)
+    _follow(_CONFLICTS)
+    assert answered == [True] * len(_CONFLICTS)
 
 
 def _follow(steps) -> None:

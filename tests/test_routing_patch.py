@@ -478,6 +478,17 @@ def _walked(entries: list, hosts: set) -> dict:
     return {host: [entry for entry in entries if entry.route.host == host] for host in hosts}
 
 
+def _assert_spliced_as_walked(table: RouteTable, entries: list) -> None:
+    """``entries`` after ``table``'s: the touched hosts' entries ``_spliced`` takes from ``table``
+    (it answers: no walk) are the walk's, the very objects in the new list's order."""
+    added, removed, where = routing._delta(table, entries)
+    touched = {entry.route.host for entry in added} | {entry.route.host for entry in removed}
+    groups = routing._spliced(touched, added, removed, where, table)
+    assert groups is not None
+    assert {host: list(map(id, group)) for host, group in groups.items()} == {
+        host: list(map(id, group)) for host, group in _walked(entries, touched).items()}
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(specs, max_size=12), operations)
 def test_a_small_change_is_grouped_from_the_previous_table_without_a_walk(start, steps):
@@ -487,12 +498,7 @@ def test_a_small_change_is_grouped_from_the_previous_table_without_a_walk(start,
     table = RouteTable(entries)
     for step in steps:
         entries = apply(entries, step)
-        added, removed, where = routing._delta(table, entries)
-        touched = {entry.route.host for entry in added} | {entry.route.host for entry in removed}
-        groups = routing._spliced(touched, added, removed, where, table)
-        assert groups is not None
-        assert {host: list(map(id, group)) for host, group in groups.items()} == {
-            host: list(map(id, group)) for host, group in _walked(entries, touched).items()}
+        _assert_spliced_as_walked(table, entries)
         table = RouteTable(entries, previous=table)
 
 
@@ -513,12 +519,7 @@ def test_a_change_among_many_entries_of_one_host_is_spliced_in_place():
                     base[:15] + [news[3]] + base[15:],  # added before a b.test entry (15 % 3 == 0)
                     base[:4] + base[7:],  # a run of both hosts removed
                     base[:5] + [news[0], news[1]] + base[5:]):
-        added, removed, where = routing._delta(table, entries)
-        touched = {entry.route.host for entry in added} | {entry.route.host for entry in removed}
-        groups = routing._spliced(touched, added, removed, where, table)
-        assert groups is not None
-        assert {h: list(map(id, g)) for h, g in groups.items()} == {
-            h: list(map(id, g)) for h, g in _walked(entries, touched).items()}
+        _assert_spliced_as_walked(table, entries)
         patched = RouteTable(entries, previous=table)
         assert shape(patched) == shape(RouteTable(entries))
 

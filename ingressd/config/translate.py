@@ -134,6 +134,12 @@ class Translator:
         self._ages: dict[tuple[str, str], str] = {}  # key → its Ingress's creation time (``_age``)
         self._order: list[tuple[str, str]] | None = None  # Ingress keys, oldest first
         self._last: _Last | None = None  # the last configuration made, for ``_changes_only``
+        # (namespace, name) of a Service (and its EndpointSlices), Secret or ConfigMap → the key of
+        # the Ingress whose translation used it, or a list of keys: made from the translations'
+        # dependencies when an object other than an Ingress first changes, then added to as
+        # Ingresses are translated again (an entry gone stale costs a look, never a wrong answer),
+        # dropped when every Ingress is walked (``_users_of``).
+        self._users: dict | None = None
 
     def __call__(self, objects: Snapshot, settings: TranslateSettings = TranslateSettings(),
                  annotations: Sequence[Annotation] = ()) -> Config:
@@ -145,11 +151,15 @@ class Translator:
         resolver = self._resolver
         used_may_differ = resolver.update(objects)
         last, self._last = self._last, None  # (kept again below only once this call succeeded)
-        if last is not None and not used_may_differ and last.inputs is self._inputs:
-            config = self._changes_only(objects, last, settings, annotations)
-            if config is not None:
-                self._last = last._replace(objects=objects, config=config)
-                return config
+        patched = None
+        if last is not None and last.inputs is self._inputs:
+            patched = self._changes_only(objects, last, settings, annotations, used_may_differ)
+        resolver.touched = set()  # read: not kept (after a first update, every Service with a slice)
+        if patched is not None:
+            config, order, counts = patched
+            self._last = last._replace(objects=objects, config=config, order=order, counts=counts)
+            return config
+        self._users = None  # (made again from the translations when next needed)
         rejections: list[Rejection] = []
         warnings: list[Rejection] = []
         routes: list[Route] = []
@@ -215,66 +225,170 @@ class Translator:
             self._last = _Last(objects, self._inputs, config, order, counts)
         return config
 
-    def _changes_only(self, objects, last: "_Last", settings, annotations) -> Config | None:
-        """The configuration when the Ingresses that changed since ``last`` (the store says which:
-        ``StoreSnapshot.changed``) each kept their age and, accepted before and after, their TLS
-        hosts, default backend and warnings: ``last``'s, each one's routes replaced where they
-        were (proportional to the change, not to the 10,000 others). None otherwise (a change
-        of their dependencies, an Ingress that came or went, was or is rejected…): translate all."""
+    def _changes_only(self, objects, last: "_Last", settings, annotations,
+                      used_may_differ: bool) -> tuple[Config, list, list] | None:
+        """The configuration (and its order and route counts) made from ``last``'s in proportion to
+        what changed since: the Ingresses the store says changed (``StoreSnapshot.changed``) and
+        those whose translation used a Service, EndpointSlice, Secret or ConfigMap that changed
+        (``_users_of``) are translated again; an added one is put in its place in the order, a
+        deleted one taken out, each one's routes replaced where they were. Only when each of those
+        kept its age and, accepted before and after, its TLS hosts, default backend and warnings
+        (an added or deleted one: has none of them), and no --default-backend-service is read
+        anew: None otherwise (translate all). The route table sorts out which routes win (the
+        oldest Ingress's, in this order), as it does for a configuration made from nothing."""
         keys = objects.changed("Ingress", last.objects)
-        if keys is None or len(keys) > _FEW_CHANGES:
+        if keys is None or self._order is not last.order:
+            return None
+        if used_may_differ:
+            if settings.default_backend_service:
+                return None
+            users = self._users_of(objects, last)
+            if users is None:
+                return None
+            keys = keys | users
+        if len(keys) > _FEW_CHANGES:
             return None
         ingresses = objects.get("Ingress", {})
-        cache, resolver = self._cache, self._resolver
-        replaced = []
+        cache, resolver, ages = self._cache, self._resolver, self._ages
+        our_classes, default_class = last.inputs[2], last.inputs[3]
+        edits = []  # (place in the order, 0 to insert before it / 1 to replace or remove it, key, fresh or None)
         for key in keys:
             packed, done = ingresses.get(key), cache.get(key)
-            if packed is None or done is None:
-                return None  # came or went: the order changes
-            if done.ingress is packed:
+            if done is None and packed is None:
+                continue  # came and went (or a stale user)
+            if packed is None:  # deleted
+                if done.rejection is not None or done.warnings or done.tls_hosts or done.default is not None:
+                    return None
+                edits.append((self._place(last.order, key), 1, key, None))
+                continue
+            if done is not None and done.ingress is packed and (
+                    not used_may_differ or resolver.unchanged(done.deps)):
                 continue
             ingress = unpack(packed)
-            self._note_age(key, packed, ingress)
-            our_classes, default_class = last.inputs[2], last.inputs[3]
+            if done is not None:
+                self._note_age(key, packed, ingress)
+                if self._order is not last.order:
+                    return None  # its age changed: sort again
             if _is_ours(ingress, settings, our_classes, default_class):
                 fresh = self._translate(packed, ingress, key, resolver, settings, annotations)
             else:
                 fresh = _Translated(packed, ())
+            if done is None:  # added
+                if fresh.rejection is not None or fresh.warnings or fresh.tls_hosts or fresh.default is not None:
+                    return None
+                age = _age(ingress)
+                place = bisect_left(last.order, (age, key), key=lambda other: (ages[other], other))
+                edits.append((place, 0, key, fresh, age))
+                continue
             cache[key] = fresh  # (a walk of all, if this gives up, keeps it)
-            if self._order is not last.order or done.rejection is not None or fresh.rejection is not None or (
+            self._add_users(key, fresh.deps)
+            if done.rejection is not None or fresh.rejection is not None or (
                     fresh.warnings != done.warnings or fresh.tls_hosts != done.tls_hosts
                     or fresh.default != done.default):
                 return None
-            # Its place in the order, sorted by (creation time, key): a binary search (a dict of
-            # the 10,000 places would keep ~0.6 MiB for a few microseconds a change).
-            ages = self._ages
-            place = bisect_left(last.order, (ages[key], key), key=lambda other: (ages[other], other))
-            if place >= len(last.order) or last.order[place] != key:
-                return None  # (every key is in the order: a walk of all if not)
-            replaced.append((place, fresh))
-        if not replaced:
-            return last.config
-        replaced.sort(key=_first)
-        counts, routes = last.counts, last.config.routes
-        starts = []
-        at = position = 0
-        for index, _ in replaced:  # where each one's routes are, before any is replaced
-            position += sum(islice(counts, at, index))
-            starts.append(position)
-            at = index
+            edits.append((self._place(last.order, key), 1, key, fresh))
+        if any(place is None for place, *_ in edits):
+            return None  # (every key is in the order: a walk of all if not)
+        secrets = resolver.all_secrets() if used_may_differ else last.config.secrets
+        if not edits:
+            config = last.config if secrets is last.config.secrets else dataclasses.replace(
+                last.config, secrets=secrets)
+            return config, last.order, last.counts
+        edits.sort(key=_first_three)
+        return self._spliced(last, edits, secrets)
+
+    def _spliced(self, last: "_Last", edits: list, secrets) -> tuple[Config, list, list]:
+        """``last``'s configuration with ``edits`` (``_changes_only``'s, sorted by place) made: the
+        routes, order and route counts copied by slices around them, the cache and ages kept."""
+        order, counts, routes = last.order, last.counts, last.config.routes
+        tls_names, cache, ages = self._tls_names, self._cache, self._ages
+        # An Ingress added or deleted: a new order and new counts (copied by slices); else the
+        # counts of the replaced ones are set in place.
+        reshaped = any(edit[1] == 0 or edit[3] is None for edit in edits)
+        new_order, new_counts = ([], []) if reshaped else (order, counts)
         pieces = []
-        at = 0
-        tls_names = self._tls_names
-        for (index, fresh), start in zip(replaced, starts):
-            fresh.routes = _with_tls(fresh, tls_names)
-            fresh.marked_for = tls_names
-            pieces.append(routes[at:start])
-            pieces.append(fresh.routes)
-            at = start + counts[index]
-        pieces.append(routes[at:])
-        for index, fresh in replaced:
-            counts[index] = len(fresh.routes)
-        return dataclasses.replace(last.config, routes=tuple(chain.from_iterable(pieces)))
+        at = 0  # the next place in ``order`` not yet copied
+        copied = 0  # ... and where its routes start
+        for edit in edits:
+            place, replaces, key, fresh = edit[:4]
+            start = copied + sum(islice(counts, at, place))
+            pieces.append(routes[copied:start])
+            if reshaped:
+                new_order.extend(islice(order, at, place))
+                new_counts.extend(islice(counts, at, place))
+            at, copied = place, start
+            if fresh is not None:
+                fresh.routes = _with_tls(fresh, tls_names)
+                fresh.marked_for = tls_names
+                pieces.append(fresh.routes)
+            if not replaces:  # added before ``order[place]``
+                cache[key] = fresh
+                ages[key] = edit[4]
+                self._add_users(key, fresh.deps)
+                new_order.append(key)
+                new_counts.append(len(fresh.routes))
+                continue
+            at, copied = place + 1, start + counts[place]
+            if fresh is None:  # deleted
+                del cache[key], ages[key]
+            elif reshaped:
+                new_order.append(key)
+                new_counts.append(len(fresh.routes))
+            else:
+                counts[place] = len(fresh.routes)
+        pieces.append(routes[copied:])
+        if reshaped:
+            new_order.extend(islice(order, at, None))
+            new_counts.extend(islice(counts, at, None))
+            self._order = new_order
+        config = dataclasses.replace(last.config, routes=tuple(chain.from_iterable(pieces)), secrets=secrets)
+        return config, new_order, new_counts
+
+    def _place(self, order: list, key: tuple[str, str]) -> int | None:
+        """``key``'s place in ``order``, sorted by (creation time, key): a binary search (a dict of
+        the 10,000 places would keep ~0.6 MiB for a few microseconds a change); None if not there."""
+        ages = self._ages
+        place = bisect_left(order, (ages[key], key), key=lambda other: (ages[other], other))
+        return place if place < len(order) and order[place] == key else None
+
+    def _users_of(self, objects, last: "_Last") -> set | None:
+        """The keys of the Ingresses whose translation used a Service, EndpointSlice, Secret or
+        ConfigMap that changed since ``last`` (a few more at most: stale users), or None when the
+        store does not know what changed."""
+        names = set(self._resolver.touched)  # the Services whose EndpointSlices changed
+        for kind in ("Service", "Secret", "ConfigMap"):
+            changed = objects.changed(kind, last.objects)
+            if changed is None:
+                return None
+            names.update(changed)
+        users = self._users
+        if users is None:
+            users = self._users = {}
+            for key, done in self._cache.items():
+                self._add_users(key, done.deps)
+        found = set()
+        for name in names:
+            user = users.get(name)
+            if type(user) is list:
+                found.update(user)
+            elif user is not None:
+                found.add(user)
+        return found
+
+    def _add_users(self, key: tuple[str, str], deps: tuple) -> None:
+        """Note ``key`` as a user of each object in ``deps`` (``_deps``'s flat triples) in ``_users``."""
+        users = self._users
+        if users is None:
+            return
+        for name in islice(deps, 1, None, 3):
+            user = users.get(name)
+            if user is None:
+                users[name] = key
+            elif type(user) is list:
+                if key not in user:
+                    user.append(key)
+            elif user != key:
+                users[name] = [user, key]
 
     def translate(self, objects: Snapshot, settings: TranslateSettings = TranslateSettings(),
                   annotations: Sequence[Annotation] = ()) -> Config:
@@ -324,8 +438,10 @@ class Translator:
 _FEW_CHANGES = 64
 
 
-def _first(pair: tuple):
-    return pair[0]
+def _first_three(edit: tuple):
+    """``_changes_only``'s edits by place, an addition before the replacement or deletion at its
+    place, additions at one place by (creation time, key)."""
+    return (edit[0], edit[1], edit[4] if edit[1] == 0 else "", edit[2])
 
 
 class _Last(NamedTuple):
@@ -678,6 +794,9 @@ class _Resolver:
         # One int per endpoint port number (each unpacked slice has its own 8080: ints above
         # 256 are not shared); at most the 65,535 valid ports.
         self._ports: dict[int, int] = {}
+        # The Services whose EndpointSlices came, went or changed in the last ``update``.
+        self.touched: set[tuple[str, str]] = set()
+        self._objects: Snapshot | None = None  # the last snapshot (its ``changed`` lists the Services changed)
         self.update(objects)
 
     def update(self, objects: Snapshot) -> bool:
@@ -690,11 +809,22 @@ class _Resolver:
         changed = services is not self.services or secrets is not self.secrets \
             or config_maps is not self.configmaps or slice_objects is not self._slice_objects
         self.configmaps = config_maps
+        previous, self._objects = self._objects, None  # (set again once this update is made)
+        # What changed, kind by kind, when the store says (else every object is looked at).
+        changed_keys = getattr(objects, "changed", None)
         if services is not self.services and self._backends:
-            self._backends = {k: v for k, v in self._backends.items() if k in services}
+            gone = None if changed_keys is None else changed_keys("Service", previous)
+            if gone is None:  # not known: every resolved Service looked at
+                self._backends = {k: v for k, v in self._backends.items() if k in services}
+            else:
+                for key in gone:
+                    if key not in services:
+                        self._backends.pop(key, None)
         self.services = services
         self.secrets = secrets
+        self.touched = set()
         if slice_objects is self._slice_objects:
+            self._objects = objects
             return changed
         owners, by_service = self._slice_owner, self._service_slices
         touched: set[tuple[str, str] | None] = set()
@@ -708,7 +838,12 @@ class _Resolver:
                 by_service[service] = rest[0] if len(rest) == 1 else rest  # [] when none is left
 
         before = self._slice_objects
-        for key, packed in slice_objects.items():
+        came = None if changed_keys is None else changed_keys("EndpointSlice", previous)
+        if came is None:
+            items = slice_objects.items()
+        else:  # (a key that came and went again is in ``came``, not in either mapping)
+            items = [(key, slice_objects[key]) for key in came if key in slice_objects]
+        for key, packed in items:
             if before.get(key) is not packed:
                 if key in owners:
                     forget(key)
@@ -723,10 +858,15 @@ class _Resolver:
                         keys.append(key)
                     else:
                         by_service[service] = [keys, key]
-        if len(owners) != len(slice_objects):
+        if came is not None:
+            for key in came:
+                if key in owners and key not in slice_objects:
+                    forget(key)
+        elif len(owners) != len(slice_objects):
             for key in [key for key in owners if key not in slice_objects]:
                 forget(key)
         touched.discard(None)
+        self.touched = touched
         for service in touched:
             keys = by_service.get(service)
             if keys:
@@ -736,6 +876,7 @@ class _Resolver:
                 self.slices.pop(service, None)
                 by_service.pop(service, None)
         self._slice_objects = slice_objects
+        self._objects = objects
         return changed
 
     def unchanged(self, deps) -> bool:

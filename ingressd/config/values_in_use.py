@@ -5,9 +5,10 @@ The routes of one Ingress share one tuple of parsed annotation values, and every
 annotations of ours shares one with all the others: a plugin deciding on a whole configuration
 (``ingressd_host_routes``: from-to-www-redirect, server-alias) reads each distinct tuple once, not
 every route. Finding them is a walk of every route (30,000 at 10,000 Ingresses, two plugins, on
-every change); ``values_in_use`` counts the tuples of the routes and, for the next configuration,
-counts only the routes in the window where its routes differ from the last one's
-(``config.window``, by identity) in and out.
+every change); a ``ValuesInUse`` counts the tuples of the routes and, for the next configuration,
+counts only the routes in the window where its routes differ from the last one's (``config.window``,
+by identity) in and out. Each server keeps its own (``BuildContext.values_in_use``); the module's
+``values_in_use`` function remembers nothing and walks the routes.
 """
 
 from __future__ import annotations
@@ -18,8 +19,15 @@ from typing import Mapping, Sequence
 from ingressd.config.window import window
 
 
-class _ValuesInUse:
-    """``values_in_use``: the counts kept for the last routes asked about."""
+def values_in_use(routes: Sequence) -> Mapping[int, tuple]:
+    """{id(tuple): tuple}: the distinct ``Route.features`` tuples of ``routes``, by identity (a walk
+    of every route; a server follows them from build to build: ``BuildContext.values_in_use``)."""
+    return {id(route.features): route.features for route in routes}
+
+
+class ValuesInUse:
+    """``values_in_use`` with a memory: the counts kept for the last routes asked about, so the next
+    routes cost the window where they differ. One per server (kept in its plugin state)."""
 
     def __init__(self) -> None:
         self._routes: Sequence | None = ()
@@ -28,6 +36,8 @@ class _ValuesInUse:
         self._view: Mapping[int, tuple] = MappingProxyType(self._values)
 
     def __call__(self, routes: Sequence) -> Mapping[int, tuple]:
+        """The distinct tuples of ``routes``: a read-only view of the counts, to read before the
+        next call (it follows the routes last asked about)."""
         if routes is self._routes:
             return self._view
         counts, values = self._counts, self._values
@@ -58,9 +68,3 @@ class _ValuesInUse:
                 counts[key] = known + 1
         self._routes = routes
         return self._view
-
-
-values_in_use = _ValuesInUse()
-values_in_use.__doc__ = """values_in_use(routes) -> {id(tuple): tuple}: the distinct ``Route.features``
-tuples of ``routes`` (a configuration's), by identity. A read-only view of this module's counts:
-read it before the next call (it follows the routes last asked about)."""
