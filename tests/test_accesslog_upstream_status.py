@@ -124,3 +124,14 @@ def test_real_exchanges_are_logged_with_the_property_s_text(compiler):
         assert fmt.render(exchange, 1_790_000_000.0) == _text(statuses) + "\n"
         seen.append(statuses)
     assert seen == [200, 0, "503, 200", "502, 502, 502", "504, 504", "503, 503"]
+
+
+def test_both_constructions_start_with_no_trail():
+    """``upstream_trail`` is a slot both ``Proxy.__call__``'s inline construction and
+    ``Exchange.__init__`` set: an exchange made either way is logged, with no try, as the property says."""
+    from test_exchange import FakeClient, request
+    proxy, _, _ = proxy_for(entry())
+    fmt = _compiled("joined-python", "$upstream_status", "default")
+    for exchange in (proxy(FakeClient(), request()), Exchange(proxy, FakeClient(), request())):
+        assert exchange.upstream_trail == "" and exchange.upstream_statuses == 0
+        assert fmt.render(exchange, 1_790_000_000.0) == "-\n"
