@@ -27,7 +27,7 @@ def _exchange(now: float):
         headers=Headers([(b"host", b"shop.example"), (b"user-agent", b"curl/8.5.0"), (b"accept", b"*/*")]),
         client_ip="203.0.113.7", peer_ip="10.0.0.2", status=200, bytes_sent=612, request_bytes=78,
         started=now - 0.01, proxy=SimpleNamespace(clock=SimpleNamespace(seconds=time.time)), route=route,
-        entry=None, upstream_address="10.1.0.5:8080", upstream_statuses=200, upstream_status=200,
+        entry=None, upstream_address="10.1.0.5:8080", upstream_statuses=200, upstream_status=200, upstream_trail="",
         upstream_started=now - 0.009, upstream_ended=now - 0.001, request_id="0123456789abcdef0123456789abcdef",
         server_port=80, protocol=protocol, tunnel_bytes=(0, 0), response_headers=(), upstream_endpoint=None,
     )

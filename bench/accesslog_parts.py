@@ -12,7 +12,9 @@ each time), ``end`` (``AccessLog._end_round`` for a round of one: its formatting
 accounting, the queue emptied each time), ``lines`` (the format's round loop alone for a round of
 one: the compiled ``LogFormat.lines`` or ``_json_lines_fast``), ``join`` (``join_line`` alone on
 the line's values), ``headers`` (``header_values`` alone), ``statuses`` (``upstream_statuses``),
-``noop`` (the loop itself). It imports ingressd from this tree (build the accelerators in place).
+``noop`` (the loop itself), ``drain`` (the writer thread's part, not on the reactor: ``--count``
+copies of the exchange's line queued, then ``AccessLog._drain`` writes them to a file in its batches;
+the user-space instructions only, not the kernel's write). It imports ingressd from this tree (build the accelerators in place).
 
 ``--duration S`` holds the exchange with a clock reading S seconds past the request's start (the
 in-memory rig's clock does not move, so its own durations are exactly 0.0, which the log writes
@@ -22,6 +24,7 @@ without rounding; a server's are not): ``DURATION=0.00025 bench/accesslog_parts.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 import time
@@ -39,7 +42,8 @@ from ingressd import accesslog, logline  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("format", choices=("nginx", "json"))
-    p.add_argument("part", choices=("noop", "call", "end", "lines", "join", "headers", "statuses"))
+    p.add_argument("part", choices=("noop", "call", "end", "lines", "join", "headers", "statuses",
+                                       "drain"))
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--duration", type=float, default=0.0,
                    help="seconds from the request's start to the held clock reading (default 0.0, the rig's own)")
@@ -108,6 +112,14 @@ def main() -> None:
         elif part == "statuses":
             for _ in range(count):
                 exchange.upstream_statuses
+        elif part == "drain":
+            log._round = [(exchange, now, end)]
+            log._end_round()
+            line = log._pending.pop()
+            log._pending.extend(itertools.repeat(line, count))
+            log._drain(log._pending, str(Path(tmp) / "drained.log"), None)
+            if log.written != count:
+                raise SystemExit(f"drain: {log.written} lines written of {count}")
 
 
 def _values_of(template, exchange, now, end) -> tuple:

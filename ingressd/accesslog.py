@@ -670,7 +670,9 @@ def _json_lines_joined(held: list[tuple], route_parts: _RouteParts, out: list[st
                 now, exchange.request_id, exchange.client_ip, exchange.method, exchange.host,
                 exchange.request.target, _PROTOCOLS.get(version) or _protocol(version), exchange.scheme, status,
                 sent, received, end - exchange.started, parts[1],
-                exchange.upstream_address or None, exchange.upstream_statuses or None,
+                exchange.upstream_address or None,
+                # upstream_statuses without the property's frame after one try (its value then)
+                exchange.upstream_statuses if exchange.upstream_trail else (exchange.upstream_status or None),
                 ended - began if ended and began else None, tls_version or None, sni or None, referer, agent,
             )))
         except Exception:  # one odd record must not stop the log

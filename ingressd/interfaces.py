@@ -325,6 +325,9 @@ class FinishedExchange(RequestView, Protocol):
     tunnel_bytes: tuple[int, int]  # WebSocket bytes (client → backend, backend → client)
     upstream_address: str  # nginx's $upstream_addr: every try's, comma-separated
     upstream_statuses: "int | str"  # nginx's $upstream_status: after retries "502, 200"
+    # The tries passed over's statuses ("502, "), "" after one try: then upstream_statuses is
+    # upstream_status (what the access log reads, without the property's call, when it is "").
+    upstream_trail: str
     upstream_connected: float  # clock.seconds() when the last try had its connection (0.0: none)
     upstream_headed: float  # … when its response head came (0.0: none)
     response_headers: Any  # the response's header pairs as sent, () before (or without) a head

@@ -468,7 +468,9 @@ _RAW = {
     "body_bytes_sent": ("ex.bytes_sent + ex.tunnel_bytes[1] if ex.status == 101 else ex.bytes_sent", logline.PLAIN),
     "request_length": ("ex.request_bytes + ex.tunnel_bytes[0] if ex.status == 101 else ex.request_bytes",
                        logline.PLAIN),
-    "upstream_status": ("ex.upstream_statuses or None", logline.PLAIN),
+    # The backend's one status without the property's frame; after retries, the property.
+    "upstream_status": ("ex.upstream_statuses if ex.upstream_trail else (ex.upstream_status or None)",
+                        logline.PLAIN),
     # The name remembered for the route without the getter's frame; the getter when it is not.
     "proxy_upstream_name": ("_n[1] if (_n := _upstream_names.get(id(ex.route))) is not None and _n[0] is ex.route "
                             "else {getter}(ex, now)", logline.ESCAPED),

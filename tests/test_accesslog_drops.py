@@ -24,7 +24,7 @@ def _exchange():
         method=b"GET", request=SimpleNamespace(target=b"/x"), request_uri=b"/x", version=b"1.1", host="h",
         scheme="http", headers=Headers([]), client_ip="10.0.0.1", status=200, bytes_sent=3, request_bytes=30,
         started=1.0, proxy=SimpleNamespace(clock=SimpleNamespace(seconds=lambda: 1.5)), route=None, entry=None,
-        upstream_address="", upstream_statuses=0, upstream_started=0.0, upstream_ended=0.0, request_id="rid",
+        upstream_address="", upstream_statuses=0, upstream_status=0, upstream_trail="", upstream_started=0.0, upstream_ended=0.0, request_id="rid",
         protocol=SimpleNamespace(scheme="http", tls=lambda: ("", "")), tunnel_bytes=(0, 0))
 
 

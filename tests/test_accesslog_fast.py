@@ -65,7 +65,7 @@ def test_the_access_log_writes_the_fast_lines(monkeypatch):
         method=b"GET", request=SimpleNamespace(target=b"/x"), request_uri=b"/x", version=b"1.1", host="h",
         scheme="http", headers=Headers([(b"user-agent", b"ua")]), client_ip="10.0.0.1", status=200, bytes_sent=3,
         request_bytes=30, started=1.0, proxy=SimpleNamespace(clock=_Clock(1.5)), route=None, entry=None,
-        upstream_address="10.0.0.2:80", upstream_statuses=200, upstream_started=1.1, upstream_ended=1.4,
+        upstream_address="10.0.0.2:80", upstream_statuses=200, upstream_status=200, upstream_trail="", upstream_started=1.1, upstream_ended=1.4,
         request_id="rid", protocol=_Protocol("http", ("", "")), tunnel_bytes=(0, 0))
     for fmt, reference in (("json", _json_line), ("combined", _combined_line)):
         log = AccessLog("-", settings=log_settings_from({"access_log_format": fmt}))

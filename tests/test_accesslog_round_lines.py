@@ -194,6 +194,7 @@ def test_the_json_round_loops_route_part_is_each_exchanges_own(join, picks):
         exchange = _exchange()
         exchange.route = routes[name]
         exchange.version, exchange.host, exchange.scheme, exchange.upstream_statuses = b"1.1", "h", "http", 200
+        exchange.upstream_status, exchange.upstream_trail = 200, ""
         held.append((exchange, 1_790_000_000.0, 1.5))
     expected = []
     for exchange, now, end in held:

@@ -52,7 +52,7 @@ def exchange(**changes):
         headers=Headers(headers + list(changes.pop("extra_headers", []))),
         client_ip="203.0.113.7", peer_ip="10.0.0.2", status=200, bytes_sent=612, request_bytes=78,
         started=NOW - 0.0125, proxy=SimpleNamespace(clock=_Clock(NOW)), route=route, entry=None,
-        upstream_address="10.1.0.5:8080", upstream_statuses=200, upstream_status=200,
+        upstream_address="10.1.0.5:8080", upstream_statuses=200, upstream_status=200, upstream_trail="",
         upstream_started=NOW - 0.010, upstream_ended=NOW - 0.001, upstream_connected=NOW - 0.009,
         upstream_headed=NOW - 0.004, request_id="0123456789abcdef0123456789abcdef", server_port=80,
         protocol=_Protocol(), tunnel_bytes=(0, 0), response_headers=[(b"content-type", b"text/html")],
@@ -158,7 +158,8 @@ def test_no_query_is_not_found_and_an_empty_one_is_empty():
 
 
 def test_retries_show_every_try_as_nginx_does():
-    ex = exchange(upstream_address="10.1.0.5:8080, 10.1.0.6:8080", upstream_statuses="502, 200")
+    ex = exchange(upstream_address="10.1.0.5:8080, 10.1.0.6:8080", upstream_statuses="502, 200",
+                  upstream_trail="502, ")
     assert render("$upstream_addr $upstream_status") == "10.1.0.5:8080 200\n"
     assert render("$upstream_addr $upstream_status", ex) == "10.1.0.5:8080, 10.1.0.6:8080 502, 200\n"
 

@@ -121,6 +121,7 @@ class Proxy:
         exchange.websocket = exchange._body_complete = False
         exchange.body_filter = exchange.balancer = None
         exchange._intercepted = 0
+        exchange.upstream_trail = ""
         exchange.begin()
         return exchange
 
@@ -191,7 +192,9 @@ class Exchange:
                  # Read through the class two or three times an HTTP/2 (gRPC) request before, 14 reads
                  # a call (grpc8): slots set in __init__ too, as the ones above. (Each is a store on
                  # every request, which the plain lane's keep-alive request does not read.)
-                 "websocket", "body_filter", "balancer", "_body_complete", "_intercepted")
+                 "websocket", "body_filter", "balancer", "_body_complete", "_intercepted",
+                 # Read by the access log on every line ($upstream_status): a slot set in __init__ too.
+                 "upstream_trail")
 
     # Values every exchange starts with, as class attributes: an exchange only stores what
     # differs (the request path creates one per request).
@@ -226,7 +229,6 @@ class Exchange:
     _body_sent = False
     _body_ended = False  # the whole body went to the backend (its connection may be reused)
     _first_try: float | None = None  # clock.seconds() when the first endpoint was asked (proxy-next-upstream-timeout)
-    _trail = ""  # the statuses of tries passed over ("502, 503, "): $upstream_status
     _streaming = False  # the body goes to the backend as it arrives (request_buffering off)
     _upstream_paused = False  # the backend does not take more of the body for now
     _response_started = False
@@ -281,6 +283,9 @@ class Exchange:
         self.balancer = None
         self._body_complete = False
         self._intercepted = 0
+        # The statuses of tries passed over ("502, 503, "), "" after one try: $upstream_status is
+        # upstream_status alone while it is "" (what the access log reads without the property's call).
+        self.upstream_trail = ""
 
     # -- what features use ----------------------------------------------------------------
 
@@ -1012,7 +1017,7 @@ class Exchange:
     def _again(self, endpoint, status: int) -> None:
         """Ask ``endpoint`` after a try that ended with ``status`` (the backend's, or 502/504)."""
         self.retries += 1
-        self._trail += f"{status}, "
+        self.upstream_trail += f"{status}, "
         self.upstream_status = 0
         self._intercepted = 0
         self._upstream_error = False
@@ -1030,9 +1035,9 @@ class Exchange:
     def upstream_statuses(self) -> "int | str":
         """nginx's ``$upstream_status``: the backend's status; after retries each try's, as
         ``"502, 503, 200"`` (a failed try's is the 502 or 504 it would have been)."""
-        if not self._trail:
+        if not self.upstream_trail:
             return self.upstream_status
-        return f"{self._trail}{self.upstream_status or self.status}"
+        return f"{self.upstream_trail}{self.upstream_status or self.status}"
 
     def upstream_upgraded(self, connection, rest: bytes) -> None:
         """The backend answered 101: splice the two connections."""
