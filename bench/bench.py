@@ -1362,17 +1362,24 @@ def main(argv=None) -> int:
         print("\ninterrupted; stopping everything", file=sys.stderr)
         rc = 130
     finally:
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_IGN)  # let the clean-up finish
-        procs.stop_all()
-        if args.json and report["results"]:
-            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-            print(f"figures saved to {args.json}")
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(procs, report, args.json, tmp, args.keep)
     return rc
+
+
+def finish(procs: Processes, report: dict, json_path: str | None, tmp: Path, keep: bool) -> None:
+    """A run's end, however it ends: every process stopped (signals ignored meanwhile: let the
+    clean-up finish), the figures saved as JSON if asked and any were made, the temp dir removed
+    unless kept. bench.py's and logpair.py's."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    procs.stop_all()
+    if json_path and report["results"]:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"figures saved to {json_path}")
+    if keep:
+        print(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

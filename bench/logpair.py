@@ -461,16 +461,7 @@ def main(argv=None) -> int:
         print("\ninterrupted; stopping everything", file=sys.stderr)
         rc = 130
     finally:
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_IGN)
-        procs.stop_all()
-        if args.json and report["results"]:
-            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-            print(f"figures saved to {args.json}")
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        bench.finish(procs, report, args.json, tmp, args.keep)
     return rc
 
 
