@@ -57,7 +57,7 @@ from twisted.application.service import Service
 from twisted.python import log
 
 from ingressd import logline
-from ingressd.logformat import FORMATS, LogSettings, SecondCache, log_settings_from
+from ingressd.logformat import LogSettings, SecondCache, log_settings_from
 from ingressd.syslog import SyslogSender
 
 _BATCH = 512  # records formatted per write

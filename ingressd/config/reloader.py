@@ -26,7 +26,7 @@ from ingressd.config.routing import RouteTable
 from ingressd.config.sources import merge, new_translators
 from ingressd.config.store import ObjectStore, unpack
 from ingressd.config.window import window
-from ingressd.config.translate import TranslateSettings, Translator, secret_data
+from ingressd.config.translate import TranslateSettings, secret_data
 
 
 class State:
