@@ -224,31 +224,39 @@ def frame_name(code) -> str:
     return f"{path}:{code.co_firstlineno}({code.co_name})"
 
 
+def count_stack(frame, loop, own: Counter, total: Counter) -> bool:
+    """One sample of the stack from ``frame`` down to the frame running ``loop`` (a code object):
+    the innermost function counted in ``own``, each function once in ``total``, ``loop``'s and
+    those under it left out. False, nothing counted, when no frame runs ``loop`` (a tick that
+    fell just before or after it)."""
+    keys = []
+    while frame is not None:
+        code = frame.f_code
+        if code is loop:
+            break
+        keys.append(frame_name(code))
+        frame = frame.f_back
+    else:
+        return False
+    if keys:
+        own[keys[0]] += 1
+        total.update(set(keys))
+    return True
+
+
 def sample(subject, count: int, interval: float = 0.0002) -> tuple[float, Counter, Counter, int]:
     """Run ``subject.run(count)`` under a CPU-time stack sampler: (CPU µs per unit, self
     samples, total samples, all samples) by function (``frame_name``). Frames from
-    ``subject.run``'s own up (the loop and the harness) are not counted."""
+    ``subject.run``'s own up (the loop and the harness) are not counted, nor a tick that falls
+    outside ``subject.run`` (the timer counts the process's CPU, its other threads' too)."""
     own: Counter = Counter()
     total: Counter = Counter()
     taken = [0]
     loop = getattr(subject.run, "__func__", subject.run).__code__
 
     def on_tick(signum, frame) -> None:
-        taken[0] += 1
-        seen = set()
-        first = True
-        while frame is not None:
-            code = frame.f_code
-            if code is loop:
-                break
-            key = frame_name(code)
-            if first:
-                own[key] += 1
-                first = False
-            if key not in seen:
-                seen.add(key)
-                total[key] += 1
-            frame = frame.f_back
+        if count_stack(frame, loop, own, total):
+            taken[0] += 1
 
     previous = signal.signal(signal.SIGPROF, on_tick)
     signal.setitimer(signal.ITIMER_PROF, interval, interval)

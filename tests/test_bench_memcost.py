@@ -83,6 +83,25 @@ def test_sample_counts_what_the_loop_calls_not_the_loop():
     assert any(key.endswith("(busy)") for key in total)
 
 
+def test_a_tick_outside_the_loop_counts_nothing():
+    """The timer counts the whole process's CPU: a tick can fall before or after ``subject.run``
+    (under pytest-xdist its stack then reaches execnet's ``run``). Only stacks through the loop
+    count, and only their frames above it."""
+    own, total = Counter(), Counter()
+
+    def loop():
+        return inner()
+
+    def inner():
+        return memcost.count_stack(sys._getframe(), loop.__code__, own, total)
+
+    assert memcost.count_stack(sys._getframe(), loop.__code__, own, total) is False
+    assert not own and not total
+    assert loop() is True
+    assert [key.rsplit("(", 1)[1] for key in own] == ["inner)"]
+    assert sorted(key.rsplit("(", 1)[1] for key in total) == ["inner)"]
+
+
 def test_print_samples_without_samples(capsys):
     memcost.print_samples(1.0, Counter(), Counter(), 0, 5)
     assert "no samples" in capsys.readouterr().out
