@@ -47,7 +47,7 @@ from ingressd.config.model import Config, ObjectRef, Rejection, SecretData
 from ingressd.config.window import window
 from ingressd.tls.client_auth import ClientAuth, configure_context
 from ingressd.tls.ocsp import OCSPStapler, OCSPTarget, ocsp_target
-from ingressd.tls.settings import HostTLS, TLSSettings, configure, ecdh_curve_note, openssl_options, versions
+from ingressd.tls.settings import TLSSettings, configure, ecdh_curve_note, openssl_options, versions
 
 _log = Logger()
 
