@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from memory_growth import traced_growth
+from twins import twins
 
 from ingressd.http.headers import serialize
 from ingressd.proxy import backend_request
@@ -21,8 +22,7 @@ try:
 except ImportError:
     head_c = None
 
-IMPLEMENTATIONS = [pytest.param(backend_request_head_py, id="python"),
-                   pytest.param(head_c, id="c", marks=pytest.mark.skipif(head_c is None, reason="not built"))]
+IMPLEMENTATIONS = twins(backend_request_head_py, head_c)
 
 
 def replaced(method, target, version, pairs, drop, extra, body_length) -> bytes:

@@ -19,15 +19,14 @@ from ingressd.admin import metrics as metrics_module
 from ingressd.admin.fold_run import count_run_py
 from ingressd.admin.metrics import TIME_BUCKETS, Metrics, _Histogram
 from memory_growth import traced_growth
+from twins import twins
 
 try:
     from ingressd.admin._fold_run import count_run as count_run_c
 except ImportError:
     count_run_c = None
 
-IMPLEMENTATIONS = [pytest.param(count_run_py, id="python"),
-                   pytest.param(count_run_c, id="c", marks=pytest.mark.skipif(count_run_c is None,
-                                                                           reason="not built"))]
+IMPLEMENTATIONS = twins(count_run_py, count_run_c)
 ENTRY = object()
 _MISSING = object()
 

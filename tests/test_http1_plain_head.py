@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twins import twins
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -20,8 +21,7 @@ try:
 except ImportError:
     parse_c = None
 
-PARSERS = [pytest.param(parse_request_head_py, id="python"),
-           pytest.param(parse_c, id="c", marks=pytest.mark.skipif(parse_c is None, reason="not built"))]
+PARSERS = twins(parse_request_head_py, parse_c)
 
 
 class Exchange:

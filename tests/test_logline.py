@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from memory_growth import traced_growth
 from test_logformat_compiled import _template, exchanges
+from twins import twins
 
 from ingressd import accesslog, logformat, logformat_compile, logline
 from ingressd.logline import ESCAPED, JSON, JSON_SECONDS, PLAIN, SECONDS, STATUS, UTC_TIME, join_line_py
@@ -25,9 +26,7 @@ try:
 except ImportError:
     join_line_c = None
 
-IMPLEMENTATIONS = [pytest.param(join_line_py, id="python"),
-                   pytest.param(join_line_c, id="c", marks=pytest.mark.skipif(
-                       join_line_c is None, reason="the C accelerator was not built"))]
+IMPLEMENTATIONS = twins(join_line_py, join_line_c)
 
 
 def test_join_line_is_the_accelerator_when_built():
@@ -423,8 +422,7 @@ def test_json_seconds_below_a_tenth_of_a_millisecond_are_pythons(value):
 
 # -- the access log's json line, joined, against its reference --------------------------------
 
-JOINS = [pytest.param(join_line_py, id="python"),
-         pytest.param(join_line_c, id="c", marks=pytest.mark.skipif(join_line_c is None, reason="not built"))]
+JOINS = twins(join_line_py, join_line_c)
 
 
 @pytest.mark.parametrize("join", JOINS)
@@ -444,9 +442,8 @@ def test_the_access_log_uses_the_joined_json_line_when_accelerated():
 
 # -- both ways of compiling a log_format, every variable, against render_slowly ---------------
 
-COMPILERS = [pytest.param("fstring", id="fstring"), pytest.param("joined-python", id="joined-python"),
-             pytest.param("joined-c", id="joined-c", marks=pytest.mark.skipif(
-                 join_line_c is None, reason="the C accelerator was not built"))]
+COMPILERS = [pytest.param("fstring", id="fstring"),
+             *twins("joined-python", "joined-c", ids=("joined-python", "joined-c"), built=join_line_c is not None)]
 
 
 _COMPILED: dict = {}

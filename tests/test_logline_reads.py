@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from memory_growth import traced_growth
 from test_logformat_compiled import exchanges
+from twins import twins
 
 from ingressd import accesslog, logformat, logline
 from ingressd.http.headers import Headers
@@ -28,9 +29,8 @@ except ImportError:
     header_values_c = join_line_c = None
 
 BUILT = pytest.mark.skipif(header_values_c is None, reason="the C accelerator was not built")
-HEADER_VALUES = [pytest.param(header_values_py, id="python"),
-                 pytest.param(header_values_c, id="c", marks=BUILT)]
-JOINS = [pytest.param(join_line_py, id="python"), pytest.param(join_line_c, id="c", marks=BUILT)]
+HEADER_VALUES = twins(header_values_py, header_values_c)
+JOINS = twins(join_line_py, join_line_c)
 
 
 def test_the_accelerator_is_used_when_built():

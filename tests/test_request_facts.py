@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from memory_growth import traced_growth
+from twins import twins
 
 from ingressd.http.pathnorm import BadPath, normalize, split_target
 from ingressd.proxy import request_facts as module
@@ -22,8 +23,7 @@ try:
 except ImportError:
     facts_c = None
 
-IMPLEMENTATIONS = [pytest.param(request_facts_py, id="python"),
-                   pytest.param(facts_c, id="c", marks=pytest.mark.skipif(facts_c is None, reason="not built"))]
+IMPLEMENTATIONS = twins(request_facts_py, facts_c)
 
 
 def replaced(target: bytes, pairs) -> tuple | None:

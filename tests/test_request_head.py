@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from memory_growth import traced_growth
+from twins import twins
 
 from ingressd.http import request_head
 from ingressd.http.request_head import parse_request_head_py
@@ -17,8 +18,7 @@ try:
 except ImportError:
     parse_c = None
 
-IMPLEMENTATIONS = [pytest.param(parse_request_head_py, id="python"),
-                   pytest.param(parse_c, id="c", marks=pytest.mark.skipif(parse_c is None, reason="not built"))]
+IMPLEMENTATIONS = twins(parse_request_head_py, parse_c)
 LIMITS = (8192, 100, True)  # one buffer of "4 8k", max_headers, underscores dropped
 
 

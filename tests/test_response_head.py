@@ -13,6 +13,7 @@ import httptools
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from twins import twins
 
 from ingressd.http.headers import HIDDEN_FROM_BACKEND, HOP_BY_HOP, from_backend, serialize, without_hop_by_hop
 from ingressd.proxy import response_head
@@ -24,12 +25,8 @@ try:
 except ImportError:
     parse_response_head_c = parse_response_relay_c = None
 
-IMPLEMENTATIONS = [pytest.param(parse_response_head_py, id="python")]
-if parse_response_head_c is not None:
-    IMPLEMENTATIONS.append(pytest.param(parse_response_head_c, id="c"))
-RELAYS = [pytest.param(parse_response_relay_py, id="python")]
-if parse_response_relay_c is not None:
-    RELAYS.append(pytest.param(parse_response_relay_c, id="c"))
+IMPLEMENTATIONS = twins(parse_response_head_py, parse_response_head_c)
+RELAYS = twins(parse_response_relay_py, parse_response_relay_c)
 
 
 def test_the_module_picks_the_accelerator_when_built():

@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from ingressd.config import window as module
 from ingressd.config.window import window, window_py
 from memory_growth import traced_growth
+from twins import twins
 
 try:
     from ingressd.config._window import window as window_c
 except ImportError:
     window_c = None
 
-IMPLEMENTATIONS = [pytest.param(window_py, id="python"),
-                   pytest.param(window_c, id="c", marks=pytest.mark.skipif(window_c is None, reason="not built"))]
+IMPLEMENTATIONS = twins(window_py, window_c)
 
 
 class Item:
