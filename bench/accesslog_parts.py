@@ -13,7 +13,10 @@ accounting, the queue emptied each time), ``lines`` (the format's round loop alo
 one: the compiled ``LogFormat.lines`` or ``_json_lines_fast``), ``join`` (``join_line`` alone on
 the line's values), ``headers`` (``header_values`` alone), ``statuses`` (``upstream_statuses``),
 ``noop`` (the loop itself), ``drain`` (the writer thread's part, not on the reactor: ``--count``
-copies of the exchange's line queued, then ``AccessLog._drain`` writes them to a file in its batches;
+copies of the exchange's line queued, then ``AccessLog._drain`` writes them to a file in its batches
+(since branch logbuf the queue is a ``logline.LineBuffer``: the copies are appended as bytes, one
+``append`` call each, which this part then counts too, and the writer takes them in one call and
+one write);
 the user-space instructions only, not the kernel's write). It imports ingressd from this tree (build the accelerators in place).
 
 ``--duration S`` holds the exchange with a clock reading S seconds past the request's start (the
@@ -24,7 +27,6 @@ without rounding; a server's are not): ``DURATION=0.00025 bench/accesslog_parts.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import tempfile
 import time
@@ -60,12 +62,12 @@ def main() -> None:
         exchange = caught[-1]
         observers.remove(caught.append)
         log._end_round()
-        log._pending.clear()
+        log._pending.take()
         now, end = time.time(), exchange.proxy.clock.seconds() + args.duration
         held = [(exchange, now, end)]
         settings = log.settings
         template = settings.template
-        out: list = []
+        out = logline.LineBuffer(1 << 60)  # the round loops' output (a list of str lines before logbuf)
         count = args.count
         part = args.part
         if part == "noop":
@@ -82,19 +84,19 @@ def main() -> None:
             for _ in range(count):
                 log._round = [(exchange, now, end)]
                 log._end_round()
-                pending.clear()
+                pending.take()
         elif part == "lines":
             lines = template.lines if template is not None else None
             if lines is not None:
                 for _ in range(count):
                     lines(held, out)
-                    out.clear()
+                    out.take()
             else:
                 parts = log._route_parts
                 json_lines = accesslog._json_lines_fast
                 for _ in range(count):
                     json_lines(held, parts, out)
-                    out.clear()
+                    out.take()
         elif part == "join":
             if template is None:
                 raise SystemExit("join: nginx only")
@@ -115,8 +117,10 @@ def main() -> None:
         elif part == "drain":
             log._round = [(exchange, now, end)]
             log._end_round()
-            line = log._pending.pop()
-            log._pending.extend(itertools.repeat(line, count))
+            (line,) = log._pending.take_lines()
+            append = log._pending.append
+            for _ in range(count):  # the line queued as a round's end queues it (since logbuf: bytes)
+                append(line)
             log._drain(log._pending, str(Path(tmp) / "drained.log"), None)
             if log.written != count:
                 raise SystemExit(f"drain: {log.written} lines written of {count}")

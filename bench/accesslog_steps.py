@@ -70,7 +70,7 @@ def main() -> None:
 
         def format_only() -> None:
             end_round()
-            log._pending.clear()
+            log._pending.take()
 
         def use(variant: str) -> None:
             observers[at] = (lambda exchange: None) if variant == "off" else log.observe

@@ -34,6 +34,13 @@
  *            unchanged (bytes that are not UTF-8 as surrogateescape characters); None is "".
  *   none:    values as they are (bytes decoded as UTF-8 with surrogateescape); None is "".
  *
+ *     join_line_into(form, values, buffer) -> int
+ *
+ * the same line's UTF-8 bytes (a str line's surrogateescape'd characters as their bytes) appended
+ * to the LineBuffer ``buffer`` (below: the access log's waiting lines in one buffer); True, or
+ * False when its byte bound dropped the line; nothing appended when the line fails (twin:
+ * join_line_into_py, LineBufferPy).
+ *
  *     header_values(headers, names) -> tuple
  *
  * the values of the header names ``names`` (a tuple) in ``headers`` (ingressd.http.headers.Headers)
@@ -952,25 +959,24 @@ direct_text(PyObject *value, int kind, char *out)
 }
 
 /* The usual line in one pass: every literal, value piece and the tail ASCII, the line within
- * ASCII_LINE characters, written into a buffer as each piece is found, then copied into the str
- * once. *fits is set to 0 (nothing returned) when a piece is not ASCII, a literal not a str or
+ * ASCII_LINE characters, written into ``line`` (ASCII_LINE chars) as each piece is found; its
+ * length returned (-1 with *fits 1: an error set). *fits is set to 0 (-1 returned) when a piece is not ASCII, a literal not a str or
  * the line too long: the caller then takes the two passes, which find the same pieces again (a
  * piece's reading has no effect but the time's cached second). An error of a piece is returned
  * as the two passes would return it: the pieces before it were found alike. */
-static PyObject *
+static Py_ssize_t
 join_ascii(PyObject *literals, const unsigned char *flags, PyObject *tail, int escape, PyObject *values,
-           Py_ssize_t n, int *fits)
+           Py_ssize_t n, int *fits, char *line)
 {
-    char line[ASCII_LINE];
     Py_ssize_t length = 0, i;
     *fits = 0;
     for (i = 0; i < n; i++) {
         PyObject *literal = PyTuple_GET_ITEM(literals, i);
         if (!PyUnicode_Check(literal) || !PyUnicode_IS_ASCII(literal))
-            return NULL;
+            return -1;
         Py_ssize_t size = PyUnicode_GET_LENGTH(literal);
         if (size > ASCII_LINE - length)
-            return NULL;
+            return -1;
         memcpy(line + length, PyUnicode_1BYTE_DATA(literal), size);
         length += size;
         PyObject *value = PyTuple_GET_ITEM(values, i);
@@ -1007,7 +1013,7 @@ join_ascii(PyObject *literals, const unsigned char *flags, PyObject *tail, int e
             PyObject *parts[3];
             if (request_parts(value, parts) < 0) {
                 *fits = 1; /* the error piece_of would raise here */
-                return NULL;
+                return -1;
             }
             Py_ssize_t method = PyBytes_GET_SIZE(parts[0]), uri = PyBytes_GET_SIZE(parts[1]);
             Py_ssize_t version = PyBytes_GET_SIZE(parts[2]);
@@ -1035,7 +1041,7 @@ join_ascii(PyObject *literals, const unsigned char *flags, PyObject *tail, int e
         int direct = direct_text(value, kind, digits);
         if (direct >= 0) {
             if (direct > ASCII_LINE - 2 - length)
-                return NULL;
+                return -1;
             memcpy(line + length, digits, direct);
             length += direct;
             continue;
@@ -1044,7 +1050,7 @@ join_ascii(PyObject *literals, const unsigned char *flags, PyObject *tail, int e
         PyObject *piece = piece_of(PyTuple_GET_ITEM(values, i), flags[i], escape, &quote);
         if (piece == NULL) {
             *fits = 1; /* the error, as the two passes would raise it here */
-            return NULL;
+            return -1;
         }
         const char *data;
         if (PyBytes_Check(piece)) { /* ASCII, checked by piece_of */
@@ -1057,11 +1063,11 @@ join_ascii(PyObject *literals, const unsigned char *flags, PyObject *tail, int e
         }
         else {
             Py_DECREF(piece);
-            return NULL;
+            return -1;
         }
         if (size > ASCII_LINE - 2 - length) {
             Py_DECREF(piece);
-            return NULL;
+            return -1;
         }
         if (quote)
             line[length++] = '"';
@@ -1072,12 +1078,53 @@ join_ascii(PyObject *literals, const unsigned char *flags, PyObject *tail, int e
         Py_DECREF(piece);
     }
     if (!PyUnicode_IS_ASCII(tail) || PyUnicode_GET_LENGTH(tail) > ASCII_LINE - length)
-        return NULL;
+        return -1;
     memcpy(line + length, PyUnicode_1BYTE_DATA(tail), PyUnicode_GET_LENGTH(tail));
     length += PyUnicode_GET_LENGTH(tail);
     *fits = 1;
-    return ascii_text(line, length);
+    return length;
 }
+
+/* A form and its values checked (join_line's TypeErrors and ValueErrors): 0, its parts read into
+ * the out arguments; -1 with an error set. */
+static int
+form_parts(PyObject *form, PyObject *values, PyObject **literals, const unsigned char **flags,
+           PyObject **tail, int *escape, Py_ssize_t *n)
+{
+    if (!PyTuple_Check(form) || PyTuple_GET_SIZE(form) != 4) {
+        PyErr_SetString(PyExc_TypeError, "form must be a tuple (literals, kinds, tail, escape)");
+        return -1;
+    }
+    PyObject *kinds = PyTuple_GET_ITEM(form, 1), *escape_object = PyTuple_GET_ITEM(form, 3);
+    *literals = PyTuple_GET_ITEM(form, 0);
+    *tail = PyTuple_GET_ITEM(form, 2);
+    if (!PyTuple_Check(*literals) || !PyBytes_Check(kinds) || !PyUnicode_Check(*tail)
+        || !PyLong_Check(escape_object) || !PyTuple_Check(values)) {
+        PyErr_SetString(PyExc_TypeError, "form must be (tuple of str, bytes, str, int) and values a tuple");
+        return -1;
+    }
+    long number = PyLong_AsLong(escape_object);
+    if (number < ESCAPE_DEFAULT || number > ESCAPE_NONE) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "escape must be 0 (default), 1 (json) or 2 (none)");
+        return -1;
+    }
+    *escape = (int)number;
+    *n = PyTuple_GET_SIZE(values);
+    if (PyTuple_GET_SIZE(*literals) != *n || PyBytes_GET_SIZE(kinds) != *n) {
+        PyErr_SetString(PyExc_ValueError, "literals, kinds and values must have the same length");
+        return -1;
+    }
+    if (*n > (PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(PyObject *) - 1) / 2) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *flags = (const unsigned char *)PyBytes_AS_STRING(kinds);
+    return 0;
+}
+
+static PyObject *join_pieces(PyObject *literals, const unsigned char *flags, PyObject *tail, int escape,
+                             PyObject *values, Py_ssize_t n);
 
 static PyObject *
 join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1087,36 +1134,309 @@ join_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "join_line(form, values) takes 2 arguments");
         return NULL;
     }
-    PyObject *form = args[0], *values = args[1];
-    if (!PyTuple_Check(form) || PyTuple_GET_SIZE(form) != 4) {
-        PyErr_SetString(PyExc_TypeError, "form must be a tuple (literals, kinds, tail, escape)");
+    PyObject *literals, *tail, *values = args[1];
+    const unsigned char *flags;
+    int escape, fits;
+    Py_ssize_t n;
+    if (form_parts(args[0], values, &literals, &flags, &tail, &escape, &n) < 0)
         return NULL;
-    }
-    PyObject *literals = PyTuple_GET_ITEM(form, 0), *kinds = PyTuple_GET_ITEM(form, 1);
-    PyObject *tail = PyTuple_GET_ITEM(form, 2), *escape_object = PyTuple_GET_ITEM(form, 3);
-    if (!PyTuple_Check(literals) || !PyBytes_Check(kinds) || !PyUnicode_Check(tail)
-        || !PyLong_Check(escape_object) || !PyTuple_Check(values)) {
-        PyErr_SetString(PyExc_TypeError, "form must be (tuple of str, bytes, str, int) and values a tuple");
-        return NULL;
-    }
-    long escape = PyLong_AsLong(escape_object);
-    if (escape < ESCAPE_DEFAULT || escape > ESCAPE_NONE) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "escape must be 0 (default), 1 (json) or 2 (none)");
-        return NULL;
-    }
-    Py_ssize_t n = PyTuple_GET_SIZE(values);
-    if (PyTuple_GET_SIZE(literals) != n || PyBytes_GET_SIZE(kinds) != n) {
-        PyErr_SetString(PyExc_ValueError, "literals, kinds and values must have the same length");
-        return NULL;
-    }
-    if (n > (PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(PyObject *) - 1) / 2)
-        return PyErr_NoMemory();
-    const unsigned char *flags = (const unsigned char *)PyBytes_AS_STRING(kinds);
-    int fits;
-    PyObject *line = join_ascii(literals, flags, tail, (int)escape, values, n, &fits);
+    char line[ASCII_LINE];
+    Py_ssize_t length = join_ascii(literals, flags, tail, escape, values, n, &fits, line);
     if (fits)
-        return line;
+        return length < 0 ? NULL : ascii_text(line, length);
+    return join_pieces(literals, flags, tail, escape, values, n);
+}
+
+/* LineBuffer: the access log's waiting lines as bytes in one growing buffer, with each line's end
+ * offset, bounded in bytes: a line is taken when the bytes waiting before it (its own and its
+ * ``shared`` partner's) are below ``max_bytes``, else counted in ``dropped``; whole lines only.
+ * ``take()`` hands every waiting line to the writer at once, as (bytes, count); ``take_lines()``
+ * as a list of one bytes a line (syslog: a datagram a line). Each method is one C call that runs
+ * no Python code, so the reactor's appends and the writer thread's takes never interleave. */
+typedef struct LineBuffer {
+    PyObject_HEAD
+    char *data;
+    Py_ssize_t size, capacity;
+    Py_ssize_t *ends; /* each line's end offset in data */
+    Py_ssize_t lines, ends_capacity;
+    Py_ssize_t max_bytes;
+    Py_ssize_t dropped;
+    struct LineBuffer *shared; /* a strong reference, or NULL */
+} LineBuffer;
+
+static PyTypeObject LineBufferType;
+
+/* The line's ``length`` bytes appended, or dropped and counted: 1 appended, 0 dropped, -1 error. */
+static int
+line_buffer_put(LineBuffer *self, const char *line, Py_ssize_t length)
+{
+    Py_ssize_t waiting = self->size + (self->shared != NULL ? self->shared->size : 0);
+    if (waiting >= self->max_bytes) {
+        self->dropped++;
+        return 0;
+    }
+    if (length > self->capacity - self->size) {
+        if (length > PY_SSIZE_T_MAX / 2 - self->size) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Py_ssize_t capacity = (self->size + length) * 2;
+        if (capacity < 4096)
+            capacity = 4096;
+        char *data = PyMem_Realloc(self->data, capacity);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->data = data;
+        self->capacity = capacity;
+    }
+    if (self->lines == self->ends_capacity) {
+        if (self->ends_capacity > PY_SSIZE_T_MAX / 2 / (Py_ssize_t)sizeof(Py_ssize_t)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Py_ssize_t capacity = self->ends_capacity < 64 ? 64 : self->ends_capacity * 2;
+        Py_ssize_t *ends = PyMem_Realloc(self->ends, capacity * sizeof(Py_ssize_t));
+        if (ends == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->ends = ends;
+        self->ends_capacity = capacity;
+    }
+    memcpy(self->data + self->size, line, length);
+    self->size += length;
+    self->ends[self->lines++] = self->size;
+    return 1;
+}
+
+/* Emptied, keeping its memory up to 1 MiB (a burst's buffer is given back). */
+static void
+line_buffer_clear(LineBuffer *self)
+{
+    self->size = 0;
+    self->lines = 0;
+    if (self->capacity > (1 << 20)) {
+        PyMem_Free(self->data);
+        self->data = NULL;
+        self->capacity = 0;
+        PyMem_Free(self->ends);
+        self->ends = NULL;
+        self->ends_capacity = 0;
+    }
+}
+
+static PyObject *
+line_buffer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"max_bytes", "shared", NULL};
+    Py_ssize_t max_bytes;
+    PyObject *shared = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "n|O:LineBuffer", names, &max_bytes, &shared))
+        return NULL;
+    if (shared != Py_None && !PyObject_TypeCheck(shared, &LineBufferType)) {
+        PyErr_SetString(PyExc_TypeError, "shared must be a LineBuffer or None");
+        return NULL;
+    }
+    LineBuffer *self = (LineBuffer *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->max_bytes = max_bytes;
+    if (shared != Py_None) {
+        Py_INCREF(shared);
+        self->shared = (LineBuffer *)shared;
+    }
+    return (PyObject *)self;
+}
+
+static void
+line_buffer_dealloc(LineBuffer *self)
+{
+    PyMem_Free(self->data);
+    PyMem_Free(self->ends);
+    Py_XDECREF(self->shared);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+line_buffer_append(LineBuffer *self, PyObject *line)
+{
+    if (!PyBytes_Check(line)) {
+        PyErr_Format(PyExc_TypeError, "a line must be bytes, not %.100s", Py_TYPE(line)->tp_name);
+        return NULL;
+    }
+    int put = line_buffer_put(self, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line));
+    if (put < 0)
+        return NULL;
+    return PyBool_FromLong(put);
+}
+
+static PyObject *
+line_buffer_take(LineBuffer *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *data = PyBytes_FromStringAndSize(self->data != NULL ? self->data : "", self->size);
+    if (data == NULL)
+        return NULL;
+    PyObject *result = Py_BuildValue("(Nn)", data, self->lines);
+    if (result != NULL)
+        line_buffer_clear(self);
+    return result;
+}
+
+static PyObject *
+line_buffer_take_lines(LineBuffer *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *lines = PyList_New(self->lines);
+    if (lines == NULL)
+        return NULL;
+    Py_ssize_t start = 0;
+    for (Py_ssize_t i = 0; i < self->lines; i++) {
+        PyObject *line = PyBytes_FromStringAndSize(self->data + start, self->ends[i] - start);
+        if (line == NULL) {
+            Py_DECREF(lines);
+            return NULL;
+        }
+        PyList_SET_ITEM(lines, i, line);
+        start = self->ends[i];
+    }
+    line_buffer_clear(self);
+    return lines;
+}
+
+static Py_ssize_t
+line_buffer_length(LineBuffer *self)
+{
+    return self->lines;
+}
+
+static PyObject *
+line_buffer_size(LineBuffer *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->size);
+}
+
+static PyObject *
+line_buffer_dropped(LineBuffer *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->dropped);
+}
+
+static PyObject *
+line_buffer_get_max_bytes(LineBuffer *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->max_bytes);
+}
+
+static int
+line_buffer_set_max_bytes(LineBuffer *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "max_bytes cannot be deleted");
+        return -1;
+    }
+    Py_ssize_t max_bytes = PyLong_AsSsize_t(value);
+    if (max_bytes == -1 && PyErr_Occurred())
+        return -1;
+    self->max_bytes = max_bytes;
+    return 0;
+}
+
+static PyMethodDef line_buffer_methods[] = {
+    {"append", (PyCFunction)line_buffer_append, METH_O,
+     "append(line: bytes) -> bool: the line appended (True), or dropped and counted (the byte bound reached)."},
+    {"take", (PyCFunction)line_buffer_take, METH_NOARGS,
+     "take() -> (bytes, int): every waiting line's bytes and their count; the buffer emptied."},
+    {"take_lines", (PyCFunction)line_buffer_take_lines, METH_NOARGS,
+     "take_lines() -> list[bytes]: every waiting line, one bytes a line; the buffer emptied."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef line_buffer_getset[] = {
+    {"size", (getter)line_buffer_size, NULL, "bytes waiting", NULL},
+    {"dropped", (getter)line_buffer_dropped, NULL, "lines dropped at the byte bound, all told", NULL},
+    {"max_bytes", (getter)line_buffer_get_max_bytes, (setter)line_buffer_set_max_bytes, "the byte bound", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods line_buffer_sequence = {
+    .sq_length = (lenfunc)line_buffer_length,
+};
+
+static PyTypeObject LineBufferType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ingressd._logline.LineBuffer",
+    .tp_basicsize = sizeof(LineBuffer),
+    .tp_dealloc = (destructor)line_buffer_dealloc,
+    .tp_as_sequence = &line_buffer_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "LineBuffer(max_bytes, shared=None): waiting access-log lines as bytes in one buffer "
+              "(twin: ingressd.logline.LineBufferPy).",
+    .tp_methods = line_buffer_methods,
+    .tp_getset = line_buffer_getset,
+    .tp_new = line_buffer_new,
+};
+
+/* join_line_into(form, values, buffer): the line's UTF-8 bytes (surrogateescape, as the access log
+ * encodes a str line) appended to the LineBuffer ``buffer`` (LineBuffer.append's bound): True, or
+ * False when the bound dropped it. Nothing is appended when the line fails. The usual ASCII line
+ * goes from join_ascii's stack buffer straight into ``buffer``: no str made. The line is made
+ * before the buffer is touched, so no Python code runs between the two. */
+static PyObject *
+join_line_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "join_line_into(form, values, buffer) takes 3 arguments");
+        return NULL;
+    }
+    PyObject *literals, *tail, *values = args[1], *buffer = args[2];
+    const unsigned char *flags;
+    int escape, fits;
+    Py_ssize_t n;
+    if (Py_TYPE(buffer) != &LineBufferType) {
+        PyErr_SetString(PyExc_TypeError, "buffer must be a LineBuffer");
+        return NULL;
+    }
+    if (form_parts(args[0], values, &literals, &flags, &tail, &escape, &n) < 0)
+        return NULL;
+    char line[ASCII_LINE];
+    const char *data = line;
+    Py_ssize_t length = join_ascii(literals, flags, tail, escape, values, n, &fits, line);
+    PyObject *encoded = NULL;
+    if (fits) {
+        if (length < 0)
+            return NULL;
+    }
+    else {
+        PyObject *text = join_pieces(literals, flags, tail, escape, values, n);
+        if (text == NULL)
+            return NULL;
+        encoded = PyUnicode_AsEncodedString(text, "utf-8", "surrogateescape");
+        Py_DECREF(text);
+        if (encoded == NULL)
+            return NULL;
+        data = PyBytes_AS_STRING(encoded);
+        length = PyBytes_GET_SIZE(encoded);
+    }
+    int put = line_buffer_put((LineBuffer *)buffer, data, length);
+    Py_XDECREF(encoded);
+    if (put < 0)
+        return NULL;
+    return PyBool_FromLong(put);
+}
+
+/* The line in two passes (any width, any length): each piece found, then the str made once. */
+static PyObject *
+join_pieces(PyObject *literals, const unsigned char *flags, PyObject *tail, int escape, PyObject *values,
+            Py_ssize_t n)
+{
     Py_ssize_t count = 2 * n + 1, made = 0, i;
     PyObject *stack[STACK_PIECES];
     char stack_quoted[STACK_PIECES];
@@ -1316,6 +1636,8 @@ static PyMethodDef methods[] = {
      "header_values(headers, names) -> tuple: each name's first value in headers.pairs, else None."},
     {"join_line", (PyCFunction)(void (*)(void))join_line, METH_FASTCALL,
      "join_line(form, values) -> str: an access-log line from a compiled form and its values."},
+    {"join_line_into", (PyCFunction)(void (*)(void))join_line_into, METH_FASTCALL,
+     "join_line_into(form, values, buffer) -> bool: the line's UTF-8 bytes appended to a LineBuffer (False: dropped at its bound)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1362,5 +1684,16 @@ PyInit__logline(void)
         small_json_size[k] = (unsigned char)size;
         PyMem_Free(text);
     }
-    return PyModule_Create(&module);
+    if (PyType_Ready(&LineBufferType) < 0)
+        return NULL;
+    PyObject *made = PyModule_Create(&module);
+    if (made == NULL)
+        return NULL;
+    Py_INCREF(&LineBufferType);
+    if (PyModule_AddObject(made, "LineBuffer", (PyObject *)&LineBufferType) < 0) {
+        Py_DECREF(&LineBufferType);
+        Py_DECREF(made);
+        return NULL;
+    }
+    return made;
 }

@@ -2,14 +2,20 @@
 
 On the reactor, the observer formats the finished exchange's line (JSON, nginx's
 ``combined`` with ingress-nginx's ``upstreaminfo`` additions, or an nginx ``log_format``
-template compiled by ``ingressd.logformat``; a few µs) and appends it to a
-bounded deque; a writer thread writes the lines in batches. (The thread used to format
+template compiled by ``ingressd.logformat``; a few µs) as the bytes the file gets (UTF-8,
+surrogateescape) and appends them to a bounded queue; a writer thread writes them as they are.
+The waiting lines are one growing buffer of bytes (``logline.LineBuffer``, with each
+line's end): with the C accelerator a round's lines are written straight into it
+(``logline.join_line_into``: no str, list or deque entry a line), and the writer takes all that
+waits in one call and writes it in one write, without joining or encoding lines; the bounds, the
+drops and syslog's datagrams still go by whole lines. (The thread used to format
 them too, but it shares the core and the GIL with the reactor: its bursts of formatting
 held requests up, p99 7.0 ms against 4.2 ms in bench.py keepalive.) When the writer falls
 behind (a slow disk, a full pipe), lines beyond the bound are dropped and counted
 (``ingressd_access_log_dropped_lines_total``): at most ``max_pending`` lines (10,000) and
-``max_pending_chars`` characters (16 Mi: a line can be ~100 KB when a request's URI and headers
-are as long as the head limits allow, so 10,000 of them could otherwise hold a gigabyte).
+``max_pending_bytes`` bytes (16 Mi: a line can be ~100 KB when a request's URI and headers
+are as long as the head limits allow, so 10,000 of them could otherwise hold a gigabyte); a line is
+written whole or dropped whole, never split.
 
 On ``ingressd.reactor``'s reactor (``call_at_round_end``) the lines of one round of events are
 formatted together when the round ends, after its writes were sent: the observer only notes the
@@ -49,7 +55,6 @@ import re
 import sys
 import threading
 import time
-from collections import deque
 from json.encoder import encode_basestring_ascii as _quote  # C: a JSON string literal
 from typing import Any
 
@@ -60,9 +65,8 @@ from ingressd import logline
 from ingressd.logformat import LogSettings, SecondCache, log_settings_from
 from ingressd.syslog import SyslogSender
 
-_BATCH = 512  # records formatted per write
+_BATCH = 512  # lines waiting that wake the writer at once (else it wakes every _INTERVAL)
 _ROUND_LINES = 256  # exchanges held for the round's end at most: more are formatted at once
-_FEW_LINES = 16  # a round's lines queued one by one up to this many, else with one extend
 _INTERVAL = 0.1  # seconds between the writer's rounds (a line is written at most this late)
 
 
@@ -79,22 +83,22 @@ class AccessLog(Service):
 
     def __init__(self, target: str, fmt: str = "json", max_pending: int = 10000,
                  settings: LogSettings | None = None, clock=time.time, reactor=None,
-                 max_pending_chars: int = 16 * 1024 * 1024):
+                 max_pending_bytes: int = 16 * 1024 * 1024):
         if settings is None:
             settings = log_settings_from({"access_log_format": fmt})
         self.target = target  # --access-log: where lines go when the settings name no path
         self.settings = settings
         self.max_pending = max_pending
-        self.max_pending_chars = max_pending_chars
+        self.max_pending_bytes = max_pending_bytes
         self.clock = clock
         # Each counter has one writing thread (a += from two threads could lose a count):
         self.overflowed = 0  # reactor: lines not queued (the bound reached, a line that failed to render)
         self.write_failed = 0  # writer thread: lines whose write failed
         self.written = 0  # writer thread
-        self._queued_chars = 0  # reactor: characters of the lines queued, all told
-        self._taken_chars = 0  # writer thread: … and of those it took (waiting: the difference)
-        self._pending: deque = deque()  # HTTP lines
-        self._stream_pending: deque = deque()  # TCP/UDP services' lines
+        # The waiting lines as bytes, each queue in one buffer (logline.LineBuffer): appended by the
+        # reactor, taken whole by the writer thread. Both count toward one byte bound.
+        self._stream_pending = logline.LineBuffer(max_pending_bytes)  # TCP/UDP services' lines
+        self._pending = logline.LineBuffer(max_pending_bytes, self._stream_pending)  # HTTP lines
         self._wake = threading.Event()
         self._reopen = threading.Event()
         self.reopened = 0
@@ -116,7 +120,7 @@ class AccessLog(Service):
     @property
     def dropped(self) -> int:
         """Lines lost, all causes: ``ingressd_access_log_dropped_lines_total``."""
-        return self.overflowed + self.write_failed
+        return self.overflowed + self._pending.dropped + self.write_failed
 
     @property
     def syslog_dropped(self) -> int:
@@ -128,6 +132,17 @@ class AccessLog(Service):
         not sent to syslog, and waiting for the writer: the admin page and /routes show them."""
         return {"written": self.written, "dropped": self.dropped, "syslog_dropped": self.syslog_dropped,
                 "pending": len(self._pending) + len(self._stream_pending) + len(self._round)}
+
+    def queued_lines(self, stream: bool = False) -> list[str]:
+        """The lines waiting for the writer (the HTTP lines, or with ``stream`` the TCP/UDP services'),
+        in order, as text, left waiting: what the tests read of the queue."""
+        pending = self._stream_pending if stream else self._pending
+        lines, bound = pending.take_lines(), pending.max_bytes
+        pending.max_bytes = sys.maxsize  # put back as they were, whatever waits beside them now
+        for line in lines:
+            pending.append(line)
+        pending.max_bytes = bound
+        return [line.decode("utf-8", "surrogateescape") for line in lines]
 
     def apply(self, settings: LogSettings) -> None:
         """Log the next lines with these settings (built by ``ingressd.logformat.log_settings_from``);
@@ -178,14 +193,11 @@ class AccessLog(Service):
                 line = _json_line_fast(exchange, time.time(), self._route_parts)
             else:
                 line = _combined_line_of(exchange, time.time(), self._route_parts)
+            data = line.encode("utf-8", "surrogateescape")
         except Exception:  # one odd record must not stop the log
             self.overflowed += 1
             return
-        if self._queued_chars - self._taken_chars >= self.max_pending_chars:
-            self.overflowed += 1
-            return
-        self._queued_chars += len(line)
-        pending.append(line)
+        pending.append(data)  # beyond the byte bound: dropped and counted (pending.dropped)
         # The writer wakes up by itself every _INTERVAL; waking it per request would cost a
         # thread switch per request. A large backlog wakes it at once.
         if len(pending) >= _BATCH and not self._wake.is_set():
@@ -209,32 +221,18 @@ class AccessLog(Service):
             return
         self._round = []
         settings = self._round_settings
-        lines: list[str] = []
+        pending = self._pending
         template = settings.template
+        # The lines' bytes go straight into the waiting buffer (beyond its byte bound each line is
+        # dropped whole and counted there); the line bound was checked as the exchanges were held.
         if template is not None:
-            failed = template.lines(held, lines)
+            failed = template.lines(held, pending)
         elif settings.format == "json":
-            failed = _json_lines_fast(held, self._route_parts, lines)
+            failed = _json_lines_fast(held, self._route_parts, pending)
         else:
-            failed = _combined_lines(held, self._route_parts, lines)
+            failed = _combined_lines(held, self._route_parts, pending)
         if failed:
             self.overflowed += failed  # one odd record must not stop the log
-        pending = self._pending
-        queued = self._queued_chars
-        limit = self._taken_chars + self.max_pending_chars
-        if len(lines) > _FEW_LINES and queued + (total := sum(map(len, lines))) - len(lines[-1]) < limit:
-            # every line found the bound not reached: queued, as one by one below (the sum costs
-            # more than the loop for a few lines)
-            queued += total
-            pending.extend(lines)
-        else:
-            for line in lines:
-                if queued >= limit:
-                    self.overflowed += 1
-                    continue
-                queued += len(line)
-                pending.append(line)
-        self._queued_chars = queued
         if len(pending) >= _BATCH and not self._wake.is_set():
             self._wake.set()
 
@@ -245,11 +243,15 @@ class AccessLog(Service):
         if not self.settings.enabled:
             return  # disable-access-log: the stream block's access_log off too
         pending = self._stream_pending
-        if len(pending) >= self.max_pending or self._queued_chars - self._taken_chars >= self.max_pending_chars:
+        if len(pending) >= self.max_pending or pending.size + self._pending.size >= self.max_pending_bytes:
             self.overflowed += 1
             return
-        self._queued_chars += len(line)
-        pending.append(line)
+        try:
+            data = line.encode("utf-8", "surrogateescape")
+        except UnicodeError:  # one odd line must not stop the log
+            self.overflowed += 1
+            return
+        pending.append(data)
 
     # -- the service and its thread ------------------------------------------------------
 
@@ -302,16 +304,22 @@ class AccessLog(Service):
             if self._stopping:
                 return
 
-    def _drain(self, pending: deque, target: str, syslog: tuple[str, int] | None) -> None:
-        while pending:
-            lines = [pending.popleft() for _ in range(min(_BATCH, len(pending)))]
-            self._taken_chars += sum(map(len, lines))
+    def _drain(self, pending, target: str, syslog: tuple[str, int] | None) -> None:
+        """Write every waiting line, until none waits (lines the reactor added during a write too: a
+        stop finds them written): all that waits taken from the buffer at once and written in one
+        write, as it is (whole lines, so the standard output shared with twistd's log never mixes
+        mid-line); to syslog, a line a datagram."""
+        while len(pending):
             if syslog is not None:
+                lines = [line.decode("utf-8", "surrogateescape") for line in pending.take_lines()]
                 self._sender(syslog).send(lines, self.clock())
-            elif not self._write(target, "".join(lines).encode("utf-8", "surrogateescape")):
-                self.write_failed += len(lines)
+                self.written += len(lines)
                 continue
-            self.written += len(lines)
+            data, count = pending.take()
+            if not self._write(target, data):
+                self.write_failed += count
+                continue
+            self.written += count
 
     def _sender(self, server: tuple[str, int]) -> SyslogSender:
         sender = self.syslog
@@ -640,12 +648,12 @@ def _json_line_joined(exchange, now: float, route_parts: _RouteParts, join=logli
     ))
 
 
-def _json_lines_joined(held: list[tuple], route_parts: _RouteParts, out: list[str], join=logline.join_line,
+def _json_lines_joined(held: list[tuple], route_parts: _RouteParts, out, into=logline.join_line_into,
                        header_values=logline.header_values) -> int:
     """A round's json lines: ``_json_line_joined(exchange, now, route_parts, end=end)`` for each
-    ``(exchange, now, end)`` of ``held``, appended to ``out``, in one frame (the same reads, in a
-    loop); a line whose reads fail is skipped and counted (the count returned)."""
-    append = out.append
+    ``(exchange, now, end)`` of ``held``, its bytes appended to the ``logline.LineBuffer`` ``out``
+    (``into``: ``join_line_into``, its twin in the tests), in one frame (the same reads, in a loop); a
+    line whose reads fail is skipped and counted (the count returned)."""
     cached = route_parts._parts
     failed = 0
     for exchange, now, end in held:
@@ -666,7 +674,7 @@ def _json_lines_joined(held: list[tuple], route_parts: _RouteParts, out: list[st
             parts = cached.get(id(route))  # _RouteParts.of without the call when cached
             if parts is None or parts[0] is not route:
                 parts = route_parts.of(route)
-            append(join(_JSON_FORM, (
+            into(_JSON_FORM, (
                 now, exchange.request_id, exchange.client_ip, exchange.method, exchange.host,
                 exchange.request.target, _PROTOCOLS.get(version) or _protocol(version), exchange.scheme, status,
                 sent, received, end - exchange.started, parts[1],
@@ -674,7 +682,7 @@ def _json_lines_joined(held: list[tuple], route_parts: _RouteParts, out: list[st
                 # upstream_statuses without the property's frame after one try (its value then)
                 exchange.upstream_statuses if exchange.upstream_trail else (exchange.upstream_status or None),
                 ended - began if ended and began else None, tls_version or None, sni or None, referer, agent,
-            )))
+            ), out)
         except Exception:  # one odd record must not stop the log
             failed += 1
     return failed
@@ -682,13 +690,14 @@ def _json_lines_joined(held: list[tuple], route_parts: _RouteParts, out: list[st
 
 def _lines_of(line_of):
     """A round's lines by ``line_of(exchange, now, route_parts, end)`` each (in the form of
-    ``_json_lines_joined``): the json line without the C accelerator, the combined line."""
-    def lines(held: list[tuple], route_parts: _RouteParts, out: list[str]) -> int:
+    ``_json_lines_joined``, encoded as the writer writes them): the json line without the C
+    accelerator, the combined line."""
+    def lines(held: list[tuple], route_parts: _RouteParts, out) -> int:
         append = out.append
         failed = 0
         for exchange, now, end in held:
             try:
-                append(line_of(exchange, now, route_parts, end))
+                append(line_of(exchange, now, route_parts, end).encode("utf-8", "surrogateescape"))
             except Exception:  # one odd record must not stop the log
                 failed += 1
         return failed

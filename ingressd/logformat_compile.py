@@ -25,7 +25,9 @@ The function is ``line(ex, now, end=None)``: ``end``, when given, is the request
 proxy's clock as read when the exchange finished (the access log formats a round's lines at the
 round's end, ``ingressd.accesslog``); without it the clock is read at the call, as before. Beside
 it, ``lines(held, out)`` runs the same statements in a loop over a round's ``(ex, now, end)``
-triples, in one frame: no call of ``line`` per line at the round's end.
+triples, in one frame: no call of ``line`` per line at the round's end. Its lines go as bytes into
+the access log's ``logline.LineBuffer`` ``out`` (``logline.join_line_into``: no str a line with the
+C accelerator; the f-string's str encoded and appended without it).
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ def compile_line(pieces: list[CompiledPiece], tail: str, escape: str,
     namespace["_tail"] = tail
     body = "".join(statements)
     result = f"f\"{''.join(names)}{{_tail}}\""
-    return _define(f"def line(ex, now, end=None):\n{body}    return {result}\n", body, result,
+    into = f"out.append({result}.encode('utf-8', 'surrogateescape'))"
+    return _define(f"def line(ex, now, end=None):\n{body}    return {result}\n", body, into,
                    f"<log_format escape={escape}>", namespace)
 
 
@@ -141,6 +144,7 @@ def _compile_joined(pieces: list[CompiledPiece], tail: str, escape: str,
     headers it reads, ``header_values``)."""
     namespace: dict[str, Any] = dict(helpers)
     namespace["_join"] = logline.join_line
+    namespace["_into"] = logline.join_line_into
     kinds = bytes(piece.raw[1] if piece.raw is not None else logline.PLAIN if piece.plain else logline.ESCAPED
                   for piece in pieces)
     namespace["_form"] = (tuple(piece.literal for piece in pieces), kinds, tail, logline.ESCAPES[escape])
@@ -152,20 +156,21 @@ def _compile_joined(pieces: list[CompiledPiece], tail: str, escape: str,
     values = "".join(f"{_raw_expression(index, piece, namespace).replace(_CLOCK_OR_END, 'end')}, "
                      for index, piece in enumerate(pieces))
     headers, values = _headers_read_once(values, namespace)
-    return _define(source, headers, f"_join(_form, ({values}))", f"<log_format escape={escape} joined>",
+    return _define(source, headers, f"_into(_form, ({values}), out)", f"<log_format escape={escape} joined>",
                    namespace)
 
 
-def _define(source: str, body: str, result: str, name: str, namespace: dict[str, Any]) -> tuple[Callable, Callable]:
+def _define(source: str, body: str, into: str, name: str, namespace: dict[str, Any]) -> tuple[Callable, Callable]:
     """``line`` (``source``) and ``lines``: the same statements (``body``, each indented by four
-    spaces) and ``result`` in a loop over a round's held exchanges, in one frame. ``lines(held,
-    out)`` appends each ``(ex, now, end)``'s line to ``out`` in order, skips a line whose reads fail
-    and returns how many it skipped."""
+    spaces) and ``into`` (the statement that appends the line's bytes to ``out``) in a loop over a
+    round's held exchanges, in one frame. ``lines(held, out)`` appends each ``(ex, now, end)``'s
+    line's bytes to the ``logline.LineBuffer`` ``out``, in order (a line its bound drops is counted
+    there); skips a line whose reads fail (nothing of it in ``out``) and returns how many it skipped."""
     inner = "".join(f"        {line}\n" for line in body.splitlines())
-    source += ("def lines(held, out):\n    append = out.append\n    failed = 0\n"
+    source += ("def lines(held, out):\n    failed = 0\n"
                "    for ex, now, end in held:\n        try:\n"
                f"{inner}"
-               f"            append({result})\n"
+               f"            {into}\n"
                "        except Exception:  # one odd record must not stop the log\n"
                "            failed += 1\n    return failed\n")
     exec(compile(source, name, "exec"), namespace)  # noqa: S102 - our own source text, see the module docstring

@@ -17,13 +17,25 @@ HTTP/version``, version ``2`` as ``2.0``), escaped as ``ESCAPED``: read and join
 (``request_uri`` as the exchange's property computes it, from ``request.target``, when the object
 has such a ``request``: ``_request_uri``).
 
+``join_line_into(form, values, buffer)`` appends the same line's UTF-8 bytes (surrogateescape) to
+the ``LineBuffer`` ``buffer``, no str made: True, or False when the buffer's bound dropped it;
+nothing is appended when the line fails. A ``LineBuffer(max_bytes, shared=None)`` holds the access
+log's waiting lines as bytes in one growing buffer with each line's end: ``append(line)`` takes a
+line's bytes when the bytes waiting before it (its own, and its ``shared`` partner's ``size``) are
+below ``max_bytes``, else counts it in ``dropped`` (True/False); ``len()`` is its lines, ``size``
+its bytes; ``take()`` hands them all over as ``(bytes, count)``, ``take_lines()`` as a list of one
+bytes a line, and empties it. With the C accelerator each of these is one C call that runs no
+Python code, so the reactor's appends and the writer thread's takes never interleave; the twin,
+``LineBufferPy``, is for the tests and for interpreters without the accelerator.
+
 ``header_values(headers, names)`` is the values of several header names in one pass over
 ``headers.pairs`` (``ingressd.http.headers.Headers``): each the first pair's value whose name equals
 it, else None, as ``headers.get(name)``; for a headers object without such a ``pairs`` list, each
 ``headers.get(name)``. The access log reads its lines' headers so.
 
-``join_line`` and ``header_values`` are the C accelerator ``ingressd._logline``'s when it was built
-(CPython with a compiler; ``accelerated`` says so), else ``join_line_py`` and ``header_values_py``,
+``join_line``, ``join_line_into``, ``LineBuffer`` and ``header_values`` are the C accelerator
+``ingressd._logline``'s when it was built (CPython with a compiler; ``accelerated`` says so), else
+``join_line_py``, ``join_line_into_py``, ``LineBufferPy`` and ``header_values_py``,
 their pure-Python twins: the same
 signature and the same results, which the tests hold them to. Without the accelerator the
 compiled line does not call the twin: a single f-string (``logformat_compile``) is faster in
@@ -39,7 +51,9 @@ writes values as they are.
 from __future__ import annotations
 
 import math
+import operator
 import re
+import threading
 import time
 from json.encoder import encode_basestring_ascii as _quote  # C: a JSON string literal
 from typing import Any
@@ -236,10 +250,82 @@ def join_line_py(form: tuple, values: tuple) -> str:
     return "".join(out)
 
 
+class LineBufferPy:
+    """Waiting access-log lines as bytes in one buffer (see the module's docstring); the C
+    ``LineBuffer``'s twin. A lock makes each method one step for the reactor and the writer thread,
+    as the C calls are."""
+
+    __slots__ = ("_data", "_ends", "_max_bytes", "dropped", "shared", "_lock")
+
+    def __init__(self, max_bytes: int, shared: LineBufferPy | None = None):
+        if shared is not None and not isinstance(shared, LineBufferPy):
+            raise TypeError("shared must be a LineBuffer or None")
+        self._lock = threading.Lock()
+        self._data = bytearray()
+        self._ends: list[int] = []
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self.shared = shared
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        self._max_bytes = operator.index(value)
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
+    def append(self, line: bytes) -> bool:
+        if not isinstance(line, bytes):
+            raise TypeError(f"a line must be bytes, not {type(line).__name__}")
+        with self._lock:
+            waiting = len(self._data) + (self.shared.size if self.shared is not None else 0)
+            if waiting >= self._max_bytes:
+                self.dropped += 1
+                return False
+            self._data += line
+            self._ends.append(len(self._data))
+            return True
+
+    def take(self) -> tuple[bytes, int]:
+        with self._lock:
+            taken = (bytes(self._data), len(self._ends))
+            self._data, self._ends = bytearray(), []
+            return taken
+
+    def take_lines(self) -> list[bytes]:
+        with self._lock:
+            data, starts = self._data, [0] + self._ends
+            lines = [bytes(data[start:end]) for start, end in zip(starts, self._ends)]
+            self._data, self._ends = bytearray(), []
+            return lines
+
+
+_BUFFERS: tuple[type, ...] = (LineBufferPy,)  # and the C LineBuffer when built
+
+
+def join_line_into_py(form: tuple, values: tuple, buffer: LineBufferPy) -> bool:
+    """``join_line_py``'s line as UTF-8 bytes (surrogateescape) appended to ``buffer``
+    (``append``: False when its byte bound dropped it). Nothing is appended when the line fails."""
+    if type(buffer) not in _BUFFERS:
+        raise TypeError("buffer must be a LineBuffer")
+    return buffer.append(join_line_py(form, values).encode("utf-8", "surrogateescape"))
+
+
 try:
-    from ingressd._logline import header_values, join_line
+    from ingressd._logline import LineBuffer, header_values, join_line, join_line_into
+    _BUFFERS = (LineBufferPy, LineBuffer)
     accelerated = True
 except ImportError:  # PyPy, no compiler at install, INGRESSD_NO_ACCEL=1
     join_line = join_line_py
+    join_line_into = join_line_into_py
     header_values = header_values_py
+    LineBuffer = LineBufferPy  # type: ignore[misc, assignment]
     accelerated = False

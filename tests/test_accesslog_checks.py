@@ -41,7 +41,7 @@ def _logged(options: dict, exchange) -> bool:
 def _lines(log: AccessLog, reactor) -> int:
     if reactor is not None:
         reactor.end_round()
-    return len(log._pending)
+    return len(log.queued_lines())
 
 
 @pytest.mark.parametrize("rounds", [False, True], ids=["at once", "in rounds"])

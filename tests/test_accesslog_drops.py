@@ -64,7 +64,7 @@ def test_lines_beyond_the_bound_are_dropped_counted_and_shown():
     exchange = _exchange()
     for _ in range(5):
         log(exchange)
-    assert len(log._pending) == 3 and log.dropped == 2
+    assert log.counts()["pending"] == 3 and log.dropped == 2
     assert log.counts() == {"written": 0, "dropped": 2, "syslog_dropped": 0, "pending": 3}
 
     metrics = Metrics(Clock())
@@ -102,7 +102,7 @@ def test_a_stalled_writer_never_holds_the_reactor_and_every_line_is_written_or_c
         for _ in range(500):  # far more than the bound while the writer is stuck
             log(exchange)
             offered += 1
-            assert len(log._pending) <= 50
+            assert log.counts()["pending"] <= 50
         assert log.dropped >= 500 - 50
     finally:
         release.set()

@@ -70,4 +70,4 @@ def test_the_access_log_writes_the_fast_lines(monkeypatch):
     for fmt, reference in (("json", _json_line), ("combined", _combined_line)):
         log = AccessLog("-", settings=log_settings_from({"access_log_format": fmt}))
         log(exchange)
-        assert list(log._pending) == [reference(_record(exchange, now))] and log.dropped == 0
+        assert log.queued_lines() == [reference(_record(exchange, now))] and log.dropped == 0

@@ -41,6 +41,6 @@ def test_the_note_s_route_checks(rounds, default_backend):
         if reactor is not None:
             reactor.end_round()
         expected = ["/no-kind\n", "/no-entry\n"] + (["/service\n", "/none\n"] if default_backend else [])
-        assert list(log._pending) == expected and log.dropped == 0
+        assert log.queued_lines() == expected and log.dropped == 0
     finally:
         log.stopService()

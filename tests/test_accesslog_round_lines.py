@@ -1,7 +1,7 @@
 """A round's lines in one call (``LogFormat.lines``, ``accesslog._json_lines_joined``,
 ``accesslog._lines_of``): each the line its one-line function writes, in order, a line whose
-reads fail skipped and counted; the round's end queues them as the one-by-one character bound
-would; a settings change within a round writes each exchange's line with its own settings."""
+reads fail skipped and counted; the round's lines are bytes in one buffer with each line's byte
+count; the round's end queues them as the one-by-one byte bound would; a settings change within a round writes each exchange's line with its own settings."""
 
 from __future__ import annotations
 
@@ -11,15 +11,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingressd import accesslog
+from ingressd import accesslog, logline
 from ingressd.accesslog import AccessLog
 from ingressd.logformat import DEFAULT_UPSTREAM, log_settings_from
 
 from test_accesslog_rounds import RoundReactor, _exchange, wall  # noqa: F401 - wall: a fixture
 from test_logformat_compiled import _template, exchanges
-from test_logline import COMPILERS, JOINS, _compiled
+from test_logline import COMPILERS, JOINS, _compiled, buffer_for, into_of
 
 TEMPLATES = [DEFAULT_UPSTREAM, _template("default")]
+
+
+def round_lines(lines_of, held, *args, **kwargs):
+    """A round loop's result: the count of lines skipped and the lines, as text, read back from the
+    buffer it wrote them into (of the ``into`` given, else the C one when built)."""
+    out = buffer_for(kwargs.get("into", logline.join_line_into))
+    failed = lines_of(held, *args, out, **kwargs)
+    lines = out.take_lines()
+    assert len(lines) + failed == len(held) and out.dropped == 0
+    return failed, [line.decode("utf-8", "surrogateescape") for line in lines]
 
 
 def _held(cases, later):
@@ -44,9 +54,7 @@ def test_a_templates_round_lines_are_its_lines_in_order(compiler, escape, text, 
     expected = [fmt.line(exchange, now, end) for exchange, now, end in held]
     for at in sorted(broken_at, reverse=True):
         held.insert(min(at, len(held)), (_broken(), 1_790_000_000.0, 1.0))
-    out: list[str] = []
-    assert fmt.lines(held, out) == len(broken_at)
-    assert out == expected
+    assert round_lines(fmt.lines, held) == (len(broken_at), expected)
 
 
 @pytest.mark.parametrize("join", JOINS)
@@ -60,9 +68,8 @@ def test_the_json_round_lines_are_the_joined_json_lines_in_order(join, cases, la
                 for exchange, now, end in held]
     for at in sorted(broken_at, reverse=True):
         held.insert(min(at, len(held)), (_broken(), 1_790_000_000.0, 1.0))
-    out: list[str] = []
-    assert accesslog._json_lines_joined(held, route_parts, out, join=join) == len(broken_at)
-    assert out == expected
+    assert round_lines(accesslog._json_lines_joined, held, route_parts, into=into_of(join)) == (len(broken_at),
+                                                                                                expected)
 
 
 @pytest.mark.parametrize("line_of", [accesslog._json_line_of, accesslog._combined_line_of])
@@ -73,9 +80,7 @@ def test_the_python_round_lines_are_the_lines_in_order(line_of, cases, broken_at
     expected = [line_of(exchange, now, accesslog._RouteParts(), end) for exchange, now, end in held]
     for at in sorted(broken_at, reverse=True):
         held.insert(min(at, len(held)), (_broken(), 1_790_000_000.0, 1.0))
-    out: list[str] = []
-    assert accesslog._lines_of(line_of)(held, accesslog._RouteParts(), out) == len(broken_at)
-    assert out == expected
+    assert round_lines(accesslog._lines_of(line_of), held, accesslog._RouteParts()) == (len(broken_at), expected)
 
 
 def test_the_access_log_uses_the_joined_json_round_lines_when_accelerated():
@@ -100,20 +105,21 @@ def _one_by_one(lengths, queued, limit):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lengths=st.lists(st.integers(0, 40), min_size=1, max_size=12), waiting=st.integers(0, 120),
        bound=st.integers(1, 200))
-def test_the_round_queues_what_checking_each_line_against_the_character_bound_would(wall, lengths, waiting,
-                                                                                     bound):
+def test_the_round_queues_what_checking_each_line_against_the_byte_bound_would(wall, lengths, waiting, bound):
     reactor = RoundReactor()
-    log = AccessLog("-", max_pending_chars=bound, settings=log_settings_from({"log_format_upstream": "$request_uri"}),
+    log = AccessLog("-", max_pending_bytes=bound, settings=log_settings_from({"log_format_upstream": "$request_uri"}),
                     reactor=reactor)
-    log._queued_chars = waiting  # characters already waiting for the writer
+    if waiting:
+        log.append_line("x" * (waiting - 1) + "\n")  # bytes already waiting for the writer (a stream line)
     targets = [b"/" + b"x" * length for length in lengths]
     for target in targets:
         log(_exchange(target))
     reactor.end_round()
     kept = _one_by_one([len(target) + 1 for target in targets], waiting, bound)
-    assert list(log._pending) == [targets[index].decode() + "\n" for index in kept]
+    assert log.queued_lines() == [targets[index].decode() + "\n" for index in kept]
     assert log.dropped == len(targets) - len(kept)
-    assert log._queued_chars == waiting + sum(len(targets[index]) + 1 for index in kept)
+    assert log._pending.size == sum(len(targets[index]) + 1 for index in kept)
+    assert log.counts()["pending"] == len(kept) + (waiting > 0)
 
 
 def test_settings_changed_and_changed_back_within_a_round_write_each_line_with_its_own(wall):
@@ -126,7 +132,7 @@ def test_settings_changed_and_changed_back_within_a_round_write_each_line_with_i
         log(_exchange(target))
     assert len(reactor.ends) == 1  # one round end asked
     reactor.end_round()
-    assert list(log._pending) == ["one /a\n", "two /b\n", "one /c\n", "one /d\n"] and log.dropped == 0
+    assert log.queued_lines() == ["one /a\n", "two /b\n", "one /c\n", "one /d\n"] and log.dropped == 0
     assert not log._round and log.counts()["pending"] == 4
 
 
@@ -145,7 +151,7 @@ def test_a_failing_line_in_a_round_of_each_format_is_counted_and_the_others_writ
         log(exchange)
         at_once(exchange)
     reactor.end_round()
-    assert list(log._pending) == list(at_once._pending) and len(log._pending) == 2
+    assert log.queued_lines() == at_once.queued_lines() and len(log.queued_lines()) == 2
     assert log.dropped == at_once.dropped == 1
 
 
@@ -176,9 +182,7 @@ def test_the_round_loops_upstream_name_is_each_exchanges_own(compiler, picks):
             expected.append(fmt.line(exchange, now, end))
         except AttributeError:
             pass
-    out: list[str] = []
-    assert fmt.lines(held, out) == sum(name == "odd" for name, _ in picks)
-    assert out == expected
+    assert round_lines(fmt.lines, held) == (sum(name == "odd" for name, _ in picks), expected)
 
 
 @pytest.mark.parametrize("join", JOINS)
@@ -202,6 +206,5 @@ def test_the_json_round_loops_route_part_is_each_exchanges_own(join, picks):
             expected.append(accesslog._json_line_joined(exchange, now, accesslog._RouteParts(), join=join, end=end))
         except AttributeError:
             pass
-    out: list[str] = []
-    assert accesslog._json_lines_joined(held, accesslog._RouteParts(), out, join=join) == picks.count("odd")
-    assert out == expected
+    assert round_lines(accesslog._json_lines_joined, held, accesslog._RouteParts(), into=into_of(join)) == (
+        picks.count("odd"), expected)

@@ -80,7 +80,7 @@ def test_a_line_formatted_at_the_rounds_end_is_the_line_formatted_at_once(case, 
         reactor = RoundReactor()
         rounds = AccessLog("-", settings=log_settings_from(options), reactor=reactor)
         rounds(exchange)
-        assert not rounds._pending and len(reactor.ends) == 1  # nothing formatted before the round ends
+        assert not rounds.queued_lines() and len(reactor.ends) == 1  # nothing formatted before the round ends
         # The clocks move on before the round ends: the line is still the one of the exchange's end.
         wall.now = now + later
         clock = exchange.proxy.clock
@@ -89,7 +89,7 @@ def test_a_line_formatted_at_the_rounds_end_is_the_line_formatted_at_once(case, 
         exchange.proxy = SimpleNamespace(clock=clock)
     finally:
         accesslog.time = saved
-    assert list(rounds._pending) == list(at_once._pending)
+    assert rounds.queued_lines() == at_once.queued_lines()
     assert rounds.dropped == at_once.dropped
 
 
@@ -110,14 +110,14 @@ def test_one_round_end_asked_per_round_and_the_lines_in_the_order_of_the_request
                     reactor=reactor)
     for index in range(5):
         log(_exchange(b"/%d" % index, ended=1.0 + index))
-    assert len(reactor.ends) == 1 and not log._pending
+    assert len(reactor.ends) == 1 and not log.queued_lines()
     assert log.counts()["pending"] == 5  # held for the round's end: waiting
     reactor.end_round()
-    assert list(log._pending) == ["/0 0.000\n", "/1 1.000\n", "/2 2.000\n", "/3 3.000\n", "/4 4.000\n"]
+    assert log.queued_lines() == ["/0 0.000\n", "/1 1.000\n", "/2 2.000\n", "/3 3.000\n", "/4 4.000\n"]
     log(_exchange(b"/next"))
     assert len(reactor.ends) == 1  # the next round asks again
     reactor.end_round()
-    assert log._pending[-1] == "/next 0.250\n"
+    assert log.queued_lines()[-1] == "/next 0.250\n"
 
 
 def test_the_settings_of_the_exchanges_end_write_its_line(wall):
@@ -127,7 +127,7 @@ def test_the_settings_of_the_exchanges_end_write_its_line(wall):
     log.apply(log_settings_from({"log_format_upstream": "two $request_uri"}))
     log(_exchange(b"/b"))
     reactor.end_round()
-    assert list(log._pending) == ["one /a\n", "two /b\n"]
+    assert log.queued_lines() == ["one /a\n", "two /b\n"]
 
 
 def test_held_exchanges_count_toward_the_bound_and_beyond_it_are_dropped_and_counted(wall):
@@ -137,7 +137,7 @@ def test_held_exchanges_count_toward_the_bound_and_beyond_it_are_dropped_and_cou
         log(_exchange())
     assert log.dropped == 2 and log.counts()["pending"] == 3
     reactor.end_round()
-    assert len(log._pending) == 3 and log.dropped == 2
+    assert len(log.queued_lines()) == 3 and log.dropped == 2
     log(_exchange())
     assert log.dropped == 3  # the bound still full: the writer has not run
 
@@ -147,10 +147,10 @@ def test_a_round_holds_a_bounded_number_of_exchanges(wall):
     log = AccessLog("-", settings=log_settings_from({"log_format_upstream": "$status"}), reactor=reactor)
     for _ in range(accesslog._ROUND_LINES + 3):
         log(_exchange())
-    assert len(log._pending) == accesslog._ROUND_LINES  # formatted when the bound was reached
+    assert len(log.queued_lines()) == accesslog._ROUND_LINES  # formatted when the bound was reached
     assert len(log._round) == 3
     reactor.end_round()
-    assert len(log._pending) == accesslog._ROUND_LINES + 3 and not log._round
+    assert len(log.queued_lines()) == accesslog._ROUND_LINES + 3 and not log._round
     assert log.dropped == 0
 
 
@@ -163,7 +163,7 @@ def test_a_line_that_fails_is_counted_and_the_rounds_other_lines_are_written(wal
     log(broken)
     log(_exchange(b"/c"))
     reactor.end_round()
-    assert list(log._pending) == ["/a\n", "/c\n"] and log.dropped == 1
+    assert log.queued_lines() == ["/a\n", "/c\n"] and log.dropped == 1
 
 
 def test_a_stop_writes_the_lines_of_the_round_in_progress(tmp_path, wall):
@@ -179,7 +179,7 @@ def test_a_stop_writes_the_lines_of_the_round_in_progress(tmp_path, wall):
     assert target.read_bytes() == b"/last\n"
     assert log.written == 1 and log.dropped == 0
     reactor.end_round()  # the round's own end later finds nothing left
-    assert log.written == 1 and not log._pending
+    assert log.written == 1 and not log.queued_lines()
 
 
 def test_make_access_log_formats_at_round_ends_only_on_a_reactor_that_ends_rounds():
@@ -195,9 +195,9 @@ def test_on_ingressds_reactor_the_lines_are_formatted_when_its_round_ends(wall):
         log = make_access_log({"access_log": "-", "log_format_upstream": "$request_uri"}, reactor)
         log(_exchange(b"/a"))
         log(_exchange(b"/b"))
-        assert not log._pending
+        assert not log.queued_lines()
         reactor.runUntilCurrent()  # the round of the poll ends as the timed calls begin
-        assert list(log._pending) == ["/a\n", "/b\n"]
+        assert log.queued_lines() == ["/a\n", "/b\n"]
     finally:
         reactor.removeAll()
         reactor.disconnectAll()
@@ -244,7 +244,7 @@ def test_a_tls_connection_that_closes_before_the_round_ends_keeps_its_tls_facts_
         exchange.protocol.open = False  # closed before the round ends
         if reactor is not None:
             reactor.end_round()
-        lines.append(list(log._pending))
+        lines.append(log.queued_lines())
     at_once, at_round_end = lines
     assert at_round_end == at_once
     if "ssl_protocol" in str(options) or options.get("access_log_format") in ("json", "combined"):
@@ -261,12 +261,12 @@ def test_a_line_that_reads_the_live_tls_handle_is_formatted_at_once(wall):
     exchange = _exchange()
     exchange.protocol = _ClosingTLSConnection()
     log(exchange)
-    assert list(log._pending) == ["[TLS_AES_128_GCM_SHA256]\n"] and not reactor.ends
+    assert log.queued_lines() == ["[TLS_AES_128_GCM_SHA256]\n"] and not reactor.ends
     plain = _exchange()  # a plain-HTTP connection has no handle to lose: held for the round's end
     log(plain)
     assert len(reactor.ends) == 1
     reactor.end_round()
-    assert list(log._pending) == ["[TLS_AES_128_GCM_SHA256]\n", "[-]\n"]
+    assert log.queued_lines() == ["[TLS_AES_128_GCM_SHA256]\n", "[-]\n"]
 
 
 def test_which_templates_read_the_tls_connection():

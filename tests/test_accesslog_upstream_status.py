@@ -18,7 +18,8 @@ from ingressd.logformat import DEFAULT_UPSTREAM
 from ingressd.proxy.exchange import Exchange
 from ingressd.proxy.upstream import UpstreamError
 
-from test_logline import COMPILERS, JOINS, _compiled
+from test_accesslog_round_lines import round_lines
+from test_logline import COMPILERS, JOINS, _compiled, into_of
 from test_next_upstream import answer, entry, proxy_for, refused, start
 
 TRAILS = ["", "502, ", "502, 504, "]
@@ -66,19 +67,17 @@ def test_the_compiled_line_writes_the_property_s_text(compiler, escape):
             assert line == fmt.render_slowly(exchange, 1_790_000_000.0), (trail, last, status)
             if text == "$upstream_status":
                 assert line == _text(exchange.upstream_statuses, escape) + "\n"
-            out: list[str] = []
-            assert fmt.lines([(exchange, 1_790_000_000.0, 1.5)], out) == 0
-            assert out == [fmt.line(exchange, 1_790_000_000.0, 1.5)]
+            assert round_lines(fmt.lines, [(exchange, 1_790_000_000.0, 1.5)]) == (
+                0, [fmt.line(exchange, 1_790_000_000.0, 1.5)])
 
 
 @pytest.mark.parametrize("join", JOINS)
 def test_the_json_round_loop_writes_the_property_s_value(join):
     for trail, last, status in CASES:
         exchange = _exchange(trail, last, status)
-        out: list[str] = []
-        assert accesslog._json_lines_joined([(exchange, 1_790_000_000.0, 1.5)], accesslog._RouteParts(), out,
-                                            join=join) == 0
-        assert out == [_json_line(_record(exchange, 1_790_000_000.0))], (trail, last, status)
+        assert round_lines(accesslog._json_lines_joined, [(exchange, 1_790_000_000.0, 1.5)], accesslog._RouteParts(),
+                           into=into_of(join)) == (0, [_json_line(_record(exchange, 1_790_000_000.0))]), (trail, last,
+                                                                                                        status)
 
 
 def _retried_exchanges():

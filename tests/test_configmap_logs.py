@@ -145,7 +145,7 @@ def test_http_and_stream_lines_go_to_their_paths_and_move_live(tmp_path):
         # disable-access-log: the stream lines too, as ingress-nginx's stream block.
         log.apply(log_settings_from({"disable_access_log": True, "stream_access_log_path": str(stream)}))
         log.append_line("[10.0.0.1] tcp off\n")
-        assert not log._stream_pending
+        assert not log.queued_lines(stream=True)
     finally:
         log.stopService()
 
@@ -166,12 +166,12 @@ def test_default_backend_requests_are_left_out_unless_asked():
     log(exchange(request_uri=b"/routed"))
     log(exchange(request_uri=b"/nothing", route=None, status=404))
     log(exchange(request_uri=b"/fallback", route=service_default))
-    assert list(log._pending) == ["/routed\n"]
+    assert log.queued_lines() == ["/routed\n"]
     log.apply(log_settings_from({"log_format_upstream": "$request_uri", "nginx_configmap": NAME,
                                  "enable_access_log_for_default_backend": "true"}))
     log(exchange(request_uri=b"/nothing", route=None, status=404))
     log(exchange(request_uri=b"/fallback", route=service_default))
-    assert list(log._pending) == ["/routed\n", "/nothing\n", "/fallback\n"]
+    assert log.queued_lines() == ["/routed\n", "/nothing\n", "/fallback\n"]
 
 
 # -- syslog -----------------------------------------------------------------------------------

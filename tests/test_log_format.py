@@ -259,7 +259,7 @@ def test_the_access_log_reads_its_settings_per_line_and_takes_new_ones():
     log.apply(LogSettings(enabled=False))
     log(exchange())
     log.apply(log_settings_from({}))
-    assert list(log._pending) == ["200 /a?b=1\n", "[203.0.113.7]\n"]
+    assert log.queued_lines() == ["200 /a?b=1\n", "[203.0.113.7]\n"]
     assert log.format == "json"
 
 

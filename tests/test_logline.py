@@ -19,18 +19,37 @@ from test_logformat_compiled import _template, exchanges
 from twins import twins
 
 from ingressd import accesslog, logformat, logformat_compile, logline
-from ingressd.logline import ESCAPED, JSON, JSON_SECONDS, PLAIN, SECONDS, STATUS, UTC_TIME, join_line_py
+from ingressd.logline import (ESCAPED, JSON, JSON_SECONDS, PLAIN, SECONDS, STATUS, UTC_TIME, LineBufferPy,
+                              join_line_into_py, join_line_py)
 
 try:
+    from ingressd._logline import LineBuffer as LineBufferC
     from ingressd._logline import join_line as join_line_c
+    from ingressd._logline import join_line_into as join_line_into_c
 except ImportError:
-    join_line_c = None
+    join_line_c = join_line_into_c = LineBufferC = None
 
 IMPLEMENTATIONS = twins(join_line_py, join_line_c)
 
 
+INTO_IMPLEMENTATIONS = [pytest.param(join_line_into_py, id="python"),
+                        pytest.param(join_line_into_c, id="c", marks=pytest.mark.skipif(
+                            join_line_into_c is None, reason="the C accelerator was not built"))]
+
+
+def into_of(join):
+    """The ``join_line_into`` of the same implementation as ``join`` (C or twin)."""
+    return join_line_into_py if join is join_line_py else join_line_into_c
+
+
+def buffer_for(into):
+    """An unbounded buffer of the same implementation as ``into``."""
+    return LineBufferPy(1 << 60) if into is join_line_into_py else LineBufferC(1 << 60)
+
+
 def test_join_line_is_the_accelerator_when_built():
     assert logline.join_line is (join_line_c if join_line_c is not None else join_line_py)
+    assert logline.join_line_into is (join_line_into_c if join_line_into_c is not None else join_line_into_py)
     assert logline.accelerated is (join_line_c is not None)
 
 
@@ -75,6 +94,18 @@ CASES = [
 @pytest.mark.parametrize("form, values, expected", CASES)
 def test_cases(join, form, values, expected):
     assert join(form, values) == expected
+
+
+@pytest.mark.parametrize("into", INTO_IMPLEMENTATIONS)
+@pytest.mark.parametrize("form, values, expected", CASES)
+def test_cases_into_a_buffer(into, form, values, expected):
+    """The line's bytes as the access log's writer writes a str line (UTF-8, surrogateescape),
+    appended after what the buffer holds; their count returned."""
+    buffer = buffer_for(into)
+    buffer.append(b"before\n")
+    data = expected.encode("utf-8", "surrogateescape")
+    assert into(form, values, buffer) is True
+    assert buffer.take_lines() == [b"before\n", data]
 
 
 class _Text(str):
@@ -122,6 +153,32 @@ def test_bad_input_raises(join, form, values):
         join(form, values)
 
 
+@pytest.mark.parametrize("into", INTO_IMPLEMENTATIONS)
+@pytest.mark.parametrize("form, values", BAD)
+def test_bad_input_raises_and_appends_nothing(into, form, values):
+    buffer = buffer_for(into)
+    buffer.append(b"kept\n")
+    with pytest.raises((TypeError, ValueError, OverflowError, UnicodeError, OSError)):
+        into(form, values, buffer)
+    assert buffer.take() == (b"kept\n", 1) and buffer.dropped == 0
+
+
+@pytest.mark.parametrize("into", INTO_IMPLEMENTATIONS)
+def test_the_buffer_must_be_a_line_buffer(into):
+    form, values = _form(["a"], [ESCAPED]), ("b",)
+    for wrong in (bytearray(), [], None, SimpleNamespace(append=lambda line: True)):
+        with pytest.raises(TypeError):
+            into(form, values, wrong)
+
+
+@pytest.mark.parametrize("into", INTO_IMPLEMENTATIONS)
+def test_a_line_beyond_the_buffers_bound_is_dropped_whole_and_counted(into):
+    buffer = LineBufferPy(6) if into is join_line_into_py else LineBufferC(6)
+    form = _form(["a"], [ESCAPED])
+    assert [into(form, (value,), buffer) for value in ("bcd", "e", "f")] == [True, True, False]
+    assert buffer.take_lines() == [b"abcd\n", b"ae\n"] and buffer.dropped == 1
+
+
 @pytest.mark.parametrize("join", IMPLEMENTATIONS)
 def test_subclasses_are_their_text(join):
     form = _form(["", " ", " "], [ESCAPED, ESCAPED, PLAIN], tail=_Text("\n"))
@@ -135,6 +192,10 @@ def test_the_argument_count_is_checked():
         join_line_c(_form([], []))
     with pytest.raises(TypeError):
         join_line_c(_form([], []), (), ())
+    with pytest.raises(TypeError):
+        join_line_into_c(_form([], []), ())
+    with pytest.raises(TypeError):
+        join_line_into_c(_form([], []), (), LineBufferC(9), LineBufferC(9))
 
 
 # -- fuzzing: C against the twin --------------------------------------------------------------
@@ -192,6 +253,35 @@ def test_fuzz_c_against_the_twin(case):
     assert _outcome(join_line_c, form, values) == _outcome(join_line_py, form, values)
 
 
+def _into_outcome(into, form, values):
+    buffer = buffer_for(into)
+    buffer.append(b"<")
+    try:
+        assert into(form, values, buffer) is True
+    except (TypeError, ValueError, OverflowError, UnicodeError, OSError) as exc:
+        assert buffer.take_lines() == [b"<"]  # nothing of a failed line
+        return "raised", type(exc).__name__ if isinstance(exc, UnicodeError) else "error"
+    lines = buffer.take_lines()
+    assert len(lines) == 2 and lines[0] == b"<"
+    return "ok", b"".join(lines)
+
+
+@pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
+@settings(max_examples=600)
+@given(case=forms_and_values())
+def test_fuzz_c_into_a_buffer_against_the_twin_and_the_line(case):
+    """The bytes C appends are the twin's, and the line's str encoded as the writer encodes it."""
+    form, values = case
+    outcome = _into_outcome(join_line_into_c, form, values)
+    assert outcome == _into_outcome(join_line_into_py, form, values)
+    line = _outcome(join_line_c, form, values)
+    if outcome[0] == "ok":
+        assert outcome[1] == b"<" + line[1].encode("utf-8", "surrogateescape")
+    elif line[0] == "ok":  # the line is made, but UTF-8 cannot write it (a lone surrogate)
+        with pytest.raises(UnicodeError):
+            line[1].encode("utf-8", "surrogateescape")
+
+
 @pytest.mark.skipif(join_line_c is None, reason="the C accelerator was not built")
 @settings(max_examples=200)
 @given(case=forms_and_values(), cut=st.integers(0, 70), kind=st.integers(0, 255), escape=st.integers(-2, 5))
@@ -203,6 +293,7 @@ def test_fuzz_mutated_forms(case, cut, kind, escape):
                     (literals[:cut], kinds, tail, 0)):
         for vals in (values, values[:cut]):
             assert _outcome(join_line_c, mutated, vals) == _outcome(join_line_py, mutated, vals)
+            assert _into_outcome(join_line_into_c, mutated, vals) == _into_outcome(join_line_into_py, mutated, vals)
 
 
 # -- the twin against the escaping it replaces ----------------------------------------------
@@ -453,14 +544,15 @@ def _compiled(compiler: str, text: str, escape: str) -> logformat.LogFormat:
     """The template compiled as ``compiler`` says (the f-string, or joined by the twin or the C code)."""
     key = (compiler, text, escape)
     if key not in _COMPILED:
-        saved = logline.accelerated, logline.join_line
+        saved = logline.accelerated, logline.join_line, logline.join_line_into
         try:
             logline.accelerated = compiler != "fstring"
             if compiler != "fstring":
                 logline.join_line = join_line_py if compiler == "joined-python" else join_line_c
+                logline.join_line_into = join_line_into_py if compiler == "joined-python" else join_line_into_c
             _COMPILED[key] = logformat.compile_log_format(text, escape)
         finally:
-            logline.accelerated, logline.join_line = saved
+            logline.accelerated, logline.join_line, logline.join_line_into = saved
     return _COMPILED[key]
 
 
@@ -570,18 +662,24 @@ def test_no_memory_grows_over_many_calls():
     ]
 
     def once():
+        buffer = LineBufferC(1 << 60)
         for form, values in good:
             join_line_c(form, values)
+            join_line_into_c(form, values, buffer)
         for form, values in BAD:
-            try:
-                join_line_c(form, values)
-            except (TypeError, ValueError, OverflowError, UnicodeError, OSError):
-                pass
+            for call in (lambda: join_line_c(form, values), lambda: join_line_into_c(form, values, buffer)):
+                try:
+                    call()
+                except (TypeError, ValueError, OverflowError, UnicodeError, OSError):
+                    pass
+        buffer.take()
+        buffer.append(b"x\n")
+        buffer.take_lines()
 
     def rounds(n):
         for _ in range(n):
             once()
 
     grown = traced_growth(rounds, warm=200, settle=200, measured=3000)
-    calls = 3000 * (len(good) + len(BAD))
+    calls = 3000 * 2 * (len(good) + len(BAD))
     assert grown < calls // 10, f"{grown} bytes grew over {calls} calls"
