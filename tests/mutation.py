@@ -76,7 +76,7 @@ TARGETS: dict[str, Target] = {
     "tls": Target("ingressd/tls/certificates.py", ("tests/test_tls.py", "tests/test_auth_tls.py",
                                                    "tests/test_tls_settings.py", "tests/test_configmap_tls.py",
                                                    "tests/test_configmap_tls_ocsp.py",
-                                                   "tests/test_routing_patch.py")),
+                                                   "tests/test_routing_patch.py", "tests/test_tls_incremental.py")),
     "compat": Target("ingressd/compat/assess.py", ("tests/test_compat.py",)),
 }
 

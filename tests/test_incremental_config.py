@@ -24,7 +24,7 @@ import certs
 from harness import INGRESS_CLASS, ingress, service
 from ingressd.config.reloader import Reloader, State
 from ingressd.config.store import ObjectStore
-from ingressd.config.translate import Translator
+from ingressd.config.translate import Translator, _Resolver
 from ingressd.plugin_manager import load_plugins
 from ingressd.tls.certificates import CertificateStore
 
@@ -33,6 +33,7 @@ PATHS = ["/", "/x", "/x/y", "/z"]
 SERVICES = ["s1", "s2", "s3"]
 UNUSED = "s4"  # a Service (and EndpointSlice) no Ingress names
 SECRETS = ["t1", "t2"]
+UNUSED_SECRETS = ["t0", "t3"]  # Secrets no Ingress names (before and after the others in order)
 NAMES = [f"i{n}" for n in range(6)]
 CREATED = ["2024-01-01T00:00:00Z", "2024-01-01T00:00:01Z", "2024-01-01T00:00:02Z"]
 PROBES = [(host, path) for host in ["a.test", "b.test", "c.test", "www.c.test", "x.w.test", "alias.test",
@@ -58,8 +59,12 @@ def _plugins():
 
 @functools.lru_cache(maxsize=None)
 def _secret(name: str, version: int) -> dict:
-    hosts = {"t1": ("a.test", "*.w.test"), "t2": ("c.test", "www.c.test")}[name]
-    leaf = certs.make_leaf(*hosts)
+    """Secret ``name``'s certificate ``version``: 0 and 1 two certificates for its hosts, 2 one whose
+    key is another's (rejected), 3 one that names another host (a warning)."""
+    hosts = {"t1": ("a.test", "*.w.test"), "t2": ("c.test", "www.c.test")}.get(name, ("u.test",))
+    if version == 2:
+        return certs.secret_manifest("default", name, *certs.make_mismatched(*hosts))
+    leaf = certs.make_leaf(*hosts) if version < 3 else certs.make_leaf("elsewhere.test")
     return certs.secret_manifest("default", name, leaf.cert_pem, leaf.key_pem())
 
 
@@ -84,8 +89,10 @@ _step = st.one_of(
     st.tuples(st.just("endpoints"), st.sampled_from([*SERVICES, UNUSED]),
               st.lists(st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3"]), max_size=2)),
     st.tuples(st.just("service"), st.just(UNUSED), st.sampled_from([80, 81]), st.sampled_from(["10.0.0.9", None])),
-    st.tuples(st.just("secret"), st.sampled_from(SECRETS), st.integers(0, 1)),
+    st.tuples(st.just("secret"), st.sampled_from(SECRETS), st.integers(0, 3)),
     st.tuples(st.just("delete-secret"), st.sampled_from(SECRETS)),
+    st.tuples(st.just("secret"), st.sampled_from(UNUSED_SECRETS), st.integers(0, 1)),
+    st.tuples(st.just("delete-secret"), st.sampled_from(UNUSED_SECRETS)),
     st.tuples(st.just("other-class"), st.sampled_from(NAMES)),
     # An Ingress's paths and backends changed, its hosts, TLS and age kept (the change a rebuild
     # follows without looking at the other Ingresses): more often than the rest.
@@ -294,3 +301,28 @@ def test_the_store_says_which_keys_changed_between_two_snapshots():
     many = [ingress(f"i{n}", [("a.test", [("/", "Prefix", "s1", 80)])]) for n in range(600)]
     store.replace("cluster", "Ingress", many)
     assert store.snapshot().changed("Ingress", second) is None
+
+
+_TLS_INGRESS = ingress("i2", [("a.test", [("/", "Prefix", "s1", 80)]), ("c.test", [("/", "Prefix", "s2", 80)])],
+                       created=CREATED[0], tls=[{"hosts": ["a.test", "c.test"], "secretName": "t1"}])
+_SECRET_STEPS = [("ingress", _TLS_INGRESS), ("secret", "t3", 0), ("secret", "t1", 0), ("secret", "t0", 0),
+                 ("secret", "t1", 2), ("delete-secret", "t3"), ("secret", "t1", 3), ("secret", "t2", 0),
+                 ("delete-secret", "t1"), ("secret", "t0", 1), ("secret", "t1", 1), ("delete-secret", "t0"),
+                 ("secret", "t3", 1), ("secret", "t1", 0)]
+
+
+def test_secrets_that_come_go_and_change_are_as_a_build_from_nothing(monkeypatch):
+    """A TLS Secret replaced, unusable (a key not its certificate's), naming another host, deleted
+    and back, and Secrets no Ingress names coming and going before and after it in order: each
+    configuration's Secrets are patched in place of the last (``_Resolver.all_secrets``), not sorted
+    again, and serve what a build from nothing does."""
+    patched = []
+    original = _Resolver._secrets_patched
+
+    def spy(self, last, changed):
+        patched.append(set(changed))
+        return original(self, last, changed)
+
+    monkeypatch.setattr(_Resolver, "_secrets_patched", spy)
+    _follow(_SECRET_STEPS)
+    assert [keys for keys in patched if keys] == [{("default", step[1])} for step in _SECRET_STEPS[1:]]

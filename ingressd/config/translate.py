@@ -789,6 +789,9 @@ class _Resolver:
         self._service: tuple[Packed | None, dict] = (None, {})  # the last Service unpacked
         self._secret_data: dict[tuple[str, str], tuple[dict, SecretData]] = {}
         self._all_secrets: tuple[Mapping, tuple[SecretData, ...]] | None = None
+        self._secret_keys: list[tuple[str, str]] = []  # ``_all_secrets``'s keys, in its order
+        # The Secrets the store says came, went or changed since ``_all_secrets`` was made (None: not known).
+        self._secrets_changed: set | None = None
         self.deps: dict | None = None  # while translating one Ingress: (table, key) → object used
         self._backends: dict[tuple[str, str], tuple] = {}  # Service → (packed, slices, port, Backend)
         # One int per endpoint port number (each unpacked slice has its own 8080: ints above
@@ -820,6 +823,12 @@ class _Resolver:
                 for key in gone:
                     if key not in services:
                         self._backends.pop(key, None)
+        if secrets is not self.secrets:
+            came = None if changed_keys is None else changed_keys("Secret", previous)
+            if came is None:
+                self._secrets_changed = None
+            elif self._secrets_changed is not None:
+                self._secrets_changed |= came
         self.services = services
         self.secrets = secrets
         self.touched = set()
@@ -1020,13 +1029,43 @@ class _Resolver:
         return None if obj is None else self._data_of((namespace, name), obj)
 
     def all_secrets(self) -> tuple[SecretData, ...]:
-        cached = self._all_secrets
+        """Every Secret's data, by (namespace, name): sorted once, then kept in order as the store
+        says Secrets came, went or changed (a change of one Secret: not 1,000 sorted again)."""
+        cached, changed = self._all_secrets, self._secrets_changed
         if cached is not None and cached[0] is self.secrets:
             return cached[1]
-        result = tuple(self._data_of(key, obj) for key, obj in sorted(self.secrets.items()))
-        self._secret_data = {key: self._secret_data[key] for key in self.secrets if key in self._secret_data}
-        self._all_secrets = (self.secrets, result)
+        self._all_secrets, self._secrets_changed = None, None  # (set again once made)
+        if cached is None or changed is None:
+            items = sorted(self.secrets.items())
+            result = tuple(self._data_of(key, obj) for key, obj in items)
+            self._secret_keys = [key for key, _ in items]
+            self._secret_data = {key: self._secret_data[key] for key in self.secrets if key in self._secret_data}
+        else:
+            result = self._secrets_patched(cached[1], changed)
+        self._all_secrets, self._secrets_changed = (self.secrets, result), set()
         return result
+
+    def _secrets_patched(self, last: tuple[SecretData, ...], changed: set) -> tuple[SecretData, ...]:
+        """``last`` (in ``_secret_keys``'s order) with the Secrets of the keys ``changed`` as they are now."""
+        keys, data, moved = self._secret_keys, list(last), False
+        for key in changed:
+            at = bisect_left(keys, key)
+            known = at < len(keys) and keys[at] == key
+            obj = self.secrets.get(key)
+            if obj is None:
+                if known:
+                    del keys[at], data[at]
+                    self._secret_data.pop(key, None)
+                    moved = True
+            elif known:
+                fresh = self._data_of(key, obj)
+                moved = moved or fresh is not data[at]
+                data[at] = fresh
+            else:
+                keys.insert(at, key)
+                data.insert(at, self._data_of(key, obj))
+                moved = True
+        return tuple(data) if moved else last
 
     def _data_of(self, key, obj) -> SecretData:
         known = self._secret_data.get(key)

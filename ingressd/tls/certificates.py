@@ -271,10 +271,9 @@ class CertificateStore:
         _say_ecdh_curve(self._tls)
         self._protocols: tuple[bytes, ...] = (_H2, _HTTP11) if alpn else (_HTTP11,)
         self._default_ref = default_certificate.ref if default_certificate else default_ref
-        # Built certificates by (namespace, name, is-default), reused while the PEM is the
-        # same; the default's context differs (it carries the SNI callback).
-        self._cache: dict[tuple[str, str, bool], Certificate] = {}
-        self._cache_of: tuple = ()  # (``_served_hosts``'s certificates, default) ``_cache`` was made of
+        # The TLS hosts' certificates by (namespace, name), reused while the PEM is the same (the
+        # default is the map's: its context differs, it carries the SNI callback).
+        self._cache: dict[tuple[str, str], Certificate] = {}
         if default_certificate is not None:
             try:
                 default = self._from_secret(default_certificate, self._now(), default=True)
@@ -294,8 +293,9 @@ class CertificateStore:
         self._creator = _ServerConnectionCreator(self)
         self.warnings: tuple[Rejection, ...] = ()
         self._served = _ServedNames()  # the names served, followed from one configuration to the next
-        # (valid from, valid until, TLS hosts, Secrets, _served_hosts's answer): the last answer
-        self._hosts_memo: tuple | None = None
+        self._secrets = _SecretsByKey()  # the last configuration's Secrets, followed
+        self._walk: _Walk | None = None  # the last walk of the TLS hosts, followed (``_served_hosts``)
+        self.walks = 0  # walks of every TLS host made (the others walk the hosts whose Secrets changed)
         self._asked: tuple = ()  # what the certificates' asking contexts were last kept for
 
     # -- what the server wires in ---------------------------------------------------------
@@ -335,13 +335,15 @@ class CertificateStore:
 
     def _update(self, config: Config) -> list[Rejection]:
         now = self._now()
-        secrets = _Secrets(config.secrets)
+        # (Kept again once this update is made: after an error, the next one walks every host.)
+        walk, self._walk = self._walk, None
+        changed = self._secrets.follow(config.secrets)
         rejections: list[Rejection] = []
         warnings: list[Rejection] = []
 
         default = self._map.default
         if self._default_ref is not None:
-            data = secrets.get(_key(self._default_ref))
+            data = self._secrets.get(_key(self._default_ref))
             if data is not None:
                 try:
                     default = self._certificate(data, now, default=True)
@@ -353,8 +355,9 @@ class CertificateStore:
                         )
                     )
 
-        built, exact, wildcard, hosts, problems, found = self._served_hosts(config, secrets, now)
-        warnings.extend(found)
+        walk, placed = self._served_hosts(config, walk, changed, now)
+        exact, wildcard, problems = walk.exact, walk.wildcard, walk.problems
+        warnings.extend(walk.warnings)
 
         for (ingress, secret, reason), names in problems.items():
             rejections.append(
@@ -365,13 +368,6 @@ class CertificateStore:
                 )
             )
 
-        if not (self._cache_of and self._cache_of[0] is built and self._cache_of[1] is default):  # else: the same
-            self._cache = {
-                (*key, False): value for key, value in built.items() if isinstance(value, Certificate)
-            }
-            if default.secret is not None:
-                self._cache[(*_key(default.secret), True)] = default
-            self._cache_of = (built, default)
         auth_exact: dict[str, ClientAuth] = {}
         auth_wildcard: dict[str, ClientAuth] = {}
         for host, auth in config.client_auth:
@@ -387,7 +383,13 @@ class CertificateStore:
         policies = {*auth_exact.values(), *auth_wildcard.values()}
         in_use = {*tls_exact.values(), *tls_wildcard.values()}
         asked = (default, exact, wildcard, policies, in_use)
-        if not _same_asking(asked, self._asked):
+        previous = self._asked
+        if placed is not None and previous and previous[0] is default and previous[3:] == asked[3:]:
+            # Only the hosts whose Secrets changed are served other certificates than at the last
+            # update, whose certificates were kept for the same policies and settings: theirs.
+            for certificate in placed:
+                certificate.keep_asking_contexts(policies, in_use)
+        elif not _same_asking(asked, previous):
             # (Skipped when the certificates served and what they may ask with are the last
             # update's: every context made since was made with those; 1,000 walks otherwise.)
             for certificate in {default, *(c for c in (*exact.values(), *wildcard.values()) if c is not None)}:
@@ -400,7 +402,7 @@ class CertificateStore:
             default,
             MappingProxyType(exact),
             MappingProxyType(wildcard),
-            MappingProxyType(hosts),
+            MappingProxyType(walk.hosts),
             MappingProxyType(auth_exact),
             MappingProxyType(auth_wildcard),
             MappingProxyType(tls_exact),
@@ -408,100 +410,150 @@ class CertificateStore:
             *self._served.names(config),
         )
         self._track_ocsp()
+        self._walk = walk
         return rejections
 
-    def _served_hosts(self, config: Config, secrets: "_Secrets", now: datetime) -> tuple:
-        """(certificates built by Secret key, exact, wildcard, hosts, problems, warnings) for
-        ``config``'s TLS hosts: the last answer when the TLS hosts and the Secrets are the same
-        and ``now`` has crossed none of its certificates' validity bounds (its notes and expiry
-        are what they were), else worked out again (a walk of every TLS host and its Secret:
-        ~1,000 at 10,000 Ingresses, on every change of any Ingress)."""
-        memo = self._hosts_memo
-        if (memo is not None and memo[0] <= now < memo[1] and config.tls_hosts == memo[2]
-                and config.secrets == memo[3]):
-            return memo[4]
-        answer = self._work_out_hosts(config, secrets, now)
-        bounds = [c.not_after for c in answer[0].values() if isinstance(c, Certificate)]
-        bounds += [c.not_before for c in answer[0].values() if isinstance(c, Certificate) and c.not_before > now]
-        self._hosts_memo = (now, min(bounds, default=_NEVER), config.tls_hosts, config.secrets, answer)
-        return answer
+    def _served_hosts(self, config: Config, walk: "_Walk | None", changed: frozenset | None,
+                      now: datetime) -> tuple["_Walk", list | None]:
+        """(the walk of ``config``'s TLS hosts, the certificates now served at the hosts whose Secret
+        changed or None when every host was walked) from the last walk ``walk``: only the hosts with a
+        TLS host whose Secret is in ``changed`` (``_SecretsByKey.follow``) are walked again, when the
+        TLS hosts are the same and ``now`` has crossed none of the certificates' validity bounds (their
+        notes and expiry are what they were); every host otherwise (1,000 at 10,000 Ingresses), and
+        when a host walked again is served by another of its TLS hosts than before (``_walk_changed``)."""
+        if (walk is not None and changed is not None and walk.valid_from <= now < walk.valid_until
+                and config.tls_hosts == walk.tls_hosts):
+            placed = self._walk_changed(walk, changed, now)
+            if placed is not None:
+                walk.tls_hosts = config.tls_hosts
+                return walk, placed
+        return self._walk_all(config.tls_hosts, now), None
 
-    def _work_out_hosts(self, config: Config, secrets: "_Secrets", now: datetime) -> tuple:
-        warnings: list[Rejection] = []
-        built: dict[tuple[str, str], Certificate | CertificateError] = {}
-        exact: dict[str, Certificate | None] = {}
-        wildcard: dict[str, Certificate | None] = {}
-        hosts: dict[str, Certificate | None] = {}
-        owner: dict[str, ObjectRef] = {}  # host → Secret that serves it
-        problems: dict[tuple[ObjectRef, ObjectRef, str], list[str]] = {}
-
-        for tls_host in config.tls_hosts:
+    def _walk_all(self, tls_hosts: tuple, now: datetime) -> "_Walk":
+        self.walks += 1
+        walk = _Walk(tls_hosts, now)
+        for index, tls_host in enumerate(tls_hosts):
             host = tls_host.host.strip().lower().rstrip(".")
             if not host:
                 continue
             if "*" in host and not (host.startswith("*.") and "*" not in host[2:]):
-                problems.setdefault(
-                    (tls_host.ingress, tls_host.secret, "only a leading '*.' wildcard is allowed"),
-                    [],
-                ).append(host)
+                walk.reports[index] = ((), ((tls_host.ingress, tls_host.secret,
+                                             "only a leading '*.' wildcard is allowed"), host))
                 continue
-            if host in owner:
-                if tls_host.covered_only:
-                    continue  # a TLS host an Ingress names wins
-                if owner[host] != tls_host.secret:
-                    warnings.append(
-                        Rejection(
-                            tls_host.ingress,
-                            f"TLS host {host} is already served with "
-                            f"{_secret_label(owner[host])}; "
-                            f"{_secret_label(tls_host.secret)} is not used for it",
-                        )
-                    )
-                continue
-            owner[host] = tls_host.secret
+            walk.groups.setdefault(host, []).append(index)
+            walk.users.setdefault(_key(tls_host.secret), []).append(index)
+        owned = []
+        for host, indices in walk.groups.items():
+            owner, served, reports = self._walk_host(host, indices, tls_hosts, walk.built, now)
+            walk.reports.update(reports)
+            if owner is not None:
+                walk.owners[host] = owner
+                owned.append((owner, host, served))
+        owned.sort(key=_first)  # each host in the place a walk of the TLS hosts in order gives it
+        for _, host, served in owned:
+            walk.serve(host, served)
+        walk.report()
+        walk.bound(walk.built.values(), now)
+        self._cache = {key: value for key, value in walk.built.items() if isinstance(value, Certificate)}
+        return walk
 
+    def _walk_changed(self, walk: "_Walk", changed: frozenset, now: datetime) -> list | None:
+        """Walk again the hosts with a TLS host whose Secret is in ``changed``; the certificates now
+        served at them. None (``walk`` is then spoilt) when a host is served by another of its TLS
+        hosts than before: the hosts' order in the map, the Secrets built, may differ (a ``covered_only``
+        TLS host whose certificate came to cover it or no longer does)."""
+        tls_hosts, users = walk.tls_hosts, walk.users
+        hosts = {tls_hosts[index].host.strip().lower().rstrip("."): None
+                 for key in changed for index in users.get(key, ())}
+        if not hosts:
+            return []  # no TLS host uses them: nothing served changes
+        built = walk.built
+        for key in changed:
+            built.pop(key, None)
+        walk.exact, walk.wildcard, walk.hosts = dict(walk.exact), dict(walk.wildcard), dict(walk.hosts)
+        reports = walk.reports
+        placed = []
+        moved = False
+        for host in hosts:
+            indices = walk.groups[host]
+            owner, served, found = self._walk_host(host, indices, tls_hosts, built, now)
+            if owner != walk.owners.get(host):
+                return None
+            for index in indices:
+                if reports.get(index) != found.get(index):
+                    moved = True
+                    reports.pop(index, None)
+            reports.update(found)
+            if owner is not None:
+                walk.serve(host, served)
+                if served is not None:
+                    placed.append(served)
+        if moved:
+            walk.report()
+        fresh = [built[key] for key in changed if key in built]
+        walk.bound(fresh, now)
+        for key in changed:
+            value = built.get(key)
+            if isinstance(value, Certificate):
+                self._cache[key] = value
+            else:
+                self._cache.pop(key, None)
+        return placed
+
+    def _walk_host(self, host: str, indices: list[int], tls_hosts: tuple, built: dict,
+                   now: datetime) -> tuple[int | None, Certificate | None, dict]:
+        """(the index of the TLS host that serves ``host`` or None, its certificate or None for the
+        default, what its TLS hosts report: index → (warnings, problem or None)) for the TLS hosts at
+        ``indices`` (in order), all of them ``host``: the first one wins (one that a plugin added,
+        ``covered_only``, only if its certificate is usable and covers the host). ``built``: the
+        certificates (or why not) by Secret key, added to as Secrets are first used."""
+        owner: int | None = None
+        served: Certificate | None = None
+        reports: dict[int, tuple] = {}
+        for index in indices:
+            tls_host = tls_hosts[index]
+            if owner is not None:
+                if not tls_host.covered_only and tls_hosts[owner].secret != tls_host.secret:
+                    reports[index] = ((Rejection(
+                        tls_host.ingress,
+                        f"TLS host {host} is already served with {_secret_label(tls_hosts[owner].secret)}; "
+                        f"{_secret_label(tls_host.secret)} is not used for it",
+                    ),), None)
+                continue
             key = _key(tls_host.secret)
             if key not in built:
-                data = secrets.get(key)
-                try:
-                    if data is None:
-                        raise CertificateError("the Secret does not exist")
-                    built[key] = self._certificate(data, now)
-                except CertificateError as exc:
-                    built[key] = exc
-                except Exception as exc:  # pyOpenSSL surprises: reject, don't stop
-                    built[key] = CertificateError(f"cannot be used ({exc!r})")
+                built[key] = self._usable(key, now)
             result = built[key]
             if tls_host.covered_only and (isinstance(result, CertificateError) or not result.covers(host)):
-                del owner[host]
-                continue
-            served: Certificate | None
+                continue  # a TLS host an Ingress names wins
+            owner = index
             if isinstance(result, CertificateError):
-                problems.setdefault((tls_host.ingress, tls_host.secret, str(result)), []).append(
-                    host
-                )
-                served = None
-            else:
-                served = result
-                for note in result.notes_at(now):
-                    warnings.append(
-                        Rejection(tls_host.ingress, f"{_secret_label(tls_host.secret)}: {note}")
-                    )
-                if not result.covers(host):
-                    warnings.append(
-                        Rejection(
-                            tls_host.ingress,
-                            f"{_secret_label(tls_host.secret)}: the certificate does not "
-                            f"cover {host} (it names {', '.join(result.names) or 'nothing'})",
-                        )
-                    )
-            hosts[host] = served
-            if host.startswith("*."):
-                wildcard[host[2:]] = served
-            else:
-                exact[host] = served
+                reports[index] = ((), ((tls_host.ingress, tls_host.secret, str(result)), host))
+                continue
+            served = result
+            found = [Rejection(tls_host.ingress, f"{_secret_label(tls_host.secret)}: {note}")
+                     for note in result.notes_at(now)]
+            if not result.covers(host):
+                found.append(Rejection(
+                    tls_host.ingress,
+                    f"{_secret_label(tls_host.secret)}: the certificate does not "
+                    f"cover {host} (it names {', '.join(result.names) or 'nothing'})",
+                ))
+            if found:
+                reports[index] = (tuple(found), None)
+        return owner, served, reports
 
-        return built, exact, wildcard, hosts, problems, tuple(warnings)
+    def _usable(self, key: tuple[str, str], now: datetime) -> "Certificate | CertificateError":
+        """The certificate of the Secret ``key`` (of the configuration being applied), or why not."""
+        data = self._secrets.get(key)
+        try:
+            if data is None:
+                raise CertificateError("the Secret does not exist")
+            return self._certificate(data, now)
+        except CertificateError as exc:
+            return exc
+        except Exception as exc:  # pyOpenSSL surprises: reject, don't stop
+            return CertificateError(f"cannot be used ({exc!r})")
 
     def use_tls(self, tls: TLSSettings) -> None:
         """Serve new handshakes with the server's TLS settings ``tls`` (a ConfigMap change, SIGHUP):
@@ -682,10 +734,10 @@ class CertificateStore:
 
     def _certificate(self, data: SecretData, now: datetime, default: bool = False) -> Certificate:
         """The Secret's certificate, reused when its PEM bytes did not change."""
-        if default and self._map.default.secret == data.ref:
-            cached: Certificate | None = self._map.default
+        if default:
+            cached: Certificate | None = self._map.default if self._map.default.secret == data.ref else None
         else:
-            cached = self._cache.get((*_key(data.ref), default))
+            cached = self._cache.get(_key(data.ref))
         pem = (data.get("tls.crt") or b"", data.get("tls.key") or b"")
         if cached is not None and cached.pem == pem:
             _check_not_expired(cached.not_after, now)
@@ -945,20 +997,95 @@ def _check_strength(private_key: Any) -> None:
 _NEVER = datetime.max.replace(tzinfo=timezone.utc)
 
 
-class _Secrets:
-    """``Config.secrets`` by (namespace, name), the dict made when first asked (a memo hit of
-    ``_served_hosts`` asks nothing: 1,000 Secrets not put in a dict on every change)."""
+class _SecretsByKey:
+    """``Config.secrets`` by (namespace, name), followed from one configuration to the next: which
+    Secrets came, went or changed is found by comparing the two tuples place by place when they hold
+    the same Secrets in the same places but for a few (one identity test a Secret: 1,000 Secrets not
+    put in a dict on every change), else by key."""
 
-    __slots__ = ("_items", "_by_key")
+    __slots__ = ("_secrets", "_by_key", "_unique")
 
-    def __init__(self, items) -> None:
-        self._items = items
-        self._by_key: dict | None = None
+    def __init__(self) -> None:
+        self._secrets: tuple | None = None  # the last tuple followed
+        self._by_key: dict = {}
+        self._unique = False  # whether each of its keys is there once
 
     def get(self, key):
-        if self._by_key is None:
-            self._by_key = {(s.ref.namespace, s.ref.name): s for s in self._items}
         return self._by_key.get(key)
+
+    def follow(self, secrets: tuple) -> frozenset | None:
+        """Take the next configuration's Secrets; the keys whose Secret came, went or is another
+        object since the last, None the first time (or after an error half-way)."""
+        previous, self._secrets = self._secrets, None  # (set again once followed)
+        by_key = self._by_key
+        if previous is secrets:
+            self._secrets = secrets
+            return frozenset()
+        if previous is not None and self._unique and len(previous) == len(secrets):
+            pairs = [(old, new) for old, new in zip(previous, secrets) if old is not new]
+            if all(old.ref == new.ref for old, new in pairs):
+                for _, new in pairs:
+                    by_key[_key(new.ref)] = new
+                self._secrets = secrets
+                return frozenset(_key(new.ref) for _, new in pairs)
+        fresh = {_key(secret.ref): secret for secret in secrets}
+        changed = None if previous is None else frozenset(
+            key for key in fresh.keys() | by_key.keys() if fresh.get(key) is not by_key.get(key))
+        self._by_key, self._unique, self._secrets = fresh, len(fresh) == len(secrets), secrets
+        return changed
+
+
+class _Walk:
+    """A walk of the TLS hosts (``CertificateStore._served_hosts``): what each host is served, what
+    each TLS host reports, and what walking again only the hosts of some Secrets needs."""
+
+    __slots__ = ("tls_hosts", "valid_from", "valid_until", "groups", "users", "owners", "reports", "built",
+                 "exact", "wildcard", "hosts", "problems", "warnings")
+
+    def __init__(self, tls_hosts: tuple, now: datetime) -> None:
+        self.tls_hosts = tls_hosts
+        # The answer holds while ``now`` is in [valid_from, valid_until): no certificate's bound crossed.
+        self.valid_from, self.valid_until = now, _NEVER
+        self.groups: dict[str, list[int]] = {}  # host (as served) → the indices of its TLS hosts, in order
+        self.users: dict[tuple[str, str], list[int]] = {}  # Secret key → the indices of the TLS hosts naming it
+        self.owners: dict[str, int] = {}  # host → the index of the TLS host that serves it
+        # index of a TLS host → (its warnings, its problem ((Ingress, Secret, reason), host) or None)
+        self.reports: dict[int, tuple] = {}
+        self.built: dict[tuple[str, str], Certificate | CertificateError] = {}  # by Secret key
+        self.exact: dict[str, Certificate | None] = {}  # as ``_CertificateMap``'s
+        self.wildcard: dict[str, Certificate | None] = {}
+        self.hosts: dict[str, Certificate | None] = {}
+        self.problems: dict[tuple[ObjectRef, ObjectRef, str], list[str]] = {}
+        self.warnings: tuple[Rejection, ...] = ()
+
+    def serve(self, host: str, served: Certificate | None) -> None:
+        self.hosts[host] = served
+        if host.startswith("*."):
+            self.wildcard[host[2:]] = served
+        else:
+            self.exact[host] = served
+
+    def report(self) -> None:
+        """The problems and warnings of the TLS hosts' reports, in the TLS hosts' order."""
+        problems: dict[tuple[ObjectRef, ObjectRef, str], list[str]] = {}
+        warnings: list[Rejection] = []
+        for index in sorted(self.reports):
+            found, problem = self.reports[index]
+            warnings.extend(found)
+            if problem is not None:
+                problems.setdefault(problem[0], []).append(problem[1])
+        self.problems, self.warnings = problems, tuple(warnings)
+
+    def bound(self, results: Iterable, now: datetime) -> None:
+        """Narrow the answer's validity to the bounds of these certificates (a not_before ahead)."""
+        for result in results:
+            if isinstance(result, Certificate):
+                self.valid_until = min(self.valid_until, result.not_after,
+                                       result.not_before if result.not_before > now else _NEVER)
+
+
+def _first(item: tuple) -> Any:
+    return item[0]
 
 
 def _same_asking(a: tuple, b: tuple) -> bool:
