@@ -317,3 +317,51 @@ def test_asking_contexts_follow_a_secret_change_and_a_policy_change():
     apply(second)
     assert store.context_for_name("b.test") is not asking
     assert store.client_auth_for("b.test") is second
+
+
+# Fixed expectations (the comparisons above run the same walk in both stores: these pin what it gives).
+
+def _warning_texts(store: CertificateStore) -> list[tuple[str, str]]:
+    return [(r.ref.name, r.reason) for r in store.warnings]
+
+
+def test_every_later_tls_host_of_a_served_host_with_another_secret_is_warned_about():
+    store = CertificateStore(default_ref=DEFAULT, now=lambda: START)
+    hosts = (TLSHost("c.test", _ref("s3"), OTHER), TLSHost("c.test", _ref("s2"), INGRESS),
+             TLSHost("c.test", _ref("s3"), INGRESS), TLSHost("c.test", _ref("s1"), GATEWAY, covered_only=True),
+             TLSHost("c.test", _ref("s4"), GATEWAY))
+    secrets = tuple(secret(name, "valid") for name in ("s1", "s2", "s3", "s4"))
+    assert store.update(Config(tls_hosts=hosts, secrets=secrets)) == []
+    assert store.certificate_for("c.test").secret == _ref("s3")
+    # the same Secret again, and a host a plugin added: nothing said; each other Secret: said
+    assert _warning_texts(store) == [
+        ("shop", "TLS host c.test is already served with Secret web/s3; Secret web/s2 is not used for it"),
+        ("gw", "TLS host c.test is already served with Secret web/s3; Secret web/s4 is not used for it"),
+    ]
+    # followed: s2 changed, the same warnings in the same order
+    changed = tuple(secret(name, "renewed" if name == "s2" else "valid") for name in ("s1", "s2", "s3", "s4"))
+    assert store.update(Config(tls_hosts=hosts, secrets=changed)) == []
+    assert _warning_texts(store)[0][1].startswith("TLS host c.test is already served with Secret web/s3; Secret web/s2")
+    assert len(store.warnings) == 2
+
+
+def test_the_hosts_are_served_in_the_order_of_their_tls_hosts_before_and_after_a_change():
+    now = [START]
+    store = CertificateStore(default_ref=DEFAULT, now=lambda: now[0])
+    hosts = (TLSHost("x.test", _ref("s4"), INGRESS), TLSHost("b.test", _ref("s2"), INGRESS),
+             TLSHost("a.test", _ref("s1"), INGRESS), TLSHost("c.test", _ref("s2"), OTHER))
+    names = ("s1", "s2", "s4")
+    assert store.update(Config(tls_hosts=hosts, secrets=tuple(secret(n, "valid") for n in names))) == []
+    assert [host for _, host in store.expiries() if host] == ["x.test", "b.test", "a.test", "c.test"]
+    walks = store.walks
+    renewed = tuple(secret(n, "renewed" if n == "s1" else "valid") for n in names)
+    assert store.update(Config(tls_hosts=hosts, secrets=renewed)) == []
+    assert store.walks == walks  # only a.test walked again
+    assert [host for _, host in store.expiries() if host] == ["x.test", "b.test", "a.test", "c.test"]
+    assert store.certificate_for("a.test").fingerprint == secret_fingerprint("s1", "renewed")
+
+
+def secret_fingerprint(name: str, version: str) -> str:
+    fresh = CertificateStore(default_ref=DEFAULT, now=lambda: START)
+    fresh.update(Config(tls_hosts=(TLSHost(NAMES[name][0], _ref(name), INGRESS),), secrets=(secret(name, version),)))
+    return fresh.certificate_for(NAMES[name][0]).fingerprint
