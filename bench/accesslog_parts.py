@@ -9,7 +9,10 @@ two runs' instruction counts under cachegrind (e.g. N = 3,000 and 1,000) differ 
 
 The parts: ``call`` (``AccessLog.__call__``: the checks and the held note, the round's list emptied
 each time), ``end`` (``AccessLog._end_round`` for a round of one: its formatting and queue
-accounting, the queue emptied each time), ``lines`` (the format's round loop alone for a round of
+accounting, the queue emptied each time), ``round`` (``AccessLog.observe_round`` for a round of
+one, as the proxy hands it over: its screens, then ``_end_round``'s formatting and queueing; the
+server's path since the round branch, where ``call`` is no longer made per exchange), ``lines`` (the
+format's round loop alone for a round of
 one: the compiled ``LogFormat.lines`` or ``_json_lines_fast``), ``join`` (``join_line`` alone on
 the line's values), ``headers`` (``header_values`` alone), ``statuses`` (``upstream_statuses``),
 ``noop`` (the loop itself), ``drain`` (the writer thread's part, not on the reactor: ``--count``
@@ -44,7 +47,7 @@ from ingressd import accesslog, logline  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("format", choices=("nginx", "json"))
-    p.add_argument("part", choices=("noop", "call", "end", "lines", "join", "headers", "statuses",
+    p.add_argument("part", choices=("noop", "call", "end", "round", "lines", "join", "headers", "statuses",
                                        "drain"))
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--duration", type=float, default=0.0,
@@ -84,6 +87,13 @@ def main() -> None:
             for _ in range(count):
                 log._round = [(exchange, now, end)]
                 log._end_round()
+                pending.take()
+        elif part == "round":
+            if not hasattr(log, "observe_round"):
+                raise SystemExit("round: this tree's access log has no observe_round (before the round branch)")
+            pending = log._pending
+            for _ in range(count):
+                log.observe_round(held)
                 pending.take()
         elif part == "lines":
             lines = template.lines if template is not None else None

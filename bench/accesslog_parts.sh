@@ -15,7 +15,7 @@ count() {
     "$python" bench/accesslog_parts.py "$1" "$2" --count "$3" --duration "${DURATION:-0}" 2>&1 | sed -n 's/.*I *refs: *//p' | tr -d ,)
 }
 for format in ${FORMATS:-nginx json}; do
-  for part in ${PARTS:-noop call end lines join headers statuses}; do
+  for part in ${PARTS:-noop call end round lines join headers statuses}; do
     [ "$format" = json ] && [ "$part" = join ] && continue
     a=$(count "$format" "$part" "$n1")
     b=$(count "$format" "$part" "$n2")

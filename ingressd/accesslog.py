@@ -17,7 +17,12 @@ behind (a slow disk, a full pipe), lines beyond the bound are dropped and counte
 are as long as the head limits allow, so 10,000 of them could otherwise hold a gigabyte); a line is
 written whole or dropped whole, never split.
 
-On ``ingressd.reactor``'s reactor (``call_at_round_end``) the lines of one round of events are
+The server's proxy notes each finished exchange with the time and its clock and hands a round's
+to ``observe_round`` in one call (``Proxy.round_observers``, ``interfaces.RoundObserver``), which
+screens them and formats their lines together (``_end_round``); an HTTPS exchange's TLS facts are
+read at its end (``observe_tls``, ``Proxy.tls_observers``). ``observe`` (``Proxy.observers``, one
+exchange a call) does the same by itself: on ``ingressd.reactor``'s reactor (``call_at_round_end``)
+the lines of one round of events are
 formatted together when the round ends, after its writes were sent: the observer only notes the
 exchange, the time and the proxy's clock (so each line is what it would have been at once), and
 the round's end formats them in a row, where the same code costs less than between two requests
@@ -112,6 +117,9 @@ class AccessLog(Service):
         self._at_round_end = getattr(reactor, "call_at_round_end", None)
         self._round: list[tuple] = []  # the reactor thread's: (exchange, time, clock) to format
         self._round_settings: LogSettings = settings  # … with these settings (a change ends the round's lines)
+        # The proxy's ``end_round`` when this observes its rounds (``observe_round``): a settings
+        # change and a stop hand the round's exchanges so far over first, logged as they ended.
+        self.hand_over = None
 
     @property
     def format(self) -> str:
@@ -147,6 +155,8 @@ class AccessLog(Service):
     def apply(self, settings: LogSettings) -> None:
         """Log the next lines with these settings (built by ``ingressd.logformat.log_settings_from``);
         a new path or syslog server is taken up by the writer thread before its next batch."""
+        if self.hand_over is not None:  # the exchanges that ended under the old settings: logged with them
+            self.hand_over()
         self.settings = settings
 
     # -- the reactor side ----------------------------------------------------------------
@@ -205,6 +215,42 @@ class AccessLog(Service):
 
     __call__ = observe
 
+    def observe_round(self, batch) -> None:
+        """``Proxy.round_observers``' callable (the server's): a round's finished exchanges
+        (``interfaces.FinishedNote``: the exchange, the wall time and the proxy's clock at its end),
+        screened as ``observe`` screens each and their lines formatted together (``_end_round``).
+        A line that reads a TLS connection's live handle was formatted at once (``observe_tls``)."""
+        settings = self.settings
+        template = settings.template
+        at_once = template is not None and template.tls_handle
+        screens = settings.screens
+        room = self.max_pending - len(self._pending)
+        held = []
+        for note in batch:
+            exchange = note[0]
+            entry = getattr(exchange, "entry", None)
+            if entry is not None and not entry.access_log:
+                continue  # enable-access-log: "false" on the route
+            if (screens and self._left_out(exchange, settings)) or (at_once and exchange.protocol.scheme == "https"):
+                continue
+            if len(held) >= room:
+                self.overflowed += 1
+                continue
+            held.append(note)
+        if held:
+            self._end_round(held, settings)
+
+    def observe_tls(self, exchange) -> None:
+        """``Proxy.tls_observers``' callable: an exchange of a TLS client connection, at its end
+        (the connection may close before the round ends): its TLS facts read now, which the
+        connection remembers (``_tls_read_now``); a line reading the live TLS handle
+        (``$ssl_cipher``) formatted now (``observe``), and left out of the round's."""
+        template = self.settings.template
+        if template is not None and template.tls_handle:
+            self.observe(exchange)
+        elif template is None or template.tls_facts:
+            exchange.protocol.tls()
+
     @staticmethod
     def _left_out(exchange, settings: LogSettings) -> bool:
         """Whether the settings leave this exchange's line out (``LogSettings.screens``)."""
@@ -213,14 +259,17 @@ class AccessLog(Service):
         # enable-access-log-for-default-backend: "false"
         return not settings.default_backend and _default_backend(exchange.route)
 
-    def _end_round(self) -> None:
+    def _end_round(self, held: list | None = None, settings: LogSettings | None = None) -> None:
         """Format the lines of the exchanges held this round (see the module's docstring): one
-        call for the round's lines (``LogFormat.lines``, ``_json_lines_fast``, ``_combined_lines``)."""
-        held = self._round
-        if not held:
-            return
-        self._round = []
-        settings = self._round_settings
+        call for the round's lines (``LogFormat.lines``, ``_json_lines_fast``, ``_combined_lines``).
+        ``held``, ``settings``: a round's (exchange, time, clock) kept by ``observe_round`` and its
+        settings, in place of the ones ``observe`` held."""
+        if held is None:
+            held = self._round
+            if not held:
+                return
+            self._round = []
+            settings = self._round_settings
         pending = self._pending
         template = settings.template
         # The lines' bytes go straight into the waiting buffer (beyond its byte bound each line is
@@ -263,6 +312,8 @@ class AccessLog(Service):
         self._thread.start()
 
     def stopService(self):
+        if self.hand_over is not None:  # the proxy's round in progress
+            self.hand_over()
         self._end_round()  # the lines of the round in progress
         self._stopping = True
         self._wake.set()

@@ -335,6 +335,23 @@ class FinishedExchange(RequestView, Protocol):
     entry: Any  # the route's RouteEntry (its ``alternatives``: the canaries), None without a route
 
 
+# A finished exchange as ``Proxy.round_observers`` get it: (the exchange, ``time.time()`` and the
+# proxy's ``clock.seconds()`` read when it finished), so a line or a metric made later in the round
+# is the one it would have been at once.
+FinishedNote = tuple[FinishedExchange, float, float]
+# ``Proxy.observers`` and ``Proxy.tls_observers``: called with each finished exchange at once (the
+# latter only for an exchange of a TLS client connection: what must be read before the connection
+# may close, such as its TLS facts, is read there).
+ExchangeObserver = Callable[[FinishedExchange], None]
+# ``Proxy.round_observers`` (the metrics' ``observe_round``, the access log's): called once a round
+# with the round's finished exchanges, in the order they finished (``Proxy.end_round``: at the
+# reactor's round end; on a reactor without ``call_at_round_end``, such as the tests' Clock, at each
+# exchange's end with a batch of one; sooner when 256 are noted or an observer must see every
+# exchange finished so far). The batch is shared by the observers and read-only; a failing
+# observer is logged and the others still get it.
+RoundObserver = Callable[[Sequence[FinishedNote]], None]
+
+
 class Subrequests(Protocol):
     """HTTP requests a plugin sends itself (a mirror copy, an auth check): the server's is
     ``BuildContext.subrequests`` (``ingressd.proxy.subrequest.SubrequestClient``)."""

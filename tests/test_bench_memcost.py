@@ -9,6 +9,7 @@ import importlib.util
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -123,10 +124,11 @@ def test_the_rounds_reactor_calls_each_round_end_once_in_order():
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench.local\r\n\r\n"
 
 
-@pytest.mark.parametrize("log, asked", [("", 1), ("--access-log off", 0)])
-def test_the_served_access_log_holds_the_rounds_lines_until_the_round_ends(tmp_path, log, asked):
-    """What pathcost's log-on figure measures: the server's round path (the line formatted when the
-    round ends), not the line formatted at once."""
+@pytest.mark.parametrize("log", ["", "--access-log off"])
+def test_the_served_access_log_holds_the_rounds_lines_until_the_round_ends(tmp_path, log):
+    """What pathcost's figures measure: the server's round path (the finished exchange noted by the
+    proxy, handed to the metrics and the log, its line formatted, when the round ends), not the line
+    formatted at once. The metrics are on in both: the round end is asked for with the log off too."""
     service, reactor = memcost.serve(tmp_path, memcost.server_args(log, tmp_path))
     try:
         client, client_transport = memcost.accept(service.http_factory)
@@ -134,11 +136,20 @@ def test_the_served_access_log_holds_the_rounds_lines_until_the_round_ends(tmp_p
         upstream, _ = memcost.connect(reactor)
         upstream.dataReceived(memcost.RESPONSE)
         assert client_transport.value().startswith(b"HTTP/1.1 200 ")
-        assert isinstance(reactor, memcost.RoundsReactor) and reactor.waiting == asked
-        if asked:
-            assert service.access_log.counts()["pending"] == 1
+        assert isinstance(reactor, memcost.RoundsReactor) and reactor.waiting == 1
+        access_log = service.access_log
+        assert (access_log is None) == (log == "--access-log off")
+        assert service.metrics.waiting == 0  # noted by the proxy, not handed over yet
+        if access_log is not None:
+            assert access_log.counts()["pending"] == 0 and access_log.written == 0
         reactor.end_round()
-        assert reactor.waiting == 0
+        assert reactor.waiting == 0 and service.metrics.waiting == 1
+        if access_log is not None:  # the line formatted: queued, and written by the writer thread
+            for _ in range(100):  # (bounded: the writer writes every 0.1 s)
+                if access_log.written == 1:
+                    break
+                time.sleep(0.05)
+            assert access_log.written == 1 and access_log.counts()["pending"] == 0 and access_log.dropped == 0
     finally:
         service.stopService()
 

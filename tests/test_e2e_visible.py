@@ -214,6 +214,62 @@ def test_each_answer_of_ingressds_own_is_logged_and_counted(world, status, reque
         assert line["host"] == "example.com"
 
 
+def _route_requests(proc, ingress: str, method: str) -> float:
+    _, _, body = proc.admin("/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+               if line.startswith("ingressd_requests_total{") and f'ingress="{ingress}"' in line
+               and f'method="{method}"' in line)
+
+
+def _pipelined(sock, prefix: bytes, count: int) -> bytes:
+    """``count`` GETs to big.test sent in one write (their exchanges end in few rounds of events),
+    the last closing the connection; everything read back until the close."""
+    requests = [b"OPTIONS %s%d HTTP/1.1\r\nHost: big.test\r\n\r\n" % (prefix, index) for index in range(count - 1)]
+    requests.append(b"OPTIONS %s%d HTTP/1.1\r\nHost: big.test\r\nConnection: close\r\n\r\n" % (prefix, count - 1))
+    sock.sendall(b"".join(requests))
+    chunks = []
+    while True:
+        piece = sock.recv(65536)
+        if not piece:
+            return b"".join(chunks)
+        chunks.append(piece)
+
+
+def test_pipelined_requests_in_clear_and_over_tls_are_each_logged_and_counted_once(world):
+    """The proxy hands a round's finished exchanges to the metrics and the access log in one call
+    (``Proxy.round_observers``): every request of a pipelined burst has its line, in order, and its
+    count; over TLS with its TLS facts, though the connection closed right after."""
+    import ssl
+    proc, _, _, access_log = world
+    count = 40
+    before = _route_requests(proc, "unlimited", "OPTIONS")
+    with socket.create_connection(("127.0.0.1", proc.http_port), timeout=10) as sock:
+        answers = _pipelined(sock, b"/round/", count)
+    assert answers.count(b"HTTP/1.1 200 ") == count
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", proc.https_port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="big.test") as sock:
+            answers = _pipelined(sock, b"/tls-round/", count)
+    assert answers.count(b"HTTP/1.1 200 ") == count
+    _wait_for(lambda: _route_requests(proc, "unlimited", "OPTIONS") == before + 2 * count)
+
+    def logged():
+        lines = [line for line in _log_lines(access_log) if line["method"] == "OPTIONS"
+                 and line["uri"].startswith(("/round/", "/tls-round/"))]
+        return lines if len(lines) >= 2 * count else None
+    lines = _wait_for(logged)
+    plain = [line for line in lines if line["uri"].startswith("/round/")]
+    tls = [line for line in lines if line["uri"].startswith("/tls-round/")]
+    assert [line["uri"] for line in plain] == [f"/round/{index}" for index in range(count)]
+    assert [line["uri"] for line in tls] == [f"/tls-round/{index}" for index in range(count)]
+    assert all(line["status"] == 200 and line["tls_version"] is None for line in plain)
+    assert all(line["status"] == 200 and line["tls_version"] and line["sni"] == "big.test" for line in tls)
+    time.sleep(0.3)  # past the metrics' hold and the log writer's interval: nothing counted twice
+    assert _route_requests(proc, "unlimited", "OPTIONS") == before + 2 * count
+    assert len([line for line in _log_lines(access_log) if line["method"] == "OPTIONS"]) == 2 * count
+
+
 # -- request bodies are read whole before a backend sees them -------------------------------
 
 

@@ -88,6 +88,18 @@ def test_an_odd_exchange_ends_the_run_uncounted(count, odd):
 
 
 @pytest.mark.parametrize("count", IMPLEMENTATIONS)
+def test_a_rounds_notes_are_counted_by_their_last_item_the_clock(count):
+    """``Proxy.round_observers``' notes, (exchange, wall time, clock), count as (exchange, clock) pairs;
+    a tuple of any other size ends the run."""
+    exchanges = [exchange(), exchange(started=9.0), exchange(status=404)]
+    pairs = run(count, [(one, 10.0) for one in exchanges])
+    notes = run(count, [(one, 1_790_000_000.5, 10.0) for one in exchanges])
+    assert notes == pairs and pairs[0] == 2
+    assert run(count, [(exchanges[0], 10.0), (exchanges[1], 1.0, 2.0, 10.0)])[0] == 1
+    assert run(count, [(exchanges[0],)])[0] == 0
+
+
+@pytest.mark.parametrize("count", IMPLEMENTATIONS)
 def test_nan_and_negative_durations_are_counted_as_bisect_counts_them(count):
     held = [(exchange(started=math.nan), 10.0), (exchange(started=11.0, ended=9.0), 10.0)]
     counter, histogram, response_cell, request_cell, upstream = cells()
@@ -129,7 +141,10 @@ _EXCHANGE = st.builds(
     answered_by=st.one_of(st.just(""), st.just("rate_limit"), st.just(None), st.just(_MISSING)),
     entry=st.one_of(st.just(ENTRY), st.just(ENTRY), st.just(None)),
 )
-_HELD = st.lists(st.tuples(_EXCHANGE, st.one_of(st.floats(0, 30), _ODD_FLOAT)), max_size=40)
+_CLOCK = st.one_of(st.floats(0, 30), _ODD_FLOAT)
+# (exchange, clock) pairs and a round's (exchange, wall time, clock) notes, mixed
+_HELD = st.lists(st.one_of(st.tuples(_EXCHANGE, _CLOCK), st.tuples(_EXCHANGE, st.floats(0, 2e9), _CLOCK)),
+                 max_size=40)
 
 
 @pytest.mark.skipif(count_run_c is None, reason="the extension is not built")
@@ -166,7 +181,10 @@ def test_fold_counts_as_its_own_lines_do_with_or_without_it(items):
         try:
             clock = Clock()
             metrics = Metrics(clock)
-            metrics._held = [(_fold_exchange(route, base), now) for route, base, now in items]
+            # pairs as observe holds them, and notes as observe_round does, every other one
+            metrics._held = [(_fold_exchange(route, base), now) if index % 2 else
+                             (_fold_exchange(route, base), 1_790_000_000.5, now)
+                             for index, (route, base, now) in enumerate(items)]
             metrics.fold()
             texts.append([line for line in metrics.render()[0].decode().splitlines() if "_created" not in line])
         finally:

@@ -199,10 +199,11 @@ count_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *values[A_COUNT] = {NULL};
     while (index < PyList_GET_SIZE(held)) {
         PyObject *item = PyList_GET_ITEM(held, index);
-        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2)
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) < 2 || PyTuple_GET_SIZE(item) > 3)
             break;
         Py_INCREF(item);  /* an attribute read may run code that changes held */
-        PyObject *exchange = PyTuple_GET_ITEM(item, 0), *now = PyTuple_GET_ITEM(item, 1);
+        /* (exchange, clock) or a round's note (exchange, wall time, clock): the clock is the last */
+        PyObject *exchange = PyTuple_GET_ITEM(item, 0), *now = PyTuple_GET_ITEM(item, PyTuple_GET_SIZE(item) - 1);
         PyObject *this_entry = PyObject_GetAttr(exchange, entry_name);
         int read;
         if (this_entry == NULL) {

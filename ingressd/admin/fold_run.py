@@ -1,7 +1,8 @@
 """A run of finished exchanges of one route, method and status counted in one call (``Metrics.fold``).
 
 ``count_run(held, start, entry, method, status, counter, histogram, response_cell, request_cell,
-upstream_histogram)`` counts ``held[start:]`` (``(exchange, clock at its end)`` pairs) while each
+upstream_histogram)`` counts ``held[start:]`` (``(exchange, clock at its end)`` pairs, or a round's
+``(exchange, wall time, clock)`` notes: the clock is the last item) while each
 exchange is of the run (``exchange.entry is entry``, its method and status those given) and
 plain, and returns the index of the first one it did not count (``start`` when none). For
 each exchange counted it does exactly what ``Metrics.fold``'s own lines do: the request
@@ -61,9 +62,9 @@ def count_run_py(held, start, entry, method, status, counter, histogram, respons
     index = start
     while index < len(held):
         item = held[index]
-        if type(item) is not tuple or len(item) != 2:
+        if type(item) is not tuple or not 2 <= len(item) <= 3:
             break
-        exchange, now = item
+        exchange, now = item[0], item[-1]  # (exchange, clock) or a round's (exchange, wall time, clock)
         try:
             if exchange.entry is not entry:
                 break

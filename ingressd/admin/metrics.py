@@ -1,6 +1,7 @@
-"""Prometheus metrics: one observer call per finished exchange; everything else read at scrape.
+"""Prometheus metrics: finished exchanges noted once a round; everything else read at scrape.
 
-Per request, ``Metrics.observe`` only notes the finished exchange and the clock at its end;
+``Metrics.observe_round`` (a ``Proxy.round_observers`` callable: the server's) notes a round's
+finished exchanges and the clock at each one's end, ``Metrics.observe`` (``Proxy.observers``) one;
 ``Metrics.fold`` counts the exchanges noted together: when 64 are held, 0.1 s after the first
 (a timer), and before anything reads the series (any read of the registry, ``render``, a
 configuration change, the service's stop), so that every read sees every exchange finished
@@ -376,8 +377,12 @@ class Metrics:
         self._seconds = clock.seconds
         # None (a clock without timers): the exchanges counted at the bound or a read.
         self._call_later = getattr(clock, "callLater", None)
-        self._held: list[tuple] = []  # the reactor thread's: (exchange, clock at its end) to count
+        # the reactor thread's: (exchange, clock at its end), or a round's (exchange, wall time, clock), to count
+        self._held: list[tuple] = []
         self._fold_call = None  # the timed fold, while one is due
+        # The proxy's ``end_round`` when this observes its rounds (``observe_round``): a read of the
+        # series hands the round's exchanges so far over first, so it sees every one finished before it.
+        self.hand_over = None
         self._scrape = _ScrapeCollector(self)
         registry.register(self._scrape)
 
@@ -405,6 +410,16 @@ class Metrics:
         elif self._fold_call is None and self._call_later is not None:
             self._fold_call = self._call_later(_HOLD_SECONDS, self._fold_later)
 
+    def observe_round(self, batch) -> None:
+        """``Proxy.round_observers``: a round's finished exchanges (``interfaces.FinishedNote``),
+        each with the clock at its end, noted and counted as ``observe``'s."""
+        held = self._held
+        held.extend(batch)  # (exchange, wall time, clock): fold and count_run read the clock last
+        if len(held) >= _HELD:
+            self._count_held()
+        elif self._fold_call is None and self._call_later is not None:
+            self._fold_call = self._call_later(_HOLD_SECONDS, self._fold_later)
+
     @property
     def waiting(self) -> int:
         """Exchanges observed and not counted yet (fewer than ``_HELD``)."""
@@ -424,7 +439,12 @@ class Metrics:
     def fold(self) -> None:
         """Count the exchanges held (see the module's docstring): ``_HOLD_SECONDS`` after the
         first, at the bound, and before anything reads the series (a scrape, a configuration
-        change, a stop)."""
+        change, a stop); the proxy's round so far handed over first (``hand_over``)."""
+        if self.hand_over is not None:
+            self.hand_over()
+        self._count_held()
+
+    def _count_held(self) -> None:
         held = self._held
         if not held:
             return
@@ -442,7 +462,8 @@ class Metrics:
         # counted in one call (fold_run.count_run); the lines below count the others.
         count_run = _count_run if not nginx_on else None
         items = enumerate(held, 1)  # (the index of the next exchange, the exchange and its end)
-        for index, (exchange, now) in items:
+        for index, note in items:
+            exchange, now = note[0], note[-1]  # (exchange, clock), or a round's (exchange, wall time, clock)
             try:
                 entry = exchange.entry
                 status = exchange.status

@@ -29,7 +29,9 @@ def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
             controller_class=str(settings.get("ingress_class") or "ingressd"),
             election_id=str(settings.get("election_id") or ""),
         )
-        service.proxy.observers.append(metrics.observe)
+        # once a round (the proxy's clock is the reactor, the metrics' clock: the same readings)
+        service.proxy.round_observers.append(metrics.observe_round)
+        metrics.hand_over = service.proxy.end_round
         service.reloader.listeners.append(metrics.config_changed)
         metrics.attach(proxy=service.proxy, pool=service.pool, reloader=service.reloader, state=service.state,
                        certificates=getattr(service, "certificates", None),
@@ -46,7 +48,9 @@ def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
         pages[b"metrics"] = MetricsResource(metrics)
     service.access_log = make_access_log(settings, getattr(service, "reactor", None))
     if service.access_log is not None:
-        service.proxy.observers.append(service.access_log.observe)
+        service.proxy.round_observers.append(service.access_log.observe_round)
+        service.proxy.tls_observers.append(service.access_log.observe_tls)
+        service.access_log.hand_over = service.proxy.end_round
         service.access_log.setServiceParent(service)
         if service.metrics is not None:
             service.metrics.attach(access_log=service.access_log)

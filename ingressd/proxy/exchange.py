@@ -20,6 +20,7 @@ backend is behind by more than ``_STREAM_WINDOW`` bytes.
 from __future__ import annotations
 
 from operator import itemgetter
+from time import time as _wall_clock
 from typing import Any, Callable
 
 from twisted.python import log
@@ -83,7 +84,17 @@ class Proxy:
         self.upstreams = upstreams
         self.settings = settings
         self.clock = clock
+        # Finished exchanges (interfaces.py, beside FinishedExchange): each one at once to
+        # ``observers``; once a round, noted with the wall time and this clock, to ``round_observers``
+        # in one call (``end_round``); a TLS client connection's at once to ``tls_observers`` too.
         self.observers: list[Callable[["Exchange"], None]] = []
+        self.round_observers: list[Callable[[list], None]] = []
+        self.tls_observers: list[Callable[["Exchange"], None]] = []
+        self._noted: list[tuple] = []  # this round's (exchange, wall time, clock) for round_observers
+        self._at_round_end = getattr(clock, "call_at_round_end", None)  # None: each note handed over at once
+        self._end_round = self.end_round  # (the bound method made once: asked for every round)
+        # A reactor's clock is time.time itself (Twisted's seconds): then one reading is both a note's times.
+        self._clock_is_wall = getattr(clock, "seconds", None) is _wall_clock
         self.tunnels_open = 0  # WebSocket tunnels now open
         self.exchanges_open = 0  # requests begun and not yet finished (nginx's "writing" connections)
         # Requests without a body to a plain route take the exchange's plain lane
@@ -134,6 +145,21 @@ class Proxy:
         exchange.status = status
         exchange.bytes_sent = bytes_sent
         exchange._finished()
+
+    def end_round(self) -> None:
+        """Hand the exchanges noted since the last hand-over to each of ``round_observers`` in
+        one call: at the reactor's round end, at ``_ROUND_NOTES`` noted, and whenever an observer
+        must have every exchange finished so far (a metrics read, a log settings change, a stop).
+        A failing observer is logged; the others still get the batch."""
+        noted = self._noted
+        if not noted:
+            return
+        self._noted = []
+        for observer in self.round_observers:
+            try:
+                observer(noted)
+            except Exception:
+                log.err(None, "ingressd: a round observer failed")
 
     def is_plain(self, entry, https: bool = False) -> bool:
         """Whether requests to ``entry`` (over https: whose scheme is https) may take the plain
@@ -1246,11 +1272,27 @@ class Exchange:
                 observer(self)
             except Exception:
                 log.err(None, "ingressd: an exchange observer failed")
+        if proxy.tls_observers and self.protocol.scheme == "https":
+            for observer in proxy.tls_observers:
+                try:
+                    observer(self)
+                except Exception:
+                    log.err(None, "ingressd: an exchange observer failed")
+        if proxy.round_observers:  # noted for the round's end (Proxy.end_round)
+            noted = proxy._noted
+            at_round_end = proxy._at_round_end
+            if not noted and at_round_end is not None:
+                at_round_end(proxy._end_round)
+            now = proxy.clock.seconds()
+            noted.append((self, now if proxy._clock_is_wall else _wall_clock(), now))
+            if at_round_end is None or len(noted) >= _ROUND_NOTES:
+                proxy.end_round()
 
 
 _new_object = object.__new__  # an Exchange (or Headers) whose slots the caller sets (Proxy.__call__)
 _NO_BACKEND = object()  # the weighted member chosen early could not be used (or none could be chosen)
 _PLAIN_MEMO = 4096  # route entries whose plainness Proxy.is_plain remembers
+_ROUND_NOTES = 256  # finished exchanges noted at most: then handed over before the round's end
 
 
 def _with_fields(pairs: list, fields: tuple) -> list:
