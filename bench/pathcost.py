@@ -14,9 +14,8 @@ The server's reactor ends rounds of events (``memcost.RoundsReactor``), as ``twi
 does: with the access log on, each round's exchanges are held and their lines formatted when the
 round ends (``AccessLog._end_round``, the server's path), here after every request's answer
 (``--round N``: after every N requests, as a busy server's poll hands it several connections'
-reads at once). The metrics take a round's exchanges at its end too (``Proxy.round_observers``,
-since the round branch): with the log off and the metrics on the round still ends after each
-answer; with neither, the loop has no round ends to call, as before.
+reads at once). With the log off no round end is asked for (the metrics alone take the proxy's
+notes at their bound or when read: ``Proxy.want_rounds``), and the loop has none to call, as before.
 
 It is deterministic enough to compare two versions of the code on a noisy machine (the
 median of several rounds), and ``--profile`` prints cProfile's table for the same loop.
@@ -78,8 +77,9 @@ class Rig:
     def run(self, count: int) -> None:
         client, upstream = self.client.dataReceived, self.upstream.dataReceived
         client_clear, upstream_clear = self.client_transport.clear, self.upstream_transport.clear
-        if self.service.access_log is None and not getattr(self.service.proxy, "round_observers", None):
-            # no round ends asked for (no log, and no metrics on the proxy's rounds): the loop as it always was
+        if not getattr(self.service.proxy, "rounds_wanted", self.service.access_log is not None):
+            # no round ends asked for (no access log: the metrics alone take the proxy's notes when
+            # they are read or at their bound): the loop as it always was
             for _ in range(count):
                 client(REQUEST)
                 upstream(RESPONSE)

@@ -344,10 +344,11 @@ FinishedNote = tuple[FinishedExchange, float, float]
 # may close, such as its TLS facts, is read there).
 ExchangeObserver = Callable[[FinishedExchange], None]
 # ``Proxy.round_observers`` (the metrics' ``observe_round``, the access log's): called once a round
-# with the round's finished exchanges, in the order they finished (``Proxy.end_round``: at the
-# reactor's round end; on a reactor without ``call_at_round_end``, such as the tests' Clock, at each
-# exchange's end with a batch of one; sooner when 256 are noted or an observer must see every
-# exchange finished so far). The batch is shared by the observers and read-only; a failing
+# with the round's finished exchanges, in the order they finished (``Proxy.end_round``). When an
+# observer wants each round's end (``Proxy.want_rounds``: the access log), at the reactor's round
+# end, or on a reactor without ``call_at_round_end``, such as the tests' Clock, at each exchange's
+# end with a batch of one, and sooner when 256 are noted; else (the metrics alone) when 64 are
+# noted; and whenever an observer must see every exchange finished so far (``end_round``). The batch is shared by the observers and read-only; a failing
 # observer is logged and the others still get it.
 RoundObserver = Callable[[Sequence[FinishedNote]], None]
 

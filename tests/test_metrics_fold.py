@@ -216,12 +216,12 @@ def test_the_real_server_counts_every_request_by_a_scrape_and_at_its_stop(tmp_pa
     for count in range(2, 6):
         client.dataReceived(REQUEST)
         upstream.dataReceived(RESPONSE)
-        assert metrics.waiting == 1  # held, not counted yet...
+        assert service.proxy.noted + metrics.waiting == 1  # held, not counted yet...
         assert answered() == count  # ...and counted by the read
     for _ in range(3):
         client.dataReceived(REQUEST)
         upstream.dataReceived(RESPONSE)
-    assert metrics.waiting == 3
+    assert service.proxy.noted + metrics.waiting == 3
     assert client_transport.value().count(b"HTTP/1.1 200 OK") == 8
     client.connectionLost(Failure(ConnectionDone()))  # the client leaves; nothing is left to drain
     stopped = service.stopService()  # drains first (no delay here), then stops
@@ -230,7 +230,7 @@ def test_the_real_server_counts_every_request_by_a_scrape_and_at_its_stop(tmp_pa
             break
         reactor.advance(0)
     assert stopped.called
-    assert metrics.waiting == 0
+    assert service.proxy.noted == metrics.waiting == 0
     assert answered() == 8
 
 

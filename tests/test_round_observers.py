@@ -10,6 +10,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
+from twisted.application.service import MultiService
 from twisted.internet.task import Clock
 from twisted.python import log as twisted_log
 
@@ -99,6 +100,7 @@ def test_one_call_a_round_with_its_exchanges_in_order_and_what_a_per_exchange_ob
     proxy, pool = _proxy(clock)
     batches, read = [], []
     proxy.round_observers.append(batches.append)
+    proxy.want_rounds()
     proxy.observers.append(lambda exchange: read.append((exchange, exchange_module._wall_clock(), clock.seconds())))
     for index in range(3):
         wall.now += 1.5
@@ -124,6 +126,7 @@ def test_without_a_reactor_that_ends_rounds_each_exchange_is_handed_over_at_once
     proxy, pool = _proxy(Clock())
     batches = []
     proxy.round_observers.append(batches.append)
+    proxy.want_rounds()
     first = _proxied(proxy, pool, b"/a")
     assert [[note[0] for note in batch] for batch in batches] == [[first]]
     second = _proxied(proxy, pool, b"/b")
@@ -135,11 +138,48 @@ def test_a_round_hands_over_a_bounded_number_of_exchanges():
     proxy, pool = _proxy(clock)
     batches = []
     proxy.round_observers.append(batches.append)
+    proxy.want_rounds()
     for _ in range(exchange_module._ROUND_NOTES + 3):
         proxy.rejected(FakeClient(), None, 408, 10)
     assert [len(batch) for batch in batches] == [exchange_module._ROUND_NOTES]
     clock.end_round()
     assert [len(batch) for batch in batches] == [exchange_module._ROUND_NOTES, 3]
+
+
+def test_without_an_observer_wanting_rounds_no_round_end_is_asked_and_the_notes_wait_for_their_bound():
+    """The metrics alone (they hand the round over themselves before a read): no round end asked
+    for, the notes handed over at ``_UNHURRIED_NOTES`` or when an observer calls ``end_round``."""
+    clock = RoundClock()
+    proxy, pool = _proxy(clock)
+    batches = []
+    proxy.round_observers.append(batches.append)
+    for _ in range(exchange_module._UNHURRIED_NOTES + 3):
+        proxy.rejected(FakeClient(), None, 408, 10)
+    assert clock.ends == [] and [len(batch) for batch in batches] == [exchange_module._UNHURRIED_NOTES]
+    proxy.end_round()
+    assert [len(batch) for batch in batches] == [exchange_module._UNHURRIED_NOTES, 3]
+    proxy.rejected(FakeClient(), None, 408, 10)
+    proxy.want_rounds()  # the notes so far handed over: none of them asked for a round end
+    assert [len(batch) for batch in batches] == [exchange_module._UNHURRIED_NOTES, 3, 1] and clock.ends == []
+    proxy.rejected(FakeClient(), None, 408, 10)
+    assert len(clock.ends) == 1 and len(batches) == 3
+    clock.end_round()
+    assert [len(batch) for batch in batches] == [exchange_module._UNHURRIED_NOTES, 3, 1, 1]
+
+
+def test_a_server_with_metrics_alone_asks_no_round_end_and_one_with_the_log_does():
+    from ingressd.admin import observability
+    for access_log, asked in (("off", False), ("-", True)):
+        clock = RoundClock()
+        proxy, pool = _proxy(clock)
+        service = MultiService()  # (FoldAtStop and the log join it as the server's do)
+        service.proxy, service.reactor, service.pool, service.state = proxy, clock, None, None
+        service.reloader = SimpleNamespace(listeners=[])
+        observability.install(service, {"access_log": access_log})
+        service.metrics.attach(reloader=None)  # (nothing of the reloader's to scrape here)
+        _proxied(proxy, pool, b"/a")
+        assert (len(clock.ends) == 1) is asked
+        assert _requests(service.metrics) == 1.0  # a read hands the notes over either way
 
 
 def test_a_failing_round_observer_is_logged_and_the_others_get_the_batch():
@@ -155,6 +195,7 @@ def test_a_failing_round_observer_is_logged_and_the_others_get_the_batch():
             errors.append(event)
 
     proxy.round_observers.extend([failing, batches.append])
+    proxy.want_rounds()
     twisted_log.addObserver(caught)
     try:
         _proxied(proxy, pool)
@@ -181,6 +222,7 @@ def _logs(options, clock_factory=RoundClock, target="-"):
         if rounds:
             proxy.round_observers.append(log.observe_round)
             proxy.tls_observers.append(log.observe_tls)
+            proxy.want_rounds()
             log.hand_over = proxy.end_round
         else:
             proxy.observers.append(log.observe)
@@ -328,6 +370,7 @@ def test_on_a_clock_that_is_the_wall_clock_one_reading_is_both_times():
     proxy, pool = _proxy(clock)
     batches = []
     proxy.round_observers.append(batches.append)
+    proxy.want_rounds()
     before = time.time()
     proxy.rejected(FakeClient(), None, 408, 10)
     for end in ends:

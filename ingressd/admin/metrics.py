@@ -158,7 +158,6 @@ class _NginxCompat:
         const = (os.environ.get("POD_NAMESPACE", ""), controller_class,
                  os.environ.get("POD_NAME", "") or socket.gethostname())
         self.const = dict(zip(_NGINX_CONST, const))
-        labels = _NGINX_CONST + _NGINX_REQUEST
         # The four histograms are plain cells like ours (no lock per observation: the reactor
         # thread is their only writer), made into families at scrape time (_NginxHistograms).
         self.duration: dict[tuple, _Histogram] = {}

@@ -50,6 +50,7 @@ def install(service, settings: dict[str, Any]) -> dict[bytes, Resource]:
     if service.access_log is not None:
         service.proxy.round_observers.append(service.access_log.observe_round)
         service.proxy.tls_observers.append(service.access_log.observe_tls)
+        service.proxy.want_rounds()  # its lines written at most a round late
         service.access_log.hand_over = service.proxy.end_round
         service.access_log.setServiceParent(service)
         if service.metrics is not None:

@@ -91,7 +91,11 @@ class Proxy:
         self.round_observers: list[Callable[[list], None]] = []
         self.tls_observers: list[Callable[["Exchange"], None]] = []
         self._noted: list[tuple] = []  # this round's (exchange, wall time, clock) for round_observers
-        self._at_round_end = getattr(clock, "call_at_round_end", None)  # None: each note handed over at once
+        self._round_end = getattr(clock, "call_at_round_end", None)  # the reactor's, when it ends rounds
+        # Until an observer wants each round's exchanges by the round's end (``want_rounds``), no
+        # round end is asked for: the notes wait for ``_UNHURRIED_NOTES`` or an ``end_round`` call.
+        self._at_round_end = None
+        self._hand_over_at = _UNHURRIED_NOTES  # notes waiting at most: then handed over at once
         self._end_round = self.end_round  # (the bound method made once: asked for every round)
         # A reactor's clock is time.time itself (Twisted's seconds): then one reading is both a note's times.
         self._clock_is_wall = getattr(clock, "seconds", None) is _wall_clock
@@ -145,6 +149,28 @@ class Proxy:
         exchange.status = status
         exchange.bytes_sent = bytes_sent
         exchange._finished()
+
+    @property
+    def rounds_wanted(self) -> bool:
+        """Whether a round observer asked for each round's end (``want_rounds``)."""
+        return self._hand_over_at != _UNHURRIED_NOTES
+
+    @property
+    def noted(self) -> int:
+        """Finished exchanges noted and not handed over to ``round_observers`` yet."""
+        return len(self._noted)
+
+    def want_rounds(self) -> None:
+        """A round observer that must have each round's exchanges by the round's end (the access
+        log: its lines at most a round late) asks for it here: the proxy then asks the reactor for
+        the round's end (``call_at_round_end``) when a round's first exchange finishes, and hands
+        the notes over sooner only at ``_ROUND_NOTES``; on a reactor without round ends, at each
+        exchange's end. Without it (the metrics alone, which hand the round over themselves before
+        anything reads them: ``Metrics.hand_over``) no round end is asked for, and the notes wait
+        until ``_UNHURRIED_NOTES`` of them are noted or an observer calls ``end_round``."""
+        self.end_round()  # (any notes so far: none of them asked for a round end)
+        self._at_round_end = self._round_end
+        self._hand_over_at = _ROUND_NOTES if self._round_end is not None else 1
 
     def end_round(self) -> None:
         """Hand the exchanges noted since the last hand-over to each of ``round_observers`` in
@@ -1280,12 +1306,11 @@ class Exchange:
                     log.err(None, "ingressd: an exchange observer failed")
         if proxy.round_observers:  # noted for the round's end (Proxy.end_round)
             noted = proxy._noted
-            at_round_end = proxy._at_round_end
-            if not noted and at_round_end is not None:
-                at_round_end(proxy._end_round)
+            if not noted and proxy._at_round_end is not None:
+                proxy._at_round_end(proxy._end_round)
             now = proxy.clock.seconds()
             noted.append((self, now if proxy._clock_is_wall else _wall_clock(), now))
-            if at_round_end is None or len(noted) >= _ROUND_NOTES:
+            if len(noted) >= proxy._hand_over_at:
                 proxy.end_round()
 
 
@@ -1293,6 +1318,7 @@ _new_object = object.__new__  # an Exchange (or Headers) whose slots the caller 
 _NO_BACKEND = object()  # the weighted member chosen early could not be used (or none could be chosen)
 _PLAIN_MEMO = 4096  # route entries whose plainness Proxy.is_plain remembers
 _ROUND_NOTES = 256  # finished exchanges noted at most: then handed over before the round's end
+_UNHURRIED_NOTES = 64  # … when no observer wants each round's end (Proxy.want_rounds): the metrics' bound
 
 
 def _with_fields(pairs: list, fields: tuple) -> list:
