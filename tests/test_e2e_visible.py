@@ -180,12 +180,17 @@ def _metric(proc, status: int) -> float:
 def _raw_wait_close(proc, data: bytes, timeout: float = 10.0) -> bytes:
     with socket.create_connection(("127.0.0.1", proc.http_port), timeout=timeout) as sock:
         sock.sendall(data)
-        chunks = []
-        while True:
-            piece = sock.recv(65536)
-            if not piece:
-                return b"".join(chunks)
-            chunks.append(piece)
+        return _read_to_close(sock)
+
+
+def _read_to_close(sock) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    chunks = []
+    while True:
+        piece = sock.recv(65536)
+        if not piece:
+            return b"".join(chunks)
+        chunks.append(piece)
 
 
 @pytest.mark.parametrize("status, request_bytes, uri", [
@@ -227,12 +232,7 @@ def _pipelined(sock, prefix: bytes, count: int) -> bytes:
     requests = [b"OPTIONS %s%d HTTP/1.1\r\nHost: big.test\r\n\r\n" % (prefix, index) for index in range(count - 1)]
     requests.append(b"OPTIONS %s%d HTTP/1.1\r\nHost: big.test\r\nConnection: close\r\n\r\n" % (prefix, count - 1))
     sock.sendall(b"".join(requests))
-    chunks = []
-    while True:
-        piece = sock.recv(65536)
-        if not piece:
-            return b"".join(chunks)
-        chunks.append(piece)
+    return _read_to_close(sock)
 
 
 def test_pipelined_requests_in_clear_and_over_tls_are_each_logged_and_counted_once(world):

@@ -22,23 +22,16 @@ from ingressd.logformat import log_settings_from
 from ingressd.proxy import exchange as exchange_module
 from ingressd.proxy.exchange import Proxy, ProxySettings
 
+from test_accesslog_rounds import RoundReactor
 from test_exchange import FakeClient, FakePool, State, entry, request, send
 
 
-class RoundClock(Clock):
+class RoundClock(Clock, RoundReactor):
     """The tests' Clock with the server reactor's ``call_at_round_end``; ``end_round()`` ends the round."""
 
     def __init__(self):
-        super().__init__()
-        self.ends = []
-
-    def call_at_round_end(self, f):
-        self.ends.append(f)
-
-    def end_round(self):
-        ends, self.ends = self.ends, []
-        for end in ends:
-            end()
+        Clock.__init__(self)
+        RoundReactor.__init__(self)
 
 
 class _Wall:
