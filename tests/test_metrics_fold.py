@@ -114,7 +114,7 @@ def test_a_read_in_the_middle_of_a_round_sees_every_exchange_finished_before_it(
         metrics.observe(_request(count, clock.seconds()))
         # The registry read directly (as prometheus_client's get_sample_value does), then /metrics:
         assert _requests_total(metrics) == count
-        assert f"ingressd_requests_total{{" in metrics.render()[0].decode()
+        assert "ingressd_requests_total{" in metrics.render()[0].decode()
         assert (metrics.registry.get_sample_value(
             "ingressd_request_duration_seconds_count",
             {"namespace": "ns", "ingress": "i0", "service": "s0", "status_class": "2xx"}) or 0) == len(
