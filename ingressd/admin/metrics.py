@@ -400,22 +400,18 @@ class Metrics:
     # -- the request path ---------------------------------------------------------------
 
     def observe(self, exchange) -> None:
-        """``Proxy.observers``: the finished exchange and the clock at its end noted; counted
-        (``fold``) at most ``_HOLD_SECONDS`` later, at the bound, or before the series are read."""
-        held = self._held
-        held.append((exchange, self._seconds()))
-        if len(held) >= _HELD:
-            self.fold()
-        elif self._fold_call is None and self._call_later is not None:
-            self._fold_call = self._call_later(_HOLD_SECONDS, self._fold_later)
+        """``Proxy.observers``: the finished exchange and the clock at its end noted, as a round of
+        one (``observe_round``)."""
+        self.observe_round(((exchange, self._seconds()),))
 
     def observe_round(self, batch) -> None:
         """``Proxy.round_observers``: a round's finished exchanges (``interfaces.FinishedNote``),
-        each with the clock at its end, noted and counted as ``observe``'s."""
+        each with the clock at its end (its last item), noted; counted (``fold``) at most
+        ``_HOLD_SECONDS`` later, at the bound, or before the series are read."""
         held = self._held
         held.extend(batch)  # (exchange, wall time, clock): fold and count_run read the clock last
         if len(held) >= _HELD:
-            self._count_held()
+            self.fold()  # (its hand-over finds the proxy's round already handed over: this batch)
         elif self._fold_call is None and self._call_later is not None:
             self._fold_call = self._call_later(_HOLD_SECONDS, self._fold_later)
 
@@ -441,9 +437,6 @@ class Metrics:
         change, a stop); the proxy's round so far handed over first (``hand_over``)."""
         if self.hand_over is not None:
             self.hand_over()
-        self._count_held()
-
-    def _count_held(self) -> None:
         held = self._held
         if not held:
             return

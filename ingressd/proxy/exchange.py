@@ -1293,17 +1293,14 @@ class Exchange:
                     callback()
                 except Exception:
                     log.err(None, "ingressd: an on_finish callback failed")
-        for observer in proxy.observers:
+        observers = proxy.observers
+        if proxy.tls_observers and self.protocol.scheme == "https":  # (a TLS client connection's too)
+            observers = [*observers, *proxy.tls_observers]
+        for observer in observers:
             try:
                 observer(self)
             except Exception:
                 log.err(None, "ingressd: an exchange observer failed")
-        if proxy.tls_observers and self.protocol.scheme == "https":
-            for observer in proxy.tls_observers:
-                try:
-                    observer(self)
-                except Exception:
-                    log.err(None, "ingressd: an exchange observer failed")
         if proxy.round_observers:  # noted for the round's end (Proxy.end_round)
             noted = proxy._noted
             if not noted and proxy._at_round_end is not None:
