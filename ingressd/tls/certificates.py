@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -371,7 +372,7 @@ class CertificateStore:
         auth_exact: dict[str, ClientAuth] = {}
         auth_wildcard: dict[str, ClientAuth] = {}
         for host, auth in config.client_auth:
-            host = host.strip().lower().rstrip(".")
+            host = _host_name(host)
             if host.startswith("*."):
                 auth_wildcard.setdefault(host[2:], auth)
             else:  # "" (a rule without host) is never an SNI name: never looked up
@@ -433,7 +434,7 @@ class CertificateStore:
         self.walks += 1
         walk = _Walk(tls_hosts, now)
         for index, tls_host in enumerate(tls_hosts):
-            host = tls_host.host.strip().lower().rstrip(".")
+            host = _host_name(tls_host.host)
             if not host:
                 continue
             if "*" in host and not (host.startswith("*.") and "*" not in host[2:]):
@@ -449,7 +450,7 @@ class CertificateStore:
             if owner is not None:
                 walk.owners[host] = owner
                 owned.append((owner, host, served))
-        owned.sort(key=_first)  # each host in the place a walk of the TLS hosts in order gives it
+        owned.sort(key=itemgetter(0))  # each host in the place a walk of the TLS hosts in order gives it
         for _, host, served in owned:
             walk.serve(host, served)
         walk.report()
@@ -463,7 +464,7 @@ class CertificateStore:
         hosts than before: the hosts' order in the map, the Secrets built, may differ (a ``covered_only``
         TLS host whose certificate came to cover it or no longer does)."""
         tls_hosts, users = walk.tls_hosts, walk.users
-        hosts = {tls_hosts[index].host.strip().lower().rstrip("."): None
+        hosts = {_host_name(tls_hosts[index].host): None
                  for key in changed for index in users.get(key, ())}
         if not hosts:
             return []  # no TLS host uses them: nothing served changes
@@ -900,7 +901,7 @@ def _names_of(route_hosts: Iterable[str], tls_hosts: Iterable) -> tuple[frozense
     hosts = set(route_hosts)
     hosts.update(tls_host.host for tls_host in tls_hosts)
     for host in hosts:
-        host = host.strip().lower().rstrip(".")
+        host = _host_name(host)
         if host.startswith("*."):
             wildcard.add(host[2:])
         elif host:
@@ -920,7 +921,7 @@ def _host_settings(host_tls, base: TLSSettings) -> tuple[dict[str, TLSSettings],
     exact: dict[str, TLSSettings] = {}
     wildcard: dict[str, TLSSettings] = {}
     for host, own in host_tls:
-        host = host.strip().lower().rstrip(".")
+        host = _host_name(host)
         settings = own.over(base)
         if settings == base:
             continue  # nothing of its own: the host's usual contexts
@@ -1084,8 +1085,9 @@ class _Walk:
                                        result.not_before if result.not_before > now else _NEVER)
 
 
-def _first(item: tuple) -> Any:
-    return item[0]
+def _host_name(name: str) -> str:
+    """A host as the store keys it: without surrounding blanks or a trailing dot, in lower case."""
+    return name.strip().lower().rstrip(".")
 
 
 def _same_asking(a: tuple, b: tuple) -> bool:
