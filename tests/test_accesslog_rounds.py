@@ -205,7 +205,7 @@ def test_on_ingressds_reactor_the_lines_are_formatted_when_its_round_ends(wall):
         reactor._poller.close()
 
 
-class _ClosingTLSConnection:
+class ClosingTLSConnection:
     """A TLS client connection as ``http1.HTTP1Protocol`` is one: ``tls()`` read once and remembered;
     its TLS handle gone once it closed (as Twisted's TLS protocol drops it in connectionLost)."""
 
@@ -238,7 +238,7 @@ def test_a_tls_connection_that_closes_before_the_round_ends_keeps_its_tls_facts_
     lines = []
     for reactor in (None, RoundReactor()):
         exchange = _exchange()
-        exchange.protocol = _ClosingTLSConnection()
+        exchange.protocol = ClosingTLSConnection()
         log = AccessLog("-", settings=log_settings_from(options), reactor=reactor)
         log(exchange)
         exchange.protocol.open = False  # closed before the round ends
@@ -259,7 +259,7 @@ def test_a_line_that_reads_the_live_tls_handle_is_formatted_at_once(wall):
     reactor = RoundReactor()
     log = AccessLog("-", settings=log_settings_from({"log_format_upstream": "[$ssl_cipher]"}), reactor=reactor)
     exchange = _exchange()
-    exchange.protocol = _ClosingTLSConnection()
+    exchange.protocol = ClosingTLSConnection()
     log(exchange)
     assert log.queued_lines() == ["[TLS_AES_128_GCM_SHA256]\n"] and not reactor.ends
     plain = _exchange()  # a plain-HTTP connection has no handle to lose: held for the round's end

@@ -22,7 +22,7 @@ from ingressd.logformat import log_settings_from
 from ingressd.proxy import exchange as exchange_module
 from ingressd.proxy.exchange import Proxy, ProxySettings
 
-from test_accesslog_rounds import RoundReactor
+from test_accesslog_rounds import ClosingTLSConnection, RoundReactor
 from test_exchange import FakeClient, FakePool, State, entry, request, send
 
 
@@ -69,23 +69,13 @@ def _proxied(proxy, pool, target=b"/", client=None, status=200):
     return exchange
 
 
-class _TLSClient(FakeClient):
-    """An HTTPS client connection whose TLS facts and handle are gone once it closed (as
-    ``http1.HTTP1Protocol``'s: ``tls()`` read once and remembered)."""
+class _TLSClient(ClosingTLSConnection, FakeClient):
+    """An HTTPS client connection whose TLS facts and handle are gone once it closed
+    (``ClosingTLSConnection``'s), answering as the tests' ``FakeClient``."""
 
     def __init__(self):
-        super().__init__(scheme="https")
-        self.open = True
-        self._tls = None
-        self.transport = SimpleNamespace(getHandle=self._handle)
-
-    def _handle(self):
-        return SimpleNamespace(get_cipher_name=lambda: "TLS_AES_128_GCM_SHA256") if self.open else None
-
-    def tls(self):
-        if self._tls is None:
-            self._tls = ("TLSv1.3", "shop.test") if self.open else ("", "")
-        return self._tls
+        FakeClient.__init__(self, scheme="https")
+        ClosingTLSConnection.__init__(self)
 
 
 def test_one_call_a_round_with_its_exchanges_in_order_and_what_a_per_exchange_observer_read(wall):
